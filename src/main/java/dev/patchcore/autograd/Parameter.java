@@ -1,0 +1,45 @@
+package dev.patchcore.autograd;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * A trainable tensor: fp32 master weights, the compute copy the forward reads (the master itself on CPU,
+ * a bf16 copy on CUDA), and an fp32 gradient accumulated over micro-batches.
+ */
+public final class Parameter {
+    private final String name;
+    private final int[] shape;
+    private final boolean decay;
+    private final Tensor master;
+    private final Tensor compute;
+    private final Tensor grad;
+
+    public Parameter(Backend backend, String name, boolean decay, int... shape) {
+        this.name = name;
+        this.shape = shape.clone();
+        this.decay = decay;
+        this.master = backend.allocate(DType.F32, shape);
+        this.compute = backend.activationType() == DType.F32 ? master : backend.allocate(backend.activationType(), shape);
+        this.grad = backend.allocate(DType.F32, shape);
+    }
+
+    /** Hugging Face {@code LlamaForCausalLM} tensor name. */
+    public String name() { return name; }
+    public int[] shape() { return shape.clone(); }
+    public long numel() { return master.numel(); }
+    /** Whether AdamW applies weight decay (not to norm gains). */
+    public boolean decay() { return decay; }
+    public Tensor master() { return master; }
+    public Tensor compute() { return compute; }
+    public Tensor grad() { return grad; }
+    /** True when the compute copy is a separate tensor that must follow the master. */
+    public boolean hasSeparateCompute() { return compute != master; }
+
+    /** Sets master weights from host floats and refreshes the compute copy. */
+    public void load(Backend backend, float[] values) {
+        backend.upload(master, values);
+        if (hasSeparateCompute()) backend.copy(master, compute);
+    }
+}

@@ -1,0 +1,23 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * What an op family's launcher class ({@code CudaRmsNorm}, {@code CudaAttention}, …) needs from the runtime:
+ * kernel launch on the backend's stream and step-scoped device memory.
+ */
+public interface KernelContext {
+    /**
+     * Launches {@code extern "C"} kernel {@code name} from the packaged fatbin on the backend's stream and checks
+     * the launch. Arguments: {@link Tensor} (passed as the device address of its first element), Integer, Long,
+     * Float; nothing else.
+     */
+    void launch(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes, Object... args);
+
+    /** Same as {@link dev.patchcore.backend.Backend#scratch}. */
+    Tensor scratch(DType dtype, int... shape);
+
+    /** Number of streaming multiprocessors (for grid sizing). */
+    int multiprocessorCount();
+}

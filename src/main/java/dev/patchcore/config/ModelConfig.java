@@ -1,0 +1,51 @@
+package dev.patchcore.config;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * Shape of a LLaMA-style decoder. {@code contextLength} is the token-level block T; the patch stage reads K·T
+ * tokens as T patches, so positions never exceed T.
+ */
+public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads,
+                          int contextLength, float ropeTheta, float normEps) {
+
+    public ModelConfig {
+        if (dim % heads != 0) throw new IllegalArgumentException("dim " + dim + " not divisible by heads " + heads);
+        if ((dim / heads) % 2 != 0) throw new IllegalArgumentException("head dimension must be even for RoPE");
+        if (vocabSize <= 0 || layers <= 0 || ffnDim <= 0 || contextLength <= 0)
+            throw new IllegalArgumentException("model sizes must be positive");
+    }
+
+    public int headDim() { return dim / heads; }
+
+    public ModelConfig withVocab(int v) { return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps); }
+
+    public ModelConfig withContext(int t) { return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps); }
+
+    /** Parameter count (untied input and output embeddings). */
+    public long parameterCount() {
+        long perLayer = 4L * dim * dim + 3L * dim * ffnDim + 2L * dim;
+        return 2L * vocabSize * dim + layers * perLayer + dim;
+    }
+
+    /** Paper §3.1 sizes (LLaMA-2 vocabulary 32000, T = 2048) plus small sizes that train on a CPU. */
+    public static final Map<String, ModelConfig> PRESETS = presets();
+
+    private static Map<String, ModelConfig> presets() {
+        Map<String, ModelConfig> m = new LinkedHashMap<>();
+        m.put("tiny", new ModelConfig("tiny", 257, 128, 352, 4, 4, 64, 10000f, 1e-5f));
+        m.put("small", new ModelConfig("small", 257, 256, 688, 6, 8, 128, 10000f, 1e-5f));
+        m.put("370m", new ModelConfig("370m", 32000, 1024, 2752, 24, 16, 2048, 10000f, 1e-5f));
+        m.put("780m", new ModelConfig("780m", 32000, 1536, 4128, 24, 16, 2048, 10000f, 1e-5f));
+        m.put("1.3b", new ModelConfig("1.3b", 32000, 2048, 5504, 24, 16, 2048, 10000f, 1e-5f));
+        m.put("2.7b", new ModelConfig("2.7b", 32000, 2560, 6880, 32, 32, 2048, 10000f, 1e-5f));
+        return Map.copyOf(m);
+    }
+
+    public static ModelConfig preset(String name) {
+        ModelConfig c = PRESETS.get(name);
+        if (c == null) throw new IllegalArgumentException("unknown preset '" + name + "' (choose from " + String.join(", ", PRESETS.keySet()) + ")");
+        return c;
+    }
+}
