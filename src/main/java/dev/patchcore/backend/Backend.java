@@ -78,6 +78,12 @@ public interface Backend extends AutoCloseable {
     /** y = x / rms(x) · gain per row; rstd = 1/sqrt(mean(x²) + eps), F32 [N]. */
     RmsNormOut rmsNorm(Tensor x, Tensor gain, float eps);
 
+    /**
+     * Residual add fused with the RMSNorm that follows it (one pass): sum = residual + branch,
+     * y = rmsNorm(sum, gain). The backward is {@link #rmsNormBackward} on {@code sum} plus the add's identity.
+     */
+    AddRmsNormOut addRmsNorm(Tensor residual, Tensor branch, Tensor gain, float eps);
+
     /** Returns dx; dGain += Σ_rows dy · x · rstd. */
     Tensor rmsNormBackward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain);
 
@@ -132,6 +138,8 @@ public interface Backend extends AutoCloseable {
     void close();
 
     record RmsNormOut(Tensor y, Tensor rstd) {}
+
+    record AddRmsNormOut(Tensor sum, Tensor y, Tensor rstd) {}
 
     record AttentionOut(Tensor out, Tensor lse) {}
 
