@@ -69,6 +69,40 @@ public final class Tape {
         return self[0];
     }
 
+    /** Outputs of {@link #addRmsNorm}: the new residual stream and its normalized copy. */
+    public record AddNorm(Var sum, Var normed) {}
+
+    /** sum = residual + branch; normed = rmsNorm(sum) — one fused pass forward. */
+    public AddNorm addRmsNorm(Var residual, Var branch, Parameter gain, float eps) {
+        Backend.AddRmsNormOut r = be.addRmsNorm(residual.value, branch.value, gain.compute(), eps);
+        Var sum = new Var(r.sum(), null);
+        Var normed = new Var(r.y(), null);
+        backwardOps.add(() -> {
+            // Both outputs are consumed later on the tape, so their gradients are complete here.
+            Tensor dSum = sum.grad;
+            if (normed.grad != null) {
+                Tensor viaNorm = be.rmsNormBackward(normed.grad, r.sum(), gain.compute(), r.rstd(), gain.grad());
+                if (dSum == null) dSum = viaNorm;
+                else be.addInPlace(dSum, viaNorm);
+            }
+            if (dSum == null) return;
+            passSum(residual, branch, dSum);
+        });
+        return new AddNorm(sum, normed);
+    }
+
+    /** Gradient of x + y: the same tensor flows to both; one of them gets a copy so neither aliases the other. */
+    private void passSum(Var x, Var y, Tensor g) {
+        accumulate(be, x, g);
+        if (y.grad == null) {
+            Tensor copy = be.scratch(g.dtype(), g.shape());
+            be.copy(g, copy);
+            y.grad = copy;
+        } else {
+            be.addInPlace(y.grad, g);
+        }
+    }
+
     /** Rotary embedding with positions = row index within the sequence (the patch index in the patch stage). */
     public Var rope(Var x, int seqLen, int heads, float theta) {
         Tensor out = be.rope(x.value, seqLen, heads, theta);
@@ -109,17 +143,7 @@ public final class Tape {
         Tensor out = be.add(x.value, y.value);
         Var[] self = new Var[1];
         self[0] = record(out, () -> {
-            if (self[0].grad == null) return;
-            // d(x+y) passes the same gradient to both; the second consumer gets it shared read-only,
-            // so accumulate copies rather than aliasing when that input already has a gradient.
-            accumulate(be, x, self[0].grad);
-            if (y.grad == null) {
-                Tensor copy = be.scratch(self[0].grad.dtype(), self[0].grad.shape());
-                be.copy(self[0].grad, copy);
-                y.grad = copy;
-            } else {
-                be.addInPlace(y.grad, self[0].grad);
-            }
+            if (self[0].grad != null) passSum(x, y, self[0].grad);
         });
         return self[0];
     }

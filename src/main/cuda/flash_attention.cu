@@ -1,0 +1,534 @@
+// Causal flash attention (FlashAttention-2, Dao 2023), forward and backward, on tensor cores
+// (mma.sync m16n8k16 bf16 → fp32, operands through ldmatrix, tiles through cp.async).
+//
+// Layout (Backend.attention): q, k, v, out, dOut, dq, dk, dv are bf16 [B·T, H·D] row-major; head h of
+// row b·T+t occupies columns h·D .. h·D+D−1. lse is fp32 [B, H, T], natural log of Σ exp(scaled scores).
+// Scale 1/sqrt(D). Memory is linear in T: only lse (forward) and D_i plus an fp32 dQ accumulator
+// (backward) are kept; no T×T buffer ever exists. Design notes and ptxas numbers: docs/attention.md.
+//
+// Fragment conventions of mma.m16n8k16 (PTX ISA, "Matrix fragments for mma.m16n8k16"), g = lane/4, c = lane%4:
+//   A 16×16 (row-major): reg0 = A[g][2c..2c+1], reg1 = A[g+8][2c..], reg2 = A[g][2c+8..], reg3 = A[g+8][2c+8..]
+//   B 16×8  (col-major): reg0 = B[2c..2c+1][g], reg1 = B[2c+8..2c+9][g]
+//   C 16×8  (fp32):      c0,c1 = C[g][2c..2c+1], c2,c3 = C[g+8][2c..2c+1]
+// ldmatrix.x4: lanes 8i..8i+7 give the row addresses of 8×8 matrix i, which lands in register i; without
+// .trans lane l receives M[l/4][2(l%4)..+1], with .trans it receives M[2(l%4)..+1][l/4].
+// Shared tiles are padded by 8 elements (16 bytes) per row, so the 8 row addresses of every ldmatrix hit 8
+// distinct 16-byte bank groups for all head dims used here (row pitch 144, 176, 208, 272 bytes).
+
+#include <cuda_bf16.h>
+#include <stdint.h>
+
+namespace flash {
+
+typedef __nv_bfloat16 bf16;
+
+constexpr int KV_TILE = 64;          // key/value rows per tile (forward) and per CTA (backward)
+constexpr float LOG2E = 1.4426950408889634f;
+constexpr float LN2 = 0.6931471805599453f;
+
+__device__ __forceinline__ uint32_t smem_addr(const void* p) {
+    return static_cast<uint32_t>(__cvta_generic_to_shared(p));
+}
+
+// 16-byte async copy; src_size 0 zero-fills the destination (rows past T), so masked keys never meet
+// stale shared memory (0·NaN would poison P·V).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
+                 "r"(valid ? 16 : 0));
+}
+__device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::); }
+__device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(smem_addr(p)));
+}
+
+// C += A·B for one 16×8×16 tile.
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};\n"
+        : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+
+// dst[0] += a, dst[1] += b in global memory (fp32 reduction; one vector instruction on Hopper).
+__device__ __forceinline__ void add_f32x2(float* dst, float a, float b) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(dst), "f"(a), "f"(b) : "memory");
+#else
+    atomicAdd(dst, a);
+    atomicAdd(dst + 1, b);
+#endif
+}
+
+// Two floats → one register holding bf16x2, lower column in the low half (the fragment order).
+__device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) {
+    __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+    return *reinterpret_cast<uint32_t*>(&v);
+}
+
+// The A fragment of a 16×16 block of a row-major shared tile (rows r0.., cols c0..).
+__device__ __forceinline__ const bf16* a_frag_addr(const bf16* tile, int ld, int r0, int c0, int lane) {
+    return tile + (r0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + c0 + (lane >> 4) * 8;
+}
+// B fragments of two adjacent n8 tiles when B[k][n] = tile[n][k] (tile rows are n): regs {0,1} for n0..n0+7,
+// {2,3} for n0+8..n0+15; load without .trans.
+__device__ __forceinline__ const bf16* bt_frag_addr(const bf16* tile, int ld, int n0, int k0, int lane) {
+    return tile + (n0 + (lane & 7) + (lane >> 4) * 8) * ld + k0 + ((lane >> 3) & 1) * 8;
+}
+// B fragments of two adjacent n8 tiles when B[k][n] = tile[k][n] (tile rows are k); load with .trans.
+__device__ __forceinline__ const bf16* b_frag_addr(const bf16* tile, int ld, int k0, int n0, int lane) {
+    return tile + (k0 + (lane & 7) + ((lane >> 3) & 1) * 8) * ld + n0 + (lane >> 4) * 8;
+}
+// A fragment when A[m][k] = tile[k][m] (tile rows are k); load with .trans.
+__device__ __forceinline__ const bf16* at_frag_addr(const bf16* tile, int ld, int m0, int k0, int lane) {
+    return tile + (k0 + (lane & 7) + (lane >> 4) * 8) * ld + m0 + ((lane >> 3) & 1) * 8;
+}
+
+// Copies rows [0, ROWS) of a [*, ld] bf16 matrix into a shared tile with pitch D + 8; rows ≥ valid are zeros.
+template <int ROWS, int D, int THREADS>
+__device__ __forceinline__ void load_tile(bf16* dst, const bf16* src, size_t ld, int valid, int tid) {
+    constexpr int CHUNKS = D / 8;
+    constexpr int TOTAL = ROWS * CHUNKS;
+#pragma unroll
+    for (int i0 = 0; i0 < TOTAL; i0 += THREADS) {
+        const int i = i0 + tid;
+        if (TOTAL % THREADS == 0 || i < TOTAL) {
+            const int r = i / CHUNKS, c = i % CHUNKS;
+            const bool ok = r < valid;
+            cp_async16(dst + r * (D + 8) + c * 8, ok ? src + r * ld + c * 8 : src, ok);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------- forward
+// One CTA = WARPS·16 query rows of one (batch, head); each warp owns 16 rows and keeps Q as A fragments in
+// registers. Key/value tiles run from the diagonal down to 0, so only the first one or two need the causal
+// mask; K and V have one buffer each and their loads overlap the other's matmul (load V_j during S = QK_jᵀ,
+// K_{j-1} during O += P V_j), as in FlashAttention-2. Q is staged through the same shared memory first.
+template <int D, int WARPS>
+__device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                        const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
+                                        int T, int H) {
+    constexpr int THREADS = 32 * WARPS, BR = 16 * WARPS, BC = KV_TILE, LDS = D + 8;
+    constexpr int REGION_ROWS = BR > 2 * BC ? BR : 2 * BC;
+    __shared__ __align__(128) bf16 smem[REGION_ROWS * LDS];
+    bf16* Ks = smem;
+    bf16* Vs = smem + BC * LDS;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int q0 = (gridDim.x - 1 - blockIdx.x) * BR;  // longest rows first: better tail balance
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+
+    load_tile<BR, D, THREADS>(smem, Q + base + q0 * ld, ld, T - q0, tid);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+    uint32_t qf[D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], a_frag_addr(smem, LDS, warp * 16, kk * 16, lane));
+    __syncthreads();
+
+    const int qw = q0 + warp * 16;  // first query row of this warp
+    const int nTiles = (min(q0 + BR, T) + BC - 1) / BC;
+    float o[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f};
+
+    load_tile<BC, D, THREADS>(Ks, K + base + static_cast<size_t>(nTiles - 1) * BC * ld, ld, T - (nTiles - 1) * BC, tid);
+    cp_async_commit();
+
+    for (int j = nTiles - 1; j >= 0; --j) {
+        const int kv0 = j * BC;
+        cp_async_wait_all();
+        __syncthreads();  // K_j landed; every warp is done with V_{j+1}
+        load_tile<BC, D, THREADS>(Vs, V + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+        cp_async_commit();
+
+        // Warps whose 16 rows all precede kv0 see only masked columns here.
+        const bool active = kv0 <= qw + 15;
+        float s[BC / 8][4];
+        if (active) {
+#pragma unroll
+            for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+                for (int np = 0; np < BC / 16; ++np) {
+                    uint32_t kb[4];
+                    ldsm_x4(kb, bt_frag_addr(Ks, LDS, np * 16, kk * 16, lane));
+                    mma16816(s[2 * np], qf[kk], kb[0], kb[1]);
+                    mma16816(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+                }
+            }
+            // Causal mask (col > row); it also hides columns ≥ T from every row < T.
+            if (kv0 + BC - 1 > qw) {
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int col = kv0 + n * 8 + (lane & 3) * 2 + (i & 1);
+                        const int row = qw + (lane >> 2) + (i >> 1) * 8;
+                        if (col > row) s[n][i] = -INFINITY;
+                    }
+            }
+            // Online softmax: each thread holds rows g and g+8; a row is spread over the 4 lanes of a quad.
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = rowMax[r];
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
+                const float alpha = exp2f(rowMax[r] * scaleLog2 - mScaled);
+                rowMax[r] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) {
+                    s[n][2 * r] = exp2f(fmaf(s[n][2 * r], scaleLog2, -mScaled));
+                    s[n][2 * r + 1] = exp2f(fmaf(s[n][2 * r + 1], scaleLog2, -mScaled));
+                    sum += s[n][2 * r] + s[n][2 * r + 1];
+                }
+                rowSum[r] = rowSum[r] * alpha + sum;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    o[n][2 * r] *= alpha;
+                    o[n][2 * r + 1] *= alpha;
+                }
+            }
+        }
+
+        cp_async_wait_all();
+        __syncthreads();  // V_j landed; every warp is done with K_j
+        if (j > 0) {
+            load_tile<BC, D, THREADS>(Ks, K + base + static_cast<size_t>(kv0 - BC) * ld, ld, T - (kv0 - BC), tid);
+            cp_async_commit();
+        }
+        if (active) {
+            // The S accumulator layout of n-tiles 2kk, 2kk+1 is exactly the A fragment of P's k-block kk.
+#pragma unroll
+            for (int kk = 0; kk < BC / 16; ++kk) {
+                const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                        pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+                for (int dp = 0; dp < D / 16; ++dp) {
+                    uint32_t vb[4];
+                    ldsm_x4_trans(vb, b_frag_addr(Vs, LDS, kk * 16, dp * 16, lane));
+                    mma16816(o[2 * dp], pa, vb[0], vb[1]);
+                    mma16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
+        rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
+        const int row = qw + (lane >> 2) + r * 8;
+        if (row < T) {
+            const float inv = rowSum[r] > 0.f ? 1.f / rowSum[r] : 0.f;
+            bf16* dst = O + base + static_cast<size_t>(row) * ld + (lane & 3) * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n)
+                *reinterpret_cast<uint32_t*>(dst + n * 8) = pack_bf16(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
+            if ((lane & 3) == 0)
+                LSE[static_cast<size_t>(bh) * T + row] = rowMax[r] * scaleLog2 * LN2 + logf(rowSum[r]);
+        }
+    }
+}
+
+// --------------------------------------------------------------------------------------------- backward
+// Pre-pass, one warp per (row, head): D_i = Σ_d dO_i·O_i, and zero the fp32 dQ accumulator of that segment.
+template <int D>
+__device__ __forceinline__ void backward_prep(const bf16* __restrict__ dO, const bf16* __restrict__ O,
+                                              float* __restrict__ rowDot, float* __restrict__ dqAccum, int rows,
+                                              int T, int H) {
+    const int lane = threadIdx.x & 31;
+    const long pair = static_cast<long>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (pair >= static_cast<long>(rows) * H) return;
+    const int row = static_cast<int>(pair / H), h = static_cast<int>(pair % H);
+    const size_t off = static_cast<size_t>(row) * H * D + static_cast<size_t>(h) * D;
+    float sum = 0.f;
+#pragma unroll
+    for (int d = lane * 2; d < D; d += 64) {
+        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dO + off + d));
+        const float2 c = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(O + off + d));
+        sum = fmaf(a.x, c.x, fmaf(a.y, c.y, sum));
+        *reinterpret_cast<float2*>(dqAccum + off + d) = make_float2(0.f, 0.f);
+    }
+#pragma unroll
+    for (int m = 16; m > 0; m >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+    if (lane == 0) {
+        const int b = row / T, t = row % T;
+        rowDot[(static_cast<size_t>(b) * H + h) * T + t] = sum;
+    }
+}
+
+// Main backward, FlashAttention-2 style: one CTA owns 64 key/value rows (4 warps × 16) of one (batch, head)
+// and walks the query tiles from the diagonal to T. It works on the transposed scores Sᵀ = K Qᵀ so that each
+// warp's accumulators are its own key rows: Pᵀ and dSᵀ are then A fragments for dV += Pᵀ dO and
+// dK += dSᵀ Q straight from registers. dQ += dS K needs dS by query rows, so dSᵀ goes through shared
+// memory and each CTA adds its part into an fp32 accumulator with atomics (order-dependent rounding, so dQ
+// is not bitwise deterministic; dK and dV are). V lives in registers as A fragments of dPᵀ = V dOᵀ, which
+// keeps shared memory under the 48 KB static limit for D = 128.
+template <int D, int BQ>
+__device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                         const bf16* __restrict__ V, const bf16* __restrict__ dO,
+                                         const float* __restrict__ LSE, const float* __restrict__ rowDot,
+                                         float* __restrict__ dqAccum, bf16* __restrict__ dK, bf16* __restrict__ dV,
+                                         int T, int H) {
+    constexpr int THREADS = 128, BC = KV_TILE, LDS = D + 8, LDST = BQ + 8;
+    static_assert(2 * BQ >= BC, "V is staged through the Q and dO tiles");
+    __shared__ __align__(128) bf16 Ks[BC * LDS];
+    __shared__ __align__(128) bf16 Qs[2 * BQ * LDS];  // Q tile, then the dO tile
+    __shared__ __align__(128) bf16 dSt[BC * LDST];    // dSᵀ [key][query]
+    __shared__ float lse2[BQ];                         // lse·log2(e); +inf for rows ≥ T (P = 0)
+    __shared__ float dots[BQ];
+    bf16* dOs = Qs + BQ * LDS;
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int kv0 = blockIdx.x * BC;
+    const int bh = blockIdx.y, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int kw = kv0 + warp * 16;  // first key row of this warp
+
+    load_tile<BC, D, THREADS>(Ks, K + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    load_tile<BC, D, THREADS>(Qs, V + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    cp_async_commit();
+    cp_async_wait_all();
+    __syncthreads();
+    uint32_t vf[D / 16][4];
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(vf[kk], a_frag_addr(Qs, LDS, warp * 16, kk * 16, lane));
+    __syncthreads();
+
+    // Q and dO go by cp.async; the per-row lse and D are read into registers when the load is issued and
+    // written to shared memory only at the end of the step (store_stats), so no warp waits on them mid-step.
+    float nextLse = 0.f, nextDot = 0.f;
+    auto load_queries = [&](int q0) {
+        load_tile<BQ, D, THREADS>(Qs, Q + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+        load_tile<BQ, D, THREADS>(dOs, dO + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+        cp_async_commit();
+        if (tid < BQ) {
+            const int row = q0 + tid;
+            const bool ok = row < T;
+            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
+            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
+        }
+    };
+    auto store_stats = [&]() {
+        if (tid < BQ) {
+            lse2[tid] = nextLse;
+            dots[tid] = nextDot;
+        }
+    };
+
+    float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dk[n][i] = dv[n][i] = 0.f;
+
+    const int qFirst = kv0 / BQ, qTiles = (T + BQ - 1) / BQ;
+    load_queries(qFirst * BQ);
+    store_stats();
+    for (int qt = qFirst; qt < qTiles; ++qt) {
+        const int q0 = qt * BQ;
+        cp_async_wait_all();
+        __syncthreads();  // Q, dO, lse, D of this tile landed; every warp is done with the previous dSᵀ
+
+        // Sᵀ = K Qᵀ → Pᵀ = exp(scale·Sᵀ − lse), causal: key ≤ query.
+        float s[BQ / 8][4];
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            uint32_t ka[4];
+            ldsm_x4(ka, a_frag_addr(Ks, LDS, warp * 16, kk * 16, lane));
+#pragma unroll
+            for (int np = 0; np < BQ / 16; ++np) {
+                uint32_t qb[4];
+                ldsm_x4(qb, bt_frag_addr(Qs, LDS, np * 16, kk * 16, lane));
+                mma16816(s[2 * np], ka, qb[0], qb[1]);
+                mma16816(s[2 * np + 1], ka, qb[2], qb[3]);
+            }
+        }
+        const bool diagonal = q0 < kw + 15;
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int qc = n * 8 + (lane & 3) * 2 + (i & 1);
+                const int key = kw + (lane >> 2) + (i >> 1) * 8;
+                const float p = exp2f(fmaf(s[n][i], scaleLog2, -lse2[qc]));
+                s[n][i] = diagonal && q0 + qc < key ? 0.f : p;
+            }
+
+        // dV += Pᵀ dO.
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; ++kk) {
+            const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                uint32_t ob[4];
+                ldsm_x4_trans(ob, b_frag_addr(dOs, LDS, kk * 16, dp * 16, lane));
+                mma16816(dv[2 * dp], pa, ob[0], ob[1]);
+                mma16816(dv[2 * dp + 1], pa, ob[2], ob[3]);
+            }
+        }
+
+        // dPᵀ = V dOᵀ, then dSᵀ = Pᵀ ∘ (dPᵀ − D_query) in place of Pᵀ.
+        float dp[BQ / 8][4];
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+#pragma unroll
+            for (int np = 0; np < BQ / 16; ++np) {
+                uint32_t ob[4];
+                ldsm_x4(ob, bt_frag_addr(dOs, LDS, np * 16, kk * 16, lane));
+                mma16816(dp[2 * np], vf[kk], ob[0], ob[1]);
+                mma16816(dp[2 * np + 1], vf[kk], ob[2], ob[3]);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) s[n][i] *= dp[n][i] - dots[n * 8 + (lane & 3) * 2 + (i & 1)];
+
+        // dK += dSᵀ Q (the 1/sqrt(D) is applied once at the end), and dSᵀ → shared for dQ.
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; ++kk) {
+            const uint32_t da[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dq = 0; dq < D / 16; ++dq) {
+                uint32_t qb[4];
+                ldsm_x4_trans(qb, b_frag_addr(Qs, LDS, kk * 16, dq * 16, lane));
+                mma16816(dk[2 * dq], da, qb[0], qb[1]);
+                mma16816(dk[2 * dq + 1], da, qb[2], qb[3]);
+            }
+            const int r = warp * 16 + (lane >> 2), c = kk * 16 + (lane & 3) * 2;
+            *reinterpret_cast<uint32_t*>(dSt + r * LDST + c) = da[0];
+            *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c) = da[1];
+            *reinterpret_cast<uint32_t*>(dSt + r * LDST + c + 8) = da[2];
+            *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c + 8) = da[3];
+        }
+        __syncthreads();  // dSᵀ complete; Q, dO, lse, D no longer read: prefetch the next query tile
+        if (qt + 1 < qTiles) load_queries(q0 + BQ);
+
+        // dQ (unscaled) += dS K over this CTA's 64 keys; warps split the BQ × D block into 16-row strips.
+        constexpr int STRIPS = BQ / 16, DSPLIT = 4 / STRIPS, DW = D / DSPLIT;
+        static_assert(DW % 16 == 0, "each warp's dQ column range must be whole 16-column blocks");
+        const int qr = (warp % STRIPS) * 16, dc = (warp / STRIPS) * DW;
+        float acc[DW / 8][4];
+#pragma unroll
+        for (int n = 0; n < DW / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) {
+            uint32_t sa[4];
+            ldsm_x4_trans(sa, at_frag_addr(dSt, LDST, qr, kk * 16, lane));
+#pragma unroll
+            for (int np = 0; np < DW / 16; ++np) {
+                uint32_t kb[4];
+                ldsm_x4_trans(kb, b_frag_addr(Ks, LDS, kk * 16, dc + np * 16, lane));
+                mma16816(acc[2 * np], sa, kb[0], kb[1]);
+                mma16816(acc[2 * np + 1], sa, kb[2], kb[3]);
+            }
+        }
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            const int row = q0 + qr + (lane >> 2) + r * 8;
+            if (row < T) {
+                float* dst = dqAccum + base + static_cast<size_t>(row) * ld + dc + (lane & 3) * 2;
+#pragma unroll
+                for (int n = 0; n < DW / 8; ++n) add_f32x2(dst + n * 8, acc[n][2 * r], acc[n][2 * r + 1]);
+            }
+        }
+        store_stats();  // lse, D of the next tile; the barrier at the top of the loop publishes them
+    }
+
+    const float scale = rsqrtf(static_cast<float>(D));
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int key = kw + (lane >> 2) + r * 8;
+        if (key < T) {
+            const size_t off = base + static_cast<size_t>(key) * ld + (lane & 3) * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[n][2 * r] * scale, dk[n][2 * r + 1] * scale);
+                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[n][2 * r], dv[n][2 * r + 1]);
+            }
+        }
+    }
+}
+
+}  // namespace flash
+
+// ------------------------------------------------------------------------------------- exported kernels
+// Names: flash_attn_fwd_d{D}_w{warps}, flash_attn_bwd_prep_d{D}, flash_attn_bwd_d{D}, flash_attn_dq_convert.
+
+#define FLASH_ATTN_FWD(D, W)                                                                                    \
+    extern "C" __global__ void __launch_bounds__(32 * W) flash_attn_fwd_d##D##_w##W(                             \
+        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* out, float* lse, \
+        int T, int H) {                                                                                          \
+        flash::forward<D, W>(q, k, v, out, lse, T, H);                                                           \
+    }
+
+// BQ (query rows per backward step) is 64 where the tiles fit 48 KB of shared memory, 32 above.
+#define FLASH_ATTN_BWD(D, BQ)                                                                                     \
+    extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd_prep_d##D(                                 \
+        const __nv_bfloat16* dO, const __nv_bfloat16* o, float* rowDot, float* dqAccum, int rows, int T, int H) { \
+        flash::backward_prep<D>(dO, o, rowDot, dqAccum, rows, T, H);                                            \
+    }                                                                                                           \
+    extern "C" __global__ void __launch_bounds__(128) flash_attn_bwd_d##D(                                      \
+        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* dO,        \
+        const float* lse, const float* rowDot, float* dqAccum, __nv_bfloat16* dk, __nv_bfloat16* dv, int T,     \
+        int H) {                                                                                                \
+        flash::backward<D, BQ>(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);                                \
+    }
+
+FLASH_ATTN_FWD(64, 4)
+FLASH_ATTN_FWD(64, 8)
+FLASH_ATTN_FWD(80, 4)
+FLASH_ATTN_FWD(80, 8)
+FLASH_ATTN_FWD(96, 4)
+FLASH_ATTN_FWD(96, 8)
+FLASH_ATTN_FWD(128, 4)
+FLASH_ATTN_FWD(128, 8)
+
+FLASH_ATTN_BWD(64, 64)
+FLASH_ATTN_BWD(80, 64)
+FLASH_ATTN_BWD(96, 32)
+FLASH_ATTN_BWD(128, 32)
+
+// dq = scale · dqAccum, fp32 → bf16 (two elements per step; the width H·D is even).
+extern "C" __global__ void __launch_bounds__(256) flash_attn_dq_convert(const float* __restrict__ dqAccum,
+                                                                      __nv_bfloat16* __restrict__ dq, long n,
+                                                                      float scale) {
+    const long pairs = n / 2;
+    for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
+         i += static_cast<long>(gridDim.x) * blockDim.x) {
+        const float2 a = reinterpret_cast<const float2*>(dqAccum)[i];
+        reinterpret_cast<__nv_bfloat162*>(dq)[i] = __floats2bfloat162_rn(a.x * scale, a.y * scale);
+    }
+}

@@ -1,0 +1,41 @@
+package dev.patchcore.backend.cpu;
+
+/**
+ * The inner loops the CPU backend spends its time in (Lucene-style: one small interface, a plain-Java and a
+ * Vector API implementation, chosen once at class-init). Arrays are row-major with explicit leading dimensions.
+ */
+interface MatmulKernel {
+
+    /** C[m×n] += A[m×k] · B[k×n]; one cache block of a larger product (see {@link Gemm}). */
+    void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k);
+
+    /** Σ a[i]·b[i] over n elements. */
+    float dot(float[] a, int aOff, float[] b, int bOff, int n);
+
+    /** y += alpha · x over n elements. */
+    void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n);
+
+    String name();
+
+    /** The fastest kernel this JVM can run: SIMD when jdk.incubator.vector is present, otherwise plain Java. */
+    static MatmulKernel best() { return Chooser.BEST; }
+
+    final class Chooser {
+        static final MatmulKernel BEST = choose();
+
+        private Chooser() {}
+
+        private static MatmulKernel choose() {
+            // -Dpatchcore.cpu.scalar=true forces the fallback (to compare speed or isolate a SIMD problem).
+            if (Boolean.getBoolean("patchcore.cpu.scalar")) return new ScalarMatmulKernel();
+            if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return new ScalarMatmulKernel();
+            try {
+                // Loaded reflectively so this class never links against the incubator module when it is absent.
+                Class<?> c = Class.forName("dev.patchcore.backend.cpu.VectorMatmulKernel");
+                return (MatmulKernel) c.getDeclaredConstructor().newInstance();
+            } catch (ReflectiveOperationException | LinkageError | RuntimeException e) {
+                return new ScalarMatmulKernel();
+            }
+        }
+    }
+}

@@ -1,0 +1,391 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Device;
+import dev.patchcore.tensor.Tensor;
+import jcuda.Pointer;
+
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The GPU backend: bf16 activations and compute weights, fp32 statistics, gradients, master weights and moments.
+ * Matmuls go to cuBLASLt (FFM); every other op family is a launcher class over a {@code src/main/cuda/*.cu} file.
+ * All work runs in order on one stream; host transfers synchronize it.
+ *
+ * <p>Environment: {@code PATCHCORE_CUBLASLT} (library path), {@code PATCHCORE_CUDA_CHECKED=1} (poison scratch with
+ * NaN and synchronize after every launch so a failing kernel is named), {@code PATCHCORE_ATTENTION=simple} (never
+ * use the flash kernel).
+ */
+public final class CudaBackend implements Backend, KernelContext {
+    /** Fixed grid of the deterministic sum (independent of the device, so results match across GPUs). */
+    private static final int SUM_BLOCKS = 512;
+
+    private final CudaRuntime runtime;
+    private final DeviceAllocator allocator;
+    private final CublasLt blas;
+    private final CudaElementwise elementwise;
+    private final CudaPatchEmbed patchEmbed;
+    private final CudaSimpleAttention simpleAttention;
+    private final CudaFlashAttention flashAttention;
+    private final CudaRmsNorm rmsNorm;
+    private final CudaRope rope;
+    private final CudaSwiGlu swiGlu;
+    private final CudaCrossEntropy crossEntropy;
+    private final CudaAdamW adamW;
+    private final Tensor sumPartials; // SUM_BLOCKS + 1 doubles, as F32 storage
+    private boolean flashEnabled;
+    private boolean closed;
+
+    /**
+     * Opens device 0. {@code cublasLtLibraryOverride} (may be null) names the cuBLASLt library file; else
+     * $PATCHCORE_CUBLASLT, else the usual places. Throws {@link CudaUnavailableException} with a one-line reason.
+     */
+    public static CudaBackend open(String cublasLtLibraryOverride) {
+        return open(cublasLtLibraryOverride, "1".equals(System.getenv("PATCHCORE_CUDA_CHECKED")));
+    }
+
+    /** {@code checked}: poison scratch with NaN and synchronize after every launch (selftest, debugging). */
+    public static CudaBackend open(String cublasLtLibraryOverride, boolean checked) {
+        Map<String, byte[]> images = KernelImages.load();
+        CudaRuntime runtime;
+        try {
+            runtime = new CudaRuntime(0, images, checked);
+        } catch (CudaException e) {
+            throw new CudaUnavailableException("CUDA start-up failed: " + e.getMessage(), e);
+        } catch (LinkageError e) {
+            throw new CudaUnavailableException("cannot load the JCuda driver library: " + e.getMessage(), e);
+        }
+        try {
+            return new CudaBackend(runtime, cublasLtLibraryOverride, checked);
+        } catch (RuntimeException | Error e) {
+            runtime.close();
+            if (e instanceof CudaException ce) throw new CudaUnavailableException("CUDA start-up failed: " + ce.getMessage(), ce);
+            throw e;
+        }
+    }
+
+    private CudaBackend(CudaRuntime runtime, String cublasLt, boolean checked) {
+        this.runtime = runtime;
+        this.allocator = new DeviceAllocator(runtime, checked);
+        this.blas = new CublasLt(cublasLt, runtime, runtime.streamHandle());
+        this.elementwise = new CudaElementwise(this);
+        this.patchEmbed = new CudaPatchEmbed(this);
+        this.simpleAttention = new CudaSimpleAttention(this);
+        this.flashAttention = new CudaFlashAttention(this);
+        this.rmsNorm = new CudaRmsNorm(this);
+        this.rope = new CudaRope(this);
+        this.swiGlu = new CudaSwiGlu(this);
+        this.crossEntropy = new CudaCrossEntropy(this);
+        this.adamW = new CudaAdamW(this);
+        this.sumPartials = allocator.allocatePersistent(DType.F32, 2 * (SUM_BLOCKS + 1));
+        this.flashEnabled = !"simple".equalsIgnoreCase(System.getenv("PATCHCORE_ATTENTION"));
+    }
+
+    /** Device name, SMs, compute capability, memory and the cuBLASLt library in use. */
+    public String describe() {
+        return String.format("%s, %d SMs, compute %s, %.1f GiB, cuBLASLt %s (version %d)", runtime.deviceName(),
+                runtime.multiprocessorCount(), runtime.computeCapability(), runtime.totalMemory() / 1073741824.0,
+                blas.libraryPath(), blas.version());
+    }
+
+    public DeviceAllocator.Stats memoryStats() { return allocator.stats(); }
+
+    /** Poison scratch with NaN (on) or leave it as is (off, the fast default). */
+    public void setPoisonScratch(boolean poison) { allocator.setPoison(poison); }
+
+    /** Use the flash kernel where it supports the head dim (default), or always the simple one. */
+    public void setFlashAttention(boolean enabled) { this.flashEnabled = enabled; }
+
+    public CudaSimpleAttention simpleAttention() { return simpleAttention; }
+
+    public CudaFlashAttention flashAttention() { return flashAttention; }
+
+    /** Times {@code work} on the stream with CUDA events; returns milliseconds. */
+    public float time(Runnable work) {
+        try (CudaRuntime.Timer t = runtime.new Timer()) {
+            t.start();
+            work.run();
+            t.stop();
+            return t.elapsedMillis();
+        }
+    }
+
+    /** D[m×n] (row-major) = A·Bᵀ with bf16 A [m,k], B [n,k] into bf16 D: a raw GEMM for the bench ceiling. */
+    public void gemmBf16(Tensor a, Tensor b, Tensor d) { matmulInto(a, b, d); }
+
+    // ---------------------------------------------------------------- Backend: identity and memory
+
+    @Override public String name() { return "cuda"; }
+
+    @Override public Device device() { return Device.CUDA; }
+
+    @Override public DType activationType() { return DType.BF16; }
+
+    @Override
+    public Tensor allocate(DType dtype, int... shape) {
+        runtime.makeCurrent();
+        return allocator.allocatePersistent(dtype, shape);
+    }
+
+    @Override
+    public void free(Tensor t) {
+        runtime.synchronize(); // queued kernels may still read it
+        allocator.freePersistent(t);
+    }
+
+    @Override
+    public Tensor scratch(DType dtype, int... shape) {
+        runtime.makeCurrent();
+        return allocator.scratch(dtype, shape);
+    }
+
+    @Override
+    public void releaseScratch() {
+        // Blocks are reused by later launches on the same stream, which run after every earlier reader: no sync needed.
+        allocator.releaseScratch();
+    }
+
+    @Override
+    public void upload(Tensor dst, float[] src) {
+        requireCuda(dst);
+        requireLength(dst, src.length);
+        if (src.length == 0) return;
+        switch (dst.dtype()) {
+            case F32 -> runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
+            case BF16 -> {
+                short[] h = new short[src.length];
+                for (int i = 0; i < h.length; i++) h[i] = Bf16.fromFloat(src[i]);
+                runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(h), dst.bytes());
+            }
+            case I32 -> {
+                int[] h = new int[src.length];
+                for (int i = 0; i < h.length; i++) {
+                    h[i] = (int) src[i];
+                    if (h[i] != src[i]) throw new IllegalArgumentException("upload: " + src[i] + " is not an integer for an I32 tensor");
+                }
+                runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(h), dst.bytes());
+            }
+        }
+    }
+
+    @Override
+    public void uploadInts(Tensor dst, int[] src) {
+        requireCuda(dst);
+        requireLength(dst, src.length);
+        if (dst.dtype() != DType.I32) throw new IllegalArgumentException("uploadInts: " + dst + " is not I32");
+        if (src.length > 0) runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
+    }
+
+    @Override
+    public float[] download(Tensor src) {
+        requireCuda(src);
+        int n = Math.toIntExact(src.numel());
+        float[] out = new float[n];
+        if (n == 0) return out;
+        switch (src.dtype()) {
+            case F32 -> runtime.copyToHost(Pointer.to(out), CudaStorage.addressOf(src), src.bytes());
+            case BF16 -> {
+                short[] h = new short[n];
+                runtime.copyToHost(Pointer.to(h), CudaStorage.addressOf(src), src.bytes());
+                for (int i = 0; i < n; i++) out[i] = Bf16.toFloat(h[i]);
+            }
+            case I32 -> {
+                int[] h = downloadInts(src);
+                for (int i = 0; i < n; i++) out[i] = h[i];
+            }
+        }
+        return out;
+    }
+
+    @Override
+    public int[] downloadInts(Tensor src) {
+        requireCuda(src);
+        if (src.dtype() != DType.I32) throw new IllegalArgumentException("downloadInts: " + src + " is not I32");
+        int[] out = new int[Math.toIntExact(src.numel())];
+        if (out.length > 0) runtime.copyToHost(Pointer.to(out), CudaStorage.addressOf(src), src.bytes());
+        return out;
+    }
+
+    @Override
+    public void zero(Tensor t) {
+        requireCuda(t);
+        if (t.numel() > 0) runtime.zero(CudaStorage.addressOf(t), t.bytes());
+    }
+
+    @Override
+    public void copy(Tensor src, Tensor dst) {
+        requireCuda(src);
+        requireCuda(dst);
+        if (src.numel() != dst.numel()) throw new IllegalArgumentException("copy: " + src + " → " + dst + " element counts differ");
+        if (src.dtype() == dst.dtype()) {
+            if (src.numel() > 0) runtime.copyDeviceToDevice(CudaStorage.addressOf(dst), CudaStorage.addressOf(src), src.bytes());
+        } else {
+            elementwise.cast(src, dst);
+        }
+    }
+
+    @Override
+    public void synchronize() { runtime.synchronize(); }
+
+    // ---------------------------------------------------------------- Backend: ops
+
+    @Override
+    public Tensor patchEmbed(Tensor table, Tensor tokens, int k) {
+        requireDtype("patchEmbed table", table, DType.BF16);
+        return patchEmbed.forward(table, tokens, k);
+    }
+
+    @Override
+    public void patchEmbedBackward(Tensor dOut, Tensor tokens, int k, Tensor dTable) { patchEmbed.backward(dOut, tokens, k, dTable); }
+
+    @Override
+    public Tensor matmul(Tensor x, Tensor w) {
+        requireMatrix("matmul x", x, DType.BF16);
+        requireMatrix("matmul w", w, DType.BF16);
+        if (x.dim(1) != w.dim(1)) throw new IllegalArgumentException("matmul: x " + x + " and w " + w + " differ in the input dimension");
+        Tensor y = scratch(DType.BF16, x.dim(0), w.dim(0));
+        matmulInto(x, w, y);
+        return y;
+    }
+
+    private void matmulInto(Tensor x, Tensor w, Tensor y) {
+        GemmLayout l = GemmLayout.forward(x.dim(0), x.dim(1), w.dim(0));
+        runtime.makeCurrent();
+        blas.matmul(l, CudaStorage.addressOf(w), CudaStorage.addressOf(x), CudaStorage.addressOf(y), CublasLt.CUDA_R_16BF, false);
+    }
+
+    @Override
+    public Tensor matmulBackward(Tensor dy, Tensor x, Tensor w, Tensor dW, boolean needDx) {
+        requireMatrix("matmulBackward dy", dy, DType.BF16);
+        requireMatrix("matmulBackward x", x, DType.BF16);
+        requireMatrix("matmulBackward w", w, DType.BF16);
+        requireMatrix("matmulBackward dW", dW, DType.F32);
+        int n = x.dim(0), in = x.dim(1), out = w.dim(0);
+        if (w.dim(1) != in || dy.dim(0) != n || dy.dim(1) != out || dW.dim(0) != out || dW.dim(1) != in)
+            throw new IllegalArgumentException("matmulBackward: shapes dy " + dy + ", x " + x + ", w " + w + ", dW " + dW + " do not fit");
+        runtime.makeCurrent();
+        // dW[out,in] += dyᵀ·x: cuBLAS operands are x (first) and dy (second), see GemmLayout.rowMajor.
+        blas.matmul(GemmLayout.backwardWeight(n, in, out), CudaStorage.addressOf(x), CudaStorage.addressOf(dy),
+                CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
+        if (!needDx) return null;
+        Tensor dx = scratch(DType.BF16, n, in);
+        // dx[N,in] = dy·w: cuBLAS operands are w (first) and dy (second).
+        blas.matmul(GemmLayout.backwardData(n, in, out), CudaStorage.addressOf(w), CudaStorage.addressOf(dy),
+                CudaStorage.addressOf(dx), CublasLt.CUDA_R_16BF, false);
+        return dx;
+    }
+
+    @Override
+    public RmsNormOut rmsNorm(Tensor x, Tensor gain, float eps) { return rmsNorm.forward(x, gain, eps); }
+
+    @Override
+    public AddRmsNormOut addRmsNorm(Tensor residual, Tensor branch, Tensor gain, float eps) { return rmsNorm.addForward(residual, branch, gain, eps); }
+
+    @Override
+    public Tensor rmsNormBackward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) { return rmsNorm.backward(dy, x, gain, rstd, dGain); }
+
+    @Override
+    public Tensor rope(Tensor x, int seqLen, int heads, float theta) { return rope.forward(x, seqLen, heads, theta); }
+
+    @Override
+    public Tensor ropeBackward(Tensor dy, int seqLen, int heads, float theta) { return rope.backward(dy, seqLen, heads, theta); }
+
+    @Override
+    public AttentionOut attention(Tensor q, Tensor k, Tensor v, int seqLen, int heads) {
+        return useFlash(q, heads) ? flashAttention.forward(q, k, v, seqLen, heads) : simpleAttention.forward(q, k, v, seqLen, heads);
+    }
+
+    @Override
+    public AttentionGrads attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, int seqLen, int heads) {
+        return useFlash(q, heads)
+                ? flashAttention.backward(dOut, q, k, v, out, lse, seqLen, heads)
+                : simpleAttention.backward(dOut, q, k, v, out, lse, seqLen, heads);
+    }
+
+    private boolean useFlash(Tensor q, int heads) {
+        if (heads <= 0 || q.rank() != 2 || q.dim(1) % heads != 0) return false; // let the simple path report the mistake
+        return flashEnabled && CudaFlashAttention.supportsHeadDim(q.dim(1) / heads);
+    }
+
+    @Override
+    public Tensor swiglu(Tensor gate, Tensor up) { return swiGlu.forward(gate, up); }
+
+    @Override
+    public SwiGluGrads swigluBackward(Tensor dy, Tensor gate, Tensor up) { return swiGlu.backward(dy, gate, up); }
+
+    @Override
+    public Tensor add(Tensor x, Tensor y) { return elementwise.add(x, y); }
+
+    @Override
+    public void addInPlace(Tensor acc, Tensor x) { elementwise.addInPlace(acc, x); }
+
+    @Override
+    public Tensor crossEntropyK(Tensor logits, Tensor targets, float gradScale) { return crossEntropy.forward(logits, targets, gradScale); }
+
+    @Override
+    public double sumOfSquares(List<Tensor> tensors) {
+        if (tensors.isEmpty()) return 0.0;
+        Tensor total = adamW.sumOfSquares(tensors);
+        return download(total)[0];
+    }
+
+    @Override
+    public double sum(Tensor t) {
+        requireDtype("sum", t, DType.F32);
+        if (t.numel() == 0) return 0.0;
+        long partials = CudaStorage.addressOf(sumPartials);
+        long result = partials + 8L * SUM_BLOCKS;
+        launch("sum_f32_partials", SUM_BLOCKS, 1, 1, 256, 1, 1, 0, t, t.numel(), partials);
+        launch("sum_f64_final", 1, 1, 1, 256, 1, 1, 0, partials, SUM_BLOCKS, result);
+        double[] out = new double[1];
+        runtime.copyToHost(Pointer.to(out), result, 8);
+        return out[0];
+    }
+
+    @Override
+    public void adamW(Tensor master, Tensor grad, Tensor m, Tensor v, Tensor compute, AdamWStep s) { adamW.step(master, grad, m, v, compute, s); }
+
+    // ---------------------------------------------------------------- KernelContext
+
+    @Override
+    public void launch(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes, Object... args) {
+        runtime.launch(name, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, args);
+    }
+
+    @Override
+    public int multiprocessorCount() { return runtime.multiprocessorCount(); }
+
+    // ---------------------------------------------------------------- lifecycle
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        runtime.makeCurrent();
+        runtime.synchronize();
+        blas.close();
+        allocator.close();
+        runtime.close();
+    }
+
+    // ---------------------------------------------------------------- argument checks
+
+    private static void requireCuda(Tensor t) {
+        if (!(t.storage() instanceof CudaStorage)) throw new IllegalArgumentException("not a CUDA tensor: " + t);
+    }
+
+    private static void requireLength(Tensor t, int length) {
+        if (t.numel() != length) throw new IllegalArgumentException("host array of " + length + " elements does not match " + t);
+    }
+
+    private static void requireDtype(String what, Tensor t, DType dtype) {
+        if (t.dtype() != dtype) throw new IllegalArgumentException(what + ": expected " + dtype + ", got " + t);
+    }
+
+    private static void requireMatrix(String what, Tensor t, DType dtype) {
+        requireDtype(what, t, dtype);
+        if (t.rank() != 2) throw new IllegalArgumentException(what + ": expected a matrix, got " + t);
+    }
+}

@@ -1,0 +1,54 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Device;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * Fused K-target cross-entropy (paper Eq. 3) on the GPU ({@code src/main/cuda/cross_entropy.cu}): exactly
+ * {@link Backend#crossEntropyK}. One block per row: a first pass over the vocabulary with an online max/sum gives
+ * log-sum-exp, a second pass overwrites the logits with the gradient. No V-wide temporary exists.
+ *
+ * <p>A target outside [0, V) cannot be checked on the host without a download; the kernel gives that row a NaN
+ * loss (and leaves the one-hot term out of its gradient), so the trainer's loss check catches it.
+ */
+public final class CudaCrossEntropy {
+    /** Threads per row are sized for about this many 16-byte groups each, within [32, MAX_THREADS]. */
+    private static final int GROUPS_PER_THREAD = 8;
+    private static final int MAX_THREADS = 512;
+
+    private final KernelContext ctx;
+
+    public CudaCrossEntropy(KernelContext ctx) {
+        if (ctx == null) throw new IllegalArgumentException("kernel context is null");
+        this.ctx = ctx;
+    }
+
+    /**
+     * Returns F32 [N] row losses r_n = −(1/K) Σ_k log softmax(logits_n)[targets[n,k]]. When {@code gradScale != 0},
+     * the logits are overwritten with gradScale · (softmax − (1/K) Σ_k onehot(targets[n,k])).
+     */
+    public Tensor forward(Tensor logits, Tensor targets, float gradScale) {
+        if (logits == null || targets == null) throw new IllegalArgumentException("crossEntropyK: logits and targets must not be null");
+        if (logits.device() != Device.CUDA || logits.dtype() != DType.BF16 || logits.rank() != 2)
+            throw new IllegalArgumentException("crossEntropyK: logits must be BF16 [rows, vocab] on CUDA, got " + logits);
+        if (targets.device() != Device.CUDA || targets.dtype() != DType.I32 || targets.rank() != 2)
+            throw new IllegalArgumentException("crossEntropyK: targets must be I32 [rows, K] on CUDA, got " + targets);
+        int n = logits.dim(0), vocab = logits.dim(1), k = targets.dim(1);
+        if (targets.dim(0) != n)
+            throw new IllegalArgumentException("crossEntropyK: targets " + targets + " must have one row per logits row (" + n + ")");
+        if (vocab <= 0 || k <= 0) throw new IllegalArgumentException("crossEntropyK: vocab and K must be positive, got " + logits + ", " + targets);
+        if (!Float.isFinite(gradScale)) throw new IllegalArgumentException("crossEntropyK: gradScale must be finite, got " + gradScale);
+        if (k > 1024) throw new IllegalArgumentException("crossEntropyK: K = " + k + " exceeds the supported 1024");
+
+        Tensor losses = ctx.scratch(DType.F32, n);
+        if (n == 0) return losses;
+        int groups = (vocab + 7) / 8;
+        int threads = Math.clamp(((groups + GROUPS_PER_THREAD - 1) / GROUPS_PER_THREAD + 31) / 32 * 32, 32, MAX_THREADS);
+        // Shared memory: the row's K target ids and their logits, read before the gradient overwrites them.
+        ctx.launch("cross_entropy_fwd_bf16", n, 1, 1, threads, 1, 1, k * (Integer.BYTES + Float.BYTES),
+                losses, logits, targets, n, vocab, k, gradScale);
+        return losses;
+    }
+}

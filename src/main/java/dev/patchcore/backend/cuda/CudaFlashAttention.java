@@ -1,0 +1,114 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Device;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * Causal flash attention (FlashAttention-2) on the GPU: launches the {@code flash_attn_*} kernels of
+ * {@code src/main/cuda/flash_attention.cu}. Semantics are exactly {@link Backend#attention} and
+ * {@link Backend#attentionBackward}; memory is linear in T (only lse is kept, never a T×T buffer).
+ * Tiling, shared-memory budget and register counts are in {@code docs/attention.md}.
+ */
+public final class CudaFlashAttention {
+    /** Query rows per forward CTA = 16 per warp (must match the kernel's instantiation). */
+    private static final int FORWARD_WARPS = 4;
+    /** Key/value rows per backward CTA: 4 warps × 16 rows. */
+    private static final int BACKWARD_KV_TILE = 64;
+    private static final int BACKWARD_THREADS = 128;
+    /** Warps per CTA of the D = rowsum(dO∘O) pre-pass; one warp per (row, head). */
+    private static final int PREP_WARPS = 8;
+    private static final int CONVERT_THREADS = 256;
+
+    private final KernelContext ctx;
+
+    public CudaFlashAttention(KernelContext ctx) {
+        if (ctx == null) throw new IllegalArgumentException("kernel context is null");
+        this.ctx = ctx;
+    }
+
+    /** Head dimensions with a compiled kernel: the paper presets' 64, 80, 96 and 128. */
+    public static boolean supportsHeadDim(int d) {
+        return d == 64 || d == 80 || d == 96 || d == 128;
+    }
+
+    public Backend.AttentionOut forward(Tensor q, Tensor k, Tensor v, int seqLen, int heads) {
+        Shape s = Shape.of(q, seqLen, heads);
+        requireSameLayout("k", k, q);
+        requireSameLayout("v", v, q);
+        Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
+        Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
+        int queryTile = 16 * FORWARD_WARPS;
+        ctx.launch("flash_attn_fwd_d" + s.headDim() + "_w" + FORWARD_WARPS,
+                ceilDiv(seqLen, queryTile), s.batch() * heads, 1, 32 * FORWARD_WARPS, 1, 1, 0,
+                q, k, v, out, lse, seqLen, heads);
+        return new Backend.AttentionOut(out, lse);
+    }
+
+    public Backend.AttentionGrads backward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse,
+                                           int seqLen, int heads) {
+        Shape s = Shape.of(q, seqLen, heads);
+        requireSameLayout("k", k, q);
+        requireSameLayout("v", v, q);
+        requireSameLayout("out", out, q);
+        requireSameLayout("dOut", dOut, q);
+        if (lse.dtype() != DType.F32 || lse.device() != Device.CUDA || lse.numel() != (long) s.batch() * heads * seqLen)
+            throw new IllegalArgumentException("attention lse must be F32 [" + s.batch() + ", " + heads + ", " + seqLen
+                    + "] on CUDA, got " + lse);
+
+        // Pre-pass: D_i = dO_i·O_i per (row, head), and zero the fp32 dQ accumulator the main kernel adds into.
+        Tensor rowDot = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
+        Tensor dqAccum = ctx.scratch(DType.F32, s.rows(), s.width());
+        long pairs = (long) s.rows() * heads;
+        ctx.launch("flash_attn_bwd_prep_d" + s.headDim(), (int) ceilDiv(pairs, PREP_WARPS), 1, 1, 32 * PREP_WARPS, 1, 1, 0,
+                dOut, out, rowDot, dqAccum, s.rows(), seqLen, heads);
+
+        Tensor dk = ctx.scratch(DType.BF16, s.rows(), s.width());
+        Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
+        ctx.launch("flash_attn_bwd_d" + s.headDim(), ceilDiv(seqLen, BACKWARD_KV_TILE), s.batch() * heads, 1,
+                BACKWARD_THREADS, 1, 1, 0,
+                q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+
+        Tensor dq = ctx.scratch(DType.BF16, s.rows(), s.width());
+        long n = (long) s.rows() * s.width();
+        int blocks = (int) Math.min(ceilDiv(n, CONVERT_THREADS), 16L * ctx.multiprocessorCount());
+        ctx.launch("flash_attn_dq_convert", blocks, 1, 1, CONVERT_THREADS, 1, 1, 0,
+                dqAccum, dq, n, (float) (1.0 / Math.sqrt(s.headDim())));
+        return new Backend.AttentionGrads(dq, dk, dv);
+    }
+
+    /** Sizes derived from q [B·T, H·Dh]; every check a caller can get wrong ends in one message. */
+    private record Shape(int rows, int width, int batch, int headDim) {
+        static Shape of(Tensor q, int seqLen, int heads) {
+            if (q.dtype() != DType.BF16 || q.device() != Device.CUDA || q.rank() != 2)
+                throw new IllegalArgumentException("CUDA attention needs BF16 [B·T, H·Dh] tensors on CUDA, got " + q);
+            if (seqLen <= 0 || heads <= 0)
+                throw new IllegalArgumentException("attention needs seqLen > 0 and heads > 0, got " + seqLen + ", " + heads);
+            int rows = q.dim(0), width = q.dim(1);
+            if (rows % seqLen != 0)
+                throw new IllegalArgumentException("attention rows " + rows + " are not a multiple of seqLen " + seqLen);
+            if (width % heads != 0)
+                throw new IllegalArgumentException("attention width " + width + " is not a multiple of heads " + heads);
+            int headDim = width / heads;
+            if (!supportsHeadDim(headDim))
+                throw new IllegalArgumentException("CUDA flash attention supports head dims 64, 80, 96, 128, not " + headDim);
+            if (rows / seqLen * (long) heads > 65535)
+                throw new IllegalArgumentException("batch × heads " + (rows / seqLen) * (long) heads + " exceeds 65535");
+            return new Shape(rows, width, rows / seqLen, headDim);
+        }
+    }
+
+    /** cp.async moves 16-byte chunks, so every operand must start on a 16-byte boundary. */
+    private static void requireSameLayout(String name, Tensor t, Tensor q) {
+        if (t.dtype() != DType.BF16 || t.device() != Device.CUDA || !t.sameShape(q))
+            throw new IllegalArgumentException("attention " + name + " must be BF16 " + java.util.Arrays.toString(q.shape())
+                    + " on CUDA like q, got " + t);
+        if (CudaStorage.addressOf(t) % 16 != 0 || CudaStorage.addressOf(q) % 16 != 0)
+            throw new IllegalArgumentException("attention " + name + " is not 16-byte aligned");
+    }
+
+    private static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
+
+    private static long ceilDiv(long a, long b) { return (a + b - 1) / b; }
+}

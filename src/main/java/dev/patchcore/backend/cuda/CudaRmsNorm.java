@@ -1,0 +1,112 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Device;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * RMSNorm on the GPU ({@code src/main/cuda/rmsnorm.cu}): plain, fused with the residual add that precedes it, and
+ * the backward. Semantics are exactly {@link Backend#rmsNorm}, {@link Backend#addRmsNorm} and
+ * {@link Backend#rmsNormBackward}. The gain gradient is reduced without float atomics: every backward block sums its
+ * rows' contributions into its own row of an F32 [blocks, d] scratch buffer, and a second kernel sums those rows in
+ * a fixed order into dGain, so results are bit-identical run to run.
+ */
+public final class CudaRmsNorm {
+    /** Forward: one warp per row, this many warps (rows) per block. */
+    private static final int FORWARD_WARPS = 8;
+    /** Gain-gradient column reduce: 32 columns × 8 partial-row groups per block. */
+    private static final int REDUCE_ROWS = 8;
+
+    private final KernelContext ctx;
+
+    public CudaRmsNorm(KernelContext ctx) {
+        if (ctx == null) throw new IllegalArgumentException("kernel context is null");
+        this.ctx = ctx;
+    }
+
+    public Backend.RmsNormOut forward(Tensor x, Tensor gain, float eps) {
+        int d = requireRows("x", x).dim(1);
+        int n = x.dim(0);
+        requireGain(gain, d);
+        requireEps(eps);
+        Tensor y = ctx.scratch(DType.BF16, n, d);
+        Tensor rstd = ctx.scratch(DType.F32, n);
+        if (n > 0) ctx.launch("rmsnorm_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
+                y, rstd, x, gain, n, d, eps);
+        return new Backend.RmsNormOut(y, rstd);
+    }
+
+    public Backend.AddRmsNormOut addForward(Tensor residual, Tensor branch, Tensor gain, float eps) {
+        int d = requireRows("residual", residual).dim(1);
+        int n = residual.dim(0);
+        requireRows("branch", branch);
+        if (!branch.sameShape(residual))
+            throw new IllegalArgumentException("addRmsNorm: branch " + branch + " does not match residual " + residual);
+        requireGain(gain, d);
+        requireEps(eps);
+        Tensor sum = ctx.scratch(DType.BF16, n, d);
+        Tensor y = ctx.scratch(DType.BF16, n, d);
+        Tensor rstd = ctx.scratch(DType.F32, n);
+        if (n > 0) ctx.launch("rmsnorm_add_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
+                sum, y, rstd, residual, branch, gain, n, d, eps);
+        return new Backend.AddRmsNormOut(sum, y, rstd);
+    }
+
+    /** Returns dx; dGain (F32 [d]) += Σ_rows dy · x · rstd. */
+    public Tensor backward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) {
+        int d = requireRows("x", x).dim(1);
+        int n = x.dim(0);
+        requireRows("dy", dy);
+        if (!dy.sameShape(x)) throw new IllegalArgumentException("rmsNormBackward: dy " + dy + " does not match x " + x);
+        requireGain(gain, d);
+        require("rstd", rstd, DType.F32);
+        if (rstd.numel() != n) throw new IllegalArgumentException("rmsNormBackward: rstd " + rstd + " must have " + n + " elements");
+        require("dGain", dGain, DType.F32);
+        if (dGain.numel() != d) throw new IllegalArgumentException("rmsNormBackward: dGain " + dGain + " must have " + d + " elements");
+        if ((long) d * Float.BYTES > 48 * 1024)
+            throw new IllegalArgumentException("rmsNormBackward: width " + d + " exceeds the 12288 the kernel's shared gain accumulator holds");
+
+        Tensor dx = ctx.scratch(DType.BF16, n, d);
+        if (n == 0) return dx;
+        // One block per row at a time; threads cover the row 8 columns (16 bytes) each.
+        int threads = Math.clamp(roundUp(ceilDiv(d, 8), 32), 64, 256);
+        int blocks = Math.min(n, ctx.multiprocessorCount() * Math.max(1, 1024 / threads));
+        Tensor partial = ctx.scratch(DType.F32, blocks, d);
+        ctx.launch("rmsnorm_bwd_bf16", blocks, 1, 1, threads, 1, 1, d * Float.BYTES,
+                dx, partial, dy, x, gain, rstd, n, d);
+        ctx.launch("rmsnorm_bwd_gain_reduce", ceilDiv(d, 32), 1, 1, 32, REDUCE_ROWS, 1, 0,
+                dGain, partial, blocks, d);
+        return dx;
+    }
+
+    private int forwardBlocks(int n) {
+        return Math.min(ceilDiv(n, FORWARD_WARPS), 32 * ctx.multiprocessorCount());
+    }
+
+    private static Tensor requireRows(String what, Tensor t) {
+        require(what, t, DType.BF16);
+        if (t.rank() != 2 || t.dim(1) == 0)
+            throw new IllegalArgumentException("rmsNorm: " + what + " must be 2-D [rows, width > 0], got " + t);
+        return t;
+    }
+
+    private static void requireGain(Tensor gain, int d) {
+        require("gain", gain, DType.BF16);
+        if (gain.numel() != d) throw new IllegalArgumentException("rmsNorm: gain " + gain + " must have " + d + " elements");
+    }
+
+    private static void requireEps(float eps) {
+        if (!(eps >= 0f) || Float.isInfinite(eps)) throw new IllegalArgumentException("rmsNorm: eps must be finite and >= 0, got " + eps);
+    }
+
+    private static void require(String what, Tensor t, DType dtype) {
+        if (t == null) throw new IllegalArgumentException("rmsNorm: " + what + " is null");
+        if (t.device() != Device.CUDA || t.dtype() != dtype)
+            throw new IllegalArgumentException("rmsNorm: " + what + " must be " + dtype + " on CUDA, got " + t);
+    }
+
+    private static int ceilDiv(int a, int b) { return (a + b - 1) / b; }
+
+    private static int roundUp(int a, int m) { return ceilDiv(a, m) * m; }
+}

@@ -1,0 +1,232 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.tensor.Tensor;
+import jcuda.Pointer;
+import jcuda.driver.CUcontext;
+import jcuda.driver.CUdevice;
+import jcuda.driver.CUdevice_attribute;
+import jcuda.driver.CUevent;
+import jcuda.driver.CUfunction;
+import jcuda.driver.CUfunction_attribute;
+import jcuda.driver.CUmodule;
+import jcuda.driver.JCudaDriver;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.List;
+import java.util.Map;
+
+import static dev.patchcore.backend.cuda.DriverCalls.check;
+
+/**
+ * Device, primary context, one stream, the kernel modules and raw memory, through the JCuda driver API.
+ * The primary context is made current on every thread that calls in (cheap: checked once per thread).
+ */
+final class CudaRuntime implements DeviceMemory, AutoCloseable {
+    private final CUdevice device = new CUdevice();
+    private final CUcontext context = new CUcontext();
+    private final DevicePointers.Stream stream = new DevicePointers.Stream();
+    private final List<CUmodule> modules = new ArrayList<>();
+    private final Map<String, CUfunction> functions = new HashMap<>();
+    private final Map<String, Integer> sharedLimitSet = new HashMap<>();
+    private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
+    private final String deviceName;
+    private final int smCount, ccMajor, ccMinor, maxSharedOptin;
+    private final long totalMemory;
+    private final boolean syncAfterLaunch;
+    private boolean closed;
+
+    /** Opens device {@code ordinal}; throws CudaUnavailableException with a one-line reason. */
+    CudaRuntime(int ordinal, Map<String, byte[]> images, boolean syncAfterLaunch) {
+        this.syncAfterLaunch = syncAfterLaunch;
+        try {
+            JCudaDriver.setExceptionsEnabled(false);
+        } catch (Throwable e) { // UnsatisfiedLinkError: libcuda.so.1 or the JCuda native library is missing
+            throw new CudaUnavailableException("cannot load the CUDA driver (libcuda.so.1 / JCuda natives): " + e.getMessage(), e);
+        }
+        int r = JCudaDriver.cuInit(0);
+        if (r != DriverCalls.CUDA_SUCCESS) throw new CudaUnavailableException("cuInit failed: " + DriverCalls.errorName(r) + " (no usable NVIDIA driver or GPU)");
+        int[] count = new int[1];
+        check(JCudaDriver.cuDeviceGetCount(count), "cuDeviceGetCount");
+        if (count[0] == 0) throw new CudaUnavailableException("no CUDA device found");
+        if (ordinal >= count[0]) throw new CudaUnavailableException("CUDA device " + ordinal + " requested but only " + count[0] + " present");
+        if (images.isEmpty()) throw new CudaUnavailableException("no kernels in this build (nvcc was not found when the jar was built)");
+        check(JCudaDriver.cuDeviceGet(device, ordinal), "cuDeviceGet");
+        check(JCudaDriver.cuDevicePrimaryCtxRetain(context, device), "cuDevicePrimaryCtxRetain");
+        makeCurrent();
+        byte[] name = new byte[256];
+        check(JCudaDriver.cuDeviceGetName(name, name.length, device), "cuDeviceGetName");
+        int len = 0;
+        while (len < name.length && name[len] != 0) len++;
+        deviceName = new String(name, 0, len);
+        smCount = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT);
+        ccMajor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
+        ccMinor = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
+        maxSharedOptin = attribute(CUdevice_attribute.CU_DEVICE_ATTRIBUTE_MAX_SHARED_MEMORY_PER_BLOCK_OPTIN);
+        long[] mem = new long[1];
+        check(JCudaDriver.cuDeviceTotalMem(mem, device), "cuDeviceTotalMem");
+        totalMemory = mem[0];
+        if (ccMajor < 8) throw new CudaUnavailableException(deviceName + " has compute capability " + ccMajor + "." + ccMinor + "; bf16 kernels need 8.0 or newer");
+        check(JCudaDriver.cuStreamCreate(stream, 0), "cuStreamCreate");
+        for (var e : images.entrySet()) {
+            CUmodule m = new CUmodule();
+            check(JCudaDriver.cuModuleLoadData(m, e.getValue()), "cuModuleLoadData(" + e.getKey() + ")");
+            modules.add(m);
+        }
+    }
+
+    private int attribute(int attr) {
+        int[] v = new int[1];
+        check(JCudaDriver.cuDeviceGetAttribute(v, attr, device), "cuDeviceGetAttribute(" + attr + ")");
+        return v[0];
+    }
+
+    void makeCurrent() {
+        if (current.get()) return;
+        check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
+        current.set(true);
+    }
+
+    String deviceName() { return deviceName; }
+    int multiprocessorCount() { return smCount; }
+    String computeCapability() { return ccMajor + "." + ccMinor; }
+    long totalMemory() { return totalMemory; }
+    long streamHandle() { return stream.handle(); }
+    DevicePointers.Stream stream() { return stream; }
+
+    long freeMemory() {
+        makeCurrent();
+        long[] free = new long[1], total = new long[1];
+        check(JCudaDriver.cuMemGetInfo(free, total), "cuMemGetInfo");
+        return free[0];
+    }
+
+    CUfunction function(String name) {
+        CUfunction f = functions.get(name);
+        if (f != null) return f;
+        for (CUmodule m : modules) {
+            CUfunction candidate = new CUfunction();
+            if (JCudaDriver.cuModuleGetFunction(candidate, m, name) == DriverCalls.CUDA_SUCCESS) {
+                functions.put(name, candidate);
+                return candidate;
+            }
+        }
+        throw new IllegalStateException("kernel '" + name + "' is not in this build's kernel images");
+    }
+
+    /** Launches a kernel on the stream. Args: Tensor (device address), Integer, Long, Float. */
+    void launch(String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, Object... args) {
+        makeCurrent();
+        CUfunction f = function(name);
+        if (sharedBytes > 48 * 1024 && sharedLimitSet.getOrDefault(name, 0) < sharedBytes) {
+            if (sharedBytes > maxSharedOptin)
+                throw new IllegalArgumentException("kernel " + name + " needs " + sharedBytes + " bytes of shared memory; the device allows " + maxSharedOptin);
+            check(JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes),
+                    "cuFuncSetAttribute(" + name + ", max dynamic shared " + sharedBytes + ")");
+            sharedLimitSet.put(name, sharedBytes);
+        }
+        Pointer[] params = new Pointer[args.length];
+        for (int i = 0; i < args.length; i++) params[i] = KernelArgs.pointerTo(args[i], name, i);
+        check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, Pointer.to(params), null),
+                "cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz + ")");
+        if (syncAfterLaunch) check(JCudaDriver.cuStreamSynchronize(stream), "kernel " + name + " (synchronous check)");
+    }
+
+    void synchronize() {
+        makeCurrent();
+        check(JCudaDriver.cuStreamSynchronize(stream), "cuStreamSynchronize");
+    }
+
+    // ---------------------------------------------------------------- memory
+
+    @Override
+    public long allocate(long bytes) {
+        makeCurrent();
+        DevicePointers.Allocated p = new DevicePointers.Allocated();
+        int r = JCudaDriver.cuMemAlloc(p, bytes);
+        if (r == DriverCalls.CUDA_ERROR_OUT_OF_MEMORY)
+            throw new GpuOutOfMemoryException(String.format("out of GPU memory: cannot allocate %.1f MiB on %s (%.1f of %.1f GiB free)",
+                    bytes / 1048576.0, deviceName, freeMemory() / 1073741824.0, totalMemory / 1073741824.0));
+        check(r, "cuMemAlloc(" + bytes + ")");
+        return p.address();
+    }
+
+    @Override
+    public void release(long address) {
+        makeCurrent();
+        check(JCudaDriver.cuMemFree(DevicePointers.at(address)), "cuMemFree");
+    }
+
+    @Override
+    public void fill32(long address, int pattern, long count) {
+        makeCurrent();
+        check(JCudaDriver.cuMemsetD32Async(DevicePointers.at(address), pattern, count, stream), "cuMemsetD32Async");
+    }
+
+    @Override
+    public void zero(long address, long bytes) {
+        makeCurrent();
+        check(JCudaDriver.cuMemsetD8Async(DevicePointers.at(address), (byte) 0, bytes, stream), "cuMemsetD8Async");
+    }
+
+    void copyDeviceToDevice(long dst, long src, long bytes) {
+        makeCurrent();
+        check(JCudaDriver.cuMemcpyDtoDAsync(DevicePointers.at(dst), DevicePointers.at(src), bytes, stream), "cuMemcpyDtoDAsync");
+    }
+
+    /** Host → device; waits for the stream first because the host array is pageable Java memory. */
+    void copyToDevice(long dst, Pointer host, long bytes) {
+        synchronize();
+        check(JCudaDriver.cuMemcpyHtoD(DevicePointers.at(dst), host, bytes), "cuMemcpyHtoD");
+    }
+
+    void copyToHost(Pointer host, long src, long bytes) {
+        synchronize();
+        check(JCudaDriver.cuMemcpyDtoH(host, DevicePointers.at(src), bytes), "cuMemcpyDtoH");
+    }
+
+    static long address(Tensor t) { return CudaStorage.addressOf(t); }
+
+    // ---------------------------------------------------------------- timing
+
+    /** A pair of CUDA events around work on the stream; {@link #elapsedMillis()} waits for the end event. */
+    final class Timer implements AutoCloseable {
+        private final CUevent start = new CUevent(), end = new CUevent();
+
+        Timer() {
+            makeCurrent();
+            check(JCudaDriver.cuEventCreate(start, 0), "cuEventCreate");
+            check(JCudaDriver.cuEventCreate(end, 0), "cuEventCreate");
+        }
+
+        void start() { check(JCudaDriver.cuEventRecord(start, stream), "cuEventRecord"); }
+
+        void stop() { check(JCudaDriver.cuEventRecord(end, stream), "cuEventRecord"); }
+
+        float elapsedMillis() {
+            check(JCudaDriver.cuEventSynchronize(end), "cuEventSynchronize");
+            float[] ms = new float[1];
+            check(JCudaDriver.cuEventElapsedTime(ms, start, end), "cuEventElapsedTime");
+            return ms[0];
+        }
+
+        @Override
+        public void close() {
+            JCudaDriver.cuEventDestroy(start);
+            JCudaDriver.cuEventDestroy(end);
+        }
+    }
+
+    @Override
+    public void close() {
+        if (closed) return;
+        closed = true;
+        makeCurrent();
+        JCudaDriver.cuStreamSynchronize(stream);
+        for (CUmodule m : modules) JCudaDriver.cuModuleUnload(m);
+        modules.clear();
+        functions.clear();
+        JCudaDriver.cuStreamDestroy(stream);
+        JCudaDriver.cuDevicePrimaryCtxRelease(device);
+    }
+}

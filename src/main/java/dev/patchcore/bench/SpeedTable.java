@@ -1,0 +1,120 @@
+package dev.patchcore.bench;
+
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.AdamW;
+import dev.patchcore.train.BatchSource;
+import dev.patchcore.train.Stage;
+import dev.patchcore.train.StepRunner;
+import dev.patchcore.train.TrainConfig;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Locale;
+import java.util.SplittableRandom;
+
+/**
+ * The paper's Table 6 (App. B): tokens per second of full training steps (forward, backward, AdamW) for
+ * the token-level baseline (K = 1, block T, accumulation A), patch level at K = 4 with block 4T and the same
+ * accumulation, and at block 4T with A/4 accumulation (constant tokens per step). Tokens are counted as the
+ * paper does: every token read, K per patch.
+ */
+public final class SpeedTable {
+    public record Row(String setting, int patchSize, int block, int batch, int accum, double medianStepSeconds, double tokensPerSecond, double speedup) {}
+
+    private final Backend be;
+    private final ModelConfig model;
+    private final int batch, accum, k, warmup, steps;
+
+    public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
+        if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
+        if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1");
+        this.be = be;
+        this.model = model;
+        this.batch = batch;
+        this.accum = accum;
+        this.k = k;
+        this.warmup = warmup;
+        this.steps = steps;
+    }
+
+    public List<Row> run(java.io.PrintStream log) {
+        int t = model.contextLength();
+        List<Row> rows = new ArrayList<>();
+        Stage[] settings = {
+                new Stage("baseline", 1, batch, accum, steps),
+                new Stage("patch_size=" + k + ", block_size=" + k * t, k, batch, accum, steps),
+                new Stage("patch_size=" + k + ", block_size=" + k * t + ", accumulation_steps=" + accum / k, k, batch, accum / k, steps)};
+        TrainConfig cfg = new TrainConfig(model, 1, 0, 1, batch, accum, 3e-4f, 0.1f, 0, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+        LlamaModel m = new LlamaModel(be, model);
+        m.initialize(be, 1);
+        double base = 0;
+        for (Stage s : settings) {
+            double[] times = new double[steps];
+            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s, t)) {
+                BatchSource data = new RandomTokens(model.vocabSize(), 7);
+                for (int i = 0; i < warmup + steps; i++) {
+                    long t0 = System.nanoTime();
+                    runner.step(data, opt, 1e-5f);
+                    be.synchronize();
+                    if (i >= warmup) times[i - warmup] = (System.nanoTime() - t0) / 1e9;
+                }
+            }
+            Arrays.sort(times);
+            double median = steps % 2 == 1 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
+            long tokensPerStep = (long) s.batch() * s.accum() * s.patchSize() * t;
+            double tps = tokensPerStep / median;
+            if (rows.isEmpty()) base = tps;
+            Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base);
+            log.printf(Locale.ROOT, "  %-45s median step %.3f s, %.0f tokens/s%n", r.setting(), median, tps);
+            rows.add(r);
+        }
+        return rows;
+    }
+
+    public static String markdown(List<Row> rows) {
+        StringBuilder sb = new StringBuilder("| Settings | Tokens / sec | Speed-up |\n|---|---:|---:|\n");
+        for (Row r : rows) sb.append(String.format(Locale.ROOT, "| %s | %s | %.2f× |%n", r.setting(), human(r.tokensPerSecond()), r.speedup()));
+        return sb.toString();
+    }
+
+    public static String json(List<Row> rows, String backend, ModelConfig model) {
+        JsonObject o = new JsonObject();
+        o.addProperty("backend", backend);
+        o.addProperty("preset", model.name());
+        o.addProperty("context", model.contextLength());
+        JsonArray a = new JsonArray();
+        for (Row r : rows) a.add(new GsonBuilder().create().toJsonTree(r));
+        o.add("rows", a);
+        return new GsonBuilder().setPrettyPrinting().create().toJson(o);
+    }
+
+    private static String human(double v) {
+        return v >= 1e6 ? String.format(Locale.ROOT, "%.2fM", v / 1e6) : v >= 1e3 ? String.format(Locale.ROOT, "%.1fK", v / 1e3) : String.format(Locale.ROOT, "%.0f", v);
+    }
+
+    /** Uniform random token ids: speed does not depend on the text. */
+    private static final class RandomTokens implements BatchSource {
+        private final int vocab;
+        private final SplittableRandom rng;
+
+        RandomTokens(int vocab, long seed) {
+            this.vocab = vocab;
+            this.rng = new SplittableRandom(seed);
+        }
+
+        @Override public void next(int[] inputs, int[] targets) {
+            for (int i = 0; i < inputs.length; i++) inputs[i] = rng.nextInt(vocab);
+            for (int i = 0; i < targets.length; i++) targets[i] = rng.nextInt(vocab);
+        }
+
+        @Override public String state() { return ""; }
+
+        @Override public void restore(String state) { /* stateless for benchmarking */ }
+    }
+}

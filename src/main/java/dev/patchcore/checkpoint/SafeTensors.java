@@ -1,0 +1,155 @@
+package dev.patchcore.checkpoint;
+
+import com.google.gson.Gson;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
+import java.util.LinkedHashMap;
+import java.util.Map;
+
+/**
+ * The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header mapping each
+ * tensor name to dtype, shape and byte offsets (plus optional string metadata), then raw little-endian data.
+ * Only F32 is written; F32 and BF16 are read.
+ */
+public final class SafeTensors {
+    private SafeTensors() {}
+
+    public record Entry(String name, int[] shape, float[] data) {}
+
+    public static void write(Path file, Iterable<Entry> entries, Map<String, String> metadata) {
+        JsonObject header = new JsonObject();
+        if (!metadata.isEmpty()) {
+            JsonObject meta = new JsonObject();
+            metadata.forEach(meta::addProperty);
+            header.add("__metadata__", meta);
+        }
+        long offset = 0;
+        for (Entry e : entries) {
+            JsonObject t = new JsonObject();
+            t.addProperty("dtype", "F32");
+            JsonArray shape = new JsonArray();
+            for (int s : e.shape()) shape.add(s);
+            t.add("shape", shape);
+            JsonArray off = new JsonArray();
+            off.add(offset);
+            offset += 4L * e.data().length;
+            off.add(offset);
+            t.add("data_offsets", off);
+            header.add(e.name(), t);
+        }
+        byte[] json = header.toString().getBytes(StandardCharsets.UTF_8);
+        int padded = (json.length + 7) & ~7; // keeps tensor data 8-byte aligned, as the reference writer does
+        AtomicFiles.write(file, ch -> {
+            ByteBuffer head = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
+            head.putLong(padded).put(json);
+            while (head.position() < head.capacity()) head.put((byte) ' ');
+            head.flip();
+            while (head.hasRemaining()) ch.write(head);
+            ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
+            for (Entry e : entries) {
+                for (float v : e.data()) {
+                    if (!buf.hasRemaining()) { buf.flip(); while (buf.hasRemaining()) ch.write(buf); buf.clear(); }
+                    buf.putFloat(v);
+                }
+            }
+            buf.flip();
+            while (buf.hasRemaining()) ch.write(buf);
+        });
+    }
+
+    /** A read-only view of a safetensors file. */
+    public static final class Reader implements AutoCloseable {
+        private final FileChannel channel;
+        private final long dataStart;
+        private final JsonObject header;
+
+        public Reader(Path file) {
+            try {
+                channel = FileChannel.open(file, StandardOpenOption.READ);
+                ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
+                readFully(0, len);
+                long n = len.flip().getLong();
+                if (n <= 0 || n > 100_000_000 || 8 + n > channel.size())
+                    throw new IllegalArgumentException(file + " is not a safetensors file (bad header length)");
+                ByteBuffer h = ByteBuffer.allocate((int) n);
+                readFully(8, h);
+                header = new Gson().fromJson(new String(h.array(), StandardCharsets.UTF_8), JsonObject.class);
+                dataStart = 8 + n;
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            }
+        }
+
+        private void readFully(long pos, ByteBuffer b) throws IOException {
+            while (b.hasRemaining()) {
+                int r = channel.read(b, pos);
+                if (r < 0) throw new IOException("unexpected end of file");
+                pos += r;
+            }
+        }
+
+        public Map<String, String> metadata() {
+            Map<String, String> m = new LinkedHashMap<>();
+            JsonElement meta = header.get("__metadata__");
+            if (meta != null) meta.getAsJsonObject().entrySet().forEach(e -> m.put(e.getKey(), e.getValue().getAsString()));
+            return m;
+        }
+
+        public boolean has(String name) { return header.has(name); }
+
+        public int[] shape(String name) {
+            JsonArray a = entry(name).getAsJsonArray("shape");
+            int[] s = new int[a.size()];
+            for (int i = 0; i < s.length; i++) s[i] = a.get(i).getAsInt();
+            return s;
+        }
+
+        private JsonObject entry(String name) {
+            JsonElement e = header.get(name);
+            if (e == null) throw new IllegalArgumentException("tensor '" + name + "' missing from checkpoint");
+            return e.getAsJsonObject();
+        }
+
+        public float[] read(String name) {
+            JsonObject e = entry(name);
+            String dtype = e.get("dtype").getAsString();
+            JsonArray off = e.getAsJsonArray("data_offsets");
+            long begin = off.get(0).getAsLong(), end = off.get(1).getAsLong();
+            try {
+                ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(end - begin)).order(ByteOrder.LITTLE_ENDIAN);
+                readFully(dataStart + begin, b);
+                b.flip();
+                return switch (dtype) {
+                    case "F32" -> {
+                        float[] f = new float[b.remaining() / 4];
+                        b.asFloatBuffer().get(f);
+                        yield f;
+                    }
+                    case "BF16" -> {
+                        float[] f = new float[b.remaining() / 2];
+                        for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16);
+                        yield f;
+                    }
+                    default -> throw new IllegalArgumentException("tensor '" + name + "' has unsupported dtype " + dtype);
+                };
+            } catch (IOException ex) {
+                throw new UncheckedIOException(ex);
+            }
+        }
+
+        @Override public void close() {
+            try { channel.close(); } catch (IOException ignored) { /* read-only */ }
+        }
+    }
+
+}

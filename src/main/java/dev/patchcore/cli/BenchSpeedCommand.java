@@ -1,0 +1,53 @@
+package dev.patchcore.cli;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.bench.SpeedTable;
+import dev.patchcore.config.ModelConfig;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+@Command(name = "speed", mixinStandardHelpOptions = true,
+        description = "Reproduce the paper's Table 6: tokens/s of full training steps for the token-level baseline and patch-level K=4 settings.")
+public final class BenchSpeedCommand implements java.util.concurrent.Callable<Integer> {
+    @Option(names = "--preset", defaultValue = "tiny", description = "model preset (default: ${DEFAULT-VALUE})") String preset;
+    @Option(names = "--context", description = "token-level block T (default: the preset's)") Integer context;
+    @Option(names = "--vocab", description = "vocabulary size (default: the preset's)") Integer vocab;
+    @Option(names = "--batch", defaultValue = "4", description = "per-device micro-batch (paper: 4)") int batch;
+    @Option(names = "--accum", defaultValue = "8", description = "baseline accumulation steps (paper: 8)") int accum;
+    @Option(names = {"-K", "--patch-size"}, defaultValue = "4") int k;
+    @Option(names = "--warmup", defaultValue = "1", description = "untimed steps per setting") int warmup;
+    @Option(names = "--steps", defaultValue = "3", description = "timed steps per setting (median reported)") int steps;
+    @Option(names = "--json", description = "also write the table as JSON here") Path json;
+    @Mixin BackendOptions backendOptions;
+
+    @Override public Integer call() {
+        ModelConfig m = ModelConfig.preset(preset);
+        if (context != null) m = m.withContext(context);
+        if (vocab != null) m = m.withVocab(vocab);
+        try (Backend be = backendOptions.open()) {
+            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%n", m.name(), m.contextLength(), batch, accum, k, be.name());
+            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).run(System.out);
+            System.out.println();
+            System.out.print(SpeedTable.markdown(rows));
+            String j = SpeedTable.json(rows, be.name(), m);
+            if (json != null) {
+                try {
+                    Files.writeString(json, j);
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
+                }
+            } else {
+                System.out.println();
+                System.out.println(j);
+            }
+        }
+        return 0;
+    }
+}

@@ -1,0 +1,78 @@
+package dev.patchcore.cli;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.PreparedDataset;
+import dev.patchcore.data.TokenSequence;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.eval.Blocks;
+import dev.patchcore.eval.LossEvaluator;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.Checkpoints;
+import dev.patchcore.data.Batch;
+import picocli.CommandLine.ArgGroup;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+@Command(name = "eval", mixinStandardHelpOptions = true,
+        description = "Loss and perplexity of a checkpoint, token level, in non-overlapping blocks of the model's context (the paper's WikiText-103 protocol).")
+public final class EvalCommand implements Callable<Integer> {
+    @Option(names = "--checkpoint", required = true, description = "run folder or checkpoint folder")
+    Path checkpoint;
+
+    @ArgGroup(exclusive = true, multiplicity = "1")
+    Source source;
+
+    static final class Source {
+        @Option(names = "--data", description = "prepared dataset folder (see --split)") Path data;
+        @Option(names = "--text", description = "a UTF-8 text file, tokenized with the checkpoint's tokenizer") Path text;
+    }
+
+    @Option(names = "--split", defaultValue = "val", description = "val or train, with --data (default: ${DEFAULT-VALUE})") String split;
+    @Option(names = "--batch", defaultValue = "4", description = "blocks per forward pass (default: ${DEFAULT-VALUE})") int batch;
+    @Option(names = "--max-blocks", defaultValue = "0", description = "evaluate at most this many blocks, 0 = all") long maxBlocks;
+    @Mixin BackendOptions backendOptions;
+
+    @Override public Integer call() throws IOException {
+        Path ckpt = Checkpoints.latest(checkpoint);
+        ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
+        String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
+        if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
+        List<Batch> batches;
+        if (source.text != null) {
+            if (!Files.isRegularFile(source.text)) throw new IllegalArgumentException("no such file: " + source.text);
+            int[] ids = Tokenizers.byName(tokenizer).encode(Files.readString(source.text));
+            batches = Blocks.tokenLevel(TokenSequence.of(ids), cfg.contextLength(), batch, maxBlocks);
+        } else {
+            try (PreparedDataset ds = PreparedDataset.open(source.data)) {
+                if (ds.info().vocabSize() != cfg.vocabSize() || !ds.info().tokenizer().equals(tokenizer))
+                    throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
+                            + ") but the checkpoint was trained with " + tokenizer + " (vocabulary " + cfg.vocabSize() + ")");
+                TokenSequence seq = switch (split) {
+                    case "val" -> ds.val();
+                    case "train" -> ds.train();
+                    default -> throw new IllegalArgumentException("--split must be val or train");
+                };
+                batches = Blocks.tokenLevel(seq, cfg.contextLength(), batch, maxBlocks);
+            }
+        }
+        try (Backend be = backendOptions.open()) {
+            LlamaModel model = new LlamaModel(be, cfg);
+            Checkpoints.loadWeights(ckpt, model, be);
+            long t0 = System.nanoTime();
+            double loss = LossEvaluator.meanLoss(be, model, batches);
+            long tokens = batches.stream().mapToLong(b -> b.targets().length).sum();
+            System.out.printf(Locale.ROOT, "checkpoint %s%n%d blocks of %d tokens (%d tokens scored) in %.1f s%nloss %.4f nats/token, perplexity %.3f%n",
+                    ckpt, batches.stream().mapToInt(Batch::batchSize).sum(), cfg.contextLength(), tokens, (System.nanoTime() - t0) / 1e9, loss, Math.exp(loss));
+        }
+        return 0;
+    }
+}

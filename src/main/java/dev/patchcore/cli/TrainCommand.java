@@ -1,0 +1,171 @@
+package dev.patchcore.cli;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.RunState;
+import dev.patchcore.train.ShardTrainingData;
+import dev.patchcore.train.TrainConfig;
+import dev.patchcore.train.Trainer;
+import dev.patchcore.train.TrainingData;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.time.LocalDateTime;
+import java.time.format.DateTimeFormatter;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.Callable;
+
+@Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
+        description = {"Two-stage patch-level training: the patch stage (K tokens per patch, context K·T) on a fraction λ of the budget, "
+                + "then token-level training on the rest with a fresh optimizer and schedule.",
+                "With no options: the tiny preset on the bundled corpus, both stages, on CPU unless a GPU is present."})
+public final class TrainCommand implements Callable<Integer> {
+    @Option(names = "--preset", defaultValue = "tiny", description = "model size: tiny, small, 370m, 780m, 1.3b, 2.7b (default: ${DEFAULT-VALUE})")
+    String preset;
+    @Option(names = "--data", description = "prepared dataset folder (from `prepare`); default: the bundled corpus, byte tokenizer")
+    Path data;
+    @Option(names = "--out", description = "run folder for checkpoints and metrics (default: runs/<preset>-<time>)")
+    Path out;
+    @Option(names = "--resume", description = "continue the run in this folder exactly where it stopped (its saved settings are used)")
+    Path resume;
+
+    @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K (default: ${DEFAULT-VALUE})")
+    int patchSize;
+    @Option(names = "--lambda", defaultValue = "0.6666667", description = "fraction λ of the budget trained at patch level; 0 = token-level baseline (default: 2/3)")
+    double lambda;
+    @Option(names = "--steps", description = "total optimizer steps over both stages (default: 300 for tiny, 600 for small, 180000 for paper presets)")
+    Long steps;
+    @Option(names = "--tokens", description = "total token budget instead of --steps")
+    Long tokens;
+    @Option(names = "--epochs", description = "multi-epoch mode (§3.3): N epochs over the data, the first N·λ at patch level")
+    Double epochs;
+    @Option(names = "--batch", description = "token-stage micro-batch in sequences (default: 16 for tiny/small, 4 for paper presets)")
+    Integer batch;
+    @Option(names = "--accum", defaultValue = "1", description = "token-stage gradient accumulation steps; the patch stage uses K× fewer sequences per step (default: ${DEFAULT-VALUE})")
+    int accum;
+    @Option(names = "--context", description = "token-level context T (default: the preset's)")
+    Integer context;
+    @Option(names = "--vocab", description = "model vocabulary (default: the dataset's; a mismatch is an error)")
+    Integer vocab;
+
+    @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (default: ${DEFAULT-VALUE})")
+    float lr;
+    @Option(names = "--min-lr-ratio", defaultValue = "0.1", description = "cosine decays to lr × this (default: ${DEFAULT-VALUE})")
+    float minLrRatio;
+    @Option(names = "--warmup", defaultValue = "-1", description = "warmup steps per stage (default: min(2000, stage steps/10))")
+    int warmup;
+    @Option(names = "--weight-decay", defaultValue = "0.1", description = "AdamW decoupled weight decay, not on norm gains (default: ${DEFAULT-VALUE})")
+    float weightDecay;
+    @Option(names = "--beta1", defaultValue = "0.9") float beta1;
+    @Option(names = "--beta2", defaultValue = "0.95") float beta2;
+    @Option(names = "--eps", defaultValue = "1e-8") float eps;
+    @Option(names = "--clip", defaultValue = "1.0", description = "global gradient-norm clipping, 0 = off (default: ${DEFAULT-VALUE})")
+    float clip;
+    @Option(names = "--seed", defaultValue = "1234") long seed;
+
+    @Option(names = "--eval-every", description = "validate every N steps and at the end of each stage, 0 = never (default: 100; 1000 for paper presets)")
+    Integer evalEvery;
+    @Option(names = "--eval-batches", defaultValue = "8", description = "validation micro-batches (default: ${DEFAULT-VALUE})")
+    int evalBatches;
+    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps besides each stage end (default: 0 = only at stage ends)")
+    int saveEvery;
+    @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})")
+    int logEvery;
+    @Option(names = "--stop-after", hidden = true, description = "save and stop after this many steps overall (simulates an interruption)")
+    Long stopAfter;
+
+    @Mixin BackendOptions backendOptions;
+
+    @Override
+    public Integer call() {
+        Checkpoints.Meta resumed = null;
+        Path runDir;
+        Path checkpoint = null;
+        TrainConfig cfg;
+        TrainingData dataset;
+        if (resume != null) {
+            checkpoint = Checkpoints.latest(resume);
+            resumed = Checkpoints.readMeta(checkpoint);
+            runDir = resume;
+            cfg = resumed.train();
+            dataset = ShardTrainingData.open(resumed.dataset());
+            if (dataset.vocabSize() != cfg.model().vocabSize())
+                throw new IllegalArgumentException("dataset " + resumed.dataset() + " has vocabulary " + dataset.vocabSize()
+                        + " but the checkpoint's model has " + cfg.model().vocabSize());
+        } else {
+            ModelConfig model = ModelConfig.preset(preset);
+            boolean paper = model.vocabSize() != 257;
+            dataset = ShardTrainingData.open(data == null ? "bundled" : data.toString());
+            if (vocab != null && vocab != dataset.vocabSize())
+                throw new IllegalArgumentException("--vocab " + vocab + " does not match the dataset's vocabulary " + dataset.vocabSize()
+                        + " (tokenizer " + dataset.tokenizer() + ")");
+            model = model.withVocab(dataset.vocabSize());
+            if (context != null) model = model.withContext(context);
+            int b = batch != null ? batch : paper ? 4 : 16;
+            long total = budget(model, b, paper, dataset);
+            cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
+                    seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery));
+            runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+            if (Checkpoints.exists(runDir))
+                throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
+        }
+
+        try (Backend be = backendOptions.open()) {
+            ModelConfig m = cfg.model();
+            System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
+                    m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
+            System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), runDir);
+            System.out.printf(Locale.ROOT, "budget %d steps × %d tokens: patch stage %d steps (K=%d, λ=%.3f), token stage %d steps%n",
+                    cfg.steps(), cfg.tokensPerStep(), cfg.patchSteps(), cfg.patchSize(), cfg.lambda(), cfg.tokenSteps());
+            LlamaModel model = new LlamaModel(be, m);
+            RunState state;
+            if (resumed != null) {
+                Checkpoints.loadWeights(checkpoint, model, be);
+                state = resumed.state();
+                System.out.println("resuming from " + checkpoint + " at " + state.globalStep() + " steps");
+            } else {
+                model.initialize(be, cfg.seed());
+                state = RunState.start();
+            }
+            Files.createDirectories(runDir);
+            Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, resumed == null ? epochs != null : isMultiEpoch(resumed));
+            if (stopAfter != null) trainer.stopAfter(stopAfter);
+            Thread main = Thread.currentThread();
+            Thread hook = new Thread(() -> {
+                trainer.requestStop();
+                try { main.join(120_000); } catch (InterruptedException ignored) { /* exiting anyway */ }
+            });
+            Runtime.getRuntime().addShutdownHook(hook);
+            List<Trainer.StageResult> results = trainer.run(model, state, checkpoint);
+            try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
+            for (Trainer.StageResult r : results)
+                System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, val %.4f, %.0f tokens/s%n",
+                        r.stage(), r.steps(), r.firstLoss(), r.lastLoss(), r.valLoss(), r.tokensPerSecond());
+            System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
+            return 0;
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException(e);
+        }
+    }
+
+    private static boolean isMultiEpoch(Checkpoints.Meta meta) { return meta.multiEpoch(); }
+
+    private long budget(ModelConfig model, int b, boolean paper, TrainingData dataset) {
+        int given = (steps != null ? 1 : 0) + (tokens != null ? 1 : 0) + (epochs != null ? 1 : 0);
+        if (given > 1) throw new IllegalArgumentException("give only one of --steps, --tokens, --epochs");
+        long perStep = (long) b * accum * model.contextLength();
+        if (steps != null) return steps;
+        if (tokens != null) return Math.max(1, tokens / perStep);
+        if (epochs != null) {
+            if (!(epochs > 0)) throw new IllegalArgumentException("--epochs must be positive");
+            return Math.max(1, Math.round(epochs * dataset.trainTokens() / perStep));
+        }
+        return paper ? 180_000 : model.name().equals("small") ? 600 : 300;
+    }
+}

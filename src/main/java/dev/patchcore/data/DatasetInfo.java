@@ -1,0 +1,62 @@
+package dev.patchcore.data;
+
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonParseException;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+/**
+ * The human-readable summary of a prepared dataset ({@code dataset.json}); written last,
+ * so its presence marks a finished {@code prepare}.
+ */
+public record DatasetInfo(String format, int version, String tokenizer, int vocabSize, int eosId,
+                          double valFraction, long seed, List<String> sources,
+                          long trainDocuments, long trainTokens, long valDocuments, long valTokens) {
+
+    public static final String FILE_NAME = "dataset.json";
+    public static final String FORMAT = "patchcore-dataset";
+    public static final int VERSION = 1;
+
+    private static final Gson GSON = new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create();
+
+    public DatasetInfo {
+        sources = sources == null ? null : List.copyOf(sources);
+    }
+
+    public long documents() { return trainDocuments + valDocuments; }
+
+    public long tokens() { return trainTokens + valTokens; }
+
+    void write(Path dir) throws IOException {
+        Path tmp = dir.resolve(FILE_NAME + ".tmp");
+        Files.writeString(tmp, GSON.toJson(this) + "\n", StandardCharsets.UTF_8);
+        DatasetPreparer.moveIntoPlace(tmp, dir.resolve(FILE_NAME));
+    }
+
+    /** @throws IllegalArgumentException if the file is missing or not a dataset summary */
+    public static DatasetInfo read(Path dir) throws IOException {
+        Path file = dir.resolve(FILE_NAME);
+        if (!Files.isRegularFile(file)) {
+            throw new IllegalArgumentException(dir + " is not a prepared dataset (no " + FILE_NAME + "); create one with 'patchcore prepare'");
+        }
+        DatasetInfo info;
+        try {
+            info = GSON.fromJson(Files.readString(file, StandardCharsets.UTF_8), DatasetInfo.class);
+        } catch (JsonParseException e) {
+            throw new IllegalArgumentException(file + " is not a valid dataset summary: " + e.getMessage(), e);
+        }
+        if (info == null || !FORMAT.equals(info.format) || info.tokenizer == null || info.sources == null) {
+            throw new IllegalArgumentException(file + " is not a patchcore dataset summary");
+        }
+        if (info.version != VERSION) {
+            throw new IllegalArgumentException(file + " has dataset version " + info.version + "; this build reads "
+                    + VERSION + " (re-run 'prepare')");
+        }
+        return info;
+    }
+}

@@ -1,0 +1,89 @@
+package dev.patchcore.data;
+
+import com.google.gson.Gson;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.Strictness;
+import com.google.gson.TypeAdapter;
+import com.google.gson.stream.JsonReader;
+import com.google.gson.stream.JsonToken;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStreamReader;
+import java.io.StringReader;
+import java.nio.charset.StandardCharsets;
+
+/**
+ * JSON Lines: each non-blank line is an object whose string field {@code "text"} is one
+ * document (other fields, like the Pile's {@code "meta"}, are ignored). Lines are parsed
+ * strictly; any other shape is an error naming the file and line.
+ */
+final class JsonlDocumentReader implements DocumentReader {
+
+    private static final TypeAdapter<JsonElement> JSON = new Gson().getAdapter(JsonElement.class);
+
+    private final String name;
+    private final BufferedReader in;
+    private long lineNumber;
+
+    JsonlDocumentReader(CorpusSource source) throws IOException {
+        this.name = source.name();
+        this.in = new BufferedReader(new InputStreamReader(source.opener().open(), StandardCharsets.UTF_8), 1 << 16);
+    }
+
+    @Override
+    public String next() throws IOException {
+        String line;
+        while ((line = in.readLine()) != null) {
+            lineNumber++;
+            if (line.isBlank()) continue;
+            String text = textOf(line);
+            if (!text.isEmpty()) return text;
+        }
+        return null;
+    }
+
+    private String textOf(String line) {
+        JsonElement element;
+        try {
+            JsonReader reader = new JsonReader(new StringReader(line));
+            reader.setStrictness(Strictness.STRICT);
+            element = JSON.read(reader);
+            if (reader.peek() != JsonToken.END_DOCUMENT) throw new IOException("unexpected data after the JSON value");
+        } catch (IOException | RuntimeException e) {
+            throw error("malformed JSON (" + firstLine(e.getMessage()) + ")");
+        }
+        if (!(element instanceof JsonObject object)) throw error("expected a JSON object, found " + kind(element));
+        JsonElement text = object.get("text");
+        if (text == null) throw error("the object has no \"text\" field");
+        if (!text.isJsonPrimitive() || !text.getAsJsonPrimitive().isString()) {
+            throw error("the \"text\" field must be a string, found " + kind(text));
+        }
+        return text.getAsString();
+    }
+
+    private IllegalArgumentException error(String what) {
+        return new IllegalArgumentException(name + ":" + lineNumber + ": " + what);
+    }
+
+    private static String kind(JsonElement e) {
+        if (e.isJsonNull()) return "null";
+        if (e.isJsonArray()) return "an array";
+        if (e.isJsonObject()) return "an object";
+        return e.getAsJsonPrimitive().isString() ? "a string" : e.getAsJsonPrimitive().isNumber() ? "a number" : "a boolean";
+    }
+
+    private static String firstLine(String message) {
+        if (message == null) return "unreadable";
+        int nl = message.indexOf('\n');
+        String first = nl < 0 ? message : message.substring(0, nl);
+        int see = first.indexOf(" See https://"); // drop Gson's troubleshooting link
+        return see < 0 ? first : first.substring(0, see);
+    }
+
+    @Override
+    public void close() throws IOException {
+        in.close();
+    }
+}

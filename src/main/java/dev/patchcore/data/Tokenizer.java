@@ -1,0 +1,32 @@
+package dev.patchcore.data;
+
+/**
+ * Text to token ids and back. Implementations are immutable and thread-safe.
+ *
+ * <p>Token ids lie in {@code [0, vocabSize())}. {@link #encode} treats its input as
+ * ordinary text: a literal {@code "<|endoftext|>"} in a document is encoded as the
+ * characters it spells, never as the EOS id, so corpus text cannot forge document
+ * boundaries.
+ */
+public interface Tokenizer {
+
+    /** Canonical name, as stored in shard headers (e.g. {@code "byte"}, {@code "r50k_base"}). */
+    String name();
+
+    /** Size of the id space including special tokens: every id is below this. */
+    int vocabSize();
+
+    /** The end-of-text id that separates documents in a shard. */
+    int eosId();
+
+    int[] encode(String text);
+
+    /**
+     * Text for the given ids. The EOS id decodes to {@code "<|endoftext|>"}; byte sequences
+     * that are not valid UTF-8 (e.g. a multi-byte character cut in half) and ids the
+     * encoding leaves unassigned decode to U+FFFD.
+     *
+     * @throws IllegalArgumentException if an id lies outside {@code [0, vocabSize())}
+     */
+    String decode(int[] ids);
+}

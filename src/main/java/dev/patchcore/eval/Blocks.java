@@ -1,0 +1,36 @@
+package dev.patchcore.eval;
+
+import dev.patchcore.data.TokenSequence;
+import dev.patchcore.data.Batch;
+
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Non-overlapping evaluation blocks (the paper's WikiText-103 protocol): block i reads tokens [i·T, i·T + T) and
+ * predicts tokens [i·T + 1, i·T + T + 1), so every token after the first is scored exactly once.
+ */
+public final class Blocks {
+    private Blocks() {}
+
+    /** Token-level (K = 1) batches of up to {@code batch} blocks; {@code maxBlocks} ≤ 0 means all. */
+    public static List<Batch> tokenLevel(TokenSequence tokens, int contextLength, int batch, long maxBlocks) {
+        long blocks = (tokens.length() - 1) / contextLength;
+        if (maxBlocks > 0) blocks = Math.min(blocks, maxBlocks);
+        if (blocks < 1)
+            throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than one block of " + (contextLength + 1));
+        List<Batch> out = new ArrayList<>();
+        int[] window = new int[contextLength + 1];
+        for (long b0 = 0; b0 < blocks; b0 += batch) {
+            int n = (int) Math.min(batch, blocks - b0);
+            int[] in = new int[n * contextLength], tg = new int[n * contextLength];
+            for (int j = 0; j < n; j++) {
+                tokens.copy((b0 + j) * contextLength, window, 0, contextLength + 1);
+                System.arraycopy(window, 0, in, j * contextLength, contextLength);
+                System.arraycopy(window, 1, tg, j * contextLength, contextLength);
+            }
+            out.add(new Batch(in, tg, n, 1, contextLength));
+        }
+        return out;
+    }
+}

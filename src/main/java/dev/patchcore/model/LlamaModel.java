@@ -1,0 +1,113 @@
+package dev.patchcore.model;
+
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.autograd.Tape;
+import dev.patchcore.autograd.Tape.AddNorm;
+import dev.patchcore.autograd.Var;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * LLaMA-style decoder: pre-norm RMSNorm, SwiGLU MLP, RoPE, untied input and output embeddings, no biases.
+ * Parameter names are those of Hugging Face {@code LlamaForCausalLM}.
+ *
+ * <p>The same forward serves both stages: with patch size K the embedding averages K token embeddings
+ * (paper Eq. 2) and RoPE positions are patch indices; with K = 1 it is the ordinary token-level model.
+ */
+public final class LlamaModel {
+    private final ModelConfig config;
+    private final Parameter embed;
+    private final List<Layer> layers = new ArrayList<>();
+    private final Parameter finalNorm;
+    private final Parameter lmHead;
+    private final List<Parameter> parameters = new ArrayList<>();
+
+    private record Layer(Parameter inputNorm, Parameter q, Parameter k, Parameter v, Parameter o,
+                         Parameter postNorm, Parameter gate, Parameter up, Parameter down) {}
+
+    public LlamaModel(Backend backend, ModelConfig c) {
+        this.config = c;
+        int d = c.dim(), f = c.ffnDim();
+        embed = add(new Parameter(backend, "model.embed_tokens.weight", true, c.vocabSize(), d));
+        for (int i = 0; i < c.layers(); i++) {
+            String p = "model.layers." + i + ".";
+            layers.add(new Layer(
+                    add(new Parameter(backend, p + "input_layernorm.weight", false, d)),
+                    add(new Parameter(backend, p + "self_attn.q_proj.weight", true, d, d)),
+                    add(new Parameter(backend, p + "self_attn.k_proj.weight", true, d, d)),
+                    add(new Parameter(backend, p + "self_attn.v_proj.weight", true, d, d)),
+                    add(new Parameter(backend, p + "self_attn.o_proj.weight", true, d, d)),
+                    add(new Parameter(backend, p + "post_attention_layernorm.weight", false, d)),
+                    add(new Parameter(backend, p + "mlp.gate_proj.weight", true, f, d)),
+                    add(new Parameter(backend, p + "mlp.up_proj.weight", true, f, d)),
+                    add(new Parameter(backend, p + "mlp.down_proj.weight", true, d, f))));
+        }
+        finalNorm = add(new Parameter(backend, "model.norm.weight", false, d));
+        lmHead = add(new Parameter(backend, "lm_head.weight", true, c.vocabSize(), d));
+    }
+
+    private Parameter add(Parameter p) {
+        parameters.add(p);
+        return p;
+    }
+
+    public ModelConfig config() { return config; }
+
+    /** All parameters in a fixed order (the checkpoint order). */
+    public List<Parameter> parameters() { return Collections.unmodifiableList(parameters); }
+
+    /** Hugging Face's initialization: N(0, 0.02) for matrices, ones for norm gains. */
+    public void initialize(Backend backend, long seed) {
+        SplittableRandom rng = new SplittableRandom(seed);
+        for (Parameter p : parameters) {
+            float[] w = new float[Math.toIntExact(p.numel())];
+            if (p.decay()) {
+                for (int i = 0; i < w.length; i++) w[i] = (float) (gaussian(rng) * 0.02);
+            } else {
+                java.util.Arrays.fill(w, 1f);
+            }
+            p.load(backend, w);
+        }
+    }
+
+    private static double gaussian(SplittableRandom r) {
+        // Box–Muller from a splittable generator, so initialization is reproducible across JDKs.
+        double u1 = r.nextDouble(), u2 = r.nextDouble();
+        return Math.sqrt(-2 * Math.log(1 - u1)) * Math.cos(2 * Math.PI * u2);
+    }
+
+    /**
+     * Forward pass over {@code tokens} (I32 [B, K·T]) read as T patches of K tokens; returns logits [B·T, V]
+     * where row b·T+t predicts the K tokens of patch t+1.
+     */
+    public Var forward(Tape tape, Tensor tokens, int batch, int k) {
+        int seqTokens = Math.toIntExact(tokens.numel() / batch);
+        if (seqTokens % k != 0) throw new IllegalArgumentException("sequence of " + seqTokens + " tokens is not a multiple of K=" + k);
+        int t = seqTokens / k;
+        float eps = config.normEps(), theta = config.ropeTheta();
+        int h = config.heads();
+
+        Var x = tape.patchEmbed(embed, tokens, k);
+        Var normed = tape.rmsNorm(x, layers.getFirst().inputNorm, eps);
+        for (int i = 0; i < layers.size(); i++) {
+            Layer l = layers.get(i);
+            Var q = tape.rope(tape.linear(normed, l.q), t, h, theta);
+            Var kk = tape.rope(tape.linear(normed, l.k), t, h, theta);
+            Var v = tape.linear(normed, l.v);
+            Var attn = tape.linear(tape.attention(q, kk, v, t, h), l.o);
+            AddNorm mid = tape.addRmsNorm(x, attn, l.postNorm, eps);
+            Var mlp = tape.linear(tape.swiglu(tape.linear(mid.normed(), l.gate), tape.linear(mid.normed(), l.up)), l.down);
+            Parameter nextNorm = i + 1 < layers.size() ? layers.get(i + 1).inputNorm : finalNorm;
+            AddNorm out = tape.addRmsNorm(mid.sum(), mlp, nextNorm, eps);
+            x = out.sum();
+            normed = out.normed();
+        }
+        return tape.linear(normed, lmHead);
+    }
+}

@@ -1,0 +1,130 @@
+package dev.patchcore.train;
+
+import com.google.gson.Gson;
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.checkpoint.AtomicFiles;
+import dev.patchcore.checkpoint.SafeTensors;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.model.LlamaModel;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Comparator;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+/**
+ * A run folder's checkpoints: {@code checkpoints/step-NNNNNNNN/} holds {@code model.safetensors} (Hugging Face names,
+ * fp32), {@code optimizer.safetensors} (AdamW moments) and {@code trainer.json} (configs, stage, step, data cursor);
+ * {@code checkpoints/latest} names the newest complete one and is replaced atomically only after all its files are
+ * durable, so a crash at any moment leaves the previous checkpoint intact.
+ */
+public final class Checkpoints {
+    public static final String MODEL = "model.safetensors", OPTIMIZER = "optimizer.safetensors", TRAINER = "trainer.json";
+    private static final Gson GSON = new GsonBuilder().serializeSpecialFloatingPointValues().setPrettyPrinting().create();
+    private static final int KEEP = 2;
+
+    private Checkpoints() {}
+
+    /** What trainer.json holds. */
+    public record Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep) {}
+
+    public static Path root(Path runDir) { return runDir.resolve("checkpoints"); }
+
+    public static boolean exists(Path runDir) { return Files.isRegularFile(root(runDir).resolve("latest")); }
+
+    public static void save(Path runDir, LlamaModel model, AdamW opt, Meta meta, Backend be) {
+        String name = String.format("step-%08d", meta.state().globalStep());
+        Path dir = root(runDir).resolve(name);
+        List<SafeTensors.Entry> weights = new ArrayList<>(), moments = new ArrayList<>();
+        for (int i = 0; i < model.parameters().size(); i++) {
+            Parameter p = model.parameters().get(i);
+            weights.add(new SafeTensors.Entry(p.name(), p.shape(), be.download(p.master())));
+            if (opt != null) {
+                moments.add(new SafeTensors.Entry(p.name() + ".exp_avg", p.shape(), be.download(opt.firstMoments().get(i))));
+                moments.add(new SafeTensors.Entry(p.name() + ".exp_avg_sq", p.shape(), be.download(opt.secondMoments().get(i))));
+            }
+        }
+        SafeTensors.write(dir.resolve(MODEL), weights, Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
+        SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
+        AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
+        AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
+        prune(runDir, name);
+    }
+
+    private static void prune(Path runDir, String newest) {
+        try (Stream<Path> s = Files.list(root(runDir))) {
+            List<Path> old = s.filter(p -> p.getFileName().toString().startsWith("step-") && Files.isDirectory(p))
+                    .sorted(Comparator.comparing(Path::toString)).toList();
+            for (int i = 0; i < old.size() - KEEP; i++) {
+                if (old.get(i).getFileName().toString().equals(newest)) continue;
+                try (Stream<Path> files = Files.walk(old.get(i))) {
+                    for (Path f : files.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(f);
+                }
+            }
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot prune old checkpoints: " + e.getMessage(), e);
+        }
+    }
+
+    /** The newest complete checkpoint folder of a run, or of a folder that is itself a checkpoint. */
+    public static Path latest(Path dir) {
+        if (Files.isRegularFile(dir.resolve(MODEL))) return dir;
+        Path pointer = root(dir).resolve("latest");
+        if (!Files.isRegularFile(pointer))
+            throw new IllegalArgumentException("no checkpoint in " + dir + " (expected " + pointer + ")");
+        try {
+            return root(dir).resolve(Files.readString(pointer).strip());
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    public static Meta readMeta(Path checkpoint) {
+        Path f = checkpoint.resolve(TRAINER);
+        try {
+            return GSON.fromJson(Files.readString(f), Meta.class);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot read " + f + ": " + e.getMessage());
+        }
+    }
+
+    public static ModelConfig readModelConfig(Path checkpoint) {
+        try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {
+            String json = r.metadata().get("patchcore.config");
+            if (json == null) throw new IllegalArgumentException(checkpoint.resolve(MODEL) + " has no patchcore model config");
+            return GSON.fromJson(json, ModelConfig.class);
+        }
+    }
+
+    public static void loadWeights(Path checkpoint, LlamaModel model, Backend be) {
+        try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {
+            for (Parameter p : model.parameters()) {
+                if (!java.util.Arrays.equals(r.shape(p.name()), p.shape()))
+                    throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
+                            + java.util.Arrays.toString(r.shape(p.name())) + ", model expects " + java.util.Arrays.toString(p.shape()));
+                p.load(be, r.read(p.name()));
+            }
+        }
+    }
+
+    public static void loadOptimizer(Path checkpoint, LlamaModel model, AdamW opt, int step) {
+        try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(OPTIMIZER))) {
+            List<float[]> m = new ArrayList<>(), v = new ArrayList<>();
+            for (Parameter p : model.parameters()) {
+                m.add(r.read(p.name() + ".exp_avg"));
+                v.add(r.read(p.name() + ".exp_avg_sq"));
+            }
+            opt.restore(step, m, v);
+        }
+    }
+
+    static JsonObject toJson(Object o) { return GSON.toJsonTree(o).getAsJsonObject(); }
+}

@@ -1,0 +1,94 @@
+package dev.patchcore.train;
+
+import com.google.gson.Gson;
+import dev.patchcore.data.Batch;
+import dev.patchcore.data.BatchSampler;
+import dev.patchcore.data.BundledCorpus;
+import dev.patchcore.data.PreparedDataset;
+import dev.patchcore.data.TokenSequence;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.data.ValidationBatches;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/** Training data from a prepared dataset folder (memory-mapped shards), or the bundled corpus prepared on first use. */
+public final class ShardTrainingData implements TrainingData {
+    public static final String BUNDLED = "bundled";
+    private static final Gson GSON = new Gson();
+    private final String description;
+    private final PreparedDataset dataset;
+
+    private ShardTrainingData(String description, PreparedDataset dataset) {
+        this.description = description;
+        this.dataset = dataset;
+    }
+
+    /** Opens {@code "bundled"} (the corpus in the jar, byte tokenizer, cached under ~/.cache/patchcore) or a dataset folder. */
+    public static ShardTrainingData open(String where) {
+        try {
+            Path dir;
+            if (BUNDLED.equals(where)) {
+                var tok = Tokenizers.byName("byte");
+                dir = BundledCorpus.defaultDirectory(tok);
+                if (!PreparedDataset.isValid(dir)) {
+                    System.out.println("preparing the bundled corpus into " + dir + " (once)");
+                    BundledCorpus.prepare(dir, tok);
+                }
+            } else {
+                dir = Path.of(where);
+                if (!Files.isDirectory(dir)) throw new IllegalArgumentException("dataset folder " + dir + " does not exist (create it with `prepare`)");
+            }
+            return new ShardTrainingData(where, PreparedDataset.open(dir));
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot open dataset " + where + ": " + e.getMessage(), e);
+        }
+    }
+
+    @Override public String description() { return description; }
+
+    @Override public String tokenizer() { return dataset.info().tokenizer(); }
+
+    @Override public int vocabSize() { return dataset.info().vocabSize(); }
+
+    @Override public long trainTokens() { return dataset.train().length(); }
+
+    @Override
+    public BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to) {
+        TokenSequence all = dataset.train();
+        long a = (long) Math.floor(from * all.length()), b = (long) Math.floor(to * all.length());
+        BatchSampler sampler = new BatchSampler(slice(all, a, b), patchSize, contextLength, batch, seed);
+        return new BatchSource() {
+            @Override public void next(int[] inputs, int[] targets) { sampler.next(inputs, targets); }
+
+            @Override public String state() { return GSON.toJson(sampler.state()); }
+
+            @Override public void restore(String state) { sampler.restore(GSON.fromJson(state, BatchSampler.State.class)); }
+        };
+    }
+
+    /** The tokens [from, to) of a sequence, without copying. */
+    static TokenSequence slice(TokenSequence s, long from, long to) {
+        if (from == 0 && to == s.length()) return s;
+        return new TokenSequence() {
+            @Override public long length() { return to - from; }
+
+            @Override public void copy(long start, int[] dst, int offset, int count) {
+                if (start < 0 || start + count > to - from) throw new IndexOutOfBoundsException(start + "+" + count + " > " + (to - from));
+                s.copy(from + start, dst, offset, count);
+            }
+        };
+    }
+
+    @Override
+    public List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches) {
+        ValidationBatches v = new ValidationBatches(dataset.val(), patchSize, contextLength, batch, maxBatches);
+        List<Batch> out = new ArrayList<>(v.batchCount());
+        for (int i = 0; i < v.batchCount(); i++) out.add(v.batch(i));
+        return out;
+    }
+}

@@ -1,0 +1,64 @@
+package dev.patchcore.train;
+
+import dev.patchcore.autograd.Tape;
+import dev.patchcore.autograd.Var;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * One optimizer step of a stage: {@code accum} micro-batches of forward, fused loss and backward, then global-norm
+ * clipping and AdamW. Input buffers are allocated once per stage; everything else comes from the scratch pool.
+ */
+public final class StepRunner implements AutoCloseable {
+    private final Backend be;
+    private final LlamaModel model;
+    private final Stage stage;
+    private final int contextLength;
+    private final Tape tape;
+    private final Tensor tokens, targets;
+    private final int[] hostIn, hostTg;
+    private final float gradScale;
+
+    /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
+    public record Result(double loss, double gradNorm) {}
+
+    public StepRunner(Backend be, LlamaModel model, Stage stage, int contextLength) {
+        this.be = be;
+        this.model = model;
+        this.stage = stage;
+        this.contextLength = contextLength;
+        this.tape = new Tape(be);
+        int k = stage.patchSize();
+        tokens = be.allocate(DType.I32, stage.batch(), k * contextLength);
+        targets = be.allocate(DType.I32, stage.batch() * contextLength, k);
+        hostIn = new int[stage.batch() * k * contextLength];
+        hostTg = new int[stage.batch() * contextLength * k];
+        // Each row's loss is already the mean over its K targets; average over rows and micro-batches.
+        gradScale = 1f / ((float) stage.batch() * contextLength * stage.accum());
+    }
+
+    public Result step(BatchSource source, AdamW opt, float lr) {
+        double lossSum = 0;
+        for (int micro = 0; micro < stage.accum(); micro++) {
+            source.next(hostIn, hostTg);
+            be.uploadInts(tokens, hostIn);
+            be.uploadInts(targets, hostTg);
+            Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize());
+            Tensor rowLoss = tape.crossEntropyK(logits, targets, gradScale);
+            tape.backward();
+            lossSum += be.sum(rowLoss);
+            be.releaseScratch();
+        }
+        double gradNorm = opt.gradNorm();
+        opt.update(lr, gradNorm);
+        be.releaseScratch();
+        return new Result(lossSum / ((double) stage.batch() * contextLength * stage.accum()), gradNorm);
+    }
+
+    @Override public void close() {
+        be.free(tokens);
+        be.free(targets);
+    }
+}

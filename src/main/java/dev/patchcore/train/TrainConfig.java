@@ -1,0 +1,38 @@
+package dev.patchcore.train;
+
+import dev.patchcore.config.ModelConfig;
+
+/**
+ * The training recipe. Defaults are the paper's (§3.1): AdamW β = (0.9, 0.95), ε = 1e-8, weight decay 0.1,
+ * clipping at 1.0, peak lr 3e-4 with linear warmup then cosine decay; K = 4, λ = 2/3.
+ *
+ * @param steps          total optimizer steps over both stages (patch stage gets round(λ·steps))
+ * @param batch          micro-batch in sequences for the token stage
+ * @param accum          gradient-accumulation micro-batches per step in the token stage
+ * @param warmup         warmup steps per stage; negative = automatic (min(2000, stage steps / 10))
+ * @param minLrRatio     cosine decays to peak·minLrRatio
+ */
+public record TrainConfig(ModelConfig model, int patchSize, double lambda, long steps, int batch, int accum,
+                          float lr, float minLrRatio, int warmup, float weightDecay, float beta1, float beta2,
+                          float eps, float clip, long seed, int evalEvery, int evalBatches, int saveEvery,
+                          int logEvery) {
+
+    public TrainConfig {
+        if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1 (got " + patchSize + ")");
+        if (!(lambda >= 0 && lambda <= 1)) throw new IllegalArgumentException("--lambda must lie in [0, 1] (got " + lambda + ")");
+        if (steps < 1) throw new IllegalArgumentException("the training budget must be at least one step (got " + steps + ")");
+        if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
+        if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
+        if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
+        if (patchSize > 1 && lambda > 0 && ((long) batch * accum) % patchSize != 0)
+            throw new IllegalArgumentException("batch×accum (" + batch + "×" + accum + ") must be divisible by K=" + patchSize
+                    + " so both stages see the same tokens per step");
+    }
+
+    public long patchSteps() { return patchSize == 1 ? 0 : Math.round(lambda * steps); }
+
+    public long tokenSteps() { return steps - patchSteps(); }
+
+    /** Tokens per optimizer step, identical in both stages (paper Table 6: fewer accumulation steps at K·T). */
+    public long tokensPerStep() { return (long) batch * accum * model.contextLength(); }
+}

@@ -1,0 +1,207 @@
+package dev.patchcore.train;
+
+import dev.patchcore.data.Batch;
+
+import com.google.gson.JsonObject;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.eval.LossEvaluator;
+import dev.patchcore.model.LlamaModel;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Locale;
+import java.util.concurrent.atomic.AtomicBoolean;
+
+/**
+ * Two-stage patch-level training (paper §2): the patch stage (K > 1, context K·T read as T patches) on the first
+ * λ of the budget, then the token stage (K = 1) on the rest. Only the parameters carry over: each stage gets a
+ * fresh AdamW (moments, step counter) and its own warmup + cosine schedule.
+ */
+public final class Trainer {
+    private final Backend be;
+    private final TrainConfig cfg;
+    private final TrainingData data;
+    private final Path runDir;
+    private final PrintStream console;
+    private final boolean multiEpoch;
+    private final AtomicBoolean stopRequested = new AtomicBoolean();
+    private long stopAfterGlobalStep = Long.MAX_VALUE;
+
+    /** What a run achieved, per stage. */
+    public record StageResult(String stage, long steps, double firstLoss, double lastLoss, double valLoss, double tokensPerSecond) {}
+
+    public Trainer(Backend be, TrainConfig cfg, TrainingData data, Path runDir, PrintStream console, boolean multiEpoch) {
+        this.be = be;
+        this.cfg = cfg;
+        this.data = data;
+        this.runDir = runDir;
+        this.console = console;
+        this.multiEpoch = multiEpoch;
+        if (data.vocabSize() != cfg.model().vocabSize())
+            throw new IllegalArgumentException("data vocabulary (" + data.vocabSize() + ", tokenizer " + data.tokenizer()
+                    + ") does not match the model's vocabulary (" + cfg.model().vocabSize() + ")");
+    }
+
+    /** Stops (after saving a checkpoint) once this many steps have completed overall: simulates an interruption. */
+    public void stopAfter(long globalStep) { this.stopAfterGlobalStep = globalStep; }
+
+    /** Asks the loop to save and stop at the end of the current step (e.g. from a Ctrl-C handler). */
+    public void requestStop() { stopRequested.set(true); }
+
+    /** Trains from {@code state} (RunState.start() for a new run), loading the checkpoint's weights first when resuming. */
+    public List<StageResult> run(LlamaModel model, RunState state, Path resumeFrom) {
+        List<Stage> stages = Stage.plan(cfg);
+        List<StageResult> results = new ArrayList<>();
+        double split = multiEpoch ? 0 : (double) cfg.patchSteps() / cfg.steps();
+        try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
+            for (int si = state.stageIndex(); si < stages.size(); si++) {
+                Stage st = stages.get(si);
+                boolean resumingHere = si == state.stageIndex() && resumeFrom != null && state.stepInStage() > 0;
+                double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
+                double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
+                BatchSource source = data.trainBatches(st.patchSize(), cfg.model().contextLength(), st.batch(), cfg.seed() + si, from, to);
+                long startStep = 0;
+                try (AdamW opt = new AdamW(be, model.parameters(), cfg)) {
+                    if (resumingHere) {
+                        Checkpoints.Meta meta = Checkpoints.readMeta(resumeFrom);
+                        Checkpoints.loadOptimizer(resumeFrom, model, opt, meta.optimizerStep());
+                        if (state.samplerState() != null) source.restore(state.samplerState());
+                        startStep = state.stepInStage();
+                    }
+                    StageResult r = runStage(model, si, st, source, opt, startStep, state, metrics, stages);
+                    if (r == null) return results; // interrupted: checkpoint saved
+                    results.add(r);
+                    state = new RunState(si + 1, 0, state.globalStep() + st.steps() - startStep, null,
+                            state.tokensSeen() + (st.steps() - startStep) * cfg.tokensPerStep());
+                }
+                if (state.globalStep() >= stopAfterGlobalStep && si + 1 < stages.size()) {
+                    console.printf("stopped after %d steps; continue with --resume %s%n", state.globalStep(), runDir);
+                    return results;
+                }
+            }
+        }
+        return results;
+    }
+
+    private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, AdamW opt, long startStep,
+                                 RunState state, Metrics metrics, List<Stage> stages) {
+        int t = cfg.model().contextLength(), k = st.patchSize();
+        LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
+        List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches()) : List.of();
+        if (cfg.evalEvery() > 0 && val.isEmpty())
+            console.printf("note: the validation split is shorter than one batch of %d windows of %d tokens; no validation in the %s stage%n",
+                    st.batch(), k * (t + 1), st.name());
+        console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %d steps, %s tokens/step%n",
+                st.name(), k, k * t, t, k > 1 ? "patches" : "positions", st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
+
+        double firstLoss = Double.NaN, lastLoss = Double.NaN, valLoss = Double.NaN;
+        long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
+        long stageStart = System.nanoTime(), measuredSteps = 0;
+        try (StepRunner runner = new StepRunner(be, model, st, t)) {
+            for (long step = startStep; step < st.steps(); step++) {
+                long t0 = System.nanoTime();
+                float lr = schedule.at(step);
+                StepRunner.Result r = runner.step(source, opt, lr);
+                double loss = r.loss(), gradNorm = r.gradNorm();
+                globalStep++;
+                tokensSeen += cfg.tokensPerStep();
+                long dt = System.nanoTime() - t0;
+                measuredSteps++;
+                if (Double.isNaN(firstLoss)) firstLoss = loss;
+                lastLoss = loss;
+                if (!Double.isFinite(loss))
+                    throw new IllegalStateException("loss became " + loss + " at " + st.name() + " step " + (step + 1) + "; lower --lr");
+                double tokPerSec = cfg.tokensPerStep() / (dt / 1e9);
+
+                JsonObject m = new JsonObject();
+                m.addProperty("type", "train");
+                m.addProperty("stage", st.name());
+                m.addProperty("patch_size", k);
+                m.addProperty("step", step + 1);
+                m.addProperty("global_step", globalStep);
+                m.addProperty("loss", loss);
+                m.addProperty("lr", lr);
+                m.addProperty("grad_norm", gradNorm);
+                m.addProperty("tokens", tokensSeen);
+                m.addProperty("tokens_per_s", tokPerSec);
+                m.addProperty("step_ms", dt / 1e6);
+                metrics.write(m);
+
+                boolean last = step + 1 == st.steps();
+                if ((step + 1) % cfg.logEvery() == 0 || last || step == startStep) {
+                    double avgStep = (System.nanoTime() - stageStart) / 1e9 / measuredSteps;
+                    double eta = etaSeconds(avgStep, st, step + 1, si, stages);
+                    console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
+                            st.name(), step + 1, st.steps(), loss, lr, gradNorm, human((long) (cfg.tokensPerStep() / avgStep)), duration(eta));
+                }
+                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) valLoss = validate(model, st, val, step + 1, globalStep, metrics);
+
+                boolean stopping = globalStep >= stopAfterGlobalStep || stopRequested.get();
+                if (last || stopping || (cfg.saveEvery() > 0 && (step + 1) % cfg.saveEvery() == 0)) {
+                    boolean stageDone = last;
+                    RunState rs = stageDone
+                            ? new RunState(si + 1, 0, globalStep, null, tokensSeen)
+                            : new RunState(si, step + 1, globalStep, source.state(), tokensSeen);
+                    Checkpoints.save(runDir, model, stageDone ? null : opt,
+                            new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step()), be);
+                }
+                if (stopping && !last) {
+                    console.printf("stopped after %d steps; checkpoint saved in %s (continue with --resume %s)%n",
+                            globalStep, Checkpoints.root(runDir), runDir);
+                    return null;
+                }
+            }
+        }
+        double tps = cfg.tokensPerStep() * measuredSteps / ((System.nanoTime() - stageStart) / 1e9);
+        console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
+                Double.isNaN(valLoss) ? "" : String.format(Locale.ROOT, ", val %.4f", valLoss), human((long) tps));
+        return new StageResult(st.name(), st.steps() - startStep, firstLoss, lastLoss, valLoss, tps);
+    }
+
+    /**
+     * Validation: in the token stage the ordinary next-token loss. In the patch stage two numbers: the patch loss
+     * (K-target loss of Eq. 3 on held-out K·T windows, the quantity being trained) and the token loss of the same
+     * weights read at K = 1, which is what the final model is judged on.
+     */
+    private double validate(LlamaModel model, Stage st, List<Batch> val, long step, long globalStep, Metrics metrics) {
+        double loss = LossEvaluator.meanLoss(be, model, val);
+        JsonObject m = new JsonObject();
+        m.addProperty("type", "val");
+        m.addProperty("stage", st.name());
+        m.addProperty("step", step);
+        m.addProperty("global_step", globalStep);
+        if (st.patchSize() > 1) {
+            List<Batch> tokenVal = data.validation(1, cfg.model().contextLength(), st.batch(), cfg.evalBatches());
+            double tokenLoss = tokenVal.isEmpty() ? Double.NaN : LossEvaluator.meanLoss(be, model, tokenVal);
+            m.addProperty("patch_loss", loss);
+            m.addProperty("token_loss", tokenLoss);
+            console.printf(Locale.ROOT, "      val   | patch loss %.4f (K=%d targets) | token loss %.4f | ppl %.2f%n", loss, st.patchSize(), tokenLoss, Math.exp(tokenLoss));
+            metrics.write(m);
+            return loss;
+        }
+        m.addProperty("token_loss", loss);
+        console.printf(Locale.ROOT, "      val   | token loss %.4f | ppl %.2f%n", loss, Math.exp(loss));
+        metrics.write(m);
+        return loss;
+    }
+
+    private static double etaSeconds(double secPerStep, Stage st, long done, int si, List<Stage> stages) {
+        double eta = (st.steps() - done) * secPerStep;
+        // A later token stage costs about K times a patch step (same tokens, K times the positions).
+        for (int j = si + 1; j < stages.size(); j++) eta += stages.get(j).steps() * secPerStep * st.patchSize() / stages.get(j).patchSize();
+        return eta;
+    }
+
+    static String human(long n) {
+        if (n >= 1_000_000) return String.format(Locale.ROOT, "%.2fM", n / 1e6);
+        if (n >= 1_000) return String.format(Locale.ROOT, "%.1fk", n / 1e3);
+        return Long.toString(n);
+    }
+
+    static String duration(double s) {
+        long x = Math.round(s);
+        return x >= 3600 ? String.format("%dh%02dm", x / 3600, x % 3600 / 60) : x >= 60 ? String.format("%dm%02ds", x / 60, x % 60) : x + "s";
+    }
+}

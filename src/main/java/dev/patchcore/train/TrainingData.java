@@ -1,0 +1,28 @@
+package dev.patchcore.train;
+
+import dev.patchcore.data.Batch;
+
+import java.util.List;
+
+/** The corpus a run trains on, as the trainer sees it. */
+public interface TrainingData {
+    /** Where it comes from (a path or "bundled"), recorded in checkpoints. */
+    String description();
+
+    String tokenizer();
+
+    int vocabSize();
+
+    /** Tokens in the training split. */
+    long trainTokens();
+
+    /**
+     * Micro-batches of {@code batch} windows of K·(T+1) tokens, drawn in a seeded shuffled order from the part
+     * [from, to) (fractions of the training split) — the patch stage reads the first λ of the data and the token
+     * stage the rest, as in the paper; in multi-epoch mode both read all of it.
+     */
+    BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to);
+
+    /** Up to {@code maxBatches} fixed, non-overlapping validation micro-batches. */
+    List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches);
+}

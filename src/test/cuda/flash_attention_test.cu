@@ -1,0 +1,298 @@
+// Standalone GPU check of src/main/cuda/flash_attention.cu (not part of the Maven build): forward and backward
+// at several (B, H, T, D) against a float64 host reference, outputs poisoned with NaN first; then a timing
+// table at T = 2048. Build and run from the repository root:
+//
+//   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -o /tmp/fa_test src/test/cuda/flash_attention_test.cu && /tmp/fa_test
+//
+// Exit code 0 only if every comparison passes (relative L2 error < 1e-2 for bf16 tensors, |Δlse| < 2e-3).
+// "/tmp/fa_test check" runs only the comparisons, "/tmp/fa_test bench" only the timings.
+
+#include "../../main/cuda/flash_attention.cu"
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+#define CHECK(call)                                                                                  \
+    do {                                                                                             \
+        cudaError_t e_ = (call);                                                                     \
+        if (e_ != cudaSuccess) {                                                                     \
+            std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            std::exit(3);                                                                            \
+        }                                                                                            \
+    } while (0)
+
+typedef __nv_bfloat16 bf16;
+
+struct Problem {
+    int B, H, T, D;
+    long rows() const { return static_cast<long>(B) * T; }
+    long width() const { return static_cast<long>(H) * D; }
+    long n() const { return rows() * width(); }
+    long nStat() const { return static_cast<long>(B) * H * T; }
+};
+
+// Kernel launch with the exact grids CudaFlashAttention.java uses.
+static void run_forward(const Problem& p, int warps, const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse) {
+    dim3 grid((p.T + 16 * warps - 1) / (16 * warps), p.B * p.H);
+    dim3 block(32 * warps);
+#define FWD_CASE(D_, W_) \
+    if (p.D == D_ && warps == W_) flash_attn_fwd_d##D_##_w##W_<<<grid, block>>>(q, k, v, o, lse, p.T, p.H);
+    FWD_CASE(64, 4) FWD_CASE(64, 8) FWD_CASE(80, 4) FWD_CASE(80, 8)
+    FWD_CASE(96, 4) FWD_CASE(96, 8) FWD_CASE(128, 4) FWD_CASE(128, 8)
+#undef FWD_CASE
+    CHECK(cudaGetLastError());
+}
+
+static void run_backward(const Problem& p, const bf16* dO, const bf16* q, const bf16* k, const bf16* v, const bf16* o,
+                         const float* lse, float* rowDot, float* dqAcc, bf16* dq, bf16* dk, bf16* dv, int sms) {
+    const long pairs = p.rows() * p.H;
+    dim3 prepGrid(static_cast<unsigned>((pairs + 7) / 8)), prepBlock(256);
+    dim3 grid((p.T + 63) / 64, p.B * p.H), block(128);
+#define BWD_CASE(D_)                                                                                           \
+    if (p.D == D_) {                                                                                          \
+        flash_attn_bwd_prep_d##D_<<<prepGrid, prepBlock>>>(dO, o, rowDot, dqAcc, static_cast<int>(p.rows()), p.T, \
+                                                           p.H);                                              \
+        CHECK(cudaGetLastError());                                                                            \
+        flash_attn_bwd_d##D_<<<grid, block>>>(q, k, v, dO, lse, rowDot, dqAcc, dk, dv, p.T, p.H);               \
+        CHECK(cudaGetLastError());                                                                            \
+    }
+    BWD_CASE(64) BWD_CASE(80) BWD_CASE(96) BWD_CASE(128)
+#undef BWD_CASE
+    const long n = p.n();
+    const int blocks = static_cast<int>(std::min<long>((n + 255) / 256, 16L * sms));
+    flash_attn_dq_convert<<<blocks, 256>>>(dqAcc, dq, n, 1.f / std::sqrt(static_cast<float>(p.D)));
+    CHECK(cudaGetLastError());
+}
+
+static std::vector<bf16> random_bf16(long n, float range, std::mt19937& rng) {
+    std::uniform_real_distribution<float> u(-range, range);
+    std::vector<bf16> x(n);
+    for (auto& e : x) e = __float2bfloat16(u(rng));
+    return x;
+}
+
+static std::vector<double> to_double(const std::vector<bf16>& x) {
+    std::vector<double> y(x.size());
+    for (size_t i = 0; i < x.size(); ++i) y[i] = __bfloat162float(x[i]);
+    return y;
+}
+
+struct Reference {
+    std::vector<double> out, lse, dq, dk, dv;
+};
+
+// Plain float64 causal attention and its gradient from the bf16-rounded inputs.
+static Reference reference(const Problem& p, const std::vector<double>& q, const std::vector<double>& k,
+                           const std::vector<double>& v, const std::vector<double>& dO) {
+    Reference r;
+    r.out.assign(p.n(), 0);
+    r.lse.assign(p.nStat(), 0);
+    r.dq.assign(p.n(), 0);
+    r.dk.assign(p.n(), 0);
+    r.dv.assign(p.n(), 0);
+    const double scale = 1.0 / std::sqrt(static_cast<double>(p.D));
+    const long W = p.width();
+    std::vector<double> P(p.T), dP(p.T);
+    for (int b = 0; b < p.B; ++b)
+        for (int h = 0; h < p.H; ++h)
+            for (int t = 0; t < p.T; ++t) {
+                const long qi = (static_cast<long>(b) * p.T + t) * W + h * p.D;
+                double mx = -INFINITY;
+                for (int s = 0; s <= t; ++s) {
+                    const long ki = (static_cast<long>(b) * p.T + s) * W + h * p.D;
+                    double dot = 0;
+                    for (int d = 0; d < p.D; ++d) dot += q[qi + d] * k[ki + d];
+                    P[s] = dot * scale;
+                    mx = std::max(mx, P[s]);
+                }
+                double sum = 0;
+                for (int s = 0; s <= t; ++s) sum += std::exp(P[s] - mx);
+                r.lse[(static_cast<long>(b) * p.H + h) * p.T + t] = mx + std::log(sum);
+                for (int s = 0; s <= t; ++s) P[s] = std::exp(P[s] - mx) / sum;
+                double Di = 0;
+                for (int d = 0; d < p.D; ++d) {
+                    double o = 0;
+                    for (int s = 0; s <= t; ++s) o += P[s] * v[(static_cast<long>(b) * p.T + s) * W + h * p.D + d];
+                    r.out[qi + d] = o;
+                    Di += o * dO[qi + d];
+                }
+                for (int s = 0; s <= t; ++s) {
+                    const long ki = (static_cast<long>(b) * p.T + s) * W + h * p.D;
+                    double dot = 0;
+                    for (int d = 0; d < p.D; ++d) dot += dO[qi + d] * v[ki + d];
+                    const double dS = P[s] * (dot - Di);
+                    for (int d = 0; d < p.D; ++d) {
+                        r.dq[qi + d] += scale * dS * k[ki + d];
+                        r.dk[ki + d] += scale * dS * q[qi + d];
+                        r.dv[ki + d] += P[s] * dO[qi + d];
+                    }
+                }
+            }
+    return r;
+}
+
+struct Error {
+    double rel, maxAbs;
+    bool finite;
+};
+
+template <typename T>
+static Error compare(const std::vector<T>& got, const std::vector<double>& ref) {
+    double num = 0, den = 0, mx = 0;
+    bool finite = true;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        double g;
+        if constexpr (std::is_same<T, bf16>::value) g = __bfloat162float(got[i]);
+        else g = got[i];
+        if (!std::isfinite(g)) finite = false;
+        num += (g - ref[i]) * (g - ref[i]);
+        den += ref[i] * ref[i];
+        mx = std::max(mx, std::fabs(g - ref[i]));
+    }
+    return {std::sqrt(num / std::max(den, 1e-300)), mx, finite};
+}
+
+template <typename T>
+static T* device_copy(const std::vector<T>& h) {
+    T* d;
+    CHECK(cudaMalloc(&d, h.size() * sizeof(T)));
+    CHECK(cudaMemcpy(d, h.data(), h.size() * sizeof(T), cudaMemcpyHostToDevice));
+    return d;
+}
+
+template <typename T>
+static T* device_poisoned(long n) {
+    T* d;
+    CHECK(cudaMalloc(&d, n * sizeof(T)));
+    CHECK(cudaMemset(d, 0xFF, n * sizeof(T)));  // all-ones bytes: NaN in bf16 and fp32
+    return d;
+}
+
+template <typename T>
+static std::vector<T> host_copy(const T* d, long n) {
+    std::vector<T> h(n);
+    CHECK(cudaMemcpy(h.data(), d, n * sizeof(T), cudaMemcpyDeviceToHost));
+    return h;
+}
+
+static bool check(const Problem& p, int sms, std::mt19937& rng) {
+    auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng);
+    auto v = random_bf16(p.n(), 1.f, rng), dO = random_bf16(p.n(), 1.f, rng);
+    Reference ref = reference(p, to_double(q), to_double(k), to_double(v), to_double(dO));
+    bf16 *dq_ = device_copy(q), *dk_ = device_copy(k), *dv_ = device_copy(v), *ddO = device_copy(dO);
+    bool ok = true;
+    char name[96];
+    for (int warps : {4, 8}) {
+        bf16* o = device_poisoned<bf16>(p.n());
+        float* lse = device_poisoned<float>(p.nStat());
+        run_forward(p, warps, dq_, dk_, dv_, o, lse);
+        CHECK(cudaDeviceSynchronize());
+        Error eo = compare(host_copy(o, p.n()), ref.out), el = compare(host_copy(lse, p.nStat()), ref.lse);
+        const bool pass = eo.finite && el.finite && eo.rel < 1e-2 && el.maxAbs < 2e-3;
+        std::snprintf(name, sizeof name, "fwd w%d B=%d H=%d T=%d D=%d", warps, p.B, p.H, p.T, p.D);
+        std::printf("%-36s out rel %.2e max %.2e | lse max %.2e  %s\n", name, eo.rel, eo.maxAbs, el.maxAbs,
+                    pass ? "ok" : "FAIL");
+        ok &= pass;
+        if (warps == 4) {  // backward from the forward's own out and lse, as training does
+            float *rowDot = device_poisoned<float>(p.nStat()), *acc = device_poisoned<float>(p.n());
+            bf16 *gq = device_poisoned<bf16>(p.n()), *gk = device_poisoned<bf16>(p.n()), *gv = device_poisoned<bf16>(p.n());
+            run_backward(p, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv, sms);
+            CHECK(cudaDeviceSynchronize());
+            Error e1 = compare(host_copy(gq, p.n()), ref.dq), e2 = compare(host_copy(gk, p.n()), ref.dk),
+                  e3 = compare(host_copy(gv, p.n()), ref.dv);
+            const bool bpass = e1.finite && e2.finite && e3.finite && e1.rel < 1e-2 && e2.rel < 1e-2 && e3.rel < 1e-2;
+            std::snprintf(name, sizeof name, "bwd B=%d H=%d T=%d D=%d", p.B, p.H, p.T, p.D);
+            std::printf("%-36s dq %.2e dk %.2e dv %.2e (rel L2)  %s\n", name, e1.rel, e2.rel, e3.rel,
+                        bpass ? "ok" : "FAIL");
+            ok &= bpass;
+            CHECK(cudaFree(rowDot)); CHECK(cudaFree(acc)); CHECK(cudaFree(gq)); CHECK(cudaFree(gk)); CHECK(cudaFree(gv));
+        }
+        CHECK(cudaFree(o));
+        CHECK(cudaFree(lse));
+    }
+    CHECK(cudaFree(dq_)); CHECK(cudaFree(dk_)); CHECK(cudaFree(dv_)); CHECK(cudaFree(ddO));
+    return ok;
+}
+
+static float median_ms(std::vector<float> t) {
+    std::sort(t.begin(), t.end());
+    return t[t.size() / 2];
+}
+
+template <typename F>
+static float time_ms(F f, int reps) {
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; ++i) f();
+    std::vector<float> t;
+    for (int i = 0; i < reps; ++i) {
+        CHECK(cudaEventRecord(a));
+        f();
+        CHECK(cudaEventRecord(b));
+        CHECK(cudaEventSynchronize(b));
+        float ms;
+        CHECK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms);
+    }
+    CHECK(cudaEventDestroy(a));
+    CHECK(cudaEventDestroy(b));
+    return median_ms(t);
+}
+
+// Causal attention FLOPs: forward 2 matmuls of 2·T²·D/2 each per (b, h); backward 5 matmuls (2.5× forward).
+static void bench(const Problem& p, int sms, std::mt19937& rng) {
+    auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng);
+    auto v = random_bf16(p.n(), 1.f, rng), dO = random_bf16(p.n(), 1.f, rng);
+    bf16 *dq_ = device_copy(q), *dk_ = device_copy(k), *dv_ = device_copy(v), *ddO = device_copy(dO);
+    bf16 *o = device_poisoned<bf16>(p.n()), *gq = device_poisoned<bf16>(p.n()), *gk = device_poisoned<bf16>(p.n()),
+         *gv = device_poisoned<bf16>(p.n());
+    float *lse = device_poisoned<float>(p.nStat()), *rowDot = device_poisoned<float>(p.nStat()),
+          *acc = device_poisoned<float>(p.n());
+    const double fwdFlops = 4.0 * p.B * p.H * static_cast<double>(p.T) * p.T * p.D / 2;
+    float fwd[2];
+    for (int w = 0; w < 2; ++w) {
+        const int warps = w == 0 ? 4 : 8;
+        fwd[w] = time_ms([&] { run_forward(p, warps, dq_, dk_, dv_, o, lse); }, 20);
+    }
+    run_forward(p, 4, dq_, dk_, dv_, o, lse);
+    const float bwd = time_ms([&] { run_backward(p, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv, sms); }, 20);
+    const float best = std::min(fwd[0], fwd[1]);
+    std::printf("B=%d H=%2d T=%d D=%3d | fwd w4 %.3f ms %.0f TF/s, w8 %.3f ms %.0f TF/s | bwd %.3f ms %.0f TF/s | "
+                "fwd+bwd %.0f TF/s\n",
+                p.B, p.H, p.T, p.D, fwd[0], fwdFlops / fwd[0] / 1e9, fwd[1], fwdFlops / fwd[1] / 1e9, bwd,
+                2.5 * fwdFlops / bwd / 1e9, 3.5 * fwdFlops / (best + bwd) / 1e9);
+    for (void* ptr : std::initializer_list<void*>{dq_, dk_, dv_, ddO, o, gq, gk, gv, lse, rowDot, acc}) CHECK(cudaFree(ptr));
+}
+
+int main(int argc, char** argv) {
+    const std::string mode = argc > 1 ? argv[1] : "all";
+    int dev = 0, sms = 0;
+    CHECK(cudaGetDevice(&dev));
+    CHECK(cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, dev));
+    cudaDeviceProp prop;
+    CHECK(cudaGetDeviceProperties(&prop, dev));
+    std::printf("device: %s, %d SMs\n", prop.name, sms);
+    std::mt19937 rng(1234);
+    bool ok = true;
+    if (mode == "all" || mode == "check") {
+        const Problem cases[] = {{1, 1, 1, 64},   {1, 1, 17, 128},  {2, 3, 200, 64}, {1, 2, 64, 64},
+                                 {1, 2, 257, 80}, {2, 2, 130, 96},  {1, 2, 333, 128}, {1, 1, 512, 128},
+                                 {1, 1, 300, 96}, {2, 1, 129, 80}, {1, 2, 1000, 64}};
+        for (const Problem& p : cases) ok &= check(p, sms, rng);
+        std::printf("check: %s\n", ok ? "ALL OK" : "FAILURES");
+    }
+    if (mode == "all" || mode == "bench") {
+        for (int D : {64, 80, 96, 128}) bench({8, 1024 / D, 2048, D}, sms, rng);
+        bench({4, 16, 8192, 64}, sms, rng);
+    }
+    return ok ? 0 : 1;
+}

@@ -1,0 +1,556 @@
+// Standalone GPU check of the RMSNorm, RoPE, SwiGLU, K-target cross-entropy and AdamW kernels against plain host
+// loops (double precision), plus a bandwidth table. Not part of the Maven build; run on a GPU machine with:
+//
+//   nvcc -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+//        src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw}.cu -o /tmp/kernels_test
+//   /tmp/kernels_test            # correctness, then timings (add --no-bench to skip the timings)
+//
+// Launch shapes mirror the Java launchers (CudaRmsNorm, CudaRope, CudaSwiGlu, CudaCrossEntropy, CudaAdamW).
+// Outputs are poisoned with NaN before each run; sizes include odd ones and deliberately misaligned base pointers
+// (one element off) so both the 16-byte and the scalar paths run. Exit code 0 only if every check passes.
+#include <cuda_bf16.h>
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <random>
+#include <string>
+#include <vector>
+
+typedef __nv_bfloat16 bf16;
+
+extern "C" {
+__global__ void rmsnorm_fwd_bf16(bf16*, float*, const bf16*, const bf16*, int, int, float);
+__global__ void rmsnorm_add_fwd_bf16(bf16*, bf16*, float*, const bf16*, const bf16*, const bf16*, int, int, float);
+__global__ void rmsnorm_bwd_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
+__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float);
+__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float);
+__global__ void swiglu_fwd_bf16(bf16*, const bf16*, const bf16*, long long);
+__global__ void swiglu_bwd_bf16(bf16*, bf16*, const bf16*, const bf16*, const bf16*, long long);
+__global__ void cross_entropy_fwd_bf16(float*, bf16*, const int*, int, int, int, float);
+__global__ void adamw_step_f32(float*, const float*, float*, float*, bf16*, long long, float, float, float, float, float,
+                               float, float);
+__global__ void adamw_sumsq_partial_f32(float*, int, const float*, long long);
+__global__ void adamw_sumsq_partial_bf16(float*, int, const bf16*, long long);
+__global__ void adamw_sumsq_final(float*, const float*, int);
+}
+
+#define CHECK(call)                                                                                    \
+    do {                                                                                               \
+        cudaError_t e_ = (call);                                                                       \
+        if (e_ != cudaSuccess) {                                                                       \
+            std::fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #call, cudaGetErrorString(e_)); \
+            std::exit(2);                                                                              \
+        }                                                                                              \
+    } while (0)
+#define LAUNCHED() CHECK(cudaGetLastError())
+
+static int g_sms = 0;
+static int g_failures = 0;
+static std::mt19937 g_rng(1234);
+
+// ------------------------------------------------------------------ host bf16 and buffers
+
+static float bf16_round(float f) {  // round to nearest even, as __float2bfloat16_rn (NaN kept NaN)
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return f;
+    u = (u + 0x7fffu + ((u >> 16) & 1u)) & 0xffff0000u;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+static uint16_t bf16_bits(float f) {
+    f = bf16_round(f);
+    uint32_t u;
+    std::memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+static float bf16_value(uint16_t b) {
+    uint32_t u = (uint32_t)b << 16;
+    float f;
+    std::memcpy(&f, &u, 4);
+    return f;
+}
+
+static std::vector<float> random_vec(size_t n, float lo, float hi, bool roundBf16) {
+    std::uniform_real_distribution<float> d(lo, hi);
+    std::vector<float> v(n);
+    for (auto& x : v) x = roundBf16 ? bf16_round(d(g_rng)) : d(g_rng);
+    return v;
+}
+
+// A device buffer of `n` elements starting `shift` elements past a 256-byte aligned allocation (shift 1 makes the
+// base pointer misaligned for 16-byte access), NaN-poisoned.
+template <typename T>
+struct Dev {
+    char* raw = nullptr;
+    T* p = nullptr;
+    size_t n = 0;
+    Dev(size_t count, int shift = 0) : n(count) {
+        CHECK(cudaMalloc(&raw, (count + shift + 8) * sizeof(T) + 256));
+        p = reinterpret_cast<T*>(raw) + shift;
+        CHECK(cudaMemset(raw, 0xff, (count + shift + 8) * sizeof(T) + 256));  // 0xffff.. is NaN as f32 and bf16
+    }
+    ~Dev() { cudaFree(raw); }
+    Dev(const Dev&) = delete;
+    Dev& operator=(const Dev&) = delete;
+};
+
+static void upload_bf16(Dev<bf16>& d, const std::vector<float>& v) {
+    std::vector<uint16_t> b(v.size());
+    for (size_t i = 0; i < v.size(); ++i) b[i] = bf16_bits(v[i]);
+    CHECK(cudaMemcpy(d.p, b.data(), b.size() * 2, cudaMemcpyHostToDevice));
+}
+static std::vector<float> download_bf16(const Dev<bf16>& d) {
+    std::vector<uint16_t> b(d.n);
+    CHECK(cudaMemcpy(b.data(), d.p, b.size() * 2, cudaMemcpyDeviceToHost));
+    std::vector<float> v(d.n);
+    for (size_t i = 0; i < d.n; ++i) v[i] = bf16_value(b[i]);
+    return v;
+}
+template <typename T>
+static void upload(Dev<T>& d, const std::vector<T>& v) {
+    CHECK(cudaMemcpy(d.p, v.data(), v.size() * sizeof(T), cudaMemcpyHostToDevice));
+}
+template <typename T>
+static std::vector<T> download(const Dev<T>& d) {
+    std::vector<T> v(d.n);
+    CHECK(cudaMemcpy(v.data(), d.p, v.size() * sizeof(T), cudaMemcpyDeviceToHost));
+    return v;
+}
+
+// ‖out − ref‖ / ‖ref‖; NaN anywhere in `out` fails.
+static void expect_close(const std::string& what, const std::vector<float>& out, const std::vector<double>& ref,
+                         double tol) {
+    double num = 0, den = 0;
+    bool nan = false;
+    for (size_t i = 0; i < ref.size(); ++i) {
+        if (std::isnan(out[i]) != std::isnan(ref[i])) nan = true;
+        if (std::isnan(ref[i])) continue;
+        num += (out[i] - ref[i]) * (out[i] - ref[i]);
+        den += ref[i] * ref[i];
+    }
+    double rel = std::sqrt(num / std::max(den, 1e-300));
+    bool ok = !nan && rel < tol;
+    std::printf("  %-4s %-58s rel %.2e (tol %.0e)%s\n", ok ? "ok" : "FAIL", what.c_str(), rel, tol, nan ? " NaN" : "");
+    if (!ok) ++g_failures;
+}
+static void expect(const std::string& what, bool ok) {
+    std::printf("  %-4s %s\n", ok ? "ok" : "FAIL", what.c_str());
+    if (!ok) ++g_failures;
+}
+
+static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
+
+// ------------------------------------------------------------------ launchers (mirror the Java classes)
+
+static void launch_rmsnorm_fwd(bf16* y, float* rstd, const bf16* x, const bf16* g, int n, int d, float eps) {
+    rmsnorm_fwd_bf16<<<std::min(ceil_div(n, 8), 32 * g_sms), 256>>>(y, rstd, x, g, n, d, eps);
+    LAUNCHED();
+}
+static void launch_rmsnorm_add(bf16* s, bf16* y, float* rstd, const bf16* a, const bf16* b, const bf16* g, int n, int d,
+                               float eps) {
+    rmsnorm_add_fwd_bf16<<<std::min(ceil_div(n, 8), 32 * g_sms), 256>>>(s, y, rstd, a, b, g, n, d, eps);
+    LAUNCHED();
+}
+struct RmsBwdShape {
+    int threads, blocks;
+};
+static RmsBwdShape rms_bwd_shape(int n, int d) {
+    int threads = std::clamp(ceil_div(ceil_div(d, 8), 32) * 32, 64, 256);
+    int blocks = std::min(n, g_sms * std::max(1, 1024 / threads));
+    return {threads, blocks};
+}
+static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf16* dy, const bf16* x, const bf16* g,
+                               const float* rstd, int n, int d) {
+    RmsBwdShape s = rms_bwd_shape(n, d);
+    rmsnorm_bwd_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    LAUNCHED();
+    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 8)>>>(dGain, partial, s.blocks, d);
+    LAUNCHED();
+}
+static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta) {
+    int half = dh / 2;
+    long long items = (long long)rows * (half % 8 == 0 ? half / 8 : half);
+    int blocks = (int)std::min<long long>(ceil_div(items, 256), 32LL * g_sms);
+    if (inverse) rope_bwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta);
+    else rope_fwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta);
+    LAUNCHED();
+}
+static int swiglu_blocks(long long n) {
+    return (int)std::max(1LL, std::min<long long>(ceil_div((n + 7) / 8, 256), 8LL * g_sms));
+}
+static void launch_ce(float* losses, bf16* logits, const int* targets, int n, int V, int K, float gradScale) {
+    int groups = (V + 7) / 8;
+    int threads = std::clamp((ceil_div(groups, 8) + 31) / 32 * 32, 32, 512);
+    cross_entropy_fwd_bf16<<<n, threads, K * 8>>>(losses, logits, targets, n, V, K, gradScale);
+    LAUNCHED();
+}
+struct AdamHyper {
+    float lr, beta1, beta2, eps, wd;
+    int step;
+    float gradScale;
+};
+static void launch_adamw(float* w, const float* g, float* m, float* v, bf16* c, long long n, const AdamHyper& h) {
+    double bc1 = 1.0 - std::pow((double)h.beta1, h.step), bc2 = 1.0 - std::pow((double)h.beta2, h.step);
+    int blocks = (int)std::max(1LL, std::min<long long>(ceil_div((n + 3) / 4, 256), 8LL * g_sms));
+    adamw_step_f32<<<blocks, 256>>>(w, g, m, v, c, n, h.beta1, h.beta2, h.eps, h.gradScale,
+                                    (float)(1.0 - (double)h.lr * h.wd), (float)(h.lr / bc1), (float)(1.0 / std::sqrt(bc2)));
+    LAUNCHED();
+}
+static int sumsq_blocks(long long n) { return (int)std::min<long long>(ceil_div(n, 256 * 16), 4LL * g_sms); }
+
+// ------------------------------------------------------------------ correctness
+
+static void test_rmsnorm(int n, int d, int shift) {
+    char tag[96];
+    std::snprintf(tag, sizeof tag, "rmsnorm n=%d d=%d shift=%d", n, d, shift);
+    std::printf("%s\n", tag);
+    const float eps = 1e-5f;
+    size_t nd = (size_t)n * d;
+    auto x = random_vec(nd, -2, 2, true), br = random_vec(nd, -1, 1, true), g = random_vec(d, 0.5f, 1.5f, true);
+    auto dy = random_vec(nd, -1, 1, true), dg0 = random_vec(d, -1, 1, false);
+    Dev<bf16> dX(nd, shift), dB(nd, shift), dG(d, shift), dY(nd, shift), dS(nd, shift), dDy(nd, shift), dDx(nd, shift);
+    Dev<float> dR(n, shift), dDg(d, shift);
+    upload_bf16(dX, x), upload_bf16(dB, br), upload_bf16(dG, g), upload_bf16(dDy, dy), upload(dDg, dg0);
+
+    // Host reference on the bf16 inputs: forward of x, and of bf16(x + branch).
+    auto ref_forward = [&](const std::vector<float>& in, std::vector<double>& y, std::vector<double>& r) {
+        y.assign(nd, 0), r.assign(n, 0);
+        for (int i = 0; i < n; ++i) {
+            double ss = 0;
+            for (int j = 0; j < d; ++j) ss += (double)in[(size_t)i * d + j] * in[(size_t)i * d + j];
+            r[i] = 1.0 / std::sqrt(ss / d + eps);
+            for (int j = 0; j < d; ++j) y[(size_t)i * d + j] = in[(size_t)i * d + j] * r[i] * g[j];
+        }
+    };
+    std::vector<double> yRef, rRef;
+    ref_forward(x, yRef, rRef);
+    launch_rmsnorm_fwd(dY.p, dR.p, dX.p, dG.p, n, d, eps);
+    expect_close("forward y", download_bf16(dY), yRef, 1e-2);
+    expect_close("forward rstd", download(dR), rRef, 1e-5);
+
+    std::vector<float> sum(nd);
+    for (size_t i = 0; i < nd; ++i) sum[i] = bf16_round(x[i] + br[i]);
+    ref_forward(sum, yRef, rRef);
+    launch_rmsnorm_add(dS.p, dY.p, dR.p, dX.p, dB.p, dG.p, n, d, eps);
+    auto sOut = download_bf16(dS);
+    expect("addForward sum == bf16(residual + branch) bit for bit",
+           std::memcmp(sOut.data(), sum.data(), nd * sizeof(float)) == 0);
+    expect_close("addForward y", download_bf16(dY), yRef, 1e-2);
+    expect_close("addForward rstd", download(dR), rRef, 1e-5);
+
+    // Backward on x = sum with the device's rstd (as the tape does).
+    auto rDev = download(dR);
+    std::vector<double> dxRef(nd), dgRef(dg0.begin(), dg0.end());
+    for (int i = 0; i < n; ++i) {
+        double r = rDev[i], dot = 0;
+        for (int j = 0; j < d; ++j) dot += (double)dy[(size_t)i * d + j] * g[j] * sum[(size_t)i * d + j];
+        for (int j = 0; j < d; ++j) {
+            size_t o = (size_t)i * d + j;
+            dxRef[o] = r * (dy[o] * g[j] - sum[o] * r * r * dot / d);
+            dgRef[j] += (double)dy[o] * sum[o] * r;
+        }
+    }
+    RmsBwdShape shape = rms_bwd_shape(n, d);
+    Dev<float> partial((size_t)shape.blocks * d, shift);
+    launch_rmsnorm_bwd(dDx.p, partial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+    expect_close("backward dx", download_bf16(dDx), dxRef, 1e-2);
+    auto dgOut = download(dDg);
+    expect_close("backward dGain (accumulated onto non-zero)", dgOut, dgRef, 1e-5);
+    // Determinism: the same accumulation again from the same start must give identical bits.
+    upload(dDg, dg0);
+    launch_rmsnorm_bwd(dDx.p, partial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+    auto dgAgain = download(dDg);
+    expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
+}
+
+static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {
+    char tag[96];
+    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d", batch, seqLen, heads, dh, shift);
+    std::printf("%s\n", tag);
+    const float theta = 10000.f;
+    int rows = batch * seqLen, width = heads * dh, half = dh / 2;
+    size_t nw = (size_t)rows * width;
+    auto x = random_vec(nw, -1, 1, true);
+    Dev<bf16> dX(nw, shift), dO(nw, shift), dBack(nw, shift);
+    upload_bf16(dX, x);
+    std::vector<double> fwd(nw), inv(nw);
+    for (int r = 0; r < rows; ++r)
+        for (int h = 0; h < heads; ++h)
+            for (int i = 0; i < half; ++i) {
+                double a = (double)(r % seqLen) * std::pow((double)theta, -2.0 * i / dh);
+                double c = std::cos(a), s = std::sin(a);
+                size_t o = (size_t)r * width + (size_t)h * dh + i;
+                double lo = x[o], hi = x[o + half];
+                fwd[o] = lo * c - hi * s, fwd[o + half] = hi * c + lo * s;
+                inv[o] = lo * c + hi * s, inv[o + half] = hi * c - lo * s;
+            }
+    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta);
+    expect_close("forward", download_bf16(dO), fwd, 1e-2);
+    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta);
+    expect_close("backward (inverse rotation)", download_bf16(dBack), inv, 1e-2);
+    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta);
+    std::vector<double> xd(x.begin(), x.end());
+    expect_close("backward(forward(x)) == x", download_bf16(dBack), xd, 1e-2);
+}
+
+static void test_swiglu(long long n, int shift) {
+    std::printf("swiglu n=%lld shift=%d\n", n, shift);
+    auto a = random_vec(n, -6, 6, true), b = random_vec(n, -2, 2, true), dy = random_vec(n, -1, 1, true);
+    Dev<bf16> dA(n, shift), dB(n, shift), dY(n, shift), dDy(n, shift), dGa(n, shift), dGb(n, shift);
+    upload_bf16(dA, a), upload_bf16(dB, b), upload_bf16(dDy, dy);
+    std::vector<double> y(n), ga(n), gb(n);
+    for (long long i = 0; i < n; ++i) {
+        double s = 1.0 / (1.0 + std::exp(-(double)a[i]));
+        y[i] = a[i] * s * b[i];
+        ga[i] = dy[i] * b[i] * s * (1 + a[i] * (1 - s));
+        gb[i] = dy[i] * a[i] * s;
+    }
+    swiglu_fwd_bf16<<<swiglu_blocks(n), 256>>>(dY.p, dA.p, dB.p, n);
+    LAUNCHED();
+    expect_close("forward", download_bf16(dY), y, 1e-2);
+    swiglu_bwd_bf16<<<swiglu_blocks(n), 256>>>(dGa.p, dGb.p, dDy.p, dA.p, dB.p, n);
+    LAUNCHED();
+    expect_close("backward dGate", download_bf16(dGa), ga, 1e-2);
+    expect_close("backward dUp", download_bf16(dGb), gb, 1e-2);
+}
+
+static void test_cross_entropy(int n, int V, int K, int shift, bool badTarget) {
+    char tag[96];
+    std::snprintf(tag, sizeof tag, "crossEntropyK n=%d V=%d K=%d shift=%d%s", n, V, K, shift, badTarget ? " bad-target" : "");
+    std::printf("%s\n", tag);
+    const float gradScale = 0.37f;
+    size_t nv = (size_t)n * V;
+    auto logits = random_vec(nv, -8, 8, true);
+    std::vector<int> t((size_t)n * K);
+    std::uniform_int_distribution<int> pick(0, V - 1);
+    for (auto& x : t) x = pick(g_rng);
+    if (K >= 3) t[1] = t[0], t[2] = t[0];  // a target repeated three times in row 0
+    t[(size_t)(n - 1) * K] = V - 1;            // last column (possibly in the scalar tail)
+    if (badTarget) t[K] = V;                   // row 1 invalid
+    Dev<bf16> dL(nv, shift);
+    Dev<int> dT(t.size(), shift);
+    Dev<float> dLoss(n, shift);
+    upload_bf16(dL, logits), upload(dT, t);
+    std::vector<double> loss(n), grad(nv);
+    for (int i = 0; i < n; ++i) {
+        const float* row = &logits[(size_t)i * V];
+        double mx = -INFINITY, s = 0;
+        for (int j = 0; j < V; ++j) mx = std::max(mx, (double)row[j]);
+        for (int j = 0; j < V; ++j) s += std::exp(row[j] - mx);
+        double lse = mx + std::log(s), mean = 0;
+        bool bad = false;
+        for (int k = 0; k < K; ++k) {
+            int tk = t[(size_t)i * K + k];
+            if (tk < 0 || tk >= V) bad = true;
+            else mean += row[tk];
+        }
+        loss[i] = bad ? NAN : lse - mean / K;
+        for (int j = 0; j < V; ++j) grad[(size_t)i * V + j] = gradScale * std::exp(row[j] - lse);
+        for (int k = 0; k < K; ++k) {
+            int tk = t[(size_t)i * K + k];
+            if (tk >= 0 && tk < V) grad[(size_t)i * V + tk] -= (double)gradScale / K;
+        }
+    }
+    launch_ce(dLoss.p, dL.p, dT.p, n, V, K, 0.f);
+    expect_close("loss (gradScale 0)", download(dLoss), loss, 1e-5);
+    auto untouched = download_bf16(dL);
+    expect("gradScale 0 leaves logits untouched", std::memcmp(untouched.data(), logits.data(), nv * sizeof(float)) == 0);
+    launch_ce(dLoss.p, dL.p, dT.p, n, V, K, gradScale);
+    expect_close("loss (with gradient)", download(dLoss), loss, 1e-5);
+    expect_close("gradient in place", download_bf16(dL), grad, 1e-2);
+    if (K >= 3) {
+        auto gOut = download_bf16(dL);
+        size_t o = (size_t)t[0];
+        double want = grad[o];
+        expect("triplicated target gets −3/K: " + std::to_string(gOut[o]) + " vs " + std::to_string(want),
+               std::fabs(gOut[o] - want) <= 1e-2 * std::fabs(want) + 1e-6);
+    }
+}
+
+static void test_adamw(long long n, int shift, bool withCompute) {
+    std::printf("adamW n=%lld shift=%d compute=%s\n", n, shift, withCompute ? "bf16" : "null");
+    AdamHyper h{3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.5f};
+    auto w = random_vec(n, -1, 1, false), g = random_vec(n, -2, 2, false), m = random_vec(n, -0.1f, 0.1f, false);
+    auto v = random_vec(n, 0, 0.01f, false);
+    Dev<float> dW(n, shift), dG(n, shift), dM(n, shift), dV(n, shift);
+    Dev<bf16> dC(n, shift);
+    upload(dW, w), upload(dG, g), upload(dM, m), upload(dV, v);
+    std::vector<double> wr(n), mr(n), vr(n), cr(n);
+    double bc1 = 1 - std::pow(0.9, 7), bc2 = 1 - std::pow(0.95, 7);
+    for (long long i = 0; i < n; ++i) {
+        double gi = (double)g[i] * h.gradScale;
+        mr[i] = 0.9 * m[i] + 0.1 * gi;
+        vr[i] = 0.95 * v[i] + 0.05 * gi * gi;
+        double wi = w[i] * (1 - (double)h.lr * h.wd);
+        wr[i] = wi - h.lr / bc1 * mr[i] / (std::sqrt(vr[i] / bc2) + h.eps);
+        cr[i] = wr[i];
+    }
+    launch_adamw(dW.p, dG.p, dM.p, dV.p, withCompute ? dC.p : nullptr, n, h);
+    expect_close("master", download(dW), wr, 1e-5);
+    expect_close("m", download(dM), mr, 1e-5);
+    expect_close("v", download(dV), vr, 1e-5);
+    if (withCompute) expect_close("bf16 compute copy", download_bf16(dC), cr, 1e-2);
+}
+
+static void test_sumsq() {
+    std::printf("sumOfSquares (f32 aligned, f32 shifted, bf16, empty)\n");
+    std::vector<long long> sizes{1000003, 17, 777, 0};
+    auto a = random_vec(sizes[0], -1, 1, false), b = random_vec(sizes[1], -3, 3, false);
+    auto c = random_vec(sizes[2], -2, 2, true);
+    Dev<float> dA(sizes[0]), dB(sizes[1], 1), dOut(1);
+    Dev<bf16> dC(sizes[2], 1);
+    upload(dA, a), upload(dB, b), upload_bf16(dC, c);
+    double ref = 0;
+    for (float x : a) ref += (double)x * x;
+    for (float x : b) ref += (double)x * x;
+    for (float x : c) ref += (double)x * x;
+    int ba = sumsq_blocks(sizes[0]), bb = sumsq_blocks(sizes[1]), bc = sumsq_blocks(sizes[2]);
+    Dev<float> partial(ba + bb + bc);
+    auto run = [&] {
+        adamw_sumsq_partial_f32<<<ba, 256>>>(partial.p, 0, dA.p, sizes[0]);
+        adamw_sumsq_partial_f32<<<bb, 256>>>(partial.p, ba, dB.p, sizes[1]);
+        adamw_sumsq_partial_bf16<<<bc, 256>>>(partial.p, ba + bb, dC.p, sizes[2]);
+        adamw_sumsq_final<<<1, 1024>>>(dOut.p, partial.p, ba + bb + bc);
+        LAUNCHED();
+        return download(dOut)[0];
+    };
+    float first = run(), second = run();
+    expect_close("Σx² over three tensors", {first}, {ref}, 1e-5);
+    expect("bit-identical on rerun", std::memcmp(&first, &second, 4) == 0);
+    adamw_sumsq_final<<<1, 1024>>>(dOut.p, partial.p, 0);
+    LAUNCHED();
+    expect("empty list gives 0", download(dOut)[0] == 0.f);
+}
+
+// ------------------------------------------------------------------ bandwidth
+
+template <typename F>
+static float median_ms(F launch, int reps = 20) {
+    cudaEvent_t a, b;
+    CHECK(cudaEventCreate(&a));
+    CHECK(cudaEventCreate(&b));
+    for (int i = 0; i < 3; ++i) launch();
+    std::vector<float> t;
+    for (int i = 0; i < reps; ++i) {
+        CHECK(cudaEventRecord(a));
+        launch();
+        CHECK(cudaEventRecord(b));
+        CHECK(cudaEventSynchronize(b));
+        float ms;
+        CHECK(cudaEventElapsedTime(&ms, a, b));
+        t.push_back(ms);
+    }
+    LAUNCHED();
+    std::sort(t.begin(), t.end());
+    cudaEventDestroy(a);
+    cudaEventDestroy(b);
+    return t[t.size() / 2];
+}
+
+static void row(const char* name, double bytes, float ms) {
+    std::printf("  %-44s %9.3f ms %8.1f GB/s\n", name, ms, bytes / (ms * 1e-3) / 1e9);
+}
+
+static void bench() {
+    std::printf("\nbandwidth (median of 20 after warm-up; bytes = compulsory DRAM traffic, see docs/kernels.md)\n");
+    {
+        size_t bytes = 1ull << 30;
+        Dev<char> s(bytes), d(bytes);
+        row("cudaMemcpy D2D 1 GiB (read + write)", 2.0 * bytes,
+            median_ms([&] { CHECK(cudaMemcpyAsync(d.p, s.p, bytes, cudaMemcpyDeviceToDevice)); }));
+    }
+    const int n = 16384, d = 2048;
+    size_t nd = (size_t)n * d;
+    {
+        Dev<bf16> x(nd), b(nd), g(d), y(nd), s(nd), dy(nd), dx(nd);
+        Dev<float> r(n), dg(d);
+        CHECK(cudaMemset(x.p, 0, nd * 2)); CHECK(cudaMemset(b.p, 0, nd * 2)); CHECK(cudaMemset(g.p, 0, d * 2));
+        CHECK(cudaMemset(dy.p, 0, nd * 2)); CHECK(cudaMemset(dg.p, 0, d * 4));
+        row("rmsnorm fwd 16384x2048", nd * 4.0 + n * 4.0, median_ms([&] { launch_rmsnorm_fwd(y.p, r.p, x.p, g.p, n, d, 1e-5f); }));
+        row("rmsnorm add fwd 16384x2048", nd * 8.0 + n * 4.0,
+            median_ms([&] { launch_rmsnorm_add(s.p, y.p, r.p, x.p, b.p, g.p, n, d, 1e-5f); }));
+        RmsBwdShape sh = rms_bwd_shape(n, d);
+        Dev<float> partial((size_t)sh.blocks * d);
+        row("rmsnorm bwd 16384x2048 (+gain reduce)", nd * 6.0 + n * 4.0 + sh.blocks * d * 8.0,
+            median_ms([&] { launch_rmsnorm_bwd(dx.p, partial.p, dg.p, dy.p, x.p, g.p, r.p, n, d); }));
+        row("rope fwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(false, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
+        row("rope bwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(true, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
+    }
+    {
+        long long m = 16384LL * 5504;
+        Dev<bf16> a(m), b(m), y(m), dy(m), da(m), db(m);
+        CHECK(cudaMemset(a.p, 0, m * 2)); CHECK(cudaMemset(b.p, 0, m * 2)); CHECK(cudaMemset(dy.p, 0, m * 2));
+        row("swiglu fwd 16384x5504", m * 6.0, median_ms([&] {
+                swiglu_fwd_bf16<<<swiglu_blocks(m), 256>>>(y.p, a.p, b.p, m);
+            }));
+        row("swiglu bwd 16384x5504", m * 10.0, median_ms([&] {
+                swiglu_bwd_bf16<<<swiglu_blocks(m), 256>>>(da.p, db.p, dy.p, a.p, b.p, m);
+            }));
+    }
+    {
+        const int rows = 8192, V = 32000, K = 4;
+        size_t nv = (size_t)rows * V;
+        Dev<bf16> l(nv);
+        Dev<int> t((size_t)rows * K);
+        Dev<float> loss(rows);
+        CHECK(cudaMemset(l.p, 0, nv * 2)); CHECK(cudaMemset(t.p, 0, (size_t)rows * K * 4));
+        // With gradScale 1 the logits become the gradient each run; the values stay bounded (softmax − onehot).
+        row("crossEntropyK 8192x32000 K=4, loss only", nv * 2.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, V, K, 0.f); }));
+        row("crossEntropyK 8192x32000 K=4, loss+grad", nv * 4.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, V, K, 1.f); }));
+    }
+    {
+        long long m = 100000000;
+        Dev<float> w(m), g(m), mm(m), v(m);
+        Dev<bf16> c(m);
+        CHECK(cudaMemset(w.p, 0, m * 4)); CHECK(cudaMemset(g.p, 0, m * 4)); CHECK(cudaMemset(mm.p, 0, m * 4));
+        CHECK(cudaMemset(v.p, 0, m * 4));
+        AdamHyper h{1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 10, 1.f};
+        row("adamW 100M params (+bf16 copy)", m * 30.0, median_ms([&] { launch_adamw(w.p, g.p, mm.p, v.p, c.p, m, h); }));
+        int blocks = sumsq_blocks(m);
+        Dev<float> partial(blocks), out(1);
+        row("sumOfSquares 100M f32", m * 4.0, median_ms([&] {
+                adamw_sumsq_partial_f32<<<blocks, 256>>>(partial.p, 0, g.p, m);
+                adamw_sumsq_final<<<1, 1024>>>(out.p, partial.p, blocks);
+            }));
+    }
+}
+
+int main(int argc, char** argv) {
+    bool doBench = !(argc > 1 && std::strcmp(argv[1], "--no-bench") == 0);
+    cudaDeviceProp prop;
+    CHECK(cudaGetDeviceProperties(&prop, 0));
+    g_sms = prop.multiProcessorCount;
+    std::printf("device: %s, %d SMs\n", prop.name, g_sms);
+
+    test_rmsnorm(37, 1024, 0);
+    test_rmsnorm(300, 2048, 0);
+    test_rmsnorm(19, 100, 0);   // width not a multiple of 8: scalar path
+    test_rmsnorm(23, 256, 1);   // misaligned base pointers: scalar path
+    test_rmsnorm(5, 4096, 0);   // more columns than threads × 8
+    test_rope(3, 16, 4, 64, 0);
+    test_rope(2, 33, 2, 20, 0);  // half = 10: scalar path
+    test_rope(2, 17, 3, 32, 1);  // misaligned: scalar path
+    test_rope(1, 2048, 2, 128, 0);  // long positions: angle accuracy
+    test_swiglu(1000003, 0);
+    test_swiglu(4099, 1);
+    test_cross_entropy(16, 32000, 4, 0, false);
+    test_cross_entropy(9, 257, 1, 0, false);  // odd V: misaligned rows, head + body + tail
+    test_cross_entropy(7, 259, 3, 1, true);   // misaligned base, invalid target → NaN loss
+    test_cross_entropy(3, 5, 2, 0, false);    // V smaller than one 16-byte group
+    test_cross_entropy(4, 200019, 8, 0, false);
+    test_adamw(100003, 0, true);
+    test_adamw(1001, 1, true);
+    test_adamw(4096, 0, false);
+    test_sumsq();
+    CHECK(cudaDeviceSynchronize());
+    std::printf("\n%s: %d failure(s)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
+    if (doBench && !g_failures) bench();
+    return g_failures ? 1 : 0;
+}

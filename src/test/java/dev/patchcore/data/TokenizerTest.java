@@ -1,0 +1,97 @@
+package dev.patchcore.data;
+
+import org.junit.jupiter.api.Test;
+
+import java.nio.charset.StandardCharsets;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class TokenizerTest {
+
+    private static final String SAMPLE = "Hello, world! Ünïcödé → 日本語 and emoji 🙂.\nSecond line\ttab.";
+
+    @Test
+    void byteTokenizerIdsAreUtf8Bytes() {
+        Tokenizer t = Tokenizers.byName("byte");
+        assertEquals("byte", t.name());
+        assertEquals(257, t.vocabSize());
+        assertEquals(256, t.eosId());
+        assertArrayEquals(new int[]{65, 0xC3, 0xA9}, t.encode("Aé"));
+        byte[] utf8 = SAMPLE.getBytes(StandardCharsets.UTF_8);
+        int[] ids = t.encode(SAMPLE);
+        assertEquals(utf8.length, ids.length);
+        for (int i = 0; i < ids.length; i++) assertEquals(utf8[i] & 0xFF, ids[i]);
+        assertEquals(SAMPLE, t.decode(ids));
+    }
+
+    @Test
+    void byteTokenizerDecodesEosInPlaceAndRejectsOutOfRangeIds() {
+        Tokenizer t = Tokenizers.byName("byte");
+        assertEquals("ab<|endoftext|>c", t.decode(new int[]{97, 98, 256, 99}));
+        // A multi-byte character cut in half decodes to U+FFFD rather than failing.
+        assertEquals("\uFFFD", t.decode(new int[]{0xE6}));
+        var e = assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{257}));
+        assertTrue(e.getMessage().contains("257"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{-1}));
+    }
+
+    @Test
+    void r50kKnownIdsAndRoundTrip() {
+        Tokenizer t = Tokenizers.byName("r50k_base");
+        assertSame(t, Tokenizers.byName("gpt2"));
+        assertSame(t, Tokenizers.byName(" GPT2 "));
+        assertEquals("r50k_base", t.name());
+        assertArrayEquals(new int[]{15496, 995}, t.encode("Hello world"));
+        assertEquals(SAMPLE, t.decode(t.encode(SAMPLE)));
+        assertEquals(50_257, t.vocabSize());
+        assertEquals(50_256, t.eosId());
+    }
+
+    @Test
+    void cl100kAndO200kKnownIdsAndRoundTrip() {
+        Tokenizer cl = Tokenizers.byName("cl100k_base");
+        assertArrayEquals(new int[]{9906, 1917}, cl.encode("Hello world"));
+        assertEquals(SAMPLE, cl.decode(cl.encode(SAMPLE)));
+        Tokenizer o = Tokenizers.byName("o200k_base");
+        assertArrayEquals(new int[]{13225, 2375}, o.encode("Hello world"));
+        assertEquals(SAMPLE, o.decode(o.encode(SAMPLE)));
+    }
+
+    @Test
+    void vocabSizeCoversSpecialTokensAndNothingMore() {
+        // The last id of each id space is a special token; one past it is rejected.
+        String[][] cases = {{"r50k_base", "<|endoftext|>"}, {"cl100k_base", "<|endofprompt|>"}, {"o200k_base", "<|endofprompt|>"}};
+        for (String[] c : cases) {
+            Tokenizer t = Tokenizers.byName(c[0]);
+            assertEquals("<|endoftext|>", t.decode(new int[]{t.eosId()}), c[0]);
+            assertEquals(c[1], t.decode(new int[]{t.vocabSize() - 1}), c[0]);
+            assertThrows(IllegalArgumentException.class, () -> t.decode(new int[]{t.vocabSize()}), c[0]);
+            for (int id : t.encode(SAMPLE)) assertTrue(id >= 0 && id < t.vocabSize());
+        }
+    }
+
+    @Test
+    void unassignedIdsInsideTheIdSpaceDecodeToReplacementChar() {
+        Tokenizer cl = Tokenizers.byName("cl100k_base");
+        // 100256 lies between the BPE ranks and <|endoftext|> and has no token.
+        assertEquals("Hello\uFFFD world", cl.decode(new int[]{9906, 100_256, 1917}));
+    }
+
+    @Test
+    void specialTokenTextInDocumentsIsOrdinaryText() {
+        for (String name : new String[]{"byte", "r50k_base", "cl100k_base", "o200k_base"}) {
+            Tokenizer t = Tokenizers.byName(name);
+            int[] ids = t.encode("a<|endoftext|>b");
+            for (int id : ids) assertNotEquals(t.eosId(), id, name);
+            assertEquals("a<|endoftext|>b", t.decode(ids), name);
+        }
+    }
+
+    @Test
+    void unknownNameListsTheChoices() {
+        var e = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName("llama2"));
+        assertTrue(e.getMessage().contains("llama2") && e.getMessage().contains("cl100k_base")
+                && e.getMessage().contains("byte"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(null));
+    }
+}
