@@ -109,15 +109,17 @@ __device__ __forceinline__ void load_tile(bf16* dst, const bf16* src, size_t ld,
 }
 
 // ---------------------------------------------------------------------------------------------- forward
-// One CTA = WARPS·16 query rows of one (batch, head); each warp owns 16 rows and keeps Q as A fragments in
-// registers. Key/value tiles run from the diagonal down to 0, so only the first one or two need the causal
-// mask; K and V have one buffer each and their loads overlap the other's matmul (load V_j during S = QK_jᵀ,
-// K_{j-1} during O += P V_j), as in FlashAttention-2. Q is staged through the same shared memory first.
-template <int D, int WARPS>
+// One CTA = WARPS·MT·16 query rows of one (batch, head); each warp owns MT·16 rows and keeps Q as A fragments
+// in registers. With MT = 2 every K/V fragment read from shared memory feeds two MMAs, halving the shared
+// memory traffic per FLOP (worth it where the registers allow: D = 64). Key/value tiles run from the
+// diagonal down to 0, so only the first one or two need the causal mask; K and V have one buffer each and
+// their loads overlap the other's matmul (load V_j during S = QK_jᵀ, K_{j-1} during O += P V_j), as in
+// FlashAttention-2. Q is staged through the same shared memory first.
+template <int D, int WARPS, int MT>
 __device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                         const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
                                         int T, int H) {
-    constexpr int THREADS = 32 * WARPS, BR = 16 * WARPS, BC = KV_TILE, LDS = D + 8;
+    constexpr int THREADS = 32 * WARPS, WR = 16 * MT, BR = WR * WARPS, BC = KV_TILE, LDS = D + 8;
     constexpr int REGION_ROWS = BR > 2 * BC ? BR : 2 * BC;
     __shared__ __align__(128) bf16 smem[REGION_ROWS * LDS];
     bf16* Ks = smem;
@@ -134,17 +136,25 @@ __device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* 
     cp_async_commit();
     cp_async_wait_all();
     __syncthreads();
-    uint32_t qf[D / 16][4];
+    uint32_t qf[MT][D / 16][4];
 #pragma unroll
-    for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(qf[kk], a_frag_addr(smem, LDS, warp * 16, kk * 16, lane));
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk)
+            ldsm_x4(qf[mt][kk], a_frag_addr(smem, LDS, warp * WR + mt * 16, kk * 16, lane));
     __syncthreads();
 
-    const int qw = q0 + warp * 16;  // first query row of this warp
+    const int qw = q0 + warp * WR;  // first query row of this warp
     const int nTiles = (min(q0 + BR, T) + BC - 1) / BC;
-    float o[D / 8][4];
+    float o[MT][D / 8][4];
+    float rowMax[MT][2], rowSum[MT][2];
 #pragma unroll
-    for (int n = 0; n < D / 8; ++n) o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f};
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
+        rowMax[mt][0] = rowMax[mt][1] = -INFINITY;
+        rowSum[mt][0] = rowSum[mt][1] = 0.f;
+    }
 
     load_tile<BC, D, THREADS>(Ks, K + base + static_cast<size_t>(nTiles - 1) * BC * ld, ld, T - (nTiles - 1) * BC, tid);
     cp_async_commit();
@@ -156,58 +166,68 @@ __device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* 
         load_tile<BC, D, THREADS>(Vs, V + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
         cp_async_commit();
 
-        // Warps whose 16 rows all precede kv0 see only masked columns here.
-        const bool active = kv0 <= qw + 15;
-        float s[BC / 8][4];
+        // Warps whose rows all precede kv0 see only masked columns here.
+        const bool active = kv0 <= qw + WR - 1;
+        float s[MT][BC / 8][4];
         if (active) {
 #pragma unroll
-            for (int n = 0; n < BC / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
 #pragma unroll
             for (int kk = 0; kk < D / 16; ++kk) {
 #pragma unroll
                 for (int np = 0; np < BC / 16; ++np) {
                     uint32_t kb[4];
                     ldsm_x4(kb, bt_frag_addr(Ks, LDS, np * 16, kk * 16, lane));
-                    mma16816(s[2 * np], qf[kk], kb[0], kb[1]);
-                    mma16816(s[2 * np + 1], qf[kk], kb[2], kb[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        mma16816(s[mt][2 * np], qf[mt][kk], kb[0], kb[1]);
+                        mma16816(s[mt][2 * np + 1], qf[mt][kk], kb[2], kb[3]);
+                    }
                 }
             }
             // Causal mask (col > row); it also hides columns ≥ T from every row < T.
             if (kv0 + BC - 1 > qw) {
 #pragma unroll
-                for (int n = 0; n < BC / 8; ++n)
+                for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        const int col = kv0 + n * 8 + (lane & 3) * 2 + (i & 1);
-                        const int row = qw + (lane >> 2) + (i >> 1) * 8;
-                        if (col > row) s[n][i] = -INFINITY;
+                    for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+                        for (int i = 0; i < 4; ++i) {
+                            const int col = kv0 + n * 8 + (lane & 3) * 2 + (i & 1);
+                            const int row = qw + mt * 16 + (lane >> 2) + (i >> 1) * 8;
+                            if (col > row) s[mt][n][i] = -INFINITY;
+                        }
+            }
+            // Online softmax: each thread holds rows g and g+8 of each 16-row block; a row is spread over the
+            // 4 lanes of a quad.
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int r = 0; r < 2; ++r) {
+                    float mx = rowMax[mt][r];
+#pragma unroll
+                    for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * r], s[mt][n][2 * r + 1]));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                    mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                    const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
+                    const float alpha = exp2f(rowMax[mt][r] * scaleLog2 - mScaled);
+                    rowMax[mt][r] = mx;
+                    float sum = 0.f;
+#pragma unroll
+                    for (int n = 0; n < BC / 8; ++n) {
+                        s[mt][n][2 * r] = exp2f(fmaf(s[mt][n][2 * r], scaleLog2, -mScaled));
+                        s[mt][n][2 * r + 1] = exp2f(fmaf(s[mt][n][2 * r + 1], scaleLog2, -mScaled));
+                        sum += s[mt][n][2 * r] + s[mt][n][2 * r + 1];
                     }
-            }
-            // Online softmax: each thread holds rows g and g+8; a row is spread over the 4 lanes of a quad.
+                    rowSum[mt][r] = rowSum[mt][r] * alpha + sum;
 #pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                float mx = rowMax[r];
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[n][2 * r], s[n][2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
-                const float alpha = exp2f(rowMax[r] * scaleLog2 - mScaled);
-                rowMax[r] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n) {
-                    s[n][2 * r] = exp2f(fmaf(s[n][2 * r], scaleLog2, -mScaled));
-                    s[n][2 * r + 1] = exp2f(fmaf(s[n][2 * r + 1], scaleLog2, -mScaled));
-                    sum += s[n][2 * r] + s[n][2 * r + 1];
+                    for (int n = 0; n < D / 8; ++n) {
+                        o[mt][n][2 * r] *= alpha;
+                        o[mt][n][2 * r + 1] *= alpha;
+                    }
                 }
-                rowSum[r] = rowSum[r] * alpha + sum;
-#pragma unroll
-                for (int n = 0; n < D / 8; ++n) {
-                    o[n][2 * r] *= alpha;
-                    o[n][2 * r + 1] *= alpha;
-                }
-            }
         }
 
         cp_async_wait_all();
@@ -220,35 +240,47 @@ __device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* 
             // The S accumulator layout of n-tiles 2kk, 2kk+1 is exactly the A fragment of P's k-block kk.
 #pragma unroll
             for (int kk = 0; kk < BC / 16; ++kk) {
-                const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
-                                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
-                                        pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+                uint32_t pa[MT][4];
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                    pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                    pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                    pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+                }
 #pragma unroll
                 for (int dp = 0; dp < D / 16; ++dp) {
                     uint32_t vb[4];
                     ldsm_x4_trans(vb, b_frag_addr(Vs, LDS, kk * 16, dp * 16, lane));
-                    mma16816(o[2 * dp], pa, vb[0], vb[1]);
-                    mma16816(o[2 * dp + 1], pa, vb[2], vb[3]);
+#pragma unroll
+                    for (int mt = 0; mt < MT; ++mt) {
+                        mma16816(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+                        mma16816(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+                    }
                 }
             }
         }
     }
 
 #pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 1);
-        rowSum[r] += __shfl_xor_sync(0xffffffffu, rowSum[r], 2);
-        const int row = qw + (lane >> 2) + r * 8;
-        if (row < T) {
-            const float inv = rowSum[r] > 0.f ? 1.f / rowSum[r] : 0.f;
-            bf16* dst = O + base + static_cast<size_t>(row) * ld + (lane & 3) * 2;
+    for (int mt = 0; mt < MT; ++mt)
 #pragma unroll
-            for (int n = 0; n < D / 8; ++n)
-                *reinterpret_cast<uint32_t*>(dst + n * 8) = pack_bf16(o[n][2 * r] * inv, o[n][2 * r + 1] * inv);
-            if ((lane & 3) == 0)
-                LSE[static_cast<size_t>(bh) * T + row] = rowMax[r] * scaleLog2 * LN2 + logf(rowSum[r]);
+        for (int r = 0; r < 2; ++r) {
+            float l = rowSum[mt][r];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int row = qw + mt * 16 + (lane >> 2) + r * 8;
+            if (row < T) {
+                const float inv = l > 0.f ? 1.f / l : 0.f;
+                bf16* dst = O + base + static_cast<size_t>(row) * ld + (lane & 3) * 2;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n)
+                    *reinterpret_cast<uint32_t*>(dst + n * 8) =
+                        pack_bf16(o[mt][n][2 * r] * inv, o[mt][n][2 * r + 1] * inv);
+                if ((lane & 3) == 0)
+                    LSE[static_cast<size_t>(bh) * T + row] = rowMax[mt][r] * scaleLog2 * LN2 + logf(l);
+            }
         }
-    }
 }
 
 // --------------------------------------------------------------------------------------------- backward
@@ -485,13 +517,13 @@ __device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16*
 }  // namespace flash
 
 // ------------------------------------------------------------------------------------- exported kernels
-// Names: flash_attn_fwd_d{D}_w{warps}, flash_attn_bwd_prep_d{D}, flash_attn_bwd_d{D}, flash_attn_dq_convert.
+// Names: flash_attn_fwd_d{D}_w{warps}_m{16-row blocks per warp}, flash_attn_bwd_prep_d{D}, flash_attn_bwd_d{D}, flash_attn_dq_convert.
 
-#define FLASH_ATTN_FWD(D, W)                                                                                    \
-    extern "C" __global__ void __launch_bounds__(32 * W) flash_attn_fwd_d##D##_w##W(                             \
+#define FLASH_ATTN_FWD(D, W, MT)                                                                                \
+    extern "C" __global__ void __launch_bounds__(32 * W) flash_attn_fwd_d##D##_w##W##_m##MT(                     \
         const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* out, float* lse, \
         int T, int H) {                                                                                          \
-        flash::forward<D, W>(q, k, v, out, lse, T, H);                                                           \
+        flash::forward<D, W, MT>(q, k, v, out, lse, T, H);                                                       \
     }
 
 // BQ (query rows per backward step) is 64 where the tiles fit 48 KB of shared memory, 32 above.
@@ -507,14 +539,15 @@ __device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16*
         flash::backward<D, BQ>(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);                                \
     }
 
-FLASH_ATTN_FWD(64, 4)
-FLASH_ATTN_FWD(64, 8)
-FLASH_ATTN_FWD(80, 4)
-FLASH_ATTN_FWD(80, 8)
-FLASH_ATTN_FWD(96, 4)
-FLASH_ATTN_FWD(96, 8)
-FLASH_ATTN_FWD(128, 4)
-FLASH_ATTN_FWD(128, 8)
+FLASH_ATTN_FWD(64, 4, 1)
+FLASH_ATTN_FWD(64, 8, 1)
+FLASH_ATTN_FWD(64, 4, 2)
+FLASH_ATTN_FWD(80, 4, 1)
+FLASH_ATTN_FWD(80, 8, 1)
+FLASH_ATTN_FWD(96, 4, 1)
+FLASH_ATTN_FWD(96, 8, 1)
+FLASH_ATTN_FWD(128, 4, 1)
+FLASH_ATTN_FWD(128, 8, 1)
 
 FLASH_ATTN_BWD(64, 64)
 FLASH_ATTN_BWD(80, 64)

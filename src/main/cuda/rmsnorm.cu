@@ -9,6 +9,7 @@ namespace {
 
 constexpr int FWD_WARPS = 8;    // rows per forward block (CudaRmsNorm.FORWARD_WARPS)
 constexpr int REDUCE_ROWS = 8;  // blockDim.y of the gain-gradient reduce (CudaRmsNorm.REDUCE_ROWS)
+constexpr int BWD_CACHE_GROUPS = 2;  // backward: 16-byte groups per thread held in registers (d ≤ 16 · blockDim)
 
 __device__ __forceinline__ void load8(const bf16* p, float* f) { unpack8(*reinterpret_cast<const bf16x8*>(p), f); }
 __device__ __forceinline__ void store8(bf16* p, const float* f) { *reinterpret_cast<bf16x8*>(p) = pack8(f); }
@@ -16,73 +17,134 @@ __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(_
 
 // One warp per row. ADD: the row is bf16(residual + branch), stored to `sum`; rstd and y are computed from that
 // stored (rounded) value, so the backward, which reads `sum`, differentiates exactly what the forward normalized.
-// Pass 2 re-reads the row (from L1/L2: a warp's row is at most a few KB) instead of holding it in registers.
+//
+// Rows up to CACHE_GROUPS · 256 wide (every preset) on the vector path keep the row in registers between the
+// sum-of-squares and the scaling: one DRAM read per element, and all of a lane's 16-byte loads are in flight at
+// once. Wider or unaligned rows re-read the row in the second pass (it is then usually still in L1/L2).
+constexpr int CACHE_GROUPS = 10;
+
+template <bool ADD>
+__device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
+                                                   const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                                   const bf16* __restrict__ gain, int row, int d, float eps) {
+    const int lane = threadIdx.x & 31;
+    const size_t base = (size_t)row * d;
+    bf16x8 cache[CACHE_GROUPS];
+#pragma unroll
+    for (int k = 0; k < CACHE_GROUPS; ++k) {
+        const int c = (lane + 32 * k) * 8;
+        if (c < d) cache[k] = *reinterpret_cast<const bf16x8*>(a + base + c);
+    }
+    float ss = 0.f;
+#pragma unroll
+    for (int k = 0; k < CACHE_GROUPS; ++k) {
+        const int c = (lane + 32 * k) * 8;
+        if (c >= d) continue;
+        float v[8];
+        unpack8(cache[k], v);
+        if (ADD) {
+            float w[8];
+            load8(b + base + c, w);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) v[j] += w[j];
+            cache[k] = pack8(v);  // rounds to the stored bf16 value
+            *reinterpret_cast<bf16x8*>(sum + base + c) = cache[k];
+            unpack8(cache[k], v);
+        }
+#pragma unroll
+        for (int j = 0; j < 8; ++j) ss = fmaf(v[j], v[j], ss);
+    }
+    ss = warp_sum(ss);
+    const float r = 1.0f / sqrtf(ss / (float)d + eps);
+    if (lane == 0) rstd[row] = r;
+#pragma unroll
+    for (int k = 0; k < CACHE_GROUPS; ++k) {
+        const int c = (lane + 32 * k) * 8;
+        if (c >= d) continue;
+        float v[8], g[8];
+        unpack8(cache[k], v);
+        load8(gain + c, g);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) v[j] = v[j] * r * g[j];
+        store8(y + base + c, v);
+    }
+}
+
+template <bool ADD>
+__device__ __forceinline__ void rmsnorm_row_two_pass(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
+                                                     const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                                     const bf16* __restrict__ gain, int row, int d, float eps, bool vec) {
+    const int lane = threadIdx.x & 31;
+    const size_t base = (size_t)row * d;
+    float ss = 0.f;
+    if (vec) {
+        for (int c = lane * 8; c < d; c += 32 * 8) {
+            float v[8];
+            load8(a + base + c, v);
+            if (ADD) {
+                float w[8];
+                load8(b + base + c, w);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) v[k] = round_bf16(v[k] + w[k]);
+                store8(sum + base + c, v);
+            }
+#pragma unroll
+            for (int k = 0; k < 8; ++k) ss = fmaf(v[k], v[k], ss);
+        }
+    } else {
+        for (int c = lane; c < d; c += 32) {
+            float v = __bfloat162float(a[base + c]);
+            if (ADD) {
+                v = round_bf16(v + __bfloat162float(b[base + c]));
+                sum[base + c] = __float2bfloat16_rn(v);
+            }
+            ss = fmaf(v, v, ss);
+        }
+    }
+    ss = warp_sum(ss);
+    const float r = 1.0f / sqrtf(ss / (float)d + eps);
+    if (lane == 0) rstd[row] = r;
+    // ADD re-reads what this same lane stored above (same addresses, program order), never `a`.
+    const bf16* x = ADD ? static_cast<const bf16*>(sum) : a;
+    if (vec) {
+        for (int c = lane * 8; c < d; c += 32 * 8) {
+            float v[8], g[8];
+            load8(x + base + c, v);
+            load8(gain + c, g);
+#pragma unroll
+            for (int k = 0; k < 8; ++k) v[k] = v[k] * r * g[k];
+            store8(y + base + c, v);
+        }
+    } else {
+        for (int c = lane; c < d; c += 32)
+            y[base + c] = __float2bfloat16_rn(__bfloat162float(x[base + c]) * r * __bfloat162float(gain[c]));
+    }
+}
+
 template <bool ADD>
 __device__ __forceinline__ void rmsnorm_forward(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
                                                 const bf16* __restrict__ a, const bf16* __restrict__ b,
                                                 const bf16* __restrict__ gain, int n, int d, float eps) {
-    const int lane = threadIdx.x & 31;
     const bool vec = d % 8 == 0 && aligned16(y) && aligned16(a) && aligned16(gain) &&
                      (!ADD || (aligned16(b) && aligned16(sum)));
+    const bool cached = vec && d <= CACHE_GROUPS * 32 * 8;
     for (int row = blockIdx.x * FWD_WARPS + (threadIdx.x >> 5); row < n; row += gridDim.x * FWD_WARPS) {
-        const size_t base = (size_t)row * d;
-        float ss = 0.f;
-        if (vec) {
-            for (int c = lane * 8; c < d; c += 32 * 8) {
-                float v[8];
-                load8(a + base + c, v);
-                if (ADD) {
-                    float w[8];
-                    load8(b + base + c, w);
-#pragma unroll
-                    for (int k = 0; k < 8; ++k) v[k] = round_bf16(v[k] + w[k]);
-                    store8(sum + base + c, v);
-                }
-#pragma unroll
-                for (int k = 0; k < 8; ++k) ss = fmaf(v[k], v[k], ss);
-            }
-        } else {
-            for (int c = lane; c < d; c += 32) {
-                float v = __bfloat162float(a[base + c]);
-                if (ADD) {
-                    v = round_bf16(v + __bfloat162float(b[base + c]));
-                    sum[base + c] = __float2bfloat16_rn(v);
-                }
-                ss = fmaf(v, v, ss);
-            }
-        }
-        ss = warp_sum(ss);
-        const float r = 1.0f / sqrtf(ss / (float)d + eps);
-        if (lane == 0) rstd[row] = r;
-        // ADD re-reads what this same lane stored above (same addresses, program order), never `a`.
-        const bf16* x = ADD ? static_cast<const bf16*>(sum) : a;
-        if (vec) {
-            for (int c = lane * 8; c < d; c += 32 * 8) {
-                float v[8], g[8];
-                load8(x + base + c, v);
-                load8(gain + c, g);
-#pragma unroll
-                for (int k = 0; k < 8; ++k) v[k] = v[k] * r * g[k];
-                store8(y + base + c, v);
-            }
-        } else {
-            for (int c = lane; c < d; c += 32)
-                y[base + c] = __float2bfloat16_rn(__bfloat162float(x[base + c]) * r * __bfloat162float(gain[c]));
-        }
+        if (cached) rmsnorm_row_cached<ADD>(sum, y, rstd, a, b, gain, row, d, eps);
+        else rmsnorm_row_two_pass<ADD>(sum, y, rstd, a, b, gain, row, d, eps, vec);
     }
 }
 
 }  // namespace
 
 // y = x · rstd · gain, rstd = 1/sqrt(mean(x²) + eps). grid: any (grid-stride over rows); block: 32 · FWD_WARPS.
-extern "C" __global__ void __launch_bounds__(32 * FWD_WARPS)
+extern "C" __global__ void __launch_bounds__(32 * FWD_WARPS, 2)
 rmsnorm_fwd_bf16(bf16* __restrict__ y, float* __restrict__ rstd, const bf16* __restrict__ x,
                  const bf16* __restrict__ gain, int n, int d, float eps) {
     rmsnorm_forward<false>(nullptr, y, rstd, x, nullptr, gain, n, d, eps);
 }
 
 // sum = residual + branch; y = rmsnorm(sum). One pass over residual and branch.
-extern "C" __global__ void __launch_bounds__(32 * FWD_WARPS)
+extern "C" __global__ void __launch_bounds__(32 * FWD_WARPS, 2)
 rmsnorm_add_fwd_bf16(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
                      const bf16* __restrict__ residual, const bf16* __restrict__ branch,
                      const bf16* __restrict__ gain, int n, int d, float eps) {
@@ -107,9 +169,53 @@ rmsnorm_bwd_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16*
     for (int c = tid; c < d; c += threads) dgain[c] = 0.f;
     __syncthreads();  // the vector path's columns are not the ones each thread zeroed
 
+    const bool cached = vec && quads <= BWD_CACHE_GROUPS * threads;
+
     for (int row = blockIdx.x; row < n; row += gridDim.x) {
         const size_t base = (size_t)row * d;
         const float r = rstd[row];
+        if (cached) {
+            // The row's dy and x stay in registers between the two passes (each read from DRAM once).
+            bf16x8 cdy[BWD_CACHE_GROUPS], cx[BWD_CACHE_GROUPS];
+#pragma unroll
+            for (int j = 0; j < BWD_CACHE_GROUPS; ++j) {
+                const int q = tid + j * threads;
+                if (q < quads) {
+                    cdy[j] = *reinterpret_cast<const bf16x8*>(dy + base + 8 * q);
+                    cx[j] = *reinterpret_cast<const bf16x8*>(x + base + 8 * q);
+                }
+            }
+            float dot = 0.f;
+#pragma unroll
+            for (int j = 0; j < BWD_CACHE_GROUPS; ++j) {
+                const int q = tid + j * threads;
+                if (q >= quads) continue;
+                float g[8], u[8], v[8];
+                unpack8(cdy[j], u);
+                unpack8(cx[j], v);
+                load8(gain + 8 * q, g);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) dot = fmaf(u[k] * g[k], v[k], dot);
+            }
+            dot = block_sum(dot, red);
+            const float coef = r * r * dot / (float)d;
+#pragma unroll
+            for (int j = 0; j < BWD_CACHE_GROUPS; ++j) {
+                const int q = tid + j * threads;
+                if (q >= quads) continue;
+                float g[8], u[8], v[8], o[8];
+                unpack8(cdy[j], u);
+                unpack8(cx[j], v);
+                load8(gain + 8 * q, g);
+#pragma unroll
+                for (int k = 0; k < 8; ++k) {
+                    o[k] = r * (u[k] * g[k] - v[k] * coef);
+                    dgain[k * quads + q] += u[k] * v[k] * r;
+                }
+                store8(dx + base + 8 * q, o);
+            }
+            continue;
+        }
         float dot = 0.f;
         if (vec) {
             for (int q = tid; q < quads; q += threads) {

@@ -21,15 +21,20 @@ __device__ __forceinline__ void rope_angle(float pos, int i, int headDim, float 
 // Forward: lo' = lo·cos − hi·sin, hi' = hi·cos + lo·sin. INVERSE uses −sin.
 template <bool INVERSE>
 __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
-                                            int heads, int headDim, float theta) {
+                                            int heads, int headDim, float theta, int headsPerItem) {
     const int half = headDim / 2;
     const size_t width = (size_t)heads * headDim;
     if (half % 8 == 0 && aligned16(out) && aligned16(x)) {
         // Offsets row·width + h·headDim + i0 (+ half) are all multiples of 8 elements: 16-byte aligned.
+        // item = (row · chunks + head chunk) · groups + group: neighbouring threads touch neighbouring 16 bytes.
         const int groups = half / 8;
-        GRID_STRIDE(item, (long long)rows * groups) {
-            const int row = (int)(item / groups);
-            const int i0 = (int)(item - (long long)row * groups) * 8;
+        const int chunks = (heads + headsPerItem - 1) / headsPerItem;
+        GRID_STRIDE(item, (long long)rows * chunks * groups) {
+            const long long rc = item / groups;
+            const int i0 = (int)(item - rc * groups) * 8;
+            const int row = (int)(rc / chunks);
+            const int h0 = (int)(rc - (long long)row * chunks) * headsPerItem;
+            const int h1 = min(heads, h0 + headsPerItem);
             const float pos = (float)(row % seqLen);
             float sn[8], cs[8];
 #pragma unroll
@@ -39,7 +44,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
             }
             const size_t base = (size_t)row * width + i0;
 #pragma unroll 2
-            for (int h = 0; h < heads; ++h) {
+            for (int h = h0; h < h1; ++h) {
                 const size_t off = base + (size_t)h * headDim;
                 float lo[8], hi[8], olo[8], ohi[8];
                 load8(x + off, lo);
@@ -73,14 +78,15 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
 
 }  // namespace
 
-// x, out: bf16 [rows, heads·headDim]. grid: any (grid-stride over (row, frequency group)); block: any multiple of 32.
+// x, out: bf16 [rows, heads·headDim]. grid, block: any (grid-stride). On the vector path a work item is
+// (row, 8 frequencies, headsPerItem heads): fewer heads per item means more threads in flight but more sincosf.
 extern "C" __global__ void rope_fwd_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
-                                         int heads, int headDim, float theta) {
-    rope_rotate<false>(out, x, rows, seqLen, heads, headDim, theta);
+                                         int heads, int headDim, float theta, int headsPerItem) {
+    rope_rotate<false>(out, x, rows, seqLen, heads, headDim, theta, headsPerItem);
 }
 
 // dx = inverse rotation of dy (the rotation is orthogonal).
 extern "C" __global__ void rope_bwd_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen,
-                                         int heads, int headDim, float theta) {
-    rope_rotate<true>(dx, dy, rows, seqLen, heads, headDim, theta);
+                                         int heads, int headDim, float theta, int headsPerItem) {
+    rope_rotate<true>(dx, dy, rows, seqLen, heads, headDim, theta, headsPerItem);
 }

@@ -1,7 +1,7 @@
 // Standalone GPU check of the RMSNorm, RoPE, SwiGLU, K-target cross-entropy and AdamW kernels against plain host
 // loops (double precision), plus a bandwidth table. Not part of the Maven build; run on a GPU machine with:
 //
-//   nvcc -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+//   nvcc -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
 //        src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw}.cu -o /tmp/kernels_test
 //   /tmp/kernels_test            # correctness, then timings (add --no-bench to skip the timings)
 //
@@ -28,8 +28,8 @@ __global__ void rmsnorm_fwd_bf16(bf16*, float*, const bf16*, const bf16*, int, i
 __global__ void rmsnorm_add_fwd_bf16(bf16*, bf16*, float*, const bf16*, const bf16*, const bf16*, int, int, float);
 __global__ void rmsnorm_bwd_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
-__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float);
-__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float);
+__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
+__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
 __global__ void swiglu_fwd_bf16(bf16*, const bf16*, const bf16*, long long);
 __global__ void swiglu_bwd_bf16(bf16*, bf16*, const bf16*, const bf16*, const bf16*, long long);
 __global__ void cross_entropy_fwd_bf16(float*, bf16*, const int*, int, int, int, float);
@@ -174,12 +174,14 @@ static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf1
     rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 8)>>>(dGain, partial, s.blocks, d);
     LAUNCHED();
 }
-static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta) {
-    int half = dh / 2;
-    long long items = (long long)rows * (half % 8 == 0 ? half / 8 : half);
+static const int ROPE_HEADS_PER_ITEM = 4;  // CudaRope.HEADS_PER_ITEM
+static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta,
+                        int headsPerItem = ROPE_HEADS_PER_ITEM) {
+    int half = dh / 2, hpi = std::min(heads, headsPerItem);
+    long long items = half % 8 == 0 ? (long long)rows * ceil_div(heads, hpi) * (half / 8) : (long long)rows * half;
     int blocks = (int)std::min<long long>(ceil_div(items, 256), 32LL * g_sms);
-    if (inverse) rope_bwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta);
-    else rope_fwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta);
+    if (inverse) rope_bwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
+    else rope_fwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {
@@ -270,9 +272,9 @@ static void test_rmsnorm(int n, int d, int shift) {
     expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
 }
 
-static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {
+static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int hpi = ROPE_HEADS_PER_ITEM) {
     char tag[96];
-    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d", batch, seqLen, heads, dh, shift);
+    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d headsPerItem=%d", batch, seqLen, heads, dh, shift, hpi);
     std::printf("%s\n", tag);
     const float theta = 10000.f;
     int rows = batch * seqLen, width = heads * dh, half = dh / 2;
@@ -291,11 +293,11 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {
                 fwd[o] = lo * c - hi * s, fwd[o + half] = hi * c + lo * s;
                 inv[o] = lo * c + hi * s, inv[o + half] = hi * c - lo * s;
             }
-    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta);
+    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta, hpi);
     expect_close("forward", download_bf16(dO), fwd, 1e-2);
-    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta);
+    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta, hpi);
     expect_close("backward (inverse rotation)", download_bf16(dBack), inv, 1e-2);
-    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta);
+    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta, hpi);
     std::vector<double> xd(x.begin(), x.end());
     expect_close("backward(forward(x)) == x", download_bf16(dBack), xd, 1e-2);
 }
@@ -480,7 +482,11 @@ static void bench() {
         Dev<float> partial((size_t)sh.blocks * d);
         row("rmsnorm bwd 16384x2048 (+gain reduce)", nd * 6.0 + n * 4.0 + sh.blocks * d * 8.0,
             median_ms([&] { launch_rmsnorm_bwd(dx.p, partial.p, dg.p, dy.p, x.p, g.p, r.p, n, d); }));
-        row("rope fwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(false, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
+        for (int hpi : {16, 8, 4, 2, 1}) {
+            char name[64];
+            std::snprintf(name, sizeof name, "rope fwd 16384x(16x128) headsPerItem=%d", hpi);
+            row(name, nd * 4.0, median_ms([&] { launch_rope(false, y.p, x.p, n, 2048, 16, 128, 10000.f, hpi); }));
+        }
         row("rope bwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(true, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
     }
     {
@@ -533,11 +539,16 @@ int main(int argc, char** argv) {
     test_rmsnorm(300, 2048, 0);
     test_rmsnorm(19, 100, 0);   // width not a multiple of 8: scalar path
     test_rmsnorm(23, 256, 1);   // misaligned base pointers: scalar path
+    test_rmsnorm(7, 2560, 0);   // widest row the forward keeps in registers
+    test_rmsnorm(6, 2568, 0);   // forward: vector two-pass path; backward: registers, 2 groups per thread
     test_rmsnorm(5, 4096, 0);   // more columns than threads × 8
+    test_rmsnorm(3, 4104, 0);   // backward: vector path without the register cache
     test_rope(3, 16, 4, 64, 0);
     test_rope(2, 33, 2, 20, 0);  // half = 10: scalar path
     test_rope(2, 17, 3, 32, 1);  // misaligned: scalar path
     test_rope(1, 2048, 2, 128, 0);  // long positions: angle accuracy
+    test_rope(2, 8, 5, 16, 0, 2);   // head chunks of 2, the last one short
+    test_rope(2, 8, 5, 16, 0, 16);  // all heads in one item
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);
     test_cross_entropy(16, 32000, 4, 0, false);

@@ -11,7 +11,8 @@ import java.nio.file.StandardOpenOption;
  * Streams tokens into a shard file. Memory use is one fixed buffer, whatever the corpus size:
  * the header is written as a placeholder first and rewritten with the final counts by
  * {@link #close()}. A file whose writer was not closed keeps a zero token count in its
- * header and fails the reader's size check, so a crash cannot leave a plausible shard.
+ * header, so once any tokens have reached the disk it fails the reader's size check: a
+ * crash mid-write does not leave a plausible-looking shard.
  */
 public final class ShardWriter implements AutoCloseable {
 
@@ -33,8 +34,13 @@ public final class ShardWriter implements AutoCloseable {
         this.tokenBytes = ShardHeader.tokenBytesFor(tokenizer.vocabSize());
         this.channel = FileChannel.open(path, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
                 StandardOpenOption.TRUNCATE_EXISTING);
-        writeFully(ShardHeader.forTokenizer(tokenizer, 0, 0).encode(), 0);
-        channel.position(ShardHeader.SIZE);
+        try {
+            writeFully(ShardHeader.forTokenizer(tokenizer, 0, 0).encode(), 0);
+            channel.position(ShardHeader.SIZE);
+        } catch (IOException | RuntimeException e) {
+            channel.close();
+            throw e;
+        }
     }
 
     /** Appends one document's tokens followed by the EOS separator. */

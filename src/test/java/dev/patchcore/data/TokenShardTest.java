@@ -173,6 +173,32 @@ class TokenShardTest {
     }
 
     @Test
+    void shardsLargerThanTwoGigabytesAreAddressable() throws IOException {
+        // A sparse 3 GB file: the disk holds only the header and two marker pages.
+        long tokens = 1_500_000_000L;
+        long far = 1_400_000_000L; // byte offset 2.8 GB, past any int index
+        Path p = dir.resolve("big.bin");
+        ShardHeader header = ShardHeader.forTokenizer(Tokenizers.byName("r50k_base"), tokens, 1);
+        try (FileChannel c = FileChannel.open(p, StandardOpenOption.CREATE_NEW, StandardOpenOption.WRITE, StandardOpenOption.SPARSE)) {
+            c.write(header.encode(), 0);
+            ByteBuffer marker = ByteBuffer.allocate(6).order(ByteOrder.LITTLE_ENDIAN);
+            marker.putShort((short) 50_000).putShort((short) 12_345).putShort((short) 50_256).flip();
+            c.write(marker, ShardHeader.SIZE + 2 * far);
+            c.write(ByteBuffer.allocate(2).order(ByteOrder.LITTLE_ENDIAN).putShort(0, (short) 50_256), ShardHeader.SIZE + 2 * (tokens - 1));
+        }
+        try (TokenShard s = TokenShard.open(p)) {
+            assertEquals(tokens, s.length());
+            assertEquals(50_000, s.token(far));
+            int[] got = new int[4];
+            s.copy(far - 1, got, 0, 4);
+            assertArrayEquals(new int[]{0, 50_000, 12_345, 50_256}, got);
+            assertEquals(50_256, s.token(tokens - 1));
+            BatchSampler sampler = new BatchSampler(s, 4, 2048, 1, 1);
+            assertEquals((tokens - 4 * 2049) / (4 * 2048) + 1, sampler.windowsPerEpoch());
+        }
+    }
+
+    @Test
     void headerBytesMatchTheDocumentedLayout() throws IOException {
         Path p = write(Tokenizers.byName("cl100k_base"), new int[][]{{1, 2}});
         ByteBuffer h = ByteBuffer.allocate(ShardHeader.SIZE).order(ByteOrder.LITTLE_ENDIAN);

@@ -576,8 +576,8 @@ public final class CpuBackend implements Backend {
                 w[wo + i] = wi - lr * (mhat / ((float) Math.sqrt(vhat) + eps) + wd * wi);
             }
         });
-        if (compute != null && compute.storage() != master.storage()) copy(master, compute);
-        else if (compute != null && compute.offset() != master.offset()) copy(master, compute);
+        // On CPU the compute copy is normally the master itself; copy only when a distinct tensor was given.
+        if (compute != null && (compute.storage() != master.storage() || compute.offset() != master.offset())) copy(master, compute);
     }
 
     @Override

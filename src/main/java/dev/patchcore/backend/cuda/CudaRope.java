@@ -9,10 +9,15 @@ import dev.patchcore.tensor.Tensor;
  * Rotary position embedding on the GPU ({@code src/main/cuda/rope.cu}), Hugging Face rotate_half convention:
  * exactly {@link Backend#rope} and {@link Backend#ropeBackward}. Angles are computed on the fly in fp32 with precise
  * {@code sincosf} (no table to keep in sync); each thread computes the angles of 8 frequencies once and applies them
- * to every head of its row, so the trigonometry is amortized over the heads.
+ * to several heads of its row, so the trigonometry is amortized over the heads.
  */
 public final class CudaRope {
     private static final int THREADS = 256;
+    /**
+     * Heads one thread rotates with the sin/cos of its 8 frequencies: more heads amortize the trigonometry, fewer put
+     * more threads (and loads) in flight. Chosen by measurement on an H100 (docs/kernels.md).
+     */
+    private static final int HEADS_PER_ITEM = 4;
 
     private final KernelContext ctx;
 
@@ -45,11 +50,14 @@ public final class CudaRope {
         Tensor out = ctx.scratch(DType.BF16, rows, width);
         int headDim = width / heads;
         int half = headDim / 2;
-        // Work items: (row, group of 8 frequencies) when the vector path applies, else (row, frequency).
-        long items = (long) rows * (half % 8 == 0 ? half / 8 : half);
+        int headsPerItem = Math.min(heads, HEADS_PER_ITEM);
+        // Work items: (row, 8 frequencies, headsPerItem heads) when the vector path applies, else (row, frequency).
+        long items = half % 8 == 0
+                ? (long) rows * ((heads + headsPerItem - 1) / headsPerItem) * (half / 8)
+                : (long) rows * half;
         if (items == 0) return out;
         int blocks = (int) Math.min((items + THREADS - 1) / THREADS, 32L * ctx.multiprocessorCount());
-        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, 0, out, x, rows, seqLen, heads, headDim, theta);
+        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, 0, out, x, rows, seqLen, heads, headDim, theta, headsPerItem);
         return out;
     }
 }

@@ -42,7 +42,8 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         try {
             JCudaDriver.setExceptionsEnabled(false);
         } catch (Throwable e) { // UnsatisfiedLinkError: libcuda.so.1 or the JCuda native library is missing
-            throw new CudaUnavailableException("cannot load the CUDA driver (libcuda.so.1 / JCuda natives): " + e.getMessage(), e);
+            String first = e.getMessage() == null ? e.toString() : e.getMessage().lines().findFirst().orElse("");
+            throw new CudaUnavailableException("cannot load the CUDA driver (no libcuda.so.1, or JCuda natives missing): " + first, e);
         }
         int r = JCudaDriver.cuInit(0);
         if (r != DriverCalls.CUDA_SUCCESS) throw new CudaUnavailableException("cuInit failed: " + DriverCalls.errorName(r) + " (no usable NVIDIA driver or GPU)");

@@ -1,0 +1,275 @@
+package dev.patchcore.bench;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cuda.CudaBackend;
+import dev.patchcore.backend.cuda.CudaFlashAttention;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.List;
+import java.util.SplittableRandom;
+
+/**
+ * Per-op microbenchmarks: median time over many runs after warm-up (CUDA events on the GPU, wall clock on the CPU),
+ * bytes moved or FLOPs, and the fraction of the ceilings measured in the same run (a large device copy for bandwidth,
+ * a large bf16 GEMM for compute). Inputs are persistent tensors filled with random values; scratch is released
+ * between runs so memory stays flat.
+ */
+public final class KernelBench {
+    /** Model and batch shape of one benchmark run. */
+    public record Shapes(String name, int batch, int seqLen, int dim, int ffn, int heads, int[] vocabs, long ceilingGemm, long copyBytes,
+                         long optimizerParams) {
+        /** The 370M paper shapes: T = 2048, micro-batch 4, d = 1024, ffn 2752, 16 heads, V = 32000 and 50257. */
+        public static Shapes paper370m() {
+            return new Shapes("370m", 4, 2048, 1024, 2752, 16, new int[] {32000, 50257}, 8192, 1L << 30, 64L << 20);
+        }
+
+        /** A small shape for the CPU backend. */
+        public static Shapes small() {
+            return new Shapes("small", 1, 256, 256, 688, 4, new int[] {4096}, 512, 64L << 20, 1L << 20);
+        }
+
+        int rows() { return batch * seqLen; }
+    }
+
+    /** One table row. {@code ceiling} is the fraction of the copy bandwidth (memory-bound ops) or GEMM peak (compute). */
+    public record Row(String op, String shape, double medianMs, double bytes, double flops, double gbPerS, double tflopPerS,
+                      double ceilingFraction, int runs) {}
+
+    private final Backend be;
+    private final Shapes s;
+    private final int minRuns;
+    private final SplittableRandom random = new SplittableRandom(5);
+    private final List<Tensor> owned = new ArrayList<>();
+    private double copyGbPerS = Double.NaN, gemmTflopPerS = Double.NaN;
+
+    public KernelBench(Backend backend, Shapes shapes, int minRuns) {
+        this.be = backend;
+        this.s = shapes;
+        this.minRuns = Math.max(3, minRuns);
+    }
+
+    public double copyCeilingGbPerS() { return copyGbPerS; }
+
+    public double gemmCeilingTflopPerS() { return gemmTflopPerS; }
+
+    public List<Row> run() {
+        List<Row> rows = new ArrayList<>();
+        DType act = be.activationType();
+        int n = s.rows(), d = s.dim(), f = s.ffn();
+
+        // Ceilings first: every later row is reported as a fraction of these.
+        long copyElems = s.copyBytes() / 4;
+        Tensor cs = zeros(DType.F32, (int) copyElems), cd = zeros(DType.F32, (int) copyElems);
+        Row copy = measure("ceiling: device copy", "[" + copyElems + "] f32", 2.0 * s.copyBytes(), 0, () -> be.copy(cs, cd));
+        copyGbPerS = copy.gbPerS();
+        rows.add(copy);
+        freeAll();
+        int g = (int) s.ceilingGemm();
+        Tensor ga = persistent(act, g, g), gb = persistent(act, g, g);
+        Row gemm = measure("ceiling: gemm", g + "^3 " + act, 0, 2.0 * g * g * g, () -> be.matmul(ga, gb));
+        gemmTflopPerS = gemm.tflopPerS();
+        rows.add(gemm);
+        freeAll();
+
+        // Linear layers: forward, and backward (dx + dW).
+        int[][] linears = {{d, 3 * d}, {d, d}, {d, f}, {f, d}};
+        String[] names = {"qkv", "out", "ffn up", "ffn down"};
+        for (int i = 0; i < linears.length; i++) linear(rows, names[i], n, linears[i][0], linears[i][1]);
+        for (int v : s.vocabs()) linear(rows, "lm head V=" + v, n, d, v);
+
+        int a = act.bytes();
+        Tensor x = persistent(act, n, d), y = persistent(act, n, d), gain = persistent(act, d), dGain = persistent(DType.F32, d);
+        String nd = n + "x" + d;
+        rows.add(measure("add", nd, 3.0 * n * d * a, 0, () -> be.add(x, y)));
+        rows.add(measure("rmsNorm", nd, 2.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNorm(x, gain, 1e-5f)));
+        rows.add(measure("addRmsNorm", nd, 4.0 * n * d * a + 4.0 * n, 0, () -> be.addRmsNorm(x, y, gain, 1e-5f)));
+        Tensor rstd = be.rmsNorm(x, gain, 1e-5f).rstd();
+        Tensor rstdKeep = persistent(DType.F32, n);
+        be.copy(rstd, rstdKeep);
+        rows.add(measure("rmsNorm backward", nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
+        rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
+        rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
+        freeAll();
+
+        Tensor gate = persistent(act, n, f), up = persistent(act, n, f), dy = persistent(act, n, f);
+        String nf = n + "x" + f;
+        rows.add(measure("swiglu", nf, 3.0 * n * f * a, 0, () -> be.swiglu(gate, up)));
+        rows.add(measure("swiglu backward", nf, 5.0 * n * f * a, 0, () -> be.swigluBackward(dy, gate, up)));
+        freeAll();
+
+        for (int k : new int[] {1, 4}) patchEmbed(rows, k, s.vocabs()[0]);
+        for (int v : s.vocabs()) for (int k : new int[] {1, 4}) crossEntropy(rows, v, k);
+        for (int dh : new int[] {64, 128}) attention(rows, dh);
+        optimizer(rows);
+        return rows;
+    }
+
+    private void linear(List<Row> rows, String name, int n, int in, int out) {
+        DType act = be.activationType();
+        Tensor x = persistent(act, n, in), w = persistent(act, out, in), dy = persistent(act, n, out), dW = persistent(DType.F32, out, in);
+        String shape = n + "x" + in + "x" + out;
+        double flops = 2.0 * n * in * out;
+        rows.add(measure("matmul " + name, shape, 0, flops, () -> be.matmul(x, w)));
+        rows.add(measure("matmul backward " + name, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
+        freeAll();
+    }
+
+    private void patchEmbed(List<Row> rows, int k, int vocab) {
+        DType act = be.activationType();
+        int n = s.rows(), d = s.dim();
+        Tensor table = persistent(act, vocab, d), dTable = persistent(DType.F32, vocab, d), dOut = persistent(act, n, d);
+        Tensor tokens = be.allocate(DType.I32, s.batch(), s.seqLen() * k);
+        owned.add(tokens);
+        int[] ids = new int[s.batch() * s.seqLen() * k];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+        be.uploadInts(tokens, ids);
+        String shape = "B" + s.batch() + " T" + s.seqLen() + " K" + k + " d" + d;
+        int a = act.bytes();
+        rows.add(measure("patchEmbed K=" + k, shape, (double) n * k * d * a + (double) n * d * a + 4.0 * ids.length, 0,
+                () -> be.patchEmbed(table, tokens, k)));
+        // dOut read once per token position; each touched dTable row read and written once (F32).
+        rows.add(measure("patchEmbed backward K=" + k, shape, (double) n * k * d * a + 8.0 * Math.min((long) n * k, vocab) * d + 4.0 * ids.length, 0,
+                () -> be.patchEmbedBackward(dOut, tokens, k, dTable)));
+        freeAll();
+    }
+
+    private void crossEntropy(List<Row> rows, int vocab, int k) {
+        int n = s.rows();
+        Tensor logits = persistent(be.activationType(), n, vocab);
+        Tensor targets = be.allocate(DType.I32, n, k);
+        owned.add(targets);
+        int[] ids = new int[n * k];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+        be.uploadInts(targets, ids);
+        double bytes = 2.0 * n * vocab * be.activationType().bytes() + 4.0 * n * (k + 1);
+        rows.add(measure("crossEntropyK V=" + vocab + " K=" + k, n + "x" + vocab, bytes, 0, () -> be.crossEntropyK(logits, targets, 1f / n)));
+        freeAll();
+    }
+
+    private void attention(List<Row> rows, int dh) {
+        DType act = be.activationType();
+        int heads = s.dim() / dh, n = s.rows(), t = s.seqLen();
+        Tensor q = persistent(act, n, heads * dh), k = persistent(act, n, heads * dh), v = persistent(act, n, heads * dh);
+        Tensor dOut = persistent(act, n, heads * dh);
+        double fwd = 0.5 * 4.0 * s.batch() * heads * (double) t * t * dh; // causal, as FlashAttention counts
+        String shape = "B" + s.batch() + " H" + heads + " T" + t + " Dh" + dh;
+        if (be instanceof CudaBackend cuda) {
+            var simple = cuda.simpleAttention();
+            Backend.AttentionOut o = simple.forward(q, k, v, t, heads);
+            Tensor out = keep(o.out()), lse = keep(o.lse());
+            rows.add(measure("attention naive", shape, 0, fwd, () -> simple.forward(q, k, v, t, heads)));
+            rows.add(measure("attention naive backward", shape, 0, 2.5 * fwd, () -> simple.backward(dOut, q, k, v, out, lse, t, heads)));
+            if (CudaFlashAttention.supportsHeadDim(dh)) {
+                CudaFlashAttention flash = cuda.flashAttention();
+                rows.add(measure("attention flash", shape, 0, fwd, () -> flash.forward(q, k, v, t, heads)));
+                rows.add(measure("attention flash backward", shape, 0, 2.5 * fwd, () -> flash.backward(dOut, q, k, v, out, lse, t, heads)));
+            }
+        } else {
+            Backend.AttentionOut o = be.attention(q, k, v, t, heads);
+            Tensor out = keep(o.out()), lse = keep(o.lse());
+            rows.add(measure("attention", shape, 0, fwd, () -> be.attention(q, k, v, t, heads)));
+            rows.add(measure("attention backward", shape, 0, 2.5 * fwd, () -> be.attentionBackward(dOut, q, k, v, out, lse, t, heads)));
+        }
+        freeAll();
+    }
+
+    private void optimizer(List<Row> rows) {
+        int p = (int) s.optimizerParams();
+        Tensor master = persistent(DType.F32, p), grad = persistent(DType.F32, p), m = persistent(DType.F32, p);
+        Tensor v = be.allocate(DType.F32, p); // zero second moment: the update stays finite
+        owned.add(v);
+        Tensor compute = persistent(be.activationType(), p);
+        Backend.AdamWStep step = new Backend.AdamWStep(1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1f);
+        double bytes = 4.0 * p * 7 + (double) be.activationType().bytes() * p; // master, m, v read+write; grad read; compute write
+        rows.add(measure("adamW", "[" + p + "]", bytes, 0, () -> be.adamW(master, grad, m, v, compute, step)));
+        rows.add(measure("sumOfSquares", "[" + p + "]", 4.0 * p, 0, () -> be.sumOfSquares(List.of(grad))));
+        freeAll();
+    }
+
+    // ---------------------------------------------------------------- measurement
+
+    /** Median of per-run times after 3 warm-up runs; at least {@code minRuns} runs, more while under ~0.5 s in total. */
+    private Row measure(String op, String shape, double bytes, double flops, Runnable work) {
+        for (int i = 0; i < 3; i++) {
+            work.run();
+            be.releaseScratch();
+        }
+        be.synchronize();
+        List<Double> times = new ArrayList<>();
+        double total = 0;
+        while (times.size() < minRuns || (total < 500 && times.size() < 200)) {
+            double ms = timeOnce(work);
+            be.releaseScratch();
+            times.add(ms);
+            total += ms;
+            if (times.size() >= minRuns && total > 5000) break;
+        }
+        double[] sorted = times.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+        double median = sorted.length % 2 == 1 ? sorted[sorted.length / 2] : 0.5 * (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]);
+        double sec = median / 1e3;
+        double gbs = bytes > 0 ? bytes / sec / 1e9 : Double.NaN;
+        double tfs = flops > 0 ? flops / sec / 1e12 : Double.NaN;
+        double frac = bytes > 0 ? gbs / copyGbPerS : tfs / gemmTflopPerS;
+        return new Row(op, shape, median, bytes, flops, gbs, tfs, frac, sorted.length);
+    }
+
+    private double timeOnce(Runnable work) {
+        if (be instanceof CudaBackend cuda) return cuda.time(work);
+        long t0 = System.nanoTime();
+        work.run();
+        be.synchronize();
+        return (System.nanoTime() - t0) / 1e6;
+    }
+
+    private Tensor persistent(DType dtype, int... shape) {
+        Tensor t = be.allocate(dtype, shape);
+        owned.add(t);
+        // Upload at most 4M random values and replicate them on the device: huge tensors need no huge host arrays.
+        Tensor flat = t.reshape(Math.toIntExact(t.numel()));
+        int n = flat.dim(0), chunk = Math.min(n, 1 << 22);
+        if (chunk == 0) return t;
+        float[] pattern = new float[chunk];
+        for (int i = 0; i < chunk; i++) pattern[i] = (float) (random.nextGaussian() * 0.5);
+        be.upload(flat.rows(0, chunk), pattern);
+        for (int i = chunk; i < n; i += chunk) {
+            int len = Math.min(chunk, n - i);
+            be.copy(flat.rows(0, len), flat.rows(i, len));
+        }
+        return t;
+    }
+
+    /** A zero-filled persistent tensor (for the copy ceiling, where values do not matter). */
+    private Tensor zeros(DType dtype, int... shape) {
+        Tensor t = be.allocate(dtype, shape);
+        owned.add(t);
+        return t;
+    }
+
+    private Tensor keep(Tensor scratch) {
+        Tensor t = be.allocate(scratch.dtype(), scratch.shape());
+        owned.add(t);
+        be.copy(scratch, t);
+        return t;
+    }
+
+    private void freeAll() {
+        be.releaseScratch();
+        for (Tensor t : owned) be.free(t);
+        owned.clear();
+    }
+
+    /** Markdown table of the rows. */
+    public static String markdown(List<Row> rows) {
+        StringBuilder sb = new StringBuilder();
+        sb.append("| op | shape | median ms | GB/s | TFLOP/s | % of ceiling | runs |\n|---|---|---:|---:|---:|---:|---:|\n");
+        for (Row r : rows) {
+            sb.append(String.format("| %s | %s | %.4f | %s | %s | %s | %d |%n", r.op(), r.shape(), r.medianMs(), fmt(r.gbPerS(), "%.1f"),
+                    fmt(r.tflopPerS(), "%.2f"), fmt(100 * r.ceilingFraction(), "%.1f"), r.runs()));
+        }
+        return sb.toString();
+    }
+
+    private static String fmt(double v, String f) { return Double.isNaN(v) || Double.isInfinite(v) ? "" : String.format(f, v); }
+}

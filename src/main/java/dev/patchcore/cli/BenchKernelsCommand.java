@@ -1,0 +1,68 @@
+package dev.patchcore.cli;
+
+import com.google.gson.GsonBuilder;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cuda.CudaBackend;
+import dev.patchcore.bench.KernelBench;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.Callable;
+
+/** Per-op microbenchmarks at the 370M shapes on CUDA (a small shape on the CPU backend). */
+@Command(name = "kernels", mixinStandardHelpOptions = true,
+        description = "Time every op (median of many runs) with bytes/FLOPs and % of the copy-bandwidth and GEMM ceilings.")
+public final class BenchKernelsCommand implements Callable<Integer> {
+    @Mixin BackendOptions backendOptions;
+
+    @Option(names = "--json", description = "also write the rows as JSON to this file")
+    Path json;
+
+    @Option(names = "--runs", defaultValue = "20", description = "minimum timed runs per op after 3 warm-ups (default: ${DEFAULT-VALUE})")
+    int runs;
+
+    @Option(names = "--shape", description = "370m or small (default: 370m on CUDA, small on the CPU)")
+    String shape;
+
+    @Override
+    public Integer call() {
+        if (runs < 1) throw new IllegalArgumentException("--runs must be at least 1");
+        try (Backend be = backendOptions.open()) {
+            KernelBench.Shapes shapes = switch (shape == null ? (be instanceof CudaBackend ? "370m" : "small") : shape) {
+                case "370m" -> KernelBench.Shapes.paper370m();
+                case "small" -> KernelBench.Shapes.small();
+                default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (choose 370m or small)");
+            };
+            String device = be instanceof CudaBackend c ? c.describe() : be.name();
+            System.out.println("bench kernels: " + device + ", shapes " + shapes.name());
+            KernelBench bench = new KernelBench(be, shapes, runs);
+            List<KernelBench.Row> rows = bench.run();
+            System.out.print(KernelBench.markdown(rows));
+            System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
+            if (json != null) {
+                Map<String, Object> doc = new LinkedHashMap<>();
+                doc.put("device", device);
+                doc.put("shapes", shapes.name());
+                doc.put("copyCeilingGbPerS", bench.copyCeilingGbPerS());
+                doc.put("gemmCeilingTflopPerS", bench.gemmCeilingTflopPerS());
+                doc.put("rows", rows);
+                try {
+                    if (json.toAbsolutePath().getParent() != null) Files.createDirectories(json.toAbsolutePath().getParent());
+                    Files.writeString(json, new GsonBuilder().setPrettyPrinting().serializeSpecialFloatingPointValues().create().toJson(doc));
+                } catch (IOException e) {
+                    throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
+                }
+                System.out.println("wrote " + json);
+            }
+            return 0;
+        }
+    }
+}

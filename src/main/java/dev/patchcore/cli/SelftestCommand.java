@@ -1,0 +1,54 @@
+package dev.patchcore.cli;
+
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.backend.cuda.CudaBackend;
+import dev.patchcore.backend.cuda.CudaUnavailableException;
+import dev.patchcore.selftest.CheckResult;
+import dev.patchcore.selftest.ParityChecks;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Option;
+
+import java.util.List;
+import java.util.concurrent.Callable;
+
+/** Runs every CUDA op against the CPU backend on random inputs with NaN-poisoned outputs; one row per comparison. */
+@Command(name = "selftest", mixinStandardHelpOptions = true,
+        description = "Check every CUDA kernel against the CPU reference (relative error, fp32 < 1e-5, bf16 < 1e-2).")
+public final class SelftestCommand implements Callable<Integer> {
+    @Option(names = "--cublaslt", description = "path of libcublasLt.so (default: $PATCHCORE_CUBLASLT, then the usual places)")
+    String cublasLt;
+
+    @Option(names = "--seed", defaultValue = "1234", description = "random seed of the inputs (default: ${DEFAULT-VALUE})")
+    long seed;
+
+    @Option(names = "--quick", description = "skip the large shapes (4096x1024x1024 GEMM, attention at T = 1000)")
+    boolean quick;
+
+    @Override
+    public Integer call() {
+        CudaBackend cuda;
+        try {
+            cuda = CudaBackend.open(cublasLt, true);
+        } catch (CudaUnavailableException e) {
+            System.err.println("selftest: CUDA backend unavailable: " + e.getMessage());
+            return 1;
+        }
+        try (cuda; CpuBackend cpu = new CpuBackend()) {
+            System.out.println("device: " + cuda.describe());
+            System.out.println("reference: cpu (" + cpu.threads() + " threads)");
+            System.out.println(CheckResult.header());
+            ParityChecks checks = new ParityChecks(cuda, cpu, seed, !quick);
+            long failures = 0, rows = 0;
+            for (ParityChecks.Check c : checks.checks()) {
+                List<CheckResult> results = checks.run(c);
+                for (CheckResult r : results) {
+                    System.out.println(r.row());
+                    rows++;
+                }
+                failures += CheckResult.failures(results);
+            }
+            System.out.printf("selftest: %d checks, %d failed%n", rows, failures);
+            return failures == 0 ? 0 : 1;
+        }
+    }
+}

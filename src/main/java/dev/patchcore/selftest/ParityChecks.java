@@ -1,0 +1,366 @@
+package dev.patchcore.selftest;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cuda.Bf16;
+import dev.patchcore.backend.cuda.CudaBackend;
+import dev.patchcore.backend.cuda.CudaFlashAttention;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.SplittableRandom;
+import java.util.function.Consumer;
+
+/**
+ * Every {@link Backend} op of a backend under test compared with a reference backend (the CPU one) on fresh random
+ * non-zero inputs: relative error ‖out − ref‖ / ‖ref‖ against 1e-5 for F32 outputs and 1e-2 for BF16 ones. Both sides
+ * get identical inputs: values bound for a BF16 tensor are rounded to bf16 on the host first. Accumulated outputs
+ * (dW, dGain, dTable) start from the same random values, so the accumulation itself is checked. The test backend
+ * should poison its scratch with NaN ({@link CudaBackend#setPoisonScratch}) so unwritten outputs fail.
+ *
+ * <p>Used by the {@code selftest} command and by the JUnit parity test.
+ */
+public final class ParityChecks {
+    public static final double F32_THRESHOLD = 1e-5;
+    public static final double BF16_THRESHOLD = 1e-2;
+
+    /** One named check producing one or more result rows. */
+    public record Check(String name, Consumer<List<CheckResult>> body) {}
+
+    private final Backend test, ref;
+    private final SplittableRandom random;
+    private final boolean large;
+
+    /** {@code large}: include the big shapes (4096×1024×1024 GEMM, attention at T = 1000) — fine on a GPU machine. */
+    public ParityChecks(Backend test, Backend ref, long seed, boolean large) {
+        this.test = test;
+        this.ref = ref;
+        this.random = new SplittableRandom(seed);
+        this.large = large;
+    }
+
+    /** Runs one check; an exception becomes a FAIL row naming it. Scratch of both backends is released afterwards. */
+    public List<CheckResult> run(Check c) {
+        List<CheckResult> rows = new ArrayList<>();
+        try {
+            c.body().accept(rows);
+            if (rows.isEmpty()) rows.add(CheckResult.failed(c.name(), "-", "-", "check produced no comparison"));
+        } catch (RuntimeException | AssertionError e) {
+            rows.add(CheckResult.failed(c.name(), "-", "-", e.getClass().getSimpleName() + ": " + e.getMessage()));
+        } finally {
+            try {
+                test.synchronize();
+            } catch (RuntimeException e) {
+                rows.add(CheckResult.failed(c.name(), "-", "-", "device error after the check: " + e.getMessage()));
+            }
+            test.releaseScratch();
+            ref.releaseScratch();
+        }
+        return rows;
+    }
+
+    public List<CheckResult> runAll() {
+        List<CheckResult> all = new ArrayList<>();
+        for (Check c : checks()) all.addAll(run(c));
+        return all;
+    }
+
+    public List<Check> checks() {
+        List<Check> out = new ArrayList<>();
+        out.add(new Check("transfer", this::transfer));
+        out.add(new Check("elementwise", this::elementwise));
+        int[][] gemms = large
+                ? new int[][] {{1, 1, 1}, {17, 33, 65}, {64, 256, 128}, {257, 1024, 2752}, {4096, 1024, 1024}}
+                : new int[][] {{1, 1, 1}, {17, 33, 65}, {64, 256, 128}};
+        for (int[] g : gemms) out.add(new Check("matmul " + g[0] + "x" + g[1] + "x" + g[2], rows -> matmul(rows, g[0], g[1], g[2])));
+        for (int k : new int[] {1, 2, 4, 8}) {
+            out.add(new Check("patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
+            out.add(new Check("patchEmbed K=" + k + " large", rows -> patchEmbed(rows, k, 4, 2048 / k * (large ? 2 : 1), 128, 50)));
+        }
+        for (int[] s : new int[][] {{37, 96}, {large ? 4096 : 256, 1024}}) out.add(new Check("rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
+        for (int dh : new int[] {64, 128}) out.add(new Check("rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh)));
+        int[] ts = large ? new int[] {1, 17, 128, 1000} : new int[] {1, 17, 128};
+        for (int dh : new int[] {64, 80, 96, 128}) {
+            for (int t : ts) {
+                out.add(new Check("attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
+                if (test instanceof CudaBackend) out.add(new Check("attention(simple) T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, true)));
+            }
+        }
+        out.add(new Check("swiglu", rows -> swiglu(rows, 37, 688)));
+        for (int k : new int[] {1, 2, 4, 8}) {
+            out.add(new Check("crossEntropyK K=" + k, rows -> crossEntropy(rows, 13, 1000, k)));
+            out.add(new Check("crossEntropyK K=" + k + " V=50257", rows -> crossEntropy(rows, 5, 50257, k)));
+        }
+        out.add(new Check("sumOfSquares", this::sumOfSquares));
+        out.add(new Check("adamW", this::adamW));
+        if (test instanceof CudaBackend) out.add(new Check("allocator reuse", this::allocatorReuse));
+        return out;
+    }
+
+    // ---------------------------------------------------------------- checks
+
+    private void transfer(List<CheckResult> rows) {
+        for (DType t : new DType[] {DType.F32, DType.BF16}) {
+            float[] host = values(t, 1001);
+            Tensor x = test.scratch(t, 1001);
+            test.upload(x, host);
+            rows.add(CheckResult.of("upload/download", "[1001]", t, relErr(test.download(x), host), threshold(t)));
+        }
+        int[] ids = new int[333];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(-5, 1 << 30);
+        Tensor ti = test.scratch(DType.I32, ids.length);
+        test.uploadInts(ti, ids);
+        rows.add(CheckResult.of("uploadInts/downloadInts", "[333]", DType.I32, Arrays.equals(test.downloadInts(ti), ids) ? 0 : 1, 0));
+    }
+
+    private void elementwise(List<CheckResult> rows) {
+        DType act = test.activationType();
+        int[] shape = {37, 129};
+        Twin x = input(act, shape), y = input(act, shape);
+        compare(rows, "add", shape, test.add(x.t, y.t), ref.add(x.r, y.r));
+        for (DType acc : new DType[] {act, DType.F32}) {
+            Twin a = input(acc, shape), b = input(act, shape);
+            test.addInPlace(a.t, b.t);
+            ref.addInPlace(a.r, b.r);
+            compare(rows, "addInPlace " + acc + "+=" + act, shape, a.t, a.r);
+        }
+        for (DType[] pair : new DType[][] {{DType.F32, DType.BF16}, {DType.BF16, DType.F32}, {DType.F32, DType.F32}, {DType.BF16, DType.BF16}}) {
+            Twin src = input(pair[0], 1003);
+            Tensor dt = test.scratch(pair[1], 1003), dr = ref.scratch(DType.F32, 1003);
+            test.copy(src.t, dt);
+            ref.copy(src.r, dr);
+            compare(rows, "copy " + pair[0] + "->" + pair[1], new int[] {1003}, dt, dr);
+        }
+        Twin z = input(DType.F32, 515);
+        test.zero(z.t);
+        float[] got = test.download(z.t);
+        double maxAbs = 0;
+        for (float f : got) maxAbs = Math.max(maxAbs, Math.abs(f));
+        rows.add(CheckResult.of("zero", "[515]", DType.F32, maxAbs, 0));
+        Twin s = input(DType.F32, 1_000_003);
+        rows.add(CheckResult.of("sum", "[1000003]", DType.F32, scalarErr(test.sum(s.t), ref.sum(s.r)), F32_THRESHOLD));
+    }
+
+    private void matmul(List<CheckResult> rows, int n, int in, int out) {
+        DType act = test.activationType();
+        String shape = n + "x" + in + "x" + out;
+        Twin x = input(act, n, in), w = input(act, out, in);
+        compare(rows, "matmul y", shape, test.matmul(x.t, w.t), ref.matmul(x.r, w.r));
+        Twin dy = input(act, n, out), dW = input(DType.F32, out, in);
+        Tensor dxT = test.matmulBackward(dy.t, x.t, w.t, dW.t, true);
+        Tensor dxR = ref.matmulBackward(dy.r, x.r, w.r, dW.r, true);
+        compare(rows, "matmul dx", shape, dxT, dxR);
+        compare(rows, "matmul dW+=", shape, dW.t, dW.r);
+        Twin dW2 = input(DType.F32, out, in);
+        Tensor none = test.matmulBackward(dy.t, x.t, w.t, dW2.t, false);
+        ref.matmulBackward(dy.r, x.r, w.r, dW2.r, false);
+        if (none != null) rows.add(CheckResult.failed("matmul needDx=false", shape, "-", "returned a dx"));
+        else compare(rows, "matmul dW+= (no dx)", shape, dW2.t, dW2.r);
+    }
+
+    private void patchEmbed(List<CheckResult> rows, int k, int batch, int t, int d, int vocab) {
+        String shape = "B" + batch + " T" + t + " K" + k + " d" + d + " V" + vocab;
+        Twin table = input(test.activationType(), vocab, d);
+        int[] ids = new int[batch * t * k];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+        Twin tokens = ints(ids, batch, t * k);
+        compare(rows, "patchEmbed", shape, test.patchEmbed(table.t, tokens.t, k), ref.patchEmbed(table.r, tokens.r, k));
+        Twin dOut = input(test.activationType(), batch * t, d), dTable = input(DType.F32, vocab, d);
+        test.patchEmbedBackward(dOut.t, tokens.t, k, dTable.t);
+        ref.patchEmbedBackward(dOut.r, tokens.r, k, dTable.r);
+        compare(rows, "patchEmbed dTable+=", shape, dTable.t, dTable.r);
+    }
+
+    private void rmsNorm(List<CheckResult> rows, int n, int d) {
+        DType act = test.activationType();
+        String shape = n + "x" + d;
+        float eps = 1e-5f;
+        Twin x = input(act, n, d), gain = input(act, d);
+        Backend.RmsNormOut a = test.rmsNorm(x.t, gain.t, eps), b = ref.rmsNorm(x.r, gain.r, eps);
+        compare(rows, "rmsNorm y", shape, a.y(), b.y());
+        compare(rows, "rmsNorm rstd", shape, a.rstd(), b.rstd());
+        Twin branch = input(act, n, d);
+        Backend.AddRmsNormOut c = test.addRmsNorm(x.t, branch.t, gain.t, eps), e = ref.addRmsNorm(x.r, branch.r, gain.r, eps);
+        compare(rows, "addRmsNorm sum", shape, c.sum(), e.sum());
+        compare(rows, "addRmsNorm y", shape, c.y(), e.y());
+        compare(rows, "addRmsNorm rstd", shape, c.rstd(), e.rstd());
+        Twin dy = input(act, n, d), dGain = input(DType.F32, d);
+        compare(rows, "rmsNorm dx", shape, test.rmsNormBackward(dy.t, x.t, gain.t, a.rstd(), dGain.t),
+                ref.rmsNormBackward(dy.r, x.r, gain.r, b.rstd(), dGain.r));
+        compare(rows, "rmsNorm dGain+=", shape, dGain.t, dGain.r);
+    }
+
+    private void rope(List<CheckResult> rows, int batch, int t, int heads, int dh) {
+        DType act = test.activationType();
+        String shape = "B" + batch + " T" + t + " H" + heads + " Dh" + dh;
+        Twin x = input(act, batch * t, heads * dh);
+        compare(rows, "rope", shape, test.rope(x.t, t, heads, 10000f), ref.rope(x.r, t, heads, 10000f));
+        compare(rows, "rope backward", shape, test.ropeBackward(x.t, t, heads, 10000f), ref.ropeBackward(x.r, t, heads, 10000f));
+    }
+
+    private void attention(List<CheckResult> rows, int t, int dh, boolean simple) {
+        DType act = test.activationType();
+        int batch = t >= 1000 ? 1 : 2, heads = 2;
+        String path = simple ? "attention(simple)" : test instanceof CudaBackend && CudaFlashAttention.supportsHeadDim(dh) ? "attention(flash)" : "attention";
+        String shape = "B" + batch + " T" + t + " H" + heads + " Dh" + dh;
+        Twin q = input(act, batch * t, heads * dh), k = input(act, batch * t, heads * dh), v = input(act, batch * t, heads * dh);
+        Backend.AttentionOut a = simple ? ((CudaBackend) test).simpleAttention().forward(q.t, k.t, v.t, t, heads) : test.attention(q.t, k.t, v.t, t, heads);
+        Backend.AttentionOut b = ref.attention(q.r, k.r, v.r, t, heads);
+        compare(rows, path + " out", shape, a.out(), b.out());
+        compare(rows, path + " lse", shape, a.lse(), b.lse());
+        Twin dOut = input(act, batch * t, heads * dh);
+        // Both backwards read the reference forward's output (rounded like the test's) so only the backward is compared.
+        Backend.AttentionGrads g = simple
+                ? ((CudaBackend) test).simpleAttention().backward(dOut.t, q.t, k.t, v.t, a.out(), a.lse(), t, heads)
+                : test.attentionBackward(dOut.t, q.t, k.t, v.t, a.out(), a.lse(), t, heads);
+        Tensor outR = ref.scratch(DType.F32, batch * t, heads * dh);
+        ref.upload(outR, test.download(a.out()));
+        Backend.AttentionGrads h = ref.attentionBackward(dOut.r, q.r, k.r, v.r, outR, b.lse(), t, heads);
+        compare(rows, path + " dq", shape, g.dq(), h.dq());
+        compare(rows, path + " dk", shape, g.dk(), h.dk());
+        compare(rows, path + " dv", shape, g.dv(), h.dv());
+    }
+
+    private void swiglu(List<CheckResult> rows, int n, int f) {
+        DType act = test.activationType();
+        String shape = n + "x" + f;
+        Twin gate = input(act, n, f), up = input(act, n, f);
+        compare(rows, "swiglu", shape, test.swiglu(gate.t, up.t), ref.swiglu(gate.r, up.r));
+        Twin dy = input(act, n, f);
+        Backend.SwiGluGrads a = test.swigluBackward(dy.t, gate.t, up.t), b = ref.swigluBackward(dy.r, gate.r, up.r);
+        compare(rows, "swiglu dGate", shape, a.dGate(), b.dGate());
+        compare(rows, "swiglu dUp", shape, a.dUp(), b.dUp());
+    }
+
+    private void crossEntropy(List<CheckResult> rows, int n, int vocab, int k) {
+        String shape = "N" + n + " V" + vocab + " K" + k;
+        Twin logits = input(test.activationType(), 4f, n, vocab);
+        int[] ids = new int[n * k];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+        Twin targets = ints(ids, n, k);
+        float scale = 1f / (n * k);
+        compare(rows, "crossEntropyK loss", shape, test.crossEntropyK(logits.t, targets.t, scale), ref.crossEntropyK(logits.r, targets.r, scale));
+        compare(rows, "crossEntropyK dlogits", shape, logits.t, logits.r);
+    }
+
+    private void sumOfSquares(List<CheckResult> rows) {
+        Twin a = input(DType.F32, 1000), b = input(DType.F32, 37, 129), c = input(DType.F32, 1 << 20);
+        double got = test.sumOfSquares(List.of(a.t, b.t, c.t)), want = ref.sumOfSquares(List.of(a.r, b.r, c.r));
+        rows.add(CheckResult.of("sumOfSquares", "[1000]+[37,129]+[1048576]", DType.F32, scalarErr(got, want), F32_THRESHOLD));
+    }
+
+    private void adamW(List<CheckResult> rows) {
+        int[] shape = {129, 77};
+        String s = "129x77";
+        Twin master = input(DType.F32, shape), grad = input(DType.F32, shape), m = input(DType.F32, 0.1f, shape);
+        Twin v = positive(shape);
+        Tensor computeT = test.scratch(test.activationType(), shape), computeR = ref.scratch(ref.activationType(), shape);
+        Backend.AdamWStep step = new Backend.AdamWStep(3e-3f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 0.7f);
+        test.adamW(master.t, grad.t, m.t, v.t, computeT, step);
+        ref.adamW(master.r, grad.r, m.r, v.r, computeR, step);
+        compare(rows, "adamW master", s, master.t, master.r);
+        compare(rows, "adamW m", s, m.t, m.r);
+        compare(rows, "adamW v", s, v.t, v.r);
+        compare(rows, "adamW compute", s, computeT, computeR);
+    }
+
+    /** Two identical "steps" of scratch use: the second must not allocate device memory. */
+    private void allocatorReuse(List<CheckResult> rows) {
+        CudaBackend cuda = (CudaBackend) test;
+        long[] allocs = new long[3];
+        for (int step = 0; step < 3; step++) {
+            for (int[] s : new int[][] {{4096, 1024}, {37, 129}, {1}, {4096, 2752}}) test.scratch(DType.BF16, s);
+            test.scratch(DType.F32, 4096);
+            test.releaseScratch();
+            allocs[step] = cuda.memoryStats().scratchDeviceAllocations();
+        }
+        rows.add(CheckResult.of("allocator: no new device allocation after step 1", "3 steps", DType.I32, allocs[2] - allocs[0], 0));
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /** The same values in a test tensor and a reference tensor. */
+    private record Twin(Tensor t, Tensor r) {}
+
+    private Twin input(DType testType, int... shape) { return input(testType, 1f, shape); }
+
+    /** Random values in ±[0.05, 1]·scale (never zero), bf16-rounded when the test tensor is BF16. */
+    private Twin input(DType testType, float scale, int... shape) {
+        int n = Math.toIntExact(count(shape));
+        float[] host = new float[n];
+        for (int i = 0; i < n; i++) {
+            float mag = (float) (0.05 + 0.95 * random.nextDouble()) * scale;
+            host[i] = random.nextBoolean() ? mag : -mag;
+        }
+        return twin(testType, host, shape);
+    }
+
+    private Twin positive(int... shape) {
+        int n = Math.toIntExact(count(shape));
+        float[] host = new float[n];
+        for (int i = 0; i < n; i++) host[i] = (float) (0.01 + random.nextDouble() * 0.1);
+        return twin(DType.F32, host, shape);
+    }
+
+    private Twin twin(DType testType, float[] host, int... shape) {
+        if (testType == DType.BF16) for (int i = 0; i < host.length; i++) host[i] = Bf16.round(host[i]);
+        Tensor t = test.scratch(testType, shape), r = ref.scratch(testType == DType.I32 ? DType.I32 : refType(testType), shape);
+        test.upload(t, host);
+        ref.upload(r, host);
+        return new Twin(t, r);
+    }
+
+    /** The reference computes in F32 where it has no BF16 (the CPU backend). */
+    private DType refType(DType testType) { return testType == DType.BF16 ? ref.activationType() : testType; }
+
+    private Twin ints(int[] values, int... shape) {
+        Tensor t = test.scratch(DType.I32, shape), r = ref.scratch(DType.I32, shape);
+        test.uploadInts(t, values);
+        ref.uploadInts(r, values);
+        return new Twin(t, r);
+    }
+
+    private float[] values(DType t, int n) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = t == DType.BF16 ? Bf16.round((float) random.nextGaussian()) : (float) random.nextGaussian();
+        return v;
+    }
+
+    private void compare(List<CheckResult> rows, String op, int[] shape, Tensor got, Tensor want) {
+        compare(rows, op, Arrays.toString(shape), got, want);
+    }
+
+    private void compare(List<CheckResult> rows, String op, String shape, Tensor got, Tensor want) {
+        float[] g = test.download(got), w = ref.download(want);
+        rows.add(CheckResult.of(op, shape, got.dtype(), relErr(g, w), threshold(got.dtype())));
+    }
+
+    static double threshold(DType t) { return t == DType.BF16 ? BF16_THRESHOLD : F32_THRESHOLD; }
+
+    /** ‖got − want‖ / ‖want‖ in double; NaN anywhere in {@code got} gives NaN (a failure); lengths must match. */
+    public static double relErr(float[] got, float[] want) {
+        if (got.length != want.length) return Double.POSITIVE_INFINITY;
+        double num = 0, den = 0;
+        for (int i = 0; i < got.length; i++) {
+            double d = (double) got[i] - want[i];
+            num += d * d;
+            den += (double) want[i] * want[i];
+        }
+        if (Double.isNaN(num)) return Double.NaN;
+        if (den == 0) return num == 0 ? 0 : Double.POSITIVE_INFINITY;
+        return Math.sqrt(num / den);
+    }
+
+    static double scalarErr(double got, double want) {
+        if (Double.isNaN(got)) return Double.NaN;
+        return want == 0 ? Math.abs(got) : Math.abs(got - want) / Math.abs(want);
+    }
+
+    private static long count(int... shape) {
+        long n = 1;
+        for (int s : shape) n *= s;
+        return n;
+    }
+}

@@ -1,0 +1,112 @@
+package dev.patchcore.backend.cuda;
+
+import org.junit.jupiter.api.Test;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.Random;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/** Host-side pieces of the CUDA backend that need no GPU. */
+class SmallHostLogicTest {
+
+    @Test
+    void bf16RoundsToNearestEven() {
+        assertEquals(1.0f, Bf16.round(1.0f));
+        assertEquals(1.0f, Bf16.round(1.00390625f));          // exactly half-way: ties to the even mantissa (1.0)
+        assertEquals(1.015625f, Bf16.round(1.01171875f));    // half-way above an odd mantissa: rounds up to the even one
+        assertEquals(1.0078125f, Bf16.round(1.0060f));
+        assertEquals(-2.5f, Bf16.round(-2.5f));
+        assertTrue(Float.isNaN(Bf16.round(Float.NaN)));
+        assertEquals(Float.POSITIVE_INFINITY, Bf16.round(Float.MAX_VALUE)); // overflows to infinity like __float2bfloat16_rn
+        Random r = new Random(3);
+        for (int i = 0; i < 10000; i++) {
+            float f = (float) r.nextGaussian() * 1000;
+            float b = Bf16.round(f);
+            assertTrue(Math.abs(b - f) <= Math.abs(f) * (1.0 / 256), "relative error of bf16 is at most 2^-8");
+            assertEquals(b, Bf16.round(b), "rounding is idempotent");
+        }
+    }
+
+    @Test
+    void cublasLtCandidatesPreferAnExplicitPathThenCuda13ThenCuda12() {
+        List<CublasLtLibrary.Candidate> explicit = CublasLtLibrary.candidates("/x/libcublasLt.so", "/env/lib.so", List.of(), List.of());
+        assertEquals(List.of(new CublasLtLibrary.Candidate("/x/libcublasLt.so", true)), explicit);
+        assertEquals("/env/lib.so", CublasLtLibrary.candidates(null, "/env/lib.so", List.of(), List.of()).getFirst().pathOrSoname());
+        List<CublasLtLibrary.Candidate> c = CublasLtLibrary.candidates(null, null, List.of(Path.of("/usr/local/cuda/lib64")),
+                List.of(Path.of("/usr/lib/python3/dist-packages")));
+        assertEquals("libcublasLt.so.13", c.get(0).pathOrSoname());
+        assertEquals("libcublasLt.so.12", c.get(1).pathOrSoname());
+        assertEquals("/usr/local/cuda/lib64/libcublasLt.so.13", c.get(2).pathOrSoname());
+        assertEquals("/usr/lib/python3/dist-packages/nvidia/cublas/lib/libcublasLt.so.13", c.get(3).pathOrSoname());
+        assertTrue(c.stream().noneMatch(CublasLtLibrary.Candidate::explicit));
+    }
+
+    @Test
+    void kernelImagesArePackagedWhenNvccIsPresent() {
+        boolean nvcc = Files.isExecutable(Path.of("/usr/local/cuda/bin/nvcc"))
+                || System.getenv("PATH") != null && List.of(System.getenv("PATH").split(":")).stream().anyMatch(d -> Files.isExecutable(Path.of(d, "nvcc")));
+        assumeTrue(nvcc, "nvcc not installed: this build has no kernel images");
+        Map<String, byte[]> images = KernelImages.load();
+        for (String family : List.of("elementwise.fatbin", "patch_embed.fatbin", "attention_simple.fatbin")) {
+            byte[] fb = images.get(family);
+            assertTrue(fb != null && fb.length > 1000, family + " packaged");
+            // fatbin magic 0xBA55ED50, little-endian
+            assertEquals(0x50, fb[0] & 0xff);
+            assertEquals(0xED, fb[1] & 0xff);
+            assertEquals(0x55, fb[2] & 0xff);
+            assertEquals(0xBA, fb[3] & 0xff);
+        }
+    }
+
+    @Test
+    void bitonicPaddingIsAPowerOfTwoCoveringTheTokensAndOneTile() {
+        assertEquals(2048, CudaPatchEmbed.paddedLength(1));
+        assertEquals(2048, CudaPatchEmbed.paddedLength(2048));
+        assertEquals(4096, CudaPatchEmbed.paddedLength(2049));
+        assertEquals(1 << 16, CudaPatchEmbed.paddedLength(40000));
+    }
+
+    /**
+     * The launch schedule of CudaPatchEmbed.backward (tile sort, then per merge size the global passes and the tile
+     * merge) replayed on the host with the kernels' index arithmetic: it must sort.
+     */
+    @Test
+    void bitonicScheduleSorts() {
+        Random r = new Random(11);
+        for (int n : new int[] {5, 2048, 3000, 9000}) {
+            int padded = (int) CudaPatchEmbed.paddedLength(n);
+            long[] keys = new long[padded];
+            for (int i = 0; i < padded; i++) keys[i] = i < n ? ((long) r.nextInt(50) << 32) | i : -1L; // ~0 as unsigned max
+            int tile = CudaPatchEmbed.SORT_TILE;
+            for (int base = 0; base < padded; base += tile)
+                for (int k = 2; k <= tile; k <<= 1)
+                    for (int j = k >> 1; j > 0; j >>= 1) pass(keys, base, tile, k, j);
+            for (long size = 2L * tile; size <= padded; size <<= 1) {
+                for (long stride = size / 2; stride >= tile; stride >>= 1) pass(keys, 0, padded, size, stride);
+                for (int base = 0; base < padded; base += tile)
+                    for (int j = tile >> 1; j > 0; j >>= 1) pass(keys, base, tile, size, j);
+            }
+            for (int i = 1; i < padded; i++) assertTrue(Long.compareUnsigned(keys[i - 1], keys[i]) <= 0, "sorted at " + i + " for n=" + n);
+        }
+    }
+
+    /** One compare-exchange pass over [base, base+len) exactly as the kernels index it. */
+    private static void pass(long[] keys, int base, int len, long k, long j) {
+        for (long p = 0; p < len / 2; p++) {
+            long i = (p / j) * 2 * j + (p % j);
+            long l = i + j;
+            boolean ascending = ((base + i) & k) == 0;
+            long a = keys[(int) (base + i)], b = keys[(int) (base + l)];
+            if ((Long.compareUnsigned(a, b) > 0) == ascending) {
+                keys[(int) (base + i)] = b;
+                keys[(int) (base + l)] = a;
+            }
+        }
+    }
+}

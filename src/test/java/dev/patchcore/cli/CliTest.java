@@ -1,0 +1,80 @@
+package dev.patchcore.cli;
+
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** The command line as a user meets it: exit codes and one-line errors. */
+class CliTest {
+    private final ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
+    private PrintStream oldErr, oldOut;
+
+    @BeforeEach void capture() {
+        oldErr = System.err;
+        oldOut = System.out;
+        System.setErr(new PrintStream(err, true));
+        System.setOut(new PrintStream(out, true));
+    }
+
+    @AfterEach void restore() {
+        System.setErr(oldErr);
+        System.setOut(oldOut);
+    }
+
+    private void assertUserError(String expectedFragment, String... args) {
+        err.reset();
+        int code = Main.run(args);
+        String e = err.toString().strip();
+        assertEquals(2, code, "exit code for " + String.join(" ", args) + "; stderr: " + e);
+        assertEquals(1, e.lines().count(), "exactly one error line, got: " + e);
+        assertTrue(e.startsWith("error: "), e);
+        assertTrue(e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+    }
+
+    @Test void badInputsEndInOneLineAndExitCode2(@TempDir Path dir) throws IOException {
+        assertUserError("does not exist", "train", "--backend", "cpu", "--data", dir.resolve("nope").toString());
+        assertUserError("lambda", "train", "--backend", "cpu", "--lambda", "-0.5");
+        assertUserError("divisible by K=3", "train", "--backend", "cpu", "--patch-size", "3", "--batch", "4");
+        assertUserError("unknown preset", "train", "--backend", "cpu", "--preset", "huge");
+        assertUserError("Unknown option", "train", "--no-such-flag");
+        assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
+        assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
+
+        Path empty = dir.resolve("empty.txt");
+        Files.writeString(empty, "");
+        assertUserError("", "prepare", "--out", dir.resolve("ds").toString(), empty.toString());
+        assertUserError("missing.txt", "prepare", "--out", dir.resolve("ds2").toString(), dir.resolve("missing.txt").toString());
+    }
+
+    @Test void trainEvalAndVocabularyMismatch(@TempDir Path dir) throws IOException {
+        Path text = dir.resolve("t.txt");
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 3000; i++) sb.append("the quick brown fox jumps over the lazy dog ").append(i % 7 == 0 ? "\n\n" : "");
+        Files.writeString(text, sb.toString());
+        Path ds = dir.resolve("ds");
+        assertEquals(0, Main.run("prepare", "--out", ds.toString(), text.toString()));
+        Path run = dir.resolve("run");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "2"), err.toString());
+        assertTrue(out.toString().contains("patch stage"), out.toString());
+        assertTrue(out.toString().contains("token stage"), out.toString());
+        // A second run into the same folder must not touch the checkpoint.
+        assertUserError("already holds a run", "train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(), "--steps", "4");
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--text", text.toString(), "--max-blocks", "8"));
+        assertTrue(out.toString().contains("perplexity"));
+
+        assertUserError("does not match the dataset's vocabulary", "train", "--backend", "cpu", "--data", ds.toString(), "--vocab", "50257");
+        Path gpt2 = dir.resolve("gpt2");
+        assertEquals(0, Main.run("prepare", "--tokenizer", "r50k_base", "--out", gpt2.toString(), text.toString()));
+        assertUserError("trained with byte", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--data", gpt2.toString());
+    }
+}

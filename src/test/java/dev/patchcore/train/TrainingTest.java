@@ -1,0 +1,149 @@
+package dev.patchcore.train;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.model.LlamaModel;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.io.PrintStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class TrainingTest {
+    static final ModelConfig MICRO = new ModelConfig("micro", 257, 32, 88, 2, 2, 16, 10000f, 1e-5f);
+    @TempDir static Path shared;
+    static Path dataset;
+
+    @BeforeAll static void data() throws IOException {
+        dataset = TestData.prepare(shared);
+    }
+
+    static TrainConfig config(long steps, double lambda, float lr) {
+        return new TrainConfig(MICRO, 4, lambda, steps, 8, 1, lr, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2, 0, 1000);
+    }
+
+    /** One fixed batch, repeated: a correct forward/backward/optimizer drives the loss close to zero. */
+    @Test void overfitsOneBatch() {
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, MICRO);
+            m.initialize(be, 5);
+            TrainConfig cfg = new TrainConfig(MICRO, 1, 0, 1, 4, 1, 1e-2f, 1f, 0, 0f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+            Stage st = new Stage("token", 1, 4, 1, 1);
+            java.util.SplittableRandom r = new java.util.SplittableRandom(3);
+            int[] in = new int[4 * 16], tg = new int[4 * 16];
+            for (int i = 0; i < in.length; i++) { in[i] = r.nextInt(257); tg[i] = r.nextInt(257); }
+            BatchSource fixed = new BatchSource() {
+                @Override public void next(int[] inputs, int[] targets) {
+                    System.arraycopy(in, 0, inputs, 0, in.length);
+                    System.arraycopy(tg, 0, targets, 0, tg.length);
+                }
+                @Override public String state() { return ""; }
+                @Override public void restore(String s) { }
+            };
+            double first = Double.NaN, last = Double.NaN;
+            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, st, 16)) {
+                for (int i = 0; i < 150; i++) {
+                    double loss = runner.step(fixed, opt, 1e-2f).loss();
+                    if (i == 0) first = loss;
+                    last = loss;
+                }
+            }
+            assertTrue(first > 5, "initial loss near ln(257) = 5.55, was " + first);
+            assertTrue(last < 0.1, "loss after 150 steps on one batch: " + last);
+        }
+    }
+
+    @Test void twoStageRunLowersLossInBothStages(@TempDir Path run) {
+        try (Backend be = new CpuBackend()) {
+            TrainConfig cfg = config(60, 0.5, 3e-3f);
+            LlamaModel m = new LlamaModel(be, MICRO);
+            m.initialize(be, cfg.seed());
+            Trainer t = new Trainer(be, cfg, ShardTrainingData.open(dataset.toString()), run, quiet(), false);
+            List<Trainer.StageResult> r = t.run(m, RunState.start(), null);
+            assertEquals(2, r.size());
+            assertEquals("patch", r.get(0).stage());
+            assertEquals("token", r.get(1).stage());
+            for (Trainer.StageResult s : r) assertTrue(s.lastLoss() < s.firstLoss() - 0.2, s.toString());
+            assertTrue(Checkpoints.exists(run));
+        }
+    }
+
+    @Test void stagePlanKeepsTokensPerStep() {
+        TrainConfig c = new TrainConfig(MICRO, 4, 2.0 / 3, 300, 16, 1, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+        List<Stage> plan = Stage.plan(c);
+        assertEquals(200, plan.get(0).steps());
+        assertEquals(100, plan.get(1).steps());
+        for (Stage s : plan) assertEquals(16L * 16, (long) s.batch() * s.accum() * s.patchSize() * 16);
+        // Table 6: accumulation 8 at K=1 becomes 2 at K=4 with the same micro-batch.
+        TrainConfig paper = new TrainConfig(MICRO, 4, 2.0 / 3, 3, 4, 8, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+        assertEquals(new Stage("patch", 4, 4, 2, 2), Stage.plan(paper).get(0));
+        assertEquals(List.of(new Stage("token", 1, 16, 1, 300)), Stage.plan(new TrainConfig(MICRO, 4, 0, 300, 16, 1, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1)));
+    }
+
+    @Test void scheduleWarmsUpThenDecays() {
+        LrSchedule s = new LrSchedule(1f, 0.1f, 10, 110);
+        assertEquals(0.1f, s.at(0), 1e-6);
+        assertEquals(1f, s.at(9), 1e-6);
+        assertEquals(1f, s.at(10), 1e-6);
+        assertEquals(0.1f, s.at(109), 1e-6);
+        assertTrue(s.at(60) < s.at(30));
+    }
+
+    /** Interrupt (save + stop) at a step, resume from the folder, and compare every step's loss bit for bit. */
+    @Test void resumeIsBitIdenticalInPatchAndTokenStage(@TempDir Path dir) throws IOException {
+        TrainConfig cfg = config(12, 0.5, 3e-3f);
+        Map<Long, Double> reference = trainAndReadLosses(cfg, dir.resolve("full"), Long.MAX_VALUE);
+        assertEquals(12, reference.size());
+        for (long stopAt : new long[] {3, 6, 9}) { // inside the patch stage, at the switch, inside the token stage
+            Path run = dir.resolve("stop" + stopAt);
+            trainAndReadLosses(cfg, run, stopAt);
+            Map<Long, Double> resumed = resume(cfg, run);
+            assertEquals(reference, resumed, "interrupted after " + stopAt + " steps");
+        }
+    }
+
+    private Map<Long, Double> trainAndReadLosses(TrainConfig cfg, Path run, long stopAfter) throws IOException {
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, MICRO);
+            m.initialize(be, cfg.seed());
+            Trainer t = new Trainer(be, cfg, ShardTrainingData.open(dataset.toString()), run, quiet(), false);
+            t.stopAfter(stopAfter);
+            t.run(m, RunState.start(), null);
+        }
+        return losses(run);
+    }
+
+    private Map<Long, Double> resume(TrainConfig cfg, Path run) throws IOException {
+        Path ckpt = Checkpoints.latest(run);
+        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+        assertEquals(cfg, meta.train());
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, meta.train().model());
+            Checkpoints.loadWeights(ckpt, m, be);
+            new Trainer(be, meta.train(), ShardTrainingData.open(meta.dataset()), run, quiet(), false).run(m, meta.state(), ckpt);
+        }
+        return losses(run);
+    }
+
+    /** global step → training loss; a step logged twice (before and after an interruption) keeps its last value. */
+    static Map<Long, Double> losses(Path run) throws IOException {
+        Map<Long, Double> m = new TreeMap<>();
+        for (String line : Files.readAllLines(run.resolve("metrics.jsonl"))) {
+            var o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+            if (o.get("type").getAsString().equals("train")) m.put(o.get("global_step").getAsLong(), o.get("loss").getAsDouble());
+        }
+        return m;
+    }
+
+    static PrintStream quiet() { return new PrintStream(new ByteArrayOutputStream()); }
+}

@@ -1,0 +1,58 @@
+#!/usr/bin/env bash
+# Runs ON THE GPU MACHINE in one call, from the repository root, after tools/device/pack.sh ran here:
+#   run(command="bash tools/device/gpu-check.sh", carry=[".device"], timeout_s=540)
+# Unpacks the runtime and jar, then: nvidia-smi, selftest, bench kernels, a short two-stage train on CUDA and on the
+# CPU for comparison, and bench speed on CUDA. Full logs go to $OUT; a compact summary is printed last.
+# Every step has its own time limit so the whole script stays under ~8 minutes.
+set -uo pipefail
+
+# ---- adjust here ---------------------------------------------------------------------------------------------
+TRAIN_ARGS=${TRAIN_ARGS:-"--preset small --steps 40 --eval-every 0 --log-every 5"}
+SPEED_ARGS=${SPEED_ARGS:-""}
+KERNEL_ARGS=${KERNEL_ARGS:-"--runs 10"}
+T_SELFTEST=${T_SELFTEST:-120}
+T_KERNELS=${T_KERNELS:-150}
+T_TRAIN_CUDA=${T_TRAIN_CUDA:-60}
+T_TRAIN_CPU=${T_TRAIN_CPU:-60}
+T_SPEED=${T_SPEED:-60}
+# ----------------------------------------------------------------------------------------------------------------
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+OUT=${OUT:-/tmp/gpu-check-out}
+mkdir -p "$OUT"
+WORK=$(mktemp -d)
+START=$(date +%s)
+tar -C "$WORK" -xzf "$ROOT/.device/patchcore-device.tgz" || { echo "cannot unpack $ROOT/.device/patchcore-device.tgz (run tools/device/pack.sh first)"; exit 1; }
+JAVA=("$WORK/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
+
+SUMMARY=()
+step() { # step NAME LIMIT_SECONDS COMMAND...
+  local name=$1 limit=$2; shift 2
+  local t0=$(date +%s)
+  echo "=== $name (limit ${limit}s): $*" | tee -a "$OUT/steps.log"
+  timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
+  local rc=$? t=$(( $(date +%s) - t0 ))
+  local verdict=ok; [[ $rc -ne 0 ]] && verdict="FAILED rc=$rc"; [[ $rc -eq 124 || $rc -eq 137 ]] && verdict="TIMED OUT"
+  echo "    -> $verdict in ${t}s" | tee -a "$OUT/steps.log"
+  SUMMARY+=("$(printf '%-12s %-14s %4ss' "$name" "$verdict" "$t")")
+}
+
+nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
+
+step selftest "$T_SELFTEST" "${JAVA[@]}" selftest
+step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS
+step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
+step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
+step speed "$T_SPEED" "${JAVA[@]}" bench speed --backend cuda $SPEED_ARGS
+
+echo
+echo "==================== summary ($(( $(date +%s) - START ))s) ===================="
+printf '%s\n' "${SUMMARY[@]}"
+echo "--- selftest"
+grep -E '^device:|^selftest:|FAIL|unavailable' "$OUT/selftest.log" | head -40
+echo "--- bench kernels"
+grep -E '^\| (op|ceiling|matmul (qkv|backward qkv|lm head)|attention|crossEntropyK|rmsNorm \||patchEmbed|adamW)|^ceilings' "$OUT/kernels.log" | head -40
+for t in train-cuda train-cpu; do echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; done
+echo "--- speed"
+tail -n 15 "$OUT/speed.log"

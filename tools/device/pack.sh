@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# Prepares what the GPU machine needs (it has no Java, Maven or network): the fat jar plus a jlinked Java 25 runtime
+# with only the modules the jar uses, packed as .device/patchcore-device.tgz (git-ignored; must stay < 60 MiB so it
+# fits a device call's 64 MiB carry). Run here, then on the device: tools/device/gpu-check.sh (carry: .device).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+export JAVA_HOME=${JAVA_HOME:-/usr/lib/jvm/temurin-25-jdk-amd64}
+BUILD=${BUILD_DIR:-/tmp/build-device-pack}
+DEST="$ROOT/.device"
+STAGE=$(mktemp -d)
+trap 'rm -rf "$STAGE"' EXIT
+
+cd "$ROOT"
+echo "[pack] mvn package (build dir $BUILD)"
+mvn -q -o -Dbuild.dir="$BUILD" -DskipTests package
+JAR="$BUILD/patchcore.jar"
+[[ -f "$JAR" ]] || { echo "[pack] no jar at $JAR" >&2; exit 1; }
+if ! unzip -l "$JAR" | grep -q 'cuda/kernels.list'; then
+  echo "[pack] WARNING: the jar has no CUDA kernels (nvcc missing?); the device run will report 'no kernels in this build'" >&2
+fi
+
+# Modules the jar needs, plus the Vector API (loaded reflectively, so jdeps cannot see it) and jdk.unsupported
+# (sun.misc.Unsafe users among the dependencies).
+MODS=$("$JAVA_HOME/bin/jdeps" --multi-release 25 --ignore-missing-deps --print-module-deps "$JAR")
+MODS="$MODS,jdk.incubator.vector,jdk.unsupported"
+echo "[pack] jlink modules: $MODS"
+"$JAVA_HOME/bin/jlink" --add-modules "$MODS" --strip-debug --no-man-pages --no-header-files --compress zip-9 \
+  --output "$STAGE/runtime"
+cp "$JAR" "$STAGE/patchcore.jar"
+
+mkdir -p "$DEST"
+tar -C "$STAGE" -czf "$DEST/patchcore-device.tgz.tmp" runtime patchcore.jar
+mv "$DEST/patchcore-device.tgz.tmp" "$DEST/patchcore-device.tgz"
+BYTES=$(stat -c %s "$DEST/patchcore-device.tgz")
+echo "[pack] $DEST/patchcore-device.tgz: $((BYTES / 1048576)) MiB (runtime $(du -sm "$STAGE/runtime" | cut -f1) MiB unpacked, jar $(($(stat -c %s "$JAR") / 1048576)) MiB)"
+if (( BYTES >= 60 * 1048576 )); then
+  echo "[pack] too large for one device call (limit 60 MiB)" >&2
+  exit 1
+fi
