@@ -1,6 +1,8 @@
 package dev.patchcore.backend;
 
 import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.backend.cuda.CudaBackend;
+import dev.patchcore.backend.cuda.CudaUnavailableException;
 
 import java.io.PrintStream;
 
@@ -11,7 +13,23 @@ public final class Backends {
     public static Backend open(String choice, String cublasLt, PrintStream log) {
         return switch (choice) {
             case "cpu" -> new CpuBackend();
-            case "cuda", "auto" -> new CpuBackend(); // CUDA wiring lands with CudaBackend
+            case "cuda" -> {
+                try {
+                    yield CudaBackend.open(cublasLt);
+                } catch (CudaUnavailableException e) {
+                    throw new IllegalArgumentException("--backend cuda: " + e.getMessage());
+                }
+            }
+            case "auto" -> {
+                try {
+                    CudaBackend b = CudaBackend.open(cublasLt);
+                    log.println("backend: cuda (" + b.describe() + ")");
+                    yield b;
+                } catch (CudaUnavailableException e) {
+                    log.println("backend: cpu (" + Runtime.getRuntime().availableProcessors() + " threads; CUDA not used: " + e.getMessage() + ")");
+                    yield new CpuBackend();
+                }
+            }
             default -> throw new IllegalArgumentException("unknown --backend '" + choice + "' (choose auto, cpu or cuda)");
         };
     }

@@ -35,10 +35,8 @@ public final class ShardTrainingData implements TrainingData {
             if (BUNDLED.equals(where)) {
                 var tok = Tokenizers.byName("byte");
                 dir = BundledCorpus.defaultDirectory(tok);
-                if (!PreparedDataset.isValid(dir)) {
-                    System.out.println("preparing the bundled corpus into " + dir + " (once)");
-                    BundledCorpus.prepare(dir, tok);
-                }
+                if (!PreparedDataset.isValid(dir)) System.out.println("preparing the bundled corpus into " + dir + " (once)");
+                BundledCorpus.prepare(dir, tok);
             } else {
                 dir = Path.of(where);
                 if (!Files.isDirectory(dir)) throw new IllegalArgumentException("dataset folder " + dir + " does not exist (create it with `prepare`)");
@@ -61,26 +59,13 @@ public final class ShardTrainingData implements TrainingData {
     public BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to) {
         TokenSequence all = dataset.train();
         long a = (long) Math.floor(from * all.length()), b = (long) Math.floor(to * all.length());
-        BatchSampler sampler = new BatchSampler(slice(all, a, b), patchSize, contextLength, batch, seed);
+        BatchSampler sampler = new BatchSampler(all.slice(a, b), patchSize, contextLength, batch, seed);
         return new BatchSource() {
             @Override public void next(int[] inputs, int[] targets) { sampler.next(inputs, targets); }
 
             @Override public String state() { return GSON.toJson(sampler.state()); }
 
             @Override public void restore(String state) { sampler.restore(GSON.fromJson(state, BatchSampler.State.class)); }
-        };
-    }
-
-    /** The tokens [from, to) of a sequence, without copying. */
-    static TokenSequence slice(TokenSequence s, long from, long to) {
-        if (from == 0 && to == s.length()) return s;
-        return new TokenSequence() {
-            @Override public long length() { return to - from; }
-
-            @Override public void copy(long start, int[] dst, int offset, int count) {
-                if (start < 0 || start + count > to - from) throw new IndexOutOfBoundsException(start + "+" + count + " > " + (to - from));
-                s.copy(from + start, dst, offset, count);
-            }
         };
     }
 
