@@ -23,7 +23,7 @@ fi
 # Modules the jar needs, plus the Vector API (loaded reflectively, so jdeps cannot see it) and jdk.unsupported
 # (sun.misc.Unsafe users among the dependencies).
 MODS=$("$JAVA_HOME/bin/jdeps" --multi-release 25 --ignore-missing-deps --print-module-deps "$JAR")
-MODS="$MODS,jdk.incubator.vector,jdk.unsupported"
+MODS=$(echo "$MODS,jdk.incubator.vector,jdk.unsupported" | tr , "\n" | sort -u | paste -sd, -)
 echo "[pack] jlink modules: $MODS"
 "$JAVA_HOME/bin/jlink" --add-modules "$MODS" --strip-debug --no-man-pages --no-header-files --compress zip-9 \
   --output "$STAGE/runtime"

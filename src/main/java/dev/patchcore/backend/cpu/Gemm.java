@@ -19,8 +19,9 @@ final class Gemm {
         int nc = Math.min(NC, n);
         int colTiles = ceilDiv(n, nc);
         // Enough row tiles to give every thread several tasks, but never thinner than 16 rows.
-        int mc = roundUp(Math.max(16, Math.min(128, ceilDiv(m * colTiles, par.threads() * 4))), 4);
-        mc = Math.min(mc, roundUp(m, 4));
+        // Multiples of 8 keep the widest micro-kernel busy.
+        int mc = roundUp(Math.max(16, Math.min(128, ceilDiv(m * colTiles, par.threads() * 4))), 8);
+        mc = Math.min(mc, roundUp(m, 8));
         int rowTiles = ceilDiv(m, mc);
         final int mcF = mc;
         par.forEach(rowTiles * colTiles, t -> {

@@ -5,13 +5,15 @@ import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
- * SIMD kernels on the Vector API. The GEMM micro-kernel keeps a 4-row × 2-vector tile of C in registers and,
- * per k, loads two vectors of B and broadcasts four scalars of A: 8 FMAs per 6 loads instead of the 1 FMA per
- * 3 memory operations of an axpy loop.
+ * SIMD kernels on the Vector API. The GEMM micro-kernel keeps an 8-row (4 without AVX-512) × 2-vector tile of C
+ * in registers and, per k, loads two vectors of B and broadcasts one scalar of A per row: 16 FMAs per 10 loads
+ * instead of the 1 FMA per 3 memory operations of an axpy loop.
  */
 final class VectorMatmulKernel implements MatmulKernel {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
+    /** 8×2 tiles hold 16 accumulators plus 3 temporaries, which only fit the 32 registers of AVX-512. */
+    private static final boolean WIDE = S.vectorBitSize() >= 512;
 
     VectorMatmulKernel() {
         // Narrow vectors (no SIMD unit, or a 64-bit species) would only add overhead over plain Java.
@@ -21,6 +23,18 @@ final class VectorMatmulKernel implements MatmulKernel {
     @Override
     public void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
         int i = 0;
+        if (WIDE) {
+            for (; i + 8 <= m; i += 8) {
+                int ai = aOff + i * lda, ci = cOff + i * ldc;
+                int j = 0;
+                for (; j + 2 * L <= n; j += 2 * L) tile8x2(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, k);
+                for (; j + L <= n; j += L) {
+                    tile4x1(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, k);
+                    tile4x1(a, ai + 4 * lda, lda, b, bOff + j, ldb, c, ci + 4 * ldc + j, ldc, k);
+                }
+                if (j < n) scalarBlock(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, 8, n - j, k);
+            }
+        }
         for (; i + 4 <= m; i += 4) {
             int ai = aOff + i * lda, ci = cOff + i * ldc;
             int j = 0;
@@ -35,6 +49,45 @@ final class VectorMatmulKernel implements MatmulKernel {
             for (; j + L <= n; j += L) tile1x1(a, ai, b, bOff + j, ldb, c, ci + j, k);
             if (j < n) scalarBlock(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, 1, n - j, k);
         }
+    }
+
+    private static void tile8x2(float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
+        int cc0 = c0 + 0 * ldc, aa0 = a0 + 0 * lda;
+        FloatVector r00 = FloatVector.fromArray(S, c, cc0), r01 = FloatVector.fromArray(S, c, cc0 + L);
+        int cc1 = c0 + 1 * ldc, aa1 = a0 + 1 * lda;
+        FloatVector r10 = FloatVector.fromArray(S, c, cc1), r11 = FloatVector.fromArray(S, c, cc1 + L);
+        int cc2 = c0 + 2 * ldc, aa2 = a0 + 2 * lda;
+        FloatVector r20 = FloatVector.fromArray(S, c, cc2), r21 = FloatVector.fromArray(S, c, cc2 + L);
+        int cc3 = c0 + 3 * ldc, aa3 = a0 + 3 * lda;
+        FloatVector r30 = FloatVector.fromArray(S, c, cc3), r31 = FloatVector.fromArray(S, c, cc3 + L);
+        int cc4 = c0 + 4 * ldc, aa4 = a0 + 4 * lda;
+        FloatVector r40 = FloatVector.fromArray(S, c, cc4), r41 = FloatVector.fromArray(S, c, cc4 + L);
+        int cc5 = c0 + 5 * ldc, aa5 = a0 + 5 * lda;
+        FloatVector r50 = FloatVector.fromArray(S, c, cc5), r51 = FloatVector.fromArray(S, c, cc5 + L);
+        int cc6 = c0 + 6 * ldc, aa6 = a0 + 6 * lda;
+        FloatVector r60 = FloatVector.fromArray(S, c, cc6), r61 = FloatVector.fromArray(S, c, cc6 + L);
+        int cc7 = c0 + 7 * ldc, aa7 = a0 + 7 * lda;
+        FloatVector r70 = FloatVector.fromArray(S, c, cc7), r71 = FloatVector.fromArray(S, c, cc7 + L);
+        for (int p = 0, bp = b0; p < k; p++, bp += ldb) {
+            FloatVector b0v = FloatVector.fromArray(S, b, bp), b1v = FloatVector.fromArray(S, b, bp + L);
+            FloatVector av;
+            av = FloatVector.broadcast(S, a[aa0 + p]); r00 = av.fma(b0v, r00); r01 = av.fma(b1v, r01);
+            av = FloatVector.broadcast(S, a[aa1 + p]); r10 = av.fma(b0v, r10); r11 = av.fma(b1v, r11);
+            av = FloatVector.broadcast(S, a[aa2 + p]); r20 = av.fma(b0v, r20); r21 = av.fma(b1v, r21);
+            av = FloatVector.broadcast(S, a[aa3 + p]); r30 = av.fma(b0v, r30); r31 = av.fma(b1v, r31);
+            av = FloatVector.broadcast(S, a[aa4 + p]); r40 = av.fma(b0v, r40); r41 = av.fma(b1v, r41);
+            av = FloatVector.broadcast(S, a[aa5 + p]); r50 = av.fma(b0v, r50); r51 = av.fma(b1v, r51);
+            av = FloatVector.broadcast(S, a[aa6 + p]); r60 = av.fma(b0v, r60); r61 = av.fma(b1v, r61);
+            av = FloatVector.broadcast(S, a[aa7 + p]); r70 = av.fma(b0v, r70); r71 = av.fma(b1v, r71);
+        }
+        r00.intoArray(c, cc0); r01.intoArray(c, cc0 + L);
+        r10.intoArray(c, cc1); r11.intoArray(c, cc1 + L);
+        r20.intoArray(c, cc2); r21.intoArray(c, cc2 + L);
+        r30.intoArray(c, cc3); r31.intoArray(c, cc3 + L);
+        r40.intoArray(c, cc4); r41.intoArray(c, cc4 + L);
+        r50.intoArray(c, cc5); r51.intoArray(c, cc5 + L);
+        r60.intoArray(c, cc6); r61.intoArray(c, cc6 + L);
+        r70.intoArray(c, cc7); r71.intoArray(c, cc7 + L);
     }
 
     private static void tile4x2(float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
