@@ -7,8 +7,8 @@
 set -uo pipefail
 
 # ---- adjust here ---------------------------------------------------------------------------------------------
-TRAIN_ARGS=${TRAIN_ARGS:-"--preset small --steps 40 --eval-every 0 --log-every 5"}
-SPEED_ARGS=${SPEED_ARGS:-""}
+TRAIN_ARGS=${TRAIN_ARGS:-"--preset tiny --steps 60 --eval-every 20 --log-every 10"}
+SPEED_ARGS=${SPEED_ARGS:-"--preset 370m --batch 4 --accum 8 --warmup 1 --steps 3"}
 KERNEL_ARGS=${KERNEL_ARGS:-"--runs 10"}
 T_SELFTEST=${T_SELFTEST:-120}
 T_KERNELS=${T_KERNELS:-150}
@@ -23,6 +23,7 @@ mkdir -p "$OUT"
 WORK=$(mktemp -d)
 START=$(date +%s)
 tar -C "$WORK" -xzf "$ROOT/.device/patchcore-device.tgz" || { echo "cannot unpack $ROOT/.device/patchcore-device.tgz (run tools/device/pack.sh first)"; exit 1; }
+export XDG_CACHE_HOME="$WORK/cache"   # the bundled corpus is prepared here
 JAVA=("$WORK/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
 
 SUMMARY=()
@@ -40,11 +41,17 @@ step() { # step NAME LIMIT_SECONDS COMMAND...
 nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
 
-step selftest "$T_SELFTEST" "${JAVA[@]}" selftest
-step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS
-step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
-step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
-step speed "$T_SPEED" "${JAVA[@]}" bench speed --backend cuda $SPEED_ARGS
+# Most important first: a later step may not get to run if the device time runs out.
+STEPS=${STEPS:-"selftest train-cuda speed kernels"}
+for s in $STEPS; do case $s in
+  selftest)   step selftest "$T_SELFTEST" "${JAVA[@]}" selftest ;;
+  train-cuda) step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
+              cp "$WORK/run-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null ;;
+  train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
+              cp "$WORK/run-cpu/metrics.jsonl" "$OUT/train-cpu-metrics.jsonl" 2>/dev/null ;;
+  speed)      step speed "$T_SPEED" "${JAVA[@]}" bench speed --backend cuda --json "$OUT/speed.json" $SPEED_ARGS ;;
+  kernels)    step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS ;;
+esac; done
 
 echo
 echo "==================== summary ($(( $(date +%s) - START ))s) ===================="
@@ -53,6 +60,6 @@ echo "--- selftest"
 grep -E '^device:|^selftest:|FAIL|unavailable' "$OUT/selftest.log" | head -40
 echo "--- bench kernels"
 grep -E '^\| (op|ceiling|matmul (qkv|backward qkv|lm head)|attention|crossEntropyK|rmsNorm \||patchEmbed|adamW)|^ceilings' "$OUT/kernels.log" | head -40
-for t in train-cuda train-cpu; do echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; done
+for t in train-cuda train-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 echo "--- speed"
 tail -n 15 "$OUT/speed.log"

@@ -102,7 +102,7 @@ public final class ParityChecks {
     // ---------------------------------------------------------------- checks
 
     private void transfer(List<CheckResult> rows) {
-        for (DType t : new DType[] {DType.F32, DType.BF16}) {
+        for (DType t : java.util.EnumSet.of(DType.F32, test.activationType())) {
             float[] host = values(t, 1001);
             Tensor x = test.scratch(t, 1001);
             test.upload(x, host);
@@ -126,7 +126,7 @@ public final class ParityChecks {
             ref.addInPlace(a.r, b.r);
             compare(rows, "addInPlace " + acc + "+=" + act, shape, a.t, a.r);
         }
-        for (DType[] pair : new DType[][] {{DType.F32, DType.BF16}, {DType.BF16, DType.F32}, {DType.F32, DType.F32}, {DType.BF16, DType.BF16}}) {
+        for (DType[] pair : new DType[][] {{DType.F32, act}, {act, DType.F32}, {DType.F32, DType.F32}, {act, act}}) {
             Twin src = input(pair[0], 1003);
             Tensor dt = test.scratch(pair[1], 1003), dr = ref.scratch(DType.F32, 1003);
             test.copy(src.t, dt);

@@ -43,6 +43,4 @@ final class ScratchPool {
 
     /** Bytes of every scratch buffer ever created (free plus handed out). */
     long pooledBytes() { return pooledBytes; }
-
-    int handedOutCount() { return handedOut.size(); }
 }

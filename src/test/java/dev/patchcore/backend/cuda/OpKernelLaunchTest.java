@@ -1,0 +1,379 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.HashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The launcher classes of RMSNorm, RoPE, SwiGLU, K-target cross-entropy and AdamW against a recording
+ * {@link KernelContext}, without a GPU: every launch must name a kernel that exists in {@code src/main/cuda}, pass
+ * arguments whose count and kinds match that kernel's C signature, and respect its block-size and shared-memory
+ * limits; user mistakes must end in IllegalArgumentException. The numerics are checked against the CPU backend by
+ * the selftest (and by {@code src/test/cuda/kernels_test.cu} directly on a GPU).
+ */
+class OpKernelLaunchTest {
+    private static final List<String> FILES = List.of("rmsnorm.cu", "rope.cu", "swiglu.cu", "cross_entropy.cu", "adamw.cu");
+    // Initialized before SIGNATURES, which parses with them.
+    private static final Pattern KERNEL = Pattern.compile(
+            "extern\\s+\"C\"\\s+__global__\\s+void\\s+(?:__launch_bounds__\\(([^)]*)\\)\\s*)?(\\w+)\\s*\\(([^)]*)\\)");
+    private static final Pattern CONSTANT = Pattern.compile("constexpr\\s+int\\s+(\\w+)\\s*=\\s*(\\d+)\\s*;");
+    private static final Map<String, Signature> SIGNATURES = parseSignatures();
+
+    private final RecordingContext ctx = new RecordingContext();
+
+    /** A kernel's parameter kinds ("ptr", "i32", "i64", "f32") and its __launch_bounds__ thread limit. */
+    record Signature(List<String> params, int maxThreads) {}
+
+    record Launch(String name, int[] grid, int[] block, int shared, Object[] args) {
+        int threads() { return block[0] * block[1] * block[2]; }
+    }
+
+    /** Hands out fake, 256-byte aligned device addresses and records launches. */
+    static final class RecordingContext implements KernelContext {
+        final List<Launch> launches = new ArrayList<>();
+        private long next = 1L << 32;
+
+        @Override
+        public void launch(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes,
+                           Object... args) {
+            launches.add(new Launch(name, new int[] {gridX, gridY, gridZ}, new int[] {blockX, blockY, blockZ}, sharedBytes, args));
+        }
+
+        @Override
+        public Tensor scratch(DType dtype, int... shape) {
+            long n = 1;
+            for (int s : shape) n *= s;
+            long bytes = Math.max(1, n * dtype.bytes());
+            Tensor t = new Tensor(new CudaStorage(next, bytes), dtype, shape);
+            next += (bytes + 255) / 256 * 256;
+            return t;
+        }
+
+        @Override
+        public int multiprocessorCount() { return 132; }
+
+        Launch only(String name) {
+            List<Launch> l = launches.stream().filter(x -> x.name().equals(name)).toList();
+            assertEquals(1, l.size(), "launches of " + name);
+            return l.get(0);
+        }
+    }
+
+    @AfterEach
+    void everyLaunchMatchesItsKernel() {
+        for (Launch l : ctx.launches) {
+            Signature sig = SIGNATURES.get(l.name());
+            assertNotNull(sig, "no extern \"C\" kernel " + l.name() + " in " + FILES);
+            assertEquals(sig.params().size(), l.args().length, l.name() + " argument count");
+            for (int i = 0; i < l.args().length; i++) {
+                String want = sig.params().get(i);
+                Object a = l.args()[i];
+                boolean ok = switch (a) {
+                    case Tensor t -> want.equals("ptr");
+                    case Long v -> want.equals("i64") || (want.equals("ptr") && v == 0L);  // 0L: a null pointer
+                    case Integer v -> want.equals("i32");
+                    case Float v -> want.equals("f32");
+                    default -> false;
+                };
+                assertTrue(ok, l.name() + " argument " + i + ": " + a + " passed for a " + want + " parameter");
+            }
+            for (int g : l.grid()) assertTrue(g >= 1, l.name() + " grid " + Arrays.toString(l.grid()));
+            assertTrue(l.grid()[1] <= 65535 && l.grid()[2] <= 65535, l.name() + " grid " + Arrays.toString(l.grid()));
+            assertTrue(l.threads() % 32 == 0 && l.threads() <= sig.maxThreads(),
+                    l.name() + " block " + Arrays.toString(l.block()) + " vs limit " + sig.maxThreads());
+            assertTrue(l.shared() >= 0 && l.shared() <= 48 * 1024, l.name() + " dynamic shared " + l.shared());
+        }
+    }
+
+    private Tensor bf16(int... shape) { return ctx.scratch(DType.BF16, shape); }
+
+    private Tensor f32(int... shape) { return ctx.scratch(DType.F32, shape); }
+
+    // ------------------------------------------------------------------ RMSNorm
+
+    @Test
+    void rmsNormForwardShapes() {
+        Tensor x = bf16(37, 2560), gain = bf16(2560);
+        Backend.RmsNormOut out = new CudaRmsNorm(ctx).forward(x, gain, 1e-5f);
+        assertArrayEquals(new int[] {37, 2560}, out.y().shape());
+        assertEquals(DType.BF16, out.y().dtype());
+        assertArrayEquals(new int[] {37}, out.rstd().shape());
+        assertEquals(DType.F32, out.rstd().dtype());
+        Launch l = ctx.only("rmsnorm_fwd_bf16");
+        assertEquals(256, l.threads());
+        assertEquals(5, l.grid()[0]);  // 8 rows per block
+        assertEquals(37, l.args()[4]);
+        assertEquals(2560, l.args()[5]);
+    }
+
+    @Test
+    void addRmsNormReturnsSumAndNormalized() {
+        Tensor r = bf16(16, 128), b = bf16(16, 128), gain = bf16(128);
+        Backend.AddRmsNormOut out = new CudaRmsNorm(ctx).addForward(r, b, gain, 1e-5f);
+        assertArrayEquals(new int[] {16, 128}, out.sum().shape());
+        assertArrayEquals(new int[] {16, 128}, out.y().shape());
+        assertArrayEquals(new int[] {16}, out.rstd().shape());
+        Launch l = ctx.only("rmsnorm_add_fwd_bf16");
+        assertEquals(out.sum(), l.args()[0]);
+        assertEquals(r, l.args()[3]);
+        assertEquals(b, l.args()[4]);
+    }
+
+    @Test
+    void rmsNormBackwardReducesGainThroughPartialRows() {
+        int n = 5000, d = 2048;
+        Tensor dy = bf16(n, d), x = bf16(n, d), gain = bf16(d), rstd = f32(n), dGain = f32(d);
+        Tensor dx = new CudaRmsNorm(ctx).backward(dy, x, gain, rstd, dGain);
+        assertArrayEquals(new int[] {n, d}, dx.shape());
+        Launch main = ctx.only("rmsnorm_bwd_bf16");
+        Launch reduce = ctx.only("rmsnorm_bwd_gain_reduce");
+        Tensor partial = (Tensor) main.args()[1];
+        int blocks = main.grid()[0];
+        assertArrayEquals(new int[] {blocks, d}, partial.shape(), "one partial row per block");
+        assertEquals(d * Float.BYTES, main.shared());
+        assertEquals(blocks, reduce.args()[2]);
+        assertEquals(partial, reduce.args()[1]);
+        assertEquals(dGain, reduce.args()[0]);
+        assertEquals(d / 32, reduce.grid()[0]);
+        assertArrayEquals(new int[] {32, 8, 1}, reduce.block());
+    }
+
+    @Test
+    void rmsNormRejectsMistakes() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(4, 8), bf16(8), 1e-5f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(4, 8), bf16(9), 1e-5f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(32), bf16(32), 1e-5f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(4, 8), bf16(8), Float.NaN));
+        assertThrows(IllegalArgumentException.class, () -> op.addForward(bf16(4, 8), bf16(4, 16), bf16(8), 1e-5f));
+        assertThrows(IllegalArgumentException.class, () -> op.backward(bf16(4, 8), bf16(4, 8), bf16(8), f32(4), bf16(8)));
+        assertThrows(IllegalArgumentException.class, () -> op.backward(bf16(4, 8), bf16(4, 8), bf16(8), f32(3), f32(8)));
+        assertThrows(IllegalArgumentException.class, () -> op.backward(bf16(2, 20000), bf16(2, 20000), bf16(20000), f32(2), f32(20000)));
+        assertTrue(ctx.launches.isEmpty(), "nothing launched for rejected calls");
+    }
+
+    // ------------------------------------------------------------------ RoPE
+
+    @Test
+    void ropeCoversEveryRowFrequencyGroupAndHeadChunk() {
+        int rows = 2 * 64, heads = 16, headDim = 128;
+        Tensor out = new CudaRope(ctx).forward(bf16(rows, heads * headDim), 64, heads, 10000f);
+        assertArrayEquals(new int[] {rows, heads * headDim}, out.shape());
+        Launch l = ctx.only("rope_fwd_bf16");
+        int headsPerItem = (Integer) l.args()[7];
+        long items = (long) rows * ((heads + headsPerItem - 1) / headsPerItem) * (headDim / 2 / 8);
+        assertTrue((long) l.grid()[0] * l.threads() >= items || l.grid()[0] == 32 * 132,
+                "grid covers the work, or is the grid-stride cap");
+        assertEquals(10000f, l.args()[6]);
+        new CudaRope(ctx).backward(out, 64, heads, 10000f);
+        assertEquals(1, ctx.launches.stream().filter(x -> x.name().equals("rope_bwd_bf16")).count());
+    }
+
+    @Test
+    void ropeRejectsMistakes() {
+        CudaRope op = new CudaRope(ctx);
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 96), 8, 5, 10000f));  // 96 not 5 heads
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 12), 8, 4, 10000f));  // odd head dim 3
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(10, 64), 4, 2, 10000f)); // 10 rows, T = 4
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 64), 8, 2, 0f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 64), 8, 2, 10000f));
+        assertTrue(ctx.launches.isEmpty());
+    }
+
+    // ------------------------------------------------------------------ SwiGLU
+
+    @Test
+    void swigluForwardAndBackward() {
+        Tensor a = bf16(33, 688), b = bf16(33, 688);
+        Tensor y = new CudaSwiGlu(ctx).forward(a, b);
+        assertArrayEquals(a.shape(), y.shape());
+        assertEquals(33L * 688, ctx.only("swiglu_fwd_bf16").args()[3]);
+        Backend.SwiGluGrads g = new CudaSwiGlu(ctx).backward(y, a, b);
+        assertArrayEquals(a.shape(), g.dGate().shape());
+        assertArrayEquals(a.shape(), g.dUp().shape());
+        Launch l = ctx.only("swiglu_bwd_bf16");
+        assertEquals(g.dGate(), l.args()[0]);
+        assertEquals(g.dUp(), l.args()[1]);
+        assertThrows(IllegalArgumentException.class, () -> new CudaSwiGlu(ctx).forward(a, bf16(33, 687)));
+        assertThrows(IllegalArgumentException.class, () -> new CudaSwiGlu(ctx).backward(f32(33, 688), a, b));
+    }
+
+    // ------------------------------------------------------------------ cross-entropy
+
+    @Test
+    void crossEntropyOneBlockPerRowWithTargetsInSharedMemory() {
+        Tensor logits = bf16(96, 32000), targets = ctx.scratch(DType.I32, 96, 4);
+        Tensor losses = new CudaCrossEntropy(ctx).forward(logits, targets, 0.5f);
+        assertArrayEquals(new int[] {96}, losses.shape());
+        assertEquals(DType.F32, losses.dtype());
+        Launch l = ctx.only("cross_entropy_fwd_bf16");
+        assertEquals(96, l.grid()[0]);
+        assertEquals(4 * 8, l.shared());
+        assertEquals(512, l.threads());
+        assertEquals(0.5f, l.args()[6]);
+        new CudaCrossEntropy(ctx).forward(bf16(3, 5), ctx.scratch(DType.I32, 3, 1), 0f);
+        List<Launch> ce = ctx.launches.stream().filter(x -> x.name().equals("cross_entropy_fwd_bf16")).toList();
+        assertEquals(32, ce.get(1).threads(), "tiny vocabularies still get one full warp");
+    }
+
+    @Test
+    void crossEntropyRejectsMistakes() {
+        CudaCrossEntropy op = new CudaCrossEntropy(ctx);
+        Tensor logits = bf16(8, 257);
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, f32(8, 2), 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 7, 2), 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 257), ctx.scratch(DType.I32, 8, 2), 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 8, 2), Float.NaN));
+        assertTrue(ctx.launches.isEmpty());
+    }
+
+    // ------------------------------------------------------------------ AdamW and Σg²
+
+    private static final Backend.AdamWStep STEP = new Backend.AdamWStep(3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 3, 0.7f);
+
+    @Test
+    void adamWPassesHostBiasCorrectionsAndNullCompute() {
+        int n = 1000;
+        Tensor w = f32(n), g = f32(n), m = f32(n), v = f32(n);
+        new CudaAdamW(ctx).step(w, g, m, v, null, STEP);
+        Launch l = ctx.only("adamw_step_f32");
+        assertEquals(0L, l.args()[4], "a missing compute copy is a null pointer");
+        assertEquals((long) n, l.args()[5]);
+        assertEquals(0.7f, l.args()[9], "gradScale (the clip factor)");
+        assertEquals((float) (1 - 3e-4 * 0.1), (Float) l.args()[10], 1e-9f);
+        assertEquals((float) (3e-4 / (1 - Math.pow(0.9, 3))), (Float) l.args()[11], 1e-9f);
+        assertEquals((float) (1 / Math.sqrt(1 - Math.pow(0.95, 3))), (Float) l.args()[12], 1e-6f);
+        Tensor compute = bf16(n);
+        new CudaAdamW(ctx).step(w, g, m, v, compute, STEP);
+        List<Launch> steps = ctx.launches.stream().filter(x -> x.name().equals("adamw_step_f32")).toList();
+        assertEquals(compute, steps.get(1).args()[4]);
+    }
+
+    @Test
+    void adamWRejectsMistakes() {
+        CudaAdamW op = new CudaAdamW(ctx);
+        Tensor w = f32(10), g = f32(10), m = f32(10), v = f32(10);
+        assertThrows(IllegalArgumentException.class, () -> op.step(w, f32(11), m, v, null, STEP));
+        assertThrows(IllegalArgumentException.class, () -> op.step(w, bf16(10), m, v, null, STEP));
+        assertThrows(IllegalArgumentException.class, () -> op.step(w, g, m, v, f32(10), STEP));
+        assertThrows(IllegalArgumentException.class, () -> op.step(w, g, m, v, null,
+                new Backend.AdamWStep(3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 0, 1f)));
+        assertThrows(IllegalArgumentException.class, () -> op.step(w, g, m, v, null,
+                new Backend.AdamWStep(3e-4f, 1f, 0.95f, 1e-8f, 0.1f, 1, 1f)));
+        assertTrue(ctx.launches.isEmpty());
+    }
+
+    @Test
+    void sumOfSquaresGivesEachTensorItsOwnPartialSlots() {
+        List<Tensor> ts = List.of(f32(5_000_000), f32(3), bf16(4096), f32(0), f32(70_000));
+        Tensor out = new CudaAdamW(ctx).sumOfSquares(ts);
+        assertArrayEquals(new int[] {1}, out.shape());
+        assertEquals(DType.F32, out.dtype());
+        List<Launch> partials = ctx.launches.stream().filter(l -> l.name().startsWith("adamw_sumsq_partial")).toList();
+        assertEquals(4, partials.size(), "the empty tensor launches nothing");
+        assertEquals("adamw_sumsq_partial_bf16", partials.get(2).name());
+        int slot = 0;
+        Tensor partialBuffer = (Tensor) partials.get(0).args()[0];
+        for (Launch p : partials) {
+            assertEquals(slot, p.args()[1], "slots are contiguous, in list order");
+            assertEquals(partialBuffer, p.args()[0]);
+            slot += p.grid()[0];
+        }
+        assertEquals(slot, partialBuffer.numel());
+        Launch fin = ctx.only("adamw_sumsq_final");
+        assertEquals(slot, fin.args()[2]);
+        assertEquals(1, fin.grid()[0]);
+        assertEquals(out, fin.args()[0]);
+    }
+
+    @Test
+    void sumOfSquaresOfNothingIsStillOneFinalLaunch() {
+        new CudaAdamW(ctx).sumOfSquares(List.of());
+        assertEquals(0, ctx.only("adamw_sumsq_final").args()[2]);
+        assertThrows(IllegalArgumentException.class, () -> new CudaAdamW(ctx).sumOfSquares(List.of(ctx.scratch(DType.I32, 4))));
+    }
+
+    @Test
+    void everyKernelOfTheseFilesIsLaunchableFromJava() {
+        // Runs each launcher once so this test does not depend on the order JUnit picks.
+        rmsNormForwardShapes();
+        addRmsNormReturnsSumAndNormalized();
+        rmsNormBackwardReducesGainThroughPartialRows();
+        ropeCoversEveryRowFrequencyGroupAndHeadChunk();
+        swigluForwardAndBackward();
+        crossEntropyOneBlockPerRowWithTargetsInSharedMemory();
+        adamWPassesHostBiasCorrectionsAndNullCompute();
+        sumOfSquaresGivesEachTensorItsOwnPartialSlots();
+        Set<String> launched = new HashSet<>();
+        for (Launch l : ctx.launches) launched.add(l.name());
+        assertEquals(SIGNATURES.keySet(), launched, "kernels with no Java launcher, or launches of unknown kernels");
+    }
+
+    // ------------------------------------------------------------------ signature parsing
+
+
+    private static Map<String, Signature> parseSignatures() {
+        Map<String, Signature> sigs = new HashMap<>();
+        for (String f : FILES) {
+            String src;
+            try {
+                src = Files.readString(Path.of("src/main/cuda", f));
+            } catch (IOException e) {
+                throw new IllegalStateException("cannot read kernel source " + f + " (tests run from the project root)", e);
+            }
+            Map<String, Integer> constants = new HashMap<>();
+            Matcher c = CONSTANT.matcher(src);
+            while (c.find()) constants.put(c.group(1), Integer.parseInt(c.group(2)));
+            Matcher m = KERNEL.matcher(src);
+            while (m.find()) {
+                int maxThreads = m.group(1) == null ? 1024 : evalProduct(m.group(1).split(",")[0], constants);
+                List<String> params = new ArrayList<>();
+                for (String p : m.group(3).split(",")) params.add(kind(p.trim()));
+                sigs.put(m.group(2), new Signature(params, maxThreads));
+            }
+        }
+        if (sigs.isEmpty()) throw new IllegalStateException("no kernels parsed");
+        return sigs;
+    }
+
+    private static int evalProduct(String expr, Map<String, Integer> constants) {
+        int v = 1;
+        for (String t : expr.split("\\*")) {
+            String s = t.trim();
+            v *= s.matches("\\d+") ? Integer.parseInt(s) : constants.get(s);
+        }
+        return v;
+    }
+
+    private static String kind(String param) {
+        if (param.contains("*")) return "ptr";
+        String type = param.substring(0, param.lastIndexOf(' ')).trim();
+        return switch (type) {
+            case "int" -> "i32";
+            case "long long" -> "i64";
+            case "float" -> "f32";
+            default -> throw new IllegalStateException("unexpected kernel parameter type: " + param);
+        };
+    }
+}
