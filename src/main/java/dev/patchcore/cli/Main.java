@@ -13,7 +13,37 @@ import java.io.UncheckedIOException;
 public final class Main implements Runnable {
 
     public static void main(String[] args) {
-        System.exit(run(args));
+        Integer relaunched = relaunchWithVectorApi(args);
+        System.exit(relaunched != null ? relaunched : run(args));
+    }
+
+    /**
+     * The CPU matmul is about 20× faster with the incubating Vector API, which {@code java -jar} does not resolve
+     * (a manifest cannot add modules). When it is missing, run the same jar again in a child JVM with
+     * {@code --add-modules jdk.incubator.vector} and pass its exit code through. PATCHCORE_NO_RELAUNCH=1 disables this.
+     */
+    private static Integer relaunchWithVectorApi(String[] args) {
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent() || System.getenv("PATCHCORE_NO_RELAUNCH") != null) return null;
+        try {
+            java.net.URI self = Main.class.getProtectionDomain().getCodeSource().getLocation().toURI();
+            java.nio.file.Path jar = java.nio.file.Path.of(self);
+            java.util.Optional<String> javaCmd = ProcessHandle.current().info().command();
+            if (!java.nio.file.Files.isRegularFile(jar) || javaCmd.isEmpty()) return null;
+            java.util.List<String> cmd = new java.util.ArrayList<>(java.util.List.of(javaCmd.get()));
+            cmd.addAll(java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments());
+            cmd.addAll(java.util.List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString()));
+            cmd.addAll(java.util.List.of(args));
+            ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
+            pb.environment().put("PATCHCORE_NO_RELAUNCH", "1");
+            Process child = pb.start();
+            // Ctrl-C reaches the child too (same process group); wait for it to save its checkpoint and exit.
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                try { child.waitFor(); } catch (InterruptedException ignored) { /* exiting */ }
+            }));
+            return child.waitFor();
+        } catch (Exception e) {
+            return null; // fall back to the plain-Java kernels in this JVM
+        }
     }
 
     /** Runs a command line and returns its exit code: 0 ok, 1 failure, 2 bad input. */

@@ -39,7 +39,7 @@ public final class TrainCommand implements Callable<Integer> {
     int patchSize;
     @Option(names = "--lambda", defaultValue = "0.6666667", description = "fraction λ of the budget trained at patch level; 0 = token-level baseline (default: 2/3)")
     double lambda;
-    @Option(names = "--steps", description = "total optimizer steps over both stages (default: 300 for tiny, 600 for small, 180000 for paper presets)")
+    @Option(names = "--steps", description = "total optimizer steps over both stages (default: 1000 for tiny, 2000 for small, 180000 for paper presets)")
     Long steps;
     @Option(names = "--tokens", description = "total token budget instead of --steps")
     Long tokens;
@@ -166,6 +166,6 @@ public final class TrainCommand implements Callable<Integer> {
             if (!(epochs > 0)) throw new IllegalArgumentException("--epochs must be positive");
             return Math.max(1, Math.round(epochs * dataset.trainTokens() / perStep));
         }
-        return paper ? 180_000 : model.name().equals("small") ? 600 : 300;
+        return paper ? 180_000 : model.name().equals("small") ? 2000 : 1000;
     }
 }
