@@ -16,7 +16,7 @@ echo "[pack] mvn package (build dir $BUILD)"
 mvn -q -o -Dbuild.dir="$BUILD" -DskipTests package
 JAR="$BUILD/patchcore.jar"
 [[ -f "$JAR" ]] || { echo "[pack] no jar at $JAR" >&2; exit 1; }
-if ! unzip -l "$JAR" | grep -q 'cuda/kernels.list'; then
+if ! unzip -l "$JAR" cuda/kernels.list >/dev/null 2>&1; then
   echo "[pack] WARNING: the jar has no CUDA kernels (nvcc missing?); the device run will report 'no kernels in this build'" >&2
 fi
 

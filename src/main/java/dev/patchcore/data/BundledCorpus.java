@@ -57,8 +57,10 @@ public final class BundledCorpus {
     public static DatasetInfo prepare(Path dir, Tokenizer tokenizer, DatasetPreparer.Progress progress) throws IOException {
         if (PreparedDataset.isValid(dir)) {
             DatasetInfo info = DatasetInfo.read(dir);
-            if (info.sources().equals(List.of(SOURCE_NAME)) && info.tokenizer().equals(tokenizer.name())) return info;
-            throw new IllegalArgumentException(dir + " already holds another dataset (" + String.join(", ", info.sources())
+            boolean bundled = info.sources().equals(List.of(SOURCE_NAME)) && info.tokenizer().equals(tokenizer.name());
+            if (bundled && info.valFraction() == VAL_FRACTION && info.seed() == DatasetPreparer.DEFAULT_SEED) return info;
+            // A cache written by a version with another split is stale: rebuild it, or runs would not be comparable.
+            if (!bundled) throw new IllegalArgumentException(dir + " already holds another dataset (" + String.join(", ", info.sources())
                     + ", tokenizer " + info.tokenizer() + "); choose another directory for the bundled corpus");
         }
         return new DatasetPreparer(tokenizer, VAL_FRACTION, DatasetPreparer.DEFAULT_SEED)
