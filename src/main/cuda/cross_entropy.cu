@@ -5,8 +5,10 @@
 // range handling, and exp(x − m) = 2^(x·log2e − m·log2e)); pass 2 re-reads it and writes the gradient in place.
 // The K target logits are read into shared memory before pass 2 overwrites them; after pass 2 one thread per
 // distinct target writes gradScale · (p − count/K), so a target repeated within a row counts once per occurrence.
-// A target outside [0, V) makes the row's loss NaN (visible to the trainer) and adds no one-hot term.
-// Rows need not be 16-byte aligned (V may be odd): each row has a scalar head up to the first 16-byte boundary,
+// A target outside [0, vocab) makes the row's loss NaN (visible to the trainer) and adds no one-hot term.
+// Columns [vocab, stride) are padding (the model pads its vocabulary to a multiple of 64): excluded from the
+// softmax, gradient 0.
+// Rows need not be 16-byte aligned (the stride may be odd): each row has a scalar head up to the first 16-byte boundary,
 // a body of 16-byte groups and a scalar tail, each at most 7 elements.
 #include "common.cuh"
 
@@ -60,27 +62,44 @@ __device__ __forceinline__ MaxSum block_combine(MaxSum st, float* sm, float* ss)
 
 }  // namespace
 
-// losses F32 [n]; logits bf16 [n, V] (overwritten with the gradient when gradScale ≠ 0); targets I32 [n, K].
+// 16-byte loads/stores with cache hints. Pass 2's re-read is the row's last use and the gradient is not read again
+// before the next GEMM streams it from DRAM: both are marked evict-first (.cs) so they do not push rows that are
+// still between their two passes out of L2.
+__device__ __forceinline__ bf16x8 load_last(const bf16x8* p) {
+    const uint4 u = __ldcs(reinterpret_cast<const uint4*>(p));
+    bf16x8 v;
+    memcpy(&v, &u, sizeof v);
+    return v;
+}
+
+__device__ __forceinline__ void store_streaming(bf16x8* p, const bf16x8& v) {
+    uint4 u;
+    memcpy(&u, &v, sizeof u);
+    __stcs(reinterpret_cast<uint4*>(p), u);
+}
+
+// losses F32 [n]; logits bf16 [n, stride] (overwritten with the gradient when gradScale ≠ 0); targets I32 [n, K].
+// Columns [vocab, stride) are padding: no part of the softmax, gradient written as 0 (only when gradScale ≠ 0).
 // grid: any (grid-stride over rows; CudaCrossEntropy uses one block per row). block: multiple of 32, ≤ 1024.
 // Dynamic shared memory: K ints (targets) + K floats (their logits).
-extern "C" __global__ void __launch_bounds__(1024)
+extern "C" __global__ void __launch_bounds__(1024, 2)
 cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, const int* __restrict__ targets, int n,
-                       int V, int K, float gradScale) {
+                       int stride, int vocab, int K, float gradScale) {
     extern __shared__ int tgt[];  // [K] target ids, then [K] floats: their logits
     float* xt = reinterpret_cast<float*>(tgt + K);
     __shared__ float redM[32], redS[32];
     const int tid = threadIdx.x, threads = blockDim.x;
 
     for (int row = blockIdx.x; row < n; row += gridDim.x) {
-        bf16* p = logits + (size_t)row * V;
+        bf16* p = logits + (size_t)row * stride;
         for (int k = tid; k < K; k += threads) {
             const int t = targets[(size_t)row * K + k];
             tgt[k] = t;
-            xt[k] = (t >= 0 && t < V) ? __bfloat162float(p[t]) : __int_as_float(0x7fffffff);  // NaN
+            xt[k] = (t >= 0 && t < vocab) ? __bfloat162float(p[t]) : __int_as_float(0x7fffffff);  // NaN
         }
-        // Head up to the first 16-byte boundary, then 16-byte groups, then the tail.
-        const int head = min(V, (int)(((16u - (reinterpret_cast<uintptr_t>(p) & 15u)) & 15u) >> 1));
-        const int groups = (V - head) >> 3;
+        // Columns [0, vocab): head up to the first 16-byte boundary, then 16-byte groups, then the tail.
+        const int head = min(vocab, (int)(((16u - (reinterpret_cast<uintptr_t>(p) & 15u)) & 15u) >> 1));
+        const int groups = (vocab - head) >> 3;
         const int tail = head + groups * 8;
         const bf16x8* body = reinterpret_cast<const bf16x8*>(p + head);
 
@@ -91,7 +110,7 @@ cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, co
             rescale(st, x);
             accumulate(st, x);
         }
-#pragma unroll 2
+#pragma unroll 4
         for (int g = tid; g < groups; g += threads) {
             float x[8];
             unpack8(body[g], x);
@@ -102,7 +121,7 @@ cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, co
 #pragma unroll
             for (int k = 0; k < 8; ++k) accumulate(st, x[k]);
         }
-        if (tail + tid < V) {
+        if (tail + tid < vocab) {
             const float x = __bfloat162float(p[tail + tid]);
             rescale(st, x);
             accumulate(st, x);
@@ -123,17 +142,18 @@ cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, co
 #pragma unroll 2
             for (int g = tid; g < groups; g += threads) {
                 float x[8];
-                unpack8(wbody[g], x);
+                unpack8(load_last(wbody + g), x);
 #pragma unroll
                 for (int k = 0; k < 8; ++k) x[k] = gradScale * exp2f(fmaf(x[k], LOG2E, -lse2));
-                wbody[g] = pack8(x);
+                store_streaming(wbody + g, pack8(x));
             }
-            if (tail + tid < V)
+            if (tail + tid < vocab)
                 p[tail + tid] = __float2bfloat16_rn(gradScale * exp2f(fmaf(__bfloat162float(p[tail + tid]), LOG2E, -lse2)));
+            for (int c = vocab + tid; c < stride; c += threads) p[c] = __float2bfloat16_rn(0.f);  // padding
             __syncthreads();  // every softmax write lands before the fix-ups overwrite K of them
             for (int k = tid; k < K; k += threads) {
                 const int t = tgt[k];
-                if (t < 0 || t >= V) continue;
+                if (t < 0 || t >= vocab) continue;
                 bool first = true;
                 int count = 0;
                 for (int j = 0; j < K; ++j) {

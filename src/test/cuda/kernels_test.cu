@@ -32,7 +32,7 @@ __global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float, int
 __global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
 __global__ void swiglu_fwd_bf16(bf16*, const bf16*, const bf16*, long long);
 __global__ void swiglu_bwd_bf16(bf16*, bf16*, const bf16*, const bf16*, const bf16*, long long);
-__global__ void cross_entropy_fwd_bf16(float*, bf16*, const int*, int, int, int, float);
+__global__ void cross_entropy_fwd_bf16(float*, bf16*, const int*, int, int, int, int, float);
 __global__ void adamw_step_f32(float*, const float*, float*, float*, bf16*, long long, float, float, float, float, float,
                                float, float);
 __global__ void adamw_sumsq_partial_f32(float*, int, const float*, long long);
@@ -187,10 +187,16 @@ static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int se
 static int swiglu_blocks(long long n) {
     return (int)std::max(1LL, std::min<long long>(ceil_div((n + 7) / 8, 256), 8LL * g_sms));
 }
-static void launch_ce(float* losses, bf16* logits, const int* targets, int n, int V, int K, float gradScale) {
-    int groups = (V + 7) / 8;
-    int threads = std::clamp((ceil_div(groups, 8) + 31) / 32 * 32, 32, 512);
-    cross_entropy_fwd_bf16<<<n, threads, K * 8>>>(losses, logits, targets, n, V, K, gradScale);
+// CudaCrossEntropy.threadsPerRow: ~8 groups per thread up to 512, 1024 when 4 resident rows per SM exceed 36 MiB.
+static int ce_threads(int stride) {
+    int threads = std::clamp((ceil_div(ceil_div(stride, 8), 8) + 31) / 32 * 32, 32, 512);
+    long long resident = (long long)g_sms * (2048 / threads) * stride * 2;
+    return resident > (36LL << 20) ? 1024 : threads;
+}
+static void launch_ce(float* losses, bf16* logits, const int* targets, int n, int stride, int vocab, int K,
+                      float gradScale, int threads = 0) {
+    if (threads == 0) threads = ce_threads(stride);
+    cross_entropy_fwd_bf16<<<n, threads, K * 8>>>(losses, logits, targets, n, stride, vocab, K, gradScale);
     LAUNCHED();
 }
 struct AdamHyper {
@@ -323,26 +329,30 @@ static void test_swiglu(long long n, int shift) {
     expect_close("backward dUp", download_bf16(dGb), gb, 1e-2);
 }
 
-static void test_cross_entropy(int n, int V, int K, int shift, bool badTarget) {
-    char tag[96];
-    std::snprintf(tag, sizeof tag, "crossEntropyK n=%d V=%d K=%d shift=%d%s", n, V, K, shift, badTarget ? " bad-target" : "");
+// V = vocabulary, S = row stride (≥ V; columns [V, S) are padding: no part of the softmax, gradient exactly 0).
+static void test_cross_entropy(int n, int V, int S, int K, int shift, bool badTarget) {
+    char tag[112];
+    std::snprintf(tag, sizeof tag, "crossEntropyK n=%d V=%d stride=%d K=%d shift=%d%s", n, V, S, K, shift,
+                  badTarget ? " bad-target" : "");
     std::printf("%s\n", tag);
     const float gradScale = 0.37f;
-    size_t nv = (size_t)n * V;
-    auto logits = random_vec(nv, -8, 8, true);
+    size_t ns = (size_t)n * S;
+    auto logits = random_vec(ns, -8, 8, true);
+    for (int i = 0; i < n; ++i)  // large padding values: they would dominate the softmax if they were included
+        for (int j = V; j < S; ++j) logits[(size_t)i * S + j] = 60.f;
     std::vector<int> t((size_t)n * K);
     std::uniform_int_distribution<int> pick(0, V - 1);
     for (auto& x : t) x = pick(g_rng);
     if (K >= 3) t[1] = t[0], t[2] = t[0];  // a target repeated three times in row 0
     t[(size_t)(n - 1) * K] = V - 1;            // last column (possibly in the scalar tail)
-    if (badTarget) t[K] = V;                   // row 1 invalid
-    Dev<bf16> dL(nv, shift);
+    if (badTarget) t[K] = V;                   // row 1 invalid (a padding column)
+    Dev<bf16> dL(ns, shift);
     Dev<int> dT(t.size(), shift);
     Dev<float> dLoss(n, shift);
     upload_bf16(dL, logits), upload(dT, t);
-    std::vector<double> loss(n), grad(nv);
+    std::vector<double> loss(n), grad(ns, 0.0);
     for (int i = 0; i < n; ++i) {
-        const float* row = &logits[(size_t)i * V];
+        const float* row = &logits[(size_t)i * S];
         double mx = -INFINITY, s = 0;
         for (int j = 0; j < V; ++j) mx = std::max(mx, (double)row[j]);
         for (int j = 0; j < V; ++j) s += std::exp(row[j] - mx);
@@ -354,26 +364,35 @@ static void test_cross_entropy(int n, int V, int K, int shift, bool badTarget) {
             else mean += row[tk];
         }
         loss[i] = bad ? NAN : lse - mean / K;
-        for (int j = 0; j < V; ++j) grad[(size_t)i * V + j] = gradScale * std::exp(row[j] - lse);
+        for (int j = 0; j < V; ++j) grad[(size_t)i * S + j] = gradScale * std::exp(row[j] - lse);
         for (int k = 0; k < K; ++k) {
             int tk = t[(size_t)i * K + k];
-            if (tk >= 0 && tk < V) grad[(size_t)i * V + tk] -= (double)gradScale / K;
+            if (tk >= 0 && tk < V) grad[(size_t)i * S + tk] -= (double)gradScale / K;
         }
     }
-    launch_ce(dLoss.p, dL.p, dT.p, n, V, K, 0.f);
+    launch_ce(dLoss.p, dL.p, dT.p, n, S, V, K, 0.f);
     expect_close("loss (gradScale 0)", download(dLoss), loss, 1e-5);
     auto untouched = download_bf16(dL);
-    expect("gradScale 0 leaves logits untouched", std::memcmp(untouched.data(), logits.data(), nv * sizeof(float)) == 0);
-    launch_ce(dLoss.p, dL.p, dT.p, n, V, K, gradScale);
+    expect("gradScale 0 leaves logits untouched", std::memcmp(untouched.data(), logits.data(), ns * sizeof(float)) == 0);
+    launch_ce(dLoss.p, dL.p, dT.p, n, S, V, K, gradScale);
     expect_close("loss (with gradient)", download(dLoss), loss, 1e-5);
-    expect_close("gradient in place", download_bf16(dL), grad, 1e-2);
+    auto gOut = download_bf16(dL);
+    expect_close("gradient in place", gOut, grad, 1e-2);
+    bool padZero = true;
+    for (int i = 0; i < n; ++i)
+        for (int j = V; j < S; ++j) padZero &= gOut[(size_t)i * S + j] == 0.f && !std::signbit(gOut[(size_t)i * S + j]);
+    expect("padding columns hold exactly +0", padZero);
     if (K >= 3) {
-        auto gOut = download_bf16(dL);
         size_t o = (size_t)t[0];
         double want = grad[o];
         expect("triplicated target gets −3/K: " + std::to_string(gOut[o]) + " vs " + std::to_string(want),
                std::fabs(gOut[o] - want) <= 1e-2 * std::fabs(want) + 1e-6);
     }
+    // The launcher picks 1024-thread blocks for wide rows: run that block size on these shapes too.
+    upload_bf16(dL, logits);
+    launch_ce(dLoss.p, dL.p, dT.p, n, S, V, K, gradScale, 1024);
+    expect_close("loss, 1024-thread blocks", download(dLoss), loss, 1e-5);
+    expect_close("gradient, 1024-thread blocks", download_bf16(dL), grad, 1e-2);
 }
 
 static void test_adamw(long long n, int shift, bool withCompute) {
@@ -508,8 +527,21 @@ static void bench() {
         Dev<float> loss(rows);
         CHECK(cudaMemset(l.p, 0, nv * 2)); CHECK(cudaMemset(t.p, 0, (size_t)rows * K * 4));
         // With gradScale 1 the logits become the gradient each run; the values stay bounded (softmax − onehot).
-        row("crossEntropyK 8192x32000 K=4, loss only", nv * 2.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, V, K, 0.f); }));
-        row("crossEntropyK 8192x32000 K=4, loss+grad", nv * 4.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, V, K, 1.f); }));
+        row("crossEntropyK 8192x32000 K=4, loss only", nv * 2.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, V, V, K, 0.f); }));
+        row("crossEntropyK 8192x32000 K=4, loss+grad", nv * 4.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, V, V, K, 1.f); }));
+    }
+    for (int stride : {50257, 50304}) {
+        const int rows = 8192, V = 50257, K = 1;
+        size_t ns = (size_t)rows * stride;
+        Dev<bf16> l(ns);
+        Dev<int> t((size_t)rows * K);
+        Dev<float> loss(rows);
+        CHECK(cudaMemset(l.p, 0, ns * 2)); CHECK(cudaMemset(t.p, 0, (size_t)rows * K * 4));
+        for (int threads : {512, 1024}) {
+            char name[80];
+            std::snprintf(name, sizeof name, "crossEntropyK 8192x%d V=50257 K=1 loss+grad, %d thr", stride, threads);
+            row(name, ns * 4.0, median_ms([&] { launch_ce(loss.p, l.p, t.p, rows, stride, V, K, 1.f, threads); }));
+        }
     }
     {
         long long m = 100000000;
@@ -551,11 +583,15 @@ int main(int argc, char** argv) {
     test_rope(2, 8, 5, 16, 0, 16);  // all heads in one item
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);
-    test_cross_entropy(16, 32000, 4, 0, false);
-    test_cross_entropy(9, 257, 1, 0, false);  // odd V: misaligned rows, head + body + tail
-    test_cross_entropy(7, 259, 3, 1, true);   // misaligned base, invalid target → NaN loss
-    test_cross_entropy(3, 5, 2, 0, false);    // V smaller than one 16-byte group
-    test_cross_entropy(4, 200019, 8, 0, false);
+    test_cross_entropy(16, 32000, 32000, 4, 0, false);
+    test_cross_entropy(9, 257, 257, 1, 0, false);  // odd V: misaligned rows, head + body + tail
+    test_cross_entropy(7, 259, 259, 3, 1, true);   // misaligned base, invalid target → NaN loss
+    test_cross_entropy(3, 5, 5, 2, 0, false);      // V smaller than one 16-byte group
+    test_cross_entropy(4, 200019, 200019, 8, 0, false);
+    test_cross_entropy(6, 50257, 50304, 4, 0, false);  // vocabulary padded to a multiple of 64
+    test_cross_entropy(5, 50257, 50257, 2, 1, false);  // raw odd stride, misaligned base
+    test_cross_entropy(4, 250, 320, 3, 0, true);       // padding wider than one 16-byte group; bad target = padding
+    test_cross_entropy(3, 3, 64, 1, 1, false);         // vocabulary inside the first group
     test_adamw(100003, 0, true);
     test_adamw(1001, 1, true);
     test_adamw(4096, 0, false);

@@ -149,11 +149,11 @@ public final class Tape {
     }
 
     /**
-     * Fused K-target cross-entropy (paper Eq. 3). Computes the row losses and, when {@code gradScale != 0},
+     * Fused K-target cross-entropy (paper Eq. 3) over the first {@code vocab} columns. Computes the row losses and, when {@code gradScale != 0},
      * overwrites the logits with their gradient, which seeds the backward pass. Returns F32 row losses [N].
      */
-    public Tensor crossEntropyK(Var logits, Tensor targets, float gradScale) {
-        Tensor rowLoss = be.crossEntropyK(logits.value, targets, gradScale);
+    public Tensor crossEntropyK(Var logits, Tensor targets, int vocab, float gradScale) {
+        Tensor rowLoss = be.crossEntropyK(logits.value, targets, vocab, gradScale);
         if (gradScale != 0f) backwardOps.add(() -> logits.grad = logits.value);
         return rowLoss;
     }

@@ -113,13 +113,14 @@ public interface Backend extends AutoCloseable {
     void addInPlace(Tensor acc, Tensor x);
 
     /**
-     * Fused K-target cross-entropy (paper Eq. 3, App. A). logits [N, V], targets I32 [N, K].
-     * Row loss r_n = −(1/K) Σ_k log softmax(logits_n)[targets[n,k]] → F32 [N].
+     * Fused K-target cross-entropy (paper Eq. 3, App. A). logits [N, Vpad], targets I32 [N, K] in [0, vocab).
+     * Columns ≥ {@code vocab} are padding (the model pads its vocabulary so GEMM rows stay aligned): they take no part
+     * in the softmax. Row loss r_n = −(1/K) Σ_k log softmax(logits_n[0, vocab))[targets[n,k]] → F32 [N].
      * When {@code gradScale != 0}, logits are overwritten in place with
-     * gradScale · (softmax(logits_n) − (1/K) Σ_k onehot(targets[n,k])), the gradient of gradScale·Σ_n r_n.
-     * K = 1 is ordinary cross-entropy.
+     * gradScale · (softmax(logits_n) − (1/K) Σ_k onehot(targets[n,k])), the gradient of gradScale·Σ_n r_n,
+     * and with exactly 0 in the padding columns. K = 1 is ordinary cross-entropy.
      */
-    Tensor crossEntropyK(Tensor logits, Tensor targets, float gradScale);
+    Tensor crossEntropyK(Tensor logits, Tensor targets, int vocab, float gradScale);
 
     /** Σ over all elements of all tensors of x², in double, with one host synchronization. */
     double sumOfSquares(List<Tensor> tensors);

@@ -144,7 +144,7 @@ public final class KernelBench {
         for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
         be.uploadInts(targets, ids);
         double bytes = 2.0 * n * vocab * be.activationType().bytes() + 4.0 * n * (k + 1);
-        rows.add(measure("crossEntropyK V=" + vocab + " K=" + k, n + "x" + vocab, bytes, 0, () -> be.crossEntropyK(logits, targets, 1f / n)));
+        rows.add(measure("crossEntropyK V=" + vocab + " K=" + k, n + "x" + vocab, bytes, 0, () -> be.crossEntropyK(logits, targets, vocab, 1f / n)));
         freeAll();
     }
 

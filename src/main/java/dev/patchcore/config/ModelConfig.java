@@ -19,14 +19,18 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
 
     public int headDim() { return dim / heads; }
 
+    /** Rows of the embedding and LM head: the vocabulary rounded up to 64, so logits rows stay 16-byte aligned
+     *  for tensor-core GEMMs and vectorized loads (GPT-2's 50257 becomes 50304). The extra rows are never a target. */
+    public int paddedVocab() { return (vocabSize + 63) / 64 * 64; }
+
     public ModelConfig withVocab(int v) { return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps); }
 
     public ModelConfig withContext(int t) { return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps); }
 
-    /** Parameter count (untied input and output embeddings). */
+    /** Parameter count (untied input and output embeddings, padded vocabulary). */
     public long parameterCount() {
         long perLayer = 4L * dim * dim + 3L * dim * ffnDim + 2L * dim;
-        return 2L * vocabSize * dim + layers * perLayer + dim;
+        return 2L * paddedVocab() * dim + layers * perLayer + dim;
     }
 
     /** Paper §3.1 sizes (LLaMA-2 vocabulary 32000, T = 2048) plus small sizes that train on a CPU. */

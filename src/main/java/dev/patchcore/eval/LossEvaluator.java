@@ -26,7 +26,7 @@ public final class LossEvaluator {
             be.uploadInts(tokens, b.inputs());
             be.uploadInts(targets, b.targets());
             Var logits = model.forward(tape, tokens, b.batchSize(), b.patchSize());
-            Tensor rowLoss = tape.crossEntropyK(logits, targets, 0f);
+            Tensor rowLoss = tape.crossEntropyK(logits, targets, model.config().vocabSize(), 0f);
             sum += be.sum(rowLoss);
             count += rowLoss.numel();
             tape.clear();

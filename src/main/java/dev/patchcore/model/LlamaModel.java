@@ -34,7 +34,7 @@ public final class LlamaModel {
     public LlamaModel(Backend backend, ModelConfig c) {
         this.config = c;
         int d = c.dim(), f = c.ffnDim();
-        embed = add(new Parameter(backend, "model.embed_tokens.weight", true, c.vocabSize(), d));
+        embed = add(new Parameter(backend, "model.embed_tokens.weight", true, c.paddedVocab(), d));
         for (int i = 0; i < c.layers(); i++) {
             String p = "model.layers." + i + ".";
             layers.add(new Layer(
@@ -49,7 +49,7 @@ public final class LlamaModel {
                     add(new Parameter(backend, p + "mlp.down_proj.weight", true, d, f))));
         }
         finalNorm = add(new Parameter(backend, "model.norm.weight", false, d));
-        lmHead = add(new Parameter(backend, "lm_head.weight", true, c.vocabSize(), d));
+        lmHead = add(new Parameter(backend, "lm_head.weight", true, c.paddedVocab(), d));
     }
 
     private Parameter add(Parameter p) {
@@ -62,13 +62,14 @@ public final class LlamaModel {
     /** All parameters in a fixed order (the checkpoint order). */
     public List<Parameter> parameters() { return Collections.unmodifiableList(parameters); }
 
-    /** Hugging Face's initialization: N(0, 0.02) for matrices, ones for norm gains. */
+    /** Hugging Face's initialization: N(0, 0.02) for matrices, ones for norm gains; padding rows of the vocabulary are 0. */
     public void initialize(Backend backend, long seed) {
         SplittableRandom rng = new SplittableRandom(seed);
         for (Parameter p : parameters) {
             float[] w = new float[Math.toIntExact(p.numel())];
             if (p.decay()) {
-                for (int i = 0; i < w.length; i++) w[i] = (float) (gaussian(rng) * 0.02);
+                int used = p == embed || p == lmHead ? config.vocabSize() * config.dim() : w.length;
+                for (int i = 0; i < used; i++) w[i] = (float) (gaussian(rng) * 0.02);
             } else {
                 java.util.Arrays.fill(w, 1f);
             }
@@ -83,8 +84,9 @@ public final class LlamaModel {
     }
 
     /**
-     * Forward pass over {@code tokens} (I32 [B, K·T]) read as T patches of K tokens; returns logits [B·T, V]
-     * where row b·T+t predicts the K tokens of patch t+1.
+     * Forward pass over {@code tokens} (I32 [B, K·T]) read as T patches of K tokens; returns logits [B·T, Vpad]
+     * where row b·T+t predicts the K tokens of patch t+1 (columns ≥ vocabSize are padding; see
+     * {@link ModelConfig#paddedVocab()}).
      */
     public Var forward(Tape tape, Tensor tokens, int batch, int k) {
         int seqTokens = Math.toIntExact(tokens.numel() / batch);

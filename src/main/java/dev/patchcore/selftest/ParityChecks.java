@@ -90,8 +90,9 @@ public final class ParityChecks {
         }
         out.add(new Check("swiglu", rows -> swiglu(rows, 37, 688)));
         for (int k : new int[] {1, 2, 4, 8}) {
-            out.add(new Check("crossEntropyK K=" + k, rows -> crossEntropy(rows, 13, 1000, k)));
-            out.add(new Check("crossEntropyK K=" + k + " V=50257", rows -> crossEntropy(rows, 5, 50257, k)));
+            out.add(new Check("crossEntropyK K=" + k, rows -> crossEntropy(rows, 13, 1000, 1000, k)));
+            out.add(new Check("crossEntropyK K=" + k + " V=50257", rows -> crossEntropy(rows, 5, 50257, 50257, k)));
+            out.add(new Check("crossEntropyK K=" + k + " V=50257 padded to 50304", rows -> crossEntropy(rows, 5, 50257, 50304, k)));
         }
         out.add(new Check("sumOfSquares", this::sumOfSquares));
         out.add(new Check("adamW", this::adamW));
@@ -236,14 +237,14 @@ public final class ParityChecks {
         compare(rows, "swiglu dUp", shape, a.dUp(), b.dUp());
     }
 
-    private void crossEntropy(List<CheckResult> rows, int n, int vocab, int k) {
-        String shape = "N" + n + " V" + vocab + " K" + k;
-        Twin logits = input(test.activationType(), 4f, n, vocab);
+    private void crossEntropy(List<CheckResult> rows, int n, int vocab, int stride, int k) {
+        String shape = "N" + n + " V" + vocab + (stride != vocab ? "/" + stride : "") + " K" + k;
+        Twin logits = input(test.activationType(), 4f, n, stride);
         int[] ids = new int[n * k];
         for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
         Twin targets = ints(ids, n, k);
         float scale = 1f / (n * k);
-        compare(rows, "crossEntropyK loss", shape, test.crossEntropyK(logits.t, targets.t, scale), ref.crossEntropyK(logits.r, targets.r, scale));
+        compare(rows, "crossEntropyK loss", shape, test.crossEntropyK(logits.t, targets.t, vocab, scale), ref.crossEntropyK(logits.r, targets.r, vocab, scale));
         compare(rows, "crossEntropyK dlogits", shape, logits.t, logits.r);
     }
 

@@ -46,7 +46,7 @@ public final class StepRunner implements AutoCloseable {
             be.uploadInts(tokens, hostIn);
             be.uploadInts(targets, hostTg);
             Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize());
-            Tensor rowLoss = tape.crossEntropyK(logits, targets, gradScale);
+            Tensor rowLoss = tape.crossEntropyK(logits, targets, model.config().vocabSize(), gradScale);
             tape.backward();
             lossSum += be.sum(rowLoss);
             be.releaseScratch();

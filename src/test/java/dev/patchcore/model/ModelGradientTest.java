@@ -43,7 +43,7 @@ class ModelGradientTest {
             be.uploadInts(targets, tg);
 
             Tape tape = new Tape(be);
-            tape.crossEntropyK(m.forward(tape, tokens, b, k), targets, 1f);
+            tape.crossEntropyK(m.forward(tape, tokens, b, k), targets, C.vocabSize(), 1f);
             tape.backward();
             be.releaseScratch();
 
@@ -72,7 +72,7 @@ class ModelGradientTest {
     }
 
     private static double loss(Backend be, LlamaModel m, Tape tape, Tensor tokens, Tensor targets, int b, int k) {
-        double s = be.sum(tape.crossEntropyK(m.forward(tape, tokens, b, k), targets, 0f));
+        double s = be.sum(tape.crossEntropyK(m.forward(tape, tokens, b, k), targets, C.vocabSize(), 0f));
         tape.clear();
         be.releaseScratch();
         return s;

@@ -488,9 +488,10 @@ public final class CpuBackend implements Backend {
     // ---------------------------------------------------------------- loss
 
     @Override
-    public Tensor crossEntropyK(Tensor logits, Tensor targets, float gradScale) {
-        int vocab = logits.dim(-1);
-        int n = (int) (logits.numel() / vocab);
+    public Tensor crossEntropyK(Tensor logits, Tensor targets, int vocab, float gradScale) {
+        int stride = logits.dim(-1);
+        require(vocab >= 1 && vocab <= stride, "crossEntropyK: vocab " + vocab + " outside [1, " + stride + "]");
+        int n = (int) (logits.numel() / stride);
         require(n > 0 && targets.numel() % n == 0, "crossEntropyK: " + targets.numel() + " targets for " + n + " rows");
         int k = (int) (targets.numel() / n);
         require(k >= 1, "crossEntropyK: no targets");
@@ -500,9 +501,9 @@ public final class CpuBackend implements Backend {
         int zo = CpuStorage.offset(logits), to = CpuStorage.offset(targets);
         checkTokens(tg, to, n * k, vocab);
         float invK = 1f / k;
-        par.forRange(n, Math.max(1, GRAIN / vocab), (r0, r1) -> {
+        par.forRange(n, Math.max(1, GRAIN / stride), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
-                int o = zo + r * vocab;
+                int o = zo + r * stride;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int c = 0; c < vocab; c++) max = Math.max(max, z[o + c]);
                 double sumExp = 0;
@@ -514,6 +515,7 @@ public final class CpuBackend implements Backend {
                 loss[r] = (float) (nll / k);
                 if (gradScale != 0f) {
                     for (int c = 0; c < vocab; c++) z[o + c] = gradScale * (float) Math.exp(z[o + c] - lse);
+                    for (int c = vocab; c < stride; c++) z[o + c] = 0f;
                     float hit = gradScale * invK;
                     for (int j = 0; j < k; j++) z[o + tg[to + r * k + j]] -= hit;
                 }

@@ -322,7 +322,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public void addInPlace(Tensor acc, Tensor x) { elementwise.addInPlace(acc, x); }
 
     @Override
-    public Tensor crossEntropyK(Tensor logits, Tensor targets, float gradScale) { return crossEntropy.forward(logits, targets, gradScale); }
+    public Tensor crossEntropyK(Tensor logits, Tensor targets, int vocab, float gradScale) { return crossEntropy.forward(logits, targets, vocab, gradScale); }
 
     @Override
     public double sumOfSquares(List<Tensor> tensors) {

@@ -167,7 +167,7 @@ class CpuBackendStateTest {
                 Tensor act = be.swiglu(up, up);
                 Tensor h = be.add(an.sum(), be.matmul(act, w2));
                 Tensor logits = be.matmul(h, head);
-                be.crossEntropyK(logits, targets, 1f / n);
+                be.crossEntropyK(logits, targets, logits.dim(1), 1f / n);
 
                 Tensor dh = be.matmulBackward(logits, h, head, dHead, true);
                 Tensor dAct = be.matmulBackward(dh, act, w2, dW2, true);

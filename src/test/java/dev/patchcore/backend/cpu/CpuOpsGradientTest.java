@@ -293,11 +293,11 @@ class CpuOpsGradientTest {
         Tensor z = tensor(logits, n, vocab), tg = ints(targets, n, k);
 
         double[] ref = Reference.crossEntropyK(toDouble(logits), targets, n, vocab, k);
-        Tensor noGrad = be.crossEntropyK(z, tg, 0f);
+        Tensor noGrad = be.crossEntropyK(z, tg, vocab, 0f);
         assertArrayEquals(logits, be.download(z), "gradScale 0 must leave the logits untouched");
         assertClose("row losses", be.download(noGrad), ref, FWD_TOL);
 
-        Tensor loss = be.crossEntropyK(z, tg, gradScale);
+        Tensor loss = be.crossEntropyK(z, tg, vocab, gradScale);
         assertClose("row losses", be.download(loss), ref, FWD_TOL);
         double[] scaled = new double[n];
         java.util.Arrays.fill(scaled, gradScale);
@@ -312,7 +312,7 @@ class CpuOpsGradientTest {
         float[] logits = randn(rnd, n * vocab, 4);
         int[] targets = new int[n];
         for (int i = 0; i < n; i++) targets[i] = rnd.nextInt(vocab);
-        float[] loss = be.download(be.crossEntropyK(tensor(logits, n, vocab), ints(targets, n, 1), 0f));
+        float[] loss = be.download(be.crossEntropyK(tensor(logits, n, vocab), ints(targets, n, 1), vocab, 0f));
         for (int r = 0; r < n; r++) {
             // −log softmax(z)[t] = log Σ exp(z) − z[t], written without any shift
             double z = 0;
@@ -328,7 +328,7 @@ class CpuOpsGradientTest {
         float[] logits = {1000f, 999f, -1000f, 0f, 998f, -3000f, -3001f, -2999f, -3000f, -3000f};
         int[] targets = {1, 2, 3, 3};
         Tensor z = tensor(logits, 2, vocab);
-        float[] loss = be.download(be.crossEntropyK(z, ints(targets, 2, 2), 1f));
+        float[] loss = be.download(be.crossEntropyK(z, ints(targets, 2, 2), vocab, 1f));
         double[] ref = Reference.crossEntropyK(toDouble(logits), targets, 2, vocab, 2);
         assertEquals(ref[0], loss[0], 1e-3);
         assertEquals(ref[1], loss[1], 1e-3);

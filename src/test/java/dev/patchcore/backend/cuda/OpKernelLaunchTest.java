@@ -224,27 +224,54 @@ class OpKernelLaunchTest {
     @Test
     void crossEntropyOneBlockPerRowWithTargetsInSharedMemory() {
         Tensor logits = bf16(96, 32000), targets = ctx.scratch(DType.I32, 96, 4);
-        Tensor losses = new CudaCrossEntropy(ctx).forward(logits, targets, 0.5f);
+        Tensor losses = new CudaCrossEntropy(ctx).forward(logits, targets, 32000, 0.5f);
         assertArrayEquals(new int[] {96}, losses.shape());
         assertEquals(DType.F32, losses.dtype());
         Launch l = ctx.only("cross_entropy_fwd_bf16");
         assertEquals(96, l.grid()[0]);
         assertEquals(4 * 8, l.shared());
         assertEquals(512, l.threads());
-        assertEquals(0.5f, l.args()[6]);
-        new CudaCrossEntropy(ctx).forward(bf16(3, 5), ctx.scratch(DType.I32, 3, 1), 0f);
+        assertEquals(32000, l.args()[4], "row stride");
+        assertEquals(32000, l.args()[5], "vocab");
+        assertEquals(4, l.args()[6]);
+        assertEquals(0.5f, l.args()[7]);
+        new CudaCrossEntropy(ctx).forward(bf16(3, 5), ctx.scratch(DType.I32, 3, 1), 5, 0f);
         List<Launch> ce = ctx.launches.stream().filter(x -> x.name().equals("cross_entropy_fwd_bf16")).toList();
         assertEquals(32, ce.get(1).threads(), "tiny vocabularies still get one full warp");
+    }
+
+    @Test
+    void crossEntropyPassesPaddedStrideAndVocab() {
+        Tensor logits = bf16(16, 50304), targets = ctx.scratch(DType.I32, 16, 2);
+        new CudaCrossEntropy(ctx).forward(logits, targets, 50257, 1f);
+        Launch l = ctx.only("cross_entropy_fwd_bf16");
+        assertEquals(50304, l.args()[4]);
+        assertEquals(50257, l.args()[5]);
+        // 4 resident 512-thread rows per SM would be 53 MB of rows between their two passes: more than L2 holds.
+        assertEquals(1024, l.threads());
+    }
+
+    @Test
+    void crossEntropyBlockSizeKeepsResidentRowsWithinL2() {
+        for (int stride : new int[] {1, 5, 257, 1000, 32000, 50257, 50304, 65536, 128256, 1 << 20}) {
+            int threads = CudaCrossEntropy.threadsPerRow(stride, 132);
+            assertTrue(threads % 32 == 0 && threads >= 32 && threads <= 1024, stride + " -> " + threads);
+            long resident = 132L * (2048 / threads) * stride * 2;
+            assertTrue(resident <= CudaCrossEntropy.L2_ROW_BUDGET || threads == 1024, stride + " -> " + threads);
+        }
+        assertEquals(512, CudaCrossEntropy.threadsPerRow(32000, 132), "V = 32000 keeps its measured 512-thread blocks");
     }
 
     @Test
     void crossEntropyRejectsMistakes() {
         CudaCrossEntropy op = new CudaCrossEntropy(ctx);
         Tensor logits = bf16(8, 257);
-        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, f32(8, 2), 1f));
-        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 7, 2), 1f));
-        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 257), ctx.scratch(DType.I32, 8, 2), 1f));
-        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 8, 2), Float.NaN));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, f32(8, 2), 257, 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 7, 2), 257, 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 257), ctx.scratch(DType.I32, 8, 2), 257, 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 8, 2), 257, Float.NaN));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 8, 2), 258, 1f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(logits, ctx.scratch(DType.I32, 8, 2), 0, 1f));
         assertTrue(ctx.launches.isEmpty());
     }
 
