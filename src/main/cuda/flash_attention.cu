@@ -514,6 +514,456 @@ __device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16*
     }
 }
 
+
+// ====================================================================== pipelined kernels (fwd2, bwd2)
+// Second generation, selected by CudaFlashAttention (USE_FORWARD2 / USE_BACKWARD2); the kernels above stay
+// compiled as the fallback. Differences: dynamic shared memory above 48 KB (the runtime raises the
+// function's limit), double-buffered K/V in the forward so tile j−1 loads during all of tile j's math with one
+// barrier per tile, Q re-read from shared memory so every warp owns 32 query rows at every D, exp2 as one
+// MUFU instruction, and grids ordered so that the longest CTAs of *all* (batch, head) pairs start first.
+
+// ex2.approx.ftz is a single MUFU.EX2; exp2f wraps the same instruction in a denormal fix-up (compare, two
+// multiplies). Flushing results below 2^-126 to zero changes a probability by less than 2^-126 (the row
+// maximum contributes exactly 1 to its row sum); exp2(-inf) = +0, so fully masked entries stay exact zeros.
+__device__ __forceinline__ float exp2_ftz(float x) {
+    float y;
+    asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
+    return y;
+}
+
+__device__ __forceinline__ bf16* dynamic_smem() {
+    extern __shared__ __align__(128) unsigned char flash_dynamic_smem[];
+    return reinterpret_cast<bf16*>(flash_dynamic_smem);
+}
+
+// Shared memory of fwd2: Q [BR][D+8], then K [2][BC][D+8] and V [2][BC][D+8] (bf16). CudaFlashAttention.java
+// computes the same number: (64·MT + 4·BC)·(D + 8)·2 bytes.
+template <int D, int MT, int BC>
+struct Fwd2Config {
+    static constexpr int WARPS = 4, THREADS = 32 * WARPS, WR = 16 * MT, BR = WR * WARPS, LDS = D + 8;
+    static constexpr int SMEM_BYTES = (BR + 4 * BC) * LDS * 2;
+};
+
+// One CTA = 4 warps × MT·16 query rows of one (batch, head); grid (B·H, query tiles), query tile index
+// reversed so the tiles with the most key tiles are dispatched first across every (batch, head).
+// QREG keeps Q as A fragments in registers (only where they fit: D = 64); otherwise Q fragments are re-read
+// from shared memory per 16-column step, which costs 2 ldmatrix per 8·BC/16 MMAs.
+// Pipeline: the K and V tiles of j−1 are issued right after the barrier that opens tile j (all warps are then
+// done with tile j+1, whose buffers j−1 reuses) and land while tile j is computed.
+template <int D, int MT, int BC, bool QREG>
+__device__ __forceinline__ void forward2(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                         const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
+                                         int T, int H) {
+    using C = Fwd2Config<D, MT, BC>;
+    constexpr int THREADS = C::THREADS, WR = C::WR, BR = C::BR, LDS = C::LDS;
+    static_assert(BC % 16 == 0 && D % 16 == 0, "whole 16×16 mma blocks");
+    bf16* Qs = dynamic_smem();
+    bf16* Kbuf = Qs + BR * LDS;       // [2][BC][LDS]
+    bf16* Vbuf = Kbuf + 2 * BC * LDS;  // [2][BC][LDS]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * BR;  // longest rows first
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int nTiles = (min(q0 + BR, T) + BC - 1) / BC;
+
+    auto load_kv = [&](int j) {
+        const int kv0 = j * BC, buf = j & 1;
+        load_tile<BC, D, THREADS>(Kbuf + buf * BC * LDS, K + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+        load_tile<BC, D, THREADS>(Vbuf + buf * BC * LDS, V + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    };
+    load_tile<BR, D, THREADS>(Qs, Q + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+    load_kv(nTiles - 1);
+    cp_async_commit();
+
+    uint32_t qf[QREG ? MT : 1][QREG ? D / 16 : 1][4];
+    if constexpr (QREG) {
+        cp_async_wait_all();
+        __syncthreads();
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk)
+                ldsm_x4(qf[mt][kk], a_frag_addr(Qs, LDS, warp * WR + mt * 16, kk * 16, lane));
+    }
+
+    const int qw = q0 + warp * WR;  // first query row of this warp
+    float o[MT][D / 8][4];
+    float rowMax[MT][2], rowSum[MT][2];
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt) {
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) o[mt][n][0] = o[mt][n][1] = o[mt][n][2] = o[mt][n][3] = 0.f;
+        rowMax[mt][0] = rowMax[mt][1] = -INFINITY;
+        rowSum[mt][0] = rowSum[mt][1] = 0.f;
+    }
+
+    for (int j = nTiles - 1; j >= 0; --j) {
+        const int kv0 = j * BC;
+        const bf16* Ks = Kbuf + (j & 1) * BC * LDS;
+        const bf16* Vs = Vbuf + (j & 1) * BC * LDS;
+        cp_async_wait_all();  // the only group in flight is tile j's (and Q's, the first time)
+        __syncthreads();      // tile j visible to all; every warp is done with tile j+1, whose buffers j−1 takes
+        if (j > 0) {
+            load_kv(j - 1);
+            cp_async_commit();
+        }
+        if (kv0 > qw + WR - 1) continue;  // every row of this warp precedes the tile: all masked
+
+        float s[MT][BC / 8][4];
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int n = 0; n < BC / 8; ++n) s[mt][n][0] = s[mt][n][1] = s[mt][n][2] = s[mt][n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            uint32_t qa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                if constexpr (QREG) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) qa[mt][i] = qf[mt][kk][i];
+                } else {
+                    ldsm_x4(qa[mt], a_frag_addr(Qs, LDS, warp * WR + mt * 16, kk * 16, lane));
+                }
+            }
+#pragma unroll
+            for (int np = 0; np < BC / 16; ++np) {
+                uint32_t kb[4];
+                ldsm_x4(kb, bt_frag_addr(Ks, LDS, np * 16, kk * 16, lane));
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(s[mt][2 * np], qa[mt], kb[0], kb[1]);
+                    mma16816(s[mt][2 * np + 1], qa[mt], kb[2], kb[3]);
+                }
+            }
+        }
+        // Causal mask (col > row); it also hides columns ≥ T from every row < T.
+        if (kv0 + BC - 1 > qw) {
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int col = kv0 + n * 8 + (lane & 3) * 2 + (i & 1);
+                        const int row = qw + mt * 16 + (lane >> 2) + (i >> 1) * 8;
+                        if (col > row) s[mt][n][i] = -INFINITY;
+                    }
+        }
+        // Online softmax; a row is spread over the 4 lanes of a quad (rows g and g+8 of each 16-row block).
+#pragma unroll
+        for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = rowMax[mt][r];
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[mt][n][2 * r], s[mt][n][2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
+                const float alpha = exp2_ftz(rowMax[mt][r] * scaleLog2 - mScaled);
+                rowMax[mt][r] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) {
+                    s[mt][n][2 * r] = exp2_ftz(fmaf(s[mt][n][2 * r], scaleLog2, -mScaled));
+                    s[mt][n][2 * r + 1] = exp2_ftz(fmaf(s[mt][n][2 * r + 1], scaleLog2, -mScaled));
+                    sum += s[mt][n][2 * r] + s[mt][n][2 * r + 1];
+                }
+                rowSum[mt][r] = rowSum[mt][r] * alpha + sum;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n) {
+                    o[mt][n][2 * r] *= alpha;
+                    o[mt][n][2 * r + 1] *= alpha;
+                }
+            }
+        // O += P V; the S accumulator layout of n-tiles 2kk, 2kk+1 is exactly the A fragment of P's k-block kk.
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) {
+            uint32_t pa[MT][4];
+#pragma unroll
+            for (int mt = 0; mt < MT; ++mt) {
+                pa[mt][0] = pack_bf16(s[mt][2 * kk][0], s[mt][2 * kk][1]);
+                pa[mt][1] = pack_bf16(s[mt][2 * kk][2], s[mt][2 * kk][3]);
+                pa[mt][2] = pack_bf16(s[mt][2 * kk + 1][0], s[mt][2 * kk + 1][1]);
+                pa[mt][3] = pack_bf16(s[mt][2 * kk + 1][2], s[mt][2 * kk + 1][3]);
+            }
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                uint32_t vb[4];
+                ldsm_x4_trans(vb, b_frag_addr(Vs, LDS, kk * 16, dp * 16, lane));
+#pragma unroll
+                for (int mt = 0; mt < MT; ++mt) {
+                    mma16816(o[mt][2 * dp], pa[mt], vb[0], vb[1]);
+                    mma16816(o[mt][2 * dp + 1], pa[mt], vb[2], vb[3]);
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int mt = 0; mt < MT; ++mt)
+#pragma unroll
+        for (int r = 0; r < 2; ++r) {
+            float l = rowSum[mt][r];
+            l += __shfl_xor_sync(0xffffffffu, l, 1);
+            l += __shfl_xor_sync(0xffffffffu, l, 2);
+            const int row = qw + mt * 16 + (lane >> 2) + r * 8;
+            if (row < T) {
+                const float inv = l > 0.f ? 1.f / l : 0.f;
+                bf16* dst = O + base + static_cast<size_t>(row) * ld + (lane & 3) * 2;
+#pragma unroll
+                for (int n = 0; n < D / 8; ++n)
+                    *reinterpret_cast<uint32_t*>(dst + n * 8) =
+                        pack_bf16(o[mt][n][2 * r] * inv, o[mt][n][2 * r + 1] * inv);
+                if ((lane & 3) == 0)
+                    LSE[static_cast<size_t>(bh) * T + row] = rowMax[mt][r] * scaleLog2 * LN2 + logf(l);
+            }
+        }
+}
+
+// Shared memory of bwd2 (bf16 tiles, then fp32 row statistics): K [64][D+8], V [64][D+8] (only when V is not
+// held in registers), Q [2][BQ][D+8], dO [2][BQ][D+8], dSᵀ [64][BQ+8], lse·log2(e) [2][BQ], D_i [2][BQ].
+// CudaFlashAttention.java computes the same number.
+template <int D, int BQ, bool VREG>
+struct Bwd2Config {
+    static constexpr int BC = KV_TILE, THREADS = 128, LDS = D + 8, LDST = BQ + 8;
+    static constexpr int SMEM_BYTES = (BC * LDS * (VREG ? 1 : 2) + 4 * BQ * LDS + BC * LDST) * 2 + 4 * BQ * 4;
+};
+
+// Backward as flash::backward (64 keys per CTA, 16 per warp, transposed scores, dQ by fp32 atomics), with:
+// Q/dO tiles (and their lse, D_i) double-buffered, so tile qt+1 is issued right after the barrier that opens
+// tile qt and has the whole step to land; BQ = 64 at every D (dynamic shared memory), where VREG = false reads
+// V's A fragments from shared memory instead of holding them in registers (that is what frees the registers
+// for BQ = 64 at D = 96, 128); grid (B·H, key tiles) so key tile 0 (the most query tiles) of every
+// (batch, head) is dispatched first; exp2 as one MUFU op.
+template <int D, int BQ, bool VREG>
+__device__ __forceinline__ void backward2(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                          const bf16* __restrict__ V, const bf16* __restrict__ dO,
+                                          const float* __restrict__ LSE, const float* __restrict__ rowDot,
+                                          float* __restrict__ dqAccum, bf16* __restrict__ dK, bf16* __restrict__ dV,
+                                          int T, int H) {
+    using C = Bwd2Config<D, BQ, VREG>;
+    constexpr int THREADS = C::THREADS, BC = C::BC, LDS = C::LDS, LDST = C::LDST;
+    static_assert(2 * BQ >= BC, "V is staged through the Q buffers");
+    static_assert(BQ % 16 == 0 && BQ <= 128, "whole 16-row query blocks; the stats loaders use one thread per row");
+    bf16* Ks = dynamic_smem();
+    bf16* Vs = Ks + BC * LDS;                         // only read when !VREG
+    bf16* Qbuf = Vs + (VREG ? 0 : BC * LDS);          // [2][BQ][LDS]
+    bf16* dObuf = Qbuf + 2 * BQ * LDS;                // [2][BQ][LDS]
+    bf16* dSt = dObuf + 2 * BQ * LDS;                 // [BC][LDST], dSᵀ [key][query]
+    float* lseBuf = reinterpret_cast<float*>(dSt + BC * LDST);  // [2][BQ]; +inf for rows ≥ T (P = 0)
+    float* dotBuf = lseBuf + 2 * BQ;                            // [2][BQ]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int kv0 = blockIdx.y * BC;  // blockIdx.y = 0 (the longest key tile) is dispatched first
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int kw = kv0 + warp * 16;  // first key row of this warp
+
+    load_tile<BC, D, THREADS>(Ks, K + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    load_tile<BC, D, THREADS>(VREG ? Qbuf : Vs, V + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    cp_async_commit();
+    uint32_t vf[VREG ? D / 16 : 1][4];
+    if constexpr (VREG) {
+        cp_async_wait_all();
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(vf[kk], a_frag_addr(Qbuf, LDS, warp * 16, kk * 16, lane));
+        __syncthreads();  // the Q buffers are free again
+    }
+
+    auto load_queries = [&](int qt) {
+        const int q0 = qt * BQ, buf = qt & 1;
+        load_tile<BQ, D, THREADS>(Qbuf + buf * BQ * LDS, Q + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+        load_tile<BQ, D, THREADS>(dObuf + buf * BQ * LDS, dO + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+        cp_async_commit();
+    };
+    // lse and D_i go through registers: read when the tile is issued, stored to the tile's buffer at the end of
+    // the step (nobody reads that buffer before the next barrier), so no warp waits on the loads mid-step.
+    float nextLse = 0.f, nextDot = 0.f;
+    auto read_stats = [&](int qt) {
+        if (tid < BQ) {
+            const int row = qt * BQ + tid;
+            const bool ok = row < T;
+            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
+            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
+        }
+    };
+    auto store_stats = [&](int qt) {
+        if (tid < BQ) {
+            lseBuf[(qt & 1) * BQ + tid] = nextLse;
+            dotBuf[(qt & 1) * BQ + tid] = nextDot;
+        }
+    };
+
+    float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dk[n][i] = dv[n][i] = 0.f;
+
+    const int qFirst = kv0 / BQ, qTiles = (T + BQ - 1) / BQ;
+    load_queries(qFirst);
+    read_stats(qFirst);
+    store_stats(qFirst);
+    for (int qt = qFirst; qt < qTiles; ++qt) {
+        const int q0 = qt * BQ, buf = qt & 1;
+        const bf16* Qs = Qbuf + buf * BQ * LDS;
+        const bf16* dOs = dObuf + buf * BQ * LDS;
+        const float* lse2 = lseBuf + buf * BQ;
+        const float* dots = dotBuf + buf * BQ;
+        cp_async_wait_all();  // the only group in flight is tile qt's (and K, V the first time)
+        __syncthreads();      // tile qt and its stats visible; every warp is done with step qt−1 (its buffers, dSᵀ)
+        if (qt + 1 < qTiles) {
+            load_queries(qt + 1);
+            read_stats(qt + 1);
+        }
+
+        // Sᵀ = K Qᵀ → Pᵀ = exp(scale·Sᵀ − lse), causal: key ≤ query.
+        float s[BQ / 8][4];
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            uint32_t ka[4];
+            ldsm_x4(ka, a_frag_addr(Ks, LDS, warp * 16, kk * 16, lane));
+#pragma unroll
+            for (int np = 0; np < BQ / 16; ++np) {
+                uint32_t qb[4];
+                ldsm_x4(qb, bt_frag_addr(Qs, LDS, np * 16, kk * 16, lane));
+                mma16816(s[2 * np], ka, qb[0], qb[1]);
+                mma16816(s[2 * np + 1], ka, qb[2], qb[3]);
+            }
+        }
+        const bool diagonal = q0 < kw + 15;
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int qc = n * 8 + (lane & 3) * 2 + (i & 1);
+                const int key = kw + (lane >> 2) + (i >> 1) * 8;
+                const float p = exp2_ftz(fmaf(s[n][i], scaleLog2, -lse2[qc]));
+                s[n][i] = diagonal && q0 + qc < key ? 0.f : p;
+            }
+
+        // dV += Pᵀ dO.
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; ++kk) {
+            const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dp = 0; dp < D / 16; ++dp) {
+                uint32_t ob[4];
+                ldsm_x4_trans(ob, b_frag_addr(dOs, LDS, kk * 16, dp * 16, lane));
+                mma16816(dv[2 * dp], pa, ob[0], ob[1]);
+                mma16816(dv[2 * dp + 1], pa, ob[2], ob[3]);
+            }
+        }
+
+        // dPᵀ = V dOᵀ, then dSᵀ = Pᵀ ∘ (dPᵀ − D_query) in place of Pᵀ.
+        float dp[BQ / 8][4];
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            uint32_t va[4];
+            if constexpr (VREG) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) va[i] = vf[kk][i];
+            } else {
+                ldsm_x4(va, a_frag_addr(Vs, LDS, warp * 16, kk * 16, lane));
+            }
+#pragma unroll
+            for (int np = 0; np < BQ / 16; ++np) {
+                uint32_t ob[4];
+                ldsm_x4(ob, bt_frag_addr(dOs, LDS, np * 16, kk * 16, lane));
+                mma16816(dp[2 * np], va, ob[0], ob[1]);
+                mma16816(dp[2 * np + 1], va, ob[2], ob[3]);
+            }
+        }
+#pragma unroll
+        for (int n = 0; n < BQ / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) s[n][i] *= dp[n][i] - dots[n * 8 + (lane & 3) * 2 + (i & 1)];
+
+        // dK += dSᵀ Q (the 1/sqrt(D) is applied once at the end), and dSᵀ → shared for dQ.
+#pragma unroll
+        for (int kk = 0; kk < BQ / 16; ++kk) {
+            const uint32_t da[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                    pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                    pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+            for (int dq = 0; dq < D / 16; ++dq) {
+                uint32_t qb[4];
+                ldsm_x4_trans(qb, b_frag_addr(Qs, LDS, kk * 16, dq * 16, lane));
+                mma16816(dk[2 * dq], da, qb[0], qb[1]);
+                mma16816(dk[2 * dq + 1], da, qb[2], qb[3]);
+            }
+            const int r = warp * 16 + (lane >> 2), c = kk * 16 + (lane & 3) * 2;
+            *reinterpret_cast<uint32_t*>(dSt + r * LDST + c) = da[0];
+            *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c) = da[1];
+            *reinterpret_cast<uint32_t*>(dSt + r * LDST + c + 8) = da[2];
+            *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c + 8) = da[3];
+        }
+        __syncthreads();  // dSᵀ complete
+
+        // dQ (unscaled) += dS K over this CTA's 64 keys; warps split the BQ × D block into 16-row strips.
+        constexpr int STRIPS = BQ / 16 < 4 ? BQ / 16 : 4, DSPLIT = 4 / STRIPS, DW = D / DSPLIT;
+        static_assert(STRIPS * DSPLIT == 4 && (BQ / 16) % STRIPS == 0 && DW % 16 == 0,
+                      "4 warps tile the dQ block in whole 16×16 blocks");
+#pragma unroll
+        for (int strip = 0; strip < BQ / 16; strip += STRIPS) {
+            const int qr = (strip + warp % STRIPS) * 16, dc = (warp / STRIPS) * DW;
+            float acc[DW / 8][4];
+#pragma unroll
+            for (int n = 0; n < DW / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BC / 16; ++kk) {
+                uint32_t sa[4];
+                ldsm_x4_trans(sa, at_frag_addr(dSt, LDST, qr, kk * 16, lane));
+#pragma unroll
+                for (int np = 0; np < DW / 16; ++np) {
+                    uint32_t kb[4];
+                    ldsm_x4_trans(kb, b_frag_addr(Ks, LDS, kk * 16, dc + np * 16, lane));
+                    mma16816(acc[2 * np], sa, kb[0], kb[1]);
+                    mma16816(acc[2 * np + 1], sa, kb[2], kb[3]);
+                }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                const int row = q0 + qr + (lane >> 2) + r * 8;
+                if (row < T) {
+                    float* dst = dqAccum + base + static_cast<size_t>(row) * ld + dc + (lane & 3) * 2;
+#pragma unroll
+                    for (int n = 0; n < DW / 8; ++n) add_f32x2(dst + n * 8, acc[n][2 * r], acc[n][2 * r + 1]);
+                }
+            }
+        }
+        if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
+    }
+
+    const float scale = rsqrtf(static_cast<float>(D));
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int key = kw + (lane >> 2) + r * 8;
+        if (key < T) {
+            const size_t off = base + static_cast<size_t>(key) * ld + (lane & 3) * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[n][2 * r] * scale, dk[n][2 * r + 1] * scale);
+                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[n][2 * r], dv[n][2 * r + 1]);
+            }
+        }
+    }
+}
+
 }  // namespace flash
 
 // ------------------------------------------------------------------------------------- exported kernels
@@ -553,6 +1003,40 @@ FLASH_ATTN_BWD(64, 64)
 FLASH_ATTN_BWD(80, 64)
 FLASH_ATTN_BWD(96, 32)
 FLASH_ATTN_BWD(128, 32)
+
+// Pipelined kernels (see "pipelined kernels" above). Names encode the configuration CudaFlashAttention.java
+// needs for the grid and the dynamic shared memory: fwd2 _m{16-row blocks per warp}_n{key tile}_q{Q in
+// registers}, bwd2 _q{query tile}_v{V in registers}.
+#define FLASH_ATTN_FWD2(D, MT, BC, QREG)                                                                       \
+    extern "C" __global__ void __launch_bounds__(128) flash_attn_fwd2_d##D##_m##MT##_n##BC##_q##QREG(            \
+        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* out, float* lse, \
+        int T, int H) {                                                                                          \
+        flash::forward2<D, MT, BC, QREG != 0>(q, k, v, out, lse, T, H);                                           \
+    }
+#define FLASH_ATTN_BWD2(D, BQ, VREG)                                                                             \
+    extern "C" __global__ void __launch_bounds__(128) flash_attn_bwd2_d##D##_q##BQ##_v##VREG(                    \
+        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* dO,        \
+        const float* lse, const float* rowDot, float* dqAccum, __nv_bfloat16* dk, __nv_bfloat16* dv, int T,     \
+        int H) {                                                                                                \
+        flash::backward2<D, BQ, VREG != 0>(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);                    \
+    }
+
+// Configurations without spills (ptxas, sm_80 and sm_90a); the first of each D is the one CudaFlashAttention
+// launches, the others are alternatives the GPU harness times. Larger key tiles at D = 96/128 (forward) and
+// BQ = 64 at D = 96/128 (backward) spill.
+FLASH_ATTN_FWD2(64, 2, 64, 1)
+FLASH_ATTN_FWD2(64, 2, 64, 0)
+FLASH_ATTN_FWD2(80, 2, 64, 0)
+FLASH_ATTN_FWD2(96, 2, 48, 0)
+FLASH_ATTN_FWD2(96, 2, 32, 0)
+FLASH_ATTN_FWD2(128, 2, 32, 0)
+
+FLASH_ATTN_BWD2(64, 64, 1)
+FLASH_ATTN_BWD2(64, 64, 0)
+FLASH_ATTN_BWD2(80, 64, 0)
+FLASH_ATTN_BWD2(96, 32, 1)
+FLASH_ATTN_BWD2(96, 32, 0)
+FLASH_ATTN_BWD2(128, 32, 0)
 
 // dq = scale · dqAccum, fp32 → bf16 (two elements per step; the width H·D is even).
 extern "C" __global__ void __launch_bounds__(256) flash_attn_dq_convert(const float* __restrict__ dqAccum,

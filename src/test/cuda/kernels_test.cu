@@ -180,8 +180,9 @@ static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int se
     int half = dh / 2, hpi = std::min(heads, headsPerItem);
     long long items = half % 8 == 0 ? (long long)rows * ceil_div(heads, hpi) * (half / 8) : (long long)rows * half;
     int blocks = (int)std::min<long long>(ceil_div(items, 256), 32LL * g_sms);
-    if (inverse) rope_bwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
-    else rope_fwd_bf16<<<blocks, 256>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
+    size_t table = (size_t)half * sizeof(float);  // inv_freq in dynamic shared memory
+    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
+    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {
@@ -501,12 +502,13 @@ static void bench() {
         Dev<float> partial((size_t)sh.blocks * d);
         row("rmsnorm bwd 16384x2048 (+gain reduce)", nd * 6.0 + n * 4.0 + sh.blocks * d * 8.0,
             median_ms([&] { launch_rmsnorm_bwd(dx.p, partial.p, dg.p, dy.p, x.p, g.p, r.p, n, d); }));
-        for (int hpi : {16, 8, 4, 2, 1}) {
+        for (int hpi : {16, 8, 4, 2}) {
             char name[64];
             std::snprintf(name, sizeof name, "rope fwd 16384x(16x128) headsPerItem=%d", hpi);
             row(name, nd * 4.0, median_ms([&] { launch_rope(false, y.p, x.p, n, 2048, 16, 128, 10000.f, hpi); }));
         }
         row("rope bwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(true, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
+        row("rope fwd 8192x(16x64) (370M)", 8192.0 * 1024 * 4, median_ms([&] { launch_rope(false, y.p, x.p, 8192, 2048, 16, 64, 10000.f); }));
     }
     {
         long long m = 16384LL * 5504;
@@ -581,6 +583,8 @@ int main(int argc, char** argv) {
     test_rope(1, 2048, 2, 128, 0);  // long positions: angle accuracy
     test_rope(2, 8, 5, 16, 0, 2);   // head chunks of 2, the last one short
     test_rope(2, 8, 5, 16, 0, 16);  // all heads in one item
+    test_rope(2, 16, 3, 64, 0);     // 3 heads in a 4-head item: second 2-head batch half empty
+    test_rope(4, 2048, 16, 64, 0);  // the 370M shape
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);
     test_cross_entropy(16, 32000, 32000, 4, 0, false);

@@ -136,10 +136,10 @@ public final class TrainCommand implements Callable<Integer> {
             Files.createDirectories(runDir);
             Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, resumed == null ? epochs != null : isMultiEpoch(resumed));
             if (stopAfter != null) trainer.stopAfter(stopAfter);
-            Thread main = Thread.currentThread();
+            // Ctrl-C: finish the current step, save a checkpoint, then let the JVM exit.
             Thread hook = new Thread(() -> {
                 trainer.requestStop();
-                try { main.join(120_000); } catch (InterruptedException ignored) { /* exiting anyway */ }
+                try { trainer.awaitFinish(600); } catch (InterruptedException ignored) { /* exiting anyway */ }
             });
             Runtime.getRuntime().addShutdownHook(hook);
             List<Trainer.StageResult> results = trainer.run(model, state, checkpoint);

@@ -12,6 +12,11 @@ import dev.patchcore.tensor.Tensor;
  * Tiling, shared-memory budget and register counts are in {@code docs/attention.md}.
  */
 public final class CudaFlashAttention {
+    // ---- ONE-LINE SWITCHES: true = the pipelined kernels (flash_attn_fwd2_* / flash_attn_bwd2_*: double-buffered
+    // tiles in dynamic shared memory, longest CTAs first); false = the first-generation kernels, kept as fallback.
+    static final boolean USE_FORWARD2 = true;
+    static final boolean USE_BACKWARD2 = true;
+
     /** Forward CTAs have 4 warps; each warp owns 16 query rows, or 32 for D = 64 (faster on H100, see docs). */
     private static final int FORWARD_WARPS = 4;
     /** Key/value rows per backward CTA: 4 warps × 16 rows. */
@@ -21,11 +26,75 @@ public final class CudaFlashAttention {
     private static final int PREP_WARPS = 8;
     private static final int CONVERT_THREADS = 256;
 
+    /** CUDA's limit on gridDim.y, where the pipelined kernels put their query / key tile index. */
+    private static final int MAX_GRID_Y = 65535;
+
     private final KernelContext ctx;
+    private final boolean forward2, backward2;
 
     public CudaFlashAttention(KernelContext ctx) {
+        this(ctx, USE_FORWARD2, USE_BACKWARD2);
+    }
+
+    /** Picks the kernel generation per direction (tests exercise both). */
+    CudaFlashAttention(KernelContext ctx, boolean forward2, boolean backward2) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
         this.ctx = ctx;
+        this.forward2 = forward2;
+        this.backward2 = backward2;
+    }
+
+    /**
+     * A pipelined forward kernel: 4 warps × 16·blocksPerWarp query rows per CTA, key tiles of keyTile rows, Q held in
+     * registers or re-read from shared memory. Mirrors FLASH_ATTN_FWD2 / Fwd2Config in flash_attention.cu.
+     */
+    record Forward2(int headDim, int blocksPerWarp, int keyTile, boolean qInRegisters) {
+        /** The spill-free configuration per head dim (docs/attention.md). */
+        static Forward2 of(int d) {
+            return switch (d) {
+                case 64 -> new Forward2(64, 2, 64, true);
+                case 80 -> new Forward2(80, 2, 64, false);
+                case 96 -> new Forward2(96, 2, 48, false);
+                case 128 -> new Forward2(128, 2, 32, false);
+                default -> throw new IllegalArgumentException("no flash forward kernel for head dim " + d);
+            };
+        }
+
+        String kernel() {
+            return "flash_attn_fwd2_d" + headDim + "_m" + blocksPerWarp + "_n" + keyTile + "_q" + (qInRegisters ? 1 : 0);
+        }
+
+        int rowsPerCta() { return 4 * 16 * blocksPerWarp; }
+
+        /** Q [rows][D+8] plus double-buffered K and V [2][keyTile][D+8], bf16. */
+        int sharedBytes() { return (rowsPerCta() + 4 * keyTile) * (headDim + 8) * 2; }
+    }
+
+    /**
+     * A pipelined backward kernel: 64 keys per CTA (4 warps × 16), query tiles of queryTile rows double-buffered,
+     * V held in registers or read from shared memory. Mirrors FLASH_ATTN_BWD2 / Bwd2Config in flash_attention.cu.
+     */
+    record Backward2(int headDim, int queryTile, boolean vInRegisters) {
+        static Backward2 of(int d) {
+            return switch (d) {
+                case 64 -> new Backward2(64, 64, true);
+                case 80 -> new Backward2(80, 64, false);
+                case 96 -> new Backward2(96, 32, true);
+                case 128 -> new Backward2(128, 32, false);
+                default -> throw new IllegalArgumentException("no flash backward kernel for head dim " + d);
+            };
+        }
+
+        String kernel() {
+            return "flash_attn_bwd2_d" + headDim + "_q" + queryTile + "_v" + (vInRegisters ? 1 : 0);
+        }
+
+        /** K (and V) [64][D+8], Q and dO [2][BQ][D+8], dSᵀ [64][BQ+8] bf16; lse and D_i [2][BQ] fp32. */
+        int sharedBytes() {
+            int lds = headDim + 8;
+            return (BACKWARD_KV_TILE * lds * (vInRegisters ? 1 : 2) + 4 * queryTile * lds
+                    + BACKWARD_KV_TILE * (queryTile + 8)) * 2 + 4 * queryTile * 4;
+        }
     }
 
     /** Head dimensions with a compiled kernel: the paper presets' 64, 80, 96 and 128. */
@@ -39,6 +108,13 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
+        Forward2 f2 = Forward2.of(s.headDim());
+        if (forward2 && ceilDiv(seqLen, f2.rowsPerCta()) <= MAX_GRID_Y) {
+            // Grid (B·H, query tiles): the kernel reverses the tile index, so the longest CTAs of all heads go first.
+            ctx.launch(f2.kernel(), s.batch() * heads, ceilDiv(seqLen, f2.rowsPerCta()), 1, 128, 1, 1, f2.sharedBytes(),
+                    q, k, v, out, lse, seqLen, heads);
+            return new Backend.AttentionOut(out, lse);
+        }
         int blocksPerWarp = s.headDim() == 64 ? 2 : 1;
         int queryTile = 16 * blocksPerWarp * FORWARD_WARPS;
         ctx.launch("flash_attn_fwd_d" + s.headDim() + "_w" + FORWARD_WARPS + "_m" + blocksPerWarp,
@@ -67,9 +143,16 @@ public final class CudaFlashAttention {
 
         Tensor dk = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
-        ctx.launch("flash_attn_bwd_d" + s.headDim(), ceilDiv(seqLen, BACKWARD_KV_TILE), s.batch() * heads, 1,
-                BACKWARD_THREADS, 1, 1, 0,
-                q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+        int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
+        if (backward2 && keyTiles <= MAX_GRID_Y) {
+            // Grid (B·H, key tiles): key tile 0 (the most query tiles) of every head is dispatched first.
+            Backward2 b2 = Backward2.of(s.headDim());
+            ctx.launch(b2.kernel(), s.batch() * heads, keyTiles, 1, BACKWARD_THREADS, 1, 1, b2.sharedBytes(),
+                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+        } else {
+            ctx.launch("flash_attn_bwd_d" + s.headDim(), keyTiles, s.batch() * heads, 1, BACKWARD_THREADS, 1, 1, 0,
+                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+        }
 
         Tensor dq = ctx.scratch(DType.BF16, s.rows(), s.width());
         long n = (long) s.rows() * s.width();

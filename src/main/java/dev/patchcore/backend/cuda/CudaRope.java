@@ -8,8 +8,9 @@ import dev.patchcore.tensor.Tensor;
 /**
  * Rotary position embedding on the GPU ({@code src/main/cuda/rope.cu}), Hugging Face rotate_half convention:
  * exactly {@link Backend#rope} and {@link Backend#ropeBackward}. Angles are computed on the fly in fp32 with precise
- * {@code sincosf} (no table to keep in sync); each thread computes the angles of 8 frequencies once and applies them
- * to several heads of its row, so the trigonometry is amortized over the heads.
+ * {@code sincosf} (no table to keep in sync): each block puts the head dim's inverse frequencies in shared memory, and
+ * each thread computes the angles of 8 frequencies once, while its first loads are in flight, and applies them to
+ * several heads of its row, so the trigonometry is amortized over the heads and hidden behind the memory latency.
  */
 public final class CudaRope {
     private static final int THREADS = 256;
@@ -18,6 +19,8 @@ public final class CudaRope {
      * more threads (and loads) in flight. Chosen by measurement on an H100 (docs/kernels.md).
      */
     private static final int HEADS_PER_ITEM = 4;
+    /** The inverse-frequency table (headDim/2 floats) lives in dynamic shared memory. */
+    private static final int MAX_SHARED_BYTES = 48 * 1024;
 
     private final KernelContext ctx;
 
@@ -50,6 +53,8 @@ public final class CudaRope {
         Tensor out = ctx.scratch(DType.BF16, rows, width);
         int headDim = width / heads;
         int half = headDim / 2;
+        if ((long) half * Float.BYTES > MAX_SHARED_BYTES)
+            throw new IllegalArgumentException("rope: head dimension " + headDim + " exceeds the supported " + 2 * MAX_SHARED_BYTES / Float.BYTES);
         int headsPerItem = Math.min(heads, HEADS_PER_ITEM);
         // Work items: (row, 8 frequencies, headsPerItem heads) when the vector path applies, else (row, frequency).
         long items = half % 8 == 0
@@ -57,7 +62,7 @@ public final class CudaRope {
                 : (long) rows * half;
         if (items == 0) return out;
         int blocks = (int) Math.min((items + THREADS - 1) / THREADS, 32L * ctx.multiprocessorCount());
-        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, 0, out, x, rows, seqLen, heads, headDim, theta, headsPerItem);
+        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, half * Float.BYTES, out, x, rows, seqLen, heads, headDim, theta, headsPerItem);
         return out;
     }
 }

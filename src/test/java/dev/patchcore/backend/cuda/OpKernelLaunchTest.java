@@ -186,6 +186,7 @@ class OpKernelLaunchTest {
         assertTrue((long) l.grid()[0] * l.threads() >= items || l.grid()[0] == 32 * 132,
                 "grid covers the work, or is the grid-stride cap");
         assertEquals(10000f, l.args()[6]);
+        assertEquals(headDim / 2 * 4, l.shared(), "the inverse-frequency table: one float per frequency");
         new CudaRope(ctx).backward(out, 64, heads, 10000f);
         assertEquals(1, ctx.launches.stream().filter(x -> x.name().equals("rope_bwd_bf16")).count());
     }
@@ -198,6 +199,7 @@ class OpKernelLaunchTest {
         assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(10, 64), 4, 2, 10000f)); // 10 rows, T = 4
         assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 64), 8, 2, 0f));
         assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 64), 8, 2, 10000f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(1, 24578), 1, 1, 10000f));  // table > 48 KB
         assertTrue(ctx.launches.isEmpty());
     }
 
