@@ -24,7 +24,7 @@ WORK=$(mktemp -d)
 START=$(date +%s)
 tar -C "$WORK" -xzf "$ROOT/.device/patchcore-device.tgz" || { echo "cannot unpack $ROOT/.device/patchcore-device.tgz (run tools/device/pack.sh first)"; exit 1; }
 export XDG_CACHE_HOME="$WORK/cache"   # the bundled corpus is prepared here
-JAVA=("$WORK/runtime/bin/java" --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
+JAVA=("$WORK/runtime/bin/java" ${JAVA_OPTS:-} --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
 
 SUMMARY=()
 step() { # step NAME LIMIT_SECONDS COMMAND...
@@ -49,6 +49,8 @@ for s in $STEPS; do case $s in
               cp "$WORK/run-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null ;;
   train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
               cp "$WORK/run-cpu/metrics.jsonl" "$OUT/train-cpu-metrics.jsonl" 2>/dev/null ;;
+  train-small) step train-small "${T_TRAIN_SMALL:-120}" "${JAVA[@]}" train ${SMALL_ARGS:-"--preset small --steps 2000 --log-every 200 --eval-every 500"} --backend cuda --out "$WORK/run-small"
+              cp "$WORK/run-small/metrics.jsonl" "$OUT/train-small-metrics.jsonl" 2>/dev/null ;;
   speed)      step speed "$T_SPEED" "${JAVA[@]}" bench speed --backend cuda --json "$OUT/speed.json" $SPEED_ARGS ;;
   kernels)    step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS ;;
 esac; done
@@ -60,6 +62,6 @@ echo "--- selftest"
 grep -E '^device:|^selftest:|FAIL|unavailable' "$OUT/selftest.log" | head -40
 echo "--- bench kernels"
 grep -E '^\| (op|ceiling|matmul (qkv|backward qkv|lm head)|attention|crossEntropyK|rmsNorm \||patchEmbed|adamW)|^ceilings' "$OUT/kernels.log" | head -40
-for t in train-cuda train-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
+for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 echo "--- speed"
 tail -n 15 "$OUT/speed.log"

@@ -5,18 +5,56 @@
 // fast-math is safe here: only adds and conversions, no transcendental functions or divisions.
 #include "common.cuh"
 
-extern "C" __global__ void add_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, const bf16* __restrict__ y,
+// Each thread handles ADD_UNROLL 16-byte groups per grid-stride step (groups g, g + S, g + 2S, … with S the grid's
+// thread count, so a warp's accesses stay contiguous) and issues all their loads before the first store: 2·16·4 =
+// 128 bytes in flight per thread, 128 KB per SM. CudaElementwise sizes the grid for one step per thread, capped at
+// the blocks that are resident at once, so there is never a second partial wave of blocks.
+constexpr int ADD_UNROLL = 4;         // CudaElementwise.ADD_UNROLL
+constexpr int ADD_THREADS = 256;      // CudaElementwise.THREADS
+constexpr int ADD_BLOCKS_PER_SM = 4;  // CudaElementwise.ADD_BLOCKS_PER_SM: ≤ 64 registers, 1024 threads per SM
+
+__device__ __forceinline__ bf16x8 add8(const bf16x8& x, const bf16x8& y) {
+    float a[8], b[8];
+    unpack8(x, a);
+    unpack8(y, b);
+#pragma unroll
+    for (int i = 0; i < 8; ++i) a[i] += b[i];
+    return pack8(a);
+}
+
+__device__ __forceinline__ f32x4 add4(const f32x4& a, const f32x4& b) {
+    return make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
+}
+
+// out[g] = x[g] + y[g] for g in [0, count) over 16-byte vectors V. out may be x (in-place accumulation): every group
+// is loaded before it is stored by the same thread, and no two threads touch the same group.
+template <typename V, typename Add>
+__device__ __forceinline__ void add_groups(V* out, const V* x, const V* y, long long count, Add add) {
+    const long long step = (long long)blockDim.x * gridDim.x;
+    for (long long g0 = (long long)blockIdx.x * blockDim.x + threadIdx.x; g0 < count; g0 += step * ADD_UNROLL) {
+        V a[ADD_UNROLL], b[ADD_UNROLL];
+#pragma unroll
+        for (int u = 0; u < ADD_UNROLL; ++u) {
+            const long long g = g0 + u * step;
+            if (g < count) {
+                a[u] = x[g];
+                b[u] = y[g];
+            }
+        }
+#pragma unroll
+        for (int u = 0; u < ADD_UNROLL; ++u) {
+            const long long g = g0 + u * step;
+            if (g < count) out[g] = add(a[u], b[u]);
+        }
+    }
+}
+
+extern "C" __global__ void __launch_bounds__(ADD_THREADS, ADD_BLOCKS_PER_SM) add_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, const bf16* __restrict__ y,
                                     long long n) {
     if (aligned16(out) && aligned16(x) && aligned16(y)) {
         const long long groups = n / 8;
-        GRID_STRIDE(g, groups) {
-            float a[8], b[8];
-            unpack8(reinterpret_cast<const bf16x8*>(x)[g], a);
-            unpack8(reinterpret_cast<const bf16x8*>(y)[g], b);
-#pragma unroll
-            for (int i = 0; i < 8; ++i) a[i] += b[i];
-            reinterpret_cast<bf16x8*>(out)[g] = pack8(a);
-        }
+        add_groups(reinterpret_cast<bf16x8*>(out), reinterpret_cast<const bf16x8*>(x),
+                   reinterpret_cast<const bf16x8*>(y), groups, add8);
         GRID_STRIDE(i, n - groups * 8) {
             const long long j = groups * 8 + i;
             out[j] = to_bf16(to_f32(x[j]) + to_f32(y[j]));
@@ -26,14 +64,12 @@ extern "C" __global__ void add_bf16(bf16* __restrict__ out, const bf16* __restri
     }
 }
 
-extern "C" __global__ void add_f32(float* __restrict__ out, const float* __restrict__ x, const float* __restrict__ y,
+extern "C" __global__ void __launch_bounds__(ADD_THREADS, ADD_BLOCKS_PER_SM) add_f32(float* __restrict__ out, const float* __restrict__ x, const float* __restrict__ y,
                                    long long n) {
     if (aligned16(out) && aligned16(x) && aligned16(y)) {
         const long long groups = n / 4;
-        GRID_STRIDE(g, groups) {
-            f32x4 a = reinterpret_cast<const f32x4*>(x)[g], b = reinterpret_cast<const f32x4*>(y)[g];
-            reinterpret_cast<f32x4*>(out)[g] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-        }
+        add_groups(reinterpret_cast<f32x4*>(out), reinterpret_cast<const f32x4*>(x),
+                   reinterpret_cast<const f32x4*>(y), groups, add4);
         GRID_STRIDE(i, n - groups * 4) {
             const long long j = groups * 4 + i;
             out[j] = x[j] + y[j];
@@ -44,17 +80,11 @@ extern "C" __global__ void add_f32(float* __restrict__ out, const float* __restr
 }
 
 // acc += x with acc and x both bf16 (activation gradients at fan-out points). acc may alias nothing else.
-extern "C" __global__ void add_inplace_bf16(bf16* __restrict__ acc, const bf16* __restrict__ x, long long n) {
+extern "C" __global__ void __launch_bounds__(ADD_THREADS, ADD_BLOCKS_PER_SM) add_inplace_bf16(bf16* __restrict__ acc, const bf16* __restrict__ x, long long n) {
     if (aligned16(acc) && aligned16(x)) {
         const long long groups = n / 8;
-        GRID_STRIDE(g, groups) {
-            float a[8], b[8];
-            unpack8(reinterpret_cast<const bf16x8*>(acc)[g], a);
-            unpack8(reinterpret_cast<const bf16x8*>(x)[g], b);
-#pragma unroll
-            for (int i = 0; i < 8; ++i) a[i] += b[i];
-            reinterpret_cast<bf16x8*>(acc)[g] = pack8(a);
-        }
+        add_groups(reinterpret_cast<bf16x8*>(acc), reinterpret_cast<const bf16x8*>(acc),
+                   reinterpret_cast<const bf16x8*>(x), groups, add8);
         GRID_STRIDE(i, n - groups * 8) {
             const long long j = groups * 8 + i;
             acc[j] = to_bf16(to_f32(acc[j]) + to_f32(x[j]));
@@ -64,13 +94,11 @@ extern "C" __global__ void add_inplace_bf16(bf16* __restrict__ acc, const bf16* 
     }
 }
 
-extern "C" __global__ void add_inplace_f32(float* __restrict__ acc, const float* __restrict__ x, long long n) {
+extern "C" __global__ void __launch_bounds__(ADD_THREADS, ADD_BLOCKS_PER_SM) add_inplace_f32(float* __restrict__ acc, const float* __restrict__ x, long long n) {
     if (aligned16(acc) && aligned16(x)) {
         const long long groups = n / 4;
-        GRID_STRIDE(g, groups) {
-            f32x4 a = reinterpret_cast<const f32x4*>(acc)[g], b = reinterpret_cast<const f32x4*>(x)[g];
-            reinterpret_cast<f32x4*>(acc)[g] = make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w);
-        }
+        add_groups(reinterpret_cast<f32x4*>(acc), reinterpret_cast<const f32x4*>(acc),
+                   reinterpret_cast<const f32x4*>(x), groups, add4);
         GRID_STRIDE(i, n - groups * 4) {
             const long long j = groups * 4 + i;
             acc[j] += x[j];

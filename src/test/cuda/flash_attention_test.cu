@@ -4,6 +4,7 @@
 //
 //   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -o /tmp/fa_test src/test/cuda/flash_attention_test.cu && /tmp/fa_test
 //
+// Both kernel generations are checked and timed: flash_attn_fwd/bwd_* and the pipelined flash_attn_fwd2/bwd2_*.
 // Exit code 0 only if every comparison passes (relative L2 error < 1e-2 for bf16 tensors, |Δlse| < 2e-3).
 // "/tmp/fa_test check" runs only the comparisons, "/tmp/fa_test bench" only the timings.
 
@@ -55,6 +56,61 @@ static void run_forward(const Problem& p, FwdVariant f, const bf16* q, const bf1
     FWD_CASE(64, 4, 1) FWD_CASE(64, 8, 1) FWD_CASE(64, 4, 2) FWD_CASE(80, 4, 1) FWD_CASE(80, 8, 1)
     FWD_CASE(96, 4, 1) FWD_CASE(96, 8, 1) FWD_CASE(128, 4, 1) FWD_CASE(128, 8, 1)
 #undef FWD_CASE
+    CHECK(cudaGetLastError());
+}
+
+// Pipelined kernels (fwd2 / bwd2): grid (B·H, tiles), dynamic shared memory, as CudaFlashAttention.java launches them.
+struct Fwd2Variant {
+    int D, mt, bc, qreg;
+};
+static const Fwd2Variant FWD2_VARIANTS[] = {{64, 2, 64, 1}, {64, 2, 64, 0}, {80, 2, 64, 0},
+                                            {96, 2, 48, 0}, {96, 2, 32, 0}, {128, 2, 32, 0}};
+struct Bwd2Variant {
+    int D, bq, vreg;
+};
+static const Bwd2Variant BWD2_VARIANTS[] = {{64, 64, 1}, {64, 64, 0}, {80, 64, 0},
+                                            {96, 32, 1}, {96, 32, 0}, {128, 32, 0}};
+
+// Raises the kernel's dynamic shared memory limit (needed above 48 KB), then launches it.
+template <typename Kernel, typename... Args>
+static void launch_dynamic(Kernel kernel, dim3 grid, dim3 block, int smem, Args... args) {
+    CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
+    kernel<<<grid, block, smem>>>(args...);
+    CHECK(cudaGetLastError());
+}
+
+static void run_forward2(const Problem& p, Fwd2Variant f, const bf16* q, const bf16* k, const bf16* v, bf16* o, float* lse) {
+    dim3 grid(p.B * p.H, (p.T + 64 * f.mt - 1) / (64 * f.mt)), block(128);
+#define FWD2_CASE(D_, M_, N_, Q_)                                                                                  \
+    if (f.D == D_ && f.mt == M_ && f.bc == N_ && f.qreg == Q_)                                                     \
+        launch_dynamic(flash_attn_fwd2_d##D_##_m##M_##_n##N_##_q##Q_, grid, block,                                 \
+                       flash::Fwd2Config<D_, M_, N_>::SMEM_BYTES, q, k, v, o, lse, p.T, p.H);
+    FWD2_CASE(64, 2, 64, 1) FWD2_CASE(64, 2, 64, 0) FWD2_CASE(80, 2, 64, 0) FWD2_CASE(96, 2, 48, 0)
+    FWD2_CASE(96, 2, 32, 0) FWD2_CASE(128, 2, 32, 0)
+#undef FWD2_CASE
+}
+
+static void run_backward2(const Problem& p, Bwd2Variant v2, const bf16* dO, const bf16* q, const bf16* k, const bf16* v,
+                          const bf16* o, const float* lse, float* rowDot, float* dqAcc, bf16* dq, bf16* dk, bf16* dv,
+                          int sms) {
+    const long pairs = p.rows() * p.H;
+    dim3 prepGrid(static_cast<unsigned>((pairs + 7) / 8)), prepBlock(256);
+    dim3 grid(p.B * p.H, (p.T + 63) / 64), block(128);
+#define BWD2_CASE(D_, Q_, V_)                                                                                      \
+    if (v2.D == D_ && v2.bq == Q_ && v2.vreg == V_) {                                                              \
+        flash_attn_bwd_prep_d##D_<<<prepGrid, prepBlock>>>(dO, o, rowDot, dqAcc, static_cast<int>(p.rows()), p.T,  \
+                                                           p.H);                                                 \
+        CHECK(cudaGetLastError());                                                                               \
+        launch_dynamic(flash_attn_bwd2_d##D_##_q##Q_##_v##V_, grid, block,                                        \
+                       flash::Bwd2Config<D_, Q_, V_ != 0>::SMEM_BYTES, q, k, v, dO, lse,                          \
+                       static_cast<const float*>(rowDot), dqAcc, dk, dv, p.T, p.H);                              \
+    }
+    BWD2_CASE(64, 64, 1) BWD2_CASE(64, 64, 0) BWD2_CASE(80, 64, 0) BWD2_CASE(96, 32, 1) BWD2_CASE(96, 32, 0)
+    BWD2_CASE(128, 32, 0)
+#undef BWD2_CASE
+    const long n = p.n();
+    const int blocks = static_cast<int>(std::min<long>((n + 255) / 256, 16L * sms));
+    flash_attn_dq_convert<<<blocks, 256>>>(dqAcc, dq, n, 1.f / std::sqrt(static_cast<float>(p.D)));
     CHECK(cudaGetLastError());
 }
 
@@ -226,6 +282,47 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
         CHECK(cudaFree(o));
         CHECK(cudaFree(lse));
     }
+    // Pipelined kernels: every fwd2 variant of this D, then every bwd2 variant from the first fwd2's out and lse.
+    bf16* o2 = nullptr;
+    float* lse2 = nullptr;
+    for (Fwd2Variant f : FWD2_VARIANTS) {
+        if (f.D != p.D) continue;
+        bf16* o = device_poisoned<bf16>(p.n());
+        float* lse = device_poisoned<float>(p.nStat());
+        run_forward2(p, f, dq_, dk_, dv_, o, lse);
+        CHECK(cudaDeviceSynchronize());
+        Error eo = compare(host_copy(o, p.n()), ref.out), el = compare(host_copy(lse, p.nStat()), ref.lse);
+        const bool pass = eo.finite && el.finite && eo.rel < 1e-2 && el.maxAbs < 2e-3;
+        std::snprintf(name, sizeof name, "fwd2 m%d n%d q%d B=%d H=%d T=%d D=%d", f.mt, f.bc, f.qreg, p.B, p.H, p.T, p.D);
+        std::printf("%-36s out rel %.2e max %.2e | lse max %.2e  %s\n", name, eo.rel, eo.maxAbs, el.maxAbs,
+                    pass ? "ok" : "FAIL");
+        ok &= pass;
+        if (o2 == nullptr) {
+            o2 = o;
+            lse2 = lse;
+        } else {
+            CHECK(cudaFree(o));
+            CHECK(cudaFree(lse));
+        }
+    }
+    for (Bwd2Variant v2 : BWD2_VARIANTS) {
+        if (v2.D != p.D || o2 == nullptr) continue;
+        float *rowDot = device_poisoned<float>(p.nStat()), *acc = device_poisoned<float>(p.n());
+        bf16 *gq = device_poisoned<bf16>(p.n()), *gk = device_poisoned<bf16>(p.n()), *gv = device_poisoned<bf16>(p.n());
+        run_backward2(p, v2, ddO, dq_, dk_, dv_, o2, lse2, rowDot, acc, gq, gk, gv, sms);
+        CHECK(cudaDeviceSynchronize());
+        Error e1 = compare(host_copy(gq, p.n()), ref.dq), e2 = compare(host_copy(gk, p.n()), ref.dk),
+              e3 = compare(host_copy(gv, p.n()), ref.dv);
+        const bool bpass = e1.finite && e2.finite && e3.finite && e1.rel < 1e-2 && e2.rel < 1e-2 && e3.rel < 1e-2;
+        std::snprintf(name, sizeof name, "bwd2 q%d v%d B=%d H=%d T=%d D=%d", v2.bq, v2.vreg, p.B, p.H, p.T, p.D);
+        std::printf("%-36s dq %.2e dk %.2e dv %.2e (rel L2)  %s\n", name, e1.rel, e2.rel, e3.rel, bpass ? "ok" : "FAIL");
+        ok &= bpass;
+        CHECK(cudaFree(rowDot)); CHECK(cudaFree(acc)); CHECK(cudaFree(gq)); CHECK(cudaFree(gk)); CHECK(cudaFree(gv));
+    }
+    if (o2 != nullptr) {
+        CHECK(cudaFree(o2));
+        CHECK(cudaFree(lse2));
+    }
     CHECK(cudaFree(dq_)); CHECK(cudaFree(dk_)); CHECK(cudaFree(dv_)); CHECK(cudaFree(ddO));
     return ok;
 }
@@ -274,10 +371,23 @@ static void bench(const Problem& p, int sms, std::mt19937& rng) {
         std::printf(" w%dm%d %.3f ms %.0f TF/s,", f.warps, f.mt, ms, fwdFlops / ms / 1e9);
         best = std::min(best, ms);
     }
+    for (Fwd2Variant f : FWD2_VARIANTS) {
+        if (f.D != p.D) continue;
+        const float ms = time_ms([&] { run_forward2(p, f, dq_, dk_, dv_, o, lse); }, 20);
+        std::printf(" fwd2 m%dn%dq%d %.3f ms %.0f TF/s,", f.mt, f.bc, f.qreg, ms, fwdFlops / ms / 1e9);
+        best = std::min(best, ms);
+    }
     run_forward(p, FWD_VARIANTS[0], dq_, dk_, dv_, o, lse);
-    const float bwd = time_ms([&] { run_backward(p, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv, sms); }, 20);
-    std::printf(" | bwd %.3f ms %.0f TF/s | fwd+bwd %.0f TF/s\n", bwd, 2.5 * fwdFlops / bwd / 1e9,
-                3.5 * fwdFlops / (best + bwd) / 1e9);
+    float bwd = time_ms([&] { run_backward(p, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv, sms); }, 20);
+    std::printf(" | bwd %.3f ms %.0f TF/s,", bwd, 2.5 * fwdFlops / bwd / 1e9);
+    for (Bwd2Variant v2 : BWD2_VARIANTS) {
+        if (v2.D != p.D) continue;
+        const float ms =
+            time_ms([&] { run_backward2(p, v2, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv, sms); }, 20);
+        std::printf(" bwd2 q%dv%d %.3f ms %.0f TF/s,", v2.bq, v2.vreg, ms, 2.5 * fwdFlops / ms / 1e9);
+        bwd = std::min(bwd, ms);
+    }
+    std::printf(" | best fwd+bwd %.0f TF/s\n", 3.5 * fwdFlops / (best + bwd) / 1e9);
     for (void* ptr : std::initializer_list<void*>{dq_, dk_, dv_, ddO, o, gq, gk, gv, lse, rowDot, acc}) CHECK(cudaFree(ptr));
 }
 
@@ -294,12 +404,15 @@ int main(int argc, char** argv) {
     if (mode == "all" || mode == "check") {
         const Problem cases[] = {{1, 1, 1, 64},   {1, 1, 17, 128},  {2, 3, 200, 64}, {1, 2, 64, 64},
                                  {1, 2, 257, 80}, {2, 2, 130, 96},  {1, 2, 333, 128}, {1, 1, 512, 128},
-                                 {1, 1, 300, 96}, {2, 1, 129, 80}, {1, 2, 1000, 64}};
+                                 {1, 1, 300, 96}, {2, 1, 129, 80}, {1, 2, 1000, 64}, {1, 2, 777, 128},
+                                 {1, 1, 555, 96},  {2, 2, 31, 80}};
         for (const Problem& p : cases) ok &= check(p, sms, rng);
         std::printf("check: %s\n", ok ? "ALL OK" : "FAILURES");
     }
     if (mode == "all" || mode == "bench") {
         for (int D : {64, 80, 96, 128}) bench({8, 1024 / D, 2048, D}, sms, rng);
+        bench({4, 16, 2048, 64}, sms, rng);  // the shapes of `bench kernels`
+        bench({4, 8, 2048, 128}, sms, rng);
         bench({4, 16, 8192, 64}, sms, rng);
     }
     return ok ? 0 : 1;

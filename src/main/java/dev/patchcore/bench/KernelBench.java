@@ -77,7 +77,13 @@ public final class KernelBench {
         int[][] linears = {{d, 3 * d}, {d, d}, {d, f}, {f, d}};
         String[] names = {"qkv", "out", "ffn up", "ffn down"};
         for (int i = 0; i < linears.length; i++) linear(rows, names[i], n, linears[i][0], linears[i][1]);
-        for (int v : s.vocabs()) linear(rows, "lm head V=" + v, n, d, v);
+        for (int v : s.vocabs()) {
+            // The model pads its vocabulary to a multiple of 64 (ModelConfig.paddedVocab) so GEMM rows stay aligned;
+            // the raw odd width is measured too, to show why.
+            int padded = (v + 63) / 64 * 64;
+            linear(rows, "lm head V=" + v + (padded != v ? " padded " + padded : ""), n, d, padded);
+            if (padded != v) linear(rows, "lm head V=" + v + " unpadded", n, d, v);
+        }
 
         int a = act.bytes();
         Tensor x = persistent(act, n, d), y = persistent(act, n, d), gain = persistent(act, d), dGain = persistent(DType.F32, d);
@@ -100,7 +106,8 @@ public final class KernelBench {
         freeAll();
 
         for (int k : new int[] {1, 4}) patchEmbed(rows, k, s.vocabs()[0]);
-        for (int v : s.vocabs()) for (int k : new int[] {1, 4}) crossEntropy(rows, v, k);
+        for (int v : s.vocabs()) for (int k : new int[] {1, 4}) crossEntropy(rows, v, (v + 63) / 64 * 64, k);
+        for (int v : s.vocabs()) if (v % 64 != 0) crossEntropy(rows, v, v, 1);
         for (int dh : new int[] {64, 128}) attention(rows, dh);
         optimizer(rows);
         return rows;
@@ -135,16 +142,17 @@ public final class KernelBench {
         freeAll();
     }
 
-    private void crossEntropy(List<Row> rows, int vocab, int k) {
+    private void crossEntropy(List<Row> rows, int vocab, int stride, int k) {
         int n = s.rows();
-        Tensor logits = persistent(be.activationType(), n, vocab);
+        Tensor logits = persistent(be.activationType(), n, stride);
         Tensor targets = be.allocate(DType.I32, n, k);
         owned.add(targets);
         int[] ids = new int[n * k];
         for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
         be.uploadInts(targets, ids);
-        double bytes = 2.0 * n * vocab * be.activationType().bytes() + 4.0 * n * (k + 1);
-        rows.add(measure("crossEntropyK V=" + vocab + " K=" + k, n + "x" + vocab, bytes, 0, () -> be.crossEntropyK(logits, targets, vocab, 1f / n)));
+        double bytes = 2.0 * n * stride * be.activationType().bytes() + 4.0 * n * (k + 1);
+        String label = "crossEntropyK V=" + vocab + (stride != vocab ? " padded " + stride : vocab % 64 != 0 ? " unpadded" : "") + " K=" + k;
+        rows.add(measure(label, n + "x" + stride, bytes, 0, () -> be.crossEntropyK(logits, targets, vocab, 1f / n)));
         freeAll();
     }
 

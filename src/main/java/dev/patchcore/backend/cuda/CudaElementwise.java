@@ -6,6 +6,10 @@ import dev.patchcore.tensor.Tensor;
 /** Residual add, gradient accumulation and dtype casts ({@code src/main/cuda/elementwise.cu}). */
 public final class CudaElementwise {
     private static final int THREADS = 256;
+    /** 16-byte groups per thread per grid-stride step of the add kernels ({@code ADD_UNROLL} in elementwise.cu). */
+    static final int ADD_UNROLL = 4;
+    /** Blocks of the add kernels resident per SM ({@code __launch_bounds__(256, 4)}): the grid cap, so no second wave. */
+    static final int ADD_BLOCKS_PER_SM = 4;
     private final KernelContext ctx;
 
     public CudaElementwise(KernelContext ctx) { this.ctx = ctx; }
@@ -17,8 +21,8 @@ public final class CudaElementwise {
         long n = x.numel();
         if (n == 0) return out;
         switch (x.dtype()) {
-            case BF16 -> ctx.launch("add_bf16", grid(n, 8), 1, 1, THREADS, 1, 1, 0, out, x, y, n);
-            case F32 -> ctx.launch("add_f32", grid(n, 4), 1, 1, THREADS, 1, 1, 0, out, x, y, n);
+            case BF16 -> ctx.launch("add_bf16", addGrid(n, 8), 1, 1, THREADS, 1, 1, 0, out, x, y, n);
+            case F32 -> ctx.launch("add_f32", addGrid(n, 4), 1, 1, THREADS, 1, 1, 0, out, x, y, n);
             default -> throw new IllegalArgumentException("add: unsupported dtype " + x.dtype());
         }
         return out;
@@ -29,8 +33,8 @@ public final class CudaElementwise {
         if (acc.numel() != x.numel()) throw new IllegalArgumentException("addInPlace: " + acc + " vs " + x);
         long n = x.numel();
         if (n == 0) return;
-        if (acc.dtype() == DType.BF16 && x.dtype() == DType.BF16) ctx.launch("add_inplace_bf16", grid(n, 8), 1, 1, THREADS, 1, 1, 0, acc, x, n);
-        else if (acc.dtype() == DType.F32 && x.dtype() == DType.F32) ctx.launch("add_inplace_f32", grid(n, 4), 1, 1, THREADS, 1, 1, 0, acc, x, n);
+        if (acc.dtype() == DType.BF16 && x.dtype() == DType.BF16) ctx.launch("add_inplace_bf16", addGrid(n, 8), 1, 1, THREADS, 1, 1, 0, acc, x, n);
+        else if (acc.dtype() == DType.F32 && x.dtype() == DType.F32) ctx.launch("add_inplace_f32", addGrid(n, 4), 1, 1, THREADS, 1, 1, 0, acc, x, n);
         else if (acc.dtype() == DType.F32 && x.dtype() == DType.BF16) ctx.launch("add_inplace_f32_bf16", grid(n, 1), 1, 1, THREADS, 1, 1, 0, acc, x, n);
         else throw new IllegalArgumentException("addInPlace: cannot add " + x.dtype() + " into " + acc.dtype());
     }
@@ -49,6 +53,13 @@ public final class CudaElementwise {
     int grid(long n, int perThread) {
         long blocks = (n + (long) THREADS * perThread - 1) / ((long) THREADS * perThread);
         return (int) Math.max(1, Math.min(blocks, 8L * 2048 / THREADS * ctx.multiprocessorCount()));
+    }
+
+    /** One grid-stride step of ADD_UNROLL 16-byte groups per thread, capped at the blocks resident at once. */
+    int addGrid(long n, int perGroup) {
+        long groups = Math.max(1, n / perGroup);
+        long blocks = (groups + (long) THREADS * ADD_UNROLL - 1) / ((long) THREADS * ADD_UNROLL);
+        return (int) Math.max(1, Math.min(blocks, (long) ADD_BLOCKS_PER_SM * ctx.multiprocessorCount()));
     }
 
     private static void requireSame(String op, Tensor x, Tensor y) {

@@ -14,8 +14,9 @@ import dev.patchcore.tensor.Tensor;
 public final class CudaFlashAttention {
     // ---- ONE-LINE SWITCHES: true = the pipelined kernels (flash_attn_fwd2_* / flash_attn_bwd2_*: double-buffered
     // tiles in dynamic shared memory, longest CTAs first); false = the first-generation kernels, kept as fallback.
-    static final boolean USE_FORWARD2 = true;
-    static final boolean USE_BACKWARD2 = true;
+    // At run time: -Dpatchcore.flash.forward=1 / -Dpatchcore.flash.backward=1 select the first generation.
+    static final boolean USE_FORWARD2 = !"1".equals(System.getProperty("patchcore.flash.forward", "2"));
+    static final boolean USE_BACKWARD2 = !"1".equals(System.getProperty("patchcore.flash.backward", "2"));
 
     /** Forward CTAs have 4 warps; each warp owns 16 query rows, or 32 for D = 64 (faster on H100, see docs). */
     private static final int FORWARD_WARPS = 4;

@@ -11,6 +11,8 @@ import dev.patchcore.tensor.Tensor;
 public final class CudaPatchEmbed {
     static final int SORT_TILE = 2048; // must match SORT_TILE in patch_embed.cu
     private static final int THREADS = 128;
+    /** Forward block: 8 warps, one output row per warp ({@code PE_FWD_THREADS} in patch_embed.cu). */
+    static final int FWD_THREADS = 256;
     private final KernelContext ctx;
 
     public CudaPatchEmbed(KernelContext ctx) { this.ctx = ctx; }
@@ -21,7 +23,8 @@ public final class CudaPatchEmbed {
         int d = table.dim(1);
         Tensor out = ctx.scratch(DType.BF16, rows, d);
         if (rows == 0 || d == 0) return out;
-        ctx.launch("patch_embed_fwd_bf16", Math.min(rows, 65535 * 4), 1, 1, THREADS, 1, 1, 0, out, table, tokens, rows, k, d, table.dim(0));
+        int blocks = gridFor((long) rows * 32, FWD_THREADS, ctx.multiprocessorCount());  // one warp per row, grid-stride
+        ctx.launch("patch_embed_fwd_bf16", blocks, 1, 1, FWD_THREADS, 1, 1, 0, out, table, tokens, rows, k, d, table.dim(0));
         return out;
     }
 

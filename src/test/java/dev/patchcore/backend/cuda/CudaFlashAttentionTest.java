@@ -22,7 +22,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * (src/test/cuda/flash_attention_test.cu and selftest).
  */
 class CudaFlashAttentionTest {
-    private record Launch(String name, int gridX, int gridY, int blockX, Object[] args) {}
+    private record Launch(String name, int gridX, int gridY, int blockX, int shared, Object[] args) {}
 
     /** Hands out fake device memory at 256-byte aligned addresses and records launches. */
     private static final class RecordingContext implements KernelContext {
@@ -33,8 +33,11 @@ class CudaFlashAttentionTest {
             assertEquals(1, gz);
             assertEquals(1, by);
             assertEquals(1, bz);
-            assertEquals(0, shared, "flash kernels use static shared memory only (≤ 48 KB)");
-            launches.add(new Launch(name, gx, gy, bx, args));
+            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_"))
+                assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
+            // Two CTAs per SM must fit the H100's 228 KB (each CTA also reserves 1 KB).
+            assertTrue(shared >= 0 && 2 * (shared + 1024) <= 228 * 1024, name + " asks for " + shared + " bytes");
+            launches.add(new Launch(name, gx, gy, bx, shared, args));
         }
 
         @Override public Tensor scratch(DType dtype, int... shape) { return tensor(dtype, shape); }
@@ -60,18 +63,23 @@ class CudaFlashAttentionTest {
             names.add("flash_attn_bwd_prep_d" + bwd.group(1));
             names.add("flash_attn_bwd_d" + bwd.group(1));
         }
+        Matcher fwd2 = Pattern.compile("(?m)^FLASH_ATTN_FWD2\\((\\d+), (\\d+), (\\d+), ([01])\\)").matcher(src);
+        while (fwd2.find())
+            names.add("flash_attn_fwd2_d" + fwd2.group(1) + "_m" + fwd2.group(2) + "_n" + fwd2.group(3) + "_q" + fwd2.group(4));
+        Matcher bwd2 = Pattern.compile("(?m)^FLASH_ATTN_BWD2\\((\\d+), (\\d+), ([01])\\)").matcher(src);
+        while (bwd2.find()) names.add("flash_attn_bwd2_d" + bwd2.group(1) + "_q" + bwd2.group(2) + "_v" + bwd2.group(3));
         if (src.contains("void __launch_bounds__(256) flash_attn_dq_convert(")) names.add("flash_attn_dq_convert");
         return names;
     }
 
     @Test
-    void launchesOnlyInstantiatedKernelsWithMatchingGrids() throws IOException {
+    void firstGenerationKernelsLaunchWithMatchingGrids() throws IOException {
         List<String> compiled = kernelsInSource();
         for (int d : new int[] {64, 80, 96, 128}) {
             assertTrue(CudaFlashAttention.supportsHeadDim(d));
             int b = 3, h = 5, t = 131;
             RecordingContext ctx = new RecordingContext();
-            CudaFlashAttention fa = new CudaFlashAttention(ctx);
+            CudaFlashAttention fa = new CudaFlashAttention(ctx, false, false);
             Tensor q = ctx.tensor(DType.BF16, b * t, h * d), k = ctx.tensor(DType.BF16, b * t, h * d),
                     v = ctx.tensor(DType.BF16, b * t, h * d);
             Backend.AttentionOut out = fa.forward(q, k, v, t, h);
@@ -101,6 +109,80 @@ class CudaFlashAttentionTest {
             assertEquals((long) b * t * h * d, bwd.get(2).args()[2], "convert covers every dq element");
             assertEquals((float) (1 / Math.sqrt(d)), (float) bwd.get(2).args()[3]);
         }
+    }
+
+    /** Dynamic shared memory per head dim, computed by hand from the layouts documented in flash_attention.cu. */
+    private static int forward2Shared(int d) {
+        int keyTile = switch (d) { case 96 -> 48; case 128 -> 32; default -> 64; };
+        return (128 + 4 * keyTile) * (d + 8) * 2; // Q [128][d+8] + K, V [2][keyTile][d+8]
+    }
+
+    private static int backward2Shared(int d) {
+        int bq = d >= 96 ? 32 : 64;
+        int kvTiles = d == 64 || d == 96 ? 1 : 2; // V in registers at 64 and 96, else a V tile too
+        return (64 * (d + 8) * kvTiles + 4 * bq * (d + 8) + 64 * (bq + 8)) * 2 + 4 * bq * 4;
+    }
+
+    @Test
+    void pipelinedKernelsLaunchWithMatchingGridsAndSharedMemory() throws IOException {
+        List<String> compiled = kernelsInSource();
+        assertEquals(List.of(55296, 67584, 66560, 69632),
+                List.of(forward2Shared(64), forward2Shared(80), forward2Shared(96), forward2Shared(128)));
+        assertEquals(List.of(56320, 77824, 45568, 75264),
+                List.of(backward2Shared(64), backward2Shared(80), backward2Shared(96), backward2Shared(128)));
+        for (int d : new int[] {64, 80, 96, 128}) {
+            for (int t : new int[] {1, 131, 2048}) {
+                int b = 3, h = 5;
+                RecordingContext ctx = new RecordingContext();
+                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, true);
+                Tensor q = ctx.tensor(DType.BF16, b * t, h * d), k = ctx.tensor(DType.BF16, b * t, h * d),
+                        v = ctx.tensor(DType.BF16, b * t, h * d), dOut = ctx.tensor(DType.BF16, b * t, h * d);
+                Backend.AttentionOut out = fa.forward(q, k, v, t, h);
+                Backend.AttentionGrads g = fa.backward(dOut, q, k, v, out.out(), out.lse(), t, h);
+                assertArrayEquals(new int[] {b, h, t}, out.lse().shape());
+                for (Tensor x : new Tensor[] {g.dq(), g.dk(), g.dv()}) assertArrayEquals(new int[] {b * t, h * d}, x.shape());
+
+                assertEquals(4, ctx.launches.size());
+                Launch f = ctx.launches.get(0), prep = ctx.launches.get(1), main = ctx.launches.get(2);
+                for (Launch l : ctx.launches) assertTrue(compiled.contains(l.name()), l.name() + " is not instantiated");
+                assertTrue(f.name().startsWith("flash_attn_fwd2_d" + d + "_m2_"), f.name());
+                assertEquals(b * h, f.gridX(), "fwd2 grid x is (batch, head)");
+                assertEquals((t + 127) / 128, f.gridY(), "fwd2 query tiles of 128 rows must cover T");
+                assertEquals(128, f.blockX());
+                assertEquals(forward2Shared(d), f.shared());
+                assertEquals("flash_attn_bwd_prep_d" + d, prep.name());
+                assertTrue(main.name().startsWith("flash_attn_bwd2_d" + d + "_"), main.name());
+                assertEquals(b * h, main.gridX(), "bwd2 grid x is (batch, head)");
+                assertEquals((t + 63) / 64, main.gridY(), "bwd2 key tiles of 64 rows must cover T");
+                assertEquals(128, main.blockX());
+                assertEquals(backward2Shared(d), main.shared());
+                assertEquals("flash_attn_dq_convert", ctx.launches.get(3).name());
+            }
+        }
+    }
+
+    @Test
+    void pipelinedKernelsFallBackWhenTheTileGridExceedsGridDimY() {
+        int t = 64 * 65535 + 1, d = 64; // 65536 key tiles of 64 rows; 32768 query tiles of 128 rows still fit
+        RecordingContext ctx = new RecordingContext();
+        CudaFlashAttention fa = new CudaFlashAttention(ctx, true, true);
+        Tensor q = ctx.tensor(DType.BF16, t, d);
+        Backend.AttentionOut out = fa.forward(q, q, q, t, 1);
+        fa.backward(q, q, q, q, out.out(), out.lse(), t, 1);
+        assertEquals("flash_attn_fwd2_d64_m2_n64_q1", ctx.launches.get(0).name());
+        assertEquals(32768, ctx.launches.get(0).gridY());
+        assertEquals("flash_attn_bwd_d64", ctx.launches.get(2).name());
+        assertEquals(65536, ctx.launches.get(2).gridX());
+    }
+
+    @Test
+    void defaultConstructorUsesTheSwitches() {
+        RecordingContext ctx = new RecordingContext();
+        Tensor q = ctx.tensor(DType.BF16, 10, 64);
+        Backend.AttentionOut out = new CudaFlashAttention(ctx).forward(q, q, q, 10, 1);
+        new CudaFlashAttention(ctx).backward(q, q, q, q, out.out(), out.lse(), 10, 1);
+        assertEquals(CudaFlashAttention.USE_FORWARD2, ctx.launches.get(0).name().startsWith("flash_attn_fwd2_"));
+        assertEquals(CudaFlashAttention.USE_BACKWARD2, ctx.launches.get(2).name().startsWith("flash_attn_bwd2_"));
     }
 
     @Test
