@@ -43,6 +43,18 @@ public final class KernelBench {
     private final SplittableRandom random = new SplittableRandom(5);
     private final List<Tensor> owned = new ArrayList<>();
     private double copyGbPerS = Double.NaN, gemmTflopPerS = Double.NaN;
+    private List<MemoryRow> memory = List.of();
+
+    /** Attention memory at T = 2048 and 8192, filled by {@link #run()} on CUDA. */
+    public List<MemoryRow> memory() { return memory; }
+
+    public static String memoryMarkdown(List<MemoryRow> rows) {
+        StringBuilder sb = new StringBuilder("| attention memory | fwd+bwd scratch MiB | q,k,v,dO MiB | T×T fp32 scores would be MiB |\n|---|---:|---:|---:|\n");
+        for (MemoryRow r : rows)
+            sb.append(String.format("| B%d H%d T%d Dh%d | %.1f | %.1f | %.1f |%n", r.batch(), r.heads(), r.seqLen(), r.headDim(),
+                    r.attentionScratchBytes() / 1048576.0, r.inputBytes() / 1048576.0, r.scoresBytesIfMaterialized() / 1048576.0));
+        return sb.toString();
+    }
 
     public KernelBench(Backend backend, Shapes shapes, int minRuns) {
         this.be = backend;
@@ -89,6 +101,11 @@ public final class KernelBench {
         Tensor x = persistent(act, n, d), y = persistent(act, n, d), gain = persistent(act, d), dGain = persistent(DType.F32, d);
         String nd = n + "x" + d;
         rows.add(measure("add", nd, 3.0 * n * d * a, 0, () -> be.add(x, y)));
+        if (act != DType.F32) {
+            Tensor wide = persistent(DType.F32, n, d);
+            rows.add(measure("cast F32→" + act, nd, (4.0 + a) * n * d, 0, () -> be.copy(wide, x)));
+            rows.add(measure("cast " + act + "→F32", nd, (4.0 + a) * n * d, 0, () -> be.copy(x, wide)));
+        }
         rows.add(measure("rmsNorm", nd, 2.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNorm(x, gain, 1e-5f)));
         rows.add(measure("addRmsNorm", nd, 4.0 * n * d * a + 4.0 * n, 0, () -> be.addRmsNorm(x, y, gain, 1e-5f)));
         Tensor rstd = be.rmsNorm(x, gain, 1e-5f).rstd();
@@ -110,6 +127,7 @@ public final class KernelBench {
         for (int v : s.vocabs()) if (v % 64 != 0) crossEntropy(rows, v, v, 1);
         for (int dh : new int[] {64, 128}) attention(rows, dh);
         optimizer(rows);
+        memory = attentionMemory(rows);
         return rows;
     }
 
@@ -181,6 +199,40 @@ public final class KernelBench {
             rows.add(measure("attention backward", shape, 0, 2.5 * fwd, () -> be.attentionBackward(dOut, q, k, v, out, lse, t, heads)));
         }
         freeAll();
+    }
+
+    /** Device memory one attention forward + backward takes, beyond its inputs: linear in T (no T×T buffer). */
+    public record MemoryRow(int seqLen, int batch, int heads, int headDim, long attentionScratchBytes, long inputBytes, long scoresBytesIfMaterialized) {}
+
+    /**
+     * Flash attention at T = 2048 and 8192 (B = 4, H = 16, Dh = 64): the scratch bytes it allocates (outputs, lse,
+     * the backward's temporaries; allocator size classes included) and its speed at the longer context. CUDA only.
+     */
+    public List<MemoryRow> attentionMemory(List<Row> rows) {
+        List<MemoryRow> out = new ArrayList<>();
+        if (!(be instanceof CudaBackend cuda)) return out;
+        int b = 4, h = 16, dh = 64;
+        for (int t : new int[] {2048, 8192}) {
+            int n = b * t;
+            Tensor q = persistent(be.activationType(), n, h * dh), k = persistent(be.activationType(), n, h * dh),
+                    v = persistent(be.activationType(), n, h * dh), dOut = persistent(be.activationType(), n, h * dh);
+            be.releaseScratch();
+            long before = cuda.memoryStats().scratchInUseBytes();
+            Backend.AttentionOut o = be.attention(q, k, v, t, h);
+            be.attentionBackward(dOut, q, k, v, o.out(), o.lse(), t, h);
+            be.synchronize();
+            long used = cuda.memoryStats().scratchInUseBytes() - before;
+            out.add(new MemoryRow(t, b, h, dh, used, 4L * n * h * dh * be.activationType().bytes(), 4L * b * h * t * t));
+            if (t > s.seqLen()) {
+                Tensor outKeep = keep(o.out()), lseKeep = keep(o.lse());
+                double fwd = 0.5 * 4.0 * b * h * (double) t * t * dh;
+                String shape = "B" + b + " H" + h + " T" + t + " Dh" + dh;
+                rows.add(measure("attention flash", shape, 0, fwd, () -> be.attention(q, k, v, t, h)));
+                rows.add(measure("attention flash backward", shape, 0, 2.5 * fwd, () -> be.attentionBackward(dOut, q, k, v, outKeep, lseKeep, t, h)));
+            }
+            freeAll();
+        }
+        return out;
     }
 
     private void optimizer(List<Row> rows) {

@@ -47,6 +47,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             List<KernelBench.Row> rows = bench.run();
             System.out.print(KernelBench.markdown(rows));
             System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
+            if (!bench.memory().isEmpty()) System.out.print(KernelBench.memoryMarkdown(bench.memory()));
             if (json != null) {
                 Map<String, Object> doc = new LinkedHashMap<>();
                 doc.put("device", device);
@@ -54,6 +55,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
                 doc.put("copyCeilingGbPerS", bench.copyCeilingGbPerS());
                 doc.put("gemmCeilingTflopPerS", bench.gemmCeilingTflopPerS());
                 doc.put("rows", rows);
+                doc.put("attentionMemory", bench.memory());
                 try {
                     if (json.toAbsolutePath().getParent() != null) Files.createDirectories(json.toAbsolutePath().getParent());
                     Files.writeString(json, new GsonBuilder().setPrettyPrinting().serializeSpecialFloatingPointValues().create().toJson(doc));
