@@ -123,6 +123,11 @@ public final class TrainCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), runDir);
             System.out.printf(Locale.ROOT, "budget %d steps × %d tokens: patch stage %d steps (K=%d, λ=%.3f), token stage %d steps%n",
                     cfg.steps(), cfg.tokensPerStep(), cfg.patchSteps(), cfg.patchSize(), cfg.lambda(), cfg.tokenSteps());
+            boolean multiEpoch = resumed == null ? epochs != null : resumed.multiEpoch();
+            System.out.printf(Locale.ROOT, multiEpoch
+                    ? "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch level; both stages read all of it%n"
+                    : "single pass: the patch stage reads the first %2$.0f%% of the training tokens, the token stage the rest%n",
+                    (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens(), 100.0 * cfg.patchSteps() / cfg.steps());
             LlamaModel model = new LlamaModel(be, m);
             RunState state;
             if (resumed != null) {
@@ -134,7 +139,7 @@ public final class TrainCommand implements Callable<Integer> {
                 state = RunState.start();
             }
             Files.createDirectories(runDir);
-            Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, resumed == null ? epochs != null : isMultiEpoch(resumed));
+            Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
             // Ctrl-C: finish the current step, save a checkpoint, then let the JVM exit.
             Thread hook = new Thread(() -> {
@@ -153,8 +158,6 @@ public final class TrainCommand implements Callable<Integer> {
             throw new java.io.UncheckedIOException(e);
         }
     }
-
-    private static boolean isMultiEpoch(Checkpoints.Meta meta) { return meta.multiEpoch(); }
 
     private long budget(ModelConfig model, int b, boolean paper, TrainingData dataset) {
         int given = (steps != null ? 1 : 0) + (tokens != null ? 1 : 0) + (epochs != null ? 1 : 0);

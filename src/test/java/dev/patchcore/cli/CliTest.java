@@ -72,6 +72,11 @@ class CliTest {
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--text", text.toString(), "--max-blocks", "8"));
         assertTrue(out.toString().contains("perplexity"));
 
+        out.reset();
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("epochs").toString(),
+                "--epochs", "0.05", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        assertTrue(out.toString().contains("multi-epoch mode"), out.toString());
+        assertUserError("--epochs must be positive", "train", "--backend", "cpu", "--data", ds.toString(), "--epochs", "-1");
         assertUserError("does not match the dataset's vocabulary", "train", "--backend", "cpu", "--data", ds.toString(), "--vocab", "50257");
         Path gpt2 = dir.resolve("gpt2");
         assertEquals(0, Main.run("prepare", "--tokenizer", "r50k_base", "--out", gpt2.toString(), text.toString()));
