@@ -6,12 +6,8 @@ import dev.patchcore.tensor.Tensor;
 public final class Var {
     final Tensor value;
     Tensor grad;
-    final Parameter parameter;
 
-    Var(Tensor value, Parameter parameter) {
-        this.value = value;
-        this.parameter = parameter;
-    }
+    Var(Tensor value) { this.value = value; }
 
     public Tensor value() { return value; }
 
