@@ -164,6 +164,10 @@ extern "C" __global__ void patch_embed_bwd_runs(const unsigned long long* __rest
         if (vec) {
             const int groups = d / 8;
             for (int g = threadIdx.x; g < groups; g += blockDim.x) {
+                // The dTable row is loaded before the run's dOut rows so that both round trips overlap (it was the
+                // last link of a dependent chain: key, run end, dOut, dTable). Same arithmetic, same order.
+                f32x4* dst = reinterpret_cast<f32x4*>(row) + 2 * g;
+                f32x4 a = dst[0], b = dst[1];
                 float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll 4
                 for (long long e = s; e < end; ++e) {
@@ -173,8 +177,6 @@ extern "C" __global__ void patch_embed_bwd_runs(const unsigned long long* __rest
 #pragma unroll
                     for (int i = 0; i < 8; ++i) acc[i] += v[i];
                 }
-                f32x4* dst = reinterpret_cast<f32x4*>(row) + 2 * g;
-                f32x4 a = dst[0], b = dst[1];
                 a.x += acc[0] * invK, a.y += acc[1] * invK, a.z += acc[2] * invK, a.w += acc[3] * invK;
                 b.x += acc[4] * invK, b.y += acc[5] * invK, b.z += acc[6] * invK, b.w += acc[7] * invK;
                 dst[0] = a;

@@ -8,7 +8,8 @@
 namespace {
 
 constexpr int FWD_WARPS = 8;    // rows per forward block (CudaRmsNorm.FORWARD_WARPS)
-constexpr int REDUCE_ROWS = 8;  // blockDim.y of the gain-gradient reduce (CudaRmsNorm.REDUCE_ROWS)
+constexpr int REDUCE_ROWS = 32;  // blockDim.y of the gain-gradient reduce (CudaRmsNorm.REDUCE_ROWS)
+constexpr int BWD_WARPS = 8;     // rows in flight per block of the warp-per-row backward (CudaRmsNorm.BACKWARD_WARPS)
 constexpr int BWD_CACHE_GROUPS = 2;  // backward: 16-byte groups per thread held in registers (d ≤ 16 · blockDim)
 
 __device__ __forceinline__ void load8(const bf16* p, float* f) { unpack8(*reinterpret_cast<const bf16x8*>(p), f); }
@@ -29,11 +30,16 @@ __device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16*
                                                    const bf16* __restrict__ gain, int row, int d, float eps) {
     const int lane = threadIdx.x & 31;
     const size_t base = (size_t)row * d;
-    bf16x8 cache[CACHE_GROUPS];
+    // ADD: both inputs' loads are issued before the first add, so a lane has all of them in flight at once (loading
+    // `b` inside the add loop below made one DRAM round trip per group).
+    bf16x8 cache[CACHE_GROUPS], other[ADD ? CACHE_GROUPS : 1];
 #pragma unroll
     for (int k = 0; k < CACHE_GROUPS; ++k) {
         const int c = (lane + 32 * k) * 8;
-        if (c < d) cache[k] = *reinterpret_cast<const bf16x8*>(a + base + c);
+        if (c < d) {
+            cache[k] = *reinterpret_cast<const bf16x8*>(a + base + c);
+            if (ADD) other[k] = *reinterpret_cast<const bf16x8*>(b + base + c);
+        }
     }
     float ss = 0.f;
 #pragma unroll
@@ -44,7 +50,7 @@ __device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16*
         unpack8(cache[k], v);
         if (ADD) {
             float w[8];
-            load8(b + base + c, w);
+            unpack8(other[ADD ? k : 0], w);
 #pragma unroll
             for (int j = 0; j < 8; ++j) v[j] += w[j];
             cache[k] = pack8(v);  // rounds to the stored bf16 value
@@ -131,6 +137,101 @@ __device__ __forceinline__ void rmsnorm_forward(bf16* __restrict__ sum, bf16* __
     for (int row = blockIdx.x * FWD_WARPS + (threadIdx.x >> 5); row < n; row += gridDim.x * FWD_WARPS) {
         if (cached) rmsnorm_row_cached<ADD>(sum, y, rstd, a, b, gain, row, d, eps);
         else rmsnorm_row_two_pass<ADD>(sum, y, rstd, a, b, gain, row, d, eps, vec);
+    }
+}
+
+// Backward, one warp per row, for rows of at most 256·G columns on the vector path (the launcher checks d % 8 == 0,
+// the alignment and the width; the kernel re-checks and does nothing otherwise). A lane owns the columns
+// (lane + 32k)·8 .. +7, k < G, of every row it visits: it holds that row's dy and x groups in registers between the
+// dot product (a warp shuffle sum, no block barrier) and the dx output, and accumulates its columns' share of the
+// gain gradient in registers across all its rows. At the end the block's warps add their accumulators into one
+// shared row in warp order (fixed, so deterministic) and the last warp writes the block's partial row.
+// Why: the block-per-row kernel below needs two block barriers per row, and its ~1000 blocks left a 4 MB partial
+// buffer for the reduce; here ~2 blocks per SM leave ~1 MB, and a row costs one DRAM round trip.
+template <int G>
+__device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                      const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                      const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                                                      int n, int d) {
+    extern __shared__ float4 acc4[];  // d floats: the block's gain gradient while warps add into it
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
+        !aligned16(partial))
+        return;  // uniform: the launcher never sends such a shape here
+    float acc[G][8];
+#pragma unroll
+    for (int k = 0; k < G; ++k)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[k][j] = 0.f;
+
+    for (int row = blockIdx.x * warps + warp; row < n; row += gridDim.x * warps) {
+        const size_t base = (size_t)row * d;
+        bf16x8 cdy[G], cx[G];
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c < d) {
+                cdy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
+                cx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
+            }
+        }
+        const float r = rstd[row];
+        float dot = 0.f;
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c >= d) continue;
+            float g[8], u[8], v[8];
+            unpack8(cdy[k], u);
+            unpack8(cx[k], v);
+            load8(gain + c, g);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
+        }
+        dot = warp_sum(dot);
+        const float coef = r * r * dot / (float)d;
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c >= d) continue;
+            float g[8], u[8], v[8], o[8];
+            unpack8(cdy[k], u);
+            unpack8(cx[k], v);
+            load8(gain + c, g);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                o[j] = r * (u[j] * g[j] - v[j] * coef);
+                acc[k][j] += u[j] * v[j] * r;
+            }
+            store8(dx + base + c, o);
+        }
+    }
+
+    // Warps add in order 0, 1, …; every warp reaches every barrier (rows beyond n only leave zeros).
+    float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
+    for (int w = 0; w < warps; ++w) {
+        if (warp == w) {
+#pragma unroll
+            for (int k = 0; k < G; ++k) {
+                const int q = 2 * (lane + 32 * k);  // float4 index of column (lane + 32k)·8
+                if (q * 4 >= d) continue;
+                float4 a = make_float4(acc[k][0], acc[k][1], acc[k][2], acc[k][3]);
+                float4 b = make_float4(acc[k][4], acc[k][5], acc[k][6], acc[k][7]);
+                if (w > 0) {
+                    const float4 pa = acc4[q], pb = acc4[q + 1];
+                    a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
+                    b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
+                }
+                if (w == warps - 1) {
+                    out[q] = a;
+                    out[q + 1] = b;
+                } else {
+                    acc4[q] = a;
+                    acc4[q + 1] = b;
+                }
+            }
+        }
+        if (w + 1 < warps) __syncthreads();
     }
 }
 
@@ -266,6 +367,22 @@ rmsnorm_bwd_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16*
     }
 }
 
+// Warp-per-row backward (rmsnorm_backward_rows): grid any (grid-stride over rows), block 32·BWD_WARPS, dynamic shared
+// memory d floats; partial is F32 [gridDim.x, d]. rows4: d ≤ 1024, rows8: d ≤ 2048 (d % 8 == 0, 16-byte aligned).
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
+rmsnorm_bwd_rows4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                       int n, int d) {
+    rmsnorm_backward_rows<4>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
+rmsnorm_bwd_rows8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                       int n, int d) {
+    rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum
 // interleaved partial rows, then thread y = 0 adds the REDUCE_ROWS sums in order. grid: ceil(d / 32).
 extern "C" __global__ void __launch_bounds__(32 * REDUCE_ROWS)
@@ -273,8 +390,11 @@ rmsnorm_bwd_gain_reduce(float* __restrict__ dGain, const float* __restrict__ par
     __shared__ float s[REDUCE_ROWS][33];
     const int c = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.f;
-    if (c < d)
+    // 32 partial-row groups per column: ~8 loads per thread at 264 partial rows, unrolled so they are in flight together.
+    if (c < d) {
+#pragma unroll 4
         for (int b = threadIdx.y; b < blocks; b += REDUCE_ROWS) acc += partial[(size_t)b * d + c];
+    }
     s[threadIdx.y][threadIdx.x] = acc;
     __syncthreads();
     if (threadIdx.y == 0 && c < d) {

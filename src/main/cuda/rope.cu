@@ -4,91 +4,105 @@
 //
 // Angles are computed on the fly in fp32 exactly as HF does (inv_freq in fp32, then pos · inv_freq in fp32) with
 // precise powf/sincosf (this file must not be built with --use_fast_math: __sinf is inaccurate at angles ~ 10³).
-// Each block first puts inv_freq (one powf per frequency) in shared memory. A thread owns (row, 8 consecutive
-// frequencies, headsPerItem heads): it issues the 16-byte loads of its first 2 heads, computes the 8 sincosf while
-// they are in flight, then rotates and stores 2 heads at a time. The trigonometry is amortized over the heads and
-// hidden behind the memory latency (at the 370M shapes every thread has exactly one item, so there is no later wave
-// for it to overlap with). Batches of 2 heads keep the kernel at 64 registers without spills (4 blocks per SM).
+//
+// Vector path (Dh/2 a multiple of 8, 16-byte aligned tensors, Dh/2 ≤ ROPE_MAX_TABLE): one warp per row. The angle of
+// (row, i) does not depend on the head, so a warp computes each of its row's Dh/2 (cos, sin) pairs once — one
+// powf + sincosf per lane at Dh = 64 — into its own slice of shared memory, and every head of the row reads them from
+// there. The lane first issues the 16-byte loads of its (head, 8-frequency group) items (both halves), then does the
+// trigonometry while they are in flight, then rotates and stores. Before, a thread owned 8 frequencies × a few heads
+// and computed 8 sincosf for them: ~8× the trigonometry, and at the 370M shape one wave of threads that each waited on
+// a chain of load, 8 sincosf, store, load, store (≈ 50 % of the copy bandwidth in `bench kernels`).
 #include "common.cuh"
 
 namespace {
 
-constexpr int ROPE_THREADS = 256;      // CudaRope.THREADS
-constexpr int HEAD_BATCH = 2;          // heads whose loads are in flight together
+constexpr int ROPE_THREADS = 256;    // CudaRope.THREADS: 8 warps, one row each
+constexpr int ROPE_ITEMS = 4;        // (head, group) items per lane in flight: rows up to 2048 wide in one step
+constexpr int ROPE_MAX_TABLE = 768;  // CudaRope.MAX_TABLE: largest Dh/2 on the vector path (8 warps · 768 · 8 B = 48 KB)
 
 __device__ __forceinline__ float inv_freq(int i, int headDim, float theta) {
     return 1.0f / powf(theta, (float)(2 * i) / (float)headDim);
 }
 
 // Forward: lo' = lo·cos − hi·sin, hi' = hi·cos + lo·sin. INVERSE uses −sin.
+__device__ __forceinline__ void rotate8(const bf16x8& lo, const bf16x8& hi, const float* cs, const float* sn,
+                                       bf16* __restrict__ olo, bf16* __restrict__ ohi) {
+    float l[8], u[8], ol[8], ou[8];
+    unpack8(lo, l);
+    unpack8(hi, u);
+#pragma unroll
+    for (int k = 0; k < 8; ++k) {
+        ol[k] = l[k] * cs[k] - u[k] * sn[k];
+        ou[k] = u[k] * cs[k] + l[k] * sn[k];
+    }
+    *reinterpret_cast<bf16x8*>(olo) = pack8(ol);
+    *reinterpret_cast<bf16x8*>(ohi) = pack8(ou);
+}
+
 template <bool INVERSE>
 __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
-                                            int heads, int headDim, float theta, int headsPerItem) {
-    extern __shared__ float sInv[];  // [headDim / 2] inv_freq: dynamic shared memory
+                                            int heads, int headDim, float theta, int vector) {
     const int half = headDim / 2;
     const size_t width = (size_t)heads * headDim;
-    for (int i = threadIdx.x; i < half; i += blockDim.x) sInv[i] = inv_freq(i, headDim, theta);
-    __syncthreads();
-    if (half % 8 == 0 && aligned16(out) && aligned16(x)) {
-        // Offsets row·width + h·headDim + i0 (+ half) are all multiples of 8 elements: 16-byte aligned.
-        // item = (row · chunks + head chunk) · groups + group: neighbouring threads touch neighbouring 16 bytes.
-        const int groups = half / 8;
-        const int chunks = (heads + headsPerItem - 1) / headsPerItem;
-        GRID_STRIDE(item, (long long)rows * chunks * groups) {
-            const long long rc = item / groups;
-            const int i0 = (int)(item - rc * groups) * 8;
-            const int row = (int)(rc / chunks);
-            const int h0 = (int)(rc - (long long)row * chunks) * headsPerItem;
-            const int h1 = min(heads, h0 + headsPerItem);
-            const bf16* xb = x + (size_t)row * width + i0;
-            bf16* ob = out + (size_t)row * width + i0;
-
-            // The first batch's loads are issued before the trigonometry, so their latency hides it.
-            bf16x8 lo[HEAD_BATCH], hi[HEAD_BATCH];
+    if (vector && half % 8 == 0 && half <= ROPE_MAX_TABLE && aligned16(out) && aligned16(x)) {
+        // Dynamic shared memory: (blockDim / 32) · half float2 (cos, ±sin), one slice per warp.
+        extern __shared__ float4 sTable[];  // declared float4 for its 16-byte alignment (read as float4 below)
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+        float2* tab = reinterpret_cast<float2*>(sTable) + (size_t)warp * half;
+        const int groups = half / 8, items = heads * groups;
+        for (int row = blockIdx.x * warps + warp; row < rows; row += gridDim.x * warps) {
+            const bf16* xb = x + (size_t)row * width;
+            bf16* ob = out + (size_t)row * width;
+            for (int i0 = 0; i0 < items; i0 += 32 * ROPE_ITEMS) {
+                // Item it = (head h, group g): elements h·Dh + 8g .. +7 and the same + Dh/2 (16-byte aligned).
+                bf16x8 lo[ROPE_ITEMS], hi[ROPE_ITEMS];
 #pragma unroll
-            for (int j = 0; j < HEAD_BATCH; ++j)
-                if (h0 + j < h1) {
-                    lo[j] = *reinterpret_cast<const bf16x8*>(xb + (size_t)(h0 + j) * headDim);
-                    hi[j] = *reinterpret_cast<const bf16x8*>(xb + (size_t)(h0 + j) * headDim + half);
+                for (int u = 0; u < ROPE_ITEMS; ++u) {
+                    const int it = i0 + lane + 32 * u;
+                    if (it < items) {
+                        const int h = it / groups, g = it - h * groups;
+                        const size_t off = (size_t)h * headDim + 8 * g;
+                        lo[u] = *reinterpret_cast<const bf16x8*>(xb + off);
+                        hi[u] = *reinterpret_cast<const bf16x8*>(xb + off + half);
+                    }
                 }
-            const float pos = (float)(row % seqLen);
-            float sn[8], cs[8];
+                if (i0 == 0) {
+                    // This row's table, while the first loads are in flight. The first __syncwarp keeps the
+                    // previous row's readers ahead of the overwrite, the second publishes the table to the warp.
+                    __syncwarp();
+                    const float pos = (float)(row % seqLen);
+                    for (int f = lane; f < half; f += 32) {
+                        float sn, cs;
+                        sincosf(pos * inv_freq(f, headDim, theta), &sn, &cs);
+                        tab[f] = make_float2(cs, INVERSE ? -sn : sn);
+                    }
+                    __syncwarp();
+                }
 #pragma unroll
-            for (int k = 0; k < 8; ++k) {
-                sincosf(pos * sInv[i0 + k], &sn[k], &cs[k]);
-                if (INVERSE) sn[k] = -sn[k];
-            }
-            for (int h = h0;;) {
+                for (int u = 0; u < ROPE_ITEMS; ++u) {
+                    const int it = i0 + lane + 32 * u;
+                    if (it < items) {
+                        const int h = it / groups, g = it - h * groups;
+                        const size_t off = (size_t)h * headDim + 8 * g;
+                        const float4* t4 = reinterpret_cast<const float4*>(tab + 8 * g);  // 64-byte aligned
+                        float cs[8], sn[8];
 #pragma unroll
-                for (int j = 0; j < HEAD_BATCH; ++j)
-                    if (h + j < h1) {
-                        float l[8], u[8], ol[8], ou[8];
-                        unpack8(lo[j], l);
-                        unpack8(hi[j], u);
-#pragma unroll
-                        for (int k = 0; k < 8; ++k) {
-                            ol[k] = l[k] * cs[k] - u[k] * sn[k];
-                            ou[k] = u[k] * cs[k] + l[k] * sn[k];
+                        for (int m = 0; m < 4; ++m) {
+                            const float4 t = t4[m];
+                            cs[2 * m] = t.x, sn[2 * m] = t.y, cs[2 * m + 1] = t.z, sn[2 * m + 1] = t.w;
                         }
-                        *reinterpret_cast<bf16x8*>(ob + (size_t)(h + j) * headDim) = pack8(ol);
-                        *reinterpret_cast<bf16x8*>(ob + (size_t)(h + j) * headDim + half) = pack8(ou);
+                        rotate8(lo[u], hi[u], cs, sn, ob + off, ob + off + half);
                     }
-                h += HEAD_BATCH;
-                if (h >= h1) break;
-#pragma unroll
-                for (int j = 0; j < HEAD_BATCH; ++j)
-                    if (h + j < h1) {
-                        lo[j] = *reinterpret_cast<const bf16x8*>(xb + (size_t)(h + j) * headDim);
-                        hi[j] = *reinterpret_cast<const bf16x8*>(xb + (size_t)(h + j) * headDim + half);
-                    }
+                }
             }
         }
     } else {
+        // Scalar path (odd Dh/2, misaligned views, very large heads): item (row, frequency), every head.
         GRID_STRIDE(item, (long long)rows * half) {
             const int row = (int)(item / half);
             const int i = (int)(item - (long long)row * half);
             float sn, cs;
-            sincosf((float)(row % seqLen) * sInv[i], &sn, &cs);
+            sincosf((float)(row % seqLen) * inv_freq(i, headDim, theta), &sn, &cs);
             if (INVERSE) sn = -sn;
             const size_t base = (size_t)row * width + i;
             for (int h = 0; h < heads; ++h) {
@@ -103,18 +117,18 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
 
 }  // namespace
 
-// x, out: bf16 [rows, heads·headDim]. grid: any (grid-stride); block: ROPE_THREADS; dynamic shared memory:
-// headDim/2 floats. On the vector path a work item
-// is (row, 8 frequencies, headsPerItem heads): fewer heads per item means more threads in flight but more sincosf.
+// x, out: bf16 [rows, heads·headDim]. grid: any (grid-stride over rows, or over (row, frequency) on the scalar path);
+// block: ROPE_THREADS. vector ≠ 0 asks for the vector path (taken only when Dh/2 % 8 == 0, Dh/2 ≤ ROPE_MAX_TABLE and
+// both tensors are 16-byte aligned) and then needs (ROPE_THREADS / 32) · (Dh/2) · 8 bytes of dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
 rope_fwd_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen, int heads, int headDim,
-              float theta, int headsPerItem) {
-    rope_rotate<false>(out, x, rows, seqLen, heads, headDim, theta, headsPerItem);
+              float theta, int vector) {
+    rope_rotate<false>(out, x, rows, seqLen, heads, headDim, theta, vector);
 }
 
 // dx = inverse rotation of dy (the rotation is orthogonal).
 extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
 rope_bwd_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int heads, int headDim,
-              float theta, int headsPerItem) {
-    rope_rotate<true>(dx, dy, rows, seqLen, heads, headDim, theta, headsPerItem);
+              float theta, int vector) {
+    rope_rotate<true>(dx, dy, rows, seqLen, heads, headDim, theta, vector);
 }

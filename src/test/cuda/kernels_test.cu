@@ -27,6 +27,8 @@ extern "C" {
 __global__ void rmsnorm_fwd_bf16(bf16*, float*, const bf16*, const bf16*, int, int, float);
 __global__ void rmsnorm_add_fwd_bf16(bf16*, bf16*, float*, const bf16*, const bf16*, const bf16*, int, int, float);
 __global__ void rmsnorm_bwd_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_rows4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_rows8_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
 __global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
 __global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
@@ -158,31 +160,44 @@ static void launch_rmsnorm_add(bf16* s, bf16* y, float* rstd, const bf16* a, con
     rmsnorm_add_fwd_bf16<<<std::min(ceil_div(n, 8), 32 * g_sms), 256>>>(s, y, rstd, a, b, g, n, d, eps);
     LAUNCHED();
 }
+static bool al16(const void* p) { return ((uintptr_t)p & 15) == 0; }
+// CudaRmsNorm.backward: warp-per-row kernels (groups = 4 or 8 per lane) for d % 8 == 0, d ≤ 2048 and aligned
+// tensors; otherwise the block-per-row kernel (groups = 0).
 struct RmsBwdShape {
-    int threads, blocks;
+    int groups, threads, blocks;
 };
-static RmsBwdShape rms_bwd_shape(int n, int d) {
+static RmsBwdShape rms_bwd_shape(int n, int d, bool aligned) {
+    if (d % 8 == 0 && d <= 2048 && aligned) {
+        int groups = d <= 1024 ? 4 : 8;
+        return {groups, 256, std::min(ceil_div(n, 8), (groups == 4 ? 2 : 1) * g_sms)};
+    }
     int threads = std::clamp(ceil_div(ceil_div(d, 8), 32) * 32, 64, 256);
     int blocks = std::min(n, g_sms * std::max(1, 1024 / threads));
-    return {threads, blocks};
+    return {0, threads, blocks};
+}
+static RmsBwdShape rms_bwd_shape(int n, int d, const bf16* dx, const bf16* dy, const bf16* x, const bf16* g) {
+    return rms_bwd_shape(n, d, al16(dx) && al16(dy) && al16(x) && al16(g));
 }
 static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf16* dy, const bf16* x, const bf16* g,
                                const float* rstd, int n, int d) {
-    RmsBwdShape s = rms_bwd_shape(n, d);
-    rmsnorm_bwd_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    RmsBwdShape s = rms_bwd_shape(n, d, dx, dy, x, g);
+    if (s.groups == 4) rmsnorm_bwd_rows4_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    else if (s.groups == 8) rmsnorm_bwd_rows8_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    else rmsnorm_bwd_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
     LAUNCHED();
-    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 8)>>>(dGain, partial, s.blocks, d);
+    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, s.blocks, d);
     LAUNCHED();
 }
-static const int ROPE_HEADS_PER_ITEM = 4;  // CudaRope.HEADS_PER_ITEM
-static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta,
-                        int headsPerItem = ROPE_HEADS_PER_ITEM) {
-    int half = dh / 2, hpi = std::min(heads, headsPerItem);
-    long long items = half % 8 == 0 ? (long long)rows * ceil_div(heads, hpi) * (half / 8) : (long long)rows * half;
-    int blocks = (int)std::min<long long>(ceil_div(items, 256), 32LL * g_sms);
-    size_t table = (size_t)half * sizeof(float);  // inv_freq in dynamic shared memory
-    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
-    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, hpi);
+// CudaRope: vector path (one warp per row, a (cos, sin) table of Dh/2 pairs per warp in shared memory) when
+// Dh/2 % 8 == 0, Dh/2 ≤ 768 and both tensors are aligned; else one thread per (row, frequency).
+static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta) {
+    int half = dh / 2;
+    bool vector = half % 8 == 0 && half <= 768 && al16(out) && al16(x);
+    long long work = vector ? (long long)rows * 32 : (long long)rows * half;
+    int blocks = (int)std::min<long long>(ceil_div(work, 256), 32LL * g_sms);
+    size_t table = vector ? (size_t)8 * half * 2 * sizeof(float) : 0;
+    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, vector ? 1 : 0);
+    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, vector ? 1 : 0);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {
@@ -266,7 +281,9 @@ static void test_rmsnorm(int n, int d, int shift) {
             dgRef[j] += (double)dy[o] * sum[o] * r;
         }
     }
-    RmsBwdShape shape = rms_bwd_shape(n, d);
+    RmsBwdShape shape = rms_bwd_shape(n, d, dDx.p, dDy.p, dS.p, dG.p);
+    std::printf("  backward kernel: %s, %d blocks\n",
+                shape.groups == 4 ? "rows4" : shape.groups == 8 ? "rows8" : "block per row", shape.blocks);
     Dev<float> partial((size_t)shape.blocks * d, shift);
     launch_rmsnorm_bwd(dDx.p, partial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
     expect_close("backward dx", download_bf16(dDx), dxRef, 1e-2);
@@ -279,9 +296,9 @@ static void test_rmsnorm(int n, int d, int shift) {
     expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
 }
 
-static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int hpi = ROPE_HEADS_PER_ITEM) {
+static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {
     char tag[96];
-    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d headsPerItem=%d", batch, seqLen, heads, dh, shift, hpi);
+    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d", batch, seqLen, heads, dh, shift);
     std::printf("%s\n", tag);
     const float theta = 10000.f;
     int rows = batch * seqLen, width = heads * dh, half = dh / 2;
@@ -300,11 +317,11 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int h
                 fwd[o] = lo * c - hi * s, fwd[o + half] = hi * c + lo * s;
                 inv[o] = lo * c + hi * s, inv[o + half] = hi * c - lo * s;
             }
-    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta, hpi);
+    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta);
     expect_close("forward", download_bf16(dO), fwd, 1e-2);
-    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta, hpi);
+    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta);
     expect_close("backward (inverse rotation)", download_bf16(dBack), inv, 1e-2);
-    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta, hpi);
+    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta);
     std::vector<double> xd(x.begin(), x.end());
     expect_close("backward(forward(x)) == x", download_bf16(dBack), xd, 1e-2);
 }
@@ -498,15 +515,11 @@ static void bench() {
         row("rmsnorm fwd 16384x2048", nd * 4.0 + n * 4.0, median_ms([&] { launch_rmsnorm_fwd(y.p, r.p, x.p, g.p, n, d, 1e-5f); }));
         row("rmsnorm add fwd 16384x2048", nd * 8.0 + n * 4.0,
             median_ms([&] { launch_rmsnorm_add(s.p, y.p, r.p, x.p, b.p, g.p, n, d, 1e-5f); }));
-        RmsBwdShape sh = rms_bwd_shape(n, d);
+        RmsBwdShape sh = rms_bwd_shape(n, d, true);
         Dev<float> partial((size_t)sh.blocks * d);
         row("rmsnorm bwd 16384x2048 (+gain reduce)", nd * 6.0 + n * 4.0 + sh.blocks * d * 8.0,
             median_ms([&] { launch_rmsnorm_bwd(dx.p, partial.p, dg.p, dy.p, x.p, g.p, r.p, n, d); }));
-        for (int hpi : {16, 8, 4, 2}) {
-            char name[64];
-            std::snprintf(name, sizeof name, "rope fwd 16384x(16x128) headsPerItem=%d", hpi);
-            row(name, nd * 4.0, median_ms([&] { launch_rope(false, y.p, x.p, n, 2048, 16, 128, 10000.f, hpi); }));
-        }
+        row("rope fwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(false, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
         row("rope bwd 16384x(16x128)", nd * 4.0, median_ms([&] { launch_rope(true, y.p, x.p, n, 2048, 16, 128, 10000.f); }));
         row("rope fwd 8192x(16x64) (370M)", 8192.0 * 1024 * 4, median_ms([&] { launch_rope(false, y.p, x.p, 8192, 2048, 16, 64, 10000.f); }));
     }
@@ -570,6 +583,9 @@ int main(int argc, char** argv) {
     std::printf("device: %s, %d SMs\n", prop.name, g_sms);
 
     test_rmsnorm(37, 1024, 0);
+    test_rmsnorm(8192, 1024, 0);  // 370M shape: rows4, ~4 rows per warp
+    test_rmsnorm(1001, 1536, 0);  // rows8 with lanes whose last groups are empty
+    test_rmsnorm(50, 136, 0);     // rows4 with most groups empty
     test_rmsnorm(300, 2048, 0);
     test_rmsnorm(19, 100, 0);   // width not a multiple of 8: scalar path
     test_rmsnorm(23, 256, 1);   // misaligned base pointers: scalar path
@@ -581,9 +597,13 @@ int main(int argc, char** argv) {
     test_rope(2, 33, 2, 20, 0);  // half = 10: scalar path
     test_rope(2, 17, 3, 32, 1);  // misaligned: scalar path
     test_rope(1, 2048, 2, 128, 0);  // long positions: angle accuracy
-    test_rope(2, 8, 5, 16, 0, 2);   // head chunks of 2, the last one short
-    test_rope(2, 8, 5, 16, 0, 16);  // all heads in one item
-    test_rope(2, 16, 3, 64, 0);     // 3 heads in a 4-head item: second 2-head batch half empty
+    test_rope(3, 7, 5, 16, 0);      // Dh/2 = 8 < 32: most lanes compute no angle; 21 rows: last block part empty
+    test_rope(2, 16, 3, 64, 0);     // 12 items per row: lanes without an item
+    test_rope(2, 9, 40, 64, 0);     // 160 items per row: two chunks of the row per warp
+    test_rope(2, 5, 32, 80, 0);     // 2.7B heads: Dh/2 = 40, 5 groups, 160 items, table of 40 pairs
+    test_rope(1, 4, 2, 1536, 0);    // Dh/2 = 768: the largest per-warp table
+    test_rope(1, 3, 1, 1552, 0);    // Dh/2 = 776 > 768: scalar path
+    test_rope(1, 2 * 8 * 132 * 32 + 8, 1, 32, 0);  // more rows than the grid-stride cap: warps loop over rows
     test_rope(4, 2048, 16, 64, 0);  // the 370M shape
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);

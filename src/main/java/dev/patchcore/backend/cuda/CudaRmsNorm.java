@@ -9,14 +9,19 @@ import dev.patchcore.tensor.Tensor;
  * RMSNorm on the GPU ({@code src/main/cuda/rmsnorm.cu}): plain, fused with the residual add that precedes it, and
  * the backward. Semantics are exactly {@link Backend#rmsNorm}, {@link Backend#addRmsNorm} and
  * {@link Backend#rmsNormBackward}. The gain gradient is reduced without float atomics: every backward block sums its
- * rows' contributions into its own row of an F32 [blocks, d] scratch buffer, and a second kernel sums those rows in
+ * rows' contributions into its own row of an F32 [blocks, d] scratch buffer (rows up to 2048 wide: one warp per row,
+ * partials in registers, ~1–2 blocks per SM; otherwise one block per row), and a second kernel sums those rows in
  * a fixed order into dGain, so results are bit-identical run to run.
  */
 public final class CudaRmsNorm {
     /** Forward: one warp per row, this many warps (rows) per block. */
     private static final int FORWARD_WARPS = 8;
-    /** Gain-gradient column reduce: 32 columns × 8 partial-row groups per block. */
-    private static final int REDUCE_ROWS = 8;
+    /** Gain-gradient column reduce: 32 columns × 32 partial-row groups per block. */
+    static final int REDUCE_ROWS = 32;
+    /** Warp-per-row backward: this many warps (rows in flight) per block ({@code BWD_WARPS} in rmsnorm.cu). */
+    static final int BACKWARD_WARPS = 8;
+    /** Widest row the warp-per-row backward holds in registers: 8 columns × 32 lanes × 8 groups. */
+    static final int BACKWARD_ROWS_MAX_WIDTH = 2048;
 
     private final KernelContext ctx;
 
@@ -69,16 +74,30 @@ public final class CudaRmsNorm {
 
         Tensor dx = ctx.scratch(DType.BF16, n, d);
         if (n == 0) return dx;
-        // One block per row at a time; threads cover the row 8 columns (16 bytes) each.
-        int threads = Math.clamp(roundUp(ceilDiv(d, 8), 32), 64, 256);
-        int blocks = Math.min(n, ctx.multiprocessorCount() * Math.max(1, 1024 / threads));
-        Tensor partial = ctx.scratch(DType.F32, blocks, d);
-        ctx.launch("rmsnorm_bwd_bf16", blocks, 1, 1, threads, 1, 1, d * Float.BYTES,
-                dx, partial, dy, x, gain, rstd, n, d);
+        int blocks;
+        Tensor partial;
+        if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
+            // One warp per row, rows held in registers, gain-gradient partials in registers: as many blocks as stay
+            // resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
+            boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
+            blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), (narrow ? 2 : 1) * ctx.multiprocessorCount());
+            partial = ctx.scratch(DType.F32, blocks, d);
+            ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                    d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
+        } else {
+            // Wide, odd-width or misaligned rows: one block per row at a time; threads cover 8 columns (16 bytes) each.
+            int threads = Math.clamp(roundUp(ceilDiv(d, 8), 32), 64, 256);
+            blocks = Math.min(n, ctx.multiprocessorCount() * Math.max(1, 1024 / threads));
+            partial = ctx.scratch(DType.F32, blocks, d);
+            ctx.launch("rmsnorm_bwd_bf16", blocks, 1, 1, threads, 1, 1, d * Float.BYTES,
+                    dx, partial, dy, x, gain, rstd, n, d);
+        }
         ctx.launch("rmsnorm_bwd_gain_reduce", ceilDiv(d, 32), 1, 1, 32, REDUCE_ROWS, 1, 0,
                 dGain, partial, blocks, d);
         return dx;
     }
+
+    private static boolean aligned16(Tensor t) { return (CudaStorage.addressOf(t) & 15) == 0; }
 
     private int forwardBlocks(int n) {
         return Math.min(ceilDiv(n, FORWARD_WARPS), 32 * ctx.multiprocessorCount());

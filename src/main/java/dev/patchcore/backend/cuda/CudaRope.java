@@ -8,19 +8,15 @@ import dev.patchcore.tensor.Tensor;
 /**
  * Rotary position embedding on the GPU ({@code src/main/cuda/rope.cu}), Hugging Face rotate_half convention:
  * exactly {@link Backend#rope} and {@link Backend#ropeBackward}. Angles are computed on the fly in fp32 with precise
- * {@code sincosf} (no table to keep in sync): each block puts the head dim's inverse frequencies in shared memory, and
- * each thread computes the angles of 8 frequencies once, while its first loads are in flight, and applies them to
- * several heads of its row, so the trigonometry is amortized over the heads and hidden behind the memory latency.
+ * {@code sincosf} (no table to keep in sync). The angle of (row, frequency) does not depend on the head, so on the
+ * vector path one warp owns a row: it computes the row's Dh/2 (cos, sin) pairs once into shared memory while its
+ * 16-byte loads are in flight, and applies them to every head of the row.
  */
 public final class CudaRope {
-    private static final int THREADS = 256;
-    /**
-     * Heads one thread rotates with the sin/cos of its 8 frequencies: more heads amortize the trigonometry, fewer put
-     * more threads (and loads) in flight. Chosen by measurement on an H100 (docs/kernels.md).
-     */
-    private static final int HEADS_PER_ITEM = 4;
-    /** The inverse-frequency table (headDim/2 floats) lives in dynamic shared memory. */
-    private static final int MAX_SHARED_BYTES = 48 * 1024;
+    /** 8 warps per block, one row per warp ({@code ROPE_THREADS} in rope.cu). */
+    static final int THREADS = 256;
+    /** Largest Dh/2 on the vector path: 8 warps × Dh/2 × (cos, sin) floats fit the 48 KB of shared memory. */
+    static final int MAX_TABLE = 768;
 
     private final KernelContext ctx;
 
@@ -53,16 +49,16 @@ public final class CudaRope {
         Tensor out = ctx.scratch(DType.BF16, rows, width);
         int headDim = width / heads;
         int half = headDim / 2;
-        if ((long) half * Float.BYTES > MAX_SHARED_BYTES)
-            throw new IllegalArgumentException("rope: head dimension " + headDim + " exceeds the supported " + 2 * MAX_SHARED_BYTES / Float.BYTES);
-        int headsPerItem = Math.min(heads, HEADS_PER_ITEM);
-        // Work items: (row, 8 frequencies, headsPerItem heads) when the vector path applies, else (row, frequency).
-        long items = half % 8 == 0
-                ? (long) rows * ((heads + headsPerItem - 1) / headsPerItem) * (half / 8)
-                : (long) rows * half;
-        if (items == 0) return out;
-        int blocks = (int) Math.min((items + THREADS - 1) / THREADS, 32L * ctx.multiprocessorCount());
-        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, half * Float.BYTES, out, x, rows, seqLen, heads, headDim, theta, headsPerItem);
+        if (rows == 0 || width == 0) return out;
+        boolean vector = half % 8 == 0 && half <= MAX_TABLE && aligned16(x) && aligned16(out);
+        int sms = ctx.multiprocessorCount();
+        // Vector path: one warp per row (grid-stride). Scalar path: one thread per (row, frequency).
+        long work = vector ? (long) rows * 32 : (long) rows * half;
+        int blocks = (int) Math.min((work + THREADS - 1) / THREADS, 32L * sms);
+        int shared = vector ? (THREADS / 32) * half * 2 * Float.BYTES : 0;
+        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, shared, out, x, rows, seqLen, heads, headDim, theta, vector ? 1 : 0);
         return out;
     }
+
+    private static boolean aligned16(Tensor t) { return (CudaStorage.addressOf(t) & 15) == 0; }
 }

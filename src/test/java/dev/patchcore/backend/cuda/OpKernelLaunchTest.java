@@ -55,12 +55,15 @@ class OpKernelLaunchTest {
     /** Hands out fake, 256-byte aligned device addresses and records launches. */
     static final class RecordingContext implements KernelContext {
         final List<Launch> launches = new ArrayList<>();
+        /** Every kernel name launched so far, kept when a test clears {@link #launches} between its cases. */
+        final Set<String> everLaunched = new HashSet<>();
         private long next = 1L << 32;
 
         @Override
         public void launch(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes,
                            Object... args) {
             launches.add(new Launch(name, new int[] {gridX, gridY, gridZ}, new int[] {blockX, blockY, blockZ}, sharedBytes, args));
+            everLaunched.add(name);
         }
 
         @Override
@@ -149,17 +152,41 @@ class OpKernelLaunchTest {
         Tensor dy = bf16(n, d), x = bf16(n, d), gain = bf16(d), rstd = f32(n), dGain = f32(d);
         Tensor dx = new CudaRmsNorm(ctx).backward(dy, x, gain, rstd, dGain);
         assertArrayEquals(new int[] {n, d}, dx.shape());
-        Launch main = ctx.only("rmsnorm_bwd_bf16");
+        Launch main = ctx.only("rmsnorm_bwd_rows8_bf16");
         Launch reduce = ctx.only("rmsnorm_bwd_gain_reduce");
         Tensor partial = (Tensor) main.args()[1];
         int blocks = main.grid()[0];
+        assertEquals(132, blocks, "d = 2048: one resident block per SM");
         assertArrayEquals(new int[] {blocks, d}, partial.shape(), "one partial row per block");
         assertEquals(d * Float.BYTES, main.shared());
+        assertEquals(32 * CudaRmsNorm.BACKWARD_WARPS, main.threads());
         assertEquals(blocks, reduce.args()[2]);
         assertEquals(partial, reduce.args()[1]);
         assertEquals(dGain, reduce.args()[0]);
         assertEquals(d / 32, reduce.grid()[0]);
-        assertArrayEquals(new int[] {32, 8, 1}, reduce.block());
+        assertArrayEquals(new int[] {32, CudaRmsNorm.REDUCE_ROWS, 1}, reduce.block());
+    }
+
+    @Test
+    void rmsNormBackwardPicksTheKernelByWidthAndAlignment() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        // 370M: d = 1024, 8192 rows -> the 4-group warp-per-row kernel, two resident blocks per SM.
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), f32(1024));
+        Launch narrow = ctx.only("rmsnorm_bwd_rows4_bf16");
+        assertEquals(2 * 132, narrow.grid()[0]);
+        // Few rows: no more blocks than 8-row groups.
+        ctx.launches.clear();
+        op.backward(bf16(20, 256), bf16(20, 256), bf16(256), f32(20), f32(256));
+        assertEquals(3, ctx.only("rmsnorm_bwd_rows4_bf16").grid()[0]);
+        // Wider than 2048, odd width, or a view at an odd offset -> the block-per-row kernel.
+        ctx.launches.clear();
+        op.backward(bf16(4, 2560), bf16(4, 2560), bf16(2560), f32(4), f32(2560));
+        op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
+        Tensor big = bf16(5, 64);
+        Tensor view = big.reshape(5 * 64).rows(1, 4 * 64).reshape(4, 64);  // starts 2 bytes in: not 16-byte aligned
+        op.backward(bf16(4, 64), view, bf16(64), f32(4), f32(64));
+        assertEquals(3, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_bf16")).count());
+        assertEquals(0, ctx.launches.stream().filter(l -> l.name().startsWith("rmsnorm_bwd_rows")).count());
     }
 
     @Test
@@ -179,19 +206,38 @@ class OpKernelLaunchTest {
     // ------------------------------------------------------------------ RoPE
 
     @Test
-    void ropeCoversEveryRowFrequencyGroupAndHeadChunk() {
+    void ropeIsOneWarpPerRowWithAPerWarpAngleTable() {
         int rows = 2 * 64, heads = 16, headDim = 128;
         Tensor out = new CudaRope(ctx).forward(bf16(rows, heads * headDim), 64, heads, 10000f);
         assertArrayEquals(new int[] {rows, heads * headDim}, out.shape());
         Launch l = ctx.only("rope_fwd_bf16");
-        int headsPerItem = (Integer) l.args()[7];
-        long items = (long) rows * ((heads + headsPerItem - 1) / headsPerItem) * (headDim / 2 / 8);
-        assertTrue((long) l.grid()[0] * l.threads() >= items || l.grid()[0] == 32 * 132,
-                "grid covers the work, or is the grid-stride cap");
+        assertEquals(rows / 8, l.grid()[0], "8 rows per block");
         assertEquals(10000f, l.args()[6]);
-        assertEquals(headDim / 2 * 4, l.shared(), "the inverse-frequency table: one float per frequency");
+        assertEquals(1, l.args()[7], "vector path");
+        assertEquals(8 * (headDim / 2) * 8, l.shared(), "one (cos, sin) table of Dh/2 pairs per warp");
         new CudaRope(ctx).backward(out, 64, heads, 10000f);
         assertEquals(1, ctx.launches.stream().filter(x -> x.name().equals("rope_bwd_bf16")).count());
+        // 370M: 8192 rows -> 1024 blocks; the grid-stride cap applies beyond 32 blocks per SM.
+        ctx.launches.clear();
+        new CudaRope(ctx).forward(bf16(8192, 1024), 2048, 16, 10000f);
+        assertEquals(1024, ctx.only("rope_fwd_bf16").grid()[0]);
+        ctx.launches.clear();
+        new CudaRope(ctx).forward(bf16(65536, 64), 2048, 1, 10000f);
+        assertEquals(32 * 132, ctx.only("rope_fwd_bf16").grid()[0]);
+    }
+
+    @Test
+    void ropeScalarPathNeedsNoSharedMemory() {
+        // Dh = 12: Dh/2 = 6 is not a multiple of 8. One thread per (row, frequency).
+        new CudaRope(ctx).forward(bf16(100, 48), 10, 4, 10000f);
+        Launch l = ctx.only("rope_fwd_bf16");
+        assertEquals(0, l.args()[7]);
+        assertEquals(0, l.shared());
+        assertEquals((100 * 6 + 255) / 256, l.grid()[0]);
+        // Dh/2 = 1024 > the per-warp table limit: also the scalar path.
+        ctx.launches.clear();
+        new CudaRope(ctx).forward(bf16(2, 2048), 1, 1, 10000f);
+        assertEquals(0, ctx.only("rope_fwd_bf16").shared());
     }
 
     @Test
@@ -202,7 +248,6 @@ class OpKernelLaunchTest {
         assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(10, 64), 4, 2, 10000f)); // 10 rows, T = 4
         assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 64), 8, 2, 0f));
         assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 64), 8, 2, 10000f));
-        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(1, 24578), 1, 1, 10000f));  // table > 48 KB
         assertTrue(ctx.launches.isEmpty());
     }
 
@@ -393,17 +438,18 @@ class OpKernelLaunchTest {
 
     @Test
     void everyKernelOfTheseFilesIsLaunchableFromJava() {
-        // Runs each launcher once so this test does not depend on the order JUnit picks.
-        rmsNormForwardShapes();
-        addRmsNormReturnsSumAndNormalized();
-        rmsNormBackwardReducesGainThroughPartialRows();
-        ropeCoversEveryRowFrequencyGroupAndHeadChunk();
-        swigluForwardAndBackward();
-        crossEntropyOneBlockPerRowWithTargetsInSharedMemory();
-        adamWPassesHostBiasCorrectionsAndNullCompute();
-        sumOfSquaresGivesEachTensorItsOwnPartialSlots();
-        Set<String> launched = new HashSet<>();
-        for (Launch l : ctx.launches) launched.add(l.name());
+        // Runs each launcher once so this test does not depend on the order JUnit picks. Some of these clear the
+        // recorded launches between their cases, so the names come from the context's never-cleared set.
+        List<Runnable> cases = List.of(this::rmsNormForwardShapes, this::addRmsNormReturnsSumAndNormalized,
+                this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
+                this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
+                this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
+                this::sumOfSquaresGivesEachTensorItsOwnPartialSlots);
+        for (Runnable c : cases) {
+            ctx.launches.clear();
+            c.run();
+        }
+        Set<String> launched = ctx.everLaunched;
         assertEquals(SIGNATURES.keySet(), launched, "kernels with no Java launcher, or launches of unknown kernels");
     }
 
