@@ -516,8 +516,8 @@ __device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16*
 
 
 // ====================================================================== pipelined kernels (fwd2, bwd2)
-// Second generation, selected by CudaFlashAttention (USE_FORWARD2 / USE_BACKWARD2); the kernels above stay
-// compiled as the fallback. Differences: dynamic shared memory above 48 KB (the runtime raises the
+// Second generation: fwd2 is CudaFlashAttention's forward, bwd2 its backward with -Dpatchcore.flash.backward=2
+// (bwd3 below is the default); the kernels above stay compiled as the fallback. Differences: dynamic shared memory above 48 KB (the runtime raises the
 // function's limit), double-buffered K/V in the forward so tile j−1 loads during all of tile j's math with one
 // barrier per tile, Q re-read from shared memory so every warp owns 32 query rows at every D, exp2 as one
 // MUFU instruction, and grids ordered so that the longest CTAs of *all* (batch, head) pairs start first.
@@ -964,6 +964,299 @@ __device__ __forceinline__ void backward2(const bf16* __restrict__ Q, const bf16
     }
 }
 
+
+// ================================================================================ bwd3: 128-key CTAs
+// Third backward generation (the default; CudaFlashAttention selects bwd2 / the first generation with
+// -Dpatchcore.flash.backward=2 / =1). Per warp the math, fragment layouts and tails handling are bwd2's (16 key
+// rows per warp, transposed scores, dK and dV in registers, Q/dO and their statistics double-buffered); what
+// changes is the CTA: 8 warps own 128 keys, so
+//   * every Q/dO tile fetched from L2 serves 128 keys instead of 64 (half the L2 → shared traffic per FLOP);
+//   * each warp's dQ partial sums run over 128 keys before they are added to the fp32 accumulator: half the
+//     global reductions per FLOP, and on sm_90 lane pairs swap halves of their C fragments so that every
+//     reduction is one 16-byte red.global.add.v4.f32 (a quarter of bwd2's reduction instructions);
+//   * a warp whose 16 keys all follow the query tile (the first tile of the upper key half) skips its math and
+//     only writes zeros to its dSᵀ rows (dQ reads them).
+// One CTA per SM (≤ 255 registers × 256 threads): the 8 warps of one CTA replace bwd2's 2 CTAs × 4 warps.
+
+__device__ __forceinline__ void ldsm_x2_trans(uint32_t (&r)[2], const bf16* p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"(smem_addr(p)));
+}
+
+// Adds one 16×8 fp32 C fragment (rows g, g+8, columns 2c, 2c+1) into a row-major global tile starting at
+// `tile` (row pitch ld); only rows < rowsValid are written. Every lane of the warp must call it (shuffles).
+__device__ __forceinline__ void red_c_frag(float* tile, size_t ld, const float (&c)[4], int rowsValid, int lane) {
+    const int g = lane >> 2, q = lane & 3;
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    // Even lane q takes row g, columns 2q..2q+3 (its own pair and its odd neighbour's); odd lane q takes row
+    // g+8, columns 2q−2..2q+1 (its even neighbour's pair and its own).
+    const bool odd = q & 1;
+    const float r0 = __shfl_xor_sync(0xffffffffu, odd ? c[0] : c[2], 1);
+    const float r1 = __shfl_xor_sync(0xffffffffu, odd ? c[1] : c[3], 1);
+    const int row = odd ? g + 8 : g;
+    if (row < rowsValid) {
+        float* p = tile + static_cast<size_t>(row) * ld + (odd ? 2 * q - 2 : 2 * q);  // 16-byte aligned
+        const float v0 = odd ? r0 : c[0], v1 = odd ? r1 : c[1], v2 = odd ? c[2] : r0, v3 = odd ? c[3] : r1;
+        asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(p), "f"(v0), "f"(v1), "f"(v2), "f"(v3)
+                     : "memory");
+    }
+#else
+    if (g < rowsValid) add_f32x2(tile + static_cast<size_t>(g) * ld + 2 * q, c[0], c[1]);
+    if (g + 8 < rowsValid) add_f32x2(tile + static_cast<size_t>(g + 8) * ld + 2 * q, c[2], c[3]);
+#endif
+}
+
+// Shared memory of bwd3 (bf16 tiles, then fp32 row statistics): K [128][D+8], V [128][D+8] (only when V is not
+// held in registers), Q [2][BQ][D+8], dO [2][BQ][D+8], dSᵀ [128][BQ+8], lse·log2(e) [2][BQ], D_i [2][BQ].
+// CudaFlashAttention.java computes the same number.
+template <int D, int BQ, bool VREG>
+struct Bwd3Config {
+    static constexpr int WARPS = 8, THREADS = 32 * WARPS, BC = 16 * WARPS, LDS = D + 8, LDST = BQ + 8;
+    static constexpr int SMEM_BYTES = (BC * LDS * (VREG ? 1 : 2) + 4 * BQ * LDS + BC * LDST) * 2 + 4 * BQ * 4;
+};
+
+template <int D, int BQ, bool VREG>
+__device__ __forceinline__ void backward3(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                          const bf16* __restrict__ V, const bf16* __restrict__ dO,
+                                          const float* __restrict__ LSE, const float* __restrict__ rowDot,
+                                          float* __restrict__ dqAccum, bf16* __restrict__ dK, bf16* __restrict__ dV,
+                                          int T, int H) {
+    using C = Bwd3Config<D, BQ, VREG>;
+    constexpr int WARPS = C::WARPS, THREADS = C::THREADS, BC = C::BC, LDS = C::LDS, LDST = C::LDST;
+    static_assert(4 * BQ >= BC, "V is staged through the Q and dO buffers");
+    static_assert(BQ % 16 == 0 && BC % BQ == 0 && BQ <= THREADS,
+                  "whole 16-row query blocks, key tiles start on a query tile, one stats thread per row");
+    bf16* Ks = dynamic_smem();
+    bf16* Vs = Ks + BC * LDS;                         // only read when !VREG
+    bf16* Qbuf = Vs + (VREG ? 0 : BC * LDS);          // [2][BQ][LDS]
+    bf16* dObuf = Qbuf + 2 * BQ * LDS;                // [2][BQ][LDS], right after Qbuf (V staging uses both)
+    bf16* dSt = dObuf + 2 * BQ * LDS;                 // [BC][LDST], dSᵀ [key][query]
+    float* lseBuf = reinterpret_cast<float*>(dSt + BC * LDST);  // [2][BQ]; +inf for rows ≥ T (P = 0)
+    float* dotBuf = lseBuf + 2 * BQ;                            // [2][BQ]
+
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int kv0 = blockIdx.y * BC;  // blockIdx.y = 0 (the longest key tile) is dispatched first
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int kw = kv0 + warp * 16;  // first key row of this warp
+
+    load_tile<BC, D, THREADS>(Ks, K + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    load_tile<BC, D, THREADS>(VREG ? Qbuf : Vs, V + base + static_cast<size_t>(kv0) * ld, ld, T - kv0, tid);
+    cp_async_commit();
+    uint32_t vf[VREG ? D / 16 : 1][4];
+    if constexpr (VREG) {
+        cp_async_wait_all();
+        __syncthreads();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) ldsm_x4(vf[kk], a_frag_addr(Qbuf, LDS, warp * 16, kk * 16, lane));
+        __syncthreads();  // the Q and dO buffers are free again
+    }
+
+    auto load_queries = [&](int qt) {
+        const int q0 = qt * BQ, buf = qt & 1;
+        load_tile<BQ, D, THREADS>(Qbuf + buf * BQ * LDS, Q + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+        load_tile<BQ, D, THREADS>(dObuf + buf * BQ * LDS, dO + base + static_cast<size_t>(q0) * ld, ld, T - q0, tid);
+        cp_async_commit();
+    };
+    // lse and D_i go through registers: read when the tile is issued, stored to the tile's buffer at the end of
+    // the step (nobody reads that buffer before the next barrier), so no warp waits on the loads mid-step.
+    float nextLse = 0.f, nextDot = 0.f;
+    auto read_stats = [&](int qt) {
+        if (tid < BQ) {
+            const int row = qt * BQ + tid;
+            const bool ok = row < T;
+            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
+            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
+        }
+    };
+    auto store_stats = [&](int qt) {
+        if (tid < BQ) {
+            lseBuf[(qt & 1) * BQ + tid] = nextLse;
+            dotBuf[(qt & 1) * BQ + tid] = nextDot;
+        }
+    };
+
+    float dk[D / 8][4], dv[D / 8][4];
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) dk[n][i] = dv[n][i] = 0.f;
+
+    const int qFirst = kv0 / BQ, qTiles = (T + BQ - 1) / BQ;
+    load_queries(qFirst);
+    read_stats(qFirst);
+    store_stats(qFirst);
+    for (int qt = qFirst; qt < qTiles; ++qt) {
+        const int q0 = qt * BQ, buf = qt & 1;
+        const bf16* Qs = Qbuf + buf * BQ * LDS;
+        const bf16* dOs = dObuf + buf * BQ * LDS;
+        const float* lse2 = lseBuf + buf * BQ;
+        const float* dots = dotBuf + buf * BQ;
+        cp_async_wait_all();  // the only group in flight is tile qt's (and K, V the first time)
+        __syncthreads();      // tile qt and its stats visible; every warp is done with step qt−1 (its buffers, dSᵀ)
+        if (qt + 1 < qTiles) {
+            load_queries(qt + 1);
+            read_stats(qt + 1);
+        }
+
+        if (kw <= q0 + BQ - 1) {  // some key of this warp precedes or meets some query of the tile
+            // Sᵀ = K Qᵀ → Pᵀ = exp(scale·Sᵀ − lse), causal: key ≤ query.
+            float s[BQ / 8][4];
+#pragma unroll
+            for (int n = 0; n < BQ / 8; ++n) s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                uint32_t ka[4];
+                ldsm_x4(ka, a_frag_addr(Ks, LDS, warp * 16, kk * 16, lane));
+#pragma unroll
+                for (int np = 0; np < BQ / 16; ++np) {
+                    uint32_t qb[4];
+                    ldsm_x4(qb, bt_frag_addr(Qs, LDS, np * 16, kk * 16, lane));
+                    mma16816(s[2 * np], ka, qb[0], qb[1]);
+                    mma16816(s[2 * np + 1], ka, qb[2], qb[3]);
+                }
+            }
+            const bool diagonal = q0 < kw + 15;
+#pragma unroll
+            for (int n = 0; n < BQ / 8; ++n) {
+                const int qc = n * 8 + (lane & 3) * 2;  // this lane's query columns qc, qc+1
+                const float2 l2 = *reinterpret_cast<const float2*>(lse2 + qc);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int key = kw + (lane >> 2) + (i >> 1) * 8;
+                    const float p = exp2_ftz(fmaf(s[n][i], scaleLog2, -((i & 1) ? l2.y : l2.x)));
+                    s[n][i] = diagonal && q0 + qc + (i & 1) < key ? 0.f : p;
+                }
+            }
+
+            // dV += Pᵀ dO.
+#pragma unroll
+            for (int kk = 0; kk < BQ / 16; ++kk) {
+                const uint32_t pa[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                        pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+                for (int dp = 0; dp < D / 16; ++dp) {
+                    uint32_t ob[4];
+                    ldsm_x4_trans(ob, b_frag_addr(dOs, LDS, kk * 16, dp * 16, lane));
+                    mma16816(dv[2 * dp], pa, ob[0], ob[1]);
+                    mma16816(dv[2 * dp + 1], pa, ob[2], ob[3]);
+                }
+            }
+
+            // dPᵀ = V dOᵀ, then dSᵀ = Pᵀ ∘ (dPᵀ − D_query) in place of Pᵀ.
+            float dp[BQ / 8][4];
+#pragma unroll
+            for (int n = 0; n < BQ / 8; ++n) dp[n][0] = dp[n][1] = dp[n][2] = dp[n][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                uint32_t va[4];
+                if constexpr (VREG) {
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) va[i] = vf[kk][i];
+                } else {
+                    ldsm_x4(va, a_frag_addr(Vs, LDS, warp * 16, kk * 16, lane));
+                }
+#pragma unroll
+                for (int np = 0; np < BQ / 16; ++np) {
+                    uint32_t ob[4];
+                    ldsm_x4(ob, bt_frag_addr(dOs, LDS, np * 16, kk * 16, lane));
+                    mma16816(dp[2 * np], va, ob[0], ob[1]);
+                    mma16816(dp[2 * np + 1], va, ob[2], ob[3]);
+                }
+            }
+#pragma unroll
+            for (int n = 0; n < BQ / 8; ++n) {
+                const float2 d2 = *reinterpret_cast<const float2*>(dots + n * 8 + (lane & 3) * 2);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) s[n][i] *= dp[n][i] - ((i & 1) ? d2.y : d2.x);
+            }
+
+            // dK += dSᵀ Q (the 1/sqrt(D) is applied once at the end), and dSᵀ → shared for dQ.
+#pragma unroll
+            for (int kk = 0; kk < BQ / 16; ++kk) {
+                const uint32_t da[4] = {pack_bf16(s[2 * kk][0], s[2 * kk][1]), pack_bf16(s[2 * kk][2], s[2 * kk][3]),
+                                        pack_bf16(s[2 * kk + 1][0], s[2 * kk + 1][1]),
+                                        pack_bf16(s[2 * kk + 1][2], s[2 * kk + 1][3])};
+#pragma unroll
+                for (int dq = 0; dq < D / 16; ++dq) {
+                    uint32_t qb[4];
+                    ldsm_x4_trans(qb, b_frag_addr(Qs, LDS, kk * 16, dq * 16, lane));
+                    mma16816(dk[2 * dq], da, qb[0], qb[1]);
+                    mma16816(dk[2 * dq + 1], da, qb[2], qb[3]);
+                }
+                const int r = warp * 16 + (lane >> 2), c = kk * 16 + (lane & 3) * 2;
+                *reinterpret_cast<uint32_t*>(dSt + r * LDST + c) = da[0];
+                *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c) = da[1];
+                *reinterpret_cast<uint32_t*>(dSt + r * LDST + c + 8) = da[2];
+                *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c + 8) = da[3];
+            }
+        } else {
+            // All of this warp's keys follow every query of the tile: Pᵀ = dSᵀ = 0; dQ still reads its rows.
+#pragma unroll
+            for (int kk = 0; kk < BQ / 16; ++kk) {
+                const int r = warp * 16 + (lane >> 2), c = kk * 16 + (lane & 3) * 2;
+                *reinterpret_cast<uint32_t*>(dSt + r * LDST + c) = 0u;
+                *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c) = 0u;
+                *reinterpret_cast<uint32_t*>(dSt + r * LDST + c + 8) = 0u;
+                *reinterpret_cast<uint32_t*>(dSt + (r + 8) * LDST + c + 8) = 0u;
+            }
+        }
+        __syncthreads();  // dSᵀ complete
+
+        // dQ (unscaled) += dS K over this CTA's 128 keys; the 8 warps split the BQ × D block into 16-row strips
+        // × DW columns (DW a multiple of 8: an odd number of 8-column tiles ends with one ldmatrix.x2).
+        constexpr int STRIPS = BQ / 16 < WARPS ? BQ / 16 : WARPS, DSPLIT = WARPS / STRIPS, DW = D / DSPLIT;
+        static_assert(STRIPS * DSPLIT == WARPS && (BQ / 16) % STRIPS == 0 && DW * DSPLIT == D && DW % 8 == 0,
+                      "8 warps tile the dQ block in 16-row × 8k-column pieces");
+#pragma unroll
+        for (int strip = 0; strip < BQ / 16; strip += STRIPS) {
+            const int qr = (strip + warp % STRIPS) * 16, dc = (warp / STRIPS) * DW;
+            float acc[DW / 8][4];
+#pragma unroll
+            for (int n = 0; n < DW / 8; ++n) acc[n][0] = acc[n][1] = acc[n][2] = acc[n][3] = 0.f;
+#pragma unroll
+            for (int kk = 0; kk < BC / 16; ++kk) {
+                uint32_t sa[4];
+                ldsm_x4_trans(sa, at_frag_addr(dSt, LDST, qr, kk * 16, lane));
+#pragma unroll
+                for (int np = 0; np < DW / 16; ++np) {
+                    uint32_t kb[4];
+                    ldsm_x4_trans(kb, b_frag_addr(Ks, LDS, kk * 16, dc + np * 16, lane));
+                    mma16816(acc[2 * np], sa, kb[0], kb[1]);
+                    mma16816(acc[2 * np + 1], sa, kb[2], kb[3]);
+                }
+                if constexpr (DW % 16 != 0) {
+                    uint32_t kb[2];
+                    ldsm_x2_trans(kb, b_frag_addr(Ks, LDS, kk * 16, dc + DW - 8, lane));
+                    mma16816(acc[DW / 8 - 1], sa, kb[0], kb[1]);
+                }
+            }
+            float* tile = dqAccum + base + static_cast<size_t>(q0 + qr) * ld + dc;
+#pragma unroll
+            for (int n = 0; n < DW / 8; ++n) red_c_frag(tile + n * 8, ld, acc[n], T - (q0 + qr), lane);
+        }
+        if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
+    }
+
+    const float scale = rsqrtf(static_cast<float>(D));
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        const int key = kw + (lane >> 2) + r * 8;
+        if (key < T) {
+            const size_t off = base + static_cast<size_t>(key) * ld + (lane & 3) * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[n][2 * r] * scale, dk[n][2 * r + 1] * scale);
+                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[n][2 * r], dv[n][2 * r + 1]);
+            }
+        }
+    }
+}
+
 }  // namespace flash
 
 // ------------------------------------------------------------------------------------- exported kernels
@@ -1037,6 +1330,22 @@ FLASH_ATTN_BWD2(80, 64, 0)
 FLASH_ATTN_BWD2(96, 32, 1)
 FLASH_ATTN_BWD2(96, 32, 0)
 FLASH_ATTN_BWD2(128, 32, 0)
+
+// bwd3 (128-key CTAs of 8 warps): _q{query tile}_v{V in registers}, launched with 256 threads.
+#define FLASH_ATTN_BWD3(D, BQ, VREG)                                                                             \
+    extern "C" __global__ void __launch_bounds__(256) flash_attn_bwd3_d##D##_q##BQ##_v##VREG(                    \
+        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* dO,        \
+        const float* lse, const float* rowDot, float* dqAccum, __nv_bfloat16* dk, __nv_bfloat16* dv, int T,     \
+        int H) {                                                                                                \
+        flash::backward3<D, BQ, VREG != 0>(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);                    \
+    }
+
+FLASH_ATTN_BWD3(64, 64, 1)
+FLASH_ATTN_BWD3(64, 64, 0)
+FLASH_ATTN_BWD3(80, 64, 0)
+FLASH_ATTN_BWD3(96, 32, 1)
+FLASH_ATTN_BWD3(96, 32, 0)
+FLASH_ATTN_BWD3(128, 32, 0)
 
 // dq = scale · dqAccum, fp32 → bf16 (two elements per step; the width H·D is even).
 extern "C" __global__ void __launch_bounds__(256) flash_attn_dq_convert(const float* __restrict__ dqAccum,

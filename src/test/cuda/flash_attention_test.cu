@@ -4,7 +4,8 @@
 //
 //   nvcc -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -o /tmp/fa_test src/test/cuda/flash_attention_test.cu && /tmp/fa_test
 //
-// Both kernel generations are checked and timed: flash_attn_fwd/bwd_* and the pipelined flash_attn_fwd2/bwd2_*.
+// Every kernel generation is checked and timed: flash_attn_fwd/bwd_*, the pipelined flash_attn_fwd2/bwd2_* and the
+// 128-key backward flash_attn_bwd3_*.
 // Exit code 0 only if every comparison passes (relative L2 error < 1e-2 for bf16 tensors, |Δlse| < 2e-3).
 // "/tmp/fa_test check" runs only the comparisons, "/tmp/fa_test bench" only the timings.
 
@@ -70,6 +71,9 @@ struct Bwd2Variant {
 };
 static const Bwd2Variant BWD2_VARIANTS[] = {{64, 64, 1}, {64, 64, 0}, {80, 64, 0},
                                             {96, 32, 1}, {96, 32, 0}, {128, 32, 0}};
+// bwd3 variants have the same parameters (head dim, query tile, V in registers); 128 keys and 256 threads per CTA.
+static const Bwd2Variant BWD3_VARIANTS[] = {{64, 64, 1}, {64, 64, 0}, {80, 64, 0},
+                                            {96, 32, 1}, {96, 32, 0}, {128, 32, 0}};
 
 // Raises the kernel's dynamic shared memory limit (needed above 48 KB), then launches it.
 template <typename Kernel, typename... Args>
@@ -108,6 +112,30 @@ static void run_backward2(const Problem& p, Bwd2Variant v2, const bf16* dO, cons
     BWD2_CASE(64, 64, 1) BWD2_CASE(64, 64, 0) BWD2_CASE(80, 64, 0) BWD2_CASE(96, 32, 1) BWD2_CASE(96, 32, 0)
     BWD2_CASE(128, 32, 0)
 #undef BWD2_CASE
+    const long n = p.n();
+    const int blocks = static_cast<int>(std::min<long>((n + 255) / 256, 16L * sms));
+    flash_attn_dq_convert<<<blocks, 256>>>(dqAcc, dq, n, 1.f / std::sqrt(static_cast<float>(p.D)));
+    CHECK(cudaGetLastError());
+}
+
+static void run_backward3(const Problem& p, Bwd2Variant v3, const bf16* dO, const bf16* q, const bf16* k, const bf16* v,
+                          const bf16* o, const float* lse, float* rowDot, float* dqAcc, bf16* dq, bf16* dk, bf16* dv,
+                          int sms) {
+    const long pairs = p.rows() * p.H;
+    dim3 prepGrid(static_cast<unsigned>((pairs + 7) / 8)), prepBlock(256);
+    dim3 grid(p.B * p.H, (p.T + 127) / 128), block(256);
+#define BWD3_CASE(D_, Q_, V_)                                                                                      \
+    if (v3.D == D_ && v3.bq == Q_ && v3.vreg == V_) {                                                              \
+        flash_attn_bwd_prep_d##D_<<<prepGrid, prepBlock>>>(dO, o, rowDot, dqAcc, static_cast<int>(p.rows()), p.T,  \
+                                                           p.H);                                                 \
+        CHECK(cudaGetLastError());                                                                               \
+        launch_dynamic(flash_attn_bwd3_d##D_##_q##Q_##_v##V_, grid, block,                                        \
+                       flash::Bwd3Config<D_, Q_, V_ != 0>::SMEM_BYTES, q, k, v, dO, lse,                          \
+                       static_cast<const float*>(rowDot), dqAcc, dk, dv, p.T, p.H);                              \
+    }
+    BWD3_CASE(64, 64, 1) BWD3_CASE(64, 64, 0) BWD3_CASE(80, 64, 0) BWD3_CASE(96, 32, 1) BWD3_CASE(96, 32, 0)
+    BWD3_CASE(128, 32, 0)
+#undef BWD3_CASE
     const long n = p.n();
     const int blocks = static_cast<int>(std::min<long>((n + 255) / 256, 16L * sms));
     flash_attn_dq_convert<<<blocks, 256>>>(dqAcc, dq, n, 1.f / std::sqrt(static_cast<float>(p.D)));
@@ -305,20 +333,24 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
             CHECK(cudaFree(lse));
         }
     }
-    for (Bwd2Variant v2 : BWD2_VARIANTS) {
-        if (v2.D != p.D || o2 == nullptr) continue;
-        float *rowDot = device_poisoned<float>(p.nStat()), *acc = device_poisoned<float>(p.n());
-        bf16 *gq = device_poisoned<bf16>(p.n()), *gk = device_poisoned<bf16>(p.n()), *gv = device_poisoned<bf16>(p.n());
-        run_backward2(p, v2, ddO, dq_, dk_, dv_, o2, lse2, rowDot, acc, gq, gk, gv, sms);
-        CHECK(cudaDeviceSynchronize());
-        Error e1 = compare(host_copy(gq, p.n()), ref.dq), e2 = compare(host_copy(gk, p.n()), ref.dk),
-              e3 = compare(host_copy(gv, p.n()), ref.dv);
-        const bool bpass = e1.finite && e2.finite && e3.finite && e1.rel < 1e-2 && e2.rel < 1e-2 && e3.rel < 1e-2;
-        std::snprintf(name, sizeof name, "bwd2 q%d v%d B=%d H=%d T=%d D=%d", v2.bq, v2.vreg, p.B, p.H, p.T, p.D);
-        std::printf("%-36s dq %.2e dk %.2e dv %.2e (rel L2)  %s\n", name, e1.rel, e2.rel, e3.rel, bpass ? "ok" : "FAIL");
-        ok &= bpass;
-        CHECK(cudaFree(rowDot)); CHECK(cudaFree(acc)); CHECK(cudaFree(gq)); CHECK(cudaFree(gk)); CHECK(cudaFree(gv));
-    }
+    for (int gen = 2; gen <= 3; ++gen)
+        for (Bwd2Variant v2 : gen == 2 ? BWD2_VARIANTS : BWD3_VARIANTS) {
+            if (v2.D != p.D || o2 == nullptr) continue;
+            float *rowDot = device_poisoned<float>(p.nStat()), *acc = device_poisoned<float>(p.n());
+            bf16 *gq = device_poisoned<bf16>(p.n()), *gk = device_poisoned<bf16>(p.n()), *gv = device_poisoned<bf16>(p.n());
+            if (gen == 2) run_backward2(p, v2, ddO, dq_, dk_, dv_, o2, lse2, rowDot, acc, gq, gk, gv, sms);
+            else run_backward3(p, v2, ddO, dq_, dk_, dv_, o2, lse2, rowDot, acc, gq, gk, gv, sms);
+            CHECK(cudaDeviceSynchronize());
+            Error e1 = compare(host_copy(gq, p.n()), ref.dq), e2 = compare(host_copy(gk, p.n()), ref.dk),
+                  e3 = compare(host_copy(gv, p.n()), ref.dv);
+            const bool bpass = e1.finite && e2.finite && e3.finite && e1.rel < 1e-2 && e2.rel < 1e-2 && e3.rel < 1e-2;
+            std::snprintf(name, sizeof name, "bwd%d q%d v%d B=%d H=%d T=%d D=%d", gen, v2.bq, v2.vreg, p.B, p.H, p.T,
+                          p.D);
+            std::printf("%-36s dq %.2e dk %.2e dv %.2e (rel L2)  %s\n", name, e1.rel, e2.rel, e3.rel,
+                        bpass ? "ok" : "FAIL");
+            ok &= bpass;
+            CHECK(cudaFree(rowDot)); CHECK(cudaFree(acc)); CHECK(cudaFree(gq)); CHECK(cudaFree(gk)); CHECK(cudaFree(gv));
+        }
     if (o2 != nullptr) {
         CHECK(cudaFree(o2));
         CHECK(cudaFree(lse2));
@@ -387,6 +419,13 @@ static void bench(const Problem& p, int sms, std::mt19937& rng) {
         std::printf(" bwd2 q%dv%d %.3f ms %.0f TF/s,", v2.bq, v2.vreg, ms, 2.5 * fwdFlops / ms / 1e9);
         bwd = std::min(bwd, ms);
     }
+    for (Bwd2Variant v3 : BWD3_VARIANTS) {
+        if (v3.D != p.D) continue;
+        const float ms =
+            time_ms([&] { run_backward3(p, v3, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv, sms); }, 20);
+        std::printf(" bwd3 q%dv%d %.3f ms %.0f TF/s,", v3.bq, v3.vreg, ms, 2.5 * fwdFlops / ms / 1e9);
+        bwd = std::min(bwd, ms);
+    }
     std::printf(" | best fwd+bwd %.0f TF/s\n", 3.5 * fwdFlops / (best + bwd) / 1e9);
     for (void* ptr : std::initializer_list<void*>{dq_, dk_, dv_, ddO, o, gq, gk, gv, lse, rowDot, acc}) CHECK(cudaFree(ptr));
 }
@@ -405,7 +444,8 @@ int main(int argc, char** argv) {
         const Problem cases[] = {{1, 1, 1, 64},   {1, 1, 17, 128},  {2, 3, 200, 64}, {1, 2, 64, 64},
                                  {1, 2, 257, 80}, {2, 2, 130, 96},  {1, 2, 333, 128}, {1, 1, 512, 128},
                                  {1, 1, 300, 96}, {2, 1, 129, 80}, {1, 2, 1000, 64}, {1, 2, 777, 128},
-                                 {1, 1, 555, 96},  {2, 2, 31, 80}};
+                                 {1, 1, 555, 96},  {2, 2, 31, 80},   {1, 2, 100, 64}, {1, 1, 191, 128},
+                                 {2, 1, 383, 96},  {1, 1, 1025, 64}, {1, 1, 1100, 80}, {1, 1, 2048, 128}};
         for (const Problem& p : cases) ok &= check(p, sms, rng);
         std::printf("check: %s\n", ok ? "ALL OK" : "FAILURES");
     }

@@ -12,15 +12,28 @@ import dev.patchcore.tensor.Tensor;
  * Tiling, shared-memory budget and register counts are in {@code docs/attention.md}.
  */
 public final class CudaFlashAttention {
-    // ---- ONE-LINE SWITCHES: true = the pipelined kernels (flash_attn_fwd2_* / flash_attn_bwd2_*: double-buffered
-    // tiles in dynamic shared memory, longest CTAs first); false = the first-generation kernels, kept as fallback.
-    // At run time: -Dpatchcore.flash.forward=1 / -Dpatchcore.flash.backward=1 select the first generation.
+    // ---- ONE-LINE SWITCHES. Forward: true = the pipelined kernels (flash_attn_fwd2_*: double-buffered tiles in
+    // dynamic shared memory, longest CTAs first); false = the first generation, kept as fallback. Backward: which
+    // generation runs, 3 = flash_attn_bwd3_* (128-key CTAs of 8 warps), 2 = flash_attn_bwd2_* (64-key CTAs,
+    // pipelined), 1 = the first generation. At run time -Dpatchcore.flash.forward=1 and
+    // -Dpatchcore.flash.backward=2 / =1 select the older kernels.
     static final boolean USE_FORWARD2 = !"1".equals(System.getProperty("patchcore.flash.forward", "2"));
-    static final boolean USE_BACKWARD2 = !"1".equals(System.getProperty("patchcore.flash.backward", "2"));
+    static final String BACKWARD_PROPERTY = "patchcore.flash.backward";
+    static final String DEFAULT_BACKWARD_GENERATION = "3";
+
+    /** Parsed when a CudaFlashAttention is built, so a bad value is one IllegalArgumentException, not a class-init error. */
+    static int backwardGeneration(String value) {
+        return switch (value.strip()) {
+            case "1" -> 1;
+            case "2" -> 2;
+            case "3" -> 3;
+            default -> throw new IllegalArgumentException("-Dpatchcore.flash.backward must be 1, 2 or 3, got '" + value + "'");
+        };
+    }
 
     /** Forward CTAs have 4 warps; each warp owns 16 query rows, or 32 for D = 64 (faster on H100, see docs). */
     private static final int FORWARD_WARPS = 4;
-    /** Key/value rows per backward CTA: 4 warps × 16 rows. */
+    /** Key/value rows per first- and second-generation backward CTA: 4 warps × 16 rows. */
     private static final int BACKWARD_KV_TILE = 64;
     private static final int BACKWARD_THREADS = 128;
     /** Warps per CTA of the D = rowsum(dO∘O) pre-pass; one warp per (row, head). */
@@ -31,18 +44,21 @@ public final class CudaFlashAttention {
     private static final int MAX_GRID_Y = 65535;
 
     private final KernelContext ctx;
-    private final boolean forward2, backward2;
+    private final boolean forward2;
+    private final int backwardGeneration;
 
     public CudaFlashAttention(KernelContext ctx) {
-        this(ctx, USE_FORWARD2, USE_BACKWARD2);
+        this(ctx, USE_FORWARD2, backwardGeneration(System.getProperty(BACKWARD_PROPERTY, DEFAULT_BACKWARD_GENERATION)));
     }
 
-    /** Picks the kernel generation per direction (tests exercise both). */
-    CudaFlashAttention(KernelContext ctx, boolean forward2, boolean backward2) {
+    /** Picks the kernel generation per direction (tests exercise all of them). */
+    CudaFlashAttention(KernelContext ctx, boolean forward2, int backwardGeneration) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
+        if (backwardGeneration < 1 || backwardGeneration > 3)
+            throw new IllegalArgumentException("flash backward generation must be 1, 2 or 3, got " + backwardGeneration);
         this.ctx = ctx;
         this.forward2 = forward2;
-        this.backward2 = backward2;
+        this.backwardGeneration = backwardGeneration;
     }
 
     /**
@@ -98,6 +114,37 @@ public final class CudaFlashAttention {
         }
     }
 
+    /**
+     * A third-generation backward kernel: 128 keys per CTA (8 warps × 16, 256 threads), query tiles of queryTile rows
+     * double-buffered, V held in registers or read from shared memory. Mirrors FLASH_ATTN_BWD3 / Bwd3Config in
+     * flash_attention.cu.
+     */
+    record Backward3(int headDim, int queryTile, boolean vInRegisters) {
+        static final int KEYS_PER_CTA = 128;
+        static final int THREADS = 256;
+
+        static Backward3 of(int d) {
+            return switch (d) {
+                case 64 -> new Backward3(64, 64, true);
+                case 80 -> new Backward3(80, 64, false);
+                case 96 -> new Backward3(96, 32, true);
+                case 128 -> new Backward3(128, 32, false);
+                default -> throw new IllegalArgumentException("no flash backward kernel for head dim " + d);
+            };
+        }
+
+        String kernel() {
+            return "flash_attn_bwd3_d" + headDim + "_q" + queryTile + "_v" + (vInRegisters ? 1 : 0);
+        }
+
+        /** K (and V) [128][D+8], Q and dO [2][BQ][D+8], dSᵀ [128][BQ+8] bf16; lse and D_i [2][BQ] fp32. */
+        int sharedBytes() {
+            int lds = headDim + 8;
+            return (KEYS_PER_CTA * lds * (vInRegisters ? 1 : 2) + 4 * queryTile * lds
+                    + KEYS_PER_CTA * (queryTile + 8)) * 2 + 4 * queryTile * 4;
+        }
+    }
+
     /** Head dimensions with a compiled kernel: the paper presets' 64, 80, 96 and 128. */
     public static boolean supportsHeadDim(int d) {
         return d == 64 || d == 80 || d == 96 || d == 128;
@@ -145,7 +192,13 @@ public final class CudaFlashAttention {
         Tensor dk = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
         int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
-        if (backward2 && keyTiles <= MAX_GRID_Y) {
+        int keyTiles3 = ceilDiv(seqLen, Backward3.KEYS_PER_CTA);
+        if (backwardGeneration == 3 && keyTiles3 <= MAX_GRID_Y) {
+            // Grid (B·H, key tiles of 128): key tile 0 (the most query tiles) of every head is dispatched first.
+            Backward3 b3 = Backward3.of(s.headDim());
+            ctx.launch(b3.kernel(), s.batch() * heads, keyTiles3, 1, Backward3.THREADS, 1, 1, b3.sharedBytes(),
+                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+        } else if (backwardGeneration >= 2 && keyTiles <= MAX_GRID_Y) {
             // Grid (B·H, key tiles): key tile 0 (the most query tiles) of every head is dispatched first.
             Backward2 b2 = Backward2.of(s.headDim());
             ctx.launch(b2.kernel(), s.batch() * heads, keyTiles, 1, BACKWARD_THREADS, 1, 1, b2.sharedBytes(),

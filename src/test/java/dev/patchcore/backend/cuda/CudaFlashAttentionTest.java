@@ -33,10 +33,12 @@ class CudaFlashAttentionTest {
             assertEquals(1, gz);
             assertEquals(1, by);
             assertEquals(1, bz);
-            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_"))
+            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_") && !name.startsWith("flash_attn_bwd3_"))
                 assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
-            // Two CTAs per SM must fit the H100's 228 KB (each CTA also reserves 1 KB).
-            assertTrue(shared >= 0 && 2 * (shared + 1024) <= 228 * 1024, name + " asks for " + shared + " bytes");
+            if (name.startsWith("flash_attn_bwd3_")) // one 256-thread CTA per SM (registers): the per-block limit, 227 KB
+                assertTrue(shared > 0 && shared <= 227 * 1024, name + " asks for " + shared + " bytes");
+            else // two CTAs per SM must fit the H100's 228 KB (each CTA also reserves 1 KB)
+                assertTrue(shared >= 0 && 2 * (shared + 1024) <= 228 * 1024, name + " asks for " + shared + " bytes");
             launches.add(new Launch(name, gx, gy, bx, shared, args));
         }
 
@@ -68,6 +70,8 @@ class CudaFlashAttentionTest {
             names.add("flash_attn_fwd2_d" + fwd2.group(1) + "_m" + fwd2.group(2) + "_n" + fwd2.group(3) + "_q" + fwd2.group(4));
         Matcher bwd2 = Pattern.compile("(?m)^FLASH_ATTN_BWD2\\((\\d+), (\\d+), ([01])\\)").matcher(src);
         while (bwd2.find()) names.add("flash_attn_bwd2_d" + bwd2.group(1) + "_q" + bwd2.group(2) + "_v" + bwd2.group(3));
+        Matcher bwd3 = Pattern.compile("(?m)^FLASH_ATTN_BWD3\\((\\d+), (\\d+), ([01])\\)").matcher(src);
+        while (bwd3.find()) names.add("flash_attn_bwd3_d" + bwd3.group(1) + "_q" + bwd3.group(2) + "_v" + bwd3.group(3));
         if (src.contains("void __launch_bounds__(256) flash_attn_dq_convert(")) names.add("flash_attn_dq_convert");
         return names;
     }
@@ -79,7 +83,7 @@ class CudaFlashAttentionTest {
             assertTrue(CudaFlashAttention.supportsHeadDim(d));
             int b = 3, h = 5, t = 131;
             RecordingContext ctx = new RecordingContext();
-            CudaFlashAttention fa = new CudaFlashAttention(ctx, false, false);
+            CudaFlashAttention fa = new CudaFlashAttention(ctx, false, 1);
             Tensor q = ctx.tensor(DType.BF16, b * t, h * d), k = ctx.tensor(DType.BF16, b * t, h * d),
                     v = ctx.tensor(DType.BF16, b * t, h * d);
             Backend.AttentionOut out = fa.forward(q, k, v, t, h);
@@ -134,7 +138,7 @@ class CudaFlashAttentionTest {
             for (int t : new int[] {1, 131, 2048}) {
                 int b = 3, h = 5;
                 RecordingContext ctx = new RecordingContext();
-                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, true);
+                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 2);
                 Tensor q = ctx.tensor(DType.BF16, b * t, h * d), k = ctx.tensor(DType.BF16, b * t, h * d),
                         v = ctx.tensor(DType.BF16, b * t, h * d), dOut = ctx.tensor(DType.BF16, b * t, h * d);
                 Backend.AttentionOut out = fa.forward(q, k, v, t, h);
@@ -161,11 +165,47 @@ class CudaFlashAttentionTest {
         }
     }
 
+    private static int backward3Shared(int d) {
+        int bq = d >= 96 ? 32 : 64;
+        int kvTiles = d == 64 || d == 96 ? 1 : 2; // V in registers at 64 and 96, else a V tile too
+        return (128 * (d + 8) * kvTiles + 4 * bq * (d + 8) + 128 * (bq + 8)) * 2 + 4 * bq * 4;
+    }
+
+    @Test
+    void thirdGenerationBackwardLaunchesWith128KeyCtas() throws IOException {
+        List<String> compiled = kernelsInSource();
+        assertEquals(List.of(74752, 109568, 64000, 115200),
+                List.of(backward3Shared(64), backward3Shared(80), backward3Shared(96), backward3Shared(128)));
+        for (int d : new int[] {64, 80, 96, 128}) {
+            for (int t : new int[] {1, 131, 2048}) {
+                int b = 3, h = 5;
+                RecordingContext ctx = new RecordingContext();
+                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+                Tensor q = ctx.tensor(DType.BF16, b * t, h * d), dOut = ctx.tensor(DType.BF16, b * t, h * d);
+                Backend.AttentionOut out = fa.forward(q, q, q, t, h);
+                Backend.AttentionGrads g = fa.backward(dOut, q, q, q, out.out(), out.lse(), t, h);
+                for (Tensor x : new Tensor[] {g.dq(), g.dk(), g.dv()}) assertArrayEquals(new int[] {b * t, h * d}, x.shape());
+
+                assertEquals(List.of("flash_attn_bwd_prep_d" + d, "flash_attn_dq_convert"),
+                        List.of(ctx.launches.get(1).name(), ctx.launches.get(3).name()));
+                Launch main = ctx.launches.get(2);
+                assertTrue(compiled.contains(main.name()), main.name() + " is not instantiated");
+                assertTrue(main.name().startsWith("flash_attn_bwd3_d" + d + "_"), main.name());
+                assertEquals(b * h, main.gridX(), "bwd3 grid x is (batch, head)");
+                assertEquals((t + 127) / 128, main.gridY(), "bwd3 key tiles of 128 rows must cover T");
+                assertEquals(256, main.blockX(), "8 warps × 16 keys");
+                assertEquals(backward3Shared(d), main.shared());
+                assertEquals(t, main.args()[9]);
+                assertEquals(h, main.args()[10]);
+            }
+        }
+    }
+
     @Test
     void pipelinedKernelsFallBackWhenTheTileGridExceedsGridDimY() {
         int t = 64 * 65535 + 1, d = 64; // 65536 key tiles of 64 rows; 32768 query tiles of 128 rows still fit
         RecordingContext ctx = new RecordingContext();
-        CudaFlashAttention fa = new CudaFlashAttention(ctx, true, true);
+        CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 2);
         Tensor q = ctx.tensor(DType.BF16, t, d);
         Backend.AttentionOut out = fa.forward(q, q, q, t, 1);
         fa.backward(q, q, q, q, out.out(), out.lse(), t, 1);
@@ -173,6 +213,17 @@ class CudaFlashAttentionTest {
         assertEquals(32768, ctx.launches.get(0).gridY());
         assertEquals("flash_attn_bwd_d64", ctx.launches.get(2).name());
         assertEquals(65536, ctx.launches.get(2).gridX());
+
+        // 128-key tiles still fit gridDim.y at this T (32768), so bwd3 runs; past 128·65535 it falls back too.
+        RecordingContext ctx3 = new RecordingContext();
+        new CudaFlashAttention(ctx3, true, 3).backward(q, q, q, q, out.out(), out.lse(), t, 1);
+        assertEquals("flash_attn_bwd3_d64_q64_v1", ctx3.launches.get(1).name());
+        assertEquals(32768, ctx3.launches.get(1).gridY());
+        int t3 = 128 * 65535 + 1;
+        Tensor q3 = ctx3.tensor(DType.BF16, t3, d), lse3 = ctx3.tensor(DType.F32, 1, 1, t3);
+        ctx3.launches.clear();
+        new CudaFlashAttention(ctx3, true, 3).backward(q3, q3, q3, q3, q3, lse3, t3, 1);
+        assertEquals("flash_attn_bwd_d64", ctx3.launches.get(1).name());
     }
 
     @Test
@@ -182,7 +233,20 @@ class CudaFlashAttentionTest {
         Backend.AttentionOut out = new CudaFlashAttention(ctx).forward(q, q, q, 10, 1);
         new CudaFlashAttention(ctx).backward(q, q, q, q, out.out(), out.lse(), 10, 1);
         assertEquals(CudaFlashAttention.USE_FORWARD2, ctx.launches.get(0).name().startsWith("flash_attn_fwd2_"));
-        assertEquals(CudaFlashAttention.USE_BACKWARD2, ctx.launches.get(2).name().startsWith("flash_attn_bwd2_"));
+        int generation = CudaFlashAttention.backwardGeneration(
+                System.getProperty(CudaFlashAttention.BACKWARD_PROPERTY, CudaFlashAttention.DEFAULT_BACKWARD_GENERATION));
+        String prefix = switch (generation) { case 3 -> "flash_attn_bwd3_"; case 2 -> "flash_attn_bwd2_"; default -> "flash_attn_bwd_d"; };
+        assertTrue(ctx.launches.get(2).name().startsWith(prefix), ctx.launches.get(2).name());
+        assertEquals(3, CudaFlashAttention.backwardGeneration(CudaFlashAttention.DEFAULT_BACKWARD_GENERATION));
+    }
+
+    @Test
+    void backwardSwitchAcceptsOnlyKnownGenerations() {
+        assertEquals(1, CudaFlashAttention.backwardGeneration("1"));
+        assertEquals(2, CudaFlashAttention.backwardGeneration(" 2 "));
+        var e = assertThrows(IllegalArgumentException.class, () -> CudaFlashAttention.backwardGeneration("4"));
+        assertTrue(e.getMessage().contains("patchcore.flash.backward"), e.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 0));
     }
 
     @Test
