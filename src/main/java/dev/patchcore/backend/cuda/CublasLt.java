@@ -20,8 +20,10 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
 
 /**
  * cuBLASLt through java.lang.foreign: bf16 inputs, fp32 accumulation (CUBLAS_COMPUTE_32F), bf16 or fp32 output with
- * optional {@code beta = 1} accumulation. Descriptors, layouts and the heuristic's algorithm are cached per shape, so a
- * training step makes no cuBLASLt set-up calls after the first.
+ * optional {@code beta = 1} accumulation. Descriptors, layouts and the heuristic's candidate algorithms are cached per
+ * {@link Key}; at the first call of a key its candidates are timed on the real operands and the fastest is kept for the
+ * life of this object ({@link GemmTuner}; {@code PATCHCORE_GEMM_TUNE=0} keeps the heuristic's first pick). A training
+ * step makes no cuBLASLt set-up calls after the first.
  *
  * <p>There is no cublasLt.h on the build machines; the values below are from CUDA's {@code cublasLt.h} (12.x/13.0,
  * enums {@code cublasLtMatmulDescAttributes_t}, {@code cublasLtMatrixLayoutAttribute_t},
@@ -54,7 +56,18 @@ final class CublasLt implements AutoCloseable {
     static final long HEURISTIC_WORKSPACE_OFFSET = 64;
     static final long HEURISTIC_STATE_OFFSET = 72;
 
+    /** NVIDIA's recommended cuBLASLt workspace for Hopper (4 MiB suffices before it); also the heuristic's limit. */
     static final long WORKSPACE_BYTES = 32L << 20;
+    /** Heuristic candidates asked for when tuning (the library returns at most this many, best-estimated first). */
+    static final int TUNE_CANDIDATES = 16;
+    /** Back-to-back runs per timing sample, after one untimed warm-up run of the candidate. */
+    static final int TIMED_RUNS = 5;
+
+    /** CUDA-event timing of work enqueued on the GEMM stream; waits for the end event. */
+    @FunctionalInterface
+    interface StreamTimer {
+        float millis(Runnable work);
+    }
 
     private final Arena arena = Arena.ofShared();
     private final String libraryPath;
@@ -67,17 +80,36 @@ final class CublasLt implements AutoCloseable {
     private final long workspace;
     private final DeviceMemory memory;
     private final long stream;
+    private final StreamTimer timer;
+    private final GemmTuner<Key> tuner;
     private final Map<Key, Plan> plans = new HashMap<>();
 
-    /** Types of one GEMM: bf16 A/B, output {@code outType} (CUDA_R_16BF or CUDA_R_32F). */
-    record Key(GemmLayout layout, int outType, int alignA, int alignB, int alignC) {}
+    /**
+     * One distinct GEMM: shape and transposes ({@code layout}), output type (CUDA_R_16BF or CUDA_R_32F; A and B are
+     * always bf16), beta (accumulate), and the alignment of each pointer (the heuristic's candidates may rely on it).
+     * Addresses themselves are not part of it: a GEMM on other buffers of the same shape reuses the plan and choice.
+     */
+    record Key(GemmLayout layout, int outType, boolean accumulate, int alignA, int alignB, int alignC) {
+        static Key of(GemmLayout layout, long a, long b, long d, int outType, boolean accumulate) {
+            return new Key(layout, outType, accumulate, alignment(a), alignment(b), alignment(d));
+        }
 
-    private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, MemorySegment algo) {}
+        /** Bytes of the output matrix D (column-major m×n with leading dimension ldc). */
+        long outputBytes() { return layout.ldc() * layout.n() * (outType == CUDA_R_32F ? 4L : 2L); }
+    }
 
-    /** Loads the library (see {@link CublasLtLibrary}) or throws CudaUnavailableException listing what was tried. */
-    CublasLt(String override, DeviceMemory memory, long stream) {
+    /** Descriptors of one key and the heuristic's usable candidate algorithms (64 bytes each), best-estimated first. */
+    private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, List<MemorySegment> algos) {}
+
+    /**
+     * Loads the library (see {@link CublasLtLibrary}) or throws CudaUnavailableException listing what was tried.
+     * {@code timer} times candidate algorithms on {@code stream}; tuning follows $PATCHCORE_GEMM_TUNE.
+     */
+    CublasLt(String override, DeviceMemory memory, long stream, StreamTimer timer) {
         this.memory = memory;
         this.stream = stream;
+        this.timer = timer;
+        this.tuner = new GemmTuner<>(GemmTuner.Mode.parse(System.getenv("PATCHCORE_GEMM_TUNE")));
         Linker linker = Linker.nativeLinker();
         SymbolLookup lib = null;
         String found = null;
@@ -145,7 +177,8 @@ final class CublasLt implements AutoCloseable {
 
     /**
      * D = A·B (column-major, per {@code layout}) with bf16 A, B; D is bf16 or fp32 ({@code outType});
-     * {@code accumulate}: D += A·B (beta = 1, C = D).
+     * {@code accumulate}: D += A·B (beta = 1, C = D). The first call of a key tunes its algorithm (synchronizes the
+     * stream); D's final contents never depend on the tuning runs.
      */
     void matmul(GemmLayout layout, long a, long b, long d, int outType, boolean accumulate) {
         if (layout.m() == 0 || layout.n() == 0) return;
@@ -154,17 +187,66 @@ final class CublasLt implements AutoCloseable {
             if (!accumulate) memory.zero(d, layout.m() * layout.n() * (outType == CUDA_R_32F ? 4L : 2L));
             return;
         }
-        Key key = new Key(layout, outType, alignment(a), alignment(b), alignment(d));
+        Key key = Key.of(layout, a, b, d, outType, accumulate);
         Plan plan = plans.computeIfAbsent(key, this::plan);
-        MemorySegment beta = accumulate ? one : zero;
+        GemmTuner.Choice choice = tuner.cached(key);
+        if (choice == null) choice = tune(key, plan, a, b, d);
+        run(key, plan, plan.algos.get(choice.index()), a, b, d);
+    }
+
+    /** One cublasLtMatmul with an explicit algorithm; beta follows the key. */
+    private void run(Key key, Plan plan, MemorySegment algo, long a, long b, long d) {
+        MemorySegment beta = key.accumulate() ? one : zero;
         try {
-            check((int) matmul.invokeExact(handle, plan.desc, one, MemorySegment.ofAddress(a), plan.a, MemorySegment.ofAddress(b), plan.b,
-                    beta, MemorySegment.ofAddress(d), plan.c, MemorySegment.ofAddress(d), plan.c, plan.algo,
-                    MemorySegment.ofAddress(workspace), WORKSPACE_BYTES, MemorySegment.ofAddress(stream)), "cublasLtMatmul " + describe(key));
+            int status = (int) matmul.invokeExact(handle, plan.desc, one, MemorySegment.ofAddress(a), plan.a, MemorySegment.ofAddress(b), plan.b,
+                    beta, MemorySegment.ofAddress(d), plan.c, MemorySegment.ofAddress(d), plan.c, algo,
+                    MemorySegment.ofAddress(workspace), WORKSPACE_BYTES, MemorySegment.ofAddress(stream));
+            if (status != 0) check(status, "cublasLtMatmul " + describe(key)); // the message is formatted only on failure
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {
             throw new IllegalStateException(t);
+        }
+    }
+
+    /**
+     * Times the key's candidates on the real A and B and caches the fastest. With beta = 0 the runs write the real D,
+     * which the real call then overwrites; with beta = 1 (dW += …) they accumulate into a zeroed scratch copy of D's
+     * shape and type, so the real gradient is untouched. If that scratch does not fit, the heuristic's pick is used.
+     */
+    private GemmTuner.Choice tune(Key key, Plan plan, long a, long b, long d) {
+        int n = plan.algos.size();
+        if (!tuner.timing() || n == 1) {
+            GemmTuner.Choice c = tuner.choose(key, n, null);
+            if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": " + c.summary());
+            return c;
+        }
+        long scratch = 0;
+        if (key.accumulate()) {
+            try {
+                scratch = memory.allocate(key.outputBytes());
+            } catch (GpuOutOfMemoryException e) {
+                if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": no memory for a scratch output, untimed");
+                return tuner.choose(key, n, null);
+            }
+            memory.zero(scratch, key.outputBytes());
+        }
+        long out = key.accumulate() ? scratch : d;
+        try {
+            GemmTuner.Choice c = tuner.choose(key, n, i -> {
+                MemorySegment algo = plan.algos.get(i);
+                run(key, plan, algo, a, b, out); // warm-up: first use of a kernel may load its module
+                return timer.millis(() -> {
+                    for (int r = 0; r < TIMED_RUNS; r++) run(key, plan, algo, a, b, out);
+                }) / (double) TIMED_RUNS;
+            });
+            if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": " + c.summary());
+            return c;
+        } finally {
+            if (scratch != 0) {
+                timer.millis(() -> {}); // waits for every earlier run on the stream (one may be left by a failed candidate)
+                memory.release(scratch);
+            }
         }
     }
 
@@ -195,24 +277,41 @@ final class CublasLt implements AutoCloseable {
                 setInt(prefSetAttr, pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, key.alignB());
                 setInt(prefSetAttr, pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, key.alignC());
                 setInt(prefSetAttr, pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, key.alignC());
-                MemorySegment results = tmp.allocate(HEURISTIC_RESULT_BYTES, 8);
+                int requested = tuner.timing() ? TUNE_CANDIDATES : 1;
+                MemorySegment results = tmp.allocate(HEURISTIC_RESULT_BYTES * requested, 8);
                 MemorySegment count = tmp.allocate(JAVA_INT);
-                check((int) heuristic.invokeExact(handle, desc, a, b, c, c, pref, 1, results, count), "cublasLtMatmulAlgoGetHeuristic " + describe(key));
-                int st = results.get(JAVA_INT, HEURISTIC_STATE_OFFSET);
-                if (count.get(JAVA_INT, 0) < 1 || st != 0)
-                    throw new CudaException("cuBLASLt has no algorithm for " + describe(key) + " (state " + statusName(st) + ")", st);
-                long needed = results.get(JAVA_LONG, HEURISTIC_WORKSPACE_OFFSET);
-                if (needed > WORKSPACE_BYTES) throw new CudaException("cuBLASLt algorithm wants " + needed + " bytes of workspace", 0);
-                MemorySegment algo = arena.allocate(ALGO_BYTES, 8);
-                algo.copyFrom(results.asSlice(0, ALGO_BYTES));
+                check((int) heuristic.invokeExact(handle, desc, a, b, c, c, pref, requested, results, count), "cublasLtMatmulAlgoGetHeuristic " + describe(key));
+                int returned = Math.min(requested, count.get(JAVA_INT, 0));
+                List<MemorySegment> algos = usableAlgorithms(results, returned, WORKSPACE_BYTES, arena);
                 int ignored = (int) prefDestroy.invokeExact(pref);
-                return new Plan(desc, a, b, c, algo);
+                if (algos.isEmpty()) {
+                    int st = returned > 0 ? results.get(JAVA_INT, HEURISTIC_STATE_OFFSET) : 0;
+                    throw new CudaException("cuBLASLt has no algorithm for " + describe(key) + " (" + returned + " returned, first state "
+                            + statusName(st) + ")", st);
+                }
+                return new Plan(desc, a, b, c, algos);
             }
         } catch (CudaException e) {
             throw e;
         } catch (Throwable t) {
             throw new IllegalStateException(t);
         }
+    }
+
+    /**
+     * The algorithms (copied into {@code into}) of the first {@code returned} heuristic results whose state is success
+     * and whose workspace fits {@code maxWorkspace}, in the heuristic's order.
+     */
+    static List<MemorySegment> usableAlgorithms(MemorySegment results, int returned, long maxWorkspace, Arena into) {
+        List<MemorySegment> algos = new ArrayList<>();
+        for (int i = 0; i < returned; i++) {
+            MemorySegment r = results.asSlice(i * HEURISTIC_RESULT_BYTES, HEURISTIC_RESULT_BYTES);
+            if (r.get(JAVA_INT, HEURISTIC_STATE_OFFSET) != 0 || r.get(JAVA_LONG, HEURISTIC_WORKSPACE_OFFSET) > maxWorkspace) continue;
+            MemorySegment algo = into.allocate(ALGO_BYTES, 8);
+            algo.copyFrom(r.asSlice(0, ALGO_BYTES));
+            algos.add(algo);
+        }
+        return algos;
     }
 
     private MemorySegment layout(int type, long rows, long cols, long ld) throws Throwable {
@@ -231,8 +330,8 @@ final class CublasLt implements AutoCloseable {
 
     private static String describe(Key k) {
         GemmLayout l = k.layout();
-        return String.format("m=%d n=%d k=%d op(A)=%s op(B)=%s out=%s", l.m(), l.n(), l.k(), l.transA() ? "T" : "N",
-                l.transB() ? "T" : "N", k.outType() == CUDA_R_32F ? "f32" : "bf16");
+        return String.format("m=%d n=%d k=%d op(A)=%s op(B)=%s out=%s beta=%d", l.m(), l.n(), l.k(), l.transA() ? "T" : "N",
+                l.transB() ? "T" : "N", k.outType() == CUDA_R_32F ? "f32" : "bf16", k.accumulate() ? 1 : 0);
     }
 
     private void check(int status, String call) {

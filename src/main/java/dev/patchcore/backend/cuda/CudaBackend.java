@@ -16,7 +16,7 @@ import java.util.Map;
  *
  * <p>Environment: {@code PATCHCORE_CUBLASLT} (library path), {@code PATCHCORE_CUDA_CHECKED=1} (poison scratch with
  * NaN and synchronize after every launch so a failing kernel is named), {@code PATCHCORE_ATTENTION=simple} (never
- * use the flash kernel).
+ * use the flash kernel), {@code PATCHCORE_GEMM_TUNE=0|1|verbose} (GEMM algorithm tuning; see {@link CublasLt}).
  */
 public final class CudaBackend implements Backend, KernelContext {
     /** Fixed grid of the deterministic sum (independent of the device, so results match across GPUs). */
@@ -69,7 +69,7 @@ public final class CudaBackend implements Backend, KernelContext {
     private CudaBackend(CudaRuntime runtime, String cublasLt, boolean checked) {
         this.runtime = runtime;
         this.allocator = new DeviceAllocator(runtime, checked);
-        this.blas = new CublasLt(cublasLt, runtime, runtime.streamHandle());
+        this.blas = new CublasLt(cublasLt, runtime, runtime.streamHandle(), this::time); // times GEMM candidates on the stream
         this.elementwise = new CudaElementwise(this);
         this.patchEmbed = new CudaPatchEmbed(this);
         this.simpleAttention = new CudaSimpleAttention(this);
