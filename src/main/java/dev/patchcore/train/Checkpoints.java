@@ -55,6 +55,7 @@ public final class Checkpoints {
         SafeTensors.write(dir.resolve(MODEL), weights, Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
         SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
         AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
+        AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config()));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, name);
     }
@@ -126,5 +127,27 @@ public final class Checkpoints {
         }
     }
 
-    static JsonObject toJson(Object o) { return GSON.toJsonTree(o).getAsJsonObject(); }
+    /** A Hugging Face {@code LlamaConfig} for the weights, so {@code LlamaForCausalLM.from_pretrained(dir)} can read them. */
+    static String huggingFaceConfig(ModelConfig c) {
+        JsonObject o = new JsonObject();
+        com.google.gson.JsonArray arch = new com.google.gson.JsonArray();
+        arch.add("LlamaForCausalLM");
+        o.add("architectures", arch);
+        o.addProperty("model_type", "llama");
+        o.addProperty("hidden_size", c.dim());
+        o.addProperty("intermediate_size", c.ffnDim());
+        o.addProperty("num_hidden_layers", c.layers());
+        o.addProperty("num_attention_heads", c.heads());
+        o.addProperty("num_key_value_heads", c.heads());
+        o.addProperty("vocab_size", c.paddedVocab());
+        o.addProperty("max_position_embeddings", c.contextLength());
+        o.addProperty("rms_norm_eps", c.normEps());
+        o.addProperty("rope_theta", c.ropeTheta());
+        o.addProperty("hidden_act", "silu");
+        o.addProperty("tie_word_embeddings", false);
+        o.addProperty("attention_bias", false);
+        o.addProperty("mlp_bias", false);
+        o.addProperty("torch_dtype", "float32");
+        return GSON.toJson(o);
+    }
 }

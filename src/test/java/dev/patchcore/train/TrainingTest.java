@@ -75,6 +75,16 @@ class TrainingTest {
             assertEquals("token", r.get(1).stage());
             for (Trainer.StageResult s : r) assertTrue(s.lastLoss() < s.firstLoss() - 0.2, s.toString());
             assertTrue(Checkpoints.exists(run));
+            Path ckpt = Checkpoints.latest(run);
+            var hf = com.google.gson.JsonParser.parseString(Files.readString(ckpt.resolve("config.json"))).getAsJsonObject();
+            assertEquals("LlamaForCausalLM", hf.getAsJsonArray("architectures").get(0).getAsString());
+            assertEquals(MICRO.paddedVocab(), hf.get("vocab_size").getAsInt());
+            try (var st = new dev.patchcore.checkpoint.SafeTensors.Reader(ckpt.resolve(Checkpoints.MODEL))) {
+                assertArrayEquals(new int[] {MICRO.paddedVocab(), MICRO.dim()}, st.shape("lm_head.weight"));
+                assertArrayEquals(new int[] {MICRO.ffnDim(), MICRO.dim()}, st.shape("model.layers.1.mlp.gate_proj.weight"));
+            }
+        } catch (IOException e) {
+            throw new java.io.UncheckedIOException(e);
         }
     }
 
