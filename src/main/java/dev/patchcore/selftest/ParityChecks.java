@@ -78,13 +78,16 @@ public final class ParityChecks {
         for (int k : new int[] {1, 2, 4, 8}) {
             out.add(new Check("patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
             out.add(new Check("patchEmbed K=" + k + " large", rows -> patchEmbed(rows, k, 4, 2048 / k * (large ? 2 : 1), 128, 50)));
+            // A real vocabulary: token ids need 15 bits, so the packed-key radix sort runs two 8/7-bit passes.
+            out.add(new Check("patchEmbed K=" + k + " V=32000", rows -> patchEmbed(rows, k, 2, 1024 / k, 64, 32000)));
         }
         for (int[] s : new int[][] {{37, 96}, {large ? 4096 : 256, 1024}}) out.add(new Check("rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
         for (int dh : new int[] {64, 128}) out.add(new Check("rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh)));
-        int[] ts = large ? new int[] {1, 17, 128, 1000} : new int[] {1, 17, 128};
+        int[] ts = large ? new int[] {1, 17, 128, 1000, 2048} : new int[] {1, 17, 128};
         for (int dh : new int[] {64, 80, 96, 128}) {
             for (int t : ts) {
                 out.add(new Check("attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
+                if (t > 1) out.add(new Check("attention causal T=" + t + " Dh=" + dh, rows -> causality(rows, t, dh)));
                 if (test instanceof CudaBackend) out.add(new Check("attention(simple) T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, true)));
             }
         }
@@ -224,6 +227,41 @@ public final class ParityChecks {
         compare(rows, path + " dq", shape, g.dq(), h.dq());
         compare(rows, path + " dk", shape, g.dk(), h.dk());
         compare(rows, path + " dv", shape, g.dv(), h.dv());
+    }
+
+    /**
+     * Causal masking: change every key and value after position c and run the test backend again; outputs and lse at
+     * positions ≤ c must not change at all (masked scores contribute exact zeros), and some later output must.
+     */
+    private void causality(List<CheckResult> rows, int t, int dh) {
+        DType act = test.activationType();
+        int batch = 2, heads = 2, width = heads * dh, c = t / 2;
+        String shape = "B" + batch + " T" + t + " H" + heads + " Dh" + dh + " cut " + c;
+        Twin q = input(act, batch * t, width), k = input(act, batch * t, width), v = input(act, batch * t, width);
+        float[] before = test.download(test.attention(q.t, k.t, v.t, t, heads).out());
+        float[] kh = test.download(k.t), vh = test.download(v.t);
+        for (int b = 0; b < batch; b++)
+            for (int i = c + 1; i < t; i++)
+                for (int j = 0; j < width; j++) {
+                    int at = (b * t + i) * width + j;
+                    kh[at] = -kh[at];
+                    vh[at] = 2 * vh[at];
+                }
+        test.upload(k.t, kh);
+        test.upload(v.t, vh);
+        float[] after = test.download(test.attention(q.t, k.t, v.t, t, heads).out());
+        double changedPast = 0, changedFuture = 0;
+        for (int b = 0; b < batch; b++)
+            for (int i = 0; i < t; i++)
+                for (int j = 0; j < width; j++) {
+                    int at = (b * t + i) * width + j;
+                    double d = Math.abs((double) after[at] - before[at]);
+                    if (i <= c) changedPast = Math.max(changedPast, d);
+                    else changedFuture = Math.max(changedFuture, d);
+                }
+        rows.add(changedFuture > 0
+                ? CheckResult.of("attention causal: max |Δout| at t ≤ cut", shape, act, changedPast, 0)
+                : CheckResult.failed("attention causal", shape, act.name(), "perturbing later keys changed nothing at all"));
     }
 
     private void swiglu(List<CheckResult> rows, int n, int f) {

@@ -13,6 +13,10 @@ public final class CudaPatchEmbed {
     private static final int THREADS = 128;
     /** Forward block: 8 warps, one output row per warp ({@code PE_FWD_THREADS} in patch_embed.cu). */
     static final int FWD_THREADS = 256;
+    /** Radix sort: block size and keys per block ({@code PE_RX_THREADS}, {@code PE_RX_TILE}); digits of ≤ 8 bits. */
+    static final int RADIX_THREADS = 256, RADIX_TILE = 2048, RADIX_BINS = 256;
+    /** Run accumulation of the radix path: 8 warps, one sorted entry each ({@code PE_BWD_THREADS}). */
+    static final int BWD_THREADS = 256;
     private final KernelContext ctx;
 
     public CudaPatchEmbed(KernelContext ctx) { this.ctx = ctx; }
@@ -37,6 +41,59 @@ public final class CudaPatchEmbed {
         if (dTable.dtype() != DType.F32) throw new IllegalArgumentException("patchEmbedBackward: dTable must be F32, got " + dTable.dtype());
         long n = tokens.numel();
         if (n == 0 || d == 0) return;
+        int vocab = dTable.dim(0);
+        RadixPlan plan = RadixPlan.of(n, vocab);
+        if (plan != null && d % 8 == 0 && aligned16(dOut) && aligned16(dTable)) radixBackward(plan, (int) n, dOut, tokens, k, dTable);
+        else bitonicBackward(n, dOut, tokens, k, dTable);
+    }
+
+    /**
+     * 32-bit keys {@code token << posBits | position} (the token field also holds the sentinel {@code vocab} for
+     * invalid ids) sorted by a stable LSD radix over the token bits: every pass splits the token field evenly, at
+     * least two passes when it has 2+ bits (so small vocabularies exercise the multi-pass code too), ≤ 8 bits each.
+     */
+    record RadixPlan(int posBits, int[] shifts, int[] bits) {
+        static RadixPlan of(long n, int vocab) {
+            int tokenBits = bitsFor(vocab), posBits = bitsFor(n - 1);
+            if (n > Integer.MAX_VALUE || tokenBits + posBits > 32) return null;
+            int passes = tokenBits <= 1 ? 1 : Math.max(2, (tokenBits + 7) / 8);
+            int[] shifts = new int[passes], bits = new int[passes];
+            int at = posBits;
+            for (int p = 0; p < passes; p++) {
+                bits[p] = tokenBits / passes + (p < tokenBits % passes ? 1 : 0);
+                shifts[p] = at;
+                at += bits[p];
+            }
+            return new RadixPlan(posBits, shifts, bits);
+        }
+
+        /** Bits that hold every value in [0, max]. */
+        static int bitsFor(long max) { return 64 - Long.numberOfLeadingZeros(max); }
+    }
+
+    private void radixBackward(RadixPlan plan, int n, Tensor dOut, Tensor tokens, int k, Tensor dTable) {
+        int d = dTable.dim(1), vocab = dTable.dim(0), passes = plan.shifts().length;
+        int tiles = (n + RADIX_TILE - 1) / RADIX_TILE;
+        Tensor a = ctx.scratch(DType.I32, n), b = ctx.scratch(DType.I32, n);
+        Tensor hist = ctx.scratch(DType.I32, passes * RADIX_BINS, tiles);  // [pass][digit][tile]
+        ctx.launch("patch_embed_keys32", tiles, 1, 1, RADIX_THREADS, 1, 1, 0,
+                tokens, n, vocab, plan.posBits(), a, hist, tiles, passes * RADIX_BINS * tiles, plan.shifts()[0], plan.bits()[0]);
+        for (int p = 0; p < passes; p++) {
+            Tensor src = p % 2 == 0 ? a : b, dst = p % 2 == 0 ? b : a;
+            boolean last = p == passes - 1;
+            ctx.launch("patch_embed_radix_scatter", tiles, 1, 1, RADIX_THREADS, 1, 1, 0,
+                    src, dst, n, tiles, hist.rows(p * RADIX_BINS, RADIX_BINS), plan.shifts()[p], plan.bits()[p],
+                    last ? (Object) 0L : hist.rows((p + 1) * RADIX_BINS, RADIX_BINS),
+                    last ? 0 : plan.shifts()[p + 1], last ? 0 : plan.bits()[p + 1]);
+        }
+        Tensor sorted = passes % 2 == 0 ? a : b;
+        int blocks = gridFor((long) n * 32, BWD_THREADS, ctx.multiprocessorCount());  // one warp per sorted entry
+        ctx.launch("patch_embed_bwd_runs32", blocks, 1, 1, BWD_THREADS, 1, 1, 0, sorted, n, plan.posBits(), vocab, dOut, dTable, k, d);
+    }
+
+    /** General path: 64-bit (token, position) keys, bitonic network padded to a power of two, one block per run. */
+    private void bitonicBackward(long n, Tensor dOut, Tensor tokens, int k, Tensor dTable) {
+        int d = dTable.dim(1);
         if (n >= (1L << 32)) throw new IllegalArgumentException("patchEmbedBackward: too many tokens (" + n + ")");
         long padded = paddedLength(n);
         if (padded * 2 > Integer.MAX_VALUE) throw new IllegalArgumentException("patchEmbedBackward: too many tokens (" + n + ")");
@@ -52,6 +109,8 @@ public final class CudaPatchEmbed {
         }
         ctx.launch("patch_embed_bwd_runs", (int) Math.min(n, 1L << 20), 1, 1, THREADS, 1, 1, 0, keys, n, dOut, dTable, k, d);
     }
+
+    private static boolean aligned16(Tensor t) { return (CudaStorage.addressOf(t) & 15) == 0; }
 
     /** Power of two ≥ max(n, SORT_TILE): the bitonic network's length. */
     static long paddedLength(long n) {

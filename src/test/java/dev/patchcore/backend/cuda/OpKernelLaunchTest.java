@@ -22,6 +22,8 @@ import java.util.regex.Pattern;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
+import static org.junit.jupiter.api.Assertions.assertNull;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
@@ -361,13 +363,60 @@ class OpKernelLaunchTest {
     }
 
     @Test
-    void patchEmbedBackwardSortsThenSumsRuns() {
-        Tensor dTable = f32(1000, 1024), tokens = ctx.scratch(DType.I32, 4, 2048), dOut = bf16(4 * 2048, 1024);
+    void patchEmbedBackwardRadixSortsPackedKeysInFourLaunches() {
+        // 8192 positions (13 bits) and V = 32000 (15 bits with the invalid-id sentinel): 32-bit keys, 2 passes of 8 + 7.
+        Tensor dTable = f32(32000, 1024), tokens = ctx.scratch(DType.I32, 4, 2048), dOut = bf16(4 * 2048, 1024);
+        new CudaPatchEmbed(ctx).backward(dOut, tokens, 1, dTable);
+        assertEquals(List.of("patch_embed_keys32", "patch_embed_radix_scatter", "patch_embed_radix_scatter", "patch_embed_bwd_runs32"),
+                ctx.launches.stream().map(Launch::name).toList());
+        int tiles = 4 * 2048 / CudaPatchEmbed.RADIX_TILE;
+        Launch keys = ctx.launches.get(0), pass0 = ctx.launches.get(1), pass1 = ctx.launches.get(2), runs = ctx.launches.get(3);
+        assertEquals(tiles, keys.grid()[0]);
+        assertEquals(13, keys.args()[3], "position bits");
+        assertEquals(2 * CudaPatchEmbed.RADIX_BINS * tiles, keys.args()[7], "histogram ints of both passes");
+        assertEquals(List.of(13, 8), List.of(keys.args()[8], keys.args()[9]), "first digit: token bits 0..7");
+        assertEquals(List.of(13, 8), List.of(pass0.args()[5], pass0.args()[6]));
+        assertEquals(List.of(21, 7), List.of(pass0.args()[8], pass0.args()[9]), "pass 0 counts the second digit");
+        assertEquals(List.of(21, 7), List.of(pass1.args()[5], pass1.args()[6]));
+        assertEquals(0L, pass1.args()[7], "the last pass counts nothing");
+        assertSame(keys.args()[4], pass0.args()[0], "pass 0 reads the keys");
+        assertSame(pass0.args()[1], pass1.args()[0], "pass 1 reads pass 0's output");
+        assertSame(pass1.args()[1], runs.args()[0], "the runs read the last pass's output");
+        assertEquals(4 * 2048 / (CudaPatchEmbed.BWD_THREADS / 32), runs.grid()[0], "one warp per sorted entry");
+    }
+
+    @Test
+    void patchEmbedRadixPlanSplitsTheTokenBits() {
+        var plan = CudaPatchEmbed.RadixPlan.of(32768, 50257);  // 15 + 16 bits
+        assertEquals(15, plan.posBits());
+        assertArrayEquals(new int[] {8, 8}, plan.bits());
+        assertArrayEquals(new int[] {15, 23}, plan.shifts());
+        assertArrayEquals(new int[] {4, 3}, CudaPatchEmbed.RadixPlan.of(39, 97).bits(), "small vocabularies still take 2 passes");
+        assertArrayEquals(new int[] {1}, CudaPatchEmbed.RadixPlan.of(5, 1).bits(), "sentinel 1: one bit");
+        assertEquals(0, CudaPatchEmbed.RadixPlan.of(1, 10).posBits());
+        assertArrayEquals(new int[] {6, 6, 6}, CudaPatchEmbed.RadixPlan.of(8, 200_000).bits(), "18 token bits: 3 passes");
+        assertNull(CudaPatchEmbed.RadixPlan.of(65537, 50257), "17 + 16 bits do not fit 32");
+        assertNull(CudaPatchEmbed.RadixPlan.of(1 << 20, 32000));
+    }
+
+    @Test
+    void patchEmbedBackwardFallsBackToTheBitonicSort() {
+        // 2^17 positions at V = 50257 need 33 key bits: the 64-bit bitonic path.
+        Tensor dTable = f32(50257, 64), tokens = ctx.scratch(DType.I32, 2, 65536), dOut = bf16(2 * 65536, 64);
         new CudaPatchEmbed(ctx).backward(dOut, tokens, 1, dTable);
         assertEquals("patch_embed_keys", ctx.launches.getFirst().name());
-        Launch runs = ctx.launches.getLast();
-        assertEquals("patch_embed_bwd_runs", runs.name());
-        assertEquals(4 * 2048, runs.grid()[0], "one block per sorted entry");
+        assertEquals("patch_embed_bwd_runs", ctx.launches.getLast().name());
+        assertEquals(2 * 65536, ctx.launches.getLast().grid()[0], "one block per sorted entry");
+        ctx.launches.clear();
+        // Width not a multiple of 8: the warp kernel's 16-byte groups do not apply.
+        new CudaPatchEmbed(ctx).backward(bf16(6, 60), ctx.scratch(DType.I32, 2, 3), 1, f32(97, 60));
+        assertEquals("patch_embed_bwd_runs", ctx.launches.getLast().name());
+        ctx.launches.clear();
+        // Misaligned dTable view (offset of one float).
+        Tensor table = f32(98 * 64);
+        new CudaPatchEmbed(ctx).backward(bf16(6, 64), ctx.scratch(DType.I32, 2, 3), 1,
+                new Tensor(table.storage(), DType.F32, 1L, 97, 64));
+        assertEquals("patch_embed_bwd_runs", ctx.launches.getLast().name());
     }
 
     // ------------------------------------------------------------------ AdamW and Σg²
