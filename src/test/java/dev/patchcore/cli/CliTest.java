@@ -71,6 +71,10 @@ class CliTest {
         assertUserError("already holds a run", "train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(), "--steps", "4");
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--text", text.toString(), "--max-blocks", "8"));
         assertTrue(out.toString().contains("perplexity"));
+        out.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "the quick", "--tokens", "12"));
+        assertTrue(out.toString().contains("the quick"), out.toString());
+        assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
 
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("epochs").toString(),

@@ -1,0 +1,44 @@
+package dev.patchcore.cli;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.eval.Generator;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.Checkpoints;
+import picocli.CommandLine.Command;
+import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Option;
+
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.concurrent.Callable;
+
+@Command(name = "generate", mixinStandardHelpOptions = true,
+        description = "Sample text from a checkpoint, token by token (temperature and top-k; temperature 0 = greedy).")
+public final class GenerateCommand implements Callable<Integer> {
+    @Option(names = "--checkpoint", required = true, description = "run folder or checkpoint folder") Path checkpoint;
+    @Option(names = "--prompt", defaultValue = "The ", description = "text to continue (default: \"${DEFAULT-VALUE}\")") String prompt;
+    @Option(names = "--tokens", defaultValue = "200", description = "tokens to generate (default: ${DEFAULT-VALUE})") int tokens;
+    @Option(names = "--temperature", defaultValue = "0.8") float temperature;
+    @Option(names = "--top-k", defaultValue = "40", description = "sample among the k most likely tokens, 0 = all (default: ${DEFAULT-VALUE})") int topK;
+    @Option(names = "--seed", defaultValue = "1") long seed;
+    @Mixin BackendOptions backendOptions;
+
+    @Override public Integer call() {
+        if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
+        Path ckpt = Checkpoints.latest(checkpoint);
+        ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
+        Tokenizer tok = Tokenizers.byName(Checkpoints.readMeta(ckpt).tokenizer());
+        try (Backend be = backendOptions.open()) {
+            LlamaModel model = new LlamaModel(be, cfg);
+            Checkpoints.loadWeights(ckpt, model, be);
+            int[] promptIds = tok.encode(prompt);
+            int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
+            // Decode the completion as a whole: byte-level tokens may split a UTF-8 character.
+            System.out.println(prompt + tok.decode(Arrays.copyOfRange(out, promptIds.length, out.length)));
+        }
+        return 0;
+    }
+}
