@@ -89,7 +89,8 @@ public final class SpeedTable {
         o.addProperty("preset", model.name());
         o.addProperty("context", model.contextLength());
         JsonArray a = new JsonArray();
-        for (Row r : rows) a.add(new GsonBuilder().create().toJsonTree(r));
+        com.google.gson.Gson gson = new com.google.gson.Gson();
+        for (Row r : rows) a.add(gson.toJsonTree(r));
         o.add("rows", a);
         return new GsonBuilder().setPrettyPrinting().create().toJson(o);
     }

@@ -48,7 +48,7 @@ public record WindowLayout(int patchSize, int blockPatches) {
      * {@code inputs[row·K·T ..]} and targets at {@code targets[row·T·K ..]} (rows
      * {@code row·T .. row·T+T-1} of the {@code [B·T, K]} target matrix).
      */
-    void fill(TokenSequence data, long w, int row, int[] inputs, int[] targets) {
+    public void fill(TokenSequence data, long w, int row, int[] inputs, int[] targets) {
         long start = w * inputTokens();
         int n = inputTokens();
         data.copy(start, inputs, row * n, n);

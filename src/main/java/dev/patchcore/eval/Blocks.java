@@ -1,34 +1,32 @@
 package dev.patchcore.eval;
 
-import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.Batch;
+import dev.patchcore.data.TokenSequence;
+import dev.patchcore.data.WindowLayout;
 
 import java.util.ArrayList;
 import java.util.List;
 
 /**
  * Non-overlapping evaluation blocks (the paper's WikiText-103 protocol): block i reads tokens [i·T, i·T + T) and
- * predicts tokens [i·T + 1, i·T + T + 1), so every token after the first is scored exactly once.
+ * predicts tokens [i·T + 1, i·T + T + 1), so every token after the first is scored exactly once. These are the
+ * K = 1 windows of {@link WindowLayout}; unlike validation batches, a last partial batch is kept.
  */
 public final class Blocks {
     private Blocks() {}
 
     /** Token-level (K = 1) batches of up to {@code batch} blocks; {@code maxBlocks} ≤ 0 means all. */
     public static List<Batch> tokenLevel(TokenSequence tokens, int contextLength, int batch, long maxBlocks) {
-        long blocks = (tokens.length() - 1) / contextLength;
+        WindowLayout layout = new WindowLayout(1, contextLength);
+        long blocks = layout.windowCount(tokens.length());
         if (maxBlocks > 0) blocks = Math.min(blocks, maxBlocks);
         if (blocks < 1)
             throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than one block of " + (contextLength + 1));
         List<Batch> out = new ArrayList<>();
-        int[] window = new int[contextLength + 1];
         for (long b0 = 0; b0 < blocks; b0 += batch) {
             int n = (int) Math.min(batch, blocks - b0);
-            int[] in = new int[n * contextLength], tg = new int[n * contextLength];
-            for (int j = 0; j < n; j++) {
-                tokens.copy((b0 + j) * contextLength, window, 0, contextLength + 1);
-                System.arraycopy(window, 0, in, j * contextLength, contextLength);
-                System.arraycopy(window, 1, tg, j * contextLength, contextLength);
-            }
+            int[] in = new int[layout.batchTokens(n)], tg = new int[layout.batchTokens(n)];
+            for (int j = 0; j < n; j++) layout.fill(tokens, b0 + j, j, in, tg);
             out.add(new Batch(in, tg, n, 1, contextLength));
         }
         return out;

@@ -104,6 +104,8 @@ public final class Trainer {
         int t = cfg.model().contextLength(), k = st.patchSize();
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches()) : List.of();
+        // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
+        List<Batch> tokenVal = k > 1 && !val.isEmpty() ? data.validation(1, t, st.batch(), cfg.evalBatches()) : List.of();
         if (cfg.evalEvery() > 0 && val.isEmpty())
             console.printf("note: the validation split is shorter than one batch of %d windows of %d tokens; no validation in the %s stage%n",
                     st.batch(), k * (t + 1), st.name());
@@ -150,7 +152,7 @@ public final class Trainer {
                     console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
                             st.name(), step + 1, st.steps(), loss, lr, gradNorm, human((long) (cfg.tokensPerStep() / avgStep)), duration(eta));
                 }
-                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) valLoss = validate(model, st, val, step + 1, globalStep, metrics);
+                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) valLoss = validate(model, st, val, tokenVal, step + 1, globalStep, metrics);
 
                 boolean stopping = globalStep >= stopAfterGlobalStep || stopRequested.get();
                 if (last || stopping || (cfg.saveEvery() > 0 && (step + 1) % cfg.saveEvery() == 0)) {
@@ -179,7 +181,7 @@ public final class Trainer {
      * (K-target loss of Eq. 3 on held-out K·T windows, the quantity being trained) and the token loss of the same
      * weights read at K = 1, which is what the final model is judged on.
      */
-    private double validate(LlamaModel model, Stage st, List<Batch> val, long step, long globalStep, Metrics metrics) {
+    private double validate(LlamaModel model, Stage st, List<Batch> val, List<Batch> tokenVal, long step, long globalStep, Metrics metrics) {
         double loss = LossEvaluator.meanLoss(be, model, val);
         JsonObject m = new JsonObject();
         m.addProperty("type", "val");
@@ -187,7 +189,6 @@ public final class Trainer {
         m.addProperty("step", step);
         m.addProperty("global_step", globalStep);
         if (st.patchSize() > 1) {
-            List<Batch> tokenVal = data.validation(1, cfg.model().contextLength(), st.batch(), cfg.evalBatches());
             double tokenLoss = tokenVal.isEmpty() ? Double.NaN : LossEvaluator.meanLoss(be, model, tokenVal);
             m.addProperty("patch_loss", loss);
             m.addProperty("token_loss", tokenLoss);

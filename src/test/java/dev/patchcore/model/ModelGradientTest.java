@@ -47,7 +47,6 @@ class ModelGradientTest {
             tape.backward();
             be.releaseScratch();
 
-            double worst = 0;
             for (Parameter p : m.parameters()) {
                 float[] g = be.download(p.grad()), w = be.download(p.master());
                 for (int probe = 0; probe < 3; probe++) {
@@ -63,11 +62,9 @@ class ModelGradientTest {
                     p.load(be, w);
                     double fd = (up - down) / (2 * h);
                     double err = Math.abs(fd - g[i]) / Math.max(1e-2, Math.abs(fd) + Math.abs(g[i]));
-                    worst = Math.max(worst, err);
                     assertTrue(err < 2e-2, p.name() + "[" + i + "]: backward " + g[i] + " vs finite difference " + fd);
                 }
             }
-            assertTrue(worst < 2e-2);
         }
     }
 
