@@ -33,9 +33,15 @@ public final class KernelBench {
         int rows() { return batch * seqLen; }
     }
 
-    /** One table row. {@code ceiling} is the fraction of the copy bandwidth (memory-bound ops) or GEMM peak (compute). */
-    public record Row(String op, String shape, double medianMs, double bytes, double flops, double gbPerS, double tflopPerS,
-                      double ceilingFraction, int runs) {}
+    /**
+     * One table row. {@code medianMs}: per-call time of back-to-back calls on the stream, as a training step sees it
+     * (it includes any host launch overhead the GPU waits for). {@code kernelMs} (CUDA only, else NaN): the same calls
+     * queued behind a spin kernel so they run with no host gaps, i.e. the kernels' own time. {@code gbPerS},
+     * {@code tflopPerS} and {@code ceilingFraction} (of the copy bandwidth for memory-bound ops, of the GEMM peak for
+     * compute) are from {@code medianMs}; {@code kernelFraction} is the same fraction from {@code kernelMs}.
+     */
+    public record Row(String op, String shape, double medianMs, double kernelMs, double bytes, double flops, double gbPerS,
+                      double tflopPerS, double ceilingFraction, double kernelFraction, int runs) {}
 
     private final Backend be;
     private final Shapes s;
@@ -268,13 +274,52 @@ public final class KernelBench {
             total += ms * reps;
             if (times.size() >= minRuns && total > 5000) break;
         }
-        double[] sorted = times.stream().mapToDouble(Double::doubleValue).sorted().toArray();
-        double median = sorted.length % 2 == 1 ? sorted[sorted.length / 2] : 0.5 * (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]);
-        double sec = median / 1e3;
-        double gbs = bytes > 0 ? bytes / sec / 1e9 : Double.NaN;
-        double tfs = flops > 0 ? flops / sec / 1e12 : Double.NaN;
+        double median = median(times);
+        double kernel = Double.NaN;
+        if (be instanceof CudaBackend cuda) {
+            try {
+                kernel = kernelMillis(cuda, work, reps);
+            } catch (RuntimeException e) { // a diagnostic column: never lose the row for it
+                System.err.println("bench: kernel-only time of " + op + " failed: " + e.getMessage());
+            }
+        }
+        double gbs = bytes > 0 ? bytes / (median / 1e3) / 1e9 : Double.NaN;
+        double tfs = flops > 0 ? flops / (median / 1e3) / 1e12 : Double.NaN;
         double frac = bytes > 0 ? gbs / copyGbPerS : tfs / gemmTflopPerS;
-        return new Row(op, shape, median, bytes, flops, gbs, tfs, frac, sorted.length);
+        return new Row(op, shape, median, kernel, bytes, flops, gbs, tfs, frac, frac * median / kernel, times.size());
+    }
+
+    /**
+     * The kernels' own per-call time: {@code reps} calls queued behind {@code timing_spin_ns}, which holds the stream
+     * until the host has launched them all, then timed between an event right after the spin and one after the last
+     * call. Median of a few samples; NaN when the host could not queue even one call ahead of the spin (the launch
+     * queue full), which a warning line reports.
+     */
+    private double kernelMillis(CudaBackend cuda, Runnable work, int reps) {
+        long hold = 2_000_000; // ns; grown until the host finishes queueing before the spin ends
+        List<Double> times = new ArrayList<>();
+        for (int attempt = 0; times.size() < Math.max(5, minRuns / 4) && attempt < 40; attempt++) {
+            int n = reps;
+            CudaBackend.QueuedTime q = cuda.timeQueued(() -> {
+                for (int r = 0; r < n; r++) {
+                    work.run();
+                    be.releaseScratch();
+                }
+            }, hold);
+            if (q.queuedAhead()) times.add((double) q.millis() / reps);
+            else if (hold < 200_000_000L) hold *= 2;
+            else if (reps > 1) reps = Math.max(1, reps / 2);
+        }
+        if (times.isEmpty()) {
+            System.err.println("bench: could not queue the calls ahead of the GPU for the kernel-only time; left empty");
+            return Double.NaN;
+        }
+        return median(times);
+    }
+
+    private static double median(List<Double> values) {
+        double[] sorted = values.stream().mapToDouble(Double::doubleValue).sorted().toArray();
+        return sorted.length % 2 == 1 ? sorted[sorted.length / 2] : 0.5 * (sorted[sorted.length / 2 - 1] + sorted[sorted.length / 2]);
     }
 
     /** Milliseconds per call of {@code reps} back-to-back calls (scratch is recycled between calls, on one stream). */
@@ -332,10 +377,12 @@ public final class KernelBench {
     /** Markdown table of the rows. */
     public static String markdown(List<Row> rows) {
         StringBuilder sb = new StringBuilder();
-        sb.append("| op | shape | median ms | GB/s | TFLOP/s | % of ceiling | runs |\n|---|---|---:|---:|---:|---:|---:|\n");
+        sb.append("| op | shape | median ms | GB/s | TFLOP/s | % of ceiling | kernel ms | % of ceiling (kernel) | runs |\n"
+                + "|---|---|---:|---:|---:|---:|---:|---:|---:|\n");
         for (Row r : rows) {
-            sb.append(String.format("| %s | %s | %.4f | %s | %s | %s | %d |%n", r.op(), r.shape(), r.medianMs(), fmt(r.gbPerS(), "%.1f"),
-                    fmt(r.tflopPerS(), "%.2f"), fmt(100 * r.ceilingFraction(), "%.1f"), r.runs()));
+            sb.append(String.format("| %s | %s | %.4f | %s | %s | %s | %s | %s | %d |%n", r.op(), r.shape(), r.medianMs(), fmt(r.gbPerS(), "%.1f"),
+                    fmt(r.tflopPerS(), "%.2f"), fmt(100 * r.ceilingFraction(), "%.1f"), fmt(r.kernelMs(), "%.4f"),
+                    fmt(100 * r.kernelFraction(), "%.1f"), r.runs()));
         }
         return sb.toString();
     }

@@ -112,6 +112,32 @@ public final class CudaBackend implements Backend, KernelContext {
         }
     }
 
+    /** {@link #timeQueued}'s result: GPU milliseconds, and whether the host had queued all the work before the spin ended. */
+    public record QueuedTime(float millis, boolean queuedAhead) {}
+
+    /**
+     * Times {@code work}'s launches without the host's launch overhead: a one-thread kernel ({@code timing_spin_ns},
+     * src/main/cuda/timing.cu) holds the stream for {@code holdNanos} while the host queues the work behind it; the
+     * interval runs from an event right after the spin to one after the work. {@code queuedAhead} is false when the
+     * host took longer than the hold to queue the work (then the interval may contain host gaps: retry with a longer
+     * hold or less work).
+     */
+    public QueuedTime timeQueued(Runnable work, long holdNanos) {
+        if (holdNanos <= 0) throw new IllegalArgumentException("holdNanos must be > 0, got " + holdNanos);
+        try (CudaRuntime.Timer t = runtime.new Timer()) {
+            runtime.synchronize();
+            long t0 = System.nanoTime();
+            runtime.launch("timing_spin_ns", 1, 1, 1, 1, 1, 1, 0, holdNanos);
+            t.start();
+            work.run();
+            t.stop();
+            long host = System.nanoTime() - t0;
+            float ms = t.elapsedMillis();
+            // A margin for the spin's own launch latency: the spin starts a few µs after t0.
+            return new QueuedTime(ms, host + 20_000 < holdNanos);
+        }
+    }
+
     /** D[m×n] (row-major) = A·Bᵀ with bf16 A [m,k], B [n,k] into bf16 D: a raw GEMM for the bench ceiling. */
     public void gemmBf16(Tensor a, Tensor b, Tensor d) { matmulInto(a, b, d); }
 
