@@ -4,6 +4,7 @@
 // Vector path: when the width is a multiple of 8 and every base pointer is 16-byte aligned, each row starts on a
 // 16-byte boundary and all accesses are 16-byte (8 × bf16); otherwise a scalar path with the same arithmetic.
 #include "common.cuh"
+#include "row_pipeline.cuh"
 
 namespace {
 
@@ -140,6 +141,41 @@ __device__ __forceinline__ void rmsnorm_forward(bf16* __restrict__ sum, bf16* __
     }
 }
 
+// The end of the warp-per-row backwards: the block's warps add their register accumulators (columns
+// (lane + 32k)·8 .. +7 of the gain gradient) into the shared row acc4 (d floats) in warp order 0, 1, … — a fixed
+// order, so deterministic — and the last warp writes the block's partial row. Every warp must call it (it has
+// block barriers); warps that saw no rows pass zeros.
+template <int G>
+__device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], float4* acc4, float* __restrict__ partial,
+                                                    int d) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
+    for (int w = 0; w < warps; ++w) {
+        if (warp == w) {
+#pragma unroll
+            for (int k = 0; k < G; ++k) {
+                const int q = 2 * (lane + 32 * k);  // float4 index of column (lane + 32k)·8
+                if (q * 4 >= d) continue;
+                float4 a = make_float4(acc[k][0], acc[k][1], acc[k][2], acc[k][3]);
+                float4 b = make_float4(acc[k][4], acc[k][5], acc[k][6], acc[k][7]);
+                if (w > 0) {
+                    const float4 pa = acc4[q], pb = acc4[q + 1];
+                    a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
+                    b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
+                }
+                if (w == warps - 1) {
+                    out[q] = a;
+                    out[q + 1] = b;
+                } else {
+                    acc4[q] = a;
+                    acc4[q + 1] = b;
+                }
+            }
+        }
+        if (w + 1 < warps) __syncthreads();
+    }
+}
+
 // Backward, one warp per row, for rows of at most 256·G columns on the vector path (the launcher checks d % 8 == 0,
 // the alignment and the width; the kernel re-checks and does nothing otherwise). A lane owns the columns
 // (lane + 32k)·8 .. +7, k < G, of every row it visits: it holds that row's dy and x groups in registers between the
@@ -207,32 +243,165 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
         }
     }
 
-    // Warps add in order 0, 1, …; every warp reaches every barrier (rows beyond n only leave zeros).
-    float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
-    for (int w = 0; w < warps; ++w) {
-        if (warp == w) {
-#pragma unroll
-            for (int k = 0; k < G; ++k) {
-                const int q = 2 * (lane + 32 * k);  // float4 index of column (lane + 32k)·8
-                if (q * 4 >= d) continue;
-                float4 a = make_float4(acc[k][0], acc[k][1], acc[k][2], acc[k][3]);
-                float4 b = make_float4(acc[k][4], acc[k][5], acc[k][6], acc[k][7]);
-                if (w > 0) {
-                    const float4 pa = acc4[q], pb = acc4[q + 1];
-                    a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
-                    b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
-                }
-                if (w == warps - 1) {
-                    out[q] = a;
-                    out[q + 1] = b;
-                } else {
-                    acc4[q] = a;
-                    acc4[q + 1] = b;
-                }
-            }
+    write_block_partial<G>(acc, acc4, partial, d);
+}
+
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Pipelined variants (CudaRmsNorm variant 2): the same arithmetic as the register-cached forward and the warp-per-row
+// backward — results are bit-identical to them — but each warp keeps PIPE_STAGES − 1 further rows in flight in shared
+// memory (row_pipeline.cuh) while it works on one, with a persistent grid (≈ 2 blocks per SM) so that every warp has
+// several rows to overlap. Why: in the unpipelined kernels a warp's loads are in flight only between its load burst
+// and its first use; during the reduction, the math and the stores nothing of that warp is in flight, and the bytes in
+// flight per SM are capped by the registers that hold them. Widths: d % 8 == 0 and d ≤ 256·G (G = 4: d ≤ 1024, three
+// stages; G = 8: d ≤ 2048, two stages), 16-byte aligned tensors; the launcher sends nothing else (the kernel re-checks
+// and does nothing). Dynamic shared memory: PIPE_WARPS · stages · inputs · G · 512 bytes (+ 4·d for the backward's
+// gain row), see CudaRmsNorm.pipeSharedBytes.
+
+constexpr int PIPE_WARPS = 8;  // CudaRmsNorm.PIPE_WARPS
+
+template <int G>
+struct PipeStages {
+    static constexpr int value = G <= 4 ? 3 : 2;  // CudaRmsNorm.pipeStages
+};
+
+template <bool ADD, int G>
+__device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
+                                                     const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                                     const bf16* __restrict__ gain, int n, int d, float eps) {
+    constexpr int S = PipeStages<G>::value, NIN = ADD ? 2 : 1, ROW = G * 32;  // ROW: chunks per row
+    extern __shared__ bf16x8 ring[];
+    if (d % 8 != 0 || d > 256 * G || !aligned16(y) || !aligned16(a) || !aligned16(gain) ||
+        (ADD && (!aligned16(b) || !aligned16(sum))))
+        return;  // uniform: the launcher never sends such a shape here
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    bf16x8* mine = ring + (size_t)warp * S * NIN * ROW;
+    const long long first = (long long)blockIdx.x * PIPE_WARPS + warp, stride = (long long)gridDim.x * PIPE_WARPS;
+    auto issue = [&](long long row, int slot) {
+        if (row < n) {
+            rowpipe::issue_row<G>(mine + slot * NIN * ROW, a + (size_t)row * d, lane, d);
+            if constexpr (ADD) rowpipe::issue_row<G>(mine + slot * NIN * ROW + ROW, b + (size_t)row * d, lane, d);
         }
-        if (w + 1 < warps) __syncthreads();
+        rowpipe::commit();  // possibly empty: one group per row keeps the wait count uniform
+    };
+#pragma unroll
+    for (int s = 0; s < S - 1; ++s) issue(first + s * stride, s);
+    int slot = 0;
+    for (long long row = first; row < n; row += stride) {
+        issue(row + (S - 1) * stride, slot == 0 ? S - 1 : slot - 1);
+        rowpipe::wait<S - 1>();  // this row's group (the oldest pending) has landed
+        bf16x8 cache[G];
+        rowpipe::read_row<G>(cache, mine + slot * NIN * ROW, lane, d);
+        const size_t base = (size_t)row * d;
+        float ss = 0.f;
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c >= d) continue;
+            float v[8];
+            unpack8(cache[k], v);
+            if constexpr (ADD) {
+                float w[8];
+                unpack8(mine[slot * NIN * ROW + ROW + k * 32 + lane], w);
+#pragma unroll
+                for (int j = 0; j < 8; ++j) v[j] += w[j];
+                cache[k] = pack8(v);  // rounds to the stored bf16 value
+                *reinterpret_cast<bf16x8*>(sum + base + c) = cache[k];
+                unpack8(cache[k], v);
+            }
+#pragma unroll
+            for (int j = 0; j < 8; ++j) ss = fmaf(v[j], v[j], ss);
+        }
+        ss = warp_sum(ss);
+        const float r = 1.0f / sqrtf(ss / (float)d + eps);
+        if (lane == 0) rstd[row] = r;
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c >= d) continue;
+            float v[8], g[8];
+            unpack8(cache[k], v);
+            load8(gain + c, g);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) v[j] = v[j] * r * g[j];
+            store8(y + base + c, v);
+        }
+        slot = slot + 1 == S ? 0 : slot + 1;
     }
+    rowpipe::wait<0>();  // no copy may outlive the block (the trailing groups are empty, but keep it strict)
+}
+
+template <int G>
+__device__ __forceinline__ void rmsnorm_backward_pipe(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                      const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                      const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                                                      int n, int d) {
+    constexpr int S = PipeStages<G>::value, ROW = G * 32;
+    extern __shared__ bf16x8 ring[];  // PIPE_WARPS · S · 2 · ROW chunks, then d floats (the block's gain row)
+    if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
+        !aligned16(partial))
+        return;  // uniform: the launcher never sends such a shape here
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    bf16x8* mine = ring + (size_t)warp * S * 2 * ROW;
+    float4* acc4 = reinterpret_cast<float4*>(ring + (size_t)PIPE_WARPS * S * 2 * ROW);
+    float acc[G][8];
+#pragma unroll
+    for (int k = 0; k < G; ++k)
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[k][j] = 0.f;
+
+    const long long first = (long long)blockIdx.x * PIPE_WARPS + warp, stride = (long long)gridDim.x * PIPE_WARPS;
+    auto issue = [&](long long row, int slot) {
+        if (row < n) {
+            rowpipe::issue_row<G>(mine + slot * 2 * ROW, dy + (size_t)row * d, lane, d);
+            rowpipe::issue_row<G>(mine + slot * 2 * ROW + ROW, x + (size_t)row * d, lane, d);
+        }
+        rowpipe::commit();
+    };
+#pragma unroll
+    for (int s = 0; s < S - 1; ++s) issue(first + s * stride, s);
+    int slot = 0;
+    for (long long row = first; row < n; row += stride) {
+        const float r = rstd[row];  // issued before the wait: its latency overlaps the row's
+        issue(row + (S - 1) * stride, slot == 0 ? S - 1 : slot - 1);
+        rowpipe::wait<S - 1>();
+        bf16x8 cdy[G], cx[G];
+        rowpipe::read_row<G>(cdy, mine + slot * 2 * ROW, lane, d);
+        rowpipe::read_row<G>(cx, mine + slot * 2 * ROW + ROW, lane, d);
+        const size_t base = (size_t)row * d;
+        float dot = 0.f;
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c >= d) continue;
+            float g[8], u[8], v[8];
+            unpack8(cdy[k], u);
+            unpack8(cx[k], v);
+            load8(gain + c, g);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
+        }
+        dot = warp_sum(dot);
+        const float coef = r * r * dot / (float)d;
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c >= d) continue;
+            float g[8], u[8], v[8], o[8];
+            unpack8(cdy[k], u);
+            unpack8(cx[k], v);
+            load8(gain + c, g);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                o[j] = r * (u[j] * g[j] - v[j] * coef);
+                acc[k][j] += u[j] * v[j] * r;
+            }
+            store8(dx + base + c, o);
+        }
+        slot = slot + 1 == S ? 0 : slot + 1;
+    }
+    rowpipe::wait<0>();
+    write_block_partial<G>(acc, acc4, partial, d);
 }
 
 }  // namespace
@@ -403,4 +572,48 @@ rmsnorm_bwd_gain_reduce(float* __restrict__ dGain, const float* __restrict__ par
         for (int y = 0; y < REDUCE_ROWS; ++y) t += s[y][threadIdx.x];
         dGain[c] += t;
     }
+}
+
+// Pipelined variants (see rmsnorm_forward_pipe / rmsnorm_backward_pipe): grid any, persistent (≈ 2 blocks per SM for
+// G = 4, 1 for G = 8: each warp should get several rows); block 32·PIPE_WARPS; dynamic shared memory from
+// CudaRmsNorm.pipeSharedBytes. The backward writes partial[blockIdx.x, :] like rmsnorm_bwd_rows*_bf16, reduced by
+// rmsnorm_bwd_gain_reduce.
+extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 2)
+rmsnorm_fwd_pipe4_bf16(bf16* __restrict__ y, float* __restrict__ rstd, const bf16* __restrict__ x,
+                       const bf16* __restrict__ gain, int n, int d, float eps) {
+    rmsnorm_forward_pipe<false, 4>(nullptr, y, rstd, x, nullptr, gain, n, d, eps);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 1)
+rmsnorm_fwd_pipe8_bf16(bf16* __restrict__ y, float* __restrict__ rstd, const bf16* __restrict__ x,
+                       const bf16* __restrict__ gain, int n, int d, float eps) {
+    rmsnorm_forward_pipe<false, 8>(nullptr, y, rstd, x, nullptr, gain, n, d, eps);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 2)
+rmsnorm_add_fwd_pipe4_bf16(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
+                           const bf16* __restrict__ residual, const bf16* __restrict__ branch,
+                           const bf16* __restrict__ gain, int n, int d, float eps) {
+    rmsnorm_forward_pipe<true, 4>(sum, y, rstd, residual, branch, gain, n, d, eps);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 1)
+rmsnorm_add_fwd_pipe8_bf16(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
+                           const bf16* __restrict__ residual, const bf16* __restrict__ branch,
+                           const bf16* __restrict__ gain, int n, int d, float eps) {
+    rmsnorm_forward_pipe<true, 8>(sum, y, rstd, residual, branch, gain, n, d, eps);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 2)
+rmsnorm_bwd_pipe4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                       int n, int d) {
+    rmsnorm_backward_pipe<4>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 1)
+rmsnorm_bwd_pipe8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                       int n, int d) {
+    rmsnorm_backward_pipe<8>(dx, partial, dy, x, gain, rstd, n, d);
 }

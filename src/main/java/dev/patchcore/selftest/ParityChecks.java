@@ -100,7 +100,97 @@ public final class ParityChecks {
         out.add(new Check("sumOfSquares", this::sumOfSquares));
         out.add(new Check("adamW", this::adamW));
         if (test instanceof CudaBackend) out.add(new Check("allocator reuse", this::allocatorReuse));
+        if (test instanceof CudaBackend cuda) out.addAll(variantChecks(cuda));
         return out;
+    }
+
+    /**
+     * Kernel variants under evaluation ({@link CudaBackend#KERNEL_VARIANTS}): each non-default variant against the CPU
+     * reference at the default's shapes plus shapes where every warp streams several rows, and bit-identity with the
+     * default variant (the variants promise the same arithmetic).
+     */
+    private List<Check> variantChecks(CudaBackend cuda) {
+        List<Check> out = new ArrayList<>();
+        for (var e : CudaBackend.KERNEL_VARIANTS.entrySet()) {
+            String family = e.getKey();
+            int base = e.getValue().getFirst();
+            for (int v : e.getValue().subList(1, e.getValue().size())) {
+                switch (family) {
+                    case "rmsnorm" -> {
+                        for (int[] s : new int[][] {{37, 96}, {300, 1000}, {9000, 1024}, {3000, 2048}})
+                            out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
+                        out.add(variant(cuda, family, v, "rmsNorm = v" + base, rows -> rmsNormIdentity(rows, cuda, base, v)));
+                    }
+                    case "rope" -> {
+                        for (int dh : new int[] {64, 128}) out.add(variant(cuda, family, v, "rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh)));
+                        out.add(variant(cuda, family, v, "rope 370M", rows -> rope(rows, 4, 2048, 16, 64)));
+                        out.add(variant(cuda, family, v, "rope 1.3B", rows -> rope(rows, 2, 2048, 16, 128)));
+                        out.add(variant(cuda, family, v, "rope = v" + base, rows -> ropeIdentity(rows, cuda, base, v)));
+                    }
+                    default -> throw new IllegalStateException("no selftest for kernel family " + family);
+                }
+            }
+        }
+        return out;
+    }
+
+    /** Runs {@code body} with {@code family} set to {@code variant} (restored afterwards); its rows' ops get a " vN" suffix. */
+    private static Check variant(CudaBackend cuda, String family, int variant, String name, Consumer<List<CheckResult>> body) {
+        return new Check(name + " [" + family + " v" + variant + "]", rows -> {
+            int before = cuda.kernelVariant(family), from = rows.size();
+            cuda.setKernelVariant(family, variant);
+            try {
+                body.accept(rows);
+            } finally {
+                cuda.setKernelVariant(family, before);
+                for (int i = from; i < rows.size(); i++) {
+                    CheckResult r = rows.get(i);
+                    rows.set(i, new CheckResult(r.op() + " v" + variant, r.shape(), r.dtype(), r.relErr(), r.threshold(), r.passed(), r.note()));
+                }
+            }
+        });
+    }
+
+    /** RMSNorm forward, fused add and backward (dx and the accumulated dGain) of two variants on the same inputs: bitwise equal. */
+    private void rmsNormIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        DType act = test.activationType();
+        for (int[] s : new int[][] {{9000, 1024}, {3000, 2048}}) {
+            int n = s[0], d = s[1];
+            String shape = n + "x" + d;
+            Twin x = input(act, n, d), branch = input(act, n, d), dy = input(act, n, d), gain = input(act, d), dGain0 = input(DType.F32, d);
+            float[][][] outs = new float[2][][];
+            int[] variants = {a, b};
+            for (int i = 0; i < 2; i++) {
+                cuda.setKernelVariant("rmsnorm", variants[i]);
+                Tensor dGain = test.scratch(DType.F32, d);
+                test.copy(dGain0.t, dGain);
+                Backend.RmsNormOut f = test.rmsNorm(x.t, gain.t, 1e-5f);
+                Backend.AddRmsNormOut g = test.addRmsNorm(x.t, branch.t, gain.t, 1e-5f);
+                Tensor dx = test.rmsNormBackward(dy.t, x.t, gain.t, f.rstd(), dGain);
+                outs[i] = new float[][] {test.download(f.y()), test.download(f.rstd()), test.download(g.sum()), test.download(g.y()),
+                        test.download(g.rstd()), test.download(dx), test.download(dGain)};
+            }
+            String[] names = {"y", "rstd", "add sum", "add y", "add rstd", "dx", "dGain+="};
+            for (int k = 0; k < names.length; k++)
+                rows.add(CheckResult.of("rmsNorm " + names[k] + " bitwise", shape, DType.F32, Arrays.equals(outs[0][k], outs[1][k]) ? 0 : 1, 0));
+        }
+    }
+
+    /** RoPE forward and backward of two variants on the same inputs at the 370M and 1.3B shapes: bitwise equal. */
+    private void ropeIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        for (int[] s : new int[][] {{4, 2048, 16, 64}, {2, 2048, 16, 128}}) {
+            int rowsN = s[0] * s[1], t = s[1], heads = s[2], dh = s[3];
+            Twin x = input(test.activationType(), rowsN, heads * dh);
+            float[][][] outs = new float[2][][];
+            int[] variants = {a, b};
+            for (int i = 0; i < 2; i++) {
+                cuda.setKernelVariant("rope", variants[i]);
+                outs[i] = new float[][] {test.download(test.rope(x.t, t, heads, 10000f)), test.download(test.ropeBackward(x.t, t, heads, 10000f))};
+            }
+            String shape = "B" + s[0] + " T" + t + " H" + heads + " Dh" + dh;
+            rows.add(CheckResult.of("rope bitwise", shape, DType.BF16, Arrays.equals(outs[0][0], outs[1][0]) ? 0 : 1, 0));
+            rows.add(CheckResult.of("rope backward bitwise", shape, DType.BF16, Arrays.equals(outs[0][1], outs[1][1]) ? 0 : 1, 0));
+        }
     }
 
     // ---------------------------------------------------------------- checks

@@ -6,8 +6,11 @@ import dev.patchcore.tensor.Device;
 import dev.patchcore.tensor.Tensor;
 import jcuda.Pointer;
 
+import java.util.Collections;
 import java.util.List;
 import java.util.Map;
+import java.util.SortedMap;
+import java.util.TreeMap;
 
 /**
  * The GPU backend: bf16 activations and compute weights, fp32 statistics, gradients, master weights and moments.
@@ -81,6 +84,40 @@ public final class CudaBackend implements Backend, KernelContext {
         this.adamW = new CudaAdamW(this);
         this.sumPartials = allocator.allocatePersistent(DType.F32, 2 * (SUM_BLOCKS + 1));
         this.flashEnabled = !"simple".equalsIgnoreCase(System.getenv("PATCHCORE_ATTENTION"));
+        for (String family : KERNEL_VARIANTS.keySet()) {
+            String v = System.getProperty("patchcore." + family + ".variant");
+            if (v == null) continue;
+            try {
+                setKernelVariant(family, Integer.parseInt(v.trim()));
+            } catch (NumberFormatException e) {
+                throw new IllegalArgumentException("-Dpatchcore." + family + ".variant must be one of " + KERNEL_VARIANTS.get(family) + ", got '" + v + "'");
+            }
+        }
+    }
+
+    /**
+     * Kernel families with an alternative implementation under evaluation: family → its variants, the first being
+     * the default (the one measured on a GPU). {@code selftest} checks every variant against the CPU reference and
+     * {@code bench kernels} times them side by side; {@code -Dpatchcore.<family>.variant=N} selects one for a run.
+     */
+    public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
+            "rmsnorm", List.of(CudaRmsNorm.VARIANT_CACHED, CudaRmsNorm.VARIANT_PIPELINED),
+            "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED))));
+
+    public int kernelVariant(String family) {
+        return switch (family) {
+            case "rmsnorm" -> rmsNorm.variant();
+            case "rope" -> rope.variant();
+            default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
+        };
+    }
+
+    public void setKernelVariant(String family, int variant) {
+        switch (family) {
+            case "rmsnorm" -> rmsNorm.setVariant(variant);
+            case "rope" -> rope.setVariant(variant);
+            default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
+        }
     }
 
     /** Device name, SMs, compute capability, memory and the cuBLASLt library in use. */

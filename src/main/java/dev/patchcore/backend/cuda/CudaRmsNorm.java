@@ -22,12 +22,51 @@ public final class CudaRmsNorm {
     static final int BACKWARD_WARPS = 8;
     /** Widest row the warp-per-row backward holds in registers: 8 columns × 32 lanes × 8 groups. */
     static final int BACKWARD_ROWS_MAX_WIDTH = 2048;
+    /** Pipelined kernels (variant 2): warps per block ({@code PIPE_WARPS} in rmsnorm.cu). */
+    static final int PIPE_WARPS = 8;
+    /** Variant 1: register-cached forward, warp-per-row backward (measured on an H100). */
+    public static final int VARIANT_CACHED = 1;
+    /** Variant 2: the same math with rows streamed through a cp.async ring of shared memory (rmsnorm_*_pipe*). */
+    public static final int VARIANT_PIPELINED = 2;
 
     private final KernelContext ctx;
+    private int variant;
 
     public CudaRmsNorm(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
         this.ctx = ctx;
+        this.variant = VARIANT_CACHED;
+    }
+
+    /** Which kernels run where both apply: {@link #VARIANT_CACHED} (default) or {@link #VARIANT_PIPELINED}. */
+    public void setVariant(int variant) {
+        if (variant != VARIANT_CACHED && variant != VARIANT_PIPELINED)
+            throw new IllegalArgumentException("rmsNorm variant must be 1 (cached) or 2 (pipelined), got " + variant);
+        this.variant = variant;
+    }
+
+    public int variant() { return variant; }
+
+    /** Pipelined kernels take rows of width d % 8 == 0, d ≤ 2048 (G = 4 groups per lane up to 1024, else 8). */
+    static int pipeGroups(int d) { return d % 8 != 0 || d > 2048 ? 0 : d <= 1024 ? 4 : 8; }
+
+    /** Ring stages of the pipelined kernels ({@code PipeStages} in rmsnorm.cu): 3 at G = 4, 2 at G = 8. */
+    static int pipeStages(int groups) { return groups <= 4 ? 3 : 2; }
+
+    /** Dynamic shared memory of a pipelined kernel: the warps' rings (16-byte chunks), plus d floats for the backward. */
+    static int pipeSharedBytes(int groups, int inputs, boolean backward, int d) {
+        return PIPE_WARPS * pipeStages(groups) * inputs * groups * 32 * 16 + (backward ? d * Float.BYTES : 0);
+    }
+
+    /** Persistent grid of the pipelined kernels: launch bounds allow 2 blocks per SM at G = 4, 1 at G = 8. */
+    private int pipeBlocks(int n, int groups) {
+        return Math.min(ceilDiv(n, PIPE_WARPS), (groups <= 4 ? 2 : 1) * ctx.multiprocessorCount());
+    }
+
+    private boolean usePipe(int d, Tensor... tensors) {
+        if (variant != VARIANT_PIPELINED || pipeGroups(d) == 0) return false;
+        for (Tensor t : tensors) if (!aligned16(t)) return false;
+        return true;
     }
 
     public Backend.RmsNormOut forward(Tensor x, Tensor gain, float eps) {
@@ -37,7 +76,11 @@ public final class CudaRmsNorm {
         requireEps(eps);
         Tensor y = ctx.scratch(DType.BF16, n, d);
         Tensor rstd = ctx.scratch(DType.F32, n);
-        if (n > 0) ctx.launch("rmsnorm_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
+        if (n > 0 && usePipe(d, x, gain, y)) {
+            int g = pipeGroups(d);
+            ctx.launch("rmsnorm_fwd_pipe" + g + "_bf16", pipeBlocks(n, g), 1, 1, 32 * PIPE_WARPS, 1, 1,
+                    pipeSharedBytes(g, 1, false, d), y, rstd, x, gain, n, d, eps);
+        } else if (n > 0) ctx.launch("rmsnorm_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
                 y, rstd, x, gain, n, d, eps);
         return new Backend.RmsNormOut(y, rstd);
     }
@@ -53,7 +96,11 @@ public final class CudaRmsNorm {
         Tensor sum = ctx.scratch(DType.BF16, n, d);
         Tensor y = ctx.scratch(DType.BF16, n, d);
         Tensor rstd = ctx.scratch(DType.F32, n);
-        if (n > 0) ctx.launch("rmsnorm_add_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
+        if (n > 0 && usePipe(d, residual, branch, gain, sum, y)) {
+            int g = pipeGroups(d);
+            ctx.launch("rmsnorm_add_fwd_pipe" + g + "_bf16", pipeBlocks(n, g), 1, 1, 32 * PIPE_WARPS, 1, 1,
+                    pipeSharedBytes(g, 2, false, d), sum, y, rstd, residual, branch, gain, n, d, eps);
+        } else if (n > 0) ctx.launch("rmsnorm_add_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
                 sum, y, rstd, residual, branch, gain, n, d, eps);
         return new Backend.AddRmsNormOut(sum, y, rstd);
     }
@@ -76,7 +123,13 @@ public final class CudaRmsNorm {
         if (n == 0) return dx;
         int blocks;
         Tensor partial;
-        if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
+        if (usePipe(d, dy, x, gain, dx)) {
+            int g = pipeGroups(d);
+            blocks = pipeBlocks(n, g);
+            partial = ctx.scratch(DType.F32, blocks, d);
+            ctx.launch("rmsnorm_bwd_pipe" + g + "_bf16", blocks, 1, 1, 32 * PIPE_WARPS, 1, 1, pipeSharedBytes(g, 2, true, d),
+                    dx, partial, dy, x, gain, rstd, n, d);
+        } else if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
             // One warp per row, rows held in registers, gain-gradient partials in registers: as many blocks as stay
             // resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
             boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
