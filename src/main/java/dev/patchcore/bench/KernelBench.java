@@ -120,6 +120,16 @@ public final class KernelBench {
         rows.add(measure("rmsNorm backward", nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
         rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
         rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
+        // Kernel variants under evaluation, side by side with the defaults above.
+        for (int v : otherVariants("rmsnorm")) withVariant("rmsnorm", v, tag -> {
+            rows.add(measure("rmsNorm" + tag, nd, 2.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNorm(x, gain, 1e-5f)));
+            rows.add(measure("addRmsNorm" + tag, nd, 4.0 * n * d * a + 4.0 * n, 0, () -> be.addRmsNorm(x, y, gain, 1e-5f)));
+            rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
+        });
+        for (int v : otherVariants("rope")) withVariant("rope", v, tag -> {
+            rows.add(measure("rope" + tag, nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
+            rows.add(measure("rope backward" + tag, nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
+        });
         freeAll();
 
         Tensor gate = persistent(act, n, f), up = persistent(act, n, f), dy = persistent(act, n, f);
@@ -252,6 +262,25 @@ public final class KernelBench {
         rows.add(measure("adamW", "[" + p + "]", bytes, 0, () -> be.adamW(master, grad, m, v, compute, step)));
         rows.add(measure("sumOfSquares", "[" + p + "]", 4.0 * p, 0, () -> be.sumOfSquares(List.of(grad))));
         freeAll();
+    }
+
+    /** The non-default variants of a kernel family on CUDA ({@link CudaBackend#KERNEL_VARIANTS}); none on the CPU. */
+    private List<Integer> otherVariants(String family) {
+        if (!(be instanceof CudaBackend cuda)) return List.of();
+        int current = cuda.kernelVariant(family);
+        return CudaBackend.KERNEL_VARIANTS.get(family).stream().filter(v -> v != current).toList();
+    }
+
+    /** Runs {@code body} with {@code family} at {@code variant} (restored afterwards); body gets the row-name tag. */
+    private void withVariant(String family, int variant, java.util.function.Consumer<String> body) {
+        CudaBackend cuda = (CudaBackend) be;
+        int before = cuda.kernelVariant(family);
+        cuda.setKernelVariant(family, variant);
+        try {
+            body.accept(" [" + family + " v" + variant + "]");
+        } finally {
+            cuda.setKernelVariant(family, before);
+        }
     }
 
     // ---------------------------------------------------------------- measurement
