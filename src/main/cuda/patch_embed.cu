@@ -213,8 +213,9 @@ constexpr int PE_RX_BINS = 256;                            // digits of at most 
 constexpr int PE_BWD_THREADS = 256;                        // CudaPatchEmbed.BWD_THREADS: 8 warps, one entry each
 constexpr int PE_BWD_UNROLL = 4;                           // 16-byte column groups per lane (d = 1024: one step)
 
-// Exclusive prefix sum over a 256-thread block; `warpTotals` holds PE_RX_WARPS ints. One call per kernel.
-__device__ __forceinline__ int block_exclusive_scan256(int v, int* warpTotals) {
+// Exclusive prefix sum over the block (any multiple of 32 threads up to 1024); `warpTotals` holds one int per warp.
+// Ends with the warp totals still being read: a second call needs a __syncthreads before it.
+__device__ __forceinline__ int block_exclusive_scan(int v, int* warpTotals) {
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     int x = v;
 #pragma unroll
@@ -291,7 +292,7 @@ patch_embed_radix_scatter(const unsigned* __restrict__ src, unsigned* __restrict
         total += c;
         if (b < (int)blockIdx.x) earlier += c;
     }
-    const int digitBase = block_exclusive_scan256(total, warpTotals) + earlier;  // has a __syncthreads
+    const int digitBase = block_exclusive_scan(total, warpTotals) + earlier;  // has a __syncthreads
 
     // Rank of each key among the same digit earlier in this warp's segment.
     int rank[PE_RX_ITEMS], digit[PE_RX_ITEMS];
@@ -415,4 +416,99 @@ patch_embed_bwd_runs32(const unsigned* __restrict__ keys, int n, int posBits, in
             }
         }
     }
+}
+
+// ------------------------------------------------------------------------------------------------------------------
+// Single-block sort (CudaPatchEmbed variant 2, n ≤ PE_S1_THREADS · PE_S1_ITEMS = 12288 keys): steps 1 and 2 of the fast
+// backward in ONE launch on one SM, keys kept on chip between passes — the multi-block sort runs 3 launches whose
+// blocks each do little (4 tiles at 8192 keys), so at the 370M shape it is latency, not work: ~3 launch gaps and
+// 3 global round trips. Same keys, same digits (PE passes: tokenBits split evenly, as CudaPatchEmbed.RadixPlan), same
+// stable LSD order, so the output equals the multi-block sort's, hence a full sort of the unique keys.
+//
+// Warp w owns keys [w·32·ipl, (w + 1)·32·ipl), ipl = ⌈n / 1024⌉, held in registers (chunk c, lane j: index
+// segment + 32c + j). Per pass: each warp ranks its keys among equal digits in its segment (__match_any_sync per
+// 32-key chunk plus a per-warp running count, as patch_embed_radix_scatter), the block turns the per-warp digit counts
+// into each warp's start per digit (digit-major scan), every key is scattered into the shared buffer, and the warps
+// reload their segments from it in index order for the next pass. After the last pass the buffer is written out.
+// Dynamic shared memory: (PE_S1_WARPS · PE_RX_BINS + PE_S1_WARPS + n) · 4 bytes (CudaPatchEmbed.sortBlockSharedBytes).
+constexpr int PE_S1_THREADS = 1024;                   // CudaPatchEmbed.SORT1_THREADS
+constexpr int PE_S1_WARPS = PE_S1_THREADS / 32;
+constexpr int PE_S1_ITEMS = 12;                       // keys per lane at most: n ≤ 12288 (CudaPatchEmbed.SORT1_MAX)
+
+extern "C" __global__ void __launch_bounds__(PE_S1_THREADS, 1)
+patch_embed_sort_block(const int* __restrict__ tokens, int n, int vocab, int posBits, int tokenBits, int passes,
+                       unsigned* __restrict__ sorted) {
+    extern __shared__ int s1[];
+    int* warpCount = s1;                                   // [PE_S1_WARPS][PE_RX_BINS]
+    int* warpTotals = s1 + PE_S1_WARPS * PE_RX_BINS;       // [PE_S1_WARPS]
+    unsigned* buf = reinterpret_cast<unsigned*>(warpTotals + PE_S1_WARPS);  // [n]
+    if (n > PE_S1_THREADS * PE_S1_ITEMS || passes < 1) return;  // uniform; the launcher never sends these
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int ipl = (n + PE_S1_THREADS - 1) / PE_S1_THREADS;
+    const int segment = warp * 32 * ipl;
+    const unsigned lanesBelow = (1u << lane) - 1u;
+
+    unsigned key[PE_S1_ITEMS];
+#pragma unroll
+    for (int c = 0; c < PE_S1_ITEMS; ++c) {
+        const int i = segment + c * 32 + lane;
+        key[c] = 0u;
+        if (c < ipl && i < n) {
+            const int t = tokens[i];
+            const unsigned tok = (t >= 0 && t < vocab) ? (unsigned)t : (unsigned)vocab;  // invalid ids sort last
+            key[c] = (tok << posBits) | (unsigned)i;
+        }
+    }
+
+    int shift = posBits;
+    for (int p = 0; p < passes; ++p) {
+        const int bits = tokenBits / passes + (p < tokenBits % passes ? 1 : 0);
+        const unsigned mask = (1u << bits) - 1u;
+        for (int b = lane; b < PE_RX_BINS; b += 32) warpCount[warp * PE_RX_BINS + b] = 0;
+        __syncwarp();
+        // (rank among equal digits earlier in the segment) << 9 | digit; digit PE_RX_BINS marks a padding slot.
+        int packed[PE_S1_ITEMS];
+#pragma unroll
+        for (int c = 0; c < PE_S1_ITEMS; ++c) {
+            packed[c] = PE_RX_BINS;
+            if (c < ipl) {  // uniform across the block
+                const bool valid = segment + c * 32 + lane < n;
+                const int dg = valid ? (int)((key[c] >> shift) & mask) : PE_RX_BINS;  // padding lanes match each other
+                const unsigned peers = __match_any_sync(0xffffffffu, dg);
+                const int prior = valid ? warpCount[warp * PE_RX_BINS + dg] : 0;
+                __syncwarp();  // every peer has read the running count before the leader updates it
+                if (valid && (peers & lanesBelow) == 0) warpCount[warp * PE_RX_BINS + dg] = prior + __popc(peers);
+                __syncwarp();
+                packed[c] = ((prior + __popc(peers & lanesBelow)) << 9) | dg;
+            }
+        }
+        __syncthreads();
+        // Thread t < 256 = digit t: its start = Σ counts of smaller digits (all warps); then each warp's start for it.
+        int total = 0;
+        if (threadIdx.x < PE_RX_BINS)
+            for (int w = 0; w < PE_S1_WARPS; ++w) total += warpCount[w * PE_RX_BINS + threadIdx.x];
+        const int digitBase = block_exclusive_scan(total, warpTotals);  // has a __syncthreads
+        if (threadIdx.x < PE_RX_BINS) {
+            int start = digitBase;
+            for (int w = 0; w < PE_S1_WARPS; ++w) {
+                const int c = warpCount[w * PE_RX_BINS + threadIdx.x];
+                warpCount[w * PE_RX_BINS + threadIdx.x] = start;
+                start += c;
+            }
+        }
+        __syncthreads();
+#pragma unroll
+        for (int c = 0; c < PE_S1_ITEMS; ++c) {
+            const int dg = packed[c] & 511;
+            if (c < ipl && dg != PE_RX_BINS) buf[warpCount[warp * PE_RX_BINS + dg] + (packed[c] >> 9)] = key[c];
+        }
+        __syncthreads();  // the buffer is complete; warpCount and warpTotals are free again
+#pragma unroll
+        for (int c = 0; c < PE_S1_ITEMS; ++c) {
+            const int i = segment + c * 32 + lane;
+            if (c < ipl && i < n) key[c] = buf[i];
+        }
+        shift += bits;
+    }
+    for (int i = threadIdx.x; i < n; i += PE_S1_THREADS) sorted[i] = buf[i];
 }

@@ -171,8 +171,10 @@ public final class KernelBench {
         rows.add(measure("patchEmbed K=" + k, shape, (double) n * k * d * a + (double) n * d * a + 4.0 * ids.length, 0,
                 () -> be.patchEmbed(table, tokens, k)));
         // dOut read once per token position; each touched dTable row read and written once (F32).
-        rows.add(measure("patchEmbed backward K=" + k, shape, (double) n * k * d * a + 8.0 * Math.min((long) n * k, vocab) * d + 4.0 * ids.length, 0,
-                () -> be.patchEmbedBackward(dOut, tokens, k, dTable)));
+        double bwdBytes = (double) n * k * d * a + 8.0 * Math.min((long) n * k, vocab) * d + 4.0 * ids.length;
+        rows.add(measure("patchEmbed backward K=" + k, shape, bwdBytes, 0, () -> be.patchEmbedBackward(dOut, tokens, k, dTable)));
+        for (int v : otherVariants("patchembed")) withVariant("patchembed", v, tag ->
+                rows.add(measure("patchEmbed backward K=" + k + tag, shape, bwdBytes, 0, () -> be.patchEmbedBackward(dOut, tokens, k, dTable))));
         freeAll();
     }
 

@@ -116,6 +116,16 @@ public final class ParityChecks {
             int base = e.getValue().getFirst();
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
+                    case "patchembed" -> {
+                        for (int k : new int[] {1, 2, 4, 8}) {
+                            out.add(variant(cuda, family, v, "patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
+                            out.add(variant(cuda, family, v, "patchEmbed K=" + k + " V=32000", rows -> patchEmbed(rows, k, 2, 1024 / k, 64, 32000)));
+                            // 12288 keys: the single-block sort's largest input; vocabulary 50: long runs of one token.
+                            out.add(variant(cuda, family, v, "patchEmbed K=" + k + " 12288 keys", rows -> patchEmbed(rows, k, 6, 2048 / k, 64, 50)));
+                        }
+                        out.add(variant(cuda, family, v, "patchEmbed 370M K=1", rows -> patchEmbed(rows, 1, 4, 2048, 1024, 32000)));
+                        out.add(variant(cuda, family, v, "patchEmbed = v" + base, rows -> patchEmbedIdentity(rows, cuda, base, v)));
+                    }
                     case "rmsnorm" -> {
                         for (int[] s : new int[][] {{37, 96}, {300, 1000}, {9000, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
@@ -173,6 +183,27 @@ public final class ParityChecks {
             String[] names = {"y", "rstd", "add sum", "add y", "add rstd", "dx", "dGain+="};
             for (int k = 0; k < names.length; k++)
                 rows.add(CheckResult.of("rmsNorm " + names[k] + " bitwise", shape, DType.F32, Arrays.equals(outs[0][k], outs[1][k]) ? 0 : 1, 0));
+        }
+    }
+
+    /** The patch-embedding backward (accumulated dTable) of two variants on the same inputs, K = 1 and 4: bitwise equal. */
+    private void patchEmbedIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        for (int k : new int[] {1, 4}) {
+            int batch = 4, t = 2048 / k, d = 256, vocab = 32000;
+            int[] ids = new int[batch * t * k];
+            for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+            Twin tokens = ints(ids, batch, t * k), dOut = input(test.activationType(), batch * t, d), dTable0 = input(DType.F32, vocab, d);
+            float[][] outs = new float[2][];
+            int[] variants = {a, b};
+            for (int i = 0; i < 2; i++) {
+                cuda.setKernelVariant("patchembed", variants[i]);
+                Tensor dTable = test.scratch(DType.F32, vocab, d);
+                test.copy(dTable0.t, dTable);
+                test.patchEmbedBackward(dOut.t, tokens.t, k, dTable);
+                outs[i] = test.download(dTable);
+            }
+            String shape = "B" + batch + " T" + t + " K" + k + " d" + d + " V" + vocab;
+            rows.add(CheckResult.of("patchEmbed dTable+= bitwise", shape, DType.F32, Arrays.equals(outs[0], outs[1]) ? 0 : 1, 0));
         }
     }
 

@@ -101,11 +101,13 @@ public final class CudaBackend implements Backend, KernelContext {
      * {@code bench kernels} times them side by side; {@code -Dpatchcore.<family>.variant=N} selects one for a run.
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
+            "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_CACHED, CudaRmsNorm.VARIANT_PIPELINED),
             "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED))));
 
     public int kernelVariant(String family) {
         return switch (family) {
+            case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
             case "rope" -> rope.variant();
             default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
@@ -114,6 +116,7 @@ public final class CudaBackend implements Backend, KernelContext {
 
     public void setKernelVariant(String family, int variant) {
         switch (family) {
+            case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
             case "rope" -> rope.setVariant(variant);
             default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");

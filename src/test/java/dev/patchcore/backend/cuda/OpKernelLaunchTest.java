@@ -450,6 +450,31 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void patchEmbedBlockSortVariantIsTwoLaunchesUpTo12288Keys() {
+        CudaPatchEmbed pe = new CudaPatchEmbed(ctx);
+        pe.setVariant(CudaPatchEmbed.VARIANT_BLOCK_SORT);
+        Tensor dTable = f32(32000, 1024);
+        pe.backward(bf16(8192, 1024), ctx.scratch(DType.I32, 4, 2048), 1, dTable);  // 370M, K = 1: 8192 keys
+        assertEquals(List.of("patch_embed_sort_block", "patch_embed_bwd_runs32"), ctx.launches.stream().map(Launch::name).toList());
+        Launch sort = ctx.launches.get(0);
+        assertArrayEquals(new int[] {1, 1, 1}, sort.grid());
+        assertEquals(1024, sort.threads());
+        assertEquals((32 * 256 + 32 + 8192) * 4, sort.shared(), "per-warp digit counts, warp totals, the keys");
+        assertEquals(13, sort.args()[3], "position bits of 8192 keys");
+        assertEquals(15, sort.args()[4], "token bits of V = 32000");
+        assertEquals(2, sort.args()[5], "passes");
+        assertSame(sort.args()[6], ctx.launches.get(1).args()[0], "the runs read the sorted keys");
+        // 12288 keys still fit; 12289 take the multi-block radix sort.
+        ctx.launches.clear();
+        pe.backward(bf16(12288, 64), ctx.scratch(DType.I32, 6, 2048), 1, f32(50, 64));
+        assertEquals(2, ctx.launches.size());
+        ctx.launches.clear();
+        pe.backward(bf16(12289, 64), ctx.scratch(DType.I32, 1, 12289), 1, f32(50, 64));
+        assertEquals("patch_embed_keys32", ctx.launches.getFirst().name());
+        assertThrows(IllegalArgumentException.class, () -> pe.setVariant(0));
+    }
+
+    @Test
     void patchEmbedRadixPlanSplitsTheTokenBits() {
         var plan = CudaPatchEmbed.RadixPlan.of(32768, 50257);  // 15 + 16 bits
         assertEquals(15, plan.posBits());
