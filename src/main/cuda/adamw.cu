@@ -9,9 +9,10 @@
 
 namespace {
 
-// Four bf16 in one 8-byte store (the compute copy of four fp32 master weights).
+// Four bf16 in one 8-byte store (the compute copy of four fp32 master weights); a plain uint2 so that it is copied
+// as one st.v2.u32 (see bf16x8 in common.cuh).
 struct __align__(8) bf16x4 {
-    __nv_bfloat162 h[2];
+    uint2 u;
 };
 
 __device__ __forceinline__ bool aligned8(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 7u) == 0; }
@@ -53,8 +54,7 @@ extern "C" __global__ void adamw_step_f32(float* __restrict__ master, const floa
             reinterpret_cast<float4*>(v)[i] = vv;
             if (compute != nullptr) {
                 bf16x4 c;
-                c.h[0] = __floats2bfloat162_rn(w.x, w.y);
-                c.h[1] = __floats2bfloat162_rn(w.z, w.w);
+                c.u = make_uint2(pack_bf16x2(w.x, w.y), pack_bf16x2(w.z, w.w));
                 reinterpret_cast<bf16x4*>(compute)[i] = c;
             }
         }

@@ -78,15 +78,17 @@ __device__ __forceinline__ void store_streaming(bf16x8* p, const bf16x8& v) {
     __stcs(reinterpret_cast<uint4*>(p), u);
 }
 
-// losses F32 [n]; logits bf16 [n, stride] (overwritten with the gradient when gradScale ≠ 0); targets I32 [n, K].
-// Columns [vocab, stride) are padding: no part of the softmax, gradient written as 0 (only when gradScale ≠ 0).
-// grid: any (grid-stride over rows; CudaCrossEntropy uses one block per row). block: multiple of 32, ≤ 1024.
-// Dynamic shared memory: K ints (targets) + K floats (their logits).
-extern "C" __global__ void __launch_bounds__(1024, 2)
-cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, const int* __restrict__ targets, int n,
-                       int stride, int vocab, int K, float gradScale) {
-    extern __shared__ int tgt[];  // [K] target ids, then [K] floats: their logits
+// The kernel body. CACHE (variant 2, cross_entropy_fwd_smem_bf16): pass 1 also stores the row's 16-byte body groups
+// in shared memory and pass 2 reads them from there, so the logits cross DRAM exactly once in and once out whatever
+// the L2 holds; the arithmetic and the thread → column mapping are unchanged (bit-identical results). Without CACHE
+// pass 2 re-reads the row from global memory, which is only free while the row is still in L2.
+template <bool CACHE>
+__device__ __forceinline__ void cross_entropy_rows(float* __restrict__ losses, bf16* __restrict__ logits,
+                                                   const int* __restrict__ targets, int n, int stride, int vocab, int K,
+                                                   float gradScale) {
+    extern __shared__ __align__(16) int tgt[];  // [K] target ids, [K] floats: their logits, then (CACHE) the row's body groups
     float* xt = reinterpret_cast<float*>(tgt + K);
+    bf16x8* cache = reinterpret_cast<bf16x8*>(tgt + 2 * ((K + 3) / 4) * 4);  // 16-byte aligned after 2K words
     __shared__ float redM[32], redS[32];
     const int tid = threadIdx.x, threads = blockDim.x;
 
@@ -113,7 +115,9 @@ cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, co
 #pragma unroll 4
         for (int g = tid; g < groups; g += threads) {
             float x[8];
-            unpack8(body[g], x);
+            const bf16x8 v = body[g];
+            if constexpr (CACHE) cache[g] = v;
+            unpack8(v, x);
             float mx = x[0];
 #pragma unroll
             for (int k = 1; k < 8; ++k) mx = fmaxf(mx, x[k]);
@@ -142,7 +146,8 @@ cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, co
 #pragma unroll 2
             for (int g = tid; g < groups; g += threads) {
                 float x[8];
-                unpack8(load_last(wbody + g), x);
+                if constexpr (CACHE) unpack8(cache[g], x);
+                else unpack8(load_last(wbody + g), x);
 #pragma unroll
                 for (int k = 0; k < 8; ++k) x[k] = gradScale * exp2f(fmaf(x[k], LOG2E, -lse2));
                 store_streaming(wbody + g, pack8(x));
@@ -167,4 +172,22 @@ cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, co
         }
         __syncthreads();  // tgt / xt are reused by the next row
     }
+}
+
+// losses F32 [n]; logits bf16 [n, stride] (overwritten with the gradient when gradScale ≠ 0); targets I32 [n, K].
+// Columns [vocab, stride) are padding: no part of the softmax, gradient written as 0 (only when gradScale ≠ 0).
+// grid: any (grid-stride over rows; CudaCrossEntropy uses one block per row). block: multiple of 32, ≤ 1024.
+// Dynamic shared memory: K ints (targets) + K floats (their logits).
+extern "C" __global__ void __launch_bounds__(1024, 2)
+cross_entropy_fwd_bf16(float* __restrict__ losses, bf16* __restrict__ logits, const int* __restrict__ targets, int n,
+                       int stride, int vocab, int K, float gradScale) {
+    cross_entropy_rows<false>(losses, logits, targets, n, stride, vocab, K, gradScale);
+}
+
+// Variant 2 (CudaCrossEntropy): the same, with the row's body cached in shared memory between the passes. Dynamic
+// shared memory: 2·⌈K/4⌉·4 words, then ⌈vocab/8⌉ 16-byte groups (CudaCrossEntropy.smemBytes).
+extern "C" __global__ void __launch_bounds__(1024, 2)
+cross_entropy_fwd_smem_bf16(float* __restrict__ losses, bf16* __restrict__ logits, const int* __restrict__ targets,
+                            int n, int stride, int vocab, int K, float gradScale) {
+    cross_entropy_rows<true>(losses, logits, targets, n, stride, vocab, K, gradScale);
 }

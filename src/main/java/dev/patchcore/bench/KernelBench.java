@@ -189,6 +189,8 @@ public final class KernelBench {
         double bytes = 2.0 * n * stride * be.activationType().bytes() + 4.0 * n * (k + 1);
         String label = "crossEntropyK V=" + vocab + (stride != vocab ? " padded " + stride : vocab % 64 != 0 ? " unpadded" : "") + " K=" + k;
         rows.add(measure(label, n + "x" + stride, bytes, 0, () -> be.crossEntropyK(logits, targets, vocab, 1f / n)));
+        for (int v : otherVariants("crossentropy")) withVariant("crossentropy", v, tag ->
+                rows.add(measure(label + tag, n + "x" + stride, bytes, 0, () -> be.crossEntropyK(logits, targets, vocab, 1f / n))));
         freeAll();
     }
 

@@ -116,6 +116,17 @@ public final class ParityChecks {
             int base = e.getValue().getFirst();
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
+                    case "crossentropy" -> {
+                        for (int k : new int[] {1, 2, 4, 8}) {
+                            out.add(variant(cuda, family, v, "crossEntropyK K=" + k, rows -> crossEntropy(rows, 13, 1000, 1000, k)));
+                            out.add(variant(cuda, family, v, "crossEntropyK K=" + k + " V=50257", rows -> crossEntropy(rows, 5, 50257, 50257, k)));
+                            out.add(variant(cuda, family, v, "crossEntropyK K=" + k + " V=50257/50304", rows -> crossEntropy(rows, 5, 50257, 50304, k)));
+                        }
+                        // Many rows per SM at once, and the widest row variant 2 keeps on chip.
+                        out.add(variant(cuda, family, v, "crossEntropyK 370M V=32000", rows -> crossEntropy(rows, 1024, 32000, 32000, 1)));
+                        out.add(variant(cuda, family, v, "crossEntropyK V=80000", rows -> crossEntropy(rows, 7, 80000, 80000, 2)));
+                        out.add(variant(cuda, family, v, "crossEntropyK = v" + base, rows -> crossEntropyIdentity(rows, cuda, base, v)));
+                    }
                     case "patchembed" -> {
                         for (int k : new int[] {1, 2, 4, 8}) {
                             out.add(variant(cuda, family, v, "patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
@@ -184,6 +195,27 @@ public final class ParityChecks {
             for (int k = 0; k < names.length; k++)
                 rows.add(CheckResult.of("rmsNorm " + names[k] + " bitwise", shape, DType.F32, Arrays.equals(outs[0][k], outs[1][k]) ? 0 : 1, 0));
         }
+    }
+
+    /** Losses and in-place gradients of two cross-entropy variants on the same logits (V = 50257 padded, K = 4): bitwise equal. */
+    private void crossEntropyIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        int n = 300, vocab = 50257, stride = 50304, k = 4;
+        Twin logits = input(test.activationType(), 4f, n, stride);
+        int[] ids = new int[n * k];
+        for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+        Twin targets = ints(ids, n, k);
+        float[][][] outs = new float[2][][];
+        int[] variants = {a, b};
+        for (int i = 0; i < 2; i++) {
+            cuda.setKernelVariant("crossentropy", variants[i]);
+            Tensor work = test.scratch(test.activationType(), n, stride);
+            test.copy(logits.t, work);
+            Tensor losses = test.crossEntropyK(work, targets.t, vocab, 1f / (n * k));
+            outs[i] = new float[][] {test.download(losses), test.download(work)};
+        }
+        String shape = "N" + n + " V" + vocab + "/" + stride + " K" + k;
+        rows.add(CheckResult.of("crossEntropyK loss bitwise", shape, DType.F32, Arrays.equals(outs[0][0], outs[1][0]) ? 0 : 1, 0));
+        rows.add(CheckResult.of("crossEntropyK dlogits bitwise", shape, DType.BF16, Arrays.equals(outs[0][1], outs[1][1]) ? 0 : 1, 0));
     }
 
     /** The patch-embedding backward (accumulated dTable) of two variants on the same inputs, K = 1 and 4: bitwise equal. */

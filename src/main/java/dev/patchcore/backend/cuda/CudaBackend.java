@@ -101,12 +101,14 @@ public final class CudaBackend implements Backend, KernelContext {
      * {@code bench kernels} times them side by side; {@code -Dpatchcore.<family>.variant=N} selects one for a run.
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
+            "crossentropy", List.of(CudaCrossEntropy.VARIANT_L2, CudaCrossEntropy.VARIANT_SMEM),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_CACHED, CudaRmsNorm.VARIANT_PIPELINED),
             "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED))));
 
     public int kernelVariant(String family) {
         return switch (family) {
+            case "crossentropy" -> crossEntropy.variant();
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
             case "rope" -> rope.variant();
@@ -116,6 +118,7 @@ public final class CudaBackend implements Backend, KernelContext {
 
     public void setKernelVariant(String family, int variant) {
         switch (family) {
+            case "crossentropy" -> crossEntropy.setVariant(variant);
             case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
             case "rope" -> rope.setVariant(variant);

@@ -29,12 +29,32 @@ public final class CudaCrossEntropy {
     /** Threads one SM holds at once. */
     private static final int THREADS_PER_SM = 2048;
 
+    /** Variant 1: pass 2 re-reads the row from L2 (measured on an H100). */
+    public static final int VARIANT_L2 = 1;
+    /** Variant 2: pass 1 keeps the row in shared memory for pass 2 (cross_entropy_fwd_smem_bf16); same results. */
+    public static final int VARIANT_SMEM = 2;
+    /** Largest dynamic shared memory variant 2 asks for: under the A100's 163 KB opt-in, so rows up to V ≈ 80K. */
+    static final int SMEM_ROW_LIMIT = 160 * 1024;
+
     private final KernelContext ctx;
+    private int variant = VARIANT_L2;
 
     public CudaCrossEntropy(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
         this.ctx = ctx;
     }
+
+    /** Which kernel runs where both apply: {@link #VARIANT_L2} (default) or {@link #VARIANT_SMEM}. */
+    public void setVariant(int variant) {
+        if (variant != VARIANT_L2 && variant != VARIANT_SMEM)
+            throw new IllegalArgumentException("crossEntropyK variant must be 1 (L2 re-read) or 2 (row in shared memory), got " + variant);
+        this.variant = variant;
+    }
+
+    public int variant() { return variant; }
+
+    /** Dynamic shared memory of cross_entropy_fwd_smem_bf16: 2·⌈K/4⌉·4 words (targets, their logits), then ⌈vocab/8⌉ groups. */
+    static long smemBytes(int k, int vocab) { return 2L * ((k + 3) / 4) * 4 * Integer.BYTES + (vocab + 7L) / 8 * 16; }
 
     /**
      * Returns F32 [N] row losses r_n = −(1/K) Σ_k log softmax(logits_n[0, vocab))[targets[n,k]]. When
@@ -60,7 +80,11 @@ public final class CudaCrossEntropy {
         if (n == 0) return losses;
         int threads = threadsPerRow(stride, ctx.multiprocessorCount());
         // Shared memory: the row's K target ids and their logits, read before the gradient overwrites them.
-        ctx.launch("cross_entropy_fwd_bf16", n, 1, 1, threads, 1, 1, k * (Integer.BYTES + Float.BYTES),
+        long cached = smemBytes(k, vocab);
+        if (variant == VARIANT_SMEM && cached <= SMEM_ROW_LIMIT)
+            ctx.launch("cross_entropy_fwd_smem_bf16", n, 1, 1, threads, 1, 1, (int) cached,
+                    losses, logits, targets, n, stride, vocab, k, gradScale);
+        else ctx.launch("cross_entropy_fwd_bf16", n, 1, 1, threads, 1, 1, k * (Integer.BYTES + Float.BYTES),
                 losses, logits, targets, n, stride, vocab, k, gradScale);
         return losses;
     }

@@ -475,6 +475,24 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB() {
+        CudaCrossEntropy ce = new CudaCrossEntropy(ctx);
+        ce.setVariant(CudaCrossEntropy.VARIANT_SMEM);
+        ce.forward(bf16(8192, 50304), ctx.scratch(DType.I32, 8192, 4), 50257, 1f);
+        Launch l = ctx.only("cross_entropy_fwd_smem_bf16");
+        assertEquals(8192, l.grid()[0], "one block per row");
+        assertEquals(1024, l.threads(), "the default's block size: same thread -> column mapping, same sums");
+        assertEquals(32 + 6283 * 16, l.shared(), "targets and their logits (K = 4 -> 8 words), then ceil(50257 / 8) groups");
+        ctx.launches.clear();
+        ce.forward(bf16(4, 81912), ctx.scratch(DType.I32, 4, 1), 81912, 1f);  // 10239 groups + 32 bytes > 160 KB
+        ctx.only("cross_entropy_fwd_bf16");
+        ctx.launches.clear();
+        ce.forward(bf16(4, 81904), ctx.scratch(DType.I32, 4, 1), 81904, 1f);  // 10238 groups + 32 bytes = 160 KB
+        assertEquals(160 * 1024, ctx.only("cross_entropy_fwd_smem_bf16").shared());
+        assertThrows(IllegalArgumentException.class, () -> ce.setVariant(3));
+    }
+
+    @Test
     void patchEmbedRadixPlanSplitsTheTokenBits() {
         var plan = CudaPatchEmbed.RadixPlan.of(32768, 50257);  // 15 + 16 bits
         assertEquals(15, plan.posBits());
@@ -582,7 +600,8 @@ class OpKernelLaunchTest {
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
-                this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedVariantsLaunchThePipeKernelsWherePossible);
+                this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedVariantsLaunchThePipeKernelsWherePossible,
+                this::crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB);
         for (Runnable c : cases) {
             ctx.launches.clear();
             c.run();
