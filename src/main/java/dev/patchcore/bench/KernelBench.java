@@ -91,6 +91,14 @@ public final class KernelBench {
         rows.add(gemm);
         freeAll();
 
+        // Host cost of one launch: an add of 8 elements takes the GPU ~2 µs, so back-to-back calls are paced by the
+        // host (the op's checks, scratch, argument marshalling, cuLaunchKernel). Kernel time: the same queued ahead.
+        Tensor tx = persistent(act, 8), ty = persistent(act, 8);
+        rows.add(measure("launch overhead (add of 8)", "[8]", 0, 0, () -> be.add(tx, ty)));
+        for (int v : otherVariants("launch")) withVariant("launch", v, tag ->
+                rows.add(measure("launch overhead (add of 8)" + tag, "[8]", 0, 0, () -> be.add(tx, ty))));
+        freeAll();
+
         // Linear layers: forward, and backward (dx + dW).
         int[][] linears = {{d, 3 * d}, {d, d}, {d, f}, {f, d}};
         String[] names = {"qkv", "out", "ffn up", "ffn down"};

@@ -116,6 +116,22 @@ public final class ParityChecks {
             int base = e.getValue().getFirst();
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
+                    case "launch" -> {
+                        // Every launcher family through the other argument marshalling (flash attention has the most arguments).
+                        out.add(variant(cuda, family, v, "elementwise", this::elementwise));
+                        out.add(variant(cuda, family, v, "patchEmbed K=4", rows -> patchEmbed(rows, 4, 3, 13, 70, 97)));
+                        out.add(variant(cuda, family, v, "patchEmbed K=1 V=32000", rows -> patchEmbed(rows, 1, 2, 1024, 64, 32000)));
+                        out.add(variant(cuda, family, v, "rmsNorm 256x1024", rows -> rmsNorm(rows, 256, 1024)));
+                        out.add(variant(cuda, family, v, "rope Dh=64", rows -> rope(rows, 2, 17, 3, 64)));
+                        out.add(variant(cuda, family, v, "swiglu", rows -> swiglu(rows, 37, 688)));
+                        out.add(variant(cuda, family, v, "crossEntropyK K=4", rows -> crossEntropy(rows, 13, 1000, 1000, 4)));
+                        for (int dh : new int[] {64, 128}) {
+                            out.add(variant(cuda, family, v, "attention T=128 Dh=" + dh, rows -> attention(rows, 128, dh, false)));
+                            out.add(variant(cuda, family, v, "attention(simple) T=17 Dh=" + dh, rows -> attention(rows, 17, dh, true)));
+                        }
+                        out.add(variant(cuda, family, v, "sumOfSquares", this::sumOfSquares));
+                        out.add(variant(cuda, family, v, "adamW", this::adamW));
+                    }
                     case "crossentropy" -> {
                         for (int k : new int[] {1, 2, 4, 8}) {
                             out.add(variant(cuda, family, v, "crossEntropyK K=" + k, rows -> crossEntropy(rows, 13, 1000, 1000, k)));

@@ -95,6 +95,11 @@ public final class CudaBackend implements Backend, KernelContext {
         }
     }
 
+    /** Kernel arguments marshalled as one Java array each (JCuda's usual way; measured on an H100). */
+    public static final int LAUNCH_JAVA_ARRAYS = 1;
+    /** Kernel arguments written into reused native slots (CudaRuntime.ArgSlots): less host work per launch. */
+    public static final int LAUNCH_PACKED = 2;
+
     /**
      * Kernel families with an alternative implementation under evaluation: family → its variants, the first being
      * the default (the one measured on a GPU). {@code selftest} checks every variant against the CPU reference and
@@ -102,6 +107,7 @@ public final class CudaBackend implements Backend, KernelContext {
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_L2, CudaCrossEntropy.VARIANT_SMEM),
+            "launch", List.of(LAUNCH_JAVA_ARRAYS, LAUNCH_PACKED),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_CACHED, CudaRmsNorm.VARIANT_PIPELINED),
             "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED))));
@@ -109,6 +115,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public int kernelVariant(String family) {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();
+            case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
             case "rope" -> rope.variant();
@@ -119,6 +126,11 @@ public final class CudaBackend implements Backend, KernelContext {
     public void setKernelVariant(String family, int variant) {
         switch (family) {
             case "crossentropy" -> crossEntropy.setVariant(variant);
+            case "launch" -> {
+                if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)
+                    throw new IllegalArgumentException("launch variant must be 1 (Java arrays) or 2 (packed native slots), got " + variant);
+                runtime.setPackedArgs(variant == LAUNCH_PACKED);
+            }
             case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
             case "rope" -> rope.setVariant(variant);

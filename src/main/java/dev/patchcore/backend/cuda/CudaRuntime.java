@@ -11,6 +11,9 @@ import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
 import jcuda.driver.JCudaDriver;
 
+import java.lang.foreign.Arena;
+import java.lang.foreign.MemorySegment;
+import java.lang.foreign.ValueLayout;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -35,6 +38,51 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private final long totalMemory;
     private final boolean syncAfterLaunch;
     private boolean closed;
+    /** Launch argument marshalling: false = one Java array per argument (JCuda copies each), true = {@link ArgSlots}. */
+    private volatile boolean packedArgs;
+    private final ThreadLocal<ArgSlots> argSlots = ThreadLocal.withInitial(ArgSlots::new);
+
+    /**
+     * Kernel arguments written into one block of native memory, 8 bytes per argument, with a JCuda pointer array
+     * built once that points at each slot: per launch the host writes the values and JCuda only reads two fields per
+     * element (native pointer plus offset). The default path wraps every argument in its own Java array, which JCuda
+     * pins or copies through several JNI up-calls per argument. cuLaunchKernel copies the values when it is called,
+     * so the slots are free again when it returns. One per thread.
+     */
+    static final class ArgSlots {
+        static final int MAX_ARGS = 32;
+        final MemorySegment values = Arena.ofAuto().allocate(8L * MAX_ARGS, 16);
+        final Pointer[] slots = new Pointer[MAX_ARGS];
+        final Pointer params;
+
+        ArgSlots() {
+            // A pointer with neither buffer nor array reaches the driver as its native value (0) + byteOffset.
+            for (int i = 0; i < MAX_ARGS; i++) slots[i] = DevicePointers.at(values.address() + 8L * i);
+            params = Pointer.to(slots);
+        }
+
+        Pointer fill(String kernel, Object[] args) {
+            if (args.length > MAX_ARGS) throw new IllegalArgumentException("kernel " + kernel + ": " + args.length + " arguments, at most " + MAX_ARGS);
+            for (int i = 0; i < args.length; i++) {
+                long at = 8L * i;
+                switch (args[i]) {
+                    case Tensor t -> values.set(ValueLayout.JAVA_LONG, at, CudaStorage.addressOf(t));
+                    case Integer v -> values.set(ValueLayout.JAVA_INT, at, v);
+                    case Long v -> values.set(ValueLayout.JAVA_LONG, at, v);
+                    case Float v -> values.set(ValueLayout.JAVA_FLOAT, at, v);
+                    case null -> throw new IllegalArgumentException("kernel " + kernel + " argument " + i + " is null");
+                    default -> throw new IllegalArgumentException("kernel " + kernel + " argument " + i + " has unsupported type "
+                            + args[i].getClass().getSimpleName() + " (Tensor, Integer, Long, Float only)");
+                }
+            }
+            return params;
+        }
+    }
+
+    /** Packed launch arguments ({@link ArgSlots}) on or off (the default: one Java array per argument). */
+    void setPackedArgs(boolean packed) { this.packedArgs = packed; }
+
+    boolean packedArgs() { return packedArgs; }
 
     /** Opens device {@code ordinal}; throws CudaUnavailableException with a one-line reason. */
     CudaRuntime(int ordinal, Map<String, byte[]> images, boolean syncAfterLaunch) {
@@ -126,9 +174,15 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
                     "cuFuncSetAttribute(" + name + ", max dynamic shared " + sharedBytes + ")");
             sharedLimitSet.put(name, sharedBytes);
         }
-        Pointer[] params = new Pointer[args.length];
-        for (int i = 0; i < args.length; i++) params[i] = KernelArgs.pointerTo(args[i], name, i);
-        check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, Pointer.to(params), null),
+        Pointer kernelParams;
+        if (packedArgs) {
+            kernelParams = argSlots.get().fill(name, args);
+        } else {
+            Pointer[] params = new Pointer[args.length];
+            for (int i = 0; i < args.length; i++) params[i] = KernelArgs.pointerTo(args[i], name, i);
+            kernelParams = Pointer.to(params);
+        }
+        check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams, null),
                 "cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz + ")");
         if (syncAfterLaunch) check(JCudaDriver.cuStreamSynchronize(stream), "kernel " + name + " (synchronous check)");
     }
