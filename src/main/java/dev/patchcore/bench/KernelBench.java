@@ -319,7 +319,7 @@ public final class KernelBench {
         double kernel = Double.NaN;
         if (be instanceof CudaBackend cuda) {
             try {
-                kernel = kernelMillis(cuda, work, reps);
+                kernel = kernelMillis(cuda, op, work, reps);
             } catch (RuntimeException e) { // a diagnostic column: never lose the row for it
                 System.err.println("bench: kernel-only time of " + op + " failed: " + e.getMessage());
             }
@@ -336,10 +336,11 @@ public final class KernelBench {
      * call. Median of a few samples; NaN when the host could not queue even one call ahead of the spin (the launch
      * queue full), which a warning line reports.
      */
-    private double kernelMillis(CudaBackend cuda, Runnable work, int reps) {
-        long hold = 2_000_000; // ns; grown until the host finishes queueing before the spin ends
+    private double kernelMillis(CudaBackend cuda, String op, Runnable work, int reps) {
+        long hold = 2_000_000; // ns; grown (and the calls per sample cut) when the host could not queue them in time
+        int failures = 0;
         List<Double> times = new ArrayList<>();
-        for (int attempt = 0; times.size() < Math.max(5, minRuns / 4) && attempt < 40; attempt++) {
+        while (times.size() < Math.max(5, minRuns / 4)) {
             int n = reps;
             CudaBackend.QueuedTime q = cuda.timeQueued(() -> {
                 for (int r = 0; r < n; r++) {
@@ -347,13 +348,18 @@ public final class KernelBench {
                     be.releaseScratch();
                 }
             }, hold);
-            if (q.queuedAhead()) times.add((double) q.millis() / reps);
-            else if (hold < 200_000_000L) hold *= 2;
-            else if (reps > 1) reps = Math.max(1, reps / 2);
-        }
-        if (times.isEmpty()) {
-            System.err.println("bench: could not queue the calls ahead of the GPU for the kernel-only time; left empty");
-            return Double.NaN;
+            if (q.queuedAhead()) {
+                times.add((double) q.millis() / n);
+                continue;
+            }
+            // An op that synchronizes with the host (a download) can never be queued ahead: give up after a few tries.
+            if (++failures >= 4) {
+                System.err.println("bench: " + op + ": the calls could not be queued ahead of the GPU (an op that"
+                        + " waits for the GPU?); kernel time left empty");
+                return Double.NaN;
+            }
+            hold = Math.min(hold * 4, 50_000_000L);
+            reps = Math.max(1, reps / 2);
         }
         return median(times);
     }
