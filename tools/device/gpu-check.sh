@@ -62,7 +62,9 @@ echo "--- selftest"
 grep -E '^device:|^selftest:|FAIL|unavailable' "$OUT/selftest.log" | head -40
 echo "--- bench kernels"
 # Every row but the unpadded LM head GEMMs; "kernel ms" is the time with the launches queued ahead of the GPU.
-grep -E '^\||^ceilings' "$OUT/kernels.log" | grep -v 'unpadded' | head -70
+sed '/kernel variants under evaluation/,$d' "$OUT/kernels.log" | grep -E '^\||^ceilings' | grep -v 'unpadded' | head -80
+echo "--- kernel variants vs defaults (speed-up > 1: the variant is faster)"
+sed -n '/kernel variants under evaluation/,$p' "$OUT/kernels.log" | grep -E '^\|' | head -30
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 echo "--- speed"
 tail -n 15 "$OUT/speed.log"

@@ -434,5 +434,28 @@ public final class KernelBench {
         return sb.toString();
     }
 
+    /**
+     * Each kernel-variant row (op name ending in " [family vN]") beside the row of the same op without the tag: both
+     * kernel times and stream times and the speed-up (default ÷ variant, above 1 = the variant is faster). Empty
+     * when no variant was measured.
+     */
+    public static String variantsMarkdown(List<Row> rows) {
+        StringBuilder sb = new StringBuilder();
+        for (Row v : rows) {
+            int tag = v.op().lastIndexOf(" [");
+            if (tag < 0 || !v.op().endsWith("]")) continue;
+            String baseOp = v.op().substring(0, tag);
+            Row base = rows.stream().filter(r -> r.op().equals(baseOp) && r.shape().equals(v.shape())).findFirst().orElse(null);
+            if (base == null) continue;
+            if (sb.isEmpty())
+                sb.append("| op | variant | default kernel ms | variant kernel ms | kernel speed-up | default stream ms | variant stream ms | stream speed-up |\n"
+                        + "|---|---|---:|---:|---:|---:|---:|---:|\n");
+            sb.append(String.format("| %s | %s | %s | %s | %s | %.4f | %.4f | %.2f |%n", baseOp, v.op().substring(tag + 2, v.op().length() - 1),
+                    fmt(base.kernelMs(), "%.4f"), fmt(v.kernelMs(), "%.4f"), fmt(base.kernelMs() / v.kernelMs(), "%.2f"),
+                    base.medianMs(), v.medianMs(), base.medianMs() / v.medianMs()));
+        }
+        return sb.toString();
+    }
+
     private static String fmt(double v, String f) { return Double.isNaN(v) || Double.isInfinite(v) ? "" : String.format(f, v); }
 }
