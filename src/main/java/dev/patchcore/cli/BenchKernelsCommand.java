@@ -46,10 +46,10 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             KernelBench bench = new KernelBench(be, shapes, runs);
             List<KernelBench.Row> rows = bench.run();
             System.out.print(KernelBench.markdown(rows));
-            String variants = KernelBench.variantsMarkdown(rows);
-            if (!variants.isEmpty()) System.out.print("\nkernel variants under evaluation vs the defaults:\n" + variants);
             System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
             if (!bench.memory().isEmpty()) System.out.print(KernelBench.memoryMarkdown(bench.memory()));
+            String variants = KernelBench.variantsMarkdown(rows);
+            if (!variants.isEmpty()) System.out.print("\nkernel variants under evaluation vs the defaults:\n" + variants);
             if (json != null) {
                 Map<String, Object> doc = new LinkedHashMap<>();
                 doc.put("device", device);
