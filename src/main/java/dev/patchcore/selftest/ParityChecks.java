@@ -116,6 +116,12 @@ public final class ParityChecks {
             int base = e.getValue().getFirst();
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
+                    case "upload" -> {
+                        out.add(variant(cuda, family, v, "transfer", this::transfer));
+                        out.add(variant(cuda, family, v, "patchEmbed K=4", rows -> patchEmbed(rows, 4, 3, 13, 70, 97)));
+                        out.add(variant(cuda, family, v, "crossEntropyK K=2", rows -> crossEntropy(rows, 13, 1000, 1000, 2)));
+                        out.add(variant(cuda, family, v, "upload ordering", this::uploadOrdering));
+                    }
                     case "launch" -> {
                         // Every launcher family through the other argument marshalling (flash attention has the most arguments).
                         out.add(variant(cuda, family, v, "elementwise", this::elementwise));
@@ -186,6 +192,28 @@ public final class ParityChecks {
                 }
             }
         });
+    }
+
+    /**
+     * Five uploads into the same token tensor, each followed at once by a kernel that reads it, with no wait in
+     * between (what a training step does per micro-batch): every result must match the CPU on its own ids, so no
+     * upload overtook the kernel queued before it and no staging buffer was refilled while its copy was pending.
+     */
+    private void uploadOrdering(List<CheckResult> rows) {
+        int batch = 2, t = 300, d = 64, vocab = 500;
+        Twin table = input(test.activationType(), vocab, d);
+        Tensor tokens = test.scratch(DType.I32, batch, t), tokensRef = ref.scratch(DType.I32, batch, t);
+        List<Tensor> outs = new ArrayList<>(), refs = new ArrayList<>();
+        for (int round = 0; round < 5; round++) {
+            int[] ids = new int[batch * t];
+            for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+            test.uploadInts(tokens, ids);
+            outs.add(test.patchEmbed(table.t, tokens, 1));
+            ref.uploadInts(tokensRef, ids);
+            refs.add(ref.patchEmbed(table.r, tokensRef, 1));
+        }
+        for (int round = 0; round < 5; round++)
+            compare(rows, "upload then read, round " + round, new int[] {batch * t, d}, outs.get(round), refs.get(round));
     }
 
     /** RMSNorm forward, fused add and backward (dx and the accumulated dGain) of two variants on the same inputs: bitwise equal. */

@@ -10,6 +10,10 @@ import dev.patchcore.tensor.Tensor;
 /**
  * One optimizer step of a stage: {@code accum} micro-batches of forward, fused loss and backward, then global-norm
  * clipping and AdamW. Input buffers are allocated once per stage; everything else comes from the scratch pool.
+ *
+ * <p>The row losses of every micro-batch are copied into one persistent buffer and summed once per step, after the
+ * gradient norm (which waits for the device anyway): summing each micro-batch on the host made the host wait for the
+ * device after every micro-batch, so the device then idled while the host queued the next one.
  */
 public final class StepRunner implements AutoCloseable {
     private final Backend be;
@@ -17,7 +21,7 @@ public final class StepRunner implements AutoCloseable {
     private final Stage stage;
     private final int contextLength;
     private final Tape tape;
-    private final Tensor tokens, targets;
+    private final Tensor tokens, targets, stepLosses;
     private final int[] hostIn, hostTg;
     private final float gradScale;
 
@@ -33,6 +37,7 @@ public final class StepRunner implements AutoCloseable {
         int k = stage.patchSize();
         tokens = be.allocate(DType.I32, stage.batch(), k * contextLength);
         targets = be.allocate(DType.I32, stage.batch() * contextLength, k);
+        stepLosses = be.allocate(DType.F32, stage.accum() * stage.batch() * contextLength);
         hostIn = new int[stage.batch() * k * contextLength];
         hostTg = new int[stage.batch() * contextLength * k];
         // Each row's loss is already the mean over its K targets; average over rows and micro-batches.
@@ -40,7 +45,7 @@ public final class StepRunner implements AutoCloseable {
     }
 
     public Result step(BatchSource source, AdamW opt, float lr) {
-        double lossSum = 0;
+        int rows = stage.batch() * contextLength;
         for (int micro = 0; micro < stage.accum(); micro++) {
             source.next(hostIn, hostTg);
             be.uploadInts(tokens, hostIn);
@@ -48,17 +53,19 @@ public final class StepRunner implements AutoCloseable {
             Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize());
             Tensor rowLoss = tape.crossEntropyK(logits, targets, model.config().vocabSize(), gradScale);
             tape.backward();
-            lossSum += be.sum(rowLoss);
+            be.copy(rowLoss, stepLosses.rows(micro * rows, rows));
             be.releaseScratch();
         }
         double gradNorm = opt.gradNorm();
+        double lossSum = be.sum(stepLosses);
         opt.update(lr, gradNorm);
         be.releaseScratch();
-        return new Result(lossSum / ((double) stage.batch() * contextLength * stage.accum()), gradNorm);
+        return new Result(lossSum / ((double) rows * stage.accum()), gradNorm);
     }
 
     @Override public void close() {
         be.free(tokens);
         be.free(targets);
+        be.free(stepLosses);
     }
 }

@@ -108,6 +108,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_L2, CudaCrossEntropy.VARIANT_SMEM),
             "launch", List.of(LAUNCH_JAVA_ARRAYS, LAUNCH_PACKED),
+            "upload", List.of(1, 2),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_CACHED, CudaRmsNorm.VARIANT_PIPELINED),
             "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED))));
@@ -116,6 +117,7 @@ public final class CudaBackend implements Backend, KernelContext {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
+            case "upload" -> pinnedUploads ? 2 : 1;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
             case "rope" -> rope.variant();
@@ -130,6 +132,11 @@ public final class CudaBackend implements Backend, KernelContext {
                 if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)
                     throw new IllegalArgumentException("launch variant must be 1 (Java arrays) or 2 (packed native slots), got " + variant);
                 runtime.setPackedArgs(variant == LAUNCH_PACKED);
+            }
+            case "upload" -> {
+                if (variant != 1 && variant != 2)
+                    throw new IllegalArgumentException("upload variant must be 1 (synchronous copy) or 2 (pinned, asynchronous), got " + variant);
+                pinnedUploads = variant == 2;
             }
             case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
@@ -256,8 +263,13 @@ public final class CudaBackend implements Backend, KernelContext {
         requireCuda(dst);
         requireLength(dst, src.length);
         if (dst.dtype() != DType.I32) throw new IllegalArgumentException("uploadInts: " + dst + " is not I32");
-        if (src.length > 0) runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
+        if (src.length == 0) return;
+        if (pinnedUploads) runtime.copyIntsToDeviceAsync(CudaStorage.addressOf(dst), src);
+        else runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
     }
+
+    /** Upload variant 2: token ids through page-locked staging buffers, without waiting for the stream. */
+    private boolean pinnedUploads;
 
     @Override
     public float[] download(Tensor src) {

@@ -6,6 +6,7 @@ import jcuda.driver.CUcontext;
 import jcuda.driver.CUdevice;
 import jcuda.driver.CUdevice_attribute;
 import jcuda.driver.CUevent;
+import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
@@ -14,6 +15,7 @@ import jcuda.driver.JCudaDriver;
 import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
+import java.nio.ByteOrder;
 import java.util.ArrayList;
 import java.util.HashMap;
 import java.util.List;
@@ -235,6 +237,57 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         check(JCudaDriver.cuMemcpyHtoD(DevicePointers.at(dst), host, bytes), "cuMemcpyHtoD");
     }
 
+    /**
+     * Host → device for int arrays (token ids) without waiting for the stream (upload variant 2): the values go
+     * into one of two page-locked staging buffers and a cuMemcpyHtoDAsync on the stream copies them, ordered after
+     * every kernel already queued (which may still be reading the destination) and before every kernel queued later.
+     * Before a buffer is refilled the host waits for the event recorded after its previous copy — normally long
+     * done, since the next micro-batch's upload comes a whole forward and backward later.
+     */
+    void copyIntsToDeviceAsync(long dst, int[] src) {
+        makeCurrent();
+        long bytes = 4L * src.length;
+        if (bytes == 0) return;
+        if (staging == null) staging = new PinnedStaging();
+        staging.upload(dst, src, bytes);
+    }
+
+    private PinnedStaging staging;
+
+    /** Two page-locked host buffers used in turn, each with the event of its last copy. */
+    private final class PinnedStaging {
+        private final Pointer[] host = {new Pointer(), new Pointer()};
+        private final long[] capacity = new long[2];
+        private final CUevent[] copied = {new CUevent(), new CUevent()};
+        private int next;
+
+        PinnedStaging() {
+            for (CUevent e : copied) check(JCudaDriver.cuEventCreate(e, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate");
+        }
+
+        void upload(long dst, int[] src, long bytes) {
+            int i = next;
+            next ^= 1;
+            check(JCudaDriver.cuEventSynchronize(copied[i]), "cuEventSynchronize(staging)");  // its last copy is done
+            if (capacity[i] < bytes) {
+                if (capacity[i] > 0) check(JCudaDriver.cuMemFreeHost(host[i]), "cuMemFreeHost");
+                host[i] = new Pointer();
+                check(JCudaDriver.cuMemAllocHost(host[i], bytes), "cuMemAllocHost(" + bytes + ")");
+                capacity[i] = bytes;
+            }
+            host[i].getByteBuffer(0, bytes).order(ByteOrder.nativeOrder()).asIntBuffer().put(src);
+            check(JCudaDriver.cuMemcpyHtoDAsync(DevicePointers.at(dst), host[i], bytes, stream), "cuMemcpyHtoDAsync");
+            check(JCudaDriver.cuEventRecord(copied[i], stream), "cuEventRecord(staging)");
+        }
+
+        void close() {
+            for (int i = 0; i < 2; i++) {
+                if (capacity[i] > 0) JCudaDriver.cuMemFreeHost(host[i]);
+                JCudaDriver.cuEventDestroy(copied[i]);
+            }
+        }
+    }
+
     void copyToHost(Pointer host, long src, long bytes) {
         synchronize();
         check(JCudaDriver.cuMemcpyDtoH(host, DevicePointers.at(src), bytes), "cuMemcpyDtoH");
@@ -278,6 +331,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         closed = true;
         makeCurrent();
         JCudaDriver.cuStreamSynchronize(stream);
+        if (staging != null) staging.close();
         for (CUmodule m : modules) JCudaDriver.cuModuleUnload(m);
         modules.clear();
         functions.clear();
