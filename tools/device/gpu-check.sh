@@ -1,8 +1,11 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE in one call, from the repository root, after tools/device/pack.sh ran here:
 #   run(command="bash tools/device/gpu-check.sh", carry=[".device"], timeout_s=540)
-# Unpacks the runtime and jar, then: nvidia-smi, selftest, bench kernels, a short two-stage train on CUDA and on the
-# CPU for comparison, and bench speed on CUDA. Full logs go to $OUT; a compact summary is printed last.
+# Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, kernels (bench
+# kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
+# speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
+# compared). Full logs go to $OUT; a compact summary is printed last. To evaluate the kernel variants:
+#   STEPS="selftest kernels train-variants speed" bash tools/device/gpu-check.sh
 # Every step has its own time limit so the whole script stays under ~8 minutes.
 set -uo pipefail
 
@@ -10,6 +13,7 @@ set -uo pipefail
 TRAIN_ARGS=${TRAIN_ARGS:-"--preset tiny --steps 60 --eval-every 20 --log-every 10"}
 SPEED_ARGS=${SPEED_ARGS:-"--preset 370m --batch 4 --accum 8 --warmup 1 --steps 3"}
 KERNEL_ARGS=${KERNEL_ARGS:-"--runs 10"}
+VARIANT_OPTS=${VARIANT_OPTS:-"-Dpatchcore.rmsnorm.variant=2 -Dpatchcore.rope.variant=2 -Dpatchcore.patchembed.variant=2 -Dpatchcore.crossentropy.variant=2 -Dpatchcore.launch.variant=2 -Dpatchcore.upload.variant=2"}
 T_SELFTEST=${T_SELFTEST:-120}
 T_KERNELS=${T_KERNELS:-150}
 T_TRAIN_CUDA=${T_TRAIN_CUDA:-60}
@@ -53,6 +57,16 @@ for s in $STEPS; do case $s in
               cp "$WORK/run-small/metrics.jsonl" "$OUT/train-small-metrics.jsonl" 2>/dev/null ;;
   speed)      step speed "$T_SPEED" "${JAVA[@]}" bench speed --backend cuda --json "$OUT/speed.json" $SPEED_ARGS ;;
   kernels)    step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS ;;
+  # The same short training with the default kernels and with every kernel variant (CudaBackend.KERNEL_VARIANTS) at 2,
+  # GEMM tuning off in both (its timed choice varies run to run): the losses must agree (flash attention's dQ uses
+  # float atomics, so they may differ in the last bits), and the step times show what the variants do end to end.
+  train-variants)
+              step train-base "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-base"
+              step train-var2 "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "$WORK/runtime/bin/java" ${JAVA_OPTS:-} $VARIANT_OPTS \
+                   --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar" \
+                   train $TRAIN_ARGS --backend cuda --out "$WORK/run-var2"
+              cp "$WORK/run-base/metrics.jsonl" "$OUT/train-base-metrics.jsonl" 2>/dev/null
+              cp "$WORK/run-var2/metrics.jsonl" "$OUT/train-var2-metrics.jsonl" 2>/dev/null ;;
 esac; done
 
 echo
@@ -65,6 +79,14 @@ echo "--- bench kernels"
 sed '/kernel variants under evaluation/,$d' "$OUT/kernels.log" | grep -E '^\||^ceilings' | grep -v 'unpadded' | head -80
 echo "--- kernel variants vs defaults (speed-up > 1: the variant is faster)"
 sed -n '/kernel variants under evaluation/,$p' "$OUT/kernels.log" | grep -E '^\|' | head -30
+if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]]; then
+  echo "--- train with every kernel variant vs the defaults (same seed and data, GEMM tuning off)"
+  paste -d' ' <(grep -o '"loss":[-0-9.eE]*' "$OUT/train-base-metrics.jsonl" | cut -d: -f2) \
+              <(grep -o '"loss":[-0-9.eE]*' "$OUT/train-var2-metrics.jsonl" | cut -d: -f2) |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
+  for r in base var2; do grep -h '"stage"' "$OUT/train-$r-metrics.jsonl" | grep -o '"step_ms":[0-9.]*' | cut -d: -f2 | sort -n |
+    awk -v r=$r '{ a[NR] = $1 } END { if (NR) printf "train-%s: median step %.2f ms over %d steps\n", r, a[int((NR + 1) / 2)], NR }'; done
+fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 echo "--- speed"
 tail -n 15 "$OUT/speed.log"
