@@ -160,7 +160,7 @@ public final class ParityChecks {
                         out.add(variant(cuda, family, v, "patchEmbed = v" + base, rows -> patchEmbedIdentity(rows, cuda, base, v)));
                     }
                     case "rmsnorm" -> {
-                        for (int[] s : new int[][] {{37, 96}, {300, 1000}, {9000, 1024}, {3000, 2048}})
+                        for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
                         out.add(variant(cuda, family, v, "rmsNorm = v" + base, rows -> rmsNormIdentity(rows, cuda, base, v)));
                     }
@@ -219,26 +219,29 @@ public final class ParityChecks {
     /** RMSNorm forward, fused add and backward (dx and the accumulated dGain) of two variants on the same inputs: bitwise equal. */
     private void rmsNormIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
         DType act = test.activationType();
-        for (int[] s : new int[][] {{9000, 1024}, {3000, 2048}}) {
+        // 6400 rows: ≥ 3 rows per warp of the pipelined kernels' persistent grid at d ≤ 1024 (2 blocks × 132 SMs × 8 warps).
+        for (int[] s : new int[][] {{6400, 1024}, {3000, 2048}}) {
             int n = s[0], d = s[1];
-            String shape = n + "x" + d;
             Twin x = input(act, n, d), branch = input(act, n, d), dy = input(act, n, d), gain = input(act, d), dGain0 = input(DType.F32, d);
-            float[][][] outs = new float[2][][];
-            int[] variants = {a, b};
-            for (int i = 0; i < 2; i++) {
-                cuda.setKernelVariant("rmsnorm", variants[i]);
+            List<List<Tensor>> outs = new ArrayList<>();
+            for (int v : new int[] {a, b}) {
+                cuda.setKernelVariant("rmsnorm", v);
                 Tensor dGain = test.scratch(DType.F32, d);
                 test.copy(dGain0.t, dGain);
                 Backend.RmsNormOut f = test.rmsNorm(x.t, gain.t, 1e-5f);
                 Backend.AddRmsNormOut g = test.addRmsNorm(x.t, branch.t, gain.t, 1e-5f);
                 Tensor dx = test.rmsNormBackward(dy.t, x.t, gain.t, f.rstd(), dGain);
-                outs[i] = new float[][] {test.download(f.y()), test.download(f.rstd()), test.download(g.sum()), test.download(g.y()),
-                        test.download(g.rstd()), test.download(dx), test.download(dGain)};
+                outs.add(List.of(f.y(), f.rstd(), g.sum(), g.y(), g.rstd(), dx, dGain));
             }
-            String[] names = {"y", "rstd", "add sum", "add y", "add rstd", "dx", "dGain+="};
-            for (int k = 0; k < names.length; k++)
-                rows.add(CheckResult.of("rmsNorm " + names[k] + " bitwise", shape, DType.F32, Arrays.equals(outs[0][k], outs[1][k]) ? 0 : 1, 0));
+            List<String> names = List.of("y", "rstd", "add sum", "add y", "add rstd", "dx", "dGain+=");
+            for (int k = 0; k < names.size(); k++) bitwise(rows, "rmsNorm " + names.get(k), n + "x" + d, outs.get(0).get(k), outs.get(1).get(k));
         }
+    }
+
+    /** A row that passes when two device tensors hold the same bits (downloaded one pair at a time). */
+    private void bitwise(List<CheckResult> rows, String op, String shape, Tensor x, Tensor y) {
+        boolean same = Arrays.equals(test.download(x), test.download(y));
+        rows.add(CheckResult.of(op + " bitwise", shape, x.dtype(), same ? 0 : 1, 0));
     }
 
     /** Losses and in-place gradients of two cross-entropy variants on the same logits (V = 50257 padded, K = 4): bitwise equal. */
@@ -248,18 +251,17 @@ public final class ParityChecks {
         int[] ids = new int[n * k];
         for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
         Twin targets = ints(ids, n, k);
-        float[][][] outs = new float[2][][];
-        int[] variants = {a, b};
-        for (int i = 0; i < 2; i++) {
-            cuda.setKernelVariant("crossentropy", variants[i]);
+        List<Tensor> losses = new ArrayList<>(), grads = new ArrayList<>();
+        for (int v : new int[] {a, b}) {
+            cuda.setKernelVariant("crossentropy", v);
             Tensor work = test.scratch(test.activationType(), n, stride);
             test.copy(logits.t, work);
-            Tensor losses = test.crossEntropyK(work, targets.t, vocab, 1f / (n * k));
-            outs[i] = new float[][] {test.download(losses), test.download(work)};
+            losses.add(test.crossEntropyK(work, targets.t, vocab, 1f / (n * k)));
+            grads.add(work);
         }
         String shape = "N" + n + " V" + vocab + "/" + stride + " K" + k;
-        rows.add(CheckResult.of("crossEntropyK loss bitwise", shape, DType.F32, Arrays.equals(outs[0][0], outs[1][0]) ? 0 : 1, 0));
-        rows.add(CheckResult.of("crossEntropyK dlogits bitwise", shape, DType.BF16, Arrays.equals(outs[0][1], outs[1][1]) ? 0 : 1, 0));
+        bitwise(rows, "crossEntropyK loss", shape, losses.get(0), losses.get(1));
+        bitwise(rows, "crossEntropyK dlogits", shape, grads.get(0), grads.get(1));
     }
 
     /** The patch-embedding backward (accumulated dTable) of two variants on the same inputs, K = 1 and 4: bitwise equal. */
@@ -269,34 +271,32 @@ public final class ParityChecks {
             int[] ids = new int[batch * t * k];
             for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
             Twin tokens = ints(ids, batch, t * k), dOut = input(test.activationType(), batch * t, d), dTable0 = input(DType.F32, vocab, d);
-            float[][] outs = new float[2][];
-            int[] variants = {a, b};
-            for (int i = 0; i < 2; i++) {
-                cuda.setKernelVariant("patchembed", variants[i]);
+            List<Tensor> tables = new ArrayList<>();
+            for (int v : new int[] {a, b}) {
+                cuda.setKernelVariant("patchembed", v);
                 Tensor dTable = test.scratch(DType.F32, vocab, d);
                 test.copy(dTable0.t, dTable);
                 test.patchEmbedBackward(dOut.t, tokens.t, k, dTable);
-                outs[i] = test.download(dTable);
+                tables.add(dTable);
             }
-            String shape = "B" + batch + " T" + t + " K" + k + " d" + d + " V" + vocab;
-            rows.add(CheckResult.of("patchEmbed dTable+= bitwise", shape, DType.F32, Arrays.equals(outs[0], outs[1]) ? 0 : 1, 0));
+            bitwise(rows, "patchEmbed dTable+=", "B" + batch + " T" + t + " K" + k + " d" + d + " V" + vocab, tables.get(0), tables.get(1));
         }
     }
 
     /** RoPE forward and backward of two variants on the same inputs at the 370M and 1.3B shapes: bitwise equal. */
     private void ropeIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
         for (int[] s : new int[][] {{4, 2048, 16, 64}, {2, 2048, 16, 128}}) {
-            int rowsN = s[0] * s[1], t = s[1], heads = s[2], dh = s[3];
-            Twin x = input(test.activationType(), rowsN, heads * dh);
-            float[][][] outs = new float[2][][];
-            int[] variants = {a, b};
-            for (int i = 0; i < 2; i++) {
-                cuda.setKernelVariant("rope", variants[i]);
-                outs[i] = new float[][] {test.download(test.rope(x.t, t, heads, 10000f)), test.download(test.ropeBackward(x.t, t, heads, 10000f))};
+            int t = s[1], heads = s[2], dh = s[3];
+            Twin x = input(test.activationType(), s[0] * t, heads * dh);
+            List<Tensor> fwd = new ArrayList<>(), bwd = new ArrayList<>();
+            for (int v : new int[] {a, b}) {
+                cuda.setKernelVariant("rope", v);
+                fwd.add(test.rope(x.t, t, heads, 10000f));
+                bwd.add(test.ropeBackward(x.t, t, heads, 10000f));
             }
             String shape = "B" + s[0] + " T" + t + " H" + heads + " Dh" + dh;
-            rows.add(CheckResult.of("rope bitwise", shape, DType.BF16, Arrays.equals(outs[0][0], outs[1][0]) ? 0 : 1, 0));
-            rows.add(CheckResult.of("rope backward bitwise", shape, DType.BF16, Arrays.equals(outs[0][1], outs[1][1]) ? 0 : 1, 0));
+            bitwise(rows, "rope", shape, fwd.get(0), fwd.get(1));
+            bitwise(rows, "rope backward", shape, bwd.get(0), bwd.get(1));
         }
     }
 
