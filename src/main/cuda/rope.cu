@@ -116,7 +116,6 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
     }
 }
 
-
 // Pipelined variant (CudaRope variant 2): the vector path's arithmetic — bit-identical results — with each warp
 // keeping ROPE_PIPE_STAGES − 1 further rows in flight in a shared-memory ring (row_pipeline.cuh) over a persistent
 // grid, and computing a row's (cos, sin) table while the next rows' copies are in flight. A lane copies and reads only
