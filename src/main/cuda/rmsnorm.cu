@@ -246,7 +246,6 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
     write_block_partial<G>(acc, acc4, partial, d);
 }
 
-
 // ---------------------------------------------------------------------------------------------------------------------
 // Pipelined variants (CudaRmsNorm variant 2): the same arithmetic as the register-cached forward and the warp-per-row
 // backward — results are bit-identical to them — but each warp keeps PIPE_STAGES − 1 further rows in flight in shared

@@ -13,6 +13,8 @@
 //   loop i:   issue row (i + STAGES − 1) into slot (i + STAGES − 1) % STAGES; commit; wait<STAGES − 1>;
 //             read slot i % STAGES into registers; compute; store
 // The slot refilled in iteration i is the one read in iteration i − 1, whose values the lane has already consumed.
+// That is what makes the refill safe without a barrier: every shared-memory read of a slot must feed computation in
+// the iteration that reads it (never be deferred past the next issue), and a lane may only read chunks it copied.
 #pragma once
 
 #include "common.cuh"

@@ -17,6 +17,7 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
@@ -45,22 +46,25 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private final ThreadLocal<ArgSlots> argSlots = ThreadLocal.withInitial(ArgSlots::new);
 
     /**
-     * Kernel arguments written into one block of native memory, 8 bytes per argument, with a JCuda pointer array
-     * built once that points at each slot: per launch the host writes the values and JCuda only reads two fields per
-     * element (native pointer plus offset). The default path wraps every argument in its own Java array, which JCuda
-     * pins or copies through several JNI up-calls per argument. cuLaunchKernel copies the values when it is called,
-     * so the slots are free again when it returns. One per thread.
+     * Kernel arguments written into one block of native memory, 8 bytes per argument, with JCuda pointer arrays built
+     * once that point at the slots (one array per argument count: JCuda's JNI code walks every element of the array it
+     * is given, so a kernel with 7 arguments must get a 7-element array). Per launch the host writes the values, and
+     * JCuda handles each element with a few JNI field reads (a pointer without buffer or array is passed as its native
+     * value plus offset). The default path allocates a Java array and a Pointer per argument, and JCuda handles each
+     * through Java up-calls (Buffer.isDirect, hasArray, array) and pins or copies the array. cuLaunchKernel copies the
+     * values when it is called, so the slots are free again when it returns. One per thread.
      */
     static final class ArgSlots {
         static final int MAX_ARGS = 32;
         final MemorySegment values = Arena.ofAuto().allocate(8L * MAX_ARGS, 16);
         final Pointer[] slots = new Pointer[MAX_ARGS];
-        final Pointer params;
+        /** byArity[n]: a pointer to the first n slot pointers. */
+        final Pointer[] byArity = new Pointer[MAX_ARGS + 1];
 
         ArgSlots() {
             // A pointer with neither buffer nor array reaches the driver as its native value (0) + byteOffset.
             for (int i = 0; i < MAX_ARGS; i++) slots[i] = DevicePointers.at(values.address() + 8L * i);
-            params = Pointer.to(slots);
+            for (int n = 0; n <= MAX_ARGS; n++) byArity[n] = Pointer.to(Arrays.copyOf(slots, n));
         }
 
         Pointer fill(String kernel, Object[] args) {
@@ -77,7 +81,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
                             + args[i].getClass().getSimpleName() + " (Tensor, Integer, Long, Float only)");
                 }
             }
-            return params;
+            return byArity[args.length];
         }
     }
 

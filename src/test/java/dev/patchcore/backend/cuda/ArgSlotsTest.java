@@ -21,7 +21,10 @@ class ArgSlotsTest {
         CudaRuntime.ArgSlots slots = new CudaRuntime.ArgSlots();
         Tensor t = new Tensor(new CudaStorage(0x7f00_1234_5600L, 64), DType.F32, 16);
         var params = slots.fill("k", new Object[] {t, -7, 1L << 40, 2.5f, 0L});
-        assertSame(slots.params, params, "built once, reused by every launch");
+        assertSame(slots.byArity[5], params, "built once per argument count, reused by every launch");
+        Object[] elements = (Object[]) field(Pointer.class, "pointers", params);
+        assertEquals(5, elements.length, "JCuda walks every element: exactly the kernel's argument count");
+        for (int i = 0; i < 5; i++) assertSame(slots.slots[i], elements[i]);
         long base = slots.values.address();
         assertEquals(0, base % 16);
         for (int i = 0; i < CudaRuntime.ArgSlots.MAX_ARGS; i++)
