@@ -116,6 +116,14 @@ public final class ParityChecks {
             int base = e.getValue().getFirst();
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
+                    case "flashfwd" -> {
+                        // Forward through the variant, backward (the default kernels) from its out and lse.
+                        for (int dh : new int[] {64, 128}) {
+                            for (int t : new int[] {1, 17, 64, 129, 1000, 2048})
+                                out.add(variant(cuda, family, v, "attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
+                            out.add(variant(cuda, family, v, "attention causal T=300 Dh=" + dh, rows -> causality(rows, 300, dh)));
+                        }
+                    }
                     case "upload" -> {
                         out.add(variant(cuda, family, v, "transfer", this::transfer));
                         out.add(variant(cuda, family, v, "patchEmbed K=4", rows -> patchEmbed(rows, 4, 3, 13, 70, 97)));

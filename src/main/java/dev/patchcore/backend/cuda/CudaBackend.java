@@ -107,6 +107,7 @@ public final class CudaBackend implements Backend, KernelContext {
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_L2, CudaCrossEntropy.VARIANT_SMEM),
+            "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA),
             "launch", List.of(LAUNCH_JAVA_ARRAYS, LAUNCH_PACKED),
             "upload", List.of(1, 2),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
@@ -116,6 +117,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public int kernelVariant(String family) {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();
+            case "flashfwd" -> flashAttention.forwardVariant();
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "upload" -> pinnedUploads ? 2 : 1;
             case "patchembed" -> patchEmbed.variant();
@@ -128,6 +130,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public void setKernelVariant(String family, int variant) {
         switch (family) {
             case "crossentropy" -> crossEntropy.setVariant(variant);
+            case "flashfwd" -> flashAttention.setForwardVariant(variant);
             case "launch" -> {
                 if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)
                     throw new IllegalArgumentException("launch variant must be 1 (Java arrays) or 2 (packed native slots), got " + variant);
@@ -449,6 +452,9 @@ public final class CudaBackend implements Backend, KernelContext {
 
     @Override
     public int multiprocessorCount() { return runtime.multiprocessorCount(); }
+
+    @Override
+    public int computeCapabilityMajor() { return runtime.computeCapabilityMajor(); }
 
     // ---------------------------------------------------------------- lifecycle
 

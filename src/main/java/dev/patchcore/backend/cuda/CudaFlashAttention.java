@@ -43,9 +43,15 @@ public final class CudaFlashAttention {
     /** CUDA's limit on gridDim.y, where the pipelined kernels put their query / key tile index. */
     private static final int MAX_GRID_Y = 65535;
 
+    /** Forward variant 1: the mma.sync kernels (fwd2, measured on an H100). */
+    public static final int FORWARD_MMA_SYNC = 1;
+    /** Forward variant 2: the Hopper wgmma kernel (flash_wgmma.cu; compute capability 9.x, D = 64 or 128). */
+    public static final int FORWARD_WGMMA = 2;
+
     private final KernelContext ctx;
     private final boolean forward2;
     private final int backwardGeneration;
+    private int forwardVariant = FORWARD_MMA_SYNC;
 
     public CudaFlashAttention(KernelContext ctx) {
         this(ctx, USE_FORWARD2, backwardGeneration(System.getProperty(BACKWARD_PROPERTY, DEFAULT_BACKWARD_GENERATION)));
@@ -59,6 +65,29 @@ public final class CudaFlashAttention {
         this.ctx = ctx;
         this.forward2 = forward2;
         this.backwardGeneration = backwardGeneration;
+    }
+
+    /** Which forward runs where both apply: {@link #FORWARD_MMA_SYNC} (default) or {@link #FORWARD_WGMMA}. */
+    public void setForwardVariant(int variant) {
+        if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA)
+            throw new IllegalArgumentException("flash forward variant must be 1 (mma.sync) or 2 (wgmma), got " + variant);
+        this.forwardVariant = variant;
+    }
+
+    public int forwardVariant() { return forwardVariant; }
+
+    /**
+     * The Hopper forward (flash_wgmma.cu): 2 warpgroups × 64 query rows per CTA, 256 threads, key tiles of 64 rows.
+     * Shared memory: 1 KB of alignment slack for the 1024-byte swizzle atoms, Q [128][D], K and V [2][64][D] (bf16).
+     */
+    record ForwardWgmma(int headDim) {
+        static final int ROWS = 128, THREADS = 256, KEY_TILE = 64;
+
+        static boolean supports(int d) { return d == 64 || d == 128; }
+
+        String kernel() { return "flash_attn_fwd_wgmma_d" + headDim; }
+
+        int sharedBytes() { return 1024 + ROWS * headDim * 2 + 4 * KEY_TILE * headDim * 2; }
     }
 
     /**
@@ -156,6 +185,13 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
+        if (forwardVariant == FORWARD_WGMMA && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
+                && ceilDiv(seqLen, ForwardWgmma.ROWS) <= MAX_GRID_Y) {
+            ForwardWgmma fw = new ForwardWgmma(s.headDim());
+            ctx.launch(fw.kernel(), s.batch() * heads, ceilDiv(seqLen, ForwardWgmma.ROWS), 1, ForwardWgmma.THREADS, 1, 1,
+                    fw.sharedBytes(), q, k, v, out, lse, seqLen, heads);
+            return new Backend.AttentionOut(out, lse);
+        }
         Forward2 f2 = Forward2.of(s.headDim());
         if (forward2 && ceilDiv(seqLen, f2.rowsPerCta()) <= MAX_GRID_Y) {
             // Grid (B·H, query tiles): the kernel reverses the tile index, so the longest CTAs of all heads go first.

@@ -145,6 +145,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     String deviceName() { return deviceName; }
     int multiprocessorCount() { return smCount; }
     String computeCapability() { return ccMajor + "." + ccMinor; }
+    int computeCapabilityMajor() { return ccMajor; }
     long totalMemory() { return totalMemory; }
     long streamHandle() { return stream.handle(); }
     DevicePointers.Stream stream() { return stream; }

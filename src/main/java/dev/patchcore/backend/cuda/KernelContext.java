@@ -20,4 +20,7 @@ public interface KernelContext {
 
     /** Number of streaming multiprocessors (for grid sizing). */
     int multiprocessorCount();
+
+    /** The device's compute capability major version (9 for Hopper), for kernels that exist only there; 0 if unknown. */
+    default int computeCapabilityMajor() { return 0; }
 }

@@ -28,12 +28,16 @@ class CudaFlashAttentionTest {
     private static final class RecordingContext implements KernelContext {
         final List<Launch> launches = new ArrayList<>();
         long next = 1 << 20;
+        int computeCapabilityMajor;
+
+        @Override public int computeCapabilityMajor() { return computeCapabilityMajor; }
 
         @Override public void launch(String name, int gx, int gy, int gz, int bx, int by, int bz, int shared, Object... args) {
             assertEquals(1, gz);
             assertEquals(1, by);
             assertEquals(1, bz);
-            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_") && !name.startsWith("flash_attn_bwd3_"))
+            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_") && !name.startsWith("flash_attn_bwd3_")
+                    && !name.startsWith("flash_attn_fwd_wgmma_"))
                 assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
             if (name.startsWith("flash_attn_bwd3_")) // one 256-thread CTA per SM (registers): the per-block limit, 227 KB
                 assertTrue(shared > 0 && shared <= 227 * 1024, name + " asks for " + shared + " bytes");
@@ -74,6 +78,41 @@ class CudaFlashAttentionTest {
         while (bwd3.find()) names.add("flash_attn_bwd3_d" + bwd3.group(1) + "_q" + bwd3.group(2) + "_v" + bwd3.group(3));
         if (src.contains("void __launch_bounds__(256) flash_attn_dq_convert(")) names.add("flash_attn_dq_convert");
         return names;
+    }
+
+    @Test
+    void wgmmaForwardRunsOnlyOnHopperAtHeadDims64And128() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        List<String> compiled = new ArrayList<>();
+        Matcher m = Pattern.compile("(?m)^FLASH_ATTN_FWD_WGMMA\\((\\d+), (\\d+)\\)").matcher(src);
+        while (m.find()) compiled.add("flash_attn_fwd_wgmma_d" + m.group(1));
+        assertEquals(List.of("flash_attn_fwd_wgmma_d64", "flash_attn_fwd_wgmma_d128"), compiled);
+        for (int cc : new int[] {8, 9, 10}) {
+            for (int d : new int[] {64, 80, 96, 128}) {
+                RecordingContext ctx = new RecordingContext();
+                ctx.computeCapabilityMajor = cc;
+                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+                fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA);
+                int b = 2, h = 3, t = 300;
+                Tensor q = ctx.tensor(DType.BF16, b * t, h * d);
+                Backend.AttentionOut out = fa.forward(q, q, q, t, h);
+                assertArrayEquals(new int[] {b, h, t}, out.lse().shape());
+                Launch l = ctx.launches.getFirst();
+                if (cc != 9 || (d != 64 && d != 128)) {
+                    assertTrue(l.name().startsWith("flash_attn_fwd2_"), cc + "/" + d + ": " + l.name());
+                    continue;
+                }
+                assertEquals("flash_attn_fwd_wgmma_d" + d, l.name());
+                assertEquals(b * h, l.gridX());
+                assertEquals(3, l.gridY(), "128 query rows per CTA");
+                assertEquals(256, l.blockX(), "two warpgroups");
+                assertEquals(1024 + 128 * d * 2 + 4 * 64 * d * 2, l.shared(), "alignment slack, Q, double-buffered K and V");
+                assertEquals(7, l.args().length);
+                assertSame(out.out(), l.args()[3]);
+                assertSame(out.lse(), l.args()[4]);
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
     }
 
     @Test
