@@ -61,11 +61,20 @@ __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_grou
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
 
-// Keeps the compiler from moving reads or writes of accumulator registers across an asynchronous wgmma.
+// Keeps the compiler from moving reads or writes of accumulator (and A-fragment) registers across an asynchronous
+// wgmma: PTX requires wgmma.fence between any other access to those registers and the wgmma that uses them.
 template <int N>
 __device__ __forceinline__ void fence_regs(float (&r)[N]) {
 #pragma unroll
     for (int i = 0; i < N; ++i) asm volatile("" : "+f"(r[i])::"memory");
+}
+
+template <int N>
+__device__ __forceinline__ void fence_regs(uint32_t (&r)[N][4]) {
+#pragma unroll
+    for (int i = 0; i < N; ++i)
+#pragma unroll
+        for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
 }
 
 // D[64×64] (+)= A[64×16] · B[16×64], A and B from shared memory (descriptors), both K-major.
@@ -231,6 +240,7 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
         }
         // O += P V: BC/16 steps along the keys; step kk starts 16 key rows (2 atoms) further.
         fence_regs(o);
+        fence_regs(pa);  // the bf16 packing of P must stay ahead of the fence
         wgmma_fence();
 #pragma unroll
         for (int kk = 0; kk < WG_BC / 16; ++kk) {
@@ -241,6 +251,7 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
         wgmma_commit();
         wgmma_wait_all();
         fence_regs(o);
+        fence_regs(pa);
     }
 
 #pragma unroll
