@@ -122,6 +122,7 @@ public final class ParityChecks {
                             for (int t : new int[] {1, 17, 64, 129, 1000, 2048})
                                 out.add(variant(cuda, family, v, "attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
                             out.add(variant(cuda, family, v, "attention causal T=300 Dh=" + dh, rows -> causality(rows, 300, dh)));
+                            out.add(variant(cuda, family, v, "attention error map Dh=" + dh, rows -> attentionErrorMap(rows, dh)));
                         }
                     }
                     case "upload" -> {
@@ -432,6 +433,46 @@ public final class ParityChecks {
         compare(rows, path + " dq", shape, g.dq(), h.dq());
         compare(rows, path + " dk", shape, g.dk(), h.dk());
         compare(rows, path + " dv", shape, g.dv(), h.dv());
+    }
+
+    /**
+     * Where a forward goes wrong, for a first run of a new kernel: one head, T = 128 (two 64-key tiles, both halves of
+     * a 128-row CTA), the output split into 8 × 8 blocks, one character per block: '.' when its largest error is
+     * within 2 % of the output's largest value, '#' otherwise; rows of blocks separated by '|', then one character
+     * per 8 rows for lse (within 1e-3). A wrong swizzle or fragment layout shows up as a pattern (every other column
+     * block, one warp's rows, the second tile...), which the pass/fail rows cannot show.
+     */
+    void attentionErrorMap(List<CheckResult> rows, int dh) {
+        int t = 128;
+        DType act = test.activationType();
+        Twin q = input(act, t, dh), k = input(act, t, dh), v = input(act, t, dh);
+        Backend.AttentionOut have = test.attention(q.t, k.t, v.t, t, 1), want = ref.attention(q.r, k.r, v.r, t, 1);
+        float[] got = test.download(have.out()), gotLse = test.download(have.lse());
+        float[] ref1 = ref.download(want.out()), refLse = ref.download(want.lse());
+        double scale = 0;
+        for (float f : ref1) scale = Math.max(scale, Math.abs(f));
+        StringBuilder map = new StringBuilder();
+        boolean ok = true;
+        for (int rb = 0; rb < t / 8; rb++) {
+            if (rb > 0) map.append('|');
+            for (int cb = 0; cb < dh / 8; cb++) {
+                double err = 0;
+                for (int r = rb * 8; r < rb * 8 + 8; r++)
+                    for (int col = cb * 8; col < cb * 8 + 8; col++) err = Math.max(err, Math.abs(got[r * dh + col] - ref1[r * dh + col]));
+                boolean bad = !(err <= 0.02 * scale);
+                ok &= !bad;
+                map.append(bad ? '#' : '.');
+            }
+        }
+        map.append("  lse ");
+        for (int rb = 0; rb < t / 8; rb++) {
+            double err = 0;
+            for (int r = rb * 8; r < rb * 8 + 8; r++) err = Math.max(err, Math.abs(gotLse[r] - refLse[r]));
+            boolean bad = !(err <= 1e-3);
+            ok &= !bad;
+            map.append(bad ? '#' : '.');
+        }
+        rows.add(new CheckResult("attention out/lse error map", "T" + t + " Dh" + dh, act.name(), ok ? 0 : 1, 0, ok, map.toString()));
     }
 
     /**
