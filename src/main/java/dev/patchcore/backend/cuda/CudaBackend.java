@@ -99,6 +99,10 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final int LAUNCH_JAVA_ARRAYS = 1;
     /** Kernel arguments written into reused native slots (CudaRuntime.ArgSlots): less host work per launch. */
     public static final int LAUNCH_PACKED = 2;
+    /** Token ids copied from the Java heap after waiting for the stream (measured on an H100). */
+    public static final int UPLOAD_SYNCHRONOUS = 1;
+    /** Token ids through page-locked staging buffers and asynchronous copies (CudaRuntime.PinnedStaging). */
+    public static final int UPLOAD_PINNED = 2;
 
     /**
      * Kernel families with an alternative implementation under evaluation: family → its variants, the first being
@@ -109,20 +113,20 @@ public final class CudaBackend implements Backend, KernelContext {
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_L2, CudaCrossEntropy.VARIANT_SMEM),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA),
             "launch", List.of(LAUNCH_JAVA_ARRAYS, LAUNCH_PACKED),
-            "upload", List.of(1, 2),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_CACHED, CudaRmsNorm.VARIANT_PIPELINED),
-            "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED))));
+            "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED),
+            "upload", List.of(UPLOAD_SYNCHRONOUS, UPLOAD_PINNED))));
 
     public int kernelVariant(String family) {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();
             case "flashfwd" -> flashAttention.forwardVariant();
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
-            case "upload" -> pinnedUploads ? 2 : 1;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
             case "rope" -> rope.variant();
+            case "upload" -> pinnedUploads ? UPLOAD_PINNED : UPLOAD_SYNCHRONOUS;
             default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
         };
     }
@@ -136,14 +140,14 @@ public final class CudaBackend implements Backend, KernelContext {
                     throw new IllegalArgumentException("launch variant must be 1 (Java arrays) or 2 (packed native slots), got " + variant);
                 runtime.setPackedArgs(variant == LAUNCH_PACKED);
             }
-            case "upload" -> {
-                if (variant != 1 && variant != 2)
-                    throw new IllegalArgumentException("upload variant must be 1 (synchronous copy) or 2 (pinned, asynchronous), got " + variant);
-                pinnedUploads = variant == 2;
-            }
             case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
             case "rope" -> rope.setVariant(variant);
+            case "upload" -> {
+                if (variant != UPLOAD_SYNCHRONOUS && variant != UPLOAD_PINNED)
+                    throw new IllegalArgumentException("upload variant must be 1 (synchronous copy) or 2 (pinned, asynchronous), got " + variant);
+                pinnedUploads = variant == UPLOAD_PINNED;
+            }
             default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
         }
     }
