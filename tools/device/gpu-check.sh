@@ -60,6 +60,7 @@ for s in $STEPS; do case $s in
   # The same short training with the default kernels and with every kernel variant (CudaBackend.KERNEL_VARIANTS) at 2,
   # GEMM tuning off in both (its timed choice varies run to run): the losses must agree (flash attention's dQ uses
   # float atomics, so they may differ in the last bits), and the step times show what the variants do end to end.
+  # (The tiny preset's head dim is 32, which only the simple attention kernel takes: flashfwd is checked by selftest.)
   train-variants)
               step train-base "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-base"
               step train-var2 "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "$WORK/runtime/bin/java" ${JAVA_OPTS:-} $VARIANT_OPTS \
