@@ -9,8 +9,8 @@ typedef __nv_bfloat16 bf16;
 
 // Eight bf16 values in one 16-byte load/store. Held as a plain uint4 (element 2i in the low half of word i, element
 // 2i + 1 in the high half — the memory order on a little-endian GPU): a struct of four __nv_bfloat162, which have
-// user-defined copy operations, was copied member by member, so every "16-byte" access compiled to four 4-byte (or
-// eight 2-byte) memory instructions (PTX ld.global.nc.v2.u16 / st.global.u32); a uint4 copies as one
+// user-defined copy operations, was copied member by member, so every "16-byte" access compiled to four 4-byte
+// memory instructions (PTX ld.global.nc.u32 or ld.global.nc.v2.u16, st.global.u32); a uint4 copies as one
 // ld/st .v4.u32.
 struct __align__(16) bf16x8 {
     uint4 u;
