@@ -1,5 +1,5 @@
-// Causal flash attention forward for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward
-// variant 2. Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
+// Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variant 2
+// (D = 64, 128) and backward variant 2 (D = 64; described above backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
 // WRITTEN WITHOUT A GPU (2026-11-27) and not yet run: the selftest rows tagged [flashfwd v2] are its first check.
@@ -116,6 +116,20 @@ __device__ __forceinline__ void wgmma_rs_m64n128_tb(float (&d)[64], const uint32
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(accumulate));
+}
+
+
+// D[64×64] (+)= A[64×16] · B[16×64], A and B from shared memory, both MN-major (imm-trans-a = imm-trans-b = 1).
+__device__ __forceinline__ void wgmma_ss_m64n64_ta_tb(float (&d)[32], uint64_t descA, uint64_t descB, int accumulate) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %34, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31}, %32, %33, p, 1, 1, 1, 1;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
+        : "l"(descA), "l"(descB), "r"(accumulate));
 }
 
 
@@ -271,6 +285,218 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     }
 }
 
+
+// ------------------------------------------------------------------------------------------------ backward (D = 64)
+// CudaFlashAttention backward variant 2. Same contract as flash_attn_bwd3_* (flash_attention.cu): after
+// flash_attn_bwd_prep_d64 (rowDot = D_i, dqAccum zeroed), it writes dK, dV (bf16) and adds the unscaled dQ into the
+// fp32 accumulator that flash_attn_dq_convert scales; the arithmetic follows bwd3 (lse·log2e in shared memory, +inf
+// for query rows ≥ T; Pᵀ = 2^(scale·log2e·Sᵀ − lse·log2e), zero where key > query; dSᵀ = Pᵀ ∘ (dPᵀ − D); dK scaled
+// by 1/sqrt(D) once at the end).
+//
+// CTA: 2 warpgroups, 128 keys of one (batch, head), 64 per warpgroup; query tiles of BQ = 64 rows from the diagonal
+// to T, Q and dO double-buffered through cp.async. Per tile and warpgroup, on its 64 keys:
+//   Sᵀ = K Qᵀ and dPᵀ = V dOᵀ   two wgmma m64n64k16 chains (A = K / V, B = Q / dO, all K-major), one commit group;
+//   Pᵀ, dSᵀ                      in the accumulator layout (row = key, column = query);
+//   dV += Pᵀ dO, dK += dSᵀ Q      wgmma with A from registers, B = dO / Q as MN-major (the same swizzled bytes);
+//   dQ_tile = dS K                dSᵀ stored to this warpgroup's shared buffer ([key][query], swizzled), then
+//                                 wgmma with A = that buffer MN-major (imm-trans-a) and B = K MN-major; each thread
+//                                 adds its dQ values into dqAccum with red.global.add.v2.f32.
+// A warpgroup whose 64 keys all follow every query of the tile skips it (no contribution).
+constexpr int WB_BQ = 64;   // query rows per tile
+constexpr int WB_BC = 128;  // keys per CTA (2 warpgroups × 64)
+
+__device__ __forceinline__ void named_barrier_wg(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
+
+__device__ __forceinline__ void red_add_v2(float* addr, float a, float b) {
+    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+}
+
+__device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                                   const bf16* __restrict__ V, const bf16* __restrict__ dO,
+                                                   const float* __restrict__ LSE, const float* __restrict__ rowDot,
+                                                   float* __restrict__ dqAccum, bf16* __restrict__ dK,
+                                                   bf16* __restrict__ dV, int T, int H) {
+    constexpr int D = 64, CH = D / 8;
+    constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = 64 * WB_BQ * 2;
+    extern __shared__ unsigned char wg_smem_raw[];
+    const uint32_t raw = smem_u32(wg_smem_raw);
+    const uint32_t sK = (raw + 1023u) & ~1023u;       // K [128][64]
+    const uint32_t sV = sK + KVBYTES;                  // V [128][64]
+    const uint32_t sQ0 = sV + KVBYTES;                 // Q [2][64][64]
+    const uint32_t sdO0 = sQ0 + 2 * QBYTES;            // dO [2][64][64]
+    const uint32_t sdS0 = sdO0 + 2 * QBYTES;           // dSᵀ [2 warpgroups][64 keys][64 queries]
+    float* stats = reinterpret_cast<float*>(wg_smem_raw + (sdS0 + 2 * DSBYTES - raw));  // lse·log2e [2][64], D [2][64]
+
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int g = lane >> 2, c = lane & 3;
+    const int kv0 = blockIdx.y * WB_BC;  // blockIdx.y = 0 (the most query tiles) is dispatched first
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int kwg = kv0 + wg * 64;           // first key of this warpgroup
+    const int kw = kwg + warp * 16;          // first key of this warp
+
+    auto load_rows = [&](uint32_t tile, int rows, const bf16* src, int row0) {
+        for (int i = tid; i < rows * CH; i += WG_THREADS) {
+            const int r = i / CH, ch = i - r * CH;
+            const bool valid = row0 + r < T;
+            const bf16* from = src + base + static_cast<size_t>(valid ? row0 + r : 0) * ld + ch * 8;
+            cp_async16_zfill(tile + sw128(rows, r, ch), from, valid);
+        }
+    };
+    load_rows(sK, WB_BC, K, kv0);
+    load_rows(sV, WB_BC, V, kv0);
+    float nextLse = 0.f, nextDot = 0.f;
+    auto load_queries = [&](int qt) {
+        const int q0 = qt * WB_BQ, buf = qt & 1;
+        load_rows(sQ0 + buf * QBYTES, WB_BQ, Q, q0);
+        load_rows(sdO0 + buf * QBYTES, WB_BQ, dO, q0);
+        cp_async_commit();
+        if (tid < WB_BQ) {  // lse and D go through registers, stored at the end of the step (as bwd3)
+            const int row = q0 + tid;
+            const bool ok = row < T;
+            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
+            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
+        }
+    };
+    auto store_stats = [&](int qt) {
+        if (tid < WB_BQ) {
+            stats[(qt & 1) * WB_BQ + tid] = nextLse;
+            stats[2 * WB_BQ + (qt & 1) * WB_BQ + tid] = nextDot;
+        }
+    };
+
+    float dk[D / 2], dv[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
+
+    const int qFirst = kv0 / WB_BQ, qTiles = (T + WB_BQ - 1) / WB_BQ;
+    load_queries(qFirst);  // also commits K and V
+    store_stats(qFirst);
+    for (int qt = qFirst; qt < qTiles; ++qt) {
+        const int q0 = qt * WB_BQ, buf = qt & 1;
+        const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES, sdS = sdS0 + wg * DSBYTES;
+        const float* lse2 = stats + buf * WB_BQ;
+        const float* dots = stats + 2 * WB_BQ + buf * WB_BQ;
+        cp_async_wait_all();
+        fence_proxy_async();
+        __syncthreads();  // tile qt and its stats visible; both warpgroups are done with step qt−1
+        if (qt + 1 < qTiles) load_queries(qt + 1);
+
+        if (kwg <= q0 + WB_BQ - 1) {  // warpgroup-uniform: some key of this warpgroup meets some query of the tile
+            // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, one commit group.
+            float s[WB_BQ / 2], dp[WB_BQ / 2];
+#pragma unroll
+            for (int i = 0; i < WB_BQ / 2; ++i) s[i] = dp[i] = 0.f;  // not read (scale-d = 0 first), but defined
+            fence_regs(s);
+            fence_regs(dp);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint64_t q = smem_desc(sQ + kk * 32, 16, 1024), o = smem_desc(sdO + kk * 32, 16, 1024);
+                wgmma_ss_m64n64(s, smem_desc(sK + wg * (64 * 128) + kk * 32, 16, 1024), q, kk > 0 ? 1 : 0);
+                wgmma_ss_m64n64(dp, smem_desc(sV + wg * (64 * 128) + kk * 32, 16, 1024), o, kk > 0 ? 1 : 0);
+            }
+            wgmma_commit();
+            wgmma_wait_all();
+            fence_regs(s);
+            fence_regs(dp);
+
+            // Pᵀ and dSᵀ; s[4n + i]: key kw + g + 8·(i/2), query q0 + 8n + 2c + (i % 2).
+            const bool diagonal = q0 < kw + 15;
+#pragma unroll
+            for (int n = 0; n < WB_BQ / 8; ++n) {
+                const int qc = n * 8 + c * 2;
+                const float2 l2 = *reinterpret_cast<const float2*>(lse2 + qc);
+                const float2 d2 = *reinterpret_cast<const float2*>(dots + qc);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int key = kw + g + (i >> 1) * 8;
+                    const float p = exp2_ftz(fmaf(s[4 * n + i], scaleLog2, -((i & 1) ? l2.y : l2.x)));
+                    s[4 * n + i] = diagonal && q0 + qc + (i & 1) < key ? 0.f : p;
+                    dp[4 * n + i] = s[4 * n + i] * (dp[4 * n + i] - ((i & 1) ? d2.y : d2.x));  // dSᵀ
+                }
+            }
+            uint32_t pa[WB_BQ / 16][4], da[WB_BQ / 16][4];
+#pragma unroll
+            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    pa[kk][i] = pack_bf16(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+                    da[kk][i] = pack_bf16(dp[8 * kk + 2 * i], dp[8 * kk + 2 * i + 1]);
+                }
+            }
+            // dSᵀ → this warpgroup's buffer: key row r (0..63), query column q; 4-byte pairs into the swizzle.
+#pragma unroll
+            for (int n = 0; n < WB_BQ / 8; ++n) {
+#pragma unroll
+                for (int hh = 0; hh < 2; ++hh) {
+                    const int r = warp * 16 + g + hh * 8, q = n * 8 + c * 2;
+                    const uint32_t at = sdS + r * 128 + ((((q >> 3) ^ (r & 7))) << 4) + (q & 7) * 2;
+                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[n >> 1][(n & 1) * 2 + hh]) : "memory");
+                }
+            }
+            fence_proxy_async();  // the generic-proxy stores above, ordered before the wgmma below reads them
+            named_barrier_wg(wg);
+
+            // dV += Pᵀ dO, dK += dSᵀ Q (B MN-major: 16 query rows per step), dQ_tile = dS K (A = dSᵀ MN-major:
+            // 16 keys per step; B = K MN-major: 16 keys per step).
+            float dq[D / 2];
+#pragma unroll
+            for (int i = 0; i < D / 2; ++i) dq[i] = 0.f;
+            fence_regs(dv);
+            fence_regs(dk);
+            fence_regs(dq);
+            fence_regs(pa);
+            fence_regs(da);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
+                wgmma_rs_m64n64_tb(dv, pa[kk], smem_desc(sdO + kk * (16 * 128), WB_BQ * 128, 1024), 1);
+                wgmma_rs_m64n64_tb(dk, da[kk], smem_desc(sQ + kk * (16 * 128), WB_BQ * 128, 1024), 1);
+            }
+#pragma unroll
+            for (int kk = 0; kk < 64 / 16; ++kk)
+                wgmma_ss_m64n64_ta_tb(dq, smem_desc(sdS + kk * (16 * 128), 64 * 128, 1024),
+                                      smem_desc(sK + wg * (64 * 128) + kk * (16 * 128), WB_BC * 128, 1024), kk > 0 ? 1 : 0);
+            wgmma_commit();
+            wgmma_wait_all();
+            fence_regs(dv);
+            fence_regs(dk);
+            fence_regs(dq);
+            fence_regs(pa);
+            fence_regs(da);
+
+            // dq[4n + i]: query q0 + 16·warp + g + 8·(i/2), column 8n + 2c + (i % 2).
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const int row = q0 + warp * 16 + g + hh * 8;
+                if (row < T) {
+                    float* dst = dqAccum + base + static_cast<size_t>(row) * ld + c * 2;
+#pragma unroll
+                    for (int n = 0; n < D / 8; ++n) red_add_v2(dst + n * 8, dq[4 * n + 2 * hh], dq[4 * n + 2 * hh + 1]);
+                }
+            }
+        }
+        if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
+    }
+
+    const float scale = rsqrtf(static_cast<float>(D));
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+        const int key = kw + g + hh * 8;
+        if (key < T) {
+            const size_t off = base + static_cast<size_t>(key) * ld + c * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[4 * n + 2 * hh] * scale, dk[4 * n + 2 * hh + 1] * scale);
+                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[4 * n + 2 * hh], dv[4 * n + 2 * hh + 1]);
+            }
+        }
+    }
+}
+
 #endif  // sm_90a
 
 }  // namespace
@@ -292,3 +518,15 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
 
 FLASH_ATTN_FWD_WGMMA(64, 2)
 FLASH_ATTN_FWD_WGMMA(128, 1)
+
+// Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
+// 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 = 83 968 bytes (CudaFlashAttention.BackwardWgmma.sharedBytes).
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
+flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
+                         const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    backward_wgmma_d64(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);
+#else
+    __trap();
+#endif
+}

@@ -221,6 +221,9 @@ public final class KernelBench {
                 rows.add(measure("attention flash backward", shape, 0, 2.5 * fwd, () -> flash.backward(dOut, q, k, v, out, lse, t, heads)));
                 for (int variant : otherVariants("flashfwd")) withVariant("flashfwd", variant, tag ->
                         rows.add(measure("attention flash" + tag, shape, 0, fwd, () -> flash.forward(q, k, v, t, heads))));
+                for (int variant : otherVariants("flashbwd")) withVariant("flashbwd", variant, tag ->
+                        rows.add(measure("attention flash backward" + tag, shape, 0, 2.5 * fwd,
+                                () -> flash.backward(dOut, q, k, v, out, lse, t, heads))));
             }
         } else {
             Backend.AttentionOut o = be.attention(q, k, v, t, heads);

@@ -116,6 +116,12 @@ public final class ParityChecks {
             int base = e.getValue().getFirst();
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
+                    case "flashbwd" -> {
+                        // The default forward, then the backward through the variant.
+                        for (int t : large ? new int[] {1, 17, 64, 129, 1000, 2048} : new int[] {1, 17, 64, 129})
+                            out.add(variant(cuda, family, v, "attention T=" + t + " Dh=64", rows -> attention(rows, t, 64, false)));
+                        out.add(variant(cuda, family, v, "attention backward error map Dh=64", rows -> attentionBackwardErrorMap(rows, 64)));
+                    }
                     case "flashfwd" -> {
                         // Forward through the variant, backward (the default kernels) from its out and lse.
                         for (int dh : new int[] {64, 128}) {
@@ -449,32 +455,56 @@ public final class ParityChecks {
         DType act = test.activationType();
         Twin q = input(act, t, dh), k = input(act, t, dh), v = input(act, t, dh);
         Backend.AttentionOut have = test.attention(q.t, k.t, v.t, t, 1), want = ref.attention(q.r, k.r, v.r, t, 1);
-        float[] got = test.download(have.out()), gotLse = test.download(have.lse());
-        float[] ref1 = ref.download(want.out()), refLse = ref.download(want.lse());
-        double scale = 0;
-        for (float f : ref1) scale = Math.max(scale, Math.abs(f));
-        StringBuilder map = new StringBuilder();
-        boolean ok = true;
-        for (int rb = 0; rb < t / 8; rb++) {
-            if (rb > 0) map.append('|');
-            for (int cb = 0; cb < dh / 8; cb++) {
-                double err = 0;
-                for (int r = rb * 8; r < rb * 8 + 8; r++)
-                    for (int col = cb * 8; col < cb * 8 + 8; col++) err = Math.max(err, Math.abs(got[r * dh + col] - ref1[r * dh + col]));
-                boolean bad = !(err <= 0.02 * scale);
-                ok &= !bad;
-                map.append(bad ? '#' : '.');
+        BlockMap out = BlockMap.of(test.download(have.out()), ref.download(want.out()), t, dh, 0.02);
+        BlockMap lse = BlockMap.of(test.download(have.lse()), ref.download(want.lse()), t, 1, 1e-3);
+        boolean ok = out.ok() && lse.ok();
+        rows.add(new CheckResult("attention out/lse error map", "T" + t + " Dh" + dh, act.name(), ok ? 0 : 1, 0, ok,
+                out.map() + "  lse " + lse.map().replace("|", "")));
+    }
+
+    /** The same for the backward: dq, dk, dv maps (8 × 8 blocks, 2 % of each gradient's largest value). */
+    void attentionBackwardErrorMap(List<CheckResult> rows, int dh) {
+        int t = 128;
+        DType act = test.activationType();
+        Twin q = input(act, t, dh), k = input(act, t, dh), v = input(act, t, dh), dOut = input(act, t, dh);
+        Backend.AttentionOut a = test.attention(q.t, k.t, v.t, t, 1), b = ref.attention(q.r, k.r, v.r, t, 1);
+        Backend.AttentionGrads g = test.attentionBackward(dOut.t, q.t, k.t, v.t, a.out(), a.lse(), t, 1);
+        Tensor outR = ref.scratch(DType.F32, t, dh);
+        ref.upload(outR, test.download(a.out()));
+        Backend.AttentionGrads h = ref.attentionBackward(dOut.r, q.r, k.r, v.r, outR, b.lse(), t, 1);
+        BlockMap dq = BlockMap.of(test.download(g.dq()), ref.download(h.dq()), t, dh, 0.02);
+        BlockMap dk = BlockMap.of(test.download(g.dk()), ref.download(h.dk()), t, dh, 0.02);
+        BlockMap dv = BlockMap.of(test.download(g.dv()), ref.download(h.dv()), t, dh, 0.02);
+        boolean ok = dq.ok() && dk.ok() && dv.ok();
+        rows.add(new CheckResult("attention dq/dk/dv error map", "T" + t + " Dh" + dh, act.name(), ok ? 0 : 1, 0, ok,
+                "dq " + dq.map() + "  dk " + dk.map() + "  dv " + dv.map()));
+    }
+
+    /**
+     * 8 × 8 blocks of a [rows, cols] result ('.' within tolerance·max|want|, '#' not), block rows joined by '|'; a
+     * single column (cols = 1, e.g. lse) is checked in blocks of 8 rows against the tolerance as an absolute bound.
+     */
+    record BlockMap(String map, boolean ok) {
+        static BlockMap of(float[] got, float[] want, int rows, int cols, double tolerance) {
+            double scale = 0;
+            for (float f : want) scale = Math.max(scale, Math.abs(f));
+            double limit = cols == 1 ? tolerance : tolerance * scale;
+            int bw = Math.min(8, cols);
+            StringBuilder sb = new StringBuilder();
+            boolean ok = true;
+            for (int rb = 0; rb < rows / 8; rb++) {
+                if (rb > 0) sb.append('|');
+                for (int cb = 0; cb < cols / bw; cb++) {
+                    double err = 0;
+                    for (int r = rb * 8; r < rb * 8 + 8; r++)
+                        for (int c = cb * bw; c < cb * bw + bw; c++) err = Math.max(err, Math.abs(got[r * cols + c] - want[r * cols + c]));
+                    boolean bad = !(err <= limit);
+                    ok &= !bad;
+                    sb.append(bad ? '#' : '.');
+                }
             }
+            return new BlockMap(sb.toString(), ok);
         }
-        map.append("  lse ");
-        for (int rb = 0; rb < t / 8; rb++) {
-            double err = 0;
-            for (int r = rb * 8; r < rb * 8 + 8; r++) err = Math.max(err, Math.abs(gotLse[r] - refLse[r]));
-            boolean bad = !(err <= 1e-3);
-            ok &= !bad;
-            map.append(bad ? '#' : '.');
-        }
-        rows.add(new CheckResult("attention out/lse error map", "T" + t + " Dh" + dh, act.name(), ok ? 0 : 1, 0, ok, map.toString()));
     }
 
     /**

@@ -25,7 +25,21 @@ class AttentionErrorMapTest {
                 assertEquals(16, blockRows.length, "128 rows in blocks of 8");
                 for (String br : blockRows) assertEquals(".".repeat(dh / 8), br);
                 assertEquals(".".repeat(16), parts[1]);
+                rows.clear();
+                new ParityChecks(a, b, 4, false).attentionBackwardErrorMap(rows, dh);
+                assertTrue(rows.getFirst().passed(), rows.getFirst().row());
+                assertTrue(rows.getFirst().note().startsWith("dq " + ".".repeat(dh / 8) + "|"), rows.getFirst().note());
             }
         }
+    }
+
+    @Test
+    void aWrongBlockShowsWhereItIs() {
+        float[] want = new float[16 * 16], got = new float[16 * 16];
+        for (int i = 0; i < want.length; i++) want[i] = got[i] = 1f;
+        got[9 * 16 + 3] = 2f;  // row 9 (second block row), column 3 (first block column)
+        ParityChecks.BlockMap m = ParityChecks.BlockMap.of(got, want, 16, 16, 0.02);
+        assertEquals("..|#.", m.map());
+        assertTrue(!m.ok());
     }
 }

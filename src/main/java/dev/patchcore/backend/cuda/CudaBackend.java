@@ -111,6 +111,7 @@ public final class CudaBackend implements Backend, KernelContext {
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_L2, CudaCrossEntropy.VARIANT_SMEM),
+            "flashbwd", List.of(CudaFlashAttention.BACKWARD_MMA_SYNC, CudaFlashAttention.BACKWARD_WGMMA),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA),
             "launch", List.of(LAUNCH_JAVA_ARRAYS, LAUNCH_PACKED),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_RADIX, CudaPatchEmbed.VARIANT_BLOCK_SORT),
@@ -121,6 +122,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public int kernelVariant(String family) {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();
+            case "flashbwd" -> flashAttention.backwardVariant();
             case "flashfwd" -> flashAttention.forwardVariant();
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "patchembed" -> patchEmbed.variant();
@@ -134,6 +136,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public void setKernelVariant(String family, int variant) {
         switch (family) {
             case "crossentropy" -> crossEntropy.setVariant(variant);
+            case "flashbwd" -> flashAttention.setBackwardVariant(variant);
             case "flashfwd" -> flashAttention.setForwardVariant(variant);
             case "launch" -> {
                 if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)

@@ -52,6 +52,11 @@ public final class CudaFlashAttention {
     private final boolean forward2;
     private final int backwardGeneration;
     private int forwardVariant = FORWARD_MMA_SYNC;
+    /** Backward variant 1: the mma.sync kernels (bwd3, measured on an H100). */
+    public static final int BACKWARD_MMA_SYNC = 1;
+    /** Backward variant 2: the Hopper wgmma kernel (flash_wgmma.cu; compute capability 9.x, D = 64). */
+    public static final int BACKWARD_WGMMA = 2;
+    private int backwardVariant = BACKWARD_MMA_SYNC;
 
     public CudaFlashAttention(KernelContext ctx) {
         this(ctx, USE_FORWARD2, backwardGeneration(System.getProperty(BACKWARD_PROPERTY, DEFAULT_BACKWARD_GENERATION)));
@@ -75,6 +80,28 @@ public final class CudaFlashAttention {
     }
 
     public int forwardVariant() { return forwardVariant; }
+
+    /** Which backward runs where both apply: {@link #BACKWARD_MMA_SYNC} (default) or {@link #BACKWARD_WGMMA}. */
+    public void setBackwardVariant(int variant) {
+        if (variant != BACKWARD_MMA_SYNC && variant != BACKWARD_WGMMA)
+            throw new IllegalArgumentException("flash backward variant must be 1 (mma.sync) or 2 (wgmma), got " + variant);
+        this.backwardVariant = variant;
+    }
+
+    public int backwardVariant() { return backwardVariant; }
+
+    /**
+     * The Hopper backward (flash_wgmma.cu, D = 64): 2 warpgroups × 64 keys per CTA, 256 threads, query tiles of 64.
+     * Shared memory: 1 KB alignment slack, K and V [128][64], Q and dO [2][64][64], dSᵀ [2][64][64] (bf16), lse and D
+     * [2][64] each (fp32).
+     */
+    record BackwardWgmma() {
+        static final int KEYS = 128, THREADS = 256, HEAD_DIM = 64;
+
+        static String kernel() { return "flash_attn_bwd_wgmma_d64"; }
+
+        static int sharedBytes() { return 1024 + 2 * KEYS * HEAD_DIM * 2 + 4 * 64 * HEAD_DIM * 2 + 2 * 64 * 64 * 2 + 4 * 64 * 4; }
+    }
 
     /**
      * The Hopper forward (flash_wgmma.cu): 2 warpgroups × 64 query rows per CTA, 256 threads, key tiles of 64 rows.
@@ -229,7 +256,12 @@ public final class CudaFlashAttention {
         Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
         int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
         int keyTiles3 = ceilDiv(seqLen, Backward3.KEYS_PER_CTA);
-        if (backwardGeneration == 3 && keyTiles3 <= MAX_GRID_Y) {
+        if (backwardVariant == BACKWARD_WGMMA && ctx.computeCapabilityMajor() == 9 && s.headDim() == BackwardWgmma.HEAD_DIM
+                && ceilDiv(seqLen, BackwardWgmma.KEYS) <= MAX_GRID_Y) {
+            // Grid (B·H, key tiles of 128), key tile 0 first, as bwd3; same arguments.
+            ctx.launch(BackwardWgmma.kernel(), s.batch() * heads, ceilDiv(seqLen, BackwardWgmma.KEYS), 1, BackwardWgmma.THREADS,
+                    1, 1, BackwardWgmma.sharedBytes(), q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+        } else if (backwardGeneration == 3 && keyTiles3 <= MAX_GRID_Y) {
             // Grid (B·H, key tiles of 128): key tile 0 (the most query tiles) of every head is dispatched first.
             Backward3 b3 = Backward3.of(s.headDim());
             ctx.launch(b3.kernel(), s.batch() * heads, keyTiles3, 1, Backward3.THREADS, 1, 1, b3.sharedBytes(),

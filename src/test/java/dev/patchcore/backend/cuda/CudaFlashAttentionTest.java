@@ -37,7 +37,7 @@ class CudaFlashAttentionTest {
             assertEquals(1, by);
             assertEquals(1, bz);
             if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_") && !name.startsWith("flash_attn_bwd3_")
-                    && !name.startsWith("flash_attn_fwd_wgmma_"))
+                    && !name.startsWith("flash_attn_fwd_wgmma_") && !name.startsWith("flash_attn_bwd_wgmma_"))
                 assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
             if (name.startsWith("flash_attn_bwd3_")) // one 256-thread CTA per SM (registers): the per-block limit, 227 KB
                 assertTrue(shared > 0 && shared <= 227 * 1024, name + " asks for " + shared + " bytes");
@@ -113,6 +113,34 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
+    }
+
+    @Test
+    void wgmmaBackwardRunsOnlyOnHopperAtHeadDim64() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,"));
+        for (int cc : new int[] {8, 9}) {
+            for (int d : new int[] {64, 128}) {
+                RecordingContext ctx = new RecordingContext();
+                ctx.computeCapabilityMajor = cc;
+                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+                fa.setBackwardVariant(CudaFlashAttention.BACKWARD_WGMMA);
+                int b = 2, h = 3, t = 300;
+                Tensor q = ctx.tensor(DType.BF16, b * t, h * d), lse = ctx.tensor(DType.F32, b, h, t);
+                fa.backward(q, q, q, q, q, lse, t, h);
+                List<String> names = ctx.launches.stream().map(Launch::name).toList();
+                String main = cc == 9 && d == 64 ? "flash_attn_bwd_wgmma_d64" : "flash_attn_bwd3_d" + d + (d == 64 ? "_q64_v1" : "_q32_v0");
+                assertEquals(List.of("flash_attn_bwd_prep_d" + d, main, "flash_attn_dq_convert"), names);
+                if (!main.contains("wgmma")) continue;
+                Launch l = ctx.launches.get(1);
+                assertEquals(b * h, l.gridX());
+                assertEquals(3, l.gridY(), "128 keys per CTA");
+                assertEquals(256, l.blockX());
+                assertEquals(83968, l.shared(), "slack, K and V, Q and dO twice, dS per warpgroup, lse and D twice");
+                assertEquals(11, l.args().length, "bwd3's arguments");
+            }
+        }
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(3));
     }
 
     @Test
