@@ -299,17 +299,21 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
 //   Pᵀ, dSᵀ                      in the accumulator layout (row = key, column = query);
 //   dV += Pᵀ dO, dK += dSᵀ Q      wgmma with A from registers, B = dO / Q as MN-major (the same swizzled bytes);
 //   dQ_tile = dS K                dSᵀ stored to this warpgroup's shared buffer ([key][query], swizzled), then
-//                                 wgmma with A = that buffer MN-major (imm-trans-a) and B = K MN-major; each thread
-//                                 adds its dQ values into dqAccum with red.global.add.v2.f32.
+//                                 wgmma with A = that buffer MN-major (imm-trans-a) and B = K MN-major; the two
+//                                 warpgroups' tiles are summed in shared memory and added into dqAccum with
+//                                 red.global.add.v4.f32 (one reduction per 128 keys, as bwd3).
 // A warpgroup whose 64 keys all follow every query of the tile skips it (no contribution).
 constexpr int WB_BQ = 64;   // query rows per tile
 constexpr int WB_BC = 128;  // keys per CTA (2 warpgroups × 64)
 
 __device__ __forceinline__ void named_barrier_wg(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
 
-__device__ __forceinline__ void red_add_v2(float* addr, float a, float b) {
-    asm volatile("red.global.add.v2.f32 [%0], {%1, %2};\n" ::"l"(addr), "f"(a), "f"(b) : "memory");
+__device__ __forceinline__ void red_add_v4(float* addr, float4 v) {
+    asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(addr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
+                 : "memory");
 }
+
+constexpr int WB_DQ_LD = 72;  // floats per row of the dQ staging tiles (64 + 8: conflict-free float2 stores)
 
 __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                    const bf16* __restrict__ V, const bf16* __restrict__ dO,
@@ -326,6 +330,7 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
     const uint32_t sdO0 = sQ0 + 2 * QBYTES;            // dO [2][64][64]
     const uint32_t sdS0 = sdO0 + 2 * QBYTES;           // dSᵀ [2 warpgroups][64 keys][64 queries]
     float* stats = reinterpret_cast<float*>(wg_smem_raw + (sdS0 + 2 * DSBYTES - raw));  // lse·log2e [2][64], D [2][64]
+    float* dqStage = stats + 4 * WB_BQ;                // [2 warpgroups][64 queries][WB_DQ_LD]
 
     const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
     const int g = lane >> 2, c = lane & 3;
@@ -384,6 +389,9 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
         __syncthreads();  // tile qt and its stats visible; both warpgroups are done with step qt−1
         if (qt + 1 < qTiles) load_queries(qt + 1);
 
+        float dq[D / 2];  // this warpgroup's dS·K for the tile (zero when it skips the tile)
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) dq[i] = 0.f;
         if (kwg <= q0 + WB_BQ - 1) {  // warpgroup-uniform: some key of this warpgroup meets some query of the tile
             // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, one commit group.
             float s[WB_BQ / 2], dp[WB_BQ / 2];
@@ -442,9 +450,6 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
 
             // dV += Pᵀ dO, dK += dSᵀ Q (B MN-major: 16 query rows per step), dQ_tile = dS K (A = dSᵀ MN-major:
             // 16 keys per step; B = K MN-major: 16 keys per step).
-            float dq[D / 2];
-#pragma unroll
-            for (int i = 0; i < D / 2; ++i) dq[i] = 0.f;
             fence_regs(dv);
             fence_regs(dk);
             fence_regs(dq);
@@ -467,16 +472,27 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
             fence_regs(dq);
             fence_regs(pa);
             fence_regs(da);
-
-            // dq[4n + i]: query q0 + 16·warp + g + 8·(i/2), column 8n + 2c + (i % 2).
+        }
+        // The two warpgroups' dQ tiles meet in shared memory; dq[4n + i] is query 16·warp + g + 8·(i/2) of the tile,
+        // column 8n + 2c + (i % 2). Then every thread adds four 16-byte groups of their sum into the accumulator
+        // (a warp covers two whole 256-byte rows): one reduction per 128 keys, as bwd3, not one per warpgroup.
+        {
+            float* mine = dqStage + wg * (64 * WB_DQ_LD);
 #pragma unroll
-            for (int hh = 0; hh < 2; ++hh) {
-                const int row = q0 + warp * 16 + g + hh * 8;
-                if (row < T) {
-                    float* dst = dqAccum + base + static_cast<size_t>(row) * ld + c * 2;
+            for (int n = 0; n < D / 8; ++n)
 #pragma unroll
-                    for (int n = 0; n < D / 8; ++n) red_add_v2(dst + n * 8, dq[4 * n + 2 * hh], dq[4 * n + 2 * hh + 1]);
-                }
+                for (int hh = 0; hh < 2; ++hh)
+                    *reinterpret_cast<float2*>(mine + (warp * 16 + g + hh * 8) * WB_DQ_LD + n * 8 + c * 2) =
+                        make_float2(dq[4 * n + 2 * hh], dq[4 * n + 2 * hh + 1]);
+        }
+        __syncthreads();
+#pragma unroll
+        for (int k = 0; k < 4; ++k) {
+            const int r = (tid >> 4) + 16 * k, col = (tid & 15) * 4, row = q0 + r;
+            if (row < T) {
+                const float4 a = *reinterpret_cast<const float4*>(dqStage + r * WB_DQ_LD + col);
+                const float4 b = *reinterpret_cast<const float4*>(dqStage + 64 * WB_DQ_LD + r * WB_DQ_LD + col);
+                red_add_v4(dqAccum + base + static_cast<size_t>(row) * ld + col, make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w));
             }
         }
         if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
@@ -520,7 +536,8 @@ FLASH_ATTN_FWD_WGMMA(64, 2)
 FLASH_ATTN_FWD_WGMMA(128, 1)
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
-// 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 = 83 968 bytes (CudaFlashAttention.BackwardWgmma.sharedBytes).
+// 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 + 2·64·72·4 = 120 832 bytes
+// (CudaFlashAttention.BackwardWgmma.sharedBytes).
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
 flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
                          const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {

@@ -93,14 +93,16 @@ public final class CudaFlashAttention {
     /**
      * The Hopper backward (flash_wgmma.cu, D = 64): 2 warpgroups × 64 keys per CTA, 256 threads, query tiles of 64.
      * Shared memory: 1 KB alignment slack, K and V [128][64], Q and dO [2][64][64], dSᵀ [2][64][64] (bf16), lse and D
-     * [2][64] each (fp32).
+     * [2][64] each, the two warpgroups' dQ tiles [2][64][72] (fp32).
      */
     record BackwardWgmma() {
         static final int KEYS = 128, THREADS = 256, HEAD_DIM = 64;
 
         static String kernel() { return "flash_attn_bwd_wgmma_d64"; }
 
-        static int sharedBytes() { return 1024 + 2 * KEYS * HEAD_DIM * 2 + 4 * 64 * HEAD_DIM * 2 + 2 * 64 * 64 * 2 + 4 * 64 * 4; }
+        static int sharedBytes() {
+            return 1024 + 2 * KEYS * HEAD_DIM * 2 + 4 * 64 * HEAD_DIM * 2 + 2 * 64 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 72 * 4;
+        }
     }
 
     /**
