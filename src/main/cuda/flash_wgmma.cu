@@ -39,6 +39,18 @@ __device__ __forceinline__ uint32_t sw128(int rows, int r, int chunk) {
 __device__ __forceinline__ void cp_async16_zfill(uint32_t dst, const void* src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
 }
+// cp.async of rows [row0, row0 + rows) of one head (head base `src`, row stride ld) into a swizzled tile, by all
+// WG_THREADS threads; rows past T are zero-filled (their source address is row 0's, never read).
+template <int D>
+__device__ __forceinline__ void load_tile_sw128(uint32_t tile, int rows, const bf16* src, size_t ld, int row0, int T, int tid) {
+    constexpr int CH = D / 8;
+    for (int i = tid; i < rows * CH; i += WG_THREADS) {
+        const int r = i / CH, ch = i - r * CH;
+        const bool valid = row0 + r < T;
+        cp_async16_zfill(tile + sw128(rows, r, ch), src + static_cast<size_t>(valid ? row0 + r : 0) * ld + ch * 8, valid);
+    }
+}
+
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
 
@@ -138,7 +150,6 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
                                               const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
                                               int T, int H) {
     static_assert(D == 64 || D == 128, "wgmma forward: head dim 64 or 128");
-    constexpr int CH = D / 8;                       // 16-byte chunks per row
     constexpr int QBYTES = WG_BR * D * 2, KVBYTES = WG_BC * D * 2;
     extern __shared__ unsigned char wg_smem_raw[];
     const uint32_t raw = smem_u32(wg_smem_raw);
@@ -155,12 +166,7 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     const int nTiles = (min(q0 + WG_BR, T) + WG_BC - 1) / WG_BC;
 
     auto load_rows = [&](uint32_t tile, int rows, const bf16* src, int row0) {
-        for (int i = tid; i < rows * CH; i += WG_THREADS) {
-            const int r = i / CH, ch = i - r * CH;
-            const bool valid = row0 + r < T;  // rows past T are zero-filled (their address is row 0's)
-            const bf16* from = src + base + static_cast<size_t>(valid ? row0 + r : 0) * ld + ch * 8;
-            cp_async16_zfill(tile + sw128(rows, r, ch), from, valid);
-        }
+        load_tile_sw128<D>(tile, rows, src + base, ld, row0, T, tid);
     };
     auto load_kv = [&](int j) {
         const int buf = j & 1;
@@ -306,7 +312,12 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
 constexpr int WB_BQ = 64;   // query rows per tile
 constexpr int WB_BC = 128;  // keys per CTA (2 warpgroups × 64)
 
-__device__ __forceinline__ void named_barrier_wg(int wg) { asm volatile("bar.sync %0, 128;\n" ::"r"(1 + wg) : "memory"); }
+// The 128 threads of warpgroup wg meet (barrier 1 or 2; 0 is __syncthreads). Immediate ids, so ptxas reserves 3
+// barriers instead of all 16 for a register id.
+__device__ __forceinline__ void named_barrier_wg(int wg) {
+    if (wg == 0) asm volatile("bar.sync 1, 128;\n" ::: "memory");
+    else asm volatile("bar.sync 2, 128;\n" ::: "memory");
+}
 
 __device__ __forceinline__ void red_add_v4(float* addr, float4 v) {
     asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(addr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
@@ -320,7 +331,7 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
                                                    const float* __restrict__ LSE, const float* __restrict__ rowDot,
                                                    float* __restrict__ dqAccum, bf16* __restrict__ dK,
                                                    bf16* __restrict__ dV, int T, int H) {
-    constexpr int D = 64, CH = D / 8;
+    constexpr int D = 64;
     constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = 64 * WB_BQ * 2;
     extern __shared__ unsigned char wg_smem_raw[];
     const uint32_t raw = smem_u32(wg_smem_raw);
@@ -343,12 +354,7 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
     const int kw = kwg + warp * 16;          // first key of this warp
 
     auto load_rows = [&](uint32_t tile, int rows, const bf16* src, int row0) {
-        for (int i = tid; i < rows * CH; i += WG_THREADS) {
-            const int r = i / CH, ch = i - r * CH;
-            const bool valid = row0 + r < T;
-            const bf16* from = src + base + static_cast<size_t>(valid ? row0 + r : 0) * ld + ch * 8;
-            cp_async16_zfill(tile + sw128(rows, r, ch), from, valid);
-        }
+        load_tile_sw128<D>(tile, rows, src + base, ld, row0, T, tid);
     };
     load_rows(sK, WB_BC, K, kv0);
     load_rows(sV, WB_BC, V, kv0);

@@ -25,26 +25,19 @@ __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(_
 // once. Wider or unaligned rows re-read the row in the second pass (it is then usually still in L1/L2).
 constexpr int CACHE_GROUPS = 10;
 
-template <bool ADD>
-__device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
-                                                   const bf16* __restrict__ a, const bf16* __restrict__ b,
-                                                   const bf16* __restrict__ gain, int row, int d, float eps) {
+// The register part of a cached forward row: `cache` holds the lane's 16-byte groups of `a` (columns
+// (lane + 32k)·8 .. +7, k < G, those below d), `other` those of `b` when ADD. Writes sum (ADD), rstd and y.
+// Shared by the register-cached kernels and the pipelined ones (which fill the registers from shared memory).
+template <bool ADD, int G>
+__device__ __forceinline__ void rmsnorm_row_from_regs(bf16x8 (&cache)[G], const bf16x8 (&other)[ADD ? G : 1],
+                                                      bf16* __restrict__ sum, bf16* __restrict__ y,
+                                                      float* __restrict__ rstd, const bf16* __restrict__ gain,
+                                                      long long row, int d, float eps) {
     const int lane = threadIdx.x & 31;
     const size_t base = (size_t)row * d;
-    // ADD: both inputs' loads are issued before the first add, so a lane has all of them in flight at once (loading
-    // `b` inside the add loop below made one DRAM round trip per group).
-    bf16x8 cache[CACHE_GROUPS], other[ADD ? CACHE_GROUPS : 1];
-#pragma unroll
-    for (int k = 0; k < CACHE_GROUPS; ++k) {
-        const int c = (lane + 32 * k) * 8;
-        if (c < d) {
-            cache[k] = *reinterpret_cast<const bf16x8*>(a + base + c);
-            if (ADD) other[k] = *reinterpret_cast<const bf16x8*>(b + base + c);
-        }
-    }
     float ss = 0.f;
 #pragma unroll
-    for (int k = 0; k < CACHE_GROUPS; ++k) {
+    for (int k = 0; k < G; ++k) {
         const int c = (lane + 32 * k) * 8;
         if (c >= d) continue;
         float v[8];
@@ -65,7 +58,7 @@ __device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16*
     const float r = 1.0f / sqrtf(ss / (float)d + eps);
     if (lane == 0) rstd[row] = r;
 #pragma unroll
-    for (int k = 0; k < CACHE_GROUPS; ++k) {
+    for (int k = 0; k < G; ++k) {
         const int c = (lane + 32 * k) * 8;
         if (c >= d) continue;
         float v[8], g[8];
@@ -75,6 +68,26 @@ __device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16*
         for (int j = 0; j < 8; ++j) v[j] = v[j] * r * g[j];
         store8(y + base + c, v);
     }
+}
+
+template <bool ADD>
+__device__ __forceinline__ void rmsnorm_row_cached(bf16* __restrict__ sum, bf16* __restrict__ y, float* __restrict__ rstd,
+                                                   const bf16* __restrict__ a, const bf16* __restrict__ b,
+                                                   const bf16* __restrict__ gain, int row, int d, float eps) {
+    const int lane = threadIdx.x & 31;
+    const size_t base = (size_t)row * d;
+    // ADD: both inputs' loads are issued before the first add, so a lane has all of them in flight at once (loading
+    // `b` inside the add loop below made one DRAM round trip per group).
+    bf16x8 cache[CACHE_GROUPS], other[ADD ? CACHE_GROUPS : 1];
+#pragma unroll
+    for (int k = 0; k < CACHE_GROUPS; ++k) {
+        const int c = (lane + 32 * k) * 8;
+        if (c < d) {
+            cache[k] = *reinterpret_cast<const bf16x8*>(a + base + c);
+            if (ADD) other[k] = *reinterpret_cast<const bf16x8*>(b + base + c);
+        }
+    }
+    rmsnorm_row_from_regs<ADD, CACHE_GROUPS>(cache, other, sum, y, rstd, gain, row, d, eps);
 }
 
 template <bool ADD>
@@ -176,6 +189,45 @@ __device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], fl
     }
 }
 
+// The register part of a warp-per-row backward row: the lane's groups of dy and x (columns (lane + 32k)·8 .. +7,
+// k < G, those below d) → the row's dx (dxRow = dx + row·d) and the lane's share of the gain gradient, accumulated
+// into acc. Shared by the register-loading and the pipelined kernels.
+template <int G>
+__device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cdy)[G], const bf16x8 (&cx)[G], float r,
+                                                               float (&acc)[G][8], bf16* __restrict__ dxRow,
+                                                               const bf16* __restrict__ gain, int d) {
+    const int lane = threadIdx.x & 31;
+    float dot = 0.f;
+#pragma unroll
+    for (int k = 0; k < G; ++k) {
+        const int c = (lane + 32 * k) * 8;
+        if (c >= d) continue;
+        float g[8], u[8], v[8];
+        unpack8(cdy[k], u);
+        unpack8(cx[k], v);
+        load8(gain + c, g);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
+    }
+    dot = warp_sum(dot);
+    const float coef = r * r * dot / (float)d;
+#pragma unroll
+    for (int k = 0; k < G; ++k) {
+        const int c = (lane + 32 * k) * 8;
+        if (c >= d) continue;
+        float g[8], u[8], v[8], o[8];
+        unpack8(cdy[k], u);
+        unpack8(cx[k], v);
+        load8(gain + c, g);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            o[j] = r * (u[j] * g[j] - v[j] * coef);
+            acc[k][j] += u[j] * v[j] * r;
+        }
+        store8(dxRow + c, o);
+    }
+}
+
 // Backward, one warp per row, for rows of at most 256·G columns on the vector path (the launcher checks d % 8 == 0,
 // the alignment and the width; the kernel re-checks and does nothing otherwise). A lane owns the columns
 // (lane + 32k)·8 .. +7, k < G, of every row it visits: it holds that row's dy and x groups in registers between the
@@ -212,35 +264,7 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
             }
         }
         const float r = rstd[row];
-        float dot = 0.f;
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c >= d) continue;
-            float g[8], u[8], v[8];
-            unpack8(cdy[k], u);
-            unpack8(cx[k], v);
-            load8(gain + c, g);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
-        }
-        dot = warp_sum(dot);
-        const float coef = r * r * dot / (float)d;
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c >= d) continue;
-            float g[8], u[8], v[8], o[8];
-            unpack8(cdy[k], u);
-            unpack8(cx[k], v);
-            load8(gain + c, g);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                o[j] = r * (u[j] * g[j] - v[j] * coef);
-                acc[k][j] += u[j] * v[j] * r;
-            }
-            store8(dx + base + c, o);
-        }
+        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + base, gain, d);
     }
 
     write_block_partial<G>(acc, acc4, partial, d);
@@ -289,42 +313,10 @@ __device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf1
     for (long long row = first; row < n; row += stride) {
         issue(row + (S - 1) * stride, slot == 0 ? S - 1 : slot - 1);
         rowpipe::wait<S - 1>();  // this row's group (the oldest pending) has landed
-        bf16x8 cache[G];
+        bf16x8 cache[G], other[ADD ? G : 1];
         rowpipe::read_row<G>(cache, mine + slot * NIN * ROW, lane, d);
-        const size_t base = (size_t)row * d;
-        float ss = 0.f;
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c >= d) continue;
-            float v[8];
-            unpack8(cache[k], v);
-            if constexpr (ADD) {
-                float w[8];
-                unpack8(mine[slot * NIN * ROW + ROW + k * 32 + lane], w);
-#pragma unroll
-                for (int j = 0; j < 8; ++j) v[j] += w[j];
-                cache[k] = pack8(v);  // rounds to the stored bf16 value
-                *reinterpret_cast<bf16x8*>(sum + base + c) = cache[k];
-                unpack8(cache[k], v);
-            }
-#pragma unroll
-            for (int j = 0; j < 8; ++j) ss = fmaf(v[j], v[j], ss);
-        }
-        ss = warp_sum(ss);
-        const float r = 1.0f / sqrtf(ss / (float)d + eps);
-        if (lane == 0) rstd[row] = r;
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c >= d) continue;
-            float v[8], g[8];
-            unpack8(cache[k], v);
-            load8(gain + c, g);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) v[j] = v[j] * r * g[j];
-            store8(y + base + c, v);
-        }
+        if constexpr (ADD) rowpipe::read_row<G>(other, mine + slot * NIN * ROW + ROW, lane, d);
+        rmsnorm_row_from_regs<ADD, G>(cache, other, sum, y, rstd, gain, row, d, eps);
         slot = slot + 1 == S ? 0 : slot + 1;
     }
     rowpipe::wait<0>();  // no copy may outlive the block (the trailing groups are empty, but keep it strict)
@@ -367,36 +359,7 @@ __device__ __forceinline__ void rmsnorm_backward_pipe(bf16* __restrict__ dx, flo
         bf16x8 cdy[G], cx[G];
         rowpipe::read_row<G>(cdy, mine + slot * 2 * ROW, lane, d);
         rowpipe::read_row<G>(cx, mine + slot * 2 * ROW + ROW, lane, d);
-        const size_t base = (size_t)row * d;
-        float dot = 0.f;
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c >= d) continue;
-            float g[8], u[8], v[8];
-            unpack8(cdy[k], u);
-            unpack8(cx[k], v);
-            load8(gain + c, g);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
-        }
-        dot = warp_sum(dot);
-        const float coef = r * r * dot / (float)d;
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c >= d) continue;
-            float g[8], u[8], v[8], o[8];
-            unpack8(cdy[k], u);
-            unpack8(cx[k], v);
-            load8(gain + c, g);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                o[j] = r * (u[j] * g[j] - v[j] * coef);
-                acc[k][j] += u[j] * v[j] * r;
-            }
-            store8(dx + base + c, o);
-        }
+        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + (size_t)row * d, gain, d);
         slot = slot + 1 == S ? 0 : slot + 1;
     }
     rowpipe::wait<0>();

@@ -40,6 +40,30 @@ __device__ __forceinline__ void rotate8(const bf16x8& lo, const bf16x8& hi, cons
     *reinterpret_cast<bf16x8*>(ohi) = pack8(ou);
 }
 
+// A warp's (cos, ±sin) table for one row: entry f = angle pos · inv_freq_f, f < half, lanes striding by 32.
+template <bool INVERSE>
+__device__ __forceinline__ void fill_table(float2* tab, float pos, int half, int headDim, float theta) {
+    for (int f = threadIdx.x & 31; f < half; f += 32) {
+        float sn, cs;
+        sincosf(pos * inv_freq(f, headDim, theta), &sn, &cs);
+        tab[f] = make_float2(cs, INVERSE ? -sn : sn);
+    }
+}
+
+// Rotates one 8-frequency group (low half `lo` at out, high half `hi` at out + half) with the table entries t8[0..7]
+// (64-byte aligned).
+__device__ __forceinline__ void rotate_group(const bf16x8& lo, const bf16x8& hi, const float2* t8, bf16* __restrict__ out,
+                                             int half) {
+    const float4* t4 = reinterpret_cast<const float4*>(t8);
+    float cs[8], sn[8];
+#pragma unroll
+    for (int m = 0; m < 4; ++m) {
+        const float4 t = t4[m];
+        cs[2 * m] = t.x, sn[2 * m] = t.y, cs[2 * m + 1] = t.z, sn[2 * m + 1] = t.w;
+    }
+    rotate8(lo, hi, cs, sn, out, out + half);
+}
+
 template <bool INVERSE>
 __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
                                             int heads, int headDim, float theta, int vector) {
@@ -71,12 +95,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
                     // This row's table, while the first loads are in flight. The first __syncwarp keeps the
                     // previous row's readers ahead of the overwrite, the second publishes the table to the warp.
                     __syncwarp();
-                    const float pos = (float)(row % seqLen);
-                    for (int f = lane; f < half; f += 32) {
-                        float sn, cs;
-                        sincosf(pos * inv_freq(f, headDim, theta), &sn, &cs);
-                        tab[f] = make_float2(cs, INVERSE ? -sn : sn);
-                    }
+                    fill_table<INVERSE>(tab, (float)(row % seqLen), half, headDim, theta);
                     __syncwarp();
                 }
 #pragma unroll
@@ -85,14 +104,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
                     if (it < items) {
                         const int h = it / groups, g = it - h * groups;
                         const size_t off = (size_t)h * headDim + 8 * g;
-                        const float4* t4 = reinterpret_cast<const float4*>(tab + 8 * g);  // 64-byte aligned
-                        float cs[8], sn[8];
-#pragma unroll
-                        for (int m = 0; m < 4; ++m) {
-                            const float4 t = t4[m];
-                            cs[2 * m] = t.x, sn[2 * m] = t.y, cs[2 * m + 1] = t.z, sn[2 * m + 1] = t.w;
-                        }
-                        rotate8(lo[u], hi[u], cs, sn, ob + off, ob + off + half);
+                        rotate_group(lo[u], hi[u], tab + 8 * g, ob + off, half);
                     }
                 }
             }
@@ -163,12 +175,7 @@ __device__ __forceinline__ void rope_rotate_pipe(bf16* __restrict__ out, const b
         // This row's table while the copies are in flight. The first __syncwarp keeps the previous row's readers
         // ahead of the overwrite, the second publishes the table to the warp.
         __syncwarp();
-        const float pos = (float)(row % seqLen);
-        for (int f = lane; f < half; f += 32) {
-            float sn, cs;
-            sincosf(pos * inv_freq(f, headDim, theta), &sn, &cs);
-            tab[f] = make_float2(cs, INVERSE ? -sn : sn);
-        }
+        fill_table<INVERSE>(tab, (float)(row % seqLen), half, headDim, theta);
         __syncwarp();
         rowpipe::wait<S - 1>();  // this row's group (the oldest pending) has landed
         bf16* ob = out + (size_t)row * width;
@@ -179,14 +186,7 @@ __device__ __forceinline__ void rope_rotate_pipe(bf16* __restrict__ out, const b
                 const int h = it / groups, g = it - h * groups;
                 const size_t off = (size_t)h * headDim + 8 * g;
                 const bf16x8 lo = ring[slot * SLOT + (2 * u) * 32 + lane], hi = ring[slot * SLOT + (2 * u + 1) * 32 + lane];
-                const float4* t4 = reinterpret_cast<const float4*>(tab + 8 * g);  // 64-byte aligned
-                float cs[8], sn[8];
-#pragma unroll
-                for (int m = 0; m < 4; ++m) {
-                    const float4 t = t4[m];
-                    cs[2 * m] = t.x, sn[2 * m] = t.y, cs[2 * m + 1] = t.z, sn[2 * m + 1] = t.w;
-                }
-                rotate8(lo, hi, cs, sn, ob + off, ob + off + half);
+                rotate_group(lo, hi, tab + 8 * g, ob + off, half);
             }
         }
         slot = slot + 1 == S ? 0 : slot + 1;

@@ -290,14 +290,7 @@ public final class KernelBench {
 
     /** Runs {@code body} with {@code family} at {@code variant} (restored afterwards); body gets the row-name tag. */
     private void withVariant(String family, int variant, java.util.function.Consumer<String> body) {
-        CudaBackend cuda = (CudaBackend) be;
-        int before = cuda.kernelVariant(family);
-        cuda.setKernelVariant(family, variant);
-        try {
-            body.accept(" [" + family + " v" + variant + "]");
-        } finally {
-            cuda.setKernelVariant(family, before);
-        }
+        ((CudaBackend) be).withKernelVariant(family, variant, () -> body.accept(" [" + family + " v" + variant + "]"));
     }
 
     // ---------------------------------------------------------------- measurement

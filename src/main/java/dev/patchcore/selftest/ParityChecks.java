@@ -197,12 +197,10 @@ public final class ParityChecks {
     /** Runs {@code body} with {@code family} set to {@code variant} (restored afterwards); its rows' ops get a " vN" suffix. */
     private static Check variant(CudaBackend cuda, String family, int variant, String name, Consumer<List<CheckResult>> body) {
         return new Check(name + " [" + family + " v" + variant + "]", rows -> {
-            int before = cuda.kernelVariant(family), from = rows.size();
-            cuda.setKernelVariant(family, variant);
+            int from = rows.size();
             try {
-                body.accept(rows);
+                cuda.withKernelVariant(family, variant, () -> body.accept(rows));
             } finally {
-                cuda.setKernelVariant(family, before);
                 for (int i = from; i < rows.size(); i++) {
                     CheckResult r = rows.get(i);
                     rows.set(i, new CheckResult(r.op() + " v" + variant, r.shape(), r.dtype(), r.relErr(), r.threshold(), r.passed(), r.note()));

@@ -119,6 +119,17 @@ public final class CudaBackend implements Backend, KernelContext {
             "rope", List.of(CudaRope.VARIANT_WARP, CudaRope.VARIANT_PIPELINED),
             "upload", List.of(UPLOAD_SYNCHRONOUS, UPLOAD_PINNED))));
 
+    /** Runs {@code body} with {@code family} set to {@code variant}, restoring the family's previous variant afterwards. */
+    public void withKernelVariant(String family, int variant, Runnable body) {
+        int before = kernelVariant(family);
+        setKernelVariant(family, variant);
+        try {
+            body.run();
+        } finally {
+            setKernelVariant(family, before);
+        }
+    }
+
     public int kernelVariant(String family) {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();

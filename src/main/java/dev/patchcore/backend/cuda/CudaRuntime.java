@@ -76,9 +76,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
                     case Integer v -> values.set(ValueLayout.JAVA_INT, at, v);
                     case Long v -> values.set(ValueLayout.JAVA_LONG, at, v);
                     case Float v -> values.set(ValueLayout.JAVA_FLOAT, at, v);
-                    case null -> throw new IllegalArgumentException("kernel " + kernel + " argument " + i + " is null");
-                    default -> throw new IllegalArgumentException("kernel " + kernel + " argument " + i + " has unsupported type "
-                            + args[i].getClass().getSimpleName() + " (Tensor, Integer, Long, Float only)");
+                    case null, default -> throw KernelArgs.unsupported(args[i], kernel, i);
                 }
             }
             return byArity[args.length];

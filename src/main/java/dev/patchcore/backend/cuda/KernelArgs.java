@@ -13,9 +13,15 @@ final class KernelArgs {
             case Integer i -> Pointer.to(new int[] {i});
             case Long l -> Pointer.to(new long[] {l});
             case Float f -> Pointer.to(new float[] {f});
-            case null -> throw new IllegalArgumentException("kernel " + kernel + " argument " + index + " is null");
-            default -> throw new IllegalArgumentException("kernel " + kernel + " argument " + index + " has unsupported type "
-                    + arg.getClass().getSimpleName() + " (Tensor, Integer, Long, Float only)");
+            case null, default -> throw unsupported(arg, kernel, index);
         };
+    }
+
+    /** The one error for an argument that is null or of a kind no launch path marshals. */
+    static IllegalArgumentException unsupported(Object arg, String kernel, int index) {
+        return arg == null
+                ? new IllegalArgumentException("kernel " + kernel + " argument " + index + " is null")
+                : new IllegalArgumentException("kernel " + kernel + " argument " + index + " has unsupported type "
+                        + arg.getClass().getSimpleName() + " (Tensor, Integer, Long, Float only)");
     }
 }

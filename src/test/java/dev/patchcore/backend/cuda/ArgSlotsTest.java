@@ -61,5 +61,9 @@ class ArgSlotsTest {
         assertThrows(IllegalArgumentException.class, () -> slots.fill("k", new Object[] {1, null}));
         assertThrows(IllegalArgumentException.class, () -> slots.fill("k", new Object[] {1.0}));
         assertThrows(IllegalArgumentException.class, () -> slots.fill("k", new Object[CudaRuntime.ArgSlots.MAX_ARGS + 1]));
+        // The default marshalling rejects the same arguments with the same message.
+        assertEquals(assertThrows(IllegalArgumentException.class, () -> slots.fill("k", new Object[] {null})).getMessage(),
+                assertThrows(IllegalArgumentException.class, () -> KernelArgs.pointerTo(null, "k", 0)).getMessage());
+        assertThrows(IllegalArgumentException.class, () -> KernelArgs.pointerTo(1.0, "k", 0));
     }
 }
