@@ -16,6 +16,7 @@ import java.lang.foreign.Arena;
 import java.lang.foreign.MemorySegment;
 import java.lang.foreign.ValueLayout;
 import java.nio.ByteOrder;
+import java.nio.IntBuffer;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.HashMap;
@@ -260,6 +261,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     /** Two page-locked host buffers used in turn, each with the event of its last copy. */
     private final class PinnedStaging {
         private final Pointer[] host = {new Pointer(), new Pointer()};
+        private final IntBuffer[] view = new IntBuffer[2];  // the pinned memory as ints, made once per allocation
         private final long[] capacity = new long[2];
         private final CUevent[] copied = {new CUevent(), new CUevent()};
         private int next;
@@ -277,8 +279,9 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
                 host[i] = new Pointer();
                 check(JCudaDriver.cuMemAllocHost(host[i], bytes), "cuMemAllocHost(" + bytes + ")");
                 capacity[i] = bytes;
+                view[i] = host[i].getByteBuffer(0, bytes).order(ByteOrder.nativeOrder()).asIntBuffer();
             }
-            host[i].getByteBuffer(0, bytes).order(ByteOrder.nativeOrder()).asIntBuffer().put(src);
+            view[i].put(0, src);
             check(JCudaDriver.cuMemcpyHtoDAsync(DevicePointers.at(dst), host[i], bytes, stream), "cuMemcpyHtoDAsync");
             check(JCudaDriver.cuEventRecord(copied[i], stream), "cuEventRecord(staging)");
         }
