@@ -56,6 +56,9 @@ for s in $STEPS; do case $s in
   train-small) step train-small "${T_TRAIN_SMALL:-120}" "${JAVA[@]}" train ${SMALL_ARGS:-"--preset small --steps 2000 --log-every 200 --eval-every 500"} --backend cuda --out "$WORK/run-small"
               cp "$WORK/run-small/metrics.jsonl" "$OUT/train-small-metrics.jsonl" 2>/dev/null ;;
   speed)      step speed "$T_SPEED" "${JAVA[@]}" bench speed --backend cuda --json "$OUT/speed.json" $SPEED_ARGS ;;
+  # bench speed with every kernel variant on (the 370m preset's head dim is 64: the wgmma attention kernels run here)
+  speed-var2) step speed-var2 "$T_SPEED" "$WORK/runtime/bin/java" ${JAVA_OPTS:-} $VARIANT_OPTS --add-modules jdk.incubator.vector \
+                   --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar" bench speed --backend cuda --json "$OUT/speed-var2.json" $SPEED_ARGS ;;
   kernels)    step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS ;;
   # The same short training with the default kernels and with every kernel variant (CudaBackend.KERNEL_VARIANTS) at 2,
   # GEMM tuning off in both (its timed choice varies run to run): the losses must agree (flash attention's dQ uses
@@ -91,3 +94,4 @@ fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 echo "--- speed"
 tail -n 15 "$OUT/speed.log"
+[[ -f "$OUT/speed-var2.log" ]] && { echo "--- speed with every kernel variant"; tail -n 15 "$OUT/speed-var2.log"; }
