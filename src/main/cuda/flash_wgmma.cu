@@ -2,14 +2,19 @@
 // (D = 64, 128) and backward variant 2 (D = 64; described above backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
-// WRITTEN WITHOUT A GPU (2026-11-27) and not yet run: the selftest rows tagged [flashfwd v2] are its first check.
+// WRITTEN WITHOUT A GPU (2026-11-27); the first version passed the selftest on an H100. The forward's intra-warpgroup
+// pipelining and its 128-key tiles at D = 128 were added later, again without a GPU: the selftest rows tagged
+// [flashfwd v2] are their first check.
 //
-// CTA: 2 warpgroups (256 threads), 128 query rows of one (batch, head), 64 per warpgroup; key/value tiles of BC = 64
-// rows, visited from the diagonal tile down to tile 0, double-buffered through cp.async. Per tile and warpgroup:
-//   S[64×64] = Q Kᵀ      wgmma m64n64k16, A = Q and B = K from shared memory (K-major), D/16 steps;
+// CTA: 2 warpgroups (256 threads), 128 query rows of one (batch, head), 64 per warpgroup; key/value tiles of BC rows
+// (64 at D = 64, 128 at D = 128), visited from the diagonal tile down to tile 0, double-buffered through cp.async
+// (K one tile ahead of V). Per tile and warpgroup:
+//   S[64×BC] = Q Kᵀ      wgmma m64nBCk16, A = Q and B = K from shared memory (K-major), D/16 steps;
 //   online softmax       per warp on its 16 rows, in the accumulator layout (the same as mma.sync's m16n8 C layout);
 //   O[64×D] += P V       wgmma m64nDk16, A = P from registers (the accumulator repacked to bf16 A fragments, as the
 //                        mma.sync kernels do), B = V from shared memory, MN-major (transposed); BC/16 steps.
+// Software-pipelined as FlashAttention-3 inside each warpgroup: the softmax of tile j runs while the tensor cores
+// still compute the previous tile's P V (see forward_wgmma).
 // Shared tiles use the 128-byte swizzle (16-byte chunk index XOR row index mod 8 inside each 8-row × 128-byte atom,
 // atoms 1024-byte aligned), stored as [D/64 column blocks][rows][64 elements]: K-major for Q and K, and the same
 // bytes are the MN-major layout wgmma wants for V. Descriptors: K-major SBO = 1024 (next 8 rows), LBO unused (16);
@@ -27,7 +32,6 @@ constexpr int WG_THREADS = 256;  // two warpgroups
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
 constexpr int WG_BR = 128;  // query rows per CTA (CudaFlashAttention.ForwardWgmma.ROWS)
-constexpr int WG_BC = 64;   // key rows per tile
 
 __device__ __forceinline__ uint32_t smem_u32(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
@@ -145,12 +149,49 @@ __device__ __forceinline__ void wgmma_ss_m64n64_ta_tb(float (&d)[32], uint64_t d
 }
 
 
+// D[64×128] (+)= A[64×16] · B[16×128], A and B from shared memory (descriptors), both K-major.
+__device__ __forceinline__ void wgmma_ss_m64n128(float (&d)[64], uint64_t descA, uint64_t descB, int accumulate) {
+    asm volatile(
+        "{\n"
+        ".reg .pred p;\n"
+        "setp.ne.b32 p, %66, 0;\n"
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.bf16.bf16 "
+        "{%0, %1, %2, %3, %4, %5, %6, %7, %8, %9, %10, %11, %12, %13, %14, %15, %16, %17, %18, %19, %20, %21, %22, %23, %24, %25, %26, %27, %28, %29, %30, %31, %32, %33, %34, %35, %36, %37, %38, %39, %40, %41, %42, %43, %44, %45, %46, %47, %48, %49, %50, %51, %52, %53, %54, %55, %56, %57, %58, %59, %60, %61, %62, %63}, %64, %65, p, 1, 1, 0, 0;\n"
+        "}\n"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
+        : "l"(descA), "l"(descB), "r"(accumulate));
+}
+
+// Waits until at most N of this thread's committed wgmma groups are still pending (the older ones are complete).
+template <int N>
+__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+
+// Key rows per K/V tile of the forward (CudaFlashAttention.ForwardWgmma.keyTile): 64 at D = 64 (two CTAs per SM,
+// ≤ 128 registers), 128 at D = 128 (one CTA per SM; S = Q Kᵀ as m64n128k16, half the tiles and barriers).
+template <int D>
+struct FwdWgmmaTile {
+    static constexpr int BC = D == 64 ? 64 : 128;
+};
+
+// Forward, software-pipelined inside each warpgroup as FlashAttention-3 (intra-warpgroup overlap): the loop step for
+// tile j issues S_j = Q K_jᵀ, then O += P_{j+1} V_{j+1} (P_{j+1} from the previous step, already bf16 fragments),
+// waits for S_j only (wgmma.wait_group 1) and runs the mask and softmax of tile j while the tensor cores still work
+// on P_{j+1} V_{j+1}; then waits for the PV product (wait_group 0) and repacks tile j's probabilities as the next
+// step's A fragments. O is rescaled by tile j+1's α just before its PV product is issued (O then holds the sum over
+// tiles > j+1 at the running max of tile j+2; α_{j+1} moves it to tile j+1's). The last PV product (tile 0) runs
+// after the loop.
+// Loads: the step for tile j reads K_j and V_{j+1}, both from the cp.async group issued in step j+1, and issues
+// K_{j−1} (buffer (j−1)&1, last read by S_{j+1} in step j+1) and V_j (buffer j&1, last read by P_{j+2} V_{j+2} in
+// step j+1); both readers waited for their wgmma before the barrier that opens step j. V_0 gets a barrier of its own
+// after the loop.
 template <int D>
 __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                               const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
                                               int T, int H) {
     static_assert(D == 64 || D == 128, "wgmma forward: head dim 64 or 128");
-    constexpr int QBYTES = WG_BR * D * 2, KVBYTES = WG_BC * D * 2;
+    constexpr int BC = FwdWgmmaTile<D>::BC;
+    static_assert(WG_BR % BC == 0, "a CTA's query rows start on a key tile boundary");
+    constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
     extern __shared__ unsigned char wg_smem_raw[];
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sQ = (raw + 1023u) & ~1023u;     // swizzle atoms must be 1024-byte aligned
@@ -163,116 +204,145 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     const size_t ld = static_cast<size_t>(H) * D;
     const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
     const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
-    const int nTiles = (min(q0 + WG_BR, T) + WG_BC - 1) / WG_BC;
+    const int nTiles = (min(q0 + WG_BR, T) + BC - 1) / BC;
 
     auto load_rows = [&](uint32_t tile, int rows, const bf16* src, int row0) {
         load_tile_sw128<D>(tile, rows, src + base, ld, row0, T, tid);
     };
-    auto load_kv = [&](int j) {
-        const int buf = j & 1;
-        load_rows(sK0 + buf * KVBYTES, WG_BC, K, j * WG_BC);
-        load_rows(sV0 + buf * KVBYTES, WG_BC, V, j * WG_BC);
-    };
     load_rows(sQ, WG_BR, Q, q0);
-    load_kv(nTiles - 1);
+    load_rows(sK0 + ((nTiles - 1) & 1) * KVBYTES, BC, K, (nTiles - 1) * BC);
     cp_async_commit();
 
     const int qwg = q0 + wg * 64;         // first query row of this warpgroup
     const int qw = qwg + warp * 16;       // first query row of this warp
+    // This warpgroup's first (highest) tile: the ones above hold only keys after all of its rows (at BC = 64 the
+    // CTA's top tile, for warpgroup 0). Warpgroup-uniform, and every warpgroup has one (tile 0 at the latest).
+    const int jFirst = min(nTiles - 1, (qwg + 63) / BC);
     float o[D / 2];
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
     float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f};
-
-    for (int j = nTiles - 1; j >= 0; --j) {
-        const int kv0 = j * WG_BC;
-        cp_async_wait_all();  // the only group in flight is tile j's (and Q's, the first time)
-        fence_proxy_async();  // this thread's copies, visible to the async proxy (wgmma)
-        __syncthreads();      // everyone's copies; both warpgroups are done with tile j+1, whose buffers j−1 takes
-        if (j > 0) {
-            load_kv(j - 1);
-            cp_async_commit();
-        }
-        if (kv0 > qwg + 63) continue;  // warpgroup-uniform: every row of this warpgroup precedes the tile
-        const uint32_t sK = sK0 + (j & 1) * KVBYTES, sV = sV0 + (j & 1) * KVBYTES;
-
-        // S = Q Kᵀ: D/16 steps along the head dim; step kk is 32 bytes into column block kk/4.
-        float s[WG_BC / 2];
+    float alpha[2] = {0.f, 0.f};  // rescale of O that goes with pa (tile j+1's α), applied before its PV product
+    uint32_t pa[BC / 16][4];      // P of tile j+1 as bf16 A fragments: k-block kk = accumulator n8 blocks 2kk, 2kk+1
 #pragma unroll
-        for (int i = 0; i < WG_BC / 2; ++i) s[i] = 0.f;
-        fence_regs(s);
+    for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) pa[kk][i] = 0u;
+
+    // O = O·α + P V for the P in pa and the V tile at sV (BC/16 steps along the keys; step kk starts 16 key rows,
+    // 2 atoms, further). Issued and committed, not waited for.
+    auto issue_pv = [&](uint32_t sV) {
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n) {
+            o[4 * n + 0] *= alpha[0];
+            o[4 * n + 1] *= alpha[0];
+            o[4 * n + 2] *= alpha[1];
+            o[4 * n + 3] *= alpha[1];
+        }
+        fence_regs(o);
+        fence_regs(pa);  // the bf16 packing of P and the rescale of O must stay ahead of the fence
         wgmma_fence();
 #pragma unroll
-        for (int kk = 0; kk < D / 16; ++kk) {
-            const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
-            const uint32_t kb = sK + (kk >> 2) * (WG_BC * 128) + (kk & 3) * 32;
-            wgmma_ss_m64n64(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
+        for (int kk = 0; kk < BC / 16; ++kk) {
+            const uint64_t vb = smem_desc(sV + kk * (16 * 128), BC * 128, 1024);
+            if constexpr (D == 64) wgmma_rs_m64n64_tb(o, pa[kk], vb, 1);
+            else wgmma_rs_m64n128_tb(o, pa[kk], vb, 1);
         }
         wgmma_commit();
-        wgmma_wait_all();
-        fence_regs(s);
+    };
 
-        // Causal mask (col > row); it also hides columns ≥ T from every row < T. s[4n + i]: row g + 8·(i/2),
-        // column 8n + 2c + (i % 2) of the warp's 16 × 64 block.
-        if (kv0 + WG_BC - 1 > qw) {
+    for (int j = nTiles - 1; j >= 0; --j) {
+        const int kv0 = j * BC;
+        cp_async_wait_all();  // the only group in flight is step j+1's: K_j and V_{j+1} (Q and K_j the first time)
+        fence_proxy_async();  // this thread's copies, visible to the async proxy (wgmma)
+        __syncthreads();      // everyone's copies; both warpgroups are done with step j+1 (see above)
+        if (j > 0) load_rows(sK0 + ((j - 1) & 1) * KVBYTES, BC, K, (j - 1) * BC);
+        load_rows(sV0 + (j & 1) * KVBYTES, BC, V, kv0);
+        cp_async_commit();
+        if (j > jFirst) continue;  // warpgroup-uniform: every row of this warpgroup precedes the tile
+        const uint32_t sK = sK0 + (j & 1) * KVBYTES;
+
+        // S = Q Kᵀ: D/16 steps along the head dim; step kk is 32 bytes into column block kk/4. Issued and committed.
+        float s[BC / 2];
+        auto issue_s = [&]() {
 #pragma unroll
-            for (int n = 0; n < WG_BC / 8; ++n)
+            for (int i = 0; i < BC / 2; ++i) s[i] = 0.f;
+            fence_regs(s);
+            wgmma_fence();
 #pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const int col = kv0 + n * 8 + c * 2 + (i & 1);
-                    const int row = qw + g + (i >> 1) * 8;
-                    if (col > row) s[4 * n + i] = -INFINITY;
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
+                const uint32_t kb = sK + (kk >> 2) * (BC * 128) + (kk & 3) * 32;
+                if constexpr (BC == 64) wgmma_ss_m64n64(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
+                else wgmma_ss_m64n128(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
+            }
+            wgmma_commit();
+        };
+        auto softmax = [&]() {
+            fence_regs(s);
+            // Causal mask (col > row); it also hides columns ≥ T from every row < T. s[4n + i]: row g + 8·(i/2),
+            // column 8n + 2c + (i % 2) of the warp's 16 × BC block. Only tiles reaching past the warp's first row.
+            if (kv0 + BC - 1 > qw) {
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+                    for (int i = 0; i < 4; ++i) {
+                        const int col = kv0 + n * 8 + c * 2 + (i & 1);
+                        const int row = qw + g + (i >> 1) * 8;
+                        if (col > row) s[4 * n + i] = -INFINITY;
+                    }
+            }
+            // Online softmax; a row is spread over the 4 lanes of a quad. O's rescale by α waits for the next PV issue.
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = rowMax[r];
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
+                alpha[r] = exp2_ftz(rowMax[r] * scaleLog2 - mScaled);
+                rowMax[r] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) {
+                    s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
+                    s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
+                    sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
                 }
-        }
-        // Online softmax; a row is spread over the 4 lanes of a quad.
-#pragma unroll
-        for (int r = 0; r < 2; ++r) {
-            float mx = rowMax[r];
-#pragma unroll
-            for (int n = 0; n < WG_BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-            mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-            const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
-            const float alpha = exp2_ftz(rowMax[r] * scaleLog2 - mScaled);
-            rowMax[r] = mx;
-            float sum = 0.f;
-#pragma unroll
-            for (int n = 0; n < WG_BC / 8; ++n) {
-                s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
-                s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
-                sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
+                rowSum[r] = rowSum[r] * alpha[r] + sum;
             }
-            rowSum[r] = rowSum[r] * alpha + sum;
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                o[4 * n + 2 * r] *= alpha;
-                o[4 * n + 2 * r + 1] *= alpha;
-            }
+        };
+        if (j == jFirst) {  // the warpgroup's first tile: no PV product pending
+            issue_s();
+            wgmma_wait<0>();
+            softmax();
+        } else {
+            issue_s();
+            issue_pv(sV0 + ((j + 1) & 1) * KVBYTES);
+            wgmma_wait<1>();  // S done; P_{j+1} V_{j+1} may still run during the softmax
+            softmax();
+            wgmma_wait<0>();  // P_{j+1} V_{j+1} done: O and pa are free again
+            fence_regs(o);
+            fence_regs(pa);
         }
-        // P as bf16 A fragments: k-block kk is the accumulator's n8 blocks 2kk and 2kk+1.
-        uint32_t pa[WG_BC / 16][4];
+        // P_j as bf16 A fragments for the next step.
 #pragma unroll
-        for (int kk = 0; kk < WG_BC / 16; ++kk) {
+        for (int kk = 0; kk < BC / 16; ++kk) {
             pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
             pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
             pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
             pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
         }
-        // O += P V: BC/16 steps along the keys; step kk starts 16 key rows (2 atoms) further.
-        fence_regs(o);
-        fence_regs(pa);  // the bf16 packing of P must stay ahead of the fence
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < WG_BC / 16; ++kk) {
-            const uint64_t vb = smem_desc(sV + kk * (16 * 128), WG_BC * 128, 1024);
-            if constexpr (D == 64) wgmma_rs_m64n64_tb(o, pa[kk], vb, 1);
-            else wgmma_rs_m64n128_tb(o, pa[kk], vb, 1);
-        }
-        wgmma_commit();
-        wgmma_wait_all();
-        fence_regs(o);
-        fence_regs(pa);
     }
+    // P_0 V_0: V_0 was issued in the step for tile 0.
+    cp_async_wait_all();
+    fence_proxy_async();
+    __syncthreads();
+    issue_pv(sV0);
+    wgmma_wait<0>();
+    fence_regs(o);
+    fence_regs(pa);
 
 #pragma unroll
     for (int r = 0; r < 2; ++r) {
@@ -524,7 +594,8 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
 }  // namespace
 
 // q, k, v, out: bf16 [B·T, H·D]; lse: fp32 [B, H, T]. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
-// 1024 + 128·D·2 + 4·64·D·2 bytes (CudaFlashAttention.ForwardWgmma.sharedBytes). sm_90a only: the other targets of
+// 1024 + 128·D·2 + 4·BC·D·2 bytes, BC = 64 at D = 64 (50 176), 128 at D = 128 (164 864)
+// (CudaFlashAttention.ForwardWgmma.sharedBytes). Two CTAs per SM at D = 64 (≤ 128 registers), one at D = 128. sm_90a only: the other targets of
 // the fatbin get a body that traps, and the launcher picks this kernel only on compute capability 9.x.
 #define FLASH_ATTN_FWD_WGMMA(D, MIN_BLOCKS)                                                                      \
     extern "C" __global__ void __launch_bounds__(WG_THREADS, MIN_BLOCKS) flash_attn_fwd_wgmma_d##D(             \

@@ -192,9 +192,30 @@ __device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], fl
 // The register part of a warp-per-row backward row: the lane's groups of dy and x (columns (lane + 32k)·8 .. +7,
 // k < G, those below d) → the row's dx (dxRow = dx + row·d) and the lane's share of the gain gradient, accumulated
 // into acc. Shared by the register-loading and the pipelined kernels.
+// The lane's share of the gain gradient kept in registers (columns (lane + 32k)·8 .. +7 in acc[k]).
 template <int G>
+struct RegisterGainAcc {
+    float (&acc)[G][8];
+    __device__ __forceinline__ void add(int k, int, const float (&w)[8]) {
+#pragma unroll
+        for (int j = 0; j < 8; ++j) acc[k][j] += w[j];
+    }
+};
+
+// The warp's share of the gain gradient kept in its own shared-memory row of d floats (32-byte aligned).
+struct SharedGainAcc {
+    float* row;
+    __device__ __forceinline__ void add(int, int c, const float (&w)[8]) {
+        float4* p = reinterpret_cast<float4*>(row + c);
+        const float4 a = p[0], b = p[1];
+        p[0] = make_float4(a.x + w[0], a.y + w[1], a.z + w[2], a.w + w[3]);
+        p[1] = make_float4(b.x + w[4], b.y + w[5], b.z + w[6], b.w + w[7]);
+    }
+};
+
+template <int G, class Acc>
 __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cdy)[G], const bf16x8 (&cx)[G], float r,
-                                                               float (&acc)[G][8], bf16* __restrict__ dxRow,
+                                                               Acc acc, bf16* __restrict__ dxRow,
                                                                const bf16* __restrict__ gain, int d) {
     const int lane = threadIdx.x & 31;
     float dot = 0.f;
@@ -215,15 +236,16 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
     for (int k = 0; k < G; ++k) {
         const int c = (lane + 32 * k) * 8;
         if (c >= d) continue;
-        float g[8], u[8], v[8], o[8];
+        float g[8], u[8], v[8], o[8], w[8];
         unpack8(cdy[k], u);
         unpack8(cx[k], v);
         load8(gain + c, g);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
             o[j] = r * (u[j] * g[j] - v[j] * coef);
-            acc[k][j] += u[j] * v[j] * r;
+            w[j] = u[j] * v[j] * r;
         }
+        acc.add(k, c, w);
         store8(dxRow + c, o);
     }
 }
@@ -264,22 +286,68 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
             }
         }
         const float r = rstd[row];
-        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + base, gain, d);
+        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, RegisterGainAcc<G>{acc}, dx + base, gain, d);
     }
 
     write_block_partial<G>(acc, acc4, partial, d);
 }
 
+// Backward variant 2 (CudaRmsNorm.BACKWARD_SHARED_ACC): the warp-per-row backward with each warp's gain-gradient
+// share in its own shared-memory row instead of 32 registers, so that BWD_WIDE_WARPS = 32 warps fit one SM (≤ 64
+// registers a thread) and one block per SM covers all rows: twice the rows in flight per SM of the register kernel
+// (16 warps), and half the partial rows (one per SM) for the reduce. Same dx arithmetic (bit-identical dx); the gain
+// gradient is the same sum in another fixed grouping. d ≤ 1024, d % 8 == 0, 16-byte aligned; dynamic shared memory
+// BWD_WIDE_WARPS · d floats (128 KB at d = 1024).
+constexpr int BWD_WIDE_WARPS = 32;  // CudaRmsNorm.BACKWARD_WIDE_WARPS
+
+__device__ __forceinline__ void rmsnorm_backward_shared_acc(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                            const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                            const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                                                            int n, int d) {
+    constexpr int G = 4;
+    extern __shared__ float4 rows4[];  // warps × d floats
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
+        !aligned16(partial))
+        return;  // uniform: the launcher never sends such a shape here
+    float* all = reinterpret_cast<float*>(rows4);
+    float* mine = all + (size_t)warp * d;
+    for (int c = lane * 4; c < d; c += 128) *reinterpret_cast<float4*>(mine + c) = make_float4(0.f, 0.f, 0.f, 0.f);
+    __syncwarp();
+
+    for (int row = blockIdx.x * warps + warp; row < n; row += gridDim.x * warps) {
+        const size_t base = (size_t)row * d;
+        bf16x8 cdy[G], cx[G];
+#pragma unroll
+        for (int k = 0; k < G; ++k) {
+            const int c = (lane + 32 * k) * 8;
+            if (c < d) {
+                cdy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
+                cx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
+            }
+        }
+        const float r = rstd[row];
+        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, SharedGainAcc{mine}, dx + base, gain, d);
+    }
+    __syncthreads();
+    // The block's partial row: column c summed over the warps' rows in warp order (fixed, so deterministic).
+    for (int c = threadIdx.x; c < d; c += blockDim.x) {
+        float t = all[c];
+        for (int w = 1; w < warps; ++w) t += all[(size_t)w * d + c];
+        partial[(size_t)blockIdx.x * d + c] = t;
+    }
+}
+
 // ---------------------------------------------------------------------------------------------------------------------
-// Pipelined variants (CudaRmsNorm variant 2): the same arithmetic as the register-cached forward and the warp-per-row
-// backward — results are bit-identical to them — but each warp keeps PIPE_STAGES − 1 further rows in flight in shared
+// Pipelined forward (CudaRmsNorm variant 1, the default since H100 run 6: 1.08× plain, 1.06× fused add): the same
+// arithmetic as the register-cached forward — results are bit-identical to it — but each warp keeps PIPE_STAGES − 1 further rows in flight in shared
 // memory (row_pipeline.cuh) while it works on one, with a persistent grid (≈ 2 blocks per SM) so that every warp has
 // several rows to overlap. Why: in the unpipelined kernels a warp's loads are in flight only between its load burst
 // and its first use; during the reduction, the math and the stores nothing of that warp is in flight, and the bytes in
 // flight per SM are capped by the registers that hold them. Widths: d % 8 == 0 and d ≤ 256·G (G = 4: d ≤ 1024, three
 // stages; G = 8: d ≤ 2048, two stages), 16-byte aligned tensors; the launcher sends nothing else (the kernel re-checks
-// and does nothing). Dynamic shared memory: PIPE_WARPS · stages · inputs · G · 512 bytes (+ 4·d for the backward's
-// gain row), see CudaRmsNorm.pipeSharedBytes.
+// and does nothing). Dynamic shared memory: PIPE_WARPS · stages · inputs · G · 512 bytes, see
+// CudaRmsNorm.pipeSharedBytes. (A backward built the same way measured 0.89× the warp-per-row one and was removed.)
 
 constexpr int PIPE_WARPS = 8;  // CudaRmsNorm.PIPE_WARPS
 
@@ -320,50 +388,6 @@ __device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf1
         slot = slot + 1 == S ? 0 : slot + 1;
     }
     rowpipe::wait<0>();  // no copy may outlive the block (the trailing groups are empty, but keep it strict)
-}
-
-template <int G>
-__device__ __forceinline__ void rmsnorm_backward_pipe(bf16* __restrict__ dx, float* __restrict__ partial,
-                                                      const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                                                      const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                                                      int n, int d) {
-    constexpr int S = PipeStages<G>::value, ROW = G * 32;
-    extern __shared__ bf16x8 ring[];  // PIPE_WARPS · S · 2 · ROW chunks, then d floats (the block's gain row)
-    if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
-        !aligned16(partial))
-        return;  // uniform: the launcher never sends such a shape here
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    bf16x8* mine = ring + (size_t)warp * S * 2 * ROW;
-    float4* acc4 = reinterpret_cast<float4*>(ring + (size_t)PIPE_WARPS * S * 2 * ROW);
-    float acc[G][8];
-#pragma unroll
-    for (int k = 0; k < G; ++k)
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[k][j] = 0.f;
-
-    const long long first = (long long)blockIdx.x * PIPE_WARPS + warp, stride = (long long)gridDim.x * PIPE_WARPS;
-    auto issue = [&](long long row, int slot) {
-        if (row < n) {
-            rowpipe::issue_row<G>(mine + slot * 2 * ROW, dy + (size_t)row * d, lane, d);
-            rowpipe::issue_row<G>(mine + slot * 2 * ROW + ROW, x + (size_t)row * d, lane, d);
-        }
-        rowpipe::commit();
-    };
-#pragma unroll
-    for (int s = 0; s < S - 1; ++s) issue(first + s * stride, s);
-    int slot = 0;
-    for (long long row = first; row < n; row += stride) {
-        const float r = rstd[row];  // issued before the wait: its latency overlaps the row's
-        issue(row + (S - 1) * stride, slot == 0 ? S - 1 : slot - 1);
-        rowpipe::wait<S - 1>();
-        bf16x8 cdy[G], cx[G];
-        rowpipe::read_row<G>(cdy, mine + slot * 2 * ROW, lane, d);
-        rowpipe::read_row<G>(cx, mine + slot * 2 * ROW + ROW, lane, d);
-        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + (size_t)row * d, gain, d);
-        slot = slot + 1 == S ? 0 : slot + 1;
-    }
-    rowpipe::wait<0>();
-    write_block_partial<G>(acc, acc4, partial, d);
 }
 
 }  // namespace
@@ -514,6 +538,15 @@ rmsnorm_bwd_rows8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const
     rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
+// Backward variant 2 (rmsnorm_backward_shared_acc): grid any (one block per SM), block 32·BWD_WIDE_WARPS, dynamic
+// shared memory BWD_WIDE_WARPS · d floats; d ≤ 1024. partial is F32 [gridDim.x, d], reduced by rmsnorm_bwd_gain_reduce.
+extern "C" __global__ void __launch_bounds__(32 * BWD_WIDE_WARPS, 1)
+rmsnorm_bwd_wide4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                       int n, int d) {
+    rmsnorm_backward_shared_acc(dx, partial, dy, x, gain, rstd, n, d);
+}
+
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum
 // interleaved partial rows, then thread y = 0 adds the REDUCE_ROWS sums in order. grid: ceil(d / 32).
 extern "C" __global__ void __launch_bounds__(32 * REDUCE_ROWS)
@@ -536,10 +569,8 @@ rmsnorm_bwd_gain_reduce(float* __restrict__ dGain, const float* __restrict__ par
     }
 }
 
-// Pipelined variants (see rmsnorm_forward_pipe / rmsnorm_backward_pipe): grid any, persistent (≈ 2 blocks per SM for
-// G = 4, 1 for G = 8: each warp should get several rows); block 32·PIPE_WARPS; dynamic shared memory from
-// CudaRmsNorm.pipeSharedBytes. The backward writes partial[blockIdx.x, :] like rmsnorm_bwd_rows*_bf16, reduced by
-// rmsnorm_bwd_gain_reduce.
+// Pipelined forward (see rmsnorm_forward_pipe): grid any, persistent (≈ 2 blocks per SM for G = 4, 1 for G = 8: each
+// warp should get several rows); block 32·PIPE_WARPS; dynamic shared memory from CudaRmsNorm.pipeSharedBytes.
 extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 2)
 rmsnorm_fwd_pipe4_bf16(bf16* __restrict__ y, float* __restrict__ rstd, const bf16* __restrict__ x,
                        const bf16* __restrict__ gain, int n, int d, float eps) {
@@ -564,18 +595,4 @@ rmsnorm_add_fwd_pipe8_bf16(bf16* __restrict__ sum, bf16* __restrict__ y, float* 
                            const bf16* __restrict__ residual, const bf16* __restrict__ branch,
                            const bf16* __restrict__ gain, int n, int d, float eps) {
     rmsnorm_forward_pipe<true, 8>(sum, y, rstd, residual, branch, gain, n, d, eps);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 2)
-rmsnorm_bwd_pipe4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
-                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                       int n, int d) {
-    rmsnorm_backward_pipe<4>(dx, partial, dy, x, gain, rstd, n, d);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * PIPE_WARPS, 1)
-rmsnorm_bwd_pipe8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
-                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                       int n, int d) {
-    rmsnorm_backward_pipe<8>(dx, partial, dy, x, gain, rstd, n, d);
 }

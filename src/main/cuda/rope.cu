@@ -13,7 +13,6 @@
 // and computed 8 sincosf for them: ~8× the trigonometry, and at the 370M shape one wave of threads that each waited on
 // a chain of load, 8 sincosf, store, load, store (≈ 50 % of the copy bandwidth in `bench kernels`).
 #include "common.cuh"
-#include "row_pipeline.cuh"
 
 namespace {
 
@@ -128,72 +127,6 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
     }
 }
 
-// Pipelined variant (CudaRope variant 2): the vector path's arithmetic — bit-identical results — with each warp
-// keeping ROPE_PIPE_STAGES − 1 further rows in flight in a shared-memory ring (row_pipeline.cuh) over a persistent
-// grid, and computing a row's (cos, sin) table while the next rows' copies are in flight. A lane copies and reads only
-// its own items' chunks: item u (it = lane + 32u, head h, 8-frequency group g) has its low half at ring chunk
-// (2u)·32 + lane and its high half at (2u + 1)·32 + lane. U = items per lane: rows of at most 32·U items (U = 2: 64,
-// e.g. 16 heads × Dh 64; U = 4: 128). Shared memory (dynamic): warps · Dh/2 float2 (the tables), then
-// warps · ROPE_PIPE_STAGES · 2U · 32 chunks of 16 bytes (CudaRope.pipeSharedBytes).
-constexpr int ROPE_PIPE_STAGES = 3;  // CudaRope.PIPE_STAGES
-
-template <bool INVERSE, int U>
-__device__ __forceinline__ void rope_rotate_pipe(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
-                                                 int heads, int headDim, float theta) {
-    constexpr int S = ROPE_PIPE_STAGES, SLOT = 2 * U * 32;
-    const int half = headDim / 2, groups = half / 8, items = heads * groups;
-    const size_t width = (size_t)heads * headDim;
-    if (half % 8 != 0 || half > ROPE_MAX_TABLE || items > 32 * U || !aligned16(out) || !aligned16(x))
-        return;  // uniform: the launcher never sends such a shape here
-    extern __shared__ float4 sPipe[];
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    float2* tab = reinterpret_cast<float2*>(sPipe) + (size_t)warp * half;
-    // The ring starts after the tables: warps · half · 8 bytes, a multiple of 64 since half % 8 == 0.
-    bf16x8* ring = reinterpret_cast<bf16x8*>(reinterpret_cast<float2*>(sPipe) + (size_t)warps * half) + (size_t)warp * S * SLOT;
-    auto issue = [&](long long row, int slot) {
-        if (row < rows) {
-            const bf16* xb = x + (size_t)row * width;
-#pragma unroll
-            for (int u = 0; u < U; ++u) {
-                const int it = lane + 32 * u;
-                if (it < items) {
-                    const int h = it / groups, g = it - h * groups;
-                    const size_t off = (size_t)h * headDim + 8 * g;
-                    rowpipe::cp_async16(ring + slot * SLOT + (2 * u) * 32 + lane, xb + off);
-                    rowpipe::cp_async16(ring + slot * SLOT + (2 * u + 1) * 32 + lane, xb + off + half);
-                }
-            }
-        }
-        rowpipe::commit();  // possibly empty: one group per row keeps the wait count uniform
-    };
-    const long long first = (long long)blockIdx.x * warps + warp, stride = (long long)gridDim.x * warps;
-#pragma unroll
-    for (int s = 0; s < S - 1; ++s) issue(first + s * stride, s);
-    int slot = 0;
-    for (long long row = first; row < rows; row += stride) {
-        issue(row + (S - 1) * stride, slot == 0 ? S - 1 : slot - 1);
-        // This row's table while the copies are in flight. The first __syncwarp keeps the previous row's readers
-        // ahead of the overwrite, the second publishes the table to the warp.
-        __syncwarp();
-        fill_table<INVERSE>(tab, (float)(row % seqLen), half, headDim, theta);
-        __syncwarp();
-        rowpipe::wait<S - 1>();  // this row's group (the oldest pending) has landed
-        bf16* ob = out + (size_t)row * width;
-#pragma unroll
-        for (int u = 0; u < U; ++u) {
-            const int it = lane + 32 * u;
-            if (it < items) {
-                const int h = it / groups, g = it - h * groups;
-                const size_t off = (size_t)h * headDim + 8 * g;
-                const bf16x8 lo = ring[slot * SLOT + (2 * u) * 32 + lane], hi = ring[slot * SLOT + (2 * u + 1) * 32 + lane];
-                rotate_group(lo, hi, tab + 8 * g, ob + off, half);
-            }
-        }
-        slot = slot + 1 == S ? 0 : slot + 1;
-    }
-    rowpipe::wait<0>();
-}
-
 }  // namespace
 
 // x, out: bf16 [rows, heads·headDim]. grid: any (grid-stride over rows, or over (row, frequency) on the scalar path);
@@ -210,30 +143,4 @@ extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
 rope_bwd_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int heads, int headDim,
               float theta, int vector) {
     rope_rotate<true>(dx, dy, rows, seqLen, heads, headDim, theta, vector);
-}
-
-// Pipelined variant (rope_rotate_pipe): grid any, persistent (≈ 2 blocks per SM); block ROPE_THREADS; dynamic shared
-// memory CudaRope.pipeSharedBytes. pipe2: rows of ≤ 64 (head, 8-frequency) items, pipe4: ≤ 128.
-extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 2)
-rope_fwd_pipe2_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen, int heads, int headDim,
-                    float theta) {
-    rope_rotate_pipe<false, 2>(out, x, rows, seqLen, heads, headDim, theta);
-}
-
-extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 2)
-rope_fwd_pipe4_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen, int heads, int headDim,
-                    float theta) {
-    rope_rotate_pipe<false, 4>(out, x, rows, seqLen, heads, headDim, theta);
-}
-
-extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 2)
-rope_bwd_pipe2_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int heads, int headDim,
-                    float theta) {
-    rope_rotate_pipe<true, 2>(dx, dy, rows, seqLen, heads, headDim, theta);
-}
-
-extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 2)
-rope_bwd_pipe4_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int heads, int headDim,
-                    float theta) {
-    rope_rotate_pipe<true, 4>(dx, dy, rows, seqLen, heads, headDim, theta);
 }

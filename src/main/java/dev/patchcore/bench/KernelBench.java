@@ -7,6 +7,7 @@ import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 import java.util.SplittableRandom;
 
@@ -129,14 +130,11 @@ public final class KernelBench {
         rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
         rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
         // Kernel variants under evaluation, side by side with the defaults above.
+        for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag ->
+            rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain))));
         for (int v : otherVariants("rmsnorm")) withVariant("rmsnorm", v, tag -> {
             rows.add(measure("rmsNorm" + tag, nd, 2.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNorm(x, gain, 1e-5f)));
             rows.add(measure("addRmsNorm" + tag, nd, 4.0 * n * d * a + 4.0 * n, 0, () -> be.addRmsNorm(x, y, gain, 1e-5f)));
-            rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
-        });
-        for (int v : otherVariants("rope")) withVariant("rope", v, tag -> {
-            rows.add(measure("rope" + tag, nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
-            rows.add(measure("rope backward" + tag, nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
         });
         freeAll();
 
@@ -178,11 +176,10 @@ public final class KernelBench {
         int a = act.bytes();
         rows.add(measure("patchEmbed K=" + k, shape, (double) n * k * d * a + (double) n * d * a + 4.0 * ids.length, 0,
                 () -> be.patchEmbed(table, tokens, k)));
-        // dOut read once per token position; each touched dTable row read and written once (F32).
-        double bwdBytes = (double) n * k * d * a + 8.0 * Math.min((long) n * k, vocab) * d + 4.0 * ids.length;
+        // dOut read once per token position; each distinct token's dTable row read and written once (F32).
+        long distinct = Arrays.stream(ids).distinct().count();
+        double bwdBytes = (double) n * k * d * a + 8.0 * distinct * d + 4.0 * ids.length;
         rows.add(measure("patchEmbed backward K=" + k, shape, bwdBytes, 0, () -> be.patchEmbedBackward(dOut, tokens, k, dTable)));
-        for (int v : otherVariants("patchembed")) withVariant("patchembed", v, tag ->
-                rows.add(measure("patchEmbed backward K=" + k + tag, shape, bwdBytes, 0, () -> be.patchEmbedBackward(dOut, tokens, k, dTable))));
         freeAll();
     }
 

@@ -164,28 +164,16 @@ public final class ParityChecks {
                         out.add(variant(cuda, family, v, "crossEntropyK V=80000", rows -> crossEntropy(rows, 7, 80000, 80000, 2)));
                         out.add(variant(cuda, family, v, "crossEntropyK = v" + base, rows -> crossEntropyIdentity(rows, cuda, base, v)));
                     }
-                    case "patchembed" -> {
-                        for (int k : new int[] {1, 2, 4, 8}) {
-                            out.add(variant(cuda, family, v, "patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
-                            out.add(variant(cuda, family, v, "patchEmbed K=" + k + " V=32000", rows -> patchEmbed(rows, k, 2, 1024 / k, 64, 32000)));
-                            // 12288 keys: the single-block sort's largest input; vocabulary 50: long runs of one token.
-                            out.add(variant(cuda, family, v, "patchEmbed K=" + k + " 12288 keys", rows -> patchEmbed(rows, k, 6, 2048 / k, 64, 50)));
-                        }
-                        if (large) out.add(variant(cuda, family, v, "patchEmbed 370M K=1", rows -> patchEmbed(rows, 1, 4, 2048, 1024, 32000)));
-                        out.add(variant(cuda, family, v, "patchEmbed = v" + base, rows -> patchEmbedIdentity(rows, cuda, base, v)));
+                    case "rmsnormbwd" -> {
+                        // 6400 × 1024: several rows per warp of the one-block-per-SM grid; the rest: other widths.
+                        for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
+                            out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
+                        out.add(variant(cuda, family, v, "rmsNorm dx = v" + base, rows -> rmsNormBackwardIdentity(rows, cuda, base, v)));
                     }
                     case "rmsnorm" -> {
                         for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
                         out.add(variant(cuda, family, v, "rmsNorm = v" + base, rows -> rmsNormIdentity(rows, cuda, base, v)));
-                    }
-                    case "rope" -> {
-                        for (int dh : new int[] {64, 128}) out.add(variant(cuda, family, v, "rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh)));
-                        if (large) {
-                            out.add(variant(cuda, family, v, "rope 370M", rows -> rope(rows, 4, 2048, 16, 64)));
-                            out.add(variant(cuda, family, v, "rope 1.3B", rows -> rope(rows, 2, 2048, 16, 128)));
-                        }
-                        out.add(variant(cuda, family, v, "rope = v" + base, rows -> ropeIdentity(rows, cuda, base, v)));
                     }
                     default -> throw new IllegalStateException("no selftest for kernel family " + family);
                 }
@@ -253,6 +241,20 @@ public final class ParityChecks {
         }
     }
 
+    /** The RMSNorm backward's dx of two backward variants on the same inputs: bitwise equal (dGain: another grouping). */
+    private void rmsNormBackwardIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        int n = 6400, d = 1024;
+        DType act = test.activationType();
+        Twin x = input(act, n, d), dy = input(act, n, d), gain = input(act, d);
+        Tensor rstd = test.rmsNorm(x.t, gain.t, 1e-5f).rstd();
+        List<Tensor> dxs = new ArrayList<>();
+        for (int v : new int[] {a, b}) {
+            cuda.setKernelVariant("rmsnormbwd", v);
+            dxs.add(test.rmsNormBackward(dy.t, x.t, gain.t, rstd, test.scratch(DType.F32, d)));
+        }
+        bitwise(rows, "rmsNorm dx", n + "x" + d, dxs.get(0), dxs.get(1));
+    }
+
     /** A row that passes when two device tensors hold the same bits (downloaded one pair at a time). */
     private void bitwise(List<CheckResult> rows, String op, String shape, Tensor x, Tensor y) {
         boolean same = Arrays.equals(test.download(x), test.download(y));
@@ -277,42 +279,6 @@ public final class ParityChecks {
         String shape = "N" + n + " V" + vocab + "/" + stride + " K" + k;
         bitwise(rows, "crossEntropyK loss", shape, losses.get(0), losses.get(1));
         bitwise(rows, "crossEntropyK dlogits", shape, grads.get(0), grads.get(1));
-    }
-
-    /** The patch-embedding backward (accumulated dTable) of two variants on the same inputs, K = 1 and 4: bitwise equal. */
-    private void patchEmbedIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
-        for (int k : new int[] {1, 4}) {
-            int batch = 4, t = 2048 / k, d = 256, vocab = 32000;
-            int[] ids = new int[batch * t * k];
-            for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
-            Twin tokens = ints(ids, batch, t * k), dOut = input(test.activationType(), batch * t, d), dTable0 = input(DType.F32, vocab, d);
-            List<Tensor> tables = new ArrayList<>();
-            for (int v : new int[] {a, b}) {
-                cuda.setKernelVariant("patchembed", v);
-                Tensor dTable = test.scratch(DType.F32, vocab, d);
-                test.copy(dTable0.t, dTable);
-                test.patchEmbedBackward(dOut.t, tokens.t, k, dTable);
-                tables.add(dTable);
-            }
-            bitwise(rows, "patchEmbed dTable+=", "B" + batch + " T" + t + " K" + k + " d" + d + " V" + vocab, tables.get(0), tables.get(1));
-        }
-    }
-
-    /** RoPE forward and backward of two variants on the same inputs at the 370M and 1.3B shapes: bitwise equal. */
-    private void ropeIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
-        for (int[] s : new int[][] {{4, 2048, 16, 64}, {2, 2048, 16, 128}}) {
-            int t = s[1], heads = s[2], dh = s[3];
-            Twin x = input(test.activationType(), s[0] * t, heads * dh);
-            List<Tensor> fwd = new ArrayList<>(), bwd = new ArrayList<>();
-            for (int v : new int[] {a, b}) {
-                cuda.setKernelVariant("rope", v);
-                fwd.add(test.rope(x.t, t, heads, 10000f));
-                bwd.add(test.ropeBackward(x.t, t, heads, 10000f));
-            }
-            String shape = "B" + s[0] + " T" + t + " H" + heads + " Dh" + dh;
-            bitwise(rows, "rope", shape, fwd.get(0), fwd.get(1));
-            bitwise(rows, "rope backward", shape, bwd.get(0), bwd.get(1));
-        }
     }
 
     // ---------------------------------------------------------------- checks

@@ -52,11 +52,14 @@ public final class CudaFlashAttention {
     private final boolean forward2;
     private final int backwardGeneration;
     private int forwardVariant = FORWARD_MMA_SYNC;
-    /** Backward variant 1: the mma.sync kernels (bwd3, measured on an H100). */
-    public static final int BACKWARD_MMA_SYNC = 1;
-    /** Backward variant 2: the Hopper wgmma kernel (flash_wgmma.cu; compute capability 9.x, D = 64). */
-    public static final int BACKWARD_WGMMA = 2;
-    private int backwardVariant = BACKWARD_MMA_SYNC;
+    /**
+     * Backward variant 1 (default): the Hopper wgmma kernel where it applies (flash_wgmma.cu; compute capability 9.x,
+     * D = 64; H100 run 6: 1.22× bwd3), the mma.sync kernels elsewhere.
+     */
+    public static final int BACKWARD_WGMMA = 1;
+    /** Backward variant 2: the mma.sync kernels everywhere (bwd3; the default until H100 run 6). */
+    public static final int BACKWARD_MMA_SYNC = 2;
+    private int backwardVariant = BACKWARD_WGMMA;
 
     public CudaFlashAttention(KernelContext ctx) {
         this(ctx, USE_FORWARD2, backwardGeneration(System.getProperty(BACKWARD_PROPERTY, DEFAULT_BACKWARD_GENERATION)));
@@ -81,10 +84,10 @@ public final class CudaFlashAttention {
 
     public int forwardVariant() { return forwardVariant; }
 
-    /** Which backward runs where both apply: {@link #BACKWARD_MMA_SYNC} (default) or {@link #BACKWARD_WGMMA}. */
+    /** Which backward runs where both apply: {@link #BACKWARD_WGMMA} (default) or {@link #BACKWARD_MMA_SYNC}. */
     public void setBackwardVariant(int variant) {
         if (variant != BACKWARD_MMA_SYNC && variant != BACKWARD_WGMMA)
-            throw new IllegalArgumentException("flash backward variant must be 1 (mma.sync) or 2 (wgmma), got " + variant);
+            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma) or 2 (mma.sync), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -106,17 +109,20 @@ public final class CudaFlashAttention {
     }
 
     /**
-     * The Hopper forward (flash_wgmma.cu): 2 warpgroups × 64 query rows per CTA, 256 threads, key tiles of 64 rows.
-     * Shared memory: 1 KB of alignment slack for the 1024-byte swizzle atoms, Q [128][D], K and V [2][64][D] (bf16).
+     * The Hopper forward (flash_wgmma.cu): 2 warpgroups × 64 query rows per CTA, 256 threads, key tiles of 64 rows at
+     * D = 64 (two CTAs per SM) and 128 rows at D = 128 (one CTA per SM; FwdWgmmaTile in the .cu). Shared memory: 1 KB
+     * of alignment slack for the 1024-byte swizzle atoms, Q [128][D], K and V [2][keyTile][D] (bf16).
      */
     record ForwardWgmma(int headDim) {
-        static final int ROWS = 128, THREADS = 256, KEY_TILE = 64;
+        static final int ROWS = 128, THREADS = 256;
 
         static boolean supports(int d) { return d == 64 || d == 128; }
 
         String kernel() { return "flash_attn_fwd_wgmma_d" + headDim; }
 
-        int sharedBytes() { return 1024 + ROWS * headDim * 2 + 4 * KEY_TILE * headDim * 2; }
+        int keyTile() { return headDim == 64 ? 64 : 128; }
+
+        int sharedBytes() { return 1024 + ROWS * headDim * 2 + 4 * keyTile() * headDim * 2; }
     }
 
     /**

@@ -3,8 +3,6 @@ package dev.patchcore.backend.cuda;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
-import java.util.Arrays;
-
 /**
  * Patch embedding, paper Eq. 2 ({@code src/main/cuda/patch_embed.cu}). The backward sorts (token, position) keys on
  * the device and lets one block own each vocabulary row, so dTable is accumulated without float atomics and is
@@ -19,29 +17,10 @@ public final class CudaPatchEmbed {
     static final int RADIX_THREADS = 256, RADIX_TILE = 2048, RADIX_BINS = 256;
     /** Run accumulation of the radix path: 8 warps, one sorted entry each ({@code PE_BWD_THREADS}). */
     static final int BWD_THREADS = 256;
-    /** Single-block sort (variant 2): block size and most keys ({@code PE_S1_THREADS}, {@code PE_S1_THREADS · PE_S1_ITEMS}). */
-    static final int SORT1_THREADS = 1024, SORT1_MAX = 12288;
-    /** Variant 1: the radix sort in 3 multi-block launches (measured on an H100). */
-    public static final int VARIANT_RADIX = 1;
-    /** Variant 2: up to {@link #SORT1_MAX} keys sorted by one block in one launch (patch_embed_sort_block); same result. */
-    public static final int VARIANT_BLOCK_SORT = 2;
 
     private final KernelContext ctx;
-    private int variant = VARIANT_RADIX;
 
     public CudaPatchEmbed(KernelContext ctx) { this.ctx = ctx; }
-
-    /** Which backward sort runs where both apply: {@link #VARIANT_RADIX} (default) or {@link #VARIANT_BLOCK_SORT}. */
-    public void setVariant(int variant) {
-        if (variant != VARIANT_RADIX && variant != VARIANT_BLOCK_SORT)
-            throw new IllegalArgumentException("patchEmbed variant must be 1 (multi-block radix) or 2 (single-block sort), got " + variant);
-        this.variant = variant;
-    }
-
-    public int variant() { return variant; }
-
-    /** Dynamic shared memory of patch_embed_sort_block: per-warp digit counts, warp totals, then the n keys. */
-    static int sortBlockSharedBytes(int n) { return (SORT1_THREADS / 32 * RADIX_BINS + SORT1_THREADS / 32 + n) * Integer.BYTES; }
 
     /** table BF16 [V, d], tokens I32 [B, T·K] → BF16 [B·T, d]. */
     public Tensor forward(Tensor table, Tensor tokens, int k) {
@@ -96,13 +75,6 @@ public final class CudaPatchEmbed {
     private void radixBackward(RadixPlan plan, int n, Tensor dOut, Tensor tokens, int k, Tensor dTable) {
         int d = dTable.dim(1), vocab = dTable.dim(0), passes = plan.shifts().length;
         int blocks = gridFor((long) n * 32, BWD_THREADS, ctx.multiprocessorCount());  // one warp per sorted entry
-        if (variant == VARIANT_BLOCK_SORT && n <= SORT1_MAX) {
-            Tensor sorted = ctx.scratch(DType.I32, n);
-            ctx.launch("patch_embed_sort_block", 1, 1, 1, SORT1_THREADS, 1, 1, sortBlockSharedBytes(n),
-                    tokens, n, vocab, plan.posBits(), Arrays.stream(plan.bits()).sum(), passes, sorted);
-            ctx.launch("patch_embed_bwd_runs32", blocks, 1, 1, BWD_THREADS, 1, 1, 0, sorted, n, plan.posBits(), vocab, dOut, dTable, k, d);
-            return;
-        }
         int tiles = (n + RADIX_TILE - 1) / RADIX_TILE;
         Tensor a = ctx.scratch(DType.I32, n), b = ctx.scratch(DType.I32, n);
         Tensor hist = ctx.scratch(DType.I32, passes * RADIX_BINS, tiles);  // [pass][digit][tile]

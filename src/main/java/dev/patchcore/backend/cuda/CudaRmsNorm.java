@@ -22,30 +22,55 @@ public final class CudaRmsNorm {
     static final int BACKWARD_WARPS = 8;
     /** Widest row the warp-per-row backward holds in registers: 8 columns × 32 lanes × 8 groups. */
     static final int BACKWARD_ROWS_MAX_WIDTH = 2048;
-    /** Pipelined kernels (variant 2): warps per block ({@code PIPE_WARPS} in rmsnorm.cu). */
+    /** Pipelined forward kernels: warps per block ({@code PIPE_WARPS} in rmsnorm.cu). */
     static final int PIPE_WARPS = 8;
-    /** Variant 1: register-cached forward, warp-per-row backward (measured on an H100). */
-    public static final int VARIANT_CACHED = 1;
-    /** Variant 2: the same math with rows streamed through a cp.async ring of shared memory (rmsnorm_*_pipe*). */
-    public static final int VARIANT_PIPELINED = 2;
+    /**
+     * Variant 1 (default): forward and fused add with rows streamed through a cp.async ring of shared memory
+     * (rmsnorm_*fwd_pipe*); H100 run 6: 1.08× and 1.06× the register-cached kernels, bit-identical results.
+     */
+    public static final int VARIANT_PIPELINED = 1;
+    /** Variant 2: the register-cached forward kernels (the default until H100 run 6). */
+    public static final int VARIANT_CACHED = 2;
+    /** Backward variant 1 (default): warp per row, gain-gradient shares in registers, ~2 blocks of 8 warps per SM. */
+    public static final int BACKWARD_REGISTER_ACC = 1;
+    /**
+     * Backward variant 2: the same rows with each warp's gain-gradient share in shared memory, so 32 warps fit an SM
+     * (rmsnorm_bwd_wide4_bf16; d ≤ 1024): twice the rows in flight, one partial row per SM.
+     */
+    public static final int BACKWARD_SHARED_ACC = 2;
+    /** Warps per block of the shared-accumulator backward ({@code BWD_WIDE_WARPS} in rmsnorm.cu). */
+    static final int BACKWARD_WIDE_WARPS = 32;
 
     private final KernelContext ctx;
     private int variant;
+    private int backwardVariant = BACKWARD_REGISTER_ACC;
 
     public CudaRmsNorm(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
         this.ctx = ctx;
-        this.variant = VARIANT_CACHED;
+        this.variant = VARIANT_PIPELINED;
     }
 
-    /** Which kernels run where both apply: {@link #VARIANT_CACHED} (default) or {@link #VARIANT_PIPELINED}. */
+    /**
+     * Which forward kernels run where both apply: {@link #VARIANT_PIPELINED} (default) or {@link #VARIANT_CACHED}.
+     * The backward is the warp-per-row kernel in both (a pipelined backward measured 0.89× on an H100 and was removed).
+     */
     public void setVariant(int variant) {
         if (variant != VARIANT_CACHED && variant != VARIANT_PIPELINED)
-            throw new IllegalArgumentException("rmsNorm variant must be 1 (cached) or 2 (pipelined), got " + variant);
+            throw new IllegalArgumentException("rmsNorm variant must be 1 (pipelined) or 2 (register-cached), got " + variant);
         this.variant = variant;
     }
 
     public int variant() { return variant; }
+
+    /** Which backward runs where both apply: {@link #BACKWARD_REGISTER_ACC} (default) or {@link #BACKWARD_SHARED_ACC}. */
+    public void setBackwardVariant(int variant) {
+        if (variant != BACKWARD_REGISTER_ACC && variant != BACKWARD_SHARED_ACC)
+            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (register accumulators) or 2 (shared accumulators), got " + variant);
+        this.backwardVariant = variant;
+    }
+
+    public int backwardVariant() { return backwardVariant; }
 
     /** Pipelined kernels take rows of width d % 8 == 0, d ≤ 2048 (G = 4 groups per lane up to 1024, else 8). */
     static int pipeGroups(int d) { return d % 8 != 0 || d > 2048 ? 0 : d <= 1024 ? 4 : 8; }
@@ -53,9 +78,9 @@ public final class CudaRmsNorm {
     /** Ring stages of the pipelined kernels ({@code PipeStages} in rmsnorm.cu): 3 at G = 4, 2 at G = 8. */
     static int pipeStages(int groups) { return groups <= 4 ? 3 : 2; }
 
-    /** Dynamic shared memory of a pipelined kernel: the warps' rings (16-byte chunks), plus d floats for the backward. */
-    static int pipeSharedBytes(int groups, int inputs, boolean backward, int d) {
-        return PIPE_WARPS * pipeStages(groups) * inputs * groups * 32 * 16 + (backward ? d * Float.BYTES : 0);
+    /** Dynamic shared memory of a pipelined forward kernel: the warps' rings of 16-byte chunks. */
+    static int pipeSharedBytes(int groups, int inputs) {
+        return PIPE_WARPS * pipeStages(groups) * inputs * groups * 32 * 16;
     }
 
     /** Persistent grid of the pipelined kernels: launch bounds allow 2 blocks per SM at G = 4, 1 at G = 8. */
@@ -79,7 +104,7 @@ public final class CudaRmsNorm {
         if (n > 0 && usePipe(d, x, gain, y)) {
             int g = pipeGroups(d);
             ctx.launch("rmsnorm_fwd_pipe" + g + "_bf16", pipeBlocks(n, g), 1, 1, 32 * PIPE_WARPS, 1, 1,
-                    pipeSharedBytes(g, 1, false, d), y, rstd, x, gain, n, d, eps);
+                    pipeSharedBytes(g, 1), y, rstd, x, gain, n, d, eps);
         } else if (n > 0) ctx.launch("rmsnorm_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
                 y, rstd, x, gain, n, d, eps);
         return new Backend.RmsNormOut(y, rstd);
@@ -99,7 +124,7 @@ public final class CudaRmsNorm {
         if (n > 0 && usePipe(d, residual, branch, gain, sum, y)) {
             int g = pipeGroups(d);
             ctx.launch("rmsnorm_add_fwd_pipe" + g + "_bf16", pipeBlocks(n, g), 1, 1, 32 * PIPE_WARPS, 1, 1,
-                    pipeSharedBytes(g, 2, false, d), sum, y, rstd, residual, branch, gain, n, d, eps);
+                    pipeSharedBytes(g, 2), sum, y, rstd, residual, branch, gain, n, d, eps);
         } else if (n > 0) ctx.launch("rmsnorm_add_fwd_bf16", forwardBlocks(n), 1, 1, 32 * FORWARD_WARPS, 1, 1, 0,
                 sum, y, rstd, residual, branch, gain, n, d, eps);
         return new Backend.AddRmsNormOut(sum, y, rstd);
@@ -123,12 +148,13 @@ public final class CudaRmsNorm {
         if (n == 0) return dx;
         int blocks;
         Tensor partial;
-        if (usePipe(d, dy, x, gain, dx)) {
-            int g = pipeGroups(d);
-            blocks = pipeBlocks(n, g);
+        boolean vector = d % 8 == 0 && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx);
+        if (backwardVariant == BACKWARD_SHARED_ACC && vector && d <= BACKWARD_ROWS_MAX_WIDTH / 2) {
+            // One block of 32 warps per SM; each warp's gain-gradient share in its own shared row (128 KB at d = 1024).
+            blocks = Math.min(ceilDiv(n, BACKWARD_WIDE_WARPS), ctx.multiprocessorCount());
             partial = ctx.scratch(DType.F32, blocks, d);
-            ctx.launch("rmsnorm_bwd_pipe" + g + "_bf16", blocks, 1, 1, 32 * PIPE_WARPS, 1, 1, pipeSharedBytes(g, 2, true, d),
-                    dx, partial, dy, x, gain, rstd, n, d);
+            ctx.launch("rmsnorm_bwd_wide4_bf16", blocks, 1, 1, 32 * BACKWARD_WIDE_WARPS, 1, 1,
+                    BACKWARD_WIDE_WARPS * d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         } else if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
             // One warp per row, rows held in registers, gain-gradient partials in registers: as many blocks as stay
             // resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.

@@ -10,7 +10,8 @@ import dev.patchcore.tensor.Tensor;
  * exactly {@link Backend#rope} and {@link Backend#ropeBackward}. Angles are computed on the fly in fp32 with precise
  * {@code sincosf} (no table to keep in sync). The angle of (row, frequency) does not depend on the head, so on the
  * vector path one warp owns a row: it computes the row's Dh/2 (cos, sin) pairs once into shared memory while its
- * 16-byte loads are in flight, and applies them to every head of the row.
+ * 16-byte loads are in flight, and applies them to every head of the row. (A variant streaming rows through a
+ * cp.async ring measured 0.63× this kernel on an H100 once its 16-byte accesses really were 16-byte, and was removed.)
  */
 public final class CudaRope {
     /** 8 warps per block, one row per warp ({@code ROPE_THREADS} in rope.cu). */
@@ -18,37 +19,11 @@ public final class CudaRope {
     /** Largest Dh/2 on the vector path: 8 warps × Dh/2 × (cos, sin) floats fit the 48 KB of shared memory. */
     static final int MAX_TABLE = 768;
 
-    /** Ring stages of the pipelined kernels ({@code ROPE_PIPE_STAGES} in rope.cu). */
-    static final int PIPE_STAGES = 3;
-    /** Variant 1: one warp per row, loads in registers (measured on an H100). */
-    public static final int VARIANT_WARP = 1;
-    /** Variant 2: the same math with rows streamed through a cp.async ring of shared memory (rope_*_pipe*). */
-    public static final int VARIANT_PIPELINED = 2;
-
     private final KernelContext ctx;
-    private int variant = VARIANT_WARP;
 
     public CudaRope(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
         this.ctx = ctx;
-    }
-
-    /** Which kernels run where both apply: {@link #VARIANT_WARP} (default) or {@link #VARIANT_PIPELINED}. */
-    public void setVariant(int variant) {
-        if (variant != VARIANT_WARP && variant != VARIANT_PIPELINED)
-            throw new IllegalArgumentException("rope variant must be 1 (warp per row) or 2 (pipelined), got " + variant);
-        this.variant = variant;
-    }
-
-    public int variant() { return variant; }
-
-    /** Items (head, 8-frequency group) per lane of the pipelined kernel for a row of {@code items} items: 2, 4, or 0 (too wide). */
-    static int pipeItemsPerLane(int items) { return items <= 64 ? 2 : items <= 128 ? 4 : 0; }
-
-    /** Dynamic shared memory of the pipelined kernel: the warps' (cos, sin) tables, then their rings of 16-byte chunks. */
-    static int pipeSharedBytes(int half, int itemsPerLane) {
-        int warps = THREADS / 32;
-        return warps * half * 2 * Float.BYTES + warps * PIPE_STAGES * 2 * itemsPerLane * 32 * 16;
     }
 
     public Tensor forward(Tensor x, int seqLen, int heads, float theta) {
@@ -78,14 +53,6 @@ public final class CudaRope {
         if (rows == 0 || width == 0) return out;
         boolean vector = half % 8 == 0 && half <= MAX_TABLE && aligned16(x) && aligned16(out);
         int sms = ctx.multiprocessorCount();
-        int perLane = vector ? pipeItemsPerLane(heads * (half / 8)) : 0;
-        if (variant == VARIANT_PIPELINED && perLane > 0) {
-            // Persistent grid (2 blocks per SM), so each warp has rows to keep in flight.
-            int blocks = (int) Math.min(((long) rows + THREADS / 32 - 1) / (THREADS / 32), 2L * sms);
-            String pipe = kernel.replace("_bf16", "_pipe" + perLane + "_bf16");
-            ctx.launch(pipe, blocks, 1, 1, THREADS, 1, 1, pipeSharedBytes(half, perLane), out, x, rows, seqLen, heads, headDim, theta);
-            return out;
-        }
         // Vector path: one warp per row (grid-stride). Scalar path: one thread per (row, frequency).
         long work = vector ? (long) rows * 32 : (long) rows * half;
         int blocks = (int) Math.min((work + THREADS - 1) / THREADS, 32L * sms);

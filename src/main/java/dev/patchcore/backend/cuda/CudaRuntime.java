@@ -42,8 +42,8 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private final long totalMemory;
     private final boolean syncAfterLaunch;
     private boolean closed;
-    /** Launch argument marshalling: false = one Java array per argument (JCuda copies each), true = {@link ArgSlots}. */
-    private volatile boolean packedArgs;
+    /** Launch argument marshalling: true (default) = {@link ArgSlots}, false = one Java array per argument (JCuda copies each). */
+    private volatile boolean packedArgs = true;
     private final ThreadLocal<ArgSlots> argSlots = ThreadLocal.withInitial(ArgSlots::new);
 
     /**

@@ -140,7 +140,9 @@ class OpKernelLaunchTest {
     @Test
     void addRmsNormReturnsSumAndNormalized() {
         Tensor r = bf16(16, 128), b = bf16(16, 128), gain = bf16(128);
-        Backend.AddRmsNormOut out = new CudaRmsNorm(ctx).addForward(r, b, gain, 1e-5f);
+        CudaRmsNorm norm = new CudaRmsNorm(ctx);
+        norm.setVariant(CudaRmsNorm.VARIANT_CACHED);  // the register-cached kernel (the default takes the pipelined one)
+        Backend.AddRmsNormOut out = norm.addForward(r, b, gain, 1e-5f);
         assertArrayEquals(new int[] {16, 128}, out.sum().shape());
         assertArrayEquals(new int[] {16, 128}, out.y().shape());
         assertArrayEquals(new int[] {16}, out.rstd().shape());
@@ -231,9 +233,9 @@ class OpKernelLaunchTest {
     }
 
     @Test
-    void pipelinedVariantsLaunchThePipeKernelsWherePossible() {
+    void pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible() {
         CudaRmsNorm norm = new CudaRmsNorm(ctx);
-        norm.setVariant(CudaRmsNorm.VARIANT_PIPELINED);
+        assertEquals(CudaRmsNorm.VARIANT_PIPELINED, norm.variant(), "the default since H100 run 6");
         // 370M: d = 1024 -> G = 4, three stages, persistent grid of 2 blocks per SM.
         Tensor x = bf16(8192, 1024), gain = bf16(1024), dGain = f32(1024);
         Backend.RmsNormOut f = norm.forward(x, gain, 1e-5f);
@@ -243,18 +245,16 @@ class OpKernelLaunchTest {
         norm.addForward(x, x, gain, 1e-5f);
         assertEquals(8 * 3 * 2 * 2048, ctx.only("rmsnorm_add_fwd_pipe4_bf16").shared(), "two input rows per stage");
         norm.backward(x, x, gain, f.rstd(), dGain);
-        Launch b = ctx.only("rmsnorm_bwd_pipe4_bf16");
-        assertEquals(8 * 3 * 2 * 2048 + 4 * 1024, b.shared(), "the rings plus the block's gain row");
-        assertEquals(264, b.grid()[0]);
-        Launch reduce = ctx.only("rmsnorm_bwd_gain_reduce");
-        assertEquals(264, reduce.args()[2], "one partial row per block");
+        ctx.only("rmsnorm_bwd_rows4_bf16");  // the backward is the warp-per-row kernel in every variant
         // d = 2048 -> G = 8, two stages, one block per SM; few rows -> fewer blocks.
         ctx.launches.clear();
         Tensor w = bf16(100, 2048), gw = bf16(2048);
         Backend.RmsNormOut fw = norm.forward(w, gw, 1e-5f);
         assertEquals(13, ctx.only("rmsnorm_fwd_pipe8_bf16").grid()[0]);
+        norm.addForward(w, w, gw, 1e-5f);
+        assertEquals(8 * 2 * 2 * 4096, ctx.only("rmsnorm_add_fwd_pipe8_bf16").shared());
         norm.backward(w, w, gw, fw.rstd(), f32(2048));
-        assertEquals(8 * 2 * 2 * 4096 + 4 * 2048, ctx.only("rmsnorm_bwd_pipe8_bf16").shared());
+        ctx.only("rmsnorm_bwd_rows8_bf16");
         // d = 2560 (2.7B) and misaligned views keep the default kernels.
         ctx.launches.clear();
         norm.forward(bf16(37, 2560), bf16(2560), 1e-5f);
@@ -267,29 +267,33 @@ class OpKernelLaunchTest {
         assertEquals(List.of("rmsnorm_fwd_pipe4_bf16", "rmsnorm_fwd_bf16"), ctx.launches.stream().map(Launch::name).toList());
         assertThrows(IllegalArgumentException.class, () -> norm.setVariant(3));
 
-        CudaRope rope = new CudaRope(ctx);
-        rope.setVariant(CudaRope.VARIANT_PIPELINED);
+        norm.setVariant(CudaRmsNorm.VARIANT_CACHED);
         ctx.launches.clear();
-        rope.forward(x, 2048, 16, 10000f);  // 16 heads x Dh 64: 64 items -> 2 per lane
-        Launch r = ctx.only("rope_fwd_pipe2_bf16");
-        assertEquals(264, r.grid()[0]);
-        assertEquals(7, r.args().length, "no vector flag");
-        assertEquals(8 * 32 * 8 + 8 * 3 * 4 * 32 * 16, r.shared(), "tables of 32 (cos, sin) pairs, then 3 stages of 4 chunks per lane");
-        rope.backward(bf16(4096, 2048), 2048, 16, 10000f);  // Dh 128: 128 items -> 4 per lane
-        assertEquals(8 * 64 * 8 + 8 * 3 * 8 * 32 * 16, ctx.only("rope_bwd_pipe4_bf16").shared());
+        norm.forward(x, gain, 1e-5f);
+        norm.addForward(x, x, gain, 1e-5f);
+        assertEquals(List.of("rmsnorm_fwd_bf16", "rmsnorm_add_fwd_bf16"), ctx.launches.stream().map(Launch::name).toList());
+    }
+
+    @Test
+    void rmsNormSharedAccumulatorBackwardIsOneBlockOf32WarpsPerSm() {
+        CudaRmsNorm norm = new CudaRmsNorm(ctx);
+        assertEquals(CudaRmsNorm.BACKWARD_REGISTER_ACC, norm.backwardVariant());
+        norm.setBackwardVariant(CudaRmsNorm.BACKWARD_SHARED_ACC);
+        Tensor x = bf16(8192, 1024), gain = bf16(1024), rstd = f32(8192), dGain = f32(1024);
+        norm.backward(x, x, gain, rstd, dGain);
+        Launch b = ctx.only("rmsnorm_bwd_wide4_bf16");
+        assertEquals(132, b.grid()[0], "one block per SM");
+        assertEquals(1024, b.threads());
+        assertEquals(32 * 1024 * 4, b.shared(), "one d-float row per warp");
+        assertEquals(132, ctx.only("rmsnorm_bwd_gain_reduce").args()[2], "one partial row per block");
+        // Few rows: fewer blocks; d > 1024 keeps the register kernel.
         ctx.launches.clear();
-        rope.forward(bf16(4096, 2560), 2048, 32, 10000f);  // 2.7B: 32 heads x 5 groups = 160 items: default kernel
-        assertEquals(1, ctx.only("rope_fwd_bf16").args()[7]);
+        norm.backward(bf16(40, 96), bf16(40, 96), bf16(96), f32(40), f32(96));
+        assertEquals(2, ctx.only("rmsnorm_bwd_wide4_bf16").grid()[0]);
         ctx.launches.clear();
-        rope.forward(bf16(100, 48), 10, 4, 10000f);  // scalar shapes stay scalar
-        assertEquals(0, ctx.only("rope_fwd_bf16").args()[7]);
-        // The pipe kernels' other direction, so every kernel is reached.
-        ctx.launches.clear();
-        rope.backward(x, 2048, 16, 10000f);
-        rope.forward(bf16(4096, 2048), 2048, 16, 10000f);
-        norm.addForward(w, w, gw, 1e-5f);
-        assertEquals(List.of("rope_bwd_pipe2_bf16", "rope_fwd_pipe4_bf16", "rmsnorm_add_fwd_pipe8_bf16"),
-                ctx.launches.stream().map(Launch::name).toList());
+        norm.backward(bf16(40, 2048), bf16(40, 2048), bf16(2048), f32(40), f32(2048));
+        ctx.only("rmsnorm_bwd_rows8_bf16");
+        assertThrows(IllegalArgumentException.class, () -> norm.setBackwardVariant(3));
     }
 
     @Test
@@ -340,7 +344,9 @@ class OpKernelLaunchTest {
     @Test
     void crossEntropyOneBlockPerRowWithTargetsInSharedMemory() {
         Tensor logits = bf16(96, 32000), targets = ctx.scratch(DType.I32, 96, 4);
-        Tensor losses = new CudaCrossEntropy(ctx).forward(logits, targets, 32000, 0.5f);
+        CudaCrossEntropy l2 = new CudaCrossEntropy(ctx);
+        l2.setVariant(CudaCrossEntropy.VARIANT_L2);  // the kernel that re-reads the row from L2 (variant 2)
+        Tensor losses = l2.forward(logits, targets, 32000, 0.5f);
         assertArrayEquals(new int[] {96}, losses.shape());
         assertEquals(DType.F32, losses.dtype());
         Launch l = ctx.only("cross_entropy_fwd_bf16");
@@ -351,7 +357,7 @@ class OpKernelLaunchTest {
         assertEquals(32000, l.args()[5], "vocab");
         assertEquals(4, l.args()[6]);
         assertEquals(0.5f, l.args()[7]);
-        new CudaCrossEntropy(ctx).forward(bf16(3, 5), ctx.scratch(DType.I32, 3, 1), 5, 0f);
+        l2.forward(bf16(3, 5), ctx.scratch(DType.I32, 3, 1), 5, 0f);
         List<Launch> ce = ctx.launches.stream().filter(x -> x.name().equals("cross_entropy_fwd_bf16")).toList();
         assertEquals(32, ce.get(1).threads(), "tiny vocabularies still get one full warp");
     }
@@ -359,7 +365,9 @@ class OpKernelLaunchTest {
     @Test
     void crossEntropyPassesPaddedStrideAndVocab() {
         Tensor logits = bf16(16, 50304), targets = ctx.scratch(DType.I32, 16, 2);
-        new CudaCrossEntropy(ctx).forward(logits, targets, 50257, 1f);
+        CudaCrossEntropy l2 = new CudaCrossEntropy(ctx);
+        l2.setVariant(CudaCrossEntropy.VARIANT_L2);
+        l2.forward(logits, targets, 50257, 1f);
         Launch l = ctx.only("cross_entropy_fwd_bf16");
         assertEquals(50304, l.args()[4]);
         assertEquals(50257, l.args()[5]);
@@ -450,34 +458,9 @@ class OpKernelLaunchTest {
     }
 
     @Test
-    void patchEmbedBlockSortVariantIsTwoLaunchesUpTo12288Keys() {
-        CudaPatchEmbed pe = new CudaPatchEmbed(ctx);
-        pe.setVariant(CudaPatchEmbed.VARIANT_BLOCK_SORT);
-        Tensor dTable = f32(32000, 1024);
-        pe.backward(bf16(8192, 1024), ctx.scratch(DType.I32, 4, 2048), 1, dTable);  // 370M, K = 1: 8192 keys
-        assertEquals(List.of("patch_embed_sort_block", "patch_embed_bwd_runs32"), ctx.launches.stream().map(Launch::name).toList());
-        Launch sort = ctx.launches.get(0);
-        assertArrayEquals(new int[] {1, 1, 1}, sort.grid());
-        assertEquals(1024, sort.threads());
-        assertEquals((32 * 256 + 32 + 8192) * 4, sort.shared(), "per-warp digit counts, warp totals, the keys");
-        assertEquals(13, sort.args()[3], "position bits of 8192 keys");
-        assertEquals(15, sort.args()[4], "token bits of V = 32000");
-        assertEquals(2, sort.args()[5], "passes");
-        assertSame(sort.args()[6], ctx.launches.get(1).args()[0], "the runs read the sorted keys");
-        // 12288 keys still fit; 12289 take the multi-block radix sort.
-        ctx.launches.clear();
-        pe.backward(bf16(12288, 64), ctx.scratch(DType.I32, 6, 2048), 1, f32(50, 64));
-        assertEquals(2, ctx.launches.size());
-        ctx.launches.clear();
-        pe.backward(bf16(12289, 64), ctx.scratch(DType.I32, 1, 12289), 1, f32(50, 64));
-        assertEquals("patch_embed_keys32", ctx.launches.getFirst().name());
-        assertThrows(IllegalArgumentException.class, () -> pe.setVariant(0));
-    }
-
-    @Test
     void crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB() {
         CudaCrossEntropy ce = new CudaCrossEntropy(ctx);
-        ce.setVariant(CudaCrossEntropy.VARIANT_SMEM);
+        assertEquals(CudaCrossEntropy.VARIANT_SMEM, ce.variant(), "the default since H100 run 6");
         ce.forward(bf16(8192, 50304), ctx.scratch(DType.I32, 8192, 4), 50257, 1f);
         Launch l = ctx.only("cross_entropy_fwd_smem_bf16");
         assertEquals(8192, l.grid()[0], "one block per row");
@@ -600,7 +583,8 @@ class OpKernelLaunchTest {
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
-                this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedVariantsLaunchThePipeKernelsWherePossible,
+                this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
+                this::rmsNormSharedAccumulatorBackwardIsOneBlockOf32WarpsPerSm,
                 this::crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB);
         for (Runnable c : cases) {
             ctx.launches.clear();
