@@ -176,10 +176,10 @@ struct FwdWgmmaTile {
 // Forward, software-pipelined inside each warpgroup as FlashAttention-3 (intra-warpgroup overlap): the loop step for
 // tile j issues S_j = Q K_jᵀ, then O += P_{j+1} V_{j+1} (P_{j+1} from the previous step, already bf16 fragments),
 // waits for S_j only (wgmma.wait_group 1) and runs the mask and softmax of tile j while the tensor cores still work
-// on P_{j+1} V_{j+1}; then waits for the PV product (wait_group 0) and repacks tile j's probabilities as the next
-// step's A fragments. O is rescaled by tile j+1's α just before its PV product is issued (O then holds the sum over
-// tiles > j+1 at the running max of tile j+2; α_{j+1} moves it to tile j+1's). The last PV product (tile 0) runs
-// after the loop.
+// on P_{j+1} V_{j+1}; then waits for the PV product (wait_group 0), rescales O by tile j's α (O then holds the sum
+// over tiles > j, moved from tile j+1's running max to tile j's, the max P_j was taken at) and repacks tile j's
+// probabilities as the next step's A fragments. A warpgroup's first tile has no PV product to overlap; the last PV
+// product (tile 0) runs after the loop.
 // Loads: the step for tile j reads K_j and V_{j+1}, both from the cp.async group issued in step j+1, and issues
 // K_{j−1} (buffer (j−1)&1, last read by S_{j+1} in step j+1) and V_j (buffer j&1, last read by P_{j+2} V_{j+2} in
 // step j+1); both readers waited for their wgmma before the barrier that opens step j. V_0 gets a barrier of its own
@@ -197,7 +197,11 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     const uint32_t sQ = (raw + 1023u) & ~1023u;     // swizzle atoms must be 1024-byte aligned
     const uint32_t sK0 = sQ + QBYTES, sV0 = sK0 + 2 * KVBYTES;  // K [2][BC][D], V [2][BC][D]
 
-    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    // wg and warp through a lane-0 broadcast: ptxas then knows them (and jFirst, qw) to be warp-uniform, so the
+    // branches on them below (the warpgroup's first tile, the mask) are not divergent paths, in which it would
+    // serialize the wgmma still in flight (advisory C7518).
+    const int tid = threadIdx.x, lane = tid & 31;
+    const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0), warp = __shfl_sync(0xffffffffu, (tid >> 5) & 3, 0);
     const int g = lane >> 2, c = lane & 3;
     const int q0 = (gridDim.y - 1 - blockIdx.y) * WG_BR;  // longest rows first
     const int bh = blockIdx.x, b = bh / H, h = bh % H;
@@ -222,23 +226,16 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
     float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f};
-    float alpha[2] = {0.f, 0.f};  // rescale of O that goes with pa (tile j+1's α), applied before its PV product
-    uint32_t pa[BC / 16][4];      // P of tile j+1 as bf16 A fragments: k-block kk = accumulator n8 blocks 2kk, 2kk+1
+    float alpha[2];               // the softmax's rescale of O for the running max of the current tile
+    uint32_t pa[BC / 16][4];      // P of the previous tile, bf16 A fragments: k-block kk = n8 blocks 2kk, 2kk+1
 #pragma unroll
     for (int kk = 0; kk < BC / 16; ++kk)
 #pragma unroll
         for (int i = 0; i < 4; ++i) pa[kk][i] = 0u;
 
-    // O = O·α + P V for the P in pa and the V tile at sV (BC/16 steps along the keys; step kk starts 16 key rows,
-    // 2 atoms, further). Issued and committed, not waited for.
+    // O += P V for the P in pa and the V tile at sV (BC/16 steps along the keys; step kk starts 16 key rows, 2 atoms,
+    // further). Issued and committed, not waited for.
     auto issue_pv = [&](uint32_t sV) {
-#pragma unroll
-        for (int n = 0; n < D / 8; ++n) {
-            o[4 * n + 0] *= alpha[0];
-            o[4 * n + 1] *= alpha[0];
-            o[4 * n + 2] *= alpha[1];
-            o[4 * n + 3] *= alpha[1];
-        }
         fence_regs(o);
         fence_regs(pa);  // the bf16 packing of P and the rescale of O must stay ahead of the fence
         wgmma_fence();
@@ -292,7 +289,7 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
                         if (col > row) s[4 * n + i] = -INFINITY;
                     }
             }
-            // Online softmax; a row is spread over the 4 lanes of a quad. O's rescale by α waits for the next PV issue.
+            // Online softmax; a row is spread over the 4 lanes of a quad. O's rescale by α waits for the PV product.
 #pragma unroll
             for (int r = 0; r < 2; ++r) {
                 float mx = rowMax[r];
@@ -325,6 +322,15 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
             wgmma_wait<0>();  // P_{j+1} V_{j+1} done: O and pa are free again
             fence_regs(o);
             fence_regs(pa);
+            // O (at tile j+1's running max) to tile j's. Here and not before the PV issue: between the S and PV
+            // wgmmas, ptxas would wait for S before touching O (advisory C7517).
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                o[4 * n + 0] *= alpha[0];
+                o[4 * n + 1] *= alpha[0];
+                o[4 * n + 2] *= alpha[1];
+                o[4 * n + 3] *= alpha[1];
+            }
         }
         // P_j as bf16 A fragments for the next step.
 #pragma unroll

@@ -180,6 +180,8 @@ public final class KernelBench {
         long distinct = Arrays.stream(ids).distinct().count();
         double bwdBytes = (double) n * k * d * a + 8.0 * distinct * d + 4.0 * ids.length;
         rows.add(measure("patchEmbed backward K=" + k, shape, bwdBytes, 0, () -> be.patchEmbedBackward(dOut, tokens, k, dTable)));
+        for (int v : otherVariants("patchembed")) withVariant("patchembed", v, tag ->
+                rows.add(measure("patchEmbed backward K=" + k + tag, shape, bwdBytes, 0, () -> be.patchEmbedBackward(dOut, tokens, k, dTable))));
         freeAll();
     }
 

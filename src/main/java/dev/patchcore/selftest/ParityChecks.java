@@ -164,6 +164,16 @@ public final class ParityChecks {
                         out.add(variant(cuda, family, v, "crossEntropyK V=80000", rows -> crossEntropy(rows, 7, 80000, 80000, 2)));
                         out.add(variant(cuda, family, v, "crossEntropyK = v" + base, rows -> crossEntropyIdentity(rows, cuda, base, v)));
                     }
+                    case "patchembed" -> {
+                        for (int k : new int[] {1, 2, 4, 8}) {
+                            out.add(variant(cuda, family, v, "patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
+                            out.add(variant(cuda, family, v, "patchEmbed K=" + k + " V=32000", rows -> patchEmbed(rows, k, 2, 1024 / k, 64, 32000)));
+                            // vocabulary 50: long runs of one token
+                            out.add(variant(cuda, family, v, "patchEmbed K=" + k + " V=50", rows -> patchEmbed(rows, k, 6, 2048 / k, 64, 50)));
+                        }
+                        if (large) out.add(variant(cuda, family, v, "patchEmbed 370M K=1", rows -> patchEmbed(rows, 1, 4, 2048, 1024, 32000)));
+                        out.add(variant(cuda, family, v, "patchEmbed = v" + base, rows -> patchEmbedIdentity(rows, cuda, base, v)));
+                    }
                     case "rmsnormbwd" -> {
                         // 6400 × 1024: several rows per warp of the one-block-per-SM grid; the rest: other widths.
                         for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
@@ -253,6 +263,53 @@ public final class ParityChecks {
             dxs.add(test.rmsNormBackward(dy.t, x.t, gain.t, rstd, test.scratch(DType.F32, d)));
         }
         bitwise(rows, "rmsNorm dx", n + "x" + d, dxs.get(0), dxs.get(1));
+    }
+
+    /**
+     * The patch-embedding backward (accumulated dTable) of two variants on the same inputs, K = 1 and 4, with some
+     * out-of-range ids: bitwise equal. Then the same token tensor re-uploaded and overwritten by a device copy: the
+     * backward must follow the tensor's current contents (no stale host-sorted keys).
+     */
+    private void patchEmbedIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        for (int k : new int[] {1, 4}) {
+            int batch = 4, t = 2048 / k, d = 256, vocab = 32000;
+            int[] ids = new int[batch * t * k];
+            for (int i = 0; i < ids.length; i++) ids[i] = i % 97 == 5 ? -3 : i % 89 == 7 ? vocab + 11 : random.nextInt(vocab);
+            Twin tokens = ints(ids, batch, t * k), dOut = input(test.activationType(), batch * t, d), dTable0 = input(DType.F32, vocab, d);
+            List<Tensor> tables = new ArrayList<>();
+            for (int v : new int[] {a, b}) {
+                cuda.setKernelVariant("patchembed", v);
+                Tensor dTable = test.scratch(DType.F32, vocab, d);
+                test.copy(dTable0.t, dTable);
+                test.patchEmbedBackward(dOut.t, tokens.t, k, dTable);
+                tables.add(dTable);
+            }
+            bitwise(rows, "patchEmbed dTable+=", "B" + batch + " T" + t + " K" + k + " d" + d + " V" + vocab, tables.get(0), tables.get(1));
+        }
+        // Upload, use, re-upload other ids, use, then overwrite on the device and use: each against the CPU, with the
+        // default (host-sorted keys where the ids came from the host).
+        cuda.setKernelVariant("patchembed", a);
+        int batch = 2, t = 300, d = 64, vocab = 500;
+        Tensor tokens = test.scratch(DType.I32, batch, t), other = test.scratch(DType.I32, batch, t);
+        Tensor tokensRef = ref.scratch(DType.I32, batch, t);
+        Twin dOut = input(test.activationType(), batch * t, d);
+        for (int round = 0; round < 3; round++) {
+            int[] ids = new int[batch * t];
+            for (int i = 0; i < ids.length; i++) ids[i] = random.nextInt(vocab);
+            if (round < 2) test.uploadInts(tokens, ids);
+            else {
+                test.uploadInts(other, ids);
+                test.copy(other, tokens);
+            }
+            ref.uploadInts(tokensRef, ids);
+            Twin dTable0 = input(DType.F32, vocab, d);
+            Tensor dTable = test.scratch(DType.F32, vocab, d), dTableRef = ref.scratch(DType.F32, vocab, d);
+            test.copy(dTable0.t, dTable);
+            ref.copy(dTable0.r, dTableRef);
+            test.patchEmbedBackward(dOut.t, tokens, 1, dTable);
+            ref.patchEmbedBackward(dOut.r, tokensRef, 1, dTableRef);
+            compare(rows, "patchEmbed dTable+= after " + (round < 2 ? "upload " + round : "device copy"), new int[] {vocab, d}, dTable, dTableRef);
+        }
     }
 
     /** A row that passes when two device tensors hold the same bits (downloaded one pair at a time). */

@@ -117,6 +117,7 @@ public final class CudaBackend implements Backend, KernelContext {
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
+            "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
             "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_REGISTER_ACC, CudaRmsNorm.BACKWARD_SHARED_ACC),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
@@ -138,6 +139,7 @@ public final class CudaBackend implements Backend, KernelContext {
             case "flashbwd" -> flashAttention.backwardVariant();
             case "flashfwd" -> flashAttention.forwardVariant();
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
+            case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
             case "rmsnormbwd" -> rmsNorm.backwardVariant();
             case "upload" -> pinnedUploads ? UPLOAD_PINNED : UPLOAD_SYNCHRONOUS;
@@ -155,6 +157,7 @@ public final class CudaBackend implements Backend, KernelContext {
                     throw new IllegalArgumentException("launch variant must be 1 (packed native slots) or 2 (Java arrays), got " + variant);
                 runtime.setPackedArgs(variant == LAUNCH_PACKED);
             }
+            case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
             case "rmsnormbwd" -> rmsNorm.setBackwardVariant(variant);
             case "upload" -> {
@@ -240,6 +243,7 @@ public final class CudaBackend implements Backend, KernelContext {
 
     @Override
     public void free(Tensor t) {
+        if (t.dtype() == DType.I32) patchEmbed.forget(t);
         runtime.synchronize(); // queued kernels may still read it
         allocator.freePersistent(t);
     }
@@ -261,6 +265,7 @@ public final class CudaBackend implements Backend, KernelContext {
         requireCuda(dst);
         requireLength(dst, src.length);
         if (src.length == 0) return;
+        if (dst.dtype() == DType.I32) patchEmbed.forget(dst);
         switch (dst.dtype()) {
             case F32 -> runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
             case BF16 -> {
@@ -285,6 +290,13 @@ public final class CudaBackend implements Backend, KernelContext {
         requireLength(dst, src.length);
         if (dst.dtype() != DType.I32) throw new IllegalArgumentException("uploadInts: " + dst + " is not I32");
         if (src.length == 0) return;
+        copyInts(dst, src);
+        patchEmbed.noteUpload(dst, src);  // token ids: the patch-embedding backward sorts them on the host
+    }
+
+    /** Host ints into an I32 tensor in stream order, by the configured upload path. */
+    @Override
+    public void copyInts(Tensor dst, int[] src) {
         if (pinnedUploads) runtime.copyIntsToDeviceAsync(CudaStorage.addressOf(dst), src);
         else runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
     }
@@ -333,6 +345,7 @@ public final class CudaBackend implements Backend, KernelContext {
         requireCuda(src);
         requireCuda(dst);
         if (src.numel() != dst.numel()) throw new IllegalArgumentException("copy: " + src + " → " + dst + " element counts differ");
+        if (dst.dtype() == DType.I32) patchEmbed.forget(dst);
         if (src.dtype() == dst.dtype()) {
             if (src.numel() > 0) runtime.copyDeviceToDevice(CudaStorage.addressOf(dst), CudaStorage.addressOf(src), src.bytes());
         } else {

@@ -2,6 +2,10 @@ package dev.patchcore.backend.cuda;
 
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
+import it.unimi.dsi.fastutil.ints.IntArrays;
+
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 /**
  * Patch embedding, paper Eq. 2 ({@code src/main/cuda/patch_embed.cu}). The backward sorts (token, position) keys on
@@ -18,9 +22,109 @@ public final class CudaPatchEmbed {
     /** Run accumulation of the radix path: 8 warps, one sorted entry each ({@code PE_BWD_THREADS}). */
     static final int BWD_THREADS = 256;
 
+    /**
+     * Variant 1 (default): for token tensors uploaded from the host, the backward's sorted keys are computed on the
+     * host from the uploaded ids (a radix sort of n ints, off the GPU's critical path) and copied to the device in
+     * stream order at the tensor's first patch-embedding call, so the backward is one kernel; other token tensors
+     * take the device sort.
+     */
+    public static final int VARIANT_HOST_SORTED = 1;
+    /** Variant 2: the keys always sorted on the device (3 launches at 8192 keys: ~15 µs of latency on an H100). */
+    public static final int VARIANT_DEVICE_SORT = 2;
+    /** Token tensors whose host ids are remembered at once (most recently uploaded first out). */
+    static final int HOST_SORTED_TENSORS = 4;
+
     private final KernelContext ctx;
+    private int variant = VARIANT_HOST_SORTED;
+    /** Token tensor (by identity) → its last uploaded ids and their sorted keys on the device. Access order: LRU. */
+    private final Map<Tensor, HostSorted> hostSorted = new LinkedHashMap<>(8, 0.75f, true);
 
     public CudaPatchEmbed(KernelContext ctx) { this.ctx = ctx; }
+
+    /** Which backward runs where both apply: {@link #VARIANT_HOST_SORTED} (default) or {@link #VARIANT_DEVICE_SORT}. */
+    public void setVariant(int variant) {
+        if (variant != VARIANT_HOST_SORTED && variant != VARIANT_DEVICE_SORT)
+            throw new IllegalArgumentException("patchEmbed variant must be 1 (keys sorted on the host) or 2 (on the device), got " + variant);
+        this.variant = variant;
+    }
+
+    public int variant() { return variant; }
+
+    /**
+     * The ids of a token tensor's upload (the caller's array is copied). Keys: {@code token << posBits | position},
+     * posBits = bits of n − 1, ids outside [0, 2^(32 − posBits) − 1) mapped to the all-ones token field, ascending as
+     * unsigned ints — for any vocabulary up to that field's maximum this is exactly the device sort's order (valid
+     * ids by token, then position; the rest after them), so the backward's result is bit-identical.
+     */
+    static final class HostSorted {
+        final int[] ids;
+        final long start, bytes;
+        final int posBits;
+        final long sentinel;
+        Tensor keys;  // persistent I32 [n] on the device, reused across uploads of the same size
+        boolean onDevice;
+
+        HostSorted(int[] ids, long start, long bytes) {
+            this.ids = ids;
+            this.start = start;
+            this.bytes = bytes;
+            this.posBits = RadixPlan.bitsFor(ids.length - 1L);
+            this.sentinel = (1L << (32 - posBits)) - 1;
+        }
+
+        int[] sortedKeys() {
+            int[] keys = new int[ids.length];
+            for (int i = 0; i < ids.length; i++) {
+                long tok = ids[i] >= 0 && ids[i] < sentinel ? ids[i] : sentinel;
+                keys[i] = (int) ((tok << posBits) | i) ^ Integer.MIN_VALUE;  // sign flip: signed order = unsigned order
+            }
+            IntArrays.radixSort(keys);
+            for (int i = 0; i < keys.length; i++) keys[i] ^= Integer.MIN_VALUE;
+            return keys;
+        }
+    }
+
+    /** Remembers the ids just uploaded into {@code tokens} (called by the backend's uploadInts). */
+    public void noteUpload(Tensor tokens, int[] ids) {
+        if (variant != VARIANT_HOST_SORTED || ids.length == 0) return;
+        HostSorted old = hostSorted.remove(tokens);
+        forget(tokens);  // overlapping views' entries are stale now
+        HostSorted e = new HostSorted(ids.clone(), CudaStorage.addressOf(tokens), tokens.bytes());
+        if (old != null && old.keys != null && old.ids.length == ids.length) e.keys = old.keys;
+        else if (old != null && old.keys != null) ctx.free(old.keys);
+        hostSorted.put(tokens, e);
+        while (hostSorted.size() > HOST_SORTED_TENSORS) {
+            var eldest = hostSorted.entrySet().iterator();
+            HostSorted gone = eldest.next().getValue();
+            eldest.remove();
+            if (gone.keys != null) ctx.free(gone.keys);
+        }
+    }
+
+    /** Drops what is remembered for every token tensor overlapping {@code written} (written some other way, or freed). */
+    public void forget(Tensor written) {
+        if (hostSorted.isEmpty()) return;
+        long a = CudaStorage.addressOf(written), b = a + written.bytes();
+        for (var it = hostSorted.values().iterator(); it.hasNext(); ) {
+            HostSorted e = it.next();
+            if (e.start < b && a < e.start + e.bytes) {
+                it.remove();
+                if (e.keys != null) ctx.free(e.keys);
+            }
+        }
+    }
+
+    /** The device keys for {@code tokens} if its ids are known on the host (sorted and copied on first use), else null. */
+    private HostSorted hostSortedKeys(Tensor tokens) {
+        HostSorted e = variant == VARIANT_HOST_SORTED ? hostSorted.get(tokens) : null;
+        if (e == null) return null;
+        if (!e.onDevice) {
+            if (e.keys == null) e.keys = ctx.allocate(DType.I32, e.ids.length);
+            ctx.copyInts(e.keys, e.sortedKeys());
+            e.onDevice = true;
+        }
+        return e;
+    }
 
     /** table BF16 [V, d], tokens I32 [B, T·K] → BF16 [B·T, d]. */
     public Tensor forward(Tensor table, Tensor tokens, int k) {
@@ -28,6 +132,7 @@ public final class CudaPatchEmbed {
         int d = table.dim(1);
         Tensor out = ctx.scratch(DType.BF16, rows, d);
         if (rows == 0 || d == 0) return out;
+        hostSortedKeys(tokens);  // the backward's keys on their way while the model runs forward
         int blocks = gridFor((long) rows * 32, FWD_THREADS, ctx.multiprocessorCount());  // one warp per row, grid-stride
         ctx.launch("patch_embed_fwd_bf16", blocks, 1, 1, FWD_THREADS, 1, 1, 0, out, table, tokens, rows, k, d, table.dim(0));
         return out;
@@ -43,6 +148,13 @@ public final class CudaPatchEmbed {
         long n = tokens.numel();
         if (n == 0 || d == 0) return;
         int vocab = dTable.dim(0);
+        HostSorted sorted = d % 8 == 0 && aligned16(dOut) && aligned16(dTable) ? hostSortedKeys(tokens) : null;
+        if (sorted != null && vocab <= sorted.sentinel && sorted.ids.length == n) {
+            int blocks = gridFor(n * 32, BWD_THREADS, ctx.multiprocessorCount());  // one warp per sorted entry
+            ctx.launch("patch_embed_bwd_runs32", blocks, 1, 1, BWD_THREADS, 1, 1, 0, sorted.keys, (int) n, sorted.posBits, vocab,
+                    dOut, dTable, k, d);
+            return;
+        }
         RadixPlan plan = RadixPlan.of(n, vocab);
         if (plan != null && d % 8 == 0 && aligned16(dOut) && aligned16(dTable)) radixBackward(plan, (int) n, dOut, tokens, k, dTable);
         else bitonicBackward(n, dOut, tokens, k, dTable);

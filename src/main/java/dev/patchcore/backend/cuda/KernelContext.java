@@ -21,6 +21,15 @@ public interface KernelContext {
     /** Number of streaming multiprocessors (for grid sizing). */
     int multiprocessorCount();
 
+    /** Same as {@link dev.patchcore.backend.Backend#allocate} (persistent, zero-filled). */
+    default Tensor allocate(DType dtype, int... shape) { throw new UnsupportedOperationException("allocate"); }
+
+    /** Same as {@link dev.patchcore.backend.Backend#free}. */
+    default void free(Tensor t) { throw new UnsupportedOperationException("free"); }
+
+    /** Copies host ints into {@code dst} in stream order (the backend's upload path for token ids). */
+    default void copyInts(Tensor dst, int[] src) { throw new UnsupportedOperationException("copyInts"); }
+
     /** The device's compute capability major version (9 for Hopper), for kernels that exist only there; 0 if unknown. */
     default int computeCapabilityMajor() { return 0; }
 }

@@ -81,6 +81,19 @@ class OpKernelLaunchTest {
         @Override
         public int multiprocessorCount() { return 132; }
 
+        /** Host-to-device int copies, in order: (destination, values). */
+        final List<Map.Entry<Tensor, int[]>> intCopies = new ArrayList<>();
+        final List<Tensor> freed = new ArrayList<>();
+
+        @Override
+        public Tensor allocate(DType dtype, int... shape) { return scratch(dtype, shape); }
+
+        @Override
+        public void free(Tensor t) { freed.add(t); }
+
+        @Override
+        public void copyInts(Tensor dst, int[] src) { intCopies.add(Map.entry(dst, src.clone())); }
+
         Launch only(String name) {
             List<Launch> l = launches.stream().filter(x -> x.name().equals(name)).toList();
             assertEquals(1, l.size(), "launches of " + name);
@@ -455,6 +468,68 @@ class OpKernelLaunchTest {
         assertSame(pass0.args()[1], pass1.args()[0], "pass 1 reads pass 0's output");
         assertSame(pass1.args()[1], runs.args()[0], "the runs read the last pass's output");
         assertEquals(4 * 2048 / (CudaPatchEmbed.BWD_THREADS / 32), runs.grid()[0], "one warp per sorted entry");
+    }
+
+    @Test
+    void patchEmbedBackwardOfUploadedTokensIsOneLaunchWithHostSortedKeys() {
+        CudaPatchEmbed pe = new CudaPatchEmbed(ctx);
+        Tensor tokens = ctx.scratch(DType.I32, 2, 6), table = bf16(100, 64), dTable = f32(100, 64);
+        int[] ids = {7, 3, 7, -1, 3, 250, 0, 7, 99, 3, 100, 7};
+        pe.noteUpload(tokens, ids);
+        ids[0] = 42;  // the caller may reuse its array: the ids were copied
+        pe.forward(table, tokens, 2);  // sorts and copies the keys
+        assertEquals(1, ctx.intCopies.size());
+        int[] keys = ctx.intCopies.getFirst().getValue();
+        // posBits = bits of 11 = 4; ids outside [0, 2^28 - 1) take the all-ones token field; unsigned ascending.
+        int s = (1 << 28) - 1;
+        int[] want = {0 << 4 | 6, 3 << 4 | 1, 3 << 4 | 4, 3 << 4 | 9, 7 << 4 | 0, 7 << 4 | 2, 7 << 4 | 7, 7 << 4 | 11,
+                99 << 4 | 8, 100 << 4 | 10, 250 << 4 | 5, s << 4 | 3};
+        assertArrayEquals(want, keys);
+        ctx.launches.clear();
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
+        Launch runs = ctx.only("patch_embed_bwd_runs32");
+        assertEquals(1, ctx.launches.size(), "no device sort");
+        assertSame(ctx.intCopies.getFirst().getKey(), runs.args()[0]);
+        assertEquals(List.of(12, 4, 100), List.of(runs.args()[1], runs.args()[2], runs.args()[3]));
+        assertEquals(1, ctx.intCopies.size(), "sorted once per upload");
+        // A view written some other way forgets the ids: the device sort again.
+        pe.forget(tokens.reshape(12).rows(3, 2));
+        ctx.launches.clear();
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
+        assertEquals("patch_embed_keys32", ctx.launches.getFirst().name());
+        assertEquals(List.of(ctx.intCopies.getFirst().getKey()), ctx.freed, "its keys buffer freed");
+        // Uploading again: new keys; once more: the same keys buffer, sorted again. The device-sort variant ignores the ids.
+        pe.noteUpload(tokens, ids);
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
+        pe.noteUpload(tokens, ids);
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
+        assertEquals(3, ctx.intCopies.size());
+        assertSame(ctx.intCopies.get(1).getKey(), ctx.intCopies.get(2).getKey());
+        pe.setVariant(CudaPatchEmbed.VARIANT_DEVICE_SORT);
+        pe.noteUpload(tokens, ids);
+        ctx.launches.clear();
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
+        assertEquals("patch_embed_keys32", ctx.launches.getFirst().name());
+        assertThrows(IllegalArgumentException.class, () -> pe.setVariant(3));
+    }
+
+    @Test
+    void patchEmbedRemembersTheLastFourUploadedTokenTensors() {
+        CudaPatchEmbed pe = new CudaPatchEmbed(ctx);
+        List<Tensor> tensors = new ArrayList<>();
+        for (int i = 0; i < 5; i++) {
+            Tensor t = ctx.scratch(DType.I32, 1, 8);
+            tensors.add(t);
+            pe.noteUpload(t, new int[] {1, 2, 3, 4, 5, 6, 7, i});
+            pe.forward(bf16(10, 64), t, 1);
+        }
+        assertEquals(List.of(ctx.intCopies.getFirst().getKey()), ctx.freed, "the first tensor's keys freed when the fifth came");
+        ctx.launches.clear();
+        pe.backward(bf16(8, 64), tensors.getFirst(), 1, f32(10, 64));
+        assertEquals("patch_embed_keys32", ctx.launches.getFirst().name());
+        ctx.launches.clear();
+        pe.backward(bf16(8, 64), tensors.getLast(), 1, f32(10, 64));
+        assertEquals(1, ctx.launches.size());
     }
 
     @Test
