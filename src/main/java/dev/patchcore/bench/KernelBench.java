@@ -132,6 +132,18 @@ public final class KernelBench {
         // Kernel variants under evaluation, side by side with the defaults above.
         for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag ->
             rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain))));
+        if (be instanceof CudaBackend cuda) {
+            // Diagnostic: a quarter of the rows (one per resident warp of the default backward: 2 blocks × 8 warps per
+            // SM) — the per-call cost that does not scale with the rows (the gain-gradient partials and their reduce).
+            int quarter = 16 * cuda.multiprocessorCount();
+            Tensor yq = y.rows(0, quarter), xq = x.rows(0, quarter), rq = rstdKeep.rows(0, quarter);
+            String shape = quarter + "x" + d;
+            rows.add(measure("rmsNorm backward (rows = resident warps)", shape, 3.0 * quarter * d * a + 4.0 * quarter, 0,
+                    () -> be.rmsNormBackward(yq, xq, gain, rq, dGain)));
+            for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag ->
+                    rows.add(measure("rmsNorm backward (rows = resident warps)" + tag, shape, 3.0 * quarter * d * a + 4.0 * quarter, 0,
+                            () -> be.rmsNormBackward(yq, xq, gain, rq, dGain))));
+        }
         for (int v : otherVariants("rmsnorm")) withVariant("rmsnorm", v, tag -> {
             rows.add(measure("rmsNorm" + tag, nd, 2.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNorm(x, gain, 1e-5f)));
             rows.add(measure("addRmsNorm" + tag, nd, 4.0 * n * d * a + 4.0 * n, 0, () -> be.addRmsNorm(x, y, gain, 1e-5f)));
@@ -160,6 +172,8 @@ public final class KernelBench {
         double flops = 2.0 * n * in * out;
         rows.add(measure("matmul " + name, shape, 0, flops, () -> be.matmul(x, w)));
         rows.add(measure("matmul backward " + name, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
+        for (int v : otherVariants("gemmbwd")) withVariant("gemmbwd", v, tag ->
+                rows.add(measure("matmul backward " + name + tag, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true))));
         freeAll();
     }
 
@@ -276,7 +290,13 @@ public final class KernelBench {
         Backend.AdamWStep step = new Backend.AdamWStep(1e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 1, 1f);
         double bytes = 4.0 * p * 7 + (double) be.activationType().bytes() * p; // master, m, v read+write; grad read; compute write
         rows.add(measure("adamW", "[" + p + "]", bytes, 0, () -> be.adamW(master, grad, m, v, compute, step)));
-        rows.add(measure("sumOfSquares", "[" + p + "]", 4.0 * p, 0, () -> be.sumOfSquares(List.of(grad))));
+        if (be instanceof CudaBackend cuda) {
+            // The kernels alone (the result stays on the device), then the op as training calls it (one download).
+            rows.add(measure("sumOfSquares", "[" + p + "]", 4.0 * p, 0, () -> cuda.sumOfSquaresOnDevice(List.of(grad))));
+            rows.add(measure("sumOfSquares + download", "[" + p + "]", 4.0 * p, 0, () -> be.sumOfSquares(List.of(grad))));
+        } else {
+            rows.add(measure("sumOfSquares", "[" + p + "]", 4.0 * p, 0, () -> be.sumOfSquares(List.of(grad))));
+        }
         freeAll();
     }
 

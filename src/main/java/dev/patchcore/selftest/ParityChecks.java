@@ -137,6 +137,12 @@ public final class ParityChecks {
                         out.add(variant(cuda, family, v, "crossEntropyK K=2", rows -> crossEntropy(rows, 13, 1000, 1000, 2)));
                         out.add(variant(cuda, family, v, "upload ordering", this::uploadOrdering));
                     }
+                    case "gemmbwd" -> {
+                        for (int[] g : new int[][] {{37, 96, 160}, {512, 1024, 1024}, {300, 1000, 2752}})
+                            out.add(variant(cuda, family, v, "matmul " + g[0] + "x" + g[1] + "x" + g[2], rows -> matmul(rows, g[0], g[1], g[2])));
+                        // Two backward calls in a row into the same dW, then a read on the main stream: the join orders them.
+                        out.add(variant(cuda, family, v, "matmul twice 256x512x512", rows -> matmulTwice(rows, 256, 512, 512)));
+                    }
                     case "launch" -> {
                         // Every launcher family through the other argument marshalling (flash attention has the most arguments).
                         out.add(variant(cuda, family, v, "elementwise", this::elementwise));
@@ -380,6 +386,18 @@ public final class ParityChecks {
         rows.add(CheckResult.of("zero", "[515]", DType.F32, maxAbs, 0));
         Twin s = input(DType.F32, 1_000_003);
         rows.add(CheckResult.of("sum", "[1000003]", DType.F32, scalarErr(test.sum(s.t), ref.sum(s.r)), F32_THRESHOLD));
+    }
+
+    /** dW += dyᵀ·x twice (two backward calls, the second with other inputs), then dW and both dx against the CPU. */
+    private void matmulTwice(List<CheckResult> rows, int n, int in, int out) {
+        DType act = test.activationType();
+        Twin x = input(act, n, in), w = input(act, out, in), dy = input(act, n, out), dy2 = input(act, n, out), dW = input(DType.F32, out, in);
+        int[] shape = {n, in, out};
+        Tensor dx1 = test.matmulBackward(dy.t, x.t, w.t, dW.t, true), dx2 = test.matmulBackward(dy2.t, x.t, w.t, dW.t, true);
+        Tensor r1 = ref.matmulBackward(dy.r, x.r, w.r, dW.r, true), r2 = ref.matmulBackward(dy2.r, x.r, w.r, dW.r, true);
+        compare(rows, "matmul dx (1st)", shape, dx1, r1);
+        compare(rows, "matmul dx (2nd)", shape, dx2, r2);
+        compare(rows, "matmul dW+= twice", shape, dW.t, dW.r);
     }
 
     private void matmul(List<CheckResult> rows, int n, int in, int out) {

@@ -116,6 +116,7 @@ public final class CudaBackend implements Backend, KernelContext {
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_SMEM, CudaCrossEntropy.VARIANT_L2),
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA),
+            "gemmbwd", List.of(GEMM_SERIAL, GEMM_CONCURRENT),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
@@ -138,6 +139,7 @@ public final class CudaBackend implements Backend, KernelContext {
             case "crossentropy" -> crossEntropy.variant();
             case "flashbwd" -> flashAttention.backwardVariant();
             case "flashfwd" -> flashAttention.forwardVariant();
+            case "gemmbwd" -> concurrentBackwardGemms ? GEMM_CONCURRENT : GEMM_SERIAL;
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
@@ -152,6 +154,11 @@ public final class CudaBackend implements Backend, KernelContext {
             case "crossentropy" -> crossEntropy.setVariant(variant);
             case "flashbwd" -> flashAttention.setBackwardVariant(variant);
             case "flashfwd" -> flashAttention.setForwardVariant(variant);
+            case "gemmbwd" -> {
+                if (variant != GEMM_SERIAL && variant != GEMM_CONCURRENT)
+                    throw new IllegalArgumentException("gemmbwd variant must be 1 (serial) or 2 (dW on a side stream), got " + variant);
+                concurrentBackwardGemms = variant == GEMM_CONCURRENT;
+            }
             case "launch" -> {
                 if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)
                     throw new IllegalArgumentException("launch variant must be 1 (packed native slots) or 2 (Java arrays), got " + variant);
@@ -301,6 +308,10 @@ public final class CudaBackend implements Backend, KernelContext {
         else runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
     }
 
+    /** Backward GEMMs: 1 (default) one after the other on the stream; 2 dW on a side stream beside dx. */
+    public static final int GEMM_SERIAL = 1, GEMM_CONCURRENT = 2;
+    private boolean concurrentBackwardGemms;
+
     /** Upload variant 1 (default): token ids through page-locked staging buffers, without waiting for the stream. */
     private boolean pinnedUploads = true;
 
@@ -393,14 +404,24 @@ public final class CudaBackend implements Backend, KernelContext {
         if (w.dim(1) != in || dy.dim(0) != n || dy.dim(1) != out || dW.dim(0) != out || dW.dim(1) != in)
             throw new IllegalArgumentException("matmulBackward: shapes dy " + dy + ", x " + x + ", w " + w + ", dW " + dW + " do not fit");
         runtime.makeCurrent();
+        boolean overlap = concurrentBackwardGemms && needDx;
         // dW[out,in] += dyᵀ·x: cuBLAS operands are x (first) and dy (second), see GemmLayout.rowMajor.
-        blas.matmul(GemmLayout.backwardWeight(n, in, out), CudaStorage.addressOf(x), CudaStorage.addressOf(dy),
-                CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
+        GemmLayout weight = GemmLayout.backwardWeight(n, in, out);
+        if (overlap) {
+            // Variant 2: dW on the side stream while dx runs on the main one (a small-output dW GEMM alone leaves SMs
+            // idle), joined back before returning, so every later op sees both.
+            runtime.forkSide();
+            blas.matmulOnSide(runtime.sideStreamHandle(), weight, CudaStorage.addressOf(x), CudaStorage.addressOf(dy),
+                    CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
+        } else {
+            blas.matmul(weight, CudaStorage.addressOf(x), CudaStorage.addressOf(dy), CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
+        }
         if (!needDx) return null;
         Tensor dx = scratch(DType.BF16, n, in);
         // dx[N,in] = dy·w: cuBLAS operands are w (first) and dy (second).
         blas.matmul(GemmLayout.backwardData(n, in, out), CudaStorage.addressOf(w), CudaStorage.addressOf(dy),
                 CudaStorage.addressOf(dx), CublasLt.CUDA_R_16BF, false);
+        if (overlap) runtime.joinSide();
         return dx;
     }
 
@@ -454,9 +475,11 @@ public final class CudaBackend implements Backend, KernelContext {
     @Override
     public double sumOfSquares(List<Tensor> tensors) {
         if (tensors.isEmpty()) return 0.0;
-        Tensor total = adamW.sumOfSquares(tensors);
-        return download(total)[0];
+        return download(sumOfSquaresOnDevice(tensors))[0];
     }
+
+    /** {@link #sumOfSquares} left on the device: F32 [1] scratch, no wait for the stream (what `bench kernels` times). */
+    public Tensor sumOfSquaresOnDevice(List<Tensor> tensors) { return adamW.sumOfSquares(tensors); }
 
     @Override
     public double sum(Tensor t) {
