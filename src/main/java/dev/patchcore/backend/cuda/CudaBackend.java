@@ -102,6 +102,8 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final int LAUNCH_PACKED = 1;
     /** Kernel arguments marshalled as one Java array each (JCuda's usual way; the default until H100 run 6). */
     public static final int LAUNCH_JAVA_ARRAYS = 2;
+    /** Backward GEMMs: 1 (default) one after the other on the stream; 2 dW on a side stream beside dx. */
+    public static final int GEMM_SERIAL = 1, GEMM_CONCURRENT = 2;
     /** Token ids through page-locked staging buffers and asynchronous copies (CudaRuntime.PinnedStaging), the default. */
     public static final int UPLOAD_PINNED = 1;
     /** Token ids copied from the Java heap after waiting for the stream (the default until H100 run 6). */
@@ -308,8 +310,7 @@ public final class CudaBackend implements Backend, KernelContext {
         else runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
     }
 
-    /** Backward GEMMs: 1 (default) one after the other on the stream; 2 dW on a side stream beside dx. */
-    public static final int GEMM_SERIAL = 1, GEMM_CONCURRENT = 2;
+    /** Backward GEMMs side by side (variant 2 of gemmbwd): dW on the side stream while dx runs on the main one. */
     private boolean concurrentBackwardGemms;
 
     /** Upload variant 1 (default): token ids through page-locked staging buffers, without waiting for the stream. */
