@@ -192,30 +192,9 @@ __device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], fl
 // The register part of a warp-per-row backward row: the lane's groups of dy and x (columns (lane + 32k)·8 .. +7,
 // k < G, those below d) → the row's dx (dxRow = dx + row·d) and the lane's share of the gain gradient, accumulated
 // into acc. Shared by the register-loading and the pipelined kernels.
-// The lane's share of the gain gradient kept in registers (columns (lane + 32k)·8 .. +7 in acc[k]).
 template <int G>
-struct RegisterGainAcc {
-    float (&acc)[G][8];
-    __device__ __forceinline__ void add(int k, int, const float (&w)[8]) {
-#pragma unroll
-        for (int j = 0; j < 8; ++j) acc[k][j] += w[j];
-    }
-};
-
-// The warp's share of the gain gradient kept in its own shared-memory row of d floats (32-byte aligned).
-struct SharedGainAcc {
-    float* row;
-    __device__ __forceinline__ void add(int, int c, const float (&w)[8]) {
-        float4* p = reinterpret_cast<float4*>(row + c);
-        const float4 a = p[0], b = p[1];
-        p[0] = make_float4(a.x + w[0], a.y + w[1], a.z + w[2], a.w + w[3]);
-        p[1] = make_float4(b.x + w[4], b.y + w[5], b.z + w[6], b.w + w[7]);
-    }
-};
-
-template <int G, class Acc>
 __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cdy)[G], const bf16x8 (&cx)[G], float r,
-                                                               Acc acc, bf16* __restrict__ dxRow,
+                                                               float (&acc)[G][8], bf16* __restrict__ dxRow,
                                                                const bf16* __restrict__ gain, int d) {
     const int lane = threadIdx.x & 31;
     float dot = 0.f;
@@ -236,16 +215,15 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
     for (int k = 0; k < G; ++k) {
         const int c = (lane + 32 * k) * 8;
         if (c >= d) continue;
-        float g[8], u[8], v[8], o[8], w[8];
+        float g[8], u[8], v[8], o[8];
         unpack8(cdy[k], u);
         unpack8(cx[k], v);
         load8(gain + c, g);
 #pragma unroll
         for (int j = 0; j < 8; ++j) {
             o[j] = r * (u[j] * g[j] - v[j] * coef);
-            w[j] = u[j] * v[j] * r;
+            acc[k][j] += u[j] * v[j] * r;
         }
-        acc.add(k, c, w);
         store8(dxRow + c, o);
     }
 }
@@ -286,56 +264,10 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
             }
         }
         const float r = rstd[row];
-        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, RegisterGainAcc<G>{acc}, dx + base, gain, d);
+        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + base, gain, d);
     }
 
     write_block_partial<G>(acc, acc4, partial, d);
-}
-
-// Backward variant 2 (CudaRmsNorm.BACKWARD_SHARED_ACC): the warp-per-row backward with each warp's gain-gradient
-// share in its own shared-memory row instead of 32 registers, so that BWD_WIDE_WARPS = 32 warps fit one SM (≤ 64
-// registers a thread) and one block per SM covers all rows: twice the rows in flight per SM of the register kernel
-// (16 warps), and half the partial rows (one per SM) for the reduce. Same dx arithmetic (bit-identical dx); the gain
-// gradient is the same sum in another fixed grouping. d ≤ 1024, d % 8 == 0, 16-byte aligned; dynamic shared memory
-// BWD_WIDE_WARPS · d floats (128 KB at d = 1024).
-constexpr int BWD_WIDE_WARPS = 32;  // CudaRmsNorm.BACKWARD_WIDE_WARPS
-
-__device__ __forceinline__ void rmsnorm_backward_shared_acc(bf16* __restrict__ dx, float* __restrict__ partial,
-                                                            const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                                                            const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                                                            int n, int d) {
-    constexpr int G = 4;
-    extern __shared__ float4 rows4[];  // warps × d floats
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
-        !aligned16(partial))
-        return;  // uniform: the launcher never sends such a shape here
-    float* all = reinterpret_cast<float*>(rows4);
-    float* mine = all + (size_t)warp * d;
-    for (int c = lane * 4; c < d; c += 128) *reinterpret_cast<float4*>(mine + c) = make_float4(0.f, 0.f, 0.f, 0.f);
-    __syncwarp();
-
-    for (int row = blockIdx.x * warps + warp; row < n; row += gridDim.x * warps) {
-        const size_t base = (size_t)row * d;
-        bf16x8 cdy[G], cx[G];
-#pragma unroll
-        for (int k = 0; k < G; ++k) {
-            const int c = (lane + 32 * k) * 8;
-            if (c < d) {
-                cdy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
-                cx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
-            }
-        }
-        const float r = rstd[row];
-        rmsnorm_backward_row_from_regs<G>(cdy, cx, r, SharedGainAcc{mine}, dx + base, gain, d);
-    }
-    __syncthreads();
-    // The block's partial row: column c summed over the warps' rows in warp order (fixed, so deterministic).
-    for (int c = threadIdx.x; c < d; c += blockDim.x) {
-        float t = all[c];
-        for (int w = 1; w < warps; ++w) t += all[(size_t)w * d + c];
-        partial[(size_t)blockIdx.x * d + c] = t;
-    }
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -536,15 +468,6 @@ rmsnorm_bwd_rows8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const
                        const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                        int n, int d) {
     rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d);
-}
-
-// Backward variant 2 (rmsnorm_backward_shared_acc): grid any (one block per SM), block 32·BWD_WIDE_WARPS, dynamic
-// shared memory BWD_WIDE_WARPS · d floats; d ≤ 1024. partial is F32 [gridDim.x, d], reduced by rmsnorm_bwd_gain_reduce.
-extern "C" __global__ void __launch_bounds__(32 * BWD_WIDE_WARPS, 1)
-rmsnorm_bwd_wide4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
-                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                       int n, int d) {
-    rmsnorm_backward_shared_acc(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum

@@ -130,8 +130,6 @@ public final class KernelBench {
         rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
         rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
         // Kernel variants under evaluation, side by side with the defaults above.
-        for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag ->
-            rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain))));
         if (be instanceof CudaBackend cuda) {
             // Diagnostic: a quarter of the rows (one per resident warp of the default backward: 2 blocks × 8 warps per
             // SM) — the per-call cost that does not scale with the rows (the gain-gradient partials and their reduce).
@@ -140,9 +138,6 @@ public final class KernelBench {
             String shape = quarter + "x" + d;
             rows.add(measure("rmsNorm backward (rows = resident warps)", shape, 3.0 * quarter * d * a + 4.0 * quarter, 0,
                     () -> be.rmsNormBackward(yq, xq, gain, rq, dGain)));
-            for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag ->
-                    rows.add(measure("rmsNorm backward (rows = resident warps)" + tag, shape, 3.0 * quarter * d * a + 4.0 * quarter, 0,
-                            () -> be.rmsNormBackward(yq, xq, gain, rq, dGain))));
         }
         for (int v : otherVariants("rmsnorm")) withVariant("rmsnorm", v, tag -> {
             rows.add(measure("rmsNorm" + tag, nd, 2.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNorm(x, gain, 1e-5f)));
@@ -172,8 +167,6 @@ public final class KernelBench {
         double flops = 2.0 * n * in * out;
         rows.add(measure("matmul " + name, shape, 0, flops, () -> be.matmul(x, w)));
         rows.add(measure("matmul backward " + name, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
-        for (int v : otherVariants("gemmbwd")) withVariant("gemmbwd", v, tag ->
-                rows.add(measure("matmul backward " + name + tag, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true))));
         freeAll();
     }
 

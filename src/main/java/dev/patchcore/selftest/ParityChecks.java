@@ -75,6 +75,7 @@ public final class ParityChecks {
                 ? new int[][] {{1, 1, 1}, {17, 33, 65}, {64, 256, 128}, {257, 1024, 2752}, {4096, 1024, 1024}}
                 : new int[][] {{1, 1, 1}, {17, 33, 65}, {64, 256, 128}};
         for (int[] g : gemms) out.add(new Check("matmul " + g[0] + "x" + g[1] + "x" + g[2], rows -> matmul(rows, g[0], g[1], g[2])));
+        out.add(new Check("matmul twice 256x512x512", rows -> matmulTwice(rows, 256, 512, 512)));
         for (int k : new int[] {1, 2, 4, 8}) {
             out.add(new Check("patchEmbed K=" + k, rows -> patchEmbed(rows, k, 3, 13, 70, 97)));
             out.add(new Check("patchEmbed K=" + k + " large", rows -> patchEmbed(rows, k, 4, 2048 / k * (large ? 2 : 1), 128, 50)));
@@ -137,12 +138,6 @@ public final class ParityChecks {
                         out.add(variant(cuda, family, v, "crossEntropyK K=2", rows -> crossEntropy(rows, 13, 1000, 1000, 2)));
                         out.add(variant(cuda, family, v, "upload ordering", this::uploadOrdering));
                     }
-                    case "gemmbwd" -> {
-                        for (int[] g : new int[][] {{37, 96, 160}, {512, 1024, 1024}, {300, 1000, 2752}})
-                            out.add(variant(cuda, family, v, "matmul " + g[0] + "x" + g[1] + "x" + g[2], rows -> matmul(rows, g[0], g[1], g[2])));
-                        // Two backward calls in a row into the same dW, then a read on the main stream: the join orders them.
-                        out.add(variant(cuda, family, v, "matmul twice 256x512x512", rows -> matmulTwice(rows, 256, 512, 512)));
-                    }
                     case "launch" -> {
                         // Every launcher family through the other argument marshalling (flash attention has the most arguments).
                         out.add(variant(cuda, family, v, "elementwise", this::elementwise));
@@ -179,12 +174,6 @@ public final class ParityChecks {
                         }
                         if (large) out.add(variant(cuda, family, v, "patchEmbed 370M K=1", rows -> patchEmbed(rows, 1, 4, 2048, 1024, 32000)));
                         out.add(variant(cuda, family, v, "patchEmbed = v" + base, rows -> patchEmbedIdentity(rows, cuda, base, v)));
-                    }
-                    case "rmsnormbwd" -> {
-                        // 6400 × 1024: several rows per warp of the one-block-per-SM grid; the rest: other widths.
-                        for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
-                            out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
-                        out.add(variant(cuda, family, v, "rmsNorm dx = v" + base, rows -> rmsNormBackwardIdentity(rows, cuda, base, v)));
                     }
                     case "rmsnorm" -> {
                         for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
@@ -255,20 +244,6 @@ public final class ParityChecks {
             List<String> names = List.of("y", "rstd", "add sum", "add y", "add rstd", "dx", "dGain+=");
             for (int k = 0; k < names.size(); k++) bitwise(rows, "rmsNorm " + names.get(k), n + "x" + d, outs.get(0).get(k), outs.get(1).get(k));
         }
-    }
-
-    /** The RMSNorm backward's dx of two backward variants on the same inputs: bitwise equal (dGain: another grouping). */
-    private void rmsNormBackwardIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
-        int n = 6400, d = 1024;
-        DType act = test.activationType();
-        Twin x = input(act, n, d), dy = input(act, n, d), gain = input(act, d);
-        Tensor rstd = test.rmsNorm(x.t, gain.t, 1e-5f).rstd();
-        List<Tensor> dxs = new ArrayList<>();
-        for (int v : new int[] {a, b}) {
-            cuda.setKernelVariant("rmsnormbwd", v);
-            dxs.add(test.rmsNormBackward(dy.t, x.t, gain.t, rstd, test.scratch(DType.F32, d)));
-        }
-        bitwise(rows, "rmsNorm dx", n + "x" + d, dxs.get(0), dxs.get(1));
     }
 
     /**

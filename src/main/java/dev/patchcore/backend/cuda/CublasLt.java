@@ -80,8 +80,6 @@ final class CublasLt implements AutoCloseable {
     private final long workspace;
     private final DeviceMemory memory;
     private final long stream;
-    /** A second stream and its own workspace (GEMMs running at once must not share one), set up on first use. */
-    private long sideStream, sideWorkspace;
     private final StreamTimer timer;
     private final GemmTuner<Key> tuner;
     private final Map<Key, Plan> plans = new HashMap<>();
@@ -193,43 +191,16 @@ final class CublasLt implements AutoCloseable {
         Plan plan = plans.computeIfAbsent(key, this::plan);
         GemmTuner.Choice choice = tuner.cached(key);
         if (choice == null) choice = tune(key, plan, a, b, d);
-        run(key, plan, plan.algos.get(choice.index()), a, b, d, stream, workspace);
+        run(key, plan, plan.algos.get(choice.index()), a, b, d);
     }
 
-    /**
-     * The same GEMM queued on {@code side} (a stream the caller forked from the GEMM stream and joins back), with its
-     * own workspace. A first call's tuning runs on the GEMM stream before, reading A and B only (a beta = 1 key tunes
-     * into a scratch output; a beta = 0 key writes D there first, which the side run then overwrites — the caller
-     * must not have D in use on the GEMM stream).
-     */
-    void matmulOnSide(long side, GemmLayout layout, long a, long b, long d, int outType, boolean accumulate) {
-        if (layout.m() == 0 || layout.n() == 0 || layout.k() == 0) {
-            matmul(layout, a, b, d, outType, accumulate);  // nothing to overlap
-            return;
-        }
-        if (sideWorkspace == 0) sideWorkspace = memory.allocate(WORKSPACE_BYTES);
-        sideStream = side;
-        Key key = Key.of(layout, a, b, d, outType, accumulate);
-        Plan plan = plans.computeIfAbsent(key, this::plan);
-        GemmTuner.Choice choice = tuner.cached(key);
-        if (choice == null) {
-            choice = tune(key, plan, a, b, d);
-            timer.millis(() -> {});  // the tuning runs (which may have written D) finish before the side run starts
-        }
-        run(key, plan, plan.algos.get(choice.index()), a, b, d, sideStream, sideWorkspace);
-    }
-
-    /** One cublasLtMatmul with an explicit algorithm on the GEMM stream; beta follows the key. */
+    /** One cublasLtMatmul with an explicit algorithm; beta follows the key. */
     private void run(Key key, Plan plan, MemorySegment algo, long a, long b, long d) {
-        run(key, plan, algo, a, b, d, stream, workspace);
-    }
-
-    private void run(Key key, Plan plan, MemorySegment algo, long a, long b, long d, long onStream, long withWorkspace) {
         MemorySegment beta = key.accumulate() ? one : zero;
         try {
             int status = (int) matmul.invokeExact(handle, plan.desc, one, MemorySegment.ofAddress(a), plan.a, MemorySegment.ofAddress(b), plan.b,
                     beta, MemorySegment.ofAddress(d), plan.c, MemorySegment.ofAddress(d), plan.c, algo,
-                    MemorySegment.ofAddress(withWorkspace), WORKSPACE_BYTES, MemorySegment.ofAddress(onStream));
+                    MemorySegment.ofAddress(workspace), WORKSPACE_BYTES, MemorySegment.ofAddress(stream));
             if (status != 0) check(status, "cublasLtMatmul " + describe(key)); // the message is formatted only on failure
         } catch (CudaException e) {
             throw e;
@@ -394,7 +365,6 @@ final class CublasLt implements AutoCloseable {
             // closing: nothing useful to do with a failure
         }
         memory.release(workspace);
-        if (sideWorkspace != 0) memory.release(sideWorkspace);
         arena.close();
     }
 }

@@ -102,8 +102,6 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final int LAUNCH_PACKED = 1;
     /** Kernel arguments marshalled as one Java array each (JCuda's usual way; the default until H100 run 6). */
     public static final int LAUNCH_JAVA_ARRAYS = 2;
-    /** Backward GEMMs: 1 (default) one after the other on the stream; 2 dW on a side stream beside dx. */
-    public static final int GEMM_SERIAL = 1, GEMM_CONCURRENT = 2;
     /** Token ids through page-locked staging buffers and asynchronous copies (CudaRuntime.PinnedStaging), the default. */
     public static final int UPLOAD_PINNED = 1;
     /** Token ids copied from the Java heap after waiting for the stream (the default until H100 run 6). */
@@ -117,12 +115,11 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_SMEM, CudaCrossEntropy.VARIANT_L2),
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
-            "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA),
-            "gemmbwd", List.of(GEMM_SERIAL, GEMM_CONCURRENT),
+            "flashfwd", List.of(CudaFlashAttention.FORWARD_MMA_SYNC, CudaFlashAttention.FORWARD_WGMMA,
+                    CudaFlashAttention.FORWARD_WGMMA_KT128, CudaFlashAttention.FORWARD_WGMMA_PINGPONG),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
-            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_REGISTER_ACC, CudaRmsNorm.BACKWARD_SHARED_ACC),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /** Runs {@code body} with {@code family} set to {@code variant}, restoring the family's previous variant afterwards. */
@@ -141,11 +138,9 @@ public final class CudaBackend implements Backend, KernelContext {
             case "crossentropy" -> crossEntropy.variant();
             case "flashbwd" -> flashAttention.backwardVariant();
             case "flashfwd" -> flashAttention.forwardVariant();
-            case "gemmbwd" -> concurrentBackwardGemms ? GEMM_CONCURRENT : GEMM_SERIAL;
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
-            case "rmsnormbwd" -> rmsNorm.backwardVariant();
             case "upload" -> pinnedUploads ? UPLOAD_PINNED : UPLOAD_SYNCHRONOUS;
             default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
         };
@@ -156,11 +151,6 @@ public final class CudaBackend implements Backend, KernelContext {
             case "crossentropy" -> crossEntropy.setVariant(variant);
             case "flashbwd" -> flashAttention.setBackwardVariant(variant);
             case "flashfwd" -> flashAttention.setForwardVariant(variant);
-            case "gemmbwd" -> {
-                if (variant != GEMM_SERIAL && variant != GEMM_CONCURRENT)
-                    throw new IllegalArgumentException("gemmbwd variant must be 1 (serial) or 2 (dW on a side stream), got " + variant);
-                concurrentBackwardGemms = variant == GEMM_CONCURRENT;
-            }
             case "launch" -> {
                 if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)
                     throw new IllegalArgumentException("launch variant must be 1 (packed native slots) or 2 (Java arrays), got " + variant);
@@ -168,7 +158,6 @@ public final class CudaBackend implements Backend, KernelContext {
             }
             case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
-            case "rmsnormbwd" -> rmsNorm.setBackwardVariant(variant);
             case "upload" -> {
                 if (variant != UPLOAD_SYNCHRONOUS && variant != UPLOAD_PINNED)
                     throw new IllegalArgumentException("upload variant must be 1 (pinned, asynchronous) or 2 (synchronous copy), got " + variant);
@@ -310,8 +299,6 @@ public final class CudaBackend implements Backend, KernelContext {
         else runtime.copyToDevice(CudaStorage.addressOf(dst), Pointer.to(src), dst.bytes());
     }
 
-    /** Backward GEMMs side by side (variant 2 of gemmbwd): dW on the side stream while dx runs on the main one. */
-    private boolean concurrentBackwardGemms;
 
     /** Upload variant 1 (default): token ids through page-locked staging buffers, without waiting for the stream. */
     private boolean pinnedUploads = true;
@@ -405,24 +392,14 @@ public final class CudaBackend implements Backend, KernelContext {
         if (w.dim(1) != in || dy.dim(0) != n || dy.dim(1) != out || dW.dim(0) != out || dW.dim(1) != in)
             throw new IllegalArgumentException("matmulBackward: shapes dy " + dy + ", x " + x + ", w " + w + ", dW " + dW + " do not fit");
         runtime.makeCurrent();
-        boolean overlap = concurrentBackwardGemms && needDx;
         // dW[out,in] += dyᵀ·x: cuBLAS operands are x (first) and dy (second), see GemmLayout.rowMajor.
-        GemmLayout weight = GemmLayout.backwardWeight(n, in, out);
-        if (overlap) {
-            // Variant 2: dW on the side stream while dx runs on the main one (a small-output dW GEMM alone leaves SMs
-            // idle), joined back before returning, so every later op sees both.
-            runtime.forkSide();
-            blas.matmulOnSide(runtime.sideStreamHandle(), weight, CudaStorage.addressOf(x), CudaStorage.addressOf(dy),
-                    CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
-        } else {
-            blas.matmul(weight, CudaStorage.addressOf(x), CudaStorage.addressOf(dy), CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
-        }
+        blas.matmul(GemmLayout.backwardWeight(n, in, out), CudaStorage.addressOf(x), CudaStorage.addressOf(dy),
+                CudaStorage.addressOf(dW), CublasLt.CUDA_R_32F, true);
         if (!needDx) return null;
         Tensor dx = scratch(DType.BF16, n, in);
         // dx[N,in] = dy·w: cuBLAS operands are w (first) and dy (second).
         blas.matmul(GemmLayout.backwardData(n, in, out), CudaStorage.addressOf(w), CudaStorage.addressOf(dy),
                 CudaStorage.addressOf(dx), CublasLt.CUDA_R_16BF, false);
-        if (overlap) runtime.joinSide();
         return dx;
     }
 

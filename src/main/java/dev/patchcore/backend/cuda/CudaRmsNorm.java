@@ -31,19 +31,9 @@ public final class CudaRmsNorm {
     public static final int VARIANT_PIPELINED = 1;
     /** Variant 2: the register-cached forward kernels (the default until H100 run 6). */
     public static final int VARIANT_CACHED = 2;
-    /** Backward variant 1 (default): warp per row, gain-gradient shares in registers, ~2 blocks of 8 warps per SM. */
-    public static final int BACKWARD_REGISTER_ACC = 1;
-    /**
-     * Backward variant 2: the same rows with each warp's gain-gradient share in shared memory, so 32 warps fit an SM
-     * (rmsnorm_bwd_wide4_bf16; d ≤ 1024): twice the rows in flight, one partial row per SM.
-     */
-    public static final int BACKWARD_SHARED_ACC = 2;
-    /** Warps per block of the shared-accumulator backward ({@code BWD_WIDE_WARPS} in rmsnorm.cu). */
-    static final int BACKWARD_WIDE_WARPS = 32;
 
     private final KernelContext ctx;
     private int variant;
-    private int backwardVariant = BACKWARD_REGISTER_ACC;
 
     public CudaRmsNorm(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
@@ -62,15 +52,6 @@ public final class CudaRmsNorm {
     }
 
     public int variant() { return variant; }
-
-    /** Which backward runs where both apply: {@link #BACKWARD_REGISTER_ACC} (default) or {@link #BACKWARD_SHARED_ACC}. */
-    public void setBackwardVariant(int variant) {
-        if (variant != BACKWARD_REGISTER_ACC && variant != BACKWARD_SHARED_ACC)
-            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (register accumulators) or 2 (shared accumulators), got " + variant);
-        this.backwardVariant = variant;
-    }
-
-    public int backwardVariant() { return backwardVariant; }
 
     /** Pipelined kernels take rows of width d % 8 == 0, d ≤ 2048 (G = 4 groups per lane up to 1024, else 8). */
     static int pipeGroups(int d) { return d % 8 != 0 || d > 2048 ? 0 : d <= 1024 ? 4 : 8; }
@@ -148,14 +129,7 @@ public final class CudaRmsNorm {
         if (n == 0) return dx;
         int blocks;
         Tensor partial;
-        boolean vector = d % 8 == 0 && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx);
-        if (backwardVariant == BACKWARD_SHARED_ACC && vector && d <= BACKWARD_ROWS_MAX_WIDTH / 2) {
-            // One block of 32 warps per SM; each warp's gain-gradient share in its own shared row (128 KB at d = 1024).
-            blocks = Math.min(ceilDiv(n, BACKWARD_WIDE_WARPS), ctx.multiprocessorCount());
-            partial = ctx.scratch(DType.F32, blocks, d);
-            ctx.launch("rmsnorm_bwd_wide4_bf16", blocks, 1, 1, 32 * BACKWARD_WIDE_WARPS, 1, 1,
-                    BACKWARD_WIDE_WARPS * d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
-        } else if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
+        if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
             // One warp per row, rows held in registers, gain-gradient partials in registers: as many blocks as stay
             // resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
             boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;

@@ -10,7 +10,6 @@ import jcuda.driver.CUevent_flags;
 import jcuda.driver.CUfunction;
 import jcuda.driver.CUfunction_attribute;
 import jcuda.driver.CUmodule;
-import jcuda.driver.CUstream_flags;
 import jcuda.driver.JCudaDriver;
 
 import java.lang.foreign.Arena;
@@ -149,38 +148,6 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     long totalMemory() { return totalMemory; }
     long streamHandle() { return stream.handle(); }
     DevicePointers.Stream stream() { return stream; }
-
-    // ---------------------------------------------------------------- side stream (fork / join)
-
-    /** A second stream for work that may overlap the main stream's, always joined back before the op returns. */
-    private DevicePointers.Stream side;
-    private final CUevent forked = new CUevent(), joined = new CUevent();
-
-    /** The side stream's handle (created on first use). */
-    long sideStreamHandle() {
-        if (side == null) {
-            makeCurrent();
-            DevicePointers.Stream s = new DevicePointers.Stream();
-            check(JCudaDriver.cuStreamCreate(s, CUstream_flags.CU_STREAM_NON_BLOCKING), "cuStreamCreate(side)");
-            check(JCudaDriver.cuEventCreate(forked, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate(fork)");
-            check(JCudaDriver.cuEventCreate(joined, CUevent_flags.CU_EVENT_DISABLE_TIMING), "cuEventCreate(join)");
-            side = s;
-        }
-        return side.handle();
-    }
-
-    /** Work queued on the side stream from now on runs after everything queued on the main stream so far. */
-    void forkSide() {
-        sideStreamHandle();
-        check(JCudaDriver.cuEventRecord(forked, stream), "cuEventRecord(fork)");
-        check(JCudaDriver.cuStreamWaitEvent(side, forked, 0), "cuStreamWaitEvent(fork)");
-    }
-
-    /** Work queued on the main stream from now on runs after everything queued on the side stream so far. */
-    void joinSide() {
-        check(JCudaDriver.cuEventRecord(joined, side), "cuEventRecord(join)");
-        check(JCudaDriver.cuStreamWaitEvent(stream, joined, 0), "cuStreamWaitEvent(join)");
-    }
 
     long freeMemory() {
         makeCurrent();
@@ -371,12 +338,6 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         makeCurrent();
         JCudaDriver.cuStreamSynchronize(stream);
         if (staging != null) staging.close();
-        if (side != null) {
-            JCudaDriver.cuStreamSynchronize(side);
-            JCudaDriver.cuStreamDestroy(side);
-            JCudaDriver.cuEventDestroy(forked);
-            JCudaDriver.cuEventDestroy(joined);
-        }
         for (CUmodule m : modules) JCudaDriver.cuModuleUnload(m);
         modules.clear();
         functions.clear();
