@@ -284,29 +284,76 @@ __device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* 
 }
 
 // --------------------------------------------------------------------------------------------- backward
-// Pre-pass, one warp per (row, head): D_i = Σ_d dO_i·O_i, and zero the fp32 dQ accumulator of that segment.
+// Pre-pass: D_i = Σ_d dO_i·O_i per (row, head) pair, and zero the fp32 dQ accumulator of that segment.
+// Vector path (D/8 lanes per pair dividing 32: D = 64 → 4 pairs per warp, 128 → 2; 16-byte aligned tensors): a lane
+// loads 8 elements of dO and of O with one 16-byte load each and zeroes its 8 accumulator floats with two 16-byte
+// stores, the pair's lanes sum with D/8 − 1… shuffles. Otherwise one warp per pair, 4-byte accesses (the launch grid
+// covers pairs / (8 · PREP_PAIRS_PER_WARP) blocks of 8 warps either way: CudaFlashAttention.prepPairsPerWarp).
+template <int D>
+struct Prep {
+    static constexpr int LANES = D / 8;                                  // lanes per pair on the vector path
+    static constexpr bool VECTOR = D % 8 == 0 && LANES >= 1 && LANES <= 32 && 32 % LANES == 0;
+    static constexpr int PAIRS_PER_WARP = VECTOR ? 32 / LANES : 1;
+};
+
+__device__ __forceinline__ bool aligned16(const void* p) { return (reinterpret_cast<uintptr_t>(p) & 15u) == 0; }
+
 template <int D>
 __device__ __forceinline__ void backward_prep(const bf16* __restrict__ dO, const bf16* __restrict__ O,
                                               float* __restrict__ rowDot, float* __restrict__ dqAccum, int rows,
                                               int T, int H) {
     const int lane = threadIdx.x & 31;
-    const long pair = static_cast<long>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5);
-    if (pair >= static_cast<long>(rows) * H) return;
-    const int row = static_cast<int>(pair / H), h = static_cast<int>(pair % H);
-    const size_t off = static_cast<size_t>(row) * H * D + static_cast<size_t>(h) * D;
-    float sum = 0.f;
+    const long total = static_cast<long>(rows) * H;
+    const long first = (static_cast<long>(blockIdx.x) * (blockDim.x >> 5) + (threadIdx.x >> 5)) * Prep<D>::PAIRS_PER_WARP;
+    if (first >= total) return;
+    if constexpr (Prep<D>::VECTOR) {
+        if (aligned16(dO) && aligned16(O) && aligned16(dqAccum)) {  // uniform
+            constexpr int L = Prep<D>::LANES;
+            const long pair = first + lane / L;
+            const int sub = lane % L;
+            float sum = 0.f;
+            int row = 0, h = 0;
+            if (pair < total) {
+                row = static_cast<int>(pair / H), h = static_cast<int>(pair % H);
+                const size_t off = static_cast<size_t>(row) * H * D + static_cast<size_t>(h) * D + sub * 8;
+                const uint4 a = *reinterpret_cast<const uint4*>(dO + off), c = *reinterpret_cast<const uint4*>(O + off);
+                const uint32_t aw[4] = {a.x, a.y, a.z, a.w}, cw[4] = {c.x, c.y, c.z, c.w};
 #pragma unroll
-    for (int d = lane * 2; d < D; d += 64) {
-        const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dO + off + d));
-        const float2 c = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(O + off + d));
-        sum = fmaf(a.x, c.x, fmaf(a.y, c.y, sum));
-        *reinterpret_cast<float2*>(dqAccum + off + d) = make_float2(0.f, 0.f);
+                for (int k = 0; k < 4; ++k) {
+                    const float2 x = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&aw[k]));
+                    const float2 y = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(&cw[k]));
+                    sum = fmaf(x.x, y.x, fmaf(x.y, y.y, sum));
+                }
+                float4* z = reinterpret_cast<float4*>(dqAccum + off);
+                z[0] = make_float4(0.f, 0.f, 0.f, 0.f);
+                z[1] = make_float4(0.f, 0.f, 0.f, 0.f);
+            }
+#pragma unroll
+            for (int m = L / 2; m > 0; m >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);  // within the pair's lanes
+            if (pair < total && sub == 0) {
+                const int b = row / T, t = row % T;
+                rowDot[(static_cast<size_t>(b) * H + h) * T + t] = sum;
+            }
+            return;
+        }
     }
+    for (long pair = first; pair < first + Prep<D>::PAIRS_PER_WARP && pair < total; ++pair) {
+        const int row = static_cast<int>(pair / H), h = static_cast<int>(pair % H);
+        const size_t off = static_cast<size_t>(row) * H * D + static_cast<size_t>(h) * D;
+        float sum = 0.f;
 #pragma unroll
-    for (int m = 16; m > 0; m >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);
-    if (lane == 0) {
-        const int b = row / T, t = row % T;
-        rowDot[(static_cast<size_t>(b) * H + h) * T + t] = sum;
+        for (int d = lane * 2; d < D; d += 64) {
+            const float2 a = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(dO + off + d));
+            const float2 c = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(O + off + d));
+            sum = fmaf(a.x, c.x, fmaf(a.y, c.y, sum));
+            *reinterpret_cast<float2*>(dqAccum + off + d) = make_float2(0.f, 0.f);
+        }
+#pragma unroll
+        for (int m = 16; m > 0; m >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, m);
+        if (lane == 0) {
+            const int b = row / T, t = row % T;
+            rowDot[(static_cast<size_t>(b) * H + h) * T + t] = sum;
+        }
     }
 }
 
@@ -1347,14 +1394,31 @@ FLASH_ATTN_BWD3(96, 32, 1)
 FLASH_ATTN_BWD3(96, 32, 0)
 FLASH_ATTN_BWD3(128, 32, 0)
 
-// dq = scale · dqAccum, fp32 → bf16 (two elements per step; the width H·D is even).
+// dq = scale · dqAccum, fp32 → bf16: eight elements per step (two 16-byte loads, one 16-byte store) when both are
+// 16-byte aligned, the rest two at a time (the width H·D is even).
 extern "C" __global__ void __launch_bounds__(256) flash_attn_dq_convert(const float* __restrict__ dqAccum,
                                                                       __nv_bfloat16* __restrict__ dq, long n,
                                                                       float scale) {
-    const long pairs = n / 2;
-    for (long i = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs;
-         i += static_cast<long>(gridDim.x) * blockDim.x) {
-        const float2 a = reinterpret_cast<const float2*>(dqAccum)[i];
-        reinterpret_cast<__nv_bfloat162*>(dq)[i] = __floats2bfloat162_rn(a.x * scale, a.y * scale);
+    const long stride = static_cast<long>(gridDim.x) * blockDim.x, start = static_cast<long>(blockIdx.x) * blockDim.x + threadIdx.x;
+    long done = 0;
+    if (flash::aligned16(dqAccum) && flash::aligned16(dq)) {
+        const long octets = n / 8;
+        for (long i = start; i < octets; i += stride) {
+            const float4 a = reinterpret_cast<const float4*>(dqAccum)[2 * i], b = reinterpret_cast<const float4*>(dqAccum)[2 * i + 1];
+            const __nv_bfloat162 p0 = __floats2bfloat162_rn(a.x * scale, a.y * scale), p1 = __floats2bfloat162_rn(a.z * scale, a.w * scale);
+            const __nv_bfloat162 p2 = __floats2bfloat162_rn(b.x * scale, b.y * scale), p3 = __floats2bfloat162_rn(b.z * scale, b.w * scale);
+            uint4 o;
+            o.x = *reinterpret_cast<const uint32_t*>(&p0);
+            o.y = *reinterpret_cast<const uint32_t*>(&p1);
+            o.z = *reinterpret_cast<const uint32_t*>(&p2);
+            o.w = *reinterpret_cast<const uint32_t*>(&p3);
+            reinterpret_cast<uint4*>(dq)[i] = o;
+        }
+        done = octets * 8;
+    }
+    const long pairs = (n - done) / 2;
+    for (long i = start; i < pairs; i += stride) {
+        const float2 a = reinterpret_cast<const float2*>(dqAccum + done)[i];
+        reinterpret_cast<__nv_bfloat162*>(dq + done)[i] = __floats2bfloat162_rn(a.x * scale, a.y * scale);
     }
 }

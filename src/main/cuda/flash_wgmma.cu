@@ -1,5 +1,7 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variant 2
-// (D = 64, 128) and backward variant 2 (D = 64; described above backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
+// (D = 64, 128), forward variants 3 (D = 64 with 128-key tiles, flash_attn_fwd_wgmma_kt128_d64) and 4 (inter-warpgroup
+// ping-pong, described above forward_wgmma_pingpong; both written without a GPU, not yet run) and backward variant 2
+// (D = 64; described above backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
 // WRITTEN WITHOUT A GPU (2026-11-27); the first version passed the selftest on an H100. The forward's intra-warpgroup
@@ -184,12 +186,14 @@ struct FwdWgmmaTile {
 // K_{j−1} (buffer (j−1)&1, last read by S_{j+1} in step j+1) and V_j (buffer j&1, last read by P_{j+2} V_{j+2} in
 // step j+1); both readers waited for their wgmma before the barrier that opens step j. V_0 gets a barrier of its own
 // after the loop.
-template <int D>
+// BC: key rows per tile, FwdWgmmaTile's for variant 2; variant 3 (flash_attn_fwd_wgmma_kt128_d64) instantiates D = 64
+// with BC = 128 (one CTA per SM).
+template <int D, int BC>
 __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                               const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
                                               int T, int H) {
     static_assert(D == 64 || D == 128, "wgmma forward: head dim 64 or 128");
-    constexpr int BC = FwdWgmmaTile<D>::BC;
+    static_assert(BC == 64 || BC == 128, "wgmma forward: key tiles of 64 or 128 rows");
     static_assert(WG_BR % BC == 0, "a CTA's query rows start on a key tile boundary");
     constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
     extern __shared__ unsigned char wg_smem_raw[];
@@ -367,6 +371,292 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     }
 }
 
+// ------------------------------------------------------------------------------------- forward, ping-pong (variant 4)
+// CudaFlashAttention's forward variant 4 (flash_attn_fwd_wgmma_pp_d64 / _d128): the arithmetic of forward_wgmma
+// (tiles of 128 query rows, 2 warpgroups × 64 rows, the same intra-warpgroup overlap of tile j's softmax with
+// P_{j+1} V_{j+1}, the same per-row operations) with 128-key tiles at both head dims, plus
+//   - loads without a CTA-wide barrier: warpgroup 0 alone loads K (a 3-stage ring, one tile ahead: K_{j−1} at the
+//     start of its step j), warpgroup 1 alone loads V (a 2-stage ring: V_j at the start of its step j; P_j V_j is
+//     issued one step later). The loading threads signal a "full" mbarrier per stage with
+//     cp.async.mbarrier.arrive.noinc (its arrive-on fires once their copies have landed); all 256 threads arrive on
+//     the stage's "empty" mbarrier once the wgmma reading it has completed, and the loaders wait for that before
+//     they overwrite the stage. The rings' depths keep those waits clear of the ping-pong: a warpgroup overwrites
+//     only stages both warpgroups released at least a step earlier.
+//   - FlashAttention-3's inter-warpgroup ping-pong: a warpgroup issues its wgmmas (S_j and P_{j+1} V_{j+1}) only on
+//     its turn: bar.sync on its own named barrier (1 for warpgroup 0, 2 for warpgroup 1; 256 = its 128 threads plus
+//     the other warpgroup's 128 arrivals), then passes the turn with bar.arrive on the other's. So the tensor cores
+//     run warpgroup 0's GEMMs, then warpgroup 1's while warpgroup 0 does its softmax, and so on. Warpgroup 1 arrives
+//     on barrier 1 once before its first tile (warpgroup 0 goes first); after the loop warpgroup 0 syncs barrier 1
+//     once more to take warpgroup 1's last pass, so every barrier generation is complete at exit. Both warpgroups
+//     visit the same nTiles tiles (with 128-key tiles neither warpgroup's rows all precede a tile of the CTA), so
+//     the turns strictly alternate: a warpgroup's k-th pass always follows the completion of the other's (k−1)-th.
+// Named barriers: 0 (__syncthreads, twice at the start), 1 and 2 (the turns).
+// cp.async writes through the generic proxy and wgmma reads through the async proxy. The loaders cannot fence after
+// their copies land (the arrive-on fires asynchronously), so every thread runs fence.proxy.async.shared::cta after its
+// waits on full barriers and before the wgmma that reads the stages (copies → arrive-on (release) → try_wait
+// (acquire) → proxy fence → wgmma: the order the PTX memory model asks for).
+constexpr int PP_BC = 128;  // key rows per tile (CudaFlashAttention.ForwardWgmmaPingPong.KEY_TILE)
+constexpr int PP_KS = 3;    // K stages
+constexpr int PP_VS = 2;    // V stages
+
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
+}
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
+    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
+}
+// Blocks until the barrier's phase of parity `parity` has completed (acquire).
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
+    asm volatile(
+        "{\n"
+        ".reg .pred done;\n"
+        "PP_WAIT:\n"
+        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
+        "@!done bra PP_WAIT;\n"
+        "}\n" ::"r"(bar), "r"(parity) : "memory");
+}
+// One arrive-on the barrier once all of this thread's earlier cp.async copies have landed (counted in the barrier's
+// expected arrivals: .noinc).
+__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
+    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
+}
+// Named barrier `id`, 256 threads. A register id (warp-uniform), so no branch sits between a wgmma and its wait.
+__device__ __forceinline__ void bar_sync_256(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
+__device__ __forceinline__ void bar_arrive_256(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+
+// cp.async of rows [row0, row0 + rows) into a swizzled tile by the 128 threads of one warpgroup (t = 0 .. 127), as
+// load_tile_sw128.
+template <int D>
+__device__ __forceinline__ void load_tile_sw128_wg(uint32_t tile, int rows, const bf16* src, size_t ld, int row0, int T, int t) {
+    constexpr int CH = D / 8;
+    for (int i = t; i < rows * CH; i += 128) {
+        const int r = i / CH, ch = i - r * CH;
+        const bool valid = row0 + r < T;
+        cp_async16_zfill(tile + sw128(rows, r, ch), src + static_cast<size_t>(valid ? row0 + r : 0) * ld + ch * 8, valid);
+    }
+}
+
+template <int D>
+__device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                                       const bf16* __restrict__ V, bf16* __restrict__ O,
+                                                       float* __restrict__ LSE, int T, int H) {
+    static_assert(D == 64 || D == 128, "wgmma forward: head dim 64 or 128");
+    constexpr int BC = PP_BC;
+    constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
+    extern __shared__ unsigned char wg_smem_raw[];
+    const uint32_t raw = smem_u32(wg_smem_raw);
+    const uint32_t sQ = (raw + 1023u) & ~1023u;                    // swizzle atoms must be 1024-byte aligned
+    const uint32_t sK0 = sQ + QBYTES, sV0 = sK0 + PP_KS * KVBYTES;  // K [3][BC][D], V [2][BC][D]
+    // mbarriers, 8 bytes each: fullK[3], emptyK[3], fullV[2], emptyV[2] (80 bytes).
+    const uint32_t bars = sV0 + PP_VS * KVBYTES;
+    auto fullK = [&](int s) { return bars + 8u * s; };
+    auto emptyK = [&](int s) { return bars + 24u + 8u * s; };
+    auto fullV = [&](int s) { return bars + 48u + 8u * s; };
+    auto emptyV = [&](int s) { return bars + 64u + 8u * s; };
+
+    const int tid = threadIdx.x, lane = tid & 31;
+    // wg and warp through a lane-0 broadcast, so ptxas knows them to be warp-uniform (see forward_wgmma).
+    const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0), warp = __shfl_sync(0xffffffffu, (tid >> 5) & 3, 0);
+    const int g = lane >> 2, c = lane & 3;
+    const int q0 = (gridDim.y - 1 - blockIdx.y) * WG_BR;  // longest rows first
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int nTiles = (min(q0 + WG_BR, T) + BC - 1) / BC;  // q0 / 128 + 1: every tile meets both warpgroups
+
+    // Load index i of tile t: i = nTiles − 1 − t (tiles are visited from the diagonal down). K load i goes to stage
+    // i % 3, V load i to stage i % 2; a full barrier's phase n is the stage's n-th load landing, an empty barrier's
+    // phase n its n-th load released. A loader reusing a stage (i ≥ stages) waits for the release of load
+    // i − stages first.
+    auto load_k = [&](int t) {  // warpgroup 0
+        const int i = nTiles - 1 - t, st = i % PP_KS;
+        if (i >= PP_KS) mbar_wait(emptyK(st), (i / PP_KS - 1) & 1);
+        load_tile_sw128_wg<D>(sK0 + st * KVBYTES, BC, K + base, ld, t * BC, T, tid & 127);
+        cp_async_mbar_arrive(fullK(st));
+    };
+    auto load_v = [&](int t) {  // warpgroup 1
+        const int i = nTiles - 1 - t, st = i % PP_VS;
+        if (i >= PP_VS) mbar_wait(emptyV(st), (i / PP_VS - 1) & 1);
+        load_tile_sw128_wg<D>(sV0 + st * KVBYTES, BC, V + base, ld, t * BC, T, tid & 127);
+        cp_async_mbar_arrive(fullV(st));
+    };
+
+    if (tid == 0) {
+        for (int st = 0; st < PP_KS; ++st) {
+            mbar_init(fullK(st), 128);         // one cp.async arrive-on per thread of warpgroup 0
+            mbar_init(emptyK(st), WG_THREADS);  // every thread, once its S wgmma has completed
+        }
+        for (int st = 0; st < PP_VS; ++st) {
+            mbar_init(fullV(st), 128);         // warpgroup 1
+            mbar_init(emptyV(st), WG_THREADS);  // every thread, once its P V wgmma has completed
+        }
+    }
+    __syncthreads();  // the initialized barriers, visible to every thread
+    if (wg == 0) load_k(nTiles - 1);
+    load_tile_sw128<D>(sQ, WG_BR, Q + base, ld, q0, T, tid);
+    cp_async_commit();
+    cp_async_wait_all();
+    fence_proxy_async();
+    __syncthreads();  // Q visible to both warpgroups (the only CTA-wide wait on data)
+
+    const int myTurn = 1 + wg, otherTurn = 2 - wg;  // named barrier ids of the ping-pong
+    if (wg == 1) bar_arrive_256(1);                  // warpgroup 0 takes the first turn
+
+    const int qwg = q0 + wg * 64;    // first query row of this warpgroup
+    const int qw = qwg + warp * 16;  // first query row of this warp
+    float o[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+    float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f};
+    float alpha[2];            // the softmax's rescale of O for the running max of the current tile
+    uint32_t pa[BC / 16][4];   // P of the previous tile, bf16 A fragments
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+        for (int i = 0; i < 4; ++i) pa[kk][i] = 0u;
+
+    auto issue_pv = [&](uint32_t sV) {  // as forward_wgmma's
+        fence_regs(o);
+        fence_regs(pa);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) {
+            const uint64_t vb = smem_desc(sV + kk * (16 * 128), BC * 128, 1024);
+            if constexpr (D == 64) wgmma_rs_m64n64_tb(o, pa[kk], vb, 1);
+            else wgmma_rs_m64n128_tb(o, pa[kk], vb, 1);
+        }
+        wgmma_commit();
+    };
+
+    for (int j = nTiles - 1; j >= 0; --j) {
+        const int kv0 = j * BC;
+        const int i = nTiles - 1 - j;              // K_j is K load i; V_{j+1}, read in this step, is V load i − 1
+        const int ks = i % PP_KS, vs = (i + 1) & 1;  // (i − 1) % 2
+        // This step's loads (no wgmma in flight here): K_{j−1} by warpgroup 0, V_j by warpgroup 1.
+        if (wg == 0) {
+            if (j > 0) load_k(j - 1);
+        } else {
+            load_v(j);
+        }
+        mbar_wait(fullK(ks), (i / PP_KS) & 1);
+        if (i > 0) mbar_wait(fullV(vs), ((i - 1) / PP_VS) & 1);
+        fence_proxy_async();  // the landed copies, visible to the async proxy (see above)
+        const uint32_t sK = sK0 + ks * KVBYTES;
+
+        float s[BC / 2];
+        auto issue_s = [&]() {  // as forward_wgmma's, m64n128k16
+#pragma unroll
+            for (int n = 0; n < BC / 2; ++n) s[n] = 0.f;
+            fence_regs(s);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
+                const uint32_t kb = sK + (kk >> 2) * (BC * 128) + (kk & 3) * 32;
+                wgmma_ss_m64n128(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
+            }
+            wgmma_commit();
+        };
+        auto softmax = [&]() {  // as forward_wgmma's
+            fence_regs(s);
+            // Causal mask (col > row); it also hides columns ≥ T from every row < T. s[4n + e]: row g + 8·(e/2),
+            // column 8n + 2c + (e % 2) of the warp's 16 × BC block.
+            if (kv0 + BC - 1 > qw) {
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+                    for (int e = 0; e < 4; ++e) {
+                        const int col = kv0 + n * 8 + c * 2 + (e & 1);
+                        const int row = qw + g + (e >> 1) * 8;
+                        if (col > row) s[4 * n + e] = -INFINITY;
+                    }
+            }
+#pragma unroll
+            for (int r = 0; r < 2; ++r) {
+                float mx = rowMax[r];
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
+                alpha[r] = exp2_ftz(rowMax[r] * scaleLog2 - mScaled);
+                rowMax[r] = mx;
+                float sum = 0.f;
+#pragma unroll
+                for (int n = 0; n < BC / 8; ++n) {
+                    s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
+                    s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
+                    sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
+                }
+                rowSum[r] = rowSum[r] * alpha[r] + sum;
+            }
+        };
+        if (i == 0) {  // the first tile: no PV product pending
+            bar_sync_256(myTurn);
+            issue_s();
+            bar_arrive_256(otherTurn);
+            wgmma_wait<0>();
+            mbar_arrive(emptyK(ks));  // K_j read
+            softmax();
+        } else {
+            bar_sync_256(myTurn);
+            issue_s();
+            issue_pv(sV0 + vs * KVBYTES);
+            bar_arrive_256(otherTurn);
+            wgmma_wait<1>();          // S done; P_{j+1} V_{j+1} may still run during the softmax
+            mbar_arrive(emptyK(ks));  // K_j read
+            softmax();
+            wgmma_wait<0>();          // P_{j+1} V_{j+1} done: O and pa are free again
+            mbar_arrive(emptyV(vs));  // V_{j+1} read
+            fence_regs(o);
+            fence_regs(pa);
+            // O (at tile j+1's running max) to tile j's.
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                o[4 * n + 0] *= alpha[0];
+                o[4 * n + 1] *= alpha[0];
+                o[4 * n + 2] *= alpha[1];
+                o[4 * n + 3] *= alpha[1];
+            }
+        }
+        // P_j as bf16 A fragments for the next step.
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk) {
+            pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+            pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+            pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+            pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+        }
+    }
+    // P_0 V_0: V_0 is V load nTiles − 1, issued in the step for tile 0; outside the turns (nothing follows it).
+    {
+        const int i = nTiles - 1, vs = i & 1;
+        mbar_wait(fullV(vs), (i / PP_VS) & 1);
+        fence_proxy_async();
+        issue_pv(sV0 + vs * KVBYTES);
+        wgmma_wait<0>();
+        fence_regs(o);
+        fence_regs(pa);
+    }
+    if (wg == 0) bar_sync_256(1);  // warpgroup 1's last pass: barrier 1's final generation completes
+
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = rowSum[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int row = qw + g + r * 8;
+        if (row < T) {
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            bf16* dst = O + base + static_cast<size_t>(row) * ld + c * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n)
+                *reinterpret_cast<uint32_t*>(dst + n * 8) = pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
+            if (c == 0) LSE[static_cast<size_t>(bh) * T + row] = rowMax[r] * scaleLog2 * LN2 + logf(l);
+        }
+    }
+}
 
 // ------------------------------------------------------------------------------------------------ backward (D = 64)
 // CudaFlashAttention backward variant 2. Same contract as flash_attn_bwd3_* (flash_attention.cu): after
@@ -610,13 +900,41 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
     }
 
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FWD_WGMMA_BODY(D) forward_wgmma<D>(q, k, v, out, lse, T, H);
+#define FWD_WGMMA_BODY(D) forward_wgmma<D, FwdWgmmaTile<D>::BC>(q, k, v, out, lse, T, H);
 #else
 #define FWD_WGMMA_BODY(D) __trap();
 #endif
 
 FLASH_ATTN_FWD_WGMMA(64, 2)
 FLASH_ATTN_FWD_WGMMA(128, 1)
+
+// Variant 3: D = 64 with 128-key tiles (one CTA per SM); dynamic shared memory 1024 + 128·64·2 + 4·128·64·2 = 82 944
+// bytes (CudaFlashAttention.ForwardWgmmaKt128.sharedBytes). Grid and block as flash_attn_fwd_wgmma_d64.
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
+flash_attn_fwd_wgmma_kt128_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    forward_wgmma<64, 128>(q, k, v, out, lse, T, H);
+#else
+    __trap();
+#endif
+}
+
+// Variant 4, ping-pong (forward_wgmma_pingpong): grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
+// 1024 + 128·D·2 + (3 + 2)·128·D·2 + 80 (mbarriers): 99 408 at D = 64, 197 712 at D = 128
+// (CudaFlashAttention.ForwardWgmmaPingPong.sharedBytes). One CTA per SM.
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FWD_WGMMA_PP_BODY(D) forward_wgmma_pingpong<D>(q, k, v, out, lse, T, H);
+#else
+#define FWD_WGMMA_PP_BODY(D) __trap();
+#endif
+#define FLASH_ATTN_FWD_WGMMA_PP(D)                                                                               \
+    extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) flash_attn_fwd_wgmma_pp_d##D(                    \
+        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H) {                       \
+        FWD_WGMMA_PP_BODY(D)                                                                                     \
+    }
+
+FLASH_ATTN_FWD_WGMMA_PP(64)
+FLASH_ATTN_FWD_WGMMA_PP(128)
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 + 2·64·72·4 = 120 832 bytes

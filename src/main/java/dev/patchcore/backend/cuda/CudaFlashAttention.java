@@ -40,6 +40,12 @@ public final class CudaFlashAttention {
     private static final int PREP_WARPS = 8;
     private static final int CONVERT_THREADS = 256;
 
+    /** (row, head) pairs one warp of the backward pre-pass takes: 32 / (D/8) where D/8 divides 32, else 1 (Prep in flash_attention.cu). */
+    static int prepPairsPerWarp(int headDim) {
+        int lanes = headDim / 8;
+        return headDim % 8 == 0 && lanes >= 1 && lanes <= 32 && 32 % lanes == 0 ? 32 / lanes : 1;
+    }
+
     /** CUDA's limit on gridDim.y, where the pipelined kernels put their query / key tile index. */
     private static final int MAX_GRID_Y = 65535;
 
@@ -47,6 +53,16 @@ public final class CudaFlashAttention {
     public static final int FORWARD_MMA_SYNC = 1;
     /** Forward variant 2: the Hopper wgmma kernel (flash_wgmma.cu; compute capability 9.x, D = 64 or 128). */
     public static final int FORWARD_WGMMA = 2;
+    /**
+     * Forward variant 3: variant 2 with 128-key tiles at D = 64 too (flash_attn_fwd_wgmma_kt128_d64, one CTA per SM);
+     * at D = 128 the variant-2 kernel, which already has them. Not yet run on a GPU.
+     */
+    public static final int FORWARD_WGMMA_KT128 = 3;
+    /**
+     * Forward variant 4: the wgmma forward with FlashAttention-3's inter-warpgroup ping-pong and mbarrier-driven
+     * K/V rings (flash_attn_fwd_wgmma_pp_d*, D = 64 or 128, one CTA per SM). Not yet run on a GPU.
+     */
+    public static final int FORWARD_WGMMA_PINGPONG = 4;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -75,10 +91,14 @@ public final class CudaFlashAttention {
         this.backwardGeneration = backwardGeneration;
     }
 
-    /** Which forward runs where both apply: {@link #FORWARD_MMA_SYNC} (default) or {@link #FORWARD_WGMMA}. */
+    /**
+     * Which forward runs where the wgmma kernels apply: {@link #FORWARD_MMA_SYNC} (default), {@link #FORWARD_WGMMA},
+     * {@link #FORWARD_WGMMA_KT128} or {@link #FORWARD_WGMMA_PINGPONG}.
+     */
     public void setForwardVariant(int variant) {
-        if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA)
-            throw new IllegalArgumentException("flash forward variant must be 1 (mma.sync) or 2 (wgmma), got " + variant);
+        if (variant < FORWARD_MMA_SYNC || variant > FORWARD_WGMMA_PINGPONG)
+            throw new IllegalArgumentException("flash forward variant must be 1 (mma.sync), 2 (wgmma), 3 (wgmma, 128-key tiles)"
+                    + " or 4 (wgmma ping-pong), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -123,6 +143,33 @@ public final class CudaFlashAttention {
         int keyTile() { return headDim == 64 ? 64 : 128; }
 
         int sharedBytes() { return 1024 + ROWS * headDim * 2 + 4 * keyTile() * headDim * 2; }
+    }
+
+    /**
+     * Forward variant 3 at D = 64 (flash_wgmma.cu, forward_wgmma with 128-key tiles): as {@link ForwardWgmma}, one CTA
+     * per SM. Shared memory: 1 KB alignment slack, Q [128][64], K and V [2][128][64] (bf16).
+     */
+    record ForwardWgmmaKt128() {
+        static final int HEAD_DIM = 64, KEY_TILE = 128;
+
+        static String kernel() { return "flash_attn_fwd_wgmma_kt128_d64"; }
+
+        static int sharedBytes() { return 1024 + ForwardWgmma.ROWS * HEAD_DIM * 2 + 4 * KEY_TILE * HEAD_DIM * 2; }
+    }
+
+    /**
+     * Forward variant 4 (flash_wgmma.cu, forward_wgmma_pingpong): 2 warpgroups × 64 query rows per CTA, 256 threads,
+     * 128-key tiles, one CTA per SM. Shared memory: 1 KB alignment slack, Q [128][D], K [3][128][D] and V [2][128][D]
+     * (bf16; PP_KS and PP_VS in the .cu), then 10 mbarriers of 8 bytes.
+     */
+    record ForwardWgmmaPingPong(int headDim) {
+        static final int KEY_TILE = 128, K_STAGES = 3, V_STAGES = 2, MBARRIER_BYTES = 10 * 8;
+
+        String kernel() { return "flash_attn_fwd_wgmma_pp_d" + headDim; }
+
+        int sharedBytes() {
+            return 1024 + ForwardWgmma.ROWS * headDim * 2 + (K_STAGES + V_STAGES) * KEY_TILE * headDim * 2 + MBARRIER_BYTES;
+        }
     }
 
     /**
@@ -220,11 +267,23 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
-        if (forwardVariant == FORWARD_WGMMA && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
+        if (forwardVariant != FORWARD_MMA_SYNC && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
                 && ceilDiv(seqLen, ForwardWgmma.ROWS) <= MAX_GRID_Y) {
+            // Variants 2, 3 and 4 share grid (B·H, query tiles of 128; the kernels reverse the tile index), 256 threads
+            // and arguments; they differ in kernel and shared memory.
             ForwardWgmma fw = new ForwardWgmma(s.headDim());
-            ctx.launch(fw.kernel(), s.batch() * heads, ceilDiv(seqLen, ForwardWgmma.ROWS), 1, ForwardWgmma.THREADS, 1, 1,
-                    fw.sharedBytes(), q, k, v, out, lse, seqLen, heads);
+            String kernel = fw.kernel();
+            int shared = fw.sharedBytes();
+            if (forwardVariant == FORWARD_WGMMA_PINGPONG) {
+                ForwardWgmmaPingPong pp = new ForwardWgmmaPingPong(s.headDim());
+                kernel = pp.kernel();
+                shared = pp.sharedBytes();
+            } else if (forwardVariant == FORWARD_WGMMA_KT128 && s.headDim() == ForwardWgmmaKt128.HEAD_DIM) {
+                kernel = ForwardWgmmaKt128.kernel();
+                shared = ForwardWgmmaKt128.sharedBytes();
+            }
+            ctx.launch(kernel, s.batch() * heads, ceilDiv(seqLen, ForwardWgmma.ROWS), 1, ForwardWgmma.THREADS, 1, 1,
+                    shared, q, k, v, out, lse, seqLen, heads);
             return new Backend.AttentionOut(out, lse);
         }
         Forward2 f2 = Forward2.of(s.headDim());
@@ -257,7 +316,8 @@ public final class CudaFlashAttention {
         Tensor rowDot = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         Tensor dqAccum = ctx.scratch(DType.F32, s.rows(), s.width());
         long pairs = (long) s.rows() * heads;
-        ctx.launch("flash_attn_bwd_prep_d" + s.headDim(), (int) ceilDiv(pairs, PREP_WARPS), 1, 1, 32 * PREP_WARPS, 1, 1, 0,
+        ctx.launch("flash_attn_bwd_prep_d" + s.headDim(), (int) ceilDiv(pairs, (long) PREP_WARPS * prepPairsPerWarp(s.headDim())), 1, 1,
+                32 * PREP_WARPS, 1, 1, 0,
                 dOut, out, rowDot, dqAccum, s.rows(), seqLen, heads);
 
         Tensor dk = ctx.scratch(DType.BF16, s.rows(), s.width());
