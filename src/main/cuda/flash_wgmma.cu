@@ -1,7 +1,7 @@
-// Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variant 2
-// (D = 64, 128), forward variants 3 (D = 64 with 128-key tiles, flash_attn_fwd_wgmma_kt128_d64) and 4 (inter-warpgroup
-// ping-pong, described above forward_wgmma_pingpong; both written without a GPU, not yet run) and backward variant 2
-// (D = 64; described above backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
+// Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
+// (D = 64, 128) and 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong; the default at D = 128 since
+// H100 run 9: 331 TFLOP/s, 1.19× the mma.sync kernel) and the default backward at D = 64 (described above
+// backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
 // WRITTEN WITHOUT A GPU (2026-11-27); the first version passed the selftest on an H100. The forward's intra-warpgroup
@@ -186,8 +186,8 @@ struct FwdWgmmaTile {
 // K_{j−1} (buffer (j−1)&1, last read by S_{j+1} in step j+1) and V_j (buffer j&1, last read by P_{j+2} V_{j+2} in
 // step j+1); both readers waited for their wgmma before the barrier that opens step j. V_0 gets a barrier of its own
 // after the loop.
-// BC: key rows per tile, FwdWgmmaTile's for variant 2; variant 3 (flash_attn_fwd_wgmma_kt128_d64) instantiates D = 64
-// with BC = 128 (one CTA per SM).
+// BC: key rows per tile, FwdWgmmaTile's (64 at D = 64, 128 at D = 128). 128-key tiles at D = 64 (one CTA per SM) ran
+// at 0.76× on an H100 (run 9) and were dropped.
 template <int D, int BC>
 __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                               const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
@@ -907,17 +907,6 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
 
 FLASH_ATTN_FWD_WGMMA(64, 2)
 FLASH_ATTN_FWD_WGMMA(128, 1)
-
-// Variant 3: D = 64 with 128-key tiles (one CTA per SM); dynamic shared memory 1024 + 128·64·2 + 4·128·64·2 = 82 944
-// bytes (CudaFlashAttention.ForwardWgmmaKt128.sharedBytes). Grid and block as flash_attn_fwd_wgmma_d64.
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-flash_attn_fwd_wgmma_kt128_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    forward_wgmma<64, 128>(q, k, v, out, lse, T, H);
-#else
-    __trap();
-#endif
-}
 
 // Variant 4, ping-pong (forward_wgmma_pingpong): grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 128·D·2 + (3 + 2)·128·D·2 + 80 (mbarriers): 99 408 at D = 64, 197 712 at D = 128

@@ -49,25 +49,26 @@ public final class CudaFlashAttention {
     /** CUDA's limit on gridDim.y, where the pipelined kernels put their query / key tile index. */
     private static final int MAX_GRID_Y = 65535;
 
-    /** Forward variant 1: the mma.sync kernels (fwd2, measured on an H100). */
-    public static final int FORWARD_MMA_SYNC = 1;
-    /** Forward variant 2: the Hopper wgmma kernel (flash_wgmma.cu; compute capability 9.x, D = 64 or 128). */
-    public static final int FORWARD_WGMMA = 2;
     /**
-     * Forward variant 3: variant 2 with 128-key tiles at D = 64 too (flash_attn_fwd_wgmma_kt128_d64, one CTA per SM);
-     * at D = 128 the variant-2 kernel, which already has them. Not yet run on a GPU.
+     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (run 9) — the ping-pong wgmma
+     * kernel at D = 128 on compute capability 9.x (331 TFLOP/s, 1.19× mma.sync), the mma.sync kernels elsewhere
+     * (at D = 64 they beat every wgmma version: 263 vs 256 and 232 TFLOP/s).
      */
-    public static final int FORWARD_WGMMA_KT128 = 3;
+    public static final int FORWARD_FASTEST = 1;
+    /** Forward variant 2: the mma.sync kernels everywhere (fwd2; the default until H100 run 9). */
+    public static final int FORWARD_MMA_SYNC = 2;
+    /** Forward variant 3: the Hopper wgmma kernel with intra-warpgroup overlap (flash_wgmma.cu; cc 9.x, D = 64 or 128). */
+    public static final int FORWARD_WGMMA = 3;
     /**
      * Forward variant 4: the wgmma forward with FlashAttention-3's inter-warpgroup ping-pong and mbarrier-driven
-     * K/V rings (flash_attn_fwd_wgmma_pp_d*, D = 64 or 128, one CTA per SM). Not yet run on a GPU.
+     * K/V rings (flash_attn_fwd_wgmma_pp_d*, D = 64 or 128, one CTA per SM) at both head dimensions.
      */
     public static final int FORWARD_WGMMA_PINGPONG = 4;
 
     private final KernelContext ctx;
     private final boolean forward2;
     private final int backwardGeneration;
-    private int forwardVariant = FORWARD_MMA_SYNC;
+    private int forwardVariant = FORWARD_FASTEST;
     /**
      * Backward variant 1 (default): the Hopper wgmma kernel where it applies (flash_wgmma.cu; compute capability 9.x,
      * D = 64; H100 run 6: 1.22× bwd3), the mma.sync kernels elsewhere.
@@ -92,12 +93,12 @@ public final class CudaFlashAttention {
     }
 
     /**
-     * Which forward runs where the wgmma kernels apply: {@link #FORWARD_MMA_SYNC} (default), {@link #FORWARD_WGMMA},
-     * {@link #FORWARD_WGMMA_KT128} or {@link #FORWARD_WGMMA_PINGPONG}.
+     * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
+     * {@link #FORWARD_WGMMA} or {@link #FORWARD_WGMMA_PINGPONG}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_MMA_SYNC || variant > FORWARD_WGMMA_PINGPONG)
-            throw new IllegalArgumentException("flash forward variant must be 1 (mma.sync), 2 (wgmma), 3 (wgmma, 128-key tiles)"
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PINGPONG)
+            throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma)"
                     + " or 4 (wgmma ping-pong), got " + variant);
         this.forwardVariant = variant;
     }
@@ -143,18 +144,6 @@ public final class CudaFlashAttention {
         int keyTile() { return headDim == 64 ? 64 : 128; }
 
         int sharedBytes() { return 1024 + ROWS * headDim * 2 + 4 * keyTile() * headDim * 2; }
-    }
-
-    /**
-     * Forward variant 3 at D = 64 (flash_wgmma.cu, forward_wgmma with 128-key tiles): as {@link ForwardWgmma}, one CTA
-     * per SM. Shared memory: 1 KB alignment slack, Q [128][64], K and V [2][128][64] (bf16).
-     */
-    record ForwardWgmmaKt128() {
-        static final int HEAD_DIM = 64, KEY_TILE = 128;
-
-        static String kernel() { return "flash_attn_fwd_wgmma_kt128_d64"; }
-
-        static int sharedBytes() { return 1024 + ForwardWgmma.ROWS * HEAD_DIM * 2 + 4 * KEY_TILE * HEAD_DIM * 2; }
     }
 
     /**
@@ -267,20 +256,18 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
-        if (forwardVariant != FORWARD_MMA_SYNC && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
+        int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
+        if (variant != FORWARD_MMA_SYNC && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
                 && ceilDiv(seqLen, ForwardWgmma.ROWS) <= MAX_GRID_Y) {
-            // Variants 2, 3 and 4 share grid (B·H, query tiles of 128; the kernels reverse the tile index), 256 threads
+            // The wgmma kernels share grid (B·H, query tiles of 128; the kernels reverse the tile index), 256 threads
             // and arguments; they differ in kernel and shared memory.
             ForwardWgmma fw = new ForwardWgmma(s.headDim());
             String kernel = fw.kernel();
             int shared = fw.sharedBytes();
-            if (forwardVariant == FORWARD_WGMMA_PINGPONG) {
+            if (variant == FORWARD_WGMMA_PINGPONG) {
                 ForwardWgmmaPingPong pp = new ForwardWgmmaPingPong(s.headDim());
                 kernel = pp.kernel();
                 shared = pp.sharedBytes();
-            } else if (forwardVariant == FORWARD_WGMMA_KT128 && s.headDim() == ForwardWgmmaKt128.HEAD_DIM) {
-                kernel = ForwardWgmmaKt128.kernel();
-                shared = ForwardWgmmaKt128.sharedBytes();
             }
             ctx.launch(kernel, s.batch() * heads, ceilDiv(seqLen, ForwardWgmma.ROWS), 1, ForwardWgmma.THREADS, 1, 1,
                     shared, q, k, v, out, lse, seqLen, heads);

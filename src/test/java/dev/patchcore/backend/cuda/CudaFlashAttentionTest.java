@@ -40,8 +40,8 @@ class CudaFlashAttentionTest {
                     && !name.startsWith("flash_attn_fwd_wgmma_") && !name.startsWith("flash_attn_bwd_wgmma_"))
                 assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
             if (name.startsWith("flash_attn_bwd3_") || name.startsWith("flash_attn_bwd_wgmma_")
-                    || name.equals("flash_attn_fwd_wgmma_d128") || name.startsWith("flash_attn_fwd_wgmma_pp_")
-                    || name.equals("flash_attn_fwd_wgmma_kt128_d64")) // one 256-thread CTA per SM (registers): the per-block limit, 227 KB
+                    || name.equals("flash_attn_fwd_wgmma_d128") || name.startsWith("flash_attn_fwd_wgmma_pp_"))
+                // one 256-thread CTA per SM (registers): the per-block limit, 227 KB
                 assertTrue(shared > 0 && shared <= 227 * 1024, name + " asks for " + shared + " bytes");
             else // two CTAs per SM must fit the H100's 228 KB (each CTA also reserves 1 KB)
                 assertTrue(shared >= 0 && 2 * (shared + 1024) <= 228 * 1024, name + " asks for " + shared + " bytes");
@@ -120,11 +120,10 @@ class CudaFlashAttentionTest {
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(5));
     }
 
-    /** Variants 3 (128-key tiles at D = 64) and 4 (ping-pong): same grid, block and arguments as variant 2. */
+    /** Variant 1 (ping-pong at D = 128 on Hopper, mma.sync elsewhere) and 4 (ping-pong): same grid, block and arguments as variant 3. */
     @Test
-    void wgmmaForwardVariants3And4() throws IOException {
+    void pingPongForwardIsTheDefaultAtHeadDim128OnHopper() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
-        assertTrue(src.contains("flash_attn_fwd_wgmma_kt128_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H)"));
         List<String> pingPong = new ArrayList<>();
         Matcher m = Pattern.compile("(?m)^FLASH_ATTN_FWD_WGMMA_PP\\((\\d+)\\)").matcher(src);
         while (m.find()) pingPong.add("flash_attn_fwd_wgmma_pp_d" + m.group(1));
@@ -132,7 +131,8 @@ class CudaFlashAttentionTest {
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
         assertEquals(List.of(1, 2, 3, 4), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
-        for (int variant : new int[] {CudaFlashAttention.FORWARD_WGMMA_KT128, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
+        assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
+        for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {
                 for (int d : new int[] {64, 80, 96, 128}) {
                     RecordingContext ctx = new RecordingContext();
@@ -144,25 +144,15 @@ class CudaFlashAttentionTest {
                     Tensor q = ctx.tensor(DType.BF16, b * t, h * d);
                     Backend.AttentionOut out = fa.forward(q, q, q, t, h);
                     Launch l = ctx.launches.getFirst();
-                    if (cc != 9 || (d != 64 && d != 128)) {
+                    boolean wgmma = cc == 9 && (d == 128 || (d == 64 && variant == CudaFlashAttention.FORWARD_WGMMA_PINGPONG));
+                    if (!wgmma) {
                         assertTrue(l.name().startsWith("flash_attn_fwd2_"), variant + "/" + cc + "/" + d + ": " + l.name());
                         continue;
                     }
-                    String kernel;
-                    int shared;
-                    if (variant == CudaFlashAttention.FORWARD_WGMMA_PINGPONG) {
-                        kernel = "flash_attn_fwd_wgmma_pp_d" + d;
-                        // slack, Q, K [3][128][D], V [2][128][D], 10 mbarriers
-                        shared = 1024 + 128 * d * 2 + 5 * 128 * d * 2 + 80;
-                        assertEquals(d == 64 ? 99_408 : 197_712, shared);
-                    } else if (d == 64) {
-                        kernel = "flash_attn_fwd_wgmma_kt128_d64";
-                        shared = 1024 + 128 * 64 * 2 + 4 * 128 * 64 * 2;
-                        assertEquals(82_944, shared);
-                    } else {
-                        kernel = "flash_attn_fwd_wgmma_d128";  // variant 2's kernel already has 128-key tiles
-                        shared = 164_864;
-                    }
+                    String kernel = "flash_attn_fwd_wgmma_pp_d" + d;
+                    // slack, Q, K [3][128][D], V [2][128][D], 10 mbarriers
+                    int shared = 1024 + 128 * d * 2 + 5 * 128 * d * 2 + 80;
+                    assertEquals(d == 64 ? 99_408 : 197_712, shared);
                     assertEquals(kernel, l.name());
                     assertEquals(b * h, l.gridX());
                     assertEquals(3, l.gridY(), "128 query rows per CTA");
