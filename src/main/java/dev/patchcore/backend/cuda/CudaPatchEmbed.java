@@ -24,9 +24,9 @@ public final class CudaPatchEmbed {
 
     /**
      * Variant 1 (default): for token tensors uploaded from the host, the backward's sorted keys are computed on the
-     * host from the uploaded ids (a radix sort of n ints, off the GPU's critical path) and copied to the device in
-     * stream order at the tensor's first patch-embedding call, so the backward is one kernel; other token tensors
-     * take the device sort.
+     * host from the uploaded ids (a radix sort of n ints, off the GPU's critical path: the host is ahead of the GPU)
+     * and copied to the device in stream order at the first backward after the upload, so the backward is one kernel
+     * (evaluation and generation, which have no backward, sort nothing); other token tensors take the device sort.
      */
     public static final int VARIANT_HOST_SORTED = 1;
     /** Variant 2: the keys always sorted on the device (3 launches at 8192 keys: ~15 µs of latency on an H100). */
@@ -86,7 +86,7 @@ public final class CudaPatchEmbed {
 
     /** Remembers the ids just uploaded into {@code tokens} (called by the backend's uploadInts). */
     public void noteUpload(Tensor tokens, int[] ids) {
-        if (variant != VARIANT_HOST_SORTED || ids.length == 0) return;
+        if (ids.length == 0) return;  // (recorded whatever the variant, so that switching variants never finds stale ids)
         HostSorted old = hostSorted.remove(tokens);
         forget(tokens);  // overlapping views' entries are stale now
         HostSorted e = new HostSorted(ids.clone(), CudaStorage.addressOf(tokens), tokens.bytes());
@@ -132,7 +132,6 @@ public final class CudaPatchEmbed {
         int d = table.dim(1);
         Tensor out = ctx.scratch(DType.BF16, rows, d);
         if (rows == 0 || d == 0) return out;
-        hostSortedKeys(tokens);  // the backward's keys on their way while the model runs forward
         int blocks = gridFor((long) rows * 32, FWD_THREADS, ctx.multiprocessorCount());  // one warp per row, grid-stride
         ctx.launch("patch_embed_fwd_bf16", blocks, 1, 1, FWD_THREADS, 1, 1, 0, out, table, tokens, rows, k, d, table.dim(0));
         return out;

@@ -455,7 +455,10 @@ class OpKernelLaunchTest {
         int[] ids = {7, 3, 7, -1, 3, 250, 0, 7, 99, 3, 100, 7};
         pe.noteUpload(tokens, ids);
         ids[0] = 42;  // the caller may reuse its array: the ids were copied
-        pe.forward(table, tokens, 2);  // sorts and copies the keys
+        pe.forward(table, tokens, 2);
+        assertEquals(0, ctx.intCopies.size(), "the forward sorts nothing (evaluation has no backward)");
+        ctx.launches.clear();
+        pe.backward(bf16(6, 64), tokens, 2, dTable);  // sorts and copies the keys
         assertEquals(1, ctx.intCopies.size());
         int[] keys = ctx.intCopies.getFirst().getValue();
         // posBits = bits of 11 = 4; ids outside [0, 2^28 - 1) take the all-ones token field; unsigned ascending.
@@ -463,12 +466,11 @@ class OpKernelLaunchTest {
         int[] want = {0 << 4 | 6, 3 << 4 | 1, 3 << 4 | 4, 3 << 4 | 9, 7 << 4 | 0, 7 << 4 | 2, 7 << 4 | 7, 7 << 4 | 11,
                 99 << 4 | 8, 100 << 4 | 10, 250 << 4 | 5, s << 4 | 3};
         assertArrayEquals(want, keys);
-        ctx.launches.clear();
-        pe.backward(bf16(6, 64), tokens, 2, dTable);
         Launch runs = ctx.only("patch_embed_bwd_runs32");
         assertEquals(1, ctx.launches.size(), "no device sort");
         assertSame(ctx.intCopies.getFirst().getKey(), runs.args()[0]);
         assertEquals(List.of(12, 4, 100), List.of(runs.args()[1], runs.args()[2], runs.args()[3]));
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
         assertEquals(1, ctx.intCopies.size(), "sorted once per upload");
         // A view written some other way forgets the ids: the device sort again.
         pe.forget(tokens.reshape(12).rows(3, 2));
@@ -484,10 +486,18 @@ class OpKernelLaunchTest {
         assertEquals(3, ctx.intCopies.size());
         assertSame(ctx.intCopies.get(1).getKey(), ctx.intCopies.get(2).getKey());
         pe.setVariant(CudaPatchEmbed.VARIANT_DEVICE_SORT);
-        pe.noteUpload(tokens, ids);
+        int[] other = {1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1};
+        pe.noteUpload(tokens, other);
         ctx.launches.clear();
         pe.backward(bf16(6, 64), tokens, 2, dTable);
         assertEquals("patch_embed_keys32", ctx.launches.getFirst().name());
+        // Back to variant 1: the keys of the upload made under variant 2, not the earlier ids.
+        pe.setVariant(CudaPatchEmbed.VARIANT_HOST_SORTED);
+        ctx.launches.clear();
+        pe.backward(bf16(6, 64), tokens, 2, dTable);
+        assertEquals(1, ctx.launches.size());
+        assertArrayEquals(new int[] {1 << 4, 1 << 4 | 1, 1 << 4 | 2, 1 << 4 | 3, 1 << 4 | 4, 1 << 4 | 5, 1 << 4 | 6, 1 << 4 | 7,
+                1 << 4 | 8, 1 << 4 | 9, 1 << 4 | 10, 1 << 4 | 11}, ctx.intCopies.getLast().getValue());
         assertThrows(IllegalArgumentException.class, () -> pe.setVariant(3));
     }
 
@@ -499,7 +509,7 @@ class OpKernelLaunchTest {
             Tensor t = ctx.scratch(DType.I32, 1, 8);
             tensors.add(t);
             pe.noteUpload(t, new int[] {1, 2, 3, 4, 5, 6, 7, i});
-            pe.forward(bf16(10, 64), t, 1);
+            pe.backward(bf16(8, 64), t, 1, f32(10, 64));
         }
         assertEquals(List.of(ctx.intCopies.getFirst().getKey()), ctx.freed, "the first tensor's keys freed when the fifth came");
         ctx.launches.clear();
