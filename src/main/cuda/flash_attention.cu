@@ -590,9 +590,7 @@ struct Fwd2Config {
 // from shared memory per 16-column step, which costs 2 ldmatrix per 8·BC/16 MMAs.
 // Pipeline: the K and V tiles of j−1 are issued right after the barrier that opens tile j (all warps are then
 // done with tile j+1, whose buffers j−1 reuses) and land while tile j is computed.
-// POLY > 0 (flashfwd variants 5 and 6): a 1/POLY share of the probabilities comes from exp2_poly on the FMA pipe, the
-// rest from MUFU, so the two units share the softmax's exponentials (softmax_exp2 in softmax_exp.cuh).
-template <int D, int MT, int BC, bool QREG, int POLY = 0>
+template <int D, int MT, int BC, bool QREG>
 __device__ __forceinline__ void forward2(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                          const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
                                          int T, int H) {
@@ -711,8 +709,8 @@ __device__ __forceinline__ void forward2(const bf16* __restrict__ Q, const bf16*
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < BC / 8; ++n) {
-                    s[mt][n][2 * r] = softmax_exp2<POLY>(n, fmaf(s[mt][n][2 * r], scaleLog2, -mScaled));
-                    s[mt][n][2 * r + 1] = softmax_exp2<POLY>(n, fmaf(s[mt][n][2 * r + 1], scaleLog2, -mScaled));
+                    s[mt][n][2 * r] = exp2_ftz(fmaf(s[mt][n][2 * r], scaleLog2, -mScaled));
+                    s[mt][n][2 * r + 1] = exp2_ftz(fmaf(s[mt][n][2 * r + 1], scaleLog2, -mScaled));
                     sum += s[mt][n][2 * r] + s[mt][n][2 * r + 1];
                 }
                 rowSum[mt][r] = rowSum[mt][r] * alpha + sum;
@@ -1348,13 +1346,6 @@ FLASH_ATTN_BWD(128, 32)
         int T, int H) {                                                                                          \
         flash::forward2<D, MT, BC, QREG != 0>(q, k, v, out, lse, T, H);                                           \
     }
-// fwd2 with a 1/POLY share of the softmax exponentials on the FMA pipe (exp2_poly): flash_attn_fwd2p{POLY}_*.
-#define FLASH_ATTN_FWD2P(D, MT, BC, QREG, POLY)                                                                 \
-    extern "C" __global__ void __launch_bounds__(128) flash_attn_fwd2p##POLY##_d##D##_m##MT##_n##BC##_q##QREG(   \
-        const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, __nv_bfloat16* out, float* lse, \
-        int T, int H) {                                                                                          \
-        flash::forward2<D, MT, BC, QREG != 0, POLY>(q, k, v, out, lse, T, H);                                     \
-    }
 #define FLASH_ATTN_BWD2(D, BQ, VREG)                                                                             \
     extern "C" __global__ void __launch_bounds__(128) flash_attn_bwd2_d##D##_q##BQ##_v##VREG(                    \
         const __nv_bfloat16* q, const __nv_bfloat16* k, const __nv_bfloat16* v, const __nv_bfloat16* dO,        \
@@ -1372,8 +1363,6 @@ FLASH_ATTN_FWD2(80, 2, 64, 0)
 FLASH_ATTN_FWD2(96, 2, 48, 0)
 FLASH_ATTN_FWD2(96, 2, 32, 0)
 FLASH_ATTN_FWD2(128, 2, 32, 0)
-FLASH_ATTN_FWD2P(64, 2, 64, 1, 4)
-FLASH_ATTN_FWD2P(64, 2, 64, 1, 2)
 
 FLASH_ATTN_BWD2(64, 64, 1)
 FLASH_ATTN_BWD2(64, 64, 0)

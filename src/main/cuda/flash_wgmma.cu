@@ -183,7 +183,7 @@ struct FwdWgmmaTile {
 // after the loop.
 // BC: key rows per tile, FwdWgmmaTile's (64 at D = 64, 128 at D = 128). 128-key tiles at D = 64 (one CTA per SM) ran
 // at 0.76× on an H100 (run 9) and were dropped.
-template <int D, int BC, int POLY = 0>
+template <int D, int BC>
 __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                               const bf16* __restrict__ V, bf16* __restrict__ O, float* __restrict__ LSE,
                                               int T, int H) {
@@ -302,8 +302,8 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < BC / 8; ++n) {
-                    s[4 * n + 2 * r] = softmax_exp2<POLY>(n, fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
-                    s[4 * n + 2 * r + 1] = softmax_exp2<POLY>(n, fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
+                    s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
+                    s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
                     sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
                 }
                 rowSum[r] = rowSum[r] * alpha[r] + sum;
@@ -431,7 +431,7 @@ __device__ __forceinline__ void load_tile_sw128_wg(uint32_t tile, int rows, cons
     }
 }
 
-template <int D, int POLY = 0>
+template <int D>
 __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                        const bf16* __restrict__ V, bf16* __restrict__ O,
                                                        float* __restrict__ LSE, int T, int H) {
@@ -580,8 +580,8 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
                 float sum = 0.f;
 #pragma unroll
                 for (int n = 0; n < BC / 8; ++n) {
-                    s[4 * n + 2 * r] = softmax_exp2<POLY>(n, fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
-                    s[4 * n + 2 * r + 1] = softmax_exp2<POLY>(n, fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
+                    s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
+                    s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
                     sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
                 }
                 rowSum[r] = rowSum[r] * alpha[r] + sum;
@@ -919,24 +919,6 @@ FLASH_ATTN_FWD_WGMMA(128, 1)
 
 FLASH_ATTN_FWD_WGMMA_PP(64)
 FLASH_ATTN_FWD_WGMMA_PP(128)
-
-// flashfwd variants 7 and 8 (D = 64): flash_attn_fwd_wgmma_d64 and flash_attn_fwd_wgmma_pp_d64 with half of the
-// softmax exponentials on the FMA pipe (exp2_poly, softmax_exp.cuh); launch as those kernels.
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FWD_WGMMA_POLY_BODY forward_wgmma<64, FwdWgmmaTile<64>::BC, 2>(q, k, v, out, lse, T, H);
-#define FWD_WGMMA_PP_POLY_BODY forward_wgmma_pingpong<64, 2>(q, k, v, out, lse, T, H);
-#else
-#define FWD_WGMMA_POLY_BODY __trap();
-#define FWD_WGMMA_PP_POLY_BODY __trap();
-#endif
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 2)
-flash_attn_fwd_wgmma_poly2_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H) {
-    FWD_WGMMA_POLY_BODY
-}
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-flash_attn_fwd_wgmma_pp_poly2_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H) {
-    FWD_WGMMA_PP_POLY_BODY
-}
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 + 2·64·72·4 = 120 832 bytes

@@ -64,18 +64,6 @@ public final class CudaFlashAttention {
      * K/V rings (flash_attn_fwd_wgmma_pp_d*, D = 64 or 128, one CTA per SM) at both head dimensions.
      */
     public static final int FORWARD_WGMMA_PINGPONG = 4;
-    /**
-     * Forward variants 5 and 6: fwd2 at D = 64 with a quarter (5) or half (6) of the softmax exponentials computed by a
-     * polynomial on the FMA pipe instead of MUFU.EX2 (exp2_poly in flash_attention.cu, flash_attn_fwd2p{4,2}_d64_*);
-     * any GPU; other head dims as variant 1.
-     */
-    public static final int FORWARD_POLY_EXP_QUARTER = 5, FORWARD_POLY_EXP_HALF = 6;
-    /**
-     * Forward variants 7 and 8: the wgmma (7) and ping-pong (8) kernels at D = 64 with half of the exponentials on the
-     * FMA pipe (flash_attn_fwd_wgmma_poly2_d64, flash_attn_fwd_wgmma_pp_poly2_d64); compute capability 9.x; other
-     * head dims and GPUs as variant 1.
-     */
-    public static final int FORWARD_WGMMA_POLY_EXP = 7, FORWARD_WGMMA_PINGPONG_POLY_EXP = 8;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -109,10 +97,9 @@ public final class CudaFlashAttention {
      * {@link #FORWARD_WGMMA} or {@link #FORWARD_WGMMA_PINGPONG}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PINGPONG_POLY_EXP)
-            throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong), 5 or 6 (mma.sync with a quarter / half of the exponentials on the FMA pipe),"
-                    + " 7 or 8 (wgmma / ping-pong with half of them there), got " + variant);
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PINGPONG)
+            throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma)"
+                    + " or 4 (wgmma ping-pong), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -269,14 +256,7 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
-        int variant = forwardVariant;
-        boolean hopper64 = ctx.computeCapabilityMajor() == 9 && s.headDim() == 64;
-        boolean polyExp = (variant == FORWARD_POLY_EXP_QUARTER || variant == FORWARD_POLY_EXP_HALF) && s.headDim() == 64;
-        boolean wgmmaPolyExp = (variant == FORWARD_WGMMA_POLY_EXP || variant == FORWARD_WGMMA_PINGPONG_POLY_EXP) && hopper64;
-        if (polyExp) variant = FORWARD_MMA_SYNC;
-        else if (wgmmaPolyExp) variant = forwardVariant == FORWARD_WGMMA_POLY_EXP ? FORWARD_WGMMA : FORWARD_WGMMA_PINGPONG;
-        else if (variant == FORWARD_FASTEST || variant >= FORWARD_POLY_EXP_QUARTER)
-            variant = s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC;
+        int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
         if (variant != FORWARD_MMA_SYNC && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
                 && ceilDiv(seqLen, ForwardWgmma.ROWS) <= MAX_GRID_Y) {
             // The wgmma kernels share grid (B·H, query tiles of 128; the kernels reverse the tile index), 256 threads
@@ -289,7 +269,6 @@ public final class CudaFlashAttention {
                 kernel = pp.kernel();
                 shared = pp.sharedBytes();
             }
-            if (wgmmaPolyExp) kernel = kernel.replace("_d64", "_poly2_d64");  // same launch, half the exps on the FMA pipe
             ctx.launch(kernel, s.batch() * heads, ceilDiv(seqLen, ForwardWgmma.ROWS), 1, ForwardWgmma.THREADS, 1, 1,
                     shared, q, k, v, out, lse, seqLen, heads);
             return new Backend.AttentionOut(out, lse);
@@ -297,9 +276,7 @@ public final class CudaFlashAttention {
         Forward2 f2 = Forward2.of(s.headDim());
         if (forward2 && ceilDiv(seqLen, f2.rowsPerCta()) <= MAX_GRID_Y) {
             // Grid (B·H, query tiles): the kernel reverses the tile index, so the longest CTAs of all heads go first.
-            String kernel = polyExp ? f2.kernel().replace("flash_attn_fwd2_", "flash_attn_fwd2p" + (forwardVariant == FORWARD_POLY_EXP_QUARTER ? 4 : 2) + "_")
-                    : f2.kernel();
-            ctx.launch(kernel, s.batch() * heads, ceilDiv(seqLen, f2.rowsPerCta()), 1, 128, 1, 1, f2.sharedBytes(),
+            ctx.launch(f2.kernel(), s.batch() * heads, ceilDiv(seqLen, f2.rowsPerCta()), 1, 128, 1, 1, f2.sharedBytes(),
                     q, k, v, out, lse, seqLen, heads);
             return new Backend.AttentionOut(out, lse);
         }

@@ -36,8 +36,7 @@ class CudaFlashAttentionTest {
             assertEquals(1, gz);
             assertEquals(1, by);
             assertEquals(1, bz);
-            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_fwd2p") && !name.startsWith("flash_attn_bwd2_")
-                    && !name.startsWith("flash_attn_bwd3_")
+            if (!name.startsWith("flash_attn_fwd2_") && !name.startsWith("flash_attn_bwd2_") && !name.startsWith("flash_attn_bwd3_")
                     && !name.startsWith("flash_attn_fwd_wgmma_") && !name.startsWith("flash_attn_bwd_wgmma_"))
                 assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
             if (name.startsWith("flash_attn_bwd3_") || name.startsWith("flash_attn_bwd_wgmma_")
@@ -75,9 +74,6 @@ class CudaFlashAttentionTest {
         Matcher fwd2 = Pattern.compile("(?m)^FLASH_ATTN_FWD2\\((\\d+), (\\d+), (\\d+), ([01])\\)").matcher(src);
         while (fwd2.find())
             names.add("flash_attn_fwd2_d" + fwd2.group(1) + "_m" + fwd2.group(2) + "_n" + fwd2.group(3) + "_q" + fwd2.group(4));
-        Matcher fwd2p = Pattern.compile("(?m)^FLASH_ATTN_FWD2P\\((\\d+), (\\d+), (\\d+), ([01]), (\\d+)\\)").matcher(src);
-        while (fwd2p.find())
-            names.add("flash_attn_fwd2p" + fwd2p.group(5) + "_d" + fwd2p.group(1) + "_m" + fwd2p.group(2) + "_n" + fwd2p.group(3) + "_q" + fwd2p.group(4));
         Matcher bwd2 = Pattern.compile("(?m)^FLASH_ATTN_BWD2\\((\\d+), (\\d+), ([01])\\)").matcher(src);
         while (bwd2.find()) names.add("flash_attn_bwd2_d" + bwd2.group(1) + "_q" + bwd2.group(2) + "_v" + bwd2.group(3));
         Matcher bwd3 = Pattern.compile("(?m)^FLASH_ATTN_BWD3\\((\\d+), (\\d+), ([01])\\)").matcher(src);
@@ -121,67 +117,7 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(9));
-    }
-
-    /** Variants 5 and 6: fwd2 with a quarter / half of the exponentials on the FMA pipe at D = 64 (any GPU), variant 1 elsewhere. */
-    @Test
-    void polynomialExpVariantsRunFwd2pAtHeadDim64() throws IOException {
-        List<String> compiled = kernelsInSource();
-        assertTrue(compiled.containsAll(List.of("flash_attn_fwd2p4_d64_m2_n64_q1", "flash_attn_fwd2p2_d64_m2_n64_q1")), compiled.toString());
-        for (int variant : new int[] {CudaFlashAttention.FORWARD_POLY_EXP_QUARTER, CudaFlashAttention.FORWARD_POLY_EXP_HALF}) {
-            for (int cc : new int[] {8, 9}) {
-                for (int d : new int[] {64, 80, 128}) {
-                    RecordingContext ctx = new RecordingContext();
-                    ctx.computeCapabilityMajor = cc;
-                    CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-                    fa.setForwardVariant(variant);
-                    Tensor q = ctx.tensor(DType.BF16, 2 * 300, 3 * d);
-                    fa.forward(q, q, q, 300, 3);
-                    Launch l = ctx.launches.getFirst();
-                    String want = d == 64 ? "flash_attn_fwd2p" + (variant == CudaFlashAttention.FORWARD_POLY_EXP_QUARTER ? 4 : 2) + "_d64_m2_n64_q1"
-                            : d == 128 && cc == 9 ? "flash_attn_fwd_wgmma_pp_d128" : "flash_attn_fwd2_d" + d + "_";
-                    assertTrue(l.name().startsWith(want), variant + "/" + cc + "/" + d + ": " + l.name());
-                    assertTrue(compiled.contains(l.name()) || l.name().startsWith("flash_attn_fwd_wgmma"), l.name());
-                    if (d == 64) {
-                        assertEquals(6, l.gridX());
-                        assertEquals(3, l.gridY(), "128 query rows per CTA, as fwd2");
-                        assertEquals(128, l.blockX());
-                    }
-                }
-            }
-        }
-    }
-
-    /** Variants 7 and 8: the wgmma / ping-pong kernels at D = 64 with half the exponentials on the FMA pipe, Hopper only. */
-    @Test
-    void wgmmaPolynomialExpVariantsAtHeadDim64OnHopper() throws IOException {
-        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
-        for (String k : List.of("flash_attn_fwd_wgmma_poly2_d64", "flash_attn_fwd_wgmma_pp_poly2_d64"))
-            assertTrue(src.contains(k + "(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H)"), k);
-        for (int variant : new int[] {CudaFlashAttention.FORWARD_WGMMA_POLY_EXP, CudaFlashAttention.FORWARD_WGMMA_PINGPONG_POLY_EXP}) {
-            for (int cc : new int[] {8, 9}) {
-                for (int d : new int[] {64, 96, 128}) {
-                    RecordingContext ctx = new RecordingContext();
-                    ctx.computeCapabilityMajor = cc;
-                    CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-                    fa.setForwardVariant(variant);
-                    Tensor q = ctx.tensor(DType.BF16, 2 * 300, 3 * d);
-                    fa.forward(q, q, q, 300, 3);
-                    Launch l = ctx.launches.getFirst();
-                    boolean pp = variant == CudaFlashAttention.FORWARD_WGMMA_PINGPONG_POLY_EXP;
-                    String want = cc != 9 ? "flash_attn_fwd2_d" + d + "_"
-                            : d == 64 ? (pp ? "flash_attn_fwd_wgmma_pp_poly2_d64" : "flash_attn_fwd_wgmma_poly2_d64")
-                            : d == 128 ? "flash_attn_fwd_wgmma_pp_d128" : "flash_attn_fwd2_d" + d + "_";
-                    assertTrue(l.name().startsWith(want), variant + "/" + cc + "/" + d + ": " + l.name());
-                    if (cc == 9 && d == 64) {
-                        assertEquals(pp ? 99_408 : 50_176, l.shared(), "the shared memory of the kernel it derives from");
-                        assertEquals(256, l.blockX());
-                        assertEquals(3, l.gridY());
-                    }
-                }
-            }
-        }
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(5));
     }
 
     /** Variant 1 (ping-pong at D = 128 on Hopper, mma.sync elsewhere) and 4 (ping-pong): same grid, block and arguments as variant 3. */
@@ -194,7 +130,7 @@ class CudaFlashAttentionTest {
         assertEquals(List.of("flash_attn_fwd_wgmma_pp_d64", "flash_attn_fwd_wgmma_pp_d128"), pingPong);
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
-        assertEquals(List.of(1, 2, 3, 4, 5, 6, 7, 8), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
+        assertEquals(List.of(1, 2, 3, 4), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
         assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
         for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {
