@@ -880,6 +880,247 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
     }
 }
 
+// ----------------------------------------------------------------------------------------------- backward (D = 128)
+// CudaFlashAttention backward variant 3 at D = 128 (flash_attn_bwd_wgmma_d128). WRITTEN WITHOUT A GPU (2026-11-27),
+// not yet run: the selftest rows tagged [flashbwd v3] at Dh=128 are its first check. Same contract and arithmetic as
+// backward_wgmma_d64 (and bwd3); only the split of the dQ product differs.
+//
+// CTA: 2 warpgroups, 128 keys of one (batch, head), 64 per warpgroup; query tiles of BQ = 64 rows from the diagonal
+// to T, Q and dO double-buffered through cp.async. Shared tiles in the D = 128 layout of the forward: [2 column
+// blocks of 64][rows][64] with the 128-byte swizzle. Per tile:
+//   Sᵀ = K Qᵀ, dPᵀ = V dOᵀ      per warpgroup on its 64 keys: two wgmma m64n64k16 chains (8 steps along the head
+//                                dim; A = K / V rows of the warpgroup, B = Q / dO, all K-major), one commit group;
+//   Pᵀ, dSᵀ                      in the accumulator layout (row = key, column = query), as backward_wgmma_d64;
+//   dV += Pᵀ dO, dK += dSᵀ Q      wgmma m64n128k16, A from registers, B = dO / Q MN-major (LBO = the next 64
+//                                columns), committed and not waited for;
+//   dQ_tile = dS K                dSᵀ of both warpgroups stored to one shared buffer [128 keys][64 queries] (a CTA
+//                                barrier, since dQ sums over all 128 keys); warpgroup w computes dQ columns
+//                                [64w, 64w + 64) over the 128 keys: wgmma m64n64k16, 8 steps, A = the buffer MN-major
+//                                (imm-trans-a), B = K's column block w MN-major. Each warpgroup adds its own 64 columns
+//                                into dqAccum (through a shared staging tile, red.global.add.v4.f32): one reduction per
+//                                128 keys, as bwd3, with no sum of the two warpgroups in shared memory.
+// Registers: dK and dV accumulators 64 + 64 per thread; Sᵀ and dPᵀ 32 + 32 (dead once packed to the bf16 A
+// fragments, 16 + 16, which stay live until their wgmma completes); the dQ accumulator 32. The D = 64 kernel's split
+// (each warpgroup a 64 × 128 dQ over its own keys) would need 64 dQ registers on top of dK and dV.
+// Warpgroup 1 has no query of the first (diagonal) tile to meet: it skips Sᵀ, dPᵀ, dV and dK there and writes zeros to
+// its half of the dSᵀ buffer, which the dQ product still reads. (Warpgroup 0 always meets the tile.)
+// Barriers per tile: 0 (__syncthreads) at the top (tile loaded; both warpgroups done with the previous step) and after
+// the dSᵀ stores (each thread fences the async proxy first); 1 + wg (128 threads) between this warpgroup's staging
+// writes and reads of its dQ columns.
+constexpr int WB128_DQ_LD = 72;  // floats per row of a warpgroup's dQ staging tile (64 + 8, as WB_DQ_LD)
+
+__device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                                    const bf16* __restrict__ V, const bf16* __restrict__ dO,
+                                                    const float* __restrict__ LSE, const float* __restrict__ rowDot,
+                                                    float* __restrict__ dqAccum, bf16* __restrict__ dK,
+                                                    bf16* __restrict__ dV, int T, int H) {
+    constexpr int D = 128;
+    constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = WB_BC * WB_BQ * 2;
+    extern __shared__ unsigned char wg_smem_raw[];
+    const uint32_t raw = smem_u32(wg_smem_raw);
+    const uint32_t sK = (raw + 1023u) & ~1023u;       // K [2 column blocks][128][64]
+    const uint32_t sV = sK + KVBYTES;                  // V [2][128][64]
+    const uint32_t sQ0 = sV + KVBYTES;                 // Q [2 buffers][2][64][64]
+    const uint32_t sdO0 = sQ0 + 2 * QBYTES;            // dO [2 buffers][2][64][64]
+    const uint32_t sdS = sdO0 + 2 * QBYTES;            // dSᵀ [128 keys][64 queries] (warpgroup w: rows 64w ..)
+    float* stats = reinterpret_cast<float*>(wg_smem_raw + (sdS + DSBYTES - raw));  // lse·log2e [2][64], D [2][64]
+    float* dqStage = stats + 4 * WB_BQ;                // [2 warpgroups][64 queries][WB128_DQ_LD]
+
+    // wg and warp through a lane-0 broadcast, as forward_wgmma: ptxas then knows the branches on them to be
+    // warp-uniform (no wgmma serialization on divergent paths).
+    const int tid = threadIdx.x, lane = tid & 31;
+    const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0), warp = __shfl_sync(0xffffffffu, (tid >> 5) & 3, 0);
+    const int g = lane >> 2, c = lane & 3;
+    const int kv0 = blockIdx.y * WB_BC;  // blockIdx.y = 0 (the most query tiles) is dispatched first
+    const int bh = blockIdx.x, b = bh / H, h = bh % H;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const size_t base = static_cast<size_t>(b) * T * ld + static_cast<size_t>(h) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int kwg = kv0 + wg * 64;           // first key of this warpgroup
+    const int kw = kwg + warp * 16;          // first key of this warp
+
+    auto load_rows = [&](uint32_t tile, int rows, const bf16* src, int row0) {
+        load_tile_sw128<D>(tile, rows, src + base, ld, row0, T, tid);
+    };
+    load_rows(sK, WB_BC, K, kv0);
+    load_rows(sV, WB_BC, V, kv0);
+    float nextLse = 0.f, nextDot = 0.f;
+    auto load_queries = [&](int qt) {
+        const int q0 = qt * WB_BQ, buf = qt & 1;
+        load_rows(sQ0 + buf * QBYTES, WB_BQ, Q, q0);
+        load_rows(sdO0 + buf * QBYTES, WB_BQ, dO, q0);
+        cp_async_commit();
+        if (tid < WB_BQ) {  // lse and D go through registers, stored at the end of the step (as bwd3)
+            const int row = q0 + tid;
+            const bool ok = row < T;
+            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
+            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
+        }
+    };
+    auto store_stats = [&](int qt) {
+        if (tid < WB_BQ) {
+            stats[(qt & 1) * WB_BQ + tid] = nextLse;
+            stats[2 * WB_BQ + (qt & 1) * WB_BQ + tid] = nextDot;
+        }
+    };
+
+    float dk[D / 2], dv[D / 2];
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
+
+    const int qFirst = kv0 / WB_BQ, qTiles = (T + WB_BQ - 1) / WB_BQ;
+    load_queries(qFirst);  // also commits K and V
+    store_stats(qFirst);
+    for (int qt = qFirst; qt < qTiles; ++qt) {
+        const int q0 = qt * WB_BQ, buf = qt & 1;
+        const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES;
+        const float* lse2 = stats + buf * WB_BQ;
+        const float* dots = stats + 2 * WB_BQ + buf * WB_BQ;
+        cp_async_wait_all();
+        fence_proxy_async();
+        __syncthreads();  // tile qt and its stats visible; both warpgroups are done with step qt−1
+        if (qt + 1 < qTiles) load_queries(qt + 1);
+
+        // Pᵀ and dSᵀ as bf16 A fragments: k-block kk = queries 16kk .. 16kk + 15. Live until the dV / dK wgmma
+        // that reads them completes (the wait at the end of the step), so declared here.
+        uint32_t pa[WB_BQ / 16][4], da[WB_BQ / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < WB_BQ / 16; ++kk)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) pa[kk][i] = da[kk][i] = 0u;
+        if (kwg <= q0 + WB_BQ - 1) {  // warpgroup-uniform: some key of this warpgroup meets some query of the tile
+            // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, one commit group; step kk is 32 bytes into column block kk/4.
+            float s[WB_BQ / 2], dp[WB_BQ / 2];
+#pragma unroll
+            for (int i = 0; i < WB_BQ / 2; ++i) s[i] = dp[i] = 0.f;  // not read (scale-d = 0 first), but defined
+            fence_regs(s);
+            fence_regs(dp);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < D / 16; ++kk) {
+                const uint32_t colBlock = (kk >> 2), step = (kk & 3) * 32;
+                const uint64_t q = smem_desc(sQ + colBlock * (WB_BQ * 128) + step, 16, 1024);
+                const uint64_t o = smem_desc(sdO + colBlock * (WB_BQ * 128) + step, 16, 1024);
+                const uint32_t rows = colBlock * (WB_BC * 128) + wg * (64 * 128) + step;
+                wgmma_ss_m64n64(s, smem_desc(sK + rows, 16, 1024), q, kk > 0 ? 1 : 0);
+                wgmma_ss_m64n64(dp, smem_desc(sV + rows, 16, 1024), o, kk > 0 ? 1 : 0);
+            }
+            wgmma_commit();
+            wgmma_wait_all();
+            fence_regs(s);
+            fence_regs(dp);
+
+            // Pᵀ and dSᵀ; s[4n + i]: key kw + g + 8·(i/2), query q0 + 8n + 2c + (i % 2).
+            const bool diagonal = q0 < kw + 15;
+#pragma unroll
+            for (int n = 0; n < WB_BQ / 8; ++n) {
+                const int qc = n * 8 + c * 2;
+                const float2 l2 = *reinterpret_cast<const float2*>(lse2 + qc);
+                const float2 d2 = *reinterpret_cast<const float2*>(dots + qc);
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    const int key = kw + g + (i >> 1) * 8;
+                    const float p = exp2_ftz(fmaf(s[4 * n + i], scaleLog2, -((i & 1) ? l2.y : l2.x)));
+                    s[4 * n + i] = diagonal && q0 + qc + (i & 1) < key ? 0.f : p;
+                    dp[4 * n + i] = s[4 * n + i] * (dp[4 * n + i] - ((i & 1) ? d2.y : d2.x));  // dSᵀ
+                }
+            }
+#pragma unroll
+            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
+#pragma unroll
+                for (int i = 0; i < 4; ++i) {
+                    pa[kk][i] = pack_bf16(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+                    da[kk][i] = pack_bf16(dp[8 * kk + 2 * i], dp[8 * kk + 2 * i + 1]);
+                }
+            }
+            // dSᵀ → the shared buffer: key row r (0..127), query column q; 4-byte pairs into the swizzle.
+#pragma unroll
+            for (int n = 0; n < WB_BQ / 8; ++n) {
+#pragma unroll
+                for (int hh = 0; hh < 2; ++hh) {
+                    const int r = wg * 64 + warp * 16 + g + hh * 8, q = n * 8 + c * 2;
+                    const uint32_t at = sdS + r * 128 + ((((q >> 3) ^ (r & 7))) << 4) + (q & 7) * 2;
+                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[n >> 1][(n & 1) * 2 + hh]) : "memory");
+                }
+            }
+
+            // dV += Pᵀ dO, dK += dSᵀ Q: B MN-major, 16 query rows (2 atoms) per step, LBO = the next 64 columns.
+            fence_regs(dv);
+            fence_regs(dk);
+            fence_regs(pa);
+            fence_regs(da);
+            wgmma_fence();
+#pragma unroll
+            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
+                wgmma_rs_m64n128_tb(dv, pa[kk], smem_desc(sdO + kk * (16 * 128), WB_BQ * 128, 1024), 1);
+                wgmma_rs_m64n128_tb(dk, da[kk], smem_desc(sQ + kk * (16 * 128), WB_BQ * 128, 1024), 1);
+            }
+            wgmma_commit();  // waited for at the end of the step
+        } else {
+            // Warpgroup 1 on the diagonal tile: its keys follow every query, so its dSᵀ rows are zero.
+            const uint32_t zeros = sdS + 64 * 128 + (tid & 127) * 16;
+#pragma unroll
+            for (int i = 0; i < 4; ++i)
+                asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(zeros + i * 2048), "r"(0u) : "memory");
+        }
+        fence_proxy_async();  // the generic-proxy dSᵀ stores above, ordered before the dQ wgmma below reads them
+        __syncthreads();      // both warpgroups' dSᵀ rows stored
+
+        // dQ_tile[:, 64wg ..] = dS K: A = dSᵀ MN-major (16 keys per step), B = K column block wg MN-major.
+        float dq[32];
+#pragma unroll
+        for (int i = 0; i < 32; ++i) dq[i] = 0.f;  // not read (scale-d = 0 first), but defined
+        fence_regs(dq);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < WB_BC / 16; ++kk)
+            wgmma_ss_m64n64_ta_tb(dq, smem_desc(sdS + kk * (16 * 128), WB_BQ * 128, 1024),
+                                  smem_desc(sK + wg * (WB_BC * 128) + kk * (16 * 128), WB_BC * 128, 1024), kk > 0 ? 1 : 0);
+        wgmma_commit();
+        wgmma_wait_all();  // also dV and dK
+        fence_regs(dv);
+        fence_regs(dk);
+        fence_regs(dq);
+        fence_regs(pa);
+        fence_regs(da);
+
+        // dq[4n + i]: query 16·warp + g + 8·(i/2) of the tile, column 64·wg + 8n + 2c + (i % 2). Through this
+        // warpgroup's staging tile, then each thread adds eight 16-byte groups (a warp covers two 256-byte rows).
+        float* mine = dqStage + wg * (64 * WB128_DQ_LD);
+#pragma unroll
+        for (int n = 0; n < 8; ++n)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh)
+                *reinterpret_cast<float2*>(mine + (warp * 16 + g + hh * 8) * WB128_DQ_LD + n * 8 + c * 2) =
+                    make_float2(dq[4 * n + 2 * hh], dq[4 * n + 2 * hh + 1]);
+        named_barrier_wg(wg);
+        const int t = tid & 127;
+#pragma unroll
+        for (int k = 0; k < 8; ++k) {
+            const int r = (t >> 4) + 8 * k, col = (t & 15) * 4, row = q0 + r;
+            if (row < T) {
+                const float4 a = *reinterpret_cast<const float4*>(mine + r * WB128_DQ_LD + col);
+                red_add_v4(dqAccum + base + static_cast<size_t>(row) * ld + wg * 64 + col, a);
+            }
+        }
+        if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
+    }
+
+    const float scale = rsqrtf(static_cast<float>(D));
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+        const int key = kw + g + hh * 8;
+        if (key < T) {
+            const size_t off = base + static_cast<size_t>(key) * ld + c * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[4 * n + 2 * hh] * scale, dk[4 * n + 2 * hh + 1] * scale);
+                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[4 * n + 2 * hh], dv[4 * n + 2 * hh + 1]);
+            }
+        }
+    }
+}
+
 #endif  // sm_90a
 
 }  // namespace
@@ -928,6 +1169,19 @@ flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16
                          const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     backward_wgmma_d64(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);
+#else
+    __trap();
+#endif
+}
+
+// Backward (D = 128), variant 3: args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
+// 1024 + 2·128·128·2 + 4·64·128·2 + 128·64·2 + 4·64·4 + 2·64·72·4 = 186 368 bytes
+// (CudaFlashAttention.BackwardWgmma.sharedBytes). WRITTEN WITHOUT A GPU, not yet run (backward_wgmma_d128).
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
+flash_attn_bwd_wgmma_d128(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
+                          const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    backward_wgmma_d128(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);
 #else
     __trap();
 #endif

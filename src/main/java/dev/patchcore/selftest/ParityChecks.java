@@ -118,10 +118,13 @@ public final class ParityChecks {
             for (int v : e.getValue().subList(1, e.getValue().size())) {
                 switch (family) {
                     case "flashbwd" -> {
-                        // The default forward, then the backward through the variant.
-                        for (int t : large ? new int[] {1, 17, 64, 129, 1000, 2048} : new int[] {1, 17, 64, 129})
-                            out.add(variant(cuda, family, v, "attention T=" + t + " Dh=64", rows -> attention(rows, t, 64, false)));
-                        out.add(variant(cuda, family, v, "attention backward error map Dh=64", rows -> attentionBackwardErrorMap(rows, 64)));
+                        // The default forward, then the backward through the variant (at D = 128 variant 3 runs the
+                        // wgmma kernel flash_attn_bwd_wgmma_d128 on Hopper).
+                        for (int dh : new int[] {64, 128}) {
+                            for (int t : large ? new int[] {1, 17, 64, 129, 1000, 2048} : new int[] {1, 17, 64, 129})
+                                out.add(variant(cuda, family, v, "attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
+                            out.add(variant(cuda, family, v, "attention backward error map Dh=" + dh, rows -> attentionBackwardErrorMap(rows, dh)));
+                        }
                     }
                     case "flashfwd" -> {
                         // Forward through the variant, backward (the default kernels) from its out and lse.

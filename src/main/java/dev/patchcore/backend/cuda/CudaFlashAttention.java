@@ -76,6 +76,12 @@ public final class CudaFlashAttention {
     public static final int BACKWARD_WGMMA = 1;
     /** Backward variant 2: the mma.sync kernels everywhere (bwd3; the default until H100 run 6). */
     public static final int BACKWARD_MMA_SYNC = 2;
+    /**
+     * Backward variant 3: variant 1 plus the Hopper wgmma kernel at D = 128 (flash_attn_bwd_wgmma_d128; compute
+     * capability 9.x), the mma.sync kernels elsewhere. Written without a GPU: opt-in until the selftest and
+     * {@code bench kernels} have run it on an H100.
+     */
+    public static final int BACKWARD_WGMMA_D128 = 3;
     private int backwardVariant = BACKWARD_WGMMA;
 
     public CudaFlashAttention(KernelContext ctx) {
@@ -105,27 +111,43 @@ public final class CudaFlashAttention {
 
     public int forwardVariant() { return forwardVariant; }
 
-    /** Which backward runs where both apply: {@link #BACKWARD_WGMMA} (default) or {@link #BACKWARD_MMA_SYNC}. */
+    /**
+     * Which backward runs where the wgmma kernels apply: {@link #BACKWARD_WGMMA} (default), {@link #BACKWARD_MMA_SYNC}
+     * or {@link #BACKWARD_WGMMA_D128}.
+     */
     public void setBackwardVariant(int variant) {
-        if (variant != BACKWARD_MMA_SYNC && variant != BACKWARD_WGMMA)
-            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma) or 2 (mma.sync), got " + variant);
+        if (variant != BACKWARD_MMA_SYNC && variant != BACKWARD_WGMMA && variant != BACKWARD_WGMMA_D128)
+            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma at D = 64), 2 (mma.sync) or 3 (wgmma at"
+                    + " D = 64 and 128), got " + variant);
         this.backwardVariant = variant;
     }
 
     public int backwardVariant() { return backwardVariant; }
 
     /**
-     * The Hopper backward (flash_wgmma.cu, D = 64): 2 warpgroups × 64 keys per CTA, 256 threads, query tiles of 64.
-     * Shared memory: 1 KB alignment slack, K and V [128][64], Q and dO [2][64][64], dSᵀ [2][64][64] (bf16), lse and D
-     * [2][64] each, the two warpgroups' dQ tiles [2][64][72] (fp32).
+     * The Hopper backward (flash_wgmma.cu): 2 warpgroups × 64 keys per CTA, 256 threads, query tiles of 64, at D = 64
+     * (backward_wgmma_d64; variants 1 and 3) and D = 128 (backward_wgmma_d128; variant 3 only). Shared memory: 1 KB
+     * alignment slack, K and V [128][D], Q and dO [2][64][D], dSᵀ [128 keys][64 queries] (bf16; at D = 64 one
+     * [64][64] buffer per warpgroup, the same bytes), lse and D [2][64] each, the two warpgroups' dQ tiles [2][64][72]
+     * (fp32; at D = 64 each warpgroup's 64 × 64 dQ over its keys, at D = 128 its 64 columns over all 128 keys).
      */
-    record BackwardWgmma() {
-        static final int KEYS = 128, THREADS = 256, HEAD_DIM = 64;
+    record BackwardWgmma(int headDim) {
+        static final int KEYS = 128, THREADS = 256, QUERY_TILE = 64;
 
-        static String kernel() { return "flash_attn_bwd_wgmma_d64"; }
+        /** The head dims with a wgmma backward under {@code variant} (none under {@link #BACKWARD_MMA_SYNC}). */
+        static boolean supports(int variant, int d) {
+            return switch (variant) {
+                case BACKWARD_WGMMA -> d == 64;
+                case BACKWARD_WGMMA_D128 -> d == 64 || d == 128;
+                default -> false;
+            };
+        }
 
-        static int sharedBytes() {
-            return 1024 + 2 * KEYS * HEAD_DIM * 2 + 4 * 64 * HEAD_DIM * 2 + 2 * 64 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 72 * 4;
+        String kernel() { return "flash_attn_bwd_wgmma_d" + headDim; }
+
+        int sharedBytes() {
+            return 1024 + 2 * KEYS * headDim * 2 + 4 * QUERY_TILE * headDim * 2 + KEYS * QUERY_TILE * 2 + 4 * QUERY_TILE * 4
+                    + 2 * QUERY_TILE * 72 * 4;
         }
     }
 
@@ -311,11 +333,12 @@ public final class CudaFlashAttention {
         Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
         int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
         int keyTiles3 = ceilDiv(seqLen, Backward3.KEYS_PER_CTA);
-        if (backwardVariant == BACKWARD_WGMMA && ctx.computeCapabilityMajor() == 9 && s.headDim() == BackwardWgmma.HEAD_DIM
+        if (ctx.computeCapabilityMajor() == 9 && BackwardWgmma.supports(backwardVariant, s.headDim())
                 && ceilDiv(seqLen, BackwardWgmma.KEYS) <= MAX_GRID_Y) {
             // Grid (B·H, key tiles of 128), key tile 0 first, as bwd3; same arguments.
-            ctx.launch(BackwardWgmma.kernel(), s.batch() * heads, ceilDiv(seqLen, BackwardWgmma.KEYS), 1, BackwardWgmma.THREADS,
-                    1, 1, BackwardWgmma.sharedBytes(), q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
+            BackwardWgmma bw = new BackwardWgmma(s.headDim());
+            ctx.launch(bw.kernel(), s.batch() * heads, ceilDiv(seqLen, BackwardWgmma.KEYS), 1, BackwardWgmma.THREADS,
+                    1, 1, bw.sharedBytes(), q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads);
         } else if (backwardGeneration == 3 && keyTiles3 <= MAX_GRID_Y) {
             // Grid (B·H, key tiles of 128): key tile 0 (the most query tiles) of every head is dispatched first.
             Backward3 b3 = Backward3.of(s.headDim());

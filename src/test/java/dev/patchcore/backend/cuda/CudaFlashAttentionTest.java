@@ -193,7 +193,63 @@ class CudaFlashAttentionTest {
                 assertEquals(11, l.args().length, "bwd3's arguments");
             }
         }
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(3));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(0));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(4));
+    }
+
+    @Test
+    void wgmmaBackwardD128RunsOnlyUnderVariant3OnHopper() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("flash_attn_bwd_wgmma_d128(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,"));
+        assertTrue(src.contains("backward_wgmma_d128(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);"));
+        assertTrue(src.contains("= 186 368 bytes"), "the kernel's comment mirrors BackwardWgmma.sharedBytes");
+        int[] variants = {CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC, CudaFlashAttention.BACKWARD_WGMMA_D128};
+        for (int variant : variants) {
+            for (int cc : new int[] {8, 9}) {
+                for (int d : new int[] {64, 80, 96, 128}) {
+                    for (int t : new int[] {1, 128, 129, 300}) {
+                        RecordingContext ctx = new RecordingContext();
+                        ctx.computeCapabilityMajor = cc;
+                        CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+                        fa.setBackwardVariant(variant);
+                        assertEquals(variant, fa.backwardVariant());
+                        int b = 2, h = 3;
+                        Tensor q = ctx.tensor(DType.BF16, b * t, h * d), lse = ctx.tensor(DType.F32, b, h, t);
+                        Backend.AttentionGrads g = fa.backward(q, q, q, q, q, lse, t, h);
+                        boolean wgmma = cc == 9 && (d == 64 && variant != CudaFlashAttention.BACKWARD_MMA_SYNC
+                                || d == 128 && variant == CudaFlashAttention.BACKWARD_WGMMA_D128);
+                        String main = wgmma ? "flash_attn_bwd_wgmma_d" + d
+                                : CudaFlashAttention.Backward3.of(d).kernel();
+                        List<String> names = ctx.launches.stream().map(Launch::name).toList();
+                        assertEquals(List.of("flash_attn_bwd_prep_d" + d, main, "flash_attn_dq_convert"), names,
+                                "variant " + variant + " cc " + cc + " D " + d);
+                        if (!wgmma) continue;
+                        Launch l = ctx.launches.get(1);
+                        assertEquals(b * h, l.gridX());
+                        assertEquals((t + 127) / 128, l.gridY(), "128 keys per CTA");
+                        assertEquals(256, l.blockX());
+                        assertEquals(d == 64 ? 120832 : 186368, l.shared(),
+                                "slack, K and V, Q and dO twice, dS of 128 keys, lse and D twice, dQ per warpgroup");
+                        assertTrue(l.shared() <= 227 * 1024);
+                        Object[] args = l.args();
+                        assertEquals(11, args.length, "bwd3's arguments");
+                        for (int i = 0; i < 4; i++) assertSame(q, args[i]);
+                        assertSame(lse, args[4]);
+                        Tensor rowDot = (Tensor) args[5], dqAccum = (Tensor) args[6];
+                        assertEquals(DType.F32, rowDot.dtype());
+                        assertEquals(DType.F32, dqAccum.dtype());
+                        assertArrayEquals(new int[] {b * t, h * d}, dqAccum.shape());
+                        assertSame(rowDot, ctx.launches.get(0).args()[2], "the prep kernel's D_i");
+                        assertSame(dqAccum, ctx.launches.get(0).args()[3], "the prep kernel zeroes the accumulator");
+                        assertSame(g.dk(), args[7]);
+                        assertSame(g.dv(), args[8]);
+                        assertSame(dqAccum, ctx.launches.get(2).args()[0], "dq_convert scales the accumulator");
+                        assertEquals(t, args[9]);
+                        assertEquals(h, args[10]);
+                    }
+                }
+            }
+        }
     }
 
     @Test
