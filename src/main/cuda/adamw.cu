@@ -73,6 +73,23 @@ extern "C" __global__ void adamw_step_f32(float* __restrict__ master, const floa
 
 constexpr int SUMSQ_UNROLL = 4;  // loads in flight per thread in the sum-of-squares kernels
 
+// Grid-stride over the 16-byte groups x[0, groups): add(group) for each of this thread's groups, SUMSQ_UNROLL loads
+// issued before their adds (one load per iteration kept ~16 KB in flight per SM: 78 % of the copy bandwidth on an
+// H100), the adds in index order.
+template <class G, class Add>
+__device__ __forceinline__ void sumsq_groups(const G* __restrict__ x, long long groups, Add add) {
+    const long long stride = (long long)gridDim.x * blockDim.x;
+    long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
+    for (; i + (SUMSQ_UNROLL - 1) * stride < groups; i += SUMSQ_UNROLL * stride) {
+        G q[SUMSQ_UNROLL];
+#pragma unroll
+        for (int u = 0; u < SUMSQ_UNROLL; ++u) q[u] = x[i + u * stride];
+#pragma unroll
+        for (int u = 0; u < SUMSQ_UNROLL; ++u) add(q[u]);
+    }
+    for (; i < groups; i += stride) add(x[i]);
+}
+
 // partial[slot + blockIdx.x] = Σ x² over this block's grid-stride share of x (F32 [n]). block: multiple of 32.
 // Each thread sums in fp32 (at most a few hundred elements), the block combines in double in a fixed order.
 extern "C" __global__ void adamw_sumsq_partial_f32(float* __restrict__ partial, int slot, const float* __restrict__ x,
@@ -82,31 +99,13 @@ extern "C" __global__ void adamw_sumsq_partial_f32(float* __restrict__ partial, 
     long long done = 0;
     if (aligned16(x)) {
         const long long groups = n / 4;
-        const float4* x4 = reinterpret_cast<const float4*>(x);
-        const long long stride = (long long)gridDim.x * blockDim.x;
-        long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
         float a1 = 0.f, a2 = 0.f, a3 = 0.f;
-        // SUMSQ_UNROLL independent 16-byte loads per thread in flight (one per iteration kept ~16 KB in flight per
-        // SM: 78 % of the copy bandwidth on an H100), then the same fp32 sums in a fixed order.
-        for (; i + (SUMSQ_UNROLL - 1) * stride < groups; i += SUMSQ_UNROLL * stride) {
-            float4 q[SUMSQ_UNROLL];
-#pragma unroll
-            for (int u = 0; u < SUMSQ_UNROLL; ++u) q[u] = x4[i + u * stride];
-#pragma unroll
-            for (int u = 0; u < SUMSQ_UNROLL; ++u) {
-                acc = fmaf(q[u].x, q[u].x, acc);
-                a1 = fmaf(q[u].y, q[u].y, a1);
-                a2 = fmaf(q[u].z, q[u].z, a2);
-                a3 = fmaf(q[u].w, q[u].w, a3);
-            }
-        }
-        for (; i < groups; i += stride) {
-            const float4 q = x4[i];
+        sumsq_groups(reinterpret_cast<const float4*>(x), groups, [&](const float4& q) {
             acc = fmaf(q.x, q.x, acc);
             a1 = fmaf(q.y, q.y, a1);
             a2 = fmaf(q.z, q.z, a2);
             a3 = fmaf(q.w, q.w, a3);
-        }
+        });
         acc = (acc + a1) + (a2 + a3);
         done = groups * 4;
     }
@@ -126,31 +125,14 @@ extern "C" __global__ void adamw_sumsq_partial_bf16(float* __restrict__ partial,
     long long done = 0;
     if (aligned16(x)) {
         const long long groups = n / 8;
-        const bf16x8* x8 = reinterpret_cast<const bf16x8*>(x);
-        const long long stride = (long long)gridDim.x * blockDim.x;
-        long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;
-        for (; i + (SUMSQ_UNROLL - 1) * stride < groups; i += SUMSQ_UNROLL * stride) {
-            bf16x8 g[SUMSQ_UNROLL];
-#pragma unroll
-            for (int u = 0; u < SUMSQ_UNROLL; ++u) g[u] = x8[i + u * stride];
-#pragma unroll
-            for (int u = 0; u < SUMSQ_UNROLL; ++u) {
-                float q[8];
-                unpack8(g[u], q);
-                float s = 0.f;
-#pragma unroll
-                for (int k = 0; k < 8; ++k) s = fmaf(q[k], q[k], s);
-                acc += s;
-            }
-        }
-        for (; i < groups; i += stride) {
+        sumsq_groups(reinterpret_cast<const bf16x8*>(x), groups, [&](const bf16x8& g) {
             float q[8];
-            unpack8(x8[i], q);
+            unpack8(g, q);
             float s = 0.f;
 #pragma unroll
             for (int k = 0; k < 8; ++k) s = fmaf(q[k], q[k], s);
             acc += s;
-        }
+        });
         done = groups * 8;
     }
     GRID_STRIDE(i, n - done) {

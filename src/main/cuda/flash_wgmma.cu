@@ -131,7 +131,6 @@ __device__ __forceinline__ void wgmma_rs_m64n128_tb(float (&d)[64], const uint32
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(accumulate));
 }
 
-
 // D[64×64] (+)= A[64×16] · B[16×64], A and B from shared memory, both MN-major (imm-trans-a = imm-trans-b = 1).
 __device__ __forceinline__ void wgmma_ss_m64n64_ta_tb(float (&d)[32], uint64_t descA, uint64_t descB, int accumulate) {
     asm volatile(
@@ -144,7 +143,6 @@ __device__ __forceinline__ void wgmma_ss_m64n64_ta_tb(float (&d)[32], uint64_t d
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "l"(descA), "l"(descB), "r"(accumulate));
 }
-
 
 // D[64×128] (+)= A[64×16] · B[16×128], A and B from shared memory (descriptors), both K-major.
 __device__ __forceinline__ void wgmma_ss_m64n128(float (&d)[64], uint64_t descA, uint64_t descB, int accumulate) {
@@ -169,6 +167,112 @@ template <int D>
 struct FwdWgmmaTile {
     static constexpr int BC = D == 64 ? 64 : 128;
 };
+
+// ---- per-warp pieces shared by the two wgmma forwards (forward_wgmma, forward_wgmma_pingpong)
+
+// S = Q Kᵀ for this warpgroup's 64 query rows (tile sQ, 128 rows) against a BC-key tile sK: D/16 steps along the
+// head dim; step kk is 32 bytes into column block kk/4. Issued and committed, not waited for.
+template <int D, int BC>
+__device__ __forceinline__ void fwd_issue_s(float (&s)[BC / 2], uint32_t sQ, uint32_t sK, int wg) {
+#pragma unroll
+    for (int i = 0; i < BC / 2; ++i) s[i] = 0.f;
+    fence_regs(s);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < D / 16; ++kk) {
+        const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
+        const uint32_t kb = sK + (kk >> 2) * (BC * 128) + (kk & 3) * 32;
+        if constexpr (BC == 64) wgmma_ss_m64n64(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
+        else wgmma_ss_m64n128(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
+    }
+    wgmma_commit();
+}
+
+// The causal mask and the online softmax of the warp's 16 × BC block of S (keys from kv0, query rows from qw):
+// s[4n + i] is row g + 8·(i/2), column 8n + 2c + (i % 2). S becomes P (unnormalized), rowMax and rowSum move to this
+// tile, alpha[r] is the rescale of O for row half r. The mask also hides columns ≥ T from every row < T; only tiles
+// reaching past the warp's first row are masked.
+template <int BC>
+__device__ __forceinline__ void fwd_softmax(float (&s)[BC / 2], float (&rowMax)[2], float (&rowSum)[2], float (&alpha)[2],
+                                            int kv0, int qw, int g, int c, float scaleLog2) {
+    fence_regs(s);
+    if (kv0 + BC - 1 > qw) {
+#pragma unroll
+        for (int n = 0; n < BC / 8; ++n)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) {
+                const int col = kv0 + n * 8 + c * 2 + (i & 1);
+                const int row = qw + g + (i >> 1) * 8;
+                if (col > row) s[4 * n + i] = -INFINITY;
+            }
+    }
+    // A row is spread over the 4 lanes of a quad. O's rescale by α waits for the PV product (the caller's).
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float mx = rowMax[r];
+#pragma unroll
+        for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
+        mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
+        const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
+        alpha[r] = exp2_ftz(rowMax[r] * scaleLog2 - mScaled);
+        rowMax[r] = mx;
+        float sum = 0.f;
+#pragma unroll
+        for (int n = 0; n < BC / 8; ++n) {
+            s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
+            s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
+            sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
+        }
+        rowSum[r] = rowSum[r] * alpha[r] + sum;
+    }
+}
+
+// O (at the previous tile's running max) to the current tile's.
+template <int D>
+__device__ __forceinline__ void fwd_rescale_o(float (&o)[D / 2], const float (&alpha)[2]) {
+#pragma unroll
+    for (int n = 0; n < D / 8; ++n) {
+        o[4 * n + 0] *= alpha[0];
+        o[4 * n + 1] *= alpha[0];
+        o[4 * n + 2] *= alpha[1];
+        o[4 * n + 3] *= alpha[1];
+    }
+}
+
+// P as bf16 A fragments for the P·V wgmma: k-block kk = the accumulator's n8 blocks 2kk and 2kk+1.
+template <int BC>
+__device__ __forceinline__ void fwd_pack_p(uint32_t (&pa)[BC / 16][4], const float (&s)[BC / 2]) {
+#pragma unroll
+    for (int kk = 0; kk < BC / 16; ++kk) {
+        pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
+        pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
+        pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
+        pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
+    }
+}
+
+// out = O / rowSum in bf16 and lse = ln-sum-exp of the warp's rows below T (row sums completed across the quad).
+template <int D>
+__device__ __forceinline__ void fwd_store(const float (&o)[D / 2], const float (&rowMax)[2], const float (&rowSum)[2],
+                                          bf16* __restrict__ O, float* __restrict__ LSE, size_t base, size_t ld, int qw,
+                                          int g, int c, int T, int bh, float scaleLog2) {
+#pragma unroll
+    for (int r = 0; r < 2; ++r) {
+        float l = rowSum[r];
+        l += __shfl_xor_sync(0xffffffffu, l, 1);
+        l += __shfl_xor_sync(0xffffffffu, l, 2);
+        const int row = qw + g + r * 8;
+        if (row < T) {
+            const float inv = l > 0.f ? 1.f / l : 0.f;
+            bf16* dst = O + base + static_cast<size_t>(row) * ld + c * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n)
+                *reinterpret_cast<uint32_t*>(dst + n * 8) = pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
+            if (c == 0) LSE[static_cast<size_t>(bh) * T + row] = rowMax[r] * scaleLog2 * LN2 + logf(l);
+        }
+    }
+}
 
 // Forward, software-pipelined inside each warpgroup as FlashAttention-3 (intra-warpgroup overlap): the loop step for
 // tile j issues S_j = Q K_jᵀ, then O += P_{j+1} V_{j+1} (P_{j+1} from the previous step, already bf16 fragments),
@@ -258,57 +362,9 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
         if (j > jFirst) continue;  // warpgroup-uniform: every row of this warpgroup precedes the tile
         const uint32_t sK = sK0 + (j & 1) * KVBYTES;
 
-        // S = Q Kᵀ: D/16 steps along the head dim; step kk is 32 bytes into column block kk/4. Issued and committed.
         float s[BC / 2];
-        auto issue_s = [&]() {
-#pragma unroll
-            for (int i = 0; i < BC / 2; ++i) s[i] = 0.f;
-            fence_regs(s);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
-                const uint32_t kb = sK + (kk >> 2) * (BC * 128) + (kk & 3) * 32;
-                if constexpr (BC == 64) wgmma_ss_m64n64(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
-                else wgmma_ss_m64n128(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
-            }
-            wgmma_commit();
-        };
-        auto softmax = [&]() {
-            fence_regs(s);
-            // Causal mask (col > row); it also hides columns ≥ T from every row < T. s[4n + i]: row g + 8·(i/2),
-            // column 8n + 2c + (i % 2) of the warp's 16 × BC block. Only tiles reaching past the warp's first row.
-            if (kv0 + BC - 1 > qw) {
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-                    for (int i = 0; i < 4; ++i) {
-                        const int col = kv0 + n * 8 + c * 2 + (i & 1);
-                        const int row = qw + g + (i >> 1) * 8;
-                        if (col > row) s[4 * n + i] = -INFINITY;
-                    }
-            }
-            // Online softmax; a row is spread over the 4 lanes of a quad. O's rescale by α waits for the PV product.
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                float mx = rowMax[r];
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
-                alpha[r] = exp2_ftz(rowMax[r] * scaleLog2 - mScaled);
-                rowMax[r] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n) {
-                    s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
-                    s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
-                    sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
-                }
-                rowSum[r] = rowSum[r] * alpha[r] + sum;
-            }
-        };
+        auto issue_s = [&]() { fwd_issue_s<D, BC>(s, sQ, sK, wg); };
+        auto softmax = [&]() { fwd_softmax<BC>(s, rowMax, rowSum, alpha, kv0, qw, g, c, scaleLog2); };
         if (j == jFirst) {  // the warpgroup's first tile: no PV product pending
             issue_s();
             wgmma_wait<0>();
@@ -323,22 +379,10 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
             fence_regs(pa);
             // O (at tile j+1's running max) to tile j's. Here and not before the PV issue: between the S and PV
             // wgmmas, ptxas would wait for S before touching O (advisory C7517).
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                o[4 * n + 0] *= alpha[0];
-                o[4 * n + 1] *= alpha[0];
-                o[4 * n + 2] *= alpha[1];
-                o[4 * n + 3] *= alpha[1];
-            }
+            fwd_rescale_o<D>(o, alpha);
         }
         // P_j as bf16 A fragments for the next step.
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk) {
-            pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
-            pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
-            pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
-            pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
-        }
+        fwd_pack_p<BC>(pa, s);
     }
     // P_0 V_0: V_0 was issued in the step for tile 0.
     cp_async_wait_all();
@@ -349,21 +393,7 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     fence_regs(o);
     fence_regs(pa);
 
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        float l = rowSum[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const int row = qw + g + r * 8;
-        if (row < T) {
-            const float inv = l > 0.f ? 1.f / l : 0.f;
-            bf16* dst = O + base + static_cast<size_t>(row) * ld + c * 2;
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n)
-                *reinterpret_cast<uint32_t*>(dst + n * 8) = pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
-            if (c == 0) LSE[static_cast<size_t>(bh) * T + row] = rowMax[r] * scaleLog2 * LN2 + logf(l);
-        }
-    }
+    fwd_store<D>(o, rowMax, rowSum, O, LSE, base, ld, qw, g, c, T, bh, scaleLog2);
 }
 
 // ------------------------------------------------------------------------------------- forward, ping-pong (variant 4)
@@ -540,53 +570,8 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
         const uint32_t sK = sK0 + ks * KVBYTES;
 
         float s[BC / 2];
-        auto issue_s = [&]() {  // as forward_wgmma's, m64n128k16
-#pragma unroll
-            for (int n = 0; n < BC / 2; ++n) s[n] = 0.f;
-            fence_regs(s);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
-                const uint32_t kb = sK + (kk >> 2) * (BC * 128) + (kk & 3) * 32;
-                wgmma_ss_m64n128(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
-            }
-            wgmma_commit();
-        };
-        auto softmax = [&]() {  // as forward_wgmma's
-            fence_regs(s);
-            // Causal mask (col > row); it also hides columns ≥ T from every row < T. s[4n + e]: row g + 8·(e/2),
-            // column 8n + 2c + (e % 2) of the warp's 16 × BC block.
-            if (kv0 + BC - 1 > qw) {
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n)
-#pragma unroll
-                    for (int e = 0; e < 4; ++e) {
-                        const int col = kv0 + n * 8 + c * 2 + (e & 1);
-                        const int row = qw + g + (e >> 1) * 8;
-                        if (col > row) s[4 * n + e] = -INFINITY;
-                    }
-            }
-#pragma unroll
-            for (int r = 0; r < 2; ++r) {
-                float mx = rowMax[r];
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n) mx = fmaxf(mx, fmaxf(s[4 * n + 2 * r], s[4 * n + 2 * r + 1]));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 1));
-                mx = fmaxf(mx, __shfl_xor_sync(0xffffffffu, mx, 2));
-                const float mScaled = mx == -INFINITY ? 0.f : mx * scaleLog2;  // fully masked row: no NaN
-                alpha[r] = exp2_ftz(rowMax[r] * scaleLog2 - mScaled);
-                rowMax[r] = mx;
-                float sum = 0.f;
-#pragma unroll
-                for (int n = 0; n < BC / 8; ++n) {
-                    s[4 * n + 2 * r] = exp2_ftz(fmaf(s[4 * n + 2 * r], scaleLog2, -mScaled));
-                    s[4 * n + 2 * r + 1] = exp2_ftz(fmaf(s[4 * n + 2 * r + 1], scaleLog2, -mScaled));
-                    sum += s[4 * n + 2 * r] + s[4 * n + 2 * r + 1];
-                }
-                rowSum[r] = rowSum[r] * alpha[r] + sum;
-            }
-        };
+        auto issue_s = [&]() { fwd_issue_s<D, BC>(s, sQ, sK, wg); };
+        auto softmax = [&]() { fwd_softmax<BC>(s, rowMax, rowSum, alpha, kv0, qw, g, c, scaleLog2); };
         if (i == 0) {  // the first tile: no PV product pending
             bar_sync_256(myTurn);
             issue_s();
@@ -606,23 +591,10 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
             mbar_arrive(emptyV(vs));  // V_{j+1} read
             fence_regs(o);
             fence_regs(pa);
-            // O (at tile j+1's running max) to tile j's.
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                o[4 * n + 0] *= alpha[0];
-                o[4 * n + 1] *= alpha[0];
-                o[4 * n + 2] *= alpha[1];
-                o[4 * n + 3] *= alpha[1];
-            }
+            fwd_rescale_o<D>(o, alpha);  // O (at tile j+1's running max) to tile j's
         }
         // P_j as bf16 A fragments for the next step.
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk) {
-            pa[kk][0] = pack_bf16(s[8 * kk + 0], s[8 * kk + 1]);
-            pa[kk][1] = pack_bf16(s[8 * kk + 2], s[8 * kk + 3]);
-            pa[kk][2] = pack_bf16(s[8 * kk + 4], s[8 * kk + 5]);
-            pa[kk][3] = pack_bf16(s[8 * kk + 6], s[8 * kk + 7]);
-        }
+        fwd_pack_p<BC>(pa, s);
     }
     // P_0 V_0: V_0 is V load nTiles − 1, issued in the step for tile 0; outside the turns (nothing follows it).
     {
@@ -636,21 +608,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
     }
     if (wg == 0) bar_sync_256(1);  // warpgroup 1's last pass: barrier 1's final generation completes
 
-#pragma unroll
-    for (int r = 0; r < 2; ++r) {
-        float l = rowSum[r];
-        l += __shfl_xor_sync(0xffffffffu, l, 1);
-        l += __shfl_xor_sync(0xffffffffu, l, 2);
-        const int row = qw + g + r * 8;
-        if (row < T) {
-            const float inv = l > 0.f ? 1.f / l : 0.f;
-            bf16* dst = O + base + static_cast<size_t>(row) * ld + c * 2;
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n)
-                *reinterpret_cast<uint32_t*>(dst + n * 8) = pack_bf16(o[4 * n + 2 * r] * inv, o[4 * n + 2 * r + 1] * inv);
-            if (c == 0) LSE[static_cast<size_t>(bh) * T + row] = rowMax[r] * scaleLog2 * LN2 + logf(l);
-        }
-    }
+    fwd_store<D>(o, rowMax, rowSum, O, LSE, base, ld, qw, g, c, T, bh, scaleLog2);
 }
 
 // ------------------------------------------------------------------------------------------------ backward (D = 64)
@@ -687,6 +645,98 @@ __device__ __forceinline__ void red_add_v4(float* addr, float4 v) {
 
 constexpr int WB_DQ_LD = 72;  // floats per row of the dQ staging tiles (64 + 8: conflict-free float2 stores)
 
+// ---- per-warp pieces shared by the two wgmma backwards (backward_wgmma_d64, backward_wgmma_d128)
+
+// Pᵀ and dSᵀ of the warp's 16 keys × WB_BQ queries in the accumulator layout (s[4n + i]: key kw + g + 8·(i/2), query
+// q0 + 8n + 2c + (i % 2)): s (Sᵀ) becomes Pᵀ = 2^(scale·log2e·Sᵀ − lse·log2e), zero where key > query, and dp (dPᵀ)
+// becomes dSᵀ = Pᵀ ∘ (dPᵀ − D); lse2 and dots are the tile's lse·log2e and D_i.
+__device__ __forceinline__ void bwd_p_and_ds(float (&s)[WB_BQ / 2], float (&dp)[WB_BQ / 2], const float* lse2,
+                                             const float* dots, int q0, int kw, int g, int c, float scaleLog2) {
+    const bool diagonal = q0 < kw + 15;
+#pragma unroll
+    for (int n = 0; n < WB_BQ / 8; ++n) {
+        const int qc = n * 8 + c * 2;
+        const float2 l2 = *reinterpret_cast<const float2*>(lse2 + qc);
+        const float2 d2 = *reinterpret_cast<const float2*>(dots + qc);
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            const int key = kw + g + (i >> 1) * 8;
+            const float p = exp2_ftz(fmaf(s[4 * n + i], scaleLog2, -((i & 1) ? l2.y : l2.x)));
+            s[4 * n + i] = diagonal && q0 + qc + (i & 1) < key ? 0.f : p;
+            dp[4 * n + i] = s[4 * n + i] * (dp[4 * n + i] - ((i & 1) ? d2.y : d2.x));  // dSᵀ
+        }
+    }
+}
+
+// Pᵀ and dSᵀ as bf16 A fragments (k-block kk = the accumulator's n8 blocks 2kk and 2kk+1) for dV += Pᵀ dO, dK += dSᵀ Q.
+__device__ __forceinline__ void bwd_pack_p_ds(uint32_t (&pa)[WB_BQ / 16][4], uint32_t (&da)[WB_BQ / 16][4],
+                                              const float (&s)[WB_BQ / 2], const float (&dp)[WB_BQ / 2]) {
+#pragma unroll
+    for (int kk = 0; kk < WB_BQ / 16; ++kk) {
+#pragma unroll
+        for (int i = 0; i < 4; ++i) {
+            pa[kk][i] = pack_bf16(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
+            da[kk][i] = pack_bf16(dp[8 * kk + 2 * i], dp[8 * kk + 2 * i + 1]);
+        }
+    }
+}
+
+// dK (scaled by 1/sqrt(D)) and dV of the warp's keys below T, bf16.
+template <int D>
+__device__ __forceinline__ void bwd_store_dk_dv(const float (&dk)[D / 2], const float (&dv)[D / 2], bf16* __restrict__ dK,
+                                                bf16* __restrict__ dV, size_t base, size_t ld, int kw, int g, int c, int T) {
+    const float scale = rsqrtf(static_cast<float>(D));
+#pragma unroll
+    for (int hh = 0; hh < 2; ++hh) {
+        const int key = kw + g + hh * 8;
+        if (key < T) {
+            const size_t off = base + static_cast<size_t>(key) * ld + c * 2;
+#pragma unroll
+            for (int n = 0; n < D / 8; ++n) {
+                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[4 * n + 2 * hh] * scale, dk[4 * n + 2 * hh + 1] * scale);
+                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[4 * n + 2 * hh], dv[4 * n + 2 * hh + 1]);
+            }
+        }
+    }
+}
+
+// The query side of the wgmma backwards: tile qt's Q and dO rows (WB_BQ each, buffer qt & 1, swizzled, cp.async) and
+// its rows' lse·log2e and D_i, read into registers when the copies are issued and stored to the stats buffer at the
+// end of the step before their use (as bwd3). Rows past T get lse = +inf (P = 0) and D = 0.
+template <int D>
+struct BwdQueryTiles {
+    static constexpr int QBYTES = WB_BQ * D * 2;
+    const bf16* Q;
+    const bf16* dO;
+    const float* LSE;
+    const float* rowDot;
+    size_t base, ld;
+    int T, bh, tid;
+    uint32_t sQ0, sdO0;
+    float* stats;  // lse·log2e [2][WB_BQ], then D [2][WB_BQ]
+    float nextLse = 0.f, nextDot = 0.f;
+
+    __device__ __forceinline__ void load(int qt) {
+        const int q0 = qt * WB_BQ, buf = qt & 1;
+        load_tile_sw128<D>(sQ0 + buf * QBYTES, WB_BQ, Q + base, ld, q0, T, tid);
+        load_tile_sw128<D>(sdO0 + buf * QBYTES, WB_BQ, dO + base, ld, q0, T, tid);
+        cp_async_commit();
+        if (tid < WB_BQ) {
+            const int row = q0 + tid;
+            const bool ok = row < T;
+            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
+            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
+        }
+    }
+
+    __device__ __forceinline__ void store(int qt) {
+        if (tid < WB_BQ) {
+            stats[(qt & 1) * WB_BQ + tid] = nextLse;
+            stats[2 * WB_BQ + (qt & 1) * WB_BQ + tid] = nextDot;
+        }
+    }
+};
+
 __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                    const bf16* __restrict__ V, const bf16* __restrict__ dO,
                                                    const float* __restrict__ LSE, const float* __restrict__ rowDot,
@@ -719,33 +769,15 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
     };
     load_rows(sK, WB_BC, K, kv0);
     load_rows(sV, WB_BC, V, kv0);
-    float nextLse = 0.f, nextDot = 0.f;
-    auto load_queries = [&](int qt) {
-        const int q0 = qt * WB_BQ, buf = qt & 1;
-        load_rows(sQ0 + buf * QBYTES, WB_BQ, Q, q0);
-        load_rows(sdO0 + buf * QBYTES, WB_BQ, dO, q0);
-        cp_async_commit();
-        if (tid < WB_BQ) {  // lse and D go through registers, stored at the end of the step (as bwd3)
-            const int row = q0 + tid;
-            const bool ok = row < T;
-            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
-            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
-        }
-    };
-    auto store_stats = [&](int qt) {
-        if (tid < WB_BQ) {
-            stats[(qt & 1) * WB_BQ + tid] = nextLse;
-            stats[2 * WB_BQ + (qt & 1) * WB_BQ + tid] = nextDot;
-        }
-    };
+    BwdQueryTiles<D> queries{Q, dO, LSE, rowDot, base, ld, T, bh, tid, sQ0, sdO0, stats};
 
     float dk[D / 2], dv[D / 2];
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
 
     const int qFirst = kv0 / WB_BQ, qTiles = (T + WB_BQ - 1) / WB_BQ;
-    load_queries(qFirst);  // also commits K and V
-    store_stats(qFirst);
+    queries.load(qFirst);  // also commits K and V
+    queries.store(qFirst);
     for (int qt = qFirst; qt < qTiles; ++qt) {
         const int q0 = qt * WB_BQ, buf = qt & 1;
         const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES, sdS = sdS0 + wg * DSBYTES;
@@ -754,7 +786,7 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
         cp_async_wait_all();
         fence_proxy_async();
         __syncthreads();  // tile qt and its stats visible; both warpgroups are done with step qt−1
-        if (qt + 1 < qTiles) load_queries(qt + 1);
+        if (qt + 1 < qTiles) queries.load(qt + 1);
 
         float dq[D / 2];  // this warpgroup's dS·K for the tile (zero when it skips the tile)
 #pragma unroll
@@ -778,30 +810,9 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
             fence_regs(s);
             fence_regs(dp);
 
-            // Pᵀ and dSᵀ; s[4n + i]: key kw + g + 8·(i/2), query q0 + 8n + 2c + (i % 2).
-            const bool diagonal = q0 < kw + 15;
-#pragma unroll
-            for (int n = 0; n < WB_BQ / 8; ++n) {
-                const int qc = n * 8 + c * 2;
-                const float2 l2 = *reinterpret_cast<const float2*>(lse2 + qc);
-                const float2 d2 = *reinterpret_cast<const float2*>(dots + qc);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const int key = kw + g + (i >> 1) * 8;
-                    const float p = exp2_ftz(fmaf(s[4 * n + i], scaleLog2, -((i & 1) ? l2.y : l2.x)));
-                    s[4 * n + i] = diagonal && q0 + qc + (i & 1) < key ? 0.f : p;
-                    dp[4 * n + i] = s[4 * n + i] * (dp[4 * n + i] - ((i & 1) ? d2.y : d2.x));  // dSᵀ
-                }
-            }
+            bwd_p_and_ds(s, dp, lse2, dots, q0, kw, g, c, scaleLog2);
             uint32_t pa[WB_BQ / 16][4], da[WB_BQ / 16][4];
-#pragma unroll
-            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    pa[kk][i] = pack_bf16(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
-                    da[kk][i] = pack_bf16(dp[8 * kk + 2 * i], dp[8 * kk + 2 * i + 1]);
-                }
-            }
+            bwd_pack_p_ds(pa, da, s, dp);
             // dSᵀ → this warpgroup's buffer: key row r (0..63), query column q; 4-byte pairs into the swizzle.
 #pragma unroll
             for (int n = 0; n < WB_BQ / 8; ++n) {
@@ -862,22 +873,10 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
                 red_add_v4(dqAccum + base + static_cast<size_t>(row) * ld + col, make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w));
             }
         }
-        if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
+        if (qt + 1 < qTiles) queries.store(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
     }
 
-    const float scale = rsqrtf(static_cast<float>(D));
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-        const int key = kw + g + hh * 8;
-        if (key < T) {
-            const size_t off = base + static_cast<size_t>(key) * ld + c * 2;
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[4 * n + 2 * hh] * scale, dk[4 * n + 2 * hh + 1] * scale);
-                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[4 * n + 2 * hh], dv[4 * n + 2 * hh + 1]);
-            }
-        }
-    }
+    bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
 }
 
 // ----------------------------------------------------------------------------------------------- backward (D = 128)
@@ -944,33 +943,15 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
     };
     load_rows(sK, WB_BC, K, kv0);
     load_rows(sV, WB_BC, V, kv0);
-    float nextLse = 0.f, nextDot = 0.f;
-    auto load_queries = [&](int qt) {
-        const int q0 = qt * WB_BQ, buf = qt & 1;
-        load_rows(sQ0 + buf * QBYTES, WB_BQ, Q, q0);
-        load_rows(sdO0 + buf * QBYTES, WB_BQ, dO, q0);
-        cp_async_commit();
-        if (tid < WB_BQ) {  // lse and D go through registers, stored at the end of the step (as bwd3)
-            const int row = q0 + tid;
-            const bool ok = row < T;
-            nextLse = ok ? LSE[static_cast<size_t>(bh) * T + row] * LOG2E : INFINITY;
-            nextDot = ok ? rowDot[static_cast<size_t>(bh) * T + row] : 0.f;
-        }
-    };
-    auto store_stats = [&](int qt) {
-        if (tid < WB_BQ) {
-            stats[(qt & 1) * WB_BQ + tid] = nextLse;
-            stats[2 * WB_BQ + (qt & 1) * WB_BQ + tid] = nextDot;
-        }
-    };
+    BwdQueryTiles<D> queries{Q, dO, LSE, rowDot, base, ld, T, bh, tid, sQ0, sdO0, stats};
 
     float dk[D / 2], dv[D / 2];
 #pragma unroll
     for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
 
     const int qFirst = kv0 / WB_BQ, qTiles = (T + WB_BQ - 1) / WB_BQ;
-    load_queries(qFirst);  // also commits K and V
-    store_stats(qFirst);
+    queries.load(qFirst);  // also commits K and V
+    queries.store(qFirst);
     for (int qt = qFirst; qt < qTiles; ++qt) {
         const int q0 = qt * WB_BQ, buf = qt & 1;
         const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES;
@@ -979,7 +960,7 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
         cp_async_wait_all();
         fence_proxy_async();
         __syncthreads();  // tile qt and its stats visible; both warpgroups are done with step qt−1
-        if (qt + 1 < qTiles) load_queries(qt + 1);
+        if (qt + 1 < qTiles) queries.load(qt + 1);
 
         // Pᵀ and dSᵀ as bf16 A fragments: k-block kk = queries 16kk .. 16kk + 15. Live until the dV / dK wgmma
         // that reads them completes (the wait at the end of the step), so declared here.
@@ -1010,29 +991,8 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
             fence_regs(s);
             fence_regs(dp);
 
-            // Pᵀ and dSᵀ; s[4n + i]: key kw + g + 8·(i/2), query q0 + 8n + 2c + (i % 2).
-            const bool diagonal = q0 < kw + 15;
-#pragma unroll
-            for (int n = 0; n < WB_BQ / 8; ++n) {
-                const int qc = n * 8 + c * 2;
-                const float2 l2 = *reinterpret_cast<const float2*>(lse2 + qc);
-                const float2 d2 = *reinterpret_cast<const float2*>(dots + qc);
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    const int key = kw + g + (i >> 1) * 8;
-                    const float p = exp2_ftz(fmaf(s[4 * n + i], scaleLog2, -((i & 1) ? l2.y : l2.x)));
-                    s[4 * n + i] = diagonal && q0 + qc + (i & 1) < key ? 0.f : p;
-                    dp[4 * n + i] = s[4 * n + i] * (dp[4 * n + i] - ((i & 1) ? d2.y : d2.x));  // dSᵀ
-                }
-            }
-#pragma unroll
-            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
-#pragma unroll
-                for (int i = 0; i < 4; ++i) {
-                    pa[kk][i] = pack_bf16(s[8 * kk + 2 * i], s[8 * kk + 2 * i + 1]);
-                    da[kk][i] = pack_bf16(dp[8 * kk + 2 * i], dp[8 * kk + 2 * i + 1]);
-                }
-            }
+            bwd_p_and_ds(s, dp, lse2, dots, q0, kw, g, c, scaleLog2);
+            bwd_pack_p_ds(pa, da, s, dp);
             // dSᵀ → the shared buffer: key row r (0..127), query column q; 4-byte pairs into the swizzle.
 #pragma unroll
             for (int n = 0; n < WB_BQ / 8; ++n) {
@@ -1103,22 +1063,10 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
                 red_add_v4(dqAccum + base + static_cast<size_t>(row) * ld + wg * 64 + col, a);
             }
         }
-        if (qt + 1 < qTiles) store_stats(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
+        if (qt + 1 < qTiles) queries.store(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
     }
 
-    const float scale = rsqrtf(static_cast<float>(D));
-#pragma unroll
-    for (int hh = 0; hh < 2; ++hh) {
-        const int key = kw + g + hh * 8;
-        if (key < T) {
-            const size_t off = base + static_cast<size_t>(key) * ld + c * 2;
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n) {
-                *reinterpret_cast<uint32_t*>(dK + off + n * 8) = pack_bf16(dk[4 * n + 2 * hh] * scale, dk[4 * n + 2 * hh + 1] * scale);
-                *reinterpret_cast<uint32_t*>(dV + off + n * 8) = pack_bf16(dv[4 * n + 2 * hh], dv[4 * n + 2 * hh + 1]);
-            }
-        }
-    }
+    bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
 }
 
 #endif  // sm_90a

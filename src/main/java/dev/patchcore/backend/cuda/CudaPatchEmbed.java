@@ -57,30 +57,31 @@ public final class CudaPatchEmbed {
      * ids by token, then position; the rest after them), so the backward's result is bit-identical.
      */
     static final class HostSorted {
-        final int[] ids;
+        final int[] ids;     // the last upload's ids (overwritten by the next upload of the tensor)
+        final int[] sorted;  // host scratch for the keys, copied to the device in stream order
         final long start, bytes;
         final int posBits;
         final long sentinel;
-        Tensor keys;  // persistent I32 [n] on the device, reused across uploads of the same size
+        Tensor keys;  // persistent I32 [n] on the device
         boolean onDevice;
 
-        HostSorted(int[] ids, long start, long bytes) {
-            this.ids = ids;
+        HostSorted(int n, long start, long bytes) {
+            this.ids = new int[n];
+            this.sorted = new int[n];
             this.start = start;
             this.bytes = bytes;
-            this.posBits = RadixPlan.bitsFor(ids.length - 1L);
+            this.posBits = RadixPlan.bitsFor(n - 1L);
             this.sentinel = (1L << (32 - posBits)) - 1;
         }
 
         int[] sortedKeys() {
-            int[] keys = new int[ids.length];
             for (int i = 0; i < ids.length; i++) {
                 long tok = ids[i] >= 0 && ids[i] < sentinel ? ids[i] : sentinel;
-                keys[i] = (int) ((tok << posBits) | i) ^ Integer.MIN_VALUE;  // sign flip: signed order = unsigned order
+                sorted[i] = (int) ((tok << posBits) | i) ^ Integer.MIN_VALUE;  // sign flip: signed order = unsigned order
             }
-            IntArrays.radixSort(keys);
-            for (int i = 0; i < keys.length; i++) keys[i] ^= Integer.MIN_VALUE;
-            return keys;
+            IntArrays.radixSort(sorted);
+            for (int i = 0; i < sorted.length; i++) sorted[i] ^= Integer.MIN_VALUE;
+            return sorted;
         }
     }
 
@@ -89,9 +90,10 @@ public final class CudaPatchEmbed {
         if (ids.length == 0) return;  // (recorded whatever the variant, so that switching variants never finds stale ids)
         HostSorted old = hostSorted.remove(tokens);
         forget(tokens);  // overlapping views' entries are stale now
-        HostSorted e = new HostSorted(ids.clone(), CudaStorage.addressOf(tokens), tokens.bytes());
-        if (old != null && old.keys != null && old.ids.length == ids.length) e.keys = old.keys;
-        else if (old != null && old.keys != null) ctx.free(old.keys);
+        HostSorted e = old;  // the same tensor again (every micro-batch of a training step): its buffers are reused
+        if (e == null) e = new HostSorted(ids.length, CudaStorage.addressOf(tokens), tokens.bytes());
+        System.arraycopy(ids, 0, e.ids, 0, ids.length);  // the caller may reuse its array
+        e.onDevice = false;
         hostSorted.put(tokens, e);
         while (hostSorted.size() > HOST_SORTED_TENSORS) {
             var eldest = hostSorted.entrySet().iterator();

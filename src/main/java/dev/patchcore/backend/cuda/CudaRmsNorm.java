@@ -133,7 +133,7 @@ public final class CudaRmsNorm {
             // One warp per row, rows held in registers, gain-gradient partials in registers: as many blocks as stay
             // resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
             boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
-            blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), (narrow ? 2 : 1) * ctx.multiprocessorCount());
+            blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
             partial = ctx.scratch(DType.F32, blocks, d);
             ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
@@ -148,6 +148,14 @@ public final class CudaRmsNorm {
         ctx.launch("rmsnorm_bwd_gain_reduce", ceilDiv(d, 32), 1, 1, 32, REDUCE_ROWS, 1, 0,
                 dGain, partial, blocks, d);
         return dx;
+    }
+
+    /**
+     * Rows the warp-per-row backward has in flight at once at width d ≤ 2048 (one per resident warp: 2 blocks of
+     * {@link #BACKWARD_WARPS} per SM for d ≤ 1024, 1 for d ≤ 2048) — its grid, and `bench kernels`' fixed-cost row.
+     */
+    public static int backwardResidentRows(int d, int sms) {
+        return (d <= BACKWARD_ROWS_MAX_WIDTH / 2 ? 2 : 1) * sms * BACKWARD_WARPS;
     }
 
     private static boolean aligned16(Tensor t) { return (CudaStorage.addressOf(t) & 15) == 0; }

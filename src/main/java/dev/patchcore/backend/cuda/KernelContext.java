@@ -22,13 +22,13 @@ public interface KernelContext {
     int multiprocessorCount();
 
     /** Same as {@link dev.patchcore.backend.Backend#allocate} (persistent, zero-filled). */
-    default Tensor allocate(DType dtype, int... shape) { throw new UnsupportedOperationException("allocate"); }
+    Tensor allocate(DType dtype, int... shape);
 
     /** Same as {@link dev.patchcore.backend.Backend#free}. */
-    default void free(Tensor t) { throw new UnsupportedOperationException("free"); }
+    void free(Tensor t);
 
     /** Copies host ints into {@code dst} in stream order (the backend's upload path for token ids). */
-    default void copyInts(Tensor dst, int[] src) { throw new UnsupportedOperationException("copyInts"); }
+    void copyInts(Tensor dst, int[] src);
 
     /** The device's compute capability major version (9 for Hopper), for kernels that exist only there; 0 if unknown. */
     default int computeCapabilityMajor() { return 0; }

@@ -50,6 +50,13 @@ class CudaFlashAttentionTest {
 
         @Override public Tensor scratch(DType dtype, int... shape) { return tensor(dtype, shape); }
 
+        // Attention keeps nothing between calls and uploads nothing: only scratch tensors.
+        @Override public Tensor allocate(DType dtype, int... shape) { return fail("attention allocated persistent memory"); }
+
+        @Override public void free(Tensor t) { fail("attention freed memory"); }
+
+        @Override public void copyInts(Tensor dst, int[] src) { fail("attention copied host ints"); }
+
         @Override public int multiprocessorCount() { return 132; }
 
         Tensor tensor(DType dtype, int... shape) {
