@@ -236,8 +236,9 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
 // shared row in warp order (fixed, so deterministic) and the last warp writes the block's partial row.
 // Why: the block-per-row kernel below needs two block barriers per row, and its ~1000 blocks left a 4 MB partial
 // buffer for the reduce; here ~2 blocks per SM leave ~1 MB, and a row costs one DRAM round trip.
+// Returns false (having done nothing) for a shape it does not take.
 template <int G>
-__device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, float* __restrict__ partial,
+__device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, float* __restrict__ partial,
                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
                                                       int n, int d) {
@@ -245,7 +246,7 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
         !aligned16(partial))
-        return;  // uniform: the launcher never sends such a shape here
+        return false;  // uniform: the launcher never sends such a shape here
     float acc[G][8];
 #pragma unroll
     for (int k = 0; k < G; ++k)
@@ -268,6 +269,74 @@ __device__ __forceinline__ void rmsnorm_backward_rows(bf16* __restrict__ dx, flo
     }
 
     write_block_partial<G>(acc, acc4, partial, d);
+    return true;
+}
+
+// The gain-gradient reduce of backward variant 2, at the end of the warp-per-row kernel instead of a second kernel.
+// Every block has written its partial row; it makes that row visible device-wide and takes a ticket from `counter`.
+// The last `reducers` blocks to arrive stay: once all gridDim.x blocks have arrived, reducer number s (ticket order)
+// sums the partial rows of float4 columns [s·S, (s+1)·S), S = ceil(d/4 / reducers), into dGain. A column's sum has
+// the same order whichever block computes it (thread layout and tree depend only on d, the grid, the block and
+// `reducers`), so results are deterministic. The last reducer to finish puts the counter back to 0 for the next
+// launch (kernels on one stream never overlap). No deadlock: a reducer waits only for blocks that still need an SM
+// slot when every block before it in ticket order has exited, so at most `reducers` - 1 blocks wait at once.
+__device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
+    unsigned v;
+    asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
+    return v;
+}
+
+__device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ dGain, const float* __restrict__ partial,
+                                                           unsigned* __restrict__ counter, int d, int reducers) {
+    __shared__ unsigned ticket;
+    __shared__ float4 red[32 * BWD_WARPS];
+    const unsigned blocks = gridDim.x;
+    __threadfence();  // this block's partial row (written by its last warp) before its ticket
+    __syncthreads();
+    if (threadIdx.x == 0) ticket = atomicAdd(counter, 1u);
+    __syncthreads();
+    if (ticket + reducers < blocks) return;  // not one of the last `reducers` to arrive (uniform per block)
+    const int slice = (int)(ticket + reducers - blocks);
+    if (threadIdx.x == 0)
+        while (load_acquire_gpu(counter) < blocks) __nanosleep(32);
+    __syncthreads();
+
+    const int quads = d / 4, per = (quads + reducers - 1) / reducers;
+    const int q0 = slice * per, q1 = min(quads, q0 + per);
+    const int width = min(per, (int)blockDim.x);     // float4 columns per pass
+    const int groups = blockDim.x / width;          // partial-row groups: thread (g, c) sums rows b ≡ g (mod groups)
+    const int g = threadIdx.x / width, c = threadIdx.x % width;
+    int pow2 = 1;
+    while (pow2 < groups) pow2 <<= 1;
+    const float4* p4 = reinterpret_cast<const float4*>(partial);
+    for (int base = q0; base < q1; base += width) {
+        const int q = base + c;
+        float4 a = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (g < groups && q < q1) {
+#pragma unroll 4
+            for (unsigned b = g; b < blocks; b += groups) {
+                const float4 v = __ldcg(p4 + (size_t)b * quads + q);  // L2: written by other SMs in this launch
+                a.x += v.x; a.y += v.y; a.z += v.z; a.w += v.w;
+            }
+        }
+        red[threadIdx.x] = a;
+        __syncthreads();
+        for (int half = pow2 >> 1; half > 0; half >>= 1) {  // fixed pairing: rows ≥ groups count as zero
+            if (g < half && g + half < groups) {
+                const float4 o = red[threadIdx.x + half * width];
+                float4& m = red[threadIdx.x];
+                m.x += o.x; m.y += o.y; m.z += o.z; m.w += o.w;
+            }
+            __syncthreads();
+        }
+        if (g == 0 && q < q1) {
+            const float4 t = red[threadIdx.x];
+            float* o = dGain + 4 * q;
+            o[0] += t.x; o[1] += t.y; o[2] += t.z; o[3] += t.w;
+        }
+        __syncthreads();
+    }
+    if (threadIdx.x == 0 && atomicAdd(counter, 1u) == blocks + reducers - 1) atomicExch(counter, 0u);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -468,6 +537,25 @@ rmsnorm_bwd_rows8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const
                        const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                        int n, int d) {
     rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+// Backward variant 2 (CudaRmsNorm.BACKWARD_FUSED_REDUCE): the warp-per-row kernels with the gain-gradient reduce
+// done by their last blocks (reduce_gain_in_last_blocks): one launch instead of two. Extra arguments: dGain (F32 [d],
+// added to), counter (one u32, 0 between launches), reducers (1 ≤ reducers ≤ gridDim.x).
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
+rmsnorm_bwd_fused4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                        unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                        const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    if (rmsnorm_backward_rows<4>(dx, partial, dy, x, gain, rstd, n, d))
+        reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
+rmsnorm_bwd_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                        unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                        const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    if (rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d))
+        reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
 }
 
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum

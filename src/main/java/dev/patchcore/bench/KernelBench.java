@@ -137,6 +137,11 @@ public final class KernelBench {
             Tensor yr = y.rows(0, resident), xr = x.rows(0, resident), rr = rstdKeep.rows(0, resident);
             rows.add(measure("rmsNorm backward (rows = resident warps)", resident + "x" + d, 3.0 * resident * d * a + 4.0 * resident, 0,
                     () -> be.rmsNormBackward(yr, xr, gain, rr, dGain)));
+            for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag -> {
+                rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
+                rows.add(measure("rmsNorm backward (rows = resident warps)" + tag, resident + "x" + d, 3.0 * resident * d * a + 4.0 * resident, 0,
+                        () -> be.rmsNormBackward(yr, xr, gain, rr, dGain)));
+            });
         }
         // Kernel variants under evaluation, side by side with the defaults above.
         for (int v : otherVariants("rmsnorm")) withVariant("rmsnorm", v, tag -> {

@@ -83,6 +83,7 @@ public final class ParityChecks {
             out.add(new Check("patchEmbed K=" + k + " V=32000", rows -> patchEmbed(rows, k, 2, 1024 / k, 64, 32000)));
         }
         for (int[] s : new int[][] {{37, 96}, {large ? 4096 : 256, 1024}}) out.add(new Check("rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
+        out.add(new Check("rmsNorm backward repeated 300x1000", rows -> rmsNormBackwardRepeated(rows, 300, 1000)));
         for (int dh : new int[] {64, 128}) out.add(new Check("rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh)));
         int[] ts = large ? new int[] {1, 17, 128, 1000, 2048} : new int[] {1, 17, 128};
         for (int dh : new int[] {64, 80, 96, 128}) {
@@ -182,6 +183,12 @@ public final class ParityChecks {
                         for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
                         out.add(variant(cuda, family, v, "rmsNorm = v" + base, rows -> rmsNormIdentity(rows, cuda, base, v)));
+                    }
+                    case "rmsnormbwd" -> {
+                        // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.
+                        for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}, {8192, 1024}}
+                                : new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
+                            out.add(variant(cuda, family, v, "rmsNorm backward " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1])));
                     }
                     default -> throw new IllegalStateException("no selftest for kernel family " + family);
                 }
@@ -427,6 +434,36 @@ public final class ParityChecks {
         compare(rows, "rmsNorm dx", shape, test.rmsNormBackward(dy.t, x.t, gain.t, a.rstd(), dGain.t),
                 ref.rmsNormBackward(dy.r, x.r, gain.r, b.rstd(), dGain.r));
         compare(rows, "rmsNorm dGain+=", shape, dGain.t, dGain.r);
+    }
+
+    /**
+     * The RMSNorm backward three times in a row on the same inputs, each accumulating into a fresh copy of the same
+     * non-zero dGain: every call against the reference, and calls 2 and 3 bitwise equal to call 1 (a kernel that keeps
+     * state between launches, like the fused backward's arrival counter, must leave it as it found it).
+     */
+    private void rmsNormBackwardRepeated(List<CheckResult> rows, int n, int d) {
+        DType act = test.activationType();
+        String shape = n + "x" + d;
+        Twin x = input(act, n, d), gain = input(act, d), dy = input(act, n, d), dGain0 = input(DType.F32, d);
+        Tensor rstd = test.rmsNorm(x.t, gain.t, 1e-5f).rstd();
+        Tensor dGainRef = ref.scratch(DType.F32, d);
+        ref.copy(dGain0.r, dGainRef);
+        Tensor dxRef = ref.rmsNormBackward(dy.r, x.r, gain.r, ref.rmsNorm(x.r, gain.r, 1e-5f).rstd(), dGainRef);
+        Tensor firstDx = null, firstDGain = null;
+        for (int call = 1; call <= 3; call++) {
+            Tensor dGain = test.scratch(DType.F32, d);
+            test.copy(dGain0.t, dGain);
+            Tensor dx = test.rmsNormBackward(dy.t, x.t, gain.t, rstd, dGain);
+            compare(rows, "rmsNorm dx, call " + call, shape, dx, dxRef);
+            compare(rows, "rmsNorm dGain+=, call " + call, shape, dGain, dGainRef);
+            if (call == 1) {
+                firstDx = dx;
+                firstDGain = dGain;
+            } else {
+                bitwise(rows, "rmsNorm dx, call " + call + " = call 1", shape, dx, firstDx);
+                bitwise(rows, "rmsNorm dGain+=, call " + call + " = call 1", shape, dGain, firstDGain);
+            }
+        }
     }
 
     private void rope(List<CheckResult> rows, int batch, int t, int heads, int dh) {

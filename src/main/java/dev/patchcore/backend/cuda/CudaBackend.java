@@ -121,6 +121,7 @@ public final class CudaBackend implements Backend, KernelContext {
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
+            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /** Runs {@code body} with {@code family} set to {@code variant}, restoring the family's previous variant afterwards. */
@@ -142,6 +143,7 @@ public final class CudaBackend implements Backend, KernelContext {
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
+            case "rmsnormbwd" -> rmsNorm.backwardVariant();
             case "upload" -> pinnedUploads ? UPLOAD_PINNED : UPLOAD_SYNCHRONOUS;
             default -> throw new IllegalArgumentException("no kernel variants for '" + family + "' (families: " + KERNEL_VARIANTS.keySet() + ")");
         };
@@ -159,6 +161,7 @@ public final class CudaBackend implements Backend, KernelContext {
             }
             case "patchembed" -> patchEmbed.setVariant(variant);
             case "rmsnorm" -> rmsNorm.setVariant(variant);
+            case "rmsnormbwd" -> rmsNorm.setBackwardVariant(variant);
             case "upload" -> {
                 if (variant != UPLOAD_SYNCHRONOUS && variant != UPLOAD_PINNED)
                     throw new IllegalArgumentException("upload variant must be 1 (pinned, asynchronous) or 2 (synchronous copy), got " + variant);

@@ -32,8 +32,19 @@ public final class CudaRmsNorm {
     /** Variant 2: the register-cached forward kernels (the default until H100 run 6). */
     public static final int VARIANT_CACHED = 2;
 
+    /** Backward variant 1 (default): the warp-per-row kernel writes per-block partials, a second kernel sums them. */
+    public static final int BACKWARD_TWO_KERNELS = 1;
+    /**
+     * Backward variant 2: the same kernel's last blocks sum the partials (rmsnorm_bwd_fused*; one launch, no kernel
+     * boundary before the gain gradient). Written without a GPU; not yet measured.
+     */
+    public static final int BACKWARD_FUSED_REDUCE = 2;
+
     private final KernelContext ctx;
     private int variant;
+    private int backwardVariant = BACKWARD_TWO_KERNELS;
+    /** Arrival counter of the fused backward (one u32, 0 between launches), allocated at its first use. */
+    private Tensor arrivals;
 
     public CudaRmsNorm(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
@@ -52,6 +63,23 @@ public final class CudaRmsNorm {
     }
 
     public int variant() { return variant; }
+
+    /** Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS} or {@link #BACKWARD_FUSED_REDUCE}. */
+    public void setBackwardVariant(int variant) {
+        if (variant != BACKWARD_TWO_KERNELS && variant != BACKWARD_FUSED_REDUCE)
+            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels) or 2 (reduce in the last blocks), got " + variant);
+        this.backwardVariant = variant;
+    }
+
+    public int backwardVariant() { return backwardVariant; }
+
+    /**
+     * Blocks of the fused backward that sum the gain-gradient partials: about 8 columns (two float4) each, so each
+     * thread loads only a few partial rows; at most the grid (a slice wider than a block's threads takes more passes).
+     */
+    static int fusedReducers(int d, int blocks) {
+        return Math.max(1, Math.min(blocks, d / 8));
+    }
 
     /** Pipelined kernels take rows of width d % 8 == 0, d ≤ 2048 (G = 4 groups per lane up to 1024, else 8). */
     static int pipeGroups(int d) { return d % 8 != 0 || d > 2048 ? 0 : d <= 1024 ? 4 : 8; }
@@ -135,6 +163,12 @@ public final class CudaRmsNorm {
             boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
             blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
             partial = ctx.scratch(DType.F32, blocks, d);
+            if (backwardVariant == BACKWARD_FUSED_REDUCE) {
+                if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
+                ctx.launch(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                        d * Float.BYTES, dx, partial, dGain, arrivals, dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+                return dx;
+            }
             ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         } else {

@@ -96,6 +96,55 @@ class SmallHostLogicTest {
         }
     }
 
+    /**
+     * The fused RMSNorm backward's gain-gradient reduce (reduce_gain_in_last_blocks in rmsnorm.cu) replayed on the
+     * host with the kernel's index arithmetic and CudaRmsNorm's choice of reducers: every column is written by exactly
+     * one thread of one reducer, and its value is the sum of all partial rows.
+     */
+    @Test
+    void fusedRmsNormBackwardReduceCoversEveryColumnOnce() {
+        Random r = new Random(5);
+        int threads = 32 * CudaRmsNorm.BACKWARD_WARPS;
+        for (int[] s : new int[][] {{8, 1}, {96, 5}, {1000, 38}, {1024, 264}, {2048, 132}, {2048, 1}, {8, 264}, {2040, 7}}) {
+            int d = s[0], blocks = s[1], reducers = CudaRmsNorm.fusedReducers(d, blocks), quads = d / 4;
+            assertTrue(reducers >= 1 && reducers <= blocks, "reducers " + reducers + " for " + blocks + " blocks");
+            double[][] partial = new double[blocks][quads];
+            for (double[] row : partial) for (int q = 0; q < quads; q++) row[q] = r.nextInt(1000);
+            double[] out = new double[quads];
+            int[] writes = new int[quads];
+            for (int slice = 0; slice < reducers; slice++) {
+                int per = (quads + reducers - 1) / reducers, q0 = slice * per, q1 = Math.min(quads, q0 + per);
+                int width = Math.min(per, threads), groups = threads / width, pow2 = 1;
+                while (pow2 < groups) pow2 <<= 1;
+                for (int base = q0; base < q1; base += width) {
+                    double[] red = new double[threads];
+                    for (int t = 0; t < threads; t++) {
+                        int g = t / width, q = base + t % width;
+                        if (g < groups && q < q1) for (int b = g; b < blocks; b += groups) red[t] += partial[b][q];
+                    }
+                    for (int half = pow2 >> 1; half > 0; half >>= 1)
+                        for (int t = 0; t < threads; t++) {
+                            int g = t / width;
+                            if (g < half && g + half < groups) red[t] += red[t + half * width];
+                        }
+                    for (int t = 0; t < width; t++) {
+                        int q = base + t;
+                        if (q < q1) {
+                            out[q] += red[t];
+                            writes[q]++;
+                        }
+                    }
+                }
+            }
+            for (int q = 0; q < quads; q++) {
+                double want = 0;
+                for (double[] row : partial) want += row[q];
+                assertEquals(1, writes[q], "writes of float4 column " + q + " at d=" + d + ", " + blocks + " blocks");
+                assertEquals(want, out[q], "float4 column " + q + " at d=" + d + ", " + blocks + " blocks");
+            }
+        }
+    }
+
     /** One compare-exchange pass over [base, base+len) exactly as the kernels index it. */
     private static void pass(long[] keys, int base, int len, long k, long j) {
         for (long p = 0; p < len / 2; p++) {
