@@ -172,6 +172,10 @@ public final class KernelBench {
         double flops = 2.0 * n * in * out;
         rows.add(measure("matmul " + name, shape, 0, flops, () -> be.matmul(x, w)));
         rows.add(measure("matmul backward " + name, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
+        for (int v : otherVariants("gemm")) withVariant("gemm", v, tag -> {
+            rows.add(measure("matmul " + name + tag, shape, 0, flops, () -> be.matmul(x, w)));
+            rows.add(measure("matmul backward " + name + tag, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
+        });
         freeAll();
     }
 

@@ -19,7 +19,7 @@ import java.util.concurrent.Callable;
 
 /** Per-op microbenchmarks at the 370M shapes on CUDA (a small shape on the CPU backend). */
 @Command(name = "kernels", mixinStandardHelpOptions = true,
-        description = "Time every op (median of many runs) with bytes/FLOPs and % of the copy-bandwidth and GEMM ceilings.")
+        description = "Time every op (median of many runs) with bytes/FLOPs and %% of the copy-bandwidth and GEMM ceilings.")
 public final class BenchKernelsCommand implements Callable<Integer> {
     @Mixin BackendOptions backendOptions;
 

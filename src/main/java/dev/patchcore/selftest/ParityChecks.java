@@ -184,6 +184,14 @@ public final class ParityChecks {
                             out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
                         out.add(variant(cuda, family, v, "rmsNorm = v" + base, rows -> rmsNormIdentity(rows, cuda, base, v)));
                     }
+                    case "gemm" -> {
+                        // Every GEMM of a linear layer (y, dx, dW+= and dW=) through the split-K candidates' tuning;
+                        // the small outputs are the under-filled keys that get them.
+                        int[][] gemms = large ? new int[][] {{17, 33, 65}, {64, 256, 128}, {257, 1024, 2752}, {8192, 1024, 1024}}
+                                : new int[][] {{17, 33, 65}, {64, 256, 128}, {257, 1024, 2752}};
+                        for (int[] g : gemms) out.add(variant(cuda, family, v, "matmul " + g[0] + "x" + g[1] + "x" + g[2], rows -> matmul(rows, g[0], g[1], g[2])));
+                        out.add(variant(cuda, family, v, "matmul twice 256x512x512", rows -> matmulTwice(rows, 256, 512, 512)));
+                    }
                     case "rmsnormbwd" -> {
                         // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.
                         for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}, {8192, 1024}}

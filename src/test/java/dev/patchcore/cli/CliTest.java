@@ -40,6 +40,19 @@ class CliTest {
         assertTrue(e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
     }
 
+    /** Every help screen renders cleanly (picocli warns on stderr about an unescaped '%' in a description). */
+    @Test void everyHelpScreenRendersWithoutWarnings() {
+        String[][] screens = {{"--help"}, {"train", "--help"}, {"prepare", "--help"}, {"eval", "--help"}, {"generate", "--help"},
+                {"selftest", "--help"}, {"bench", "--help"}, {"bench", "kernels", "--help"}, {"bench", "speed", "--help"}};
+        for (String[] args : screens) {
+            err.reset();
+            out.reset();
+            assertEquals(0, Main.run(args), String.join(" ", args));
+            assertTrue(out.toString().contains("Usage:"), String.join(" ", args) + " prints its usage");
+            assertEquals("", err.toString().strip(), String.join(" ", args) + " writes nothing to stderr");
+        }
+    }
+
     @Test void badInputsEndInOneLineAndExitCode2(@TempDir Path dir) throws IOException {
         assertUserError("does not exist", "train", "--backend", "cpu", "--data", dir.resolve("nope").toString());
         assertUserError("lambda", "train", "--backend", "cpu", "--lambda", "-0.5");

@@ -1,7 +1,6 @@
 package dev.patchcore.backend.cpu;
 
 import jdk.incubator.vector.FloatVector;
-import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -168,7 +167,10 @@ final class VectorMatmulKernel implements MatmulKernel {
         if (n >= L) {
             FloatVector acc = FloatVector.zero(S);
             for (; i + L <= n; i += L) acc = FloatVector.fromArray(S, a, aOff + i).fma(FloatVector.fromArray(S, b, bOff + i), acc);
-            s = acc.reduceLanes(VectorOperators.ADD);
+            // Lanes summed in a fixed order: reduceLanes(ADD) may order the sum differently in its Java fallback than
+            // in the compiled intrinsic, so a result would change its last bits once the JIT compiles the caller.
+            s = acc.lane(0);
+            for (int l = 1; l < L; l++) s += acc.lane(l);
         }
         for (; i < n; i++) s = Math.fma(a[aOff + i], b[bOff + i], s);
         return s;

@@ -187,6 +187,35 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_FUSED_REDUCE);
+        Tensor dGain = f32(1024);
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
+        Launch first = ctx.only("rmsnorm_bwd_fused4_bf16");
+        assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count(), "no second kernel");
+        assertEquals(2 * 132, first.grid()[0]);
+        assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) first.args()[1]).shape(), "one partial row per block");
+        assertEquals(dGain, first.args()[2]);
+        Tensor counter = (Tensor) first.args()[3];
+        assertEquals(DType.I32, counter.dtype());
+        assertEquals(128, first.args()[10], "d = 1024: 128 reducers of 8 columns");
+        // The counter is allocated once and reused; d = 2048 takes the 8-group kernel, reducers capped by the grid.
+        ctx.launches.clear();
+        op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
+        Launch wide = ctx.only("rmsnorm_bwd_fused8_bf16");
+        assertSame(counter, wide.args()[3]);
+        assertEquals(132, wide.args()[10]);
+        // Few rows: one block, one reducer.
+        ctx.launches.clear();
+        op.backward(bf16(3, 64), bf16(3, 64), bf16(64), f32(3), f32(64));
+        Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
+        assertEquals(1, tiny.grid()[0]);
+        assertEquals(1, tiny.args()[10]);
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(3));
+    }
+
+    @Test
     void rmsNormBackwardPicksTheKernelByWidthAndAlignment() {
         CudaRmsNorm op = new CudaRmsNorm(ctx);
         // 370M: d = 1024, 8192 rows -> the 4-group warp-per-row kernel, two resident blocks per SM.
@@ -644,6 +673,7 @@ class OpKernelLaunchTest {
         // recorded launches between their cases, so the names come from the context's never-cleared set.
         List<Runnable> cases = List.of(this::rmsNormForwardShapes, this::addRmsNormReturnsSumAndNormalized,
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
+                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
