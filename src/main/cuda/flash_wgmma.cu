@@ -1,7 +1,8 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
 // (D = 64, 128) and 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong; the default at D = 128 since
-// H100 run 9: 331 TFLOP/s, 1.19× the mma.sync kernel) and the default backward at D = 64 (described above
-// backward_wgmma_d64). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
+// H100 run 9: 331 TFLOP/s, 1.19× the mma.sync kernel), the default backward at D = 64 (described above
+// backward_wgmma_d64), its persistent form (backward variant 4) and the D = 128 backward (variant 3); the last two
+// were written without a GPU and have not run yet. Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
 // WRITTEN WITHOUT A GPU (2026-11-27); the first version passed the selftest on an H100. The forward's intra-warpgroup
@@ -716,8 +717,11 @@ struct BwdQueryTiles {
     float* stats;  // lse·log2e [2][WB_BQ], then D [2][WB_BQ]
     float nextLse = 0.f, nextDot = 0.f;
 
-    __device__ __forceinline__ void load(int qt) {
-        const int q0 = qt * WB_BQ, buf = qt & 1;
+    __device__ __forceinline__ void load(int qt) { load(qt, qt & 1); }
+
+    // Tile qt into buffer buf (the persistent backward's buffers follow its own tile count, not qt).
+    __device__ __forceinline__ void load(int qt, int buf) {
+        const int q0 = qt * WB_BQ;
         load_tile_sw128<D>(sQ0 + buf * QBYTES, WB_BQ, Q + base, ld, q0, T, tid);
         load_tile_sw128<D>(sdO0 + buf * QBYTES, WB_BQ, dO + base, ld, q0, T, tid);
         cp_async_commit();
@@ -729,13 +733,111 @@ struct BwdQueryTiles {
         }
     }
 
-    __device__ __forceinline__ void store(int qt) {
+    __device__ __forceinline__ void store(int qt) { store_to(qt & 1); }
+
+    __device__ __forceinline__ void store_to(int buf) {
         if (tid < WB_BQ) {
-            stats[(qt & 1) * WB_BQ + tid] = nextLse;
-            stats[2 * WB_BQ + (qt & 1) * WB_BQ + tid] = nextDot;
+            stats[buf * WB_BQ + tid] = nextLse;
+            stats[2 * WB_BQ + buf * WB_BQ + tid] = nextDot;
         }
     }
 };
+
+// One query tile (rows q0 .. q0 + 63) of the D = 64 backward for the CTA's 128 keys: the tile's Q, dO (sQ, sdO) and
+// stats (lse2, dots) are loaded and the CTA has met at the barrier that opens the tile; sK, sV hold the CTA's keys,
+// kwg and kw are the first keys of this warpgroup and warp. Adds into dk, dv (registers) and dqAccum (global).
+__device__ __forceinline__ void bwd_d64_tile(float (&dk)[32], float (&dv)[32], uint32_t sK, uint32_t sV, uint32_t sQ,
+                                             uint32_t sdO, uint32_t sdS, const float* lse2, const float* dots,
+                                             float* dqStage, float* __restrict__ dqAccum, size_t base, size_t ld, int q0,
+                                             int kwg, int kw, int T, int tid, int wg, int warp, int g, int c,
+                                             float scaleLog2) {
+    constexpr int D = 64;
+    float dq[D / 2];  // this warpgroup's dS·K for the tile (zero when it skips the tile)
+#pragma unroll
+    for (int i = 0; i < D / 2; ++i) dq[i] = 0.f;
+    if (kwg <= q0 + WB_BQ - 1) {  // warpgroup-uniform: some key of this warpgroup meets some query of the tile
+        // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, one commit group.
+        float s[WB_BQ / 2], dp[WB_BQ / 2];
+#pragma unroll
+        for (int i = 0; i < WB_BQ / 2; ++i) s[i] = dp[i] = 0.f;  // not read (scale-d = 0 first), but defined
+        fence_regs(s);
+        fence_regs(dp);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < D / 16; ++kk) {
+            const uint64_t q = smem_desc(sQ + kk * 32, 16, 1024), o = smem_desc(sdO + kk * 32, 16, 1024);
+            wgmma_ss_m64n64(s, smem_desc(sK + wg * (64 * 128) + kk * 32, 16, 1024), q, kk > 0 ? 1 : 0);
+            wgmma_ss_m64n64(dp, smem_desc(sV + wg * (64 * 128) + kk * 32, 16, 1024), o, kk > 0 ? 1 : 0);
+        }
+        wgmma_commit();
+        wgmma_wait_all();
+        fence_regs(s);
+        fence_regs(dp);
+
+        bwd_p_and_ds(s, dp, lse2, dots, q0, kw, g, c, scaleLog2);
+        uint32_t pa[WB_BQ / 16][4], da[WB_BQ / 16][4];
+        bwd_pack_p_ds(pa, da, s, dp);
+        // dSᵀ → this warpgroup's buffer: key row r (0..63), query column q; 4-byte pairs into the swizzle.
+#pragma unroll
+        for (int n = 0; n < WB_BQ / 8; ++n) {
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh) {
+                const int r = warp * 16 + g + hh * 8, q = n * 8 + c * 2;
+                const uint32_t at = sdS + r * 128 + ((((q >> 3) ^ (r & 7))) << 4) + (q & 7) * 2;
+                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[n >> 1][(n & 1) * 2 + hh]) : "memory");
+            }
+        }
+        fence_proxy_async();  // the generic-proxy stores above, ordered before the wgmma below reads them
+        named_barrier_wg(wg);
+
+        // dV += Pᵀ dO, dK += dSᵀ Q (B MN-major: 16 query rows per step), dQ_tile = dS K (A = dSᵀ MN-major:
+        // 16 keys per step; B = K MN-major: 16 keys per step).
+        fence_regs(dv);
+        fence_regs(dk);
+        fence_regs(dq);
+        fence_regs(pa);
+        fence_regs(da);
+        wgmma_fence();
+#pragma unroll
+        for (int kk = 0; kk < WB_BQ / 16; ++kk) {
+            wgmma_rs_m64n64_tb(dv, pa[kk], smem_desc(sdO + kk * (16 * 128), WB_BQ * 128, 1024), 1);
+            wgmma_rs_m64n64_tb(dk, da[kk], smem_desc(sQ + kk * (16 * 128), WB_BQ * 128, 1024), 1);
+        }
+#pragma unroll
+        for (int kk = 0; kk < 64 / 16; ++kk)
+            wgmma_ss_m64n64_ta_tb(dq, smem_desc(sdS + kk * (16 * 128), 64 * 128, 1024),
+                                  smem_desc(sK + wg * (64 * 128) + kk * (16 * 128), WB_BC * 128, 1024), kk > 0 ? 1 : 0);
+        wgmma_commit();
+        wgmma_wait_all();
+        fence_regs(dv);
+        fence_regs(dk);
+        fence_regs(dq);
+        fence_regs(pa);
+        fence_regs(da);
+    }
+    // The two warpgroups' dQ tiles meet in shared memory; dq[4n + i] is query 16·warp + g + 8·(i/2) of the tile,
+    // column 8n + 2c + (i % 2). Then every thread adds four 16-byte groups of their sum into the accumulator
+    // (a warp covers two whole 256-byte rows): one reduction per 128 keys, as bwd3, not one per warpgroup.
+    {
+        float* mine = dqStage + wg * (64 * WB_DQ_LD);
+#pragma unroll
+        for (int n = 0; n < D / 8; ++n)
+#pragma unroll
+            for (int hh = 0; hh < 2; ++hh)
+                *reinterpret_cast<float2*>(mine + (warp * 16 + g + hh * 8) * WB_DQ_LD + n * 8 + c * 2) =
+                    make_float2(dq[4 * n + 2 * hh], dq[4 * n + 2 * hh + 1]);
+    }
+    __syncthreads();
+#pragma unroll
+    for (int k = 0; k < 4; ++k) {
+        const int r = (tid >> 4) + 16 * k, col = (tid & 15) * 4, row = q0 + r;
+        if (row < T) {
+            const float4 a = *reinterpret_cast<const float4*>(dqStage + r * WB_DQ_LD + col);
+            const float4 b = *reinterpret_cast<const float4*>(dqStage + 64 * WB_DQ_LD + r * WB_DQ_LD + col);
+            red_add_v4(dqAccum + base + static_cast<size_t>(row) * ld + col, make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w));
+        }
+    }
+}
 
 __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                    const bf16* __restrict__ V, const bf16* __restrict__ dO,
@@ -787,96 +889,114 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
         fence_proxy_async();
         __syncthreads();  // tile qt and its stats visible; both warpgroups are done with step qt−1
         if (qt + 1 < qTiles) queries.load(qt + 1);
-
-        float dq[D / 2];  // this warpgroup's dS·K for the tile (zero when it skips the tile)
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) dq[i] = 0.f;
-        if (kwg <= q0 + WB_BQ - 1) {  // warpgroup-uniform: some key of this warpgroup meets some query of the tile
-            // Sᵀ = K Qᵀ and dPᵀ = V dOᵀ, one commit group.
-            float s[WB_BQ / 2], dp[WB_BQ / 2];
-#pragma unroll
-            for (int i = 0; i < WB_BQ / 2; ++i) s[i] = dp[i] = 0.f;  // not read (scale-d = 0 first), but defined
-            fence_regs(s);
-            fence_regs(dp);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < D / 16; ++kk) {
-                const uint64_t q = smem_desc(sQ + kk * 32, 16, 1024), o = smem_desc(sdO + kk * 32, 16, 1024);
-                wgmma_ss_m64n64(s, smem_desc(sK + wg * (64 * 128) + kk * 32, 16, 1024), q, kk > 0 ? 1 : 0);
-                wgmma_ss_m64n64(dp, smem_desc(sV + wg * (64 * 128) + kk * 32, 16, 1024), o, kk > 0 ? 1 : 0);
-            }
-            wgmma_commit();
-            wgmma_wait_all();
-            fence_regs(s);
-            fence_regs(dp);
-
-            bwd_p_and_ds(s, dp, lse2, dots, q0, kw, g, c, scaleLog2);
-            uint32_t pa[WB_BQ / 16][4], da[WB_BQ / 16][4];
-            bwd_pack_p_ds(pa, da, s, dp);
-            // dSᵀ → this warpgroup's buffer: key row r (0..63), query column q; 4-byte pairs into the swizzle.
-#pragma unroll
-            for (int n = 0; n < WB_BQ / 8; ++n) {
-#pragma unroll
-                for (int hh = 0; hh < 2; ++hh) {
-                    const int r = warp * 16 + g + hh * 8, q = n * 8 + c * 2;
-                    const uint32_t at = sdS + r * 128 + ((((q >> 3) ^ (r & 7))) << 4) + (q & 7) * 2;
-                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[n >> 1][(n & 1) * 2 + hh]) : "memory");
-                }
-            }
-            fence_proxy_async();  // the generic-proxy stores above, ordered before the wgmma below reads them
-            named_barrier_wg(wg);
-
-            // dV += Pᵀ dO, dK += dSᵀ Q (B MN-major: 16 query rows per step), dQ_tile = dS K (A = dSᵀ MN-major:
-            // 16 keys per step; B = K MN-major: 16 keys per step).
-            fence_regs(dv);
-            fence_regs(dk);
-            fence_regs(dq);
-            fence_regs(pa);
-            fence_regs(da);
-            wgmma_fence();
-#pragma unroll
-            for (int kk = 0; kk < WB_BQ / 16; ++kk) {
-                wgmma_rs_m64n64_tb(dv, pa[kk], smem_desc(sdO + kk * (16 * 128), WB_BQ * 128, 1024), 1);
-                wgmma_rs_m64n64_tb(dk, da[kk], smem_desc(sQ + kk * (16 * 128), WB_BQ * 128, 1024), 1);
-            }
-#pragma unroll
-            for (int kk = 0; kk < 64 / 16; ++kk)
-                wgmma_ss_m64n64_ta_tb(dq, smem_desc(sdS + kk * (16 * 128), 64 * 128, 1024),
-                                      smem_desc(sK + wg * (64 * 128) + kk * (16 * 128), WB_BC * 128, 1024), kk > 0 ? 1 : 0);
-            wgmma_commit();
-            wgmma_wait_all();
-            fence_regs(dv);
-            fence_regs(dk);
-            fence_regs(dq);
-            fence_regs(pa);
-            fence_regs(da);
-        }
-        // The two warpgroups' dQ tiles meet in shared memory; dq[4n + i] is query 16·warp + g + 8·(i/2) of the tile,
-        // column 8n + 2c + (i % 2). Then every thread adds four 16-byte groups of their sum into the accumulator
-        // (a warp covers two whole 256-byte rows): one reduction per 128 keys, as bwd3, not one per warpgroup.
-        {
-            float* mine = dqStage + wg * (64 * WB_DQ_LD);
-#pragma unroll
-            for (int n = 0; n < D / 8; ++n)
-#pragma unroll
-                for (int hh = 0; hh < 2; ++hh)
-                    *reinterpret_cast<float2*>(mine + (warp * 16 + g + hh * 8) * WB_DQ_LD + n * 8 + c * 2) =
-                        make_float2(dq[4 * n + 2 * hh], dq[4 * n + 2 * hh + 1]);
-        }
-        __syncthreads();
-#pragma unroll
-        for (int k = 0; k < 4; ++k) {
-            const int r = (tid >> 4) + 16 * k, col = (tid & 15) * 4, row = q0 + r;
-            if (row < T) {
-                const float4 a = *reinterpret_cast<const float4*>(dqStage + r * WB_DQ_LD + col);
-                const float4 b = *reinterpret_cast<const float4*>(dqStage + 64 * WB_DQ_LD + r * WB_DQ_LD + col);
-                red_add_v4(dqAccum + base + static_cast<size_t>(row) * ld + col, make_float4(a.x + b.x, a.y + b.y, a.z + b.z, a.w + b.w));
-            }
-        }
+        bwd_d64_tile(dk, dv, sK, sV, sQ, sdO, sdS, lse2, dots, dqStage, dqAccum, base, ld, q0, kwg, kw, T, tid, wg, warp, g, c,
+                     scaleLog2);
         if (qt + 1 < qTiles) queries.store(qt + 1);  // buffer (qt+1)&1 was last read in step qt−1
     }
 
     bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
+}
+
+// CudaFlashAttention backward variant 4 at D = 64 (flash_attn_bwd_wgmma_d64_persistent). WRITTEN WITHOUT A GPU
+// (2026-11-27), not yet run: the selftest rows tagged [flashbwd v4] are its first check.
+// backward_wgmma_d64's work, with one CTA per SM looping over work items instead of one CTA per item. At T = 2048 a
+// CTA of the plain kernel walks 17 query tiles on average, and its prologue (K, V and the first Q/dO tile loaded
+// while the SM has nothing else to do: one CTA per SM) and its tail are paid 8 times per SM; here the next item's K,
+// V and first query tile are loaded during the current item's last tile, so the tensor cores only wait for them once
+// per CTA. Items are (key block, batch·head) pairs, key block major — the items with the most query tiles first, as
+// the plain kernel's grid — handed out by a device counter (work[0]) as CTAs get close to their next item: thread 0
+// takes a ticket during the item's second-to-last tile (before the last tile when an item has one tile), so an SM
+// that finishes early takes the next long item, as the hardware scheduler does for the plain grid. The CTA's first
+// item is blockIdx.x; ticket t is item gridDim.x + t. K and V are double-buffered by item parity; the Q/dO/stats
+// buffers alternate with this CTA's tile count, not the tile index. When every CTA is done, the last one (work[1]
+// counts them) puts both counters back to 0 for the next launch.
+// grid: min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·2·128·64·2 + 4·64·64·2 +
+// 2·64·64·2 + 4·64·4 + 2·64·72·4 = 153 600 bytes (CudaFlashAttention.BackwardWgmmaPersistent.sharedBytes).
+__device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                                              const bf16* __restrict__ V, const bf16* __restrict__ dO,
+                                                              const float* __restrict__ LSE,
+                                                              const float* __restrict__ rowDot,
+                                                              float* __restrict__ dqAccum, bf16* __restrict__ dK,
+                                                              bf16* __restrict__ dV, int T, int H, int BH,
+                                                              unsigned* __restrict__ work) {
+    constexpr int D = 64;
+    constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = 64 * WB_BQ * 2;
+    extern __shared__ unsigned char wg_smem_raw[];
+    __shared__ int nextItem;
+    const uint32_t raw = smem_u32(wg_smem_raw);
+    const uint32_t sKV0 = (raw + 1023u) & ~1023u;      // [2 items][K [128][64], V [128][64]]
+    const uint32_t sQ0 = sKV0 + 4 * KVBYTES;           // Q [2][64][64]
+    const uint32_t sdO0 = sQ0 + 2 * QBYTES;            // dO [2][64][64]
+    const uint32_t sdS0 = sdO0 + 2 * QBYTES;           // dSᵀ [2 warpgroups][64 keys][64 queries]
+    float* stats = reinterpret_cast<float*>(wg_smem_raw + (sdS0 + 2 * DSBYTES - raw));  // lse·log2e [2][64], D [2][64]
+    float* dqStage = stats + 4 * WB_BQ;                // [2 warpgroups][64 queries][WB_DQ_LD]
+
+    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
+    const int g = lane >> 2, c = lane & 3;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int items = BH * ((T + WB_BC - 1) / WB_BC), qTiles = (T + WB_BQ - 1) / WB_BQ;
+    auto baseOf = [&](int item) {
+        const int bh = item % BH;
+        return static_cast<size_t>(bh / H) * T * ld + static_cast<size_t>(bh % H) * D;
+    };
+    auto take = [&]() { return static_cast<int>(gridDim.x + atomicAdd(work, 1u)); };
+    // Item `item`'s K and V into buffer kvBuf and its first query tile into tile buffer buf, one cp.async group.
+    BwdQueryTiles<D> queries{Q, dO, LSE, rowDot, 0, ld, T, 0, tid, sQ0, sdO0, stats};
+    auto prefetch = [&](int item, int kvBuf, int buf) {
+        const int kv0 = (item / BH) * WB_BC;
+        queries.base = baseOf(item);
+        queries.bh = item % BH;
+        const uint32_t sK = sKV0 + kvBuf * 2 * KVBYTES;
+        load_tile_sw128<D>(sK, WB_BC, K + queries.base, ld, kv0, T, tid);
+        load_tile_sw128<D>(sK + KVBYTES, WB_BC, V + queries.base, ld, kv0, T, tid);
+        queries.load(kv0 / WB_BQ, buf);  // commits K and V with it
+    };
+
+    int item = blockIdx.x, buf = 0;
+    prefetch(item, 0, 0);
+    queries.store_to(0);
+    for (int j = 0;; ++j) {
+        const size_t base = baseOf(item);
+        const int kv0 = (item / BH) * WB_BC, kwg = kv0 + wg * 64, kw = kwg + warp * 16, qFirst = kv0 / WB_BQ;
+        const uint32_t sK = sKV0 + (j & 1) * 2 * KVBYTES, sV = sK + KVBYTES;
+        float dk[D / 2], dv[D / 2];
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
+        int next = items;
+        for (int qt = qFirst; qt < qTiles; ++qt, buf ^= 1) {
+            const bool last = qt + 1 == qTiles;
+            const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES, sdS = sdS0 + wg * DSBYTES;
+            const float* lse2 = stats + buf * WB_BQ;
+            const float* dots = stats + 2 * WB_BQ + buf * WB_BQ;
+            if (tid == 0 && last && qt == qFirst) nextItem = take();  // a one-tile item: its ticket before the barrier
+            cp_async_wait_all();
+            fence_proxy_async();
+            __syncthreads();  // tile visible; both warpgroups done with the previous step; nextItem published
+            // Two tiles before the end: the ticket, published after this tile (its latency hides behind the tile)
+            // and read after the next barrier (the last tile's).
+            const bool ticketHere = tid == 0 && qt + 2 == qTiles;
+            int ticket = 0;
+            if (ticketHere) ticket = take();
+            if (last) next = nextItem;
+            // The following tile, or the next item's K, V and first tile, load while this tile computes. The K/V
+            // buffer (j + 1) & 1 was last read by item j − 1, whose wgmmas completed before this item began.
+            if (!last) queries.load(qt + 1, buf ^ 1);
+            else if (next < items) prefetch(next, (j + 1) & 1, buf ^ 1);
+            bwd_d64_tile(dk, dv, sK, sV, sQ, sdO, sdS, lse2, dots, dqStage, dqAccum, base, ld, qt * WB_BQ, kwg, kw, T, tid,
+                         wg, warp, g, c, scaleLog2);
+            if (!last || next < items) queries.store_to(buf ^ 1);  // that buffer was last read in the previous step
+            if (ticketHere) nextItem = ticket;
+        }
+        bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
+        if (next >= items) break;
+        item = next;
+    }
+    if (tid == 0) __threadfence();  // this CTA's last ticket before it counts itself done
+    if (tid == 0 && atomicAdd(work + 1, 1u) == gridDim.x - 1) {  // every CTA has taken its last ticket
+        atomicExch(work, 0u);
+        atomicExch(work + 1, 0u);
+    }
 }
 
 // ----------------------------------------------------------------------------------------------- backward (D = 128)
@@ -1117,6 +1237,20 @@ flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16
                          const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     backward_wgmma_d64(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);
+#else
+    __trap();
+#endif
+}
+
+// Backward (D = 64), variant 4 (backward_wgmma_d64_persistent): args as flash_attn_bwd3_* plus BH = B·H and work
+// (two u32, 0 between launches). grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 153 600 bytes
+// (CudaFlashAttention.BackwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
+flash_attn_bwd_wgmma_d64_persistent(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
+                                    const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H, int BH,
+                                    unsigned* work) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH, work);
 #else
     __trap();
 #endif

@@ -126,6 +126,11 @@ public final class ParityChecks {
                                 out.add(variant(cuda, family, v, "attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
                             out.add(variant(cuda, family, v, "attention backward error map Dh=" + dh, rows -> attentionBackwardErrorMap(rows, dh)));
                         }
+                        // More (key block, head) items than SMs, so a persistent kernel (variant 4) runs several per
+                        // CTA; T = 300 gives items of 5, 3 and 1 query tiles.
+                        for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})
+                            out.add(variant(cuda, family, v, "attention B" + bht[0] + " H" + bht[1] + " T=" + bht[2] + " Dh=64",
+                                    rows -> attention(rows, bht[2], 64, false, bht[0], bht[1])));
                     }
                     case "flashfwd" -> {
                         // Forward through the variant, backward (the default kernels) from its out and lse.
@@ -483,8 +488,11 @@ public final class ParityChecks {
     }
 
     private void attention(List<CheckResult> rows, int t, int dh, boolean simple) {
+        attention(rows, t, dh, simple, t >= 1000 ? 1 : 2, 2);
+    }
+
+    private void attention(List<CheckResult> rows, int t, int dh, boolean simple, int batch, int heads) {
         DType act = test.activationType();
-        int batch = t >= 1000 ? 1 : 2, heads = 2;
         String path = simple ? "attention(simple)" : test instanceof CudaBackend && CudaFlashAttention.supportsHeadDim(dh) ? "attention(flash)" : "attention";
         String shape = "B" + batch + " T" + t + " H" + heads + " Dh" + dh;
         Twin q = input(act, batch * t, heads * dh), k = input(act, batch * t, heads * dh), v = input(act, batch * t, heads * dh);

@@ -122,7 +122,7 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_SMEM, CudaCrossEntropy.VARIANT_L2),
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC,
-                    CudaFlashAttention.BACKWARD_WGMMA_D128),
+                    CudaFlashAttention.BACKWARD_WGMMA_D128, CudaFlashAttention.BACKWARD_WGMMA_PERSISTENT),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG),
             "gemm", List.of(GEMM_HEURISTIC, GEMM_SPLIT_K),

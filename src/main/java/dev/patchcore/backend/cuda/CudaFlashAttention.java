@@ -82,7 +82,15 @@ public final class CudaFlashAttention {
      * {@code bench kernels} have run it on an H100.
      */
     public static final int BACKWARD_WGMMA_D128 = 3;
+    /**
+     * Backward variant 4: variant 1 with the D = 64 wgmma kernel made persistent (flash_attn_bwd_wgmma_d64_persistent:
+     * one CTA per SM taking (key block, head) items from a device counter, the next item's K, V and first query tile
+     * loaded during the current one's last tile). Written without a GPU: opt-in until measured.
+     */
+    public static final int BACKWARD_WGMMA_PERSISTENT = 4;
     private int backwardVariant = BACKWARD_WGMMA;
+    /** The persistent backward's two work counters (0 between launches), allocated at its first use. */
+    private Tensor backwardWork;
 
     public CudaFlashAttention(KernelContext ctx) {
         this(ctx, USE_FORWARD2, backwardGeneration(System.getProperty(BACKWARD_PROPERTY, DEFAULT_BACKWARD_GENERATION)));
@@ -112,13 +120,13 @@ public final class CudaFlashAttention {
     public int forwardVariant() { return forwardVariant; }
 
     /**
-     * Which backward runs where the wgmma kernels apply: {@link #BACKWARD_WGMMA} (default), {@link #BACKWARD_MMA_SYNC}
-     * or {@link #BACKWARD_WGMMA_D128}.
+     * Which backward runs where the wgmma kernels apply: {@link #BACKWARD_WGMMA} (default), {@link #BACKWARD_MMA_SYNC},
+     * {@link #BACKWARD_WGMMA_D128} or {@link #BACKWARD_WGMMA_PERSISTENT}.
      */
     public void setBackwardVariant(int variant) {
-        if (variant != BACKWARD_MMA_SYNC && variant != BACKWARD_WGMMA && variant != BACKWARD_WGMMA_D128)
-            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma at D = 64), 2 (mma.sync) or 3 (wgmma at"
-                    + " D = 64 and 128), got " + variant);
+        if (variant < BACKWARD_WGMMA || variant > BACKWARD_WGMMA_PERSISTENT)
+            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma at D = 64), 2 (mma.sync), 3 (wgmma at"
+                    + " D = 64 and 128) or 4 (persistent wgmma at D = 64), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -137,7 +145,7 @@ public final class CudaFlashAttention {
         /** The head dims with a wgmma backward under {@code variant} (none under {@link #BACKWARD_MMA_SYNC}). */
         static boolean supports(int variant, int d) {
             return switch (variant) {
-                case BACKWARD_WGMMA -> d == 64;
+                case BACKWARD_WGMMA, BACKWARD_WGMMA_PERSISTENT -> d == 64;
                 case BACKWARD_WGMMA_D128 -> d == 64 || d == 128;
                 default -> false;
             };
@@ -149,6 +157,23 @@ public final class CudaFlashAttention {
             return 1024 + 2 * KEYS * headDim * 2 + 4 * QUERY_TILE * headDim * 2 + KEYS * QUERY_TILE * 2 + 4 * QUERY_TILE * 4
                     + 2 * QUERY_TILE * 72 * 4;
         }
+    }
+
+    /**
+     * Backward variant 4 at D = 64 (flash_wgmma.cu, backward_wgmma_d64_persistent): {@link BackwardWgmma}'s CTA, one
+     * per SM, over B·H·⌈T/128⌉ items. Shared memory: BackwardWgmma's plus a second K and V buffer.
+     */
+    record BackwardWgmmaPersistent() {
+        static final int HEAD_DIM = 64;
+        static final String KERNEL = "flash_attn_bwd_wgmma_d64_persistent";
+
+        static int sharedBytes() { return new BackwardWgmma(HEAD_DIM).sharedBytes() + 2 * BackwardWgmma.KEYS * HEAD_DIM * 2; }
+
+        /** Work items: one per (batch·head, 128-key block). */
+        static long items(int batchHeads, int seqLen) { return (long) batchHeads * ceilDiv(seqLen, BackwardWgmma.KEYS); }
+
+        /** One CTA per SM, never more than the items. */
+        static int grid(long items, int sms) { return (int) Math.min(items, sms); }
     }
 
     /**
@@ -333,7 +358,15 @@ public final class CudaFlashAttention {
         Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
         int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
         int keyTiles3 = ceilDiv(seqLen, Backward3.KEYS_PER_CTA);
-        if (ctx.computeCapabilityMajor() == 9 && BackwardWgmma.supports(backwardVariant, s.headDim())
+        if (ctx.computeCapabilityMajor() == 9 && backwardVariant == BACKWARD_WGMMA_PERSISTENT && s.headDim() == BackwardWgmmaPersistent.HEAD_DIM) {
+            // One CTA per SM over (key block, head) items, key block 0 of every head first; bwd3's arguments plus B·H
+            // and the work counters.
+            if (backwardWork == null) backwardWork = ctx.allocate(DType.I32, 2);
+            long items = BackwardWgmmaPersistent.items(s.batch() * heads, seqLen);
+            ctx.launch(BackwardWgmmaPersistent.KERNEL, BackwardWgmmaPersistent.grid(items, ctx.multiprocessorCount()), 1, 1,
+                    BackwardWgmma.THREADS, 1, 1, BackwardWgmmaPersistent.sharedBytes(),
+                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads, s.batch() * heads, backwardWork);
+        } else if (ctx.computeCapabilityMajor() == 9 && BackwardWgmma.supports(backwardVariant, s.headDim())
                 && ceilDiv(seqLen, BackwardWgmma.KEYS) <= MAX_GRID_Y) {
             // Grid (B·H, key tiles of 128), key tile 0 first, as bwd3; same arguments.
             BackwardWgmma bw = new BackwardWgmma(s.headDim());

@@ -50,8 +50,14 @@ class CudaFlashAttentionTest {
 
         @Override public Tensor scratch(DType dtype, int... shape) { return tensor(dtype, shape); }
 
-        // Attention keeps nothing between calls and uploads nothing: only scratch tensors.
-        @Override public Tensor allocate(DType dtype, int... shape) { return fail("attention allocated persistent memory"); }
+        // Attention uploads nothing and keeps nothing between calls but the persistent backward's work counters.
+        final List<Tensor> persistent = new ArrayList<>();
+
+        @Override public Tensor allocate(DType dtype, int... shape) {
+            Tensor t = tensor(dtype, shape);
+            persistent.add(t);
+            return t;
+        }
 
         @Override public void free(Tensor t) { fail("attention freed memory"); }
 
@@ -198,10 +204,49 @@ class CudaFlashAttentionTest {
                 assertEquals(256, l.blockX());
                 assertEquals(120832, l.shared(), "slack, K and V, Q and dO twice, dS per warpgroup, lse and D twice, dQ per warpgroup");
                 assertEquals(11, l.args().length, "bwd3's arguments");
+                assertEquals(List.of(), ctx.persistent, "nothing kept between calls");
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(4));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(5));
+    }
+
+    @Test
+    void persistentBackwardIsOneCtaPerSmOverKeyBlockItems() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH, work);"));
+        assertTrue(src.contains("= 153 600 bytes"), "the kernel's comment mirrors BackwardWgmmaPersistent.sharedBytes");
+        for (int cc : new int[] {8, 9}) {
+            for (int d : new int[] {64, 128}) {
+                RecordingContext ctx = new RecordingContext();
+                ctx.computeCapabilityMajor = cc;
+                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+                fa.setBackwardVariant(CudaFlashAttention.BACKWARD_WGMMA_PERSISTENT);
+                // 370M: B 4, H 16, T 2048 -> 1024 items on 132 SMs; then B 1, H 3, T 300 -> 9 items.
+                int[][] shapes = {{4, 16, 2048}, {1, 3, 300}};
+                for (int[] bht : shapes) {
+                    int b = bht[0], h = bht[1], t = bht[2];
+                    Tensor q = ctx.tensor(DType.BF16, b * t, h * d), lse = ctx.tensor(DType.F32, b, h, t);
+                    ctx.launches.clear();
+                    fa.backward(q, q, q, q, q, lse, t, h);
+                    Launch l = ctx.launches.get(1);
+                    if (cc != 9 || d != 64) {
+                        assertTrue(l.name().startsWith("flash_attn_bwd3_"), l.name());
+                        continue;
+                    }
+                    assertEquals("flash_attn_bwd_wgmma_d64_persistent", l.name());
+                    int items = b * h * ((t + 127) / 128);
+                    assertEquals(Math.min(items, 132), l.gridX(), "one CTA per SM, never more than the items");
+                    assertEquals(1, l.gridY());
+                    assertEquals(256, l.blockX());
+                    assertEquals(120832 + 2 * 128 * 64 * 2, l.shared(), "the plain kernel's plus a second K and V");
+                    assertEquals(13, l.args().length, "bwd3's arguments, B·H and the work counters");
+                    assertEquals(b * h, l.args()[11]);
+                    assertEquals(ctx.persistent.getFirst(), l.args()[12]);
+                }
+                assertEquals(cc == 9 && d == 64 ? 1 : 0, ctx.persistent.size(), "the work counters are allocated once");
+            }
+        }
     }
 
     @Test
