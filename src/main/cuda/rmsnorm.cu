@@ -278,8 +278,10 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
 // sums the partial rows of float4 columns [s·S, (s+1)·S), S = ceil(d/4 / reducers), into dGain. A column's sum has
 // the same order whichever block computes it (thread layout and tree depend only on d, the grid, the block and
 // `reducers`), so results are deterministic. The last reducer to finish puts the counter back to 0 for the next
-// launch (kernels on one stream never overlap). No deadlock: a reducer waits only for blocks that still need an SM
-// slot when every block before it in ticket order has exited, so at most `reducers` - 1 blocks wait at once.
+// launch (kernels on one stream never overlap). Progress: at most `reducers` - 1 blocks spin at once while the other
+// blocks (non-reducers exit after their ticket) still need SM slots. The launcher sizes the grid to full residency
+// and keeps `reducers` ≤ half the grid, so the waiting blocks can never hold all the slots even if part of the GPU
+// is unavailable to this context.
 __device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
@@ -291,9 +293,12 @@ __device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ d
     __shared__ unsigned ticket;
     __shared__ float4 red[32 * BWD_WARPS];
     const unsigned blocks = gridDim.x;
-    __threadfence();  // this block's partial row (written by its last warp) before its ticket
+    __threadfence();  // this block's partial row (written by its last warp) ...
     __syncthreads();
-    if (threadIdx.x == 0) ticket = atomicAdd(counter, 1u);
+    if (threadIdx.x == 0) {
+        __threadfence();  // ... and, in the thread that takes the ticket, a release fence before the ticket
+        ticket = atomicAdd(counter, 1u);
+    }
     __syncthreads();
     if (ticket + reducers < blocks) return;  // not one of the last `reducers` to arrive (uniform per block)
     const int slice = (int)(ticket + reducers - blocks);

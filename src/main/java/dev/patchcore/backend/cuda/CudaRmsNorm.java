@@ -75,10 +75,11 @@ public final class CudaRmsNorm {
 
     /**
      * Blocks of the fused backward that sum the gain-gradient partials: about 8 columns (two float4) each, so each
-     * thread loads only a few partial rows; at most the grid (a slice wider than a block's threads takes more passes).
+     * thread loads only a few partial rows (a slice wider than a block's threads takes more passes); at most half the
+     * grid (one block when the grid is one), so the blocks that spin waiting for the others never hold every SM slot.
      */
     static int fusedReducers(int d, int blocks) {
-        return Math.max(1, Math.min(blocks, d / 8));
+        return Math.max(1, Math.min(blocks / 2, d / 8));
     }
 
     /** Pipelined kernels take rows of width d % 8 == 0, d ≤ 2048 (G = 4 groups per lane up to 1024, else 8). */

@@ -205,7 +205,7 @@ class OpKernelLaunchTest {
         op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
         Launch wide = ctx.only("rmsnorm_bwd_fused8_bf16");
         assertSame(counter, wide.args()[3]);
-        assertEquals(132, wide.args()[10]);
+        assertEquals(66, wide.args()[10], "at most half the grid spins");
         // Few rows: one block, one reducer.
         ctx.launches.clear();
         op.backward(bf16(3, 64), bf16(3, 64), bf16(64), f32(3), f32(64));

@@ -110,7 +110,7 @@ class SmallHostLogicTest {
         int threads = 32 * CudaRmsNorm.BACKWARD_WARPS;
         for (int[] s : new int[][] {{8, 1}, {96, 5}, {1000, 38}, {1024, 264}, {2048, 132}, {2048, 1}, {8, 264}, {2040, 7}}) {
             int d = s[0], blocks = s[1], reducers = CudaRmsNorm.fusedReducers(d, blocks), quads = d / 4;
-            assertTrue(reducers >= 1 && reducers <= blocks, "reducers " + reducers + " for " + blocks + " blocks");
+            assertTrue(reducers >= 1 && (reducers <= blocks / 2 || reducers == 1), "reducers " + reducers + " for " + blocks + " blocks");
             double[][] partial = new double[blocks][quads];
             for (double[] row : partial) for (int q = 0; q < quads; q++) row[q] = r.nextInt(1000);
             double[] out = new double[quads];
