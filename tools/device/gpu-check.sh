@@ -44,6 +44,9 @@ step() { # step NAME LIMIT_SECONDS COMMAND...
 
 nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>/dev/null | sed 's/^/gpu: /'
+# Profilers on this machine (none had been looked for before 2026-11-27): with ncu, a later session can ask why a
+# kernel stalls instead of guessing.
+for p in ncu nsys compute-sanitizer; do printf 'tool %s: %s\n' "$p" "$(command -v $p || ls /usr/local/cuda*/bin/$p 2>/dev/null | head -1 || true)"; done
 
 # Most important first: a later step may not get to run if the device time runs out.
 STEPS=${STEPS:-"selftest train-cuda speed kernels"}
