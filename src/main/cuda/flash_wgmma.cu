@@ -462,6 +462,57 @@ __device__ __forceinline__ void load_tile_sw128_wg(uint32_t tile, int rows, cons
     }
 }
 
+// O += P V for one 128-key tile (A = P from registers, B = V MN-major), committed and not waited for: as
+// forward_wgmma's.
+template <int D>
+__device__ __forceinline__ void fwd_issue_pv(float (&o)[D / 2], uint32_t (&pa)[PP_BC / 16][4], uint32_t sV) {
+    fence_regs(o);
+    fence_regs(pa);
+    wgmma_fence();
+#pragma unroll
+    for (int kk = 0; kk < PP_BC / 16; ++kk) {
+        const uint64_t vb = smem_desc(sV + kk * (16 * 128), PP_BC * 128, 1024);
+        if constexpr (D == 64) wgmma_rs_m64n64_tb(o, pa[kk], vb, 1);
+        else wgmma_rs_m64n128_tb(o, pa[kk], vb, 1);
+    }
+    wgmma_commit();
+}
+
+// One turn of the ping-pong for key tile kv0 .. kv0 + 127: K in stage sK (landed, proxy-fenced), the previous
+// tile's P (pa) to be multiplied by V in stage sV unless `first`. Waits for this warpgroup's turn, issues S (and
+// the pending P V), hands the turn over, then the softmax; releases K (and V) through their empty barriers; leaves
+// this tile's P in pa.
+template <int D>
+__device__ __forceinline__ void pingpong_step(float (&o)[D / 2], uint32_t (&pa)[PP_BC / 16][4], float (&rowMax)[2],
+                                              float (&rowSum)[2], float (&alpha)[2], uint32_t sQ, uint32_t sK,
+                                              uint32_t sV, bool first, uint32_t emptyK, uint32_t emptyV, int myTurn,
+                                              int otherTurn, int wg, int kv0, int qw, int g, int c, float scaleLog2) {
+    constexpr int BC = PP_BC;
+    float s[BC / 2];
+    if (first) {  // the first tile: no PV product pending
+        bar_sync_256(myTurn);
+        fwd_issue_s<D, BC>(s, sQ, sK, wg);
+        bar_arrive_256(otherTurn);
+        wgmma_wait<0>();
+        mbar_arrive(emptyK);  // K read
+        fwd_softmax<BC>(s, rowMax, rowSum, alpha, kv0, qw, g, c, scaleLog2);
+    } else {
+        bar_sync_256(myTurn);
+        fwd_issue_s<D, BC>(s, sQ, sK, wg);
+        fwd_issue_pv<D>(o, pa, sV);
+        bar_arrive_256(otherTurn);
+        wgmma_wait<1>();      // S done; the previous tile's P V may still run during the softmax
+        mbar_arrive(emptyK);  // K read
+        fwd_softmax<BC>(s, rowMax, rowSum, alpha, kv0, qw, g, c, scaleLog2);
+        wgmma_wait<0>();      // P V done: O and pa are free again
+        mbar_arrive(emptyV);  // V read
+        fence_regs(o);
+        fence_regs(pa);
+        fwd_rescale_o<D>(o, alpha);  // O (at the previous tile's running max) to this tile's
+    }
+    fwd_pack_p<BC>(pa, s);  // this tile's P as bf16 A fragments for the next step
+}
+
 template <int D>
 __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                        const bf16* __restrict__ V, bf16* __restrict__ O,
@@ -542,21 +593,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
 #pragma unroll
         for (int i = 0; i < 4; ++i) pa[kk][i] = 0u;
 
-    auto issue_pv = [&](uint32_t sV) {  // as forward_wgmma's
-        fence_regs(o);
-        fence_regs(pa);
-        wgmma_fence();
-#pragma unroll
-        for (int kk = 0; kk < BC / 16; ++kk) {
-            const uint64_t vb = smem_desc(sV + kk * (16 * 128), BC * 128, 1024);
-            if constexpr (D == 64) wgmma_rs_m64n64_tb(o, pa[kk], vb, 1);
-            else wgmma_rs_m64n128_tb(o, pa[kk], vb, 1);
-        }
-        wgmma_commit();
-    };
-
     for (int j = nTiles - 1; j >= 0; --j) {
-        const int kv0 = j * BC;
         const int i = nTiles - 1 - j;              // K_j is K load i; V_{j+1}, read in this step, is V load i − 1
         const int ks = i % PP_KS, vs = (i + 1) & 1;  // (i − 1) % 2
         // This step's loads (no wgmma in flight here): K_{j−1} by warpgroup 0, V_j by warpgroup 1.
@@ -568,41 +605,15 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
         mbar_wait(fullK(ks), (i / PP_KS) & 1);
         if (i > 0) mbar_wait(fullV(vs), ((i - 1) / PP_VS) & 1);
         fence_proxy_async();  // the landed copies, visible to the async proxy (see above)
-        const uint32_t sK = sK0 + ks * KVBYTES;
-
-        float s[BC / 2];
-        auto issue_s = [&]() { fwd_issue_s<D, BC>(s, sQ, sK, wg); };
-        auto softmax = [&]() { fwd_softmax<BC>(s, rowMax, rowSum, alpha, kv0, qw, g, c, scaleLog2); };
-        if (i == 0) {  // the first tile: no PV product pending
-            bar_sync_256(myTurn);
-            issue_s();
-            bar_arrive_256(otherTurn);
-            wgmma_wait<0>();
-            mbar_arrive(emptyK(ks));  // K_j read
-            softmax();
-        } else {
-            bar_sync_256(myTurn);
-            issue_s();
-            issue_pv(sV0 + vs * KVBYTES);
-            bar_arrive_256(otherTurn);
-            wgmma_wait<1>();          // S done; P_{j+1} V_{j+1} may still run during the softmax
-            mbar_arrive(emptyK(ks));  // K_j read
-            softmax();
-            wgmma_wait<0>();          // P_{j+1} V_{j+1} done: O and pa are free again
-            mbar_arrive(emptyV(vs));  // V_{j+1} read
-            fence_regs(o);
-            fence_regs(pa);
-            fwd_rescale_o<D>(o, alpha);  // O (at tile j+1's running max) to tile j's
-        }
-        // P_j as bf16 A fragments for the next step.
-        fwd_pack_p<BC>(pa, s);
+        pingpong_step<D>(o, pa, rowMax, rowSum, alpha, sQ, sK0 + ks * KVBYTES, sV0 + vs * KVBYTES, i == 0, emptyK(ks),
+                         emptyV(vs), myTurn, otherTurn, wg, j * BC, qw, g, c, scaleLog2);
     }
     // P_0 V_0: V_0 is V load nTiles − 1, issued in the step for tile 0; outside the turns (nothing follows it).
     {
         const int i = nTiles - 1, vs = i & 1;
         mbar_wait(fullV(vs), (i / PP_VS) & 1);
         fence_proxy_async();
-        issue_pv(sV0 + vs * KVBYTES);
+        fwd_issue_pv<D>(o, pa, sV0 + vs * KVBYTES);
         wgmma_wait<0>();
         fence_regs(o);
         fence_regs(pa);
@@ -610,6 +621,170 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
     if (wg == 0) bar_sync_256(1);  // warpgroup 1's last pass: barrier 1's final generation completes
 
     fwd_store<D>(o, rowMax, rowSum, O, LSE, base, ld, qw, g, c, T, bh, scaleLog2);
+}
+
+// -------------------------------------------------------------------- forward, persistent ping-pong (variant 5)
+// CudaFlashAttention forward variant 5 at D = 128 (flash_attn_fwd_wgmma_pp_persistent_d128). WRITTEN WITHOUT A GPU
+// (2026-11-27), not yet run: the selftest rows tagged [flashfwd v5] are its first check.
+// forward_wgmma_pingpong's work with one CTA per SM looping over work items, so that a CTA's start (Q and the first K
+// tile loaded while the SM idles: one CTA per SM) and its end are paid once per SM instead of once per 128 query rows
+// (at T = 2048, B 4, H 8: 512 CTAs of 8.5 key tiles on average, about 4 per SM). Items are (query tile, batch·head)
+// pairs, query tile major from the last (the most key tiles) to the first; CTA c takes items c, 2G − 1 − c, 2G + c,
+// 4G − 1 − c, … (G = gridDim.x: a "snake", long items paired with short ones; with tiles counted it is within one
+// tile of a greedy scheduler at the bench shapes), so no counter is needed and every thread knows the CTA's items.
+// Across items nothing restarts:
+//   - K and V keep their rings; a load's sequence number counts the CTA's K (or V) tiles over all its items, and
+//     stages and barrier phases follow from it. Warpgroup 0 loads one K tile ahead across the item boundary (in the
+//     last step of an item, the next item's first K tile); every consumed K and V tile is released on its empty
+//     barrier, the last V of an item too (the single-item kernel skips that release: nothing reuses the stage).
+//   - The turns go on alternating: warpgroup 1 arrives on barrier 1 once at the start, warpgroup 0 syncs it once at
+//     the very end.
+//   - Q is double-buffered by item parity, and each warpgroup loads its own 64 rows (the only rows its S reads) of
+//     the next item's Q at the start of an item, into the buffer whose previous item it has finished with; a full
+//     barrier per (buffer, warpgroup) with 128 arrivals says they landed.
+// grid min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·128·D·2 + (3 + 2)·128·D·2 +
+// 112 (14 mbarriers) = 230 512 bytes at D = 128 (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes).
+template <int D>
+__device__ __forceinline__ void load_q_half_wg(uint32_t sQ, int wg, const bf16* src, size_t ld, int q0, int T, int t) {
+    constexpr int CH = D / 8;
+    for (int i = t; i < 64 * CH; i += 128) {
+        const int r = 64 * wg + i / CH, ch = i % CH;
+        const bool valid = q0 + r < T;
+        cp_async16_zfill(sQ + sw128(WG_BR, r, ch), src + static_cast<size_t>(valid ? q0 + r : 0) * ld + ch * 8, valid);
+    }
+}
+
+template <int D>
+__device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __restrict__ Q, const bf16* __restrict__ K,
+                                                                  const bf16* __restrict__ V, bf16* __restrict__ O,
+                                                                  float* __restrict__ LSE, int T, int H, int BH) {
+    constexpr int BC = PP_BC;
+    constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
+    extern __shared__ unsigned char wg_smem_raw[];
+    const uint32_t raw = smem_u32(wg_smem_raw);
+    const uint32_t sQ0 = (raw + 1023u) & ~1023u;                           // Q [2][128][D]
+    const uint32_t sK0 = sQ0 + 2 * QBYTES, sV0 = sK0 + PP_KS * KVBYTES;  // K [3][BC][D], V [2][BC][D]
+    // mbarriers, 8 bytes each: fullK[3], emptyK[3], fullV[2], emptyV[2], fullQ[2 buffers][2 warpgroups] (112 bytes).
+    const uint32_t bars = sV0 + PP_VS * KVBYTES;
+    auto fullK = [&](int st) { return bars + 8u * st; };
+    auto emptyK = [&](int st) { return bars + 24u + 8u * st; };
+    auto fullV = [&](int st) { return bars + 48u + 8u * st; };
+    auto emptyV = [&](int st) { return bars + 64u + 8u * st; };
+    auto fullQ = [&](int buf, int w) { return bars + 80u + 16u * buf + 8u * w; };
+
+    const int tid = threadIdx.x, lane = tid & 31;
+    const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0), warp = __shfl_sync(0xffffffffu, (tid >> 5) & 3, 0);
+    const int g = lane >> 2, c = lane & 3;
+    const size_t ld = static_cast<size_t>(H) * D;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    const int qTiles = (T + WG_BR - 1) / WG_BR, items = BH * qTiles, G = gridDim.x, cta = blockIdx.x;
+
+    // The CTA's n-th item (≥ items: none), and what an item is.
+    auto itemAt = [&](int n) { return n * G + ((n & 1) ? G - 1 - cta : cta); };
+    struct Item {
+        int q0, bh, nTiles;
+        size_t base;
+    };
+    auto decode = [&](int it) {
+        Item x;
+        x.bh = it % BH;
+        x.q0 = (qTiles - 1 - it / BH) * WG_BR;
+        x.nTiles = (min(x.q0 + WG_BR, T) + BC - 1) / BC;
+        x.base = static_cast<size_t>(x.bh / H) * T * ld + static_cast<size_t>(x.bh % H) * D;
+        return x;
+    };
+    // K / V tile t of `x` as the CTA's load number `seq`: stage seq % stages; a stage is reused once its previous
+    // load (seq − stages) has been released by all 256 threads.
+    auto load_k = [&](const Item& x, int t, int seq) {  // warpgroup 0
+        const int st = seq % PP_KS;
+        if (seq >= PP_KS) mbar_wait(emptyK(st), (seq / PP_KS - 1) & 1);
+        load_tile_sw128_wg<D>(sK0 + st * KVBYTES, BC, K + x.base, ld, t * BC, T, tid & 127);
+        cp_async_mbar_arrive(fullK(st));
+    };
+    auto load_v = [&](const Item& x, int t, int seq) {  // warpgroup 1
+        const int st = seq % PP_VS;
+        if (seq >= PP_VS) mbar_wait(emptyV(st), (seq / PP_VS - 1) & 1);
+        load_tile_sw128_wg<D>(sV0 + st * KVBYTES, BC, V + x.base, ld, t * BC, T, tid & 127);
+        cp_async_mbar_arrive(fullV(st));
+    };
+    auto load_q = [&](const Item& x, int buf) {  // this warpgroup's 64 rows
+        load_q_half_wg<D>(sQ0 + buf * QBYTES, wg, Q + x.base, ld, x.q0, T, tid & 127);
+        cp_async_mbar_arrive(fullQ(buf, wg));
+    };
+
+    if (tid == 0) {
+        for (int st = 0; st < PP_KS; ++st) {
+            mbar_init(fullK(st), 128);
+            mbar_init(emptyK(st), WG_THREADS);
+        }
+        for (int st = 0; st < PP_VS; ++st) {
+            mbar_init(fullV(st), 128);
+            mbar_init(emptyV(st), WG_THREADS);
+        }
+        for (int b = 0; b < 2; ++b)
+            for (int w = 0; w < 2; ++w) mbar_init(fullQ(b, w), 128);
+    }
+    __syncthreads();  // the initialized barriers, visible to every thread
+
+    Item cur = decode(itemAt(0));  // the launcher's grid is at most the item count: item 0 exists
+    load_q(cur, 0);
+    if (wg == 0) load_k(cur, cur.nTiles - 1, 0);
+    const int myTurn = 1 + wg, otherTurn = 2 - wg;
+    if (wg == 1) bar_arrive_256(1);  // warpgroup 0 takes the first turn
+
+    int seq0 = 0;  // load number of the current item's first K / V tile
+    for (int n = 0;; ++n) {
+        const int nextIt = itemAt(n + 1);
+        const bool more = nextIt < items;
+        const Item next = decode(more ? nextIt : 0);
+        // The next item's Q rows of this warpgroup, into the buffer it finished reading with item n − 1.
+        if (more) load_q(next, (n + 1) & 1);
+        mbar_wait(fullQ(n & 1, wg), (n >> 1) & 1);
+        const uint32_t sQ = sQ0 + (n & 1) * QBYTES;
+
+        const int qw = cur.q0 + wg * 64 + warp * 16;  // first query row of this warp
+        float o[D / 2];
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+        float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f}, alpha[2];
+        uint32_t pa[BC / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) pa[kk][i] = 0u;
+
+        for (int j = cur.nTiles - 1; j >= 0; --j) {
+            const int i = cur.nTiles - 1 - j, seq = seq0 + i;  // K_j is load seq; V_{j+1}, read here, load seq − 1
+            const int ks = seq % PP_KS, vs = (seq + 1) & 1;   // (seq − 1) % 2
+            if (wg == 0) {
+                if (j > 0) load_k(cur, j - 1, seq + 1);
+                else if (more) load_k(next, next.nTiles - 1, seq + 1);  // one ahead, across the item boundary
+            } else {
+                load_v(cur, j, seq);
+            }
+            mbar_wait(fullK(ks), (seq / PP_KS) & 1);
+            if (i > 0) mbar_wait(fullV(vs), ((seq - 1) / PP_VS) & 1);
+            fence_proxy_async();  // the landed copies (Q's too), visible to the async proxy
+            pingpong_step<D>(o, pa, rowMax, rowSum, alpha, sQ, sK0 + ks * KVBYTES, sV0 + vs * KVBYTES, i == 0,
+                             emptyK(ks), emptyV(vs), myTurn, otherTurn, wg, j * BC, qw, g, c, scaleLog2);
+        }
+        // P_0 V_0 (outside the turns), then its V stage released: a later load reuses it.
+        {
+            const int seq = seq0 + cur.nTiles - 1, vs = seq & 1;
+            mbar_wait(fullV(vs), (seq / PP_VS) & 1);
+            fence_proxy_async();
+            fwd_issue_pv<D>(o, pa, sV0 + vs * KVBYTES);
+            wgmma_wait<0>();
+            fence_regs(o);
+            fence_regs(pa);
+            mbar_arrive(emptyV(vs));
+        }
+        fwd_store<D>(o, rowMax, rowSum, O, LSE, cur.base, ld, qw, g, c, T, cur.bh, scaleLog2);
+        if (!more) break;
+        seq0 += cur.nTiles;
+        cur = next;
+    }
+    if (wg == 0) bar_sync_256(1);  // warpgroup 1's last pass: barrier 1's final generation completes
 }
 
 // ------------------------------------------------------------------------------------------------ backward (D = 64)
@@ -1228,6 +1403,19 @@ FLASH_ATTN_FWD_WGMMA(128, 1)
 
 FLASH_ATTN_FWD_WGMMA_PP(64)
 FLASH_ATTN_FWD_WGMMA_PP(128)
+
+// Variant 5, persistent ping-pong (forward_wgmma_pingpong_persistent), D = 128: args as flash_attn_fwd_wgmma_pp_d128
+// plus BH = B·H. grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 230 512 bytes
+// (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
+flash_attn_fwd_wgmma_pp_persistent_d128(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
+                                        int H, int BH) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    forward_wgmma_pingpong_persistent<128>(q, k, v, out, lse, T, H, BH);
+#else
+    __trap();
+#endif
+}
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 + 2·64·72·4 = 120 832 bytes

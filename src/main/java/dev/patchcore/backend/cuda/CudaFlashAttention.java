@@ -64,6 +64,12 @@ public final class CudaFlashAttention {
      * K/V rings (flash_attn_fwd_wgmma_pp_d*, D = 64 or 128, one CTA per SM) at both head dimensions.
      */
     public static final int FORWARD_WGMMA_PINGPONG = 4;
+    /**
+     * Forward variant 5: variant 1 with the D = 128 ping-pong kernel made persistent
+     * (flash_attn_fwd_wgmma_pp_persistent_d128: one CTA per SM over (query tile, head) items in a fixed "snake" order,
+     * K/V rings and turns running on across items, Q double-buffered). Written without a GPU: opt-in until measured.
+     */
+    public static final int FORWARD_WGMMA_PERSISTENT = 5;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -108,12 +114,12 @@ public final class CudaFlashAttention {
 
     /**
      * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
-     * {@link #FORWARD_WGMMA} or {@link #FORWARD_WGMMA_PINGPONG}.
+     * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG} or {@link #FORWARD_WGMMA_PERSISTENT}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PINGPONG)
-            throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma)"
-                    + " or 4 (wgmma ping-pong), got " + variant);
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT)
+            throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
+                    + " 4 (wgmma ping-pong) or 5 (persistent ping-pong at D = 128), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -205,6 +211,22 @@ public final class CudaFlashAttention {
 
         int sharedBytes() {
             return 1024 + ForwardWgmma.ROWS * headDim * 2 + (K_STAGES + V_STAGES) * KEY_TILE * headDim * 2 + MBARRIER_BYTES;
+        }
+    }
+
+    /**
+     * Forward variant 5 at D = 128 (flash_wgmma.cu, forward_wgmma_pingpong_persistent): the ping-pong CTA, one per SM,
+     * over B·H·⌈T/128⌉ items. Shared memory: 1 KB alignment slack, Q [2][128][D], K [3][128][D], V [2][128][D] (bf16),
+     * 14 mbarriers of 8 bytes (the ping-pong kernel's 10 and a full barrier per Q buffer and warpgroup).
+     */
+    record ForwardWgmmaPersistent() {
+        static final int HEAD_DIM = 128, MBARRIER_BYTES = 14 * 8;
+        static final String KERNEL = "flash_attn_fwd_wgmma_pp_persistent_d128";
+
+        static int sharedBytes() {
+            int tile = ForwardWgmmaPingPong.KEY_TILE * HEAD_DIM * 2;
+            return 1024 + 2 * ForwardWgmma.ROWS * HEAD_DIM * 2
+                    + (ForwardWgmmaPingPong.K_STAGES + ForwardWgmmaPingPong.V_STAGES) * tile + MBARRIER_BYTES;
         }
     }
 
@@ -304,7 +326,16 @@ public final class CudaFlashAttention {
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
-        if (variant != FORWARD_MMA_SYNC && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
+        if (variant == FORWARD_WGMMA_PERSISTENT)
+            variant = s.headDim() == ForwardWgmmaPersistent.HEAD_DIM ? FORWARD_WGMMA_PERSISTENT : FORWARD_MMA_SYNC;
+        if (variant == FORWARD_WGMMA_PERSISTENT && ctx.computeCapabilityMajor() == 9) {
+            // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H.
+            long items = (long) s.batch() * heads * ceilDiv(seqLen, ForwardWgmma.ROWS);
+            ctx.launch(ForwardWgmmaPersistent.KERNEL, (int) Math.min(items, ctx.multiprocessorCount()), 1, 1, ForwardWgmma.THREADS,
+                    1, 1, ForwardWgmmaPersistent.sharedBytes(), q, k, v, out, lse, seqLen, heads, s.batch() * heads);
+            return new Backend.AttentionOut(out, lse);
+        }
+        if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA_PERSISTENT && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
                 && ceilDiv(seqLen, ForwardWgmma.ROWS) <= MAX_GRID_Y) {
             // The wgmma kernels share grid (B·H, query tiles of 128; the kernels reverse the tile index), 256 threads
             // and arguments; they differ in kernel and shared memory.

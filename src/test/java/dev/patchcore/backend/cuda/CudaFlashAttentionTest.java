@@ -130,7 +130,44 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(5));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(6));
+    }
+
+    /** Variant 5: the persistent ping-pong kernel at D = 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
+    @Test
+    void persistentForwardIsOneCtaPerSmAtHeadDim128OnHopper() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("forward_wgmma_pingpong_persistent<128>(q, k, v, out, lse, T, H, BH);"));
+        assertTrue(src.contains("= 230 512 bytes at D = 128"), "the kernel's comment mirrors ForwardWgmmaPersistent.sharedBytes");
+        for (int cc : new int[] {8, 9}) {
+            for (int d : new int[] {64, 80, 96, 128}) {
+                for (int[] bht : new int[][] {{4, 8, 2048}, {1, 3, 300}}) {
+                    RecordingContext ctx = new RecordingContext();
+                    ctx.computeCapabilityMajor = cc;
+                    CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+                    fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT);
+                    int b = bht[0], h = bht[1], t = bht[2];
+                    Tensor q = ctx.tensor(DType.BF16, b * t, h * d);
+                    Backend.AttentionOut out = fa.forward(q, q, q, t, h);
+                    Launch l = ctx.launches.getFirst();
+                    if (cc != 9 || d != 128) {
+                        assertTrue(l.name().startsWith("flash_attn_fwd2_"), cc + "/" + d + ": " + l.name());
+                        continue;
+                    }
+                    assertEquals("flash_attn_fwd_wgmma_pp_persistent_d128", l.name());
+                    int items = b * h * ((t + 127) / 128);
+                    assertEquals(Math.min(items, 132), l.gridX(), "one CTA per SM, never more than the items");
+                    assertEquals(1, l.gridY());
+                    assertEquals(256, l.blockX());
+                    assertEquals(1024 + 2 * 128 * 128 * 2 + 5 * 128 * 128 * 2 + 14 * 8, l.shared(), "two Q buffers, the rings, 14 mbarriers");
+                    assertEquals(230_512, l.shared());
+                    assertEquals(8, l.args().length, "the ping-pong kernel's arguments and B·H");
+                    assertSame(out.out(), l.args()[3]);
+                    assertEquals(b * h, l.args()[7]);
+                    assertEquals(List.of(), ctx.persistent, "nothing kept between calls");
+                }
+            }
+        }
     }
 
     /** Variant 1 (ping-pong at D = 128 on Hopper, mma.sync elsewhere) and 4 (ping-pong): same grid, block and arguments as variant 3. */
@@ -143,7 +180,7 @@ class CudaFlashAttentionTest {
         assertEquals(List.of("flash_attn_fwd_wgmma_pp_d64", "flash_attn_fwd_wgmma_pp_d128"), pingPong);
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
-        assertEquals(List.of(1, 2, 3, 4), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
+        assertEquals(List.of(1, 2, 3, 4, 5), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
         assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
         for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {
