@@ -130,7 +130,7 @@ public final class CudaBackend implements Backend, KernelContext {
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
-            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE),
+            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE, CudaRmsNorm.BACKWARD_TWO_PASS),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /** Runs {@code body} with {@code family} set to {@code variant}, restoring the family's previous variant afterwards. */

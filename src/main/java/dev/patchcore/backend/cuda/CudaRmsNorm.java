@@ -39,6 +39,15 @@ public final class CudaRmsNorm {
      * boundary before the gain gradient). Written without a GPU; not yet measured.
      */
     public static final int BACKWARD_FUSED_REDUCE = 2;
+    /**
+     * Backward variant 3: two streaming passes instead of one kernel that alternates row loads and dx stores —
+     * rmsnorm_bwd_stats* (per-row coefficient and the gain gradient, reduced in its last blocks as variant 2; reads
+     * only) then rmsnorm_bwd_dx_bf16 (elementwise dx; re-reads dy and x, mostly from L2). Written without a GPU; not
+     * yet measured.
+     */
+    public static final int BACKWARD_TWO_PASS = 3;
+    /** 16-byte groups per thread per grid-stride step of rmsnorm_bwd_dx_bf16 ({@code RMS_DX_UNROLL} in rmsnorm.cu). */
+    static final int DX_UNROLL = 4;
 
     private final KernelContext ctx;
     private int variant;
@@ -64,10 +73,14 @@ public final class CudaRmsNorm {
 
     public int variant() { return variant; }
 
-    /** Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS} or {@link #BACKWARD_FUSED_REDUCE}. */
+    /**
+     * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
+     * {@link #BACKWARD_FUSED_REDUCE} or {@link #BACKWARD_TWO_PASS}.
+     */
     public void setBackwardVariant(int variant) {
-        if (variant != BACKWARD_TWO_KERNELS && variant != BACKWARD_FUSED_REDUCE)
-            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels) or 2 (reduce in the last blocks), got " + variant);
+        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TWO_PASS)
+            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks)"
+                    + " or 3 (statistics pass, then dx), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -170,6 +183,15 @@ public final class CudaRmsNorm {
                         d * Float.BYTES, dx, partial, dGain, arrivals, dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
                 return dx;
             }
+            if (backwardVariant == BACKWARD_TWO_PASS && (long) n * (d / 8) < Integer.MAX_VALUE) {
+                if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
+                Tensor coef = ctx.scratch(DType.F32, n);
+                ctx.launch(narrow ? "rmsnorm_bwd_stats4_bf16" : "rmsnorm_bwd_stats8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                        d * Float.BYTES, coef, partial, dGain, arrivals, dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+                ctx.launch("rmsnorm_bwd_dx_bf16", dxBlocks(n, d, ctx.multiprocessorCount()), 1, 1, DX_THREADS, 1, 1, 0,
+                        dx, dy, x, gain, rstd, coef, n, d);
+                return dx;
+            }
             ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         } else {
@@ -183,6 +205,15 @@ public final class CudaRmsNorm {
         ctx.launch("rmsnorm_bwd_gain_reduce", ceilDiv(d, 32), 1, 1, 32, REDUCE_ROWS, 1, 0,
                 dGain, partial, blocks, d);
         return dx;
+    }
+
+    /** Threads per block of rmsnorm_bwd_dx_bf16; its launch bounds allow 4 blocks per SM. */
+    static final int DX_THREADS = 256;
+
+    /** Grid of rmsnorm_bwd_dx_bf16: one grid-stride step per thread, at most the blocks resident at once (4 per SM). */
+    static int dxBlocks(int n, int d, int sms) {
+        long groups = (long) n * (d / 8), threads = (groups + DX_UNROLL - 1) / DX_UNROLL;
+        return (int) Math.max(1, Math.min((threads + DX_THREADS - 1) / DX_THREADS, 4L * sms));
     }
 
     /**

@@ -212,7 +212,31 @@ class OpKernelLaunchTest {
         Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
         assertEquals(1, tiny.grid()[0]);
         assertEquals(1, tiny.args()[10]);
-        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(3));
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(4));
+    }
+
+    @Test
+    void twoPassRmsNormBackwardIsAStatisticsPassThenAnElementwiseDx() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TWO_PASS);
+        Tensor dy = bf16(8192, 1024), x = bf16(8192, 1024), gain = bf16(1024), rstd = f32(8192), dGain = f32(1024);
+        Tensor dx = op.backward(dy, x, gain, rstd, dGain);
+        Launch stats = ctx.only("rmsnorm_bwd_stats4_bf16"), pass2 = ctx.only("rmsnorm_bwd_dx_bf16");
+        assertEquals(2, ctx.launches.size(), "no reduce kernel: the statistics pass reduces the gain gradient");
+        assertEquals(2 * 132, stats.grid()[0]);
+        Tensor coef = (Tensor) stats.args()[0];
+        assertArrayEquals(new int[] {8192}, coef.shape(), "one coefficient per row");
+        assertEquals(dGain, stats.args()[2]);
+        assertEquals(128, stats.args()[10]);
+        assertEquals(List.of(dx, dy, x, gain, rstd, coef, 8192, 1024), List.of(pass2.args()));
+        // 8192·1024/8 groups, 4 per thread, 256 threads: 1024 blocks, capped at 4 per SM.
+        assertEquals(4 * 132, pass2.grid()[0]);
+        assertEquals(CudaRmsNorm.DX_THREADS, pass2.threads());
+        assertEquals(1, CudaRmsNorm.dxBlocks(3, 8, 132));
+        ctx.launches.clear();
+        op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
+        assertEquals(66, ctx.only("rmsnorm_bwd_stats8_bf16").args()[10]);
+        ctx.only("rmsnorm_bwd_dx_bf16");
     }
 
     @Test
@@ -673,7 +697,7 @@ class OpKernelLaunchTest {
         // recorded launches between their cases, so the names come from the context's never-cleared set.
         List<Runnable> cases = List.of(this::rmsNormForwardShapes, this::addRmsNormReturnsSumAndNormalized,
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
-                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter,
+                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter, this::twoPassRmsNormBackwardIsAStatisticsPassThenAnElementwiseDx,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
