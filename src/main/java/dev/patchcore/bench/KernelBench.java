@@ -306,7 +306,7 @@ public final class KernelBench {
     private List<Integer> otherVariants(String family) {
         if (!(be instanceof CudaBackend cuda)) return List.of();
         int current = cuda.kernelVariant(family);
-        return CudaBackend.KERNEL_VARIANTS.get(family).stream().filter(v -> v != current).toList();
+        return CudaBackend.KERNEL_VARIANTS.get(family).stream().filter(v -> v != current && !CudaBackend.variantSkipped(family, v)).toList();
     }
 
     /** Runs {@code body} with {@code family} at {@code variant} (restored afterwards); body gets the row-name tag. */

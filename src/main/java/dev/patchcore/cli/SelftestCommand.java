@@ -24,6 +24,10 @@ public final class SelftestCommand implements Callable<Integer> {
     @Option(names = "--quick", description = "skip the large shapes (4096x1024x1024 GEMM, attention at T = 1000)")
     boolean quick;
 
+    @Option(names = "--only", paramLabel = "TEXT",
+            description = "run only the checks whose name contains TEXT (e.g. \"[flashfwd v5]\" or \"rmsNorm\")")
+    String only;
+
     @Override
     public Integer call() {
         CudaBackend cuda;
@@ -40,6 +44,7 @@ public final class SelftestCommand implements Callable<Integer> {
             ParityChecks checks = new ParityChecks(cuda, cpu, seed, !quick);
             long failures = 0, rows = 0;
             for (ParityChecks.Check c : checks.checks()) {
+                if (only != null && !c.name().contains(only)) continue;
                 List<CheckResult> results = checks.run(c);
                 for (CheckResult r : results) {
                     System.out.println(r.row());
@@ -48,6 +53,10 @@ public final class SelftestCommand implements Callable<Integer> {
                 failures += CheckResult.failures(results);
             }
             System.out.printf("selftest: %d checks, %d failed%n", rows, failures);
+            if (rows == 0) {
+                System.err.println("selftest: no check matches --only '" + only + "'");
+                return 2;
+            }
             return failures == 0 ? 0 : 1;
         }
     }

@@ -133,6 +133,17 @@ public final class CudaBackend implements Backend, KernelContext {
             "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE, CudaRmsNorm.BACKWARD_TWO_PASS),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
+    /**
+     * Whether {@code selftest} and {@code bench kernels} leave variant {@code variant} of {@code family} out:
+     * {@code -Dpatchcore.variants.skip=family:N,...} names them (a lever for a GPU run in which one variant hangs or
+     * fails, so that the others still get checked and timed).
+     */
+    public static boolean variantSkipped(String family, int variant) {
+        for (String item : System.getProperty("patchcore.variants.skip", "").split(","))
+            if (item.trim().equals(family + ":" + variant)) return true;
+        return false;
+    }
+
     /** Runs {@code body} with {@code family} set to {@code variant}, restoring the family's previous variant afterwards. */
     public void withKernelVariant(String family, int variant, Runnable body) {
         int before = kernelVariant(family);

@@ -47,4 +47,21 @@ class KernelVariantsTest {
             assertTrue(readme.contains("`" + f + "`"), f + ": named in the README's settings");
         }
     }
+
+    @Test
+    void variantsCanBeLeftOutOfSelftestAndBench() {
+        String before = System.getProperty("patchcore.variants.skip");
+        try {
+            System.setProperty("patchcore.variants.skip", "flashfwd:5, rmsnormbwd:3");
+            assertTrue(CudaBackend.variantSkipped("flashfwd", 5));
+            assertTrue(CudaBackend.variantSkipped("rmsnormbwd", 3));
+            assertTrue(!CudaBackend.variantSkipped("flashfwd", 4), "only the named variants");
+            assertTrue(!CudaBackend.variantSkipped("rmsnormbwd", 2));
+            System.clearProperty("patchcore.variants.skip");
+            assertTrue(!CudaBackend.variantSkipped("flashfwd", 5), "nothing skipped by default");
+        } finally {
+            if (before == null) System.clearProperty("patchcore.variants.skip");
+            else System.setProperty("patchcore.variants.skip", before);
+        }
+    }
 }
