@@ -678,6 +678,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     const size_t ld = static_cast<size_t>(H) * D;
     const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
     const int qTiles = (T + WG_BR - 1) / WG_BR, items = BH * qTiles, G = gridDim.x, cta = blockIdx.x;
+    if (cta >= items) return;  // the launcher's grid is at most the item count; a larger one must not hang
 
     // The CTA's n-th item (≥ items: none), and what an item is.
     auto itemAt = [&](int n) { return n * G + ((n & 1) ? G - 1 - cta : cta); };
@@ -726,7 +727,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     }
     __syncthreads();  // the initialized barriers, visible to every thread
 
-    Item cur = decode(itemAt(0));  // the launcher's grid is at most the item count: item 0 exists
+    Item cur = decode(itemAt(0));  // exists: cta < items
     load_q(cur, 0);
     if (wg == 0) load_k(cur, cur.nTiles - 1, 0);
     const int myTurn = 1 + wg, otherTurn = 2 - wg;

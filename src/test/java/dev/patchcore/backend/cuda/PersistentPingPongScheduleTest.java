@@ -21,8 +21,10 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * The schedule of the persistent ping-pong forward ({@code forward_wgmma_pingpong_persistent} in flash_wgmma.cu)
  * replayed on the host, one CTA at a time: its two warpgroups are coroutines that follow the kernel's control flow,
  * with mbarriers (arrival counts and phases), the two named barriers of the turns (256-arrival generations), and
- * cp.async loads that land in any order the random scheduler picks but fire their arrive-on only after the same
- * warpgroup's earlier loads (as {@code cp.async.mbarrier.arrive.noinc}). Checked: no deadlock; every wait finds
+ * cp.async loads that land whenever the random scheduler picks (in issue order per warpgroup, since an arrive-on
+ * fires only after the same thread's earlier copies: {@code cp.async.mbarrier.arrive.noinc}). Whole warpgroups act at
+ * once (warp skew and wgmma completion are not modelled; a per-warp simulation done during review covered those).
+ * Checked: no deadlock; every wait finds
  * the tile it expects in its stage or buffer; no load is issued into a stage a warpgroup is still reading; every
  * tile of every item is computed once by each warpgroup; the named barriers end with no half-complete generation.
  */
