@@ -4,7 +4,8 @@
 # Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, kernels (bench
 # kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
-# compared). Full logs go to $OUT; a compact summary is printed last. To evaluate the kernel variants:
+# compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed). Full logs go to $OUT; a compact
+# summary is printed last. To evaluate the kernel variants:
 #   STEPS="selftest kernels train-variants speed" bash tools/device/gpu-check.sh
 # Every step has its own time limit so the whole script stays under ~8 minutes.
 set -uo pipefail
@@ -74,18 +75,32 @@ for s in $STEPS; do case $s in
                    train $TRAIN_ARGS --backend cuda --out "$WORK/run-var2"
               cp "$WORK/run-base/metrics.jsonl" "$OUT/train-base-metrics.jsonl" 2>/dev/null
               cp "$WORK/run-var2/metrics.jsonl" "$OUT/train-var2-metrics.jsonl" 2>/dev/null ;;
+  # compute-sanitizer (if the machine has it) over the kernel-variant checks only (their names carry "[family vN]"):
+  # SANITIZE_TOOL=memcheck|racecheck|synccheck, SANITIZE_ONLY=TEXT narrows further (selftest --only).
+  sanitize)   SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+              if [[ -n "$SAN" ]]; then
+                step sanitize "${T_SANITIZE:-240}" "$SAN" --tool "${SANITIZE_TOOL:-memcheck}" --target-processes all \
+                     "${JAVA[@]}" selftest --quick --only "${SANITIZE_ONLY:-[}"
+              else
+                echo "sanitize: no compute-sanitizer on this machine"; SUMMARY+=("sanitize     (no compute-sanitizer)")
+              fi ;;
+  *)          echo "unknown step '$s'"; SUMMARY+=("$s: unknown step") ;;
 esac; done
 
 echo
 echo "==================== summary ($(( $(date +%s) - START ))s) ===================="
 printf '%s\n' "${SUMMARY[@]}"
-echo "--- selftest"
-grep -E '^device:|^selftest:|FAIL|unavailable' "$OUT/selftest.log" | head -40
-echo "--- bench kernels"
-# Every row but the unpadded LM head GEMMs; "kernel ms" is the time with the launches queued ahead of the GPU.
-sed '/kernel variants under evaluation/,$d' "$OUT/kernels.log" | grep -E '^\||^ceilings' | grep -v 'unpadded' | head -80
-echo "--- kernel variants vs defaults (speed-up > 1: the variant is faster)"
-sed -n '/kernel variants under evaluation/,$p' "$OUT/kernels.log" | grep -E '^\|' | head -30
+for t in selftest sanitize; do
+  [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E '^device:|^selftest:|FAIL|unavailable|ERROR SUMMARY' "$OUT/$t.log" | head -40; }
+done
+if [[ -f "$OUT/kernels.log" ]]; then
+  echo "--- bench kernels"
+  # Every row but the unpadded LM head GEMMs; "kernel ms" is the time with the launches queued ahead of the GPU.
+  sed '/kernel variants under evaluation/,$d' "$OUT/kernels.log" | grep -E '^\||^ceilings' | grep -v 'unpadded' | head -80
+  echo "--- kernel variants vs defaults (speed-up > 1: the variant is faster)"
+  sed -n '/kernel variants under evaluation/,$p' "$OUT/kernels.log" | grep -E '^\|' | head -40
+  grep -E '^gemm tune:.*split-K' "$OUT/kernels.log" | head -20
+fi
 if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]]; then
   echo "--- train with every kernel variant vs the defaults (same seed and data, GEMM tuning off)"
   paste -d' ' <(grep -o '"loss":[-0-9.eE]*' "$OUT/train-base-metrics.jsonl" | cut -d: -f2) \
@@ -95,6 +110,5 @@ if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]
     awk -v r=$r '{ a[NR] = $1 } END { if (NR) printf "train-%s: median step %.2f ms over %d steps\n", r, a[int((NR + 1) / 2)], NR }'; done
 fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
-echo "--- speed"
-tail -n 15 "$OUT/speed.log"
+[[ -f "$OUT/speed.log" ]] && { echo "--- speed"; tail -n 15 "$OUT/speed.log"; }
 [[ -f "$OUT/speed-var2.log" ]] && { echo "--- speed with every kernel variant"; tail -n 15 "$OUT/speed-var2.log"; }
