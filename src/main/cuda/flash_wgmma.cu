@@ -24,6 +24,8 @@
 // MN-major (V) SBO = 1024 (next 8 key rows), LBO = BC·128 (next 64 columns).
 // cp.async writes through the generic proxy and wgmma reads through the async proxy: every thread fences
 // (fence.proxy.async.shared::cta) after its copies land and before the barrier that opens a tile.
+#include <cuda.h>  // CUtensorMap (the persistent forward's TMA form)
+
 #include "common.cuh"
 #include "softmax_exp.cuh"
 
@@ -654,10 +656,35 @@ __device__ __forceinline__ void load_q_half_wg(uint32_t sQ, int wg, const bf16* 
     }
 }
 
-template <int D>
+// TMA form (variant 6, TMA = true): Q, K and V tiles come from the tensor memory accelerator instead of cp.async
+// by 128 threads. One thread per load (thread 0 of warpgroup 0 for K, of warpgroup 1 for V, of each warpgroup for
+// its Q rows) waits for the stage to be free, announces the bytes (mbarrier.arrive.expect_tx) and issues one
+// cp.async.bulk.tensor per 64-column block; the full barriers then expect one arrival plus the bytes. The maps
+// (CudaFlashAttention.TensorMaps) view q, k, v as 4-D [B][T][H][D] bf16 tensors with a box of 64 columns × 1 head ×
+// rows × 1 batch and the 128-byte swizzle — the layout the cp.async loaders write — and zero-fill rows past T.
+// Why: a 128 × 128 tile is 2048 16-byte copies, 16 per thread with their address arithmetic, issued by the same
+// warpgroups whose softmax is the critical path; with TMA the copies cost them two instructions per tile.
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
+}
+
+// One box of a 4-D tensor map into shared memory at dst (1024-byte aligned for the 128-byte swizzle), completing
+// `bytes` of the transaction count of mbarrier bar. Coordinates innermost first: column, head, row, batch.
+__device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int head, int row,
+                                            int batch) {
+    asm volatile(
+        "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
+        "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(head), "r"(row), "r"(batch), "r"(bar)
+        : "memory");
+}
+
+template <int D, bool TMA = false>
 __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                                   const bf16* __restrict__ V, bf16* __restrict__ O,
-                                                                  float* __restrict__ LSE, int T, int H, int BH) {
+                                                                  float* __restrict__ LSE, int T, int H, int BH,
+                                                                  const CUtensorMap* tmQ = nullptr,
+                                                                  const CUtensorMap* tmK = nullptr,
+                                                                  const CUtensorMap* tmV = nullptr) {
     constexpr int BC = PP_BC;
     constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
     extern __shared__ unsigned char wg_smem_raw[];
@@ -694,36 +721,67 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         x.base = static_cast<size_t>(x.bh / H) * T * ld + static_cast<size_t>(x.bh % H) * D;
         return x;
     };
+    const bool loader = (tid & 127) == 0;  // TMA: the thread of each warpgroup that issues its loads
+    // Rows [row0, row0 + rows) of one (batch, head) of a 4-D map into a [D/64][stride rows][64] tile at dst, one box
+    // per 64-column block (TMA form).
+    auto tma_rows = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, const Item& x, int row0, int rows, int strideRows) {
+#pragma unroll
+        for (int cb = 0; cb < D / 64; ++cb)
+            tma_load_4d(dst + cb * strideRows * 128, map, bar, cb * 64, x.bh % H, row0, x.bh / H);
+        (void)rows;
+    };
     // K / V tile t of `x` as the CTA's load number `seq`: stage seq % stages; a stage is reused once its previous
     // load (seq − stages) has been released by all 256 threads.
     auto load_k = [&](const Item& x, int t, int seq) {  // warpgroup 0
         const int st = seq % PP_KS;
-        if (seq >= PP_KS) mbar_wait(emptyK(st), (seq / PP_KS - 1) & 1);
-        load_tile_sw128_wg<D>(sK0 + st * KVBYTES, BC, K + x.base, ld, t * BC, T, tid & 127);
-        cp_async_mbar_arrive(fullK(st));
+        if constexpr (TMA) {
+            if (!loader) return;
+            if (seq >= PP_KS) mbar_wait(emptyK(st), (seq / PP_KS - 1) & 1);
+            mbar_arrive_expect_tx(fullK(st), KVBYTES);
+            tma_rows(sK0 + st * KVBYTES, tmK, fullK(st), x, t * BC, BC, BC);
+        } else {
+            if (seq >= PP_KS) mbar_wait(emptyK(st), (seq / PP_KS - 1) & 1);
+            load_tile_sw128_wg<D>(sK0 + st * KVBYTES, BC, K + x.base, ld, t * BC, T, tid & 127);
+            cp_async_mbar_arrive(fullK(st));
+        }
     };
     auto load_v = [&](const Item& x, int t, int seq) {  // warpgroup 1
         const int st = seq % PP_VS;
-        if (seq >= PP_VS) mbar_wait(emptyV(st), (seq / PP_VS - 1) & 1);
-        load_tile_sw128_wg<D>(sV0 + st * KVBYTES, BC, V + x.base, ld, t * BC, T, tid & 127);
-        cp_async_mbar_arrive(fullV(st));
+        if constexpr (TMA) {
+            if (!loader) return;
+            if (seq >= PP_VS) mbar_wait(emptyV(st), (seq / PP_VS - 1) & 1);
+            mbar_arrive_expect_tx(fullV(st), KVBYTES);
+            tma_rows(sV0 + st * KVBYTES, tmV, fullV(st), x, t * BC, BC, BC);
+        } else {
+            if (seq >= PP_VS) mbar_wait(emptyV(st), (seq / PP_VS - 1) & 1);
+            load_tile_sw128_wg<D>(sV0 + st * KVBYTES, BC, V + x.base, ld, t * BC, T, tid & 127);
+            cp_async_mbar_arrive(fullV(st));
+        }
     };
     auto load_q = [&](const Item& x, int buf) {  // this warpgroup's 64 rows
-        load_q_half_wg<D>(sQ0 + buf * QBYTES, wg, Q + x.base, ld, x.q0, T, tid & 127);
-        cp_async_mbar_arrive(fullQ(buf, wg));
+        if constexpr (TMA) {
+            if (!loader) return;
+            mbar_arrive_expect_tx(fullQ(buf, wg), QBYTES / 2);
+            tma_rows(sQ0 + buf * QBYTES + wg * (64 * 128), tmQ, fullQ(buf, wg), x, x.q0 + wg * 64, 64, WG_BR);
+        } else {
+            load_q_half_wg<D>(sQ0 + buf * QBYTES, wg, Q + x.base, ld, x.q0, T, tid & 127);
+            cp_async_mbar_arrive(fullQ(buf, wg));
+        }
     };
 
     if (tid == 0) {
+        const int loads = TMA ? 1 : 128;  // arrivals a full barrier expects: the TMA issuer's, or each copier's
         for (int st = 0; st < PP_KS; ++st) {
-            mbar_init(fullK(st), 128);
+            mbar_init(fullK(st), loads);
             mbar_init(emptyK(st), WG_THREADS);
         }
         for (int st = 0; st < PP_VS; ++st) {
-            mbar_init(fullV(st), 128);
+            mbar_init(fullV(st), loads);
             mbar_init(emptyV(st), WG_THREADS);
         }
         for (int b = 0; b < 2; ++b)
-            for (int w = 0; w < 2; ++w) mbar_init(fullQ(b, w), 128);
+            for (int w = 0; w < 2; ++w) mbar_init(fullQ(b, w), loads);
+        if constexpr (TMA) asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the TMA unit
     }
     __syncthreads();  // the initialized barriers, visible to every thread
 
@@ -1413,6 +1471,22 @@ flash_attn_fwd_wgmma_pp_persistent_d128(const bf16* q, const bf16* k, const bf16
                                         int H, int BH) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
     forward_wgmma_pingpong_persistent<128>(q, k, v, out, lse, T, H, BH);
+#else
+    __trap();
+#endif
+}
+
+// Variant 6, the same with TMA loads (forward_wgmma_pingpong_persistent<128, true>): args as variant 5 plus the tensor
+// maps of q, k and v (CudaFlashAttention.TensorMaps: 4-D [B][T][H][D], boxes of 64 columns × 1 × 64 rows for Q and
+// 128 rows for K and V, 128-byte swizzle), passed by value as grid constants. Same grid and shared memory as variant 5.
+// WRITTEN WITHOUT A GPU, not yet run.
+extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
+flash_attn_fwd_wgmma_pp_persistent_tma_d128(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
+                                            int H, int BH, const __grid_constant__ CUtensorMap tmQ,
+                                            const __grid_constant__ CUtensorMap tmK,
+                                            const __grid_constant__ CUtensorMap tmV) {
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+    forward_wgmma_pingpong_persistent<128, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
 #else
     __trap();
 #endif

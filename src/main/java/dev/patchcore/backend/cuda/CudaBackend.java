@@ -28,6 +28,7 @@ public final class CudaBackend implements Backend, KernelContext {
     private final CudaRuntime runtime;
     private final DeviceAllocator allocator;
     private final CublasLt blas;
+    private TensorMaps tensorMaps;
     private final CudaElementwise elementwise;
     private final CudaPatchEmbed patchEmbed;
     private final CudaSimpleAttention simpleAttention;
@@ -125,7 +126,7 @@ public final class CudaBackend implements Backend, KernelContext {
                     CudaFlashAttention.BACKWARD_WGMMA_D128, CudaFlashAttention.BACKWARD_WGMMA_PERSISTENT),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG,
-                    CudaFlashAttention.FORWARD_WGMMA_PERSISTENT),
+                    CudaFlashAttention.FORWARD_WGMMA_PERSISTENT, CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA),
             "gemm", List.of(GEMM_HEURISTIC, GEMM_SPLIT_K),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
@@ -517,6 +518,18 @@ public final class CudaBackend implements Backend, KernelContext {
 
     @Override
     public int computeCapabilityMajor() { return runtime.computeCapabilityMajor(); }
+
+    @Override
+    public TensorMaps.TensorMap tensorMap(TensorMaps.Bf16Tiled spec) { return tensorMaps().encode(spec); }
+
+    @Override
+    public boolean tensorMapsAvailable() { return tensorMaps().available(); }
+
+    /** The driver's tensor-map encoder, bound at first use (only the TMA kernels need it). */
+    private TensorMaps tensorMaps() {
+        if (tensorMaps == null) tensorMaps = new TensorMaps();
+        return tensorMaps;
+    }
 
     // ---------------------------------------------------------------- lifecycle
 

@@ -70,6 +70,12 @@ public final class CudaFlashAttention {
      * K/V rings and turns running on across items, Q double-buffered). Written without a GPU: opt-in until measured.
      */
     public static final int FORWARD_WGMMA_PERSISTENT = 5;
+    /**
+     * Forward variant 6: variant 5 with its Q, K and V tiles loaded by the tensor memory accelerator
+     * (flash_attn_fwd_wgmma_pp_persistent_tma_d128; tensor maps from {@link KernelContext#tensorMap}); variant 5 where
+     * the driver cannot make tensor maps. Written without a GPU: opt-in until measured.
+     */
+    public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -114,12 +120,13 @@ public final class CudaFlashAttention {
 
     /**
      * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
-     * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG} or {@link #FORWARD_WGMMA_PERSISTENT}.
+     * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG}, {@link #FORWARD_WGMMA_PERSISTENT} or
+     * {@link #FORWARD_WGMMA_PERSISTENT_TMA}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT)
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_TMA)
             throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong) or 5 (persistent ping-pong at D = 128), got " + variant);
+                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong at D = 128) or 6 (the same with TMA loads), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -222,6 +229,17 @@ public final class CudaFlashAttention {
     record ForwardWgmmaPersistent() {
         static final int HEAD_DIM = 128, MBARRIER_BYTES = 14 * 8;
         static final String KERNEL = "flash_attn_fwd_wgmma_pp_persistent_d128";
+        static final String KERNEL_TMA = "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
+
+        /**
+         * Variant 6's tensor map of q, k or v [B·T, H·D] viewed as 4-D [B][T][H][D] (sizes innermost first: D, H, T, B),
+         * a box of 64 columns (one 128-byte swizzle row) × 1 head × {@code rows} × 1 batch; rows past T read as zero.
+         */
+        static TensorMaps.Bf16Tiled map(Tensor t, int batch, int seqLen, int heads, int rows) {
+            long d = HEAD_DIM, rowBytes = heads * d * 2;
+            return new TensorMaps.Bf16Tiled(CudaStorage.addressOf(t), new long[] {d, heads, seqLen, batch},
+                    new long[] {d * 2, rowBytes, rowBytes * seqLen}, new int[] {64, 1, rows, 1});
+        }
 
         static int sharedBytes() {
             int tile = ForwardWgmmaPingPong.KEY_TILE * HEAD_DIM * 2;
@@ -326,16 +344,27 @@ public final class CudaFlashAttention {
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
-        if (variant == FORWARD_WGMMA_PERSISTENT)
-            variant = s.headDim() == ForwardWgmmaPersistent.HEAD_DIM ? FORWARD_WGMMA_PERSISTENT : FORWARD_MMA_SYNC;
-        if (variant == FORWARD_WGMMA_PERSISTENT && ctx.computeCapabilityMajor() == 9) {
-            // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H.
+        if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
+            variant = s.headDim() != ForwardWgmmaPersistent.HEAD_DIM ? FORWARD_MMA_SYNC
+                    : variant == FORWARD_WGMMA_PERSISTENT_TMA && ctx.tensorMapsAvailable() ? FORWARD_WGMMA_PERSISTENT_TMA
+                    : FORWARD_WGMMA_PERSISTENT;
+        if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
+            // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H (and the maps).
             long items = (long) s.batch() * heads * ceilDiv(seqLen, ForwardWgmma.ROWS);
-            ctx.launch(ForwardWgmmaPersistent.KERNEL, (int) Math.min(items, ctx.multiprocessorCount()), 1, 1, ForwardWgmma.THREADS,
-                    1, 1, ForwardWgmmaPersistent.sharedBytes(), q, k, v, out, lse, seqLen, heads, s.batch() * heads);
+            int grid = (int) Math.min(items, ctx.multiprocessorCount());
+            if (variant == FORWARD_WGMMA_PERSISTENT_TMA) {
+                ctx.launch(ForwardWgmmaPersistent.KERNEL_TMA, grid, 1, 1, ForwardWgmma.THREADS, 1, 1, ForwardWgmmaPersistent.sharedBytes(),
+                        q, k, v, out, lse, seqLen, heads, s.batch() * heads,
+                        ctx.tensorMap(ForwardWgmmaPersistent.map(q, s.batch(), seqLen, heads, 64)),
+                        ctx.tensorMap(ForwardWgmmaPersistent.map(k, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE)),
+                        ctx.tensorMap(ForwardWgmmaPersistent.map(v, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE)));
+            } else {
+                ctx.launch(ForwardWgmmaPersistent.KERNEL, grid, 1, 1, ForwardWgmma.THREADS, 1, 1, ForwardWgmmaPersistent.sharedBytes(),
+                        q, k, v, out, lse, seqLen, heads, s.batch() * heads);
+            }
             return new Backend.AttentionOut(out, lse);
         }
-        if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA_PERSISTENT && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
+        if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA_PERSISTENT && variant != FORWARD_WGMMA_PERSISTENT_TMA && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())
                 && ceilDiv(seqLen, ForwardWgmma.ROWS) <= MAX_GRID_Y) {
             // The wgmma kernels share grid (B·H, query tiles of 128; the kernels reverse the tile index), 256 threads
             // and arguments; they differ in kernel and shared memory.

@@ -181,7 +181,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
             sharedLimitSet.put(name, sharedBytes);
         }
         Pointer kernelParams;
-        if (packedArgs) {
+        if (packedArgs && !hasTensorMap(args)) {  // the 8-byte slots cannot hold a 128-byte tensor map
             kernelParams = argSlots.get().fill(name, args);
         } else {
             Pointer[] params = new Pointer[args.length];
@@ -191,6 +191,11 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams, null),
                 "cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz + ")");
         if (syncAfterLaunch) check(JCudaDriver.cuStreamSynchronize(stream), "kernel " + name + " (synchronous check)");
+    }
+
+    private static boolean hasTensorMap(Object[] args) {
+        for (Object a : args) if (a instanceof TensorMaps.TensorMap) return true;
+        return false;
     }
 
     void synchronize() {

@@ -13,6 +13,7 @@ final class KernelArgs {
             case Integer i -> Pointer.to(new int[] {i});
             case Long l -> Pointer.to(new long[] {l});
             case Float f -> Pointer.to(new float[] {f});
+            case TensorMaps.TensorMap m -> Pointer.to(m.bytes());  // a CUtensorMap by value (128 bytes)
             case null, default -> throw unsupported(arg, kernel, index);
         };
     }
@@ -22,6 +23,6 @@ final class KernelArgs {
         return arg == null
                 ? new IllegalArgumentException("kernel " + kernel + " argument " + index + " is null")
                 : new IllegalArgumentException("kernel " + kernel + " argument " + index + " has unsupported type "
-                        + arg.getClass().getSimpleName() + " (Tensor, Integer, Long, Float only)");
+                        + arg.getClass().getSimpleName() + " (Tensor, Integer, Long, Float, TensorMap only)");
     }
 }

@@ -30,6 +30,15 @@ public interface KernelContext {
     /** Copies host ints into {@code dst} in stream order (the backend's upload path for token ids). */
     void copyInts(Tensor dst, int[] src);
 
+    /**
+     * A TMA tensor map ({@link TensorMaps}) for a kernel argument; throws CudaUnavailableException where the driver
+     * cannot make one (see {@link #tensorMapsAvailable}).
+     */
+    TensorMaps.TensorMap tensorMap(TensorMaps.Bf16Tiled spec);
+
+    /** Whether {@link #tensorMap} works here (the driver exports cuTensorMapEncodeTiled). */
+    boolean tensorMapsAvailable();
+
     /** The device's compute capability major version (9 for Hopper), for kernels that exist only there; 0 if unknown. */
     default int computeCapabilityMajor() { return 0; }
 }

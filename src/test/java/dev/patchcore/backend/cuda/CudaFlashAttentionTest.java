@@ -61,6 +61,20 @@ class CudaFlashAttentionTest {
 
         @Override public void free(Tensor t) { fail("attention freed memory"); }
 
+        /** Tensor maps asked for (variant 6), each answered with 128 bytes holding its request's index. */
+        final List<TensorMaps.Bf16Tiled> maps = new ArrayList<>();
+        boolean mapsAvailable = true;
+
+        @Override public TensorMaps.TensorMap tensorMap(TensorMaps.Bf16Tiled spec) {
+            assertTrue(mapsAvailable, "a tensor map where the driver makes none");
+            maps.add(spec);
+            byte[] b = new byte[TensorMaps.BYTES];
+            b[0] = (byte) maps.size();
+            return new TensorMaps.TensorMap(b);
+        }
+
+        @Override public boolean tensorMapsAvailable() { return mapsAvailable; }
+
         @Override public void copyInts(Tensor dst, int[] src) { fail("attention copied host ints"); }
 
         @Override public int multiprocessorCount() { return 132; }
@@ -130,7 +144,7 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(6));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(7));
     }
 
     /** Variant 5: the persistent ping-pong kernel at D = 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
@@ -170,6 +184,51 @@ class CudaFlashAttentionTest {
         }
     }
 
+    /** Variant 6: variant 5's launch with TMA tensor maps of q, k and v; variant 5 where the driver makes no maps. */
+    @Test
+    void tmaForwardPassesTensorMapsOfQkv() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("forward_wgmma_pingpong_persistent<128, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
+        RecordingContext ctx = new RecordingContext();
+        ctx.computeCapabilityMajor = 9;
+        CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+        fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA);
+        int b = 4, h = 8, t = 2048, d = 128;
+        Tensor q = ctx.tensor(DType.BF16, b * t, h * d), k = ctx.tensor(DType.BF16, b * t, h * d), v = ctx.tensor(DType.BF16, b * t, h * d);
+        fa.forward(q, k, v, t, h);
+        Launch l = ctx.launches.getFirst();
+        assertEquals("flash_attn_fwd_wgmma_pp_persistent_tma_d128", l.name());
+        assertEquals(132, l.gridX());
+        assertEquals(230_512, l.shared());
+        assertEquals(11, l.args().length, "variant 5's arguments and three tensor maps");
+        assertEquals(3, ctx.maps.size());
+        for (int i = 0; i < 3; i++) {
+            TensorMaps.Bf16Tiled m = ctx.maps.get(i);
+            assertEquals(CudaStorage.addressOf(List.of(q, k, v).get(i)), m.address());
+            assertArrayEquals(new long[] {d, h, t, b}, m.dims(), "[B][T][H][D], innermost first");
+            assertArrayEquals(new long[] {d * 2, (long) h * d * 2, (long) h * d * 2 * t}, m.strideBytes());
+            assertArrayEquals(new int[] {64, 1, i == 0 ? 64 : 128, 1}, m.box(), "64 columns × 1 head × rows × 1 batch");
+            assertEquals(i + 1, ((TensorMaps.TensorMap) l.args()[8 + i]).bytes()[0], "map " + i + " in argument " + (8 + i));
+        }
+        // Without tensor maps from the driver: variant 5's kernel.
+        RecordingContext noMaps = new RecordingContext();
+        noMaps.computeCapabilityMajor = 9;
+        noMaps.mapsAvailable = false;
+        CudaFlashAttention fb = new CudaFlashAttention(noMaps, true, 3);
+        fb.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA);
+        fb.forward(q, k, v, t, h);
+        assertEquals("flash_attn_fwd_wgmma_pp_persistent_d128", noMaps.launches.getFirst().name());
+        // Head dim 64: the mma.sync forward, as variant 1.
+        RecordingContext d64 = new RecordingContext();
+        d64.computeCapabilityMajor = 9;
+        CudaFlashAttention fc = new CudaFlashAttention(d64, true, 3);
+        fc.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA);
+        Tensor q64 = d64.tensor(DType.BF16, 2 * 300, 3 * 64);
+        fc.forward(q64, q64, q64, 300, 3);
+        assertTrue(d64.launches.getFirst().name().startsWith("flash_attn_fwd2_"));
+        assertEquals(List.of(), d64.maps);
+    }
+
     /** Variant 1 (ping-pong at D = 128 on Hopper, mma.sync elsewhere) and 4 (ping-pong): same grid, block and arguments as variant 3. */
     @Test
     void pingPongForwardIsTheDefaultAtHeadDim128OnHopper() throws IOException {
@@ -180,7 +239,7 @@ class CudaFlashAttentionTest {
         assertEquals(List.of("flash_attn_fwd_wgmma_pp_d64", "flash_attn_fwd_wgmma_pp_d128"), pingPong);
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
-        assertEquals(List.of(1, 2, 3, 4, 5), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
+        assertEquals(List.of(1, 2, 3, 4, 5, 6), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
         assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
         for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {

@@ -94,6 +94,13 @@ class OpKernelLaunchTest {
         @Override
         public void copyInts(Tensor dst, int[] src) { intCopies.add(Map.entry(dst, src.clone())); }
 
+        // None of these ops uses tensor maps (only a flash attention variant does; CudaFlashAttentionTest covers it).
+        @Override
+        public TensorMaps.TensorMap tensorMap(TensorMaps.Bf16Tiled spec) { throw new AssertionError("unexpected tensor map"); }
+
+        @Override
+        public boolean tensorMapsAvailable() { return false; }
+
         Launch only(String name) {
             List<Launch> l = launches.stream().filter(x -> x.name().equals(name)).toList();
             assertEquals(1, l.size(), "launches of " + name);
