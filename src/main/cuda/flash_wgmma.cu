@@ -1463,34 +1463,33 @@ FLASH_ATTN_FWD_WGMMA(128, 1)
 FLASH_ATTN_FWD_WGMMA_PP(64)
 FLASH_ATTN_FWD_WGMMA_PP(128)
 
-// Variant 5, persistent ping-pong (forward_wgmma_pingpong_persistent), D = 128: args as flash_attn_fwd_wgmma_pp_d128
-// plus BH = B·H. grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 230 512 bytes
-// (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-flash_attn_fwd_wgmma_pp_persistent_d128(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
-                                        int H, int BH) {
+// Variant 5, persistent ping-pong (forward_wgmma_pingpong_persistent): args as flash_attn_fwd_wgmma_pp_d* plus
+// BH = B·H. grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 1024 + 2·128·D·2 + (3 + 2)·128·D·2 + 112:
+// 115 824 bytes at D = 64, 230 512 at D = 128 (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes).
+// Variant 6, the same with TMA loads (forward_wgmma_pingpong_persistent<D, true>): plus the tensor maps of q, k and v
+// (CudaFlashAttention.ForwardWgmmaPersistent.map: 4-D [B][T][H][D], boxes of 64 columns × 1 × 64 rows for Q and 128
+// rows for K and V, 128-byte swizzle), passed by value as grid constants. WRITTEN WITHOUT A GPU, not yet run.
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    forward_wgmma_pingpong_persistent<128>(q, k, v, out, lse, T, H, BH);
+#define FWD_PERSISTENT_BODY(D) forward_wgmma_pingpong_persistent<D>(q, k, v, out, lse, T, H, BH);
+#define FWD_PERSISTENT_TMA_BODY(D) forward_wgmma_pingpong_persistent<D, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
 #else
-    __trap();
+#define FWD_PERSISTENT_BODY(D) __trap();
+#define FWD_PERSISTENT_TMA_BODY(D) __trap();
 #endif
-}
+#define FLASH_ATTN_FWD_WGMMA_PERSISTENT(D)                                                                       \
+    extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) flash_attn_fwd_wgmma_pp_persistent_d##D(        \
+        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H, int BH) {               \
+        FWD_PERSISTENT_BODY(D)                                                                                   \
+    }                                                                                                            \
+    extern "C" __global__ void __launch_bounds__(WG_THREADS, 1) flash_attn_fwd_wgmma_pp_persistent_tma_d##D(    \
+        const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H, int BH,                 \
+        const __grid_constant__ CUtensorMap tmQ, const __grid_constant__ CUtensorMap tmK,                         \
+        const __grid_constant__ CUtensorMap tmV) {                                                               \
+        FWD_PERSISTENT_TMA_BODY(D)                                                                               \
+    }
 
-// Variant 6, the same with TMA loads (forward_wgmma_pingpong_persistent<128, true>): args as variant 5 plus the tensor
-// maps of q, k and v (CudaFlashAttention.TensorMaps: 4-D [B][T][H][D], boxes of 64 columns × 1 × 64 rows for Q and
-// 128 rows for K and V, 128-byte swizzle), passed by value as grid constants. Same grid and shared memory as variant 5.
-// WRITTEN WITHOUT A GPU, not yet run.
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-flash_attn_fwd_wgmma_pp_persistent_tma_d128(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
-                                            int H, int BH, const __grid_constant__ CUtensorMap tmQ,
-                                            const __grid_constant__ CUtensorMap tmK,
-                                            const __grid_constant__ CUtensorMap tmV) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    forward_wgmma_pingpong_persistent<128, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
-#else
-    __trap();
-#endif
-}
+FLASH_ATTN_FWD_WGMMA_PERSISTENT(64)
+FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 + 2·64·72·4 = 120 832 bytes

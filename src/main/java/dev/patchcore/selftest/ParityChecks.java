@@ -141,11 +141,12 @@ public final class ParityChecks {
                             out.add(variant(cuda, family, v, "attention causal T=300 Dh=" + dh, rows -> causality(rows, 300, dh)));
                             out.add(variant(cuda, family, v, "attention error map Dh=" + dh, rows -> attentionErrorMap(rows, dh)));
                         }
-                        // More (query tile, head) items than SMs, so a persistent kernel (variant 5) runs several per
-                        // CTA; T = 300 gives items of 3, 2 and 1 key tiles.
-                        for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})
-                            out.add(variant(cuda, family, v, "attention B" + bht[0] + " H" + bht[1] + " T=" + bht[2] + " Dh=128",
-                                    rows -> attention(rows, bht[2], 128, false, bht[0], bht[1])));
+                        // More (query tile, head) items than SMs, so a persistent kernel (variants 5, 6) runs several
+                        // per CTA; T = 300 gives items of 3, 2 and 1 key tiles.
+                        for (int dh : new int[] {64, 128})
+                            for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})
+                                out.add(variant(cuda, family, v, "attention B" + bht[0] + " H" + bht[1] + " T=" + bht[2] + " Dh=" + dh,
+                                        rows -> attention(rows, bht[2], dh, false, bht[0], bht[1])));
                     }
                     case "upload" -> {
                         out.add(variant(cuda, family, v, "transfer", this::transfer));

@@ -65,14 +65,14 @@ public final class CudaFlashAttention {
      */
     public static final int FORWARD_WGMMA_PINGPONG = 4;
     /**
-     * Forward variant 5: variant 1 with the D = 128 ping-pong kernel made persistent
-     * (flash_attn_fwd_wgmma_pp_persistent_d128: one CTA per SM over (query tile, head) items in a fixed "snake" order,
-     * K/V rings and turns running on across items, Q double-buffered). Written without a GPU: opt-in until measured.
+     * Forward variant 5: the ping-pong kernel made persistent at D = 64 and 128 on Hopper (flash_attn_fwd_wgmma_pp_
+     * persistent_d*: one CTA per SM over (query tile, head) items in a fixed "snake" order, K/V rings and turns running
+     * on across items, Q double-buffered), mma.sync elsewhere. Written without a GPU: opt-in until measured.
      */
     public static final int FORWARD_WGMMA_PERSISTENT = 5;
     /**
      * Forward variant 6: variant 5 with its Q, K and V tiles loaded by the tensor memory accelerator
-     * (flash_attn_fwd_wgmma_pp_persistent_tma_d128; tensor maps from {@link KernelContext#tensorMap}); variant 5 where
+     * (flash_attn_fwd_wgmma_pp_persistent_tma_d*; tensor maps from {@link KernelContext#tensorMap}); variant 5 where
      * the driver cannot make tensor maps. Written without a GPU: opt-in until measured.
      */
     public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
@@ -126,7 +126,7 @@ public final class CudaFlashAttention {
     public void setForwardVariant(int variant) {
         if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_TMA)
             throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong at D = 128) or 6 (the same with TMA loads), got " + variant);
+                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong) or 6 (the same with TMA loads), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -222,28 +222,31 @@ public final class CudaFlashAttention {
     }
 
     /**
-     * Forward variant 5 at D = 128 (flash_wgmma.cu, forward_wgmma_pingpong_persistent): the ping-pong CTA, one per SM,
-     * over B·H·⌈T/128⌉ items. Shared memory: 1 KB alignment slack, Q [2][128][D], K [3][128][D], V [2][128][D] (bf16),
-     * 14 mbarriers of 8 bytes (the ping-pong kernel's 10 and a full barrier per Q buffer and warpgroup).
+     * Forward variants 5 and 6 (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64 and 128: the ping-pong
+     * CTA, one per SM, over B·H·⌈T/128⌉ items; variant 6 loads through TMA. Shared memory: 1 KB alignment slack,
+     * Q [2][128][D], K [3][128][D], V [2][128][D] (bf16), 14 mbarriers of 8 bytes (the ping-pong kernel's 10 and a
+     * full barrier per Q buffer and warpgroup).
      */
-    record ForwardWgmmaPersistent() {
-        static final int HEAD_DIM = 128, MBARRIER_BYTES = 14 * 8;
-        static final String KERNEL = "flash_attn_fwd_wgmma_pp_persistent_d128";
-        static final String KERNEL_TMA = "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
+    record ForwardWgmmaPersistent(int headDim) {
+        static final int MBARRIER_BYTES = 14 * 8;
+
+        static boolean supports(int d) { return d == 64 || d == 128; }
+
+        String kernel(boolean tma) { return "flash_attn_fwd_wgmma_pp_persistent_" + (tma ? "tma_" : "") + "d" + headDim; }
 
         /**
          * Variant 6's tensor map of q, k or v [B·T, H·D] viewed as 4-D [B][T][H][D] (sizes innermost first: D, H, T, B),
          * a box of 64 columns (one 128-byte swizzle row) × 1 head × {@code rows} × 1 batch; rows past T read as zero.
          */
-        static TensorMaps.Bf16Tiled map(Tensor t, int batch, int seqLen, int heads, int rows) {
-            long d = HEAD_DIM, rowBytes = heads * d * 2;
+        TensorMaps.Bf16Tiled map(Tensor t, int batch, int seqLen, int heads, int rows) {
+            long d = headDim, rowBytes = heads * d * 2;
             return new TensorMaps.Bf16Tiled(CudaStorage.addressOf(t), new long[] {d, heads, seqLen, batch},
                     new long[] {d * 2, rowBytes, rowBytes * seqLen}, new int[] {64, 1, rows, 1});
         }
 
-        static int sharedBytes() {
-            int tile = ForwardWgmmaPingPong.KEY_TILE * HEAD_DIM * 2;
-            return 1024 + 2 * ForwardWgmma.ROWS * HEAD_DIM * 2
+        int sharedBytes() {
+            int tile = ForwardWgmmaPingPong.KEY_TILE * headDim * 2;
+            return 1024 + 2 * ForwardWgmma.ROWS * headDim * 2
                     + (ForwardWgmmaPingPong.K_STAGES + ForwardWgmmaPingPong.V_STAGES) * tile + MBARRIER_BYTES;
         }
     }
@@ -345,23 +348,23 @@ public final class CudaFlashAttention {
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
         if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
-            variant = s.headDim() != ForwardWgmmaPersistent.HEAD_DIM ? FORWARD_MMA_SYNC
+            variant = !ForwardWgmmaPersistent.supports(s.headDim()) ? FORWARD_MMA_SYNC
                     : variant == FORWARD_WGMMA_PERSISTENT_TMA && ctx.tensorMapsAvailable() ? FORWARD_WGMMA_PERSISTENT_TMA
                     : FORWARD_WGMMA_PERSISTENT;
         if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
             // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H (and the maps).
+            ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim());
             long items = (long) s.batch() * heads * ceilDiv(seqLen, ForwardWgmma.ROWS);
             int grid = (int) Math.min(items, ctx.multiprocessorCount());
-            if (variant == FORWARD_WGMMA_PERSISTENT_TMA) {
-                ctx.launch(ForwardWgmmaPersistent.KERNEL_TMA, grid, 1, 1, ForwardWgmma.THREADS, 1, 1, ForwardWgmmaPersistent.sharedBytes(),
-                        q, k, v, out, lse, seqLen, heads, s.batch() * heads,
-                        ctx.tensorMap(ForwardWgmmaPersistent.map(q, s.batch(), seqLen, heads, 64)),
-                        ctx.tensorMap(ForwardWgmmaPersistent.map(k, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE)),
-                        ctx.tensorMap(ForwardWgmmaPersistent.map(v, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE)));
-            } else {
-                ctx.launch(ForwardWgmmaPersistent.KERNEL, grid, 1, 1, ForwardWgmma.THREADS, 1, 1, ForwardWgmmaPersistent.sharedBytes(),
-                        q, k, v, out, lse, seqLen, heads, s.batch() * heads);
+            boolean tma = variant == FORWARD_WGMMA_PERSISTENT_TMA;
+            Object[] args = {q, k, v, out, lse, seqLen, heads, s.batch() * heads};
+            if (tma) {
+                args = java.util.Arrays.copyOf(args, 11);
+                args[8] = ctx.tensorMap(fp.map(q, s.batch(), seqLen, heads, 64));
+                args[9] = ctx.tensorMap(fp.map(k, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE));
+                args[10] = ctx.tensorMap(fp.map(v, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE));
             }
+            ctx.launch(fp.kernel(tma), grid, 1, 1, ForwardWgmma.THREADS, 1, 1, fp.sharedBytes(), args);
             return new Backend.AttentionOut(out, lse);
         }
         if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA_PERSISTENT && variant != FORWARD_WGMMA_PERSISTENT_TMA && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())

@@ -147,12 +147,13 @@ class CudaFlashAttentionTest {
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(7));
     }
 
-    /** Variant 5: the persistent ping-pong kernel at D = 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
+    /** Variant 5: the persistent ping-pong kernel at D = 64 and 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
     @Test
-    void persistentForwardIsOneCtaPerSmAtHeadDim128OnHopper() throws IOException {
+    void persistentForwardIsOneCtaPerSmOnHopper() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
-        assertTrue(src.contains("forward_wgmma_pingpong_persistent<128>(q, k, v, out, lse, T, H, BH);"));
-        assertTrue(src.contains("= 230 512 bytes at D = 128"), "the kernel's comment mirrors ForwardWgmmaPersistent.sharedBytes");
+        assertTrue(src.contains("#define FWD_PERSISTENT_BODY(D) forward_wgmma_pingpong_persistent<D>(q, k, v, out, lse, T, H, BH);"));
+        assertTrue(src.contains("FLASH_ATTN_FWD_WGMMA_PERSISTENT(64)") && src.contains("FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)"));
+        assertTrue(src.contains("115 824 bytes at D = 64, 230 512 at D = 128"), "the kernels' comment mirrors ForwardWgmmaPersistent.sharedBytes");
         for (int cc : new int[] {8, 9}) {
             for (int d : new int[] {64, 80, 96, 128}) {
                 for (int[] bht : new int[][] {{4, 8, 2048}, {1, 3, 300}}) {
@@ -164,17 +165,17 @@ class CudaFlashAttentionTest {
                     Tensor q = ctx.tensor(DType.BF16, b * t, h * d);
                     Backend.AttentionOut out = fa.forward(q, q, q, t, h);
                     Launch l = ctx.launches.getFirst();
-                    if (cc != 9 || d != 128) {
+                    if (cc != 9 || (d != 64 && d != 128)) {
                         assertTrue(l.name().startsWith("flash_attn_fwd2_"), cc + "/" + d + ": " + l.name());
                         continue;
                     }
-                    assertEquals("flash_attn_fwd_wgmma_pp_persistent_d128", l.name());
+                    assertEquals("flash_attn_fwd_wgmma_pp_persistent_d" + d, l.name());
                     int items = b * h * ((t + 127) / 128);
                     assertEquals(Math.min(items, 132), l.gridX(), "one CTA per SM, never more than the items");
                     assertEquals(1, l.gridY());
                     assertEquals(256, l.blockX());
-                    assertEquals(1024 + 2 * 128 * 128 * 2 + 5 * 128 * 128 * 2 + 14 * 8, l.shared(), "two Q buffers, the rings, 14 mbarriers");
-                    assertEquals(230_512, l.shared());
+                    assertEquals(1024 + 2 * 128 * d * 2 + 5 * 128 * d * 2 + 14 * 8, l.shared(), "two Q buffers, the rings, 14 mbarriers");
+                    assertEquals(d == 64 ? 115_824 : 230_512, l.shared());
                     assertEquals(8, l.args().length, "the ping-pong kernel's arguments and B·H");
                     assertSame(out.out(), l.args()[3]);
                     assertEquals(b * h, l.args()[7]);
@@ -188,7 +189,7 @@ class CudaFlashAttentionTest {
     @Test
     void tmaForwardPassesTensorMapsOfQkv() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
-        assertTrue(src.contains("forward_wgmma_pingpong_persistent<128, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
+        assertTrue(src.contains("#define FWD_PERSISTENT_TMA_BODY(D) forward_wgmma_pingpong_persistent<D, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
         RecordingContext ctx = new RecordingContext();
         ctx.computeCapabilityMajor = 9;
         CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
@@ -218,15 +219,26 @@ class CudaFlashAttentionTest {
         fb.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA);
         fb.forward(q, k, v, t, h);
         assertEquals("flash_attn_fwd_wgmma_pp_persistent_d128", noMaps.launches.getFirst().name());
-        // Head dim 64: the mma.sync forward, as variant 1.
+        // Head dim 64: the D = 64 kernel, one 64-column box per row.
         RecordingContext d64 = new RecordingContext();
         d64.computeCapabilityMajor = 9;
         CudaFlashAttention fc = new CudaFlashAttention(d64, true, 3);
         fc.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA);
         Tensor q64 = d64.tensor(DType.BF16, 2 * 300, 3 * 64);
         fc.forward(q64, q64, q64, 300, 3);
-        assertTrue(d64.launches.getFirst().name().startsWith("flash_attn_fwd2_"));
-        assertEquals(List.of(), d64.maps);
+        assertEquals("flash_attn_fwd_wgmma_pp_persistent_tma_d64", d64.launches.getFirst().name());
+        assertEquals(115_824, d64.launches.getFirst().shared());
+        assertArrayEquals(new long[] {64, 3, 300, 2}, d64.maps.getFirst().dims());
+        assertArrayEquals(new long[] {128, 3 * 128, 3 * 128 * 300}, d64.maps.getFirst().strideBytes());
+        // Head dim 96: no persistent kernel, the mma.sync forward.
+        RecordingContext d96 = new RecordingContext();
+        d96.computeCapabilityMajor = 9;
+        CudaFlashAttention fd = new CudaFlashAttention(d96, true, 3);
+        fd.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA);
+        Tensor q96 = d96.tensor(DType.BF16, 2 * 300, 3 * 96);
+        fd.forward(q96, q96, q96, 300, 3);
+        assertTrue(d96.launches.getFirst().name().startsWith("flash_attn_fwd2_"));
+        assertEquals(List.of(), d96.maps);
     }
 
     /** Variant 1 (ping-pong at D = 128 on Hopper, mma.sync elsewhere) and 4 (ping-pong): same grid, block and arguments as variant 3. */
