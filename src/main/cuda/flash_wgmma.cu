@@ -761,6 +761,10 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     auto load_q = [&](const Item& x, int buf) {  // this warpgroup's 64 rows
         if constexpr (TMA) {
             if (!loader) return;
+            if (x.q0 + wg * 64 >= T) {  // every row past T: nothing to load (those rows' S, P and O are never stored)
+                mbar_arrive(fullQ(buf, wg));
+                return;
+            }
             mbar_arrive_expect_tx(fullQ(buf, wg), QBYTES / 2);
             tma_rows(sQ0 + buf * QBYTES + wg * (64 * 128), tmQ, fullQ(buf, wg), x, x.q0 + wg * 64, 64, WG_BR);
         } else {
@@ -788,6 +792,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     Item cur = decode(itemAt(0));  // exists: cta < items
     load_q(cur, 0);
     if (wg == 0) load_k(cur, cur.nTiles - 1, 0);
+    if constexpr (TMA) __syncwarp();  // lane 0 of warps 0 and 4 issued the loads alone: the warps meet again here
     const int myTurn = 1 + wg, otherTurn = 2 - wg;
     if (wg == 1) bar_arrive_256(1);  // warpgroup 0 takes the first turn
 
@@ -798,6 +803,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         const Item next = decode(more ? nextIt : 0);
         // The next item's Q rows of this warpgroup, into the buffer it finished reading with item n − 1.
         if (more) load_q(next, (n + 1) & 1);
+        if constexpr (TMA) __syncwarp();
         mbar_wait(fullQ(n & 1, wg), (n >> 1) & 1);
         const uint32_t sQ = sQ0 + (n & 1) * QBYTES;
 
@@ -821,6 +827,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
             } else {
                 load_v(cur, j, seq);
             }
+            if constexpr (TMA) __syncwarp();  // before the warp-collective turn barrier and wgmma
             mbar_wait(fullK(ks), (seq / PP_KS) & 1);
             if (i > 0) mbar_wait(fullV(vs), ((seq - 1) / PP_VS) & 1);
             fence_proxy_async();  // the landed copies (Q's too), visible to the async proxy
