@@ -52,7 +52,7 @@ public final class CudaRmsNorm {
     private final KernelContext ctx;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
-    /** Arrival counter of the fused backward (one u32, 0 between launches), allocated at its first use. */
+    /** Arrival counter of backward variants 2 and 3 (one u32, 0 between launches), allocated at its first use. */
     private Tensor arrivals;
 
     public CudaRmsNorm(KernelContext ctx) {
@@ -178,16 +178,14 @@ public final class CudaRmsNorm {
             blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
             partial = ctx.scratch(DType.F32, blocks, d);
             if (backwardVariant == BACKWARD_FUSED_REDUCE) {
-                if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
                 ctx.launch(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
-                        d * Float.BYTES, dx, partial, dGain, arrivals, dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+                        d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
                 return dx;
             }
-            if (backwardVariant == BACKWARD_TWO_PASS && (long) n * (d / 8) < Integer.MAX_VALUE) {
-                if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
+            if (backwardVariant == BACKWARD_TWO_PASS && (long) n * (d / 8) < Integer.MAX_VALUE) {  // dx kernel: 32-bit groups
                 Tensor coef = ctx.scratch(DType.F32, n);
                 ctx.launch(narrow ? "rmsnorm_bwd_stats4_bf16" : "rmsnorm_bwd_stats8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
-                        d * Float.BYTES, coef, partial, dGain, arrivals, dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+                        d * Float.BYTES, coef, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
                 ctx.launch("rmsnorm_bwd_dx_bf16", dxBlocks(n, d, ctx.multiprocessorCount()), 1, 1, DX_THREADS, 1, 1, 0,
                         dx, dy, x, gain, rstd, coef, n, d);
                 return dx;
@@ -205,6 +203,12 @@ public final class CudaRmsNorm {
         ctx.launch("rmsnorm_bwd_gain_reduce", ceilDiv(d, 32), 1, 1, 32, REDUCE_ROWS, 1, 0,
                 dGain, partial, blocks, d);
         return dx;
+    }
+
+    /** The arrival counter of the kernels that reduce in their last blocks (variants 2 and 3), zeroed once. */
+    private Tensor arrivals() {
+        if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
+        return arrivals;
     }
 
     /** Threads per block of rmsnorm_bwd_dx_bf16; its launch bounds allow 4 blocks per SM. */
