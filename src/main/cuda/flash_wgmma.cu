@@ -722,42 +722,32 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         return x;
     };
     const bool loader = (tid & 127) == 0;  // TMA: the thread of each warpgroup that issues its loads
-    // Rows [row0, row0 + rows) of one (batch, head) of a 4-D map into a [D/64][stride rows][64] tile at dst, one box
-    // per 64-column block (TMA form).
-    auto tma_rows = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, const Item& x, int row0, int rows, int strideRows) {
+    // Rows [row0, row0 + box rows) of one (batch, head) of a 4-D map into a [D/64][strideRows][64] tile at dst, one
+    // box per 64-column block (TMA form).
+    auto tma_rows = [&](uint32_t dst, const CUtensorMap* map, uint32_t bar, const Item& x, int row0, int strideRows) {
 #pragma unroll
         for (int cb = 0; cb < D / 64; ++cb)
             tma_load_4d(dst + cb * strideRows * 128, map, bar, cb * 64, x.bh % H, row0, x.bh / H);
-        (void)rows;
     };
-    // K / V tile t of `x` as the CTA's load number `seq`: stage seq % stages; a stage is reused once its previous
-    // load (seq − stages) has been released by all 256 threads.
-    auto load_k = [&](const Item& x, int t, int seq) {  // warpgroup 0
-        const int st = seq % PP_KS;
+    // K or V tile t of `x` as the CTA's load number `seq` of that ring: stage seq % stages; a stage is reused once its
+    // previous load (seq − stages) has been released by all 256 threads.
+    auto load_ring = [&](int stages, uint32_t ring, auto full, auto empty, const bf16* src, const CUtensorMap* map,
+                         const Item& x, int t, int seq) {
+        const int st = seq % stages;
         if constexpr (TMA) {
             if (!loader) return;
-            if (seq >= PP_KS) mbar_wait(emptyK(st), (seq / PP_KS - 1) & 1);
-            mbar_arrive_expect_tx(fullK(st), KVBYTES);
-            tma_rows(sK0 + st * KVBYTES, tmK, fullK(st), x, t * BC, BC, BC);
-        } else {
-            if (seq >= PP_KS) mbar_wait(emptyK(st), (seq / PP_KS - 1) & 1);
-            load_tile_sw128_wg<D>(sK0 + st * KVBYTES, BC, K + x.base, ld, t * BC, T, tid & 127);
-            cp_async_mbar_arrive(fullK(st));
         }
-    };
-    auto load_v = [&](const Item& x, int t, int seq) {  // warpgroup 1
-        const int st = seq % PP_VS;
+        if (seq >= stages) mbar_wait(empty(st), (seq / stages - 1) & 1);
         if constexpr (TMA) {
-            if (!loader) return;
-            if (seq >= PP_VS) mbar_wait(emptyV(st), (seq / PP_VS - 1) & 1);
-            mbar_arrive_expect_tx(fullV(st), KVBYTES);
-            tma_rows(sV0 + st * KVBYTES, tmV, fullV(st), x, t * BC, BC, BC);
+            mbar_arrive_expect_tx(full(st), KVBYTES);
+            tma_rows(ring + st * KVBYTES, map, full(st), x, t * BC, BC);
         } else {
-            if (seq >= PP_VS) mbar_wait(emptyV(st), (seq / PP_VS - 1) & 1);
-            load_tile_sw128_wg<D>(sV0 + st * KVBYTES, BC, V + x.base, ld, t * BC, T, tid & 127);
-            cp_async_mbar_arrive(fullV(st));
+            load_tile_sw128_wg<D>(ring + st * KVBYTES, BC, src + x.base, ld, t * BC, T, tid & 127);
+            cp_async_mbar_arrive(full(st));
         }
     };
+    auto load_k = [&](const Item& x, int t, int seq) { load_ring(PP_KS, sK0, fullK, emptyK, K, tmK, x, t, seq); };  // warpgroup 0
+    auto load_v = [&](const Item& x, int t, int seq) { load_ring(PP_VS, sV0, fullV, emptyV, V, tmV, x, t, seq); };  // warpgroup 1
     auto load_q = [&](const Item& x, int buf) {  // this warpgroup's 64 rows
         if constexpr (TMA) {
             if (!loader) return;
@@ -766,7 +756,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
                 return;
             }
             mbar_arrive_expect_tx(fullQ(buf, wg), QBYTES / 2);
-            tma_rows(sQ0 + buf * QBYTES + wg * (64 * 128), tmQ, fullQ(buf, wg), x, x.q0 + wg * 64, 64, WG_BR);
+            tma_rows(sQ0 + buf * QBYTES + wg * (64 * 128), tmQ, fullQ(buf, wg), x, x.q0 + wg * 64, WG_BR);
         } else {
             load_q_half_wg<D>(sQ0 + buf * QBYTES, wg, Q + x.base, ld, x.q0, T, tid & 127);
             cp_async_mbar_arrive(fullQ(buf, wg));
