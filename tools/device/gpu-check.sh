@@ -4,7 +4,8 @@
 # Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, kernels (bench
 # kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
-# compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed). Full logs go to $OUT; a compact
+# compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
+# installed). Full logs go to $OUT; a compact
 # summary is printed last. To evaluate the kernel variants:
 #   STEPS="selftest kernels train-variants speed" bash tools/device/gpu-check.sh
 # Every step has its own time limit so the whole script stays under ~8 minutes.
@@ -84,12 +85,24 @@ for s in $STEPS; do case $s in
               else
                 echo "sanitize: no compute-sanitizer on this machine"; SUMMARY+=("sanitize     (no compute-sanitizer)")
               fi ;;
+  # Nsight Compute (if the machine has it) on one launch of the kernels matching PROFILE_KERNEL (a regex; default the
+  # RMSNorm backward, whose 75 % streaming rate nobody has explained) during a short bench kernels run.
+  profile)    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
+              if [[ -n "$NCU" ]]; then
+                step profile "${T_PROFILE:-240}" "$NCU" --target-processes all --kernel-name "regex:${PROFILE_KERNEL:-rmsnorm_bwd_rows4_bf16}" \
+                     --launch-skip "${PROFILE_SKIP:-5}" --launch-count "${PROFILE_COUNT:-1}" --section SpeedOfLight \
+                     --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy \
+                     "${JAVA[@]}" bench kernels --backend cuda --runs 3
+              else
+                echo "profile: no ncu on this machine"; SUMMARY+=("profile      (no ncu)")
+              fi ;;
   *)          echo "unknown step '$s'"; SUMMARY+=("$s: unknown step") ;;
 esac; done
 
 echo
 echo "==================== summary ($(( $(date +%s) - START ))s) ===================="
 printf '%s\n' "${SUMMARY[@]}"
+[[ -f "$OUT/profile.log" ]] && { echo "--- profile (ncu)"; grep -E '^  [A-Z].*[0-9]|^    [A-Z]' "$OUT/profile.log" | head -60; }
 for t in selftest sanitize; do
   [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E '^device:|^selftest:|FAIL|unavailable|ERROR SUMMARY' "$OUT/$t.log" | head -40; }
 done
