@@ -631,9 +631,8 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
 // forward_wgmma_pingpong's work with one CTA per SM looping over work items, so that a CTA's start (Q and the first K
 // tile loaded while the SM idles: one CTA per SM) and its end are paid once per SM instead of once per 128 query rows
 // (at T = 2048, B 4, H 8: 512 CTAs of 8.5 key tiles on average, about 4 per SM). Items are (query tile, batch·head)
-// pairs, query tile major from the last (the most key tiles) to the first; CTA c takes items c, 2G − 1 − c, 2G + c,
-// 4G − 1 − c, … (G = gridDim.x: a "snake", long items paired with short ones; with tiles counted it is within one
-// tile of a greedy scheduler at the bench shapes), so no counter is needed and every thread knows the CTA's items.
+// pairs, query tile major from the last (the most key tiles) to the first, in snake_item's order: no counter, and
+// every thread knows the CTA's items.
 // Across items nothing restarts:
 //   - K and V keep their rings; a load's sequence number counts the CTA's K (or V) tiles over all its items, and
 //     stages and barrier phases follow from it. Warpgroup 0 loads one K tile ahead across the item boundary (in the
@@ -646,6 +645,12 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
 //     barrier per (buffer, warpgroup) with 128 arrivals says they landed.
 // grid min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·128·D·2 + (3 + 2)·128·D·2 +
 // 112 (14 mbarriers) = 230 512 bytes at D = 128 (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes).
+// The persistent kernels' static schedule: CTA `cta` of a grid of G takes items cta, 2G − 1 − cta, 2G + cta,
+// 4G − 1 − cta, … (a "snake": with items ordered longest first, each round's long items meet the next round's
+// short ones). Counted in tiles it is within 1.5 % of a greedy scheduler at the bench shapes of both kernels, and
+// every thread knows the CTA's next item from the start, so no counter or ticket is needed.
+__device__ __forceinline__ int snake_item(int n, int G, int cta) { return n * G + ((n & 1) ? G - 1 - cta : cta); }
+
 template <int D>
 __device__ __forceinline__ void load_q_half_wg(uint32_t sQ, int wg, const bf16* src, size_t ld, int q0, int T, int t) {
     constexpr int CH = D / 8;
@@ -708,7 +713,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     if (cta >= items) return;  // the launcher's grid is at most the item count; a larger one must not hang
 
     // The CTA's n-th item (≥ items: none), and what an item is.
-    auto itemAt = [&](int n) { return n * G + ((n & 1) ? G - 1 - cta : cta); };
+    auto itemAt = [&](int n) { return snake_item(n, G, cta); };
     struct Item {
         int q0, bh, nTiles;
         size_t base;
@@ -1135,12 +1140,9 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
 // while the SM has nothing else to do: one CTA per SM) and its tail are paid 8 times per SM; here the next item's K,
 // V and first query tile are loaded during the current item's last tile, so the tensor cores only wait for them once
 // per CTA. Items are (key block, batch·head) pairs, key block major — the items with the most query tiles first, as
-// the plain kernel's grid — handed out by a device counter (work[0]) as CTAs get close to their next item: thread 0
-// takes a ticket during the item's second-to-last tile (before the last tile when an item has one tile), so an SM
-// that finishes early takes the next long item, as the hardware scheduler does for the plain grid. The CTA's first
-// item is blockIdx.x; ticket t is item gridDim.x + t. K and V are double-buffered by item parity; the Q/dO/stats
-// buffers alternate with this CTA's tile count, not the tile index. When every CTA is done, the last one (work[1]
-// counts them) puts both counters back to 0 for the next launch.
+// the plain kernel's grid — in the persistent forward's snake order (snake_item); the next item is known from the
+// start. K and V are double-buffered by item parity; the Q/dO/stats buffers alternate with this CTA's tile count, not
+// the tile index.
 // grid: min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·2·128·64·2 + 4·64·64·2 +
 // 2·64·64·2 + 4·64·4 + 2·64·72·4 = 153 600 bytes (CudaFlashAttention.BackwardWgmmaPersistent.sharedBytes).
 __device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __restrict__ Q, const bf16* __restrict__ K,
@@ -1148,12 +1150,10 @@ __device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __rest
                                                               const float* __restrict__ LSE,
                                                               const float* __restrict__ rowDot,
                                                               float* __restrict__ dqAccum, bf16* __restrict__ dK,
-                                                              bf16* __restrict__ dV, int T, int H, int BH,
-                                                              unsigned* __restrict__ work) {
+                                                              bf16* __restrict__ dV, int T, int H, int BH) {
     constexpr int D = 64;
     constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = 64 * WB_BQ * 2;
     extern __shared__ unsigned char wg_smem_raw[];
-    __shared__ int nextItem;
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sKV0 = (raw + 1023u) & ~1023u;      // [2 items][K [128][64], V [128][64]]
     const uint32_t sQ0 = sKV0 + 4 * KVBYTES;           // Q [2][64][64]
@@ -1167,11 +1167,11 @@ __device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __rest
     const size_t ld = static_cast<size_t>(H) * D;
     const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
     const int items = BH * ((T + WB_BC - 1) / WB_BC), qTiles = (T + WB_BQ - 1) / WB_BQ;
+    if (static_cast<int>(blockIdx.x) >= items) return;  // the launcher's grid is at most the item count
     auto baseOf = [&](int item) {
         const int bh = item % BH;
         return static_cast<size_t>(bh / H) * T * ld + static_cast<size_t>(bh % H) * D;
     };
-    auto take = [&]() { return static_cast<int>(gridDim.x + atomicAdd(work, 1u)); };
     // Item `item`'s K and V into buffer kvBuf and its first query tile into tile buffer buf, one cp.async group.
     BwdQueryTiles<D> queries{Q, dO, LSE, rowDot, 0, ld, T, 0, tid, sQ0, sdO0, stats};
     auto prefetch = [&](int item, int kvBuf, int buf) {
@@ -1191,25 +1191,18 @@ __device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __rest
         const size_t base = baseOf(item);
         const int kv0 = (item / BH) * WB_BC, kwg = kv0 + wg * 64, kw = kwg + warp * 16, qFirst = kv0 / WB_BQ;
         const uint32_t sK = sKV0 + (j & 1) * 2 * KVBYTES, sV = sK + KVBYTES;
+        const int next = snake_item(j + 1, gridDim.x, blockIdx.x);
         float dk[D / 2], dv[D / 2];
 #pragma unroll
         for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
-        int next = items;
         for (int qt = qFirst; qt < qTiles; ++qt, buf ^= 1) {
             const bool last = qt + 1 == qTiles;
             const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES, sdS = sdS0 + wg * DSBYTES;
             const float* lse2 = stats + buf * WB_BQ;
             const float* dots = stats + 2 * WB_BQ + buf * WB_BQ;
-            if (tid == 0 && last && qt == qFirst) nextItem = take();  // a one-tile item: its ticket before the barrier
             cp_async_wait_all();
             fence_proxy_async();
-            __syncthreads();  // tile visible; both warpgroups done with the previous step; nextItem published
-            // Two tiles before the end: the ticket, published after this tile (its latency hides behind the tile)
-            // and read after the next barrier (the last tile's).
-            const bool ticketHere = tid == 0 && qt + 2 == qTiles;
-            int ticket = 0;
-            if (ticketHere) ticket = take();
-            if (last) next = nextItem;
+            __syncthreads();  // tile visible; both warpgroups done with the previous step
             // The following tile, or the next item's K, V and first tile, load while this tile computes. The K/V
             // buffer (j + 1) & 1 was last read by item j − 1, whose wgmmas completed before this item began.
             if (!last) queries.load(qt + 1, buf ^ 1);
@@ -1217,16 +1210,10 @@ __device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __rest
             bwd_d64_tile(dk, dv, sK, sV, sQ, sdO, sdS, lse2, dots, dqStage, dqAccum, base, ld, qt * WB_BQ, kwg, kw, T, tid,
                          wg, warp, g, c, scaleLog2);
             if (!last || next < items) queries.store_to(buf ^ 1);  // that buffer was last read in the previous step
-            if (ticketHere) nextItem = ticket;
         }
         bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
         if (next >= items) break;
         item = next;
-    }
-    if (tid == 0) __threadfence();  // this CTA's last ticket before it counts itself done
-    if (tid == 0 && atomicAdd(work + 1, 1u) == gridDim.x - 1) {  // every CTA has taken its last ticket
-        atomicExch(work, 0u);
-        atomicExch(work + 1, 0u);
     }
 }
 
@@ -1501,15 +1488,14 @@ flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16
 #endif
 }
 
-// Backward (D = 64), variant 4 (backward_wgmma_d64_persistent): args as flash_attn_bwd3_* plus BH = B·H and work
-// (two u32, 0 between launches). grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 153 600 bytes
+// Backward (D = 64), variant 4 (backward_wgmma_d64_persistent): args as flash_attn_bwd3_* plus BH = B·H.
+// grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 153 600 bytes
 // (CudaFlashAttention.BackwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
 flash_attn_bwd_wgmma_d64_persistent(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
-                                    const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H, int BH,
-                                    unsigned* work) {
+                                    const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H, int BH) {
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH, work);
+    backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH);
 #else
     __trap();
 #endif

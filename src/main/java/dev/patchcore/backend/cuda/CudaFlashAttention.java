@@ -96,13 +96,11 @@ public final class CudaFlashAttention {
     public static final int BACKWARD_WGMMA_D128 = 3;
     /**
      * Backward variant 4: variant 1 with the D = 64 wgmma kernel made persistent (flash_attn_bwd_wgmma_d64_persistent:
-     * one CTA per SM taking (key block, head) items from a device counter, the next item's K, V and first query tile
-     * loaded during the current one's last tile). Written without a GPU: opt-in until measured.
+     * one CTA per SM over (key block, head) items in the persistent forward's fixed "snake" order, the next item's K,
+     * V and first query tile loaded during the current one's last tile). Written without a GPU: opt-in until measured.
      */
     public static final int BACKWARD_WGMMA_PERSISTENT = 4;
     private int backwardVariant = BACKWARD_WGMMA;
-    /** The persistent backward's two work counters (0 between launches), allocated at its first use. */
-    private Tensor backwardWork;
 
     public CudaFlashAttention(KernelContext ctx) {
         this(ctx, USE_FORWARD2, backwardGeneration(System.getProperty(BACKWARD_PROPERTY, DEFAULT_BACKWARD_GENERATION)));
@@ -228,9 +226,7 @@ public final class CudaFlashAttention {
      * full barrier per Q buffer and warpgroup).
      */
     record ForwardWgmmaPersistent(int headDim) {
-        static final int MBARRIER_BYTES = 14 * 8;
-
-        static boolean supports(int d) { return d == 64 || d == 128; }
+        static final int EXTRA_MBARRIER_BYTES = 4 * 8;
 
         String kernel(boolean tma) { return "flash_attn_fwd_wgmma_pp_persistent_" + (tma ? "tma_" : "") + "d" + headDim; }
 
@@ -244,10 +240,9 @@ public final class CudaFlashAttention {
                     new long[] {d * 2, rowBytes, rowBytes * seqLen}, new int[] {64, 1, rows, 1});
         }
 
+        /** The ping-pong kernel's, plus a second Q buffer and 4 more mbarriers. */
         int sharedBytes() {
-            int tile = ForwardWgmmaPingPong.KEY_TILE * headDim * 2;
-            return 1024 + 2 * ForwardWgmma.ROWS * headDim * 2
-                    + (ForwardWgmmaPingPong.K_STAGES + ForwardWgmmaPingPong.V_STAGES) * tile + MBARRIER_BYTES;
+            return new ForwardWgmmaPingPong(headDim).sharedBytes() + ForwardWgmma.ROWS * headDim * 2 + EXTRA_MBARRIER_BYTES;
         }
     }
 
@@ -348,7 +343,7 @@ public final class CudaFlashAttention {
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
         if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
-            variant = !ForwardWgmmaPersistent.supports(s.headDim()) ? FORWARD_MMA_SYNC
+            variant = !ForwardWgmma.supports(s.headDim()) ? FORWARD_MMA_SYNC  // the persistent kernels exist where these do
                     : variant == FORWARD_WGMMA_PERSISTENT_TMA && ctx.tensorMapsAvailable() ? FORWARD_WGMMA_PERSISTENT_TMA
                     : FORWARD_WGMMA_PERSISTENT;
         if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
@@ -422,13 +417,11 @@ public final class CudaFlashAttention {
         int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
         int keyTiles3 = ceilDiv(seqLen, Backward3.KEYS_PER_CTA);
         if (ctx.computeCapabilityMajor() == 9 && backwardVariant == BACKWARD_WGMMA_PERSISTENT && s.headDim() == BackwardWgmmaPersistent.HEAD_DIM) {
-            // One CTA per SM over (key block, head) items, key block 0 of every head first; bwd3's arguments plus B·H
-            // and the work counters.
-            if (backwardWork == null) backwardWork = ctx.allocate(DType.I32, 2);
+            // One CTA per SM over (key block, head) items, key block 0 of every head first; bwd3's arguments plus B·H.
             long items = BackwardWgmmaPersistent.items(s.batch() * heads, seqLen);
             ctx.launch(BackwardWgmmaPersistent.KERNEL, BackwardWgmmaPersistent.grid(items, ctx.multiprocessorCount()), 1, 1,
                     BackwardWgmma.THREADS, 1, 1, BackwardWgmmaPersistent.sharedBytes(),
-                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads, s.batch() * heads, backwardWork);
+                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads, s.batch() * heads);
         } else if (ctx.computeCapabilityMajor() == 9 && BackwardWgmma.supports(backwardVariant, s.headDim())
                 && ceilDiv(seqLen, BackwardWgmma.KEYS) <= MAX_GRID_Y) {
             // Grid (B·H, key tiles of 128), key tile 0 first, as bwd3; same arguments.

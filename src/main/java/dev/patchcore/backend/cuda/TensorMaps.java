@@ -7,6 +7,8 @@ import java.lang.foreign.MemorySegment;
 import java.lang.foreign.SymbolLookup;
 import java.lang.invoke.MethodHandle;
 import java.util.Arrays;
+import java.util.LinkedHashMap;
+import java.util.Map;
 
 import static java.lang.foreign.ValueLayout.ADDRESS;
 import static java.lang.foreign.ValueLayout.JAVA_BYTE;
@@ -33,10 +35,6 @@ final class TensorMaps {
         TensorMap {
             if (bytes.length != BYTES) throw new IllegalArgumentException("a CUtensorMap has " + BYTES + " bytes, got " + bytes.length);
         }
-
-        @Override public boolean equals(Object o) { return o instanceof TensorMap m && Arrays.equals(bytes, m.bytes); }
-
-        @Override public int hashCode() { return Arrays.hashCode(bytes); }
 
         @Override public String toString() { return "TensorMap[" + BYTES + " bytes]"; }
     }
@@ -84,9 +82,31 @@ final class TensorMaps {
     /** Why maps cannot be made; null when they can. */
     String unavailableReason() { return missing; }
 
-    /** cuTensorMapEncodeTiled for {@code t}: bf16, no interleave, 128-byte swizzle, L2 promotion 256 B, zero fill. */
+    /**
+     * cuTensorMapEncodeTiled for {@code t}: bf16, no interleave, 128-byte swizzle, L2 promotion 256 B, zero fill. A map
+     * depends only on the request, and a training step asks for the same few (its scratch addresses repeat from step
+     * to step), so the last {@link #CACHED} maps are kept rather than encoded again on every attention call.
+     */
     TensorMap encode(Bf16Tiled t) {
         if (encode == null) throw new CudaUnavailableException(missing);
+        Key key = new Key(t.address(), Arrays.toString(t.dims()) + Arrays.toString(t.strideBytes()) + Arrays.toString(t.box()));
+        TensorMap cached = recent.get(key);
+        if (cached != null) return cached;
+        TensorMap made = encodeNow(t);
+        recent.put(key, made);
+        return made;
+    }
+
+    static final int CACHED = 64;
+
+    /** A request by value (Bf16Tiled's arrays compare by identity). */
+    private record Key(long address, String shape) {}
+
+    private final Map<Key, TensorMap> recent = new LinkedHashMap<>(16, 0.75f, true) {
+        @Override protected boolean removeEldestEntry(Map.Entry<Key, TensorMap> eldest) { return size() > CACHED; }
+    };
+
+    private TensorMap encodeNow(Bf16Tiled t) {
         int rank = t.dims().length;
         try (Arena a = Arena.ofConfined()) {
             MemorySegment map = a.allocate(BYTES, 128);

@@ -50,14 +50,8 @@ class CudaFlashAttentionTest {
 
         @Override public Tensor scratch(DType dtype, int... shape) { return tensor(dtype, shape); }
 
-        // Attention uploads nothing and keeps nothing between calls but the persistent backward's work counters.
-        final List<Tensor> persistent = new ArrayList<>();
-
-        @Override public Tensor allocate(DType dtype, int... shape) {
-            Tensor t = tensor(dtype, shape);
-            persistent.add(t);
-            return t;
-        }
+        // Attention keeps nothing between calls and uploads nothing: only scratch tensors.
+        @Override public Tensor allocate(DType dtype, int... shape) { return fail("attention allocated persistent memory"); }
 
         @Override public void free(Tensor t) { fail("attention freed memory"); }
 
@@ -179,7 +173,6 @@ class CudaFlashAttentionTest {
                     assertEquals(8, l.args().length, "the ping-pong kernel's arguments and B·H");
                     assertSame(out.out(), l.args()[3]);
                     assertEquals(b * h, l.args()[7]);
-                    assertEquals(List.of(), ctx.persistent, "nothing kept between calls");
                 }
             }
         }
@@ -312,7 +305,6 @@ class CudaFlashAttentionTest {
                 assertEquals(256, l.blockX());
                 assertEquals(120832, l.shared(), "slack, K and V, Q and dO twice, dS per warpgroup, lse and D twice, dQ per warpgroup");
                 assertEquals(11, l.args().length, "bwd3's arguments");
-                assertEquals(List.of(), ctx.persistent, "nothing kept between calls");
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(0));
@@ -322,7 +314,7 @@ class CudaFlashAttentionTest {
     @Test
     void persistentBackwardIsOneCtaPerSmOverKeyBlockItems() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
-        assertTrue(src.contains("backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH, work);"));
+        assertTrue(src.contains("backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH);"));
         assertTrue(src.contains("= 153 600 bytes"), "the kernel's comment mirrors BackwardWgmmaPersistent.sharedBytes");
         for (int cc : new int[] {8, 9}) {
             for (int d : new int[] {64, 128}) {
@@ -348,11 +340,9 @@ class CudaFlashAttentionTest {
                     assertEquals(1, l.gridY());
                     assertEquals(256, l.blockX());
                     assertEquals(120832 + 2 * 128 * 64 * 2, l.shared(), "the plain kernel's plus a second K and V");
-                    assertEquals(13, l.args().length, "bwd3's arguments, B·H and the work counters");
+                    assertEquals(12, l.args().length, "bwd3's arguments and B·H");
                     assertEquals(b * h, l.args()[11]);
-                    assertEquals(ctx.persistent.getFirst(), l.args()[12]);
                 }
-                assertEquals(cc == 9 && d == 64 ? 1 : 0, ctx.persistent.size(), "the work counters are allocated once");
             }
         }
     }

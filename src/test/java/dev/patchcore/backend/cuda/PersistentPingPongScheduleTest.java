@@ -161,7 +161,7 @@ class PersistentPingPongScheduleTest {
             for (int i = 0; i < VS; i++) readingV.add(new HashSet<>());
             boolean[][] readingQ = new boolean[2][2];
 
-            java.util.function.IntUnaryOperator itemAt = n -> n * grid + ((n & 1) == 1 ? grid - 1 - c : c);
+            java.util.function.IntUnaryOperator itemAt = n -> SmallHostLogicTest.snakeItem(n, grid, c);
             java.util.function.IntFunction<Item> decode = it -> {
                 int q0 = (qTiles - 1 - it / bh) * BR;
                 return new Item(it, q0, (Math.min(q0 + BR, t) + BC - 1) / BC);

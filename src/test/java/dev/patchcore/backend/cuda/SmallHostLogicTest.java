@@ -4,7 +4,6 @@ import org.junit.jupiter.api.Test;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
 import java.util.Map;
@@ -150,86 +149,66 @@ class SmallHostLogicTest {
 
     /**
      * The persistent D = 64 flash backward's schedule (backward_wgmma_d64_persistent in flash_wgmma.cu) replayed on the
-     * host with its control flow: CTAs advance one tile at a time in a random interleaving, sharing only the work
-     * counters. Every tile of every (key block, head) item must be computed exactly once, always from buffers that hold
-     * that item's K/V and that tile's Q/dO and stats, and the counters must end back at 0.
+     * host with its control flow, one CTA at a time: the items of CTA c are snake_item(n, grid, c). Every tile of every
+     * (key block, head) item must be computed exactly once, always from buffers that hold that item's K/V and that
+     * tile's Q/dO and stats.
      */
     @Test
     void persistentFlashBackwardScheduleComputesEveryTileOnceFromTheRightBuffers() {
-        Random r = new Random(17);
         int[][] cases = {{64, 2048, 132}, {128, 300, 132}, {3, 300, 9}, {1, 1, 1}, {5, 200, 4}, {2, 64, 2}, {7, 1000, 13}};
         for (int[] cs : cases) {
             int bh = cs[0], t = cs[1], items = bh * ((t + 127) / 128), grid = Math.min(items, cs[2]), qTiles = (t + 63) / 64;
-            int[] work = new int[2];
             int[] computed = new int[items * qTiles];
             record Tile(int item, int qt) {}
-            final class Cta {
-                int item, j, buf, qt, next, nextItem, ticket;
-                boolean ticketHere, done;
-                final Tile[] tiles = new Tile[2], stats = new Tile[2];
-                final int[] kv = new int[2];
-                Tile pendingStats;
-
-                int take() { return grid + work[0]++; }
-
-                int qFirst(int it) { return 2 * (it / bh); }
-
-                void prefetch(int it, int kvBuf, int b) {
-                    kv[kvBuf] = it;
-                    tiles[b] = new Tile(it, qFirst(it));
-                    pendingStats = tiles[b];
-                }
-
-                void startItem() { qt = qFirst(item); next = items; }
-
-                /** One iteration of the kernel's tile loop (then the item's end, when it was the last tile). */
-                void step() {
-                    boolean last = qt + 1 == qTiles;
-                    if (last && qt == qFirst(item)) nextItem = take();
-                    assertEquals(new Tile(item, qt), tiles[buf], "Q/dO buffer at the barrier");
-                    assertEquals(new Tile(item, qt), stats[buf], "stats buffer at the barrier");
-                    assertEquals(item, kv[j & 1], "K/V buffer");
-                    ticketHere = qt + 2 == qTiles;
-                    if (ticketHere) ticket = take();
-                    if (last) next = nextItem;
-                    if (!last) {
-                        tiles[buf ^ 1] = new Tile(item, qt + 1);
-                        pendingStats = tiles[buf ^ 1];
-                    } else if (next < items) prefetch(next, (j + 1) & 1, buf ^ 1);
-                    computed[item * qTiles + qt]++;
-                    if (!last || next < items) stats[buf ^ 1] = pendingStats;
-                    if (ticketHere) nextItem = ticket;
-                    buf ^= 1;
-                    if (++qt < qTiles) return;
-                    if (next >= items) {
-                        done = true;
-                        if (work[1]++ == grid - 1) work[0] = work[1] = 0;
-                        return;
+            for (int cta = 0; cta < grid; cta++) {
+                Tile[] tiles = new Tile[2], stats = new Tile[2];
+                int[] kv = new int[2];
+                int item = cta, buf = 0;
+                // prefetch(item, 0, 0); store_to(0)
+                kv[0] = item;
+                tiles[0] = stats[0] = new Tile(item, 2 * (item / bh));
+                for (int j = 0; ; j++) {
+                    int qFirst = 2 * (item / bh), next = snakeItem(j + 1, grid, cta);
+                    for (int qt = qFirst; qt < qTiles; qt++, buf ^= 1) {
+                        boolean last = qt + 1 == qTiles;
+                        assertEquals(new Tile(item, qt), tiles[buf], "Q/dO buffer at the barrier");
+                        assertEquals(new Tile(item, qt), stats[buf], "stats buffer at the barrier");
+                        assertEquals(item, kv[j & 1], "K/V buffer");
+                        Tile pending = null;
+                        if (!last) pending = tiles[buf ^ 1] = new Tile(item, qt + 1);
+                        else if (next < items) {
+                            kv[(j + 1) & 1] = next;
+                            pending = tiles[buf ^ 1] = new Tile(next, 2 * (next / bh));
+                        }
+                        computed[item * qTiles + qt]++;
+                        if (pending != null) stats[buf ^ 1] = pending;
                     }
+                    if (next >= items) break;
                     item = next;
-                    j++;
-                    startItem();
                 }
-            }
-            List<Cta> ctas = new ArrayList<>();
-            for (int b = 0; b < grid; b++) {
-                Cta c = new Cta();
-                c.item = b;
-                c.prefetch(b, 0, 0);
-                c.stats[0] = c.pendingStats;
-                c.startItem();
-                ctas.add(c);
-            }
-            long steps = 0;
-            while (ctas.stream().anyMatch(c -> !c.done)) {
-                Cta c = ctas.get(r.nextInt(ctas.size()));
-                if (!c.done) c.step();
-                assertTrue(++steps <= 100L * items * qTiles, "the CTAs do not finish: case " + Arrays.toString(cs));
             }
             for (int it = 0; it < items; it++)
                 for (int q = 0; q < qTiles; q++)
                     assertEquals(q >= 2 * (it / bh) ? 1 : 0, computed[it * qTiles + q], "item " + it + " tile " + q + " of case " + Arrays.toString(cs));
-            assertArrayEquals(new int[] {0, 0}, work, "counters back at 0");
+        }
+    }
+
+    /** snake_item in flash_wgmma.cu: the n-th item of CTA {@code cta} in a grid of {@code grid}. */
+    static int snakeItem(int n, int grid, int cta) { return n * grid + ((n & 1) == 1 ? grid - 1 - cta : cta); }
+
+    @Test
+    void snakeAssignmentGivesEveryItemToOneCta() {
+        for (int[] c : new int[][] {{1024, 132}, {512, 132}, {9, 9}, {10, 3}, {1, 1}, {7, 2}}) {
+            int items = c[0], grid = c[1];
+            int[] owner = new int[items];
+            Arrays.fill(owner, -1);
+            for (int cta = 0; cta < grid; cta++)
+                for (int n = 0; snakeItem(n, grid, cta) < items; n++) {
+                    int it = snakeItem(n, grid, cta);
+                    assertEquals(-1, owner[it], "item " + it + " taken twice");
+                    owner[it] = cta;
+                }
+            for (int it = 0; it < items; it++) assertTrue(owner[it] >= 0, "item " + it + " of " + items + " unassigned");
         }
     }
 
