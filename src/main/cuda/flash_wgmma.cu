@@ -796,8 +796,14 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         const int nextIt = itemAt(n + 1);
         const bool more = nextIt < items;
         const Item next = decode(more ? nextIt : 0);
-        // The next item's Q rows of this warpgroup, into the buffer it finished reading with item n − 1.
-        if (more) load_q(next, (n + 1) & 1);
+        // The next item's Q rows of this warpgroup, into the buffer it finished reading with item n − 1. Each of its
+        // threads (or its one TMA issuer) writes rows that all four warps' parts of item n − 1's last S wgmma read,
+        // and each warp's wgmma.wait_group covers only its own part: the warpgroup meets on named barrier 3 + wg
+        // first, so no warp overwrites Q while another may still read it.
+        if (more) {
+            asm volatile("bar.sync %0, 128;\n" ::"r"(3 + wg) : "memory");
+            load_q(next, (n + 1) & 1);
+        }
         if constexpr (TMA) __syncwarp();
         mbar_wait(fullQ(n & 1, wg), (n >> 1) & 1);
         const uint32_t sQ = sQ0 + (n & 1) * QBYTES;

@@ -310,9 +310,10 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
 // the same order whichever block computes it (thread layout and tree depend only on d, the grid, the block and
 // `reducers`), so results are deterministic. The last reducer to finish puts the counter back to 0 for the next
 // launch (kernels on one stream never overlap). Progress: at most `reducers` - 1 blocks spin at once while the other
-// blocks (non-reducers exit after their ticket) still need SM slots. The launcher sizes the grid to full residency
-// and keeps `reducers` ≤ half the grid, so the waiting blocks can never hold all the slots even if part of the GPU
-// is unavailable to this context.
+// blocks (non-reducers exit after their ticket) may still need SM slots. The launcher sizes the grid to full
+// residency, keeps `reducers` ≤ half the grid and launches cooperatively (cuLaunchCooperativeKernel), so the whole
+// grid is resident at once: where this context cannot hold it (MPS limits, a green context) the launch fails with a
+// named error instead of spinning forever.
 __device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");

@@ -333,7 +333,7 @@ final class CublasLt implements AutoCloseable {
                     } else if (!CublasLtSplitK.underFilled(waves, l.m(), l.n())) {
                         note += "not under-filled, no split-K candidates";
                     } else {
-                        List<CublasLtSplitK.Extra<MemorySegment>> extras = CublasLtSplitK.extras(algos, this::splitCaps,
+                        List<CublasLtSplitK.Extra<MemorySegment>> extras = CublasLtSplitK.extras(algos, algo -> splitCaps(algo, key.outType() == CUDA_R_32F),
                                 (base, config) -> splitVariant(desc, a, b, c, base, config));
                         for (CublasLtSplitK.Extra<MemorySegment> e : extras) {
                             algos.add(e.algo());
@@ -383,16 +383,17 @@ final class CublasLt implements AutoCloseable {
 
     /**
      * A candidate's split-K capability, reduction-scheme mask and current SPLITK_NUM (uint32s read as ints); null when
-     * a query fails, which skips the candidate.
+     * a query fails, which skips the candidate. The scheme mask keeps only what suits the output type
+     * ({@link CublasLtSplitK#schemesFor}).
      */
-    private CublasLtSplitK.Caps splitCaps(MemorySegment algo) throws Throwable {
+    private CublasLtSplitK.Caps splitCaps(MemorySegment algo, boolean fp32Output) throws Throwable {
         try (Arena tmp = Arena.ofConfined()) {
             MemorySegment v = tmp.allocate(JAVA_INT);
             MemorySegment written = tmp.allocate(JAVA_LONG);
             if ((int) capGetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, v, 4L, written) != 0) return null;
             boolean supported = v.get(JAVA_INT, 0) != 0;
             if ((int) capGetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, v, 4L, written) != 0) return null;
-            int mask = v.get(JAVA_INT, 0);
+            int mask = CublasLtSplitK.schemesFor(v.get(JAVA_INT, 0), fp32Output);
             if ((int) configGetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CONFIG_SPLITK_NUM, v, 4L, written) != 0) return null;
             return new CublasLtSplitK.Caps(supported, mask, v.get(JAVA_INT, 0));
         }

@@ -112,6 +112,15 @@ final class CublasLtSplitK {
         return extras;
     }
 
+    /**
+     * The reduction schemes worth trying for an output type: all of {@code schemeMask} for fp32 outputs; for bf16
+     * outputs only COMPUTE_TYPE (partial sums in fp32 in the workspace, rounded once), since INPLACE and OUTPUT_TYPE
+     * would sum the partials in bf16 and round up to {@code split} times more than the unsplit GEMM.
+     */
+    static int schemesFor(int schemeMask, boolean fp32Output) {
+        return fp32Output ? schemeMask : schemeMask & CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE;
+    }
+
     static String schemeName(int scheme) {
         return switch (scheme) {
             case CUBLASLT_REDUCTION_SCHEME_INPLACE -> "in-place";

@@ -514,6 +514,11 @@ public final class CudaBackend implements Backend, KernelContext {
     }
 
     @Override
+    public void launchCooperative(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes, Object... args) {
+        runtime.launchCooperative(name, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, args);
+    }
+
+    @Override
     public int multiprocessorCount() { return runtime.multiprocessorCount(); }
 
     @Override

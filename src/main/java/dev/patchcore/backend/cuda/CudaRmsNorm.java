@@ -178,13 +178,13 @@ public final class CudaRmsNorm {
             blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
             partial = ctx.scratch(DType.F32, blocks, d);
             if (backwardVariant == BACKWARD_FUSED_REDUCE) {
-                ctx.launch(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                ctx.launchCooperative(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                         d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
                 return dx;
             }
             if (backwardVariant == BACKWARD_TWO_PASS && (long) n * (d / 8) < Integer.MAX_VALUE) {  // dx kernel: 32-bit groups
                 Tensor coef = ctx.scratch(DType.F32, n);
-                ctx.launch(narrow ? "rmsnorm_bwd_stats4_bf16" : "rmsnorm_bwd_stats8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                ctx.launchCooperative(narrow ? "rmsnorm_bwd_stats4_bf16" : "rmsnorm_bwd_stats8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                         d * Float.BYTES, coef, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
                 ctx.launch("rmsnorm_bwd_dx_bf16", dxBlocks(n, d, ctx.multiprocessorCount()), 1, 1, DX_THREADS, 1, 1, 0,
                         dx, dy, x, gain, rstd, coef, n, d);

@@ -171,6 +171,19 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
 
     /** Launches a kernel on the stream. Args: Tensor (device address), Integer, Long, Float. */
     void launch(String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, Object... args) {
+        launch(name, false, gx, gy, gz, bx, by, bz, sharedBytes, args);
+    }
+
+    /**
+     * Launches a kernel whose blocks wait for each other: cuLaunchCooperativeKernel guarantees that the whole grid is
+     * resident at once, and fails (CUDA_ERROR_COOPERATIVE_LAUNCH_TOO_LARGE) instead of hanging when this context
+     * cannot hold it (a smaller grid than planned, MPS limits, another kernel's resources).
+     */
+    void launchCooperative(String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, Object... args) {
+        launch(name, true, gx, gy, gz, bx, by, bz, sharedBytes, args);
+    }
+
+    private void launch(String name, boolean cooperative, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, Object... args) {
         makeCurrent();
         CUfunction f = function(name);
         if (sharedBytes > 48 * 1024 && sharedLimitSet.getOrDefault(name, 0) < sharedBytes) {
@@ -188,8 +201,12 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
             for (int i = 0; i < args.length; i++) params[i] = KernelArgs.pointerTo(args[i], name, i);
             kernelParams = Pointer.to(params);
         }
-        check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams, null),
-                "cuLaunchKernel(" + name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz + ")");
+        String shape = name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz + ")";
+        if (cooperative)
+            check(JCudaDriver.cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams),
+                    "cuLaunchCooperativeKernel(" + shape);
+        else
+            check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams, null), "cuLaunchKernel(" + shape);
         if (syncAfterLaunch) check(JCudaDriver.cuStreamSynchronize(stream), "kernel " + name + " (synchronous check)");
     }
 

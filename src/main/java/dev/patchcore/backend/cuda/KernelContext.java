@@ -15,6 +15,12 @@ public interface KernelContext {
      */
     void launch(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes, Object... args);
 
+    /**
+     * {@link #launch} for a kernel whose blocks wait for one another (a device-wide arrival counter): the launch fails
+     * with a named error, instead of hanging, when the whole grid cannot be resident at once.
+     */
+    void launchCooperative(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes, Object... args);
+
     /** Same as {@link dev.patchcore.backend.Backend#scratch}. */
     Tensor scratch(DType dtype, int... shape);
 

@@ -60,6 +60,16 @@ class CublasLtSplitKTest {
     }
 
     @Test
+    void bf16OutputsOnlyReduceInFp32() {
+        assertEquals(ALL, CublasLtSplitK.schemesFor(ALL, true));
+        assertEquals(CUBLASLT_REDUCTION_SCHEME_COMPUTE_TYPE, CublasLtSplitK.schemesFor(ALL, false));
+        assertEquals(0, CublasLtSplitK.schemesFor(CUBLASLT_REDUCTION_SCHEME_INPLACE | CUBLASLT_REDUCTION_SCHEME_OUTPUT_TYPE, false),
+                "a bf16 GEMM whose candidate reduces only in bf16 gets no split-K variant");
+        assertEquals(List.of(new SplitConfig(2, 2), new SplitConfig(3, 2), new SplitConfig(4, 2)),
+                CublasLtSplitK.splitConfigs(true, CublasLtSplitK.schemesFor(ALL, false), 1));
+    }
+
+    @Test
     void unsupportedOrAlreadySplitCandidatesGetNoVariants() {
         assertEquals(List.of(), CublasLtSplitK.splitConfigs(false, ALL, 1));
         assertEquals(List.of(), CublasLtSplitK.splitConfigs(true, ALL, 2));

@@ -48,6 +48,10 @@ class CudaFlashAttentionTest {
             launches.add(new Launch(name, gx, gy, bx, shared, args));
         }
 
+        @Override public void launchCooperative(String name, int gx, int gy, int gz, int bx, int by, int bz, int shared, Object... args) {
+            fail("attention kernels never wait for other blocks: " + name);
+        }
+
         @Override public Tensor scratch(DType dtype, int... shape) { return tensor(dtype, shape); }
 
         // Attention keeps nothing between calls and uploads nothing: only scratch tensors.

@@ -21,6 +21,7 @@ import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
 import static org.junit.jupiter.api.Assertions.assertNotNull;
 import static org.junit.jupiter.api.Assertions.assertNull;
 import static org.junit.jupiter.api.Assertions.assertSame;
@@ -50,7 +51,7 @@ class OpKernelLaunchTest {
     /** A kernel's parameter kinds ("ptr", "i32", "i64", "f32") and its __launch_bounds__ thread limit. */
     record Signature(List<String> params, int maxThreads) {}
 
-    record Launch(String name, int[] grid, int[] block, int shared, Object[] args) {
+    record Launch(String name, int[] grid, int[] block, int shared, Object[] args, boolean cooperative) {
         int threads() { return block[0] * block[1] * block[2]; }
     }
 
@@ -64,7 +65,14 @@ class OpKernelLaunchTest {
         @Override
         public void launch(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes,
                            Object... args) {
-            launches.add(new Launch(name, new int[] {gridX, gridY, gridZ}, new int[] {blockX, blockY, blockZ}, sharedBytes, args));
+            launches.add(new Launch(name, new int[] {gridX, gridY, gridZ}, new int[] {blockX, blockY, blockZ}, sharedBytes, args, false));
+            everLaunched.add(name);
+        }
+
+        @Override
+        public void launchCooperative(String name, int gridX, int gridY, int gridZ, int blockX, int blockY, int blockZ, int sharedBytes,
+                                      Object... args) {
+            launches.add(new Launch(name, new int[] {gridX, gridY, gridZ}, new int[] {blockX, blockY, blockZ}, sharedBytes, args, true));
             everLaunched.add(name);
         }
 
@@ -200,6 +208,7 @@ class OpKernelLaunchTest {
         Tensor dGain = f32(1024);
         op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
         Launch first = ctx.only("rmsnorm_bwd_fused4_bf16");
+        assertTrue(first.cooperative(), "its blocks wait for each other: the whole grid must be resident");
         assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count(), "no second kernel");
         assertEquals(2 * 132, first.grid()[0]);
         assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) first.args()[1]).shape(), "one partial row per block");
@@ -212,6 +221,7 @@ class OpKernelLaunchTest {
         op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
         Launch wide = ctx.only("rmsnorm_bwd_fused8_bf16");
         assertSame(counter, wide.args()[3]);
+        assertTrue(wide.cooperative());
         assertEquals(66, wide.args()[10], "at most half the grid spins");
         // Few rows: one block, one reducer.
         ctx.launches.clear();
@@ -230,6 +240,8 @@ class OpKernelLaunchTest {
         Tensor dx = op.backward(dy, x, gain, rstd, dGain);
         Launch stats = ctx.only("rmsnorm_bwd_stats4_bf16"), pass2 = ctx.only("rmsnorm_bwd_dx_bf16");
         assertEquals(2, ctx.launches.size(), "no reduce kernel: the statistics pass reduces the gain gradient");
+        assertTrue(stats.cooperative(), "the statistics pass's reducers wait for every block");
+        assertFalse(pass2.cooperative());
         assertEquals(2 * 132, stats.grid()[0]);
         Tensor coef = (Tensor) stats.args()[0];
         assertArrayEquals(new int[] {8192}, coef.shape(), "one coefficient per row");
@@ -253,6 +265,7 @@ class OpKernelLaunchTest {
         op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), f32(1024));
         Launch narrow = ctx.only("rmsnorm_bwd_rows4_bf16");
         assertEquals(2 * 132, narrow.grid()[0]);
+        assertFalse(narrow.cooperative(), "the default backward's blocks never wait for each other");
         // Few rows: no more blocks than 8-row groups.
         ctx.launches.clear();
         op.backward(bf16(20, 256), bf16(20, 256), bf16(256), f32(20), f32(256));

@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# The paper's central claim at a scale a CPU can run: patch-level training (K = 4 on a fraction λ = 2/3 of the
+# data, then token level on the rest) ends as good as token-level training on the same data, for about half the
+# compute (paper §3.2, Table 1). Three runs per seed on the same data and steps (every step reads the same tokens):
+#   patch     λ = 2/3, K = 4, STEPS steps      (compute ≈ (λ/K + 1 − λ) · STEPS ≈ STEPS / 2 token-level steps)
+#   token     λ = 0, STEPS steps               (the same data, twice the compute)
+#   token-1/2 λ = 0, STEPS / 2 steps           (the same compute as patch, half the data)
+# Each final checkpoint is then evaluated on the whole validation split with `eval` (non-overlapping blocks).
+#
+#   bash benchmarks/quality.sh                        # tiny preset, 4000 steps, seeds 1234 and 7 (~25 min, 2 cores)
+#   PRESET=small STEPS=4000 SEEDS=1234 bash benchmarks/quality.sh
+#   JAR=path/to/patchcore.jar OUT=dir EXTRA="--backend cuda" bash benchmarks/quality.sh
+# Prints a Markdown table; the runs stay in $OUT.
+set -euo pipefail
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+JAVA=${JAVA_HOME:+$JAVA_HOME/bin/}java
+JAR=${JAR:-$ROOT/target/patchcore.jar}
+PRESET=${PRESET:-tiny}
+STEPS=${STEPS:-4000}
+SEEDS=${SEEDS:-"1234 7"}
+OUT=${OUT:-$ROOT/runs/quality-$PRESET-$STEPS}
+EXTRA=${EXTRA:-}
+[[ -f "$JAR" ]] || { echo "no $JAR: build it first (mvn -q -DskipTests package)" >&2; exit 2; }
+mkdir -p "$OUT"
+
+# DATA_DIR: a prepared dataset; default the bundled corpus (prepared by the first train into the cache folder)
+EVAL_DATA=${DATA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/patchcore/brown-byte}
+run() { # run NAME SEED STEPS LAMBDA
+  local dir="$OUT/$1-s$2"
+  if [[ ! -f "$dir/done" ]]; then
+    rm -rf "$dir"
+    local t0=$(date +%s)
+    "$JAVA" -jar "$JAR" train --preset "$PRESET" --steps "$3" --lambda "$4" --seed "$2" --out "$dir" \
+        ${DATA_DIR:+--data "$DATA_DIR"} --log-every 200 $EXTRA > "$dir.log" 2>&1
+    echo $(( $(date +%s) - t0 )) > "$dir/done"
+  fi
+  local loss
+  loss=$("$JAVA" -jar "$JAR" eval --checkpoint "$dir" --data "$EVAL_DATA" --split val $EXTRA 2>&1 | grep -o '^loss [0-9.]*' | cut -d' ' -f2)
+  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "${loss:-?}" "$(cat "$dir/done")"
+}
+
+echo "quality comparison: preset $PRESET, $STEPS steps, seeds $SEEDS, $(date -u +%F), $(nproc) cores"
+echo
+echo "| run | seed | steps | λ | val loss (whole split) | wall s |"
+echo "|---|---|---|---|---|---|"
+for s in $SEEDS; do
+  run patch "$s" "$STEPS" 0.6667
+  run token "$s" "$STEPS" 0
+  run token-half "$s" $(( STEPS / 2 )) 0
+done
