@@ -150,8 +150,9 @@ public final class TrainCommand implements Callable<Integer> {
             List<Trainer.StageResult> results = trainer.run(model, state, checkpoint);
             try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
             for (Trainer.StageResult r : results)
-                System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, val %.4f, %.0f tokens/s%n",
-                        r.stage(), r.steps(), r.firstLoss(), r.lastLoss(), r.valLoss(), r.tokensPerSecond());
+                System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
+                        r.stage(), r.steps(), r.firstLoss(), r.lastLoss(),
+                        Double.isNaN(r.valLoss()) ? "no validation" : String.format(Locale.ROOT, "val %.4f", r.valLoss()), r.tokensPerSecond());
             System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
             return 0;
         } catch (java.io.IOException e) {

@@ -107,8 +107,11 @@ public final class Trainer {
         // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
         List<Batch> tokenVal = k > 1 && !val.isEmpty() ? data.validation(1, t, st.batch(), cfg.evalBatches()) : List.of();
         if (cfg.evalEvery() > 0 && val.isEmpty())
-            console.printf("note: the validation split is shorter than one batch of %d windows of %d tokens; no validation in the %s stage%n",
-                    st.batch(), k * (t + 1), st.name());
+            console.printf("note: the validation split is shorter than one window of %d tokens; no validation in the %s stage%n",
+                    k * (t + 1), st.name());
+        else if (!val.isEmpty() && val.size() * val.getFirst().batchSize() < st.batch())
+            console.printf("note: the validation split holds only %d windows of %d tokens; the %s stage validates on those%n",
+                    val.getFirst().batchSize(), k * (t + 1), st.name());
         console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %d steps, %s tokens/step%n",
                 st.name(), k, k * t, t, k > 1 ? "patches" : "positions", st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
 

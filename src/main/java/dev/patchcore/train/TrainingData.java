@@ -23,6 +23,9 @@ public interface TrainingData {
      */
     BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to);
 
-    /** Up to {@code maxBatches} fixed, non-overlapping validation micro-batches. */
+    /**
+     * Up to {@code maxBatches} fixed, non-overlapping validation micro-batches of {@code batch} windows; a split
+     * shorter than one batch gives one batch of all its windows, a split shorter than one window none.
+     */
     List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches);
 }
