@@ -7,6 +7,7 @@ import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.eval.Blocks;
 import dev.patchcore.eval.LossEvaluator;
+import dev.patchcore.eval.MultipleChoice;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.data.Batch;
@@ -23,7 +24,8 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "eval", mixinStandardHelpOptions = true,
-        description = "Loss and perplexity of a checkpoint, token level, in non-overlapping blocks of the model's context (the paper's WikiText-103 protocol).")
+        description = "Loss and perplexity of a checkpoint, token level, in non-overlapping blocks of the model's context (the paper's WikiText-103 protocol); "
+                + "or zero-shot multiple-choice accuracy (--choices).")
 public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--checkpoint", required = true, description = "run folder or checkpoint folder")
     Path checkpoint;
@@ -34,11 +36,14 @@ public final class EvalCommand implements Callable<Integer> {
     static final class Source {
         @Option(names = "--data", description = "prepared dataset folder (see --split)") Path data;
         @Option(names = "--text", description = "a UTF-8 text file, tokenized with the checkpoint's tokenizer") Path text;
+        @Option(names = "--choices", description = "zero-shot multiple choice: a JSONL file of {\"context\": …, \"choices\": [ … ], \"label\": N} "
+                + "(HellaSwag's ctx / endings also read); accuracy by log-likelihood as lm-evaluation-harness scores it") Path choices;
     }
 
     @Option(names = "--split", defaultValue = "val", description = "val or train, with --data (default: ${DEFAULT-VALUE})") String split;
     @Option(names = "--batch", defaultValue = "4", description = "blocks per forward pass (default: ${DEFAULT-VALUE})") int batch;
     @Option(names = "--max-blocks", defaultValue = "0", description = "evaluate at most this many blocks, 0 = all") long maxBlocks;
+    @Option(names = "--max-questions", defaultValue = "0", description = "with --choices: the first N questions only, 0 = all") long maxQuestions;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
@@ -46,6 +51,7 @@ public final class EvalCommand implements Callable<Integer> {
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
+        if (source.choices != null) return multipleChoice(ckpt, cfg, tokenizer);
         List<Batch> batches;
         if (source.text != null) {
             if (!Files.isRegularFile(source.text)) throw new IllegalArgumentException("no such file: " + source.text);
@@ -72,6 +78,20 @@ public final class EvalCommand implements Callable<Integer> {
             long tokens = batches.stream().mapToLong(b -> b.targets().length).sum();
             System.out.printf(Locale.ROOT, "checkpoint %s%n%d blocks of %d tokens (%d tokens scored) in %.1f s%nloss %.4f nats/token, perplexity %.3f%n",
                     ckpt, batches.stream().mapToInt(Batch::batchSize).sum(), cfg.contextLength(), tokens, (System.nanoTime() - t0) / 1e9, loss, Math.exp(loss));
+        }
+        return 0;
+    }
+
+    private int multipleChoice(Path ckpt, ModelConfig cfg, String tokenizer) throws IOException {
+        List<MultipleChoice.Question> questions = MultipleChoice.read(source.choices, maxQuestions);
+        try (Backend be = backendOptions.open()) {
+            LlamaModel model = new LlamaModel(be, cfg);
+            Checkpoints.loadWeights(ckpt, model, be);
+            long t0 = System.nanoTime();
+            MultipleChoice.Result r = new MultipleChoice(be, model, Tokenizers.byName(tokenizer)).evaluate(questions);
+            System.out.printf(Locale.ROOT, "checkpoint %s%n%s: %d questions in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
+                    ckpt, source.choices.getFileName(), r.questions(), (System.nanoTime() - t0) / 1e9,
+                    r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));
         }
         return 0;
     }

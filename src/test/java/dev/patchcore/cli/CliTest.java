@@ -88,6 +88,17 @@ class CliTest {
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "the quick", "--tokens", "12"));
         assertTrue(out.toString().contains("the quick"), out.toString());
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
+        Path questions = dir.resolve("q.jsonl");
+        Files.writeString(questions, """
+                {"context": "the quick brown", "choices": ["fox", "dog"], "label": 0}
+                {"context": "over the lazy", "choices": ["dog", "fox jumps"], "label": 0}
+                """);
+        out.reset();
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString()), err.toString());
+        assertTrue(out.toString().contains("2 questions") && out.toString().contains("acc_norm"), out.toString());
+        Files.writeString(questions, "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n");
+        assertUserError("line 1", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString());
+        assertUserError("no such file", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", dir.resolve("none.jsonl").toString());
 
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("epochs").toString(),

@@ -1,0 +1,200 @@
+package dev.patchcore.eval;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.patchcore.autograd.Tape;
+import dev.patchcore.autograd.Var;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+
+/**
+ * Zero-shot multiple-choice evaluation the way lm-evaluation-harness scores it (the paper's MMLU, HellaSwag, PIQA,
+ * WinoGrande, ARC, §3.1): each choice is appended to the question's context, the model's log-likelihood of the
+ * choice's tokens given the context is summed, and the question counts as right when the labelled choice has the
+ * highest sum ({@code acc}) or the highest sum per character of the choice ({@code acc_norm}).
+ *
+ * <p>Input: JSONL, one question per line: {@code {"context": "...", "choices": ["...", ...], "label": 0}}; HellaSwag's
+ * own field names ({@code ctx}, {@code endings}) and {@code query} / {@code gold} are accepted too, and a label may
+ * be a numeric string. Context and choice are joined by one space unless the context is empty or ends in whitespace
+ * or the choice starts with whitespace (the harness's default target delimiter). Context and choice are tokenized
+ * separately; an empty context is replaced by the end-of-text token. A sequence longer than the model's context
+ * keeps its last T + 1 tokens. The choices of one question go through the model as one batch, padded at the end
+ * (causal attention: padding cannot change an earlier position).
+ */
+public final class MultipleChoice {
+
+    /** One question: context, choices, index of the right choice. */
+    public record Question(String context, List<String> choices, int label) {
+        public Question {
+            if (choices.size() < 2) throw new IllegalArgumentException("a question needs at least 2 choices");
+            if (label < 0 || label >= choices.size())
+                throw new IllegalArgumentException("label " + label + " is not one of the " + choices.size() + " choices");
+            choices = List.copyOf(choices);
+        }
+    }
+
+    /** Accuracy by summed log-likelihood and by log-likelihood per character, over {@code questions}. */
+    public record Result(int questions, int correct, int correctNorm) {
+        public double acc() { return (double) correct / questions; }
+
+        public double accNorm() { return (double) correctNorm / questions; }
+
+        /** Standard error of an accuracy over this many questions (binomial). */
+        public double stderr(double p) { return Math.sqrt(p * (1 - p) / Math.max(1, questions - 1)); }
+    }
+
+    private final Backend be;
+    private final LlamaModel model;
+    private final Tokenizer tokenizer;
+    private final Tape tape;
+
+    public MultipleChoice(Backend be, LlamaModel model, Tokenizer tokenizer) {
+        this.be = be;
+        this.model = model;
+        this.tokenizer = tokenizer;
+        this.tape = new Tape(be);
+    }
+
+    /** Reads a JSONL file of questions; a malformed line is an IllegalArgumentException naming file and line. */
+    public static List<Question> read(Path file, long max) throws IOException {
+        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
+        List<Question> out = new ArrayList<>();
+        try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+            String line;
+            int n = 0;
+            while ((line = r.readLine()) != null && (max <= 0 || out.size() < max)) {
+                n++;
+                if (line.isBlank()) continue;
+                try {
+                    out.add(parse(JsonParser.parseString(line).getAsJsonObject()));
+                } catch (RuntimeException e) {
+                    throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage()
+                            + " (expected {\"context\": \"...\", \"choices\": [\"...\", ...], \"label\": N})");
+                }
+            }
+        }
+        if (out.isEmpty()) throw new IllegalArgumentException(file + " holds no questions");
+        return out;
+    }
+
+    static Question parse(JsonObject o) {
+        JsonElement ctx = first(o, "context", "ctx", "query");
+        JsonElement choices = first(o, "choices", "endings");
+        JsonElement label = first(o, "label", "gold");
+        if (ctx == null || choices == null || label == null) throw new IllegalArgumentException("missing context, choices or label");
+        if (!choices.isJsonArray()) throw new IllegalArgumentException("choices is not a list");
+        List<String> list = new ArrayList<>();
+        for (JsonElement c : choices.getAsJsonArray()) list.add(c.getAsString());
+        int l;
+        try {
+            l = Integer.parseInt(label.getAsString().strip());
+        } catch (NumberFormatException e) {
+            throw new IllegalArgumentException("label '" + label.getAsString() + "' is not a choice index");
+        }
+        return new Question(ctx.getAsString(), list, l);
+    }
+
+    private static JsonElement first(JsonObject o, String... names) {
+        for (String n : names) if (o.has(n) && !o.get(n).isJsonNull()) return o.get(n);
+        return null;
+    }
+
+    /** The text the model reads after the context for this choice (the harness's target delimiter rule). */
+    static String continuation(String context, String choice) {
+        boolean join = !context.isEmpty() && !Character.isWhitespace(context.charAt(context.length() - 1))
+                && !choice.isEmpty() && !Character.isWhitespace(choice.charAt(0));
+        return join ? " " + choice : choice;
+    }
+
+    /** Scores every question and counts the right answers. */
+    public Result evaluate(List<Question> questions) {
+        int correct = 0, correctNorm = 0;
+        for (Question q : questions) {
+            int[] pick = picks(logLikelihoods(q), q.choices());
+            if (pick[0] == q.label()) correct++;
+            if (pick[1] == q.label()) correctNorm++;
+        }
+        return new Result(questions.size(), correct, correctNorm);
+    }
+
+    /** The choice with the highest log-likelihood and the one with the highest per character (first on ties). */
+    static int[] picks(double[] ll, List<String> choices) {
+        int best = 0, bestNorm = 0;
+        for (int i = 1; i < ll.length; i++) {
+            if (ll[i] > ll[best]) best = i;
+            if (ll[i] / Math.max(1, choices.get(i).length()) > ll[bestNorm] / Math.max(1, choices.get(bestNorm).length())) bestNorm = i;
+        }
+        return new int[] {best, bestNorm};
+    }
+
+    /** Σ log p(choice tokens | context) for each choice of {@code q}, in nats. */
+    public double[] logLikelihoods(Question q) {
+        int[] ctx = tokenizer.encode(q.context());
+        if (ctx.length == 0) ctx = new int[] {tokenizer.eosId()};
+        int n = q.choices().size();
+        int[][] seqs = new int[n][];
+        int[] scored = new int[n];
+        for (int i = 0; i < n; i++) {
+            int[] cont = tokenizer.encode(continuation(q.context(), q.choices().get(i)));
+            if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " of a question is empty");
+            seqs[i] = concat(ctx, cont);
+            scored[i] = cont.length;
+        }
+        return logLikelihoods(seqs, scored);
+    }
+
+    /**
+     * For each sequence, Σ log p(token | the tokens before it) over its last {@code scored[i]} tokens, reading at most
+     * the model's context T (a longer sequence keeps its last T + 1 tokens; at most T tokens are scored).
+     */
+    double[] logLikelihoods(int[][] seqs, int[] scored) {
+        int context = model.config().contextLength(), n = seqs.length, t = 0;
+        int[][] windows = new int[n][];
+        for (int i = 0; i < n; i++) {
+            int[] s = seqs[i];
+            windows[i] = s.length > context + 1 ? Arrays.copyOfRange(s, s.length - context - 1, s.length) : s;
+            t = Math.max(t, windows[i].length - 1);
+        }
+        int pad = tokenizer.eosId();
+        int[] in = new int[n * t], tg = new int[n * t];
+        Arrays.fill(in, pad);
+        Arrays.fill(tg, pad);
+        for (int i = 0; i < n; i++) {
+            int len = windows[i].length - 1;
+            System.arraycopy(windows[i], 0, in, i * t, len);
+            System.arraycopy(windows[i], 1, tg, i * t, len);
+        }
+        Tensor tokens = be.scratch(DType.I32, n, t), targets = be.scratch(DType.I32, n * t, 1);
+        be.uploadInts(tokens, in);
+        be.uploadInts(targets, tg);
+        Var logits = model.forward(tape, tokens, n, 1);
+        float[] nll = be.download(tape.crossEntropyK(logits, targets, model.config().vocabSize(), 0f));
+        tape.clear();
+        be.releaseScratch();
+        double[] ll = new double[n];
+        for (int i = 0; i < n; i++) {
+            int len = windows[i].length - 1, k = Math.min(scored[i], len);
+            for (int j = len - k; j < len; j++) ll[i] -= nll[i * t + j];
+        }
+        return ll;
+    }
+
+    private static int[] concat(int[] a, int[] b) {
+        int[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+}

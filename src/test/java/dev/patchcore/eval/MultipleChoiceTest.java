@@ -1,0 +1,118 @@
+package dev.patchcore.eval;
+
+import com.google.gson.JsonParser;
+import dev.patchcore.autograd.Tape;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class MultipleChoiceTest {
+    static final ModelConfig MICRO = new ModelConfig("micro", 257, 32, 88, 2, 2, 16, 10000f, 1e-5f);
+
+    @Test void readsOurFieldsAndHellaSwagsAndNamesTheBadLine(@TempDir Path dir) throws IOException {
+        Path f = dir.resolve("q.jsonl");
+        Files.writeString(f, """
+                {"context": "The sky is", "choices": ["blue", "green"], "label": 0}
+
+                {"ctx": "A man opens a door.", "endings": ["He walks in.", "He eats it.", "x", "y"], "label": "2", "ind": 7}
+                {"query": "Q", "choices": ["a", "b"], "gold": 1}
+                """);
+        List<MultipleChoice.Question> qs = MultipleChoice.read(f, 0);
+        assertEquals(3, qs.size());
+        assertEquals(new MultipleChoice.Question("A man opens a door.", List.of("He walks in.", "He eats it.", "x", "y"), 2), qs.get(1));
+        assertEquals(1, qs.get(2).label());
+        assertEquals(2, MultipleChoice.read(f, 2).size(), "--max-questions");
+
+        Files.writeString(f, "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": 0}\n{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": 2}\n");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0));
+        assertTrue(e.getMessage().contains("line 2") && e.getMessage().contains("label 2"), e.getMessage());
+        Files.writeString(f, "{\"context\": \"a\", \"choices\": \"b\", \"label\": 0}\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("line 1"));
+        Files.writeString(f, "not json\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("line 1"));
+        assertThrows(IllegalArgumentException.class, () -> MultipleChoice.parse(JsonParser.parseString(
+                "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": \"first\"}").getAsJsonObject()));
+        Files.writeString(f, "\n");
+        assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("no questions"));
+    }
+
+    @Test void choicesJoinTheContextWithOneSpaceAtMost() {
+        assertEquals(" blue", MultipleChoice.continuation("The sky is", "blue"));
+        assertEquals("blue", MultipleChoice.continuation("Answer: ", "blue"));
+        assertEquals(" blue", MultipleChoice.continuation("The sky is", " blue"));
+        assertEquals("blue", MultipleChoice.continuation("", "blue"));
+    }
+
+    @Test void accNormDividesByTheChoiceLength() {
+        // Summed: choice 1 (−6) beats choice 0 (−8); per character choice 0 (−8/8 = −1) beats choice 1 (−6/3 = −2).
+        assertArrayEquals(new int[] {1, 0}, MultipleChoice.picks(new double[] {-8, -6}, List.of("abcdefgh", "abc")));
+        assertArrayEquals(new int[] {0, 0}, MultipleChoice.picks(new double[] {-2, -2}, List.of("ab", "ab")), "ties: the first");
+    }
+
+    /**
+     * The batched, end-padded, left-truncated scores equal Σ log softmax read off the logits of each sequence run
+     * alone: padding and batching change nothing, truncation keeps the last T + 1 tokens.
+     */
+    @Test void batchedScoresMatchEachSequenceScoredAlone() {
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, MICRO);
+            m.initialize(be, 11);
+            Tokenizer bytes = Tokenizers.byName("byte");
+            MultipleChoice mc = new MultipleChoice(be, m, bytes);
+            int[][] seqs = {bytes.encode("the cat sat"), bytes.encode("a dog"), bytes.encode("a rather long sentence here, past T")};
+            int[] scored = {3, 4, 5};
+            double[] ll = mc.logLikelihoods(seqs, scored);
+            for (int i = 0; i < seqs.length; i++) {
+                int[] s = seqs[i];
+                int from = Math.max(0, s.length - MICRO.contextLength() - 1);
+                double ref = reference(be, m, Arrays.copyOfRange(s, from, s.length), scored[i]);
+                assertEquals(ref, ll[i], 1e-4 * Math.abs(ref), "sequence " + i);
+                assertTrue(ll[i] < 0);
+            }
+            // A question: the choices' scores are these log-likelihoods of the joined text.
+            MultipleChoice.Question q = new MultipleChoice.Question("the cat", List.of("sat", "ran on"), 0);
+            double[] qll = mc.logLikelihoods(q);
+            assertEquals(reference(be, m, bytes.encode("the cat sat"), 4), qll[0], 1e-4 * Math.abs(qll[0]));
+            assertEquals(reference(be, m, bytes.encode("the cat ran on"), 7), qll[1], 1e-4 * Math.abs(qll[1]));
+            MultipleChoice.Result r = mc.evaluate(List.of(q, new MultipleChoice.Question("the cat", List.of("sat", "ran on"), 1)));
+            assertEquals(2, r.questions());
+            assertEquals(1, r.correct(), "the same scores, labels 0 and 1: exactly one is right");
+            assertEquals(1, r.correctNorm());
+        }
+    }
+
+    /** Σ over the last {@code scored} tokens of log softmax(logits)[next token], one unpadded sequence. */
+    private static double reference(Backend be, LlamaModel m, int[] seq, int scored) {
+        int t = seq.length - 1;
+        Tape tape = new Tape(be);
+        Tensor tokens = be.scratch(DType.I32, 1, t);
+        be.uploadInts(tokens, Arrays.copyOf(seq, t));
+        float[] logits = be.download(m.forward(tape, tokens, 1, 1).value());
+        int stride = logits.length / t, vocab = MICRO.vocabSize();
+        double sum = 0;
+        for (int p = t - scored; p < t; p++) {
+            double max = Double.NEGATIVE_INFINITY, z = 0;
+            for (int v = 0; v < vocab; v++) max = Math.max(max, logits[p * stride + v]);
+            for (int v = 0; v < vocab; v++) z += Math.exp(logits[p * stride + v] - max);
+            sum += logits[p * stride + seq[p + 1]] - max - Math.log(z);
+        }
+        tape.clear();
+        be.releaseScratch();
+        return sum;
+    }
+}
