@@ -5,7 +5,10 @@
 #   patch     λ = 2/3, K = 4, STEPS steps      (compute ≈ (λ/K + 1 − λ) · STEPS ≈ STEPS / 2 token-level steps)
 #   token     λ = 0, STEPS steps               (the same data, twice the compute)
 #   token-1/2 λ = 0, STEPS / 2 steps           (the same compute as patch, half the data)
-# Each final checkpoint is then evaluated on the whole validation split with `eval` (non-overlapping blocks).
+# Each final checkpoint is then evaluated on the whole validation split with `eval` (non-overlapping blocks) and, on
+# a byte-tokenized dataset with python3 present, with `eval --choices` on two 4-way completion tasks built from the
+# held-out sentences by benchmarks/cloze.py ("order": the true ending against its words shuffled; "ending": against
+# other sentences' endings; chance 25 %).
 #
 #   bash benchmarks/quality.sh                        # tiny preset, 4000 steps, seeds 1234 and 7 (~25 min, 2 cores)
 #   PRESET=small STEPS=4000 SEEDS=1234 bash benchmarks/quality.sh
@@ -34,15 +37,27 @@ run() { # run NAME SEED STEPS LAMBDA
         ${DATA_DIR:+--data "$DATA_DIR"} --log-every 200 $EXTRA > "$dir.log" 2>&1
     echo $(( $(date +%s) - t0 )) > "$dir/done"
   fi
-  local loss
+  local loss acc=() task
   loss=$("$JAVA" -jar "$JAR" eval --checkpoint "$dir" --data "$EVAL_DATA" --split val $EXTRA 2>&1 | grep -o '^loss [0-9.]*' | cut -d' ' -f2)
-  printf '| %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "${loss:-?}" "$(cat "$dir/done")"
+  for task in order ending; do
+    # built once, after the first train has prepared the bundled corpus; not for BPE datasets (cloze.py says why)
+    if [[ ! -f "$OUT/$task.jsonl" && ! -f "$OUT/$task.none" ]]; then
+      python3 "$ROOT/benchmarks/cloze.py" "$EVAL_DATA" "$OUT/$task.jsonl" 1000 1 "$task" > "$OUT/$task.none" 2>&1 \
+        && rm "$OUT/$task.none" || rm -f "$OUT/$task.jsonl"
+    fi
+    if [[ -f "$OUT/$task.jsonl" ]]; then
+      acc+=("$("$JAVA" -jar "$JAR" eval --checkpoint "$dir" --choices "$OUT/$task.jsonl" $EXTRA 2>&1 | grep -o '^acc [0-9.]*' | cut -d' ' -f2)")
+    else
+      acc+=("-")
+    fi
+  done
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$2" "$3" "$4" "${loss:-?}" "${acc[0]:-?}" "${acc[1]:-?}" "$(cat "$dir/done")"
 }
 
 echo "quality comparison: preset $PRESET, $STEPS steps, seeds $SEEDS, $(date -u +%F), $(nproc) cores"
 echo
-echo "| run | seed | steps | λ | val loss (whole split) | wall s |"
-echo "|---|---|---|---|---|---|"
+echo "| run | seed | steps | λ | val loss (nats/token, whole split) | order acc | ending acc | wall s |"
+echo "|---|---|---|---|---|---|---|---|"
 for s in $SEEDS; do
   run patch "$s" "$STEPS" 0.6667
   run token "$s" "$STEPS" 0
