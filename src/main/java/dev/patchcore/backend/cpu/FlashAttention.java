@@ -3,23 +3,42 @@ package dev.patchcore.backend.cpu;
 import java.util.Arrays;
 
 /**
- * Causal attention tiled over keys with an online softmax (FlashAttention-2 style): per (sequence, head) task
- * the extra memory is O(BR + BC) scalars, never a T×T score matrix. The forward saves the row log-sum-exp; the
- * backward recomputes probabilities from it, with the row-wise D = dot(dO, O) pre-pass per query block.
- * Layout: q, k, v, out [B·T, H·Dh] row-major; lse [B, H, T].
+ * Causal attention tiled over query blocks (BR rows) and key blocks (BC keys) with an online softmax
+ * (FlashAttention-2 style): per (sequence, head) task the extra memory is Kᵀ and Vᵀ of that head (O(T·Dh)) plus
+ * O(BR·BC) tile scalars, never a T×T score matrix. Every product inside a tile — S = Q·Kᵀ, O += P·V and, backward,
+ * dP = dO·Vᵀ, dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q — runs on the GEMM micro-kernel ({@link MatmulKernel#gemm}),
+ * which keeps its accumulators in registers. (The first version took one dot product per score and one axpy per
+ * accumulated row: at head dim 32 the attention then cost more than all the model's GEMMs together.)
+ * The forward saves the row log-sum-exp; the backward recomputes probabilities from it, with the row-wise
+ * D = dot(dO, O) pre-pass per query block. Layout: q, k, v, out [B·T, H·Dh] row-major; lse [B, H, T].
  */
 final class FlashAttention {
-    static final int BR = 16;
+    static final int BR = 32;
     static final int BC = 32;
 
     private final MatmulKernel kern;
     private final Parallel par;
-    // Per-thread tile state, allocated once per thread and reused for every call.
-    private final ThreadLocal<float[]> work = ThreadLocal.withInitial(() -> new float[3 * BR + BC]);
+    // Per-thread work arrays, grown on demand and reused for every call.
+    private final ThreadLocal<float[][]> work = ThreadLocal.withInitial(() -> new float[1][0]);
 
     FlashAttention(MatmulKernel kern, Parallel par) {
         this.kern = kern;
         this.par = par;
+    }
+
+    /** This thread's work array of at least {@code n} floats. */
+    private float[] work(int n) {
+        float[][] w = work.get();
+        if (w[0].length < n) w[0] = new float[n];
+        return w[0];
+    }
+
+    /** dst[d·T + t] = src row t (of this head), for t in [0, T): the head's keys or values as a [Dh × T] matrix. */
+    private static void transposeHead(float[] src, int off, int ld, int seqLen, int headDim, float[] dst, int dOff) {
+        for (int t = 0; t < seqLen; t++) {
+            int r = off + t * ld;
+            for (int d = 0; d < headDim; d++) dst[dOff + d * seqLen + t] = src[r + d];
+        }
     }
 
     void forward(float[] q, int qo, float[] k, int ko, float[] v, int vo, float[] out, int oo, float[] lse, int lo,
@@ -29,50 +48,49 @@ final class FlashAttention {
         par.forEach(batch * heads, task -> {
             int b = task / heads, h = task % heads;
             int rowBase = b * seqLen, col = h * headDim;
-            float[] w = work.get();
-            // w[0, BR): running max m; w[BR, 2BR): running sum l; w[3BR, 3BR+BC): scores of one key tile.
+            // w: Kᵀ [Dh × T] | S then P [BR × BC] | running max m [BR] | running sum l [BR]
+            final int kt = 0, sc = headDim * seqLen, mx = sc + BR * BC, sm = mx + BR;
+            float[] w = work(sm + BR);
+            transposeHead(k, ko + rowBase * ld + col, ld, seqLen, headDim, w, kt);
             for (int i0 = 0; i0 < seqLen; i0 += BR) {
-                int i1 = Math.min(seqLen, i0 + BR);
-                for (int i = i0; i < i1; i++) {
-                    w[i - i0] = Float.NEGATIVE_INFINITY;
-                    w[BR + i - i0] = 0f;
-                    int o = oo + (rowBase + i) * ld + col;
-                    Arrays.fill(out, o, o + headDim, 0f);
+                int i1 = Math.min(seqLen, i0 + BR), mb = i1 - i0;
+                int oi0 = oo + (rowBase + i0) * ld + col;
+                for (int r = 0; r < mb; r++) {
+                    w[mx + r] = Float.NEGATIVE_INFINITY;
+                    w[sm + r] = 0f;
+                    Arrays.fill(out, oi0 + r * ld, oi0 + r * ld + headDim, 0f);
                 }
                 for (int j0 = 0; j0 < i1; j0 += BC) {
-                    int j1 = Math.min(j0 + BC, i1);
-                    for (int i = Math.max(i0, j0); i < i1; i++) {
-                        int jEnd = Math.min(j1, i + 1);
-                        int qi = qo + (rowBase + i) * ld + col, oi = oo + (rowBase + i) * ld + col;
+                    int nb = Math.min(j0 + BC, i1) - j0;
+                    Arrays.fill(w, sc, sc + mb * BC, 0f);
+                    kern.gemm(q, qo + (rowBase + i0) * ld + col, ld, w, kt + j0, seqLen, w, sc, BC, mb, nb, headDim);
+                    for (int r = 0; r < mb; r++) {
+                        int valid = Math.min(nb, i0 + r - j0 + 1), s0 = sc + r * BC;  // keys j ≤ i
                         float tileMax = Float.NEGATIVE_INFINITY;
-                        for (int j = j0; j < jEnd; j++) {
-                            float s = kern.dot(q, qi, k, ko + (rowBase + j) * ld + col, headDim) * scale;
-                            w[3 * BR + j - j0] = s;
-                            tileMax = Math.max(tileMax, s);
-                        }
-                        float mOld = w[i - i0], mNew = Math.max(mOld, tileMax);
-                        float l = w[BR + i - i0];
+                        for (int j = 0; j < valid; j++) tileMax = Math.max(tileMax, w[s0 + j] *= scale);
+                        float mOld = w[mx + r], mNew = Math.max(mOld, tileMax), l = w[sm + r];
                         if (mOld != Float.NEGATIVE_INFINITY && mNew != mOld) {
                             // Rescale what was accumulated under the old max.
                             float corr = (float) Math.exp(mOld - mNew);
                             l *= corr;
+                            int oi = oi0 + r * ld;
                             for (int d = 0; d < headDim; d++) out[oi + d] *= corr;
                         }
-                        for (int j = j0; j < jEnd; j++) {
-                            float p = (float) Math.exp(w[3 * BR + j - j0] - mNew);
+                        for (int j = 0; j < nb; j++) {
+                            float p = j < valid ? (float) Math.exp(w[s0 + j] - mNew) : 0f;
+                            w[s0 + j] = p;
                             l += p;
-                            kern.axpy(p, v, vo + (rowBase + j) * ld + col, out, oi, headDim);
                         }
-                        w[i - i0] = mNew;
-                        w[BR + i - i0] = l;
+                        w[mx + r] = mNew;
+                        w[sm + r] = l;
                     }
+                    kern.gemm(w, sc, BC, v, vo + (rowBase + j0) * ld + col, ld, out, oi0, ld, mb, headDim, nb);  // O += P·V
                 }
-                for (int i = i0; i < i1; i++) {
-                    float m = w[i - i0], l = w[BR + i - i0];
-                    float inv = 1f / l;
-                    int oi = oo + (rowBase + i) * ld + col;
+                for (int r = 0; r < mb; r++) {
+                    float m = w[mx + r], l = w[sm + r], inv = 1f / l;
+                    int oi = oi0 + r * ld;
                     for (int d = 0; d < headDim; d++) out[oi + d] *= inv;
-                    lse[lo + (b * heads + h) * seqLen + i] = m + (float) Math.log(l);
+                    lse[lo + (b * heads + h) * seqLen + i0 + r] = m + (float) Math.log(l);
                 }
             }
         });
@@ -93,33 +111,50 @@ final class FlashAttention {
                 Arrays.fill(dk, dko + r, dko + r + headDim, 0f);
                 Arrays.fill(dv, dvo + r, dvo + r + headDim, 0f);
             }
-            float[] w = work.get();
-            // w[0, BR): D = dot(dO, O) per query row; w[BR, 2BR): lse per query row.
+            // w: Kᵀ, Vᵀ [Dh × T] | P [BR × BC] | dP then dS [BR × BC] | Pᵀ, dSᵀ [BC × BR] | D_i [BR] | lse_i [BR]
+            final int kt = 0, vt = headDim * seqLen, pp = 2 * headDim * seqLen, ds = pp + BR * BC, tr = ds + BR * BC,
+                    dd = tr + BR * BC, ls = dd + BR;
+            float[] w = work(ls + BR);
+            transposeHead(k, ko + rowBase * ld + col, ld, seqLen, headDim, w, kt);
+            transposeHead(v, vo + rowBase * ld + col, ld, seqLen, headDim, w, vt);
             for (int i0 = 0; i0 < seqLen; i0 += BR) {
-                int i1 = Math.min(seqLen, i0 + BR);
-                for (int i = i0; i < i1; i++) {
-                    int r = (rowBase + i) * ld + col;
-                    w[i - i0] = kern.dot(dOut, dOo + r, out, oo + r, headDim);
-                    w[BR + i - i0] = lse[lo + (b * heads + h) * seqLen + i];
+                int i1 = Math.min(seqLen, i0 + BR), mb = i1 - i0;
+                int qi0 = qo + (rowBase + i0) * ld + col, gi0 = dOo + (rowBase + i0) * ld + col;
+                for (int r = 0; r < mb; r++) {
+                    // D_i through the GEMM kernel like dP below, so that with one visible key dP − D is exactly 0.
+                    w[dd + r] = 0f;
+                    kern.gemm(dOut, gi0 + r * ld, ld, out, oo + (rowBase + i0 + r) * ld + col, 1, w, dd + r, 1, 1, 1, headDim);
+                    w[ls + r] = lse[lo + (b * heads + h) * seqLen + i0 + r];
                 }
                 for (int j0 = 0; j0 < i1; j0 += BC) {
-                    int j1 = Math.min(j0 + BC, i1);
-                    for (int i = Math.max(i0, j0); i < i1; i++) {
-                        int jEnd = Math.min(j1, i + 1);
-                        int ri = (rowBase + i) * ld + col;
-                        float di = w[i - i0], lsei = w[BR + i - i0];
-                        for (int j = j0; j < jEnd; j++) {
-                            int rj = (rowBase + j) * ld + col;
-                            float p = (float) Math.exp(kern.dot(q, qo + ri, k, ko + rj, headDim) * scale - lsei);
-                            kern.axpy(p, dOut, dOo + ri, dv, dvo + rj, headDim);
-                            float dp = kern.dot(dOut, dOo + ri, v, vo + rj, headDim);
-                            float ds = p * (dp - di) * scale;
-                            kern.axpy(ds, k, ko + rj, dq, dqo + ri, headDim);
-                            kern.axpy(ds, q, qo + ri, dk, dko + rj, headDim);
+                    int nb = Math.min(j0 + BC, i1) - j0;
+                    Arrays.fill(w, pp, pp + mb * BC, 0f);
+                    Arrays.fill(w, ds, ds + mb * BC, 0f);
+                    kern.gemm(q, qi0, ld, w, kt + j0, seqLen, w, pp, BC, mb, nb, headDim);    // S = Q·Kᵀ
+                    kern.gemm(dOut, gi0, ld, w, vt + j0, seqLen, w, ds, BC, mb, nb, headDim); // dP = dO·Vᵀ
+                    for (int r = 0; r < mb; r++) {
+                        int valid = Math.min(nb, i0 + r - j0 + 1), p0 = pp + r * BC, d0 = ds + r * BC;
+                        float di = w[dd + r], lsei = w[ls + r];
+                        for (int j = 0; j < nb; j++) {
+                            float p = j < valid ? (float) Math.exp(w[p0 + j] * scale - lsei) : 0f;
+                            w[p0 + j] = p;
+                            w[d0 + j] = p * (w[d0 + j] - di) * scale;
                         }
                     }
+                    int kj0 = ko + (rowBase + j0) * ld + col, vj0 = (rowBase + j0) * ld + col;
+                    transposeTile(w, pp, mb, nb, w, tr);
+                    kern.gemm(w, tr, BR, dOut, gi0, ld, dv, dvo + vj0, ld, nb, headDim, mb);   // dV += Pᵀ·dO
+                    kern.gemm(w, ds, BC, k, kj0, ld, dq, dqo + (rowBase + i0) * ld + col, ld, mb, headDim, nb); // dQ += dS·K
+                    transposeTile(w, ds, mb, nb, w, tr);
+                    kern.gemm(w, tr, BR, q, qi0, ld, dk, dko + vj0, ld, nb, headDim, mb);      // dK += dSᵀ·Q
                 }
             }
         });
+    }
+
+    /** dst[j·BR + r] = src[r·BC + j] for an mb × nb tile. */
+    private static void transposeTile(float[] src, int sOff, int mb, int nb, float[] dst, int dOff) {
+        for (int r = 0; r < mb; r++)
+            for (int j = 0; j < nb; j++) dst[dOff + j * BR + r] = src[sOff + r * BC + j];
     }
 }
