@@ -437,10 +437,8 @@ public final class CpuBackend implements Backend {
         float[] g = CpuStorage.floats(gate), u = CpuStorage.floats(up), ys = CpuStorage.floats(y);
         int go = CpuStorage.offset(gate), uo = CpuStorage.offset(up);
         par.forRange((int) gate.numel(), GRAIN, (i0, i1) -> {
-            for (int i = i0; i < i1; i++) {
-                float a = g[go + i];
-                ys[i] = a / (1f + (float) Math.exp(-a)) * u[uo + i];
-            }
+            kern.exp(g, go + i0, ys, i0, i1 - i0, -1f, 0f);  // e^(−a), then silu(a)·u = a / (1 + e^(−a)) · u
+            for (int i = i0; i < i1; i++) ys[i] = g[go + i] / (1f + ys[i]) * u[uo + i];
         });
         return y;
     }
@@ -453,8 +451,9 @@ public final class CpuBackend implements Backend {
         float[] dg = CpuStorage.floats(dGate), du = CpuStorage.floats(dUp);
         int dOff = CpuStorage.offset(dy), go = CpuStorage.offset(gate), uo = CpuStorage.offset(up);
         par.forRange((int) gate.numel(), GRAIN, (i0, i1) -> {
+            kern.exp(g, go + i0, dg, i0, i1 - i0, -1f, 0f);  // e^(−a) first, in dGate's own slots
             for (int i = i0; i < i1; i++) {
-                float a = g[go + i], sig = 1f / (1f + (float) Math.exp(-a)), dyi = d[dOff + i];
+                float a = g[go + i], sig = 1f / (1f + dg[i]), dyi = d[dOff + i];
                 du[i] = dyi * a * sig;
                 // d silu(a)/da = σ(a)·(1 + a·(1 − σ(a)))
                 dg[i] = dyi * u[uo + i] * sig * (1f + a * (1f - sig));
@@ -506,15 +505,18 @@ public final class CpuBackend implements Backend {
                 int o = zo + r * stride;
                 float max = Float.NEGATIVE_INFINITY;
                 for (int c = 0; c < vocab; c++) max = Math.max(max, z[o + c]);
-                double sumExp = 0;
-                for (int c = 0; c < vocab; c++) sumExp += Math.exp(z[o + c] - max);
-                double lse = max + Math.log(sumExp);
                 // Paper App. A: log_softmax once per row, nll against each of the K targets, averaged over K.
-                double nll = 0;
-                for (int j = 0; j < k; j++) nll += lse - z[o + tg[to + r * k + j]];
-                loss[r] = (float) (nll / k);
+                double targetSum = 0;
+                for (int j = 0; j < k; j++) targetSum += z[o + tg[to + r * k + j]];
+                // e^(z − max): into the logits themselves when they become the gradient, else into scratch.
+                float[] e = gradScale != 0f ? z : expRow(vocab);
+                int eo = gradScale != 0f ? o : 0;
+                double sumExp = kern.exp(z, o, e, eo, vocab, 1f, -max);
+                double lse = max + Math.log(sumExp);
+                loss[r] = (float) ((k * lse - targetSum) / k);
                 if (gradScale != 0f) {
-                    for (int c = 0; c < vocab; c++) z[o + c] = gradScale * (float) Math.exp(z[o + c] - lse);
+                    float norm = (float) (gradScale / sumExp);  // softmax = e^(z − max) / Σ
+                    for (int c = 0; c < vocab; c++) z[o + c] *= norm;
                     for (int c = vocab; c < stride; c++) z[o + c] = 0f;
                     float hit = gradScale * invK;
                     for (int j = 0; j < k; j++) z[o + tg[to + r * k + j]] -= hit;
@@ -522,6 +524,15 @@ public final class CpuBackend implements Backend {
             }
         });
         return rowLoss;
+    }
+
+    private final ThreadLocal<float[][]> expRows = ThreadLocal.withInitial(() -> new float[1][0]);
+
+    /** This thread's scratch row of at least {@code n} floats (the loss-only cross-entropy's exponentials). */
+    private float[] expRow(int n) {
+        float[][] r = expRows.get();
+        if (r[0].length < n) r[0] = new float[n];
+        return r[0];
     }
 
     // ---------------------------------------------------------------- reductions, optimizer

@@ -65,22 +65,19 @@ final class FlashAttention {
                     Arrays.fill(w, sc, sc + mb * BC, 0f);
                     kern.gemm(q, qo + (rowBase + i0) * ld + col, ld, w, kt + j0, seqLen, w, sc, BC, mb, nb, headDim);
                     for (int r = 0; r < mb; r++) {
-                        int valid = Math.min(nb, i0 + r - j0 + 1), s0 = sc + r * BC;  // keys j ≤ i
+                        int valid = Math.max(0, Math.min(nb, i0 + r - j0 + 1)), s0 = sc + r * BC;  // keys j ≤ i
                         float tileMax = Float.NEGATIVE_INFINITY;
                         for (int j = 0; j < valid; j++) tileMax = Math.max(tileMax, w[s0 + j] *= scale);
                         float mOld = w[mx + r], mNew = Math.max(mOld, tileMax), l = w[sm + r];
                         if (mOld != Float.NEGATIVE_INFINITY && mNew != mOld) {
                             // Rescale what was accumulated under the old max.
-                            float corr = (float) Math.exp(mOld - mNew);
+                            float corr = FastExp.exp(mOld - mNew);
                             l *= corr;
                             int oi = oi0 + r * ld;
                             for (int d = 0; d < headDim; d++) out[oi + d] *= corr;
                         }
-                        for (int j = 0; j < nb; j++) {
-                            float p = j < valid ? (float) Math.exp(w[s0 + j] - mNew) : 0f;
-                            w[s0 + j] = p;
-                            l += p;
-                        }
+                        if (valid > 0) l += (float) kern.exp(w, s0, w, s0, valid, 1f, -mNew);  // P = e^(S − m)
+                        Arrays.fill(w, s0 + valid, s0 + nb, 0f);                                  // masked keys
                         w[mx + r] = mNew;
                         w[sm + r] = l;
                     }
@@ -133,13 +130,12 @@ final class FlashAttention {
                     kern.gemm(q, qi0, ld, w, kt + j0, seqLen, w, pp, BC, mb, nb, headDim);    // S = Q·Kᵀ
                     kern.gemm(dOut, gi0, ld, w, vt + j0, seqLen, w, ds, BC, mb, nb, headDim); // dP = dO·Vᵀ
                     for (int r = 0; r < mb; r++) {
-                        int valid = Math.min(nb, i0 + r - j0 + 1), p0 = pp + r * BC, d0 = ds + r * BC;
-                        float di = w[dd + r], lsei = w[ls + r];
-                        for (int j = 0; j < nb; j++) {
-                            float p = j < valid ? (float) Math.exp(w[p0 + j] * scale - lsei) : 0f;
-                            w[p0 + j] = p;
-                            w[d0 + j] = p * (w[d0 + j] - di) * scale;
-                        }
+                        int valid = Math.max(0, Math.min(nb, i0 + r - j0 + 1)), p0 = pp + r * BC, d0 = ds + r * BC;
+                        float di = w[dd + r];
+                        kern.exp(w, p0, w, p0, valid, scale, -w[ls + r]);  // P = e^(scale·S − lse)
+                        for (int j = 0; j < valid; j++) w[d0 + j] = w[p0 + j] * (w[d0 + j] - di) * scale;
+                        Arrays.fill(w, p0 + valid, p0 + nb, 0f);  // masked keys
+                        Arrays.fill(w, d0 + valid, d0 + nb, 0f);
                     }
                     int kj0 = ko + (rowBase + j0) * ld + col, vj0 = (rowBase + j0) * ld + col;
                     transposeTile(w, pp, mb, nb, w, tr);

@@ -9,11 +9,11 @@ interface MatmulKernel {
     /** C[m×n] += A[m×k] · B[k×n]; one cache block of a larger product (see {@link Gemm}). */
     void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k);
 
-    /** Σ a[i]·b[i] over n elements. */
-    float dot(float[] a, int aOff, float[] b, int bOff, int n);
-
-    /** y += alpha · x over n elements. */
-    void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n);
+    /**
+     * dst[i] = e^(scale·src[i] + shift) for i in [0, n) ({@link FastExp}: the same bits in every kernel, interpreted
+     * or compiled), returning Σ dst[i] in double; src and dst may be the same range.
+     */
+    double exp(float[] src, int sOff, float[] dst, int dOff, int n, float scale, float shift);
 
     String name();
 

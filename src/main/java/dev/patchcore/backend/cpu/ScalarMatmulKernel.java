@@ -16,23 +16,10 @@ final class ScalarMatmulKernel implements MatmulKernel {
     }
 
     @Override
-    public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        // Four partial sums break the serial dependency chain of a single accumulator.
-        float s0 = 0, s1 = 0, s2 = 0, s3 = 0;
-        int i = 0;
-        for (; i + 4 <= n; i += 4) {
-            s0 += a[aOff + i] * b[bOff + i];
-            s1 += a[aOff + i + 1] * b[bOff + i + 1];
-            s2 += a[aOff + i + 2] * b[bOff + i + 2];
-            s3 += a[aOff + i + 3] * b[bOff + i + 3];
-        }
-        for (; i < n; i++) s0 += a[aOff + i] * b[bOff + i];
-        return (s0 + s1) + (s2 + s3);
-    }
-
-    @Override
-    public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
-        for (int i = 0; i < n; i++) y[yOff + i] += alpha * x[xOff + i];
+    public double exp(float[] src, int sOff, float[] dst, int dOff, int n, float scale, float shift) {
+        double sum = 0;
+        for (int i = 0; i < n; i++) sum += dst[dOff + i] = FastExp.exp(Math.fma(scale, src[sOff + i], shift));
+        return sum;
     }
 
     @Override public String name() { return "scalar"; }

@@ -1,6 +1,8 @@
 package dev.patchcore.backend.cpu;
 
 import jdk.incubator.vector.FloatVector;
+import jdk.incubator.vector.IntVector;
+import jdk.incubator.vector.VectorOperators;
 import jdk.incubator.vector.VectorSpecies;
 
 /**
@@ -160,31 +162,42 @@ final class VectorMatmulKernel implements MatmulKernel {
         }
     }
 
-    @Override
-    public float dot(float[] a, int aOff, float[] b, int bOff, int n) {
-        int i = 0;
-        float s = 0;
-        if (n >= L) {
-            FloatVector acc = FloatVector.zero(S);
-            for (; i + L <= n; i += L) acc = FloatVector.fromArray(S, a, aOff + i).fma(FloatVector.fromArray(S, b, bOff + i), acc);
-            // Lanes summed in a fixed order: reduceLanes(ADD) may order the sum differently in its Java fallback than
-            // in the compiled intrinsic, so a result would change its last bits once the JIT compiles the caller.
-            s = acc.lane(0);
-            for (int l = 1; l < L; l++) s += acc.lane(l);
-        }
-        for (; i < n; i++) s = Math.fma(a[aOff + i], b[bOff + i], s);
-        return s;
-    }
+    /** Elements whose exponentials are summed in float lanes before the lanes go into the double total. */
+    private static final int EXP_CHUNK = 256;
 
     @Override
-    public void axpy(float alpha, float[] x, int xOff, float[] y, int yOff, int n) {
-        int i = 0;
-        if (n >= L) {
-            FloatVector av = FloatVector.broadcast(S, alpha);
-            for (; i + L <= n; i += L)
-                av.fma(FloatVector.fromArray(S, x, xOff + i), FloatVector.fromArray(S, y, yOff + i)).intoArray(y, yOff + i);
+    public double exp(float[] src, int sOff, float[] dst, int dOff, int n, float scale, float shift) {
+        FloatVector sv = FloatVector.broadcast(S, scale), hv = FloatVector.broadcast(S, shift);
+        double sum = 0;
+        int i = 0, vecEnd = n - n % L;
+        while (i < vecEnd) {
+            FloatVector acc = FloatVector.zero(S);
+            for (int end = Math.min(vecEnd, i + EXP_CHUNK); i < end; i += L) {
+                FloatVector e = exp(sv.fma(FloatVector.fromArray(S, src, sOff + i), hv));
+                e.intoArray(dst, dOff + i);
+                acc = acc.add(e);
+            }
+            // Lanes in a fixed order (see the class comment of FastExp on results that change when compiled).
+            for (int l = 0; l < L; l++) sum += acc.lane(l);
         }
-        for (; i < n; i++) y[yOff + i] = Math.fma(alpha, x[xOff + i], y[yOff + i]);
+        for (; i < n; i++) sum += dst[dOff + i] = FastExp.exp(Math.fma(scale, src[sOff + i], shift));
+        return sum;
+    }
+
+    private static FloatVector c(float v) { return FloatVector.broadcast(S, v); }
+
+    /** {@link FastExp#exp} on every lane, operation for operation. */
+    static FloatVector exp(FloatVector x) {
+        FloatVector t = x.fma(FastExp.LOG2E, FastExp.ROUND);
+        FloatVector n = t.sub(FastExp.ROUND);
+        FloatVector r = n.fma(c(-FastExp.LN2_HI), x);
+        r = n.fma(c(-FastExp.LN2_LO), r);
+        FloatVector p = c(FastExp.P0).fma(r, c(FastExp.P1)).fma(r, c(FastExp.P2)).fma(r, c(FastExp.P3))
+                .fma(r, c(FastExp.P4)).fma(r, c(FastExp.P5));
+        FloatVector y = p.fma(r.mul(r), r).add(1f);
+        IntVector bits = ((IntVector) t.reinterpretAsInts()).sub(FastExp.ROUND_BITS - 126).lanewise(VectorOperators.LSHL, 23);
+        FloatVector e = y.mul(bits.reinterpretAsFloats()).mul(2f);
+        return e.blend(0f, x.lt(FastExp.MIN_X)).blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, FastExp.MAX_X));
     }
 
     @Override public String name() { return "vector-" + S.vectorBitSize() + "bit"; }

@@ -58,30 +58,49 @@ class MatmulKernelTest {
         }
     }
 
+    /** FastExp against Math.exp: within 2 ulp over the whole normal range, and the edge cases. */
     @Test
-    void dotAndAxpyAgree() {
-        Random rnd = new Random(99);
-        MatmulKernel vec = vector();
-        for (int n = 0; n <= 70; n++) {
-            float[] x = randn(rnd, n + 3, 1), y = randn(rnd, n + 5, 1);
-            double ref = 0, mag = 0;
-            for (int i = 0; i < n; i++) {
-                ref += (double) x[3 + i] * y[5 + i];
-                mag += Math.abs((double) x[3 + i] * y[5 + i]);
-            }
-            assertEquals(ref, SCALAR.dot(x, 3, y, 5, n), 1e-6 * mag + 1e-30, "scalar dot n=" + n);
-            assertEquals(ref, vec.dot(x, 3, y, 5, n), 1e-6 * mag + 1e-30, "vector dot n=" + n);
-            float[] ys = y.clone(), yv = y.clone();
-            SCALAR.axpy(0.75f, x, 3, ys, 5, n);
-            vec.axpy(0.75f, x, 3, yv, 5, n);
-            for (int i = 0; i < y.length; i++) {
-                double expect = i >= 5 && i < 5 + n ? y[i] + 0.75 * x[i - 2] : y[i];
-                assertEquals(expect, ys[i], 1e-6 * (1 + Math.abs(expect)));
-                assertEquals(expect, yv[i], 1e-6 * (1 + Math.abs(expect)));
-            }
+    void fastExpIsAccurate() {
+        double worst = 0;
+        for (float x = -86.6f; x < 88.7f; x += 0.0137f) {
+            double ref = Math.exp(x), got = FastExp.exp(x);
+            worst = Math.max(worst, Math.abs(got - ref) / Math.ulp((float) ref));
         }
+        assertTrue(worst <= 2, "max error " + worst + " ulp");
+        assertEquals(1f, FastExp.exp(0f));
+        assertEquals(0f, FastExp.exp(Float.NEGATIVE_INFINITY));
+        assertEquals(0f, FastExp.exp(-100f));
+        assertEquals(Float.POSITIVE_INFINITY, FastExp.exp(Float.POSITIVE_INFINITY));
+        assertEquals(Float.POSITIVE_INFINITY, FastExp.exp(89f));
+        assertTrue(Float.isNaN(FastExp.exp(Float.NaN)));
+        assertEquals(Math.exp(88.7f), FastExp.exp(88.7f), 2 * Math.ulp((float) Math.exp(88.7f)), "n = 128 keeps a valid exponent");
     }
 
+    /** Both kernels give FastExp's bits for every element (vector lanes and tails) and the same sum. */
+    @Test
+    void expKernelsAgreeBitForBit() {
+        Random rnd = new Random(99);
+        MatmulKernel vec = vector();
+        for (int n : new int[] {0, 1, 5, 16, 17, 255, 256, 257, 700, 5000}) {
+            float[] x = randn(rnd, n + 3, 6);
+            if (n > 0) x[3] = Float.NEGATIVE_INFINITY;
+            float[] ds = new float[n + 5], dv = new float[n + 5];
+            double ss = SCALAR.exp(x, 3, ds, 5, n, 0.5f, -1.25f), sv = vec.exp(x, 3, dv, 5, n, 0.5f, -1.25f);
+            double ref = 0;
+            for (int i = 0; i < n; i++) {
+                float expect = FastExp.exp(Math.fma(0.5f, x[3 + i], -1.25f));
+                assertEquals(Float.floatToRawIntBits(expect), Float.floatToRawIntBits(ds[5 + i]), "scalar n=" + n + " i=" + i);
+                assertEquals(Float.floatToRawIntBits(expect), Float.floatToRawIntBits(dv[5 + i]), "vector n=" + n + " i=" + i);
+                ref += expect;
+            }
+            assertEquals(ref, ss, 1e-12 * (1 + ref));
+            assertEquals(ref, sv, 1e-6 * (1 + ref), "float lanes, then double");
+            for (int i = 0; i < 5; i++) assertEquals(0f, dv[i], "nothing written before dOff");
+        }
+        float[] inPlace = {0f, 1f, -2f};
+        SCALAR.exp(inPlace, 0, inPlace, 0, 3, 1f, 0f);
+        assertEquals(FastExp.exp(1f), inPlace[1]);
+    }
     /** Whole-op equivalence: a backend on the scalar kernel and one on the SIMD kernel give the same matmul. */
     @Test
     void backendsOnBothKernelsAgree() {
@@ -126,23 +145,28 @@ class MatmulKernelTest {
     }
 
     /**
-     * The dot product gives the same bits before and after the JIT compiles it: the Vector API's lane reduction may
-     * sum in a different order in its Java fallback than in the compiled intrinsic, which made attention outputs differ
-     * in the last bit between an early call and a later one (the causality selftest saw it as a "changed" output).
+     * exp gives the same bits before and after the JIT compiles it. (The Vector API's own EXP does not: its compiled
+     * SVML form and its Java fallback differ in the last bit; so did an earlier lane reduction, which made attention
+     * outputs change in the last bit between an early call and a later one.)
      */
     @Test
-    void dotIsTheSameInterpretedAndCompiled() {
+    void expIsTheSameInterpretedAndCompiled() {
         MatmulKernel k = vector();
         Random rnd = new Random(3);
-        float[] a = randn(rnd, 4096, 1), b = randn(rnd, 4096, 1);
-        int[] lengths = {16, 37, 64, 128, 300};
-        float[] first = new float[lengths.length];
-        for (int i = 0; i < lengths.length; i++) first[i] = k.dot(a, 7 * i, b, 11 * i, lengths[i]);
-        for (int round = 0; round < 200_000; round++) {
+        float[] a = randn(rnd, 4096, 4);
+        int[] lengths = {16, 37, 64, 300};
+        float[][] first = new float[lengths.length][];
+        double[] firstSum = new double[lengths.length];
+        for (int i = 0; i < lengths.length; i++) {
+            first[i] = new float[lengths[i]];
+            firstSum[i] = k.exp(a, 7 * i, first[i], 0, lengths[i], 1f, -0.5f);
+        }
+        float[] got = new float[300];
+        for (int round = 0; round < 100_000; round++) {
             int i = round % lengths.length;
-            float got = k.dot(a, 7 * i, b, 11 * i, lengths[i]);
-            if (Float.floatToRawIntBits(got) != Float.floatToRawIntBits(first[i]))
-                throw new AssertionError("dot of length " + lengths[i] + " changed from " + first[i] + " to " + got + " at call " + round);
+            double sum = k.exp(a, 7 * i, got, 0, lengths[i], 1f, -0.5f);
+            if (sum != firstSum[i] || !Arrays.equals(Arrays.copyOf(got, lengths[i]), first[i]))
+                throw new AssertionError("exp of length " + lengths[i] + " changed at call " + round);
         }
     }
 }
