@@ -1,16 +1,17 @@
 #!/usr/bin/env bash
 # The paper's central claim at a scale a CPU can run: patch-level training (K = 4 on a fraction λ = 2/3 of the
 # data, then token level on the rest) ends as good as token-level training on the same data, for about half the
-# compute (paper §3.2, Table 1). Three runs per seed on the same data and steps (every step reads the same tokens):
-#   patch     λ = 2/3, K = 4, STEPS steps      (compute ≈ (λ/K + 1 − λ) · STEPS ≈ STEPS / 2 token-level steps)
-#   token     λ = 0, STEPS steps               (the same data, twice the compute)
-#   token-1/2 λ = 0, STEPS / 2 steps           (the same compute as patch, half the data)
+# compute (paper §3.2, Table 1). Four runs per seed (every step reads the same number of tokens):
+#   patch       λ = 2/3, K = 4, STEPS steps   (compute ≈ (λ/K + 1 − λ) · STEPS ≈ STEPS / 2 token-level steps)
+#   token       λ = 0, STEPS steps            (the same data, twice the compute)
+#   token-half  λ = 0, STEPS / 2 steps        (the same compute as patch, half the data)
+#   token-third λ = 0, STEPS / 3 steps        (patch's token stage alone, from scratch: what the patch stage adds)
 # Each final checkpoint is then evaluated on the whole validation split with `eval` (non-overlapping blocks) and, on
 # a byte-tokenized dataset with python3 present, with `eval --choices` on two 4-way completion tasks built from the
 # held-out sentences by benchmarks/cloze.py ("order": the true ending against its words shuffled; "ending": against
 # other sentences' endings; chance 25 %).
 #
-#   bash benchmarks/quality.sh                        # tiny preset, 4000 steps, seeds 1234 and 7 (~25 min, 2 cores)
+#   bash benchmarks/quality.sh                        # tiny preset, 4000 steps, seeds 1234 and 7 (~20 min, 2 cores)
 #   PRESET=small STEPS=4000 SEEDS=1234 bash benchmarks/quality.sh
 #   JAR=path/to/patchcore.jar OUT=dir EXTRA="--backend cuda" bash benchmarks/quality.sh
 # Prints a Markdown table; the runs stay in $OUT.
@@ -62,4 +63,5 @@ for s in $SEEDS; do
   run patch "$s" "$STEPS" 0.6667
   run token "$s" "$STEPS" 0
   run token-half "$s" $(( STEPS / 2 )) 0
+  run token-third "$s" $(( STEPS / 3 )) 0
 done
