@@ -1,6 +1,7 @@
 package dev.patchcore.data;
 
 import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -127,11 +128,11 @@ public final class DatasetPreparer {
         }
 
         void addAll(CorpusSource source, Progress progress) throws IOException {
-            try (DocumentReader reader = source.openDocuments()) {
+            try (DocumentReader reader = unreadable(source, source::openDocuments)) {
                 List<String> chunk = new ArrayList<>(CHUNK_DOCUMENTS);
                 long chars = 0;
                 String doc;
-                while ((doc = reader.next()) != null) {
+                while ((doc = unreadable(source, reader::next)) != null) {
                     chunk.add(doc);
                     chars += doc.length();
                     if (chunk.size() >= CHUNK_DOCUMENTS || chars >= CHUNK_CHARS) {
@@ -142,6 +143,25 @@ public final class DatasetPreparer {
                 }
                 addChunk(chunk, progress);
             }
+        }
+
+        /**
+         * A failure to read an input (a truncated .gz, a corrupt .zst, no zstd program) is bad input: an
+         * UncheckedIOException naming the file, which the command line reports in one line with exit code 2. Failures
+         * to write the dataset stay IOExceptions.
+         */
+        private static <T> T unreadable(CorpusSource source, Read<T> read) {
+            try {
+                return read.get();
+            } catch (IOException e) {
+                String why = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+                throw new UncheckedIOException("cannot read " + source.name() + ": " + why, e);
+            }
+        }
+
+        @FunctionalInterface
+        private interface Read<T> {
+            T get() throws IOException;
         }
 
         private void addChunk(List<String> chunk, Progress progress) throws IOException {

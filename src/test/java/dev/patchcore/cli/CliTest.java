@@ -66,6 +66,14 @@ class CliTest {
         Files.writeString(empty, "");
         assertUserError("", "prepare", "--out", dir.resolve("ds").toString(), empty.toString());
         assertUserError("missing.txt", "prepare", "--out", dir.resolve("ds2").toString(), dir.resolve("missing.txt").toString());
+        // A truncated .gz is bad input too: one line naming the file, not a stack trace.
+        java.io.ByteArrayOutputStream gz = new java.io.ByteArrayOutputStream();
+        try (var z = new java.util.zip.GZIPOutputStream(gz)) {
+            for (int i = 0; i < 2000; i++) z.write(("{\"text\": \"line " + i + "\"}\n").getBytes());
+        }
+        Path cut = dir.resolve("cut.jsonl.gz");
+        Files.write(cut, java.util.Arrays.copyOf(gz.toByteArray(), gz.size() / 2));
+        assertUserError("cannot read " + cut, "prepare", "--out", dir.resolve("ds3").toString(), cut.toString());
     }
 
     @Test void trainEvalAndVocabularyMismatch(@TempDir Path dir) throws IOException {

@@ -91,6 +91,37 @@ class DatasetPreparerTest {
         }
     }
 
+    /** The Pile's .jsonl.zst, through the zstd program: the same documents as the plain file; a corrupt one fails loudly. */
+    @Test
+    void zstdInputsAreReadThroughTheZstdProgram() throws Exception {
+        boolean haveZstd;
+        try {
+            haveZstd = new ProcessBuilder("zstd", "--version").start().waitFor() == 0;
+        } catch (IOException e) {
+            haveZstd = false;
+        }
+        org.junit.jupiter.api.Assumptions.assumeTrue(haveZstd, "the zstd program is not installed: .zst input not tested");
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 3000; i++) jsonl.append("{\"text\": \"document ").append(i).append(" of the pile\"}\n");
+        Path plain = file("p.jsonl", jsonl.toString());
+        assertEquals(0, new ProcessBuilder("zstd", "-q", "-o", dir.resolve("p.jsonl.zst").toString(), plain.toString()).start().waitFor());
+        Tokenizer tok = Tokenizers.byName("byte");
+        DatasetInfo a = new DatasetPreparer(tok, 0.1, 3).prepareFiles(List.of(plain), dir.resolve("a"), DatasetPreparer.Progress.NONE);
+        DatasetInfo b = new DatasetPreparer(tok, 0.1, 3).prepareFiles(List.of(dir.resolve("p.jsonl.zst")), dir.resolve("b"), DatasetPreparer.Progress.NONE);
+        assertEquals(3000, b.documents());
+        assertEquals(a.tokens(), b.tokens());
+        assertArrayEquals(Files.readAllBytes(dir.resolve("a/train.bin")), Files.readAllBytes(dir.resolve("b/train.bin")));
+
+        // Truncated: zstd fails at the end, and the error names the file instead of leaving a short corpus.
+        byte[] whole = Files.readAllBytes(dir.resolve("p.jsonl.zst"));
+        Path cut = dir.resolve("cut.jsonl.zst");
+        Files.write(cut, Arrays.copyOf(whole, whole.length / 2));
+        Exception e = assertThrows(java.io.UncheckedIOException.class,
+                () -> new DatasetPreparer(tok, 0.1, 3).prepareFiles(List.of(cut), dir.resolve("c"), DatasetPreparer.Progress.NONE));
+        assertTrue(e.getMessage().contains("cannot read " + cut) && e.getMessage().contains("zstd"), e.getMessage());
+        assertFalse(Files.exists(dir.resolve("c/dataset.json")), "no dataset from a corrupt input");
+    }
+
     @Test
     void splitIsDeterministicAndFollowsTheSeedAndFraction() throws IOException {
         StringBuilder text = new StringBuilder();
