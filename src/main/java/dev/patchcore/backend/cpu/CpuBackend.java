@@ -238,10 +238,8 @@ public final class CpuBackend implements Backend {
         require(dW.numel() == w.numel(), "matmulBackward: dW " + dW + " does not match weight " + w);
         float[] g = CpuStorage.floats(dy);
         int go = CpuStorage.offset(dy);
-        // dW[out, in] += dyᵀ[out, N] · x[N, in]
-        Tensor dyT = scratch(DType.F32, out, n);
-        Gemm.transpose(par, g, go, n, out, CpuStorage.floats(dyT), 0);
-        Gemm.multiply(par, kern, true, CpuStorage.floats(dyT), 0, n, CpuStorage.floats(x), CpuStorage.offset(x), in,
+        // dW[out, in] += dyᵀ[out, N] · x[N, in], reading dy transposed in place (A(i, p) = dy[p, i])
+        Gemm.multiply(par, kern, true, g, go, 1, out, CpuStorage.floats(x), CpuStorage.offset(x), in,
                 CpuStorage.floats(dW), CpuStorage.offset(dW), in, out, in, n);
         if (!needDx) return null;
         // dx[N, in] = dy[N, out] · w[out, in]

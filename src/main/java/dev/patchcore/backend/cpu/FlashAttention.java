@@ -108,9 +108,10 @@ final class FlashAttention {
                 Arrays.fill(dk, dko + r, dko + r + headDim, 0f);
                 Arrays.fill(dv, dvo + r, dvo + r + headDim, 0f);
             }
-            // w: Kᵀ, Vᵀ [Dh × T] | P [BR × BC] | dP then dS [BR × BC] | Pᵀ, dSᵀ [BC × BR] | D_i [BR] | lse_i [BR]
-            final int kt = 0, vt = headDim * seqLen, pp = 2 * headDim * seqLen, ds = pp + BR * BC, tr = ds + BR * BC,
-                    dd = tr + BR * BC, ls = dd + BR;
+            // w: Kᵀ, Vᵀ [Dh × T] | P [BR × BC] | dP then dS [BR × BC] | D_i [BR] | lse_i [BR]. Pᵀ and dSᵀ are read
+            // in place (the GEMM kernel's transposed-A form).
+            final int kt = 0, vt = headDim * seqLen, pp = 2 * headDim * seqLen, ds = pp + BR * BC, dd = ds + BR * BC,
+                    ls = dd + BR;
             float[] w = work(ls + BR);
             transposeHead(k, ko + rowBase * ld + col, ld, seqLen, headDim, w, kt);
             transposeHead(v, vo + rowBase * ld + col, ld, seqLen, headDim, w, vt);
@@ -138,19 +139,11 @@ final class FlashAttention {
                         Arrays.fill(w, d0 + valid, d0 + nb, 0f);
                     }
                     int kj0 = ko + (rowBase + j0) * ld + col, vj0 = (rowBase + j0) * ld + col;
-                    transposeTile(w, pp, mb, nb, w, tr);
-                    kern.gemm(w, tr, BR, dOut, gi0, ld, dv, dvo + vj0, ld, nb, headDim, mb);   // dV += Pᵀ·dO
+                    kern.gemm(w, pp, 1, BC, dOut, gi0, ld, dv, dvo + vj0, ld, nb, headDim, mb);  // dV += Pᵀ·dO
                     kern.gemm(w, ds, BC, k, kj0, ld, dq, dqo + (rowBase + i0) * ld + col, ld, mb, headDim, nb); // dQ += dS·K
-                    transposeTile(w, ds, mb, nb, w, tr);
-                    kern.gemm(w, tr, BR, q, qi0, ld, dk, dko + vj0, ld, nb, headDim, mb);      // dK += dSᵀ·Q
+                    kern.gemm(w, ds, 1, BC, q, qi0, ld, dk, dko + vj0, ld, nb, headDim, mb);     // dK += dSᵀ·Q
                 }
             }
         });
-    }
-
-    /** dst[j·BR + r] = src[r·BC + j] for an mb × nb tile. */
-    private static void transposeTile(float[] src, int sOff, int mb, int nb, float[] dst, int dOff) {
-        for (int r = 0; r < mb; r++)
-            for (int j = 0; j < nb; j++) dst[dOff + j * BR + r] = src[sOff + r * BC + j];
     }
 }

@@ -15,6 +15,13 @@ final class Gemm {
     static void multiply(Parallel par, MatmulKernel kernel, boolean accumulate,
                          float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc,
                          int m, int n, int k) {
+        multiply(par, kernel, accumulate, a, aOff, lda, 1, b, bOff, ldb, c, cOff, ldc, m, n, k);
+    }
+
+    /** The same with A(i, p) = a[aOff + i·ar + p·ac] ({@link MatmulKernel#gemm(float[], int, int, int, float[], int, int, float[], int, int, int, int, int)}). */
+    static void multiply(Parallel par, MatmulKernel kernel, boolean accumulate,
+                         float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc,
+                         int m, int n, int k) {
         if (m == 0 || n == 0) return;
         int nc = Math.min(NC, n);
         int colTiles = ceilDiv(n, nc);
@@ -31,7 +38,7 @@ final class Gemm {
             if (!accumulate) for (int i = 0; i < mm; i++) java.util.Arrays.fill(c, ct + i * ldc, ct + i * ldc + nn, 0f);
             for (int p0 = 0; p0 < k; p0 += KC) {
                 int kk = Math.min(KC, k - p0);
-                kernel.gemm(a, aOff + i0 * lda + p0, lda, b, bOff + p0 * ldb + j0, ldb, c, ct, ldc, mm, nn, kk);
+                kernel.gemm(a, aOff + i0 * ar + p0 * ac, ar, ac, b, bOff + p0 * ldb + j0, ldb, c, ct, ldc, mm, nn, kk);
             }
         });
     }

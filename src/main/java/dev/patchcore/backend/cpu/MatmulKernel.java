@@ -6,8 +6,16 @@ package dev.patchcore.backend.cpu;
  */
 interface MatmulKernel {
 
-    /** C[m×n] += A[m×k] · B[k×n]; one cache block of a larger product (see {@link Gemm}). */
-    void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k);
+    /** C[m×n] += A[m×k] · B[k×n], all row-major; one cache block of a larger product (see {@link Gemm}). */
+    default void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
+        gemm(a, aOff, lda, 1, b, bOff, ldb, c, cOff, ldc, m, n, k);
+    }
+
+    /**
+     * The same with A(i, p) = a[aOff + i·ar + p·ac]: (lda, 1) for row-major A, (1, lda) for an A stored transposed
+     * (so Aᵀ·B needs no transposed copy).
+     */
+    void gemm(float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k);
 
     /**
      * dst[i] = e^(scale·src[i] + shift) for i in [0, n) ({@link FastExp}: the same bits in every kernel, interpreted

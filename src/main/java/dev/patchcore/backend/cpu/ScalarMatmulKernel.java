@@ -4,11 +4,11 @@ package dev.patchcore.backend.cpu;
 final class ScalarMatmulKernel implements MatmulKernel {
 
     @Override
-    public void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
+    public void gemm(float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
         for (int i = 0; i < m; i++) {
-            int ci = cOff + i * ldc, ai = aOff + i * lda;
+            int ci = cOff + i * ldc, ai = aOff + i * ar;
             for (int p = 0; p < k; p++) {
-                float av = a[ai + p];
+                float av = a[ai + p * ac];
                 int bp = bOff + p * ldb;
                 for (int j = 0; j < n; j++) c[ci + j] += av * b[bp + j];
             }

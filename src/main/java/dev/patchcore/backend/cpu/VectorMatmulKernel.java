@@ -22,64 +22,61 @@ final class VectorMatmulKernel implements MatmulKernel {
     }
 
     @Override
-    public void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
+    public void gemm(float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
         int i = 0;
         if (WIDE) {
             for (; i + 8 <= m; i += 8) {
-                int ai = aOff + i * lda, ci = cOff + i * ldc;
+                int ai = aOff + i * ar, ci = cOff + i * ldc;
                 int j = 0;
-                for (; j + 2 * L <= n; j += 2 * L) tile8x2(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, k);
+                for (; j + 2 * L <= n; j += 2 * L) tile8x2(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, k);
                 for (; j + L <= n; j += L) {
-                    tile4x1(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, k);
-                    tile4x1(a, ai + 4 * lda, lda, b, bOff + j, ldb, c, ci + 4 * ldc + j, ldc, k);
+                    tile4x1(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, k);
+                    tile4x1(a, ai + 4 * ar, ar, ac, b, bOff + j, ldb, c, ci + 4 * ldc + j, ldc, k);
                 }
-                if (j < n) scalarBlock(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, 8, n - j, k);
+                if (j < n) scalarBlock(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, 8, n - j, k);
             }
         }
         for (; i + 4 <= m; i += 4) {
-            int ai = aOff + i * lda, ci = cOff + i * ldc;
+            int ai = aOff + i * ar, ci = cOff + i * ldc;
             int j = 0;
-            for (; j + 2 * L <= n; j += 2 * L) tile4x2(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, k);
-            for (; j + L <= n; j += L) tile4x1(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, k);
-            if (j < n) scalarBlock(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, 4, n - j, k);
+            for (; j + 2 * L <= n; j += 2 * L) tile4x2(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, k);
+            for (; j + L <= n; j += L) tile4x1(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, k);
+            if (j < n) scalarBlock(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, 4, n - j, k);
         }
         for (; i < m; i++) {
-            int ai = aOff + i * lda, ci = cOff + i * ldc;
+            int ai = aOff + i * ar, ci = cOff + i * ldc;
             int j = 0;
-            for (; j + 2 * L <= n; j += 2 * L) tile1x2(a, ai, b, bOff + j, ldb, c, ci + j, k);
-            for (; j + L <= n; j += L) tile1x1(a, ai, b, bOff + j, ldb, c, ci + j, k);
-            if (j < n) scalarBlock(a, ai, lda, b, bOff + j, ldb, c, ci + j, ldc, 1, n - j, k);
+            for (; j + 2 * L <= n; j += 2 * L) tile1x2(a, ai, ac, b, bOff + j, ldb, c, ci + j, k);
+            for (; j + L <= n; j += L) tile1x1(a, ai, ac, b, bOff + j, ldb, c, ci + j, k);
+            if (j < n) scalarBlock(a, ai, ar, ac, b, bOff + j, ldb, c, ci + j, ldc, 1, n - j, k);
         }
     }
 
-    private static void tile8x2(float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
-        int cc0 = c0 + 0 * ldc, aa0 = a0 + 0 * lda;
+    // The tiles walk A with an index ap that steps by ac per k (1 for row-major A, lda for A stored transposed) and
+    // reach the tile's other rows at fixed offsets of ar.
+    private static void tile8x2(float[] a, int a0, int ar, int ac, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
+        int o1 = ar, o2 = 2 * ar, o3 = 3 * ar, o4 = 4 * ar, o5 = 5 * ar, o6 = 6 * ar, o7 = 7 * ar;
+        int cc0 = c0, cc1 = c0 + ldc, cc2 = c0 + 2 * ldc, cc3 = c0 + 3 * ldc;
+        int cc4 = c0 + 4 * ldc, cc5 = c0 + 5 * ldc, cc6 = c0 + 6 * ldc, cc7 = c0 + 7 * ldc;
         FloatVector r00 = FloatVector.fromArray(S, c, cc0), r01 = FloatVector.fromArray(S, c, cc0 + L);
-        int cc1 = c0 + 1 * ldc, aa1 = a0 + 1 * lda;
         FloatVector r10 = FloatVector.fromArray(S, c, cc1), r11 = FloatVector.fromArray(S, c, cc1 + L);
-        int cc2 = c0 + 2 * ldc, aa2 = a0 + 2 * lda;
         FloatVector r20 = FloatVector.fromArray(S, c, cc2), r21 = FloatVector.fromArray(S, c, cc2 + L);
-        int cc3 = c0 + 3 * ldc, aa3 = a0 + 3 * lda;
         FloatVector r30 = FloatVector.fromArray(S, c, cc3), r31 = FloatVector.fromArray(S, c, cc3 + L);
-        int cc4 = c0 + 4 * ldc, aa4 = a0 + 4 * lda;
         FloatVector r40 = FloatVector.fromArray(S, c, cc4), r41 = FloatVector.fromArray(S, c, cc4 + L);
-        int cc5 = c0 + 5 * ldc, aa5 = a0 + 5 * lda;
         FloatVector r50 = FloatVector.fromArray(S, c, cc5), r51 = FloatVector.fromArray(S, c, cc5 + L);
-        int cc6 = c0 + 6 * ldc, aa6 = a0 + 6 * lda;
         FloatVector r60 = FloatVector.fromArray(S, c, cc6), r61 = FloatVector.fromArray(S, c, cc6 + L);
-        int cc7 = c0 + 7 * ldc, aa7 = a0 + 7 * lda;
         FloatVector r70 = FloatVector.fromArray(S, c, cc7), r71 = FloatVector.fromArray(S, c, cc7 + L);
-        for (int p = 0, bp = b0; p < k; p++, bp += ldb) {
+        for (int p = 0, bp = b0, ap = a0; p < k; p++, bp += ldb, ap += ac) {
             FloatVector b0v = FloatVector.fromArray(S, b, bp), b1v = FloatVector.fromArray(S, b, bp + L);
             FloatVector av;
-            av = FloatVector.broadcast(S, a[aa0 + p]); r00 = av.fma(b0v, r00); r01 = av.fma(b1v, r01);
-            av = FloatVector.broadcast(S, a[aa1 + p]); r10 = av.fma(b0v, r10); r11 = av.fma(b1v, r11);
-            av = FloatVector.broadcast(S, a[aa2 + p]); r20 = av.fma(b0v, r20); r21 = av.fma(b1v, r21);
-            av = FloatVector.broadcast(S, a[aa3 + p]); r30 = av.fma(b0v, r30); r31 = av.fma(b1v, r31);
-            av = FloatVector.broadcast(S, a[aa4 + p]); r40 = av.fma(b0v, r40); r41 = av.fma(b1v, r41);
-            av = FloatVector.broadcast(S, a[aa5 + p]); r50 = av.fma(b0v, r50); r51 = av.fma(b1v, r51);
-            av = FloatVector.broadcast(S, a[aa6 + p]); r60 = av.fma(b0v, r60); r61 = av.fma(b1v, r61);
-            av = FloatVector.broadcast(S, a[aa7 + p]); r70 = av.fma(b0v, r70); r71 = av.fma(b1v, r71);
+            av = FloatVector.broadcast(S, a[ap]); r00 = av.fma(b0v, r00); r01 = av.fma(b1v, r01);
+            av = FloatVector.broadcast(S, a[ap + o1]); r10 = av.fma(b0v, r10); r11 = av.fma(b1v, r11);
+            av = FloatVector.broadcast(S, a[ap + o2]); r20 = av.fma(b0v, r20); r21 = av.fma(b1v, r21);
+            av = FloatVector.broadcast(S, a[ap + o3]); r30 = av.fma(b0v, r30); r31 = av.fma(b1v, r31);
+            av = FloatVector.broadcast(S, a[ap + o4]); r40 = av.fma(b0v, r40); r41 = av.fma(b1v, r41);
+            av = FloatVector.broadcast(S, a[ap + o5]); r50 = av.fma(b0v, r50); r51 = av.fma(b1v, r51);
+            av = FloatVector.broadcast(S, a[ap + o6]); r60 = av.fma(b0v, r60); r61 = av.fma(b1v, r61);
+            av = FloatVector.broadcast(S, a[ap + o7]); r70 = av.fma(b0v, r70); r71 = av.fma(b1v, r71);
         }
         r00.intoArray(c, cc0); r01.intoArray(c, cc0 + L);
         r10.intoArray(c, cc1); r11.intoArray(c, cc1 + L);
@@ -91,25 +88,25 @@ final class VectorMatmulKernel implements MatmulKernel {
         r70.intoArray(c, cc7); r71.intoArray(c, cc7 + L);
     }
 
-    private static void tile4x2(float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
+    private static void tile4x2(float[] a, int a0, int ar, int ac, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
         int c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
         FloatVector r00 = FloatVector.fromArray(S, c, c0), r01 = FloatVector.fromArray(S, c, c0 + L);
         FloatVector r10 = FloatVector.fromArray(S, c, c1), r11 = FloatVector.fromArray(S, c, c1 + L);
         FloatVector r20 = FloatVector.fromArray(S, c, c2), r21 = FloatVector.fromArray(S, c, c2 + L);
         FloatVector r30 = FloatVector.fromArray(S, c, c3), r31 = FloatVector.fromArray(S, c, c3 + L);
-        int a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-        for (int p = 0, bp = b0; p < k; p++, bp += ldb) {
+        int o1 = ar, o2 = 2 * ar, o3 = 3 * ar;
+        for (int p = 0, bp = b0, ap = a0; p < k; p++, bp += ldb, ap += ac) {
             FloatVector b0v = FloatVector.fromArray(S, b, bp), b1v = FloatVector.fromArray(S, b, bp + L);
-            FloatVector av = FloatVector.broadcast(S, a[a0 + p]);
+            FloatVector av = FloatVector.broadcast(S, a[ap]);
             r00 = av.fma(b0v, r00);
             r01 = av.fma(b1v, r01);
-            av = FloatVector.broadcast(S, a[a1 + p]);
+            av = FloatVector.broadcast(S, a[ap + o1]);
             r10 = av.fma(b0v, r10);
             r11 = av.fma(b1v, r11);
-            av = FloatVector.broadcast(S, a[a2 + p]);
+            av = FloatVector.broadcast(S, a[ap + o2]);
             r20 = av.fma(b0v, r20);
             r21 = av.fma(b1v, r21);
-            av = FloatVector.broadcast(S, a[a3 + p]);
+            av = FloatVector.broadcast(S, a[ap + o3]);
             r30 = av.fma(b0v, r30);
             r31 = av.fma(b1v, r31);
         }
@@ -119,44 +116,45 @@ final class VectorMatmulKernel implements MatmulKernel {
         r30.intoArray(c, c3); r31.intoArray(c, c3 + L);
     }
 
-    private static void tile4x1(float[] a, int a0, int lda, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
+    private static void tile4x1(float[] a, int a0, int ar, int ac, float[] b, int b0, int ldb, float[] c, int c0, int ldc, int k) {
         int c1 = c0 + ldc, c2 = c1 + ldc, c3 = c2 + ldc;
         FloatVector r0 = FloatVector.fromArray(S, c, c0), r1 = FloatVector.fromArray(S, c, c1);
         FloatVector r2 = FloatVector.fromArray(S, c, c2), r3 = FloatVector.fromArray(S, c, c3);
-        int a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda;
-        for (int p = 0, bp = b0; p < k; p++, bp += ldb) {
+        int o1 = ar, o2 = 2 * ar, o3 = 3 * ar;
+        for (int p = 0, bp = b0, ap = a0; p < k; p++, bp += ldb, ap += ac) {
             FloatVector bv = FloatVector.fromArray(S, b, bp);
-            r0 = FloatVector.broadcast(S, a[a0 + p]).fma(bv, r0);
-            r1 = FloatVector.broadcast(S, a[a1 + p]).fma(bv, r1);
-            r2 = FloatVector.broadcast(S, a[a2 + p]).fma(bv, r2);
-            r3 = FloatVector.broadcast(S, a[a3 + p]).fma(bv, r3);
+            r0 = FloatVector.broadcast(S, a[ap]).fma(bv, r0);
+            r1 = FloatVector.broadcast(S, a[ap + o1]).fma(bv, r1);
+            r2 = FloatVector.broadcast(S, a[ap + o2]).fma(bv, r2);
+            r3 = FloatVector.broadcast(S, a[ap + o3]).fma(bv, r3);
         }
         r0.intoArray(c, c0); r1.intoArray(c, c1); r2.intoArray(c, c2); r3.intoArray(c, c3);
     }
 
-    private static void tile1x2(float[] a, int a0, float[] b, int b0, int ldb, float[] c, int c0, int k) {
+    private static void tile1x2(float[] a, int a0, int ac, float[] b, int b0, int ldb, float[] c, int c0, int k) {
         FloatVector r0 = FloatVector.fromArray(S, c, c0), r1 = FloatVector.fromArray(S, c, c0 + L);
-        for (int p = 0, bp = b0; p < k; p++, bp += ldb) {
-            FloatVector av = FloatVector.broadcast(S, a[a0 + p]);
+        for (int p = 0, bp = b0, ap = a0; p < k; p++, bp += ldb, ap += ac) {
+            FloatVector av = FloatVector.broadcast(S, a[ap]);
             r0 = av.fma(FloatVector.fromArray(S, b, bp), r0);
             r1 = av.fma(FloatVector.fromArray(S, b, bp + L), r1);
         }
         r0.intoArray(c, c0); r1.intoArray(c, c0 + L);
     }
 
-    private static void tile1x1(float[] a, int a0, float[] b, int b0, int ldb, float[] c, int c0, int k) {
+    private static void tile1x1(float[] a, int a0, int ac, float[] b, int b0, int ldb, float[] c, int c0, int k) {
         FloatVector r0 = FloatVector.fromArray(S, c, c0);
-        for (int p = 0, bp = b0; p < k; p++, bp += ldb)
-            r0 = FloatVector.broadcast(S, a[a0 + p]).fma(FloatVector.fromArray(S, b, bp), r0);
+        for (int p = 0, bp = b0, ap = a0; p < k; p++, bp += ldb, ap += ac)
+            r0 = FloatVector.broadcast(S, a[ap]).fma(FloatVector.fromArray(S, b, bp), r0);
         r0.intoArray(c, c0);
     }
 
     /** Column tail narrower than one vector. */
-    private static void scalarBlock(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
+    private static void scalarBlock(float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc,
+                                    int m, int n, int k) {
         for (int i = 0; i < m; i++) {
             for (int j = 0; j < n; j++) {
                 float s = c[cOff + i * ldc + j];
-                for (int p = 0; p < k; p++) s = Math.fma(a[aOff + i * lda + p], b[bOff + p * ldb + j], s);
+                for (int p = 0; p < k; p++) s = Math.fma(a[aOff + i * ar + p * ac], b[bOff + p * ldb + j], s);
                 c[cOff + i * ldc + j] = s;
             }
         }

@@ -58,6 +58,29 @@ class MatmulKernelTest {
         }
     }
 
+    /** A read transposed in place (A(i, p) = a[aOff + i + p·lda]) gives Aᵀ·B, in both kernels. */
+    @ParameterizedTest(name = "m={0} n={1} k={2}")
+    @CsvSource({"1,1,1", "16,50,20", "5,33,7", "8,64,64", "13,100,37", "9,16,1"})
+    void gemmWithTransposedA(int m, int n, int k) {
+        Random rnd = new Random(m * 31L + n * 7L + k);
+        int lda = m + 3, ldb = n + 5, ldc = n + 2, aOff = 2, bOff = 7, cOff = 1;
+        float[] a = randn(rnd, aOff + k * lda, 1), b = randn(rnd, bOff + k * ldb, 1), c0 = randn(rnd, cOff + m * ldc, 1);
+        float[] cs = c0.clone(), cv = c0.clone();
+        SCALAR.gemm(a, aOff, 1, lda, b, bOff, ldb, cs, cOff, ldc, m, n, k);
+        vector().gemm(a, aOff, 1, lda, b, bOff, ldb, cv, cOff, ldc, m, n, k);
+        for (int i = 0; i < m; i++)
+            for (int j = 0; j < n; j++) {
+                double ref = c0[cOff + i * ldc + j], mag = Math.abs(ref);
+                for (int p = 0; p < k; p++) {
+                    double t = (double) a[aOff + p * lda + i] * b[bOff + p * ldb + j];
+                    ref += t;
+                    mag += Math.abs(t);
+                }
+                assertEquals(ref, cs[cOff + i * ldc + j], 1e-6 * mag, "scalar at " + i + "," + j);
+                assertEquals(ref, cv[cOff + i * ldc + j], 1e-6 * mag, "vector at " + i + "," + j);
+            }
+    }
+
     /** FastExp against Math.exp: within 2 ulp over the whole normal range, and the edge cases. */
     @Test
     void fastExpIsAccurate() {
