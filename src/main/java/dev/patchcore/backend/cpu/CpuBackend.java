@@ -574,19 +574,8 @@ public final class CpuBackend implements Backend {
         int wo = CpuStorage.offset(master), go = CpuStorage.offset(grad), mo = CpuStorage.offset(m), vo = CpuStorage.offset(v);
         float b1 = s.beta1(), b2 = s.beta2(), lr = s.lr(), eps = s.eps(), wd = s.weightDecay(), scale = s.gradScale();
         float bc1 = (float) (1 - Math.pow(b1, s.step())), bc2 = (float) (1 - Math.pow(b2, s.step()));
-        par.forRange((int) n, GRAIN, (i0, i1) -> {
-            for (int i = i0; i < i1; i++) {
-                float gi = g[go + i] * scale;
-                float mi = b1 * ms[mo + i] + (1 - b1) * gi;
-                float vi = b2 * vs[vo + i] + (1 - b2) * gi * gi;
-                ms[mo + i] = mi;
-                vs[vo + i] = vi;
-                float mhat = mi / bc1, vhat = vi / bc2;
-                float wi = w[wo + i];
-                // Decoupled weight decay (AdamW): decay acts on the weight, not through the moments.
-                w[wo + i] = wi - lr * (mhat / ((float) Math.sqrt(vhat) + eps) + wd * wi);
-            }
-        });
+        par.forRange((int) n, GRAIN, (i0, i1) ->
+                kern.adamw(w, wo + i0, g, go + i0, ms, mo + i0, vs, vo + i0, i1 - i0, scale, b1, b2, bc1, bc2, lr, eps, wd));
         // On CPU the compute copy is normally the master itself; copy only when a distinct tensor was given.
         if (compute != null && (compute.storage() != master.storage() || compute.offset() != master.offset())) copy(master, compute);
     }

@@ -23,6 +23,14 @@ interface MatmulKernel {
      */
     double exp(float[] src, int sOff, float[] dst, int dOff, int n, float scale, float shift);
 
+    /**
+     * One AdamW update of elements [0, n) ({@link CpuBackend#adamW}'s arithmetic: g·scale, moments, bias corrections
+     * bc1 and bc2 as divisors, decoupled weight decay), written so that every kernel gives the same bits (no fused
+     * multiply-add; IEEE division and square root).
+     */
+    void adamw(float[] w, int wo, float[] g, int go, float[] m, int mo, float[] v, int vo, int n,
+               float scale, float b1, float b2, float bc1, float bc2, float lr, float eps, float wd);
+
     String name();
 
     /** The fastest kernel this JVM can run: SIMD when jdk.incubator.vector is present, otherwise plain Java. */

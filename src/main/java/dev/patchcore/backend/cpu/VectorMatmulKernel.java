@@ -198,5 +198,24 @@ final class VectorMatmulKernel implements MatmulKernel {
         return e.blend(0f, x.lt(FastExp.MIN_X)).blend(Float.POSITIVE_INFINITY, x.compare(VectorOperators.GT, FastExp.MAX_X));
     }
 
+    @Override
+    public void adamw(float[] w, int wo, float[] g, int go, float[] m, int mo, float[] v, int vo, int n,
+                      float scale, float b1, float b2, float bc1, float bc2, float lr, float eps, float wd) {
+        FloatVector sc = c(scale), vb1 = c(b1), vb2 = c(b2), nb1 = c(1 - b1), nb2 = c(1 - b2), vbc1 = c(bc1), vbc2 = c(bc2);
+        FloatVector vlr = c(lr), veps = c(eps), vwd = c(wd);
+        int i = 0;
+        for (; i + L <= n; i += L) {  // ScalarMatmulKernel.adamw1, operation for operation
+            FloatVector gi = FloatVector.fromArray(S, g, go + i).mul(sc);
+            FloatVector mi = vb1.mul(FloatVector.fromArray(S, m, mo + i)).add(nb1.mul(gi));
+            FloatVector vi = vb2.mul(FloatVector.fromArray(S, v, vo + i)).add(nb2.mul(gi).mul(gi));
+            mi.intoArray(m, mo + i);
+            vi.intoArray(v, vo + i);
+            FloatVector mhat = mi.div(vbc1), vhat = vi.div(vbc2), wi = FloatVector.fromArray(S, w, wo + i);
+            wi.sub(vlr.mul(mhat.div(vhat.lanewise(VectorOperators.SQRT).add(veps)).add(vwd.mul(wi)))).intoArray(w, wo + i);
+        }
+        for (; i < n; i++)
+            w[wo + i] = ScalarMatmulKernel.adamw1(w[wo + i], g[go + i], m, mo + i, v, vo + i, scale, b1, b2, bc1, bc2, lr, eps, wd);
+    }
+
     @Override public String name() { return "vector-" + S.vectorBitSize() + "bit"; }
 }

@@ -81,6 +81,23 @@ class MatmulKernelTest {
             }
     }
 
+    /** The vector AdamW gives the scalar one's bits (lanes and tail), moments included. */
+    @Test
+    void adamwKernelsAgreeBitForBit() {
+        Random rnd = new Random(17);
+        for (int n : new int[] {1, 15, 16, 33, 1000}) {
+            float[] w = randn(rnd, n + 2, 1), g = randn(rnd, n + 3, 3), m = randn(rnd, n + 1, 0.1), v = randn(rnd, n + 4, 0.1);
+            for (int i = 0; i < v.length; i++) v[i] = v[i] * v[i];
+            float[] ws = w.clone(), ms = m.clone(), vs = v.clone(), wv = w.clone(), mv = m.clone(), vv = v.clone();
+            SCALAR.adamw(ws, 2, g, 3, ms, 1, vs, 4, n, 0.5f, 0.9f, 0.95f, 0.19f, 0.0975f, 3e-4f, 1e-8f, 0.1f);
+            vector().adamw(wv, 2, g, 3, mv, 1, vv, 4, n, 0.5f, 0.9f, 0.95f, 0.19f, 0.0975f, 3e-4f, 1e-8f, 0.1f);
+            assertArrayEquals(ws, wv, "w n=" + n);
+            assertArrayEquals(ms, mv, "m n=" + n);
+            assertArrayEquals(vs, vv, "v n=" + n);
+            assertTrue(!Arrays.equals(ws, w), "the weights moved");
+        }
+    }
+
     /** FastExp against Math.exp: within 2 ulp over the whole normal range, and the edge cases. */
     @Test
     void fastExpIsAccurate() {
