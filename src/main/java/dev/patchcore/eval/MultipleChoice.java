@@ -26,13 +26,19 @@ import java.util.List;
  * choice's tokens given the context is summed, and the question counts as right when the labelled choice has the
  * highest sum ({@code acc}) or the highest sum per character of the choice ({@code acc_norm}).
  *
- * <p>Input: JSONL, one question per line: {@code {"context": "...", "choices": ["...", ...], "label": 0}}; HellaSwag's
- * own field names ({@code ctx}, {@code endings}) and {@code query} / {@code gold} are accepted too, and a label may
- * be a numeric string. Context and choice are joined by one space unless the context is empty or ends in whitespace
- * or the choice starts with whitespace (the harness's default target delimiter). Context and choice are tokenized
- * separately; an empty context is replaced by the end-of-text token. A sequence longer than the model's context
- * keeps its last T + 1 tokens. The choices of one question go through the model as one batch, padded at the end
- * (causal attention: padding cannot change an earlier position).
+ * <p>Input: JSONL, one question per line: {@code {"context": "...", "choices": ["...", ...], "label": 0}};
+ * {@code query} / {@code gold} are accepted too, and a label may be a numeric string. HellaSwag's own JSONL
+ * ({@code activity_label}, {@code ctx_a}, {@code ctx_b}, {@code endings}, {@code label}) is read with the harness's
+ * HellaSwag preprocessing: context = activity_label + ": " + ctx_a + " " + ctx_b capitalized, and every text stripped,
+ * " [title]" → ". ", other [bracketed] tags removed, double spaces made single.
+ *
+ * <p>Context and choice are joined by one space (the harness's target delimiter) unless the context is empty or ends
+ * in whitespace or the choice starts with whitespace (here the delimiter is not doubled, where the harness would).
+ * As the harness does, whitespace at the end of the context moves to the front of the continuation before the two are
+ * tokenized separately, so a BPE tokenizer sees " blue", not " " then "blue". An empty context is replaced by the
+ * end-of-text token. A sequence longer than the model's context keeps its last T + 1 tokens. The choices of one
+ * question go through the model as one batch, padded at the end (causal attention: padding cannot change an earlier
+ * position).
  */
 public final class MultipleChoice {
 
@@ -91,6 +97,7 @@ public final class MultipleChoice {
     }
 
     static Question parse(JsonObject o) {
+        if (o.has("activity_label") && o.has("ctx_a") && o.has("ctx_b") && o.has("endings")) return hellaSwag(o);
         JsonElement ctx = first(o, "context", "ctx", "query");
         JsonElement choices = first(o, "choices", "endings");
         JsonElement label = first(o, "label", "gold");
@@ -105,6 +112,27 @@ public final class MultipleChoice {
             throw new IllegalArgumentException("label '" + label.getAsString() + "' is not a choice index");
         }
         return new Question(ctx.getAsString(), list, l);
+    }
+
+    /** A HellaSwag record as lm-evaluation-harness's hellaswag task turns it into a question. */
+    static Question hellaSwag(JsonObject o) {
+        String ctxB = o.get("ctx_b").getAsString();
+        String ctx = o.get("ctx_a").getAsString() + " "
+                + (ctxB.isEmpty() ? "" : ctxB.substring(0, 1).toUpperCase(java.util.Locale.ROOT) + ctxB.substring(1).toLowerCase(java.util.Locale.ROOT));
+        List<String> endings = new ArrayList<>();
+        for (JsonElement e : o.getAsJsonArray("endings")) endings.add(hellaSwagText(e.getAsString()));
+        int label;
+        try {
+            label = Integer.parseInt(o.get("label").getAsString().strip());
+        } catch (NumberFormatException | NullPointerException e) {
+            throw new IllegalArgumentException("HellaSwag label is not a choice index");
+        }
+        return new Question(hellaSwagText(o.get("activity_label").getAsString() + ": " + ctx), endings, label);
+    }
+
+    /** The harness's HellaSwag text cleanup (WikiHow artifacts). */
+    static String hellaSwagText(String text) {
+        return text.strip().replace(" [title]", ". ").replaceAll("\\[.*?\\]", "").replace("  ", " ");
     }
 
     private static JsonElement first(JsonObject o, String... names) {
@@ -142,13 +170,17 @@ public final class MultipleChoice {
 
     /** Σ log p(choice tokens | context) for each choice of {@code q}, in nats. */
     public double[] logLikelihoods(Question q) {
-        int[] ctx = tokenizer.encode(q.context());
+        String context = q.context();
+        int end = context.length();
+        while (end > 0 && Character.isWhitespace(context.charAt(end - 1))) end--;
+        String trailing = context.substring(end);  // moves to the continuation (the harness's _encode_pair)
+        int[] ctx = tokenizer.encode(context.substring(0, end));
         if (ctx.length == 0) ctx = new int[] {tokenizer.eosId()};
         int n = q.choices().size();
         int[][] seqs = new int[n][];
         int[] scored = new int[n];
         for (int i = 0; i < n; i++) {
-            int[] cont = tokenizer.encode(continuation(q.context(), q.choices().get(i)));
+            int[] cont = tokenizer.encode(trailing + continuation(context, q.choices().get(i)));
             if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " of a question is empty");
             seqs[i] = concat(ctx, cont);
             scored[i] = cont.length;

@@ -106,7 +106,9 @@ public final class Trainer {
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches()) : List.of();
         // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
         List<Batch> tokenVal = k > 1 && !val.isEmpty() ? data.validation(1, t, st.batch(), cfg.evalBatches()) : List.of();
-        if (cfg.evalEvery() > 0 && val.isEmpty())
+        if (cfg.evalEvery() > 0 && cfg.evalBatches() == 0)
+            console.printf("note: --eval-batches 0: no validation in the %s stage%n", st.name());
+        else if (cfg.evalEvery() > 0 && val.isEmpty())
             console.printf("note: the validation split is shorter than one window of %d tokens; no validation in the %s stage%n",
                     k * (t + 1), st.name());
         else if (!val.isEmpty() && val.size() * val.getFirst().batchSize() < st.batch())

@@ -51,6 +51,18 @@ class MultipleChoiceTest {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("no questions"));
     }
 
+    /** A raw HellaSwag record becomes the harness's question: activity label, ctx_a + capitalized ctx_b, cleaned text. */
+    @Test void hellaSwagRecordsGetTheHarnessPreprocessing() {
+        MultipleChoice.Question q = MultipleChoice.parse(JsonParser.parseString("""
+                {"ind": 4, "activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow.",
+                 "ctx_b": "then", "endings": [", the man [title] waits.  ok", " a [step] thing", "x", "y"], "label": "3"}
+                """).getAsJsonObject());
+        assertEquals("Removing ice from car: Then, the man writes over the snow. Then", q.context());
+        assertEquals(List.of(", the man. waits. ok", "a thing", "x", "y"), q.choices());
+        assertEquals(3, q.label());
+        assertEquals("Ab cd", MultipleChoice.hellaSwagText("  Ab [header] cd "));
+    }
+
     @Test void choicesJoinTheContextWithOneSpaceAtMost() {
         assertEquals(" blue", MultipleChoice.continuation("The sky is", "blue"));
         assertEquals("blue", MultipleChoice.continuation("Answer: ", "blue"));
@@ -89,6 +101,9 @@ class MultipleChoiceTest {
             double[] qll = mc.logLikelihoods(q);
             assertEquals(reference(be, m, bytes.encode("the cat sat"), 4), qll[0], 1e-4 * Math.abs(qll[0]));
             assertEquals(reference(be, m, bytes.encode("the cat ran on"), 7), qll[1], 1e-4 * Math.abs(qll[1]));
+            // Trailing whitespace of the context is scored as part of the continuation (the harness's _encode_pair).
+            double[] spaced = mc.logLikelihoods(new MultipleChoice.Question("the cat ", List.of("sat", "ran on"), 0));
+            assertEquals(qll[0], spaced[0], 1e-9 * Math.abs(qll[0]), "'the cat ' + 'sat' scores ' sat' like 'the cat' + 'sat'");
             MultipleChoice.Result r = mc.evaluate(List.of(q, new MultipleChoice.Question("the cat", List.of("sat", "ran on"), 1)));
             assertEquals(2, r.questions());
             assertEquals(1, r.correct(), "the same scores, labels 0 and 1: exactly one is right");

@@ -4,7 +4,8 @@ package dev.patchcore.backend.cpu;
  * exp in float, the way {@link VectorMatmulKernel#exp} computes it lane by lane, so both kernels give the same bits:
  * n = round(x·log₂e) by the 1.5·2²³ trick, r = x − n·ln2 in two parts (Cody–Waite), e^r by Cephes' degree-7
  * polynomial, then ·2ⁿ through the exponent bits. About 1 ulp from the true value. Below −86.64 the result is 0
- * (the denormal range, e^x < 2.4e-38, is flushed), above 88.72 it is +∞, NaN stays NaN.
+ * (e^x < 2.4e-38 is flushed: the denormal range and the lowest normal binade, where 2ⁿ⁻¹ would not be normal), above
+ * 88.72 it is +∞, NaN stays NaN.
  *
  * <p>Why not {@code Math.exp}: ~5 ns per call, the largest cost of the CPU backend's softmax, SiLU and
  * cross-entropy. Why not the Vector API's {@code EXP}: its compiled form (SVML) and its Java fallback differ in the
