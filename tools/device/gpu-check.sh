@@ -5,7 +5,7 @@
 # kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
 # compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
-# installed). Full logs go to $OUT; a compact
+# installed), quality (benchmarks/quality.sh on CUDA at the small preset). Full logs go to $OUT; a compact
 # summary is printed last. To evaluate the kernel variants:
 #   STEPS="selftest kernels train-variants speed" bash tools/device/gpu-check.sh
 # Every step has its own time limit so the whole script stays under ~8 minutes.
@@ -96,6 +96,19 @@ for s in $STEPS; do case $s in
               else
                 echo "profile: no ncu on this machine"; SUMMARY+=("profile      (no ncu)")
               fi ;;
+  # benchmarks/quality.sh on the GPU (patch-level vs token-level at equal data and compute, the token stage alone), at
+  # a size a CPU cannot reach: QUALITY_ARGS are its settings (default the small preset, 4000 steps, one seed, on the
+  # bundled corpus); QUALITY_DATA=gpt2 prepares the bundled corpus with GPT-2 BPE first and trains on that.
+  quality)    QDATA=""
+              if [[ "${QUALITY_DATA:-}" == gpt2 ]]; then
+                QDATA="$WORK/brown-gpt2"
+                "${JAVA[@]}" prepare --tokenizer gpt2 --val-fraction 0.05 --out "$QDATA" \
+                  "$ROOT/src/main/resources/corpus/brown.jsonl.gz" > "$OUT/quality-prepare.log" 2>&1
+              fi
+              # QUALITY_ARGS: VAR=value words for quality.sh (no spaces inside a value); QUALITY_BACKEND=cpu to try it here.
+              step quality "${T_QUALITY:-300}" env JAVA_HOME="$WORK/runtime" JAR="$WORK/patchcore.jar" OUT="$WORK/quality" \
+                   ${QDATA:+DATA_DIR="$QDATA"} EXTRA="--backend ${QUALITY_BACKEND:-cuda}" ${QUALITY_ARGS:-PRESET=small STEPS=4000 SEEDS=1234} \
+                   bash "$ROOT/benchmarks/quality.sh" ;;
   *)          echo "unknown step '$s'"; SUMMARY+=("$s: unknown step") ;;
 esac; done
 
@@ -124,4 +137,5 @@ if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]
 fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 [[ -f "$OUT/speed.log" ]] && { echo "--- speed"; tail -n 15 "$OUT/speed.log"; }
+[[ -f "$OUT/quality.log" ]] && { echo "--- quality (benchmarks/quality.sh on CUDA)"; grep -E '^\||^quality' "$OUT/quality.log"; }
 [[ -f "$OUT/speed-var2.log" ]] && { echo "--- speed with every kernel variant"; tail -n 15 "$OUT/speed-var2.log"; }
