@@ -8,7 +8,7 @@ import java.util.Objects;
  * Fixed validation batches: windows taken in order from the start of the shard (same
  * {@link WindowLayout} as training), B per batch, at most {@code maxBatches} full batches.
  * The same arguments always give the same batches, so losses are comparable across runs.
- * A shard too short for one full batch gives {@link #batchCount()} = 0.
+ * A shard too short for one full batch gives {@link #batchCount()} = 0 ({@link #upTo} scores it anyway).
  */
 public final class ValidationBatches implements Iterable<Batch> {
 
@@ -24,6 +24,16 @@ public final class ValidationBatches implements Iterable<Batch> {
         if (maxBatches < 0) throw new IllegalArgumentException("max validation batches must be >= 0, got " + maxBatches);
         this.batchSize = batchSize;
         this.batchCount = (int) Math.min(maxBatches, layout.windowCount(data.length()) / batchSize);
+    }
+
+    /**
+     * Batches of {@code batchSize} windows as the constructor's, except that a shard shorter than one batch but
+     * holding at least one window gives one smaller batch of all its windows (a small validation split is still
+     * scored).
+     */
+    public static ValidationBatches upTo(TokenSequence data, int patchSize, int blockPatches, int batchSize, int maxBatches) {
+        long windows = new WindowLayout(patchSize, blockPatches).windowCount(data.length());
+        return new ValidationBatches(data, patchSize, blockPatches, windows > 0 && windows < batchSize ? (int) windows : batchSize, maxBatches);
     }
 
     public int batchCount() { return batchCount; }

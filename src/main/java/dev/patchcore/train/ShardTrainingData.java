@@ -8,7 +8,6 @@ import dev.patchcore.data.PreparedDataset;
 import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.data.ValidationBatches;
-import dev.patchcore.data.WindowLayout;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -72,10 +71,7 @@ public final class ShardTrainingData implements TrainingData {
 
     @Override
     public List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches) {
-        // A split shorter than one batch is still scored: as one smaller batch of every window it holds.
-        long windows = new WindowLayout(patchSize, contextLength).windowCount(dataset.val().length());
-        if (windows == 0 || maxBatches == 0) return List.of();
-        ValidationBatches v = new ValidationBatches(dataset.val(), patchSize, contextLength, (int) Math.min(batch, windows), maxBatches);
+        ValidationBatches v = ValidationBatches.upTo(dataset.val(), patchSize, contextLength, batch, maxBatches);
         List<Batch> out = new ArrayList<>(v.batchCount());
         for (int i = 0; i < v.batchCount(); i++) out.add(v.batch(i));
         return out;

@@ -188,6 +188,12 @@ class BatchSamplerTest {
         }
         assertEquals(5, i);
         assertEquals(0, new ValidationBatches(TokenSequence.of(new int[5]), k, t, b, 10).batchCount());
+        // upTo: the same full batches; a shard shorter than one batch gives one batch of all its windows.
+        assertEquals(41, ValidationBatches.upTo(TokenSequence.of(stream), k, t, b, 1_000).batchCount());
+        ValidationBatches shortShard = ValidationBatches.upTo(TokenSequence.of(java.util.Arrays.copyOf(stream, 20)), k, t, b, 10);
+        assertEquals(1, shortShard.batchCount());
+        assertEquals(2, shortShard.batchSize(), "(20 - 10) / 8 + 1 windows, fewer than b = 3");
+        assertEquals(0, ValidationBatches.upTo(TokenSequence.of(new int[5]), k, t, b, 10).batchCount());
         assertThrows(IllegalArgumentException.class, () -> new ValidationBatches(TokenSequence.of(stream), 0, t, b, 1));
         assertThrows(IndexOutOfBoundsException.class, () -> few.batch(5));
     }

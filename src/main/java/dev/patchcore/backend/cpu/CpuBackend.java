@@ -507,7 +507,7 @@ public final class CpuBackend implements Backend {
                 double targetSum = 0;
                 for (int j = 0; j < k; j++) targetSum += z[o + tg[to + r * k + j]];
                 // e^(z − max): into the logits themselves when they become the gradient, else into scratch.
-                float[] e = gradScale != 0f ? z : expRow(vocab);
+                float[] e = gradScale != 0f ? z : expRows.floats(vocab);
                 int eo = gradScale != 0f ? o : 0;
                 double sumExp = kern.exp(z, o, e, eo, vocab, 1f, -max);
                 double lse = max + Math.log(sumExp);
@@ -524,14 +524,8 @@ public final class CpuBackend implements Backend {
         return rowLoss;
     }
 
-    private final ThreadLocal<float[][]> expRows = ThreadLocal.withInitial(() -> new float[1][0]);
-
-    /** This thread's scratch row of at least {@code n} floats (the loss-only cross-entropy's exponentials). */
-    private float[] expRow(int n) {
-        float[][] r = expRows.get();
-        if (r[0].length < n) r[0] = new float[n];
-        return r[0];
-    }
+    /** The loss-only cross-entropy's row of exponentials, per thread. */
+    private final ThreadScratch expRows = new ThreadScratch();
 
     // ---------------------------------------------------------------- reductions, optimizer
 

@@ -18,19 +18,11 @@ final class FlashAttention {
 
     private final MatmulKernel kern;
     private final Parallel par;
-    // Per-thread work arrays, grown on demand and reused for every call.
-    private final ThreadLocal<float[][]> work = ThreadLocal.withInitial(() -> new float[1][0]);
+    private final ThreadScratch work = new ThreadScratch();
 
     FlashAttention(MatmulKernel kern, Parallel par) {
         this.kern = kern;
         this.par = par;
-    }
-
-    /** This thread's work array of at least {@code n} floats. */
-    private float[] work(int n) {
-        float[][] w = work.get();
-        if (w[0].length < n) w[0] = new float[n];
-        return w[0];
     }
 
     /** dst[d·T + t] = src row t (of this head), for t in [0, T): the head's keys or values as a [Dh × T] matrix. */
@@ -50,7 +42,7 @@ final class FlashAttention {
             int rowBase = b * seqLen, col = h * headDim;
             // w: Kᵀ [Dh × T] | S then P [BR × BC] | running max m [BR] | running sum l [BR]
             final int kt = 0, sc = headDim * seqLen, mx = sc + BR * BC, sm = mx + BR;
-            float[] w = work(sm + BR);
+            float[] w = work.floats(sm + BR);
             transposeHead(k, ko + rowBase * ld + col, ld, seqLen, headDim, w, kt);
             for (int i0 = 0; i0 < seqLen; i0 += BR) {
                 int i1 = Math.min(seqLen, i0 + BR), mb = i1 - i0;
@@ -112,7 +104,7 @@ final class FlashAttention {
             // in place (the GEMM kernel's transposed-A form).
             final int kt = 0, vt = headDim * seqLen, pp = 2 * headDim * seqLen, ds = pp + BR * BC, dd = ds + BR * BC,
                     ls = dd + BR;
-            float[] w = work(ls + BR);
+            float[] w = work.floats(ls + BR);
             transposeHead(k, ko + rowBase * ld + col, ld, seqLen, headDim, w, kt);
             transposeHead(v, vo + rowBase * ld + col, ld, seqLen, headDim, w, vt);
             for (int i0 = 0; i0 < seqLen; i0 += BR) {
