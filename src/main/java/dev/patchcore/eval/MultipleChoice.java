@@ -140,11 +140,15 @@ public final class MultipleChoice {
         return null;
     }
 
-    /** The text the model reads after the context for this choice (the harness's target delimiter rule). */
+    /**
+     * The text scored for this choice: the context's trailing whitespace (moved here, as the harness's
+     * {@code _encode_pair} does), then one space unless that whitespace, an empty context or the choice already
+     * separates them, then the choice. The context is read without its trailing whitespace.
+     */
     static String continuation(String context, String choice) {
-        boolean join = !context.isEmpty() && !Character.isWhitespace(context.charAt(context.length() - 1))
-                && !choice.isEmpty() && !Character.isWhitespace(choice.charAt(0));
-        return join ? " " + choice : choice;
+        String core = context.stripTrailing(), trailing = context.substring(core.length());
+        boolean join = !core.isEmpty() && trailing.isEmpty() && !choice.isEmpty() && !Character.isWhitespace(choice.charAt(0));
+        return trailing + (join ? " " : "") + choice;
     }
 
     /** Scores every question and counts the right answers. */
@@ -170,17 +174,13 @@ public final class MultipleChoice {
 
     /** Σ log p(choice tokens | context) for each choice of {@code q}, in nats. */
     public double[] logLikelihoods(Question q) {
-        String context = q.context();
-        int end = context.length();
-        while (end > 0 && Character.isWhitespace(context.charAt(end - 1))) end--;
-        String trailing = context.substring(end);  // moves to the continuation (the harness's _encode_pair)
-        int[] ctx = tokenizer.encode(context.substring(0, end));
+        int[] ctx = tokenizer.encode(q.context().stripTrailing());  // its trailing whitespace goes to the continuation
         if (ctx.length == 0) ctx = new int[] {tokenizer.eosId()};
         int n = q.choices().size();
         int[][] seqs = new int[n][];
         int[] scored = new int[n];
         for (int i = 0; i < n; i++) {
-            int[] cont = tokenizer.encode(trailing + continuation(context, q.choices().get(i)));
+            int[] cont = tokenizer.encode(continuation(q.context(), q.choices().get(i)));
             if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " of a question is empty");
             seqs[i] = concat(ctx, cont);
             scored[i] = cont.length;

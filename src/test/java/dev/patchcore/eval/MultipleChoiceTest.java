@@ -65,7 +65,8 @@ class MultipleChoiceTest {
 
     @Test void choicesJoinTheContextWithOneSpaceAtMost() {
         assertEquals(" blue", MultipleChoice.continuation("The sky is", "blue"));
-        assertEquals("blue", MultipleChoice.continuation("Answer: ", "blue"));
+        assertEquals(" blue", MultipleChoice.continuation("Answer: ", "blue"), "the context's trailing space moves here");
+        assertEquals("\n blue", MultipleChoice.continuation("Q:\n ", "blue"));
         assertEquals(" blue", MultipleChoice.continuation("The sky is", " blue"));
         assertEquals("blue", MultipleChoice.continuation("", "blue"));
     }
