@@ -1,0 +1,132 @@
+package dev.patchcore.data;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import org.junit.jupiter.api.DynamicTest;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.TestFactory;
+
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * patchcore's SentencePiece reader against the reference library: src/test/resources/sentencepiece holds small
+ * models trained on the bundled corpus and what sentencepiece's own encode/decode returned for a set of texts
+ * (written by tools/sentencepiece/make_fixtures.py). Every id must match.
+ */
+class SentencePieceTokenizerTest {
+
+    static byte[] resource(String name) throws IOException {
+        try (InputStream in = SentencePieceTokenizerTest.class.getResourceAsStream("/sentencepiece/" + name)) {
+            assertNotNull(in, "missing test resource sentencepiece/" + name);
+            return in.readAllBytes();
+        }
+    }
+
+    static SentencePieceTokenizer model(String name) throws IOException {
+        return SentencePieceTokenizer.fromBytes(resource(name + ".model"));
+    }
+
+    private static JsonObject expected() throws IOException {
+        try (InputStream in = SentencePieceTokenizerTest.class.getResourceAsStream("/sentencepiece/expected.json")) {
+            return JsonParser.parseReader(new InputStreamReader(in, StandardCharsets.UTF_8)).getAsJsonObject();
+        }
+    }
+
+    private static int[] ints(JsonArray a) {
+        int[] out = new int[a.size()];
+        for (int i = 0; i < out.length; i++) out[i] = a.get(i).getAsInt();
+        return out;
+    }
+
+    @TestFactory
+    Stream<DynamicTest> encodesAndDecodesAsTheReferenceLibrary() throws IOException {
+        JsonObject models = expected().getAsJsonObject("models");
+        List<DynamicTest> tests = new ArrayList<>();
+        for (Map.Entry<String, JsonElement> e : models.entrySet()) {
+            String name = e.getKey();
+            JsonObject m = e.getValue().getAsJsonObject();
+            tests.add(DynamicTest.dynamicTest(name, () -> {
+                SentencePieceTokenizer tok = model(name);
+                assertEquals(m.get("vocab").getAsInt(), tok.vocabSize());
+                assertEquals(m.get("eos").getAsInt(), tok.eosId());
+                int checked = 0;
+                for (JsonElement c : m.getAsJsonArray("encode")) {
+                    JsonObject o = c.getAsJsonObject();
+                    String text = o.get("text").getAsString();
+                    int[] want = ints(o.getAsJsonArray("ids"));
+                    int[] got = tok.encode(text);
+                    assertArrayEquals(want, got, () -> name + " encode(" + text + "): want " + pieces(tok, want)
+                            + ", got " + pieces(tok, got) + " (normalized '" + tok.normalize(text) + "')");
+                    assertEquals(o.get("decoded").getAsString(), tok.decode(got), () -> name + " decode of " + text);
+                    checked++;
+                }
+                for (JsonElement c : m.getAsJsonArray("decode")) {
+                    int[] ids = ints(c.getAsJsonObject().getAsJsonArray("ids"));
+                    assertEquals(c.getAsJsonObject().get("text").getAsString(), tok.decode(ids),
+                            () -> name + " decode " + Arrays.toString(ids) + " = " + pieces(tok, ids));
+                }
+                assertTrue(checked >= 100, "fixture has " + checked + " texts");
+            }));
+        }
+        assertEquals(5, tests.size(), "fixture models");
+        return tests.stream();
+    }
+
+    private static List<String> pieces(SentencePieceTokenizer tok, int[] ids) {
+        return Arrays.stream(ids).mapToObj(tok::piece).toList();
+    }
+
+    @Test
+    void eosDecodesAsItsPieceSoDocumentBoundariesStayVisible() throws IOException {
+        SentencePieceTokenizer tok = model("llama_bpe");
+        int[] a = tok.encode("first document"), b = tok.encode("second");
+        int[] ids = new int[a.length + 1 + b.length];
+        System.arraycopy(a, 0, ids, 0, a.length);
+        ids[a.length] = tok.eosId();
+        System.arraycopy(b, 0, ids, a.length + 1, b.length);
+        assertEquals("first document</s> second", tok.decode(ids));
+        assertEquals("</s>", tok.piece(tok.eosId()));
+        var e = assertThrows(IllegalArgumentException.class, () -> tok.decode(new int[]{tok.vocabSize()}));
+        assertTrue(e.getMessage().contains(tok.name()), e.getMessage());
+    }
+
+    @Test
+    void nameIsTheFileHashSoACopyCanBeChecked() throws IOException {
+        SentencePieceTokenizer a = model("llama_bpe"), b = model("llama_bpe"), c = model("bpe_unused");
+        assertEquals(a.name(), b.name());
+        assertNotEquals(a.name(), c.name());
+        assertTrue(a.name().matches("sentencepiece-[0-9a-f]{16}"), a.name());
+        assertArrayEquals(resource("llama_bpe.model"), a.file());
+    }
+
+    @Test
+    void malformedFilesAreRefusedWithAReason() throws IOException {
+        var e = assertThrows(IllegalArgumentException.class,
+                () -> SentencePieceTokenizer.fromBytes("not a model at all".getBytes(StandardCharsets.UTF_8)));
+        assertTrue(e.getMessage().contains("SentencePiece"), e.getMessage());
+        byte[] file = resource("llama_bpe.model");
+        assertThrows(IllegalArgumentException.class,
+                () -> SentencePieceTokenizer.fromBytes(Arrays.copyOf(file, file.length / 2)));
+        assertThrows(IllegalArgumentException.class, () -> SentencePieceTokenizer.fromBytes(new byte[0]));
+    }
+
+    @Test
+    void readsLargeTextsQuickly() throws IOException {
+        SentencePieceTokenizer tok = model("llama_bpe");
+        String text = "The quick brown fox jumps over the lazy dog 1234. ".repeat(4000);  // 200 KB, one document
+        int[] ids = tok.encode(text);
+        assertEquals(text.substring(0, 1000), tok.decode(ids).substring(0, 1000));
+    }
+}
