@@ -40,7 +40,10 @@ public final class AtomicFiles {
     }
 
     public static void writeString(Path target, String text) {
-        byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        writeBytes(target, text.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+    }
+
+    public static void writeBytes(Path target, byte[] bytes) {
         write(target, ch -> {
             java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes);
             while (b.hasRemaining()) ch.write(b);

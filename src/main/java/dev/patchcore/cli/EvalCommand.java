@@ -55,7 +55,7 @@ public final class EvalCommand implements Callable<Integer> {
         List<Batch> batches;
         if (source.text != null) {
             if (!Files.isRegularFile(source.text)) throw new IllegalArgumentException("no such file: " + source.text);
-            int[] ids = Tokenizers.byName(tokenizer).encode(Files.readString(source.text));
+            int[] ids = Tokenizers.recorded(tokenizer, ckpt).encode(Files.readString(source.text));
             batches = Blocks.tokenLevel(TokenSequence.of(ids), cfg.contextLength(), batch, maxBlocks);
         } else {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
@@ -88,7 +88,7 @@ public final class EvalCommand implements Callable<Integer> {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             long t0 = System.nanoTime();
-            MultipleChoice.Result r = new MultipleChoice(be, model, Tokenizers.byName(tokenizer)).evaluate(questions);
+            MultipleChoice.Result r = new MultipleChoice(be, model, Tokenizers.recorded(tokenizer, ckpt)).evaluate(questions);
             System.out.printf(Locale.ROOT, "checkpoint %s%n%s: %d questions in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
                     ckpt, source.choices.getFileName(), r.questions(), (System.nanoTime() - t0) / 1e9,
                     r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));

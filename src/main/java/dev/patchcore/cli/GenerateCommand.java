@@ -12,7 +12,6 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
@@ -30,14 +29,15 @@ public final class GenerateCommand implements Callable<Integer> {
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
         Path ckpt = Checkpoints.latest(checkpoint);
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
-        Tokenizer tok = Tokenizers.byName(Checkpoints.readMeta(ckpt).tokenizer());
+        Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             int[] promptIds = tok.encode(prompt);
             int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
-            // Decode the completion as a whole: byte-level tokens may split a UTF-8 character.
-            System.out.println(prompt + tok.decode(Arrays.copyOfRange(out, promptIds.length, out.length)));
+            // Prompt and completion decoded as one sequence: a byte-level token may split a UTF-8 character across
+            // the boundary, and SentencePiece drops the leading space of a sequence's first piece only.
+            System.out.println(tok.decode(out));
         }
         return 0;
     }

@@ -94,6 +94,11 @@ public final class DatasetPreparer {
             Files.deleteIfExists(trainTmp);
             Files.deleteIfExists(valTmp);
         }
+        // A SentencePiece model travels with the shards (training copies it into checkpoints from here).
+        Path model = outDir.resolve(SentencePieceTokenizer.FILE_NAME);
+        var file = Tokenizers.modelFile(tokenizer);
+        if (file.isPresent()) dev.patchcore.checkpoint.AtomicFiles.writeBytes(model, file.get());
+        else Files.deleteIfExists(model);
         DatasetInfo info = new DatasetInfo(DatasetInfo.FORMAT, DatasetInfo.VERSION, tokenizer.name(),
                 tokenizer.vocabSize(), tokenizer.eosId(), valFraction, seed, names(sources),
                 split.train.documentCount(), split.train.tokenCount(), split.val.documentCount(), split.val.tokenCount());

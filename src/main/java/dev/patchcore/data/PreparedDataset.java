@@ -67,9 +67,9 @@ public final class PreparedDataset implements AutoCloseable {
 
     public TokenShard val() { return val; }
 
-    /** The tokenizer the shards were written with. */
+    /** The tokenizer the shards were written with (a SentencePiece model from this folder's copy). */
     public Tokenizer tokenizer() {
-        return Tokenizers.byName(info.tokenizer());
+        return Tokenizers.recorded(info.tokenizer(), dir);
     }
 
     @Override

@@ -34,9 +34,9 @@ import java.util.List;
  *
  * <p>Context and choice are joined by one space (the harness's target delimiter) unless the context is empty or ends
  * in whitespace or the choice starts with whitespace (here the delimiter is not doubled, where the harness would).
- * As the harness does, whitespace at the end of the context moves to the front of the continuation before the two are
- * tokenized separately, so a BPE tokenizer sees " blue", not " " then "blue". An empty context is replaced by the
- * end-of-text token. A sequence longer than the model's context keeps its last T + 1 tokens. The choices of one
+ * As the harness does, whitespace at the end of the context moves to the front of the continuation, so a BPE
+ * tokenizer sees " blue", not " " then "blue"; the choice's tokens are those of the whole text (context + continuation)
+ * after as many tokens as the context alone encodes to. An empty context is replaced by the end-of-text token. A sequence longer than the model's context keeps its last T + 1 tokens. The choices of one
  * question go through the model as one batch, padded at the end (causal attention: padding cannot change an earlier
  * position).
  */
@@ -172,18 +172,39 @@ public final class MultipleChoice {
         return new int[] {best, bestNorm};
     }
 
+    /** The tokens of context and choice, the last {@code scored} of them the choice's. */
+    record Encoded(int[] tokens, int scored) {}
+
+    /**
+     * Context and choice {@code i} as the harness's {@code _encode_pair} tokenizes them for a decoder model: the
+     * context alone, then the tokens of context + continuation past the context's token count, so a tokenizer that
+     * prefixes a space to a text (SentencePiece) or merges across the boundary sees the one text the model would
+     * read. An empty context becomes the end-of-text token.
+     */
+    Encoded encode(Question q, int i) {
+        String core = q.context().stripTrailing();  // its trailing whitespace goes to the continuation
+        String continuation = continuation(q.context(), q.choices().get(i));
+        int[] ctx = tokenizer.encode(core), cont;
+        if (ctx.length == 0) {
+            ctx = new int[] {tokenizer.eosId()};
+            cont = tokenizer.encode(continuation);
+        } else {
+            int[] whole = tokenizer.encode(core + continuation);
+            cont = Arrays.copyOfRange(whole, Math.min(ctx.length, whole.length), whole.length);
+        }
+        if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " of a question is empty");
+        return new Encoded(concat(ctx, cont), cont.length);
+    }
+
     /** Σ log p(choice tokens | context) for each choice of {@code q}, in nats. */
     public double[] logLikelihoods(Question q) {
-        int[] ctx = tokenizer.encode(q.context().stripTrailing());  // its trailing whitespace goes to the continuation
-        if (ctx.length == 0) ctx = new int[] {tokenizer.eosId()};
         int n = q.choices().size();
         int[][] seqs = new int[n][];
         int[] scored = new int[n];
         for (int i = 0; i < n; i++) {
-            int[] cont = tokenizer.encode(continuation(q.context(), q.choices().get(i)));
-            if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " of a question is empty");
-            seqs[i] = concat(ctx, cont);
-            scored[i] = cont.length;
+            Encoded e = encode(q, i);
+            seqs[i] = e.tokens();
+            scored[i] = e.scored();
         }
         return logLikelihoods(seqs, scored);
     }

@@ -8,6 +8,7 @@ import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.AtomicFiles;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.SentencePieceTokenizer;
 import dev.patchcore.model.LlamaModel;
 
 import java.io.IOException;
@@ -40,7 +41,12 @@ public final class Checkpoints {
 
     public static boolean exists(Path runDir) { return Files.isRegularFile(root(runDir).resolve("latest")); }
 
-    public static void save(Path runDir, LlamaModel model, AdamW opt, Meta meta, Backend be) {
+    /**
+     * Writes checkpoint {@code step-N} and points {@code latest} at it. {@code tokenizerModel} (a SentencePiece
+     * {@code .model} file, may be empty) is kept in it as {@code tokenizer.model}, where eval, generate and Hugging
+     * Face's {@code LlamaTokenizer} look for it.
+     */
+    public static void save(Path runDir, LlamaModel model, AdamW opt, Meta meta, java.util.Optional<byte[]> tokenizerModel, Backend be) {
         String name = String.format("step-%08d", meta.state().globalStep());
         Path dir = root(runDir).resolve(name);
         List<SafeTensors.Entry> weights = new ArrayList<>(), moments = new ArrayList<>();
@@ -56,6 +62,7 @@ public final class Checkpoints {
         SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
         AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config()));
+        tokenizerModel.ifPresent(file -> AtomicFiles.writeBytes(dir.resolve(SentencePieceTokenizer.FILE_NAME), file));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, name);
     }

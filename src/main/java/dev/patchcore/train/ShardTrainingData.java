@@ -51,6 +51,8 @@ public final class ShardTrainingData implements TrainingData {
 
     @Override public String tokenizer() { return dataset.info().tokenizer(); }
 
+    @Override public java.util.Optional<byte[]> tokenizerModel() { return Tokenizers.modelFile(dataset.tokenizer()); }
+
     @Override public int vocabSize() { return dataset.info().vocabSize(); }
 
     @Override public long trainTokens() { return dataset.train().length(); }

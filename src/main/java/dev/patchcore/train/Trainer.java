@@ -23,6 +23,8 @@ public final class Trainer {
     private final Backend be;
     private final TrainConfig cfg;
     private final TrainingData data;
+    /** The SentencePiece model file every checkpoint keeps a copy of (empty for the built-in tokenizers). */
+    private final java.util.Optional<byte[]> tokenizerModel;
     private final Path runDir;
     private final PrintStream console;
     private final boolean multiEpoch;
@@ -37,6 +39,7 @@ public final class Trainer {
         this.be = be;
         this.cfg = cfg;
         this.data = data;
+        this.tokenizerModel = data.tokenizerModel();
         this.runDir = runDir;
         this.console = console;
         this.multiEpoch = multiEpoch;
@@ -166,7 +169,8 @@ public final class Trainer {
                             ? new RunState(si + 1, 0, globalStep, null, tokensSeen)
                             : new RunState(si, step + 1, globalStep, source.state(), tokensSeen);
                     Checkpoints.save(runDir, model, stageDone ? null : opt,
-                            new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step()), be);
+                            new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step()),
+                            tokenizerModel, be);
                 }
                 if (stopping && !last) {
                     console.printf("stopped after %d steps; checkpoint saved in %s (continue with --resume %s)%n",

@@ -11,6 +11,12 @@ public interface TrainingData {
 
     String tokenizer();
 
+    /**
+     * The tokenizer's model file when it is one (SentencePiece), saved into every checkpoint so that the
+     * checkpoint can be evaluated and sampled without the dataset; empty for the built-in tokenizers.
+     */
+    default java.util.Optional<byte[]> tokenizerModel() { return java.util.Optional.empty(); }
+
     int vocabSize();
 
     /** Tokens in the training split. */

@@ -118,4 +118,30 @@ class CliTest {
         assertEquals(0, Main.run("prepare", "--tokenizer", "r50k_base", "--out", gpt2.toString(), text.toString()));
         assertUserError("trained with byte", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--data", gpt2.toString());
     }
+
+    /** A SentencePiece model given to prepare is kept with the dataset and with every checkpoint trained on it. */
+    @Test void sentencePieceTokenizerTravelsWithDataAndCheckpoints(@TempDir Path dir) throws IOException {
+        Path model = dir.resolve("tok.model");
+        try (var in = getClass().getResourceAsStream("/sentencepiece/llama_bpe.model")) {
+            Files.write(model, in.readAllBytes());
+        }
+        Path text = dir.resolve("t.txt");
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 400; i++) sb.append("The jury said the election was conducted well. ").append(i % 5 == 0 ? "\n\n" : "");
+        Files.writeString(text, sb.toString());
+        Path ds = dir.resolve("ds");
+        assertEquals(0, Main.run("prepare", "--tokenizer", model.toString(), "--out", ds.toString(), text.toString()), err.toString());
+        assertTrue(out.toString().contains("sentencepiece-") && out.toString().contains("vocab 1000"), out.toString());
+        assertArrayEquals(Files.readAllBytes(model), Files.readAllBytes(ds.resolve("tokenizer.model")));
+        Path run = dir.resolve("run");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path ckpt = dev.patchcore.train.Checkpoints.latest(run);
+        assertArrayEquals(Files.readAllBytes(model), Files.readAllBytes(ckpt.resolve("tokenizer.model")));
+        out.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "The jury", "--tokens", "5"), err.toString());
+        assertTrue(out.toString().startsWith("The jury"), out.toString());
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--data", ds.toString()), err.toString());
+        assertUserError("does not exist", "prepare", "--tokenizer", dir.resolve("none.model").toString(), "--out", dir.resolve("x").toString(), text.toString());
+    }
 }

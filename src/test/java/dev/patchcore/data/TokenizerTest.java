@@ -1,8 +1,12 @@
 package dev.patchcore.data;
 
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -93,5 +97,37 @@ class TokenizerTest {
         assertTrue(e.getMessage().contains("llama2") && e.getMessage().contains("cl100k_base")
                 && e.getMessage().contains("byte"), e.getMessage());
         assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(null));
+    }
+
+    @Test
+    void sentencePieceModelsAreNamedByFileAndFoundAgainByTheirRecordedName(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("spm.model");
+        Files.write(file, SentencePieceTokenizerTest.resource("bpe_rules.model"));
+        Path copy = Files.createDirectories(dir.resolve("checkpoint"));
+        Files.write(copy.resolve(SentencePieceTokenizer.FILE_NAME), SentencePieceTokenizerTest.resource("bpe_rules.model"));
+        String name = SentencePieceTokenizer.fromBytes(Files.readAllBytes(file)).name();
+
+        // Found by its name from a folder's copy (the first lookup in this JVM reads the file) ...
+        Tokenizer recorded = Tokenizers.recorded(name, copy);
+        assertEquals(name, recorded.name());
+        assertArrayEquals(Files.readAllBytes(file), Tokenizers.modelFile(recorded).orElseThrow());
+        // ... and by its path, the same instance.
+        assertSame(recorded, Tokenizers.byName(file.toString()));
+        assertTrue(Tokenizers.modelFile(Tokenizers.byName("byte")).isEmpty());
+        assertSame(Tokenizers.byName("byte"), Tokenizers.recorded("byte", dir), "built-in names need no file");
+
+        // A folder whose copy is missing or is another model says so.
+        var missing = assertThrows(IllegalArgumentException.class, () -> Tokenizers.recorded("sentencepiece-0123456789abcdef", dir));
+        assertTrue(missing.getMessage().contains("has no tokenizer.model"), missing.getMessage());
+        var other = assertThrows(IllegalArgumentException.class, () -> Tokenizers.recorded("sentencepiece-0123456789abcdef", copy));
+        assertTrue(other.getMessage().contains("is " + name + ", not the model sentencepiece-0123456789abcdef"), other.getMessage());
+        var noFile = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(dir.resolve("none.model").toString()));
+        assertTrue(noFile.getMessage().contains("does not exist"), noFile.getMessage());
+        Path junk = dir.resolve("junk.model");
+        Files.writeString(junk, "not a model");
+        var bad = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(junk.toString()));
+        assertTrue(bad.getMessage().startsWith(junk.toString()) && bad.getMessage().contains("SentencePiece"), bad.getMessage());
+        var unknown = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName("llama"));
+        assertTrue(unknown.getMessage().contains(".model file"), unknown.getMessage());
     }
 }

@@ -71,6 +71,31 @@ class MultipleChoiceTest {
         assertEquals("blue", MultipleChoice.continuation("", "blue"));
     }
 
+    /**
+     * With SentencePiece (which prefixes "▁" to every text it encodes) the choice's tokens must be those of the
+     * joined text, as the harness takes them, not the choice encoded alone ("▁" + "▁mat" or similar).
+     */
+    @Test void choiceTokensAreTheJoinedTextsTokensPastTheContext() throws IOException {
+        dev.patchcore.data.SentencePieceTokenizer sp;
+        try (var in = getClass().getResourceAsStream("/sentencepiece/llama_bpe.model")) {
+            sp = dev.patchcore.data.SentencePieceTokenizer.fromBytes(in.readAllBytes());
+        }
+        try (Backend be = new CpuBackend()) {
+            MultipleChoice mc = new MultipleChoice(be, null, sp);
+            for (String context : List.of("The cat sat on the", "The cat sat on the ")) {
+                MultipleChoice.Encoded e = mc.encode(new MultipleChoice.Question(context, List.of("mat", "moon"), 0), 0);
+                assertArrayEquals(sp.encode("The cat sat on the mat"), e.tokens(), context);
+                int[] choice = Arrays.copyOfRange(e.tokens(), e.tokens().length - e.scored(), e.tokens().length);
+                StringBuilder pieces = new StringBuilder();
+                for (int id : choice) pieces.append(sp.piece(id));
+                assertEquals("\u2581mat", pieces.toString(), "the choice's pieces spell ' mat', one space");
+            }
+            MultipleChoice.Encoded empty = mc.encode(new MultipleChoice.Question("", List.of("mat", "moon"), 0), 1);
+            assertEquals(sp.eosId(), empty.tokens()[0], "an empty context is the end-of-text token");
+            assertArrayEquals(sp.encode("moon"), Arrays.copyOfRange(empty.tokens(), 1, empty.tokens().length));
+        }
+    }
+
     @Test void accNormDividesByTheChoiceLength() {
         // Summed: choice 1 (−6) beats choice 0 (−8); per character choice 0 (−8/8 = −1) beats choice 1 (−6/3 = −2).
         assertArrayEquals(new int[] {1, 0}, MultipleChoice.picks(new double[] {-8, -6}, List.of("abcdefgh", "abc")));
