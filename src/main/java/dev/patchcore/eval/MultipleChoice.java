@@ -27,29 +27,43 @@ import java.util.List;
  * highest sum ({@code acc}) or the highest sum per character of the choice ({@code acc_norm}).
  *
  * <p>Input: JSONL, one question per line: {@code {"context": "...", "choices": ["...", ...], "label": 0}};
- * {@code query} / {@code gold} are accepted too, and a label may be a numeric string. HellaSwag's own JSONL
- * ({@code activity_label}, {@code ctx_a}, {@code ctx_b}, {@code endings}, {@code label}) is read with the harness's
- * HellaSwag preprocessing: context = activity_label + ": " + ctx_a + " " + ctx_b capitalized, and every text stripped,
- * " [title]" → ". ", other [bracketed] tags removed, double spaces made single.
+ * {@code query} / {@code gold} are accepted too, and a label may be a numeric string. The Hugging Face records of
+ * HellaSwag, PIQA, ARC, MMLU and WinoGrande are read as they are and posed with the harness's prompts
+ * ({@link HarnessTasks}).
  *
  * <p>Context and choice are joined by one space (the harness's target delimiter) unless the context is empty or ends
  * in whitespace or the choice starts with whitespace (here the delimiter is not doubled, where the harness would).
  * As the harness does, whitespace at the end of the context moves to the front of the continuation, so a BPE
- * tokenizer sees " blue", not " " then "blue"; the choice's tokens are those of the whole text (context + continuation)
- * after as many tokens as the context alone encodes to. An empty context is replaced by the end-of-text token. A sequence longer than the model's context keeps its last T + 1 tokens. The choices of one
+ * tokenizer sees " blue", not " " then "blue"; the choice's tokens are those of the whole text (context +
+ * continuation) after as many tokens as the context alone encodes to. An empty context is replaced by the
+ * end-of-text token. A sequence longer than the model's context keeps its last T + 1 tokens. The choices of one
  * question go through the model as one batch, padded at the end (causal attention: padding cannot change an earlier
  * position).
  */
 public final class MultipleChoice {
 
-    /** One question: context, choices, index of the right choice. */
-    public record Question(String context, List<String> choices, int label) {
+    /**
+     * One question: for each choice the context it follows (the same for all but WinoGrande's, whose choices are
+     * different contexts before one shared continuation), the choices, and the index of the right one.
+     */
+    public record Question(List<String> contexts, List<String> choices, int label) {
         public Question {
             if (choices.size() < 2) throw new IllegalArgumentException("a question needs at least 2 choices");
+            if (contexts.size() != choices.size())
+                throw new IllegalArgumentException(contexts.size() + " contexts for " + choices.size() + " choices");
             if (label < 0 || label >= choices.size())
                 throw new IllegalArgumentException("label " + label + " is not one of the " + choices.size() + " choices");
+            contexts = List.copyOf(contexts);
             choices = List.copyOf(choices);
         }
+
+        /** The usual question: one context, several continuations. */
+        public Question(String context, List<String> choices, int label) {
+            this(java.util.Collections.nCopies(choices.size(), context), choices, label);
+        }
+
+        /** The context choice {@code i} follows. */
+        public String context(int i) { return contexts.get(i); }
     }
 
     /** Accuracy by summed log-likelihood and by log-likelihood per character, over {@code questions}. */
@@ -88,7 +102,8 @@ public final class MultipleChoice {
                     out.add(parse(JsonParser.parseString(line).getAsJsonObject()));
                 } catch (RuntimeException e) {
                     throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage()
-                            + " (expected {\"context\": \"...\", \"choices\": [\"...\", ...], \"label\": N})");
+                            + " (expected {\"context\": \"...\", \"choices\": [\"...\", ...], \"label\": N}, or a record of"
+                            + " HellaSwag, PIQA, ARC, MMLU or WinoGrande as their Hugging Face datasets hold them)");
                 }
             }
         }
@@ -96,46 +111,38 @@ public final class MultipleChoice {
         return out;
     }
 
+    /**
+     * A question from one JSONL record: the Hugging Face records of the paper's benchmarks get lm-evaluation-harness's
+     * zero-shot prompts ({@link HarnessTasks}); anything else is read as {@code {"context", "choices", "label"}}.
+     */
     static Question parse(JsonObject o) {
-        if (o.has("activity_label") && o.has("ctx_a") && o.has("ctx_b") && o.has("endings")) return hellaSwag(o);
+        Question task = HarnessTasks.parse(o);
+        if (task != null) return task;
         JsonElement ctx = first(o, "context", "ctx", "query");
         JsonElement choices = first(o, "choices", "endings");
         JsonElement label = first(o, "label", "gold");
         if (ctx == null || choices == null || label == null) throw new IllegalArgumentException("missing context, choices or label");
-        if (!choices.isJsonArray()) throw new IllegalArgumentException("choices is not a list");
-        List<String> list = new ArrayList<>();
-        for (JsonElement c : choices.getAsJsonArray()) list.add(c.getAsString());
-        int l;
+        return new Question(ctx.getAsString(), strings(choices, "choices"), index(label, "label"));
+    }
+
+    /** A JSON list of strings. */
+    static List<String> strings(JsonElement list, String what) {
+        if (list == null || !list.isJsonArray()) throw new IllegalArgumentException(what + " is not a list");
+        List<String> out = new ArrayList<>();
+        for (JsonElement c : list.getAsJsonArray()) out.add(c.getAsString());
+        return out;
+    }
+
+    /** A choice index given as a number or a numeric string. */
+    static int index(JsonElement label, String what) {
         try {
-            l = Integer.parseInt(label.getAsString().strip());
-        } catch (NumberFormatException e) {
-            throw new IllegalArgumentException("label '" + label.getAsString() + "' is not a choice index");
+            return Integer.parseInt(label.getAsString().strip());
+        } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
+            throw new IllegalArgumentException(what + " '" + label + "' is not a choice index");
         }
-        return new Question(ctx.getAsString(), list, l);
     }
 
-    /** A HellaSwag record as lm-evaluation-harness's hellaswag task turns it into a question. */
-    static Question hellaSwag(JsonObject o) {
-        String ctxB = o.get("ctx_b").getAsString();
-        String ctx = o.get("ctx_a").getAsString() + " "
-                + (ctxB.isEmpty() ? "" : ctxB.substring(0, 1).toUpperCase(java.util.Locale.ROOT) + ctxB.substring(1).toLowerCase(java.util.Locale.ROOT));
-        List<String> endings = new ArrayList<>();
-        for (JsonElement e : o.getAsJsonArray("endings")) endings.add(hellaSwagText(e.getAsString()));
-        int label;
-        try {
-            label = Integer.parseInt(o.get("label").getAsString().strip());
-        } catch (NumberFormatException | NullPointerException e) {
-            throw new IllegalArgumentException("HellaSwag label is not a choice index");
-        }
-        return new Question(hellaSwagText(o.get("activity_label").getAsString() + ": " + ctx), endings, label);
-    }
-
-    /** The harness's HellaSwag text cleanup (WikiHow artifacts). */
-    static String hellaSwagText(String text) {
-        return text.strip().replace(" [title]", ". ").replaceAll("\\[.*?\\]", "").replace("  ", " ");
-    }
-
-    private static JsonElement first(JsonObject o, String... names) {
+    static JsonElement first(JsonObject o, String... names) {
         for (String n : names) if (o.has(n) && !o.get(n).isJsonNull()) return o.get(n);
         return null;
     }
@@ -182,8 +189,8 @@ public final class MultipleChoice {
      * read. An empty context becomes the end-of-text token.
      */
     Encoded encode(Question q, int i) {
-        String core = q.context().stripTrailing();  // its trailing whitespace goes to the continuation
-        String continuation = continuation(q.context(), q.choices().get(i));
+        String core = q.context(i).stripTrailing();  // its trailing whitespace goes to the continuation
+        String continuation = continuation(q.context(i), q.choices().get(i));
         int[] ctx = tokenizer.encode(core), cont;
         if (ctx.length == 0) {
             ctx = new int[] {tokenizer.eosId()};

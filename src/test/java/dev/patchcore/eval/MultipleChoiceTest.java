@@ -57,10 +57,70 @@ class MultipleChoiceTest {
                 {"ind": 4, "activity_label": "Removing ice from car", "ctx_a": "Then, the man writes over the snow.",
                  "ctx_b": "then", "endings": [", the man [title] waits.  ok", " a [step] thing", "x", "y"], "label": "3"}
                 """).getAsJsonObject());
-        assertEquals("Removing ice from car: Then, the man writes over the snow. Then", q.context());
+        assertEquals("Removing ice from car: Then, the man writes over the snow. Then", q.context(0));
         assertEquals(List.of(", the man. waits. ok", "a thing", "x", "y"), q.choices());
         assertEquals(3, q.label());
-        assertEquals("Ab cd", MultipleChoice.hellaSwagText("  Ab [header] cd "));
+        assertEquals("Ab cd", HarnessTasks.hellaSwagText("  Ab [header] cd "));
+    }
+
+    private static MultipleChoice.Question record(String json) {
+        return MultipleChoice.parse(JsonParser.parseString(json).getAsJsonObject());
+    }
+
+    /** The other benchmarks of the paper, from their Hugging Face records, posed as lm-evaluation-harness poses them. */
+    @Test void benchmarkRecordsGetTheHarnessPrompts() {
+        MultipleChoice.Question piqa = record("""
+                {"goal": "How do I ready a guinea pig cage for it's new occupants?",
+                 "sol1": "Provide the guinea pig with a cage full of a few inches of bedding made of ripped paper strips.",
+                 "sol2": "Provide the guinea pig with a cage full of a few inches of bedding made of ripped jeans material.",
+                 "label": 0}""");
+        assertEquals("Question: How do I ready a guinea pig cage for it's new occupants?\nAnswer:", piqa.context(1));
+        assertEquals(2, piqa.choices().size());
+        assertEquals(0, piqa.label());
+
+        MultipleChoice.Question arc = record("""
+                {"id": "Mercury_7175875", "question": "An astronomer observes that a planet rotates faster after a meteorite impact. Which is the most likely effect of this increase in rotation?",
+                 "choices": {"text": ["Planetary density will decrease.", "Planetary years will become longer.", "Planetary days will become shorter.", "Planetary gravity will become stronger."],
+                             "label": ["A", "B", "C", "D"]}, "answerKey": "C"}""");
+        assertTrue(arc.context(0).startsWith("Question: An astronomer") && arc.context(0).endsWith("rotation?\nAnswer:"), arc.context(0));
+        assertEquals("Planetary days will become shorter.", arc.choices().get(arc.label()));
+        MultipleChoice.Question arcNumbered = record("""
+                {"question": {"stem": "Which is a gas?", "choices": [{"text": "ice", "label": "1"}, {"text": "steam", "label": "2"}, {"text": "rock", "label": "3"}]},
+                 "answerKey": "2"}""");
+        assertEquals("Question: Which is a gas?\nAnswer:", arcNumbered.context(0));
+        assertEquals(List.of("ice", "steam", "rock"), arcNumbered.choices());
+        assertEquals(1, arcNumbered.label());
+
+        MultipleChoice.Question mmlu = record("""
+                {"question": "Find the degree for the given field extension Q(sqrt(2)) over Q. ", "subject": "abstract_algebra",
+                 "choices": ["0", "2", "1", "3"], "answer": 1}""");
+        assertEquals("""
+                The following are multiple choice questions (with answers) about abstract algebra.
+
+                Find the degree for the given field extension Q(sqrt(2)) over Q.
+                A. 0
+                B. 2
+                C. 1
+                D. 3
+                Answer:""", mmlu.context(3));
+        assertEquals(List.of("A", "B", "C", "D"), mmlu.choices());
+        assertEquals(1, mmlu.label());
+        assertEquals(" B", MultipleChoice.continuation(mmlu.context(1), mmlu.choices().get(1)));
+
+        // WinoGrande: the option goes into the blank of the context; the rest of the sentence is the scored continuation.
+        MultipleChoice.Question wino = record("""
+                {"sentence": "Sarah was a much better surgeon than Maria so _ always got the harder cases.",
+                 "option1": "Sarah", "option2": "Maria", "answer": "1"}""");
+        assertEquals(List.of("Sarah was a much better surgeon than Maria so Sarah", "Sarah was a much better surgeon than Maria so Maria"), wino.contexts());
+        assertEquals(List.of("always got the harder cases.", "always got the harder cases."), wino.choices());
+        assertEquals(0, wino.label());
+        assertEquals(" always got the harder cases.", MultipleChoice.continuation(wino.context(0), wino.choices().get(0)));
+
+        var bad = assertThrows(IllegalArgumentException.class, () -> record("""
+                {"question": "q", "choices": {"text": ["a", "b"], "label": ["A", "B"]}, "answerKey": "E"}"""));
+        assertTrue(bad.getMessage().contains("answerKey 'E'"), bad.getMessage());
+        assertThrows(IllegalArgumentException.class, () -> record("""
+                {"sentence": "no blank", "option1": "a", "option2": "b", "answer": "1"}"""));
     }
 
     @Test void choicesJoinTheContextWithOneSpaceAtMost() {
