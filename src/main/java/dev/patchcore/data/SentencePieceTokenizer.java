@@ -293,6 +293,9 @@ public final class SentencePieceTokenizer implements Tokenizer {
             long match = longestRule(in, pos);
             if (match >= 0) {
                 int length = (int) (match >>> 32), value = (int) match;
+                if (value < 0 || value >= replacements.length)
+                    throw new IllegalArgumentException("the model's precompiled_charsmap is corrupt (replacement offset "
+                            + value + " outside its " + replacements.length + " bytes)");
                 int end = value;
                 while (end < replacements.length && replacements[end] != 0) end++;
                 consumed[0] = length;

@@ -122,6 +122,26 @@ class SentencePieceTokenizerTest {
         assertThrows(IllegalArgumentException.class, () -> SentencePieceTokenizer.fromBytes(new byte[0]));
     }
 
+    /** Corrupted model files are refused with an IllegalArgumentException (one error line), never another exception. */
+    @Test
+    void corruptedFilesFailCleanly() throws IOException {
+        java.util.Random r = new java.util.Random(1);
+        for (String name : List.of("llama_bpe", "unigram_nfkc", "bpe_rules")) {
+            byte[] base = resource(name + ".model");
+            for (int it = 0; it < 150; it++) {
+                byte[] b = base.clone();
+                for (int k = 0, n = 1 + r.nextInt(8); k < n; k++) b[r.nextInt(b.length)] = (byte) r.nextInt(256);
+                if (r.nextInt(4) == 0) b = Arrays.copyOf(b, r.nextInt(b.length));
+                try {
+                    SentencePieceTokenizer t = SentencePieceTokenizer.fromBytes(b);
+                    t.decode(t.encode("Hello wörld 🦙 ＡＢＣ  x\tq ﬁ…"));
+                } catch (IllegalArgumentException expected) {
+                    // refused, with a reason
+                }
+            }
+        }
+    }
+
     @Test
     void readsLargeTextsQuickly() throws IOException {
         SentencePieceTokenizer tok = model("llama_bpe");
