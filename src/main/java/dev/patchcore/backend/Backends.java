@@ -26,8 +26,9 @@ public final class Backends {
                     log.println("backend: cuda (" + b.describe() + ")");
                     yield b;
                 } catch (CudaUnavailableException e) {
-                    log.println("backend: cpu (" + Runtime.getRuntime().availableProcessors() + " threads; CUDA not used: " + e.getMessage() + ")");
-                    yield new CpuBackend();
+                    CpuBackend b = new CpuBackend();
+                    log.println("backend: cpu (" + b.threads() + " threads, " + b.kernelName() + " kernels; CUDA not used: " + e.getMessage() + ")");
+                    yield b;
                 }
             }
             default -> throw new IllegalArgumentException("unknown --backend '" + choice + "' (choose auto, cpu or cuda)");

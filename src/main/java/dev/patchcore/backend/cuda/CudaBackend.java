@@ -39,7 +39,7 @@ public final class CudaBackend implements Backend, KernelContext {
     private final CudaCrossEntropy crossEntropy;
     private final CudaAdamW adamW;
     private final Tensor sumPartials; // SUM_BLOCKS + 1 doubles, as F32 storage
-    private boolean flashEnabled;
+    private final boolean flashEnabled;
     private boolean closed;
 
     /**
@@ -210,9 +210,6 @@ public final class CudaBackend implements Backend, KernelContext {
     /** Poison scratch with NaN (on) or leave it as is (off, the fast default). */
     public void setPoisonScratch(boolean poison) { allocator.setPoison(poison); }
 
-    /** Use the flash kernel where it supports the head dim (default), or always the simple one. */
-    public void setFlashAttention(boolean enabled) { this.flashEnabled = enabled; }
-
     public CudaSimpleAttention simpleAttention() { return simpleAttention; }
 
     public CudaFlashAttention flashAttention() { return flashAttention; }
@@ -252,9 +249,6 @@ public final class CudaBackend implements Backend, KernelContext {
             return new QueuedTime(ms, host + 20_000 < holdNanos);
         }
     }
-
-    /** D[m×n] (row-major) = A·Bᵀ with bf16 A [m,k], B [n,k] into bf16 D: a raw GEMM for the bench ceiling. */
-    public void gemmBf16(Tensor a, Tensor b, Tensor d) { matmulInto(a, b, d); }
 
     // ---------------------------------------------------------------- Backend: identity and memory
 
