@@ -6,6 +6,7 @@
 #   token       λ = 0, STEPS steps            (the same data, twice the compute)
 #   token-half  λ = 0, STEPS / 2 steps        (the same compute as patch, half the data)
 #   token-third λ = 0, STEPS / 3 steps        (patch's token stage alone, from scratch: what the patch stage adds)
+#   patch-mixup λ = 2/3, K = 4, --patch-mode mixup (paper App. C's baseline; only when RUNS names it)
 # Each final checkpoint is then evaluated on the whole validation split with `eval` (non-overlapping blocks) and, on
 # a byte-tokenized dataset with python3 present, with `eval --choices` on two 4-way completion tasks built from the
 # held-out sentences by benchmarks/cloze.py ("order": the true ending against its words shuffled; "ending": against
@@ -14,6 +15,7 @@
 #   bash benchmarks/quality.sh                        # tiny preset, 4000 steps, seeds 1234 and 7 (~20 min, 2 cores)
 #   PRESET=small STEPS=4000 SEEDS=1234 bash benchmarks/quality.sh
 #   JAR=path/to/patchcore.jar OUT=dir EXTRA="--backend cuda" bash benchmarks/quality.sh
+#   RUNS="patch patch-mixup" bash benchmarks/quality.sh   # a subset, or the mixup baseline beside patch
 # Prints a Markdown table; the runs stay in $OUT.
 set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -24,18 +26,19 @@ STEPS=${STEPS:-4000}
 SEEDS=${SEEDS:-"1234 7"}
 OUT=${OUT:-$ROOT/runs/quality-$PRESET-$STEPS}
 EXTRA=${EXTRA:-}
+RUNS=${RUNS:-"patch token token-half token-third"}
 [[ -f "$JAR" ]] || { echo "no $JAR: build it first (mvn -q -DskipTests package)" >&2; exit 2; }
 mkdir -p "$OUT"
 
 # DATA_DIR: a prepared dataset; default the bundled corpus (prepared by the first train into the cache folder)
 EVAL_DATA=${DATA_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/patchcore/brown-byte}
-run() { # run NAME SEED STEPS LAMBDA
+run() { # run NAME SEED STEPS LAMBDA [TRAIN_ARGS...]
   local dir="$OUT/$1-s$2"
   if [[ ! -f "$dir/done" ]]; then
     rm -rf "$dir"
     local t0=$(date +%s)
     "$JAVA" -jar "$JAR" train --preset "$PRESET" --steps "$3" --lambda "$4" --seed "$2" --out "$dir" \
-        ${DATA_DIR:+--data "$DATA_DIR"} --log-every 200 $EXTRA > "$dir.log" 2>&1
+        ${DATA_DIR:+--data "$DATA_DIR"} --log-every 200 $EXTRA "${@:5}" > "$dir.log" 2>&1
     echo $(( $(date +%s) - t0 )) > "$dir/done"
   fi
   local loss acc=() task
@@ -60,8 +63,14 @@ echo
 echo "| run | seed | steps | λ | val loss (nats/token, whole split) | order acc | ending acc | wall s |"
 echo "|---|---|---|---|---|---|---|---|"
 for s in $SEEDS; do
-  run patch "$s" "$STEPS" 0.6667
-  run token "$s" "$STEPS" 0
-  run token-half "$s" $(( STEPS / 2 )) 0
-  run token-third "$s" $(( STEPS / 3 )) 0
+  for r in $RUNS; do
+    case $r in
+      patch)       run patch "$s" "$STEPS" 0.6667 ;;
+      token)       run token "$s" "$STEPS" 0 ;;
+      token-half)  run token-half "$s" $(( STEPS / 2 )) 0 ;;
+      token-third) run token-third "$s" $(( STEPS / 3 )) 0 ;;
+      patch-mixup) run patch-mixup "$s" "$STEPS" 0.6667 --patch-mode mixup ;;
+      *) echo "unknown run '$r' in RUNS (patch token token-half token-third patch-mixup)" >&2; exit 2 ;;
+    esac
+  done
 done

@@ -2,6 +2,7 @@ package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.PatchMode;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.RunState;
@@ -39,6 +40,10 @@ public final class TrainCommand implements Callable<Integer> {
     int patchSize;
     @Option(names = "--lambda", defaultValue = "0.6666667", description = "fraction λ of the budget trained at patch level; 0 = token-level baseline (default: 2/3)")
     double lambda;
+    @Option(names = "--patch-mode", defaultValue = "consecutive", paramLabel = "consecutive|mixup",
+            description = "how the patch stage forms a patch: K consecutive tokens (the method), or mixup: token t of K "
+                    + "different sequences, predicting their tokens t+1 (the baseline of paper App. C) (default: ${DEFAULT-VALUE})")
+    String patchMode;
     @Option(names = "--steps", description = "total optimizer steps over both stages (default: 1000 for tiny, 2000 for small, 180000 for paper presets)")
     Long steps;
     @Option(names = "--tokens", description = "total token budget instead of --steps")
@@ -110,7 +115,8 @@ public final class TrainCommand implements Callable<Integer> {
             int b = batch != null ? batch : paper ? 4 : 16;
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
-                    seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery));
+                    seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery),
+                    PatchMode.parse(patchMode));
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");

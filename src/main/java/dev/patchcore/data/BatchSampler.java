@@ -20,10 +20,23 @@ public final class BatchSampler {
      * {@code windowsPerEpoch} identify the data layout so a state cannot be restored onto
      * different data or a different K/T.
      */
-    public record State(long seed, long epoch, long position, int patchSize, int blockPatches, long windowsPerEpoch) {}
+    public record State(long seed, long epoch, long position, int patchSize, int blockPatches, long windowsPerEpoch,
+                        PatchMode mode) {
+        /** A consecutive-patch state (and what a state saved before patch modes existed reads as). */
+        public State(long seed, long epoch, long position, int patchSize, int blockPatches, long windowsPerEpoch) {
+            this(seed, epoch, position, patchSize, blockPatches, windowsPerEpoch, PatchMode.CONSECUTIVE);
+        }
+
+        public PatchMode mode() { return mode == null ? PatchMode.CONSECUTIVE : mode; }
+    }
 
     private final TokenSequence data;
     private final WindowLayout layout;
+    /** The windows drawn: {@link #layout}'s, or token-level windows of T+1 tokens that mixup mixes K at a time. */
+    private final WindowLayout source;
+    private final PatchMode mode;
+    private final long[] mixWindows;
+    private final int[] scratch;
     private final int batchSize;
     private final long seed;
     private final int windows;
@@ -35,15 +48,28 @@ public final class BatchSampler {
      * @throws IllegalArgumentException if K, T or B is not positive, or the data is shorter than one window
      */
     public BatchSampler(TokenSequence data, int patchSize, int blockPatches, int batchSize, long seed) {
+        this(data, patchSize, blockPatches, batchSize, seed, PatchMode.CONSECUTIVE);
+    }
+
+    /**
+     * A sampler for {@code mode}: with {@link PatchMode#MIXUP} every sequence of a batch mixes K token-level windows
+     * (T+1 tokens each, {@link WindowLayout#fillMixed}), taken in the shuffled order as K consecutive draws.
+     */
+    public BatchSampler(TokenSequence data, int patchSize, int blockPatches, int batchSize, long seed, PatchMode mode) {
         this.data = Objects.requireNonNull(data);
+        this.mode = Objects.requireNonNull(mode);
         this.layout = new WindowLayout(patchSize, blockPatches);
+        this.source = mode == PatchMode.MIXUP ? new WindowLayout(1, blockPatches) : layout;
         layout.batchTokens(batchSize); // validates B
         this.batchSize = batchSize;
         this.seed = seed;
-        long count = layout.windowCount(data.length());
+        this.mixWindows = new long[patchSize];
+        this.scratch = mode == PatchMode.MIXUP ? new int[blockPatches + 1] : null;
+        long count = source.windowCount(data.length());
         if (count == 0) {
-            throw new IllegalArgumentException("training data has " + data.length() + " tokens, shorter than one window of K·(T+1) = "
-                    + layout.windowTokens() + " tokens (K=" + patchSize + ", T=" + blockPatches + ")");
+            throw new IllegalArgumentException("training data has " + data.length() + " tokens, shorter than one window of "
+                    + (mode == PatchMode.MIXUP ? "T+1 = " : "K·(T+1) = ") + source.windowTokens() + " tokens (K=" + patchSize
+                    + ", T=" + blockPatches + ")");
         }
         if (count > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("too many windows (" + count + ") for one shard; raise K·T");
@@ -55,7 +81,7 @@ public final class BatchSampler {
 
     /** A sampler positioned exactly where {@code state} was taken. */
     public static BatchSampler restore(TokenSequence data, int batchSize, State state) {
-        BatchSampler s = new BatchSampler(data, state.patchSize(), state.blockPatches(), batchSize, state.seed());
+        BatchSampler s = new BatchSampler(data, state.patchSize(), state.blockPatches(), batchSize, state.seed(), state.mode());
         s.restore(state);
         return s;
     }
@@ -68,9 +94,10 @@ public final class BatchSampler {
      */
     public void restore(State state) {
         if (state.seed() != seed || state.patchSize() != layout.patchSize() || state.blockPatches() != layout.blockPatches()
-                || state.windowsPerEpoch() != windows) {
+                || state.windowsPerEpoch() != windows || state.mode() != mode) {
             throw new IllegalArgumentException("sampler state " + state + " does not fit this data (seed " + seed + ", K="
-                    + layout.patchSize() + ", T=" + layout.blockPatches() + ", " + windows + " windows per epoch)");
+                    + layout.patchSize() + ", T=" + layout.blockPatches() + ", " + windows + " windows per epoch, "
+                    + mode.label() + " patches)");
         }
         if (state.epoch() < 0 || state.position() < 0 || state.position() >= windows) {
             throw new IllegalArgumentException("sampler state " + state + " has an impossible epoch or position");
@@ -80,7 +107,7 @@ public final class BatchSampler {
     }
 
     public State state() {
-        return new State(seed, epoch, position, layout.patchSize(), layout.blockPatches(), windows);
+        return new State(seed, epoch, position, layout.patchSize(), layout.blockPatches(), windows, mode);
     }
 
     private void startEpoch(long e) {
@@ -103,9 +130,20 @@ public final class BatchSampler {
             throw new IllegalArgumentException("batch arrays must hold B·K·T = " + n + " tokens");
         }
         for (int row = 0; row < batchSize; row++) {
-            layout.fill(data, order[position], row, inputs, targets);
-            if (++position == windows) startEpoch(epoch + 1);
+            if (mode == PatchMode.MIXUP) {
+                for (int j = 0; j < mixWindows.length; j++) mixWindows[j] = draw();
+                layout.fillMixed(data, mixWindows, row, inputs, targets, scratch);
+            } else {
+                layout.fill(data, draw(), row, inputs, targets);
+            }
         }
+    }
+
+    /** The next window of the shuffled order, moving to the next epoch after the last. */
+    private int draw() {
+        int w = order[position];
+        if (++position == windows) startEpoch(epoch + 1);
+        return w;
     }
 
     /** The next batch in fresh arrays. */
@@ -127,6 +165,8 @@ public final class BatchSampler {
 
     public long windowsPerEpoch() { return windows; }
 
-    /** Input tokens one epoch feeds the model: windows · K·T. */
-    public long tokensPerEpoch() { return (long) windows * layout.inputTokens(); }
+    /** Input tokens one epoch feeds the model: windows · K·T (mixup: windows · T). */
+    public long tokensPerEpoch() { return (long) windows * source.inputTokens(); }
+
+    public PatchMode mode() { return mode; }
 }

@@ -14,16 +14,30 @@ public final class ValidationBatches implements Iterable<Batch> {
 
     private final TokenSequence data;
     private final WindowLayout layout;
+    private final PatchMode mode;
     private final int batchSize;
     private final int batchCount;
 
     public ValidationBatches(TokenSequence data, int patchSize, int blockPatches, int batchSize, int maxBatches) {
+        this(data, patchSize, blockPatches, batchSize, maxBatches, PatchMode.CONSECUTIVE);
+    }
+
+    /** With {@link PatchMode#MIXUP}, sequence r of batch i mixes token-level windows (i·B + r)·K .. (i·B + r)·K + K−1. */
+    public ValidationBatches(TokenSequence data, int patchSize, int blockPatches, int batchSize, int maxBatches, PatchMode mode) {
         this.data = Objects.requireNonNull(data);
         this.layout = new WindowLayout(patchSize, blockPatches);
+        this.mode = Objects.requireNonNull(mode);
         layout.batchTokens(batchSize); // validates B
         if (maxBatches < 0) throw new IllegalArgumentException("max validation batches must be >= 0, got " + maxBatches);
         this.batchSize = batchSize;
-        this.batchCount = (int) Math.min(maxBatches, layout.windowCount(data.length()) / batchSize);
+        this.batchCount = (int) Math.min(maxBatches, sequences(data.length(), layout, mode) / batchSize);
+    }
+
+    /** How many sequences of the layout a split of {@code length} tokens gives. */
+    private static long sequences(long length, WindowLayout layout, PatchMode mode) {
+        return mode == PatchMode.MIXUP
+                ? new WindowLayout(1, layout.blockPatches()).windowCount(length) / layout.patchSize()
+                : layout.windowCount(length);
     }
 
     /**
@@ -32,8 +46,14 @@ public final class ValidationBatches implements Iterable<Batch> {
      * scored).
      */
     public static ValidationBatches upTo(TokenSequence data, int patchSize, int blockPatches, int batchSize, int maxBatches) {
-        long windows = new WindowLayout(patchSize, blockPatches).windowCount(data.length());
-        return new ValidationBatches(data, patchSize, blockPatches, windows > 0 && windows < batchSize ? (int) windows : batchSize, maxBatches);
+        return upTo(data, patchSize, blockPatches, batchSize, maxBatches, PatchMode.CONSECUTIVE);
+    }
+
+    public static ValidationBatches upTo(TokenSequence data, int patchSize, int blockPatches, int batchSize, int maxBatches,
+                                         PatchMode mode) {
+        long windows = sequences(data.length(), new WindowLayout(patchSize, blockPatches), mode);
+        return new ValidationBatches(data, patchSize, blockPatches, windows > 0 && windows < batchSize ? (int) windows : batchSize,
+                maxBatches, mode);
     }
 
     public int batchCount() { return batchCount; }
@@ -49,7 +69,17 @@ public final class ValidationBatches implements Iterable<Batch> {
         if (inputs.length != n || targets.length != n) {
             throw new IllegalArgumentException("batch arrays must hold B·K·T = " + n + " tokens");
         }
-        for (int row = 0; row < batchSize; row++) layout.fill(data, (long) i * batchSize + row, row, inputs, targets);
+        if (mode == PatchMode.MIXUP) {
+            int k = layout.patchSize();
+            long[] windows = new long[k];
+            int[] scratch = new int[layout.blockPatches() + 1];
+            for (int row = 0; row < batchSize; row++) {
+                for (int j = 0; j < k; j++) windows[j] = ((long) i * batchSize + row) * k + j;
+                layout.fillMixed(data, windows, row, inputs, targets, scratch);
+            }
+        } else {
+            for (int row = 0; row < batchSize; row++) layout.fill(data, (long) i * batchSize + row, row, inputs, targets);
+        }
     }
 
     public Batch batch(int i) {

@@ -38,6 +38,23 @@ public record WindowLayout(int patchSize, int blockPatches) {
         return (int) n;
     }
 
+    /**
+     * The mixup arrangement of paper App. C: K token-level windows of T+1 tokens ({@code windows[j]} starting at
+     * token {@code windows[j]·T}) mixed position by position, so patch t of sequence {@code row} holds token t of
+     * each of the K windows and its target patch their tokens t+1.
+     */
+    public void fillMixed(TokenSequence data, long[] windows, int row, int[] inputs, int[] targets, int[] scratch) {
+        int k = patchSize, t = blockPatches, base = row * k * t;
+        if (windows.length != k) throw new IllegalArgumentException("mixup needs K = " + k + " windows, got " + windows.length);
+        for (int j = 0; j < k; j++) {
+            data.copy(windows[j] * t, scratch, 0, t + 1);
+            for (int p = 0; p < t; p++) {
+                inputs[base + p * k + j] = scratch[p];
+                targets[base + p * k + j] = scratch[p + 1];
+            }
+        }
+    }
+
     /** How many whole windows fit in {@code length} tokens. */
     public long windowCount(long length) {
         return length < windowTokens() ? 0 : (length - windowTokens()) / inputTokens() + 1;

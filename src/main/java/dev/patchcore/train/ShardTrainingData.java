@@ -4,6 +4,7 @@ import com.google.gson.Gson;
 import dev.patchcore.data.Batch;
 import dev.patchcore.data.BatchSampler;
 import dev.patchcore.data.BundledCorpus;
+import dev.patchcore.data.PatchMode;
 import dev.patchcore.data.PreparedDataset;
 import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.Tokenizers;
@@ -58,10 +59,10 @@ public final class ShardTrainingData implements TrainingData {
     @Override public long trainTokens() { return dataset.train().length(); }
 
     @Override
-    public BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to) {
+    public BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to, PatchMode mode) {
         TokenSequence all = dataset.train();
         long a = (long) Math.floor(from * all.length()), b = (long) Math.floor(to * all.length());
-        BatchSampler sampler = new BatchSampler(all.slice(a, b), patchSize, contextLength, batch, seed);
+        BatchSampler sampler = new BatchSampler(all.slice(a, b), patchSize, contextLength, batch, seed, mode);
         return new BatchSource() {
             @Override public void next(int[] inputs, int[] targets) { sampler.next(inputs, targets); }
 
@@ -72,8 +73,8 @@ public final class ShardTrainingData implements TrainingData {
     }
 
     @Override
-    public List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches) {
-        ValidationBatches v = ValidationBatches.upTo(dataset.val(), patchSize, contextLength, batch, maxBatches);
+    public List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches, PatchMode mode) {
+        ValidationBatches v = ValidationBatches.upTo(dataset.val(), patchSize, contextLength, batch, maxBatches, mode);
         List<Batch> out = new ArrayList<>(v.batchCount());
         for (int i = 0; i < v.batchCount(); i++) out.add(v.batch(i));
         return out;

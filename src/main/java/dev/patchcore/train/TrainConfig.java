@@ -1,6 +1,7 @@
 package dev.patchcore.train;
 
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.PatchMode;
 
 /**
  * The training recipe. Defaults are the paper's (§3.1): AdamW β = (0.9, 0.95), ε = 1e-8, weight decay 0.1,
@@ -11,11 +12,23 @@ import dev.patchcore.config.ModelConfig;
  * @param accum          gradient-accumulation micro-batches per step in the token stage
  * @param warmup         warmup steps per stage; negative = automatic (min(2000, stage steps / 10))
  * @param minLrRatio     cosine decays to peak·minLrRatio
+ * @param patchMode      consecutive tokens per patch (the method) or the mixup baseline of App. C
  */
 public record TrainConfig(ModelConfig model, int patchSize, double lambda, long steps, int batch, int accum,
                           float lr, float minLrRatio, int warmup, float weightDecay, float beta1, float beta2,
                           float eps, float clip, long seed, int evalEvery, int evalBatches, int saveEvery,
-                          int logEvery) {
+                          int logEvery, PatchMode patchMode) {
+
+    /** A run whose patch stage groups consecutive tokens (the method). */
+    public TrainConfig(ModelConfig model, int patchSize, double lambda, long steps, int batch, int accum,
+                       float lr, float minLrRatio, int warmup, float weightDecay, float beta1, float beta2,
+                       float eps, float clip, long seed, int evalEvery, int evalBatches, int saveEvery, int logEvery) {
+        this(model, patchSize, lambda, steps, batch, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
+                seed, evalEvery, evalBatches, saveEvery, logEvery, PatchMode.CONSECUTIVE);
+    }
+
+    /** How the patch stage forms patches ({@code trainer.json} of runs saved before the option reads as consecutive). */
+    public PatchMode patchMode() { return patchMode == null ? PatchMode.CONSECUTIVE : patchMode; }
 
     public TrainConfig {
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1 (got " + patchSize + ")");

@@ -1,6 +1,7 @@
 package dev.patchcore.train;
 
 import dev.patchcore.data.Batch;
+import dev.patchcore.data.PatchMode;
 
 import com.google.gson.JsonObject;
 import dev.patchcore.backend.Backend;
@@ -78,7 +79,8 @@ public final class Trainer {
                 boolean resumingHere = si == state.stageIndex() && resumeFrom != null && state.stepInStage() > 0;
                 double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
                 double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
-                BatchSource source = data.trainBatches(st.patchSize(), cfg.model().contextLength(), st.batch(), cfg.seed() + si, from, to);
+                BatchSource source = data.trainBatches(st.patchSize(), cfg.model().contextLength(), st.batch(), cfg.seed() + si, from, to,
+                        modeOf(st));
                 long startStep = 0;
                 try (AdamW opt = new AdamW(be, model.parameters(), cfg)) {
                     if (resumingHere) {
@@ -102,13 +104,16 @@ public final class Trainer {
         return results;
     }
 
+    /** The patch stage forms patches as configured; the token stage has none to form. */
+    private PatchMode modeOf(Stage st) { return st.patchSize() > 1 ? cfg.patchMode() : PatchMode.CONSECUTIVE; }
+
     private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, AdamW opt, long startStep,
                                  RunState state, Metrics metrics, List<Stage> stages) {
         int t = cfg.model().contextLength(), k = st.patchSize();
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
-        List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches()) : List.of();
+        List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
         // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
-        List<Batch> tokenVal = k > 1 && !val.isEmpty() ? data.validation(1, t, st.batch(), cfg.evalBatches()) : List.of();
+        List<Batch> tokenVal = k > 1 && !val.isEmpty() ? data.validation(1, t, st.batch(), cfg.evalBatches(), PatchMode.CONSECUTIVE) : List.of();
         if (cfg.evalEvery() > 0 && cfg.evalBatches() == 0)
             console.printf("note: --eval-batches 0: no validation in the %s stage%n", st.name());
         else if (cfg.evalEvery() > 0 && val.isEmpty())
@@ -118,7 +123,8 @@ public final class Trainer {
             console.printf("note: the validation split holds only %d windows of %d tokens; the %s stage validates on those%n",
                     val.getFirst().batchSize(), k * (t + 1), st.name());
         console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %d steps, %s tokens/step%n",
-                st.name(), k, k * t, t, k > 1 ? "patches" : "positions", st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
+                st.name(), k, k * t, t, modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
+                        : k > 1 ? "patches" : "positions", st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
 
         double firstLoss = Double.NaN, lastLoss = Double.NaN, valLoss = Double.NaN;
         long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();

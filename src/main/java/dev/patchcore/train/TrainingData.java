@@ -1,6 +1,7 @@
 package dev.patchcore.train;
 
 import dev.patchcore.data.Batch;
+import dev.patchcore.data.PatchMode;
 
 import java.util.List;
 
@@ -27,11 +28,11 @@ public interface TrainingData {
      * [from, to) (fractions of the training split) — the patch stage reads the first λ of the data and the token
      * stage the rest, as in the paper; in multi-epoch mode both read all of it.
      */
-    BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to);
+    BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to, PatchMode mode);
 
     /**
      * Up to {@code maxBatches} fixed, non-overlapping validation micro-batches of {@code batch} windows; a split
      * shorter than one batch gives one batch of all its windows, a split shorter than one window none.
      */
-    List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches);
+    List<Batch> validation(int patchSize, int contextLength, int batch, int maxBatches, PatchMode mode);
 }

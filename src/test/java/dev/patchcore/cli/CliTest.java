@@ -112,6 +112,12 @@ class CliTest {
         assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("epochs").toString(),
                 "--epochs", "0.05", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
         assertTrue(out.toString().contains("multi-epoch mode"), out.toString());
+        out.reset();
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("mixup").toString(),
+                "--patch-mode", "mixup", "--steps", "3", "--context", "16", "--batch", "4", "--eval-every", "1"), err.toString());
+        assertTrue(out.toString().contains("mixup patches (token t of 4 sequences each)"), out.toString());
+        assertTrue(Files.readString(dev.patchcore.train.Checkpoints.latest(dir.resolve("mixup")).resolve("trainer.json")).contains("\"MIXUP\""));
+        assertUserError("unknown --patch-mode 'random'", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "random");
         assertUserError("--epochs must be positive", "train", "--backend", "cpu", "--data", ds.toString(), "--epochs", "-1");
         assertUserError("does not match the dataset's vocabulary", "train", "--backend", "cpu", "--data", ds.toString(), "--vocab", "50257");
         Path gpt2 = dir.resolve("gpt2");

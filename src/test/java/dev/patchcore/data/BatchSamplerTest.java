@@ -131,6 +131,52 @@ class BatchSamplerTest {
         assertEquals(1.0, c.epochProgress());
     }
 
+    /**
+     * Mixup (paper App. C): sequence r's patch p holds token p of K different token-level windows and its target patch
+     * their tokens p+1; an epoch still visits every window once; a restored sampler continues identically; a state of
+     * the other mode is refused.
+     */
+    @Test
+    void mixupPatchesMixKWindowsPositionByPosition() {
+        int k = 3, t = 5, b = 4;
+        int[] stream = iota(4000);
+        BatchSampler s = new BatchSampler(TokenSequence.of(stream), k, t, b, 7, PatchMode.MIXUP);
+        assertEquals((4000 - (t + 1)) / t + 1, s.windowsPerEpoch(), "token-level windows of T+1 tokens, stride T");
+        assertEquals(s.windowsPerEpoch() * t, s.tokensPerEpoch());
+        Set<Integer> seen = new HashSet<>();
+        int batches = (int) (s.windowsPerEpoch() / (k * b));
+        for (int i = 0; i < batches; i++) {
+            Batch batch = s.next();
+            for (int row = 0; row < b; row++) {
+                for (int j = 0; j < k; j++) {
+                    int start = batch.inputs()[row * k * t + j];  // token 0 of window j
+                    assertEquals(0, start % t, "windows start at multiples of T");
+                    assertTrue(seen.add(start / t), "window " + start / t + " twice in one epoch");
+                    for (int p = 0; p < t; p++) {
+                        assertEquals(start + p, batch.inputs()[row * k * t + p * k + j], "input patch " + p + " slot " + j);
+                        assertEquals(start + p + 1, batch.targets()[(row * t + p) * k + j], "target patch " + p + " slot " + j);
+                    }
+                }
+            }
+        }
+        BatchSampler.State mid = s.state();
+        assertEquals(PatchMode.MIXUP, mid.mode());
+        Batch next = s.next();
+        BatchSampler again = BatchSampler.restore(TokenSequence.of(stream), b, mid);
+        assertArrayEquals(next.inputs(), again.next().inputs());
+        BatchSampler consecutive = new BatchSampler(TokenSequence.of(stream), k, t, b, 7);
+        assertThrows(IllegalArgumentException.class, () -> consecutive.restore(new BatchSampler.State(
+                7, 0, 0, k, t, consecutive.windowsPerEpoch(), PatchMode.MIXUP)));
+
+        // Validation: sequence r of batch i mixes windows (i·B + r)·K + j, the same every time.
+        ValidationBatches v = new ValidationBatches(TokenSequence.of(stream), k, t, b, 100, PatchMode.MIXUP);
+        assertEquals(((4000 - (t + 1)) / t + 1) / k / b, v.batchCount());
+        Batch v1 = v.batch(1);
+        for (int row = 0; row < b; row++)
+            for (int j = 0; j < k; j++) assertEquals(((b + row) * k + j) * t, v1.inputs()[row * k * t + j]);
+        assertArrayEquals(v1.targets(), v.batch(1).targets());
+    }
+
     @Test
     void differentSeedsGiveDifferentOrders() {
         int[] ids = iota(5_000);
