@@ -8,6 +8,7 @@ import dev.patchcore.data.Tokenizers;
 import dev.patchcore.eval.Blocks;
 import dev.patchcore.eval.LossEvaluator;
 import dev.patchcore.eval.MultipleChoice;
+import dev.patchcore.eval.NeuronActivation;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.data.Batch;
@@ -44,6 +45,13 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--batch", defaultValue = "4", description = "blocks per forward pass (default: ${DEFAULT-VALUE})") int batch;
     @Option(names = "--max-blocks", defaultValue = "0", description = "evaluate at most this many blocks, 0 = all") long maxBlocks;
     @Option(names = "--max-questions", defaultValue = "0", description = "with --choices: the first N questions only, 0 = all") long maxQuestions;
+    @Option(names = {"-K", "--patch-size"}, defaultValue = "1",
+            description = "read blocks of K·T tokens as T patches and report the K-target patch loss (paper Eq. 3) instead of "
+                    + "the token loss (default: ${DEFAULT-VALUE})") int patchSize;
+    @Option(names = "--activations", description = "also report, per layer, the share of FFN outputs with |x| above "
+            + "--activation-threshold (the activated neurons of paper §3.8, Figure 8)") boolean activations;
+    @Option(names = "--activation-threshold", defaultValue = "0.5", description = "(default: ${DEFAULT-VALUE}, the paper's)")
+    float activationThreshold;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
@@ -51,12 +59,17 @@ public final class EvalCommand implements Callable<Integer> {
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
-        if (source.choices != null) return multipleChoice(ckpt, cfg, tokenizer);
+        if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1");
+        if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
+        if (source.choices != null) {
+            if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");
+            return multipleChoice(ckpt, cfg, tokenizer);
+        }
         List<Batch> batches;
         if (source.text != null) {
             if (!Files.isRegularFile(source.text)) throw new IllegalArgumentException("no such file: " + source.text);
             int[] ids = Tokenizers.recorded(tokenizer, ckpt).encode(Files.readString(source.text));
-            batches = Blocks.tokenLevel(TokenSequence.of(ids), cfg.contextLength(), batch, maxBlocks);
+            batches = Blocks.of(TokenSequence.of(ids), patchSize, cfg.contextLength(), batch, maxBlocks);
         } else {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
                 if (ds.info().vocabSize() != cfg.vocabSize() || !ds.info().tokenizer().equals(tokenizer))
@@ -67,17 +80,27 @@ public final class EvalCommand implements Callable<Integer> {
                     case "train" -> ds.train();
                     default -> throw new IllegalArgumentException("--split must be val or train");
                 };
-                batches = Blocks.tokenLevel(seq, cfg.contextLength(), batch, maxBlocks);
+                batches = Blocks.of(seq, patchSize, cfg.contextLength(), batch, maxBlocks);
             }
         }
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             long t0 = System.nanoTime();
-            double loss = LossEvaluator.meanLoss(be, model, batches);
-            long tokens = batches.stream().mapToLong(b -> b.targets().length).sum();
-            System.out.printf(Locale.ROOT, "checkpoint %s%n%d blocks of %d tokens (%d tokens scored) in %.1f s%nloss %.4f nats/token, perplexity %.3f%n",
-                    ckpt, batches.stream().mapToInt(Batch::batchSize).sum(), cfg.contextLength(), tokens, (System.nanoTime() - t0) / 1e9, loss, Math.exp(loss));
+            NeuronActivation.Result act = activations ? NeuronActivation.measure(be, model, batches, activationThreshold) : null;
+            double loss = act != null ? act.loss() : LossEvaluator.meanLoss(be, model, batches);
+            long scored = batches.stream().mapToLong(b -> b.targets().length).sum();
+            System.out.printf(Locale.ROOT, "checkpoint %s%n%d blocks of %d tokens (%d tokens scored) in %.1f s%n",
+                    ckpt, batches.stream().mapToInt(Batch::batchSize).sum(), patchSize * cfg.contextLength(), scored,
+                    (System.nanoTime() - t0) / 1e9);
+            if (patchSize == 1) System.out.printf(Locale.ROOT, "loss %.4f nats/token, perplexity %.3f%n", loss, Math.exp(loss));
+            else System.out.printf(Locale.ROOT, "patch loss %.4f nats/token (K=%d targets per patch, %d patches per block)%n",
+                    loss, patchSize, cfg.contextLength());
+            if (act != null) {
+                System.out.printf(Locale.ROOT, "activated FFN outputs (|x| > %s), by layer:", activationThreshold);
+                for (double a : act.activated()) System.out.printf(Locale.ROOT, " %.2f%%", 100 * a);
+                System.out.printf(Locale.ROOT, "; mean %.2f%%%n", 100 * act.mean());
+            }
         }
         return 0;
     }

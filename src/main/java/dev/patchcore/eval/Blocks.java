@@ -17,17 +17,25 @@ public final class Blocks {
 
     /** Token-level (K = 1) batches of up to {@code batch} blocks; {@code maxBlocks} ≤ 0 means all. */
     public static List<Batch> tokenLevel(TokenSequence tokens, int contextLength, int batch, long maxBlocks) {
-        WindowLayout layout = new WindowLayout(1, contextLength);
+        return of(tokens, 1, contextLength, batch, maxBlocks);
+    }
+
+    /**
+     * Batches of up to {@code batch} blocks of K·T tokens read as T patches (block i: tokens [i·K·T, i·K·T + K·T),
+     * predicting patches 1..T; K = 1 is {@link #tokenLevel}); {@code maxBlocks} ≤ 0 means all.
+     */
+    public static List<Batch> of(TokenSequence tokens, int patchSize, int contextLength, int batch, long maxBlocks) {
+        WindowLayout layout = new WindowLayout(patchSize, contextLength);
         long blocks = layout.windowCount(tokens.length());
         if (maxBlocks > 0) blocks = Math.min(blocks, maxBlocks);
         if (blocks < 1)
-            throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than one block of " + (contextLength + 1));
+            throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than one block of " + layout.windowTokens());
         List<Batch> out = new ArrayList<>();
         for (long b0 = 0; b0 < blocks; b0 += batch) {
             int n = (int) Math.min(batch, blocks - b0);
             int[] in = new int[layout.batchTokens(n)], tg = new int[layout.batchTokens(n)];
             for (int j = 0; j < n; j++) layout.fill(tokens, b0 + j, j, in, tg);
-            out.add(new Batch(in, tg, n, 1, contextLength));
+            out.add(new Batch(in, tg, n, patchSize, contextLength));
         }
         return out;
     }

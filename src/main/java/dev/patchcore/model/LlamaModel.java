@@ -89,6 +89,17 @@ public final class LlamaModel {
      * {@link ModelConfig#paddedVocab()}).
      */
     public Var forward(Tape tape, Tensor tokens, int batch, int k) {
+        return forward(tape, tokens, batch, k, null);
+    }
+
+    /** Sees each layer's FFN output (the down projection's result, [B·T, d]) during a forward pass. */
+    @FunctionalInterface
+    public interface FfnObserver {
+        void ffnOutput(int layer, Tensor output);
+    }
+
+    /** {@link #forward(Tape, Tensor, int, int)}, handing each layer's FFN output to {@code observer} (may be null). */
+    public Var forward(Tape tape, Tensor tokens, int batch, int k, FfnObserver observer) {
         int seqTokens = Math.toIntExact(tokens.numel() / batch);
         if (seqTokens % k != 0) throw new IllegalArgumentException("sequence of " + seqTokens + " tokens is not a multiple of K=" + k);
         int t = seqTokens / k;
@@ -105,6 +116,7 @@ public final class LlamaModel {
             Var attn = tape.linear(tape.attention(q, kk, v, t, h), l.o);
             AddNorm mid = tape.addRmsNorm(x, attn, l.postNorm, eps);
             Var mlp = tape.linear(tape.swiglu(tape.linear(mid.normed(), l.gate), tape.linear(mid.normed(), l.up)), l.down);
+            if (observer != null) observer.ffnOutput(i, mlp.value());
             Parameter nextNorm = i + 1 < layers.size() ? layers.get(i + 1).inputNorm : finalNorm;
             AddNorm out = tape.addRmsNorm(mid.sum(), mlp, nextNorm, eps);
             x = out.sum();

@@ -96,6 +96,20 @@ class CliTest {
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "the quick", "--tokens", "12"));
         assertTrue(out.toString().contains("the quick"), out.toString());
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
+        // eval -K 4 on the patch stage's last checkpoint (step 3 of 4) reproduces the patch loss its validation logged:
+        // the same windows from the start of the split (8 validation batches of one sequence in the patch stage).
+        String patchVal = Files.readAllLines(run.resolve("metrics.jsonl")).stream()
+                .filter(l -> l.contains("\"type\":\"val\"") && l.contains("\"global_step\":3,")).findFirst().orElseThrow();
+        double logged = com.google.gson.JsonParser.parseString(patchVal).getAsJsonObject().get("patch_loss").getAsDouble();
+        out.reset();
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.resolve("checkpoints/step-00000003").toString(),
+                "--data", ds.toString(), "-K", "4", "--max-blocks", "8", "--activations"), err.toString());
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("patch loss ([0-9.]+) nats/token \\(K=4").matcher(out.toString());
+        assertTrue(m.find(), out.toString());
+        assertEquals(logged, Double.parseDouble(m.group(1)), 1e-4, out.toString());
+        assertTrue(out.toString().contains("activated FFN outputs (|x| > 0.5), by layer:"), out.toString());
+        assertUserError("no --patch-size or --activations", "eval", "--backend", "cpu", "--checkpoint", run.toString(),
+                "--choices", text.toString(), "-K", "2");
         Path questions = dir.resolve("q.jsonl");
         Files.writeString(questions, """
                 {"context": "the quick brown", "choices": ["fox", "dog"], "label": 0}
