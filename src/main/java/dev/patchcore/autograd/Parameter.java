@@ -42,4 +42,11 @@ public final class Parameter {
         backend.upload(master, values);
         if (hasSeparateCompute()) backend.copy(master, compute);
     }
+
+    /** Returns the parameter's memory to the backend (it must not be used afterwards). */
+    public void free(Backend backend) {
+        backend.free(master);
+        if (hasSeparateCompute()) backend.free(compute);
+        backend.free(grad);
+    }
 }

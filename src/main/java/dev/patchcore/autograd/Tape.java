@@ -48,6 +48,12 @@ public final class Tape {
         }
     }
 
+    /** The same values in another shape (a view); the gradient flows back reshaped. */
+    public Var reshape(Var x, int... shape) {
+        int[] original = x.value.shape();
+        return op(x.value.reshape(shape), g -> accumulate(x, g.reshape(original)));
+    }
+
     /** Paper Eq. 2 patch embedding (K = 1: plain lookup). */
     public Var patchEmbed(Parameter table, Tensor tokens, int k) {
         return op(be.patchEmbed(table.compute(), tokens, k), g -> be.patchEmbedBackward(g, tokens, k, table.grad()));

@@ -10,6 +10,7 @@ import dev.patchcore.eval.LossEvaluator;
 import dev.patchcore.eval.MultipleChoice;
 import dev.patchcore.eval.NeuronActivation;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.model.PatchProjections;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.data.Batch;
 import picocli.CommandLine.ArgGroup;
@@ -86,9 +87,16 @@ public final class EvalCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
+            // A patch-stage checkpoint of a run with paper §3.7's projections is read at its K with them.
+            PatchProjections proj = patchSize > 1 && Checkpoints.hasProjections(ckpt) ? Checkpoints.readProjections(ckpt, cfg, be) : null;
+            if (proj != null && proj.patchSize() != patchSize)
+                throw new IllegalArgumentException(ckpt + " holds patch projections for K=" + proj.patchSize() + "; evaluate it with -K "
+                        + proj.patchSize() + " (or -K 1 without them)");
+            if (proj != null) System.out.println("with the checkpoint's patch projections (" + (proj.input() != null ? "input" : "")
+                    + (proj.input() != null && proj.output() != null ? " and " : "") + (proj.output() != null ? "output" : "") + ")");
             long t0 = System.nanoTime();
-            NeuronActivation.Result act = activations ? NeuronActivation.measure(be, model, batches, activationThreshold) : null;
-            double loss = act != null ? act.loss() : LossEvaluator.meanLoss(be, model, batches);
+            NeuronActivation.Result act = activations ? NeuronActivation.measure(be, model, proj, batches, activationThreshold) : null;
+            double loss = act != null ? act.loss() : LossEvaluator.meanLoss(be, model, proj, batches);
             long scored = batches.stream().mapToLong(b -> b.targets().length).sum();
             System.out.printf(Locale.ROOT, "checkpoint %s%n%d blocks of %d tokens (%d tokens scored) in %.1f s%n",
                     ckpt, batches.stream().mapToInt(Batch::batchSize).sum(), patchSize * cfg.contextLength(), scored,

@@ -5,6 +5,7 @@ import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.PatchMode;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.PatchOptions;
 import dev.patchcore.train.RunState;
 import dev.patchcore.train.ShardTrainingData;
 import dev.patchcore.train.TrainConfig;
@@ -44,6 +45,13 @@ public final class TrainCommand implements Callable<Integer> {
             description = "how the patch stage forms a patch: K consecutive tokens (the method), or mixup: token t of K "
                     + "different sequences, predicting their tokens t+1 (the baseline of paper App. C) (default: ${DEFAULT-VALUE})")
     String patchMode;
+    @Option(names = "--input-proj", description = "patch stage only: the patch embedding is a learned linear map of the K "
+            + "token embeddings (initialized to their mean) instead of their mean (paper §3.7, Table 5 '+InputProj')")
+    boolean inputProjection;
+    @Option(names = "--output-proj", description = "patch stage only: a learned linear map turns the patch representation "
+            + "into K token representations (initialized to copies), each predicting its own token through the LM head, "
+            + "instead of one distribution for all K (paper §3.7, Table 5 '+OutputProj')")
+    boolean outputProjection;
     @Option(names = "--steps", description = "total optimizer steps over both stages (default: 1000 for tiny, 2000 for small, 180000 for paper presets)")
     Long steps;
     @Option(names = "--tokens", description = "total token budget instead of --steps")
@@ -116,7 +124,7 @@ public final class TrainCommand implements Callable<Integer> {
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
                     seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery),
-                    PatchMode.parse(patchMode));
+                    new PatchOptions(PatchMode.parse(patchMode), inputProjection, outputProjection));
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");

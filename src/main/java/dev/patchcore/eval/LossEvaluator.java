@@ -4,6 +4,7 @@ import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Var;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.model.PatchProjections;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 import dev.patchcore.data.Batch;
@@ -16,6 +17,11 @@ public final class LossEvaluator {
 
     /** Returns the mean loss per prediction in nats; perplexity is exp of it when K = 1. */
     public static double meanLoss(Backend be, LlamaModel model, List<Batch> batches) {
+        return meanLoss(be, model, null, batches);
+    }
+
+    /** The same with paper §3.7's patch projections (may be null): the loss the patch stage trains with them. */
+    public static double meanLoss(Backend be, LlamaModel model, PatchProjections proj, List<Batch> batches) {
         if (batches.isEmpty()) throw new IllegalArgumentException("no validation data for this block size");
         double sum = 0;
         long count = 0;
@@ -25,8 +31,8 @@ public final class LossEvaluator {
             Tensor targets = be.scratch(DType.I32, b.targets().length / b.patchSize(), b.patchSize());
             be.uploadInts(tokens, b.inputs());
             be.uploadInts(targets, b.targets());
-            Var logits = model.forward(tape, tokens, b.batchSize(), b.patchSize());
-            Tensor rowLoss = tape.crossEntropyK(logits, targets, model.config().vocabSize(), 0f);
+            Var logits = model.forward(tape, tokens, b.batchSize(), b.patchSize(), null, proj);
+            Tensor rowLoss = tape.crossEntropyK(logits, LlamaModel.lossTargets(targets, proj), model.config().vocabSize(), 0f);
             sum += be.sum(rowLoss);
             count += rowLoss.numel();
             tape.clear();

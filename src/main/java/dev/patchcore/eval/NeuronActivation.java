@@ -4,6 +4,7 @@ import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.data.Batch;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.model.PatchProjections;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
@@ -28,6 +29,11 @@ public final class NeuronActivation {
     }
 
     public static Result measure(Backend be, LlamaModel model, List<Batch> batches, float threshold) {
+        return measure(be, model, null, batches, threshold);
+    }
+
+    /** The same for a patch-level model with paper §3.7's projections (may be null). */
+    public static Result measure(Backend be, LlamaModel model, PatchProjections proj, List<Batch> batches, float threshold) {
         if (batches.isEmpty()) throw new IllegalArgumentException("no evaluation data for this block size");
         int layers = model.config().layers();
         long[] active = new long[layers], total = new long[layers];
@@ -45,8 +51,8 @@ public final class NeuronActivation {
                 for (float x : v) if (Math.abs(x) > threshold) n++;
                 active[layer] += n;
                 total[layer] += v.length;
-            });
-            Tensor rowLoss = tape.crossEntropyK(logits, targets, model.config().vocabSize(), 0f);
+            }, proj);
+            Tensor rowLoss = tape.crossEntropyK(logits, LlamaModel.lossTargets(targets, proj), model.config().vocabSize(), 0f);
             lossSum += be.sum(rowLoss);
             rows += rowLoss.numel();
             tape.clear();

@@ -100,13 +100,28 @@ public final class LlamaModel {
 
     /** {@link #forward(Tape, Tensor, int, int)}, handing each layer's FFN output to {@code observer} (may be null). */
     public Var forward(Tape tape, Tensor tokens, int batch, int k, FfnObserver observer) {
+        return forward(tape, tokens, batch, k, observer, null);
+    }
+
+    /**
+     * The forward pass with paper §3.7's patch projections (may be null): with an input projection the patch
+     * embedding is {@code concat(K token embeddings) · w_inᵀ}; with an output projection the logits are
+     * {@code [B·T·K, Vpad]}, row (b·T + t)·K + j predicting token j of patch t+1 alone — score them against the
+     * targets as {@link #lossTargets} shapes them.
+     */
+    public Var forward(Tape tape, Tensor tokens, int batch, int k, FfnObserver observer, PatchProjections proj) {
+        if (proj != null && proj.patchSize() != k)
+            throw new IllegalArgumentException("patch projections for K=" + proj.patchSize() + " used at K=" + k);
         int seqTokens = Math.toIntExact(tokens.numel() / batch);
         if (seqTokens % k != 0) throw new IllegalArgumentException("sequence of " + seqTokens + " tokens is not a multiple of K=" + k);
         int t = seqTokens / k;
         float eps = config.normEps(), theta = config.ropeTheta();
         int h = config.heads();
 
-        Var x = tape.patchEmbed(embed, tokens, k);
+        int d = config.dim();
+        Var x = proj != null && proj.input() != null
+                ? tape.linear(tape.reshape(tape.patchEmbed(embed, tokens, 1), batch * t, k * d), proj.input())
+                : tape.patchEmbed(embed, tokens, k);
         Var normed = tape.rmsNorm(x, layers.getFirst().inputNorm, eps);
         for (int i = 0; i < layers.size(); i++) {
             Layer l = layers.get(i);
@@ -122,6 +137,16 @@ public final class LlamaModel {
             x = out.sum();
             normed = out.normed();
         }
+        if (proj != null && proj.output() != null)
+            return tape.linear(tape.reshape(tape.linear(normed, proj.output()), batch * t * k, d), lmHead);
         return tape.linear(normed, lmHead);
+    }
+
+    /**
+     * The targets ({@code [B·T, K]}) as the logits of {@link #forward(Tape, Tensor, int, int, FfnObserver,
+     * PatchProjections)} predict them: unchanged, or {@code [B·T·K, 1]} (one target per row) with an output projection.
+     */
+    public static Tensor lossTargets(Tensor targets, PatchProjections proj) {
+        return proj != null && proj.output() != null ? targets.reshape((int) targets.numel(), 1) : targets;
     }
 }

@@ -32,6 +32,9 @@ public final class AdamW implements AutoCloseable {
 
     public int step() { return step; }
 
+    /** The parameters it updates, in the order of its moments. */
+    public List<Parameter> parameters() { return java.util.Collections.unmodifiableList(params); }
+
     public List<Tensor> firstMoments() { return m; }
 
     public List<Tensor> secondMoments() { return v; }

@@ -10,6 +10,7 @@ import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.SentencePieceTokenizer;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.model.PatchProjections;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -46,25 +47,33 @@ public final class Checkpoints {
      * {@code .model} file, may be empty) is kept in it as {@code tokenizer.model}, where eval, generate and Hugging
      * Face's {@code LlamaTokenizer} look for it.
      */
-    public static void save(Path runDir, LlamaModel model, AdamW opt, Meta meta, java.util.Optional<byte[]> tokenizerModel, Backend be) {
+    public static void save(Path runDir, LlamaModel model, PatchProjections proj, AdamW opt, Meta meta,
+                            java.util.Optional<byte[]> tokenizerModel, Backend be) {
         String name = String.format("step-%08d", meta.state().globalStep());
         Path dir = root(runDir).resolve(name);
-        List<SafeTensors.Entry> weights = new ArrayList<>(), moments = new ArrayList<>();
-        for (int i = 0; i < model.parameters().size(); i++) {
-            Parameter p = model.parameters().get(i);
-            weights.add(new SafeTensors.Entry(p.name(), p.shape(), be.download(p.master())));
-            if (opt != null) {
+        List<SafeTensors.Entry> moments = new ArrayList<>();
+        if (opt != null) {
+            for (int i = 0; i < opt.parameters().size(); i++) {
+                Parameter p = opt.parameters().get(i);
                 moments.add(new SafeTensors.Entry(p.name() + ".exp_avg", p.shape(), be.download(opt.firstMoments().get(i))));
                 moments.add(new SafeTensors.Entry(p.name() + ".exp_avg_sq", p.shape(), be.download(opt.secondMoments().get(i))));
             }
         }
-        SafeTensors.write(dir.resolve(MODEL), weights, Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
+        SafeTensors.write(dir.resolve(MODEL), entries(model.parameters(), be), Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
+        if (proj != null)
+            SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be), Map.of("format", "pt"));
         SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
         AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config()));
         tokenizerModel.ifPresent(file -> AtomicFiles.writeBytes(dir.resolve(SentencePieceTokenizer.FILE_NAME), file));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, name);
+    }
+
+    private static List<SafeTensors.Entry> entries(List<Parameter> params, Backend be) {
+        List<SafeTensors.Entry> out = new ArrayList<>();
+        for (Parameter p : params) out.add(new SafeTensors.Entry(p.name(), p.shape(), be.download(p.master())));
+        return out;
     }
 
     private static void prune(Path runDir, String newest) {
@@ -113,8 +122,35 @@ public final class Checkpoints {
     }
 
     public static void loadWeights(Path checkpoint, LlamaModel model, Backend be) {
-        try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {
-            for (Parameter p : model.parameters()) {
+        load(checkpoint.resolve(MODEL), model.parameters(), be);
+    }
+
+    /** Whether the checkpoint holds paper §3.7's patch projections (one saved in a patch stage that trained them). */
+    public static boolean hasProjections(Path checkpoint) { return Files.isRegularFile(checkpoint.resolve(PatchProjections.FILE)); }
+
+    /** The patch projections a checkpoint holds, created on {@code be} and loaded (see {@link #hasProjections}). */
+    public static PatchProjections readProjections(Path checkpoint, ModelConfig config, Backend be) {
+        Path file = checkpoint.resolve(PatchProjections.FILE);
+        boolean in, out;
+        int k;
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            in = r.has("patch_proj.input.weight");
+            out = r.has("patch_proj.output.weight");
+            if (!in && !out) throw new IllegalArgumentException(file + " holds no patch projection");
+            k = in ? r.shape("patch_proj.input.weight")[1] / config.dim() : r.shape("patch_proj.output.weight")[0] / config.dim();
+        }
+        PatchProjections proj = new PatchProjections(be, config, k, in, out);
+        loadProjections(checkpoint, proj, be);
+        return proj;
+    }
+
+    public static void loadProjections(Path checkpoint, PatchProjections proj, Backend be) {
+        load(checkpoint.resolve(PatchProjections.FILE), proj.parameters(), be);
+    }
+
+    private static void load(Path file, List<Parameter> params, Backend be) {
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            for (Parameter p : params) {
                 if (!java.util.Arrays.equals(r.shape(p.name()), p.shape()))
                     throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
                             + java.util.Arrays.toString(r.shape(p.name())) + ", model expects " + java.util.Arrays.toString(p.shape()));
@@ -123,10 +159,11 @@ public final class Checkpoints {
         }
     }
 
-    public static void loadOptimizer(Path checkpoint, LlamaModel model, AdamW opt, int step) {
+    /** Restores the moments of every parameter {@code opt} updates, and its step count. */
+    public static void loadOptimizer(Path checkpoint, AdamW opt, int step) {
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(OPTIMIZER))) {
             List<float[]> m = new ArrayList<>(), v = new ArrayList<>();
-            for (Parameter p : model.parameters()) {
+            for (Parameter p : opt.parameters()) {
                 m.add(r.read(p.name() + ".exp_avg"));
                 v.add(r.read(p.name() + ".exp_avg_sq"));
             }

@@ -4,6 +4,7 @@ import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Var;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.model.PatchProjections;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
@@ -24,34 +25,45 @@ public final class StepRunner implements AutoCloseable {
     private final Tensor tokens, targets, stepLosses;
     private final int[] hostIn, hostTg;
     private final float gradScale;
+    private final PatchProjections proj;
+    /** Logit rows per patch: K with paper §3.7's output projection (one distribution per token), else 1. */
+    private final int rowsPerPatch;
 
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
 
     public StepRunner(Backend be, LlamaModel model, Stage stage, int contextLength) {
+        this(be, model, null, stage, contextLength);
+    }
+
+    /** A runner for a patch stage with paper §3.7's projections ({@code proj} may be null). */
+    public StepRunner(Backend be, LlamaModel model, PatchProjections proj, Stage stage, int contextLength) {
         this.be = be;
         this.model = model;
         this.stage = stage;
         this.contextLength = contextLength;
         this.tape = new Tape(be);
+        this.proj = proj;
+        this.rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();
         int k = stage.patchSize();
         tokens = be.allocate(DType.I32, stage.batch(), k * contextLength);
         targets = be.allocate(DType.I32, stage.batch() * contextLength, k);
-        stepLosses = be.allocate(DType.F32, stage.accum() * stage.batch() * contextLength);
+        stepLosses = be.allocate(DType.F32, stage.accum() * stage.batch() * contextLength * rowsPerPatch);
         hostIn = new int[stage.batch() * k * contextLength];
         hostTg = new int[stage.batch() * contextLength * k];
-        // Each row's loss is already the mean over its K targets; average over rows and micro-batches.
-        gradScale = 1f / ((float) stage.batch() * contextLength * stage.accum());
+        // Each row's loss is already the mean over its K targets (or, with an output projection, K rows of one target
+        // each per patch); average over rows and micro-batches.
+        gradScale = 1f / ((float) stage.batch() * contextLength * rowsPerPatch * stage.accum());
     }
 
     public Result step(BatchSource source, AdamW opt, float lr) {
-        int rows = stage.batch() * contextLength;
+        int rows = stage.batch() * contextLength * rowsPerPatch;
         for (int micro = 0; micro < stage.accum(); micro++) {
             source.next(hostIn, hostTg);
             be.uploadInts(tokens, hostIn);
             be.uploadInts(targets, hostTg);
-            Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize());
-            Tensor rowLoss = tape.crossEntropyK(logits, targets, model.config().vocabSize(), gradScale);
+            Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize(), null, proj);
+            Tensor rowLoss = tape.crossEntropyK(logits, LlamaModel.lossTargets(targets, proj), model.config().vocabSize(), gradScale);
             tape.backward();
             be.copy(rowLoss, stepLosses.rows(micro * rows, rows));
             be.releaseScratch();

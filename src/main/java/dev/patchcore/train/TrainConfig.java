@@ -12,23 +12,26 @@ import dev.patchcore.data.PatchMode;
  * @param accum          gradient-accumulation micro-batches per step in the token stage
  * @param warmup         warmup steps per stage; negative = automatic (min(2000, stage steps / 10))
  * @param minLrRatio     cosine decays to peak·minLrRatio
- * @param patchMode      consecutive tokens per patch (the method) or the mixup baseline of App. C
+ * @param patch          patch formation (consecutive, or the mixup baseline of App. C) and §3.7's projections
  */
 public record TrainConfig(ModelConfig model, int patchSize, double lambda, long steps, int batch, int accum,
                           float lr, float minLrRatio, int warmup, float weightDecay, float beta1, float beta2,
                           float eps, float clip, long seed, int evalEvery, int evalBatches, int saveEvery,
-                          int logEvery, PatchMode patchMode) {
+                          int logEvery, PatchOptions patch) {
 
     /** A run whose patch stage groups consecutive tokens (the method). */
     public TrainConfig(ModelConfig model, int patchSize, double lambda, long steps, int batch, int accum,
                        float lr, float minLrRatio, int warmup, float weightDecay, float beta1, float beta2,
                        float eps, float clip, long seed, int evalEvery, int evalBatches, int saveEvery, int logEvery) {
         this(model, patchSize, lambda, steps, batch, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
-                seed, evalEvery, evalBatches, saveEvery, logEvery, PatchMode.CONSECUTIVE);
+                seed, evalEvery, evalBatches, saveEvery, logEvery, PatchOptions.DEFAULT);
     }
 
-    /** How the patch stage forms patches ({@code trainer.json} of runs saved before the option reads as consecutive). */
-    public PatchMode patchMode() { return patchMode == null ? PatchMode.CONSECUTIVE : patchMode; }
+    /** The patch stage's setup ({@code trainer.json} of runs saved before these options reads as the default). */
+    public PatchOptions patch() { return patch == null ? PatchOptions.DEFAULT : patch; }
+
+    /** How the patch stage forms patches. */
+    public PatchMode patchMode() { return patch().mode(); }
 
     public TrainConfig {
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1 (got " + patchSize + ")");

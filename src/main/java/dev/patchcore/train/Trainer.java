@@ -1,12 +1,13 @@
 package dev.patchcore.train;
 
+import com.google.gson.JsonObject;
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.backend.Backend;
 import dev.patchcore.data.Batch;
 import dev.patchcore.data.PatchMode;
-
-import com.google.gson.JsonObject;
-import dev.patchcore.backend.Backend;
 import dev.patchcore.eval.LossEvaluator;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.model.PatchProjections;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
@@ -26,6 +27,8 @@ public final class Trainer {
     private final TrainingData data;
     /** The SentencePiece model file every checkpoint keeps a copy of (empty for the built-in tokenizers). */
     private final java.util.Optional<byte[]> tokenizerModel;
+    /** The current patch stage's projections (paper §3.7), or null. */
+    private PatchProjections proj;
     private final Path runDir;
     private final PrintStream console;
     private final boolean multiEpoch;
@@ -82,14 +85,30 @@ public final class Trainer {
                 BatchSource source = data.trainBatches(st.patchSize(), cfg.model().contextLength(), st.batch(), cfg.seed() + si, from, to,
                         modeOf(st));
                 long startStep = 0;
-                try (AdamW opt = new AdamW(be, model.parameters(), cfg)) {
+                // Paper §3.7's projections live for the patch stage only: created (or restored) here, freed after it.
+                proj = st.patchSize() > 1 && cfg.patch().projections()
+                        ? new PatchProjections(be, cfg.model(), st.patchSize(), cfg.patch().inputProjection(), cfg.patch().outputProjection())
+                        : null;
+                if (proj != null) {
+                    if (resumingHere) Checkpoints.loadProjections(resumeFrom, proj, be);
+                    else proj.initialize(be);
+                }
+                List<Parameter> trained = new ArrayList<>(model.parameters());
+                if (proj != null) trained.addAll(proj.parameters());
+                try (AdamW opt = new AdamW(be, trained, cfg)) {
                     if (resumingHere) {
                         Checkpoints.Meta meta = Checkpoints.readMeta(resumeFrom);
-                        Checkpoints.loadOptimizer(resumeFrom, model, opt, meta.optimizerStep());
+                        Checkpoints.loadOptimizer(resumeFrom, opt, meta.optimizerStep());
                         if (state.samplerState() != null) source.restore(state.samplerState());
                         startStep = state.stepInStage();
                     }
-                    StageResult r = runStage(model, si, st, source, opt, startStep, state, metrics, stages);
+                    StageResult r;
+                    try {
+                        r = runStage(model, si, st, source, opt, startStep, state, metrics, stages);
+                    } finally {
+                        if (proj != null) proj.free(be);
+                        proj = null;
+                    }
                     if (r == null) return results; // interrupted: checkpoint saved
                     results.add(r);
                     state = new RunState(si + 1, 0, state.globalStep() + st.steps() - startStep, null,
@@ -102,6 +121,12 @@ public final class Trainer {
             }
         }
         return results;
+    }
+
+    private String projectionNote() {
+        if (proj == null) return "";
+        return proj.input() != null && proj.output() != null ? " with input and output projections"
+                : proj.input() != null ? " with an input projection" : " with an output projection";
     }
 
     /** The patch stage forms patches as configured; the token stage has none to form. */
@@ -123,13 +148,13 @@ public final class Trainer {
             console.printf("note: the validation split holds only %d windows of %d tokens; the %s stage validates on those%n",
                     val.getFirst().batchSize(), k * (t + 1), st.name());
         console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %d steps, %s tokens/step%n",
-                st.name(), k, k * t, t, modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
-                        : k > 1 ? "patches" : "positions", st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
+                st.name(), k, k * t, t, (modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
+                        : k > 1 ? "patches" : "positions") + projectionNote(), st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
 
         double firstLoss = Double.NaN, lastLoss = Double.NaN, valLoss = Double.NaN;
         long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
         long stageStart = System.nanoTime(), measuredSteps = 0;
-        try (StepRunner runner = new StepRunner(be, model, st, t)) {
+        try (StepRunner runner = new StepRunner(be, model, proj, st, t)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
                 float lr = schedule.at(step);
@@ -174,7 +199,7 @@ public final class Trainer {
                     RunState rs = stageDone
                             ? new RunState(si + 1, 0, globalStep, null, tokensSeen)
                             : new RunState(si, step + 1, globalStep, source.state(), tokensSeen);
-                    Checkpoints.save(runDir, model, stageDone ? null : opt,
+                    Checkpoints.save(runDir, model, proj, stageDone ? null : opt,
                             new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step()),
                             tokenizerModel, be);
                 }
@@ -197,7 +222,7 @@ public final class Trainer {
      * weights read at K = 1, which is what the final model is judged on.
      */
     private double validate(LlamaModel model, Stage st, List<Batch> val, List<Batch> tokenVal, long step, long globalStep, Metrics metrics) {
-        double loss = LossEvaluator.meanLoss(be, model, val);
+        double loss = LossEvaluator.meanLoss(be, model, proj, val);
         JsonObject m = new JsonObject();
         m.addProperty("type", "val");
         m.addProperty("stage", st.name());

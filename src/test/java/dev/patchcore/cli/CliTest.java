@@ -132,6 +132,18 @@ class CliTest {
         assertTrue(out.toString().contains("mixup patches (token t of 4 sequences each)"), out.toString());
         assertTrue(Files.readString(dev.patchcore.train.Checkpoints.latest(dir.resolve("mixup")).resolve("trainer.json")).contains("\"MIXUP\""));
         assertUserError("unknown --patch-mode 'random'", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "random");
+        // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.
+        out.reset();
+        Path proj = dir.resolve("proj");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", proj.toString(), "--input-proj",
+                "--output-proj", "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        assertTrue(out.toString().contains("patches with input and output projections"), out.toString());
+        out.reset();
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", proj.resolve("checkpoints/step-00000003").toString(),
+                "--data", ds.toString(), "-K", "4", "--max-blocks", "4"), err.toString());
+        assertTrue(out.toString().contains("with the checkpoint's patch projections (input and output)"), out.toString());
+        assertUserError("projections for K=4", "eval", "--backend", "cpu", "--checkpoint", proj.resolve("checkpoints/step-00000003").toString(),
+                "--data", ds.toString(), "-K", "2");
         assertUserError("--epochs must be positive", "train", "--backend", "cpu", "--data", ds.toString(), "--epochs", "-1");
         assertUserError("does not match the dataset's vocabulary", "train", "--backend", "cpu", "--data", ds.toString(), "--vocab", "50257");
         Path gpt2 = dir.resolve("gpt2");

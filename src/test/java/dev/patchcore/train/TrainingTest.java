@@ -32,6 +32,10 @@ class TrainingTest {
         return new TrainConfig(MICRO, 4, lambda, steps, 8, 1, lr, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2, 0, 1000);
     }
 
+    private static TrainConfig config(long steps, double lambda, float lr, PatchOptions patch) {
+        return new TrainConfig(MICRO, 4, lambda, steps, 8, 1, lr, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2, 0, 1000, patch);
+    }
+
     /** One fixed batch, repeated: a correct forward/backward/optimizer drives the loss close to zero. */
     @Test void overfitsOneBatch() {
         try (Backend be = new CpuBackend()) {
@@ -119,6 +123,28 @@ class TrainingTest {
             trainAndReadLosses(cfg, run, stopAt);
             Map<Long, Double> resumed = resume(cfg, run);
             assertEquals(reference, resumed, "interrupted after " + stopAt + " steps");
+        }
+    }
+
+    /**
+     * The patch-stage variants resume exactly too: paper §3.7's projections (their weights and moments are in the
+     * checkpoint) and App. C's mixup sampler (its state is). Their patch stages differ from the method's.
+     */
+    @Test void patchVariantsResumeBitIdenticallyAndTrain(@TempDir Path dir) throws IOException {
+        Map<Long, Double> plain = trainAndReadLosses(config(8, 0.5, 3e-3f), dir.resolve("plain"), Long.MAX_VALUE);
+        for (PatchOptions p : List.of(new PatchOptions(dev.patchcore.data.PatchMode.CONSECUTIVE, true, true),
+                new PatchOptions(dev.patchcore.data.PatchMode.MIXUP, false, false))) {
+            TrainConfig cfg = config(8, 0.5, 3e-3f, p);
+            Path full = dir.resolve("full-" + p.mode() + p.projections());
+            Map<Long, Double> reference = trainAndReadLosses(cfg, full, Long.MAX_VALUE);
+            assertEquals(8, reference.size());
+            assertNotEquals(plain.get(3L), reference.get(3L), p + " changes the patch stage");
+            assertEquals(p.projections(), Checkpoints.hasProjections(full.resolve("checkpoints/step-00000004")),
+                    "the patch stage's last checkpoint keeps the projections");
+            assertFalse(Checkpoints.hasProjections(full.resolve("checkpoints/step-00000008")), "the token stage has none");
+            Path run = dir.resolve("stop-" + p.mode() + p.projections());
+            trainAndReadLosses(cfg, run, 2);
+            assertEquals(reference, resume(cfg, run), p + " interrupted after 2 steps");
         }
     }
 
