@@ -22,6 +22,12 @@ public final class LossEvaluator {
 
     /** The same with paper §3.7's patch projections (may be null): the loss the patch stage trains with them. */
     public static double meanLoss(Backend be, LlamaModel model, PatchProjections proj, List<Batch> batches) {
+        return meanLoss(be, model, proj, batches, null);
+    }
+
+    /** The same, handing every layer's FFN output of every batch to {@code observer} (may be null). */
+    public static double meanLoss(Backend be, LlamaModel model, PatchProjections proj, List<Batch> batches,
+                                  LlamaModel.FfnObserver observer) {
         if (batches.isEmpty()) throw new IllegalArgumentException("no validation data for this block size");
         double sum = 0;
         long count = 0;
@@ -31,7 +37,7 @@ public final class LossEvaluator {
             Tensor targets = be.scratch(DType.I32, b.targets().length / b.patchSize(), b.patchSize());
             be.uploadInts(tokens, b.inputs());
             be.uploadInts(targets, b.targets());
-            Var logits = model.forward(tape, tokens, b.batchSize(), b.patchSize(), null, proj);
+            Var logits = model.forward(tape, tokens, b.batchSize(), b.patchSize(), observer, proj);
             Tensor rowLoss = tape.crossEntropyK(logits, LlamaModel.lossTargets(targets, proj), model.config().vocabSize(), 0f);
             sum += be.sum(rowLoss);
             count += rowLoss.numel();

@@ -1,12 +1,9 @@
 package dev.patchcore.eval;
 
-import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.data.Batch;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
-import dev.patchcore.tensor.DType;
-import dev.patchcore.tensor.Tensor;
 
 import java.util.List;
 
@@ -34,32 +31,17 @@ public final class NeuronActivation {
 
     /** The same for a patch-level model with paper §3.7's projections (may be null). */
     public static Result measure(Backend be, LlamaModel model, PatchProjections proj, List<Batch> batches, float threshold) {
-        if (batches.isEmpty()) throw new IllegalArgumentException("no evaluation data for this block size");
         int layers = model.config().layers();
         long[] active = new long[layers], total = new long[layers];
-        double lossSum = 0;
-        long rows = 0;
-        Tape tape = new Tape(be);
-        for (Batch b : batches) {
-            Tensor tokens = be.scratch(DType.I32, b.batchSize(), b.inputs().length / b.batchSize());
-            Tensor targets = be.scratch(DType.I32, b.targets().length / b.patchSize(), b.patchSize());
-            be.uploadInts(tokens, b.inputs());
-            be.uploadInts(targets, b.targets());
-            var logits = model.forward(tape, tokens, b.batchSize(), b.patchSize(), (layer, out) -> {
-                float[] v = be.download(out);
-                long n = 0;
-                for (float x : v) if (Math.abs(x) > threshold) n++;
-                active[layer] += n;
-                total[layer] += v.length;
-            }, proj);
-            Tensor rowLoss = tape.crossEntropyK(logits, LlamaModel.lossTargets(targets, proj), model.config().vocabSize(), 0f);
-            lossSum += be.sum(rowLoss);
-            rows += rowLoss.numel();
-            tape.clear();
-            be.releaseScratch();
-        }
+        double loss = LossEvaluator.meanLoss(be, model, proj, batches, (layer, out) -> {
+            float[] v = be.download(out);
+            long n = 0;
+            for (float x : v) if (Math.abs(x) > threshold) n++;
+            active[layer] += n;
+            total[layer] += v.length;
+        });
         double[] fraction = new double[layers];
         for (int i = 0; i < layers; i++) fraction[i] = (double) active[i] / total[i];
-        return new Result(fraction, lossSum / rows);
+        return new Result(fraction, loss);
     }
 }

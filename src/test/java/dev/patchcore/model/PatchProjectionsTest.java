@@ -78,24 +78,7 @@ class PatchProjectionsTest {
                     ModelGradientTest.C.vocabSize(), 1f / p.rowsPerPatch());
             tape.backward();
             be.releaseScratch();
-            for (Parameter q : all) {
-                float[] g = be.download(q.grad()), w = be.download(q.master());
-                for (int probe = 0; probe < 3; probe++) {
-                    int i = r.nextInt(w.length);
-                    float h = 1e-2f, orig = w[i];
-                    w[i] = orig + h;
-                    q.load(be, w);
-                    double up = loss(be, m, p, tape, data, k);
-                    w[i] = orig - h;
-                    q.load(be, w);
-                    double down = loss(be, m, p, tape, data, k);
-                    w[i] = orig;
-                    q.load(be, w);
-                    double fd = (up - down) / (2 * h);
-                    double err = Math.abs(fd - g[i]) / Math.max(1e-2, Math.abs(fd) + Math.abs(g[i]));
-                    assertTrue(err < 2e-2, q.name() + "[" + i + "]: backward " + g[i] + " vs finite difference " + fd);
-                }
-            }
+            ModelGradientTest.assertGradientsMatchFiniteDifferences(be, all, r, () -> loss(be, m, p, tape, data, k));
         }
     }
 }
