@@ -102,6 +102,7 @@ public final class TrainCommand implements Callable<Integer> {
         Path checkpoint = null;
         TrainConfig cfg;
         TrainingData dataset;
+        PatchMode mode = PatchMode.parse(patchMode);  // a bad value is refused before any data is opened
         if (resume != null) {
             checkpoint = Checkpoints.latest(resume);
             resumed = Checkpoints.readMeta(checkpoint);
@@ -124,7 +125,7 @@ public final class TrainCommand implements Callable<Integer> {
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
                     seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery),
-                    new PatchOptions(PatchMode.parse(patchMode), inputProjection, outputProjection));
+                    new PatchOptions(mode, inputProjection, outputProjection));
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");

@@ -53,7 +53,8 @@ public final class BatchSampler {
 
     /**
      * A sampler for {@code mode}: with {@link PatchMode#MIXUP} every sequence of a batch mixes K token-level windows
-     * (T+1 tokens each, {@link WindowLayout#fillMixed}), taken in the shuffled order as K consecutive draws.
+     * (T+1 tokens each, {@link WindowLayout#fillMixed}), taken in the shuffled order as K consecutive draws (data of
+     * fewer than K windows mixes a window with itself).
      */
     public BatchSampler(TokenSequence data, int patchSize, int blockPatches, int batchSize, long seed, PatchMode mode) {
         this.data = Objects.requireNonNull(data);
@@ -72,7 +73,8 @@ public final class BatchSampler {
                     + ", T=" + blockPatches + ")");
         }
         if (count > Integer.MAX_VALUE - 8) {
-            throw new IllegalArgumentException("too many windows (" + count + ") for one shard; raise K·T");
+            throw new IllegalArgumentException("too many windows (" + count + ") for one shard; raise "
+                    + (mode == PatchMode.MIXUP ? "T" : "K·T"));
         }
         this.windows = (int) count;
         this.order = new int[windows];

@@ -123,6 +123,12 @@ public final class Trainer {
         return results;
     }
 
+    /** What one validation sequence of the stage spans: K·(T+1) tokens, or K windows of T+1 tokens for mixup. */
+    private String sequenceText(Stage st) {
+        int t = cfg.model().contextLength(), k = st.patchSize();
+        return modeOf(st) == PatchMode.MIXUP ? k + " windows of " + (t + 1) + " tokens" : k * (t + 1) + " tokens";
+    }
+
     private String projectionNote() {
         if (proj == null) return "";
         return proj.input() != null && proj.output() != null ? " with input and output projections"
@@ -142,11 +148,11 @@ public final class Trainer {
         if (cfg.evalEvery() > 0 && cfg.evalBatches() == 0)
             console.printf("note: --eval-batches 0: no validation in the %s stage%n", st.name());
         else if (cfg.evalEvery() > 0 && val.isEmpty())
-            console.printf("note: the validation split is shorter than one window of %d tokens; no validation in the %s stage%n",
-                    k * (t + 1), st.name());
+            console.printf("note: the validation split is shorter than one sequence of %s; no validation in the %s stage%n",
+                    sequenceText(st), st.name());
         else if (!val.isEmpty() && val.size() * val.getFirst().batchSize() < st.batch())
-            console.printf("note: the validation split holds only %d windows of %d tokens; the %s stage validates on those%n",
-                    val.getFirst().batchSize(), k * (t + 1), st.name());
+            console.printf("note: the validation split holds only %d sequences of %s; the %s stage validates on those%n",
+                    val.getFirst().batchSize(), sequenceText(st), st.name());
         console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %d steps, %s tokens/step%n",
                 st.name(), k, k * t, t, (modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
                         : k > 1 ? "patches" : "positions") + projectionNote(), st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));

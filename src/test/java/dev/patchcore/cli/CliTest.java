@@ -132,6 +132,8 @@ class CliTest {
         assertTrue(out.toString().contains("mixup patches (token t of 4 sequences each)"), out.toString());
         assertTrue(Files.readString(dev.patchcore.train.Checkpoints.latest(dir.resolve("mixup")).resolve("trainer.json")).contains("\"MIXUP\""));
         assertUserError("unknown --patch-mode 'random'", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "random");
+        assertUserError("this run has none", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "mixup", "--lambda", "0");
+        assertUserError("this run has none", "train", "--backend", "cpu", "--data", ds.toString(), "--input-proj", "-K", "1");
         // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.
         out.reset();
         Path proj = dir.resolve("proj");
