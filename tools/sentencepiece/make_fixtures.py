@@ -71,6 +71,10 @@ def main():
         # Unigram with byte fallback and no dummy prefix.
         "unigram_bytes": train(lines, "unigram_bytes", model_type="unigram", vocab_size=700, byte_fallback=True,
                                add_dummy_prefix=False, normalization_rule_name="identity"),
+        # Unigram with user-defined symbols that compete with normal pieces, and a one-character control piece.
+        "unigram_user": train(lines, "unigram_user", model_type="unigram", vocab_size=800,
+                              user_defined_symbols=["ing", "the", "xyz", "\u2581and"], control_symbols=["\u220e"],
+                              normalization_rule_name="identity"),
     }
     os.remove(rules_path)
     # BPE with some merged pieces marked UNUSED: the encoder must split them back (bpe_model.cc resegment).
@@ -82,6 +86,13 @@ def main():
             p.type = model_pb2.ModelProto.SentencePiece.UNUSED
             unused += 1
     models["bpe_unused"] = proto.SerializeToString()
+    # Unigram with byte fallback and UNUSED pieces, one-character ones included: the lattice skips them.
+    proto = model_pb2.ModelProto()
+    proto.ParseFromString(models["unigram_bytes"])
+    for p in proto.pieces:
+        if p.type == model_pb2.ModelProto.SentencePiece.NORMAL and (p.piece in ("x", "q", "k") or (len(p.piece) >= 3 and rng.random() < 0.1)):
+            p.type = model_pb2.ModelProto.SentencePiece.UNUSED
+    models["unigram_unused"] = proto.SerializeToString()
 
     edge = [
         "", " ", "   ", "Hello world", " Hello  world ", "Hello\tworld\n\nnew line", "a  b   c    d",
@@ -89,6 +100,8 @@ def main():
         "ﬁnal ﬁle … ABCABC", "emoji 🦙 llama 🤖🚀", "日本語のテキスト", "Ελληνικά και русский", "[MASK] is <sep> here @@",
         "tabs\tand\u3000ideographic space", "\u0301combining first", "x" * 40, "don't won't can't", "<s></s><unk>",
         "e\u0301 vs \u00e9", "ＡＢＣ", "\u2581already escaped\u2581", "mixed 🦙\n🦙 end ",
+        "a\u220eb \u220e", "thinking the things and xyzzy xyz", "and the anding", "quixotic xylophone kick",
+        "the theme of the thing is nothing", "\u2581and and", "sing ing ring",
     ]
     texts = edge + rng.sample([l[:300] for l in held_out], 80)
     out = {"sentencepiece": spm.__version__, "models": {}}

@@ -25,6 +25,17 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1") long seed;
     @Mixin BackendOptions backendOptions;
 
+    /**
+     * The completion's text in context: the whole sequence decoded minus the decoded prompt (a byte-level token may
+     * split a UTF-8 character across the boundary, and SentencePiece drops the leading space of a sequence's first
+     * piece only); the completion alone when the prompt's decoding is not a prefix (it cannot be cut apart).
+     */
+    static String completion(Tokenizer tok, int[] promptIds, int[] all) {
+        String whole = tok.decode(all), head = tok.decode(promptIds);
+        return whole.startsWith(head) ? whole.substring(head.length())
+                : tok.decode(java.util.Arrays.copyOfRange(all, promptIds.length, all.length));
+    }
+
     @Override public Integer call() {
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
         Path ckpt = Checkpoints.latest(checkpoint);
@@ -35,9 +46,7 @@ public final class GenerateCommand implements Callable<Integer> {
             Checkpoints.loadWeights(ckpt, model, be);
             int[] promptIds = tok.encode(prompt);
             int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
-            // Prompt and completion decoded as one sequence: a byte-level token may split a UTF-8 character across
-            // the boundary, and SentencePiece drops the leading space of a sequence's first piece only.
-            System.out.println(tok.decode(out));
+            System.out.println(prompt + completion(tok, promptIds, out));
         }
         return 0;
     }

@@ -112,6 +112,9 @@ public final class TrainCommand implements Callable<Integer> {
             if (dataset.vocabSize() != cfg.model().vocabSize())
                 throw new IllegalArgumentException("dataset " + resumed.dataset() + " has vocabulary " + dataset.vocabSize()
                         + " but the checkpoint's model has " + cfg.model().vocabSize());
+            if (resumed.tokenizer() != null && !resumed.tokenizer().equals(dataset.tokenizer()))
+                throw new IllegalArgumentException("dataset " + resumed.dataset() + " is now tokenized with " + dataset.tokenizer()
+                        + " but the run was trained on " + resumed.tokenizer() + "; prepare it again with that tokenizer");
         } else {
             ModelConfig model = ModelConfig.preset(preset);
             boolean paper = model.vocabSize() != 257;

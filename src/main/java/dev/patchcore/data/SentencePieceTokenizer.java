@@ -94,24 +94,39 @@ public final class SentencePieceTokenizer implements Tokenizer {
         scores = new float[n];
         types = new int[n];
         java.util.Arrays.fill(byteIds, -1);
+        Trainer t = m.trainer;
+        if (t.modelType != BPE && t.modelType != UNIGRAM)
+            throw new IllegalArgumentException("SentencePiece model type " + t.modelType
+                    + " is not supported (only BPE and unigram models are)");
+        bpe = t.modelType == BPE;
+        byteFallback = t.byteFallback;
+        // The checks of model_interface.cc InitializePieces: a model the library refuses is refused here too.
         List<byte[]> user = new ArrayList<>();
-        int maxChars = 1;
+        int maxChars = 1, unk = -1;
         float min = Float.MAX_VALUE, max = -Float.MAX_VALUE;
         for (int i = 0; i < n; i++) {
             Piece p = m.pieces.get(i);
+            if (p.text.isEmpty()) throw new IllegalArgumentException("piece " + i + " is empty");
+            if (p.text.indexOf('\0') >= 0) throw new IllegalArgumentException("piece " + i + " holds a NUL character");
+            if (p.text.getBytes(StandardCharsets.UTF_8).length >= 8000) throw new IllegalArgumentException("piece " + i + " is too long");
             pieces[i] = p.text;
             scores[i] = p.score;
             types[i] = p.type;
-            switch (p.type) {
-                case NORMAL, USER_DEFINED, UNUSED -> pieceIds.put(p.text, i);
-                case CONTROL, UNKNOWN -> reservedIds.put(p.text, i);
-                case BYTE -> {
-                    reservedIds.put(p.text, i);
-                    int b = byteOfPiece(p.text);
-                    if (b < 0) throw new IllegalArgumentException("byte piece " + i + " is '" + p.text + "', not <0xXX>");
-                    byteIds[b] = i;
-                }
+            Map<String, Integer> map = switch (p.type) {
+                case NORMAL, USER_DEFINED, UNUSED -> pieceIds;
+                case CONTROL, UNKNOWN, BYTE -> reservedIds;
                 default -> throw new IllegalArgumentException("piece " + i + " has unknown type " + p.type);
+            };
+            if (map.putIfAbsent(p.text, i) != null) throw new IllegalArgumentException("piece '" + p.text + "' is defined twice");
+            if (p.type == UNKNOWN) {
+                if (unk >= 0) throw new IllegalArgumentException("the model has two unknown pieces (" + unk + " and " + i + ")");
+                unk = i;
+            }
+            if (p.type == BYTE) {
+                if (!byteFallback) throw new IllegalArgumentException("byte piece " + p.text + " in a model without byte_fallback");
+                int b = byteOfPiece(p.text);
+                if (b < 0) throw new IllegalArgumentException("byte piece " + i + " is '" + p.text + "', not <0xXX>");
+                byteIds[b] = i;
             }
             if (p.type == USER_DEFINED) user.add(p.text.getBytes(StandardCharsets.UTF_8));
             if (p.type == NORMAL) {
@@ -126,25 +141,19 @@ public final class SentencePieceTokenizer implements Tokenizer {
         maxPieceChars = maxChars;
         minScore = min;
         maxScore = max;
-
-        Trainer t = m.trainer;
-        if (t.modelType != BPE && t.modelType != UNIGRAM)
-            throw new IllegalArgumentException("SentencePiece model type " + t.modelType
-                    + " is not supported (only BPE and unigram models are)");
-        bpe = t.modelType == BPE;
-        byteFallback = t.byteFallback;
         if (byteFallback) {
             for (int b = 0; b < 256; b++)
                 if (byteIds[b] < 0) throw new IllegalArgumentException(String.format(
                         "the model has byte_fallback but no piece <0x%02X>", b));
         }
-        unkId = t.unkId;
-        eosId = t.eosId;
-        if (unkId < 0 || unkId >= n || types[unkId] != UNKNOWN)
-            throw new IllegalArgumentException("the model's unk_id " + unkId + " is not an unknown piece");
-        if (eosId < 0 || eosId >= n)
-            throw new IllegalArgumentException("the model has no end-of-sentence piece (eos_id " + eosId
+        if (unk < 0) throw new IllegalArgumentException("the model has no unknown piece");
+        unkId = unk;
+        // As SentencePieceProcessor::eos_id(): the eos_piece's id when it is a control piece.
+        Integer eos = reservedIds.get(t.eosPiece);
+        if (eos == null || types[eos] != CONTROL)
+            throw new IllegalArgumentException("the model has no end-of-sentence piece (" + t.eosPiece
                     + "); patchcore separates documents with it");
+        eosId = eos;
         unkSurface = t.unkSurface;
         whitespaceAsSuffix = t.whitespaceAsSuffix;
 
@@ -204,12 +213,13 @@ public final class SentencePieceTokenizer implements Tokenizer {
     public int[] encode(String text) {
         String normalized = normalize(text);
         if (normalized.isEmpty()) return new int[0];
-        List<String> segments = bpe ? bpeSegments(normalized) : unigramSegments(normalized);
+        List<Segment> segments = bpe ? bpeSegments(normalized) : unigramSegments(normalized);
         int[] ids = new int[segments.size()];
         int count = 0;
         boolean prevUnknown = false;
-        for (String s : segments) {
-            int id = idOf(s);
+        for (Segment seg : segments) {
+            String s = seg.text();
+            int id = seg.id();
             boolean unknown = types[id] == UNKNOWN;
             if (unknown && !byteFallback && prevUnknown) continue;  // a run of unknown pieces is one unknown token
             prevUnknown = unknown;
@@ -225,6 +235,9 @@ public final class SentencePieceTokenizer implements Tokenizer {
         return count == ids.length ? ids : java.util.Arrays.copyOf(ids, count);
     }
 
+    /** A piece of the segmented text and its id (the unknown id for text that is no piece). */
+    private record Segment(String text, int id) {}
+
     /** SentencePiece's PieceToId: reserved pieces first, then the others, else the unknown id. */
     private int idOf(String piece) {
         Integer id = reservedIds.get(piece);
@@ -234,7 +247,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
 
     /** The normalized text, "▁" for spaces: SentencePiece's Normalizer::Normalize. */
     String normalize(String text) {
-        byte[] in = text.getBytes(StandardCharsets.UTF_8);
+        byte[] in = utf8(text);
         int pos = 0;
         int[] consumed = new int[1];
         if (removeExtraWhitespaces) {
@@ -272,6 +285,18 @@ public final class SentencePieceTokenizer implements Tokenizer {
         String result = new String(norm, 0, end, StandardCharsets.UTF_8);
         if (whitespaceAsSuffix && addDummyPrefix) result += escapeWhitespaces ? SPACE : " ";
         return result;
+    }
+
+    /** UTF-8 of the text, an unpaired surrogate as U+FFFD (Java's encoder would write '?', a real character). */
+    private static byte[] utf8(String text) {
+        for (int i = 0; i < text.length(); i++) {
+            if (Character.isSurrogate(text.charAt(i))) {
+                StringBuilder b = new StringBuilder(text.length());
+                text.codePoints().forEach(cp -> b.appendCodePoint(cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp));
+                return b.toString().getBytes(StandardCharsets.UTF_8);
+            }
+        }
+        return text.getBytes(StandardCharsets.UTF_8);
     }
 
     private void addSpace(ByteArrayOutputStream out) {
@@ -377,7 +402,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
     /** A candidate merge of two adjacent symbols (SentencePiece's SymbolPair). */
     private record Pair(int left, int right, float score, int size) {}
 
-    private List<String> bpeSegments(String text) {
+    private List<Segment> bpeSegments(String text) {
         // Split into characters (user-defined symbols whole and frozen), as bpe_model.cc does.
         int[] start = new int[text.length()], length = new int[text.length()];
         boolean[] freeze = new boolean[text.length()];
@@ -408,7 +433,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
             addPair(text, prev[top.left], top.left, start, length, freeze, agenda, reverseMerge);
             addPair(text, top.left, next[top.left], start, length, freeze, agenda, reverseMerge);
         }
-        List<String> out = new ArrayList<>(n);
+        List<Segment> out = new ArrayList<>(n);
         for (int i = 0; i != -1 && n > 0; i = next[i]) resegment(text.substring(start[i], start[i] + length[i]), reverseMerge, out);
         return out;
     }
@@ -428,23 +453,26 @@ public final class SentencePieceTokenizer implements Tokenizer {
     }
 
     /** A merged piece of type UNUSED is split back into the two pieces it was merged from, recursively. */
-    private void resegment(String w, Map<String, String[]> reverseMerge, List<String> out) {
+    private void resegment(String w, Map<String, String[]> reverseMerge, List<Segment> out) {
         int id = idOf(w);
         String[] parts = types[id] == UNUSED ? reverseMerge.get(w) : null;
         if (parts == null) {
-            out.add(w);
+            out.add(new Segment(w, id));
             return;
         }
         resegment(parts[0], reverseMerge, out);
         resegment(parts[1], reverseMerge, out);
     }
 
-    /** unigram_model.cc EncodeOptimized: the best path through all pieces that match, by summed score. */
-    private List<String> unigramSegments(String text) {
+    /**
+     * unigram_model.cc EncodeOptimized: the best path through all pieces that match, by summed score; the ids are the
+     * path's (a character no piece covers is the unknown id even when its text is a control piece's).
+     */
+    private List<Segment> unigramSegments(String text) {
         int size = text.length();
         float unkScore = minScore - UNK_PENALTY;
         float[] best = new float[size + 1];
-        int[] from = new int[size + 1];
+        int[] from = new int[size + 1], idAt = new int[size + 1];
         java.util.Arrays.fill(from, -1);
         for (int startsAt = 0; startsAt < size; ) {
             float tillHere = best[startsAt];
@@ -454,17 +482,12 @@ public final class SentencePieceTokenizer implements Tokenizer {
             for (int end = startsAt + 1; end <= limit; end++) {
                 Integer id = pieceIds.get(text.substring(startsAt, end));
                 if (id == null || types[id] == UNUSED) continue;
-                float candidate;
-                if (types[id] == USER_DEFINED) {
-                    // SentencePiece: length (in UTF-8 bytes) * max_score - 0.1, computed in double.
-                    int bytes = text.substring(startsAt, end).getBytes(StandardCharsets.UTF_8).length;
-                    candidate = (float) ((double) (bytes * maxScore) - 0.1 + tillHere);
-                } else {
-                    candidate = scores[id] + tillHere;
-                }
+                float score = types[id] == USER_DEFINED ? userDefinedScore(text.substring(startsAt, end)) : scores[id];
+                float candidate = score + tillHere;
                 if (from[end] == -1 || candidate > best[end]) {
                     best[end] = candidate;
                     from[end] = startsAt;
+                    idAt[end] = id;
                 }
                 if (end - startsAt == charLen) hasSingle = true;
             }
@@ -474,14 +497,24 @@ public final class SentencePieceTokenizer implements Tokenizer {
                 if (from[end] == -1 || candidate > best[end]) {
                     best[end] = candidate;
                     from[end] = startsAt;
+                    idAt[end] = unkId;
                 }
             }
             startsAt += charLen;
         }
-        List<String> out = new ArrayList<>();
-        for (int end = size; end > 0; end = from[end]) out.add(text.substring(from[end], end));
+        List<Segment> out = new ArrayList<>();
+        for (int end = size; end > 0; end = from[end]) out.add(new Segment(text.substring(from[end], end), idAt[end]));
         java.util.Collections.reverse(out);
         return out;
+    }
+
+    /**
+     * The lattice score of a user-defined piece: a bonus growing with its UTF-8 length, 0.1·(bytes − 1) in float, so it
+     * wins over the (negative-scored) normal pieces. This is what sentencepiece 0.2.2 computes, measured against it
+     * (its source reads {@code length * max_score_ - 0.1}; the fixtures pin the behaviour down).
+     */
+    private static float userDefinedScore(String piece) {
+        return 0.1f * (piece.getBytes(StandardCharsets.UTF_8).length - 1);
     }
 
     // ---------------------------------------------------------------- decoding
@@ -541,14 +574,15 @@ public final class SentencePieceTokenizer implements Tokenizer {
                     + ") of tokenizer '" + name + "'");
     }
 
-    /** The byte of a {@code <0xAB>} piece, or −1. */
+    /** The byte of a {@code <0xAB>} piece (exactly as sentencepiece writes it: two upper-case hex digits), or −1. */
     private static int byteOfPiece(String p) {
         if (p.length() != 6 || !p.startsWith("<0x") || p.charAt(5) != '>') return -1;
-        try {
-            return Integer.parseInt(p.substring(3, 5), 16);
-        } catch (NumberFormatException e) {
-            return -1;
-        }
+        int hi = hexDigit(p.charAt(3)), lo = hexDigit(p.charAt(4));
+        return hi < 0 || lo < 0 ? -1 : hi * 16 + lo;
+    }
+
+    private static int hexDigit(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
     }
 
     @Override public String toString() { return name; }
@@ -568,7 +602,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
     private static final class Trainer {
         int modelType = UNIGRAM;
         boolean byteFallback, whitespaceAsSuffix;
-        int unkId = 0, eosId = 2;
+        String eosPiece = "</s>";
         String unkSurface = " \u2047 ";
     }
 
@@ -624,8 +658,10 @@ public final class SentencePieceTokenizer implements Tokenizer {
                     case (3 << 3) -> t.modelType = (int) r.varint();
                     case (24 << 3) -> t.whitespaceAsSuffix = r.varint() != 0;
                     case (35 << 3) -> t.byteFallback = r.varint() != 0;
-                    case (40 << 3) -> t.unkId = (int) r.varint();
-                    case (42 << 3) -> t.eosId = (int) r.varint();
+                    case (47 << 3) | 2 -> {
+                        String piece = r.string();
+                        if (!piece.isEmpty()) t.eosPiece = piece;
+                    }
                     case (44 << 3) | 2 -> t.unkSurface = r.string();
                     default -> r.skip(tag);
                 }

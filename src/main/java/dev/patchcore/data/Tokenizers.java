@@ -51,12 +51,12 @@ public final class Tokenizers {
      */
     public static Tokenizer recorded(String name, Path dir) {
         if (name == null || !name.startsWith(SentencePieceTokenizer.NAME_PREFIX)) return byName(name);
-        Tokenizer cached = CACHE.get(name);
-        if (cached != null) return cached;
         Path file = dir.resolve(SentencePieceTokenizer.FILE_NAME);
-        if (!Files.isRegularFile(file))
+        if (!Files.isRegularFile(file))  // checked even when the model is cached: the folder must be complete on its own
             throw new IllegalArgumentException(dir + " was written with SentencePiece tokenizer " + name + " but has no "
                     + SentencePieceTokenizer.FILE_NAME + "; copy the .model file there under that name");
+        Tokenizer cached = CACHE.get(name);
+        if (cached != null) return cached;
         Tokenizer t = load(file);
         if (!t.name().equals(name))
             throw new IllegalArgumentException(file + " is " + t.name() + ", not the model " + name + " that " + dir

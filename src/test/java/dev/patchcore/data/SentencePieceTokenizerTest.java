@@ -80,7 +80,7 @@ class SentencePieceTokenizerTest {
                 assertTrue(checked >= 100, "fixture has " + checked + " texts");
             }));
         }
-        assertEquals(5, tests.size(), "fixture models");
+        assertEquals(7, tests.size(), "fixture models");
         return tests.stream();
     }
 
@@ -120,6 +120,44 @@ class SentencePieceTokenizerTest {
         assertThrows(IllegalArgumentException.class,
                 () -> SentencePieceTokenizer.fromBytes(Arrays.copyOf(file, file.length / 2)));
         assertThrows(IllegalArgumentException.class, () -> SentencePieceTokenizer.fromBytes(new byte[0]));
+    }
+
+    /** One more piece record appended to a model file (protobuf allows a repeated field anywhere). */
+    private static byte[] withPiece(byte[] model, String text, int type) {
+        byte[] t = text.getBytes(StandardCharsets.UTF_8);
+        java.io.ByteArrayOutputStream piece = new java.io.ByteArrayOutputStream();
+        piece.write(0x0A);
+        piece.write(t.length);
+        piece.writeBytes(t);
+        piece.writeBytes(new byte[] {0x15, 0, 0, 0, 0, 0x18, (byte) type});  // score 0, type
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream();
+        out.writeBytes(model);
+        out.write(0x0A);
+        out.write(piece.size());
+        out.writeBytes(piece.toByteArray());
+        return out.toByteArray();
+    }
+
+    /** The library's load-time checks (model_interface.cc InitializePieces): what it refuses is refused here. */
+    @Test
+    void modelsTheLibraryRefusesAreRefused() throws IOException {
+        byte[] bpe = resource("llama_bpe.model"), unigram = resource("unigram_nfkc.model");
+        assertNotNull(SentencePieceTokenizer.fromBytes(withPiece(bpe, "zzqq", 1)), "an extra normal piece is fine");
+        String[][] cases = {
+                {"llama_bpe", "\u2581the", "1", "defined twice"},
+                {"llama_bpe", "", "1", "empty"},
+                {"llama_bpe", "<0x0a>", "6", "not <0xXX>"},
+                {"llama_bpe", "<unk2>", "2", "two unknown pieces"},
+                {"unigram_nfkc", "<0x41>", "6", "without byte_fallback"},
+        };
+        for (String[] c : cases) {
+            byte[] file = withPiece(c[0].equals("llama_bpe") ? bpe : unigram, c[1], Integer.parseInt(c[2]));
+            var e = assertThrows(IllegalArgumentException.class, () -> SentencePieceTokenizer.fromBytes(file), c[1]);
+            assertTrue(e.getMessage().contains(c[3]), e.getMessage());
+        }
+        // An unpaired surrogate (a broken JSON escape) is U+FFFD, not the '?' Java's encoder would write.
+        SentencePieceTokenizer tok = model("llama_bpe");
+        assertArrayEquals(tok.encode("a\uFFFDb"), tok.encode("a\uD83Eb"));
     }
 
     /** Corrupted model files are refused with an IllegalArgumentException (one error line), never another exception. */
