@@ -8,6 +8,7 @@
 #   token-third λ = 0, STEPS / 3 steps        (patch's token stage alone, from scratch: what the patch stage adds)
 #   patch-mixup λ = 2/3, K = 4, --patch-mode mixup (paper App. C's baseline; only when RUNS names it)
 #   patch-inproj / patch-outproj / patch-bothproj   λ = 2/3, K = 4 with paper §3.7's projections (Table 5; ditto)
+#   patch-short λ = 2/3, K = 4, --short-patch-context (§3.2's context ablation; ditto)
 # Each final checkpoint is then evaluated on the whole validation split with `eval` (non-overlapping blocks) and, on
 # a byte-tokenized dataset with python3 present, with `eval --choices` on two 4-way completion tasks built from the
 # held-out sentences by benchmarks/cloze.py ("order": the true ending against its words shuffled; "ending": against
@@ -74,7 +75,8 @@ for s in $SEEDS; do
       patch-inproj) run patch-inproj "$s" "$STEPS" 0.6667 --input-proj ;;
       patch-outproj) run patch-outproj "$s" "$STEPS" 0.6667 --output-proj ;;
       patch-bothproj) run patch-bothproj "$s" "$STEPS" 0.6667 --input-proj --output-proj ;;
-      *) echo "unknown run '$r' in RUNS (patch token token-half token-third patch-mixup patch-inproj patch-outproj patch-bothproj)" >&2; exit 2 ;;
+      patch-short) run patch-short "$s" "$STEPS" 0.6667 --short-patch-context ;;
+      *) echo "unknown run '$r' in RUNS (patch token token-half token-third patch-mixup patch-inproj patch-outproj patch-bothproj patch-short)" >&2; exit 2 ;;
     esac
   done
 done

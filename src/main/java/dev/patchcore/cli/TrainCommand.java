@@ -52,6 +52,9 @@ public final class TrainCommand implements Callable<Integer> {
             + "into K token representations (initialized to copies), each predicting its own token through the LM head, "
             + "instead of one distribution for all K (paper §3.7, Table 5 '+OutputProj')")
     boolean outputProjection;
+    @Option(names = "--short-patch-context", description = "patch stage only: sequences of T tokens (T/K patches) instead of "
+            + "K·T, as many sequences per step as the token stage (the context ablation of paper §3.2)")
+    boolean shortPatchContext;
     @Option(names = "--steps", description = "total optimizer steps over both stages (default: 1000 for tiny, 2000 for small, 180000 for paper presets)")
     Long steps;
     @Option(names = "--tokens", description = "total token budget instead of --steps")
@@ -128,7 +131,7 @@ public final class TrainCommand implements Callable<Integer> {
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
                     seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery),
-                    new PatchOptions(mode, inputProjection, outputProjection));
+                    new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext));
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");

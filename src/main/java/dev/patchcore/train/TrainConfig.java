@@ -41,9 +41,12 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
         if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
         if (patch != null && !patch.equals(PatchOptions.DEFAULT) && (patchSize == 1 || Math.round(lambda * steps) == 0))
-            throw new IllegalArgumentException("--patch-mode mixup, --input-proj and --output-proj change the patch stage, "
+            throw new IllegalArgumentException("--patch-mode mixup, --input-proj, --output-proj and --short-patch-context change the patch stage, "
                     + "and this run has none (K = " + patchSize + ", λ = " + lambda + ")");
-        if (patchSize > 1 && lambda > 0 && ((long) batch * accum) % patchSize != 0)
+        if (patch != null && patch.shortContext() && model.contextLength() % patchSize != 0)
+            throw new IllegalArgumentException("--short-patch-context needs the context T = " + model.contextLength()
+                    + " divisible by K = " + patchSize);
+        if (patchSize > 1 && lambda > 0 && ((long) batch * accum) % patchSize != 0 && (patch == null || !patch.shortContext()))
             throw new IllegalArgumentException("batch×accum (" + batch + "×" + accum + ") must be divisible by K=" + patchSize
                     + " so both stages see the same tokens per step");
     }

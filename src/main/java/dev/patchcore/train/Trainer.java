@@ -82,7 +82,7 @@ public final class Trainer {
                 boolean resumingHere = si == state.stageIndex() && resumeFrom != null && state.stepInStage() > 0;
                 double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
                 double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
-                BatchSource source = data.trainBatches(st.patchSize(), cfg.model().contextLength(), st.batch(), cfg.seed() + si, from, to,
+                BatchSource source = data.trainBatches(st.patchSize(), st.block(cfg.model().contextLength()), st.batch(), cfg.seed() + si, from, to,
                         modeOf(st));
                 long startStep = 0;
                 // Paper §3.7's projections live for the patch stage only: created (or restored) here, freed after it.
@@ -125,7 +125,7 @@ public final class Trainer {
 
     /** What one validation sequence of the stage spans: K·(T+1) tokens, or K windows of T+1 tokens for mixup. */
     private String sequenceText(Stage st) {
-        int t = cfg.model().contextLength(), k = st.patchSize();
+        int t = st.block(cfg.model().contextLength()), k = st.patchSize();
         return modeOf(st) == PatchMode.MIXUP ? k + " windows of " + (t + 1) + " tokens" : k * (t + 1) + " tokens";
     }
 
@@ -140,11 +140,12 @@ public final class Trainer {
 
     private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, AdamW opt, long startStep,
                                  RunState state, Metrics metrics, List<Stage> stages) {
-        int t = cfg.model().contextLength(), k = st.patchSize();
+        int t = st.block(cfg.model().contextLength()), k = st.patchSize();
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
         // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
-        List<Batch> tokenVal = k > 1 && !val.isEmpty() ? data.validation(1, t, st.batch(), cfg.evalBatches(), PatchMode.CONSECUTIVE) : List.of();
+        List<Batch> tokenVal = k > 1 && !val.isEmpty()
+                ? data.validation(1, cfg.model().contextLength(), st.batch(), cfg.evalBatches(), PatchMode.CONSECUTIVE) : List.of();
         if (cfg.evalEvery() > 0 && cfg.evalBatches() == 0)
             console.printf("note: --eval-batches 0: no validation in the %s stage%n", st.name());
         else if (cfg.evalEvery() > 0 && val.isEmpty())

@@ -101,6 +101,12 @@ class TrainingTest {
         // Table 6: accumulation 8 at K=1 becomes 2 at K=4 with the same micro-batch.
         TrainConfig paper = new TrainConfig(MICRO, 4, 2.0 / 3, 3, 4, 8, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
         assertEquals(new Stage("patch", 4, 4, 2, 2), Stage.plan(paper).get(0));
+        // §3.2's context ablation: the patch stage reads T tokens (T/K patches), as many sequences per step as the token stage.
+        TrainConfig shortContext = new TrainConfig(MICRO, 4, 2.0 / 3, 3, 4, 8, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1,
+                new PatchOptions(dev.patchcore.data.PatchMode.CONSECUTIVE, false, false, true));
+        assertEquals(new Stage("patch", 4, 4, 8, 2, MICRO.contextLength() / 4), Stage.plan(shortContext).get(0));
+        assertEquals(MICRO.contextLength() / 4, Stage.plan(shortContext).get(0).block(MICRO.contextLength()));
+        assertEquals(MICRO.contextLength(), Stage.plan(shortContext).get(1).block(MICRO.contextLength()));
         assertEquals(List.of(new Stage("token", 1, 16, 1, 300)), Stage.plan(new TrainConfig(MICRO, 4, 0, 300, 16, 1, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1)));
     }
 
@@ -132,17 +138,20 @@ class TrainingTest {
      */
     @Test void patchVariantsResumeBitIdenticallyAndTrain(@TempDir Path dir) throws IOException {
         Map<Long, Double> plain = trainAndReadLosses(config(8, 0.5, 3e-3f), dir.resolve("plain"), Long.MAX_VALUE);
-        for (PatchOptions p : List.of(new PatchOptions(dev.patchcore.data.PatchMode.CONSECUTIVE, true, true),
-                new PatchOptions(dev.patchcore.data.PatchMode.MIXUP, false, false))) {
+        List<PatchOptions> variants = List.of(new PatchOptions(dev.patchcore.data.PatchMode.CONSECUTIVE, true, true),
+                new PatchOptions(dev.patchcore.data.PatchMode.MIXUP, false, false),
+                new PatchOptions(dev.patchcore.data.PatchMode.CONSECUTIVE, false, false, true));
+        for (int v = 0; v < variants.size(); v++) {
+            PatchOptions p = variants.get(v);
             TrainConfig cfg = config(8, 0.5, 3e-3f, p);
-            Path full = dir.resolve("full-" + p.mode() + p.projections());
+            Path full = dir.resolve("full-" + v);
             Map<Long, Double> reference = trainAndReadLosses(cfg, full, Long.MAX_VALUE);
             assertEquals(8, reference.size());
             assertNotEquals(plain.get(3L), reference.get(3L), p + " changes the patch stage");
             assertEquals(p.projections(), Checkpoints.hasProjections(full.resolve("checkpoints/step-00000004")),
                     "the patch stage's last checkpoint keeps the projections");
             assertFalse(Checkpoints.hasProjections(full.resolve("checkpoints/step-00000008")), "the token stage has none");
-            Path run = dir.resolve("stop-" + p.mode() + p.projections());
+            Path run = dir.resolve("stop-" + v);
             trainAndReadLosses(cfg, run, 2);
             assertEquals(reference, resume(cfg, run), p + " interrupted after 2 steps");
         }
