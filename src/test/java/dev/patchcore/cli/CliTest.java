@@ -134,6 +134,7 @@ class CliTest {
         assertUserError("unknown --patch-mode 'random'", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "random");
         assertUserError("this run has none", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "mixup", "--lambda", "0");
         assertUserError("this run has none", "train", "--backend", "cpu", "--data", ds.toString(), "--input-proj", "-K", "1");
+        assertUserError("divisible by K = 4", "train", "--backend", "cpu", "--data", ds.toString(), "--short-patch-context", "--context", "18");
         // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.
         out.reset();
         Path proj = dir.resolve("proj");
