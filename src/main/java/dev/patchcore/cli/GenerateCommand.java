@@ -23,6 +23,8 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--temperature", defaultValue = "0.8") float temperature;
     @Option(names = "--top-k", defaultValue = "40", description = "sample among the k most likely tokens, 0 = all (default: ${DEFAULT-VALUE})") int topK;
     @Option(names = "--seed", defaultValue = "1") long seed;
+    @Option(names = "--alpaca", description = "pose the prompt as an instruction in Stanford Alpaca's template (for a model "
+            + "fine-tuned with `finetune` on Alpaca data) and print only the response") boolean alpaca;
     @Mixin BackendOptions backendOptions;
 
     /**
@@ -44,9 +46,13 @@ public final class GenerateCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            int[] promptIds = tok.encode(prompt);
+            String text = alpaca ? dev.patchcore.train.Instructions.alpacaPrompt(prompt, "") : prompt;
+            int[] promptIds = tok.encode(text);
             int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
-            System.out.println(prompt + completion(tok, promptIds, out));
+            if (alpaca && out.length > promptIds.length && out[out.length - 1] == tok.eosId())
+                out = java.util.Arrays.copyOf(out, out.length - 1);  // the response's end, not part of it
+            String completion = completion(tok, promptIds, out);
+            System.out.println(alpaca ? completion.strip() : prompt + completion);
         }
         return 0;
     }

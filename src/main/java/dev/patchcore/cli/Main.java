@@ -8,7 +8,7 @@ import java.io.UncheckedIOException;
 /** Entry point: {@code java -jar patchcore.jar <command>}. */
 @Command(name = "patchcore", mixinStandardHelpOptions = true, version = "patchcore 0.1.0",
         description = "Patch-level training of LLaMA-style language models (Shao et al., ICLR 2025) on the JVM.",
-        subcommands = {TrainCommand.class, PrepareCommand.class, EvalCommand.class, GenerateCommand.class, BenchCommand.class, SelftestCommand.class,
+        subcommands = {TrainCommand.class, PrepareCommand.class, FinetuneCommand.class, EvalCommand.class, GenerateCommand.class, BenchCommand.class, SelftestCommand.class,
                 CommandLine.HelpCommand.class})
 public final class Main implements Runnable {
 

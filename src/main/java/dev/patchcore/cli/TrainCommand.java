@@ -109,6 +109,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (resume != null) {
             checkpoint = Checkpoints.latest(resume);
             resumed = Checkpoints.readMeta(checkpoint);
+            if (resumed.dataset() != null && resumed.dataset().startsWith(dev.patchcore.train.FineTuner.DATASET_PREFIX))
+                throw new IllegalArgumentException(resume + " is a fine-tuning run (finetune), which cannot be resumed; "
+                        + "fine-tune its checkpoint again into a new folder");
             runDir = resume;
             cfg = resumed.train();
             dataset = ShardTrainingData.open(resumed.dataset());

@@ -43,7 +43,7 @@ class CliTest {
     /** Every help screen renders cleanly (picocli warns on stderr about an unescaped '%' in a description). */
     @Test void everyHelpScreenRendersWithoutWarnings() {
         String[][] screens = {{"--help"}, {"train", "--help"}, {"prepare", "--help"}, {"eval", "--help"}, {"generate", "--help"},
-                {"selftest", "--help"}, {"bench", "--help"}, {"bench", "kernels", "--help"}, {"bench", "speed", "--help"}};
+                {"selftest", "--help"}, {"finetune", "--help"}, {"bench", "--help"}, {"bench", "kernels", "--help"}, {"bench", "speed", "--help"}};
         for (String[] args : screens) {
             err.reset();
             out.reset();
@@ -152,6 +152,39 @@ class CliTest {
         Path gpt2 = dir.resolve("gpt2");
         assertEquals(0, Main.run("prepare", "--tokenizer", "r50k_base", "--out", gpt2.toString(), text.toString()));
         assertUserError("trained with byte", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--data", gpt2.toString());
+    }
+
+    /** finetune: a pretrained checkpoint instruction-tuned on Alpaca records; generate --alpaca; not resumable. */
+    @Test void finetuneTrainsOnResponsesAndWritesACheckpoint(@TempDir Path dir) throws IOException {
+        Path text = dir.resolve("t.txt");
+        StringBuilder sb = new StringBuilder();
+        for (int i = 0; i < 2000; i++) sb.append("the quick brown fox jumps over the lazy dog ").append(i % 7 == 0 ? "\n\n" : "");
+        Files.writeString(text, sb.toString());
+        Path ds = dir.resolve("ds"), run = dir.resolve("run");
+        assertEquals(0, Main.run("prepare", "--out", ds.toString(), text.toString()));
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                "--steps", "4", "--context", "192", "--batch", "4", "--eval-every", "0"), err.toString());  // Alpaca's prompt is ~150 bytes
+        StringBuilder json = new StringBuilder("[");
+        for (int i = 0; i < 40; i++) json.append(i == 0 ? "" : ",").append("{\"instruction\": \"Say ").append(i % 4)
+                .append("\", \"input\": \"\", \"output\": \"").append(i % 4).append("\"}");
+        Path alpaca = dir.resolve("alpaca.json");
+        Files.writeString(alpaca, json.append("]").toString());
+        out.reset();
+        Path tuned = dir.resolve("tuned");
+        assertEquals(0, Main.run("finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
+                "--out", tuned.toString(), "--epochs", "2", "--batch", "4", "--accum", "2", "--lr", "1e-3", "--val-fraction", "0.1"), err.toString());
+        assertTrue(out.toString().contains("== fine-tuning: 36 examples (4 held out), 2 epochs × 5 steps"), out.toString());
+        assertTrue(out.toString().contains("fine-tuned: 10 steps") && out.toString().contains("val "), out.toString());
+        out.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", tuned.toString(), "--alpaca", "--prompt", "Say 2",
+                "--tokens", "4", "--temperature", "0"), err.toString());
+        assertFalse(out.toString().contains("### Response"), "only the response is printed: " + out);
+        assertUserError("cannot be resumed", "train", "--backend", "cpu", "--resume", tuned.toString());
+        assertUserError("already holds a run", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
+                alpaca.toString(), "--out", tuned.toString());
+        Files.writeString(alpaca, "[{\"question\": 1}]");
+        assertUserError("record 0", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
+                "--out", dir.resolve("x").toString());
     }
 
     /** A SentencePiece model given to prepare is kept with the dataset and with every checkpoint trained on it. */

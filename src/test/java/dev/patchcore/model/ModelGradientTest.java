@@ -21,8 +21,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * differences of the loss, for the token stage (K = 1) and the patch stage (K = 2, 3). This checks the wiring —
  * fan-out accumulation, the fused add+norm, the in-place loss gradient — on top of the per-op checks.
  */
-class ModelGradientTest {
-    static final ModelConfig C = new ModelConfig("grad", 11, 8, 12, 2, 2, 5, 10000f, 1e-5f);
+public class ModelGradientTest {
+    public static final ModelConfig C = new ModelConfig("grad", 11, 8, 12, 2, 2, 5, 10000f, 1e-5f);
 
     @ParameterizedTest @ValueSource(ints = {1, 2, 3})
     void parameterGradientsMatchFiniteDifferences(int k) {
@@ -57,7 +57,7 @@ class ModelGradientTest {
      * For 3 random elements of each parameter: the gradient its backward left matches the central difference of
      * {@code loss} (h = 1e-2, relative error < 2 %).
      */
-    static void assertGradientsMatchFiniteDifferences(Backend be, List<Parameter> params, SplittableRandom r, DoubleSupplier loss) {
+    public static void assertGradientsMatchFiniteDifferences(Backend be, List<Parameter> params, SplittableRandom r, DoubleSupplier loss) {
         for (Parameter p : params) {
             float[] g = be.download(p.grad()), w = be.download(p.master());
             for (int probe = 0; probe < 3; probe++) {

@@ -1,0 +1,203 @@
+package dev.patchcore.train;
+
+import com.google.gson.JsonObject;
+import dev.patchcore.autograd.Tape;
+import dev.patchcore.autograd.Var;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+import dev.patchcore.train.Instructions.Example;
+
+import java.io.PrintStream;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Locale;
+import java.util.Optional;
+
+/**
+ * Instruction tuning of a pretrained model (paper §3.1: Alpaca-GPT4 before MT-Bench): token-level training on
+ * {@link Instructions} examples, one per sequence, with the loss on the response tokens only. The masking needs no
+ * new kernel: the fused loss writes the gradient of every row in place over the logits, and the rows of prompt and
+ * padding positions are zeroed before the backward pass; the gradient scale is 1 / (scored targets in the step), so a
+ * step minimizes the mean loss per response token. Fresh AdamW, linear warmup then cosine decay, epochs over a seeded
+ * shuffle; checkpoints at each epoch's end (weights only: a fine-tuning run is not resumable).
+ */
+public final class FineTuner {
+    /** Marks a fine-tuning run's dataset in {@code trainer.json}, so {@code train --resume} can refuse it. */
+    public static final String DATASET_PREFIX = "finetune:";
+
+    private final Backend be;
+    private final LlamaModel model;
+    private final TrainConfig cfg;
+    private final int epochs;
+    private final List<Example> train, val;
+    private final Path runDir;
+    private final PrintStream console;
+    private final String source, tokenizer;
+    private final Optional<byte[]> tokenizerModel;
+    private final int eos;
+
+    /** Mean loss per scored token of the first and last step, and of the validation examples after the last epoch. */
+    public record Result(double firstLoss, double lastLoss, double valLoss, long steps) {}
+
+    public FineTuner(Backend be, LlamaModel model, TrainConfig cfg, int epochs, List<Example> train, List<Example> val,
+                     Path runDir, PrintStream console, String source, String tokenizer, Optional<byte[]> tokenizerModel, int eos) {
+        if (cfg.patchSize() != 1) throw new IllegalArgumentException("fine-tuning is token level");
+        if (train.isEmpty()) throw new IllegalArgumentException("no training examples with a response inside the context");
+        this.be = be;
+        this.model = model;
+        this.cfg = cfg;
+        this.epochs = epochs;
+        this.train = train;
+        this.val = val;
+        this.runDir = runDir;
+        this.console = console;
+        this.source = source;
+        this.tokenizer = tokenizer;
+        this.tokenizerModel = tokenizerModel;
+        this.eos = eos;
+    }
+
+    /** Optimizer steps for {@code epochs} passes over {@code examples} in steps of batch × accum examples (the last one partial). */
+    public static long steps(int examples, int epochs, int batch, int accum) {
+        long perStep = (long) batch * accum;
+        return Math.max(1, (long) epochs * ((examples + perStep - 1) / perStep));
+    }
+
+    public Result run() {
+        int t = cfg.model().contextLength(), b = cfg.batch();
+        long perEpoch = steps(train.size(), 1, b, cfg.accum());
+        long total = perEpoch * epochs;
+        LrSchedule schedule = LrSchedule.forStage(cfg, total);
+        Tensor tokens = be.allocate(DType.I32, b, t), targets = be.allocate(DType.I32, b * t, 1);
+        int[] in = new int[b * t], tg = new int[b * t];
+        Tape tape = new Tape(be);
+        double first = Double.NaN, last = Double.NaN, valLoss = Double.NaN;
+        long step = 0;
+        console.printf(Locale.ROOT, "== fine-tuning: %d examples (%d held out), %d epochs × %d steps of up to %d examples, context %d%n",
+                train.size(), val.size(), epochs, perEpoch, b * cfg.accum(), t);
+        try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl")); AdamW opt = new AdamW(be, model.parameters(), cfg)) {
+            for (int epoch = 0; epoch < epochs; epoch++) {
+                int[] order = shuffled(train.size(), cfg.seed(), epoch);
+                for (int s = 0; s < perEpoch; s++, step++) {
+                    long t0 = System.nanoTime();
+                    int from = s * b * cfg.accum(), to = Math.min(order.length, from + b * cfg.accum());
+                    long scored = 0;
+                    for (int i = from; i < to; i++) scored += train.get(order[i]).scoredTargets(t);
+                    float scale = 1f / Math.max(1, scored);
+                    double lossSum = 0;
+                    for (int m = from; m < to; m += b) {
+                        lossSum += microBatch(tape, train, order, m, Math.min(b, to - m), tokens, targets, in, tg, scale, true);
+                    }
+                    double loss = lossSum / Math.max(1, scored);
+                    double gradNorm = opt.gradNorm();
+                    float lr = schedule.at(step);
+                    opt.update(lr, gradNorm);
+                    be.releaseScratch();
+                    if (!Double.isFinite(loss)) throw new IllegalStateException("loss became " + loss + " at fine-tuning step " + (step + 1) + "; lower --lr");
+                    if (Double.isNaN(first)) first = loss;
+                    last = loss;
+                    JsonObject o = new JsonObject();
+                    o.addProperty("type", "train");
+                    o.addProperty("stage", "finetune");
+                    o.addProperty("epoch", epoch + 1);
+                    o.addProperty("step", step + 1);
+                    o.addProperty("global_step", step + 1);
+                    o.addProperty("loss", loss);
+                    o.addProperty("lr", lr);
+                    o.addProperty("grad_norm", gradNorm);
+                    o.addProperty("scored_tokens", scored);
+                    o.addProperty("step_ms", (System.nanoTime() - t0) / 1e6);
+                    metrics.write(o);
+                    if ((step + 1) % cfg.logEvery() == 0 || step == 0 || step + 1 == total)
+                        console.printf(Locale.ROOT, "finetune step %5d/%d | epoch %d | loss %.4f | lr %.2e | gnorm %.3f%n",
+                                step + 1, total, epoch + 1, loss, lr, gradNorm);
+                }
+                if (!val.isEmpty()) {
+                    valLoss = validate(tape, tokens, targets, in, tg);
+                    JsonObject o = new JsonObject();
+                    o.addProperty("type", "val");
+                    o.addProperty("stage", "finetune");
+                    o.addProperty("epoch", epoch + 1);
+                    o.addProperty("global_step", step);
+                    o.addProperty("token_loss", valLoss);
+                    metrics.write(o);
+                    console.printf(Locale.ROOT, "      val   | epoch %d | response loss %.4f | ppl %.2f%n", epoch + 1, valLoss, Math.exp(valLoss));
+                }
+                RunState done = new RunState(1, 0, step, null, 0);
+                Checkpoints.save(runDir, model, null, null, new Checkpoints.Meta(1, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0),
+                        tokenizerModel, be);
+            }
+        } finally {
+            be.free(tokens);
+            be.free(targets);
+        }
+        return new Result(first, last, valLoss, step);
+    }
+
+    /**
+     * One micro-batch of {@code n} examples {@code examples[order[at ..]]}: forward, loss, and when {@code train} the
+     * masked rows' gradient zeroed and the backward pass. Returns the summed loss of its scored targets.
+     */
+    double microBatch(Tape tape, List<Example> examples, int[] order, int at, int n, Tensor tokens, Tensor targets, int[] in,
+                      int[] tg, float scale, boolean train) {
+        int t = cfg.model().contextLength(), b = cfg.batch();
+        int[][] ranges = new int[b][];
+        for (int r = 0; r < b; r++) {
+            // Rows past the last example repeat it with nothing scored (a full batch keeps the shapes fixed).
+            Example e = examples.get(order[at + Math.min(r, n - 1)]);
+            ranges[r] = Instructions.fill(e, r, t, eos, in, tg);
+            if (r >= n) ranges[r] = new int[] {0, 0};
+        }
+        be.uploadInts(tokens, in);
+        be.uploadInts(targets, tg);
+        Var logits = model.forward(tape, tokens, b, 1);
+        Tensor rowLoss = tape.crossEntropyK(logits, targets, cfg.model().vocabSize(), train ? scale : 0f);
+        if (train) {
+            // Zero the in-place gradient of every row that is not a scored target (prompt, padding, unused rows).
+            for (int r = 0; r < b; r++) {
+                int from = ranges[r][0], to = ranges[r][1];
+                if (from > 0) be.zero(logits.value().rows(r * t, from));
+                if (to < t) be.zero(logits.value().rows(r * t + to, t - to));
+            }
+            tape.backward();
+        } else {
+            tape.clear();
+        }
+        float[] losses = be.download(rowLoss);
+        be.releaseScratch();  // the gradients are in the parameters; activations are done with
+        double sum = 0;
+        for (int r = 0; r < b; r++) for (int p = ranges[r][0]; p < ranges[r][1]; p++) sum += losses[r * t + p];
+        return sum;
+    }
+
+    /** Mean loss per response token over the held-out examples. */
+    private double validate(Tape tape, Tensor tokens, Tensor targets, int[] in, int[] tg) {
+        int t = cfg.model().contextLength(), b = cfg.batch();
+        int[] order = new int[val.size()];
+        for (int i = 0; i < order.length; i++) order[i] = i;
+        double sum = 0;
+        long scored = 0;
+        for (int at = 0; at < order.length; at += b) {
+            int n = Math.min(b, order.length - at);
+            sum += microBatch(tape, val, order, at, n, tokens, targets, in, tg, 0f, false);
+            for (int i = at; i < at + n; i++) scored += val.get(i).scoredTargets(t);
+        }
+        return sum / Math.max(1, scored);
+    }
+
+    /** A seeded Fisher–Yates order of {@code n} examples for {@code epoch}. */
+    static int[] shuffled(int n, long seed, int epoch) {
+        int[] order = new int[n];
+        for (int i = 0; i < n; i++) order[i] = i;
+        java.util.SplittableRandom rng = new java.util.SplittableRandom(seed ^ (0x9E3779B97F4A7C15L * (epoch + 1)));
+        for (int i = n - 1; i > 0; i--) {
+            int j = rng.nextInt(i + 1);
+            int x = order[i];
+            order[i] = order[j];
+            order[j] = x;
+        }
+        return order;
+    }
+}

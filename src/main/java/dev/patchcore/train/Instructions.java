@@ -1,0 +1,120 @@
+package dev.patchcore.train;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.patchcore.data.Tokenizer;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * Instruction-tuning data (the paper fine-tunes its pretrained models on Alpaca-GPT4, §3.1): records of
+ * {@code {"instruction", "input", "output"}} (Stanford Alpaca's layout, a JSON array as {@code alpaca_gpt4_data.json}
+ * ships, or one object per line) or {@code {"prompt", "response"}}, posed with Stanford Alpaca's prompt template and
+ * tokenized as its training script does: the tokens of prompt + response, then EOS, of which only those after the
+ * prompt's own tokens are scored.
+ */
+public final class Instructions {
+    private Instructions() {}
+
+    /** One instruction and its answer, as text. */
+    public record Record(String prompt, String response) {}
+
+    /**
+     * Tokens of prompt + response + EOS; the targets from position {@code promptTokens} on (the response and EOS) are
+     * scored.
+     */
+    public record Example(int[] ids, int promptTokens) {
+        /** Scored targets when the sequence is cut to a context of {@code contextLength} (+1 for the last target). */
+        public int scoredTargets(int contextLength) {
+            return Math.max(0, Math.min(ids.length, contextLength + 1) - Math.max(1, promptTokens));
+        }
+    }
+
+    static final String PROMPT_INPUT = "Below is an instruction that describes a task, paired with an input that provides further "
+            + "context. Write a response that appropriately completes the request.\n\n### Instruction:\n%s\n\n### Input:\n%s\n\n### Response:";
+    static final String PROMPT_NO_INPUT = "Below is an instruction that describes a task. Write a response that appropriately "
+            + "completes the request.\n\n### Instruction:\n%s\n\n### Response:";
+
+    /** Stanford Alpaca's prompt for an instruction and its (possibly empty) input. */
+    public static String alpacaPrompt(String instruction, String input) {
+        return input == null || input.isEmpty() ? PROMPT_NO_INPUT.formatted(instruction) : PROMPT_INPUT.formatted(instruction, input);
+    }
+
+    /** Reads a JSON array or JSONL file of records; a malformed one is an IllegalArgumentException naming it. */
+    public static List<Record> read(Path file) throws IOException {
+        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
+        String text = Files.readString(file, StandardCharsets.UTF_8);
+        List<Record> out = new ArrayList<>();
+        if (text.stripLeading().startsWith("[")) {
+            JsonElement all;
+            try {
+                all = JsonParser.parseString(text);
+            } catch (RuntimeException e) {
+                throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage());
+            }
+            int i = 0;
+            for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + i++));
+        } else {
+            String[] lines = text.split("\n", -1);
+            for (int i = 0; i < lines.length; i++) {
+                if (lines[i].isBlank()) continue;
+                JsonElement e;
+                try {
+                    e = JsonParser.parseString(lines[i]);
+                } catch (RuntimeException ex) {
+                    throw new IllegalArgumentException(file + " line " + (i + 1) + " is not valid JSON");
+                }
+                out.add(parse(e, file + " line " + (i + 1)));
+            }
+        }
+        if (out.isEmpty()) throw new IllegalArgumentException(file + " holds no records");
+        return out;
+    }
+
+    private static Record parse(JsonElement e, String where) {
+        if (!e.isJsonObject()) throw new IllegalArgumentException(where + " is not an object");
+        JsonObject o = e.getAsJsonObject();
+        if (o.has("instruction") && o.has("output"))
+            return new Record(alpacaPrompt(string(o, "instruction"), o.has("input") ? string(o, "input") : ""), string(o, "output"));
+        if (o.has("prompt") && (o.has("response") || o.has("completion")))
+            return new Record(string(o, "prompt"), string(o, o.has("response") ? "response" : "completion"));
+        throw new IllegalArgumentException(where + ": expected {\"instruction\", \"input\", \"output\"} or {\"prompt\", \"response\"}");
+    }
+
+    private static String string(JsonObject o, String field) {
+        JsonElement v = o.get(field);
+        if (v == null || v.isJsonNull()) return "";
+        if (!v.isJsonPrimitive()) throw new IllegalArgumentException("field " + field + " is not text");
+        return v.getAsString();
+    }
+
+    /** The example of a record: as Stanford Alpaca's training script, the prompt's token count marks where scoring starts. */
+    public static Example encode(Tokenizer tok, Record r) {
+        int[] prompt = tok.encode(r.prompt()), whole = tok.encode(r.prompt() + r.response());
+        int[] ids = java.util.Arrays.copyOf(whole, whole.length + 1);
+        ids[whole.length] = tok.eosId();
+        return new Example(ids, prompt.length);
+    }
+
+    /**
+     * Row {@code row} of a token-level batch of context T from {@code e}: inputs {@code [row·T, row·T + T)}, targets the
+     * next tokens, the sequence cut to T + 1 tokens and padded with EOS. Returns the scored target range within the row,
+     * {@code {from, to}} (rows {@code row·T + from .. row·T + to − 1}); everything else is masked.
+     */
+    static int[] fill(Example e, int row, int contextLength, int eos, int[] inputs, int[] targets) {
+        int t = contextLength, n = Math.min(e.ids().length, t + 1), base = row * t;
+        for (int p = 0; p < t; p++) {
+            inputs[base + p] = p < n ? e.ids()[p] : eos;
+            targets[base + p] = p + 1 < n ? e.ids()[p + 1] : eos;
+        }
+        // Target p predicts ids[p + 1]: scored when p + 1 >= promptTokens and p + 1 < n.
+        int from = Math.max(0, e.promptTokens() - 1), to = n - 1;
+        return new int[] {Math.min(from, to), to};
+    }
+}

@@ -1,0 +1,93 @@
+package dev.patchcore.train;
+
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.autograd.Tape;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.model.LlamaModel;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Optional;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class FineTunerTest {
+    static final dev.patchcore.config.ModelConfig C = dev.patchcore.model.ModelGradientTest.C;  // vocabulary 11, T = 5
+
+    @Test void readsAlpacaArraysAndJsonlWithStanfordsTemplate(@TempDir Path dir) throws IOException {
+        Path a = dir.resolve("a.json");
+        Files.writeString(a, """
+                [{"instruction": "Give three tips.", "input": "", "output": "1. Eat."},
+                 {"instruction": "Translate.", "input": "Hallo", "output": "Hello"}]""");
+        List<Instructions.Record> r = Instructions.read(a);
+        assertEquals("Below is an instruction that describes a task. Write a response that appropriately completes the request."
+                + "\n\n### Instruction:\nGive three tips.\n\n### Response:", r.get(0).prompt());
+        assertEquals("1. Eat.", r.get(0).response());
+        assertTrue(r.get(1).prompt().contains("paired with an input") && r.get(1).prompt().endsWith("### Input:\nHallo\n\n### Response:"));
+        Path b = dir.resolve("b.jsonl");
+        Files.writeString(b, "{\"prompt\": \"Q: 2+2?\", \"response\": \" 4\"}\n\n{\"prompt\": \"x\", \"completion\": \"y\"}\n");
+        assertEquals(List.of(new Instructions.Record("Q: 2+2?", " 4"), new Instructions.Record("x", "y")), Instructions.read(b));
+        Files.writeString(b, "{\"question\": 1}\n");
+        var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(b));
+        assertTrue(e.getMessage().contains("line 1"), e.getMessage());
+        Files.writeString(b, "[{\"instruction\": \"a\"");
+        assertThrows(IllegalArgumentException.class, () -> Instructions.read(b));
+    }
+
+    /** Bytes: prompt "ab", response "cd" → ids a b c d EOS; targets from the prompt's last token on are scored. */
+    @Test void onlyResponseTargetsAreScored() {
+        var tok = Tokenizers.byName("byte");
+        Instructions.Example e = Instructions.encode(tok, new Instructions.Record("ab", "cd"));
+        assertArrayEquals(new int[] {'a', 'b', 'c', 'd', 256}, e.ids());
+        assertEquals(2, e.promptTokens());
+        assertEquals(3, e.scoredTargets(8), "c, d and EOS");
+        assertEquals(2, e.scoredTargets(3), "cut to T + 1 = 4 tokens: c, d");
+        int[] in = new int[2 * 8], tg = new int[2 * 8];
+        int[] range = Instructions.fill(e, 1, 8, 256, in, tg);
+        assertArrayEquals(new int[] {1, 4}, range, "targets 1..3 of the row: c, d, EOS");
+        assertEquals('b', in[8 + 1]);
+        assertEquals('c', tg[8 + 1]);
+        assertEquals(256, tg[8 + 3]);
+        assertEquals(256, in[8 + 6], "padding");
+    }
+
+    /**
+     * The masked step's gradient is the gradient of the mean loss over response tokens only: it matches finite
+     * differences of that loss (prompt and padding rows zeroed in the fused loss's in-place gradient).
+     */
+    @Test void maskedGradientIsTheResponseLossGradient() {
+        try (Backend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, C);
+            m.initialize(be, 3);
+            SplittableRandom r = new SplittableRandom(9);
+            for (Parameter p : m.parameters()) {
+                float[] w = be.download(p.master());
+                for (int i = 0; i < w.length; i++) w[i] = p.decay() ? (float) r.nextDouble(-0.5, 0.5) : (float) r.nextDouble(0.5, 1.5);
+                p.load(be, w);
+            }
+            int eos = 10, t = C.contextLength();
+            List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
+                    new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
+            TrainConfig cfg = new TrainConfig(C, 1, 0, 1, 2, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+            FineTuner ft = new FineTuner(be, m, cfg, 1, examples, List.of(), Path.of("unused"), System.out, "x", "byte", Optional.empty(), eos);
+            int[] order = {0, 1, 2};
+            long scored = examples.get(0).scoredTargets(t) + examples.get(1).scoredTargets(t);
+            Tensor tokens = be.allocate(DType.I32, 2, t), targets = be.allocate(DType.I32, 2 * t, 1);
+            int[] in = new int[2 * t], tg = new int[2 * t];
+            Tape tape = new Tape(be);
+            double sum = ft.microBatch(tape, examples, order, 0, 2, tokens, targets, in, tg, 1f / scored, true);
+            assertTrue(sum > 0);
+            dev.patchcore.model.ModelGradientTest.assertGradientsMatchFiniteDifferences(be, m.parameters(), r,
+                    () -> ft.microBatch(tape, examples, order, 0, 2, tokens, targets, in, tg, 0f, false) / scored);
+        }
+    }
+}
