@@ -5,7 +5,9 @@
 # kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
 # compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
-# installed), quality (benchmarks/quality.sh on CUDA at the small preset). Full logs go to $OUT; a compact
+# installed), quality (benchmarks/quality.sh on CUDA at the small preset), features (what has only run on a CPU:
+# a SentencePiece dataset, the patch-stage ablations on CUDA and CPU, eval -K --activations, finetune, generate
+# --alpaca). Full logs go to $OUT; a compact
 # summary is printed last. To evaluate the kernel variants:
 #   STEPS="selftest kernels train-variants speed" bash tools/device/gpu-check.sh
 # Every step has its own time limit so the whole script stays under ~8 minutes.
@@ -109,6 +111,25 @@ for s in $STEPS; do case $s in
               step quality "${T_QUALITY:-300}" env JAVA_HOME="$WORK/runtime" JAR="$WORK/patchcore.jar" OUT="$WORK/quality" \
                    ${QDATA:+DATA_DIR="$QDATA"} EXTRA="--backend ${QUALITY_BACKEND:-cuda}" ${QUALITY_ARGS:-PRESET=small STEPS=4000 SEEDS=1234} \
                    bash "$ROOT/benchmarks/quality.sh" ;;
+  # Features added in sessions without a GPU, each only run on the CPU backend before: a dataset tokenized with the
+  # LLaMA-style SentencePiece fixture model; a tiny run with mixup patches and both §3.7 projections on CUDA and on CPU
+  # (losses should track each other as the plain runs do); eval -K 4 --activations of the patch stage's checkpoint
+  # (with its projections); finetune on a generated instruction file; generate --alpaca.
+  features)   F="$WORK/feat"; mkdir -p "$F"
+              step feat-prepare 60 "${JAVA[@]}" prepare --tokenizer "$ROOT/src/test/resources/sentencepiece/llama_bpe.model" \
+                   --out "$F/ds" "$ROOT/src/main/resources/corpus/brown.jsonl.gz"
+              for be in $(printf "%s\ncpu\n" "${FEAT_BACKEND:-cuda}" | sort -u); do  # FEAT_BACKEND=cpu: try it without a GPU
+                step feat-train-$be 90 "${JAVA[@]}" train --preset tiny --context 128 --data "$F/ds" --steps 60 --eval-every 20 --log-every 20 \
+                     --patch-mode mixup --input-proj --output-proj --backend $be --out "$F/run-$be"
+                cp "$F/run-$be/metrics.jsonl" "$OUT/feat-train-$be-metrics.jsonl" 2>/dev/null
+              done
+              step feat-eval 60 "${JAVA[@]}" eval --backend "${FEAT_BACKEND:-cuda}" --checkpoint "$F/run-${FEAT_BACKEND:-cuda}/checkpoints/step-00000040" --data "$F/ds" \
+                   -K 4 --activations --activation-threshold 0.1 --max-blocks 32
+              for i in $(seq 0 63); do printf '{"instruction": "Name the number %d.", "input": "", "output": "It is %d."}\n' $((i % 8)) $((i % 8)); done > "$F/alpaca.jsonl"
+              step feat-finetune 90 "${JAVA[@]}" finetune --backend "${FEAT_BACKEND:-cuda}" --checkpoint "$F/run-${FEAT_BACKEND:-cuda}" --data "$F/alpaca.jsonl" \
+                   --out "$F/ft" --epochs 2 --batch 4 --accum 2 --lr 1e-3 --val-fraction 0.1
+              step feat-generate 30 "${JAVA[@]}" generate --backend "${FEAT_BACKEND:-cuda}" --checkpoint "$F/ft" --alpaca --prompt "Name the number 3." \
+                   --tokens 12 --temperature 0 ;;
   *)          echo "unknown step '$s'"; SUMMARY+=("$s: unknown step") ;;
 esac; done
 
@@ -136,6 +157,9 @@ if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]
     awk -v r=$r '{ a[NR] = $1 } END { if (NR) printf "train-%s: median step %.2f ms over %d steps\n", r, a[int((NR + 1) / 2)], NR }'; done
 fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
+for t in feat-train-cuda feat-train-cpu feat-eval feat-finetune feat-generate; do
+  [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; grep -v '^WARNING' "$OUT/$t.log" | tail -n 5; }
+done
 [[ -f "$OUT/speed.log" ]] && { echo "--- speed"; tail -n 15 "$OUT/speed.log"; }
 [[ -f "$OUT/quality.log" ]] && { echo "--- quality (benchmarks/quality.sh on CUDA)"; grep -E '^\||^quality' "$OUT/quality.log"; }
 [[ -f "$OUT/speed-var2.log" ]] && { echo "--- speed with every kernel variant"; tail -n 15 "$OUT/speed-var2.log"; }

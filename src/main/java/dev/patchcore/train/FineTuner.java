@@ -44,7 +44,8 @@ public final class FineTuner {
     public FineTuner(Backend be, LlamaModel model, TrainConfig cfg, int epochs, List<Example> train, List<Example> val,
                      Path runDir, PrintStream console, String source, String tokenizer, Optional<byte[]> tokenizerModel, int eos) {
         if (cfg.patchSize() != 1) throw new IllegalArgumentException("fine-tuning is token level");
-        if (train.isEmpty()) throw new IllegalArgumentException("no training examples with a response inside the context");
+        if (train.isEmpty()) throw new IllegalArgumentException("no training examples with a response inside the model's context of "
+                + cfg.model().contextLength() + " tokens");
         this.be = be;
         this.model = model;
         this.cfg = cfg;
