@@ -38,8 +38,10 @@ public final class EvalCommand implements Callable<Integer> {
     static final class Source {
         @Option(names = "--data", description = "prepared dataset folder (see --split)") Path data;
         @Option(names = "--text", description = "a UTF-8 text file, tokenized with the checkpoint's tokenizer") Path text;
-        @Option(names = "--choices", description = "zero-shot multiple choice: a JSONL file of {\"context\": …, \"choices\": [ … ], \"label\": N} "
-                + "(HellaSwag's ctx / endings also read); accuracy by log-likelihood as lm-evaluation-harness scores it") Path choices;
+        @Option(names = "--choices", arity = "1..*", paramLabel = "FILE.jsonl", description = "zero-shot multiple choice: JSONL files of "
+                + "{\"context\": …, \"choices\": [ … ], \"label\": N} or of the paper's benchmarks (HellaSwag, PIQA, ARC, MMLU, "
+                + "WinoGrande records); accuracy by log-likelihood as lm-evaluation-harness scores it, and the mean over the files")
+        List<Path> choices;
     }
 
     @Option(names = "--split", defaultValue = "val", description = "val or train, with --data (default: ${DEFAULT-VALUE})") String split;
@@ -114,15 +116,26 @@ public final class EvalCommand implements Callable<Integer> {
     }
 
     private int multipleChoice(Path ckpt, ModelConfig cfg, String tokenizer) throws IOException {
-        List<MultipleChoice.Question> questions = MultipleChoice.read(source.choices, maxQuestions);
+        List<List<MultipleChoice.Question>> tasks = new java.util.ArrayList<>();
+        for (Path f : source.choices) tasks.add(MultipleChoice.read(f, maxQuestions));  // every file is checked before any scoring
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            long t0 = System.nanoTime();
-            MultipleChoice.Result r = new MultipleChoice(be, model, Tokenizers.recorded(tokenizer, ckpt)).evaluate(questions);
-            System.out.printf(Locale.ROOT, "checkpoint %s%n%s: %d questions in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
-                    ckpt, source.choices.getFileName(), r.questions(), (System.nanoTime() - t0) / 1e9,
-                    r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));
+            MultipleChoice mc = new MultipleChoice(be, model, Tokenizers.recorded(tokenizer, ckpt));
+            System.out.printf(Locale.ROOT, "checkpoint %s%n", ckpt);
+            double accSum = 0, normSum = 0;
+            for (int i = 0; i < tasks.size(); i++) {
+                long t0 = System.nanoTime();
+                MultipleChoice.Result r = mc.evaluate(tasks.get(i));
+                System.out.printf(Locale.ROOT, "%s: %d questions in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
+                        source.choices.get(i).getFileName(), r.questions(), (System.nanoTime() - t0) / 1e9,
+                        r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));
+                accSum += r.acc();
+                normSum += r.accNorm();
+            }
+            if (tasks.size() > 1)
+                System.out.printf(Locale.ROOT, "mean over %d files: acc %.4f, acc_norm %.4f%n", tasks.size(), accSum / tasks.size(),
+                        normSum / tasks.size());
         }
         return 0;
     }

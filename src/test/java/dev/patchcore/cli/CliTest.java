@@ -118,6 +118,12 @@ class CliTest {
         out.reset();
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString()), err.toString());
         assertTrue(out.toString().contains("2 questions") && out.toString().contains("acc_norm"), out.toString());
+        Path piqa = dir.resolve("piqa.jsonl");
+        Files.writeString(piqa, "{\"goal\": \"the quick\", \"sol1\": \"brown fox\", \"sol2\": \"lazy cat\", \"label\": 0}\n");
+        out.reset();
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString(),
+                piqa.toString()), err.toString());
+        assertTrue(out.toString().contains("piqa.jsonl: 1 questions") && out.toString().contains("mean over 2 files: acc "), out.toString());
         Files.writeString(questions, "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n");
         assertUserError("line 1", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString());
         assertUserError("no such file", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", dir.resolve("none.jsonl").toString());
