@@ -35,28 +35,31 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--batch", defaultValue = "4", description = "examples per micro-batch (default: ${DEFAULT-VALUE})") int batch;
     @Option(names = "--accum", defaultValue = "32", description = "micro-batches per step (default: ${DEFAULT-VALUE})") int accum;
     @Option(names = "--warmup-ratio", defaultValue = "0.03", description = "warmup as a fraction of the steps (default: ${DEFAULT-VALUE})") double warmupRatio;
-    @Option(names = "--weight-decay", defaultValue = "0") float weightDecay;
-    @Option(names = "--clip", defaultValue = "1.0") float clip;
+    @Option(names = "--weight-decay", defaultValue = "0", description = "AdamW weight decay (default: ${DEFAULT-VALUE})") float weightDecay;
+    @Option(names = "--clip", defaultValue = "1.0", description = "global gradient-norm clipping, 0 = off (default: ${DEFAULT-VALUE})") float clip;
     @Option(names = "--val-fraction", defaultValue = "0.02", description = "examples held out for a validation loss (default: ${DEFAULT-VALUE})") double valFraction;
-    @Option(names = "--seed", defaultValue = "1234") long seed;
-    @Option(names = "--log-every", defaultValue = "10") int logEvery;
+    @Option(names = "--seed", defaultValue = "1234", description = "seed of the held-out split and the example order (default: ${DEFAULT-VALUE})") long seed;
+    @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})") int logEvery;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
         if (epochs < 1 || batch < 1 || accum < 1) throw new IllegalArgumentException("--epochs, --batch and --accum must be positive");
         if (!(valFraction >= 0 && valFraction < 1)) throw new IllegalArgumentException("--val-fraction must lie in [0, 1)");
         if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new IllegalArgumentException("--warmup-ratio must lie in [0, 1]");
-        if (Checkpoints.exists(out)) throw new IllegalArgumentException(out + " already holds a run; choose another --out");
+        if (java.nio.file.Files.exists(out) && !isEmptyDirectory(out))
+            throw new IllegalArgumentException(out + " exists and is not an empty folder; choose another --out");
         Path ckpt = Checkpoints.latest(checkpoint);
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);
+        if (meta.train() != null && meta.train().patchSteps() > 0 && meta.state() != null && meta.state().stageIndex() == 0)
+            System.err.println("note: " + ckpt + " was saved inside the patch stage; fine-tuning it at token level anyway");
 
         List<Instructions.Record> records = Instructions.read(data);
         List<Instructions.Example> train = new ArrayList<>(), val = new ArrayList<>();
         int skipped = 0;
         int[] order = shuffledIndices(records.size(), seed);
-        int held = (int) Math.round(valFraction * records.size());
+        int held = (int) Math.min(Math.round(valFraction * records.size()), records.size() - 1L);  // keep one to train on
         for (int i = 0; i < order.length; i++) {
             Instructions.Example e = Instructions.encode(tok, records.get(order[i]));
             if (e.scoredTargets(cfg.contextLength()) == 0) {
@@ -65,10 +68,13 @@ public final class FinetuneCommand implements Callable<Integer> {
             }
             (i < held ? val : train).add(e);
         }
+        if (train.isEmpty())
+            throw new IllegalArgumentException("no example of " + data + " has a response inside the model's context of "
+                    + cfg.contextLength() + " tokens");
         if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt fills the %d-token context%n",
                 skipped, records.size(), cfg.contextLength());
         long steps = FineTuner.steps(train.size(), epochs, batch, accum);
-        int warmup = (int) Math.round(warmupRatio * steps);
+        int warmup = (int) Math.ceil(warmupRatio * steps);  // as Hugging Face's get_warmup_steps
         TrainConfig tc = new TrainConfig(cfg, 1, 0, steps, batch, accum, lr, 0f, warmup, weightDecay, 0.9f, 0.999f, 1e-8f, clip,
                 seed, 0, 0, 0, Math.max(1, logEvery));
         System.out.printf(Locale.ROOT, "fine-tuning %s (%s tokenizer) on %s into %s%n", ckpt, tok.name(), data, out);
@@ -82,6 +88,13 @@ public final class FinetuneCommand implements Callable<Integer> {
                     Checkpoints.latest(out));
         }
         return 0;
+    }
+
+    private static boolean isEmptyDirectory(Path dir) throws IOException {
+        if (!java.nio.file.Files.isDirectory(dir)) return false;
+        try (var s = java.nio.file.Files.list(dir)) {
+            return s.findAny().isEmpty();
+        }
     }
 
     private static int[] shuffledIndices(int n, long seed) {

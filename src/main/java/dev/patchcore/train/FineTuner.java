@@ -70,9 +70,9 @@ public final class FineTuner {
         int t = cfg.model().contextLength(), b = cfg.batch();
         long perEpoch = steps(train.size(), 1, b, cfg.accum());
         long total = perEpoch * epochs;
-        LrSchedule schedule = LrSchedule.forStage(cfg, total);
-        Tensor tokens = be.allocate(DType.I32, b, t), targets = be.allocate(DType.I32, b * t, 1);
-        int[] in = new int[b * t], tg = new int[b * t];
+        // Hugging Face's cosine schedule, which the Alpaca recipe uses: progress (step − warmup) / (total − warmup), so
+        // the last step still learns (LrSchedule's pretraining form reaches the floor, here 0, at the last step).
+        LrSchedule schedule = new LrSchedule(cfg.lr(), cfg.minLrRatio(), Math.min(Math.max(0, cfg.warmup()), total), total + 1);
         Tape tape = new Tape(be);
         double first = Double.NaN, last = Double.NaN, valLoss = Double.NaN;
         long step = 0;
@@ -89,7 +89,7 @@ public final class FineTuner {
                     float scale = 1f / Math.max(1, scored);
                     double lossSum = 0;
                     for (int m = from; m < to; m += b) {
-                        lossSum += microBatch(tape, train, order, m, Math.min(b, to - m), tokens, targets, in, tg, scale, true);
+                        lossSum += microBatch(tape, train, order, m, Math.min(b, to - m), scale, true);
                     }
                     double loss = lossSum / Math.max(1, scored);
                     double gradNorm = opt.gradNorm();
@@ -116,7 +116,7 @@ public final class FineTuner {
                                 step + 1, total, epoch + 1, loss, lr, gradNorm);
                 }
                 if (!val.isEmpty()) {
-                    valLoss = validate(tape, tokens, targets, in, tg);
+                    valLoss = validate(tape);
                     JsonObject o = new JsonObject();
                     o.addProperty("type", "val");
                     o.addProperty("stage", "finetune");
@@ -130,9 +130,6 @@ public final class FineTuner {
                 Checkpoints.save(runDir, model, null, null, new Checkpoints.Meta(1, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0),
                         tokenizerModel, be);
             }
-        } finally {
-            be.free(tokens);
-            be.free(targets);
         }
         return new Result(first, last, valLoss, step);
     }
@@ -141,16 +138,21 @@ public final class FineTuner {
      * One micro-batch of {@code n} examples {@code examples[order[at ..]]}: forward, loss, and when {@code train} the
      * masked rows' gradient zeroed and the backward pass. Returns the summed loss of its scored targets.
      */
-    double microBatch(Tape tape, List<Example> examples, int[] order, int at, int n, Tensor tokens, Tensor targets, int[] in,
-                      int[] tg, float scale, boolean train) {
+    double microBatch(Tape tape, List<Example> examples, int[] order, int at, int n, float scale, boolean train) {
         int t = cfg.model().contextLength(), b = cfg.batch();
+        // Padded to the longest example of the micro-batch, not to the context: the same losses (causal attention, so
+        // padding after a sequence cannot change it), far less compute for short instructions.
+        int len = 1;
+        for (int r = 0; r < n; r++) len = Math.max(len, Math.min(examples.get(order[at + r]).ids().length, t + 1) - 1);
+        int[] in = new int[b * len], tg = new int[b * len];
         int[][] ranges = new int[b][];
         for (int r = 0; r < b; r++) {
             // Rows past the last example repeat it with nothing scored (a full batch keeps the shapes fixed).
             Example e = examples.get(order[at + Math.min(r, n - 1)]);
-            ranges[r] = Instructions.fill(e, r, t, eos, in, tg);
-            if (r >= n) ranges[r] = new int[] {0, 0};
+            int[] range = Instructions.fill(e, r, len, eos, in, tg);
+            ranges[r] = r < n ? range : new int[] {0, 0};
         }
+        Tensor tokens = be.scratch(DType.I32, b, len), targets = be.scratch(DType.I32, b * len, 1);
         be.uploadInts(tokens, in);
         be.uploadInts(targets, tg);
         Var logits = model.forward(tape, tokens, b, 1);
@@ -159,8 +161,8 @@ public final class FineTuner {
             // Zero the in-place gradient of every row that is not a scored target (prompt, padding, unused rows).
             for (int r = 0; r < b; r++) {
                 int from = ranges[r][0], to = ranges[r][1];
-                if (from > 0) be.zero(logits.value().rows(r * t, from));
-                if (to < t) be.zero(logits.value().rows(r * t + to, t - to));
+                if (from > 0) be.zero(logits.value().rows(r * len, from));
+                if (to < len) be.zero(logits.value().rows(r * len + to, len - to));
             }
             tape.backward();
         } else {
@@ -169,12 +171,12 @@ public final class FineTuner {
         float[] losses = be.download(rowLoss);
         be.releaseScratch();  // the gradients are in the parameters; activations are done with
         double sum = 0;
-        for (int r = 0; r < b; r++) for (int p = ranges[r][0]; p < ranges[r][1]; p++) sum += losses[r * t + p];
+        for (int r = 0; r < b; r++) for (int p = ranges[r][0]; p < ranges[r][1]; p++) sum += losses[r * len + p];
         return sum;
     }
 
     /** Mean loss per response token over the held-out examples. */
-    private double validate(Tape tape, Tensor tokens, Tensor targets, int[] in, int[] tg) {
+    private double validate(Tape tape) {
         int t = cfg.model().contextLength(), b = cfg.batch();
         int[] order = new int[val.size()];
         for (int i = 0; i < order.length; i++) order[i] = i;
@@ -182,7 +184,7 @@ public final class FineTuner {
         long scored = 0;
         for (int at = 0; at < order.length; at += b) {
             int n = Math.min(b, order.length - at);
-            sum += microBatch(tape, val, order, at, n, tokens, targets, in, tg, 0f, false);
+            sum += microBatch(tape, val, order, at, n, 0f, false);
             for (int i = at; i < at + n; i++) scored += val.get(i).scoredTargets(t);
         }
         return sum / Math.max(1, scored);

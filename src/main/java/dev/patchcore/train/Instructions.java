@@ -50,13 +50,14 @@ public final class Instructions {
     public static List<Record> read(Path file) throws IOException {
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
         String text = Files.readString(file, StandardCharsets.UTF_8);
+        if (text.startsWith("\uFEFF")) text = text.substring(1);  // a byte-order mark
         List<Record> out = new ArrayList<>();
         if (text.stripLeading().startsWith("[")) {
             JsonElement all;
             try {
                 all = JsonParser.parseString(text);
             } catch (RuntimeException e) {
-                throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage());
+                throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
             }
             int i = 0;
             for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + i++));
@@ -81,25 +82,32 @@ public final class Instructions {
         if (!e.isJsonObject()) throw new IllegalArgumentException(where + " is not an object");
         JsonObject o = e.getAsJsonObject();
         if (o.has("instruction") && o.has("output"))
-            return new Record(alpacaPrompt(string(o, "instruction"), o.has("input") ? string(o, "input") : ""), string(o, "output"));
+            return new Record(alpacaPrompt(string(o, "instruction", where), o.has("input") ? string(o, "input", where) : ""),
+                    string(o, "output", where));
         if (o.has("prompt") && (o.has("response") || o.has("completion")))
-            return new Record(string(o, "prompt"), string(o, o.has("response") ? "response" : "completion"));
+            return new Record(string(o, "prompt", where), string(o, o.has("response") ? "response" : "completion", where));
         throw new IllegalArgumentException(where + ": expected {\"instruction\", \"input\", \"output\"} or {\"prompt\", \"response\"}");
     }
 
-    private static String string(JsonObject o, String field) {
+    private static String string(JsonObject o, String field, String where) {
         JsonElement v = o.get(field);
         if (v == null || v.isJsonNull()) return "";
-        if (!v.isJsonPrimitive()) throw new IllegalArgumentException("field " + field + " is not text");
+        if (!v.isJsonPrimitive()) throw new IllegalArgumentException(where + ": field " + field + " is not text");
         return v.getAsString();
     }
 
-    /** The example of a record: as Stanford Alpaca's training script, the prompt's token count marks where scoring starts. */
+    /**
+     * The example of a record: the tokens of prompt + response, then EOS. Scoring starts where the prompt's own tokens
+     * stop matching the whole text's (Stanford Alpaca's script takes the prompt's token count, which is the same unless
+     * the prompt's last token merges into the response's first, as " " + "Paris" → " Paris": then that token is scored).
+     */
     public static Example encode(Tokenizer tok, Record r) {
         int[] prompt = tok.encode(r.prompt()), whole = tok.encode(r.prompt() + r.response());
+        int shared = 0;
+        while (shared < prompt.length && shared < whole.length && prompt[shared] == whole[shared]) shared++;
         int[] ids = java.util.Arrays.copyOf(whole, whole.length + 1);
         ids[whole.length] = tok.eosId();
-        return new Example(ids, prompt.length);
+        return new Example(ids, shared);
     }
 
     /**

@@ -186,7 +186,7 @@ class CliTest {
                 "--tokens", "4", "--temperature", "0"), err.toString());
         assertFalse(out.toString().contains("### Response"), "only the response is printed: " + out);
         assertUserError("cannot be resumed", "train", "--backend", "cpu", "--resume", tuned.toString());
-        assertUserError("already holds a run", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
+        assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
                 alpaca.toString(), "--out", tuned.toString());
         Files.writeString(alpaca, "[{\"question\": 1}]");
         assertUserError("record 0", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),

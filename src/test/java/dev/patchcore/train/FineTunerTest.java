@@ -43,6 +43,15 @@ class FineTunerTest {
         assertThrows(IllegalArgumentException.class, () -> Instructions.read(b));
     }
 
+    /** A prompt whose last token merges into the response (" " + "Paris" → " Paris" in GPT-2 BPE) scores that token. */
+    @Test void aPromptTokenMergedIntoTheResponseIsScored() {
+        var tok = Tokenizers.byName("gpt2");
+        Instructions.Example e = Instructions.encode(tok, new Instructions.Record("Q: the capital of France? A: ", "Paris"));
+        int[] prompt = tok.encode("Q: the capital of France? A: ");
+        assertEquals(prompt.length - 1, e.promptTokens(), "the trailing space token is not part of the whole text's tokens");
+        assertEquals(" Paris", tok.decode(new int[] {e.ids()[e.promptTokens()]}));
+    }
+
     /** Bytes: prompt "ab", response "cd" → ids a b c d EOS; targets from the prompt's last token on are scored. */
     @Test void onlyResponseTargetsAreScored() {
         var tok = Tokenizers.byName("byte");
@@ -81,13 +90,11 @@ class FineTunerTest {
             FineTuner ft = new FineTuner(be, m, cfg, 1, examples, List.of(), Path.of("unused"), System.out, "x", "byte", Optional.empty(), eos);
             int[] order = {0, 1, 2};
             long scored = examples.get(0).scoredTargets(t) + examples.get(1).scoredTargets(t);
-            Tensor tokens = be.allocate(DType.I32, 2, t), targets = be.allocate(DType.I32, 2 * t, 1);
-            int[] in = new int[2 * t], tg = new int[2 * t];
             Tape tape = new Tape(be);
-            double sum = ft.microBatch(tape, examples, order, 0, 2, tokens, targets, in, tg, 1f / scored, true);
+            double sum = ft.microBatch(tape, examples, order, 0, 2, 1f / scored, true);
             assertTrue(sum > 0);
             dev.patchcore.model.ModelGradientTest.assertGradientsMatchFiniteDifferences(be, m.parameters(), r,
-                    () -> ft.microBatch(tape, examples, order, 0, 2, tokens, targets, in, tg, 0f, false) / scored);
+                    () -> ft.microBatch(tape, examples, order, 0, 2, 0f, false) / scored);
         }
     }
 }
