@@ -58,7 +58,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         List<Instructions.Record> records = Instructions.read(data);
         List<Instructions.Example> train = new ArrayList<>(), val = new ArrayList<>();
         int skipped = 0;
-        int[] order = shuffledIndices(records.size(), seed);
+        int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
         int held = (int) Math.min(Math.round(valFraction * records.size()), records.size() - 1L);  // keep one to train on
         for (int i = 0; i < order.length; i++) {
             Instructions.Example e = Instructions.encode(tok, records.get(order[i]));
@@ -95,18 +95,5 @@ public final class FinetuneCommand implements Callable<Integer> {
         try (var s = java.nio.file.Files.list(dir)) {
             return s.findAny().isEmpty();
         }
-    }
-
-    private static int[] shuffledIndices(int n, long seed) {
-        int[] order = new int[n];
-        for (int i = 0; i < n; i++) order[i] = i;
-        java.util.SplittableRandom rng = new java.util.SplittableRandom(seed);
-        for (int i = n - 1; i > 0; i--) {
-            int j = rng.nextInt(i + 1);
-            int x = order[i];
-            order[i] = order[j];
-            order[j] = x;
-        }
-        return order;
     }
 }

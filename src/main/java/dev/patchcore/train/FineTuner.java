@@ -191,7 +191,7 @@ public final class FineTuner {
     }
 
     /** A seeded Fisher–Yates order of {@code n} examples for {@code epoch}. */
-    static int[] shuffled(int n, long seed, int epoch) {
+    public static int[] shuffled(int n, long seed, int epoch) {
         int[] order = new int[n];
         for (int i = 0; i < n; i++) order[i] = i;
         java.util.SplittableRandom rng = new java.util.SplittableRandom(seed ^ (0x9E3779B97F4A7C15L * (epoch + 1)));
