@@ -201,6 +201,9 @@ public final class SentencePieceTokenizer implements Tokenizer {
 
     @Override public int eosId() { return eosId; }
 
+    /** The id of the unknown piece. */
+    public int unkId() { return unkId; }
+
     /** The piece text of an id (as in the model file: "▁" for space, {@code <0x0A>} for a byte). */
     public String piece(int id) {
         checkId(id);

@@ -8,7 +8,6 @@ import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.AtomicFiles;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
-import dev.patchcore.data.SentencePieceTokenizer;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
 
@@ -43,12 +42,11 @@ public final class Checkpoints {
     public static boolean exists(Path runDir) { return Files.isRegularFile(root(runDir).resolve("latest")); }
 
     /**
-     * Writes checkpoint {@code step-N} and points {@code latest} at it. {@code tokenizerModel} (a SentencePiece
-     * {@code .model} file, may be empty) is kept in it as {@code tokenizer.model}, where eval, generate and Hugging
-     * Face's {@code LlamaTokenizer} look for it.
+     * Writes checkpoint {@code step-N} and points {@code latest} at it, with {@code tokenizerFiles} (name → contents:
+     * a SentencePiece {@code tokenizer.model}, where eval and generate look for it, and Hugging Face's tokenizer files).
      */
     public static void save(Path runDir, LlamaModel model, PatchProjections proj, AdamW opt, Meta meta,
-                            java.util.Optional<byte[]> tokenizerModel, Backend be) {
+                            Map<String, byte[]> tokenizerFiles, Backend be) {
         String name = String.format("step-%08d", meta.state().globalStep());
         Path dir = root(runDir).resolve(name);
         List<SafeTensors.Entry> moments = new ArrayList<>();
@@ -65,7 +63,7 @@ public final class Checkpoints {
         SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
         AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config()));
-        tokenizerModel.ifPresent(file -> AtomicFiles.writeBytes(dir.resolve(SentencePieceTokenizer.FILE_NAME), file));
+        tokenizerFiles.forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, name);
     }

@@ -52,7 +52,9 @@ public final class ShardTrainingData implements TrainingData {
 
     @Override public String tokenizer() { return dataset.info().tokenizer(); }
 
-    @Override public java.util.Optional<byte[]> tokenizerModel() { return Tokenizers.modelFile(dataset.tokenizer()); }
+    @Override public java.util.Map<String, byte[]> tokenizerFiles(int contextLength) {
+        return dev.patchcore.data.HuggingFaceTokenizerFiles.of(dataset.tokenizer(), contextLength);
+    }
 
     @Override public int vocabSize() { return dataset.info().vocabSize(); }
 

@@ -25,8 +25,8 @@ public final class Trainer {
     private final Backend be;
     private final TrainConfig cfg;
     private final TrainingData data;
-    /** The SentencePiece model file every checkpoint keeps a copy of (empty for the built-in tokenizers). */
-    private final java.util.Optional<byte[]> tokenizerModel;
+    /** The tokenizer files every checkpoint keeps a copy of (a SentencePiece model, Hugging Face's files). */
+    private final java.util.Map<String, byte[]> tokenizerFiles;
     /** The current patch stage's projections (paper §3.7), or null. */
     private PatchProjections proj;
     private final Path runDir;
@@ -43,7 +43,7 @@ public final class Trainer {
         this.be = be;
         this.cfg = cfg;
         this.data = data;
-        this.tokenizerModel = data.tokenizerModel();
+        this.tokenizerFiles = data.tokenizerFiles(cfg.model().contextLength());
         this.runDir = runDir;
         this.console = console;
         this.multiEpoch = multiEpoch;
@@ -208,7 +208,7 @@ public final class Trainer {
                             : new RunState(si, step + 1, globalStep, source.state(), tokensSeen);
                     Checkpoints.save(runDir, model, proj, stageDone ? null : opt,
                             new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step()),
-                            tokenizerModel, be);
+                            tokenizerFiles, be);
                 }
                 if (stopping && !last) {
                     console.printf("stopped after %d steps; checkpoint saved in %s (continue with --resume %s)%n",

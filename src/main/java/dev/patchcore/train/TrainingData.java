@@ -13,10 +13,11 @@ public interface TrainingData {
     String tokenizer();
 
     /**
-     * The tokenizer's model file when it is one (SentencePiece), saved into every checkpoint so that the
-     * checkpoint can be evaluated and sampled without the dataset; empty for the built-in tokenizers.
+     * Tokenizer files saved into every checkpoint (file name → contents; {@link dev.patchcore.data.HuggingFaceTokenizerFiles}):
+     * a SentencePiece model, so the checkpoint is evaluated and sampled without the dataset, and what Hugging Face's
+     * {@code AutoTokenizer} reads. Empty when there are none.
      */
-    default java.util.Optional<byte[]> tokenizerModel() { return java.util.Optional.empty(); }
+    default java.util.Map<String, byte[]> tokenizerFiles(int contextLength) { return java.util.Map.of(); }
 
     int vocabSize();
 

@@ -212,6 +212,7 @@ class CliTest {
                 "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
         Path ckpt = dev.patchcore.train.Checkpoints.latest(run);
         assertArrayEquals(Files.readAllBytes(model), Files.readAllBytes(ckpt.resolve("tokenizer.model")));
+        assertTrue(Files.readString(ckpt.resolve("tokenizer_config.json")).contains("LlamaTokenizer"), "Hugging Face's tokenizer config");
         out.reset();
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "The jury", "--tokens", "5"), err.toString());
         assertTrue(out.toString().startsWith("The jury"), out.toString());

@@ -1,0 +1,179 @@
+package dev.patchcore.data;
+
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonObject;
+
+import java.io.BufferedReader;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.InputStreamReader;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.Collections;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * The tokenizer files a checkpoint folder carries beside its Hugging Face {@code config.json} and weights, so that
+ * {@code AutoTokenizer.from_pretrained(folder)} (and lm-evaluation-harness's {@code hf} model) reads the tokens the
+ * model was trained on:
+ * <ul>
+ *   <li>GPT-2 BPE ({@code r50k_base}): {@code vocab.json} and {@code merges.txt} in GPT-2's byte-to-unicode spelling,
+ *       derived from the tiktoken ranks (the merge that forms each token is the BPE of its bytes over the lower ranks,
+ *       in rank order), and a {@code tokenizer_config.json} naming {@code GPT2Tokenizer};</li>
+ *   <li>SentencePiece: the {@code tokenizer.model} itself and a {@code tokenizer_config.json} naming
+ *       {@code LlamaTokenizer} without an added BOS (patchcore trains without one);</li>
+ *   <li>the byte tokenizer, {@code cl100k_base} and {@code o200k_base}: none (no Hugging Face tokenizer class reads
+ *       them as they are).</li>
+ * </ul>
+ */
+public final class HuggingFaceTokenizerFiles {
+    private HuggingFaceTokenizerFiles() {}
+
+    private static volatile Map<String, byte[]> gpt2;
+
+    /** File name → contents for a checkpoint of a model with context {@code contextLength}; empty when there are none. */
+    public static Map<String, byte[]> of(Tokenizer tok, int contextLength) {
+        Map<String, byte[]> out = new LinkedHashMap<>();
+        if (tok instanceof SentencePieceTokenizer sp) {
+            out.put(SentencePieceTokenizer.FILE_NAME, sp.file());
+            JsonObject c = new JsonObject();
+            c.addProperty("tokenizer_class", "LlamaTokenizer");
+            c.addProperty("add_bos_token", false);
+            c.addProperty("add_eos_token", false);
+            c.addProperty("eos_token", sp.piece(sp.eosId()));
+            c.addProperty("unk_token", sp.piece(sp.unkId()));
+            c.addProperty("model_max_length", contextLength);
+            out.put("tokenizer_config.json", json(c));
+        } else if (tok.name().equals("r50k_base")) {
+            out.putAll(gpt2());
+            JsonObject c = new JsonObject();
+            c.addProperty("tokenizer_class", "GPT2Tokenizer");
+            c.addProperty("bos_token", "<|endoftext|>");
+            c.addProperty("eos_token", "<|endoftext|>");
+            c.addProperty("unk_token", "<|endoftext|>");
+            c.addProperty("add_prefix_space", false);
+            c.addProperty("model_max_length", contextLength);
+            out.put("tokenizer_config.json", json(c));
+        }
+        return Collections.unmodifiableMap(out);
+    }
+
+    private static byte[] json(JsonObject o) {
+        return new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(o).getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** GPT-2's vocab.json and merges.txt, built once from JTokkit's r50k_base ranks. */
+    static Map<String, byte[]> gpt2() {
+        Map<String, byte[]> g = gpt2;
+        if (g == null) gpt2 = g = buildGpt2();
+        return g;
+    }
+
+    private static Map<String, byte[]> buildGpt2() {
+        List<byte[]> tokens = ranks("/com/knuddels/jtokkit/r50k_base.tiktoken");
+        Map<Key, Integer> rank = new HashMap<>();
+        for (int i = 0; i < tokens.size(); i++) rank.put(new Key(tokens.get(i)), i);
+        String[] unicode = bytesToUnicode();
+        StringBuilder vocab = new StringBuilder("{");
+        StringBuilder merges = new StringBuilder("#version: 0.2\n");
+        for (int i = 0; i < tokens.size(); i++) {
+            byte[] t = tokens.get(i);
+            if (i > 0) vocab.append(',');
+            vocab.append(quote(spell(t, unicode))).append(':').append(i);
+            if (t.length > 1) {
+                byte[][] pair = lastMerge(t, i, rank);
+                merges.append(spell(pair[0], unicode)).append(' ').append(spell(pair[1], unicode)).append('\n');
+            }
+        }
+        vocab.append(',').append(quote("<|endoftext|>")).append(':').append(tokens.size()).append('}');
+        Map<String, byte[]> out = new LinkedHashMap<>();
+        out.put("vocab.json", vocab.toString().getBytes(StandardCharsets.UTF_8));
+        out.put("merges.txt", merges.toString().getBytes(StandardCharsets.UTF_8));
+        return out;
+    }
+
+    private static final com.google.gson.Gson PLAIN = new GsonBuilder().disableHtmlEscaping().create();
+
+    private static String quote(String s) {
+        return PLAIN.toJson(s);
+    }
+
+    /**
+     * The two tokens whose merge forms token {@code r}: byte-pair encoding of its bytes with the merges of rank below r
+     * (lowest rank first), which ends in exactly two parts for a token of the vocabulary.
+     */
+    static byte[][] lastMerge(byte[] token, int r, Map<Key, Integer> rank) {
+        List<byte[]> parts = new ArrayList<>();
+        for (byte b : token) parts.add(new byte[] {b});
+        while (parts.size() > 2) {
+            int best = -1, bestRank = Integer.MAX_VALUE;
+            for (int i = 0; i + 1 < parts.size(); i++) {
+                Integer k = rank.get(new Key(concat(parts.get(i), parts.get(i + 1))));
+                if (k != null && k < r && k < bestRank) {
+                    bestRank = k;
+                    best = i;
+                }
+            }
+            if (best < 0) break;
+            parts.set(best, concat(parts.get(best), parts.get(best + 1)));
+            parts.remove(best + 1);
+        }
+        if (parts.size() != 2) throw new IllegalStateException("token " + r + " does not split into one merge");
+        return new byte[][] {parts.get(0), parts.get(1)};
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] c = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, c, a.length, b.length);
+        return c;
+    }
+
+    /** GPT-2's reversible byte → printable-character map (its {@code bytes_to_unicode}). */
+    static String[] bytesToUnicode() {
+        String[] map = new String[256];
+        int n = 0;
+        for (int b = 0; b < 256; b++) {
+            boolean printable = (b >= '!' && b <= '~') || (b >= 0xA1 && b <= 0xAC) || (b >= 0xAE && b <= 0xFF);
+            map[b] = printable ? String.valueOf((char) b) : String.valueOf((char) (256 + n++));
+        }
+        return map;
+    }
+
+    private static String spell(byte[] token, String[] unicode) {
+        StringBuilder s = new StringBuilder();
+        for (byte b : token) s.append(unicode[b & 0xFF]);
+        return s.toString();
+    }
+
+    /** Token bytes in rank order from a tiktoken file ({@code base64 rank} per line; ranks are 0..n−1). */
+    private static List<byte[]> ranks(String resource) {
+        try (InputStream in = HuggingFaceTokenizerFiles.class.getResourceAsStream(resource)) {
+            if (in == null) throw new IllegalStateException("JTokkit resource " + resource + " is missing");
+            List<byte[]> out = new ArrayList<>();
+            BufferedReader r = new BufferedReader(new InputStreamReader(in, StandardCharsets.US_ASCII));
+            String line;
+            while ((line = r.readLine()) != null) {
+                if (line.isBlank()) continue;
+                int sp = line.indexOf(' ');
+                int rank = Integer.parseInt(line.substring(sp + 1).strip());
+                if (rank != out.size()) throw new IllegalStateException(resource + ": rank " + rank + " out of order");
+                out.add(Base64.getDecoder().decode(line.substring(0, sp)));
+            }
+            return out;
+        } catch (IOException e) {
+            throw new UncheckedIOException(e);
+        }
+    }
+
+    /** A byte array as a hash key. */
+    record Key(byte[] bytes) {
+        @Override public boolean equals(Object o) { return o instanceof Key k && java.util.Arrays.equals(bytes, k.bytes); }
+
+        @Override public int hashCode() { return java.util.Arrays.hashCode(bytes); }
+    }
+}

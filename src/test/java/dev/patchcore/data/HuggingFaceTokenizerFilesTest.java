@@ -1,0 +1,50 @@
+package dev.patchcore.data;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import org.junit.jupiter.api.Test;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * The Hugging Face tokenizer files of a checkpoint. GPT-2's vocab.json / merges.txt are derived from the tiktoken
+ * ranks; the HF `tokenizers` library (ByteLevelBPETokenizer over these two files) reproduced JTokkit's ids on the whole
+ * bundled corpus (1.29M tokens, 0 differences; docs/data-format.md). Here: their shape and landmarks of GPT-2's files.
+ */
+class HuggingFaceTokenizerFilesTest {
+
+    @Test void gpt2VocabAndMergesAreGpt2s() {
+        Map<String, byte[]> f = HuggingFaceTokenizerFiles.of(Tokenizers.byName("gpt2"), 1024);
+        assertEquals(List.of("vocab.json", "merges.txt", "tokenizer_config.json"), List.copyOf(f.keySet()));
+        JsonObject vocab = JsonParser.parseString(new String(f.get("vocab.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+        assertEquals(50257, vocab.size());
+        assertEquals(50256, vocab.get("<|endoftext|>").getAsInt());
+        assertEquals(262, vocab.get("\u0120the").getAsInt(), "Ġthe");
+        assertEquals(0, vocab.get("!").getAsInt());
+        List<String> merges = new String(f.get("merges.txt"), StandardCharsets.UTF_8).lines().toList();
+        assertEquals("#version: 0.2", merges.getFirst());
+        assertEquals(50001, merges.size(), "one merge per token past the 256 bytes, ordered by rank");
+        assertEquals(List.of("\u0120 t", "\u0120 a", "h e", "i n"), merges.subList(1, 5));
+        assertEquals(456_318, f.get("merges.txt").length, "the size of GPT-2's published merges.txt");
+        JsonObject config = JsonParser.parseString(new String(f.get("tokenizer_config.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+        assertEquals("GPT2Tokenizer", config.get("tokenizer_class").getAsString());
+        assertEquals(1024, config.get("model_max_length").getAsInt());
+    }
+
+    @Test void sentencePieceCheckpointsCarryTheModelAndALlamaTokenizerConfig() throws IOException {
+        SentencePieceTokenizer sp = SentencePieceTokenizer.fromBytes(SentencePieceTokenizerTest.resource("llama_bpe.model"));
+        Map<String, byte[]> f = HuggingFaceTokenizerFiles.of(sp, 2048);
+        assertArrayEquals(sp.file(), f.get("tokenizer.model"));
+        JsonObject config = JsonParser.parseString(new String(f.get("tokenizer_config.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+        assertEquals("LlamaTokenizer", config.get("tokenizer_class").getAsString());
+        assertFalse(config.get("add_bos_token").getAsBoolean(), "patchcore trains without BOS");
+        assertEquals("</s>", config.get("eos_token").getAsString());
+        assertTrue(HuggingFaceTokenizerFiles.of(Tokenizers.byName("byte"), 64).isEmpty());
+        assertTrue(HuggingFaceTokenizerFiles.of(Tokenizers.byName("cl100k_base"), 64).isEmpty());
+    }
+}
