@@ -36,6 +36,10 @@ public final class TrainCommand implements Callable<Integer> {
     Path out;
     @Option(names = "--resume", description = "continue the run in this folder exactly where it stopped (its saved settings are used)")
     Path resume;
+    @Option(names = "--init-from", paramLabel = "RUN_OR_CHECKPOINT", description = "start a new run from these weights instead of a "
+            + "random initialization (e.g. continue pretraining a finished run on new data, or branch token stages from one "
+            + "patch stage's checkpoint); the model's shape and tokenizer must match, the context may differ")
+    Path initFrom;
 
     @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K (default: ${DEFAULT-VALUE})")
     int patchSize;
@@ -106,6 +110,8 @@ public final class TrainCommand implements Callable<Integer> {
         TrainConfig cfg;
         TrainingData dataset;
         PatchMode mode = PatchMode.parse(patchMode);  // a bad value is refused before any data is opened
+        Path init = null;
+        if (resume != null && initFrom != null) throw new IllegalArgumentException("--init-from starts a new run; --resume continues one");
         if (resume != null) {
             checkpoint = Checkpoints.latest(resume);
             resumed = Checkpoints.readMeta(checkpoint);
@@ -130,6 +136,20 @@ public final class TrainCommand implements Callable<Integer> {
                         + " (tokenizer " + dataset.tokenizer() + ")");
             model = model.withVocab(dataset.vocabSize());
             if (context != null) model = model.withContext(context);
+            if (initFrom != null) {
+                init = Checkpoints.latest(initFrom);
+                ModelConfig from = Checkpoints.readModelConfig(init);
+                if (from.dim() != model.dim() || from.ffnDim() != model.ffnDim() || from.layers() != model.layers()
+                        || from.heads() != model.heads() || from.vocabSize() != model.vocabSize()
+                        || from.ropeTheta() != model.ropeTheta() || from.normEps() != model.normEps())
+                    throw new IllegalArgumentException("--init-from " + init + " holds a model of " + from.layers() + " layers, d=" + from.dim()
+                            + ", vocab " + from.vocabSize() + ", but this run's is " + model.layers() + " layers, d=" + model.dim()
+                            + ", vocab " + model.vocabSize() + " (choose the same --preset and data tokenizer)");
+                String tok = Checkpoints.readMeta(init).tokenizer();
+                if (tok != null && !tok.equals(dataset.tokenizer()))
+                    throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
+                            + dataset.tokenizer());
+            }
             int b = batch != null ? batch : paper ? 4 : 16;
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
@@ -158,6 +178,10 @@ public final class TrainCommand implements Callable<Integer> {
                 Checkpoints.loadWeights(checkpoint, model, be);
                 state = resumed.state();
                 System.out.println("resuming from " + checkpoint + " at " + state.globalStep() + " steps");
+            } else if (init != null) {
+                Checkpoints.loadWeights(init, model, be);
+                state = RunState.start();
+                System.out.println("initialized from " + init + " (a new run: fresh optimizer and schedule)");
             } else {
                 model.initialize(be, cfg.seed());
                 state = RunState.start();

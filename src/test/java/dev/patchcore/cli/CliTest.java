@@ -141,6 +141,15 @@ class CliTest {
         assertUserError("this run has none", "train", "--backend", "cpu", "--data", ds.toString(), "--patch-mode", "mixup", "--lambda", "0");
         assertUserError("this run has none", "train", "--backend", "cpu", "--data", ds.toString(), "--input-proj", "-K", "1");
         assertUserError("divisible by K = 4", "train", "--backend", "cpu", "--data", ds.toString(), "--short-patch-context", "--context", "18");
+        // --init-from: a new run from a checkpoint's weights (here the patch stage's), the context may differ.
+        out.reset();
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("branch").toString(),
+                "--init-from", run.resolve("checkpoints/step-00000003").toString(), "--lambda", "0", "--steps", "2", "--context", "32",
+                "--batch", "4", "--eval-every", "0"), err.toString());
+        assertTrue(out.toString().contains("initialized from"), out.toString());
+        assertUserError("holds a model of", "train", "--backend", "cpu", "--data", ds.toString(), "--init-from", run.toString(),
+                "--preset", "small");
+        assertUserError("--init-from starts a new run", "train", "--backend", "cpu", "--resume", run.toString(), "--init-from", run.toString());
         // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.
         out.reset();
         Path proj = dir.resolve("proj");
