@@ -82,7 +82,7 @@ public final class FinetuneCommand implements Callable<Integer> {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             FineTuner.Result r = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
-                    dev.patchcore.data.HuggingFaceTokenizerFiles.of(tok, cfg.contextLength()), tok.eosId()).run();
+                    dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId()).run();
             System.out.printf(Locale.ROOT, "fine-tuned: %d steps, response loss %.4f → %.4f%s%ncheckpoint: %s%n", r.steps(), r.firstLoss(),
                     r.lastLoss(), Double.isNaN(r.valLoss()) ? "" : String.format(Locale.ROOT, ", val %.4f", r.valLoss()),
                     Checkpoints.latest(out));

@@ -25,8 +25,9 @@ import java.util.Map;
  *   <li>GPT-2 BPE ({@code r50k_base}): {@code vocab.json} and {@code merges.txt} in GPT-2's byte-to-unicode spelling,
  *       derived from the tiktoken ranks (the merge that forms each token is the BPE of its bytes over the lower ranks,
  *       in rank order), and a {@code tokenizer_config.json} naming {@code GPT2Tokenizer};</li>
- *   <li>SentencePiece: the {@code tokenizer.model} itself and a {@code tokenizer_config.json} naming
- *       {@code LlamaTokenizer} without an added BOS (patchcore trains without one);</li>
+ *   <li>SentencePiece: the {@code tokenizer.model} itself and, for a LLaMA-style model (BPE, byte fallback, identity
+ *       normalization, a dummy prefix, spaces kept), a {@code tokenizer_config.json} naming {@code LlamaTokenizer}
+ *       without an added BOS (patchcore trains without one; BOS is set to EOS, its document separator);</li>
  *   <li>the byte tokenizer, {@code cl100k_base} and {@code o200k_base}: none (no Hugging Face tokenizer class reads
  *       them as they are).</li>
  * </ul>
@@ -34,21 +35,41 @@ import java.util.Map;
 public final class HuggingFaceTokenizerFiles {
     private HuggingFaceTokenizerFiles() {}
 
+    /** What a checkpoint records of its tokenizer: the end-of-text id (config.json's bos/eos ids) and its files. */
+    public record Checkpoint(int eosId, Map<String, byte[]> files) {
+        /** No tokenizer information (tests that build models without data). */
+        public static final Checkpoint NONE = new Checkpoint(-1, Map.of());
+    }
+
     private static volatile Map<String, byte[]> gpt2;
 
-    /** File name → contents for a checkpoint of a model with context {@code contextLength}; empty when there are none. */
+    /** The tokenizer record of a checkpoint of a model with context {@code contextLength}. */
+    public static Checkpoint checkpoint(Tokenizer tok, int contextLength) {
+        return new Checkpoint(tok.eosId(), of(tok, contextLength));
+    }
+
+    /**
+     * File name → contents for a checkpoint of a model with context {@code contextLength}; empty when there are none.
+     * A SentencePiece model is always kept (eval and generate read it); its {@code LlamaTokenizer} config only when the
+     * model is one Hugging Face's LLaMA conversion reproduces ({@link SentencePieceTokenizer#isLlamaStyle()}). The
+     * begin-of-text token is the end-of-text one, as patchcore separates documents with EOS and never trains on a BOS.
+     */
     public static Map<String, byte[]> of(Tokenizer tok, int contextLength) {
         Map<String, byte[]> out = new LinkedHashMap<>();
         if (tok instanceof SentencePieceTokenizer sp) {
             out.put(SentencePieceTokenizer.FILE_NAME, sp.file());
-            JsonObject c = new JsonObject();
-            c.addProperty("tokenizer_class", "LlamaTokenizer");
-            c.addProperty("add_bos_token", false);
-            c.addProperty("add_eos_token", false);
-            c.addProperty("eos_token", sp.piece(sp.eosId()));
-            c.addProperty("unk_token", sp.piece(sp.unkId()));
-            c.addProperty("model_max_length", contextLength);
-            out.put("tokenizer_config.json", json(c));
+            if (sp.isLlamaStyle()) {
+                JsonObject c = new JsonObject();
+                c.addProperty("tokenizer_class", "LlamaTokenizer");
+                c.addProperty("add_bos_token", false);
+                c.addProperty("add_eos_token", false);
+                c.addProperty("bos_token", sp.piece(sp.eosId()));
+                c.addProperty("eos_token", sp.piece(sp.eosId()));
+                c.addProperty("unk_token", sp.piece(sp.unkId()));
+                c.addProperty("clean_up_tokenization_spaces", false);
+                c.addProperty("model_max_length", contextLength);
+                out.put("tokenizer_config.json", json(c));
+            }
         } else if (tok.name().equals("r50k_base")) {
             out.putAll(gpt2());
             JsonObject c = new JsonObject();
@@ -57,6 +78,7 @@ public final class HuggingFaceTokenizerFiles {
             c.addProperty("eos_token", "<|endoftext|>");
             c.addProperty("unk_token", "<|endoftext|>");
             c.addProperty("add_prefix_space", false);
+            c.addProperty("clean_up_tokenization_spaces", false);
             c.addProperty("model_max_length", contextLength);
             out.put("tokenizer_config.json", json(c));
         }

@@ -204,6 +204,16 @@ public final class SentencePieceTokenizer implements Tokenizer {
     /** The id of the unknown piece. */
     public int unkId() { return unkId; }
 
+    /**
+     * Whether Hugging Face's LLaMA tokenizer conversion (which assumes all of this) encodes as the model does: BPE with
+     * byte fallback, no normalization map, a dummy prefix, spaces neither collapsed nor trailing, no user-defined
+     * symbols, the unknown piece at id 0. LLaMA-2's {@code tokenizer.model} is such a model.
+     */
+    public boolean isLlamaStyle() {
+        return bpe && byteFallback && trie == null && addDummyPrefix && !removeExtraWhitespaces && escapeWhitespaces
+                && !whitespaceAsSuffix && userSymbols.length == 0 && unkId == 0;
+    }
+
     /** The piece text of an id (as in the model file: "▁" for space, {@code <0x0A>} for a byte). */
     public String piece(int id) {
         checkId(id);

@@ -97,6 +97,7 @@ public final class MultipleChoice {
             int n = 0;
             while ((line = r.readLine()) != null && (max <= 0 || out.size() < max)) {
                 n++;
+                if (n == 1 && line.startsWith("\uFEFF")) line = line.substring(1);  // a byte-order mark
                 if (line.isBlank()) continue;
                 try {
                     out.add(parse(JsonParser.parseString(line).getAsJsonObject()));

@@ -8,6 +8,7 @@ import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.AtomicFiles;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.HuggingFaceTokenizerFiles;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
 
@@ -46,7 +47,7 @@ public final class Checkpoints {
      * a SentencePiece {@code tokenizer.model}, where eval and generate look for it, and Hugging Face's tokenizer files).
      */
     public static void save(Path runDir, LlamaModel model, PatchProjections proj, AdamW opt, Meta meta,
-                            Map<String, byte[]> tokenizerFiles, Backend be) {
+                            HuggingFaceTokenizerFiles.Checkpoint tokenizer, Backend be) {
         String name = String.format("step-%08d", meta.state().globalStep());
         Path dir = root(runDir).resolve(name);
         List<SafeTensors.Entry> moments = new ArrayList<>();
@@ -62,8 +63,8 @@ public final class Checkpoints {
             SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be), Map.of("format", "pt"));
         SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
         AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
-        AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config()));
-        tokenizerFiles.forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
+        AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.eosId()));
+        tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, name);
     }
@@ -170,7 +171,12 @@ public final class Checkpoints {
     }
 
     /** A Hugging Face {@code LlamaConfig} for the weights, so {@code LlamaForCausalLM.from_pretrained(dir)} can read them. */
-    static String huggingFaceConfig(ModelConfig c) {
+    /**
+     * {@code eosId} (negative: unknown) is written as both the end- and the begin-of-text id: patchcore separates
+     * documents with EOS and never trains on a BOS (LlamaConfig's defaults, 1 and 2, would stop generation at
+     * whatever token 2 is in the data's vocabulary).
+     */
+    static String huggingFaceConfig(ModelConfig c, int eosId) {
         JsonObject o = new JsonObject();
         com.google.gson.JsonArray arch = new com.google.gson.JsonArray();
         arch.add("LlamaForCausalLM");
@@ -190,6 +196,10 @@ public final class Checkpoints {
         o.addProperty("attention_bias", false);
         o.addProperty("mlp_bias", false);
         o.addProperty("torch_dtype", "float32");
+        if (eosId >= 0) {
+            o.addProperty("bos_token_id", eosId);
+            o.addProperty("eos_token_id", eosId);
+        }
         return GSON.toJson(o);
     }
 }

@@ -13,7 +13,7 @@ import java.io.PrintStream;
 import java.nio.file.Path;
 import java.util.List;
 import java.util.Locale;
-import java.util.Map;
+import dev.patchcore.data.HuggingFaceTokenizerFiles;
 
 /**
  * Instruction tuning of a pretrained model (paper §3.1: Alpaca-GPT4 before MT-Bench): token-level training on
@@ -35,14 +35,14 @@ public final class FineTuner {
     private final Path runDir;
     private final PrintStream console;
     private final String source, tokenizer;
-    private final Map<String, byte[]> tokenizerFiles;
+    private final HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles;
     private final int eos;
 
     /** Mean loss per scored token of the first and last step, and of the validation examples after the last epoch. */
     public record Result(double firstLoss, double lastLoss, double valLoss, long steps) {}
 
     public FineTuner(Backend be, LlamaModel model, TrainConfig cfg, int epochs, List<Example> train, List<Example> val,
-                     Path runDir, PrintStream console, String source, String tokenizer, Map<String, byte[]> tokenizerFiles, int eos) {
+                     Path runDir, PrintStream console, String source, String tokenizer, HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles, int eos) {
         if (cfg.patchSize() != 1) throw new IllegalArgumentException("fine-tuning is token level");
         if (train.isEmpty()) throw new IllegalArgumentException("no training examples with a response inside the model's context of "
                 + cfg.model().contextLength() + " tokens");

@@ -52,8 +52,8 @@ public final class ShardTrainingData implements TrainingData {
 
     @Override public String tokenizer() { return dataset.info().tokenizer(); }
 
-    @Override public java.util.Map<String, byte[]> tokenizerFiles(int contextLength) {
-        return dev.patchcore.data.HuggingFaceTokenizerFiles.of(dataset.tokenizer(), contextLength);
+    @Override public dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles(int contextLength) {
+        return dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(dataset.tokenizer(), contextLength);
     }
 
     @Override public int vocabSize() { return dataset.info().vocabSize(); }

@@ -26,7 +26,7 @@ public final class Trainer {
     private final TrainConfig cfg;
     private final TrainingData data;
     /** The tokenizer files every checkpoint keeps a copy of (a SentencePiece model, Hugging Face's files). */
-    private final java.util.Map<String, byte[]> tokenizerFiles;
+    private final dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles;
     /** The current patch stage's projections (paper §3.7), or null. */
     private PatchProjections proj;
     private final Path runDir;

@@ -17,7 +17,9 @@ public interface TrainingData {
      * a SentencePiece model, so the checkpoint is evaluated and sampled without the dataset, and what Hugging Face's
      * {@code AutoTokenizer} reads. Empty when there are none.
      */
-    default java.util.Map<String, byte[]> tokenizerFiles(int contextLength) { return java.util.Map.of(); }
+    default dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles(int contextLength) {
+        return dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE;
+    }
 
     int vocabSize();
 

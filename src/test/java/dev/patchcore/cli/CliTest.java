@@ -222,6 +222,7 @@ class CliTest {
         Path ckpt = dev.patchcore.train.Checkpoints.latest(run);
         assertArrayEquals(Files.readAllBytes(model), Files.readAllBytes(ckpt.resolve("tokenizer.model")));
         assertTrue(Files.readString(ckpt.resolve("tokenizer_config.json")).contains("LlamaTokenizer"), "Hugging Face's tokenizer config");
+        assertTrue(Files.readString(ckpt.resolve("config.json")).contains("\"eos_token_id\": 2"), "config.json's EOS is </s>");
         out.reset();
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "The jury", "--tokens", "5"), err.toString());
         assertTrue(out.toString().startsWith("The jury"), out.toString());

@@ -8,6 +8,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -44,6 +45,11 @@ class HuggingFaceTokenizerFilesTest {
         assertEquals("LlamaTokenizer", config.get("tokenizer_class").getAsString());
         assertFalse(config.get("add_bos_token").getAsBoolean(), "patchcore trains without BOS");
         assertEquals("</s>", config.get("eos_token").getAsString());
+        assertEquals("</s>", config.get("bos_token").getAsString(), "EOS separates documents; no BOS was ever trained");
+        SentencePieceTokenizer unigram = SentencePieceTokenizer.fromBytes(SentencePieceTokenizerTest.resource("unigram_nfkc.model"));
+        assertEquals(Set.of("tokenizer.model"), HuggingFaceTokenizerFiles.of(unigram, 64).keySet(),
+                "HF's LLaMA conversion would encode a unigram / NFKC model differently: no config claims it");
+        assertEquals(sp.eosId(), HuggingFaceTokenizerFiles.checkpoint(sp, 64).eosId());
         assertTrue(HuggingFaceTokenizerFiles.of(Tokenizers.byName("byte"), 64).isEmpty());
         assertTrue(HuggingFaceTokenizerFiles.of(Tokenizers.byName("cl100k_base"), 64).isEmpty());
     }

@@ -86,7 +86,7 @@ class FineTunerTest {
             List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
                     new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
             TrainConfig cfg = new TrainConfig(C, 1, 0, 1, 2, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
-            FineTuner ft = new FineTuner(be, m, cfg, 1, examples, List.of(), Path.of("unused"), System.out, "x", "byte", java.util.Map.of(), eos);
+            FineTuner ft = new FineTuner(be, m, cfg, 1, examples, List.of(), Path.of("unused"), System.out, "x", "byte", dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, eos);
             int[] order = {0, 1, 2};
             long scored = examples.get(0).scoredTargets(t) + examples.get(1).scoredTargets(t);
             Tape tape = new Tape(be);
