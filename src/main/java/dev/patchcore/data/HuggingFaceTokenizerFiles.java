@@ -28,8 +28,10 @@ import java.util.Map;
  *   <li>SentencePiece: the {@code tokenizer.model} itself and, for a LLaMA-style model (BPE, byte fallback, identity
  *       normalization, a dummy prefix, spaces kept), a {@code tokenizer_config.json} naming {@code LlamaTokenizer}
  *       without an added BOS (patchcore trains without one; BOS is set to EOS, its document separator);</li>
- *   <li>the byte tokenizer, {@code cl100k_base} and {@code o200k_base}: none (no Hugging Face tokenizer class reads
- *       them as they are).</li>
+ *   <li>{@code cl100k_base} and {@code o200k_base}: a {@code tokenizer.json} for {@code PreTrainedTokenizerFast} —
+ *       tiktoken's split pattern, byte-level BPE over the same derived merges, {@code ignore_merges} (tiktoken takes a
+ *       piece that is itself a token whole), {@code <|endoftext|>} as the added special token;</li>
+ *   <li>the byte tokenizer: none (no Hugging Face tokenizer class reads raw bytes as ids 0–255).</li>
  * </ul>
  */
 public final class HuggingFaceTokenizerFiles {
@@ -70,6 +72,15 @@ public final class HuggingFaceTokenizerFiles {
                 c.addProperty("model_max_length", contextLength);
                 out.put("tokenizer_config.json", json(c));
             }
+        } else if (tok.name().equals("cl100k_base") || tok.name().equals("o200k_base")) {
+            out.put("tokenizer.json", tiktokenJson(tok.name()));
+            JsonObject c = new JsonObject();
+            c.addProperty("tokenizer_class", "PreTrainedTokenizerFast");
+            c.addProperty("bos_token", "<|endoftext|>");
+            c.addProperty("eos_token", "<|endoftext|>");
+            c.addProperty("clean_up_tokenization_spaces", false);
+            c.addProperty("model_max_length", contextLength);
+            out.put("tokenizer_config.json", json(c));
         } else if (tok.name().equals("r50k_base")) {
             out.putAll(gpt2());
             JsonObject c = new JsonObject();
@@ -87,6 +98,94 @@ public final class HuggingFaceTokenizerFiles {
 
     private static byte[] json(JsonObject o) {
         return new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(o).getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** tiktoken's pre-tokenization patterns (as in tiktoken's openai_public.py). */
+    static final String CL100K_PATTERN = "(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\\r\\n\\p{L}\\p{N}]?\\p{L}+|\\p{N}{1,3}| ?[^\\s\\p{L}\\p{N}]+[\\r\\n]*|\\s*[\\r\\n]+|\\s+(?!\\S)|\\s+";
+    static final String O200K_PATTERN = String.join("|",
+            "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]*[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]+(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+            "[^\\r\\n\\p{L}\\p{N}]?[\\p{Lu}\\p{Lt}\\p{Lm}\\p{Lo}\\p{M}]+[\\p{Ll}\\p{Lm}\\p{Lo}\\p{M}]*(?i:'s|'t|'re|'ve|'m|'ll|'d)?",
+            "\\p{N}{1,3}", " ?[^\\s\\p{L}\\p{N}]+[\\r\\n/]*", "\\s*[\\r\\n]+", "\\s+(?!\\S)", "\\s+");
+
+    private static final Map<String, byte[]> TIKTOKEN_JSON = new java.util.concurrent.ConcurrentHashMap<>();
+
+    /** The tokenizer.json of cl100k_base or o200k_base, built once per encoding. */
+    static byte[] tiktokenJson(String name) {
+        return TIKTOKEN_JSON.computeIfAbsent(name, HuggingFaceTokenizerFiles::buildTiktokenJson);
+    }
+
+    private static byte[] buildTiktokenJson(String name) {
+        boolean cl = name.equals("cl100k_base");
+        List<byte[]> tokens = ranks("/com/knuddels/jtokkit/" + name + ".tiktoken");
+        int eos = cl ? 100_257 : 199_999;
+        Map<Key, Integer> rank = new HashMap<>();
+        for (int i = 0; i < tokens.size(); i++) rank.put(new Key(tokens.get(i)), i);
+        String[] unicode = bytesToUnicode();
+        JsonObject vocab = new JsonObject();
+        com.google.gson.JsonArray merges = new com.google.gson.JsonArray();
+        for (int i = 0; i < tokens.size(); i++) {
+            byte[] t = tokens.get(i);
+            vocab.addProperty(spell(t, unicode), i);
+            if (t.length > 1) {
+                byte[][] pair = lastMerge(t, i, rank);
+                merges.add(spell(pair[0], unicode) + " " + spell(pair[1], unicode));
+            }
+        }
+        JsonObject model = new JsonObject();
+        model.addProperty("type", "BPE");
+        model.add("dropout", null);
+        model.add("unk_token", null);
+        model.addProperty("continuing_subword_prefix", "");
+        model.addProperty("end_of_word_suffix", "");
+        model.addProperty("fuse_unk", false);
+        model.addProperty("byte_fallback", false);
+        model.addProperty("ignore_merges", true);
+        model.add("vocab", vocab);
+        model.add("merges", merges);
+        JsonObject split = new JsonObject();
+        split.addProperty("type", "Split");
+        JsonObject pattern = new JsonObject();
+        pattern.addProperty("Regex", cl ? CL100K_PATTERN : O200K_PATTERN);
+        split.add("pattern", pattern);
+        split.addProperty("behavior", "Isolated");
+        split.addProperty("invert", false);
+        JsonObject byteLevel = new JsonObject();
+        byteLevel.addProperty("type", "ByteLevel");
+        byteLevel.addProperty("add_prefix_space", false);
+        byteLevel.addProperty("trim_offsets", true);
+        byteLevel.addProperty("use_regex", false);
+        com.google.gson.JsonArray pre = new com.google.gson.JsonArray();
+        pre.add(split);
+        pre.add(byteLevel);
+        JsonObject preTokenizer = new JsonObject();
+        preTokenizer.addProperty("type", "Sequence");
+        preTokenizer.add("pretokenizers", pre);
+        JsonObject decoder = new JsonObject();
+        decoder.addProperty("type", "ByteLevel");
+        decoder.addProperty("add_prefix_space", true);
+        decoder.addProperty("trim_offsets", true);
+        decoder.addProperty("use_regex", true);
+        JsonObject special = new JsonObject();
+        special.addProperty("id", eos);
+        special.addProperty("content", "<|endoftext|>");
+        special.addProperty("single_word", false);
+        special.addProperty("lstrip", false);
+        special.addProperty("rstrip", false);
+        special.addProperty("normalized", false);
+        special.addProperty("special", true);
+        com.google.gson.JsonArray added = new com.google.gson.JsonArray();
+        added.add(special);
+        JsonObject root = new JsonObject();
+        root.addProperty("version", "1.0");
+        root.add("truncation", null);
+        root.add("padding", null);
+        root.add("added_tokens", added);
+        root.add("normalizer", null);
+        root.add("pre_tokenizer", preTokenizer);
+        root.add("post_processor", null);
+        root.add("decoder", decoder);
+        root.add("model", model);
+        return new GsonBuilder().disableHtmlEscaping().serializeNulls().create().toJson(root).getBytes(StandardCharsets.UTF_8);
     }
 
     /** GPT-2's vocab.json and merges.txt, built once from JTokkit's r50k_base ranks. */

@@ -51,6 +51,26 @@ class HuggingFaceTokenizerFilesTest {
                 "HF's LLaMA conversion would encode a unigram / NFKC model differently: no config claims it");
         assertEquals(sp.eosId(), HuggingFaceTokenizerFiles.checkpoint(sp, 64).eosId());
         assertTrue(HuggingFaceTokenizerFiles.of(Tokenizers.byName("byte"), 64).isEmpty());
-        assertTrue(HuggingFaceTokenizerFiles.of(Tokenizers.byName("cl100k_base"), 64).isEmpty());
+    }
+
+    /**
+     * cl100k_base / o200k_base as a tokenizer.json (HF `tokenizers` reproduced JTokkit's ids on the bundled corpus:
+     * 1.27M and 1.26M tokens, 0 differences; docs/data-format.md): its shape here.
+     */
+    @Test void tiktokenEncodingsGetATokenizerJson() {
+        for (String name : List.of("cl100k_base", "o200k_base")) {
+            Tokenizer tok = Tokenizers.byName(name);
+            Map<String, byte[]> f = HuggingFaceTokenizerFiles.of(tok, 128);
+            assertEquals(List.of("tokenizer.json", "tokenizer_config.json"), List.copyOf(f.keySet()), name);
+            JsonObject root = JsonParser.parseString(new String(f.get("tokenizer.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+            JsonObject model = root.getAsJsonObject("model");
+            int ranks = name.equals("cl100k_base") ? 100_256 : 199_998;
+            assertEquals(ranks, model.getAsJsonObject("vocab").size(), name);
+            assertEquals(ranks - 256, model.getAsJsonArray("merges").size(), name + ": one merge per multi-byte token");
+            assertTrue(model.get("ignore_merges").getAsBoolean(), "tiktoken takes a piece that is a token whole");
+            JsonObject eos = root.getAsJsonArray("added_tokens").get(0).getAsJsonObject();
+            assertEquals(tok.eosId(), eos.get("id").getAsInt());
+            assertEquals("<|endoftext|>", eos.get("content").getAsString());
+        }
     }
 }
