@@ -78,6 +78,7 @@ public final class FineTuner {
         long step = 0;
         console.printf(Locale.ROOT, "== fine-tuning: %d examples (%d held out), %d epochs × %d steps of up to %d examples, context %d%n",
                 train.size(), val.size(), epochs, perEpoch, b * cfg.accum(), t);
+        Tensor stepLosses = be.allocate(DType.F32, cfg.accum() * b * t);  // every micro-batch's row losses of a step
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl")); AdamW opt = new AdamW(be, model.parameters(), cfg)) {
             for (int epoch = 0; epoch < epochs; epoch++) {
                 int[] order = shuffled(train.size(), cfg.seed(), epoch);
@@ -87,12 +88,10 @@ public final class FineTuner {
                     long scored = 0;
                     for (int i = from; i < to; i++) scored += train.get(order[i]).scoredTargets(t);
                     float scale = 1f / Math.max(1, scored);
-                    double lossSum = 0;
-                    for (int m = from; m < to; m += b) {
-                        lossSum += microBatch(tape, train, order, m, Math.min(b, to - m), scale, true);
-                    }
-                    double loss = lossSum / Math.max(1, scored);
-                    double gradNorm = opt.gradNorm();
+                    int rows = 0;
+                    for (int m = from; m < to; m += b) rows += trainMicroBatch(tape, train, order, m, Math.min(b, to - m), scale, stepLosses, rows);
+                    double gradNorm = opt.gradNorm();  // waits for the device once per step
+                    double loss = be.sum(stepLosses.rows(0, rows)) / Math.max(1, scored);
                     float lr = schedule.at(step);
                     opt.update(lr, gradNorm);
                     be.releaseScratch();
@@ -130,48 +129,71 @@ public final class FineTuner {
                 Checkpoints.save(runDir, model, null, null, new Checkpoints.Meta(1, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0),
                         tokenizerFiles, be);
             }
+        } finally {
+            be.free(stepLosses);
         }
         return new Result(first, last, valLoss, step);
     }
 
+    /** A micro-batch's forward pass: logits, row losses, the scored row range of each sequence, the padded length. */
+    private record Forward(Var logits, Tensor rowLoss, int[][] ranges, int len) {}
+
     /**
-     * One micro-batch of {@code n} examples {@code examples[order[at ..]]}: forward, loss, and when {@code train} the
-     * masked rows' gradient zeroed and the backward pass. Returns the summed loss of its scored targets.
+     * Forward and loss of {@code n} examples {@code examples[order[at ..]]}, padded to the longest of them (the same
+     * losses as padding to the context — causal attention — at a fraction of the compute); {@code scale} ≠ 0 leaves the
+     * logit gradient in place for a backward pass.
      */
-    double microBatch(Tape tape, List<Example> examples, int[] order, int at, int n, float scale, boolean train) {
+    private Forward forward(Tape tape, List<Example> examples, int[] order, int at, int n, float scale) {
         int t = cfg.model().contextLength(), b = cfg.batch();
-        // Padded to the longest example of the micro-batch, not to the context: the same losses (causal attention, so
-        // padding after a sequence cannot change it), far less compute for short instructions.
         int len = 1;
         for (int r = 0; r < n; r++) len = Math.max(len, Math.min(examples.get(order[at + r]).ids().length, t + 1) - 1);
         int[] in = new int[b * len], tg = new int[b * len];
         int[][] ranges = new int[b][];
         for (int r = 0; r < b; r++) {
             // Rows past the last example repeat it with nothing scored (a full batch keeps the shapes fixed).
-            Example e = examples.get(order[at + Math.min(r, n - 1)]);
-            int[] range = Instructions.fill(e, r, len, eos, in, tg);
+            int[] range = Instructions.fill(examples.get(order[at + Math.min(r, n - 1)]), r, len, eos, in, tg);
             ranges[r] = r < n ? range : new int[] {0, 0};
         }
         Tensor tokens = be.scratch(DType.I32, b, len), targets = be.scratch(DType.I32, b * len, 1);
         be.uploadInts(tokens, in);
         be.uploadInts(targets, tg);
         Var logits = model.forward(tape, tokens, b, 1);
-        Tensor rowLoss = tape.crossEntropyK(logits, targets, cfg.model().vocabSize(), train ? scale : 0f);
-        if (train) {
-            // Zero the in-place gradient of every row that is not a scored target (prompt, padding, unused rows).
-            for (int r = 0; r < b; r++) {
-                int from = ranges[r][0], to = ranges[r][1];
-                if (from > 0) be.zero(logits.value().rows(r * len, from));
-                if (to < len) be.zero(logits.value().rows(r * len + to, len - to));
-            }
-            tape.backward();
-        } else {
-            tape.clear();
+        return new Forward(logits, tape.crossEntropyK(logits, targets, cfg.model().vocabSize(), scale), ranges, len);
+    }
+
+    /** Zeroes rows {@code [r·len, r·len + from)} and {@code [r·len + to, (r+1)·len)} of {@code t} for every sequence r. */
+    private void zeroUnscored(Tensor t, Forward f) {
+        for (int r = 0; r < f.ranges().length; r++) {
+            int from = f.ranges()[r][0], to = f.ranges()[r][1], len = f.len();
+            if (from > 0) be.zero(t.rows(r * len, from));
+            if (to < len) be.zero(t.rows(r * len + to, len - to));
         }
-        float[] losses = be.download(rowLoss);
+    }
+
+    /**
+     * Training micro-batch: forward, loss, the gradient of every unscored row (prompt, padding, unused slots) zeroed
+     * in place over the logits, backward. Its scored row losses (the others zeroed) go to {@code losses} from row
+     * {@code offset} on, summed once per step: no host wait per micro-batch. Returns the rows written.
+     */
+    int trainMicroBatch(Tape tape, List<Example> examples, int[] order, int at, int n, float scale, Tensor losses, int offset) {
+        Forward f = forward(tape, examples, order, at, n, scale);
+        zeroUnscored(f.logits().value(), f);
+        tape.backward();
+        zeroUnscored(f.rowLoss(), f);
+        int rows = (int) f.rowLoss().numel();
+        be.copy(f.rowLoss(), losses.rows(offset, rows));
         be.releaseScratch();  // the gradients are in the parameters; activations are done with
+        return rows;
+    }
+
+    /** Summed loss of the scored targets of a micro-batch, forward only. */
+    double scoreMicroBatch(Tape tape, List<Example> examples, int[] order, int at, int n) {
+        Forward f = forward(tape, examples, order, at, n, 0f);
+        tape.clear();
+        float[] losses = be.download(f.rowLoss());
+        be.releaseScratch();
         double sum = 0;
-        for (int r = 0; r < b; r++) for (int p = ranges[r][0]; p < ranges[r][1]; p++) sum += losses[r * len + p];
+        for (int r = 0; r < f.ranges().length; r++) for (int p = f.ranges()[r][0]; p < f.ranges()[r][1]; p++) sum += losses[r * f.len() + p];
         return sum;
     }
 
@@ -184,7 +206,7 @@ public final class FineTuner {
         long scored = 0;
         for (int at = 0; at < order.length; at += b) {
             int n = Math.min(b, order.length - at);
-            sum += microBatch(tape, val, order, at, n, 0f, false);
+            sum += scoreMicroBatch(tape, val, order, at, n);
             for (int i = at; i < at + n; i++) scored += val.get(i).scoredTargets(t);
         }
         return sum / Math.max(1, scored);
