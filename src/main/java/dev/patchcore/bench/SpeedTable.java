@@ -47,16 +47,16 @@ public final class SpeedTable {
         int t = model.contextLength();
         List<Row> rows = new ArrayList<>();
         Stage[] settings = {
-                new Stage("baseline", 1, batch, accum, steps),
-                new Stage("patch_size=" + k + ", block_size=" + k * t, k, batch, accum, steps),
-                new Stage("patch_size=" + k + ", block_size=" + k * t + ", accumulation_steps=" + accum / k, k, batch, accum / k, steps)};
+                new Stage("baseline", 1, batch, accum, steps, t),
+                new Stage("patch_size=" + k + ", block_size=" + k * t, k, batch, accum, steps, t),
+                new Stage("patch_size=" + k + ", block_size=" + k * t + ", accumulation_steps=" + accum / k, k, batch, accum / k, steps, t)};
         TrainConfig cfg = new TrainConfig(model, 1, 0, 1, batch, accum, 3e-4f, 0.1f, 0, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
         double base = 0;
         for (Stage s : settings) {
             double[] times = new double[steps];
-            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s, t)) {
+            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s)) {
                 BatchSource data = new RandomTokens(model.vocabSize(), 7);
                 for (int i = 0; i < warmup + steps; i++) {
                     long t0 = System.nanoTime();

@@ -115,9 +115,14 @@ public final class BatchSampler {
     private void startEpoch(long e) {
         epoch = e;
         position = 0;
-        for (int i = 0; i < windows; i++) order[i] = i;
-        SplitMix64 rng = new SplitMix64(SplitMix64.derive(seed, e));
-        for (int i = windows - 1; i > 0; i--) {
+        shuffle(order, seed, e);
+    }
+
+    /** Fills {@code order} with 0..n−1 in the Fisher–Yates order seeded from {@code (seed, index)} (an epoch's order). */
+    public static void shuffle(int[] order, long seed, long index) {
+        for (int i = 0; i < order.length; i++) order[i] = i;
+        SplitMix64 rng = new SplitMix64(SplitMix64.derive(seed, index));
+        for (int i = order.length - 1; i > 0; i--) {
             int j = rng.nextInt(i + 1);
             int t = order[i];
             order[i] = order[j];

@@ -43,7 +43,6 @@ public final class HuggingFaceTokenizerFiles {
         public static final Checkpoint NONE = new Checkpoint(-1, Map.of());
     }
 
-    private static volatile Map<String, byte[]> gpt2;
 
     /** The tokenizer record of a checkpoint of a model with context {@code contextLength}. */
     public static Checkpoint checkpoint(Tokenizer tok, int contextLength) {
@@ -189,10 +188,11 @@ public final class HuggingFaceTokenizerFiles {
     }
 
     /** GPT-2's vocab.json and merges.txt, built once from JTokkit's r50k_base ranks. */
-    static Map<String, byte[]> gpt2() {
-        Map<String, byte[]> g = gpt2;
-        if (g == null) gpt2 = g = buildGpt2();
-        return g;
+    static Map<String, byte[]> gpt2() { return Gpt2.FILES; }
+
+    /** Built on first use (class initialization is lazy and thread-safe). */
+    private static final class Gpt2 {
+        static final Map<String, byte[]> FILES = buildGpt2();
     }
 
     private static Map<String, byte[]> buildGpt2() {

@@ -25,11 +25,7 @@ public final class NeuronActivation {
         }
     }
 
-    public static Result measure(Backend be, LlamaModel model, List<Batch> batches, float threshold) {
-        return measure(be, model, null, batches, threshold);
-    }
-
-    /** The same for a patch-level model with paper §3.7's projections (may be null). */
+    /** Over {@code batches}, for a model with paper §3.7's patch projections {@code proj} (may be null). */
     public static Result measure(Backend be, LlamaModel model, PatchProjections proj, List<Batch> batches, float threshold) {
         int layers = model.config().layers();
         long[] active = new long[layers], total = new long[layers];

@@ -89,7 +89,7 @@ public final class LlamaModel {
      * {@link ModelConfig#paddedVocab()}).
      */
     public Var forward(Tape tape, Tensor tokens, int batch, int k) {
-        return forward(tape, tokens, batch, k, null);
+        return forward(tape, tokens, batch, k, null, null);
     }
 
     /** Sees each layer's FFN output (the down projection's result, [B·T, d]) during a forward pass. */
@@ -98,13 +98,9 @@ public final class LlamaModel {
         void ffnOutput(int layer, Tensor output);
     }
 
-    /** {@link #forward(Tape, Tensor, int, int)}, handing each layer's FFN output to {@code observer} (may be null). */
-    public Var forward(Tape tape, Tensor tokens, int batch, int k, FfnObserver observer) {
-        return forward(tape, tokens, batch, k, observer, null);
-    }
-
     /**
-     * The forward pass with paper §3.7's patch projections (may be null): with an input projection the patch
+     * The forward pass, handing each layer's FFN output to {@code observer} (may be null), with paper §3.7's patch
+     * projections (may be null): with an input projection the patch
      * embedding is {@code concat(K token embeddings) · w_inᵀ}; with an output projection the logits are
      * {@code [B·T·K, Vpad]}, row (b·T + t)·K + j predicting token j of patch t+1 alone — score them against the
      * targets as {@link #lossTargets} shapes them.

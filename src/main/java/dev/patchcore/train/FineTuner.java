@@ -212,17 +212,10 @@ public final class FineTuner {
         return sum / Math.max(1, scored);
     }
 
-    /** A seeded Fisher–Yates order of {@code n} examples for {@code epoch}. */
+    /** The seeded order of {@code n} examples for {@code epoch} (the training sampler's shuffle). */
     public static int[] shuffled(int n, long seed, int epoch) {
         int[] order = new int[n];
-        for (int i = 0; i < n; i++) order[i] = i;
-        java.util.SplittableRandom rng = new java.util.SplittableRandom(seed ^ (0x9E3779B97F4A7C15L * (epoch + 1)));
-        for (int i = n - 1; i > 0; i--) {
-            int j = rng.nextInt(i + 1);
-            int x = order[i];
-            order[i] = order[j];
-            order[j] = x;
-        }
+        dev.patchcore.data.BatchSampler.shuffle(order, seed, epoch);
         return order;
     }
 }

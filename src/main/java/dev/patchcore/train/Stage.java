@@ -2,18 +2,10 @@ package dev.patchcore.train;
 
 /**
  * One training stage: patch size K, micro-batch and accumulation so that every optimizer step reads the same
- * number of tokens, its own step budget, and the patches per sequence ({@code blockPatches}; 0 = the model's context
- * T). The token stage is K = 1.
+ * number of tokens, its own step budget, and the patches per sequence (the model's context T, or T/K for
+ * {@code --short-patch-context}). The token stage is K = 1.
  */
 public record Stage(String name, int patchSize, int batch, int accum, long steps, int blockPatches) {
-
-    /** A stage whose sequences are T patches, T the model's context. */
-    public Stage(String name, int patchSize, int batch, int accum, long steps) {
-        this(name, patchSize, batch, accum, steps, 0);
-    }
-
-    /** Patches per sequence for a model of context {@code contextLength}. */
-    public int block(int contextLength) { return blockPatches > 0 ? blockPatches : contextLength; }
 
     /** Builds the stages of a run: patch stage (if K > 1 and λ > 0 and it gets steps), then token stage. */
     public static java.util.List<Stage> plan(TrainConfig c) {
@@ -26,9 +18,9 @@ public record Stage(String name, int patchSize, int batch, int accum, long steps
             int seqs = c.batch() * c.accum() / c.patchSize();
             int accum = 1;
             while (seqs % accum != 0 || seqs / accum > c.batch()) accum++;
-            stages.add(new Stage("patch", c.patchSize(), seqs / accum, accum, c.patchSteps()));
+            stages.add(new Stage("patch", c.patchSize(), seqs / accum, accum, c.patchSteps(), c.model().contextLength()));
         }
-        if (c.tokenSteps() > 0) stages.add(new Stage("token", 1, c.batch(), c.accum(), c.tokenSteps()));
+        if (c.tokenSteps() > 0) stages.add(new Stage("token", 1, c.batch(), c.accum(), c.tokenSteps(), c.model().contextLength()));
         return stages;
     }
 }

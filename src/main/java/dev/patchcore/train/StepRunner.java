@@ -32,16 +32,16 @@ public final class StepRunner implements AutoCloseable {
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
 
-    public StepRunner(Backend be, LlamaModel model, Stage stage, int contextLength) {
-        this(be, model, null, stage, contextLength);
+    public StepRunner(Backend be, LlamaModel model, Stage stage) {
+        this(be, model, null, stage);
     }
 
     /** A runner for a patch stage with paper §3.7's projections ({@code proj} may be null). */
-    public StepRunner(Backend be, LlamaModel model, PatchProjections proj, Stage stage, int contextLength) {
+    public StepRunner(Backend be, LlamaModel model, PatchProjections proj, Stage stage) {
         this.be = be;
         this.model = model;
         this.stage = stage;
-        this.contextLength = contextLength;
+        this.contextLength = stage.blockPatches();
         this.tape = new Tape(be);
         this.proj = proj;
         this.rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();

@@ -82,7 +82,7 @@ public final class Trainer {
                 boolean resumingHere = si == state.stageIndex() && resumeFrom != null && state.stepInStage() > 0;
                 double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
                 double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
-                BatchSource source = data.trainBatches(st.patchSize(), st.block(cfg.model().contextLength()), st.batch(), cfg.seed() + si, from, to,
+                BatchSource source = data.trainBatches(st.patchSize(), st.blockPatches(), st.batch(), cfg.seed() + si, from, to,
                         modeOf(st));
                 long startStep = 0;
                 // Paper §3.7's projections live for the patch stage only: created (or restored) here, freed after it.
@@ -125,7 +125,7 @@ public final class Trainer {
 
     /** What one validation sequence of the stage spans: K·(T+1) tokens, or K windows of T+1 tokens for mixup. */
     private String sequenceText(Stage st) {
-        int t = st.block(cfg.model().contextLength()), k = st.patchSize();
+        int t = st.blockPatches(), k = st.patchSize();
         return modeOf(st) == PatchMode.MIXUP ? k + " windows of " + (t + 1) + " tokens" : k * (t + 1) + " tokens";
     }
 
@@ -140,7 +140,7 @@ public final class Trainer {
 
     private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, AdamW opt, long startStep,
                                  RunState state, Metrics metrics, List<Stage> stages) {
-        int t = st.block(cfg.model().contextLength()), k = st.patchSize();
+        int t = st.blockPatches(), k = st.patchSize();
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
         // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
@@ -161,7 +161,7 @@ public final class Trainer {
         double firstLoss = Double.NaN, lastLoss = Double.NaN, valLoss = Double.NaN;
         long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
         long stageStart = System.nanoTime(), measuredSteps = 0;
-        try (StepRunner runner = new StepRunner(be, model, proj, st, t)) {
+        try (StepRunner runner = new StepRunner(be, model, proj, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
                 float lr = schedule.at(step);

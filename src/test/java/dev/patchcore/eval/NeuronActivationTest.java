@@ -26,9 +26,9 @@ class NeuronActivationTest {
             for (int k : new int[] {1, 4}) {
                 List<Batch> batches = Blocks.of(TokenSequence.of(ids), k, MultipleChoiceTest.MICRO.contextLength(), 3, 7);
                 assertEquals(k, batches.getFirst().patchSize());
-                NeuronActivation.Result all = NeuronActivation.measure(be, m, batches, 0f);
-                NeuronActivation.Result some = NeuronActivation.measure(be, m, batches, 0.002f);  // a freshly initialized model's outputs are small
-                NeuronActivation.Result none = NeuronActivation.measure(be, m, batches, 1e6f);
+                NeuronActivation.Result all = NeuronActivation.measure(be, m, null, batches, 0f);
+                NeuronActivation.Result some = NeuronActivation.measure(be, m, null, batches, 0.002f);  // a freshly initialized model's outputs are small
+                NeuronActivation.Result none = NeuronActivation.measure(be, m, null, batches, 1e6f);
                 assertEquals(MultipleChoiceTest.MICRO.layers(), all.activated().length);
                 for (int l = 0; l < all.activated().length; l++) {
                     assertTrue(all.activated()[l] > 0.99, "layer " + l + ": " + all.activated()[l]);

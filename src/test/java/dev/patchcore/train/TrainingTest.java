@@ -42,7 +42,7 @@ class TrainingTest {
             LlamaModel m = new LlamaModel(be, MICRO);
             m.initialize(be, 5);
             TrainConfig cfg = new TrainConfig(MICRO, 1, 0, 1, 4, 1, 1e-2f, 1f, 0, 0f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
-            Stage st = new Stage("token", 1, 4, 1, 1);
+            Stage st = new Stage("token", 1, 4, 1, 1, 16);
             java.util.SplittableRandom r = new java.util.SplittableRandom(3);
             int[] in = new int[4 * 16], tg = new int[4 * 16];
             for (int i = 0; i < in.length; i++) { in[i] = r.nextInt(257); tg[i] = r.nextInt(257); }
@@ -55,7 +55,7 @@ class TrainingTest {
                 @Override public void restore(String s) { }
             };
             double first = Double.NaN, last = Double.NaN;
-            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, st, 16)) {
+            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, st)) {
                 for (int i = 0; i < 150; i++) {
                     double loss = runner.step(fixed, opt, 1e-2f).loss();
                     if (i == 0) first = loss;
@@ -100,14 +100,13 @@ class TrainingTest {
         for (Stage s : plan) assertEquals(16L * 16, (long) s.batch() * s.accum() * s.patchSize() * 16);
         // Table 6: accumulation 8 at K=1 becomes 2 at K=4 with the same micro-batch.
         TrainConfig paper = new TrainConfig(MICRO, 4, 2.0 / 3, 3, 4, 8, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
-        assertEquals(new Stage("patch", 4, 4, 2, 2), Stage.plan(paper).get(0));
+        assertEquals(new Stage("patch", 4, 4, 2, 2, MICRO.contextLength()), Stage.plan(paper).get(0));
         // §3.2's context ablation: the patch stage reads T tokens (T/K patches), as many sequences per step as the token stage.
         TrainConfig shortContext = new TrainConfig(MICRO, 4, 2.0 / 3, 3, 4, 8, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1,
                 new PatchOptions(dev.patchcore.data.PatchMode.CONSECUTIVE, false, false, true));
         assertEquals(new Stage("patch", 4, 4, 8, 2, MICRO.contextLength() / 4), Stage.plan(shortContext).get(0));
-        assertEquals(MICRO.contextLength() / 4, Stage.plan(shortContext).get(0).block(MICRO.contextLength()));
-        assertEquals(MICRO.contextLength(), Stage.plan(shortContext).get(1).block(MICRO.contextLength()));
-        assertEquals(List.of(new Stage("token", 1, 16, 1, 300)), Stage.plan(new TrainConfig(MICRO, 4, 0, 300, 16, 1, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1)));
+        assertEquals(MICRO.contextLength(), Stage.plan(shortContext).get(1).blockPatches(), "the token stage reads T");
+        assertEquals(List.of(new Stage("token", 1, 16, 1, 300, MICRO.contextLength())), Stage.plan(new TrainConfig(MICRO, 4, 0, 300, 16, 1, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1)));
     }
 
     @Test void scheduleWarmsUpThenDecays() {
