@@ -17,7 +17,7 @@ set -uo pipefail
 TRAIN_ARGS=${TRAIN_ARGS:-"--preset tiny --steps 60 --eval-every 20 --log-every 10"}
 SPEED_ARGS=${SPEED_ARGS:-"--preset 370m --batch 4 --accum 8 --warmup 1 --steps 3"}
 KERNEL_ARGS=${KERNEL_ARGS:-"--runs 10"}
-VARIANT_OPTS=${VARIANT_OPTS:-"-Dpatchcore.rmsnorm.variant=2 -Dpatchcore.rmsnormbwd.variant=2 -Dpatchcore.patchembed.variant=2 -Dpatchcore.crossentropy.variant=2 -Dpatchcore.flashfwd.variant=2 -Dpatchcore.flashbwd.variant=2 -Dpatchcore.gemm.variant=2 -Dpatchcore.launch.variant=2 -Dpatchcore.upload.variant=2"}
+VARIANT_OPTS=${VARIANT_OPTS:-"-Dpatchcore.rmsnorm.variant=2 -Dpatchcore.rmsnormbwd.variant=2 -Dpatchcore.patchembed.variant=2 -Dpatchcore.crossentropy.variant=2 -Dpatchcore.flashfwd.variant=2 -Dpatchcore.flashbwd.variant=2 -Dpatchcore.launch.variant=2 -Dpatchcore.upload.variant=2"}
 T_SELFTEST=${T_SELFTEST:-150}
 T_KERNELS=${T_KERNELS:-150}
 T_TRAIN_CUDA=${T_TRAIN_CUDA:-60}
@@ -146,7 +146,6 @@ if [[ -f "$OUT/kernels.log" ]]; then
   sed '/kernel variants under evaluation/,$d' "$OUT/kernels.log" | grep -E '^\||^ceilings' | grep -v 'unpadded' | head -80
   echo "--- kernel variants vs defaults (speed-up > 1: the variant is faster)"
   sed -n '/kernel variants under evaluation/,$p' "$OUT/kernels.log" | grep -E '^\|' | head -40
-  grep -E '^gemm tune:.*split-K' "$OUT/kernels.log" | head -20
 fi
 if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]]; then
   echo "--- train with every kernel variant vs the defaults (same seed and data, GEMM tuning off)"

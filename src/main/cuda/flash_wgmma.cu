@@ -1,8 +1,8 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
-// (D = 64, 128) and 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong; the default at D = 128 since
-// H100 run 9: 331 TFLOP/s, 1.19× the mma.sync kernel), the default backward at D = 64 (described above
-// backward_wgmma_d64), its persistent form (backward variant 4) and the D = 128 backward (variant 3); the last two
-// were written without a GPU and have not run yet. Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
+// (D = 64, 128), 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong), 5 (the ping-pong made
+// persistent) and 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
+// kernel), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
+// H100 run 12: 275 TFLOP/s, 1.56× the mma.sync bwd3). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
 // WRITTEN WITHOUT A GPU (2026-11-27); the first version passed the selftest on an H100. The forward's intra-warpgroup
@@ -626,8 +626,9 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
 }
 
 // -------------------------------------------------------------------- forward, persistent ping-pong (variant 5)
-// CudaFlashAttention forward variant 5 at D = 128 (flash_attn_fwd_wgmma_pp_persistent_d128). WRITTEN WITHOUT A GPU
-// (2026-11-27), not yet run: the selftest rows tagged [flashfwd v5] are its first check.
+// CudaFlashAttention forward variants 5 and 6 (flash_attn_fwd_wgmma_pp_persistent[_tma]_d{64,128}). Written without a
+// GPU; H100 run 12 passed the selftest and timed them at D = 128: 348 (v5) and 378 (v6) TFLOP/s against the ping-pong
+// kernel's 331, so variant 6 is the default there; at D = 64 they run at 256 and 249 (mma.sync: 266).
 // forward_wgmma_pingpong's work with one CTA per SM looping over work items, so that a CTA's start (Q and the first K
 // tile loaded while the SM idles: one CTA per SM) and its end are paid once per SM instead of once per 128 query rows
 // (at T = 2048, B 4, H 8: 512 CTAs of 8.5 key tiles on average, about 4 per SM). Items are (query tile, batch·head)
@@ -961,7 +962,7 @@ struct BwdQueryTiles {
 
     __device__ __forceinline__ void load(int qt) { load(qt, qt & 1); }
 
-    // Tile qt into buffer buf (the persistent backward's buffers follow its own tile count, not qt).
+    // Tile qt into buffer buf.
     __device__ __forceinline__ void load(int qt, int buf) {
         const int q0 = qt * WB_BQ;
         load_tile_sw128<D>(sQ0 + buf * QBYTES, WB_BQ, Q + base, ld, q0, T, tid);
@@ -1139,94 +1140,10 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
     bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
 }
 
-// CudaFlashAttention backward variant 4 at D = 64 (flash_attn_bwd_wgmma_d64_persistent). WRITTEN WITHOUT A GPU
-// (2026-11-27), not yet run: the selftest rows tagged [flashbwd v4] are its first check.
-// backward_wgmma_d64's work, with one CTA per SM looping over work items instead of one CTA per item. At T = 2048 a
-// CTA of the plain kernel walks 17 query tiles on average, and its prologue (K, V and the first Q/dO tile loaded
-// while the SM has nothing else to do: one CTA per SM) and its tail are paid 8 times per SM; here the next item's K,
-// V and first query tile are loaded during the current item's last tile, so the tensor cores only wait for them once
-// per CTA. Items are (key block, batch·head) pairs, key block major — the items with the most query tiles first, as
-// the plain kernel's grid — in the persistent forward's snake order (snake_item); the next item is known from the
-// start. K and V are double-buffered by item parity; the Q/dO/stats buffers alternate with this CTA's tile count, not
-// the tile index.
-// grid: min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·2·128·64·2 + 4·64·64·2 +
-// 2·64·64·2 + 4·64·4 + 2·64·72·4 = 153 600 bytes (CudaFlashAttention.BackwardWgmmaPersistent.sharedBytes).
-__device__ __forceinline__ void backward_wgmma_d64_persistent(const bf16* __restrict__ Q, const bf16* __restrict__ K,
-                                                              const bf16* __restrict__ V, const bf16* __restrict__ dO,
-                                                              const float* __restrict__ LSE,
-                                                              const float* __restrict__ rowDot,
-                                                              float* __restrict__ dqAccum, bf16* __restrict__ dK,
-                                                              bf16* __restrict__ dV, int T, int H, int BH) {
-    constexpr int D = 64;
-    constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = 64 * WB_BQ * 2;
-    extern __shared__ unsigned char wg_smem_raw[];
-    const uint32_t raw = smem_u32(wg_smem_raw);
-    const uint32_t sKV0 = (raw + 1023u) & ~1023u;      // [2 items][K [128][64], V [128][64]]
-    const uint32_t sQ0 = sKV0 + 4 * KVBYTES;           // Q [2][64][64]
-    const uint32_t sdO0 = sQ0 + 2 * QBYTES;            // dO [2][64][64]
-    const uint32_t sdS0 = sdO0 + 2 * QBYTES;           // dSᵀ [2 warpgroups][64 keys][64 queries]
-    float* stats = reinterpret_cast<float*>(wg_smem_raw + (sdS0 + 2 * DSBYTES - raw));  // lse·log2e [2][64], D [2][64]
-    float* dqStage = stats + 4 * WB_BQ;                // [2 warpgroups][64 queries][WB_DQ_LD]
-
-    const int tid = threadIdx.x, wg = tid >> 7, warp = (tid >> 5) & 3, lane = tid & 31;
-    const int g = lane >> 2, c = lane & 3;
-    const size_t ld = static_cast<size_t>(H) * D;
-    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
-    const int items = BH * ((T + WB_BC - 1) / WB_BC), qTiles = (T + WB_BQ - 1) / WB_BQ;
-    if (static_cast<int>(blockIdx.x) >= items) return;  // the launcher's grid is at most the item count
-    auto baseOf = [&](int item) {
-        const int bh = item % BH;
-        return static_cast<size_t>(bh / H) * T * ld + static_cast<size_t>(bh % H) * D;
-    };
-    // Item `item`'s K and V into buffer kvBuf and its first query tile into tile buffer buf, one cp.async group.
-    BwdQueryTiles<D> queries{Q, dO, LSE, rowDot, 0, ld, T, 0, tid, sQ0, sdO0, stats};
-    auto prefetch = [&](int item, int kvBuf, int buf) {
-        const int kv0 = (item / BH) * WB_BC;
-        queries.base = baseOf(item);
-        queries.bh = item % BH;
-        const uint32_t sK = sKV0 + kvBuf * 2 * KVBYTES;
-        load_tile_sw128<D>(sK, WB_BC, K + queries.base, ld, kv0, T, tid);
-        load_tile_sw128<D>(sK + KVBYTES, WB_BC, V + queries.base, ld, kv0, T, tid);
-        queries.load(kv0 / WB_BQ, buf);  // commits K and V with it
-    };
-
-    int item = blockIdx.x, buf = 0;
-    prefetch(item, 0, 0);
-    queries.store_to(0);
-    for (int j = 0;; ++j) {
-        const size_t base = baseOf(item);
-        const int kv0 = (item / BH) * WB_BC, kwg = kv0 + wg * 64, kw = kwg + warp * 16, qFirst = kv0 / WB_BQ;
-        const uint32_t sK = sKV0 + (j & 1) * 2 * KVBYTES, sV = sK + KVBYTES;
-        const int next = snake_item(j + 1, gridDim.x, blockIdx.x);
-        float dk[D / 2], dv[D / 2];
-#pragma unroll
-        for (int i = 0; i < D / 2; ++i) dk[i] = dv[i] = 0.f;
-        for (int qt = qFirst; qt < qTiles; ++qt, buf ^= 1) {
-            const bool last = qt + 1 == qTiles;
-            const uint32_t sQ = sQ0 + buf * QBYTES, sdO = sdO0 + buf * QBYTES, sdS = sdS0 + wg * DSBYTES;
-            const float* lse2 = stats + buf * WB_BQ;
-            const float* dots = stats + 2 * WB_BQ + buf * WB_BQ;
-            cp_async_wait_all();
-            fence_proxy_async();
-            __syncthreads();  // tile visible; both warpgroups done with the previous step
-            // The following tile, or the next item's K, V and first tile, load while this tile computes. The K/V
-            // buffer (j + 1) & 1 was last read by item j − 1, whose wgmmas completed before this item began.
-            if (!last) queries.load(qt + 1, buf ^ 1);
-            else if (next < items) prefetch(next, (j + 1) & 1, buf ^ 1);
-            bwd_d64_tile(dk, dv, sK, sV, sQ, sdO, sdS, lse2, dots, dqStage, dqAccum, base, ld, qt * WB_BQ, kwg, kw, T, tid,
-                         wg, warp, g, c, scaleLog2);
-            if (!last || next < items) queries.store_to(buf ^ 1);  // that buffer was last read in the previous step
-        }
-        bwd_store_dk_dv<D>(dk, dv, dK, dV, base, ld, kw, g, c, T);
-        if (next >= items) break;
-        item = next;
-    }
-}
-
 // ----------------------------------------------------------------------------------------------- backward (D = 128)
-// CudaFlashAttention backward variant 3 at D = 128 (flash_attn_bwd_wgmma_d128). WRITTEN WITHOUT A GPU (2026-11-27),
-// not yet run: the selftest rows tagged [flashbwd v3] at Dh=128 are its first check. Same contract and arithmetic as
-// backward_wgmma_d64 (and bwd3); only the split of the dQ product differs.
+// CudaFlashAttention's default backward at D = 128 (flash_attn_bwd_wgmma_d128). Written without a GPU; H100 run 12
+// passed the selftest and timed it at 275 TFLOP/s (bwd3: 175). Same contract and arithmetic as backward_wgmma_d64
+// (and bwd3); only the split of the dQ product differs.
 //
 // CTA: 2 warpgroups, 128 keys of one (batch, head), 64 per warpgroup; query tiles of BQ = 64 rows from the diagonal
 // to T, Q and dO double-buffered through cp.async. Shared tiles in the D = 128 layout of the forward: [2 column
@@ -1458,7 +1375,7 @@ FLASH_ATTN_FWD_WGMMA_PP(128)
 // 115 824 bytes at D = 64, 230 512 at D = 128 (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes).
 // Variant 6, the same with TMA loads (forward_wgmma_pingpong_persistent<D, true>): plus the tensor maps of q, k and v
 // (CudaFlashAttention.ForwardWgmmaPersistent.map: 4-D [B][T][H][D], boxes of 64 columns × 1 × 64 rows for Q and 128
-// rows for K and V, 128-byte swizzle), passed by value as grid constants. WRITTEN WITHOUT A GPU, not yet run.
+// rows for K and V, 128-byte swizzle), passed by value as grid constants.
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define FWD_PERSISTENT_BODY(D) forward_wgmma_pingpong_persistent<D>(q, k, v, out, lse, T, H, BH);
 #define FWD_PERSISTENT_TMA_BODY(D) forward_wgmma_pingpong_persistent<D, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
@@ -1494,22 +1411,9 @@ flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16
 #endif
 }
 
-// Backward (D = 64), variant 4 (backward_wgmma_d64_persistent): args as flash_attn_bwd3_* plus BH = B·H.
-// grid min(B·H·⌈T/128⌉, SMs), block 256, dynamic shared memory 153 600 bytes
-// (CudaFlashAttention.BackwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
-extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
-flash_attn_bwd_wgmma_d64_persistent(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
-                                    const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H, int BH) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-    backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH);
-#else
-    __trap();
-#endif
-}
-
-// Backward (D = 128), variant 3: args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
+// Backward (D = 128): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 2·128·128·2 + 4·64·128·2 + 128·64·2 + 4·64·4 + 2·64·72·4 = 186 368 bytes
-// (CudaFlashAttention.BackwardWgmma.sharedBytes). WRITTEN WITHOUT A GPU, not yet run (backward_wgmma_d128).
+// (CudaFlashAttention.BackwardWgmma.sharedBytes).
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
 flash_attn_bwd_wgmma_d128(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
                           const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {

@@ -228,31 +228,6 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
     }
 }
 
-// The statistics half of rmsnorm_backward_row_from_regs (backward variant 3's first pass): the lane's share of the gain
-// gradient into acc, and the row's coefficient r²·dot/d (dot = Σ dy·g·x), the same arithmetic in the same order.
-template <int G>
-__device__ __forceinline__ float rmsnorm_backward_row_stats(const bf16x8 (&cdy)[G], const bf16x8 (&cx)[G], float r,
-                                                            float (&acc)[G][8], const bf16* __restrict__ gain, int d) {
-    const int lane = threadIdx.x & 31;
-    float dot = 0.f;
-#pragma unroll
-    for (int k = 0; k < G; ++k) {
-        const int c = (lane + 32 * k) * 8;
-        if (c >= d) continue;
-        float g[8], u[8], v[8];
-        unpack8(cdy[k], u);
-        unpack8(cx[k], v);
-        load8(gain + c, g);
-#pragma unroll
-        for (int j = 0; j < 8; ++j) {
-            dot = fmaf(u[j] * g[j], v[j], dot);
-            acc[k][j] += u[j] * v[j] * r;
-        }
-    }
-    dot = warp_sum(dot);
-    return r * r * dot / (float)d;
-}
-
 // Backward, one warp per row, for rows of at most 256·G columns on the vector path (the launcher checks d % 8 == 0,
 // the alignment and the width; the kernel re-checks and does nothing otherwise). A lane owns the columns
 // (lane + 32k)·8 .. +7, k < G, of every row it visits: it holds that row's dy and x groups in registers between the
@@ -261,13 +236,17 @@ __device__ __forceinline__ float rmsnorm_backward_row_stats(const bf16x8 (&cdy)[
 // shared row in warp order (fixed, so deterministic) and the last warp writes the block's partial row.
 // Why: the block-per-row kernel below needs two block barriers per row, and its ~1000 blocks left a 4 MB partial
 // buffer for the reduce; here ~2 blocks per SM leave ~1 MB, and a row costs one DRAM round trip.
-// STATS (backward variant 3's first pass): no dx; the row's coefficient r²·dot/d goes to rowCoef[row] instead.
+// PREFETCH (backward variants 3 and 4): the same rows, arithmetic and order, with the warp's next row (dy, x, rstd)
+// loaded before the current row's arithmetic, so each warp has a row's loads in flight while it computes. Why: an
+// H100 profile (run 13, ncu) of the plain loop showed 4 warps per scheduler, 0.57 eligible, half of the stall cycles
+// waiting on the row loads and 53 % of DRAM bandwidth: every warp alternates one row's round trip with its
+// arithmetic, and 114 registers leave room for no more warps.
 // Returns false (having done nothing) for a shape it does not take.
-template <int G, bool STATS = false>
+template <int G, bool PREFETCH = false>
 __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, float* __restrict__ partial,
                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                                                      int n, int d, float* __restrict__ rowCoef = nullptr) {
+                                                      int n, int d) {
     extern __shared__ float4 acc4[];  // d floats: the block's gain gradient while warps add into it
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
@@ -279,23 +258,43 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[k][j] = 0.f;
 
-    for (int row = blockIdx.x * warps + warp; row < n; row += gridDim.x * warps) {
+    // The lane's groups of row `row` (columns (lane + 32k)·8 .. +7 below d) and its rstd.
+    auto loadRow = [&](int row, bf16x8 (&ldy)[G], bf16x8 (&lx)[G], float& r) {
         const size_t base = (size_t)row * d;
-        bf16x8 cdy[G], cx[G];
 #pragma unroll
         for (int k = 0; k < G; ++k) {
             const int c = (lane + 32 * k) * 8;
             if (c < d) {
-                cdy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
-                cx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
+                ldy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
+                lx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
             }
         }
-        const float r = rstd[row];
-        if constexpr (STATS) {
-            const float coef = rmsnorm_backward_row_stats<G>(cdy, cx, r, acc, gain, d);
-            if (lane == 0) rowCoef[row] = coef;
-        } else {
-            rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + base, gain, d);
+        r = rstd[row];
+    };
+    const int stride = gridDim.x * warps;
+    if constexpr (PREFETCH) {
+        int row = blockIdx.x * warps + warp;
+        bf16x8 cdy[G], cx[G];
+        float r = 0.f;
+        if (row < n) loadRow(row, cdy, cx, r);
+        for (; row < n; row += stride) {
+            bf16x8 ndy[G], nx[G];
+            float nr = 0.f;
+            if (row + stride < n) loadRow(row + stride, ndy, nx, nr);
+            rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + (size_t)row * d, gain, d);
+#pragma unroll
+            for (int k = 0; k < G; ++k) {
+                cdy[k] = ndy[k];
+                cx[k] = nx[k];
+            }
+            r = nr;
+        }
+    } else {
+        for (int row = blockIdx.x * warps + warp; row < n; row += stride) {
+            bf16x8 cdy[G], cx[G];
+            float r;
+            loadRow(row, cdy, cx, r);
+            rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + (size_t)row * d, gain, d);
         }
     }
 
@@ -595,63 +594,38 @@ rmsnorm_bwd_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, floa
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
 }
 
-// Backward variant 3 (CudaRmsNorm.BACKWARD_TWO_PASS), pass 1: the warp-per-row statistics (rowCoef[row] = r²·dot/d,
-// F32 [n]) and the gain gradient, reduced by the last blocks as variant 2; no dx. Pass 2 (rmsnorm_bwd_dx_bf16) reads
-// dy and x again — 32 MB at the 370M shape, which the 50 MB L2 can still hold — and writes dx. Why: variant 1 streams
-// at ~75 % of the copy bandwidth with every warp alternating row loads and dx stores; pass 1 only reads (like the
-// sum of squares, 98 %), pass 2 is an elementwise kernel like the residual add (94 %).
+// Backward variant 3 (CudaRmsNorm.BACKWARD_PREFETCH): rmsnorm_bwd_rows*_bf16 with each warp's next row loaded during
+// the current row's arithmetic (rmsnorm_backward_rows<G, true>); same arguments, grid and results, bit for bit.
 extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
-rmsnorm_bwd_stats4_bf16(float* __restrict__ rowCoef, float* __restrict__ partial, float* __restrict__ dGain,
-                        unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                        const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    if (rmsnorm_backward_rows<4, true>(nullptr, partial, dy, x, gain, rstd, n, d, rowCoef))
+rmsnorm_bwd_prefetch4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                           const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                           int n, int d) {
+    rmsnorm_backward_rows<4, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
+rmsnorm_bwd_prefetch8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                           const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                           int n, int d) {
+    rmsnorm_backward_rows<8, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+// Backward variant 4 (CudaRmsNorm.BACKWARD_PREFETCH_FUSED): variant 3's rows with variant 2's reduce in the last
+// blocks; rmsnorm_bwd_fused*_bf16's arguments.
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
+rmsnorm_bwd_prefetch_fused4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                                 unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                 const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    if (rmsnorm_backward_rows<4, true>(dx, partial, dy, x, gain, rstd, n, d))
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
-rmsnorm_bwd_stats8_bf16(float* __restrict__ rowCoef, float* __restrict__ partial, float* __restrict__ dGain,
-                        unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                        const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    if (rmsnorm_backward_rows<8, true>(nullptr, partial, dy, x, gain, rstd, n, d, rowCoef))
+rmsnorm_bwd_prefetch_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                                 unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                 const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    if (rmsnorm_backward_rows<8, true>(dx, partial, dy, x, gain, rstd, n, d))
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
-}
-
-// Backward variant 3, pass 2: dx = r · (dy · g − x · coef) per element, r = rstd[row], coef = rowCoef[row] from
-// pass 1 (the arithmetic of rmsnorm_backward_row_from_regs). 16-byte groups (d % 8 == 0, 16-byte aligned tensors,
-// n·d/8 < 2³¹: the launcher checks), RMS_DX_UNROLL per thread per grid-stride step with every load issued before the
-// first store, as add_bf16.
-constexpr int RMS_DX_UNROLL = 4;  // CudaRmsNorm.DX_UNROLL
-extern "C" __global__ void __launch_bounds__(256, 4)
-rmsnorm_bwd_dx_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                    const bf16* __restrict__ gain, const float* __restrict__ rstd, const float* __restrict__ rowCoef,
-                    int n, int d) {
-    if (d % 8 != 0 || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain)) return;  // never sent
-    const unsigned quads = d / 8, count = (unsigned)n * quads, step = blockDim.x * gridDim.x;
-    for (unsigned g0 = blockIdx.x * blockDim.x + threadIdx.x; g0 < count; g0 += step * RMS_DX_UNROLL) {
-        bf16x8 u8[RMS_DX_UNROLL], v8[RMS_DX_UNROLL];
-#pragma unroll
-        for (int k = 0; k < RMS_DX_UNROLL; ++k) {
-            const unsigned g = g0 + k * step;
-            if (g < count) {
-                u8[k] = reinterpret_cast<const bf16x8*>(dy)[g];
-                v8[k] = reinterpret_cast<const bf16x8*>(x)[g];
-            }
-        }
-#pragma unroll
-        for (int k = 0; k < RMS_DX_UNROLL; ++k) {
-            const unsigned g = g0 + k * step;
-            if (g >= count) continue;
-            const unsigned row = g / quads, q = g - row * quads;
-            const float r = rstd[row], coef = rowCoef[row];
-            float gg[8], u[8], v[8], o[8];
-            unpack8(u8[k], u);
-            unpack8(v8[k], v);
-            load8(gain + 8 * q, gg);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) o[j] = r * (u[j] * gg[j] - v[j] * coef);
-            reinterpret_cast<bf16x8*>(dx)[g] = pack8(o);
-        }
-    }
 }
 
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum

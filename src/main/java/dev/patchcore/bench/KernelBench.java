@@ -104,15 +104,13 @@ public final class KernelBench {
         // Linear layers: forward, and backward (dx + dW).
         int[][] linears = {{d, 3 * d}, {d, d}, {d, f}, {f, d}};
         String[] names = {"qkv", "out", "ffn up", "ffn down"};
-        // The GEMM variant (split-K candidates for outputs that under-fill the GPU) is timed here only: the LM head's
-        // outputs fill it, so there the variant would time the same algorithms again.
-        for (int i = 0; i < linears.length; i++) linear(rows, names[i], n, linears[i][0], linears[i][1], true);
+        for (int i = 0; i < linears.length; i++) linear(rows, names[i], n, linears[i][0], linears[i][1]);
         for (int v : s.vocabs()) {
             // The model pads its vocabulary to a multiple of 64 (ModelConfig.paddedVocab) so GEMM rows stay aligned;
             // the raw odd width is measured too, to show why.
             int padded = (v + 63) / 64 * 64;
-            linear(rows, "lm head V=" + v + (padded != v ? " padded " + padded : ""), n, d, padded, false);
-            if (padded != v) linear(rows, "lm head V=" + v + " unpadded", n, d, v, false);
+            linear(rows, "lm head V=" + v + (padded != v ? " padded " + padded : ""), n, d, padded);
+            if (padded != v) linear(rows, "lm head V=" + v + " unpadded", n, d, v);
         }
 
         int a = act.bytes();
@@ -167,17 +165,13 @@ public final class KernelBench {
         return rows;
     }
 
-    private void linear(List<Row> rows, String name, int n, int in, int out, boolean gemmVariants) {
+    private void linear(List<Row> rows, String name, int n, int in, int out) {
         DType act = be.activationType();
         Tensor x = persistent(act, n, in), w = persistent(act, out, in), dy = persistent(act, n, out), dW = persistent(DType.F32, out, in);
         String shape = n + "x" + in + "x" + out;
         double flops = 2.0 * n * in * out;
         rows.add(measure("matmul " + name, shape, 0, flops, () -> be.matmul(x, w)));
         rows.add(measure("matmul backward " + name, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
-        for (int v : gemmVariants ? otherVariants("gemm") : List.<Integer>of()) withVariant("gemm", v, tag -> {
-            rows.add(measure("matmul " + name + tag, shape, 0, flops, () -> be.matmul(x, w)));
-            rows.add(measure("matmul backward " + name + tag, shape, 0, 2 * flops, () -> be.matmulBackward(dy, x, w, dW, true)));
-        });
         freeAll();
     }
 

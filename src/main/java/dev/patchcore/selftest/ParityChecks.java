@@ -120,15 +120,14 @@ public final class ParityChecks {
                 if (CudaBackend.variantSkipped(family, v)) continue;
                 switch (family) {
                     case "flashbwd" -> {
-                        // The default forward, then the backward through the variant (at D = 128 variant 3 runs the
-                        // wgmma kernel flash_attn_bwd_wgmma_d128 on Hopper).
+                        // The default forward, then the backward through the variant (variant 2: the mma.sync bwd3
+                        // kernels, where the default runs the wgmma kernels on Hopper).
                         for (int dh : new int[] {64, 128}) {
                             for (int t : large ? new int[] {1, 17, 64, 129, 1000, 2048} : new int[] {1, 17, 64, 129})
                                 out.add(variant(cuda, family, v, "attention T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, false)));
                             out.add(variant(cuda, family, v, "attention backward error map Dh=" + dh, rows -> attentionBackwardErrorMap(rows, dh)));
                         }
-                        // More (key block, head) items than SMs, so a persistent kernel (variant 4) runs several per
-                        // CTA; T = 300 gives items of 5, 3 and 1 query tiles.
+                        // More (key block, head) CTAs than SMs; T = 300 gives key blocks of 5, 3 and 1 query tiles.
                         for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})
                             out.add(variant(cuda, family, v, "attention B" + bht[0] + " H" + bht[1] + " T=" + bht[2] + " Dh=64",
                                     rows -> attention(rows, bht[2], 64, false, bht[0], bht[1])));
@@ -195,14 +194,6 @@ public final class ParityChecks {
                         for (int[] s : new int[][] {{37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
                         out.add(variant(cuda, family, v, "rmsNorm = v" + base, rows -> rmsNormIdentity(rows, cuda, base, v)));
-                    }
-                    case "gemm" -> {
-                        // Every GEMM of a linear layer (y, dx, dW+= and dW=) through the split-K candidates' tuning;
-                        // the small outputs are the under-filled keys that get them.
-                        int[][] gemms = large ? new int[][] {{17, 33, 65}, {64, 256, 128}, {257, 1024, 2752}, {8192, 1024, 1024}}
-                                : new int[][] {{17, 33, 65}, {64, 256, 128}, {257, 1024, 2752}};
-                        for (int[] g : gemms) out.add(variant(cuda, family, v, "matmul " + g[0] + "x" + g[1] + "x" + g[2], rows -> matmul(rows, g[0], g[1], g[2])));
-                        out.add(variant(cuda, family, v, "matmul twice 256x512x512", rows -> matmulTwice(rows, 256, 512, 512)));
                     }
                     case "rmsnormbwd" -> {
                         // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.

@@ -23,8 +23,7 @@ import static java.lang.foreign.ValueLayout.JAVA_LONG;
  * optional {@code beta = 1} accumulation. Descriptors, layouts and the heuristic's candidate algorithms are cached per
  * {@link Key}; at the first call of a key its candidates are timed on the real operands and the fastest is kept for the
  * life of this object ({@link GemmTuner}; {@code PATCHCORE_GEMM_TUNE=0} keeps the heuristic's first pick). A training
- * step makes no cuBLASLt set-up calls after the first. Opt-in split-K mode ({@link #setSplitKCandidates}) adds split-K
- * variants of the heuristic's candidates for GEMMs whose output under-fills the GPU ({@link CublasLtSplitK}).
+ * step makes no cuBLASLt set-up calls after the first.
  *
  * <p>There is no cublasLt.h on the build machines; the values below are from CUDA's {@code cublasLt.h} (12.x/13.0,
  * enums {@code cublasLtMatmulDescAttributes_t}, {@code cublasLtMatrixLayoutAttribute_t},
@@ -56,7 +55,6 @@ final class CublasLt implements AutoCloseable {
     static final long ALGO_BYTES = 64;
     static final long HEURISTIC_WORKSPACE_OFFSET = 64;
     static final long HEURISTIC_STATE_OFFSET = 72;
-    static final long HEURISTIC_WAVES_OFFSET = 76;
 
     /** NVIDIA's recommended cuBLASLt workspace for Hopper (4 MiB suffices before it); also the heuristic's limit. */
     static final long WORKSPACE_BYTES = 32L << 20;
@@ -77,8 +75,6 @@ final class CublasLt implements AutoCloseable {
     private final MethodHandle create, destroy, descCreate, descDestroy, descSetAttr, layoutCreate, layoutDestroy,
             prefCreate, prefDestroy, prefSetAttr, heuristic, matmul;
     private final MethodHandle statusName; // may be null on old libraries
-    // Split-K mode's calls; null where the library lacks one, and then split-K mode adds nothing.
-    private final MethodHandle capGetAttr, configGetAttr, configSetAttr, algoCheck;
     private final MemorySegment handle;
     private final MemorySegment one, zero;
     private final long workspace;
@@ -87,29 +83,23 @@ final class CublasLt implements AutoCloseable {
     private final StreamTimer timer;
     private final GemmTuner<Key> tuner;
     private final Map<Key, Plan> plans = new HashMap<>();
-    private boolean splitKCandidates;
 
     /**
      * One distinct GEMM: shape and transposes ({@code layout}), output type (CUDA_R_16BF or CUDA_R_32F; A and B are
      * always bf16), beta (accumulate), and the alignment of each pointer (the heuristic's candidates may rely on it).
      * Addresses themselves are not part of it: a GEMM on other buffers of the same shape reuses the plan and choice.
-     * {@code splitK}: planned in split-K mode (other candidates, so its own plan and choice).
      */
-    record Key(GemmLayout layout, int outType, boolean accumulate, int alignA, int alignB, int alignC, boolean splitK) {
-        static Key of(GemmLayout layout, long a, long b, long d, int outType, boolean accumulate, boolean splitK) {
-            return new Key(layout, outType, accumulate, alignment(a), alignment(b), alignment(d), splitK);
+    record Key(GemmLayout layout, int outType, boolean accumulate, int alignA, int alignB, int alignC) {
+        static Key of(GemmLayout layout, long a, long b, long d, int outType, boolean accumulate) {
+            return new Key(layout, outType, accumulate, alignment(a), alignment(b), alignment(d));
         }
 
         /** Bytes of the output matrix D (column-major m×n with leading dimension ldc). */
         long outputBytes() { return layout.ldc() * layout.n() * (outType == CUDA_R_32F ? 4L : 2L); }
     }
 
-    /**
-     * Descriptors of one key and its candidate algorithms (64 bytes each): the heuristic's usable ones, best-estimated
-     * first, then any split-K variants; {@code labels} names each, {@code splitKNote} tells split-K mode's outcome.
-     */
-    private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, List<MemorySegment> algos,
-                        List<String> labels, String splitKNote) {}
+    /** Descriptors of one key and the heuristic's usable candidate algorithms (64 bytes each), best-estimated first. */
+    private record Plan(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, List<MemorySegment> algos) {}
 
     /**
      * Loads the library (see {@link CublasLtLibrary}) or throws CudaUnavailableException listing what was tried.
@@ -157,11 +147,6 @@ final class CublasLt implements AutoCloseable {
                 ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS,
                 ADDRESS, ADDRESS, JAVA_LONG, ADDRESS));
         statusName = lib.find("cublasLtGetStatusName").map(s -> linker.downcallHandle(s, FunctionDescriptor.of(ADDRESS, JAVA_INT))).orElse(null);
-        capGetAttr = bindOptional(linker, lib, "cublasLtMatmulAlgoCapGetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS));
-        configGetAttr = bindOptional(linker, lib, "cublasLtMatmulAlgoConfigGetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG, ADDRESS));
-        configSetAttr = bindOptional(linker, lib, "cublasLtMatmulAlgoConfigSetAttribute", FunctionDescriptor.of(JAVA_INT, ADDRESS, JAVA_INT, ADDRESS, JAVA_LONG));
-        algoCheck = bindOptional(linker, lib, "cublasLtMatmulAlgoCheck", FunctionDescriptor.of(JAVA_INT,
-                ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS, ADDRESS));
         MethodHandle getVersion = bind(linker, lib, "cublasLtGetVersion", FunctionDescriptor.of(JAVA_LONG));
         try {
             version = (long) getVersion.invokeExact();
@@ -185,20 +170,7 @@ final class CublasLt implements AutoCloseable {
         return linker.downcallHandle(sym, fd);
     }
 
-    private static MethodHandle bindOptional(Linker linker, SymbolLookup lib, String name, FunctionDescriptor fd) {
-        return lib.find(name).map(s -> linker.downcallHandle(s, fd)).orElse(null);
-    }
-
     String libraryPath() { return libraryPath; }
-
-    /**
-     * Split-K mode (default off): a GEMM whose output under-fills the GPU also times split-K variants of the heuristic's
-     * first candidates ({@link CublasLtSplitK}). The mode is part of the {@link Key}, so each GEMM is planned and tuned
-     * once per mode: switching re-tunes on the next call, switching back reuses that mode's earlier choice.
-     */
-    void setSplitKCandidates(boolean on) { splitKCandidates = on; }
-
-    boolean splitKCandidates() { return splitKCandidates; }
 
     /** cublasLtGetVersion(): e.g. 130001 for 13.0.1. */
     long version() { return version; }
@@ -215,7 +187,7 @@ final class CublasLt implements AutoCloseable {
             if (!accumulate) memory.zero(d, layout.m() * layout.n() * (outType == CUDA_R_32F ? 4L : 2L));
             return;
         }
-        Key key = Key.of(layout, a, b, d, outType, accumulate, splitKCandidates);
+        Key key = Key.of(layout, a, b, d, outType, accumulate);
         Plan plan = plans.computeIfAbsent(key, this::plan);
         GemmTuner.Choice choice = tuner.cached(key);
         if (choice == null) choice = tune(key, plan, a, b, d);
@@ -246,7 +218,7 @@ final class CublasLt implements AutoCloseable {
         int n = plan.algos.size();
         if (!tuner.timing() || n == 1) {
             GemmTuner.Choice c = tuner.choose(key, n, null);
-            if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": " + c.summary() + splitKSummary(key, plan, c));
+            if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": " + c.summary());
             return c;
         }
         long scratch = 0;
@@ -268,7 +240,7 @@ final class CublasLt implements AutoCloseable {
                     for (int r = 0; r < TIMED_RUNS; r++) run(key, plan, algo, a, b, out);
                 }) / (double) TIMED_RUNS;
             });
-            if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": " + c.summary() + splitKSummary(key, plan, c));
+            if (tuner.mode() == GemmTuner.Mode.VERBOSE) System.err.println("gemm tune: " + describe(key) + ": " + c.summary());
             return c;
         } finally {
             if (scratch != 0) {
@@ -276,11 +248,6 @@ final class CublasLt implements AutoCloseable {
                 memory.release(scratch);
             }
         }
-    }
-
-    /** The verbose line's split-K part (empty with the mode off): #0's wavesCount, variants added, the chosen candidate. */
-    private static String splitKSummary(Key key, Plan plan, GemmTuner.Choice c) {
-        return key.splitK() ? "; split-K mode: " + plan.splitKNote + ", chose " + plan.labels.get(c.index()) : "";
     }
 
     /** Largest power of two (at most 256) dividing the address: what the heuristic may assume. */
@@ -322,27 +289,7 @@ final class CublasLt implements AutoCloseable {
                     throw new CudaException("cuBLASLt has no algorithm for " + describe(key) + " (" + returned + " returned, first state "
                             + statusName(st) + ")", st);
                 }
-                List<String> labels = new ArrayList<>();
-                for (int i = 0; i < algos.size(); i++) labels.add("heuristic #" + i);
-                String note = null;
-                if (key.splitK() && tuner.timing()) { // untimed, only #0 ever runs
-                    float waves = firstUsableWaves(results, returned, WORKSPACE_BYTES);
-                    note = String.format("#0 waves %.2f, ", waves);
-                    if (algoCheck == null || capGetAttr == null || configGetAttr == null || configSetAttr == null) {
-                        note += "no split-K candidates (the library lacks the algo attribute calls)";
-                    } else if (!CublasLtSplitK.underFilled(waves, l.m(), l.n())) {
-                        note += "not under-filled, no split-K candidates";
-                    } else {
-                        List<CublasLtSplitK.Extra<MemorySegment>> extras = CublasLtSplitK.extras(algos, algo -> splitCaps(algo, key.outType() == CUDA_R_32F),
-                                (base, config) -> splitVariant(desc, a, b, c, base, config));
-                        for (CublasLtSplitK.Extra<MemorySegment> e : extras) {
-                            algos.add(e.algo());
-                            labels.add(e.label());
-                        }
-                        note += extras.size() + " split-K candidate(s) added";
-                    }
-                }
-                return new Plan(desc, a, b, c, algos, labels, note);
+                return new Plan(desc, a, b, c, algos);
             }
         } catch (CudaException e) {
             throw e;
@@ -359,67 +306,12 @@ final class CublasLt implements AutoCloseable {
         List<MemorySegment> algos = new ArrayList<>();
         for (int i = 0; i < returned; i++) {
             MemorySegment r = results.asSlice(i * HEURISTIC_RESULT_BYTES, HEURISTIC_RESULT_BYTES);
-            if (!usable(r, maxWorkspace)) continue;
+            if (r.get(JAVA_INT, HEURISTIC_STATE_OFFSET) != 0 || r.get(JAVA_LONG, HEURISTIC_WORKSPACE_OFFSET) > maxWorkspace) continue;
             MemorySegment algo = into.allocate(ALGO_BYTES, 8);
             algo.copyFrom(r.asSlice(0, ALGO_BYTES));
             algos.add(algo);
         }
         return algos;
-    }
-
-    /** Whether one heuristic (or algo check) result's state is success and its workspace fits {@code maxWorkspace}. */
-    static boolean usable(MemorySegment result, long maxWorkspace) {
-        return result.get(JAVA_INT, HEURISTIC_STATE_OFFSET) == 0 && result.get(JAVA_LONG, HEURISTIC_WORKSPACE_OFFSET) <= maxWorkspace;
-    }
-
-    /** wavesCount of the first usable result (candidate #0 of {@link #usableAlgorithms}); NaN when none is usable. */
-    static float firstUsableWaves(MemorySegment results, int returned, long maxWorkspace) {
-        for (int i = 0; i < returned; i++) {
-            MemorySegment r = results.asSlice(i * HEURISTIC_RESULT_BYTES, HEURISTIC_RESULT_BYTES);
-            if (usable(r, maxWorkspace)) return r.get(ValueLayout.JAVA_FLOAT, HEURISTIC_WAVES_OFFSET);
-        }
-        return Float.NaN;
-    }
-
-    /**
-     * A candidate's split-K capability, reduction-scheme mask and current SPLITK_NUM (uint32s read as ints); null when
-     * a query fails, which skips the candidate. The scheme mask keeps only what suits the output type
-     * ({@link CublasLtSplitK#schemesFor}).
-     */
-    private CublasLtSplitK.Caps splitCaps(MemorySegment algo, boolean fp32Output) throws Throwable {
-        try (Arena tmp = Arena.ofConfined()) {
-            MemorySegment v = tmp.allocate(JAVA_INT);
-            MemorySegment written = tmp.allocate(JAVA_LONG);
-            if ((int) capGetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CAP_SPLITK_SUPPORT, v, 4L, written) != 0) return null;
-            boolean supported = v.get(JAVA_INT, 0) != 0;
-            if ((int) capGetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CAP_REDUCTION_SCHEME_MASK, v, 4L, written) != 0) return null;
-            int mask = CublasLtSplitK.schemesFor(v.get(JAVA_INT, 0), fp32Output);
-            if ((int) configGetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CONFIG_SPLITK_NUM, v, 4L, written) != 0) return null;
-            return new CublasLtSplitK.Caps(supported, mask, v.get(JAVA_INT, 0));
-        }
-    }
-
-    /**
-     * A copy of {@code base} (in the plan arena) with {@code config} applied, if cublasLtMatmulAlgoCheck accepts it for
-     * this GEMM with a success state and a workspace that fits {@link #WORKSPACE_BYTES}; null otherwise. The check does
-     * not prove it runs (the tuner drops a candidate that fails).
-     */
-    private MemorySegment splitVariant(MemorySegment desc, MemorySegment a, MemorySegment b, MemorySegment c, MemorySegment base,
-                                       CublasLtSplitK.SplitConfig config) throws Throwable {
-        try (Arena tmp = Arena.ofConfined()) {
-            MemorySegment algo = tmp.allocate(ALGO_BYTES, 8);
-            algo.copyFrom(base);
-            MemorySegment v = tmp.allocate(JAVA_INT);
-            v.set(JAVA_INT, 0, config.split());
-            if ((int) configSetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CONFIG_SPLITK_NUM, v, 4L) != 0) return null;
-            v.set(JAVA_INT, 0, config.scheme());
-            if ((int) configSetAttr.invokeExact(algo, CublasLtSplitK.CUBLASLT_ALGO_CONFIG_REDUCTION_SCHEME, v, 4L) != 0) return null;
-            MemorySegment result = tmp.allocate(HEURISTIC_RESULT_BYTES, 8); // zeroed: state success unless the check says otherwise
-            if ((int) algoCheck.invokeExact(handle, desc, a, b, c, c, algo, result) != 0 || !usable(result, WORKSPACE_BYTES)) return null;
-            MemorySegment kept = arena.allocate(ALGO_BYTES, 8);
-            kept.copyFrom(algo);
-            return kept;
-        }
     }
 
     private MemorySegment layout(int type, long rows, long cols, long ld) throws Throwable {

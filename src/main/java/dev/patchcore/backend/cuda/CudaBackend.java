@@ -103,13 +103,6 @@ public final class CudaBackend implements Backend, KernelContext {
     public static final int LAUNCH_PACKED = 1;
     /** Kernel arguments marshalled as one Java array each (JCuda's usual way; the default until H100 run 6). */
     public static final int LAUNCH_JAVA_ARRAYS = 2;
-    /** GEMMs choose among cuBLASLt's heuristic candidates (the default). */
-    public static final int GEMM_HEURISTIC = 1;
-    /**
-     * GEMMs whose output under-fills the GPU also time split-K variants of the heuristic's first candidates
-     * ({@link CublasLt#setSplitKCandidates}); written without a GPU, not yet measured.
-     */
-    public static final int GEMM_SPLIT_K = 2;
     /** Token ids through page-locked staging buffers and asynchronous copies (CudaRuntime.PinnedStaging), the default. */
     public static final int UPLOAD_PINNED = 1;
     /** Token ids copied from the Java heap after waiting for the stream (the default until H100 run 6). */
@@ -122,16 +115,15 @@ public final class CudaBackend implements Backend, KernelContext {
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_SMEM, CudaCrossEntropy.VARIANT_L2),
-            "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC,
-                    CudaFlashAttention.BACKWARD_WGMMA_D128, CudaFlashAttention.BACKWARD_WGMMA_PERSISTENT),
+            "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG,
                     CudaFlashAttention.FORWARD_WGMMA_PERSISTENT, CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA),
-            "gemm", List.of(GEMM_HEURISTIC, GEMM_SPLIT_K),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
-            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE, CudaRmsNorm.BACKWARD_TWO_PASS),
+            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE, CudaRmsNorm.BACKWARD_PREFETCH,
+                    CudaRmsNorm.BACKWARD_PREFETCH_FUSED),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /**
@@ -161,7 +153,6 @@ public final class CudaBackend implements Backend, KernelContext {
             case "crossentropy" -> crossEntropy.variant();
             case "flashbwd" -> flashAttention.backwardVariant();
             case "flashfwd" -> flashAttention.forwardVariant();
-            case "gemm" -> blas.splitKCandidates() ? GEMM_SPLIT_K : GEMM_HEURISTIC;
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
             case "patchembed" -> patchEmbed.variant();
             case "rmsnorm" -> rmsNorm.variant();
@@ -176,11 +167,6 @@ public final class CudaBackend implements Backend, KernelContext {
             case "crossentropy" -> crossEntropy.setVariant(variant);
             case "flashbwd" -> flashAttention.setBackwardVariant(variant);
             case "flashfwd" -> flashAttention.setForwardVariant(variant);
-            case "gemm" -> {
-                if (variant != GEMM_HEURISTIC && variant != GEMM_SPLIT_K)
-                    throw new IllegalArgumentException("gemm variant must be 1 (heuristic candidates) or 2 (plus split-K candidates), got " + variant);
-                blas.setSplitKCandidates(variant == GEMM_SPLIT_K);
-            }
             case "launch" -> {
                 if (variant != LAUNCH_JAVA_ARRAYS && variant != LAUNCH_PACKED)
                     throw new IllegalArgumentException("launch variant must be 1 (packed native slots) or 2 (Java arrays), got " + variant);

@@ -50,9 +50,11 @@ public final class CudaFlashAttention {
     private static final int MAX_GRID_Y = 65535;
 
     /**
-     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (run 9) — the ping-pong wgmma
-     * kernel at D = 128 on compute capability 9.x (331 TFLOP/s, 1.19× mma.sync), the mma.sync kernels elsewhere
-     * (at D = 64 they beat every wgmma version: 263 vs 256 and 232 TFLOP/s).
+     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (run 12) — at D = 128 on
+     * compute capability 9.x the persistent ping-pong wgmma kernel with TMA loads (variant 6: 378 TFLOP/s, 1.14× the
+     * ping-pong kernel of variant 4, 1.38× mma.sync), the mma.sync kernels elsewhere (at D = 64: 266 TFLOP/s, ahead of
+     * every wgmma version in stream time: 256 for variant 5, 249 for variant 6; variant 6's kernel time is 3 % less,
+     * and {@code bench speed} at the 370M preset was within noise of the default with it).
      */
     public static final int FORWARD_FASTEST = 1;
     /** Forward variant 2: the mma.sync kernels everywhere (fwd2; the default until H100 run 9). */
@@ -67,13 +69,13 @@ public final class CudaFlashAttention {
     /**
      * Forward variant 5: the ping-pong kernel made persistent at D = 64 and 128 on Hopper (flash_attn_fwd_wgmma_pp_
      * persistent_d*: one CTA per SM over (query tile, head) items in a fixed "snake" order, K/V rings and turns running
-     * on across items, Q double-buffered), mma.sync elsewhere. Written without a GPU: opt-in until measured.
+     * on across items, Q double-buffered), mma.sync elsewhere. H100 run 12: 348 TFLOP/s at D = 128, 256 at D = 64.
      */
     public static final int FORWARD_WGMMA_PERSISTENT = 5;
     /**
      * Forward variant 6: variant 5 with its Q, K and V tiles loaded by the tensor memory accelerator
      * (flash_attn_fwd_wgmma_pp_persistent_tma_d*; tensor maps from {@link KernelContext#tensorMap}); variant 5 where
-     * the driver cannot make tensor maps. Written without a GPU: opt-in until measured.
+     * the driver cannot make tensor maps. Variant 1 runs it at D = 128 (H100 run 12: 378 TFLOP/s).
      */
     public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
 
@@ -82,24 +84,13 @@ public final class CudaFlashAttention {
     private final int backwardGeneration;
     private int forwardVariant = FORWARD_FASTEST;
     /**
-     * Backward variant 1 (default): the Hopper wgmma kernel where it applies (flash_wgmma.cu; compute capability 9.x,
-     * D = 64; H100 run 6: 1.22× bwd3), the mma.sync kernels elsewhere.
+     * Backward variant 1 (default): the Hopper wgmma kernels where they apply (flash_wgmma.cu; compute capability
+     * 9.x, D = 64 and 128; H100 run 12: 218 and 275 TFLOP/s, 1.21× and 1.56× bwd3), the mma.sync kernels elsewhere.
+     * (A persistent form of the D = 64 kernel ran at 0.98× in run 12 and was removed.)
      */
     public static final int BACKWARD_WGMMA = 1;
     /** Backward variant 2: the mma.sync kernels everywhere (bwd3; the default until H100 run 6). */
     public static final int BACKWARD_MMA_SYNC = 2;
-    /**
-     * Backward variant 3: variant 1 plus the Hopper wgmma kernel at D = 128 (flash_attn_bwd_wgmma_d128; compute
-     * capability 9.x), the mma.sync kernels elsewhere. Written without a GPU: opt-in until the selftest and
-     * {@code bench kernels} have run it on an H100.
-     */
-    public static final int BACKWARD_WGMMA_D128 = 3;
-    /**
-     * Backward variant 4: variant 1 with the D = 64 wgmma kernel made persistent (flash_attn_bwd_wgmma_d64_persistent:
-     * one CTA per SM over (key block, head) items in the persistent forward's fixed "snake" order, the next item's K,
-     * V and first query tile loaded during the current one's last tile). Written without a GPU: opt-in until measured.
-     */
-    public static final int BACKWARD_WGMMA_PERSISTENT = 4;
     private int backwardVariant = BACKWARD_WGMMA;
 
     public CudaFlashAttention(KernelContext ctx) {
@@ -130,14 +121,11 @@ public final class CudaFlashAttention {
 
     public int forwardVariant() { return forwardVariant; }
 
-    /**
-     * Which backward runs where the wgmma kernels apply: {@link #BACKWARD_WGMMA} (default), {@link #BACKWARD_MMA_SYNC},
-     * {@link #BACKWARD_WGMMA_D128} or {@link #BACKWARD_WGMMA_PERSISTENT}.
-     */
+    /** Which backward runs where the wgmma kernels apply: {@link #BACKWARD_WGMMA} (default) or {@link #BACKWARD_MMA_SYNC}. */
     public void setBackwardVariant(int variant) {
-        if (variant < BACKWARD_WGMMA || variant > BACKWARD_WGMMA_PERSISTENT)
-            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma at D = 64), 2 (mma.sync), 3 (wgmma at"
-                    + " D = 64 and 128) or 4 (persistent wgmma at D = 64), got " + variant);
+        if (variant != BACKWARD_WGMMA && variant != BACKWARD_MMA_SYNC)
+            throw new IllegalArgumentException("flash backward variant must be 1 (wgmma at D = 64 and 128) or 2 (mma.sync), got "
+                    + variant);
         this.backwardVariant = variant;
     }
 
@@ -145,7 +133,7 @@ public final class CudaFlashAttention {
 
     /**
      * The Hopper backward (flash_wgmma.cu): 2 warpgroups × 64 keys per CTA, 256 threads, query tiles of 64, at D = 64
-     * (backward_wgmma_d64; variants 1 and 3) and D = 128 (backward_wgmma_d128; variant 3 only). Shared memory: 1 KB
+     * (backward_wgmma_d64) and D = 128 (backward_wgmma_d128), under variant 1. Shared memory: 1 KB
      * alignment slack, K and V [128][D], Q and dO [2][64][D], dSᵀ [128 keys][64 queries] (bf16; at D = 64 one
      * [64][64] buffer per warpgroup, the same bytes), lse and D [2][64] each, the two warpgroups' dQ tiles [2][64][72]
      * (fp32; at D = 64 each warpgroup's 64 × 64 dQ over its keys, at D = 128 its 64 columns over all 128 keys).
@@ -154,13 +142,7 @@ public final class CudaFlashAttention {
         static final int KEYS = 128, THREADS = 256, QUERY_TILE = 64;
 
         /** The head dims with a wgmma backward under {@code variant} (none under {@link #BACKWARD_MMA_SYNC}). */
-        static boolean supports(int variant, int d) {
-            return switch (variant) {
-                case BACKWARD_WGMMA, BACKWARD_WGMMA_PERSISTENT -> d == 64;
-                case BACKWARD_WGMMA_D128 -> d == 64 || d == 128;
-                default -> false;
-            };
-        }
+        static boolean supports(int variant, int d) { return variant == BACKWARD_WGMMA && (d == 64 || d == 128); }
 
         String kernel() { return "flash_attn_bwd_wgmma_d" + headDim; }
 
@@ -168,23 +150,6 @@ public final class CudaFlashAttention {
             return 1024 + 2 * KEYS * headDim * 2 + 4 * QUERY_TILE * headDim * 2 + KEYS * QUERY_TILE * 2 + 4 * QUERY_TILE * 4
                     + 2 * QUERY_TILE * 72 * 4;
         }
-    }
-
-    /**
-     * Backward variant 4 at D = 64 (flash_wgmma.cu, backward_wgmma_d64_persistent): {@link BackwardWgmma}'s CTA, one
-     * per SM, over B·H·⌈T/128⌉ items. Shared memory: BackwardWgmma's plus a second K and V buffer.
-     */
-    record BackwardWgmmaPersistent() {
-        static final int HEAD_DIM = 64;
-        static final String KERNEL = "flash_attn_bwd_wgmma_d64_persistent";
-
-        static int sharedBytes() { return new BackwardWgmma(HEAD_DIM).sharedBytes() + 2 * BackwardWgmma.KEYS * HEAD_DIM * 2; }
-
-        /** Work items: one per (batch·head, 128-key block). */
-        static long items(int batchHeads, int seqLen) { return (long) batchHeads * ceilDiv(seqLen, BackwardWgmma.KEYS); }
-
-        /** One CTA per SM, never more than the items. */
-        static int grid(long items, int sms) { return (int) Math.min(items, sms); }
     }
 
     /**
@@ -341,7 +306,7 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
-        int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PINGPONG : FORWARD_MMA_SYNC) : forwardVariant;
+        int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PERSISTENT_TMA : FORWARD_MMA_SYNC) : forwardVariant;
         if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
             variant = !ForwardWgmma.supports(s.headDim()) ? FORWARD_MMA_SYNC  // the persistent kernels exist where these do
                     : variant == FORWARD_WGMMA_PERSISTENT_TMA && ctx.tensorMapsAvailable() ? FORWARD_WGMMA_PERSISTENT_TMA
@@ -416,13 +381,7 @@ public final class CudaFlashAttention {
         Tensor dv = ctx.scratch(DType.BF16, s.rows(), s.width());
         int keyTiles = ceilDiv(seqLen, BACKWARD_KV_TILE);
         int keyTiles3 = ceilDiv(seqLen, Backward3.KEYS_PER_CTA);
-        if (ctx.computeCapabilityMajor() == 9 && backwardVariant == BACKWARD_WGMMA_PERSISTENT && s.headDim() == BackwardWgmmaPersistent.HEAD_DIM) {
-            // One CTA per SM over (key block, head) items, key block 0 of every head first; bwd3's arguments plus B·H.
-            long items = BackwardWgmmaPersistent.items(s.batch() * heads, seqLen);
-            ctx.launch(BackwardWgmmaPersistent.KERNEL, BackwardWgmmaPersistent.grid(items, ctx.multiprocessorCount()), 1, 1,
-                    BackwardWgmma.THREADS, 1, 1, BackwardWgmmaPersistent.sharedBytes(),
-                    q, k, v, dOut, lse, rowDot, dqAccum, dk, dv, seqLen, heads, s.batch() * heads);
-        } else if (ctx.computeCapabilityMajor() == 9 && BackwardWgmma.supports(backwardVariant, s.headDim())
+        if (ctx.computeCapabilityMajor() == 9 && BackwardWgmma.supports(backwardVariant, s.headDim())
                 && ceilDiv(seqLen, BackwardWgmma.KEYS) <= MAX_GRID_Y) {
             // Grid (B·H, key tiles of 128), key tile 0 first, as bwd3; same arguments.
             BackwardWgmma bw = new BackwardWgmma(s.headDim());

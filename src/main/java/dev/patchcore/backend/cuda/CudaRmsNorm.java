@@ -36,23 +36,23 @@ public final class CudaRmsNorm {
     public static final int BACKWARD_TWO_KERNELS = 1;
     /**
      * Backward variant 2: the same kernel's last blocks sum the partials (rmsnorm_bwd_fused*; one launch, no kernel
-     * boundary before the gain gradient). Written without a GPU; not yet measured.
+     * boundary before the gain gradient). H100 run 12: 1.03× at the 370M shape (kernel time), 0.93× at 2112 rows.
      */
     public static final int BACKWARD_FUSED_REDUCE = 2;
     /**
-     * Backward variant 3: two streaming passes instead of one kernel that alternates row loads and dx stores —
-     * rmsnorm_bwd_stats* (per-row coefficient and the gain gradient, reduced in its last blocks as variant 2; reads
-     * only) then rmsnorm_bwd_dx_bf16 (elementwise dx; re-reads dy and x, mostly from L2). Written without a GPU; not
-     * yet measured.
+     * Backward variant 3: variant 1 with each warp's next row (dy, x, rstd) loaded during the current row's arithmetic
+     * (rmsnorm_bwd_prefetch*; same grid, same results bit for bit). Why: H100 run 13's profile of variant 1 (ncu) showed
+     * half the warps' stall cycles waiting on their row's loads and 53 % of DRAM bandwidth. Written without a GPU; not
+     * yet measured. (A two-pass variant — statistics, then an elementwise dx — ran at 0.73× in run 12 and was removed.)
      */
-    public static final int BACKWARD_TWO_PASS = 3;
-    /** 16-byte groups per thread per grid-stride step of rmsnorm_bwd_dx_bf16 ({@code RMS_DX_UNROLL} in rmsnorm.cu). */
-    static final int DX_UNROLL = 4;
+    public static final int BACKWARD_PREFETCH = 3;
+    /** Backward variant 4: variant 3's rows with variant 2's reduce in the last blocks (rmsnorm_bwd_prefetch_fused*). */
+    public static final int BACKWARD_PREFETCH_FUSED = 4;
 
     private final KernelContext ctx;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
-    /** Arrival counter of backward variants 2 and 3 (one u32, 0 between launches), allocated at its first use. */
+    /** Arrival counter of backward variants 2 and 4 (one u32, 0 between launches), allocated at its first use. */
     private Tensor arrivals;
 
     public CudaRmsNorm(KernelContext ctx) {
@@ -75,12 +75,12 @@ public final class CudaRmsNorm {
 
     /**
      * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
-     * {@link #BACKWARD_FUSED_REDUCE} or {@link #BACKWARD_TWO_PASS}.
+     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_PREFETCH} or {@link #BACKWARD_PREFETCH_FUSED}.
      */
     public void setBackwardVariant(int variant) {
-        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TWO_PASS)
-            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks)"
-                    + " or 3 (statistics pass, then dx), got " + variant);
+        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_PREFETCH_FUSED)
+            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks),"
+                    + " 3 (next row prefetched) or 4 (3 and 2), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -177,20 +177,15 @@ public final class CudaRmsNorm {
             boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
             blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
             partial = ctx.scratch(DType.F32, blocks, d);
-            if (backwardVariant == BACKWARD_FUSED_REDUCE) {
-                ctx.launchCooperative(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
-                        d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+            String groups = narrow ? "4" : "8";
+            boolean prefetch = backwardVariant == BACKWARD_PREFETCH || backwardVariant == BACKWARD_PREFETCH_FUSED;
+            if (backwardVariant == BACKWARD_FUSED_REDUCE || backwardVariant == BACKWARD_PREFETCH_FUSED) {
+                ctx.launchCooperative((prefetch ? "rmsnorm_bwd_prefetch_fused" : "rmsnorm_bwd_fused") + groups + "_bf16", blocks, 1, 1,
+                        32 * BACKWARD_WARPS, 1, 1, d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d,
+                        fusedReducers(d, blocks));
                 return dx;
             }
-            if (backwardVariant == BACKWARD_TWO_PASS && (long) n * (d / 8) < Integer.MAX_VALUE) {  // dx kernel: 32-bit groups
-                Tensor coef = ctx.scratch(DType.F32, n);
-                ctx.launchCooperative(narrow ? "rmsnorm_bwd_stats4_bf16" : "rmsnorm_bwd_stats8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
-                        d * Float.BYTES, coef, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
-                ctx.launch("rmsnorm_bwd_dx_bf16", dxBlocks(n, d, ctx.multiprocessorCount()), 1, 1, DX_THREADS, 1, 1, 0,
-                        dx, dy, x, gain, rstd, coef, n, d);
-                return dx;
-            }
-            ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+            ctx.launch((prefetch ? "rmsnorm_bwd_prefetch" : "rmsnorm_bwd_rows") + groups + "_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         } else {
             // Wide, odd-width or misaligned rows: one block per row at a time; threads cover 8 columns (16 bytes) each.
@@ -205,19 +200,10 @@ public final class CudaRmsNorm {
         return dx;
     }
 
-    /** The arrival counter of the kernels that reduce in their last blocks (variants 2 and 3), zeroed once. */
+    /** The arrival counter of the kernels that reduce in their last blocks (variants 2 and 4), zeroed once. */
     private Tensor arrivals() {
         if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
         return arrivals;
-    }
-
-    /** Threads per block of rmsnorm_bwd_dx_bf16; its launch bounds allow 4 blocks per SM. */
-    static final int DX_THREADS = 256;
-
-    /** Grid of rmsnorm_bwd_dx_bf16: one grid-stride step per thread, at most the blocks resident at once (4 per SM). */
-    static int dxBlocks(int n, int d, int sms) {
-        long groups = (long) n * (d / 8), threads = (groups + DX_UNROLL - 1) / DX_UNROLL;
-        return (int) Math.max(1, Math.min((threads + DX_THREADS - 1) / DX_THREADS, 4L * sms));
     }
 
     /**

@@ -238,9 +238,9 @@ class CudaFlashAttentionTest {
         assertEquals(List.of(), d96.maps);
     }
 
-    /** Variant 1 (ping-pong at D = 128 on Hopper, mma.sync elsewhere) and 4 (ping-pong): same grid, block and arguments as variant 3. */
+    /** Variant 4 (ping-pong): same grid, block and arguments as variant 3; variant 1 (the default) runs variant 6 at D = 128 on Hopper. */
     @Test
-    void pingPongForwardIsTheDefaultAtHeadDim128OnHopper() throws IOException {
+    void pingPongForwardAndTheDefaultPerHeadDim() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
         List<String> pingPong = new ArrayList<>();
         Matcher m = Pattern.compile("(?m)^FLASH_ATTN_FWD_WGMMA_PP\\((\\d+)\\)").matcher(src);
@@ -263,6 +263,11 @@ class CudaFlashAttentionTest {
                     Backend.AttentionOut out = fa.forward(q, q, q, t, h);
                     Launch l = ctx.launches.getFirst();
                     boolean wgmma = cc == 9 && (d == 128 || (d == 64 && variant == CudaFlashAttention.FORWARD_WGMMA_PINGPONG));
+                    if (wgmma && variant == CudaFlashAttention.FORWARD_FASTEST) {
+                        assertEquals("flash_attn_fwd_wgmma_pp_persistent_tma_d128", l.name(), "the default at D = 128 on Hopper: variant 6");
+                        assertEquals(3, ctx.maps.size(), "tensor maps of q, k and v");
+                        continue;
+                    }
                     if (!wgmma) {
                         assertTrue(l.name().startsWith("flash_attn_fwd2_"), variant + "/" + cc + "/" + d + ": " + l.name());
                         continue;
@@ -287,7 +292,7 @@ class CudaFlashAttentionTest {
     }
 
     @Test
-    void wgmmaBackwardRunsOnlyOnHopperAtHeadDim64() throws IOException {
+    void wgmmaBackwardRunsOnlyOnHopperAtHeadDims64And128() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
         assertTrue(src.contains("flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,"));
         for (int cc : new int[] {8, 9}) {
@@ -300,64 +305,29 @@ class CudaFlashAttentionTest {
                 Tensor q = ctx.tensor(DType.BF16, b * t, h * d), lse = ctx.tensor(DType.F32, b, h, t);
                 fa.backward(q, q, q, q, q, lse, t, h);
                 List<String> names = ctx.launches.stream().map(Launch::name).toList();
-                String main = cc == 9 && d == 64 ? "flash_attn_bwd_wgmma_d64" : "flash_attn_bwd3_d" + d + (d == 64 ? "_q64_v1" : "_q32_v0");
+                String main = cc == 9 ? "flash_attn_bwd_wgmma_d" + d : "flash_attn_bwd3_d" + d + (d == 64 ? "_q64_v1" : "_q32_v0");
                 assertEquals(List.of("flash_attn_bwd_prep_d" + d, main, "flash_attn_dq_convert"), names);
                 if (!main.contains("wgmma")) continue;
                 Launch l = ctx.launches.get(1);
                 assertEquals(b * h, l.gridX());
                 assertEquals(3, l.gridY(), "128 keys per CTA");
                 assertEquals(256, l.blockX());
-                assertEquals(120832, l.shared(), "slack, K and V, Q and dO twice, dS per warpgroup, lse and D twice, dQ per warpgroup");
+                assertEquals(d == 64 ? 120832 : 186368, l.shared(), "slack, K and V, Q and dO twice, dS, lse and D twice, dQ per warpgroup");
                 assertEquals(11, l.args().length, "bwd3's arguments");
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(5));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setBackwardVariant(3));
     }
 
     @Test
-    void persistentBackwardIsOneCtaPerSmOverKeyBlockItems() throws IOException {
-        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
-        assertTrue(src.contains("backward_wgmma_d64_persistent(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H, BH);"));
-        assertTrue(src.contains("= 153 600 bytes"), "the kernel's comment mirrors BackwardWgmmaPersistent.sharedBytes");
-        for (int cc : new int[] {8, 9}) {
-            for (int d : new int[] {64, 128}) {
-                RecordingContext ctx = new RecordingContext();
-                ctx.computeCapabilityMajor = cc;
-                CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-                fa.setBackwardVariant(CudaFlashAttention.BACKWARD_WGMMA_PERSISTENT);
-                // 370M: B 4, H 16, T 2048 -> 1024 items on 132 SMs; then B 1, H 3, T 300 -> 9 items.
-                int[][] shapes = {{4, 16, 2048}, {1, 3, 300}};
-                for (int[] bht : shapes) {
-                    int b = bht[0], h = bht[1], t = bht[2];
-                    Tensor q = ctx.tensor(DType.BF16, b * t, h * d), lse = ctx.tensor(DType.F32, b, h, t);
-                    ctx.launches.clear();
-                    fa.backward(q, q, q, q, q, lse, t, h);
-                    Launch l = ctx.launches.get(1);
-                    if (cc != 9 || d != 64) {
-                        assertTrue(l.name().startsWith("flash_attn_bwd3_"), l.name());
-                        continue;
-                    }
-                    assertEquals("flash_attn_bwd_wgmma_d64_persistent", l.name());
-                    int items = b * h * ((t + 127) / 128);
-                    assertEquals(Math.min(items, 132), l.gridX(), "one CTA per SM, never more than the items");
-                    assertEquals(1, l.gridY());
-                    assertEquals(256, l.blockX());
-                    assertEquals(120832 + 2 * 128 * 64 * 2, l.shared(), "the plain kernel's plus a second K and V");
-                    assertEquals(12, l.args().length, "bwd3's arguments and B·H");
-                    assertEquals(b * h, l.args()[11]);
-                }
-            }
-        }
-    }
-
-    @Test
-    void wgmmaBackwardD128RunsOnlyUnderVariant3OnHopper() throws IOException {
+    void wgmmaBackwardRunsUnderVariant1OnHopperAtHeadDims64And128() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
         assertTrue(src.contains("flash_attn_bwd_wgmma_d128(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,"));
         assertTrue(src.contains("backward_wgmma_d128(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);"));
         assertTrue(src.contains("= 186 368 bytes"), "the kernel's comment mirrors BackwardWgmma.sharedBytes");
-        int[] variants = {CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC, CudaFlashAttention.BACKWARD_WGMMA_D128};
+        int[] variants = {CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC};
+        assertEquals(List.of(1, 2), CudaBackend.KERNEL_VARIANTS.get("flashbwd"));
         for (int variant : variants) {
             for (int cc : new int[] {8, 9}) {
                 for (int d : new int[] {64, 80, 96, 128}) {
@@ -370,8 +340,7 @@ class CudaFlashAttentionTest {
                         int b = 2, h = 3;
                         Tensor q = ctx.tensor(DType.BF16, b * t, h * d), lse = ctx.tensor(DType.F32, b, h, t);
                         Backend.AttentionGrads g = fa.backward(q, q, q, q, q, lse, t, h);
-                        boolean wgmma = cc == 9 && (d == 64 && variant != CudaFlashAttention.BACKWARD_MMA_SYNC
-                                || d == 128 && variant == CudaFlashAttention.BACKWARD_WGMMA_D128);
+                        boolean wgmma = cc == 9 && (d == 64 || d == 128) && variant == CudaFlashAttention.BACKWARD_WGMMA;
                         String main = wgmma ? "flash_attn_bwd_wgmma_d" + d
                                 : CudaFlashAttention.Backward3.of(d).kernel();
                         List<String> names = ctx.launches.stream().map(Launch::name).toList();

@@ -151,19 +151,19 @@ class GemmTunerTest {
     void keyHoldsShapeTypesBetaAndAlignmentButNotAddresses() {
         GemmLayout dW = GemmLayout.backwardWeight(8192, 1024, 3072);
         long base = 0x7f0000000000L;
-        CublasLt.Key k = CublasLt.Key.of(dW, base, base + 0x10000, base + 0x20000, CublasLt.CUDA_R_32F, true, false);
-        assertEquals(new CublasLt.Key(dW, CublasLt.CUDA_R_32F, true, 256, 256, 256, false), k);
+        CublasLt.Key k = CublasLt.Key.of(dW, base, base + 0x10000, base + 0x20000, CublasLt.CUDA_R_32F, true);
+        assertEquals(new CublasLt.Key(dW, CublasLt.CUDA_R_32F, true, 256, 256, 256), k);
         // Other buffers with the same alignment: the same key (the choice is reused).
-        assertEquals(k, CublasLt.Key.of(dW, base + 0x300, base + 0x400, base + 0x500, CublasLt.CUDA_R_32F, true, false));
-        assertNotEquals(k, CublasLt.Key.of(dW, base, base, base, CublasLt.CUDA_R_32F, false, false), "beta");
-        assertNotEquals(k, CublasLt.Key.of(dW, base, base, base, CublasLt.CUDA_R_16BF, true, false), "output type");
-        assertNotEquals(k, CublasLt.Key.of(dW, base + 2, base, base, CublasLt.CUDA_R_32F, true, false), "alignment of A");
-        assertNotEquals(k, CublasLt.Key.of(dW, base, base, base + 16, CublasLt.CUDA_R_32F, true, false), "alignment of D");
-        assertNotEquals(k, CublasLt.Key.of(GemmLayout.backwardWeight(8192, 1024, 1024), base, base, base, CublasLt.CUDA_R_32F, true, false), "shape");
-        assertNotEquals(k, CublasLt.Key.of(GemmLayout.forward(8192, 1024, 3072), base, base, base, CublasLt.CUDA_R_32F, true, false), "transposes");
+        assertEquals(k, CublasLt.Key.of(dW, base + 0x300, base + 0x400, base + 0x500, CublasLt.CUDA_R_32F, true));
+        assertNotEquals(k, CublasLt.Key.of(dW, base, base, base, CublasLt.CUDA_R_32F, false), "beta");
+        assertNotEquals(k, CublasLt.Key.of(dW, base, base, base, CublasLt.CUDA_R_16BF, true), "output type");
+        assertNotEquals(k, CublasLt.Key.of(dW, base + 2, base, base, CublasLt.CUDA_R_32F, true), "alignment of A");
+        assertNotEquals(k, CublasLt.Key.of(dW, base, base, base + 16, CublasLt.CUDA_R_32F, true), "alignment of D");
+        assertNotEquals(k, CublasLt.Key.of(GemmLayout.backwardWeight(8192, 1024, 1024), base, base, base, CublasLt.CUDA_R_32F, true), "shape");
+        assertNotEquals(k, CublasLt.Key.of(GemmLayout.forward(8192, 1024, 3072), base, base, base, CublasLt.CUDA_R_32F, true), "transposes");
         // dW[3072,1024] f32: column-major m = in = 1024, n = out = 3072.
         assertEquals(1024L * 3072 * 4, k.outputBytes());
-        assertEquals(8192L * 3072 * 2, CublasLt.Key.of(GemmLayout.forward(8192, 1024, 3072), base, base, base, CublasLt.CUDA_R_16BF, false, false).outputBytes());
+        assertEquals(8192L * 3072 * 2, CublasLt.Key.of(GemmLayout.forward(8192, 1024, 3072), base, base, base, CublasLt.CUDA_R_16BF, false).outputBytes());
     }
 
     @Test
