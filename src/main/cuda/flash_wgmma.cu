@@ -173,9 +173,9 @@ struct FwdWgmmaTile {
 
 // ---- per-warp pieces shared by the two wgmma forwards (forward_wgmma, forward_wgmma_pingpong)
 
-// S = Q Kᵀ for this warpgroup's 64 query rows (tile sQ, 128 rows) against a BC-key tile sK: D/16 steps along the
+// S = Q Kᵀ for this warpgroup's 64 query rows (tile sQ of ROWS rows) against a BC-key tile sK: D/16 steps along the
 // head dim; step kk is 32 bytes into column block kk/4. Issued and committed, not waited for.
-template <int D, int BC>
+template <int D, int BC, int ROWS = WG_BR>
 __device__ __forceinline__ void fwd_issue_s(float (&s)[BC / 2], uint32_t sQ, uint32_t sK, int wg) {
 #pragma unroll
     for (int i = 0; i < BC / 2; ++i) s[i] = 0.f;
@@ -183,7 +183,7 @@ __device__ __forceinline__ void fwd_issue_s(float (&s)[BC / 2], uint32_t sQ, uin
     wgmma_fence();
 #pragma unroll
     for (int kk = 0; kk < D / 16; ++kk) {
-        const uint32_t qa = sQ + (kk >> 2) * (WG_BR * 128) + wg * (64 * 128) + (kk & 3) * 32;
+        const uint32_t qa = sQ + (kk >> 2) * (ROWS * 128) + wg * (64 * 128) + (kk & 3) * 32;
         const uint32_t kb = sK + (kk >> 2) * (BC * 128) + (kk & 3) * 32;
         if constexpr (BC == 64) wgmma_ss_m64n64(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
         else wgmma_ss_m64n128(s, smem_desc(qa, 16, 1024), smem_desc(kb, 16, 1024), kk > 0 ? 1 : 0);
@@ -484,7 +484,7 @@ __device__ __forceinline__ void fwd_issue_pv(float (&o)[D / 2], uint32_t (&pa)[P
 // tile's P (pa) to be multiplied by V in stage sV unless `first`. Waits for this warpgroup's turn, issues S (and
 // the pending P V), hands the turn over, then the softmax; releases K (and V) through their empty barriers; leaves
 // this tile's P in pa.
-template <int D>
+template <int D, int ROWS = WG_BR>
 __device__ __forceinline__ void pingpong_step(float (&o)[D / 2], uint32_t (&pa)[PP_BC / 16][4], float (&rowMax)[2],
                                               float (&rowSum)[2], float (&alpha)[2], uint32_t sQ, uint32_t sK,
                                               uint32_t sV, bool first, uint32_t emptyK, uint32_t emptyV, int myTurn,
@@ -493,14 +493,14 @@ __device__ __forceinline__ void pingpong_step(float (&o)[D / 2], uint32_t (&pa)[
     float s[BC / 2];
     if (first) {  // the first tile: no PV product pending
         bar_sync_256(myTurn);
-        fwd_issue_s<D, BC>(s, sQ, sK, wg);
+        fwd_issue_s<D, BC, ROWS>(s, sQ, sK, wg);
         bar_arrive_256(otherTurn);
         wgmma_wait<0>();
         mbar_arrive(emptyK);  // K read
         fwd_softmax<BC>(s, rowMax, rowSum, alpha, kv0, qw, g, c, scaleLog2);
     } else {
         bar_sync_256(myTurn);
-        fwd_issue_s<D, BC>(s, sQ, sK, wg);
+        fwd_issue_s<D, BC, ROWS>(s, sQ, sK, wg);
         fwd_issue_pv<D>(o, pa, sV);
         bar_arrive_256(otherTurn);
         wgmma_wait<1>();      // S done; the previous tile's P V may still run during the softmax
@@ -652,15 +652,24 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
 // every thread knows the CTA's next item from the start, so no counter or ticket is needed.
 __device__ __forceinline__ int snake_item(int n, int G, int cta) { return n * G + ((n & 1) ? G - 1 - cta : cta); }
 
-template <int D>
+template <int D, int ROWS = WG_BR>
 __device__ __forceinline__ void load_q_half_wg(uint32_t sQ, int wg, const bf16* src, size_t ld, int q0, int T, int t) {
     constexpr int CH = D / 8;
     for (int i = t; i < 64 * CH; i += 128) {
         const int r = 64 * wg + i / CH, ch = i % CH;
         const bool valid = q0 + r < T;
-        cp_async16_zfill(sQ + sw128(WG_BR, r, ch), src + static_cast<size_t>(valid ? q0 + r : 0) * ld + ch * 8, valid);
+        cp_async16_zfill(sQ + sw128(ROWS, r, ch), src + static_cast<size_t>(valid ? q0 + r : 0) * ld + ch * 8, valid);
     }
 }
+
+// Ring depths of the persistent forward: K 3 and V 2 stages with 2 warpgroups (as the ping-pong kernel); with 3
+// (variant 7, D = 64) one more each, since a stage is released only when the third warpgroup's wgmma reading it is
+// done, a turn later than the second's.
+template <int NWG>
+struct PersistentRings {
+    static constexpr int KS = NWG == 2 ? PP_KS : PP_KS + 1;
+    static constexpr int VS = NWG == 2 ? PP_VS : PP_VS + 1;
+};
 
 // TMA form (variant 6, TMA = true): Q, K and V tiles come from the tensor memory accelerator instead of cp.async
 // by 128 threads. One thread per load (thread 0 of warpgroup 0 for K, of warpgroup 1 for V, of each warpgroup for
@@ -684,33 +693,37 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map
         : "memory");
 }
 
-template <int D, bool TMA = false>
+template <int D, bool TMA = false, int NWG = 2>
 __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __restrict__ Q, const bf16* __restrict__ K,
                                                                   const bf16* __restrict__ V, bf16* __restrict__ O,
                                                                   float* __restrict__ LSE, int T, int H, int BH,
                                                                   const CUtensorMap* tmQ = nullptr,
                                                                   const CUtensorMap* tmK = nullptr,
                                                                   const CUtensorMap* tmV = nullptr) {
+    static_assert(NWG == 2 || (NWG == 3 && D == 64), "2 warpgroups, or 3 at D = 64");
     constexpr int BC = PP_BC;
-    constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
+    constexpr int ROWS = 64 * NWG;                  // query rows per item
+    constexpr int KS = PersistentRings<NWG>::KS, VS = PersistentRings<NWG>::VS;
+    constexpr int QBYTES = ROWS * D * 2, KVBYTES = BC * D * 2, THREADS = 128 * NWG;
     extern __shared__ unsigned char wg_smem_raw[];
     const uint32_t raw = smem_u32(wg_smem_raw);
-    const uint32_t sQ0 = (raw + 1023u) & ~1023u;                           // Q [2][128][D]
-    const uint32_t sK0 = sQ0 + 2 * QBYTES, sV0 = sK0 + PP_KS * KVBYTES;  // K [3][BC][D], V [2][BC][D]
-    // mbarriers, 8 bytes each: fullK[3], emptyK[3], fullV[2], emptyV[2], fullQ[2 buffers][2 warpgroups] (112 bytes).
-    const uint32_t bars = sV0 + PP_VS * KVBYTES;
+    const uint32_t sQ0 = (raw + 1023u) & ~1023u;                        // Q [2][ROWS][D]
+    const uint32_t sK0 = sQ0 + 2 * QBYTES, sV0 = sK0 + KS * KVBYTES;  // K [KS][BC][D], V [VS][BC][D]
+    // mbarriers, 8 bytes each: fullK[KS], emptyK[KS], fullV[VS], emptyV[VS], fullQ[2 buffers][NWG warpgroups]
+    // (112 bytes for 2 warpgroups, 160 for 3).
+    const uint32_t bars = sV0 + VS * KVBYTES;
     auto fullK = [&](int st) { return bars + 8u * st; };
-    auto emptyK = [&](int st) { return bars + 24u + 8u * st; };
-    auto fullV = [&](int st) { return bars + 48u + 8u * st; };
-    auto emptyV = [&](int st) { return bars + 64u + 8u * st; };
-    auto fullQ = [&](int buf, int w) { return bars + 80u + 16u * buf + 8u * w; };
+    auto emptyK = [&](int st) { return bars + 8u * (KS + st); };
+    auto fullV = [&](int st) { return bars + 8u * (2 * KS + st); };
+    auto emptyV = [&](int st) { return bars + 8u * (2 * KS + VS + st); };
+    auto fullQ = [&](int buf, int w) { return bars + 8u * (2 * KS + 2 * VS + NWG * buf + w); };
 
     const int tid = threadIdx.x, lane = tid & 31;
     const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0), warp = __shfl_sync(0xffffffffu, (tid >> 5) & 3, 0);
     const int g = lane >> 2, c = lane & 3;
     const size_t ld = static_cast<size_t>(H) * D;
     const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
-    const int qTiles = (T + WG_BR - 1) / WG_BR, items = BH * qTiles, G = gridDim.x, cta = blockIdx.x;
+    const int qTiles = (T + ROWS - 1) / ROWS, items = BH * qTiles, G = gridDim.x, cta = blockIdx.x;
     if (cta >= items) return;  // the launcher's grid is at most the item count; a larger one must not hang
 
     // The CTA's n-th item (≥ items: none), and what an item is.
@@ -722,8 +735,8 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     auto decode = [&](int it) {
         Item x;
         x.bh = it % BH;
-        x.q0 = (qTiles - 1 - it / BH) * WG_BR;
-        x.nTiles = (min(x.q0 + WG_BR, T) + BC - 1) / BC;
+        x.q0 = (qTiles - 1 - it / BH) * ROWS;
+        x.nTiles = (min(x.q0 + ROWS, T) + BC - 1) / BC;  // all warpgroups visit them all (masked where past their rows)
         x.base = static_cast<size_t>(x.bh / H) * T * ld + static_cast<size_t>(x.bh % H) * D;
         return x;
     };
@@ -736,7 +749,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
             tma_load_4d(dst + cb * strideRows * 128, map, bar, cb * 64, x.bh % H, row0, x.bh / H);
     };
     // K or V tile t of `x` as the CTA's load number `seq` of that ring: stage seq % stages; a stage is reused once its
-    // previous load (seq − stages) has been released by all 256 threads.
+    // previous load (seq − stages) has been released by all THREADS threads.
     auto load_ring = [&](int stages, uint32_t ring, auto full, auto empty, const bf16* src, const CUtensorMap* map,
                          const Item& x, int t, int seq) {
         const int st = seq % stages;
@@ -752,8 +765,8 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
             cp_async_mbar_arrive(full(st));
         }
     };
-    auto load_k = [&](const Item& x, int t, int seq) { load_ring(PP_KS, sK0, fullK, emptyK, K, tmK, x, t, seq); };  // warpgroup 0
-    auto load_v = [&](const Item& x, int t, int seq) { load_ring(PP_VS, sV0, fullV, emptyV, V, tmV, x, t, seq); };  // warpgroup 1
+    auto load_k = [&](const Item& x, int t, int seq) { load_ring(KS, sK0, fullK, emptyK, K, tmK, x, t, seq); };  // warpgroup 0
+    auto load_v = [&](const Item& x, int t, int seq) { load_ring(VS, sV0, fullV, emptyV, V, tmV, x, t, seq); };  // warpgroup 1
     auto load_q = [&](const Item& x, int buf) {  // this warpgroup's 64 rows
         if constexpr (TMA) {
             if (!loader) return;
@@ -761,26 +774,26 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
                 mbar_arrive(fullQ(buf, wg));
                 return;
             }
-            mbar_arrive_expect_tx(fullQ(buf, wg), QBYTES / 2);
-            tma_rows(sQ0 + buf * QBYTES + wg * (64 * 128), tmQ, fullQ(buf, wg), x, x.q0 + wg * 64, WG_BR);
+            mbar_arrive_expect_tx(fullQ(buf, wg), QBYTES / NWG);
+            tma_rows(sQ0 + buf * QBYTES + wg * (64 * 128), tmQ, fullQ(buf, wg), x, x.q0 + wg * 64, ROWS);
         } else {
-            load_q_half_wg<D>(sQ0 + buf * QBYTES, wg, Q + x.base, ld, x.q0, T, tid & 127);
+            load_q_half_wg<D, ROWS>(sQ0 + buf * QBYTES, wg, Q + x.base, ld, x.q0, T, tid & 127);
             cp_async_mbar_arrive(fullQ(buf, wg));
         }
     };
 
     if (tid == 0) {
         const int loads = TMA ? 1 : 128;  // arrivals a full barrier expects: the TMA issuer's, or each copier's
-        for (int st = 0; st < PP_KS; ++st) {
+        for (int st = 0; st < KS; ++st) {
             mbar_init(fullK(st), loads);
-            mbar_init(emptyK(st), WG_THREADS);
+            mbar_init(emptyK(st), THREADS);
         }
-        for (int st = 0; st < PP_VS; ++st) {
+        for (int st = 0; st < VS; ++st) {
             mbar_init(fullV(st), loads);
-            mbar_init(emptyV(st), WG_THREADS);
+            mbar_init(emptyV(st), THREADS);
         }
         for (int b = 0; b < 2; ++b)
-            for (int w = 0; w < 2; ++w) mbar_init(fullQ(b, w), loads);
+            for (int w = 0; w < NWG; ++w) mbar_init(fullQ(b, w), loads);
         if constexpr (TMA) asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the TMA unit
     }
     __syncthreads();  // the initialized barriers, visible to every thread
@@ -788,9 +801,12 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     Item cur = decode(itemAt(0));  // exists: cta < items
     load_q(cur, 0);
     if (wg == 0) load_k(cur, cur.nTiles - 1, 0);
-    if constexpr (TMA) __syncwarp();  // lane 0 of warps 0 and 4 issued the loads alone: the warps meet again here
-    const int myTurn = 1 + wg, otherTurn = 2 - wg;
-    if (wg == 1) bar_arrive_256(1);  // warpgroup 0 takes the first turn
+    if constexpr (TMA) __syncwarp();  // lane 0 of each warpgroup's first warp issued the loads alone: the warps meet again here
+    // The turns go round the warpgroups in order: warpgroup w waits on barrier 1 + w (its 128 threads and the 128
+    // arrivals of its predecessor) and passes the turn on barrier 1 + (w + 1) % NWG. Named barriers 1 + NWG + w keep
+    // a warpgroup's warps together before it overwrites its Q rows.
+    const int myTurn = 1 + wg, otherTurn = 1 + (wg + 1) % NWG;
+    if (wg == NWG - 1) bar_arrive_256(1);  // warpgroup 0 takes the first turn
 
     int seq0 = 0;  // load number of the current item's first K / V tile
     for (int n = 0;; ++n) {
@@ -799,10 +815,10 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         const Item next = decode(more ? nextIt : 0);
         // The next item's Q rows of this warpgroup, into the buffer it finished reading with item n − 1. Each of its
         // threads (or its one TMA issuer) writes rows that all four warps' parts of item n − 1's last S wgmma read,
-        // and each warp's wgmma.wait_group covers only its own part: the warpgroup meets on named barrier 3 + wg
-        // first, so no warp overwrites Q while another may still read it.
+        // and each warp's wgmma.wait_group covers only its own part: the warpgroup meets on named barrier
+        // 1 + NWG + wg first, so no warp overwrites Q while another may still read it.
         if (more) {
-            asm volatile("bar.sync %0, 128;\n" ::"r"(3 + wg) : "memory");
+            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + NWG + wg) : "memory");
             load_q(next, (n + 1) & 1);
         }
         if constexpr (TMA) __syncwarp();
@@ -822,24 +838,24 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
 
         for (int j = cur.nTiles - 1; j >= 0; --j) {
             const int i = cur.nTiles - 1 - j, seq = seq0 + i;  // K_j is load seq; V_{j+1}, read here, load seq − 1
-            const int ks = seq % PP_KS, vs = (seq + 1) & 1;   // (seq − 1) % 2
+            const int ks = seq % KS, vs = static_cast<int>(static_cast<unsigned>(seq + VS - 1) % VS);  // V load seq − 1's stage
             if (wg == 0) {
                 if (j > 0) load_k(cur, j - 1, seq + 1);
                 else if (more) load_k(next, next.nTiles - 1, seq + 1);  // one ahead, across the item boundary
-            } else {
+            } else if (wg == 1) {  // (a third warpgroup loads only its Q rows)
                 load_v(cur, j, seq);
             }
             if constexpr (TMA) __syncwarp();  // before the warp-collective turn barrier and wgmma
-            mbar_wait(fullK(ks), (seq / PP_KS) & 1);
-            if (i > 0) mbar_wait(fullV(vs), ((seq - 1) / PP_VS) & 1);
+            mbar_wait(fullK(ks), (seq / KS) & 1);
+            if (i > 0) mbar_wait(fullV(vs), ((seq - 1) / VS) & 1);
             fence_proxy_async();  // the landed copies (Q's too), visible to the async proxy
-            pingpong_step<D>(o, pa, rowMax, rowSum, alpha, sQ, sK0 + ks * KVBYTES, sV0 + vs * KVBYTES, i == 0,
+            pingpong_step<D, ROWS>(o, pa, rowMax, rowSum, alpha, sQ, sK0 + ks * KVBYTES, sV0 + vs * KVBYTES, i == 0,
                              emptyK(ks), emptyV(vs), myTurn, otherTurn, wg, j * BC, qw, g, c, scaleLog2);
         }
         // P_0 V_0 (outside the turns), then its V stage released: a later load reuses it.
         {
-            const int seq = seq0 + cur.nTiles - 1, vs = seq & 1;
-            mbar_wait(fullV(vs), (seq / PP_VS) & 1);
+            const int seq = seq0 + cur.nTiles - 1, vs = static_cast<int>(static_cast<unsigned>(seq) % VS);
+            mbar_wait(fullV(vs), (seq / VS) & 1);
             fence_proxy_async();
             fwd_issue_pv<D>(o, pa, sV0 + vs * KVBYTES);
             wgmma_wait<0>();
@@ -1397,6 +1413,32 @@ FLASH_ATTN_FWD_WGMMA_PP(128)
 
 FLASH_ATTN_FWD_WGMMA_PERSISTENT(64)
 FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
+
+// Variant 7 at D = 64: the persistent kernel with 3 warpgroups (forward_wgmma_pingpong_persistent<64, TMA, 3>): items
+// of 192 query rows, the turns going round three warpgroups, so that two warpgroups' GEMMs can cover each softmax (at
+// D = 64 a tile's exponentials take as long as its two GEMMs). Args as variant 5 / 6. grid min(B·H·⌈T/192⌉, SMs),
+// block 384, dynamic shared memory 1024 + 2·192·64·2 + (4 + 3)·128·64·2 + 160 = 165 024 bytes
+// (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
+constexpr int PP3_THREADS = 384;
+#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#define FWD_PP3_BODY forward_wgmma_pingpong_persistent<64, false, 3>(q, k, v, out, lse, T, H, BH);
+#define FWD_PP3_TMA_BODY forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
+#else
+#define FWD_PP3_BODY __trap();
+#define FWD_PP3_TMA_BODY __trap();
+#endif
+extern "C" __global__ void __launch_bounds__(PP3_THREADS, 1)
+flash_attn_fwd_wgmma_pp3_persistent_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H,
+                                        int BH) {
+    FWD_PP3_BODY
+}
+extern "C" __global__ void __launch_bounds__(PP3_THREADS, 1)
+flash_attn_fwd_wgmma_pp3_persistent_tma_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
+                                            int H, int BH, const __grid_constant__ CUtensorMap tmQ,
+                                            const __grid_constant__ CUtensorMap tmK,
+                                            const __grid_constant__ CUtensorMap tmV) {
+    FWD_PP3_TMA_BODY
+}
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 2·128·64·2 + 4·64·64·2 + 2·64·64·2 + 4·64·4 + 2·64·72·4 = 120 832 bytes

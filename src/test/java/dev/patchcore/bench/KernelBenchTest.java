@@ -24,7 +24,7 @@ class KernelBenchTest {
         String table = KernelBench.variantsMarkdown(rows);
         List<String> lines = table.lines().toList();
         assertEquals(3, lines.size(), table);
-        assertEquals("| rmsNorm backward | rmsnorm v2 | 0.0300 | 0.0200 | 1.50 | 0.0367 | 0.0250 | 1.47 |", lines.get(2));
+        assertEquals("| rmsNorm backward | 8192x1024 | rmsnorm v2 | 0.0300 | 0.0200 | 1.50 | 0.0367 | 0.0250 | 1.47 |", lines.get(2));
         assertTrue(KernelBench.variantsMarkdown(rows.subList(0, 2)).isEmpty(), "no variants measured: no table");
     }
 

@@ -78,6 +78,15 @@ public final class CudaFlashAttention {
      * the driver cannot make tensor maps. Variant 1 runs it at D = 128 (H100 run 12: 378 TFLOP/s).
      */
     public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
+    /**
+     * Forward variant 7: at D = 64 on Hopper the persistent kernel with three warpgroups (flash_attn_fwd_wgmma_pp3_
+     * persistent[_tma]_d64: items of 192 query rows, the turns going round three warpgroups so that two warpgroups'
+     * GEMMs can cover each softmax; TMA loads where the driver makes tensor maps); variant 6 at D = 128; mma.sync
+     * elsewhere. Why: an H100 profile (run 13) of variant 6 at D = 64 showed two warps per scheduler, 0.47 of them
+     * eligible: the softmax of one warpgroup is not covered by the other's GEMMs alone. Written without a GPU:
+     * opt-in until measured.
+     */
+    public static final int FORWARD_WGMMA_PERSISTENT_3WG = 7;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -110,12 +119,13 @@ public final class CudaFlashAttention {
     /**
      * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
      * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG}, {@link #FORWARD_WGMMA_PERSISTENT} or
-     * {@link #FORWARD_WGMMA_PERSISTENT_TMA}.
+     * {@link #FORWARD_WGMMA_PERSISTENT_TMA} or {@link #FORWARD_WGMMA_PERSISTENT_3WG}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_TMA)
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_3WG)
             throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong) or 6 (the same with TMA loads), got " + variant);
+                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong), 6 (the same with TMA loads) or 7 (6 with three"
+                    + " warpgroups at D = 64), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -185,19 +195,35 @@ public final class CudaFlashAttention {
     }
 
     /**
-     * Forward variants 5 and 6 (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64 and 128: the ping-pong
-     * CTA, one per SM, over B·H·⌈T/128⌉ items; variant 6 loads through TMA. Shared memory: 1 KB alignment slack,
-     * Q [2][128][D], K [3][128][D], V [2][128][D] (bf16), 14 mbarriers of 8 bytes (the ping-pong kernel's 10 and a
-     * full barrier per Q buffer and warpgroup).
+     * Forward variants 5, 6 and 7 (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64 and 128: the ping-pong
+     * CTA, one per SM, over B·H·⌈T/rows⌉ items of 64 query rows per warpgroup; variant 6 (and 7 where the driver makes
+     * tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2 stages), or three at D = 64
+     * (variant 7: rows 192, rings of 4 and 3). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
+     * V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V stage, full per (Q buffer, warpgroup).
      */
-    record ForwardWgmmaPersistent(int headDim) {
-        static final int EXTRA_MBARRIER_BYTES = 4 * 8;
+    record ForwardWgmmaPersistent(int headDim, int warpgroups) {
+        ForwardWgmmaPersistent {
+            if (warpgroups != 2 && !(warpgroups == 3 && headDim == 64))
+                throw new IllegalArgumentException("persistent forward: 2 warpgroups, or 3 at D = 64; got " + warpgroups + " at D = " + headDim);
+        }
 
-        String kernel(boolean tma) { return "flash_attn_fwd_wgmma_pp_persistent_" + (tma ? "tma_" : "") + "d" + headDim; }
+        ForwardWgmmaPersistent(int headDim) { this(headDim, 2); }
+
+        String kernel(boolean tma) {
+            return "flash_attn_fwd_wgmma_pp" + (warpgroups == 3 ? "3" : "") + "_persistent_" + (tma ? "tma_" : "") + "d" + headDim;
+        }
+
+        int rows() { return 64 * warpgroups; }
+
+        int threads() { return 128 * warpgroups; }
+
+        int kStages() { return warpgroups == 2 ? ForwardWgmmaPingPong.K_STAGES : ForwardWgmmaPingPong.K_STAGES + 1; }
+
+        int vStages() { return warpgroups == 2 ? ForwardWgmmaPingPong.V_STAGES : ForwardWgmmaPingPong.V_STAGES + 1; }
 
         /**
-         * Variant 6's tensor map of q, k or v [B·T, H·D] viewed as 4-D [B][T][H][D] (sizes innermost first: D, H, T, B),
-         * a box of 64 columns (one 128-byte swizzle row) × 1 head × {@code rows} × 1 batch; rows past T read as zero.
+         * The tensor map of q, k or v [B·T, H·D] viewed as 4-D [B][T][H][D] (sizes innermost first: D, H, T, B), a box
+         * of 64 columns (one 128-byte swizzle row) × 1 head × {@code rows} × 1 batch; rows past T read as zero.
          */
         TensorMaps.Bf16Tiled map(Tensor t, int batch, int seqLen, int heads, int rows) {
             long d = headDim, rowBytes = heads * d * 2;
@@ -205,9 +231,9 @@ public final class CudaFlashAttention {
                     new long[] {d * 2, rowBytes, rowBytes * seqLen}, new int[] {64, 1, rows, 1});
         }
 
-        /** The ping-pong kernel's, plus a second Q buffer and 4 more mbarriers. */
         int sharedBytes() {
-            return new ForwardWgmmaPingPong(headDim).sharedBytes() + ForwardWgmma.ROWS * headDim * 2 + EXTRA_MBARRIER_BYTES;
+            int tile = ForwardWgmmaPingPong.KEY_TILE * headDim * 2;
+            return 1024 + 2 * rows() * headDim * 2 + (kStages() + vStages()) * tile + 8 * (2 * kStages() + 2 * vStages() + 2 * warpgroups);
         }
     }
 
@@ -307,14 +333,19 @@ public final class CudaFlashAttention {
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PERSISTENT_TMA : FORWARD_MMA_SYNC) : forwardVariant;
+        int warpgroups = 2;
+        if (variant == FORWARD_WGMMA_PERSISTENT_3WG) {  // three warpgroups at D = 64; variant 6 elsewhere
+            if (s.headDim() == 64) warpgroups = 3;
+            variant = FORWARD_WGMMA_PERSISTENT_TMA;
+        }
         if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
             variant = !ForwardWgmma.supports(s.headDim()) ? FORWARD_MMA_SYNC  // the persistent kernels exist where these do
                     : variant == FORWARD_WGMMA_PERSISTENT_TMA && ctx.tensorMapsAvailable() ? FORWARD_WGMMA_PERSISTENT_TMA
                     : FORWARD_WGMMA_PERSISTENT;
         if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
             // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H (and the maps).
-            ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim());
-            long items = (long) s.batch() * heads * ceilDiv(seqLen, ForwardWgmma.ROWS);
+            ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim(), warpgroups);
+            long items = (long) s.batch() * heads * ceilDiv(seqLen, fp.rows());
             int grid = (int) Math.min(items, ctx.multiprocessorCount());
             boolean tma = variant == FORWARD_WGMMA_PERSISTENT_TMA;
             Object[] args = {q, k, v, out, lse, seqLen, heads, s.batch() * heads};
@@ -324,7 +355,7 @@ public final class CudaFlashAttention {
                 args[9] = ctx.tensorMap(fp.map(k, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE));
                 args[10] = ctx.tensorMap(fp.map(v, s.batch(), seqLen, heads, ForwardWgmmaPingPong.KEY_TILE));
             }
-            ctx.launch(fp.kernel(tma), grid, 1, 1, ForwardWgmma.THREADS, 1, 1, fp.sharedBytes(), args);
+            ctx.launch(fp.kernel(tma), grid, 1, 1, fp.threads(), 1, 1, fp.sharedBytes(), args);
             return new Backend.AttentionOut(out, lse);
         }
         if (variant != FORWARD_MMA_SYNC && variant != FORWARD_WGMMA_PERSISTENT && variant != FORWARD_WGMMA_PERSISTENT_TMA && ctx.computeCapabilityMajor() == 9 && ForwardWgmma.supports(s.headDim())

@@ -40,8 +40,8 @@ class CudaFlashAttentionTest {
                     && !name.startsWith("flash_attn_fwd_wgmma_") && !name.startsWith("flash_attn_bwd_wgmma_"))
                 assertEquals(0, shared, "first-generation flash kernels use static shared memory only (≤ 48 KB)");
             if (name.startsWith("flash_attn_bwd3_") || name.startsWith("flash_attn_bwd_wgmma_")
-                    || name.equals("flash_attn_fwd_wgmma_d128") || name.startsWith("flash_attn_fwd_wgmma_pp_"))
-                // one 256-thread CTA per SM (registers): the per-block limit, 227 KB
+                    || name.equals("flash_attn_fwd_wgmma_d128") || name.startsWith("flash_attn_fwd_wgmma_pp"))
+                // one 256- or 384-thread CTA per SM (registers): the per-block limit, 227 KB
                 assertTrue(shared > 0 && shared <= 227 * 1024, name + " asks for " + shared + " bytes");
             else // two CTAs per SM must fit the H100's 228 KB (each CTA also reserves 1 KB)
                 assertTrue(shared >= 0 && 2 * (shared + 1024) <= 228 * 1024, name + " asks for " + shared + " bytes");
@@ -142,7 +142,7 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(7));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(8));
     }
 
     /** Variant 5: the persistent ping-pong kernel at D = 64 and 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
@@ -238,6 +238,57 @@ class CudaFlashAttentionTest {
         assertEquals(List.of(), d96.maps);
     }
 
+    /** Variant 7: three warpgroups and 192-row items at D = 64 on Hopper (TMA where maps exist), variant 6 at D = 128. */
+    @Test
+    void threeWarpgroupForwardAtHeadDim64() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
+        assertTrue(src.contains("= 165 024 bytes"), "the kernels' comment mirrors ForwardWgmmaPersistent.sharedBytes");
+        assertTrue(src.contains("constexpr int PP3_THREADS = 384;"));
+        int b = 4, h = 16, t = 2048;
+        for (boolean maps : new boolean[] {true, false}) {
+            RecordingContext ctx = new RecordingContext();
+            ctx.computeCapabilityMajor = 9;
+            ctx.mapsAvailable = maps;
+            CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+            fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG);
+            Tensor q = ctx.tensor(DType.BF16, b * t, h * 64);
+            Backend.AttentionOut out = fa.forward(q, q, q, t, h);
+            Launch l = ctx.launches.getFirst();
+            assertEquals(maps ? "flash_attn_fwd_wgmma_pp3_persistent_tma_d64" : "flash_attn_fwd_wgmma_pp3_persistent_d64", l.name());
+            assertEquals(132, l.gridX(), "B·H·⌈2048/192⌉ = 704 items, one CTA per SM");
+            assertEquals(384, l.blockX(), "three warpgroups");
+            assertEquals(165_024, l.shared());
+            assertEquals(maps ? 11 : 8, l.args().length);
+            assertSame(out.out(), l.args()[3]);
+            assertEquals(b * h, l.args()[7]);
+            if (maps) assertArrayEquals(new int[] {64, 1, 64, 1}, ctx.maps.getFirst().box(), "Q boxes of one warpgroup's 64 rows");
+        }
+        // Few items: never more CTAs than items (B 1, H 2, T 300: 2 · ⌈300/192⌉ = 4).
+        RecordingContext few = new RecordingContext();
+        few.computeCapabilityMajor = 9;
+        CudaFlashAttention ff = new CudaFlashAttention(few, true, 3);
+        ff.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG);
+        Tensor q = few.tensor(DType.BF16, 300, 2 * 64);
+        ff.forward(q, q, q, 300, 2);
+        assertEquals(4, few.launches.getFirst().gridX());
+        // D = 128: variant 6's kernel; D = 96 or another GPU: mma.sync.
+        for (int[] cd : new int[][] {{9, 128}, {9, 96}, {8, 64}}) {
+            RecordingContext ctx = new RecordingContext();
+            ctx.computeCapabilityMajor = cd[0];
+            CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+            fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG);
+            Tensor qd = ctx.tensor(DType.BF16, 2 * 300, 3 * cd[1]);
+            fa.forward(qd, qd, qd, 300, 3);
+            String name = ctx.launches.getFirst().name();
+            if (cd[0] == 9 && cd[1] == 128) assertEquals("flash_attn_fwd_wgmma_pp_persistent_tma_d128", name);
+            else assertTrue(name.startsWith("flash_attn_fwd2_"), name);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(128, 3));
+        assertEquals(115_824, new CudaFlashAttention.ForwardWgmmaPersistent(64).sharedBytes(), "two warpgroups: unchanged");
+        assertEquals(230_512, new CudaFlashAttention.ForwardWgmmaPersistent(128).sharedBytes());
+    }
+
     /** Variant 4 (ping-pong): same grid, block and arguments as variant 3; variant 1 (the default) runs variant 6 at D = 128 on Hopper. */
     @Test
     void pingPongForwardAndTheDefaultPerHeadDim() throws IOException {
@@ -248,7 +299,7 @@ class CudaFlashAttentionTest {
         assertEquals(List.of("flash_attn_fwd_wgmma_pp_d64", "flash_attn_fwd_wgmma_pp_d128"), pingPong);
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
-        assertEquals(List.of(1, 2, 3, 4, 5, 6), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
+        assertEquals(List.of(1, 2, 3, 4, 5, 6, 7), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
         assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
         for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {
