@@ -1,7 +1,7 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
 // (D = 64, 128), 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong), 5 (the ping-pong made
 // persistent) and 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
-// kernel), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
+// kernel; at D = 64 the default runs it with three warpgroups, 289 TFLOP/s in run 14), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
 // H100 run 12: 275 TFLOP/s, 1.56× the mma.sync bwd3). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
@@ -663,7 +663,7 @@ __device__ __forceinline__ void load_q_half_wg(uint32_t sQ, int wg, const bf16* 
 }
 
 // Ring depths of the persistent forward: K 3 and V 2 stages with 2 warpgroups (as the ping-pong kernel); with 3
-// (variant 7, D = 64) one more each, since a stage is released only when the third warpgroup's wgmma reading it is
+// (D = 64) one more each, since a stage is released only when the third warpgroup's wgmma reading it is
 // done, a turn later than the second's.
 template <int NWG>
 struct PersistentRings {
@@ -1414,11 +1414,14 @@ FLASH_ATTN_FWD_WGMMA_PP(128)
 FLASH_ATTN_FWD_WGMMA_PERSISTENT(64)
 FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 
-// Variant 7 at D = 64: the persistent kernel with 3 warpgroups (forward_wgmma_pingpong_persistent<64, TMA, 3>): items
-// of 192 query rows, the turns going round three warpgroups, so that two warpgroups' GEMMs can cover each softmax (at
-// D = 64 a tile's exponentials take as long as its two GEMMs). Args as variant 5 / 6. grid min(B·H·⌈T/192⌉, SMs),
-// block 384, dynamic shared memory 1024 + 2·192·64·2 + (4 + 3)·128·64·2 + 160 = 165 024 bytes
-// (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes). WRITTEN WITHOUT A GPU, not yet run.
+// The default forward at D = 64 on Hopper (variant 1): the persistent kernel with 3 warpgroups
+// (forward_wgmma_pingpong_persistent<64, TMA, 3>): items of 192 query rows, the turns going round three warpgroups, so
+// that two warpgroups' GEMMs can cover each softmax (at D = 64 a tile's exponentials take as long as its two GEMMs;
+// H100 run 13's profile of the two-warpgroup kernel showed 0.47 eligible warps per scheduler). Args as variants 5 / 6.
+// grid min(B·H·⌈T/192⌉, SMs), block 384, dynamic shared memory
+// 1024 + 2·192·64·2 + (4 + 3)·128·64·2 + 160 = 165 024 bytes (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes). Written without a GPU; H100 run 14 passed the
+// selftest and timed it at 289 TFLOP/s (stream; 309 kernel time) against mma.sync's 267 (285) and the two-warpgroup
+// kernel's 261 (284).
 constexpr int PP3_THREADS = 384;
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
 #define FWD_PP3_BODY forward_wgmma_pingpong_persistent<64, false, 3>(q, k, v, out, lse, T, H, BH);

@@ -236,13 +236,12 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
 // shared row in warp order (fixed, so deterministic) and the last warp writes the block's partial row.
 // Why: the block-per-row kernel below needs two block barriers per row, and its ~1000 blocks left a 4 MB partial
 // buffer for the reduce; here ~2 blocks per SM leave ~1 MB, and a row costs one DRAM round trip.
-// PREFETCH (backward variants 3 and 4): the same rows, arithmetic and order, with the warp's next row (dy, x, rstd)
-// loaded before the current row's arithmetic, so each warp has a row's loads in flight while it computes. Why: an
-// H100 profile (run 13, ncu) of the plain loop showed 4 warps per scheduler, 0.57 eligible, half of the stall cycles
-// waiting on the row loads and 53 % of DRAM bandwidth: every warp alternates one row's round trip with its
-// arithmetic, and 114 registers leave room for no more warps.
+// H100 run 13's profile (ncu) of this loop: 114 registers, 16 warps per SM, 0.57 eligible warps per scheduler, half of
+// the stall cycles waiting on the row loads, 53 % of DRAM bandwidth. Loading each warp's next row during the current
+// row's arithmetic (127 registers, the same 16 warps) ran at 0.96× in run 14, as had a two-pass split (0.73×, run 12)
+// and twice the warps with the gain gradient in shared memory (0.98×, run 8): all removed.
 // Returns false (having done nothing) for a shape it does not take.
-template <int G, bool PREFETCH = false>
+template <int G>
 __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, float* __restrict__ partial,
                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
@@ -258,44 +257,18 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
 #pragma unroll
         for (int j = 0; j < 8; ++j) acc[k][j] = 0.f;
 
-    // The lane's groups of row `row` (columns (lane + 32k)·8 .. +7 below d) and its rstd.
-    auto loadRow = [&](int row, bf16x8 (&ldy)[G], bf16x8 (&lx)[G], float& r) {
+    for (int row = blockIdx.x * warps + warp; row < n; row += gridDim.x * warps) {
         const size_t base = (size_t)row * d;
+        bf16x8 cdy[G], cx[G];
 #pragma unroll
         for (int k = 0; k < G; ++k) {
             const int c = (lane + 32 * k) * 8;
             if (c < d) {
-                ldy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
-                lx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
+                cdy[k] = *reinterpret_cast<const bf16x8*>(dy + base + c);
+                cx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
             }
         }
-        r = rstd[row];
-    };
-    const int stride = gridDim.x * warps;
-    if constexpr (PREFETCH) {
-        int row = blockIdx.x * warps + warp;
-        bf16x8 cdy[G], cx[G];
-        float r = 0.f;
-        if (row < n) loadRow(row, cdy, cx, r);
-        for (; row < n; row += stride) {
-            bf16x8 ndy[G], nx[G];
-            float nr = 0.f;
-            if (row + stride < n) loadRow(row + stride, ndy, nx, nr);
-            rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + (size_t)row * d, gain, d);
-#pragma unroll
-            for (int k = 0; k < G; ++k) {
-                cdy[k] = ndy[k];
-                cx[k] = nx[k];
-            }
-            r = nr;
-        }
-    } else {
-        for (int row = blockIdx.x * warps + warp; row < n; row += stride) {
-            bf16x8 cdy[G], cx[G];
-            float r;
-            loadRow(row, cdy, cx, r);
-            rmsnorm_backward_row_from_regs<G>(cdy, cx, r, acc, dx + (size_t)row * d, gain, d);
-        }
+        rmsnorm_backward_row_from_regs<G>(cdy, cx, rstd[row], acc, dx + base, gain, d);
     }
 
     write_block_partial<G>(acc, acc4, partial, d);
@@ -591,40 +564,6 @@ rmsnorm_bwd_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, floa
                         unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
                         const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
     if (rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d))
-        reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
-}
-
-// Backward variant 3 (CudaRmsNorm.BACKWARD_PREFETCH): rmsnorm_bwd_rows*_bf16 with each warp's next row loaded during
-// the current row's arithmetic (rmsnorm_backward_rows<G, true>); same arguments, grid and results, bit for bit.
-extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
-rmsnorm_bwd_prefetch4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
-                           const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                           int n, int d) {
-    rmsnorm_backward_rows<4, true>(dx, partial, dy, x, gain, rstd, n, d);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
-rmsnorm_bwd_prefetch8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
-                           const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
-                           int n, int d) {
-    rmsnorm_backward_rows<8, true>(dx, partial, dy, x, gain, rstd, n, d);
-}
-
-// Backward variant 4 (CudaRmsNorm.BACKWARD_PREFETCH_FUSED): variant 3's rows with variant 2's reduce in the last
-// blocks; rmsnorm_bwd_fused*_bf16's arguments.
-extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
-rmsnorm_bwd_prefetch_fused4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
-                                 unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                                 const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    if (rmsnorm_backward_rows<4, true>(dx, partial, dy, x, gain, rstd, n, d))
-        reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
-rmsnorm_bwd_prefetch_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
-                                 unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
-                                 const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    if (rmsnorm_backward_rows<8, true>(dx, partial, dy, x, gain, rstd, n, d))
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
 }
 

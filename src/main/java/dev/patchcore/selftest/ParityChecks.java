@@ -93,6 +93,13 @@ public final class ParityChecks {
                 if (test instanceof CudaBackend) out.add(new Check("attention(simple) T=" + t + " Dh=" + dh, rows -> attention(rows, t, dh, true)));
             }
         }
+        // More (query tile, head) items than SMs, so the default persistent forward on Hopper runs several per CTA;
+        // T = 300 gives items of 3, 2 and 1 key tiles (of 3 and 2 with the 192-row items at D = 64).
+        if (test instanceof CudaBackend)
+            for (int dh : new int[] {64, 128})
+                for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})
+                    out.add(new Check("attention B" + bht[0] + " H" + bht[1] + " T=" + bht[2] + " Dh=" + dh,
+                            rows -> attention(rows, bht[2], dh, false, bht[0], bht[1])));
         out.add(new Check("swiglu", rows -> swiglu(rows, 37, 688)));
         for (int k : new int[] {1, 2, 4, 8}) {
             out.add(new Check("crossEntropyK K=" + k, rows -> crossEntropy(rows, 13, 1000, 1000, k)));
@@ -140,9 +147,8 @@ public final class ParityChecks {
                             out.add(variant(cuda, family, v, "attention causal T=300 Dh=" + dh, rows -> causality(rows, 300, dh)));
                             out.add(variant(cuda, family, v, "attention error map Dh=" + dh, rows -> attentionErrorMap(rows, dh)));
                         }
-                        // More (query tile, head) items than SMs, so a persistent kernel (variants 5, 6, 7) runs
-                        // several per CTA; T = 300 gives items of 3, 2 and 1 key tiles (of 3 and 2 for variant 7's
-                        // 192-row items at D = 64).
+                        // More (query tile, head) items than SMs, so a persistent kernel (variants 5, 6) runs
+                        // several per CTA; T = 300 gives items of 3, 2 and 1 key tiles.
                         for (int dh : new int[] {64, 128})
                             for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})
                                 out.add(variant(cuda, family, v, "attention B" + bht[0] + " H" + bht[1] + " T=" + bht[2] + " Dh=" + dh,

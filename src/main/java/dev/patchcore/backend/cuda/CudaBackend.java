@@ -118,13 +118,11 @@ public final class CudaBackend implements Backend, KernelContext {
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG,
-                    CudaFlashAttention.FORWARD_WGMMA_PERSISTENT, CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA,
-                    CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG),
+                    CudaFlashAttention.FORWARD_WGMMA_PERSISTENT, CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
-            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE, CudaRmsNorm.BACKWARD_PREFETCH,
-                    CudaRmsNorm.BACKWARD_PREFETCH_FUSED),
+            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /**

@@ -50,11 +50,11 @@ public final class CudaFlashAttention {
     private static final int MAX_GRID_Y = 65535;
 
     /**
-     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (run 12) — at D = 128 on
-     * compute capability 9.x the persistent ping-pong wgmma kernel with TMA loads (variant 6: 378 TFLOP/s, 1.14× the
-     * ping-pong kernel of variant 4, 1.38× mma.sync), the mma.sync kernels elsewhere (at D = 64: 266 TFLOP/s, ahead of
-     * every wgmma version in stream time: 256 for variant 5, 249 for variant 6; variant 6's kernel time is 3 % less,
-     * and {@code bench speed} at the 370M preset was within noise of the default with it).
+     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (runs 12 and 14), on compute
+     * capability 9.x the persistent ping-pong wgmma kernels with TMA loads — at D = 128 with two warpgroups (variant 6:
+     * 376–384 TFLOP/s, 1.14× the ping-pong kernel of variant 4, 1.38× mma.sync), at D = 64 with three warpgroups and
+     * items of 192 query rows (289 TFLOP/s stream, 309 kernel time: 1.08× and 1.14× mma.sync; variant 6 with two
+     * warpgroups: 261 and 284) — and the mma.sync kernels elsewhere (other head dims, other GPUs).
      */
     public static final int FORWARD_FASTEST = 1;
     /** Forward variant 2: the mma.sync kernels everywhere (fwd2; the default until H100 run 9). */
@@ -78,15 +78,6 @@ public final class CudaFlashAttention {
      * the driver cannot make tensor maps. Variant 1 runs it at D = 128 (H100 run 12: 378 TFLOP/s).
      */
     public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
-    /**
-     * Forward variant 7: at D = 64 on Hopper the persistent kernel with three warpgroups (flash_attn_fwd_wgmma_pp3_
-     * persistent[_tma]_d64: items of 192 query rows, the turns going round three warpgroups so that two warpgroups'
-     * GEMMs can cover each softmax; TMA loads where the driver makes tensor maps); variant 6 at D = 128; mma.sync
-     * elsewhere. Why: an H100 profile (run 13) of variant 6 at D = 64 showed two warps per scheduler, 0.47 of them
-     * eligible: the softmax of one warpgroup is not covered by the other's GEMMs alone. Written without a GPU:
-     * opt-in until measured.
-     */
-    public static final int FORWARD_WGMMA_PERSISTENT_3WG = 7;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -119,13 +110,12 @@ public final class CudaFlashAttention {
     /**
      * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
      * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG}, {@link #FORWARD_WGMMA_PERSISTENT} or
-     * {@link #FORWARD_WGMMA_PERSISTENT_TMA} or {@link #FORWARD_WGMMA_PERSISTENT_3WG}.
+     * {@link #FORWARD_WGMMA_PERSISTENT_TMA}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_3WG)
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_TMA)
             throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong), 6 (the same with TMA loads) or 7 (6 with three"
-                    + " warpgroups at D = 64), got " + variant);
+                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong) or 6 (the same with TMA loads), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -195,10 +185,10 @@ public final class CudaFlashAttention {
     }
 
     /**
-     * Forward variants 5, 6 and 7 (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64 and 128: the ping-pong
-     * CTA, one per SM, over B·H·⌈T/rows⌉ items of 64 query rows per warpgroup; variant 6 (and 7 where the driver makes
-     * tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2 stages), or three at D = 64
-     * (variant 7: rows 192, rings of 4 and 3). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
+     * Forward variants 5 and 6, and variant 1 on Hopper (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64
+     * and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64 query rows per warpgroup; variant 6 (and 1
+     * where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
+     * stages), or three at D = 64 under variant 1 (rows 192, rings of 4 and 3). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
      * V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V stage, full per (Q buffer, warpgroup).
      */
     record ForwardWgmmaPersistent(int headDim, int warpgroups) {
@@ -332,11 +322,10 @@ public final class CudaFlashAttention {
         requireSameLayout("v", v, q);
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
-        int variant = forwardVariant == FORWARD_FASTEST ? (s.headDim() == 128 ? FORWARD_WGMMA_PERSISTENT_TMA : FORWARD_MMA_SYNC) : forwardVariant;
-        int warpgroups = 2;
-        if (variant == FORWARD_WGMMA_PERSISTENT_3WG) {  // three warpgroups at D = 64; variant 6 elsewhere
-            if (s.headDim() == 64) warpgroups = 3;
+        int variant = forwardVariant, warpgroups = 2;
+        if (variant == FORWARD_FASTEST) {  // variant 6, with three warpgroups at D = 64 (mma.sync where it does not apply)
             variant = FORWARD_WGMMA_PERSISTENT_TMA;
+            if (s.headDim() == 64) warpgroups = 3;
         }
         if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
             variant = !ForwardWgmma.supports(s.headDim()) ? FORWARD_MMA_SYNC  // the persistent kernels exist where these do

@@ -36,23 +36,16 @@ public final class CudaRmsNorm {
     public static final int BACKWARD_TWO_KERNELS = 1;
     /**
      * Backward variant 2: the same kernel's last blocks sum the partials (rmsnorm_bwd_fused*; one launch, no kernel
-     * boundary before the gain gradient). H100 run 12: 1.03× at the 370M shape (kernel time), 0.93× at 2112 rows.
+     * boundary before the gain gradient). H100 runs 12 and 14: 1.03× and 1.00× at the 370M shape (kernel time), 0.92×
+     * at 2112 rows. (Variants tried and removed: a two-pass split, 0.73× in run 12; each warp's next row loaded during
+     * the current one's arithmetic, 0.96× in run 14.)
      */
     public static final int BACKWARD_FUSED_REDUCE = 2;
-    /**
-     * Backward variant 3: variant 1 with each warp's next row (dy, x, rstd) loaded during the current row's arithmetic
-     * (rmsnorm_bwd_prefetch*; same grid, same results bit for bit). Why: H100 run 13's profile of variant 1 (ncu) showed
-     * half the warps' stall cycles waiting on their row's loads and 53 % of DRAM bandwidth. Written without a GPU; not
-     * yet measured. (A two-pass variant — statistics, then an elementwise dx — ran at 0.73× in run 12 and was removed.)
-     */
-    public static final int BACKWARD_PREFETCH = 3;
-    /** Backward variant 4: variant 3's rows with variant 2's reduce in the last blocks (rmsnorm_bwd_prefetch_fused*). */
-    public static final int BACKWARD_PREFETCH_FUSED = 4;
 
     private final KernelContext ctx;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
-    /** Arrival counter of backward variants 2 and 4 (one u32, 0 between launches), allocated at its first use. */
+    /** Arrival counter of backward variant 2 (one u32, 0 between launches), allocated at its first use. */
     private Tensor arrivals;
 
     public CudaRmsNorm(KernelContext ctx) {
@@ -73,14 +66,11 @@ public final class CudaRmsNorm {
 
     public int variant() { return variant; }
 
-    /**
-     * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
-     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_PREFETCH} or {@link #BACKWARD_PREFETCH_FUSED}.
-     */
+    /** Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS} or {@link #BACKWARD_FUSED_REDUCE}. */
     public void setBackwardVariant(int variant) {
-        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_PREFETCH_FUSED)
-            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks),"
-                    + " 3 (next row prefetched) or 4 (3 and 2), got " + variant);
+        if (variant != BACKWARD_TWO_KERNELS && variant != BACKWARD_FUSED_REDUCE)
+            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels) or 2 (reduce in the last blocks), got "
+                    + variant);
         this.backwardVariant = variant;
     }
 
@@ -177,15 +167,12 @@ public final class CudaRmsNorm {
             boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
             blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
             partial = ctx.scratch(DType.F32, blocks, d);
-            String groups = narrow ? "4" : "8";
-            boolean prefetch = backwardVariant == BACKWARD_PREFETCH || backwardVariant == BACKWARD_PREFETCH_FUSED;
-            if (backwardVariant == BACKWARD_FUSED_REDUCE || backwardVariant == BACKWARD_PREFETCH_FUSED) {
-                ctx.launchCooperative((prefetch ? "rmsnorm_bwd_prefetch_fused" : "rmsnorm_bwd_fused") + groups + "_bf16", blocks, 1, 1,
-                        32 * BACKWARD_WARPS, 1, 1, d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d,
-                        fusedReducers(d, blocks));
+            if (backwardVariant == BACKWARD_FUSED_REDUCE) {
+                ctx.launchCooperative(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                        d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
                 return dx;
             }
-            ctx.launch((prefetch ? "rmsnorm_bwd_prefetch" : "rmsnorm_bwd_rows") + groups + "_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+            ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         } else {
             // Wide, odd-width or misaligned rows: one block per row at a time; threads cover 8 columns (16 bytes) each.
@@ -200,7 +187,7 @@ public final class CudaRmsNorm {
         return dx;
     }
 
-    /** The arrival counter of the kernels that reduce in their last blocks (variants 2 and 4), zeroed once. */
+    /** The arrival counter of the kernels that reduce in their last blocks (variant 2), zeroed once. */
     private Tensor arrivals() {
         if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
         return arrivals;

@@ -68,8 +68,19 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
             for (int n = 0; n <= MAX_ARGS; n++) byArity[n] = Pointer.to(Arrays.copyOf(slots, n));
         }
 
+        /** Tensor maps (128-byte CUtensorMap values) a launch may pass, each in its own 64-byte-aligned native slot. */
+        static final int MAX_MAPS = 4;
+        final MemorySegment maps = Arena.ofAuto().allocate((long) TensorMaps.BYTES * MAX_MAPS, 64);
+        final Pointer[] mapSlots = new Pointer[MAX_MAPS];
+
+        {
+            for (int j = 0; j < MAX_MAPS; j++) mapSlots[j] = DevicePointers.at(maps.address() + (long) TensorMaps.BYTES * j);
+        }
+
         Pointer fill(String kernel, Object[] args) {
             if (args.length > MAX_ARGS) throw new IllegalArgumentException("kernel " + kernel + ": " + args.length + " arguments, at most " + MAX_ARGS);
+            Pointer[] withMaps = null;  // the launch's own pointer array when it passes tensor maps
+            int nMaps = 0;
             for (int i = 0; i < args.length; i++) {
                 long at = 8L * i;
                 switch (args[i]) {
@@ -77,10 +88,16 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
                     case Integer v -> values.set(ValueLayout.JAVA_INT, at, v);
                     case Long v -> values.set(ValueLayout.JAVA_LONG, at, v);
                     case Float v -> values.set(ValueLayout.JAVA_FLOAT, at, v);
+                    case TensorMaps.TensorMap m -> {
+                        if (nMaps == MAX_MAPS) throw new IllegalArgumentException("kernel " + kernel + ": more than " + MAX_MAPS + " tensor maps");
+                        MemorySegment.copy(m.bytes(), 0, maps, ValueLayout.JAVA_BYTE, (long) TensorMaps.BYTES * nMaps, TensorMaps.BYTES);
+                        if (withMaps == null) withMaps = Arrays.copyOf(slots, args.length);
+                        withMaps[i] = mapSlots[nMaps++];
+                    }
                     case null, default -> throw KernelArgs.unsupported(args[i], kernel, i);
                 }
             }
-            return byArity[args.length];
+            return withMaps == null ? byArity[args.length] : Pointer.to(withMaps);
         }
     }
 
@@ -194,25 +211,19 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
             sharedLimitSet.put(name, sharedBytes);
         }
         Pointer kernelParams;
-        if (packedArgs && !hasTensorMap(args)) {  // the 8-byte slots cannot hold a 128-byte tensor map
+        if (packedArgs) {
             kernelParams = argSlots.get().fill(name, args);
         } else {
             Pointer[] params = new Pointer[args.length];
             for (int i = 0; i < args.length; i++) params[i] = KernelArgs.pointerTo(args[i], name, i);
             kernelParams = Pointer.to(params);
         }
-        String shape = name + ", grid " + gx + "x" + gy + "x" + gz + ", block " + bx + "x" + by + "x" + bz + ")";
-        if (cooperative)
-            check(JCudaDriver.cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams),
-                    "cuLaunchCooperativeKernel(" + shape);
-        else
-            check(JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams, null), "cuLaunchKernel(" + shape);
+        int r = cooperative ? JCudaDriver.cuLaunchCooperativeKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams)
+                : JCudaDriver.cuLaunchKernel(f, gx, gy, gz, bx, by, bz, sharedBytes, stream, kernelParams, null);
+        if (r != DriverCalls.CUDA_SUCCESS)  // the message is built only for a failure: a launch is on the hot path
+            check(r, (cooperative ? "cuLaunchCooperativeKernel(" : "cuLaunchKernel(") + name + ", grid " + gx + "x" + gy + "x" + gz
+                    + ", block " + bx + "x" + by + "x" + bz + ")");
         if (syncAfterLaunch) check(JCudaDriver.cuStreamSynchronize(stream), "kernel " + name + " (synchronous check)");
-    }
-
-    private static boolean hasTensorMap(Object[] args) {
-        for (Object a : args) if (a instanceof TensorMaps.TensorMap) return true;
-        return false;
     }
 
     void synchronize() {

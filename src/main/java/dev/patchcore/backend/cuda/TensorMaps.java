@@ -89,7 +89,7 @@ final class TensorMaps {
      */
     TensorMap encode(Bf16Tiled t) {
         if (encode == null) throw new CudaUnavailableException(missing);
-        Key key = new Key(t.address(), Arrays.toString(t.dims()) + Arrays.toString(t.strideBytes()) + Arrays.toString(t.box()));
+        Key key = new Key(t);
         TensorMap cached = recent.get(key);
         if (cached != null) return cached;
         TensorMap made = encodeNow(t);
@@ -99,8 +99,24 @@ final class TensorMaps {
 
     static final int CACHED = 64;
 
-    /** A request by value (Bf16Tiled's arrays compare by identity). */
-    private record Key(long address, String shape) {}
+    /** A request by value (Bf16Tiled's arrays compare by identity); no strings built: a lookup is on every attention call. */
+    private static final class Key {
+        private final Bf16Tiled spec;
+        private final int hash;
+
+        Key(Bf16Tiled spec) {
+            this.spec = spec;
+            this.hash = ((Long.hashCode(spec.address()) * 31 + Arrays.hashCode(spec.dims())) * 31 + Arrays.hashCode(spec.strideBytes())) * 31
+                    + Arrays.hashCode(spec.box());
+        }
+
+        @Override public boolean equals(Object o) {
+            return o instanceof Key k && k.hash == hash && k.spec.address() == spec.address() && Arrays.equals(k.spec.dims(), spec.dims())
+                    && Arrays.equals(k.spec.strideBytes(), spec.strideBytes()) && Arrays.equals(k.spec.box(), spec.box());
+        }
+
+        @Override public int hashCode() { return hash; }
+    }
 
     private final Map<Key, TensorMap> recent = new LinkedHashMap<>(16, 0.75f, true) {
         @Override protected boolean removeEldestEntry(Map.Entry<Key, TensorMap> eldest) { return size() > CACHED; }

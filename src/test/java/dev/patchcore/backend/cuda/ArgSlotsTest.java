@@ -39,6 +39,36 @@ class ArgSlotsTest {
         assertEquals(3, slots.values.get(ValueLayout.JAVA_INT, 0));
     }
 
+    @Test
+    void tensorMapsGoByValueThroughTheirOwnNativeSlots() throws ReflectiveOperationException {
+        CudaRuntime.ArgSlots slots = new CudaRuntime.ArgSlots();
+        Tensor t = new Tensor(new CudaStorage(0x7f00_0000_1000L, 64), DType.F32, 16);
+        byte[] a = new byte[TensorMaps.BYTES], b = new byte[TensorMaps.BYTES];
+        for (int i = 0; i < a.length; i++) {
+            a[i] = (byte) i;
+            b[i] = (byte) (255 - i);
+        }
+        var params = slots.fill("k", new Object[] {t, new TensorMaps.TensorMap(a), 9, new TensorMaps.TensorMap(b)});
+        Object[] elements = (Object[]) field(Pointer.class, "pointers", params);
+        assertEquals(4, elements.length);
+        assertSame(slots.slots[0], elements[0]);
+        assertSame(slots.mapSlots[0], elements[1], "the first map in the first map slot");
+        assertSame(slots.slots[2], elements[2]);
+        assertSame(slots.mapSlots[1], elements[3]);
+        assertEquals(0, address(slots.mapSlots[0]) % 64, "CUtensorMap alignment");
+        assertEquals(address(slots.mapSlots[0]) + TensorMaps.BYTES, address(slots.mapSlots[1]));
+        for (int i = 0; i < TensorMaps.BYTES; i++) {
+            assertEquals(a[i], slots.maps.get(ValueLayout.JAVA_BYTE, i));
+            assertEquals(b[i], slots.maps.get(ValueLayout.JAVA_BYTE, TensorMaps.BYTES + i));
+        }
+        assertEquals(9, slots.values.get(ValueLayout.JAVA_INT, 16));
+        // Without maps the shared per-arity array again; more maps than slots: one clear error.
+        assertSame(slots.byArity[4], slots.fill("k", new Object[] {t, 1, 2, 3}));
+        Object[] five = new Object[5];
+        java.util.Arrays.fill(five, new TensorMaps.TensorMap(a));
+        assertThrows(IllegalArgumentException.class, () -> slots.fill("k", five));
+    }
+
     /** What JCuda hands the driver for a pointer without buffer or array: its native value plus its byte offset. */
     private static long address(Object pointer) throws ReflectiveOperationException {
         Field offset = Pointer.class.getDeclaredField("byteOffset"), value = NativePointerObject.class.getDeclaredField("nativePointer");

@@ -142,7 +142,7 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(8));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(7));
     }
 
     /** Variant 5: the persistent ping-pong kernel at D = 64 and 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
@@ -238,9 +238,9 @@ class CudaFlashAttentionTest {
         assertEquals(List.of(), d96.maps);
     }
 
-    /** Variant 7: three warpgroups and 192-row items at D = 64 on Hopper (TMA where maps exist), variant 6 at D = 128. */
+    /** The default (variant 1): three warpgroups and 192-row items at D = 64 on Hopper (TMA where maps exist), variant 6 at D = 128. */
     @Test
-    void threeWarpgroupForwardAtHeadDim64() throws IOException {
+    void threeWarpgroupForwardIsTheDefaultAtHeadDim64() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
         assertTrue(src.contains("forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
         assertTrue(src.contains("= 165 024 bytes"), "the kernels' comment mirrors ForwardWgmmaPersistent.sharedBytes");
@@ -251,7 +251,7 @@ class CudaFlashAttentionTest {
             ctx.computeCapabilityMajor = 9;
             ctx.mapsAvailable = maps;
             CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-            fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG);
+            assertEquals(CudaFlashAttention.FORWARD_FASTEST, fa.forwardVariant());
             Tensor q = ctx.tensor(DType.BF16, b * t, h * 64);
             Backend.AttentionOut out = fa.forward(q, q, q, t, h);
             Launch l = ctx.launches.getFirst();
@@ -268,7 +268,7 @@ class CudaFlashAttentionTest {
         RecordingContext few = new RecordingContext();
         few.computeCapabilityMajor = 9;
         CudaFlashAttention ff = new CudaFlashAttention(few, true, 3);
-        ff.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG);
+        
         Tensor q = few.tensor(DType.BF16, 300, 2 * 64);
         ff.forward(q, q, q, 300, 2);
         assertEquals(4, few.launches.getFirst().gridX());
@@ -277,7 +277,7 @@ class CudaFlashAttentionTest {
             RecordingContext ctx = new RecordingContext();
             ctx.computeCapabilityMajor = cd[0];
             CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-            fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_3WG);
+            assertEquals(CudaFlashAttention.FORWARD_FASTEST, fa.forwardVariant());
             Tensor qd = ctx.tensor(DType.BF16, 2 * 300, 3 * cd[1]);
             fa.forward(qd, qd, qd, 300, 3);
             String name = ctx.launches.getFirst().name();
@@ -299,7 +299,7 @@ class CudaFlashAttentionTest {
         assertEquals(List.of("flash_attn_fwd_wgmma_pp_d64", "flash_attn_fwd_wgmma_pp_d128"), pingPong);
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
-        assertEquals(List.of(1, 2, 3, 4, 5, 6, 7), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
+        assertEquals(List.of(1, 2, 3, 4, 5, 6), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
         assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
         for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {
@@ -313,9 +313,10 @@ class CudaFlashAttentionTest {
                     Tensor q = ctx.tensor(DType.BF16, b * t, h * d);
                     Backend.AttentionOut out = fa.forward(q, q, q, t, h);
                     Launch l = ctx.launches.getFirst();
-                    boolean wgmma = cc == 9 && (d == 128 || (d == 64 && variant == CudaFlashAttention.FORWARD_WGMMA_PINGPONG));
+                    boolean wgmma = cc == 9 && (d == 128 || d == 64);
                     if (wgmma && variant == CudaFlashAttention.FORWARD_FASTEST) {
-                        assertEquals("flash_attn_fwd_wgmma_pp_persistent_tma_d128", l.name(), "the default at D = 128 on Hopper: variant 6");
+                        assertEquals(d == 128 ? "flash_attn_fwd_wgmma_pp_persistent_tma_d128" : "flash_attn_fwd_wgmma_pp3_persistent_tma_d64",
+                                l.name(), "the default on Hopper: variant 6, with three warpgroups at D = 64");
                         assertEquals(3, ctx.maps.size(), "tensor maps of q, k and v");
                         continue;
                     }

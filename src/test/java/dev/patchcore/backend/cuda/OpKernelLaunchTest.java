@@ -229,42 +229,7 @@ class OpKernelLaunchTest {
         Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
         assertEquals(1, tiny.grid()[0]);
         assertEquals(1, tiny.args()[10]);
-        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(5));
-    }
-
-    @Test
-    void prefetchingRmsNormBackwardTakesTheDefaultsArgumentsAndGrid() {
-        CudaRmsNorm op = new CudaRmsNorm(ctx);
-        Tensor dy = bf16(8192, 1024), x = bf16(8192, 1024), gain = bf16(1024), rstd = f32(8192), dGain = f32(1024);
-        op.backward(dy, x, gain, rstd, dGain);
-        Launch plain = ctx.only("rmsnorm_bwd_rows4_bf16");
-        ctx.launches.clear();
-        op.setBackwardVariant(CudaRmsNorm.BACKWARD_PREFETCH);
-        Tensor dx = op.backward(dy, x, gain, rstd, dGain);
-        Launch pf = ctx.only("rmsnorm_bwd_prefetch4_bf16");
-        ctx.only("rmsnorm_bwd_gain_reduce");
-        assertFalse(pf.cooperative());
-        assertEquals(plain.grid()[0], pf.grid()[0], "the same grid: the same rows per warp, so the same sums");
-        assertEquals(plain.threads(), pf.threads());
-        assertEquals(plain.shared(), pf.shared());
-        assertEquals(dx, pf.args()[0]);
-        assertEquals(List.of(dy, x, gain, rstd, 8192, 1024), List.of(pf.args()).subList(2, 8));
-        // Variant 4: variant 2's launch with the prefetching kernel; d = 2048 takes the 8-group kernels.
-        ctx.launches.clear();
-        op.setBackwardVariant(CudaRmsNorm.BACKWARD_PREFETCH_FUSED);
-        op.backward(dy, x, gain, rstd, dGain);
-        Launch fused = ctx.only("rmsnorm_bwd_prefetch_fused4_bf16");
-        assertTrue(fused.cooperative());
-        assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count());
-        assertEquals(dGain, fused.args()[2]);
-        assertEquals(128, fused.args()[10]);
-        ctx.launches.clear();
-        op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
-        ctx.only("rmsnorm_bwd_prefetch_fused8_bf16");
-        ctx.launches.clear();
-        op.setBackwardVariant(CudaRmsNorm.BACKWARD_PREFETCH);
-        op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
-        ctx.only("rmsnorm_bwd_prefetch8_bf16");
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(3));
     }
 
     @Test
@@ -726,7 +691,7 @@ class OpKernelLaunchTest {
         // recorded launches between their cases, so the names come from the context's never-cleared set.
         List<Runnable> cases = List.of(this::rmsNormForwardShapes, this::addRmsNormReturnsSumAndNormalized,
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
-                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter, this::prefetchingRmsNormBackwardTakesTheDefaultsArgumentsAndGrid,
+                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
