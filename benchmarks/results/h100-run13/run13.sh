@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Recorded as run: it sat in tools/device/ (ROOT below is two folders up from there); copy it back there to rerun.
 # One-off (run 13): ncu on four kernels, then bench speed with the default forward and with flashfwd v6 at D = 64.
 set -uo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)

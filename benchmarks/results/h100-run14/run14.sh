@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# Recorded as run: it sat in tools/device/ (ROOT below is two folders up from there); copy it back there to rerun.
 # One-off (run 14): quick selftests of the new variants (a failing one is skipped afterwards), the full selftest,
 # bench kernels, bench speed at 370m (D = 64) with the default forward and variant 7, at 1.3b (D = 128) with the new
 # defaults and with the previous ones (flashfwd 4, flashbwd 2).

@@ -1420,7 +1420,7 @@ FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 // H100 run 13's profile of the two-warpgroup kernel showed 0.47 eligible warps per scheduler). Args as variants 5 / 6.
 // grid min(B·H·⌈T/192⌉, SMs), block 384, dynamic shared memory
 // 1024 + 2·192·64·2 + (4 + 3)·128·64·2 + 160 = 165 024 bytes (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes). Written without a GPU; H100 run 14 passed the
-// selftest and timed it at 289 TFLOP/s (stream; 309 kernel time) against mma.sync's 267 (285) and the two-warpgroup
+// selftest and timed it at 289 TFLOP/s (stream; 309 kernel time) against mma.sync's 267 (271) and the two-warpgroup
 // kernel's 261 (284).
 constexpr int PP3_THREADS = 384;
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
