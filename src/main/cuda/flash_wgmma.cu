@@ -639,13 +639,14 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
 //     stages and barrier phases follow from it. Warpgroup 0 loads one K tile ahead across the item boundary (in the
 //     last step of an item, the next item's first K tile); every consumed K and V tile is released on its empty
 //     barrier, the last V of an item too (the single-item kernel skips that release: nothing reuses the stage).
-//   - The turns go on alternating: warpgroup 1 arrives on barrier 1 once at the start, warpgroup 0 syncs it once at
-//     the very end.
+//   - The turns go on alternating: the last warpgroup (1, or 2 with three) arrives on barrier 1 once at the start,
+//     warpgroup 0 syncs it once at the very end.
 //   - Q is double-buffered by item parity, and each warpgroup loads its own 64 rows (the only rows its S reads) of
 //     the next item's Q at the start of an item, into the buffer whose previous item it has finished with; a full
 //     barrier per (buffer, warpgroup) with 128 arrivals says they landed.
-// grid min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·128·D·2 + (3 + 2)·128·D·2 +
-// 112 (14 mbarriers) = 230 512 bytes at D = 128 (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes).
+// With two warpgroups: grid min(items, SMs), items = B·H·⌈T/128⌉; block 256; dynamic shared memory 1024 + 2·128·D·2 +
+// (3 + 2)·128·D·2 + 112 (14 mbarriers) = 230 512 bytes at D = 128 (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes);
+// with three (D = 64, TMA only) see flash_attn_fwd_wgmma_pp3_persistent_tma_d64 below.
 // The persistent kernels' static schedule: CTA `cta` of a grid of G takes items cta, 2G − 1 − cta, 2G + cta,
 // 4G − 1 − cta, … (a "snake": with items ordered longest first, each round's long items meet the next round's
 // short ones). Counted in tiles it is within 1.5 % of a greedy scheduler at the bench shapes of both kernels, and
@@ -700,7 +701,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
                                                                   const CUtensorMap* tmQ = nullptr,
                                                                   const CUtensorMap* tmK = nullptr,
                                                                   const CUtensorMap* tmV = nullptr) {
-    static_assert(NWG == 2 || (NWG == 3 && D == 64), "2 warpgroups, or 3 at D = 64");
+    static_assert(NWG == 2 || (NWG == 3 && D == 64 && TMA), "2 warpgroups, or 3 at D = 64 with TMA loads");
     constexpr int BC = PP_BC;
     constexpr int ROWS = 64 * NWG;                  // query rows per item
     constexpr int KS = PersistentRings<NWG>::KS, VS = PersistentRings<NWG>::VS;
@@ -868,7 +869,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         seq0 += cur.nTiles;
         cur = next;
     }
-    if (wg == 0) bar_sync_256(1);  // warpgroup 1's last pass: barrier 1's final generation completes
+    if (wg == 0) bar_sync_256(1);  // warpgroup NWG − 1's last pass: barrier 1's final generation completes
 }
 
 // ------------------------------------------------------------------------------------------------ backward (D = 64)
@@ -1423,18 +1424,13 @@ FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 // selftest and timed it at 289 TFLOP/s (stream; 309 kernel time) against mma.sync's 267 (271) and the two-warpgroup
 // kernel's 261 (284).
 constexpr int PP3_THREADS = 384;
+// Only the TMA form exists: without tensor maps the default at D = 64 is the mma.sync forward (CudaFlashAttention), so
+// a cp.async form would never be run, let alone checked.
 #if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
-#define FWD_PP3_BODY forward_wgmma_pingpong_persistent<64, false, 3>(q, k, v, out, lse, T, H, BH);
 #define FWD_PP3_TMA_BODY forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
 #else
-#define FWD_PP3_BODY __trap();
 #define FWD_PP3_TMA_BODY __trap();
 #endif
-extern "C" __global__ void __launch_bounds__(PP3_THREADS, 1)
-flash_attn_fwd_wgmma_pp3_persistent_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T, int H,
-                                        int BH) {
-    FWD_PP3_BODY
-}
 extern "C" __global__ void __launch_bounds__(PP3_THREADS, 1)
 flash_attn_fwd_wgmma_pp3_persistent_tma_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
                                             int H, int BH, const __grid_constant__ CUtensorMap tmQ,

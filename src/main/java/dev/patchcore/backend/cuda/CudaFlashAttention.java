@@ -188,7 +188,8 @@ public final class CudaFlashAttention {
      * Forward variants 5 and 6, and variant 1 on Hopper (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64
      * and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64 query rows per warpgroup; variant 6 (and 1
      * where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
-     * stages), or three at D = 64 under variant 1 (rows 192, rings of 4 and 3). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
+     * stages), or three at D = 64 under variant 1 (rows 192, rings of 4 and 3; TMA only: without tensor maps variant
+     * 1 runs mma.sync at D = 64). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
      * V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V stage, full per (Q buffer, warpgroup).
      */
     record ForwardWgmmaPersistent(int headDim, int warpgroups) {
@@ -200,6 +201,7 @@ public final class CudaFlashAttention {
         ForwardWgmmaPersistent(int headDim) { this(headDim, 2); }
 
         String kernel(boolean tma) {
+            if (warpgroups == 3 && !tma) throw new IllegalStateException("the three-warpgroup forward loads through TMA only");
             return "flash_attn_fwd_wgmma_pp" + (warpgroups == 3 ? "3" : "") + "_persistent_" + (tma ? "tma_" : "") + "d" + headDim;
         }
 
@@ -325,7 +327,12 @@ public final class CudaFlashAttention {
         int variant = forwardVariant, warpgroups = 2;
         if (variant == FORWARD_FASTEST) {  // variant 6, with three warpgroups at D = 64 (mma.sync where it does not apply)
             variant = FORWARD_WGMMA_PERSISTENT_TMA;
-            if (s.headDim() == 64) warpgroups = 3;
+            // The three-warpgroup kernel exists with TMA loads only; without tensor maps, D = 64 keeps mma.sync (the
+            // default until run 15; variant 5's two warpgroups were no faster there).
+            if (s.headDim() == 64) {
+                if (ctx.tensorMapsAvailable()) warpgroups = 3;
+                else variant = FORWARD_MMA_SYNC;
+            }
         }
         if (variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA)
             variant = !ForwardWgmma.supports(s.headDim()) ? FORWARD_MMA_SYNC  // the persistent kernels exist where these do
