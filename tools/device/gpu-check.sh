@@ -88,13 +88,19 @@ for s in $STEPS; do case $s in
                 echo "sanitize: no compute-sanitizer on this machine"; SUMMARY+=("sanitize     (no compute-sanitizer)")
               fi ;;
   # Nsight Compute (if the machine has it) on one launch of the kernels matching PROFILE_KERNEL (a regex; default the
-  # RMSNorm backward, whose 75 % streaming rate nobody has explained) during a short bench kernels run.
+  # RMSNorm backward, whose 75 % streaming rate nobody has explained; run 13's profile is in benchmarks/results) during
+  # a short bench kernels run. The report is kept (profile.ncu-rep) and its source page exported with the SASS and
+  # the stall samples per instruction (profile-sass.csv): where the warps wait, and whether ptxas issued a row's
+  # loads where the .cu asks (the question run 14's prefetching RMSNorm backward left open).
   profile)    NCU=$(command -v ncu || ls /usr/local/cuda*/bin/ncu /opt/nvidia/nsight-compute/*/ncu 2>/dev/null | head -1)
               if [[ -n "$NCU" ]]; then
                 step profile "${T_PROFILE:-240}" "$NCU" --target-processes all --kernel-name "regex:${PROFILE_KERNEL:-rmsnorm_bwd_rows4_bf16}" \
                      --launch-skip "${PROFILE_SKIP:-5}" --launch-count "${PROFILE_COUNT:-1}" --section SpeedOfLight \
                      --section MemoryWorkloadAnalysis --section WarpStateStats --section SchedulerStats --section Occupancy \
+                     --section SourceCounters -f -o "$OUT/profile" \
                      "${JAVA[@]}" bench kernels --backend cuda --runs 3
+                "$NCU" -i "$OUT/profile.ncu-rep" > "$OUT/profile.log" 2>&1
+                "$NCU" -i "$OUT/profile.ncu-rep" --page source --csv --print-source sass > "$OUT/profile-sass.csv" 2>&1 || true
               else
                 echo "profile: no ncu on this machine"; SUMMARY+=("profile      (no ncu)")
               fi ;;
