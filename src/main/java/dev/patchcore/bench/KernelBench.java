@@ -322,6 +322,9 @@ public final class KernelBench {
 
     // ---------------------------------------------------------------- measurement
 
+    /** Work per timed sample of back-to-back calls (milliseconds), at most 50 calls. */
+    static final double SAMPLE_MS = 2.0;
+
     /** Median per-call time over samples of back-to-back calls, after 3 warm-up calls; at least {@code minRuns} samples, more while under ~0.5 s. */
     private Row measure(String op, String shape, double bytes, double flops, Runnable work) {
         for (int i = 0; i < 3; i++) {
@@ -330,8 +333,9 @@ public final class KernelBench {
         }
         be.synchronize();
         // One call between two events would also time the host's launch overhead while the GPU idles; a training
-        // step keeps the stream full, so time enough back-to-back calls to fill ~0.5 ms and divide.
-        int reps = (int) Math.max(1, Math.min(50, Math.ceil(0.5 / Math.max(1e-3, timeOnce(work, 1)))));
+        // step keeps the stream full, so time enough back-to-back calls to fill ~2 ms and divide. (Until run 15 it was
+        // ~0.5 ms: a sample's first launch, made while the GPU waits, then weighed up to 1/5 in an attention row.)
+        int reps = (int) Math.max(1, Math.min(50, Math.ceil(SAMPLE_MS / Math.max(1e-3, timeOnce(work, 1)))));
         List<Double> times = new ArrayList<>();
         double total = 0;
         while (times.size() < minRuns || (total < 500 && times.size() < 200)) {
