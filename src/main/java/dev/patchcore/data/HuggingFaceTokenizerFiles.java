@@ -148,22 +148,13 @@ public final class HuggingFaceTokenizerFiles {
         split.add("pattern", pattern);
         split.addProperty("behavior", "Isolated");
         split.addProperty("invert", false);
-        JsonObject byteLevel = new JsonObject();
-        byteLevel.addProperty("type", "ByteLevel");
-        byteLevel.addProperty("add_prefix_space", false);
-        byteLevel.addProperty("trim_offsets", true);
-        byteLevel.addProperty("use_regex", false);
         com.google.gson.JsonArray pre = new com.google.gson.JsonArray();
         pre.add(split);
-        pre.add(byteLevel);
+        pre.add(byteLevel(false, false));
         JsonObject preTokenizer = new JsonObject();
         preTokenizer.addProperty("type", "Sequence");
         preTokenizer.add("pretokenizers", pre);
-        JsonObject decoder = new JsonObject();
-        decoder.addProperty("type", "ByteLevel");
-        decoder.addProperty("add_prefix_space", true);
-        decoder.addProperty("trim_offsets", true);
-        decoder.addProperty("use_regex", true);
+        JsonObject decoder = byteLevel(true, true);
         JsonObject special = new JsonObject();
         special.addProperty("id", eos);
         special.addProperty("content", "<|endoftext|>");
@@ -185,6 +176,16 @@ public final class HuggingFaceTokenizerFiles {
         root.add("decoder", decoder);
         root.add("model", model);
         return new GsonBuilder().disableHtmlEscaping().serializeNulls().create().toJson(root).getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** tokenizers' ByteLevel component (a pre-tokenizer or a decoder), offsets trimmed. */
+    private static JsonObject byteLevel(boolean addPrefixSpace, boolean useRegex) {
+        JsonObject o = new JsonObject();
+        o.addProperty("type", "ByteLevel");
+        o.addProperty("add_prefix_space", addPrefixSpace);
+        o.addProperty("trim_offsets", true);
+        o.addProperty("use_regex", useRegex);
+        return o;
     }
 
     /** GPT-2's vocab.json and merges.txt, built once from JTokkit's r50k_base ranks. */
