@@ -22,12 +22,14 @@ public final class BatchSampler {
      */
     public record State(long seed, long epoch, long position, int patchSize, int blockPatches, long windowsPerEpoch,
                         PatchMode mode) {
-        /** A consecutive-patch state (and what a state saved before patch modes existed reads as). */
+        public State {
+            if (mode == null) mode = PatchMode.CONSECUTIVE;  // a state saved before patch modes existed (Gson uses this constructor)
+        }
+
+        /** A consecutive-patch state. */
         public State(long seed, long epoch, long position, int patchSize, int blockPatches, long windowsPerEpoch) {
             this(seed, epoch, position, patchSize, blockPatches, windowsPerEpoch, PatchMode.CONSECUTIVE);
         }
-
-        public PatchMode mode() { return mode == null ? PatchMode.CONSECUTIVE : mode; }
     }
 
     private final TokenSequence data;

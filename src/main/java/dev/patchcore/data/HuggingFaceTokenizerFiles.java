@@ -72,27 +72,27 @@ public final class HuggingFaceTokenizerFiles {
                 out.put("tokenizer_config.json", json(c));
             }
         } else if (tok.name().equals("cl100k_base") || tok.name().equals("o200k_base")) {
-            out.put("tokenizer.json", tiktokenJson(tok.name()));
-            JsonObject c = new JsonObject();
-            c.addProperty("tokenizer_class", "PreTrainedTokenizerFast");
-            c.addProperty("bos_token", "<|endoftext|>");
-            c.addProperty("eos_token", "<|endoftext|>");
-            c.addProperty("clean_up_tokenization_spaces", false);
-            c.addProperty("model_max_length", contextLength);
-            out.put("tokenizer_config.json", json(c));
+            out.put("tokenizer.json", tiktokenJson(tok.name(), tok.eosId()));
+            out.put("tokenizer_config.json", json(endOfTextConfig("PreTrainedTokenizerFast", contextLength)));
         } else if (tok.name().equals("r50k_base")) {
             out.putAll(gpt2());
-            JsonObject c = new JsonObject();
-            c.addProperty("tokenizer_class", "GPT2Tokenizer");
-            c.addProperty("bos_token", "<|endoftext|>");
-            c.addProperty("eos_token", "<|endoftext|>");
+            JsonObject c = endOfTextConfig("GPT2Tokenizer", contextLength);
             c.addProperty("unk_token", "<|endoftext|>");
             c.addProperty("add_prefix_space", false);
-            c.addProperty("clean_up_tokenization_spaces", false);
-            c.addProperty("model_max_length", contextLength);
             out.put("tokenizer_config.json", json(c));
         }
         return Collections.unmodifiableMap(out);
+    }
+
+    /** The tokenizer_config.json of a tiktoken encoding: {@code <|endoftext|>} as begin and end of text. */
+    private static JsonObject endOfTextConfig(String tokenizerClass, int contextLength) {
+        JsonObject c = new JsonObject();
+        c.addProperty("tokenizer_class", tokenizerClass);
+        c.addProperty("bos_token", "<|endoftext|>");
+        c.addProperty("eos_token", "<|endoftext|>");
+        c.addProperty("clean_up_tokenization_spaces", false);
+        c.addProperty("model_max_length", contextLength);
+        return c;
     }
 
     private static byte[] json(JsonObject o) {
@@ -108,28 +108,18 @@ public final class HuggingFaceTokenizerFiles {
 
     private static final Map<String, byte[]> TIKTOKEN_JSON = new java.util.concurrent.ConcurrentHashMap<>();
 
-    /** The tokenizer.json of cl100k_base or o200k_base, built once per encoding. */
-    static byte[] tiktokenJson(String name) {
-        return TIKTOKEN_JSON.computeIfAbsent(name, HuggingFaceTokenizerFiles::buildTiktokenJson);
+    /** The tokenizer.json of cl100k_base or o200k_base (end of text = token {@code eos}), built once per encoding. */
+    static byte[] tiktokenJson(String name, int eos) {
+        return TIKTOKEN_JSON.computeIfAbsent(name, n -> buildTiktokenJson(n, eos));
     }
 
-    private static byte[] buildTiktokenJson(String name) {
+    private static byte[] buildTiktokenJson(String name, int eos) {
         boolean cl = name.equals("cl100k_base");
-        List<byte[]> tokens = ranks("/com/knuddels/jtokkit/" + name + ".tiktoken");
-        int eos = cl ? 100_257 : 199_999;
-        Map<Key, Integer> rank = new HashMap<>();
-        for (int i = 0; i < tokens.size(); i++) rank.put(new Key(tokens.get(i)), i);
-        String[] unicode = bytesToUnicode();
+        ByteLevelBpe bpe = ByteLevelBpe.of("/com/knuddels/jtokkit/" + name + ".tiktoken");
         JsonObject vocab = new JsonObject();
+        for (int i = 0; i < bpe.vocab().size(); i++) vocab.addProperty(bpe.vocab().get(i), i);
         com.google.gson.JsonArray merges = new com.google.gson.JsonArray();
-        for (int i = 0; i < tokens.size(); i++) {
-            byte[] t = tokens.get(i);
-            vocab.addProperty(spell(t, unicode), i);
-            if (t.length > 1) {
-                byte[][] pair = lastMerge(t, i, rank);
-                merges.add(spell(pair[0], unicode) + " " + spell(pair[1], unicode));
-            }
-        }
+        bpe.merges().forEach(merges::add);
         JsonObject model = new JsonObject();
         model.addProperty("type", "BPE");
         model.add("dropout", null);
@@ -197,26 +187,42 @@ public final class HuggingFaceTokenizerFiles {
     }
 
     private static Map<String, byte[]> buildGpt2() {
-        List<byte[]> tokens = ranks("/com/knuddels/jtokkit/r50k_base.tiktoken");
-        Map<Key, Integer> rank = new HashMap<>();
-        for (int i = 0; i < tokens.size(); i++) rank.put(new Key(tokens.get(i)), i);
-        String[] unicode = bytesToUnicode();
+        ByteLevelBpe bpe = ByteLevelBpe.of("/com/knuddels/jtokkit/r50k_base.tiktoken");
         StringBuilder vocab = new StringBuilder("{");
-        StringBuilder merges = new StringBuilder("#version: 0.2\n");
-        for (int i = 0; i < tokens.size(); i++) {
-            byte[] t = tokens.get(i);
+        for (int i = 0; i < bpe.vocab().size(); i++) {
             if (i > 0) vocab.append(',');
-            vocab.append(quote(spell(t, unicode))).append(':').append(i);
-            if (t.length > 1) {
-                byte[][] pair = lastMerge(t, i, rank);
-                merges.append(spell(pair[0], unicode)).append(' ').append(spell(pair[1], unicode)).append('\n');
-            }
+            vocab.append(quote(bpe.vocab().get(i))).append(':').append(i);
         }
-        vocab.append(',').append(quote("<|endoftext|>")).append(':').append(tokens.size()).append('}');
+        vocab.append(',').append(quote("<|endoftext|>")).append(':').append(bpe.vocab().size()).append('}');
+        StringBuilder merges = new StringBuilder("#version: 0.2\n");
+        for (String m : bpe.merges()) merges.append(m).append('\n');
         Map<String, byte[]> out = new LinkedHashMap<>();
         out.put("vocab.json", vocab.toString().getBytes(StandardCharsets.UTF_8));
         out.put("merges.txt", merges.toString().getBytes(StandardCharsets.UTF_8));
         return out;
+    }
+
+    /**
+     * A tiktoken rank file as Hugging Face's byte-level BPE spells it: the tokens in rank order through GPT-2's byte →
+     * character map, and for every multi-byte token (in rank order) the merge "left right" that forms it.
+     */
+    record ByteLevelBpe(List<String> vocab, List<String> merges) {
+        static ByteLevelBpe of(String resource) {
+            List<byte[]> tokens = ranks(resource);
+            Map<Key, Integer> rank = new HashMap<>();
+            for (int i = 0; i < tokens.size(); i++) rank.put(new Key(tokens.get(i)), i);
+            String[] unicode = bytesToUnicode();
+            List<String> vocab = new ArrayList<>(tokens.size()), merges = new ArrayList<>(tokens.size());
+            for (int i = 0; i < tokens.size(); i++) {
+                byte[] t = tokens.get(i);
+                vocab.add(spell(t, unicode));
+                if (t.length > 1) {
+                    byte[][] pair = lastMerge(t, i, rank);
+                    merges.add(spell(pair[0], unicode) + " " + spell(pair[1], unicode));
+                }
+            }
+            return new ByteLevelBpe(vocab, merges);
+        }
     }
 
     private static final com.google.gson.Gson PLAIN = new GsonBuilder().disableHtmlEscaping().create();

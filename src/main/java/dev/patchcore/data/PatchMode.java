@@ -15,9 +15,8 @@ public enum PatchMode {
     /** The option value ({@code consecutive}, {@code mixup}). */
     public String label() { return name().toLowerCase(Locale.ROOT); }
 
-    /** Parses an option value; null (a run saved before the option existed) means consecutive. */
+    /** Parses an option value. */
     public static PatchMode parse(String s) {
-        if (s == null) return CONSECUTIVE;
         for (PatchMode m : values()) if (m.label().equalsIgnoreCase(s.strip())) return m;
         throw new IllegalArgumentException("unknown --patch-mode '" + s + "' (choose consecutive or mixup)");
     }

@@ -82,7 +82,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
     private final String[] userSymbolText;
     private final int[] byteIds = new int[256];
     private final int maxPieceChars;
-    private final float minScore, maxScore;
+    private final float minScore;
 
     private SentencePieceTokenizer(byte[] file) {
         this.file = file;
@@ -103,7 +103,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
         // The checks of model_interface.cc InitializePieces: a model the library refuses is refused here too.
         List<byte[]> user = new ArrayList<>();
         int maxChars = 1, unk = -1;
-        float min = Float.MAX_VALUE, max = -Float.MAX_VALUE;
+        float min = Float.MAX_VALUE;
         for (int i = 0; i < n; i++) {
             Piece p = m.pieces.get(i);
             if (p.text.isEmpty()) throw new IllegalArgumentException("piece " + i + " is empty");
@@ -129,10 +129,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
                 byteIds[b] = i;
             }
             if (p.type == USER_DEFINED) user.add(p.text.getBytes(StandardCharsets.UTF_8));
-            if (p.type == NORMAL) {
-                min = Math.min(min, p.score);
-                max = Math.max(max, p.score);
-            }
+            if (p.type == NORMAL) min = Math.min(min, p.score);
             maxChars = Math.max(maxChars, p.text.length());
         }
         user.sort((a, b) -> b.length - a.length);
@@ -140,7 +137,6 @@ public final class SentencePieceTokenizer implements Tokenizer {
         userSymbolText = user.stream().map(u -> new String(u, StandardCharsets.UTF_8)).toArray(String[]::new);
         maxPieceChars = maxChars;
         minScore = min;
-        maxScore = max;
         if (byteFallback) {
             for (int b = 0; b < 256; b++)
                 if (byteIds[b] < 0) throw new IllegalArgumentException(String.format(

@@ -15,14 +15,9 @@ import java.util.List;
 public final class Blocks {
     private Blocks() {}
 
-    /** Token-level (K = 1) batches of up to {@code batch} blocks; {@code maxBlocks} ≤ 0 means all. */
-    public static List<Batch> tokenLevel(TokenSequence tokens, int contextLength, int batch, long maxBlocks) {
-        return of(tokens, 1, contextLength, batch, maxBlocks);
-    }
-
     /**
      * Batches of up to {@code batch} blocks of K·T tokens read as T patches (block i: tokens [i·K·T, i·K·T + K·T),
-     * predicting patches 1..T; K = 1 is {@link #tokenLevel}); {@code maxBlocks} ≤ 0 means all.
+     * predicting patches 1..T; K = 1 gives token-level blocks); {@code maxBlocks} ≤ 0 means all.
      */
     public static List<Batch> of(TokenSequence tokens, int patchSize, int contextLength, int batch, long maxBlocks) {
         WindowLayout layout = new WindowLayout(patchSize, contextLength);

@@ -23,6 +23,8 @@ import java.util.List;
 public final class PatchProjections {
     /** The file a patch-stage checkpoint keeps them in, beside {@code model.safetensors}. */
     public static final String FILE = "patch_projections.safetensors";
+    /** The tensors' names in {@link #FILE}: input projection [d, K·d], output projection [K·d, d]. */
+    public static final String INPUT = "patch_proj.input.weight", OUTPUT = "patch_proj.output.weight";
 
     private final int k, d;
     private final Parameter input, output;
@@ -33,8 +35,8 @@ public final class PatchProjections {
         if (!input && !output) throw new IllegalArgumentException("no projection chosen");
         this.k = k;
         this.d = c.dim();
-        this.input = input ? add(new Parameter(backend, "patch_proj.input.weight", true, d, k * d)) : null;
-        this.output = output ? add(new Parameter(backend, "patch_proj.output.weight", true, k * d, d)) : null;
+        this.input = input ? add(new Parameter(backend, INPUT, true, d, k * d)) : null;
+        this.output = output ? add(new Parameter(backend, OUTPUT, true, k * d, d)) : null;
     }
 
     private Parameter add(Parameter p) {

@@ -130,17 +130,14 @@ public final class Checkpoints {
     /** The patch projections a checkpoint holds, created on {@code be} and loaded (see {@link #hasProjections}). */
     public static PatchProjections readProjections(Path checkpoint, ModelConfig config, Backend be) {
         Path file = checkpoint.resolve(PatchProjections.FILE);
-        boolean in, out;
-        int k;
         try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
-            in = r.has("patch_proj.input.weight");
-            out = r.has("patch_proj.output.weight");
+            boolean in = r.has(PatchProjections.INPUT), out = r.has(PatchProjections.OUTPUT);
             if (!in && !out) throw new IllegalArgumentException(file + " holds no patch projection");
-            k = in ? r.shape("patch_proj.input.weight")[1] / config.dim() : r.shape("patch_proj.output.weight")[0] / config.dim();
+            int k = in ? r.shape(PatchProjections.INPUT)[1] / config.dim() : r.shape(PatchProjections.OUTPUT)[0] / config.dim();
+            PatchProjections proj = new PatchProjections(be, config, k, in, out);
+            load(r, proj.parameters(), be);
+            return proj;
         }
-        PatchProjections proj = new PatchProjections(be, config, k, in, out);
-        loadProjections(checkpoint, proj, be);
-        return proj;
     }
 
     public static void loadProjections(Path checkpoint, PatchProjections proj, Backend be) {
@@ -149,12 +146,16 @@ public final class Checkpoints {
 
     private static void load(Path file, List<Parameter> params, Backend be) {
         try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
-            for (Parameter p : params) {
-                if (!java.util.Arrays.equals(r.shape(p.name()), p.shape()))
-                    throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
-                            + java.util.Arrays.toString(r.shape(p.name())) + ", model expects " + java.util.Arrays.toString(p.shape()));
-                p.load(be, r.read(p.name()));
-            }
+            load(r, params, be);
+        }
+    }
+
+    private static void load(SafeTensors.Reader r, List<Parameter> params, Backend be) {
+        for (Parameter p : params) {
+            if (!java.util.Arrays.equals(r.shape(p.name()), p.shape()))
+                throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
+                        + java.util.Arrays.toString(r.shape(p.name())) + ", model expects " + java.util.Arrays.toString(p.shape()));
+            p.load(be, r.read(p.name()));
         }
     }
 

@@ -20,14 +20,15 @@ public final class StepRunner implements AutoCloseable {
     private final Backend be;
     private final LlamaModel model;
     private final Stage stage;
-    private final int contextLength;
     private final Tape tape;
     private final Tensor tokens, targets, stepLosses;
+    /** targets as the fused loss reads them (one target per row with an output projection): a view, made once. */
+    private final Tensor lossTargets;
+    /** Logit rows of one micro-batch. */
+    private final int rows;
     private final int[] hostIn, hostTg;
     private final float gradScale;
     private final PatchProjections proj;
-    /** Logit rows per patch: K with paper §3.7's output projection (one distribution per token), else 1. */
-    private final int rowsPerPatch;
 
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
@@ -41,29 +42,29 @@ public final class StepRunner implements AutoCloseable {
         this.be = be;
         this.model = model;
         this.stage = stage;
-        this.contextLength = stage.blockPatches();
         this.tape = new Tape(be);
         this.proj = proj;
-        this.rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();
-        int k = stage.patchSize();
-        tokens = be.allocate(DType.I32, stage.batch(), k * contextLength);
-        targets = be.allocate(DType.I32, stage.batch() * contextLength, k);
-        stepLosses = be.allocate(DType.F32, stage.accum() * stage.batch() * contextLength * rowsPerPatch);
-        hostIn = new int[stage.batch() * k * contextLength];
-        hostTg = new int[stage.batch() * contextLength * k];
+        int k = stage.patchSize(), patches = stage.blockPatches();
+        tokens = be.allocate(DType.I32, stage.batch(), k * patches);
+        targets = be.allocate(DType.I32, stage.batch() * patches, k);
+        lossTargets = LlamaModel.lossTargets(targets, proj);
+        int rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();  // K with paper §3.7's output projection, else 1
+        rows = stage.batch() * patches * rowsPerPatch;
+        stepLosses = be.allocate(DType.F32, stage.accum() * rows);
+        hostIn = new int[stage.batch() * k * patches];
+        hostTg = new int[stage.batch() * patches * k];
         // Each row's loss is already the mean over its K targets (or, with an output projection, K rows of one target
         // each per patch); average over rows and micro-batches.
-        gradScale = 1f / ((float) stage.batch() * contextLength * rowsPerPatch * stage.accum());
+        gradScale = 1f / ((float) rows * stage.accum());
     }
 
     public Result step(BatchSource source, AdamW opt, float lr) {
-        int rows = stage.batch() * contextLength * rowsPerPatch;
         for (int micro = 0; micro < stage.accum(); micro++) {
             source.next(hostIn, hostTg);
             be.uploadInts(tokens, hostIn);
             be.uploadInts(targets, hostTg);
             Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize(), null, proj);
-            Tensor rowLoss = tape.crossEntropyK(logits, LlamaModel.lossTargets(targets, proj), model.config().vocabSize(), gradScale);
+            Tensor rowLoss = tape.crossEntropyK(logits, lossTargets, model.config().vocabSize(), gradScale);
             tape.backward();
             be.copy(rowLoss, stepLosses.rows(micro * rows, rows));
             be.releaseScratch();

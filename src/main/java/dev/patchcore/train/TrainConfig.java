@@ -27,26 +27,24 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
                 seed, evalEvery, evalBatches, saveEvery, logEvery, PatchOptions.DEFAULT);
     }
 
-    /** The patch stage's setup ({@code trainer.json} of runs saved before these options reads as the default). */
-    public PatchOptions patch() { return patch == null ? PatchOptions.DEFAULT : patch; }
-
     /** How the patch stage forms patches. */
     public PatchMode patchMode() { return patch().mode(); }
 
     public TrainConfig {
+        if (patch == null) patch = PatchOptions.DEFAULT;  // trainer.json of runs saved before these options (Gson builds records through this constructor)
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1 (got " + patchSize + ")");
         if (!(lambda >= 0 && lambda <= 1)) throw new IllegalArgumentException("--lambda must lie in [0, 1] (got " + lambda + ")");
         if (steps < 1) throw new IllegalArgumentException("the training budget must be at least one step (got " + steps + ")");
         if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
         if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
         if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
-        if (patch != null && !patch.equals(PatchOptions.DEFAULT) && (patchSize == 1 || Math.round(lambda * steps) == 0))
+        if (!patch.equals(PatchOptions.DEFAULT) && (patchSize == 1 || Math.round(lambda * steps) == 0))
             throw new IllegalArgumentException("--patch-mode mixup, --input-proj, --output-proj and --short-patch-context change the patch stage, "
                     + "and this run has none (K = " + patchSize + ", λ = " + lambda + ")");
-        if (patch != null && patch.shortContext() && model.contextLength() % patchSize != 0)
+        if (patch.shortContext() && model.contextLength() % patchSize != 0)
             throw new IllegalArgumentException("--short-patch-context needs the context T = " + model.contextLength()
                     + " divisible by K = " + patchSize);
-        if (patchSize > 1 && lambda > 0 && ((long) batch * accum) % patchSize != 0 && (patch == null || !patch.shortContext()))
+        if (patchSize > 1 && lambda > 0 && ((long) batch * accum) % patchSize != 0 && !patch.shortContext())
             throw new IllegalArgumentException("batch×accum (" + batch + "×" + accum + ") must be divisible by K=" + patchSize
                     + " so both stages see the same tokens per step");
     }

@@ -20,8 +20,9 @@ interface MatmulKernel {
     /**
      * dst[i] = e^(scale·src[i] + shift) for i in [0, n) ({@link FastExp}: the same bits in every kernel, interpreted
      * or compiled), returning Σ dst[i]; src and dst may be the same range. The sum is meant for softmax-sized terms
-     * (≤ 1 after the max is subtracted): the vector kernel adds up to 16 terms per lane in float before the double
-     * total, so terms near the float maximum could overflow there.
+     * (≤ 1 after the max is subtracted): the vector kernel adds a chunk of 256 terms in float lanes (16 per lane with
+     * 512-bit vectors, 32 with 256-bit, 64 with 128-bit) before the double total, so terms near the float maximum
+     * could overflow there.
      */
     double exp(float[] src, int sOff, float[] dst, int dOff, int n, float scale, float shift);
 
