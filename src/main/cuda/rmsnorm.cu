@@ -400,6 +400,139 @@ __device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf1
     rowpipe::wait<0>();  // no copy may outlive the block (the trailing groups are empty, but keep it strict)
 }
 
+// ---------------------------------------------------------------------------------------------------------------------
+// Team backward (CudaRmsNorm.BACKWARD_TEAMS_R2 / _R4, variants 3 and 4; written without a GPU after H100 run 15, not yet
+// timed). A team of tw = ceil(d / 256) warps covers a row, 8 columns per lane, and takes R consecutive rows at a time;
+// a block holds several teams. Why, from run 13's profile of the warp-per-row kernel (one row per warp, 32 columns per
+// lane): a warp spends as long on its row's dependent arithmetic as on waiting for it (the 32-long dot-product chain,
+// the shuffles, two L1 gain loads per group, 618 instructions), and nothing of its own is in flight meanwhile. Here a
+// lane's share of a batch is R rows × 8 columns: R independent dot products of 8 terms, R shuffle sums interleaved,
+// the lane's 8 gain values and 8 gain-gradient accumulators in registers for the whole kernel (no gain loads per row,
+// 8 accumulators instead of 32), and far fewer registers, so more warps per SM overlap each other's arithmetic with
+// their loads. The price is one named barrier per batch (per team, not per block) to add the team's warp sums, whose
+// slots are double-buffered by batch parity so that one barrier suffices. The block's teams add their accumulators in
+// team order at the end (deterministic) into the block's partial row; rmsnorm_bwd_gain_reduce sums those as for the
+// other kernels. dx is computed exactly as there; the dot product's summation order differs (≤ 1 bf16 ulp in dx).
+constexpr int TEAM_MAX_WARPS = 16;  // block ≤ 512 threads (CudaRmsNorm.TEAM_R2_MAX_WARPS)
+constexpr int TEAM_MAX_TEAMS = 8;   // named barriers 1 … 8 (0 is __syncthreads)
+constexpr int TEAM_R4_WARPS = 12;   // R = 4: block ≤ 384 threads, so two blocks (≤ 80 registers) share an SM (TEAM_R4_MAX_WARPS)
+
+__device__ __forceinline__ void team_barrier(int id, int threads) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+}
+
+template <int R>
+__device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                                                       int n, int d) {
+    extern __shared__ float4 accs4[];             // d floats: the teams' gain gradients, added in team order
+    __shared__ float red[2][R][TEAM_MAX_WARPS];  // per batch parity, row and warp: the warp's dot-product sum
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
+    const int tw = (d + 255) / 256, teams = tw > 0 ? warps / tw : 0;
+    if (d % 8 != 0 || tw == 0 || warps > TEAM_MAX_WARPS || teams == 0 || teams > TEAM_MAX_TEAMS ||
+        teams * tw != warps || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
+        !aligned16(partial))
+        return;  // uniform: the launcher never sends such a shape here
+    const int team = warp / tw, first = warp - (warp % tw);  // first: the team's first warp in the block
+    const int c = ((warp - first) * 32 + lane) * 8;          // the lane's 8 columns
+    const bool active = c < d;
+    float g[8], acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) g[j] = acc[j] = 0.f;
+    if (active) load8(gain + c, g);
+
+    // 32-bit row indices (ptxas: 13 registers fewer at R = 4 than with 64-bit ones): row0 < n < 2^31 and the stride
+    // is far below 2^31, so row0 + stride cannot wrap an unsigned.
+    const unsigned stride = gridDim.x * teams * R;
+    int parity = 0;
+    for (unsigned row0 = (blockIdx.x * teams + team) * R; row0 < (unsigned)n; row0 += stride) {
+        const int rows = min(R, n - (int)row0);  // rows of this batch below n
+        const size_t base = (size_t)row0 * d + c;
+        bf16x8 cdy[R], cx[R];
+        float rs[R], dot[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {  // all of the batch's loads first, so they are in flight together
+            const bool live = active && r < rows;
+            cdy[r] = live ? *reinterpret_cast<const bf16x8*>(dy + base + r * d) : bf16x8{};
+            cx[r] = live ? *reinterpret_cast<const bf16x8*>(x + base + r * d) : bf16x8{};
+            rs[r] = r < rows ? rstd[row0 + r] : 0.f;
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            float u[8], v[8], even = 0.f, odd = 0.f;
+            unpack8(cdy[r], u);
+            unpack8(cx[r], v);
+#pragma unroll
+            for (int j = 0; j < 8; j += 2) {
+                even = fmaf(u[j] * g[j], v[j], even);
+                odd = fmaf(u[j + 1] * g[j + 1], v[j + 1], odd);
+            }
+            dot[r] = even + odd;
+        }
+#pragma unroll
+        for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+            for (int r = 0; r < R; ++r) dot[r] += __shfl_xor_sync(0xffffffffu, dot[r], o);
+        if (tw > 1) {
+            if (lane == 0)
+#pragma unroll
+                for (int r = 0; r < R; ++r) red[parity][r][warp] = dot[r];
+            team_barrier(1 + team, 32 * tw);
+#pragma unroll
+            for (int r = 0; r < R; ++r) {
+                float s = 0.f;
+                for (int w = 0; w < tw; ++w) s += red[parity][r][first + w];  // warp order: the same in every lane
+                dot[r] = s;
+            }
+            parity ^= 1;
+        }
+        // Unpack dy and x again below rather than keep the 16 R floats of the dot products live across the shuffles
+        // and the barrier: the empty asm hides that the packed words are unchanged (without it ptxas kept the floats:
+        // 121 instead of 109 registers at R = 4 under a 128-register bound).
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            asm volatile("" : "+r"(cdy[r].u.x), "+r"(cdy[r].u.y), "+r"(cdy[r].u.z), "+r"(cdy[r].u.w));
+            asm volatile("" : "+r"(cx[r].u.x), "+r"(cx[r].u.y), "+r"(cx[r].u.z), "+r"(cx[r].u.w));
+        }
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const float coef = rs[r] * rs[r] * dot[r] / (float)d;
+            float u[8], v[8], o[8];
+            unpack8(cdy[r], u);
+            unpack8(cx[r], v);
+#pragma unroll
+            for (int j = 0; j < 8; ++j) {
+                o[j] = rs[r] * (u[j] * g[j] - v[j] * coef);
+                acc[j] += u[j] * v[j] * rs[r];  // zero for rows past n and inactive lanes
+            }
+            if (active && r < rows) store8(dx + base + r * d, o);
+        }
+    }
+
+    // The block's teams add their accumulators in team order; the last one writes the block's partial row.
+    float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
+    const int q = c / 4;  // float4 index of the lane's first column
+    for (int t = 0; t < teams; ++t) {
+        if (team == t && active) {
+            float4 a = make_float4(acc[0], acc[1], acc[2], acc[3]), b = make_float4(acc[4], acc[5], acc[6], acc[7]);
+            if (t > 0) {
+                const float4 pa = accs4[q], pb = accs4[q + 1];
+                a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
+                b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
+            }
+            if (t == teams - 1) {
+                out[q] = a;
+                out[q + 1] = b;
+            } else {
+                accs4[q] = a;
+                accs4[q + 1] = b;
+            }
+        }
+        if (t + 1 < teams) __syncthreads();
+    }
+}
+
 }  // namespace
 
 // y = x · rstd · gain, rstd = 1/sqrt(mean(x²) + eps). grid: any (grid-stride over rows); block: 32 · FWD_WARPS.
@@ -565,6 +698,23 @@ rmsnorm_bwd_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, floa
                         const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
     if (rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d))
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
+}
+
+// Backward variants 3 and 4 (rmsnorm_backward_teams, R = 2 and 4 rows per batch): grid any (persistent: the launcher
+// sizes it to the resident blocks), block 32·tw·teams ≤ 512 threads (tw = ceil(d / 256), teams ≤ 8), dynamic shared
+// memory d floats; partial is F32 [gridDim.x, d]. d % 8 == 0, 16-byte aligned tensors.
+extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
+rmsnorm_bwd_teams2_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                        const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                        int n, int d) {
+    rmsnorm_backward_teams<2>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * TEAM_R4_WARPS, 2)
+rmsnorm_bwd_teams4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                        const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                        int n, int d) {
+    rmsnorm_backward_teams<4>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum

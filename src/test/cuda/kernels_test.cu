@@ -29,6 +29,8 @@ __global__ void rmsnorm_add_fwd_bf16(bf16*, bf16*, float*, const bf16*, const bf
 __global__ void rmsnorm_bwd_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_rows4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_rows8_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_teams2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_teams4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
 __global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
 __global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
@@ -188,6 +190,23 @@ static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf1
     rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, s.blocks, d);
     LAUNCHED();
 }
+// CudaRmsNorm backward variants 3 and 4 (teamBackward): teams of ceil(d / 256) warps, R = 2 or 4 rows per batch, at
+// most 16 (R = 2) or 12 (R = 4) warps and 8 teams per block, a grid of the resident blocks. Same shapes as the
+// warp-per-row kernels. Returns the grid (the partial rows written).
+static int launch_rmsnorm_bwd_teams(int R, bf16* dx, float* partial, float* dGain, const bf16* dy, const bf16* x,
+                                    const bf16* g, const float* rstd, int n, int d) {
+    int teamWarps = ceil_div(d, 256), teams = std::min(8, (R == 4 ? 12 : 16) / teamWarps), threads = 32 * teamWarps * teams;
+    const void* kernel = R == 4 ? (const void*)rmsnorm_bwd_teams4_bf16 : (const void*)rmsnorm_bwd_teams2_bf16;
+    int perSm = 0;
+    CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, threads, d * sizeof(float)));
+    int blocks = std::min(ceil_div(n, R * teams), std::max(1, perSm) * g_sms);
+    if (R == 4) rmsnorm_bwd_teams4_bf16<<<blocks, threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    else rmsnorm_bwd_teams2_bf16<<<blocks, threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    LAUNCHED();
+    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, blocks, d);
+    LAUNCHED();
+    return blocks;
+}
 // CudaRope: vector path (one warp per row, a (cos, sin) table of Dh/2 pairs per warp in shared memory) when
 // Dh/2 % 8 == 0, Dh/2 ≤ 768 and both tensors are aligned; else one thread per (row, frequency).
 static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta) {
@@ -294,6 +313,22 @@ static void test_rmsnorm(int n, int d, int shift) {
     launch_rmsnorm_bwd(dDx.p, partial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
     auto dgAgain = download(dDg);
     expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
+
+    // The team kernels (backward variants 3, 4) on the shapes the warp-per-row kernels take, against the same reference.
+    if (shape.groups == 0) return;
+    for (int R : {2, 4}) {
+        Dev<float> teamPartial((size_t)16 * g_sms * d, shift);  // blocks ≥ 224 threads: ≤ 9 resident per SM
+        upload(dDg, dg0);
+        int blocks = launch_rmsnorm_bwd_teams(R, dDx.p, teamPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+        std::printf("  backward teams R=%d: %d blocks\n", R, blocks);
+        expect_close(R == 2 ? "backward teams2 dx" : "backward teams4 dx", download_bf16(dDx), dxRef, 1e-2);
+        auto teamDg = download(dDg);
+        expect_close(R == 2 ? "backward teams2 dGain" : "backward teams4 dGain", teamDg, dgRef, 1e-5);
+        upload(dDg, dg0);
+        launch_rmsnorm_bwd_teams(R, dDx.p, teamPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+        expect("backward teams dGain bit-identical on rerun",
+               std::memcmp(teamDg.data(), download(dDg).data(), d * sizeof(float)) == 0);
+    }
 }
 
 static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {

@@ -122,7 +122,8 @@ public final class CudaBackend implements Backend, KernelContext {
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
-            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE),
+            "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE,
+                    CudaRmsNorm.BACKWARD_TEAMS_R2, CudaRmsNorm.BACKWARD_TEAMS_R4),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /**
@@ -499,6 +500,11 @@ public final class CudaBackend implements Backend, KernelContext {
 
     @Override
     public int multiprocessorCount() { return runtime.multiprocessorCount(); }
+
+    @Override
+    public int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes) {
+        return runtime.residentBlocksPerMultiprocessor(name, blockThreads, sharedBytes);
+    }
 
     @Override
     public int computeCapabilityMajor() { return runtime.computeCapabilityMajor(); }

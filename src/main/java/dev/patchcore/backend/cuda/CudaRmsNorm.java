@@ -41,6 +41,17 @@ public final class CudaRmsNorm {
      * the current one's arithmetic, 0.96× in run 14.)
      */
     public static final int BACKWARD_FUSED_REDUCE = 2;
+    /**
+     * Backward variants 3 and 4: a team of ceil(d / 256) warps per row, 8 columns per lane, taking 2 (variant 3) or 4
+     * (variant 4) consecutive rows per batch, several teams per block (rmsnorm_bwd_teams{2,4}_bf16, then the same
+     * reduce kernel as variant 1). Written after H100 run 15 from run 13's profile, without a GPU: not yet timed.
+     */
+    public static final int BACKWARD_TEAMS_R2 = 3;
+    public static final int BACKWARD_TEAMS_R4 = 4;
+    /** Team kernels: at most this many warps per block ({@code TEAM_MAX_WARPS} / {@code TEAM_R4_WARPS} in rmsnorm.cu). */
+    static final int TEAM_R2_MAX_WARPS = 16, TEAM_R4_MAX_WARPS = 12;
+    /** Team kernels: at most this many teams per block (one named barrier each, {@code TEAM_MAX_TEAMS}). */
+    static final int TEAM_MAX_TEAMS = 8;
 
     private final KernelContext ctx;
     private int variant;
@@ -66,11 +77,14 @@ public final class CudaRmsNorm {
 
     public int variant() { return variant; }
 
-    /** Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS} or {@link #BACKWARD_FUSED_REDUCE}. */
+    /**
+     * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
+     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_TEAMS_R2} or {@link #BACKWARD_TEAMS_R4}.
+     */
     public void setBackwardVariant(int variant) {
-        if (variant != BACKWARD_TWO_KERNELS && variant != BACKWARD_FUSED_REDUCE)
-            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels) or 2 (reduce in the last blocks), got "
-                    + variant);
+        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TEAMS_R4)
+            throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks), "
+                    + "3 or 4 (warp teams, 2 or 4 rows per batch), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -159,32 +173,60 @@ public final class CudaRmsNorm {
 
         Tensor dx = ctx.scratch(DType.BF16, n, d);
         if (n == 0) return dx;
-        int blocks;
-        Tensor partial;
+        Tensor partial;  // F32 [blocks, d]: each block's share of the gain gradient
         if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
-            // One warp per row, rows held in registers, gain-gradient partials in registers: as many blocks as stay
-            // resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
-            boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
-            blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
-            partial = ctx.scratch(DType.F32, blocks, d);
-            if (backwardVariant == BACKWARD_FUSED_REDUCE) {
-                ctx.launchCooperative(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
-                        d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
-                return dx;
+            switch (backwardVariant) {
+                case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4 -> partial = teamBackward(dx, dy, x, gain, rstd, n, d);
+                case BACKWARD_FUSED_REDUCE -> {
+                    warpPerRowBackward(true, dx, dGain, dy, x, gain, rstd, n, d);
+                    return dx;  // its last blocks have added the partials into dGain
+                }
+                default -> partial = warpPerRowBackward(false, dx, dGain, dy, x, gain, rstd, n, d);
             }
-            ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
-                    d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         } else {
             // Wide, odd-width or misaligned rows: one block per row at a time; threads cover 8 columns (16 bytes) each.
             int threads = Math.clamp(roundUp(ceilDiv(d, 8), 32), 64, 256);
-            blocks = Math.min(n, ctx.multiprocessorCount() * Math.max(1, 1024 / threads));
-            partial = ctx.scratch(DType.F32, blocks, d);
-            ctx.launch("rmsnorm_bwd_bf16", blocks, 1, 1, threads, 1, 1, d * Float.BYTES,
+            partial = ctx.scratch(DType.F32, Math.min(n, ctx.multiprocessorCount() * Math.max(1, 1024 / threads)), d);
+            ctx.launch("rmsnorm_bwd_bf16", partial.dim(0), 1, 1, threads, 1, 1, d * Float.BYTES,
                     dx, partial, dy, x, gain, rstd, n, d);
         }
         ctx.launch("rmsnorm_bwd_gain_reduce", ceilDiv(d, 32), 1, 1, 32, REDUCE_ROWS, 1, 0,
-                dGain, partial, blocks, d);
+                dGain, partial, partial.dim(0), d);
         return dx;
+    }
+
+    /**
+     * Variants 1 and 2: one warp per row, rows held in registers, gain-gradient partials in registers, as many blocks
+     * as stay resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
+     * Fused (variant 2): the kernel's last blocks also add the partials into dGain.
+     */
+    private Tensor warpPerRowBackward(boolean fused, Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
+        boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
+        int blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
+        Tensor partial = ctx.scratch(DType.F32, blocks, d);
+        if (fused)
+            ctx.launchCooperative(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                    d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+        else
+            ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+                    d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
+        return partial;
+    }
+
+    /**
+     * Variants 3 and 4: teams of ceil(d / 256) warps, 2 or 4 rows per batch, as many teams per block as the kernel's
+     * block limit allows (≤ 8), and a persistent grid of as many blocks as the occupancy calculator says stay resident.
+     */
+    private Tensor teamBackward(Tensor dx, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
+        boolean four = backwardVariant == BACKWARD_TEAMS_R4;
+        String kernel = four ? "rmsnorm_bwd_teams4_bf16" : "rmsnorm_bwd_teams2_bf16";
+        int teamWarps = ceilDiv(d, 256);
+        int teams = Math.min(TEAM_MAX_TEAMS, (four ? TEAM_R4_MAX_WARPS : TEAM_R2_MAX_WARPS) / teamWarps);
+        int threads = 32 * teamWarps * teams;
+        int resident = ctx.residentBlocksPerMultiprocessor(kernel, threads, d * Float.BYTES) * ctx.multiprocessorCount();
+        Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, (four ? 4 : 2) * teams), resident), d);
+        ctx.launch(kernel, partial.dim(0), 1, 1, threads, 1, 1, d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
+        return partial;
     }
 
     /** The arrival counter of the kernels that reduce in their last blocks (variant 2), zeroed once. */

@@ -36,6 +36,10 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private final List<CUmodule> modules = new ArrayList<>();
     private final Map<String, CUfunction> functions = new HashMap<>();
     private final Map<String, Integer> sharedLimitSet = new HashMap<>();
+    private final Map<Occupancy, Integer> occupancy = new HashMap<>();
+
+    /** A kernel at one launch configuration, for the occupancy cache. */
+    private record Occupancy(String name, int blockThreads, int sharedBytes) {}
     private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
     private final String deviceName;
     private final int smCount, ccMajor, ccMinor, maxSharedOptin;
@@ -184,6 +188,19 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
             }
         }
         throw new IllegalStateException("kernel '" + name + "' is not in this build's kernel images");
+    }
+
+    /** Blocks of kernel {@code name} resident per SM at this block size and dynamic shared memory (cached; at least 1). */
+    int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes) {
+        Integer known = occupancy.get(new Occupancy(name, blockThreads, sharedBytes));
+        if (known != null) return known;
+        makeCurrent();
+        int[] blocks = new int[1];
+        check(JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, function(name), blockThreads, sharedBytes),
+                "cuOccupancyMaxActiveBlocksPerMultiprocessor(" + name + ", " + blockThreads + " threads, " + sharedBytes + " B shared)");
+        int resident = Math.max(1, blocks[0]);
+        occupancy.put(new Occupancy(name, blockThreads, sharedBytes), resident);
+        return resident;
     }
 
     /** Launches a kernel on the stream. Args: Tensor (device address), Integer, Long, Float. */

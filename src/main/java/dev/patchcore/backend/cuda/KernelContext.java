@@ -27,6 +27,13 @@ public interface KernelContext {
     /** Number of streaming multiprocessors (for grid sizing). */
     int multiprocessorCount();
 
+    /**
+     * How many blocks of kernel {@code name} one SM holds at once with this block size and dynamic shared memory (the
+     * driver's occupancy calculator: the kernel's registers, shared memory and launch bounds), for persistent grids
+     * whose size should follow what ptxas made of the kernel rather than a constant kept beside it.
+     */
+    int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes);
+
     /** Same as {@link dev.patchcore.backend.Backend#allocate} (persistent, zero-filled). */
     Tensor allocate(DType dtype, int... shape);
 

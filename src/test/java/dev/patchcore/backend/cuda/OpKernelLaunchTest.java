@@ -89,6 +89,16 @@ class OpKernelLaunchTest {
         @Override
         public int multiprocessorCount() { return 132; }
 
+        /** Occupancy queries, in order: (kernel, block threads, dynamic shared bytes); each answers {@link #residentPerSm}. */
+        final List<String> occupancyQueries = new ArrayList<>();
+        int residentPerSm = 2;
+
+        @Override
+        public int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes) {
+            occupancyQueries.add(name + " " + blockThreads + " " + sharedBytes);
+            return residentPerSm;
+        }
+
         /** Host-to-device int copies, in order: (destination, values). */
         final List<Map.Entry<Tensor, int[]>> intCopies = new ArrayList<>();
         final List<Tensor> freed = new ArrayList<>();
@@ -229,7 +239,50 @@ class OpKernelLaunchTest {
         Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
         assertEquals(1, tiny.grid()[0]);
         assertEquals(1, tiny.args()[10]);
-        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(3));
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(5));
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(0));
+    }
+
+    @Test
+    void teamRmsNormBackwardsSizeTeamsByWidthAndTheGridByOccupancy() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        // 370M, 2 rows per batch: teams of 4 warps (256 columns each), 4 teams per 512-thread block, 2 blocks per SM.
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_R2);
+        Tensor dGain = f32(1024);
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
+        Launch teams2 = ctx.only("rmsnorm_bwd_teams2_bf16");
+        Launch reduce = ctx.only("rmsnorm_bwd_gain_reduce");
+        assertEquals(512, teams2.threads());
+        assertEquals(List.of("rmsnorm_bwd_teams2_bf16 512 4096"), ctx.occupancyQueries);
+        assertEquals(2 * 132, teams2.grid()[0]);
+        assertEquals(1024 * Float.BYTES, teams2.shared());
+        assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) teams2.args()[1]).shape(), "one partial row per block");
+        assertEquals(teams2.args()[1], reduce.args()[1]);
+        assertEquals(2 * 132, reduce.args()[2]);
+        assertEquals(dGain, reduce.args()[0]);
+        // 4 rows per batch: at most 12 warps per block -> 3 teams; d = 2048 -> teams of 8 warps, one per block.
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_R4);
+        ctx.launches.clear();
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), f32(1024));
+        assertEquals(384, ctx.only("rmsnorm_bwd_teams4_bf16").threads());
+        ctx.launches.clear();
+        ctx.residentPerSm = 3;
+        op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
+        Launch wide = ctx.only("rmsnorm_bwd_teams4_bf16");
+        assertEquals(256, wide.threads());
+        assertEquals(3 * 132, wide.grid()[0], "the grid follows the occupancy calculator");
+        // Narrow rows: one-warp teams, 8 per block (one named barrier each); few rows -> one block per 8 x 4 rows.
+        ctx.launches.clear();
+        op.backward(bf16(100, 96), bf16(100, 96), bf16(96), f32(100), f32(96));
+        Launch narrow = ctx.only("rmsnorm_bwd_teams4_bf16");
+        assertEquals(256, narrow.threads());
+        assertEquals(4, narrow.grid()[0]);
+        // Shapes the team kernels do not take fall back to the block-per-row kernel, as for the default.
+        ctx.launches.clear();
+        op.backward(bf16(4, 2560), bf16(4, 2560), bf16(2560), f32(4), f32(2560));
+        op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
+        assertEquals(2, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_bf16")).count());
+        assertEquals(0, ctx.launches.stream().filter(l -> l.name().startsWith("rmsnorm_bwd_teams")).count());
     }
 
     @Test
@@ -691,7 +744,7 @@ class OpKernelLaunchTest {
         // recorded launches between their cases, so the names come from the context's never-cleared set.
         List<Runnable> cases = List.of(this::rmsNormForwardShapes, this::addRmsNormReturnsSumAndNormalized,
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
-                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter,
+                this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter, this::teamRmsNormBackwardsSizeTeamsByWidthAndTheGridByOccupancy,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
