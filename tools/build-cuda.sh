@@ -5,7 +5,7 @@
 # One fatbin per .cu (not one linked fatbin): each op family keeps its own flags (a first-line comment
 # `// nvcc-flags: ...`, e.g. --use_fast_math where that is safe), rebuilds alone, and needs no device linking.
 # Warnings fail the build (-Werror all-warnings). ptxas resource usage (registers, shared memory, spills) goes
-# to OUT_DIR/ptxas.log and is echoed. A fatbin is rebuilt only when it is older than its .cu, any .cuh or this script.
+# to OUT_DIR/ptxas.log; the build prints one line per kernel that spills, and a summary. A fatbin is rebuilt only when it is older than its .cu, any .cuh or this script.
 # Without nvcc the build still succeeds; the backend then reports "no kernels in this build".
 set -euo pipefail
 
@@ -82,8 +82,12 @@ for cu in "${sources[@]}"; do
     >> "$OUT_DIR/ptxas.log"
 done
 if (( built > 0 )); then
-  cat "$OUT_DIR/ptxas.log"
-  echo "[build-cuda] compiled $built of ${#sources[@]} kernel files into $OUT_DIR"
+  # The full report is hundreds of lines: name only the kernels that spill registers to local memory.
+  awk '/Compiling entry/ { match($0, /function .*/); what = substr($0, RSTART + 9) }
+       /bytes spill stores/ { for (i = 1; i < NF; i++) if ($(i + 1) == "bytes" && $(i + 2) == "spill" && $(i + 3) == "stores," && $i > 0)
+                                print "[build-cuda] spills " $i " bytes: " what }' "$OUT_DIR/ptxas.log"
+  echo "[build-cuda] compiled $built of ${#sources[@]} kernel files into $OUT_DIR" \
+       "($(grep -c 'Compiling entry' "$OUT_DIR/ptxas.log") kernel entries; registers and spills in $OUT_DIR/ptxas.log)"
 else
   echo "[build-cuda] kernels up to date (${#sources[@]} files)"
 fi

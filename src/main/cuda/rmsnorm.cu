@@ -412,7 +412,8 @@ __device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf1
 // their loads. The price is one named barrier per batch (per team, not per block) to add the team's warp sums, whose
 // slots are double-buffered by batch parity so that one barrier suffices. The block's teams add their accumulators in
 // team order at the end (deterministic) into the block's partial row; rmsnorm_bwd_gain_reduce sums those as for the
-// other kernels. dx is computed exactly as there; the dot product's summation order differs (≤ 1 bf16 ulp in dx).
+// other kernels. dx is computed exactly as there; the dot product's summation order and the gain gradient's rounding
+// (one fma instead of two products and an add: fewer registers live) differ.
 constexpr int TEAM_MAX_WARPS = 16;  // block ≤ 512 threads (CudaRmsNorm.TEAM_R2_MAX_WARPS)
 constexpr int TEAM_MAX_TEAMS = 8;   // named barriers 1 … 8 (0 is __syncthreads)
 constexpr int TEAM_R4_WARPS = 12;   // R = 4: block ≤ 384 threads, so two blocks (≤ 80 registers) share an SM (TEAM_R4_MAX_WARPS)
@@ -504,7 +505,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
 #pragma unroll
             for (int j = 0; j < 8; ++j) {
                 o[j] = rs[r] * (u[j] * g[j] - v[j] * coef);
-                acc[j] += u[j] * v[j] * rs[r];  // zero for rows past n and inactive lanes
+                acc[j] = fmaf(u[j] * rs[r], v[j], acc[j]);  // zero for rows past n and inactive lanes
             }
             if (active && r < rows) store8(dx + base + r * d, o);
         }
