@@ -30,7 +30,7 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--checkpoint", required = true, description = "pretrained run folder or checkpoint folder") Path checkpoint;
     @Option(names = "--data", required = true, description = "instruction data (.json array or .jsonl)") Path data;
     @Option(names = "--out", required = true, description = "run folder to create") Path out;
-    @Option(names = "--epochs", defaultValue = "3", description = "(default: ${DEFAULT-VALUE})") int epochs;
+    @Option(names = "--epochs", defaultValue = "3", description = "passes over the training examples (default: ${DEFAULT-VALUE})") int epochs;
     @Option(names = "--lr", defaultValue = "2e-5", description = "peak learning rate (default: ${DEFAULT-VALUE})") float lr;
     @Option(names = "--batch", defaultValue = "4", description = "examples per micro-batch (default: ${DEFAULT-VALUE})") int batch;
     @Option(names = "--accum", defaultValue = "32", description = "micro-batches per step (default: ${DEFAULT-VALUE})") int accum;

@@ -22,7 +22,7 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--tokens", defaultValue = "200", description = "tokens to generate (default: ${DEFAULT-VALUE})") int tokens;
     @Option(names = "--temperature", defaultValue = "0.8") float temperature;
     @Option(names = "--top-k", defaultValue = "40", description = "sample among the k most likely tokens, 0 = all (default: ${DEFAULT-VALUE})") int topK;
-    @Option(names = "--seed", defaultValue = "1") long seed;
+    @Option(names = "--seed", defaultValue = "1", description = "sampling seed (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--alpaca", description = "pose the prompt as an instruction in Stanford Alpaca's template (for a model "
             + "fine-tuned with `finetune` on Alpaca data) and print only the response") boolean alpaca;
     @Mixin BackendOptions backendOptions;

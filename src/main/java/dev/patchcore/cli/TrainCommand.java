@@ -82,12 +82,13 @@ public final class TrainCommand implements Callable<Integer> {
     int warmup;
     @Option(names = "--weight-decay", defaultValue = "0.1", description = "AdamW decoupled weight decay, not on norm gains (default: ${DEFAULT-VALUE})")
     float weightDecay;
-    @Option(names = "--beta1", defaultValue = "0.9") float beta1;
-    @Option(names = "--beta2", defaultValue = "0.95") float beta2;
-    @Option(names = "--eps", defaultValue = "1e-8") float eps;
+    @Option(names = "--beta1", defaultValue = "0.9", description = "AdamW first-moment decay (default: ${DEFAULT-VALUE})") float beta1;
+    @Option(names = "--beta2", defaultValue = "0.95", description = "AdamW second-moment decay (default: ${DEFAULT-VALUE})") float beta2;
+    @Option(names = "--eps", defaultValue = "1e-8", description = "AdamW epsilon (default: ${DEFAULT-VALUE})") float eps;
     @Option(names = "--clip", defaultValue = "1.0", description = "global gradient-norm clipping, 0 = off (default: ${DEFAULT-VALUE})")
     float clip;
-    @Option(names = "--seed", defaultValue = "1234") long seed;
+    @Option(names = "--seed", defaultValue = "1234", description = "seed of the initialization and the data order (default: ${DEFAULT-VALUE})")
+    long seed;
 
     @Option(names = "--eval-every", description = "validate every N steps and at the end of each stage, 0 = never (default: 100; 1000 for paper presets)")
     Integer evalEvery;
