@@ -154,6 +154,27 @@ __device__ __forceinline__ void rmsnorm_forward(bf16* __restrict__ sum, bf16* __
     }
 }
 
+// One turn of the ordered sum that ends the backward kernels: a thread adds its 8 gain-gradient accumulators (float4
+// columns q, q + 1) to what the members before it left in the shared row acc4 (nothing if it is the first), and writes
+// the total either back to acc4 or, if it is the last member, to the block's partial row `out`.
+__device__ __forceinline__ void add_to_block_partial(const float (&acc)[8], int q, bool first, bool last, float4* acc4,
+                                                     float4* __restrict__ out) {
+    float4 a = make_float4(acc[0], acc[1], acc[2], acc[3]);
+    float4 b = make_float4(acc[4], acc[5], acc[6], acc[7]);
+    if (!first) {
+        const float4 pa = acc4[q], pb = acc4[q + 1];
+        a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
+        b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
+    }
+    if (last) {
+        out[q] = a;
+        out[q + 1] = b;
+    } else {
+        acc4[q] = a;
+        acc4[q + 1] = b;
+    }
+}
+
 // The end of the warp-per-row backwards: the block's warps add their register accumulators (columns
 // (lane + 32k)·8 .. +7 of the gain gradient) into the shared row acc4 (d floats) in warp order 0, 1, … — a fixed
 // order, so deterministic — and the last warp writes the block's partial row. Every warp must call it (it has
@@ -168,21 +189,7 @@ __device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], fl
 #pragma unroll
             for (int k = 0; k < G; ++k) {
                 const int q = 2 * (lane + 32 * k);  // float4 index of column (lane + 32k)·8
-                if (q * 4 >= d) continue;
-                float4 a = make_float4(acc[k][0], acc[k][1], acc[k][2], acc[k][3]);
-                float4 b = make_float4(acc[k][4], acc[k][5], acc[k][6], acc[k][7]);
-                if (w > 0) {
-                    const float4 pa = acc4[q], pb = acc4[q + 1];
-                    a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
-                    b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
-                }
-                if (w == warps - 1) {
-                    out[q] = a;
-                    out[q + 1] = b;
-                } else {
-                    acc4[q] = a;
-                    acc4[q + 1] = b;
-                }
+                if (q * 4 < d) add_to_block_partial(acc[k], q, w == 0, w == warps - 1, acc4, out);
             }
         }
         if (w + 1 < warps) __syncthreads();
@@ -513,23 +520,8 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
 
     // The block's teams add their accumulators in team order; the last one writes the block's partial row.
     float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
-    const int q = c / 4;  // float4 index of the lane's first column
     for (int t = 0; t < teams; ++t) {
-        if (team == t && active) {
-            float4 a = make_float4(acc[0], acc[1], acc[2], acc[3]), b = make_float4(acc[4], acc[5], acc[6], acc[7]);
-            if (t > 0) {
-                const float4 pa = accs4[q], pb = accs4[q + 1];
-                a = make_float4(pa.x + a.x, pa.y + a.y, pa.z + a.z, pa.w + a.w);
-                b = make_float4(pb.x + b.x, pb.y + b.y, pb.z + b.z, pb.w + b.w);
-            }
-            if (t == teams - 1) {
-                out[q] = a;
-                out[q + 1] = b;
-            } else {
-                accs4[q] = a;
-                accs4[q + 1] = b;
-            }
-        }
+        if (team == t && active) add_to_block_partial(acc, c / 4, t == 0, t == teams - 1, accs4, out);
         if (t + 1 < teams) __syncthreads();
     }
 }
