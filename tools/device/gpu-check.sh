@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE in one call, from the repository root, after tools/device/pack.sh ran here:
 #   run(command="bash tools/device/gpu-check.sh", carry=[".device"], timeout_s=540)
-# Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, kernels (bench
-# kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
+# Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, cuda-tests (the
+# standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
 # compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
 # installed), quality (benchmarks/quality.sh on CUDA at the small preset), features (what has only run on a CPU:
@@ -66,6 +66,14 @@ for s in $STEPS; do case $s in
   # bench speed with every kernel variant on (the 370m preset's head dim is 64: the wgmma attention kernels run here)
   speed-var2) step speed-var2 "$T_SPEED" "$WORK/runtime/bin/java" ${JAVA_OPTS:-} $VARIANT_OPTS --add-modules jdk.incubator.vector \
                    --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar" bench speed --backend cuda --json "$OUT/speed-var2.json" $SPEED_ARGS ;;
+  # The standalone CUDA tests from the pack (src/test/cuda): every op kernel, the RMSNorm backward variants included,
+  # and every flash kernel generation against float64 host loops, then their own timing tables.
+  cuda-tests) if [[ -x "$WORK/cuda-tests/kernels_test" ]]; then
+                step kernels-test "${T_CUDA_TESTS:-60}" "$WORK/cuda-tests/kernels_test"
+                step flash-test "${T_CUDA_TESTS:-60}" "$WORK/cuda-tests/flash_attention_test" "${FLASH_TEST_MODE:-check}"
+              else
+                echo "cuda-tests: not in the pack (no nvcc where pack.sh ran)"; SUMMARY+=("cuda-tests   (not packed)")
+              fi ;;
   kernels)    step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS ;;
   # The same short training with the default kernels and with every kernel variant (CudaBackend.KERNEL_VARIANTS) at 2,
   # GEMM tuning off in both (its timed choice varies run to run): the losses must agree (flash attention's dQ uses

@@ -29,8 +29,24 @@ echo "[pack] jlink modules: $MODS"
   --output "$STAGE/runtime"
 cp "$JAR" "$STAGE/patchcore.jar"
 
+# The standalone CUDA tests (src/test/cuda: each kernel against a float64 host loop, then timings), for gpu-check's
+# cuda-tests step. The CUDA runtime is linked statically, so they need only the driver there.
+NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
+PACKED=(runtime patchcore.jar)
+if [[ -n "$NVCC" ]]; then
+  mkdir -p "$STAGE/cuda-tests"
+  echo "[pack] nvcc src/test/cuda/kernels_test.cu, flash_attention_test.cu"
+  "$NVCC" -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+      src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw}.cu -o "$STAGE/cuda-tests/kernels_test"
+  "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
+      src/test/cuda/flash_attention_test.cu -o "$STAGE/cuda-tests/flash_attention_test"
+  PACKED+=(cuda-tests)
+else
+  echo "[pack] no nvcc: the pack has no standalone CUDA tests (gpu-check's cuda-tests step will say so)" >&2
+fi
+
 mkdir -p "$DEST"
-tar -C "$STAGE" -czf "$DEST/patchcore-device.tgz.tmp" runtime patchcore.jar
+tar -C "$STAGE" -czf "$DEST/patchcore-device.tgz.tmp" "${PACKED[@]}"
 mv "$DEST/patchcore-device.tgz.tmp" "$DEST/patchcore-device.tgz"
 BYTES=$(stat -c %s "$DEST/patchcore-device.tgz")
 echo "[pack] $DEST/patchcore-device.tgz: $((BYTES / 1048576)) MiB (runtime $(du -sm "$STAGE/runtime" | cut -f1) MiB unpacked, jar $(($(stat -c %s "$JAR") / 1048576)) MiB)"
