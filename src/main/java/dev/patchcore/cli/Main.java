@@ -50,7 +50,9 @@ public final class Main implements Runnable {
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
         cl.setParameterExceptionHandler((ex, a) -> {
-            ex.getCommandLine().getErr().println("error: " + ex.getMessage() + " (see --help)");
+            // picocli words some messages "Error: …" itself (a missing argument group): one prefix is enough
+            String message = ex.getMessage().startsWith("Error: ") ? ex.getMessage().substring(7) : ex.getMessage();
+            ex.getCommandLine().getErr().println("error: " + message + " (see --help)");
             return 2;
         });
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {

@@ -38,6 +38,8 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
         if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
         if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
+        if (evalEvery < 0 || evalBatches < 0 || saveEvery < 0)
+            throw new IllegalArgumentException("--eval-every, --eval-batches and --save-every must not be negative (0 = never)");
         if (!patch.equals(PatchOptions.DEFAULT) && (patchSize == 1 || Math.round(lambda * steps) == 0))
             throw new IllegalArgumentException("--patch-mode mixup, --input-proj, --output-proj and --short-patch-context change the patch stage, "
                     + "and this run has none (K = " + patchSize + ", λ = " + lambda + ")");

@@ -61,6 +61,12 @@ class CliTest {
         assertUserError("Unknown option", "train", "--no-such-flag");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
         assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
+        assertUserError("--eval-batches", "train", "--backend", "cpu", "--eval-batches", "-1", "--out", dir.resolve("neg").toString());
+        assertFalse(Files.exists(dir.resolve("neg")), "a rejected run leaves no run folder");
+        // picocli's own "Error: " prefix is not repeated after ours
+        err.reset();
+        assertEquals(2, Main.run("eval", "--checkpoint", dir.toString()));
+        assertFalse(err.toString().contains("Error:"), err.toString());
 
         Path empty = dir.resolve("empty.txt");
         Files.writeString(empty, "");
