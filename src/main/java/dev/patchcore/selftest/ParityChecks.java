@@ -4,6 +4,7 @@ import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.cuda.Bf16;
 import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.backend.cuda.CudaFlashAttention;
+import dev.patchcore.backend.cuda.CudaRmsNorm;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
@@ -207,6 +208,10 @@ public final class ParityChecks {
                         for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}, {8192, 1024}}
                                 : new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm backward " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1])));
+                        // Variant 2 moves only the gain-gradient reduce into the same kernel: bitwise the default's results. (The
+                        // team kernels, 3 and 4, sum the dot products in another order: CPU parity and run-to-run identity only.)
+                        if (v == CudaRmsNorm.BACKWARD_FUSED_REDUCE)
+                            out.add(variant(cuda, family, v, "rmsNorm backward = v" + base, rows -> rmsNormBackwardIdentity(rows, cuda, base, v)));
                     }
                     default -> throw new IllegalStateException("no selftest for kernel family " + family);
                 }
@@ -271,6 +276,25 @@ public final class ParityChecks {
             }
             List<String> names = List.of("y", "rstd", "add sum", "add y", "add rstd", "dx", "dGain+=");
             for (int k = 0; k < names.size(); k++) bitwise(rows, "rmsNorm " + names.get(k), n + "x" + d, outs.get(0).get(k), outs.get(1).get(k));
+        }
+    }
+
+    /** The RMSNorm backward (dx and the accumulated gain gradient) of two backward variants on the same inputs: bitwise equal. */
+    private void rmsNormBackwardIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        DType act = test.activationType();
+        for (int[] s : new int[][] {{8192, 1024}, {3000, 2048}, {37, 96}}) {
+            int n = s[0], d = s[1];
+            Twin x = input(act, n, d), dy = input(act, n, d), gain = input(act, d), dGain0 = input(DType.F32, d);
+            Tensor rstd = test.rmsNorm(x.t, gain.t, 1e-5f).rstd();
+            List<List<Tensor>> outs = new ArrayList<>();
+            for (int v : new int[] {a, b}) {
+                cuda.setKernelVariant("rmsnormbwd", v);
+                Tensor dGain = test.scratch(DType.F32, d);
+                test.copy(dGain0.t, dGain);
+                outs.add(List.of(test.rmsNormBackward(dy.t, x.t, gain.t, rstd, dGain), dGain));
+            }
+            bitwise(rows, "rmsNorm backward dx", n + "x" + d, outs.get(0).get(0), outs.get(1).get(0));
+            bitwise(rows, "rmsNorm backward dGain+=", n + "x" + d, outs.get(0).get(1), outs.get(1).get(1));
         }
     }
 
