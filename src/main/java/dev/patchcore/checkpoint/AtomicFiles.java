@@ -33,9 +33,10 @@ public final class AtomicFiles {
                 Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
             }
             fsyncDirectory(dir);
-        } catch (IOException e) {
+        } catch (IOException | RuntimeException e) {  // a writer's own failure too: no temporary file left behind
             try { Files.deleteIfExists(tmp); } catch (IOException ignored) { /* best effort */ }
-            throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
+            if (e instanceof IOException io) throw new UncheckedIOException("cannot write " + target + ": " + io.getMessage(), io);
+            throw (RuntimeException) e;
         }
     }
 

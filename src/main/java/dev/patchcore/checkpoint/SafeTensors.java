@@ -9,12 +9,15 @@ import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
+import java.nio.FloatBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Map;
+import java.util.function.Supplier;
 
 /**
  * The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header mapping each
@@ -24,9 +27,28 @@ import java.util.Map;
 public final class SafeTensors {
     private SafeTensors() {}
 
-    public record Entry(String name, int[] shape, float[] data) {}
+    /**
+     * One tensor to write. Its values are asked for only when the writer reaches it and dropped after, so writing a
+     * checkpoint holds one tensor's host copy at a time (a 2.7B model's weights and moments are 32 GB as float arrays:
+     * more than a default Java heap, had they all been downloaded before writing).
+     */
+    public record Entry(String name, int[] shape, Supplier<float[]> data) {
+        /** An entry whose values are already on the host. */
+        public Entry(String name, int[] shape, float[] data) {
+            this(name, shape, () -> data);
+        }
 
-    public static void write(Path file, Iterable<Entry> entries, Map<String, String> metadata) {
+        long numel() {
+            long n = 1;
+            for (int s : shape) n *= s;
+            return n;
+        }
+    }
+
+    /** Floats per bulk copy into the write buffer (4 MiB). */
+    private static final int CHUNK = 1 << 20;
+
+    public static void write(Path file, List<Entry> entries, Map<String, String> metadata) {
         JsonObject header = new JsonObject();
         if (!metadata.isEmpty()) {
             JsonObject meta = new JsonObject();
@@ -42,7 +64,7 @@ public final class SafeTensors {
             t.add("shape", shape);
             JsonArray off = new JsonArray();
             off.add(offset);
-            offset += 4L * e.data().length;
+            offset += 4L * e.numel();
             off.add(offset);
             t.add("data_offsets", off);
             header.add(e.name(), t);
@@ -55,15 +77,21 @@ public final class SafeTensors {
             while (head.position() < head.capacity()) head.put((byte) ' ');
             head.flip();
             while (head.hasRemaining()) ch.write(head);
-            ByteBuffer buf = ByteBuffer.allocateDirect(1 << 20).order(ByteOrder.LITTLE_ENDIAN);
+            ByteBuffer buf = ByteBuffer.allocateDirect(4 * CHUNK).order(ByteOrder.LITTLE_ENDIAN);
+            FloatBuffer floats = buf.asFloatBuffer();
             for (Entry e : entries) {
-                for (float v : e.data()) {
-                    if (!buf.hasRemaining()) { buf.flip(); while (buf.hasRemaining()) ch.write(buf); buf.clear(); }
-                    buf.putFloat(v);
+                float[] data = e.data().get();
+                if (data.length != e.numel())
+                    throw new IllegalStateException("safetensors entry " + e.name() + ": " + data.length + " values for shape "
+                            + java.util.Arrays.toString(e.shape()));
+                for (int from = 0; from < data.length; from += CHUNK) {
+                    int n = Math.min(CHUNK, data.length - from);
+                    floats.clear();
+                    floats.put(data, from, n);
+                    buf.clear().limit(4 * n);
+                    while (buf.hasRemaining()) ch.write(buf);
                 }
             }
-            buf.flip();
-            while (buf.hasRemaining()) ch.write(buf);
         });
     }
 

@@ -11,6 +11,7 @@ import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.HuggingFaceTokenizerFiles;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
+import dev.patchcore.tensor.Tensor;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
@@ -54,8 +55,9 @@ public final class Checkpoints {
         if (opt != null) {
             for (int i = 0; i < opt.parameters().size(); i++) {
                 Parameter p = opt.parameters().get(i);
-                moments.add(new SafeTensors.Entry(p.name() + ".exp_avg", p.shape(), be.download(opt.firstMoments().get(i))));
-                moments.add(new SafeTensors.Entry(p.name() + ".exp_avg_sq", p.shape(), be.download(opt.secondMoments().get(i))));
+                Tensor m1 = opt.firstMoments().get(i), m2 = opt.secondMoments().get(i);
+                moments.add(new SafeTensors.Entry(p.name() + ".exp_avg", p.shape(), () -> be.download(m1)));
+                moments.add(new SafeTensors.Entry(p.name() + ".exp_avg_sq", p.shape(), () -> be.download(m2)));
             }
         }
         SafeTensors.write(dir.resolve(MODEL), entries(model.parameters(), be), Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
@@ -71,7 +73,7 @@ public final class Checkpoints {
 
     private static List<SafeTensors.Entry> entries(List<Parameter> params, Backend be) {
         List<SafeTensors.Entry> out = new ArrayList<>();
-        for (Parameter p : params) out.add(new SafeTensors.Entry(p.name(), p.shape(), be.download(p.master())));
+        for (Parameter p : params) out.add(new SafeTensors.Entry(p.name(), p.shape(), () -> be.download(p.master())));
         return out;
     }
 

@@ -1,0 +1,53 @@
+package dev.patchcore.checkpoint;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+class SafeTensorsTest {
+    /**
+     * Entries are asked for their values one at a time, in file order, after the header is sized from the shapes, so a
+     * checkpoint writer never holds more than one tensor on the host; the file reads back exactly, across the writer's
+     * 4 MiB chunks.
+     */
+    @Test
+    void lazyEntriesAreFetchedOneAtATimeAndReadBack(@TempDir Path dir) {
+        float[] big = new float[(1 << 20) * 2 + 5];  // more than two write chunks
+        for (int i = 0; i < big.length; i++) big[i] = i * 0.5f - 7;
+        float[] small = {1f, -2f, 3.5f, Float.MIN_VALUE, -0f, 6f};
+        List<String> fetched = new ArrayList<>();
+        List<SafeTensors.Entry> entries = List.of(
+                new SafeTensors.Entry("a.weight", new int[] {big.length}, () -> { fetched.add("a"); return big; }),
+                new SafeTensors.Entry("b.weight", new int[] {2, 3}, () -> { fetched.add("b"); return small; }));
+        Path file = dir.resolve("t.safetensors");
+        SafeTensors.write(file, entries, Map.of("format", "pt"));
+        assertEquals(List.of("a", "b"), fetched, "each entry fetched once, in order");
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            assertArrayEquals(big, r.read("a.weight"));
+            assertArrayEquals(small, r.read("b.weight"));
+            assertArrayEquals(new int[] {2, 3}, r.shape("b.weight"));
+            assertEquals("pt", r.metadata().get("format"));
+        }
+    }
+
+    /** An entry whose values do not match its shape fails the write and leaves neither the file nor a temporary one. */
+    @Test
+    void aShapeMismatchLeavesNoFile(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("bad.safetensors");
+        List<SafeTensors.Entry> entries = List.of(new SafeTensors.Entry("w", new int[] {2, 2}, new float[3]));
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> SafeTensors.write(file, entries, Map.of()));
+        assertTrue(e.getMessage().contains("w: 3 values for shape [2, 2]"), e.getMessage());
+        try (Stream<Path> left = Files.list(dir)) {
+            assertEquals(List.of(), left.toList());
+        }
+    }
+}
