@@ -27,6 +27,7 @@
 #include <cuda.h>  // CUtensorMap (the persistent forward's TMA form)
 
 #include "common.cuh"
+#include "mbarrier.cuh"
 #include "softmax_exp.cuh"
 
 namespace {
@@ -426,28 +427,9 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
 constexpr int PP_BC = 128;  // key rows per tile (CudaFlashAttention.ForwardWgmmaPingPong.KEY_TILE)
 constexpr int PP_KS = 3;    // K stages
 constexpr int PP_VS = 2;    // V stages
+// (The mbarrier helpers, mbar_init / mbar_wait / mbar_arrive / cp_async_mbar_arrive / mbar_arrive_expect_tx, are in
+// mbarrier.cuh.)
 
-__device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
-    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
-}
-__device__ __forceinline__ void mbar_arrive(uint32_t bar) {
-    asm volatile("{\n.reg .b64 st;\nmbarrier.arrive.shared::cta.b64 st, [%0];\n}\n" ::"r"(bar) : "memory");
-}
-// Blocks until the barrier's phase of parity `parity` has completed (acquire).
-__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) {
-    asm volatile(
-        "{\n"
-        ".reg .pred done;\n"
-        "PP_WAIT:\n"
-        "mbarrier.try_wait.parity.shared::cta.b64 done, [%0], %1;\n"
-        "@!done bra PP_WAIT;\n"
-        "}\n" ::"r"(bar), "r"(parity) : "memory");
-}
-// One arrive-on the barrier once all of this thread's earlier cp.async copies have landed (counted in the barrier's
-// expected arrivals: .noinc).
-__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) {
-    asm volatile("cp.async.mbarrier.arrive.noinc.shared::cta.b64 [%0];\n" ::"r"(bar) : "memory");
-}
 // Named barrier `id`, 256 threads. A register id (warp-uniform), so no branch sits between a wgmma and its wait.
 __device__ __forceinline__ void bar_sync_256(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void bar_arrive_256(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
@@ -680,9 +662,6 @@ struct PersistentRings {
 // rows × 1 batch and the 128-byte swizzle — the layout the cp.async loaders write — and zero-fill rows past T.
 // Why: a 128 × 128 tile is 2048 16-byte copies, 16 per thread with their address arithmetic, issued by the same
 // warpgroups whose softmax is the critical path; with TMA the copies cost them two instructions per tile.
-__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
-    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;\n" ::"r"(bar), "r"(bytes) : "memory");
-}
 
 // One box of a 4-D tensor map into shared memory at dst (1024-byte aligned for the 128-byte swizzle), completing
 // `bytes` of the transaction count of mbarrier bar. Coordinates innermost first: column, head, row, batch.

@@ -4,6 +4,7 @@
 // Vector path: when the width is a multiple of 8 and every base pointer is 16-byte aligned, each row starts on a
 // 16-byte boundary and all accesses are 16-byte (8 × bf16); otherwise a scalar path with the same arithmetic.
 #include "common.cuh"
+#include "mbarrier.cuh"
 #include "row_pipeline.cuh"
 
 namespace {
@@ -429,6 +430,104 @@ __device__ __forceinline__ void team_barrier(int id, int threads) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
 }
 
+// Where a lane of a team sits: its team, the team's first warp in the block, its 8 columns, and whether they are
+// below d. valid: the launch shape is one the team kernels take (uniform; the launchers never send another).
+struct TeamLane {
+    int lane, warp, tw, teams, team, first, c;
+    bool active, valid;
+};
+
+__device__ __forceinline__ TeamLane team_lane(int d, int maxWarps) {
+    TeamLane t;
+    t.lane = threadIdx.x & 31;
+    t.warp = threadIdx.x >> 5;
+    const int warps = blockDim.x >> 5;
+    t.tw = (d + 255) / 256;
+    t.teams = t.tw > 0 ? warps / t.tw : 0;
+    t.valid = d % 8 == 0 && t.tw > 0 && warps <= maxWarps && t.teams > 0 && t.teams <= TEAM_MAX_TEAMS &&
+              t.teams * t.tw == warps;
+    t.team = t.warp / max(t.tw, 1);
+    t.first = t.warp - t.warp % max(t.tw, 1);
+    t.c = ((t.warp - t.first) * 32 + t.lane) * 8;
+    t.active = t.valid && t.c < d;
+    return t;
+}
+
+// One batch of a team, once the lane's dy and x groups of the batch's R rows (zeros past n) and their rstd are in
+// registers: the R dot products (8 terms per lane, then the warp's shuffles, then — teams of several warps — the
+// warps' sums through `red` and the team's named barrier), then dx for the live rows (dx + base: the lane's columns
+// of the batch's first row) and the lane's gain-gradient columns. `exchanged` runs once every lane of the team is past reading its inputs of this batch (after the barrier;
+// with one-warp teams, after the shuffles): the bulk-copy kernel refills the batch's buffer there.
+template <int R, typename Exchanged>
+__device__ __forceinline__ void team_batch(const TeamLane& t, bf16x8 (&cdy)[R], bf16x8 (&cx)[R], const float (&rs)[R],
+                                           int rows, const float (&g)[8], float (&acc)[8],
+                                           float (&red)[2][R][TEAM_MAX_WARPS], int& parity, bf16* __restrict__ dx,
+                                           size_t base, int d, Exchanged exchanged) {
+    float dot[R];
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        float u[8], v[8], even = 0.f, odd = 0.f;
+        unpack8(cdy[r], u);
+        unpack8(cx[r], v);
+#pragma unroll
+        for (int j = 0; j < 8; j += 2) {
+            even = fmaf(u[j] * g[j], v[j], even);
+            odd = fmaf(u[j + 1] * g[j + 1], v[j + 1], odd);
+        }
+        dot[r] = even + odd;
+    }
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+        for (int r = 0; r < R; ++r) dot[r] += __shfl_xor_sync(0xffffffffu, dot[r], o);
+    if (t.tw > 1) {
+        if (t.lane == 0)
+#pragma unroll
+            for (int r = 0; r < R; ++r) red[parity][r][t.warp] = dot[r];
+        team_barrier(1 + t.team, 32 * t.tw);
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            float sum = 0.f;
+            for (int w = 0; w < t.tw; ++w) sum += red[parity][r][t.first + w];  // warp order: the same in every lane
+            dot[r] = sum;
+        }
+        parity ^= 1;
+    }
+    exchanged();
+    // Unpack dy and x again below rather than keep the 16 R floats of the dot products live across the shuffles
+    // and the barrier: the empty asm hides that the packed words are unchanged (without it ptxas kept the floats:
+    // 121 instead of 109 registers at R = 4 under a 128-register bound).
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        asm volatile("" : "+r"(cdy[r].u.x), "+r"(cdy[r].u.y), "+r"(cdy[r].u.z), "+r"(cdy[r].u.w));
+        asm volatile("" : "+r"(cx[r].u.x), "+r"(cx[r].u.y), "+r"(cx[r].u.z), "+r"(cx[r].u.w));
+    }
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const float coef = rs[r] * rs[r] * dot[r] / (float)d;
+        float u[8], v[8], o[8];
+        unpack8(cdy[r], u);
+        unpack8(cx[r], v);
+#pragma unroll
+        for (int j = 0; j < 8; ++j) {
+            o[j] = rs[r] * (u[j] * g[j] - v[j] * coef);
+            acc[j] = fmaf(u[j] * rs[r], v[j], acc[j]);  // zero for rows past n and inactive lanes
+        }
+        if (t.active && r < rows) store8(dx + base + r * d, o);
+    }
+}
+
+// The end of the team kernels: the block's teams add their accumulators in team order (deterministic); the last one
+// writes the block's partial row. accs4: d floats of shared memory.
+__device__ __forceinline__ void teams_write_partial(const TeamLane& t, const float (&acc)[8], float4* accs4,
+                                                    float* __restrict__ partial, int d) {
+    float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
+    for (int k = 0; k < t.teams; ++k) {
+        if (t.team == k && t.active) add_to_block_partial(acc, t.c / 4, k == 0, k == t.teams - 1, accs4, out);
+        if (k + 1 < t.teams) __syncthreads();
+    }
+}
+
 template <int R>
 __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, float* __restrict__ partial,
                                                        const bf16* __restrict__ dy, const bf16* __restrict__ x,
@@ -436,94 +535,121 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
                                                        int n, int d) {
     extern __shared__ float4 accs4[];             // d floats: the teams' gain gradients, added in team order
     __shared__ float red[2][R][TEAM_MAX_WARPS];  // per batch parity, row and warp: the warp's dot-product sum
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
-    const int tw = (d + 255) / 256, teams = tw > 0 ? warps / tw : 0;
-    if (d % 8 != 0 || tw == 0 || warps > TEAM_MAX_WARPS || teams == 0 || teams > TEAM_MAX_TEAMS ||
-        teams * tw != warps || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
-        !aligned16(partial))
+    const TeamLane t = team_lane(d, TEAM_MAX_WARPS);
+    if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
         return;  // uniform: the launcher never sends such a shape here
-    const int team = warp / tw, first = warp - (warp % tw);  // first: the team's first warp in the block
-    const int c = ((warp - first) * 32 + lane) * 8;          // the lane's 8 columns
-    const bool active = c < d;
     float g[8], acc[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) g[j] = acc[j] = 0.f;
-    if (active) load8(gain + c, g);
+    if (t.active) load8(gain + t.c, g);
 
     // 32-bit row indices (ptxas: 13 registers fewer at R = 4 than with 64-bit ones): row0 < n < 2^31 and the stride
     // is far below 2^31, so row0 + stride cannot wrap an unsigned.
-    const unsigned stride = gridDim.x * teams * R;
+    const unsigned stride = gridDim.x * t.teams * R;
     int parity = 0;
-    for (unsigned row0 = (blockIdx.x * teams + team) * R; row0 < (unsigned)n; row0 += stride) {
+    for (unsigned row0 = (blockIdx.x * t.teams + t.team) * R; row0 < (unsigned)n; row0 += stride) {
         const int rows = min(R, n - (int)row0);  // rows of this batch below n
-        const size_t base = (size_t)row0 * d + c;
+        const size_t base = (size_t)row0 * d + t.c;
         bf16x8 cdy[R], cx[R];
-        float rs[R], dot[R];
+        float rs[R];
 #pragma unroll
         for (int r = 0; r < R; ++r) {  // all of the batch's loads first, so they are in flight together
-            const bool live = active && r < rows;
+            const bool live = t.active && r < rows;
             cdy[r] = live ? *reinterpret_cast<const bf16x8*>(dy + base + r * d) : bf16x8{};
             cx[r] = live ? *reinterpret_cast<const bf16x8*>(x + base + r * d) : bf16x8{};
             rs[r] = r < rows ? rstd[row0 + r] : 0.f;
         }
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            float u[8], v[8], even = 0.f, odd = 0.f;
-            unpack8(cdy[r], u);
-            unpack8(cx[r], v);
-#pragma unroll
-            for (int j = 0; j < 8; j += 2) {
-                even = fmaf(u[j] * g[j], v[j], even);
-                odd = fmaf(u[j + 1] * g[j + 1], v[j + 1], odd);
-            }
-            dot[r] = even + odd;
-        }
-#pragma unroll
-        for (int o = 16; o > 0; o >>= 1)
-#pragma unroll
-            for (int r = 0; r < R; ++r) dot[r] += __shfl_xor_sync(0xffffffffu, dot[r], o);
-        if (tw > 1) {
-            if (lane == 0)
-#pragma unroll
-                for (int r = 0; r < R; ++r) red[parity][r][warp] = dot[r];
-            team_barrier(1 + team, 32 * tw);
-#pragma unroll
-            for (int r = 0; r < R; ++r) {
-                float s = 0.f;
-                for (int w = 0; w < tw; ++w) s += red[parity][r][first + w];  // warp order: the same in every lane
-                dot[r] = s;
-            }
-            parity ^= 1;
-        }
-        // Unpack dy and x again below rather than keep the 16 R floats of the dot products live across the shuffles
-        // and the barrier: the empty asm hides that the packed words are unchanged (without it ptxas kept the floats:
-        // 121 instead of 109 registers at R = 4 under a 128-register bound).
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            asm volatile("" : "+r"(cdy[r].u.x), "+r"(cdy[r].u.y), "+r"(cdy[r].u.z), "+r"(cdy[r].u.w));
-            asm volatile("" : "+r"(cx[r].u.x), "+r"(cx[r].u.y), "+r"(cx[r].u.z), "+r"(cx[r].u.w));
-        }
-#pragma unroll
-        for (int r = 0; r < R; ++r) {
-            const float coef = rs[r] * rs[r] * dot[r] / (float)d;
-            float u[8], v[8], o[8];
-            unpack8(cdy[r], u);
-            unpack8(cx[r], v);
-#pragma unroll
-            for (int j = 0; j < 8; ++j) {
-                o[j] = rs[r] * (u[j] * g[j] - v[j] * coef);
-                acc[j] = fmaf(u[j] * rs[r], v[j], acc[j]);  // zero for rows past n and inactive lanes
-            }
-            if (active && r < rows) store8(dx + base + r * d, o);
-        }
+        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, base, d, [] {});
     }
+    teams_write_partial(t, acc, accs4, partial, d);
+}
 
-    // The block's teams add their accumulators in team order; the last one writes the block's partial row.
-    float4* out = reinterpret_cast<float4*>(partial + (size_t)blockIdx.x * d);
-    for (int t = 0; t < teams; ++t) {
-        if (team == t && active) add_to_block_partial(acc, c / 4, t == 0, t == teams - 1, accs4, out);
-        if (t + 1 < teams) __syncthreads();
+// ---------------------------------------------------------------------------------------------------------------------
+// Bulk-copy team backward (CudaRmsNorm.BACKWARD_BULK, variant 5; sm_90 and later; written without a GPU after H100
+// run 15, not yet run). The team kernel's arithmetic, but each team's batches reach shared memory by the bulk-copy
+// engine (cp.async.bulk: a batch's R rows of dy, and of x, are one contiguous range each) through a ring of
+// BULK_STAGES batches: one thread of the team issues two copies per batch, BULK_STAGES − 1 batches ahead of the one
+// the team computes, and an mbarrier per stage says when a batch has landed. Why: the warp-per-row kernels have their
+// next rows in flight only while they hold them in registers; here up to BULK_STAGES batches per team are in flight
+// at no register cost and for two instructions each, so 2 blocks × 4 teams × 3 stages × 2 rows = 48 rows per SM can
+// be in flight against the default's 16. A stage is refilled as soon as every lane of the team has read it (the
+// team's barrier of that batch, which the arithmetic needs anyway). Dynamic shared memory: d floats (the teams'
+// gain gradients) + teams · BULK_STAGES · 2 · R · d bf16 (the rings) + teams · BULK_STAGES mbarriers
+// (CudaRmsNorm.bulkSharedBytes).
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+constexpr int BULK_STAGES = 3;  // CudaRmsNorm.BULK_STAGES
+#endif
+
+template <int R>
+__device__ __forceinline__ void rmsnorm_backward_bulk(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                      const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                      const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                                                      int n, int d) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    extern __shared__ float4 accs4[];  // d floats, then the teams' rings, then their mbarriers
+    __shared__ float red[2][R][TEAM_MAX_WARPS];
+    const TeamLane t = team_lane(d, TEAM_MAX_WARPS);
+    if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
+        return;  // uniform: the launcher never sends such a shape here
+    const size_t batchElems = (size_t)R * d;  // one tensor's batch in the ring
+    bf16* ring = reinterpret_cast<bf16*>(reinterpret_cast<float*>(accs4) + d) + (size_t)t.team * BULK_STAGES * 2 * batchElems;
+    uint64_t* bars = reinterpret_cast<uint64_t*>(reinterpret_cast<bf16*>(reinterpret_cast<float*>(accs4) + d) +
+                                                 (size_t)t.teams * BULK_STAGES * 2 * batchElems) + t.team * BULK_STAGES;
+    const bool producer = t.warp == t.first && t.lane == 0;
+    if (producer) {
+        for (int s = 0; s < BULK_STAGES; ++s) mbar_init((uint32_t)__cvta_generic_to_shared(bars + s), 1);
+        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the bulk-copy unit
     }
+    __syncthreads();
+
+    const unsigned stride = gridDim.x * t.teams * R, start = (blockIdx.x * t.teams + t.team) * R;
+    // Batch row0 into stage s: R rows of dy then of x (fewer at the end), one arrival plus their bytes on bars[s].
+    auto issue = [&](unsigned row0, int s) {
+        if (row0 >= (unsigned)n) return;
+        const uint32_t bytes = (uint32_t)min(R, n - (int)row0) * d * 2, bar = (uint32_t)__cvta_generic_to_shared(bars + s);
+        mbar_arrive_expect_tx(bar, 2 * bytes);
+        bulk_load((uint32_t)__cvta_generic_to_shared(ring + (2 * s) * batchElems), dy + (size_t)row0 * d, bytes, bar);
+        bulk_load((uint32_t)__cvta_generic_to_shared(ring + (2 * s + 1) * batchElems), x + (size_t)row0 * d, bytes, bar);
+    };
+    if (producer)
+        for (int s = 0; s < BULK_STAGES; ++s) issue(start + s * stride, s);
+
+    float g[8], acc[8];
+#pragma unroll
+    for (int j = 0; j < 8; ++j) g[j] = acc[j] = 0.f;
+    if (t.active) load8(gain + t.c, g);
+    int parity = 0, stage = 0;
+    uint32_t phase = 0;
+    for (unsigned row0 = start; row0 < (unsigned)n; row0 += stride) {
+        const int rows = min(R, n - (int)row0);
+        float rs[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) rs[r] = r < rows ? rstd[row0 + r] : 0.f;  // before the wait: its latency hides
+        mbar_wait((uint32_t)__cvta_generic_to_shared(bars + stage), phase);
+        const bf16* sdy = ring + (2 * stage) * batchElems;
+        const bf16* sx = sdy + batchElems;
+        bf16x8 cdy[R], cx[R];
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            const bool live = t.active && r < rows;
+            cdy[r] = live ? *reinterpret_cast<const bf16x8*>(sdy + r * d + t.c) : bf16x8{};
+            cx[r] = live ? *reinterpret_cast<const bf16x8*>(sx + r * d + t.c) : bf16x8{};
+        }
+        const int filled = stage;
+        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [&] {
+            if (t.tw == 1) __syncwarp();  // a one-warp team has no barrier: its lanes' reads of the stage are done
+            if (producer) {
+                fence_proxy_async_shared();  // the team's reads of the stage before the copy that overwrites it
+                issue(row0 + BULK_STAGES * stride, filled);
+            }
+        });
+        if (++stage == BULK_STAGES) {
+            stage = 0;
+            phase ^= 1;
+        }
+    }
+    teams_write_partial(t, acc, accs4, partial, d);
+#endif
 }
 
 }  // namespace
@@ -708,6 +834,15 @@ rmsnorm_bwd_teams4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, cons
                         const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                         int n, int d) {
     rmsnorm_backward_teams<4>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+// Backward variant 5 (rmsnorm_backward_bulk, R = 2, sm_90+): as the team kernels, with dynamic shared memory
+// CudaRmsNorm.bulkSharedBytes. Compiled empty for older GPUs (the launcher sends it only to compute capability ≥ 9).
+extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
+rmsnorm_bwd_bulk2_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                       const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                       int n, int d) {
+    rmsnorm_backward_bulk<2>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // dGain[c] += Σ_b partial[b, c], b in a fixed order. block (32, REDUCE_ROWS): 32 columns; the y threads sum

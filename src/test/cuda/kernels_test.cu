@@ -31,6 +31,7 @@ __global__ void rmsnorm_bwd_rows4_bf16(bf16*, float*, const bf16*, const bf16*, 
 __global__ void rmsnorm_bwd_rows8_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_teams2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_teams4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_bulk2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
 __global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
 __global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
@@ -55,6 +56,7 @@ __global__ void adamw_sumsq_final(float*, const float*, int);
 #define LAUNCHED() CHECK(cudaGetLastError())
 
 static int g_sms = 0;
+static int g_cc_major = 0;  // compute capability major (variant 5 of the RMSNorm backward needs 9+)
 static int g_failures = 0;
 static std::mt19937 g_rng(1234);
 
@@ -207,6 +209,22 @@ static int launch_rmsnorm_bwd_teams(int R, bf16* dx, float* partial, float* dGai
     LAUNCHED();
     return blocks;
 }
+// CudaRmsNorm backward variant 5 (bulkBackward, compute capability 9+): variant 3's teams, each with a ring of 3 stages
+// × 2 rows of dy and x in dynamic shared memory plus one mbarrier per stage. Returns the grid.
+static int launch_rmsnorm_bwd_bulk(bf16* dx, float* partial, float* dGain, const bf16* dy, const bf16* x, const bf16* g,
+                                   const float* rstd, int n, int d) {
+    int teamWarps = ceil_div(d, 256), teams = std::min(8, 16 / teamWarps), threads = 32 * teamWarps * teams;
+    int shared = d * 4 + teams * 3 * (2 * 2 * d * 2 + 8);
+    CHECK(cudaFuncSetAttribute((const void*)rmsnorm_bwd_bulk2_bf16, cudaFuncAttributeMaxDynamicSharedMemorySize, shared));
+    int perSm = 0;
+    CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, (const void*)rmsnorm_bwd_bulk2_bf16, threads, shared));
+    int blocks = std::min(ceil_div(n, 2 * teams), std::max(1, perSm) * g_sms);
+    rmsnorm_bwd_bulk2_bf16<<<blocks, threads, shared>>>(dx, partial, dy, x, g, rstd, n, d);
+    LAUNCHED();
+    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, blocks, d);
+    LAUNCHED();
+    return blocks;
+}
 // CudaRope: vector path (one warp per row, a (cos, sin) table of Dh/2 pairs per warp in shared memory) when
 // Dh/2 % 8 == 0, Dh/2 ≤ 768 and both tensors are aligned; else one thread per (row, frequency).
 static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta) {
@@ -328,6 +346,14 @@ static void test_rmsnorm(int n, int d, int shift) {
         launch_rmsnorm_bwd_teams(R, dDx.p, teamPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
         expect("backward teams dGain bit-identical on rerun",
                std::memcmp(teamDg.data(), download(dDg).data(), d * sizeof(float)) == 0);
+    }
+    if (g_cc_major >= 9) {  // variant 5: the same arithmetic as teams2, its inputs through bulk copies
+        Dev<float> bulkPartial((size_t)16 * g_sms * d, shift);
+        upload(dDg, dg0);
+        int blocks = launch_rmsnorm_bwd_bulk(dDx.p, bulkPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+        std::printf("  backward bulk: %d blocks\n", blocks);
+        expect_close("backward bulk dx", download_bf16(dDx), dxRef, 1e-2);
+        expect_close("backward bulk dGain", download(dDg), dgRef, 1e-5);
     }
 }
 
@@ -615,6 +641,7 @@ int main(int argc, char** argv) {
     cudaDeviceProp prop;
     CHECK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
+    g_cc_major = prop.major;
     std::printf("device: %s, %d SMs\n", prop.name, g_sms);
 
     test_rmsnorm(37, 1024, 0);

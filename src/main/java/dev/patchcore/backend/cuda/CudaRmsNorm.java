@@ -48,6 +48,14 @@ public final class CudaRmsNorm {
      */
     public static final int BACKWARD_TEAMS_R2 = 3;
     public static final int BACKWARD_TEAMS_R4 = 4;
+    /**
+     * Backward variant 5 (compute capability 9+; elsewhere variant 1 runs): variant 3's teams with each team's batches
+     * brought into shared memory by the bulk-copy engine, {@link #BULK_STAGES} batches in flight per team
+     * (rmsnorm_bwd_bulk2_bf16, then the same reduce kernel). Written after H100 run 15 without a GPU: not yet run.
+     */
+    public static final int BACKWARD_BULK = 5;
+    /** Ring stages per team of the bulk-copy backward ({@code BULK_STAGES} in rmsnorm.cu). */
+    static final int BULK_STAGES = 3;
     /** Team kernels: at most this many warps per block ({@code TEAM_MAX_WARPS} / {@code TEAM_R4_WARPS} in rmsnorm.cu). */
     static final int TEAM_R2_MAX_WARPS = 16, TEAM_R4_MAX_WARPS = 12;
     /** Team kernels: at most this many teams per block (one named barrier each, {@code TEAM_MAX_TEAMS}). */
@@ -79,12 +87,12 @@ public final class CudaRmsNorm {
 
     /**
      * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
-     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_TEAMS_R2} or {@link #BACKWARD_TEAMS_R4}.
+     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_TEAMS_R2}, {@link #BACKWARD_TEAMS_R4} or {@link #BACKWARD_BULK}.
      */
     public void setBackwardVariant(int variant) {
-        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TEAMS_R4)
+        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_BULK)
             throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks), "
-                    + "3 or 4 (warp teams, 2 or 4 rows per batch), got " + variant);
+                    + "3 or 4 (warp teams, 2 or 4 rows per batch) or 5 (teams fed by bulk copies), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -177,6 +185,8 @@ public final class CudaRmsNorm {
         if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
             switch (backwardVariant) {
                 case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4 -> partial = teamBackward(dx, dy, x, gain, rstd, n, d);
+                case BACKWARD_BULK -> partial = ctx.computeCapabilityMajor() >= 9 ? bulkBackward(dx, dy, x, gain, rstd, n, d)
+                        : warpPerRowBackward(false, dx, dGain, dy, x, gain, rstd, n, d);
                 case BACKWARD_FUSED_REDUCE -> {
                     warpPerRowBackward(true, dx, dGain, dy, x, gain, rstd, n, d);
                     return dx;  // its last blocks have added the partials into dGain
@@ -227,6 +237,26 @@ public final class CudaRmsNorm {
         Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, (four ? 4 : 2) * teams), resident), d);
         ctx.launch(kernel, partial.dim(0), 1, 1, threads, 1, 1, d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         return partial;
+    }
+
+    /** Variant 5: variant 3's teams and grid, with each team's ring of bulk-copied batches in dynamic shared memory. */
+    private Tensor bulkBackward(Tensor dx, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
+        String kernel = "rmsnorm_bwd_bulk2_bf16";
+        int teamWarps = ceilDiv(d, 256), teams = Math.min(TEAM_MAX_TEAMS, TEAM_R2_MAX_WARPS / teamWarps);
+        int threads = 32 * teamWarps * teams, shared = bulkSharedBytes(d, teams);
+        int resident = ctx.residentBlocksPerMultiprocessor(kernel, threads, shared) * ctx.multiprocessorCount();
+        Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, 2 * teams), resident), d);
+        ctx.launch(kernel, partial.dim(0), 1, 1, threads, 1, 1, shared, dx, partial, dy, x, gain, rstd, n, d);
+        return partial;
+    }
+
+    /**
+     * Dynamic shared memory of the bulk-copy backward: d floats (the teams' gain gradients), then per team
+     * {@link #BULK_STAGES} stages of 2 rows of dy and of x (bf16), then per team one 8-byte mbarrier per stage.
+     * 102 496 bytes at d = 1024 (4 teams): two blocks per SM.
+     */
+    static int bulkSharedBytes(int d, int teams) {
+        return d * Float.BYTES + teams * BULK_STAGES * (2 * 2 * d * 2 + 8);
     }
 
     /** The arrival counter of the kernels that reduce in their last blocks (variant 2), zeroed once. */

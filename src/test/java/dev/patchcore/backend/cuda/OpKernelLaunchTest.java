@@ -92,6 +92,11 @@ class OpKernelLaunchTest {
         /** Occupancy queries, in order: (kernel, block threads, dynamic shared bytes); each answers {@link #residentPerSm}. */
         final List<String> occupancyQueries = new ArrayList<>();
         int residentPerSm = 2;
+        /** The GPU's compute capability major version (0: unknown, as on a GPU-less machine). */
+        int computeCapabilityMajor;
+
+        @Override
+        public int computeCapabilityMajor() { return computeCapabilityMajor; }
 
         @Override
         public int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes) {
@@ -239,7 +244,7 @@ class OpKernelLaunchTest {
         Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
         assertEquals(1, tiny.grid()[0]);
         assertEquals(1, tiny.args()[10]);
-        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(5));
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(6));
         assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(0));
     }
 
@@ -283,6 +288,35 @@ class OpKernelLaunchTest {
         op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
         assertEquals(2, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_bf16")).count());
         assertEquals(0, ctx.launches.stream().filter(l -> l.name().startsWith("rmsnorm_bwd_teams")).count());
+    }
+
+    @Test
+    void bulkCopyRmsNormBackwardRunsOnHopperWithItsRingsInSharedMemory() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_BULK);
+        ctx.residentPerSm = 2;
+        ctx.computeCapabilityMajor = 0;
+        // Before Hopper (or with the capability unknown) the variant runs the default kernels.
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), f32(1024));
+        ctx.only("rmsnorm_bwd_rows4_bf16");
+        ctx.launches.clear();
+        ctx.computeCapabilityMajor = 9;
+        // 370M: variant 3's teams (4 × 4 warps), 3 stages × 2 rows of dy and x per team, 2 blocks per SM.
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), f32(1024));
+        Launch bulk = ctx.only("rmsnorm_bwd_bulk2_bf16");
+        assertEquals(512, bulk.threads());
+        assertEquals(1024 * 4 + 4 * 3 * (2 * 2 * 1024 * 2 + 8), bulk.shared());
+        assertEquals(2 * 132, bulk.grid()[0]);
+        assertEquals(2 * 132, ctx.only("rmsnorm_bwd_gain_reduce").args()[2]);
+        assertTrue(ctx.occupancyQueries.contains("rmsnorm_bwd_bulk2_bf16 512 " + bulk.shared()), ctx.occupancyQueries.toString());
+        // d = 2048: teams of 8 warps, two per block; few rows: one block per 2 teams × 2 rows.
+        ctx.launches.clear();
+        op.backward(bf16(7, 2048), bf16(7, 2048), bf16(2048), f32(7), f32(2048));
+        Launch wide = ctx.only("rmsnorm_bwd_bulk2_bf16");
+        assertEquals(512, wide.threads());
+        assertEquals(2, wide.grid()[0]);
+        assertEquals(2048 * 4 + 2 * 3 * (2 * 2 * 2048 * 2 + 8), wide.shared());
+        ctx.computeCapabilityMajor = 0;
     }
 
     @Test
@@ -745,6 +779,7 @@ class OpKernelLaunchTest {
         List<Runnable> cases = List.of(this::rmsNormForwardShapes, this::addRmsNormReturnsSumAndNormalized,
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
                 this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter, this::teamRmsNormBackwardsSizeTeamsByWidthAndTheGridByOccupancy,
+                this::bulkCopyRmsNormBackwardRunsOnHopperWithItsRingsInSharedMemory,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
