@@ -495,8 +495,8 @@ __device__ __forceinline__ void team_batch(const TeamLane& t, bf16x8 (&cdy)[R], 
     }
     exchanged();
     // Unpack dy and x again below rather than keep the 16 R floats of the dot products live across the shuffles
-    // and the barrier: the empty asm hides that the packed words are unchanged (without it ptxas kept the floats:
-    // 121 instead of 109 registers at R = 4 under a 128-register bound).
+    // and the barrier: the empty asm hides that the packed words are unchanged (without it ptxas kept the floats: at
+    // R = 4 under a 128-register bound, 121 registers instead of 109).
 #pragma unroll
     for (int r = 0; r < R; ++r) {
         asm volatile("" : "+r"(cdy[r].u.x), "+r"(cdy[r].u.y), "+r"(cdy[r].u.z), "+r"(cdy[r].u.w));
@@ -535,7 +535,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
                                                        int n, int d) {
     extern __shared__ float4 accs4[];             // d floats: the teams' gain gradients, added in team order
     __shared__ float red[2][R][TEAM_MAX_WARPS];  // per batch parity, row and warp: the warp's dot-product sum
-    const TeamLane t = team_lane(d, TEAM_MAX_WARPS);
+    const TeamLane t = team_lane(d, R == 4 ? TEAM_R4_WARPS : TEAM_MAX_WARPS);
     if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
         return;  // uniform: the launcher never sends such a shape here
     float g[8], acc[8];

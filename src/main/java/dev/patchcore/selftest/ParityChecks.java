@@ -205,7 +205,8 @@ public final class ParityChecks {
                     }
                     case "rmsnormbwd" -> {
                         // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.
-                        for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}, {8192, 1024}}
+                        // 32768 rows: ~15 batches per team of the team kernels, so variant 5's 3-stage ring wraps several times.
+                        for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}, {8192, 1024}, {32768, 1024}}
                                 : new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm backward " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1])));
                         // Variant 2 moves only the gain-gradient reduce into the same kernel: bitwise the default's results. (The

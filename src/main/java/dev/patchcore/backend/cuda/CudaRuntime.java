@@ -195,8 +195,10 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         Integer known = occupancy.get(new Occupancy(name, blockThreads, sharedBytes));
         if (known != null) return known;
         makeCurrent();
+        CUfunction f = function(name);
+        allowSharedBytes(name, f, sharedBytes);  // else the calculator counts no block above the default 48 KB
         int[] blocks = new int[1];
-        check(JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, function(name), blockThreads, sharedBytes),
+        check(JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, blockThreads, sharedBytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor(" + name + ", " + blockThreads + " threads, " + sharedBytes + " B shared)");
         int resident = Math.max(1, blocks[0]);
         occupancy.put(new Occupancy(name, blockThreads, sharedBytes), resident);
@@ -220,13 +222,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private void launch(String name, boolean cooperative, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, Object... args) {
         makeCurrent();
         CUfunction f = function(name);
-        if (sharedBytes > 48 * 1024 && sharedLimitSet.getOrDefault(name, 0) < sharedBytes) {
-            if (sharedBytes > maxSharedOptin)
-                throw new IllegalArgumentException("kernel " + name + " needs " + sharedBytes + " bytes of shared memory; the device allows " + maxSharedOptin);
-            check(JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes),
-                    "cuFuncSetAttribute(" + name + ", max dynamic shared " + sharedBytes + ")");
-            sharedLimitSet.put(name, sharedBytes);
-        }
+        allowSharedBytes(name, f, sharedBytes);
         Pointer kernelParams;
         if (packedArgs) {
             kernelParams = argSlots.get().fill(name, args);
@@ -241,6 +237,16 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
             check(r, (cooperative ? "cuLaunchCooperativeKernel(" : "cuLaunchKernel(") + name + ", grid " + gx + "x" + gy + "x" + gz
                     + ", block " + bx + "x" + by + "x" + bz + ")");
         if (syncAfterLaunch) check(JCudaDriver.cuStreamSynchronize(stream), "kernel " + name + " (synchronous check)");
+    }
+
+    /** Opts kernel {@code name} in to {@code sharedBytes} of dynamic shared memory where that exceeds the default 48 KB. */
+    private void allowSharedBytes(String name, CUfunction f, int sharedBytes) {
+        if (sharedBytes <= 48 * 1024 || sharedLimitSet.getOrDefault(name, 0) >= sharedBytes) return;
+        if (sharedBytes > maxSharedOptin)
+            throw new IllegalArgumentException("kernel " + name + " needs " + sharedBytes + " bytes of shared memory; the device allows " + maxSharedOptin);
+        check(JCudaDriver.cuFuncSetAttribute(f, CUfunction_attribute.CU_FUNC_ATTRIBUTE_MAX_DYNAMIC_SHARED_SIZE_BYTES, sharedBytes),
+                "cuFuncSetAttribute(" + name + ", max dynamic shared " + sharedBytes + ")");
+        sharedLimitSet.put(name, sharedBytes);
     }
 
     void synchronize() {
