@@ -25,11 +25,14 @@ import java.util.SplittableRandom;
  * paper does: every token read, K per patch.
  */
 public final class SpeedTable {
-    public record Row(String setting, int patchSize, int block, int batch, int accum, double medianStepSeconds, double tokensPerSecond, double speedup) {}
+    /** One setting's result; {@code breakdown}: where one further step's time went, op by op (null unless asked for). */
+    public record Row(String setting, int patchSize, int block, int batch, int accum, double medianStepSeconds, double tokensPerSecond,
+                      double speedup, OpProfile.Report breakdown) {}
 
     private final Backend be;
     private final ModelConfig model;
     private final int batch, accum, k, warmup, steps;
+    private boolean breakdown;
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
         if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
@@ -43,6 +46,15 @@ public final class SpeedTable {
         this.steps = steps;
     }
 
+    /**
+     * After each setting's timed steps, also run two more steps through {@link OpProfile} (the first unrecorded) and
+     * print (and return) where the second one's time went. The timed steps do not run through the profiler.
+     */
+    public SpeedTable withBreakdown(boolean on) {
+        this.breakdown = on;
+        return this;
+    }
+
     public List<Row> run(java.io.PrintStream log) {
         int t = model.contextLength();
         List<Row> rows = new ArrayList<>();
@@ -54,10 +66,11 @@ public final class SpeedTable {
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
         double base = 0;
+        OpProfile profile = breakdown ? OpProfile.of(be) : null;
         for (Stage s : settings) {
             double[] times = new double[steps];
+            BatchSource data = new RandomTokens(model.vocabSize(), 7);
             try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s)) {
-                BatchSource data = new RandomTokens(model.vocabSize(), 7);
                 for (int i = 0; i < warmup + steps; i++) {
                     long t0 = System.nanoTime();
                     runner.step(data, opt, 1e-5f);
@@ -65,13 +78,27 @@ public final class SpeedTable {
                     if (i >= warmup) times[i - warmup] = (System.nanoTime() - t0) / 1e9;
                 }
             }
+            OpProfile.Report report = null;
+            if (profile != null) {  // its own optimizer and runner on the profiler's backend, after the timed ones are freed
+                try (AdamW opt = new AdamW(profile.backend(), m.parameters(), cfg);
+                     StepRunner runner = new StepRunner(profile.backend(), m, s)) {
+                    runner.step(data, opt, 1e-5f);  // unrecorded: first-call costs (GEMM tuning, scratch growth) stay out
+                    profile.start();
+                    runner.step(data, opt, 1e-5f);
+                    report = profile.stop();
+                }
+            }
             Arrays.sort(times);
             double median = steps % 2 == 1 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
             long tokensPerStep = (long) s.batch() * s.accum() * s.patchSize() * t;
             double tps = tokensPerStep / median;
             if (rows.isEmpty()) base = tps;
-            Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base);
+            Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base, report);
             log.printf(Locale.ROOT, "  %-45s median step %.3f s, %.0f tokens/s%n", r.setting(), median, tps);
+            if (report != null) {
+                log.println("  one more step, op by op (the marks around every op make it slower than the timed steps):");
+                log.print(OpProfile.format(report, 14));
+            }
             rows.add(r);
         }
         return rows;

@@ -25,6 +25,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--warmup", defaultValue = "1", description = "untimed steps per setting") int warmup;
     @Option(names = "--steps", defaultValue = "3", description = "timed steps per setting (median reported)") int steps;
     @Option(names = "--json", description = "also write the table as JSON here") Path json;
+    @Option(names = "--breakdown", description = "after each setting's timed steps, one more step timed op by op: where the time goes "
+            + "(CUDA: each op's stream time, and the time the GPU waited between ops)") boolean breakdown;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() {
@@ -33,7 +35,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (vocab != null) m = m.withVocab(vocab);
         try (Backend be = backendOptions.open()) {
             System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%n", m.name(), m.contextLength(), batch, accum, k, be.name());
-            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).run(System.out);
+            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withBreakdown(breakdown).run(System.out);
             System.out.println();
             System.out.print(SpeedTable.markdown(rows));
             String j = SpeedTable.json(rows, be.name(), m);

@@ -210,6 +210,21 @@ public final class CudaBackend implements Backend, KernelContext {
         }
     }
 
+    /** A point in the stream's queued work (a CUDA event recorded when made), for timing spans without waiting for them. */
+    public static final class StreamMark implements AutoCloseable {
+        private final CudaRuntime.Mark mark;
+
+        private StreamMark(CudaRuntime.Mark mark) { this.mark = mark; }
+
+        /** Stream milliseconds from {@code from} to this mark; waits until the stream has passed this mark. */
+        public float millisSince(StreamMark from) { return mark.millisSince(from.mark); }
+
+        @Override public void close() { mark.close(); }
+    }
+
+    /** Marks the stream here (see {@link StreamMark}). */
+    public StreamMark mark() { return new StreamMark(runtime.new Mark()); }
+
     /** {@link #timeQueued}'s result: GPU milliseconds, and whether the host had queued all the work before the spin ended. */
     public record QueuedTime(float millis, boolean queuedAhead) {}
 

@@ -387,6 +387,28 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         }
     }
 
+    /** A CUDA event recorded on the stream when made: a point in the stream's work, for timing spans without waiting. */
+    final class Mark implements AutoCloseable {
+        private final CUevent event = new CUevent();
+
+        Mark() {
+            makeCurrent();
+            check(JCudaDriver.cuEventCreate(event, 0), "cuEventCreate");
+            check(JCudaDriver.cuEventRecord(event, stream), "cuEventRecord");
+        }
+
+        /** Stream milliseconds from {@code from} to this mark; waits until the stream has passed this mark. */
+        float millisSince(Mark from) {
+            check(JCudaDriver.cuEventSynchronize(event), "cuEventSynchronize");
+            float[] ms = new float[1];
+            check(JCudaDriver.cuEventElapsedTime(ms, from.event, event), "cuEventElapsedTime");
+            return ms[0];
+        }
+
+        @Override
+        public void close() { JCudaDriver.cuEventDestroy(event); }
+    }
+
     @Override
     public void close() {
         if (closed) return;
