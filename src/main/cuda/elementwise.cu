@@ -1,5 +1,6 @@
 // nvcc-flags: --use_fast_math
-// Element-wise ops: residual add, gradient accumulation, dtype casts and a deterministic F32 sum.
+// Element-wise ops: residual add, gradient accumulation, dtype casts, a deterministic F32 sum and a count of |x| above a
+// threshold.
 // All are memory-bound: each thread moves 16 bytes per access when every pointer is 16-byte aligned
 // (the common case: tensors start at allocator blocks), with a scalar tail; otherwise a scalar grid-stride loop.
 // fast-math is safe here: only adds and conversions, no transcendental functions or divisions.
@@ -164,4 +165,35 @@ extern "C" __global__ void sum_f64_final(const double* __restrict__ partials, in
     for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
     acc = block_sum(acc, shared);
     if (threadIdx.x == 0) *out = acc;
+}
+
+// How many elements have |x| > threshold (NaN never does), compared exactly on the bits (this file is built with
+// --use_fast_math, whose flush-to-zero would count a subnormal |x| as 0): with a = |x|'s bits, x counts when it is not a
+// NaN (a ≤ 0x7f800000) and a > limit, where the host passes limit = the bits of |threshold|, or −1 for a negative
+// threshold (every non-NaN value). Each thread counts its elements, the warp adds its counts and one lane adds the
+// warp's to *count (integer atomics: the total does not depend on their order). Any grid, blockDim a multiple of 32;
+// *count (u64) zeroed by the caller. Backend.countAbsAbove: paper §3.8's activated FFN outputs.
+__device__ __forceinline__ uint32_t abs_bits(float v) { return __float_as_uint(v) & 0x7fffffffu; }
+__device__ __forceinline__ uint32_t abs_bits(bf16 v) { return ((uint32_t)__bfloat16_as_ushort(v) << 16) & 0x7fffffffu; }
+
+template <typename T>
+__device__ __forceinline__ void count_abs_above(unsigned long long* __restrict__ count, const T* __restrict__ x, long long n,
+                                                int limit) {
+    unsigned c = 0;
+    GRID_STRIDE(i, n) {
+        const uint32_t a = abs_bits(x[i]);
+        c += a <= 0x7f800000u && (int)a > limit ? 1u : 0u;
+    }
+    c = __reduce_add_sync(0xffffffffu, c);
+    if ((threadIdx.x & 31) == 0 && c != 0) atomicAdd(count, (unsigned long long)c);
+}
+
+extern "C" __global__ void count_abs_above_bf16(unsigned long long* __restrict__ count, const bf16* __restrict__ x, long long n,
+                                                int limit) {
+    count_abs_above(count, x, n, limit);
+}
+
+extern "C" __global__ void count_abs_above_f32(unsigned long long* __restrict__ count, const float* __restrict__ x, long long n,
+                                               int limit) {
+    count_abs_above(count, x, n, limit);
 }

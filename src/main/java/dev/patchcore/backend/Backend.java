@@ -129,6 +129,13 @@ public interface Backend extends AutoCloseable {
     double sum(Tensor t);
 
     /**
+     * How many elements of {@code x} (F32, or this backend's activation type) have |x| > {@code threshold} (NaN never
+     * does): paper §3.8's count of activated neurons, without bringing the tensor to the host. Exact, so identical on
+     * every backend for the same values.
+     */
+    long countAbsAbove(Tensor x, float threshold);
+
+    /**
      * One fused AdamW update of an fp32 master tensor: g = grad · gradScale (clipping), moments m, v (F32),
      * decoupled weight decay (0 for norm gains), bias-corrected with {@code step} (1-based). When
      * {@code compute} is non-null it receives the updated weights in its dtype (the copy the forward reads).

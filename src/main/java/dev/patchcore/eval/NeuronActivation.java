@@ -30,11 +30,8 @@ public final class NeuronActivation {
         int layers = model.config().layers();
         long[] active = new long[layers], total = new long[layers];
         double loss = LossEvaluator.meanLoss(be, model, proj, batches, (layer, out) -> {
-            float[] v = be.download(out);
-            long n = 0;
-            for (float x : v) if (Math.abs(x) > threshold) n++;
-            active[layer] += n;
-            total[layer] += v.length;
+            active[layer] += be.countAbsAbove(out, threshold);  // counted where the tensor is: 8 bytes come back, not it
+            total[layer] += out.numel();
         });
         double[] fraction = new double[layers];
         for (int i = 0; i < layers; i++) fraction[i] = (double) active[i] / total[i];

@@ -108,6 +108,7 @@ public final class ParityChecks {
             out.add(new Check("crossEntropyK K=" + k + " V=50257 padded to 50304", rows -> crossEntropy(rows, 5, 50257, 50304, k)));
         }
         out.add(new Check("sumOfSquares", this::sumOfSquares));
+        out.add(new Check("countAbsAbove", this::countAbsAbove));
         out.add(new Check("adamW", this::adamW));
         if (test instanceof CudaBackend) out.add(new Check("allocator reuse", this::allocatorReuse));
         if (test instanceof CudaBackend cuda) out.addAll(variantChecks(cuda));
@@ -668,6 +669,25 @@ public final class ParityChecks {
         Twin a = input(DType.F32, 1000), b = input(DType.F32, 37, 129), c = input(DType.F32, 1 << 20);
         double got = test.sumOfSquares(List.of(a.t, b.t, c.t)), want = ref.sumOfSquares(List.of(a.r, b.r, c.r));
         rows.add(CheckResult.of("sumOfSquares", "[1000]+[37,129]+[1048576]", DType.F32, scalarErr(got, want), F32_THRESHOLD));
+    }
+
+    /**
+     * Counts of |x| > t, exact on both backends: random values in ±2 plus zeros of both signs, NaN, infinities, a
+     * subnormal and values equal to the threshold, at several thresholds (negative: every non-NaN value).
+     */
+    private void countAbsAbove(List<CheckResult> rows) {
+        float[] special = {0f, -0f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e-39f, -1e-39f, 0.5f, -0.5f};
+        for (DType dt : new DType[] {test.activationType(), DType.F32}) {
+            int n = 100_003;
+            for (float t : new float[] {0.5f, 0f, -1f, 1e-39f, Float.POSITIVE_INFINITY}) {
+                float[] host = new float[n];
+                for (int i = 0; i < n; i++) host[i] = (float) (4 * random.nextDouble() - 2);
+                for (int i = 0; i < special.length; i++) host[i * 977] = special[i];
+                Twin x = twin(dt, host, n);
+                long got = test.countAbsAbove(x.t, t), want = ref.countAbsAbove(x.r, t);
+                rows.add(CheckResult.of("countAbsAbove > " + t, "[" + n + "]", dt, Math.abs(got - want), 0));
+            }
+        }
     }
 
     private void adamW(List<CheckResult> rows) {

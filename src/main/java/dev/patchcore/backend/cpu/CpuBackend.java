@@ -539,6 +539,24 @@ public final class CpuBackend implements Backend {
     @Override
     public double sum(Tensor t) { return reduce(t, false); }
 
+    @Override
+    public long countAbsAbove(Tensor x, float threshold) {
+        require(x.dtype() == DType.F32, "countAbsAbove: " + x + " must be F32 on the CPU");
+        float[] a = CpuStorage.floats(x);
+        int o = CpuStorage.offset(x), n = (int) x.numel();
+        int chunks = Math.max(1, Math.min(n / GRAIN, 4 * par.threads()));
+        long[] counts = new long[chunks];
+        par.forEach(chunks, c -> {
+            int i0 = (int) ((long) n * c / chunks), i1 = (int) ((long) n * (c + 1) / chunks);
+            long k = 0;
+            for (int i = i0; i < i1; i++) if (Math.abs(a[o + i]) > threshold) k++;
+            counts[c] = k;
+        });
+        long total = 0;
+        for (long k : counts) total += k;
+        return total;
+    }
+
     /** Fixed chunking and an in-order sum of the chunk partials, so the result does not depend on thread timing. */
     private double reduce(Tensor t, boolean squares) {
         float[] a = CpuStorage.floats(t);

@@ -39,6 +39,8 @@ public final class CudaBackend implements Backend, KernelContext {
     private final CudaCrossEntropy crossEntropy;
     private final CudaAdamW adamW;
     private final Tensor sumPartials; // SUM_BLOCKS + 1 doubles, as F32 storage
+    /** countAbsAbove's u64 counter (I32 [2]), allocated at its first use. */
+    private Tensor counter;
     private final boolean flashEnabled;
     private boolean closed;
 
@@ -496,6 +498,24 @@ public final class CudaBackend implements Backend, KernelContext {
         double[] out = new double[1];
         runtime.copyToHost(Pointer.to(out), result, 8);
         return out[0];
+    }
+
+    @Override
+    public long countAbsAbove(Tensor x, float threshold) {
+        requireCuda(x);
+        if (x.dtype() != DType.BF16 && x.dtype() != DType.F32)
+            throw new IllegalArgumentException("countAbsAbove: " + x + " must be BF16 or F32");
+        if (x.numel() == 0 || Float.isNaN(threshold)) return 0;
+        // The kernel compares |x|'s bits with the bits of |threshold| (exact, whatever the float mode), −1: all non-NaN.
+        int limit = threshold < 0 ? -1 : Float.floatToIntBits(Math.abs(threshold));
+        if (counter == null) counter = allocate(DType.I32, 2);  // one u64, zeroed before each count
+        zero(counter);
+        long n = x.numel();
+        int blocks = (int) Math.max(1, Math.min((n + 2047) / 2048, 8L * runtime.multiprocessorCount()));
+        launch(x.dtype() == DType.BF16 ? "count_abs_above_bf16" : "count_abs_above_f32", blocks, 1, 1, 256, 1, 1, 0,
+                counter, x, n, limit);
+        int[] words = downloadInts(counter);
+        return (words[0] & 0xffffffffL) | ((long) words[1] << 32);
     }
 
     @Override

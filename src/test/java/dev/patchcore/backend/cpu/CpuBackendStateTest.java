@@ -38,6 +38,24 @@ class CpuBackendStateTest {
         }
     }
 
+    /** |x| > t as Java compares floats: NaN never, subnormals exactly, a negative threshold every non-NaN value. */
+    @Test
+    void countAbsAboveCountsExactly() {
+        float[] v = {0f, -0f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e-39f, -1e-39f, 0.5f, -0.5f, 0.75f, -2f};
+        float[] thresholds = {0.5f, 0f, -0f, -1f, 1e-39f, Float.POSITIVE_INFINITY, Float.NaN};
+        long[] perCopy = {4, 8, 8, 10, 6, 0, 0};
+        for (int threads : new int[] {1, 2}) {
+            try (CpuBackend be = new CpuBackend(threads)) {
+                float[] big = new float[v.length * 5000];  // split into several chunks
+                for (int i = 0; i < big.length; i++) big[i] = v[i % v.length];
+                Tensor x = upload(be, big, big.length);
+                for (int i = 0; i < thresholds.length; i++)
+                    assertEquals(perCopy[i] * 5000, be.countAbsAbove(x, thresholds[i]), "threshold " + thresholds[i]);
+                assertEquals(4, be.countAbsAbove(x.reshape(big.length).rows(0, v.length), 0.5f), "a view counts its own elements");
+            }
+        }
+    }
+
     @Test
     void allocateIsZeroFilledAndTransfersRoundTrip() {
         try (CpuBackend be = new CpuBackend(2)) {
