@@ -59,7 +59,8 @@ public final class Main implements Runnable {
             Throwable t = ex;
             while (t.getCause() != null && !(t instanceof IllegalArgumentException) && !(t instanceof UncheckedIOException)) t = t.getCause();
             if (t instanceof IllegalArgumentException || t instanceof UncheckedIOException || t instanceof java.nio.file.NoSuchFileException) {
-                commandLine.getErr().println("error: " + t.getMessage());
+                // One line, whatever a library put in the message (Gson's carry a second line with a link)
+                commandLine.getErr().println("error: " + String.join(" ", String.valueOf(t.getMessage()).strip().split("\\R\\s*")));
                 return 2;
             }
             throw ex;

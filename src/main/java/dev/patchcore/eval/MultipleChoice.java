@@ -89,6 +89,9 @@ public final class MultipleChoice {
     }
 
     /** Reads a JSONL file of questions; a malformed line is an IllegalArgumentException naming file and line. */
+    private static final String EXPECTED = " (expected {\"context\": \"...\", \"choices\": [\"...\", ...], \"label\": N}, or a"
+            + " record of HellaSwag, PIQA, ARC, MMLU or WinoGrande as their Hugging Face datasets hold them)";
+
     public static List<Question> read(Path file, long max) throws IOException {
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
         List<Question> out = new ArrayList<>();
@@ -101,10 +104,10 @@ public final class MultipleChoice {
                 if (line.isBlank()) continue;
                 try {
                     out.add(parse(JsonParser.parseString(line).getAsJsonObject()));
+                } catch (com.google.gson.JsonParseException e) {
+                    throw new IllegalArgumentException(file + " line " + n + " is not valid JSON" + EXPECTED);
                 } catch (RuntimeException e) {
-                    throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage()
-                            + " (expected {\"context\": \"...\", \"choices\": [\"...\", ...], \"label\": N}, or a record of"
-                            + " HellaSwag, PIQA, ARC, MMLU or WinoGrande as their Hugging Face datasets hold them)");
+                    throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage() + EXPECTED);
                 }
             }
         }

@@ -44,7 +44,9 @@ class MultipleChoiceTest {
         Files.writeString(f, "{\"context\": \"a\", \"choices\": \"b\", \"label\": 0}\n");
         assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("line 1"));
         Files.writeString(f, "not json\n");
-        assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("line 1"));
+        String notJson = assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage();
+        assertTrue(notJson.contains("line 1 is not valid JSON"), notJson);
+        assertEquals(1, notJson.lines().count(), "one line, without the JSON library's own advice: " + notJson);
         assertThrows(IllegalArgumentException.class, () -> MultipleChoice.parse(JsonParser.parseString(
                 "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": \"first\"}").getAsJsonObject()));
         Files.writeString(f, "\n");
