@@ -4,6 +4,7 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.AdamW;
@@ -70,6 +71,8 @@ public final class SpeedTable {
         for (Stage s : settings) {
             double[] times = new double[steps];
             BatchSource data = new RandomTokens(model.vocabSize(), 7);
+            String memory = null;
+            if (be instanceof CudaBackend cuda) cuda.resetMemoryPeak();
             try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s)) {
                 for (int i = 0; i < warmup + steps; i++) {
                     long t0 = System.nanoTime();
@@ -77,6 +80,7 @@ public final class SpeedTable {
                     be.synchronize();
                     if (i >= warmup) times[i - warmup] = (System.nanoTime() - t0) / 1e9;
                 }
+                if (be instanceof CudaBackend cuda) memory = cuda.memoryLine();  // while the moments are still held
             }
             OpProfile.Report report = null;
             if (profile != null) {  // its own optimizer and runner on the profiler's backend, after the timed ones are freed
@@ -95,6 +99,7 @@ public final class SpeedTable {
             if (rows.isEmpty()) base = tps;
             Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base, report);
             log.printf(Locale.ROOT, "  %-45s median step %.3f s, %.0f tokens/s%n", r.setting(), median, tps);
+            if (memory != null) log.println("    " + memory);
             if (report != null) {
                 log.println("  one more step, op by op (the marks around every op make it slower than the timed steps):");
                 log.print(OpProfile.format(report, 14));

@@ -195,6 +195,21 @@ public final class CudaBackend implements Backend, KernelContext {
 
     public DeviceAllocator.Stats memoryStats() { return allocator.stats(); }
 
+    /** Starts a new scratch peak in {@link #memoryStats()} (e.g. per benchmark setting). */
+    public void resetMemoryPeak() { allocator.resetScratchPeak(); }
+
+    /**
+     * One line on device memory for people choosing a batch size: persistent tensors (weights, gradients, optimizer
+     * moments, input buffers) and the scratch peak (one micro-batch's activations and temporaries), against the GPU's.
+     */
+    public String memoryLine() {
+        DeviceAllocator.Stats s = allocator.stats();
+        return String.format(java.util.Locale.ROOT, "GPU memory: %.2f GiB persistent (%d tensors), scratch peak %.2f GiB, of %.1f GiB",
+                s.persistentBytes() / GIB, s.persistentTensors(), s.peakScratchInUseBytes() / GIB, runtime.totalMemory() / GIB);
+    }
+
+    private static final double GIB = 1024.0 * 1024 * 1024;
+
     /** Poison scratch with NaN (on) or leave it as is (off, the fast default). */
     public void setPoisonScratch(boolean poison) { allocator.setPoison(poison); }
 

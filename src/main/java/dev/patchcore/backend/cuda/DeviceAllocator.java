@@ -93,6 +93,9 @@ public final class DeviceAllocator implements AutoCloseable {
         }
     }
 
+    /** Starts a new peak: from now on {@link Stats#peakScratchInUseBytes} counts from what is in use now. */
+    void resetScratchPeak() { peakScratchInUseBytes = scratchInUseBytes; }
+
     public Stats stats() {
         return new Stats(persistentBytes, persistent.size(), scratchReservedBytes, scratchInUseBytes, peakScratchInUseBytes,
                 scratchDeviceAllocations);
