@@ -90,6 +90,58 @@ public final class Tape {
         return new AddNorm(sum, normed);
     }
 
+    /** A stretch of the forward pass from (residual stream, its normalized copy) to the same pair: a transformer layer. */
+    @FunctionalInterface
+    public interface Segment {
+        /** Records the segment on {@code tape}; {@code again} is true when the backward recomputes it. */
+        AddNorm apply(Tape tape, Var residual, Var normed, boolean again);
+    }
+
+    /**
+     * Activation recompute ("gradient checkpointing") of one segment: the forward runs it and keeps only its two
+     * outputs, returning the segment's temporaries to the scratch pool at once ({@link Backend#releaseScratchTo}); the
+     * backward runs it again from the kept inputs, recording, back-propagates through that, keeps the two input
+     * gradients and again releases the rest. Memory: the activations of one segment instead of all of them, for one
+     * more forward pass of compute. The recomputed forward repeats the same deterministic kernels on the same inputs,
+     * so gradients are those of the plain tape. Outputs must have their inputs' shapes and dtypes (a layer's do).
+     */
+    public AddNorm checkpoint(Var residual, Var normed, Segment segment) {
+        Tensor keepSum = be.scratch(residual.value.dtype(), residual.value.shape());
+        Tensor keepNormed = be.scratch(normed.value.dtype(), normed.value.shape());
+        long mark = be.scratchMark();
+        AddNorm out = segment.apply(new Tape(be), residual, normed, false);  // its closures are dropped with it
+        requireLike(out.sum().value, keepSum, "sum");
+        requireLike(out.normed().value, keepNormed, "normed");
+        be.copy(out.sum().value, keepSum);
+        be.copy(out.normed().value, keepNormed);
+        be.releaseScratchTo(mark);
+        Var sum = new Var(keepSum), norm = new Var(keepNormed);
+        backwardOps.add(() -> {
+            if (sum.grad == null && norm.grad == null) return;
+            Tensor dResidual = be.scratch(residual.value.dtype(), residual.value.shape());
+            Tensor dNormed = be.scratch(normed.value.dtype(), normed.value.shape());
+            long again = be.scratchMark();
+            Tape sub = new Tape(be);
+            Var r = new Var(residual.value), n = new Var(normed.value);
+            AddNorm o = segment.apply(sub, r, n, true);
+            o.sum().grad = sum.grad;  // (allocated before the mark: it outlives the release below)
+            o.normed().grad = norm.grad;
+            sub.backward();
+            boolean hasResidual = r.grad != null, hasNormed = n.grad != null;
+            if (hasResidual) be.copy(r.grad, dResidual);
+            if (hasNormed) be.copy(n.grad, dNormed);
+            be.releaseScratchTo(again);
+            if (hasResidual) accumulate(residual, dResidual);
+            if (hasNormed) accumulate(normed, dNormed);
+        });
+        return new AddNorm(sum, norm);
+    }
+
+    private static void requireLike(Tensor got, Tensor want, String what) {
+        if (got.dtype() != want.dtype() || !got.sameShape(want))
+            throw new IllegalStateException("checkpointed segment's " + what + " " + got + " does not match its input " + want);
+    }
+
     /** Rotary embedding with positions = row index within the sequence (the patch index in the patch stage). */
     public Var rope(Var x, int seqLen, int heads, float theta) {
         return op(be.rope(x.value, seqLen, heads, theta), g -> accumulate(x, be.ropeBackward(g, seqLen, heads, theta)));

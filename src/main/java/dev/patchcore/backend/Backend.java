@@ -43,6 +43,18 @@ public interface Backend extends AutoCloseable {
     /** Returns every scratch tensor to the pool. Earlier scratch tensors must not be used afterwards. */
     void releaseScratch();
 
+    /**
+     * A mark in the sequence of scratch tensors handed out since the last {@link #releaseScratch()}, for
+     * {@link #releaseScratchTo}: activation recompute frees one layer's temporaries while keeping what came before.
+     */
+    long scratchMark();
+
+    /**
+     * Returns to the pool every scratch tensor handed out after {@code mark} (which must not be used afterwards);
+     * those handed out before it stay valid. Marks are released last-made first.
+     */
+    void releaseScratchTo(long mark);
+
     /** Copies host floats into {@code dst} (converting to its dtype). */
     void upload(Tensor dst, float[] src);
 

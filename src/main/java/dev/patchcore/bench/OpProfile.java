@@ -34,7 +34,7 @@ public final class OpProfile {
 
     /** Calls that are not timed: identity, memory management and the waits of the harness itself. */
     private static final Set<String> UNTIMED = Set.of("name", "device", "activationType", "allocate", "free", "scratch",
-            "releaseScratch", "synchronize", "close", "download", "downloadInts", "toString", "hashCode", "equals");
+            "releaseScratch", "scratchMark", "releaseScratchTo", "synchronize", "close", "download", "downloadInts", "toString", "hashCode", "equals");
 
     private interface Clock {
         Object mark();

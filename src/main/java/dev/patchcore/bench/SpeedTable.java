@@ -33,7 +33,7 @@ public final class SpeedTable {
     private final Backend be;
     private final ModelConfig model;
     private final int batch, accum, k, warmup, steps;
-    private boolean breakdown;
+    private boolean breakdown, recompute;
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
         if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
@@ -56,6 +56,12 @@ public final class SpeedTable {
         return this;
     }
 
+    /** Time the settings with activation recompute per layer ({@link LlamaModel#setRecompute}). */
+    public SpeedTable withRecompute(boolean on) {
+        this.recompute = on;
+        return this;
+    }
+
     public List<Row> run(java.io.PrintStream log) {
         int t = model.contextLength();
         List<Row> rows = new ArrayList<>();
@@ -66,6 +72,7 @@ public final class SpeedTable {
         TrainConfig cfg = new TrainConfig(model, 1, 0, 1, batch, accum, 3e-4f, 0.1f, 0, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
+        m.setRecompute(recompute);
         double base = 0;
         OpProfile profile = breakdown ? OpProfile.of(be) : null;
         for (Stage s : settings) {

@@ -27,6 +27,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--json", description = "also write the table as JSON here") Path json;
     @Option(names = "--breakdown", description = "after each setting's timed steps, one more step timed op by op: where the time goes "
             + "(CUDA: each op's stream time, and the time the GPU waited between ops)") boolean breakdown;
+    @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute: its cost in speed, and "
+            + "(on CUDA) the scratch memory it saves") boolean recompute;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() {
@@ -34,8 +36,9 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
         try (Backend be = backendOptions.open()) {
-            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%n", m.name(), m.contextLength(), batch, accum, k, be.name());
-            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withBreakdown(breakdown).run(System.out);
+            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
+                    recompute ? ", activation recompute" : "");
+            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withBreakdown(breakdown).withRecompute(recompute).run(System.out);
             System.out.println();
             System.out.print(SpeedTable.markdown(rows));
             String j = SpeedTable.json(rows, be.name(), m);

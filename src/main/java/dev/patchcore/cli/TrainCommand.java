@@ -99,6 +99,10 @@ public final class TrainCommand implements Callable<Integer> {
     int saveEvery;
     @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})")
     int logEvery;
+    @Option(names = "--recompute", description = "activation recompute per layer: keep only each layer's inputs in the forward "
+            + "and run the layer again in the backward (all but one layer's activations saved, for about a third more "
+            + "compute; gradients unchanged); a memory setting, so also allowed with --resume")
+    boolean recompute;
     @Option(names = "--stop-after", hidden = true, description = "save and stop after this many steps overall (simulates an interruption)")
     Long stopAfter;
 
@@ -175,6 +179,8 @@ public final class TrainCommand implements Callable<Integer> {
                     : "single pass: the patch stage reads the first %2$.0f%% of the training tokens, the token stage the rest%n",
                     (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens(), 100.0 * cfg.patchSteps() / cfg.steps());
             LlamaModel model = new LlamaModel(be, m);
+            model.setRecompute(recompute);
+            if (recompute) System.out.println("activation recompute: on (each layer runs again in the backward)");
             RunState state;
             if (resumed != null) {
                 Checkpoints.loadWeights(checkpoint, model, be);

@@ -27,6 +27,7 @@ public final class LlamaModel {
     private final Parameter finalNorm;
     private final Parameter lmHead;
     private final List<Parameter> parameters = new ArrayList<>();
+    private boolean recompute;
 
     private record Layer(Parameter inputNorm, Parameter q, Parameter k, Parameter v, Parameter o,
                          Parameter postNorm, Parameter gate, Parameter up, Parameter down) {}
@@ -111,8 +112,7 @@ public final class LlamaModel {
         int seqTokens = Math.toIntExact(tokens.numel() / batch);
         if (seqTokens % k != 0) throw new IllegalArgumentException("sequence of " + seqTokens + " tokens is not a multiple of K=" + k);
         int t = seqTokens / k;
-        float eps = config.normEps(), theta = config.ropeTheta();
-        int h = config.heads();
+        float eps = config.normEps();
 
         int d = config.dim();
         Var x = proj != null && proj.input() != null
@@ -120,16 +120,9 @@ public final class LlamaModel {
                 : tape.patchEmbed(embed, tokens, k);
         Var normed = tape.rmsNorm(x, layers.getFirst().inputNorm, eps);
         for (int i = 0; i < layers.size(); i++) {
-            Layer l = layers.get(i);
-            Var q = tape.rope(tape.linear(normed, l.q), t, h, theta);
-            Var kk = tape.rope(tape.linear(normed, l.k), t, h, theta);
-            Var v = tape.linear(normed, l.v);
-            Var attn = tape.linear(tape.attention(q, kk, v, t, h), l.o);
-            AddNorm mid = tape.addRmsNorm(x, attn, l.postNorm, eps);
-            Var mlp = tape.linear(tape.swiglu(tape.linear(mid.normed(), l.gate), tape.linear(mid.normed(), l.up)), l.down);
-            if (observer != null) observer.ffnOutput(i, mlp.value());
-            Parameter nextNorm = i + 1 < layers.size() ? layers.get(i + 1).inputNorm : finalNorm;
-            AddNorm out = tape.addRmsNorm(mid.sum(), mlp, nextNorm, eps);
+            int index = i;
+            Tape.Segment layer = (tp, residual, norm, again) -> layer(tp, index, residual, norm, t, again ? null : observer);
+            AddNorm out = recompute ? tape.checkpoint(x, normed, layer) : layer.apply(tape, x, normed, false);
             x = out.sum();
             normed = out.normed();
         }
@@ -137,6 +130,31 @@ public final class LlamaModel {
             return tape.linear(tape.reshape(tape.linear(normed, proj.output()), batch * t * k, d), lmHead);
         return tape.linear(normed, lmHead);
     }
+
+    /** Layer {@code i} from its input (residual stream, normalized copy) to the next layer's (or the final norm's). */
+    private AddNorm layer(Tape tape, int i, Var x, Var normed, int t, FfnObserver observer) {
+        Layer l = layers.get(i);
+        float eps = config.normEps(), theta = config.ropeTheta();
+        int h = config.heads();
+        Var q = tape.rope(tape.linear(normed, l.q), t, h, theta);
+        Var kk = tape.rope(tape.linear(normed, l.k), t, h, theta);
+        Var v = tape.linear(normed, l.v);
+        Var attn = tape.linear(tape.attention(q, kk, v, t, h), l.o);
+        AddNorm mid = tape.addRmsNorm(x, attn, l.postNorm, eps);
+        Var mlp = tape.linear(tape.swiglu(tape.linear(mid.normed(), l.gate), tape.linear(mid.normed(), l.up)), l.down);
+        if (observer != null) observer.ffnOutput(i, mlp.value());
+        Parameter nextNorm = i + 1 < layers.size() ? layers.get(i + 1).inputNorm : finalNorm;
+        return tape.addRmsNorm(mid.sum(), mlp, nextNorm, eps);
+    }
+
+    /**
+     * Activation recompute per layer (off by default): the forward keeps each layer's two inputs only, and the backward
+     * runs each layer again before going back through it ({@link Tape#checkpoint}). Saves all but one layer's
+     * activations for a third more compute; gradients are unchanged.
+     */
+    public void setRecompute(boolean on) { this.recompute = on; }
+
+    public boolean recompute() { return recompute; }
 
     /**
      * The targets ({@code [B·T, K]}) as the logits of {@link #forward(Tape, Tensor, int, int, FfnObserver,

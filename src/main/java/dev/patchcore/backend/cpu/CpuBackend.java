@@ -85,6 +85,10 @@ public final class CpuBackend implements Backend {
 
     @Override public void releaseScratch() { pool.releaseAll(); }
 
+    @Override public long scratchMark() { return pool.mark(); }
+
+    @Override public void releaseScratchTo(long mark) { pool.releaseTo(Math.toIntExact(mark)); }
+
     @Override
     public void upload(Tensor dst, float[] src) {
         checkLength(dst, src.length);

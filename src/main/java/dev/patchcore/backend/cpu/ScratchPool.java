@@ -33,12 +33,21 @@ final class ScratchPool {
         return s;
     }
 
-    void releaseAll() {
-        for (CpuStorage s : handedOut) {
+    void releaseAll() { releaseTo(0); }
+
+    /** How many buffers are handed out: a mark for {@link #releaseTo}. */
+    int mark() { return handedOut.size(); }
+
+    /** Returns the buffers handed out after {@code mark} to the free lists. */
+    void releaseTo(int mark) {
+        if (mark < 0 || mark > handedOut.size())
+            throw new IllegalArgumentException("scratch mark " + mark + " is not in [0, " + handedOut.size() + "] (released already?)");
+        for (int i = mark; i < handedOut.size(); i++) {
+            CpuStorage s = handedOut.get(i);
             var free = s.dtype() == DType.F32 ? freeF32 : freeI32;
             free.computeIfAbsent(s.length(), _ -> new ArrayDeque<>()).addLast(s);
         }
-        handedOut.clear();
+        handedOut.subList(mark, handedOut.size()).clear();
     }
 
     /** Bytes of every scratch buffer ever created (free plus handed out). */

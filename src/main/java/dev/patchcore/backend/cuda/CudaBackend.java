@@ -301,6 +301,10 @@ public final class CudaBackend implements Backend, KernelContext {
         allocator.releaseScratch();
     }
 
+    @Override public long scratchMark() { return allocator.scratchMark(); }
+
+    @Override public void releaseScratchTo(long mark) { allocator.releaseScratchTo(Math.toIntExact(mark)); }
+
     @Override
     public void upload(Tensor dst, float[] src) {
         requireCuda(dst);

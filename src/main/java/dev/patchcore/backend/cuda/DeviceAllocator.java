@@ -76,10 +76,24 @@ public final class DeviceAllocator implements AutoCloseable {
         return new Tensor(new CudaStorage(address, cls), dtype, shape);
     }
 
-    void releaseScratch() {
-        for (long[] block : scratchInUse) freeByClass.computeIfAbsent(block[1], c -> new ArrayDeque<>()).push(block[0]);
-        scratchInUse.clear();
-        scratchInUseBytes = 0;
+    void releaseScratch() { releaseScratchTo(0); }
+
+    /** How many scratch blocks are handed out: a mark for {@link #releaseScratchTo}. */
+    int scratchMark() { return scratchInUse.size(); }
+
+    /**
+     * Returns the scratch blocks handed out after {@code mark} to the free lists. Later launches on the stream that
+     * reuse them run after every earlier reader, so no wait is needed (as for {@link #releaseScratch}).
+     */
+    void releaseScratchTo(int mark) {
+        if (mark < 0 || mark > scratchInUse.size())
+            throw new IllegalArgumentException("scratch mark " + mark + " is not in [0, " + scratchInUse.size() + "] (released already?)");
+        for (int i = mark; i < scratchInUse.size(); i++) {  // in hand-out order, as releaseScratch always did
+            long[] block = scratchInUse.get(i);
+            freeByClass.computeIfAbsent(block[1], c -> new ArrayDeque<>()).push(block[0]);
+            scratchInUseBytes -= block[1];
+        }
+        scratchInUse.subList(mark, scratchInUse.size()).clear();
     }
 
     /** Returns cached scratch blocks that nobody holds to the device (after an out-of-memory, or on close). */

@@ -142,4 +142,21 @@ class DeviceAllocatorTest {
         a.scratch(DType.F32, 1 << 18);
         assertEquals(1L << 20, a.stats().peakScratchInUseBytes());
     }
+
+    /** A mark releases only the blocks handed out after it, and their bytes; the ones before stay in use. */
+    @Test
+    void releaseToAMarkKeepsWhatCameBefore() {
+        DeviceAllocator a = new DeviceAllocator(new FakeMemory(), false);
+        Tensor kept = a.scratch(DType.F32, 1 << 10);
+        int mark = a.scratchMark();
+        Tensor temp = a.scratch(DType.F32, 1 << 10);
+        a.scratch(DType.F32, 1 << 12);
+        a.releaseScratchTo(mark);
+        assertEquals(mark, a.scratchMark());
+        assertEquals(4L << 10, a.stats().scratchInUseBytes());
+        Tensor again = a.scratch(DType.F32, 1 << 10);
+        assertEquals(CudaStorage.addressOf(temp), CudaStorage.addressOf(again), "the released block is reused");
+        assertNotEquals(CudaStorage.addressOf(kept), CudaStorage.addressOf(again));
+        assertThrows(IllegalArgumentException.class, () -> a.releaseScratchTo(mark + 3));
+    }
 }
