@@ -40,6 +40,7 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--val-fraction", defaultValue = "0.02", description = "examples held out for a validation loss (default: ${DEFAULT-VALUE})") double valFraction;
     @Option(names = "--seed", defaultValue = "1234", description = "seed of the held-out split and the example order (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})") int logEvery;
+    @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute") boolean recompute;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
@@ -80,6 +81,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         System.out.printf(Locale.ROOT, "fine-tuning %s (%s tokenizer) on %s into %s%n", ckpt, tok.name(), data, out);
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
+            model.setRecompute(recompute);
             Checkpoints.loadWeights(ckpt, model, be);
             FineTuner.Result r = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
                     dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId()).run();
