@@ -118,18 +118,21 @@ public final class Tape {
         Var sum = new Var(keepSum), norm = new Var(keepNormed);
         backwardOps.add(() -> {
             if (sum.grad == null && norm.grad == null) return;
-            Tensor dResidual = be.scratch(residual.value.dtype(), residual.value.shape());
-            Tensor dNormed = be.scratch(normed.value.dtype(), normed.value.shape());
+            // The input gradients leave in the output gradients' buffers (dead once the segment is back-propagated,
+            // taken before the mark below so they outlive its release, and of the same shapes); only a missing one is
+            // allocated. So a layer's backward holds no buffer beyond the two it was handed.
+            Tensor dResidual = sum.grad != null ? sum.grad : be.scratch(residual.value.dtype(), residual.value.shape());
+            Tensor dNormed = norm.grad != null ? norm.grad : be.scratch(normed.value.dtype(), normed.value.shape());
             long again = be.scratchMark();
             Tape sub = new Tape(be);
             Var r = new Var(residual.value), n = new Var(normed.value);
             AddNorm o = segment.apply(sub, r, n, true);
-            o.sum().grad = sum.grad;  // (allocated before the mark: it outlives the release below)
+            o.sum().grad = sum.grad;
             o.normed().grad = norm.grad;
             sub.backward();
             boolean hasResidual = r.grad != null, hasNormed = n.grad != null;
-            if (hasResidual) be.copy(r.grad, dResidual);
-            if (hasNormed) be.copy(n.grad, dNormed);
+            if (hasResidual && r.grad != dResidual) be.copy(r.grad, dResidual);  // usually it is: the residual adds pass it on
+            if (hasNormed && n.grad != dNormed) be.copy(n.grad, dNormed);
             be.releaseScratchTo(again);
             if (hasResidual) accumulate(residual, dResidual);
             if (hasNormed) accumulate(normed, dNormed);

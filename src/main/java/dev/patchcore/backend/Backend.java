@@ -73,6 +73,15 @@ public interface Backend extends AutoCloseable {
     /** Waits for queued work (a no-op on CPU). */
     void synchronize();
 
+    /**
+     * One line on device memory for someone choosing a batch size (persistent tensors, the scratch peak since
+     * {@link #resetMemoryPeak()}, the device's total), or null where there is nothing to report (the CPU backend).
+     */
+    default String memorySummary() { return null; }
+
+    /** Starts a new scratch peak for {@link #memorySummary()}. */
+    default void resetMemoryPeak() {}
+
     // ---------------------------------------------------------------- ops
 
     /** Paper Eq. 2: out[b·T+t] = mean_k table[tokens[b, t·K + k]]. tokens I32 [B, T·K] → [B·T, d]. K = 1 is a lookup. */

@@ -23,7 +23,10 @@ import java.util.Set;
  *
  * <p>The backend is a {@link Proxy}: the training code under it is unchanged, and a call costs a reflective dispatch
  * (well under a microsecond) when not recording. Marking costs host time (two events per op on CUDA), so a recorded
- * step is slower than an unrecorded one; the shares are what it is for.
+ * step is slower than an unrecorded one; the shares are what it is for. On CUDA, "between ops" is all stream time
+ * outside the ops' spans: mostly the GPU waiting for the host's next launch, but also the device work of untimed
+ * calls (downloads, allocation zeroing, scratch poisoning when it is on); idle time inside an op that launches several
+ * kernels counts as that op's.
  */
 public final class OpProfile {
     /** One line of the report: an op (matmuls labelled by their weight's shape), its calls and their total milliseconds. */
@@ -87,17 +90,34 @@ public final class OpProfile {
     public void start() {
         if (recording) throw new IllegalStateException("already recording");
         target.synchronize();
-        spans.clear();
+        releaseMarks();
         first = clock.mark();
         recording = true;
+    }
+
+    /** Stops recording without a report (the recorded work failed): releases the marks, waits for nothing. */
+    public void discard() {
+        recording = false;
+        releaseMarks();
+    }
+
+    private void releaseMarks() {
+        for (Span s : spans) {
+            clock.release(s.start());
+            clock.release(s.end());
+        }
+        spans.clear();
+        if (first != null) clock.release(first);
+        first = null;
     }
 
     /** Stops recording, waits for the recorded work and returns where its time went. */
     public Report stop() {
         if (!recording) throw new IllegalStateException("not recording");
         recording = false;
-        Object last = clock.mark();
+        Object last = null;
         try {
+            last = clock.mark();
             double total = clock.millis(first, last);
             Map<String, double[]> byOp = new LinkedHashMap<>();  // op -> {calls, millis}
             double inOps = 0;
@@ -113,13 +133,8 @@ public final class OpProfile {
             lines.sort(Comparator.comparingDouble(Line::millis).reversed());
             return new Report(List.copyOf(lines), Math.max(0, total - inOps), total);
         } finally {
-            for (Span s : spans) {
-                clock.release(s.start());
-                clock.release(s.end());
-            }
-            spans.clear();
-            clock.release(first);
-            clock.release(last);
+            releaseMarks();
+            if (last != null) clock.release(last);
         }
     }
 

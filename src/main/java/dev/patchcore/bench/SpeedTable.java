@@ -4,7 +4,6 @@ import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.patchcore.backend.Backend;
-import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.AdamW;
@@ -79,7 +78,7 @@ public final class SpeedTable {
             double[] times = new double[steps];
             BatchSource data = new RandomTokens(model.vocabSize(), 7);
             String memory = null;
-            if (be instanceof CudaBackend cuda) cuda.resetMemoryPeak();
+            be.resetMemoryPeak();
             try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s)) {
                 for (int i = 0; i < warmup + steps; i++) {
                     long t0 = System.nanoTime();
@@ -87,7 +86,7 @@ public final class SpeedTable {
                     be.synchronize();
                     if (i >= warmup) times[i - warmup] = (System.nanoTime() - t0) / 1e9;
                 }
-                if (be instanceof CudaBackend cuda) memory = cuda.memoryLine();  // while the moments are still held
+                memory = be.memorySummary();  // while the moments are still held (null on the CPU)
             }
             OpProfile.Report report = null;
             if (profile != null) {  // its own optimizer and runner on the profiler's backend, after the timed ones are freed
@@ -95,7 +94,12 @@ public final class SpeedTable {
                      StepRunner runner = new StepRunner(profile.backend(), m, s)) {
                     runner.step(data, opt, 1e-5f);  // unrecorded: first-call costs (GEMM tuning, scratch growth) stay out
                     profile.start();
-                    runner.step(data, opt, 1e-5f);
+                    try {
+                        runner.step(data, opt, 1e-5f);
+                    } catch (RuntimeException | Error e) {
+                        profile.discard();
+                        throw e;
+                    }
                     report = profile.stop();
                 }
             }

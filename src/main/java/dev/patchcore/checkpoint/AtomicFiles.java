@@ -33,11 +33,19 @@ public final class AtomicFiles {
                 Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
             }
             fsyncDirectory(dir);
-        } catch (IOException | RuntimeException e) {  // a writer's own failure too: no temporary file left behind
-            try { Files.deleteIfExists(tmp); } catch (IOException ignored) { /* best effort */ }
-            if (e instanceof IOException io) throw new UncheckedIOException("cannot write " + target + ": " + io.getMessage(), io);
-            throw (RuntimeException) e;
+        } catch (IOException e) {
+            deleteQuietly(tmp);
+            throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
+        } catch (RuntimeException | Error e) {  // a writer's own failure (a device error, out of memory): no temporary file left
+            deleteQuietly(tmp);
+            throw e;
         }
+    }
+
+    private static void deleteQuietly(Path file) {
+        try {
+            Files.deleteIfExists(file);
+        } catch (IOException ignored) { /* best effort */ }
     }
 
     public static void writeString(Path target, String text) {

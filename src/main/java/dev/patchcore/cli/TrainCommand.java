@@ -1,7 +1,6 @@
 package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
-import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.PatchMode;
 import dev.patchcore.model.LlamaModel;
@@ -209,7 +208,6 @@ public final class TrainCommand implements Callable<Integer> {
                 System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
                         r.stage(), r.steps(), r.firstLoss(), r.lastLoss(),
                         Double.isNaN(r.valLoss()) ? "no validation" : String.format(Locale.ROOT, "val %.4f", r.valLoss()), r.tokensPerSecond());
-            if (be instanceof CudaBackend cuda) System.out.println(cuda.memoryLine());
             System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
             return 0;
         } catch (java.io.IOException e) {

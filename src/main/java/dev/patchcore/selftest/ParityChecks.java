@@ -679,7 +679,7 @@ public final class ParityChecks {
         float[] special = {0f, -0f, Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY, 1e-39f, -1e-39f, 0.5f, -0.5f};
         for (DType dt : new DType[] {test.activationType(), DType.F32}) {
             int n = 100_003;
-            for (float t : new float[] {0.5f, 0f, -1f, 1e-39f, Float.POSITIVE_INFINITY}) {
+            for (float t : new float[] {0.5f, 0f, -0f, -1f, 1e-39f, Float.POSITIVE_INFINITY, Float.NaN}) {
                 float[] host = new float[n];
                 for (int i = 0; i < n; i++) host[i] = (float) (4 * random.nextDouble() - 2);
                 for (int i = 0; i < special.length; i++) host[i * 977] = special[i];

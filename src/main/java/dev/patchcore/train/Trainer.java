@@ -141,6 +141,7 @@ public final class Trainer {
     private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, AdamW opt, long startStep,
                                  RunState state, Metrics metrics, List<Stage> stages) {
         int t = st.blockPatches(), k = st.patchSize();
+        be.resetMemoryPeak();  // each stage's own activations (its context and micro-batch differ)
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
         // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
@@ -220,6 +221,8 @@ public final class Trainer {
         double tps = cfg.tokensPerStep() * measuredSteps / ((System.nanoTime() - stageStart) / 1e9);
         console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
                 Double.isNaN(valLoss) ? "" : String.format(Locale.ROOT, ", val %.4f", valLoss), human((long) tps));
+        String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
+        if (memory != null) console.println("      " + memory);
         return new StageResult(st.name(), st.steps() - startStep, firstLoss, lastLoss, valLoss, tps);
     }
 

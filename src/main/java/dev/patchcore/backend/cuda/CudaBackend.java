@@ -195,14 +195,15 @@ public final class CudaBackend implements Backend, KernelContext {
 
     public DeviceAllocator.Stats memoryStats() { return allocator.stats(); }
 
-    /** Starts a new scratch peak in {@link #memoryStats()} (e.g. per benchmark setting). */
+    @Override
     public void resetMemoryPeak() { allocator.resetScratchPeak(); }
 
     /**
-     * One line on device memory for people choosing a batch size: persistent tensors (weights, gradients, optimizer
-     * moments, input buffers) and the scratch peak (one micro-batch's activations and temporaries), against the GPU's.
+     * Persistent tensors (weights, gradients, optimizer moments, input buffers) and the scratch peak (one micro-batch's
+     * activations and temporaries), against the GPU's memory.
      */
-    public String memoryLine() {
+    @Override
+    public String memorySummary() {
         DeviceAllocator.Stats s = allocator.stats();
         return String.format(java.util.Locale.ROOT, "GPU memory: %.2f GiB persistent (%d tensors), scratch peak %.2f GiB, of %.1f GiB",
                 s.persistentBytes() / GIB, s.persistentTensors(), s.peakScratchInUseBytes() / GIB, runtime.totalMemory() / GIB);

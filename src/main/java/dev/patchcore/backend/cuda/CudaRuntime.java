@@ -394,7 +394,12 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         Mark() {
             makeCurrent();
             check(JCudaDriver.cuEventCreate(event, 0), "cuEventCreate");
-            check(JCudaDriver.cuEventRecord(event, stream), "cuEventRecord");
+            try {
+                check(JCudaDriver.cuEventRecord(event, stream), "cuEventRecord");
+            } catch (RuntimeException e) {
+                JCudaDriver.cuEventDestroy(event);
+                throw e;
+            }
         }
 
         /** Stream milliseconds from {@code from} to this mark; waits until the stream has passed this mark. */
