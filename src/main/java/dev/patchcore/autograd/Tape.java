@@ -21,6 +21,8 @@ import java.util.function.Consumer;
 public final class Tape {
     private final Backend be;
     private final ArrayList<Runnable> backwardOps = new ArrayList<>(512);
+    /** The tape {@link #checkpoint} records its segments on, one at a time (made at first use, reused after). */
+    private Tape segmentTape;
 
     public Tape(Backend backend) { this.be = backend; }
 
@@ -109,7 +111,9 @@ public final class Tape {
         Tensor keepSum = be.scratch(residual.value.dtype(), residual.value.shape());
         Tensor keepNormed = be.scratch(normed.value.dtype(), normed.value.shape());
         long mark = be.scratchMark();
-        AddNorm out = segment.apply(new Tape(be), residual, normed, false);  // its closures are dropped with it
+        Tape sub = segmentTape();
+        AddNorm out = segment.apply(sub, residual, normed, false);
+        sub.clear();  // the forward's closures are not needed: the backward records the segment again
         requireLike(out.sum().value, keepSum, "sum");
         requireLike(out.normed().value, keepNormed, "normed");
         be.copy(out.sum().value, keepSum);
@@ -124,7 +128,7 @@ public final class Tape {
             Tensor dResidual = sum.grad != null ? sum.grad : be.scratch(residual.value.dtype(), residual.value.shape());
             Tensor dNormed = norm.grad != null ? norm.grad : be.scratch(normed.value.dtype(), normed.value.shape());
             long again = be.scratchMark();
-            Tape sub = new Tape(be);
+            Tape sub = segmentTape();
             Var r = new Var(residual.value), n = new Var(normed.value);
             AddNorm o = segment.apply(sub, r, n, true);
             o.sum().grad = sum.grad;
@@ -138,6 +142,13 @@ public final class Tape {
             if (hasNormed) accumulate(normed, dNormed);
         });
         return new AddNorm(sum, norm);
+    }
+
+    /** The segment tape, empty (also after a segment that threw half-way through). */
+    private Tape segmentTape() {
+        if (segmentTape == null) segmentTape = new Tape(be);
+        segmentTape.clear();
+        return segmentTape;
     }
 
     private static void requireLike(Tensor got, Tensor want, String what) {

@@ -9,6 +9,7 @@ import java.util.Arrays;
 import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
+import java.util.concurrent.atomic.LongAdder;
 
 /**
  * The Java backend: fp32 compute on heap arrays, multi-threaded over rows, heads or output tiles. It is the
@@ -547,18 +548,14 @@ public final class CpuBackend implements Backend {
     public long countAbsAbove(Tensor x, float threshold) {
         require(x.dtype() == DType.F32, "countAbsAbove: " + x + " must be F32 on the CPU");
         float[] a = CpuStorage.floats(x);
-        int o = CpuStorage.offset(x), n = (int) x.numel();
-        int chunks = Math.max(1, Math.min(n / GRAIN, 4 * par.threads()));
-        long[] counts = new long[chunks];
-        par.forEach(chunks, c -> {
-            int i0 = (int) ((long) n * c / chunks), i1 = (int) ((long) n * (c + 1) / chunks);
+        int o = CpuStorage.offset(x);
+        LongAdder count = new LongAdder();  // integer sums: exact in any order
+        par.forRange((int) x.numel(), GRAIN, (i0, i1) -> {
             long k = 0;
             for (int i = i0; i < i1; i++) if (Math.abs(a[o + i]) > threshold) k++;
-            counts[c] = k;
+            count.add(k);
         });
-        long total = 0;
-        for (long k : counts) total += k;
-        return total;
+        return count.sum();
     }
 
     /** Fixed chunking and an in-order sum of the chunk partials, so the result does not depend on thread timing. */

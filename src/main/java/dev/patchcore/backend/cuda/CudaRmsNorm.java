@@ -230,9 +230,7 @@ public final class CudaRmsNorm {
     private Tensor teamBackward(Tensor dx, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
         boolean four = backwardVariant == BACKWARD_TEAMS_R4;
         String kernel = four ? "rmsnorm_bwd_teams4_bf16" : "rmsnorm_bwd_teams2_bf16";
-        int teamWarps = ceilDiv(d, 256);
-        int teams = Math.min(TEAM_MAX_TEAMS, (four ? TEAM_R4_MAX_WARPS : TEAM_R2_MAX_WARPS) / teamWarps);
-        int threads = 32 * teamWarps * teams;
+        int teams = teamsPerBlock(d, four ? TEAM_R4_MAX_WARPS : TEAM_R2_MAX_WARPS), threads = 32 * ceilDiv(d, 256) * teams;
         int resident = ctx.residentBlocksPerMultiprocessor(kernel, threads, d * Float.BYTES) * ctx.multiprocessorCount();
         Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, (four ? 4 : 2) * teams), resident), d);
         ctx.launch(kernel, partial.dim(0), 1, 1, threads, 1, 1, d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
@@ -242,12 +240,16 @@ public final class CudaRmsNorm {
     /** Variant 5: variant 3's teams and grid, with each team's ring of bulk-copied batches in dynamic shared memory. */
     private Tensor bulkBackward(Tensor dx, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
         String kernel = "rmsnorm_bwd_bulk2_bf16";
-        int teamWarps = ceilDiv(d, 256), teams = Math.min(TEAM_MAX_TEAMS, TEAM_R2_MAX_WARPS / teamWarps);
-        int threads = 32 * teamWarps * teams, shared = bulkSharedBytes(d, teams);
+        int teams = teamsPerBlock(d, TEAM_R2_MAX_WARPS), threads = 32 * ceilDiv(d, 256) * teams, shared = bulkSharedBytes(d, teams);
         int resident = ctx.residentBlocksPerMultiprocessor(kernel, threads, shared) * ctx.multiprocessorCount();
         Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, 2 * teams), resident), d);
         ctx.launch(kernel, partial.dim(0), 1, 1, threads, 1, 1, shared, dx, partial, dy, x, gain, rstd, n, d);
         return partial;
+    }
+
+    /** Teams of ceil(d / 256) warps (8 columns per lane) per block of at most {@code maxWarps} warps, and at most 8. */
+    private static int teamsPerBlock(int d, int maxWarps) {
+        return Math.min(TEAM_MAX_TEAMS, maxWarps / ceilDiv(d, 256));
     }
 
     /**

@@ -192,7 +192,8 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
 
     /** Blocks of kernel {@code name} resident per SM at this block size and dynamic shared memory (cached; at least 1). */
     int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes) {
-        Integer known = occupancy.get(new Occupancy(name, blockThreads, sharedBytes));
+        Occupancy key = new Occupancy(name, blockThreads, sharedBytes);
+        Integer known = occupancy.get(key);
         if (known != null) return known;
         makeCurrent();
         CUfunction f = function(name);
@@ -201,7 +202,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         check(JCudaDriver.cuOccupancyMaxActiveBlocksPerMultiprocessor(blocks, f, blockThreads, sharedBytes),
                 "cuOccupancyMaxActiveBlocksPerMultiprocessor(" + name + ", " + blockThreads + " threads, " + sharedBytes + " B shared)");
         int resident = Math.max(1, blocks[0]);
-        occupancy.put(new Occupancy(name, blockThreads, sharedBytes), resident);
+        occupancy.put(key, resident);
         return resident;
     }
 
