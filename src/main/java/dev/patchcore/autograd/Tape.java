@@ -111,9 +111,9 @@ public final class Tape {
         Tensor keepSum = be.scratch(residual.value.dtype(), residual.value.shape());
         Tensor keepNormed = be.scratch(normed.value.dtype(), normed.value.shape());
         long mark = be.scratchMark();
-        Tape sub = segmentTape();
-        AddNorm out = segment.apply(sub, residual, normed, false);
-        sub.clear();  // the forward's closures are not needed: the backward records the segment again
+        Tape forward = segmentTape();
+        AddNorm out = segment.apply(forward, residual, normed, false);
+        forward.clear();  // the forward's closures are not needed: the backward records the segment again
         requireLike(out.sum().value, keepSum, "sum");
         requireLike(out.normed().value, keepNormed, "normed");
         be.copy(out.sum().value, keepSum);
