@@ -12,6 +12,7 @@ import dev.patchcore.eval.NeuronActivation;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.ShardTrainingData;
 import dev.patchcore.data.Batch;
 import picocli.CommandLine.ArgGroup;
 import picocli.CommandLine.Command;
@@ -27,12 +28,12 @@ import java.util.concurrent.Callable;
 
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = "Loss and perplexity of a checkpoint, token level, in non-overlapping blocks of the model's context (the paper's WikiText-103 protocol); "
-                + "or zero-shot multiple-choice accuracy (--choices).")
+                + "or zero-shot multiple-choice accuracy (--choices). With none of --data, --text and --choices: the dataset the checkpoint "
+                + "was trained on (the bundled corpus, or its dataset folder if that is still where the run found it).")
 public final class EvalCommand implements Callable<Integer> {
-    @Option(names = "--checkpoint", required = true, description = "run folder or checkpoint folder")
-    Path checkpoint;
+    @Mixin CheckpointArg checkpoint;
 
-    @ArgGroup(exclusive = true, multiplicity = "1")
+    @ArgGroup(exclusive = true, multiplicity = "0..1")
     Source source;
 
     static final class Source {
@@ -58,12 +59,13 @@ public final class EvalCommand implements Callable<Integer> {
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
-        Path ckpt = Checkpoints.latest(checkpoint);
+        Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1");
         if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
+        if (source == null) source = trainedOn(ckpt);
         if (source.choices != null) {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");
             return multipleChoice(ckpt, cfg, tokenizer);
@@ -113,6 +115,22 @@ public final class EvalCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** The prepared dataset a checkpoint's run trained on, when it is still there. */
+    private static Source trainedOn(Path ckpt) throws IOException {
+        String dataset = Checkpoints.readMeta(ckpt).dataset();
+        Source s = new Source();
+        if (ShardTrainingData.BUNDLED.equals(dataset)) {
+            s.data = ShardTrainingData.bundledDirectory();
+        } else if (dataset != null && PreparedDataset.isValid(Path.of(dataset))) {
+            s.data = Path.of(dataset);
+        } else {
+            throw new IllegalArgumentException("the data " + ckpt + " was trained on (" + dataset + ") is not a dataset folder here; "
+                    + "give --data, --text or --choices");
+        }
+        System.out.println("data: " + s.data + " (the checkpoint's own dataset)");
+        return s;
     }
 
     private int multipleChoice(Path ckpt, ModelConfig cfg, String tokenizer) throws IOException {

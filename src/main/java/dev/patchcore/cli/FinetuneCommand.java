@@ -27,7 +27,7 @@ import java.util.concurrent.Callable;
                         + "or JSONL), posed with Alpaca's prompt template; or {\"prompt\", \"response\"} used as they are.",
                 "Defaults are Stanford Alpaca's recipe: 3 epochs, lr 2e-5, 128 examples per step, warmup 3 %%, cosine decay, no weight decay."})
 public final class FinetuneCommand implements Callable<Integer> {
-    @Option(names = "--checkpoint", required = true, description = "pretrained run folder or checkpoint folder") Path checkpoint;
+    @Mixin CheckpointArg checkpoint;
     @Option(names = "--data", required = true, description = "instruction data (.json array or .jsonl)") Path data;
     @Option(names = "--out", required = true, description = "run folder to create") Path out;
     @Option(names = "--epochs", defaultValue = "3", description = "passes over the training examples (default: ${DEFAULT-VALUE})") int epochs;
@@ -49,7 +49,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new IllegalArgumentException("--warmup-ratio must lie in [0, 1]");
         if (java.nio.file.Files.exists(out) && !isEmptyDirectory(out))
             throw new IllegalArgumentException(out + " exists and is not an empty folder; choose another --out");
-        Path ckpt = Checkpoints.latest(checkpoint);
+        Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);

@@ -17,10 +17,11 @@ import java.util.concurrent.Callable;
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = "Sample text from a checkpoint, token by token (temperature and top-k; temperature 0 = greedy).")
 public final class GenerateCommand implements Callable<Integer> {
-    @Option(names = "--checkpoint", required = true, description = "run folder or checkpoint folder") Path checkpoint;
+    @Mixin CheckpointArg checkpoint;
     @Option(names = "--prompt", defaultValue = "The ", description = "text to continue (default: \"${DEFAULT-VALUE}\")") String prompt;
     @Option(names = "--tokens", defaultValue = "200", description = "tokens to generate (default: ${DEFAULT-VALUE})") int tokens;
-    @Option(names = "--temperature", defaultValue = "0.8") float temperature;
+    @Option(names = "--temperature", defaultValue = "0.8",
+            description = "softmax temperature; 0 = greedy, always the most likely token (default: ${DEFAULT-VALUE})") float temperature;
     @Option(names = "--top-k", defaultValue = "40", description = "sample among the k most likely tokens, 0 = all (default: ${DEFAULT-VALUE})") int topK;
     @Option(names = "--seed", defaultValue = "1", description = "sampling seed (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--alpaca", description = "pose the prompt as an instruction in Stanford Alpaca's template (for a model "
@@ -40,7 +41,7 @@ public final class GenerateCommand implements Callable<Integer> {
 
     @Override public Integer call() {
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
-        Path ckpt = Checkpoints.latest(checkpoint);
+        Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
         try (Backend be = backendOptions.open()) {

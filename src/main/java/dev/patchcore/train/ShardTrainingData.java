@@ -34,10 +34,7 @@ public final class ShardTrainingData implements TrainingData {
         try {
             Path dir;
             if (BUNDLED.equals(where)) {
-                var tok = Tokenizers.byName("byte");
-                dir = BundledCorpus.defaultDirectory(tok);
-                if (!PreparedDataset.isValid(dir)) System.out.println("preparing the bundled corpus into " + dir + " (once)");
-                BundledCorpus.prepare(dir, tok);
+                dir = bundledDirectory();
             } else {
                 dir = Path.of(where);
                 if (!Files.isDirectory(dir)) throw new IllegalArgumentException("dataset folder " + dir + " does not exist (create it with `prepare`)");
@@ -46,6 +43,15 @@ public final class ShardTrainingData implements TrainingData {
         } catch (IOException e) {
             throw new UncheckedIOException("cannot open dataset " + where + ": " + e.getMessage(), e);
         }
+    }
+
+    /** The bundled corpus prepared with the byte tokenizer, in its cache folder (prepared there on first use). */
+    public static Path bundledDirectory() throws IOException {
+        var tok = Tokenizers.byName("byte");
+        Path dir = BundledCorpus.defaultDirectory(tok);
+        if (!PreparedDataset.isValid(dir)) System.out.println("preparing the bundled corpus into " + dir + " (once)");
+        BundledCorpus.prepare(dir, tok);
+        return dir;
     }
 
     @Override public String description() { return description; }

@@ -98,8 +98,15 @@ class CliTest {
         assertUserError("already holds a run", "train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(), "--steps", "4");
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--text", text.toString(), "--max-blocks", "8"));
         assertTrue(out.toString().contains("perplexity"));
+        // The checkpoint as the positional argument, and no data named: the validation split of the run's own dataset.
         out.reset();
-        assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", run.toString(), "--prompt", "the quick", "--tokens", "12"));
+        assertEquals(0, Main.run("eval", run.toString(), "--backend", "cpu", "--max-blocks", "2"), err.toString());
+        assertTrue(out.toString().contains("data: " + ds + " (the checkpoint's own dataset)"), out.toString());
+        assertTrue(out.toString().contains("2 blocks of 16 tokens") && out.toString().contains("perplexity"), out.toString());
+        assertUserError("two checkpoints given", "eval", run.toString(), "--checkpoint", dir.toString(), "--text", text.toString());
+        assertUserError("no checkpoint given", "generate", "--backend", "cpu");
+        out.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "the quick", "--tokens", "12"));
         assertTrue(out.toString().contains("the quick"), out.toString());
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
         // eval -K 4 on the patch stage's last checkpoint (step 3 of 4) reproduces the patch loss its validation logged:
@@ -200,6 +207,7 @@ class CliTest {
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", tuned.toString(), "--alpaca", "--prompt", "Say 2",
                 "--tokens", "4", "--temperature", "0"), err.toString());
         assertFalse(out.toString().contains("### Response"), "only the response is printed: " + out);
+        assertUserError("is not a dataset folder here; give --data, --text or --choices", "eval", tuned.toString(), "--backend", "cpu");
         assertUserError("cannot be resumed", "train", "--backend", "cpu", "--resume", tuned.toString());
         assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
                 alpaca.toString(), "--out", tuned.toString());
