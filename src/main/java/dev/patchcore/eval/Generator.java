@@ -38,11 +38,10 @@ public final class Generator {
             Tensor tokens = be.scratch(DType.I32, 1, t);
             be.uploadInts(tokens, Arrays.copyOfRange(seq, from, len));
             Tensor logits = model.forward(tape, tokens, 1, 1).value();
-            float[] all = be.download(logits);
+            float[] lastRow = be.download(logits.rows(t - 1, 1));  // only the last position's row crosses to the host
             tape.clear();
             be.releaseScratch();
-            int stride = all.length / t;
-            float[] last = Arrays.copyOfRange(all, (t - 1) * stride, (t - 1) * stride + vocab);
+            float[] last = Arrays.copyOf(lastRow, vocab);  // the real vocabulary, without the padded columns
             int next = sample(last, temperature, topK, rng);
             seq[len++] = next;
             if (next == stopId) break;
