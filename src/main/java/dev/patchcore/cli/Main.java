@@ -36,8 +36,11 @@ public final class Main implements Runnable {
             ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
             pb.environment().put("PATCHCORE_NO_RELAUNCH", "1");
             Process child = pb.start();
-            // Ctrl-C reaches the child too (same process group); wait for it to save its checkpoint and exit.
+            // A stop request for this JVM (Ctrl-C, which the child gets too, or a SIGTERM sent to this process alone, as
+            // `timeout` and batch schedulers do) is passed on as a SIGTERM to the child; then wait while it finishes its
+            // step, saves a checkpoint and exits.
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                child.destroy();
                 try { child.waitFor(); } catch (InterruptedException ignored) { /* exiting */ }
             }));
             return child.waitFor();
