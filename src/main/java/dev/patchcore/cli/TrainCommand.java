@@ -196,19 +196,24 @@ public final class TrainCommand implements Callable<Integer> {
             Files.createDirectories(runDir);
             Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
-            // Ctrl-C: finish the current step, save a checkpoint, then let the JVM exit.
+            // Ctrl-C or SIGTERM: finish the current step, save a checkpoint and print the summary, then let the JVM exit.
+            java.util.concurrent.CountDownLatch summarized = new java.util.concurrent.CountDownLatch(1);
             Thread hook = new Thread(() -> {
                 trainer.requestStop();
-                try { trainer.awaitFinish(600); } catch (InterruptedException ignored) { /* exiting anyway */ }
+                try { summarized.await(600, java.util.concurrent.TimeUnit.SECONDS); } catch (InterruptedException ignored) { /* exiting anyway */ }
             });
             Runtime.getRuntime().addShutdownHook(hook);
-            List<Trainer.StageResult> results = trainer.run(model, state, checkpoint);
-            try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
-            for (Trainer.StageResult r : results)
-                System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
-                        r.stage(), r.steps(), r.firstLoss(), r.lastLoss(),
-                        Double.isNaN(r.valLoss()) ? "no validation" : String.format(Locale.ROOT, "val %.4f", r.valLoss()), r.tokensPerSecond());
-            System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
+            try {
+                List<Trainer.StageResult> results = trainer.run(model, state, checkpoint);
+                try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
+                for (Trainer.StageResult r : results)
+                    System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
+                            r.stage(), r.steps(), r.firstLoss(), r.lastLoss(),
+                            Double.isNaN(r.valLoss()) ? "no validation" : String.format(Locale.ROOT, "val %.4f", r.valLoss()), r.tokensPerSecond());
+                System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
+            } finally {
+                summarized.countDown();
+            }
             return 0;
         } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);

@@ -33,7 +33,6 @@ public final class Trainer {
     private final PrintStream console;
     private final boolean multiEpoch;
     private final AtomicBoolean stopRequested = new AtomicBoolean();
-    private final java.util.concurrent.CountDownLatch finished = new java.util.concurrent.CountDownLatch(1);
     private long stopAfterGlobalStep = Long.MAX_VALUE;
 
     /** What a run achieved, per stage. */
@@ -58,21 +57,8 @@ public final class Trainer {
     /** Asks the loop to save and stop at the end of the current step (e.g. from a Ctrl-C handler). */
     public void requestStop() { stopRequested.set(true); }
 
-    /** Waits until {@link #run} has returned (its checkpoint saved), at most {@code seconds}. */
-    public boolean awaitFinish(long seconds) throws InterruptedException {
-        return finished.await(seconds, java.util.concurrent.TimeUnit.SECONDS);
-    }
-
     /** Trains from {@code state} (RunState.start() for a new run), loading the checkpoint's weights first when resuming. */
     public List<StageResult> run(LlamaModel model, RunState state, Path resumeFrom) {
-        try {
-            return runStages(model, state, resumeFrom);
-        } finally {
-            finished.countDown();
-        }
-    }
-
-    private List<StageResult> runStages(LlamaModel model, RunState state, Path resumeFrom) {
         List<Stage> stages = Stage.plan(cfg);
         List<StageResult> results = new ArrayList<>();
         double split = multiEpoch ? 0 : (double) cfg.patchSteps() / cfg.steps();
