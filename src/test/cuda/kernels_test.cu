@@ -337,6 +337,7 @@ static void test_rmsnorm(int n, int d, int shift) {
     for (int R : {2, 4}) {
         Dev<float> teamPartial((size_t)16 * g_sms * d, shift);  // blocks ≥ 224 threads: ≤ 9 resident per SM
         upload(dDg, dg0);
+        CHECK(cudaMemset(dDx.p, 0xff, nd * sizeof(bf16)));  // NaN again: a dx row the kernel skips must fail, not pass on the last kernel's values
         int blocks = launch_rmsnorm_bwd_teams(R, dDx.p, teamPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
         std::printf("  backward teams R=%d: %d blocks\n", R, blocks);
         expect_close(R == 2 ? "backward teams2 dx" : "backward teams4 dx", download_bf16(dDx), dxRef, 1e-2);
@@ -350,6 +351,7 @@ static void test_rmsnorm(int n, int d, int shift) {
     if (g_cc_major >= 9) {  // variant 5: the same arithmetic as teams2, its inputs through bulk copies
         Dev<float> bulkPartial((size_t)16 * g_sms * d, shift);
         upload(dDg, dg0);
+        CHECK(cudaMemset(dDx.p, 0xff, nd * sizeof(bf16)));
         int blocks = launch_rmsnorm_bwd_bulk(dDx.p, bulkPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
         std::printf("  backward bulk: %d blocks\n", blocks);
         expect_close("backward bulk dx", download_bf16(dDx), dxRef, 1e-2);
@@ -655,6 +657,14 @@ int main(int argc, char** argv) {
     test_rmsnorm(1001, 1536, 0);  // rows8 with lanes whose last groups are empty
     test_rmsnorm(50, 136, 0);     // rows4 with most groups empty
     test_rmsnorm(300, 2048, 0);
+    // Team kernels (backward variants 3-5): teams of 3, 4 (last warp part-used), 5 and 7 warps; tails of 1-3 rows;
+    // fewer rows than one block's teams take in one batch.
+    test_rmsnorm(1003, 768, 0);
+    test_rmsnorm(1002, 1000, 0);
+    test_rmsnorm(41, 1280, 0);
+    test_rmsnorm(29, 1792, 0);
+    test_rmsnorm(3, 256, 0);
+    test_rmsnorm(1, 8, 0);
     test_rmsnorm(19, 100, 0);   // width not a multiple of 8: scalar path
     test_rmsnorm(23, 256, 1);   // misaligned base pointers: scalar path
     test_rmsnorm(7, 2560, 0);   // widest row the forward keeps in registers

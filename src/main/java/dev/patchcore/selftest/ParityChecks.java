@@ -206,9 +206,11 @@ public final class ParityChecks {
                     }
                     case "rmsnormbwd" -> {
                         // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.
-                        // 32768 rows: ~15 batches per team of the team kernels, so variant 5's 3-stage ring wraps several times.
-                        for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}, {8192, 1024}, {32768, 1024}}
-                                : new int[][] {{1, 8}, {37, 96}, {300, 1000}, {6400, 1024}, {3000, 2048}})
+                        // Team kernels (variants 3-5): teams of 3, 5 and 7 warps with tails of 3 and 1 rows (1003x768,
+                        // 41x1280, 29x1792). 32768 rows: ~15 batches per team, so variant 5's 3-stage ring wraps several times.
+                        for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {1003, 768}, {41, 1280}, {29, 1792}, {6400, 1024},
+                                        {3000, 2048}, {8192, 1024}, {32768, 1024}}
+                                : new int[][] {{1, 8}, {37, 96}, {300, 1000}, {1003, 768}, {41, 1280}, {29, 1792}, {6400, 1024}, {3000, 2048}})
                             out.add(variant(cuda, family, v, "rmsNorm backward " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1])));
                         // Variant 2 moves only the gain-gradient reduce into the same kernel: bitwise the default's results. (The
                         // team kernels, 3 and 4, sum the dot products in another order: CPU parity and run-to-run identity only.)
