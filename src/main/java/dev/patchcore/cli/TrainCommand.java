@@ -204,7 +204,15 @@ public final class TrainCommand implements Callable<Integer> {
             });
             Runtime.getRuntime().addShutdownHook(hook);
             try {
-                List<Trainer.StageResult> results = trainer.run(model, state, checkpoint);
+                List<Trainer.StageResult> results;
+                try {
+                    results = trainer.run(model, state, checkpoint);
+                } catch (dev.patchcore.backend.cuda.GpuOutOfMemoryException e) {
+                    List<String> hints = new java.util.ArrayList<>();
+                    if (resumed == null) hints.add("a smaller --batch with a larger --accum keeps the tokens per step");
+                    if (!recompute) hints.add("--recompute keeps one layer's activations instead of all");
+                    throw new IllegalArgumentException(e.getMessage() + (hints.isEmpty() ? "" : "; " + String.join("; ", hints)), e);
+                }
                 try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
                 for (Trainer.StageResult r : results)
                     System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
