@@ -35,8 +35,7 @@ public final class SpeedTable {
     private boolean breakdown, recompute;
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
-        if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
-        if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1");
+        checkSettings(batch, accum, k, warmup, steps);
         this.be = be;
         this.model = model;
         this.batch = batch;
@@ -44,6 +43,14 @@ public final class SpeedTable {
         this.k = k;
         this.warmup = warmup;
         this.steps = steps;
+    }
+
+    /** Rejects settings the table cannot time (before any backend is opened). */
+    public static void checkSettings(int batch, int accum, int k, int warmup, int steps) {
+        if (batch < 1 || accum < 1 || k < 1) throw new IllegalArgumentException("--batch, --accum and --patch-size must be positive");
+        if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
+        if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1");
+        if (warmup < 0) throw new IllegalArgumentException("--warmup must not be negative");
     }
 
     /**
@@ -72,30 +79,47 @@ public final class SpeedTable {
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
         m.setRecompute(recompute);
+        // One optimizer serves all settings (the same parameters; a step's cost does not depend on the moments' values).
+        // Every setting's warm-up steps come first (JIT compilation on the CPU, GEMM tuning and the scratch pool's growth
+        // on CUDA), then the timed steps go round-robin over the settings, so that the machine's drift (other tenants,
+        // clocks) falls on all of them alike instead of on whichever setting ran last.
+        double[][] times = new double[settings.length][steps];
+        String[] memory = new String[settings.length];
+        List<StepRunner> runners = new ArrayList<>();
+        List<BatchSource> data = new ArrayList<>();
+        try (AdamW opt = new AdamW(be, m.parameters(), cfg)) {
+            for (Stage s : settings) {
+                runners.add(new StepRunner(be, m, s));
+                data.add(new RandomTokens(model.vocabSize(), 7));
+            }
+            for (int i = 0; i < warmup; i++)
+                for (int j = 0; j < settings.length; j++) runners.get(j).step(data.get(j), opt, 1e-5f);
+            be.synchronize();
+            for (int i = 0; i < steps; i++) {
+                for (int j = 0; j < settings.length; j++) {
+                    if (i == 0) be.resetMemoryPeak();
+                    long t0 = System.nanoTime();
+                    runners.get(j).step(data.get(j), opt, 1e-5f);
+                    be.synchronize();
+                    times[j][i] = (System.nanoTime() - t0) / 1e9;
+                    if (i == 0) memory[j] = be.memorySummary();  // this setting's scratch peak, the moments held (null on the CPU)
+                }
+            }
+        } finally {
+            runners.forEach(StepRunner::close);
+        }
         double base = 0;
         OpProfile profile = breakdown ? OpProfile.of(be) : null;
-        for (Stage s : settings) {
-            double[] times = new double[steps];
-            BatchSource data = new RandomTokens(model.vocabSize(), 7);
-            String memory = null;
-            be.resetMemoryPeak();
-            try (AdamW opt = new AdamW(be, m.parameters(), cfg); StepRunner runner = new StepRunner(be, m, s)) {
-                for (int i = 0; i < warmup + steps; i++) {
-                    long t0 = System.nanoTime();
-                    runner.step(data, opt, 1e-5f);
-                    be.synchronize();
-                    if (i >= warmup) times[i - warmup] = (System.nanoTime() - t0) / 1e9;
-                }
-                memory = be.memorySummary();  // while the moments are still held (null on the CPU)
-            }
+        for (int j = 0; j < settings.length; j++) {
+            Stage s = settings[j];
             OpProfile.Report report = null;
             if (profile != null) {  // its own optimizer and runner on the profiler's backend, after the timed ones are freed
                 try (AdamW opt = new AdamW(profile.backend(), m.parameters(), cfg);
                      StepRunner runner = new StepRunner(profile.backend(), m, s)) {
-                    runner.step(data, opt, 1e-5f);  // unrecorded: first-call costs (GEMM tuning, scratch growth) stay out
+                    runner.step(data.get(j), opt, 1e-5f);  // unrecorded: first-call costs (GEMM tuning, scratch growth) stay out
                     profile.start();
                     try {
-                        runner.step(data, opt, 1e-5f);
+                        runner.step(data.get(j), opt, 1e-5f);
                     } catch (RuntimeException | Error e) {
                         profile.discard();
                         throw e;
@@ -103,14 +127,15 @@ public final class SpeedTable {
                     report = profile.stop();
                 }
             }
-            Arrays.sort(times);
-            double median = steps % 2 == 1 ? times[steps / 2] : (times[steps / 2 - 1] + times[steps / 2]) / 2;
+            double[] sorted = times[j].clone();
+            Arrays.sort(sorted);
+            double median = steps % 2 == 1 ? sorted[steps / 2] : (sorted[steps / 2 - 1] + sorted[steps / 2]) / 2;
             long tokensPerStep = (long) s.batch() * s.accum() * s.patchSize() * t;
             double tps = tokensPerStep / median;
             if (rows.isEmpty()) base = tps;
             Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base, report);
-            log.printf(Locale.ROOT, "  %-45s median step %.3f s, %.0f tokens/s%n", r.setting(), median, tps);
-            if (memory != null) log.println("    " + memory);
+            log.printf(Locale.ROOT, "  %-52s median step %.3f s, %.0f tokens/s%n", r.setting(), median, tps);
+            if (memory[j] != null) log.println("    " + memory[j]);
             if (report != null) {
                 log.println("  one more step, op by op (the marks around every op make it slower than the timed steps):");
                 log.print(OpProfile.format(report, 14));

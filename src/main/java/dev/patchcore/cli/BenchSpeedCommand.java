@@ -19,12 +19,13 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--preset", defaultValue = "tiny", description = "model preset (default: ${DEFAULT-VALUE})") String preset;
     @Option(names = "--context", description = "token-level block T (default: the preset's)") Integer context;
     @Option(names = "--vocab", description = "vocabulary size (default: the preset's)") Integer vocab;
-    @Option(names = "--batch", defaultValue = "4", description = "per-device micro-batch (paper: 4)") int batch;
-    @Option(names = "--accum", defaultValue = "8", description = "baseline accumulation steps (paper: 8)") int accum;
-    @Option(names = {"-K", "--patch-size"}, defaultValue = "4") int k;
-    @Option(names = "--warmup", defaultValue = "1", description = "untimed steps per setting") int warmup;
-    @Option(names = "--steps", defaultValue = "3", description = "timed steps per setting (median reported)") int steps;
-    @Option(names = "--json", description = "also write the table as JSON here") Path json;
+    @Option(names = "--batch", defaultValue = "4", description = "micro-batch in sequences (default: ${DEFAULT-VALUE}, the paper's)") int batch;
+    @Option(names = "--accum", defaultValue = "8", description = "the baseline's accumulation steps (default: ${DEFAULT-VALUE}, the paper's)") int accum;
+    @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K of the patch-level rows (default: ${DEFAULT-VALUE})") int k;
+    @Option(names = "--warmup", defaultValue = "1", description = "untimed steps per setting, all settings' before the first timed "
+            + "step (default: ${DEFAULT-VALUE})") int warmup;
+    @Option(names = "--steps", defaultValue = "3", description = "timed steps per setting, the median reported (default: ${DEFAULT-VALUE})") int steps;
+    @Option(names = "--json", description = "also write the table as JSON to this file") Path json;
     @Option(names = "--breakdown", description = "after each setting's timed steps, one more step timed op by op: where the time goes "
             + "(CUDA: each op's stream time, and the time the GPU waited between ops)") boolean breakdown;
     @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute: its cost in speed, and "
@@ -35,6 +36,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         ModelConfig m = ModelConfig.preset(preset);
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
+        SpeedTable.checkSettings(batch, accum, k, warmup, steps);
         try (Backend be = backendOptions.open()) {
             System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
                     recompute ? ", activation recompute" : "");
@@ -48,9 +50,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
                 } catch (IOException e) {
                     throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
                 }
-            } else {
-                System.out.println();
-                System.out.println(j);
+                System.out.println("wrote " + json);
             }
         }
         return 0;
