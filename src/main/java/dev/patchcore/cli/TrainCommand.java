@@ -13,7 +13,9 @@ import dev.patchcore.train.Trainer;
 import dev.patchcore.train.TrainingData;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
+import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.Spec;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -106,6 +108,10 @@ public final class TrainCommand implements Callable<Integer> {
     Long stopAfter;
 
     @Mixin BackendOptions backendOptions;
+    @Spec CommandSpec spec;
+
+    /** The options a resumed run takes; all others are its saved settings. */
+    private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--recompute", "--backend", "--cublaslt", "--stop-after");
 
     @Override
     public Integer call() {
@@ -118,6 +124,15 @@ public final class TrainCommand implements Callable<Integer> {
         Path init = null;
         if (resume != null && initFrom != null) throw new IllegalArgumentException("--init-from starts a new run; --resume continues one");
         if (resume != null) {
+            List<String> changed = spec.commandLine().getParseResult().matchedOptions().stream()
+                    .map(o -> o.longestName()).filter(n -> !RESUME_OPTIONS.contains(n)).toList();
+            if (!changed.isEmpty())
+                throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
+                        + " not taken with --resume: a run continues with its saved settings (only --recompute, --backend and "
+                        + "--cublaslt may change); to train on from its weights with new settings, start a new run with --init-from " + resume);
+            if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
+                throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
+                        + resume.toAbsolutePath().normalize().getParent().getParent());
             checkpoint = Checkpoints.latest(resume);
             resumed = Checkpoints.readMeta(checkpoint);
             if (resumed.dataset() != null && resumed.dataset().startsWith(dev.patchcore.train.FineTuner.DATASET_PREFIX))
@@ -125,6 +140,11 @@ public final class TrainCommand implements Callable<Integer> {
                         + "fine-tune its checkpoint again into a new folder");
             runDir = resume;
             cfg = resumed.train();
+            if (resumed.state().globalStep() >= cfg.steps()) {
+                System.out.printf(Locale.ROOT, "%s has finished: all %d steps are done (checkpoint %s); to train on from its weights, "
+                        + "start a new run with --init-from %s%n", resume, cfg.steps(), checkpoint, resume);
+                return 0;
+            }
             dataset = ShardTrainingData.open(resumed.dataset());
             if (dataset.vocabSize() != cfg.model().vocabSize())
                 throw new IllegalArgumentException("dataset " + resumed.dataset() + " has vocabulary " + dataset.vocabSize()

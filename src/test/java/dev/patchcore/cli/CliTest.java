@@ -94,6 +94,14 @@ class CliTest {
                 "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "2"), err.toString());
         assertTrue(out.toString().contains("patch stage"), out.toString());
         assertTrue(out.toString().contains("token stage"), out.toString());
+        // --resume: a finished run says so; settings other than memory and backend ones are refused, as is a checkpoint folder.
+        out.reset();
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", run.toString()));
+        assertTrue(out.toString().contains("has finished: all 4 steps are done"), out.toString());
+        assertUserError("--steps, --lr are not taken with --resume", "train", "--backend", "cpu", "--resume", run.toString(), "--steps", "8", "--lr", "1e-3");
+        assertUserError("--resume takes the run folder, not one of its checkpoints",
+                "train", "--backend", "cpu", "--resume", dev.patchcore.train.Checkpoints.latest(run).toString());
+        assertFalse(Files.exists(dev.patchcore.train.Checkpoints.latest(run).resolve("metrics.jsonl")), "nothing written into the checkpoint");
         // A second run into the same folder must not touch the checkpoint.
         assertUserError("already holds a run", "train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(), "--steps", "4");
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--text", text.toString(), "--max-blocks", "8"));
