@@ -64,6 +64,7 @@ public final class EvalCommand implements Callable<Integer> {
         String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1");
+        if (maxBlocks < 0 || maxQuestions < 0) throw new IllegalArgumentException("--max-blocks and --max-questions must not be negative (0 = all)");
         if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
         if (source == null) source = trainedOn(ckpt);
         if (source.choices != null) {

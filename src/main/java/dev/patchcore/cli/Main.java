@@ -61,14 +61,39 @@ public final class Main implements Runnable {
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             Throwable t = ex;
             while (t.getCause() != null && !(t instanceof IllegalArgumentException) && !(t instanceof UncheckedIOException)) t = t.getCause();
-            if (t instanceof IllegalArgumentException || t instanceof UncheckedIOException || t instanceof java.nio.file.NoSuchFileException) {
+            // Bad input, and files that cannot be read or written (a path through a file, no permission, a full disk):
+            // one line, exit code 2. Anything else is a bug: its stack trace.
+            if (t instanceof IllegalArgumentException || t instanceof UncheckedIOException || t instanceof java.io.IOException) {
                 // One line, whatever a library put in the message (Gson's carry a second line with a link)
-                commandLine.getErr().println("error: " + String.join(" ", String.valueOf(t.getMessage()).strip().split("\\R\\s*")));
+                commandLine.getErr().println("error: " + String.join(" ", userMessage(t).strip().split("\\R\\s*")));
                 return 2;
             }
             throw ex;
         });
         return cl.execute(args);
+    }
+
+    /**
+     * The message of a failure, with a file-system failure's bare file name ({@code error: /proc/x}) or exception class
+     * name ({@code java.nio.file.FileAlreadyExistsException: out}) turned into the file and what is wrong with it.
+     */
+    static String userMessage(Throwable t) {
+        String message = String.valueOf(t.getMessage());
+        for (Throwable c = t; c != null; c = c.getCause()) {
+            if (!(c instanceof java.nio.file.FileSystemException f) || f.getFile() == null) continue;
+            boolean bare = message.equals(f.getFile()) || message.equals(f.getMessage()) || message.contains("java.nio.file.");
+            if (!bare) break;
+            String why = f.getReason() != null ? f.getReason() : switch (f) {
+                case java.nio.file.AccessDeniedException a -> "permission denied";
+                case java.nio.file.FileAlreadyExistsException a -> "exists already, and is not a folder";
+                case java.nio.file.NoSuchFileException a -> "no such file or folder";
+                case java.nio.file.NotDirectoryException a -> "not a folder";
+                case java.nio.file.DirectoryNotEmptyException a -> "folder not empty";
+                default -> f.getClass().getSimpleName();
+            };
+            return f.getFile() + (f.getOtherFile() != null ? " -> " + f.getOtherFile() : "") + ": " + why;
+        }
+        return message;
     }
 
     /** Without a command, print the overview. */

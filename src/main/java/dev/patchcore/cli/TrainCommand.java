@@ -153,6 +153,8 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("dataset " + resumed.dataset() + " is now tokenized with " + dataset.tokenizer()
                         + " but the run was trained on " + resumed.tokenizer() + "; prepare it again with that tokenizer");
         } else {
+            if (out != null && Files.exists(out) && !Files.isDirectory(out))
+                throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
             ModelConfig model = ModelConfig.preset(preset);
             boolean paper = model.vocabSize() != 257;
             dataset = ShardTrainingData.open(data == null ? "bundled" : data.toString());

@@ -25,7 +25,10 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
 
     public ModelConfig withVocab(int v) { return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps); }
 
-    public ModelConfig withContext(int t) { return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps); }
+    public ModelConfig withContext(int t) {
+        if (t < 1) throw new IllegalArgumentException("--context must be positive");
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps);
+    }
 
     /** Parameter count (untied input and output embeddings, padded vocabulary). */
     public long parameterCount() {
@@ -44,11 +47,12 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
         m.put("780m", new ModelConfig("780m", 32000, 1536, 4128, 24, 16, 2048, 10000f, 1e-5f));
         m.put("1.3b", new ModelConfig("1.3b", 32000, 2048, 5504, 24, 16, 2048, 10000f, 1e-5f));
         m.put("2.7b", new ModelConfig("2.7b", 32000, 2560, 6880, 32, 32, 2048, 10000f, 1e-5f));
-        return Map.copyOf(m);
+        return java.util.Collections.unmodifiableMap(m);  // in size order, for the error message
     }
 
+    /** A preset by name, case-insensitively. */
     public static ModelConfig preset(String name) {
-        ModelConfig c = PRESETS.get(name);
+        ModelConfig c = PRESETS.get(name.toLowerCase(java.util.Locale.ROOT));
         if (c == null) throw new IllegalArgumentException("unknown preset '" + name + "' (choose from " + String.join(", ", PRESETS.keySet()) + ")");
         return c;
     }

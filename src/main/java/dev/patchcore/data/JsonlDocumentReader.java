@@ -52,7 +52,9 @@ final class JsonlDocumentReader implements DocumentReader {
             element = JSON.read(reader);
             if (reader.peek() != JsonToken.END_DOCUMENT) throw new IOException("unexpected data after the JSON value");
         } catch (IOException | RuntimeException e) {
-            throw error("malformed JSON (" + firstLine(e.getMessage()) + ")");
+            // Gson's messages end with advice to its programmer ("Use JsonReader.setStrictness(...) to accept ..."): keep the place
+            String why = firstLine(e.getMessage()).replaceFirst("^Use JsonReader\\.setStrictness\\(Strictness\\.LENIENT\\) to accept malformed JSON ", "");
+            throw error("malformed JSON (" + why + ")");
         }
         if (!(element instanceof JsonObject object)) throw error("expected a JSON object, found " + kind(element));
         JsonElement text = object.get("text");

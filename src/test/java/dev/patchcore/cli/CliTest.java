@@ -57,7 +57,16 @@ class CliTest {
         assertUserError("does not exist", "train", "--backend", "cpu", "--data", dir.resolve("nope").toString());
         assertUserError("lambda", "train", "--backend", "cpu", "--lambda", "-0.5");
         assertUserError("divisible by K=3", "train", "--backend", "cpu", "--patch-size", "3", "--batch", "4");
-        assertUserError("unknown preset", "train", "--backend", "cpu", "--preset", "huge");
+        assertUserError("unknown preset 'huge' (choose from tiny, small, 370m, 780m, 1.3b, 2.7b)", "train", "--backend", "cpu", "--preset", "huge");
+        assertUserError("--context must be positive", "train", "--backend", "cpu", "--context", "0");
+        Path file = dir.resolve("file.txt");
+        Files.writeString(file, "x");
+        assertUserError("--out " + file + " exists and is not a folder", "train", "--backend", "cpu", "--out", file.toString());
+        assertUserError(file + "/sub: ", "prepare", "--out", file.resolve("sub").toString(), file.toString());
+        Path badJson = dir.resolve("bad.jsonl");
+        Files.writeString(badJson, "not json\n");
+        assertUserError("bad.jsonl:1: malformed JSON (at line 1 column 1", "prepare", "--out", dir.resolve("dsj").toString(), badJson.toString());
+        assertFalse(err.toString().contains("setStrictness"), err.toString());
         assertUserError("Unknown option", "train", "--no-such-flag");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
         assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
@@ -111,6 +120,7 @@ class CliTest {
         assertEquals(0, Main.run("eval", run.toString(), "--backend", "cpu", "--max-blocks", "2"), err.toString());
         assertTrue(out.toString().contains("data: " + ds + " (the checkpoint's own dataset)"), out.toString());
         assertTrue(out.toString().contains("2 blocks of 16 tokens") && out.toString().contains("perplexity"), out.toString());
+        assertUserError("--max-blocks and --max-questions must not be negative", "eval", run.toString(), "--backend", "cpu", "--max-blocks", "-3");
         assertUserError("two checkpoints given", "eval", run.toString(), "--checkpoint", dir.toString(), "--text", text.toString());
         assertUserError("no checkpoint given", "generate", "--backend", "cpu");
         out.reset();
