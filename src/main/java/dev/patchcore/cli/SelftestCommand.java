@@ -34,8 +34,9 @@ public final class SelftestCommand implements Callable<Integer> {
         try {
             cuda = CudaBackend.open(cublasLt, true);
         } catch (CudaUnavailableException e) {
-            System.err.println("selftest: CUDA backend unavailable: " + e.getMessage());
-            return 1;
+            // Not a failed check: nothing could be checked. One line and exit code 2, as for any input this machine cannot take.
+            System.err.println("error: selftest checks the CUDA kernels and needs a GPU; the CUDA backend is unavailable: " + e.getMessage());
+            return 2;
         }
         try (cuda; CpuBackend cpu = new CpuBackend()) {
             System.out.println("device: " + cuda.describe());

@@ -53,6 +53,15 @@ class CliTest {
         }
     }
 
+    /** Without a GPU, selftest has nothing to check: one line and exit code 2, not a failed check's 1. */
+    @Test void selftestWithoutAGpuIsOneLineAndExitCode2() {
+        try (var cuda = dev.patchcore.backend.cuda.CudaBackend.open(null, true)) {
+            org.junit.jupiter.api.Assumptions.abort("a GPU is present (" + cuda.describe() + "): selftest would run");
+        } catch (dev.patchcore.backend.cuda.CudaUnavailableException e) {
+            assertUserError("selftest checks the CUDA kernels and needs a GPU", "selftest", "--quick");
+        }
+    }
+
     @Test void badInputsEndInOneLineAndExitCode2(@TempDir Path dir) throws IOException {
         assertUserError("does not exist", "train", "--backend", "cpu", "--data", dir.resolve("nope").toString());
         assertUserError("lambda", "train", "--backend", "cpu", "--lambda", "-0.5");
