@@ -199,6 +199,11 @@ public final class TrainCommand implements Callable<Integer> {
                     ? "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch level; both stages read all of it%n"
                     : "single pass: the patch stage reads the first %2$.0f%% of the training tokens, the token stage the rest%n",
                     (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens(), 100.0 * cfg.patchSteps() / cfg.steps());
+            double passes = (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens();
+            if (!multiEpoch && passes > 1.0)
+                System.out.printf(Locale.ROOT, "note: the budget reads %.1f times as many tokens as the data holds, so each stage "
+                        + "reads its part of the data %.1f times over; fewer --steps fit one pass, and --epochs %.1f is the paper's "
+                        + "multi-epoch mode (§3.3), in which both stages read all of the data%n", passes, passes, passes);
             LlamaModel model = new LlamaModel(be, m);
             model.setRecompute(recompute);
             if (recompute) System.out.println("activation recompute: on (each layer runs again in the backward)");

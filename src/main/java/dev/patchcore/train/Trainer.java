@@ -147,7 +147,9 @@ public final class Trainer {
 
         double firstLoss = Double.NaN, lastLoss = Double.NaN, valLoss = Double.NaN;
         long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
-        long stageStart = System.nanoTime(), measuredSteps = 0;
+        // The first step carries one-time costs (JIT compilation, GEMM tuning, the scratch pool's growth): the rate and
+        // ETA count from its end once a second step is done.
+        long stageStart = System.nanoTime(), firstStepEnd = 0, measuredSteps = 0;
         try (StepRunner runner = new StepRunner(be, model, proj, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
@@ -157,7 +159,7 @@ public final class Trainer {
                 globalStep++;
                 tokensSeen += cfg.tokensPerStep();
                 long dt = System.nanoTime() - t0;
-                measuredSteps++;
+                if (measuredSteps++ == 0) firstStepEnd = System.nanoTime();
                 if (Double.isNaN(firstLoss)) firstLoss = loss;
                 lastLoss = loss;
                 if (!Double.isFinite(loss))
@@ -180,10 +182,11 @@ public final class Trainer {
 
                 boolean last = step + 1 == st.steps();
                 if ((step + 1) % cfg.logEvery() == 0 || last || step == startStep) {
-                    double avgStep = (System.nanoTime() - stageStart) / 1e9 / measuredSteps;
-                    double eta = etaSeconds(avgStep, st, step + 1, si, stages);
+                    double avgStep = measuredSteps > 1 ? (System.nanoTime() - firstStepEnd) / 1e9 / (measuredSteps - 1)
+                            : (System.nanoTime() - stageStart) / 1e9;
+                    String eta = measuredSteps > 1 || last ? duration(etaSeconds(avgStep, st, step + 1, si, stages)) : "-";
                     console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
-                            st.name(), step + 1, st.steps(), loss, lr, gradNorm, human((long) (cfg.tokensPerStep() / avgStep)), duration(eta));
+                            st.name(), step + 1, st.steps(), loss, lr, gradNorm, human((long) (cfg.tokensPerStep() / avgStep)), eta);
                 }
                 if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) valLoss = validate(model, st, val, tokenVal, step + 1, globalStep, metrics);
 

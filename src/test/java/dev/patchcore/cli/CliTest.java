@@ -67,6 +67,7 @@ class CliTest {
         assertUserError("lambda", "train", "--backend", "cpu", "--lambda", "-0.5");
         assertUserError("divisible by K=3", "train", "--backend", "cpu", "--patch-size", "3", "--batch", "4");
         assertUserError("unknown preset 'huge' (choose from tiny, small, 370m, 780m, 1.3b, 2.7b)", "train", "--backend", "cpu", "--preset", "huge");
+        assertUserError("a budget of 1 step leaves one stage none at λ = 0.6666667 (patch stage 1, token stage 0)", "train", "--backend", "cpu", "--steps", "1");
         assertUserError("--context must be positive", "train", "--backend", "cpu", "--context", "0");
         Path file = dir.resolve("file.txt");
         Files.writeString(file, "x");
