@@ -15,4 +15,14 @@ public final class BackendOptions {
     public Backend open() {
         return Backends.open(backend, cublasLt, System.out);
     }
+
+    /** The backend of device {@code ordinal} as --backend chooses it (auto: CUDA when usable). */
+    public Backend open(int ordinal) {
+        return Backends.open(backend, ordinal, cublasLt, System.out);
+    }
+
+    /** Another device's backend of the same kind as {@code primary} (a data-parallel replica's). */
+    public Backend openLike(Backend primary, int ordinal) {
+        return Backends.open(primary.device() == dev.patchcore.tensor.Device.CUDA ? "cuda" : "cpu", ordinal, cublasLt, System.out);
+    }
 }

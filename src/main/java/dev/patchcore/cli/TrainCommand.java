@@ -104,6 +104,11 @@ public final class TrainCommand implements Callable<Integer> {
             + "and run the layer again in the backward (all but one layer's activations saved, for about a third more "
             + "compute; gradients unchanged); a memory setting, so also allowed with --resume")
     boolean recompute;
+    @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data parallelism over these GPUs (ordinals, e.g. "
+            + "0,1,2,3; default: 0 alone): each step's micro-batches are dealt out over them and their gradients summed, so a "
+            + "step is the same as on one GPU; every stage needs at least one micro-batch per device. With --backend cpu, "
+            + "that many CPU replicas take turns (for testing)")
+    List<Integer> devices;
     @Option(names = "--stop-after", hidden = true, description = "save and stop after this many steps overall (simulates an interruption)")
     Long stopAfter;
 
@@ -111,7 +116,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     /** The options a resumed run takes; all others are its saved settings. */
-    private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--recompute", "--backend", "--cublaslt", "--stop-after");
+    private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
 
     @Override
     public Integer call() {
@@ -128,8 +133,8 @@ public final class TrainCommand implements Callable<Integer> {
                     .map(o -> o.longestName()).filter(n -> !RESUME_OPTIONS.contains(n)).toList();
             if (!changed.isEmpty())
                 throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
-                        + " not taken with --resume: a run continues with its saved settings (only --recompute, --backend and "
-                        + "--cublaslt may change); to train on from its weights with new settings, start a new run with --init-from " + resume);
+                        + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend "
+                        + "and --cublaslt may change); to train on from its weights with new settings, start a new run with --init-from " + resume);
             if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
                 throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
                         + resume.toAbsolutePath().normalize().getParent().getParent());
@@ -187,7 +192,19 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
         }
 
-        try (Backend be = backendOptions.open()) {
+        List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
+        for (int id : ids) if (id < 0) throw new IllegalArgumentException("--devices takes GPU ordinals (0, 1, ...), not " + id);
+        for (dev.patchcore.train.Stage st : dev.patchcore.train.Stage.plan(cfg))
+            if (st.accum() < ids.size())
+                throw new IllegalArgumentException("--devices " + ids.size() + " needs at least " + ids.size() + " micro-batches per step in "
+                        + "each stage; the " + st.name() + " stage has " + st.accum() + " (raise --accum)");
+        List<Backend> replicaBackends = new java.util.ArrayList<>();
+        try (Backend be = backendOptions.open(ids.getFirst())) {
+            for (int id : ids.subList(1, ids.size())) replicaBackends.add(backendOptions.openLike(be, id));
+            if (ids.size() > 1)
+                System.out.printf(Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", ids.size(), be.device() == dev.patchcore.tensor.Device.CUDA
+                        ? "GPUs" : "CPU backends", ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(", ")),
+                        be.device() == dev.patchcore.tensor.Device.CUDA ? "" : " (taking turns on the same cores: for testing, not speed)");
             ModelConfig m = cfg.model();
             System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
                     m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
@@ -220,8 +237,15 @@ public final class TrainCommand implements Callable<Integer> {
                 model.initialize(be, cfg.seed());
                 state = RunState.start();
             }
+            List<dev.patchcore.train.StepRunner.Replica> replicas = new java.util.ArrayList<>();
+            for (Backend rb : replicaBackends) {
+                LlamaModel copy = new LlamaModel(rb, m);
+                copy.setRecompute(recompute);
+                dev.patchcore.train.StepRunner.Replica.copyWeights(be, model.parameters(), rb, copy.parameters());
+                replicas.add(new dev.patchcore.train.StepRunner.Replica(rb, copy, null));
+            }
             Files.createDirectories(runDir);
-            Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch);
+            Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
             // Ctrl-C or SIGTERM: finish the current step, save a checkpoint and print the summary, then let the JVM exit.
             java.util.concurrent.CountDownLatch summarized = new java.util.concurrent.CountDownLatch(1);
@@ -252,6 +276,8 @@ public final class TrainCommand implements Callable<Integer> {
             return 0;
         } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
+        } finally {
+            replicaBackends.forEach(Backend::close);
         }
     }
 

@@ -8,27 +8,62 @@ import dev.patchcore.model.PatchProjections;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
+import java.util.ArrayList;
+import java.util.List;
+
 /**
  * One optimizer step of a stage: {@code accum} micro-batches of forward, fused loss and backward, then global-norm
  * clipping and AdamW. Input buffers are allocated once per stage; everything else comes from the scratch pool.
+ *
+ * <p>With several replicas (data parallelism, {@link Replica}) micro-batch j runs on replica j mod N, in the order the
+ * batch source gives them; the replicas' gradients are then summed on the host and every replica takes the same AdamW
+ * step from the same sum, so their weights stay identical. The launches of one thread reach all devices: CUDA work is
+ * queued asynchronously, so the replicas' GPUs run their micro-batches at the same time.
  *
  * <p>The row losses of every micro-batch are copied into one persistent buffer and summed once per step, after the
  * gradient norm (which waits for the device anyway): summing each micro-batch on the host made the host wait for the
  * device after every micro-batch, so the device then idled while the host queued the next one.
  */
 public final class StepRunner implements AutoCloseable {
-    private final Backend be;
-    private final LlamaModel model;
+    /** One data-parallel replica: a copy of the model (and of the patch stage's projections, or null) on its backend. */
+    public record Replica(Backend backend, LlamaModel model, PatchProjections proj) {
+        /** Sets each of {@code dst} (on {@code to}) to the master weights of the same position in {@code src} (on {@code from}). */
+        public static void copyWeights(Backend from, List<dev.patchcore.autograd.Parameter> src, Backend to,
+                                       List<dev.patchcore.autograd.Parameter> dst) {
+            if (src.size() != dst.size()) throw new IllegalArgumentException(src.size() + " parameters to copy into " + dst.size());
+            for (int i = 0; i < src.size(); i++) dst.get(i).load(to, from.download(src.get(i).master()));
+        }
+    }
+
+    /** A replica's share of a step: its tape, input buffers and the row losses of its micro-batches. */
+    private static final class Lane {
+        final Backend be;
+        final LlamaModel model;
+        final PatchProjections proj;
+        final Tape tape;
+        final Tensor tokens, targets, stepLosses;
+        /** targets as the fused loss reads them (one target per row with an output projection): a view, made once. */
+        final Tensor lossTargets;
+
+        Lane(Replica r, Stage stage, int rows, int microBatches) {
+            be = r.backend();
+            model = r.model();
+            proj = r.proj();
+            tape = new Tape(be);
+            int k = stage.patchSize(), patches = stage.blockPatches();
+            tokens = be.allocate(DType.I32, stage.batch(), k * patches);
+            targets = be.allocate(DType.I32, stage.batch() * patches, k);
+            lossTargets = LlamaModel.lossTargets(targets, proj);
+            stepLosses = be.allocate(DType.F32, microBatches * rows);
+        }
+    }
+
     private final Stage stage;
-    private final Tape tape;
-    private final Tensor tokens, targets, stepLosses;
-    /** targets as the fused loss reads them (one target per row with an output projection): a view, made once. */
-    private final Tensor lossTargets;
+    private final List<Lane> lanes = new ArrayList<>();
     /** Logit rows of one micro-batch. */
     private final int rows;
     private final int[] hostIn, hostTg;
     private final float gradScale;
-    private final PatchProjections proj;
 
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
@@ -39,18 +74,21 @@ public final class StepRunner implements AutoCloseable {
 
     /** A runner for a patch stage with paper §3.7's projections ({@code proj} may be null). */
     public StepRunner(Backend be, LlamaModel model, PatchProjections proj, Stage stage) {
-        this.be = be;
-        this.model = model;
+        this(List.of(new Replica(be, model, proj)), stage);
+    }
+
+    /** A runner over data-parallel replicas; each needs at least one micro-batch of the stage's step. */
+    public StepRunner(List<Replica> replicas, Stage stage) {
+        if (replicas.isEmpty() || replicas.size() > stage.accum())
+            throw new IllegalArgumentException(replicas.size() + " replicas need at least as many micro-batches per step; the "
+                    + stage.name() + " stage has " + stage.accum());
         this.stage = stage;
-        this.tape = new Tape(be);
-        this.proj = proj;
         int k = stage.patchSize(), patches = stage.blockPatches();
-        tokens = be.allocate(DType.I32, stage.batch(), k * patches);
-        targets = be.allocate(DType.I32, stage.batch() * patches, k);
-        lossTargets = LlamaModel.lossTargets(targets, proj);
+        PatchProjections proj = replicas.getFirst().proj();
         int rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();  // K with paper §3.7's output projection, else 1
         rows = stage.batch() * patches * rowsPerPatch;
-        stepLosses = be.allocate(DType.F32, stage.accum() * rows);
+        int n = replicas.size();
+        for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, (stage.accum() - r + n - 1) / n));
         hostIn = new int[stage.batch() * k * patches];
         hostTg = new int[stage.batch() * patches * k];
         // Each row's loss is already the mean over its K targets (or, with an output projection, K rows of one target
@@ -59,26 +97,56 @@ public final class StepRunner implements AutoCloseable {
     }
 
     public Result step(BatchSource source, AdamW opt, float lr) {
+        return step(source, List.of(opt), lr);
+    }
+
+    /** One optimizer step; {@code opts.get(r)} is replica r's optimizer (over the same parameters in the same order). */
+    public Result step(BatchSource source, List<AdamW> opts, float lr) {
+        int n = lanes.size();
+        if (opts.size() != n) throw new IllegalArgumentException(opts.size() + " optimizers for " + n + " replicas");
         for (int micro = 0; micro < stage.accum(); micro++) {
+            Lane l = lanes.get(micro % n);
             source.next(hostIn, hostTg);
-            be.uploadInts(tokens, hostIn);
-            be.uploadInts(targets, hostTg);
-            Var logits = model.forward(tape, tokens, stage.batch(), stage.patchSize(), null, proj);
-            Tensor rowLoss = tape.crossEntropyK(logits, lossTargets, model.config().vocabSize(), gradScale);
-            tape.backward();
-            be.copy(rowLoss, stepLosses.rows(micro * rows, rows));
-            be.releaseScratch();
+            l.be.uploadInts(l.tokens, hostIn);
+            l.be.uploadInts(l.targets, hostTg);
+            Var logits = l.model.forward(l.tape, l.tokens, stage.batch(), stage.patchSize(), null, l.proj);
+            Tensor rowLoss = l.tape.crossEntropyK(logits, l.lossTargets, l.model.config().vocabSize(), gradScale);
+            l.tape.backward();
+            l.be.copy(rowLoss, l.stepLosses.rows(micro / n * rows, rows));
+            l.be.releaseScratch();
         }
-        double gradNorm = opt.gradNorm();
-        double lossSum = be.sum(stepLosses);
-        opt.update(lr, gradNorm);
-        be.releaseScratch();
+        if (n > 1) sumGradients(opts);
+        double gradNorm = opts.getFirst().gradNorm();  // the same on every replica: they all hold the sum
+        double lossSum = 0;
+        for (Lane l : lanes) lossSum += l.be.sum(l.stepLosses);
+        for (int r = 0; r < n; r++) {
+            opts.get(r).update(lr, gradNorm);
+            lanes.get(r).be.releaseScratch();
+        }
         return new Result(lossSum / ((double) rows * stage.accum()), gradNorm);
     }
 
+    /**
+     * Gives every replica the sum of all replicas' gradients, tensor by tensor through the host, added in replica
+     * order (the same bits on every replica).
+     */
+    private void sumGradients(List<AdamW> opts) {
+        int count = opts.getFirst().parameters().size();
+        for (int i = 0; i < count; i++) {
+            float[] sum = lanes.getFirst().be.download(opts.getFirst().parameters().get(i).grad());
+            for (int r = 1; r < lanes.size(); r++) {
+                float[] g = lanes.get(r).be.download(opts.get(r).parameters().get(i).grad());
+                for (int j = 0; j < sum.length; j++) sum[j] += g[j];
+            }
+            for (int r = 0; r < lanes.size(); r++) lanes.get(r).be.upload(opts.get(r).parameters().get(i).grad(), sum);
+        }
+    }
+
     @Override public void close() {
-        be.free(tokens);
-        be.free(targets);
-        be.free(stepLosses);
+        for (Lane l : lanes) {
+            l.be.free(l.tokens);
+            l.be.free(l.targets);
+            l.be.free(l.stepLosses);
+        }
     }
 }

@@ -33,6 +33,8 @@ public final class Trainer {
     private final PrintStream console;
     private final boolean multiEpoch;
     private final AtomicBoolean stopRequested = new AtomicBoolean();
+    /** Data-parallel replicas besides the primary model (each a model on its own backend), or none. */
+    private List<StepRunner.Replica> others = List.of();
     private long stopAfterGlobalStep = Long.MAX_VALUE;
 
     /** What a run achieved, per stage. */
@@ -53,6 +55,16 @@ public final class Trainer {
 
     /** Stops (after saving a checkpoint) once this many steps have completed overall: simulates an interruption. */
     public void stopAfter(long globalStep) { this.stopAfterGlobalStep = globalStep; }
+
+    /**
+     * Trains data-parallel with these replicas beside the primary model (models of the same config on other backends,
+     * their weights already equal to the primary's): each step's micro-batches are dealt out over all of them
+     * ({@link StepRunner}). The primary validates and saves; the replicas' weights stay identical to it.
+     */
+    public Trainer withReplicas(List<StepRunner.Replica> replicas) {
+        this.others = List.copyOf(replicas);
+        return this;
+    }
 
     /** Asks the loop to save and stop at the end of the current step (e.g. from a Ctrl-C handler). */
     public void requestStop() { stopRequested.set(true); }
@@ -79,26 +91,40 @@ public final class Trainer {
                     if (resumingHere) Checkpoints.loadProjections(resumeFrom, proj, be);
                     else proj.initialize(be);
                 }
-                List<Parameter> trained = new ArrayList<>(model.parameters());
-                if (proj != null) trained.addAll(proj.parameters());
-                try (AdamW opt = new AdamW(be, trained, cfg)) {
+                // The replicas: the primary first, then the others, each with its own copy of the projections.
+                List<StepRunner.Replica> replicas = new ArrayList<>(List.of(new StepRunner.Replica(be, model, proj)));
+                for (StepRunner.Replica o : others) {
+                    PatchProjections p = proj == null ? null : new PatchProjections(o.backend(), cfg.model(), st.patchSize(),
+                            cfg.patch().inputProjection(), cfg.patch().outputProjection());
+                    if (p != null) StepRunner.Replica.copyWeights(be, proj.parameters(), o.backend(), p.parameters());
+                    replicas.add(new StepRunner.Replica(o.backend(), o.model(), p));
+                }
+                List<AdamW> opts = new ArrayList<>();
+                try {
+                    for (StepRunner.Replica rep : replicas) {
+                        List<Parameter> trained = new ArrayList<>(rep.model().parameters());
+                        if (rep.proj() != null) trained.addAll(rep.proj().parameters());
+                        AdamW opt = new AdamW(rep.backend(), trained, cfg);
+                        opts.add(opt);
+                        if (resumingHere) Checkpoints.loadOptimizer(resumeFrom, opt, Checkpoints.readMeta(resumeFrom).optimizerStep());
+                    }
                     if (resumingHere) {
-                        Checkpoints.Meta meta = Checkpoints.readMeta(resumeFrom);
-                        Checkpoints.loadOptimizer(resumeFrom, opt, meta.optimizerStep());
                         if (state.samplerState() != null) source.restore(state.samplerState());
                         startStep = state.stepInStage();
                     }
                     StageResult r;
                     try {
-                        r = runStage(model, si, st, source, opt, startStep, state, metrics, stages);
+                        r = runStage(model, si, st, source, replicas, opts, startStep, state, metrics, stages);
                     } finally {
-                        if (proj != null) proj.free(be);
+                        for (StepRunner.Replica rep : replicas) if (rep.proj() != null) rep.proj().free(rep.backend());
                         proj = null;
                     }
                     if (r == null) return results; // interrupted: checkpoint saved
                     results.add(r);
                     state = new RunState(si + 1, 0, state.globalStep() + st.steps() - startStep, null,
                             state.tokensSeen() + (st.steps() - startStep) * cfg.tokensPerStep());
+                } finally {
+                    opts.forEach(AdamW::close);
                 }
                 if (state.globalStep() >= stopAfterGlobalStep && si + 1 < stages.size()) {
                     console.printf("stopped after %d steps; continue with --resume %s%n", state.globalStep(), runDir);
@@ -124,8 +150,9 @@ public final class Trainer {
     /** The patch stage forms patches as configured; the token stage has none to form. */
     private PatchMode modeOf(Stage st) { return st.patchSize() > 1 ? cfg.patchMode() : PatchMode.CONSECUTIVE; }
 
-    private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, AdamW opt, long startStep,
-                                 RunState state, Metrics metrics, List<Stage> stages) {
+    private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, List<StepRunner.Replica> replicas,
+                                 List<AdamW> opts, long startStep, RunState state, Metrics metrics, List<Stage> stages) {
+        AdamW opt = opts.getFirst();  // the primary's: its moments are the ones a checkpoint keeps
         int t = st.blockPatches(), k = st.patchSize();
         be.resetMemoryPeak();  // each stage's own activations (its context and micro-batch differ)
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
@@ -150,11 +177,11 @@ public final class Trainer {
         // The first step carries one-time costs (JIT compilation, GEMM tuning, the scratch pool's growth): the rate and
         // ETA count from its end once a second step is done.
         long stageStart = System.nanoTime(), firstStepEnd = 0, measuredSteps = 0;
-        try (StepRunner runner = new StepRunner(be, model, proj, st)) {
+        try (StepRunner runner = new StepRunner(replicas, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
                 float lr = schedule.at(step);
-                StepRunner.Result r = runner.step(source, opt, lr);
+                StepRunner.Result r = runner.step(source, opts, lr);
                 double loss = r.loss(), gradNorm = r.gradNorm();
                 globalStep++;
                 tokensSeen += cfg.tokensPerStep();

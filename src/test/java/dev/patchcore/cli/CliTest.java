@@ -113,6 +113,15 @@ class CliTest {
                 "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "2"), err.toString());
         assertTrue(out.toString().contains("patch stage"), out.toString());
         assertTrue(out.toString().contains("token stage"), out.toString());
+        // --devices: data-parallel replicas (CPU backends here), each with a micro-batch of its own in every stage.
+        assertUserError("--devices 2 needs at least 2 micro-batches per step in each stage; the patch stage has 1",
+                "train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp0").toString(), "--devices", "0,1",
+                "--steps", "4", "--context", "16", "--batch", "4");
+        assertUserError("--devices takes GPU ordinals", "train", "--backend", "cpu", "--data", ds.toString(), "--devices", "-1");
+        out.reset();
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp").toString(),
+                "--devices", "0,1", "--steps", "4", "--context", "16", "--batch", "1", "--accum", "8", "--eval-every", "0"), err.toString());
+        assertTrue(out.toString().contains("data parallel: 2 replicas on CPU backends 0, 1"), out.toString());
         // --resume: a finished run says so; settings other than memory and backend ones are refused, as is a checkpoint folder.
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", run.toString()));

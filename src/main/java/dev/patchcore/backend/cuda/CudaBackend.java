@@ -49,15 +49,24 @@ public final class CudaBackend implements Backend, KernelContext {
      * $PATCHCORE_CUBLASLT, else the usual places. Throws {@link CudaUnavailableException} with a one-line reason.
      */
     public static CudaBackend open(String cublasLtLibraryOverride) {
-        return open(cublasLtLibraryOverride, "1".equals(System.getenv("PATCHCORE_CUDA_CHECKED")));
+        return open(0, cublasLtLibraryOverride);
     }
 
     /** {@code checked}: poison scratch with NaN and synchronize after every launch (selftest, debugging). */
     public static CudaBackend open(String cublasLtLibraryOverride, boolean checked) {
+        return open(0, cublasLtLibraryOverride, checked);
+    }
+
+    /** The backend of GPU {@code ordinal} (data-parallel replicas open one per GPU). */
+    public static CudaBackend open(int ordinal, String cublasLtLibraryOverride) {
+        return open(ordinal, cublasLtLibraryOverride, "1".equals(System.getenv("PATCHCORE_CUDA_CHECKED")));
+    }
+
+    private static CudaBackend open(int ordinal, String cublasLtLibraryOverride, boolean checked) {
         Map<String, byte[]> images = KernelImages.load();
         CudaRuntime runtime;
         try {
-            runtime = new CudaRuntime(0, images, checked);
+            runtime = new CudaRuntime(ordinal, images, checked);
         } catch (CudaException e) {
             throw new CudaUnavailableException("CUDA start-up failed: " + e.getMessage(), e);
         } catch (LinkageError e) {

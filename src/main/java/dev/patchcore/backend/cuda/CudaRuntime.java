@@ -27,7 +27,8 @@ import static dev.patchcore.backend.cuda.DriverCalls.check;
 
 /**
  * Device, primary context, one stream, the kernel modules and raw memory, through the JCuda driver API.
- * The primary context is made current on every thread that calls in (cheap: checked once per thread).
+ * The device's primary context is made current on the calling thread before each call when another context (another
+ * device's runtime: data-parallel replicas) was current there last (cheap: one thread-local lookup otherwise).
  */
 final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private final CUdevice device = new CUdevice();
@@ -40,7 +41,8 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
 
     /** A kernel at one launch configuration, for the occupancy cache. */
     private record Occupancy(String name, int blockThreads, int sharedBytes) {}
-    private final ThreadLocal<Boolean> current = ThreadLocal.withInitial(() -> false);
+    /** The context this runtime's calls last made current on each thread, across all runtimes of the process. */
+    private static final ThreadLocal<CUcontext> CURRENT = new ThreadLocal<>();
     private final String deviceName;
     private final int smCount, ccMajor, ccMinor, maxSharedOptin;
     private final long totalMemory;
@@ -157,9 +159,9 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     }
 
     void makeCurrent() {
-        if (current.get()) return;
+        if (CURRENT.get() == context) return;
         check(JCudaDriver.cuCtxSetCurrent(context), "cuCtxSetCurrent");
-        current.set(true);
+        CURRENT.set(context);
     }
 
     String deviceName() { return deviceName; }

@@ -1,0 +1,105 @@
+package dev.patchcore.train;
+
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.data.PatchMode;
+import dev.patchcore.model.LlamaModel;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/**
+ * Data parallelism over replicas (here CPU backends standing in for GPUs): a step dealt out over N replicas is the
+ * step one backend takes (up to the order in which the micro-batches' gradients are added), the replicas' weights stay
+ * bit for bit the primary's, and a data-parallel run resumes exactly.
+ */
+class DataParallelTest {
+    @TempDir static Path shared;
+    static Path dataset;
+
+    @BeforeAll static void data() throws IOException {
+        dataset = TestData.prepare(shared);
+    }
+
+    /** Micro-batch 1 × 8 accumulation: 8 micro-batches per token step, 2 per patch step (K = 4). */
+    private static TrainConfig config(long steps, PatchOptions patch) {
+        return new TrainConfig(TrainingTest.MICRO, 4, 0.5, steps, 1, 8, 3e-3f, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2, 0,
+                1000, patch);
+    }
+
+    @Test void replicasTakeTheSingleBackendsStepsAndStayIdentical(@TempDir Path dir) throws IOException {
+        for (PatchOptions p : List.of(PatchOptions.DEFAULT, new PatchOptions(PatchMode.CONSECUTIVE, true, true))) {
+            TrainConfig cfg = config(8, p);
+            Map<Long, Double> single = train(cfg, dir.resolve("single-" + p.projections()), 1, Long.MAX_VALUE);
+            Map<Long, Double> two = train(cfg, dir.resolve("two-" + p.projections()), 2, Long.MAX_VALUE);
+            assertEquals(single.keySet(), two.keySet());
+            for (long step : single.keySet())
+                assertEquals(single.get(step), two.get(step), 1e-6 * single.get(step), p + ", step " + step);
+        }
+    }
+
+    @Test void aDataParallelRunResumesExactly(@TempDir Path dir) throws IOException {
+        TrainConfig cfg = config(8, PatchOptions.DEFAULT);
+        Map<Long, Double> reference = train(cfg, dir.resolve("full"), 2, Long.MAX_VALUE);
+        for (long stopAt : new long[] {2, 6}) {  // inside the patch stage, inside the token stage
+            Path run = dir.resolve("stop" + stopAt);
+            train(cfg, run, 2, stopAt);
+            Path ckpt = Checkpoints.latest(run);
+            Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+            runWithReplicas(meta.train(), run, 2, Long.MAX_VALUE, meta.state(), ckpt);
+            assertEquals(reference, TrainingTest.losses(run), "interrupted after " + stopAt + " steps");
+        }
+    }
+
+    @Test void aReplicaNeedsAMicroBatchOfItsOwn() {
+        try (Backend a = new CpuBackend(); Backend b = new CpuBackend()) {
+            LlamaModel ma = new LlamaModel(a, TrainingTest.MICRO), mb = new LlamaModel(b, TrainingTest.MICRO);
+            Stage st = new Stage("token", 1, 1, 1, 1, 16);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new StepRunner(List.of(new StepRunner.Replica(a, ma, null), new StepRunner.Replica(b, mb, null)), st));
+            assertTrue(e.getMessage().contains("2 replicas need at least as many micro-batches per step"), e.getMessage());
+        }
+    }
+
+    private static Map<Long, Double> train(TrainConfig cfg, Path run, int replicas, long stopAfter) throws IOException {
+        runWithReplicas(cfg, run, replicas, stopAfter, RunState.start(), null);
+        return TrainingTest.losses(run);
+    }
+
+    /** Trains on a primary CPU backend and {@code n - 1} more; at the end every replica's weights equal the primary's. */
+    private static void runWithReplicas(TrainConfig cfg, Path run, int n, long stopAfter, RunState state, Path resumeFrom) {
+        List<Backend> backends = new ArrayList<>();
+        try {
+            for (int i = 0; i < n; i++) backends.add(new CpuBackend());
+            Backend be = backends.getFirst();
+            LlamaModel primary = new LlamaModel(be, cfg.model());
+            if (resumeFrom != null) Checkpoints.loadWeights(resumeFrom, primary, be);
+            else primary.initialize(be, cfg.seed());
+            List<StepRunner.Replica> others = new ArrayList<>();
+            for (Backend b : backends.subList(1, n)) {
+                LlamaModel m = new LlamaModel(b, cfg.model());
+                StepRunner.Replica.copyWeights(be, primary.parameters(), b, m.parameters());
+                others.add(new StepRunner.Replica(b, m, null));
+            }
+            Trainer t = new Trainer(be, cfg, ShardTrainingData.open(dataset.toString()), run, TrainingTest.quiet(), false).withReplicas(others);
+            t.stopAfter(stopAfter);
+            t.run(primary, state, resumeFrom);
+            for (StepRunner.Replica o : others)
+                for (int i = 0; i < primary.parameters().size(); i++) {
+                    Parameter p = primary.parameters().get(i), q = o.model().parameters().get(i);
+                    assertArrayEquals(be.download(p.master()), o.backend().download(q.master()), p.name() + " differs on a replica");
+                }
+        } finally {
+            backends.forEach(Backend::close);
+        }
+    }
+}
