@@ -4,7 +4,7 @@
 # Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, cuda-tests (the
 # standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
-# compared), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
+# compared), train-dp (train --devices 0,0 against one replica on the same GPU), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
 # installed), quality (benchmarks/quality.sh on CUDA at the small preset), features (what has only run on a CPU:
 # a SentencePiece dataset, the patch-stage ablations on CUDA and CPU, eval -K --activations, finetune, generate
 # --alpaca). Full logs go to $OUT; a compact
@@ -86,6 +86,15 @@ for s in $STEPS; do case $s in
                    train $TRAIN_ARGS --backend cuda --out "$WORK/run-var2"
               cp "$WORK/run-base/metrics.jsonl" "$OUT/train-base-metrics.jsonl" 2>/dev/null
               cp "$WORK/run-var2/metrics.jsonl" "$OUT/train-var2-metrics.jsonl" 2>/dev/null ;;
+  # Data parallelism (train --devices) on a one-GPU machine: two replicas on the same GPU ("0,0") against one, GEMM
+  # tuning off in both; the losses must agree within float rounding (gradients are added in another order), and the
+  # replicas' weights stay identical (checked by DataParallelTest on the CPU). DP_ARGS: micro-batch 2 × 8 accumulation,
+  # so the patch stage has 2 micro-batches per step.
+  train-dp)   DP_ARGS=${DP_ARGS:-"--preset tiny --steps 60 --batch 2 --accum 8 --eval-every 20 --log-every 10"}
+              step train-dp1 "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" train $DP_ARGS --backend cuda --out "$WORK/run-dp1"
+              step train-dp2 "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" train $DP_ARGS --backend cuda --devices 0,0 --out "$WORK/run-dp2"
+              cp "$WORK/run-dp1/metrics.jsonl" "$OUT/train-dp1-metrics.jsonl" 2>/dev/null
+              cp "$WORK/run-dp2/metrics.jsonl" "$OUT/train-dp2-metrics.jsonl" 2>/dev/null ;;
   # compute-sanitizer (if the machine has it) over the kernel-variant checks only (their names carry "[family vN]"):
   # SANITIZE_TOOL=memcheck|racecheck|synccheck, SANITIZE_ONLY=TEXT narrows further (selftest --only).
   sanitize)   SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
@@ -168,6 +177,12 @@ if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
   for r in base var2; do grep -h '"stage"' "$OUT/train-$r-metrics.jsonl" | grep -o '"step_ms":[0-9.]*' | cut -d: -f2 | sort -n |
     awk -v r=$r '{ a[NR] = $1 } END { if (NR) printf "train-%s: median step %.2f ms over %d steps\n", r, a[int((NR + 1) / 2)], NR }'; done
+fi
+if [[ -f "$OUT/train-dp1-metrics.jsonl" && -f "$OUT/train-dp2-metrics.jsonl" ]]; then
+  echo "--- train --devices 0,0 (two replicas on one GPU) vs one replica (same seed and data, GEMM tuning off)"
+  paste -d' ' <(grep '"type":"train"' "$OUT/train-dp1-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) \
+              <(grep '"type":"train"' "$OUT/train-dp2-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
 fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 if [[ -f "$OUT/feat-train-cuda-metrics.jsonl" && -f "$OUT/feat-train-cpu-metrics.jsonl" ]]; then
