@@ -74,6 +74,18 @@ public interface Backend extends AutoCloseable {
     void synchronize();
 
     /**
+     * {@code dst ← src} where {@code src} belongs to another backend {@code source} (a data-parallel replica's), queued
+     * after this backend's earlier work. The caller makes sure {@code src} is complete (it has synchronized
+     * {@code source} since the last write to it) and is not written again before this backend has synchronized. Same
+     * dtype and element count. Default: through the host; CUDA copies device to device.
+     */
+    default void copyFrom(Backend source, Tensor src, Tensor dst) {
+        if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
+            throw new IllegalArgumentException("copyFrom: " + src + " → " + dst + " differ in dtype or element count");
+        upload(dst, source.download(src));
+    }
+
+    /**
      * One line on device memory for someone choosing a batch size (persistent tensors, the scratch peak since
      * {@link #resetMemoryPeak()}, the device's total), or null where there is nothing to report (the CPU backend).
      */

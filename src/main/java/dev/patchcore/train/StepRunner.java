@@ -127,19 +127,30 @@ public final class StepRunner implements AutoCloseable {
     }
 
     /**
-     * Gives every replica the sum of all replicas' gradients, tensor by tensor through the host, added in replica
-     * order (the same bits on every replica).
+     * Gives every replica the sum of all replicas' gradients: replica 0 adds the others' into its own, tensor by
+     * tensor in replica order (through one scratch buffer), then every other replica copies the sum back. On CUDA the
+     * copies go device to device ({@link Backend#copyFrom}); elsewhere through the host. The bits are the same either
+     * way, and the same on every replica.
      */
     private void sumGradients(List<AdamW> opts) {
-        int count = opts.getFirst().parameters().size();
-        for (int i = 0; i < count; i++) {
-            float[] sum = lanes.getFirst().be.download(opts.getFirst().parameters().get(i).grad());
+        Backend b0 = lanes.getFirst().be;
+        List<dev.patchcore.autograd.Parameter> params0 = opts.getFirst().parameters();
+        long largest = params0.stream().mapToLong(p -> p.grad().numel()).max().orElse(0);
+        for (int r = 1; r < lanes.size(); r++) lanes.get(r).be.synchronize();  // their backward passes are done
+        Tensor part = b0.scratch(DType.F32, Math.toIntExact(largest));
+        for (int i = 0; i < params0.size(); i++) {
+            Tensor acc = params0.get(i).grad(), slot = part.rows(0, Math.toIntExact(acc.numel())).reshape(acc.shape());
             for (int r = 1; r < lanes.size(); r++) {
-                float[] g = lanes.get(r).be.download(opts.get(r).parameters().get(i).grad());
-                for (int j = 0; j < sum.length; j++) sum[j] += g[j];
+                b0.copyFrom(lanes.get(r).be, opts.get(r).parameters().get(i).grad(), slot);
+                b0.addInPlace(acc, slot);
             }
-            for (int r = 0; r < lanes.size(); r++) lanes.get(r).be.upload(opts.get(r).parameters().get(i).grad(), sum);
         }
+        b0.synchronize();  // the sums are complete
+        for (int r = 1; r < lanes.size(); r++)
+            for (int i = 0; i < params0.size(); i++) lanes.get(r).be.copyFrom(b0, params0.get(i).grad(), opts.get(r).parameters().get(i).grad());
+        // Replica 0's update zeroes the sums these copies read: let them finish first.
+        for (int r = 1; r < lanes.size(); r++) lanes.get(r).be.synchronize();
+        b0.releaseScratch();
     }
 
     @Override public void close() {

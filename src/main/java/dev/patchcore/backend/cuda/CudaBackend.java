@@ -396,6 +396,21 @@ public final class CudaBackend implements Backend, KernelContext {
         if (t.numel() > 0) runtime.zero(CudaStorage.addressOf(t), t.bytes());
     }
 
+    /** From another CUDA backend (another GPU, or another runtime on this one): a peer copy on this backend's stream. */
+    @Override
+    public void copyFrom(Backend source, Tensor src, Tensor dst) {
+        if (!(source instanceof CudaBackend peer)) {
+            Backend.super.copyFrom(source, src, dst);
+            return;
+        }
+        requireCuda(src);
+        requireCuda(dst);
+        if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
+            throw new IllegalArgumentException("copyFrom: " + src + " → " + dst + " differ in dtype or element count");
+        if (dst.dtype() == DType.I32) patchEmbed.forget(dst);
+        if (src.numel() > 0) runtime.copyFromPeer(CudaStorage.addressOf(dst), peer.runtime, CudaStorage.addressOf(src), src.bytes());
+    }
+
     @Override
     public void copy(Tensor src, Tensor dst) {
         requireCuda(src);

@@ -294,6 +294,16 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         check(JCudaDriver.cuMemcpyDtoDAsync(DevicePointers.at(dst), DevicePointers.at(src), bytes, stream), "cuMemcpyDtoDAsync");
     }
 
+    /**
+     * Device → device from another runtime's memory (another GPU's context, or another runtime's on this GPU), on this
+     * runtime's stream after its queued work. The source must be complete: its runtime has been synchronized.
+     */
+    void copyFromPeer(long dst, CudaRuntime source, long src, long bytes) {
+        makeCurrent();
+        check(JCudaDriver.cuMemcpyPeerAsync(DevicePointers.at(dst), context, DevicePointers.at(src), source.context, bytes, stream),
+                "cuMemcpyPeerAsync");
+    }
+
     /** Host → device; waits for the stream first because the host array is pageable Java memory. */
     void copyToDevice(long dst, Pointer host, long bytes) {
         synchronize();
