@@ -53,7 +53,7 @@ nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader 2>
 for p in ncu nsys compute-sanitizer; do printf 'tool %s: %s\n' "$p" "$(command -v $p || ls /usr/local/cuda*/bin/$p 2>/dev/null | head -1 || true)"; done
 
 # Most important first: a later step may not get to run if the device time runs out.
-STEPS=${STEPS:-"selftest cuda-tests train-cuda speed kernels"}
+STEPS=${STEPS:-"selftest cuda-tests train-cuda train-dp speed kernels"}
 for s in $STEPS; do case $s in
   selftest)   step selftest "$T_SELFTEST" "${JAVA[@]}" selftest ;;
   train-cuda) step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
