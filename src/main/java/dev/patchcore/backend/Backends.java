@@ -11,23 +11,18 @@ public final class Backends {
     private Backends() {}
 
     public static Backend open(String choice, String cublasLt, PrintStream log) {
-        return open(choice, 0, cublasLt, log);
-    }
-
-    /** The backend of device {@code ordinal}: that GPU's with CUDA, another CPU backend on the CPU. */
-    public static Backend open(String choice, int ordinal, String cublasLt, PrintStream log) {
         return switch (choice) {
             case "cpu" -> new CpuBackend();
             case "cuda" -> {
                 try {
-                    yield CudaBackend.open(ordinal, cublasLt);
+                    yield CudaBackend.open(cublasLt);
                 } catch (CudaUnavailableException e) {
                     throw new IllegalArgumentException("--backend cuda: " + e.getMessage());
                 }
             }
             case "auto" -> {
                 try {
-                    CudaBackend b = CudaBackend.open(ordinal, cublasLt);
+                    CudaBackend b = CudaBackend.open(cublasLt);
                     log.println("backend: cuda (" + b.describe() + ")");
                     yield b;
                 } catch (CudaUnavailableException e) {

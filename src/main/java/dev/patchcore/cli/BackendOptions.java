@@ -16,13 +16,21 @@ public final class BackendOptions {
         return Backends.open(backend, cublasLt, System.out);
     }
 
-    /** The backend of device {@code ordinal} as --backend chooses it (auto: CUDA when usable). */
-    public Backend open(int ordinal) {
-        return Backends.open(backend, ordinal, cublasLt, System.out);
-    }
-
-    /** Another device's backend of the same kind as {@code primary} (a data-parallel replica's). */
-    public Backend openLike(Backend primary, int ordinal) {
-        return Backends.open(primary.device() == dev.patchcore.tensor.Device.CUDA ? "cuda" : "cpu", ordinal, cublasLt, System.out);
+    /**
+     * Device {@code ordinal} of an explicit {@code --devices} list: a GPU unless --backend is cpu (then a CPU replica).
+     * No quiet fall-back to the CPU: a GPU that cannot be opened is an error naming it.
+     */
+    public Backend openDevice(java.util.List<Integer> devices, int ordinal) {
+        if ("cpu".equals(backend)) return new dev.patchcore.backend.cpu.CpuBackend();
+        if (!"auto".equals(backend) && !"cuda".equals(backend))
+            throw new IllegalArgumentException("unknown --backend '" + backend + "' (choose auto, cpu or cuda)");
+        try {
+            dev.patchcore.backend.cuda.CudaBackend b = dev.patchcore.backend.cuda.CudaBackend.open(ordinal, cublasLt);
+            System.out.println("backend: cuda, GPU " + ordinal + " (" + b.describe() + ")");
+            return b;
+        } catch (dev.patchcore.backend.cuda.CudaUnavailableException e) {
+            throw new IllegalArgumentException("--devices " + devices.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","))
+                    + ": GPU " + ordinal + " cannot be used: " + e.getMessage());
+        }
     }
 }

@@ -186,7 +186,7 @@ public final class TrainCommand implements Callable<Integer> {
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
                     seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery),
-                    new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext));
+                    new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).requireBothStages();
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
@@ -194,13 +194,15 @@ public final class TrainCommand implements Callable<Integer> {
 
         List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
         for (int id : ids) if (id < 0) throw new IllegalArgumentException("--devices takes GPU ordinals (0, 1, ...), not " + id);
-        for (dev.patchcore.train.Stage st : dev.patchcore.train.Stage.plan(cfg))
+        List<dev.patchcore.train.Stage> plan = dev.patchcore.train.Stage.plan(cfg);
+        for (dev.patchcore.train.Stage st : plan.subList(resumed == null ? 0 : Math.min(resumed.state().stageIndex(), plan.size()), plan.size()))
             if (st.accum() < ids.size())
                 throw new IllegalArgumentException("--devices " + ids.size() + " needs at least " + ids.size() + " micro-batches per step in "
-                        + "each stage; the " + st.name() + " stage has " + st.accum() + " (raise --accum)");
+                        + "each stage; the " + st.name() + " stage has " + st.accum()
+                        + (resumed == null ? " (raise --accum)" : " (use fewer devices for this run)"));
         List<Backend> replicaBackends = new java.util.ArrayList<>();
-        try (Backend be = backendOptions.open(ids.getFirst())) {
-            for (int id : ids.subList(1, ids.size())) replicaBackends.add(backendOptions.openLike(be, id));
+        try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
+            for (int id : ids.subList(1, ids.size())) replicaBackends.add(backendOptions.openDevice(ids, id));
             if (ids.size() > 1)
                 System.out.printf(Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", ids.size(), be.device() == dev.patchcore.tensor.Device.CUDA
                         ? "GPUs" : "CPU backends", ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(", ")),
@@ -277,7 +279,13 @@ public final class TrainCommand implements Callable<Integer> {
         } catch (java.io.IOException e) {
             throw new java.io.UncheckedIOException(e);
         } finally {
-            replicaBackends.forEach(Backend::close);
+            for (Backend b : replicaBackends) {
+                try {
+                    b.close();
+                } catch (RuntimeException e) {  // the run's own failure, if any, is the one to report
+                    System.err.println("warning: closing a replica's backend failed: " + e.getMessage());
+                }
+            }
         }
     }
 

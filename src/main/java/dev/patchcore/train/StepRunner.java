@@ -88,7 +88,12 @@ public final class StepRunner implements AutoCloseable {
         int rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();  // K with paper §3.7's output projection, else 1
         rows = stage.batch() * patches * rowsPerPatch;
         int n = replicas.size();
-        for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, (stage.accum() - r + n - 1) / n));
+        try {
+            for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, (stage.accum() - r + n - 1) / n));
+        } catch (RuntimeException | Error e) {
+            close();  // the lanes made so far (a lane that failed part-way goes with its backend)
+            throw e;
+        }
         hostIn = new int[stage.batch() * k * patches];
         hostTg = new int[stage.batch() * patches * k];
         // Each row's loss is already the mean over its K targets (or, with an output projection, K rows of one target
@@ -137,12 +142,17 @@ public final class StepRunner implements AutoCloseable {
         List<dev.patchcore.autograd.Parameter> params0 = opts.getFirst().parameters();
         long largest = params0.stream().mapToLong(p -> p.grad().numel()).max().orElse(0);
         for (int r = 1; r < lanes.size(); r++) lanes.get(r).be.synchronize();  // their backward passes are done
-        Tensor part = b0.scratch(DType.F32, Math.toIntExact(largest));
+        // The other replicas' gradients arrive through one buffer of at most sumChunk floats on replica 0.
+        Tensor buffer = b0.scratch(DType.F32, (int) Math.min(largest, sumChunk));
         for (int i = 0; i < params0.size(); i++) {
-            Tensor acc = params0.get(i).grad(), slot = part.rows(0, Math.toIntExact(acc.numel())).reshape(acc.shape());
-            for (int r = 1; r < lanes.size(); r++) {
-                b0.copyFrom(lanes.get(r).be, opts.get(r).parameters().get(i).grad(), slot);
-                b0.addInPlace(acc, slot);
+            Tensor acc = flat(params0.get(i).grad());
+            for (int from = 0; from < acc.numel(); from += sumChunk) {
+                int count = (int) Math.min(sumChunk, acc.numel() - from);
+                Tensor slot = buffer.rows(0, count), sum = acc.rows(from, count);
+                for (int r = 1; r < lanes.size(); r++) {
+                    b0.copyFrom(lanes.get(r).be, flat(opts.get(r).parameters().get(i).grad()).rows(from, count), slot);
+                    b0.addInPlace(sum, slot);
+                }
             }
         }
         b0.synchronize();  // the sums are complete
@@ -152,6 +162,11 @@ public final class StepRunner implements AutoCloseable {
         for (int r = 1; r < lanes.size(); r++) lanes.get(r).be.synchronize();
         b0.releaseScratch();
     }
+
+    /** The gradient sum's chunk: 4M floats (16 MiB) of scratch on replica 0, whatever the largest parameter (tests shrink it). */
+    static int sumChunk = 1 << 22;
+
+    private static Tensor flat(Tensor t) { return t.reshape(Math.toIntExact(t.numel())); }
 
     @Override public void close() {
         for (Lane l : lanes) {

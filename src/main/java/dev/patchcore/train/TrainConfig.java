@@ -36,10 +36,6 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (!(lambda >= 0 && lambda <= 1)) throw new IllegalArgumentException("--lambda must lie in [0, 1] (got " + lambda + ")");
         if (steps < 1) throw new IllegalArgumentException("the training budget must be at least one step (got " + steps + ")");
         if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
-        if (patchSize > 1 && lambda > 0 && lambda < 1 && (Math.round(lambda * steps) == 0 || Math.round(lambda * steps) == steps))
-            throw new IllegalArgumentException("a budget of " + steps + (steps == 1 ? " step" : " steps") + " leaves one stage none at λ = "
-                    + lambda + " (patch stage " + Math.round(lambda * steps) + ", token stage " + (steps - Math.round(lambda * steps))
-                    + "); raise --steps or --tokens, or choose --lambda 0 or 1");
         if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
         if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
         if (evalEvery < 0 || evalBatches < 0 || saveEvery < 0)
@@ -58,6 +54,18 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
     public long patchSteps() { return patchSize == 1 ? 0 : Math.round(lambda * steps); }
 
     public long tokenSteps() { return steps - patchSteps(); }
+
+    /**
+     * For a new run (not in the constructor: checkpoints of older runs are read through it): refuses a budget that
+     * rounds one of two requested stages (0 < λ < 1) down to no steps.
+     */
+    public TrainConfig requireBothStages() {
+        if (patchSize > 1 && lambda > 0 && lambda < 1 && (patchSteps() == 0 || tokenSteps() == 0))
+            throw new IllegalArgumentException("a budget of " + steps + (steps == 1 ? " step" : " steps") + " leaves one stage none at λ = "
+                    + lambda + " (patch stage " + patchSteps() + ", token stage " + tokenSteps() + "); raise --steps or --tokens, "
+                    + "or choose --lambda 0 or 1");
+        return this;
+    }
 
     /** Tokens per optimizer step, identical in both stages (paper Table 6: fewer accumulation steps at K·T). */
     public long tokensPerStep() { return (long) batch * accum * model.contextLength(); }

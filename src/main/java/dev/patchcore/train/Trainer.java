@@ -93,14 +93,14 @@ public final class Trainer {
                 }
                 // The replicas: the primary first, then the others, each with its own copy of the projections.
                 List<StepRunner.Replica> replicas = new ArrayList<>(List.of(new StepRunner.Replica(be, model, proj)));
-                for (StepRunner.Replica o : others) {
-                    PatchProjections p = proj == null ? null : new PatchProjections(o.backend(), cfg.model(), st.patchSize(),
-                            cfg.patch().inputProjection(), cfg.patch().outputProjection());
-                    if (p != null) StepRunner.Replica.copyWeights(be, proj.parameters(), o.backend(), p.parameters());
-                    replicas.add(new StepRunner.Replica(o.backend(), o.model(), p));
-                }
                 List<AdamW> opts = new ArrayList<>();
                 try {
+                    for (StepRunner.Replica o : others) {
+                        PatchProjections p = proj == null ? null : new PatchProjections(o.backend(), cfg.model(), st.patchSize(),
+                                cfg.patch().inputProjection(), cfg.patch().outputProjection());
+                        replicas.add(new StepRunner.Replica(o.backend(), o.model(), p));
+                        if (p != null) StepRunner.Replica.copyWeights(be, proj.parameters(), o.backend(), p.parameters());
+                    }
                     for (StepRunner.Replica rep : replicas) {
                         List<Parameter> trained = new ArrayList<>(rep.model().parameters());
                         if (rep.proj() != null) trained.addAll(rep.proj().parameters());
@@ -112,19 +112,15 @@ public final class Trainer {
                         if (state.samplerState() != null) source.restore(state.samplerState());
                         startStep = state.stepInStage();
                     }
-                    StageResult r;
-                    try {
-                        r = runStage(model, si, st, source, replicas, opts, startStep, state, metrics, stages);
-                    } finally {
-                        for (StepRunner.Replica rep : replicas) if (rep.proj() != null) rep.proj().free(rep.backend());
-                        proj = null;
-                    }
+                    StageResult r = runStage(model, si, st, source, replicas, opts, startStep, state, metrics, stages);
                     if (r == null) return results; // interrupted: checkpoint saved
                     results.add(r);
                     state = new RunState(si + 1, 0, state.globalStep() + st.steps() - startStep, null,
                             state.tokensSeen() + (st.steps() - startStep) * cfg.tokensPerStep());
                 } finally {
                     opts.forEach(AdamW::close);
+                    for (StepRunner.Replica rep : replicas) if (rep.proj() != null) rep.proj().free(rep.backend());
+                    proj = null;
                 }
                 if (state.globalStep() >= stopAfterGlobalStep && si + 1 < stages.size()) {
                     console.printf("stopped after %d steps; continue with --resume %s%n", state.globalStep(), runDir);

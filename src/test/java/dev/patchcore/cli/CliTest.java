@@ -122,6 +122,15 @@ class CliTest {
         assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp").toString(),
                 "--devices", "0,1", "--steps", "4", "--context", "16", "--batch", "1", "--accum", "8", "--eval-every", "0"), err.toString());
         assertTrue(out.toString().contains("data parallel: 2 replicas on CPU backends 0, 1"), out.toString());
+        // Explicit --devices never falls back to the CPU quietly (no GPU here, or no GPU 99).
+        assertUserError("cannot be used", "train", "--data", ds.toString(), "--out", dir.resolve("dpx").toString(), "--devices", "0,99",
+                "--steps", "4", "--context", "16", "--batch", "1", "--accum", "8");
+        // A run stopped in its token stage (2 micro-batches per step; the patch stage had 1) resumes on 2 replicas.
+        Path dpr = dir.resolve("dpr");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dpr.toString(), "--steps", "6",
+                "--context", "16", "--batch", "2", "--accum", "2", "--eval-every", "0", "--stop-after", "5"), err.toString());
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", dpr.toString(), "--devices", "0,1"), err.toString());
+        assertEquals("step-00000006", dev.patchcore.train.Checkpoints.latest(dpr).getFileName().toString());
         // --resume: a finished run says so; settings other than memory and backend ones are refused, as is a checkpoint folder.
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", run.toString()));

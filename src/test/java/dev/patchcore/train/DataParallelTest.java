@@ -47,6 +47,19 @@ class DataParallelTest {
         }
     }
 
+    /** Gradients larger than the sum's buffer go through it in chunks (here 1000 floats: the embedding in 9, a ragged last). */
+    @Test void chunkedGradientSumsGiveTheSameRun(@TempDir Path dir) throws IOException {
+        TrainConfig cfg = config(4, PatchOptions.DEFAULT);
+        Map<Long, Double> whole = train(cfg, dir.resolve("whole"), 2, Long.MAX_VALUE);
+        int saved = StepRunner.sumChunk;
+        StepRunner.sumChunk = 1000;
+        try {
+            assertEquals(whole, train(cfg, dir.resolve("chunked"), 2, Long.MAX_VALUE));
+        } finally {
+            StepRunner.sumChunk = saved;
+        }
+    }
+
     @Test void aDataParallelRunResumesExactly(@TempDir Path dir) throws IOException {
         TrainConfig cfg = config(8, PatchOptions.DEFAULT);
         Map<Long, Double> reference = train(cfg, dir.resolve("full"), 2, Long.MAX_VALUE);
