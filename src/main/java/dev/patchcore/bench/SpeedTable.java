@@ -33,6 +33,7 @@ public final class SpeedTable {
     private final ModelConfig model;
     private final int batch, accum, k, warmup, steps;
     private boolean breakdown, recompute;
+    private List<Backend> others = List.of();
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
         checkSettings(batch, accum, k, warmup, steps);
@@ -62,6 +63,16 @@ public final class SpeedTable {
         return this;
     }
 
+    /**
+     * Time data-parallel steps: a replica of the model on each of {@code others} beside the primary backend (the
+     * paper's Table 6 ran on 8 GPUs). The accumulation counts micro-batches over all replicas, so each setting needs
+     * at least one per replica.
+     */
+    public SpeedTable withReplicas(List<Backend> others) {
+        this.others = List.copyOf(others);
+        return this;
+    }
+
     /** Time the settings with activation recompute per layer ({@link LlamaModel#setRecompute}). */
     public SpeedTable withRecompute(boolean on) {
         this.recompute = on;
@@ -76,9 +87,20 @@ public final class SpeedTable {
                 new Stage("patch_size=" + k + ", block_size=" + k * t, k, batch, accum, steps, t),
                 new Stage("patch_size=" + k + ", block_size=" + k * t + ", accumulation_steps=" + accum / k, k, batch, accum / k, steps, t)};
         TrainConfig cfg = new TrainConfig(model, 1, 0, 1, batch, accum, 3e-4f, 0.1f, 0, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+        for (Stage s : settings)
+            if (s.accum() < 1 + others.size())
+                throw new IllegalArgumentException((1 + others.size()) + " devices need at least as many micro-batches per step; the setting "
+                        + s.name() + " has " + s.accum() + " (raise --accum)");
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
         m.setRecompute(recompute);
+        List<StepRunner.Replica> replicas = new ArrayList<>(List.of(new StepRunner.Replica(be, m, null)));
+        for (Backend o : others) {
+            LlamaModel copy = new LlamaModel(o, model);
+            copy.setRecompute(recompute);
+            StepRunner.Replica.copyWeights(be, m.parameters(), o, copy.parameters());
+            replicas.add(new StepRunner.Replica(o, copy, null));
+        }
         // One optimizer serves all settings (the same parameters; a step's cost does not depend on the moments' values).
         // Every setting's warm-up steps come first (JIT compilation on the CPU, GEMM tuning and the scratch pool's growth
         // on CUDA), then the timed steps go round-robin over the settings, so that the machine's drift (other tenants,
@@ -87,26 +109,29 @@ public final class SpeedTable {
         String[] memory = new String[settings.length];
         List<StepRunner> runners = new ArrayList<>();
         List<BatchSource> data = new ArrayList<>();
-        try (AdamW opt = new AdamW(be, m.parameters(), cfg)) {
+        List<AdamW> opts = new ArrayList<>();
+        try {
+            for (StepRunner.Replica r : replicas) opts.add(new AdamW(r.backend(), r.model().parameters(), cfg));
             for (Stage s : settings) {
-                runners.add(new StepRunner(be, m, s));
+                runners.add(new StepRunner(replicas, s));
                 data.add(new RandomTokens(model.vocabSize(), 7));
             }
             for (int i = 0; i < warmup; i++)
-                for (int j = 0; j < settings.length; j++) runners.get(j).step(data.get(j), opt, 1e-5f);
-            be.synchronize();
+                for (int j = 0; j < settings.length; j++) runners.get(j).step(data.get(j), opts, 1e-5f);
+            for (StepRunner.Replica r : replicas) r.backend().synchronize();
             for (int i = 0; i < steps; i++) {
                 for (int j = 0; j < settings.length; j++) {
                     if (i == 0) be.resetMemoryPeak();
                     long t0 = System.nanoTime();
-                    runners.get(j).step(data.get(j), opt, 1e-5f);
-                    be.synchronize();
+                    runners.get(j).step(data.get(j), opts, 1e-5f);
+                    for (StepRunner.Replica r : replicas) r.backend().synchronize();
                     times[j][i] = (System.nanoTime() - t0) / 1e9;
                     if (i == 0) memory[j] = be.memorySummary();  // this setting's scratch peak, the moments held (null on the CPU)
                 }
             }
         } finally {
             runners.forEach(StepRunner::close);
+            opts.forEach(AdamW::close);
         }
         double base = 0;
         OpProfile profile = breakdown ? OpProfile.of(be) : null;

@@ -27,9 +27,12 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--steps", defaultValue = "3", description = "timed steps per setting, the median reported (default: ${DEFAULT-VALUE})") int steps;
     @Option(names = "--json", description = "also write the table as JSON to this file") Path json;
     @Option(names = "--breakdown", description = "after each setting's timed steps, one more step timed op by op: where the time goes "
-            + "(CUDA: each op's stream time, and the time the GPU waited between ops)") boolean breakdown;
+            + "(CUDA: each op's stream time, and the time the GPU waited between ops; with --devices, on the first device alone)") boolean breakdown;
     @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute: its cost in speed, and "
             + "(on CUDA) the scratch memory it saves") boolean recompute;
+    @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data-parallel steps over these GPUs, as train "
+            + "--devices (the paper's Table 6 used 8); --accum counts micro-batches over all of them (default: 0 alone)")
+    List<Integer> devices;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() {
@@ -37,10 +40,17 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps);
-        try (Backend be = backendOptions.open()) {
-            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
-                    recompute ? ", activation recompute" : "");
-            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withBreakdown(breakdown).withRecompute(recompute).run(System.out);
+        List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
+        if (accum / k < ids.size())
+            throw new IllegalArgumentException(ids.size() + " devices need at least as many micro-batches per step in every setting; "
+                    + "the third has --accum / K = " + accum / k + " (raise --accum)");
+        List<Backend> others = new java.util.ArrayList<>();
+        try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
+            for (int id : ids.subList(1, ids.size())) others.add(backendOptions.openDevice(ids, id));
+            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
+                    ids.size() > 1 ? ", " + ids.size() + " data-parallel replicas" : "", recompute ? ", activation recompute" : "");
+            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
+                    .withRecompute(recompute).run(System.out);
             System.out.println();
             System.out.print(SpeedTable.markdown(rows));
             String j = SpeedTable.json(rows, be.name(), m);
@@ -52,6 +62,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
                 }
                 System.out.println("wrote " + json);
             }
+        } finally {
+            for (Backend o : others) o.close();
         }
         return 0;
     }

@@ -73,6 +73,22 @@ class DataParallelTest {
         }
     }
 
+    /** bench speed --devices: the speed table's steps dealt out over replicas. */
+    @Test void theSpeedTableTimesDataParallelSteps() {
+        try (Backend a = new CpuBackend(); Backend b = new CpuBackend()) {
+            var tiny = dev.patchcore.config.ModelConfig.preset("tiny").withContext(16);
+            var out = new java.io.PrintStream(new java.io.ByteArrayOutputStream());
+            List<dev.patchcore.bench.SpeedTable.Row> rows = new dev.patchcore.bench.SpeedTable(a, tiny, 2, 8, 4, 0, 1)
+                    .withReplicas(List.of(b)).run(out);
+            assertEquals(3, rows.size());
+            assertEquals(1.0, rows.getFirst().speedup());
+            for (var r : rows) assertTrue(r.tokensPerSecond() > 0, r.toString());
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+                    () -> new dev.patchcore.bench.SpeedTable(a, tiny, 2, 4, 4, 0, 1).withReplicas(List.of(b)).run(out));
+            assertTrue(e.getMessage().contains("2 devices need at least as many micro-batches"), e.getMessage());
+        }
+    }
+
     @Test void aReplicaNeedsAMicroBatchOfItsOwn() {
         try (Backend a = new CpuBackend(); Backend b = new CpuBackend()) {
             LlamaModel ma = new LlamaModel(a, TrainingTest.MICRO), mb = new LlamaModel(b, TrainingTest.MICRO);
