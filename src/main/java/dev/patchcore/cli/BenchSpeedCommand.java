@@ -40,6 +40,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps);
+        if (json != null && !Files.isDirectory(json.toAbsolutePath().getParent()))
+            throw new IllegalArgumentException("--json " + json + ": the folder " + json.toAbsolutePath().getParent() + " does not exist");
         List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
         if (accum / k < ids.size())
             throw new IllegalArgumentException(ids.size() + " devices need at least as many micro-batches per step in every setting; "
@@ -48,7 +50,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
             for (int id : ids.subList(1, ids.size())) others.add(backendOptions.openDevice(ids, id));
             System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
-                    ids.size() > 1 ? ", " + ids.size() + " data-parallel replicas" : "", recompute ? ", activation recompute" : "");
+                    ids.size() > 1 ? ", " + ids.size() + " data-parallel replicas"
+                            + (be.device() == dev.patchcore.tensor.Device.CUDA ? "" : " (CPU replicas take turns: for testing, not speed)") : "", recompute ? ", activation recompute" : "");
             List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
                     .withRecompute(recompute).run(System.out);
             System.out.println();

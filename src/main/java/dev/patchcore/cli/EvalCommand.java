@@ -66,6 +66,7 @@ public final class EvalCommand implements Callable<Integer> {
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1");
         if (maxBlocks < 0 || maxQuestions < 0) throw new IllegalArgumentException("--max-blocks and --max-questions must not be negative (0 = all)");
         if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
+        if (!split.equals("val") && !split.equals("train")) throw new IllegalArgumentException("--split must be val or train");
         if (source == null) source = trainedOn(ckpt);
         if (source.choices != null) {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");

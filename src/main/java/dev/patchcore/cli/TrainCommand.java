@@ -138,6 +138,9 @@ public final class TrainCommand implements Callable<Integer> {
             if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
                 throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
                         + resume.toAbsolutePath().normalize().getParent().getParent());
+            if (Checkpoints.isCheckpointsFolder(resume))
+                throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
+                        + resume.toAbsolutePath().normalize().getParent());
             checkpoint = Checkpoints.latest(resume);
             resumed = Checkpoints.readMeta(checkpoint);
             if (resumed.dataset() != null && resumed.dataset().startsWith(dev.patchcore.train.FineTuner.DATASET_PREFIX))
@@ -195,14 +198,16 @@ public final class TrainCommand implements Callable<Integer> {
         List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
         for (int id : ids) if (id < 0) throw new IllegalArgumentException("--devices takes GPU ordinals (0, 1, ...), not " + id);
         List<dev.patchcore.train.Stage> plan = dev.patchcore.train.Stage.plan(cfg);
-        for (dev.patchcore.train.Stage st : plan.subList(resumed == null ? 0 : Math.min(resumed.state().stageIndex(), plan.size()), plan.size()))
-            if (st.accum() < ids.size())
-                throw new IllegalArgumentException("--devices " + ids.size() + " needs at least " + ids.size() + " micro-batches per step in "
-                        + "each stage; the " + st.name() + " stage has " + st.accum()
-                        + (resumed == null ? " (raise --accum)" : " (use fewer devices for this run)"));
         List<Backend> replicaBackends = new java.util.ArrayList<>();
+        boolean newRunFolder = !Files.exists(runDir);
         try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
             for (int id : ids.subList(1, ids.size())) replicaBackends.add(backendOptions.openDevice(ids, id));
+            // Every stage still to run needs a micro-batch per device (checked once the devices are known to open).
+            for (dev.patchcore.train.Stage st : plan.subList(resumed == null ? 0 : Math.min(resumed.state().stageIndex(), plan.size()), plan.size()))
+                if (st.accum() < ids.size())
+                    throw new IllegalArgumentException("--devices " + ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","))
+                            + " needs at least " + ids.size() + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
+                            + (resumed == null ? " (raise --accum)" : " (use fewer devices for this run)"));
             if (ids.size() > 1)
                 System.out.printf(Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", ids.size(), be.device() == dev.patchcore.tensor.Device.CUDA
                         ? "GPUs" : "CPU backends", ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(", ")),
@@ -277,7 +282,11 @@ public final class TrainCommand implements Callable<Integer> {
             }
             return 0;
         } catch (java.io.IOException e) {
+            removeIfUnused(runDir, newRunFolder);
             throw new java.io.UncheckedIOException(e);
+        } catch (RuntimeException | Error e) {
+            removeIfUnused(runDir, newRunFolder);
+            throw e;
         } finally {
             for (Backend b : replicaBackends) {
                 try {
@@ -289,12 +298,25 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
+    /** A run folder this command made that holds no checkpoint (the run failed before its first): removed again. */
+    private static void removeIfUnused(Path runDir, boolean madeHere) {
+        if (!madeHere || Checkpoints.exists(runDir)) return;
+        try {
+            Files.deleteIfExists(runDir.resolve("metrics.jsonl"));
+            Files.deleteIfExists(Checkpoints.root(runDir));
+            Files.deleteIfExists(runDir);  // only if nothing else is in it
+        } catch (java.io.IOException ignored) { /* a folder with other files in it stays */ }
+    }
+
     private long budget(ModelConfig model, int b, boolean paper, TrainingData dataset) {
         int given = (steps != null ? 1 : 0) + (tokens != null ? 1 : 0) + (epochs != null ? 1 : 0);
         if (given > 1) throw new IllegalArgumentException("give only one of --steps, --tokens, --epochs");
         long perStep = (long) b * accum * model.contextLength();
         if (steps != null) return steps;
-        if (tokens != null) return Math.max(1, tokens / perStep);
+        if (tokens != null) {
+            if (tokens < 1) throw new IllegalArgumentException("--tokens must be positive");
+            return Math.max(1, tokens / perStep);
+        }
         if (epochs != null) {
             if (!(epochs > 0)) throw new IllegalArgumentException("--epochs must be positive");
             return Math.max(1, Math.round(epochs * dataset.trainTokens() / perStep));

@@ -24,7 +24,8 @@ public final class Blocks {
         long blocks = layout.windowCount(tokens.length());
         if (maxBlocks > 0) blocks = Math.min(blocks, maxBlocks);
         if (blocks < 1)
-            throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than one block of " + layout.windowTokens());
+            throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than the " + layout.windowTokens()
+                    + " one block needs (its " + (layout.windowTokens() - patchSize) + " tokens and the " + patchSize + " after them that it predicts)");
         List<Batch> out = new ArrayList<>();
         for (long b0 = 0; b0 < blocks; b0 += batch) {
             int n = (int) Math.min(batch, blocks - b0);

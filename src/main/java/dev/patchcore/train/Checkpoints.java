@@ -95,6 +95,9 @@ public final class Checkpoints {
     /** The newest complete checkpoint folder of a run, or of a folder that is itself a checkpoint. */
     public static Path latest(Path dir) {
         if (Files.isRegularFile(dir.resolve(MODEL))) return dir;
+        if (!Files.isDirectory(dir))
+            throw new IllegalArgumentException(dir + (Files.exists(dir) ? " is not a folder" : " does not exist") + " (expected a run folder or a checkpoint folder)");
+        if (isCheckpointsFolder(dir)) return latest(dir.toAbsolutePath().normalize().getParent());
         Path pointer = root(dir).resolve("latest");
         if (!Files.isRegularFile(pointer))
             throw new IllegalArgumentException("no checkpoint in " + dir + " (expected " + pointer + ")");
@@ -103,6 +106,13 @@ public final class Checkpoints {
         } catch (IOException e) {
             throw new UncheckedIOException(e);
         }
+    }
+
+    /** Whether {@code dir} is the {@code checkpoints} folder of a run (not the run folder itself). */
+    public static boolean isCheckpointsFolder(Path dir) {
+        Path abs = dir.toAbsolutePath().normalize();
+        return abs.getFileName() != null && abs.getFileName().toString().equals("checkpoints") && abs.getParent() != null
+                && exists(abs.getParent());
     }
 
     public static Meta readMeta(Path checkpoint) {

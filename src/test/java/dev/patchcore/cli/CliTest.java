@@ -67,7 +67,7 @@ class CliTest {
         assertUserError("lambda", "train", "--backend", "cpu", "--lambda", "-0.5");
         assertUserError("divisible by K=3", "train", "--backend", "cpu", "--patch-size", "3", "--batch", "4");
         assertUserError("unknown preset 'huge' (choose from tiny, small, 370m, 780m, 1.3b, 2.7b)", "train", "--backend", "cpu", "--preset", "huge");
-        assertUserError("a budget of 1 step leaves one stage none at λ = 0.6666667 (patch stage 1, token stage 0)", "train", "--backend", "cpu", "--steps", "1");
+        assertUserError("a budget of 1 step leaves one stage none at λ = 0.667 (patch stage 1, token stage 0)", "train", "--backend", "cpu", "--steps", "1");
         assertUserError("--context must be positive", "train", "--backend", "cpu", "--context", "0");
         Path file = dir.resolve("file.txt");
         Files.writeString(file, "x");
@@ -114,9 +114,10 @@ class CliTest {
         assertTrue(out.toString().contains("patch stage"), out.toString());
         assertTrue(out.toString().contains("token stage"), out.toString());
         // --devices: data-parallel replicas (CPU backends here), each with a micro-batch of its own in every stage.
-        assertUserError("--devices 2 needs at least 2 micro-batches per step in each stage; the patch stage has 1",
+        assertUserError("--devices 0,1 needs at least 2 micro-batches per step in each stage; the patch stage has 1",
                 "train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp0").toString(), "--devices", "0,1",
                 "--steps", "4", "--context", "16", "--batch", "4");
+        assertFalse(Files.exists(dir.resolve("dp0")), "a run refused at the start leaves no run folder");
         assertUserError("--devices takes GPU ordinals", "train", "--backend", "cpu", "--data", ds.toString(), "--devices", "-1");
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp").toString(),
