@@ -176,9 +176,11 @@ public final class SpeedTable {
         return sb.toString();
     }
 
-    public static String json(List<Row> rows, String backend, ModelConfig model) {
+    /** The table as JSON; {@code devices}: the data-parallel replicas the steps ran on. */
+    public static String json(List<Row> rows, String backend, ModelConfig model, int devices) {
         JsonObject o = new JsonObject();
         o.addProperty("backend", backend);
+        o.addProperty("devices", devices);
         o.addProperty("preset", model.name());
         o.addProperty("context", model.contextLength());
         JsonArray a = new JsonArray();

@@ -40,8 +40,9 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps);
-        if (json != null && !Files.isDirectory(json.toAbsolutePath().getParent()))
-            throw new IllegalArgumentException("--json " + json + ": the folder " + json.toAbsolutePath().getParent() + " does not exist");
+        Path jsonFolder = json == null ? null : json.toAbsolutePath().getParent();
+        if (json != null && (jsonFolder == null || !Files.isDirectory(jsonFolder)))
+            throw new IllegalArgumentException("--json " + json + ": the folder " + jsonFolder + " does not exist");
         List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
         if (accum / k < ids.size())
             throw new IllegalArgumentException(ids.size() + " devices need at least as many micro-batches per step in every setting; "
@@ -56,7 +57,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
                     .withRecompute(recompute).run(System.out);
             System.out.println();
             System.out.print(SpeedTable.markdown(rows));
-            String j = SpeedTable.json(rows, be.name(), m);
+            String j = SpeedTable.json(rows, be.name(), m, ids.size());
             if (json != null) {
                 try {
                     Files.writeString(json, j);
@@ -66,7 +67,13 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
                 System.out.println("wrote " + json);
             }
         } finally {
-            for (Backend o : others) o.close();
+            for (Backend o : others) {
+                try {
+                    o.close();
+                } catch (RuntimeException e) {  // the run's own failure, if any, is the one to report
+                    System.err.println("warning: closing a replica's backend failed: " + e.getMessage());
+                }
+            }
         }
         return 0;
     }

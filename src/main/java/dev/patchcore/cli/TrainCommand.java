@@ -199,7 +199,6 @@ public final class TrainCommand implements Callable<Integer> {
         for (int id : ids) if (id < 0) throw new IllegalArgumentException("--devices takes GPU ordinals (0, 1, ...), not " + id);
         List<dev.patchcore.train.Stage> plan = dev.patchcore.train.Stage.plan(cfg);
         List<Backend> replicaBackends = new java.util.ArrayList<>();
-        boolean newRunFolder = !Files.exists(runDir);
         try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
             for (int id : ids.subList(1, ids.size())) replicaBackends.add(backendOptions.openDevice(ids, id));
             // Every stage still to run needs a micro-batch per device (checked once the devices are known to open).
@@ -251,6 +250,7 @@ public final class TrainCommand implements Callable<Integer> {
                 dev.patchcore.train.StepRunner.Replica.copyWeights(be, model.parameters(), rb, copy.parameters());
                 replicas.add(new dev.patchcore.train.StepRunner.Replica(rb, copy, null));
             }
+            madeRunFolder = !Files.exists(runDir, java.nio.file.LinkOption.NOFOLLOW_LINKS);
             Files.createDirectories(runDir);
             Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
@@ -282,10 +282,10 @@ public final class TrainCommand implements Callable<Integer> {
             }
             return 0;
         } catch (java.io.IOException e) {
-            removeIfUnused(runDir, newRunFolder);
+            removeIfUnused(runDir);
             throw new java.io.UncheckedIOException(e);
         } catch (RuntimeException | Error e) {
-            removeIfUnused(runDir, newRunFolder);
+            removeIfUnused(runDir);
             throw e;
         } finally {
             for (Backend b : replicaBackends) {
@@ -298,14 +298,23 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    /** A run folder this command made that holds no checkpoint (the run failed before its first): removed again. */
-    private static void removeIfUnused(Path runDir, boolean madeHere) {
-        if (!madeHere || Checkpoints.exists(runDir)) return;
+    /** Whether this command created the run folder (it did not exist, not even as a link). */
+    private boolean madeRunFolder;
+
+    /**
+     * After a failure: removes the run folder this command made if the run left nothing in it (it failed before its
+     * first step: no checkpoint, an empty metrics log). A run that trained keeps its folder and its metrics, the record
+     * of what went wrong.
+     */
+    private void removeIfUnused(Path runDir) {
+        if (!madeRunFolder || Checkpoints.exists(runDir)) return;
         try {
-            Files.deleteIfExists(runDir.resolve("metrics.jsonl"));
-            Files.deleteIfExists(Checkpoints.root(runDir));
-            Files.deleteIfExists(runDir);  // only if nothing else is in it
-        } catch (java.io.IOException ignored) { /* a folder with other files in it stays */ }
+            Path metrics = runDir.resolve("metrics.jsonl");
+            if (Files.exists(metrics) && Files.size(metrics) > 0) return;
+            Files.deleteIfExists(metrics);
+            Files.deleteIfExists(Checkpoints.root(runDir));  // only if empty (else DirectoryNotEmptyException)
+            Files.deleteIfExists(runDir);
+        } catch (java.io.IOException ignored) { /* a folder with anything else in it stays */ }
     }
 
     private long budget(ModelConfig model, int b, boolean paper, TrainingData dataset) {

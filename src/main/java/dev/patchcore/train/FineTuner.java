@@ -95,7 +95,7 @@ public final class FineTuner {
                     float lr = schedule.at(step);
                     opt.update(lr, gradNorm);
                     be.releaseScratch();
-                    if (!Double.isFinite(loss)) throw new IllegalStateException("loss became " + loss + " at fine-tuning step " + (step + 1) + "; lower --lr");
+                    if (!Double.isFinite(loss)) throw new IllegalArgumentException("loss became " + loss + " at fine-tuning step " + (step + 1) + "; lower --lr");  // a setting to change: one line, exit code 2
                     if (Double.isNaN(first)) first = loss;
                     last = loss;
                     JsonObject o = new JsonObject();

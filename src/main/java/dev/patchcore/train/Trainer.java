@@ -186,7 +186,8 @@ public final class Trainer {
                 if (Double.isNaN(firstLoss)) firstLoss = loss;
                 lastLoss = loss;
                 if (!Double.isFinite(loss))
-                    throw new IllegalStateException("loss became " + loss + " at " + st.name() + " step " + (step + 1) + "; lower --lr");
+                    throw new IllegalArgumentException("loss became " + loss + " at " + st.name() + " step " + (step + 1)
+                            + "; lower --lr (or start a new run from its last checkpoint with --init-from and a lower --lr)");  // one line, exit code 2
                 double tokPerSec = cfg.tokensPerStep() / (dt / 1e9);
 
                 JsonObject m = new JsonObject();

@@ -118,6 +118,17 @@ class CliTest {
                 "train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp0").toString(), "--devices", "0,1",
                 "--steps", "4", "--context", "16", "--batch", "4");
         assertFalse(Files.exists(dir.resolve("dp0")), "a run refused at the start leaves no run folder");
+        // A run that fails at its first step removes the folder it made; one that trained keeps it and its metrics.
+        Path shortText = dir.resolve("short.txt");
+        Files.writeString(shortText, "abc def");
+        Path shortDs = dir.resolve("short-ds");
+        assertEquals(0, Main.run("prepare", "--out", shortDs.toString(), shortText.toString()));
+        assertUserError("shorter than one window", "train", "--backend", "cpu", "--data", shortDs.toString(), "--out", dir.resolve("short-run").toString());
+        assertFalse(Files.exists(dir.resolve("short-run")), "nothing trained: no run folder left");
+        Path nan = dir.resolve("nan-run");
+        assertUserError("loss became", "train", "--backend", "cpu", "--data", ds.toString(), "--out", nan.toString(), "--steps", "60",
+                "--context", "16", "--batch", "4", "--lr", "1e4", "--lambda", "0", "--eval-every", "0");
+        assertTrue(Files.size(nan.resolve("metrics.jsonl")) > 0, "the failed run's metrics are kept");
         assertUserError("--devices takes GPU ordinals", "train", "--backend", "cpu", "--data", ds.toString(), "--devices", "-1");
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp").toString(),
