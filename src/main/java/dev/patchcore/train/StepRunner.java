@@ -132,41 +132,60 @@ public final class StepRunner implements AutoCloseable {
     }
 
     /**
-     * Gives every replica the sum of all replicas' gradients: replica 0 adds the others' into its own, tensor by
-     * tensor in replica order (through one scratch buffer), then every other replica copies the sum back. On CUDA the
-     * copies go device to device ({@link Backend#copyFrom}); elsewhere through the host. The bits are the same either
-     * way, and the same on every replica.
+     * Gives every replica the sum of all replicas' gradients, as a reduce-scatter then an all-gather: the gradients are
+     * cut into chunks of at most {@link #sumChunk} floats, chunk c owned by replica c mod N. Each owner adds the other
+     * replicas' copies of its chunks into its own (its own gradient first, then the others in replica order, through one
+     * scratch buffer), then every replica copies each sum from its owner. Every replica's links carry about
+     * 2 × (N − 1)/N of the gradients, as in a ring all-reduce, instead of one replica carrying all of it. On CUDA the
+     * copies go device to device on the receiving replica's stream ({@link Backend#copyFrom}), so all owners work at
+     * once; elsewhere through the host, with the same bits. Each sum is computed once, so all replicas hold the same bits.
      */
     private void sumGradients(List<AdamW> opts) {
-        Backend b0 = lanes.getFirst().be;
-        List<dev.patchcore.autograd.Parameter> params0 = opts.getFirst().parameters();
-        long largest = params0.stream().mapToLong(p -> p.grad().numel()).max().orElse(0);
-        for (int r = 1; r < lanes.size(); r++) lanes.get(r).be.synchronize();  // their backward passes are done
-        // The other replicas' gradients arrive through one buffer of at most sumChunk floats on replica 0.
-        Tensor buffer = b0.scratch(DType.F32, (int) Math.min(largest, sumChunk));
-        for (int i = 0; i < params0.size(); i++) {
-            Tensor acc = flat(params0.get(i).grad());
-            for (int from = 0; from < acc.numel(); from += sumChunk) {
-                int count = (int) Math.min(sumChunk, acc.numel() - from);
-                Tensor slot = buffer.rows(0, count), sum = acc.rows(from, count);
-                for (int r = 1; r < lanes.size(); r++) {
-                    b0.copyFrom(lanes.get(r).be, flat(opts.get(r).parameters().get(i).grad()).rows(from, count), slot);
-                    b0.addInPlace(sum, slot);
+        int n = lanes.size();
+        int count = opts.getFirst().parameters().size();
+        long largest = opts.getFirst().parameters().stream().mapToLong(p -> p.grad().numel()).max().orElse(0);
+        for (Lane l : lanes) l.be.synchronize();  // every backward pass is done
+        Tensor[] buffers = new Tensor[n];
+        for (int r = 0; r < n; r++) buffers[r] = lanes.get(r).be.scratch(DType.F32, (int) Math.min(largest, sumChunk));
+        // Reduce-scatter: chunk c's owner o reads the others' copies of it; no chunk is written by more than its owner.
+        int chunk = 0;
+        for (int i = 0; i < count; i++) {
+            long numel = opts.getFirst().parameters().get(i).grad().numel();
+            for (int from = 0; from < numel; from += sumChunk, chunk++) {
+                int o = chunk % n, len = (int) Math.min(sumChunk, numel - from);
+                Backend owner = lanes.get(o).be;
+                Tensor sum = gradChunk(opts, o, i, from, len), slot = buffers[o].rows(0, len);
+                for (int r = 0; r < n; r++) {
+                    if (r == o) continue;
+                    owner.copyFrom(lanes.get(r).be, gradChunk(opts, r, i, from, len), slot);
+                    owner.addInPlace(sum, slot);
                 }
             }
         }
-        b0.synchronize();  // the sums are complete
-        for (int r = 1; r < lanes.size(); r++)
-            for (int i = 0; i < params0.size(); i++) lanes.get(r).be.copyFrom(b0, params0.get(i).grad(), opts.get(r).parameters().get(i).grad());
-        // Replica 0's update zeroes the sums these copies read: let them finish first.
-        for (int r = 1; r < lanes.size(); r++) lanes.get(r).be.synchronize();
-        b0.releaseScratch();
+        for (Lane l : lanes) l.be.synchronize();  // every sum is complete, and every read of a chunk by its owner done
+        // All-gather: each replica copies the chunks it does not own from their owners.
+        chunk = 0;
+        for (int i = 0; i < count; i++) {
+            long numel = opts.getFirst().parameters().get(i).grad().numel();
+            for (int from = 0; from < numel; from += sumChunk, chunk++) {
+                int o = chunk % n, len = (int) Math.min(sumChunk, numel - from);
+                for (int r = 0; r < n; r++)
+                    if (r != o) lanes.get(r).be.copyFrom(lanes.get(o).be, gradChunk(opts, o, i, from, len), gradChunk(opts, r, i, from, len));
+            }
+        }
+        // The updates that follow zero the gradients these copies read: let every copy finish first.
+        for (Lane l : lanes) l.be.synchronize();
+        for (Lane l : lanes) l.be.releaseScratch();
     }
 
-    /** The gradient sum's chunk: 4M floats (16 MiB) of scratch on replica 0, whatever the largest parameter (tests shrink it). */
-    static int sumChunk = 1 << 22;
+    /** Floats [from, from + len) of replica r's gradient of parameter i, as a flat view. */
+    private static Tensor gradChunk(List<AdamW> opts, int r, int i, int from, int len) {
+        Tensor g = opts.get(r).parameters().get(i).grad();
+        return g.reshape(Math.toIntExact(g.numel())).rows(from, len);
+    }
 
-    private static Tensor flat(Tensor t) { return t.reshape(Math.toIntExact(t.numel())); }
+    /** The gradient sum's chunk: 4M floats (16 MiB, one scratch buffer per replica), whatever the largest parameter (tests shrink it). */
+    static int sumChunk = 1 << 22;
 
     @Override public void close() {
         for (Lane l : lanes) {

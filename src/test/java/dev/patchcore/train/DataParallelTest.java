@@ -47,7 +47,29 @@ class DataParallelTest {
         }
     }
 
-    /** Gradients larger than the sum's buffer go through it in chunks (here 1000 floats: the embedding in 9, a ragged last). */
+    /**
+     * Three replicas, chunks of 1000 floats: every replica owns chunks (the reduce-scatter's owners rotate), each sums
+     * its own copy first; the run still matches one backend's and the replicas stay identical.
+     */
+    @Test void threeReplicasOwningRotatingChunksMatchOneBackend(@TempDir Path dir) throws IOException {
+        TrainConfig cfg = new TrainConfig(TrainingTest.MICRO, 4, 0.5, 6, 1, 12, 3e-3f, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2,
+                0, 1000, PatchOptions.DEFAULT);  // 3 micro-batches per patch step, 12 per token step
+        Map<Long, Double> single = train(cfg, dir.resolve("single"), 1, Long.MAX_VALUE);
+        int saved = StepRunner.sumChunk;
+        StepRunner.sumChunk = 1000;
+        try {
+            Map<Long, Double> three = train(cfg, dir.resolve("three"), 3, Long.MAX_VALUE);
+            assertEquals(single.keySet(), three.keySet());
+            for (long step : single.keySet()) assertEquals(single.get(step), three.get(step), 1e-6 * single.get(step), "step " + step);
+        } finally {
+            StepRunner.sumChunk = saved;
+        }
+    }
+
+    /**
+     * Gradients larger than the sum's buffer go through it in chunks (here 1000 floats: the embedding in 9, a ragged
+     * last). With two replicas each chunk's sum is g0 + g1 whichever owns it (addition commutes), so the runs are equal.
+     */
     @Test void chunkedGradientSumsGiveTheSameRun(@TempDir Path dir) throws IOException {
         TrainConfig cfg = config(4, PatchOptions.DEFAULT);
         Map<Long, Double> whole = train(cfg, dir.resolve("whole"), 2, Long.MAX_VALUE);
