@@ -79,6 +79,12 @@ public interface Backend extends AutoCloseable {
      * {@code source} since the last write to it) and is not written again before this backend has synchronized. Same
      * dtype and element count. Default: through the host; CUDA copies device to device.
      */
+    /**
+     * Prepares {@link #copyFrom} from {@code peer} (CUDA: direct peer access between two GPUs where they allow it).
+     * A no-op by default; repeating it is harmless.
+     */
+    default void connect(Backend peer) {}
+
     default void copyFrom(Backend source, Tensor src, Tensor dst) {
         if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
             throw new IllegalArgumentException("copyFrom: " + src + " → " + dst + " differ in dtype or element count");

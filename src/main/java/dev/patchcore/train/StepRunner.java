@@ -88,6 +88,8 @@ public final class StepRunner implements AutoCloseable {
         int rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();  // K with paper §3.7's output projection, else 1
         rows = stage.batch() * patches * rowsPerPatch;
         int n = replicas.size();
+        for (Replica a : replicas)
+            for (Replica b : replicas) if (a != b) a.backend().connect(b.backend());  // the gradient sum's peer copies
         try {
             for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, (stage.accum() - r + n - 1) / n));
         } catch (RuntimeException | Error e) {

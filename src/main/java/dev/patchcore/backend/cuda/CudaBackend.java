@@ -396,6 +396,11 @@ public final class CudaBackend implements Backend, KernelContext {
         if (t.numel() > 0) runtime.zero(CudaStorage.addressOf(t), t.bytes());
     }
 
+    @Override
+    public void connect(Backend peer) {
+        if (peer instanceof CudaBackend other && other != this) runtime.enablePeerAccess(other.runtime);
+    }
+
     /** From another CUDA backend (another GPU, or another runtime on this one): a peer copy on this backend's stream. */
     @Override
     public void copyFrom(Backend source, Tensor src, Tensor dst) {

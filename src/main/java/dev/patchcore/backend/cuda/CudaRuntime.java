@@ -47,6 +47,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
     private final int smCount, ccMajor, ccMinor, maxSharedOptin;
     private final long totalMemory;
     private final boolean syncAfterLaunch;
+    private final int ordinal;
     private boolean closed;
     /** Launch argument marshalling: true (default) = {@link ArgSlots}, false = one Java array per argument (JCuda copies each). */
     private volatile boolean packedArgs = true;
@@ -114,6 +115,7 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
 
     /** Opens device {@code ordinal}; throws CudaUnavailableException with a one-line reason. */
     CudaRuntime(int ordinal, Map<String, byte[]> images, boolean syncAfterLaunch) {
+        this.ordinal = ordinal;
         this.syncAfterLaunch = syncAfterLaunch;
         try {
             JCudaDriver.setExceptionsEnabled(false);
@@ -302,6 +304,21 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         makeCurrent();
         check(JCudaDriver.cuMemcpyPeerAsync(DevicePointers.at(dst), context, DevicePointers.at(src), source.context, bytes, stream),
                 "cuMemcpyPeerAsync");
+    }
+
+    /**
+     * Lets this context reach {@code peer}'s memory directly (P2P over NVLink or PCIe) where the two GPUs allow it;
+     * otherwise the driver stages peer copies through the host. Nothing to do for another runtime on this GPU.
+     * Repeating it is harmless.
+     */
+    void enablePeerAccess(CudaRuntime peer) {
+        if (peer.ordinal == ordinal) return;
+        int[] can = new int[1];
+        check(JCudaDriver.cuDeviceCanAccessPeer(can, device, peer.device), "cuDeviceCanAccessPeer");
+        if (can[0] == 0) return;
+        makeCurrent();
+        int r = JCudaDriver.cuCtxEnablePeerAccess(peer.context, 0);
+        if (r != DriverCalls.CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED) check(r, "cuCtxEnablePeerAccess");
     }
 
     /** Host → device; waits for the stream first because the host array is pageable Java memory. */

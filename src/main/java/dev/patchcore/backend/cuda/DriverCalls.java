@@ -7,6 +7,7 @@ import jcuda.driver.JCudaDriver;
 final class DriverCalls {
     static final int CUDA_SUCCESS = 0;
     static final int CUDA_ERROR_OUT_OF_MEMORY = 2;
+    static final int CUDA_ERROR_PEER_ACCESS_ALREADY_ENABLED = 704;
 
     private DriverCalls() {}
 
