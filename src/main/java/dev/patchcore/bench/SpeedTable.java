@@ -36,7 +36,7 @@ public final class SpeedTable {
     private List<Backend> others = List.of();
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
-        checkSettings(batch, accum, k, warmup, steps);
+        checkSettings(batch, accum, k, warmup, steps, 1);
         this.be = be;
         this.model = model;
         this.batch = batch;
@@ -47,9 +47,12 @@ public final class SpeedTable {
     }
 
     /** Rejects settings the table cannot time (before any backend is opened). */
-    public static void checkSettings(int batch, int accum, int k, int warmup, int steps) {
+    public static void checkSettings(int batch, int accum, int k, int warmup, int steps, int devices) {
         if (batch < 1 || accum < 1 || k < 1) throw new IllegalArgumentException("--batch, --accum and --patch-size must be positive");
         if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
+        if (accum / k < devices)
+            throw new IllegalArgumentException(devices + " devices need at least as many micro-batches per step in every setting; the third "
+                    + "has --accum / K = " + accum / k + " (raise --accum)");
         if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1");
         if (warmup < 0) throw new IllegalArgumentException("--warmup must not be negative");
     }
@@ -87,20 +90,12 @@ public final class SpeedTable {
                 new Stage("patch_size=" + k + ", block_size=" + k * t, k, batch, accum, steps, t),
                 new Stage("patch_size=" + k + ", block_size=" + k * t + ", accumulation_steps=" + accum / k, k, batch, accum / k, steps, t)};
         TrainConfig cfg = new TrainConfig(model, 1, 0, 1, batch, accum, 3e-4f, 0.1f, 0, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
-        for (Stage s : settings)
-            if (s.accum() < 1 + others.size())
-                throw new IllegalArgumentException((1 + others.size()) + " devices need at least as many micro-batches per step; the setting "
-                        + s.name() + " has " + s.accum() + " (raise --accum)");
+        checkSettings(batch, accum, k, warmup, steps, 1 + others.size());
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
         m.setRecompute(recompute);
         List<StepRunner.Replica> replicas = new ArrayList<>(List.of(new StepRunner.Replica(be, m, null)));
-        for (Backend o : others) {
-            LlamaModel copy = new LlamaModel(o, model);
-            copy.setRecompute(recompute);
-            StepRunner.Replica.copyWeights(be, m.parameters(), o, copy.parameters());
-            replicas.add(new StepRunner.Replica(o, copy, null));
-        }
+        for (Backend o : others) replicas.add(StepRunner.Replica.copyOf(be, m, o));
         // One optimizer serves all settings (the same parameters; a step's cost does not depend on the moments' values).
         // Every setting's warm-up steps come first (JIT compilation on the CPU, GEMM tuning and the scratch pool's growth
         // on CUDA), then the timed steps go round-robin over the settings, so that the machine's drift (other tenants,

@@ -17,10 +17,40 @@ public final class BackendOptions {
     }
 
     /**
-     * Device {@code ordinal} of an explicit {@code --devices} list: a GPU unless --backend is cpu (then a CPU replica).
-     * No quiet fall-back to the CPU: a GPU that cannot be opened is an error naming it.
+     * The backends of a {@code --devices} list, the primary first: GPUs unless --backend is cpu (then CPU replicas),
+     * never a quiet fall-back to the CPU (a GPU that cannot be opened is an error naming it); with no list, the one
+     * backend --backend chooses. Those already open are closed if a later one fails.
      */
-    public Backend openDevice(java.util.List<Integer> devices, int ordinal) {
+    public java.util.List<Backend> openDevices(java.util.List<Integer> devices) {
+        if (devices == null) return java.util.List.of(open());
+        for (int id : devices) if (id < 0) throw new IllegalArgumentException("--devices takes GPU ordinals (0, 1, ...), not " + id);
+        java.util.List<Backend> out = new java.util.ArrayList<>();
+        try {
+            for (int id : devices) out.add(openDevice(devices, id));
+        } catch (RuntimeException e) {
+            closeAll(out);
+            throw e;
+        }
+        return out;
+    }
+
+    /** Closes every backend, each on its own: a failing close is a warning, so the command's own failure stays the one reported. */
+    public static void closeAll(java.util.List<Backend> backends) {
+        for (Backend b : backends) {
+            try {
+                b.close();
+            } catch (RuntimeException e) {
+                System.err.println("warning: closing a backend failed: " + e.getMessage());
+            }
+        }
+    }
+
+    /** A --devices list as typed: {@code 0,1,2}. */
+    static String list(java.util.List<Integer> devices) {
+        return devices.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","));
+    }
+
+    private Backend openDevice(java.util.List<Integer> devices, int ordinal) {
         if ("cpu".equals(backend)) return new dev.patchcore.backend.cpu.CpuBackend();
         if (!"auto".equals(backend) && !"cuda".equals(backend))
             throw new IllegalArgumentException("unknown --backend '" + backend + "' (choose auto, cpu or cuda)");
@@ -29,8 +59,7 @@ public final class BackendOptions {
             System.out.println("backend: cuda, GPU " + ordinal + " (" + b.describe() + ")");
             return b;
         } catch (dev.patchcore.backend.cuda.CudaUnavailableException e) {
-            throw new IllegalArgumentException("--devices " + devices.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","))
-                    + ": GPU " + ordinal + " cannot be used: " + e.getMessage());
+            throw new IllegalArgumentException("--devices " + list(devices) + ": GPU " + ordinal + " cannot be used: " + e.getMessage());
         }
     }
 }

@@ -39,25 +39,22 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         ModelConfig m = ModelConfig.preset(preset);
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
-        SpeedTable.checkSettings(batch, accum, k, warmup, steps);
+        SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size());
         Path jsonFolder = json == null ? null : json.toAbsolutePath().getParent();
         if (json != null && (jsonFolder == null || !Files.isDirectory(jsonFolder)))
             throw new IllegalArgumentException("--json " + json + ": the folder " + jsonFolder + " does not exist");
-        List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
-        if (accum / k < ids.size())
-            throw new IllegalArgumentException(ids.size() + " devices need at least as many micro-batches per step in every setting; "
-                    + "the third has --accum / K = " + accum / k + " (raise --accum)");
-        List<Backend> others = new java.util.ArrayList<>();
-        try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
-            for (int id : ids.subList(1, ids.size())) others.add(backendOptions.openDevice(ids, id));
+        List<Backend> backends = backendOptions.openDevices(devices);
+        try {
+            Backend be = backends.getFirst();
+            List<Backend> others = backends.subList(1, backends.size());
             System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
-                    ids.size() > 1 ? ", " + ids.size() + " data-parallel replicas"
+                    backends.size() > 1 ? ", " + backends.size() + " data-parallel replicas"
                             + (be.device() == dev.patchcore.tensor.Device.CUDA ? "" : " (CPU replicas take turns: for testing, not speed)") : "", recompute ? ", activation recompute" : "");
             List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
                     .withRecompute(recompute).run(System.out);
             System.out.println();
             System.out.print(SpeedTable.markdown(rows));
-            String j = SpeedTable.json(rows, be.name(), m, ids.size());
+            String j = SpeedTable.json(rows, be.name(), m, backends.size());
             if (json != null) {
                 try {
                     Files.writeString(json, j);
@@ -67,13 +64,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
                 System.out.println("wrote " + json);
             }
         } finally {
-            for (Backend o : others) {
-                try {
-                    o.close();
-                } catch (RuntimeException e) {  // the run's own failure, if any, is the one to report
-                    System.err.println("warning: closing a replica's backend failed: " + e.getMessage());
-                }
-            }
+            BackendOptions.closeAll(backends);
         }
         return 0;
     }

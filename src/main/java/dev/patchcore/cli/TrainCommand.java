@@ -195,21 +195,20 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
         }
 
-        List<Integer> ids = devices == null || devices.isEmpty() ? List.of(0) : devices;
-        for (int id : ids) if (id < 0) throw new IllegalArgumentException("--devices takes GPU ordinals (0, 1, ...), not " + id);
         List<dev.patchcore.train.Stage> plan = dev.patchcore.train.Stage.plan(cfg);
-        List<Backend> replicaBackends = new java.util.ArrayList<>();
-        try (Backend be = devices == null ? backendOptions.open() : backendOptions.openDevice(ids, ids.getFirst())) {
-            for (int id : ids.subList(1, ids.size())) replicaBackends.add(backendOptions.openDevice(ids, id));
+        List<Backend> backends = backendOptions.openDevices(devices);
+        try {
+            Backend be = backends.getFirst();
+            List<Backend> replicaBackends = backends.subList(1, backends.size());
             // Every stage still to run needs a micro-batch per device (checked once the devices are known to open).
             for (dev.patchcore.train.Stage st : plan.subList(resumed == null ? 0 : Math.min(resumed.state().stageIndex(), plan.size()), plan.size()))
-                if (st.accum() < ids.size())
-                    throw new IllegalArgumentException("--devices " + ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","))
-                            + " needs at least " + ids.size() + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
+                if (st.accum() < backends.size())
+                    throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs at least " + backends.size()
+                            + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
                             + (resumed == null ? " (raise --accum)" : " (use fewer devices for this run)"));
-            if (ids.size() > 1)
-                System.out.printf(Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", ids.size(), be.device() == dev.patchcore.tensor.Device.CUDA
-                        ? "GPUs" : "CPU backends", ids.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(", ")),
+            if (backends.size() > 1)
+                System.out.printf(Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", backends.size(), be.device() == dev.patchcore.tensor.Device.CUDA
+                        ? "GPUs" : "CPU backends", BackendOptions.list(devices).replace(",", ", "),
                         be.device() == dev.patchcore.tensor.Device.CUDA ? "" : " (taking turns on the same cores: for testing, not speed)");
             ModelConfig m = cfg.model();
             System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
@@ -244,12 +243,7 @@ public final class TrainCommand implements Callable<Integer> {
                 state = RunState.start();
             }
             List<dev.patchcore.train.StepRunner.Replica> replicas = new java.util.ArrayList<>();
-            for (Backend rb : replicaBackends) {
-                LlamaModel copy = new LlamaModel(rb, m);
-                copy.setRecompute(recompute);
-                dev.patchcore.train.StepRunner.Replica.copyWeights(be, model.parameters(), rb, copy.parameters());
-                replicas.add(new dev.patchcore.train.StepRunner.Replica(rb, copy, null));
-            }
+            for (Backend rb : replicaBackends) replicas.add(dev.patchcore.train.StepRunner.Replica.copyOf(be, model, rb));
             madeRunFolder = !Files.exists(runDir, java.nio.file.LinkOption.NOFOLLOW_LINKS);
             Files.createDirectories(runDir);
             Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch).withReplicas(replicas);
@@ -288,13 +282,7 @@ public final class TrainCommand implements Callable<Integer> {
             removeIfUnused(runDir);
             throw e;
         } finally {
-            for (Backend b : replicaBackends) {
-                try {
-                    b.close();
-                } catch (RuntimeException e) {  // the run's own failure, if any, is the one to report
-                    System.err.println("warning: closing a replica's backend failed: " + e.getMessage());
-                }
-            }
+            BackendOptions.closeAll(backends);
         }
     }
 

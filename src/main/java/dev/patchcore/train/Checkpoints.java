@@ -172,19 +172,21 @@ public final class Checkpoints {
     }
 
     /** Restores the moments of every parameter {@code opt} updates, and its step count. */
-    public static void loadOptimizer(Path checkpoint, AdamW opt, int step) {
+    /** Restores the moments into every optimizer of {@code opts} (data-parallel replicas' alike), the file read once. */
+    public static void loadOptimizer(Path checkpoint, List<AdamW> opts, int step) {
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(OPTIMIZER))) {
             List<float[]> m = new ArrayList<>(), v = new ArrayList<>();
-            for (Parameter p : opt.parameters()) {
+            for (Parameter p : opts.getFirst().parameters()) {
                 m.add(r.read(p.name() + ".exp_avg"));
                 v.add(r.read(p.name() + ".exp_avg_sq"));
             }
-            opt.restore(step, m, v);
+            for (AdamW opt : opts) opt.restore(step, m, v);
         }
     }
 
-    /** A Hugging Face {@code LlamaConfig} for the weights, so {@code LlamaForCausalLM.from_pretrained(dir)} can read them. */
     /**
+     * A Hugging Face {@code LlamaConfig} for the weights, so {@code LlamaForCausalLM.from_pretrained(dir)} can read them.
+     *
      * {@code eosId} (negative: unknown) is written as both the end- and the begin-of-text id: patchcore separates
      * documents with EOS and never trains on a BOS (LlamaConfig's defaults, 1 and 2, would stop generation at
      * whatever token 2 is in the data's vocabulary).

@@ -27,6 +27,14 @@ import java.util.List;
 public final class StepRunner implements AutoCloseable {
     /** One data-parallel replica: a copy of the model (and of the patch stage's projections, or null) on its backend. */
     public record Replica(Backend backend, LlamaModel model, PatchProjections proj) {
+        /** A replica of {@code model} (on {@code from}) on {@code to}: the same config, recompute setting and weights. */
+        public static Replica copyOf(Backend from, LlamaModel model, Backend to) {
+            LlamaModel copy = new LlamaModel(to, model.config());
+            copy.setRecompute(model.recompute());
+            copyWeights(from, model.parameters(), to, copy.parameters());
+            return new Replica(to, copy, null);
+        }
+
         /** Sets each of {@code dst} (on {@code to}) to the master weights of the same position in {@code src} (on {@code from}). */
         public static void copyWeights(Backend from, List<dev.patchcore.autograd.Parameter> src, Backend to,
                                        List<dev.patchcore.autograd.Parameter> dst) {
@@ -144,46 +152,54 @@ public final class StepRunner implements AutoCloseable {
      */
     private void sumGradients(List<AdamW> opts) {
         int n = lanes.size();
-        int count = opts.getFirst().parameters().size();
-        long largest = opts.getFirst().parameters().stream().mapToLong(p -> p.grad().numel()).max().orElse(0);
+        if (chunks == null) chunks = chunkPlan(opts.getFirst().parameters(), n);
         for (Lane l : lanes) l.be.synchronize();  // every backward pass is done
         Tensor[] buffers = new Tensor[n];
-        for (int r = 0; r < n; r++) buffers[r] = lanes.get(r).be.scratch(DType.F32, (int) Math.min(largest, sumChunk));
+        for (int r = 0; r < n; r++) buffers[r] = lanes.get(r).be.scratch(DType.F32, chunkFloats);
         // Reduce-scatter: chunk c's owner o reads the others' copies of it; no chunk is written by more than its owner.
-        int chunk = 0;
-        for (int i = 0; i < count; i++) {
-            long numel = opts.getFirst().parameters().get(i).grad().numel();
-            for (int from = 0; from < numel; from += sumChunk, chunk++) {
-                int o = chunk % n, len = (int) Math.min(sumChunk, numel - from);
-                Backend owner = lanes.get(o).be;
-                Tensor sum = gradChunk(opts, o, i, from, len), slot = buffers[o].rows(0, len);
-                for (int r = 0; r < n; r++) {
-                    if (r == o) continue;
-                    owner.copyFrom(lanes.get(r).be, gradChunk(opts, r, i, from, len), slot);
-                    owner.addInPlace(sum, slot);
-                }
+        for (Chunk c : chunks) {
+            Backend owner = lanes.get(c.owner()).be;
+            Tensor sum = gradChunk(opts, c.owner(), c), slot = buffers[c.owner()].rows(0, c.len());
+            for (int r = 0; r < n; r++) {
+                if (r == c.owner()) continue;
+                owner.copyFrom(lanes.get(r).be, gradChunk(opts, r, c), slot);
+                owner.addInPlace(sum, slot);
             }
         }
         for (Lane l : lanes) l.be.synchronize();  // every sum is complete, and every read of a chunk by its owner done
         // All-gather: each replica copies the chunks it does not own from their owners.
-        chunk = 0;
-        for (int i = 0; i < count; i++) {
-            long numel = opts.getFirst().parameters().get(i).grad().numel();
-            for (int from = 0; from < numel; from += sumChunk, chunk++) {
-                int o = chunk % n, len = (int) Math.min(sumChunk, numel - from);
-                for (int r = 0; r < n; r++)
-                    if (r != o) lanes.get(r).be.copyFrom(lanes.get(o).be, gradChunk(opts, o, i, from, len), gradChunk(opts, r, i, from, len));
-            }
-        }
+        for (Chunk c : chunks)
+            for (int r = 0; r < n; r++)
+                if (r != c.owner()) lanes.get(r).be.copyFrom(lanes.get(c.owner()).be, gradChunk(opts, c.owner(), c), gradChunk(opts, r, c));
         // The updates that follow zero the gradients these copies read: let every copy finish first.
         for (Lane l : lanes) l.be.synchronize();
         for (Lane l : lanes) l.be.releaseScratch();
     }
 
-    /** Floats [from, from + len) of replica r's gradient of parameter i, as a flat view. */
-    private static Tensor gradChunk(List<AdamW> opts, int r, int i, int from, int len) {
-        Tensor g = opts.get(r).parameters().get(i).grad();
-        return g.reshape(Math.toIntExact(g.numel())).rows(from, len);
+    /** A piece of parameter {@code param}'s gradient, floats [from, from + len), summed by replica {@code owner}. */
+    private record Chunk(int param, int from, int len, int owner) {}
+
+    /** The gradient sum's chunks, the same every step (made at the first sum), and the largest chunk's floats. */
+    private List<Chunk> chunks;
+    private int chunkFloats;
+
+    private List<Chunk> chunkPlan(List<dev.patchcore.autograd.Parameter> params, int n) {
+        List<Chunk> plan = new ArrayList<>();
+        for (int i = 0; i < params.size(); i++) {
+            long numel = params.get(i).grad().numel();
+            for (long from = 0; from < numel; from += sumChunk) {
+                int len = (int) Math.min(sumChunk, numel - from);
+                plan.add(new Chunk(i, Math.toIntExact(from), len, plan.size() % n));
+                chunkFloats = Math.max(chunkFloats, len);
+            }
+        }
+        return plan;
+    }
+
+    /** Chunk {@code c} of replica r's gradient, as a flat view. */
+    private static Tensor gradChunk(List<AdamW> opts, int r, Chunk c) {
+        Tensor g = opts.get(r).parameters().get(c.param()).grad();
+        return g.reshape(Math.toIntExact(g.numel())).rows(c.from(), c.len());
     }
 
     /** The gradient sum's chunk: 4M floats (16 MiB, one scratch buffer per replica), whatever the largest parameter (tests shrink it). */

@@ -104,11 +104,10 @@ public final class Trainer {
                     for (StepRunner.Replica rep : replicas) {
                         List<Parameter> trained = new ArrayList<>(rep.model().parameters());
                         if (rep.proj() != null) trained.addAll(rep.proj().parameters());
-                        AdamW opt = new AdamW(rep.backend(), trained, cfg);
-                        opts.add(opt);
-                        if (resumingHere) Checkpoints.loadOptimizer(resumeFrom, opt, Checkpoints.readMeta(resumeFrom).optimizerStep());
+                        opts.add(new AdamW(rep.backend(), trained, cfg));
                     }
                     if (resumingHere) {
+                        Checkpoints.loadOptimizer(resumeFrom, opts, Checkpoints.readMeta(resumeFrom).optimizerStep());
                         if (state.samplerState() != null) source.restore(state.samplerState());
                         startStep = state.stepInStage();
                     }

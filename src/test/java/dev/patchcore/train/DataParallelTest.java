@@ -136,11 +136,7 @@ class DataParallelTest {
             if (resumeFrom != null) Checkpoints.loadWeights(resumeFrom, primary, be);
             else primary.initialize(be, cfg.seed());
             List<StepRunner.Replica> others = new ArrayList<>();
-            for (Backend b : backends.subList(1, n)) {
-                LlamaModel m = new LlamaModel(b, cfg.model());
-                StepRunner.Replica.copyWeights(be, primary.parameters(), b, m.parameters());
-                others.add(new StepRunner.Replica(b, m, null));
-            }
+            for (Backend b : backends.subList(1, n)) others.add(StepRunner.Replica.copyOf(be, primary, b));
             Trainer t = new Trainer(be, cfg, ShardTrainingData.open(dataset.toString()), run, TrainingTest.quiet(), false).withReplicas(others);
             t.stopAfter(stopAfter);
             t.run(primary, state, resumeFrom);
