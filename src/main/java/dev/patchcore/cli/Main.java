@@ -33,19 +33,59 @@ public final class Main implements Runnable {
             cmd.addAll(java.lang.management.ManagementFactory.getRuntimeMXBean().getInputArguments());
             cmd.addAll(java.util.List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString()));
             cmd.addAll(java.util.List.of(args));
-            ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO();
+            // The child's standard error comes through this JVM, less the JVM's line about the incubating module
+            // (printed by every JVM that resolves one, with no option to turn it off): noise on every command.
+            ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO().redirectError(ProcessBuilder.Redirect.PIPE);
             pb.environment().put("PATCHCORE_NO_RELAUNCH", "1");
             Process child = pb.start();
+            Thread stderr = Thread.ofPlatform().daemon().name("child-stderr").start(() -> copyStderr(child.getErrorStream()));
             // A stop request for this JVM (Ctrl-C, which the child gets too, or a SIGTERM sent to this process alone, as
             // `timeout` and batch schedulers do) is passed on as a SIGTERM to the child; then wait while it finishes its
             // step, saves a checkpoint and exits.
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
                 child.destroy();
-                try { child.waitFor(); } catch (InterruptedException ignored) { /* exiting */ }
+                try {
+                    child.waitFor();
+                    stderr.join(2000);  // its last lines
+                } catch (InterruptedException ignored) { /* exiting */ }
             }));
-            return child.waitFor();
+            int code = child.waitFor();
+            stderr.join(2000);
+            return code;
         } catch (Exception e) {
             return null; // fall back to the plain-Java kernels in this JVM
+        }
+    }
+
+    static final String INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector";
+
+    /** Copies a child JVM's standard error to this one's as it comes, without a first line that is {@link #INCUBATOR_WARNING}. */
+    static void copyStderr(java.io.InputStream in) {
+        copyWithoutIncubatorWarning(in, new java.io.FileOutputStream(java.io.FileDescriptor.err));
+    }
+
+    static void copyWithoutIncubatorWarning(java.io.InputStream in, java.io.OutputStream out) {
+        byte[] warning = (INCUBATOR_WARNING + "\n").getBytes(java.nio.charset.StandardCharsets.US_ASCII);
+        byte[] buf = new byte[8192];
+        int held = 0;  // bytes of a first line that so far matches the warning, not yet written
+        boolean first = true;
+        try (in) {
+            for (int n; (n = in.read(buf, held, buf.length - held)) > 0; ) {
+                int from = 0, len = held + n;
+                if (first) {
+                    int same = 0;
+                    while (same < len && same < warning.length && buf[same] == warning[same]) same++;
+                    if (same == warning.length) { from = warning.length; first = false; }  // the warning: dropped
+                    else if (same == len) { held = len; continue; }  // a prefix of it so far: wait for more
+                    else first = false;  // some other first line
+                    held = 0;
+                }
+                out.write(buf, from, len - from);
+                out.flush();
+            }
+            if (held > 0) { out.write(buf, 0, held); out.flush(); }
+        } catch (java.io.IOException ignored) {
+            // the child or our stderr is gone: nothing more to pass on
         }
     }
 

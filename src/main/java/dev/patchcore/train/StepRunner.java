@@ -16,8 +16,8 @@ import java.util.List;
  * clipping and AdamW. Input buffers are allocated once per stage; everything else comes from the scratch pool.
  *
  * <p>With several replicas (data parallelism, {@link Replica}) micro-batch j runs on replica j mod N, in the order the
- * batch source gives them; the replicas' gradients are then summed on the host and every replica takes the same AdamW
- * step from the same sum, so their weights stay identical. The launches of one thread reach all devices: CUDA work is
+ * batch source gives them; the replicas' gradients are then summed ({@link #sumGradients}: device to device on CUDA)
+ * and every replica takes the same AdamW step from the same sum, so their weights stay identical. The launches of one thread reach all devices: CUDA work is
  * queued asynchronously, so the replicas' GPUs run their micro-batches at the same time.
  *
  * <p>The row losses of every micro-batch are copied into one persistent buffer and summed once per step, after the

@@ -53,6 +53,30 @@ class CliTest {
         }
     }
 
+    /** The relaunched JVM's stderr passes through whole, less a first line that is the incubator-module warning. */
+    @Test void childStderrLosesOnlyTheIncubatorWarning() {
+        String w = Main.INCUBATOR_WARNING + "\n";
+        assertEquals("error: x\n", filtered(w + "error: x\n", 1000));
+        assertEquals("error: x\n", filtered(w + "error: x\n", 7));  // the warning arriving in pieces
+        assertEquals("", filtered(w, 3));
+        assertEquals("a\n" + w, filtered("a\n" + w, 1000));  // only as the first line
+        assertEquals("WARNING: Using incubator modules: jdk.incubator.vector, jdk.x\n",
+                filtered("WARNING: Using incubator modules: jdk.incubator.vector, jdk.x\n", 5));
+        assertEquals("WARNING: Using", filtered("WARNING: Using", 4));  // a prefix, then the end: kept
+        assertEquals("", filtered("", 4));
+    }
+
+    /** {@code text} through {@link Main#copyWithoutIncubatorWarning}, read at most {@code piece} bytes at a time. */
+    private static String filtered(String text, int piece) {
+        byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.io.InputStream in = new java.io.ByteArrayInputStream(bytes) {
+            @Override public synchronized int read(byte[] b, int off, int len) { return super.read(b, off, Math.min(len, piece)); }
+        };
+        ByteArrayOutputStream sink = new ByteArrayOutputStream();
+        Main.copyWithoutIncubatorWarning(in, sink);
+        return sink.toString(java.nio.charset.StandardCharsets.UTF_8);
+    }
+
     /** Without a GPU, selftest has nothing to check: one line and exit code 2, not a failed check's 1. */
     @Test void selftestWithoutAGpuIsOneLineAndExitCode2() {
         try (var cuda = dev.patchcore.backend.cuda.CudaBackend.open(null, true)) {
