@@ -45,6 +45,14 @@ public final class BackendOptions {
         }
     }
 
+    /** The line that says a command runs data-parallel (nothing with one backend). */
+    static void printReplicas(java.util.List<Backend> backends, java.util.List<Integer> devices) {
+        if (backends.size() < 2) return;
+        boolean gpus = backends.getFirst().device() == dev.patchcore.tensor.Device.CUDA;
+        System.out.printf(java.util.Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", backends.size(), gpus ? "GPUs" : "CPU backends",
+                list(devices).replace(",", ", "), gpus ? "" : " (taking turns on the same cores: for testing, not speed)");
+    }
+
     /** A --devices list as typed: {@code 0,1,2}. */
     static String list(java.util.List<Integer> devices) {
         return devices.stream().map(String::valueOf).collect(java.util.stream.Collectors.joining(","));

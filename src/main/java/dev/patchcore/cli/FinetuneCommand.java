@@ -8,6 +8,7 @@ import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.Instructions;
+import dev.patchcore.train.StepRunner;
 import dev.patchcore.train.TrainConfig;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -41,10 +42,17 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1234", description = "seed of the held-out split and the example order (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})") int logEvery;
     @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute") boolean recompute;
+    @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data parallelism over these GPUs (ordinals, e.g. "
+            + "0,1,2,3; default: 0 alone), as train --devices: each step's micro-batches are dealt out over them and their "
+            + "gradients summed; needs --accum of at least the number of devices. With --backend cpu, CPU replicas take turns (for testing)")
+    List<Integer> devices;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
         if (epochs < 1 || batch < 1 || accum < 1) throw new IllegalArgumentException("--epochs, --batch and --accum must be positive");
+        if (devices != null && devices.size() > accum)
+            throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs --accum of at least " + devices.size()
+                    + " (a micro-batch per device and step); it is " + accum);
         if (!(valFraction >= 0 && valFraction < 1)) throw new IllegalArgumentException("--val-fraction must lie in [0, 1)");
         if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new IllegalArgumentException("--warmup-ratio must lie in [0, 1]");
         if (java.nio.file.Files.exists(out) && !isEmptyDirectory(out))
@@ -79,15 +87,23 @@ public final class FinetuneCommand implements Callable<Integer> {
         TrainConfig tc = new TrainConfig(cfg, 1, 0, steps, batch, accum, lr, 0f, warmup, weightDecay, 0.9f, 0.999f, 1e-8f, clip,
                 seed, 0, 0, 0, Math.max(1, logEvery));
         System.out.printf(Locale.ROOT, "fine-tuning %s (%s tokenizer) on %s into %s%n", ckpt, tok.name(), data, out);
-        try (Backend be = backendOptions.open()) {
+        List<Backend> backends = backendOptions.openDevices(devices);
+        try {
+            Backend be = backends.getFirst();
+            BackendOptions.printReplicas(backends, devices);
             LlamaModel model = new LlamaModel(be, cfg);
             model.setRecompute(recompute);
             Checkpoints.loadWeights(ckpt, model, be);
+            List<StepRunner.Replica> replicas = new ArrayList<>();
+            for (Backend rb : backends.subList(1, backends.size())) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
             FineTuner.Result r = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
-                    dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId()).run();
+                    dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
+                    .withReplicas(replicas).run();
             System.out.printf(Locale.ROOT, "fine-tuned: %d steps, response loss %.4f → %.4f%s%ncheckpoint: %s%n", r.steps(), r.firstLoss(),
                     r.lastLoss(), Double.isNaN(r.valLoss()) ? "" : String.format(Locale.ROOT, ", val %.4f", r.valLoss()),
                     Checkpoints.latest(out));
+        } finally {
+            BackendOptions.closeAll(backends);
         }
         return 0;
     }

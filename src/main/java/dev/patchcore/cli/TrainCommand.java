@@ -206,10 +206,7 @@ public final class TrainCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs at least " + backends.size()
                             + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
                             + (resumed == null ? " (raise --accum)" : " (use fewer devices for this run)"));
-            if (backends.size() > 1)
-                System.out.printf(Locale.ROOT, "data parallel: %d replicas on %s %s%s%n", backends.size(), be.device() == dev.patchcore.tensor.Device.CUDA
-                        ? "GPUs" : "CPU backends", BackendOptions.list(devices).replace(",", ", "),
-                        be.device() == dev.patchcore.tensor.Device.CUDA ? "" : " (taking turns on the same cores: for testing, not speed)");
+            BackendOptions.printReplicas(backends, devices);
             ModelConfig m = cfg.model();
             System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
                     m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);

@@ -11,6 +11,7 @@ import dev.patchcore.train.Instructions.Example;
 
 import java.io.PrintStream;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import dev.patchcore.data.HuggingFaceTokenizerFiles;
@@ -37,6 +38,8 @@ public final class FineTuner {
     private final String source, tokenizer;
     private final HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles;
     private final int eos;
+    /** Data-parallel replicas beside the primary model ({@link #withReplicas}); none by default. */
+    private List<StepRunner.Replica> others = List.of();
 
     /** Mean loss per scored token of the first and last step, and of the validation examples after the last epoch. */
     public record Result(double firstLoss, double lastLoss, double valLoss, long steps) {}
@@ -60,6 +63,19 @@ public final class FineTuner {
         this.eos = eos;
     }
 
+    /**
+     * Fine-tunes data-parallel with these replicas beside the primary model (the same config on other backends, the
+     * primary's weights): micro-batch j of a step runs on replica j mod N and the gradients are summed
+     * ({@link GradientSum}), as {@code train --devices} does. The primary validates and saves.
+     */
+    public FineTuner withReplicas(List<StepRunner.Replica> replicas) {
+        this.others = List.copyOf(replicas);
+        return this;
+    }
+
+    /** A replica's share of the work: its model and tape. */
+    private record Lane(Backend be, LlamaModel model, Tape tape) {}
+
     /** Optimizer steps for {@code epochs} passes over {@code examples} in steps of batch × accum examples (the last one partial). */
     public static long steps(int examples, int epochs, int batch, int accum) {
         long perStep = (long) batch * accum;
@@ -73,13 +89,24 @@ public final class FineTuner {
         // Hugging Face's cosine schedule, which the Alpaca recipe uses: progress (step − warmup) / (total − warmup), so
         // the last step still learns (LrSchedule's pretraining form reaches the floor, here 0, at the last step).
         LrSchedule schedule = new LrSchedule(cfg.lr(), cfg.minLrRatio(), Math.min(Math.max(0, cfg.warmup()), total), total + 1);
-        Tape tape = new Tape(be);
+        List<Lane> lanes = new ArrayList<>(List.of(new Lane(be, model, new Tape(be))));
+        for (StepRunner.Replica r : others) lanes.add(new Lane(r.backend(), r.model(), new Tape(r.backend())));
+        int n = lanes.size();
+        if (n > cfg.accum()) throw new IllegalArgumentException(n + " replicas need at least as many micro-batches per step; --accum is " + cfg.accum());
+        GradientSum gradientSum = n > 1 ? new GradientSum(lanes.stream().map(Lane::be).toList()) : null;
         double first = Double.NaN, last = Double.NaN, valLoss = Double.NaN;
         long step = 0;
         console.printf(Locale.ROOT, "== fine-tuning: %d examples (%d held out), %d epochs × %d steps of up to %d examples, context %d%n",
                 train.size(), val.size(), epochs, perEpoch, b * cfg.accum(), t);
-        Tensor stepLosses = be.allocate(DType.F32, cfg.accum() * b * t);  // every micro-batch's row losses of a step
-        try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl")); AdamW opt = new AdamW(be, model.parameters(), cfg)) {
+        // Each replica's micro-batches' row losses of a step; replica r runs micro-batches r, r + n, ...
+        List<Tensor> stepLosses = new ArrayList<>();
+        List<AdamW> opts = new ArrayList<>();
+        try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
+            for (int r = 0; r < n; r++) {
+                Lane l = lanes.get(r);
+                stepLosses.add(l.be().allocate(DType.F32, Math.toIntExact((long) (cfg.accum() - r + n - 1) / n * b * t)));
+                opts.add(new AdamW(l.be(), l.model().parameters(), cfg));
+            }
             for (int epoch = 0; epoch < epochs; epoch++) {
                 int[] order = shuffled(train.size(), cfg.seed(), epoch);
                 for (int s = 0; s < perEpoch; s++, step++) {
@@ -88,13 +115,20 @@ public final class FineTuner {
                     long scored = 0;
                     for (int i = from; i < to; i++) scored += train.get(order[i]).scoredTargets(t);
                     float scale = 1f / Math.max(1, scored);
-                    int rows = 0;
-                    for (int m = from; m < to; m += b) rows += trainMicroBatch(tape, train, order, m, Math.min(b, to - m), scale, stepLosses, rows);
-                    double gradNorm = opt.gradNorm();  // waits for the device once per step
-                    double loss = be.sum(stepLosses.rows(0, rows)) / Math.max(1, scored);
+                    int[] rows = new int[n];
+                    for (int m = from, j = 0; m < to; m += b, j++)
+                        rows[j % n] += trainMicroBatch(lanes.get(j % n), train, order, m, Math.min(b, to - m), scale,
+                                stepLosses.get(j % n), rows[j % n]);
+                    if (gradientSum != null) gradientSum.run(opts.stream().map(AdamW::parameters).toList());
+                    double gradNorm = opts.getFirst().gradNorm();  // waits for the device once per step; every replica holds the sum
+                    double lossSum = 0;
+                    for (int r = 0; r < n; r++) if (rows[r] > 0) lossSum += lanes.get(r).be().sum(stepLosses.get(r).rows(0, rows[r]));
+                    double loss = lossSum / Math.max(1, scored);
                     float lr = schedule.at(step);
-                    opt.update(lr, gradNorm);
-                    be.releaseScratch();
+                    for (int r = 0; r < n; r++) {
+                        opts.get(r).update(lr, gradNorm);
+                        lanes.get(r).be().releaseScratch();
+                    }
                     if (!Double.isFinite(loss)) throw new IllegalArgumentException("loss became " + loss + " at fine-tuning step " + (step + 1) + "; lower --lr");  // a setting to change: one line, exit code 2
                     if (Double.isNaN(first)) first = loss;
                     last = loss;
@@ -115,7 +149,7 @@ public final class FineTuner {
                                 step + 1, total, epoch + 1, loss, lr, gradNorm);
                 }
                 if (!val.isEmpty()) {
-                    valLoss = validate(tape);
+                    valLoss = validate(lanes.getFirst());
                     JsonObject o = new JsonObject();
                     o.addProperty("type", "val");
                     o.addProperty("stage", "finetune");
@@ -130,7 +164,8 @@ public final class FineTuner {
                         tokenizerFiles, be);
             }
         } finally {
-            be.free(stepLosses);
+            opts.forEach(AdamW::close);
+            for (int r = 0; r < stepLosses.size(); r++) lanes.get(r).be().free(stepLosses.get(r));
         }
         return new Result(first, last, valLoss, step);
     }
@@ -143,7 +178,8 @@ public final class FineTuner {
      * losses as padding to the context — causal attention — at a fraction of the compute); {@code scale} ≠ 0 leaves the
      * logit gradient in place for a backward pass.
      */
-    private Forward forward(Tape tape, List<Example> examples, int[] order, int at, int n, float scale) {
+    private Forward forward(Lane lane, List<Example> examples, int[] order, int at, int n, float scale) {
+        Backend be = lane.be();
         int t = cfg.model().contextLength(), b = cfg.batch();
         int len = 1;
         for (int r = 0; r < n; r++) len = Math.max(len, Math.min(examples.get(order[at + r]).ids().length, t + 1) - 1);
@@ -157,12 +193,12 @@ public final class FineTuner {
         Tensor tokens = be.scratch(DType.I32, b, len), targets = be.scratch(DType.I32, b * len, 1);
         be.uploadInts(tokens, in);
         be.uploadInts(targets, tg);
-        Var logits = model.forward(tape, tokens, b, 1);
-        return new Forward(logits, tape.crossEntropyK(logits, targets, cfg.model().vocabSize(), scale), ranges, len);
+        Var logits = lane.model().forward(lane.tape(), tokens, b, 1);
+        return new Forward(logits, lane.tape().crossEntropyK(logits, targets, cfg.model().vocabSize(), scale), ranges, len);
     }
 
     /** Zeroes rows {@code [r·len, r·len + from)} and {@code [r·len + to, (r+1)·len)} of {@code t} for every sequence r. */
-    private void zeroUnscored(Tensor t, Forward f) {
+    private static void zeroUnscored(Backend be, Tensor t, Forward f) {
         for (int r = 0; r < f.ranges().length; r++) {
             int from = f.ranges()[r][0], to = f.ranges()[r][1], len = f.len();
             if (from > 0) be.zero(t.rows(r * len, from));
@@ -176,10 +212,15 @@ public final class FineTuner {
      * {@code offset} on, summed once per step: no host wait per micro-batch. Returns the rows written.
      */
     int trainMicroBatch(Tape tape, List<Example> examples, int[] order, int at, int n, float scale, Tensor losses, int offset) {
-        Forward f = forward(tape, examples, order, at, n, scale);
-        zeroUnscored(f.logits().value(), f);
-        tape.backward();
-        zeroUnscored(f.rowLoss(), f);
+        return trainMicroBatch(new Lane(be, model, tape), examples, order, at, n, scale, losses, offset);
+    }
+
+    private int trainMicroBatch(Lane lane, List<Example> examples, int[] order, int at, int n, float scale, Tensor losses, int offset) {
+        Backend be = lane.be();
+        Forward f = forward(lane, examples, order, at, n, scale);
+        zeroUnscored(be, f.logits().value(), f);
+        lane.tape().backward();
+        zeroUnscored(be, f.rowLoss(), f);
         int rows = (int) f.rowLoss().numel();
         be.copy(f.rowLoss(), losses.rows(offset, rows));
         be.releaseScratch();  // the gradients are in the parameters; activations are done with
@@ -188,8 +229,13 @@ public final class FineTuner {
 
     /** Summed loss of the scored targets of a micro-batch, forward only. */
     double scoreMicroBatch(Tape tape, List<Example> examples, int[] order, int at, int n) {
-        Forward f = forward(tape, examples, order, at, n, 0f);
-        tape.clear();
+        return scoreMicroBatch(new Lane(be, model, tape), examples, order, at, n);
+    }
+
+    private double scoreMicroBatch(Lane lane, List<Example> examples, int[] order, int at, int n) {
+        Backend be = lane.be();
+        Forward f = forward(lane, examples, order, at, n, 0f);
+        lane.tape().clear();
         float[] losses = be.download(f.rowLoss());
         be.releaseScratch();
         double sum = 0;
@@ -198,7 +244,7 @@ public final class FineTuner {
     }
 
     /** Mean loss per response token over the held-out examples. */
-    private double validate(Tape tape) {
+    private double validate(Lane lane) {
         int t = cfg.model().contextLength(), b = cfg.batch();
         int[] order = new int[val.size()];
         for (int i = 0; i < order.length; i++) order[i] = i;
@@ -206,7 +252,7 @@ public final class FineTuner {
         long scored = 0;
         for (int at = 0; at < order.length; at += b) {
             int n = Math.min(b, order.length - at);
-            sum += scoreMicroBatch(tape, val, order, at, n);
+            sum += scoreMicroBatch(lane, val, order, at, n);
             for (int i = at; i < at + n; i++) scored += val.get(i).scoredTargets(t);
         }
         return sum / Math.max(1, scored);

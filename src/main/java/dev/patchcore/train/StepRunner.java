@@ -16,7 +16,7 @@ import java.util.List;
  * clipping and AdamW. Input buffers are allocated once per stage; everything else comes from the scratch pool.
  *
  * <p>With several replicas (data parallelism, {@link Replica}) micro-batch j runs on replica j mod N, in the order the
- * batch source gives them; the replicas' gradients are then summed ({@link #sumGradients}: device to device on CUDA)
+ * batch source gives them; the replicas' gradients are then summed ({@link GradientSum}: device to device on CUDA)
  * and every replica takes the same AdamW step from the same sum, so their weights stay identical. The launches of one thread reach all devices: CUDA work is
  * queued asynchronously, so the replicas' GPUs run their micro-batches at the same time.
  *
@@ -72,6 +72,8 @@ public final class StepRunner implements AutoCloseable {
     private final int rows;
     private final int[] hostIn, hostTg;
     private final float gradScale;
+    /** With several replicas, the sum of their gradients each step; null with one. */
+    private final GradientSum gradientSum;
 
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
@@ -96,8 +98,7 @@ public final class StepRunner implements AutoCloseable {
         int rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();  // K with paper §3.7's output projection, else 1
         rows = stage.batch() * patches * rowsPerPatch;
         int n = replicas.size();
-        for (Replica a : replicas)
-            for (Replica b : replicas) if (a != b) a.backend().connect(b.backend());  // the gradient sum's peer copies
+        gradientSum = n > 1 ? new GradientSum(replicas.stream().map(Replica::backend).toList()) : null;
         try {
             for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, (stage.accum() - r + n - 1) / n));
         } catch (RuntimeException | Error e) {
@@ -130,7 +131,7 @@ public final class StepRunner implements AutoCloseable {
             l.be.copy(rowLoss, l.stepLosses.rows(micro / n * rows, rows));
             l.be.releaseScratch();
         }
-        if (n > 1) sumGradients(opts);
+        if (gradientSum != null) gradientSum.run(opts.stream().map(AdamW::parameters).toList());
         double gradNorm = opts.getFirst().gradNorm();  // the same on every replica: they all hold the sum
         double lossSum = 0;
         for (Lane l : lanes) lossSum += l.be.sum(l.stepLosses);
@@ -140,70 +141,6 @@ public final class StepRunner implements AutoCloseable {
         }
         return new Result(lossSum / ((double) rows * stage.accum()), gradNorm);
     }
-
-    /**
-     * Gives every replica the sum of all replicas' gradients, as a reduce-scatter then an all-gather: the gradients are
-     * cut into chunks of at most {@link #sumChunk} floats, chunk c owned by replica c mod N. Each owner adds the other
-     * replicas' copies of its chunks into its own (its own gradient first, then the others in replica order, through one
-     * scratch buffer), then every replica copies each sum from its owner. Every replica's links carry about
-     * 2 × (N − 1)/N of the gradients, as in a ring all-reduce, instead of one replica carrying all of it. On CUDA the
-     * copies go device to device on the receiving replica's stream ({@link Backend#copyFrom}), so all owners work at
-     * once; elsewhere through the host, with the same bits. Each sum is computed once, so all replicas hold the same bits.
-     */
-    private void sumGradients(List<AdamW> opts) {
-        int n = lanes.size();
-        if (chunks == null) chunks = chunkPlan(opts.getFirst().parameters(), n);
-        for (Lane l : lanes) l.be.synchronize();  // every backward pass is done
-        Tensor[] buffers = new Tensor[n];
-        for (int r = 0; r < n; r++) buffers[r] = lanes.get(r).be.scratch(DType.F32, chunkFloats);
-        // Reduce-scatter: chunk c's owner o reads the others' copies of it; no chunk is written by more than its owner.
-        for (Chunk c : chunks) {
-            Backend owner = lanes.get(c.owner()).be;
-            Tensor sum = gradChunk(opts, c.owner(), c), slot = buffers[c.owner()].rows(0, c.len());
-            for (int r = 0; r < n; r++) {
-                if (r == c.owner()) continue;
-                owner.copyFrom(lanes.get(r).be, gradChunk(opts, r, c), slot);
-                owner.addInPlace(sum, slot);
-            }
-        }
-        for (Lane l : lanes) l.be.synchronize();  // every sum is complete, and every read of a chunk by its owner done
-        // All-gather: each replica copies the chunks it does not own from their owners.
-        for (Chunk c : chunks)
-            for (int r = 0; r < n; r++)
-                if (r != c.owner()) lanes.get(r).be.copyFrom(lanes.get(c.owner()).be, gradChunk(opts, c.owner(), c), gradChunk(opts, r, c));
-        // The updates that follow zero the gradients these copies read: let every copy finish first.
-        for (Lane l : lanes) l.be.synchronize();
-        for (Lane l : lanes) l.be.releaseScratch();
-    }
-
-    /** A piece of parameter {@code param}'s gradient, floats [from, from + len), summed by replica {@code owner}. */
-    private record Chunk(int param, int from, int len, int owner) {}
-
-    /** The gradient sum's chunks, the same every step (made at the first sum), and the largest chunk's floats. */
-    private List<Chunk> chunks;
-    private int chunkFloats;
-
-    private List<Chunk> chunkPlan(List<dev.patchcore.autograd.Parameter> params, int n) {
-        List<Chunk> plan = new ArrayList<>();
-        for (int i = 0; i < params.size(); i++) {
-            long numel = params.get(i).grad().numel();
-            for (long from = 0; from < numel; from += sumChunk) {
-                int len = (int) Math.min(sumChunk, numel - from);
-                plan.add(new Chunk(i, Math.toIntExact(from), len, plan.size() % n));
-                chunkFloats = Math.max(chunkFloats, len);
-            }
-        }
-        return plan;
-    }
-
-    /** Chunk {@code c} of replica r's gradient, as a flat view. */
-    private static Tensor gradChunk(List<AdamW> opts, int r, Chunk c) {
-        Tensor g = opts.get(r).parameters().get(c.param()).grad();
-        return g.reshape(Math.toIntExact(g.numel())).rows(c.from(), c.len());
-    }
-
-    /** The gradient sum's chunk: 4M floats (16 MiB, one scratch buffer per replica), whatever the largest parameter (tests shrink it). */
-    static int sumChunk = 1 << 22;
 
     @Override public void close() {
         for (Lane l : lanes) {

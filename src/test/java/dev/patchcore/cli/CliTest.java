@@ -289,6 +289,12 @@ class CliTest {
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", tuned.toString(), "--alpaca", "--prompt", "Say 2",
                 "--tokens", "4", "--temperature", "0"), err.toString());
         assertFalse(out.toString().contains("### Response"), "only the response is printed: " + out);
+        out.reset();
+        assertEquals(0, Main.run("finetune", "--backend", "cpu", "--devices", "0,1", run.toString(), "--data", alpaca.toString(),
+                "--out", dir.resolve("tuned2").toString(), "--epochs", "1", "--batch", "4", "--accum", "2"), err.toString());
+        assertTrue(out.toString().contains("data parallel: 2 replicas on CPU backends 0, 1"), out.toString());
+        assertUserError("--devices 0,1,2 needs --accum of at least 3", "finetune", "--backend", "cpu", "--devices", "0,1,2",
+                run.toString(), "--data", alpaca.toString(), "--out", dir.resolve("tuned3").toString(), "--accum", "2");
         assertUserError("is not a dataset folder here; give --data, --text or --choices", "eval", tuned.toString(), "--backend", "cpu");
         assertUserError("cannot be resumed", "train", "--backend", "cpu", "--resume", tuned.toString());
         assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",

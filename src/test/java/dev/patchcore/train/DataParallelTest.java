@@ -55,14 +55,14 @@ class DataParallelTest {
         TrainConfig cfg = new TrainConfig(TrainingTest.MICRO, 4, 0.5, 6, 1, 12, 3e-3f, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2,
                 0, 1000, PatchOptions.DEFAULT);  // 3 micro-batches per patch step, 12 per token step
         Map<Long, Double> single = train(cfg, dir.resolve("single"), 1, Long.MAX_VALUE);
-        int saved = StepRunner.sumChunk;
-        StepRunner.sumChunk = 1000;
+        int saved = GradientSum.chunk;
+        GradientSum.chunk = 1000;
         try {
             Map<Long, Double> three = train(cfg, dir.resolve("three"), 3, Long.MAX_VALUE);
             assertEquals(single.keySet(), three.keySet());
             for (long step : single.keySet()) assertEquals(single.get(step), three.get(step), 1e-6 * single.get(step), "step " + step);
         } finally {
-            StepRunner.sumChunk = saved;
+            GradientSum.chunk = saved;
         }
     }
 
@@ -73,12 +73,12 @@ class DataParallelTest {
     @Test void chunkedGradientSumsGiveTheSameRun(@TempDir Path dir) throws IOException {
         TrainConfig cfg = config(4, PatchOptions.DEFAULT);
         Map<Long, Double> whole = train(cfg, dir.resolve("whole"), 2, Long.MAX_VALUE);
-        int saved = StepRunner.sumChunk;
-        StepRunner.sumChunk = 1000;
+        int saved = GradientSum.chunk;
+        GradientSum.chunk = 1000;
         try {
             assertEquals(whole, train(cfg, dir.resolve("chunked"), 2, Long.MAX_VALUE));
         } finally {
-            StepRunner.sumChunk = saved;
+            GradientSum.chunk = saved;
         }
     }
 
@@ -119,6 +119,50 @@ class DataParallelTest {
                     () -> new StepRunner(List.of(new StepRunner.Replica(a, ma, null), new StepRunner.Replica(b, mb, null)), st));
             assertTrue(e.getMessage().contains("2 replicas need at least as many micro-batches per step"), e.getMessage());
         }
+    }
+
+    /**
+     * finetune --devices: 3 replicas match one backend's fine-tuning, including a last step with fewer micro-batches
+     * than replicas (8 examples, 2 per micro-batch, 3 micro-batches per step: each epoch's second step has 1), and stay identical.
+     */
+    @Test void fineTuningOverReplicasMatchesOneBackend(@TempDir Path dir) throws IOException {
+        var c = dev.patchcore.model.ModelGradientTest.C;  // vocabulary 11, T = 5
+        List<Instructions.Example> examples = new ArrayList<>();
+        java.util.SplittableRandom r = new java.util.SplittableRandom(5);
+        for (int i = 0; i < 8; i++) {
+            int[] ids = new int[2 + r.nextInt(5)];
+            for (int j = 0; j < ids.length; j++) ids[j] = r.nextInt(10);
+            ids[ids.length - 1] = 10;
+            examples.add(new Instructions.Example(ids, 1 + r.nextInt(ids.length - 1)));
+        }
+        TrainConfig cfg = new TrainConfig(c, 1, 0, 4, 2, 3, 3e-3f, 0f, 1, 0.1f, 0.9f, 0.999f, 1e-8f, 1f, 7, 0, 0, 0, 1);
+        List<Map<Long, Double>> runs = new ArrayList<>();
+        for (int n : new int[] {1, 3}) {
+            List<Backend> backends = new ArrayList<>();
+            try {
+                for (int i = 0; i < n; i++) backends.add(new CpuBackend());
+                Backend be = backends.getFirst();
+                LlamaModel primary = new LlamaModel(be, c);
+                primary.initialize(be, 3);
+                List<StepRunner.Replica> others = new ArrayList<>();
+                for (Backend b : backends.subList(1, n)) others.add(StepRunner.Replica.copyOf(be, primary, b));
+                Path run = dir.resolve("ft" + n);
+                FineTuner.Result res = new FineTuner(be, primary, cfg, 2, examples, examples.subList(0, 3), run, TrainingTest.quiet(), "x",
+                        "byte", dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, 10).withReplicas(others).run();
+                assertEquals(4, res.steps(), "2 epochs of 2 steps");
+                runs.add(TrainingTest.losses(run));
+                for (StepRunner.Replica o : others)
+                    for (int i = 0; i < primary.parameters().size(); i++)
+                        assertArrayEquals(be.download(primary.parameters().get(i).master()),
+                                o.backend().download(o.model().parameters().get(i).master()), "replica weights");
+            } finally {
+                backends.forEach(Backend::close);
+            }
+        }
+        assertEquals(4, runs.get(0).size());
+        assertEquals(runs.get(0).keySet(), runs.get(1).keySet());
+        for (long step : runs.get(0).keySet())
+            assertEquals(runs.get(0).get(step), runs.get(1).get(step), 1e-6 * runs.get(0).get(step), "fine-tuning step " + step);
     }
 
     private static Map<Long, Double> train(TrainConfig cfg, Path run, int replicas, long stopAfter) throws IOException {
