@@ -266,7 +266,7 @@ public final class TrainCommand implements Callable<Integer> {
                 for (Trainer.StageResult r : results)
                     System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
                             r.stage(), r.steps(), r.firstLoss(), r.lastLoss(),
-                            Double.isNaN(r.valLoss()) ? "no validation" : String.format(Locale.ROOT, "val %.4f", r.valLoss()), r.tokensPerSecond());
+                            r.validationText(), r.tokensPerSecond());
                 System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
             } finally {
                 summarized.countDown();

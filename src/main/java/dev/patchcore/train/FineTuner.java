@@ -86,8 +86,9 @@ public final class FineTuner {
         int t = cfg.model().contextLength(), b = cfg.batch();
         long perEpoch = steps(train.size(), 1, b, cfg.accum());
         long total = perEpoch * epochs;
-        // Hugging Face's cosine schedule, which the Alpaca recipe uses: progress (step − warmup) / (total − warmup), so
-        // the last step still learns (LrSchedule's pretraining form reaches the floor, here 0, at the last step).
+        // As Hugging Face's cosine schedule, which the Alpaca recipe uses, the decay's progress is (step − warmup) /
+        // (total − warmup), so the last step still learns (LrSchedule's pretraining form reaches the floor, here 0, at
+        // the last step: hence total + 1). The warmup is LrSchedule's, one step ahead of HF's, whose first step has lr 0.
         LrSchedule schedule = new LrSchedule(cfg.lr(), cfg.minLrRatio(), Math.min(Math.max(0, cfg.warmup()), total), total + 1);
         List<Lane> lanes = new ArrayList<>(List.of(new Lane(be, model, new Tape(be))));
         for (StepRunner.Replica r : others) lanes.add(new Lane(r.backend(), r.model(), new Tape(r.backend())));

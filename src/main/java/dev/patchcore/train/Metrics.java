@@ -23,6 +23,31 @@ public final class Metrics implements AutoCloseable {
         }
     }
 
+    /**
+     * Before a run resumes from the checkpoint at {@code globalStep}: drops the records of later steps (logged before
+     * a hard stop that left no checkpoint of them; the resumed run takes those steps again, and would log them twice)
+     * and a torn last line. Rewritten atomically; returns the number of lines dropped (0: the file is left alone).
+     */
+    public static int dropAfter(Path file, long globalStep) {
+        if (!Files.isRegularFile(file)) return 0;
+        try {
+            java.util.List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8), kept = new java.util.ArrayList<>();
+            for (String line : lines) {
+                try {
+                    JsonObject o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+                    if (!o.has("global_step") || o.get("global_step").getAsLong() <= globalStep) kept.add(line);
+                } catch (RuntimeException torn) {
+                    // not a whole JSON object: the end of a line cut by the stop
+                }
+            }
+            int dropped = lines.size() - kept.size();
+            if (dropped > 0) dev.patchcore.checkpoint.AtomicFiles.writeString(file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
+            return dropped;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read metrics file " + file + ": " + e.getMessage(), e);
+        }
+    }
+
     public void write(JsonObject record) {
         try {
             out.write(record.toString());

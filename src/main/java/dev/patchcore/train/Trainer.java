@@ -38,7 +38,25 @@ public final class Trainer {
     private long stopAfterGlobalStep = Long.MAX_VALUE;
 
     /** What a run achieved, per stage. */
-    public record StageResult(String stage, long steps, double firstLoss, double lastLoss, double valLoss, double tokensPerSecond) {}
+    /**
+     * What a stage achieved: {@code valLoss} is the last validation's token loss (in the patch stage: its weights read
+     * at K = 1, on the blocks the token stage validates on), {@code patchValLoss} the patch stage's K-target loss (NaN in
+     * the token stage); {@code tokensPerSecond} counts training steps only, from the second on.
+     */
+    public record StageResult(String stage, long steps, double firstLoss, double lastLoss, double valLoss, double patchValLoss,
+                              double tokensPerSecond) {
+        /** "val token loss X (patch loss Y)", or "no validation". */
+        public String validationText() {
+            String s = validationText(valLoss, patchValLoss);
+            return s.isEmpty() ? "no validation" : s;
+        }
+
+        static String validationText(double tokenLoss, double patchLoss) {
+            if (Double.isNaN(tokenLoss) && Double.isNaN(patchLoss)) return "";
+            return String.format(Locale.ROOT, "val token loss %.4f", tokenLoss)
+                    + (Double.isNaN(patchLoss) ? "" : String.format(Locale.ROOT, " (patch loss %.4f)", patchLoss));
+        }
+    }
 
     public Trainer(Backend be, TrainConfig cfg, TrainingData data, Path runDir, PrintStream console, boolean multiEpoch) {
         this.be = be;
@@ -74,6 +92,12 @@ public final class Trainer {
         List<Stage> stages = Stage.plan(cfg);
         List<StageResult> results = new ArrayList<>();
         double split = multiEpoch ? 0 : (double) cfg.patchSteps() / cfg.steps();
+        if (resumeFrom != null) {
+            int dropped = Metrics.dropAfter(runDir.resolve("metrics.jsonl"), state.globalStep());
+            if (dropped > 0)
+                console.printf("metrics.jsonl: %d records after step %d dropped (logged before the run stopped without a "
+                        + "checkpoint of them; those steps run again)%n", dropped, state.globalStep());
+        }
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int si = state.stageIndex(); si < stages.size(); si++) {
                 Stage st = stages.get(si);
@@ -152,9 +176,10 @@ public final class Trainer {
         be.resetMemoryPeak();  // each stage's own activations (its context and micro-batch differ)
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
-        // In the patch stage the same weights are also scored at K = 1; those batches are read once per stage too.
+        // In the patch stage the same weights are also scored at K = 1, on the token stage's validation blocks (its
+        // micro-batch, cfg.batch(), not the patch stage's smaller one), so the token loss is one curve over both stages.
         List<Batch> tokenVal = k > 1 && !val.isEmpty()
-                ? data.validation(1, cfg.model().contextLength(), st.batch(), cfg.evalBatches(), PatchMode.CONSECUTIVE) : List.of();
+                ? data.validation(1, cfg.model().contextLength(), cfg.batch(), cfg.evalBatches(), PatchMode.CONSECUTIVE) : List.of();
         if (cfg.evalEvery() > 0 && cfg.evalBatches() == 0)
             console.printf("note: --eval-batches 0: no validation in the %s stage%n", st.name());
         else if (cfg.evalEvery() > 0 && val.isEmpty())
@@ -167,11 +192,14 @@ public final class Trainer {
                 st.name(), k, k * t, t, (modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
                         : k > 1 ? "patches" : "positions") + projectionNote(), st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
 
-        double firstLoss = Double.NaN, lastLoss = Double.NaN, valLoss = Double.NaN;
+        double firstLoss = Double.NaN, lastLoss = Double.NaN;
+        Validation valLoss = Validation.NONE;
         long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
         // The first step carries one-time costs (JIT compilation, GEMM tuning, the scratch pool's growth): the rate and
-        // ETA count from its end once a second step is done.
+        // ETA count from its end once a second step is done. The rate (tok/s) is of the training steps alone; the ETA
+        // divides the wall time, validations and checkpoints included (they recur).
         long stageStart = System.nanoTime(), firstStepEnd = 0, measuredSteps = 0;
+        double firstStepSec = 0, laterStepsSec = 0;
         try (StepRunner runner = new StepRunner(replicas, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
@@ -181,7 +209,12 @@ public final class Trainer {
                 globalStep++;
                 tokensSeen += cfg.tokensPerStep();
                 long dt = System.nanoTime() - t0;
-                if (measuredSteps++ == 0) firstStepEnd = System.nanoTime();
+                if (measuredSteps++ == 0) {
+                    firstStepEnd = System.nanoTime();
+                    firstStepSec = dt / 1e9;
+                } else {
+                    laterStepsSec += dt / 1e9;
+                }
                 if (Double.isNaN(firstLoss)) firstLoss = loss;
                 lastLoss = loss;
                 if (!Double.isFinite(loss))
@@ -209,7 +242,8 @@ public final class Trainer {
                             : (System.nanoTime() - stageStart) / 1e9;
                     String eta = measuredSteps > 1 || last ? duration(etaSeconds(avgStep, st, step + 1, si, stages)) : "-";
                     console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
-                            st.name(), step + 1, st.steps(), loss, lr, gradNorm, human((long) (cfg.tokensPerStep() / avgStep)), eta);
+                            st.name(), step + 1, st.steps(), loss, lr, gradNorm,
+                            human((long) stepRate(measuredSteps, firstStepSec, laterStepsSec)), eta);
                 }
                 if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) valLoss = validate(model, st, val, tokenVal, step + 1, globalStep, metrics);
 
@@ -230,12 +264,23 @@ public final class Trainer {
                 }
             }
         }
-        double tps = cfg.tokensPerStep() * measuredSteps / ((System.nanoTime() - stageStart) / 1e9);
+        double tps = stepRate(measuredSteps, firstStepSec, laterStepsSec);
         console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
-                Double.isNaN(valLoss) ? "" : String.format(Locale.ROOT, ", val %.4f", valLoss), human((long) tps));
+                Double.isNaN(valLoss.tokenLoss()) && Double.isNaN(valLoss.patchLoss()) ? ""
+                        : ", " + StageResult.validationText(valLoss.tokenLoss(), valLoss.patchLoss()), human((long) tps));
         String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
         if (memory != null) console.println("      " + memory);
-        return new StageResult(st.name(), st.steps() - startStep, firstLoss, lastLoss, valLoss, tps);
+        return new StageResult(st.name(), st.steps() - startStep, firstLoss, lastLoss, valLoss.tokenLoss(), valLoss.patchLoss(), tps);
+    }
+
+    /** Tokens per second of the training steps alone: from the second step on, or the first if it is the only one. */
+    private double stepRate(long steps, double firstStepSec, double laterStepsSec) {
+        return steps > 1 ? cfg.tokensPerStep() * (steps - 1) / laterStepsSec : cfg.tokensPerStep() / firstStepSec;
+    }
+
+    /** A validation's losses: the token loss, and in the patch stage the patch loss (else NaN). */
+    record Validation(double tokenLoss, double patchLoss) {
+        static final Validation NONE = new Validation(Double.NaN, Double.NaN);
     }
 
     /**
@@ -243,7 +288,7 @@ public final class Trainer {
      * (K-target loss of Eq. 3 on held-out K·T windows, the quantity being trained) and the token loss of the same
      * weights read at K = 1, which is what the final model is judged on.
      */
-    private double validate(LlamaModel model, Stage st, List<Batch> val, List<Batch> tokenVal, long step, long globalStep, Metrics metrics) {
+    private Validation validate(LlamaModel model, Stage st, List<Batch> val, List<Batch> tokenVal, long step, long globalStep, Metrics metrics) {
         double loss = LossEvaluator.meanLoss(be, model, proj, val);
         JsonObject m = new JsonObject();
         m.addProperty("type", "val");
@@ -256,12 +301,12 @@ public final class Trainer {
             m.addProperty("token_loss", tokenLoss);
             console.printf(Locale.ROOT, "      val   | patch loss %.4f (K=%d targets) | token loss %.4f | ppl %.2f%n", loss, st.patchSize(), tokenLoss, Math.exp(tokenLoss));
             metrics.write(m);
-            return loss;
+            return new Validation(tokenLoss, loss);
         }
         m.addProperty("token_loss", loss);
         console.printf(Locale.ROOT, "      val   | token loss %.4f | ppl %.2f%n", loss, Math.exp(loss));
         metrics.write(m);
-        return loss;
+        return new Validation(loss, Double.NaN);
     }
 
     private static double etaSeconds(double secPerStep, Stage st, long done, int si, List<Stage> stages) {

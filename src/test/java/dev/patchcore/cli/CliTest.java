@@ -203,6 +203,15 @@ class CliTest {
         assertTrue(m.find(), out.toString());
         assertEquals(logged, Double.parseDouble(m.group(1)), 1e-4, out.toString());
         assertTrue(out.toString().contains("activated FFN outputs (|x| > 0.5), by layer:"), out.toString());
+        // Its token loss is measured on the token stage's validation blocks: 8 batches of the token stage's micro-batch
+        // of 4 (not the patch stage's 1), so it is one curve with the token stage's.
+        double loggedToken = com.google.gson.JsonParser.parseString(patchVal).getAsJsonObject().get("token_loss").getAsDouble();
+        out.reset();
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.resolve("checkpoints/step-00000003").toString(),
+                "--data", ds.toString(), "--max-blocks", "32"), err.toString());
+        m = java.util.regex.Pattern.compile("(?m)^loss ([0-9.]+) ").matcher(out.toString());
+        assertTrue(m.find(), out.toString());
+        assertEquals(loggedToken, Double.parseDouble(m.group(1)), 1e-4, out.toString());
         assertUserError("no --patch-size or --activations", "eval", "--backend", "cpu", "--checkpoint", run.toString(),
                 "--choices", text.toString(), "-K", "2");
         Path questions = dir.resolve("q.jsonl");

@@ -116,6 +116,32 @@ class TrainingTest {
         assertEquals(1f, s.at(10), 1e-6);
         assertEquals(0.1f, s.at(109), 1e-6);
         assertTrue(s.at(60) < s.at(30));
+        assertEquals(0.1f, new LrSchedule(1f, 0.1f, 2, 3).at(2), 1e-6, "a decay of one step is at the floor");
+    }
+
+    /**
+     * A run stopped hard (no checkpoint of its last steps) logged steps it will take again: resuming drops them (and a
+     * torn last line), so metrics.jsonl holds each step once and equals an uninterrupted run's.
+     */
+    @Test void resumeDropsMetricsLoggedAfterItsCheckpoint(@TempDir Path dir) throws IOException {
+        TrainConfig cfg = config(8, 0.5, 3e-3f);
+        Path full = dir.resolve("full"), run = dir.resolve("run");
+        trainAndReadLosses(cfg, full, Long.MAX_VALUE);
+        trainAndReadLosses(cfg, run, 5);
+        Path metrics = run.resolve("metrics.jsonl");
+        Files.writeString(metrics, "{\"type\":\"train\",\"global_step\":6,\"loss\":9.0}\n{\"type\":\"val\",\"global_step\":6}\n{\"type\":\"tra",
+                java.nio.file.StandardOpenOption.APPEND);
+        resume(cfg, run);
+        assertEquals(Files.readAllLines(full.resolve("metrics.jsonl")).stream().map(TrainingTest::withoutTimes).toList(),
+                Files.readAllLines(metrics).stream().map(TrainingTest::withoutTimes).toList());
+    }
+
+    /** A metrics line without its wall-clock fields. */
+    private static String withoutTimes(String line) {
+        var o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+        o.remove("tokens_per_s");
+        o.remove("step_ms");
+        return o.toString();
     }
 
     /** Interrupt (save + stop) at a step, resume from the folder, and compare every step's loss bit for bit. */
