@@ -92,11 +92,11 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1234", description = "seed of the initialization and the data order (default: ${DEFAULT-VALUE})")
     long seed;
 
-    @Option(names = "--eval-every", description = "validate every N steps and at the end of each stage, 0 = never (default: 100; 1000 for paper presets)")
+    @Option(names = "--eval-every", description = "validate every N steps of a stage (counted from the stage's start) and at its end, 0 = never (default: 100; 1000 for paper presets)")
     Integer evalEvery;
     @Option(names = "--eval-batches", defaultValue = "8", description = "validation micro-batches (default: ${DEFAULT-VALUE})")
     int evalBatches;
-    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps besides each stage end (default: 0 = only at stage ends)")
+    @Option(names = "--save-every", defaultValue = "0", description = "checkpoint every N steps of a stage (counted from the stage's start) besides each stage end (default: 0 = only at stage ends)")
     int saveEvery;
     @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})")
     int logEvery;
