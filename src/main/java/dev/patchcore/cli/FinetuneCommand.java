@@ -50,6 +50,7 @@ public final class FinetuneCommand implements Callable<Integer> {
 
     @Override public Integer call() throws IOException {
         if (epochs < 1 || batch < 1 || accum < 1) throw new IllegalArgumentException("--epochs, --batch and --accum must be positive");
+        if (logEvery < 1) throw new IllegalArgumentException("--log-every must be at least 1 (got " + logEvery + ")");
         if (devices != null && devices.size() > accum)
             throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs --accum of at least " + devices.size()
                     + " (a micro-batch per device and step); it is " + accum);
@@ -85,7 +86,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         long steps = FineTuner.steps(train.size(), epochs, batch, accum);
         int warmup = (int) Math.ceil(warmupRatio * steps);  // as Hugging Face's get_warmup_steps
         TrainConfig tc = new TrainConfig(cfg, 1, 0, steps, batch, accum, lr, 0f, warmup, weightDecay, 0.9f, 0.999f, 1e-8f, clip,
-                seed, 0, 0, 0, Math.max(1, logEvery));
+                seed, 0, 0, 0, logEvery);
         System.out.printf(Locale.ROOT, "fine-tuning %s (%s tokenizer) on %s into %s%n", ckpt, tok.name(), data, out);
         List<Backend> backends = backendOptions.openDevices(devices);
         try {

@@ -14,6 +14,7 @@ public final class Main implements Runnable {
 
     public static void main(String[] args) {
         Integer relaunched = relaunchWithVectorApi(args);
+        if (relaunched == null) stopWithLauncher();
         System.exit(relaunched != null ? relaunched : run(args));
     }
 
@@ -37,6 +38,7 @@ public final class Main implements Runnable {
             // (printed by every JVM that resolves one, with no option to turn it off): noise on every command.
             ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO().redirectError(ProcessBuilder.Redirect.PIPE);
             pb.environment().put("PATCHCORE_NO_RELAUNCH", "1");
+            pb.environment().put(LAUNCHER_PID, Long.toString(ProcessHandle.current().pid()));
             Process child = pb.start();
             Thread stderr = Thread.ofPlatform().daemon().name("child-stderr").start(() -> copyStderr(child.getErrorStream()));
             // A stop request for this JVM (Ctrl-C, which the child gets too, or a SIGTERM sent to this process alone, as
@@ -55,6 +57,25 @@ public final class Main implements Runnable {
         } catch (Exception e) {
             return null; // fall back to the plain-Java kernels in this JVM
         }
+    }
+
+    private static final String LAUNCHER_PID = "PATCHCORE_LAUNCHER_PID";
+
+    /**
+     * In a relaunched JVM: when the launcher ends without passing on a stop (killed with SIGKILL, which it cannot
+     * forward), stop as on a SIGTERM (a training run saves a checkpoint) instead of running on orphaned, unseen, and
+     * still writing its run folder.
+     */
+    private static void stopWithLauncher() {
+        String pid = System.getenv(LAUNCHER_PID);
+        if (pid == null || !pid.matches("\\d+")) return;
+        java.util.Optional<ProcessHandle> launcher = ProcessHandle.of(Long.parseLong(pid));
+        Runnable stop = () -> {
+            System.out.println("the launching process has ended: stopping");
+            System.exit(143);  // 128 + SIGTERM, as if it had been forwarded
+        };
+        if (launcher.isEmpty()) stop.run();
+        else launcher.get().onExit().thenRun(stop);
     }
 
     static final String INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector";

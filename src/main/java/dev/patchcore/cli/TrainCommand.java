@@ -118,8 +118,19 @@ public final class TrainCommand implements Callable<Integer> {
     /** The options a resumed run takes; all others are its saved settings. */
     private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
 
+    /** This command's lock on the run folder (null until taken): released when the command ends, however it ends. */
+    private dev.patchcore.train.RunLock runLock;
+
     @Override
     public Integer call() {
+        try {
+            return train();
+        } finally {
+            if (runLock != null) runLock.close();
+        }
+    }
+
+    private int train() {
         Checkpoints.Meta resumed = null;
         Path runDir;
         Path checkpoint = null;
@@ -153,6 +164,7 @@ public final class TrainCommand implements Callable<Integer> {
                         + "start a new run with --init-from %s%n", resume, cfg.steps(), checkpoint, resume);
                 return 0;
             }
+            runLock = dev.patchcore.train.RunLock.acquire(runDir);  // before anything is read that a running process would change
             dataset = ShardTrainingData.open(resumed.dataset());
             if (dataset.vocabSize() != cfg.model().vocabSize())
                 throw new IllegalArgumentException("dataset " + resumed.dataset() + " has vocabulary " + dataset.vocabSize()
@@ -188,11 +200,15 @@ public final class TrainCommand implements Callable<Integer> {
             int b = batch != null ? batch : paper ? 4 : 16;
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
-                    seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, Math.max(1, logEvery),
+                    seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
                     new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).requireBothStages();
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
+            String held = contents(runDir);
+            if (!held.isEmpty())
+                throw new IllegalArgumentException("--out " + runDir + " is not empty (it holds " + held + "); a new run needs a new "
+                        + "or empty folder: choose another --out");
         }
 
         List<dev.patchcore.train.Stage> plan = dev.patchcore.train.Stage.plan(cfg);
@@ -243,6 +259,7 @@ public final class TrainCommand implements Callable<Integer> {
             for (Backend rb : replicaBackends) replicas.add(dev.patchcore.train.StepRunner.Replica.copyOf(be, model, rb));
             madeRunFolder = !Files.exists(runDir, java.nio.file.LinkOption.NOFOLLOW_LINKS);
             Files.createDirectories(runDir);
+            if (runLock == null) runLock = dev.patchcore.train.RunLock.acquire(runDir);
             Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
             // Ctrl-C or SIGTERM: finish the current step, save a checkpoint and print the summary, then let the JVM exit.
@@ -294,12 +311,28 @@ public final class TrainCommand implements Callable<Integer> {
     private void removeIfUnused(Path runDir) {
         if (!madeRunFolder || Checkpoints.exists(runDir)) return;
         try {
+            if (runLock != null) {
+                runLock.close();
+                runLock = null;
+                dev.patchcore.train.RunLock.deleteFile(runDir);
+            }
             Path metrics = runDir.resolve("metrics.jsonl");
             if (Files.exists(metrics) && Files.size(metrics) > 0) return;
             Files.deleteIfExists(metrics);
             Files.deleteIfExists(Checkpoints.root(runDir));  // only if empty (else DirectoryNotEmptyException)
             Files.deleteIfExists(runDir);
         } catch (java.io.IOException ignored) { /* a folder with anything else in it stays */ }
+    }
+
+    /** What a folder holds, for a message: up to three names, or "" if it is empty or does not exist. */
+    private static String contents(Path dir) {
+        if (!Files.isDirectory(dir)) return "";
+        try (var s = Files.list(dir)) {
+            List<String> names = s.map(p -> p.getFileName().toString()).filter(n -> !n.equals(".lock")).sorted().toList();
+            return names.size() <= 3 ? String.join(", ", names) : String.join(", ", names.subList(0, 3)) + " and " + (names.size() - 3) + " more";
+        } catch (java.io.IOException e) {
+            return "";
+        }
     }
 
     private long budget(ModelConfig model, int b, boolean paper, TrainingData dataset) {

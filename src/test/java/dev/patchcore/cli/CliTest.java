@@ -106,6 +106,18 @@ class CliTest {
         assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
         assertUserError("--eval-batches", "train", "--backend", "cpu", "--eval-batches", "-1", "--out", dir.resolve("neg").toString());
         assertFalse(Files.exists(dir.resolve("neg")), "a rejected run leaves no run folder");
+        assertUserError("--min-lr-ratio must lie in [0, 1]", "train", "--backend", "cpu", "--min-lr-ratio", "-1");
+        assertUserError("--beta1 and --beta2 must lie in [0, 1)", "train", "--backend", "cpu", "--beta1", "1.5");
+        assertUserError("--eps must be a positive number", "train", "--backend", "cpu", "--eps", "0");
+        assertUserError("--lr must be a positive number", "train", "--backend", "cpu", "--lr", "Infinity");
+        assertUserError("--log-every must be at least 1", "train", "--backend", "cpu", "--log-every", "0");
+        assertUserError("--log-every must be at least 1", "finetune", "--backend", "cpu", dir.toString(), "--data", "x", "--out",
+                dir.resolve("ft").toString(), "--log-every", "0");
+        // A new run needs a new or empty folder: a failed run's metrics (no checkpoint) or a dataset are not appended to.
+        Path used = dir.resolve("used");
+        Files.createDirectories(used);
+        Files.writeString(used.resolve("metrics.jsonl"), "{}\n");
+        assertUserError("--out " + used + " is not empty (it holds metrics.jsonl)", "train", "--backend", "cpu", "--out", used.toString());
         // picocli's own "Error: " prefix is not repeated after ours
         err.reset();
         assertEquals(2, Main.run("eval", "--checkpoint", dir.toString()));
