@@ -97,11 +97,13 @@ public final class SafeTensors {
 
     /** A read-only view of a safetensors file. */
     public static final class Reader implements AutoCloseable {
+        private final Path file;
         private final FileChannel channel;
         private final long dataStart;
         private final JsonObject header;
 
         public Reader(Path file) {
+            this.file = file;
             try {
                 channel = FileChannel.open(file, StandardOpenOption.READ);
                 ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
@@ -111,8 +113,15 @@ public final class SafeTensors {
                     throw new IllegalArgumentException(file + " is not a safetensors file (bad header length)");
                 ByteBuffer h = ByteBuffer.allocate((int) n);
                 readFully(8, h);
-                header = new Gson().fromJson(new String(h.array(), StandardCharsets.UTF_8), JsonObject.class);
+                try {
+                    header = new Gson().fromJson(new String(h.array(), StandardCharsets.UTF_8), JsonObject.class);
+                } catch (com.google.gson.JsonParseException e) {
+                    throw new IllegalArgumentException(file + " is not a safetensors file (its header is not a JSON object)");
+                }
+                if (header == null) throw new IllegalArgumentException(file + " is not a safetensors file (its header is not a JSON object)");
                 dataStart = 8 + n;
+            } catch (java.nio.file.NoSuchFileException e) {
+                throw new IllegalArgumentException("cannot read " + file + ": no such file");
             } catch (IOException e) {
                 throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
             }
@@ -144,7 +153,7 @@ public final class SafeTensors {
 
         private JsonObject entry(String name) {
             JsonElement e = header.get(name);
-            if (e == null) throw new IllegalArgumentException("tensor '" + name + "' missing from checkpoint");
+            if (e == null) throw new IllegalArgumentException("tensor '" + name + "' missing from " + file);
             return e.getAsJsonObject();
         }
 
@@ -154,6 +163,9 @@ public final class SafeTensors {
             JsonArray off = e.getAsJsonArray("data_offsets");
             long begin = off.get(0).getAsLong(), end = off.get(1).getAsLong();
             try {
+                if (dataStart + end > channel.size())
+                    throw new IllegalArgumentException(file + " is cut short: tensor '" + name + "' ends at byte " + (dataStart + end)
+                            + " of a file of " + channel.size() + " bytes");
                 ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(end - begin)).order(ByteOrder.LITTLE_ENDIAN);
                 readFully(dataStart + begin, b);
                 b.flip();
@@ -168,10 +180,10 @@ public final class SafeTensors {
                         for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16);
                         yield f;
                     }
-                    default -> throw new IllegalArgumentException("tensor '" + name + "' has unsupported dtype " + dtype);
+                    default -> throw new IllegalArgumentException("tensor '" + name + "' in " + file + " has unsupported dtype " + dtype);
                 };
             } catch (IOException ex) {
-                throw new UncheckedIOException(ex);
+                throw new UncheckedIOException("cannot read " + file + ": " + ex.getMessage(), ex);
             }
         }
 

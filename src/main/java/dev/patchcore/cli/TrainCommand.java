@@ -32,7 +32,8 @@ import java.util.concurrent.Callable;
 public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--preset", defaultValue = "tiny", description = "model size: tiny, small, 370m, 780m, 1.3b, 2.7b (default: ${DEFAULT-VALUE})")
     String preset;
-    @Option(names = "--data", description = "prepared dataset folder (from `prepare`); default: the bundled corpus, byte tokenizer")
+    @Option(names = "--data", description = "prepared dataset folder (from `prepare`); default: the bundled corpus, byte tokenizer. "
+            + "With --resume: where the run's dataset is now, if it moved")
     Path data;
     @Option(names = "--out", description = "run folder for checkpoints and metrics (default: runs/<preset>-<time>)")
     Path out;
@@ -116,7 +117,7 @@ public final class TrainCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     /** The options a resumed run takes; all others are its saved settings. */
-    private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
+    private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
 
     /** This command's lock on the run folder (null until taken): released when the command ends, however it ends. */
     private dev.patchcore.train.RunLock runLock;
@@ -145,7 +146,7 @@ public final class TrainCommand implements Callable<Integer> {
             if (!changed.isEmpty())
                 throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
                         + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend "
-                        + "and --cublaslt may change); to train on from its weights with new settings, start a new run with --init-from " + resume);
+                        + "and --cublaslt may change, and --data may say where its dataset now is); to train on from its weights with new settings, start a new run with --init-from " + resume);
             if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
                 throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
                         + resume.toAbsolutePath().normalize().getParent().getParent());
@@ -165,19 +166,22 @@ public final class TrainCommand implements Callable<Integer> {
                 return 0;
             }
             runLock = dev.patchcore.train.RunLock.acquire(runDir);  // before anything is read that a running process would change
-            dataset = ShardTrainingData.open(resumed.dataset());
+            // --data: where the run's dataset is now (moved, or recorded relative to another folder by an older version)
+            dataset = ShardTrainingData.open(data != null ? data.toAbsolutePath().normalize().toString() : resumed.dataset());
+            if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
             if (dataset.vocabSize() != cfg.model().vocabSize())
-                throw new IllegalArgumentException("dataset " + resumed.dataset() + " has vocabulary " + dataset.vocabSize()
+                throw new IllegalArgumentException("dataset " + dataset.description() + " has vocabulary " + dataset.vocabSize()
                         + " but the checkpoint's model has " + cfg.model().vocabSize());
             if (resumed.tokenizer() != null && !resumed.tokenizer().equals(dataset.tokenizer()))
-                throw new IllegalArgumentException("dataset " + resumed.dataset() + " is now tokenized with " + dataset.tokenizer()
+                throw new IllegalArgumentException("dataset " + dataset.description() + " is now tokenized with " + dataset.tokenizer()
                         + " but the run was trained on " + resumed.tokenizer() + "; prepare it again with that tokenizer");
         } else {
             if (out != null && Files.exists(out) && !Files.isDirectory(out))
                 throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
             ModelConfig model = ModelConfig.preset(preset);
             boolean paper = model.vocabSize() != 257;
-            dataset = ShardTrainingData.open(data == null ? "bundled" : data.toString());
+            // recorded absolute, so --resume and eval find it from any folder
+            dataset = ShardTrainingData.open(data == null ? "bundled" : data.toAbsolutePath().normalize().toString());
             if (vocab != null && vocab != dataset.vocabSize())
                 throw new IllegalArgumentException("--vocab " + vocab + " does not match the dataset's vocabulary " + dataset.vocabSize()
                         + " (tokenizer " + dataset.tokenizer() + ")");

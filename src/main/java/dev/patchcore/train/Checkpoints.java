@@ -101,10 +101,26 @@ public final class Checkpoints {
         Path pointer = root(dir).resolve("latest");
         if (!Files.isRegularFile(pointer))
             throw new IllegalArgumentException("no checkpoint in " + dir + " (expected " + pointer + ")");
+        String name;
         try {
-            return root(dir).resolve(Files.readString(pointer).strip());
+            name = Files.readString(pointer).strip();
         } catch (IOException e) {
-            throw new UncheckedIOException(e);
+            throw new UncheckedIOException("cannot read " + pointer + ": " + e.getMessage(), e);
+        }
+        Path target = root(dir).resolve(name);
+        if (name.isEmpty() || !Files.isRegularFile(target.resolve(MODEL)))
+            throw new IllegalArgumentException(pointer + " names '" + name + "', which is not a complete checkpoint (the run folder "
+                    + "was changed by hand?); the folder holds " + listed(root(dir)));
+        return target;
+    }
+
+    /** The checkpoint folders under {@code checkpoints/}, for a message. */
+    private static String listed(Path root) {
+        try (var s = Files.list(root)) {
+            List<String> names = s.filter(p -> Files.isRegularFile(p.resolve(MODEL))).map(p -> p.getFileName().toString()).sorted().toList();
+            return names.isEmpty() ? "no checkpoint" : String.join(", ", names) + " (point latest at one to continue from it)";
+        } catch (IOException e) {
+            return "nothing readable";
         }
     }
 
@@ -118,9 +134,15 @@ public final class Checkpoints {
     public static Meta readMeta(Path checkpoint) {
         Path f = checkpoint.resolve(TRAINER);
         try {
-            return GSON.fromJson(Files.readString(f), Meta.class);
+            Meta m = GSON.fromJson(Files.readString(f), Meta.class);
+            if (m == null) throw new IllegalArgumentException(f + " is empty");
+            return m;
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new IllegalArgumentException("cannot read " + f + ": no such file");
         } catch (IOException e) {
             throw new IllegalArgumentException("cannot read " + f + ": " + e.getMessage());
+        } catch (com.google.gson.JsonParseException e) {
+            throw new IllegalArgumentException(f + " is not a valid trainer.json (" + e.getMessage().lines().findFirst().orElse("") + ")");
         }
     }
 
@@ -171,7 +193,6 @@ public final class Checkpoints {
         }
     }
 
-    /** Restores the moments of every parameter {@code opt} updates, and its step count. */
     /** Restores the moments into every optimizer of {@code opts} (data-parallel replicas' alike), the file read once. */
     public static void loadOptimizer(Path checkpoint, List<AdamW> opts, int step) {
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(OPTIMIZER))) {

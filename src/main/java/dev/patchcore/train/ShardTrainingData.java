@@ -37,6 +37,8 @@ public final class ShardTrainingData implements TrainingData {
                 dir = bundledDirectory();
             } else {
                 dir = Path.of(where);
+                if (Files.isRegularFile(dir))
+                    throw new IllegalArgumentException(dir + " is a file, not a dataset folder (make one from it: prepare --out DIR " + dir + ")");
                 if (!Files.isDirectory(dir)) throw new IllegalArgumentException("dataset folder " + dir + " does not exist (create it with `prepare`)");
             }
             return new ShardTrainingData(where, PreparedDataset.open(dir));

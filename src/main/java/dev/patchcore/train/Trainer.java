@@ -132,7 +132,15 @@ public final class Trainer {
                     }
                     if (resumingHere) {
                         Checkpoints.loadOptimizer(resumeFrom, opts, Checkpoints.readMeta(resumeFrom).optimizerStep());
-                        if (state.samplerState() != null) source.restore(state.samplerState());
+                        if (state.samplerState() != null) {
+                            try {
+                                source.restore(state.samplerState());
+                            } catch (IllegalArgumentException e) {
+                                throw new IllegalArgumentException("dataset " + data.description() + " is not the data this run was "
+                                        + "trained on (its training split no longer matches the checkpoint's position in it); resume "
+                                        + "on that data, or start a new run from the checkpoint with --init-from " + runDir, e);
+                            }
+                        }
                         startStep = state.stepInStage();
                     }
                     StageResult r = runStage(model, si, st, source, replicas, opts, startStep, state, metrics, stages);

@@ -50,4 +50,28 @@ class SafeTensorsTest {
             assertEquals(List.of(), left.toList());
         }
     }
+
+    /** A damaged file is one line naming it and what is wrong, never a bare "unexpected end of file". */
+    @Test
+    void damagedFilesAreNamed(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("m.safetensors");
+        SafeTensors.write(file, List.of(new SafeTensors.Entry("w", new int[] {1000}, new float[1000])), Map.of());
+        byte[] whole = Files.readAllBytes(file);
+        Files.write(file, java.util.Arrays.copyOf(whole, whole.length - 100));
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> r.read("w"));
+            assertTrue(e.getMessage().startsWith(file + " is cut short: tensor 'w' ends at byte"), e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> r.read("v"));
+            assertEquals("tensor 'v' missing from " + file, e.getMessage());
+        }
+        Files.write(file, java.util.Arrays.copyOf(whole, 30));
+        assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Reader(file), "header cut short");
+        byte[] garbage = whole.clone();
+        garbage[8] = '#';
+        Files.write(file, garbage);
+        var e = assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Reader(file));
+        assertEquals(file + " is not a safetensors file (its header is not a JSON object)", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Reader(dir.resolve("none.safetensors")));
+        assertEquals("cannot read " + dir.resolve("none.safetensors") + ": no such file", e.getMessage());
+    }
 }

@@ -1,0 +1,35 @@
+package dev.patchcore.train;
+
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** A run folder damaged by hand: one line naming the file and what is wrong. */
+class CheckpointsTest {
+    @Test void aDamagedRunFolderIsDescribed(@TempDir Path run) throws IOException {
+        Path root = Checkpoints.root(run), good = root.resolve("step-00000040");
+        Files.createDirectories(good);
+        Files.writeString(good.resolve(Checkpoints.MODEL), "x");
+        Files.writeString(root.resolve("latest"), "step-99\n");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.latest(run));
+        assertEquals(root.resolve("latest") + " names 'step-99', which is not a complete checkpoint (the run folder was changed "
+                + "by hand?); the folder holds step-00000040 (point latest at one to continue from it)", e.getMessage());
+        Files.writeString(root.resolve("latest"), "step-00000040\n");
+        assertEquals(good, Checkpoints.latest(run));
+
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
+        assertEquals("cannot read " + good.resolve("trainer.json") + ": no such file", e.getMessage());
+        Files.writeString(good.resolve("trainer.json"), "{\"bad\":\n");
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
+        assertTrue(e.getMessage().startsWith(good.resolve("trainer.json") + " is not a valid trainer.json ("), e.getMessage());
+        assertEquals(1, e.getMessage().lines().count());
+        Files.writeString(good.resolve("trainer.json"), "");
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
+        assertEquals(good.resolve("trainer.json") + " is empty", e.getMessage());
+    }
+}
