@@ -1,6 +1,5 @@
 package dev.patchcore.bench;
 
-import com.google.gson.GsonBuilder;
 import com.google.gson.JsonArray;
 import com.google.gson.JsonObject;
 import dev.patchcore.backend.Backend;
@@ -179,10 +178,9 @@ public final class SpeedTable {
         o.addProperty("preset", model.name());
         o.addProperty("context", model.contextLength());
         JsonArray a = new JsonArray();
-        com.google.gson.Gson gson = new com.google.gson.Gson();
-        for (Row r : rows) a.add(gson.toJsonTree(r));
+        for (Row r : rows) a.add(BenchJson.GSON.toJsonTree(r));
         o.add("rows", a);
-        return new GsonBuilder().setPrettyPrinting().create().toJson(o);
+        return BenchJson.GSON.toJson(o);
     }
 
     private static String human(double v) {

@@ -1,6 +1,5 @@
 package dev.patchcore.cli;
 
-import com.google.gson.GsonBuilder;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.bench.KernelBench;
@@ -60,7 +59,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
                 doc.put("attentionMemory", bench.memory());
                 try {
                     if (json.toAbsolutePath().getParent() != null) Files.createDirectories(json.toAbsolutePath().getParent());
-                    Files.writeString(json, new GsonBuilder().setPrettyPrinting().serializeSpecialFloatingPointValues().create().toJson(doc));
+                    Files.writeString(json, dev.patchcore.bench.BenchJson.GSON.toJson(doc));
                 } catch (IOException e) {
                     throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
                 }

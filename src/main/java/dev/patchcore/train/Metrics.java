@@ -48,7 +48,11 @@ public final class Metrics implements AutoCloseable {
         }
     }
 
+    /** Writes one record; a number that is not finite (a diverged gradient norm) as null, which JSON can hold. */
     public void write(JsonObject record) {
+        for (var e : record.entrySet())
+            if (e.getValue().isJsonPrimitive() && e.getValue().getAsJsonPrimitive().isNumber()
+                    && !Double.isFinite(e.getValue().getAsDouble())) e.setValue(com.google.gson.JsonNull.INSTANCE);
         try {
             out.write(record.toString());
             out.newLine();
