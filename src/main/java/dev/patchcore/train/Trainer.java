@@ -205,9 +205,13 @@ public final class Trainer {
         long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
         // The first step carries one-time costs (JIT compilation, GEMM tuning, the scratch pool's growth): the rate and
         // ETA count from its end once a second step is done. The rate (tok/s) is of the training steps alone; the ETA
-        // divides the wall time, validations and checkpoints included (they recur).
-        long stageStart = System.nanoTime(), firstStepEnd = 0, measuredSteps = 0;
+        // divides the wall time of the last ETA_WINDOW steps at most (the JIT's early slow steps drop out), validations
+        // and checkpoints included (they recur).
+        long stageStart = System.nanoTime(), measuredSteps = 0;
+        long[] stepEnds = new long[ETA_WINDOW + 1];  // stepEnds[m % length]: when the stage's m-th step here ended
         double firstStepSec = 0, laterStepsSec = 0;
+        // The token stage's step time in patch steps, for the ETA: K (K times the positions) until a validation measures it
+        double laterStepCost = k;
         try (StepRunner runner = new StepRunner(replicas, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
@@ -217,8 +221,8 @@ public final class Trainer {
                 globalStep++;
                 tokensSeen += cfg.tokensPerStep();
                 long dt = System.nanoTime() - t0;
-                if (measuredSteps++ == 0) {
-                    firstStepEnd = System.nanoTime();
+                stepEnds[(int) (++measuredSteps % stepEnds.length)] = System.nanoTime();
+                if (measuredSteps == 1) {
                     firstStepSec = dt / 1e9;
                 } else {
                     laterStepsSec += dt / 1e9;
@@ -246,14 +250,23 @@ public final class Trainer {
 
                 boolean last = step + 1 == st.steps();
                 if ((step + 1) % cfg.logEvery() == 0 || last || step == startStep) {
-                    double avgStep = measuredSteps > 1 ? (System.nanoTime() - firstStepEnd) / 1e9 / (measuredSteps - 1)
+                    long w = Math.min(measuredSteps - 1, ETA_WINDOW);
+                    double avgStep = w > 0 ? (System.nanoTime() - stepEnds[(int) ((measuredSteps - w) % stepEnds.length)]) / 1e9 / w
                             : (System.nanoTime() - stageStart) / 1e9;
-                    String eta = measuredSteps > 1 || last ? duration(etaSeconds(avgStep, st, step + 1, si, stages)) : "-";
+                    String eta = measuredSteps > 1 || last ? duration(etaSeconds(avgStep, st, step + 1, si, stages, laterStepCost)) : "-";
                     console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
                             st.name(), step + 1, st.steps(), loss, lr, gradNorm,
                             human((long) stepRate(measuredSteps, firstStepSec, laterStepsSec)), eta);
                 }
-                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) valLoss = validate(model, st, val, tokenVal, step + 1, globalStep, metrics);
+                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) {
+                    valLoss = validate(model, st, val, tokenVal, step + 1, globalStep, metrics);
+                    if (k > 1 && si + 1 < stages.size() && valLoss.tokenSeconds() > 0 && valLoss.patchSeconds() > 0) {
+                        // A token step against a patch step, from the two forward passes just timed on their micro-batches
+                        Stage next = stages.get(si + 1);
+                        laterStepCost = valLoss.tokenSeconds() / tokenVal.size() * next.accum()
+                                / (valLoss.patchSeconds() / val.size() * st.accum());
+                    }
+                }
 
                 boolean stopping = globalStep >= stopAfterGlobalStep || stopRequested.get();
                 if (last || stopping || (cfg.saveEvery() > 0 && (step + 1) % cfg.saveEvery() == 0)) {
@@ -287,8 +300,8 @@ public final class Trainer {
     }
 
     /** A validation's losses: the token loss, and in the patch stage the patch loss (else NaN). */
-    record Validation(double tokenLoss, double patchLoss) {
-        static final Validation NONE = new Validation(Double.NaN, Double.NaN);
+    record Validation(double tokenLoss, double patchLoss, double tokenSeconds, double patchSeconds) {
+        static final Validation NONE = new Validation(Double.NaN, Double.NaN, 0, 0);
     }
 
     /**
@@ -297,30 +310,37 @@ public final class Trainer {
      * weights read at K = 1, which is what the final model is judged on.
      */
     private Validation validate(LlamaModel model, Stage st, List<Batch> val, List<Batch> tokenVal, long step, long globalStep, Metrics metrics) {
+        long t0 = System.nanoTime();
         double loss = LossEvaluator.meanLoss(be, model, proj, val);
+        double seconds = (System.nanoTime() - t0) / 1e9;
         JsonObject m = new JsonObject();
         m.addProperty("type", "val");
         m.addProperty("stage", st.name());
         m.addProperty("step", step);
         m.addProperty("global_step", globalStep);
         if (st.patchSize() > 1) {
+            long t1 = System.nanoTime();
             double tokenLoss = tokenVal.isEmpty() ? Double.NaN : LossEvaluator.meanLoss(be, model, tokenVal);
+            double tokenSeconds = (System.nanoTime() - t1) / 1e9;
             m.addProperty("patch_loss", loss);
             m.addProperty("token_loss", tokenLoss);
             console.printf(Locale.ROOT, "      val   | patch loss %.4f (K=%d targets) | token loss %.4f | ppl %.2f%n", loss, st.patchSize(), tokenLoss, Math.exp(tokenLoss));
             metrics.write(m);
-            return new Validation(tokenLoss, loss);
+            return new Validation(tokenLoss, loss, tokenVal.isEmpty() ? 0 : tokenSeconds, seconds);
         }
         m.addProperty("token_loss", loss);
         console.printf(Locale.ROOT, "      val   | token loss %.4f | ppl %.2f%n", loss, Math.exp(loss));
         metrics.write(m);
-        return new Validation(loss, Double.NaN);
+        return new Validation(loss, Double.NaN, seconds, 0);
     }
 
-    private static double etaSeconds(double secPerStep, Stage st, long done, int si, List<Stage> stages) {
+    /** The ETA's window: the wall time of at most this many recent steps. */
+    private static final int ETA_WINDOW = 100;
+
+    /** The current stage's steps left, plus the later (token) stage's at {@code laterStepCost} of this stage's steps each. */
+    private static double etaSeconds(double secPerStep, Stage st, long done, int si, List<Stage> stages, double laterStepCost) {
         double eta = (st.steps() - done) * secPerStep;
-        // A later token stage costs about K times a patch step (same tokens, K times the positions).
-        for (int j = si + 1; j < stages.size(); j++) eta += stages.get(j).steps() * secPerStep * st.patchSize() / stages.get(j).patchSize();
+        for (int j = si + 1; j < stages.size(); j++) eta += stages.get(j).steps() * secPerStep * laterStepCost;
         return eta;
     }
 
