@@ -285,8 +285,8 @@ public final class TrainCommand implements Callable<Integer> {
                 }
                 try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
                 for (Trainer.StageResult r : results)
-                    System.out.printf(Locale.ROOT, "%s stage: %d steps, loss %.4f → %.4f, %s, %.0f tokens/s%n",
-                            r.stage(), r.steps(), r.firstLoss(), r.lastLoss(),
+                    System.out.printf(Locale.ROOT, "%s stage: %s, loss %.4f → %.4f, %s, %.0f tokens/s%n",
+                            r.stage(), r.stepsText(), r.firstLoss(), r.lastLoss(),
                             r.validationText(), r.tokensPerSecond());
                 System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
             } finally {

@@ -43,8 +43,14 @@ public final class Trainer {
      * at K = 1, on the blocks the token stage validates on), {@code patchValLoss} the patch stage's K-target loss (NaN in
      * the token stage); {@code tokensPerSecond} counts training steps only, from the second on.
      */
-    public record StageResult(String stage, long steps, double firstLoss, double lastLoss, double valLoss, double patchValLoss,
-                              double tokensPerSecond) {
+    public record StageResult(String stage, long steps, long fromStep, double firstLoss, double lastLoss, double valLoss,
+                              double patchValLoss, double tokensPerSecond) {
+        /** "N steps", or for a stage resumed inside, "steps A–B (resumed)": the steps this command trained. */
+        public String stepsText() {
+            return fromStep == 0 ? steps + (steps == 1 ? " step" : " steps")
+                    : "steps " + (fromStep + 1) + "–" + (fromStep + steps) + " (resumed)";
+        }
+
         /** "val token loss X (patch loss Y)", or "no validation". */
         public String validationText() {
             String s = validationText(valLoss, patchValLoss);
@@ -291,7 +297,7 @@ public final class Trainer {
                         : ", " + StageResult.validationText(valLoss.tokenLoss(), valLoss.patchLoss()), human((long) tps));
         String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
         if (memory != null) console.println("      " + memory);
-        return new StageResult(st.name(), st.steps() - startStep, firstLoss, lastLoss, valLoss.tokenLoss(), valLoss.patchLoss(), tps);
+        return new StageResult(st.name(), st.steps() - startStep, startStep, firstLoss, lastLoss, valLoss.tokenLoss(), valLoss.patchLoss(), tps);
     }
 
     /** Tokens per second of the training steps alone: from the second step on, or the first if it is the only one. */
