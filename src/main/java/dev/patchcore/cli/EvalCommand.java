@@ -2,9 +2,11 @@ package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.Plural;
 import dev.patchcore.data.PreparedDataset;
 import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.Tokenizers;
+import dev.patchcore.data.Utf8Reader;
 import dev.patchcore.eval.Blocks;
 import dev.patchcore.eval.LossEvaluator;
 import dev.patchcore.eval.MultipleChoice;
@@ -38,7 +40,7 @@ public final class EvalCommand implements Callable<Integer> {
 
     static final class Source {
         @Option(names = "--data", description = "prepared dataset folder (see --split)") Path data;
-        @Option(names = "--text", description = "a UTF-8 text file, tokenized with the checkpoint's tokenizer") Path text;
+        @Option(names = "--text", description = "a UTF-8 text file, tokenized with the checkpoint's tokenizer (invalid UTF-8 is read as U+FFFD, with a note)") Path text;
         @Option(names = "--choices", arity = "1..*", paramLabel = "FILE.jsonl", description = "zero-shot multiple choice: JSONL files of "
                 + "{\"context\": …, \"choices\": [ … ], \"label\": N} or of the paper's benchmarks (HellaSwag, PIQA, ARC, MMLU, "
                 + "WinoGrande records); accuracy by log-likelihood as lm-evaluation-harness scores it, and the mean over the files")
@@ -74,20 +76,27 @@ public final class EvalCommand implements Callable<Integer> {
         }
         List<Batch> batches;
         if (source.text != null) {
-            if (!Files.isRegularFile(source.text)) throw new IllegalArgumentException("no such file: " + source.text);
-            int[] ids = Tokenizers.recorded(tokenizer, ckpt).encode(Files.readString(source.text));
-            batches = Blocks.of(TokenSequence.of(ids), patchSize, cfg.contextLength(), batch, maxBlocks);
+            checkFile("--text", source.text, "a text file");
+            // Invalid UTF-8 is read as U+FFFD, as prepare reads it, and said once.
+            Utf8Reader.Text text = Utf8Reader.read(source.text);
+            if (text.replaced() > 0) System.err.println("note: " + Utf8Reader.note(source.text.toString(), text.replaced()));
+            int[] ids = Tokenizers.recorded(tokenizer, ckpt).encode(text.text());
+            batches = Blocks.of("--text " + source.text, TokenSequence.of(ids), patchSize, cfg.contextLength(), batch, maxBlocks);
         } else {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
                 if (ds.info().vocabSize() != cfg.vocabSize() || !ds.info().tokenizer().equals(tokenizer))
                     throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
                             + ") but the checkpoint was trained with " + tokenizer + " (vocabulary " + cfg.vocabSize() + ")");
+                if (split.equals("val") && ds.info().valDocuments() == 0)
+                    throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
+                            + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");
                 TokenSequence seq = switch (split) {
                     case "val" -> ds.val();
                     case "train" -> ds.train();
                     default -> throw new IllegalArgumentException("--split must be val or train");
                 };
-                batches = Blocks.of(seq, patchSize, cfg.contextLength(), batch, maxBlocks);
+                String what = (split.equals("val") ? "the validation split" : "the training split") + " of " + source.data;
+                batches = Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks);
             }
         }
         try (Backend be = backendOptions.open()) {
@@ -104,9 +113,9 @@ public final class EvalCommand implements Callable<Integer> {
             NeuronActivation.Result act = activations ? NeuronActivation.measure(be, model, proj, batches, activationThreshold) : null;
             double loss = act != null ? act.loss() : LossEvaluator.meanLoss(be, model, proj, batches);
             long scored = batches.stream().mapToLong(b -> b.targets().length).sum();
-            System.out.printf(Locale.ROOT, "checkpoint %s%n%d blocks of %d tokens (%d tokens scored) in %.1f s%n",
-                    ckpt, batches.stream().mapToInt(Batch::batchSize).sum(), patchSize * cfg.contextLength(), scored,
-                    (System.nanoTime() - t0) / 1e9);
+            System.out.printf(Locale.ROOT, "checkpoint %s%n%s of %d tokens (%s scored) in %.1f s%n",
+                    ckpt, Plural.of(batches.stream().mapToInt(Batch::batchSize).sum(), "block"), patchSize * cfg.contextLength(),
+                    Plural.of(scored, "token"), (System.nanoTime() - t0) / 1e9);
             if (patchSize == 1) System.out.printf(Locale.ROOT, "loss %.4f nats/token, perplexity %.3f%n", loss, Math.exp(loss));
             else System.out.printf(Locale.ROOT, "patch loss %.4f nats/token (K=%d targets per patch, %d patches per block)%n",
                     loss, patchSize, cfg.contextLength());
@@ -117,6 +126,12 @@ public final class EvalCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** A missing file, or a folder given for a file, in one line naming the option. */
+    private static void checkFile(String option, Path file, String what) {
+        if (Files.isDirectory(file)) throw new IllegalArgumentException(option + " " + file + " is a folder, not " + what);
+        if (!Files.isRegularFile(file)) throw new IllegalArgumentException(option + " " + file + ": no such file");
     }
 
     /** The prepared dataset a checkpoint's run trained on, when it is still there. */
@@ -137,7 +152,10 @@ public final class EvalCommand implements Callable<Integer> {
 
     private int multipleChoice(Path ckpt, ModelConfig cfg, String tokenizer) throws IOException {
         List<List<MultipleChoice.Question>> tasks = new java.util.ArrayList<>();
-        for (Path f : source.choices) tasks.add(MultipleChoice.read(f, maxQuestions));  // every file is checked before any scoring
+        for (Path f : source.choices) {  // every file is checked before any scoring
+            checkFile("--choices", f, "a JSONL file");
+            tasks.add(MultipleChoice.read(f, maxQuestions, note -> System.err.println("note: " + note)));
+        }
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
@@ -146,9 +164,14 @@ public final class EvalCommand implements Callable<Integer> {
             double accSum = 0, normSum = 0;
             for (int i = 0; i < tasks.size(); i++) {
                 long t0 = System.nanoTime();
-                MultipleChoice.Result r = mc.evaluate(tasks.get(i));
-                System.out.printf(Locale.ROOT, "%s: %d questions in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
-                        source.choices.get(i).getFileName(), r.questions(), (System.nanoTime() - t0) / 1e9,
+                MultipleChoice.Result r;
+                try {
+                    r = mc.evaluate(tasks.get(i));
+                } catch (IllegalArgumentException e) {  // a question the tokenizer cannot score: say which file
+                    throw new IllegalArgumentException(source.choices.get(i) + ": " + e.getMessage(), e);
+                }
+                System.out.printf(Locale.ROOT, "%s: %s in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
+                        source.choices.get(i).getFileName(), Plural.of(r.questions(), "question"), (System.nanoTime() - t0) / 1e9,
                         r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));
                 accSum += r.acc();
                 normSum += r.accNorm();

@@ -18,14 +18,15 @@ import java.util.concurrent.Callable;
 @Command(name = "prepare", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Tokenize text into a dataset folder (train.bin, val.bin, dataset.json) for `train --data`.",
                 "Inputs: " + CorpusSource.SUPPORTED + ". Text files are split into documents at blank lines; "
-                        + "JSONL files hold one {\"text\": ...} object per line (the Pile's layout).",
+                        + "JSONL files hold one {\"text\": ...} object per line (the Pile's layout). Invalid UTF-8 is read as U+FFFD, "
+                        + "with a note saying how much.",
                 "The train/validation split is by document, deterministic for a given --seed."})
 public final class PrepareCommand implements Callable<Integer> {
 
     @Parameters(arity = "1..*", paramLabel = "FILE", description = "input files, read in the order given")
     List<Path> inputs;
 
-    @Option(names = "--out", required = true, paramLabel = "DIR", description = "dataset folder to create (an older dataset there is replaced)")
+    @Option(names = "--out", required = true, paramLabel = "DIR", description = "dataset folder: a new or empty folder, or an earlier prepare's (its dataset is replaced once the new one is complete)")
     Path out;
 
     @Option(names = "--tokenizer", defaultValue = "byte",
@@ -48,19 +49,29 @@ public final class PrepareCommand implements Callable<Integer> {
         DatasetPreparer preparer = new DatasetPreparer(tok, valFraction, seed);
         PrintStream err = System.err;
         ProgressLine progress = new ProgressLine(err);
-        DatasetInfo info = preparer.prepareFiles(inputs, out, progress);
-        progress.done();
+        DatasetInfo info;
+        try {
+            info = preparer.prepareFiles(inputs, out, progress);
+        } finally {
+            progress.done();  // an error line must not land on the progress line
+        }
         PrintStream o = System.out;
         o.printf(Locale.ROOT, "prepared %s%n", out);
         o.printf(Locale.ROOT, "  tokenizer  %s (vocab %d, EOS %d)%n", info.tokenizer(), info.vocabSize(), info.eosId());
         o.printf(Locale.ROOT, "  documents  %,d train, %,d val%n", info.trainDocuments(), info.valDocuments());
         o.printf(Locale.ROOT, "  tokens     %,d train, %,d val (EOS separators included)%n", info.trainTokens(), info.valTokens());
         if (info.valTokens() == 0) {
-            err.println(valFraction == 0
-                    ? "note: --val-fraction 0: no validation split"
-                    : "warning: only one document, so no validation split; separate documents with blank lines or use JSONL");
+            err.println(valFraction == 0 ? "note: --val-fraction 0: no validation split" : "warning: " + singleDocument());
         }
         return 0;
+    }
+
+    /** Why there is only one document, worded for the inputs' formats (blank lines only split text files). */
+    private String singleDocument() {
+        boolean text = inputs.stream().anyMatch(f -> CorpusSource.of(f).format() == CorpusSource.Format.TEXT);
+        return "only one document, so no validation split; " + (text
+                ? "separate the documents of a .txt file with blank lines, or use JSONL (one {\"text\": ...} object per line)"
+                : "each line of a .jsonl file is one document: give one {\"text\": ...} object per document");
     }
 
     /** Rewrites one status line on stderr at most every two seconds (only for long runs). */
@@ -71,6 +82,13 @@ public final class PrepareCommand implements Callable<Integer> {
         private boolean printed;
 
         ProgressLine(PrintStream err) { this.err = err; }
+
+        @Override
+        public void note(String message) {
+            done();
+            printed = false;
+            err.println("note: " + message);
+        }
 
         @Override
         public void update(long documents, long tokens) {
@@ -85,6 +103,7 @@ public final class PrepareCommand implements Callable<Integer> {
 
         void done() {
             if (printed) err.println();
+            printed = false;
         }
     }
 }

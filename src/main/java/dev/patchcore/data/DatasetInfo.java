@@ -38,8 +38,15 @@ public record DatasetInfo(String format, int version, String tokenizer, int voca
         DatasetPreparer.moveIntoPlace(tmp, dir.resolve(FILE_NAME));
     }
 
-    /** @throws IllegalArgumentException if the file is missing or not a dataset summary */
+    /** @throws IllegalArgumentException if {@code dir} is not a folder, or its summary is missing or not one */
     public static DatasetInfo read(Path dir) throws IOException {
+        // A text or JSONL file given where a dataset goes is the commonest slip: say what to run.
+        if (Files.isRegularFile(dir)) {
+            throw new IllegalArgumentException(dir + " is a file, not a dataset folder; make one from it with `prepare --out DIR " + dir + "`");
+        }
+        if (!Files.exists(dir)) {
+            throw new IllegalArgumentException("dataset folder " + dir + " does not exist; create it with `prepare --out " + dir + " FILE...`");
+        }
         Path file = dir.resolve(FILE_NAME);
         if (!Files.isRegularFile(file)) {
             throw new IllegalArgumentException(dir + " is not a prepared dataset (no " + FILE_NAME + "); create one with 'patchcore prepare'");

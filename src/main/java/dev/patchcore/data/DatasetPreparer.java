@@ -2,10 +2,13 @@ package dev.patchcore.data;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.channels.FileChannel;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -35,6 +38,9 @@ public final class DatasetPreparer {
     public interface Progress {
         void update(long documents, long tokens);
 
+        /** Something the user should know about the result (an input that was not clean UTF-8, a forced split). */
+        default void note(String message) { }
+
         Progress NONE = (documents, tokens) -> { };
     }
 
@@ -61,49 +67,118 @@ public final class DatasetPreparer {
     }
 
     /**
-     * Writes the dataset into {@code outDir} (created if needed; an older dataset there is
-     * replaced). Nothing is left behind on failure except an absent {@code dataset.json}.
+     * Writes the dataset into {@code outDir}: a new folder, an empty one, or one an earlier prepare wrote (whose dataset
+     * is replaced). The new files are written under temporary names ({@code train.bin.tmp}, ...) and moved into place
+     * only once the whole corpus has been read, so a failure (bad input, an empty corpus) leaves an older dataset there
+     * intact, and removes the folder if this call created it.
      *
-     * @throws IllegalArgumentException for an empty corpus or malformed input
+     * @throws IllegalArgumentException for an empty corpus, malformed input, or an {@code outDir} that holds other files
      */
     public DatasetInfo prepare(List<CorpusSource> sources, Path outDir, Progress progress) throws IOException {
         if (sources.isEmpty()) throw new IllegalArgumentException("no input files given");
-        if (Files.exists(outDir) && !Files.isDirectory(outDir)) {
-            throw new IllegalArgumentException("--out " + outDir + " exists and is not a directory");
-        }
-        Files.createDirectories(outDir);
-        // Remove the completion marker first: a crash below must not leave an old summary
-        // next to new shards.
-        Files.deleteIfExists(outDir.resolve(DatasetInfo.FILE_NAME));
-        Path trainTmp = outDir.resolve(TRAIN_FILE + ".tmp");
-        Path valTmp = outDir.resolve(VAL_FILE + ".tmp");
-        Split split;
+        List<Path> created = createOutDir(outDir);
+        Path trainTmp = temporary(outDir, TRAIN_FILE), valTmp = temporary(outDir, VAL_FILE);
+        Path model = outDir.resolve(SentencePieceTokenizer.FILE_NAME), modelTmp = temporary(outDir, SentencePieceTokenizer.FILE_NAME);
+        boolean done = false;
         try {
+            Split split;
             try (ShardWriter train = new ShardWriter(trainTmp, tokenizer);
                  ShardWriter val = new ShardWriter(valTmp, tokenizer)) {
                 split = new Split(train, val);
                 for (CorpusSource source : sources) split.addAll(source, progress);
-                split.finish();
+                split.finish(progress);
             }
             if (split.train.tokenCount() == 0) {
-                throw new IllegalArgumentException("empty corpus: no text found in " + names(sources));
+                throw new IllegalArgumentException("empty corpus: no text found in " + String.join(", ", names(sources)));
             }
+            // A SentencePiece model travels with the shards (training copies it into checkpoints from here).
+            var file = Tokenizers.modelFile(tokenizer);
+            if (file.isPresent()) writeSynced(modelTmp, file.get());
+            // The new dataset is complete: only now does the old one go, its summary first, so that a crash in
+            // between leaves no summary next to shards it does not describe.
+            Files.deleteIfExists(outDir.resolve(DatasetInfo.FILE_NAME));
             moveIntoPlace(trainTmp, outDir.resolve(TRAIN_FILE));
             moveIntoPlace(valTmp, outDir.resolve(VAL_FILE));
+            if (file.isPresent()) moveIntoPlace(modelTmp, model);
+            else Files.deleteIfExists(model);
+            DatasetInfo info = new DatasetInfo(DatasetInfo.FORMAT, DatasetInfo.VERSION, tokenizer.name(),
+                    tokenizer.vocabSize(), tokenizer.eosId(), valFraction, seed, names(sources),
+                    split.train.documentCount(), split.train.tokenCount(), split.val.documentCount(), split.val.tokenCount());
+            info.write(outDir);
+            done = true;
+            return info;
         } finally {
             Files.deleteIfExists(trainTmp);
             Files.deleteIfExists(valTmp);
+            Files.deleteIfExists(modelTmp);
+            if (!done) removeIfEmpty(created);
         }
-        // A SentencePiece model travels with the shards (training copies it into checkpoints from here).
-        Path model = outDir.resolve(SentencePieceTokenizer.FILE_NAME);
-        var file = Tokenizers.modelFile(tokenizer);
-        if (file.isPresent()) dev.patchcore.checkpoint.AtomicFiles.writeBytes(model, file.get());
-        else Files.deleteIfExists(model);
-        DatasetInfo info = new DatasetInfo(DatasetInfo.FORMAT, DatasetInfo.VERSION, tokenizer.name(),
-                tokenizer.vocabSize(), tokenizer.eosId(), valFraction, seed, names(sources),
-                split.train.documentCount(), split.train.tokenCount(), split.val.documentCount(), split.val.tokenCount());
-        info.write(outDir);
-        return info;
+    }
+
+    /** The files a prepare writes into its folder; also under {@code NAME.tmp}, and {@code .NAME.tmp} (older versions). */
+    static final List<String> FILES = List.of(DatasetInfo.FILE_NAME, TRAIN_FILE, VAL_FILE, SentencePieceTokenizer.FILE_NAME);
+
+    private static Path temporary(Path dir, String name) {
+        return dir.resolve(name + ".tmp");
+    }
+
+    private static boolean isDatasetFile(String name) {
+        return FILES.stream().anyMatch(f -> name.equals(f) || name.equals(f + ".tmp") || name.equals("." + f + ".tmp"));
+    }
+
+    /**
+     * Checks that {@code dir} may receive a dataset (see {@link #prepare}) and creates it if missing. Returns the
+     * folders created, the deepest last, so that a failed prepare can remove what it made and nothing else.
+     */
+    private static List<Path> createOutDir(Path dir) throws IOException {
+        if (Files.isDirectory(dir)) {
+            List<String> others;
+            try (var entries = Files.list(dir)) {
+                others = entries.filter(p -> !isDatasetFile(p.getFileName().toString()))
+                        .map(p -> p.getFileName() + (Files.isDirectory(p) ? "/" : "")).sorted().toList();
+            }
+            // A run folder (checkpoints/, metrics.jsonl) or any other is not ours to write into.
+            if (!others.isEmpty() && !holdsDatasetSummary(dir)) {
+                String shown = String.join(", ", others.subList(0, Math.min(3, others.size()))) + (others.size() > 3 ? ", ..." : "");
+                throw new IllegalArgumentException("--out " + dir + " is not a dataset folder (it holds " + shown
+                        + "); give a new or empty folder, or one an earlier prepare wrote");
+            }
+            return List.of();
+        }
+        if (Files.exists(dir)) throw new IllegalArgumentException("--out " + dir + " is a file, not a folder");
+        List<Path> missing = new ArrayList<>();
+        for (Path p = dir.toAbsolutePath(); p != null && !Files.exists(p); p = p.getParent()) missing.addFirst(p);
+        Files.createDirectories(dir);
+        return missing;
+    }
+
+    private static boolean holdsDatasetSummary(Path dir) {
+        try {
+            DatasetInfo.read(dir);
+            return true;
+        } catch (IllegalArgumentException | IOException e) {
+            return false;
+        }
+    }
+
+    /** Removes the folders a failed prepare created, deepest first, as long as they are empty. */
+    private static void removeIfEmpty(List<Path> created) {
+        for (Path p : created.reversed()) {
+            try {
+                Files.deleteIfExists(p);
+            } catch (IOException e) {
+                return;  // not empty (someone else's file appeared): leave it and its parents
+            }
+        }
+    }
+
+    private static void writeSynced(Path file, byte[] bytes) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
+                StandardOpenOption.TRUNCATE_EXISTING)) {
+            ByteBuffer b = ByteBuffer.wrap(bytes);
+            while (b.hasRemaining()) ch.write(b);
+            ch.force(true);
+        }
     }
 
     private static List<String> names(List<CorpusSource> sources) {
@@ -147,6 +222,7 @@ public final class DatasetPreparer {
                     }
                 }
                 addChunk(chunk, progress);
+                if (reader.invalidUtf8() > 0) progress.note(Utf8Reader.note(source.name(), reader.invalidUtf8()));
             }
         }
 
@@ -182,12 +258,21 @@ public final class DatasetPreparer {
             progress.update(documents, tokens);
         }
 
-        void finish() throws IOException {
+        void finish(Progress progress) throws IOException {
             if (pending == null) return;
             boolean toVal;
-            if (train.documentCount() == 0) toVal = false;
-            else if (valFraction > 0 && val.documentCount() == 0) toVal = true;
-            else toVal = hashSaysVal(pendingIndex);
+            if (train.documentCount() == 0) {
+                toVal = false;  // training needs data; validation can do without
+            } else if (valFraction > 0 && val.documentCount() == 0) {
+                toVal = true;
+                if (!hashSaysVal(pendingIndex)) {  // say so: with few documents this holds out far more than asked
+                    progress.note("--val-fraction " + java.math.BigDecimal.valueOf(valFraction).toPlainString()
+                            + " picked no validation document, so the last document was held out for validation (1 of "
+                            + documents + " documents); --val-fraction 0 gives no validation split");
+                }
+            } else {
+                toVal = hashSaysVal(pendingIndex);
+            }
             route(pending, toVal);
             pending = null;
         }

@@ -12,6 +12,9 @@ public interface DocumentReader extends AutoCloseable {
      */
     String next() throws IOException;
 
+    /** Invalid UTF-8 sequences read so far, each replaced by U+FFFD ({@link Utf8Reader}). */
+    long invalidUtf8();
+
     @Override
     void close() throws IOException;
 }

@@ -10,26 +10,26 @@ import com.google.gson.stream.JsonToken;
 
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
 import java.io.StringReader;
-import java.nio.charset.StandardCharsets;
 
 /**
  * JSON Lines: each non-blank line is an object whose string field {@code "text"} is one
  * document (other fields, like the Pile's {@code "meta"}, are ignored). Lines are parsed
- * strictly; any other shape is an error naming the file and line.
+ * strictly; any other shape is an error naming the file and line. Malformed UTF-8 becomes U+FFFD.
  */
 final class JsonlDocumentReader implements DocumentReader {
 
     private static final TypeAdapter<JsonElement> JSON = new Gson().getAdapter(JsonElement.class);
 
     private final String name;
+    private final Utf8Reader utf8;
     private final BufferedReader in;
     private long lineNumber;
 
     JsonlDocumentReader(CorpusSource source) throws IOException {
         this.name = source.name();
-        this.in = new BufferedReader(new InputStreamReader(source.opener().open(), StandardCharsets.UTF_8), 1 << 16);
+        this.utf8 = new Utf8Reader(source.opener().open());
+        this.in = new BufferedReader(utf8, 1 << 16);
     }
 
     @Override
@@ -82,6 +82,11 @@ final class JsonlDocumentReader implements DocumentReader {
         String first = nl < 0 ? message : message.substring(0, nl);
         int see = first.indexOf(" See https://"); // drop Gson's troubleshooting link
         return see < 0 ? first : first.substring(0, see);
+    }
+
+    @Override
+    public long invalidUtf8() {
+        return utf8.replaced();
     }
 
     @Override

@@ -2,8 +2,6 @@ package dev.patchcore.data;
 
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.io.InputStreamReader;
-import java.nio.charset.StandardCharsets;
 
 /**
  * Plain text: documents are separated by one or more blank (whitespace-only) lines; the
@@ -11,10 +9,12 @@ import java.nio.charset.StandardCharsets;
  */
 final class TextDocumentReader implements DocumentReader {
 
+    private final Utf8Reader utf8;
     private final BufferedReader in;
 
     TextDocumentReader(CorpusSource source) throws IOException {
-        this.in = new BufferedReader(new InputStreamReader(source.opener().open(), StandardCharsets.UTF_8), 1 << 16);
+        this.utf8 = new Utf8Reader(source.opener().open());
+        this.in = new BufferedReader(utf8, 1 << 16);
     }
 
     @Override
@@ -30,6 +30,11 @@ final class TextDocumentReader implements DocumentReader {
             doc.append(line);
         }
         return doc.isEmpty() ? null : doc.toString();
+    }
+
+    @Override
+    public long invalidUtf8() {
+        return utf8.replaced();
     }
 
     @Override

@@ -1,6 +1,7 @@
 package dev.patchcore.eval;
 
 import dev.patchcore.data.Batch;
+import dev.patchcore.data.Plural;
 import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.WindowLayout;
 
@@ -20,12 +21,18 @@ public final class Blocks {
      * predicting patches 1..T; K = 1 gives token-level blocks); {@code maxBlocks} ≤ 0 means all.
      */
     public static List<Batch> of(TokenSequence tokens, int patchSize, int contextLength, int batch, long maxBlocks) {
+        return of("the text", tokens, patchSize, contextLength, batch, maxBlocks);
+    }
+
+    /** As above; {@code what} names the tokens in the error for too few of them ("--text notes.txt"). */
+    public static List<Batch> of(String what, TokenSequence tokens, int patchSize, int contextLength, int batch, long maxBlocks) {
         WindowLayout layout = new WindowLayout(patchSize, contextLength);
         long blocks = layout.windowCount(tokens.length());
         if (maxBlocks > 0) blocks = Math.min(blocks, maxBlocks);
         if (blocks < 1)
-            throw new IllegalArgumentException("text has " + tokens.length() + " tokens, fewer than the " + layout.windowTokens()
-                    + " one block needs (its " + (layout.windowTokens() - patchSize) + " tokens and the " + patchSize + " after them that it predicts)");
+            throw new IllegalArgumentException(what + " has " + Plural.of(tokens.length(), "token") + ", fewer than the "
+                    + layout.windowTokens() + " one block needs (its " + (layout.windowTokens() - patchSize) + " tokens and the "
+                    + patchSize + " after them that it predicts)");
         List<Batch> out = new ArrayList<>();
         for (long b0 = 0; b0 < blocks; b0 += batch) {
             int n = (int) Math.min(batch, blocks - b0);

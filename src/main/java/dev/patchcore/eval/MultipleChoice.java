@@ -7,18 +7,19 @@ import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Var;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.data.Tokenizer;
+import dev.patchcore.data.Utf8Reader;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
 import java.io.BufferedReader;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.function.Consumer;
 
 /**
  * Zero-shot multiple-choice evaluation the way lm-evaluation-harness scores it (the paper's MMLU, HellaSwag, PIQA,
@@ -93,23 +94,35 @@ public final class MultipleChoice {
             + " record of HellaSwag, PIQA, ARC, MMLU or WinoGrande as their Hugging Face datasets hold them)";
 
     public static List<Question> read(Path file, long max) throws IOException {
+        return read(file, max, note -> { });
+    }
+
+    /** As above; {@code note} hears of invalid UTF-8, which is read as U+FFFD (as {@code prepare} and {@code eval --text} do). */
+    public static List<Question> read(Path file, long max, Consumer<String> note) throws IOException {
+        if (Files.isDirectory(file)) throw new IllegalArgumentException(file + " is a folder, not a JSONL file");
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
         List<Question> out = new ArrayList<>();
-        try (BufferedReader r = Files.newBufferedReader(file, StandardCharsets.UTF_8)) {
+        try (Utf8Reader utf8 = new Utf8Reader(Files.newInputStream(file)); BufferedReader r = new BufferedReader(utf8)) {
             String line;
             int n = 0;
             while ((line = r.readLine()) != null && (max <= 0 || out.size() < max)) {
                 n++;
                 if (n == 1 && line.startsWith("\uFEFF")) line = line.substring(1);  // a byte-order mark
                 if (line.isBlank()) continue;
+                Question q;
                 try {
-                    out.add(parse(JsonParser.parseString(line).getAsJsonObject()));
+                    q = parse(JsonParser.parseString(line).getAsJsonObject());
                 } catch (com.google.gson.JsonParseException e) {
                     throw new IllegalArgumentException(file + " line " + n + " is not valid JSON" + EXPECTED);
                 } catch (RuntimeException e) {
                     throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage() + EXPECTED);
                 }
+                // Checked here, where the line is known, not when scoring reaches it.
+                int empty = q.choices().indexOf("");
+                if (empty >= 0) throw new IllegalArgumentException(file + " line " + n + ": choice " + empty + " is empty");
+                out.add(q);
             }
+            if (utf8.replaced() > 0) note.accept(Utf8Reader.note(file.toString(), utf8.replaced()));
         }
         if (out.isEmpty()) throw new IllegalArgumentException(file + " holds no questions");
         return out;
@@ -165,8 +178,15 @@ public final class MultipleChoice {
     /** Scores every question and counts the right answers. */
     public Result evaluate(List<Question> questions) {
         int correct = 0, correctNorm = 0;
-        for (Question q : questions) {
-            int[] pick = picks(logLikelihoods(q), q.choices());
+        for (int k = 0; k < questions.size(); k++) {
+            Question q = questions.get(k);
+            double[] ll;
+            try {
+                ll = logLikelihoods(q);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("question " + (k + 1) + ": " + e.getMessage(), e);
+            }
+            int[] pick = picks(ll, q.choices());
             if (pick[0] == q.label()) correct++;
             if (pick[1] == q.label()) correctNorm++;
         }
@@ -203,7 +223,7 @@ public final class MultipleChoice {
             int[] whole = tokenizer.encode(core + continuation);
             cont = Arrays.copyOfRange(whole, Math.min(ctx.length, whole.length), whole.length);
         }
-        if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " of a question is empty");
+        if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " adds no tokens to its context");
         return new Encoded(concat(ctx, cont), cont.length);
     }
 

@@ -36,10 +36,7 @@ public final class ShardTrainingData implements TrainingData {
             if (BUNDLED.equals(where)) {
                 dir = bundledDirectory();
             } else {
-                dir = Path.of(where);
-                if (Files.isRegularFile(dir))
-                    throw new IllegalArgumentException(dir + " is a file, not a dataset folder (make one from it: prepare --out DIR " + dir + ")");
-                if (!Files.isDirectory(dir)) throw new IllegalArgumentException("dataset folder " + dir + " does not exist (create it with `prepare`)");
+                dir = Path.of(where);  // PreparedDataset.open says what is wrong with a file or a missing folder
             }
             return new ShardTrainingData(where, PreparedDataset.open(dir));
         } catch (IOException e) {

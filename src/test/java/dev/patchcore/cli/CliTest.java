@@ -179,6 +179,23 @@ class CliTest {
                 "--context", "16", "--batch", "2", "--accum", "2", "--eval-every", "0", "--stop-after", "5"), err.toString());
         assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", dpr.toString(), "--devices", "0,1"), err.toString());
         assertEquals("step-00000006", dev.patchcore.train.Checkpoints.latest(dpr).getFileName().toString());
+        // The dataset is recorded by its absolute path; one that moved is named again with --data on --resume.
+        Path moved = dir.resolve("moved"), ds2 = dir.resolve("ds-moved");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", moved.toString(), "--steps", "6",
+                "--context", "16", "--batch", "4", "--eval-every", "0", "--stop-after", "2"), err.toString());
+        assertTrue(Files.readString(dev.patchcore.train.Checkpoints.latest(moved).resolve("trainer.json"))
+                .contains("\"dataset\": \"" + ds.toAbsolutePath().normalize() + "\""), "absolute dataset path");
+        Files.move(ds, ds2);
+        try {
+            assertUserError("dataset folder " + ds.toAbsolutePath().normalize() + " does not exist", "train", "--backend", "cpu", "--resume", moved.toString());
+            out.reset();
+            assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", moved.toString(), "--data", ds2.toString()), err.toString());
+            assertTrue(out.toString().contains("dataset: " + ds2.toAbsolutePath().normalize() + " (the run recorded "), out.toString());
+            assertTrue(out.toString().contains("patch stage: steps 3–4 (resumed), loss ") && out.toString().contains("token stage: 2 steps, loss "),
+                    out.toString());
+        } finally {
+            Files.move(ds2, ds);
+        }
         // --resume: a finished run says so; settings other than memory and backend ones are refused, as is a checkpoint folder.
         out.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", run.toString()));
@@ -239,7 +256,7 @@ class CliTest {
         out.reset();
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString(),
                 piqa.toString()), err.toString());
-        assertTrue(out.toString().contains("piqa.jsonl: 1 questions") && out.toString().contains("mean over 2 files: acc "), out.toString());
+        assertTrue(out.toString().contains("piqa.jsonl: 1 question in") && out.toString().contains("mean over 2 files: acc "), out.toString());
         Files.writeString(questions, "{\"context\": \"a\", \"choices\": [\"b\"], \"label\": 0}\n");
         assertUserError("line 1", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString());
         assertUserError("no such file", "eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", dir.resolve("none.jsonl").toString());

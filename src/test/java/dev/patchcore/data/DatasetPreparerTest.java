@@ -252,4 +252,211 @@ class DatasetPreparerTest {
         assertEquals(2, cl.execute(txt.toString()));
         assertTrue(err.toString().contains("--out"), err.toString());
     }
+
+    private DatasetInfo prepare(Path out, double valFraction, long seed, List<String> notes, Path... inputs) throws IOException {
+        DatasetPreparer.Progress progress = new DatasetPreparer.Progress() {
+            @Override public void update(long documents, long tokens) { }
+
+            @Override public void note(String message) { notes.add(message); }
+        };
+        return new DatasetPreparer(Tokenizers.byName("byte"), valFraction, seed).prepareFiles(List.of(inputs), out, progress);
+    }
+
+    private static List<String> names(Path folder) throws IOException {
+        try (var files = Files.list(folder)) {
+            return files.map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    /** Bad input found while reading (empty, malformed JSON, a truncated .gz) leaves the dataset already there as it was. */
+    @Test
+    void aFailedPrepareKeepsTheExistingDataset() throws IOException {
+        Path out = dir.resolve("ds1");
+        DatasetInfo first = prepare(out, 0.2, 1, new ArrayList<>(), file("a.txt", "one\n\ntwo\n\nthree"));
+        byte[] train = Files.readAllBytes(out.resolve("train.bin"));
+        StringBuilder good = new StringBuilder();
+        for (int i = 0; i < 3000; i++) good.append("{\"text\": \"document ").append(i).append("\"}\n");
+        Path badJson = file("late.jsonl", good + "{\"text\": broken\n");
+        java.io.ByteArrayOutputStream gz = new java.io.ByteArrayOutputStream();
+        try (var z = new GZIPOutputStream(gz)) {
+            z.write(good.toString().getBytes(StandardCharsets.UTF_8));
+        }
+        Path cut = dir.resolve("cut.jsonl.gz");
+        Files.write(cut, Arrays.copyOf(gz.toByteArray(), gz.size() / 2));
+        for (Path bad : List.of(file("empty.txt", "\n\n"), badJson, cut)) {
+            assertThrows(RuntimeException.class, () -> prepare(out, 0.2, 1, new ArrayList<>(), bad), bad.toString());
+            try (PreparedDataset ds = PreparedDataset.open(out)) {
+                assertEquals(first, ds.info(), bad.toString());
+            }
+            assertArrayEquals(train, Files.readAllBytes(out.resolve("train.bin")));
+            assertEquals(List.of("dataset.json", "train.bin", "val.bin"), names(out), "no temporary file is left: " + bad);
+        }
+    }
+
+    /** A failed prepare removes the folders it created, and only those. */
+    @Test
+    void aFailedPrepareRemovesTheFolderItCreated() throws IOException {
+        Path empty = file("empty.txt", "");
+        Path deep = dir.resolve("new/deeper");
+        assertThrows(IllegalArgumentException.class, () -> prepare(deep, 0.1, 1, new ArrayList<>(), empty));
+        assertFalse(Files.exists(dir.resolve("new")), "both created folders are gone");
+        Path existing = Files.createDirectories(dir.resolve("existing"));
+        assertThrows(IllegalArgumentException.class, () -> prepare(existing, 0.1, 1, new ArrayList<>(), empty));
+        assertTrue(Files.isDirectory(existing), "a folder the user made stays");
+        assertEquals(List.of(), names(existing));
+        Path bad = file("bad.jsonl", "{\"text\": 1}\n");
+        assertThrows(IllegalArgumentException.class, () -> prepare(dir.resolve("fresh"), 0.1, 1, new ArrayList<>(), bad));
+        assertFalse(Files.exists(dir.resolve("fresh")));
+    }
+
+    /** A run folder, or any folder with other files, is not written into; an empty or earlier dataset folder is. */
+    @Test
+    void outMustBeNewEmptyOrADatasetFolder() throws IOException {
+        Path text = file("a.txt", "one\n\ntwo");
+        Path run = dir.resolve("r1");
+        Files.createDirectories(run.resolve("checkpoints"));
+        Files.writeString(run.resolve("metrics.jsonl"), "{}\n");
+        var e = assertThrows(IllegalArgumentException.class, () -> prepare(run, 0.1, 1, new ArrayList<>(), text));
+        assertEquals("--out " + run + " is not a dataset folder (it holds checkpoints/, metrics.jsonl); give a new or empty folder,"
+                + " or one an earlier prepare wrote", e.getMessage());
+        assertEquals(List.of("checkpoints", "metrics.jsonl"), names(run), "nothing written");
+        assertThrows(IllegalArgumentException.class, () -> prepare(text, 0.1, 1, new ArrayList<>(), text));
+
+        Path leftovers = Files.createDirectories(dir.resolve("leftovers"));  // a crashed prepare's files
+        Files.writeString(leftovers.resolve("train.bin.tmp"), "x");
+        Files.writeString(leftovers.resolve(".tokenizer.model.tmp"), "x");
+        prepare(leftovers, 0.1, 1, new ArrayList<>(), text);
+        assertTrue(PreparedDataset.isValid(leftovers));
+        Files.writeString(leftovers.resolve("NOTES.md"), "where this came from");  // a dataset folder with a note of the user's
+        prepare(leftovers, 0.1, 2, new ArrayList<>(), text);
+        assertEquals(2, DatasetInfo.read(leftovers).seed());
+        assertTrue(Files.exists(leftovers.resolve("NOTES.md")));
+    }
+
+    /** Invalid UTF-8 in every input format becomes U+FFFD (bytes 239 191 189), and each file gets one note. */
+    @Test
+    void invalidUtf8IsReplacedAndReportedPerFile() throws Exception {
+        byte[] bad = {'o', 'k', ' ', (byte) 0xFF, (byte) 0xFE, ' ', 'e', 'n', 'd'};
+        Path txt = dir.resolve("bad.txt");
+        Files.write(txt, bad);
+        Path jsonl = dir.resolve("bad.jsonl");
+        Files.write(jsonl, concat("{\"text\": \"".getBytes(StandardCharsets.UTF_8), bad, "\"}\n".getBytes(StandardCharsets.UTF_8)));
+        Path gz = dir.resolve("bad.txt.gz");
+        try (OutputStream out = new GZIPOutputStream(Files.newOutputStream(gz))) {
+            out.write(bad);
+        }
+        List<Path> inputs = new ArrayList<>(List.of(txt, jsonl, gz, file("good.txt", "clean")));
+        if (zstdInstalled()) {
+            assertEquals(0, new ProcessBuilder("zstd", "-q", "-o", dir.resolve("bad.jsonl.zst").toString(), jsonl.toString()).start().waitFor());
+            inputs.add(dir.resolve("bad.jsonl.zst"));
+        }
+        List<String> notes = new ArrayList<>();
+        Path out = dir.resolve("ds");
+        prepare(out, 0, 1, notes, inputs.toArray(Path[]::new));
+        List<String> expected = new ArrayList<>();
+        for (Path p : inputs) if (!p.getFileName().toString().equals("good.txt")) expected.add(p + ": 2 invalid UTF-8 sequences replaced by U+FFFD");
+        assertEquals(expected, notes);
+        try (PreparedDataset ds = PreparedDataset.open(out)) {
+            int[] first = new int[12];
+            ds.train().copy(0, first, 0, first.length);
+            assertArrayEquals(new int[] {'o', 'k', ' ', 239, 191, 189, 239, 191, 189, ' ', 'e', 'n'}, first);
+        }
+    }
+
+    private static byte[] concat(byte[]... parts) {
+        var out = new java.io.ByteArrayOutputStream();
+        for (byte[] p : parts) out.writeBytes(p);
+        return out.toByteArray();
+    }
+
+    private static boolean zstdInstalled() {
+        try {
+            return new ProcessBuilder("zstd", "--version").start().waitFor() == 0;
+        } catch (IOException | InterruptedException e) {
+            return false;
+        }
+    }
+
+    /** With too few documents for the fraction, the last is held out for validation and a note says so; train is never empty. */
+    @Test
+    void aForcedValidationDocumentIsNotedAndTrainIsNeverEmpty() throws IOException {
+        Path two = file("two.txt", "alpha\n\nbeta\n");
+        int noted = 0;
+        for (long seed = 0; seed < 20; seed++) {
+            List<String> notes = new ArrayList<>();
+            DatasetInfo info = prepare(dir.resolve("s" + seed), 0.02, seed, notes, two);
+            assertEquals(1, info.trainDocuments());
+            assertEquals(1, info.valDocuments());
+            if (!notes.isEmpty()) {
+                noted++;
+                assertEquals(List.of("--val-fraction 0.02 picked no validation document, so the last document was held out for"
+                        + " validation (1 of 2 documents); --val-fraction 0 gives no validation split"), notes);
+            }
+        }
+        assertTrue(noted >= 15, "at 2% the hash rarely picks a document: " + noted + " of 20 noted");
+        Path three = file("three.txt", "a\n\nb\n\nc");
+        for (long seed = 0; seed < 50; seed++) {
+            List<String> notes = new ArrayList<>();
+            DatasetInfo info = prepare(dir.resolve("t" + seed), 0.5, seed, notes, three);
+            assertTrue(info.trainDocuments() >= 1 && info.valDocuments() >= 1, "seed " + seed + ": " + info);
+        }
+        List<String> none = new ArrayList<>();
+        prepare(dir.resolve("many"), 0.5, 1, none, file("many.txt", "a\n\nb\n\nc\n\nd\n\ne\n\nf\n\ng\n\nh"));
+        assertEquals(List.of(), none, "no note when the hash picked validation documents itself");
+    }
+
+    /** A file or a missing folder where a dataset folder belongs: said plainly, with what to run. */
+    @Test
+    void aFileOrMissingFolderIsNotADatasetFolder() throws IOException {
+        Path text = file("a.txt", "text");
+        var e = assertThrows(IllegalArgumentException.class, () -> PreparedDataset.open(text));
+        assertEquals(text + " is a file, not a dataset folder; make one from it with `prepare --out DIR " + text + "`", e.getMessage());
+        Path missing = dir.resolve("nope");
+        e = assertThrows(IllegalArgumentException.class, () -> PreparedDataset.open(missing));
+        assertEquals("dataset folder " + missing + " does not exist; create it with `prepare --out " + missing + " FILE...`", e.getMessage());
+    }
+
+    /** What the command prints: notes on stderr, and the single-document advice worded for the input's format. */
+    @Test
+    void prepareCommandPrintsNotesAndAdviceForTheFormat() throws IOException {
+        Path bad = dir.resolve("bad.txt");
+        Files.write(bad, new byte[] {'a', (byte) 0xFF, (byte) 0xFE, '\n', '\n', 'b'});
+        assertEquals("note: " + bad + ": 2 invalid UTF-8 sequences replaced by U+FFFD\n"
+                + "note: --val-fraction 0.02 picked no validation document, so the last document was held out for validation"
+                + " (1 of 2 documents); --val-fraction 0 gives no validation split\n", runPrepare(0, "--out", dir.resolve("b").toString(), bad.toString()));
+        assertEquals("warning: only one document, so no validation split; each line of a .jsonl file is one document: give one"
+                + " {\"text\": ...} object per document\n", runPrepare(0, "--out", dir.resolve("j").toString(),
+                file("one.jsonl", "{\"text\": \"solo\"}\n").toString()));
+        assertEquals("warning: only one document, so no validation split; separate the documents of a .txt file with blank lines,"
+                + " or use JSONL (one {\"text\": ...} object per line)\n", runPrepare(0, "--out", dir.resolve("t").toString(),
+                file("one.txt", "solo").toString()));
+        // Refused and failed runs: one error line, exit code 2, nothing left behind.
+        Path run = Files.createDirectories(dir.resolve("run/checkpoints")).getParent();
+        assertEquals("error: --out " + run + " is not a dataset folder (it holds checkpoints/); give a new or empty folder, or one an"
+                + " earlier prepare wrote\n", runPrepare(2, "--out", run.toString(), bad.toString()));
+        assertEquals("error: empty corpus: no text found in " + dir.resolve("e.txt") + "\n",
+                runPrepare(2, "--out", dir.resolve("e").toString(), file("e.txt", " \n").toString()));
+        assertFalse(Files.exists(dir.resolve("e")));
+    }
+
+    /** Runs {@code patchcore prepare} and returns its stderr. */
+    private static String runPrepare(int expectedCode, String... args) {
+        java.io.PrintStream oldErr = System.err, oldOut = System.out;
+        var err = new java.io.ByteArrayOutputStream();
+        int code;
+        try {
+            System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+            System.setOut(new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
+            String[] all = new String[args.length + 1];
+            all[0] = "prepare";
+            System.arraycopy(args, 0, all, 1, args.length);
+            code = dev.patchcore.cli.Main.run(all);
+        } finally {
+            System.setErr(oldErr);
+            System.setOut(oldOut);
+        }
+        String text = err.toString(StandardCharsets.UTF_8);
+        assertEquals(expectedCode, code, text);
+        return text;
+    }
 }

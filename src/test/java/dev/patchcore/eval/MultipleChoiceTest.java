@@ -53,6 +53,24 @@ class MultipleChoiceTest {
         assertTrue(assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage().contains("no questions"));
     }
 
+    /** An empty choice is refused when the file is read, naming file and line; invalid UTF-8 is read as U+FFFD with a note. */
+    @Test void emptyChoicesAndInvalidUtf8AreFoundWhenReading(@TempDir Path dir) throws IOException {
+        Path f = dir.resolve("q.jsonl");
+        Files.writeString(f, "{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": 0}\n\n"
+                + "{\"context\": \"a\", \"choices\": [\"b\", \"\"], \"label\": 0}\n");
+        assertEquals(f + " line 3: choice 1 is empty",
+                assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage());
+        assertEquals(dir + " is a folder, not a JSONL file",
+                assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(dir, 0)).getMessage());
+        Files.write(f, new byte[] {'{', '"', 'c', 'o', 'n', 't', 'e', 'x', 't', '"', ':', '"', (byte) 0xFF, '"', ',',
+                '"', 'c', 'h', 'o', 'i', 'c', 'e', 's', '"', ':', '[', '"', 'b', '"', ',', '"', 'c', '"', ']', ',',
+                '"', 'l', 'a', 'b', 'e', 'l', '"', ':', '0', '}', '\n'});
+        List<String> notes = new java.util.ArrayList<>();
+        List<MultipleChoice.Question> qs = MultipleChoice.read(f, 0, notes::add);
+        assertEquals("\uFFFD", qs.get(0).context(0));
+        assertEquals(List.of(f + ": 1 invalid UTF-8 sequence replaced by U+FFFD"), notes);
+    }
+
     /** A raw HellaSwag record becomes the harness's question: activity label, ctx_a + capitalized ctx_b, cleaned text. */
     @Test void hellaSwagRecordsGetTheHarnessPreprocessing() {
         MultipleChoice.Question q = MultipleChoice.parse(JsonParser.parseString("""
