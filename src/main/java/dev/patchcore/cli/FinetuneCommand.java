@@ -100,7 +100,7 @@ public final class FinetuneCommand implements Callable<Integer> {
             FineTuner.Result r = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
                     dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
                     .withReplicas(replicas).run();
-            System.out.printf(Locale.ROOT, "fine-tuned: %d steps, response loss %.4f → %.4f%s%ncheckpoint: %s%n", r.steps(), r.firstLoss(),
+            System.out.printf(Locale.ROOT, "fine-tuned: %s, response loss %.4f → %.4f%s%ncheckpoint: %s%n", dev.patchcore.data.Plural.of(r.steps(), "step"), r.firstLoss(),
                     r.lastLoss(), Double.isNaN(r.valLoss()) ? "" : String.format(Locale.ROOT, ", val %.4f", r.valLoss()),
                     Checkpoints.latest(out));
         } finally {

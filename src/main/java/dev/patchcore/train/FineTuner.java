@@ -15,6 +15,7 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import dev.patchcore.data.HuggingFaceTokenizerFiles;
+import dev.patchcore.data.Plural;
 
 /**
  * Instruction tuning of a pretrained model (paper §3.1: Alpaca-GPT4 before MT-Bench): token-level training on
@@ -97,8 +98,9 @@ public final class FineTuner {
         GradientSum gradientSum = n > 1 ? new GradientSum(lanes.stream().map(Lane::be).toList()) : null;
         double first = Double.NaN, last = Double.NaN, valLoss = Double.NaN;
         long step = 0;
-        console.printf(Locale.ROOT, "== fine-tuning: %d examples (%d held out), %d epochs × %d steps of up to %d examples, context %d%n",
-                train.size(), val.size(), epochs, perEpoch, b * cfg.accum(), t);
+        console.printf(Locale.ROOT, "== fine-tuning: %s (%d held out), %s × %s of up to %s, context %d%n",
+                Plural.of(train.size(), "example"), val.size(), Plural.of(epochs, "epoch"), Plural.of(perEpoch, "step"),
+                Plural.of((long) b * cfg.accum(), "example"), t);
         // Each replica's micro-batches' row losses of a step; replica r runs micro-batches r, r + n, ...
         List<Tensor> stepLosses = new ArrayList<>();
         List<AdamW> opts = new ArrayList<>();
