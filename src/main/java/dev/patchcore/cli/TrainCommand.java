@@ -169,6 +169,10 @@ public final class TrainCommand implements Callable<Integer> {
             // --data: where the run's dataset is now (moved, or recorded relative to another folder by an older version)
             dataset = ShardTrainingData.open(data != null ? data.toAbsolutePath().normalize().toString() : resumed.dataset());
             if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
+            if (resumed.datasetFingerprint() != null && !resumed.datasetFingerprint().equals(dataset.fingerprint()))
+                throw new IllegalArgumentException("dataset " + dataset.description() + " is not the data this run was trained on (it was "
+                        + resumed.datasetFingerprint() + "; it is " + dataset.fingerprint() + "); resume on that data (--data names "
+                        + "where it is now), or start a new run from the checkpoint with --init-from " + resume);
             if (dataset.vocabSize() != cfg.model().vocabSize())
                 throw new IllegalArgumentException("dataset " + dataset.description() + " has vocabulary " + dataset.vocabSize()
                         + " but the checkpoint's model has " + cfg.model().vocabSize());

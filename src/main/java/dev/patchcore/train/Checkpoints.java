@@ -37,7 +37,16 @@ public final class Checkpoints {
     private Checkpoints() {}
 
     /** What trainer.json holds. */
-    public record Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep) {}
+    /**
+     * {@code trainer.json}: the training config, where the run is, and the data it reads; {@code datasetFingerprint}
+     * ({@link TrainingData#fingerprint}, null in checkpoints of older versions) lets a resume tell other data from it.
+     */
+    public record Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
+                       String datasetFingerprint) {
+        public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep) {
+            this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, null);
+        }
+    }
 
     public static Path root(Path runDir) { return runDir.resolve("checkpoints"); }
 

@@ -44,6 +44,40 @@ public final class ShardTrainingData implements TrainingData {
         }
     }
 
+    /**
+     * The splits' token counts and a hash of the tokenizer and of 16 samples of 1024 tokens spread over each split
+     * (cheap on a 360B-token shard, and different for data prepared again with another seed or from other files).
+     */
+    @Override public String fingerprint() {
+        if (fingerprint == null) fingerprint = computeFingerprint();
+        return fingerprint;
+    }
+
+    private String fingerprint;
+
+    private String computeFingerprint() {
+        try {
+            java.security.MessageDigest sha = java.security.MessageDigest.getInstance("SHA-256");
+            sha.update(dataset.info().tokenizer().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            int[] sample = new int[1024];
+            java.nio.ByteBuffer bytes = java.nio.ByteBuffer.allocate(4 * sample.length);
+            for (TokenSequence split : List.of(dataset.train(), dataset.val())) {
+                long len = split.length();
+                int n = (int) Math.min(sample.length, len);
+                for (int i = 0; i < 16 && n > 0; i++) {
+                    split.copy((len - n) * i / 15, sample, 0, n);
+                    bytes.clear();
+                    bytes.asIntBuffer().put(sample, 0, n);
+                    sha.update(bytes.array(), 0, 4 * n);
+                }
+            }
+            return String.format(java.util.Locale.ROOT, "train %d tokens, val %d tokens, sha256 %s", dataset.train().length(),
+                    dataset.val().length(), java.util.HexFormat.of().formatHex(sha.digest(), 0, 8));
+        } catch (java.security.NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);  // every JVM has SHA-256
+        }
+    }
+
     /** The bundled corpus prepared with the byte tokenizer, in its cache folder (prepared there on first use). */
     public static Path bundledDirectory() throws IOException {
         var tok = Tokenizers.byName("byte");

@@ -281,7 +281,8 @@ public final class Trainer {
                             ? new RunState(si + 1, 0, globalStep, null, tokensSeen)
                             : new RunState(si, step + 1, globalStep, source.state(), tokensSeen);
                     Checkpoints.save(runDir, model, proj, stageDone ? null : opt,
-                            new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step()),
+                            new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step(),
+                                    data.fingerprint()),
                             tokenizerFiles, be);
                 }
                 if (stopping && !last) {

@@ -23,6 +23,12 @@ public interface TrainingData {
 
     int vocabSize();
 
+    /**
+     * What tells this data from other data under the same name (a folder prepared again): recorded in checkpoints and
+     * compared on resume. Null when there is nothing to compare.
+     */
+    default String fingerprint() { return null; }
+
     /** Tokens in the training split. */
     long trainTokens();
 

@@ -188,6 +188,11 @@ class CliTest {
         Files.move(ds, ds2);
         try {
             assertUserError("dataset folder " + ds.toAbsolutePath().normalize() + " does not exist", "train", "--backend", "cpu", "--resume", moved.toString());
+            // The same text prepared again with another seed (another split) is other data: refused.
+            Path other = dir.resolve("ds-seed7");
+            assertEquals(0, Main.run("prepare", "--out", other.toString(), "--seed", "7", text.toString()));
+            assertUserError("is not the data this run was trained on (it was train ", "train", "--backend", "cpu", "--resume",
+                    moved.toString(), "--data", other.toString());
             out.reset();
             assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", moved.toString(), "--data", ds2.toString()), err.toString());
             assertTrue(out.toString().contains("dataset: " + ds2.toAbsolutePath().normalize() + " (the run recorded "), out.toString());
