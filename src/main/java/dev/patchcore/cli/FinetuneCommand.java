@@ -86,7 +86,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         long steps = FineTuner.steps(train.size(), epochs, batch, accum);
         int warmup = (int) Math.ceil(warmupRatio * steps);  // as Hugging Face's get_warmup_steps
         TrainConfig tc = new TrainConfig(cfg, 1, 0, steps, batch, accum, lr, 0f, warmup, weightDecay, 0.9f, 0.999f, 1e-8f, clip,
-                seed, 0, 0, 0, logEvery);
+                seed, 0, 0, 0, logEvery).checkRecipe();
         System.out.printf(Locale.ROOT, "fine-tuning %s (%s tokenizer) on %s into %s%n", ckpt, tok.name(), data, out);
         List<Backend> backends = backendOptions.openDevices(devices);
         try {

@@ -64,18 +64,27 @@ public final class Main implements Runnable {
     /**
      * In a relaunched JVM: when the launcher ends without passing on a stop (killed with SIGKILL, which it cannot
      * forward), stop as on a SIGTERM (a training run saves a checkpoint) instead of running on orphaned, unseen, and
-     * still writing its run folder.
+     * still writing its run folder. The launcher's end shows as this process's parent changing (it is re-parented when
+     * the launcher dies; {@code ProcessHandle.onExit} of a non-child would wait until the launcher's own parent reaps it).
      */
     private static void stopWithLauncher() {
         String pid = System.getenv(LAUNCHER_PID);
         if (pid == null || !pid.matches("\\d+")) return;
-        java.util.Optional<ProcessHandle> launcher = ProcessHandle.of(Long.parseLong(pid));
-        Runnable stop = () -> {
+        long launcher = Long.parseLong(pid);
+        if (parentPid() != launcher) return;  // not started by that launcher (the variable was inherited)
+        Thread.ofPlatform().daemon().name("launcher-watch").start(() -> {
+            try {
+                while (parentPid() == launcher) Thread.sleep(500);
+            } catch (InterruptedException e) {
+                return;
+            }
             System.out.println("the launching process has ended: stopping");
             System.exit(143);  // 128 + SIGTERM, as if it had been forwarded
-        };
-        if (launcher.isEmpty()) stop.run();
-        else launcher.get().onExit().thenRun(stop);
+        });
+    }
+
+    private static long parentPid() {
+        return ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L);
     }
 
     static final String INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector";

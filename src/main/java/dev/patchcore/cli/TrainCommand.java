@@ -153,6 +153,8 @@ public final class TrainCommand implements Callable<Integer> {
             if (Checkpoints.isCheckpointsFolder(resume))
                 throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
                         + resume.toAbsolutePath().normalize().getParent());
+            // Locked before its checkpoint is read, which a process still training there would replace
+            if (Checkpoints.exists(resume)) runLock = dev.patchcore.train.RunLock.acquire(resume);
             checkpoint = Checkpoints.latest(resume);
             resumed = Checkpoints.readMeta(checkpoint);
             if (resumed.dataset() != null && resumed.dataset().startsWith(dev.patchcore.train.FineTuner.DATASET_PREFIX))
@@ -165,9 +167,11 @@ public final class TrainCommand implements Callable<Integer> {
                         + "start a new run with --init-from %s%n", resume, cfg.steps(), checkpoint, resume);
                 return 0;
             }
-            runLock = dev.patchcore.train.RunLock.acquire(runDir);  // before anything is read that a running process would change
             // --data: where the run's dataset is now (moved, or recorded relative to another folder by an older version)
-            dataset = ShardTrainingData.open(data != null ? data.toAbsolutePath().normalize().toString() : resumed.dataset());
+            if (data == null && !ShardTrainingData.BUNDLED.equals(resumed.dataset()) && !Files.isDirectory(Path.of(resumed.dataset())))
+                throw new IllegalArgumentException("the run's dataset " + resumed.dataset() + " is not there (moved? name where it is "
+                        + "now with --data)");
+            dataset = ShardTrainingData.open(data != null ? datasetArg(data) : resumed.dataset());
             if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
             if (resumed.datasetFingerprint() != null && !resumed.datasetFingerprint().equals(dataset.fingerprint()))
                 throw new IllegalArgumentException("dataset " + dataset.description() + " is not the data this run was trained on (it was "
@@ -184,8 +188,7 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
             ModelConfig model = ModelConfig.preset(preset);
             boolean paper = model.vocabSize() != 257;
-            // recorded absolute, so --resume and eval find it from any folder
-            dataset = ShardTrainingData.open(data == null ? "bundled" : data.toAbsolutePath().normalize().toString());
+            dataset = ShardTrainingData.open(data == null ? ShardTrainingData.BUNDLED : datasetArg(data));
             if (vocab != null && vocab != dataset.vocabSize())
                 throw new IllegalArgumentException("--vocab " + vocab + " does not match the dataset's vocabulary " + dataset.vocabSize()
                         + " (tokenizer " + dataset.tokenizer() + ")");
@@ -209,7 +212,7 @@ public final class TrainCommand implements Callable<Integer> {
             long total = budget(model, b, paper, dataset);
             cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
                     seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
-                    new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).requireBothStages();
+                    new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).checkRecipe().requireBothStages();
             runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
             if (Checkpoints.exists(runDir))
                 throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
@@ -317,19 +320,23 @@ public final class TrainCommand implements Callable<Integer> {
      * of what went wrong.
      */
     private void removeIfUnused(Path runDir) {
-        if (!madeRunFolder || Checkpoints.exists(runDir)) return;
+        // Only with this command's lock: a folder another process locked is that process's, even if this one made it.
+        if (!madeRunFolder || runLock == null || Checkpoints.exists(runDir)) return;
         try {
-            if (runLock != null) {
-                runLock.close();
-                runLock = null;
-                dev.patchcore.train.RunLock.deleteFile(runDir);
-            }
+            runLock.close();
+            runLock = null;
+            dev.patchcore.train.RunLock.deleteFile(runDir);
             Path metrics = runDir.resolve("metrics.jsonl");
             if (Files.exists(metrics) && Files.size(metrics) > 0) return;
             Files.deleteIfExists(metrics);
             Files.deleteIfExists(Checkpoints.root(runDir));  // only if empty (else DirectoryNotEmptyException)
             Files.deleteIfExists(runDir);
         } catch (java.io.IOException ignored) { /* a folder with anything else in it stays */ }
+    }
+
+    /** A --data value as recorded: "bundled", or the folder's absolute path (so --resume and eval find it from any folder). */
+    private static String datasetArg(Path data) {
+        return data.toString().equals(ShardTrainingData.BUNDLED) ? ShardTrainingData.BUNDLED : data.toAbsolutePath().normalize().toString();
     }
 
     /** What a folder holds, for a message: up to three names, or "" if it is empty or does not exist. */

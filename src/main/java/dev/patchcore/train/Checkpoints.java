@@ -143,15 +143,22 @@ public final class Checkpoints {
     public static Meta readMeta(Path checkpoint) {
         Path f = checkpoint.resolve(TRAINER);
         try {
-            Meta m = GSON.fromJson(Files.readString(f), Meta.class);
+            String json = Files.readString(f);
+            Meta m;
+            try {
+                m = GSON.fromJson(json, Meta.class);
+            } catch (RuntimeException e) {  // not JSON, or values a record refuses (Gson wraps what its constructor throws)
+                Throwable why = e.getCause() != null && !(e instanceof com.google.gson.JsonSyntaxException) ? e.getCause() : e;
+                throw new IllegalArgumentException(f + " is not a valid trainer.json (" + String.valueOf(why.getMessage()).lines().findFirst().orElse("") + ")");
+            }
             if (m == null) throw new IllegalArgumentException(f + " is empty");
+            String missing = m.train() == null ? "train" : m.train().model() == null ? "train.model" : m.state() == null ? "state" : null;
+            if (missing != null) throw new IllegalArgumentException(f + " is not a complete trainer.json (no '" + missing + "')");
             return m;
         } catch (java.nio.file.NoSuchFileException e) {
             throw new IllegalArgumentException("cannot read " + f + ": no such file");
         } catch (IOException e) {
             throw new IllegalArgumentException("cannot read " + f + ": " + e.getMessage());
-        } catch (com.google.gson.JsonParseException e) {
-            throw new IllegalArgumentException(f + " is not a valid trainer.json (" + e.getMessage().lines().findFirst().orElse("") + ")");
         }
     }
 

@@ -5,7 +5,6 @@ import java.io.UncheckedIOException;
 import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
 import java.nio.channels.FileLock;
-import java.nio.channels.OverlappingFileLockException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -20,46 +19,71 @@ import java.nio.file.StandardOpenOption;
  */
 public final class RunLock implements AutoCloseable {
     static final String FILE = ".lock";
+    /**
+     * The lock files this JVM holds. POSIX drops every lock a process holds on a file when any of its descriptors of
+     * that file closes, so a second attempt from this JVM must not even open the file: it is refused from this set.
+     */
+    private static final java.util.Set<Path> HELD = java.util.concurrent.ConcurrentHashMap.newKeySet();
 
+    private final Path file;
     private final FileChannel channel;
     private final FileLock lock;
 
-    private RunLock(FileChannel channel, FileLock lock) {
+    private RunLock(Path file, FileChannel channel, FileLock lock) {
+        this.file = file;
         this.channel = channel;
         this.lock = lock;
     }
 
     /** Locks {@code runDir} (which must exist), or fails with one line naming the process that holds it. */
     public static RunLock acquire(Path runDir) {
-        Path file = runDir.resolve(FILE);
+        Path file = runDir.resolve(FILE).toAbsolutePath().normalize();
+        if (!HELD.add(file)) throw new IllegalArgumentException(runDir + " is in use by this process already");
         FileChannel ch = null;
         try {
             ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.READ, StandardOpenOption.WRITE);
             FileLock lock;
             try {
                 lock = ch.tryLock();
-            } catch (OverlappingFileLockException e) {
-                lock = null;  // this JVM holds it already
+            } catch (IOException e) {
+                // A file system without locks (some network mounts): train on, unguarded, rather than not at all.
+                System.err.println("warning: cannot lock " + file + " (" + e.getMessage() + "): nothing stops a second "
+                        + "process from writing this run too");
+                return new RunLock(file, ch, null);
             }
             if (lock == null) {
-                String holder = holder(file);
-                ch.close();
+                String holder = holder(ch);  // read through this descriptor: no other is opened
                 throw new IllegalArgumentException(runDir + " is in use by another patchcore process" + holder
                         + "; wait for it to stop, or stop it (Ctrl-C or a SIGTERM saves a checkpoint)");
             }
             ch.truncate(0);
             ch.write(ByteBuffer.wrap((ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.US_ASCII)), 0);
-            return new RunLock(ch, lock);
+            return new RunLock(file, ch, lock);
         } catch (IOException e) {
-            try { if (ch != null) ch.close(); } catch (IOException ignored) { /* failing anyway */ }
+            release(file, ch);
             throw new UncheckedIOException("cannot lock " + file + ": " + e.getMessage(), e);
+        } catch (RuntimeException e) {
+            release(file, ch);
+            throw e;
+        }
+    }
+
+    private static void release(Path file, FileChannel ch) {
+        try {
+            if (ch != null) ch.close();
+        } catch (IOException ignored) {
+            // failing anyway
+        } finally {
+            HELD.remove(file);
         }
     }
 
     /** " (process N)" from the lock file, or "" if it names none. */
-    private static String holder(Path file) {
+    private static String holder(FileChannel ch) {
         try {
-            String pid = Files.readString(file, StandardCharsets.US_ASCII).strip();
+            ByteBuffer b = ByteBuffer.allocate(32);
+            ch.read(b, 0);
+            String pid = new String(b.array(), 0, b.position(), StandardCharsets.US_ASCII).strip();
             return pid.matches("\\d+") ? " (process " + pid + ")" : "";
         } catch (IOException | RuntimeException e) {
             return "";
@@ -71,12 +95,20 @@ public final class RunLock implements AutoCloseable {
         Files.deleteIfExists(runDir.resolve(FILE));
     }
 
+    /** Whether this process holds the lock (false on a file system without locks). */
+    public boolean held() { return lock != null; }
+
+    private boolean closed;
+
     @Override public void close() {
+        if (closed) return;
+        closed = true;
         try {
-            lock.release();
-            channel.close();
+            if (lock != null) lock.release();
         } catch (IOException ignored) {
-            // the process ending releases it anyway
+            // closing the channel (or the process ending) releases it anyway
+        } finally {
+            release(file, channel);
         }
     }
 }

@@ -36,15 +36,8 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (!(lambda >= 0 && lambda <= 1)) throw new IllegalArgumentException("--lambda must lie in [0, 1] (got " + lambda + ")");
         if (steps < 1) throw new IllegalArgumentException("the training budget must be at least one step (got " + steps + ")");
         if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
-        if (!(lr > 0) || !Float.isFinite(lr)) throw new IllegalArgumentException("--lr must be a positive number (got " + lr + ")");
-        if (!(minLrRatio >= 0 && minLrRatio <= 1))
-            throw new IllegalArgumentException("--min-lr-ratio must lie in [0, 1]: the cosine decays to lr × it (got " + minLrRatio + ")");
-        if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
-            throw new IllegalArgumentException("--beta1 and --beta2 must lie in [0, 1) (got " + beta1 + ", " + beta2 + ")");
-        if (!(eps > 0) || !Float.isFinite(eps)) throw new IllegalArgumentException("--eps must be a positive number (got " + eps + ")");
-        if (!(clip >= 0) || !(weightDecay >= 0) || !Float.isFinite(clip) || !Float.isFinite(weightDecay))
-            throw new IllegalArgumentException("--clip and --weight-decay must be numbers, not negative");
-        if (logEvery < 1) throw new IllegalArgumentException("--log-every must be at least 1 (got " + logEvery + ")");
+        if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
+        if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
         if (evalEvery < 0 || evalBatches < 0 || saveEvery < 0)
             throw new IllegalArgumentException("--eval-every, --eval-batches and --save-every must not be negative (0 = never)");
         if (!patch.equals(PatchOptions.DEFAULT) && (patchSize == 1 || Math.round(lambda * steps) == 0))
@@ -61,6 +54,22 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
     public long patchSteps() { return patchSize == 1 ? 0 : Math.round(lambda * steps); }
 
     public long tokenSteps() { return steps - patchSteps(); }
+
+    /**
+     * For a new run (not in the constructor: checkpoints of older versions, which did not check these, are read through
+     * it): the optimizer settings in their ranges.
+     */
+    public TrainConfig checkRecipe() {
+        if (!Float.isFinite(lr)) throw new IllegalArgumentException("--lr must be a positive number (got " + lr + ")");
+        if (!(minLrRatio >= 0 && minLrRatio <= 1))
+            throw new IllegalArgumentException("--min-lr-ratio must lie in [0, 1]: the cosine decays to lr × it (got " + minLrRatio + ")");
+        if (!(beta1 >= 0 && beta1 < 1) || !(beta2 >= 0 && beta2 < 1))
+            throw new IllegalArgumentException("--beta1 and --beta2 must lie in [0, 1) (got " + beta1 + ", " + beta2 + ")");
+        if (!(eps > 0) || !Float.isFinite(eps)) throw new IllegalArgumentException("--eps must be a positive number (got " + eps + ")");
+        if (!Float.isFinite(clip) || !Float.isFinite(weightDecay)) throw new IllegalArgumentException("--clip and --weight-decay must be numbers");
+        if (logEvery < 1) throw new IllegalArgumentException("--log-every must be at least 1 (got " + logEvery + ")");
+        return this;
+    }
 
     /**
      * For a new run (not in the constructor: checkpoints of older runs are read through it): refuses a budget that

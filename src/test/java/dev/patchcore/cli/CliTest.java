@@ -187,7 +187,7 @@ class CliTest {
                 .contains("\"dataset\": \"" + ds.toAbsolutePath().normalize() + "\""), "absolute dataset path");
         Files.move(ds, ds2);
         try {
-            assertUserError("dataset folder " + ds.toAbsolutePath().normalize() + " does not exist", "train", "--backend", "cpu", "--resume", moved.toString());
+            assertUserError("the run's dataset " + ds.toAbsolutePath().normalize() + " is not there (moved? name where it is now with --data)", "train", "--backend", "cpu", "--resume", moved.toString());
             // The same text prepared again with another seed (another split) is other data: refused.
             Path other = dir.resolve("ds-seed7");
             assertEquals(0, Main.run("prepare", "--out", other.toString(), "--seed", "7", text.toString()));

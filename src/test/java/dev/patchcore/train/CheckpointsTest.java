@@ -28,6 +28,12 @@ class CheckpointsTest {
         e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
         assertTrue(e.getMessage().startsWith(good.resolve("trainer.json") + " is not a valid trainer.json ("), e.getMessage());
         assertEquals(1, e.getMessage().lines().count());
+        Files.writeString(good.resolve("trainer.json"), "{\"train\": {\"patchSize\": 0}}");
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
+        assertTrue(e.getMessage().startsWith(good.resolve("trainer.json") + " is not a valid trainer.json ("), e.getMessage());
+        Files.writeString(good.resolve("trainer.json"), "{}");
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
+        assertEquals(good.resolve("trainer.json") + " is not a complete trainer.json (no 'train')", e.getMessage());
         Files.writeString(good.resolve("trainer.json"), "");
         e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(good));
         assertEquals(good.resolve("trainer.json") + " is empty", e.getMessage());

@@ -109,6 +109,16 @@ class TrainingTest {
         assertEquals(List.of(new Stage("token", 1, 16, 1, 300, MICRO.contextLength())), Stage.plan(new TrainConfig(MICRO, 4, 0, 300, 16, 1, 3e-4f, 0.1f, -1, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1)));
     }
 
+    /**
+     * Older versions did not check the optimizer settings' ranges, and Gson reads their trainer.json through the
+     * constructor: it accepts them; only a new run checks (checkRecipe).
+     */
+    @Test void recipeRangesAreCheckedForNewRunsOnly() {
+        TrainConfig old = new TrainConfig(MICRO, 4, 0.5, 8, 4, 1, 3e-4f, 1.5f, -1, 0.1f, 0.9f, 0.95f, 0f, 1f, 1, 0, 0, 0, 0);
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, old::checkRecipe);
+        assertTrue(e.getMessage().contains("--min-lr-ratio"), e.getMessage());
+    }
+
     @Test void scheduleWarmsUpThenDecays() {
         LrSchedule s = new LrSchedule(1f, 0.1f, 10, 110);
         assertEquals(0.1f, s.at(0), 1e-6);
