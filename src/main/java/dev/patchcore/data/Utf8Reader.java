@@ -14,7 +14,8 @@ import java.nio.file.Path;
 
 /**
  * Decodes UTF-8 bytes, turning each invalid sequence into one U+FFFD, as Hugging Face tokenizers and Python's
- * {@code errors="replace"} do (the JDK's maximal-subpart rule: {@code \xff\xfe} is two), and counts the replacements
+ * {@code errors="replace"} do for ordinary damage (the JDK's maximal-subpart rule: {@code \xff\xfe} is two; an encoded
+ * surrogate, {@code ED A0 80}, is one here and three in Python), and counts the replacements
  * so the commands can say that a file was not clean UTF-8 instead of failing ({@code Input length = 1}) or staying
  * silent. A byte-order mark is kept as U+FEFF, as {@code InputStreamReader} keeps it.
  */

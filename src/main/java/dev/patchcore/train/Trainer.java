@@ -202,9 +202,10 @@ public final class Trainer {
         else if (!val.isEmpty() && val.size() * val.getFirst().batchSize() < st.batch())
             console.printf("note: the validation split holds only %d sequences of %s; the %s stage validates on those%n",
                     val.getFirst().batchSize(), sequenceText(st), st.name());
-        console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %d steps, %s tokens/step%n",
+        console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %s, %s tokens/step%n",
                 st.name(), k, k * t, t, (modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
-                        : k > 1 ? "patches" : "positions") + projectionNote(), st.batch(), st.accum(), st.steps(), human(cfg.tokensPerStep()));
+                        : k > 1 ? "patches" : "positions") + projectionNote(), st.batch(), st.accum(),
+                dev.patchcore.data.Plural.of(st.steps(), "step"), human(cfg.tokensPerStep()));
 
         double firstLoss = Double.NaN, lastLoss = Double.NaN;
         Validation valLoss = Validation.NONE;
