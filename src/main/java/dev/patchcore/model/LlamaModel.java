@@ -32,6 +32,13 @@ public final class LlamaModel {
     private record Layer(Parameter inputNorm, Parameter q, Parameter k, Parameter v, Parameter o,
                          Parameter postNorm, Parameter gate, Parameter up, Parameter down) {}
 
+    /**
+     * The parameters with a row per vocabulary entry, padded to {@link ModelConfig#paddedVocab()} rows in memory (the
+     * padding rows stay zero: no token reads them and the loss leaves their logits out). Checkpoints hold only the
+     * vocabulary's rows, so a Hugging Face model read from them has no extra logits taking probability mass.
+     */
+    public static final java.util.Set<String> VOCABULARY_ROWS = java.util.Set.of("model.embed_tokens.weight", "lm_head.weight");
+
     public LlamaModel(Backend backend, ModelConfig c) {
         this.config = c;
         int d = c.dim(), f = c.ffnDim();

@@ -69,7 +69,7 @@ public final class Checkpoints {
                 moments.add(new SafeTensors.Entry(p.name() + ".exp_avg_sq", p.shape(), () -> be.download(m2)));
             }
         }
-        SafeTensors.write(dir.resolve(MODEL), entries(model.parameters(), be), Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
+        SafeTensors.write(dir.resolve(MODEL), weights(model, be), Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
         if (proj != null)
             SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be), Map.of("format", "pt"));
         SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
@@ -78,6 +78,22 @@ public final class Checkpoints {
         tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, name);
+    }
+
+    /** The model's weights as a checkpoint holds them: the vocabulary's rows only of the padded embedding and LM head. */
+    private static List<SafeTensors.Entry> weights(LlamaModel model, Backend be) {
+        int vocab = model.config().vocabSize();
+        List<SafeTensors.Entry> out = new ArrayList<>();
+        for (Parameter p : model.parameters()) {
+            if (!LlamaModel.VOCABULARY_ROWS.contains(p.name()) || p.shape()[0] == vocab) {
+                out.add(new SafeTensors.Entry(p.name(), p.shape(), () -> be.download(p.master())));
+                continue;
+            }
+            int cols = p.shape()[1];
+            out.add(new SafeTensors.Entry(p.name(), new int[] {vocab, cols},
+                    () -> java.util.Arrays.copyOf(be.download(p.master()), Math.multiplyExact(vocab, cols))));
+        }
+        return out;
     }
 
     private static List<SafeTensors.Entry> entries(List<Parameter> params, Backend be) {
@@ -202,7 +218,14 @@ public final class Checkpoints {
 
     private static void load(SafeTensors.Reader r, List<Parameter> params, Backend be) {
         for (Parameter p : params) {
-            if (!java.util.Arrays.equals(r.shape(p.name()), p.shape()))
+            int[] saved = r.shape(p.name());
+            if (LlamaModel.VOCABULARY_ROWS.contains(p.name()) && saved.length == 2 && p.shape().length == 2 && saved[1] == p.shape()[1]
+                    && saved[0] < p.shape()[0] && (saved[0] + 63) / 64 * 64 == p.shape()[0]) {
+                // The vocabulary's rows (checkpoints since 2026-11-27); the padding rows stay zero.
+                p.load(be, java.util.Arrays.copyOf(r.read(p.name()), Math.multiplyExact(p.shape()[0], p.shape()[1])));
+                continue;
+            }
+            if (!java.util.Arrays.equals(saved, p.shape()))
                 throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
                         + java.util.Arrays.toString(r.shape(p.name())) + ", model expects " + java.util.Arrays.toString(p.shape()));
             p.load(be, r.read(p.name()));
@@ -239,7 +262,7 @@ public final class Checkpoints {
         o.addProperty("num_hidden_layers", c.layers());
         o.addProperty("num_attention_heads", c.heads());
         o.addProperty("num_key_value_heads", c.heads());
-        o.addProperty("vocab_size", c.paddedVocab());
+        o.addProperty("vocab_size", c.vocabSize());  // the checkpoint holds the vocabulary's rows only (LlamaModel.VOCABULARY_ROWS)
         o.addProperty("max_position_embeddings", c.contextLength());
         o.addProperty("rms_norm_eps", c.normEps());
         o.addProperty("rope_theta", c.ropeTheta());

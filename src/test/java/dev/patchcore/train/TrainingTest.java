@@ -82,9 +82,18 @@ class TrainingTest {
             Path ckpt = Checkpoints.latest(run);
             var hf = com.google.gson.JsonParser.parseString(Files.readString(ckpt.resolve("config.json"))).getAsJsonObject();
             assertEquals("LlamaForCausalLM", hf.getAsJsonArray("architectures").get(0).getAsString());
-            assertEquals(MICRO.paddedVocab(), hf.get("vocab_size").getAsInt());
+            // The vocabulary's 257 rows (not the 320 of the padded matrices): a Hugging Face model read from the
+            // checkpoint has no extra logits, so it scores text as patchcore does.
+            assertEquals(MICRO.vocabSize(), hf.get("vocab_size").getAsInt());
             try (var st = new dev.patchcore.checkpoint.SafeTensors.Reader(ckpt.resolve(Checkpoints.MODEL))) {
-                assertArrayEquals(new int[] {MICRO.paddedVocab(), MICRO.dim()}, st.shape("lm_head.weight"));
+                assertArrayEquals(new int[] {MICRO.vocabSize(), MICRO.dim()}, st.shape("lm_head.weight"));
+                assertArrayEquals(new int[] {MICRO.vocabSize(), MICRO.dim()}, st.shape("model.embed_tokens.weight"));
+                // Read back into a model: the same weights, padding rows zero.
+                LlamaModel back = new LlamaModel(be, MICRO);
+                Checkpoints.loadWeights(ckpt, back, be);
+                for (int i = 0; i < m.parameters().size(); i++)
+                    assertArrayEquals(be.download(m.parameters().get(i).master()), be.download(back.parameters().get(i).master()),
+                            m.parameters().get(i).name());
                 assertArrayEquals(new int[] {MICRO.ffnDim(), MICRO.dim()}, st.shape("model.layers.1.mlp.gate_proj.weight"));
             }
         } catch (IOException e) {
