@@ -236,9 +236,11 @@ public final class Trainer {
                 }
                 if (Double.isNaN(firstLoss)) firstLoss = loss;
                 lastLoss = loss;
-                if (!Double.isFinite(loss))
-                    throw new IllegalArgumentException("loss became " + loss + " at " + st.name() + " step " + (step + 1)
-                            + "; lower --lr (or start a new run from its last checkpoint with --init-from and a lower --lr)");  // one line, exit code 2
+                if (!Double.isFinite(loss) || !Double.isFinite(gradNorm))  // the step was not applied (StepRunner)
+                    throw new IllegalArgumentException((Double.isFinite(loss) ? "the gradient norm became " + gradNorm : "loss became " + loss)
+                            + " at " + st.name() + " step " + (step + 1) + "; the run stopped before that step changed the weights. "
+                            + (Checkpoints.exists(runDir) ? "Start a new run from its last checkpoint with --init-from " + runDir
+                            + " and a lower --lr" : "Lower --lr"));  // one line, exit code 2
                 double tokPerSec = cfg.tokensPerStep() / (dt / 1e9);
 
                 JsonObject m = new JsonObject();
