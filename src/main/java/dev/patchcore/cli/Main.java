@@ -140,7 +140,16 @@ public final class Main implements Runnable {
             }
             throw ex;
         });
-        return cl.execute(args);
+        try {
+            return cl.execute(args);
+        } catch (OutOfMemoryError e) {
+            // The CPU backend's tensors live on the Java heap (by default a quarter of the machine's memory): a size
+            // to change, not a bug. One line, exit code 2.
+            System.err.printf(java.util.Locale.ROOT, "error: out of Java heap memory (this JVM may use %.1f GiB); give it more with "
+                    + "java -Xmx<size> -jar patchcore.jar ..., or use a smaller --batch or --preset%n",
+                    Runtime.getRuntime().maxMemory() / (double) (1L << 30));
+            return 2;
+        }
     }
 
     /**
