@@ -52,7 +52,7 @@ public final class SafeTensors {
         JsonObject header = new JsonObject();
         if (!metadata.isEmpty()) {
             JsonObject meta = new JsonObject();
-            metadata.forEach(meta::addProperty);
+            new java.util.TreeMap<>(metadata).forEach(meta::addProperty);  // sorted: the same bytes for the same checkpoint
             header.add("__metadata__", meta);
         }
         long offset = 0;

@@ -64,7 +64,8 @@ public final class TrainCommand implements Callable<Integer> {
     boolean shortPatchContext;
     @Option(names = "--steps", description = "total optimizer steps over both stages (default: 1000 for tiny, 2000 for small, 180000 for paper presets)")
     Long steps;
-    @Option(names = "--tokens", description = "total token budget instead of --steps")
+    @Option(names = "--tokens", converter = TokenCount.class, description = "total token budget instead of --steps "
+            + "(360000000000, 3.6e11 and 360B are the same)")
     Long tokens;
     @Option(names = "--epochs", description = "multi-epoch mode (§3.3): N epochs over the data, the first N·λ at patch level")
     Double epochs;
@@ -232,7 +233,7 @@ public final class TrainCommand implements Callable<Integer> {
                 if (st.accum() < backends.size())
                     throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs at least " + backends.size()
                             + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
-                            + (resumed == null ? " (raise --accum)" : " (use fewer devices for this run)"));
+                            + (resumed == null ? " (" + accumAdvice(cfg, backends.size()) + ")" : " (use fewer devices for this run)"));
             BackendOptions.printReplicas(backends, devices);
             ModelConfig m = cfg.model();
             System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
@@ -241,8 +242,11 @@ public final class TrainCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "budget %d steps × %d tokens: patch stage %d steps (K=%d, λ=%.3f), token stage %d steps%n",
                     cfg.steps(), cfg.tokensPerStep(), cfg.patchSteps(), cfg.patchSize(), cfg.lambda(), cfg.tokenSteps());
             boolean multiEpoch = resumed == null ? epochs != null : resumed.multiEpoch();
-            System.out.printf(Locale.ROOT, multiEpoch
-                    ? "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch level; both stages read all of it%n"
+            boolean oneStage = cfg.patchSteps() == 0 || cfg.tokenSteps() == 0;
+            String level = cfg.patchSteps() == 0 ? "token level only" : "patch level only";
+            System.out.printf(Locale.ROOT, multiEpoch && oneStage ? "multi-epoch mode (§3.3): %.2f epochs over the data, at " + level + "%n"
+                    : multiEpoch ? "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch level; both stages read all of it%n"
+                    : oneStage ? "single pass over the training tokens, at " + level + "%n"
                     : "single pass: the patch stage reads the first %2$.0f%% of the training tokens, the token stage the rest%n",
                     (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens(), 100.0 * cfg.patchSteps() / cfg.steps());
             double passes = (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens();
@@ -332,6 +336,19 @@ public final class TrainCommand implements Callable<Integer> {
             Files.deleteIfExists(Checkpoints.root(runDir));  // only if empty (else DirectoryNotEmptyException)
             Files.deleteIfExists(runDir);
         } catch (java.io.IOException ignored) { /* a folder with anything else in it stays */ }
+    }
+
+    /** The smallest --accum that gives every stage a micro-batch per device (the patch stage has K times fewer sequences). */
+    private static String accumAdvice(TrainConfig cfg, int devices) {
+        for (int a = cfg.accum() + 1; a <= 1 << 16; a++) {
+            try {
+                TrainConfig c = cfg.withAccum(a);
+                if (dev.patchcore.train.Stage.plan(c).stream().allMatch(st -> st.accum() >= devices)) return "raise --accum to " + a;
+            } catch (IllegalArgumentException notDivisible) {
+                // batch × accum must be divisible by K: try the next
+            }
+        }
+        return "raise --accum";
     }
 
     /** A --data value as recorded: "bundled", or the folder's absolute path (so --resume and eval find it from any folder). */

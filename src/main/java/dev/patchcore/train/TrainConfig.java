@@ -83,6 +83,12 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         return this;
     }
 
+    /** The same recipe with {@code accum} micro-batches per token-stage step. */
+    public TrainConfig withAccum(int accum) {
+        return new TrainConfig(model, patchSize, lambda, steps, batch, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps,
+                clip, seed, evalEvery, evalBatches, saveEvery, logEvery, patch);
+    }
+
     /** Tokens per optimizer step, identical in both stages (paper Table 6: fewer accumulation steps at K·T). */
     public long tokensPerStep() { return (long) batch * accum * model.contextLength(); }
 }

@@ -189,6 +189,9 @@ public final class Trainer {
         int t = st.blockPatches(), k = st.patchSize();
         be.resetMemoryPeak();  // each stage's own activations (its context and micro-batch differ)
         LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
+        if (cfg.warmup() > st.steps() && startStep == 0)
+            console.printf("note: --warmup %d is longer than the %s stage's %s: it warms up over all of them%n", cfg.warmup(), st.name(),
+                    dev.patchcore.data.Plural.of(st.steps(), "step"));
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
         // In the patch stage the same weights are also scored at K = 1, on the token stage's validation blocks (its
         // micro-batch, cfg.batch(), not the patch stage's smaller one), so the token loss is one curve over both stages.

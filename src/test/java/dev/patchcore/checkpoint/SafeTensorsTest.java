@@ -51,6 +51,20 @@ class SafeTensorsTest {
         }
     }
 
+    /** Metadata is written in key order, whatever the map's iteration order: equal checkpoints are equal files. */
+    @Test
+    void metadataIsWrittenInKeyOrder(@TempDir Path dir) throws IOException {
+        List<SafeTensors.Entry> w = List.of(new SafeTensors.Entry("w", new int[] {2}, new float[] {1, 2}));
+        java.util.LinkedHashMap<String, String> ab = new java.util.LinkedHashMap<>(), ba = new java.util.LinkedHashMap<>();
+        ab.put("a", "1");
+        ab.put("b", "2");
+        ba.put("b", "2");
+        ba.put("a", "1");
+        SafeTensors.write(dir.resolve("1.safetensors"), w, ab);
+        SafeTensors.write(dir.resolve("2.safetensors"), w, ba);
+        assertArrayEquals(Files.readAllBytes(dir.resolve("1.safetensors")), Files.readAllBytes(dir.resolve("2.safetensors")));
+    }
+
     /** A damaged file is one line naming it and what is wrong, never a bare "unexpected end of file". */
     @Test
     void damagedFilesAreNamed(@TempDir Path dir) throws IOException {
