@@ -106,6 +106,14 @@ class CliTest {
         assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
         assertUserError("--eval-batches", "train", "--backend", "cpu", "--eval-batches", "-1", "--out", dir.resolve("neg").toString());
         assertFalse(Files.exists(dir.resolve("neg")), "a rejected run leaves no run folder");
+        assertUserError("'1.5k7' is not a whole number of tokens", "train", "--backend", "cpu", "--tokens", "1.5k7");
+        assertUserError("'0.5' is not a whole number of tokens", "train", "--backend", "cpu", "--tokens", "0.5");
+        TokenCount tc = new TokenCount();
+        assertEquals(360_000_000_000L, tc.convert("360B"));
+        assertEquals(360_000_000_000L, tc.convert("3.6e11"));
+        assertEquals(2_500_000L, tc.convert("2.5M"));
+        assertEquals(100_000L, tc.convert("100k"));
+        assertEquals(1_000_000_000L, tc.convert("1_000_000_000"));
         assertUserError("--min-lr-ratio must lie in [0, 1]", "train", "--backend", "cpu", "--min-lr-ratio", "-1");
         assertUserError("--beta1 and --beta2 must lie in [0, 1)", "train", "--backend", "cpu", "--beta1", "1.5");
         assertUserError("--eps must be a positive number", "train", "--backend", "cpu", "--eps", "0");
@@ -150,7 +158,7 @@ class CliTest {
         assertTrue(out.toString().contains("patch stage"), out.toString());
         assertTrue(out.toString().contains("token stage"), out.toString());
         // --devices: data-parallel replicas (CPU backends here), each with a micro-batch of its own in every stage.
-        assertUserError("--devices 0,1 needs at least 2 micro-batches per step in each stage; the patch stage has 1",
+        assertUserError("--devices 0,1 needs at least 2 micro-batches per step in each stage; the patch stage has 1 (raise --accum to 5)",
                 "train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp0").toString(), "--devices", "0,1",
                 "--steps", "4", "--context", "16", "--batch", "4");
         assertFalse(Files.exists(dir.resolve("dp0")), "a run refused at the start leaves no run folder");
