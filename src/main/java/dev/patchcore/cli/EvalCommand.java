@@ -14,6 +14,7 @@ import dev.patchcore.eval.NeuronActivation;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.ShardTrainingData;
 import dev.patchcore.data.Batch;
 import picocli.CommandLine.ArgGroup;
@@ -31,7 +32,7 @@ import java.util.concurrent.Callable;
 @Command(name = "eval", mixinStandardHelpOptions = true,
         description = "Loss and perplexity of a checkpoint, token level, in non-overlapping blocks of the model's context (the paper's WikiText-103 protocol); "
                 + "or zero-shot multiple-choice accuracy (--choices). With none of --data, --text and --choices: the dataset the checkpoint "
-                + "was trained on (the bundled corpus, or its dataset folder if that is still where the run found it).")
+                + "was trained on (the bundled corpus, or its dataset folder if that is still where the run found it, unchanged).")
 public final class EvalCommand implements Callable<Integer> {
     @Mixin CheckpointArg checkpoint;
 
@@ -134,17 +135,31 @@ public final class EvalCommand implements Callable<Integer> {
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException(option + " " + file + ": no such file");
     }
 
-    /** The prepared dataset a checkpoint's run trained on, when it is still there. */
+    /**
+     * The prepared dataset a checkpoint's run trained on, when it is still there and still holds what the run read:
+     * a folder prepared again from other files (its fingerprint recorded by the run differs) is refused, not scored.
+     */
     private static Source trainedOn(Path ckpt) throws IOException {
-        String dataset = Checkpoints.readMeta(ckpt).dataset();
+        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+        String dataset = meta.dataset();
         Source s = new Source();
         if (ShardTrainingData.BUNDLED.equals(dataset)) {
             s.data = ShardTrainingData.bundledDirectory();
+        } else if (dataset != null && !dataset.startsWith(FineTuner.DATASET_PREFIX) && !Files.exists(Path.of(dataset))) {
+            throw new IllegalArgumentException("the dataset " + ckpt + " was trained on, " + dataset + ", is gone (moved or deleted?); "
+                    + "name where it is now with --data DIR");
         } else if (dataset != null && PreparedDataset.isValid(Path.of(dataset))) {
             s.data = Path.of(dataset);
         } else {
             throw new IllegalArgumentException("the data " + ckpt + " was trained on (" + dataset + ") is not a dataset folder here; "
                     + "give --data, --text or --choices");
+        }
+        String recorded = meta.datasetFingerprint();  // null in checkpoints of older versions: nothing to compare
+        if (recorded != null) {
+            String now = ShardTrainingData.open(s.data.toString()).fingerprint();
+            if (!recorded.equals(now))
+                throw new IllegalArgumentException("the dataset " + s.data + " has changed since " + ckpt + " was trained on it (then: "
+                        + recorded + "; now: " + now + "); score other data explicitly with --data DIR or --text FILE");
         }
         System.out.println("data: " + s.data + " (the checkpoint's own dataset)");
         return s;
@@ -170,6 +185,10 @@ public final class EvalCommand implements Callable<Integer> {
                 } catch (IllegalArgumentException e) {  // a question the tokenizer cannot score: say which file
                     throw new IllegalArgumentException(source.choices.get(i) + ": " + e.getMessage(), e);
                 }
+                if (r.truncated() > 0)  // as lm-evaluation-harness does, but it changes what the model is asked: said once per file
+                    System.err.printf(Locale.ROOT, "note: %s: %d of %s had their contexts cut to fit the model's context of %d tokens "
+                            + "(left-truncated, as lm-evaluation-harness does: the start is dropped)%n", source.choices.get(i).getFileName(),
+                            r.truncated(), Plural.of(r.questions(), "question"), cfg.contextLength());
                 System.out.printf(Locale.ROOT, "%s: %s in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
                         source.choices.get(i).getFileName(), Plural.of(r.questions(), "question"), (System.nanoTime() - t0) / 1e9,
                         r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));

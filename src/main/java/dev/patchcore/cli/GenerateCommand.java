@@ -39,6 +39,18 @@ public final class GenerateCommand implements Callable<Integer> {
                 : tok.decode(java.util.Arrays.copyOfRange(all, promptIds.length, all.length));
     }
 
+    /**
+     * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
+     * Generator's window), which for {@code --alpaca} may leave out the instruction itself.
+     */
+    static String truncationNote(int promptTokens, int context, boolean alpaca) {
+        if (promptTokens <= context) return null;
+        return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than the model's context of "
+                + context + ": its first "
+                + dev.patchcore.data.Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
+                + (alpaca ? ", and with them perhaps the instruction" : "") + "; a model trained with a longer --context reads it all";
+    }
+
     @Override public Integer call() {
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
         Path ckpt = checkpoint.resolve();
@@ -49,6 +61,8 @@ public final class GenerateCommand implements Callable<Integer> {
             Checkpoints.loadWeights(ckpt, model, be);
             String text = alpaca ? dev.patchcore.train.Instructions.alpacaPrompt(prompt, "") : prompt;
             int[] promptIds = tok.encode(text);
+            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca);
+            if (note != null) System.err.println(note);
             int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
             if (alpaca && out.length > promptIds.length && out[out.length - 1] == tok.eosId())
                 out = java.util.Arrays.copyOf(out, out.length - 1);  // the response's end, not part of it

@@ -2,7 +2,11 @@ package dev.patchcore.data;
 
 import java.io.IOException;
 import java.io.InputStream;
+import java.nio.channels.FileChannel;
+import java.nio.channels.FileLock;
+import java.nio.file.Files;
 import java.nio.file.Path;
+import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -54,7 +58,43 @@ public final class BundledCorpus {
         return prepare(dir, tokenizer, DatasetPreparer.Progress.NONE);
     }
 
+    /**
+     * As above. Two processes started at once (two first-ever {@code train}s) would write the same {@code train.bin.tmp}:
+     * the check and the preparation run under an exclusive lock on {@code DIR.lock} beside the folder (the operating
+     * system's, so a process that dies releases it), and the one that waited finds the other's dataset and reuses it.
+     */
     public static DatasetInfo prepare(Path dir, Tokenizer tokenizer, DatasetPreparer.Progress progress) throws IOException {
+        Path abs = dir.toAbsolutePath().normalize();
+        Path lockFile = abs.resolveSibling(abs.getFileName() + ".lock");
+        // Threads of this JVM queue here: the OS lock is per process (a second FileChannel.lock in this JVM throws
+        // OverlappingFileLockException), and POSIX drops it when any descriptor of the file closes.
+        synchronized (PREPARING) {
+            Files.createDirectories(lockFile.getParent());
+            try (FileChannel ch = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+                FileLock lock;
+                try {
+                    lock = ch.tryLock();
+                    if (lock == null) {
+                        System.err.println("note: another process is preparing " + dir + "; waiting for it");
+                        lock = ch.lock();
+                    }
+                } catch (IOException e) {
+                    // A file system without locks (some network mounts): prepare unguarded rather than not at all.
+                    System.err.println("note: cannot lock " + lockFile + " (" + e.getMessage() + "); preparing " + dir + " unguarded");
+                    lock = null;
+                }
+                try {
+                    return prepareLocked(dir, tokenizer, progress);  // re-checks: the process waited for may have prepared it
+                } finally {
+                    if (lock != null) lock.release();
+                }
+            }
+        }
+    }
+
+    private static final Object PREPARING = new Object();
+
+    private static DatasetInfo prepareLocked(Path dir, Tokenizer tokenizer, DatasetPreparer.Progress progress) throws IOException {
         if (PreparedDataset.isValid(dir)) {
             DatasetInfo info = DatasetInfo.read(dir);
             boolean bundled = info.sources().equals(List.of(SOURCE_NAME)) && info.tokenizer().equals(tokenizer.name());

@@ -67,8 +67,11 @@ public final class MultipleChoice {
         public String context(int i) { return contexts.get(i); }
     }
 
-    /** Accuracy by summed log-likelihood and by log-likelihood per character, over {@code questions}. */
-    public record Result(int questions, int correct, int correctNorm) {
+    /**
+     * Accuracy by summed log-likelihood and by log-likelihood per character, over {@code questions}; {@code truncated}
+     * of them had a choice's context + continuation longer than the model reads, cut to its last T + 1 tokens.
+     */
+    public record Result(int questions, int correct, int correctNorm, int truncated) {
         public double acc() { return (double) correct / questions; }
 
         public double accNorm() { return (double) correctNorm / questions; }
@@ -177,12 +180,15 @@ public final class MultipleChoice {
 
     /** Scores every question and counts the right answers. */
     public Result evaluate(List<Question> questions) {
-        int correct = 0, correctNorm = 0;
+        int correct = 0, correctNorm = 0, truncated = 0, context = model.config().contextLength();
         for (int k = 0; k < questions.size(); k++) {
             Question q = questions.get(k);
             double[] ll;
             try {
-                ll = logLikelihoods(q);
+                Encoded[] e = encodeAll(q);
+                // Counted so the command can say so: the cut is silent in the scores.
+                if (Arrays.stream(e).anyMatch(x -> x.tokens().length > context + 1)) truncated++;
+                ll = logLikelihoods(e);
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("question " + (k + 1) + ": " + e.getMessage(), e);
             }
@@ -190,7 +196,7 @@ public final class MultipleChoice {
             if (pick[0] == q.label()) correct++;
             if (pick[1] == q.label()) correctNorm++;
         }
-        return new Result(questions.size(), correct, correctNorm);
+        return new Result(questions.size(), correct, correctNorm, truncated);
     }
 
     /** The choice with the highest log-likelihood and the one with the highest per character (first on ties). */
@@ -229,13 +235,21 @@ public final class MultipleChoice {
 
     /** Σ log p(choice tokens | context) for each choice of {@code q}, in nats. */
     public double[] logLikelihoods(Question q) {
-        int n = q.choices().size();
-        int[][] seqs = new int[n][];
-        int[] scored = new int[n];
-        for (int i = 0; i < n; i++) {
-            Encoded e = encode(q, i);
-            seqs[i] = e.tokens();
-            scored[i] = e.scored();
+        return logLikelihoods(encodeAll(q));
+    }
+
+    private Encoded[] encodeAll(Question q) {
+        Encoded[] e = new Encoded[q.choices().size()];
+        for (int i = 0; i < e.length; i++) e[i] = encode(q, i);
+        return e;
+    }
+
+    private double[] logLikelihoods(Encoded[] e) {
+        int[][] seqs = new int[e.length][];
+        int[] scored = new int[e.length];
+        for (int i = 0; i < e.length; i++) {
+            seqs[i] = e[i].tokens();
+            scored[i] = e[i].scored();
         }
         return logLikelihoods(seqs, scored);
     }

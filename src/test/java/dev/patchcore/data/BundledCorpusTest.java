@@ -75,4 +75,66 @@ class BundledCorpusTest {
         assertEquals("brown-r50k_base", p.getFileName().toString());
         assertEquals("patchcore", p.getParent().getFileName().toString());
     }
+
+    /**
+     * Two first-ever commands at once: both get the one dataset, prepared once (the second waits for the first and finds
+     * its result), with no temporary file left. Threads here; between processes the same code holds an OS lock
+     * (see the next test).
+     */
+    @Test void concurrentPreparationsShareOneDataset() throws Exception {
+        Tokenizer tok = Tokenizers.byName("byte");
+        Path out = dir.resolve("cache").resolve("brown-byte");
+        int n = 3;
+        java.util.concurrent.CyclicBarrier start = new java.util.concurrent.CyclicBarrier(n);
+        java.util.concurrent.atomic.AtomicInteger preparing = new java.util.concurrent.atomic.AtomicInteger();
+        var pool = java.util.concurrent.Executors.newFixedThreadPool(n);
+        try {
+            List<java.util.concurrent.Future<DatasetInfo>> results = new java.util.ArrayList<>();
+            for (int i = 0; i < n; i++) {
+                java.util.concurrent.atomic.AtomicBoolean counted = new java.util.concurrent.atomic.AtomicBoolean();
+                results.add(pool.submit(() -> {
+                    start.await();
+                    return BundledCorpus.prepare(out, tok, (docs, tokens) -> { if (counted.compareAndSet(false, true)) preparing.incrementAndGet(); });
+                }));
+            }
+            DatasetInfo first = results.getFirst().get();
+            for (var r : results) assertEquals(first, r.get());
+        } finally {
+            pool.shutdownNow();
+        }
+        assertEquals(1, preparing.get(), "prepared once; the others reused it");
+        assertTrue(PreparedDataset.isValid(out));
+        try (var files = Files.list(out)) {
+            assertEquals(List.of("dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
+        }
+        assertTrue(Files.isRegularFile(out.resolveSibling("brown-byte.lock")), "the lock file is beside the cache folder");
+    }
+
+    /** Another process holding the lock (a POSIX lock, as Java's on Linux) is waited for, with a note. */
+    @Test void waitsForAnotherProcessThatHoldsTheLock() throws Exception {
+        Path out = dir.resolve("brown-byte"), lock = dir.resolve("brown-byte.lock");
+        Process p;
+        try {
+            p = new ProcessBuilder("python3", "-c", "import fcntl, sys, time\nf = open(sys.argv[1], 'a')\nfcntl.lockf(f, fcntl.LOCK_EX)\n"
+                    + "print('locked', flush=True)\ntime.sleep(1.5)", lock.toString()).redirectErrorStream(true).start();
+        } catch (IOException e) {
+            org.junit.jupiter.api.Assumptions.abort("no python3 to hold a lock from another process: " + e.getMessage());
+            return;
+        }
+        java.io.PrintStream oldErr = System.err;
+        java.io.ByteArrayOutputStream err = new java.io.ByteArrayOutputStream();
+        try (var r = new java.io.BufferedReader(new java.io.InputStreamReader(p.getInputStream(), StandardCharsets.UTF_8))) {
+            String line = r.readLine();
+            org.junit.jupiter.api.Assumptions.assumeTrue("locked".equals(line), "python3 could not lock: " + line);
+            System.setErr(new java.io.PrintStream(err, true, StandardCharsets.UTF_8));
+            BundledCorpus.prepare(out, Tokenizers.byName("byte"));
+            assertFalse(p.isAlive(), "prepared only after the other process let go");
+        } finally {
+            System.setErr(oldErr);
+            p.destroy();
+            p.waitFor();
+        }
+        assertEquals("note: another process is preparing " + out + "; waiting for it\n", err.toString(StandardCharsets.UTF_8));
+        assertTrue(PreparedDataset.isValid(out));
+    }
 }

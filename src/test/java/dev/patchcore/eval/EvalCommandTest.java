@@ -16,7 +16,7 @@ import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** `eval` as a user meets it: what it says about the files and datasets it is given. */
+/** `eval` and `generate` as a user meets them: what they say about the files, datasets and prompts they are given. */
 class EvalCommandTest {
     @TempDir static Path dir;
     static Path run, text;
@@ -56,11 +56,16 @@ class EvalCommandTest {
     }
 
     private String eval(int expectedCode, String... args) {
+        return command("eval", run, expectedCode, args);
+    }
+
+    /** Runs {@code name CHECKPOINT --backend cpu args...}; returns what it wrote to stderr. */
+    private String command(String name, Path checkpoint, int expectedCode, String... args) {
         out.reset();
         err.reset();
         String[] all = new String[args.length + 4];
-        all[0] = "eval";
-        all[1] = run.toString();
+        all[0] = name;
+        all[1] = checkpoint.toString();
         all[2] = "--backend";
         all[3] = "cpu";
         System.arraycopy(args, 0, all, 4, args.length);
@@ -104,10 +109,77 @@ class EvalCommandTest {
     @Test void choicesNameTheFileAndCountQuestionsInGoodEnglish() throws IOException {
         Path q = dir.resolve("q.jsonl");
         Files.writeString(q, "{\"context\": \"the quick\", \"choices\": [\"brown\", \"lazy\"], \"label\": 0}\n");
-        eval(0, "--choices", q.toString());
+        assertEquals("", eval(0, "--choices", q.toString()), "a question that fits the context: no note");
         assertTrue(out.toString().contains("q.jsonl: 1 question in"), out.toString());
         Files.writeString(q, "{\"context\": \"the quick\", \"choices\": [\"brown\", \"lazy\"], \"label\": 0}\n"
                 + "{\"context\": \"the quick\", \"choices\": [\"\", \"lazy\"], \"label\": 0}\n");
         assertEquals("error: " + q + " line 2: choice 0 is empty\n", eval(2, "--choices", q.toString()));
+    }
+
+    /** Contexts longer than the model's (16 tokens here) are cut as the harness cuts them, and said once per file. */
+    @Test void choicesSayHowManyContextsWereCut() throws IOException {
+        Path q = dir.resolve("long.jsonl");
+        Files.writeString(q, "{\"context\": \"the quick brown fox jumps over the lazy\", \"choices\": [\"dog\", \"cat\"], \"label\": 0}\n"
+                + "{\"context\": \"the quick\", \"choices\": [\"brown\", \"lazy\"], \"label\": 0}\n"
+                + "{\"context\": \"over the lazy dog the quick brown fox\", \"choices\": [\"jumps\", \"runs\"], \"label\": 0}\n");
+        assertEquals("note: long.jsonl: 2 of 3 questions had their contexts cut to fit the model's context of 16 tokens "
+                + "(left-truncated, as lm-evaluation-harness does: the start is dropped)\n", eval(0, "--choices", q.toString()));
+        assertTrue(out.toString().contains("long.jsonl: 3 questions in"), out.toString());
+    }
+
+    /** A prompt longer than the model's context (16 byte tokens) is read from its end, with a note saying how much is lost. */
+    @Test void generateSaysWhenThePromptIsCut() {
+        assertEquals("", command("generate", run, 0, "--prompt", "the quick", "--tokens", "2"));
+        assertEquals("note: the prompt is 20 tokens, longer than the model's context of 16: its first 4 tokens are dropped; "
+                + "a model trained with a longer --context reads it all\n", command("generate", run, 0, "--prompt", "the quick brown fox ", "--tokens", "2"));
+        assertTrue(out.toString().startsWith("the quick brown fox "), "the prompt is printed whole: " + out);
+        assertEquals("note: the prompt is 17 tokens, longer than the model's context of 16: its first 1 token is dropped; "
+                + "a model trained with a longer --context reads it all\n", command("generate", run, 0, "--prompt", "the quick brown f", "--tokens", "1"));
+        int alpaca = dev.patchcore.train.Instructions.alpacaPrompt("Say 2", "").length();  // byte tokens: one per ASCII character
+        assertEquals("note: the Alpaca prompt is " + alpaca + " tokens, longer than the model's context of 16: its first " + (alpaca - 16)
+                + " tokens are dropped, and with them perhaps the instruction; a model trained with a longer --context reads it all\n",
+                command("generate", run, 0, "--alpaca", "--prompt", "Say 2", "--tokens", "2"));
+    }
+
+    /**
+     * Without --data or --text, eval scores the run's own dataset only while it holds what the run trained on: prepared
+     * again from other files, it is refused (its recorded fingerprint differs); moved away, it is said to be gone.
+     */
+    @Test void theRunsOwnDatasetIsScoredOnlyWhileItIsUnchanged() throws IOException {
+        Path own = dir.resolve("own").toAbsolutePath().normalize(), ownRun = dir.resolve("own-run");
+        PrintStream o = System.out;
+        try {
+            System.setOut(new PrintStream(java.io.OutputStream.nullOutputStream()));
+            assertEquals(0, Main.run("prepare", "--out", own.toString(), text.toString()), err.toString());
+            assertEquals(0, Main.run("train", "--backend", "cpu", "--data", own.toString(), "--out", ownRun.toString(),
+                    "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        } finally {
+            System.setOut(o);
+        }
+        Path ckpt = dev.patchcore.train.Checkpoints.latest(ownRun);
+        command("eval", ownRun, 0, "--max-blocks", "1");
+        assertTrue(out.toString().contains("data: " + own + " (the checkpoint's own dataset)"), out.toString());
+
+        Path other = dir.resolve("other.txt");
+        Files.writeString(other, "a different text, prepared into the same folder after the run.\n\n".repeat(50));
+        assertEquals(0, Main.run("prepare", "--out", own.toString(), other.toString()));
+        String then = dev.patchcore.train.Checkpoints.readMeta(ckpt).datasetFingerprint();
+        String now = dev.patchcore.train.ShardTrainingData.open(own.toString()).fingerprint();
+        assertNotNull(then);
+        assertNotEquals(then, now);
+        assertEquals("error: the dataset " + own + " has changed since " + ckpt + " was trained on it (then: " + then + "; now: " + now
+                + "); score other data explicitly with --data DIR or --text FILE\n", command("eval", ownRun, 2));
+        command("eval", ownRun, 0, "--data", own.toString(), "--max-blocks", "1");  // named explicitly: scored
+
+        // A checkpoint of an older version recorded no fingerprint: nothing to compare, the folder is scored.
+        Path trainer = ckpt.resolve("trainer.json");
+        var json = com.google.gson.JsonParser.parseString(Files.readString(trainer)).getAsJsonObject();
+        json.remove("datasetFingerprint");
+        Files.writeString(trainer, json.toString());
+        command("eval", ownRun, 0, "--max-blocks", "1");
+
+        Files.move(own, dir.resolve("own-moved"));
+        assertEquals("error: the dataset " + ckpt + " was trained on, " + own + ", is gone (moved or deleted?); "
+                + "name where it is now with --data DIR\n", command("eval", ownRun, 2));
     }
 }
