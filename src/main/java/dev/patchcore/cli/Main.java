@@ -145,9 +145,11 @@ public final class Main implements Runnable {
         } catch (OutOfMemoryError e) {
             // The CPU backend's tensors live on the Java heap (by default a quarter of the machine's memory): a size
             // to change, not a bug. One line, exit code 2.
-            System.err.printf(java.util.Locale.ROOT, "error: out of Java heap memory (this JVM may use %.1f GiB); give it more with "
-                    + "java -Xmx<size> -jar patchcore.jar ..., or use a smaller --batch or --preset%n",
-                    Runtime.getRuntime().maxMemory() / (double) (1L << 30));
+            long max = Runtime.getRuntime().maxMemory();
+            boolean heap = "Java heap space".equals(e.getMessage());
+            System.err.println("error: out of memory (" + e.getMessage() + ")" + (heap ? String.format(java.util.Locale.ROOT,
+                    "; this JVM may use %d MiB of heap: give it more with java -Xmx<size> -jar patchcore.jar ...", max >> 20) : "")
+                    + "; or use a smaller --batch or --preset");
             return 2;
         }
     }

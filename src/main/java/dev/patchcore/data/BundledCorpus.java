@@ -69,8 +69,17 @@ public final class BundledCorpus {
         // Threads of this JVM queue here: the OS lock is per process (a second FileChannel.lock in this JVM throws
         // OverlappingFileLockException), and POSIX drops it when any descriptor of the file closes.
         synchronized (PREPARING) {
+            DatasetInfo ready = readyOrNull(dir, tokenizer);  // prepared already: nothing to write, no lock (the cache may be read-only)
+            if (ready != null) return ready;
             Files.createDirectories(lockFile.getParent());
-            try (FileChannel ch = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE)) {
+            FileChannel opened;
+            try {
+                opened = FileChannel.open(lockFile, StandardOpenOption.CREATE, StandardOpenOption.WRITE);
+            } catch (IOException e) {
+                System.err.println("note: cannot lock " + lockFile + " (" + e.getMessage() + "); preparing " + dir + " unguarded");
+                return prepareLocked(dir, tokenizer, progress);
+            }
+            try (FileChannel ch = opened) {
                 FileLock lock;
                 try {
                     lock = ch.tryLock();
@@ -93,6 +102,15 @@ public final class BundledCorpus {
     }
 
     private static final Object PREPARING = new Object();
+
+    /** The bundled corpus already prepared in {@code dir} with {@code tokenizer} and the current split, or null. */
+    private static DatasetInfo readyOrNull(Path dir, Tokenizer tokenizer) throws IOException {
+        if (!PreparedDataset.isValid(dir)) return null;
+        DatasetInfo info = DatasetInfo.read(dir);
+        boolean current = info.sources().equals(List.of(SOURCE_NAME)) && info.tokenizer().equals(tokenizer.name())
+                && info.valFraction() == VAL_FRACTION && info.seed() == DatasetPreparer.DEFAULT_SEED;
+        return current ? info : null;
+    }
 
     private static DatasetInfo prepareLocked(Path dir, Tokenizer tokenizer, DatasetPreparer.Progress progress) throws IOException {
         if (PreparedDataset.isValid(dir)) {

@@ -18,7 +18,7 @@ import java.util.ArrayList;
 import java.util.List;
 
 /** Training data from a prepared dataset folder (memory-mapped shards), or the bundled corpus prepared on first use. */
-public final class ShardTrainingData implements TrainingData {
+public final class ShardTrainingData implements TrainingData, AutoCloseable {
     public static final String BUNDLED = "bundled";
     private static final Gson GSON = new Gson();
     private final String description;
@@ -77,6 +77,9 @@ public final class ShardTrainingData implements TrainingData {
             throw new IllegalStateException(e);  // every JVM has SHA-256
         }
     }
+
+    /** Closes the dataset's shard files. */
+    @Override public void close() { dataset.close(); }
 
     /** The bundled corpus prepared with the byte tokenizer, in its cache folder (prepared there on first use). */
     public static Path bundledDirectory() throws IOException {

@@ -135,9 +135,9 @@ public final class StepRunner implements AutoCloseable {
         double gradNorm = opts.getFirst().gradNorm();  // the same on every replica: they all hold the sum
         double lossSum = 0;
         for (Lane l : lanes) lossSum += l.be.sum(l.stepLosses);
-        // A gradient norm that is not finite (a diverged step) would make every weight NaN: no update then, so the
+        // A gradient norm or loss that is not finite (a diverged step) would make every weight NaN: no update then, so the
         // weights (and the checkpoints saved from them) stay those of the last good step; the caller stops the run.
-        boolean finite = Double.isFinite(gradNorm);
+        boolean finite = Double.isFinite(gradNorm) && Double.isFinite(lossSum);
         for (int r = 0; r < n; r++) {
             if (finite) opts.get(r).update(lr, gradNorm);
             lanes.get(r).be.releaseScratch();

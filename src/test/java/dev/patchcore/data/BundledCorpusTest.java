@@ -44,8 +44,11 @@ class BundledCorpusTest {
 
         FileTime stamp = FileTime.fromMillis(1_000_000_000L);
         Files.setLastModifiedTime(out.resolve("train.bin"), stamp);
+        Files.deleteIfExists(dir.resolve("brown-byte.lock"));
         DatasetInfo again = BundledCorpus.prepare(out, tok);
         assertEquals(first, again);
+        // Reused without the lock (nothing to write: a shared, read-only cache works).
+        assertFalse(Files.exists(dir.resolve("brown-byte.lock")), "no lock file made for a prepared corpus");
         assertEquals(stamp, Files.getLastModifiedTime(out.resolve("train.bin")), "a valid dataset is reused, not rewritten");
 
         try (PreparedDataset ds = PreparedDataset.open(out)) {
