@@ -187,7 +187,7 @@ public final class Checkpoints {
     }
 
     public static void loadWeights(Path checkpoint, LlamaModel model, Backend be) {
-        load(checkpoint.resolve(MODEL), model.parameters(), be);
+        load(checkpoint.resolve(MODEL), model.parameters(), be, model.config().vocabSize());
     }
 
     /** Whether the checkpoint holds paper §3.7's patch projections (one saved in a patch stage that trained them). */
@@ -201,26 +201,27 @@ public final class Checkpoints {
             if (!in && !out) throw new IllegalArgumentException(file + " holds no patch projection");
             int k = in ? r.shape(PatchProjections.INPUT)[1] / config.dim() : r.shape(PatchProjections.OUTPUT)[0] / config.dim();
             PatchProjections proj = new PatchProjections(be, config, k, in, out);
-            load(r, proj.parameters(), be);
+            load(r, proj.parameters(), be, -1);
             return proj;
         }
     }
 
     public static void loadProjections(Path checkpoint, PatchProjections proj, Backend be) {
-        load(checkpoint.resolve(PatchProjections.FILE), proj.parameters(), be);
+        load(checkpoint.resolve(PatchProjections.FILE), proj.parameters(), be, -1);
     }
 
-    private static void load(Path file, List<Parameter> params, Backend be) {
+    private static void load(Path file, List<Parameter> params, Backend be, int vocab) {
         try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
-            load(r, params, be);
+            load(r, params, be, vocab);
         }
     }
 
-    private static void load(SafeTensors.Reader r, List<Parameter> params, Backend be) {
+    /** Loads {@code params} from {@code r}; {@code vocab}: the model's vocabulary, whose rows a checkpoint holds (-1: none). */
+    private static void load(SafeTensors.Reader r, List<Parameter> params, Backend be, int vocab) {
         for (Parameter p : params) {
             int[] saved = r.shape(p.name());
             if (LlamaModel.VOCABULARY_ROWS.contains(p.name()) && saved.length == 2 && p.shape().length == 2 && saved[1] == p.shape()[1]
-                    && saved[0] < p.shape()[0] && (saved[0] + 63) / 64 * 64 == p.shape()[0]) {
+                    && saved[0] == vocab && vocab < p.shape()[0]) {
                 // The vocabulary's rows (checkpoints since 2026-11-27); the padding rows stay zero.
                 p.load(be, java.util.Arrays.copyOf(r.read(p.name()), Math.multiplyExact(p.shape()[0], p.shape()[1])));
                 continue;
