@@ -69,9 +69,10 @@ public final class MultipleChoice {
 
     /**
      * Accuracy by summed log-likelihood and by log-likelihood per character, over {@code questions}; {@code truncated}
-     * of them had a choice's context + continuation longer than the model reads, cut to its last T + 1 tokens.
+     * of them had a choice's context + continuation longer than the model reads, cut to its last T + 1 tokens, and
+     * {@code answersCut} of those a choice longer than T tokens itself, whose first tokens then go unscored.
      */
-    public record Result(int questions, int correct, int correctNorm, int truncated) {
+    public record Result(int questions, int correct, int correctNorm, int truncated, int answersCut) {
         public double acc() { return (double) correct / questions; }
 
         public double accNorm() { return (double) correctNorm / questions; }
@@ -180,7 +181,7 @@ public final class MultipleChoice {
 
     /** Scores every question and counts the right answers. */
     public Result evaluate(List<Question> questions) {
-        int correct = 0, correctNorm = 0, truncated = 0, context = model.config().contextLength();
+        int correct = 0, correctNorm = 0, truncated = 0, answersCut = 0, context = model.config().contextLength();
         for (int k = 0; k < questions.size(); k++) {
             Question q = questions.get(k);
             double[] ll;
@@ -188,6 +189,7 @@ public final class MultipleChoice {
                 Encoded[] e = encodeAll(q);
                 // Counted so the command can say so: the cut is silent in the scores.
                 if (Arrays.stream(e).anyMatch(x -> x.tokens().length > context + 1)) truncated++;
+                if (Arrays.stream(e).anyMatch(x -> x.scored() > context)) answersCut++;
                 ll = logLikelihoods(e);
             } catch (IllegalArgumentException e) {
                 throw new IllegalArgumentException("question " + (k + 1) + ": " + e.getMessage(), e);
@@ -196,7 +198,7 @@ public final class MultipleChoice {
             if (pick[0] == q.label()) correct++;
             if (pick[1] == q.label()) correctNorm++;
         }
-        return new Result(questions.size(), correct, correctNorm, truncated);
+        return new Result(questions.size(), correct, correctNorm, truncated, answersCut);
     }
 
     /** The choice with the highest log-likelihood and the one with the highest per character (first on ties). */

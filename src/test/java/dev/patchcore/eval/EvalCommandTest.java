@@ -125,6 +125,11 @@ class EvalCommandTest {
         assertEquals("note: long.jsonl: 2 of 3 questions had their contexts cut to fit the model's context of 16 tokens "
                 + "(left-truncated, as lm-evaluation-harness does: the start is dropped)\n", eval(0, "--choices", q.toString()));
         assertTrue(out.toString().contains("long.jsonl: 3 questions in"), out.toString());
+        // A choice longer than the context itself: its first tokens go unscored, and that is said too.
+        Files.writeString(q, "{\"context\": \"a\", \"choices\": [\"the quick brown fox jumps\", \"b\"], \"label\": 0}\n");
+        String notes = eval(0, "--choices", q.toString());
+        assertTrue(notes.contains("note: long.jsonl: 1 of 1 question had a choice longer than the model's context of 16 tokens: "
+                + "its first tokens went unscored\n"), notes);
     }
 
     /** A prompt longer than the model's context (16 byte tokens) is read from its end, with a note saying how much is lost. */
