@@ -114,8 +114,12 @@ public final class EvalCommand implements Callable<Integer> {
             NeuronActivation.Result act = activations ? NeuronActivation.measure(be, model, proj, batches, activationThreshold) : null;
             double loss = act != null ? act.loss() : LossEvaluator.meanLoss(be, model, proj, batches);
             long scored = batches.stream().mapToLong(b -> b.targets().length).sum();
-            System.out.printf(Locale.ROOT, "checkpoint %s%n%s of %d tokens (%s scored) in %.1f s%n",
-                    ckpt, Plural.of(batches.stream().mapToInt(Batch::batchSize).sum(), "block"), patchSize * cfg.contextLength(),
+            // Blocks.of's last block may be shorter (the tokens after the last whole block)
+            Batch last = batches.getLast();
+            boolean shortLast = last.blockPatches() < cfg.contextLength();
+            System.out.printf(Locale.ROOT, "checkpoint %s%n%s of %d tokens%s (%s scored) in %.1f s%n",
+                    ckpt, Plural.of(batches.stream().mapToInt(Batch::batchSize).sum() - (shortLast ? 1 : 0), "block"),
+                    patchSize * cfg.contextLength(), shortLast ? " and a last one of " + last.blockPatches() : "",
                     Plural.of(scored, "token"), (System.nanoTime() - t0) / 1e9);
             if (patchSize == 1) System.out.printf(Locale.ROOT, "loss %.4f nats/token, perplexity %.3f%n", loss, Math.exp(loss));
             else System.out.printf(Locale.ROOT, "patch loss %.4f nats/token (K=%d targets per patch, %d patches per block)%n",

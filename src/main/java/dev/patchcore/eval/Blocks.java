@@ -10,8 +10,10 @@ import java.util.List;
 
 /**
  * Non-overlapping evaluation blocks (the paper's WikiText-103 protocol): block i reads tokens [i·T, i·T + T) and
- * predicts tokens [i·T + 1, i·T + T + 1), so every token after the first is scored exactly once. These are the
- * K = 1 windows of {@link WindowLayout}; unlike validation batches, a last partial batch is kept.
+ * predicts tokens [i·T + 1, i·T + T + 1). These are the K = 1 windows of {@link WindowLayout}; unlike validation
+ * batches, a last partial batch is kept, and at K = 1 with no block limit the tokens after the last whole block form
+ * one shorter block, so every token after the first is scored exactly once. (With K > 1 a tail shorter than K·T + K
+ * tokens is not scored: a shorter block would change the patches.)
  */
 public final class Blocks {
     private Blocks() {}
@@ -39,6 +41,14 @@ public final class Blocks {
             int[] in = new int[layout.batchTokens(n)], tg = new int[layout.batchTokens(n)];
             for (int j = 0; j < n; j++) layout.fill(tokens, b0 + j, j, in, tg);
             out.add(new Batch(in, tg, n, patchSize, contextLength));
+        }
+        long start = blocks * contextLength, tail = tokens.length() - start - 1;  // targets after the last whole block
+        if (patchSize == 1 && blocks == layout.windowCount(tokens.length()) && tail > 0) {
+            int t = (int) tail;
+            int[] in = new int[t], tg = new int[t + 1];
+            tokens.copy(start, tg, 0, t + 1);
+            System.arraycopy(tg, 0, in, 0, t);
+            out.add(new Batch(in, java.util.Arrays.copyOfRange(tg, 1, t + 1), 1, 1, t));
         }
         return out;
     }

@@ -6,7 +6,6 @@ import com.google.gson.JsonParser;
 import dev.patchcore.data.Tokenizer;
 
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -49,7 +48,10 @@ public final class Instructions {
     /** Reads a JSON array or JSONL file of records; a malformed one is an IllegalArgumentException naming it. */
     public static List<Record> read(Path file) throws IOException {
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
-        String text = Files.readString(file, StandardCharsets.UTF_8);
+        // Invalid UTF-8 is read as U+FFFD, as prepare and eval read it, and said once.
+        dev.patchcore.data.Utf8Reader.Text read = dev.patchcore.data.Utf8Reader.read(file);
+        if (read.replaced() > 0) System.err.println("note: " + dev.patchcore.data.Utf8Reader.note(file.toString(), read.replaced()));
+        String text = read.text();
         if (text.startsWith("\uFEFF")) text = text.substring(1);  // a byte-order mark
         List<Record> out = new ArrayList<>();
         if (text.stripLeading().startsWith("[")) {

@@ -40,6 +40,9 @@ class FineTunerTest {
         assertTrue(e.getMessage().contains("line 1"), e.getMessage());
         Files.writeString(b, "[{\"instruction\": \"a\"");
         assertThrows(IllegalArgumentException.class, () -> Instructions.read(b));
+        // Invalid UTF-8 is read as U+FFFD (as prepare and eval read it), not an "Input length = 1" failure.
+        Files.write(b, "{\"prompt\": \"Say hi.\", \"response\": \"Hi \u00ff!\"}\n".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
+        assertEquals(List.of(new Instructions.Record("Say hi.", "Hi \uFFFD!")), Instructions.read(b));
     }
 
     /** A prompt whose last token merges into the response (" " + "Paris" → " Paris" in GPT-2 BPE) scores that token. */
