@@ -15,6 +15,7 @@ public final class Main implements Runnable {
     public static void main(String[] args) {
         Integer relaunched = relaunchWithVectorApi(args);
         if (relaunched == null) stopWithLauncher();
+        if (relaunched == null && System.getenv(LAUNCHER_PID) != null) writeWholeLines();
         System.exit(relaunched != null ? relaunched : run(args));
     }
 
@@ -81,6 +82,18 @@ public final class Main implements Runnable {
             System.out.println("the launching process has ended: stopping");
             System.exit(143);  // 128 + SIGTERM, as if it had been forwarded
         });
+    }
+
+    /**
+     * In a relaunched JVM, whose standard error reaches the terminal through the launcher (a pipe, copied as it comes):
+     * standard output and error write each line with one system call, so a note copied by the launcher lands between
+     * two lines of output, never inside one (a PrintStream on a terminal may write a formatted line piece by piece).
+     */
+    private static void writeWholeLines() {
+        System.setOut(new java.io.PrintStream(new java.io.BufferedOutputStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), 1 << 16),
+                true, System.out.charset()));
+        System.setErr(new java.io.PrintStream(new java.io.BufferedOutputStream(new java.io.FileOutputStream(java.io.FileDescriptor.err), 1 << 16),
+                true, System.err.charset()));
     }
 
     private static long parentPid() {
