@@ -13,7 +13,12 @@ public final class BackendOptions {
     String cublasLt;
 
     public Backend open() {
-        return Backends.open(backend, cublasLt, System.out);
+        return open(System.out);
+    }
+
+    /** The backend, saying on {@code log} which one and why (generate says it on stderr: its stdout is the text). */
+    public Backend open(java.io.PrintStream log) {
+        return Backends.open(backend, cublasLt, log);
     }
 
     /**

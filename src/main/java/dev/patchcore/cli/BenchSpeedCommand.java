@@ -43,6 +43,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         Path jsonFolder = json == null ? null : json.toAbsolutePath().getParent();
         if (json != null && (jsonFolder == null || !Files.isDirectory(jsonFolder)))
             throw new IllegalArgumentException("--json " + json + ": the folder " + jsonFolder + " does not exist");
+        if (json != null && Files.isDirectory(json))
+            throw new IllegalArgumentException("--json " + json + " is a folder; give a file name, e.g. " + json.resolve("speed.json"));
         if (warmup == 0)
             System.err.println("note: --warmup 0: the first timed steps carry the JIT's compilation and the GEMM tuning, "
                     + "so the table's speed-ups mean little");

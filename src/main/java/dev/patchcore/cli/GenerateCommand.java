@@ -56,7 +56,7 @@ public final class GenerateCommand implements Callable<Integer> {
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
-        try (Backend be = backendOptions.open()) {
+        try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             String text = alpaca ? dev.patchcore.train.Instructions.alpacaPrompt(prompt, "") : prompt;

@@ -103,6 +103,8 @@ class CliTest {
         assertFalse(err.toString().contains("setStrictness"), err.toString());
         assertUserError("Unknown option", "train", "--no-such-flag");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
+        assertUserError("--json " + dir + " is a folder", "bench", "speed", "--backend", "cpu", "--json", dir.toString());
+        assertUserError("--json " + dir + " is a folder", "bench", "kernels", "--backend", "cpu", "--json", dir.toString());
         assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
         assertUserError("--eval-batches", "train", "--backend", "cpu", "--eval-batches", "-1", "--out", dir.resolve("neg").toString());
         assertFalse(Files.exists(dir.resolve("neg")), "a rejected run leaves no run folder");
@@ -236,6 +238,7 @@ class CliTest {
         out.reset();
         assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "the quick", "--tokens", "12"));
         assertTrue(out.toString().contains("the quick"), out.toString());
+        assertFalse(out.toString().contains("backend:"), "generate's stdout is the text alone: " + out);
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
         // eval -K 4 on the patch stage's last checkpoint (step 3 of 4) reproduces the patch loss its validation logged:
         // the same windows from the start of the split (8 validation batches of one sequence in the patch stage).
