@@ -114,12 +114,21 @@ public final class MultipleChoice {
                 if (n == 1 && line.startsWith("\uFEFF")) line = line.substring(1);  // a byte-order mark
                 if (line.isBlank()) continue;
                 Question q;
+                JsonElement record;
                 try {
-                    q = parse(JsonParser.parseString(line).getAsJsonObject());
+                    record = JsonParser.parseString(line);
                 } catch (com.google.gson.JsonParseException e) {
                     throw new IllegalArgumentException(file + " line " + n + " is not valid JSON" + EXPECTED);
-                } catch (RuntimeException e) {
+                }
+                if (!record.isJsonObject())
+                    throw new IllegalArgumentException(file + " line " + n + " is a JSON " + kind(record) + ", not an object" + EXPECTED);
+                try {
+                    q = parse(record.getAsJsonObject());
+                } catch (IllegalArgumentException e) {
                     throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage() + EXPECTED);
+                } catch (RuntimeException e) {  // Gson's own, for a field of another type than the record's format has
+                    throw new IllegalArgumentException(file + " line " + n + ": a field is missing, null or of the wrong type ("
+                            + e.getClass().getSimpleName() + ": " + e.getMessage() + ")" + EXPECTED);
                 }
                 // Checked here, where the line is known, not when scoring reaches it.
                 int empty = q.choices().indexOf("");
@@ -143,6 +152,8 @@ public final class MultipleChoice {
         JsonElement choices = first(o, "choices", "endings");
         JsonElement label = first(o, "label", "gold");
         if (ctx == null || choices == null || label == null) throw new IllegalArgumentException("missing context, choices or label");
+        if (!ctx.isJsonPrimitive() || !ctx.getAsJsonPrimitive().isString())
+            throw new IllegalArgumentException("context is a JSON " + kind(ctx) + ", not a string");
         return new Question(ctx.getAsString(), strings(choices, "choices"), index(label, "label"));
     }
 
@@ -150,17 +161,32 @@ public final class MultipleChoice {
     static List<String> strings(JsonElement list, String what) {
         if (list == null || !list.isJsonArray()) throw new IllegalArgumentException(what + " is not a list");
         List<String> out = new ArrayList<>();
-        for (JsonElement c : list.getAsJsonArray()) out.add(c.getAsString());
+        for (JsonElement c : list.getAsJsonArray()) {
+            if (!c.isJsonPrimitive() || !c.getAsJsonPrimitive().isString())
+                throw new IllegalArgumentException(what + " item " + out.size() + " is a JSON " + kind(c) + ", not a string");
+            out.add(c.getAsString());
+        }
         return out;
     }
 
     /** A choice index given as a number or a numeric string. */
     static int index(JsonElement label, String what) {
+        if (label.isJsonPrimitive() && label.getAsString().isBlank())
+            throw new IllegalArgumentException(what + " is empty: a record of a test split, which has no answers? (score the "
+                    + "validation split)");
         try {
             return Integer.parseInt(label.getAsString().strip());
         } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
             throw new IllegalArgumentException(what + " '" + label + "' is not a choice index");
         }
+    }
+
+    /** "null", "number", "string", "array" or "object", for messages. */
+    static String kind(JsonElement e) {
+        if (e.isJsonNull()) return "null";
+        if (e.isJsonArray()) return "array";
+        if (e.isJsonObject()) return "object";
+        return e.getAsJsonPrimitive().isString() ? "string" : e.getAsJsonPrimitive().isNumber() ? "number" : "boolean";
     }
 
     static JsonElement first(JsonObject o, String... names) {

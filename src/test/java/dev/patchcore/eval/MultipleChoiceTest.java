@@ -71,6 +71,25 @@ class MultipleChoiceTest {
         assertEquals(List.of(f + ": 1 invalid UTF-8 sequence replaced by U+FFFD"), notes);
     }
 
+    /** Records of the wrong shape say what is wrong where: the field, its JSON type, or a test split's empty label. */
+    @Test void malformedRecordsSayWhatIsWrong(@TempDir Path dir) throws IOException {
+        Path f = dir.resolve("q.jsonl");
+        String[][] cases = {
+                {"{\"context\": \"a\", \"choices\": [\"b\", null], \"label\": 0}", "line 1: choices item 1 is a JSON null, not a string"},
+                {"{\"context\": \"a\", \"choices\": [[\"b\"], \"c\"], \"label\": 0}", "line 1: choices item 0 is a JSON array, not a string"},
+                {"{\"context\": {\"x\": 1}, \"choices\": [\"b\", \"c\"], \"label\": 0}", "line 1: context is a JSON object, not a string"},
+                {"[1, 2, 3]", "line 1 is a JSON array, not an object"},
+                {"{\"sentence\": \"a _ b\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"\"}",
+                        "line 1: answer is empty: a record of a test split"},
+                {"{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": null, \"label\": 0}", "line 1: "}};
+        for (String[] c : cases) {
+            Files.writeString(f, c[0] + "\n");
+            String m = assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage();
+            assertTrue(m.startsWith(f + " " + c[1]), m);
+            assertEquals(1, m.lines().count(), m);
+        }
+    }
+
     /** A raw HellaSwag record becomes the harness's question: activity label, ctx_a + capitalized ctx_b, cleaned text. */
     @Test void hellaSwagRecordsGetTheHarnessPreprocessing() {
         MultipleChoice.Question q = MultipleChoice.parse(JsonParser.parseString("""
