@@ -60,6 +60,12 @@ public final class EvalCommand implements Callable<Integer> {
     @Option(names = "--activation-threshold", defaultValue = "0.5", description = "(default: ${DEFAULT-VALUE}, the paper's)")
     float activationThreshold;
     @Mixin BackendOptions backendOptions;
+    @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
+
+    /** Whether the user typed this option (its default does not count). */
+    private boolean given(String option) {
+        return spec != null && spec.commandLine().getParseResult().hasMatchedOption(option);
+    }
 
     @Override public Integer call() throws IOException {
         Path ckpt = checkpoint.resolve();
@@ -70,6 +76,12 @@ public final class EvalCommand implements Callable<Integer> {
         if (maxBlocks < 0 || maxQuestions < 0) throw new IllegalArgumentException("--max-blocks and --max-questions must not be negative (0 = all)");
         if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
         if (!split.equals("val") && !split.equals("train")) throw new IllegalArgumentException("--split must be val or train");
+        // An option that does not apply to what is scored is a mistake to say, not to ignore.
+        boolean choices = source != null && source.choices != null, text = source != null && source.text != null;
+        if (given("--split") && (choices || text)) throw new IllegalArgumentException("--split picks a dataset's split: not with --text or --choices");
+        if (given("--max-questions") && !choices) throw new IllegalArgumentException("--max-questions applies to --choices only");
+        if ((given("--max-blocks") || given("--batch")) && choices)
+            throw new IllegalArgumentException("--max-blocks and --batch apply to blocks of text, not to --choices (see --max-questions)");
         if (source == null) source = trainedOn(ckpt);
         if (source.choices != null) {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");

@@ -263,6 +263,11 @@ class CliTest {
         assertEquals(loggedToken, Double.parseDouble(m.group(1)), 1e-4, out.toString());
         assertUserError("no --patch-size or --activations", "eval", "--backend", "cpu", "--checkpoint", run.toString(),
                 "--choices", text.toString(), "-K", "2");
+        assertUserError("--split picks a dataset's split: not with --text or --choices", "eval", "--backend", "cpu", run.toString(),
+                "--text", text.toString(), "--split", "train");
+        assertUserError("--max-questions applies to --choices only", "eval", "--backend", "cpu", run.toString(), "--max-questions", "2");
+        assertUserError("--max-blocks and --batch apply to blocks of text", "eval", "--backend", "cpu", run.toString(),
+                "--choices", text.toString(), "--max-blocks", "3");
         Path questions = dir.resolve("q.jsonl");
         Files.writeString(questions, """
                 {"context": "the quick brown", "choices": ["fox", "dog"], "label": 0}
