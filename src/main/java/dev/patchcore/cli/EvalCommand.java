@@ -77,8 +77,8 @@ public final class EvalCommand implements Callable<Integer> {
         if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
         if (!split.equals("val") && !split.equals("train")) throw new IllegalArgumentException("--split must be val or train");
         // An option that does not apply to what is scored is a mistake to say, not to ignore.
-        boolean choices = source != null && source.choices != null, text = source != null && source.text != null;
-        if (given("--split") && (choices || text)) throw new IllegalArgumentException("--split picks a dataset's split: not with --text or --choices");
+        boolean choices = source != null && source.choices != null, textGiven = source != null && source.text != null;
+        if (given("--split") && (choices || textGiven)) throw new IllegalArgumentException("--split picks a dataset's split: not with --text or --choices");
         if (given("--max-questions") && !choices) throw new IllegalArgumentException("--max-questions applies to --choices only");
         if ((given("--max-blocks") || given("--batch")) && choices)
             throw new IllegalArgumentException("--max-blocks and --batch apply to blocks of text, not to --choices (see --max-questions)");
