@@ -205,13 +205,13 @@ public final class EvalCommand implements Callable<Integer> {
                     throw new IllegalArgumentException(source.choices.get(i) + ": " + e.getMessage(), e);
                 }
                 if (r.truncated() > 0)  // as lm-evaluation-harness does, but it changes what the model is asked: said once per file
-                    System.err.printf(Locale.ROOT, "note: %s: %d of %s had their contexts cut to fit the model's context of %d tokens "
+                    System.err.printf(Locale.ROOT, "note: %s: contexts cut to fit the model's context of %d tokens in %d of %s "
                             + "(left-truncated, as lm-evaluation-harness does: the start is dropped)%n", source.choices.get(i).getFileName(),
-                            r.truncated(), Plural.of(r.questions(), "question"), cfg.contextLength());
+                            cfg.contextLength(), r.truncated(), Plural.of(r.questions(), "question"));
                 if (r.answersCut() > 0)
-                    System.err.printf(Locale.ROOT, "note: %s: %d of %s had a choice longer than the model's context of %d tokens: "
-                            + "its first tokens went unscored%n", source.choices.get(i).getFileName(), r.answersCut(),
-                            Plural.of(r.questions(), "question"), cfg.contextLength());
+                    System.err.printf(Locale.ROOT, "note: %s: a choice longer than the model's context of %d tokens in %d of %s: "
+                            + "its first tokens went unscored%n", source.choices.get(i).getFileName(), cfg.contextLength(), r.answersCut(),
+                            Plural.of(r.questions(), "question"));
                 System.out.printf(Locale.ROOT, "%s: %s in %.1f s%nacc %.4f ± %.4f, acc_norm %.4f ± %.4f%n",
                         source.choices.get(i).getFileName(), Plural.of(r.questions(), "question"), (System.nanoTime() - t0) / 1e9,
                         r.acc(), r.stderr(r.acc()), r.accNorm(), r.stderr(r.accNorm()));

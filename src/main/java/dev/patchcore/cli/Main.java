@@ -90,10 +90,48 @@ public final class Main implements Runnable {
      * two lines of output, never inside one (a PrintStream on a terminal may write a formatted line piece by piece).
      */
     private static void writeWholeLines() {
-        System.setOut(new java.io.PrintStream(new java.io.BufferedOutputStream(new java.io.FileOutputStream(java.io.FileDescriptor.out), 1 << 16),
-                true, System.out.charset()));
-        System.setErr(new java.io.PrintStream(new java.io.BufferedOutputStream(new java.io.FileOutputStream(java.io.FileDescriptor.err), 1 << 16),
-                true, System.err.charset()));
+        // Not autoflush: a PrintStream that flushes writes each piece of a printf on its own.
+        java.io.PrintStream out = new java.io.PrintStream(new LineOutputStream(java.io.FileDescriptor.out), false, System.out.charset());
+        java.io.PrintStream err = new java.io.PrintStream(new LineOutputStream(java.io.FileDescriptor.err), false, System.err.charset());
+        System.setOut(out);
+        System.setErr(err);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {  // a last line without its newline
+            out.flush();
+            err.flush();
+        }));
+    }
+
+    /**
+     * Passes bytes on a line at a time: each line, ended by \n or \r (a progress line), in one write to the file
+     * descriptor; {@link #flush} passes on a partial line too.
+     */
+    static final class LineOutputStream extends java.io.OutputStream {
+        private final java.io.OutputStream fd;
+        private final java.io.ByteArrayOutputStream line = new java.io.ByteArrayOutputStream();
+
+        LineOutputStream(java.io.FileDescriptor fd) {
+            this(new java.io.FileOutputStream(fd));
+        }
+
+        LineOutputStream(java.io.OutputStream fd) {
+            this.fd = fd;
+        }
+
+        @Override public synchronized void write(int b) throws java.io.IOException {
+            line.write(b);
+            if (b == '\n' || b == '\r' || line.size() >= 1 << 16) flush();
+        }
+
+        @Override public synchronized void write(byte[] b, int off, int len) throws java.io.IOException {
+            for (int i = off; i < off + len; i++) write(b[i]);
+        }
+
+        @Override public synchronized void flush() throws java.io.IOException {
+            if (line.size() == 0) return;
+            line.writeTo(fd);
+            line.reset();
+            fd.flush();
+        }
     }
 
     private static long parentPid() {

@@ -43,7 +43,7 @@ public final class Blocks {
             out.add(new Batch(in, tg, n, patchSize, contextLength));
         }
         long start = blocks * contextLength, tail = tokens.length() - start - 1;  // targets after the last whole block
-        if (patchSize == 1 && blocks == layout.windowCount(tokens.length()) && tail > 0) {
+        if (patchSize == 1 && (maxBlocks <= 0 || maxBlocks > layout.windowCount(tokens.length())) && tail > 0) {
             int t = (int) tail;
             int[] in = new int[t], tg = new int[t + 1];
             tokens.copy(start, tg, 0, t + 1);

@@ -171,7 +171,9 @@ public final class MultipleChoice {
 
     /** A choice index given as a number or a numeric string. */
     static int index(JsonElement label, String what) {
-        if (label.isJsonPrimitive() && label.getAsString().isBlank())
+        if (label == null || label.isJsonNull()) throw new IllegalArgumentException(what + " is missing");
+        if (!label.isJsonPrimitive()) throw new IllegalArgumentException(what + " is a JSON " + kind(label) + ", not a choice index");
+        if (label.getAsString().isBlank())
             throw new IllegalArgumentException(what + " is empty: a record of a test split, which has no answers? (score the "
                     + "validation split)");
         try {

@@ -66,6 +66,22 @@ class CliTest {
         assertEquals("", filtered("", 4));
     }
 
+    /** A relaunched JVM's output goes out a whole line per write, so a note copied by the launcher falls between lines. */
+    @Test void outputGoesOutALineAtATime() throws IOException {
+        java.util.List<String> writes = new java.util.ArrayList<>();
+        java.io.OutputStream fd = new java.io.OutputStream() {
+            @Override public void write(int b) { writes.add(String.valueOf((char) b)); }
+            @Override public void write(byte[] b, int off, int len) { writes.add(new String(b, off, len, java.nio.charset.StandardCharsets.UTF_8)); }
+        };
+        java.io.PrintStream ps = new java.io.PrintStream(new Main.LineOutputStream(fd), false, java.nio.charset.StandardCharsets.UTF_8);
+        ps.printf("loss %.4f nats/token, perplexity %.3f%n", 2.2142, 9.154);
+        ps.print("\r  12 documents");
+        ps.print("\r  13 documents");
+        ps.flush();
+        ps.println("done");
+        assertEquals(java.util.List.of("loss 2.2142 nats/token, perplexity 9.154\n", "\r", "  12 documents\r", "  13 documents", "done\n"), writes);
+    }
+
     /** {@code text} through {@link Main#copyWithoutIncubatorWarning}, read at most {@code piece} bytes at a time. */
     private static String filtered(String text, int piece) {
         byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);

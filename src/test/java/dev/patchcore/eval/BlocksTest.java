@@ -20,8 +20,10 @@ class BlocksTest {
             for (Batch b : batches)
                 for (int i = 0; i < b.inputs().length; i++) assertEquals(b.inputs()[i] + 1, b.targets()[i], "inputs precede targets");
         }
-        // A block limit scores whole blocks only.
+        // A block limit scores whole blocks only, also when it equals their number (50 tokens: 3 whole blocks).
         int[] ids = IntStream.range(0, 50).toArray();
         assertEquals(32, Blocks.of(TokenSequence.of(ids), 1, 16, 4, 2).stream().mapToInt(b -> b.targets().length).sum());
+        assertEquals(48, Blocks.of(TokenSequence.of(ids), 1, 16, 4, 3).stream().mapToInt(b -> b.targets().length).sum());
+        assertEquals(49, Blocks.of(TokenSequence.of(ids), 1, 16, 4, 4).stream().mapToInt(b -> b.targets().length).sum());
     }
 }

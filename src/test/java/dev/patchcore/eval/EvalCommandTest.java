@@ -122,13 +122,13 @@ class EvalCommandTest {
         Files.writeString(q, "{\"context\": \"the quick brown fox jumps over the lazy\", \"choices\": [\"dog\", \"cat\"], \"label\": 0}\n"
                 + "{\"context\": \"the quick\", \"choices\": [\"brown\", \"lazy\"], \"label\": 0}\n"
                 + "{\"context\": \"over the lazy dog the quick brown fox\", \"choices\": [\"jumps\", \"runs\"], \"label\": 0}\n");
-        assertEquals("note: long.jsonl: 2 of 3 questions had their contexts cut to fit the model's context of 16 tokens "
+        assertEquals("note: long.jsonl: contexts cut to fit the model's context of 16 tokens in 2 of 3 questions "
                 + "(left-truncated, as lm-evaluation-harness does: the start is dropped)\n", eval(0, "--choices", q.toString()));
         assertTrue(out.toString().contains("long.jsonl: 3 questions in"), out.toString());
         // A choice longer than the context itself: its first tokens go unscored, and that is said too.
         Files.writeString(q, "{\"context\": \"a\", \"choices\": [\"the quick brown fox jumps\", \"b\"], \"label\": 0}\n");
         String notes = eval(0, "--choices", q.toString());
-        assertTrue(notes.contains("note: long.jsonl: 1 of 1 question had a choice longer than the model's context of 16 tokens: "
+        assertTrue(notes.contains("note: long.jsonl: a choice longer than the model's context of 16 tokens in 1 of 1 question: "
                 + "its first tokens went unscored\n"), notes);
     }
 

@@ -81,7 +81,10 @@ class MultipleChoiceTest {
                 {"[1, 2, 3]", "line 1 is a JSON array, not an object"},
                 {"{\"sentence\": \"a _ b\", \"option1\": \"x\", \"option2\": \"y\", \"answer\": \"\"}",
                         "line 1: answer is empty: a record of a test split"},
-                {"{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": null, \"label\": 0}", "line 1: "}};
+                {"{\"goal\": \"g\", \"sol1\": \"a\", \"sol2\": null, \"label\": 0}", "line 1: "},
+                {"{\"context\": \"a\", \"choices\": [\"b\", \"c\"], \"label\": [1]}", "line 1: label is a JSON array, not a choice index"},
+                {"{\"question\": \"q\", \"choices\": {\"text\": [\"a\", \"b\"], \"label\": [\"A\", \"B\"]}, \"answerKey\": \"\"}",
+                        "line 1: answerKey is empty: a record of a test split"}};
         for (String[] c : cases) {
             Files.writeString(f, c[0] + "\n");
             String m = assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage();
