@@ -74,17 +74,17 @@ public interface Backend extends AutoCloseable {
     void synchronize();
 
     /**
-     * {@code dst ← src} where {@code src} belongs to another backend {@code source} (a data-parallel replica's), queued
-     * after this backend's earlier work. The caller makes sure {@code src} is complete (it has synchronized
-     * {@code source} since the last write to it) and is not written again before this backend has synchronized. Same
-     * dtype and element count. Default: through the host; CUDA copies device to device.
-     */
-    /**
      * Prepares {@link #copyFrom} from {@code peer} (CUDA: direct peer access between two GPUs where they allow it).
      * A no-op by default; repeating it is harmless.
      */
     default void connect(Backend peer) {}
 
+    /**
+     * {@code dst ← src} where {@code src} belongs to another backend {@code source} (a data-parallel replica's), queued
+     * after this backend's earlier work. The caller makes sure {@code src} is complete (it has synchronized
+     * {@code source} since the last write to it) and is not written again before this backend has synchronized. Same
+     * dtype and element count. Default: through the host; CUDA copies device to device.
+     */
     default void copyFrom(Backend source, Tensor src, Tensor dst) {
         if (src.dtype() != dst.dtype() || src.numel() != dst.numel())
             throw new IllegalArgumentException("copyFrom: " + src + " → " + dst + " differ in dtype or element count");

@@ -9,4 +9,14 @@ public final class BenchCommand implements Runnable {
     @Override public void run() {
         new CommandLine(this).usage(System.out);
     }
+
+    /** A --json target the benchmark can write when it is done, checked before it starts (null: none given). */
+    static void checkJsonTarget(java.nio.file.Path json, String example) {
+        if (json == null) return;
+        if (java.nio.file.Files.isDirectory(json))
+            throw new IllegalArgumentException("--json " + json + " is a folder; give a file name, e.g. " + json.resolve(example));
+        java.nio.file.Path folder = json.toAbsolutePath().getParent();
+        if (folder == null || !java.nio.file.Files.isDirectory(folder))
+            throw new IllegalArgumentException("--json " + json + ": the folder " + folder + " does not exist");
+    }
 }

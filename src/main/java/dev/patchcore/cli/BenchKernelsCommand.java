@@ -34,8 +34,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
     @Override
     public Integer call() {
         if (runs < 1) throw new IllegalArgumentException("--runs must be at least 1");
-        if (json != null && Files.isDirectory(json))  // found before the benchmark, not after it
-            throw new IllegalArgumentException("--json " + json + " is a folder; give a file name, e.g. " + json.resolve("kernels.json"));
+        BenchCommand.checkJsonTarget(json, "kernels.json");
         try (Backend be = backendOptions.open()) {
             KernelBench.Shapes shapes = switch (shape == null ? (be instanceof CudaBackend ? "370m" : "small") : shape) {
                 case "370m" -> KernelBench.Shapes.paper370m();
@@ -60,7 +59,6 @@ public final class BenchKernelsCommand implements Callable<Integer> {
                 doc.put("rows", rows);
                 doc.put("attentionMemory", bench.memory());
                 try {
-                    if (json.toAbsolutePath().getParent() != null) Files.createDirectories(json.toAbsolutePath().getParent());
                     Files.writeString(json, dev.patchcore.bench.BenchJson.GSON.toJson(doc));
                 } catch (IOException e) {
                     throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);

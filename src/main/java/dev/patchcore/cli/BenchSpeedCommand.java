@@ -40,11 +40,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size());
-        Path jsonFolder = json == null ? null : json.toAbsolutePath().getParent();
-        if (json != null && (jsonFolder == null || !Files.isDirectory(jsonFolder)))
-            throw new IllegalArgumentException("--json " + json + ": the folder " + jsonFolder + " does not exist");
-        if (json != null && Files.isDirectory(json))
-            throw new IllegalArgumentException("--json " + json + " is a folder; give a file name, e.g. " + json.resolve("speed.json"));
+        BenchCommand.checkJsonTarget(json, "speed.json");
         if (warmup == 0)
             System.err.println("note: --warmup 0: the first timed steps carry the JIT's compilation and the GEMM tuning, "
                     + "so the table's speed-ups mean little");
@@ -52,9 +48,9 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         try {
             Backend be = backends.getFirst();
             List<Backend> others = backends.subList(1, backends.size());
-            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%s%n", m.name(), m.contextLength(), batch, accum, k, be.name(),
-                    backends.size() > 1 ? ", " + backends.size() + " data-parallel replicas"
-                            + (be.device() == dev.patchcore.tensor.Device.CUDA ? "" : " (CPU replicas take turns: for testing, not speed)") : "", recompute ? ", activation recompute" : "");
+            BackendOptions.printReplicas(backends, devices);
+            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%n", m.name(), m.contextLength(),
+                    batch, accum, k, be.name(), recompute ? ", activation recompute" : "");
             List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
                     .withRecompute(recompute).run(System.out);
             System.out.println();

@@ -172,13 +172,11 @@ public final class EvalCommand implements Callable<Integer> {
         }
         String recorded = meta.datasetFingerprint();  // null in checkpoints of older versions: nothing to compare
         if (recorded != null) {
-            String now;
             try (ShardTrainingData current = ShardTrainingData.open(s.data.toString())) {
-                now = current.fingerprint();
+                if (!current.isRecordedAs(recorded))
+                    throw new IllegalArgumentException("the dataset " + s.data + " has changed since " + ckpt + " was trained on it (then: "
+                            + recorded + "; now: " + current.fingerprint() + "); score other data explicitly with --data DIR or --text FILE");
             }
-            if (!recorded.equals(now))
-                throw new IllegalArgumentException("the dataset " + s.data + " has changed since " + ckpt + " was trained on it (then: "
-                        + recorded + "; now: " + now + "); score other data explicitly with --data DIR or --text FILE");
         }
         System.out.println("data: " + s.data + " (the checkpoint's own dataset)");
         return s;

@@ -14,9 +14,12 @@ public final class Main implements Runnable {
 
     public static void main(String[] args) {
         Integer relaunched = relaunchWithVectorApi(args);
-        if (relaunched == null) stopWithLauncher();
-        if (relaunched == null && System.getenv(LAUNCHER_PID) != null) writeWholeLines();
-        System.exit(relaunched != null ? relaunched : run(args));
+        if (relaunched != null) System.exit(relaunched);
+        if (System.getenv(LAUNCHER_PID) != null) {  // this is the relaunched JVM
+            stopWithLauncher();
+            writeWholeLines();
+        }
+        System.exit(run(args));
     }
 
     /**

@@ -174,7 +174,7 @@ public final class TrainCommand implements Callable<Integer> {
                         + "now with --data)");
             dataset = ShardTrainingData.open(data != null ? datasetArg(data) : resumed.dataset());
             if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
-            if (resumed.datasetFingerprint() != null && !resumed.datasetFingerprint().equals(dataset.fingerprint()))
+            if (!dataset.isRecordedAs(resumed.datasetFingerprint()))
                 throw new IllegalArgumentException("dataset " + dataset.description() + " is not the data this run was trained on (it was "
                         + resumed.datasetFingerprint() + "; it is " + dataset.fingerprint() + "); resume on that data (--data names "
                         + "where it is now), or start a new run from the checkpoint with --init-from " + resume);
@@ -244,12 +244,12 @@ public final class TrainCommand implements Callable<Integer> {
             boolean multiEpoch = resumed == null ? epochs != null : resumed.multiEpoch();
             boolean oneStage = cfg.patchSteps() == 0 || cfg.tokenSteps() == 0;
             String level = cfg.patchSteps() == 0 ? "token level only" : "patch level only";
+            double passes = (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens();
             System.out.printf(Locale.ROOT, multiEpoch && oneStage ? "multi-epoch mode (§3.3): %.2f epochs over the data, at " + level + "%n"
                     : multiEpoch ? "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch level; both stages read all of it%n"
                     : oneStage ? "single pass over the training tokens, at " + level + "%n"
                     : "single pass: the patch stage reads the first %2$.0f%% of the training tokens, the token stage the rest%n",
-                    (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens(), 100.0 * cfg.patchSteps() / cfg.steps());
-            double passes = (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens();
+                    passes, 100.0 * cfg.patchSteps() / cfg.steps());
             if (!multiEpoch && passes > 1.0)
                 System.out.printf(Locale.ROOT, "note: the budget reads %.1f times as many tokens as the data holds, so each stage "
                         + "reads its part of the data %.1f times over; fewer --steps fit one pass, and --epochs %.1f is the paper's "
@@ -360,7 +360,7 @@ public final class TrainCommand implements Callable<Integer> {
     private static String contents(Path dir) {
         if (!Files.isDirectory(dir)) return "";
         try (var s = Files.list(dir)) {
-            List<String> names = s.map(p -> p.getFileName().toString()).filter(n -> !n.equals(".lock")).sorted().toList();
+            List<String> names = s.map(p -> p.getFileName().toString()).filter(n -> !n.equals(dev.patchcore.train.RunLock.FILE)).sorted().toList();
             return names.size() <= 3 ? String.join(", ", names) : String.join(", ", names.subList(0, 3)) + " and " + (names.size() - 3) + " more";
         } catch (java.io.IOException e) {
             return "";

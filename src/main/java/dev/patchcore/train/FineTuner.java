@@ -128,14 +128,13 @@ public final class FineTuner {
                     for (int r = 0; r < n; r++) if (rows[r] > 0) lossSum += lanes.get(r).be().sum(stepLosses.get(r).rows(0, rows[r]));
                     double loss = lossSum / Math.max(1, scored);
                     float lr = schedule.at(step);
-                    boolean finite = Double.isFinite(loss) && Double.isFinite(gradNorm);  // else no update: the weights stay finite
+                    String diverged = StepRunner.divergence(loss, gradNorm);  // then no update: the weights stay finite
                     for (int r = 0; r < n; r++) {
-                        if (finite) opts.get(r).update(lr, gradNorm);
+                        if (diverged == null) opts.get(r).update(lr, gradNorm);
                         lanes.get(r).be().releaseScratch();
                     }
-                    if (!finite)  // a setting to change: one line, exit code 2
-                        throw new IllegalArgumentException((Double.isFinite(loss) ? "the gradient norm became " + gradNorm : "loss became " + loss)
-                                + " at fine-tuning step " + (step + 1) + "; lower --lr");
+                    if (diverged != null)  // a setting to change: one line, exit code 2
+                        throw new IllegalArgumentException(diverged + " at fine-tuning step " + (step + 1) + "; lower --lr");
                     if (Double.isNaN(first)) first = loss;
                     last = loss;
                     JsonObject o = new JsonObject();

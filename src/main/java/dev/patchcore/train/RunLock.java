@@ -18,7 +18,8 @@ import java.nio.file.StandardOpenOption;
  * lock two different files of the same name.
  */
 public final class RunLock implements AutoCloseable {
-    static final String FILE = ".lock";
+    /** The lock file's name in a run folder. */
+    public static final String FILE = ".lock";
     /**
      * The lock files this JVM holds. POSIX drops every lock a process holds on a file when any of its descriptors of
      * that file closes, so a second attempt from this JVM must not even open the file: it is refused from this set.

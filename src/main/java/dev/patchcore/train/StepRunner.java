@@ -78,6 +78,16 @@ public final class StepRunner implements AutoCloseable {
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
 
+    /**
+     * What went wrong in a step whose loss or gradient norm is not finite ("loss became NaN", "the gradient norm became
+     * Infinity"), or null if both are: such a step is not applied (the weights stay those of the last good step).
+     */
+    public static String divergence(double loss, double gradNorm) {
+        if (!Double.isFinite(loss)) return "loss became " + loss;
+        if (!Double.isFinite(gradNorm)) return "the gradient norm became " + gradNorm;
+        return null;
+    }
+
     public StepRunner(Backend be, LlamaModel model, Stage stage) {
         this(be, model, null, stage);
     }
@@ -137,7 +147,7 @@ public final class StepRunner implements AutoCloseable {
         for (Lane l : lanes) lossSum += l.be.sum(l.stepLosses);
         // A gradient norm or loss that is not finite (a diverged step) would make every weight NaN: no update then, so the
         // weights (and the checkpoints saved from them) stay those of the last good step; the caller stops the run.
-        boolean finite = Double.isFinite(gradNorm) && Double.isFinite(lossSum);
+        boolean finite = divergence(lossSum, gradNorm) == null;
         for (int r = 0; r < n; r++) {
             if (finite) opts.get(r).update(lr, gradNorm);
             lanes.get(r).be.releaseScratch();

@@ -47,7 +47,7 @@ public final class Trainer {
                               double patchValLoss, double tokensPerSecond) {
         /** "N steps", or for a stage resumed inside, "steps A–B (resumed)": the steps this command trained. */
         public String stepsText() {
-            return fromStep == 0 ? steps + (steps == 1 ? " step" : " steps")
+            return fromStep == 0 ? dev.patchcore.data.Plural.of(steps, "step")
                     : "steps " + (fromStep + 1) + "–" + (fromStep + steps) + " (resumed)";
         }
 
@@ -239,9 +239,9 @@ public final class Trainer {
                 }
                 if (Double.isNaN(firstLoss)) firstLoss = loss;
                 lastLoss = loss;
-                if (!Double.isFinite(loss) || !Double.isFinite(gradNorm))  // the step was not applied (StepRunner)
-                    throw new IllegalArgumentException((Double.isFinite(loss) ? "the gradient norm became " + gradNorm : "loss became " + loss)
-                            + " at " + st.name() + " step " + (step + 1) + "; the run stopped before that step changed the weights. "
+                String diverged = StepRunner.divergence(loss, gradNorm);
+                if (diverged != null)  // the step was not applied (StepRunner)
+                    throw new IllegalArgumentException(diverged + " at " + st.name() + " step " + (step + 1) + "; the run stopped before that step changed the weights. "
                             + (Checkpoints.exists(runDir) ? "Start a new run from its last checkpoint with --init-from " + runDir
                             + " and a lower --lr" : "Lower --lr"));  // one line, exit code 2
                 double tokPerSec = cfg.tokensPerStep() / (dt / 1e9);
@@ -300,8 +300,7 @@ public final class Trainer {
         }
         double tps = stepRate(measuredSteps, firstStepSec, laterStepsSec);
         console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
-                Double.isNaN(valLoss.tokenLoss()) && Double.isNaN(valLoss.patchLoss()) ? ""
-                        : ", " + StageResult.validationText(valLoss.tokenLoss(), valLoss.patchLoss()), human((long) tps));
+                valLoss.text().isEmpty() ? "" : ", " + valLoss.text(), human((long) tps));
         String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
         if (memory != null) console.println("      " + memory);
         return new StageResult(st.name(), st.steps() - startStep, startStep, firstLoss, lastLoss, valLoss.tokenLoss(), valLoss.patchLoss(), tps);
@@ -315,6 +314,9 @@ public final class Trainer {
     /** A validation's losses: the token loss, and in the patch stage the patch loss (else NaN). */
     record Validation(double tokenLoss, double patchLoss, double tokenSeconds, double patchSeconds) {
         static final Validation NONE = new Validation(Double.NaN, Double.NaN, 0, 0);
+
+        /** "val token loss X (patch loss Y)", or "" before any validation. */
+        String text() { return StageResult.validationText(tokenLoss, patchLoss); }
     }
 
     /**

@@ -29,6 +29,9 @@ public interface TrainingData {
      */
     default String fingerprint() { return null; }
 
+    /** Whether this is the data a checkpoint recorded by {@code fingerprint} (true if it recorded none: older versions). */
+    default boolean isRecordedAs(String fingerprint) { return fingerprint == null || fingerprint.equals(fingerprint()); }
+
     /** Tokens in the training split. */
     long trainTokens();
 

@@ -121,6 +121,7 @@ class CliTest {
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
         assertUserError("--json " + dir + " is a folder", "bench", "speed", "--backend", "cpu", "--json", dir.toString());
         assertUserError("--json " + dir + " is a folder", "bench", "kernels", "--backend", "cpu", "--json", dir.toString());
+        assertUserError("does not exist", "bench", "kernels", "--backend", "cpu", "--json", dir.resolve("none/k.json").toString());
         assertUserError("no checkpoint", "eval", "--backend", "cpu", "--checkpoint", dir.toString(), "--text", "x.txt");
         assertUserError("--eval-batches", "train", "--backend", "cpu", "--eval-batches", "-1", "--out", dir.resolve("neg").toString());
         assertFalse(Files.exists(dir.resolve("neg")), "a rejected run leaves no run folder");
