@@ -159,8 +159,11 @@ public final class Trainer {
                     for (StepRunner.Replica rep : replicas) if (rep.proj() != null) rep.proj().free(rep.backend());
                     proj = null;
                 }
-                if (state.globalStep() >= stopAfterGlobalStep && si + 1 < stages.size()) {
-                    console.printf("stopped after %d steps; continue with --resume %s%n", state.globalStep(), runDir);
+                // A stop asked for during the stage's last step (or a --stop-after at its end) stops at the switch:
+                // the stage-end checkpoint is saved, and the next stage starts on --resume.
+                if ((state.globalStep() >= stopAfterGlobalStep || stopRequested.get()) && si + 1 < stages.size()) {
+                    console.printf("stopped after %d steps; checkpoint saved in %s (continue with --resume %s)%n",
+                            state.globalStep(), Checkpoints.root(runDir), runDir);
                     return results;
                 }
             }

@@ -201,6 +201,23 @@ class TrainingTest {
         }
     }
 
+    /** A stop asked for during a stage's last step ends the run at the switch: no token-stage step runs. */
+    @Test void stopDuringThePatchStagesLastStepStopsAtTheSwitch(@TempDir Path run) throws IOException {
+        TrainConfig cfg = config(2, 0.5, 3e-3f);  // one patch step, one token step
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, MICRO);
+            m.initialize(be, cfg.seed());
+            Trainer t = new Trainer(be, cfg, ShardTrainingData.open(dataset.toString()), run, quiet(), false);
+            t.requestStop();
+            List<Trainer.StageResult> r = t.run(m, RunState.start(), null);
+            assertEquals(List.of("patch"), r.stream().map(Trainer.StageResult::stage).toList());
+        }
+        assertEquals(List.of(1L), List.copyOf(losses(run).keySet()), "only the patch stage's step was trained");
+        Checkpoints.Meta meta = Checkpoints.readMeta(Checkpoints.latest(run));
+        assertEquals(1, meta.state().stageIndex(), "the saved state starts the token stage");
+        assertEquals(2, resume(cfg, run).size(), "--resume trains the token stage's step");
+    }
+
     private Map<Long, Double> trainAndReadLosses(TrainConfig cfg, Path run, long stopAfter) throws IOException {
         try (Backend be = new CpuBackend()) {
             LlamaModel m = new LlamaModel(be, MICRO);

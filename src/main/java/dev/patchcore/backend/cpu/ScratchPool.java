@@ -5,31 +5,41 @@ import it.unimi.dsi.fastutil.longs.Long2ObjectOpenHashMap;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
+import java.util.LinkedHashSet;
 
 /**
  * Step-scoped buffers recycled by exact element count. A training step asks for the same sizes in the same
  * order every time, so after the first step every request is served from the free lists and nothing new is
  * allocated; {@link #pooledBytes()} makes that observable.
+ *
+ * <p>Callers whose sizes change from call to call (fine-tuning pads each micro-batch to its longest example; generation
+ * runs one more position per token) would otherwise keep a set of buffers for every size ever seen. So the pool is
+ * bounded: when a request finds no free buffer of its size and the pool would exceed twice the most scratch ever in use
+ * at once, the least recently released free buffers are dropped (the garbage collector takes them) until it fits. A
+ * fixed-shape step never reaches the bound.
  */
 final class ScratchPool {
     private final Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> freeF32 = new Long2ObjectOpenHashMap<>();
     private final Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> freeI32 = new Long2ObjectOpenHashMap<>();
+    private final LinkedHashSet<CpuStorage> leastRecentlyReleased = new LinkedHashSet<>();  // every free buffer, oldest first
     private final ArrayList<CpuStorage> handedOut = new ArrayList<>();
-    private long pooledBytes;
+    private long pooledBytes, inUseBytes, peakInUseBytes;
 
     CpuStorage take(DType dtype, long count) {
-        Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> free = switch (dtype) {
-            case F32 -> freeF32;
-            case I32 -> freeI32;
-            case BF16 -> throw new IllegalArgumentException("the CPU backend computes in F32 and has no BF16 tensors");
-        };
+        Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> free = freeLists(dtype);
         ArrayDeque<CpuStorage> list = free.get(count);
         CpuStorage s = list == null ? null : list.pollFirst();
-        if (s == null) {
+        if (s != null) {
+            leastRecentlyReleased.remove(s);
+        } else {
+            long bytes = 4 * count;
+            peakInUseBytes = Math.max(peakInUseBytes, inUseBytes + bytes);
+            dropLeastRecentlyReleasedAbove(2 * peakInUseBytes - bytes);
             s = CpuStorage.of(dtype, count);
             pooledBytes += s.bytes();
         }
         handedOut.add(s);
+        inUseBytes += s.bytes();
         return s;
     }
 
@@ -44,12 +54,32 @@ final class ScratchPool {
             throw new IllegalArgumentException("scratch mark " + mark + " is not in [0, " + handedOut.size() + "] (released already?)");
         for (int i = mark; i < handedOut.size(); i++) {
             CpuStorage s = handedOut.get(i);
-            var free = s.dtype() == DType.F32 ? freeF32 : freeI32;
-            free.computeIfAbsent(s.length(), _ -> new ArrayDeque<>()).addLast(s);
+            freeLists(s.dtype()).computeIfAbsent(s.length(), _ -> new ArrayDeque<>()).addLast(s);
+            leastRecentlyReleased.addLast(s);
+            inUseBytes -= s.bytes();
         }
         handedOut.subList(mark, handedOut.size()).clear();
     }
 
-    /** Bytes of every scratch buffer ever created (free plus handed out). */
+    /** Bytes of the scratch buffers the pool holds (free plus handed out). */
     long pooledBytes() { return pooledBytes; }
+
+    private void dropLeastRecentlyReleasedAbove(long limit) {
+        while (pooledBytes > limit && !leastRecentlyReleased.isEmpty()) {
+            CpuStorage s = leastRecentlyReleased.removeFirst();
+            var free = freeLists(s.dtype());
+            ArrayDeque<CpuStorage> list = free.get(s.length());
+            list.remove(s);  // identity: CpuStorage keeps Object's equals
+            if (list.isEmpty()) free.remove(s.length());
+            pooledBytes -= s.bytes();
+        }
+    }
+
+    private Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> freeLists(DType dtype) {
+        return switch (dtype) {
+            case F32 -> freeF32;
+            case I32 -> freeI32;
+            case BF16 -> throw new IllegalArgumentException("the CPU backend computes in F32 and has no BF16 tensors");
+        };
+    }
 }

@@ -226,4 +226,26 @@ class CpuBackendStateTest {
             assertNotSame(b.storage(), c.storage());
         }
     }
+
+    /** Sizes that change every step (generation, fine-tuning) do not pile up: the pool stays within twice the peak. */
+    @Test
+    void scratchOfChangingSizesStaysBounded() {
+        try (CpuBackend be = new CpuBackend(1)) {
+            int width = 1000;
+            for (int len = 1; len <= 300; len++) {
+                be.scratch(DType.F32, len, width);
+                be.scratch(DType.I32, len);
+                be.releaseScratch();
+            }
+            long peak = 4L * 300 * (width + 1);
+            assertTrue(be.pooledBytes() <= 2 * peak, "pool " + be.pooledBytes() + " bytes for a peak of " + peak);
+            // Without the bound it would hold every size: 4 · (1 + … + 300) · 1001 bytes, 75 times the peak.
+            long before = be.pooledBytes();
+            Tensor a = be.scratch(DType.F32, 300, width);
+            be.releaseScratch();
+            assertTrue(a.storage() == be.scratch(DType.F32, 300, width).storage(), "the newest size is still served from the pool");
+            be.releaseScratch();
+            assertEquals(before, be.pooledBytes());
+        }
+    }
 }
