@@ -4,6 +4,7 @@ import picocli.CommandLine;
 import picocli.CommandLine.Command;
 
 import java.io.UncheckedIOException;
+import java.util.Locale;
 
 /** Entry point: {@code java -jar patchcore.jar <command>}. */
 @Command(name = "patchcore", mixinStandardHelpOptions = true, version = "patchcore 0.1.0",
@@ -13,6 +14,8 @@ import java.io.UncheckedIOException;
 public final class Main implements Runnable {
 
     public static void main(String[] args) {
+        // Numbers in console lines, metrics and file names read the same on every machine (ASCII digits, '.' decimals).
+        Locale.setDefault(Locale.Category.FORMAT, Locale.ROOT);
         Integer relaunched = relaunchWithVectorApi(args);
         if (relaunched != null) System.exit(relaunched);
         if (System.getenv(LAUNCHER_PID) != null) {  // this is the relaunched JVM

@@ -20,6 +20,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Comparator;
 import java.util.List;
+import java.util.Locale;
 import java.util.Map;
 import java.util.stream.Stream;
 
@@ -58,8 +59,11 @@ public final class Checkpoints {
      */
     public static void save(Path runDir, LlamaModel model, PatchProjections proj, AdamW opt, Meta meta,
                             HuggingFaceTokenizerFiles.Checkpoint tokenizer, Backend be) {
-        String name = String.format("step-%08d", meta.state().globalStep());
+        String name = String.format(Locale.ROOT, "step-%08d", meta.state().globalStep());
         Path dir = root(runDir).resolve(name);
+        // A folder of this name that latest does not name is from steps the run no longer stands behind (latest was
+        // pointed back at an older checkpoint by hand): cleared, so no file of it outlives this save.
+        if (Files.isDirectory(dir) && !name.equals(latestName(runDir))) deleteTree(dir);
         List<SafeTensors.Entry> moments = new ArrayList<>();
         if (opt != null) {
             for (int i = 0; i < opt.parameters().size(); i++) {
@@ -102,18 +106,43 @@ public final class Checkpoints {
         return out;
     }
 
+    /**
+     * Deletes all but the {@link #KEEP} newest checkpoints up to {@code newest} (by step number). Folders of later
+     * steps (latest was pointed back at an older checkpoint by hand) are left until the run reaches them again.
+     */
     private static void prune(Path runDir, String newest) {
+        long newestStep = stepOf(newest);
         try (Stream<Path> s = Files.list(root(runDir))) {
-            List<Path> old = s.filter(p -> p.getFileName().toString().startsWith("step-") && Files.isDirectory(p))
-                    .sorted(Comparator.comparing(Path::toString)).toList();
-            for (int i = 0; i < old.size() - KEEP; i++) {
-                if (old.get(i).getFileName().toString().equals(newest)) continue;
-                try (Stream<Path> files = Files.walk(old.get(i))) {
-                    for (Path f : files.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(f);
-                }
-            }
+            List<Path> old = s.filter(p -> Files.isDirectory(p) && stepOf(p.getFileName().toString()) >= 0
+                            && stepOf(p.getFileName().toString()) <= newestStep)
+                    .sorted(Comparator.comparingLong(p -> stepOf(p.getFileName().toString()))).toList();
+            for (int i = 0; i < old.size() - KEEP; i++) deleteTree(old.get(i));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prune old checkpoints: " + e.getMessage(), e);
+        }
+    }
+
+    /** The step of a checkpoint folder's name ({@code step-00000040} → 40), or −1 for any other name. */
+    static long stepOf(String folderName) {
+        if (!folderName.matches("step-[0-9]{1,18}")) return -1;
+        return Long.parseLong(folderName.substring("step-".length()));
+    }
+
+    /** What {@code checkpoints/latest} names, or null when there is none yet. */
+    private static String latestName(Path runDir) {
+        Path pointer = root(runDir).resolve("latest");
+        try {
+            return Files.isRegularFile(pointer) ? Files.readString(pointer).strip() : null;
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + pointer + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static void deleteTree(Path dir) {
+        try (Stream<Path> files = Files.walk(dir)) {
+            for (Path f : files.sorted(Comparator.reverseOrder()).toList()) Files.deleteIfExists(f);
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot delete " + dir + ": " + e.getMessage(), e);
         }
     }
 

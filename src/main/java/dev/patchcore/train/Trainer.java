@@ -370,6 +370,6 @@ public final class Trainer {
 
     static String duration(double s) {
         long x = Math.round(s);
-        return x >= 3600 ? String.format("%dh%02dm", x / 3600, x % 3600 / 60) : x >= 60 ? String.format("%dm%02ds", x / 60, x % 60) : x + "s";
+        return x >= 3600 ? String.format(Locale.ROOT, "%dh%02dm", x / 3600, x % 3600 / 60) : x >= 60 ? String.format(Locale.ROOT, "%dm%02ds", x / 60, x % 60) : x + "s";
     }
 }

@@ -218,6 +218,55 @@ class TrainingTest {
         assertEquals(2, resume(cfg, run).size(), "--resume trains the token stage's step");
     }
 
+    /**
+     * latest pointed back by hand: the checkpoints the run resumes from are kept, and a folder of a later step is
+     * replaced whole when the run reaches that step again (no file of the abandoned one survives).
+     */
+    @Test void checkpointsAfterLatestWasPointedBack(@TempDir Path dir) throws IOException {
+        TrainConfig cfg = new TrainConfig(MICRO, 4, 0.5, 8, 8, 1, 3e-3f, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2, 1, 1000);
+        Path run = dir.resolve("run"), root = Checkpoints.root(run), aside = dir.resolve("aside");
+        Map<Long, Double> reference = trainAndReadLosses(cfg, dir.resolve("reference"), Long.MAX_VALUE);
+        trainAndReadLosses(cfg, run, 6);
+        assertEquals(List.of("step-00000005", "step-00000006"), checkpointNames(root));
+        copyTree(root, aside);
+        resume(cfg, run);
+        assertEquals(List.of("step-00000007", "step-00000008"), checkpointNames(root));
+        copyTree(aside, root);  // step-5 and step-6 back, and latest → step-6
+        Files.writeString(root.resolve("step-00000008/stale.txt"), "from the abandoned steps");
+
+        Path ckpt = Checkpoints.latest(run);
+        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, cfg.model());
+            Checkpoints.loadWeights(ckpt, m, be);
+            Trainer t = new Trainer(be, cfg, ShardTrainingData.open(meta.dataset()), run, quiet(), false);
+            t.stopAfter(7);
+            t.run(m, meta.state(), ckpt);
+        }
+        assertEquals(List.of("step-00000006", "step-00000007", "step-00000008"), checkpointNames(root),
+                "step 7 saved: the two newest up to it are kept, step 8 is left until the run gets there");
+        assertTrue(Files.exists(root.resolve("step-00000008/stale.txt")));
+        assertEquals(reference, resume(cfg, run));
+        assertEquals(List.of("step-00000007", "step-00000008"), checkpointNames(root));
+        assertFalse(Files.exists(root.resolve("step-00000008/stale.txt")), "step 8 was written into a cleared folder");
+    }
+
+    private static List<String> checkpointNames(Path root) throws IOException {
+        try (var s = Files.list(root)) {
+            return s.filter(Files::isDirectory).map(p -> p.getFileName().toString()).sorted().toList();
+        }
+    }
+
+    private static void copyTree(Path from, Path to) throws IOException {
+        try (var s = Files.walk(from)) {
+            for (Path p : s.toList()) {
+                Path target = to.resolve(from.relativize(p).toString());
+                if (Files.isDirectory(p)) Files.createDirectories(target);
+                else Files.copy(p, target, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+            }
+        }
+    }
+
     private Map<Long, Double> trainAndReadLosses(TrainConfig cfg, Path run, long stopAfter) throws IOException {
         try (Backend be = new CpuBackend()) {
             LlamaModel m = new LlamaModel(be, MICRO);
