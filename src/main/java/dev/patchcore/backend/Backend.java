@@ -14,7 +14,8 @@ import java.util.List;
  *   <li>Activations are row-major 2-D {@code [N, width]} with {@code N = B·T} rows; row {@code b·T + t}
  *       is position {@code t} of sequence {@code b}. Heads are laid out {@code [N, H·Dh]}.</li>
  *   <li>Outputs and activation gradients are fresh tensors from {@link #scratch}; they stay valid until
- *       {@link #releaseScratch()} (called once per optimizer step).</li>
+ *       {@link #releaseScratch()} (the trainer calls it after each micro-batch's backward pass, once the
+ *       gradients are in the parameters).</li>
  *   <li>Parameter gradients ({@code dW}, {@code dGain}, {@code dTable}) are <b>accumulated</b> into the
  *       tensor given (fp32), so micro-batches add up without extra copies.</li>
  *   <li>Activation dtype is {@link #activationType()}; statistics (rstd, lse, row losses) are always F32,
@@ -145,7 +146,7 @@ public interface Backend extends AutoCloseable {
 
     SwiGluGrads swigluBackward(Tensor dy, Tensor gate, Tensor up);
 
-    /** x + y (residual add). */
+    /** x + y, a new tensor (the model's residual adds are fused into {@link #addRmsNorm}). */
     Tensor add(Tensor x, Tensor y);
 
     /** acc += x (gradient accumulation at fan-out points). */

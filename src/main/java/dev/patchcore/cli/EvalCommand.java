@@ -103,11 +103,7 @@ public final class EvalCommand implements Callable<Integer> {
                 if (split.equals("val") && ds.info().valDocuments() == 0)
                     throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
                             + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");
-                TokenSequence seq = switch (split) {
-                    case "val" -> ds.val();
-                    case "train" -> ds.train();
-                    default -> throw new IllegalArgumentException("--split must be val or train");
-                };
+                TokenSequence seq = split.equals("val") ? ds.val() : ds.train();  // --split was checked above
                 String what = (split.equals("val") ? "the validation split" : "the training split") + " of " + source.data;
                 batches = Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks);
             }

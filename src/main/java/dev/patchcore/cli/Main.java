@@ -193,6 +193,9 @@ public final class Main implements Runnable {
             if (t instanceof IllegalArgumentException || t instanceof UncheckedIOException || t instanceof java.io.IOException) {
                 // One line, whatever a library put in the message (Gson's carry a second line with a link)
                 commandLine.getErr().println("error: " + String.join(" ", userMessage(t).strip().split("\\R\\s*")));
+                // The engine's own shape and state checks throw the same exceptions: where one of those fires, this
+                // shows where (for a bug report).
+                if (System.getenv("PATCHCORE_TRACE") != null) ex.printStackTrace(commandLine.getErr());
                 return 2;
             }
             throw ex;

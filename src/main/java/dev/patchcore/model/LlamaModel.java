@@ -9,8 +9,10 @@ import dev.patchcore.config.ModelConfig;
 import dev.patchcore.tensor.Tensor;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collections;
 import java.util.List;
+import java.util.Set;
 import java.util.SplittableRandom;
 
 /**
@@ -37,7 +39,7 @@ public final class LlamaModel {
      * padding rows stay zero: no token reads them and the loss leaves their logits out). Checkpoints hold only the
      * vocabulary's rows, so a Hugging Face model read from them has no extra logits taking probability mass.
      */
-    public static final java.util.Set<String> VOCABULARY_ROWS = java.util.Set.of("model.embed_tokens.weight", "lm_head.weight");
+    public static final Set<String> VOCABULARY_ROWS = Set.of("model.embed_tokens.weight", "lm_head.weight");
 
     public LlamaModel(Backend backend, ModelConfig c) {
         this.config = c;
@@ -75,11 +77,11 @@ public final class LlamaModel {
         SplittableRandom rng = new SplittableRandom(seed);
         for (Parameter p : parameters) {
             float[] w = new float[Math.toIntExact(p.numel())];
-            if (p.decay()) {
+            if (p.shape().length == 2) {  // a matrix (a norm gain is a vector)
                 int used = p == embed || p == lmHead ? config.vocabSize() * config.dim() : w.length;
                 for (int i = 0; i < used; i++) w[i] = (float) (gaussian(rng) * 0.02);
             } else {
-                java.util.Arrays.fill(w, 1f);
+                Arrays.fill(w, 1f);
             }
             p.load(backend, w);
         }

@@ -16,8 +16,10 @@ import dev.patchcore.tensor.Tensor;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
@@ -34,10 +36,11 @@ public final class Checkpoints {
     public static final String MODEL = "model.safetensors", OPTIMIZER = "optimizer.safetensors", TRAINER = "trainer.json";
     private static final Gson GSON = new GsonBuilder().serializeSpecialFloatingPointValues().setPrettyPrinting().create();
     private static final int KEEP = 2;
+    /** {@link Meta#format} of the checkpoints this version writes. */
+    public static final int FORMAT = 1;
 
     private Checkpoints() {}
 
-    /** What trainer.json holds. */
     /**
      * {@code trainer.json}: the training config, where the run is, and the data it reads; {@code datasetFingerprint}
      * ({@link TrainingData#fingerprint}, null in checkpoints of older versions) lets a resume tell other data from it.
@@ -95,7 +98,7 @@ public final class Checkpoints {
             }
             int cols = p.shape()[1];
             out.add(new SafeTensors.Entry(p.name(), new int[] {vocab, cols},
-                    () -> java.util.Arrays.copyOf(be.download(p.master()), Math.multiplyExact(vocab, cols))));
+                    () -> Arrays.copyOf(be.download(p.master()), Math.multiplyExact(vocab, cols))));
         }
         return out;
     }
@@ -200,7 +203,7 @@ public final class Checkpoints {
             String missing = m.train() == null ? "train" : m.train().model() == null ? "train.model" : m.state() == null ? "state" : null;
             if (missing != null) throw new IllegalArgumentException(f + " is not a complete trainer.json (no '" + missing + "')");
             return m;
-        } catch (java.nio.file.NoSuchFileException e) {
+        } catch (NoSuchFileException e) {
             throw new IllegalArgumentException("cannot read " + f + ": no such file");
         } catch (IOException e) {
             throw new IllegalArgumentException("cannot read " + f + ": " + e.getMessage());
@@ -252,12 +255,12 @@ public final class Checkpoints {
             if (LlamaModel.VOCABULARY_ROWS.contains(p.name()) && saved.length == 2 && p.shape().length == 2 && saved[1] == p.shape()[1]
                     && saved[0] == vocab && vocab < p.shape()[0]) {
                 // The vocabulary's rows (checkpoints since 2026-11-27); the padding rows stay zero.
-                p.load(be, java.util.Arrays.copyOf(r.read(p.name()), Math.multiplyExact(p.shape()[0], p.shape()[1])));
+                p.load(be, Arrays.copyOf(r.read(p.name()), Math.multiplyExact(p.shape()[0], p.shape()[1])));
                 continue;
             }
-            if (!java.util.Arrays.equals(saved, p.shape()))
+            if (!Arrays.equals(saved, p.shape()))
                 throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
-                        + java.util.Arrays.toString(r.shape(p.name())) + ", model expects " + java.util.Arrays.toString(p.shape()));
+                        + Arrays.toString(r.shape(p.name())) + ", model expects " + Arrays.toString(p.shape()));
             p.load(be, r.read(p.name()));
         }
     }

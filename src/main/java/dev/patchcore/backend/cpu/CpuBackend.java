@@ -21,7 +21,7 @@ public final class CpuBackend implements Backend {
     private static final int GRAIN = 1 << 14;
 
     private final Parallel par;
-    private final MatmulKernel kern;
+    private final CpuKernels kern;
     private final FlashAttention flash;
     private final ScratchPool pool = new ScratchPool();
     private final Map<RopeKey, RopeTable> ropeTables = new HashMap<>();
@@ -31,9 +31,9 @@ public final class CpuBackend implements Backend {
 
     public CpuBackend() { this(Runtime.getRuntime().availableProcessors()); }
 
-    public CpuBackend(int threads) { this(threads, MatmulKernel.best()); }
+    public CpuBackend(int threads) { this(threads, CpuKernels.best()); }
 
-    CpuBackend(int threads, MatmulKernel kernel) {
+    CpuBackend(int threads, CpuKernels kernel) {
         this.par = new Parallel(threads);
         this.kern = kernel;
         this.flash = new FlashAttention(kernel, par);

@@ -1,7 +1,7 @@
 package dev.patchcore.backend.cpu;
 
 /**
- * exp in float, the way {@link VectorMatmulKernel#exp} computes it lane by lane, so both kernels give the same bits:
+ * exp in float, the way {@link VectorKernels#exp} computes it lane by lane, so both kernels give the same bits:
  * n = round(x·log₂e) by the 1.5·2²³ trick, r = x − n·ln2 in two parts (Cody–Waite), e^r by Cephes' degree-7
  * polynomial, then ·2ⁿ through the exponent bits. About 1 ulp from the true value. Below −86.64 the result is 0
  * (e^x < 2.4e-38 is flushed: the denormal range and the lowest normal binade, where 2ⁿ⁻¹ would not be normal), above
@@ -10,7 +10,7 @@ package dev.patchcore.backend.cpu;
  * <p>Why not {@code Math.exp}: ~5 ns per call, the largest cost of the CPU backend's softmax, SiLU and
  * cross-entropy. Why not the Vector API's {@code EXP}: its compiled form (SVML) and its Java fallback differ in the
  * last bit, so a result would change once the JIT compiles the caller (the fate of an earlier lane reduction: see
- * {@code VectorMatmulKernel.dot}); every operation here (fma, mul, add, compare, bit moves) is exact IEEE.
+ * {@code VectorKernels.dot}); every operation here (fma, mul, add, compare, bit moves) is exact IEEE.
  */
 final class FastExp {
     static final float LOG2E = 1.44269504088896341f;

@@ -6,7 +6,7 @@ import java.util.Arrays;
  * Causal attention tiled over query blocks (BR rows) and key blocks (BC keys) with an online softmax
  * (FlashAttention-2 style): per (sequence, head) task the extra memory is Kᵀ and Vᵀ of that head (O(T·Dh)) plus
  * O(BR·BC) tile scalars, never a T×T score matrix. Every product inside a tile — S = Q·Kᵀ, O += P·V and, backward,
- * dP = dO·Vᵀ, dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q — runs on the GEMM micro-kernel ({@link MatmulKernel#gemm}),
+ * dP = dO·Vᵀ, dV += Pᵀ·dO, dQ += dS·K, dK += dSᵀ·Q — runs on the GEMM micro-kernel ({@link CpuKernels#gemm}),
  * which keeps its accumulators in registers. (The first version took one dot product per score and one axpy per
  * accumulated row: at head dim 32 the attention then cost more than all the model's GEMMs together.)
  * The forward saves the row log-sum-exp; the backward recomputes probabilities from it, with the row-wise
@@ -16,11 +16,11 @@ final class FlashAttention {
     static final int BR = 32;
     static final int BC = 32;
 
-    private final MatmulKernel kern;
+    private final CpuKernels kern;
     private final Parallel par;
     private final ThreadScratch work = new ThreadScratch();
 
-    FlashAttention(MatmulKernel kern, Parallel par) {
+    FlashAttention(CpuKernels kern, Parallel par) {
         this.kern = kern;
         this.par = par;
     }

@@ -1,7 +1,7 @@
 package dev.patchcore.backend.cpu;
 
 /**
- * Cache-blocked, multi-threaded C[M×N] (+)= A[M×K] · B[K×N] on row-major arrays, driving a {@link MatmulKernel}.
+ * Cache-blocked, multi-threaded C[M×N] (+)= A[M×K] · B[K×N] on row-major arrays, driving a {@link CpuKernels}.
  * C is cut into independent MC×NC tiles (one task each, so no two threads write the same element and the result
  * does not depend on scheduling); inside a tile K is walked in KC slices so the B slice (KC×NC) stays in L2 and
  * the 4×KC strip of A in L1 while the micro-kernel sweeps it.
@@ -12,14 +12,14 @@ final class Gemm {
 
     private Gemm() {}
 
-    static void multiply(Parallel par, MatmulKernel kernel, boolean accumulate,
+    static void multiply(Parallel par, CpuKernels kernel, boolean accumulate,
                          float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc,
                          int m, int n, int k) {
         multiply(par, kernel, accumulate, a, aOff, lda, 1, b, bOff, ldb, c, cOff, ldc, m, n, k);
     }
 
-    /** The same with A(i, p) = a[aOff + i·ar + p·ac] ({@link MatmulKernel#gemm(float[], int, int, int, float[], int, int, float[], int, int, int, int, int)}). */
-    static void multiply(Parallel par, MatmulKernel kernel, boolean accumulate,
+    /** The same with A(i, p) = a[aOff + i·ar + p·ac] ({@link CpuKernels#gemm(float[], int, int, int, float[], int, int, float[], int, int, int, int, int)}). */
+    static void multiply(Parallel par, CpuKernels kernel, boolean accumulate,
                          float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc,
                          int m, int n, int k) {
         if (m == 0 || n == 0) return;
@@ -45,9 +45,9 @@ final class Gemm {
 
     /**
      * dst[cols×rows] = src[rows×cols]ᵀ, in 32×32 blocks so both sides stay in cache, writing dst contiguously. (The
-     * other loop order writes 32 dst rows `rows` floats apart: at rows = 1024, the token count of a tiny-preset
-     * step, they are 4 KB apart, all in one L1 set, and the transpose ran 6–7× slower — 3 ns per element, more time
-     * than the GEMMs it fed.)
+     * other loop order writes 32 dst rows `rows` floats apart; at a power-of-two row count such as 1024 they are 4 KB
+     * apart, all in one L1 set, and the transpose ran 6–7× slower: 3 ns per element, more time than the GEMMs it
+     * fed.)
      */
     static void transpose(Parallel par, float[] src, int sOff, int rows, int cols, float[] dst, int dOff) {
         final int bs = 32;

@@ -10,13 +10,13 @@ import jdk.incubator.vector.VectorSpecies;
  * in registers and, per k, loads two vectors of B and broadcasts one scalar of A per row: 16 FMAs per 10 loads
  * instead of the 1 FMA per 3 memory operations of an axpy loop.
  */
-final class VectorMatmulKernel implements MatmulKernel {
+final class VectorKernels implements CpuKernels {
     private static final VectorSpecies<Float> S = FloatVector.SPECIES_PREFERRED;
     private static final int L = S.length();
     /** 8×2 tiles hold 16 accumulators plus 3 temporaries, which only fit the 32 registers of AVX-512. */
     private static final boolean WIDE = S.vectorBitSize() >= 512;
 
-    VectorMatmulKernel() {
+    VectorKernels() {
         // Narrow vectors (no SIMD unit, or a 64-bit species) would only add overhead over plain Java.
         if (L < 4) throw new UnsupportedOperationException("preferred float species has only " + L + " lanes");
     }
@@ -204,7 +204,7 @@ final class VectorMatmulKernel implements MatmulKernel {
         FloatVector sc = c(scale), vb1 = c(b1), vb2 = c(b2), nb1 = c(1 - b1), nb2 = c(1 - b2), vbc1 = c(bc1), vbc2 = c(bc2);
         FloatVector vlr = c(lr), veps = c(eps), vwd = c(wd);
         int i = 0;
-        for (; i + L <= n; i += L) {  // ScalarMatmulKernel.adamw1, operation for operation
+        for (; i + L <= n; i += L) {  // ScalarKernels.adamw1, operation for operation
             FloatVector gi = FloatVector.fromArray(S, g, go + i).mul(sc);
             FloatVector mi = vb1.mul(FloatVector.fromArray(S, m, mo + i)).add(nb1.mul(gi));
             FloatVector vi = vb2.mul(FloatVector.fromArray(S, v, vo + i)).add(nb2.mul(gi).mul(gi));
@@ -214,7 +214,7 @@ final class VectorMatmulKernel implements MatmulKernel {
             wi.sub(vlr.mul(mhat.div(vhat.lanewise(VectorOperators.SQRT).add(veps)).add(vwd.mul(wi)))).intoArray(w, wo + i);
         }
         for (; i < n; i++)
-            w[wo + i] = ScalarMatmulKernel.adamw1(w[wo + i], g[go + i], m, mo + i, v, vo + i, scale, b1, b2, bc1, bc2, lr, eps, wd);
+            w[wo + i] = ScalarKernels.adamw1(w[wo + i], g[go + i], m, mo + i, v, vo + i, scale, b1, b2, bc1, bc2, lr, eps, wd);
     }
 
     @Override public String name() { return "vector-" + S.vectorBitSize() + "bit"; }

@@ -15,13 +15,13 @@ import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The Vector API and plain-Java kernels agree with each other and with a float64 product (Lucene-style equivalence). */
-class MatmulKernelTest {
-    private static final MatmulKernel SCALAR = new ScalarMatmulKernel();
+class CpuKernelsTest {
+    private static final CpuKernels SCALAR = new ScalarKernels();
 
-    private static MatmulKernel vector() {
+    private static CpuKernels vector() {
         // Surefire runs with --add-modules jdk.incubator.vector, so the SIMD kernel must have been chosen.
         assertTrue(ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent(), "tests must run with jdk.incubator.vector");
-        MatmulKernel k = MatmulKernel.best();
+        CpuKernels k = CpuKernels.best();
         assertTrue(k.name().startsWith("vector"), "expected the SIMD kernel, got " + k.name());
         return k;
     }
@@ -120,7 +120,7 @@ class MatmulKernelTest {
     @Test
     void expKernelsAgreeBitForBit() {
         Random rnd = new Random(99);
-        MatmulKernel vec = vector();
+        CpuKernels vec = vector();
         for (int n : new int[] {0, 1, 5, 16, 17, 255, 256, 257, 700, 5000}) {
             float[] x = randn(rnd, n + 3, 6);
             if (n > 0) x[3] = Float.NEGATIVE_INFINITY;
@@ -148,7 +148,7 @@ class MatmulKernelTest {
         int n = 37, in = 130, out = 75;
         float[] x = randn(rnd, n * in, 1), w = randn(rnd, out * in, 1), dy = randn(rnd, n * out, 1);
         float[][] results = new float[2][];
-        MatmulKernel[] kernels = {SCALAR, vector()};
+        CpuKernels[] kernels = {SCALAR, vector()};
         for (int i = 0; i < 2; i++) {
             try (CpuBackend be = new CpuBackend(2, kernels[i])) {
                 Tensor xt = be.allocate(DType.F32, n, in), wt = be.allocate(DType.F32, out, in), g = be.allocate(DType.F32, n, out);
@@ -191,7 +191,7 @@ class MatmulKernelTest {
      */
     @Test
     void expIsTheSameInterpretedAndCompiled() {
-        MatmulKernel k = vector();
+        CpuKernels k = vector();
         Random rnd = new Random(3);
         float[] a = randn(rnd, 4096, 4);
         int[] lengths = {16, 37, 64, 300};

@@ -1,7 +1,7 @@
 package dev.patchcore.backend.cpu;
 
 /** Plain-Java kernels; the i-k-j order keeps the inner loop a contiguous axpy that C2 auto-vectorizes. */
-final class ScalarMatmulKernel implements MatmulKernel {
+final class ScalarKernels implements CpuKernels {
 
     @Override
     public void gemm(float[] a, int aOff, int ar, int ac, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {

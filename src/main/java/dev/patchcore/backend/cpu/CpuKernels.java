@@ -4,7 +4,7 @@ package dev.patchcore.backend.cpu;
  * The inner loops the CPU backend spends its time in (Lucene-style: one small interface, a plain-Java and a
  * Vector API implementation, chosen once at class-init). Arrays are row-major with explicit leading dimensions.
  */
-interface MatmulKernel {
+interface CpuKernels {
 
     /** C[m×n] += A[m×k] · B[k×n], all row-major; one cache block of a larger product (see {@link Gemm}). */
     default void gemm(float[] a, int aOff, int lda, float[] b, int bOff, int ldb, float[] c, int cOff, int ldc, int m, int n, int k) {
@@ -37,23 +37,23 @@ interface MatmulKernel {
     String name();
 
     /** The fastest kernel this JVM can run: SIMD when jdk.incubator.vector is present, otherwise plain Java. */
-    static MatmulKernel best() { return Chooser.BEST; }
+    static CpuKernels best() { return Chooser.BEST; }
 
     final class Chooser {
-        static final MatmulKernel BEST = choose();
+        static final CpuKernels BEST = choose();
 
         private Chooser() {}
 
-        private static MatmulKernel choose() {
+        private static CpuKernels choose() {
             // -Dpatchcore.cpu.scalar=true forces the fallback (to compare speed or isolate a SIMD problem).
-            if (Boolean.getBoolean("patchcore.cpu.scalar")) return new ScalarMatmulKernel();
-            if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return new ScalarMatmulKernel();
+            if (Boolean.getBoolean("patchcore.cpu.scalar")) return new ScalarKernels();
+            if (ModuleLayer.boot().findModule("jdk.incubator.vector").isEmpty()) return new ScalarKernels();
             try {
                 // Loaded reflectively so this class never links against the incubator module when it is absent.
-                Class<?> c = Class.forName("dev.patchcore.backend.cpu.VectorMatmulKernel");
-                return (MatmulKernel) c.getDeclaredConstructor().newInstance();
+                Class<?> c = Class.forName("dev.patchcore.backend.cpu.VectorKernels");
+                return (CpuKernels) c.getDeclaredConstructor().newInstance();
             } catch (ReflectiveOperationException | LinkageError | RuntimeException e) {
-                return new ScalarMatmulKernel();
+                return new ScalarKernels();
             }
         }
     }
