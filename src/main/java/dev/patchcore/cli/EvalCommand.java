@@ -80,6 +80,8 @@ public final class EvalCommand implements Callable<Integer> {
         boolean choices = source != null && source.choices != null, textGiven = source != null && source.text != null;
         if (given("--split") && (choices || textGiven)) throw new IllegalArgumentException("--split picks a dataset's split: not with --text or --choices");
         if (given("--max-questions") && !choices) throw new IllegalArgumentException("--max-questions applies to --choices only");
+        if (given("--activation-threshold") && !activations)
+            throw new IllegalArgumentException("--activation-threshold applies to --activations only");
         if ((given("--max-blocks") || given("--batch")) && choices)
             throw new IllegalArgumentException("--max-blocks and --batch apply to blocks of text, not to --choices (see --max-questions)");
         if (source == null) source = trainedOn(ckpt);

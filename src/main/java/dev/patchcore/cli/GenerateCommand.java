@@ -2,16 +2,19 @@ package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.Plural;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.eval.Generator;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.Instructions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
+import java.util.Arrays;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
@@ -36,7 +39,7 @@ public final class GenerateCommand implements Callable<Integer> {
     static String completion(Tokenizer tok, int[] promptIds, int[] all) {
         String whole = tok.decode(all), head = tok.decode(promptIds);
         return whole.startsWith(head) ? whole.substring(head.length())
-                : tok.decode(java.util.Arrays.copyOfRange(all, promptIds.length, all.length));
+                : tok.decode(Arrays.copyOfRange(all, promptIds.length, all.length));
     }
 
     /**
@@ -47,25 +50,30 @@ public final class GenerateCommand implements Callable<Integer> {
         if (promptTokens <= context) return null;
         return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than the model's context of "
                 + context + ": its first "
-                + dev.patchcore.data.Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
+                + Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
                 + (alpaca ? ", and with them perhaps the instruction" : "") + "; a model trained with a longer --context reads it all";
     }
 
     @Override public Integer call() {
+        // Every option and the prompt are checked before the backend opens (its line on stderr would come first).
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
+        if (!(temperature >= 0 && temperature < Float.POSITIVE_INFINITY))
+            throw new IllegalArgumentException("--temperature must be a finite number, 0 or more (0 = greedy), got " + temperature);
+        if (topK < 0) throw new IllegalArgumentException("--top-k must not be negative (0 = the whole vocabulary)");
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
+        String text = alpaca ? Instructions.alpacaPrompt(prompt, "") : prompt;
+        int[] promptIds = tok.encode(text);
+        if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            String text = alpaca ? dev.patchcore.train.Instructions.alpacaPrompt(prompt, "") : prompt;
-            int[] promptIds = tok.encode(text);
             String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca);
             if (note != null) System.err.println(note);
             int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
             if (alpaca && out.length > promptIds.length && out[out.length - 1] == tok.eosId())
-                out = java.util.Arrays.copyOf(out, out.length - 1);  // the response's end, not part of it
+                out = Arrays.copyOf(out, out.length - 1);  // the response's end, not part of it
             String completion = completion(tok, promptIds, out);
             System.out.println(alpaca ? completion.strip() : prompt + completion);
         }

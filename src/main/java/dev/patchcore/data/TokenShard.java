@@ -95,6 +95,12 @@ public final class TokenShard implements TokenSequence, AutoCloseable {
                 : tokens.getAtIndex(U32, i);
     }
 
+    /**
+     * {@inheritDoc} Every id is checked against the shard's vocabulary as it is read (one comparison per token), so
+     * a damaged shard is one clear error wherever it is read, instead of a wrong embedding row or a NaN loss.
+     *
+     * @throws IllegalArgumentException for an id outside the vocabulary
+     */
     @Override
     public void copy(long from, int[] dst, int offset, int count) {
         Objects.checkFromIndexSize(from, count, header.tokenCount());
@@ -103,6 +109,13 @@ public final class TokenShard implements TokenSequence, AutoCloseable {
             MemorySegment.copy(tokens, U32, from * 4, dst, offset, count);
         } else {
             for (int j = 0; j < count; j++) dst[offset + j] = Short.toUnsignedInt(tokens.getAtIndex(U16, from + j));
+        }
+        int vocab = header.vocabSize();
+        for (int j = 0; j < count; j++) {
+            int id = dst[offset + j];
+            if (id < 0 || id >= vocab)  // a u32 id of 2^31 or more reads as negative
+                throw new IllegalArgumentException(path + " holds token id " + Integer.toUnsignedString(id) + " at token " + (from + j)
+                        + ", outside its vocabulary of " + vocab + " (the file is damaged: prepare the dataset again)");
         }
     }
 

@@ -88,7 +88,11 @@ public final class Tokenizers {
         } catch (IOException e) {
             throw new IllegalArgumentException("cannot read tokenizer model file " + file + ": " + e.getMessage());
         } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(file + ": " + e.getMessage());
+            // A Hugging Face tokenizer.json (or vocab.json) is JSON: say what is read instead of "malformed protobuf".
+            String hint = file.getFileName().toString().endsWith(".json")
+                    ? " (Hugging Face tokenizer files are written with checkpoints, not read: give a SentencePiece .model "
+                    + "file or one of " + String.join(", ", NAMES) + ")" : "";
+            throw new IllegalArgumentException(file + ": " + e.getMessage() + hint);
         }
         Tokenizer prior = CACHE.putIfAbsent(t.name(), t);
         return prior != null ? prior : t;

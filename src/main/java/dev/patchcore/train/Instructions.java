@@ -47,7 +47,9 @@ public final class Instructions {
 
     /** Reads a JSON array or JSONL file of records; a malformed one is an IllegalArgumentException naming it. */
     public static List<Record> read(Path file) throws IOException {
-        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("no such file: " + file);
+        if (!Files.isRegularFile(file))
+            throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
+                    : "no such file: " + file);
         // Invalid UTF-8 is read as U+FFFD, as prepare and eval read it, and said once.
         dev.patchcore.data.Utf8Reader.Text read = dev.patchcore.data.Utf8Reader.read(file);
         if (read.replaced() > 0) System.err.println("note: " + dev.patchcore.data.Utf8Reader.note(file.toString(), read.replaced()));
@@ -61,8 +63,8 @@ public final class Instructions {
             } catch (RuntimeException e) {
                 throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
             }
-            int i = 0;
-            for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + i++));
+            int i = 0;  // records counted from 1, as lines are
+            for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + ++i));
         } else {
             String[] lines = text.split("\n", -1);
             for (int i = 0; i < lines.length; i++) {
@@ -84,18 +86,32 @@ public final class Instructions {
         if (!e.isJsonObject()) throw new IllegalArgumentException(where + " is not an object");
         JsonObject o = e.getAsJsonObject();
         if (o.has("instruction") && o.has("output"))
-            return new Record(alpacaPrompt(string(o, "instruction", where), o.has("input") ? string(o, "input", where) : ""),
+            return new Record(alpacaPrompt(string(o, "instruction", where), optionalString(o, "input", where)),
                     string(o, "output", where));
         if (o.has("prompt") && (o.has("response") || o.has("completion")))
             return new Record(string(o, "prompt", where), string(o, o.has("response") ? "response" : "completion", where));
         throw new IllegalArgumentException(where + ": expected {\"instruction\", \"input\", \"output\"} or {\"prompt\", \"response\"}");
     }
 
+    /** A field that must be a JSON string (as prepare requires of "text": a number or null is a mistake in the data). */
     private static String string(JsonObject o, String field, String where) {
         JsonElement v = o.get(field);
-        if (v == null || v.isJsonNull()) return "";
-        if (!v.isJsonPrimitive()) throw new IllegalArgumentException(where + ": field " + field + " is not text");
+        if (v == null || !v.isJsonPrimitive() || !v.getAsJsonPrimitive().isString())
+            throw new IllegalArgumentException(where + ": field " + field + " must be a string, got " + jsonType(v));
         return v.getAsString();
+    }
+
+    /** Alpaca's "input": absent, null or "" when the instruction has none. */
+    private static String optionalString(JsonObject o, String field, String where) {
+        JsonElement v = o.get(field);
+        return v == null || v.isJsonNull() ? "" : string(o, field, where);
+    }
+
+    private static String jsonType(JsonElement v) {
+        if (v == null || v.isJsonNull()) return "null";
+        if (v.isJsonObject()) return "an object";
+        if (v.isJsonArray()) return "an array";
+        return v.getAsJsonPrimitive().isNumber() ? "a number" : "a boolean";
     }
 
     /**

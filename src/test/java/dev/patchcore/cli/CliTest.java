@@ -257,6 +257,13 @@ class CliTest {
         assertTrue(out.toString().contains("the quick"), out.toString());
         assertFalse(out.toString().contains("backend:"), "generate's stdout is the text alone: " + out);
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
+        // Checked before the backend opens: its line would be a second one on stderr.
+        assertUserError("--temperature must be a finite number", "generate", "--backend", "cpu", run.toString(), "--temperature", "NaN");
+        assertUserError("--temperature must be a finite number", "generate", "--backend", "cpu", run.toString(), "--temperature", "-1");
+        assertUserError("--top-k must not be negative", "generate", "--backend", "cpu", run.toString(), "--top-k", "-2");
+        assertUserError("the prompt is empty", "generate", "--backend", "cpu", run.toString(), "--prompt", "");
+        assertUserError("--activation-threshold applies to --activations only", "eval", run.toString(), "--backend", "cpu",
+                "--activation-threshold", "0.3");
         // eval -K 4 on the patch stage's last checkpoint (step 3 of 4) reproduces the patch loss its validation logged:
         // the same windows from the start of the split (8 validation batches of one sequence in the patch stage).
         String patchVal = Files.readAllLines(run.resolve("metrics.jsonl")).stream()
@@ -380,7 +387,7 @@ class CliTest {
         assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
                 alpaca.toString(), "--out", tuned.toString());
         Files.writeString(alpaca, "[{\"question\": 1}]");
-        assertUserError("record 0", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
+        assertUserError("record 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
                 "--out", dir.resolve("x").toString());
     }
 

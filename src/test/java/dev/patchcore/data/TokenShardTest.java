@@ -92,6 +92,23 @@ class TokenShardTest {
         }
     }
 
+    /** A damaged shard (an id past the vocabulary) is one error naming the file, where it is read. */
+    @Test
+    void anIdOutsideTheVocabularyIsRefusedWhereItIsRead() throws IOException {
+        Path p = write(Tokenizers.byName("byte"), new int[][]{{1, 2, 3, 4, 5}});
+        try (FileChannel ch = FileChannel.open(p, StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.allocate(2).order(ByteOrder.LITTLE_ENDIAN).putShort(0, (short) 0xFFFF), ShardHeader.SIZE + 2 * 3);
+        }
+        try (TokenShard s = TokenShard.open(p)) {
+            int[] first = new int[3];
+            s.copy(0, first, 0, 3);  // the ids before it read as before
+            assertArrayEquals(new int[]{1, 2, 3}, first);
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> s.copy(1, new int[4], 0, 4));
+            assertEquals(p + " holds token id 65535 at token 3, outside its vocabulary of 257 (the file is damaged: prepare "
+                    + "the dataset again)", e.getMessage());
+        }
+    }
+
     @Test
     void emptyShardOpens() throws IOException {
         Path p = write(Tokenizers.byName("byte"), new int[0][]);

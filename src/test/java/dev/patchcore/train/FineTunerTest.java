@@ -43,6 +43,15 @@ class FineTunerTest {
         // Invalid UTF-8 is read as U+FFFD (as prepare and eval read it), not an "Input length = 1" failure.
         Files.write(b, "{\"prompt\": \"Say hi.\", \"response\": \"Hi \u00ff!\"}\n".getBytes(java.nio.charset.StandardCharsets.ISO_8859_1));
         assertEquals(List.of(new Instructions.Record("Say hi.", "Hi \uFFFD!")), Instructions.read(b));
+        // Fields are strings, as prepare requires of "text"; only Alpaca's "input" may be null or absent.
+        Files.writeString(b, "{\"prompt\": \"a\", \"response\": null}\n");
+        e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(b));
+        assertEquals(b + " line 1: field response must be a string, got null", e.getMessage());
+        Files.writeString(b, "[{\"instruction\": \"a\", \"input\": null, \"output\": \"b\"}, {\"instruction\": \"a\", \"output\": 5}]");
+        e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(b));
+        assertEquals(b + " record 2: field output must be a string, got a number", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(dir));
+        assertEquals(dir + " is a folder (expected a JSON or JSONL file of records)", e.getMessage());
     }
 
     /** A prompt whose last token merges into the response (" " + "Paris" → " Paris" in GPT-2 BPE) scores that token. */
