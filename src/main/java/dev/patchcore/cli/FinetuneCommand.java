@@ -15,6 +15,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -56,8 +57,13 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + " (a micro-batch per device and step); it is " + accum);
         if (!(valFraction >= 0 && valFraction < 1)) throw new IllegalArgumentException("--val-fraction must lie in [0, 1)");
         if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new IllegalArgumentException("--warmup-ratio must lie in [0, 1]");
-        if (java.nio.file.Files.exists(out) && !isEmptyDirectory(out))
+        if (Files.exists(out) && !isEmptyDirectory(out))
             throw new IllegalArgumentException(out + " exists and is not an empty folder; choose another --out");
+        try {
+            Files.createDirectories(out);  // now, so an --out that cannot be written is said before any work
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot create the --out folder: " + Main.userMessage(e), e);
+        }
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
@@ -112,8 +118,8 @@ public final class FinetuneCommand implements Callable<Integer> {
     }
 
     private static boolean isEmptyDirectory(Path dir) throws IOException {
-        if (!java.nio.file.Files.isDirectory(dir)) return false;
-        try (var s = java.nio.file.Files.list(dir)) {
+        if (!Files.isDirectory(dir)) return false;
+        try (var s = Files.list(dir)) {
             return s.findAny().isEmpty();
         }
     }
