@@ -1,13 +1,19 @@
 package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cuda.GpuOutOfMemoryException;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.PatchMode;
+import dev.patchcore.data.Plural;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.PatchOptions;
+import dev.patchcore.train.RunLock;
 import dev.patchcore.train.RunState;
 import dev.patchcore.train.ShardTrainingData;
+import dev.patchcore.train.Stage;
+import dev.patchcore.train.StepRunner;
 import dev.patchcore.train.TrainConfig;
 import dev.patchcore.train.Trainer;
 import dev.patchcore.train.TrainingData;
@@ -17,13 +23,20 @@ import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
 import picocli.CommandLine.Spec;
 
+import java.io.IOException;
+import java.io.UncheckedIOException;
 import java.nio.file.Files;
+import java.nio.file.LinkOption;
 import java.nio.file.Path;
 import java.time.LocalDateTime;
 import java.time.format.DateTimeFormatter;
+import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.Set;
 import java.util.concurrent.Callable;
+import java.util.concurrent.CountDownLatch;
+import java.util.concurrent.TimeUnit;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Two-stage patch-level training: the patch stage (K tokens per patch, context K·T) on a fraction λ of the budget, "
@@ -118,10 +131,13 @@ public final class TrainCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     /** The options a resumed run takes; all others are its saved settings. */
-    private static final java.util.Set<String> RESUME_OPTIONS = java.util.Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
+    private static final Set<String> RESUME_OPTIONS = Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
+
+    /** How long at most the Ctrl-C / SIGTERM hook holds the JVM's exit for the current step, its checkpoint and the summary. */
+    private static final long STOP_WAIT_SECONDS = 600;
 
     /** This command's lock on the run folder (null until taken): released when the command ends, however it ends. */
-    private dev.patchcore.train.RunLock runLock;
+    private RunLock runLock;
 
     @Override
     public Integer call() {
@@ -132,186 +148,251 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    private int train() {
-        Checkpoints.Meta resumed = null;
-        Path runDir;
-        Path checkpoint = null;
-        TrainConfig cfg;
-        TrainingData dataset;
-        PatchMode mode = PatchMode.parse(patchMode);  // a bad value is refused before any data is opened
-        Path init = null;
-        if (resume != null && initFrom != null) throw new IllegalArgumentException("--init-from starts a new run; --resume continues one");
-        if (resume != null) {
-            List<String> changed = spec.commandLine().getParseResult().matchedOptions().stream()
-                    .map(o -> o.longestName()).filter(n -> !RESUME_OPTIONS.contains(n)).toList();
-            if (!changed.isEmpty())
-                throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
-                        + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend "
-                        + "and --cublaslt may change, and --data may say where its dataset now is); to train on from its weights with new settings, start a new run with --init-from " + resume);
-            if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
-                throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
-                        + resume.toAbsolutePath().normalize().getParent().getParent());
-            if (Checkpoints.isCheckpointsFolder(resume))
-                throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
-                        + resume.toAbsolutePath().normalize().getParent());
-            // Locked before its checkpoint is read, which a process still training there would replace
-            if (Checkpoints.exists(resume)) runLock = dev.patchcore.train.RunLock.acquire(resume);
-            checkpoint = Checkpoints.latest(resume);
-            resumed = Checkpoints.readMeta(checkpoint);
-            if (resumed.dataset() != null && resumed.dataset().startsWith(dev.patchcore.train.FineTuner.DATASET_PREFIX))
-                throw new IllegalArgumentException(resume + " is a fine-tuning run (finetune), which cannot be resumed; "
-                        + "fine-tune its checkpoint again into a new folder");
-            runDir = resume;
-            cfg = resumed.train();
-            if (resumed.state().globalStep() >= cfg.steps()) {
-                System.out.printf(Locale.ROOT, "%s has finished: all %d steps are done (checkpoint %s); to train on from its weights, "
-                        + "start a new run with --init-from %s%n", resume, cfg.steps(), checkpoint, resume);
-                return 0;
-            }
-            // --data: where the run's dataset is now (moved, or recorded relative to another folder by an older version)
-            if (data == null && !ShardTrainingData.BUNDLED.equals(resumed.dataset()) && !Files.isDirectory(Path.of(resumed.dataset())))
-                throw new IllegalArgumentException("the run's dataset " + resumed.dataset() + " is not there (moved? name where it is "
-                        + "now with --data)");
-            dataset = ShardTrainingData.open(data != null ? datasetArg(data) : resumed.dataset());
-            if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
-            if (!dataset.isRecordedAs(resumed.datasetFingerprint()))
-                throw new IllegalArgumentException("dataset " + dataset.description() + " is not the data this run was trained on (it was "
-                        + resumed.datasetFingerprint() + "; it is " + dataset.fingerprint() + "); resume on that data (--data names "
-                        + "where it is now), or start a new run from the checkpoint with --init-from " + resume);
-            if (dataset.vocabSize() != cfg.model().vocabSize())
-                throw new IllegalArgumentException("dataset " + dataset.description() + " has vocabulary " + dataset.vocabSize()
-                        + " but the checkpoint's model has " + cfg.model().vocabSize());
-            if (resumed.tokenizer() != null && !resumed.tokenizer().equals(dataset.tokenizer()))
-                throw new IllegalArgumentException("dataset " + dataset.description() + " is now tokenized with " + dataset.tokenizer()
-                        + " but the run was trained on " + resumed.tokenizer() + "; prepare it again with that tokenizer");
-        } else {
-            if (out != null && Files.exists(out) && !Files.isDirectory(out))
-                throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
-            ModelConfig model = ModelConfig.preset(preset);
-            boolean paper = model.vocabSize() != 257;
-            dataset = ShardTrainingData.open(data == null ? ShardTrainingData.BUNDLED : datasetArg(data));
-            if (vocab != null && vocab != dataset.vocabSize())
-                throw new IllegalArgumentException("--vocab " + vocab + " does not match the dataset's vocabulary " + dataset.vocabSize()
-                        + " (tokenizer " + dataset.tokenizer() + ")");
-            model = model.withVocab(dataset.vocabSize());
-            if (context != null) model = model.withContext(context);
-            if (initFrom != null) {
-                init = Checkpoints.latest(initFrom);
-                ModelConfig from = Checkpoints.readModelConfig(init);
-                if (from.dim() != model.dim() || from.ffnDim() != model.ffnDim() || from.layers() != model.layers()
-                        || from.heads() != model.heads() || from.vocabSize() != model.vocabSize()
-                        || from.ropeTheta() != model.ropeTheta() || from.normEps() != model.normEps())
-                    throw new IllegalArgumentException("--init-from " + init + " holds a model of " + from.layers() + " layers, d=" + from.dim()
-                            + ", vocab " + from.vocabSize() + ", but this run's is " + model.layers() + " layers, d=" + model.dim()
-                            + ", vocab " + model.vocabSize() + " (choose the same --preset and data tokenizer)");
-                String tok = Checkpoints.readMeta(init).tokenizer();
-                if (tok != null && !tok.equals(dataset.tokenizer()))
-                    throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
-                            + dataset.tokenizer());
-            }
-            int b = batch != null ? batch : paper ? 4 : 16;
-            long total = budget(model, b, paper, dataset);
-            cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
-                    seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
-                    new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).checkRecipe().requireBothStages();
-            runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
-            if (Checkpoints.exists(runDir))
-                throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
-            String held = contents(runDir);
-            if (!held.isEmpty())
-                throw new IllegalArgumentException("--out " + runDir + " is not empty (it holds " + held + "); a new run needs a new "
-                        + "or empty folder: choose another --out");
-        }
+    /**
+     * What this command trains: the run folder, its settings and data; for a resumed run the checkpoint it continues
+     * from and that checkpoint's meta ({@code resumed}), for a new one the --init-from checkpoint ({@code init}), else null.
+     */
+    private record RunSetup(Path runDir, TrainConfig cfg, TrainingData dataset, Path checkpoint, Checkpoints.Meta resumed, Path init) {}
 
-        List<dev.patchcore.train.Stage> plan = dev.patchcore.train.Stage.plan(cfg);
+    private int train() {
+        PatchMode mode = PatchMode.parse(patchMode);  // a bad value is refused before any data is opened
+        if (resume != null && initFrom != null) throw new IllegalArgumentException("--init-from starts a new run; --resume continues one");
+        RunSetup run;
+        if (resume != null) {
+            run = resumeRun();
+            if (run == null) return 0;  // the run has finished
+        } else {
+            run = newRun(mode);
+        }
+        Path runDir = run.runDir();
+        TrainConfig cfg = run.cfg();
+        List<Stage> plan = Stage.plan(cfg);
         List<Backend> backends = backendOptions.openDevices(devices);
         try {
             Backend be = backends.getFirst();
             List<Backend> replicaBackends = backends.subList(1, backends.size());
-            // Every stage still to run needs a micro-batch per device (checked once the devices are known to open).
-            for (dev.patchcore.train.Stage st : plan.subList(resumed == null ? 0 : Math.min(resumed.state().stageIndex(), plan.size()), plan.size()))
-                if (st.accum() < backends.size())
-                    throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs at least " + backends.size()
-                            + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
-                            + (resumed == null ? " (" + accumAdvice(cfg, backends.size()) + ")" : " (use fewer devices for this run)"));
+            requireMicroBatchPerDevice(plan, run, backends.size());
             BackendOptions.printReplicas(backends, devices);
-            ModelConfig m = cfg.model();
-            System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
-                    m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
-            System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), runDir);
-            System.out.printf(Locale.ROOT, "budget %d steps × %d tokens: patch stage %d steps (K=%d, λ=%.3f), token stage %d steps%n",
-                    cfg.steps(), cfg.tokensPerStep(), cfg.patchSteps(), cfg.patchSize(), cfg.lambda(), cfg.tokenSteps());
-            boolean multiEpoch = resumed == null ? epochs != null : resumed.multiEpoch();
-            boolean oneStage = cfg.patchSteps() == 0 || cfg.tokenSteps() == 0;
-            String level = cfg.patchSteps() == 0 ? "token level only" : "patch level only";
-            double passes = (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens();
-            System.out.printf(Locale.ROOT, multiEpoch && oneStage ? "multi-epoch mode (§3.3): %.2f epochs over the data, at " + level + "%n"
-                    : multiEpoch ? "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch level; both stages read all of it%n"
-                    : oneStage ? "single pass over the training tokens, at " + level + "%n"
-                    : "single pass: the patch stage reads the first %2$.0f%% of the training tokens, the token stage the rest%n",
-                    passes, 100.0 * cfg.patchSteps() / cfg.steps());
-            if (!multiEpoch && passes > 1.0)
-                System.out.printf(Locale.ROOT, "note: the budget reads %.1f times as many tokens as the data holds, so each stage "
-                        + "reads its part of the data %.1f times over; fewer --steps fit one pass, and --epochs %.1f is the paper's "
-                        + "multi-epoch mode (§3.3), in which both stages read all of the data%n", passes, passes, passes);
-            LlamaModel model = new LlamaModel(be, m);
+            boolean multiEpoch = run.resumed() == null ? epochs != null : run.resumed().multiEpoch();
+            printPlan(run, multiEpoch);
+            LlamaModel model = new LlamaModel(be, cfg.model());
             model.setRecompute(recompute);
             if (recompute) System.out.println("activation recompute: on (each layer runs again in the backward)");
-            RunState state;
-            if (resumed != null) {
-                Checkpoints.loadWeights(checkpoint, model, be);
-                state = resumed.state();
-                System.out.println("resuming from " + checkpoint + " at " + state.globalStep() + " steps");
-            } else if (init != null) {
-                Checkpoints.loadWeights(init, model, be);
-                state = RunState.start();
-                System.out.println("initialized from " + init + " (a new run: fresh optimizer and schedule)");
-            } else {
-                model.initialize(be, cfg.seed());
-                state = RunState.start();
-            }
-            List<dev.patchcore.train.StepRunner.Replica> replicas = new java.util.ArrayList<>();
-            for (Backend rb : replicaBackends) replicas.add(dev.patchcore.train.StepRunner.Replica.copyOf(be, model, rb));
-            madeRunFolder = !Files.exists(runDir, java.nio.file.LinkOption.NOFOLLOW_LINKS);
+            RunState state = loadWeights(run, model, be);
+            List<StepRunner.Replica> replicas = new ArrayList<>();
+            for (Backend rb : replicaBackends) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
+            madeRunFolder = !Files.exists(runDir, LinkOption.NOFOLLOW_LINKS);
             Files.createDirectories(runDir);
-            if (runLock == null) runLock = dev.patchcore.train.RunLock.acquire(runDir);
-            Trainer trainer = new Trainer(be, cfg, dataset, runDir, System.out, multiEpoch).withReplicas(replicas);
+            if (runLock == null) runLock = RunLock.acquire(runDir);
+            Trainer trainer = new Trainer(be, cfg, run.dataset(), runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
-            // Ctrl-C or SIGTERM: finish the current step, save a checkpoint and print the summary, then let the JVM exit.
-            java.util.concurrent.CountDownLatch summarized = new java.util.concurrent.CountDownLatch(1);
-            Thread hook = new Thread(() -> {
-                trainer.requestStop();
-                try { summarized.await(600, java.util.concurrent.TimeUnit.SECONDS); } catch (InterruptedException ignored) { /* exiting anyway */ }
-            });
-            Runtime.getRuntime().addShutdownHook(hook);
-            try {
-                List<Trainer.StageResult> results;
-                try {
-                    results = trainer.run(model, state, checkpoint);
-                } catch (dev.patchcore.backend.cuda.GpuOutOfMemoryException e) {
-                    List<String> hints = new java.util.ArrayList<>();
-                    if (resumed == null) hints.add("a smaller --batch with a larger --accum keeps the tokens per step");
-                    if (!recompute) hints.add("--recompute keeps one layer's activations instead of all");
-                    throw new IllegalArgumentException(e.getMessage() + (hints.isEmpty() ? "" : "; " + String.join("; ", hints)), e);
-                }
-                try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
-                for (Trainer.StageResult r : results)
-                    System.out.printf(Locale.ROOT, "%s stage: %s, loss %.4f → %.4f, %s, %.0f tokens/s%n",
-                            r.stage(), r.stepsText(), r.firstLoss(), r.lastLoss(),
-                            r.validationText(), r.tokensPerSecond());
-                System.out.println("checkpoint: " + Checkpoints.latest(runDir) + "   metrics: " + runDir.resolve("metrics.jsonl"));
-            } finally {
-                summarized.countDown();
-            }
+            trainWithStopHook(trainer, model, state, run);
             return 0;
-        } catch (java.io.IOException e) {
+        } catch (IOException e) {
             removeIfUnused(runDir);
-            throw new java.io.UncheckedIOException(e);
+            throw new UncheckedIOException(e);
         } catch (RuntimeException | Error e) {
             removeIfUnused(runDir);
             throw e;
         } finally {
             BackendOptions.closeAll(backends);
+        }
+    }
+
+    /**
+     * --resume: the run in that folder with its saved settings, after checking that the options, folder and data fit it
+     * (and locking it); null if the run has finished (said so on the console).
+     */
+    private RunSetup resumeRun() {
+        List<String> changed = spec.commandLine().getParseResult().matchedOptions().stream()
+                .map(o -> o.longestName()).filter(n -> !RESUME_OPTIONS.contains(n)).toList();
+        if (!changed.isEmpty())
+            throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
+                    + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend "
+                    + "and --cublaslt may change, and --data may say where its dataset now is); to train on from its weights with new settings, start a new run with --init-from " + resume);
+        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
+            throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
+                    + resume.toAbsolutePath().normalize().getParent().getParent());
+        if (Checkpoints.isCheckpointsFolder(resume))
+            throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
+                    + resume.toAbsolutePath().normalize().getParent());
+        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve("metrics.jsonl")))
+            throw new IllegalArgumentException(resume + " holds no checkpoint: its run stopped before saving one (metrics.jsonl "
+                    + "records how far it got); start it again as a new run (delete the folder, or choose another --out)");
+        // Locked before its checkpoint is read, which a process still training there would replace
+        if (Checkpoints.exists(resume)) runLock = RunLock.acquire(resume);
+        Path checkpoint = Checkpoints.latest(resume);
+        Checkpoints.Meta resumed = Checkpoints.readMeta(checkpoint);
+        if (resumed.dataset() != null && resumed.dataset().startsWith(FineTuner.DATASET_PREFIX))
+            throw new IllegalArgumentException(resume + " is a fine-tuning run (finetune), which cannot be resumed; "
+                    + "fine-tune its checkpoint again into a new folder");
+        TrainConfig cfg = resumed.train();
+        if (resumed.state().globalStep() >= cfg.steps()) {
+            System.out.printf(Locale.ROOT, "%s has finished: all %d steps are done (checkpoint %s); to train on from its weights, "
+                    + "start a new run with --init-from %s%n", resume, cfg.steps(), checkpoint, resume);
+            return null;
+        }
+        // --data: where the run's dataset is now (moved, or recorded relative to another folder by an older version)
+        if (data == null && !ShardTrainingData.BUNDLED.equals(resumed.dataset()) && !Files.isDirectory(Path.of(resumed.dataset())))
+            throw new IllegalArgumentException("the run's dataset " + resumed.dataset() + " is not there (moved? name where it is "
+                    + "now with --data)");
+        TrainingData dataset = ShardTrainingData.open(data != null ? datasetArg(data) : resumed.dataset());
+        if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
+        if (!dataset.isRecordedAs(resumed.datasetFingerprint()))
+            throw new IllegalArgumentException("dataset " + dataset.description() + " is not the data this run was trained on (it was "
+                    + resumed.datasetFingerprint() + "; it is " + dataset.fingerprint() + "); resume on that data (--data names "
+                    + "where it is now), or start a new run from the checkpoint with --init-from " + resume);
+        if (dataset.vocabSize() != cfg.model().vocabSize())
+            throw new IllegalArgumentException("dataset " + dataset.description() + " has vocabulary " + dataset.vocabSize()
+                    + " but the checkpoint's model has " + cfg.model().vocabSize());
+        if (resumed.tokenizer() != null && !resumed.tokenizer().equals(dataset.tokenizer()))
+            throw new IllegalArgumentException("dataset " + dataset.description() + " is now tokenized with " + dataset.tokenizer()
+                    + " but the run was trained on " + resumed.tokenizer() + "; prepare it again with that tokenizer");
+        return new RunSetup(resume, cfg, dataset, checkpoint, resumed, null);
+    }
+
+    /** A new run from the options, in a new or empty folder (--out, or runs/&lt;preset&gt;-&lt;time&gt;). */
+    private RunSetup newRun(PatchMode mode) {
+        if (out != null && Files.exists(out) && !Files.isDirectory(out))
+            throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
+        ModelConfig model = ModelConfig.preset(preset);
+        boolean paper = isPaperPreset(model);
+        TrainingData dataset = ShardTrainingData.open(data == null ? ShardTrainingData.BUNDLED : datasetArg(data));
+        if (vocab != null && vocab != dataset.vocabSize())
+            throw new IllegalArgumentException("--vocab " + vocab + " does not match the dataset's vocabulary " + dataset.vocabSize()
+                    + " (tokenizer " + dataset.tokenizer() + ")");
+        model = model.withVocab(dataset.vocabSize());
+        if (context != null) model = model.withContext(context);
+        Path init = initFrom == null ? null : initCheckpoint(model, dataset);
+        int b = batch != null ? batch : paper ? 4 : 16;
+        long total = budget(model, b, paper, dataset);
+        TrainConfig cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
+                seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
+                new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).checkRecipe().requireBothStages();
+        Path runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        if (Checkpoints.exists(runDir))
+            throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
+        String held = contents(runDir);
+        if (held.equals("metrics.jsonl") || held.equals("checkpoints, metrics.jsonl"))
+            throw new IllegalArgumentException("--out " + runDir + " holds the metrics.jsonl of a run that stopped before its first "
+                    + "checkpoint (nothing to resume); delete the folder to start again there, or choose another --out");
+        if (!held.isEmpty())
+            throw new IllegalArgumentException("--out " + runDir + " is not empty (it holds " + held + "); a new run needs a new "
+                    + "or empty folder: choose another --out");
+        return new RunSetup(runDir, cfg, dataset, null, null, init);
+    }
+
+    /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
+    private Path initCheckpoint(ModelConfig model, TrainingData dataset) {
+        Path init = Checkpoints.latest(initFrom);
+        ModelConfig from = Checkpoints.readModelConfig(init);
+        if (from.dim() != model.dim() || from.ffnDim() != model.ffnDim() || from.layers() != model.layers()
+                || from.heads() != model.heads() || from.vocabSize() != model.vocabSize()
+                || from.ropeTheta() != model.ropeTheta() || from.normEps() != model.normEps())
+            throw new IllegalArgumentException("--init-from " + init + " holds a model of " + from.layers() + " layers, d=" + from.dim()
+                    + ", vocab " + from.vocabSize() + ", but this run's is " + model.layers() + " layers, d=" + model.dim()
+                    + ", vocab " + model.vocabSize() + " (choose the same --preset and data tokenizer)");
+        String tok = Checkpoints.readMeta(init).tokenizer();
+        if (tok != null && !tok.equals(dataset.tokenizer()))
+            throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
+                    + dataset.tokenizer());
+        return init;
+    }
+
+    /** The paper's presets (LLaMA-2 vocabulary); tiny and small are byte level (257: 256 bytes and EOS). */
+    private static boolean isPaperPreset(ModelConfig preset) { return preset.vocabSize() != 257; }
+
+    /** Every stage still to run needs a micro-batch per device (checked once the devices are known to open). */
+    private void requireMicroBatchPerDevice(List<Stage> plan, RunSetup run, int deviceCount) {
+        boolean resuming = run.resumed() != null;
+        int first = resuming ? Math.min(run.resumed().state().stageIndex(), plan.size()) : 0;
+        for (Stage st : plan.subList(first, plan.size()))
+            if (st.accum() < deviceCount)
+                throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs at least " + deviceCount
+                        + " micro-batches per step in each stage; the " + st.name() + " stage has " + st.accum()
+                        + (resuming ? " (use fewer devices for this run)" : " (" + accumAdvice(run.cfg(), deviceCount) + ")"));
+    }
+
+    /** The model, data and budget, and how the stages read the data. */
+    private static void printPlan(RunSetup run, boolean multiEpoch) {
+        TrainConfig cfg = run.cfg();
+        TrainingData dataset = run.dataset();
+        ModelConfig m = cfg.model();
+        System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
+                m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
+        System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), run.runDir());
+        System.out.printf(Locale.ROOT, "budget %s × %d tokens: patch stage %s (K=%d, λ=%.3f), token stage %s%n",
+                Plural.of(cfg.steps(), "step"), cfg.tokensPerStep(), Plural.of(cfg.patchSteps(), "step"), cfg.patchSize(), cfg.lambda(),
+                Plural.of(cfg.tokenSteps(), "step"));
+        boolean oneStage = cfg.patchSteps() == 0 || cfg.tokenSteps() == 0;
+        String level = cfg.patchSteps() == 0 ? "token level only" : "patch level only";
+        double passes = (double) cfg.steps() * cfg.tokensPerStep() / dataset.trainTokens();
+        double patchPercent = 100.0 * cfg.patchSteps() / cfg.steps();
+        if (multiEpoch && oneStage)
+            System.out.printf(Locale.ROOT, "multi-epoch mode (§3.3): %.2f epochs over the data, at %s%n", passes, level);
+        else if (multiEpoch)
+            System.out.printf(Locale.ROOT, "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch "
+                    + "level; both stages read all of it%n", passes, patchPercent);
+        else if (oneStage)
+            System.out.printf(Locale.ROOT, "single pass over the training tokens, at %s%n", level);
+        else
+            System.out.printf(Locale.ROOT, "single pass: the patch stage reads the first %.0f%% of the training tokens, the token "
+                    + "stage the rest%n", patchPercent);
+        if (!multiEpoch && passes > 1.0)
+            System.out.printf(Locale.ROOT, "note: the budget reads %.1f times as many tokens as the data holds, so each stage "
+                    + "reads its part of the data %.1f times over; fewer --steps fit one pass, and --epochs %.1f is the paper's "
+                    + "multi-epoch mode (§3.3), in which both stages read all of the data%n", passes, passes, passes);
+    }
+
+    /**
+     * Loads the weights training starts from (the resumed checkpoint's, the --init-from ones, or a seeded initialization)
+     * and returns where it starts.
+     */
+    private static RunState loadWeights(RunSetup run, LlamaModel model, Backend be) {
+        if (run.resumed() != null) {
+            Checkpoints.loadWeights(run.checkpoint(), model, be);
+            RunState state = run.resumed().state();
+            System.out.println("resuming from " + run.checkpoint() + " at " + state.globalStep() + " steps");
+            return state;
+        }
+        if (run.init() != null) {
+            Checkpoints.loadWeights(run.init(), model, be);
+            System.out.println("initialized from " + run.init() + " (a new run: fresh optimizer and schedule)");
+        } else {
+            model.initialize(be, run.cfg().seed());
+        }
+        return RunState.start();
+    }
+
+    /**
+     * Trains and prints the summary. Ctrl-C or SIGTERM meanwhile: the trainer finishes the current step and saves a
+     * checkpoint, and the summary is printed before the JVM exits.
+     */
+    private void trainWithStopHook(Trainer trainer, LlamaModel model, RunState state, RunSetup run) {
+        CountDownLatch summarized = new CountDownLatch(1);
+        Thread hook = new Thread(() -> {
+            trainer.requestStop();
+            try { summarized.await(STOP_WAIT_SECONDS, TimeUnit.SECONDS); } catch (InterruptedException ignored) { /* exiting anyway */ }
+        });
+        Runtime.getRuntime().addShutdownHook(hook);
+        try {
+            List<Trainer.StageResult> results;
+            try {
+                results = trainer.run(model, state, run.checkpoint());
+            } catch (GpuOutOfMemoryException e) {
+                List<String> hints = new ArrayList<>();
+                if (run.resumed() == null) hints.add("a smaller --batch with a larger --accum keeps the tokens per step");
+                if (!recompute) hints.add("--recompute keeps one layer's activations instead of all");
+                throw new IllegalArgumentException(e.getMessage() + (hints.isEmpty() ? "" : "; " + String.join("; ", hints)), e);
+            }
+            try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
+            for (Trainer.StageResult r : results)
+                System.out.printf(Locale.ROOT, "%s stage: %s, loss %.4f → %.4f, %s, %.0f tokens/s%n",
+                        r.stage(), r.stepsText(), r.firstLoss(), r.lastLoss(),
+                        r.validationText(), r.tokensPerSecond());
+            System.out.println("checkpoint: " + Checkpoints.latest(run.runDir()) + "   metrics: " + run.runDir().resolve("metrics.jsonl"));
+        } finally {
+            summarized.countDown();
         }
     }
 
@@ -329,13 +410,13 @@ public final class TrainCommand implements Callable<Integer> {
         try {
             runLock.close();
             runLock = null;
-            dev.patchcore.train.RunLock.deleteFile(runDir);
+            RunLock.deleteFile(runDir);
             Path metrics = runDir.resolve("metrics.jsonl");
             if (Files.exists(metrics) && Files.size(metrics) > 0) return;
             Files.deleteIfExists(metrics);
             Files.deleteIfExists(Checkpoints.root(runDir));  // only if empty (else DirectoryNotEmptyException)
             Files.deleteIfExists(runDir);
-        } catch (java.io.IOException ignored) { /* a folder with anything else in it stays */ }
+        } catch (IOException ignored) { /* a folder with anything else in it stays */ }
     }
 
     /** The smallest --accum that gives every stage a micro-batch per device (the patch stage has K times fewer sequences). */
@@ -343,7 +424,7 @@ public final class TrainCommand implements Callable<Integer> {
         for (int a = cfg.accum() + 1; a <= 1 << 16; a++) {
             try {
                 TrainConfig c = cfg.withAccum(a);
-                if (dev.patchcore.train.Stage.plan(c).stream().allMatch(st -> st.accum() >= devices)) return "raise --accum to " + a;
+                if (Stage.plan(c).stream().allMatch(st -> st.accum() >= devices)) return "raise --accum to " + a;
             } catch (IllegalArgumentException notDivisible) {
                 // batch × accum must be divisible by K: try the next
             }
@@ -360,9 +441,9 @@ public final class TrainCommand implements Callable<Integer> {
     private static String contents(Path dir) {
         if (!Files.isDirectory(dir)) return "";
         try (var s = Files.list(dir)) {
-            List<String> names = s.map(p -> p.getFileName().toString()).filter(n -> !n.equals(dev.patchcore.train.RunLock.FILE)).sorted().toList();
+            List<String> names = s.map(p -> p.getFileName().toString()).filter(n -> !n.equals(RunLock.FILE)).sorted().toList();
             return names.size() <= 3 ? String.join(", ", names) : String.join(", ", names.subList(0, 3)) + " and " + (names.size() - 3) + " more";
-        } catch (java.io.IOException e) {
+        } catch (IOException e) {
             return "";
         }
     }
@@ -374,7 +455,11 @@ public final class TrainCommand implements Callable<Integer> {
         if (steps != null) return steps;
         if (tokens != null) {
             if (tokens < 1) throw new IllegalArgumentException("--tokens must be positive");
-            return Math.max(1, tokens / perStep);
+            long whole = Math.max(1, tokens / perStep);
+            if (whole * perStep != tokens)
+                System.out.printf(Locale.ROOT, "note: --tokens %d is %s of %d tokens (%d tokens): the budget is whole steps%n", tokens,
+                        Plural.of(whole, "step"), perStep, whole * perStep);
+            return whole;
         }
         if (epochs != null) {
             if (!(epochs > 0)) throw new IllegalArgumentException("--epochs must be positive");

@@ -4,6 +4,9 @@ import com.google.gson.JsonObject;
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Var;
 import dev.patchcore.backend.Backend;
+import dev.patchcore.data.BatchSampler;
+import dev.patchcore.data.HuggingFaceTokenizerFiles;
+import dev.patchcore.data.Plural;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
@@ -14,8 +17,6 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
-import dev.patchcore.data.HuggingFaceTokenizerFiles;
-import dev.patchcore.data.Plural;
 
 /**
  * Instruction tuning of a pretrained model (paper §3.1: Alpaca-GPT4 before MT-Bench): token-level training on
@@ -95,7 +96,8 @@ public final class FineTuner {
         for (StepRunner.Replica r : others) lanes.add(new Lane(r.backend(), r.model(), new Tape(r.backend())));
         int n = lanes.size();
         if (n > cfg.accum()) throw new IllegalArgumentException(n + " replicas need at least as many micro-batches per step; --accum is " + cfg.accum());
-        GradientSum gradientSum = n > 1 ? new GradientSum(lanes.stream().map(Lane::be).toList()) : null;
+        List<Backend> backends = lanes.stream().map(Lane::be).toList();
+        GradientSum gradientSum = n > 1 ? new GradientSum(backends) : null;
         double first = Double.NaN, last = Double.NaN, valLoss = Double.NaN;
         long step = 0;
         console.printf(Locale.ROOT, "== fine-tuning: %s (%d held out), %s × %s of up to %s, context %d%n",
@@ -107,7 +109,7 @@ public final class FineTuner {
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int r = 0; r < n; r++) {
                 Lane l = lanes.get(r);
-                stepLosses.add(l.be().allocate(DType.F32, Math.toIntExact((long) (cfg.accum() - r + n - 1) / n * b * t)));
+                stepLosses.add(l.be().allocate(DType.F32, Math.toIntExact((long) StepRunner.microBatchesOf(r, n, cfg.accum()) * b * t)));
                 opts.add(new AdamW(l.be(), l.model().parameters(), cfg));
             }
             for (int epoch = 0; epoch < epochs; epoch++) {
@@ -122,17 +124,12 @@ public final class FineTuner {
                     for (int m = from, j = 0; m < to; m += b, j++)
                         rows[j % n] += trainMicroBatch(lanes.get(j % n), train, order, m, Math.min(b, to - m), scale,
                                 stepLosses.get(j % n), rows[j % n]);
-                    if (gradientSum != null) gradientSum.run(opts.stream().map(AdamW::parameters).toList());
-                    double gradNorm = opts.getFirst().gradNorm();  // waits for the device once per step; every replica holds the sum
-                    double lossSum = 0;
-                    for (int r = 0; r < n; r++) if (rows[r] > 0) lossSum += lanes.get(r).be().sum(stepLosses.get(r).rows(0, rows[r]));
-                    double loss = lossSum / Math.max(1, scored);
+                    List<Tensor> losses = new ArrayList<>();
+                    for (int r = 0; r < n; r++) losses.add(rows[r] > 0 ? stepLosses.get(r).rows(0, rows[r]) : null);
                     float lr = schedule.at(step);
-                    String diverged = StepRunner.divergence(loss, gradNorm);  // then no update: the weights stay finite
-                    for (int r = 0; r < n; r++) {
-                        if (diverged == null) opts.get(r).update(lr, gradNorm);
-                        lanes.get(r).be().releaseScratch();
-                    }
+                    StepRunner.Sums sums = StepRunner.finishStep(gradientSum, opts, backends, losses, lr);
+                    double gradNorm = sums.gradNorm(), loss = sums.loss() / Math.max(1, scored);
+                    String diverged = StepRunner.divergence(loss, gradNorm);  // the step was not applied (finishStep)
                     if (diverged != null)  // a setting to change: one line, exit code 2
                         throw new IllegalArgumentException(diverged + " at fine-tuning step " + (step + 1) + "; lower --lr");
                     if (Double.isNaN(first)) first = loss;
@@ -164,9 +161,9 @@ public final class FineTuner {
                     metrics.write(o);
                     console.printf(Locale.ROOT, "      val   | epoch %d | response loss %.4f | ppl %.2f%n", epoch + 1, valLoss, Math.exp(valLoss));
                 }
-                RunState done = new RunState(1, 0, step, null, 0);
-                Checkpoints.save(runDir, model, null, null, new Checkpoints.Meta(1, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0),
-                        tokenizerFiles, be);
+                RunState done = RunState.afterStage(0, step, 0);  // its one stage
+                Checkpoints.save(runDir, model, null, null,
+                        new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0), tokenizerFiles, be);
             }
         } finally {
             opts.forEach(AdamW::close);
@@ -266,7 +263,7 @@ public final class FineTuner {
     /** The seeded order of {@code n} examples for {@code epoch} (the training sampler's shuffle). */
     public static int[] shuffled(int n, long seed, int epoch) {
         int[] order = new int[n];
-        dev.patchcore.data.BatchSampler.shuffle(order, seed, epoch);
+        BatchSampler.shuffle(order, seed, epoch);
         return order;
     }
 }

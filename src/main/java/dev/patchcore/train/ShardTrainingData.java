@@ -102,6 +102,8 @@ public final class ShardTrainingData implements TrainingData, AutoCloseable {
 
     @Override public long trainTokens() { return dataset.train().length(); }
 
+    @Override public long valTokens() { return dataset.val().length(); }
+
     @Override
     public BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to, PatchMode mode) {
         TokenSequence all = dataset.train();

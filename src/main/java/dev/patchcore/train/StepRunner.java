@@ -1,5 +1,6 @@
 package dev.patchcore.train;
 
+import dev.patchcore.autograd.Parameter;
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Var;
 import dev.patchcore.backend.Backend;
@@ -36,8 +37,7 @@ public final class StepRunner implements AutoCloseable {
         }
 
         /** Sets each of {@code dst} (on {@code to}) to the master weights of the same position in {@code src} (on {@code from}). */
-        public static void copyWeights(Backend from, List<dev.patchcore.autograd.Parameter> src, Backend to,
-                                       List<dev.patchcore.autograd.Parameter> dst) {
+        public static void copyWeights(Backend from, List<Parameter> src, Backend to, List<Parameter> dst) {
             if (src.size() != dst.size()) throw new IllegalArgumentException(src.size() + " parameters to copy into " + dst.size());
             for (int i = 0; i < src.size(); i++) dst.get(i).load(to, from.download(src.get(i).master()));
         }
@@ -74,6 +74,8 @@ public final class StepRunner implements AutoCloseable {
     private final float gradScale;
     /** With several replicas, the sum of their gradients each step; null with one. */
     private final GradientSum gradientSum;
+    /** The replicas' backends, in lane order. */
+    private final List<Backend> backends;
 
     /** Mean training loss of the step (nats per predicted token) and the gradient norm before clipping. */
     public record Result(double loss, double gradNorm) {}
@@ -108,9 +110,10 @@ public final class StepRunner implements AutoCloseable {
         int rowsPerPatch = proj == null ? 1 : proj.rowsPerPatch();  // K with paper §3.7's output projection, else 1
         rows = stage.batch() * patches * rowsPerPatch;
         int n = replicas.size();
-        gradientSum = n > 1 ? new GradientSum(replicas.stream().map(Replica::backend).toList()) : null;
+        backends = replicas.stream().map(Replica::backend).toList();
+        gradientSum = n > 1 ? new GradientSum(backends) : null;
         try {
-            for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, (stage.accum() - r + n - 1) / n));
+            for (int r = 0; r < n; r++) lanes.add(new Lane(replicas.get(r), stage, rows, microBatchesOf(r, n, stage.accum())));
         } catch (RuntimeException | Error e) {
             close();  // the lanes made so far (a lane that failed part-way goes with its backend)
             throw e;
@@ -141,18 +144,36 @@ public final class StepRunner implements AutoCloseable {
             l.be.copy(rowLoss, l.stepLosses.rows(micro / n * rows, rows));
             l.be.releaseScratch();
         }
+        Sums sums = finishStep(gradientSum, opts, backends, lanes.stream().map(l -> l.stepLosses).toList(), lr);
+        return new Result(sums.loss() / ((double) rows * stage.accum()), sums.gradNorm());
+    }
+
+    /** Micro-batches replica {@code replica} of {@code replicas} runs in a step of {@code accum}: j runs on j mod replicas. */
+    static int microBatchesOf(int replica, int replicas, int accum) {
+        return (accum - replica + replicas - 1) / replicas;
+    }
+
+    /** A step's summed row losses and its gradient norm before clipping. */
+    record Sums(double loss, double gradNorm) {}
+
+    /**
+     * The end of a step whose micro-batches' backward passes are queued: sums the replicas' gradients (with several),
+     * takes the gradient norm and sums the row losses ({@code losses.get(r)} on replica r's backend; null if it ran no
+     * micro-batch), then updates every replica unless the step diverged and releases the scratch.
+     */
+    static Sums finishStep(GradientSum gradientSum, List<AdamW> opts, List<Backend> backends, List<Tensor> losses, float lr) {
         if (gradientSum != null) gradientSum.run(opts.stream().map(AdamW::parameters).toList());
-        double gradNorm = opts.getFirst().gradNorm();  // the same on every replica: they all hold the sum
+        double gradNorm = opts.getFirst().gradNorm();  // waits for the device once per step; every replica holds the sum
         double lossSum = 0;
-        for (Lane l : lanes) lossSum += l.be.sum(l.stepLosses);
+        for (int r = 0; r < losses.size(); r++) if (losses.get(r) != null) lossSum += backends.get(r).sum(losses.get(r));
         // A gradient norm or loss that is not finite (a diverged step) would make every weight NaN: no update then, so the
         // weights (and the checkpoints saved from them) stay those of the last good step; the caller stops the run.
         boolean finite = divergence(lossSum, gradNorm) == null;
-        for (int r = 0; r < n; r++) {
+        for (int r = 0; r < opts.size(); r++) {
             if (finite) opts.get(r).update(lr, gradNorm);
-            lanes.get(r).be.releaseScratch();
+            backends.get(r).releaseScratch();
         }
-        return new Result(lossSum / ((double) rows * stage.accum()), gradNorm);
+        return new Sums(lossSum, gradNorm);
     }
 
     @Override public void close() {

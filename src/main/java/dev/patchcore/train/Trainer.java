@@ -4,7 +4,9 @@ import com.google.gson.JsonObject;
 import dev.patchcore.autograd.Parameter;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.data.Batch;
+import dev.patchcore.data.HuggingFaceTokenizerFiles;
 import dev.patchcore.data.PatchMode;
+import dev.patchcore.data.Plural;
 import dev.patchcore.eval.LossEvaluator;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
@@ -26,7 +28,7 @@ public final class Trainer {
     private final TrainConfig cfg;
     private final TrainingData data;
     /** The tokenizer files every checkpoint keeps a copy of (a SentencePiece model, Hugging Face's files). */
-    private final dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles;
+    private final HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles;
     /** The current patch stage's projections (paper §3.7), or null. */
     private PatchProjections proj;
     private final Path runDir;
@@ -37,7 +39,6 @@ public final class Trainer {
     private List<StepRunner.Replica> others = List.of();
     private long stopAfterGlobalStep = Long.MAX_VALUE;
 
-    /** What a run achieved, per stage. */
     /**
      * What a stage achieved: {@code valLoss} is the last validation's token loss (in the patch stage: its weights read
      * at K = 1, on the blocks the token stage validates on), {@code patchValLoss} the patch stage's K-target loss (NaN in
@@ -47,7 +48,7 @@ public final class Trainer {
                               double patchValLoss, double tokensPerSecond) {
         /** "N steps", or for a stage resumed inside, "steps A–B (resumed)": the steps this command trained. */
         public String stepsText() {
-            return fromStep == 0 ? dev.patchcore.data.Plural.of(steps, "step")
+            return fromStep == 0 ? Plural.of(steps, "step")
                     : "steps " + (fromStep + 1) + "–" + (fromStep + steps) + " (resumed)";
         }
 
@@ -97,7 +98,6 @@ public final class Trainer {
     public List<StageResult> run(LlamaModel model, RunState state, Path resumeFrom) {
         List<Stage> stages = Stage.plan(cfg);
         List<StageResult> results = new ArrayList<>();
-        double split = multiEpoch ? 0 : (double) cfg.patchSteps() / cfg.steps();
         if (resumeFrom != null) {
             int dropped = Metrics.dropAfter(runDir.resolve("metrics.jsonl"), state.globalStep());
             if (dropped > 0)
@@ -108,15 +108,9 @@ public final class Trainer {
             for (int si = state.stageIndex(); si < stages.size(); si++) {
                 Stage st = stages.get(si);
                 boolean resumingHere = si == state.stageIndex() && resumeFrom != null && state.stepInStage() > 0;
-                double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
-                double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
-                BatchSource source = data.trainBatches(st.patchSize(), st.blockPatches(), st.batch(), cfg.seed() + si, from, to,
-                        modeOf(st));
-                long startStep = 0;
+                BatchSource source = trainBatches(st, si);
                 // Paper §3.7's projections live for the patch stage only: created (or restored) here, freed after it.
-                proj = st.patchSize() > 1 && cfg.patch().projections()
-                        ? new PatchProjections(be, cfg.model(), st.patchSize(), cfg.patch().inputProjection(), cfg.patch().outputProjection())
-                        : null;
+                proj = st.patchSize() > 1 && cfg.patch().projections() ? newProjections(be, st) : null;
                 if (proj != null) {
                     if (resumingHere) Checkpoints.loadProjections(resumeFrom, proj, be);
                     else proj.initialize(be);
@@ -124,51 +118,78 @@ public final class Trainer {
                 // The replicas: the primary first, then the others, each with its own copy of the projections.
                 List<StepRunner.Replica> replicas = new ArrayList<>(List.of(new StepRunner.Replica(be, model, proj)));
                 List<AdamW> opts = new ArrayList<>();
+                StageEnd end;
                 try {
                     for (StepRunner.Replica o : others) {
-                        PatchProjections p = proj == null ? null : new PatchProjections(o.backend(), cfg.model(), st.patchSize(),
-                                cfg.patch().inputProjection(), cfg.patch().outputProjection());
+                        PatchProjections p = proj == null ? null : newProjections(o.backend(), st);
                         replicas.add(new StepRunner.Replica(o.backend(), o.model(), p));
                         if (p != null) StepRunner.Replica.copyWeights(be, proj.parameters(), o.backend(), p.parameters());
                     }
-                    for (StepRunner.Replica rep : replicas) {
-                        List<Parameter> trained = new ArrayList<>(rep.model().parameters());
-                        if (rep.proj() != null) trained.addAll(rep.proj().parameters());
-                        opts.add(new AdamW(rep.backend(), trained, cfg));
-                    }
+                    for (StepRunner.Replica rep : replicas) opts.add(optimizerOf(rep));
+                    RunState from = new RunState(si, 0, state.globalStep(), null, state.tokensSeen());  // the stage's first step
                     if (resumingHere) {
                         Checkpoints.loadOptimizer(resumeFrom, opts, Checkpoints.readMeta(resumeFrom).optimizerStep());
-                        if (state.samplerState() != null) {
-                            try {
-                                source.restore(state.samplerState());
-                            } catch (IllegalArgumentException e) {
-                                throw new IllegalArgumentException("dataset " + data.description() + " is not the data this run was "
-                                        + "trained on (its training split no longer matches the checkpoint's position in it); resume "
-                                        + "on that data, or start a new run from the checkpoint with --init-from " + runDir, e);
-                            }
-                        }
-                        startStep = state.stepInStage();
+                        if (state.samplerState() != null) restoreSampler(source, state.samplerState());
+                        from = state;
                     }
-                    StageResult r = runStage(model, si, st, source, replicas, opts, startStep, state, metrics, stages);
-                    if (r == null) return results; // interrupted: checkpoint saved
-                    results.add(r);
-                    state = new RunState(si + 1, 0, state.globalStep() + st.steps() - startStep, null,
-                            state.tokensSeen() + (st.steps() - startStep) * cfg.tokensPerStep());
+                    end = runStage(model, stages, from, source, replicas, opts, metrics);
                 } finally {
                     opts.forEach(AdamW::close);
                     for (StepRunner.Replica rep : replicas) if (rep.proj() != null) rep.proj().free(rep.backend());
                     proj = null;
                 }
+                if (end.stopped()) return results;  // inside the stage: its checkpoint is saved
+                results.add(end.result());
+                state = end.next();
                 // A stop asked for during the stage's last step (or a --stop-after at its end) stops at the switch:
                 // the stage-end checkpoint is saved, and the next stage starts on --resume.
-                if ((state.globalStep() >= stopAfterGlobalStep || stopRequested.get()) && si + 1 < stages.size()) {
-                    console.printf("stopped after %d steps; checkpoint saved in %s (continue with --resume %s)%n",
-                            state.globalStep(), Checkpoints.root(runDir), runDir);
+                if (stopping(state.globalStep()) && si + 1 < stages.size()) {
+                    printStopped(state.globalStep());
                     return results;
                 }
             }
         }
         return results;
+    }
+
+    /**
+     * The stage's training batches: in a single pass the patch stage reads the first part of the training split (its
+     * share of the steps) and the token stage the rest; in multi-epoch mode both read all of it.
+     */
+    private BatchSource trainBatches(Stage st, int si) {
+        double split = multiEpoch ? 0 : (double) cfg.patchSteps() / cfg.steps();
+        double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
+        double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
+        return data.trainBatches(st.patchSize(), st.blockPatches(), st.batch(), cfg.seed() + si, from, to, modeOf(st));
+    }
+
+    private PatchProjections newProjections(Backend b, Stage st) {
+        return new PatchProjections(b, cfg.model(), st.patchSize(), cfg.patch().inputProjection(), cfg.patch().outputProjection());
+    }
+
+    /** A fresh AdamW over the replica's model and projections. */
+    private AdamW optimizerOf(StepRunner.Replica rep) {
+        List<Parameter> trained = new ArrayList<>(rep.model().parameters());
+        if (rep.proj() != null) trained.addAll(rep.proj().parameters());
+        return new AdamW(rep.backend(), trained, cfg);
+    }
+
+    private void restoreSampler(BatchSource source, String samplerState) {
+        try {
+            source.restore(samplerState);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("dataset " + data.description() + " is not the data this run was "
+                    + "trained on (its training split no longer matches the checkpoint's position in it); resume "
+                    + "on that data, or start a new run from the checkpoint with --init-from " + runDir, e);
+        }
+    }
+
+    /** Whether the run is to stop now that {@code globalStep} steps are done (--stop-after, or a stop requested). */
+    private boolean stopping(long globalStep) { return globalStep >= stopAfterGlobalStep || stopRequested.get(); }
+
+    private void printStopped(long globalStep) {
+        console.printf("stopped after %s; checkpoint saved in %s (continue with --resume %s)%n",
+                Plural.of(globalStep, "step"), Checkpoints.root(runDir), runDir);
     }
 
     /** What one validation sequence of the stage spans: K·(T+1) tokens, or K windows of T+1 tokens for mixup. */
@@ -186,132 +207,168 @@ public final class Trainer {
     /** The patch stage forms patches as configured; the token stage has none to form. */
     private PatchMode modeOf(Stage st) { return st.patchSize() > 1 ? cfg.patchMode() : PatchMode.CONSECUTIVE; }
 
-    private StageResult runStage(LlamaModel model, int si, Stage st, BatchSource source, List<StepRunner.Replica> replicas,
-                                 List<AdamW> opts, long startStep, RunState state, Metrics metrics, List<Stage> stages) {
-        AdamW opt = opts.getFirst();  // the primary's: its moments are the ones a checkpoint keeps
+    /** How a stage's run here ended: its result and the state after it, or neither if the run stopped inside it. */
+    private record StageEnd(StageResult result, RunState next) {
+        static final StageEnd STOPPED = new StageEnd(null, null);
+
+        boolean stopped() { return result == null; }
+    }
+
+    /**
+     * A stage's validation blocks: its own ({@code blocks}), and in the patch stage the token stage's too
+     * ({@code tokenBlocks}, else none).
+     */
+    private record ValidationBlocks(List<Batch> blocks, List<Batch> tokenBlocks) {}
+
+    private ValidationBlocks validationBlocks(Stage st) {
         int t = st.blockPatches(), k = st.patchSize();
-        be.resetMemoryPeak();  // each stage's own activations (its context and micro-batch differ)
-        LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
-        if (cfg.warmup() > st.steps() && startStep == 0)
-            console.printf("note: --warmup %d is longer than the %s stage's %s: it warms up over all of them%n", cfg.warmup(), st.name(),
-                    dev.patchcore.data.Plural.of(st.steps(), "step"));
         List<Batch> val = cfg.evalEvery() > 0 ? data.validation(k, t, st.batch(), cfg.evalBatches(), modeOf(st)) : List.of();
         // In the patch stage the same weights are also scored at K = 1, on the token stage's validation blocks (its
         // micro-batch, cfg.batch(), not the patch stage's smaller one), so the token loss is one curve over both stages.
         List<Batch> tokenVal = k > 1 && !val.isEmpty()
                 ? data.validation(1, cfg.model().contextLength(), cfg.batch(), cfg.evalBatches(), PatchMode.CONSECUTIVE) : List.of();
+        return new ValidationBlocks(val, tokenVal);
+    }
+
+    /**
+     * Trains the stage {@code from} is in, from its step there to the stage's end or a stop: steps, console lines,
+     * metrics, validations, checkpoints.
+     */
+    private StageEnd runStage(LlamaModel model, List<Stage> stages, RunState from, BatchSource source,
+                              List<StepRunner.Replica> replicas, List<AdamW> opts, Metrics metrics) {
+        int si = from.stageIndex();
+        Stage st = stages.get(si);
+        long startStep = from.stepInStage();
+        AdamW opt = opts.getFirst();  // the primary's: its moments are the ones a checkpoint keeps
+        be.resetMemoryPeak();  // each stage's own activations (its context and micro-batch differ)
+        LrSchedule schedule = LrSchedule.forStage(cfg, st.steps());
+        if (cfg.warmup() > st.steps() && startStep == 0)
+            console.printf("note: --warmup %d is longer than the %s stage's %s: it warms up over all of them%n", cfg.warmup(), st.name(),
+                    Plural.of(st.steps(), "step"));
+        ValidationBlocks blocks = validationBlocks(st);
+        List<Batch> val = blocks.blocks();
+        printStageHeader(st, val);
+
+        double firstLoss = Double.NaN, lastLoss = Double.NaN;
+        Validation valLoss = Validation.NONE;
+        long globalStep = from.globalStep(), tokensSeen = from.tokensSeen();
+        StepClock clock = new StepClock();
+        // The token stage's step time in patch steps, for the ETA: K (K times the positions) until a validation measures it
+        double laterStepCost = st.patchSize();
+        try (StepRunner runner = new StepRunner(replicas, st)) {
+            for (long step = startStep; step < st.steps(); step++) {
+                long t0 = System.nanoTime();
+                float lr = schedule.at(step);
+                StepRunner.Result r = runner.step(source, opts, lr);
+                globalStep++;
+                tokensSeen += cfg.tokensPerStep();
+                long dt = System.nanoTime() - t0;
+                clock.record(dt);
+                if (Double.isNaN(firstLoss)) firstLoss = r.loss();
+                lastLoss = r.loss();
+                String diverged = StepRunner.divergence(r.loss(), r.gradNorm());
+                if (diverged != null) throw divergedError(diverged, st, step);  // the step was not applied (StepRunner)
+                metrics.write(trainRecord(st, step, globalStep, tokensSeen, lr, r, dt));
+
+                boolean last = step + 1 == st.steps();
+                if ((step + 1) % cfg.logEvery() == 0 || last || step == startStep)
+                    console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
+                            st.name(), step + 1, st.steps(), r.loss(), lr, r.gradNorm(),
+                            human((long) clock.rate(cfg.tokensPerStep())), etaText(clock, stages, si, step + 1, laterStepCost));
+                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) {
+                    valLoss = validate(model, st, val, blocks.tokenBlocks(), step + 1, globalStep, metrics);
+                    if (st.patchSize() > 1 && si + 1 < stages.size() && valLoss.tokenSeconds() > 0 && valLoss.patchSeconds() > 0)
+                        laterStepCost = tokenStepCost(valLoss, blocks, st, stages.get(si + 1));
+                }
+
+                boolean stopping = stopping(globalStep);
+                if (last) saveCheckpoint(model, null, RunState.afterStage(si, globalStep, tokensSeen));
+                else if (stopping || (cfg.saveEvery() > 0 && (step + 1) % cfg.saveEvery() == 0))
+                    saveCheckpoint(model, opt, new RunState(si, step + 1, globalStep, source.state(), tokensSeen));
+                if (stopping && !last) {
+                    printStopped(globalStep);
+                    return StageEnd.STOPPED;
+                }
+            }
+        }
+        double tps = clock.rate(cfg.tokensPerStep());
+        console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
+                valLoss.text().isEmpty() ? "" : ", " + valLoss.text(), human((long) tps));
+        String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
+        if (memory != null) console.println("      " + memory);
+        return new StageEnd(new StageResult(st.name(), st.steps() - startStep, startStep, firstLoss, lastLoss, valLoss.tokenLoss(),
+                valLoss.patchLoss(), tps), RunState.afterStage(si, globalStep, tokensSeen));
+    }
+
+    /** The stage's notes on its validation, then its header line. */
+    private void printStageHeader(Stage st, List<Batch> val) {
+        int t = st.blockPatches(), k = st.patchSize();
         if (cfg.evalEvery() > 0 && cfg.evalBatches() == 0)
             console.printf("note: --eval-batches 0: no validation in the %s stage%n", st.name());
+        else if (cfg.evalEvery() > 0 && data.valTokens() == 0)
+            console.printf("note: the dataset has no validation split (prepared with --val-fraction 0, or from one document); no "
+                    + "validation in the %s stage%n", st.name());
         else if (cfg.evalEvery() > 0 && val.isEmpty())
             console.printf("note: the validation split is shorter than one sequence of %s; no validation in the %s stage%n",
                     sequenceText(st), st.name());
         else if (!val.isEmpty() && val.size() * val.getFirst().batchSize() < st.batch())
             console.printf("note: the validation split holds only %d sequences of %s; the %s stage validates on those%n",
                     val.getFirst().batchSize(), sequenceText(st), st.name());
+        String positions = modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
+                : k > 1 ? "patches" : "positions";
         console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %s, %s tokens/step%n",
-                st.name(), k, k * t, t, (modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
-                        : k > 1 ? "patches" : "positions") + projectionNote(), st.batch(), st.accum(),
-                dev.patchcore.data.Plural.of(st.steps(), "step"), human(cfg.tokensPerStep()));
-
-        double firstLoss = Double.NaN, lastLoss = Double.NaN;
-        Validation valLoss = Validation.NONE;
-        long globalStep = state.globalStep(), tokensSeen = state.tokensSeen();
-        // The first step carries one-time costs (JIT compilation, GEMM tuning, the scratch pool's growth): the rate and
-        // ETA count from its end once a second step is done. The rate (tok/s) is of the training steps alone; the ETA
-        // divides the wall time of the last ETA_WINDOW steps at most (the JIT's early slow steps drop out), validations
-        // and checkpoints included (they recur).
-        long stageStart = System.nanoTime(), measuredSteps = 0;
-        long[] stepEnds = new long[ETA_WINDOW + 1];  // stepEnds[m % length]: when the stage's m-th step here ended
-        double firstStepSec = 0, laterStepsSec = 0;
-        // The token stage's step time in patch steps, for the ETA: K (K times the positions) until a validation measures it
-        double laterStepCost = k;
-        try (StepRunner runner = new StepRunner(replicas, st)) {
-            for (long step = startStep; step < st.steps(); step++) {
-                long t0 = System.nanoTime();
-                float lr = schedule.at(step);
-                StepRunner.Result r = runner.step(source, opts, lr);
-                double loss = r.loss(), gradNorm = r.gradNorm();
-                globalStep++;
-                tokensSeen += cfg.tokensPerStep();
-                long dt = System.nanoTime() - t0;
-                stepEnds[(int) (++measuredSteps % stepEnds.length)] = System.nanoTime();
-                if (measuredSteps == 1) {
-                    firstStepSec = dt / 1e9;
-                } else {
-                    laterStepsSec += dt / 1e9;
-                }
-                if (Double.isNaN(firstLoss)) firstLoss = loss;
-                lastLoss = loss;
-                String diverged = StepRunner.divergence(loss, gradNorm);
-                if (diverged != null)  // the step was not applied (StepRunner)
-                    throw new IllegalArgumentException(diverged + " at " + st.name() + " step " + (step + 1) + "; the run stopped before that step changed the weights. "
-                            + (Checkpoints.exists(runDir) ? "Start a new run from its last checkpoint with --init-from " + runDir
-                            + " and a lower --lr" : "Lower --lr"));  // one line, exit code 2
-                double tokPerSec = cfg.tokensPerStep() / (dt / 1e9);
-
-                JsonObject m = new JsonObject();
-                m.addProperty("type", "train");
-                m.addProperty("stage", st.name());
-                m.addProperty("patch_size", k);
-                m.addProperty("step", step + 1);
-                m.addProperty("global_step", globalStep);
-                m.addProperty("loss", loss);
-                m.addProperty("lr", lr);
-                m.addProperty("grad_norm", gradNorm);
-                m.addProperty("tokens", tokensSeen);
-                m.addProperty("tokens_per_s", tokPerSec);
-                m.addProperty("step_ms", dt / 1e6);
-                metrics.write(m);
-
-                boolean last = step + 1 == st.steps();
-                if ((step + 1) % cfg.logEvery() == 0 || last || step == startStep) {
-                    long w = Math.min(measuredSteps - 1, ETA_WINDOW);
-                    double avgStep = w > 0 ? (System.nanoTime() - stepEnds[(int) ((measuredSteps - w) % stepEnds.length)]) / 1e9 / w
-                            : (System.nanoTime() - stageStart) / 1e9;
-                    String eta = measuredSteps > 1 || last ? duration(etaSeconds(avgStep, st, step + 1, si, stages, laterStepCost)) : "-";
-                    console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
-                            st.name(), step + 1, st.steps(), loss, lr, gradNorm,
-                            human((long) stepRate(measuredSteps, firstStepSec, laterStepsSec)), eta);
-                }
-                if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) {
-                    valLoss = validate(model, st, val, tokenVal, step + 1, globalStep, metrics);
-                    if (k > 1 && si + 1 < stages.size() && valLoss.tokenSeconds() > 0 && valLoss.patchSeconds() > 0) {
-                        // A token step against a patch step, from the two forward passes just timed on their micro-batches
-                        Stage next = stages.get(si + 1);
-                        laterStepCost = valLoss.tokenSeconds() / tokenVal.size() * next.accum()
-                                / (valLoss.patchSeconds() / val.size() * st.accum());
-                    }
-                }
-
-                boolean stopping = globalStep >= stopAfterGlobalStep || stopRequested.get();
-                if (last || stopping || (cfg.saveEvery() > 0 && (step + 1) % cfg.saveEvery() == 0)) {
-                    boolean stageDone = last;
-                    RunState rs = stageDone
-                            ? new RunState(si + 1, 0, globalStep, null, tokensSeen)
-                            : new RunState(si, step + 1, globalStep, source.state(), tokensSeen);
-                    Checkpoints.save(runDir, model, proj, stageDone ? null : opt,
-                            new Checkpoints.Meta(1, cfg, data.description(), data.tokenizer(), multiEpoch, rs, stageDone ? 0 : opt.step(),
-                                    data.fingerprint()),
-                            tokenizerFiles, be);
-                }
-                if (stopping && !last) {
-                    console.printf("stopped after %d steps; checkpoint saved in %s (continue with --resume %s)%n",
-                            globalStep, Checkpoints.root(runDir), runDir);
-                    return null;
-                }
-            }
-        }
-        double tps = stepRate(measuredSteps, firstStepSec, laterStepsSec);
-        console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
-                valLoss.text().isEmpty() ? "" : ", " + valLoss.text(), human((long) tps));
-        String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
-        if (memory != null) console.println("      " + memory);
-        return new StageResult(st.name(), st.steps() - startStep, startStep, firstLoss, lastLoss, valLoss.tokenLoss(), valLoss.patchLoss(), tps);
+                st.name(), k, k * t, t, positions + projectionNote(), st.batch(), st.accum(),
+                Plural.of(st.steps(), "step"), human(cfg.tokensPerStep()));
     }
 
-    /** Tokens per second of the training steps alone: from the second step on, or the first if it is the only one. */
-    private double stepRate(long steps, double firstStepSec, double laterStepsSec) {
-        return steps > 1 ? cfg.tokensPerStep() * (steps - 1) / laterStepsSec : cfg.tokensPerStep() / firstStepSec;
+    /** A diverged step's error: one line (exit code 2) saying what to change. */
+    private IllegalArgumentException divergedError(String diverged, Stage st, long step) {
+        return new IllegalArgumentException(diverged + " at " + st.name() + " step " + (step + 1) + "; the run stopped before that step changed the weights. "
+                + (Checkpoints.exists(runDir) ? "Start a new run from its last checkpoint with --init-from " + runDir
+                + " and a lower --lr" : "Lower --lr"));
+    }
+
+    /**
+     * A step of the {@code next} (token) stage against one of the patch stage {@code st}, from the two forward passes a
+     * validation just timed on their micro-batches.
+     */
+    private static double tokenStepCost(Validation v, ValidationBlocks blocks, Stage st, Stage next) {
+        return v.tokenSeconds() / blocks.tokenBlocks().size() * next.accum() / (v.patchSeconds() / blocks.blocks().size() * st.accum());
+    }
+
+    /** metrics.jsonl's record of a training step ({@code step} 0-based in its stage, {@code nanos} its time). */
+    private JsonObject trainRecord(Stage st, long step, long globalStep, long tokensSeen, float lr, StepRunner.Result r, long nanos) {
+        JsonObject m = new JsonObject();
+        m.addProperty("type", "train");
+        m.addProperty("stage", st.name());
+        m.addProperty("patch_size", st.patchSize());
+        m.addProperty("step", step + 1);
+        m.addProperty("global_step", globalStep);
+        m.addProperty("loss", r.loss());
+        m.addProperty("lr", lr);
+        m.addProperty("grad_norm", r.gradNorm());
+        m.addProperty("tokens", tokensSeen);
+        m.addProperty("tokens_per_s", cfg.tokensPerStep() / (nanos / 1e9));
+        m.addProperty("step_ms", nanos / 1e6);
+        return m;
+    }
+
+    /**
+     * Saves a checkpoint of the model (and projections) at {@code rs}, with the primary's optimizer {@code opt}; null at
+     * a stage's end, where the next stage starts a fresh one.
+     */
+    private void saveCheckpoint(LlamaModel model, AdamW opt, RunState rs) {
+        Checkpoints.save(runDir, model, proj, opt,
+                new Checkpoints.Meta(Checkpoints.FORMAT, cfg, data.description(), data.tokenizer(), multiEpoch, rs,
+                        opt == null ? 0 : opt.step(), data.fingerprint()),
+                tokenizerFiles, be);
+    }
+
+    /** The console's ETA once {@code done} steps of stage {@code si} are done: "-" until it can be measured. */
+    private static String etaText(StepClock clock, List<Stage> stages, int si, long done, double laterStepCost) {
+        Stage st = stages.get(si);
+        boolean last = done == st.steps();
+        return clock.steps() > 1 || last ? duration(etaSeconds(clock.secPerStep(), st, done, si, stages, laterStepCost)) : "-";
     }
 
     /** A validation's losses: the token loss, and in the patch stage the patch loss (else NaN). */
@@ -351,9 +408,6 @@ public final class Trainer {
         metrics.write(m);
         return new Validation(loss, Double.NaN, seconds, 0);
     }
-
-    /** The ETA's window: the wall time of at most this many recent steps. */
-    private static final int ETA_WINDOW = 100;
 
     /** The current stage's steps left, plus the later (token) stage's at {@code laterStepCost} of this stage's steps each. */
     private static double etaSeconds(double secPerStep, Stage st, long done, int si, List<Stage> stages, double laterStepCost) {

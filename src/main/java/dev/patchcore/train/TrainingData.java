@@ -35,6 +35,9 @@ public interface TrainingData {
     /** Tokens in the training split. */
     long trainTokens();
 
+    /** Tokens in the validation split (0 for a dataset prepared with {@code --val-fraction 0}). */
+    long valTokens();
+
     /**
      * Micro-batches of {@code batch} windows of K·(T+1) tokens, drawn in a seeded shuffled order from the part
      * [from, to) (fractions of the training split) — the patch stage reads the first λ of the data and the token

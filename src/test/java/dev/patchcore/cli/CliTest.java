@@ -144,7 +144,14 @@ class CliTest {
         Path used = dir.resolve("used");
         Files.createDirectories(used);
         Files.writeString(used.resolve("metrics.jsonl"), "{}\n");
-        assertUserError("--out " + used + " is not empty (it holds metrics.jsonl)", "train", "--backend", "cpu", "--out", used.toString());
+        assertUserError("--out " + used + " holds the metrics.jsonl of a run that stopped before its first checkpoint", "train",
+                "--backend", "cpu", "--out", used.toString());
+        assertUserError(used + " holds no checkpoint: its run stopped before saving one", "train", "--backend", "cpu", "--resume",
+                used.toString());
+        Files.writeString(used.resolve("notes.txt"), "mine");
+        assertUserError("--out " + used + " is not empty (it holds metrics.jsonl, notes.txt)", "train", "--backend", "cpu", "--out",
+                used.toString());
+        assertUserError("--warmup must not be negative (got -3)", "train", "--backend", "cpu", "--warmup", "-3");
         // picocli's own "Error: " prefix is not repeated after ours
         err.reset();
         assertEquals(2, Main.run("eval", "--checkpoint", dir.toString()));
