@@ -56,8 +56,12 @@ for p in ncu nsys compute-sanitizer; do printf 'tool %s: %s\n' "$p" "$(command -
 STEPS=${STEPS:-"selftest cuda-tests train-cuda train-dp speed kernels"}
 for s in $STEPS; do case $s in
   selftest)   step selftest "$T_SELFTEST" "${JAVA[@]}" selftest ;;
+  # Then its last checkpoint evaluated on both backends: the load through CudaBackend of a checkpoint that stores the
+  # vocabulary's rows only (written 2026-11-27, not yet run on a GPU); the two losses should agree to bf16 rounding.
   train-cuda) step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
-              cp "$WORK/run-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null ;;
+              cp "$WORK/run-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null
+              step eval-cuda 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cuda --max-blocks 64
+              step eval-cpu 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cpu --max-blocks 64 ;;
   train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
               cp "$WORK/run-cpu/metrics.jsonl" "$OUT/train-cpu-metrics.jsonl" 2>/dev/null ;;
   train-small) step train-small "${T_TRAIN_SMALL:-120}" "${JAVA[@]}" train ${SMALL_ARGS:-"--preset small --steps 2000 --log-every 200 --eval-every 500"} --backend cuda --out "$WORK/run-small"
@@ -185,6 +189,7 @@ if [[ -f "$OUT/train-dp1-metrics.jsonl" && -f "$OUT/train-dp2-metrics.jsonl" ]];
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
 fi
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
+for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
 if [[ -f "$OUT/feat-train-cuda-metrics.jsonl" && -f "$OUT/feat-train-cpu-metrics.jsonl" ]]; then
   echo "--- features: CUDA vs CPU training losses (mixup + both projections, SentencePiece data, same seed)"
   paste -d' ' <(grep '"type":"train"' "$OUT/feat-train-cuda-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) \
