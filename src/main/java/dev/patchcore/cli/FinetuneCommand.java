@@ -2,6 +2,8 @@ package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.HuggingFaceTokenizerFiles;
+import dev.patchcore.data.Plural;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.model.LlamaModel;
@@ -59,11 +61,22 @@ public final class FinetuneCommand implements Callable<Integer> {
         if (!(warmupRatio >= 0 && warmupRatio <= 1)) throw new IllegalArgumentException("--warmup-ratio must lie in [0, 1]");
         if (Files.exists(out) && !isEmptyDirectory(out))
             throw new IllegalArgumentException(out + " exists and is not an empty folder; choose another --out");
+        boolean created = !Files.exists(out);
         try {
             Files.createDirectories(out);  // now, so an --out that cannot be written is said before any work
         } catch (IOException e) {
             throw new IllegalArgumentException("cannot create the --out folder: " + Main.userMessage(e), e);
         }
+        try {
+            return fineTune();
+        } catch (IOException | RuntimeException | Error e) {
+            // A folder this command made and left empty (it failed before its first record) goes again.
+            if (created && isEmptyDirectory(out)) Files.deleteIfExists(out);
+            throw e;
+        }
+    }
+
+    private int fineTune() throws IOException {
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
@@ -106,9 +119,9 @@ public final class FinetuneCommand implements Callable<Integer> {
             List<StepRunner.Replica> replicas = new ArrayList<>();
             for (Backend rb : backends.subList(1, backends.size())) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
             FineTuner.Result r = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
-                    dev.patchcore.data.HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
+                    HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
                     .withReplicas(replicas).run();
-            System.out.printf(Locale.ROOT, "fine-tuned: %s, response loss %.4f → %.4f%s%ncheckpoint: %s%n", dev.patchcore.data.Plural.of(r.steps(), "step"), r.firstLoss(),
+            System.out.printf(Locale.ROOT, "fine-tuned: %s, response loss %.4f → %.4f%s%ncheckpoint: %s%n", Plural.of(r.steps(), "step"), r.firstLoss(),
                     r.lastLoss(), Double.isNaN(r.valLoss()) ? "" : String.format(Locale.ROOT, ", val %.4f", r.valLoss()),
                     Checkpoints.latest(out));
         } finally {

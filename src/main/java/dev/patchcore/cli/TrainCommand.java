@@ -95,8 +95,8 @@ public final class TrainCommand implements Callable<Integer> {
     float lr;
     @Option(names = "--min-lr-ratio", defaultValue = "0.1", description = "cosine decays to lr × this (default: ${DEFAULT-VALUE})")
     float minLrRatio;
-    @Option(names = "--warmup", defaultValue = "-1", description = "warmup steps per stage (default: min(2000, stage steps/10))")
-    int warmup;
+    @Option(names = "--warmup", description = "warmup steps per stage (default: min(2000, stage steps/10))")
+    Integer warmup;
     @Option(names = "--weight-decay", defaultValue = "0.1", description = "AdamW decoupled weight decay, not on norm gains (default: ${DEFAULT-VALUE})")
     float weightDecay;
     @Option(names = "--beta1", defaultValue = "0.9", description = "AdamW first-moment decay (default: ${DEFAULT-VALUE})") float beta1;
@@ -216,9 +216,11 @@ public final class TrainCommand implements Callable<Integer> {
         if (Checkpoints.isCheckpointsFolder(resume))
             throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
                     + resume.toAbsolutePath().normalize().getParent());
-        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve("metrics.jsonl")))
+        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve("metrics.jsonl"))) {
+            requireNotInUse(resume);  // a run training there has no checkpoint yet either
             throw new IllegalArgumentException(resume + " holds no checkpoint: its run stopped before saving one (metrics.jsonl "
                     + "records how far it got); start it again as a new run (delete the folder, or choose another --out)");
+        }
         // Locked before its checkpoint is read, which a process still training there would replace
         if (Checkpoints.exists(resume)) runLock = RunLock.acquire(resume);
         Path checkpoint = Checkpoints.latest(resume);
@@ -266,16 +268,19 @@ public final class TrainCommand implements Callable<Integer> {
         Path init = initFrom == null ? null : initCheckpoint(model, dataset);
         int b = batch != null ? batch : paper ? 4 : 16;
         long total = budget(model, b, paper, dataset);
-        TrainConfig cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps, clip,
+        if (warmup != null && warmup < 0) throw new IllegalArgumentException("--warmup must not be negative (got " + warmup + ")");
+        TrainConfig cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup != null ? warmup : -1, weightDecay, beta1, beta2, eps, clip,
                 seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
                 new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).checkRecipe().requireBothStages();
         Path runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (Checkpoints.exists(runDir))
             throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
         String held = contents(runDir);
-        if (held.equals("metrics.jsonl") || held.equals("checkpoints, metrics.jsonl"))
+        if (held.equals("metrics.jsonl") || held.equals("checkpoints, metrics.jsonl")) {
+            requireNotInUse(runDir);  // a run training there has no checkpoint yet either
             throw new IllegalArgumentException("--out " + runDir + " holds the metrics.jsonl of a run that stopped before its first "
                     + "checkpoint (nothing to resume); delete the folder to start again there, or choose another --out");
+        }
         if (!held.isEmpty())
             throw new IllegalArgumentException("--out " + runDir + " is not empty (it holds " + held + "); a new run needs a new "
                     + "or empty folder: choose another --out");
@@ -297,6 +302,11 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
         return init;
+    }
+
+    /** Fails with RunLock's "in use by another patchcore process" if a run holds {@code runDir}'s lock now. */
+    private static void requireNotInUse(Path runDir) {
+        if (Files.exists(runDir.resolve(RunLock.FILE))) RunLock.acquire(runDir).close();
     }
 
     /** The paper's presets (LLaMA-2 vocabulary); tiny and small are byte level (257: 256 bytes and EOS). */

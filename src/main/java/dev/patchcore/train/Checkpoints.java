@@ -66,7 +66,8 @@ public final class Checkpoints {
         Path dir = root(runDir).resolve(name);
         // A folder of this name that latest does not name is from steps the run no longer stands behind (latest was
         // pointed back at an older checkpoint by hand): cleared, so no file of it outlives this save.
-        if (Files.isDirectory(dir) && !name.equals(latestName(runDir))) deleteTree(dir);
+        String previous = latestName(runDir);
+        if (Files.isDirectory(dir) && !name.equals(previous)) deleteTree(dir);
         List<SafeTensors.Entry> moments = new ArrayList<>();
         if (opt != null) {
             for (int i = 0; i < opt.parameters().size(); i++) {
@@ -84,7 +85,9 @@ public final class Checkpoints {
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.eosId()));
         tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
-        prune(runDir, name);
+        // With no earlier checkpoint, or one latest names by another name, nothing counts as in between.
+        long previousStep = previous == null || stepOf(previous) < 0 ? Long.MAX_VALUE : stepOf(previous);
+        prune(runDir, previousStep, stepOf(name));
     }
 
     /** The model's weights as a checkpoint holds them: the vocabulary's rows only of the padded embedding and LM head. */
@@ -110,16 +113,21 @@ public final class Checkpoints {
     }
 
     /**
-     * Deletes all but the {@link #KEEP} newest checkpoints up to {@code newest} (by step number). Folders of later
-     * steps (latest was pointed back at an older checkpoint by hand) are left until the run reaches them again.
+     * After the save of step {@code newest}, whose previous checkpoint was step {@code previous}: deletes the folders of
+     * the steps in between (this run did not write them: they are from steps it no longer stands behind, after latest
+     * was pointed back by hand) and all but the {@link #KEEP} newest up to {@code newest}. Folders of later steps are
+     * left until the run passes them.
      */
-    private static void prune(Path runDir, String newest) {
-        long newestStep = stepOf(newest);
+    private static void prune(Path runDir, long previous, long newest) {
         try (Stream<Path> s = Files.list(root(runDir))) {
-            List<Path> old = s.filter(p -> Files.isDirectory(p) && stepOf(p.getFileName().toString()) >= 0
-                            && stepOf(p.getFileName().toString()) <= newestStep)
-                    .sorted(Comparator.comparingLong(p -> stepOf(p.getFileName().toString()))).toList();
-            for (int i = 0; i < old.size() - KEEP; i++) deleteTree(old.get(i));
+            List<Path> kept = new ArrayList<>();
+            for (Path p : s.filter(Files::isDirectory).sorted(Comparator.comparingLong(p -> stepOf(p.getFileName().toString()))).toList()) {
+                long step = stepOf(p.getFileName().toString());
+                if (step < 0 || step > newest) continue;
+                if (step > previous && step < newest) deleteTree(p);
+                else kept.add(p);
+            }
+            for (int i = 0; i < kept.size() - KEEP; i++) deleteTree(kept.get(i));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prune old checkpoints: " + e.getMessage(), e);
         }

@@ -68,8 +68,6 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (!(eps > 0) || !Float.isFinite(eps)) throw new IllegalArgumentException("--eps must be a positive number (got " + eps + ")");
         if (!Float.isFinite(clip) || !Float.isFinite(weightDecay)) throw new IllegalArgumentException("--clip and --weight-decay must be numbers");
         if (logEvery < 1) throw new IllegalArgumentException("--log-every must be at least 1 (got " + logEvery + ")");
-        if (warmup < -1)  // -1: the default, min(2000, stage steps / 10)
-            throw new IllegalArgumentException("--warmup must not be negative (got " + warmup + ")");
         return this;
     }
 

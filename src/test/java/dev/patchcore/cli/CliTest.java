@@ -140,6 +140,8 @@ class CliTest {
         assertUserError("--log-every must be at least 1", "train", "--backend", "cpu", "--log-every", "0");
         assertUserError("--log-every must be at least 1", "finetune", "--backend", "cpu", dir.toString(), "--data", "x", "--out",
                 dir.resolve("ft").toString(), "--log-every", "0");
+        assertUserError("no checkpoint", "finetune", "--backend", "cpu", dir.toString(), "--data", "x", "--out", dir.resolve("ft").toString());
+        assertFalse(Files.exists(dir.resolve("ft")), "a finetune that failed before its first record leaves no folder it made");
         // A new run needs a new or empty folder: a failed run's metrics (no checkpoint) or a dataset are not appended to.
         Path used = dir.resolve("used");
         Files.createDirectories(used);
@@ -148,6 +150,11 @@ class CliTest {
                 "--backend", "cpu", "--out", used.toString());
         assertUserError(used + " holds no checkpoint: its run stopped before saving one", "train", "--backend", "cpu", "--resume",
                 used.toString());
+        // A run still training there has no checkpoint yet either: it is said to be in use, not to have stopped.
+        try (dev.patchcore.train.RunLock held = dev.patchcore.train.RunLock.acquire(used)) {
+            assertUserError(used + " is in use by", "train", "--backend", "cpu", "--out", used.toString());
+            assertUserError(used + " is in use by", "train", "--backend", "cpu", "--resume", used.toString());
+        }
         Files.writeString(used.resolve("notes.txt"), "mine");
         assertUserError("--out " + used + " is not empty (it holds metrics.jsonl, notes.txt)", "train", "--backend", "cpu", "--out",
                 used.toString());

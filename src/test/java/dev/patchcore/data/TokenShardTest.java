@@ -107,6 +107,15 @@ class TokenShardTest {
             assertEquals(p + " holds token id 65535 at token 3, outside its vocabulary of 257 (the file is damaged: prepare "
                     + "the dataset again)", e.getMessage());
         }
+        // 4-byte ids: one of 2^31 or more (negative as a Java int) is named unsigned.
+        Path q = write(Tokenizers.byName("o200k_base"), new int[][]{{1, 2, 3, 4, 5}});
+        try (FileChannel ch = FileChannel.open(q, StandardOpenOption.WRITE)) {
+            ch.write(ByteBuffer.allocate(4).order(ByteOrder.LITTLE_ENDIAN).putInt(0, 0xFFFFFFFF), ShardHeader.SIZE + 4 * 3);
+        }
+        try (TokenShard s = TokenShard.open(q)) {
+            IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> s.copy(0, new int[5], 0, 5));
+            assertTrue(e.getMessage().startsWith(q + " holds token id 4294967295 at token 3, outside its vocabulary of "), e.getMessage());
+        }
     }
 
     @Test

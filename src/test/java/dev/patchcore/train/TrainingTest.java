@@ -249,6 +249,31 @@ class TrainingTest {
         assertEquals(reference, resume(cfg, run));
         assertEquals(List.of("step-00000007", "step-00000008"), checkpointNames(root));
         assertFalse(Files.exists(root.resolve("step-00000008/stale.txt")), "step 8 was written into a cleared folder");
+
+        // A folder of a step the resumed run passes without saving there (saves every 2 steps: 6, 8) is removed, not
+        // kept as one of the two newest in place of the run's own.
+        TrainConfig every2 = new TrainConfig(MICRO, 4, 0.5, 8, 8, 1, 3e-3f, 0.1f, 2, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 99, 0, 2, 2, 1000);
+        Path run2 = dir.resolve("run2"), root2 = Checkpoints.root(run2);
+        Map<Long, Double> reference2 = trainAndReadLosses(every2, run2, Long.MAX_VALUE);
+        assertEquals(List.of("step-00000006", "step-00000008"), checkpointNames(root2));
+        copyTree(root2.resolve("step-00000006"), root2.resolve("step-00000007"));  // stands for an abandoned step 7
+        Files.writeString(root2.resolve("latest"), "step-00000006\n");
+        assertEquals(reference2, resume(every2, run2));
+        assertEquals(List.of("step-00000006", "step-00000008"), checkpointNames(root2));
+    }
+
+    /** Checkpoint folders are named in ASCII digits whatever the default locale (Arabic ones format %08d otherwise). */
+    @Test void checkpointNamesDoNotDependOnTheLocale(@TempDir Path dir) throws IOException {
+        java.util.Locale saved = java.util.Locale.getDefault();
+        try {
+            java.util.Locale.setDefault(java.util.Locale.forLanguageTag("ar-EG"));
+            assertNotEquals("00000002", String.format("%08d", 2), "this locale must format digits of its own for the test to mean anything");
+            Path run = dir.resolve("run");
+            trainAndReadLosses(config(2, 0.5, 3e-3f), run, Long.MAX_VALUE);
+            assertEquals(List.of("step-00000001", "step-00000002"), checkpointNames(Checkpoints.root(run)));
+        } finally {
+            java.util.Locale.setDefault(saved);
+        }
     }
 
     private static List<String> checkpointNames(Path root) throws IOException {

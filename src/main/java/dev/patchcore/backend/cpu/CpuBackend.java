@@ -50,7 +50,7 @@ public final class CpuBackend implements Backend {
     /** Which inner kernels run: "vector-512bit" etc. with the Vector API, "scalar" without it. */
     public String kernelName() { return kern.name(); }
 
-    /** Bytes held by the scratch pool (free and handed out); constant once a training step has run. */
+    /** Bytes held by the scratch pool (free and handed out); constant over repeats of a step of fixed shapes. */
     public long pooledBytes() { return pool.pooledBytes(); }
 
     /** Bytes of live persistent tensors ({@link #allocate} minus {@link #free}). */

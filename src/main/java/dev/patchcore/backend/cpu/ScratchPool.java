@@ -16,7 +16,9 @@ import java.util.LinkedHashSet;
  * runs one more position per token) would otherwise keep a set of buffers for every size ever seen. So the pool is
  * bounded: when a request finds no free buffer of its size and the pool would exceed twice the most scratch ever in use
  * at once, the least recently released free buffers are dropped (the garbage collector takes them) until it fits. A
- * fixed-shape step never reaches the bound.
+ * training step of fixed shapes allocates nothing once its sizes are pooled; a run whose validation sizes differ
+ * from its training sizes and whose peak is small (with {@code --recompute}) may drop and allocate a few buffers per
+ * validation, which costs an allocation, not a result.
  */
 final class ScratchPool {
     private final Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> freeF32 = new Long2ObjectOpenHashMap<>();
