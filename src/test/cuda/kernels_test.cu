@@ -57,6 +57,9 @@ __global__ void adamw_sumsq_final(float*, const float*, int);
 
 static int g_sms = 0;
 static int g_cc_major = 0;  // compute capability major (variant 5 of the RMSNorm backward needs 9+)
+// KERNELS_TEST_SKIP_TEAMS set: leave out the RMSNorm backward variants 3-5 (gpu-check.sh sets it when its canary saw
+// one of them fail or hang, so the other kernels' checks still run).
+static bool g_skip_teams = false;
 static int g_failures = 0;
 static std::mt19937 g_rng(1234);
 
@@ -333,7 +336,7 @@ static void test_rmsnorm(int n, int d, int shift) {
     expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
 
     // The team kernels (backward variants 3, 4) on the shapes the warp-per-row kernels take, against the same reference.
-    if (shape.groups == 0) return;
+    if (shape.groups == 0 || g_skip_teams) return;
     for (int R : {2, 4}) {
         Dev<float> teamPartial((size_t)16 * g_sms * d, shift);  // blocks ≥ 224 threads: ≤ 9 resident per SM
         upload(dDg, dg0);
@@ -649,6 +652,8 @@ int main(int argc, char** argv) {
     CHECK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;
     g_cc_major = prop.major;
+    g_skip_teams = std::getenv("KERNELS_TEST_SKIP_TEAMS") != nullptr;
+    if (g_skip_teams) std::printf("KERNELS_TEST_SKIP_TEAMS: the RMSNorm backward variants 3-5 are left out\n");
     std::printf("device: %s, %d SMs\n", prop.name, g_sms);
 
     test_rmsnorm(37, 1024, 0);

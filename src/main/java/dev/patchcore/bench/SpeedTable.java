@@ -144,6 +144,12 @@ public final class SpeedTable {
                         throw e;
                     }
                     report = profile.stop();
+                } catch (RuntimeException e) {
+                    // The timed steps are done: a failing breakdown costs its own lines, not the table.
+                    log.printf("warning: the op-by-op breakdown failed at %s (%s); the table follows without breakdowns%n",
+                            s.name(), e.getMessage());
+                    be.releaseScratch();
+                    profile = null;
                 }
             }
             double[] sorted = times[j].clone();
