@@ -167,13 +167,15 @@ public final class TrainCommand implements Callable<Integer> {
         Path runDir = run.runDir();
         TrainConfig cfg = run.cfg();
         List<Stage> plan = Stage.plan(cfg);
+        boolean multiEpoch = run.resumed() == null ? epochs != null : run.resumed().multiEpoch();
+        // Data too short for a stage's windows is refused here, before the backend's and the plan's lines.
+        Trainer.requireTrainingWindows(cfg, run.dataset(), multiEpoch, run.resumed() == null ? 0 : run.resumed().state().stageIndex());
         List<Backend> backends = backendOptions.openDevices(devices);
         try {
             Backend be = backends.getFirst();
             List<Backend> replicaBackends = backends.subList(1, backends.size());
             requireMicroBatchPerDevice(plan, run, backends.size());
             BackendOptions.printReplicas(backends, devices);
-            boolean multiEpoch = run.resumed() == null ? epochs != null : run.resumed().multiEpoch();
             printPlan(run, multiEpoch);
             LlamaModel model = new LlamaModel(be, cfg.model());
             model.setRecompute(recompute);

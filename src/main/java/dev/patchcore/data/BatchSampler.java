@@ -62,18 +62,14 @@ public final class BatchSampler {
         this.data = Objects.requireNonNull(data);
         this.mode = Objects.requireNonNull(mode);
         this.layout = new WindowLayout(patchSize, blockPatches);
-        this.source = mode == PatchMode.MIXUP ? new WindowLayout(1, blockPatches) : layout;
+        this.source = sourceOf(patchSize, blockPatches, mode);
         layout.batchTokens(batchSize); // validates B
         this.batchSize = batchSize;
         this.seed = seed;
         this.mixWindows = new long[patchSize];
         this.scratch = mode == PatchMode.MIXUP ? new int[blockPatches + 1] : null;
+        requireWindow(data.length(), patchSize, blockPatches, mode);
         long count = source.windowCount(data.length());
-        if (count == 0) {
-            throw new IllegalArgumentException("training data has " + data.length() + " tokens, shorter than one window of "
-                    + (mode == PatchMode.MIXUP ? "T+1 = " : "K·(T+1) = ") + source.windowTokens() + " tokens (K=" + patchSize
-                    + ", T=" + blockPatches + ")");
-        }
         if (count > Integer.MAX_VALUE - 8) {
             throw new IllegalArgumentException("too many windows (" + count + ") for one shard; raise "
                     + (mode == PatchMode.MIXUP ? "T" : "K·T"));
@@ -81,6 +77,24 @@ public final class BatchSampler {
         this.windows = (int) count;
         this.order = new int[windows];
         startEpoch(0);
+    }
+
+    /**
+     * Fails unless {@code length} tokens hold one window of a sampler for K, T and {@code mode} (what the constructor
+     * checks first; callable before any sampler is made, e.g. to refuse a run before it prints its plan).
+     */
+    public static void requireWindow(long length, int patchSize, int blockPatches, PatchMode mode) {
+        WindowLayout source = sourceOf(patchSize, blockPatches, mode);
+        if (source.windowCount(length) == 0) {
+            throw new IllegalArgumentException("training data has " + length + " tokens, shorter than one window of "
+                    + (mode == PatchMode.MIXUP ? "T+1 = " : "K·(T+1) = ") + source.windowTokens() + " tokens (K=" + patchSize
+                    + ", T=" + blockPatches + ")");
+        }
+    }
+
+    /** What a window is read as: K·(T+1) consecutive tokens, or for mixup one token-level window of T+1 (K are mixed). */
+    private static WindowLayout sourceOf(int patchSize, int blockPatches, PatchMode mode) {
+        return mode == PatchMode.MIXUP ? new WindowLayout(1, blockPatches) : new WindowLayout(patchSize, blockPatches);
     }
 
     /** A sampler positioned exactly where {@code state} was taken. */

@@ -106,9 +106,7 @@ public final class ShardTrainingData implements TrainingData, AutoCloseable {
 
     @Override
     public BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to, PatchMode mode) {
-        TokenSequence all = dataset.train();
-        long a = (long) Math.floor(from * all.length()), b = (long) Math.floor(to * all.length());
-        BatchSampler sampler = new BatchSampler(all.slice(a, b), patchSize, contextLength, batch, seed, mode);
+        BatchSampler sampler = new BatchSampler(trainPart(from, to), patchSize, contextLength, batch, seed, mode);
         return new BatchSource() {
             @Override public void next(int[] inputs, int[] targets) { sampler.next(inputs, targets); }
 
@@ -116,6 +114,17 @@ public final class ShardTrainingData implements TrainingData, AutoCloseable {
 
             @Override public void restore(String state) { sampler.restore(GSON.fromJson(state, BatchSampler.State.class)); }
         };
+    }
+
+    @Override
+    public void requireTrainWindow(int patchSize, int contextLength, double from, double to, PatchMode mode) {
+        BatchSampler.requireWindow(trainPart(from, to).length(), patchSize, contextLength, mode);
+    }
+
+    /** The part [from, to) of the training split, as fractions of its tokens. */
+    private TokenSequence trainPart(double from, double to) {
+        TokenSequence all = dataset.train();
+        return all.slice((long) Math.floor(from * all.length()), (long) Math.floor(to * all.length()));
     }
 
     @Override

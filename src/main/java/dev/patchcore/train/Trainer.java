@@ -157,10 +157,27 @@ public final class Trainer {
      * share of the steps) and the token stage the rest; in multi-epoch mode both read all of it.
      */
     private BatchSource trainBatches(Stage st, int si) {
+        double[] part = dataPart(cfg, st, multiEpoch);
+        return data.trainBatches(st.patchSize(), st.blockPatches(), st.batch(), cfg.seed() + si, part[0], part[1], modeOf(cfg, st));
+    }
+
+    /** The part [from, to) of the training split a stage reads, as fractions. */
+    private static double[] dataPart(TrainConfig cfg, Stage st, boolean multiEpoch) {
         double split = multiEpoch ? 0 : (double) cfg.patchSteps() / cfg.steps();
-        double from = multiEpoch || st.patchSize() > 1 ? 0 : split;
-        double to = multiEpoch || st.patchSize() == 1 ? 1 : split;
-        return data.trainBatches(st.patchSize(), st.blockPatches(), st.batch(), cfg.seed() + si, from, to, modeOf(st));
+        return new double[] {multiEpoch || st.patchSize() > 1 ? 0 : split, multiEpoch || st.patchSize() == 1 ? 1 : split};
+    }
+
+    /**
+     * Fails, as the stage would once it starts, if the part of the data a stage from {@code fromStage} on reads holds
+     * no window: for a command to refuse such data before it prints its plan.
+     */
+    public static void requireTrainingWindows(TrainConfig cfg, TrainingData data, boolean multiEpoch, int fromStage) {
+        List<Stage> stages = Stage.plan(cfg);
+        for (int si = fromStage; si < stages.size(); si++) {
+            Stage st = stages.get(si);
+            double[] part = dataPart(cfg, st, multiEpoch);
+            data.requireTrainWindow(st.patchSize(), st.blockPatches(), part[0], part[1], modeOf(cfg, st));
+        }
     }
 
     private PatchProjections newProjections(Backend b, Stage st) {
@@ -205,7 +222,9 @@ public final class Trainer {
     }
 
     /** The patch stage forms patches as configured; the token stage has none to form. */
-    private PatchMode modeOf(Stage st) { return st.patchSize() > 1 ? cfg.patchMode() : PatchMode.CONSECUTIVE; }
+    private PatchMode modeOf(Stage st) { return modeOf(cfg, st); }
+
+    private static PatchMode modeOf(TrainConfig cfg, Stage st) { return st.patchSize() > 1 ? cfg.patchMode() : PatchMode.CONSECUTIVE; }
 
     /** How a stage's run here ended: its result and the state after it, or neither if the run stopped inside it. */
     private record StageEnd(StageResult result, RunState next) {

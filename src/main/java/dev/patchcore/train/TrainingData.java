@@ -45,6 +45,9 @@ public interface TrainingData {
      */
     BatchSource trainBatches(int patchSize, int contextLength, int batch, long seed, double from, double to, PatchMode mode);
 
+    /** Fails as {@link #trainBatches} would for the same part and layout if it holds no window (without making batches). */
+    void requireTrainWindow(int patchSize, int contextLength, double from, double to, PatchMode mode);
+
     /**
      * Up to {@code maxBatches} fixed, non-overlapping validation micro-batches of {@code batch} windows; a split
      * shorter than one batch gives one batch of all its windows, a split shorter than one window none.

@@ -200,7 +200,9 @@ class CliTest {
         Files.writeString(shortText, "abc def");
         Path shortDs = dir.resolve("short-ds");
         assertEquals(0, Main.run("prepare", "--out", shortDs.toString(), shortText.toString()));
+        out.reset();
         assertUserError("shorter than one window", "train", "--backend", "cpu", "--data", shortDs.toString(), "--out", dir.resolve("short-run").toString());
+        assertEquals("", out.toString(), "refused before the plan is printed");
         assertFalse(Files.exists(dir.resolve("short-run")), "nothing trained: no run folder left");
         Path nan = dir.resolve("nan-run");
         assertUserError("the run stopped before that step changed the weights", "train", "--backend", "cpu", "--data", ds.toString(),
