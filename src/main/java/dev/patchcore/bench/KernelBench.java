@@ -7,9 +7,11 @@ import dev.patchcore.backend.cuda.CudaRmsNorm;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
+import java.io.PrintStream;
 import java.util.ArrayList;
 import java.util.Arrays;
 import java.util.List;
+import java.util.Locale;
 import java.util.SplittableRandom;
 
 /**
@@ -47,6 +49,7 @@ public final class KernelBench {
 
     private final Backend be;
     private final Shapes s;
+    private PrintStream progress;
     private final int minRuns;
     private final SplittableRandom random = new SplittableRandom(5);
     private final List<Tensor> owned = new ArrayList<>();
@@ -68,6 +71,12 @@ public final class KernelBench {
         this.be = backend;
         this.s = shapes;
         this.minRuns = Math.max(3, minRuns);
+    }
+
+    /** Prints a line per row to {@code progress} as it is measured (the tables come at the end: a run cut short keeps these). */
+    public KernelBench withProgress(PrintStream progress) {
+        this.progress = progress;
+        return this;
     }
 
     public double copyCeilingGbPerS() { return copyGbPerS; }
@@ -357,6 +366,9 @@ public final class KernelBench {
         double gbs = bytes > 0 ? bytes / (median / 1e3) / 1e9 : Double.NaN;
         double tfs = flops > 0 ? flops / (median / 1e3) / 1e12 : Double.NaN;
         double frac = bytes > 0 ? gbs / copyGbPerS : tfs / gemmTflopPerS;
+        if (progress != null)
+            progress.printf(Locale.ROOT, "bench: %s %s: %.4f ms%s%n", op, shape, median,
+                    Double.isFinite(frac) ? String.format(Locale.ROOT, ", %.0f %% of the ceiling", 100 * frac) : "");
         return new Row(op, shape, median, kernel, bytes, flops, gbs, tfs, frac, frac * median / kernel, times.size());
     }
 

@@ -43,7 +43,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             };
             String device = be instanceof CudaBackend c ? c.describe() : be.name();
             System.out.println("bench kernels: " + device + ", shapes " + shapes.name());
-            KernelBench bench = new KernelBench(be, shapes, runs);
+            KernelBench bench = new KernelBench(be, shapes, runs).withProgress(System.err);  // stdout: the tables alone
             List<KernelBench.Row> rows = bench.run();
             System.out.print(KernelBench.markdown(rows));
             System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
