@@ -23,12 +23,10 @@ Requires only Python 3 and NumPy. Examples (see tools/reference/README.md):
 
 A checkpoint argument is a checkpoint folder, or a run folder (meaning its latest checkpoint).
 
-One part is not derived from the documents: they say the training windows are visited in a
-Fisher-Yates shuffle driven by SplitMix64 seeded with derive(seed, epoch), but not how derive() mixes
-the seed and the epoch, how a bounded index is drawn, or that each stage's sampler is seeded with
---seed + the stage's index. `shuffled_order` follows patchcore's sampler for the first two (the third
-was found by trying seeds). This only decides which windows a training step read (trainloss,
-gradcheck); a wrong order would show as a training loss that does not match.
+The training windows' order (which windows a step read: trainloss, gradcheck) follows docs/data-format.md
+("Order and resuming": SplitMix64, derive(), the bounded draw, the Fisher-Yates shuffle, the stage's seed
+--seed + its index). Those details were written into the docs after this tool first had to take them from
+patchcore's sampler; a wrong order would show as a training loss that does not match.
 """
 import argparse
 import json
