@@ -109,7 +109,14 @@ for s in $STEPS; do case $s in
               step train-dp1 "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" train $DP_ARGS --backend cuda --out "$WORK/run-dp1"
               step train-dp2 "$T_TRAIN_CUDA" env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" train $DP_ARGS --backend cuda --devices 0,0 --out "$WORK/run-dp2"
               cp "$WORK/run-dp1/metrics.jsonl" "$OUT/train-dp1-metrics.jsonl" 2>/dev/null
-              cp "$WORK/run-dp2/metrics.jsonl" "$OUT/train-dp2-metrics.jsonl" 2>/dev/null ;;
+              cp "$WORK/run-dp2/metrics.jsonl" "$OUT/train-dp2-metrics.jsonl" 2>/dev/null
+              # finetune --devices (never run on a GPU before): the run-dp1 checkpoint fine-tuned on 64 short records,
+              # one replica against two; their "fine-tuned:" lines should agree to float rounding.
+              for i in $(seq 0 63); do printf '{"prompt": "%d+%d=", "response": "%d"}\n' $((i % 8)) $((i % 5)) $((i % 8 + i % 5)); done > "$WORK/dp.jsonl"
+              step finetune-dp1 40 env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" finetune --backend cuda "$WORK/run-dp1" --data "$WORK/dp.jsonl" \
+                   --out "$WORK/ft-dp1" --epochs 1 --batch 4 --accum 2
+              step finetune-dp2 40 env PATCHCORE_GEMM_TUNE=0 "${JAVA[@]}" finetune --backend cuda --devices 0,0 "$WORK/run-dp1" \
+                   --data "$WORK/dp.jsonl" --out "$WORK/ft-dp2" --epochs 1 --batch 4 --accum 2 ;;
   # compute-sanitizer (if the machine has it) over the kernel-variant checks only (their names carry "[family vN]"):
   # SANITIZE_TOOL=memcheck|racecheck|synccheck, SANITIZE_ONLY=TEXT narrows further (selftest --only).
   sanitize)   SAN=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
@@ -199,6 +206,7 @@ if [[ -f "$OUT/train-dp1-metrics.jsonl" && -f "$OUT/train-dp2-metrics.jsonl" ]];
               <(grep '"type":"train"' "$OUT/train-dp2-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
 fi
+for t in finetune-dp1 finetune-dp2; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E 'fine-tuned|replicas|error' "$OUT/$t.log"; }; done
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
 if [[ -f "$OUT/feat-train-cuda-metrics.jsonl" && -f "$OUT/feat-train-cpu-metrics.jsonl" ]]; then
