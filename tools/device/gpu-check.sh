@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE in one call, from the repository root, after tools/device/pack.sh ran here:
-#   run(command="bash tools/device/gpu-check.sh", carry=[".device"], timeout_s=540)
+#   run(command='O=$OUT; mkdir -p /tmp/gc; OUT=/tmp/gc timeout 450 bash tools/device/gpu-check.sh > /tmp/gc/summary.txt 2>&1;
+#       tar -C /tmp/gc -czf $O/logs.tgz .; tail -150 /tmp/gc/summary.txt', carry=[".device"], timeout_s=480)
+# (the inner timeout stops the script before the call's own limit, so the logs are still packed and come back).
 # Unpacks the runtime and jar, then the steps named in STEPS (default below), from: canary (the kernel variants not
 # yet run on a GPU, alone first; on a failure or hang they are left out of the later steps), selftest, cuda-tests (the
 # standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
