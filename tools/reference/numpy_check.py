@@ -38,6 +38,10 @@ from pathlib import Path
 
 import numpy as np
 
+
+class Refusal(Exception):
+    """Something this tool cannot check (a missing file, an unsupported run): exit code 2, unlike a mismatch (1)."""
+
 # Tolerances. patchcore computes in float32 (accumulating losses in double); this tool in float64.
 LOSS_RTOL = 1e-6  # a loss logged to full precision in metrics.jsonl
 EVAL_ATOL = 5.1e-5  # `patchcore eval` prints 4 decimals
@@ -66,7 +70,7 @@ def read_safetensors(path):
     tensors = {}
     for name, t in header.items():
         if t["dtype"] != "F32":
-            raise SystemExit(f"{path}: {name} is {t['dtype']}, expected F32")
+            raise Refusal(f"{path}: {name} is {t['dtype']}, expected F32")
         start, end = t["data_offsets"]
         tensors[name] = np.frombuffer(raw[base + start:base + end], "<f4").reshape(t["shape"]).astype(np.float64)
     return tensors
@@ -75,19 +79,19 @@ def read_safetensors(path):
 def read_shard(path):
     """Tokens of a shard (docs/data-format.md, "Shard file"), as int64."""
     if not Path(path).is_file():
-        raise SystemExit(f"{path} not found: name the run's dataset folder with --data (the default, the bundled "
+        raise Refusal(f"{path} not found: name the run's dataset folder with --data (the default, the bundled "
                          f"corpus, is prepared by patchcore's first `train`)")
     raw = Path(path).read_bytes()
     if raw[:8] != b"PCTOKENS":
-        raise SystemExit(f"{path}: not a patchcore token shard")
+        raise Refusal(f"{path}: not a patchcore token shard")
     version, width = struct.unpack("<II", raw[8:16])
     (count,) = struct.unpack("<Q", raw[24:32])
     (header_size,) = struct.unpack("<I", raw[40:44])
     if version != 1 or width not in (2, 4):
-        raise SystemExit(f"{path}: unsupported shard version {version} / token width {width}")
+        raise Refusal(f"{path}: unsupported shard version {version} / token width {width}")
     tokens = np.frombuffer(raw[header_size:header_size + count * width], "<u2" if width == 2 else "<u4")
     if len(tokens) != count:
-        raise SystemExit(f"{path}: truncated ({len(tokens)} of {count} tokens)")
+        raise Refusal(f"{path}: truncated ({len(tokens)} of {count} tokens)")
     return tokens.astype(np.int64)
 
 
@@ -100,6 +104,8 @@ class Checkpoint:
         if latest.is_file():
             path = path / "checkpoints" / latest.read_text().strip()
         self.path = path
+        if not (path / "model.safetensors").is_file():
+            raise Refusal(f"{path}: not a checkpoint folder or a run folder with a checkpoint")
         self.weights = read_safetensors(path / "model.safetensors")
         self.config = json.loads((path / "config.json").read_text())
         trainer = json.loads((path / "trainer.json").read_text())
@@ -107,12 +113,14 @@ class Checkpoint:
         self.state = trainer["state"]
         self.optimizer_step = trainer["optimizerStep"]
         self.run = path.parent.parent
+        if str(trainer.get("dataset", "")).startswith("finetune:"):
+            raise Refusal(f"{path}: a fine-tuning run (finetune) is not supported: only train's runs")
         if trainer["multiEpoch"]:
-            raise SystemExit(f"{path}: multi-epoch runs (--epochs) are not supported")
+            raise Refusal(f"{path}: multi-epoch runs (--epochs) are not supported")
         patch = self.train["patch"]
         if patch["mode"] != "CONSECUTIVE" or patch["inputProjection"] or patch["outputProjection"] \
                 or patch["shortContext"]:
-            raise SystemExit(f"{path}: only the default patch stage is supported (no mixup, projections or "
+            raise Refusal(f"{path}: only the default patch stage is supported (no mixup, projections or "
                              f"short patch context)")
 
     def moments(self):
@@ -125,7 +133,7 @@ class Checkpoint:
                 continue
             m, v = tensors[name + ".exp_avg"], tensors[name + ".exp_avg_sq"]
             if np.abs(m[w.shape[0]:]).max(initial=0) or np.abs(v[w.shape[0]:]).max(initial=0):
-                raise SystemExit(f"{self.path}: {name}: the moments of the padding rows are not zero")
+                raise Refusal(f"{self.path}: {name}: the moments of the padding rows are not zero")
             out[name] = (m[:w.shape[0]], v[:w.shape[0]])
         return out
 
@@ -157,7 +165,7 @@ def rope(x, theta):
 def forward(W, cfg, ids, K):
     """LlamaForCausalLM on [B, K*T] token ids read as T patches: logits [B, T, V], one per patch."""
     if cfg["num_key_value_heads"] != cfg["num_attention_heads"] or cfg["hidden_act"] != "silu":
-        raise SystemExit("only multi-head attention and SiLU are implemented")
+        raise Refusal("only multi-head attention and SiLU are implemented")
     B, L = ids.shape
     T = L // K
     d, H = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -253,11 +261,11 @@ def stage_plan(train):
     stages = []
     if patch_steps:
         if tokens_per_step % K:
-            raise SystemExit("batch x accum must be divisible by K")
+            raise Refusal("batch x accum must be divisible by K")
         seqs = tokens_per_step // K  # K times longer sequences: the same tokens per step
         micro = min(train["batch"], seqs)  # accumulation is cut first, then the micro-batch
         if seqs % micro:
-            raise SystemExit(f"cannot tell the patch stage's micro-batch ({seqs} sequences per step)")
+            raise Refusal(f"cannot tell the patch stage's micro-batch ({seqs} sequences per step)")
         stages.append(dict(name="patch", K=K, steps=patch_steps, seqs=seqs, micro=micro, share=(0, patch_steps)))
     if total > patch_steps:
         stages.append(dict(name="token", K=1, steps=total - patch_steps, seqs=tokens_per_step,
@@ -269,7 +277,7 @@ def next_step(ck, data_dir):
     """The stage, the step and the windows [S, K*(T+1)] of the training step after checkpoint ck."""
     stages = stage_plan(ck.train)
     if ck.state["stageIndex"] >= len(stages):
-        raise SystemExit(f"{ck.path}: the run ended at this checkpoint")
+        raise Refusal(f"{ck.path}: the run ended at this checkpoint")
     stage = stages[ck.state["stageIndex"]]
     K, T = stage["K"], ck.train["model"]["contextLength"]
     tokens = read_shard(data_dir / "train.bin")
@@ -280,7 +288,7 @@ def next_step(ck, data_dir):
     sampler = dict(seed=ck.train["seed"] + ck.state["stageIndex"], epoch=0, position=0, windowsPerEpoch=n)
     sampler.update(json.loads(ck.state.get("samplerState", "{}")))
     if sampler["windowsPerEpoch"] != n:
-        raise SystemExit(f"{ck.path}: the sampler saw {sampler['windowsPerEpoch']} windows, this data gives {n} "
+        raise Refusal(f"{ck.path}: the sampler saw {sampler['windowsPerEpoch']} windows, this data gives {n} "
                          f"(is --data the run's dataset?)")
     epoch, position, picked = sampler["epoch"], sampler["position"], []
     while len(picked) < stage["seqs"]:  # a batch running past an epoch's end continues into the next
@@ -320,7 +328,7 @@ def cmd_loss(args):
     step = ck.state["globalStep"]
     rec = ck.logged("val", step)
     if rec is None:
-        raise SystemExit(f"{ck.run / 'metrics.jsonl'} has no validation at global step {step}")
+        raise Refusal(f"{ck.run / 'metrics.jsonl'} has no validation at global step {step}")
     stages = {s["name"]: s for s in stage_plan(ck.train)}
     T, batches = ck.train["model"]["contextLength"], ck.train["evalBatches"]
     tokens = read_shard(args.data / "val.bin")
@@ -367,28 +375,32 @@ def cmd_lr(args):
     train = ck.train
     with open(ck.run / "metrics.jsonl") as f:
         records = [r for r in map(json.loads, f) if r["type"] == "train"]
-    ok = True
+    ok, checked = True, 0
     for stage in stage_plan(train):
         logged = [r for r in records if r["stage"] == stage["name"]]
         if not logged:
             continue
-        warmup = train["warmup"] if train["warmup"] >= 0 else min(2000, stage["steps"] // 10)
+        checked += 1
+        # docs/training.md: --warmup, default min(2000, max(1, S/10)), at most the stage's S steps
+        warmup = min(train["warmup"] if train["warmup"] >= 0 else min(2000, max(1, stage["steps"] // 10)), stage["steps"])
         worst = max(abs(r["lr"] - lr_at(r["step"], stage["steps"], warmup, train["lr"], train["minLrRatio"]))
                     / r["lr"] for r in logged)
         good = worst <= LR_RTOL
         ok &= good
         print(f"{stage['name']} stage: {stage['steps']} steps, warmup {warmup}: {len(logged)} logged lrs, "
               f"max rel diff {worst:.1e} (tol {LR_RTOL:.0e})  {'ok' if good else 'MISMATCH'}")
+    if checked == 0:
+        raise Refusal(f"{ck.run / 'metrics.jsonl'} logs no training step of this run's stages")
     return ok
 
 
 def consecutive(path_a, path_b):
     a, b = Checkpoint(path_a), Checkpoint(path_b)
     if b.optimizer_step != a.optimizer_step + 1 or b.state["stageIndex"] != a.state["stageIndex"]:
-        raise SystemExit(f"{a.path} and {b.path} are not one optimizer step apart in the same stage")
+        raise Refusal(f"{a.path} and {b.path} are not one optimizer step apart in the same stage")
     moments_b = b.moments()
     if not moments_b:
-        raise SystemExit(f"{b.path} holds no optimizer state (a stage end): take an earlier pair")
+        raise Refusal(f"{b.path} holds no optimizer state (a stage end): take an earlier pair")
     return a, b, a.moments(), moments_b
 
 
@@ -467,7 +479,7 @@ def cmd_trainloss(args):
     step, windows = next_step(ck, args.data)
     rec = ck.logged("train", step["global_step"])
     if rec is None:
-        raise SystemExit(f"{ck.run / 'metrics.jsonl'} has no training step {step['global_step']}")
+        raise Refusal(f"{ck.run / 'metrics.jsonl'} has no training step {step['global_step']}")
     value = patch_loss(ck.weights, ck.config, windows, step["K"])
     return compare_rel(f"{step['stage']} step {step['step']} (global {step['global_step']}, K={step['K']}, "
                        f"{len(windows)} windows)", rec["loss"], value, LOSS_RTOL)
@@ -553,7 +565,13 @@ def main(argv=None):
     p.set_defaults(handler=cmd_trainloss)
 
     args = parser.parse_args(argv)
-    return 0 if args.handler(args) else 1
+    try:
+        return 0 if args.handler(args) else 1
+    except Refusal as e:
+        print(f"error: {e}", file=sys.stderr)
+    except (OSError, ValueError, KeyError, json.JSONDecodeError) as e:  # unreadable or unexpected files
+        print(f"error: cannot check this ({type(e).__name__}: {e})", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

@@ -47,6 +47,9 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             List<KernelBench.Row> rows = bench.run();
             System.out.print(KernelBench.markdown(rows));
             System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
+            if (!(be instanceof CudaBackend))
+                System.out.println("note: the copy ceiling streams 64 MiB from memory; on a CPU the smaller ops' data stays in cache, "
+                        + "so they can run above 100 % of it");
             if (!bench.memory().isEmpty()) System.out.print(KernelBench.memoryMarkdown(bench.memory()));
             String variants = KernelBench.variantsMarkdown(rows);
             if (!variants.isEmpty()) System.out.print("\nkernel variants under evaluation vs the defaults:\n" + variants);

@@ -18,6 +18,9 @@ public final class CheckpointArg {
     @Option(names = "--checkpoint", paramLabel = "RUN_OR_CHECKPOINT", description = "run folder or checkpoint folder")
     Path option;
 
+    /** Whether a checkpoint was named at all. */
+    boolean given() { return positional != null || option != null; }
+
     /** The checkpoint folder named, resolved to the latest checkpoint of a run folder. */
     public Path resolve() {
         if (positional != null && option != null && !positional.equals(option))

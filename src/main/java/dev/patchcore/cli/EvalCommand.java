@@ -68,6 +68,9 @@ public final class EvalCommand implements Callable<Integer> {
     }
 
     @Override public Integer call() throws IOException {
+        if (!checkpoint.given() && source != null && source.choices != null)  // `eval --choices a.jsonl RUN` took RUN as a file
+            throw new IllegalArgumentException("no checkpoint given: --choices takes every argument after it as a file, so name "
+                    + "the run folder first (eval RUN --choices FILE...) or with --checkpoint");
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
@@ -162,6 +165,9 @@ public final class EvalCommand implements Callable<Integer> {
         } else if (dataset != null && !dataset.startsWith(FineTuner.DATASET_PREFIX) && !Files.exists(Path.of(dataset))) {
             throw new IllegalArgumentException("the dataset " + ckpt + " was trained on, " + dataset + ", is gone (moved or deleted?); "
                     + "name where it is now with --data DIR");
+        } else if (dataset != null && dataset.startsWith(FineTuner.DATASET_PREFIX)) {
+            throw new IllegalArgumentException(ckpt + " was fine-tuned on instruction records ("
+                    + dataset.substring(FineTuner.DATASET_PREFIX.length()) + "), not on a dataset folder; give --data, --text or --choices");
         } else if (dataset != null && PreparedDataset.isValid(Path.of(dataset))) {
             s.data = Path.of(dataset);
         } else {

@@ -99,7 +99,7 @@ public final class FinetuneCommand implements Callable<Integer> {
         }
         if (train.isEmpty())
             throw new IllegalArgumentException("no example of " + data + " has a response inside the model's context of "
-                    + cfg.contextLength() + " tokens (Alpaca's prompt template alone is about 150 tokens at byte level): fine-tune "
+                    + cfg.contextLength() + " tokens (Alpaca's prompt template alone is 139 tokens at byte level): fine-tune "
                     + "a model trained with a longer --context, e.g. train --context 256, or give {\"prompt\", \"response\"} records "
                     + "with short prompts");
         if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt fills the %d-token context%n",

@@ -21,6 +21,7 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Model.CommandSpec;
 import picocli.CommandLine.Option;
+import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Spec;
 
 import java.io.IOException;
@@ -131,7 +132,8 @@ public final class TrainCommand implements Callable<Integer> {
     @Spec CommandSpec spec;
 
     /** The options a resumed run takes; all others are its saved settings. */
-    private static final Set<String> RESUME_OPTIONS = Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices", "--stop-after");
+    private static final Set<String> RESUME_OPTIONS = Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices",
+            "--stop-after", "--eval-every", "--save-every", "--log-every");
 
     /** How long at most the Ctrl-C / SIGTERM hook holds the JVM's exit for the current step, its checkpoint and the summary. */
     private static final long STOP_WAIT_SECONDS = 600;
@@ -210,8 +212,9 @@ public final class TrainCommand implements Callable<Integer> {
                 .map(o -> o.longestName()).filter(n -> !RESUME_OPTIONS.contains(n)).toList();
         if (!changed.isEmpty())
             throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
-                    + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend "
-                    + "and --cublaslt may change, and --data may say where its dataset now is); to train on from its weights with new settings, start a new run with --init-from " + resume);
+                    + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend, "
+                    + "--cublaslt, --eval-every, --save-every and --log-every may change, and --data may say where its dataset now is); "
+                    + "to train on from its weights with new settings, start a new run with --init-from " + resume);
         if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
             throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
                     + resume.toAbsolutePath().normalize().getParent().getParent());
@@ -231,6 +234,11 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException(resume + " is a fine-tuning run (finetune), which cannot be resumed; "
                     + "fine-tune its checkpoint again into a new folder");
         TrainConfig cfg = resumed.train();
+        ParseResult parsed = spec.commandLine().getParseResult();
+        if (parsed.hasMatchedOption("--eval-every") || parsed.hasMatchedOption("--save-every") || parsed.hasMatchedOption("--log-every"))
+            cfg = cfg.withCadence(evalEvery != null ? evalEvery : cfg.evalEvery(),
+                    parsed.hasMatchedOption("--save-every") ? saveEvery : cfg.saveEvery(),
+                    parsed.hasMatchedOption("--log-every") ? logEvery : cfg.logEvery());
         if (resumed.state().globalStep() >= cfg.steps()) {
             System.out.printf(Locale.ROOT, "%s has finished: all %d steps are done (checkpoint %s); to train on from its weights, "
                     + "start a new run with --init-from %s%n", resume, cfg.steps(), checkpoint, resume);
@@ -344,7 +352,7 @@ public final class TrainCommand implements Callable<Integer> {
             System.out.printf(Locale.ROOT, "multi-epoch mode (§3.3): %.2f epochs over the data, at %s%n", passes, level);
         else if (multiEpoch)
             System.out.printf(Locale.ROOT, "multi-epoch mode (§3.3): %.2f epochs over the data, the first %.0f%% of them at patch "
-                    + "level; both stages read all of it%n", passes, patchPercent);
+                    + "level; both stages draw their windows from all of it%n", passes, patchPercent);
         else if (oneStage)
             System.out.printf(Locale.ROOT, "single pass over the training tokens, at %s%n", level);
         else

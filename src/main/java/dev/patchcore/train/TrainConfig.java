@@ -83,6 +83,16 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         return this;
     }
 
+    /**
+     * The same run validating, checkpointing and logging every so many steps (what --resume may change: none of it
+     * touches the weights or the data order).
+     */
+    public TrainConfig withCadence(int evalEvery, int saveEvery, int logEvery) {
+        if (logEvery < 1) throw new IllegalArgumentException("--log-every must be at least 1 (got " + logEvery + ")");
+        return new TrainConfig(model, patchSize, lambda, steps, batch, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps,
+                clip, seed, evalEvery, evalBatches, saveEvery, logEvery, patch);
+    }
+
     /** The same recipe with {@code accum} micro-batches per token-stage step. */
     public TrainConfig withAccum(int accum) {
         return new TrainConfig(model, patchSize, lambda, steps, batch, accum, lr, minLrRatio, warmup, weightDecay, beta1, beta2, eps,

@@ -418,12 +418,13 @@ public final class Trainer {
             double tokenSeconds = (System.nanoTime() - t1) / 1e9;
             m.addProperty("patch_loss", loss);
             m.addProperty("token_loss", tokenLoss);
-            console.printf(Locale.ROOT, "      val   | patch loss %.4f (K=%d targets) | token loss %.4f | ppl %.2f%n", loss, st.patchSize(), tokenLoss, Math.exp(tokenLoss));
+            console.printf(Locale.ROOT, "%-5s val  %6d/%d | patch loss %.4f (K=%d targets) | token loss %.4f | ppl %.2f%n", st.name(),
+                    step, st.steps(), loss, st.patchSize(), tokenLoss, Math.exp(tokenLoss));
             metrics.write(m);
             return new Validation(tokenLoss, loss, tokenVal.isEmpty() ? 0 : tokenSeconds, seconds);
         }
         m.addProperty("token_loss", loss);
-        console.printf(Locale.ROOT, "      val   | token loss %.4f | ppl %.2f%n", loss, Math.exp(loss));
+        console.printf(Locale.ROOT, "%-5s val  %6d/%d | token loss %.4f | ppl %.2f%n", st.name(), step, st.steps(), loss, Math.exp(loss));
         metrics.write(m);
         return new Validation(loss, Double.NaN, seconds, 0);
     }

@@ -241,8 +241,12 @@ class CliTest {
             assertUserError("is not the data this run was trained on (it was train ", "train", "--backend", "cpu", "--resume",
                     moved.toString(), "--data", other.toString());
             out.reset();
-            assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", moved.toString(), "--data", ds2.toString()), err.toString());
+            assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", moved.toString(), "--data", ds2.toString(), "--log-every", "1"),
+                    err.toString());
             assertTrue(out.toString().contains("dataset: " + ds2.toAbsolutePath().normalize() + " (the run recorded "), out.toString());
+            // --log-every may change on resume: every step logged from here on, and the checkpoint keeps the new value
+            assertTrue(out.toString().contains("patch step      3/4 |"), out.toString());
+            assertEquals(1, dev.patchcore.train.Checkpoints.readMeta(dev.patchcore.train.Checkpoints.latest(moved)).train().logEvery());
             assertTrue(out.toString().contains("patch stage: steps 3–4 (resumed), loss ") && out.toString().contains("token stage: 2 steps, loss "),
                     out.toString());
         } finally {
@@ -253,6 +257,7 @@ class CliTest {
         assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", run.toString()));
         assertTrue(out.toString().contains("has finished: all 4 steps are done"), out.toString());
         assertUserError("--steps, --lr are not taken with --resume", "train", "--backend", "cpu", "--resume", run.toString(), "--steps", "8", "--lr", "1e-3");
+        assertUserError("--log-every must be at least 1", "train", "--backend", "cpu", "--resume", run.toString(), "--log-every", "0");
         assertUserError("--resume takes the run folder, not one of its checkpoints",
                 "train", "--backend", "cpu", "--resume", dev.patchcore.train.Checkpoints.latest(run).toString());
         assertFalse(Files.exists(dev.patchcore.train.Checkpoints.latest(run).resolve("metrics.jsonl")), "nothing written into the checkpoint");
@@ -398,8 +403,10 @@ class CliTest {
         assertTrue(out.toString().contains("data parallel: 2 replicas on CPU backends 0, 1"), out.toString());
         assertUserError("--devices 0,1,2 needs --accum of at least 3", "finetune", "--backend", "cpu", "--devices", "0,1,2",
                 run.toString(), "--data", alpaca.toString(), "--out", dir.resolve("tuned3").toString(), "--accum", "2");
-        assertUserError("is not a dataset folder here; give --data, --text or --choices", "eval", tuned.toString(), "--backend", "cpu");
+        assertUserError("was fine-tuned on instruction records (" + alpaca + "), not on a dataset folder; give --data, --text or --choices", "eval", tuned.toString(), "--backend", "cpu");
         assertUserError("cannot be resumed", "train", "--backend", "cpu", "--resume", tuned.toString());
+        assertUserError("--choices takes every argument after it as a file", "eval", "--backend", "cpu", "--choices",
+                alpaca.toString(), tuned.toString());
         assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
                 alpaca.toString(), "--out", tuned.toString());
         Files.writeString(alpaca, "[{\"question\": 1}]");
