@@ -17,6 +17,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
+import java.util.concurrent.atomic.AtomicBoolean;
 
 /**
  * Instruction tuning of a pretrained model (paper §3.1: Alpaca-GPT4 before MT-Bench): token-level training on
@@ -24,7 +25,8 @@ import java.util.Locale;
  * new kernel: the fused loss writes the gradient of every row in place over the logits, and the rows of prompt and
  * padding positions are zeroed before the backward pass; the gradient scale is 1 / (scored targets in the step), so a
  * step minimizes the mean loss per response token. Fresh AdamW, linear warmup then cosine decay, epochs over a seeded
- * shuffle; checkpoints at each epoch's end (weights only: a fine-tuning run is not resumable).
+ * shuffle; checkpoints at each epoch's end and where a stop was asked for (weights only: a fine-tuning run is not
+ * resumable).
  */
 public final class FineTuner {
     /** Marks a fine-tuning run's dataset in {@code trainer.json}, so {@code train --resume} can refuse it. */
@@ -43,8 +45,17 @@ public final class FineTuner {
     /** Data-parallel replicas beside the primary model ({@link #withReplicas}); none by default. */
     private List<StepRunner.Replica> others = List.of();
 
-    /** Mean loss per scored token of the first and last step, and of the validation examples after the last epoch. */
-    public record Result(double firstLoss, double lastLoss, double valLoss, long steps) {}
+    /**
+     * Mean loss per scored token of the first and last step, and of the validation examples after the last epoch done;
+     * {@code stopped}: a stop was asked for and the run ended early, its last checkpoint holding the weights at
+     * {@code steps}.
+     */
+    public record Result(double firstLoss, double lastLoss, double valLoss, long steps, boolean stopped) {}
+
+    private final AtomicBoolean stopRequested = new AtomicBoolean();
+
+    /** Asks the run to stop after the current step and save its weights (thread-safe; a Ctrl-C or SIGTERM does this). */
+    public void requestStop() { stopRequested.set(true); }
 
     public FineTuner(Backend be, LlamaModel model, TrainConfig cfg, int epochs, List<Example> train, List<Example> val,
                      Path runDir, PrintStream console, String source, String tokenizer, HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles, int eos) {
@@ -106,6 +117,7 @@ public final class FineTuner {
         // Each replica's micro-batches' row losses of a step; replica r runs micro-batches r, r + n, ...
         List<Tensor> stepLosses = new ArrayList<>();
         List<AdamW> opts = new ArrayList<>();
+        StepClock clock = new StepClock();
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int r = 0; r < n; r++) {
                 Lane l = lanes.get(r);
@@ -117,8 +129,11 @@ public final class FineTuner {
                 for (int s = 0; s < perEpoch; s++, step++) {
                     long t0 = System.nanoTime();
                     int from = s * b * cfg.accum(), to = Math.min(order.length, from + b * cfg.accum());
-                    long scored = 0;
-                    for (int i = from; i < to; i++) scored += train.get(order[i]).scoredTargets(t);
+                    long scored = 0, tokens = 0;  // tokens: the step's input tokens, without padding
+                    for (int i = from; i < to; i++) {
+                        scored += train.get(order[i]).scoredTargets(t);
+                        tokens += Math.min(train.get(order[i]).ids().length, t + 1) - 1;
+                    }
                     float scale = 1f / Math.max(1, scored);
                     int[] rows = new int[n];
                     for (int m = from, j = 0; m < to; m += b, j++)
@@ -144,11 +159,23 @@ public final class FineTuner {
                     o.addProperty("lr", lr);
                     o.addProperty("grad_norm", gradNorm);
                     o.addProperty("scored_tokens", scored);
-                    o.addProperty("step_ms", (System.nanoTime() - t0) / 1e6);
+                    long dt = System.nanoTime() - t0;
+                    clock.record(dt);
+                    o.addProperty("step_ms", dt / 1e6);
+                    o.addProperty("tokens_per_s", tokens / (dt / 1e9));
                     metrics.write(o);
-                    if ((step + 1) % cfg.logEvery() == 0 || step == 0 || step + 1 == total)
-                        console.printf(Locale.ROOT, "finetune step %5d/%d | epoch %d | loss %.4f | lr %.2e | gnorm %.3f%n",
-                                step + 1, total, epoch + 1, loss, lr, gradNorm);
+                    boolean stopping = stopRequested.get() && step + 1 < total;
+                    if ((step + 1) % cfg.logEvery() == 0 || step == 0 || step + 1 == total || stopping)
+                        console.printf(Locale.ROOT, "finetune step %5d/%d | epoch %d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
+                                step + 1, total, epoch + 1, loss, lr, gradNorm, Trainer.human(Math.round(tokens / (dt / 1e9))),
+                                clock.steps() > 1 ? Trainer.duration((total - step - 1) * clock.secPerStep()) : "-");
+                    if (stopping) {
+                        save(step + 1);
+                        console.printf("stopped after %s of %d (epoch %d); checkpoint saved in %s (a fine-tuning run cannot be "
+                                + "resumed: eval and generate read it as it is)%n", Plural.of(step + 1, "step"), total, epoch + 1,
+                                Checkpoints.root(runDir));
+                        return new Result(first, last, valLoss, step + 1, true);
+                    }
                 }
                 if (!val.isEmpty()) {
                     valLoss = validate(lanes.getFirst());
@@ -161,15 +188,20 @@ public final class FineTuner {
                     metrics.write(o);
                     console.printf(Locale.ROOT, "      val   | epoch %d | response loss %.4f | ppl %.2f%n", epoch + 1, valLoss, Math.exp(valLoss));
                 }
-                RunState done = RunState.afterStage(0, step, 0);  // its one stage
-                Checkpoints.save(runDir, model, null, null,
-                        new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0), tokenizerFiles, be);
+                save(step);
             }
         } finally {
             opts.forEach(AdamW::close);
             for (int r = 0; r < stepLosses.size(); r++) lanes.get(r).be().free(stepLosses.get(r));
         }
-        return new Result(first, last, valLoss, step);
+        return new Result(first, last, valLoss, step, false);
+    }
+
+    /** A checkpoint of the weights after {@code steps} steps (no optimizer state: a fine-tuning run is not resumed). */
+    private void save(long steps) {
+        RunState done = RunState.afterStage(0, steps, 0);  // its one stage
+        Checkpoints.save(runDir, model, null, null,
+                new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0), tokenizerFiles, be);
     }
 
     /** A micro-batch's forward pass: logits, row losses, the scored row range of each sequence, the padded length. */

@@ -110,4 +110,29 @@ class FineTunerTest {
                     () -> ft.scoreMicroBatch(tape, examples, order, 0, 2) / scored);
         }
     }
+
+    /** A stop asked for (Ctrl-C, SIGTERM) ends the run after the current step with its weights saved. */
+    @Test void aStopSavesTheWeightsOfTheStepDone(@TempDir Path dir) {
+        try (Backend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, C);
+            m.initialize(be, 3);
+            int eos = 10;
+            List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
+                    new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
+            TrainConfig cfg = new TrainConfig(C, 1, 0, 6, 1, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+            FineTuner ft = new FineTuner(be, m, cfg, 2, examples, List.of(), dir, TrainingTest.quiet(), "x", "byte",
+                    dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, eos);
+            ft.requestStop();
+            FineTuner.Result r = ft.run();
+            assertTrue(r.stopped());
+            assertEquals(1, r.steps(), "one step of 6, then the stop");
+            Path saved = Checkpoints.latest(dir);
+            assertEquals("step-00000001", saved.getFileName().toString());
+            LlamaModel loaded = new LlamaModel(be, C);
+            Checkpoints.loadWeights(saved, loaded, be);
+            for (int i = 0; i < m.parameters().size(); i++)
+                assertArrayEquals(be.download(m.parameters().get(i).master()), be.download(loaded.parameters().get(i).master()),
+                        "the checkpoint holds the weights after the step");
+        }
+    }
 }
