@@ -3,6 +3,7 @@ package dev.patchcore.cli;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.Plural;
+import dev.patchcore.data.PatchMode;
 import dev.patchcore.data.PreparedDataset;
 import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.Tokenizers;
@@ -113,6 +114,10 @@ public final class EvalCommand implements Callable<Integer> {
                 batches = Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks);
             }
         }
+        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+        if (patchSize > 1 && meta.train() != null && meta.train().patchMode() == PatchMode.MIXUP)
+            System.err.println("note: " + ckpt + " was trained with mixup patches (token t of K sequences); -K " + patchSize
+                    + " scores patches of K consecutive tokens");
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
