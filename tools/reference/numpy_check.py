@@ -502,7 +502,7 @@ def main(argv=None):
                                    "patch stage the patch loss (Eq. 3 on the patch stage's validation windows of "
                                    "K(T+1) tokens) and the token loss of the same weights at K = 1; in the token "
                                    "stage the token loss. Compared with metrics.jsonl's \"val\" record (patch_loss, "
-                                   "token_loss), printed by train as 'val | patch loss ... | token loss ...'.")
+                                   "token_loss), printed by train as 'patch val N/M | patch loss ... | token loss ...'.")
     p.add_argument("checkpoint", metavar="CHECKPOINT")
     p.set_defaults(handler=cmd_loss)
 
