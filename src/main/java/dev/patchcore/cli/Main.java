@@ -182,6 +182,14 @@ public final class Main implements Runnable {
         cl.setParameterExceptionHandler((ex, a) -> {
             // picocli words some messages "Error: …" itself (a missing argument group): one prefix is enough
             String message = ex.getMessage().startsWith("Error: ") ? ex.getMessage().substring(7) : ex.getMessage();
+            // A first word that is no command reads as picocli's "Unmatched argument at index 0": say what it is
+            if (ex instanceof CommandLine.UnmatchedArgumentException u && message.startsWith("Unmatched argument")) {
+                if (u.getCommandLine() == cl && a.length > 0 && !a[0].startsWith("-"))
+                    message = "unknown command '" + a[0] + "': choose one of " + String.join(", ", cl.getSubcommands().keySet());
+                else
+                    message = "unexpected argument" + (u.getUnmatched().size() > 1 ? "s '" : " '") + String.join("' '", u.getUnmatched())
+                            + "' for " + u.getCommandLine().getCommandName();
+            }
             ex.getCommandLine().getErr().println("error: " + message + " (see --help)");
             return 2;
         });

@@ -118,6 +118,8 @@ class CliTest {
         assertUserError("bad.jsonl:1: malformed JSON (at line 1 column 1", "prepare", "--out", dir.resolve("dsj").toString(), badJson.toString());
         assertFalse(err.toString().contains("setStrictness"), err.toString());
         assertUserError("Unknown option", "train", "--no-such-flag");
+        assertUserError("unknown command 'trian': choose one of train, prepare", "trian");
+        assertUserError("unexpected argument 'extra' for train", "train", "extra");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
         assertUserError("--json " + dir + " is a folder", "bench", "speed", "--backend", "cpu", "--json", dir.toString());
         assertUserError("--json " + dir + " is a folder", "bench", "kernels", "--backend", "cpu", "--json", dir.toString());
