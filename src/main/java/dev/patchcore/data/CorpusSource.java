@@ -36,7 +36,7 @@ public record CorpusSource(String name, Format format, Opener opener) {
      * @throws IllegalArgumentException if the file is missing, not a regular file, or of an unknown type
      */
     public static CorpusSource of(Path file) {
-        if (!Files.exists(file)) throw new IllegalArgumentException("input file not found: " + file);
+        if (!Files.exists(file)) throw new IllegalArgumentException(file + ": no such file");
         if (!Files.isRegularFile(file)) throw new IllegalArgumentException("input is not a regular file: " + file);
         String lower = file.getFileName().toString().toLowerCase(Locale.ROOT);
         boolean gzip = lower.endsWith(".gz"), zstd = lower.endsWith(".zst");

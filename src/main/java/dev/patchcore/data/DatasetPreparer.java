@@ -51,7 +51,7 @@ public final class DatasetPreparer {
     /** @throws IllegalArgumentException unless {@code 0 <= valFraction <= 0.5} */
     public DatasetPreparer(Tokenizer tokenizer, double valFraction, long seed) {
         if (!(valFraction >= 0 && valFraction <= 0.5)) {
-            throw new IllegalArgumentException("--val-fraction must be in [0, 0.5], got " + valFraction);
+            throw new IllegalArgumentException("--val-fraction must lie in [0, 0.5] (got " + valFraction + ")");
         }
         this.tokenizer = tokenizer;
         this.valFraction = valFraction;

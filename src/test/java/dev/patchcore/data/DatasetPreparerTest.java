@@ -190,7 +190,7 @@ class DatasetPreparerTest {
         assertFalse(Files.exists(dir.resolve("out/train.bin")), "no shard is left behind");
         assertFalse(Files.exists(dir.resolve("out/train.bin.tmp")));
         assertFalse(Files.exists(dir.resolve("out/dataset.json")));
-        assertPrepareFails(List.of(dir.resolve("nope.txt")), "input file not found: " + dir.resolve("nope.txt"));
+        assertPrepareFails(List.of(dir.resolve("nope.txt")), dir.resolve("nope.txt") + ": no such file");
         assertPrepareFails(List.of(file("data.csv", "a,b")), "unsupported input type");
         assertPrepareFails(List.of(), "no input files");
         Tokenizer tok = Tokenizers.byName("byte");
