@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Runs ON THE GPU MACHINE in one call, from the repository root, after tools/device/pack.sh ran here:
-#   run(command='O=$OUT; mkdir -p /tmp/gc; OUT=/tmp/gc timeout 450 bash tools/device/gpu-check.sh > /tmp/gc/summary.txt 2>&1;
+#   run(command='O=$OUT; mkdir -p /tmp/gc; OUT=/tmp/gc BUDGET_S=420 bash tools/device/gpu-check.sh > /tmp/gc/summary.txt 2>&1;
 #       tar -C /tmp/gc -czf $O/logs.tgz .; tail -150 /tmp/gc/summary.txt', carry=[".device"], timeout_s=480)
-# (the inner timeout stops the script before the call's own limit, so the logs are still packed and come back).
+# BUDGET_S: the seconds the steps may take in all; each step's limit is cut to what is left and a step with under
+# 10 s left is skipped, so the script prints its summary and the logs are packed before the call's own limit
+# (a timeout around the script would kill it, not the step running, and print no summary).
 # Unpacks the runtime and jar, then the steps named in STEPS (default below), from: canary (the kernel variants not
 # yet run on a GPU, alone first; on a failure or hang they are left out of the later steps), selftest, cuda-tests (the
 # standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
@@ -33,6 +35,7 @@ OUT=${OUT:-/tmp/gpu-check-out}
 mkdir -p "$OUT"
 WORK=$(mktemp -d)
 START=$(date +%s)
+DEADLINE=$(( START + ${BUDGET_S:-420} ))
 tar -C "$WORK" -xzf "$ROOT/.device/patchcore-device.tgz" || { echo "cannot unpack $ROOT/.device/patchcore-device.tgz (run tools/device/pack.sh first)"; exit 1; }
 export XDG_CACHE_HOME="$WORK/cache"   # the bundled corpus is prepared here
 JAVA=("$WORK/runtime/bin/java" ${JAVA_OPTS:-} --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
@@ -41,6 +44,13 @@ SUMMARY=()
 step() { # step NAME LIMIT_SECONDS COMMAND...
   local name=$1 limit=$2; shift 2
   local t0=$(date +%s)
+  local left=$(( DEADLINE - t0 ))
+  if (( left < 10 )); then
+    echo "=== $name: skipped (the ${BUDGET_S:-420} s budget is spent)" | tee -a "$OUT/steps.log"
+    SUMMARY+=("$(printf '%-12s %-14s' "$name" "SKIPPED")")
+    return
+  fi
+  (( limit > left )) && limit=$left
   echo "=== $name (limit ${limit}s): $*" | tee -a "$OUT/steps.log"
   timeout --kill-after=10 "$limit" "$@" > "$OUT/$name.log" 2>&1
   local rc=$? t=$(( $(date +%s) - t0 ))
@@ -222,6 +232,6 @@ fi
 for t in feat-train-cuda feat-train-cpu feat-eval feat-finetune feat-generate; do
   [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; grep -v '^WARNING' "$OUT/$t.log" | tail -n 5; }
 done
-[[ -f "$OUT/speed.log" ]] && { echo "--- speed"; grep -E '^speed table|median step|GPU memory|^\||^error' "$OUT/speed.log"; }
+[[ -f "$OUT/speed.log" ]] && { echo "--- speed"; grep -E '^speed table|median step|GPU memory|^\||^error|^warning' "$OUT/speed.log"; }
 [[ -f "$OUT/quality.log" ]] && { echo "--- quality (benchmarks/quality.sh on CUDA)"; grep -E '^\||^quality' "$OUT/quality.log"; }
-[[ -f "$OUT/speed-var2.log" ]] && { echo "--- speed with every kernel variant"; grep -E '^speed table|median step|GPU memory|^\||^error' "$OUT/speed-var2.log"; }
+[[ -f "$OUT/speed-var2.log" ]] && { echo "--- speed with every kernel variant"; grep -E '^speed table|median step|GPU memory|^\||^error|^warning' "$OUT/speed-var2.log"; }

@@ -146,6 +146,13 @@ class Checkpoint:
                     return rec
         return None
 
+    def logged_or_refuse(self, kind, global_step):
+        """The record logged() finds; a Refusal if the run did not log it."""
+        rec = self.logged(kind, global_step)
+        if rec is None:
+            raise Refusal(f"{self.run / 'metrics.jsonl'} has no {kind} record at global step {global_step}")
+        return rec
+
 
 # ---------------------------------------------------------------------------------------------- model
 
@@ -414,7 +421,7 @@ def cmd_adamw(args):
     a, b, mom_a, mom_b = consecutive(args.checkpoint_a, args.checkpoint_b)
     tr = b.train
     beta1, beta2, eps, wd = tr["beta1"], tr["beta2"], tr["eps"], tr["weightDecay"]
-    lr = args.lr if args.lr is not None else b.logged("train", b.state["globalStep"])["lr"]
+    lr = args.lr if args.lr is not None else b.logged_or_refuse("train", b.state["globalStep"])["lr"]
     t = b.optimizer_step
     g = applied_gradient(mom_a, mom_b, beta1)
     print(f"optimizer step {t}, lr {lr:.8e}, beta ({beta1}, {beta2}), eps {eps}, weight decay {wd} "
@@ -450,7 +457,7 @@ def cmd_gradcheck(args):
     a, b, mom_a, mom_b = consecutive(args.checkpoint_a, args.checkpoint_b)
     step, windows = next_step(a, args.data)
     K, W, cfg = step["K"], a.weights, a.config
-    rec = b.logged("train", step["global_step"])
+    rec = b.logged_or_refuse("train", step["global_step"])
     clip = a.train["clip"]
     g = applied_gradient(mom_a, mom_b, a.train["beta1"])
     norm = math.sqrt(sum((x * x).sum() for x in g.values()))

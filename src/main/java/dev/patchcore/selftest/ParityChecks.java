@@ -218,7 +218,8 @@ public final class ParityChecks {
                             out.add(variant(cuda, family, v, "rmsNorm backward = v" + base, rows -> rmsNormBackwardIdentity(rows, cuda, base, v, true)));
                         // Variant 5 is variant 3's arithmetic fed by bulk copies: its dx is bitwise variant 3's (its gain gradient is
                         // not: the grids differ), so a copy or ring fault shows apart from an arithmetic one.
-                        if (v == CudaRmsNorm.BACKWARD_BULK && cuda.computeCapabilityMajor() >= 9)
+                        if (v == CudaRmsNorm.BACKWARD_BULK && cuda.computeCapabilityMajor() >= 9
+                                && !CudaBackend.variantSkipped(family, CudaRmsNorm.BACKWARD_TEAMS_R2))
                             out.add(variant(cuda, family, v, "rmsNorm backward dx = v" + CudaRmsNorm.BACKWARD_TEAMS_R2,
                                     rows -> rmsNormBackwardIdentity(rows, cuda, CudaRmsNorm.BACKWARD_TEAMS_R2, v, false)));
                     }

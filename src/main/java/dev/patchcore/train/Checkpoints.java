@@ -85,9 +85,7 @@ public final class Checkpoints {
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.eosId()));
         tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
-        // With no earlier checkpoint, or one latest names by another name, nothing counts as in between.
-        long previousStep = previous == null || stepOf(previous) < 0 ? Long.MAX_VALUE : stepOf(previous);
-        prune(runDir, previousStep, stepOf(name));
+        prune(runDir, previousStep(runDir, previous), stepOf(name));
     }
 
     /** The model's weights as a checkpoint holds them: the vocabulary's rows only of the padded embedding and LM head. */
@@ -130,6 +128,21 @@ public final class Checkpoints {
             for (int i = 0; i < kept.size() - KEEP; i++) deleteTree(kept.get(i));
         } catch (IOException e) {
             throw new UncheckedIOException("cannot prune old checkpoints: " + e.getMessage(), e);
+        }
+    }
+
+    /**
+     * The global step of the checkpoint latest named before this save (a folder named by hand, such as a copy called
+     * "backup", by its trainer.json); with none, or one that cannot be read, {@code Long.MAX_VALUE}: nothing then counts
+     * as in between.
+     */
+    private static long previousStep(Path runDir, String previous) {
+        if (previous == null) return Long.MAX_VALUE;
+        if (stepOf(previous) >= 0) return stepOf(previous);
+        try {
+            return readMeta(root(runDir).resolve(previous)).state().globalStep();
+        } catch (RuntimeException unreadable) {
+            return Long.MAX_VALUE;
         }
     }
 

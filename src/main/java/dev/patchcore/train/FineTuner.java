@@ -117,7 +117,8 @@ public final class FineTuner {
         // Each replica's micro-batches' row losses of a step; replica r runs micro-batches r, r + n, ...
         List<Tensor> stepLosses = new ArrayList<>();
         List<AdamW> opts = new ArrayList<>();
-        StepClock clock = new StepClock();
+        long laterTokens = 0;
+        double laterSeconds = 0;
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int r = 0; r < n; r++) {
                 Lane l = lanes.get(r);
@@ -160,15 +161,20 @@ public final class FineTuner {
                     o.addProperty("grad_norm", gradNorm);
                     o.addProperty("scored_tokens", scored);
                     long dt = System.nanoTime() - t0;
-                    clock.record(dt);
+                    if (step > 0) {  // the rate from the second step on, as train's (the first carries the JIT's work)
+                        laterTokens += tokens;
+                        laterSeconds += dt / 1e9;
+                    }
                     o.addProperty("step_ms", dt / 1e6);
                     o.addProperty("tokens_per_s", tokens / (dt / 1e9));
                     metrics.write(o);
                     boolean stopping = stopRequested.get() && step + 1 < total;
                     if ((step + 1) % cfg.logEvery() == 0 || step == 0 || step + 1 == total || stopping)
                         console.printf(Locale.ROOT, "finetune step %5d/%d | epoch %d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
-                                step + 1, total, epoch + 1, loss, lr, gradNorm, Trainer.human(Math.round(tokens / (dt / 1e9))),
-                                clock.steps() > 1 ? Trainer.duration((total - step - 1) * clock.secPerStep()) : "-");
+                                step + 1, total, epoch + 1, loss, lr, gradNorm,
+                                Trainer.human(Math.round(step > 0 ? laterTokens / laterSeconds : tokens / (dt / 1e9))),
+                                // the training steps' own time: an epoch's validation and save would weigh on a wall-clock window
+                                step > 0 ? Trainer.duration((total - step - 1) * laterSeconds / step) : "-");
                     if (stopping) {
                         save(step + 1);
                         console.printf("stopped after %s of %d (epoch %d); checkpoint saved in %s (a fine-tuning run cannot be "
@@ -189,6 +195,12 @@ public final class FineTuner {
                     console.printf(Locale.ROOT, "      val   | epoch %d | response loss %.4f | ppl %.2f%n", epoch + 1, valLoss, Math.exp(valLoss));
                 }
                 save(step);
+                if (stopRequested.get() && epoch + 1 < epochs) {  // asked for during the validation or the save just done
+                    console.printf("stopped after %s of %d (epoch %d done); checkpoint saved in %s (a fine-tuning run cannot be "
+                            + "resumed: eval and generate read it as it is)%n", Plural.of(step, "step"), total, epoch + 1,
+                            Checkpoints.root(runDir));
+                    return new Result(first, last, valLoss, step, true);
+                }
             }
         } finally {
             opts.forEach(AdamW::close);

@@ -135,4 +135,30 @@ class FineTunerTest {
                         "the checkpoint holds the weights after the step");
         }
     }
+
+    /** A stop asked for during an epoch's validation ends the run with that epoch's checkpoint (no step of the next). */
+    @Test void aStopDuringValidationEndsAfterTheEpochsCheckpoint(@TempDir Path dir) {
+        try (Backend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, C);
+            m.initialize(be, 3);
+            int eos = 10;
+            List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
+                    new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
+            TrainConfig cfg = new TrainConfig(C, 1, 0, 6, 1, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+            FineTuner[] ft = new FineTuner[1];
+            // The console line of the first validation asks for the stop, as a Ctrl-C arriving then would.
+            java.io.PrintStream console = new java.io.PrintStream(new java.io.ByteArrayOutputStream(), true) {
+                @Override public java.io.PrintStream printf(java.util.Locale l, String format, Object... args) {
+                    if (format.contains("val")) ft[0].requestStop();
+                    return super.printf(l, format, args);
+                }
+            };
+            ft[0] = new FineTuner(be, m, cfg, 2, examples, examples.subList(0, 1), dir, console, "x", "byte",
+                    dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, eos);
+            FineTuner.Result r = ft[0].run();
+            assertTrue(r.stopped());
+            assertEquals(3, r.steps(), "the first epoch's 3 steps, none of the second");
+            assertEquals("step-00000003", Checkpoints.latest(dir).getFileName().toString());
+        }
+    }
 }

@@ -260,6 +260,13 @@ class TrainingTest {
         Files.writeString(root2.resolve("latest"), "step-00000006\n");
         assertEquals(reference2, resume(every2, run2));
         assertEquals(List.of("step-00000006", "step-00000008"), checkpointNames(root2));
+
+        // latest pointed at a copy under another name: its step (from its trainer.json) bounds what lies in between.
+        copyTree(root2.resolve("step-00000006"), root2.resolve("backup"));
+        copyTree(root2.resolve("step-00000006"), root2.resolve("step-00000007"));
+        Files.writeString(root2.resolve("latest"), "backup\n");
+        assertEquals(reference2, resume(every2, run2));
+        assertEquals(List.of("backup", "step-00000006", "step-00000008"), checkpointNames(root2));
     }
 
     /** Checkpoint folders are named in ASCII digits whatever the default locale (Arabic ones format %08d otherwise). */
