@@ -161,6 +161,7 @@ class CliTest {
         assertUserError("--out " + used + " is not empty (it holds metrics.jsonl, notes.txt)", "train", "--backend", "cpu", "--out",
                 used.toString());
         assertUserError("--warmup must not be negative (got -3)", "train", "--backend", "cpu", "--warmup", "-3");
+        assertUserError("--warmup must not be negative (got -1)", "train", "--backend", "cpu", "--warmup", "-1");
         // picocli's own "Error: " prefix is not repeated after ours
         err.reset();
         assertEquals(2, Main.run("eval", "--checkpoint", dir.toString()));
@@ -243,12 +244,14 @@ class CliTest {
             assertUserError("is not the data this run was trained on (it was train ", "train", "--backend", "cpu", "--resume",
                     moved.toString(), "--data", other.toString());
             out.reset();
-            assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", moved.toString(), "--data", ds2.toString(), "--log-every", "1"),
-                    err.toString());
+            assertEquals(0, Main.run("train", "--backend", "cpu", "--resume", moved.toString(), "--data", ds2.toString(), "--log-every", "1",
+                    "--eval-every", "1", "--save-every", "3"), err.toString());
             assertTrue(out.toString().contains("dataset: " + ds2.toAbsolutePath().normalize() + " (the run recorded "), out.toString());
             // --log-every may change on resume: every step logged from here on, and the checkpoint keeps the new value
             assertTrue(out.toString().contains("patch step      3/4 |"), out.toString());
-            assertEquals(1, dev.patchcore.train.Checkpoints.readMeta(dev.patchcore.train.Checkpoints.latest(moved)).train().logEvery());
+            var resumedCfg = dev.patchcore.train.Checkpoints.readMeta(dev.patchcore.train.Checkpoints.latest(moved)).train();
+            assertEquals(java.util.List.of(1, 1, 3), java.util.List.of(resumedCfg.logEvery(), resumedCfg.evalEvery(), resumedCfg.saveEvery()));
+            assertTrue(out.toString().contains("patch val       3/4 |"), "validated at every step from here on: " + out);
             assertTrue(out.toString().contains("patch stage: steps 3–4 (resumed), loss ") && out.toString().contains("token stage: 2 steps, loss "),
                     out.toString());
         } finally {
