@@ -116,12 +116,7 @@ class FineTunerTest {
         try (Backend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, C);
             m.initialize(be, 3);
-            int eos = 10;
-            List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
-                    new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
-            TrainConfig cfg = new TrainConfig(C, 1, 0, 6, 1, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
-            FineTuner ft = new FineTuner(be, m, cfg, 2, examples, List.of(), dir, TrainingTest.quiet(), "x", "byte",
-                    dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, eos);
+            FineTuner ft = twoEpochsOfThree(be, m, dir, List.of(), TrainingTest.quiet());
             ft.requestStop();
             FineTuner.Result r = ft.run();
             assertTrue(r.stopped());
@@ -141,10 +136,6 @@ class FineTunerTest {
         try (Backend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, C);
             m.initialize(be, 3);
-            int eos = 10;
-            List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
-                    new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
-            TrainConfig cfg = new TrainConfig(C, 1, 0, 6, 1, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
             FineTuner[] ft = new FineTuner[1];
             // The console line of the first validation asks for the stop, as a Ctrl-C arriving then would.
             java.io.PrintStream console = new java.io.PrintStream(new java.io.ByteArrayOutputStream(), true) {
@@ -153,12 +144,21 @@ class FineTunerTest {
                     return super.printf(l, format, args);
                 }
             };
-            ft[0] = new FineTuner(be, m, cfg, 2, examples, examples.subList(0, 1), dir, console, "x", "byte",
-                    dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, eos);
+            ft[0] = twoEpochsOfThree(be, m, dir, List.of(STOP_EXAMPLES.getFirst()), console);
             FineTuner.Result r = ft[0].run();
             assertTrue(r.stopped());
             assertEquals(3, r.steps(), "the first epoch's 3 steps, none of the second");
             assertEquals("step-00000003", Checkpoints.latest(dir).getFileName().toString());
         }
+    }
+
+    private static final List<Instructions.Example> STOP_EXAMPLES = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, 10}, 3),
+            new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, 10}, 2), new Instructions.Example(new int[] {3, 3, 10}, 1));
+
+    /** Two epochs over three examples, one per step (6 steps), EOS 10, saving into {@code dir}. */
+    private static FineTuner twoEpochsOfThree(Backend be, LlamaModel m, Path dir, List<Instructions.Example> val, java.io.PrintStream console) {
+        TrainConfig cfg = new TrainConfig(C, 1, 0, 6, 1, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+        return new FineTuner(be, m, cfg, 2, STOP_EXAMPLES, val, dir, console, "x", "byte",
+                dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, 10);
     }
 }
