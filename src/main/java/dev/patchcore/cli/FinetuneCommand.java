@@ -23,8 +23,6 @@ import java.util.ArrayList;
 import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 @Command(name = "finetune", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Instruction-tune a pretrained checkpoint (the paper fine-tunes on Alpaca-GPT4, §3.1): token-level training "
@@ -123,31 +121,19 @@ public final class FinetuneCommand implements Callable<Integer> {
             FineTuner tuner = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
                     HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
                     .withReplicas(replicas);
-            // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved (as train does); the hook
-            // waits until the run has said so.
-            CountDownLatch finished = new CountDownLatch(1);
-            Thread hook = new Thread(() -> {
-                tuner.requestStop();
-                try { finished.await(STOP_WAIT_SECONDS, TimeUnit.SECONDS); } catch (InterruptedException ignored) { /* exiting anyway */ }
-            });
-            Runtime.getRuntime().addShutdownHook(hook);
-            try {
+            // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved, as train does
+            try (StopOnSignal stop = new StopOnSignal(tuner::requestStop)) {
                 FineTuner.Result r = tuner.run();
-                try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
+                stop.ranToItsEnd();
                 System.out.printf(Locale.ROOT, "%s: %s, response loss %.4f → %.4f%s%ncheckpoint: %s%n", r.stopped() ? "stopped" : "fine-tuned",
                         Plural.of(r.steps(), "step"), r.firstLoss(), r.lastLoss(),
                         Double.isNaN(r.valLoss()) ? "" : String.format(Locale.ROOT, ", val %.4f", r.valLoss()), Checkpoints.latest(out));
-            } finally {
-                finished.countDown();
             }
         } finally {
             BackendOptions.closeAll(backends);
         }
         return 0;
     }
-
-    /** How long a Ctrl-C or SIGTERM waits for the step in progress and the checkpoint (as train's). */
-    private static final long STOP_WAIT_SECONDS = 600;
 
     private static boolean isEmptyDirectory(Path dir) throws IOException {
         if (!Files.isDirectory(dir)) return false;

@@ -36,8 +36,6 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Set;
 import java.util.concurrent.Callable;
-import java.util.concurrent.CountDownLatch;
-import java.util.concurrent.TimeUnit;
 
 @Command(name = "train", mixinStandardHelpOptions = true, sortOptions = false,
         description = {"Two-stage patch-level training: the patch stage (K tokens per patch, context K·T) on a fraction λ of the budget, "
@@ -134,9 +132,6 @@ public final class TrainCommand implements Callable<Integer> {
     /** The options a resumed run takes; all others are its saved settings. */
     private static final Set<String> RESUME_OPTIONS = Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices",
             "--stop-after", "--eval-every", "--save-every", "--log-every");
-
-    /** How long at most the Ctrl-C / SIGTERM hook holds the JVM's exit for the current step, its checkpoint and the summary. */
-    private static final long STOP_WAIT_SECONDS = 600;
 
     /** This command's lock on the run folder (null until taken): released when the command ends, however it ends. */
     private RunLock runLock;
@@ -389,13 +384,7 @@ public final class TrainCommand implements Callable<Integer> {
      * checkpoint, and the summary is printed before the JVM exits.
      */
     private void trainWithStopHook(Trainer trainer, LlamaModel model, RunState state, RunSetup run) {
-        CountDownLatch summarized = new CountDownLatch(1);
-        Thread hook = new Thread(() -> {
-            trainer.requestStop();
-            try { summarized.await(STOP_WAIT_SECONDS, TimeUnit.SECONDS); } catch (InterruptedException ignored) { /* exiting anyway */ }
-        });
-        Runtime.getRuntime().addShutdownHook(hook);
-        try {
+        try (StopOnSignal stop = new StopOnSignal(trainer::requestStop)) {
             List<Trainer.StageResult> results;
             try {
                 results = trainer.run(model, state, run.checkpoint());
@@ -405,14 +394,12 @@ public final class TrainCommand implements Callable<Integer> {
                 if (!recompute) hints.add("--recompute keeps one layer's activations instead of all");
                 throw new IllegalArgumentException(e.getMessage() + (hints.isEmpty() ? "" : "; " + String.join("; ", hints)), e);
             }
-            try { Runtime.getRuntime().removeShutdownHook(hook); } catch (IllegalStateException ignored) { /* shutting down */ }
+            stop.ranToItsEnd();
             for (Trainer.StageResult r : results)
                 System.out.printf(Locale.ROOT, "%s stage: %s, loss %.4f → %.4f, %s, %.0f tokens/s%n",
                         r.stage(), r.stepsText(), r.firstLoss(), r.lastLoss(),
                         r.validationText(), r.tokensPerSecond());
             System.out.println("checkpoint: " + Checkpoints.latest(run.runDir()) + "   metrics: " + run.runDir().resolve("metrics.jsonl"));
-        } finally {
-            summarized.countDown();
         }
     }
 

@@ -55,7 +55,7 @@ class CliTest {
 
     /** The relaunched JVM's stderr passes through whole, less a first line that is the incubator-module warning. */
     @Test void childStderrLosesOnlyTheIncubatorWarning() {
-        String w = Main.INCUBATOR_WARNING + "\n";
+        String w = VectorApiRelaunch.INCUBATOR_WARNING + "\n";
         assertEquals("error: x\n", filtered(w + "error: x\n", 1000));
         assertEquals("error: x\n", filtered(w + "error: x\n", 7));  // the warning arriving in pieces
         assertEquals("", filtered(w, 3));
@@ -73,7 +73,7 @@ class CliTest {
             @Override public void write(int b) { writes.add(String.valueOf((char) b)); }
             @Override public void write(byte[] b, int off, int len) { writes.add(new String(b, off, len, java.nio.charset.StandardCharsets.UTF_8)); }
         };
-        java.io.PrintStream ps = new java.io.PrintStream(new Main.LineOutputStream(fd), false, java.nio.charset.StandardCharsets.UTF_8);
+        java.io.PrintStream ps = new java.io.PrintStream(new VectorApiRelaunch.LineOutputStream(fd), false, java.nio.charset.StandardCharsets.UTF_8);
         ps.printf("loss %.4f nats/token, perplexity %.3f%n", 2.2142, 9.154);
         ps.print("\r  12 documents");
         ps.print("\r  13 documents");
@@ -82,14 +82,14 @@ class CliTest {
         assertEquals(java.util.List.of("loss 2.2142 nats/token, perplexity 9.154\n", "\r", "  12 documents\r", "  13 documents", "done\n"), writes);
     }
 
-    /** {@code text} through {@link Main#copyWithoutIncubatorWarning}, read at most {@code piece} bytes at a time. */
+    /** {@code text} through {@link VectorApiRelaunch#copyWithoutIncubatorWarning}, read at most {@code piece} bytes at a time. */
     private static String filtered(String text, int piece) {
         byte[] bytes = text.getBytes(java.nio.charset.StandardCharsets.UTF_8);
         java.io.InputStream in = new java.io.ByteArrayInputStream(bytes) {
             @Override public synchronized int read(byte[] b, int off, int len) { return super.read(b, off, Math.min(len, piece)); }
         };
         ByteArrayOutputStream sink = new ByteArrayOutputStream();
-        Main.copyWithoutIncubatorWarning(in, sink);
+        VectorApiRelaunch.copyWithoutIncubatorWarning(in, sink);
         return sink.toString(java.nio.charset.StandardCharsets.UTF_8);
     }
 

@@ -1,0 +1,184 @@
+package dev.patchcore.cli;
+
+import java.io.ByteArrayOutputStream;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.OutputStream;
+import java.io.PrintStream;
+import java.lang.management.ManagementFactory;
+import java.net.URI;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Optional;
+
+/**
+ * {@code java -jar patchcore.jar} without {@code --add-modules jdk.incubator.vector}: the same jar run again in a child
+ * JVM that has the module, with the child's stop, exit code and output passed through as if it were this process.
+ */
+final class VectorApiRelaunch {
+    /** Set in the child's environment to the launcher's pid: the child knows it was relaunched, and by whom. */
+    private static final String LAUNCHER_PID = "PATCHCORE_LAUNCHER_PID";
+
+    private VectorApiRelaunch() {}
+
+    /** In the relaunched JVM (the launcher set {@link #LAUNCHER_PID}): stop with the launcher, write output a line at a time. */
+    static void setUpIfRelaunched() {
+        if (System.getenv(LAUNCHER_PID) == null) return;
+        stopWithLauncher();
+        writeWholeLines();
+    }
+
+    /**
+     * The CPU matmul is about 20× faster with the incubating Vector API, which {@code java -jar} does not resolve
+     * (a manifest cannot add modules). When it is missing, run the same jar again in a child JVM with
+     * {@code --add-modules jdk.incubator.vector} and pass its exit code through. PATCHCORE_NO_RELAUNCH=1 disables this.
+     */
+    static Integer run(String[] args) {
+        if (ModuleLayer.boot().findModule("jdk.incubator.vector").isPresent() || System.getenv("PATCHCORE_NO_RELAUNCH") != null) return null;
+        try {
+            URI self = VectorApiRelaunch.class.getProtectionDomain().getCodeSource().getLocation().toURI();
+            Path jar = Path.of(self);
+            Optional<String> javaCmd = ProcessHandle.current().info().command();
+            if (!Files.isRegularFile(jar) || javaCmd.isEmpty()) return null;
+            List<String> cmd = new ArrayList<>(List.of(javaCmd.get()));
+            cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+            cmd.addAll(List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString()));
+            cmd.addAll(List.of(args));
+            // The child's standard error comes through this JVM, less the JVM's line about the incubating module
+            // (printed by every JVM that resolves one, with no option to turn it off): noise on every command.
+            ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO().redirectError(ProcessBuilder.Redirect.PIPE);
+            pb.environment().put("PATCHCORE_NO_RELAUNCH", "1");
+            pb.environment().put(LAUNCHER_PID, Long.toString(ProcessHandle.current().pid()));
+            Process child = pb.start();
+            Thread stderr = Thread.ofPlatform().daemon().name("child-stderr").start(() -> copyStderr(child.getErrorStream()));
+            // A stop request for this JVM (Ctrl-C, which the child gets too, or a SIGTERM sent to this process alone, as
+            // `timeout` and batch schedulers do) is passed on as a SIGTERM to the child; then wait while it finishes its
+            // step, saves a checkpoint and exits.
+            Runtime.getRuntime().addShutdownHook(new Thread(() -> {
+                child.destroy();
+                try {
+                    child.waitFor();
+                    stderr.join(2000);  // its last lines
+                } catch (InterruptedException ignored) { /* exiting */ }
+            }));
+            int code = child.waitFor();
+            stderr.join(2000);
+            return code;
+        } catch (Exception e) {
+            return null; // fall back to the plain-Java kernels in this JVM
+        }
+    }
+
+    /**
+     * In a relaunched JVM: when the launcher ends without passing on a stop (killed with SIGKILL, which it cannot
+     * forward), stop as on a SIGTERM (a training run saves a checkpoint) instead of running on orphaned, unseen, and
+     * still writing its run folder. The launcher's end shows as this process's parent changing (it is re-parented when
+     * the launcher dies; {@code ProcessHandle.onExit} of a non-child would wait until the launcher's own parent reaps it).
+     */
+    private static void stopWithLauncher() {
+        String pid = System.getenv(LAUNCHER_PID);
+        if (pid == null || !pid.matches("\\d+")) return;
+        long launcher = Long.parseLong(pid);
+        if (parentPid() != launcher) return;  // not started by that launcher (the variable was inherited)
+        Thread.ofPlatform().daemon().name("launcher-watch").start(() -> {
+            try {
+                while (parentPid() == launcher) Thread.sleep(500);
+            } catch (InterruptedException e) {
+                return;
+            }
+            System.out.println("the launching process has ended: stopping");
+            System.exit(143);  // 128 + SIGTERM, as if it had been forwarded
+        });
+    }
+
+    /**
+     * In a relaunched JVM, whose standard error reaches the terminal through the launcher (a pipe, copied as it comes):
+     * standard output and error write each line with one system call, so a note copied by the launcher lands between
+     * two lines of output, never inside one (a PrintStream on a terminal may write a formatted line piece by piece).
+     */
+    private static void writeWholeLines() {
+        // Not autoflush: a PrintStream that flushes writes each piece of a printf on its own.
+        PrintStream out = new PrintStream(new LineOutputStream(FileDescriptor.out), false, System.out.charset());
+        PrintStream err = new PrintStream(new LineOutputStream(FileDescriptor.err), false, System.err.charset());
+        System.setOut(out);
+        System.setErr(err);
+        Runtime.getRuntime().addShutdownHook(new Thread(() -> {  // a last line without its newline
+            out.flush();
+            err.flush();
+        }));
+    }
+
+    /**
+     * Passes bytes on a line at a time: each line, ended by \n or \r (a progress line), in one write to the file
+     * descriptor; {@link #flush} passes on a partial line too.
+     */
+    static final class LineOutputStream extends OutputStream {
+        private final OutputStream fd;
+        private final ByteArrayOutputStream line = new ByteArrayOutputStream();
+
+        LineOutputStream(FileDescriptor fd) {
+            this(new FileOutputStream(fd));
+        }
+
+        LineOutputStream(OutputStream fd) {
+            this.fd = fd;
+        }
+
+        @Override public synchronized void write(int b) throws IOException {
+            line.write(b);
+            if (b == '\n' || b == '\r' || line.size() >= 1 << 16) flush();
+        }
+
+        @Override public synchronized void write(byte[] b, int off, int len) throws IOException {
+            for (int i = off; i < off + len; i++) write(b[i]);
+        }
+
+        @Override public synchronized void flush() throws IOException {
+            if (line.size() == 0) return;
+            line.writeTo(fd);
+            line.reset();
+            fd.flush();
+        }
+    }
+
+    private static long parentPid() {
+        return ProcessHandle.current().parent().map(ProcessHandle::pid).orElse(-1L);
+    }
+
+    static final String INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector";
+
+    /** Copies a child JVM's standard error to this one's as it comes, without a first line that is {@link #INCUBATOR_WARNING}. */
+    static void copyStderr(InputStream in) {
+        copyWithoutIncubatorWarning(in, new FileOutputStream(FileDescriptor.err));
+    }
+
+    static void copyWithoutIncubatorWarning(InputStream in, OutputStream out) {
+        byte[] warning = (INCUBATOR_WARNING + "\n").getBytes(StandardCharsets.US_ASCII);
+        byte[] buf = new byte[8192];
+        int held = 0;  // bytes of a first line that so far matches the warning, not yet written
+        boolean first = true;
+        try (in) {
+            for (int n; (n = in.read(buf, held, buf.length - held)) > 0; ) {
+                int from = 0, len = held + n;
+                if (first) {
+                    int same = 0;
+                    while (same < len && same < warning.length && buf[same] == warning[same]) same++;
+                    if (same == warning.length) { from = warning.length; first = false; }  // the warning: dropped
+                    else if (same == len) { held = len; continue; }  // a prefix of it so far: wait for more
+                    else first = false;  // some other first line
+                    held = 0;
+                }
+                out.write(buf, from, len - from);
+                out.flush();
+            }
+            if (held > 0) { out.write(buf, 0, held); out.flush(); }
+        } catch (IOException ignored) {
+            // the child or our stderr is gone: nothing more to pass on
+        }
+    }
+}
