@@ -1,6 +1,9 @@
 package dev.patchcore.train;
 
+import com.google.gson.JsonNull;
 import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.patchcore.checkpoint.AtomicFiles;
 
 import java.io.BufferedWriter;
 import java.io.IOException;
@@ -9,6 +12,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.ArrayList;
+import java.util.List;
 
 /** Appends one JSON object per line: every step's metrics and every validation result. */
 public final class Metrics implements AutoCloseable {
@@ -31,17 +36,17 @@ public final class Metrics implements AutoCloseable {
     public static int dropAfter(Path file, long globalStep) {
         if (!Files.isRegularFile(file)) return 0;
         try {
-            java.util.List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8), kept = new java.util.ArrayList<>();
+            List<String> lines = Files.readAllLines(file, StandardCharsets.UTF_8), kept = new ArrayList<>();
             for (String line : lines) {
                 try {
-                    JsonObject o = com.google.gson.JsonParser.parseString(line).getAsJsonObject();
+                    JsonObject o = JsonParser.parseString(line).getAsJsonObject();
                     if (!o.has("global_step") || o.get("global_step").getAsLong() <= globalStep) kept.add(line);
                 } catch (RuntimeException torn) {
                     // not a whole JSON object: the end of a line cut by the stop
                 }
             }
             int dropped = lines.size() - kept.size();
-            if (dropped > 0) dev.patchcore.checkpoint.AtomicFiles.writeString(file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
+            if (dropped > 0) AtomicFiles.writeString(file, kept.isEmpty() ? "" : String.join("\n", kept) + "\n");
             return dropped;
         } catch (IOException e) {
             throw new UncheckedIOException("cannot read metrics file " + file + ": " + e.getMessage(), e);
@@ -52,7 +57,7 @@ public final class Metrics implements AutoCloseable {
     public void write(JsonObject record) {
         for (var e : record.entrySet())
             if (e.getValue().isJsonPrimitive() && e.getValue().getAsJsonPrimitive().isNumber()
-                    && !Double.isFinite(e.getValue().getAsDouble())) e.setValue(com.google.gson.JsonNull.INSTANCE);
+                    && !Double.isFinite(e.getValue().getAsDouble())) e.setValue(JsonNull.INSTANCE);
         try {
             out.write(record.toString());
             out.newLine();

@@ -9,6 +9,8 @@ import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardOpenOption;
+import java.util.Set;
+import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * An exclusive lock on a run folder ({@code RUN/.lock}) for as long as a command trains in it, so that two processes
@@ -24,7 +26,7 @@ public final class RunLock implements AutoCloseable {
      * The lock files this JVM holds. POSIX drops every lock a process holds on a file when any of its descriptors of
      * that file closes, so a second attempt from this JVM must not even open the file: it is refused from this set.
      */
-    private static final java.util.Set<Path> HELD = java.util.concurrent.ConcurrentHashMap.newKeySet();
+    private static final Set<Path> HELD = ConcurrentHashMap.newKeySet();
 
     private final Path file;
     private final FileChannel channel;

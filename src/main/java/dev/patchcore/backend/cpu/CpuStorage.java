@@ -9,6 +9,8 @@ import dev.patchcore.tensor.Tensor;
 public final class CpuStorage implements Storage {
     private final float[] floats;
     private final int[] ints;
+    /** {@link ScratchPool}'s release count when this buffer last went back to a free list (its eviction order). */
+    long releasedAt;
 
     private CpuStorage(float[] floats, int[] ints) {
         this.floats = floats;

@@ -5,7 +5,7 @@ import it.unimi.dsi.fastutil.longs.Long2ObjectOpenHashMap;
 
 import java.util.ArrayDeque;
 import java.util.ArrayList;
-import java.util.LinkedHashSet;
+import java.util.List;
 
 /**
  * Step-scoped buffers recycled by exact element count. A training step asks for the same sizes in the same
@@ -23,7 +23,7 @@ import java.util.LinkedHashSet;
 final class ScratchPool {
     private final Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> freeF32 = new Long2ObjectOpenHashMap<>();
     private final Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> freeI32 = new Long2ObjectOpenHashMap<>();
-    private final LinkedHashSet<CpuStorage> leastRecentlyReleased = new LinkedHashSet<>();  // every free buffer, oldest first
+    private long releases;  // buffers returned so far: each free buffer's releasedAt orders them for eviction
     private final ArrayList<CpuStorage> handedOut = new ArrayList<>();
     private long pooledBytes, inUseBytes, peakInUseBytes;
 
@@ -31,9 +31,7 @@ final class ScratchPool {
         Long2ObjectOpenHashMap<ArrayDeque<CpuStorage>> free = freeLists(dtype);
         ArrayDeque<CpuStorage> list = free.get(count);
         CpuStorage s = list == null ? null : list.pollFirst();
-        if (s != null) {
-            leastRecentlyReleased.remove(s);
-        } else {
+        if (s == null) {
             long bytes = 4 * count;
             peakInUseBytes = Math.max(peakInUseBytes, inUseBytes + bytes);
             dropLeastRecentlyReleasedAbove(2 * peakInUseBytes - bytes);
@@ -56,8 +54,8 @@ final class ScratchPool {
             throw new IllegalArgumentException("scratch mark " + mark + " is not in [0, " + handedOut.size() + "] (released already?)");
         for (int i = mark; i < handedOut.size(); i++) {
             CpuStorage s = handedOut.get(i);
+            s.releasedAt = releases++;
             freeLists(s.dtype()).computeIfAbsent(s.length(), _ -> new ArrayDeque<>()).addLast(s);
-            leastRecentlyReleased.addLast(s);
             inUseBytes -= s.bytes();
         }
         handedOut.subList(mark, handedOut.size()).clear();
@@ -66,14 +64,19 @@ final class ScratchPool {
     /** Bytes of the scratch buffers the pool holds (free plus handed out). */
     long pooledBytes() { return pooledBytes; }
 
+    /**
+     * Drops free buffers, least recently released first, until the pool holds at most {@code limit} bytes or none is
+     * free. Each free list is in release order, so the oldest is at the head of one of them. (Only on an allocation
+     * over the bound: the step's hot path takes and returns buffers without allocating.)
+     */
     private void dropLeastRecentlyReleasedAbove(long limit) {
-        while (pooledBytes > limit && !leastRecentlyReleased.isEmpty()) {
-            CpuStorage s = leastRecentlyReleased.removeFirst();
-            var free = freeLists(s.dtype());
-            ArrayDeque<CpuStorage> list = free.get(s.length());
-            list.remove(s);  // identity: CpuStorage keeps Object's equals
-            if (list.isEmpty()) free.remove(s.length());
-            pooledBytes -= s.bytes();
+        while (pooledBytes > limit) {
+            ArrayDeque<CpuStorage> oldest = null;
+            for (var lists : List.of(freeF32, freeI32))
+                for (ArrayDeque<CpuStorage> list : lists.values())
+                    if (!list.isEmpty() && (oldest == null || list.peekFirst().releasedAt < oldest.peekFirst().releasedAt)) oldest = list;
+            if (oldest == null) return;
+            pooledBytes -= oldest.pollFirst().bytes();
         }
     }
 
