@@ -2,7 +2,9 @@ package dev.patchcore.checkpoint;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
 import java.nio.channels.FileChannel;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -23,16 +25,8 @@ public final class AtomicFiles {
         Path tmp = dir.resolve("." + target.getFileName() + ".tmp");
         try {
             Files.createDirectories(dir);
-            try (FileChannel ch = FileChannel.open(tmp, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
-                writer.write(ch);
-                ch.force(true);
-            }
-            try {
-                Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
-            } catch (AtomicMoveNotSupportedException e) {
-                Files.move(tmp, target, StandardCopyOption.REPLACE_EXISTING);
-            }
-            fsyncDirectory(dir);
+            writeSynced(tmp, writer);
+            moveIntoPlace(tmp, target);
         } catch (IOException e) {
             deleteQuietly(tmp);
             throw new UncheckedIOException("cannot write " + target + ": " + e.getMessage(), e);
@@ -42,6 +36,27 @@ public final class AtomicFiles {
         }
     }
 
+    /**
+     * The first half of a replacement whose rename comes later (when a whole set of files is ready): writes
+     * {@code file} (created or truncated) and forces it to the disk.
+     */
+    public static void writeSynced(Path file, Writer writer) throws IOException {
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.TRUNCATE_EXISTING, StandardOpenOption.WRITE)) {
+            writer.write(ch);
+            ch.force(true);
+        }
+    }
+
+    /** The second half: renames {@code from} over {@code to} (atomically where the file system can) and syncs the folder. */
+    public static void moveIntoPlace(Path from, Path to) throws IOException {
+        try {
+            Files.move(from, to, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
+        } catch (AtomicMoveNotSupportedException e) {
+            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
+        }
+        fsyncDirectory(to.toAbsolutePath().getParent());
+    }
+
     private static void deleteQuietly(Path file) {
         try {
             Files.deleteIfExists(file);
@@ -49,14 +64,19 @@ public final class AtomicFiles {
     }
 
     public static void writeString(Path target, String text) {
-        writeBytes(target, text.getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        writeBytes(target, text.getBytes(StandardCharsets.UTF_8));
     }
 
     public static void writeBytes(Path target, byte[] bytes) {
-        write(target, ch -> {
-            java.nio.ByteBuffer b = java.nio.ByteBuffer.wrap(bytes);
+        write(target, bytesOf(bytes));
+    }
+
+    /** A writer of these bytes. */
+    public static Writer bytesOf(byte[] bytes) {
+        return ch -> {
+            ByteBuffer b = ByteBuffer.wrap(bytes);
             while (b.hasRemaining()) ch.write(b);
-        });
+        };
     }
 
     static void fsyncDirectory(Path dir) {

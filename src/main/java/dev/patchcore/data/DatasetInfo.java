@@ -3,6 +3,7 @@ package dev.patchcore.data;
 import com.google.gson.Gson;
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonParseException;
+import dev.patchcore.checkpoint.AtomicFiles;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -32,10 +33,8 @@ public record DatasetInfo(String format, int version, String tokenizer, int voca
 
     public long tokens() { return trainTokens + valTokens; }
 
-    void write(Path dir) throws IOException {
-        Path tmp = dir.resolve(FILE_NAME + ".tmp");
-        Files.writeString(tmp, GSON.toJson(this) + "\n", StandardCharsets.UTF_8);
-        DatasetPreparer.moveIntoPlace(tmp, dir.resolve(FILE_NAME));
+    void write(Path dir) {
+        AtomicFiles.writeString(dir.resolve(FILE_NAME), GSON.toJson(this) + "\n");
     }
 
     /** @throws IllegalArgumentException if {@code dir} is not a folder, or its summary is missing or not one */

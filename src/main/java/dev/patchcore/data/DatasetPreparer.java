@@ -1,14 +1,11 @@
 package dev.patchcore.data;
 
+import dev.patchcore.checkpoint.AtomicFiles;
+
 import java.io.IOException;
 import java.io.UncheckedIOException;
-import java.nio.ByteBuffer;
-import java.nio.channels.FileChannel;
-import java.nio.file.AtomicMoveNotSupportedException;
 import java.nio.file.Files;
 import java.nio.file.Path;
-import java.nio.file.StandardCopyOption;
-import java.nio.file.StandardOpenOption;
 import java.util.ArrayList;
 import java.util.List;
 
@@ -93,13 +90,13 @@ public final class DatasetPreparer {
             }
             // A SentencePiece model travels with the shards (training copies it into checkpoints from here).
             var file = Tokenizers.modelFile(tokenizer);
-            if (file.isPresent()) writeSynced(modelTmp, file.get());
+            if (file.isPresent()) AtomicFiles.writeSynced(modelTmp, AtomicFiles.bytesOf(file.get()));
             // The new dataset is complete: only now does the old one go, its summary first, so that a crash in
             // between leaves no summary next to shards it does not describe.
             Files.deleteIfExists(outDir.resolve(DatasetInfo.FILE_NAME));
-            moveIntoPlace(trainTmp, outDir.resolve(TRAIN_FILE));
-            moveIntoPlace(valTmp, outDir.resolve(VAL_FILE));
-            if (file.isPresent()) moveIntoPlace(modelTmp, model);
+            AtomicFiles.moveIntoPlace(trainTmp, outDir.resolve(TRAIN_FILE));
+            AtomicFiles.moveIntoPlace(valTmp, outDir.resolve(VAL_FILE));
+            if (file.isPresent()) AtomicFiles.moveIntoPlace(modelTmp, model);
             else Files.deleteIfExists(model);
             DatasetInfo info = new DatasetInfo(DatasetInfo.FORMAT, DatasetInfo.VERSION, tokenizer.name(),
                     tokenizer.vocabSize(), tokenizer.eosId(), valFraction, seed, names(sources),
@@ -172,26 +169,10 @@ public final class DatasetPreparer {
         }
     }
 
-    private static void writeSynced(Path file, byte[] bytes) throws IOException {
-        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.CREATE, StandardOpenOption.WRITE,
-                StandardOpenOption.TRUNCATE_EXISTING)) {
-            ByteBuffer b = ByteBuffer.wrap(bytes);
-            while (b.hasRemaining()) ch.write(b);
-            ch.force(true);
-        }
-    }
-
     private static List<String> names(List<CorpusSource> sources) {
         return sources.stream().map(CorpusSource::name).toList();
     }
 
-    static void moveIntoPlace(Path from, Path to) throws IOException {
-        try {
-            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
-        } catch (AtomicMoveNotSupportedException e) {
-            Files.move(from, to, StandardCopyOption.REPLACE_EXISTING);
-        }
-    }
 
     /** Routes documents to the two writers; holds back the latest one (see class doc). */
     private final class Split {
