@@ -194,7 +194,7 @@ public final class EvalCommand implements Callable<Integer> {
     private int multipleChoice(Path ckpt, ModelConfig cfg, String tokenizer) throws IOException {
         List<List<MultipleChoice.Question>> tasks = new java.util.ArrayList<>();
         for (Path f : source.choices) {  // every file is checked before any scoring
-            checkFile("--choices", f, "a JSONL file");
+            checkFile("--choices", f, "a JSONL file");  // named with its option, as --text is
             tasks.add(MultipleChoice.read(f, maxQuestions, note -> System.err.println("note: " + note)));
         }
         try (Backend be = backendOptions.open()) {

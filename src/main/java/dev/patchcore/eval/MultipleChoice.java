@@ -104,7 +104,7 @@ public final class MultipleChoice {
     /** As above; {@code note} hears of invalid UTF-8, which is read as U+FFFD (as {@code prepare} and {@code eval --text} do). */
     public static List<Question> read(Path file, long max, Consumer<String> note) throws IOException {
         if (Files.isDirectory(file)) throw new IllegalArgumentException(file + " is a folder, not a JSONL file");
-        if (!Files.isRegularFile(file)) throw new IllegalArgumentException("--choices " + file + ": no such file");
+        if (!Files.isRegularFile(file)) throw new IllegalArgumentException(file + ": no such file");
         List<Question> out = new ArrayList<>();
         try (Utf8Reader utf8 = new Utf8Reader(Files.newInputStream(file)); BufferedReader r = new BufferedReader(utf8)) {
             String line;

@@ -47,7 +47,11 @@ final class GradientSum {
         if (plan == null) plan = plan(params.getFirst(), n);
         for (Backend b : backends) b.synchronize();  // every backward pass is done
         Tensor[] buffers = new Tensor[n];
-        for (int r = 0; r < n; r++) buffers[r] = backends.get(r).scratch(DType.F32, planFloats);
+        long[] marks = new long[n];  // the buffers go back at the end, and nothing the caller holds
+        for (int r = 0; r < n; r++) {
+            marks[r] = backends.get(r).scratchMark();
+            buffers[r] = backends.get(r).scratch(DType.F32, planFloats);
+        }
         // Reduce-scatter: chunk c's owner o reads the others' copies of it; no chunk is written by more than its owner.
         for (Chunk c : plan) {
             Backend owner = backends.get(c.owner());
@@ -65,7 +69,7 @@ final class GradientSum {
                 if (r != c.owner()) backends.get(r).copyFrom(backends.get(c.owner()), grad(params, c.owner(), c), grad(params, r, c));
         // The updates that follow zero the gradients these copies read: let every copy finish first.
         for (Backend b : backends) b.synchronize();
-        for (Backend b : backends) b.releaseScratch();
+        for (int r = 0; r < n; r++) backends.get(r).releaseScratchTo(marks[r]);
     }
 
     private List<Chunk> plan(List<Parameter> params, int n) {

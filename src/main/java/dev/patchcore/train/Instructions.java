@@ -49,7 +49,7 @@ public final class Instructions {
     public static List<Record> read(Path file) throws IOException {
         if (!Files.isRegularFile(file))
             throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
-                    : "--data " + file + ": no such file");
+                    : file + ": no such file");
         // Invalid UTF-8 is read as U+FFFD, as prepare and eval read it, and said once.
         dev.patchcore.data.Utf8Reader.Text read = dev.patchcore.data.Utf8Reader.read(file);
         if (read.replaced() > 0) System.err.println("note: " + dev.patchcore.data.Utf8Reader.note(file.toString(), read.replaced()));
