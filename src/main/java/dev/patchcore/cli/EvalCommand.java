@@ -74,7 +74,8 @@ public final class EvalCommand implements Callable<Integer> {
                     + "the run folder first (eval RUN --choices FILE...) or with --checkpoint");
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
-        String tokenizer = Checkpoints.readMeta(ckpt).tokenizer();
+        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+        String tokenizer = meta.tokenizer();
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1");
         if (maxBlocks < 0 || maxQuestions < 0) throw new IllegalArgumentException("--max-blocks and --max-questions must not be negative (0 = all)");
@@ -88,7 +89,7 @@ public final class EvalCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--activation-threshold applies to --activations only");
         if ((given("--max-blocks") || given("--batch")) && choices)
             throw new IllegalArgumentException("--max-blocks and --batch apply to blocks of text, not to --choices (see --max-questions)");
-        if (source == null) source = trainedOn(ckpt);
+        if (source == null) source = trainedOn(ckpt, meta);
         if (source.choices != null) {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");
             return multipleChoice(ckpt, cfg, tokenizer);
@@ -114,7 +115,6 @@ public final class EvalCommand implements Callable<Integer> {
                 batches = Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks);
             }
         }
-        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         if (patchSize > 1 && meta.train() != null && meta.train().patchMode() == PatchMode.MIXUP)
             System.err.println("note: " + ckpt + " was trained with mixup patches (token t of K sequences); -K " + patchSize
                     + " scores patches of K consecutive tokens");
@@ -161,8 +161,7 @@ public final class EvalCommand implements Callable<Integer> {
      * The prepared dataset a checkpoint's run trained on, when it is still there and still holds what the run read:
      * a folder prepared again from other files (its fingerprint recorded by the run differs) is refused, not scored.
      */
-    private static Source trainedOn(Path ckpt) throws IOException {
-        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+    private static Source trainedOn(Path ckpt, Checkpoints.Meta meta) throws IOException {
         String dataset = meta.dataset();
         Source s = new Source();
         if (ShardTrainingData.BUNDLED.equals(dataset)) {
