@@ -12,10 +12,16 @@ import dev.patchcore.data.ValidationBatches;
 
 import java.io.IOException;
 import java.io.UncheckedIOException;
+import java.nio.ByteBuffer;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
 import java.util.ArrayList;
+import java.util.HexFormat;
 import java.util.List;
+import java.util.Locale;
 
 /** Training data from a prepared dataset folder (memory-mapped shards), or the bundled corpus prepared on first use. */
 public final class ShardTrainingData implements TrainingData, AutoCloseable {
@@ -57,10 +63,10 @@ public final class ShardTrainingData implements TrainingData, AutoCloseable {
 
     private String computeFingerprint() {
         try {
-            java.security.MessageDigest sha = java.security.MessageDigest.getInstance("SHA-256");
-            sha.update(dataset.info().tokenizer().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+            MessageDigest sha = MessageDigest.getInstance("SHA-256");
+            sha.update(dataset.info().tokenizer().getBytes(StandardCharsets.UTF_8));
             int[] sample = new int[1024];
-            java.nio.ByteBuffer bytes = java.nio.ByteBuffer.allocate(4 * sample.length);
+            ByteBuffer bytes = ByteBuffer.allocate(4 * sample.length);
             for (TokenSequence split : List.of(dataset.train(), dataset.val())) {
                 long len = split.length();
                 int n = (int) Math.min(sample.length, len);
@@ -71,9 +77,9 @@ public final class ShardTrainingData implements TrainingData, AutoCloseable {
                     sha.update(bytes.array(), 0, 4 * n);
                 }
             }
-            return String.format(java.util.Locale.ROOT, "train %d tokens, val %d tokens, sha256 %s", dataset.train().length(),
-                    dataset.val().length(), java.util.HexFormat.of().formatHex(sha.digest(), 0, 8));
-        } catch (java.security.NoSuchAlgorithmException e) {
+            return String.format(Locale.ROOT, "train %d tokens, val %d tokens, sha256 %s", dataset.train().length(),
+                    dataset.val().length(), HexFormat.of().formatHex(sha.digest(), 0, 8));
+        } catch (NoSuchAlgorithmException e) {
             throw new IllegalStateException(e);  // every JVM has SHA-256
         }
     }
