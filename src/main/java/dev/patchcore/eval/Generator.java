@@ -2,6 +2,7 @@ package dev.patchcore.eval;
 
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
+import dev.patchcore.model.KvCache;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
@@ -10,43 +11,98 @@ import java.util.Arrays;
 import java.util.SplittableRandom;
 
 /**
- * Token-level sampling from a trained model: each new token re-reads the last T tokens (no KV cache; fine for the
- * model sizes a CPU samples from), takes the logits of the last position over the real vocabulary, applies
- * temperature and top-k, and draws with a seeded generator. Temperature 0 is greedy decoding.
+ * Token-level sampling from a trained model: the logits of the last position over the real vocabulary, temperature and
+ * top-k, drawn with a seeded generator (temperature 0 is greedy decoding).
+ *
+ * <p>The model reads a window of at most T (its context) tokens, positions 0 … from its first token. On a backend that
+ * {@link Backend#decodes()} (the CPU's) the window's keys and values are kept in a {@link KvCache}, so each new token
+ * costs one position's forward; when the window would outgrow T it restarts from the last ⌈T/2⌉ tokens, read again.
+ * Elsewhere (CUDA has no cached-attention kernel yet) every token re-reads the window, sliding it by one token once it
+ * is full: O(T) positions per token.
  */
 public final class Generator {
     private final Backend be;
     private final LlamaModel model;
-    private final Tape tape;
+    private final boolean cached;
 
     public Generator(Backend be, LlamaModel model) {
+        this(be, model, be.decodes());
+    }
+
+    /** With {@code cached} false, every token re-reads the window even where the backend could keep a cache. */
+    Generator(Backend be, LlamaModel model, boolean cached) {
         this.be = be;
         this.model = model;
-        this.tape = new Tape(be);
+        this.cached = cached;
     }
 
     /** Returns {@code prompt} followed by up to {@code count} sampled tokens, stopping after {@code stopId}. */
     public int[] generate(int[] prompt, int count, float temperature, int topK, int stopId, long seed) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
-        int vocab = model.config().vocabSize(), context = model.config().contextLength();
+        int vocab = model.config().vocabSize();
         SplittableRandom rng = new SplittableRandom(seed);
         int[] seq = Arrays.copyOf(prompt, prompt.length + count);
         int len = prompt.length;
-        for (int i = 0; i < count; i++) {
-            int from = Math.max(0, len - context), t = len - from;
+        try (Window window = cached ? new CachedWindow() : new SlidingWindow()) {
+            for (int i = 0; i < count; i++) {
+                float[] last = Arrays.copyOf(window.lastLogits(seq, len), vocab);  // without the padded columns
+                int next = sample(last, temperature, topK, rng);
+                seq[len++] = next;
+                if (next == stopId) break;
+            }
+        }
+        return Arrays.copyOf(seq, len);
+    }
+
+    /** How the model reads the sequence for each new token. */
+    private interface Window extends AutoCloseable {
+        /** The logits (padded vocabulary) of the last of seq's first {@code len} tokens, read in this window. */
+        float[] lastLogits(int[] seq, int len);
+
+        @Override void close();
+    }
+
+    /** Re-reads the last min(len, T) tokens for every new token. */
+    private final class SlidingWindow implements Window {
+        private final Tape tape = new Tape(be);
+
+        @Override public float[] lastLogits(int[] seq, int len) {
+            int from = Math.max(0, len - model.config().contextLength()), t = len - from;
             Tensor tokens = be.scratch(DType.I32, 1, t);
             be.uploadInts(tokens, Arrays.copyOfRange(seq, from, len));
             Tensor logits = model.forward(tape, tokens, 1, 1).value();
             float[] lastRow = be.download(logits.rows(t - 1, 1));  // only the last position's row crosses to the host
             tape.clear();
             be.releaseScratch();
-            float[] last = Arrays.copyOf(lastRow, vocab);  // the real vocabulary, without the padded columns
-            int next = sample(last, temperature, topK, rng);
-            seq[len++] = next;
-            if (next == stopId) break;
+            return lastRow;
         }
-        return Arrays.copyOf(seq, len);
+
+        @Override public void close() {}
+    }
+
+    /** Reads only the tokens the cache has not seen; restarts from the last ⌈T/2⌉ tokens when it is full. */
+    private final class CachedWindow implements Window {
+        private final KvCache cache = new KvCache(be, model.config());
+        /** The window's first token: the cache holds tokens from … from + cache.length() − 1. */
+        private int from = -1;
+
+        @Override public float[] lastLogits(int[] seq, int len) {
+            int context = cache.capacity();
+            if (from < 0) from = Math.max(0, len - context);  // the prompt's last T tokens
+            if (len - from > context) {
+                from = len - (context + 1) / 2;
+                cache.clear();
+            }
+            int read = from + cache.length();
+            Tensor tokens = be.scratch(DType.I32, 1, len - read);
+            be.uploadInts(tokens, Arrays.copyOfRange(seq, read, len));
+            float[] lastRow = be.download(model.decode(be, cache, tokens));
+            be.releaseScratch();
+            return lastRow;
+        }
+
+        @Override public void close() { cache.close(); }
     }
 
     static int sample(float[] logits, float temperature, int topK, SplittableRandom rng) {

@@ -157,6 +157,38 @@ public final class LlamaModel {
     }
 
     /**
+     * Reads {@code tokens} (I32 [1, n], one sequence's next n tokens) at positions cache.length() onward at token
+     * level, appending their keys and values to {@code cache}, and returns the logits of the last of them ([1, Vpad]):
+     * the last row of {@link #forward} over every token the cache has read, up to rounding (another summation order).
+     * Inference only: nothing is recorded for a backward pass. Needs a backend that {@link Backend#decodes()}.
+     */
+    public Tensor decode(Backend be, KvCache cache, Tensor tokens) {
+        int n = Math.toIntExact(tokens.numel()), start = cache.length();
+        if (n < 1 || start + n > cache.capacity())
+            throw new IllegalArgumentException(n + " tokens after " + start + " do not fit a cache of " + cache.capacity());
+        float eps = config.normEps(), theta = config.ropeTheta();
+        int h = config.heads();
+        Tensor x = be.patchEmbed(embed.compute(), tokens, 1);
+        Tensor normed = be.rmsNorm(x, layers.getFirst().inputNorm.compute(), eps).y();
+        for (int i = 0; i < layers.size(); i++) {
+            Layer l = layers.get(i);
+            Tensor q = be.ropeAt(be.matmul(normed, l.q.compute()), start, h, theta);
+            be.copy(be.ropeAt(be.matmul(normed, l.k.compute()), start, h, theta), cache.keys(i).rows(start, n));
+            be.copy(be.matmul(normed, l.v.compute()), cache.values(i).rows(start, n));
+            Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h), l.o.compute());
+            Backend.AddRmsNormOut mid = be.addRmsNorm(x, attn, l.postNorm.compute(), eps);
+            Tensor mlp = be.matmul(be.swiglu(be.matmul(mid.y(), l.gate.compute()), be.matmul(mid.y(), l.up.compute())),
+                    l.down.compute());
+            Parameter nextNorm = i + 1 < layers.size() ? layers.get(i + 1).inputNorm : finalNorm;
+            Backend.AddRmsNormOut out = be.addRmsNorm(mid.sum(), mlp, nextNorm.compute(), eps);
+            x = out.sum();
+            normed = out.y();
+        }
+        cache.advance(n);
+        return be.matmul(normed.rows(n - 1, 1), lmHead.compute());
+    }
+
+    /**
      * Activation recompute per layer (off by default): the forward keeps each layer's two inputs only, and the backward
      * runs each layer again before going back through it ({@link Tape#checkpoint}). Saves all but one layer's
      * activations for a third more compute; gradients are unchanged.

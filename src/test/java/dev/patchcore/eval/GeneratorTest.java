@@ -3,6 +3,7 @@ package dev.patchcore.eval;
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.model.KvCache;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
@@ -13,6 +14,7 @@ import java.util.Arrays;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class GeneratorTest {
@@ -35,27 +37,72 @@ class GeneratorTest {
 
     /**
      * Greedy decoding picks, at each step, the argmax over the real vocabulary of the last position's logits in a
-     * full forward pass of the sequence so far (the window sliding once it outgrows the context).
+     * full forward pass of the window the generator reads: re-reading the last T tokens (sliding), or with the KV cache
+     * the tokens from the window's start, which restarts at the last ⌈T/2⌉ tokens once it would outgrow T. The prompt
+     * starts 2 tokens longer than the context, so both the long-prompt start and a restart happen.
      */
-    @Test void greedyDecodingFollowsTheLastPositionOfAFullForward() {
+    @Test void greedyDecodingFollowsTheLastPositionOfAFullForwardOfItsWindow() {
         try (Backend be = new CpuBackend()) {
             LlamaModel m = new LlamaModel(be, MultipleChoiceTest.MICRO);
             m.initialize(be, 11);
             int context = MultipleChoiceTest.MICRO.contextLength(), vocab = MultipleChoiceTest.MICRO.vocabSize();
-            int[] prompt = new SplittableRandom(4).ints(context - 3, 0, vocab).toArray();
-            int[] out = new Generator(be, m).generate(prompt, 6, 0f, 0, -1, 1);
-            assertEquals(prompt.length + 6, out.length);
+            int[] prompt = new SplittableRandom(4).ints(context + 2, 0, vocab).toArray();
+            for (boolean cached : new boolean[] {false, true}) {
+                int count = context + 5;
+                int[] out = new Generator(be, m, cached).generate(prompt, count, 0f, 0, -1, 1);
+                assertEquals(prompt.length + count, out.length);
+                Tape tape = new Tape(be);
+                int from = prompt.length - context;
+                for (int len = prompt.length; len < out.length; len++) {
+                    if (!cached) from = Math.max(0, len - context);
+                    else if (len - from > context) from = len - (context + 1) / 2;
+                    int t = len - from;
+                    Tensor tokens = be.scratch(DType.I32, 1, t);
+                    be.uploadInts(tokens, Arrays.copyOfRange(out, from, len));
+                    float[] all = be.download(m.forward(tape, tokens, 1, 1).value());
+                    tape.clear();
+                    be.releaseScratch();
+                    int stride = all.length / t, best = 0;
+                    for (int v = 1; v < vocab; v++) if (all[(t - 1) * stride + v] > all[(t - 1) * stride + best]) best = v;
+                    assertEquals(best, out[len], (cached ? "cached" : "sliding") + ", token " + len);
+                }
+            }
+        }
+    }
+
+    /**
+     * The KV cache's logits are the full forward's last row, read in pieces of 1, 3 and 5 tokens (a prompt, then one
+     * token at a time), within float rounding: RoPE at positions past 0, and attention over the cached keys and values.
+     */
+    @Test void decodingInPiecesMatchesTheFullForward() {
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, MultipleChoiceTest.MICRO);
+            m.initialize(be, 12);
+            int context = MultipleChoiceTest.MICRO.contextLength(), vocab = MultipleChoiceTest.MICRO.vocabSize();
+            int[] seq = new SplittableRandom(5).ints(context, 0, vocab).toArray();
             Tape tape = new Tape(be);
-            for (int len = prompt.length; len < out.length; len++) {
-                int from = Math.max(0, len - context), t = len - from;
-                Tensor tokens = be.scratch(DType.I32, 1, t);
-                be.uploadInts(tokens, Arrays.copyOfRange(out, from, len));
-                float[] all = be.download(m.forward(tape, tokens, 1, 1).value());
-                tape.clear();
-                be.releaseScratch();
-                int stride = all.length / t, best = 0;
-                for (int v = 1; v < vocab; v++) if (all[(t - 1) * stride + v] > all[(t - 1) * stride + best]) best = v;
-                assertEquals(best, out[len], "token " + len);
+            Tensor all = be.scratch(DType.I32, 1, context);
+            be.uploadInts(all, seq);
+            float[] full = be.download(m.forward(tape, all, 1, 1).value());
+            tape.clear();
+            int stride = full.length / context;
+            try (KvCache cache = new KvCache(be, m.config())) {
+                for (int piece : new int[] {1, 3, 5}) {
+                    cache.clear();
+                    for (int read = 0; read < context; read += piece) {
+                        int n = Math.min(piece, context - read);
+                        Tensor tokens = be.scratch(DType.I32, 1, n);
+                        be.uploadInts(tokens, Arrays.copyOfRange(seq, read, read + n));
+                        float[] logits = be.download(m.decode(be, cache, tokens));
+                        int row = read + n - 1;
+                        for (int v = 0; v < stride; v++)
+                            assertEquals(full[row * stride + v], logits[v], 2e-5f * (1 + Math.abs(full[row * stride + v])),
+                                    "pieces of " + piece + ", position " + row + ", logit " + v);
+                    }
+                    assertEquals(context, cache.length());
+                    Tensor more = be.scratch(DType.I32, 1, 1);
+                    assertThrows(IllegalArgumentException.class, () -> m.decode(be, cache, more), "a full cache");
+                }
             }
         }
     }

@@ -357,28 +357,43 @@ public final class CpuBackend implements Backend {
 
     @Override
     public Tensor rope(Tensor x, int seqLen, int heads, float theta) {
-        return rotate(x, seqLen, heads, theta, 1f);
+        return rotate(x, seqLen, 0, seqLen, heads, theta, 1f);
     }
 
     @Override
     public Tensor ropeBackward(Tensor dy, int seqLen, int heads, float theta) {
         // The rotation is orthogonal, so its transpose (the gradient) is the rotation by −angle.
-        return rotate(dy, seqLen, heads, theta, -1f);
+        return rotate(dy, seqLen, 0, seqLen, heads, theta, -1f);
     }
 
-    private Tensor rotate(Tensor x, int seqLen, int heads, float theta, float sign) {
+    @Override
+    public boolean decodes() { return true; }
+
+    @Override
+    public Tensor ropeAt(Tensor x, int start, int heads, float theta) {
+        require(start >= 0, "ropeAt: negative start " + start);
+        int n = (int) (x.numel() / x.dim(-1));
+        return rotate(x, n, start, Integer.highestOneBit(Math.max(1, start + n - 1)) << 1, heads, theta, 1f);
+    }
+
+    /**
+     * Rotates row r by the angles of position start + (r mod seqLen), read from a table of {@code positions} ≥ start +
+     * seqLen positions. A table's values do not depend on its length, so generation's positions read tables of powers
+     * of two (a handful however long it runs) with the same bits as the training forward's.
+     */
+    private Tensor rotate(Tensor x, int seqLen, int start, int positions, int heads, float theta, float sign) {
         int width = x.dim(-1);
         require(heads > 0 && width % heads == 0 && (width / heads) % 2 == 0, "rope: width " + width + " is not " + heads + " heads of even size");
         int n = (int) (x.numel() / width);
         require(seqLen > 0 && n % seqLen == 0, "rope: " + n + " rows are not whole sequences of " + seqLen);
         int headDim = width / heads, half = headDim / 2;
-        RopeTable tab = ropeTables.computeIfAbsent(new RopeKey(seqLen, headDim, theta), RopeTable::of);
+        RopeTable tab = ropeTables.computeIfAbsent(new RopeKey(positions, headDim, theta), RopeTable::of);
         Tensor y = scratch(DType.F32, n, width);
         float[] xs = CpuStorage.floats(x), ys = CpuStorage.floats(y), cos = tab.cos, sin = tab.sin;
         int xo = CpuStorage.offset(x);
         par.forRange(n, Math.max(1, GRAIN / width), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
-                int t = r % seqLen;
+                int t = start + r % seqLen;
                 for (int h = 0; h < heads; h++) {
                     int a = xo + r * width + h * headDim, o = r * width + h * headDim;
                     for (int i = 0; i < half; i++) {
@@ -420,6 +435,46 @@ public final class CpuBackend implements Backend {
                 CpuStorage.floats(dq), 0, CpuStorage.floats(dk), 0, CpuStorage.floats(dv), 0,
                 n / seqLen, seqLen, heads, width / heads);
         return new AttentionGrads(dq, dk, dv);
+    }
+
+    @Override
+    public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
+        int width = q.dim(-1), n = (int) (q.numel() / width), capacity = keys.dim(0);
+        require(keys.dim(-1) == width && values.dim(-1) == width && values.dim(0) == capacity,
+                "attendCached: keys " + keys + " and values " + values + " do not match q " + q);
+        require(heads > 0 && width % heads == 0, "attendCached: width " + width + " not divisible by " + heads + " heads");
+        require(start >= 0 && n >= 1 && start + n <= capacity, "attendCached: positions " + start + " … " + (start + n - 1)
+                + " do not fit a cache of " + capacity);
+        int headDim = width / heads;
+        float scale = (float) (1.0 / Math.sqrt(headDim));
+        Tensor out = scratch(DType.F32, n, width);
+        float[] qs = CpuStorage.floats(q), ks = CpuStorage.floats(keys), vs = CpuStorage.floats(values), os = CpuStorage.floats(out);
+        int qo = CpuStorage.offset(q), ko = CpuStorage.offset(keys), vo = CpuStorage.offset(values);
+        par.forRange(n * heads, Math.max(1, GRAIN / ((start + n) * headDim)), (i0, i1) -> {
+            float[] w = new float[start + n];
+            for (int item = i0; item < i1; item++) {
+                int i = item / heads, h = item % heads, seen = start + i + 1, qa = qo + i * width + h * headDim;
+                float max = Float.NEGATIVE_INFINITY;
+                for (int j = 0; j < seen; j++) {
+                    int ka = ko + j * width + h * headDim;
+                    float dot = 0;
+                    for (int c = 0; c < headDim; c++) dot += qs[qa + c] * ks[ka + c];
+                    w[j] = dot * scale;
+                    max = Math.max(max, w[j]);
+                }
+                double sum = 0;
+                for (int j = 0; j < seen; j++) sum += w[j] = (float) Math.exp(w[j] - max);
+                float inv = (float) (1 / sum);
+                int oa = i * width + h * headDim;
+                Arrays.fill(os, oa, oa + headDim, 0f);
+                for (int j = 0; j < seen; j++) {
+                    float p = w[j] * inv;
+                    int va = vo + j * width + h * headDim;
+                    for (int c = 0; c < headDim; c++) os[oa + c] += p * vs[va + c];
+                }
+            }
+        });
+        return out;
     }
 
     private static int checkAttention(Tensor q, Tensor k, Tensor v, int seqLen, int heads) {
