@@ -118,6 +118,9 @@ public final class EvalCommand implements Callable<Integer> {
         if (patchSize > 1 && meta.train() != null && meta.train().patchMode() == PatchMode.MIXUP)
             System.err.println("note: " + ckpt + " was trained with mixup patches (token t of K sequences); -K " + patchSize
                     + " scores patches of K consecutive tokens");
+        if (patchSize > 1 && meta.train() != null && meta.train().patch().shortContext())
+            System.err.println("note: " + ckpt + " was trained with --short-patch-context (its patch stage read T/K patches); -K "
+                    + patchSize + " reads blocks of K·T tokens as T patches, so its loss is not the one its validation logged");
         try (Backend be = backendOptions.open()) {
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
@@ -135,10 +138,13 @@ public final class EvalCommand implements Callable<Integer> {
             // Blocks.of's last block may be shorter (the tokens after the last whole block)
             Batch last = batches.getLast();
             boolean shortLast = last.blockPatches() < cfg.contextLength();
-            System.out.printf(Locale.ROOT, "checkpoint %s%n%s of %d tokens%s (%s scored) in %.1f s%n",
-                    ckpt, Plural.of(batches.stream().mapToInt(Batch::batchSize).sum() - (shortLast ? 1 : 0), "block"),
-                    patchSize * cfg.contextLength(), shortLast ? " and a last one of " + last.blockPatches() : "",
-                    Plural.of(scored, "token"), (System.nanoTime() - t0) / 1e9);
+            int whole = batches.stream().mapToInt(Batch::batchSize).sum() - (shortLast ? 1 : 0);
+            String blocks = whole == 0 ? "one block of " + Plural.of(last.blockPatches(), "token") + " (the text is shorter than "
+                    + "the context of " + cfg.contextLength() + ")"
+                    : Plural.of(whole, "block") + " of " + patchSize * cfg.contextLength() + " tokens"
+                    + (shortLast ? " and a last one of " + last.blockPatches() : "");
+            System.out.printf(Locale.ROOT, "checkpoint %s%n%s (%s scored) in %.1f s%n",
+                    ckpt, blocks, Plural.of(scored, "token"), (System.nanoTime() - t0) / 1e9);
             if (patchSize == 1) System.out.printf(Locale.ROOT, "loss %.4f nats/token, perplexity %.3f%n", loss, Math.exp(loss));
             else System.out.printf(Locale.ROOT, "patch loss %.4f nats/token (K=%d targets per patch, %d patches per block)%n",
                     loss, patchSize, cfg.contextLength());

@@ -6,14 +6,15 @@ import dev.patchcore.data.TokenSequence;
 import dev.patchcore.data.WindowLayout;
 
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.List;
 
 /**
  * Non-overlapping evaluation blocks (the paper's WikiText-103 protocol): block i reads tokens [i·T, i·T + T) and
  * predicts tokens [i·T + 1, i·T + T + 1). These are the K = 1 windows of {@link WindowLayout}; unlike validation
  * batches, a last partial batch is kept, and at K = 1 with no block limit the tokens after the last whole block form
- * one shorter block, so every token after the first is scored exactly once. (With K > 1 a tail shorter than K·T + K
- * tokens is not scored: a shorter block would change the patches.)
+ * one shorter block (the whole text, if it is shorter than a block), so every token after the first is scored exactly
+ * once. (With K > 1 a tail shorter than K·T + K tokens is not scored: a shorter block would change the patches.)
  */
 public final class Blocks {
     private Blocks() {}
@@ -31,7 +32,11 @@ public final class Blocks {
         WindowLayout layout = new WindowLayout(patchSize, contextLength);
         long blocks = layout.windowCount(tokens.length());
         if (maxBlocks > 0) blocks = Math.min(blocks, maxBlocks);
-        if (blocks < 1)
+        boolean scoreTail = patchSize == 1 && (maxBlocks <= 0 || maxBlocks > layout.windowCount(tokens.length()));
+        if (scoreTail && tokens.length() < 2)
+            throw new IllegalArgumentException(what + " has " + Plural.of(tokens.length(), "token") + ": nothing to score (a "
+                    + "token is scored by the tokens before it)");
+        if (blocks < 1 && !scoreTail)  // at K = 1 a text shorter than a block is one shorter block
             throw new IllegalArgumentException(what + " has " + Plural.of(tokens.length(), "token") + ", fewer than the "
                     + layout.windowTokens() + " one block needs (its " + (layout.windowTokens() - patchSize) + " tokens and the "
                     + patchSize + " after them that it predicts)");
@@ -43,12 +48,12 @@ public final class Blocks {
             out.add(new Batch(in, tg, n, patchSize, contextLength));
         }
         long start = blocks * contextLength, tail = tokens.length() - start - 1;  // targets after the last whole block
-        if (patchSize == 1 && (maxBlocks <= 0 || maxBlocks > layout.windowCount(tokens.length())) && tail > 0) {
+        if (scoreTail && tail > 0) {
             int t = (int) tail;
             int[] in = new int[t], tg = new int[t + 1];
             tokens.copy(start, tg, 0, t + 1);
             System.arraycopy(tg, 0, in, 0, t);
-            out.add(new Batch(in, java.util.Arrays.copyOfRange(tg, 1, t + 1), 1, 1, t));
+            out.add(new Batch(in, Arrays.copyOfRange(tg, 1, t + 1), 1, 1, t));
         }
         return out;
     }

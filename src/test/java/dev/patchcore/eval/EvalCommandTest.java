@@ -93,8 +93,15 @@ class EvalCommandTest {
         assertTrue(out.toString().contains("1 block of 16 tokens (16 tokens scored)"), out.toString());
         Path tiny = dir.resolve("tiny.txt");
         Files.writeString(tiny, "a");
-        assertEquals("error: --text " + tiny + " has 1 token, fewer than the 17 one block needs (its 16 tokens and the 1 after them"
-                + " that it predicts)\n", eval(2, "--text", tiny.toString()));
+        assertEquals("error: --text " + tiny + " has 1 token: nothing to score (a token is scored by the tokens before it)\n",
+                eval(2, "--text", tiny.toString()));
+        assertEquals("error: --text " + tiny + " has 1 token, fewer than the 68 one block needs (its 64 tokens and the 4 after them"
+                + " that it predicts)\n", eval(2, "--text", tiny.toString(), "-K", "4"));
+        // A text shorter than the context is one shorter block: all 9 of its tokens after the first are scored.
+        Files.writeString(tiny, "a sentence");
+        assertEquals("", eval(0, "--text", tiny.toString()));
+        assertTrue(out.toString().contains("one block of 9 tokens (the text is shorter than the context of 16) (9 tokens scored)"),
+                out.toString());
     }
 
     @Test void aDatasetWithoutValidationSplitSaysToUseTheTrainingSplit() {
