@@ -70,8 +70,12 @@ public final class FinetuneCommand implements Callable<Integer> {
         try {
             return fineTune();
         } catch (IOException | RuntimeException | Error e) {
-            // A folder this command made and left empty (it failed before its first record) goes again.
-            if (created && isEmptyDirectory(out)) Files.deleteIfExists(out);
+            // Failed before its first checkpoint: what this command wrote (the metrics file) goes, and the folder if it
+            // made it, so the same --out can be given again.
+            if (!Files.exists(out.resolve("checkpoints"))) {
+                Files.deleteIfExists(out.resolve("metrics.jsonl"));
+                if (created && isEmptyDirectory(out)) Files.deleteIfExists(out);
+            }
             throw e;
         }
     }
@@ -81,22 +85,25 @@ public final class FinetuneCommand implements Callable<Integer> {
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);
-        if (meta.train() != null && meta.train().patchSteps() > 0 && meta.state() != null && meta.state().stageIndex() == 0)
-            System.err.println("note: " + ckpt + " was saved inside the patch stage; fine-tuning it at token level anyway");
+        if (meta.train() != null && meta.train().patchSteps() > 0 && meta.state() != null
+                && meta.state().globalStep() <= meta.train().patchSteps())
+            System.err.println("note: " + ckpt + " was saved " + (meta.state().stageIndex() == 0 ? "inside" : "at the end of")
+                    + " the patch stage, before any token-level step; fine-tuning it at token level anyway");
+        if ((long) batch * accum * cfg.contextLength() > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("--batch " + batch + " × --accum " + accum + " × the context of " + cfg.contextLength()
+                    + " is more than 2^31 tokens per step");
 
         List<Instructions.Record> records = Instructions.read(data);
-        List<Instructions.Example> train = new ArrayList<>(), val = new ArrayList<>();
-        int skipped = 0;
+        List<Instructions.Example> usable = new ArrayList<>();
         int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
-        int held = (int) Math.min(Math.round(valFraction * records.size()), records.size() - 1L);  // keep one to train on
-        for (int i = 0; i < order.length; i++) {
-            Instructions.Example e = Instructions.encode(tok, records.get(order[i]));
-            if (e.scoredTargets(cfg.contextLength()) == 0) {
-                skipped++;
-                continue;
-            }
-            (i < held ? val : train).add(e);
+        for (int i : order) {
+            Instructions.Example e = Instructions.encode(tok, records.get(i));
+            if (e.scoredTargets(cfg.contextLength()) > 0) usable.add(e);
         }
+        int skipped = records.size() - usable.size();
+        // The held-out share of the usable examples, keeping one to train on
+        int held = (int) Math.min(Math.round(valFraction * usable.size()), Math.max(0, usable.size() - 1L));
+        List<Instructions.Example> val = List.copyOf(usable.subList(0, held)), train = List.copyOf(usable.subList(held, usable.size()));
         if (train.isEmpty())
             throw new IllegalArgumentException("no example of " + data + " has a response inside the model's context of "
                     + cfg.contextLength() + " tokens (Alpaca's prompt template alone is 139 tokens at byte level): fine-tune "

@@ -180,7 +180,7 @@ public final class FineTuner {
                         console.printf("stopped after %s of %d (epoch %d); checkpoint saved in %s (a fine-tuning run cannot be "
                                 + "resumed: eval and generate read it as it is)%n", Plural.of(step + 1, "step"), total, epoch + 1,
                                 Checkpoints.root(runDir));
-                        return new Result(first, last, valLoss, step + 1, true);
+                        return new Result(first, last, Double.NaN, step + 1, true);  // no validation of these weights
                     }
                 }
                 if (!val.isEmpty()) {

@@ -4,6 +4,7 @@ import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
 import dev.patchcore.data.Tokenizer;
+import dev.patchcore.data.Utf8Reader;
 
 import java.io.IOException;
 import java.nio.file.Files;
@@ -51,8 +52,8 @@ public final class Instructions {
             throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
                     : file + ": no such file");
         // Invalid UTF-8 is read as U+FFFD, as prepare and eval read it, and said once.
-        dev.patchcore.data.Utf8Reader.Text read = dev.patchcore.data.Utf8Reader.read(file);
-        if (read.replaced() > 0) System.err.println("note: " + dev.patchcore.data.Utf8Reader.note(file.toString(), read.replaced()));
+        Utf8Reader.Text read = Utf8Reader.read(file);
+        if (read.replaced() > 0) System.err.println("note: " + Utf8Reader.note(file.toString(), read.replaced()));
         String text = read.text();
         if (text.startsWith("\uFEFF")) text = text.substring(1);  // a byte-order mark
         List<Record> out = new ArrayList<>();
@@ -61,7 +62,9 @@ public final class Instructions {
             try {
                 all = JsonParser.parseString(text);
             } catch (RuntimeException e) {
-                throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
+                // Gson wraps the reader's exception ("java.io.EOFException: End of input at line 1 ..."): its message alone
+                String why = (e.getCause() != null && e.getCause().getMessage() != null ? e.getCause() : e).getMessage();
+                throw new IllegalArgumentException(file + " is not valid JSON: " + why.lines().findFirst().orElse(""));
             }
             int i = 0;  // records counted from 1, as lines are
             for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + ++i));

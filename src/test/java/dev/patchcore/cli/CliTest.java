@@ -390,13 +390,20 @@ class CliTest {
         StringBuilder json = new StringBuilder("[");
         for (int i = 0; i < 40; i++) json.append(i == 0 ? "" : ",").append("{\"instruction\": \"Say ").append(i % 4)
                 .append("\", \"input\": \"\", \"output\": \"").append(i % 4).append("\"}");
+        // Record 41's prompt fills the context, so it is skipped; the seed shuffles it among the first four, where the
+        // held-out split once counted it (leaving 3 held out).
+        json.append(",{\"instruction\": \"").append("x".repeat(300)).append("\", \"output\": \"y\"}");
+        long seed = 1;
+        while (indexOf(dev.patchcore.train.FineTuner.shuffled(41, seed, -1), 40) >= 4) seed++;
         Path alpaca = dir.resolve("alpaca.json");
         Files.writeString(alpaca, json.append("]").toString());
         out.reset();
         Path tuned = dir.resolve("tuned");
         assertEquals(0, Main.run("finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
-                "--out", tuned.toString(), "--epochs", "2", "--batch", "4", "--accum", "2", "--lr", "1e-3", "--val-fraction", "0.1"), err.toString());
+                "--out", tuned.toString(), "--epochs", "2", "--batch", "4", "--accum", "2", "--lr", "1e-3", "--val-fraction", "0.1",
+                "--seed", Long.toString(seed)), err.toString());
         assertTrue(out.toString().contains("== fine-tuning: 36 examples (4 held out), 2 epochs × 5 steps"), out.toString());
+        assertTrue(err.toString().contains("note: 1 of 41 examples skipped"), err.toString());
         assertTrue(out.toString().contains("fine-tuned: 10 steps") && out.toString().contains("val "), out.toString());
         out.reset();
         assertEquals(0, Main.run("generate", "--backend", "cpu", "--checkpoint", tuned.toString(), "--alpaca", "--prompt", "Say 2",
@@ -414,9 +421,22 @@ class CliTest {
                 alpaca.toString(), tuned.toString());
         assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
                 alpaca.toString(), "--out", tuned.toString());
+        // A failure after the metrics file was opened (a loss that diverges before the first checkpoint) leaves no folder.
+        Path few = dir.resolve("few.json"), diverged = dir.resolve("diverged");
+        Files.writeString(few, "[{\"instruction\": \"Say 1\", \"output\": \"1\"}, {\"instruction\": \"Say 2\", \"output\": \"2\"}]");
+        assertUserError("lower --lr", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", few.toString(),
+                "--out", diverged.toString(), "--batch", "1", "--accum", "1", "--lr", "1e30", "--warmup-ratio", "0", "--epochs", "3");
+        assertFalse(Files.exists(diverged), "the failed run's folder is gone");
+        assertUserError("is more than 2^31 tokens per step", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
+                "--data", few.toString(), "--out", diverged.toString(), "--batch", "100000000", "--accum", "1000");
         Files.writeString(alpaca, "[{\"question\": 1}]");
         assertUserError("record 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
                 "--out", dir.resolve("x").toString());
+    }
+
+    private static int indexOf(int[] a, int value) {
+        for (int i = 0; i < a.length; i++) if (a[i] == value) return i;
+        return -1;
     }
 
     /** A SentencePiece model given to prepare is kept with the dataset and with every checkpoint trained on it. */
