@@ -11,6 +11,8 @@ public final class Backends {
     private Backends() {}
 
     public static Backend open(String choice, String cublasLt, PrintStream log) {
+        if ("cpu".equals(choice) && cublasLt != null)
+            throw new IllegalArgumentException("--cublaslt names the CUDA backend's GEMM library; --backend cpu does not use it");
         return switch (choice) {
             case "cpu" -> new CpuBackend();
             case "cuda" -> {

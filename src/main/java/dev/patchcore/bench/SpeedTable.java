@@ -35,7 +35,7 @@ public final class SpeedTable {
     private List<Backend> others = List.of();
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
-        checkSettings(batch, accum, k, warmup, steps, 1);
+        checkSettings(batch, accum, k, warmup, steps, 1, model.contextLength());
         this.be = be;
         this.model = model;
         this.batch = batch;
@@ -46,13 +46,16 @@ public final class SpeedTable {
     }
 
     /** Rejects settings the table cannot time (before any backend is opened). */
-    public static void checkSettings(int batch, int accum, int k, int warmup, int steps, int devices) {
+    public static void checkSettings(int batch, int accum, int k, int warmup, int steps, int devices, int context) {
         if (batch < 1 || accum < 1 || k < 1) throw new IllegalArgumentException("--batch, --accum and --patch-size must be positive");
+        TrainConfig.requireStepFits(batch, accum, context);
+        if ((long) batch * k * (context + 1) > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("--batch " + batch + " sequences of K·T = " + k + " × " + context + " tokens are too many");
         if (accum % k != 0) throw new IllegalArgumentException("--accum " + accum + " must be divisible by K=" + k + " for the third row");
         if (accum / k < devices)
             throw new IllegalArgumentException(devices + " devices need at least as many micro-batches per step in every setting; the third "
                     + "has --accum / K = " + accum / k + " (raise --accum)");
-        if (steps < 1) throw new IllegalArgumentException("--steps must be at least 1");
+        if (steps < 1 || steps > 1_000_000) throw new IllegalArgumentException("--steps must lie in [1, 1000000] (timed steps per setting)");
         if (warmup < 0) throw new IllegalArgumentException("--warmup must not be negative");
     }
 
@@ -89,7 +92,7 @@ public final class SpeedTable {
                 new Stage("patch_size=" + k + ", block_size=" + k * t, k, batch, accum, steps, t),
                 new Stage("patch_size=" + k + ", block_size=" + k * t + ", accumulation_steps=" + accum / k, k, batch, accum / k, steps, t)};
         TrainConfig cfg = new TrainConfig(model, 1, 0, 1, batch, accum, 3e-4f, 0.1f, 0, 0.1f, 0.9f, 0.95f, 1e-8f, 1f, 1, 0, 0, 0, 1);
-        checkSettings(batch, accum, k, warmup, steps, 1 + others.size());
+        checkSettings(batch, accum, k, warmup, steps, 1 + others.size(), model.contextLength());
         LlamaModel m = new LlamaModel(be, model);
         m.initialize(be, 1);
         m.setRecompute(recompute);

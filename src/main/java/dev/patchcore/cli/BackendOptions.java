@@ -64,7 +64,7 @@ public final class BackendOptions {
     }
 
     private Backend openDevice(java.util.List<Integer> devices, int ordinal) {
-        if ("cpu".equals(backend)) return new dev.patchcore.backend.cpu.CpuBackend();
+        if ("cpu".equals(backend)) return Backends.open(backend, cublasLt, System.out);  // CPU replicas (for testing)
         if (!"auto".equals(backend) && !"cuda".equals(backend))
             throw new IllegalArgumentException("unknown --backend '" + backend + "' (choose auto, cpu or cuda)");
         try {

@@ -18,5 +18,11 @@ public final class BenchCommand implements Runnable {
         java.nio.file.Path folder = json.toAbsolutePath().getParent();
         if (folder == null || !java.nio.file.Files.isDirectory(folder))
             throw new IllegalArgumentException("--json " + json + ": the folder " + folder + " does not exist");
+        try {  // can a file be written there? Said now, not after the whole benchmark has run
+            java.nio.file.Files.delete(java.nio.file.Files.createTempFile(folder, ".patchcore-json-", ".tmp"));
+        } catch (java.io.IOException | SecurityException e) {
+            throw new IllegalArgumentException("--json " + json + ": cannot write files in " + folder
+                    + (e instanceof java.nio.file.AccessDeniedException ? " (permission denied)" : ""));
+        }
     }
 }

@@ -39,7 +39,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         ModelConfig m = ModelConfig.preset(preset);
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
-        SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size());
+        SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size(), m.contextLength());
         BenchCommand.checkJsonTarget(json, "speed.json");
         if (warmup == 0)
             System.err.println("note: --warmup 0: the first timed steps carry the JIT's compilation and the GEMM tuning, "

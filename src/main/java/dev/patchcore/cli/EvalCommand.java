@@ -79,7 +79,8 @@ public final class EvalCommand implements Callable<Integer> {
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");
         if (patchSize < 1) throw new IllegalArgumentException("--patch-size must be at least 1");
         if (maxBlocks < 0 || maxQuestions < 0) throw new IllegalArgumentException("--max-blocks and --max-questions must not be negative (0 = all)");
-        if (!(activationThreshold >= 0)) throw new IllegalArgumentException("--activation-threshold must not be negative");
+        if (!(activationThreshold >= 0 && activationThreshold < Float.POSITIVE_INFINITY))
+            throw new IllegalArgumentException("--activation-threshold must be a finite number, 0 or more (got " + activationThreshold + ")");
         if (!split.equals("val") && !split.equals("train")) throw new IllegalArgumentException("--split must be val or train");
         // An option that does not apply to what is scored is a mistake to say, not to ignore.
         boolean choices = source != null && source.choices != null, textGiven = source != null && source.text != null;

@@ -89,9 +89,7 @@ public final class FinetuneCommand implements Callable<Integer> {
                 && meta.state().globalStep() <= meta.train().patchSteps())
             System.err.println("note: " + ckpt + " was saved " + (meta.state().stageIndex() == 0 ? "inside" : "at the end of")
                     + " the patch stage, before any token-level step; fine-tuning it at token level anyway");
-        if ((long) batch * accum * cfg.contextLength() > Integer.MAX_VALUE)
-            throw new IllegalArgumentException("--batch " + batch + " × --accum " + accum + " × the context of " + cfg.contextLength()
-                    + " is more than 2^31 tokens per step");
+        TrainConfig.requireStepFits(batch, accum, cfg.contextLength());
 
         List<Instructions.Record> records = Instructions.read(data);
         List<Instructions.Example> usable = new ArrayList<>();

@@ -14,14 +14,13 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
-import java.util.Arrays;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
         description = "Sample text from a checkpoint, token by token (temperature and top-k; temperature 0 = greedy).")
 public final class GenerateCommand implements Callable<Integer> {
     @Mixin CheckpointArg checkpoint;
-    @Option(names = "--prompt", defaultValue = "The ", description = "text to continue (default: \"${DEFAULT-VALUE}\")") String prompt;
+    @Option(names = "--prompt", defaultValue = "The", description = "text to continue (default: \"${DEFAULT-VALUE}\")") String prompt;
     @Option(names = "--tokens", defaultValue = "200", description = "tokens to generate (default: ${DEFAULT-VALUE})") int tokens;
     @Option(names = "--temperature", defaultValue = "0.8",
             description = "softmax temperature; 0 = greedy, always the most likely token (default: ${DEFAULT-VALUE})") float temperature;
@@ -30,17 +29,6 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--alpaca", description = "pose the prompt as an instruction in Stanford Alpaca's template (for a model "
             + "fine-tuned with `finetune` on Alpaca data) and print only the response") boolean alpaca;
     @Mixin BackendOptions backendOptions;
-
-    /**
-     * The completion's text in context: the whole sequence decoded minus the decoded prompt (a byte-level token may
-     * split a UTF-8 character across the boundary, and SentencePiece drops the leading space of a sequence's first
-     * piece only); the completion alone when the prompt's decoding is not a prefix (it cannot be cut apart).
-     */
-    static String completion(Tokenizer tok, int[] promptIds, int[] all) {
-        String whole = tok.decode(all), head = tok.decode(promptIds);
-        return whole.startsWith(head) ? whole.substring(head.length())
-                : tok.decode(Arrays.copyOfRange(all, promptIds.length, all.length));
-    }
 
     /**
      * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
@@ -66,16 +54,21 @@ public final class GenerateCommand implements Callable<Integer> {
         String text = alpaca ? Instructions.alpacaPrompt(prompt, "") : prompt;
         int[] promptIds = tok.encode(text);
         if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
+        if (tokens > Integer.MAX_VALUE - 16 - promptIds.length)
+            throw new IllegalArgumentException("--tokens " + tokens + " is more than a sequence can hold");
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca);
             if (note != null) System.err.println(note);
-            int[] out = new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed);
-            if (alpaca && out.length > promptIds.length && out[out.length - 1] == tok.eosId())
-                out = Arrays.copyOf(out, out.length - 1);  // the response's end, not part of it
-            String completion = completion(tok, promptIds, out);
-            System.out.println(alpaca ? completion.strip() : prompt + completion);
+            // The text appears as it is sampled: the prompt (without --alpaca), then each token's text. The end of text
+            // (EOS) stops the generation and is not printed.
+            if (!alpaca) System.out.print(prompt);
+            TextStream stream = new TextStream(tok, promptIds, alpaca, System.out);
+            new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed, id -> {
+                if (id != tok.eosId()) stream.accept(id);
+            });
+            stream.finish();
         }
         return 0;
     }

@@ -36,6 +36,11 @@ public final class Main implements Runnable {
                     message = "unexpected argument" + (u.getUnmatched().size() > 1 ? "s '" : " '") + String.join("' '", u.getUnmatched())
                             + "' for " + u.getCommandLine().getCommandName();
             }
+            // An exclusive option group given twice reads "expected only one match but got [--data=<data> | --text=…]={…}
+            // and [...]={…}": name the options instead
+            if (message.startsWith("expected only one match but got"))
+                message = "give only one of " + java.util.regex.Pattern.compile("--[a-z][\\w-]*").matcher(message).results()
+                        .map(java.util.regex.MatchResult::group).distinct().collect(java.util.stream.Collectors.joining(", ")) + ", once";
             ex.getCommandLine().getErr().println("error: " + message + " (see --help)");
             return 2;
         });
@@ -73,11 +78,16 @@ public final class Main implements Runnable {
      * name ({@code java.nio.file.FileAlreadyExistsException: out}) turned into the file and what is wrong with it.
      */
     static String userMessage(Throwable t) {
-        String message = String.valueOf(t.getMessage());
+        // A library's exception class named inside a message ("… summary: com.google.gson.stream.MalformedJsonException:
+        // Expected ':' …") and Gson's pointer to its troubleshooting page say nothing to a user
+        String message = String.valueOf(t.getMessage()).replaceAll("\\b(?:[a-z]\\w*\\.)+[A-Z]\\w*(?:Exception|Error): ", "")
+                .replaceAll("\\s*See https://github\\.com/google/gson/\\S*", "");
         for (Throwable c = t; c != null; c = c.getCause()) {
             if (!(c instanceof java.nio.file.FileSystemException f) || f.getFile() == null) continue;
             boolean bare = message.equals(f.getFile()) || message.equals(f.getMessage()) || message.contains("java.nio.file.");
-            if (!bare) break;
+            // A wrapper's "cannot read F: " + the exception's message, which was F alone: say what is wrong with F
+            boolean named = message.endsWith(": " + f.getFile()) && f.getOtherFile() == null;
+            if (!bare && !named) break;
             String why = f.getReason() != null ? f.getReason() : switch (f) {
                 case java.nio.file.AccessDeniedException a -> "permission denied";
                 case java.nio.file.FileAlreadyExistsException a -> "exists already, and is not a folder";
@@ -86,6 +96,10 @@ public final class Main implements Runnable {
                 case java.nio.file.DirectoryNotEmptyException a -> "folder not empty";
                 default -> f.getClass().getSimpleName();
             };
+            if (!bare) {
+                String head = message.substring(0, message.length() - f.getFile().length() - 2);
+                return (head.endsWith(f.getFile()) ? head : head + ": " + f.getFile()) + ": " + why;
+            }
             return f.getFile() + (f.getOtherFile() != null ? " -> " + f.getOtherFile() : "") + ": " + why;
         }
         return message;

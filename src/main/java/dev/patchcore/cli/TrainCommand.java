@@ -181,6 +181,8 @@ public final class TrainCommand implements Callable<Integer> {
             List<StepRunner.Replica> replicas = new ArrayList<>();
             for (Backend rb : replicaBackends) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
             madeRunFolder = !Files.exists(runDir, LinkOption.NOFOLLOW_LINKS);
+            madeFrom = runDir.toAbsolutePath();  // the outermost folder this makes (runs/ of the default --out, say)
+            while (madeFrom.getParent() != null && !Files.exists(madeFrom.getParent(), LinkOption.NOFOLLOW_LINKS)) madeFrom = madeFrom.getParent();
             Files.createDirectories(runDir);
             if (runLock == null) runLock = RunLock.acquire(runDir);
             Trainer trainer = new Trainer(be, cfg, run.dataset(), runDir, System.out, multiEpoch).withReplicas(replicas);
@@ -405,6 +407,8 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** Whether this command created the run folder (it did not exist, not even as a link). */
     private boolean madeRunFolder;
+    /** The outermost folder this command created for the run folder: the run folder itself, or a parent it made. */
+    private Path madeFrom;
 
     /**
      * After a failure: removes the run folder this command made if the run left nothing in it (it failed before its
@@ -423,6 +427,8 @@ public final class TrainCommand implements Callable<Integer> {
             Files.deleteIfExists(metrics);
             Files.deleteIfExists(Checkpoints.root(runDir));  // only if empty (else DirectoryNotEmptyException)
             Files.deleteIfExists(runDir);
+            for (Path p = runDir.toAbsolutePath().getParent(); p != null && p.startsWith(madeFrom); p = p.getParent())
+                Files.deleteIfExists(p);  // the folders made to hold it, while empty
         } catch (IOException ignored) { /* a folder with anything else in it stays */ }
     }
 

@@ -15,7 +15,11 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
         if ((dim / heads) % 2 != 0) throw new IllegalArgumentException("head dimension must be even for RoPE");
         if (vocabSize <= 0 || layers <= 0 || ffnDim <= 0 || contextLength <= 0)
             throw new IllegalArgumentException("model sizes must be positive");
+        if (vocabSize > MAX_VOCAB) throw new IllegalArgumentException("a vocabulary of " + vocabSize + " is more than 2^24 tokens");
     }
+
+    /** The largest vocabulary (2^24; the largest in use are about 2^18): its padded rows stay far inside an int. */
+    public static final int MAX_VOCAB = 1 << 24;
 
     public int headDim() { return dim / heads; }
 

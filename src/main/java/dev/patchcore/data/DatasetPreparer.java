@@ -2,6 +2,7 @@ package dev.patchcore.data;
 
 import dev.patchcore.checkpoint.AtomicFiles;
 
+import java.io.EOFException;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.file.Files;
@@ -216,7 +217,8 @@ public final class DatasetPreparer {
             try {
                 return read.get();
             } catch (IOException e) {
-                String why = e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
+                String why = e instanceof EOFException && e.getMessage() == null ? "truncated (unexpected end of file)"
+                        : e.getMessage() == null ? e.getClass().getSimpleName() : e.getMessage();
                 throw new UncheckedIOException("cannot read " + source.name() + ": " + why, e);
             }
         }

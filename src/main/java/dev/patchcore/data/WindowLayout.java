@@ -15,8 +15,8 @@ public record WindowLayout(int patchSize, int blockPatches) {
     public WindowLayout {
         if (patchSize <= 0) throw new IllegalArgumentException("patch size K must be >= 1, got " + patchSize);
         if (blockPatches <= 0) throw new IllegalArgumentException("block size T must be >= 1 patch, got " + blockPatches);
-        if ((long) patchSize * (blockPatches + 1) > Integer.MAX_VALUE) {
-            throw new IllegalArgumentException("window K·(T+1) = " + (long) patchSize * (blockPatches + 1) + " tokens is too long");
+        if ((long) patchSize * (blockPatches + 1L) > Integer.MAX_VALUE) {
+            throw new IllegalArgumentException("window K·(T+1) = " + (long) patchSize * (blockPatches + 1L) + " tokens is too long");
         }
     }
 

@@ -7,8 +7,11 @@ import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
+import it.unimi.dsi.fastutil.ints.IntArrayList;
+
 import java.util.Arrays;
 import java.util.SplittableRandom;
+import java.util.function.IntConsumer;
 
 /**
  * Token-level sampling from a trained model: the logits of the last position over the real vocabulary, temperature and
@@ -37,22 +40,29 @@ public final class Generator {
     }
 
     /** Returns {@code prompt} followed by up to {@code count} sampled tokens, stopping after {@code stopId}. */
-    public int[] generate(int[] prompt, int count, float temperature, int topK, int stopId, long seed) {
+    public int[] generate(int[] prompt, long count, float temperature, int topK, int stopId, long seed) {
+        return generate(prompt, count, temperature, topK, stopId, seed, _ -> {});
+    }
+
+    /** As above, handing each sampled token to {@code onToken} as it is drawn (to print it). */
+    public int[] generate(int[] prompt, long count, float temperature, int topK, int stopId, long seed, IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
+        if (count > Integer.MAX_VALUE - 16L - prompt.length)
+            throw new IllegalArgumentException("--tokens " + count + " is more than a sequence can hold");
         int vocab = model.config().vocabSize();
         SplittableRandom rng = new SplittableRandom(seed);
-        int[] seq = Arrays.copyOf(prompt, prompt.length + count);
-        int len = prompt.length;
+        IntArrayList seq = new IntArrayList(prompt);  // grows as tokens come: a large count allocates nothing up front
         try (Window window = cached ? new CachedWindow() : new SlidingWindow()) {
-            for (int i = 0; i < count; i++) {
-                float[] last = Arrays.copyOf(window.lastLogits(seq, len), vocab);  // without the padded columns
+            for (long i = 0; i < count; i++) {
+                float[] last = Arrays.copyOf(window.lastLogits(seq.elements(), seq.size()), vocab);  // without the padded columns
                 int next = sample(last, temperature, topK, rng);
-                seq[len++] = next;
+                seq.add(next);
+                onToken.accept(next);
                 if (next == stopId) break;
             }
         }
-        return Arrays.copyOf(seq, len);
+        return seq.toIntArray();
     }
 
     /** How the model reads the sequence for each new token. */

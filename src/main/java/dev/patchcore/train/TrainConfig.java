@@ -36,6 +36,7 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (!(lambda >= 0 && lambda <= 1)) throw new IllegalArgumentException("--lambda must lie in [0, 1] (got " + lambda + ")");
         if (steps < 1) throw new IllegalArgumentException("the training budget must be at least one step (got " + steps + ")");
         if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
+        requireStepFits(batch, accum, model.contextLength());
         if (!(lr > 0)) throw new IllegalArgumentException("--lr must be positive");
         if (clip < 0 || weightDecay < 0) throw new IllegalArgumentException("--clip and --weight-decay must not be negative");
         if (evalEvery < 0 || evalBatches < 0 || saveEvery < 0)
@@ -49,6 +50,14 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
         if (patchSize > 1 && lambda > 0 && ((long) batch * accum) % patchSize != 0 && !patch.shortContext())
             throw new IllegalArgumentException("batch×accum (" + batch + "×" + accum + ") must be divisible by K=" + patchSize
                     + " so both stages see the same tokens per step");
+    }
+
+    /** Refuses a step of more than 2^31 − 1 tokens (its buffers are indexed by int): batch × accum × context. */
+    public static void requireStepFits(int batch, int accum, int context) {
+        long tokens = (long) batch * accum * context;
+        if (tokens > Integer.MAX_VALUE)
+            throw new IllegalArgumentException("--batch " + batch + " × --accum " + accum + " × the context of " + context + " is "
+                    + tokens + " tokens per step, more than 2^31 − 1");
     }
 
     public long patchSteps() { return patchSize == 1 ? 0 : Math.round(lambda * steps); }

@@ -427,7 +427,7 @@ class CliTest {
         assertUserError("lower --lr", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", few.toString(),
                 "--out", diverged.toString(), "--batch", "1", "--accum", "1", "--lr", "1e30", "--warmup-ratio", "0", "--epochs", "3");
         assertFalse(Files.exists(diverged), "the failed run's folder is gone");
-        assertUserError("is more than 2^31 tokens per step", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
+        assertUserError("tokens per step, more than 2^31 − 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
                 "--data", few.toString(), "--out", diverged.toString(), "--batch", "100000000", "--accum", "1000");
         Files.writeString(alpaca, "[{\"question\": 1}]");
         assertUserError("record 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
