@@ -40,6 +40,30 @@ class CliTest {
         assertTrue(e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
     }
 
+    /**
+     * Messages a user can act on: a wrapped file-system failure says what is wrong with the file (not its name twice), a
+     * library's exception class and link are left out, an exclusive option group given twice names its options, and
+     * numbers too large for the engine are refused before anything runs.
+     */
+    @Test void messagesSayWhatIsWrong(@TempDir Path dir) throws IOException {
+        Path f = dir.resolve("c.txt");
+        var denied = new java.nio.file.AccessDeniedException(f.toString());
+        assertEquals("cannot read " + f + ": permission denied", Main.userMessage(new IllegalArgumentException("cannot read " + f + ": " + f, denied)));
+        assertEquals("cannot open dataset D: " + f + ": permission denied",
+                Main.userMessage(new IllegalArgumentException("cannot open dataset D: " + f, denied)));
+        assertEquals("D/dataset.json is not a valid dataset summary: Expected ':' at line 1 column 9 path $.a",
+                Main.userMessage(new IllegalArgumentException("D/dataset.json is not a valid dataset summary: "
+                        + "com.google.gson.stream.MalformedJsonException: Expected ':' at line 1 column 9 path $.a\n"
+                        + "See https://github.com/google/gson/blob/main/Troubleshooting.md#malformed-json")).strip());
+        Files.writeString(f, "some text");
+        assertUserError("give only one of --data, --text, --choices, once", "eval", dir.toString(), "--text", f.toString(), "--text", f.toString());
+        assertUserError("--backend cpu does not use it", "train", "--backend", "cpu", "--cublaslt", f.toString(), "--out", dir.resolve("r").toString());
+        assertFalse(Files.exists(dir.resolve("r")));
+        assertUserError("tokens per step, more than 2^31 − 1", "train", "--backend", "cpu", "--accum", "2147483647", "--out", dir.resolve("r").toString());
+        assertUserError("is more than 2^24 tokens", "bench", "speed", "--backend", "cpu", "--vocab", "2147483647");
+        assertUserError("cannot write files in", "bench", "speed", "--backend", "cpu", "--json", "/proc/x.json");
+    }
+
     /** Every help screen renders cleanly (picocli warns on stderr about an unescaped '%' in a description). */
     @Test void everyHelpScreenRendersWithoutWarnings() {
         String[][] screens = {{"--help"}, {"train", "--help"}, {"prepare", "--help"}, {"eval", "--help"}, {"generate", "--help"},
