@@ -28,6 +28,8 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--seed", defaultValue = "1", description = "sampling seed (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--alpaca", description = "pose the prompt as an instruction in Stanford Alpaca's template (for a model "
             + "fine-tuned with `finetune` on Alpaca data) and print only the response") boolean alpaca;
+    @Option(names = "--input", description = "with --alpaca: the record's input, the context the instruction refers to (Alpaca's "
+            + "template with an input section)") String input;
     @Mixin BackendOptions backendOptions;
 
     /**
@@ -51,7 +53,8 @@ public final class GenerateCommand implements Callable<Integer> {
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
-        String text = alpaca ? Instructions.alpacaPrompt(prompt, "") : prompt;
+        if (input != null && !alpaca) throw new IllegalArgumentException("--input is the Alpaca record's input: give it with --alpaca");
+        String text = alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt;
         int[] promptIds = tok.encode(text);
         if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         if (tokens > Integer.MAX_VALUE - 16 - promptIds.length)

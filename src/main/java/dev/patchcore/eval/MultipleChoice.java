@@ -176,11 +176,16 @@ public final class MultipleChoice {
         if (label.getAsString().isBlank())
             throw new IllegalArgumentException(what + " is empty: a record of a test split, which has no answers? (score the "
                     + "validation split)");
+        int index;
         try {
-            return Integer.parseInt(label.getAsString().strip());
+            index = Integer.parseInt(label.getAsString().strip());
         } catch (NumberFormatException | UnsupportedOperationException | IllegalStateException e) {
-            throw new IllegalArgumentException(what + " '" + label + "' is not a choice index");
+            throw new IllegalArgumentException(what + " " + label + " is not a choice index");  // as JSON: "x" or 1.5
         }
+        if (index == -1)  // PIQA's and others' test splits mark the unknown answer so
+            throw new IllegalArgumentException(what + " is -1: a record of a test split, which has no answers? (score the "
+                    + "validation split)");
+        return index;
     }
 
     /** "null", "number", "string", "array" or "object", for messages. */
@@ -229,12 +234,15 @@ public final class MultipleChoice {
         return new Result(questions.size(), correct, correctNorm, truncated, answersCut);
     }
 
+    /** A choice's length as the harness's Python {@code len} counts it: in code points (an emoji is one). */
+    private static int characters(String s) { return s.codePointCount(0, s.length()); }
+
     /** The choice with the highest log-likelihood and the one with the highest per character (first on ties). */
     static int[] picks(double[] ll, List<String> choices) {
         int best = 0, bestNorm = 0;
         for (int i = 1; i < ll.length; i++) {
             if (ll[i] > ll[best]) best = i;
-            if (ll[i] / Math.max(1, choices.get(i).length()) > ll[bestNorm] / Math.max(1, choices.get(bestNorm).length())) bestNorm = i;
+            if (ll[i] / Math.max(1, characters(choices.get(i))) > ll[bestNorm] / Math.max(1, characters(choices.get(bestNorm)))) bestNorm = i;
         }
         return new int[] {best, bestNorm};
     }

@@ -331,8 +331,9 @@ public final class Trainer {
             console.printf("note: the validation split is shorter than one sequence of %s; no validation in the %s stage%n",
                     sequenceText(st), st.name());
         else if (!val.isEmpty() && val.size() * val.getFirst().batchSize() < st.batch())
-            console.printf("note: the validation split holds only %d sequences of %s; the %s stage validates on those%n",
-                    val.getFirst().batchSize(), sequenceText(st), st.name());
+            console.printf("note: the validation split holds only %s of %s; the %s stage validates on %s%n",
+                    Plural.of(val.getFirst().batchSize(), "sequence"), sequenceText(st), st.name(),
+                    val.getFirst().batchSize() == 1 ? "it" : "those");
         String positions = modeOf(st) == PatchMode.MIXUP ? "mixup patches (token t of " + k + " sequences each)"
                 : k > 1 ? "patches" : "positions";
         console.printf(Locale.ROOT, "== %s stage: K=%d, context %d tokens as %d %s, micro-batch %d × %d accumulation, %s, %s tokens/step%n",

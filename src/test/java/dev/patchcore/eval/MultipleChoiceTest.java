@@ -202,6 +202,8 @@ class MultipleChoiceTest {
         // Summed: choice 1 (−6) beats choice 0 (−8); per character choice 0 (−8/8 = −1) beats choice 1 (−6/3 = −2).
         assertArrayEquals(new int[] {1, 0}, MultipleChoice.picks(new double[] {-8, -6}, List.of("abcdefgh", "abc")));
         assertArrayEquals(new int[] {0, 0}, MultipleChoice.picks(new double[] {-2, -2}, List.of("ab", "ab")), "ties: the first");
+        // Characters as Python counts them: "🙂🙂" is 2 (−4/2 = −2), not 4 UTF-16 units (−1); "abc" gives −3/3 = −1.
+        assertArrayEquals(new int[] {1, 1}, MultipleChoice.picks(new double[] {-4, -3}, List.of("🙂🙂", "abc")));
     }
 
     /**
