@@ -15,6 +15,7 @@ import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Optional;
+import java.util.concurrent.atomic.AtomicReference;
 
 /**
  * {@code java -jar patchcore.jar} without {@code --add-modules jdk.incubator.vector}: the same jar run again in a child
@@ -54,18 +55,25 @@ final class VectorApiRelaunch {
             ProcessBuilder pb = new ProcessBuilder(cmd).inheritIO().redirectError(ProcessBuilder.Redirect.PIPE);
             pb.environment().put("PATCHCORE_NO_RELAUNCH", "1");
             pb.environment().put(LAUNCHER_PID, Long.toString(ProcessHandle.current().pid()));
-            Process child = pb.start();
-            Thread stderr = Thread.ofPlatform().daemon().name("child-stderr").start(() -> copyStderr(child.getErrorStream()));
             // A stop request for this JVM (Ctrl-C, which the child gets too, or a SIGTERM sent to this process alone, as
             // `timeout` and batch schedulers do) is passed on as a SIGTERM to the child; then wait while it finishes its
-            // step, saves a checkpoint and exits.
+            // step, saves a checkpoint and exits. The hook is in place before the child starts, so no stop falls between.
+            AtomicReference<Process> started = new AtomicReference<>();
+            AtomicReference<Thread> copier = new AtomicReference<>();
             Runtime.getRuntime().addShutdownHook(new Thread(() -> {
-                child.destroy();
+                Process p = started.get();
+                if (p == null) return;
+                p.destroy();
                 try {
-                    child.waitFor();
-                    stderr.join(2000);  // its last lines
+                    p.waitFor();
+                    Thread t = copier.get();
+                    if (t != null) t.join(2000);  // its last lines
                 } catch (InterruptedException ignored) { /* exiting */ }
             }));
+            Process child = pb.start();
+            started.set(child);
+            Thread stderr = Thread.ofPlatform().daemon().name("child-stderr").start(() -> copyStderr(child.getErrorStream()));
+            copier.set(stderr);
             int code = child.waitFor();
             stderr.join(2000);
             return code;
@@ -84,7 +92,13 @@ final class VectorApiRelaunch {
         String pid = System.getenv(LAUNCHER_PID);
         if (pid == null || !pid.matches("\\d+")) return;
         long launcher = Long.parseLong(pid);
-        if (parentPid() != launcher) return;  // not started by that launcher (the variable was inherited)
+        if (parentPid() != launcher) {
+            // The launcher died before this JVM got here (killed within its first moments), or the variable was
+            // inherited from an unrelated launcher that is still running
+            if (ProcessHandle.of(launcher).map(ProcessHandle::isAlive).orElse(false)) return;
+            System.out.println("the launching process has ended: stopping");
+            System.exit(143);
+        }
         Thread.ofPlatform().daemon().name("launcher-watch").start(() -> {
             try {
                 while (parentPid() == launcher) Thread.sleep(500);

@@ -48,6 +48,10 @@ public record DatasetInfo(String format, int version, String tokenizer, int voca
         }
         Path file = dir.resolve(FILE_NAME);
         if (!Files.isRegularFile(file)) {
+            // prepare replaces a dataset's files one by one, its summary last: stopped in between, it leaves shards alone
+            if (Files.exists(dir.resolve(DatasetPreparer.TRAIN_FILE)) || Files.exists(dir.resolve(DatasetPreparer.TRAIN_FILE + ".tmp")))
+                throw new IllegalArgumentException(dir + " holds the shards of a prepare that did not finish (no " + FILE_NAME
+                        + " beside them): run that prepare again");
             throw new IllegalArgumentException(dir + " is not a prepared dataset (no " + FILE_NAME + "); create one with 'patchcore prepare'");
         }
         DatasetInfo info;

@@ -1,6 +1,7 @@
 package dev.patchcore.data;
 
 import dev.patchcore.checkpoint.AtomicFiles;
+import dev.patchcore.train.RunLock;
 
 import java.io.EOFException;
 import java.io.IOException;
@@ -75,6 +76,15 @@ public final class DatasetPreparer {
     public DatasetInfo prepare(List<CorpusSource> sources, Path outDir, Progress progress) throws IOException {
         if (sources.isEmpty()) throw new IllegalArgumentException("no input files given");
         List<Path> created = createOutDir(outDir);
+        // One prepare at a time per folder: a second would write the same temporary files (RunLock's OS lock, released
+        // however the process ends; its file DIR/.lock stays, as a run folder's does).
+        RunLock lock;
+        try {
+            lock = RunLock.acquire(outDir, "wait for it to finish");
+        } catch (RuntimeException e) {
+            removeIfEmpty(created);
+            throw e;
+        }
         Path trainTmp = temporary(outDir, TRAIN_FILE), valTmp = temporary(outDir, VAL_FILE);
         Path model = outDir.resolve(SentencePieceTokenizer.FILE_NAME), modelTmp = temporary(outDir, SentencePieceTokenizer.FILE_NAME);
         boolean done = false;
@@ -109,7 +119,11 @@ public final class DatasetPreparer {
             Files.deleteIfExists(trainTmp);
             Files.deleteIfExists(valTmp);
             Files.deleteIfExists(modelTmp);
-            if (!done) removeIfEmpty(created);
+            lock.close();
+            if (!done && !Files.exists(outDir.resolve(DatasetInfo.FILE_NAME))) {
+                RunLock.deleteFile(outDir);  // no dataset here: the folder is left as it was found (or goes, if made here)
+                removeIfEmpty(created);
+            }
         }
     }
 
@@ -121,7 +135,7 @@ public final class DatasetPreparer {
     }
 
     private static boolean isDatasetFile(String name) {
-        return FILES.stream().anyMatch(f -> name.equals(f) || name.equals(f + ".tmp") || name.equals("." + f + ".tmp"));
+        return name.equals(RunLock.FILE) || FILES.stream().anyMatch(f -> name.equals(f) || name.equals(f + ".tmp") || name.equals("." + f + ".tmp"));
     }
 
     /**

@@ -40,6 +40,11 @@ public final class RunLock implements AutoCloseable {
 
     /** Locks {@code runDir} (which must exist), or fails with one line naming the process that holds it. */
     public static RunLock acquire(Path runDir) {
+        return acquire(runDir, "wait for it to stop, or stop it (Ctrl-C or a SIGTERM saves a checkpoint)");
+    }
+
+    /** As above, for any folder one process at a time writes; {@code advice} ends the message when it is held. */
+    public static RunLock acquire(Path runDir, String advice) {
         Path file = runDir.resolve(FILE).toAbsolutePath().normalize();
         if (!HELD.add(file)) throw new IllegalArgumentException(runDir + " is in use by this process already");
         FileChannel ch = null;
@@ -51,13 +56,13 @@ public final class RunLock implements AutoCloseable {
             } catch (IOException e) {
                 // A file system without locks (some network mounts): train on, unguarded, rather than not at all.
                 System.err.println("warning: cannot lock " + file + " (" + e.getMessage() + "): nothing stops a second "
-                        + "process from writing this run too");
+                        + "process from writing " + runDir + " too");
                 return new RunLock(file, ch, null);
             }
             if (lock == null) {
                 String holder = holder(ch);  // read through this descriptor: no other is opened
                 throw new IllegalArgumentException(runDir + " is in use by another patchcore process" + holder
-                        + "; wait for it to stop, or stop it (Ctrl-C or a SIGTERM saves a checkpoint)");
+                        + "; " + advice);
             }
             ch.truncate(0);
             ch.write(ByteBuffer.wrap((ProcessHandle.current().pid() + "\n").getBytes(StandardCharsets.US_ASCII)), 0);

@@ -108,7 +108,7 @@ class BundledCorpusTest {
         assertEquals(1, preparing.get(), "prepared once; the others reused it");
         assertTrue(PreparedDataset.isValid(out));
         try (var files = Files.list(out)) {
-            assertEquals(List.of("dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
+            assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
         }
         assertTrue(Files.isRegularFile(out.resolveSibling("brown-byte.lock")), "the lock file is beside the cache folder");
     }

@@ -87,7 +87,7 @@ class DatasetPreparerTest {
             assertSame(tok, ds.tokenizer());
         }
         try (var files = Files.list(out)) {
-            assertEquals(List.of("dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
+            assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
         }
     }
 
@@ -289,8 +289,26 @@ class DatasetPreparerTest {
                 assertEquals(first, ds.info(), bad.toString());
             }
             assertArrayEquals(train, Files.readAllBytes(out.resolve("train.bin")));
-            assertEquals(List.of("dataset.json", "train.bin", "val.bin"), names(out), "no temporary file is left: " + bad);
+            assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), names(out), "no temporary file is left: " + bad);
         }
+    }
+
+    /**
+     * One prepare at a time per folder: a second, while the first holds the folder's lock, is refused and leaves the
+     * dataset alone. A folder whose shards lost their summary (a prepare stopped mid-swap) says to run it again.
+     */
+    @Test
+    void aFolderBeingPreparedIsRefusedAndAnUnfinishedSwapIsNamed() throws IOException {
+        Path out = dir.resolve("locked");
+        DatasetInfo first = prepare(out, 0.2, 1, new ArrayList<>(), file("a.txt", "one\n\ntwo\n\nthree"));
+        try (dev.patchcore.train.RunLock held = dev.patchcore.train.RunLock.acquire(out)) {
+            var e = assertThrows(IllegalArgumentException.class, () -> prepare(out, 0.2, 1, new ArrayList<>(), file("b.txt", "four")));
+            assertTrue(e.getMessage().contains("is in use"), e.getMessage());
+        }
+        assertEquals(first, DatasetInfo.read(out));
+        Files.delete(out.resolve(DatasetInfo.FILE_NAME));
+        var e = assertThrows(IllegalArgumentException.class, () -> DatasetInfo.read(out));
+        assertTrue(e.getMessage().contains("holds the shards of a prepare that did not finish"), e.getMessage());
     }
 
     /** A failed prepare removes the folders it created, and only those. */
