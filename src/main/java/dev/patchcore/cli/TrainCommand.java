@@ -218,8 +218,13 @@ public final class TrainCommand implements Callable<Integer> {
         if (Checkpoints.isCheckpointsFolder(resume))
             throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
                     + resume.toAbsolutePath().normalize().getParent());
+        String missing = Checkpoints.missingLatest(resume);
+        if (missing != null) throw new IllegalArgumentException(missing);
         if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve("metrics.jsonl"))) {
             requireNotInUse(resume);  // a run training there has no checkpoint yet either
+            if (isEmptyFile(resume.resolve("metrics.jsonl")))
+                throw new IllegalArgumentException(resume + " holds no checkpoint: its run stopped before its first step; start "
+                        + "it again as a new run with --out " + resume);
             throw new IllegalArgumentException(resume + " holds no checkpoint: its run stopped before saving one (metrics.jsonl "
                     + "records how far it got); start it again as a new run (delete the folder, or choose another --out)");
         }
@@ -282,7 +287,13 @@ public final class TrainCommand implements Callable<Integer> {
         Path runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (Checkpoints.exists(runDir))
             throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
+        String missing = Checkpoints.missingLatest(runDir);
+        if (missing != null) throw new IllegalArgumentException(missing + "; continue it with --resume " + runDir + " then");
         String held = contents(runDir);
+        if (held.equals("metrics.jsonl") && isEmptyFile(runDir.resolve("metrics.jsonl"))) {
+            requireNotInUse(runDir);  // a run starting there has logged nothing yet
+            held = "";  // stopped before its first step: nothing to keep, the new run starts there
+        }
         if (held.equals("metrics.jsonl") || held.equals("checkpoints, metrics.jsonl")) {
             requireNotInUse(runDir);  // a run training there has no checkpoint yet either
             throw new IllegalArgumentException("--out " + runDir + " holds the metrics.jsonl of a run that stopped before its first "
@@ -451,6 +462,14 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** What a folder holds, for a message: up to three names, or "" if it is empty or does not exist. */
+    private static boolean isEmptyFile(Path f) {
+        try {
+            return Files.isRegularFile(f) && Files.size(f) == 0;
+        } catch (IOException e) {
+            return false;
+        }
+    }
+
     private static String contents(Path dir) {
         if (!Files.isDirectory(dir)) return "";
         try (var s = Files.list(dir)) {

@@ -177,6 +177,8 @@ public final class Checkpoints {
             throw new IllegalArgumentException(dir + (Files.exists(dir) ? " is not a folder" : " does not exist") + " (expected a run folder or a checkpoint folder)");
         if (isCheckpointsFolder(dir)) return latest(dir.toAbsolutePath().normalize().getParent());
         Path pointer = root(dir).resolve("latest");
+        String missing = missingLatest(dir);
+        if (missing != null) throw new IllegalArgumentException(missing);
         if (!Files.isRegularFile(pointer))
             throw new IllegalArgumentException("no checkpoint in " + dir + " (expected " + pointer + ")");
         String name;
@@ -186,20 +188,39 @@ public final class Checkpoints {
             throw new UncheckedIOException("cannot read " + pointer + ": " + e.getMessage(), e);
         }
         Path target = root(dir).resolve(name);
-        if (name.isEmpty() || !Files.isRegularFile(target.resolve(MODEL)))
+        if (name.isEmpty() || !Files.isRegularFile(target.resolve(MODEL)) || !Files.isRegularFile(target.resolve(TRAINER)))
             throw new IllegalArgumentException(pointer + " names '" + name + "', which is not a complete checkpoint (the run folder "
-                    + "was changed by hand?); the folder holds " + listed(root(dir)));
+                    + "was changed by hand?); the folder holds " + listed(dir));
         return target;
     }
 
-    /** The checkpoint folders under {@code checkpoints/}, for a message. */
-    private static String listed(Path root) {
-        try (var s = Files.list(root)) {
-            List<String> names = s.filter(p -> Files.isRegularFile(p.resolve(MODEL))).map(p -> p.getFileName().toString()).sorted().toList();
-            return names.isEmpty() ? "no checkpoint" : String.join(", ", names) + " (point latest at one to continue from it)";
+    /**
+     * The complete checkpoint folders of a run (weights and trainer.json; a save stopped partway leaves one without the
+     * latter, which it writes last), by name, or none.
+     */
+    public static List<String> complete(Path runDir) {
+        try (var s = Files.list(root(runDir))) {
+            return s.filter(p -> Files.isRegularFile(p.resolve(MODEL)) && Files.isRegularFile(p.resolve(TRAINER)))
+                    .map(p -> p.getFileName().toString()).sorted().toList();
         } catch (IOException e) {
-            return "nothing readable";
+            return List.of();
         }
+    }
+
+    /** The complete checkpoint folders of a run and how to continue from one, for a message. */
+    private static String listed(Path runDir) {
+        List<String> names = complete(runDir);
+        return names.isEmpty() ? "no complete checkpoint" : String.join(", ", names) + " (write the name of one into "
+                + root(runDir).resolve("latest") + " to continue from it)";
+    }
+
+    /**
+     * The error for a run folder whose {@code checkpoints/latest} is missing although complete checkpoints are there
+     * (removed by hand), or null when there are none: what to restore, never advice that would delete them.
+     */
+    public static String missingLatest(Path runDir) {
+        if (Files.isRegularFile(root(runDir).resolve("latest")) || complete(runDir).isEmpty()) return null;
+        return runDir + " has no " + root(runDir).resolve("latest") + ", but holds " + listed(runDir);
     }
 
     /** Whether {@code dir} is the {@code checkpoints} folder of a run (not the run folder itself). */

@@ -217,6 +217,22 @@ class CliTest {
                 "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "2"), err.toString());
         assertTrue(out.toString().contains("patch stage"), out.toString());
         assertTrue(out.toString().contains("token stage"), out.toString());
+        // checkpoints/latest removed by hand: the complete checkpoints are named, with how to point at one (following
+        // the advice for a run without checkpoints would delete them).
+        Path latest = run.resolve("checkpoints/latest");
+        String name = Files.readString(latest).strip();
+        Files.delete(latest);
+        for (String[] args : new String[][] {{"train", "--backend", "cpu", "--resume", run.toString()},
+                {"train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString()}, {"eval", "--backend", "cpu", run.toString()}})
+            assertUserError("has no " + latest + ", but holds step-00000003, " + name + " (write the name of one into " + latest, args);
+        Files.writeString(latest, name + "\n");
+        // A run stopped before its first step (an empty metrics.jsonl) can start again where it was
+        Path early = Files.createDirectories(dir.resolve("early"));
+        Files.writeString(early.resolve("metrics.jsonl"), "");
+        assertUserError("its run stopped before its first step; start it again as a new run with --out " + early, "train", "--backend",
+                "cpu", "--resume", early.toString());
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", early.toString(),
+                "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
         // --devices: data-parallel replicas (CPU backends here), each with a micro-batch of its own in every stage.
         assertUserError("--devices 0,1 needs at least 2 micro-batches per step in each stage; the patch stage has 1 (raise --accum to 5)",
                 "train", "--backend", "cpu", "--data", ds.toString(), "--out", dir.resolve("dp0").toString(), "--devices", "0,1",
