@@ -95,7 +95,7 @@ final class VectorApiRelaunch {
         if (parentPid() != launcher) {
             // The launcher died before this JVM got here (killed within its first moments), or the variable was
             // inherited from an unrelated launcher that is still running
-            if (ProcessHandle.of(launcher).map(ProcessHandle::isAlive).orElse(false)) return;
+            if (running(launcher)) return;
             System.out.println("the launching process has ended: stopping");
             System.exit(143);
         }
@@ -157,6 +157,21 @@ final class VectorApiRelaunch {
             line.writeTo(fd);
             line.reset();
             fd.flush();
+        }
+    }
+
+    /**
+     * Whether process {@code pid} runs. A process killed but not yet reaped by its parent (a zombie: a launcher
+     * SIGKILLed while its own parent is gone or busy) counts as alive to {@link ProcessHandle#isAlive}, not here.
+     */
+    static boolean running(long pid) {
+        if (!ProcessHandle.of(pid).map(ProcessHandle::isAlive).orElse(false)) return false;
+        try {  // Linux: the state letter after the command name in /proc/PID/stat
+            String stat = Files.readString(Path.of("/proc", Long.toString(pid), "stat"));
+            char state = stat.charAt(stat.lastIndexOf(')') + 2);
+            return state != 'Z' && state != 'X';
+        } catch (IOException | RuntimeException e) {
+            return true;  // no /proc (or it changed under us): as isAlive says
         }
     }
 

@@ -77,6 +77,14 @@ class CliTest {
         }
     }
 
+    /** The launcher check: this process runs; one that has exited does not. */
+    @Test void aProcessThatEndedIsNotRunning() throws Exception {
+        assertTrue(VectorApiRelaunch.running(ProcessHandle.current().pid()));
+        Process p = new ProcessBuilder("true").start();
+        p.waitFor();
+        assertFalse(VectorApiRelaunch.running(p.pid()));
+    }
+
     /** The relaunched JVM's stderr passes through whole, less a first line that is the incubator-module warning. */
     @Test void childStderrLosesOnlyTheIncubatorWarning() {
         String w = VectorApiRelaunch.INCUBATOR_WARNING + "\n";
