@@ -18,6 +18,7 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.function.Supplier;
+import java.util.zip.CRC32C;
 
 /**
  * The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header mapping each
@@ -48,7 +49,8 @@ public final class SafeTensors {
     /** Floats per bulk copy into the write buffer (4 MiB). */
     private static final int CHUNK = 1 << 20;
 
-    public static void write(Path file, List<Entry> entries, Map<String, String> metadata) {
+    /** Writes the file (atomically: under a temporary name, then renamed) and returns the CRC-32C of its bytes. */
+    public static long write(Path file, List<Entry> entries, Map<String, String> metadata) {
         JsonObject header = new JsonObject();
         if (!metadata.isEmpty()) {
             JsonObject meta = new JsonObject();
@@ -71,11 +73,14 @@ public final class SafeTensors {
         }
         byte[] json = header.toString().getBytes(StandardCharsets.UTF_8);
         int padded = (json.length + 7) & ~7; // keeps tensor data 8-byte aligned, as the reference writer does
+        CRC32C crc = new CRC32C();
         AtomicFiles.write(file, ch -> {
+            crc.reset();
             ByteBuffer head = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
             head.putLong(padded).put(json);
             while (head.position() < head.capacity()) head.put((byte) ' ');
             head.flip();
+            crc.update(head.duplicate());
             while (head.hasRemaining()) ch.write(head);
             ByteBuffer buf = ByteBuffer.allocateDirect(4 * CHUNK).order(ByteOrder.LITTLE_ENDIAN);
             FloatBuffer floats = buf.asFloatBuffer();
@@ -89,10 +94,26 @@ public final class SafeTensors {
                     floats.clear();
                     floats.put(data, from, n);
                     buf.clear().limit(4 * n);
+                    crc.update(buf.duplicate());
                     while (buf.hasRemaining()) ch.write(buf);
                 }
             }
         });
+        return crc.getValue();
+    }
+
+    /** The CRC-32C of a file's bytes (as {@link #write} returns it), read in pieces. */
+    public static long crc32c(Path file) {
+        CRC32C crc = new CRC32C();
+        try (FileChannel ch = FileChannel.open(file, StandardOpenOption.READ)) {
+            ByteBuffer buf = ByteBuffer.allocateDirect(4 * CHUNK);
+            while (ch.read(buf.clear()) >= 0) crc.update(buf.flip());
+        } catch (java.nio.file.NoSuchFileException e) {
+            throw new IllegalArgumentException("cannot read " + file + ": no such file");
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+        return crc.getValue();
     }
 
     /** A read-only view of a safetensors file. */

@@ -24,6 +24,7 @@ import java.util.Comparator;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.TreeMap;
 import java.util.stream.Stream;
 
 /**
@@ -46,9 +47,23 @@ public final class Checkpoints {
      * ({@link TrainingData#fingerprint}, null in checkpoints of older versions) lets a resume tell other data from it.
      */
     public record Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
-                       String datasetFingerprint) {
+                       String datasetFingerprint, Map<String, String> checksums) {
         public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep) {
             this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, null);
+        }
+
+        public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
+                    String datasetFingerprint) {
+            this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, null);
+        }
+
+        /**
+         * The same, recording the CRC-32C of the checkpoint's tensor files ({@code "crc32c:" + 8 hex digits} by file
+         * name; null in checkpoints of older versions): a load checks them, so bytes damaged since the save are said,
+         * not trained on.
+         */
+        Meta withChecksums(Map<String, String> sums) {
+            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, sums);
         }
     }
 
@@ -77,11 +92,14 @@ public final class Checkpoints {
                 moments.add(new SafeTensors.Entry(p.name() + ".exp_avg_sq", p.shape(), () -> be.download(m2)));
             }
         }
-        SafeTensors.write(dir.resolve(MODEL), weights(model, be), Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())));
+        Map<String, String> sums = new TreeMap<>();
+        sums.put(MODEL, checksum(SafeTensors.write(dir.resolve(MODEL), weights(model, be),
+                Map.of("format", "pt", "patchcore.config", GSON.toJson(model.config())))));
         if (proj != null)
-            SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be), Map.of("format", "pt"));
-        SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())));
-        AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta));
+            sums.put(PatchProjections.FILE, checksum(SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be),
+                    Map.of("format", "pt"))));
+        sums.put(OPTIMIZER, checksum(SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())))));
+        AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta.withChecksums(sums)));
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.eosId()));
         tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
@@ -261,7 +279,34 @@ public final class Checkpoints {
     }
 
     public static void loadWeights(Path checkpoint, LlamaModel model, Backend be) {
+        verify(checkpoint, MODEL);
         load(checkpoint.resolve(MODEL), model.parameters(), be, model.config().vocabSize());
+    }
+
+    private static String checksum(long crc) { return String.format(Locale.ROOT, "crc32c:%08x", crc); }
+
+    /**
+     * Checks {@code file} of the checkpoint against the checksum its trainer.json recorded at the save (nothing to
+     * check in a folder without one, or a checkpoint of an older version).
+     */
+    static void verify(Path checkpoint, String file) {
+        if (!Files.isRegularFile(checkpoint.resolve(TRAINER))) return;
+        Map<String, String> sums = readMeta(checkpoint).checksums();
+        String recorded = sums == null ? null : sums.get(file);
+        if (recorded == null) return;
+        String now = checksum(SafeTensors.crc32c(checkpoint.resolve(file)));
+        if (!now.equals(recorded))
+            throw new IllegalArgumentException(checkpoint.resolve(file) + " is damaged: its bytes have changed since it was saved "
+                    + "(" + now + ", its trainer.json recorded " + recorded + ")" + olderCheckpoints(checkpoint));
+    }
+
+    /** For a damaged checkpoint of a run: the run's other complete checkpoints, one of which may be intact. */
+    private static String olderCheckpoints(Path checkpoint) {
+        Path abs = checkpoint.toAbsolutePath().normalize(), root = abs.getParent();
+        if (root == null || root.getFileName() == null || !root.getFileName().toString().equals("checkpoints")) return "";
+        List<String> others = complete(root.getParent()).stream().filter(n -> !n.equals(abs.getFileName().toString())).toList();
+        return others.isEmpty() ? "" : "; the run also holds " + String.join(", ", others) + " (write the name of one into "
+                + root.resolve("latest") + " to continue from it)";
     }
 
     /** Whether the checkpoint holds paper §3.7's patch projections (one saved in a patch stage that trained them). */
@@ -269,6 +314,7 @@ public final class Checkpoints {
 
     /** The patch projections a checkpoint holds, created on {@code be} and loaded (see {@link #hasProjections}). */
     public static PatchProjections readProjections(Path checkpoint, ModelConfig config, Backend be) {
+        verify(checkpoint, PatchProjections.FILE);
         Path file = checkpoint.resolve(PatchProjections.FILE);
         try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
             boolean in = r.has(PatchProjections.INPUT), out = r.has(PatchProjections.OUTPUT);
@@ -281,6 +327,7 @@ public final class Checkpoints {
     }
 
     public static void loadProjections(Path checkpoint, PatchProjections proj, Backend be) {
+        verify(checkpoint, PatchProjections.FILE);
         load(checkpoint.resolve(PatchProjections.FILE), proj.parameters(), be, -1);
     }
 
@@ -309,6 +356,7 @@ public final class Checkpoints {
 
     /** Restores the moments into every optimizer of {@code opts} (data-parallel replicas' alike), the file read once. */
     public static void loadOptimizer(Path checkpoint, List<AdamW> opts, int step) {
+        verify(checkpoint, OPTIMIZER);
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(OPTIMIZER))) {
             List<float[]> m = new ArrayList<>(), v = new ArrayList<>();
             for (Parameter p : opts.getFirst().parameters()) {

@@ -234,6 +234,14 @@ class CliTest {
                 {"train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString()}, {"eval", "--backend", "cpu", run.toString()}})
             assertUserError("has no " + latest + ", but holds step-00000003, " + name + " (write the name of one into " + latest, args);
         Files.writeString(latest, name + "\n");
+        // A byte of the weights changed since the save: said (with the run's other checkpoint), not trained or scored on.
+        Path weights = run.resolve("checkpoints").resolve(name).resolve("model.safetensors");
+        byte[] saved = Files.readAllBytes(weights), damaged = saved.clone();
+        damaged[damaged.length - 5] ^= 1;
+        Files.write(weights, damaged);
+        assertUserError(weights + " is damaged: its bytes have changed since it was saved", "eval", "--backend", "cpu", run.toString());
+        assertTrue(err.toString().contains("; the run also holds step-00000003 (write the name of one into"), err.toString());
+        Files.write(weights, saved);
         // A run stopped before its first step (an empty metrics.jsonl) can start again where it was
         Path early = Files.createDirectories(dir.resolve("early"));
         Files.writeString(early.resolve("metrics.jsonl"), "");
