@@ -6,8 +6,18 @@ import picocli.CommandLine.Option;
 
 /** {@code --backend} and {@code --cublaslt}, shared by train, eval and bench. */
 public final class BackendOptions {
-    @Option(names = "--backend", defaultValue = "auto", description = "auto, cpu or cuda (default: ${DEFAULT-VALUE}; auto picks CUDA when a GPU and kernels are present)")
+    @Option(names = "--backend", defaultValue = "auto", converter = Choice.class,
+            description = "auto, cpu or cuda (default: ${DEFAULT-VALUE}; auto picks CUDA when a GPU and kernels are present)")
     String backend;
+
+    /** Checks the name as the command line is read, before a command prints or opens anything. */
+    static final class Choice implements picocli.CommandLine.ITypeConverter<String> {
+        @Override public String convert(String value) {
+            if (!java.util.Set.of("auto", "cpu", "cuda").contains(value))
+                throw new picocli.CommandLine.TypeConversionException("unknown backend '" + value + "' (choose auto, cpu or cuda)");
+            return value;
+        }
+    }
 
     @Option(names = "--cublaslt", description = "path of libcublasLt.so (default: search by soname; env PATCHCORE_CUBLASLT)")
     String cublasLt;
