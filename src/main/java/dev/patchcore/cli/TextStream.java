@@ -7,25 +7,26 @@ import java.io.PrintStream;
 import java.util.Arrays;
 
 /**
- * Prints a completion as its tokens arrive, so {@code generate} shows text while it samples. Each token's text is the
- * decoding of a few tokens up to it minus the decoding of those before it (the whole sequence decoded minus the decoded
- * prompt, taken piece by piece), so decoding rules that look at neighbours hold: a UTF-8
- * character split over byte tokens is held back until it is whole (up to {@link #HOLD} tokens), and SentencePiece's
- * leading-space rule applies to the sequence's start only. With {@code strip} (the {@code --alpaca} response) leading
- * whitespace is never printed and trailing whitespace only once text follows it, so the output is the stripped
- * completion. Work per token is bounded, however long the generation.
+ * Prints a completion as its tokens arrive, so {@code generate} shows text while it samples, and prints what decoding
+ * the whole sequence gives (the whole decoded minus the decoded prompt). The text of tokens [p, n) is taken as the
+ * decoding of [from, n) minus that of [from, p), where the tokens from {@code from} on decode to something visible, so
+ * decoding rules that look at neighbours hold: SentencePiece drops the leading space of a sequence's first visible
+ * piece only, and a UTF-8 character split over byte tokens decodes as U+FFFD until it is whole. Up to three last
+ * U+FFFD are therefore held back until a token follows them (or the end); the ones before them are invalid bytes and
+ * print as they are. With {@code strip} (the {@code --alpaca} response) leading whitespace is never printed and trailing whitespace
+ * only once text follows it, so the output is the stripped completion.
  */
 final class TextStream {
-    /** Tokens of context decoded before the ones to print, and the most held back for an incomplete character. */
-    static final int CONTEXT = 4, HOLD = 8;
+    /** Tokens of context tried first before the ones to print (more while they decode to nothing visible). */
+    static final int CONTEXT = 4;
 
     private final Tokenizer tok;
     private final PrintStream out;
     private final boolean strip;
     private final IntArrayList ids = new IntArrayList();
-    private final int promptTokens;
-    /** Tokens before this one have been printed (or, with strip, are whitespace held back in {@link #pendingSpace}). */
+    /** Tokens before this one are printed whole; of the text of the tokens from it on, the first {@code shown} chars. */
     private int printed;
+    private int shown;
     private boolean started;
     private final StringBuilder pendingSpace = new StringBuilder();
 
@@ -34,35 +35,62 @@ final class TextStream {
         this.out = out;
         this.strip = strip;
         ids.addElements(0, promptIds);
-        promptTokens = promptIds.length;
         printed = promptIds.length;
     }
 
     /** The next generated token. */
     void accept(int id) {
         ids.add(id);
-        int from = Math.max(0, printed - CONTEXT);
-        String head = decode(from, printed), all = decode(from, ids.size());
-        String text;
-        if (all.startsWith(head)) {
-            text = all.substring(head.length());
-            if (text.endsWith("\uFFFD") && ids.size() - printed < HOLD) return;  // perhaps the start of a character
-        } else {
-            text = decode(printed, ids.size());  // cannot be cut apart: these tokens' own decoding
-        }
-        printed = ids.size();
-        emit(text);
+        flush(false);
     }
 
-    /** Ends the output with a line break (with strip, the held-back trailing whitespace is dropped). */
+    /** Prints what is held back and ends the output with a line break (with strip, trailing whitespace is dropped). */
     void finish() {
-        if (printed < ids.size()) emit(decode(printed, ids.size()));
+        flush(true);
         out.println();
         out.flush();
     }
 
-    /** Tokens generated so far. */
-    int generated() { return ids.size() - promptTokens; }
+    private void flush(boolean all) {
+        int n = ids.size();
+        String text = textOf(printed, n);
+        int end = text.length();
+        // An incomplete character at the end decodes as one U+FFFD per byte (SentencePiece) or one for all (Java's
+        // decoder): up to three, held back until the next token says whether they were a character's start
+        if (!all) for (int held = 0; held < 3 && end > 0 && text.charAt(end - 1) == '\uFFFD'; held++) end--;
+        if (end > shown) emit(text.substring(shown, end));
+        shown = Math.max(shown, end);
+        if (shown >= text.length()) {
+            printed = n;
+            shown = 0;
+            return;
+        }
+        // Held back: the tokens before the last three move out once all their text is printed, so a long run of
+        // invalid bytes does not make every step decode all of it again.
+        for (int j = n - 1; j >= Math.max(printed + 1, n - 3); j--) {
+            String before = textOf(printed, j);
+            if (shown >= before.length() && text.startsWith(before)) {
+                printed = j;
+                shown -= before.length();
+                return;
+            }
+        }
+    }
+
+    /** The text of tokens [a, b) in the sequence's decoding. */
+    private String textOf(int a, int b) {
+        int from = Math.max(0, a - CONTEXT);
+        String head = decode(from, a);
+        while (from > 0 && head.isBlank()) {  // SentencePiece would drop the next piece's leading space
+            from = Math.max(0, from - 4 * CONTEXT);
+            head = decode(from, a);
+        }
+        String whole = decode(from, b);
+        if (whole.startsWith(head)) return whole.substring(head.length());
+        int common = 0;  // cannot be cut apart: what follows the common part
+        while (common < head.length() && common < whole.length() && head.charAt(common) == whole.charAt(common)) common++;
+        return whole.substring(common);
+    }
 
     private void emit(String text) {
         if (strip) {

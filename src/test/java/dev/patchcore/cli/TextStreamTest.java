@@ -63,4 +63,43 @@ class TextStreamTest {
             }
         }
     }
+
+    /**
+     * Token runs that decode to nothing visible (control pieces, SentencePiece's whitespace pieces, which it drops or
+     * merges where no visible piece precedes them) and runs of invalid bytes before a valid character: thousands of
+     * random sequences over such pieces, each printed piece by piece as the whole decoding prints it.
+     */
+    @Test void invisibleRunsAndInvalidBytesPrintAsTheWholeText() throws IOException {
+        List<Tokenizer> tokenizers = new java.util.ArrayList<>(List.of(Tokenizers.byName("byte")));
+        for (String m : List.of("llama_bpe", "unigram_nfkc", "unigram_bytes", "bpe_rules"))
+            try (var in = getClass().getResourceAsStream("/sentencepiece/" + m + ".model")) {
+                tokenizers.add(SentencePieceTokenizer.fromBytes(in.readAllBytes()));
+            }
+        Tokenizer bytes = tokenizers.getFirst();
+        // The reviewer's cases: a valid character after seven invalid bytes; a word after four <s>
+        assertEquals("Hi" + bytes.decode(new int[] {255, 255, 255, 255, 255, 255, 255, 218, 157, 65}) + "\n",
+                "Hi" + stream(bytes, new int[] {'H', 'i'}, new int[] {255, 255, 255, 255, 255, 255, 255, 218, 157, 65}, false));
+        SplittableRandom rng = new SplittableRandom(11);
+        for (Tokenizer tok : tokenizers) {
+            List<Integer> invisible = new java.util.ArrayList<>(), visible = new java.util.ArrayList<>();
+            for (int id = 0; id < Math.min(tok.vocabSize(), 1000); id++)
+                (tok.decode(new int[] {id}).isBlank() ? invisible : visible).add(id);
+            for (int trial = 0; trial < 1500; trial++) {
+                int[] seq = new int[1 + rng.nextInt(16)];
+                for (int i = 0; i < seq.length; i++) {
+                    int r = rng.nextInt(10);
+                    seq[i] = r < 5 && !invisible.isEmpty() ? invisible.get(rng.nextInt(invisible.size()))
+                            : r < 7 ? 128 + rng.nextInt(Math.min(128, tok.vocabSize() - 128)) : visible.get(rng.nextInt(visible.size()));
+                }
+                // The prompt is text a user typed: tokens that decode to whole characters
+                int[] prompt = tok.encode(List.of("Hi", "The jury", "x ", "東京").get(rng.nextInt(4))), generated = seq;
+                int[] all = new int[prompt.length + seq.length];
+                System.arraycopy(prompt, 0, all, 0, prompt.length);
+                System.arraycopy(seq, 0, all, prompt.length, seq.length);
+                String expected = completion(tok, prompt, all), what = tok.name() + " " + Arrays.toString(seq) + " after " + Arrays.toString(prompt);
+                assertEquals(expected + "\n", stream(tok, prompt, generated, false), what);
+                assertEquals(expected.strip() + "\n", stream(tok, prompt, generated, true), what + ", stripped");
+            }
+        }
+    }
 }
