@@ -22,6 +22,12 @@ public final class BackendOptions {
     @Option(names = "--cublaslt", description = "path of libcublasLt.so (default: search by soname; env PATCHCORE_CUBLASLT)")
     String cublasLt;
 
+    /** What is wrong with these options together, or null. */
+    String problem() {
+        return "cpu".equals(backend) && cublasLt != null
+                ? "--cublaslt names the CUDA backend's GEMM library; --backend cpu does not use it" : null;
+    }
+
     public Backend open() {
         return open(System.out);
     }

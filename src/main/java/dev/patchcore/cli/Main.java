@@ -39,10 +39,20 @@ public final class Main implements Runnable {
             // An exclusive option group given twice reads "expected only one match but got [--data=<data> | --text=…]={…}
             // and [...]={…}": name the options instead
             if (message.startsWith("expected only one match but got"))
-                message = "give only one of " + java.util.regex.Pattern.compile("--[a-z][\\w-]*").matcher(message).results()
-                        .map(java.util.regex.MatchResult::group).distinct().collect(java.util.stream.Collectors.joining(", ")) + ", once";
+                for (CommandLine.Model.ArgGroupSpec g : ex.getCommandLine().getCommandSpec().argGroups())
+                    if (message.contains(g.synopsis()))
+                        message = "give only one of " + g.options().stream().map(CommandLine.Model.OptionSpec::longestName)
+                                .collect(java.util.stream.Collectors.joining(", ")) + ", once";
             ex.getCommandLine().getErr().println("error: " + message + " (see --help)");
             return 2;
+        });
+        // Options that contradict each other across a mixin are said before the command prints or opens anything
+        cl.setExecutionStrategy(parseResult -> {
+            CommandLine last = parseResult.asCommandLineList().getLast();
+            for (CommandLine.Model.CommandSpec mixin : last.getCommandSpec().mixins().values())
+                if (mixin.userObject() instanceof BackendOptions b && b.problem() != null)
+                    throw new CommandLine.ParameterException(last, b.problem());
+            return new CommandLine.RunLast().execute(parseResult);
         });
         cl.setExecutionExceptionHandler((ex, commandLine, parseResult) -> {
             Throwable t = ex;
@@ -80,7 +90,7 @@ public final class Main implements Runnable {
     static String userMessage(Throwable t) {
         // A library's exception class named inside a message ("… summary: com.google.gson.stream.MalformedJsonException:
         // Expected ':' …") and Gson's pointer to its troubleshooting page say nothing to a user
-        String message = String.valueOf(t.getMessage()).replaceAll("\\b(?:[a-z]\\w*\\.)+[A-Z]\\w*(?:Exception|Error): ", "")
+        String message = String.valueOf(t.getMessage()).replaceAll("(?<![\\w./\\\\-])(?:[a-z]\\w*\\.)+[A-Z]\\w*(?:Exception|Error): ", "")
                 .replaceAll("\\s*See https://github\\.com/google/gson/\\S*", "");
         for (Throwable c = t; c != null; c = c.getCause()) {
             if (!(c instanceof java.nio.file.FileSystemException f) || f.getFile() == null) continue;

@@ -51,7 +51,7 @@ public record DatasetInfo(String format, int version, String tokenizer, int voca
             // prepare replaces a dataset's files one by one, its summary last: stopped in between, it leaves shards alone
             if (Files.exists(dir.resolve(DatasetPreparer.TRAIN_FILE)) || Files.exists(dir.resolve(DatasetPreparer.TRAIN_FILE + ".tmp")))
                 throw new IllegalArgumentException(dir + " holds the shards of a prepare that did not finish (no " + FILE_NAME
-                        + " beside them): run that prepare again");
+                        + " beside them): wait for it if it is still running, else run it again");
             throw new IllegalArgumentException(dir + " is not a prepared dataset (no " + FILE_NAME + "); create one with 'patchcore prepare'");
         }
         DatasetInfo info;

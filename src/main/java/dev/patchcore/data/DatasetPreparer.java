@@ -119,11 +119,12 @@ public final class DatasetPreparer {
             Files.deleteIfExists(trainTmp);
             Files.deleteIfExists(valTmp);
             Files.deleteIfExists(modelTmp);
+            boolean none = !done && !Files.exists(outDir.resolve(DatasetInfo.FILE_NAME));
+            // No dataset here: the folder is left as it was found (or goes, if made here). The lock file goes while
+            // the lock is held, so no other prepare locks it in between.
+            if (none) RunLock.deleteFile(outDir);
             lock.close();
-            if (!done && !Files.exists(outDir.resolve(DatasetInfo.FILE_NAME))) {
-                RunLock.deleteFile(outDir);  // no dataset here: the folder is left as it was found (or goes, if made here)
-                removeIfEmpty(created);
-            }
+            if (none) removeIfEmpty(created);
         }
     }
 

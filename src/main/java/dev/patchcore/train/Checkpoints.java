@@ -99,9 +99,10 @@ public final class Checkpoints {
             sums.put(PatchProjections.FILE, checksum(SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be),
                     Map.of("format", "pt"))));
         sums.put(OPTIMIZER, checksum(SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())))));
-        AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta.withChecksums(sums)));
         AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.eosId()));
         tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
+        // Last: a folder with a trainer.json is complete (a save stopped before it is not offered to continue from)
+        AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta.withChecksums(sums)));
         AtomicFiles.writeString(root(runDir).resolve("latest"), name + "\n");
         prune(runDir, previousStep(runDir, previous), stepOf(name));
     }
@@ -245,7 +246,7 @@ public final class Checkpoints {
     public static boolean isCheckpointsFolder(Path dir) {
         Path abs = dir.toAbsolutePath().normalize();
         return abs.getFileName() != null && abs.getFileName().toString().equals("checkpoints") && abs.getParent() != null
-                && exists(abs.getParent());
+                && (exists(abs.getParent()) || !complete(abs.getParent()).isEmpty());
     }
 
     public static Meta readMeta(Path checkpoint) {
