@@ -31,7 +31,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute: its cost in speed, and "
             + "(on CUDA) the scratch memory it saves") boolean recompute;
     @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data-parallel steps over these GPUs, as train "
-            + "--devices (the paper's Table 6 used 8); --accum counts micro-batches over all of them (default: 0 alone)")
+            + "--devices (the paper's Table 6 used 8); --accum counts micro-batches over all of them (default: the one backend --backend picks; 0 alone is GPU 0, never the CPU)")
     List<Integer> devices;
     @Mixin BackendOptions backendOptions;
 

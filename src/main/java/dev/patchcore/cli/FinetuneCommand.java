@@ -46,7 +46,7 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--log-every", defaultValue = "10", description = "console line every N steps (default: ${DEFAULT-VALUE})") int logEvery;
     @Option(names = "--recompute", description = "activation recompute per layer, as train --recompute") boolean recompute;
     @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data parallelism over these GPUs (ordinals, e.g. "
-            + "0,1,2,3; default: 0 alone), as train --devices: each step's micro-batches are dealt out over them and their "
+            + "0,1,2,3; default: the one backend --backend picks; 0 alone is GPU 0, never the CPU), as train --devices: each step's micro-batches are dealt out over them and their "
             + "gradients summed; needs --accum of at least the number of devices. With --backend cpu, CPU replicas take turns (for testing)")
     List<Integer> devices;
     @Mixin BackendOptions backendOptions;

@@ -119,7 +119,7 @@ public final class TrainCommand implements Callable<Integer> {
             + "compute; gradients unchanged); a memory setting, so also allowed with --resume")
     boolean recompute;
     @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data parallelism over these GPUs (ordinals, e.g. "
-            + "0,1,2,3; default: 0 alone): each step's micro-batches are dealt out over them and their gradients summed, so a "
+            + "0,1,2,3; default: the one backend --backend picks; 0 alone is GPU 0, never the CPU): each step's micro-batches are dealt out over them and their gradients summed, so a "
             + "step is the same as on one GPU; every stage needs at least one micro-batch per device. With --backend cpu, "
             + "that many CPU replicas take turns (for testing)")
     List<Integer> devices;
@@ -251,7 +251,6 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("the run's dataset " + resumed.dataset() + " is not there (moved? name where it is "
                     + "now with --data)");
         TrainingData dataset = ShardTrainingData.open(data != null ? datasetArg(data) : resumed.dataset());
-        if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
         if (!dataset.isRecordedAs(resumed.datasetFingerprint()))
             throw new IllegalArgumentException("dataset " + dataset.description() + " is not the data this run was trained on (it was "
                     + resumed.datasetFingerprint() + "; it is " + dataset.fingerprint() + "); resume on that data (--data names "
@@ -259,6 +258,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (dataset.vocabSize() != cfg.model().vocabSize())
             throw new IllegalArgumentException("dataset " + dataset.description() + " has vocabulary " + dataset.vocabSize()
                     + " but the checkpoint's model has " + cfg.model().vocabSize());
+        if (data != null) System.out.println("dataset: " + dataset.description() + " (the run recorded " + resumed.dataset() + ")");
         if (resumed.tokenizer() != null && !resumed.tokenizer().equals(dataset.tokenizer()))
             throw new IllegalArgumentException("dataset " + dataset.description() + " is now tokenized with " + dataset.tokenizer()
                     + " but the run was trained on " + resumed.tokenizer() + "; prepare it again with that tokenizer");

@@ -34,10 +34,13 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
         return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps);
     }
 
-    /** Parameter count (untied input and output embeddings, padded vocabulary). */
+    /**
+     * Parameter count (untied input and output embeddings of the vocabulary's rows: the padding rows are zeros no token
+     * reads, and checkpoints leave them out).
+     */
     public long parameterCount() {
         long perLayer = 4L * dim * dim + 3L * dim * ffnDim + 2L * dim;
-        return 2L * paddedVocab() * dim + layers * perLayer + dim;
+        return 2L * vocabSize * dim + layers * perLayer + dim;
     }
 
     /** Paper §3.1 sizes (LLaMA-2 vocabulary 32000, T = 2048) plus small sizes that train on a CPU. */

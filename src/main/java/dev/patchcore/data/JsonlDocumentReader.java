@@ -53,7 +53,8 @@ final class JsonlDocumentReader implements DocumentReader {
             if (reader.peek() != JsonToken.END_DOCUMENT) throw new IOException("unexpected data after the JSON value");
         } catch (IOException | RuntimeException e) {
             // Gson's messages end with advice to its programmer ("Use JsonReader.setStrictness(...) to accept ..."): keep the place
-            String why = firstLine(e.getMessage()).replaceFirst("^Use JsonReader\\.setStrictness\\(Strictness\\.LENIENT\\) to accept malformed JSON ", "");
+            String why = firstLine(e.getMessage()).replaceFirst("^Use JsonReader\\.setStrictness\\(Strictness\\.LENIENT\\) to accept malformed JSON ", "")
+                    .replaceFirst("at line 1 column ", "at column ");  // the parser read this one line: its line 1 is the file's line N
             throw error("malformed JSON (" + why + ")");
         }
         if (!(element instanceof JsonObject object)) throw error("expected a JSON object, found " + kind(element));
