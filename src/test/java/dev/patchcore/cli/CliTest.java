@@ -147,7 +147,7 @@ class CliTest {
         assertUserError(file + "/sub: ", "prepare", "--out", file.resolve("sub").toString(), file.toString());
         Path badJson = dir.resolve("bad.jsonl");
         Files.writeString(badJson, "not json\n");
-        assertUserError("bad.jsonl:1: malformed JSON (at line 1 column 1", "prepare", "--out", dir.resolve("dsj").toString(), badJson.toString());
+        assertUserError("bad.jsonl:1: malformed JSON (at column 1", "prepare", "--out", dir.resolve("dsj").toString(), badJson.toString());
         assertFalse(err.toString().contains("setStrictness"), err.toString());
         assertUserError("Unknown option", "train", "--no-such-flag");
         assertUserError("unknown command 'trian': choose one of train, prepare", "trian");
