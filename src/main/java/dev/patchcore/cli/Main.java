@@ -43,6 +43,10 @@ public final class Main implements Runnable {
                     if (message.contains(g.synopsis()))
                         message = "give only one of " + g.options().stream().map(CommandLine.Model.OptionSpec::longestName)
                                 .collect(java.util.stream.Collectors.joining(", ")) + ", once";
+            // finetune has no --resume (train's word): say why rather than which options are missing or unknown
+            if (ex.getCommandLine().getCommandName().equals("finetune") && java.util.Arrays.asList(a).contains("--resume"))
+                message = "a fine-tuning run cannot be resumed (finetune has no --resume): fine-tune the checkpoint again into a "
+                        + "new --out; the run's epoch checkpoints are whole models that eval and generate read";
             ex.getCommandLine().getErr().println("error: " + message + " (see --help)");
             return 2;
         });

@@ -473,6 +473,7 @@ class CliTest {
                 run.toString(), "--data", alpaca.toString(), "--out", dir.resolve("tuned3").toString(), "--accum", "2");
         assertUserError("was fine-tuned on instruction records (" + alpaca + "), not on a dataset folder; give --data, --text or --choices", "eval", tuned.toString(), "--backend", "cpu");
         assertUserError("cannot be resumed", "train", "--backend", "cpu", "--resume", tuned.toString());
+        assertUserError("a fine-tuning run cannot be resumed (finetune has no --resume)", "finetune", "--resume", tuned.toString());
         assertUserError("--choices takes every argument after it as a file", "eval", "--backend", "cpu", "--choices",
                 alpaca.toString(), tuned.toString());
         assertUserError("is not an empty folder", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data",
