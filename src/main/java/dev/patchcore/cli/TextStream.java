@@ -18,7 +18,7 @@ import java.util.Arrays;
  */
 final class TextStream {
     /** Tokens of context tried first before the ones to print (more while they decode to nothing visible). */
-    static final int CONTEXT = 4;
+    static final int CONTEXT = 4, MAX_CONTEXT = 256;
 
     private final Tokenizer tok;
     private final PrintStream out;
@@ -81,7 +81,9 @@ final class TextStream {
     private String textOf(int a, int b) {
         int from = Math.max(0, a - CONTEXT);
         String head = decode(from, a);
-        while (from > 0 && head.isBlank()) {  // SentencePiece would drop the next piece's leading space
+        // SentencePiece would drop the next piece's leading space; bounded, so a model emitting blank lines for ever
+        // does not make each token decode everything before it
+        while (from > 0 && head.isBlank() && a - from < MAX_CONTEXT) {
             from = Math.max(0, from - 4 * CONTEXT);
             head = decode(from, a);
         }

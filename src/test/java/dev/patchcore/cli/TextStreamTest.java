@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 class TextStreamTest {
     static final String TEXT = "  Grüße aus Köln — 東京 and 🙂 emoji,\n  a\ttab   and spaces   \n\n";
@@ -62,6 +63,32 @@ class TextStreamTest {
                 }
             }
         }
+    }
+
+    /**
+     * The work per token is bounded: a model emitting blank lines for ever (undertrained ones do) must not make each
+     * token decode everything before it (it did: a cubic cost, minutes for a few thousand tokens).
+     */
+    @Test void blankOutputDecodesABoundedContextPerToken() {
+        Tokenizer bytes = Tokenizers.byName("byte");
+        long[] decoded = {0};
+        Tokenizer counting = new Tokenizer() {
+            @Override public String name() { return bytes.name(); }
+            @Override public int vocabSize() { return bytes.vocabSize(); }
+            @Override public int eosId() { return bytes.eosId(); }
+            @Override public int[] encode(String text) { return bytes.encode(text); }
+            @Override public String decode(int[] ids) {
+                decoded[0] += ids.length;
+                return bytes.decode(ids);
+            }
+        };
+        ByteArrayOutputStream sink = new ByteArrayOutputStream();
+        TextStream s = new TextStream(counting, new int[] {'H', 'i'}, false, new PrintStream(sink));
+        int n = 4000;
+        for (int i = 0; i < n; i++) s.accept('\n');
+        s.finish();
+        assertEquals("\n".repeat(n + 1), sink.toString());
+        assertTrue(decoded[0] < (long) n * 20 * TextStream.MAX_CONTEXT, decoded[0] + " tokens decoded for " + n);
     }
 
     /**
