@@ -25,6 +25,7 @@ public final class Main implements Runnable {
     /** Runs a command line and returns its exit code: 0 ok, 1 failure, 2 bad input. */
     public static int run(String... args) {
         CommandLine cl = new CommandLine(new Main());
+        setVersion(cl, cl.getCommandSpec().version());  // -V on a subcommand says the same as on patchcore
         cl.setParameterExceptionHandler((ex, a) -> {
             // picocli words some messages "Error: …" itself (a missing argument group): one prefix is enough
             String message = ex.getMessage().startsWith("Error: ") ? ex.getMessage().substring(7) : ex.getMessage();
@@ -44,7 +45,8 @@ public final class Main implements Runnable {
                         message = "give only one of " + g.options().stream().map(CommandLine.Model.OptionSpec::longestName)
                                 .collect(java.util.stream.Collectors.joining(", ")) + ", once";
             // finetune has no --resume (train's word): say why rather than which options are missing or unknown
-            if (ex.getCommandLine().getCommandName().equals("finetune") && java.util.Arrays.asList(a).contains("--resume"))
+            if (ex.getCommandLine().getCommandName().equals("finetune")
+                    && java.util.Arrays.stream(a).anyMatch(s -> s.equals("--resume") || s.startsWith("--resume=")))
                 message = "a fine-tuning run cannot be resumed (finetune has no --resume): fine-tune the checkpoint again into a "
                         + "new --out; the run's epoch checkpoints are whole models that eval and generate read";
             ex.getCommandLine().getErr().println("error: " + message + " (see --help)");
@@ -53,6 +55,10 @@ public final class Main implements Runnable {
         // Options that contradict each other across a mixin are said before the command prints or opens anything
         cl.setExecutionStrategy(parseResult -> {
             CommandLine last = parseResult.asCommandLineList().getLast();
+            boolean help = false;  // --help and -V anywhere on the line win over the options' checks
+            for (CommandLine.ParseResult r = parseResult; r != null; r = r.subcommand())
+                help |= r.isUsageHelpRequested() || r.isVersionHelpRequested();
+            if (help) return new CommandLine.RunLast().execute(parseResult);
             for (CommandLine.Model.CommandSpec mixin : last.getCommandSpec().mixins().values())
                 if (mixin.userObject() instanceof BackendOptions b && b.problem() != null)
                     throw new CommandLine.ParameterException(last, b.problem());
@@ -117,6 +123,13 @@ public final class Main implements Runnable {
             return f.getFile() + (f.getOtherFile() != null ? " -> " + f.getOtherFile() : "") + ": " + why;
         }
         return message;
+    }
+
+    private static void setVersion(CommandLine cl, String[] version) {
+        for (CommandLine sub : cl.getSubcommands().values()) {
+            sub.getCommandSpec().version(version);
+            setVersion(sub, version);
+        }
     }
 
     /** Without a command, print the overview. */

@@ -26,6 +26,11 @@ final class TextStream {
     private final IntArrayList ids = new IntArrayList();
     /** Tokens before this one are printed whole; of the text of the tokens from it on, the first {@code shown} chars. */
     private int printed;
+    /**
+     * The last token seen that decodes, alone, to visible text: put before a look-back that reached its bound while
+     * still blank, it stands for the visible text before (-1: none yet).
+     */
+    private int anchor = -1;
     private int shown;
     private boolean started;
     private final StringBuilder pendingSpace = new StringBuilder();
@@ -36,12 +41,19 @@ final class TextStream {
         this.strip = strip;
         ids.addElements(0, promptIds);
         printed = promptIds.length;
+        for (int id : promptIds) noteAnchor(id);
     }
 
     /** The next generated token. */
     void accept(int id) {
         ids.add(id);
         flush(false);
+        noteAnchor(id);
+    }
+
+    private void noteAnchor(int id) {
+        String alone = tok.decode(new int[] {id});
+        if (!alone.isBlank() && alone.indexOf('\uFFFD') < 0) anchor = id;
     }
 
     /** Prints what is held back and ends the output with a line break (with strip, trailing whitespace is dropped). */
@@ -87,7 +99,13 @@ final class TextStream {
             from = Math.max(0, from - 4 * CONTEXT);
             head = decode(from, a);
         }
-        String whole = decode(from, b);
+        String whole;
+        if (from > 0 && head.isBlank() && anchor >= 0) {  // bound reached: the anchor stands for the text before
+            head = decode(anchor, from, a);
+            whole = decode(anchor, from, b);
+        } else {
+            whole = decode(from, b);
+        }
         if (whole.startsWith(head)) return whole.substring(head.length());
         int common = 0;  // cannot be cut apart: what follows the common part
         while (common < head.length() && common < whole.length() && head.charAt(common) == whole.charAt(common)) common++;
@@ -117,5 +135,13 @@ final class TextStream {
 
     private String decode(int from, int to) {
         return tok.decode(Arrays.copyOfRange(ids.elements(), from, to));
+    }
+
+    /** Token {@code first}, then tokens [from, to), decoded. */
+    private String decode(int first, int from, int to) {
+        int[] seq = new int[1 + to - from];
+        seq[0] = first;
+        System.arraycopy(ids.elements(), from, seq, 1, to - from);
+        return tok.decode(seq);
     }
 }

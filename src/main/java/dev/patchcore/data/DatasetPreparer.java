@@ -122,8 +122,11 @@ public final class DatasetPreparer {
             boolean none = !done && !Files.exists(outDir.resolve(DatasetInfo.FILE_NAME));
             // No dataset here: the folder is left as it was found (or goes, if made here). The lock file goes while
             // the lock is held, so no other prepare locks it in between.
-            if (none) RunLock.deleteFile(outDir);
-            lock.close();
+            try {
+                if (none) RunLock.deleteFile(outDir);
+            } finally {
+                lock.close();
+            }
             if (none) removeIfEmpty(created);
         }
     }

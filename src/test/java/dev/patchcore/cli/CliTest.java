@@ -59,6 +59,13 @@ class CliTest {
         assertUserError("give only one of --data, --text, --choices, once", "eval", dir.toString(), "--text", f.toString(), "--text", f.toString());
         assertUserError("--backend cpu does not use it", "train", "--backend", "cpu", "--cublaslt", f.toString(), "--out", dir.resolve("r").toString());
         assertFalse(Files.exists(dir.resolve("r")));
+        out.reset();
+        assertEquals(0, Main.run("generate", "--help", "--backend", "cpu", "--cublaslt", f.toString()), "help wins over the check");
+        assertTrue(out.toString().contains("Usage:"), out.toString());
+        out.reset();
+        assertEquals(0, Main.run("prepare", "-V"));
+        assertEquals("patchcore 0.1.0", out.toString().strip());
+        assertUserError("a fine-tuning run cannot be resumed", "finetune", "--resume=" + dir);
         assertUserError("tokens per step, more than 2^31 − 1", "train", "--backend", "cpu", "--accum", "2147483647", "--out", dir.resolve("r").toString());
         assertUserError("is more than 2^24 tokens", "bench", "speed", "--backend", "cpu", "--vocab", "2147483647");
         assertUserError("cannot write files in", "bench", "speed", "--backend", "cpu", "--json", "/proc/x.json");

@@ -92,6 +92,30 @@ class TextStreamTest {
     }
 
     /**
+     * Past the look-back's bound, a run of invisible pieces still prints as the whole text does: SentencePiece decodes
+     * whitespace and control pieces by whether visible text came before, which the last visible token stands for.
+     */
+    @Test void longInvisibleRunsPastTheLookBackPrintAsTheWholeText() throws IOException {
+        for (String m : List.of("llama_bpe", "unigram_nfkc", "bpe_rules", "unigram_user")) {
+            Tokenizer tok;
+            try (var in = getClass().getResourceAsStream("/sentencepiece/" + m + ".model")) {
+                tok = SentencePieceTokenizer.fromBytes(in.readAllBytes());
+            }
+            int[] word = tok.encode("the");
+            for (int id = 0; id < Math.min(tok.vocabSize(), 1000); id++) {
+                if (!tok.decode(new int[] {id}).isBlank()) continue;  // invisible pieces only: controls, whitespace
+                int[] generated = new int[300 + word.length];
+                Arrays.fill(generated, 0, 300, id);
+                System.arraycopy(word, 0, generated, 300, word.length);
+                int[] prompt = tok.encode("Hi"), all = new int[prompt.length + generated.length];
+                System.arraycopy(prompt, 0, all, 0, prompt.length);
+                System.arraycopy(generated, 0, all, prompt.length, generated.length);
+                assertEquals(completion(tok, prompt, all) + "\n", stream(tok, prompt, generated, false), m + ", 300 × piece " + id);
+            }
+        }
+    }
+
+    /**
      * Token runs that decode to nothing visible (control pieces, SentencePiece's whitespace pieces, which it drops or
      * merges where no visible piece precedes them) and runs of invalid bytes before a valid character: thousands of
      * random sequences over such pieces, each printed piece by piece as the whole decoding prints it.
