@@ -141,26 +141,6 @@ public interface Backend extends AutoCloseable {
 
     AttentionGrads attentionBackward(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, int seqLen, int heads);
 
-    /**
-     * Whether this backend has {@link #ropeAt} and {@link #attendCached}, the two ops generation's KV cache needs
-     * (the CPU backend's; the CUDA backend has no kernels for them yet, and generation there re-reads the window).
-     */
-    default boolean decodes() { return false; }
-
-    /** {@link #rope} of one sequence's rows x [n, H·Dh] at positions start … start + n − 1. */
-    default Tensor ropeAt(Tensor x, int start, int heads, float theta) {
-        throw new UnsupportedOperationException(name() + " has no incremental RoPE (see decodes())");
-    }
-
-    /**
-     * Causal attention of one sequence's n new queries q [n, H·Dh] (positions start … start + n − 1) over the first
-     * start + n rows of {@code keys} and {@code values} ([capacity, H·Dh]: the rotated keys and the values of every
-     * position read so far, these n included): query i sees rows 0 … start + i. Returns [n, H·Dh].
-     */
-    default Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
-        throw new UnsupportedOperationException(name() + " has no cached attention (see decodes())");
-    }
-
     /** silu(gate) · up, element-wise. */
     Tensor swiglu(Tensor gate, Tensor up);
 

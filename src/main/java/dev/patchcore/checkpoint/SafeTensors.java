@@ -75,7 +75,6 @@ public final class SafeTensors {
         int padded = (json.length + 7) & ~7; // keeps tensor data 8-byte aligned, as the reference writer does
         CRC32C crc = new CRC32C();
         AtomicFiles.write(file, ch -> {
-            crc.reset();
             ByteBuffer head = ByteBuffer.allocate(8 + padded).order(ByteOrder.LITTLE_ENDIAN);
             head.putLong(padded).put(json);
             while (head.position() < head.capacity()) head.put((byte) ' ');

@@ -57,8 +57,7 @@ public final class GenerateCommand implements Callable<Integer> {
         String text = alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt;
         int[] promptIds = tok.encode(text);
         if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
-        if (tokens > Integer.MAX_VALUE - 16 - promptIds.length)
-            throw new IllegalArgumentException("--tokens " + tokens + " is more than a sequence can hold");
+        Generator.requireRoom(promptIds.length, tokens);
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = new LlamaModel(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);

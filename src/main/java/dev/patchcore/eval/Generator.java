@@ -2,6 +2,7 @@ package dev.patchcore.eval;
 
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.model.KvCache;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
@@ -18,7 +19,7 @@ import java.util.function.IntConsumer;
  * top-k, drawn with a seeded generator (temperature 0 is greedy decoding).
  *
  * <p>The model reads a window of at most T (its context) tokens, positions 0 … from its first token. On a backend that
- * {@link Backend#decodes()} (the CPU's) the window's keys and values are kept in a {@link KvCache}, so each new token
+ * is a {@link DecodingBackend} (the CPU's) the window's keys and values are kept in a {@link KvCache}, so each new token
  * costs one position's forward; when the window would outgrow T it restarts from the last ⌈T/2⌉ tokens, read again.
  * Elsewhere (CUDA has no cached-attention kernel yet) every token re-reads the window, sliding it by one token once it
  * is full: O(T) positions per token.
@@ -26,17 +27,24 @@ import java.util.function.IntConsumer;
 public final class Generator {
     private final Backend be;
     private final LlamaModel model;
-    private final boolean cached;
+    /** The backend as one that decodes with a KV cache, or null: every token re-reads the window. */
+    private final DecodingBackend decoder;
 
     public Generator(Backend be, LlamaModel model) {
-        this(be, model, be.decodes());
+        this(be, model, true);
     }
 
     /** With {@code cached} false, every token re-reads the window even where the backend could keep a cache. */
     Generator(Backend be, LlamaModel model, boolean cached) {
         this.be = be;
         this.model = model;
-        this.cached = cached;
+        this.decoder = cached && be instanceof DecodingBackend d ? d : null;
+    }
+
+    /** Refuses a generation longer than a sequence (an int-indexed array) can hold. */
+    public static void requireRoom(int promptTokens, long count) {
+        if (count > Integer.MAX_VALUE - 16L - promptTokens)
+            throw new IllegalArgumentException("--tokens " + count + " is more than a sequence can hold");
     }
 
     /** Returns {@code prompt} followed by up to {@code count} sampled tokens, stopping after {@code stopId}. */
@@ -48,12 +56,11 @@ public final class Generator {
     public int[] generate(int[] prompt, long count, float temperature, int topK, int stopId, long seed, IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
-        if (count > Integer.MAX_VALUE - 16L - prompt.length)
-            throw new IllegalArgumentException("--tokens " + count + " is more than a sequence can hold");
+        requireRoom(prompt.length, count);
         int vocab = model.config().vocabSize();
         SplittableRandom rng = new SplittableRandom(seed);
         IntArrayList seq = new IntArrayList(prompt);  // grows as tokens come: a large count allocates nothing up front
-        try (Window window = cached ? new CachedWindow() : new SlidingWindow()) {
+        try (Window window = decoder != null ? new CachedWindow() : new SlidingWindow()) {
             for (long i = 0; i < count; i++) {
                 float[] last = Arrays.copyOf(window.lastLogits(seq.elements(), seq.size()), vocab);  // without the padded columns
                 int next = sample(last, temperature, topK, rng);
@@ -93,7 +100,7 @@ public final class Generator {
 
     /** Reads only the tokens the cache has not seen; restarts from the last ⌈T/2⌉ tokens when it is full. */
     private final class CachedWindow implements Window {
-        private final KvCache cache = new KvCache(be, model.config());
+        private final KvCache cache = new KvCache(decoder, model.config());
         /** The window's first token: the cache holds tokens from … from + cache.length() − 1. */
         private int from = -1;
 
@@ -107,7 +114,7 @@ public final class Generator {
             int read = from + cache.length();
             Tensor tokens = be.scratch(DType.I32, 1, len - read);
             be.uploadInts(tokens, Arrays.copyOfRange(seq, read, len));
-            float[] lastRow = be.download(model.decode(be, cache, tokens));
+            float[] lastRow = be.download(model.decode(decoder, cache, tokens));
             be.releaseScratch();
             return lastRow;
         }

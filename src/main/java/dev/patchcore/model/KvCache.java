@@ -1,6 +1,6 @@
 package dev.patchcore.model;
 
-import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.tensor.Tensor;
 
@@ -10,14 +10,12 @@ import dev.patchcore.tensor.Tensor;
  * until {@link #close}.
  */
 public final class KvCache implements AutoCloseable {
-    private final Backend backend;
+    private final DecodingBackend backend;
     private final Tensor[] keys, values;
     private final int capacity;
     private int length;
 
-    public KvCache(Backend backend, ModelConfig config) {
-        if (!backend.decodes())
-            throw new UnsupportedOperationException("the " + backend.name() + " backend has no cached attention");
+    public KvCache(DecodingBackend backend, ModelConfig config) {
         this.backend = backend;
         this.capacity = config.contextLength();
         keys = new Tensor[config.layers()];

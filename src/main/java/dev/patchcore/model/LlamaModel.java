@@ -5,6 +5,7 @@ import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Tape.AddNorm;
 import dev.patchcore.autograd.Var;
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.tensor.Tensor;
 
@@ -160,9 +161,9 @@ public final class LlamaModel {
      * Reads {@code tokens} (I32 [1, n], one sequence's next n tokens) at positions cache.length() onward at token
      * level, appending their keys and values to {@code cache}, and returns the logits of the last of them ([1, Vpad]):
      * the last row of {@link #forward} over every token the cache has read, up to rounding (another summation order).
-     * Inference only: nothing is recorded for a backward pass. Needs a backend that {@link Backend#decodes()}.
+     * Inference only: nothing is recorded for a backward pass.
      */
-    public Tensor decode(Backend be, KvCache cache, Tensor tokens) {
+    public Tensor decode(DecodingBackend be, KvCache cache, Tensor tokens) {
         int n = Math.toIntExact(tokens.numel()), start = cache.length();
         if (n < 1 || start + n > cache.capacity())
             throw new IllegalArgumentException(n + " tokens after " + start + " do not fit a cache of " + cache.capacity());

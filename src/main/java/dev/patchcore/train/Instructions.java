@@ -62,9 +62,8 @@ public final class Instructions {
             try {
                 all = JsonParser.parseString(text);
             } catch (RuntimeException e) {
-                // Gson wraps the reader's exception ("java.io.EOFException: End of input at line 1 ..."): its message alone
-                String why = (e.getCause() != null && e.getCause().getMessage() != null ? e.getCause() : e).getMessage();
-                throw new IllegalArgumentException(file + " is not valid JSON: " + why.lines().findFirst().orElse(""));
+                // (the exception class Gson names in its message is left out by Main.userMessage, as in every message)
+                throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
             }
             int i = 0;  // records counted from 1, as lines are
             for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + ++i));

@@ -75,7 +75,7 @@ class GeneratorTest {
      * token at a time), within float rounding: RoPE at positions past 0, and attention over the cached keys and values.
      */
     @Test void decodingInPiecesMatchesTheFullForward() {
-        try (Backend be = new CpuBackend()) {
+        try (CpuBackend be = new CpuBackend()) {
             LlamaModel m = new LlamaModel(be, MultipleChoiceTest.MICRO);
             m.initialize(be, 12);
             int context = MultipleChoiceTest.MICRO.contextLength(), vocab = MultipleChoiceTest.MICRO.vocabSize();

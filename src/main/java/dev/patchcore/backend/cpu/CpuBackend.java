@@ -1,6 +1,7 @@
 package dev.patchcore.backend.cpu;
 
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Device;
 import dev.patchcore.tensor.Tensor;
@@ -16,7 +17,7 @@ import java.util.concurrent.atomic.LongAdder;
  * reference every other backend is checked against, so each op follows the {@link Backend} javadoc literally.
  * Not thread-safe: one training loop drives it (the ops themselves fan out to the pool).
  */
-public final class CpuBackend implements Backend {
+public final class CpuBackend implements DecodingBackend {
     /** Elements per parallel chunk for element-wise and row-wise ops; below this, threading costs more than it saves. */
     private static final int GRAIN = 1 << 14;
 
@@ -367,9 +368,6 @@ public final class CpuBackend implements Backend {
     }
 
     @Override
-    public boolean decodes() { return true; }
-
-    @Override
     public Tensor ropeAt(Tensor x, int start, int heads, float theta) {
         require(start >= 0, "ropeAt: negative start " + start);
         int n = (int) (x.numel() / x.dim(-1));
@@ -437,6 +435,9 @@ public final class CpuBackend implements Backend {
         return new AttentionGrads(dq, dk, dv);
     }
 
+    /** attendCached's scores of one query and head, per thread. */
+    private final ThreadScratch cachedScores = new ThreadScratch();
+
     @Override
     public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
         int width = q.dim(-1), n = (int) (q.numel() / width), capacity = keys.dim(0);
@@ -451,7 +452,7 @@ public final class CpuBackend implements Backend {
         float[] qs = CpuStorage.floats(q), ks = CpuStorage.floats(keys), vs = CpuStorage.floats(values), os = CpuStorage.floats(out);
         int qo = CpuStorage.offset(q), ko = CpuStorage.offset(keys), vo = CpuStorage.offset(values);
         par.forRange(n * heads, Math.max(1, GRAIN / ((start + n) * headDim)), (i0, i1) -> {
-            float[] w = new float[start + n];
+            float[] w = cachedScores.floats(start + n);
             for (int item = i0; item < i1; item++) {
                 int i = item / heads, h = item % heads, seen = start + i + 1, qa = qo + i * width + h * headDim;
                 float max = Float.NEGATIVE_INFINITY;

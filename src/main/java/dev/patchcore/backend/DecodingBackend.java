@@ -1,0 +1,19 @@
+package dev.patchcore.backend;
+
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * A backend with the two ops generation's KV cache needs beyond {@link Backend}'s (the CPU backend; the CUDA backend
+ * has no kernels for them yet, so generation there re-reads its window for every token).
+ */
+public interface DecodingBackend extends Backend {
+    /** {@link #rope} of one sequence's rows x [n, H·Dh] at positions start … start + n − 1. */
+    Tensor ropeAt(Tensor x, int start, int heads, float theta);
+
+    /**
+     * Causal attention of one sequence's n new queries q [n, H·Dh] (positions start … start + n − 1) over the first
+     * start + n rows of {@code keys} and {@code values} ([capacity, H·Dh]: the rotated keys and the values of every
+     * position read so far, these n included): query i sees rows 0 … start + i. Returns [n, H·Dh].
+     */
+    Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads);
+}
