@@ -86,7 +86,11 @@ for s in $STEPS; do case $s in
   train-cuda) step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
               cp "$WORK/run-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null
               step eval-cuda 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cuda --max-blocks 64
-              step eval-cpu 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cpu --max-blocks 64 ;;
+              step eval-cpu 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cpu --max-blocks 64
+              # Greedy generation through the KV cache on each backend (CUDA's decode kernels were written without a
+              # GPU): 300 tokens at context 64 restart the window several times; the texts should mostly agree.
+              step generate-cuda 40 "${JAVA[@]}" generate "$WORK/run-cuda" --backend cuda --temperature 0 --tokens 300
+              step generate-cpu 40 "${JAVA[@]}" generate "$WORK/run-cuda" --backend cpu --temperature 0 --tokens 300 ;;
   train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
               cp "$WORK/run-cpu/metrics.jsonl" "$OUT/train-cpu-metrics.jsonl" 2>/dev/null ;;
   train-small) step train-small "${T_TRAIN_SMALL:-120}" "${JAVA[@]}" train ${SMALL_ARGS:-"--preset small --steps 2000 --log-every 200 --eval-every 500"} --backend cuda --out "$WORK/run-small"
@@ -223,6 +227,11 @@ fi
 for t in finetune-dp1 finetune-dp2; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E 'fine-tuned|replicas|error' "$OUT/$t.log"; }; done
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
+for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-cuda checkpoint"; grep -v '^WARNING' "$OUT/$t.log" | head -c 600; echo; }; done
+if [[ -f "$OUT/generate-cuda.log" && -f "$OUT/generate-cpu.log" ]]; then
+  if cmp -s <(grep -v '^WARNING\|^backend' "$OUT/generate-cuda.log") <(grep -v '^WARNING\|^backend' "$OUT/generate-cpu.log")
+  then echo "generate: the same text on both backends"; else echo "generate: the texts differ (bf16 vs fp32 near-ties, or a decode bug: see selftest's attendCached rows)"; fi
+fi
 if [[ -f "$OUT/feat-train-cuda-metrics.jsonl" && -f "$OUT/feat-train-cpu-metrics.jsonl" ]]; then
   echo "--- features: CUDA vs CPU training losses (mixup + both projections, SentencePiece data, same seed)"
   paste -d' ' <(grep '"type":"train"' "$OUT/feat-train-cuda-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) \

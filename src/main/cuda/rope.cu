@@ -1,6 +1,7 @@
 // Rotary position embedding, Hugging Face LLaMA convention (rotate_half): within each head, element i pairs with
-// i + Dh/2 and rotates by angle pos · inv_freq_i, inv_freq_i = 1 / theta^(2i/Dh), pos = row mod seqLen (the patch
-// index in the patch stage). Backward applies the inverse rotation (angle negated). Semantics: Backend.rope.
+// i + Dh/2 and rotates by angle pos · inv_freq_i, inv_freq_i = 1 / theta^(2i/Dh), pos = start + row mod seqLen (the
+// patch index in the patch stage; start > 0 for generation's new rows after a KV cache). Backward applies the
+// inverse rotation (angle negated). Semantics: Backend.rope and DecodingBackend.ropeAt.
 //
 // Angles are computed on the fly in fp32 exactly as HF does (inv_freq in fp32, then pos · inv_freq in fp32) with
 // precise powf/sincosf (this file must not be built with --use_fast_math: __sinf is inaccurate at angles ~ 10³).
@@ -65,7 +66,7 @@ __device__ __forceinline__ void rotate_group(const bf16x8& lo, const bf16x8& hi,
 
 template <bool INVERSE>
 __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
-                                            int heads, int headDim, float theta, int vector) {
+                                            int start, int heads, int headDim, float theta, int vector) {
     const int half = headDim / 2;
     const size_t width = (size_t)heads * headDim;
     if (vector && half % 8 == 0 && half <= ROPE_MAX_TABLE && aligned16(out) && aligned16(x)) {
@@ -94,7 +95,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
                     // This row's table, while the first loads are in flight. The first __syncwarp keeps the
                     // previous row's readers ahead of the overwrite, the second publishes the table to the warp.
                     __syncwarp();
-                    fill_table<INVERSE>(tab, (float)(row % seqLen), half, headDim, theta);
+                    fill_table<INVERSE>(tab, (float)(start + row % seqLen), half, headDim, theta);
                     __syncwarp();
                 }
 #pragma unroll
@@ -114,7 +115,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
             const int row = (int)(item / half);
             const int i = (int)(item - (long long)row * half);
             float sn, cs;
-            sincosf((float)(row % seqLen) * inv_freq(i, headDim, theta), &sn, &cs);
+            sincosf((float)(start + row % seqLen) * inv_freq(i, headDim, theta), &sn, &cs);
             if (INVERSE) sn = -sn;
             const size_t base = (size_t)row * width + i;
             for (int h = 0; h < heads; ++h) {
@@ -129,18 +130,19 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
 
 }  // namespace
 
-// x, out: bf16 [rows, heads·headDim]. grid: any (grid-stride over rows, or over (row, frequency) on the scalar path);
+// x, out: bf16 [rows, heads·headDim]; row r at position start + r mod seqLen (start ≥ 0, start + seqLen ≤ 2^24 so
+// positions are exact in fp32). grid: any (grid-stride over rows, or over (row, frequency) on the scalar path);
 // block: ROPE_THREADS. vector ≠ 0 asks for the vector path (taken only when Dh/2 % 8 == 0, Dh/2 ≤ ROPE_MAX_TABLE and
 // both tensors are 16-byte aligned) and then needs (ROPE_THREADS / 32) · (Dh/2) · 8 bytes of dynamic shared memory.
 extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
-rope_fwd_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen, int heads, int headDim,
-              float theta, int vector) {
-    rope_rotate<false>(out, x, rows, seqLen, heads, headDim, theta, vector);
+rope_fwd_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen, int start, int heads,
+              int headDim, float theta, int vector) {
+    rope_rotate<false>(out, x, rows, seqLen, start, heads, headDim, theta, vector);
 }
 
 // dx = inverse rotation of dy (the rotation is orthogonal).
 extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
-rope_bwd_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int heads, int headDim,
-              float theta, int vector) {
-    rope_rotate<true>(dx, dy, rows, seqLen, heads, headDim, theta, vector);
+rope_bwd_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int start, int heads,
+              int headDim, float theta, int vector) {
+    rope_rotate<true>(dx, dy, rows, seqLen, start, heads, headDim, theta, vector);
 }

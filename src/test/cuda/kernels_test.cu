@@ -33,8 +33,8 @@ __global__ void rmsnorm_bwd_teams2_bf16(bf16*, float*, const bf16*, const bf16*,
 __global__ void rmsnorm_bwd_teams4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_bulk2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
-__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
-__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, float, int);
+__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, int);
+__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, int);
 __global__ void swiglu_fwd_bf16(bf16*, const bf16*, const bf16*, long long);
 __global__ void swiglu_bwd_bf16(bf16*, bf16*, const bf16*, const bf16*, const bf16*, long long);
 __global__ void cross_entropy_fwd_bf16(float*, bf16*, const int*, int, int, int, int, float);
@@ -236,8 +236,8 @@ static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int se
     long long work = vector ? (long long)rows * 32 : (long long)rows * half;
     int blocks = (int)std::min<long long>(ceil_div(work, 256), 32LL * g_sms);
     size_t table = vector ? (size_t)8 * half * 2 * sizeof(float) : 0;
-    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, vector ? 1 : 0);
-    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, heads, dh, theta, vector ? 1 : 0);
+    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, 0, heads, dh, theta, vector ? 1 : 0);
+    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, 0, heads, dh, theta, vector ? 1 : 0);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {

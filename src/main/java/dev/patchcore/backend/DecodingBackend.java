@@ -3,8 +3,8 @@ package dev.patchcore.backend;
 import dev.patchcore.tensor.Tensor;
 
 /**
- * A backend with the two ops generation's KV cache needs beyond {@link Backend}'s (the CPU backend; the CUDA backend
- * has no kernels for them yet, so generation there re-reads its window for every token).
+ * A backend with the two ops generation's KV cache needs beyond {@link Backend}'s. Both backends are: the CPU one, and
+ * the CUDA one (the RoPE kernel with a start position, and split-key decode kernels in {@code attention_decode.cu}).
  */
 public interface DecodingBackend extends Backend {
     /** {@link #rope} of one sequence's rows x [n, H·Dh] at positions start … start + n − 1. */

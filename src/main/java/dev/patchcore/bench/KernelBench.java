@@ -1,6 +1,7 @@
 package dev.patchcore.bench;
 
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.backend.cuda.CudaFlashAttention;
 import dev.patchcore.backend.cuda.CudaRmsNorm;
@@ -172,7 +173,18 @@ public final class KernelBench {
         for (int dh : new int[] {64, 128}) attention(rows, dh);
         optimizer(rows);
         memory = attentionMemory(rows);
+        if (be instanceof DecodingBackend dec) for (int dh : new int[] {64, 128}) decode(rows, dec, dh);  // newest kernels last
         return rows;
+    }
+
+    /** Generation: the newest of T positions over the KV cache of one sequence (its keys and values read once). */
+    private void decode(List<Row> rows, DecodingBackend dec, int dh) {
+        DType act = be.activationType();
+        int heads = s.dim() / dh, t = s.seqLen();
+        Tensor q = persistent(act, 1, heads * dh), keys = persistent(act, t, heads * dh), values = persistent(act, t, heads * dh);
+        rows.add(measure("attention decode (1 query, KV cache of T)", "H" + heads + " T" + t + " Dh" + dh,
+                2.0 * (t + 1) * heads * dh * act.bytes(), 0, () -> dec.attendCached(q, keys, values, t - 1, heads)));
+        freeAll();
     }
 
     private void linear(List<Row> rows, String name, int n, int in, int out) {

@@ -19,10 +19,10 @@ import java.util.function.IntConsumer;
  * top-k, drawn with a seeded generator (temperature 0 is greedy decoding).
  *
  * <p>The model reads a window of at most T (its context) tokens, positions 0 … from its first token. On a backend that
- * is a {@link DecodingBackend} (the CPU's) the window's keys and values are kept in a {@link KvCache}, so each new token
+ * is a {@link DecodingBackend} (both are) the window's keys and values are kept in a {@link KvCache}, so each new token
  * costs one position's forward; when the window would outgrow T it restarts from the last ⌈T/2⌉ tokens, read again.
- * Elsewhere (CUDA has no cached-attention kernel yet) every token re-reads the window, sliding it by one token once it
- * is full: O(T) positions per token.
+ * Otherwise (and in tests, to compare) every token re-reads the window, sliding it by one token once it is full: O(T)
+ * positions per token.
  */
 public final class Generator {
     private final Backend be;

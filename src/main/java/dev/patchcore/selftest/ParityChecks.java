@@ -1,10 +1,16 @@
 package dev.patchcore.selftest;
 
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.backend.cuda.Bf16;
 import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.backend.cuda.CudaFlashAttention;
 import dev.patchcore.backend.cuda.CudaRmsNorm;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.model.KvCache;
+import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
@@ -112,7 +118,94 @@ public final class ParityChecks {
         out.add(new Check("adamW", this::adamW));
         if (test instanceof CudaBackend) out.add(new Check("allocator reuse", this::allocatorReuse));
         if (test instanceof CudaBackend cuda) out.addAll(variantChecks(cuda));
+        // Last: CUDA's decode kernels are the newest (written without a GPU), and a kernel that faults ends the context.
+        if (test instanceof DecodingBackend td && ref instanceof DecodingBackend rd) out.addAll(decodingChecks(td, rd));
         return out;
+    }
+
+    /**
+     * Generation's KV-cache ops: RoPE from a position past 0, and attention of new queries over a cache whose rows
+     * after the last position hold large values no query may see. The cases cross the decode kernel's 128-key
+     * chunks (127, 128 and 300 keys) and include a window read from position 0 (on CUDA, the flash kernels'); head
+     * dimensions of every preset, and 20 (no 16-byte loads). Then a whole model: the cached decode's logits against
+     * the same backend's training forward.
+     */
+    private List<Check> decodingChecks(DecodingBackend td, DecodingBackend rd) {
+        List<Check> out = new ArrayList<>();
+        for (int start : new int[] {0, 7, 1000, 4093})
+            out.add(new Check("ropeAt start=" + start, rows -> ropeAt(rows, td, rd, start)));
+        List<int[]> cases = new ArrayList<>(List.of(new int[] {300, 0, 17}, new int[] {300, 0, 1}, new int[] {300, 127, 1},
+                new int[] {300, 128, 1}, new int[] {300, 299, 1}, new int[] {300, 200, 7}));
+        if (large) cases.addAll(List.of(new int[] {2048, 2047, 1}, new int[] {2048, 1000, 3}));
+        for (int dh : new int[] {20, 32, 64, 80, 96, 128})
+            for (int[] c : cases)
+                out.add(new Check("attendCached cap=" + c[0] + " start=" + c[1] + " n=" + c[2] + " Dh=" + dh,
+                        rows -> attendCached(rows, td, rd, c[0], c[1], c[2], dh)));
+        out.add(new Check("generation: cached decode = forward", rows -> decodeMatchesForward(rows, td)));
+        return out;
+    }
+
+    private void ropeAt(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int start) {
+        int n = 5, heads = 3, dh = 64;
+        Twin x = input(test.activationType(), n, heads * dh);
+        compare(rows, "ropeAt", "n" + n + " H" + heads + " Dh" + dh + " from " + start,
+                td.ropeAt(x.t, start, heads, 10000f), rd.ropeAt(x.r, start, heads, 10000f));
+    }
+
+    private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n, int dh) {
+        int heads = 3, width = heads * dh, seen = start + n;
+        float[] k = new float[capacity * width], v = new float[capacity * width];
+        for (int i = 0; i < k.length; i++) {
+            float scale = i < seen * width ? 1f : 30f;  // rows no query sees: would dominate any softmax they entered
+            k[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
+            v[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
+        }
+        Twin q = input(test.activationType(), n, width);
+        Twin keys = twin(test.activationType(), k, capacity, width), values = twin(test.activationType(), v, capacity, width);
+        compare(rows, "attendCached", "cache " + capacity + " from " + start + " n" + n + " H" + heads + " Dh" + dh,
+                td.attendCached(q.t, keys.t, values.t, start, heads), rd.attendCached(q.r, keys.r, values.r, start, heads));
+    }
+
+    /**
+     * A two-layer model (Dh 64, context 200, random weights with peaked attention) on the test backend: the logits of a 100-token prompt's
+     * last position and then of 50 tokens decoded one at a time (crossing 128 cached keys) against the rows of one
+     * training forward over all 150 tokens. Both sides run on the test backend, so on the GPU they differ only where
+     * the kernels do (the decode kernels and one-row GEMMs against the flash kernels and full GEMMs), each rounding to
+     * bf16: allowed twice the bf16 threshold, as errors pass through two layers.
+     */
+    private void decodeMatchesForward(List<CheckResult> rows, DecodingBackend be) {
+        ModelConfig config = new ModelConfig("parity", 97, 128, 176, 2, 2, 200, 10000f, 1e-5f);
+        int total = 150, prompt = 100;
+        int[] ids = random.ints(total, 0, config.vocabSize()).toArray();
+        LlamaModel model = new LlamaModel(be, config);
+        try (KvCache cache = new KvCache(be, config)) {
+            for (Parameter p : model.parameters()) {  // weights large enough for peaked attention (init's 0.02 gives uniform)
+                float scale = p.name().endsWith("q_proj.weight") || p.name().endsWith("k_proj.weight") ? 0.3f : 0.1f;
+                float[] w = new float[Math.toIntExact(p.numel())];
+                for (int i = 0; i < w.length; i++) w[i] = p.shape().length == 2 ? (float) random.nextGaussian() * scale : 1f;
+                p.load(be, w);
+            }
+            Tensor tokens = be.scratch(DType.I32, 1, total);
+            be.uploadInts(tokens, ids);
+            Tape tape = new Tape(be);
+            float[] all = be.download(model.forward(tape, tokens, 1, 1).value());
+            tape.clear();
+            int stride = config.paddedVocab(), decoded = total - prompt + 1;
+            float[] want = Arrays.copyOfRange(all, (prompt - 1) * stride, total * stride);
+            float[] got = new float[decoded * stride];
+            for (int r = 0, read = 0; r < decoded; r++) {
+                int len = r == 0 ? prompt : 1;
+                Tensor piece = be.scratch(DType.I32, 1, len);
+                be.uploadInts(piece, Arrays.copyOfRange(ids, read, read + len));
+                read += len;
+                System.arraycopy(be.download(model.decode(be, cache, piece)), 0, got, r * stride, stride);
+            }
+            double threshold = be.activationType() == DType.BF16 ? 2 * BF16_THRESHOLD : 10 * F32_THRESHOLD;
+            rows.add(CheckResult.of("generation: cached decode logits vs forward", "2 layers, prompt " + prompt + " + " + (decoded - 1),
+                    be.activationType(), relErr(got, want), threshold));
+        } finally {
+            for (Parameter p : model.parameters()) p.free(be);
+        }
     }
 
     /**

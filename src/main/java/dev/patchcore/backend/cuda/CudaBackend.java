@@ -1,6 +1,7 @@
 package dev.patchcore.backend.cuda;
 
 import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Device;
 import dev.patchcore.tensor.Tensor;
@@ -21,7 +22,7 @@ import java.util.TreeMap;
  * NaN and synchronize after every launch so a failing kernel is named), {@code PATCHCORE_ATTENTION=simple} (never
  * use the flash kernel), {@code PATCHCORE_GEMM_TUNE=0|1|verbose} (GEMM algorithm tuning; see {@link CublasLt}).
  */
-public final class CudaBackend implements Backend, KernelContext {
+public final class CudaBackend implements DecodingBackend, KernelContext {
     /** Fixed grid of the deterministic sum (independent of the device, so results match across GPUs). */
     private static final int SUM_BLOCKS = 512;
 
@@ -33,6 +34,7 @@ public final class CudaBackend implements Backend, KernelContext {
     private final CudaPatchEmbed patchEmbed;
     private final CudaSimpleAttention simpleAttention;
     private final CudaFlashAttention flashAttention;
+    private final CudaDecodeAttention decodeAttention;
     private final CudaRmsNorm rmsNorm;
     private final CudaRope rope;
     private final CudaSwiGlu swiGlu;
@@ -89,6 +91,7 @@ public final class CudaBackend implements Backend, KernelContext {
         this.patchEmbed = new CudaPatchEmbed(this);
         this.simpleAttention = new CudaSimpleAttention(this);
         this.flashAttention = new CudaFlashAttention(this);
+        this.decodeAttention = new CudaDecodeAttention(this);
         this.rmsNorm = new CudaRmsNorm(this);
         this.rope = new CudaRope(this);
         this.swiGlu = new CudaSwiGlu(this);
@@ -405,7 +408,7 @@ public final class CudaBackend implements Backend, KernelContext {
     @Override
     public void copyFrom(Backend source, Tensor src, Tensor dst) {
         if (!(source instanceof CudaBackend peer)) {
-            Backend.super.copyFrom(source, src, dst);
+            DecodingBackend.super.copyFrom(source, src, dst);
             return;
         }
         requireCuda(src);
@@ -505,6 +508,21 @@ public final class CudaBackend implements Backend, KernelContext {
         return useFlash(q, heads)
                 ? flashAttention.backward(dOut, q, k, v, out, lse, seqLen, heads)
                 : simpleAttention.backward(dOut, q, k, v, out, lse, seqLen, heads);
+    }
+
+    @Override
+    public Tensor ropeAt(Tensor x, int start, int heads, float theta) { return rope.forwardAt(x, start, heads, theta); }
+
+    /**
+     * A window read from position 0 (a prompt, or the window's restart) is causal attention over its own rows: the
+     * training forward's kernels. Rows after it (one per token while generating) go to the split-key decode kernels.
+     */
+    @Override
+    public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
+        int n = q.rank() == 2 ? q.dim(0) : 0;
+        if (start == 0 && n > 1 && keys.rank() == 2 && values.rank() == 2 && n <= keys.dim(0) && n <= values.dim(0))
+            return attention(q, keys.rows(0, n), values.rows(0, n), n, heads).out();
+        return decodeAttention.attend(q, keys, values, start, heads);
     }
 
     private boolean useFlash(Tensor q, int heads) {

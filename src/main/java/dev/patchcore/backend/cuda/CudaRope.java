@@ -27,15 +27,23 @@ public final class CudaRope {
     }
 
     public Tensor forward(Tensor x, int seqLen, int heads, float theta) {
-        return rotate("rope_fwd_bf16", x, seqLen, heads, theta);
+        return rotate("rope_fwd_bf16", x, seqLen, 0, heads, theta);
+    }
+
+    /** One sequence's rows at positions start … start + rows − 1 ({@code DecodingBackend.ropeAt}). */
+    public Tensor forwardAt(Tensor x, int start, int heads, float theta) {
+        if (x == null || x.rank() != 2) throw new IllegalArgumentException("ropeAt: input must be [rows, heads·headDim], got " + x);
+        if (start < 0 || (long) start + x.dim(0) > 1 << 24)
+            throw new IllegalArgumentException("ropeAt: positions from " + start + " must lie in 0 … 2^24 (exact in fp32)");
+        return rotate("rope_fwd_bf16", x, Math.max(1, x.dim(0)), start, heads, theta);
     }
 
     /** The inverse rotation (the rotation is orthogonal, so its transpose is its inverse). */
     public Tensor backward(Tensor dy, int seqLen, int heads, float theta) {
-        return rotate("rope_bwd_bf16", dy, seqLen, heads, theta);
+        return rotate("rope_bwd_bf16", dy, seqLen, 0, heads, theta);
     }
 
-    private Tensor rotate(String kernel, Tensor x, int seqLen, int heads, float theta) {
+    private Tensor rotate(String kernel, Tensor x, int seqLen, int start, int heads, float theta) {
         if (x == null) throw new IllegalArgumentException("rope: input is null");
         if (x.device() != Device.CUDA || x.dtype() != DType.BF16 || x.rank() != 2)
             throw new IllegalArgumentException("rope: input must be BF16 [rows, heads·headDim] on CUDA, got " + x);
@@ -57,7 +65,7 @@ public final class CudaRope {
         long work = vector ? (long) rows * 32 : (long) rows * half;
         int blocks = (int) Math.min((work + THREADS - 1) / THREADS, 32L * sms);
         int shared = vector ? (THREADS / 32) * half * 2 * Float.BYTES : 0;
-        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, shared, out, x, rows, seqLen, heads, headDim, theta, vector ? 1 : 0);
+        ctx.launch(kernel, blocks, 1, 1, THREADS, 1, 1, shared, out, x, rows, seqLen, start, heads, headDim, theta, vector ? 1 : 0);
         return out;
     }
 

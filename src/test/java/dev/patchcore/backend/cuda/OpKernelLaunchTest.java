@@ -36,7 +36,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  * the selftest (and by {@code src/test/cuda/kernels_test.cu} directly on a GPU).
  */
 class OpKernelLaunchTest {
-    private static final List<String> FILES = List.of("rmsnorm.cu", "rope.cu", "swiglu.cu", "cross_entropy.cu", "adamw.cu");
+    private static final List<String> FILES = List.of("rmsnorm.cu", "rope.cu", "swiglu.cu", "cross_entropy.cu", "adamw.cu",
+            "attention_decode.cu");
     /** Also signature-checked, but some of their kernels are launched outside a launcher class (sum, casts). */
     private static final List<String> CHECKED_ONLY = List.of("elementwise.cu", "patch_embed.cu");
     // Initialized before SIGNATURES, which parses with them.
@@ -365,8 +366,9 @@ class OpKernelLaunchTest {
         assertArrayEquals(new int[] {rows, heads * headDim}, out.shape());
         Launch l = ctx.only("rope_fwd_bf16");
         assertEquals(rows / 8, l.grid()[0], "8 rows per block");
-        assertEquals(10000f, l.args()[6]);
-        assertEquals(1, l.args()[7], "vector path");
+        assertEquals(0, l.args()[4], "positions from 0");
+        assertEquals(10000f, l.args()[7]);
+        assertEquals(1, l.args()[8], "vector path");
         assertEquals(8 * (headDim / 2) * 8, l.shared(), "one (cos, sin) table of Dh/2 pairs per warp");
         new CudaRope(ctx).backward(out, 64, heads, 10000f);
         assertEquals(1, ctx.launches.stream().filter(x -> x.name().equals("rope_bwd_bf16")).count());
@@ -422,11 +424,76 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void ropeAtPassesTheFirstPositionAndReadsTheRowsAsOneSequence() {
+        new CudaRope(ctx).forwardAt(bf16(3, 4 * 64), 1000, 4, 10000f);
+        Launch l = ctx.only("rope_fwd_bf16");
+        assertEquals(3, l.args()[2], "rows");
+        assertEquals(3, l.args()[3], "one sequence of all the rows");
+        assertEquals(1000, l.args()[4], "positions from 1000");
+        assertThrows(IllegalArgumentException.class, () -> new CudaRope(ctx).forwardAt(bf16(3, 64), -1, 1, 10000f));
+        assertThrows(IllegalArgumentException.class, () -> new CudaRope(ctx).forwardAt(bf16(3, 64), (1 << 24) - 2, 1, 10000f));
+        assertEquals(1, ctx.launches.size(), "nothing launched for rejected calls");
+    }
+
+    // ------------------------------------------------------------------ decode attention
+
+    @Test
+    void decodeAttentionSplitsTheKeysIntoChunksAndMergesThem() {
+        // 370M at the end of its context: 2048 keys in 16 chunks of 128, then one merge per head.
+        Tensor q = bf16(1, 1024), keys = bf16(2048, 1024), values = bf16(2048, 1024);
+        Tensor out = new CudaDecodeAttention(ctx).attend(q, keys, values, 2047, 16);
+        assertArrayEquals(new int[] {1, 1024}, out.shape());
+        Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
+        assertEquals(List.of("attn_decode_partial", "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList());
+        assertArrayEquals(new int[] {16, 16, 1}, p.grid());
+        assertEquals(CudaDecodeAttention.THREADS, p.threads());
+        assertSame(out, p.args()[0]);
+        Tensor acc = (Tensor) p.args()[1], maxSum = (Tensor) p.args()[2];
+        assertEquals(16L * 16 * 64, acc.numel(), "one partial row of Dh per (query, head, chunk)");
+        assertEquals(16L * 16 * 2, maxSum.numel());
+        assertEquals(List.of(q, keys, values, 2047, 16, 64, 1), Arrays.asList(p.args()).subList(3, 10));
+        assertArrayEquals(new int[] {16, 1, 1}, c.grid());
+        assertEquals(64, c.threads(), "one thread per column");
+        assertEquals(List.of(out, acc, maxSum, 16, 16, 64), Arrays.asList(c.args()));
+    }
+
+    @Test
+    void decodeAttentionWithOneChunkWritesTheOutputItself() {
+        // 128 keys: one chunk, one launch, no partials (null pointers). Dh = 20: no 16-byte loads.
+        Tensor q = bf16(3, 60), keys = bf16(300, 60), values = bf16(300, 60);
+        new CudaDecodeAttention(ctx).attend(q, keys, values, 125, 3);
+        Launch p = ctx.only("attn_decode_partial");
+        assertArrayEquals(new int[] {1, 3, 3}, p.grid(), "(chunks, heads, queries)");
+        assertEquals(0L, p.args()[1]);
+        assertEquals(0L, p.args()[2]);
+        assertEquals(0, p.args()[9], "Dh 20: 2-element loads");
+        // A misaligned cache view: no 16-byte loads either.
+        ctx.launches.clear();
+        Tensor view = bf16(301 * 64 + 1).rows(1, 300 * 64).reshape(300, 64);
+        new CudaDecodeAttention(ctx).attend(bf16(1, 64), view, view, 10, 1);
+        assertEquals(0, ctx.only("attn_decode_partial").args()[9]);
+    }
+
+    @Test
+    void decodeAttentionRejectsMistakes() {
+        CudaDecodeAttention op = new CudaDecodeAttention(ctx);
+        Tensor keys = bf16(100, 128);
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 100, 2), "past the cache");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, -1, 2));
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, bf16(100, 64), 0, 2));
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 3), "not whole heads");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 128), "odd head dim");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 512), bf16(9, 512), bf16(9, 512), 0, 1), "Dh 512");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(f32(1, 128), f32(100, 128), f32(100, 128), 0, 2));
+        assertTrue(ctx.launches.isEmpty(), "nothing launched for rejected calls");
+    }
+
+    @Test
     void ropeScalarPathNeedsNoSharedMemory() {
         // Dh = 12: Dh/2 = 6 is not a multiple of 8. One thread per (row, frequency).
         new CudaRope(ctx).forward(bf16(100, 48), 10, 4, 10000f);
         Launch l = ctx.only("rope_fwd_bf16");
-        assertEquals(0, l.args()[7]);
+        assertEquals(0, l.args()[8]);
         assertEquals(0, l.shared());
         assertEquals((100 * 6 + 255) / 256, l.grid()[0]);
         // Dh/2 = 1024 > the per-warp table limit: also the scalar path.
@@ -783,7 +850,8 @@ class OpKernelLaunchTest {
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
-                this::crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB);
+                this::crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB,
+                this::decodeAttentionSplitsTheKeysIntoChunksAndMergesThem);
         for (Runnable c : cases) {
             ctx.launches.clear();
             c.run();

@@ -1,0 +1,54 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+
+/**
+ * Generation's cached attention on the GPU ({@code src/main/cuda/attention_decode.cu}): exactly
+ * {@link dev.patchcore.backend.DecodingBackend#attendCached}. Each block scores one chunk of {@link #KEYS_PER_BLOCK}
+ * keys of one (query, head), one key per lane, and a second kernel merges a row's chunks (one kernel where a row has
+ * one chunk). A window read from position 0 (the prompt, or the window's restart) is causal attention over its own
+ * rows, so it goes to {@link CudaBackend#attention} (the flash kernels) instead.
+ */
+final class CudaDecodeAttention {
+    /** Four warps ({@code DEC_WARPS} in attention_decode.cu). */
+    static final int THREADS = 128;
+    /** One key per thread ({@code DEC_KEYS}). */
+    static final int KEYS_PER_BLOCK = THREADS;
+    /** Largest head dimension ({@code DEC_MAX_CHUNKS} · 32). */
+    static final int MAX_HEAD_DIM = 256;
+
+    private final KernelContext ctx;
+
+    CudaDecodeAttention(KernelContext ctx) { this.ctx = ctx; }
+
+    /** q: BF16 [n, H·D] at positions start …; keys, values: BF16 [capacity, H·D] holding positions 0 … start + n − 1. */
+    Tensor attend(Tensor q, Tensor keys, Tensor values, int start, int heads) {
+        for (Tensor t : new Tensor[] {q, keys, values})
+            if (t.rank() != 2 || t.dtype() != DType.BF16)
+                throw new IllegalArgumentException("attendCached: q, keys and values must be BF16 matrices, got " + t);
+        int n = q.dim(0), width = q.dim(1), capacity = keys.dim(0);
+        if (keys.dim(1) != width || values.dim(1) != width || values.dim(0) != capacity)
+            throw new IllegalArgumentException("attendCached: keys " + keys + " and values " + values + " do not match q " + q);
+        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
+            throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads of even size");
+        int d = width / heads;
+        if (d > MAX_HEAD_DIM) throw new IllegalArgumentException("attendCached: head dimension " + d + " exceeds " + MAX_HEAD_DIM);
+        if (start < 0 || n < 1 || start + n > capacity)
+            throw new IllegalArgumentException("attendCached: positions " + start + " … " + (start + n - 1) + " do not fit a cache of " + capacity);
+        if (n > 65535 || heads > 65535) throw new IllegalArgumentException("attendCached: " + n + " queries or " + heads + " heads exceed the grid");
+        Tensor out = ctx.scratch(DType.BF16, n, width);
+        int chunks = (start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK;
+        boolean vec = d % 8 == 0 && (CudaStorage.addressOf(keys) & 15) == 0;
+        if (chunks == 1) {
+            ctx.launch("attn_decode_partial", 1, heads, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, d, vec ? 1 : 0);
+            return out;
+        }
+        long parts = (long) n * heads * chunks;
+        Tensor acc = ctx.scratch(DType.F32, Math.toIntExact(parts * d));
+        Tensor maxSum = ctx.scratch(DType.F32, Math.toIntExact(parts * 2));
+        ctx.launch("attn_decode_partial", chunks, heads, n, THREADS, 1, 1, 0, out, acc, maxSum, q, keys, values, start, heads, d, vec ? 1 : 0);
+        ctx.launch("attn_decode_combine", heads, n, 1, Math.min(THREADS, (d + 31) / 32 * 32), 1, 1, 0, out, acc, maxSum, chunks, heads, d);
+        return out;
+    }
+}
