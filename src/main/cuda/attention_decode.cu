@@ -32,11 +32,10 @@ __device__ __forceinline__ float score(const float* sq, const bf16* __restrict__
                 a1 = fmaf(sq[e + u + 1], f[u + 1], a1);
             }
         }
-    } else {
+    } else {  // element loads: any alignment of the cache
         for (int e = 0; e < D; e += 2) {
-            const float2 f = __bfloat1622float2(*reinterpret_cast<const __nv_bfloat162*>(kr + e));
-            a0 = fmaf(sq[e], f.x, a0);
-            a1 = fmaf(sq[e + 1], f.y, a1);
+            a0 = fmaf(sq[e], to_f32(kr[e]), a0);
+            a1 = fmaf(sq[e + 1], to_f32(kr[e + 1]), a1);
         }
     }
     return a0 + a1;

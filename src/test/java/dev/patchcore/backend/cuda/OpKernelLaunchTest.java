@@ -466,7 +466,7 @@ class OpKernelLaunchTest {
         assertArrayEquals(new int[] {1, 3, 3}, p.grid(), "(chunks, heads, queries)");
         assertEquals(0L, p.args()[1]);
         assertEquals(0L, p.args()[2]);
-        assertEquals(0, p.args()[9], "Dh 20: 2-element loads");
+        assertEquals(0, p.args()[9], "Dh 20: element loads");
         // A misaligned cache view: no 16-byte loads either.
         ctx.launches.clear();
         Tensor view = bf16(301 * 64 + 1).rows(1, 300 * 64).reshape(300, 64);
