@@ -1,8 +1,8 @@
-// Standalone GPU check of the RMSNorm, RoPE, SwiGLU, K-target cross-entropy and AdamW kernels against plain host
-// loops (double precision), plus a bandwidth table. Not part of the Maven build; run on a GPU machine with:
+// Standalone GPU check of the RMSNorm, RoPE, SwiGLU, K-target cross-entropy, AdamW and decode-attention kernels
+// against plain host loops (double precision), plus a bandwidth table. Not part of the Maven build; run on a GPU machine with:
 //
 //   nvcc -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
-//        src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw}.cu -o /tmp/kernels_test
+//        src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw,attention_decode}.cu -o /tmp/kernels_test
 //   /tmp/kernels_test            # correctness, then timings (add --no-bench to skip the timings)
 //
 // Launch shapes mirror the Java launchers (CudaRmsNorm, CudaRope, CudaSwiGlu, CudaCrossEntropy, CudaAdamW).
@@ -43,6 +43,8 @@ __global__ void adamw_step_f32(float*, const float*, float*, float*, bf16*, long
 __global__ void adamw_sumsq_partial_f32(float*, int, const float*, long long);
 __global__ void adamw_sumsq_partial_bf16(float*, int, const bf16*, long long);
 __global__ void adamw_sumsq_final(float*, const float*, int);
+__global__ void attn_decode_partial(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int);
+__global__ void attn_decode_combine(bf16*, const float*, const float2*, int, int, int);
 }
 
 #define CHECK(call)                                                                                    \
@@ -230,14 +232,15 @@ static int launch_rmsnorm_bwd_bulk(bf16* dx, float* partial, float* dGain, const
 }
 // CudaRope: vector path (one warp per row, a (cos, sin) table of Dh/2 pairs per warp in shared memory) when
 // Dh/2 % 8 == 0, Dh/2 ≤ 768 and both tensors are aligned; else one thread per (row, frequency).
-static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta) {
+static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta,
+                        int start = 0) {
     int half = dh / 2;
     bool vector = half % 8 == 0 && half <= 768 && al16(out) && al16(x);
     long long work = vector ? (long long)rows * 32 : (long long)rows * half;
     int blocks = (int)std::min<long long>(ceil_div(work, 256), 32LL * g_sms);
     size_t table = vector ? (size_t)8 * half * 2 * sizeof(float) : 0;
-    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, 0, heads, dh, theta, vector ? 1 : 0);
-    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, 0, heads, dh, theta, vector ? 1 : 0);
+    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, vector ? 1 : 0);
+    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, vector ? 1 : 0);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {
@@ -367,9 +370,9 @@ static void test_rmsnorm(int n, int d, int shift) {
     }
 }
 
-static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {
-    char tag[96];
-    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d", batch, seqLen, heads, dh, shift);
+static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int start = 0) {
+    char tag[112];
+    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d start=%d", batch, seqLen, heads, dh, shift, start);
     std::printf("%s\n", tag);
     const float theta = 10000.f;
     int rows = batch * seqLen, width = heads * dh, half = dh / 2;
@@ -381,20 +384,60 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift) {
     for (int r = 0; r < rows; ++r)
         for (int h = 0; h < heads; ++h)
             for (int i = 0; i < half; ++i) {
-                double a = (double)(r % seqLen) * std::pow((double)theta, -2.0 * i / dh);
+                double a = (double)(start + r % seqLen) * std::pow((double)theta, -2.0 * i / dh);
                 double c = std::cos(a), s = std::sin(a);
                 size_t o = (size_t)r * width + (size_t)h * dh + i;
                 double lo = x[o], hi = x[o + half];
                 fwd[o] = lo * c - hi * s, fwd[o + half] = hi * c + lo * s;
                 inv[o] = lo * c + hi * s, inv[o + half] = hi * c - lo * s;
             }
-    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta);
+    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta, start);
     expect_close("forward", download_bf16(dO), fwd, 1e-2);
-    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta);
+    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta, start);
     expect_close("backward (inverse rotation)", download_bf16(dBack), inv, 1e-2);
-    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta);
+    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta, start);
     std::vector<double> xd(x.begin(), x.end());
     expect_close("backward(forward(x)) == x", download_bf16(dBack), xd, 1e-2);
+}
+
+// CudaDecodeAttention: queries n at positions start … over a cache of `cap` rows whose rows past the last position hold
+// values 30× larger (no query may see them); chunks of 128 keys, merged by a second kernel when there are several.
+static void test_decode(int cap, int start, int n, int heads, int dh, int shift) {
+    std::printf("attention decode cache=%d start=%d n=%d H=%d Dh=%d shift=%d\n", cap, start, n, heads, dh, shift);
+    int width = heads * dh, seen = start + n;
+    auto q = random_vec((size_t)n * width, -1, 1, true);
+    auto k = random_vec((size_t)cap * width, -1, 1, true), v = random_vec((size_t)cap * width, -1, 1, true);
+    for (size_t i = (size_t)seen * width; i < k.size(); ++i) k[i] = bf16_round(30 * k[i]), v[i] = bf16_round(30 * v[i]);
+    Dev<bf16> dQ((size_t)n * width), dK((size_t)cap * width, shift), dV((size_t)cap * width, shift), dO((size_t)n * width);
+    upload_bf16(dQ, q), upload_bf16(dK, k), upload_bf16(dV, v);
+    std::vector<double> ref((size_t)n * width, 0.0);
+    for (int i = 0; i < n; ++i)
+        for (int h = 0; h < heads; ++h) {
+            int keys = start + i + 1;
+            std::vector<double> sc(keys);
+            double mx = -1e300, sum = 0;
+            for (int j = 0; j < keys; ++j) {
+                double d = 0;
+                for (int c = 0; c < dh; ++c) d += (double)q[(size_t)i * width + h * dh + c] * k[(size_t)j * width + h * dh + c];
+                sc[j] = d / std::sqrt((double)dh);
+                mx = std::max(mx, sc[j]);
+            }
+            for (int j = 0; j < keys; ++j) sum += sc[j] = std::exp(sc[j] - mx);
+            for (int j = 0; j < keys; ++j)
+                for (int c = 0; c < dh; ++c) ref[(size_t)i * width + h * dh + c] += sc[j] / sum * v[(size_t)j * width + h * dh + c];
+        }
+    int chunks = ceil_div(seen, 128);
+    int vec = dh % 8 == 0 && al16(dK.p) ? 1 : 0;
+    Dev<float> acc((size_t)n * heads * chunks * dh);
+    Dev<float2> ml((size_t)n * heads * chunks);
+    attn_decode_partial<<<dim3(chunks, heads, n), 128>>>(dO.p, chunks > 1 ? acc.p : nullptr, chunks > 1 ? ml.p : nullptr,
+                                                       dQ.p, dK.p, dV.p, start, heads, dh, vec);
+    LAUNCHED();
+    if (chunks > 1) {
+        attn_decode_combine<<<dim3(heads, n), std::min(128, ceil_div(dh, 32) * 32)>>>(dO.p, acc.p, ml.p, chunks, heads, dh);
+        LAUNCHED();
+    }
+    expect_close(vec ? "output (16-byte key loads)" : "output (element loads)", download_bf16(dO), ref, 1e-2);
 }
 
 static void test_swiglu(long long n, int shift) {
@@ -688,6 +731,17 @@ int main(int argc, char** argv) {
     test_rope(1, 3, 1, 1552, 0);    // Dh/2 = 776 > 768: scalar path
     test_rope(1, 2 * 8 * 132 * 32 + 8, 1, 32, 0);  // more rows than the grid-stride cap: warps loop over rows
     test_rope(4, 2048, 16, 64, 0);  // the 370M shape
+    test_rope(1, 3, 16, 64, 0, 2045);  // generation: positions from 2045 (DecodingBackend.ropeAt)
+    test_rope(1, 1, 4, 20, 0, 100000);  // one row far out, scalar path
+    for (int dh : {20, 32, 64, 80, 96, 128}) {
+        test_decode(300, 0, 1, 3, dh, 0);    // one key
+        test_decode(300, 127, 1, 3, dh, 0);  // 128 keys: one chunk, written directly
+        test_decode(300, 128, 1, 3, dh, 0);  // 129 keys: two chunks, merged
+        test_decode(300, 200, 7, 3, dh, 0);  // several queries, each its own causal limit
+        test_decode(300, 299, 1, 3, dh, 1);  // the whole cache, misaligned: element loads
+    }
+    test_decode(2048, 2047, 1, 16, 64, 0);   // the 370M shape at the end of its context
+    test_decode(2048, 1000, 3, 32, 80, 0);   // 2.7B heads
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);
     test_cross_entropy(16, 32000, 32000, 4, 0, false);
