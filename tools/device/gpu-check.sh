@@ -227,9 +227,9 @@ fi
 for t in finetune-dp1 finetune-dp2; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E 'fine-tuned|replicas|error' "$OUT/$t.log"; }; done
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
-for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-cuda checkpoint"; grep -v '^WARNING' "$OUT/$t.log" | head -c 600; echo; }; done
+for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-cuda checkpoint"; grep -v '^WARNING\|^generate: ' "$OUT/$t.log" | head -c 400; echo; grep '^generate: \|rror' "$OUT/$t.log"; }; done
 if [[ -f "$OUT/generate-cuda.log" && -f "$OUT/generate-cpu.log" ]]; then
-  if cmp -s <(grep -v '^WARNING\|^backend' "$OUT/generate-cuda.log") <(grep -v '^WARNING\|^backend' "$OUT/generate-cpu.log")
+  if cmp -s <(grep -v '^WARNING\|^backend\|^generate: ' "$OUT/generate-cuda.log") <(grep -v '^WARNING\|^backend\|^generate: ' "$OUT/generate-cpu.log")
   then echo "generate: the same text on both backends"; else echo "generate: the texts differ (bf16 vs fp32 near-ties, or a decode bug: see selftest's attendCached rows)"; fi
 fi
 if [[ -f "$OUT/feat-train-cuda-metrics.jsonl" && -f "$OUT/feat-train-cpu-metrics.jsonl" ]]; then

@@ -14,6 +14,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
+import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
@@ -44,6 +45,17 @@ public final class GenerateCommand implements Callable<Integer> {
                 + (alpaca ? ", and with them perhaps the instruction" : "") + "; a model trained with a longer --context reads it all";
     }
 
+    /**
+     * The speed line on stderr: tokens sampled, the time to the first (reading the prompt) and the rate after it (one
+     * position's forward per token with a KV cache).
+     */
+    public static String speed(long sampled, int promptTokens, long firstNanos, long restNanos) {
+        String line = String.format(Locale.ROOT, "generate: %s in %.2f s; the first after %.2f s (reading %s)",
+                Plural.of(sampled, "token"), (firstNanos + restNanos) / 1e9, firstNanos / 1e9, Plural.of(promptTokens, "prompt token"));
+        return sampled > 1 && restNanos > 0
+                ? line + String.format(Locale.ROOT, ", then %.1f tokens/s", (sampled - 1) / (restNanos / 1e9)) : line;
+    }
+
     @Override public Integer call() {
         // Every option and the prompt are checked before the backend opens (its line on stderr would come first).
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
@@ -67,10 +79,14 @@ public final class GenerateCommand implements Callable<Integer> {
             // (EOS) stops the generation and is not printed.
             if (!alpaca) System.out.print(prompt);
             TextStream stream = new TextStream(tok, promptIds, alpaca, System.out);
+            long start = System.nanoTime();
+            long[] first = {0}, count = {0};
             new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed, id -> {
+                if (count[0]++ == 0) first[0] = System.nanoTime();
                 if (id != tok.eosId()) stream.accept(id);
             });
             stream.finish();
+            System.err.println(speed(count[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start, System.nanoTime() - first[0]));
         }
         return 0;
     }

@@ -141,16 +141,33 @@ class EvalCommandTest {
 
     /** A prompt longer than the model's context (16 byte tokens) is read from its end, with a note saying how much is lost. */
     @Test void generateSaysWhenThePromptIsCut() {
-        assertEquals("", command("generate", run, 0, "--prompt", "the quick", "--tokens", "2"));
+        assertEquals("", notes(command("generate", run, 0, "--prompt", "the quick", "--tokens", "2")));
         assertEquals("note: the prompt is 20 tokens, longer than the model's context of 16: its first 4 tokens are dropped; "
-                + "a model trained with a longer --context reads it all\n", command("generate", run, 0, "--prompt", "the quick brown fox ", "--tokens", "2"));
+                + "a model trained with a longer --context reads it all\n",
+                notes(command("generate", run, 0, "--prompt", "the quick brown fox ", "--tokens", "2")));
         assertTrue(out.toString().startsWith("the quick brown fox "), "the prompt is printed whole: " + out);
         assertEquals("note: the prompt is 17 tokens, longer than the model's context of 16: its first 1 token is dropped; "
-                + "a model trained with a longer --context reads it all\n", command("generate", run, 0, "--prompt", "the quick brown f", "--tokens", "1"));
+                + "a model trained with a longer --context reads it all\n",
+                notes(command("generate", run, 0, "--prompt", "the quick brown f", "--tokens", "1")));
         int alpaca = dev.patchcore.train.Instructions.alpacaPrompt("Say 2", "").length();  // byte tokens: one per ASCII character
         assertEquals("note: the Alpaca prompt is " + alpaca + " tokens, longer than the model's context of 16: its first " + (alpaca - 16)
                 + " tokens are dropped, and with them perhaps the instruction; a model trained with a longer --context reads it all\n",
-                command("generate", run, 0, "--alpaca", "--prompt", "Say 2", "--tokens", "2"));
+                notes(command("generate", run, 0, "--alpaca", "--prompt", "Say 2", "--tokens", "2")));
+    }
+
+    /** Generation's stderr is its notes and, last, one speed line. */
+    private static String notes(String stderr) {
+        String[] lines = stderr.split("\n", -1);
+        assertTrue(lines.length >= 2 && lines[lines.length - 2].startsWith("generate: ") && lines[lines.length - 1].isEmpty(),
+                "ends with the speed line: " + stderr);
+        return String.join("\n", java.util.Arrays.copyOf(lines, lines.length - 2)) + (lines.length > 2 ? "\n" : "");
+    }
+
+    @Test void theSpeedLineCountsTheTokensAndTheRateAfterTheFirst() {
+        assertEquals("generate: 11 tokens in 1.50 s; the first after 0.50 s (reading 9 prompt tokens), then 10.0 tokens/s",
+                dev.patchcore.cli.GenerateCommand.speed(11, 9, 500_000_000L, 1_000_000_000L));
+        assertEquals("generate: 1 token in 0.25 s; the first after 0.25 s (reading 1 prompt token)",
+                dev.patchcore.cli.GenerateCommand.speed(1, 1, 250_000_000L, 0L));
     }
 
     /**
