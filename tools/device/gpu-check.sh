@@ -88,9 +88,12 @@ for s in $STEPS; do case $s in
               step eval-cuda 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cuda --max-blocks 64
               step eval-cpu 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cpu --max-blocks 64
               # Greedy generation through the KV cache on each backend (CUDA's decode kernels were written without a
-              # GPU): 300 tokens at context 64 restart the window several times; the texts should mostly agree.
-              step generate-cuda 40 "${JAVA[@]}" generate "$WORK/run-cuda" --backend cuda --temperature 0 --tokens 300
-              step generate-cpu 40 "${JAVA[@]}" generate "$WORK/run-cuda" --backend cpu --temperature 0 --tokens 300 ;;
+              # GPU), from a model with context 256 (so a token's keys span two 128-key chunks and the merge kernel
+              # runs): 600 tokens restart the window a few times; the texts should mostly agree.
+              step train-gen 40 "${JAVA[@]}" train --preset tiny --context 256 --steps 30 --eval-every 0 --log-every 10 \
+                   --backend cuda --out "$WORK/run-gen"
+              step generate-cuda 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cuda --temperature 0 --tokens 600
+              step generate-cpu 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cpu --temperature 0 --tokens 600 ;;
   train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
               cp "$WORK/run-cpu/metrics.jsonl" "$OUT/train-cpu-metrics.jsonl" 2>/dev/null ;;
   train-small) step train-small "${T_TRAIN_SMALL:-120}" "${JAVA[@]}" train ${SMALL_ARGS:-"--preset small --steps 2000 --log-every 200 --eval-every 500"} --backend cuda --out "$WORK/run-small"
@@ -227,7 +230,7 @@ fi
 for t in finetune-dp1 finetune-dp2; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E 'fine-tuned|replicas|error' "$OUT/$t.log"; }; done
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
-for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-cuda checkpoint"; grep -v '^WARNING\|^generate: ' "$OUT/$t.log" | head -c 400; echo; grep '^generate: \|rror' "$OUT/$t.log"; }; done
+for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-gen checkpoint"; grep -v '^WARNING\|^generate: ' "$OUT/$t.log" | head -c 400; echo; grep '^generate: \|rror' "$OUT/$t.log"; }; done
 if [[ -f "$OUT/generate-cuda.log" && -f "$OUT/generate-cpu.log" ]]; then
   if cmp -s <(grep -v '^WARNING\|^backend\|^generate: ' "$OUT/generate-cuda.log") <(grep -v '^WARNING\|^backend\|^generate: ' "$OUT/generate-cpu.log")
   then echo "generate: the same text on both backends"; else echo "generate: the texts differ (bf16 vs fp32 near-ties, or a decode bug: see selftest's attendCached rows)"; fi

@@ -402,10 +402,10 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int s
 
 // CudaDecodeAttention: queries n at positions start … over a cache of `cap` rows whose rows past the last position hold
 // values 30× larger (no query may see them); chunks of 128 keys, merged by a second kernel when there are several.
-static void test_decode(int cap, int start, int n, int heads, int dh, int shift) {
-    std::printf("attention decode cache=%d start=%d n=%d H=%d Dh=%d shift=%d\n", cap, start, n, heads, dh, shift);
+static void test_decode(int cap, int start, int n, int heads, int dh, int shift, float qScale = 1.f) {
+    std::printf("attention decode cache=%d start=%d n=%d H=%d Dh=%d shift=%d q×%g\n", cap, start, n, heads, dh, shift, qScale);
     int width = heads * dh, seen = start + n;
-    auto q = random_vec((size_t)n * width, -1, 1, true);
+    auto q = random_vec((size_t)n * width, -qScale, qScale, true);
     auto k = random_vec((size_t)cap * width, -1, 1, true), v = random_vec((size_t)cap * width, -1, 1, true);
     for (size_t i = (size_t)seen * width; i < k.size(); ++i) k[i] = bf16_round(30 * k[i]), v[i] = bf16_round(30 * v[i]);
     Dev<bf16> dQ((size_t)n * width), dK((size_t)cap * width, shift), dV((size_t)cap * width, shift), dO((size_t)n * width);
@@ -733,13 +733,16 @@ int main(int argc, char** argv) {
     test_rope(4, 2048, 16, 64, 0);  // the 370M shape
     test_rope(1, 3, 16, 64, 0, 2045);  // generation: positions from 2045 (DecodingBackend.ropeAt)
     test_rope(1, 1, 4, 20, 0, 100000);  // one row far out, scalar path
-    for (int dh : {20, 32, 64, 80, 96, 128}) {
-        test_decode(300, 0, 1, 3, dh, 0);    // one key
-        test_decode(300, 127, 1, 3, dh, 0);  // 128 keys: one chunk, written directly
-        test_decode(300, 128, 1, 3, dh, 0);  // 129 keys: two chunks, merged
-        test_decode(300, 200, 7, 3, dh, 0);  // several queries, each its own causal limit
-        test_decode(300, 299, 1, 3, dh, 1);  // the whole cache, misaligned: element loads
+    for (int dh : {20, 32, 64, 80, 96, 128, 160, 256}) {
+        test_decode(300, 0, 1, 3, dh, 0);     // one key
+        test_decode(300, 127, 1, 3, dh, 0);   // 128 keys: one chunk, written directly
+        test_decode(300, 128, 1, 3, dh, 0);   // 129 keys: two chunks, merged
+        test_decode(300, 200, 7, 3, dh, 0);   // several queries, each its own causal limit
+        test_decode(300, 100, 60, 3, dh, 0);  // the first queries see no key of the last chunk (a chunk with none)
+        test_decode(300, 299, 1, 3, dh, 1);   // the whole cache, misaligned: element loads
     }
+    test_decode(300, 250, 3, 4, 64, 0, 8.f);   // peaked scores
+    test_decode(300, 250, 3, 2, 128, 0, 8.f);
     test_decode(2048, 2047, 1, 16, 64, 0);   // the 370M shape at the end of its context
     test_decode(2048, 1000, 3, 32, 80, 0);   // 2.7B heads
     test_swiglu(1000003, 0);

@@ -126,21 +126,25 @@ public final class ParityChecks {
     /**
      * Generation's KV-cache ops: RoPE from a position past 0, and attention of new queries over a cache whose rows
      * after the last position hold large values no query may see. The cases cross the decode kernel's 128-key
-     * chunks (127, 128 and 300 keys) and include a window read from position 0 (on CUDA, the flash kernels'); head
-     * dimensions of every preset, and 20 (no 16-byte loads). Then a whole model: the cached decode's logits against
-     * the same backend's training forward.
+     * chunks (128, 129 and 300 keys; 17 and 60 queries whose first rows see no key of the last chunk) and include a
+     * window read from position 0 (on CUDA, the training kernels'); head dimensions of every preset, 20 (no 16-byte
+     * loads), 160 and 256 (the most the decode kernel takes); and one with peaked scores (queries 8× larger). Then a
+     * whole model: the cached decode's logits against the same backend's training forward.
      */
     private List<Check> decodingChecks(DecodingBackend td, DecodingBackend rd) {
         List<Check> out = new ArrayList<>();
         for (int start : new int[] {0, 7, 1000, 4093})
             out.add(new Check("ropeAt start=" + start, rows -> ropeAt(rows, td, rd, start)));
         List<int[]> cases = new ArrayList<>(List.of(new int[] {300, 0, 17}, new int[] {300, 0, 1}, new int[] {300, 127, 1},
-                new int[] {300, 128, 1}, new int[] {300, 299, 1}, new int[] {300, 200, 7}));
+                new int[] {300, 128, 1}, new int[] {300, 299, 1}, new int[] {300, 200, 7}, new int[] {300, 120, 17},
+                new int[] {300, 100, 60}));
         if (large) cases.addAll(List.of(new int[] {2048, 2047, 1}, new int[] {2048, 1000, 3}));
-        for (int dh : new int[] {20, 32, 64, 80, 96, 128})
+        for (int dh : new int[] {20, 32, 64, 80, 96, 128, 160, 256})
             for (int[] c : cases)
                 out.add(new Check("attendCached cap=" + c[0] + " start=" + c[1] + " n=" + c[2] + " Dh=" + dh,
-                        rows -> attendCached(rows, td, rd, c[0], c[1], c[2], dh)));
+                        rows -> attendCached(rows, td, rd, c[0], c[1], c[2], dh, 1f)));
+        for (int dh : new int[] {64, 128})
+            out.add(new Check("attendCached peaked cap=300 start=250 n=3 Dh=" + dh, rows -> attendCached(rows, td, rd, 300, 250, 3, dh, 8f)));
         out.add(new Check("generation: cached decode = forward", rows -> decodeMatchesForward(rows, td)));
         return out;
     }
@@ -152,7 +156,8 @@ public final class ParityChecks {
                 td.ropeAt(x.t, start, heads, 10000f), rd.ropeAt(x.r, start, heads, 10000f));
     }
 
-    private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n, int dh) {
+    private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n, int dh,
+                              float queryScale) {
         int heads = 3, width = heads * dh, seen = start + n;
         float[] k = new float[capacity * width], v = new float[capacity * width];
         for (int i = 0; i < k.length; i++) {
@@ -160,9 +165,10 @@ public final class ParityChecks {
             k[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
             v[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
         }
-        Twin q = input(test.activationType(), n, width);
+        Twin q = input(test.activationType(), queryScale, n, width);
         Twin keys = twin(test.activationType(), k, capacity, width), values = twin(test.activationType(), v, capacity, width);
-        compare(rows, "attendCached", "cache " + capacity + " from " + start + " n" + n + " H" + heads + " Dh" + dh,
+        compare(rows, "attendCached", "cache " + capacity + " from " + start + " n" + n + " H" + heads + " Dh" + dh
+                        + (queryScale != 1f ? " q×" + (int) queryScale : ""),
                 td.attendCached(q.t, keys.t, values.t, start, heads), rd.attendCached(q.r, keys.r, values.r, start, heads));
     }
 

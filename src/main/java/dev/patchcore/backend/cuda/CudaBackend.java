@@ -520,7 +520,8 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     @Override
     public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
         int n = q.rank() == 2 ? q.dim(0) : 0;
-        if (start == 0 && n > 1 && keys.rank() == 2 && values.rank() == 2 && n <= keys.dim(0) && n <= values.dim(0))
+        boolean aligned = (CudaStorage.addressOf(keys) & 15) == 0 && (CudaStorage.addressOf(values) & 15) == 0;  // flash's loads
+        if (start == 0 && n > 1 && keys.rank() == 2 && values.rank() == 2 && n <= keys.dim(0) && n <= values.dim(0) && aligned)
             return attention(q, keys.rows(0, n), values.rows(0, n), n, heads).out();
         return decodeAttention.attend(q, keys, values, start, heads);
     }

@@ -6,9 +6,9 @@ import dev.patchcore.tensor.Tensor;
 /**
  * Generation's cached attention on the GPU ({@code src/main/cuda/attention_decode.cu}): exactly
  * {@link dev.patchcore.backend.DecodingBackend#attendCached}. Each block scores one chunk of {@link #KEYS_PER_BLOCK}
- * keys of one (query, head), one key per lane, and a second kernel merges a row's chunks (one kernel where a row has
- * one chunk). A window read from position 0 (the prompt, or the window's restart) is causal attention over its own
- * rows, so it goes to {@link CudaBackend#attention} (the flash kernels) instead.
+ * keys of one (query, head), one key per lane, and a second kernel merges each row's chunks (skipped when the keys
+ * fit one chunk). A window read from position 0 (the prompt, or the window's restart) is causal attention over its own
+ * rows, so {@link CudaBackend#attendCached} gives it to the training kernels instead.
  */
 final class CudaDecodeAttention {
     /** Four warps ({@code DEC_WARPS} in attention_decode.cu). */
@@ -34,21 +34,36 @@ final class CudaDecodeAttention {
             throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads of even size");
         int d = width / heads;
         if (d > MAX_HEAD_DIM) throw new IllegalArgumentException("attendCached: head dimension " + d + " exceeds " + MAX_HEAD_DIM);
-        if (start < 0 || n < 1 || start + n > capacity)
-            throw new IllegalArgumentException("attendCached: positions " + start + " … " + (start + n - 1) + " do not fit a cache of " + capacity);
-        if (n > 65535 || heads > 65535) throw new IllegalArgumentException("attendCached: " + n + " queries or " + heads + " heads exceed the grid");
+        if (start < 0 || n < 1 || (long) start + n > capacity)
+            throw new IllegalArgumentException("attendCached: positions " + start + " … " + ((long) start + n - 1) + " do not fit a cache of " + capacity);
+        if (heads > 65535) throw new IllegalArgumentException("attendCached: " + heads + " heads exceed the grid");
         Tensor out = ctx.scratch(DType.BF16, n, width);
-        int chunks = (start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK;
         boolean vec = d % 8 == 0 && (CudaStorage.addressOf(keys) & 15) == 0;
+        // Queries in groups whose partials stay within PARTIAL_FLOATS (and the grid's 65535 in z): a long piece read
+        // after position 0 would otherwise need n · H · ⌈(start + n) / 128⌉ · Dh floats at once.
+        for (int i0 = 0; i0 < n; ) {
+            int chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);
+            int rows = (int) Math.max(1, Math.min(Math.min(n - i0, 65535), PARTIAL_FLOATS / ((long) heads * chunks * (d + 2))));
+            if (rows == n) group(out, q, keys, values, start, heads, d, vec);  // one group: the usual case
+            else group(out.rows(i0, rows), q.rows(i0, rows), keys, values, start + i0, heads, d, vec);
+            i0 += rows;
+        }
+        return out;
+    }
+
+    /** Most floats of partials (max, sum and a row of Dh per query, head and chunk) one launch writes: 64 MB. */
+    static final long PARTIAL_FLOATS = 16L << 20;
+
+    private void group(Tensor out, Tensor q, Tensor keys, Tensor values, int start, int heads, int d, boolean vec) {
+        int n = q.dim(0), chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);
         if (chunks == 1) {
             ctx.launch("attn_decode_partial", 1, heads, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, d, vec ? 1 : 0);
-            return out;
+            return;
         }
         long parts = (long) n * heads * chunks;
         Tensor acc = ctx.scratch(DType.F32, Math.toIntExact(parts * d));
         Tensor maxSum = ctx.scratch(DType.F32, Math.toIntExact(parts * 2));
         ctx.launch("attn_decode_partial", chunks, heads, n, THREADS, 1, 1, 0, out, acc, maxSum, q, keys, values, start, heads, d, vec ? 1 : 0);
         ctx.launch("attn_decode_combine", heads, n, 1, Math.min(THREADS, (d + 31) / 32 * 32), 1, 1, 0, out, acc, maxSum, chunks, heads, d);
-        return out;
     }
 }

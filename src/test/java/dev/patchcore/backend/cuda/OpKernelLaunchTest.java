@@ -475,11 +475,33 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void decodeAttentionTakesALongPieceInGroupsOfQueries() {
+        // 300 queries after 8000 positions, 32 heads of 128: up to 65 chunks, 270,400 partial floats per query at most;
+        // 62 queries a group.
+        Tensor q = bf16(300, 4096), cache = bf16(8300, 4096);
+        Tensor out = new CudaDecodeAttention(ctx).attend(q, cache, cache, 8000, 32);
+        List<Launch> partials = ctx.launches.stream().filter(l -> l.name().equals("attn_decode_partial")).toList();
+        assertEquals(5, partials.size());
+        assertEquals(5, ctx.launches.stream().filter(l -> l.name().equals("attn_decode_combine")).count());
+        long base = CudaStorage.addressOf(q), outBase = CudaStorage.addressOf(out);
+        for (int g = 0; g < 5; g++) {
+            Launch l = partials.get(g);
+            int rows = g < 4 ? 62 : 300 - 4 * 62, chunks = (8000 + 62 * g + rows + 127) / 128;  // the group's own keys
+            assertArrayEquals(new int[] {chunks, 32, rows}, l.grid());
+            assertEquals(base + 62L * g * 4096 * 2, CudaStorage.addressOf((Tensor) l.args()[3]), "group " + g + "'s queries");
+            assertEquals(outBase + 62L * g * 4096 * 2, CudaStorage.addressOf((Tensor) l.args()[0]), "group " + g + "'s output rows");
+            assertEquals(8000 + 62 * g, l.args()[6], "group " + g + "'s first position");
+            assertTrue(((Tensor) l.args()[1]).numel() <= CudaDecodeAttention.PARTIAL_FLOATS);
+        }
+    }
+
+    @Test
     void decodeAttentionRejectsMistakes() {
         CudaDecodeAttention op = new CudaDecodeAttention(ctx);
         Tensor keys = bf16(100, 128);
         assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 100, 2), "past the cache");
         assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, -1, 2));
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(2, 128), keys, keys, Integer.MAX_VALUE, 2), "no int overflow");
         assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, bf16(100, 64), 0, 2));
         assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 3), "not whole heads");
         assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 128), "odd head dim");
