@@ -27,6 +27,22 @@ final class VectorApiRelaunch {
 
     private VectorApiRelaunch() {}
 
+    /**
+     * The child's heap limit: three quarters of the machine's memory ({@code -XX:MaxRAMPercentage=75}) unless the
+     * user set one (-Xmx, -XX:MaxHeapSize, -XX:MaxRAM…, on the command line or in JAVA_TOOL_OPTIONS / JDK_JAVA_OPTIONS).
+     * The JVM's own default, a quarter, is too little for the CPU backend's activations beyond the tiny preset (the
+     * small preset at context 1024 with its default batch needs about 9 GB); the limit is a ceiling, not memory taken.
+     */
+    static List<String> heapOption(List<String> jvmArgs, java.util.Map<String, String> env) {
+        boolean set = jvmArgs.stream().anyMatch(VectorApiRelaunch::setsHeap)
+                || setsHeap(env.getOrDefault("JAVA_TOOL_OPTIONS", "")) || setsHeap(env.getOrDefault("JDK_JAVA_OPTIONS", ""));
+        return set ? List.of() : List.of("-XX:MaxRAMPercentage=75");
+    }
+
+    private static boolean setsHeap(String option) {
+        return option.contains("-Xmx") || option.contains("MaxHeapSize") || option.contains("MaxRAM");
+    }
+
     /** In the relaunched JVM (the launcher set {@link #LAUNCHER_PID}): stop with the launcher, write output a line at a time. */
     static void setUpIfRelaunched() {
         if (System.getenv(LAUNCHER_PID) == null) return;
@@ -47,7 +63,9 @@ final class VectorApiRelaunch {
             Optional<String> javaCmd = ProcessHandle.current().info().command();
             if (!Files.isRegularFile(jar) || javaCmd.isEmpty()) return null;
             List<String> cmd = new ArrayList<>(List.of(javaCmd.get()));
-            cmd.addAll(ManagementFactory.getRuntimeMXBean().getInputArguments());
+            List<String> jvmArgs = ManagementFactory.getRuntimeMXBean().getInputArguments();
+            cmd.addAll(jvmArgs);
+            cmd.addAll(heapOption(jvmArgs, System.getenv()));
             cmd.addAll(List.of("--add-modules", "jdk.incubator.vector", "--enable-native-access=ALL-UNNAMED", "-jar", jar.toString()));
             cmd.addAll(List.of(args));
             // The child's standard error comes through this JVM, less the JVM's line about the incubating module

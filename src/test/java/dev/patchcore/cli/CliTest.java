@@ -92,6 +92,16 @@ class CliTest {
         assertFalse(VectorApiRelaunch.running(p.pid()));
     }
 
+    /** The relaunched JVM may use three quarters of the memory, unless the user set a heap limit anywhere. */
+    @Test void theChildGetsThreeQuartersOfTheMemoryUnlessAHeapLimitIsSet() {
+        java.util.Map<String, String> none = java.util.Map.of();
+        assertEquals(java.util.List.of("-XX:MaxRAMPercentage=75"), VectorApiRelaunch.heapOption(java.util.List.of("-Dx=1"), none));
+        assertEquals(java.util.List.of(), VectorApiRelaunch.heapOption(java.util.List.of("-Xmx2g"), none));
+        assertEquals(java.util.List.of(), VectorApiRelaunch.heapOption(java.util.List.of("-XX:MaxRAMPercentage=50"), none));
+        assertEquals(java.util.List.of(), VectorApiRelaunch.heapOption(java.util.List.of(), java.util.Map.of("JAVA_TOOL_OPTIONS", "-Xmx8g")));
+        assertEquals(java.util.List.of(), VectorApiRelaunch.heapOption(java.util.List.of(), java.util.Map.of("JDK_JAVA_OPTIONS", "-XX:MaxHeapSize=1g")));
+    }
+
     /** The relaunched JVM's stderr passes through whole, less a first line that is the incubator-module warning. */
     @Test void childStderrLosesOnlyTheIncubatorWarning() {
         String w = VectorApiRelaunch.INCUBATOR_WARNING + "\n";
