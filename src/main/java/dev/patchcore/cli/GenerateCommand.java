@@ -18,7 +18,7 @@ import java.util.Locale;
 import java.util.concurrent.Callable;
 
 @Command(name = "generate", mixinStandardHelpOptions = true,
-        description = "Sample text from a checkpoint, token by token (temperature and top-k; temperature 0 = greedy).")
+        description = "Sample text from a checkpoint, token by token (temperature, top-k, top-p; temperature 0 = greedy).")
 public final class GenerateCommand implements Callable<Integer> {
     @Mixin CheckpointArg checkpoint;
     @Option(names = "--prompt", defaultValue = "The", description = "text to continue (default: \"${DEFAULT-VALUE}\")") String prompt;
@@ -26,6 +26,8 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--temperature", defaultValue = "0.8",
             description = "softmax temperature; 0 = greedy, always the most likely token (default: ${DEFAULT-VALUE})") float temperature;
     @Option(names = "--top-k", defaultValue = "40", description = "sample among the k most likely tokens, 0 = all (default: ${DEFAULT-VALUE})") int topK;
+    @Option(names = "--top-p", defaultValue = "1", description = "then sample among the most likely tokens whose probabilities "
+            + "add up to p (nucleus sampling), 1 = all (default: ${DEFAULT-VALUE})") float topP;
     @Option(names = "--seed", defaultValue = "1", description = "sampling seed (default: ${DEFAULT-VALUE})") long seed;
     @Option(names = "--alpaca", description = "pose the prompt as an instruction in Stanford Alpaca's template (for a model "
             + "fine-tuned with `finetune` on Alpaca data) and print only the response") boolean alpaca;
@@ -62,6 +64,7 @@ public final class GenerateCommand implements Callable<Integer> {
         if (!(temperature >= 0 && temperature < Float.POSITIVE_INFINITY))
             throw new IllegalArgumentException("--temperature must be a finite number, 0 or more (0 = greedy), got " + temperature);
         if (topK < 0) throw new IllegalArgumentException("--top-k must not be negative (0 = the whole vocabulary)");
+        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1] (1 = the whole vocabulary), got " + topP);
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
@@ -81,7 +84,7 @@ public final class GenerateCommand implements Callable<Integer> {
             TextStream stream = new TextStream(tok, promptIds, alpaca, System.out);
             long start = System.nanoTime();
             long[] first = {0}, count = {0};
-            new Generator(be, model).generate(promptIds, tokens, temperature, topK, tok.eosId(), seed, id -> {
+            new Generator(be, model).generate(promptIds, tokens, temperature, topK, topP, tok.eosId(), seed, id -> {
                 if (count[0]++ == 0) first[0] = System.nanoTime();
                 if (id != tok.eosId()) stream.accept(id);
             });

@@ -49,13 +49,17 @@ public final class Generator {
 
     /** Returns {@code prompt} followed by up to {@code count} sampled tokens, stopping after {@code stopId}. */
     public int[] generate(int[] prompt, long count, float temperature, int topK, int stopId, long seed) {
-        return generate(prompt, count, temperature, topK, stopId, seed, _ -> {});
+        return generate(prompt, count, temperature, topK, 1f, stopId, seed, _ -> {});
     }
 
-    /** As above, handing each sampled token to {@code onToken} as it is drawn (to print it). */
-    public int[] generate(int[] prompt, long count, float temperature, int topK, int stopId, long seed, IntConsumer onToken) {
+    /**
+     * As above with nucleus sampling ({@code topP} in (0, 1]; 1 = off), handing each sampled token to {@code onToken}
+     * as it is drawn (to print it).
+     */
+    public int[] generate(int[] prompt, long count, float temperature, int topK, float topP, int stopId, long seed, IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
+        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1], got " + topP);
         requireRoom(prompt.length, count);
         int vocab = model.config().vocabSize();
         SplittableRandom rng = new SplittableRandom(seed);
@@ -63,7 +67,7 @@ public final class Generator {
         try (Window window = decoder != null ? new CachedWindow() : new SlidingWindow()) {
             for (long i = 0; i < count; i++) {
                 float[] last = Arrays.copyOf(window.lastLogits(seq.elements(), seq.size()), vocab);  // without the padded columns
-                int next = sample(last, temperature, topK, rng);
+                int next = sample(last, temperature, topK, topP, rng);
                 seq.add(next);
                 onToken.accept(next);
                 if (next == stopId) break;
@@ -123,6 +127,15 @@ public final class Generator {
     }
 
     static int sample(float[] logits, float temperature, int topK, SplittableRandom rng) {
+        return sample(logits, temperature, topK, 1f, rng);
+    }
+
+    /**
+     * A token drawn from softmax(logits / temperature) restricted to the top k (0: all) and then to the nucleus of
+     * probability {@code topP} (the most likely tokens whose probabilities first add up to at least topP of what top-k
+     * left, as Hugging Face's TopPLogitsWarper keeps them; 1: all); temperature 0 is the argmax.
+     */
+    static int sample(float[] logits, float temperature, int topK, float topP, SplittableRandom rng) {
         int best = 0;
         for (int i = 1; i < logits.length; i++) if (logits[i] > logits[best]) best = i;
         if (temperature == 0) return best;
@@ -134,9 +147,29 @@ public final class Generator {
         }
         double[] p = new double[logits.length];
         double sum = 0;
+        int kept = 0;
         for (int i = 0; i < logits.length; i++) {
             p[i] = logits[i] < cutoff ? 0 : Math.exp((logits[i] - logits[best]) / temperature);
             sum += p[i];
+            if (p[i] > 0) kept++;
+        }
+        if (topP < 1f) {
+            // The nucleus: the largest probabilities, in order, until they reach topP of the sum; the one that reaches
+            // it is kept. Sorting only the kept values keeps this cheap after top-k.
+            double[] values = new double[kept];
+            for (int i = 0, j = 0; i < p.length; i++) if (p[i] > 0) values[j++] = p[i];
+            Arrays.sort(values);
+            double acc = 0, threshold = values[values.length - 1];
+            for (int j = values.length - 1; j >= 0; j--) {
+                acc += values[j];
+                threshold = values[j];
+                if (acc >= topP * sum) break;
+            }
+            sum = 0;
+            for (int i = 0; i < p.length; i++) {
+                if (p[i] < threshold) p[i] = 0;
+                sum += p[i];
+            }
         }
         double u = rng.nextDouble() * sum;
         for (int i = 0; i < p.length; i++) {

@@ -360,6 +360,9 @@ class CliTest {
         assertUserError("--temperature must be a finite number", "generate", "--backend", "cpu", run.toString(), "--temperature", "NaN");
         assertUserError("--temperature must be a finite number", "generate", "--backend", "cpu", run.toString(), "--temperature", "-1");
         assertUserError("--top-k must not be negative", "generate", "--backend", "cpu", run.toString(), "--top-k", "-2");
+        assertUserError("--top-p must lie in (0, 1]", "generate", "--backend", "cpu", run.toString(), "--top-p", "0");
+        assertUserError("--top-p must lie in (0, 1]", "generate", "--backend", "cpu", run.toString(), "--top-p", "1.5");
+        assertUserError("--top-p must lie in (0, 1]", "generate", "--backend", "cpu", run.toString(), "--top-p", "NaN");
         assertUserError("the prompt is empty", "generate", "--backend", "cpu", run.toString(), "--prompt", "");
         assertUserError("--activation-threshold applies to --activations only", "eval", run.toString(), "--backend", "cpu",
                 "--activation-threshold", "0.3");

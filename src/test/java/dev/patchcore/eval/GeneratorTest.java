@@ -35,6 +35,25 @@ class GeneratorTest {
         assertTrue(Math.abs(ratio - 3) < 0.25, "ratio " + ratio);
     }
 
+    /** Top-p keeps the most likely tokens until their probabilities reach p (the one reaching it included), in proportion. */
+    @Test void topPKeepsTheNucleusInProportion() {
+        float[] logits = {(float) Math.log(0.5), (float) Math.log(0.3), (float) Math.log(0.15), (float) Math.log(0.05)};
+        for (float topP : new float[] {0.45f, 0.7f, 0.79f, 0.81f, 1f}) {  // not on a boundary (float rounding)
+            SplittableRandom r = new SplittableRandom(3);
+            int[] hits = new int[4];
+            for (int i = 0; i < 40000; i++) hits[Generator.sample(logits, 1f, 0, topP, r)]++;
+            int expectKept = topP < 0.5f ? 1 : topP < 0.8f ? 2 : topP < 1f ? 3 : 4;
+            for (int t = 0; t < 4; t++) assertEquals(t < expectKept, hits[t] > 0, "top-p " + topP + ", token " + t + ": " + Arrays.toString(hits));
+            if (expectKept >= 2) {
+                double ratio = (double) hits[0] / hits[1];  // 0.5 : 0.3
+                assertTrue(Math.abs(ratio - 5.0 / 3) < 0.12, "top-p " + topP + " ratio " + ratio);
+            }
+        }
+        // After top-k 2: the nucleus is taken of what is left (0.5 and 0.3 of 0.8: p = 0.6 keeps only the first).
+        SplittableRandom r = new SplittableRandom(4);
+        for (int i = 0; i < 1000; i++) assertEquals(0, Generator.sample(logits, 1f, 2, 0.6f, r));
+    }
+
     /**
      * Greedy decoding picks, at each step, the argmax over the real vocabulary of the last position's logits in a
      * full forward pass of the window the generator reads: re-reading the last T tokens (sliding), or with the KV cache
