@@ -412,8 +412,27 @@ public final class TrainCommand implements Callable<Integer> {
                 System.out.printf(Locale.ROOT, "%s stage: %s, loss %.4f → %.4f, %s, %.0f tokens/s%n",
                         r.stage(), r.stepsText(), r.firstLoss(), r.lastLoss(),
                         r.validationText(), r.tokensPerSecond());
+            String cost = costLine(results, run.cfg().tokensPerStep());
+            if (cost != null) System.out.println(cost);
             System.out.println("checkpoint: " + Checkpoints.latest(run.runDir()) + "   metrics: " + run.runDir().resolve("metrics.jsonl"));
         }
+    }
+
+    /**
+     * What the run's training steps cost against token-level training of the same steps (the paper's claim): each
+     * stage's steps at its measured speed, against all of them at the token stage's speed (the token stage is the
+     * baseline's step). Null unless this command trained in both stages at measured speeds.
+     */
+    static String costLine(List<Trainer.StageResult> results, long tokensPerStep) {
+        if (results.size() != 2) return null;
+        Trainer.StageResult patch = results.get(0), token = results.get(1);
+        if (!patch.stage().equals("patch") || !(patch.tokensPerSecond() > 0) || !(token.tokensPerSecond() > 0)) return null;
+        long patchSteps = patch.fromStep() + patch.steps(), tokenSteps = token.fromStep() + token.steps();
+        double run = (double) tokensPerStep * (patchSteps / patch.tokensPerSecond() + tokenSteps / token.tokensPerSecond());
+        double baseline = (double) tokensPerStep * (patchSteps + tokenSteps) / token.tokensPerSecond();
+        return String.format(Locale.ROOT, "cost: %.1f s of training steps, %.2f× the %.1f s of all %d steps at the token stage's "
+                + "speed (token-level training; the paper: about 0.5× at K = 4, λ = 2/3)", run, run / baseline, baseline,
+                patchSteps + tokenSteps);
     }
 
     /** Whether this command created the run folder (it did not exist, not even as a link). */
