@@ -182,7 +182,7 @@ public final class KernelBench {
         DType act = be.activationType();
         int heads = s.dim() / dh, t = s.seqLen();
         Tensor q = persistent(act, 1, heads * dh), keys = persistent(act, t, heads * dh), values = persistent(act, t, heads * dh);
-        rows.add(measure("attention decode (1 query, KV cache of T)", "H" + heads + " T" + t + " Dh" + dh,
+        rows.add(measure("attention decode (1 query, KV cache of T)", "B1 H" + heads + " T" + t + " Dh" + dh,
                 2.0 * (t + 1) * heads * dh * act.bytes(), 0, () -> dec.attendCached(q, keys, values, t - 1, heads)));
         freeAll();
     }

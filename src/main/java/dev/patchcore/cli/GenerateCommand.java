@@ -48,12 +48,14 @@ public final class GenerateCommand implements Callable<Integer> {
     }
 
     /**
-     * The speed line on stderr: tokens sampled, the time to the first (reading the prompt) and the rate after it (one
-     * position's forward per token with a KV cache).
+     * The speed line on stderr: the tokens printed (and whether the end of text stopped them), the time to the first
+     * sampled token (reading the prompt) and the rate of those after it (one position's forward per token with a KV
+     * cache).
      */
-    public static String speed(long sampled, int promptTokens, long firstNanos, long restNanos) {
+    public static String speed(long sampled, boolean endOfText, int promptTokens, long firstNanos, long restNanos) {
+        String tokens = Plural.of(sampled - (endOfText ? 1 : 0), "token") + (endOfText ? " and the end of text" : "");
         String line = String.format(Locale.ROOT, "generate: %s in %.2f s; the first after %.2f s (reading %s)",
-                Plural.of(sampled, "token"), (firstNanos + restNanos) / 1e9, firstNanos / 1e9, Plural.of(promptTokens, "prompt token"));
+                tokens, (firstNanos + restNanos) / 1e9, firstNanos / 1e9, Plural.of(promptTokens, "prompt token"));
         return sampled > 1 && restNanos > 0
                 ? line + String.format(Locale.ROOT, ", then %.1f tokens/s", (sampled - 1) / (restNanos / 1e9)) : line;
     }
@@ -84,12 +86,15 @@ public final class GenerateCommand implements Callable<Integer> {
             TextStream stream = new TextStream(tok, promptIds, alpaca, System.out);
             long start = System.nanoTime();
             long[] first = {0}, count = {0};
+            boolean[] ended = {false};
             new Generator(be, model).generate(promptIds, tokens, temperature, topK, topP, tok.eosId(), seed, id -> {
                 if (count[0]++ == 0) first[0] = System.nanoTime();
                 if (id != tok.eosId()) stream.accept(id);
+                else ended[0] = true;
             });
             stream.finish();
-            System.err.println(speed(count[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start, System.nanoTime() - first[0]));
+            System.err.println(speed(count[0], ended[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start,
+                    System.nanoTime() - first[0]));
         }
         return 0;
     }

@@ -82,13 +82,13 @@ public final class Main implements Runnable {
         try {
             return cl.execute(args);
         } catch (OutOfMemoryError e) {
-            // The CPU backend's tensors live on the Java heap (by default a quarter of the machine's memory): a size
-            // to change, not a bug. One line, exit code 2.
+            // The CPU backend's tensors live on the Java heap (by default three quarters of the machine's memory in
+            // the re-launched JVM, a quarter otherwise): a size to change, not a bug. One line, exit code 2.
             long max = Runtime.getRuntime().maxMemory();
             boolean heap = "Java heap space".equals(e.getMessage());
             System.err.println("error: out of memory (" + e.getMessage() + ")" + (heap ? String.format(java.util.Locale.ROOT,
                     "; this JVM may use %d MiB of heap: give it more with java -Xmx<size> -jar patchcore.jar ...", max >> 20) : "")
-                    + "; or use a smaller --batch or --preset");
+                    + "; or use a smaller --batch, --context or --preset, or train with --recompute");
             return 2;
         }
     }

@@ -199,29 +199,57 @@ final class VectorApiRelaunch {
 
     static final String INCUBATOR_WARNING = "WARNING: Using incubator modules: jdk.incubator.vector";
 
-    /** Copies a child JVM's standard error to this one's as it comes, without a first line that is {@link #INCUBATOR_WARNING}. */
+    /**
+     * Copies a child JVM's standard error to this one's as it comes, without the lines the JVM prints before the
+     * program's own: {@link #INCUBATOR_WARNING}, and the "Picked up JAVA_TOOL_OPTIONS / JDK_JAVA_OPTIONS" notes that
+     * this JVM has already printed once (the child reads the same environment).
+     */
     static void copyStderr(InputStream in) {
         copyWithoutIncubatorWarning(in, new FileOutputStream(FileDescriptor.err));
     }
 
+    private static final List<String> JVM_HEAD_LINES = List.of("Picked up ", "NOTE: Picked up ");
+
+    /** A whole first line of the JVM's own (dropped). */
+    private static boolean jvmHeadLine(String line) {
+        return line.equals(INCUBATOR_WARNING) || JVM_HEAD_LINES.stream().anyMatch(line::startsWith);
+    }
+
+    /** The start of a line that may still turn out to be one of the JVM's own. */
+    private static boolean mayBeJvmHeadLine(String partial) {
+        return INCUBATOR_WARNING.startsWith(partial)
+                || JVM_HEAD_LINES.stream().anyMatch(p -> p.startsWith(partial) || partial.startsWith(p));
+    }
+
     static void copyWithoutIncubatorWarning(InputStream in, OutputStream out) {
-        byte[] warning = (INCUBATOR_WARNING + "\n").getBytes(StandardCharsets.US_ASCII);
         byte[] buf = new byte[8192];
-        int held = 0;  // bytes of a first line that so far matches the warning, not yet written
-        boolean first = true;
+        int held = 0;         // bytes of an incomplete first line that may still be dropped, at buf[0, held)
+        boolean head = true;  // still among the lines the JVM prints before the program's
         try (in) {
             for (int n; (n = in.read(buf, held, buf.length - held)) > 0; ) {
-                int from = 0, len = held + n;
-                if (first) {
-                    int same = 0;
-                    while (same < len && same < warning.length && buf[same] == warning[same]) same++;
-                    if (same == warning.length) { from = warning.length; first = false; }  // the warning: dropped
-                    else if (same == len) { held = len; continue; }  // a prefix of it so far: wait for more
-                    else first = false;  // some other first line
-                    held = 0;
+                int len = held + n, from = 0;
+                held = 0;
+                while (head) {
+                    int nl = from;
+                    while (nl < len && buf[nl] != '\n') nl++;
+                    String line = new String(buf, from, nl - from, StandardCharsets.UTF_8);
+                    if (nl == len) {  // incomplete: hold it while it may still be dropped (and fits the buffer)
+                        if (mayBeJvmHeadLine(line) && len - from < buf.length) {
+                            System.arraycopy(buf, from, buf, 0, len - from);
+                            held = len - from;
+                            from = len;
+                        } else {
+                            head = false;
+                        }
+                        break;
+                    }
+                    if (jvmHeadLine(line)) from = nl + 1;
+                    else head = false;
                 }
-                out.write(buf, from, len - from);
-                out.flush();
+                if (from < len) {
+                    out.write(buf, from, len - from);
+                    out.flush();
+                }
             }
             if (held > 0) { out.write(buf, 0, held); out.flush(); }
         } catch (IOException ignored) {

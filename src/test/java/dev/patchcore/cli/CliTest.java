@@ -124,6 +124,11 @@ class CliTest {
                 filtered("WARNING: Using incubator modules: jdk.incubator.vector, jdk.x\n", 5));
         assertEquals("WARNING: Using", filtered("WARNING: Using", 4));  // a prefix, then the end: kept
         assertEquals("", filtered("", 4));
+        // The notes of JVM options from the environment come first; this JVM has printed them already.
+        for (int piece : new int[] {1, 3, 1000})
+            assertEquals("error: x\nPicked up JAVA_TOOL_OPTIONS: -Xmx1g\n", filtered("Picked up JAVA_TOOL_OPTIONS: -Xmx1g\n"
+                    + "NOTE: Picked up JDK_JAVA_OPTIONS: -Dy=2\n" + w + "error: x\nPicked up JAVA_TOOL_OPTIONS: -Xmx1g\n", piece));
+        assertEquals("Picked", filtered("Picked", 2));  // incomplete at the end: kept
     }
 
     /** A relaunched JVM's output goes out a whole line per write, so a note copied by the launcher falls between lines. */
