@@ -164,6 +164,11 @@ public final class SafeTensors {
 
         public boolean has(String name) { return header.has(name); }
 
+        /** The tensors' names (not the metadata). */
+        public List<String> names() {
+            return header.keySet().stream().filter(k -> !k.equals("__metadata__")).toList();
+        }
+
         public int[] shape(String name) {
             JsonArray a = entry(name).getAsJsonArray("shape");
             int[] s = new int[a.size()];
@@ -198,6 +203,11 @@ public final class SafeTensors {
                     case "BF16" -> {
                         float[] f = new float[b.remaining() / 2];
                         for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16);
+                        yield f;
+                    }
+                    case "F16" -> {  // Hugging Face weights saved in float16
+                        float[] f = new float[b.remaining() / 2];
+                        for (int i = 0; i < f.length; i++) f[i] = Float.float16ToFloat(b.getShort());
                         yield f;
                     }
                     default -> throw new IllegalArgumentException("tensor '" + name + "' in " + file + " has unsupported dtype " + dtype);

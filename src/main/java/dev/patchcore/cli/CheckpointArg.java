@@ -12,10 +12,10 @@ import java.nio.file.Path;
  */
 public final class CheckpointArg {
     @Parameters(index = "0", arity = "0..1", paramLabel = "RUN_OR_CHECKPOINT",
-            description = "run folder (its latest checkpoint) or checkpoint folder; the same as --checkpoint")
+            description = "run folder (its latest checkpoint), checkpoint folder or Hugging Face LLaMA folder; the same as --checkpoint")
     Path positional;
 
-    @Option(names = "--checkpoint", paramLabel = "RUN_OR_CHECKPOINT", description = "run folder or checkpoint folder")
+    @Option(names = "--checkpoint", paramLabel = "RUN_OR_CHECKPOINT", description = "run folder, checkpoint folder or Hugging Face LLaMA folder")
     Path option;
 
     /** Whether a checkpoint was named at all. */

@@ -171,6 +171,9 @@ public final class EvalCommand implements Callable<Integer> {
     private static Source trainedOn(Path ckpt, Checkpoints.Meta meta) throws IOException {
         String dataset = meta.dataset();
         Source s = new Source();
+        if (dataset == null && dev.patchcore.train.HuggingFaceModel.is(ckpt))
+            throw new IllegalArgumentException(ckpt + " is a Hugging Face model folder, with no record of the data it was trained on; "
+                    + "give --data, --text or --choices");
         if (ShardTrainingData.BUNDLED.equals(dataset)) {
             s.data = ShardTrainingData.bundledDirectory();
         } else if (dataset != null && !dataset.startsWith(FineTuner.DATASET_PREFIX) && !Files.exists(Path.of(dataset))) {

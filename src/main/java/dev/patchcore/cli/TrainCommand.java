@@ -53,7 +53,8 @@ public final class TrainCommand implements Callable<Integer> {
     Path resume;
     @Option(names = "--init-from", paramLabel = "RUN_OR_CHECKPOINT", description = "start a new run from these weights instead of a "
             + "random initialization (e.g. continue pretraining a finished run on new data, or branch token stages from one "
-            + "patch stage's checkpoint); the model's shape and tokenizer must match, the context may differ")
+            + "patch stage's checkpoint; also a Hugging Face LLaMA folder); without --preset the run takes its model; the "
+            + "tokenizer must be the data's, the context may differ")
     Path initFrom;
 
     @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K (default: ${DEFAULT-VALUE})")
@@ -269,7 +270,10 @@ public final class TrainCommand implements Callable<Integer> {
     private RunSetup newRun(PatchMode mode) {
         if (out != null && Files.exists(out) && !Files.isDirectory(out))
             throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
-        ModelConfig model = ModelConfig.preset(preset);
+        // With --init-from and no --preset, the model is the checkpoint's (a Hugging Face folder's config.json included).
+        boolean presetGiven = spec.commandLine().getParseResult().hasMatchedOption("--preset");
+        Path initDir = initFrom == null ? null : Checkpoints.latest(initFrom);
+        ModelConfig model = initDir != null && !presetGiven ? Checkpoints.readModelConfig(initDir) : ModelConfig.preset(preset);
         boolean paper = isPaperPreset(model);
         TrainingData dataset = ShardTrainingData.open(data == null ? ShardTrainingData.BUNDLED : datasetArg(data));
         if (vocab != null && vocab != dataset.vocabSize())
@@ -277,14 +281,15 @@ public final class TrainCommand implements Callable<Integer> {
                     + " (tokenizer " + dataset.tokenizer() + ")");
         model = model.withVocab(dataset.vocabSize());
         if (context != null) model = model.withContext(context);
-        Path init = initFrom == null ? null : initCheckpoint(model, dataset);
+        Path init = initDir == null ? null : initCheckpoint(initDir, model, dataset);
         int b = batch != null ? batch : paper ? 4 : 16;
         long total = budget(model, b, paper, dataset);
         if (warmup != null && warmup < 0) throw new IllegalArgumentException("--warmup must not be negative (got " + warmup + ")");
         TrainConfig cfg = new TrainConfig(model, patchSize, lambda, total, b, accum, lr, minLrRatio, warmup != null ? warmup : -1, weightDecay, beta1, beta2, eps, clip,
                 seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
                 new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).checkRecipe().requireBothStages();
-        Path runDir = out != null ? out : Path.of("runs", preset + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        String label = initDir != null && !presetGiven ? model.name() : preset;
+        Path runDir = out != null ? out : Path.of("runs", label + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
         if (Checkpoints.exists(runDir))
             throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
         String missing = Checkpoints.missingLatest(runDir);
@@ -306,15 +311,15 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
-    private Path initCheckpoint(ModelConfig model, TrainingData dataset) {
-        Path init = Checkpoints.latest(initFrom);
+    private static Path initCheckpoint(Path init, ModelConfig model, TrainingData dataset) {
         ModelConfig from = Checkpoints.readModelConfig(init);
         if (from.dim() != model.dim() || from.ffnDim() != model.ffnDim() || from.layers() != model.layers()
                 || from.heads() != model.heads() || from.vocabSize() != model.vocabSize()
                 || from.ropeTheta() != model.ropeTheta() || from.normEps() != model.normEps())
             throw new IllegalArgumentException("--init-from " + init + " holds a model of " + from.layers() + " layers, d=" + from.dim()
                     + ", vocab " + from.vocabSize() + ", but this run's is " + model.layers() + " layers, d=" + model.dim()
-                    + ", vocab " + model.vocabSize() + " (choose the same --preset and data tokenizer)");
+                    + ", vocab " + model.vocabSize() + " (leave out --preset to take the checkpoint's model, and prepare the data "
+                    + "with its tokenizer)");
         String tok = Checkpoints.readMeta(init).tokenizer();
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "

@@ -50,7 +50,10 @@ public final class Tokenizers {
      * file the name was made from.
      */
     public static Tokenizer recorded(String name, Path dir) {
-        if (name == null || !name.startsWith(SentencePieceTokenizer.NAME_PREFIX)) return byName(name);
+        if (name == null)
+            throw new IllegalArgumentException(dir + " names no tokenizer: a Hugging Face model folder needs its SentencePiece "
+                    + SentencePieceTokenizer.FILE_NAME + " (LLaMA's; other tokenizer files are not read)");
+        if (!name.startsWith(SentencePieceTokenizer.NAME_PREFIX)) return byName(name);
         Path file = dir.resolve(SentencePieceTokenizer.FILE_NAME);
         if (!Files.isRegularFile(file))  // checked even when the model is cached: the folder must be complete on its own
             throw new IllegalArgumentException(dir + " was written with SentencePiece tokenizer " + name + " but has no "

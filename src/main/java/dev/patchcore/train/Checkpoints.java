@@ -191,7 +191,7 @@ public final class Checkpoints {
 
     /** The newest complete checkpoint folder of a run, or of a folder that is itself a checkpoint. */
     public static Path latest(Path dir) {
-        if (Files.isRegularFile(dir.resolve(MODEL))) return dir;
+        if (Files.isRegularFile(dir.resolve(MODEL)) || HuggingFaceModel.is(dir)) return dir;
         if (!Files.isDirectory(dir))
             throw new IllegalArgumentException(dir + (Files.exists(dir) ? " is not a folder" : " does not exist") + " (expected a run folder or a checkpoint folder)");
         if (isCheckpointsFolder(dir)) return latest(dir.toAbsolutePath().normalize().getParent());
@@ -250,6 +250,7 @@ public final class Checkpoints {
     }
 
     public static Meta readMeta(Path checkpoint) {
+        if (HuggingFaceModel.is(checkpoint)) return HuggingFaceModel.meta(checkpoint);
         Path f = checkpoint.resolve(TRAINER);
         try {
             String json = Files.readString(f);
@@ -272,6 +273,7 @@ public final class Checkpoints {
     }
 
     public static ModelConfig readModelConfig(Path checkpoint) {
+        if (HuggingFaceModel.is(checkpoint)) return HuggingFaceModel.config(checkpoint);
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {
             String json = r.metadata().get("patchcore.config");
             if (json == null) throw new IllegalArgumentException(checkpoint.resolve(MODEL) + " has no patchcore model config");
@@ -280,6 +282,10 @@ public final class Checkpoints {
     }
 
     public static void loadWeights(Path checkpoint, LlamaModel model, Backend be) {
+        if (HuggingFaceModel.is(checkpoint)) {
+            HuggingFaceModel.load(checkpoint, model.parameters(), be, model.config().vocabSize());
+            return;
+        }
         verify(checkpoint, MODEL);
         load(checkpoint.resolve(MODEL), model.parameters(), be, model.config().vocabSize());
     }

@@ -1,0 +1,192 @@
+package dev.patchcore.train;
+
+import com.google.gson.Gson;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.backend.Backend;
+import dev.patchcore.checkpoint.SafeTensors;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.SentencePieceTokenizer;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.model.LlamaModel;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.NoSuchFileException;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.HashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A Hugging Face {@code LlamaForCausalLM} folder (from the Hub, or any {@code save_pretrained}) read as a checkpoint:
+ * {@code config.json}, the weights in {@code model.safetensors} or shards named by {@code model.safetensors.index.json}
+ * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model}. {@code train --init-from}, {@code eval},
+ * {@code generate} and {@code finetune} take such a folder where they take a checkpoint.
+ *
+ * <p>The architecture must be the one {@link LlamaModel} computes: multi-head attention (as many key/value heads as
+ * query heads: grouped-query attention is refused), RoPE without scaling, SiLU, no biases. Tied input and output
+ * embeddings are read as two copies of the one matrix (patchcore trains them untied).
+ */
+public final class HuggingFaceModel {
+    public static final String CONFIG = "config.json";
+    public static final String INDEX = "model.safetensors.index.json";
+
+    private HuggingFaceModel() {}
+
+    /**
+     * A Hugging Face folder, not a patchcore checkpoint: a patchcore checkpoint holds the same config.json, but also
+     * trainer.json (unless its save was cut short) and its model.safetensors records patchcore's model config.
+     */
+    public static boolean is(Path dir) {
+        if (!Files.isRegularFile(dir.resolve(CONFIG)) || Files.exists(dir.resolve(Checkpoints.TRAINER))) return false;
+        if (Files.isRegularFile(dir.resolve(INDEX))) return true;
+        if (!Files.isRegularFile(dir.resolve(Checkpoints.MODEL))) return false;
+        try (SafeTensors.Reader r = new SafeTensors.Reader(dir.resolve(Checkpoints.MODEL))) {
+            return !r.metadata().containsKey("patchcore.config");
+        } catch (RuntimeException e) {
+            return false;  // not readable as safetensors: let the checkpoint path report it
+        }
+    }
+
+    /** The model's shape from config.json (its context: max_position_embeddings), refusing what LlamaModel does not compute. */
+    public static ModelConfig config(Path dir) {
+        JsonObject c = json(dir.resolve(CONFIG));
+        String where = dir.resolve(CONFIG).toString();
+        String type = string(c, "model_type");
+        if (!"llama".equals(type))
+            throw new IllegalArgumentException(where + " describes a '" + type + "' model; patchcore reads LLaMA models (model_type \"llama\")");
+        int dim = integer(c, "hidden_size", where), heads = integer(c, "num_attention_heads", where);
+        int kvHeads = c.has("num_key_value_heads") && !c.get("num_key_value_heads").isJsonNull() ? integer(c, "num_key_value_heads", where) : heads;
+        if (kvHeads != heads)
+            throw new IllegalArgumentException(where + ": grouped-query attention (" + kvHeads + " key/value heads for " + heads
+                    + " query heads) is not supported; patchcore's models have as many key/value heads as query heads");
+        if (c.has("head_dim") && !c.get("head_dim").isJsonNull() && integer(c, "head_dim", where) * heads != dim)
+            throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");
+        if (c.has("rope_scaling") && !c.get("rope_scaling").isJsonNull())
+            throw new IllegalArgumentException(where + ": rope_scaling is not supported (patchcore's RoPE is the plain one)");
+        for (String bias : List.of("attention_bias", "mlp_bias"))
+            if (c.has(bias) && c.get(bias).getAsBoolean()) throw new IllegalArgumentException(where + ": " + bias + " is not supported");
+        String act = c.has("hidden_act") ? string(c, "hidden_act") : "silu";
+        if (!act.equals("silu")) throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported (SiLU only)");
+        float theta = c.has("rope_theta") ? c.get("rope_theta").getAsFloat() : 10000f;
+        float eps = c.has("rms_norm_eps") ? c.get("rms_norm_eps").getAsFloat() : 1e-6f;  // LlamaConfig's default
+        int context = c.has("max_position_embeddings") ? integer(c, "max_position_embeddings", where) : 2048;
+        String name = dir.toAbsolutePath().normalize().getFileName() == null ? "hf" : dir.toAbsolutePath().normalize().getFileName().toString();
+        try {
+            return new ModelConfig(name, integer(c, "vocab_size", where), dim, integer(c, "intermediate_size", where),
+                    integer(c, "num_hidden_layers", where), heads, context, theta, eps);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage());
+        }
+    }
+
+    /** Whether the output embedding is the input one (config.json's tie_word_embeddings; LlamaConfig's default is false). */
+    static boolean tied(Path dir) {
+        JsonObject c = json(dir.resolve(CONFIG));
+        return c.has("tie_word_embeddings") && c.get("tie_word_embeddings").getAsBoolean();
+    }
+
+    /** The recorded name of the folder's SentencePiece tokenizer.model ("sentencepiece-…"), or null without one. */
+    public static String tokenizer(Path dir) {
+        Path file = dir.resolve(SentencePieceTokenizer.FILE_NAME);
+        return Files.isRegularFile(file) ? Tokenizers.byName(file.toString()).name() : null;
+    }
+
+    /** A checkpoint's meta for the folder: its tokenizer, nothing of a training run. */
+    static Checkpoints.Meta meta(Path dir) {
+        return new Checkpoints.Meta(0, null, null, tokenizer(dir), false, null, 0);
+    }
+
+    /**
+     * Loads {@code params} from the folder's weights; {@code vocab}: the model's vocabulary (the rows the file holds).
+     * Tensors the model has no use for (a saved {@code rotary_emb.inv_freq}) are left alone.
+     */
+    static void load(Path dir, List<Parameter> params, Backend be, int vocab) {
+        Map<String, Path> files = weightFiles(dir);
+        boolean tied = tied(dir);
+        Map<Path, SafeTensors.Reader> open = new HashMap<>();
+        try {
+            for (Parameter p : params) {
+                String name = p.name();
+                if (tied && name.equals("lm_head.weight") && !files.containsKey(name)) name = "model.embed_tokens.weight";
+                Path file = files.get(name);
+                if (file == null) throw new IllegalArgumentException(dir + " has no tensor " + name + (name.equals("lm_head.weight")
+                        ? " (and config.json does not say tie_word_embeddings)" : ""));
+                SafeTensors.Reader r = open.computeIfAbsent(file, SafeTensors.Reader::new);
+                int[] saved = r.shape(name), want = p.shape();
+                boolean vocabRows = LlamaModel.VOCABULARY_ROWS.contains(p.name()) && saved.length == 2 && saved[0] == vocab
+                        && saved[1] == want[1];
+                if (!vocabRows && !Arrays.equals(saved, want))
+                    throw new IllegalArgumentException(file + ": tensor " + name + " has shape " + Arrays.toString(saved)
+                            + ", the model of config.json expects " + Arrays.toString(want));
+                float[] w = r.read(name);
+                p.load(be, w.length == p.numel() ? w : Arrays.copyOf(w, Math.toIntExact(p.numel())));  // padding rows stay 0
+            }
+        } finally {
+            open.values().forEach(SafeTensors.Reader::close);
+        }
+    }
+
+    /** Tensor name → the file holding it: model.safetensors alone, or the shards of model.safetensors.index.json. */
+    static Map<String, Path> weightFiles(Path dir) {
+        Map<String, Path> files = new HashMap<>();
+        Path index = dir.resolve(INDEX);
+        if (Files.isRegularFile(index)) {
+            JsonElement map = json(index).get("weight_map");
+            if (map == null || !map.isJsonObject()) throw new IllegalArgumentException(index + " has no weight_map");
+            Set<String> shards = new LinkedHashSet<>();
+            for (var e : map.getAsJsonObject().entrySet()) {
+                String shard = e.getValue().getAsString();
+                Path file = dir.resolve(shard).normalize();
+                if (!file.startsWith(dir.normalize()) || shard.contains("/"))
+                    throw new IllegalArgumentException(index + " names a shard outside its folder: " + shard);
+                files.put(e.getKey(), file);
+                shards.add(shard);
+            }
+            for (String shard : shards)
+                if (!Files.isRegularFile(dir.resolve(shard))) throw new IllegalArgumentException(index + " names shard " + shard + ", which is missing");
+        } else {
+            Path file = dir.resolve(Checkpoints.MODEL);
+            try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+                for (String name : r.names()) files.put(name, file);
+            }
+        }
+        return files;
+    }
+
+    private static JsonObject json(Path file) {
+        try {
+            JsonObject o = new Gson().fromJson(Files.readString(file), JsonObject.class);
+            if (o == null) throw new IllegalArgumentException(file + " is empty");
+            return o;
+        } catch (NoSuchFileException e) {
+            throw new IllegalArgumentException(file + " does not exist");
+        } catch (com.google.gson.JsonParseException e) {
+            throw new IllegalArgumentException(file + " is not a JSON object");
+        } catch (IOException e) {
+            throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+        }
+    }
+
+    private static String string(JsonObject c, String key) {
+        JsonElement e = c.get(key);
+        return e == null || e.isJsonNull() ? null : e.getAsString().toLowerCase(Locale.ROOT);
+    }
+
+    private static int integer(JsonObject c, String key, String where) {
+        JsonElement e = c.get(key);
+        if (e == null || e.isJsonNull()) throw new IllegalArgumentException(where + " has no " + key);
+        try {
+            return e.getAsInt();
+        } catch (RuntimeException ex) {
+            throw new IllegalArgumentException(where + ": " + key + " is not a whole number (" + e + ")");
+        }
+    }
+}

@@ -1,0 +1,260 @@
+package dev.patchcore.train;
+
+import com.google.gson.JsonObject;
+import dev.patchcore.autograd.Parameter;
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.backend.cuda.Bf16;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.model.LlamaModel;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.io.OutputStream;
+import java.nio.ByteBuffer;
+import java.nio.ByteOrder;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** Hugging Face LLaMA folders read as checkpoints: config.json, sharded BF16/F16 weights, tied embeddings, refusals. */
+class HuggingFaceModelTest {
+    static final ModelConfig SHAPE = new ModelConfig("x", 97, 32, 88, 2, 2, 48, 10000f, 1e-5f);
+
+    /** LlamaConfig's fields for {@code c}. */
+    static JsonObject config(ModelConfig c) {
+        JsonObject o = new JsonObject();
+        o.addProperty("model_type", "llama");
+        o.addProperty("hidden_size", c.dim());
+        o.addProperty("intermediate_size", c.ffnDim());
+        o.addProperty("num_hidden_layers", c.layers());
+        o.addProperty("num_attention_heads", c.heads());
+        o.addProperty("num_key_value_heads", c.heads());
+        o.addProperty("vocab_size", c.vocabSize());
+        o.addProperty("max_position_embeddings", c.contextLength());
+        o.addProperty("rms_norm_eps", c.normEps());
+        o.addProperty("rope_theta", c.ropeTheta());
+        o.addProperty("hidden_act", "silu");
+        o.add("rope_scaling", com.google.gson.JsonNull.INSTANCE);
+        return o;
+    }
+
+    /** A tensor to write: values (already representable in {@code dtype}), its shape and dtype (F32, BF16 or F16). */
+    record T(float[] values, int[] shape, String dtype) {}
+
+    /** A safetensors file written by hand (not by SafeTensors.write, which writes F32 only). */
+    static void write(Path file, Map<String, T> tensors) throws IOException {
+        JsonObject header = new JsonObject();
+        long offset = 0;
+        for (var e : tensors.entrySet()) {
+            JsonObject t = new JsonObject();
+            t.addProperty("dtype", e.getValue().dtype());
+            com.google.gson.JsonArray shape = new com.google.gson.JsonArray();
+            for (int s : e.getValue().shape()) shape.add(s);
+            t.add("shape", shape);
+            long bytes = (long) e.getValue().values().length * (e.getValue().dtype().equals("F32") ? 4 : 2);
+            com.google.gson.JsonArray off = new com.google.gson.JsonArray();
+            off.add(offset);
+            off.add(offset + bytes);
+            t.add("data_offsets", off);
+            header.add(e.getKey(), t);
+            offset += bytes;
+        }
+        byte[] h = header.toString().getBytes(StandardCharsets.UTF_8);
+        try (OutputStream out = Files.newOutputStream(file)) {
+            out.write(ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN).putLong(h.length).array());
+            out.write(h);
+            for (T t : tensors.values()) {
+                boolean f32 = t.dtype().equals("F32");
+                ByteBuffer b = ByteBuffer.allocate(t.values().length * (f32 ? 4 : 2)).order(ByteOrder.LITTLE_ENDIAN);
+                for (float v : t.values()) {
+                    if (f32) b.putFloat(v);
+                    else if (t.dtype().equals("BF16")) b.putShort((short) (Float.floatToRawIntBits(v) >>> 16));
+                    else b.putShort(Float.floatToFloat16(v));
+                }
+                out.write(b.array());
+            }
+        }
+    }
+
+    /** Random values of the model's parameters (vocabulary rows only), exact in {@code dtype}. */
+    static Map<String, T> weights(ModelConfig c, String dtype, long seed) {
+        SplittableRandom r = new SplittableRandom(seed);
+        Map<String, T> w = new LinkedHashMap<>();
+        try (CpuBackend be = new CpuBackend(1)) {
+            for (Parameter p : new LlamaModel(be, c).parameters()) {
+                int[] shape = p.shape();
+                if (LlamaModel.VOCABULARY_ROWS.contains(p.name())) shape[0] = c.vocabSize();
+                int n = shape.length == 2 ? shape[0] * shape[1] : shape[0];
+                float[] v = new float[n];
+                for (int i = 0; i < n; i++) {
+                    float x = (float) (r.nextGaussian() * 0.1);
+                    v[i] = dtype.equals("BF16") ? Bf16.round(x) : dtype.equals("F16") ? Float.float16ToFloat(Float.floatToFloat16(x)) : x;
+                }
+                w.put(p.name(), new T(v, shape, dtype));
+            }
+        }
+        return w;
+    }
+
+    @Test void shardedBf16AndF16WithTiedEmbeddingsLoadExactly(@TempDir Path dir) throws IOException {
+        Map<String, T> bf16 = weights(SHAPE, "BF16", 1), f16 = weights(SHAPE, "F16", 2);
+        Map<String, T> shard1 = new LinkedHashMap<>(), shard2 = new LinkedHashMap<>();
+        JsonObject map = new JsonObject();
+        for (String name : bf16.keySet()) {
+            if (name.equals("lm_head.weight")) continue;  // tied: the output embedding is the input one
+            boolean first = name.startsWith("model.layers.0.") || name.startsWith("model.embed");
+            (first ? shard1 : shard2).put(name, first ? bf16.get(name) : f16.get(name));
+            map.addProperty(name, first ? "model-00001-of-00002.safetensors" : "model-00002-of-00002.safetensors");
+        }
+        shard1.put("model.layers.0.self_attn.rotary_emb.inv_freq", new T(new float[] {1, 0.1f}, new int[] {2}, "F32"));  // unused
+        map.addProperty("model.layers.0.self_attn.rotary_emb.inv_freq", "model-00001-of-00002.safetensors");
+        write(dir.resolve("model-00001-of-00002.safetensors"), shard1);
+        write(dir.resolve("model-00002-of-00002.safetensors"), shard2);
+        JsonObject index = new JsonObject();
+        index.add("weight_map", map);
+        Files.writeString(dir.resolve(HuggingFaceModel.INDEX), index.toString());
+        JsonObject cfg = config(SHAPE);
+        cfg.addProperty("tie_word_embeddings", true);
+        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+
+        assertTrue(HuggingFaceModel.is(dir));
+        assertEquals(dir, Checkpoints.latest(dir));
+        ModelConfig read = Checkpoints.readModelConfig(dir);
+        assertEquals(SHAPE.withContext(48), new ModelConfig("x", read.vocabSize(), read.dim(), read.ffnDim(), read.layers(), read.heads(),
+                read.contextLength(), read.ropeTheta(), read.normEps()));
+        assertEquals(null, Checkpoints.readMeta(dir).tokenizer(), "no tokenizer.model");
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, read);
+            Checkpoints.loadWeights(dir, m, be);
+            for (Parameter p : m.parameters()) {
+                String from = p.name().equals("lm_head.weight") ? "model.embed_tokens.weight" : p.name();
+                float[] want = (shard1.containsKey(from) ? shard1 : shard2).get(from).values();
+                float[] got = be.download(p.master());
+                assertArrayEquals(want, java.util.Arrays.copyOf(got, want.length), p.name());
+                for (int i = want.length; i < got.length; i++) assertEquals(0f, got[i], p.name() + " padding row");
+            }
+        }
+    }
+
+    @Test void whatTheModelDoesNotComputeIsRefusedInOneLine(@TempDir Path dir) throws IOException {
+        write(dir.resolve("model.safetensors"), weights(SHAPE, "F32", 3));
+        Map<String, String> wrong = new LinkedHashMap<>();
+        wrong.put("\"num_key_value_heads\": 1", "grouped-query attention (1 key/value heads for 2 query heads) is not supported");
+        wrong.put("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling is not supported");
+        wrong.put("\"model_type\": \"mistral\"", "describes a 'mistral' model");
+        wrong.put("\"attention_bias\": true", "attention_bias is not supported");
+        wrong.put("\"hidden_act\": \"gelu\"", "hidden_act 'gelu' is not supported");
+        for (var e : wrong.entrySet()) {
+            JsonObject cfg = config(SHAPE);
+            JsonObject patch = com.google.gson.JsonParser.parseString("{" + e.getKey() + "}").getAsJsonObject();
+            patch.entrySet().forEach(p -> cfg.add(p.getKey(), p.getValue()));
+            Files.writeString(dir.resolve("config.json"), cfg.toString());
+            IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readModelConfig(dir));
+            assertTrue(ex.getMessage().contains(e.getValue()), ex.getMessage());
+        }
+        // Untied, but without lm_head.weight: named.
+        Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
+        Map<String, T> noHead = weights(SHAPE, "F32", 3);
+        noHead.remove("lm_head.weight");
+        write(dir.resolve("model.safetensors"), noHead);
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir));
+            IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.loadWeights(dir, m, be));
+            assertTrue(ex.getMessage().contains("has no tensor lm_head.weight (and config.json does not say tie_word_embeddings)"), ex.getMessage());
+        }
+    }
+
+    /**
+     * A run's checkpoint rewritten as a Hugging Face folder (its config.json and tokenizer.model, the weights as BF16 in
+     * two shards): eval scores it as the run within bf16 rounding, generate reads it, and train --init-from starts a new
+     * run from it with its shape (no --preset); data of another tokenizer is refused.
+     */
+    @Test void aHuggingFaceFolderWorksWhereACheckpointDoes(@TempDir Path dir) throws IOException {
+        java.io.PrintStream oldOut = System.out, oldErr = System.err;
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(), err = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(out, true));
+        System.setErr(new java.io.PrintStream(err, true));
+        try {
+            Path model = dir.resolve("tok.model");
+            try (var in = getClass().getResourceAsStream("/sentencepiece/llama_bpe.model")) {
+                Files.write(model, in.readAllBytes());
+            }
+            Path text = dir.resolve("t.txt");
+            StringBuilder sb = new StringBuilder();
+            for (int i = 0; i < 400; i++) sb.append("The jury said the election was conducted well. ").append(i % 5 == 0 ? "\n\n" : "");
+            Files.writeString(text, sb.toString());
+            Path ds = dir.resolve("ds"), run = dir.resolve("run");
+            assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", model.toString(), "--out", ds.toString(), text.toString()), err.toString());
+            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                    "--steps", "6", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+            Path ckpt = Checkpoints.latest(run), hf = dir.resolve("hf");
+            Files.createDirectories(hf);
+            Files.copy(ckpt.resolve("config.json"), hf.resolve("config.json"));
+            Files.copy(ckpt.resolve("tokenizer.model"), hf.resolve("tokenizer.model"));
+            Map<String, T> s1 = new LinkedHashMap<>(), s2 = new LinkedHashMap<>();
+            JsonObject map = new JsonObject();
+            try (var r = new dev.patchcore.checkpoint.SafeTensors.Reader(ckpt.resolve("model.safetensors"))) {
+                for (String name : r.names()) {
+                    float[] v = r.read(name);
+                    for (int i = 0; i < v.length; i++) v[i] = Bf16.round(v[i]);
+                    boolean first = name.startsWith("model.embed") || name.startsWith("model.layers.0.");
+                    (first ? s1 : s2).put(name, new T(v, r.shape(name), "BF16"));
+                    map.addProperty(name, first ? "a.safetensors" : "b.safetensors");
+                }
+            }
+            write(hf.resolve("a.safetensors"), s1);
+            write(hf.resolve("b.safetensors"), s2);
+            JsonObject index = new JsonObject();
+            index.add("weight_map", map);
+            Files.writeString(hf.resolve(HuggingFaceModel.INDEX), index.toString());
+
+            double[] losses = new double[2];
+            int i = 0;
+            for (Path p : new Path[] {run, hf}) {
+                out.reset();
+                assertEquals(0, dev.patchcore.cli.Main.run("eval", p.toString(), "--backend", "cpu", "--data", ds.toString()), err.toString());
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss (\\d+\\.\\d+)").matcher(out.toString());
+                assertTrue(m.find(), out.toString());
+                losses[i++] = Double.parseDouble(m.group(1));
+            }
+            assertEquals(losses[0], losses[1], 0.02, "the same weights, rounded to bf16");
+            out.reset();
+            assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "4"), err.toString());
+            assertTrue(out.toString().startsWith("The jury"), out.toString());
+            out.reset();
+            Path run2 = dir.resolve("run2");
+            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
+                    "--out", run2.toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
+            assertTrue(out.toString().contains("initialized from " + hf), out.toString());
+            assertEquals(Checkpoints.readModelConfig(ckpt).dim(), Checkpoints.readModelConfig(Checkpoints.latest(run2)).dim());
+            err.reset();
+            assertEquals(2, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--out", dir.resolve("run3").toString(),
+                    "--steps", "2"));  // the bundled byte-level corpus: another vocabulary
+            assertTrue(err.toString().startsWith("error: --init-from " + hf) && err.toString().contains("vocab"), err.toString());
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+        }
+    }
+
+    /** A patchcore checkpoint has the same config.json; it is not taken for a Hugging Face folder, even cut short. */
+    @Test void aPatchcoreCheckpointIsNotAHuggingFaceFolder(@TempDir Path dir) throws IOException {
+        Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
+        dev.patchcore.checkpoint.SafeTensors.write(dir.resolve("model.safetensors"),
+                List.of(new dev.patchcore.checkpoint.SafeTensors.Entry("w", new int[] {1}, () -> new float[] {1})), Map.of("patchcore.config", "{}"));
+        assertFalse(HuggingFaceModel.is(dir), "patchcore's model config in the metadata");
+        Files.writeString(dir.resolve("model.safetensors"), "cut");
+        assertFalse(HuggingFaceModel.is(dir), "unreadable weights: the checkpoint path reports them");
+    }
+}
