@@ -534,14 +534,7 @@ class CliTest {
 
     /** A SentencePiece model given to prepare is kept with the dataset and with every checkpoint trained on it. */
     @Test void sentencePieceTokenizerTravelsWithDataAndCheckpoints(@TempDir Path dir) throws IOException {
-        Path model = dir.resolve("tok.model");
-        try (var in = getClass().getResourceAsStream("/sentencepiece/llama_bpe.model")) {
-            Files.write(model, in.readAllBytes());
-        }
-        Path text = dir.resolve("t.txt");
-        StringBuilder sb = new StringBuilder();
-        for (int i = 0; i < 400; i++) sb.append("The jury said the election was conducted well. ").append(i % 5 == 0 ? "\n\n" : "");
-        Files.writeString(text, sb.toString());
+        Path model = dev.patchcore.data.SentencePieceFixture.model(dir), text = dev.patchcore.data.SentencePieceFixture.text(dir);
         Path ds = dir.resolve("ds");
         assertEquals(0, Main.run("prepare", "--tokenizer", model.toString(), "--out", ds.toString(), text.toString()), err.toString());
         assertTrue(out.toString().contains("sentencepiece-") && out.toString().contains("vocab 1000"), out.toString());

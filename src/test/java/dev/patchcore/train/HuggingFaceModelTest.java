@@ -31,20 +31,9 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class HuggingFaceModelTest {
     static final ModelConfig SHAPE = new ModelConfig("x", 97, 32, 88, 2, 2, 48, 10000f, 1e-5f);
 
-    /** LlamaConfig's fields for {@code c}. */
+    /** LlamaConfig's fields for {@code c} (as patchcore's checkpoints write them), with an explicit null rope_scaling. */
     static JsonObject config(ModelConfig c) {
-        JsonObject o = new JsonObject();
-        o.addProperty("model_type", "llama");
-        o.addProperty("hidden_size", c.dim());
-        o.addProperty("intermediate_size", c.ffnDim());
-        o.addProperty("num_hidden_layers", c.layers());
-        o.addProperty("num_attention_heads", c.heads());
-        o.addProperty("num_key_value_heads", c.heads());
-        o.addProperty("vocab_size", c.vocabSize());
-        o.addProperty("max_position_embeddings", c.contextLength());
-        o.addProperty("rms_norm_eps", c.normEps());
-        o.addProperty("rope_theta", c.ropeTheta());
-        o.addProperty("hidden_act", "silu");
+        JsonObject o = com.google.gson.JsonParser.parseString(Checkpoints.huggingFaceConfig(c, -1)).getAsJsonObject();
         o.add("rope_scaling", com.google.gson.JsonNull.INSTANCE);
         return o;
     }
@@ -186,14 +175,7 @@ class HuggingFaceModelTest {
         System.setOut(new java.io.PrintStream(out, true));
         System.setErr(new java.io.PrintStream(err, true));
         try {
-            Path model = dir.resolve("tok.model");
-            try (var in = getClass().getResourceAsStream("/sentencepiece/llama_bpe.model")) {
-                Files.write(model, in.readAllBytes());
-            }
-            Path text = dir.resolve("t.txt");
-            StringBuilder sb = new StringBuilder();
-            for (int i = 0; i < 400; i++) sb.append("The jury said the election was conducted well. ").append(i % 5 == 0 ? "\n\n" : "");
-            Files.writeString(text, sb.toString());
+            Path model = dev.patchcore.data.SentencePieceFixture.model(dir), text = dev.patchcore.data.SentencePieceFixture.text(dir);
             Path ds = dir.resolve("ds"), run = dir.resolve("run");
             assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", model.toString(), "--out", ds.toString(), text.toString()), err.toString());
             assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
