@@ -105,9 +105,12 @@ public final class EvalCommand implements Callable<Integer> {
             batches = Blocks.of("--text " + source.text, TokenSequence.of(ids), patchSize, cfg.contextLength(), batch, maxBlocks);
         } else {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
-                if (ds.info().vocabSize() != cfg.vocabSize() || !ds.info().tokenizer().equals(tokenizer))
+                // A Hugging Face folder without tokenizer.model names no tokenizer: then the vocabulary alone is compared.
+                if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
                     throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
-                            + ") but the checkpoint was trained with " + tokenizer + " (vocabulary " + cfg.vocabSize() + ")");
+                            + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")
+                            + " (vocabulary " + cfg.vocabSize() + ")" + Checkpoints.paddedVocabularyNote(cfg.vocabSize(), ds.info().vocabSize(),
+                            tokenizer != null && ds.info().tokenizer().equals(tokenizer)));
                 if (split.equals("val") && ds.info().valDocuments() == 0)
                     throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
                             + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");

@@ -104,9 +104,9 @@ public final class FinetuneCommand implements Callable<Integer> {
         List<Instructions.Example> val = List.copyOf(usable.subList(0, held)), train = List.copyOf(usable.subList(held, usable.size()));
         if (train.isEmpty())
             throw new IllegalArgumentException("no example of " + data + " has a response inside the model's context of "
-                    + cfg.contextLength() + " tokens (Alpaca's prompt template alone is 139 tokens at byte level): fine-tune "
-                    + "a model trained with a longer --context, e.g. train --context 256, or give {\"prompt\", \"response\"} records "
-                    + "with short prompts");
+                    + cfg.contextLength() + " tokens (Alpaca's prompt template alone is " + Plural.of(tok.encode(Instructions.alpacaPrompt("", null)).length, "token")
+                    + " here): fine-tune a model trained with a longer --context, e.g. train --context 256, or give "
+                    + "{\"prompt\", \"response\"} records with short prompts");
         if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt fills the %d-token context%n",
                 skipped, records.size(), cfg.contextLength());
         long steps = FineTuner.steps(train.size(), epochs, batch, accum);

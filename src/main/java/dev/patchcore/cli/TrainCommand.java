@@ -311,16 +311,24 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
-    private static Path initCheckpoint(Path init, ModelConfig model, TrainingData dataset) {
+    private Path initCheckpoint(Path init, ModelConfig model, TrainingData dataset) {
         ModelConfig from = Checkpoints.readModelConfig(init);
-        if (from.dim() != model.dim() || from.ffnDim() != model.ffnDim() || from.layers() != model.layers()
-                || from.heads() != model.heads() || from.vocabSize() != model.vocabSize()
-                || from.ropeTheta() != model.ropeTheta() || from.normEps() != model.normEps())
-            throw new IllegalArgumentException("--init-from " + init + " holds a model of " + from.layers() + " layers, d=" + from.dim()
-                    + ", vocab " + from.vocabSize() + ", but this run's is " + model.layers() + " layers, d=" + model.dim()
-                    + ", vocab " + model.vocabSize() + " (leave out --preset to take the checkpoint's model, and prepare the data "
-                    + "with its tokenizer)");
         String tok = Checkpoints.readMeta(init).tokenizer();
+        List<String> differ = new ArrayList<>();
+        if (from.layers() != model.layers()) differ.add("layers " + from.layers() + " vs " + model.layers());
+        if (from.dim() != model.dim()) differ.add("d " + from.dim() + " vs " + model.dim());
+        if (from.ffnDim() != model.ffnDim()) differ.add("ffn " + from.ffnDim() + " vs " + model.ffnDim());
+        if (from.heads() != model.heads()) differ.add("heads " + from.heads() + " vs " + model.heads());
+        if (from.ropeTheta() != model.ropeTheta()) differ.add("RoPE theta " + from.ropeTheta() + " vs " + model.ropeTheta());
+        if (from.normEps() != model.normEps()) differ.add("RMSNorm eps " + from.normEps() + " vs " + model.normEps());
+        if (!differ.isEmpty())
+            throw new IllegalArgumentException("--init-from " + init + " holds another model than this run's (" + String.join(", ", differ)
+                    + ")" + (spec.commandLine().getParseResult().hasMatchedOption("--preset") ? ": leave out --preset to take the checkpoint's" : ""));
+        if (from.vocabSize() != model.vocabSize())
+            throw new IllegalArgumentException("--init-from " + init + " has a vocabulary of " + from.vocabSize() + ", the data "
+                    + dataset.description() + " one of " + model.vocabSize() + " (tokenizer " + dataset.tokenizer() + "): prepare the data "
+                    + "with the checkpoint's tokenizer" + Checkpoints.paddedVocabularyNote(from.vocabSize(), model.vocabSize(),
+                    dataset.tokenizer().equals(tok)));
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());

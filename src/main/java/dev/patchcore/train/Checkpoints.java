@@ -198,6 +198,10 @@ public final class Checkpoints {
         Path pointer = root(dir).resolve("latest");
         String missing = missingLatest(dir);
         if (missing != null) throw new IllegalArgumentException(missing);
+        if (!Files.isRegularFile(pointer) && Files.isRegularFile(dir.resolve(HuggingFaceModel.CONFIG))
+                && (Files.isRegularFile(dir.resolve("pytorch_model.bin")) || Files.isRegularFile(dir.resolve("pytorch_model.bin.index.json"))))
+            throw new IllegalArgumentException(dir + " holds PyTorch weights (pytorch_model.bin); patchcore reads safetensors only: "
+                    + "save the model again with save_pretrained(..., safe_serialization=True)");
         if (!Files.isRegularFile(pointer))
             throw new IllegalArgumentException("no checkpoint in " + dir + " (expected " + pointer + ")");
         String name;
@@ -270,6 +274,16 @@ public final class Checkpoints {
         } catch (IOException e) {
             throw new IllegalArgumentException("cannot read " + f + ": " + e.getMessage());
         }
+    }
+
+    /**
+     * For a vocabulary mismatch between a model and data of the same tokenizer: a model whose vocab_size is padded past
+     * its tokenizer's pieces (CodeLlama's 32016 for 32000), which patchcore does not train or score; else "".
+     */
+    public static String paddedVocabularyNote(int modelVocab, int dataVocab, boolean sameTokenizer) {
+        return sameTokenizer && modelVocab > dataVocab
+                ? "; the model's vocabulary is padded past its tokenizer's " + dataVocab + " pieces, which patchcore does not support"
+                : "";
     }
 
     public static ModelConfig readModelConfig(Path checkpoint) {

@@ -59,29 +59,43 @@ public final class HuggingFaceModel {
     public static ModelConfig config(Path dir) {
         JsonObject c = json(dir.resolve(CONFIG));
         String where = dir.resolve(CONFIG).toString();
-        String type = string(c, "model_type");
-        if (!"llama".equals(type))
+        String type = string(c, "model_type", where);
+        if (type == null) throw new IllegalArgumentException(where + " has no model_type (patchcore reads LLaMA models: \"llama\")");
+        if (!type.equals("llama"))
             throw new IllegalArgumentException(where + " describes a '" + type + "' model; patchcore reads LLaMA models (model_type \"llama\")");
-        int dim = integer(c, "hidden_size", where), heads = integer(c, "num_attention_heads", where);
-        int kvHeads = c.has("num_key_value_heads") && !c.get("num_key_value_heads").isJsonNull() ? integer(c, "num_key_value_heads", where) : heads;
+        int dim = integer(c, "hidden_size", where, null), heads = integer(c, "num_attention_heads", where, null);
+        if (dim < 1 || heads < 1) throw new IllegalArgumentException(where + ": hidden_size and num_attention_heads must be positive");
+        int kvHeads = integer(c, "num_key_value_heads", where, heads);
         if (kvHeads != heads)
             throw new IllegalArgumentException(where + ": grouped-query attention (" + kvHeads + " key/value heads for " + heads
                     + " query heads) is not supported; patchcore's models have as many key/value heads as query heads");
-        if (c.has("head_dim") && !c.get("head_dim").isJsonNull() && integer(c, "head_dim", where) * heads != dim)
+        if (field(c, "head_dim") != null && integer(c, "head_dim", where, null) * heads != dim)
             throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");
-        if (c.has("rope_scaling") && !c.get("rope_scaling").isJsonNull())
-            throw new IllegalArgumentException(where + ": rope_scaling is not supported (patchcore's RoPE is the plain one)");
+        // RoPE: transformers 4 writes rope_theta (and rope_scaling for variants), transformers 5 rope_parameters
+        // {rope_theta, rope_type}. Only the plain rotation ("default") is computed here.
+        float theta = number(c, "rope_theta", where, 10000f);
+        for (String key : List.of("rope_scaling", "rope_parameters")) {
+            JsonObject rope = object(c, key, where);
+            if (rope == null) continue;
+            String ropeType = rope.has("rope_type") ? string(rope, "rope_type", where + " " + key)
+                    : rope.has("type") ? string(rope, "type", where + " " + key) : key.equals("rope_parameters") ? "default" : null;
+            if (!"default".equals(ropeType))
+                throw new IllegalArgumentException(where + ": " + key + " of type '" + ropeType + "' is not supported (patchcore's RoPE "
+                        + "is the plain one)");
+            theta = number(rope, "rope_theta", where + " " + key, theta);
+        }
         for (String bias : List.of("attention_bias", "mlp_bias"))
-            if (c.has(bias) && c.get(bias).getAsBoolean()) throw new IllegalArgumentException(where + ": " + bias + " is not supported");
-        String act = c.has("hidden_act") ? string(c, "hidden_act") : "silu";
-        if (!act.equals("silu")) throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported (SiLU only)");
-        float theta = c.has("rope_theta") ? c.get("rope_theta").getAsFloat() : 10000f;
-        float eps = c.has("rms_norm_eps") ? c.get("rms_norm_eps").getAsFloat() : 1e-6f;  // LlamaConfig's default
-        int context = c.has("max_position_embeddings") ? integer(c, "max_position_embeddings", where) : 2048;
-        String name = dir.toAbsolutePath().normalize().getFileName() == null ? "hf" : dir.toAbsolutePath().normalize().getFileName().toString();
+            if (bool(c, bias, where, false)) throw new IllegalArgumentException(where + ": " + bias + " is not supported");
+        String act = string(c, "hidden_act", where);
+        if (act != null && !act.equals("silu") && !act.equals("swish"))
+            throw new IllegalArgumentException(where + ": hidden_act '" + act + "' is not supported (SiLU only)");
+        float eps = number(c, "rms_norm_eps", where, 1e-6f);  // LlamaConfig's default
+        int context = integer(c, "max_position_embeddings", where, 2048);
+        Path abs = dir.toAbsolutePath().normalize();
+        String name = abs.getFileName() == null ? "hf" : abs.getFileName().toString();
         try {
-            return new ModelConfig(name, integer(c, "vocab_size", where), dim, integer(c, "intermediate_size", where),
-                    integer(c, "num_hidden_layers", where), heads, context, theta, eps);
+            return new ModelConfig(name, integer(c, "vocab_size", where, null), dim, integer(c, "intermediate_size", where, null),
+                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
@@ -89,8 +103,7 @@ public final class HuggingFaceModel {
 
     /** Whether the output embedding is the input one (config.json's tie_word_embeddings; LlamaConfig's default is false). */
     static boolean tied(Path dir) {
-        JsonObject c = json(dir.resolve(CONFIG));
-        return c.has("tie_word_embeddings") && c.get("tie_word_embeddings").getAsBoolean();
+        return bool(json(dir.resolve(CONFIG)), "tie_word_embeddings", dir.resolve(CONFIG).toString(), false);
     }
 
     /** The recorded name of the folder's SentencePiece tokenizer.model ("sentencepiece-…"), or null without one. */
@@ -115,15 +128,14 @@ public final class HuggingFaceModel {
         try {
             for (Parameter p : params) {
                 String name = p.name();
-                if (tied && name.equals("lm_head.weight") && !files.containsKey(name)) name = "model.embed_tokens.weight";
+                if (tied && name.equals("lm_head.weight")) name = "model.embed_tokens.weight";  // as transformers ties them
                 Path file = files.get(name);
                 if (file == null) throw new IllegalArgumentException(dir + " has no tensor " + name + (name.equals("lm_head.weight")
                         ? " (and config.json does not say tie_word_embeddings)" : ""));
                 SafeTensors.Reader r = open.computeIfAbsent(file, SafeTensors.Reader::new);
                 int[] saved = r.shape(name), want = p.shape();
-                boolean vocabRows = LlamaModel.VOCABULARY_ROWS.contains(p.name()) && saved.length == 2 && saved[0] == vocab
-                        && saved[1] == want[1];
-                if (!vocabRows && !Arrays.equals(saved, want))
+                if (LlamaModel.VOCABULARY_ROWS.contains(p.name())) want = new int[] {vocab, want[1]};  // the file holds vocab_size rows
+                if (!Arrays.equals(saved, want))
                     throw new IllegalArgumentException(file + ": tensor " + name + " has shape " + Arrays.toString(saved)
                             + ", the model of config.json expects " + Arrays.toString(want));
                 float[] w = r.read(name);
@@ -138,16 +150,15 @@ public final class HuggingFaceModel {
     static Map<String, Path> weightFiles(Path dir) {
         Map<String, Path> files = new HashMap<>();
         Path index = dir.resolve(INDEX);
-        if (Files.isRegularFile(index)) {
+        if (!Files.isRegularFile(dir.resolve(Checkpoints.MODEL)) && Files.isRegularFile(index)) {  // one file first, as transformers
             JsonElement map = json(index).get("weight_map");
             if (map == null || !map.isJsonObject()) throw new IllegalArgumentException(index + " has no weight_map");
             Set<String> shards = new LinkedHashSet<>();
             for (var e : map.getAsJsonObject().entrySet()) {
-                String shard = e.getValue().getAsString();
-                Path file = dir.resolve(shard).normalize();
-                if (!file.startsWith(dir.normalize()) || shard.contains("/"))
-                    throw new IllegalArgumentException(index + " names a shard outside its folder: " + shard);
-                files.put(e.getKey(), file);
+                String shard = e.getValue().isJsonPrimitive() ? e.getValue().getAsString() : "";
+                if (shard.isEmpty() || shard.contains("/") || shard.contains("\\") || shard.equals("..") || shard.equals("."))
+                    throw new IllegalArgumentException(index + " names a shard that is not a file name in its folder: '" + shard + "'");
+                files.put(e.getKey(), dir.resolve(shard));
                 shards.add(shard);
             }
             for (String shard : shards)
@@ -175,18 +186,57 @@ public final class HuggingFaceModel {
         }
     }
 
-    private static String string(JsonObject c, String key) {
+    // Typed fields of config.json: null is absent (as in LlamaConfig), a value of another type is named.
+
+    private static JsonElement field(JsonObject c, String key) {
         JsonElement e = c.get(key);
-        return e == null || e.isJsonNull() ? null : e.getAsString().toLowerCase(Locale.ROOT);
+        return e == null || e.isJsonNull() ? null : e;
     }
 
-    private static int integer(JsonObject c, String key, String where) {
-        JsonElement e = c.get(key);
-        if (e == null || e.isJsonNull()) throw new IllegalArgumentException(where + " has no " + key);
-        try {
-            return e.getAsInt();
-        } catch (RuntimeException ex) {
-            throw new IllegalArgumentException(where + ": " + key + " is not a whole number (" + e + ")");
+    private static IllegalArgumentException wrongType(String where, String key, JsonElement e, String what) {
+        return new IllegalArgumentException(where + ": " + key + " is not " + what + " (" + e + ")");
+    }
+
+    private static String string(JsonObject c, String key, String where) {
+        JsonElement e = field(c, key);
+        if (e == null) return null;
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) throw wrongType(where, key, e, "a string");
+        return e.getAsString().toLowerCase(Locale.ROOT);
+    }
+
+    private static boolean bool(JsonObject c, String key, String where, boolean absent) {
+        JsonElement e = field(c, key);
+        if (e == null) return absent;
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) throw wrongType(where, key, e, "true or false");
+        return e.getAsBoolean();
+    }
+
+    private static float number(JsonObject c, String key, String where, float absent) {
+        JsonElement e = field(c, key);
+        if (e == null) return absent;
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) throw wrongType(where, key, e, "a number");
+        float v = e.getAsFloat();
+        if (!(v > 0) || Float.isInfinite(v)) throw wrongType(where, key, e, "a positive number");
+        return v;
+    }
+
+    /** A whole number; {@code absent} null: required. */
+    private static int integer(JsonObject c, String key, String where, Integer absent) {
+        JsonElement e = field(c, key);
+        if (e == null) {
+            if (absent == null) throw new IllegalArgumentException(where + " has no " + key);
+            return absent;
         }
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) throw wrongType(where, key, e, "a whole number");
+        double v = e.getAsDouble();
+        if (v != Math.rint(v) || Math.abs(v) > Integer.MAX_VALUE) throw wrongType(where, key, e, "a whole number");
+        return (int) v;
+    }
+
+    private static JsonObject object(JsonObject c, String key, String where) {
+        JsonElement e = field(c, key);
+        if (e == null) return null;
+        if (!e.isJsonObject()) throw wrongType(where, key, e, "an object");
+        return e.getAsJsonObject();
     }
 }

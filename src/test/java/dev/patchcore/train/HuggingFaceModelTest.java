@@ -2,6 +2,7 @@ package dev.patchcore.train;
 
 import com.google.gson.JsonObject;
 import dev.patchcore.autograd.Parameter;
+import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.cpu.CpuBackend;
 import dev.patchcore.backend.cuda.Bf16;
 import dev.patchcore.config.ModelConfig;
@@ -140,10 +141,17 @@ class HuggingFaceModelTest {
         write(dir.resolve("model.safetensors"), weights(SHAPE, "F32", 3));
         Map<String, String> wrong = new LinkedHashMap<>();
         wrong.put("\"num_key_value_heads\": 1", "grouped-query attention (1 key/value heads for 2 query heads) is not supported");
-        wrong.put("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling is not supported");
+        wrong.put("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling of type 'linear' is not supported");
         wrong.put("\"model_type\": \"mistral\"", "describes a 'mistral' model");
         wrong.put("\"attention_bias\": true", "attention_bias is not supported");
         wrong.put("\"hidden_act\": \"gelu\"", "hidden_act 'gelu' is not supported");
+        wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0}", "rope_parameters of type 'llama3' is not supported");
+        wrong.put("\"model_type\": null", "has no model_type");
+        wrong.put("\"rms_norm_eps\": \"1e-5x\"", "rms_norm_eps is not a number (\"1e-5x\")");
+        wrong.put("\"mlp_bias\": \"no\"", "mlp_bias is not true or false");
+        wrong.put("\"vocab_size\": 97.5", "vocab_size is not a whole number (97.5)");
+        wrong.put("\"vocab_size\": \"97\"", "vocab_size is not a whole number");
+        wrong.put("\"num_attention_heads\": 0", "must be positive");
         for (var e : wrong.entrySet()) {
             JsonObject cfg = config(SHAPE);
             JsonObject patch = com.google.gson.JsonParser.parseString("{" + e.getKey() + "}").getAsJsonObject();
@@ -152,6 +160,18 @@ class HuggingFaceModelTest {
             IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readModelConfig(dir));
             assertTrue(ex.getMessage().contains(e.getValue()), ex.getMessage());
         }
+        // Null is absent, as in LlamaConfig; transformers 5 keeps the RoPE base in rope_parameters.
+        JsonObject nulls = config(SHAPE);
+        for (String key : List.of("attention_bias", "rope_theta", "tie_word_embeddings", "hidden_act", "rms_norm_eps"))
+            nulls.add(key, com.google.gson.JsonNull.INSTANCE);
+        Files.writeString(dir.resolve("config.json"), nulls.toString());
+        assertEquals(1e-6f, Checkpoints.readModelConfig(dir).normEps(), "LlamaConfig's default");
+        assertEquals(10000f, Checkpoints.readModelConfig(dir).ropeTheta());
+        JsonObject v5 = config(SHAPE);
+        v5.remove("rope_theta");
+        v5.add("rope_parameters", com.google.gson.JsonParser.parseString("{\"rope_type\": \"default\", \"rope_theta\": 500000.0}"));
+        Files.writeString(dir.resolve("config.json"), v5.toString());
+        assertEquals(500000f, Checkpoints.readModelConfig(dir).ropeTheta(), "transformers 5's rope_parameters");
         // Untied, but without lm_head.weight: named.
         Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
         Map<String, T> noHead = weights(SHAPE, "F32", 3);
@@ -227,6 +247,87 @@ class HuggingFaceModelTest {
         } finally {
             System.setOut(oldOut);
             System.setErr(oldErr);
+        }
+    }
+
+    /**
+     * Tied embeddings use the input embedding even where the file also has an lm_head (as transformers ties them); an
+     * embedding of more rows than vocab_size is refused; a sharded folder named "." loads.
+     */
+    @Test void tiedEmbeddingsWinAndTheVocabularyRowsMustBeVocabSize(@TempDir Path dir) throws IOException {
+        Map<String, T> w = weights(SHAPE, "F32", 5);
+        write(dir.resolve("a.safetensors"), w);
+        JsonObject map = new JsonObject();
+        for (String name : w.keySet()) map.addProperty(name, "a.safetensors");
+        JsonObject index = new JsonObject();
+        index.add("weight_map", map);
+        Files.writeString(dir.resolve(HuggingFaceModel.INDEX), index.toString());
+        JsonObject cfg = config(SHAPE);
+        cfg.addProperty("tie_word_embeddings", true);
+        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir));
+            Path relative = Path.of("").toAbsolutePath().relativize(dir.toAbsolutePath());
+            Checkpoints.loadWeights(relative, m, be);
+            float[] head = be.download(m.parameters().getLast().master()), embed = be.download(m.parameters().getFirst().master());
+            assertArrayEquals(embed, head, "lm_head is the input embedding");
+            Map<String, T> padded = new LinkedHashMap<>(w);
+            T e = w.get("model.embed_tokens.weight");
+            padded.put("model.embed_tokens.weight", new T(java.util.Arrays.copyOf(e.values(), SHAPE.paddedVocab() * SHAPE.dim()),
+                    new int[] {SHAPE.paddedVocab(), SHAPE.dim()}, "F32"));
+            write(dir.resolve("a.safetensors"), padded);
+            IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.loadWeights(dir, m, be));
+            assertTrue(ex.getMessage().contains("has shape [128, 32], the model of config.json expects [97, 32]"), ex.getMessage());
+        }
+        map.addProperty("model.norm.weight", "../a.safetensors");
+        Files.writeString(dir.resolve(HuggingFaceModel.INDEX), index.toString());
+        IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> HuggingFaceModel.weightFiles(dir));
+        assertTrue(ex.getMessage().contains("names a shard that is not a file name in its folder: '../a.safetensors'"), ex.getMessage());
+    }
+
+    /**
+     * An independent check of the Hugging Face semantics (names, layouts, rotate_half RoPE at theta 500): the mean
+     * next-token loss of a model whose weights are a formula, as tools/reference/hf_llama_reference.py computes it in
+     * float64 NumPy from transformers' LlamaForCausalLM (4.2782336185), against patchcore's forward of the same weights
+     * read from a Hugging Face folder.
+     */
+    @Test void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(@TempDir Path dir) throws IOException {
+        ModelConfig shape = new ModelConfig("ref", 97, 32, 88, 2, 2, 40, 500f, 1e-5f);
+        Map<String, T> w = new LinkedHashMap<>();
+        try (CpuBackend be = new CpuBackend(1)) {
+            int k = 0;
+            for (Parameter p : new LlamaModel(be, shape).parameters()) {
+                int[] dims = p.shape();
+                if (LlamaModel.VOCABULARY_ROWS.contains(p.name())) dims[0] = shape.vocabSize();
+                float[] v = new float[dims.length == 2 ? dims[0] * dims[1] : dims[0]];
+                for (int i = 0; i < v.length; i++)
+                    v[i] = (float) (dims.length == 2 ? 0.1 * Math.sin(0.37 * i + 1.3 * k) : 1 + 0.1 * Math.cos(i + k));
+                w.put(p.name(), new T(v, dims, "F32"));
+                k++;
+            }
+        }
+        write(dir.resolve("model.safetensors"), w);
+        JsonObject cfg = config(shape);
+        cfg.remove("torch_dtype");
+        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+        int t = 40, vocab = shape.vocabSize();
+        int[] tokens = new int[t];
+        for (int j = 0; j < t; j++) tokens[j] = (37 * j + 11) % vocab;
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir));
+            Checkpoints.loadWeights(dir, m, be);
+            dev.patchcore.tensor.Tensor ids = be.scratch(dev.patchcore.tensor.DType.I32, 1, t);
+            be.uploadInts(ids, tokens);
+            float[] logits = be.download(m.forward(new Tape(be), ids, 1, 1).value());
+            int stride = logits.length / t;
+            double loss = 0;
+            for (int j = 0; j + 1 < t; j++) {
+                double max = Double.NEGATIVE_INFINITY, sum = 0;
+                for (int v = 0; v < vocab; v++) max = Math.max(max, logits[j * stride + v]);
+                for (int v = 0; v < vocab; v++) sum += Math.exp(logits[j * stride + v] - max);
+                loss -= logits[j * stride + tokens[j + 1]] - max - Math.log(sum);
+            }
+            assertEquals(4.2782336185, loss / (t - 1), 2e-5, "hf_llama_reference.py's loss");
         }
     }
 

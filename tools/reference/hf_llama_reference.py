@@ -1,0 +1,82 @@
+#!/usr/bin/env python3
+"""Hugging Face LlamaForCausalLM's forward in float64 NumPy, written from transformers' modeling_llama.py (not from
+patchcore's code), on a small model whose weights are a formula, so that HuggingFaceModelTest can pin the mean
+next-token loss it prints and compare patchcore's forward of the same weights read from a Hugging Face folder.
+
+    python3 tools/reference/hf_llama_reference.py      # prints the loss
+
+The formula (both sides): parameter number k (in LlamaForCausalLM's order: embed_tokens, per layer input_layernorm,
+q/k/v/o_proj, post_attention_layernorm, gate/up/down_proj, then norm, lm_head), flat element i:
+matrices 0.1 * sin(0.37 * i + 1.3 * k), norm gains 1 + 0.1 * cos(i + k). Tokens t_j = (37 j + 11) mod V, j < 40.
+"""
+import numpy as np
+
+V, D, F, L, H, THETA, EPS, T = 97, 32, 88, 2, 2, 500.0, 1e-5, 40
+DH = D // H
+
+
+def names():
+    out = [("model.embed_tokens.weight", (V, D))]
+    for l in range(L):
+        p = f"model.layers.{l}."
+        out += [(p + "input_layernorm.weight", (D,)), (p + "self_attn.q_proj.weight", (D, D)),
+                (p + "self_attn.k_proj.weight", (D, D)), (p + "self_attn.v_proj.weight", (D, D)),
+                (p + "self_attn.o_proj.weight", (D, D)), (p + "post_attention_layernorm.weight", (D,)),
+                (p + "mlp.gate_proj.weight", (F, D)), (p + "mlp.up_proj.weight", (F, D)), (p + "mlp.down_proj.weight", (D, F))]
+    return out + [("model.norm.weight", (D,)), ("lm_head.weight", (V, D))]
+
+
+def weights():
+    w = {}
+    for k, (name, shape) in enumerate(names()):
+        i = np.arange(int(np.prod(shape)), dtype=np.float64)
+        v = 0.1 * np.sin(0.37 * i + 1.3 * k) if len(shape) == 2 else 1 + 0.1 * np.cos(i + k)
+        w[name] = v.astype(np.float32).astype(np.float64).reshape(shape)  # the float32 values a safetensors file holds
+    return w
+
+
+def rms_norm(x, g):
+    return x / np.sqrt((x * x).mean(-1, keepdims=True) + EPS) * g
+
+
+def rotate_half(x):
+    x1, x2 = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2:]
+    return np.concatenate([-x2, x1], axis=-1)
+
+
+def forward(w, tokens):
+    t = len(tokens)
+    x = w["model.embed_tokens.weight"][tokens]
+    inv_freq = 1.0 / THETA ** (np.arange(0, DH, 2, dtype=np.float64) / DH)
+    freqs = np.outer(np.arange(t, dtype=np.float64), inv_freq)
+    emb = np.concatenate([freqs, freqs], axis=-1)
+    cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
+    mask = np.triu(np.full((t, t), -np.inf), 1)
+    for l in range(L):
+        p = f"model.layers.{l}."
+        h = rms_norm(x, w[p + "input_layernorm.weight"])
+        q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(t, H, DH)
+        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(t, H, DH)
+        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(t, H, DH)
+        q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        s = np.einsum("ihd,jhd->hij", q, k) / np.sqrt(DH) + mask
+        s = np.exp(s - s.max(-1, keepdims=True))
+        s /= s.sum(-1, keepdims=True)
+        a = np.einsum("hij,jhd->ihd", s, v).reshape(t, D)
+        x = x + a @ w[p + "self_attn.o_proj.weight"].T
+        h = rms_norm(x, w[p + "post_attention_layernorm.weight"])
+        g = h @ w[p + "mlp.gate_proj.weight"].T
+        x = x + ((g / (1 + np.exp(-g))) * (h @ w[p + "mlp.up_proj.weight"].T)) @ w[p + "mlp.down_proj.weight"].T
+    return rms_norm(x, w["model.norm.weight"]) @ w["lm_head.weight"].T
+
+
+def main():
+    tokens = np.array([(37 * j + 11) % V for j in range(T)])
+    logits = forward(weights(), tokens)[:-1]
+    m = logits.max(-1, keepdims=True)
+    logp = logits - m - np.log(np.exp(logits - m).sum(-1, keepdims=True))
+    print(f"{-logp[np.arange(T - 1), tokens[1:]].mean():.10f}")
+
+
+if __name__ == "__main__":
+    main()
