@@ -447,7 +447,8 @@ class CliTest {
                 "--init-from", run.resolve("checkpoints/step-00000003").toString(), "--lambda", "0", "--steps", "2", "--context", "32",
                 "--batch", "4", "--eval-every", "0"), err.toString());
         assertTrue(out.toString().contains("initialized from"), out.toString());
-        assertUserError("holds a model of", "train", "--backend", "cpu", "--data", ds.toString(), "--init-from", run.toString(),
+        assertUserError("holds another model than this run's (layers 4 vs 6, d 128 vs 256, ffn 352 vs 688, heads 4 vs 8): leave out "
+                + "--preset to take the checkpoint's", "train", "--backend", "cpu", "--data", ds.toString(), "--init-from", run.toString(),
                 "--preset", "small");
         assertUserError("--init-from starts a new run", "train", "--backend", "cpu", "--resume", run.toString(), "--init-from", run.toString());
         // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.
