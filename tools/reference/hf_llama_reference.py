@@ -3,16 +3,20 @@
 patchcore's code), on a small model whose weights are a formula, so that HuggingFaceModelTest can pin the mean
 next-token loss it prints and compare patchcore's forward of the same weights read from a Hugging Face folder.
 
-    python3 tools/reference/hf_llama_reference.py      # prints the loss
+    python3 tools/reference/hf_llama_reference.py                 # prints the loss (multi-head attention)
+    python3 tools/reference/hf_llama_reference.py --kv-heads 1    # grouped-query: both query heads share one
 
 The formula (both sides): parameter number k (in LlamaForCausalLM's order: embed_tokens, per layer input_layernorm,
 q/k/v/o_proj, post_attention_layernorm, gate/up/down_proj, then norm, lm_head), flat element i:
 matrices 0.1 * sin(0.37 * i + 1.3 * k), norm gains 1 + 0.1 * cos(i + k). Tokens t_j = (37 j + 11) mod V, j < 40.
 """
+import argparse
+
 import numpy as np
 
 V, D, F, L, H, THETA, EPS, T = 97, 32, 88, 2, 2, 500.0, 1e-5, 40
 DH = D // H
+KV = H  # key/value heads (--kv-heads)
 
 
 def names():
@@ -20,7 +24,7 @@ def names():
     for l in range(L):
         p = f"model.layers.{l}."
         out += [(p + "input_layernorm.weight", (D,)), (p + "self_attn.q_proj.weight", (D, D)),
-                (p + "self_attn.k_proj.weight", (D, D)), (p + "self_attn.v_proj.weight", (D, D)),
+                (p + "self_attn.k_proj.weight", (KV * DH, D)), (p + "self_attn.v_proj.weight", (KV * DH, D)),
                 (p + "self_attn.o_proj.weight", (D, D)), (p + "post_attention_layernorm.weight", (D,)),
                 (p + "mlp.gate_proj.weight", (F, D)), (p + "mlp.up_proj.weight", (F, D)), (p + "mlp.down_proj.weight", (D, F))]
     return out + [("model.norm.weight", (D,)), ("lm_head.weight", (V, D))]
@@ -56,9 +60,10 @@ def forward(w, tokens):
         p = f"model.layers.{l}."
         h = rms_norm(x, w[p + "input_layernorm.weight"])
         q = (h @ w[p + "self_attn.q_proj.weight"].T).reshape(t, H, DH)
-        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(t, H, DH)
-        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(t, H, DH)
+        k = (h @ w[p + "self_attn.k_proj.weight"].T).reshape(t, KV, DH)
+        v = (h @ w[p + "self_attn.v_proj.weight"].T).reshape(t, KV, DH)
         q, k = q * cos + rotate_half(q) * sin, k * cos + rotate_half(k) * sin
+        k, v = np.repeat(k, H // KV, axis=1), np.repeat(v, H // KV, axis=1)  # repeat_kv: query head h reads h // groups
         s = np.einsum("ihd,jhd->hij", q, k) / np.sqrt(DH) + mask
         s = np.exp(s - s.max(-1, keepdims=True))
         s /= s.sum(-1, keepdims=True)
@@ -71,6 +76,10 @@ def forward(w, tokens):
 
 
 def main():
+    global KV
+    parser = argparse.ArgumentParser(description="Hugging Face LlamaForCausalLM's loss on the formula model")
+    parser.add_argument("--kv-heads", type=int, default=H, help=f"key/value heads (default {H}: multi-head attention)")
+    KV = parser.parse_args().kv_heads
     tokens = np.array([(37 * j + 11) % V for j in range(T)])
     logits = forward(weights(), tokens)[:-1]
     m = logits.max(-1, keepdims=True)

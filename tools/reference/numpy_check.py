@@ -171,25 +171,26 @@ def rope(x, theta):
 
 def forward(W, cfg, ids, K):
     """LlamaForCausalLM on [B, K*T] token ids read as T patches: logits [B, T, V], one per patch."""
-    if cfg["num_key_value_heads"] != cfg["num_attention_heads"] or cfg["hidden_act"] != "silu":
-        raise Refusal("only multi-head attention and SiLU are implemented")
+    if cfg["hidden_act"] != "silu":
+        raise Refusal("only SiLU is implemented")
     B, L = ids.shape
     T = L // K
     d, H = cfg["hidden_size"], cfg["num_attention_heads"]
+    KV = cfg.get("num_key_value_heads") or H  # grouped-query attention: query head h reads key/value head h // (H // KV)
     Dh = d // H
     eps, theta = cfg["rms_norm_eps"], cfg["rope_theta"]
     x = W["model.embed_tokens.weight"][ids].reshape(B, T, K, d).mean(2)  # Eq. 2: mean of K embeddings
     causal = np.triu(np.full((T, T), -np.inf), 1)
 
-    def heads(h):
-        return h.reshape(B, T, H, Dh).transpose(0, 2, 1, 3)
+    def heads(h, n=H):
+        return h.reshape(B, T, n, Dh).transpose(0, 2, 1, 3)
 
     for layer in range(cfg["num_hidden_layers"]):
         p = f"model.layers.{layer}."
         h = rmsnorm(x, W[p + "input_layernorm.weight"], eps)
         q = rope(heads(h @ W[p + "self_attn.q_proj.weight"].T), theta)
-        k = rope(heads(h @ W[p + "self_attn.k_proj.weight"].T), theta)
-        v = heads(h @ W[p + "self_attn.v_proj.weight"].T)
+        k = np.repeat(rope(heads(h @ W[p + "self_attn.k_proj.weight"].T, KV), theta), H // KV, axis=1)
+        v = np.repeat(heads(h @ W[p + "self_attn.v_proj.weight"].T, KV), H // KV, axis=1)
         s = q @ k.transpose(0, 1, 3, 2) / np.sqrt(Dh) + causal
         a = np.exp(s - s.max(-1, keepdims=True))
         a /= a.sum(-1, keepdims=True)

@@ -161,6 +161,12 @@ public final class Tape {
         return op(be.rope(x.value, seqLen, heads, theta), g -> accumulate(x, be.ropeBackward(g, seqLen, heads, theta)));
     }
 
+    /** Grouped-query attention: each of kvHeads heads of x serves {@code groups} query heads (the identity when groups = 1). */
+    public Var repeatHeads(Var x, int kvHeads, int groups) {
+        if (groups == 1) return x;
+        return op(be.repeatHeads(x.value, kvHeads, groups), g -> accumulate(x, be.repeatHeadsBackward(g, kvHeads, groups)));
+    }
+
     public Var attention(Var q, Var k, Var v, int seqLen, int heads) {
         AttentionOut a = be.attention(q.value, k.value, v.value, seqLen, heads);
         return op(a.out(), g -> {

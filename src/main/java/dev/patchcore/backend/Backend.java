@@ -136,6 +136,15 @@ public interface Backend extends AutoCloseable {
     /** Inverse rotation of dy. */
     Tensor ropeBackward(Tensor dy, int seqLen, int heads, float theta);
 
+    /**
+     * Grouped-query attention's key or value heads for every query head (Hugging Face's {@code repeat_kv}): x [N,
+     * kvHeads·Dh] → [N, kvHeads·groups·Dh], whose head h is x's head h / groups.
+     */
+    Tensor repeatHeads(Tensor x, int kvHeads, int groups);
+
+    /** The gradient of {@link #repeatHeads}: dy [N, kvHeads·groups·Dh] → [N, kvHeads·Dh], each head the sum of its group's. */
+    Tensor repeatHeadsBackward(Tensor dy, int kvHeads, int groups);
+
     /** Causal softmax(q·kᵀ/√Dh)·v per sequence and head; q, k, v [B·T, H·Dh]; lse F32 [B, H, T] (natural log). */
     AttentionOut attention(Tensor q, Tensor k, Tensor v, int seqLen, int heads);
 

@@ -90,6 +90,9 @@ public final class TrainCommand implements Callable<Integer> {
     Integer context;
     @Option(names = "--vocab", description = "model vocabulary (default: the dataset's; a mismatch is an error)")
     Integer vocab;
+    @Option(names = "--kv-heads", description = "key/value heads, each serving heads / N query heads (grouped-query attention; "
+            + "default: as many as query heads, the paper's multi-head attention)")
+    Integer kvHeads;
 
     @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (default: ${DEFAULT-VALUE})")
     float lr;
@@ -281,6 +284,14 @@ public final class TrainCommand implements Callable<Integer> {
                     + " (tokenizer " + dataset.tokenizer() + ")");
         model = model.withVocab(dataset.vocabSize());
         if (context != null) model = model.withContext(context);
+        if (kvHeads != null) {
+            if (kvHeads < 1) throw new IllegalArgumentException("--kv-heads must be positive");
+            try {
+                model = model.withKvHeads(kvHeads);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--kv-heads: " + e.getMessage() + " (the " + model.name() + " model has " + model.heads() + ")");
+            }
+        }
         Path init = initDir == null ? null : initCheckpoint(initDir, model, dataset);
         int b = batch != null ? batch : paper ? 4 : 16;
         long total = budget(model, b, paper, dataset);
@@ -319,11 +330,13 @@ public final class TrainCommand implements Callable<Integer> {
         if (from.dim() != model.dim()) differ.add("d " + from.dim() + " vs " + model.dim());
         if (from.ffnDim() != model.ffnDim()) differ.add("ffn " + from.ffnDim() + " vs " + model.ffnDim());
         if (from.heads() != model.heads()) differ.add("heads " + from.heads() + " vs " + model.heads());
+        if (from.groups() != model.groups()) differ.add("key/value heads " + from.kvHeads() + " vs " + model.kvHeads());
         if (from.ropeTheta() != model.ropeTheta()) differ.add("RoPE theta " + from.ropeTheta() + " vs " + model.ropeTheta());
         if (from.normEps() != model.normEps()) differ.add("RMSNorm eps " + from.normEps() + " vs " + model.normEps());
         if (!differ.isEmpty())
             throw new IllegalArgumentException("--init-from " + init + " holds another model than this run's (" + String.join(", ", differ)
-                    + ")" + (spec.commandLine().getParseResult().hasMatchedOption("--preset") ? ": leave out --preset to take the checkpoint's" : ""));
+                    + ")" + (spec.commandLine().getParseResult().hasMatchedOption("--preset") || kvHeads != null
+                    ? ": leave out --preset and --kv-heads to take the checkpoint's" : ""));
         if (from.vocabSize() != model.vocabSize())
             throw new IllegalArgumentException("--init-from " + init + " has a vocabulary of " + from.vocabSize() + ", the data "
                     + dataset.description() + " one of " + model.vocabSize() + " (tokenizer " + dataset.tokenizer() + "): prepare the data "

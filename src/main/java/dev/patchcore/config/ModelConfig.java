@@ -5,12 +5,25 @@ import java.util.Map;
 
 /**
  * Shape of a LLaMA-style decoder. {@code contextLength} is the token-level block T; the patch stage reads K·T
- * tokens as T patches, so positions never exceed T.
+ * tokens as T patches, so positions never exceed T. {@code kvHeads} key/value heads serve the query heads in groups
+ * of heads / kvHeads (grouped-query attention, as LLaMA-2 70B and LLaMA-3); equal to {@code heads} (multi-head
+ * attention, the paper's models and every preset) when 0, which is also what a checkpoint written before the field
+ * existed records.
  */
 public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads,
-                          int contextLength, float ropeTheta, float normEps) {
+                          int contextLength, float ropeTheta, float normEps, int kvHeads) {
+
+    /** A multi-head-attention model (as many key/value heads as query heads). */
+    public ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads, int contextLength, float ropeTheta,
+                       float normEps) {
+        this(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, heads);
+    }
 
     public ModelConfig {
+        if (heads <= 0) throw new IllegalArgumentException("heads must be positive");
+        if (kvHeads == 0) kvHeads = heads;
+        if (kvHeads < 0 || heads % kvHeads != 0)
+            throw new IllegalArgumentException(kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
         if (dim % heads != 0) throw new IllegalArgumentException("dim " + dim + " not divisible by heads " + heads);
         if ((dim / heads) % 2 != 0) throw new IllegalArgumentException("head dimension must be even for RoPE");
         if (vocabSize <= 0 || layers <= 0 || ffnDim <= 0 || contextLength <= 0)
@@ -23,15 +36,25 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
 
     public int headDim() { return dim / heads; }
 
+    /** Width of the key and value projections: kvHeads · headDim. */
+    public int kvDim() { return kvHeads * headDim(); }
+
+    /** Query heads per key/value head (1: multi-head attention). */
+    public int groups() { return heads / kvHeads; }
+
+    public ModelConfig withKvHeads(int kv) {
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kv);
+    }
+
     /** Rows of the embedding and LM head: the vocabulary rounded up to 64, so logits rows stay 16-byte aligned
      *  for tensor-core GEMMs and vectorized loads (GPT-2's 50257 becomes 50304). The extra rows are never a target. */
     public int paddedVocab() { return (vocabSize + 63) / 64 * 64; }
 
-    public ModelConfig withVocab(int v) { return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps); }
+    public ModelConfig withVocab(int v) { return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads); }
 
     public ModelConfig withContext(int t) {
         if (t < 1) throw new IllegalArgumentException("--context must be positive");
-        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps);
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps, kvHeads);
     }
 
     /**
@@ -39,7 +62,7 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
      * reads, and checkpoints leave them out).
      */
     public long parameterCount() {
-        long perLayer = 4L * dim * dim + 3L * dim * ffnDim + 2L * dim;
+        long perLayer = 2L * dim * dim + 2L * kvDim() * dim + 3L * dim * ffnDim + 2L * dim;
         return 2L * vocabSize * dim + layers * perLayer + dim;
     }
 

@@ -17,7 +17,9 @@ import java.util.Set;
 import java.util.SplittableRandom;
 
 /**
- * LLaMA-style decoder: pre-norm RMSNorm, SwiGLU MLP, RoPE, untied input and output embeddings, no biases.
+ * LLaMA-style decoder: pre-norm RMSNorm, SwiGLU MLP, RoPE, untied input and output embeddings, no biases; multi-head
+ * attention, or grouped-query attention when the config has fewer key/value heads (each repeated for its group of
+ * query heads before attention, as Hugging Face's repeat_kv).
  * Parameter names are those of Hugging Face {@code LlamaForCausalLM}.
  *
  * <p>The same forward serves both stages: with patch size K the embedding averages K token embeddings
@@ -51,8 +53,8 @@ public final class LlamaModel {
             layers.add(new Layer(
                     add(new Parameter(backend, p + "input_layernorm.weight", false, d)),
                     add(new Parameter(backend, p + "self_attn.q_proj.weight", true, d, d)),
-                    add(new Parameter(backend, p + "self_attn.k_proj.weight", true, d, d)),
-                    add(new Parameter(backend, p + "self_attn.v_proj.weight", true, d, d)),
+                    add(new Parameter(backend, p + "self_attn.k_proj.weight", true, c.kvDim(), d)),
+                    add(new Parameter(backend, p + "self_attn.v_proj.weight", true, c.kvDim(), d)),
                     add(new Parameter(backend, p + "self_attn.o_proj.weight", true, d, d)),
                     add(new Parameter(backend, p + "post_attention_layernorm.weight", false, d)),
                     add(new Parameter(backend, p + "mlp.gate_proj.weight", true, f, d)),
@@ -145,10 +147,10 @@ public final class LlamaModel {
     private AddNorm layer(Tape tape, int i, Var x, Var normed, int t, FfnObserver observer) {
         Layer l = layers.get(i);
         float eps = config.normEps(), theta = config.ropeTheta();
-        int h = config.heads();
+        int h = config.heads(), kvh = config.kvHeads(), groups = config.groups();
         Var q = tape.rope(tape.linear(normed, l.q), t, h, theta);
-        Var kk = tape.rope(tape.linear(normed, l.k), t, h, theta);
-        Var v = tape.linear(normed, l.v);
+        Var kk = tape.repeatHeads(tape.rope(tape.linear(normed, l.k), t, kvh, theta), kvh, groups);
+        Var v = tape.repeatHeads(tape.linear(normed, l.v), kvh, groups);
         Var attn = tape.linear(tape.attention(q, kk, v, t, h), l.o);
         AddNorm mid = tape.addRmsNorm(x, attn, l.postNorm, eps);
         Var mlp = tape.linear(tape.swiglu(tape.linear(mid.normed(), l.gate), tape.linear(mid.normed(), l.up)), l.down);
@@ -168,14 +170,15 @@ public final class LlamaModel {
         if (n < 1 || start + n > cache.capacity())
             throw new IllegalArgumentException(n + " tokens after " + start + " do not fit a cache of " + cache.capacity());
         float eps = config.normEps(), theta = config.ropeTheta();
-        int h = config.heads();
+        int h = config.heads(), kvh = config.kvHeads(), groups = config.groups();
         Tensor x = be.patchEmbed(embed.compute(), tokens, 1);
         Tensor normed = be.rmsNorm(x, layers.getFirst().inputNorm.compute(), eps).y();
         for (int i = 0; i < layers.size(); i++) {
             Layer l = layers.get(i);
             Tensor q = be.ropeAt(be.matmul(normed, l.q.compute()), start, h, theta);
-            be.copy(be.ropeAt(be.matmul(normed, l.k.compute()), start, h, theta), cache.keys(i).rows(start, n));
-            be.copy(be.matmul(normed, l.v.compute()), cache.values(i).rows(start, n));
+            Tensor k = be.ropeAt(be.matmul(normed, l.k.compute()), start, kvh, theta), v = be.matmul(normed, l.v.compute());
+            be.copy(groups == 1 ? k : be.repeatHeads(k, kvh, groups), cache.keys(i).rows(start, n));  // every query head's
+            be.copy(groups == 1 ? v : be.repeatHeads(v, kvh, groups), cache.values(i).rows(start, n));
             Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h), l.o.compute());
             Backend.AddRmsNormOut mid = be.addRmsNorm(x, attn, l.postNorm.compute(), eps);
             Tensor mlp = be.matmul(be.swiglu(be.matmul(mid.y(), l.gate.compute()), be.matmul(mid.y(), l.up.compute())),

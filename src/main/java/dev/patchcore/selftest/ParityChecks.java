@@ -118,7 +118,9 @@ public final class ParityChecks {
         out.add(new Check("adamW", this::adamW));
         if (test instanceof CudaBackend) out.add(new Check("allocator reuse", this::allocatorReuse));
         if (test instanceof CudaBackend cuda) out.addAll(variantChecks(cuda));
-        // Last: CUDA's decode kernels are the newest (written without a GPU), and a kernel that faults ends the context.
+        // Last: the newest kernels (grouped-query heads, generation's; written without a GPU): one that faults ends the context.
+        for (int[] kg : new int[][] {{1, 2}, {2, 4}, {4, 8}})
+            out.add(new Check("repeatHeads kv=" + kg[0] + " groups=" + kg[1], rows -> repeatHeads(rows, 37, kg[0], kg[1], 64)));
         if (test instanceof DecodingBackend td && ref instanceof DecodingBackend rd) out.addAll(decodingChecks(td, rd));
         return out;
     }
@@ -145,7 +147,8 @@ public final class ParityChecks {
                         rows -> attendCached(rows, td, rd, c[0], c[1], c[2], dh, 1f)));
         for (int dh : new int[] {64, 128})
             out.add(new Check("attendCached peaked cap=300 start=250 n=3 Dh=" + dh, rows -> attendCached(rows, td, rd, 300, 250, 3, dh, 8f)));
-        out.add(new Check("generation: cached decode = forward", rows -> decodeMatchesForward(rows, td)));
+        out.add(new Check("generation: cached decode = forward", rows -> decodeMatchesForward(rows, td, 2)));
+        out.add(new Check("generation: cached decode = forward, grouped-query", rows -> decodeMatchesForward(rows, td, 1)));
         return out;
     }
 
@@ -179,8 +182,8 @@ public final class ParityChecks {
      * the kernels do (the decode kernels and one-row GEMMs against the flash kernels and full GEMMs), each rounding to
      * bf16: allowed twice the bf16 threshold, as errors pass through two layers.
      */
-    private void decodeMatchesForward(List<CheckResult> rows, DecodingBackend be) {
-        ModelConfig config = new ModelConfig("parity", 97, 128, 176, 2, 2, 200, 10000f, 1e-5f);
+    private void decodeMatchesForward(List<CheckResult> rows, DecodingBackend be, int kvHeads) {
+        ModelConfig config = new ModelConfig("parity", 97, 128, 176, 2, 2, 200, 10000f, 1e-5f, kvHeads);
         int total = 150, prompt = 100;
         int[] ids = random.ints(total, 0, config.vocabSize()).toArray();
         LlamaModel model = new LlamaModel(be, config);
@@ -207,7 +210,8 @@ public final class ParityChecks {
                 System.arraycopy(be.download(model.decode(be, cache, piece)), 0, got, r * stride, stride);
             }
             double threshold = be.activationType() == DType.BF16 ? 2 * BF16_THRESHOLD : 10 * F32_THRESHOLD;
-            rows.add(CheckResult.of("generation: cached decode logits vs forward", "2 layers, prompt " + prompt + " + " + (decoded - 1),
+            rows.add(CheckResult.of("generation: cached decode logits vs forward", "2 layers, " + kvHeads + " kv heads, prompt " + prompt
+                            + " + " + (decoded - 1),
                     be.activationType(), relErr(got, want), threshold));
         } finally {
             for (Parameter p : model.parameters()) p.free(be);
@@ -615,6 +619,14 @@ public final class ParityChecks {
                 bitwise(rows, "rmsNorm dGain+=, call " + call + " = call 1", shape, dGain, firstDGain);
             }
         }
+    }
+
+    private void repeatHeads(List<CheckResult> rows, int n, int kvHeads, int groups, int dh) {
+        DType act = test.activationType();
+        String shape = "n" + n + " kv" + kvHeads + " groups" + groups + " Dh" + dh;
+        Twin x = input(act, n, kvHeads * dh), dy = input(act, n, kvHeads * groups * dh);
+        compare(rows, "repeatHeads", shape, test.repeatHeads(x.t, kvHeads, groups), ref.repeatHeads(x.r, kvHeads, groups));
+        compare(rows, "repeatHeads backward", shape, test.repeatHeadsBackward(dy.t, kvHeads, groups), ref.repeatHeadsBackward(dy.r, kvHeads, groups));
     }
 
     private void rope(List<CheckResult> rows, int batch, int t, int heads, int dh) {

@@ -405,7 +405,7 @@ public final class Checkpoints {
         o.addProperty("intermediate_size", c.ffnDim());
         o.addProperty("num_hidden_layers", c.layers());
         o.addProperty("num_attention_heads", c.heads());
-        o.addProperty("num_key_value_heads", c.heads());
+        o.addProperty("num_key_value_heads", c.kvHeads());
         o.addProperty("vocab_size", c.vocabSize());  // the checkpoint holds the vocabulary's rows only (LlamaModel.VOCABULARY_ROWS)
         o.addProperty("max_position_embeddings", c.contextLength());
         o.addProperty("rms_norm_eps", c.normEps());

@@ -30,8 +30,8 @@ import java.util.Set;
  * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model}. {@code train --init-from}, {@code eval},
  * {@code generate} and {@code finetune} take such a folder where they take a checkpoint.
  *
- * <p>The architecture must be the one {@link LlamaModel} computes: multi-head attention (as many key/value heads as
- * query heads: grouped-query attention is refused), RoPE without scaling, SiLU, no biases. Tied input and output
+ * <p>The architecture must be the one {@link LlamaModel} computes: multi-head or grouped-query attention, RoPE
+ * without scaling, SiLU, no biases. Tied input and output
  * embeddings are read as two copies of the one matrix (patchcore trains them untied).
  */
 public final class HuggingFaceModel {
@@ -66,9 +66,8 @@ public final class HuggingFaceModel {
         int dim = integer(c, "hidden_size", where, null), heads = integer(c, "num_attention_heads", where, null);
         if (dim < 1 || heads < 1) throw new IllegalArgumentException(where + ": hidden_size and num_attention_heads must be positive");
         int kvHeads = integer(c, "num_key_value_heads", where, heads);
-        if (kvHeads != heads)
-            throw new IllegalArgumentException(where + ": grouped-query attention (" + kvHeads + " key/value heads for " + heads
-                    + " query heads) is not supported; patchcore's models have as many key/value heads as query heads");
+        if (kvHeads < 1 || heads % kvHeads != 0)
+            throw new IllegalArgumentException(where + ": " + kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
         if (field(c, "head_dim") != null && integer(c, "head_dim", where, null) * heads != dim)
             throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");
         // RoPE: transformers 4 writes rope_theta (and rope_scaling for variants), transformers 5 rope_parameters
@@ -95,7 +94,7 @@ public final class HuggingFaceModel {
         String name = abs.getFileName() == null ? "hf" : abs.getFileName().toString();
         try {
             return new ModelConfig(name, integer(c, "vocab_size", where, null), dim, integer(c, "intermediate_size", where, null),
-                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps);
+                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps, kvHeads);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
         }

@@ -94,10 +94,19 @@ class GeneratorTest {
      * token at a time), within float rounding: RoPE at positions past 0, and attention over the cached keys and values.
      */
     @Test void decodingInPiecesMatchesTheFullForward() {
+        decodingInPiecesMatchesTheFullForward(MultipleChoiceTest.MICRO);
+    }
+
+    /** The same with grouped-query attention (2 query heads sharing 1 key/value head). */
+    @Test void decodingWithGroupedQueryAttentionMatchesTheFullForward() {
+        decodingInPiecesMatchesTheFullForward(MultipleChoiceTest.MICRO.withKvHeads(1));
+    }
+
+    private static void decodingInPiecesMatchesTheFullForward(dev.patchcore.config.ModelConfig config) {
         try (CpuBackend be = new CpuBackend()) {
-            LlamaModel m = new LlamaModel(be, MultipleChoiceTest.MICRO);
+            LlamaModel m = new LlamaModel(be, config);
             m.initialize(be, 12);
-            int context = MultipleChoiceTest.MICRO.contextLength(), vocab = MultipleChoiceTest.MICRO.vocabSize();
+            int context = config.contextLength(), vocab = config.vocabSize();
             int[] seq = new SplittableRandom(5).ints(context, 0, vocab).toArray();
             Tape tape = new Tape(be);
             Tensor all = be.scratch(DType.I32, 1, context);

@@ -24,8 +24,20 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 public class ModelGradientTest {
     public static final ModelConfig C = new ModelConfig("grad", 11, 8, 12, 2, 2, 5, 10000f, 1e-5f);
 
+    /** Grouped-query attention: 4 query heads of Dh 4 sharing 2 key/value heads. */
+    public static final ModelConfig GQA = new ModelConfig("grad-gqa", 11, 16, 12, 2, 4, 5, 10000f, 1e-5f, 2);
+
     @ParameterizedTest @ValueSource(ints = {1, 2, 3})
     void parameterGradientsMatchFiniteDifferences(int k) {
+        parameterGradientsMatchFiniteDifferences(C, k);
+    }
+
+    @ParameterizedTest @ValueSource(ints = {1, 2})
+    void groupedQueryAttentionGradientsMatchFiniteDifferences(int k) {
+        parameterGradientsMatchFiniteDifferences(GQA, k);
+    }
+
+    private static void parameterGradientsMatchFiniteDifferences(ModelConfig C, int k) {
         try (Backend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, C);
             m.initialize(be, 17);
@@ -49,7 +61,41 @@ public class ModelGradientTest {
             tape.backward();
             be.releaseScratch();
 
-            assertGradientsMatchFiniteDifferences(be, m.parameters(), r, () -> loss(be, m, tape, tokens, targets, b, k));
+            assertGradientsMatchFiniteDifferences(be, m.parameters(), r, () -> loss(be, m, tape, tokens, targets, b, k, C.vocabSize()));
+        }
+    }
+
+    /**
+     * Grouped-query attention is multi-head attention whose key and value projections repeat each key/value head's
+     * rows for its group of query heads: the GQA model's logits equal those of that MHA model (Hugging Face's
+     * repeat_kv semantics: query head h reads key/value head h / groups).
+     */
+    @org.junit.jupiter.api.Test
+    void groupedQueryAttentionIsMultiHeadAttentionWithRepeatedKeyValueRows() {
+        ModelConfig mha = new ModelConfig("mha", GQA.vocabSize(), GQA.dim(), GQA.ffnDim(), GQA.layers(), GQA.heads(),
+                GQA.contextLength(), GQA.ropeTheta(), GQA.normEps());
+        try (Backend be = new CpuBackend(1)) {
+            LlamaModel g = new LlamaModel(be, GQA), m = new LlamaModel(be, mha);
+            g.initialize(be, 3);
+            int dh = GQA.headDim(), groups = GQA.groups();
+            for (int i = 0; i < g.parameters().size(); i++) {
+                Parameter from = g.parameters().get(i), to = m.parameters().get(i);
+                float[] w = be.download(from.master());
+                if (from.name().endsWith("k_proj.weight") || from.name().endsWith("v_proj.weight")) {
+                    int d = GQA.dim();
+                    float[] rep = new float[d * d];
+                    for (int h = 0; h < GQA.heads(); h++)
+                        System.arraycopy(w, h / groups * dh * d, rep, h * dh * d, dh * d);
+                    w = rep;
+                }
+                to.load(be, w);
+            }
+            int t = GQA.contextLength();
+            Tensor tokens = be.allocate(DType.I32, 2, t);
+            be.uploadInts(tokens, new SplittableRandom(9).ints(2 * t, 0, GQA.vocabSize()).toArray());
+            float[] a = be.download(g.forward(new Tape(be), tokens, 2, 1).value()), b = be.download(m.forward(new Tape(be), tokens, 2, 1).value());
+            for (int i = 0; i < a.length; i++)
+                assertTrue(Math.abs(a[i] - b[i]) <= 1e-5f * (1 + Math.abs(b[i])), "logit " + i + ": " + a[i] + " vs " + b[i]);
         }
     }
 
@@ -78,8 +124,8 @@ public class ModelGradientTest {
         }
     }
 
-    private static double loss(Backend be, LlamaModel m, Tape tape, Tensor tokens, Tensor targets, int b, int k) {
-        double s = be.sum(tape.crossEntropyK(m.forward(tape, tokens, b, k), targets, C.vocabSize(), 0f));
+    private static double loss(Backend be, LlamaModel m, Tape tape, Tensor tokens, Tensor targets, int b, int k, int vocab) {
+        double s = be.sum(tape.crossEntropyK(m.forward(tape, tokens, b, k), targets, vocab, 0f));
         tape.clear();
         be.releaseScratch();
         return s;

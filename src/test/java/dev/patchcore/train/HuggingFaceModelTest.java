@@ -140,7 +140,7 @@ class HuggingFaceModelTest {
     @Test void whatTheModelDoesNotComputeIsRefusedInOneLine(@TempDir Path dir) throws IOException {
         write(dir.resolve("model.safetensors"), weights(SHAPE, "F32", 3));
         Map<String, String> wrong = new LinkedHashMap<>();
-        wrong.put("\"num_key_value_heads\": 1", "grouped-query attention (1 key/value heads for 2 query heads) is not supported");
+        wrong.put("\"num_key_value_heads\": 3", "3 key/value heads do not divide 2 query heads into groups");
         wrong.put("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling of type 'linear' is not supported");
         wrong.put("\"model_type\": \"mistral\"", "describes a 'mistral' model");
         wrong.put("\"attention_bias\": true", "attention_bias is not supported");
@@ -286,13 +286,15 @@ class HuggingFaceModelTest {
     }
 
     /**
-     * An independent check of the Hugging Face semantics (names, layouts, rotate_half RoPE at theta 500): the mean
-     * next-token loss of a model whose weights are a formula, as tools/reference/hf_llama_reference.py computes it in
-     * float64 NumPy from transformers' LlamaForCausalLM (4.2782336185), against patchcore's forward of the same weights
-     * read from a Hugging Face folder.
+     * An independent check of the Hugging Face semantics (names, layouts, rotate_half RoPE at theta 500, repeat_kv):
+     * the mean next-token loss of a model whose weights are a formula, as tools/reference/hf_llama_reference.py
+     * computes it in float64 NumPy from transformers' LlamaForCausalLM, against patchcore's forward of the same weights
+     * read from a Hugging Face folder, with multi-head and with grouped-query attention.
      */
-    @Test void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(@TempDir Path dir) throws IOException {
-        ModelConfig shape = new ModelConfig("ref", 97, 32, 88, 2, 2, 40, 500f, 1e-5f);
+    @org.junit.jupiter.params.ParameterizedTest(name = "key/value heads {0}: loss {1}")
+    @org.junit.jupiter.params.provider.CsvSource({"2, 4.2782336185", "1, 4.2210356352"})  // `--kv-heads 1`: grouped-query attention
+    void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(int kvHeads, double reference, @TempDir Path dir) throws IOException {
+        ModelConfig shape = new ModelConfig("ref", 97, 32, 88, 2, 2, 40, 500f, 1e-5f, kvHeads);
         Map<String, T> w = new LinkedHashMap<>();
         try (CpuBackend be = new CpuBackend(1)) {
             int k = 0;
@@ -327,7 +329,7 @@ class HuggingFaceModelTest {
                 for (int v = 0; v < vocab; v++) sum += Math.exp(logits[j * stride + v] - max);
                 loss -= logits[j * stride + tokens[j + 1]] - max - Math.log(sum);
             }
-            assertEquals(4.2782336185, loss / (t - 1), 2e-5, "hf_llama_reference.py's loss");
+            assertEquals(reference, loss / (t - 1), 2e-5, "hf_llama_reference.py --kv-heads " + kvHeads + "'s loss");
         }
     }
 

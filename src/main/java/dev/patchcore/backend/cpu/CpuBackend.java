@@ -490,6 +490,43 @@ public final class CpuBackend implements DecodingBackend {
     // ---------------------------------------------------------------- SwiGLU, add
 
     @Override
+    public Tensor repeatHeads(Tensor x, int kvHeads, int groups) {
+        int width = x.dim(-1), n = (int) (x.numel() / width);
+        require(kvHeads > 0 && groups > 0 && width % kvHeads == 0, "repeatHeads: width " + width + " is not " + kvHeads + " heads");
+        int dh = width / kvHeads, out = width * groups;
+        Tensor y = scratch(DType.F32, n, out);
+        float[] xs = CpuStorage.floats(x), ys = CpuStorage.floats(y);
+        int xo = CpuStorage.offset(x);
+        par.forRange(n, Math.max(1, GRAIN / out), (r0, r1) -> {
+            for (int r = r0; r < r1; r++)
+                for (int h = 0; h < kvHeads * groups; h++)
+                    System.arraycopy(xs, xo + r * width + h / groups * dh, ys, r * out + h * dh, dh);
+        });
+        return y;
+    }
+
+    @Override
+    public Tensor repeatHeadsBackward(Tensor dy, int kvHeads, int groups) {
+        int out = dy.dim(-1), n = (int) (dy.numel() / out);
+        require(kvHeads > 0 && groups > 0 && out % (kvHeads * groups) == 0, "repeatHeadsBackward: width " + out + " is not "
+                + kvHeads * groups + " heads");
+        int dh = out / (kvHeads * groups), width = kvHeads * dh;
+        Tensor dx = scratch(DType.F32, n, width);
+        float[] gs = CpuStorage.floats(dy), ds = CpuStorage.floats(dx);
+        int go = CpuStorage.offset(dy);
+        par.forRange(n, Math.max(1, GRAIN / out), (r0, r1) -> {
+            for (int r = r0; r < r1; r++)
+                for (int j = 0; j < kvHeads; j++)
+                    for (int c = 0; c < dh; c++) {
+                        float sum = 0;  // the group's heads in order
+                        for (int g = 0; g < groups; g++) sum += gs[go + r * out + (j * groups + g) * dh + c];
+                        ds[r * width + j * dh + c] = sum;
+                    }
+        });
+        return dx;
+    }
+
+    @Override
     public Tensor swiglu(Tensor gate, Tensor up) {
         require(gate.numel() == up.numel(), "swiglu: gate " + gate + " and up " + up + " differ in size");
         Tensor y = scratch(DType.F32, gate.shape());

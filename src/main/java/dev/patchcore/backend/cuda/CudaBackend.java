@@ -35,6 +35,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     private final CudaSimpleAttention simpleAttention;
     private final CudaFlashAttention flashAttention;
     private final CudaDecodeAttention decodeAttention;
+    private final CudaRepeatHeads repeatHeads;
     private final CudaRmsNorm rmsNorm;
     private final CudaRope rope;
     private final CudaSwiGlu swiGlu;
@@ -92,6 +93,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
         this.simpleAttention = new CudaSimpleAttention(this);
         this.flashAttention = new CudaFlashAttention(this);
         this.decodeAttention = new CudaDecodeAttention(this);
+        this.repeatHeads = new CudaRepeatHeads(this);
         this.rmsNorm = new CudaRmsNorm(this);
         this.rope = new CudaRope(this);
         this.swiGlu = new CudaSwiGlu(this);
@@ -512,6 +514,12 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
 
     @Override
     public Tensor ropeAt(Tensor x, int start, int heads, float theta) { return rope.forwardAt(x, start, heads, theta); }
+
+    @Override
+    public Tensor repeatHeads(Tensor x, int kvHeads, int groups) { return repeatHeads.forward(x, kvHeads, groups); }
+
+    @Override
+    public Tensor repeatHeadsBackward(Tensor dy, int kvHeads, int groups) { return repeatHeads.backward(dy, kvHeads, groups); }
 
     /**
      * A window read from position 0 (a prompt, or the window's restart) is causal attention over its own rows: the

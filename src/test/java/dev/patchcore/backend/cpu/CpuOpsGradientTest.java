@@ -204,6 +204,20 @@ class CpuOpsGradientTest {
 
     // ---------------------------------------------------------------- RoPE
 
+    @ParameterizedTest(name = "rows={0} kv={1} groups={2} Dh={3}")
+    @CsvSource({"5,2,2,6", "3,1,4,4", "4,3,1,2"})
+    void repeatHeads(int n, int kvHeads, int groups, int headDim) {
+        Random rnd = new Random(n * 31L + groups);
+        int width = kvHeads * headDim;
+        float[] x = randn(rnd, n * width, 1);
+        double[] ref = Reference.repeatHeads(toDouble(x), n, kvHeads, groups, headDim);
+        assertClose("repeatHeads forward", be.download(be.repeatHeads(tensor(x, n, width), kvHeads, groups)), ref, FWD_TOL);
+        float[] r = randn(rnd, n * width * groups, 1);
+        Tensor dx = be.repeatHeadsBackward(tensor(r, n, width * groups), kvHeads, groups);
+        double[] expected = numeric(a -> Reference.repeatHeads(a[0], n, kvHeads, groups, headDim), new double[][]{toDouble(x)}, 0, toDouble(r));
+        assertClose("repeatHeads dx", be.download(dx), expected, GRAD_TOL);
+    }
+
     @ParameterizedTest(name = "B={0} T={1} H={2} Dh={3} theta={4}")
     @CsvSource({"2,5,2,6,10000", "2,16,2,16,10000", "1,7,3,4,10", "3,1,1,8,10000"})
     void rope(int batch, int seqLen, int heads, int headDim, float theta) {

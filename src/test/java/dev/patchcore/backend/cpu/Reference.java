@@ -50,6 +50,16 @@ final class Reference {
     }
 
     /** Hugging Face rotate_half: out = x·cos + rotate_half(x)·sin with rotate_half(x) = [−x2, x1]. */
+    /** Hugging Face's repeat_kv on rows: head h of the result is head h / groups of x. */
+    static double[] repeatHeads(double[] x, int n, int kvHeads, int groups, int headDim) {
+        int width = kvHeads * headDim, out = width * groups;
+        double[] y = new double[n * out];
+        for (int r = 0; r < n; r++)
+            for (int h = 0; h < kvHeads * groups; h++)
+                for (int c = 0; c < headDim; c++) y[r * out + h * headDim + c] = x[r * width + h / groups * headDim + c];
+        return y;
+    }
+
     static double[] rope(double[] x, int n, int seqLen, int heads, int headDim, double theta) {
         int half = headDim / 2, width = heads * headDim;
         double[] y = new double[x.length];

@@ -37,7 +37,7 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
  */
 class OpKernelLaunchTest {
     private static final List<String> FILES = List.of("rmsnorm.cu", "rope.cu", "swiglu.cu", "cross_entropy.cu", "adamw.cu",
-            "attention_decode.cu");
+            "attention_decode.cu", "repeat_heads.cu");
     /** Also signature-checked, but some of their kernels are launched outside a launcher class (sum, casts). */
     private static final List<String> CHECKED_ONLY = List.of("elementwise.cu", "patch_embed.cu");
     // Initialized before SIGNATURES, which parses with them.
@@ -496,6 +496,22 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void repeatHeadsIsOneThreadPerOutputElement() {
+        CudaRepeatHeads op = new CudaRepeatHeads(ctx);
+        Tensor out = op.forward(bf16(10, 2 * 64), 2, 4);
+        assertArrayEquals(new int[] {10, 8 * 64}, out.shape());
+        Launch f = ctx.only("repeat_heads_bf16");
+        assertEquals(List.of(10L, 2, 4, 64), Arrays.asList(f.args()).subList(2, 6));
+        assertEquals((10 * 8 * 64 + 255) / 256, f.grid()[0]);
+        Tensor dx = op.backward(out, 2, 4);
+        assertArrayEquals(new int[] {10, 2 * 64}, dx.shape());
+        assertEquals(List.of(10L, 2, 4, 64), Arrays.asList(ctx.only("repeat_heads_bwd_bf16").args()).subList(2, 6));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(10, 100), 3, 2), "not whole heads");
+        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(10, 128), 2, 2));
+        assertEquals(2, ctx.launches.size(), "nothing launched for rejected calls");
+    }
+
+    @Test
     void decodeAttentionRejectsMistakes() {
         CudaDecodeAttention op = new CudaDecodeAttention(ctx);
         Tensor keys = bf16(100, 128);
@@ -873,7 +889,7 @@ class OpKernelLaunchTest {
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
                 this::crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB,
-                this::decodeAttentionSplitsTheKeysIntoChunksAndMergesThem);
+                this::decodeAttentionSplitsTheKeysIntoChunksAndMergesThem, this::repeatHeadsIsOneThreadPerOutputElement);
         for (Runnable c : cases) {
             ctx.launches.clear();
             c.run();
