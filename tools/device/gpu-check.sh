@@ -93,7 +93,12 @@ for s in $STEPS; do case $s in
               step train-gen 40 "${JAVA[@]}" train --preset tiny --context 256 --steps 30 --eval-every 0 --log-every 10 \
                    --backend cuda --out "$WORK/run-gen"
               step generate-cuda 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cuda --temperature 0 --tokens 600
-              step generate-cpu 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cpu --temperature 0 --tokens 600 ;;
+              step generate-cpu 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cpu --temperature 0 --tokens 600
+              # Grouped-query attention (repeat_heads.cu, written without a GPU): the same short run on both backends.
+              for be in cuda cpu; do
+                step train-gqa-$be 60 "${JAVA[@]}" train $TRAIN_ARGS --kv-heads 2 --backend $be --out "$WORK/run-gqa-$be"
+                cp "$WORK/run-gqa-$be/metrics.jsonl" "$OUT/train-gqa-$be-metrics.jsonl" 2>/dev/null
+              done ;;
   train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
               cp "$WORK/run-cpu/metrics.jsonl" "$OUT/train-cpu-metrics.jsonl" 2>/dev/null ;;
   train-small) step train-small "${T_TRAIN_SMALL:-120}" "${JAVA[@]}" train ${SMALL_ARGS:-"--preset small --steps 2000 --log-every 200 --eval-every 500"} --backend cuda --out "$WORK/run-small"
@@ -231,6 +236,12 @@ for t in finetune-dp1 finetune-dp2; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t"
 for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t (last lines)"; tail -n 6 "$OUT/$t.log"; }; done
 for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
 for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-gen checkpoint"; grep -v '^WARNING\|^generate: ' "$OUT/$t.log" | head -c 400; echo; grep '^generate: \|rror' "$OUT/$t.log"; }; done
+if [[ -f "$OUT/train-gqa-cuda-metrics.jsonl" && -f "$OUT/train-gqa-cpu-metrics.jsonl" ]]; then
+  echo "--- train --kv-heads 2: CUDA vs CPU training losses (same seed and data)"
+  paste -d' ' <(grep '"type":"train"' "$OUT/train-gqa-cuda-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) \
+              <(grep '"type":"train"' "$OUT/train-gqa-cpu-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g (multi-head: ~0.002)\n", n, m }'
+fi
 if [[ -f "$OUT/generate-cuda.log" && -f "$OUT/generate-cpu.log" ]]; then
   if cmp -s <(grep -v '^WARNING\|^backend\|^generate: ' "$OUT/generate-cuda.log") <(grep -v '^WARNING\|^backend\|^generate: ' "$OUT/generate-cpu.log")
   then echo "generate: the same text on both backends"; else echo "generate: the texts differ (bf16 vs fp32 near-ties, or a decode bug: see selftest's attendCached rows)"; fi
