@@ -289,7 +289,7 @@ public final class TrainCommand implements Callable<Integer> {
             try {
                 model = model.withKvHeads(kvHeads);
             } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("--kv-heads: " + e.getMessage() + " (the " + model.name() + " model has " + model.heads() + ")");
+                throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
             }
         }
         Path init = initDir == null ? null : initCheckpoint(initDir, model, dataset);
@@ -335,8 +335,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (from.normEps() != model.normEps()) differ.add("RMSNorm eps " + from.normEps() + " vs " + model.normEps());
         if (!differ.isEmpty())
             throw new IllegalArgumentException("--init-from " + init + " holds another model than this run's (" + String.join(", ", differ)
-                    + ")" + (spec.commandLine().getParseResult().hasMatchedOption("--preset") || kvHeads != null
-                    ? ": leave out --preset and --kv-heads to take the checkpoint's" : ""));
+                    + ")" + shapeAdvice());
         if (from.vocabSize() != model.vocabSize())
             throw new IllegalArgumentException("--init-from " + init + " has a vocabulary of " + from.vocabSize() + ", the data "
                     + dataset.description() + " one of " + model.vocabSize() + " (tokenizer " + dataset.tokenizer() + "): prepare the data "
@@ -346,6 +345,14 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
         return init;
+    }
+
+    /** For a model other than the --init-from checkpoint's: the shape options given, which a new run could leave out. */
+    private String shapeAdvice() {
+        List<String> given = new ArrayList<>();
+        if (spec.commandLine().getParseResult().hasMatchedOption("--preset")) given.add("--preset");
+        if (kvHeads != null) given.add("--kv-heads");
+        return given.isEmpty() ? "" : ": leave out " + String.join(" and ", given) + " to take the checkpoint's";
     }
 
     /** Fails with RunLock's "in use by another patchcore process" if a run holds {@code runDir}'s lock now. */
@@ -372,8 +379,9 @@ public final class TrainCommand implements Callable<Integer> {
         TrainConfig cfg = run.cfg();
         TrainingData dataset = run.dataset();
         ModelConfig m = cfg.model();
-        System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads, vocab %d, T=%d, %.2fM parameters%n",
-                m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
+        System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads%s, vocab %d, T=%d, %.2fM parameters%n",
+                m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.groups() > 1 ? " (" + m.kvHeads() + " key/value heads)" : "",
+                m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
         System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), run.runDir());
         System.out.printf(Locale.ROOT, "budget %s × %d tokens: patch stage %s (K=%d, λ=%.3f), token stage %s%n",
                 Plural.of(cfg.steps(), "step"), cfg.tokensPerStep(), Plural.of(cfg.patchSteps(), "step"), cfg.patchSize(), cfg.lambda(),

@@ -291,7 +291,15 @@ public final class Checkpoints {
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {
             String json = r.metadata().get("patchcore.config");
             if (json == null) throw new IllegalArgumentException(checkpoint.resolve(MODEL) + " has no patchcore model config");
-            return GSON.fromJson(json, ModelConfig.class);
+            try {
+                ModelConfig c = GSON.fromJson(json, ModelConfig.class);
+                if (c == null) throw new IllegalArgumentException("empty");
+                return c;
+            } catch (RuntimeException e) {  // not JSON, or values the record refuses (Gson wraps what its constructor throws)
+                Throwable why = e.getCause() != null && !(e instanceof com.google.gson.JsonSyntaxException) ? e.getCause() : e;
+                throw new IllegalArgumentException(checkpoint.resolve(MODEL) + " has an invalid patchcore model config ("
+                        + String.valueOf(why.getMessage()).lines().findFirst().orElse("") + ")");
+            }
         }
     }
 

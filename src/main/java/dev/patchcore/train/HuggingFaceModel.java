@@ -66,7 +66,8 @@ public final class HuggingFaceModel {
         int dim = integer(c, "hidden_size", where, null), heads = integer(c, "num_attention_heads", where, null);
         if (dim < 1 || heads < 1) throw new IllegalArgumentException(where + ": hidden_size and num_attention_heads must be positive");
         int kvHeads = integer(c, "num_key_value_heads", where, heads);
-        if (kvHeads < 1 || heads % kvHeads != 0)
+        if (kvHeads < 1) throw new IllegalArgumentException(where + ": num_key_value_heads must be positive");
+        if (heads % kvHeads != 0)
             throw new IllegalArgumentException(where + ": " + kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
         if (field(c, "head_dim") != null && integer(c, "head_dim", where, null) * heads != dim)
             throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");

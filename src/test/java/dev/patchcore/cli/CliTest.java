@@ -448,7 +448,7 @@ class CliTest {
                 "--batch", "4", "--eval-every", "0"), err.toString());
         assertTrue(out.toString().contains("initialized from"), out.toString());
         assertUserError("holds another model than this run's (layers 4 vs 6, d 128 vs 256, ffn 352 vs 688, heads 4 vs 8): leave out "
-                + "--preset and --kv-heads to take the checkpoint's", "train", "--backend", "cpu", "--data", ds.toString(), "--init-from", run.toString(),
+                + "--preset to take the checkpoint's", "train", "--backend", "cpu", "--data", ds.toString(), "--init-from", run.toString(),
                 "--preset", "small");
         assertUserError("--init-from starts a new run", "train", "--backend", "cpu", "--resume", run.toString(), "--init-from", run.toString());
         // Grouped-query attention from scratch: 4 query heads over 2 key/value heads, written as Hugging Face writes it.
@@ -457,7 +457,7 @@ class CliTest {
                 "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
         assertEquals(2, dev.patchcore.train.Checkpoints.readModelConfig(dev.patchcore.train.Checkpoints.latest(gqa)).kvHeads());
         assertTrue(Files.readString(dev.patchcore.train.Checkpoints.latest(gqa).resolve("config.json")).contains("\"num_key_value_heads\": 2"));
-        assertUserError("--kv-heads: 3 key/value heads do not divide 4 query heads into groups (the tiny model has 4)", "train",
+        assertUserError("--kv-heads: 3 key/value heads do not divide 4 query heads into groups", "train",
                 "--backend", "cpu", "--data", ds.toString(), "--kv-heads", "3");
         assertUserError("not taken with --resume", "train", "--backend", "cpu", "--resume", gqa.toString(), "--kv-heads", "1");
         // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.

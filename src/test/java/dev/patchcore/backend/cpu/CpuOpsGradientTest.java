@@ -202,7 +202,7 @@ class CpuOpsGradientTest {
         assertClose("dGain", be.download(dGain), numeric(f, inputs, 2, r), GRAD_TOL);
     }
 
-    // ---------------------------------------------------------------- RoPE
+    // ---------------------------------------------------------------- grouped-query heads
 
     @ParameterizedTest(name = "rows={0} kv={1} groups={2} Dh={3}")
     @CsvSource({"5,2,2,6", "3,1,4,4", "4,3,1,2"})
@@ -217,6 +217,8 @@ class CpuOpsGradientTest {
         double[] expected = numeric(a -> Reference.repeatHeads(a[0], n, kvHeads, groups, headDim), new double[][]{toDouble(x)}, 0, toDouble(r));
         assertClose("repeatHeads dx", be.download(dx), expected, GRAD_TOL);
     }
+
+    // ---------------------------------------------------------------- RoPE
 
     @ParameterizedTest(name = "B={0} T={1} H={2} Dh={3} theta={4}")
     @CsvSource({"2,5,2,6,10000", "2,16,2,16,10000", "1,7,3,4,10", "3,1,1,8,10000"})

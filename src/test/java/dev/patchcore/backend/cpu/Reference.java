@@ -49,7 +49,6 @@ final class Reference {
         return r;
     }
 
-    /** Hugging Face rotate_half: out = x·cos + rotate_half(x)·sin with rotate_half(x) = [−x2, x1]. */
     /** Hugging Face's repeat_kv on rows: head h of the result is head h / groups of x. */
     static double[] repeatHeads(double[] x, int n, int kvHeads, int groups, int headDim) {
         int width = kvHeads * headDim, out = width * groups;
@@ -60,6 +59,7 @@ final class Reference {
         return y;
     }
 
+    /** Hugging Face rotate_half: out = x·cos + rotate_half(x)·sin with rotate_half(x) = [−x2, x1]. */
     static double[] rope(double[] x, int n, int seqLen, int heads, int headDim, double theta) {
         int half = headDim / 2, width = heads * headDim;
         double[] y = new double[x.length];
