@@ -97,6 +97,17 @@ class HuggingFaceModelTest {
         return w;
     }
 
+    /** The index of {@code map} (tensor → shard) and a config.json of {@link #SHAPE} with tied embeddings; returns the index. */
+    private static JsonObject writeTiedIndexed(Path dir, JsonObject map) throws IOException {
+        JsonObject index = new JsonObject();
+        index.add("weight_map", map);
+        Files.writeString(dir.resolve(HuggingFaceModel.INDEX), index.toString());
+        JsonObject cfg = config(SHAPE);
+        cfg.addProperty("tie_word_embeddings", true);
+        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+        return index;
+    }
+
     @Test void shardedBf16AndF16WithTiedEmbeddingsLoadExactly(@TempDir Path dir) throws IOException {
         Map<String, T> bf16 = weights(SHAPE, "BF16", 1), f16 = weights(SHAPE, "F16", 2);
         Map<String, T> shard1 = new LinkedHashMap<>(), shard2 = new LinkedHashMap<>();
@@ -111,12 +122,7 @@ class HuggingFaceModelTest {
         map.addProperty("model.layers.0.self_attn.rotary_emb.inv_freq", "model-00001-of-00002.safetensors");
         write(dir.resolve("model-00001-of-00002.safetensors"), shard1);
         write(dir.resolve("model-00002-of-00002.safetensors"), shard2);
-        JsonObject index = new JsonObject();
-        index.add("weight_map", map);
-        Files.writeString(dir.resolve(HuggingFaceModel.INDEX), index.toString());
-        JsonObject cfg = config(SHAPE);
-        cfg.addProperty("tie_word_embeddings", true);
-        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+        writeTiedIndexed(dir, map);
 
         assertTrue(HuggingFaceModel.is(dir));
         assertEquals(dir, Checkpoints.latest(dir));
@@ -252,19 +258,15 @@ class HuggingFaceModelTest {
 
     /**
      * Tied embeddings use the input embedding even where the file also has an lm_head (as transformers ties them); an
-     * embedding of more rows than vocab_size is refused; a sharded folder named "." loads.
+     * embedding of more rows than vocab_size is refused; a sharded folder given by a relative path loads; a shard name
+     * that is not a plain file name is refused.
      */
     @Test void tiedEmbeddingsWinAndTheVocabularyRowsMustBeVocabSize(@TempDir Path dir) throws IOException {
         Map<String, T> w = weights(SHAPE, "F32", 5);
         write(dir.resolve("a.safetensors"), w);
         JsonObject map = new JsonObject();
         for (String name : w.keySet()) map.addProperty(name, "a.safetensors");
-        JsonObject index = new JsonObject();
-        index.add("weight_map", map);
-        Files.writeString(dir.resolve(HuggingFaceModel.INDEX), index.toString());
-        JsonObject cfg = config(SHAPE);
-        cfg.addProperty("tie_word_embeddings", true);
-        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+        JsonObject index = writeTiedIndexed(dir, map);
         try (CpuBackend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir));
             Path relative = Path.of("").toAbsolutePath().relativize(dir.toAbsolutePath());
