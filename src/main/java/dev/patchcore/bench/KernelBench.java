@@ -138,6 +138,15 @@ public final class KernelBench {
         Tensor rstdKeep = persistent(DType.F32, n);
         be.copy(rstd, rstdKeep);
         rows.add(measure("rmsNorm backward", nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
+        // Grouped-query attention's key/value heads repeated for 4 query heads each (a quarter of the heads read).
+        if (s.heads() % 4 == 0) {
+            int kv = s.heads() / 4;
+            Tensor kvIn = x.reshape(n * d).rows(0, n * d / 4).reshape(n, d / 4);
+            rows.add(measure("repeatHeads (4 query heads per key/value head)", n + "x" + kv + "→" + s.heads() + " heads",
+                    1.25 * n * d * a, 0, () -> be.repeatHeads(kvIn, kv, 4)));
+            rows.add(measure("repeatHeads backward", n + "x" + s.heads() + "→" + kv + " heads", 1.25 * n * d * a, 0,
+                    () -> be.repeatHeadsBackward(y, kv, 4)));
+        }
         rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
         rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
         if (be instanceof CudaBackend cuda) {
