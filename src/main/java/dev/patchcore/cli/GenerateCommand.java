@@ -8,6 +8,7 @@ import dev.patchcore.data.Tokenizers;
 import dev.patchcore.eval.Generator;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.HuggingFaceModel;
 import dev.patchcore.train.Instructions;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
@@ -74,6 +75,14 @@ public final class GenerateCommand implements Callable<Integer> {
         String text = alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt;
         int[] promptIds = tok.encode(text);
         if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
+        // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there.
+        int bos = HuggingFaceModel.is(ckpt) ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
+        if (bos >= 0 && bos < cfg.vocabSize()) {
+            int[] withBos = new int[promptIds.length + 1];
+            withBos[0] = bos;
+            System.arraycopy(promptIds, 0, withBos, 1, promptIds.length);
+            promptIds = withBos;
+        }
         Generator.requireRoom(promptIds.length, tokens);
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = new LlamaModel(be, cfg);

@@ -112,6 +112,25 @@ public final class HuggingFaceModel {
         return Files.isRegularFile(file) ? Tokenizers.byName(file.toString()).name() : null;
     }
 
+    /**
+     * The begin-of-text id to put before a prompt, or -1: config.json's bos_token_id where the tokenizer adds it
+     * (tokenizer_config.json's add_bos_token; LlamaTokenizer's default is true, so without that file a folder with a
+     * SentencePiece tokenizer.model adds it).
+     */
+    public static int bosToPrepend(Path dir) {
+        Path tc = dir.resolve("tokenizer_config.json");
+        boolean llama = Files.isRegularFile(dir.resolve(SentencePieceTokenizer.FILE_NAME));
+        if (Files.isRegularFile(tc)) {
+            JsonObject t = json(tc);
+            String cls = string(t, "tokenizer_class", tc.toString());
+            llama = bool(t, "add_bos_token", tc.toString(), cls != null ? cls.contains("llama") : llama);
+        }
+        boolean add = llama;
+        if (!add) return -1;
+        JsonObject c = json(dir.resolve(CONFIG));
+        return field(c, "bos_token_id") == null ? -1 : integer(c, "bos_token_id", dir.resolve(CONFIG).toString(), null);
+    }
+
     /** A checkpoint's meta for the folder: its tokenizer, nothing of a training run. */
     static Checkpoints.Meta meta(Path dir) {
         return new Checkpoints.Meta(0, null, null, tokenizer(dir), false, null, 0);

@@ -335,6 +335,28 @@ class HuggingFaceModelTest {
         }
     }
 
+    /** generate puts config.json's bos_token_id first where the tokenizer adds it (LlamaTokenizer's default). */
+    @Test void theBeginOfTextTokenIsPrependedAsTheTokenizerSays(@TempDir Path dir) throws IOException {
+        write(dir.resolve("model.safetensors"), weights(SHAPE, "F32", 7));
+        JsonObject cfg = config(SHAPE);
+        cfg.addProperty("bos_token_id", 1);
+        Files.writeString(dir.resolve("config.json"), cfg.toString());
+        assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "no tokenizer files: nothing to go by");
+        dev.patchcore.data.SentencePieceFixture.model(dir);
+        Files.move(dir.resolve("tok.model"), dir.resolve("tokenizer.model"));
+        assertEquals(1, HuggingFaceModel.bosToPrepend(dir), "a SentencePiece tokenizer.model alone: LlamaTokenizer's default");
+        Map<String, Integer> configs = Map.of("{\"tokenizer_class\": \"LlamaTokenizer\"}", 1, "{\"add_bos_token\": false}", -1,
+                "{\"tokenizer_class\": \"GPT2Tokenizer\"}", -1, "{\"tokenizer_class\": \"GPT2Tokenizer\", \"add_bos_token\": true}", 1);
+        for (var e : configs.entrySet()) {
+            Files.writeString(dir.resolve("tokenizer_config.json"), e.getKey());
+            assertEquals((int) e.getValue(), HuggingFaceModel.bosToPrepend(dir), e.getKey());
+        }
+        cfg.remove("bos_token_id");
+        Files.writeString(dir.resolve("config.json"), cfg.toString());
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": true}");
+        assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "no bos_token_id");
+    }
+
     /** A patchcore checkpoint has the same config.json; it is not taken for a Hugging Face folder, even cut short. */
     @Test void aPatchcoreCheckpointIsNotAHuggingFaceFolder(@TempDir Path dir) throws IOException {
         Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
