@@ -6,7 +6,8 @@ import dev.patchcore.tensor.Tensor;
 
 /**
  * A trainable tensor: fp32 master weights, the compute copy the forward reads (the master itself on CPU,
- * a bf16 copy on CUDA), and an fp32 gradient accumulated over micro-batches.
+ * a bf16 copy on CUDA), and an fp32 gradient accumulated over micro-batches. A parameter made for inference
+ * ({@link #forInference}) is its compute copy alone: no master, no gradient (on CUDA a fifth of the memory).
  */
 public final class Parameter {
     private final String name;
@@ -17,12 +18,21 @@ public final class Parameter {
     private final Tensor grad;
 
     public Parameter(Backend backend, String name, boolean decay, int... shape) {
+        this(backend, name, decay, true, shape);
+    }
+
+    private Parameter(Backend backend, String name, boolean decay, boolean trainable, int... shape) {
         this.name = name;
         this.shape = shape.clone();
         this.decay = decay;
-        this.master = backend.allocate(DType.F32, shape);
-        this.compute = backend.activationType() == DType.F32 ? master : backend.allocate(backend.activationType(), shape);
-        this.grad = backend.allocate(DType.F32, shape);
+        this.master = backend.allocate(trainable ? DType.F32 : backend.activationType(), shape);
+        this.compute = !trainable || backend.activationType() == DType.F32 ? master : backend.allocate(backend.activationType(), shape);
+        this.grad = trainable ? backend.allocate(DType.F32, shape) : null;
+    }
+
+    /** For forward passes only: the compute copy alone (loading rounds to it directly); {@link #grad()} is null. */
+    public static Parameter forInference(Backend backend, String name, boolean decay, int... shape) {
+        return new Parameter(backend, name, decay, false, shape);
     }
 
     /** Hugging Face {@code LlamaForCausalLM} tensor name. */
@@ -47,6 +57,6 @@ public final class Parameter {
     public void free(Backend backend) {
         backend.free(master);
         if (hasSeparateCompute()) backend.free(compute);
-        backend.free(grad);
+        if (grad != null) backend.free(grad);
     }
 }

@@ -126,7 +126,7 @@ public final class EvalCommand implements Callable<Integer> {
             System.err.println("note: " + ckpt + " was trained with --short-patch-context (its patch stage read T/K patches); -K "
                     + patchSize + " reads blocks of K·T tokens as T patches, so its loss is not the one its validation logged");
         try (Backend be = backendOptions.open()) {
-            LlamaModel model = new LlamaModel(be, cfg);
+            LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             // A patch-stage checkpoint of a run with paper §3.7's projections is read at its K with them.
             PatchProjections proj = patchSize > 1 && Checkpoints.hasProjections(ckpt) ? Checkpoints.readProjections(ckpt, cfg, be) : null;
@@ -210,7 +210,7 @@ public final class EvalCommand implements Callable<Integer> {
             tasks.add(MultipleChoice.read(f, maxQuestions, note -> System.err.println("note: " + note)));
         }
         try (Backend be = backendOptions.open()) {
-            LlamaModel model = new LlamaModel(be, cfg);
+            LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             MultipleChoice mc = new MultipleChoice(be, model, Tokenizers.recorded(tokenizer, ckpt));
             System.out.printf(Locale.ROOT, "checkpoint %s%n", ckpt);

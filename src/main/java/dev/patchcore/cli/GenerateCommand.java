@@ -85,7 +85,7 @@ public final class GenerateCommand implements Callable<Integer> {
         }
         Generator.requireRoom(promptIds.length, tokens);
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
-            LlamaModel model = new LlamaModel(be, cfg);
+            LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca);
             if (note != null) System.err.println(note);

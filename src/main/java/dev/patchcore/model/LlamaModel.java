@@ -45,24 +45,43 @@ public final class LlamaModel {
     public static final Set<String> VOCABULARY_ROWS = Set.of("model.embed_tokens.weight", "lm_head.weight");
 
     public LlamaModel(Backend backend, ModelConfig c) {
+        this(backend, c, true);
+    }
+
+    /**
+     * A model for forward passes only (eval, generate): its parameters hold the compute copy alone, no fp32 master
+     * or gradient (see {@link Parameter#forInference}); a backward pass over it fails.
+     */
+    public static LlamaModel forInference(Backend backend, ModelConfig c) {
+        return new LlamaModel(backend, c, false);
+    }
+
+    private LlamaModel(Backend backend, ModelConfig c, boolean trainable) {
         this.config = c;
         int d = c.dim(), f = c.ffnDim();
-        embed = add(new Parameter(backend, "model.embed_tokens.weight", true, c.paddedVocab(), d));
+        ParameterMaker make = (name, decay, shape) -> add(trainable ? new Parameter(backend, name, decay, shape)
+                : Parameter.forInference(backend, name, decay, shape));
+        embed = make.of("model.embed_tokens.weight", true, c.paddedVocab(), d);
         for (int i = 0; i < c.layers(); i++) {
             String p = "model.layers." + i + ".";
             layers.add(new Layer(
-                    add(new Parameter(backend, p + "input_layernorm.weight", false, d)),
-                    add(new Parameter(backend, p + "self_attn.q_proj.weight", true, d, d)),
-                    add(new Parameter(backend, p + "self_attn.k_proj.weight", true, c.kvDim(), d)),
-                    add(new Parameter(backend, p + "self_attn.v_proj.weight", true, c.kvDim(), d)),
-                    add(new Parameter(backend, p + "self_attn.o_proj.weight", true, d, d)),
-                    add(new Parameter(backend, p + "post_attention_layernorm.weight", false, d)),
-                    add(new Parameter(backend, p + "mlp.gate_proj.weight", true, f, d)),
-                    add(new Parameter(backend, p + "mlp.up_proj.weight", true, f, d)),
-                    add(new Parameter(backend, p + "mlp.down_proj.weight", true, d, f))));
+                    make.of(p + "input_layernorm.weight", false, d),
+                    make.of(p + "self_attn.q_proj.weight", true, d, d),
+                    make.of(p + "self_attn.k_proj.weight", true, c.kvDim(), d),
+                    make.of(p + "self_attn.v_proj.weight", true, c.kvDim(), d),
+                    make.of(p + "self_attn.o_proj.weight", true, d, d),
+                    make.of(p + "post_attention_layernorm.weight", false, d),
+                    make.of(p + "mlp.gate_proj.weight", true, f, d),
+                    make.of(p + "mlp.up_proj.weight", true, f, d),
+                    make.of(p + "mlp.down_proj.weight", true, d, f)));
         }
-        finalNorm = add(new Parameter(backend, "model.norm.weight", false, d));
-        lmHead = add(new Parameter(backend, "lm_head.weight", true, c.paddedVocab(), d));
+        finalNorm = make.of("model.norm.weight", false, d);
+        lmHead = make.of("lm_head.weight", true, c.paddedVocab(), d);
+    }
+
+    @FunctionalInterface
+    private interface ParameterMaker {
+        Parameter of(String name, boolean decay, int... shape);
     }
 
     private Parameter add(Parameter p) {

@@ -186,7 +186,7 @@ public final class ParityChecks {
         ModelConfig config = new ModelConfig("parity", 97, 128, 176, 2, 2, 200, 10000f, 1e-5f, kvHeads);
         int total = 150, prompt = 100;
         int[] ids = random.ints(total, 0, config.vocabSize()).toArray();
-        LlamaModel model = new LlamaModel(be, config);
+        LlamaModel model = LlamaModel.forInference(be, config);
         try (KvCache cache = new KvCache(be, config)) {
             for (Parameter p : model.parameters()) {  // weights large enough for peaked attention (init's 0.02 gives uniform)
                 float scale = p.name().endsWith("q_proj.weight") || p.name().endsWith("k_proj.weight") ? 0.3f : 0.1f;
