@@ -5,6 +5,7 @@ next-token loss it prints and compare patchcore's forward of the same weights re
 
     python3 tools/reference/hf_llama_reference.py                 # prints the loss (multi-head attention)
     python3 tools/reference/hf_llama_reference.py --kv-heads 1    # grouped-query: both query heads share one
+    python3 tools/reference/hf_llama_reference.py --heads 4 --kv-heads 2  # query heads 0, 1 read kv head 0; 2, 3 kv head 1
 
 The formula (both sides): parameter number k (in LlamaForCausalLM's order: embed_tokens, per layer input_layernorm,
 q/k/v/o_proj, post_attention_layernorm, gate/up/down_proj, then norm, lm_head), flat element i:
@@ -76,10 +77,13 @@ def forward(w, tokens):
 
 
 def main():
-    global KV
+    global KV, H, DH
     parser = argparse.ArgumentParser(description="Hugging Face LlamaForCausalLM's loss on the formula model")
-    parser.add_argument("--kv-heads", type=int, default=H, help=f"key/value heads (default {H}: multi-head attention)")
-    KV = parser.parse_args().kv_heads
+    parser.add_argument("--heads", type=int, default=H, help=f"query heads (default {H})")
+    parser.add_argument("--kv-heads", type=int, help="key/value heads (default: as many as query heads)")
+    args = parser.parse_args()
+    H, DH = args.heads, D // args.heads
+    KV = args.kv_heads or H
     tokens = np.array([(37 * j + 11) % V for j in range(T)])
     logits = forward(weights(), tokens)[:-1]
     m = logits.max(-1, keepdims=True)

@@ -293,10 +293,11 @@ class HuggingFaceModelTest {
      * computes it in float64 NumPy from transformers' LlamaForCausalLM, against patchcore's forward of the same weights
      * read from a Hugging Face folder, with multi-head and with grouped-query attention.
      */
-    @org.junit.jupiter.params.ParameterizedTest(name = "key/value heads {0}: loss {1}")
-    @org.junit.jupiter.params.provider.CsvSource({"2, 4.2782336185", "1, 4.2210356352"})  // `--kv-heads 1`: grouped-query attention
-    void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(int kvHeads, double reference, @TempDir Path dir) throws IOException {
-        ModelConfig shape = new ModelConfig("ref", 97, 32, 88, 2, 2, 40, 500f, 1e-5f, kvHeads);
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0} heads, {1} key/value heads: loss {2}")
+    @org.junit.jupiter.params.provider.CsvSource({"2, 2, 4.2782336185", "2, 1, 4.2210356352",  // [--heads H] [--kv-heads KV]
+            "4, 4, 4.2713803933", "4, 2, 4.3686352916"})
+    void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(int heads, int kvHeads, double reference, @TempDir Path dir) throws IOException {
+        ModelConfig shape = new ModelConfig("ref", 97, 32, 88, 2, heads, 40, 500f, 1e-5f, kvHeads);
         Map<String, T> w = new LinkedHashMap<>();
         try (CpuBackend be = new CpuBackend(1)) {
             int k = 0;
@@ -331,7 +332,7 @@ class HuggingFaceModelTest {
                 for (int v = 0; v < vocab; v++) sum += Math.exp(logits[j * stride + v] - max);
                 loss -= logits[j * stride + tokens[j + 1]] - max - Math.log(sum);
             }
-            assertEquals(reference, loss / (t - 1), 2e-5, "hf_llama_reference.py --kv-heads " + kvHeads + "'s loss");
+            assertEquals(reference, loss / (t - 1), 2e-5, "hf_llama_reference.py --heads " + heads + " --kv-heads " + kvHeads + "'s loss");
         }
     }
 
