@@ -41,11 +41,16 @@ public final class GenerateCommand implements Callable<Integer> {
      * Generator's window), which for {@code --alpaca} may leave out the instruction itself.
      */
     static String truncationNote(int promptTokens, int context, boolean alpaca) {
+        return truncationNote(promptTokens, context, alpaca, false);
+    }
+
+    /** As above; {@code downloaded}: a Hugging Face folder, for which training with a longer context is no advice. */
+    static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded) {
         if (promptTokens <= context) return null;
         return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than the model's context of "
                 + context + ": its first "
                 + Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
-                + (alpaca ? ", and with them perhaps the instruction" : "") + "; a model trained with a longer --context reads it all";
+                + (alpaca ? ", and with them perhaps the instruction" : "") + (downloaded ? "" : "; a model trained with a longer --context reads it all");
     }
 
     /**
@@ -87,7 +92,7 @@ public final class GenerateCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca);
+            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca, HuggingFaceModel.is(ckpt));
             if (note != null) System.err.println(note);
             // The text appears as it is sampled: the prompt (without --alpaca), then each token's text. The end of text
             // (EOS) stops the generation and is not printed.

@@ -7,6 +7,7 @@ import dev.patchcore.data.PatchMode;
 import dev.patchcore.data.Plural;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
+import dev.patchcore.train.HuggingFaceModel;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.PatchOptions;
 import dev.patchcore.train.RunLock;
@@ -337,13 +338,15 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--init-from " + init + " holds another model than this run's (" + String.join(", ", differ)
                     + ")" + shapeAdvice());
         if (from.vocabSize() != model.vocabSize())
-            throw new IllegalArgumentException("--init-from " + init + " has a vocabulary of " + from.vocabSize() + ", the data "
-                    + dataset.description() + " one of " + model.vocabSize() + " (tokenizer " + dataset.tokenizer() + "): prepare the data "
+            throw new IllegalArgumentException("--init-from " + init + " has a vocabulary of " + from.vocabSize() + "; the data ("
+                    + dataset.description() + ", tokenizer " + dataset.tokenizer() + ") has " + model.vocabSize() + ": prepare the data "
                     + "with the checkpoint's tokenizer" + Checkpoints.paddedVocabularyNote(from.vocabSize(), model.vocabSize(),
                     dataset.tokenizer().equals(tok)));
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
+        if (tok == null && HuggingFaceModel.is(init))
+            System.err.println("note: " + init + " has no tokenizer.model: only its vocabulary size could be checked against the data's");
         return init;
     }
 
@@ -380,7 +383,7 @@ public final class TrainCommand implements Callable<Integer> {
         TrainingData dataset = run.dataset();
         ModelConfig m = cfg.model();
         System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads%s, vocab %d, T=%d, %.2fM parameters%n",
-                m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.groups() > 1 ? " (" + m.kvHeads() + " key/value heads)" : "",
+                m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.groups() > 1 ? " (" + Plural.of(m.kvHeads(), "key/value head") + ")" : "",
                 m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
         System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), run.runDir());
         System.out.printf(Locale.ROOT, "budget %s × %d tokens: patch stage %s (K=%d, λ=%.3f), token stage %s%n",
@@ -455,12 +458,17 @@ public final class TrainCommand implements Callable<Integer> {
     /**
      * What the run's training steps cost against token-level training of the same steps (the paper's claim): each
      * stage's steps at its measured speed, against all of them at the token stage's speed (the token stage is the
-     * baseline's step). Null unless this command trained in both stages at measured speeds.
+     * baseline's step). Null unless this command trained both stages whole, each at least {@link #MEASURED_STEPS} steps.
      */
+    /** The fewest steps of each stage for the cost line: a stage's first steps carry JIT compilation and GEMM tuning. */
+    static final int MEASURED_STEPS = 20;
+
     static String costLine(List<Trainer.StageResult> results, long tokensPerStep) {
         if (results.size() != 2) return null;
         Trainer.StageResult patch = results.get(0), token = results.get(1);
         if (!patch.stage().equals("patch") || !(patch.tokensPerSecond() > 0) || !(token.tokensPerSecond() > 0)) return null;
+        // Both stages trained whole by this command, and long enough that warm-up does not set their speeds.
+        if (patch.fromStep() != 0 || token.fromStep() != 0 || patch.steps() < MEASURED_STEPS || token.steps() < MEASURED_STEPS) return null;
         long patchSteps = patch.fromStep() + patch.steps(), tokenSteps = token.fromStep() + token.steps();
         double run = (double) tokensPerStep * (patchSteps / patch.tokensPerSecond() + tokenSteps / token.tokensPerSecond());
         double baseline = (double) tokensPerStep * (patchSteps + tokenSteps) / token.tokensPerSecond();

@@ -105,6 +105,15 @@ public final class Tokenizers {
         String key = name == null ? "" : name.trim().toLowerCase(Locale.ROOT);
         if (key.equals("gpt2")) return "r50k_base";
         if (!NAMES.contains(key)) {
+            boolean folder = false;
+            try {
+                folder = name != null && Files.isRegularFile(Path.of(name).resolve(SentencePieceTokenizer.FILE_NAME));
+            } catch (java.nio.file.InvalidPathException ignored) {
+                // not a path
+            }
+            if (folder)
+                throw new IllegalArgumentException("--tokenizer " + name + " is a folder: give its SentencePiece model, "
+                        + Path.of(name).resolve(SentencePieceTokenizer.FILE_NAME));
             throw new IllegalArgumentException("unknown tokenizer '" + name + "': choose one of " + String.join(", ", NAMES)
                     + ", or give a SentencePiece .model file");
         }

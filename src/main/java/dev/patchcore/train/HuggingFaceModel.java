@@ -41,15 +41,19 @@ public final class HuggingFaceModel {
     private HuggingFaceModel() {}
 
     /**
-     * A Hugging Face folder, not a patchcore checkpoint: a patchcore checkpoint holds the same config.json, but also
-     * trainer.json (unless its save was cut short) and its model.safetensors records patchcore's model config.
+     * A Hugging Face folder, not a patchcore checkpoint. A patchcore checkpoint holds the same config.json, but also
+     * trainer.json; one whose save was cut short lacks it, and is told apart by its place (a run's {@code checkpoints/}
+     * folder) and by its model.safetensors, which records patchcore's model config. A checkpoint's Hugging Face files
+     * copied into a folder of their own are a Hugging Face folder.
      */
     public static boolean is(Path dir) {
         if (!Files.isRegularFile(dir.resolve(CONFIG)) || Files.exists(dir.resolve(Checkpoints.TRAINER))) return false;
         if (Files.isRegularFile(dir.resolve(INDEX))) return true;
         if (!Files.isRegularFile(dir.resolve(Checkpoints.MODEL))) return false;
         try (SafeTensors.Reader r = new SafeTensors.Reader(dir.resolve(Checkpoints.MODEL))) {
-            return !r.metadata().containsKey("patchcore.config");
+            Path parent = dir.toAbsolutePath().normalize().getParent();
+            boolean inRun = parent != null && parent.getFileName() != null && parent.getFileName().toString().equals("checkpoints");
+            return !(inRun && r.metadata().containsKey("patchcore.config"));
         } catch (RuntimeException e) {
             return false;  // not readable as safetensors: let the checkpoint path report it
         }
@@ -131,9 +135,20 @@ public final class HuggingFaceModel {
         return field(c, "bos_token_id") == null ? -1 : integer(c, "bos_token_id", dir.resolve(CONFIG).toString(), null);
     }
 
-    /** A checkpoint's meta for the folder: its tokenizer, nothing of a training run. */
+    /**
+     * A checkpoint's meta for the folder: its tokenizer, nothing of a training run. A vocab_size padded past the
+     * tokenizer's pieces (CodeLlama's 32016 for 32000) is refused here, for every command: patchcore's model and
+     * tokenizer share one vocabulary.
+     */
     static Checkpoints.Meta meta(Path dir) {
-        return new Checkpoints.Meta(0, null, null, tokenizer(dir), false, null, 0);
+        String tok = tokenizer(dir);
+        if (tok != null) {
+            int pieces = Tokenizers.byName(dir.resolve(SentencePieceTokenizer.FILE_NAME).toString()).vocabSize(), vocab = config(dir).vocabSize();
+            if (pieces != vocab)
+                throw new IllegalArgumentException(dir + ": config.json's vocab_size " + vocab + " is not its tokenizer.model's " + pieces
+                        + " pieces (a vocabulary padded past the tokenizer's), which patchcore does not support");
+        }
+        return new Checkpoints.Meta(0, null, null, tok, false, null, 0);
     }
 
     /**

@@ -95,10 +95,14 @@ class CliTest {
     /** The run's cost against token-level training: each stage's steps at its speed, against all at the token stage's. */
     @Test void theCostLineComparesTheRunWithTokenLevelTraining() {
         var patch = new dev.patchcore.train.Trainer.StageResult("patch", 667, 0, 5, 3, 3, 3, 4000);
-        var token = new dev.patchcore.train.Trainer.StageResult("token", 233, 100, 3, 2, 2, Double.NaN, 1000);  // resumed at 100
+        var token = new dev.patchcore.train.Trainer.StageResult("token", 333, 0, 3, 2, 2, Double.NaN, 1000);
         assertEquals("cost: 499.8 s of training steps, 0.50× the 1000.0 s of all 1000 steps at the token stage's speed "
                 + "(token-level training; the paper: about 0.5× at K = 4, λ = 2/3)", TrainCommand.costLine(java.util.List.of(patch, token), 1000));
         assertNull(TrainCommand.costLine(java.util.List.of(token), 1000), "the token stage alone");
+        var resumed = new dev.patchcore.train.Trainer.StageResult("token", 233, 100, 3, 2, 2, Double.NaN, 1000);
+        assertNull(TrainCommand.costLine(java.util.List.of(patch, resumed), 1000), "a stage resumed inside");
+        var shortStage = new dev.patchcore.train.Trainer.StageResult("token", 19, 0, 3, 2, 2, Double.NaN, 1000);
+        assertNull(TrainCommand.costLine(java.util.List.of(patch, shortStage), 1000), "a stage of fewer than 20 steps");
         var unmeasured = new dev.patchcore.train.Trainer.StageResult("token", 1, 0, 3, 3, 3, Double.NaN, Double.NaN);
         assertNull(TrainCommand.costLine(java.util.List.of(patch, unmeasured), 1000), "a speed not measured (one step)");
     }

@@ -359,12 +359,42 @@ class HuggingFaceModelTest {
     }
 
     /** A patchcore checkpoint has the same config.json; it is not taken for a Hugging Face folder, even cut short. */
-    @Test void aPatchcoreCheckpointIsNotAHuggingFaceFolder(@TempDir Path dir) throws IOException {
+    @Test void aPatchcoreCheckpointIsNotAHuggingFaceFolder(@TempDir Path root) throws IOException {
+        Path dir = root.resolve("run/checkpoints/step-00000004"), copy = root.resolve("copy");
+        Files.createDirectories(dir);
+        Files.createDirectories(copy);
         Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
         dev.patchcore.checkpoint.SafeTensors.write(dir.resolve("model.safetensors"),
                 List.of(new dev.patchcore.checkpoint.SafeTensors.Entry("w", new int[] {1}, () -> new float[] {1})), Map.of("patchcore.config", "{}"));
-        assertFalse(HuggingFaceModel.is(dir), "patchcore's model config in the metadata");
+        assertFalse(HuggingFaceModel.is(dir), "a run's checkpoint cut short before its trainer.json");
+        for (String f : List.of("config.json", "model.safetensors")) Files.copy(dir.resolve(f), copy.resolve(f));
+        assertTrue(HuggingFaceModel.is(copy), "its Hugging Face files in a folder of their own");
         Files.writeString(dir.resolve("model.safetensors"), "cut");
         assertFalse(HuggingFaceModel.is(dir), "unreadable weights: the checkpoint path reports them");
+    }
+
+    /** A checkpoint's files copied out of its run (as for an upload to the Hub) read back as the same model. */
+    @Test void aCheckpointsHuggingFaceFilesReadBack(@TempDir Path dir) throws IOException {
+        java.io.PrintStream oldOut = System.out;
+        System.setOut(new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
+        try {
+            Path run = dir.resolve("run"), out = dir.resolve("out");
+            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--out", run.toString(), "--kv-heads", "2",
+                    "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"));
+            Path ckpt = Checkpoints.latest(run);
+            Files.createDirectories(out);
+            for (String f : List.of("config.json", "model.safetensors")) Files.copy(ckpt.resolve(f), out.resolve(f));
+            assertTrue(HuggingFaceModel.is(out));
+            assertEquals(Checkpoints.readModelConfig(ckpt).withContext(16).kvHeads(), Checkpoints.readModelConfig(out).kvHeads());
+            try (CpuBackend be = new CpuBackend(1)) {
+                LlamaModel a = LlamaModel.forInference(be, Checkpoints.readModelConfig(ckpt)), b = LlamaModel.forInference(be, Checkpoints.readModelConfig(out));
+                Checkpoints.loadWeights(ckpt, a, be);
+                Checkpoints.loadWeights(out, b, be);
+                for (int i = 0; i < a.parameters().size(); i++)
+                    assertArrayEquals(be.download(a.parameters().get(i).master()), be.download(b.parameters().get(i).master()), a.parameters().get(i).name());
+            }
+        } finally {
+            System.setOut(oldOut);
+        }
     }
 }
