@@ -25,7 +25,8 @@ import java.util.Map;
 import java.util.Set;
 
 /**
- * A Hugging Face {@code LlamaForCausalLM} folder (from the Hub, or any {@code save_pretrained}) read as a checkpoint:
+ * A Hugging Face {@code LlamaForCausalLM} folder (from the Hub, or any {@code save_pretrained}; also
+ * {@code MistralForCausalLM} without a sliding window, whose modules are LLaMA's) read as a checkpoint:
  * {@code config.json}, the weights in {@code model.safetensors} or shards named by {@code model.safetensors.index.json}
  * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model}. {@code train --init-from}, {@code eval},
  * {@code generate} and {@code finetune} take such a folder where they take a checkpoint.
@@ -65,8 +66,13 @@ public final class HuggingFaceModel {
         String where = dir.resolve(CONFIG).toString();
         String type = string(c, "model_type", where);
         if (type == null) throw new IllegalArgumentException(where + " has no model_type (patchcore reads LLaMA models: \"llama\")");
-        if (!type.equals("llama"))
-            throw new IllegalArgumentException(where + " describes a '" + type + "' model; patchcore reads LLaMA models (model_type \"llama\")");
+        if (!type.equals("llama") && !type.equals("mistral"))
+            throw new IllegalArgumentException(where + " describes a '" + type + "' model; patchcore reads LLaMA models (model_type \"llama\", "
+                    + "or \"mistral\" without a sliding window)");
+        // Mistral's modules and tensor names are LLaMA's; its attention is LLaMA's where no sliding window limits it.
+        if (type.equals("mistral") && field(c, "sliding_window") != null)
+            throw new IllegalArgumentException(where + ": sliding-window attention (sliding_window " + c.get("sliding_window")
+                    + ") is not supported; Mistral models with \"sliding_window\": null read as LLaMA");
         int dim = integer(c, "hidden_size", where, null), heads = integer(c, "num_attention_heads", where, null);
         if (dim < 1 || heads < 1) throw new IllegalArgumentException(where + ": hidden_size and num_attention_heads must be positive");
         int kvHeads = integer(c, "num_key_value_heads", where, heads);

@@ -148,7 +148,8 @@ class HuggingFaceModelTest {
         Map<String, String> wrong = new LinkedHashMap<>();
         wrong.put("\"num_key_value_heads\": 3", "3 key/value heads do not divide 2 query heads into groups");
         wrong.put("\"rope_scaling\": {\"type\": \"linear\", \"factor\": 2.0}", "rope_scaling of type 'linear' is not supported");
-        wrong.put("\"model_type\": \"mistral\"", "describes a 'mistral' model");
+        wrong.put("\"model_type\": \"qwen2\"", "describes a 'qwen2' model");
+        wrong.put("\"model_type\": \"mistral\", \"sliding_window\": 4096", "sliding-window attention (sliding_window 4096) is not supported");
         wrong.put("\"attention_bias\": true", "attention_bias is not supported");
         wrong.put("\"hidden_act\": \"gelu\"", "hidden_act 'gelu' is not supported");
         wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0}", "rope_parameters of type 'llama3' is not supported");
@@ -178,6 +179,11 @@ class HuggingFaceModelTest {
         v5.add("rope_parameters", com.google.gson.JsonParser.parseString("{\"rope_type\": \"default\", \"rope_theta\": 500000.0}"));
         Files.writeString(dir.resolve("config.json"), v5.toString());
         assertEquals(500000f, Checkpoints.readModelConfig(dir).ropeTheta(), "transformers 5's rope_parameters");
+        JsonObject mistral = config(SHAPE);
+        mistral.addProperty("model_type", "mistral");
+        mistral.add("sliding_window", com.google.gson.JsonNull.INSTANCE);
+        Files.writeString(dir.resolve("config.json"), mistral.toString());
+        assertEquals(SHAPE.dim(), Checkpoints.readModelConfig(dir).dim(), "Mistral without a sliding window reads as LLaMA");
         // Untied, but without lm_head.weight: named.
         Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
         Map<String, T> noHead = weights(SHAPE, "F32", 3);
