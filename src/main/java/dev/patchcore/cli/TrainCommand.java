@@ -54,8 +54,8 @@ public final class TrainCommand implements Callable<Integer> {
     Path resume;
     @Option(names = "--init-from", paramLabel = "RUN_OR_CHECKPOINT", description = "start a new run from these weights instead of a "
             + "random initialization (e.g. continue pretraining a finished run on new data, or branch token stages from one "
-            + "patch stage's checkpoint; also a Hugging Face LLaMA folder); without --preset the run takes its model; the "
-            + "tokenizer must be the data's, the context may differ")
+            + "patch stage's checkpoint; also a Hugging Face LLaMA folder); without --preset the run takes its model, context "
+            + "included (--context sets another); the tokenizer must be the data's")
     Path initFrom;
 
     @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K (default: ${DEFAULT-VALUE})")
