@@ -32,8 +32,8 @@ import java.util.Set;
  * {@code generate} and {@code finetune} take such a folder where they take a checkpoint.
  *
  * <p>The architecture must be the one {@link LlamaModel} computes: multi-head or grouped-query attention, RoPE
- * without scaling, SiLU, no biases. Tied input and output
- * embeddings are read as two copies of the one matrix (patchcore trains them untied).
+ * without scaling, SiLU, no biases. Tied input and output embeddings are read as two copies of the one matrix
+ * (patchcore trains them untied).
  */
 public final class HuggingFaceModel {
     public static final String CONFIG = "config.json";
@@ -129,13 +129,12 @@ public final class HuggingFaceModel {
      */
     public static int bosToPrepend(Path dir) {
         Path tc = dir.resolve("tokenizer_config.json");
-        boolean llama = Files.isRegularFile(dir.resolve(SentencePieceTokenizer.FILE_NAME));
+        boolean add = Files.isRegularFile(dir.resolve(SentencePieceTokenizer.FILE_NAME));  // LlamaTokenizer's default
         if (Files.isRegularFile(tc)) {
             JsonObject t = json(tc);
             String cls = string(t, "tokenizer_class", tc.toString());
-            llama = bool(t, "add_bos_token", tc.toString(), cls != null ? cls.contains("llama") : llama);
+            add = bool(t, "add_bos_token", tc.toString(), cls != null ? cls.contains("llama") : add);
         }
-        boolean add = llama;
         if (!add) return -1;
         JsonObject c = json(dir.resolve(CONFIG));
         return field(c, "bos_token_id") == null ? -1 : integer(c, "bos_token_id", dir.resolve(CONFIG).toString(), null);
