@@ -100,22 +100,16 @@ attn_decode_partial(bf16* __restrict__ out, float* __restrict__ partAcc, float2*
     for (int w = 0; w < DEC_WARPS; ++w) M = fmaxf(M, sm[w]);  // warp 0 has the chunk's first key, so M is finite
     float L = 0.0f;
     for (int w = 0; w < DEC_WARPS; ++w) if (sl[w] > 0.0f) L += sl[w] * expf(sm[w] - M);
-    if (chunks == 1) {
-        bf16* orow = out + i * width + (long long)h * D;
-        for (int col = threadIdx.x; col < D; col += blockDim.x) {
-            float o = 0.0f;
-            for (int w = 0; w < DEC_WARPS; ++w) if (sl[w] > 0.0f) o += sacc[w][col] * expf(sm[w] - M);
-            orow[col] = to_bf16(o / L);
-        }
-        return;
-    }
-    float* prow = partAcc + part * D;
+    // One chunk: the output itself; several: this chunk's partial (unnormalized) and its (max, sum).
+    bf16* orow = out + i * width + (long long)h * D;
+    float* prow = chunks == 1 ? nullptr : partAcc + part * D;
     for (int col = threadIdx.x; col < D; col += blockDim.x) {
         float o = 0.0f;
         for (int w = 0; w < DEC_WARPS; ++w) if (sl[w] > 0.0f) o += sacc[w][col] * expf(sm[w] - M);
-        prow[col] = o;
+        if (prow) prow[col] = o;
+        else orow[col] = to_bf16(o / L);
     }
-    if (threadIdx.x == 0) partMl[part] = make_float2(M, L);
+    if (prow && threadIdx.x == 0) partMl[part] = make_float2(M, L);
 }
 
 // grid (H, n), block any multiple of 32: out[i, h·D + col] = Σ_c partAcc_c[col]·exp(m_c − M) / Σ_c l_c·exp(m_c − M)

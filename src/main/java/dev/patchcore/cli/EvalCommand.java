@@ -111,8 +111,7 @@ public final class EvalCommand implements Callable<Integer> {
                 if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
                     throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
                             + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")
-                            + " (vocabulary " + cfg.vocabSize() + ")" + Checkpoints.paddedVocabularyNote(cfg.vocabSize(), ds.info().vocabSize(),
-                            tokenizer != null && ds.info().tokenizer().equals(tokenizer)));
+                            + " (vocabulary " + cfg.vocabSize() + ")");
                 if (split.equals("val") && ds.info().valDocuments() == 0)
                     throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
                             + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");

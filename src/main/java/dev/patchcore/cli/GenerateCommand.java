@@ -81,7 +81,8 @@ public final class GenerateCommand implements Callable<Integer> {
         int[] promptIds = tok.encode(text);
         if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there.
-        int bos = HuggingFaceModel.is(ckpt) ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
+        boolean downloaded = HuggingFaceModel.is(ckpt);
+        int bos = downloaded ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
         if (bos >= 0 && bos < cfg.vocabSize()) {
             int[] withBos = new int[promptIds.length + 1];
             withBos[0] = bos;
@@ -92,7 +93,7 @@ public final class GenerateCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca, HuggingFaceModel.is(ckpt));
+            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca, downloaded);
             if (note != null) System.err.println(note);
             // The text appears as it is sampled: the prompt (without --alpaca), then each token's text. The end of text
             // (EOS) stops the generation and is not printed.

@@ -340,8 +340,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (from.vocabSize() != model.vocabSize())
             throw new IllegalArgumentException("--init-from " + init + " has a vocabulary of " + from.vocabSize() + "; the data ("
                     + dataset.description() + ", tokenizer " + dataset.tokenizer() + ") has " + model.vocabSize() + ": prepare the data "
-                    + "with the checkpoint's tokenizer" + Checkpoints.paddedVocabularyNote(from.vocabSize(), model.vocabSize(),
-                    dataset.tokenizer().equals(tok)));
+                    + "with the checkpoint's tokenizer");
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());

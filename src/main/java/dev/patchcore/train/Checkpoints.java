@@ -276,16 +276,6 @@ public final class Checkpoints {
         }
     }
 
-    /**
-     * For a vocabulary mismatch between a model and data of the same tokenizer: a model whose vocab_size is padded past
-     * its tokenizer's pieces (CodeLlama's 32016 for 32000), which patchcore does not train or score; else "".
-     */
-    public static String paddedVocabularyNote(int modelVocab, int dataVocab, boolean sameTokenizer) {
-        return sameTokenizer && modelVocab > dataVocab
-                ? "; the model's vocabulary is padded past its tokenizer's " + dataVocab + " pieces, which patchcore does not support"
-                : "";
-    }
-
     public static ModelConfig readModelConfig(Path checkpoint) {
         if (HuggingFaceModel.is(checkpoint)) return HuggingFaceModel.config(checkpoint);
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {

@@ -8,6 +8,7 @@ import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.SentencePieceTokenizer;
+import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.model.LlamaModel;
 
@@ -116,10 +117,10 @@ public final class HuggingFaceModel {
         return bool(json(dir.resolve(CONFIG)), "tie_word_embeddings", dir.resolve(CONFIG).toString(), false);
     }
 
-    /** The recorded name of the folder's SentencePiece tokenizer.model ("sentencepiece-…"), or null without one. */
-    public static String tokenizer(Path dir) {
+    /** The folder's SentencePiece tokenizer.model, or null without one. */
+    private static Tokenizer tokenizer(Path dir) {
         Path file = dir.resolve(SentencePieceTokenizer.FILE_NAME);
-        return Files.isRegularFile(file) ? Tokenizers.byName(file.toString()).name() : null;
+        return Files.isRegularFile(file) ? Tokenizers.byName(file.toString()) : null;
     }
 
     /**
@@ -146,14 +147,11 @@ public final class HuggingFaceModel {
      * tokenizer share one vocabulary.
      */
     static Checkpoints.Meta meta(Path dir) {
-        String tok = tokenizer(dir);
-        if (tok != null) {
-            int pieces = Tokenizers.byName(dir.resolve(SentencePieceTokenizer.FILE_NAME).toString()).vocabSize(), vocab = config(dir).vocabSize();
-            if (pieces != vocab)
-                throw new IllegalArgumentException(dir + ": config.json's vocab_size " + vocab + " is not its tokenizer.model's " + pieces
-                        + " pieces (a vocabulary padded past the tokenizer's), which patchcore does not support");
-        }
-        return new Checkpoints.Meta(0, null, null, tok, false, null, 0);
+        Tokenizer tok = tokenizer(dir);  // its model file is read once
+        if (tok != null && tok.vocabSize() != config(dir).vocabSize())
+            throw new IllegalArgumentException(dir + ": config.json's vocab_size " + config(dir).vocabSize() + " is not its tokenizer.model's "
+                    + tok.vocabSize() + " pieces (a vocabulary padded past the tokenizer's), which patchcore does not support");
+        return new Checkpoints.Meta(0, null, null, tok == null ? null : tok.name(), false, null, 0);
     }
 
     /**

@@ -362,6 +362,9 @@ class HuggingFaceModelTest {
         Files.writeString(dir.resolve("config.json"), cfg.toString());
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": true}");
         assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "no bos_token_id");
+        // The tokenizer's 1000 pieces against vocab_size 97: refused for every command (they all read the meta).
+        IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(dir));
+        assertTrue(ex.getMessage().contains("config.json's vocab_size 97 is not its tokenizer.model's 1000 pieces"), ex.getMessage());
     }
 
     /** A patchcore checkpoint has the same config.json; it is not taken for a Hugging Face folder, even cut short. */

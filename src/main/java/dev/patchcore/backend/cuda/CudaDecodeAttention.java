@@ -41,9 +41,10 @@ final class CudaDecodeAttention {
         boolean vec = d % 8 == 0 && (CudaStorage.addressOf(keys) & 15) == 0;
         // Queries in groups whose partials stay within PARTIAL_FLOATS (and the grid's 65535 in z): a long piece read
         // after position 0 would otherwise need n · H · ⌈(start + n) / 128⌉ · Dh floats at once.
+        long maxChunks = ((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK;  // the last query's, the most of any
+        int perGroup = (int) Math.max(1, Math.min(65535, PARTIAL_FLOATS / (heads * maxChunks * (d + 2))));
         for (int i0 = 0; i0 < n; ) {
-            int chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);
-            int rows = (int) Math.max(1, Math.min(Math.min(n - i0, 65535), PARTIAL_FLOATS / ((long) heads * chunks * (d + 2))));
+            int rows = Math.min(n - i0, perGroup);
             if (rows == n) group(out, q, keys, values, start, heads, d, vec);  // one group: the usual case
             else group(out.rows(i0, rows), q.rows(i0, rows), keys, values, start + i0, heads, d, vec);
             i0 += rows;
