@@ -10,6 +10,8 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.Map;
+import java.util.stream.Stream;
 
 /**
  * Turns corpus sources into a dataset directory: {@code train.bin}, {@code val.bin}
@@ -86,7 +88,6 @@ public final class DatasetPreparer {
             throw e;
         }
         Path trainTmp = temporary(outDir, TRAIN_FILE), valTmp = temporary(outDir, VAL_FILE);
-        Path model = outDir.resolve(SentencePieceTokenizer.FILE_NAME), modelTmp = temporary(outDir, SentencePieceTokenizer.FILE_NAME);
         boolean done = false;
         try {
             Split split;
@@ -99,16 +100,19 @@ public final class DatasetPreparer {
             if (split.train.tokenCount() == 0) {
                 throw new IllegalArgumentException("empty corpus: no text found in " + String.join(", ", names(sources)));
             }
-            // A SentencePiece model travels with the shards (training copies it into checkpoints from here).
-            var file = Tokenizers.modelFile(tokenizer);
-            if (file.isPresent()) AtomicFiles.writeSynced(modelTmp, AtomicFiles.bytesOf(file.get()));
+            // A SentencePiece model or Hugging Face tokenizer travels with the shards (training copies it into
+            // checkpoints from here).
+            Map<String, byte[]> files = Tokenizers.files(tokenizer);
+            for (var f : files.entrySet()) AtomicFiles.writeSynced(temporary(outDir, f.getKey()), AtomicFiles.bytesOf(f.getValue()));
             // The new dataset is complete: only now does the old one go, its summary first, so that a crash in
             // between leaves no summary next to shards it does not describe.
             Files.deleteIfExists(outDir.resolve(DatasetInfo.FILE_NAME));
             AtomicFiles.moveIntoPlace(trainTmp, outDir.resolve(TRAIN_FILE));
             AtomicFiles.moveIntoPlace(valTmp, outDir.resolve(VAL_FILE));
-            if (file.isPresent()) AtomicFiles.moveIntoPlace(modelTmp, model);
-            else Files.deleteIfExists(model);
+            for (String f : Tokenizers.FILE_NAMES) {
+                if (files.containsKey(f)) AtomicFiles.moveIntoPlace(temporary(outDir, f), outDir.resolve(f));
+                else Files.deleteIfExists(outDir.resolve(f));
+            }
             DatasetInfo info = new DatasetInfo(DatasetInfo.FORMAT, DatasetInfo.VERSION, tokenizer.name(),
                     tokenizer.vocabSize(), tokenizer.eosId(), valFraction, seed, names(sources),
                     split.train.documentCount(), split.train.tokenCount(), split.val.documentCount(), split.val.tokenCount());
@@ -118,7 +122,7 @@ public final class DatasetPreparer {
         } finally {
             Files.deleteIfExists(trainTmp);
             Files.deleteIfExists(valTmp);
-            Files.deleteIfExists(modelTmp);
+            for (String f : Tokenizers.FILE_NAMES) Files.deleteIfExists(temporary(outDir, f));
             boolean none = !done && !Files.exists(outDir.resolve(DatasetInfo.FILE_NAME));
             // No dataset here: the folder is left as it was found (or goes, if made here). The lock file goes while
             // the lock is held, so no other prepare locks it in between.
@@ -132,7 +136,8 @@ public final class DatasetPreparer {
     }
 
     /** The files a prepare writes into its folder; also under {@code NAME.tmp}, and {@code .NAME.tmp} (older versions). */
-    static final List<String> FILES = List.of(DatasetInfo.FILE_NAME, TRAIN_FILE, VAL_FILE, SentencePieceTokenizer.FILE_NAME);
+    static final List<String> FILES = Stream.concat(Stream.of(DatasetInfo.FILE_NAME, TRAIN_FILE, VAL_FILE),
+            Tokenizers.FILE_NAMES.stream()).toList();
 
     private static Path temporary(Path dir, String name) {
         return dir.resolve(name + ".tmp");

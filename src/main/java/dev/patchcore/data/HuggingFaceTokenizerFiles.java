@@ -145,16 +145,29 @@ public final class HuggingFaceTokenizerFiles {
         preTokenizer.addProperty("type", "Sequence");
         preTokenizer.add("pretokenizers", pre);
         JsonObject decoder = byteLevel(true, true);
-        JsonObject special = new JsonObject();
-        special.addProperty("id", eos);
-        special.addProperty("content", "<|endoftext|>");
-        special.addProperty("single_word", false);
-        special.addProperty("lstrip", false);
-        special.addProperty("rstrip", false);
-        special.addProperty("normalized", false);
-        special.addProperty("special", true);
+        // tiktoken's special tokens (openai_public.py), so that the file's ids cover the model's vocabulary.
+        Map<String, Integer> specials = new LinkedHashMap<>();
+        specials.put("<|endoftext|>", eos);
+        if (cl) {
+            specials.put("<|fim_prefix|>", 100_258);
+            specials.put("<|fim_middle|>", 100_259);
+            specials.put("<|fim_suffix|>", 100_260);
+            specials.put("<|endofprompt|>", 100_276);
+        } else {
+            specials.put("<|endofprompt|>", 200_018);
+        }
         com.google.gson.JsonArray added = new com.google.gson.JsonArray();
-        added.add(special);
+        specials.forEach((content, id) -> {
+            JsonObject special = new JsonObject();
+            special.addProperty("id", id);
+            special.addProperty("content", content);
+            special.addProperty("single_word", false);
+            special.addProperty("lstrip", false);
+            special.addProperty("rstrip", false);
+            special.addProperty("normalized", false);
+            special.addProperty("special", true);
+            added.add(special);
+        });
         JsonObject root = new JsonObject();
         root.addProperty("version", "1.0");
         root.add("truncation", null);

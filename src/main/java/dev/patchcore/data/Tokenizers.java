@@ -14,8 +14,8 @@ import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 
 /**
- * Looks tokenizers up by name: the built-in ones ({@link #NAMES}) or a SentencePiece model file. Instances are
- * cached: BPE tables take a moment to load.
+ * Looks tokenizers up by name: the built-in ones ({@link #NAMES}), a SentencePiece model file, or a Hugging Face
+ * {@code tokenizer.json} (byte-level BPE). Instances are cached: BPE tables take a moment to load.
  */
 public final class Tokenizers {
 
@@ -28,16 +28,20 @@ public final class Tokenizers {
     private Tokenizers() {}
 
     /**
-     * @param name one of {@link #NAMES}, case-insensitive ({@code gpt2} is an alias of {@code r50k_base}), or the path
-     *             of a SentencePiece {@code .model} file (e.g. LLaMA-2's {@code tokenizer.model})
-     * @throws IllegalArgumentException for any other name, or a file that is not a SentencePiece model
+     * @param name one of {@link #NAMES}, case-insensitive ({@code gpt2} is an alias of {@code r50k_base}), the path
+     *             of a SentencePiece {@code .model} file (e.g. LLaMA-2's {@code tokenizer.model}), or the path of a
+     *             Hugging Face {@code .json} tokenizer file (e.g. LLaMA-3's {@code tokenizer.json}; the
+     *             {@code tokenizer_config.json} beside it names its end of text)
+     * @throws IllegalArgumentException for any other name, or a file that is neither
      */
     public static Tokenizer byName(String name) {
         if (name != null && isModelFile(name)) return load(Path.of(name));
-        if (name != null && name.startsWith(SentencePieceTokenizer.NAME_PREFIX)) {
+        if (name != null && (name.startsWith(SentencePieceTokenizer.NAME_PREFIX) || name.startsWith(HuggingFaceBpeTokenizer.NAME_PREFIX))) {
             Tokenizer t = CACHE.get(name);
-            if (t == null) throw new IllegalArgumentException("tokenizer " + name + " is a SentencePiece model: give its "
-                    + ".model file (it is kept as " + SentencePieceTokenizer.FILE_NAME + " in dataset and checkpoint folders)");
+            boolean sp = name.startsWith(SentencePieceTokenizer.NAME_PREFIX);
+            if (t == null) throw new IllegalArgumentException("tokenizer " + name + " is a " + (sp ? "SentencePiece model: give its .model file"
+                    : "Hugging Face tokenizer: give its tokenizer.json") + " (it is kept as " + (sp ? SentencePieceTokenizer.FILE_NAME
+                    : HuggingFaceBpeTokenizer.FILE_NAME) + " in dataset and checkpoint folders)");
             return t;
         }
         String key = canonical(name);
@@ -46,34 +50,47 @@ public final class Tokenizers {
 
     /**
      * The tokenizer a dataset or checkpoint folder was written with, by the name it recorded: a built-in one, or
-     * the SentencePiece model kept in {@code dir} as {@value SentencePieceTokenizer#FILE_NAME}, checked to be the
-     * file the name was made from.
+     * the file kept in {@code dir} ({@value SentencePieceTokenizer#FILE_NAME}, or {@value HuggingFaceBpeTokenizer#FILE_NAME}
+     * with its {@value HuggingFaceBpeTokenizer#CONFIG_FILE_NAME}), checked to be the file the name was made from.
      */
     public static Tokenizer recorded(String name, Path dir) {
         if (name == null)
             throw new IllegalArgumentException(dir + " names no tokenizer: a Hugging Face model folder needs its SentencePiece "
-                    + SentencePieceTokenizer.FILE_NAME + " (LLaMA's; other tokenizer files are not read)");
-        if (!name.startsWith(SentencePieceTokenizer.NAME_PREFIX)) return byName(name);
-        Path file = dir.resolve(SentencePieceTokenizer.FILE_NAME);
+                    + SentencePieceTokenizer.FILE_NAME + " or its byte-level BPE " + HuggingFaceBpeTokenizer.FILE_NAME);
+        boolean sp = name.startsWith(SentencePieceTokenizer.NAME_PREFIX);
+        if (!sp && !name.startsWith(HuggingFaceBpeTokenizer.NAME_PREFIX)) return byName(name);
+        String fileName = sp ? SentencePieceTokenizer.FILE_NAME : HuggingFaceBpeTokenizer.FILE_NAME;
+        Path file = dir.resolve(fileName);
         if (!Files.isRegularFile(file))  // checked even when the model is cached: the folder must be complete on its own
-            throw new IllegalArgumentException(dir + " was written with SentencePiece tokenizer " + name + " but has no "
-                    + SentencePieceTokenizer.FILE_NAME + "; copy the .model file there under that name");
+            throw new IllegalArgumentException(dir + " was written with " + (sp ? "SentencePiece" : "Hugging Face") + " tokenizer " + name
+                    + " but has no " + fileName + "; copy the " + (sp ? ".model file" : "tokenizer.json (and its tokenizer_config.json)")
+                    + " there under that name");
         Tokenizer cached = CACHE.get(name);
         if (cached != null) return cached;
         Tokenizer t = load(file);
         if (!t.name().equals(name))
-            throw new IllegalArgumentException(file + " is " + t.name() + ", not the model " + name + " that " + dir
-                    + " was written with");
+            throw new IllegalArgumentException(file + " is " + t.name() + ", not the " + (sp ? "model " : "tokenizer ") + name + " that "
+                    + dir + " was written with");
         return t;
     }
 
-    /** The bytes of a SentencePiece tokenizer's model file, to keep beside data or weights; empty for the others. */
-    public static java.util.Optional<byte[]> modelFile(Tokenizer t) {
-        return t instanceof SentencePieceTokenizer sp ? java.util.Optional.of(sp.file()) : java.util.Optional.empty();
+    /**
+     * The files a tokenizer keeps beside data or weights, name → bytes: a SentencePiece model's {@code tokenizer.model};
+     * a Hugging Face tokenizer's {@code tokenizer.json} and, if it was read with one, its {@code tokenizer_config.json};
+     * none for the built-in ones.
+     */
+    public static Map<String, byte[]> files(Tokenizer t) {
+        if (t instanceof SentencePieceTokenizer sp) return Map.of(SentencePieceTokenizer.FILE_NAME, sp.file());
+        if (t instanceof HuggingFaceBpeTokenizer hf) return hf.files();
+        return Map.of();
     }
 
+    /** Every file name {@link #files} may use. */
+    public static final List<String> FILE_NAMES = List.of(SentencePieceTokenizer.FILE_NAME, HuggingFaceBpeTokenizer.FILE_NAME,
+            HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
+
     private static boolean isModelFile(String name) {
-        if (name.endsWith(".model")) return true;
+        if (name.endsWith(".model") || name.endsWith(".json")) return true;
         if (NAMES.contains(name.trim().toLowerCase(Locale.ROOT))) return false;
         try {
             return Files.isRegularFile(Path.of(name));
@@ -83,19 +100,16 @@ public final class Tokenizers {
     }
 
     private static Tokenizer load(Path file) {
-        SentencePieceTokenizer t;
+        Tokenizer t;
         try {
-            t = SentencePieceTokenizer.load(file);
+            t = HuggingFaceBpeTokenizer.isJson(file) ? HuggingFaceBpeTokenizer.load(file) : SentencePieceTokenizer.load(file);
         } catch (NoSuchFileException e) {
-            throw new IllegalArgumentException("tokenizer model file " + file + " does not exist");
+            throw new IllegalArgumentException("tokenizer file " + file + " does not exist");
         } catch (IOException e) {
-            throw new IllegalArgumentException("cannot read tokenizer model file " + file + ": " + e.getMessage());
+            throw new IllegalArgumentException("cannot read tokenizer file " + file + ": " + e.getMessage());
         } catch (IllegalArgumentException e) {
-            // A Hugging Face tokenizer.json (or vocab.json) is JSON: say what is read instead of "malformed protobuf".
-            String hint = file.getFileName().toString().endsWith(".json")
-                    ? " (Hugging Face tokenizer files are written with checkpoints, not read: give a SentencePiece .model "
-                    + "file or one of " + String.join(", ", NAMES) + ")" : "";
-            throw new IllegalArgumentException(file + ": " + e.getMessage() + hint);
+            if (HuggingFaceBpeTokenizer.isJson(file)) throw e;  // its messages name the file
+            throw new IllegalArgumentException(file + ": " + e.getMessage());
         }
         Tokenizer prior = CACHE.putIfAbsent(t.name(), t);
         return prior != null ? prior : t;
@@ -107,15 +121,18 @@ public final class Tokenizers {
         if (!NAMES.contains(key)) {
             boolean folder = false;
             try {
-                folder = name != null && Files.isRegularFile(Path.of(name).resolve(SentencePieceTokenizer.FILE_NAME));
+                folder = name != null && Files.isDirectory(Path.of(name));
             } catch (java.nio.file.InvalidPathException ignored) {
                 // not a path
             }
-            if (folder)
-                throw new IllegalArgumentException("--tokenizer " + name + " is a folder: give its SentencePiece model, "
-                        + Path.of(name).resolve(SentencePieceTokenizer.FILE_NAME));
+            if (folder) {
+                for (String file : List.of(SentencePieceTokenizer.FILE_NAME, HuggingFaceBpeTokenizer.FILE_NAME))
+                    if (Files.isRegularFile(Path.of(name).resolve(file)))
+                        throw new IllegalArgumentException("--tokenizer " + name + " is a folder: give its tokenizer file, "
+                                + Path.of(name).resolve(file));
+            }
             throw new IllegalArgumentException("unknown tokenizer '" + name + "': choose one of " + String.join(", ", NAMES)
-                    + ", or give a SentencePiece .model file");
+                    + ", or give a SentencePiece .model file or a Hugging Face tokenizer.json");
         }
         return key;
     }

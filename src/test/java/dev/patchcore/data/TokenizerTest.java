@@ -110,10 +110,10 @@ class TokenizerTest {
         // Found by its name from a folder's copy (the first lookup in this JVM reads the file) ...
         Tokenizer recorded = Tokenizers.recorded(name, copy);
         assertEquals(name, recorded.name());
-        assertArrayEquals(Files.readAllBytes(file), Tokenizers.modelFile(recorded).orElseThrow());
+        assertArrayEquals(Files.readAllBytes(file), Tokenizers.files(recorded).get(SentencePieceTokenizer.FILE_NAME));
         // ... and by its path, the same instance.
         assertSame(recorded, Tokenizers.byName(file.toString()));
-        assertTrue(Tokenizers.modelFile(Tokenizers.byName("byte")).isEmpty());
+        assertTrue(Tokenizers.files(Tokenizers.byName("byte")).isEmpty());
         assertSame(Tokenizers.byName("byte"), Tokenizers.recorded("byte", dir), "built-in names need no file");
 
         // A folder whose copy is missing or is another model says so.
@@ -129,5 +129,37 @@ class TokenizerTest {
         assertTrue(bad.getMessage().startsWith(junk.toString()) && bad.getMessage().contains("SentencePiece"), bad.getMessage());
         var unknown = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName("llama"));
         assertTrue(unknown.getMessage().contains(".model file"), unknown.getMessage());
+    }
+
+    @Test
+    void huggingFaceTokenizersAreNamedByFileAndEndOfTextAndFoundAgainByTheirRecordedName(@TempDir Path dir) throws IOException {
+        Path model = Files.createDirectories(dir.resolve("model")), copy = Files.createDirectories(dir.resolve("checkpoint"));
+        byte[] json = HuggingFaceBpeTokenizerTest.resource("tokenizer.json");
+        Files.write(model.resolve("tokenizer.json"), json);
+        Files.writeString(model.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|begin_of_text|>\"}");
+        Tokenizer byPath = Tokenizers.byName(model.resolve("tokenizer.json").toString());
+        assertTrue(byPath.name().startsWith("hf-bpe-"), byPath.name());
+        assertEquals(3000, byPath.eosId(), "from the tokenizer_config.json beside it");
+        assertSame(byPath, Tokenizers.byName(byPath.name()), "a loaded tokenizer is found by its name");
+        var folder = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(model.toString()));
+        assertEquals("--tokenizer " + model + " is a folder: give its tokenizer file, " + model.resolve("tokenizer.json"), folder.getMessage());
+
+        // A folder keeps both files; without the config the end of text would be another token: another tokenizer.
+        for (var f : Tokenizers.files(byPath).entrySet()) Files.write(copy.resolve(f.getKey()), f.getValue());
+        assertSame(byPath, Tokenizers.recorded(byPath.name(), copy));
+        String plain = HuggingFaceBpeTokenizer.fromBytes(json, null, "plain").name();
+        assertNotEquals(plain, byPath.name());
+        var other = assertThrows(IllegalArgumentException.class, () -> Tokenizers.recorded(plain, copy));
+        assertTrue(other.getMessage().endsWith(" is " + byPath.name() + ", not the tokenizer " + plain + " that " + copy
+                + " was written with"), other.getMessage());
+        Files.delete(copy.resolve("tokenizer.json"));
+        var missing = assertThrows(IllegalArgumentException.class, () -> Tokenizers.recorded(byPath.name(), copy));
+        assertTrue(missing.getMessage().contains("has no tokenizer.json; copy the tokenizer.json (and its tokenizer_config.json)"),
+                missing.getMessage());
+        var unknown = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName("hf-bpe-0123456789abcdef"));
+        assertTrue(unknown.getMessage().contains("give its tokenizer.json"), unknown.getMessage());
+        var notBpe = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(
+                Files.writeString(dir.resolve("vocab.json"), "{\"a\": 0}").toString()));
+        assertEquals(dir.resolve("vocab.json") + " has no \"model\"", notBpe.getMessage());
     }
 }

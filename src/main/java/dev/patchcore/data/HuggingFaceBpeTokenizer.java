@@ -1,0 +1,583 @@
+package dev.patchcore.data;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParseException;
+import com.google.gson.JsonParser;
+import it.unimi.dsi.fastutil.ints.IntArrayList;
+import it.unimi.dsi.fastutil.longs.Long2LongOpenHashMap;
+import it.unimi.dsi.fastutil.objects.Object2IntOpenHashMap;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.security.NoSuchAlgorithmException;
+import java.text.Normalizer;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.HexFormat;
+import java.util.List;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.function.UnaryOperator;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+import java.util.regex.PatternSyntaxException;
+
+/**
+ * A Hugging Face {@code tokenizer.json} with a byte-level BPE model: the tokenizers of LLaMA-3, GPT-2, SmolLM, Qwen2
+ * and most models since. Encoding follows the {@code tokenizers} library step by step:
+ * <ol>
+ *   <li>tokens added after training that are not special (the {@code added_tokens} with {@code "special": false}) are
+ *       found in the text first, leftmost and longest, and become their ids. Special tokens are not: their text is
+ *       ordinary text, as the {@link Tokenizer} contract says;</li>
+ *   <li>the rest is normalized ({@code NFC}, {@code NFD}, {@code NFKC}, {@code NFKD}, {@code Lowercase}, or a
+ *       {@code Sequence} of them);</li>
+ *   <li>pre-tokenized: {@code Split} by a regular expression (pieces and matches isolated, or matches removed),
+ *       {@code Digits}, {@code ByteLevel} (GPT-2's pattern where {@code use_regex}, a space before each piece where
+ *       {@code add_prefix_space}), or a {@code Sequence} of them. The byte-level step is required;</li>
+ *   <li>each piece's UTF-8 bytes are merged by BPE, the pair with the lowest merge rank first (leftmost on ties); with
+ *       {@code ignore_merges}, a piece that is itself a token is taken whole.</li>
+ * </ol>
+ * The regular expressions are Oniguruma's, as written in the file; they are compiled as Java patterns with Unicode
+ * character classes ({@code \s} is Unicode white space there too). Decoding maps each token back through GPT-2's
+ * byte → character table ({@code ByteLevel} decoder); a token spelled with other characters (an added token such as
+ * {@code "<|end_of_text|>"}) decodes to its own text.
+ *
+ * <p>The end-of-text id comes from {@code tokenizer_config.json}'s {@code eos_token} when that file lies beside
+ * {@code tokenizer.json}, else from the first special token named as one of {@link #END_OF_TEXT}. The begin-of-text id
+ * is the special token the post-processor's template puts first, if any ({@link #bosId()}); patchcore's data never
+ * carries it, {@code generate} puts it before a Hugging Face model's prompt. The name is {@value #NAME_PREFIX} and the
+ * first 16 hex digits of the SHA-256 of the file and the end-of-text id.
+ */
+public final class HuggingFaceBpeTokenizer implements Tokenizer {
+
+    /** The file name of the tokenizer in dataset, checkpoint and Hugging Face model folders. */
+    public static final String FILE_NAME = "tokenizer.json";
+    /** The file that names its special tokens, read when it lies beside {@link #FILE_NAME}. */
+    public static final String CONFIG_FILE_NAME = "tokenizer_config.json";
+    public static final String NAME_PREFIX = "hf-bpe-";
+    /** Special tokens taken for the end of text when no {@code tokenizer_config.json} names it, in this order. */
+    static final List<String> END_OF_TEXT = List.of("<|endoftext|>", "<|end_of_text|>", "</s>", "<eos>");
+
+    /** GPT-2's pre-tokenization pattern, used by {@code ByteLevel} with {@code use_regex}. */
+    private static final String GPT2_PATTERN = "'s|'t|'re|'ve|'m|'ll|'d| ?\\p{L}+| ?\\p{N}+| ?[^\\s\\p{L}\\p{N}]+|\\s+(?!\\S)|\\s+";
+    private static final int CACHE_LIMIT = 1 << 16;
+
+    private final String name;
+    private final byte[] file, config;
+    private final int vocabSize, eosId, bosId;
+    private final byte[][] tokenBytes;            // id → the bytes it decodes to; null for unassigned ids
+    private final int[] byteIds = new int[256];   // byte → the id of its one-byte token
+    private final Object2IntOpenHashMap<String> tokenIds;  // byte-level spelling → id (the BPE vocabulary)
+    private final Long2LongOpenHashMap merges;    // (left id << 32 | right id) → (rank << 32 | merged id)
+    private final boolean ignoreMerges;
+    private final UnaryOperator<String> normalizer;
+    private final List<PreTokenizer> preTokenizers;
+    private final String[] addedWords;            // non-special added tokens, longest first
+    private final int[] addedWordIds;
+    private final Map<String, int[]> cache = new ConcurrentHashMap<>();
+
+    private HuggingFaceBpeTokenizer(byte[] file, byte[] config, String where) {
+        this.file = file;
+        this.config = config;
+        JsonObject root = parse(file, where);
+        JsonObject model = object(root, "model", where);
+        if (model == null) throw bad(where, "has no \"model\"");
+        String type = string(model, "type", where);
+        if (type != null && !type.equals("BPE"))
+            throw bad(where, "has a " + type + " model; patchcore reads byte-level BPE tokenizer.json files (for a SentencePiece "
+                    + "model, give its tokenizer.model)");
+        if (bool(model, "byte_fallback", where))
+            throw bad(where, "is a BPE with byte fallback (LLaMA-2 style); give the model's SentencePiece tokenizer.model instead");
+        for (String affix : List.of("continuing_subword_prefix", "end_of_word_suffix")) {
+            String s = string(model, affix, where);
+            if (s != null && !s.isEmpty()) throw bad(where, "uses a " + affix + ", which byte-level BPE does not; it is not supported");
+        }
+        JsonElement dropout = model.get("dropout");
+        if (dropout != null && !dropout.isJsonNull() && dropout.getAsDouble() != 0)
+            throw bad(where, "has BPE dropout " + dropout + "; only deterministic BPE is supported");
+        ignoreMerges = bool(model, "ignore_merges", where);
+
+        // The vocabulary and the added tokens.
+        JsonObject vocab = object(model, "vocab", where);
+        if (vocab == null) throw bad(where, "has no model vocab");
+        tokenIds = new Object2IntOpenHashMap<>(vocab.size());
+        tokenIds.defaultReturnValue(-1);
+        int maxId = -1;
+        for (var e : vocab.entrySet()) {
+            int id = id(e.getValue(), where);
+            tokenIds.put(e.getKey(), id);
+            maxId = Math.max(maxId, id);
+        }
+        record Added(int id, String content, boolean special) {}
+        List<Added> added = new ArrayList<>();
+        JsonArray addedTokens = array(root, "added_tokens", where);
+        if (addedTokens != null) {
+            for (JsonElement el : addedTokens) {
+                if (!el.isJsonObject()) throw bad(where, "has an added token that is not an object");
+                JsonObject t = el.getAsJsonObject();
+                Added a = new Added(id(t.get("id"), where), string(t, "content", where), bool(t, "special", where));
+                if (a.content() == null || a.content().isEmpty()) throw bad(where, "has an added token without content");
+                if (!a.special() && (bool(t, "single_word", where) || bool(t, "lstrip", where) || bool(t, "rstrip", where)))
+                    throw bad(where, "added token " + quoted(a.content()) + " uses single_word/lstrip/rstrip, which are not supported");
+                added.add(a);
+                maxId = Math.max(maxId, a.id());
+            }
+        }
+        vocabSize = maxId + 1;
+        if (vocabSize < 256) throw bad(where, "has only " + vocabSize + " tokens; a byte-level BPE has at least 256");
+
+        String[] unicode = HuggingFaceTokenizerFiles.bytesToUnicode();
+        int[] charToByte = new int[512];
+        Arrays.fill(charToByte, -1);
+        for (int b = 0; b < 256; b++) {
+            charToByte[unicode[b].charAt(0)] = b;
+            byteIds[b] = tokenIds.getInt(unicode[b]);
+            if (byteIds[b] < 0)
+                throw bad(where, "has no token for byte " + b + " (" + quoted(unicode[b]) + "): it is not a byte-level BPE");
+        }
+        tokenBytes = new byte[vocabSize][];
+        for (var e : tokenIds.object2IntEntrySet()) tokenBytes[e.getIntValue()] = decodeToken(e.getKey(), charToByte);
+        for (Added a : added) tokenBytes[a.id()] = decodeToken(a.content(), charToByte);
+
+        // Merges: "left right" strings (older files) or [left, right] arrays; the rank is the position (a pair listed
+        // twice takes its last rank, as in tokenizers).
+        JsonArray mergeList = array(model, "merges", where);
+        merges = new Long2LongOpenHashMap(mergeList == null ? 0 : mergeList.size());
+        merges.defaultReturnValue(-1);
+        if (mergeList != null) {
+            for (int rank = 0; rank < mergeList.size(); rank++) {
+                String[] pair = mergePair(mergeList.get(rank), where);
+                int left = tokenIds.getInt(pair[0]), right = tokenIds.getInt(pair[1]), merged = tokenIds.getInt(pair[0] + pair[1]);
+                if (left < 0 || right < 0 || merged < 0)
+                    throw bad(where, "merge " + (rank + 1) + " (" + quoted(pair[0] + " " + pair[1]) + ") names a token not in its vocab");
+                merges.put((long) left << 32 | right, (long) rank << 32 | merged);
+            }
+        }
+
+        List<Added> words = added.stream().filter(a -> !a.special())
+                .sorted((x, y) -> Integer.compare(y.content().length(), x.content().length())).toList();
+        addedWords = words.stream().map(Added::content).toArray(String[]::new);
+        addedWordIds = words.stream().mapToInt(Added::id).toArray();
+
+        normalizer = normalizer(root.get("normalizer"), where);
+        preTokenizers = new ArrayList<>();
+        preTokenizers(root.get("pre_tokenizer"), where, preTokenizers);
+        if (preTokenizers.stream().noneMatch(p -> p instanceof ByteLevel))
+            throw bad(where, "has no ByteLevel pre-tokenizer; patchcore reads byte-level BPE tokenizers only (for a SentencePiece "
+                    + "model, give its tokenizer.model)");
+
+        // Special tokens: the end of text, and the begin of text the post-processor adds.
+        Map<String, Integer> specialIds = new java.util.HashMap<>();
+        for (Added a : added) if (a.special()) specialIds.putIfAbsent(a.content(), a.id());
+        eosId = endOfText(config, specialIds, where);
+        bosId = beginOfText(root.get("post_processor"), where);
+        name = NAME_PREFIX + sha256(file, eosId).substring(0, 16);
+    }
+
+    /** Reads {@code file} and, when it is named {@value #FILE_NAME}, the {@value #CONFIG_FILE_NAME} beside it. */
+    public static HuggingFaceBpeTokenizer load(Path file) throws IOException {
+        byte[] json = Files.readAllBytes(file);
+        Path cfg = file.resolveSibling(CONFIG_FILE_NAME);
+        byte[] config = file.getFileName().toString().equals(FILE_NAME) && Files.isRegularFile(cfg) ? Files.readAllBytes(cfg) : null;
+        return new HuggingFaceBpeTokenizer(json, config, file.toString());
+    }
+
+    /**
+     * @param config the {@value #CONFIG_FILE_NAME} that goes with it, or null
+     * @throws IllegalArgumentException (one line, naming {@code where}) for a file this class does not read
+     */
+    public static HuggingFaceBpeTokenizer fromBytes(byte[] file, byte[] config, String where) {
+        return new HuggingFaceBpeTokenizer(file.clone(), config == null ? null : config.clone(), where);
+    }
+
+    /** Whether {@code file} is a Hugging Face tokenizer file this class would be asked to read (by its name). */
+    static boolean isJson(Path file) {
+        return file.getFileName() != null && file.getFileName().toString().endsWith(".json");
+    }
+
+    /** The files to keep beside data or weights: {@value #FILE_NAME}, and {@value #CONFIG_FILE_NAME} if it was read. */
+    public Map<String, byte[]> files() {
+        return config == null ? Map.of(FILE_NAME, file.clone()) : Map.of(FILE_NAME, file.clone(), CONFIG_FILE_NAME, config.clone());
+    }
+
+    /** Whether a {@value #CONFIG_FILE_NAME} was read with the tokenizer. */
+    public boolean hasConfig() { return config != null; }
+
+    @Override public String name() { return name; }
+
+    @Override public int vocabSize() { return vocabSize; }
+
+    @Override public int eosId() { return eosId; }
+
+    /** The special token the tokenizer's post-processor puts before a text (LLaMA-3's {@code <|begin_of_text|>}), or −1. */
+    public int bosId() { return bosId; }
+
+    /** The text a token decodes to on its own (an added token's content; U+FFFD for an unassigned id). */
+    public String token(int id) {
+        return decode(new int[] {id});
+    }
+
+    @Override
+    public int[] encode(String text) {
+        IntArrayList out = new IntArrayList(text.length() / 3 + 4);
+        int from = 0;
+        while (from < text.length()) {
+            int at = text.length(), which = -1;
+            for (int w = 0; w < addedWords.length; w++) {  // leftmost, then longest (the array is longest first)
+                int i = text.indexOf(addedWords[w], from);
+                if (i >= 0 && i < at) {
+                    at = i;
+                    which = w;
+                }
+            }
+            if (at > from) encodePlain(text.substring(from, at), out);
+            if (which < 0) break;
+            out.add(addedWordIds[which]);
+            from = at + addedWords[which].length();
+        }
+        return out.toIntArray();
+    }
+
+    private void encodePlain(String text, IntArrayList out) {
+        List<String> pieces = List.of(normalizer.apply(text));
+        for (PreTokenizer p : preTokenizers) {
+            List<String> next = new ArrayList<>(pieces.size() * 2);
+            for (String piece : pieces) p.split(piece, next);
+            pieces = next;
+        }
+        for (String piece : pieces) {
+            if (piece.isEmpty()) continue;
+            int[] ids = cache.get(piece);
+            if (ids == null) {
+                ids = bpe(piece);
+                if (cache.size() >= CACHE_LIMIT) cache.clear();
+                cache.put(piece, ids);
+            }
+            out.addElements(out.size(), ids);
+        }
+    }
+
+    /** The BPE of one pre-tokenized piece (its byte-level spelling). */
+    private int[] bpe(String piece) {
+        if (ignoreMerges) {
+            int whole = tokenIds.getInt(piece);
+            if (whole >= 0) return new int[] {whole};
+        }
+        int n = piece.length();
+        int[] ids = new int[n];
+        for (int i = 0; i < n; i++) ids[i] = tokenIds.getInt(String.valueOf(piece.charAt(i)));
+        while (n > 1) {
+            long best = Long.MAX_VALUE;
+            int at = -1;
+            for (int i = 0; i + 1 < n; i++) {
+                long m = merges.get((long) ids[i] << 32 | ids[i + 1]);
+                if (m >= 0 && m < best) {  // ranks in the high half: the lowest rank wins, then the leftmost pair
+                    best = m;
+                    at = i;
+                }
+            }
+            if (at < 0) break;
+            ids[at] = (int) best;
+            System.arraycopy(ids, at + 2, ids, at + 1, n - at - 2);
+            n--;
+        }
+        return n == ids.length ? ids : Arrays.copyOf(ids, n);
+    }
+
+    @Override
+    public String decode(int[] ids) {
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream(ids.length * 4);
+        for (int id : ids) {
+            if (id < 0 || id >= vocabSize)
+                throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + vocabSize + ") of tokenizer '"
+                        + name + "'");
+            byte[] b = tokenBytes[id];
+            bytes.writeBytes(b != null ? b : REPLACEMENT);
+        }
+        return bytes.toString(StandardCharsets.UTF_8);
+    }
+
+    @Override public String toString() { return name; }
+
+    private static final byte[] REPLACEMENT = "\uFFFD".getBytes(StandardCharsets.UTF_8);
+
+    /** The ByteLevel decoder's rule: a token whose every character is in the byte map is those bytes, else its UTF-8. */
+    private static byte[] decodeToken(String token, int[] charToByte) {
+        byte[] out = new byte[token.length()];
+        for (int i = 0; i < token.length(); i++) {
+            char c = token.charAt(i);
+            int b = c < charToByte.length ? charToByte[c] : -1;
+            if (b < 0) return token.getBytes(StandardCharsets.UTF_8);
+            out[i] = (byte) b;
+        }
+        return out;
+    }
+
+    // ---- pre-tokenizers -------------------------------------------------------------------------------------------
+
+    /** One step of pre-tokenization: appends the pieces of {@code s} to {@code out}. */
+    private interface PreTokenizer {
+        void split(String s, List<String> out);
+    }
+
+    /** {@code Split} with behavior {@code Isolated} (matches and the text between them) or {@code Removed} (between only). */
+    private record Split(Pattern pattern, boolean keepMatches) implements PreTokenizer {
+        @Override public void split(String s, List<String> out) {
+            Matcher m = pattern.matcher(s);
+            int last = 0;
+            while (m.find()) {
+                if (m.end() == m.start()) continue;  // an empty match splits nothing
+                if (m.start() > last) out.add(s.substring(last, m.start()));
+                if (keepMatches) out.add(m.group());
+                last = m.end();
+            }
+            if (last < s.length()) out.add(s.substring(last));
+        }
+    }
+
+    /** {@code Digits}: each digit alone, or runs of digits, split from the rest (Rust's {@code char::is_numeric}). */
+    private record Digits(boolean individual) implements PreTokenizer {
+        @Override public void split(String s, List<String> out) {
+            int start = 0;
+            boolean inDigits = false;
+            for (int i = 0; i < s.length(); ) {
+                int cp = s.codePointAt(i);
+                boolean digit = isNumeric(cp);
+                if (i > start && (digit != inDigits || (digit && individual))) {
+                    out.add(s.substring(start, i));
+                    start = i;
+                }
+                inDigits = digit;
+                i += Character.charCount(cp);
+            }
+            if (start < s.length()) out.add(s.substring(start));
+        }
+
+        private static boolean isNumeric(int cp) {
+            int t = Character.getType(cp);
+            return t == Character.DECIMAL_DIGIT_NUMBER || t == Character.LETTER_NUMBER || t == Character.OTHER_NUMBER;
+        }
+    }
+
+    /** {@code ByteLevel}: a space before each piece if asked, GPT-2's split if asked, then UTF-8 bytes as characters. */
+    private static final class ByteLevel implements PreTokenizer {
+        private static final String[] UNICODE = HuggingFaceTokenizerFiles.bytesToUnicode();
+        private final boolean addPrefixSpace;
+        private final Split gpt2;
+
+        ByteLevel(boolean addPrefixSpace, boolean useRegex) {
+            this.addPrefixSpace = addPrefixSpace;
+            this.gpt2 = useRegex ? new Split(Pattern.compile(GPT2_PATTERN, Pattern.UNICODE_CHARACTER_CLASS), true) : null;
+        }
+
+        @Override public void split(String s, List<String> out) {
+            if (addPrefixSpace && !s.startsWith(" ")) s = " " + s;
+            List<String> pieces = new ArrayList<>(2);
+            if (gpt2 != null) gpt2.split(s, pieces);
+            else pieces.add(s);
+            for (String piece : pieces) {
+                StringBuilder b = new StringBuilder(piece.length() + 4);
+                for (byte x : piece.getBytes(StandardCharsets.UTF_8)) b.append(UNICODE[x & 0xFF]);
+                out.add(b.toString());
+            }
+        }
+    }
+
+    private static void preTokenizers(JsonElement el, String where, List<PreTokenizer> out) {
+        if (el == null || el.isJsonNull()) return;
+        if (!el.isJsonObject()) throw bad(where, "has a pre_tokenizer that is not an object");
+        JsonObject o = el.getAsJsonObject();
+        String type = string(o, "type", where);
+        switch (type == null ? "" : type) {
+            case "Sequence" -> {
+                JsonArray list = array(o, "pretokenizers", where);
+                if (list != null) for (JsonElement p : list) preTokenizers(p, where, out);
+            }
+            case "ByteLevel" -> out.add(new ByteLevel(bool(o, "add_prefix_space", where),
+                    !o.has("use_regex") || bool(o, "use_regex", where)));
+            case "Digits" -> out.add(new Digits(bool(o, "individual_digits", where)));
+            case "Split" -> {
+                if (bool(o, "invert", where)) throw bad(where, "has an inverted Split pre-tokenizer, which is not supported");
+                String behavior = string(o, "behavior", where);
+                if (!"Isolated".equals(behavior) && !"Removed".equals(behavior))
+                    throw bad(where, "has a Split pre-tokenizer with behavior " + behavior + " (Isolated and Removed are supported)");
+                JsonObject pattern = object(o, "pattern", where);
+                if (pattern == null) throw bad(where, "has a Split pre-tokenizer without a pattern");
+                String regex = pattern.has("Regex") ? string(pattern, "Regex", where)
+                        : pattern.has("String") ? Pattern.quote(string(pattern, "String", where)) : null;
+                if (regex == null) throw bad(where, "has a Split pattern that is neither Regex nor String");
+                try {
+                    out.add(new Split(Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS), behavior.equals("Isolated")));
+                } catch (PatternSyntaxException e) {
+                    throw bad(where, "has a Split pattern Java cannot compile: " + e.getDescription());
+                }
+            }
+            default -> throw bad(where, "has a " + (type == null ? "typeless" : type) + " pre-tokenizer, which is not supported "
+                    + "(ByteLevel, Split, Digits and Sequence are)");
+        }
+    }
+
+    private static UnaryOperator<String> normalizer(JsonElement el, String where) {
+        if (el == null || el.isJsonNull()) return UnaryOperator.identity();
+        if (!el.isJsonObject()) throw bad(where, "has a normalizer that is not an object");
+        JsonObject o = el.getAsJsonObject();
+        String type = string(o, "type", where);
+        return switch (type == null ? "" : type) {
+            case "NFC" -> s -> Normalizer.normalize(s, Normalizer.Form.NFC);
+            case "NFD" -> s -> Normalizer.normalize(s, Normalizer.Form.NFD);
+            case "NFKC" -> s -> Normalizer.normalize(s, Normalizer.Form.NFKC);
+            case "NFKD" -> s -> Normalizer.normalize(s, Normalizer.Form.NFKD);
+            case "Lowercase" -> s -> s.toLowerCase(java.util.Locale.ROOT);
+            case "Sequence" -> {
+                JsonArray list = array(o, "normalizers", where);
+                UnaryOperator<String> all = UnaryOperator.identity();
+                if (list != null) for (JsonElement n : list) {
+                    UnaryOperator<String> before = all, step = normalizer(n, where);
+                    all = s -> step.apply(before.apply(s));
+                }
+                yield all;
+            }
+            default -> throw bad(where, "has a " + (type == null ? "typeless" : type) + " normalizer, which is not supported (NFC, NFD, "
+                    + "NFKC, NFKD, Lowercase and Sequence are; a Prepend/Replace normalizer means a SentencePiece-style tokenizer: "
+                    + "give its tokenizer.model)");
+        };
+    }
+
+    // ---- special tokens -------------------------------------------------------------------------------------------
+
+    private int endOfText(byte[] config, Map<String, Integer> specialIds, String where) {
+        if (config != null) {
+            String cfgWhere = where + "'s " + CONFIG_FILE_NAME;
+            JsonObject c = parse(config, cfgWhere);
+            JsonElement eos = c.get("eos_token");
+            String content = eos == null || eos.isJsonNull() ? null
+                    : eos.isJsonPrimitive() ? eos.getAsString()
+                    : eos.isJsonObject() ? string(eos.getAsJsonObject(), "content", cfgWhere) : null;
+            if (content != null) {
+                Integer id = specialIds.get(content);
+                if (id == null && tokenIds.containsKey(content)) id = tokenIds.getInt(content);
+                if (id == null) throw bad(cfgWhere, "names eos_token " + quoted(content) + ", which is not a token of the tokenizer");
+                return id;
+            }
+        }
+        for (String candidate : END_OF_TEXT) {
+            Integer id = specialIds.get(candidate);
+            if (id != null) return id;
+        }
+        throw bad(where, "names no end-of-text token: put its " + CONFIG_FILE_NAME + " (with eos_token) beside it, named "
+                + FILE_NAME + " (" + String.join(", ", END_OF_TEXT) + " are recognized without one)");
+    }
+
+    /** The id of the special token a TemplateProcessing post-processor puts first for one sequence, or −1. */
+    private static int beginOfText(JsonElement el, String where) {
+        if (el == null || !el.isJsonObject()) return -1;
+        JsonObject o = el.getAsJsonObject();
+        String type = string(o, "type", where);
+        if ("Sequence".equals(type)) {
+            JsonArray list = array(o, "processors", where);
+            int bos = -1;
+            if (list != null) for (JsonElement p : list) bos = Math.max(bos, beginOfText(p, where));
+            return bos;
+        }
+        if (!"TemplateProcessing".equals(type)) return -1;
+        JsonArray single = array(o, "single", where);
+        if (single == null || single.isEmpty() || !single.get(0).isJsonObject()) return -1;
+        JsonObject first = single.get(0).getAsJsonObject().getAsJsonObject("SpecialToken");
+        if (first == null) return -1;
+        String token = string(first, "id", where);
+        JsonObject specials = object(o, "special_tokens", where);
+        JsonObject entry = specials == null || token == null ? null : specials.getAsJsonObject(token);
+        JsonArray ids = entry == null ? null : array(entry, "ids", where);
+        return ids == null || ids.size() != 1 ? -1 : id(ids.get(0), where);
+    }
+
+    // ---- JSON -----------------------------------------------------------------------------------------------------
+
+    private static JsonObject parse(byte[] json, String where) {
+        try {
+            JsonElement e = JsonParser.parseString(new String(json, StandardCharsets.UTF_8));
+            if (!e.isJsonObject()) throw bad(where, "is not a JSON object");
+            return e.getAsJsonObject();
+        } catch (JsonParseException | IllegalStateException e) {
+            throw bad(where, "is not valid JSON (" + firstLine(e.getMessage()) + ")");
+        }
+    }
+
+    private static String[] mergePair(JsonElement m, String where) {
+        if (m.isJsonArray() && m.getAsJsonArray().size() == 2)
+            return new String[] {m.getAsJsonArray().get(0).getAsString(), m.getAsJsonArray().get(1).getAsString()};
+        if (m.isJsonPrimitive()) {
+            String s = m.getAsString();
+            int sp = s.indexOf(' ');
+            if (sp > 0 && sp == s.lastIndexOf(' ')) return new String[] {s.substring(0, sp), s.substring(sp + 1)};
+        }
+        throw bad(where, "has a merge that is not two tokens: " + m);
+    }
+
+    private static int id(JsonElement e, String where) {
+        if (e == null || !e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) throw bad(where, "has a token id that is not a number");
+        double d = e.getAsDouble();
+        if (d < 0 || d != Math.rint(d) || d >= Integer.MAX_VALUE / 2.0) throw bad(where, "has token id " + e + ", not a small whole number");
+        return (int) d;
+    }
+
+    private static JsonObject object(JsonObject o, String key, String where) {
+        JsonElement e = o.get(key);
+        if (e == null || e.isJsonNull()) return null;
+        if (!e.isJsonObject()) throw bad(where, "has a \"" + key + "\" that is not an object");
+        return e.getAsJsonObject();
+    }
+
+    private static JsonArray array(JsonObject o, String key, String where) {
+        JsonElement e = o.get(key);
+        if (e == null || e.isJsonNull()) return null;
+        if (!e.isJsonArray()) throw bad(where, "has a \"" + key + "\" that is not a list");
+        return e.getAsJsonArray();
+    }
+
+    private static String string(JsonObject o, String key, String where) {
+        JsonElement e = o.get(key);
+        if (e == null || e.isJsonNull()) return null;
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) throw bad(where, "has a \"" + key + "\" that is not a string");
+        return e.getAsString();
+    }
+
+    private static boolean bool(JsonObject o, String key, String where) {
+        JsonElement e = o.get(key);
+        if (e == null || e.isJsonNull()) return false;
+        if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) throw bad(where, "has a \"" + key + "\" that is not true or false");
+        return e.getAsBoolean();
+    }
+
+    private static IllegalArgumentException bad(String where, String what) {
+        return new IllegalArgumentException(where + " " + what);
+    }
+
+    private static String quoted(String s) {
+        return '"' + s.replace("\n", "\\n") + '"';
+    }
+
+    private static String firstLine(String s) {
+        if (s == null) return "unreadable";
+        int nl = s.indexOf('\n');
+        return nl < 0 ? s : s.substring(0, nl);
+    }
+
+    private static String sha256(byte[] file, int eos) {
+        try {
+            MessageDigest d = MessageDigest.getInstance("SHA-256");
+            d.update(file);
+            d.update(("\neos " + eos).getBytes(StandardCharsets.UTF_8));
+            return HexFormat.of().formatHex(d.digest());
+        } catch (NoSuchAlgorithmException e) {
+            throw new IllegalStateException(e);
+        }
+    }
+
+}
