@@ -105,9 +105,9 @@ public final class EvalCommand implements Callable<Integer> {
             batches = Blocks.of("--text " + source.text, TokenSequence.of(ids), patchSize, cfg.contextLength(), batch, maxBlocks);
         } else {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
-                // A Hugging Face folder without tokenizer.model names no tokenizer: then the vocabulary alone is compared.
+                // A Hugging Face folder without tokenizer files names no tokenizer: then the vocabulary alone is compared.
                 if (tokenizer == null)
-                    System.err.println("note: " + ckpt + " has no tokenizer.model: only its vocabulary size could be checked against the data's");
+                    System.err.println("note: " + ckpt + " has no tokenizer file (tokenizer.model or tokenizer.json): only its vocabulary size could be checked against the data's");
                 if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
                     throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
                             + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")

@@ -30,9 +30,10 @@ public final class PrepareCommand implements Callable<Integer> {
     Path out;
 
     @Option(names = "--tokenizer", defaultValue = "byte",
-            description = "byte, r50k_base (alias gpt2), cl100k_base, o200k_base, or a SentencePiece .model file "
-                    + "(e.g. LLaMA-2's tokenizer.model, the paper's 32000-token vocabulary; copied into the dataset) "
-                    + "(default: ${DEFAULT-VALUE})")
+            description = "byte, r50k_base (alias gpt2), cl100k_base, o200k_base, a SentencePiece .model file "
+                    + "(e.g. LLaMA-2's tokenizer.model, the paper's 32000-token vocabulary), or a Hugging Face byte-level BPE "
+                    + "tokenizer.json (e.g. LLaMA-3's; the tokenizer_config.json beside it names the end of text); files are "
+                    + "copied into the dataset (default: ${DEFAULT-VALUE})")
     String tokenizer;
 
     @Option(names = "--val-fraction", defaultValue = "" + DatasetPreparer.DEFAULT_VAL_FRACTION,

@@ -71,6 +71,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final String name;
     private final byte[] file, config;
     private final int vocabSize, eosId, bosId;
+    private final String[] spelled;               // id → the token as the file spells it; null for unassigned ids
     private final byte[][] tokenBytes;            // id → the bytes it decodes to; null for unassigned ids
     private final int[] byteIds = new int[256];   // byte → the id of its one-byte token
     private final Object2IntOpenHashMap<String> tokenIds;  // byte-level spelling → id (the BPE vocabulary)
@@ -141,9 +142,11 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             if (byteIds[b] < 0)
                 throw bad(where, "has no token for byte " + b + " (" + quoted(unicode[b]) + "): it is not a byte-level BPE");
         }
+        spelled = new String[vocabSize];
+        for (var e : tokenIds.object2IntEntrySet()) spelled[e.getIntValue()] = e.getKey();
+        for (Added a : added) spelled[a.id()] = a.content();
         tokenBytes = new byte[vocabSize][];
-        for (var e : tokenIds.object2IntEntrySet()) tokenBytes[e.getIntValue()] = decodeToken(e.getKey(), charToByte);
-        for (Added a : added) tokenBytes[a.id()] = decodeToken(a.content(), charToByte);
+        for (int id = 0; id < vocabSize; id++) if (spelled[id] != null) tokenBytes[id] = decodeToken(spelled[id], charToByte);
 
         // Merges: "left right" strings (older files) or [left, right] arrays; the rank is the position (a pair listed
         // twice takes its last rank, as in tokenizers).
@@ -203,7 +206,10 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
     /** The files to keep beside data or weights: {@value #FILE_NAME}, and {@value #CONFIG_FILE_NAME} if it was read. */
     public Map<String, byte[]> files() {
-        return config == null ? Map.of(FILE_NAME, file.clone()) : Map.of(FILE_NAME, file.clone(), CONFIG_FILE_NAME, config.clone());
+        Map<String, byte[]> out = new java.util.LinkedHashMap<>();
+        out.put(FILE_NAME, file.clone());
+        if (config != null) out.put(CONFIG_FILE_NAME, config.clone());
+        return java.util.Collections.unmodifiableMap(out);
     }
 
     /** Whether a {@value #CONFIG_FILE_NAME} was read with the tokenizer. */
@@ -218,9 +224,11 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     /** The special token the tokenizer's post-processor puts before a text (LLaMA-3's {@code <|begin_of_text|>}), or −1. */
     public int bosId() { return bosId; }
 
-    /** The text a token decodes to on its own (an added token's content; U+FFFD for an unassigned id). */
+    /** A token as the file spells it (byte-level characters, or an added token's content); null for an unassigned id. */
     public String token(int id) {
-        return decode(new int[] {id});
+        if (id < 0 || id >= vocabSize)
+            throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + vocabSize + ")");
+        return spelled[id];
     }
 
     @Override

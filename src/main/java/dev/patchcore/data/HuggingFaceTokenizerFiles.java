@@ -28,6 +28,8 @@ import java.util.Map;
  *   <li>SentencePiece: the {@code tokenizer.model} itself and, for a LLaMA-style model (BPE, byte fallback, identity
  *       normalization, a dummy prefix, spaces kept), a {@code tokenizer_config.json} naming {@code LlamaTokenizer}
  *       without an added BOS (patchcore trains without one; BOS is set to EOS, its document separator);</li>
+ *   <li>a Hugging Face {@code tokenizer.json}: the file itself, and its {@code tokenizer_config.json} (or, if it was
+ *       read without one, a {@code PreTrainedTokenizerFast} config naming the end-of-text token it was read with);</li>
  *   <li>{@code cl100k_base} and {@code o200k_base}: a {@code tokenizer.json} for {@code PreTrainedTokenizerFast} —
  *       tiktoken's split pattern, byte-level BPE over the same derived merges, {@code ignore_merges} (tiktoken takes a
  *       piece that is itself a token whole), {@code <|endoftext|>} as the added special token;</li>
@@ -70,6 +72,17 @@ public final class HuggingFaceTokenizerFiles {
                 c.addProperty("clean_up_tokenization_spaces", false);
                 c.addProperty("model_max_length", contextLength);
                 out.put("tokenizer_config.json", json(c));
+            }
+        } else if (tok instanceof HuggingFaceBpeTokenizer hf) {
+            // The file trained with, as it was; its config as it was, or one naming the end of text it was read with.
+            out.putAll(hf.files());
+            if (!hf.hasConfig()) {
+                JsonObject c = new JsonObject();
+                c.addProperty("tokenizer_class", "PreTrainedTokenizerFast");
+                c.addProperty("eos_token", hf.token(hf.eosId()));
+                c.addProperty("clean_up_tokenization_spaces", false);
+                c.addProperty("model_max_length", contextLength);
+                out.put(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME, json(c));
             }
         } else if (tok.name().equals("cl100k_base") || tok.name().equals("o200k_base")) {
             out.put("tokenizer.json", tiktokenJson(tok.name(), tok.eosId()));

@@ -73,7 +73,8 @@ public final class Checkpoints {
 
     /**
      * Writes checkpoint {@code step-N} and points {@code latest} at it, with {@code tokenizerFiles} (name → contents:
-     * a SentencePiece {@code tokenizer.model}, where eval and generate look for it, and Hugging Face's tokenizer files).
+     * a SentencePiece {@code tokenizer.model} or a Hugging Face {@code tokenizer.json}, where eval and generate look for
+     * them, and Hugging Face's tokenizer files).
      */
     public static void save(Path runDir, LlamaModel model, PatchProjections proj, AdamW opt, Meta meta,
                             HuggingFaceTokenizerFiles.Checkpoint tokenizer, Backend be) {

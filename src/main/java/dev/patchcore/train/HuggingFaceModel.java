@@ -7,6 +7,7 @@ import dev.patchcore.autograd.Parameter;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.HuggingFaceBpeTokenizer;
 import dev.patchcore.data.SentencePieceTokenizer;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
@@ -29,8 +30,9 @@ import java.util.Set;
  * A Hugging Face {@code LlamaForCausalLM} folder (from the Hub, or any {@code save_pretrained}; also
  * {@code MistralForCausalLM} without a sliding window, whose modules are LLaMA's) read as a checkpoint:
  * {@code config.json}, the weights in {@code model.safetensors} or shards named by {@code model.safetensors.index.json}
- * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model}. {@code train --init-from}, {@code eval},
- * {@code generate} and {@code finetune} take such a folder where they take a checkpoint.
+ * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model} or a byte-level BPE {@code tokenizer.json}.
+ * {@code train --init-from}, {@code eval}, {@code generate} and {@code finetune} take such a folder where they take a
+ * checkpoint.
  *
  * <p>The architecture must be the one {@link LlamaModel} computes: multi-head or grouped-query attention, RoPE
  * without scaling, SiLU, no biases. Tied input and output embeddings are read as two copies of the one matrix
@@ -117,22 +119,34 @@ public final class HuggingFaceModel {
         return bool(json(dir.resolve(CONFIG)), "tie_word_embeddings", dir.resolve(CONFIG).toString(), false);
     }
 
-    /** The folder's SentencePiece tokenizer.model, or null without one. */
+    /**
+     * The folder's tokenizer: its SentencePiece tokenizer.model (LLaMA-1/2, Mistral), else its byte-level BPE
+     * tokenizer.json (LLaMA-3, SmolLM; the tokenizer_config.json beside it names the end of text), else null.
+     */
     private static Tokenizer tokenizer(Path dir) {
-        Path file = dir.resolve(SentencePieceTokenizer.FILE_NAME);
-        return Files.isRegularFile(file) ? Tokenizers.byName(file.toString()) : null;
+        for (String name : List.of(SentencePieceTokenizer.FILE_NAME, HuggingFaceBpeTokenizer.FILE_NAME)) {
+            Path file = dir.resolve(name);
+            if (Files.isRegularFile(file)) return Tokenizers.byName(file.toString());
+        }
+        return null;
     }
 
     /**
-     * The begin-of-text id to put before a prompt, or -1: config.json's bos_token_id where the tokenizer adds it
-     * (tokenizer_config.json's add_bos_token; LlamaTokenizer's default is true, so without that file a folder with a
-     * SentencePiece tokenizer.model adds it).
+     * The begin-of-text id to put before a prompt, or -1. With a SentencePiece tokenizer.model: config.json's
+     * bos_token_id where the tokenizer adds it (tokenizer_config.json's add_bos_token; LlamaTokenizer's default is
+     * true, so without that file it adds it). With a tokenizer.json: the token its post-processor puts first (LLaMA-3's
+     * {@code <|begin_of_text|>}), unless tokenizer_config.json says {@code "add_bos_token": false}.
      */
     public static int bosToPrepend(Path dir) {
         Path tc = dir.resolve("tokenizer_config.json");
-        boolean add = Files.isRegularFile(dir.resolve(SentencePieceTokenizer.FILE_NAME));  // LlamaTokenizer's default
-        if (Files.isRegularFile(tc)) {
-            JsonObject t = json(tc);
+        JsonObject t = Files.isRegularFile(tc) ? json(tc) : null;
+        boolean sentencePiece = Files.isRegularFile(dir.resolve(SentencePieceTokenizer.FILE_NAME));
+        if (!sentencePiece && Files.isRegularFile(dir.resolve(HuggingFaceBpeTokenizer.FILE_NAME))) {
+            if (t != null && !bool(t, "add_bos_token", tc.toString(), true)) return -1;
+            return tokenizer(dir) instanceof HuggingFaceBpeTokenizer hf ? hf.bosId() : -1;
+        }
+        boolean add = sentencePiece;  // LlamaTokenizer's default
+        if (t != null) {
             String cls = string(t, "tokenizer_class", tc.toString());
             add = bool(t, "add_bos_token", tc.toString(), cls != null ? cls.contains("llama") : add);
         }
@@ -149,8 +163,10 @@ public final class HuggingFaceModel {
     static Checkpoints.Meta meta(Path dir) {
         Tokenizer tok = tokenizer(dir);  // its model file is read once
         if (tok != null && tok.vocabSize() != config(dir).vocabSize())
-            throw new IllegalArgumentException(dir + ": config.json's vocab_size " + config(dir).vocabSize() + " is not its tokenizer.model's "
-                    + tok.vocabSize() + " pieces (a vocabulary padded past the tokenizer's), which patchcore does not support");
+            throw new IllegalArgumentException(dir + ": config.json's vocab_size " + config(dir).vocabSize() + " is not its "
+                    + (tok instanceof HuggingFaceBpeTokenizer ? "tokenizer.json's " + tok.vocabSize() + " tokens"
+                    : "tokenizer.model's " + tok.vocabSize() + " pieces") + " (a vocabulary padded past the tokenizer's), which "
+                    + "patchcore does not support");
         return new Checkpoints.Meta(0, null, null, tok == null ? null : tok.name(), false, null, 0);
     }
 

@@ -91,6 +91,34 @@ class DatasetPreparerTest {
         }
     }
 
+    /**
+     * A Hugging Face tokenizer.json and its tokenizer_config.json travel with the shards, and the folder reads its
+     * tokenizer back from them; a later prepare with another tokenizer takes both away with the old shards.
+     */
+    @Test
+    void tokenizerFilesTravelWithTheShardsAndGoWithThem() throws IOException {
+        Path tokDir = Files.createDirectories(dir.resolve("tok")), out = dir.resolve("ds");
+        Files.write(tokDir.resolve("tokenizer.json"), HuggingFaceBpeTokenizerTest.resource("tokenizer.json"));
+        Files.writeString(tokDir.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\"}");
+        Tokenizer hf = Tokenizers.byName(tokDir.resolve("tokenizer.json").toString());
+        Path txt = file("a.txt", "one document\n\nanother document 123\n\nand a third");
+        DatasetInfo info = new DatasetPreparer(hf, 0.3, 7).prepareFiles(List.of(txt), out, DatasetPreparer.Progress.NONE);
+        assertEquals(hf.name(), info.tokenizer());
+        assertEquals(3002, info.vocabSize());
+        assertEquals(3001, info.eosId());
+        for (String f : List.of("tokenizer.json", "tokenizer_config.json"))
+            assertArrayEquals(Files.readAllBytes(tokDir.resolve(f)), Files.readAllBytes(out.resolve(f)), f);
+        try (PreparedDataset ds = PreparedDataset.open(out)) {
+            assertEquals(hf.name(), ds.tokenizer().name());
+            assertEquals(List.of("one document", "another document 123", "and a third").stream().sorted().toList(),
+                    java.util.stream.Stream.concat(documents(ds.train(), hf).stream(), documents(ds.val(), hf).stream()).sorted().toList());
+        }
+        new DatasetPreparer(Tokenizers.byName("byte"), 0.3, 7).prepareFiles(List.of(txt), out, DatasetPreparer.Progress.NONE);
+        try (var files = Files.list(out)) {
+            assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
+        }
+    }
+
     /** The Pile's .jsonl.zst, through the zstd program: the same documents as the plain file; a corrupt one fails loudly. */
     @Test
     void zstdInputsAreReadThroughTheZstdProgram() throws Exception {

@@ -23,7 +23,7 @@ import static org.junit.jupiter.api.Assertions.*;
  * Rust library, through its Node binding) for a small byte-level BPE (LLaMA-3's first 3000 tokens) under eight
  * pre-tokenizer / normalizer / model variants, on 92 texts: {@code tools/reference/hf-tokenizer/make_fixtures.js}.
  */
-class HuggingFaceBpeTokenizerTest {
+public class HuggingFaceBpeTokenizerTest {
 
     private static final JsonObject BASE = JsonParser.parseString(resourceText("tokenizer.json")).getAsJsonObject();
 
@@ -124,7 +124,10 @@ class HuggingFaceBpeTokenizerTest {
         assertEquals(3006, t.vocabSize());
         assertEquals(3005, t.eosId());
         assertEquals("<|end_of_text|>", t.token(3005));
-        assertEquals("\uFFFD", t.token(3003));
+        assertEquals("<|end_of_text|>", t.decode(new int[] {3005}));
+        assertNull(t.token(3003));
+        assertEquals("\uFFFD", t.decode(new int[] {3003}));
+        assertEquals("\u0120\u0120", t.token(256), "as the file spells it");
         assertThrows(IllegalArgumentException.class, () -> t.decode(new int[] {3006}));
         assertThrows(IllegalArgumentException.class, () -> t.decode(new int[] {-1}));
         assertEquals("\uFFFD", t.decode(new int[] {t.encode("\uD83D\uDE00")[0]}), "a quarter of a character");
@@ -198,7 +201,7 @@ class HuggingFaceBpeTokenizerTest {
         return '"' + s.replace("\n", "\\n").replace("\r", "\\r") + '"';
     }
 
-    static byte[] resource(String name) {
+    public static byte[] resource(String name) {
         try (InputStream in = HuggingFaceBpeTokenizerTest.class.getResourceAsStream("/hf-tokenizer/" + name)) {
             if (in == null) throw new IllegalStateException("test resource hf-tokenizer/" + name + " is missing");
             return in.readAllBytes();

@@ -73,4 +73,25 @@ class HuggingFaceTokenizerFilesTest {
             assertEquals("<|endoftext|>", eos.get("content").getAsString());
         }
     }
+
+    /**
+     * A Hugging Face tokenizer's checkpoint files are its tokenizer.json and its config; read without a config, a
+     * PreTrainedTokenizerFast one naming the end of text it was read with, so that the files name the same tokenizer.
+     */
+    @Test void huggingFaceTokenizersKeepTheirFiles() {
+        byte[] json = HuggingFaceBpeTokenizerTest.resource("tokenizer.json");
+        byte[] config = "{\"eos_token\": \"<|begin_of_text|>\"}".getBytes(StandardCharsets.UTF_8);
+        HuggingFaceBpeTokenizer withConfig = HuggingFaceBpeTokenizer.fromBytes(json, config, "a");
+        Map<String, byte[]> f = HuggingFaceTokenizerFiles.of(withConfig, 64);
+        assertEquals(List.of("tokenizer.json", "tokenizer_config.json"), List.copyOf(f.keySet()));
+        assertArrayEquals(json, f.get("tokenizer.json"));
+        assertArrayEquals(config, f.get("tokenizer_config.json"), "its own config, as it was");
+
+        HuggingFaceBpeTokenizer plain = HuggingFaceBpeTokenizer.fromBytes(json, null, "b");
+        f = HuggingFaceTokenizerFiles.of(plain, 64);
+        JsonObject made = JsonParser.parseString(new String(f.get("tokenizer_config.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+        assertEquals("PreTrainedTokenizerFast", made.get("tokenizer_class").getAsString());
+        assertEquals("<|end_of_text|>", made.get("eos_token").getAsString());
+        assertEquals(plain.name(), HuggingFaceBpeTokenizer.fromBytes(f.get("tokenizer.json"), f.get("tokenizer_config.json"), "c").name());
+    }
 }

@@ -406,4 +406,62 @@ class HuggingFaceModelTest {
             System.setOut(oldOut);
         }
     }
+
+    /**
+     * A byte-level BPE tokenizer.json (a LLaMA-3-style fixture) from prepare to a Hugging Face folder: the dataset and
+     * the checkpoint carry tokenizer.json and its tokenizer_config.json; the checkpoint's files copied out read back as
+     * a Hugging Face folder with the same tokenizer, so eval scores it as the run and train --init-from takes the data;
+     * its post-processor's begin-of-text token is the one generate puts first.
+     */
+    @Test void aTokenizerJsonTravelsFromPrepareToAHuggingFaceFolder(@TempDir Path dir) throws IOException {
+        java.io.PrintStream oldOut = System.out, oldErr = System.err;
+        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(), err = new java.io.ByteArrayOutputStream();
+        System.setOut(new java.io.PrintStream(out, true));
+        System.setErr(new java.io.PrintStream(err, true));
+        try {
+            Path tok = Files.createDirectories(dir.resolve("tok")), text = dev.patchcore.data.SentencePieceFixture.text(dir);
+            Files.write(tok.resolve("tokenizer.json"), dev.patchcore.data.HuggingFaceBpeTokenizerTest.resource("tokenizer.json"));
+            Files.writeString(tok.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\", \"tokenizer_class\": \"PreTrainedTokenizerFast\"}");
+            Path ds = dir.resolve("ds"), run = dir.resolve("run"), hf = Files.createDirectories(dir.resolve("hf"));
+            assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", tok.resolve("tokenizer.json").toString(), "--out", ds.toString(),
+                    text.toString()), err.toString());
+            assertArrayEquals(Files.readAllBytes(tok.resolve("tokenizer_config.json")), Files.readAllBytes(ds.resolve("tokenizer_config.json")));
+            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                    "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+            Path ckpt = Checkpoints.latest(run);
+            for (String f : List.of("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"))
+                Files.copy(ckpt.resolve(f), hf.resolve(f));
+            String name = Checkpoints.readMeta(ckpt).tokenizer();
+            assertTrue(name.startsWith("hf-bpe-"), name);
+            assertEquals(name, Checkpoints.readMeta(hf).tokenizer(), "the copied folder names the same tokenizer");
+            double[] losses = new double[2];
+            int i = 0;
+            for (Path p : new Path[] {run, hf}) {
+                out.reset();
+                assertEquals(0, dev.patchcore.cli.Main.run("eval", p.toString(), "--backend", "cpu", "--data", ds.toString()), err.toString());
+                java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss (\\d+\\.\\d+)").matcher(out.toString());
+                assertTrue(m.find(), out.toString());
+                losses[i++] = Double.parseDouble(m.group(1));
+            }
+            assertEquals(losses[0], losses[1], 1e-9, "the same weights and tokens");
+            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
+                    "--out", dir.resolve("run2").toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
+            out.reset();
+            assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "3"),
+                    err.toString());
+            assertTrue(out.toString().startsWith("The jury"), out.toString());
+
+            assertEquals(3000, HuggingFaceModel.bosToPrepend(hf), "<|begin_of_text|>, from the post-processor");
+            Files.writeString(hf.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\", \"add_bos_token\": false}");
+            assertEquals(-1, HuggingFaceModel.bosToPrepend(hf));
+            JsonObject cfg = com.google.gson.JsonParser.parseString(Files.readString(hf.resolve("config.json"))).getAsJsonObject();
+            cfg.addProperty("vocab_size", 3072);
+            Files.writeString(hf.resolve("config.json"), cfg.toString());
+            IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(hf));
+            assertTrue(ex.getMessage().contains("config.json's vocab_size 3072 is not its tokenizer.json's 3002 tokens"), ex.getMessage());
+        } finally {
+            System.setOut(oldOut);
+            System.setErr(oldErr);
+        }
+    }
 }
