@@ -66,7 +66,7 @@ public final class Tokenizers {
                     + " but has no " + fileName + "; copy the " + (sp ? ".model file" : "tokenizer.json (and its tokenizer_config.json)")
                     + " there under that name");
         Tokenizer cached = CACHE.get(name);
-        if (cached != null) return cached;
+        if (cached != null && sameFiles(cached, dir)) return cached;
         Tokenizer t = load(file);
         if (!t.name().equals(name))
             throw new IllegalArgumentException(file + " is " + t.name() + ", not the " + (sp ? "model " : "tokenizer ") + name + " that "
@@ -112,7 +112,23 @@ public final class Tokenizers {
             throw new IllegalArgumentException(file + ": " + e.getMessage());
         }
         Tokenizer prior = CACHE.putIfAbsent(t.name(), t);
-        return prior != null ? prior : t;
+        return prior != null && sameFiles(prior, file.getParent()) ? prior : t;
+    }
+
+    /**
+     * Whether a cached tokenizer is the one {@code dir}'s files make. The name covers what encodes; a Hugging Face
+     * tokenizer's {@code tokenizer_config.json} may differ and still name the same end of text, and the files a
+     * dataset or checkpoint receives are the instance's own, so such an instance is not shared.
+     */
+    private static boolean sameFiles(Tokenizer cached, Path dir) {
+        if (!(cached instanceof HuggingFaceBpeTokenizer hf)) return true;
+        Path config = (dir == null ? Path.of(".") : dir).resolve(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
+        byte[] mine = hf.files().get(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
+        try {
+            return Files.isRegularFile(config) ? mine != null && java.util.Arrays.equals(mine, Files.readAllBytes(config)) : mine == null;
+        } catch (IOException e) {
+            return false;
+        }
     }
 
     private static String canonical(String name) {
