@@ -6,6 +6,8 @@ next-token loss it prints and compare patchcore's forward of the same weights re
     python3 tools/reference/hf_llama_reference.py                 # prints the loss (multi-head attention)
     python3 tools/reference/hf_llama_reference.py --kv-heads 1    # grouped-query: both query heads share one
     python3 tools/reference/hf_llama_reference.py --heads 4 --kv-heads 2  # query heads 0, 1 read kv head 0; 2, 3 kv head 1
+    python3 tools/reference/hf_llama_reference.py --llama3 8 1 4 64   # rope_scaling {"rope_type": "llama3", factor 8,
+                                                                      # low/high_freq_factor 1/4, original context 64}
 
 The formula (both sides): parameter number k (in LlamaForCausalLM's order: embed_tokens, per layer input_layernorm,
 q/k/v/o_proj, post_attention_layernorm, gate/up/down_proj, then norm, lm_head), flat element i:
@@ -18,6 +20,7 @@ import numpy as np
 V, D, F, L, H, THETA, EPS, T = 97, 32, 88, 2, 2, 500.0, 1e-5, 40
 DH = D // H
 KV = H  # key/value heads (--kv-heads)
+LLAMA3 = None  # (factor, low_freq_factor, high_freq_factor, original_max_position_embeddings) (--llama3)
 
 
 def names():
@@ -49,10 +52,25 @@ def rotate_half(x):
     return np.concatenate([-x2, x1], axis=-1)
 
 
+def llama3_inv_freq(inv_freq):
+    """transformers' _compute_llama3_parameters (modeling_rope_utils.py)."""
+    factor, low_freq_factor, high_freq_factor, old_context_len = LLAMA3
+    low_freq_wavelen = old_context_len / low_freq_factor
+    high_freq_wavelen = old_context_len / high_freq_factor
+    wavelen = 2 * np.pi / inv_freq
+    inv_freq_llama = np.where(wavelen > low_freq_wavelen, inv_freq / factor, inv_freq)
+    smooth_factor = (old_context_len / wavelen - low_freq_factor) / (high_freq_factor - low_freq_factor)
+    smoothed_inv_freq = (1 - smooth_factor) * inv_freq_llama / factor + smooth_factor * inv_freq_llama
+    is_medium_freq = ~(wavelen < high_freq_wavelen) & ~(wavelen > low_freq_wavelen)
+    return np.where(is_medium_freq, smoothed_inv_freq, inv_freq_llama)
+
+
 def forward(w, tokens):
     t = len(tokens)
     x = w["model.embed_tokens.weight"][tokens]
     inv_freq = 1.0 / THETA ** (np.arange(0, DH, 2, dtype=np.float64) / DH)
+    if LLAMA3 is not None:
+        inv_freq = llama3_inv_freq(inv_freq)
     freqs = np.outer(np.arange(t, dtype=np.float64), inv_freq)
     emb = np.concatenate([freqs, freqs], axis=-1)
     cos, sin = np.cos(emb)[:, None, :], np.sin(emb)[:, None, :]
@@ -77,11 +95,14 @@ def forward(w, tokens):
 
 
 def main():
-    global KV, H, DH
+    global KV, H, DH, LLAMA3
     parser = argparse.ArgumentParser(description="Hugging Face LlamaForCausalLM's loss on the formula model")
     parser.add_argument("--heads", type=int, default=H, help=f"query heads (default {H})")
     parser.add_argument("--kv-heads", type=int, help="key/value heads (default: as many as query heads)")
+    parser.add_argument("--llama3", type=float, nargs=4, metavar=("FACTOR", "LOW", "HIGH", "ORIGINAL_CONTEXT"),
+                        help="LLaMA-3's RoPE scaling")
     args = parser.parse_args()
+    LLAMA3 = args.llama3
     H, DH = args.heads, D // args.heads
     KV = args.kv_heads or H
     tokens = np.array([(37 * j + 11) % V for j in range(T)])

@@ -1,7 +1,8 @@
 // Rotary position embedding, Hugging Face LLaMA convention (rotate_half): within each head, element i pairs with
-// i + Dh/2 and rotates by angle pos · inv_freq_i, inv_freq_i = 1 / theta^(2i/Dh), pos = start + row mod seqLen (the
-// patch index in the patch stage; start > 0 for generation's new rows after a KV cache). Backward applies the
-// inverse rotation (angle negated). Semantics: Backend.rope and DecodingBackend.ropeAt.
+// i + Dh/2 and rotates by angle pos · inv_freq_i, inv_freq_i = 1 / theta^(2i/Dh) or, for scaled frequencies
+// (LLaMA-3's), table[i], pos = start + row mod seqLen (the patch index in the patch stage; start > 0 for
+// generation's new rows after a KV cache). Backward applies the inverse rotation (angle negated). Semantics:
+// Backend.rope and DecodingBackend.ropeAt.
 //
 // Angles are computed on the fly in fp32 exactly as HF does (inv_freq in fp32, then pos · inv_freq in fp32) with
 // precise powf/sincosf (this file must not be built with --use_fast_math: __sinf is inaccurate at angles ~ 10³).
@@ -21,8 +22,9 @@ constexpr int ROPE_THREADS = 256;    // CudaRope.THREADS: 8 warps, one row each
 constexpr int ROPE_ITEMS = 4;        // (head, group) items per lane in flight: rows up to 2048 wide in one step
 constexpr int ROPE_MAX_TABLE = 768;  // CudaRope.MAX_TABLE: largest Dh/2 on the vector path (8 warps · 768 · 8 B = 48 KB)
 
-__device__ __forceinline__ float inv_freq(int i, int headDim, float theta) {
-    return 1.0f / powf(theta, (float)(2 * i) / (float)headDim);
+// table: the Dh/2 scaled frequencies, or null for theta's.
+__device__ __forceinline__ float inv_freq(int i, int headDim, float theta, const float* __restrict__ table) {
+    return table ? table[i] : 1.0f / powf(theta, (float)(2 * i) / (float)headDim);
 }
 
 // Forward: lo' = lo·cos − hi·sin, hi' = hi·cos + lo·sin. INVERSE uses −sin.
@@ -42,10 +44,11 @@ __device__ __forceinline__ void rotate8(const bf16x8& lo, const bf16x8& hi, cons
 
 // A warp's (cos, ±sin) table for one row: entry f = angle pos · inv_freq_f, f < half, lanes striding by 32.
 template <bool INVERSE>
-__device__ __forceinline__ void fill_table(float2* tab, float pos, int half, int headDim, float theta) {
+__device__ __forceinline__ void fill_table(float2* tab, float pos, int half, int headDim, float theta,
+                                           const float* __restrict__ table) {
     for (int f = threadIdx.x & 31; f < half; f += 32) {
         float sn, cs;
-        sincosf(pos * inv_freq(f, headDim, theta), &sn, &cs);
+        sincosf(pos * inv_freq(f, headDim, theta, table), &sn, &cs);
         tab[f] = make_float2(cs, INVERSE ? -sn : sn);
     }
 }
@@ -66,7 +69,8 @@ __device__ __forceinline__ void rotate_group(const bf16x8& lo, const bf16x8& hi,
 
 template <bool INVERSE>
 __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen,
-                                            int start, int heads, int headDim, float theta, int vector) {
+                                            int start, int heads, int headDim, float theta,
+                                            const float* __restrict__ table, int vector) {
     const int half = headDim / 2;
     const size_t width = (size_t)heads * headDim;
     if (vector && half % 8 == 0 && half <= ROPE_MAX_TABLE && aligned16(out) && aligned16(x)) {
@@ -95,7 +99,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
                     // This row's table, while the first loads are in flight. The first __syncwarp keeps the
                     // previous row's readers ahead of the overwrite, the second publishes the table to the warp.
                     __syncwarp();
-                    fill_table<INVERSE>(tab, (float)(start + row % seqLen), half, headDim, theta);
+                    fill_table<INVERSE>(tab, (float)(start + row % seqLen), half, headDim, theta, table);
                     __syncwarp();
                 }
 #pragma unroll
@@ -115,7 +119,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
             const int row = (int)(item / half);
             const int i = (int)(item - (long long)row * half);
             float sn, cs;
-            sincosf((float)(start + row % seqLen) * inv_freq(i, headDim, theta), &sn, &cs);
+            sincosf((float)(start + row % seqLen) * inv_freq(i, headDim, theta, table), &sn, &cs);
             if (INVERSE) sn = -sn;
             const size_t base = (size_t)row * width + i;
             for (int h = 0; h < heads; ++h) {
@@ -134,15 +138,16 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
 // positions are exact in fp32). grid: any (grid-stride over rows, or over (row, frequency) on the scalar path);
 // block: ROPE_THREADS. vector ≠ 0 asks for the vector path (taken only when Dh/2 % 8 == 0, Dh/2 ≤ ROPE_MAX_TABLE and
 // both tensors are 16-byte aligned) and then needs (ROPE_THREADS / 32) · (Dh/2) · 8 bytes of dynamic shared memory.
+// table: null, or Dh/2 fp32 frequencies used instead of theta's.
 extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
 rope_fwd_bf16(bf16* __restrict__ out, const bf16* __restrict__ x, int rows, int seqLen, int start, int heads,
-              int headDim, float theta, int vector) {
-    rope_rotate<false>(out, x, rows, seqLen, start, heads, headDim, theta, vector);
+              int headDim, float theta, const float* __restrict__ table, int vector) {
+    rope_rotate<false>(out, x, rows, seqLen, start, heads, headDim, theta, table, vector);
 }
 
 // dx = inverse rotation of dy (the rotation is orthogonal).
 extern "C" __global__ void __launch_bounds__(ROPE_THREADS, 4)
 rope_bwd_bf16(bf16* __restrict__ dx, const bf16* __restrict__ dy, int rows, int seqLen, int start, int heads,
-              int headDim, float theta, int vector) {
-    rope_rotate<true>(dx, dy, rows, seqLen, start, heads, headDim, theta, vector);
+              int headDim, float theta, const float* __restrict__ table, int vector) {
+    rope_rotate<true>(dx, dy, rows, seqLen, start, heads, headDim, theta, table, vector);
 }

@@ -33,8 +33,8 @@ __global__ void rmsnorm_bwd_teams2_bf16(bf16*, float*, const bf16*, const bf16*,
 __global__ void rmsnorm_bwd_teams4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_bulk2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
-__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, int);
-__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, int);
+__global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, const float*, int);
+__global__ void rope_bwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, const float*, int);
 __global__ void swiglu_fwd_bf16(bf16*, const bf16*, const bf16*, long long);
 __global__ void swiglu_bwd_bf16(bf16*, bf16*, const bf16*, const bf16*, const bf16*, long long);
 __global__ void cross_entropy_fwd_bf16(float*, bf16*, const int*, int, int, int, int, float);
@@ -233,14 +233,14 @@ static int launch_rmsnorm_bwd_bulk(bf16* dx, float* partial, float* dGain, const
 // CudaRope: vector path (one warp per row, a (cos, sin) table of Dh/2 pairs per warp in shared memory) when
 // Dh/2 % 8 == 0, Dh/2 ≤ 768 and both tensors are aligned; else one thread per (row, frequency).
 static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int seqLen, int heads, int dh, float theta,
-                        int start = 0) {
+                        int start = 0, const float* invFreq = nullptr) {
     int half = dh / 2;
     bool vector = half % 8 == 0 && half <= 768 && al16(out) && al16(x);
     long long work = vector ? (long long)rows * 32 : (long long)rows * half;
     int blocks = (int)std::min<long long>(ceil_div(work, 256), 32LL * g_sms);
     size_t table = vector ? (size_t)8 * half * 2 * sizeof(float) : 0;
-    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, vector ? 1 : 0);
-    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, vector ? 1 : 0);
+    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, invFreq, vector ? 1 : 0);
+    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, invFreq, vector ? 1 : 0);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {
@@ -370,9 +370,11 @@ static void test_rmsnorm(int n, int d, int shift) {
     }
 }
 
-static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int start = 0) {
+// scaled: frequencies from a table (as LLaMA-3's scaled RoPE passes them): theta's, the upper half divided by 8.
+static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int start = 0, bool scaled = false) {
     char tag[112];
-    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d start=%d", batch, seqLen, heads, dh, shift, start);
+    std::snprintf(tag, sizeof tag, "rope B=%d T=%d H=%d Dh=%d shift=%d start=%d%s", batch, seqLen, heads, dh, shift, start,
+                  scaled ? " scaled" : "");
     std::printf("%s\n", tag);
     const float theta = 10000.f;
     int rows = batch * seqLen, width = heads * dh, half = dh / 2;
@@ -380,22 +382,27 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int s
     auto x = random_vec(nw, -1, 1, true);
     Dev<bf16> dX(nw, shift), dO(nw, shift), dBack(nw, shift);
     upload_bf16(dX, x);
+    std::vector<float> freq(half);
+    for (int i = 0; i < half; ++i) freq[i] = (float)(std::pow((double)theta, -2.0 * i / dh) / (i >= half / 2 ? 8.0 : 1.0));
+    Dev<float> dFreq(half);
+    upload(dFreq, freq);
+    const float* table = scaled ? dFreq.p : nullptr;
     std::vector<double> fwd(nw), inv(nw);
     for (int r = 0; r < rows; ++r)
         for (int h = 0; h < heads; ++h)
             for (int i = 0; i < half; ++i) {
-                double a = (double)(start + r % seqLen) * std::pow((double)theta, -2.0 * i / dh);
+                double a = (double)(start + r % seqLen) * (scaled ? (double)freq[i] : std::pow((double)theta, -2.0 * i / dh));
                 double c = std::cos(a), s = std::sin(a);
                 size_t o = (size_t)r * width + (size_t)h * dh + i;
                 double lo = x[o], hi = x[o + half];
                 fwd[o] = lo * c - hi * s, fwd[o + half] = hi * c + lo * s;
                 inv[o] = lo * c + hi * s, inv[o + half] = hi * c - lo * s;
             }
-    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta, start);
+    launch_rope(false, dO.p, dX.p, rows, seqLen, heads, dh, theta, start, table);
     expect_close("forward", download_bf16(dO), fwd, 1e-2);
-    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta, start);
+    launch_rope(true, dBack.p, dX.p, rows, seqLen, heads, dh, theta, start, table);
     expect_close("backward (inverse rotation)", download_bf16(dBack), inv, 1e-2);
-    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta, start);
+    launch_rope(true, dBack.p, dO.p, rows, seqLen, heads, dh, theta, start, table);
     std::vector<double> xd(x.begin(), x.end());
     expect_close("backward(forward(x)) == x", download_bf16(dBack), xd, 1e-2);
 }
@@ -733,6 +740,8 @@ int main(int argc, char** argv) {
     test_rope(4, 2048, 16, 64, 0);  // the 370M shape
     test_rope(1, 3, 16, 64, 0, 2045);  // generation: positions from 2045 (DecodingBackend.ropeAt)
     test_rope(1, 1, 4, 20, 0, 100000);  // one row far out, scalar path
+    test_rope(2, 300, 4, 64, 0, 0, true);  // scaled frequencies from a table: vector path
+    test_rope(2, 33, 2, 20, 0, 7, true);   // and the scalar path
     for (int dh : {20, 32, 64, 80, 96, 128, 160, 256}) {
         test_decode(300, 0, 1, 3, dh, 0);     // one key
         test_decode(300, 127, 1, 3, dh, 0);   // 128 keys: one chunk, written directly

@@ -1,5 +1,6 @@
 package dev.patchcore.autograd;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.Backend.AttentionGrads;
 import dev.patchcore.backend.Backend.AttentionOut;
@@ -157,8 +158,8 @@ public final class Tape {
     }
 
     /** Rotary embedding with positions = row index within the sequence (the patch index in the patch stage). */
-    public Var rope(Var x, int seqLen, int heads, float theta) {
-        return op(be.rope(x.value, seqLen, heads, theta), g -> accumulate(x, be.ropeBackward(g, seqLen, heads, theta)));
+    public Var rope(Var x, int seqLen, int heads, Rope rope) {
+        return op(be.rope(x.value, seqLen, heads, rope), g -> accumulate(x, be.ropeBackward(g, seqLen, heads, rope)));
     }
 
     /** Grouped-query attention: each of kvHeads heads of x serves {@code groups} query heads (the identity when groups = 1). */

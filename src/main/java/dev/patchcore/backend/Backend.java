@@ -1,5 +1,6 @@
 package dev.patchcore.backend;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Device;
 import dev.patchcore.tensor.Tensor;
@@ -129,12 +130,13 @@ public interface Backend extends AutoCloseable {
 
     /**
      * Rotary embedding, Hugging Face LLaMA convention (rotate_half: pairs (i, i + Dh/2)), on x [B·T, H·Dh].
-     * Position of row b·T+t is t, the patch index in the patch stage. inv_freq_i = theta^(-2i/Dh).
+     * Position of row b·T+t is t, the patch index in the patch stage. Frequencies: {@link Rope#invFreq} (plain:
+     * inv_freq_i = theta^(-2i/Dh)).
      */
-    Tensor rope(Tensor x, int seqLen, int heads, float theta);
+    Tensor rope(Tensor x, int seqLen, int heads, Rope rope);
 
     /** Inverse rotation of dy. */
-    Tensor ropeBackward(Tensor dy, int seqLen, int heads, float theta);
+    Tensor ropeBackward(Tensor dy, int seqLen, int heads, Rope rope);
 
     /**
      * Grouped-query attention's key or value heads for every query head (Hugging Face's {@code repeat_kv}): x [N,

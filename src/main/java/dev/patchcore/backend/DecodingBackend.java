@@ -1,5 +1,6 @@
 package dev.patchcore.backend;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.tensor.Tensor;
 
 /**
@@ -8,7 +9,7 @@ import dev.patchcore.tensor.Tensor;
  */
 public interface DecodingBackend extends Backend {
     /** {@link #rope} of one sequence's rows x [n, H·Dh] at positions start … start + n − 1. */
-    Tensor ropeAt(Tensor x, int start, int heads, float theta);
+    Tensor ropeAt(Tensor x, int start, int heads, Rope rope);
 
     /**
      * Causal attention of one sequence's n new queries q [n, H·Dh] (positions start … start + n − 1) over the first

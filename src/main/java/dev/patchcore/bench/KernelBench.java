@@ -1,5 +1,6 @@
 package dev.patchcore.bench;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.backend.cuda.CudaBackend;
@@ -147,8 +148,8 @@ public final class KernelBench {
             rows.add(measure("repeatHeads backward", n + "x" + s.heads() + "→" + kv + " heads", 1.25 * n * d * a, 0,
                     () -> be.repeatHeadsBackward(y, kv, 4)));
         }
-        rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), 10000f)));
-        rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), 10000f)));
+        rows.add(measure("rope", nd, 2.0 * n * d * a, 0, () -> be.rope(x, s.seqLen(), s.heads(), Rope.of(10000f))));
+        rows.add(measure("rope backward", nd, 2.0 * n * d * a, 0, () -> be.ropeBackward(x, s.seqLen(), s.heads(), Rope.of(10000f))));
         if (be instanceof CudaBackend cuda) {
             // Diagnostic: one row per resident warp of the backward (2112 of the 8192 rows on an H100) — with the full
             // row above, the per-call cost that does not scale with the rows (gain-gradient partials and their reduce).

@@ -322,6 +322,11 @@ public final class TrainCommand implements Callable<Integer> {
         return new RunSetup(runDir, cfg, dataset, null, null, init);
     }
 
+    private static String scalingName(ModelConfig c) {
+        var r = c.ropeScaling();
+        return r == null ? "none" : "llama3 (factor " + r.factor() + ", original context " + r.originalContext() + ")";
+    }
+
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
     private Path initCheckpoint(Path init, ModelConfig model, TrainingData dataset) {
         ModelConfig from = Checkpoints.readModelConfig(init);
@@ -333,6 +338,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (from.heads() != model.heads()) differ.add("heads " + from.heads() + " vs " + model.heads());
         if (from.groups() != model.groups()) differ.add("key/value heads " + from.kvHeads() + " vs " + model.kvHeads());
         if (from.ropeTheta() != model.ropeTheta()) differ.add("RoPE theta " + from.ropeTheta() + " vs " + model.ropeTheta());
+        if (!java.util.Objects.equals(from.ropeScaling(), model.ropeScaling()))
+            differ.add("RoPE scaling " + scalingName(from) + " vs " + scalingName(model));
         if (from.normEps() != model.normEps()) differ.add("RMSNorm eps " + from.normEps() + " vs " + model.normEps());
         if (!differ.isEmpty())
             throw new IllegalArgumentException("--init-from " + init + " holds another model than this run's (" + String.join(", ", differ)

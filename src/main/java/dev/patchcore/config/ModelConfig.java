@@ -8,15 +8,22 @@ import java.util.Map;
  * tokens as T patches, so positions never exceed T. {@code kvHeads} key/value heads serve the query heads in groups
  * of heads / kvHeads (grouped-query attention, as LLaMA-2 70B and LLaMA-3); equal to {@code heads} (multi-head
  * attention, the paper's models and every preset) when 0, which is also what a checkpoint written before the field
- * existed records.
+ * existed records. {@code ropeScaling} is null for the plain rotary frequencies (every preset), or LLaMA-3's scaling
+ * of them ({@link Rope.Scaling}, read from a Hugging Face folder).
  */
 public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads,
-                          int contextLength, float ropeTheta, float normEps, int kvHeads) {
+                          int contextLength, float ropeTheta, float normEps, int kvHeads, Rope.Scaling ropeScaling) {
 
     /** A multi-head-attention model (as many key/value heads as query heads). */
     public ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads, int contextLength, float ropeTheta,
                        float normEps) {
         this(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, heads);
+    }
+
+    /** A model with the plain rotary frequencies. */
+    public ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads, int contextLength, float ropeTheta,
+                       float normEps, int kvHeads) {
+        this(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, null);
     }
 
     public ModelConfig {
@@ -36,6 +43,9 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
 
     public int headDim() { return dim / heads; }
 
+    /** The rotary position embedding's frequencies. */
+    public Rope rope() { return new Rope(ropeTheta, ropeScaling); }
+
     /** Width of the key and value projections: kvHeads · headDim. */
     public int kvDim() { return kvHeads * headDim(); }
 
@@ -43,18 +53,20 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
     public int groups() { return heads / kvHeads; }
 
     public ModelConfig withKvHeads(int kv) {
-        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kv);
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kv, ropeScaling);
     }
 
     /** Rows of the embedding and LM head: the vocabulary rounded up to 64, so logits rows stay 16-byte aligned
      *  for tensor-core GEMMs and vectorized loads (GPT-2's 50257 becomes 50304). The extra rows are never a target. */
     public int paddedVocab() { return (vocabSize + 63) / 64 * 64; }
 
-    public ModelConfig withVocab(int v) { return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads); }
+    public ModelConfig withVocab(int v) {
+        return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, ropeScaling);
+    }
 
     public ModelConfig withContext(int t) {
         if (t < 1) throw new IllegalArgumentException("--context must be positive");
-        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps, kvHeads);
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps, kvHeads, ropeScaling);
     }
 
     /**

@@ -1,5 +1,6 @@
 package dev.patchcore.model;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.autograd.Parameter;
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.autograd.Tape.AddNorm;
@@ -165,10 +166,11 @@ public final class LlamaModel {
     /** Layer {@code i} from its input (residual stream, normalized copy) to the next layer's (or the final norm's). */
     private AddNorm layer(Tape tape, int i, Var x, Var normed, int t, FfnObserver observer) {
         Layer l = layers.get(i);
-        float eps = config.normEps(), theta = config.ropeTheta();
+        float eps = config.normEps();
+        Rope rope = config.rope();
         int h = config.heads(), kvh = config.kvHeads(), groups = config.groups();
-        Var q = tape.rope(tape.linear(normed, l.q), t, h, theta);
-        Var kk = tape.repeatHeads(tape.rope(tape.linear(normed, l.k), t, kvh, theta), kvh, groups);
+        Var q = tape.rope(tape.linear(normed, l.q), t, h, rope);
+        Var kk = tape.repeatHeads(tape.rope(tape.linear(normed, l.k), t, kvh, rope), kvh, groups);
         Var v = tape.repeatHeads(tape.linear(normed, l.v), kvh, groups);
         Var attn = tape.linear(tape.attention(q, kk, v, t, h), l.o);
         AddNorm mid = tape.addRmsNorm(x, attn, l.postNorm, eps);
@@ -188,14 +190,15 @@ public final class LlamaModel {
         int n = Math.toIntExact(tokens.numel()), start = cache.length();
         if (n < 1 || start + n > cache.capacity())
             throw new IllegalArgumentException(n + " tokens after " + start + " do not fit a cache of " + cache.capacity());
-        float eps = config.normEps(), theta = config.ropeTheta();
+        float eps = config.normEps();
+        Rope rope = config.rope();
         int h = config.heads(), kvh = config.kvHeads(), groups = config.groups();
         Tensor x = be.patchEmbed(embed.compute(), tokens, 1);
         Tensor normed = be.rmsNorm(x, layers.getFirst().inputNorm.compute(), eps).y();
         for (int i = 0; i < layers.size(); i++) {
             Layer l = layers.get(i);
-            Tensor q = be.ropeAt(be.matmul(normed, l.q.compute()), start, h, theta);
-            Tensor k = be.ropeAt(be.matmul(normed, l.k.compute()), start, kvh, theta), v = be.matmul(normed, l.v.compute());
+            Tensor q = be.ropeAt(be.matmul(normed, l.q.compute()), start, h, rope);
+            Tensor k = be.ropeAt(be.matmul(normed, l.k.compute()), start, kvh, rope), v = be.matmul(normed, l.v.compute());
             be.copy(groups == 1 ? k : be.repeatHeads(k, kvh, groups), cache.keys(i).rows(start, n));  // every query head's
             be.copy(groups == 1 ? v : be.repeatHeads(v, kvh, groups), cache.values(i).rows(start, n));
             Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h), l.o.compute());

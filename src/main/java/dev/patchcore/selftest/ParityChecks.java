@@ -1,5 +1,6 @@
 package dev.patchcore.selftest;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.autograd.Parameter;
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
@@ -91,7 +92,9 @@ public final class ParityChecks {
         }
         for (int[] s : new int[][] {{37, 96}, {large ? 4096 : 256, 1024}}) out.add(new Check("rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
         out.add(new Check("rmsNorm backward repeated 300x1000", rows -> rmsNormBackwardRepeated(rows, 300, 1000)));
-        for (int dh : new int[] {64, 128}) out.add(new Check("rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh)));
+        for (int dh : new int[] {64, 128}) out.add(new Check("rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh, Rope.of(10000f))));
+        for (int dh : new int[] {20, 64})  // LLaMA-3.2's scaled frequencies (a device table on CUDA): scalar and vector paths
+            out.add(new Check("rope llama3 Dh=" + dh, rows -> rope(rows, 2, 300, 2, dh, LLAMA32_ROPE)));
         int[] ts = large ? new int[] {1, 17, 128, 1000, 2048} : new int[] {1, 17, 128};
         for (int dh : new int[] {64, 80, 96, 128}) {
             for (int t : ts) {
@@ -136,7 +139,8 @@ public final class ParityChecks {
     private List<Check> decodingChecks(DecodingBackend td, DecodingBackend rd) {
         List<Check> out = new ArrayList<>();
         for (int start : new int[] {0, 7, 1000, 4093})
-            out.add(new Check("ropeAt start=" + start, rows -> ropeAt(rows, td, rd, start)));
+            out.add(new Check("ropeAt start=" + start, rows -> ropeAt(rows, td, rd, start, Rope.of(10000f))));
+        out.add(new Check("ropeAt llama3 start=5000", rows -> ropeAt(rows, td, rd, 5000, LLAMA32_ROPE)));
         List<int[]> cases = new ArrayList<>(List.of(new int[] {300, 0, 17}, new int[] {300, 0, 1}, new int[] {300, 127, 1},
                 new int[] {300, 128, 1}, new int[] {300, 299, 1}, new int[] {300, 200, 7}, new int[] {300, 120, 17},
                 new int[] {300, 100, 60}));
@@ -152,11 +156,11 @@ public final class ParityChecks {
         return out;
     }
 
-    private void ropeAt(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int start) {
+    private void ropeAt(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int start, Rope rope) {
         int n = 5, heads = 3, dh = 64;
         Twin x = input(test.activationType(), n, heads * dh);
-        compare(rows, "ropeAt", "n" + n + " H" + heads + " Dh" + dh + " from " + start,
-                td.ropeAt(x.t, start, heads, 10000f), rd.ropeAt(x.r, start, heads, 10000f));
+        compare(rows, rope.scaled() ? "ropeAt llama3" : "ropeAt", "n" + n + " H" + heads + " Dh" + dh + " from " + start,
+                td.ropeAt(x.t, start, heads, rope), rd.ropeAt(x.r, start, heads, rope));
     }
 
     private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n, int dh,
@@ -271,7 +275,7 @@ public final class ParityChecks {
                         out.add(variant(cuda, family, v, "patchEmbed K=4", rows -> patchEmbed(rows, 4, 3, 13, 70, 97)));
                         out.add(variant(cuda, family, v, "patchEmbed K=1 V=32000", rows -> patchEmbed(rows, 1, 2, 1024, 64, 32000)));
                         out.add(variant(cuda, family, v, "rmsNorm 256x1024", rows -> rmsNorm(rows, 256, 1024)));
-                        out.add(variant(cuda, family, v, "rope Dh=64", rows -> rope(rows, 2, 17, 3, 64)));
+                        out.add(variant(cuda, family, v, "rope Dh=64", rows -> rope(rows, 2, 17, 3, 64, Rope.of(10000f))));
                         out.add(variant(cuda, family, v, "swiglu", rows -> swiglu(rows, 37, 688)));
                         out.add(variant(cuda, family, v, "crossEntropyK K=4", rows -> crossEntropy(rows, 13, 1000, 1000, 4)));
                         for (int dh : new int[] {64, 128}) {
@@ -629,12 +633,16 @@ public final class ParityChecks {
         compare(rows, "repeatHeads backward", shape, test.repeatHeadsBackward(dy.t, kvHeads, groups), ref.repeatHeadsBackward(dy.r, kvHeads, groups));
     }
 
-    private void rope(List<CheckResult> rows, int batch, int t, int heads, int dh) {
+    /** LLaMA-3.2's RoPE (theta 500000, "llama3" scaling by 32 of an original context of 8192). */
+    private static final Rope LLAMA32_ROPE = new Rope(500000f, new Rope.Scaling(32f, 1f, 4f, 8192));
+
+    private void rope(List<CheckResult> rows, int batch, int t, int heads, int dh, Rope rope) {
         DType act = test.activationType();
         String shape = "B" + batch + " T" + t + " H" + heads + " Dh" + dh;
         Twin x = input(act, batch * t, heads * dh);
-        compare(rows, "rope", shape, test.rope(x.t, t, heads, 10000f), ref.rope(x.r, t, heads, 10000f));
-        compare(rows, "rope backward", shape, test.ropeBackward(x.t, t, heads, 10000f), ref.ropeBackward(x.r, t, heads, 10000f));
+        String name = rope.scaled() ? "rope llama3" : "rope";
+        compare(rows, name, shape, test.rope(x.t, t, heads, rope), ref.rope(x.r, t, heads, rope));
+        compare(rows, name + " backward", shape, test.ropeBackward(x.t, t, heads, rope), ref.ropeBackward(x.r, t, heads, rope));
     }
 
     private void attention(List<CheckResult> rows, int t, int dh, boolean simple) {

@@ -8,6 +8,7 @@ import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.AtomicFiles;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.config.Rope;
 import dev.patchcore.data.HuggingFaceTokenizerFiles;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
@@ -409,6 +410,16 @@ public final class Checkpoints {
         o.addProperty("max_position_embeddings", c.contextLength());
         o.addProperty("rms_norm_eps", c.normEps());
         o.addProperty("rope_theta", c.ropeTheta());
+        if (c.ropeScaling() != null) {
+            Rope.Scaling r = c.ropeScaling();
+            JsonObject scaling = new JsonObject();
+            scaling.addProperty("rope_type", "llama3");
+            scaling.addProperty("factor", r.factor());
+            scaling.addProperty("low_freq_factor", r.lowFreqFactor());
+            scaling.addProperty("high_freq_factor", r.highFreqFactor());
+            scaling.addProperty("original_max_position_embeddings", r.originalContext());
+            o.add("rope_scaling", scaling);
+        }
         o.addProperty("hidden_act", "silu");
         o.addProperty("tie_word_embeddings", false);
         o.addProperty("attention_bias", false);

@@ -7,6 +7,7 @@ import dev.patchcore.autograd.Parameter;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.checkpoint.SafeTensors;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.config.Rope;
 import dev.patchcore.data.HuggingFaceBpeTokenizer;
 import dev.patchcore.data.SentencePieceTokenizer;
 import dev.patchcore.data.Tokenizer;
@@ -35,7 +36,7 @@ import java.util.Set;
  * checkpoint.
  *
  * <p>The architecture must be the one {@link LlamaModel} computes: multi-head or grouped-query attention, RoPE
- * without scaling, SiLU, no biases. Tied input and output embeddings are read as two copies of the one matrix
+ * plain or scaled as LLaMA-3.1/3.2 scale it ("llama3"), SiLU, no biases. Tied input and output embeddings are read as two copies of the one matrix
  * (patchcore trains them untied).
  */
 public final class HuggingFaceModel {
@@ -85,17 +86,27 @@ public final class HuggingFaceModel {
         if (field(c, "head_dim") != null && integer(c, "head_dim", where, null) * heads != dim)
             throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");
         // RoPE: transformers 4 writes rope_theta (and rope_scaling for variants), transformers 5 rope_parameters
-        // {rope_theta, rope_type}. Only the plain rotation ("default") is computed here.
+        // {rope_theta, rope_type, ...}. The plain rotation ("default") and LLaMA-3's scaled one ("llama3") are computed.
         float theta = number(c, "rope_theta", where, 10000f);
+        Rope.Scaling scaling = null;
         for (String key : List.of("rope_scaling", "rope_parameters")) {
             JsonObject rope = object(c, key, where);
             if (rope == null) continue;
-            String ropeType = rope.has("rope_type") ? string(rope, "rope_type", where + " " + key)
-                    : rope.has("type") ? string(rope, "type", where + " " + key) : key.equals("rope_parameters") ? "default" : null;
-            if (!"default".equals(ropeType))
+            String at = where + " " + key;
+            String ropeType = rope.has("rope_type") ? string(rope, "rope_type", at)
+                    : rope.has("type") ? string(rope, "type", at) : key.equals("rope_parameters") ? "default" : null;
+            if ("llama3".equals(ropeType)) {
+                try {
+                    scaling = new Rope.Scaling(number(rope, "factor", at), number(rope, "low_freq_factor", at),
+                            number(rope, "high_freq_factor", at), integer(rope, "original_max_position_embeddings", at, null));
+                } catch (IllegalArgumentException e) {
+                    throw e.getMessage().startsWith(at) ? e : new IllegalArgumentException(at + ": " + e.getMessage());
+                }
+            } else if (!"default".equals(ropeType)) {
                 throw new IllegalArgumentException(where + ": " + key + " of type '" + ropeType + "' is not supported (patchcore's RoPE "
-                        + "is the plain one)");
-            theta = number(rope, "rope_theta", where + " " + key, theta);
+                        + "is the plain one or LLaMA-3's \"llama3\")");
+            }
+            theta = number(rope, "rope_theta", at, theta);
         }
         for (String bias : List.of("attention_bias", "mlp_bias"))
             if (bool(c, bias, where, false)) throw new IllegalArgumentException(where + ": " + bias + " is not supported");
@@ -108,7 +119,7 @@ public final class HuggingFaceModel {
         String name = abs.getFileName() == null ? "hf" : abs.getFileName().toString();
         try {
             return new ModelConfig(name, integer(c, "vocab_size", where, null), dim, integer(c, "intermediate_size", where, null),
-                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps, kvHeads);
+                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps, kvHeads, scaling);
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
@@ -262,6 +273,12 @@ public final class HuggingFaceModel {
         if (e == null) return absent;
         if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) throw wrongType(where, key, e, "true or false");
         return e.getAsBoolean();
+    }
+
+    /** A required positive number. */
+    private static float number(JsonObject c, String key, String where) {
+        if (field(c, key) == null) throw new IllegalArgumentException(where + " has no " + key);
+        return number(c, key, where, 1f);
     }
 
     private static float number(JsonObject c, String key, String where, float absent) {

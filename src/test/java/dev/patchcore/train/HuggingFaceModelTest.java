@@ -152,7 +152,10 @@ class HuggingFaceModelTest {
         wrong.put("\"model_type\": \"mistral\", \"sliding_window\": 4096", "sliding-window attention (sliding_window 4096) is not supported");
         wrong.put("\"attention_bias\": true", "attention_bias is not supported");
         wrong.put("\"hidden_act\": \"gelu\"", "hidden_act 'gelu' is not supported");
-        wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0}", "rope_parameters of type 'llama3' is not supported");
+        wrong.put("\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 500000.0}", "rope_parameters of type 'yarn' is not supported");
+        wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0}", "rope_parameters has no factor");
+        wrong.put("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, \"high_freq_factor\": 1.0, "
+                + "\"original_max_position_embeddings\": 8192}", "rope_scaling: RoPE scaling needs 0 < low_freq_factor < high_freq_factor");
         wrong.put("\"model_type\": null", "has no model_type");
         wrong.put("\"rms_norm_eps\": \"1e-5x\"", "rms_norm_eps is not a number (\"1e-5x\")");
         wrong.put("\"mlp_bias\": \"no\"", "mlp_bias is not true or false");
@@ -179,6 +182,17 @@ class HuggingFaceModelTest {
         v5.add("rope_parameters", com.google.gson.JsonParser.parseString("{\"rope_type\": \"default\", \"rope_theta\": 500000.0}"));
         Files.writeString(dir.resolve("config.json"), v5.toString());
         assertEquals(500000f, Checkpoints.readModelConfig(dir).ropeTheta(), "transformers 5's rope_parameters");
+        // LLaMA-3.2's, in both spellings; a checkpoint writes it back as rope_scaling.
+        v5.add("rope_parameters", com.google.gson.JsonParser.parseString("{\"rope_type\": \"llama3\", \"rope_theta\": 500000.0, "
+                + "\"factor\": 32.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 8192}"));
+        Files.writeString(dir.resolve("config.json"), v5.toString());
+        ModelConfig llama32 = Checkpoints.readModelConfig(dir);
+        assertEquals(new dev.patchcore.config.Rope(500000f, new dev.patchcore.config.Rope.Scaling(32f, 1f, 4f, 8192)), llama32.rope());
+        JsonObject written = com.google.gson.JsonParser.parseString(Checkpoints.huggingFaceConfig(llama32, 2)).getAsJsonObject();
+        assertEquals("{\"rope_type\":\"llama3\",\"factor\":32.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
+                + "\"original_max_position_embeddings\":8192}", written.get("rope_scaling").toString());
+        Files.writeString(dir.resolve("config.json"), written.toString());
+        assertEquals(llama32.rope(), Checkpoints.readModelConfig(dir).rope());
         JsonObject mistral = config(SHAPE);
         mistral.addProperty("model_type", "mistral");
         mistral.add("sliding_window", com.google.gson.JsonNull.INSTANCE);
@@ -297,12 +311,16 @@ class HuggingFaceModelTest {
      * An independent check of the Hugging Face semantics (names, layouts, rotate_half RoPE at theta 500, repeat_kv):
      * the mean next-token loss of a model whose weights are a formula, as tools/reference/hf_llama_reference.py
      * computes it in float64 NumPy from transformers' LlamaForCausalLM, against patchcore's forward of the same weights
-     * read from a Hugging Face folder, with multi-head and with grouped-query attention.
+     * read from a Hugging Face folder, with multi-head and with grouped-query attention, and with LLaMA-3's RoPE
+     * scaling (factor 8, low/high frequency factors 1 and 4, an original context of 64: of the 8 frequencies of
+     * Dh = 16 at theta 500, 2 are kept, 1 is blended and 5 are divided by 8).
      */
-    @org.junit.jupiter.params.ParameterizedTest(name = "{0} heads, {1} key/value heads: loss {2}")
-    @org.junit.jupiter.params.provider.CsvSource({"2, 2, 4.2782336185", "2, 1, 4.2210356352",  // [--heads H] [--kv-heads KV]
-            "4, 4, 4.2713803933", "4, 2, 4.3686352916"})
-    void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(int heads, int kvHeads, double reference, @TempDir Path dir) throws IOException {
+    @org.junit.jupiter.params.ParameterizedTest(name = "{0} heads, {1} key/value heads, llama3 RoPE {3}: loss {2}")
+    @org.junit.jupiter.params.provider.CsvSource({"2, 2, 4.2782336185, false", "2, 1, 4.2210356352, false",  // [--heads H] [--kv-heads KV]
+            "4, 4, 4.2713803933, false", "4, 2, 4.3686352916, false",
+            "2, 2, 4.2752038054, true", "4, 2, 4.3873612131, true"})  // [--llama3 8 1 4 64]
+    void theForwardOfAHuggingFaceFolderMatchesTheNumpyReference(int heads, int kvHeads, double reference, boolean llama3,
+                                                                @TempDir Path dir) throws IOException {
         ModelConfig shape = new ModelConfig("ref", 97, 32, 88, 2, heads, 40, 500f, 1e-5f, kvHeads);
         Map<String, T> w = new LinkedHashMap<>();
         try (CpuBackend be = new CpuBackend(1)) {
@@ -320,7 +338,10 @@ class HuggingFaceModelTest {
         write(dir.resolve("model.safetensors"), w);
         JsonObject cfg = config(shape);
         cfg.remove("torch_dtype");
+        if (llama3) cfg.add("rope_scaling", com.google.gson.JsonParser.parseString("{\"rope_type\": \"llama3\", \"factor\": 8.0, "
+                + "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}"));
         Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), cfg.toString());
+        assertEquals(llama3, Checkpoints.readModelConfig(dir).rope().scaled());
         int t = 40, vocab = shape.vocabSize();
         int[] tokens = new int[t];
         for (int j = 0; j < t; j++) tokens[j] = (37 * j + 11) % vocab;
@@ -338,7 +359,8 @@ class HuggingFaceModelTest {
                 for (int v = 0; v < vocab; v++) sum += Math.exp(logits[j * stride + v] - max);
                 loss -= logits[j * stride + tokens[j + 1]] - max - Math.log(sum);
             }
-            assertEquals(reference, loss / (t - 1), 2e-5, "hf_llama_reference.py --heads " + heads + " --kv-heads " + kvHeads + "'s loss");
+            assertEquals(reference, loss / (t - 1), 2e-5, "hf_llama_reference.py --heads " + heads + " --kv-heads " + kvHeads
+                    + (llama3 ? " --llama3 8 1 4 64" : "") + "'s loss");
         }
     }
 

@@ -1,5 +1,6 @@
 package dev.patchcore.backend.cpu;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.tensor.DType;
@@ -339,16 +340,17 @@ public final class CpuBackend implements DecodingBackend {
 
     // ---------------------------------------------------------------- RoPE
 
-    private record RopeKey(int seqLen, int headDim, float theta) {}
+    private record RopeKey(int seqLen, int headDim, Rope rope) {}
 
-    /** cos/sin of position t and frequency i at [t·half + i]; computed once per (T, Dh, θ) in double. */
+    /** cos/sin of position t and frequency i at [t·half + i]; computed once per (T, Dh, frequencies) in double. */
     private record RopeTable(float[] cos, float[] sin) {
         static RopeTable of(RopeKey key) {
             int half = key.headDim / 2;
+            double[] invFreq = key.rope.invFreq(key.headDim);
             float[] c = new float[key.seqLen * half], s = new float[key.seqLen * half];
             for (int t = 0; t < key.seqLen; t++)
                 for (int i = 0; i < half; i++) {
-                    double angle = t * Math.pow(key.theta, -2.0 * i / key.headDim);
+                    double angle = t * invFreq[i];
                     c[t * half + i] = (float) Math.cos(angle);
                     s[t * half + i] = (float) Math.sin(angle);
                 }
@@ -357,21 +359,21 @@ public final class CpuBackend implements DecodingBackend {
     }
 
     @Override
-    public Tensor rope(Tensor x, int seqLen, int heads, float theta) {
-        return rotate(x, seqLen, 0, seqLen, heads, theta, 1f);
+    public Tensor rope(Tensor x, int seqLen, int heads, Rope rope) {
+        return rotate(x, seqLen, 0, seqLen, heads, rope, 1f);
     }
 
     @Override
-    public Tensor ropeBackward(Tensor dy, int seqLen, int heads, float theta) {
+    public Tensor ropeBackward(Tensor dy, int seqLen, int heads, Rope rope) {
         // The rotation is orthogonal, so its transpose (the gradient) is the rotation by −angle.
-        return rotate(dy, seqLen, 0, seqLen, heads, theta, -1f);
+        return rotate(dy, seqLen, 0, seqLen, heads, rope, -1f);
     }
 
     @Override
-    public Tensor ropeAt(Tensor x, int start, int heads, float theta) {
+    public Tensor ropeAt(Tensor x, int start, int heads, Rope rope) {
         require(start >= 0, "ropeAt: negative start " + start);
         int n = (int) (x.numel() / x.dim(-1));
-        return rotate(x, n, start, Integer.highestOneBit(Math.max(1, start + n - 1)) << 1, heads, theta, 1f);
+        return rotate(x, n, start, Integer.highestOneBit(Math.max(1, start + n - 1)) << 1, heads, rope, 1f);
     }
 
     /**
@@ -379,13 +381,13 @@ public final class CpuBackend implements DecodingBackend {
      * seqLen positions. A table's values do not depend on its length, so generation's positions read tables of powers
      * of two (a handful however long it runs) with the same bits as the training forward's.
      */
-    private Tensor rotate(Tensor x, int seqLen, int start, int positions, int heads, float theta, float sign) {
+    private Tensor rotate(Tensor x, int seqLen, int start, int positions, int heads, Rope rope, float sign) {
         int width = x.dim(-1);
         require(heads > 0 && width % heads == 0 && (width / heads) % 2 == 0, "rope: width " + width + " is not " + heads + " heads of even size");
         int n = (int) (x.numel() / width);
         require(seqLen > 0 && n % seqLen == 0, "rope: " + n + " rows are not whole sequences of " + seqLen);
         int headDim = width / heads, half = headDim / 2;
-        RopeTable tab = ropeTables.computeIfAbsent(new RopeKey(positions, headDim, theta), RopeTable::of);
+        RopeTable tab = ropeTables.computeIfAbsent(new RopeKey(positions, headDim, rope), RopeTable::of);
         Tensor y = scratch(DType.F32, n, width);
         float[] xs = CpuStorage.floats(x), ys = CpuStorage.floats(y), cos = tab.cos, sin = tab.sin;
         int xo = CpuStorage.offset(x);

@@ -1,5 +1,6 @@
 package dev.patchcore.backend.cuda;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.tensor.DType;
@@ -495,10 +496,10 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     public Tensor rmsNormBackward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) { return rmsNorm.backward(dy, x, gain, rstd, dGain); }
 
     @Override
-    public Tensor rope(Tensor x, int seqLen, int heads, float theta) { return rope.forward(x, seqLen, heads, theta); }
+    public Tensor rope(Tensor x, int seqLen, int heads, Rope r) { return rope.forward(x, seqLen, heads, r); }
 
     @Override
-    public Tensor ropeBackward(Tensor dy, int seqLen, int heads, float theta) { return rope.backward(dy, seqLen, heads, theta); }
+    public Tensor ropeBackward(Tensor dy, int seqLen, int heads, Rope r) { return rope.backward(dy, seqLen, heads, r); }
 
     @Override
     public AttentionOut attention(Tensor q, Tensor k, Tensor v, int seqLen, int heads) {
@@ -513,7 +514,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     }
 
     @Override
-    public Tensor ropeAt(Tensor x, int start, int heads, float theta) { return rope.forwardAt(x, start, heads, theta); }
+    public Tensor ropeAt(Tensor x, int start, int heads, Rope r) { return rope.forwardAt(x, start, heads, r); }
 
     @Override
     public Tensor repeatHeads(Tensor x, int kvHeads, int groups) { return repeatHeads.forward(x, kvHeads, groups); }

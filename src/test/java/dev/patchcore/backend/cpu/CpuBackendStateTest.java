@@ -1,5 +1,6 @@
 package dev.patchcore.backend.cpu;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend.AdamWStep;
 import dev.patchcore.backend.Backend.AttentionGrads;
 import dev.patchcore.backend.Backend.AttentionOut;
@@ -178,7 +179,7 @@ class CpuBackendStateTest {
             for (int step = 0; step < pooled.length; step++) {
                 Tensor x = be.patchEmbed(table, tokens, k);
                 RmsNormOut nrm = be.rmsNorm(x, gain, 1e-5f);
-                Tensor q = be.rope(be.matmul(nrm.y(), wq), seqLen, heads, 1e4f);
+                Tensor q = be.rope(be.matmul(nrm.y(), wq), seqLen, heads, Rope.of(1e4f));
                 AttentionOut att = be.attention(q, q, nrm.y(), seqLen, heads);
                 AddRmsNormOut an = be.addRmsNorm(x, att.out(), gain, 1e-5f);
                 Tensor up = be.matmul(an.y(), w1);
@@ -195,7 +196,7 @@ class CpuBackendStateTest {
                 Tensor dSum = be.rmsNormBackward(dY, an.sum(), gain, an.rstd(), dGain);
                 be.addInPlace(dSum, dh);
                 AttentionGrads ag = be.attentionBackward(dSum, q, q, nrm.y(), att.out(), att.lse(), seqLen, heads);
-                Tensor dq = be.ropeBackward(ag.dq(), seqLen, heads, 1e4f);
+                Tensor dq = be.ropeBackward(ag.dq(), seqLen, heads, Rope.of(1e4f));
                 be.addInPlace(dq, ag.dk());
                 Tensor dn = be.matmulBackward(dq, nrm.y(), wq, dWq, true);
                 be.addInPlace(dn, ag.dv());

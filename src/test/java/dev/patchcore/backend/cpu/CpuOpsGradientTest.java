@@ -1,5 +1,6 @@
 package dev.patchcore.backend.cpu;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend.AddRmsNormOut;
 import dev.patchcore.backend.Backend.AttentionGrads;
 import dev.patchcore.backend.Backend.AttentionOut;
@@ -228,11 +229,27 @@ class CpuOpsGradientTest {
         float[] x = randn(rnd, n * width, 1);
         Tensor xt = tensor(x, n, width);
         double[] ref = Reference.rope(toDouble(x), n, seqLen, heads, headDim, theta);
-        assertClose("rope forward", be.download(be.rope(xt, seqLen, heads, theta)), ref, FWD_TOL);
+        assertClose("rope forward", be.download(be.rope(xt, seqLen, heads, Rope.of(theta))), ref, FWD_TOL);
         float[] r = randn(rnd, n * width, 1);
-        Tensor dx = be.ropeBackward(tensor(r, n, width), seqLen, heads, theta);
+        Tensor dx = be.ropeBackward(tensor(r, n, width), seqLen, heads, Rope.of(theta));
         double[] expected = numeric(a -> Reference.rope(a[0], n, seqLen, heads, headDim, theta), new double[][]{toDouble(x)}, 0, toDouble(r));
         assertClose("rope dx", be.download(dx), expected, GRAD_TOL);
+    }
+
+    /** LLaMA-3's scaled frequencies: the rotation and its gradient with Rope.invFreq's frequencies. */
+    @Test
+    void ropeWithScaledFrequencies() {
+        Rope rope = new Rope(500f, new Rope.Scaling(8f, 1f, 4f, 64));
+        int batch = 2, seqLen = 40, heads = 2, headDim = 16, n = batch * seqLen, width = heads * headDim;
+        Random rnd = new Random(3);
+        float[] x = randn(rnd, n * width, 1);
+        double[] invFreq = rope.invFreq(headDim);
+        double[] ref = Reference.rope(toDouble(x), n, seqLen, heads, headDim, invFreq);
+        assertClose("scaled rope forward", be.download(be.rope(tensor(x, n, width), seqLen, heads, rope)), ref, FWD_TOL);
+        float[] r = randn(rnd, n * width, 1);
+        double[] expected = numeric(a -> Reference.rope(a[0], n, seqLen, heads, headDim, invFreq), new double[][]{toDouble(x)}, 0, toDouble(r));
+        assertClose("scaled rope dx", be.download(be.ropeBackward(tensor(r, n, width), seqLen, heads, rope)), expected, GRAD_TOL);
+        org.junit.jupiter.api.Assertions.assertFalse(java.util.Arrays.equals(invFreq, Rope.of(500f).invFreq(headDim)), "the scaling changes some frequencies");
     }
 
     // ---------------------------------------------------------------- attention

@@ -61,6 +61,13 @@ final class Reference {
 
     /** Hugging Face rotate_half: out = x·cos + rotate_half(x)·sin with rotate_half(x) = [−x2, x1]. */
     static double[] rope(double[] x, int n, int seqLen, int heads, int headDim, double theta) {
+        double[] invFreq = new double[headDim / 2];
+        for (int i = 0; i < invFreq.length; i++) invFreq[i] = 1 / Math.pow(theta, 2.0 * i / headDim);
+        return rope(x, n, seqLen, heads, headDim, invFreq);
+    }
+
+    /** RoPE with the given frequencies (angle of position t, pair i: t · invFreq[i]). */
+    static double[] rope(double[] x, int n, int seqLen, int heads, int headDim, double[] invFreq) {
         int half = headDim / 2, width = heads * headDim;
         double[] y = new double[x.length];
         for (int r = 0; r < n; r++) {
@@ -68,7 +75,7 @@ final class Reference {
             for (int h = 0; h < heads; h++)
                 for (int c = 0; c < headDim; c++) {
                     int i = c % half;
-                    double angle = t / Math.pow(theta, 2.0 * i / headDim);
+                    double angle = t * invFreq[i];
                     int base = r * width + h * headDim;
                     double rot = c < half ? -x[base + c + half] : x[base + c - half];
                     y[base + c] = x[base + c] * Math.cos(angle) + rot * Math.sin(angle);

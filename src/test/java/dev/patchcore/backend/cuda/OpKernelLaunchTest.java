@@ -1,5 +1,6 @@
 package dev.patchcore.backend.cuda;
 
+import dev.patchcore.config.Rope;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
@@ -362,22 +363,23 @@ class OpKernelLaunchTest {
     @Test
     void ropeIsOneWarpPerRowWithAPerWarpAngleTable() {
         int rows = 2 * 64, heads = 16, headDim = 128;
-        Tensor out = new CudaRope(ctx).forward(bf16(rows, heads * headDim), 64, heads, 10000f);
+        Tensor out = new CudaRope(ctx).forward(bf16(rows, heads * headDim), 64, heads, Rope.of(10000f));
         assertArrayEquals(new int[] {rows, heads * headDim}, out.shape());
         Launch l = ctx.only("rope_fwd_bf16");
         assertEquals(rows / 8, l.grid()[0], "8 rows per block");
         assertEquals(0, l.args()[4], "positions from 0");
         assertEquals(10000f, l.args()[7]);
-        assertEquals(1, l.args()[8], "vector path");
+        assertEquals(0L, l.args()[8], "plain frequencies: no table");
+        assertEquals(1, l.args()[9], "vector path");
         assertEquals(8 * (headDim / 2) * 8, l.shared(), "one (cos, sin) table of Dh/2 pairs per warp");
-        new CudaRope(ctx).backward(out, 64, heads, 10000f);
+        new CudaRope(ctx).backward(out, 64, heads, Rope.of(10000f));
         assertEquals(1, ctx.launches.stream().filter(x -> x.name().equals("rope_bwd_bf16")).count());
         // 370M: 8192 rows -> 1024 blocks; the grid-stride cap applies beyond 32 blocks per SM.
         ctx.launches.clear();
-        new CudaRope(ctx).forward(bf16(8192, 1024), 2048, 16, 10000f);
+        new CudaRope(ctx).forward(bf16(8192, 1024), 2048, 16, Rope.of(10000f));
         assertEquals(1024, ctx.only("rope_fwd_bf16").grid()[0]);
         ctx.launches.clear();
-        new CudaRope(ctx).forward(bf16(65536, 64), 2048, 1, 10000f);
+        new CudaRope(ctx).forward(bf16(65536, 64), 2048, 1, Rope.of(10000f));
         assertEquals(32 * 132, ctx.only("rope_fwd_bf16").grid()[0]);
     }
 
@@ -425,13 +427,13 @@ class OpKernelLaunchTest {
 
     @Test
     void ropeAtPassesTheFirstPositionAndReadsTheRowsAsOneSequence() {
-        new CudaRope(ctx).forwardAt(bf16(3, 4 * 64), 1000, 4, 10000f);
+        new CudaRope(ctx).forwardAt(bf16(3, 4 * 64), 1000, 4, Rope.of(10000f));
         Launch l = ctx.only("rope_fwd_bf16");
         assertEquals(3, l.args()[2], "rows");
         assertEquals(3, l.args()[3], "one sequence of all the rows");
         assertEquals(1000, l.args()[4], "positions from 1000");
-        assertThrows(IllegalArgumentException.class, () -> new CudaRope(ctx).forwardAt(bf16(3, 64), -1, 1, 10000f));
-        assertThrows(IllegalArgumentException.class, () -> new CudaRope(ctx).forwardAt(bf16(3, 64), (1 << 24) - 2, 1, 10000f));
+        assertThrows(IllegalArgumentException.class, () -> new CudaRope(ctx).forwardAt(bf16(3, 64), -1, 1, Rope.of(10000f)));
+        assertThrows(IllegalArgumentException.class, () -> new CudaRope(ctx).forwardAt(bf16(3, 64), (1 << 24) - 2, 1, Rope.of(10000f)));
         assertEquals(1, ctx.launches.size(), "nothing launched for rejected calls");
     }
 
@@ -529,25 +531,44 @@ class OpKernelLaunchTest {
     @Test
     void ropeScalarPathNeedsNoSharedMemory() {
         // Dh = 12: Dh/2 = 6 is not a multiple of 8. One thread per (row, frequency).
-        new CudaRope(ctx).forward(bf16(100, 48), 10, 4, 10000f);
+        new CudaRope(ctx).forward(bf16(100, 48), 10, 4, Rope.of(10000f));
         Launch l = ctx.only("rope_fwd_bf16");
-        assertEquals(0, l.args()[8]);
+        assertEquals(0, l.args()[9]);
         assertEquals(0, l.shared());
         assertEquals((100 * 6 + 255) / 256, l.grid()[0]);
         // Dh/2 = 1024 > the per-warp table limit: also the scalar path.
         ctx.launches.clear();
-        new CudaRope(ctx).forward(bf16(2, 2048), 1, 1, 10000f);
+        new CudaRope(ctx).forward(bf16(2, 2048), 1, 1, Rope.of(10000f));
         assertEquals(0, ctx.only("rope_fwd_bf16").shared());
+    }
+
+    /** LLaMA-3's scaled frequencies: a device table of Dh/2 floats, uploaded once and passed to every launch. */
+    @Test
+    void scaledRopeReadsItsFrequenciesFromATableUploadedOnce() {
+        Rope rope = new Rope(500000f, new Rope.Scaling(32f, 1f, 4f, 8192));
+        CudaRope op = new CudaRope(ctx);
+        op.forward(bf16(64, 4 * 64), 64, 4, rope);
+        op.backward(bf16(64, 4 * 64), 64, 4, rope);
+        op.forwardAt(bf16(1, 4 * 64), 70, 4, rope);
+        assertEquals(1, ctx.intCopies.size(), "one upload for the three launches");
+        Tensor table = ctx.intCopies.getFirst().getKey();
+        int[] bits = ctx.intCopies.getFirst().getValue();
+        double[] want = rope.invFreq(64);
+        assertEquals(32, bits.length);
+        for (int i = 0; i < bits.length; i++) assertEquals((float) want[i], Float.intBitsToFloat(bits[i]), "inv_freq " + i);
+        for (Launch l : ctx.launches) assertSame(table, l.args()[8], l.name());
+        op.forward(bf16(64, 2 * 128), 64, 2, rope);
+        assertEquals(2, ctx.intCopies.size(), "another head dimension, another table");
     }
 
     @Test
     void ropeRejectsMistakes() {
         CudaRope op = new CudaRope(ctx);
-        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 96), 8, 5, 10000f));  // 96 not 5 heads
-        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 12), 8, 4, 10000f));  // odd head dim 3
-        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(10, 64), 4, 2, 10000f)); // 10 rows, T = 4
-        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 64), 8, 2, 0f));
-        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 64), 8, 2, 10000f));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 96), 8, 5, Rope.of(10000f)));  // 96 not 5 heads
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 12), 8, 4, Rope.of(10000f)));  // odd head dim 3
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(10, 64), 4, 2, Rope.of(10000f))); // 10 rows, T = 4
+        assertThrows(IllegalArgumentException.class, () -> op.forward(bf16(8, 64), 8, 2, null));
+        assertThrows(IllegalArgumentException.class, () -> op.forward(f32(8, 64), 8, 2, Rope.of(10000f)));
         assertTrue(ctx.launches.isEmpty());
     }
 
