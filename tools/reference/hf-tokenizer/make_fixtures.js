@@ -97,18 +97,13 @@ const VARIANTS = [
   }],
 ];
 
-/** 5000 random texts of 1 to 120 pieces, from a wider alphabet than the fixture's. */
-function fuzzTexts() {
-  const alphabet = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', ' ', ' ', ' ', '  ', '\n', '\r\n', '\t', '\r',
-    '\u000b', '\f', ...".,;:!?'\"()[]{}-_/\\@#$%^&*+=<>|~`", "'s", "'LL", "'ve", "'D", 'é', 'e\u0301', 'ß', 'Ω', '中', '文', 'の',
-    '한', 'ü', 'ſ', '\u212a', '\u00a0', '\u3000', '\u2028', '\u2029', '\u0085', '\u200d', '\u200b', '\u180e', '\u1680', '\u2007',
-    '\u202f', '\u205f', '😀', '👍🏽', '𝔘', '١٢٣', '²', 'Ⅻ', '½', '\u0301', '\u0308', 'ﬁ', 'İ', 'ǅ', 'ǈ', '\u00ad', '\ufeff', '\u0000',
-    '\u007f', '\u00b5', 'ǂ', 'ᾼ', '٠', '߀', '𝟘', '𐍈'];
-  let s = 12345;
+/** `count` texts of 1 to `maxLen` pieces drawn from `alphabet` by a fixed xorshift generator. */
+function randomTexts(alphabet, seed, count, maxLen) {
+  let s = seed;
   const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
   const out = [];
-  for (let n = 0; n < 5000; n++) {
-    const len = 1 + (next() % 120);
+  for (let n = 0; n < count; n++) {
+    const len = 1 + (next() % maxLen);
     let t = '';
     for (let i = 0; i < len; i++) t += alphabet[next() % alphabet.length];
     out.push(t);
@@ -116,22 +111,16 @@ function fuzzTexts() {
   return out;
 }
 
-function seededTexts() {
-  // A fixed pseudo-random mix of the characters the pre-tokenizers treat differently.
-  const alphabet = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', ' ', ' ', ' ', '  ', '\n', '\r\n', '\t',
-    ...".,;:!?'\"()[]{}-_/\\@#$%^&*+=<>|~`", "'s", "'LL", "'ve", 'é', 'e\u0301', 'ß', 'Ω', '中', '文', 'の', '한', 'ü',
-    '\u00a0', '\u3000', '\u2028', '\u0085', '\u200d', '😀', '👍🏽', '𝔘', '١٢٣', '²', 'Ⅻ', '\u0301', 'ﬁ', 'İ', 'ǅ'];
-  let s = 0x2545f491;
-  const next = () => { s ^= s << 13; s >>>= 0; s ^= s >>> 17; s ^= s << 5; s >>>= 0; return s; };
-  const out = [];
-  for (let n = 0; n < 60; n++) {
-    const len = 1 + (next() % 40);
-    let t = '';
-    for (let i = 0; i < len; i++) t += alphabet[next() % alphabet.length];
-    out.push(t);
-  }
-  return out;
-}
+// The characters the pre-tokenizers treat differently: the fixture's mix, and a wider one for --fuzz (more Unicode
+// spaces, case folding, control characters, other scripts' numerals).
+const FIXTURE_ALPHABET = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', ' ', ' ', ' ', '  ', '\n', '\r\n', '\t',
+  ...".,;:!?'\"()[]{}-_/\\@#$%^&*+=<>|~`", "'s", "'LL", "'ve", 'é', 'e\u0301', 'ß', 'Ω', '中', '文', 'の', '한', 'ü',
+  '\u00a0', '\u3000', '\u2028', '\u0085', '\u200d', '😀', '👍🏽', '𝔘', '١٢٣', '²', 'Ⅻ', '\u0301', 'ﬁ', 'İ', 'ǅ'];
+const FUZZ_ALPHABET = [...'abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789', ' ', ' ', ' ', '  ', '\n', '\r\n', '\t', '\r',
+  '\u000b', '\f', ...".,;:!?'\"()[]{}-_/\\@#$%^&*+=<>|~`", "'s", "'LL", "'ve", "'D", 'é', 'e\u0301', 'ß', 'Ω', '中', '文', 'の',
+  '한', 'ü', 'ſ', '\u212a', '\u00a0', '\u3000', '\u2028', '\u2029', '\u0085', '\u200d', '\u200b', '\u180e', '\u1680', '\u2007',
+  '\u202f', '\u205f', '😀', '👍🏽', '𝔘', '١٢٣', '²', 'Ⅻ', '½', '\u0301', '\u0308', 'ﬁ', 'İ', 'ǅ', 'ǈ', '\u00ad', '\ufeff', '\u0000',
+  '\u007f', '\u00b5', 'ǂ', 'ᾼ', '٠', '߀', '𝟘', '𐍈'];
 
 const TEXTS = [
   '', ' ', 'a', 'Hello world', ' Hello world', 'Hello  world ', 'hello world!', 'say hello world! ababababab',
@@ -142,7 +131,7 @@ const TEXTS = [
   'emoji 😀👍🏽 family 👨‍👩‍👧', 'math 𝔘𝔫𝔦𝔠𝔬𝔡𝔢 ∑∫√', 'nbsp\u00a0here and\u3000ideographic', 'ﬁne ligature ²³ Ⅻ',
   'A\u2028B\u0085C', '<|end_of_text|> is ordinary text here', 'ĠĠ Ġt already-mapped chars',
   'The quick brown fox jumps over the lazy dog. '.repeat(3),
-  ...seededTexts(),
+  ...randomTexts(FIXTURE_ALPHABET, 0x2545f491, 60, 40),
 ];
 
 async function idsOf(json, texts) {
@@ -176,7 +165,7 @@ async function main() {
 
   const f = args.indexOf('--fuzz');
   if (f >= 0) {
-    fs.writeFileSync(args[f + 1], JSON.stringify(fuzzTexts()));
+    fs.writeFileSync(args[f + 1], JSON.stringify(randomTexts(FUZZ_ALPHABET, 12345, 5000, 120)));
     console.log(`wrote ${args[f + 1]} (5000 texts)`);
   }
   const i = args.indexOf('--llama3');

@@ -247,16 +247,7 @@ class HuggingFaceModelTest {
             index.add("weight_map", map);
             Files.writeString(hf.resolve(HuggingFaceModel.INDEX), index.toString());
 
-            double[] losses = new double[2];
-            int i = 0;
-            for (Path p : new Path[] {run, hf}) {
-                out.reset();
-                assertEquals(0, dev.patchcore.cli.Main.run("eval", p.toString(), "--backend", "cpu", "--data", ds.toString()), err.toString());
-                java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss (\\d+\\.\\d+)").matcher(out.toString());
-                assertTrue(m.find(), out.toString());
-                losses[i++] = Double.parseDouble(m.group(1));
-            }
-            assertEquals(losses[0], losses[1], 0.02, "the same weights, rounded to bf16");
+            assertEquals(evalLoss(run, ds, out, err), evalLoss(hf, ds, out, err), 0.02, "the same weights, rounded to bf16");
             out.reset();
             assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "4"), err.toString());
             assertTrue(out.toString().startsWith("The jury"), out.toString());
@@ -274,6 +265,15 @@ class HuggingFaceModelTest {
             System.setOut(oldOut);
             System.setErr(oldErr);
         }
+    }
+
+    /** The loss `eval CKPT --data DS` prints (out and err: the captured streams). */
+    private static double evalLoss(Path ckpt, Path ds, java.io.ByteArrayOutputStream out, java.io.ByteArrayOutputStream err) {
+        out.reset();
+        assertEquals(0, dev.patchcore.cli.Main.run("eval", ckpt.toString(), "--backend", "cpu", "--data", ds.toString()), err.toString());
+        java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss (\\d+\\.\\d+)").matcher(out.toString());
+        assertTrue(m.find(), out.toString());
+        return Double.parseDouble(m.group(1));
     }
 
     /**
@@ -456,16 +456,7 @@ class HuggingFaceModelTest {
             String name = Checkpoints.readMeta(ckpt).tokenizer();
             assertTrue(name.startsWith("hf-bpe-"), name);
             assertEquals(name, Checkpoints.readMeta(hf).tokenizer(), "the copied folder names the same tokenizer");
-            double[] losses = new double[2];
-            int i = 0;
-            for (Path p : new Path[] {run, hf}) {
-                out.reset();
-                assertEquals(0, dev.patchcore.cli.Main.run("eval", p.toString(), "--backend", "cpu", "--data", ds.toString()), err.toString());
-                java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss (\\d+\\.\\d+)").matcher(out.toString());
-                assertTrue(m.find(), out.toString());
-                losses[i++] = Double.parseDouble(m.group(1));
-            }
-            assertEquals(losses[0], losses[1], 1e-9, "the same weights and tokens");
+            assertEquals(evalLoss(run, ds, out, err), evalLoss(hf, ds, out, err), 1e-9, "the same weights and tokens");
             assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
                     "--out", dir.resolve("run2").toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
             out.reset();
