@@ -173,6 +173,8 @@ def forward(W, cfg, ids, K):
     """LlamaForCausalLM on [B, K*T] token ids read as T patches: logits [B, T, V], one per patch."""
     if cfg["hidden_act"] != "silu":
         raise Refusal("only SiLU is implemented")
+    if cfg.get("rope_scaling"):
+        raise Refusal("only the plain RoPE is implemented (this model's is scaled)")
     B, L = ids.shape
     T = L // K
     d, H = cfg["hidden_size"], cfg["num_attention_heads"]
@@ -199,7 +201,8 @@ def forward(W, cfg, ids, K):
         g = h @ W[p + "mlp.gate_proj.weight"].T
         u = h @ W[p + "mlp.up_proj.weight"].T
         x = x + (g / (1 + np.exp(-g)) * u) @ W[p + "mlp.down_proj.weight"].T
-    return rmsnorm(x, W["model.norm.weight"], eps) @ W["lm_head.weight"].T
+    head = W["model.embed_tokens.weight"] if cfg.get("tie_word_embeddings") else W["lm_head.weight"]  # tied: one matrix
+    return rmsnorm(x, W["model.norm.weight"], eps) @ head.T
 
 
 def patch_loss(W, cfg, windows, K):

@@ -94,6 +94,10 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--kv-heads", description = "key/value heads, each serving heads / N query heads (grouped-query attention; "
             + "default: as many as query heads, the paper's multi-head attention)")
     Integer kvHeads;
+    @Option(names = "--tie-embeddings", negatable = true, description = "one matrix as the input embedding and the LM head "
+            + "(Hugging Face's tie_word_embeddings, as in LLaMA-3.2 and SmolLM); --no-tie-embeddings gives a tied --init-from "
+            + "model its own LM head, a copy of the embedding (default: the --init-from model's, else two matrices as in the paper)")
+    Boolean tieEmbeddings;
 
     @Option(names = "--lr", defaultValue = "3e-4", description = "peak learning rate (default: ${DEFAULT-VALUE})")
     float lr;
@@ -293,6 +297,7 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
             }
         }
+        if (tieEmbeddings != null) model = model.withTiedEmbeddings(tieEmbeddings);
         Path init = initDir == null ? null : initCheckpoint(initDir, model, dataset);
         int b = batch != null ? batch : paper ? 4 : 16;
         long total = budget(model, b, paper, dataset);
@@ -338,6 +343,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (from.heads() != model.heads()) differ.add("heads " + from.heads() + " vs " + model.heads());
         if (from.groups() != model.groups()) differ.add("key/value heads " + from.kvHeads() + " vs " + model.kvHeads());
         if (from.ropeTheta() != model.ropeTheta()) differ.add("RoPE theta " + from.ropeTheta() + " vs " + model.ropeTheta());
+        // Tied into untied is a copy of the embedding; untied into tied would have to drop a trained LM head.
+        if (!from.tiedEmbeddings() && model.tiedEmbeddings()) differ.add("its own LM head vs tied embeddings");
         if (!java.util.Objects.equals(from.ropeScaling(), model.ropeScaling()))
             differ.add("RoPE scaling " + scalingName(from) + " vs " + scalingName(model));
         if (from.normEps() != model.normEps()) differ.add("RMSNorm eps " + from.normEps() + " vs " + model.normEps());
@@ -361,6 +368,7 @@ public final class TrainCommand implements Callable<Integer> {
         List<String> given = new ArrayList<>();
         if (spec.commandLine().getParseResult().hasMatchedOption("--preset")) given.add("--preset");
         if (kvHeads != null) given.add("--kv-heads");
+        if (Boolean.TRUE.equals(tieEmbeddings)) given.add("--tie-embeddings");
         return given.isEmpty() ? "" : ": leave out " + String.join(" and ", given) + " to take the checkpoint's";
     }
 
@@ -388,9 +396,9 @@ public final class TrainCommand implements Callable<Integer> {
         TrainConfig cfg = run.cfg();
         TrainingData dataset = run.dataset();
         ModelConfig m = cfg.model();
-        System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads%s, vocab %d, T=%d, %.2fM parameters%n",
+        System.out.printf(Locale.ROOT, "model %s: %d layers, d=%d, ffn=%d, %d heads%s, vocab %d%s, T=%d, %.2fM parameters%n",
                 m.name(), m.layers(), m.dim(), m.ffnDim(), m.heads(), m.groups() > 1 ? " (" + Plural.of(m.kvHeads(), "key/value head") + ")" : "",
-                m.vocabSize(), m.contextLength(), m.parameterCount() / 1e6);
+                m.vocabSize(), m.tiedEmbeddings() ? " (tied embeddings)" : "", m.contextLength(), m.parameterCount() / 1e6);
         System.out.printf(Locale.ROOT, "data %s (%s tokenizer, %d training tokens); run folder %s%n", dataset.description(), dataset.tokenizer(), dataset.trainTokens(), run.runDir());
         System.out.printf(Locale.ROOT, "budget %s × %d tokens: patch stage %s (K=%d, λ=%.3f), token stage %s%n",
                 Plural.of(cfg.steps(), "step"), cfg.tokensPerStep(), Plural.of(cfg.patchSteps(), "step"), cfg.patchSize(), cfg.lambda(),

@@ -9,10 +9,13 @@ import java.util.Map;
  * of heads / kvHeads (grouped-query attention, as LLaMA-2 70B and LLaMA-3); equal to {@code heads} (multi-head
  * attention, the paper's models and every preset) when 0, which is also what a checkpoint written before the field
  * existed records. {@code ropeScaling} is null for the plain rotary frequencies (every preset), or LLaMA-3's scaling
- * of them ({@link Rope.Scaling}, read from a Hugging Face folder).
+ * of them ({@link Rope.Scaling}, read from a Hugging Face folder). {@code tiedEmbeddings}: the LM head is the input
+ * embedding (one matrix, as in LLaMA-3.2, SmolLM and Hugging Face's {@code tie_word_embeddings}); the paper's models
+ * and every preset have two.
  */
 public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads,
-                          int contextLength, float ropeTheta, float normEps, int kvHeads, Rope.Scaling ropeScaling) {
+                          int contextLength, float ropeTheta, float normEps, int kvHeads, Rope.Scaling ropeScaling,
+                          boolean tiedEmbeddings) {
 
     /** A multi-head-attention model (as many key/value heads as query heads). */
     public ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads, int contextLength, float ropeTheta,
@@ -20,10 +23,10 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
         this(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, heads);
     }
 
-    /** A model with the plain rotary frequencies. */
+    /** A model with the plain rotary frequencies and untied embeddings. */
     public ModelConfig(String name, int vocabSize, int dim, int ffnDim, int layers, int heads, int contextLength, float ropeTheta,
                        float normEps, int kvHeads) {
-        this(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, null);
+        this(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, null, false);
     }
 
     public ModelConfig {
@@ -53,7 +56,13 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
     public int groups() { return heads / kvHeads; }
 
     public ModelConfig withKvHeads(int kv) {
-        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kv, ropeScaling);
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kv, ropeScaling,
+                tiedEmbeddings);
+    }
+
+    /** The same model with one embedding matrix serving as the LM head too, or two. */
+    public ModelConfig withTiedEmbeddings(boolean tied) {
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, ropeScaling, tied);
     }
 
     /** Rows of the embedding and LM head: the vocabulary rounded up to 64, so logits rows stay 16-byte aligned
@@ -61,21 +70,21 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
     public int paddedVocab() { return (vocabSize + 63) / 64 * 64; }
 
     public ModelConfig withVocab(int v) {
-        return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, ropeScaling);
+        return new ModelConfig(name, v, dim, ffnDim, layers, heads, contextLength, ropeTheta, normEps, kvHeads, ropeScaling, tiedEmbeddings);
     }
 
     public ModelConfig withContext(int t) {
         if (t < 1) throw new IllegalArgumentException("--context must be positive");
-        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps, kvHeads, ropeScaling);
+        return new ModelConfig(name, vocabSize, dim, ffnDim, layers, heads, t, ropeTheta, normEps, kvHeads, ropeScaling, tiedEmbeddings);
     }
 
     /**
-     * Parameter count (untied input and output embeddings of the vocabulary's rows: the padding rows are zeros no token
-     * reads, and checkpoints leave them out).
+     * Parameter count (the input and, unless tied, output embeddings of the vocabulary's rows: the padding rows are
+     * zeros no token reads, and checkpoints leave them out).
      */
     public long parameterCount() {
         long perLayer = 2L * dim * dim + 2L * kvDim() * dim + 3L * dim * ffnDim + 2L * dim;
-        return 2L * vocabSize * dim + layers * perLayer + dim;
+        return (tiedEmbeddings ? 1L : 2L) * vocabSize * dim + layers * perLayer + dim;
     }
 
     /** Paper §3.1 sizes (LLaMA-2 vocabulary 32000, T = 2048) plus small sizes that train on a CPU. */

@@ -18,7 +18,8 @@ import java.util.Set;
 import java.util.SplittableRandom;
 
 /**
- * LLaMA-style decoder: pre-norm RMSNorm, SwiGLU MLP, RoPE, untied input and output embeddings, no biases; multi-head
+ * LLaMA-style decoder: pre-norm RMSNorm, SwiGLU MLP, RoPE, untied input and output embeddings (or one matrix for both
+ * where the config ties them: then {@code lm_head.weight} is not a parameter of its own), no biases; multi-head
  * attention, or grouped-query attention when the config has fewer key/value heads (each repeated for its group of
  * query heads before attention, as Hugging Face's repeat_kv).
  * Parameter names are those of Hugging Face {@code LlamaForCausalLM}.
@@ -77,7 +78,9 @@ public final class LlamaModel {
                     make.of(p + "mlp.down_proj.weight", true, d, f)));
         }
         finalNorm = make.of("model.norm.weight", false, d);
-        lmHead = make.of("lm_head.weight", true, c.paddedVocab(), d);
+        // Tied: the head is the embedding's Parameter, whose gradient both uses add to (patchEmbedBackward and
+        // matmulBackward accumulate).
+        lmHead = c.tiedEmbeddings() ? embed : make.of("lm_head.weight", true, c.paddedVocab(), d);
     }
 
     @FunctionalInterface

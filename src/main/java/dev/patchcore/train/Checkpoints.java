@@ -361,17 +361,29 @@ public final class Checkpoints {
     /** Loads {@code params} from {@code r}; {@code vocab}: the model's vocabulary, whose rows a checkpoint holds (-1: none). */
     private static void load(SafeTensors.Reader r, List<Parameter> params, Backend be, int vocab) {
         for (Parameter p : params) {
-            int[] saved = r.shape(p.name());
+            // A model with its own LM head from a tied checkpoint (one without lm_head.weight): a copy of the embedding.
+            String name = p.name().equals("lm_head.weight") && !r.names().contains(p.name()) && savedTied(r) ? "model.embed_tokens.weight" : p.name();
+            int[] saved = r.shape(name);
             if (LlamaModel.VOCABULARY_ROWS.contains(p.name()) && saved.length == 2 && p.shape().length == 2 && saved[1] == p.shape()[1]
                     && saved[0] == vocab && vocab < p.shape()[0]) {
                 // The vocabulary's rows (checkpoints since 2026-11-27); the padding rows stay zero.
-                p.load(be, Arrays.copyOf(r.read(p.name()), Math.multiplyExact(p.shape()[0], p.shape()[1])));
+                p.load(be, Arrays.copyOf(r.read(name), Math.multiplyExact(p.shape()[0], p.shape()[1])));
                 continue;
             }
             if (!Arrays.equals(saved, p.shape()))
-                throw new IllegalArgumentException("checkpoint tensor " + p.name() + " has shape "
-                        + Arrays.toString(r.shape(p.name())) + ", model expects " + Arrays.toString(p.shape()));
-            p.load(be, r.read(p.name()));
+                throw new IllegalArgumentException("checkpoint tensor " + name + " has shape "
+                        + Arrays.toString(saved) + ", model expects " + Arrays.toString(p.shape()));
+            p.load(be, r.read(name));
+        }
+    }
+
+    /** Whether the model a checkpoint file was saved from had tied embeddings (its metadata's model config says so). */
+    private static boolean savedTied(SafeTensors.Reader r) {
+        String json = r.metadata().get("patchcore.config");
+        try {
+            return json != null && GSON.fromJson(json, ModelConfig.class).tiedEmbeddings();
+        } catch (RuntimeException e) {
+            return false;
         }
     }
 
@@ -421,7 +433,7 @@ public final class Checkpoints {
             o.add("rope_scaling", scaling);
         }
         o.addProperty("hidden_act", "silu");
-        o.addProperty("tie_word_embeddings", false);
+        o.addProperty("tie_word_embeddings", c.tiedEmbeddings());
         o.addProperty("attention_bias", false);
         o.addProperty("mlp_bias", false);
         o.addProperty("torch_dtype", "float32");

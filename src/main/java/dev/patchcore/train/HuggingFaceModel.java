@@ -36,8 +36,9 @@ import java.util.Set;
  * checkpoint.
  *
  * <p>The architecture must be the one {@link LlamaModel} computes: multi-head or grouped-query attention, RoPE
- * plain or scaled as LLaMA-3.1/3.2 scale it ("llama3"), SiLU, no biases. Tied input and output embeddings are read as two copies of the one matrix
- * (patchcore trains them untied).
+ * plain or scaled as LLaMA-3.1/3.2 scale it ("llama3"), SiLU, no biases. Tied input and output embeddings stay tied
+ * (one matrix) unless the model asks for two ({@code train --no-tie-embeddings}): then the LM head starts as a copy of
+ * the embedding.
  */
 public final class HuggingFaceModel {
     public static final String CONFIG = "config.json";
@@ -119,7 +120,8 @@ public final class HuggingFaceModel {
         String name = abs.getFileName() == null ? "hf" : abs.getFileName().toString();
         try {
             return new ModelConfig(name, integer(c, "vocab_size", where, null), dim, integer(c, "intermediate_size", where, null),
-                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps, kvHeads, scaling);
+                    integer(c, "num_hidden_layers", where, null), heads, context, theta, eps, kvHeads, scaling,
+                    bool(c, "tie_word_embeddings", where, false));
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
         }

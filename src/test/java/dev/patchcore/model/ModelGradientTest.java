@@ -14,6 +14,7 @@ import java.util.List;
 import java.util.SplittableRandom;
 import java.util.function.DoubleSupplier;
 
+import static org.junit.jupiter.api.Assertions.assertEquals;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
@@ -62,6 +63,56 @@ public class ModelGradientTest {
             be.releaseScratch();
 
             assertGradientsMatchFiniteDifferences(be, m.parameters(), r, () -> loss(be, m, tape, tokens, targets, b, k, C.vocabSize()));
+        }
+    }
+
+    @ParameterizedTest @ValueSource(ints = {1, 2})
+    void tiedEmbeddingGradientsMatchFiniteDifferences(int k) {
+        parameterGradientsMatchFiniteDifferences(C.withTiedEmbeddings(true), k);
+    }
+
+    /**
+     * A tied model is the untied one whose LM head equals its embedding: the same loss, and the one matrix's gradient
+     * is the sum of the two matrices' gradients (both uses add to it), in the patch stage (K = 2) and at K = 1.
+     */
+    @ParameterizedTest @ValueSource(ints = {1, 2})
+    void aTiedMatrixGetsTheSumOfBothGradients(int k) {
+        try (Backend be = new CpuBackend(1)) {
+            LlamaModel tied = new LlamaModel(be, C.withTiedEmbeddings(true)), two = new LlamaModel(be, C);
+            assertEquals(two.parameters().size() - 1, tied.parameters().size());
+            assertTrue(tied.parameters().stream().noneMatch(p -> p.name().equals("lm_head.weight")));
+            assertEquals(C.parameterCount() - (long) C.vocabSize() * C.dim(), C.withTiedEmbeddings(true).parameterCount());
+            SplittableRandom r = new SplittableRandom(8);
+            float[] embed = null;
+            for (Parameter p : tied.parameters()) {
+                float[] w = be.download(p.master());
+                int used = p.name().equals("model.embed_tokens.weight") ? C.vocabSize() * C.dim() : w.length;
+                for (int i = 0; i < used; i++) w[i] = p.decay() ? (float) r.nextDouble(-0.5, 0.5) : (float) r.nextDouble(0.5, 1.5);
+                p.load(be, w);
+                if (p.name().equals("model.embed_tokens.weight")) embed = w;
+            }
+            for (Parameter p : two.parameters()) {
+                String from = p.name().equals("lm_head.weight") ? "model.embed_tokens.weight" : p.name();
+                p.load(be, be.download(tied.parameters().stream().filter(q -> q.name().equals(from)).findFirst().orElseThrow().master()));
+            }
+            int b = 2, t = C.contextLength();
+            Tensor tokens = be.allocate(DType.I32, b, k * t), targets = be.allocate(DType.I32, b * t, k);
+            be.uploadInts(tokens, r.ints((long) b * k * t, 0, C.vocabSize()).toArray());
+            be.uploadInts(targets, r.ints((long) b * t * k, 0, C.vocabSize()).toArray());
+            double[] losses = new double[2];
+            LlamaModel[] models = {tied, two};
+            for (int i = 0; i < 2; i++) {
+                Tape tape = new Tape(be);
+                losses[i] = be.sum(tape.crossEntropyK(models[i].forward(tape, tokens, b, k), targets, C.vocabSize(), 1f));
+                tape.backward();
+                be.releaseScratch();
+            }
+            assertEquals(losses[1], losses[0], 1e-9 * Math.abs(losses[1]), "the same function");
+            float[] gTied = be.download(tied.parameters().getFirst().grad());
+            float[] gEmbed = be.download(two.parameters().getFirst().grad()), gHead = be.download(two.parameters().getLast().grad());
+            assertEquals("lm_head.weight", two.parameters().getLast().name());
+            for (int i = 0; i < gTied.length; i++) assertEquals(gEmbed[i] + gHead[i], gTied[i], 1e-5f, "element " + i);
+            assertTrue(embed != null && java.util.stream.IntStream.range(0, gHead.length).anyMatch(i -> gHead[i] != 0f));
         }
     }
 

@@ -129,6 +129,7 @@ class HuggingFaceModelTest {
         ModelConfig read = Checkpoints.readModelConfig(dir);
         assertEquals(SHAPE.withContext(48), new ModelConfig("x", read.vocabSize(), read.dim(), read.ffnDim(), read.layers(), read.heads(),
                 read.contextLength(), read.ropeTheta(), read.normEps()));
+        assertTrue(read.tiedEmbeddings());
         assertEquals(null, Checkpoints.readMeta(dir).tokenizer(), "no tokenizer.model");
         try (CpuBackend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, read);
@@ -277,7 +278,8 @@ class HuggingFaceModelTest {
     }
 
     /**
-     * Tied embeddings use the input embedding even where the file also has an lm_head (as transformers ties them); an
+     * Tied embeddings read as a tied model (no lm_head parameter); a model with its own head (--no-tie-embeddings)
+     * starts it as the input embedding even where the file also has an lm_head (as transformers ties them); an
      * embedding of more rows than vocab_size is refused; a sharded folder given by a relative path loads; a shard name
      * that is not a plain file name is refused.
      */
@@ -287,8 +289,12 @@ class HuggingFaceModelTest {
         JsonObject map = new JsonObject();
         for (String name : w.keySet()) map.addProperty(name, "a.safetensors");
         JsonObject index = writeTiedIndexed(dir, map);
+        assertTrue(Checkpoints.readModelConfig(dir).tiedEmbeddings());
         try (CpuBackend be = new CpuBackend(1)) {
-            LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir));
+            LlamaModel tied = new LlamaModel(be, Checkpoints.readModelConfig(dir));
+            Checkpoints.loadWeights(dir, tied, be);
+            assertTrue(tied.parameters().stream().noneMatch(p -> p.name().equals("lm_head.weight")));
+            LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir).withTiedEmbeddings(false));
             Path relative = Path.of("").toAbsolutePath().relativize(dir.toAbsolutePath());
             Checkpoints.loadWeights(relative, m, be);
             float[] head = be.download(m.parameters().getLast().master()), embed = be.download(m.parameters().getFirst().master());
