@@ -51,7 +51,10 @@ function llamaStyle(vocab, merges, bos, eos) {
 function smallTokenizer() {
   const vocab = Object.create(null);
   for (let id = 0; id < KEEP; id++) vocab[llama3.vocabById[id]] = id;
-  const merges = mergesInOrder().filter(([a, b]) => a in vocab && b in vocab && (a + b) in vocab);
+  // Without its one merge, " school" (2978) is a token no merge forms: with ignore_merges a piece spelling it is
+  // taken whole, without it ends as " s" + "chool".
+  const merges = mergesInOrder().filter(([a, b]) => a in vocab && b in vocab && (a + b) in vocab)
+      .filter(([a, b]) => !(a === '\u0120s' && b === 'chool'));
   const t = llamaStyle(vocab, merges, KEEP, KEEP + 1);
   return t;
 }
@@ -132,6 +135,8 @@ const TEXTS = [
   'A\u2028B\u0085C', '<|end_of_text|> is ordinary text here', 'ĠĠ Ġt already-mapped chars',
   'The quick brown fox jumps over the lazy dog. '.repeat(3),
   ...randomTexts(FIXTURE_ALPHABET, 0x2545f491, 60, 40),
+  ...randomTexts(FUZZ_ALPHABET, 0x5eed, 40, 60),
+  ' school', 'old school schools', 
 ];
 
 async function idsOf(json, texts) {
