@@ -93,6 +93,12 @@ const VARIANTS = [
     t.model.ignore_merges = false;
     return t;
   }],
+  ['lowercase-normalized-words', (t) => {  // added tokens found in the normalized text, or in the raw one
+    t.normalizer = { type: 'Lowercase' };
+    t.added_tokens.push(special(KEEP + 2, '<zq>', false));
+    t.added_tokens.push({ ...special(KEEP + 3, '<RAW>', false), normalized: false });
+    return t;
+  }],
   ['added-words', (t) => {  // tokens added after training, matched in the text before it is split
     t.added_tokens.push(special(KEEP + 2, ' world!', false));
     t.added_tokens.push(special(KEEP + 3, 'ababab', false));
@@ -136,7 +142,14 @@ const TEXTS = [
   'The quick brown fox jumps over the lazy dog. '.repeat(3),
   ...randomTexts(FIXTURE_ALPHABET, 0x2545f491, 60, 40),
   ...randomTexts(FUZZ_ALPHABET, 0x5eed, 40, 60),
-  ' school', 'old school schools', 
+  ' school', 'old school schools', 'ΣΣ ΟΔΟΣ ΑΣ Β', '<ZQ> <zq> <RAW> <raw> <Raw>',
+  // Pieces longer than 32 characters (merged through a heap rather than by rescanning).
+  ' '.repeat(100), 'ab'.repeat(50), '-'.repeat(80) + 'x', 'aaaa'.repeat(20), 'hellohello'.repeat(8),
+  '中文字符测试'.repeat(8), '😀👍🏽'.repeat(10), '0123456789'.repeat(4),
+  ...randomTexts([...'abcdefghijklmnopqrstuvwxyz'], 0xbee, 4, 300).map((w) => ' ' + w),
+  // Long words in which a pair's rank changes after its right neighbour merges (a merge heap must skip the stale entry).
+  ' ksuddkcoptqtpqdwisoqppimuucsksxnsqcdcjrzcwioiogrmuqhtpbihuabexwsr',
+  ' frzxiezvjhwhttqzuuynyjcqureboyorcrxkgfwttdezdolszzejdtm', 
 ];
 
 async function idsOf(json, texts) {

@@ -79,8 +79,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final boolean ignoreMerges;
     private final UnaryOperator<String> normalizer;
     private final List<PreTokenizer> preTokenizers;
-    private final String[] addedWords;            // non-special added tokens, longest first
-    private final int[] addedWordIds;
+    private final AddedWords rawWords, normalizedWords;  // non-special added tokens found before / after normalization
     private final Map<String, int[]> cache = new ConcurrentHashMap<>();
 
     private HuggingFaceBpeTokenizer(byte[] file, byte[] config, String where) {
@@ -100,7 +99,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             if (s != null && !s.isEmpty()) throw bad(where, "uses a " + affix + ", which byte-level BPE does not; it is not supported");
         }
         JsonElement dropout = model.get("dropout");
-        if (dropout != null && !dropout.isJsonNull() && dropout.getAsDouble() != 0)
+        if (dropout != null && !dropout.isJsonNull()
+                && (!dropout.isJsonPrimitive() || !dropout.getAsJsonPrimitive().isNumber() || dropout.getAsDouble() != 0))
             throw bad(where, "has BPE dropout " + dropout + "; only deterministic BPE is supported");
         ignoreMerges = bool(model, "ignore_merges", where);
 
@@ -115,17 +115,23 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             tokenIds.put(e.getKey(), id);
             maxId = Math.max(maxId, id);
         }
-        record Added(int id, String content, boolean special) {}
+        // An added token whose text is already a token of the vocabulary has that token's id, as in tokenizers.
+        // normalized (default: not for special tokens): found in the normalized text rather than the raw one.
+        record Added(int id, String content, boolean special, boolean normalized) {}
         List<Added> added = new ArrayList<>();
         JsonArray addedTokens = array(root, "added_tokens", where);
         if (addedTokens != null) {
             for (JsonElement el : addedTokens) {
                 if (!el.isJsonObject()) throw bad(where, "has an added token that is not an object");
                 JsonObject t = el.getAsJsonObject();
-                Added a = new Added(id(t.get("id"), where), string(t, "content", where), bool(t, "special", where));
-                if (a.content() == null || a.content().isEmpty()) throw bad(where, "has an added token without content");
-                if (!a.special() && (bool(t, "single_word", where) || bool(t, "lstrip", where) || bool(t, "rstrip", where)))
-                    throw bad(where, "added token " + quoted(a.content()) + " uses single_word/lstrip/rstrip, which are not supported");
+                String content = string(t, "content", where);
+                if (content == null || content.isEmpty()) throw bad(where, "has an added token without content");
+                boolean special = bool(t, "special", where);
+                int known = tokenIds.getInt(content);
+                Added a = new Added(known >= 0 ? known : id(t.get("id"), where), content, special,
+                        t.has("normalized") && !t.get("normalized").isJsonNull() ? bool(t, "normalized", where) : !special);
+                if (!special && (bool(t, "single_word", where) || bool(t, "lstrip", where) || bool(t, "rstrip", where)))
+                    throw bad(where, "added token " + quoted(content) + " uses single_word/lstrip/rstrip, which are not supported");
                 added.add(a);
                 maxId = Math.max(maxId, a.id());
             }
@@ -163,10 +169,10 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             }
         }
 
-        List<Added> words = added.stream().filter(a -> !a.special())
-                .sorted((x, y) -> Integer.compare(y.content().length(), x.content().length())).toList();
-        addedWords = words.stream().map(Added::content).toArray(String[]::new);
-        addedWordIds = words.stream().mapToInt(Added::id).toArray();
+        Map<String, Integer> raw = new java.util.LinkedHashMap<>(), normalized = new java.util.LinkedHashMap<>();
+        for (Added a : added) if (!a.special()) (a.normalized() ? normalized : raw).putIfAbsent(a.content(), a.id());
+        rawWords = new AddedWords(raw);
+        normalizedWords = new AddedWords(normalized);
 
         normalizer = normalizer(root.get("normalizer"), where);
         preTokenizers = new ArrayList<>();
@@ -234,26 +240,14 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     @Override
     public int[] encode(String text) {
         IntArrayList out = new IntArrayList(text.length() / 3 + 4);
-        int from = 0;
-        while (from < text.length()) {
-            int at = text.length(), which = -1;
-            for (int w = 0; w < addedWords.length; w++) {  // leftmost, then longest (the array is longest first)
-                int i = text.indexOf(addedWords[w], from);
-                if (i >= 0 && i < at) {
-                    at = i;
-                    which = w;
-                }
-            }
-            if (at > from) encodePlain(text.substring(from, at), out);
-            if (which < 0) break;
-            out.add(addedWordIds[which]);
-            from = at + addedWords[which].length();
-        }
+        // As tokenizers: added tokens matched in the raw text first, then the rest normalized, then those matched in
+        // the normalized text; what is left is pre-tokenized and merged.
+        rawWords.split(text, out, raw -> normalizedWords.split(normalizer.apply(raw), out, rest -> encodePlain(rest, out)));
         return out.toIntArray();
     }
 
     private void encodePlain(String text, IntArrayList out) {
-        List<String> pieces = List.of(normalizer.apply(text));
+        List<String> pieces = List.of(text);
         for (PreTokenizer p : preTokenizers) {
             List<String> next = new ArrayList<>(pieces.size() * 2);
             for (String piece : pieces) p.split(piece, next);
@@ -265,13 +259,56 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             if (ids == null) {
                 ids = bpe(piece);
                 if (cache.size() >= CACHE_LIMIT) cache.clear();
-                cache.put(piece, ids);
+                if (piece.length() <= 256) cache.put(piece, ids);
             }
             out.addElements(out.size(), ids);
         }
     }
 
-    /** The BPE of one pre-tokenized piece (its byte-level spelling). */
+    /**
+     * Added tokens found in a text, leftmost first and then longest (as tokenizers' leftmost-longest matching): a
+     * scan that tries, at each position, only the tokens starting with the character there.
+     */
+    private static final class AddedWords {
+        private final Map<Character, String[]> byFirst = new java.util.HashMap<>();
+        private final Map<String, Integer> ids;
+
+        AddedWords(Map<String, Integer> ids) {
+            this.ids = ids;
+            Map<Character, List<String>> lists = new java.util.HashMap<>();
+            for (String w : ids.keySet()) lists.computeIfAbsent(w.charAt(0), c -> new ArrayList<>()).add(w);
+            lists.forEach((c, l) -> byFirst.put(c, l.stream().sorted((x, y) -> Integer.compare(y.length(), x.length()))
+                    .toArray(String[]::new)));
+        }
+
+        /** Appends the ids of the added tokens in {@code text} to {@code out}, and hands each stretch between them to {@code rest}. */
+        void split(String text, IntArrayList out, java.util.function.Consumer<String> rest) {
+            if (byFirst.isEmpty()) {
+                if (!text.isEmpty()) rest.accept(text);
+                return;
+            }
+            int from = 0;
+            for (int i = 0; i < text.length(); i++) {
+                String[] candidates = byFirst.get(text.charAt(i));
+                if (candidates == null) continue;
+                for (String w : candidates) {
+                    if (!text.startsWith(w, i)) continue;
+                    if (i > from) rest.accept(text.substring(from, i));
+                    out.add((int) ids.get(w));
+                    from = i + w.length();
+                    i = from - 1;
+                    break;
+                }
+            }
+            if (from < text.length()) rest.accept(text.substring(from));
+        }
+    }
+
+    /**
+     * The BPE of one pre-tokenized piece (its byte-level spelling): the pair of lowest rank merged first, the leftmost
+     * of equal ones. Short pieces rescan their pairs after each merge; long ones (a run of spaces, a line of CJK)
+     * keep their pairs in a heap ordered by (rank, position), as tokenizers does, so a piece costs O(n log n).
+     */
     private int[] bpe(String piece) {
         if (ignoreMerges) {
             int whole = tokenIds.getInt(piece);
@@ -280,6 +317,11 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         int n = piece.length();
         int[] ids = new int[n];
         for (int i = 0; i < n; i++) ids[i] = tokenIds.getInt(String.valueOf(piece.charAt(i)));
+        return n > 32 ? bpeHeap(ids) : bpeScan(ids);
+    }
+
+    private int[] bpeScan(int[] ids) {
+        int n = ids.length;
         while (n > 1) {
             long best = Long.MAX_VALUE;
             int at = -1;
@@ -296,6 +338,41 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             n--;
         }
         return n == ids.length ? ids : Arrays.copyOf(ids, n);
+    }
+
+    /** Symbols in a linked list (a merged pair lives on at its left position); heap entries rank << 32 | position. */
+    private int[] bpeHeap(int[] ids) {
+        int n = ids.length;
+        int[] next = new int[n], prev = new int[n];
+        for (int i = 0; i < n; i++) {
+            next[i] = i + 1 < n ? i + 1 : -1;
+            prev[i] = i - 1;
+        }
+        it.unimi.dsi.fastutil.longs.LongHeapPriorityQueue heap = new it.unimi.dsi.fastutil.longs.LongHeapPriorityQueue(n);
+        for (int i = 0; i + 1 < n; i++) push(heap, ids, i, i + 1);
+        int alive = n;
+        while (!heap.isEmpty()) {
+            long top = heap.dequeueLong();
+            int at = (int) top, rank = (int) (top >>> 32), right = next[at];
+            if (ids[at] < 0 || right < 0) continue;  // merged away, or no right neighbour any more
+            long m = merges.get((long) ids[at] << 32 | ids[right]);
+            if (m < 0 || (int) (m >>> 32) != rank) continue;  // a stale entry: the pair there has changed
+            ids[at] = (int) m;
+            ids[right] = -1;
+            next[at] = next[right];
+            if (next[at] >= 0) prev[next[at]] = at;
+            alive--;
+            if (prev[at] >= 0) push(heap, ids, prev[at], at);
+            if (next[at] >= 0) push(heap, ids, at, next[at]);
+        }
+        int[] out = new int[alive];
+        for (int i = 0, k = 0; i >= 0; i = next[i]) out[k++] = ids[i];
+        return out;
+    }
+
+    private void push(it.unimi.dsi.fastutil.longs.LongHeapPriorityQueue heap, int[] ids, int left, int right) {
+        long m = merges.get((long) ids[left] << 32 | ids[right]);
+        if (m >= 0) heap.enqueue((m >>> 32) << 32 | left);
     }
 
     @Override
@@ -441,7 +518,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             case "NFD" -> s -> Normalizer.normalize(s, Normalizer.Form.NFD);
             case "NFKC" -> s -> Normalizer.normalize(s, Normalizer.Form.NFKC);
             case "NFKD" -> s -> Normalizer.normalize(s, Normalizer.Form.NFKD);
-            case "Lowercase" -> s -> s.toLowerCase(java.util.Locale.ROOT);
+            case "Lowercase" -> HuggingFaceBpeTokenizer::lowercase;
             case "Sequence" -> {
                 JsonArray list = array(o, "normalizers", where);
                 UnaryOperator<String> all = UnaryOperator.identity();
@@ -465,8 +542,10 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             JsonObject c = parse(config, cfgWhere);
             JsonElement eos = c.get("eos_token");
             String content = eos == null || eos.isJsonNull() ? null
-                    : eos.isJsonPrimitive() ? eos.getAsString()
+                    : isString(eos) ? eos.getAsString()
                     : eos.isJsonObject() ? string(eos.getAsJsonObject(), "content", cfgWhere) : null;
+            if (eos != null && !eos.isJsonNull() && content == null)
+                throw bad(cfgWhere, "has an eos_token that is neither a string nor an object with its content: " + eos);
             if (content != null) {
                 Integer id = specialIds.get(content);
                 if (id == null && tokenIds.containsKey(content)) id = tokenIds.getInt(content);
@@ -494,15 +573,16 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             return bos;
         }
         if (!"TemplateProcessing".equals(type)) return -1;
-        JsonArray single = array(o, "single", where);
+        String at = where.endsWith("post-processor") ? where : where + "'s post-processor";
+        JsonArray single = array(o, "single", at);
         if (single == null || single.isEmpty() || !single.get(0).isJsonObject()) return -1;
-        JsonObject first = single.get(0).getAsJsonObject().getAsJsonObject("SpecialToken");
+        JsonObject first = object(single.get(0).getAsJsonObject(), "SpecialToken", at);
         if (first == null) return -1;
-        String token = string(first, "id", where);
-        JsonObject specials = object(o, "special_tokens", where);
-        JsonObject entry = specials == null || token == null ? null : specials.getAsJsonObject(token);
-        JsonArray ids = entry == null ? null : array(entry, "ids", where);
-        return ids == null || ids.size() != 1 ? -1 : id(ids.get(0), where);
+        String token = string(first, "id", at);
+        JsonObject specials = object(o, "special_tokens", at);
+        JsonObject entry = specials == null || token == null ? null : object(specials, token, at);
+        JsonArray ids = entry == null ? null : array(entry, "ids", at);
+        return ids == null || ids.size() != 1 ? -1 : id(ids.get(0), at);
     }
 
     // ---- JSON -----------------------------------------------------------------------------------------------------
@@ -518,9 +598,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     }
 
     private static String[] mergePair(JsonElement m, String where) {
-        if (m.isJsonArray() && m.getAsJsonArray().size() == 2)
+        if (m.isJsonArray() && m.getAsJsonArray().size() == 2 && isString(m.getAsJsonArray().get(0)) && isString(m.getAsJsonArray().get(1)))
             return new String[] {m.getAsJsonArray().get(0).getAsString(), m.getAsJsonArray().get(1).getAsString()};
-        if (m.isJsonPrimitive()) {
+        if (isString(m)) {
             String s = m.getAsString();
             int sp = s.indexOf(' ');
             if (sp > 0 && sp == s.lastIndexOf(' ')) return new String[] {s.substring(0, sp), s.substring(sp + 1)};
@@ -528,11 +608,33 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         throw bad(where, "has a merge that is not two tokens: " + m);
     }
 
+    private static boolean isString(JsonElement e) {
+        return e != null && e.isJsonPrimitive() && e.getAsJsonPrimitive().isString();
+    }
+
+    /** A token id: a whole number below 2^24, the most tokens a model here has (ModelConfig.MAX_VOCAB). */
     private static int id(JsonElement e, String where) {
         if (e == null || !e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) throw bad(where, "has a token id that is not a number");
         double d = e.getAsDouble();
-        if (d < 0 || d != Math.rint(d) || d >= Integer.MAX_VALUE / 2.0) throw bad(where, "has token id " + e + ", not a small whole number");
+        if (d < 0 || d != Math.rint(d) || d >= dev.patchcore.config.ModelConfig.MAX_VOCAB)
+            throw bad(where, "has token id " + e + ", not a whole number below 2^24 (the largest vocabulary patchcore trains)");
         return (int) d;
+    }
+
+    /**
+     * tokenizers' Lowercase: each character's own lowercase (Rust's char::to_lowercase, a full mapping without
+     * context), so a capital sigma is always σ, never the final ς that String.toLowerCase chooses at a word's end.
+     */
+    static String lowercase(String s) {
+        StringBuilder b = new StringBuilder(s.length());
+        for (int i = 0; i < s.length(); ) {
+            int cp = s.codePointAt(i);
+            int n = Character.charCount(cp);
+            if (cp < 128) b.append((char) Character.toLowerCase(cp));
+            else b.append(s.substring(i, i + n).toLowerCase(java.util.Locale.ROOT));  // alone: no final-sigma context
+            i += n;
+        }
+        return b.toString();
     }
 
     private static JsonObject object(JsonObject o, String key, String where) {

@@ -20,8 +20,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /**
  * Hugging Face tokenizer.json files. The ids expected here were written by Hugging Face's own {@code tokenizers} (the
- * Rust library, through its Node binding) for a small byte-level BPE (LLaMA-3's first 3000 tokens) under eight
- * pre-tokenizer / normalizer / model variants, on 134 texts: {@code tools/reference/hf-tokenizer/make_fixtures.js}.
+ * Rust library, through its Node binding) for a small byte-level BPE (LLaMA-3's first 3000 tokens) under nine
+ * pre-tokenizer / normalizer / model variants, on 150 texts: {@code tools/reference/hf-tokenizer/make_fixtures.js}.
  */
 public class HuggingFaceBpeTokenizerTest {
 
@@ -29,7 +29,7 @@ public class HuggingFaceBpeTokenizerTest {
 
     @Test void encodesAndDecodesAsHuggingFaceTokenizersDoes() {
         JsonArray variants = JsonParser.parseString(resourceText("cases.json")).getAsJsonArray();
-        assertEquals(8, variants.size());
+        assertEquals(9, variants.size());
         int checked = 0;
         for (JsonElement v : variants) {
             JsonObject variant = v.getAsJsonObject();
@@ -54,7 +54,7 @@ public class HuggingFaceBpeTokenizerTest {
                 checked++;
             }
         }
-        assertEquals(8 * 133, checked);
+        assertEquals(9 * 149, checked);
     }
 
     @Test void mergesSpelledAsStringsReadAsPairs() {
@@ -161,6 +161,30 @@ public class HuggingFaceBpeTokenizerTest {
                 () -> HuggingFaceBpeTokenizer.fromBytes("{\"model\": ".getBytes(StandardCharsets.UTF_8), null, "t")).getMessage();
         assertTrue(notJson.startsWith("t is not valid JSON ("), notJson);
         assertFalse(notJson.contains("\n"), notJson);
+    }
+
+    /** Malformed files (wrong JSON types in the places a reader looks) are refused in one line too, never a crash. */
+    @Test void malformedFilesAreRefusedInOneLine() {
+        List<String> messages = new ArrayList<>();
+        messages.add(refusal(t -> t.getAsJsonObject("post_processor").getAsJsonArray("processors").get(1).getAsJsonObject()
+                .getAsJsonObject("special_tokens").addProperty("<|begin_of_text|>", 3000)));
+        messages.add(refusal(t -> t.getAsJsonObject("post_processor").getAsJsonArray("processors").get(1).getAsJsonObject()
+                .getAsJsonArray("single").set(0, JsonParser.parseString("{\"SpecialToken\": \"x\"}"))));
+        messages.add(refusal(t -> t.getAsJsonObject("model").getAsJsonArray("merges").set(3, JsonParser.parseString("[null, \"a\"]"))));
+        messages.add(refusal(t -> t.getAsJsonObject("model").getAsJsonArray("merges").set(3, JsonParser.parseString("[{\"x\": 1}, \"a\"]"))));
+        messages.add(refusal(t -> t.getAsJsonObject("model").addProperty("dropout", "x")));
+        messages.add(refusal(t -> t.getAsJsonArray("added_tokens").get(1).getAsJsonObject().addProperty("id", 900_000_000)));
+        messages.add(assertThrows(IllegalArgumentException.class, () -> of(BASE, "{\"eos_token\": 5}".getBytes(StandardCharsets.UTF_8)))
+                .getMessage());
+        List<String> expected = List.of(
+                "t's post-processor has a \"<|begin_of_text|>\" that is not an object",
+                "t's post-processor has a \"SpecialToken\" that is not an object",
+                "t has a merge that is not two tokens: [null,\"a\"]",
+                "t has a merge that is not two tokens: [{\"x\":1},\"a\"]",
+                "t has BPE dropout \"x\"; only deterministic BPE is supported",
+                "t has token id 900000000, not a whole number below 2^24 (the largest vocabulary patchcore trains)",
+                "t's tokenizer_config.json has an eos_token that is neither a string nor an object with its content: 5");
+        assertEquals(expected, messages);
     }
 
     private static String refusal(java.util.function.Consumer<JsonObject> change) {
