@@ -73,7 +73,7 @@ public final class EvalCommand implements Callable<Integer> {
             throw new IllegalArgumentException("no checkpoint given: --choices takes every argument after it as a file, so name "
                     + "the run folder first (eval RUN --choices FILE...) or with --checkpoint");
         Path ckpt = checkpoint.resolve();
-        ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
+        ModelConfig cfg = checkpoint.modelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         String tokenizer = meta.tokenizer();
         if (batch < 1) throw new IllegalArgumentException("--batch must be positive");

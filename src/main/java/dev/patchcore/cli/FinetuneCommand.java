@@ -82,7 +82,7 @@ public final class FinetuneCommand implements Callable<Integer> {
 
     private int fineTune() throws IOException {
         Path ckpt = checkpoint.resolve();
-        ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
+        ModelConfig cfg = checkpoint.modelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);
         if (meta.train() != null && meta.train().patchSteps() > 0 && meta.state() != null

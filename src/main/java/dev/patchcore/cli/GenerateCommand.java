@@ -74,7 +74,7 @@ public final class GenerateCommand implements Callable<Integer> {
         if (topK < 0) throw new IllegalArgumentException("--top-k must not be negative (0 = the whole vocabulary)");
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1] (1 = the whole vocabulary), got " + topP);
         Path ckpt = checkpoint.resolve();
-        ModelConfig cfg = Checkpoints.readModelConfig(ckpt);
+        ModelConfig cfg = checkpoint.modelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
         if (input != null && !alpaca) throw new IllegalArgumentException("--input is the Alpaca record's input: give it with --alpaca");
         String text = alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt;

@@ -87,7 +87,8 @@ public final class TrainCommand implements Callable<Integer> {
     Integer batch;
     @Option(names = "--accum", defaultValue = "1", description = "token-stage gradient accumulation steps; the patch stage uses K× fewer sequences per step (default: ${DEFAULT-VALUE})")
     int accum;
-    @Option(names = "--context", description = "token-level context T (default: the preset's)")
+    @Option(names = "--context", description = "token-level context T (default: the preset's, or the --init-from model's; "
+            + "for a Hugging Face folder its max_position_embeddings, at most " + HuggingFaceModel.DEFAULT_CONTEXT + ")")
     Integer context;
     @Option(names = "--vocab", description = "model vocabulary (default: the dataset's; a mismatch is an error)")
     Integer vocab;
@@ -289,6 +290,7 @@ public final class TrainCommand implements Callable<Integer> {
                     + " (tokenizer " + dataset.tokenizer() + ")");
         model = model.withVocab(dataset.vocabSize());
         if (context != null) model = model.withContext(context);
+        else if (initDir != null && !presetGiven) model = CheckpointArg.workingContext(model, initDir, null);
         if (kvHeads != null) {
             if (kvHeads < 1) throw new IllegalArgumentException("--kv-heads must be positive");
             try {

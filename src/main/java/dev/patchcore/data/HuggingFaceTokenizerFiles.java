@@ -2,6 +2,7 @@ package dev.patchcore.data;
 
 import com.google.gson.GsonBuilder;
 import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 
 import java.io.BufferedReader;
 import java.io.IOException;
@@ -74,16 +75,23 @@ public final class HuggingFaceTokenizerFiles {
                 out.put("tokenizer_config.json", json(c));
             }
         } else if (tok instanceof HuggingFaceBpeTokenizer hf) {
-            // The file trained with, as it was; its config as it was, or one naming the end of text it was read with.
+            // The file trained with, as it was. Its config as it was (or one naming the end of text it was read with),
+            // saying add_bos_token false where the post-processor adds a BOS: patchcore trained without one, and reads
+            // the folder back that way (transformers' PreTrainedTokenizerFast itself follows the post-processor).
             out.putAll(hf.files());
-            if (!hf.hasConfig()) {
-                JsonObject c = new JsonObject();
+            JsonObject c;
+            if (hf.hasConfig()) {
+                c = JsonParser.parseString(new String(hf.files().get(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME), StandardCharsets.UTF_8))
+                        .getAsJsonObject();
+            } else {
+                c = new JsonObject();
                 c.addProperty("tokenizer_class", "PreTrainedTokenizerFast");
                 c.addProperty("eos_token", hf.token(hf.eosId()));
                 c.addProperty("clean_up_tokenization_spaces", false);
                 c.addProperty("model_max_length", contextLength);
-                out.put(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME, json(c));
             }
+            if (hf.bosId() >= 0) c.addProperty("add_bos_token", false);
+            if (!hf.hasConfig() || hf.bosId() >= 0) out.put(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME, json(c));
         } else if (tok.name().equals("cl100k_base") || tok.name().equals("o200k_base")) {
             out.put("tokenizer.json", tiktokenJson(tok.name(), tok.eosId()));
             out.put("tokenizer_config.json", json(endOfTextConfig("PreTrainedTokenizerFast", contextLength)));

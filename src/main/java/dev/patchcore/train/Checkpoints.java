@@ -419,7 +419,9 @@ public final class Checkpoints {
         o.addProperty("num_attention_heads", c.heads());
         o.addProperty("num_key_value_heads", c.kvHeads());
         o.addProperty("vocab_size", c.vocabSize());  // the checkpoint holds the vocabulary's rows only (LlamaModel.VOCABULARY_ROWS)
-        o.addProperty("max_position_embeddings", c.contextLength());
+        // Scaled RoPE (LLaMA-3's) stretches an original context; transformers expects max_position_embeddings past it.
+        o.addProperty("max_position_embeddings", c.ropeScaling() == null ? c.contextLength()
+                : Math.max(c.contextLength(), c.ropeScaling().originalContext()));
         o.addProperty("rms_norm_eps", c.normEps());
         o.addProperty("rope_theta", c.ropeTheta());
         if (c.ropeScaling() != null) {

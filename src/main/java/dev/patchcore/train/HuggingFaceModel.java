@@ -43,6 +43,8 @@ import java.util.Set;
 public final class HuggingFaceModel {
     public static final String CONFIG = "config.json";
     public static final String INDEX = "model.safetensors.index.json";
+    /** The context a folder's model is used with when none is given and its max_position_embeddings is longer. */
+    public static final int DEFAULT_CONTEXT = 4096;
 
     private HuggingFaceModel() {}
 
@@ -88,27 +90,23 @@ public final class HuggingFaceModel {
             throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");
         // RoPE: transformers 4 writes rope_theta (and rope_scaling for variants), transformers 5 rope_parameters
         // {rope_theta, rope_type, ...}. The plain rotation ("default") and LLaMA-3's scaled one ("llama3") are computed.
-        float theta = number(c, "rope_theta", where, 10000f);
-        Rope.Scaling scaling = null;
+        // Each of the three places says the same where it says anything: a mix of two of them is refused.
+        Float topTheta = field(c, "rope_theta") == null ? null : number(c, "rope_theta", where, 0f);
+        Rope rope = null;
+        String ropeFrom = null;
         for (String key : List.of("rope_scaling", "rope_parameters")) {
-            JsonObject rope = object(c, key, where);
-            if (rope == null) continue;
-            String at = where + " " + key;
-            String ropeType = rope.has("rope_type") ? string(rope, "rope_type", at)
-                    : rope.has("type") ? string(rope, "type", at) : key.equals("rope_parameters") ? "default" : null;
-            if ("llama3".equals(ropeType)) {
-                try {
-                    scaling = new Rope.Scaling(number(rope, "factor", at), number(rope, "low_freq_factor", at),
-                            number(rope, "high_freq_factor", at), integer(rope, "original_max_position_embeddings", at, null));
-                } catch (IllegalArgumentException e) {
-                    throw e.getMessage().startsWith(at) ? e : new IllegalArgumentException(at + ": " + e.getMessage());
-                }
-            } else if (!"default".equals(ropeType)) {
-                throw new IllegalArgumentException(where + ": " + key + " of type '" + ropeType + "' is not supported (patchcore's RoPE "
-                        + "is the plain one or LLaMA-3's \"llama3\")");
-            }
-            theta = number(rope, "rope_theta", at, theta);
+            JsonObject r = object(c, key, where);
+            if (r == null) continue;
+            Rope read = rope(r, key, where, topTheta);
+            if (rope != null && !rope.equals(read))
+                throw new IllegalArgumentException(where + ": " + ropeFrom + " and " + key + " disagree (" + describe(rope) + " vs "
+                        + describe(read) + "); patchcore does not guess which one the model was trained with");
+            rope = read;
+            ropeFrom = key;
         }
+        if (rope == null) rope = Rope.of(topTheta != null ? topTheta : 10000f);
+        float theta = rope.theta();
+        Rope.Scaling scaling = rope.scaling();
         for (String bias : List.of("attention_bias", "mlp_bias"))
             if (bool(c, bias, where, false)) throw new IllegalArgumentException(where + ": " + bias + " is not supported");
         String act = string(c, "hidden_act", where);
@@ -125,6 +123,39 @@ public final class HuggingFaceModel {
         } catch (IllegalArgumentException e) {
             throw new IllegalArgumentException(where + ": " + e.getMessage());
         }
+    }
+
+    /**
+     * The RoPE of a rope_scaling or rope_parameters object: "default" (also rope_parameters without a type), or
+     * "llama3" with its four numbers. Its rope_theta, where it has one, must agree with the top-level one.
+     */
+    private static Rope rope(JsonObject r, String key, String where, Float topTheta) {
+        String at = where + " " + key;
+        String type = r.has("rope_type") ? string(r, "rope_type", at) : r.has("type") ? string(r, "type", at)
+                : key.equals("rope_parameters") ? "default" : null;
+        if (type == null)
+            throw new IllegalArgumentException(where + ": " + key + " has no rope_type (patchcore's RoPE is the plain one, "
+                    + "\"default\", or LLaMA-3's \"llama3\")");
+        Float theta = field(r, "rope_theta") == null ? null : number(r, "rope_theta", at, 0f);
+        if (theta != null && topTheta != null && !theta.equals(topTheta))
+            throw new IllegalArgumentException(where + ": rope_theta " + topTheta + " and " + key + "'s rope_theta " + theta + " disagree");
+        float base = theta != null ? theta : topTheta != null ? topTheta : 10000f;
+        if (type.equals("default")) return Rope.of(base);
+        if (!type.equals("llama3"))
+            throw new IllegalArgumentException(where + ": " + key + " of type '" + type + "' is not supported (patchcore's RoPE "
+                    + "is the plain one or LLaMA-3's \"llama3\")");
+        try {
+            return new Rope(base, new Rope.Scaling(number(r, "factor", at), number(r, "low_freq_factor", at),
+                    number(r, "high_freq_factor", at), integer(r, "original_max_position_embeddings", at, null)));
+        } catch (IllegalArgumentException e) {
+            throw e.getMessage().startsWith(at) ? e : new IllegalArgumentException(at + ": " + e.getMessage());
+        }
+    }
+
+    private static String describe(Rope r) {
+        Rope.Scaling s = r.scaling();
+        return "theta " + r.theta() + (s == null ? ", no scaling" : ", llama3 factor " + s.factor() + " low " + s.lowFreqFactor()
+                + " high " + s.highFreqFactor() + " original " + s.originalContext());
     }
 
     /** Whether the output embedding is the input one (config.json's tie_word_embeddings; LlamaConfig's default is false). */

@@ -85,13 +85,17 @@ class HuggingFaceTokenizerFilesTest {
         Map<String, byte[]> f = HuggingFaceTokenizerFiles.of(withConfig, 64);
         assertEquals(List.of("tokenizer.json", "tokenizer_config.json"), List.copyOf(f.keySet()));
         assertArrayEquals(json, f.get("tokenizer.json"));
-        assertArrayEquals(config, f.get("tokenizer_config.json"), "its own config, as it was");
+        JsonObject kept = JsonParser.parseString(new String(f.get("tokenizer_config.json"), StandardCharsets.UTF_8)).getAsJsonObject();
+        assertEquals("<|begin_of_text|>", kept.get("eos_token").getAsString(), "its own config");
+        assertFalse(kept.get("add_bos_token").getAsBoolean(), "the post-processor's BOS was never trained on");
+        assertEquals(withConfig.name(), HuggingFaceBpeTokenizer.fromBytes(f.get("tokenizer.json"), f.get("tokenizer_config.json"), "d").name());
 
         HuggingFaceBpeTokenizer plain = HuggingFaceBpeTokenizer.fromBytes(json, null, "b");
         f = HuggingFaceTokenizerFiles.of(plain, 64);
         JsonObject made = JsonParser.parseString(new String(f.get("tokenizer_config.json"), StandardCharsets.UTF_8)).getAsJsonObject();
         assertEquals("PreTrainedTokenizerFast", made.get("tokenizer_class").getAsString());
         assertEquals("<|end_of_text|>", made.get("eos_token").getAsString());
+        assertFalse(made.get("add_bos_token").getAsBoolean());
         assertEquals(plain.name(), HuggingFaceBpeTokenizer.fromBytes(f.get("tokenizer.json"), f.get("tokenizer_config.json"), "c").name());
     }
 }

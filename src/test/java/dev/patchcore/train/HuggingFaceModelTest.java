@@ -153,8 +153,15 @@ class HuggingFaceModelTest {
         wrong.put("\"model_type\": \"mistral\", \"sliding_window\": 4096", "sliding-window attention (sliding_window 4096) is not supported");
         wrong.put("\"attention_bias\": true", "attention_bias is not supported");
         wrong.put("\"hidden_act\": \"gelu\"", "hidden_act 'gelu' is not supported");
-        wrong.put("\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 500000.0}", "rope_parameters of type 'yarn' is not supported");
-        wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\", \"rope_theta\": 500000.0}", "rope_parameters has no factor");
+        wrong.put("\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 10000.0}", "rope_parameters of type 'yarn' is not supported");
+        wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\"}", "rope_parameters has no factor");
+        wrong.put("\"rope_scaling\": {\"factor\": 8.0}", "rope_scaling has no rope_type");
+        wrong.put("\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}",
+                "rope_theta 10000.0 and rope_parameters's rope_theta 500000.0 disagree");
+        wrong.put("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
+                + "\"original_max_position_embeddings\": 64}, \"rope_parameters\": {\"rope_type\": \"default\"}",
+                "rope_scaling and rope_parameters disagree (theta 10000.0, llama3 factor 8.0 low 1.0 high 4.0 original 64 vs theta 10000.0, "
+                + "no scaling); patchcore does not guess which one the model was trained with");
         wrong.put("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 4.0, \"high_freq_factor\": 1.0, "
                 + "\"original_max_position_embeddings\": 8192}", "rope_scaling: RoPE scaling needs 0 < low_freq_factor < high_freq_factor");
         wrong.put("\"model_type\": null", "has no model_type");
@@ -192,6 +199,8 @@ class HuggingFaceModelTest {
         JsonObject written = com.google.gson.JsonParser.parseString(Checkpoints.huggingFaceConfig(llama32, 2)).getAsJsonObject();
         assertEquals("{\"rope_type\":\"llama3\",\"factor\":32.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
                 + "\"original_max_position_embeddings\":8192}", written.get("rope_scaling").toString());
+        assertEquals(8192, written.get("max_position_embeddings").getAsInt(), "not below the original context (context "
+                + llama32.contextLength() + ")");
         Files.writeString(dir.resolve("config.json"), written.toString());
         assertEquals(llama32.rope(), Checkpoints.readModelConfig(dir).rope());
         JsonObject mistral = config(SHAPE);
@@ -470,10 +479,22 @@ class HuggingFaceModelTest {
                     err.toString());
             assertTrue(out.toString().startsWith("The jury"), out.toString());
 
+            assertEquals(-1, HuggingFaceModel.bosToPrepend(hf), "the checkpoint's config says add_bos_token false: trained without");
+            Files.writeString(hf.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\"}");
             assertEquals(3000, HuggingFaceModel.bosToPrepend(hf), "<|begin_of_text|>, from the post-processor");
-            Files.writeString(hf.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\", \"add_bos_token\": false}");
-            assertEquals(-1, HuggingFaceModel.bosToPrepend(hf));
+            // LLaMA-3.2's config says 131072 positions: used with a context of at most 4096 unless --context says more.
             JsonObject cfg = com.google.gson.JsonParser.parseString(Files.readString(hf.resolve("config.json"))).getAsJsonObject();
+            cfg.addProperty("max_position_embeddings", 131072);
+            Files.writeString(hf.resolve("config.json"), cfg.toString());
+            err.reset();
+            assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "2"),
+                    err.toString());
+            assertTrue(err.toString().contains("max_position_embeddings is 131072; using a context of 4096 tokens (--context sets another)"),
+                    err.toString());
+            err.reset();
+            assertEquals(0, dev.patchcore.cli.Main.run("eval", hf.toString(), "--backend", "cpu", "--data", ds.toString(), "--context", "16"),
+                    err.toString());
+            assertFalse(err.toString().contains("using a context"), err.toString());
             cfg.addProperty("vocab_size", 3072);
             Files.writeString(hf.resolve("config.json"), cfg.toString());
             IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(hf));
