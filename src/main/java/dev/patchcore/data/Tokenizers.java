@@ -99,10 +99,26 @@ public final class Tokenizers {
         }
     }
 
+    /** A file as last read: its path, size and modification times (with those of a tokenizer.json's config beside it). */
+    private record FileStamp(Path path, long size, long modified, long configModified) {
+        static FileStamp of(Path file) throws IOException {
+            Path abs = file.toAbsolutePath().normalize(), config = abs.resolveSibling(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
+            return new FileStamp(abs, Files.size(abs), Files.getLastModifiedTime(abs).toMillis(),
+                    Files.isRegularFile(config) ? Files.getLastModifiedTime(config).toMillis() : -1);
+        }
+    }
+
+    /** Tokenizers by the file they were read from, so that a command naming the same file twice parses it once. */
+    private static final Map<FileStamp, Tokenizer> BY_FILE = new ConcurrentHashMap<>();
+
     private static Tokenizer load(Path file) {
         Tokenizer t;
         try {
+            FileStamp stamp = FileStamp.of(file);
+            t = BY_FILE.get(stamp);
+            if (t != null) return t;
             t = HuggingFaceBpeTokenizer.isJson(file) ? HuggingFaceBpeTokenizer.load(file) : SentencePieceTokenizer.load(file);
+            BY_FILE.put(stamp, t);
         } catch (NoSuchFileException e) {
             throw new IllegalArgumentException("tokenizer file " + file + " does not exist");
         } catch (IOException e) {
