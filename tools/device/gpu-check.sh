@@ -94,9 +94,10 @@ for s in $STEPS; do case $s in
                    --backend cuda --out "$WORK/run-gen"
               step generate-cuda 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cuda --temperature 0 --tokens 600
               step generate-cpu 40 "${JAVA[@]}" generate "$WORK/run-gen" --backend cpu --temperature 0 --tokens 600
-              # Grouped-query attention (repeat_heads.cu, written without a GPU): the same short run on both backends.
+              # Grouped-query attention (repeat_heads.cu, written without a GPU) with tied embeddings (one matrix as
+              # the embedding and the LM head, no kernel of its own): the same short run on both backends.
               for be in cuda cpu; do
-                step train-gqa-$be 60 "${JAVA[@]}" train $TRAIN_ARGS --kv-heads 2 --backend $be --out "$WORK/run-gqa-$be"
+                step train-gqa-$be 60 "${JAVA[@]}" train $TRAIN_ARGS --kv-heads 2 --tie-embeddings --backend $be --out "$WORK/run-gqa-$be"
                 cp "$WORK/run-gqa-$be/metrics.jsonl" "$OUT/train-gqa-$be-metrics.jsonl" 2>/dev/null
               done ;;
   train-cpu)  step train-cpu "$T_TRAIN_CPU" "${JAVA[@]}" train $TRAIN_ARGS --backend cpu --out "$WORK/run-cpu"
@@ -237,7 +238,7 @@ for t in train-cuda train-cpu train-small; do [[ -f "$OUT/$t.log" ]] && { echo "
 for t in eval-cuda eval-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: the train-cuda checkpoint"; grep -E 'loss|error' "$OUT/$t.log" | head -3; }; done
 for t in generate-cuda generate-cpu; do [[ -f "$OUT/$t.log" ]] && { echo "--- $t: greedy, the train-gen checkpoint"; grep -v '^WARNING\|^generate: ' "$OUT/$t.log" | head -c 400; echo; grep '^generate: \|rror' "$OUT/$t.log"; }; done
 if [[ -f "$OUT/train-gqa-cuda-metrics.jsonl" && -f "$OUT/train-gqa-cpu-metrics.jsonl" ]]; then
-  echo "--- train --kv-heads 2: CUDA vs CPU training losses (same seed and data)"
+  echo "--- train --kv-heads 2 --tie-embeddings: CUDA vs CPU training losses (same seed and data)"
   paste -d' ' <(grep '"type":"train"' "$OUT/train-gqa-cuda-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) \
               <(grep '"type":"train"' "$OUT/train-gqa-cpu-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) |
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g (multi-head: ~0.002)\n", n, m }'
