@@ -79,10 +79,11 @@ public final class GenerateCommand implements Callable<Integer> {
         if (input != null && !alpaca) throw new IllegalArgumentException("--input is the Alpaca record's input: give it with --alpaca");
         String text = alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt;
         int[] promptIds = tok.encode(text);
-        if (promptIds.length == 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there.
         boolean downloaded = HuggingFaceModel.is(ckpt);
         int bos = downloaded ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
+        if (promptIds.length == 0 && !(bos >= 0 && bos < cfg.vocabSize()))
+            throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         if (bos >= 0 && bos < cfg.vocabSize()) {
             int[] withBos = new int[promptIds.length + 1];
             withBos[0] = bos;

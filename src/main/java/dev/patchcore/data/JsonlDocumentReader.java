@@ -15,7 +15,8 @@ import java.io.StringReader;
 /**
  * JSON Lines: each non-blank line is an object whose string field {@code "text"} is one
  * document (other fields, like the Pile's {@code "meta"}, are ignored). Lines are parsed
- * strictly; any other shape is an error naming the file and line. Malformed UTF-8 becomes U+FFFD.
+ * strictly; any other shape is an error naming the file and line. Malformed UTF-8 becomes U+FFFD, and so does a lone
+ * surrogate that a {@code \\uD800}-style escape spells (no UTF-8 encodes one; a tokenizer would write it as '?').
  */
 final class JsonlDocumentReader implements DocumentReader {
 
@@ -25,6 +26,7 @@ final class JsonlDocumentReader implements DocumentReader {
     private final Utf8Reader utf8;
     private final BufferedReader in;
     private long lineNumber;
+    private long loneSurrogates;
 
     JsonlDocumentReader(CorpusSource source) throws IOException {
         this.name = source.name();
@@ -63,7 +65,25 @@ final class JsonlDocumentReader implements DocumentReader {
         if (!text.isJsonPrimitive() || !text.getAsJsonPrimitive().isString()) {
             throw error("the \"text\" field must be a string, found " + kind(text));
         }
-        return text.getAsString();
+        return withoutLoneSurrogates(text.getAsString());
+    }
+
+    /** {@code s} with each surrogate that is not half of a pair replaced by U+FFFD (counted with the invalid UTF-8). */
+    private String withoutLoneSurrogates(String s) {
+        StringBuilder b = null;
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            if (!Character.isSurrogate(c)) continue;
+            boolean paired = Character.isHighSurrogate(c) && i + 1 < s.length() && Character.isLowSurrogate(s.charAt(i + 1));
+            if (paired) {
+                i++;
+                continue;
+            }
+            if (b == null) b = new StringBuilder(s);
+            b.setCharAt(i, '\uFFFD');
+            loneSurrogates++;
+        }
+        return b == null ? s : b.toString();
     }
 
     private IllegalArgumentException error(String what) {
@@ -87,7 +107,7 @@ final class JsonlDocumentReader implements DocumentReader {
 
     @Override
     public long invalidUtf8() {
-        return utf8.replaced();
+        return utf8.replaced() + loneSurrogates;
     }
 
     @Override

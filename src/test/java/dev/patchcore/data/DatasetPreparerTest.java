@@ -409,6 +409,19 @@ class DatasetPreparerTest {
         }
     }
 
+    /** A JSON escape of a lone surrogate is no character either: U+FFFD, counted in the note; a pair is the character. */
+    @Test
+    void loneSurrogateEscapesInJsonlBecomeReplacementCharacters() throws Exception {
+        Path jsonl = file("s.jsonl", "{\"text\": \"a\\ud800b \\udc00 \\ud83d\\ude00 c\\ud83d\"}\n");
+        List<String> notes = new ArrayList<>();
+        Path out = dir.resolve("ds");
+        prepare(out, 0, 1, notes, jsonl);
+        assertEquals(List.of(jsonl + ": 3 invalid UTF-8 sequences replaced by U+FFFD"), notes);
+        try (PreparedDataset ds = PreparedDataset.open(out)) {
+            assertEquals(List.of("a\uFFFDb \uFFFD \uD83D\uDE00 c\uFFFD"), documents(ds.train(), ds.tokenizer()));
+        }
+    }
+
     private static byte[] concat(byte[]... parts) {
         var out = new java.io.ByteArrayOutputStream();
         for (byte[] p : parts) out.writeBytes(p);
