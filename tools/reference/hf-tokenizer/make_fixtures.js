@@ -97,6 +97,7 @@ const VARIANTS = [
     t.normalizer = { type: 'Lowercase' };
     t.added_tokens.push(special(KEEP + 2, '<zq>', false));
     t.added_tokens.push({ ...special(KEEP + 3, '<RAW>', false), normalized: false });
+    t.added_tokens.push(special(KEEP + 4, 'MiXeD', false));  // looked for as the normalizer spells it: "mixed"
     return t;
   }],
   ['added-words', (t) => {  // tokens added after training, matched in the text before it is split
@@ -142,7 +143,7 @@ const TEXTS = [
   'The quick brown fox jumps over the lazy dog. '.repeat(3),
   ...randomTexts(FIXTURE_ALPHABET, 0x2545f491, 60, 40),
   ...randomTexts(FUZZ_ALPHABET, 0x5eed, 40, 60),
-  ' school', 'old school schools', 'ΣΣ ΟΔΟΣ ΑΣ Β', '<ZQ> <zq> <RAW> <raw> <Raw>',
+  ' school', 'old school schools', 'ΣΣ ΟΔΟΣ ΑΣ Β', '<ZQ> <zq> <RAW> <raw> <Raw>', 'MiXeD mixed MIXED', 
   // Pieces longer than 32 characters (merged through a heap rather than by rescanning).
   ' '.repeat(100), 'ab'.repeat(50), '-'.repeat(80) + 'x', 'aaaa'.repeat(20), 'hellohello'.repeat(8),
   '中文字符测试'.repeat(8), '😀👍🏽'.repeat(10), '0123456789'.repeat(4),

@@ -216,7 +216,9 @@ public final class TrainCommand implements Callable<Integer> {
      */
     private RunSetup resumeRun() {
         List<String> changed = spec.commandLine().getParseResult().matchedOptions().stream()
-                .map(o -> o.longestName()).filter(n -> !RESUME_OPTIONS.contains(n)).toList();
+                .filter(o -> !RESUME_OPTIONS.contains(o.longestName()))
+                .map(o -> o.negatable() && Boolean.FALSE.equals(o.getValue()) ? "--no-" + o.longestName().substring(2) : o.longestName())
+                .toList();
         if (!changed.isEmpty())
             throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
                     + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend, "
@@ -299,7 +301,9 @@ public final class TrainCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
             }
         }
+        // Tied or not as asked, else as the --init-from model is (a --preset has two matrices).
         if (tieEmbeddings != null) model = model.withTiedEmbeddings(tieEmbeddings);
+        else if (initDir != null) model = model.withTiedEmbeddings(Checkpoints.readModelConfig(initDir).tiedEmbeddings());
         Path init = initDir == null ? null : initCheckpoint(initDir, model, dataset);
         int b = batch != null ? batch : paper ? 4 : 16;
         long total = budget(model, b, paper, dataset);

@@ -154,8 +154,12 @@ public final class DatasetPreparer {
     private static List<Path> createOutDir(Path dir) throws IOException {
         if (Files.isDirectory(dir)) {
             List<String> others;
+            // Tokenizer files are a dataset's only beside its shards or summary: alone they are someone's tokenizer
+            // (a prepare that uses another one would delete them).
+            boolean prepared = Stream.of(DatasetInfo.FILE_NAME, TRAIN_FILE, VAL_FILE).anyMatch(f -> Files.exists(dir.resolve(f)));
             try (var entries = Files.list(dir)) {
-                others = entries.filter(p -> !isDatasetFile(p.getFileName().toString()))
+                others = entries.filter(p -> !isDatasetFile(p.getFileName().toString())
+                                || !prepared && Tokenizers.FILE_NAMES.contains(p.getFileName().toString()))
                         .map(p -> p.getFileName() + (Files.isDirectory(p) ? "/" : "")).sorted().toList();
             }
             // A run folder (checkpoints/, metrics.jsonl) or any other is not ours to write into.

@@ -78,6 +78,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final Long2LongOpenHashMap merges;    // (left id << 32 | right id) → (rank << 32 | merged id)
     private final boolean ignoreMerges;
     private final UnaryOperator<String> normalizer;
+    private final boolean normalizes;             // the file has a normalizer
     private final List<PreTokenizer> preTokenizers;
     private final AddedWords rawWords, normalizedWords;  // non-special added tokens found before / after normalization
     private final Map<String, int[]> cache = new ConcurrentHashMap<>();
@@ -87,7 +88,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         this.config = config;
         JsonObject root = parse(file, where);
         JsonObject model = object(root, "model", where);
-        if (model == null) throw bad(where, "has no \"model\"");
+        if (model == null)
+            throw bad(where, "has no \"model\": it is not a Hugging Face tokenizer.json (give one, a SentencePiece .model file, or "
+                    + "one of " + String.join(", ", Tokenizers.NAMES) + ")");
         String type = string(model, "type", where);
         if (type != null && !type.equals("BPE"))
             throw bad(where, "has a " + type + " model; patchcore reads byte-level BPE tokenizer.json files (for a SentencePiece "
@@ -132,6 +135,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                         t.has("normalized") && !t.get("normalized").isJsonNull() ? bool(t, "normalized", where) : !special);
                 if (!special && (bool(t, "single_word", where) || bool(t, "lstrip", where) || bool(t, "rstrip", where)))
                     throw bad(where, "added token " + quoted(content) + " uses single_word/lstrip/rstrip, which are not supported");
+                if (added.stream().anyMatch(b -> b.content().equals(content))) continue;  // listed twice: the first counts
                 added.add(a);
                 maxId = Math.max(maxId, a.id());
             }
@@ -169,12 +173,23 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             }
         }
 
+        normalizer = normalizer(root.get("normalizer"), where);
+        normalizes = root.get("normalizer") != null && !root.get("normalizer").isJsonNull();
+        // A normalized added token is looked for as the normalizer spells it (as tokenizers does); of two that spell
+        // the same, the first listed.
         Map<String, Integer> raw = new java.util.LinkedHashMap<>(), normalized = new java.util.LinkedHashMap<>();
-        for (Added a : added) if (!a.special()) (a.normalized() ? normalized : raw).putIfAbsent(a.content(), a.id());
+        for (Added a : added) {
+            if (a.special()) continue;
+            if (a.normalized()) {
+                String key = normalizer.apply(a.content());
+                if (!key.isEmpty()) normalized.putIfAbsent(key, a.id());
+                if (tokenIds.getInt(a.content()) < 0) tokenBytes[a.id()] = decodeToken(key, charToByte);  // decodes as normalized
+            } else {
+                raw.putIfAbsent(a.content(), a.id());
+            }
+        }
         rawWords = new AddedWords(raw);
         normalizedWords = new AddedWords(normalized);
-
-        normalizer = normalizer(root.get("normalizer"), where);
         preTokenizers = new ArrayList<>();
         preTokenizers(root.get("pre_tokenizer"), where, preTokenizers);
         if (preTokenizers.stream().noneMatch(p -> p instanceof ByteLevel))
@@ -389,6 +404,28 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     }
 
     @Override public String toString() { return name; }
+
+    /**
+     * "cl100k_base" or "o200k_base" when this file is that tiktoken encoding spelled as a tokenizer.json (as patchcore
+     * writes into checkpoints, before and after 2026-11-27, or as converters write it): no normalizer, tiktoken's split
+     * pattern, byte-level without a regex, ignore_merges, the same bytes for every token id and the same end of text;
+     * else null. Such a file then names the built-in encoding, so a checkpoint's copied-out folder still matches data
+     * prepared with it.
+     */
+    public String tiktokenEquivalent() {
+        if (normalizes || !ignoreMerges || preTokenizers.size() != 2
+                || !(preTokenizers.get(0) instanceof Split split) || !split.keepMatches()
+                || !(preTokenizers.get(1) instanceof ByteLevel bl) || bl.addPrefixSpace || bl.gpt2 != null) return null;
+        String pattern = split.pattern().pattern();
+        String encoding = pattern.equals(HuggingFaceTokenizerFiles.CL100K_PATTERN) ? "cl100k_base"
+                : pattern.equals(HuggingFaceTokenizerFiles.O200K_PATTERN) ? "o200k_base" : null;
+        if (encoding == null) return null;
+        if (!(Tokenizers.byName(encoding) instanceof TiktokenTokenizer tiktoken)) return null;
+        if (eosId != tiktoken.eosId() || vocabSize > tiktoken.vocabSize()) return null;
+        for (int id = 0; id < eosId; id++)  // the ranked tokens (the special ones come after them)
+            if (!Arrays.equals(tokenBytes[id], tiktoken.tokenBytes(id))) return null;
+        return encoding;
+    }
 
     private static final byte[] REPLACEMENT = "\uFFFD".getBytes(StandardCharsets.UTF_8);
 

@@ -71,5 +71,16 @@ final class TiktokenTokenizer implements Tokenizer {
         return bytes.toString(StandardCharsets.UTF_8);
     }
 
+    /** The bytes of token {@code id}, or null for an id the encoding leaves unassigned. */
+    byte[] tokenBytes(int id) {
+        IntArrayList one = new IntArrayList(1);
+        one.add(id);
+        try {
+            return encoding.decodeBytes(one);
+        } catch (RuntimeException unassigned) {
+            return null;
+        }
+    }
+
     @Override public String toString() { return name(); }
 }

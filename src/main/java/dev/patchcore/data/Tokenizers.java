@@ -100,11 +100,12 @@ public final class Tokenizers {
     }
 
     /** A file as last read: its path, size and modification times (with those of a tokenizer.json's config beside it). */
-    private record FileStamp(Path path, long size, long modified, long configModified) {
+    private record FileStamp(Path path, long size, long modified, long configSize, long configModified) {
         static FileStamp of(Path file) throws IOException {
             Path abs = file.toAbsolutePath().normalize(), config = abs.resolveSibling(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
+            boolean hasConfig = Files.isRegularFile(config);
             return new FileStamp(abs, Files.size(abs), Files.getLastModifiedTime(abs).toMillis(),
-                    Files.isRegularFile(config) ? Files.getLastModifiedTime(config).toMillis() : -1);
+                    hasConfig ? Files.size(config) : -1, hasConfig ? Files.getLastModifiedTime(config).toMillis() : -1);
         }
     }
 
@@ -118,6 +119,9 @@ public final class Tokenizers {
             t = BY_FILE.get(stamp);
             if (t != null) return t;
             t = HuggingFaceBpeTokenizer.isJson(file) ? HuggingFaceBpeTokenizer.load(file) : SentencePieceTokenizer.load(file);
+            // cl100k_base or o200k_base spelled as a tokenizer.json (a patchcore checkpoint's) is that encoding.
+            String tiktoken = t instanceof HuggingFaceBpeTokenizer hf ? hf.tiktokenEquivalent() : null;
+            if (tiktoken != null) t = byName(tiktoken);
             BY_FILE.put(stamp, t);
         } catch (NoSuchFileException e) {
             throw new IllegalArgumentException("tokenizer file " + file + " does not exist");

@@ -228,7 +228,7 @@ public final class HuggingFaceModel {
                 if (tied && name.equals("lm_head.weight")) name = "model.embed_tokens.weight";  // as transformers ties them
                 Path file = files.get(name);
                 if (file == null) throw new IllegalArgumentException(dir + " has no tensor " + name + (name.equals("lm_head.weight")
-                        ? " (and config.json does not say tie_word_embeddings)" : ""));
+                        ? " (and config.json's tie_word_embeddings is not true)" : ""));
                 SafeTensors.Reader r = open.computeIfAbsent(file, SafeTensors.Reader::new);
                 int[] saved = r.shape(name), want = p.shape();
                 if (LlamaModel.VOCABULARY_ROWS.contains(p.name())) want = new int[] {vocab, want[1]};  // the file holds vocab_size rows

@@ -117,6 +117,12 @@ class DatasetPreparerTest {
         try (var files = Files.list(out)) {
             assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), files.map(p -> p.getFileName().toString()).sorted().toList());
         }
+        // A folder holding only a tokenizer is someone's tokenizer, not a dataset to replace.
+        var refused = assertThrows(IllegalArgumentException.class, () -> new DatasetPreparer(Tokenizers.byName("byte"), 0.3, 7)
+                .prepareFiles(List.of(txt), tokDir, DatasetPreparer.Progress.NONE));
+        assertEquals("--out " + tokDir + " is not a dataset folder (it holds tokenizer.json, tokenizer_config.json); give a new or "
+                + "empty folder, or one an earlier prepare wrote", refused.getMessage());
+        assertTrue(Files.exists(tokDir.resolve("tokenizer.json")) && Files.exists(tokDir.resolve("tokenizer_config.json")));
     }
 
     /** The Pile's .jsonl.zst, through the zstd program: the same documents as the plain file; a corrupt one fails loudly. */

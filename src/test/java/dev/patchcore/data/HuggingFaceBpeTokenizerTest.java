@@ -21,7 +21,7 @@ import static org.junit.jupiter.api.Assertions.*;
 /**
  * Hugging Face tokenizer.json files. The ids expected here were written by Hugging Face's own {@code tokenizers} (the
  * Rust library, through its Node binding) for a small byte-level BPE (LLaMA-3's first 3000 tokens) under nine
- * pre-tokenizer / normalizer / model variants, on 150 texts: {@code tools/reference/hf-tokenizer/make_fixtures.js}.
+ * pre-tokenizer / normalizer / model variants, on 151 texts: {@code tools/reference/hf-tokenizer/make_fixtures.js}.
  */
 public class HuggingFaceBpeTokenizerTest {
 
@@ -54,7 +54,7 @@ public class HuggingFaceBpeTokenizerTest {
                 checked++;
             }
         }
-        assertEquals(9 * 149, checked);
+        assertEquals(9 * 150, checked);
     }
 
     @Test void mergesSpelledAsStringsReadAsPairs() {
@@ -81,7 +81,18 @@ public class HuggingFaceBpeTokenizerTest {
             int[] want = tiktoken.encode(text);
             assertArrayEquals(want, hf.encode(text), name);
             assertEquals(tiktoken.decode(want), hf.decode(want), name);
+            // Recognized as the built-in encoding, also as written before the other special tokens were listed.
+            assertEquals(name, hf.tiktokenEquivalent());
+            JsonObject older = JsonParser.parseString(new String(HuggingFaceTokenizerFiles.tiktokenJson(name, tiktoken.eosId()),
+                    StandardCharsets.UTF_8)).getAsJsonObject();
+            JsonArray endOfText = new JsonArray();
+            endOfText.add(older.getAsJsonArray("added_tokens").get(0));
+            older.add("added_tokens", endOfText);
+            assertEquals(name, of(older, null).tiktokenEquivalent());
+            older.getAsJsonObject("model").add("ignore_merges", new com.google.gson.JsonPrimitive(false));
+            assertNull(of(older, null).tiktokenEquivalent(), "another algorithm");
         }
+        assertNull(tokenizer(null, null, "small").tiktokenEquivalent());
     }
 
     @Test void theEndOfTextComesFromTokenizerConfig() {

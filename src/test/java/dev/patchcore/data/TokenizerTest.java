@@ -161,6 +161,15 @@ class TokenizerTest {
         assertTrue(unknown.getMessage().contains("give its tokenizer.json"), unknown.getMessage());
         var notBpe = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName(
                 Files.writeString(dir.resolve("vocab.json"), "{\"a\": 0}").toString()));
-        assertEquals(dir.resolve("vocab.json") + " has no \"model\"", notBpe.getMessage());
+        assertTrue(notBpe.getMessage().startsWith(dir.resolve("vocab.json") + " has no \"model\": it is not a Hugging Face tokenizer.json"),
+                notBpe.getMessage());
+    }
+
+    /** A checkpoint's cl100k_base tokenizer.json, copied out with it, names cl100k_base again (data prepared with it fits). */
+    @Test
+    void aTiktokenEncodingsTokenizerJsonIsThatEncoding(@TempDir Path dir) throws IOException {
+        Tokenizer cl = Tokenizers.byName("cl100k_base");
+        for (var f : HuggingFaceTokenizerFiles.of(cl, 64).entrySet()) Files.write(dir.resolve(f.getKey()), f.getValue());
+        assertSame(cl, Tokenizers.byName(dir.resolve("tokenizer.json").toString()));
     }
 }

@@ -216,7 +216,7 @@ class HuggingFaceModelTest {
         try (CpuBackend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, Checkpoints.readModelConfig(dir));
             IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.loadWeights(dir, m, be));
-            assertTrue(ex.getMessage().contains("has no tensor lm_head.weight (and config.json does not say tie_word_embeddings)"), ex.getMessage());
+            assertTrue(ex.getMessage().contains("has no tensor lm_head.weight (and config.json's tie_word_embeddings is not true)"), ex.getMessage());
         }
     }
 
