@@ -19,6 +19,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--preset", defaultValue = "tiny", description = "model preset (default: ${DEFAULT-VALUE})") String preset;
     @Option(names = "--context", description = "token-level block T (default: the preset's)") Integer context;
     @Option(names = "--vocab", description = "vocabulary size (default: the preset's)") Integer vocab;
+    @Option(names = "--kv-heads", description = "key/value heads, as train --kv-heads (default: as many as query heads)") Integer kvHeads;
+    @Option(names = "--tie-embeddings", description = "one matrix as the embedding and the LM head, as train --tie-embeddings") boolean tie;
     @Option(names = "--batch", defaultValue = "4", description = "micro-batch in sequences (default: ${DEFAULT-VALUE}, the paper's)") int batch;
     @Option(names = "--accum", defaultValue = "8", description = "the baseline's accumulation steps (default: ${DEFAULT-VALUE}, the paper's)") int accum;
     @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K of the patch-level rows (default: ${DEFAULT-VALUE})") int k;
@@ -39,6 +41,15 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         ModelConfig m = ModelConfig.preset(preset);
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
+        if (kvHeads != null) {
+            if (kvHeads < 1) throw new IllegalArgumentException("--kv-heads must be positive");
+            try {
+                m = m.withKvHeads(kvHeads);
+            } catch (IllegalArgumentException e) {
+                throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
+            }
+        }
+        m = m.withTiedEmbeddings(tie);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size(), m.contextLength());
         BenchCommand.checkJsonTarget(json, "speed.json");
         if (warmup == 0)
@@ -49,8 +60,9 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
             Backend be = backends.getFirst();
             List<Backend> others = backends.subList(1, backends.size());
             BackendOptions.printReplicas(backends, devices);
-            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%n", m.name(), m.contextLength(),
-                    batch, accum, k, be.name(), recompute ? ", activation recompute" : "");
+            System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%s%s%n", m.name(), m.contextLength(),
+                    batch, accum, k, be.name(), m.groups() > 1 ? ", " + m.kvHeads() + " key/value heads" : "",
+                    tie ? ", tied embeddings" : "", recompute ? ", activation recompute" : "");
             List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
                     .withRecompute(recompute).run(System.out);
             System.out.println();
