@@ -41,14 +41,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         ModelConfig m = ModelConfig.preset(preset);
         if (context != null) m = m.withContext(context);
         if (vocab != null) m = m.withVocab(vocab);
-        if (kvHeads != null) {
-            if (kvHeads < 1) throw new IllegalArgumentException("--kv-heads must be positive");
-            try {
-                m = m.withKvHeads(kvHeads);
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
-            }
-        }
+        if (kvHeads != null) m = TrainCommand.withKvHeads(m, kvHeads);
         m = m.withTiedEmbeddings(tie);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size(), m.contextLength());
         BenchCommand.checkJsonTarget(json, "speed.json");

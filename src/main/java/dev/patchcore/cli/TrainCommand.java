@@ -293,14 +293,7 @@ public final class TrainCommand implements Callable<Integer> {
         model = model.withVocab(dataset.vocabSize());
         if (context != null) model = model.withContext(context);
         else if (initDir != null && !presetGiven) model = CheckpointArg.workingContext(model, initDir, null);
-        if (kvHeads != null) {
-            if (kvHeads < 1) throw new IllegalArgumentException("--kv-heads must be positive");
-            try {
-                model = model.withKvHeads(kvHeads);
-            } catch (IllegalArgumentException e) {
-                throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
-            }
-        }
+        if (kvHeads != null) model = withKvHeads(model, kvHeads);
         // Tied or not as asked, else as the --init-from model is (a --preset has two matrices).
         if (tieEmbeddings != null) model = model.withTiedEmbeddings(tieEmbeddings);
         else if (initDir != null) model = model.withTiedEmbeddings(Checkpoints.readModelConfig(initDir).tiedEmbeddings());
@@ -331,6 +324,16 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--out " + runDir + " is not empty (it holds " + held + "); a new run needs a new "
                     + "or empty folder: choose another --out");
         return new RunSetup(runDir, cfg, dataset, null, null, init);
+    }
+
+    /** {@code m} with --kv-heads {@code kv} (also bench speed's), refused in one line naming the option. */
+    static ModelConfig withKvHeads(ModelConfig m, int kv) {
+        if (kv < 1) throw new IllegalArgumentException("--kv-heads must be positive");
+        try {
+            return m.withKvHeads(kv);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException("--kv-heads: " + e.getMessage());
+        }
     }
 
     private static String scalingName(ModelConfig c) {
