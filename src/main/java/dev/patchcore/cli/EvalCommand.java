@@ -107,7 +107,7 @@ public final class EvalCommand implements Callable<Integer> {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
                 // A Hugging Face folder without tokenizer files names no tokenizer: then the vocabulary alone is compared.
                 if (tokenizer == null)
-                    System.err.println("note: " + ckpt + " has no tokenizer file (tokenizer.model or tokenizer.json): only its vocabulary size could be checked against the data's");
+                    System.err.println("note: " + ckpt + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only its vocabulary size could be checked against the data's");
                 if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
                     throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
                             + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")

@@ -296,6 +296,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                     .toArray(String[]::new)));
         }
 
+        boolean isEmpty() { return ids.isEmpty(); }
+
         /** Appends the ids of the added tokens in {@code text} to {@code out}, and hands each stretch between them to {@code rest}. */
         void split(String text, IntArrayList out, java.util.function.Consumer<String> rest) {
             if (byFirst.isEmpty()) {
@@ -408,12 +410,13 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     /**
      * "cl100k_base" or "o200k_base" when this file is that tiktoken encoding spelled as a tokenizer.json (as patchcore
      * writes into checkpoints, before and after 2026-11-27, or as converters write it): no normalizer, tiktoken's split
-     * pattern, byte-level without a regex, ignore_merges, the same bytes for every token id and the same end of text;
+     * pattern, byte-level without a regex, ignore_merges, no non-special added token, the same bytes for every token id
+ * and the same end of text;
      * else null. Such a file then names the built-in encoding, so a checkpoint's copied-out folder still matches data
      * prepared with it.
      */
     public String tiktokenEquivalent() {
-        if (normalizes || !ignoreMerges || preTokenizers.size() != 2
+        if (normalizes || !ignoreMerges || !rawWords.isEmpty() || !normalizedWords.isEmpty() || preTokenizers.size() != 2
                 || !(preTokenizers.get(0) instanceof Split split) || !split.keepMatches()
                 || !(preTokenizers.get(1) instanceof ByteLevel bl) || bl.addPrefixSpace || bl.gpt2 != null) return null;
         String pattern = split.pattern().pattern();

@@ -54,9 +54,13 @@ public final class Tokenizers {
      * with its {@value HuggingFaceBpeTokenizer#CONFIG_FILE_NAME}), checked to be the file the name was made from.
      */
     public static Tokenizer recorded(String name, Path dir) {
-        if (name == null)
+        if (name == null) {
+            // A Hugging Face folder whose tokenizer.json is not one patchcore reads: say why.
+            Path json = dir.resolve(HuggingFaceBpeTokenizer.FILE_NAME);
+            if (Files.isRegularFile(json)) byName(json.toString());
             throw new IllegalArgumentException(dir + " names no tokenizer: a Hugging Face model folder needs its SentencePiece "
                     + SentencePieceTokenizer.FILE_NAME + " or its byte-level BPE " + HuggingFaceBpeTokenizer.FILE_NAME);
+        }
         boolean sp = name.startsWith(SentencePieceTokenizer.NAME_PREFIX);
         if (!sp && !name.startsWith(HuggingFaceBpeTokenizer.NAME_PREFIX)) return byName(name);
         String fileName = sp ? SentencePieceTokenizer.FILE_NAME : HuggingFaceBpeTokenizer.FILE_NAME;
@@ -113,16 +117,13 @@ public final class Tokenizers {
     private static final Map<FileStamp, Tokenizer> BY_FILE = new ConcurrentHashMap<>();
 
     private static Tokenizer load(Path file) {
+        FileStamp stamp;
         Tokenizer t;
         try {
-            FileStamp stamp = FileStamp.of(file);
+            stamp = FileStamp.of(file);
             t = BY_FILE.get(stamp);
             if (t != null) return t;
             t = HuggingFaceBpeTokenizer.isJson(file) ? HuggingFaceBpeTokenizer.load(file) : SentencePieceTokenizer.load(file);
-            // cl100k_base or o200k_base spelled as a tokenizer.json (a patchcore checkpoint's) is that encoding.
-            String tiktoken = t instanceof HuggingFaceBpeTokenizer hf ? hf.tiktokenEquivalent() : null;
-            if (tiktoken != null) t = byName(tiktoken);
-            BY_FILE.put(stamp, t);
         } catch (NoSuchFileException e) {
             throw new IllegalArgumentException("tokenizer file " + file + " does not exist");
         } catch (IOException e) {
@@ -131,8 +132,16 @@ public final class Tokenizers {
             if (HuggingFaceBpeTokenizer.isJson(file)) throw e;  // its messages name the file
             throw new IllegalArgumentException(file + ": " + e.getMessage());
         }
-        Tokenizer prior = CACHE.putIfAbsent(t.name(), t);
-        return prior != null && sameFiles(prior, file.getParent()) ? prior : t;
+        // cl100k_base or o200k_base spelled as a tokenizer.json (a patchcore checkpoint's) is that encoding.
+        String tiktoken = t instanceof HuggingFaceBpeTokenizer hf ? hf.tiktokenEquivalent() : null;
+        if (tiktoken != null) {
+            t = byName(tiktoken);
+        } else {
+            Tokenizer prior = CACHE.putIfAbsent(t.name(), t);
+            if (prior != null && sameFiles(prior, file.getParent())) t = prior;
+        }
+        Tokenizer first = BY_FILE.putIfAbsent(stamp, t);  // two threads that read the same file share the first
+        return first != null ? first : t;
     }
 
     /**

@@ -419,9 +419,11 @@ public final class Checkpoints {
         o.addProperty("num_attention_heads", c.heads());
         o.addProperty("num_key_value_heads", c.kvHeads());
         o.addProperty("vocab_size", c.vocabSize());  // the checkpoint holds the vocabulary's rows only (LlamaModel.VOCABULARY_ROWS)
-        // Scaled RoPE (LLaMA-3's) stretches an original context; transformers expects max_position_embeddings past it.
+        // Scaled RoPE (LLaMA-3's) stretches an original context by its factor; transformers warns unless
+        // max_position_embeddings lies past the original one, so the stretched context is written where it is longer.
         o.addProperty("max_position_embeddings", c.ropeScaling() == null ? c.contextLength()
-                : Math.max(c.contextLength(), c.ropeScaling().originalContext()));
+                : (int) Math.max(c.contextLength(), Math.min(Integer.MAX_VALUE,
+                        Math.ceil((double) c.ropeScaling().factor() * c.ropeScaling().originalContext()))));
         o.addProperty("rms_norm_eps", c.normEps());
         o.addProperty("rope_theta", c.ropeTheta());
         if (c.ropeScaling() != null) {

@@ -165,14 +165,20 @@ public final class HuggingFaceModel {
 
     /**
      * The folder's tokenizer: its SentencePiece tokenizer.model (LLaMA-1/2, Mistral), else its byte-level BPE
-     * tokenizer.json (LLaMA-3, SmolLM; the tokenizer_config.json beside it names the end of text), else null.
+     * tokenizer.json (LLaMA-3, SmolLM; the tokenizer_config.json beside it names the end of text), else null. A
+     * tokenizer.json patchcore does not read (a LLaMA-2-style one with byte fallback, WordPiece, ...) is null too: the
+     * weights still serve eval --data and train --init-from, which check the vocabulary size alone; the commands that
+     * need the text (generate, finetune, eval --text) then say why the file is refused.
      */
     private static Tokenizer tokenizer(Path dir) {
-        for (String name : List.of(SentencePieceTokenizer.FILE_NAME, HuggingFaceBpeTokenizer.FILE_NAME)) {
-            Path file = dir.resolve(name);
-            if (Files.isRegularFile(file)) return Tokenizers.byName(file.toString());
+        Path model = dir.resolve(SentencePieceTokenizer.FILE_NAME), json = dir.resolve(HuggingFaceBpeTokenizer.FILE_NAME);
+        if (Files.isRegularFile(model)) return Tokenizers.byName(model.toString());
+        if (!Files.isRegularFile(json)) return null;
+        try {
+            return Tokenizers.byName(json.toString());
+        } catch (IllegalArgumentException notRead) {
+            return null;
         }
-        return null;
     }
 
     /**

@@ -89,6 +89,10 @@ public class HuggingFaceBpeTokenizerTest {
             endOfText.add(older.getAsJsonArray("added_tokens").get(0));
             older.add("added_tokens", endOfText);
             assertEquals(name, of(older, null).tiktokenEquivalent());
+            JsonObject chat = older.deepCopy();
+            chat.getAsJsonArray("added_tokens").add(JsonParser.parseString("{\"id\": " + (tiktoken.eosId() + 7)
+                    + ", \"content\": \"<|im_start|>\", \"special\": false}"));
+            assertNull(of(chat, null).tiktokenEquivalent(), "an added token it finds in text: not the built-in encoding");
             older.getAsJsonObject("model").add("ignore_merges", new com.google.gson.JsonPrimitive(false));
             assertNull(of(older, null).tiktokenEquivalent(), "another algorithm");
         }

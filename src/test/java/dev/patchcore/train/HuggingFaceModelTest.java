@@ -199,8 +199,8 @@ class HuggingFaceModelTest {
         JsonObject written = com.google.gson.JsonParser.parseString(Checkpoints.huggingFaceConfig(llama32, 2)).getAsJsonObject();
         assertEquals("{\"rope_type\":\"llama3\",\"factor\":32.0,\"low_freq_factor\":1.0,\"high_freq_factor\":4.0,"
                 + "\"original_max_position_embeddings\":8192}", written.get("rope_scaling").toString());
-        assertEquals(8192, written.get("max_position_embeddings").getAsInt(), "not below the original context (context "
-                + llama32.contextLength() + ")");
+        assertEquals(32 * 8192, written.get("max_position_embeddings").getAsInt(), "past the original context: factor × original "
+                + "(context " + llama32.contextLength() + ")");
         Files.writeString(dir.resolve("config.json"), written.toString());
         assertEquals(llama32.rope(), Checkpoints.readModelConfig(dir).rope());
         JsonObject mistral = config(SHAPE);
@@ -399,6 +399,17 @@ class HuggingFaceModelTest {
         Files.writeString(dir.resolve("config.json"), cfg.toString());
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": true}");
         assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "no bos_token_id");
+        // A tokenizer.json patchcore does not read (LLaMA-2-style, byte fallback) and no tokenizer.model: the folder names no
+        // tokenizer (eval --data and train --init-from check the vocabulary alone); what needs the text says why.
+        Files.move(dir.resolve("tokenizer.model"), dir.resolve("tokenizer.model.away"));
+        Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": {}}}");
+        org.junit.jupiter.api.Assertions.assertNull(Checkpoints.readMeta(dir).tokenizer());
+        IllegalArgumentException why = assertThrows(IllegalArgumentException.class,
+                () -> dev.patchcore.data.Tokenizers.recorded(null, dir));
+        assertTrue(why.getMessage().endsWith("is a BPE with byte fallback (LLaMA-2 style); give the model's SentencePiece tokenizer.model "
+                + "instead"), why.getMessage());
+        Files.delete(dir.resolve("tokenizer.json"));
+        Files.move(dir.resolve("tokenizer.model.away"), dir.resolve("tokenizer.model"));
         // The tokenizer's 1000 pieces against vocab_size 97: refused for every command (they all read the meta).
         IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(dir));
         assertTrue(ex.getMessage().contains("config.json's vocab_size 97 is not its tokenizer.model's 1000 pieces"), ex.getMessage());
