@@ -2,6 +2,8 @@ package dev.patchcore.cli;
 
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.train.HuggingFaceModel;
 import dev.patchcore.data.Plural;
 import dev.patchcore.data.PatchMode;
 import dev.patchcore.data.PreparedDataset;
@@ -60,6 +62,9 @@ public final class EvalCommand implements Callable<Integer> {
             + "--activation-threshold (the activated neurons of paper §3.8, Figure 8)") boolean activations;
     @Option(names = "--activation-threshold", defaultValue = "0.5", description = "(default: ${DEFAULT-VALUE}, the paper's)")
     float activationThreshold;
+    @Option(names = "--bos", description = "put a begin-of-text token before the scored tokens, so the first is scored too (as "
+            + "lm-evaluation-harness's rolling perplexity does): a Hugging Face folder's where its tokenizer adds one, else "
+            + "the end-of-text token that starts every document here; token level only") boolean bos;
     @Mixin BackendOptions backendOptions;
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -90,6 +95,8 @@ public final class EvalCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--activation-threshold applies to --activations only");
         if ((given("--max-blocks") || given("--batch")) && choices)
             throw new IllegalArgumentException("--max-blocks and --batch apply to blocks of text, not to --choices (see --max-questions)");
+        if (bos && (patchSize != 1 || choices))
+            throw new IllegalArgumentException("--bos applies to token-level blocks of text: not with -K or --choices");
         if (source == null) source = trainedOn(ckpt, meta);
         if (source.choices != null) {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");
@@ -101,8 +108,10 @@ public final class EvalCommand implements Callable<Integer> {
             // Invalid UTF-8 is read as U+FFFD, as prepare reads it, and said once.
             Utf8Reader.Text text = Utf8Reader.read(source.text);
             if (text.replaced() > 0) System.err.println("note: " + Utf8Reader.note(source.text.toString(), text.replaced()));
-            int[] ids = Tokenizers.recorded(tokenizer, ckpt).encode(text.text());
-            batches = Blocks.of("--text " + source.text, TokenSequence.of(ids), patchSize, cfg.contextLength(), batch, maxBlocks);
+            Tokenizer tok = Tokenizers.recorded(tokenizer, ckpt);
+            TokenSequence ids = TokenSequence.of(tok.encode(text.text()));
+            if (bos) ids = TokenSequence.prefixed(prefixToken(ckpt, cfg, tok.eosId()), ids);
+            batches = Blocks.of("--text " + source.text, ids, patchSize, cfg.contextLength(), batch, maxBlocks);
         } else {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
                 // A Hugging Face folder without tokenizer files names no tokenizer: then the vocabulary alone is compared.
@@ -116,6 +125,7 @@ public final class EvalCommand implements Callable<Integer> {
                     throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
                             + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");
                 TokenSequence seq = split.equals("val") ? ds.val() : ds.train();  // --split was checked above
+                if (bos) seq = TokenSequence.prefixed(prefixToken(ckpt, cfg, ds.info().eosId()), seq);
                 String what = (split.equals("val") ? "the validation split" : "the training split") + " of " + source.data;
                 batches = Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks);
             }
@@ -160,6 +170,14 @@ public final class EvalCommand implements Callable<Integer> {
             }
         }
         return 0;
+    }
+
+    /** --bos's token: a Hugging Face folder's begin of text where its tokenizer adds one, else the end of text {@code eos}. */
+    private static int prefixToken(Path ckpt, ModelConfig cfg, int eos) {
+        int bos = HuggingFaceModel.is(ckpt) ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
+        int id = bos >= 0 && bos < cfg.vocabSize() ? bos : eos;
+        System.out.println("scoring after token " + id + (id == bos ? " (begin of text)" : " (end of text)") + " put first");
+        return id;
     }
 
     /** A missing file, or a folder given for a file, in one line naming the option. */

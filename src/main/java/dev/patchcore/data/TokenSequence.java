@@ -25,6 +25,26 @@ public interface TokenSequence {
         };
     }
 
+    /** {@code first}, then {@code rest} (a view: nothing is copied). */
+    static TokenSequence prefixed(int first, TokenSequence rest) {
+        Objects.requireNonNull(rest);
+        return new TokenSequence() {
+            @Override public long length() { return rest.length() + 1; }
+
+            @Override
+            public void copy(long from, int[] dst, int offset, int count) {
+                Objects.checkFromIndexSize(from, count, length());
+                if (count == 0) return;
+                if (from == 0) {
+                    dst[offset] = first;
+                    rest.copy(0, dst, offset + 1, count - 1);
+                } else {
+                    rest.copy(from - 1, dst, offset, count);
+                }
+            }
+        };
+    }
+
     /** Wraps an array (not copied). */
     static TokenSequence of(int[] tokens) {
         Objects.requireNonNull(tokens);

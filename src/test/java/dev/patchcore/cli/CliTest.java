@@ -369,6 +369,13 @@ class CliTest {
         assertTrue(out.toString().contains("data: " + ds + " (the checkpoint's own dataset)"), out.toString());
         assertTrue(out.toString().contains("2 blocks of 16 tokens") && out.toString().contains("perplexity"), out.toString());
         assertUserError("--max-blocks and --max-questions must not be negative", "eval", run.toString(), "--backend", "cpu", "--max-blocks", "-3");
+        // --bos: the end of text first (this run's documents start after one), so the split's first token is scored too.
+        out.reset();
+        assertEquals(0, Main.run("eval", run.toString(), "--backend", "cpu", "--max-blocks", "2", "--bos"), err.toString());
+        assertTrue(out.toString().contains("scoring after token 256 (end of text) put first"), out.toString());
+        assertTrue(out.toString().contains("2 blocks of 16 tokens (32 tokens scored)"), out.toString());
+        assertUserError("--bos applies to token-level blocks of text: not with -K or --choices", "eval", run.toString(), "--backend", "cpu",
+                "--bos", "-K", "2");
         assertUserError("two checkpoints given", "eval", run.toString(), "--checkpoint", dir.toString(), "--text", text.toString());
         assertUserError("no checkpoint given", "generate", "--backend", "cpu");
         out.reset();

@@ -244,4 +244,17 @@ class TokenShardTest {
         assertEquals("cl100k_base".length(), h.getShort(48));
         assertEquals('c', h.get(50));
     }
+
+    @org.junit.jupiter.api.Test
+    void aPrefixedSequenceReadsItsFirstTokenThenTheRest() {
+        TokenSequence p = TokenSequence.prefixed(9, TokenSequence.of(new int[] {1, 2, 3}));
+        assertEquals(4, p.length());
+        int[] all = new int[4], mid = new int[2], none = new int[0];
+        p.copy(0, all, 0, 4);
+        p.copy(2, mid, 0, 2);
+        p.copy(0, none, 0, 0);
+        assertArrayEquals(new int[] {9, 1, 2, 3}, all);
+        assertArrayEquals(new int[] {2, 3}, mid);
+        assertThrows(IndexOutOfBoundsException.class, () -> p.copy(3, mid, 0, 2));
+    }
 }
