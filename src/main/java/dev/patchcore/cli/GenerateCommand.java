@@ -40,9 +40,6 @@ public final class GenerateCommand implements Callable<Integer> {
      * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
      * Generator's window), which for {@code --alpaca} may leave out the instruction itself.
      */
-    static String truncationNote(int promptTokens, int context, boolean alpaca) {
-        return truncationNote(promptTokens, context, alpaca, false);
-    }
 
     /** As above; {@code downloaded}: a Hugging Face folder, for which training with a longer context is no advice. */
     static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded) {

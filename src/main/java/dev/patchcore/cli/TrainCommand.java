@@ -284,7 +284,8 @@ public final class TrainCommand implements Callable<Integer> {
         // With --init-from and no --preset, the model is the checkpoint's (a Hugging Face folder's config.json included).
         boolean presetGiven = spec.commandLine().getParseResult().hasMatchedOption("--preset");
         Path initDir = initFrom == null ? null : Checkpoints.latest(initFrom);
-        ModelConfig model = initDir != null && !presetGiven ? Checkpoints.readModelConfig(initDir) : ModelConfig.preset(preset);
+        ModelConfig initModel = initDir == null ? null : Checkpoints.readModelConfig(initDir);  // read once
+        ModelConfig model = initDir != null && !presetGiven ? initModel : ModelConfig.preset(preset);
         boolean paper = isPaperPreset(model);
         TrainingData dataset = ShardTrainingData.open(data == null ? ShardTrainingData.BUNDLED : datasetArg(data));
         if (vocab != null && vocab != dataset.vocabSize())
@@ -296,8 +297,8 @@ public final class TrainCommand implements Callable<Integer> {
         if (kvHeads != null) model = withKvHeads(model, kvHeads);
         // Tied or not as asked, else as the --init-from model is (a --preset has two matrices).
         if (tieEmbeddings != null) model = model.withTiedEmbeddings(tieEmbeddings);
-        else if (initDir != null) model = model.withTiedEmbeddings(Checkpoints.readModelConfig(initDir).tiedEmbeddings());
-        Path init = initDir == null ? null : initCheckpoint(initDir, model, dataset);
+        else if (initDir != null) model = model.withTiedEmbeddings(initModel.tiedEmbeddings());
+        Path init = initDir == null ? null : initCheckpoint(initDir, initModel, model, dataset);
         int b = batch != null ? batch : paper ? 4 : 16;
         long total = budget(model, b, paper, dataset);
         if (warmup != null && warmup < 0) throw new IllegalArgumentException("--warmup must not be negative (got " + warmup + ")");
@@ -342,8 +343,7 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
-    private Path initCheckpoint(Path init, ModelConfig model, TrainingData dataset) {
-        ModelConfig from = Checkpoints.readModelConfig(init);
+    private Path initCheckpoint(Path init, ModelConfig from, ModelConfig model, TrainingData dataset) {
         String tok = Checkpoints.readMeta(init).tokenizer();
         List<String> differ = new ArrayList<>();
         if (from.layers() != model.layers()) differ.add("layers " + from.layers() + " vs " + model.layers());
@@ -478,21 +478,21 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
+    /** The fewest steps of each stage for the cost line: a stage's first steps carry JIT compilation and GEMM tuning. */
+    static final int MEASURED_STEPS = 20;
+
     /**
      * What the run's training steps cost against token-level training of the same steps (the paper's claim): each
      * stage's steps at its measured speed, against all of them at the token stage's speed (the token stage is the
      * baseline's step). Null unless this command trained both stages whole, each at least {@link #MEASURED_STEPS} steps.
      */
-    /** The fewest steps of each stage for the cost line: a stage's first steps carry JIT compilation and GEMM tuning. */
-    static final int MEASURED_STEPS = 20;
-
     static String costLine(List<Trainer.StageResult> results, long tokensPerStep) {
         if (results.size() != 2) return null;
         Trainer.StageResult patch = results.get(0), token = results.get(1);
         if (!patch.stage().equals("patch") || !(patch.tokensPerSecond() > 0) || !(token.tokensPerSecond() > 0)) return null;
         // Both stages trained whole by this command, and long enough that warm-up does not set their speeds.
         if (patch.fromStep() != 0 || token.fromStep() != 0 || patch.steps() < MEASURED_STEPS || token.steps() < MEASURED_STEPS) return null;
-        long patchSteps = patch.fromStep() + patch.steps(), tokenSteps = token.fromStep() + token.steps();
+        long patchSteps = patch.steps(), tokenSteps = token.steps();  // both from step 0
         double run = (double) tokensPerStep * (patchSteps / patch.tokensPerSecond() + tokenSteps / token.tokensPerSecond());
         double baseline = (double) tokensPerStep * (patchSteps + tokenSteps) / token.tokensPerSecond();
         return String.format(Locale.ROOT, "cost: %.1f s of training steps, %.2f× the %.1f s of all %d steps at the token stage's "

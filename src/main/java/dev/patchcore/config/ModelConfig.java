@@ -31,6 +31,7 @@ public record ModelConfig(String name, int vocabSize, int dim, int ffnDim, int l
 
     public ModelConfig {
         if (heads <= 0) throw new IllegalArgumentException("heads must be positive");
+        if (dim <= 0) throw new IllegalArgumentException("dim must be positive");
         if (kvHeads == 0) kvHeads = heads;
         if (kvHeads < 0 || heads % kvHeads != 0)
             throw new IllegalArgumentException(kvHeads + " key/value heads do not divide " + heads + " query heads into groups");

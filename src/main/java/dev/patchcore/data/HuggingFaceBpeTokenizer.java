@@ -73,7 +73,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final int vocabSize, eosId, bosId;
     private final String[] spelled;               // id → the token as the file spells it; null for unassigned ids
     private final byte[][] tokenBytes;            // id → the bytes it decodes to; null for unassigned ids
-    private final int[] byteIds = new int[256];   // byte → the id of its one-byte token
+    private final int[] charIds = new int[512];   // byte-level character (GPT-2's map of a byte) → its one-byte token's id
     private final Object2IntOpenHashMap<String> tokenIds;  // byte-level spelling → id (the BPE vocabulary)
     private final Long2LongOpenHashMap merges;    // (left id << 32 | right id) → (rank << 32 | merged id)
     private final boolean ignoreMerges;
@@ -122,6 +122,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         // normalized (default: not for special tokens): found in the normalized text rather than the raw one.
         record Added(int id, String content, boolean special, boolean normalized) {}
         List<Added> added = new ArrayList<>();
+        java.util.Set<String> contents = new java.util.HashSet<>();
         JsonArray addedTokens = array(root, "added_tokens", where);
         if (addedTokens != null) {
             for (JsonElement el : addedTokens) {
@@ -135,7 +136,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                         t.has("normalized") && !t.get("normalized").isJsonNull() ? bool(t, "normalized", where) : !special);
                 if (!special && (bool(t, "single_word", where) || bool(t, "lstrip", where) || bool(t, "rstrip", where)))
                     throw bad(where, "added token " + quoted(content) + " uses single_word/lstrip/rstrip, which are not supported");
-                if (added.stream().anyMatch(b -> b.content().equals(content))) continue;  // listed twice: the first counts
+                if (!contents.add(content)) continue;  // listed twice: the first counts
                 added.add(a);
                 maxId = Math.max(maxId, a.id());
             }
@@ -144,12 +145,13 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         if (vocabSize < 256) throw bad(where, "has only " + vocabSize + " tokens; a byte-level BPE has at least 256");
 
         String[] unicode = HuggingFaceTokenizerFiles.bytesToUnicode();
-        int[] charToByte = new int[512];
+        int[] charToByte = new int[charIds.length];
         Arrays.fill(charToByte, -1);
         for (int b = 0; b < 256; b++) {
-            charToByte[unicode[b].charAt(0)] = b;
-            byteIds[b] = tokenIds.getInt(unicode[b]);
-            if (byteIds[b] < 0)
+            char c = unicode[b].charAt(0);
+            charToByte[c] = b;
+            charIds[c] = tokenIds.getInt(unicode[b]);
+            if (charIds[c] < 0)
                 throw bad(where, "has no token for byte " + b + " (" + quoted(unicode[b]) + "): it is not a byte-level BPE");
         }
         spelled = new String[vocabSize];
@@ -235,6 +237,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
     /** Whether a {@value #CONFIG_FILE_NAME} was read with the tokenizer. */
     public boolean hasConfig() { return config != null; }
+
+    /** The {@value #CONFIG_FILE_NAME} read with the tokenizer (a copy), or null: without copying tokenizer.json too. */
+    byte[] config() { return config == null ? null : config.clone(); }
 
     @Override public String name() { return name; }
 
@@ -333,7 +338,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         }
         int n = piece.length();
         int[] ids = new int[n];
-        for (int i = 0; i < n; i++) ids[i] = tokenIds.getInt(String.valueOf(piece.charAt(i)));
+        for (int i = 0; i < n; i++) ids[i] = charIds[piece.charAt(i)];  // ByteLevel spelled every byte as one of these
         return n > 32 ? bpeHeap(ids) : bpeScan(ids);
     }
 
@@ -411,8 +416,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
      * "cl100k_base" or "o200k_base" when this file is that tiktoken encoding spelled as a tokenizer.json (as patchcore
      * writes into checkpoints, before and after 2026-11-27, or as converters write it): no normalizer, tiktoken's split
      * pattern, byte-level without a regex, ignore_merges, no non-special added token, the same bytes for every token id
- * and the same end of text;
-     * else null. Such a file then names the built-in encoding, so a checkpoint's copied-out folder still matches data
+     * and the same end of text; else null. Such a file then names the built-in encoding, so a checkpoint's copied-out folder still matches data
      * prepared with it.
      */
     public String tiktokenEquivalent() {

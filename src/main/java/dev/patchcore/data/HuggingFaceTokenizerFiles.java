@@ -81,8 +81,7 @@ public final class HuggingFaceTokenizerFiles {
             out.putAll(hf.files());
             JsonObject c;
             if (hf.hasConfig()) {
-                c = JsonParser.parseString(new String(hf.files().get(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME), StandardCharsets.UTF_8))
-                        .getAsJsonObject();
+                c = JsonParser.parseString(new String(hf.config(), StandardCharsets.UTF_8)).getAsJsonObject();
             } else {
                 c = new JsonObject();
                 c.addProperty("tokenizer_class", "PreTrainedTokenizerFast");

@@ -152,7 +152,7 @@ public final class Tokenizers {
     private static boolean sameFiles(Tokenizer cached, Path dir) {
         if (!(cached instanceof HuggingFaceBpeTokenizer hf)) return true;
         Path config = (dir == null ? Path.of(".") : dir).resolve(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
-        byte[] mine = hf.files().get(HuggingFaceBpeTokenizer.CONFIG_FILE_NAME);
+        byte[] mine = hf.config();
         try {
             return Files.isRegularFile(config) ? mine != null && java.util.Arrays.equals(mine, Files.readAllBytes(config)) : mine == null;
         } catch (IOException e) {

@@ -58,10 +58,11 @@ public final class HuggingFaceModel {
         if (!Files.isRegularFile(dir.resolve(CONFIG)) || Files.exists(dir.resolve(Checkpoints.TRAINER))) return false;
         if (Files.isRegularFile(dir.resolve(INDEX))) return true;
         if (!Files.isRegularFile(dir.resolve(Checkpoints.MODEL))) return false;
+        Path parent = dir.toAbsolutePath().normalize().getParent();
+        boolean inRun = parent != null && parent.getFileName() != null && parent.getFileName().toString().equals("checkpoints");
+        if (!inRun) return true;  // only a folder in a run's checkpoints/ needs its header read
         try (SafeTensors.Reader r = new SafeTensors.Reader(dir.resolve(Checkpoints.MODEL))) {
-            Path parent = dir.toAbsolutePath().normalize().getParent();
-            boolean inRun = parent != null && parent.getFileName() != null && parent.getFileName().toString().equals("checkpoints");
-            return !(inRun && r.metadata().containsKey("patchcore.config"));
+            return !r.metadata().containsKey("patchcore.config");
         } catch (RuntimeException e) {
             return false;  // not readable as safetensors: let the checkpoint path report it
         }
@@ -80,12 +81,12 @@ public final class HuggingFaceModel {
         if (type.equals("mistral") && field(c, "sliding_window") != null)
             throw new IllegalArgumentException(where + ": sliding-window attention (sliding_window " + c.get("sliding_window")
                     + ") is not supported; Mistral models with \"sliding_window\": null read as LLaMA");
+        // Sizes are checked by ModelConfig (its message, with this file's name, below); 0 key/value heads would mean "as
+        // many as query heads" there, so it is refused here.
         int dim = integer(c, "hidden_size", where, null), heads = integer(c, "num_attention_heads", where, null);
-        if (dim < 1 || heads < 1) throw new IllegalArgumentException(where + ": hidden_size and num_attention_heads must be positive");
         int kvHeads = integer(c, "num_key_value_heads", where, heads);
-        if (kvHeads < 1) throw new IllegalArgumentException(where + ": num_key_value_heads must be positive");
-        if (heads % kvHeads != 0)
-            throw new IllegalArgumentException(where + ": " + kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
+        if (field(c, "num_key_value_heads") != null && kvHeads < 1)
+            throw new IllegalArgumentException(where + ": num_key_value_heads must be positive");
         if (field(c, "head_dim") != null && integer(c, "head_dim", where, null) * heads != dim)
             throw new IllegalArgumentException(where + ": head_dim × num_attention_heads ≠ hidden_size is not supported");
         // RoPE: transformers 4 writes rope_theta (and rope_scaling for variants), transformers 5 rope_parameters
