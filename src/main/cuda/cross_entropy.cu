@@ -86,7 +86,7 @@ template <bool CACHE>
 __device__ __forceinline__ void cross_entropy_rows(float* __restrict__ losses, bf16* __restrict__ logits,
                                                    const int* __restrict__ targets, int n, int stride, int vocab, int K,
                                                    float gradScale) {
-    extern __shared__ __align__(16) int tgt[];  // [K] target ids, [K] floats: their logits, then (CACHE) the row's body groups
+    DYNAMIC_SHARED(int, tgt);  // [K] target ids, [K] floats: their logits, then (CACHE) the row's body groups
     float* xt = reinterpret_cast<float*>(tgt + K);
     bf16x8* cache = reinterpret_cast<bf16x8*>(tgt + 2 * ((K + 3) / 4) * 4);  // 16-byte aligned after 2K words
     __shared__ float redM[32], redS[32];

@@ -254,7 +254,7 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
                                                       int n, int d) {
-    extern __shared__ float4 acc4[];  // d floats: the block's gain gradient while warps add into it
+    DYNAMIC_SHARED(float4, acc4);  // d floats: the block's gain gradient while warps add into it
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
     if (d % 8 != 0 || d > 256 * G || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) ||
         !aligned16(partial))
@@ -295,9 +295,13 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
 // grid is resident at once: where this context cannot hold it (MPS limits, a green context) the launch fails with a
 // named error instead of spinning forever.
 __device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
+#ifndef PATCHCORE_EMU
     unsigned v;
     asm volatile("ld.acquire.gpu.global.u32 %0, [%1];" : "=r"(v) : "l"(p) : "memory");
     return v;
+#else
+    return __atomic_load_n(p, __ATOMIC_ACQUIRE);  // the CPU emulator (src/test/cuda/emu)
+#endif
 }
 
 __device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ dGain, const float* __restrict__ partial,
@@ -379,7 +383,7 @@ __device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf1
                                                      const bf16* __restrict__ a, const bf16* __restrict__ b,
                                                      const bf16* __restrict__ gain, int n, int d, float eps) {
     constexpr int S = PipeStages<G>::value, NIN = ADD ? 2 : 1, ROW = G * 32;  // ROW: chunks per row
-    extern __shared__ bf16x8 ring[];
+    DYNAMIC_SHARED(bf16x8, ring);
     if (d % 8 != 0 || d > 256 * G || !aligned16(y) || !aligned16(a) || !aligned16(gain) ||
         (ADD && (!aligned16(b) || !aligned16(sum))))
         return;  // uniform: the launcher never sends such a shape here
@@ -427,7 +431,11 @@ constexpr int TEAM_MAX_TEAMS = 8;   // named barriers 1 … 8 (0 is __syncthread
 constexpr int TEAM_R4_WARPS = 12;   // R = 4: block ≤ 384 threads, so two blocks (≤ 80 registers) share an SM (TEAM_R4_MAX_WARPS)
 
 __device__ __forceinline__ void team_barrier(int id, int threads) {
+#ifndef PATCHCORE_EMU
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(threads) : "memory");
+#else
+    emu::sync_named(id, threads);  // the CPU emulator (src/test/cuda/emu)
+#endif
 }
 
 // Where a lane of a team sits: its team, the team's first warp in the block, its 8 columns, and whether they are
@@ -533,7 +541,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
                                                        const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                        const bf16* __restrict__ gain, const float* __restrict__ rstd,
                                                        int n, int d) {
-    extern __shared__ float4 accs4[];             // d floats: the teams' gain gradients, added in team order
+    DYNAMIC_SHARED(float4, accs4);             // d floats: the teams' gain gradients, added in team order
     __shared__ float red[2][R][TEAM_MAX_WARPS];  // per batch parity, row and warp: the warp's dot-product sum
     const TeamLane t = team_lane(d, R == 4 ? TEAM_R4_WARPS : TEAM_MAX_WARPS);
     if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
@@ -586,7 +594,7 @@ __device__ __forceinline__ void rmsnorm_backward_bulk(bf16* __restrict__ dx, flo
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
                                                       int n, int d) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    extern __shared__ float4 accs4[];  // d floats, then the teams' rings, then their mbarriers
+    DYNAMIC_SHARED(float4, accs4);  // d floats, then the teams' rings, then their mbarriers
     __shared__ float red[2][R][TEAM_MAX_WARPS];
     const TeamLane t = team_lane(d, TEAM_MAX_WARPS);
     if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
@@ -678,7 +686,7 @@ extern "C" __global__ void __launch_bounds__(256)
 rmsnorm_bwd_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
                  const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                  int n, int d) {
-    extern __shared__ float dgain[];
+    DYNAMIC_SHARED(float, dgain);
     __shared__ float red[32];
     const int tid = threadIdx.x, threads = blockDim.x;
     const bool vec = d % 8 == 0 && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(gain) &&

@@ -75,7 +75,7 @@ __device__ __forceinline__ void rope_rotate(bf16* __restrict__ out, const bf16* 
     const size_t width = (size_t)heads * headDim;
     if (vector && half % 8 == 0 && half <= ROPE_MAX_TABLE && aligned16(out) && aligned16(x)) {
         // Dynamic shared memory: (blockDim / 32) · half float2 (cos, ±sin), one slice per warp.
-        extern __shared__ float4 sTable[];  // declared float4 for its 16-byte alignment (read as float4 below)
+        DYNAMIC_SHARED(float4, sTable);  // declared float4 for its 16-byte alignment (read as float4 below)
         const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, warps = blockDim.x >> 5;
         float2* tab = reinterpret_cast<float2*>(sTable) + (size_t)warp * half;
         const int groups = half / 8, items = heads * groups;

@@ -23,6 +23,7 @@ namespace rowpipe {
 
 __device__ __forceinline__ uint32_t smem_addr(const void* p) { return static_cast<uint32_t>(__cvta_generic_to_shared(p)); }
 
+#ifndef PATCHCORE_EMU
 // 16-byte global → shared copy that bypasses L1 (each row is read once).
 __device__ __forceinline__ void cp_async16(void* dst, const void* src) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16;\n" ::"r"(smem_addr(dst)), "l"(src) : "memory");
@@ -33,6 +34,13 @@ __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\
 // Waits until at most N of this thread's most recent commit groups are still pending.
 template <int N>
 __device__ __forceinline__ void wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
+#else
+// The CPU emulator (src/test/cuda/emu): each copy completes at once, which is one order the real ones may take.
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) { memcpy(dst, src, 16); }
+__device__ __forceinline__ void commit() {}
+template <int N>
+__device__ __forceinline__ void wait() {}
+#endif
 
 // Issues this lane's chunks of one row of width d (d % 8 == 0, d ≤ 256·G, 16-byte aligned row start).
 template <int G>

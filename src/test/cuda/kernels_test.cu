@@ -56,6 +56,13 @@ __global__ void attn_decode_combine(bf16*, const float*, const float2*, int, int
         }                                                                                              \
     } while (0)
 #define LAUNCHED() CHECK(cudaGetLastError())
+// KERNEL(k, grid, block[, shared])(args...): k<<<grid, block, shared>>>(args...), spelled so that the CPU emulator
+// (src/test/cuda/emu, PATCHCORE_EMU) can launch it too.
+#ifdef PATCHCORE_EMU
+#define KERNEL(k, ...) emu::launcher(k, __VA_ARGS__)
+#else
+#define KERNEL(k, ...) k<<<__VA_ARGS__>>>
+#endif
 
 static int g_sms = 0;
 static int g_cc_major = 0;  // compute capability major (variant 5 of the RMSNorm backward needs 9+)
@@ -161,12 +168,12 @@ static int ceil_div(long long a, long long b) { return (int)((a + b - 1) / b); }
 // ------------------------------------------------------------------ launchers (mirror the Java classes)
 
 static void launch_rmsnorm_fwd(bf16* y, float* rstd, const bf16* x, const bf16* g, int n, int d, float eps) {
-    rmsnorm_fwd_bf16<<<std::min(ceil_div(n, 8), 32 * g_sms), 256>>>(y, rstd, x, g, n, d, eps);
+    KERNEL(rmsnorm_fwd_bf16, std::min(ceil_div(n, 8), 32 * g_sms), 256)(y, rstd, x, g, n, d, eps);
     LAUNCHED();
 }
 static void launch_rmsnorm_add(bf16* s, bf16* y, float* rstd, const bf16* a, const bf16* b, const bf16* g, int n, int d,
                                float eps) {
-    rmsnorm_add_fwd_bf16<<<std::min(ceil_div(n, 8), 32 * g_sms), 256>>>(s, y, rstd, a, b, g, n, d, eps);
+    KERNEL(rmsnorm_add_fwd_bf16, std::min(ceil_div(n, 8), 32 * g_sms), 256)(s, y, rstd, a, b, g, n, d, eps);
     LAUNCHED();
 }
 static bool al16(const void* p) { return ((uintptr_t)p & 15) == 0; }
@@ -190,11 +197,11 @@ static RmsBwdShape rms_bwd_shape(int n, int d, const bf16* dx, const bf16* dy, c
 static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf16* dy, const bf16* x, const bf16* g,
                                const float* rstd, int n, int d) {
     RmsBwdShape s = rms_bwd_shape(n, d, dx, dy, x, g);
-    if (s.groups == 4) rmsnorm_bwd_rows4_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
-    else if (s.groups == 8) rmsnorm_bwd_rows8_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
-    else rmsnorm_bwd_bf16<<<s.blocks, s.threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    if (s.groups == 4) KERNEL(rmsnorm_bwd_rows4_bf16, s.blocks, s.threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
+    else if (s.groups == 8) KERNEL(rmsnorm_bwd_rows8_bf16, s.blocks, s.threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
+    else KERNEL(rmsnorm_bwd_bf16, s.blocks, s.threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
     LAUNCHED();
-    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, s.blocks, d);
+    KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, s.blocks, d);
     LAUNCHED();
 }
 // CudaRmsNorm backward variants 3 and 4 (teamBackward): teams of ceil(d / 256) warps, R = 2 or 4 rows per batch, at
@@ -207,10 +214,10 @@ static int launch_rmsnorm_bwd_teams(int R, bf16* dx, float* partial, float* dGai
     int perSm = 0;
     CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, threads, d * sizeof(float)));
     int blocks = std::min(ceil_div(n, R * teams), std::max(1, perSm) * g_sms);
-    if (R == 4) rmsnorm_bwd_teams4_bf16<<<blocks, threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
-    else rmsnorm_bwd_teams2_bf16<<<blocks, threads, d * sizeof(float)>>>(dx, partial, dy, x, g, rstd, n, d);
+    if (R == 4) KERNEL(rmsnorm_bwd_teams4_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
+    else KERNEL(rmsnorm_bwd_teams2_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
     LAUNCHED();
-    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, blocks, d);
+    KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, blocks, d);
     LAUNCHED();
     return blocks;
 }
@@ -224,9 +231,9 @@ static int launch_rmsnorm_bwd_bulk(bf16* dx, float* partial, float* dGain, const
     int perSm = 0;
     CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, (const void*)rmsnorm_bwd_bulk2_bf16, threads, shared));
     int blocks = std::min(ceil_div(n, 2 * teams), std::max(1, perSm) * g_sms);
-    rmsnorm_bwd_bulk2_bf16<<<blocks, threads, shared>>>(dx, partial, dy, x, g, rstd, n, d);
+    KERNEL(rmsnorm_bwd_bulk2_bf16, blocks, threads, shared)(dx, partial, dy, x, g, rstd, n, d);
     LAUNCHED();
-    rmsnorm_bwd_gain_reduce<<<ceil_div(d, 32), dim3(32, 32)>>>(dGain, partial, blocks, d);
+    KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, blocks, d);
     LAUNCHED();
     return blocks;
 }
@@ -239,8 +246,8 @@ static void launch_rope(bool inverse, bf16* out, const bf16* x, int rows, int se
     long long work = vector ? (long long)rows * 32 : (long long)rows * half;
     int blocks = (int)std::min<long long>(ceil_div(work, 256), 32LL * g_sms);
     size_t table = vector ? (size_t)8 * half * 2 * sizeof(float) : 0;
-    if (inverse) rope_bwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, invFreq, vector ? 1 : 0);
-    else rope_fwd_bf16<<<blocks, 256, table>>>(out, x, rows, seqLen, start, heads, dh, theta, invFreq, vector ? 1 : 0);
+    if (inverse) KERNEL(rope_bwd_bf16, blocks, 256, table)(out, x, rows, seqLen, start, heads, dh, theta, invFreq, vector ? 1 : 0);
+    else KERNEL(rope_fwd_bf16, blocks, 256, table)(out, x, rows, seqLen, start, heads, dh, theta, invFreq, vector ? 1 : 0);
     LAUNCHED();
 }
 static int swiglu_blocks(long long n) {
@@ -255,7 +262,7 @@ static int ce_threads(int stride) {
 static void launch_ce(float* losses, bf16* logits, const int* targets, int n, int stride, int vocab, int K,
                       float gradScale, int threads = 0) {
     if (threads == 0) threads = ce_threads(stride);
-    cross_entropy_fwd_bf16<<<n, threads, K * 8>>>(losses, logits, targets, n, stride, vocab, K, gradScale);
+    KERNEL(cross_entropy_fwd_bf16, n, threads, K * 8)(losses, logits, targets, n, stride, vocab, K, gradScale);
     LAUNCHED();
 }
 struct AdamHyper {
@@ -266,7 +273,7 @@ struct AdamHyper {
 static void launch_adamw(float* w, const float* g, float* m, float* v, bf16* c, long long n, const AdamHyper& h) {
     double bc1 = 1.0 - std::pow((double)h.beta1, h.step), bc2 = 1.0 - std::pow((double)h.beta2, h.step);
     int blocks = (int)std::max(1LL, std::min<long long>(ceil_div((n + 3) / 4, 256), 8LL * g_sms));
-    adamw_step_f32<<<blocks, 256>>>(w, g, m, v, c, n, h.beta1, h.beta2, h.eps, h.gradScale,
+    KERNEL(adamw_step_f32, blocks, 256)(w, g, m, v, c, n, h.beta1, h.beta2, h.eps, h.gradScale,
                                     (float)(1.0 - (double)h.lr * h.wd), (float)(h.lr / bc1), (float)(1.0 / std::sqrt(bc2)));
     LAUNCHED();
 }
@@ -437,11 +444,11 @@ static void test_decode(int cap, int start, int n, int heads, int dh, int shift,
     int vec = dh % 8 == 0 && al16(dK.p) ? 1 : 0;
     Dev<float> acc((size_t)n * heads * chunks * dh);
     Dev<float2> ml((size_t)n * heads * chunks);
-    attn_decode_partial<<<dim3(chunks, heads, n), 128>>>(dO.p, chunks > 1 ? acc.p : nullptr, chunks > 1 ? ml.p : nullptr,
+    KERNEL(attn_decode_partial, dim3(chunks, heads, n), 128)(dO.p, chunks > 1 ? acc.p : nullptr, chunks > 1 ? ml.p : nullptr,
                                                        dQ.p, dK.p, dV.p, start, heads, dh, vec);
     LAUNCHED();
     if (chunks > 1) {
-        attn_decode_combine<<<dim3(heads, n), std::min(128, ceil_div(dh, 32) * 32)>>>(dO.p, acc.p, ml.p, chunks, heads, dh);
+        KERNEL(attn_decode_combine, dim3(heads, n), std::min(128, ceil_div(dh, 32) * 32))(dO.p, acc.p, ml.p, chunks, heads, dh);
         LAUNCHED();
     }
     expect_close(vec ? "output (16-byte key loads)" : "output (element loads)", download_bf16(dO), ref, 1e-2);
@@ -459,10 +466,10 @@ static void test_swiglu(long long n, int shift) {
         ga[i] = dy[i] * b[i] * s * (1 + a[i] * (1 - s));
         gb[i] = dy[i] * a[i] * s;
     }
-    swiglu_fwd_bf16<<<swiglu_blocks(n), 256>>>(dY.p, dA.p, dB.p, n);
+    KERNEL(swiglu_fwd_bf16, swiglu_blocks(n), 256)(dY.p, dA.p, dB.p, n);
     LAUNCHED();
     expect_close("forward", download_bf16(dY), y, 1e-2);
-    swiglu_bwd_bf16<<<swiglu_blocks(n), 256>>>(dGa.p, dGb.p, dDy.p, dA.p, dB.p, n);
+    KERNEL(swiglu_bwd_bf16, swiglu_blocks(n), 256)(dGa.p, dGb.p, dDy.p, dA.p, dB.p, n);
     LAUNCHED();
     expect_close("backward dGate", download_bf16(dGa), ga, 1e-2);
     expect_close("backward dUp", download_bf16(dGb), gb, 1e-2);
@@ -574,17 +581,17 @@ static void test_sumsq() {
     int ba = sumsq_blocks(sizes[0]), bb = sumsq_blocks(sizes[1]), bc = sumsq_blocks(sizes[2]);
     Dev<float> partial(ba + bb + bc);
     auto run = [&] {
-        adamw_sumsq_partial_f32<<<ba, 256>>>(partial.p, 0, dA.p, sizes[0]);
-        adamw_sumsq_partial_f32<<<bb, 256>>>(partial.p, ba, dB.p, sizes[1]);
-        adamw_sumsq_partial_bf16<<<bc, 256>>>(partial.p, ba + bb, dC.p, sizes[2]);
-        adamw_sumsq_final<<<1, 1024>>>(dOut.p, partial.p, ba + bb + bc);
+        KERNEL(adamw_sumsq_partial_f32, ba, 256)(partial.p, 0, dA.p, sizes[0]);
+        KERNEL(adamw_sumsq_partial_f32, bb, 256)(partial.p, ba, dB.p, sizes[1]);
+        KERNEL(adamw_sumsq_partial_bf16, bc, 256)(partial.p, ba + bb, dC.p, sizes[2]);
+        KERNEL(adamw_sumsq_final, 1, 1024)(dOut.p, partial.p, ba + bb + bc);
         LAUNCHED();
         return download(dOut)[0];
     };
     float first = run(), second = run();
     expect_close("Σx² over three tensors", {first}, {ref}, 1e-5);
     expect("bit-identical on rerun", std::memcmp(&first, &second, 4) == 0);
-    adamw_sumsq_final<<<1, 1024>>>(dOut.p, partial.p, 0);
+    KERNEL(adamw_sumsq_final, 1, 1024)(dOut.p, partial.p, 0);
     LAUNCHED();
     expect("empty list gives 0", download(dOut)[0] == 0.f);
 }
@@ -649,10 +656,10 @@ static void bench() {
         Dev<bf16> a(m), b(m), y(m), dy(m), da(m), db(m);
         CHECK(cudaMemset(a.p, 0, m * 2)); CHECK(cudaMemset(b.p, 0, m * 2)); CHECK(cudaMemset(dy.p, 0, m * 2));
         row("swiglu fwd 16384x5504", m * 6.0, median_ms([&] {
-                swiglu_fwd_bf16<<<swiglu_blocks(m), 256>>>(y.p, a.p, b.p, m);
+                KERNEL(swiglu_fwd_bf16, swiglu_blocks(m), 256)(y.p, a.p, b.p, m);
             }));
         row("swiglu bwd 16384x5504", m * 10.0, median_ms([&] {
-                swiglu_bwd_bf16<<<swiglu_blocks(m), 256>>>(da.p, db.p, dy.p, a.p, b.p, m);
+                KERNEL(swiglu_bwd_bf16, swiglu_blocks(m), 256)(da.p, db.p, dy.p, a.p, b.p, m);
             }));
     }
     {
@@ -690,8 +697,8 @@ static void bench() {
         int blocks = sumsq_blocks(m);
         Dev<float> partial(blocks), out(1);
         row("sumOfSquares 100M f32", m * 4.0, median_ms([&] {
-                adamw_sumsq_partial_f32<<<blocks, 256>>>(partial.p, 0, g.p, m);
-                adamw_sumsq_final<<<1, 1024>>>(out.p, partial.p, blocks);
+                KERNEL(adamw_sumsq_partial_f32, blocks, 256)(partial.p, 0, g.p, m);
+                KERNEL(adamw_sumsq_final, 1, 1024)(out.p, partial.p, blocks);
             }));
     }
 }

@@ -1,0 +1,226 @@
+// A CPU emulator for patchcore's memory-bound CUDA kernels, so that kernels_test.cu runs (and checks them against
+// its host references) on a machine without a GPU. Compiled with g++ instead of nvcc (src/test/cuda/emu/run.sh):
+// this directory is on the include path, so `#include <cuda_runtime.h>` and `<cuda_bf16.h>` find the stand-ins here,
+// and the kernel sources see PATCHCORE_EMU where they use inline PTX (cp.async, ld.acquire, bar.sync).
+//
+// Model of execution. A launch runs its blocks on a few OS threads (workers); a worker runs one block at a time, every
+// thread of the block a fiber (ucontext) on that worker. A fiber runs until it reaches a barrier (__syncthreads, a
+// named barrier, or a warp-synchronous op: __syncwarp, shuffles, votes) and then yields; the barrier releases once
+// every thread that must arrive has arrived. So the block's threads interleave only at synchronization points, which
+// any race-free kernel must tolerate, and a missing barrier is not detected (the emulator is not a race checker).
+// `__shared__` variables are `static thread_local`: one copy per worker, that is per resident block. Blocks of one
+// launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
+// other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
+// What it does not model: tensor-core and other inline PTX (the flash-attention kernels are not built here), memory
+// coherence beyond the C++ model, warp divergence costs, timing. Warp-synchronous ops require every lane of their mask
+// to arrive (as on sm_70+); a lane of the mask that has exited is reported as an error.
+#pragma once
+
+#include <cmath>
+#include <cstddef>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <tuple>
+#include <type_traits>
+#include <utility>
+
+// ---------------------------------------------------------------- CUDA keywords
+#define PATCHCORE_EMU 1
+#define __global__
+#define __device__
+#define __host__
+#define __forceinline__ inline
+#define __noinline__ __attribute__((noinline))
+#define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
+#define __shared__ static thread_local
+// `extern __shared__ T name[]` has no C++ spelling: sources write DYNAMIC_SHARED(T, name) (common.cuh), which is that
+// declaration under nvcc and this under the emulator.
+#define DYNAMIC_SHARED(T, name) T* const name = reinterpret_cast<T*>(emu::dynamic_shared())
+
+// ---------------------------------------------------------------- vector types and built-in variables
+struct uint3 { unsigned x, y, z; };
+struct dim3 {
+    unsigned x, y, z;
+    constexpr dim3(unsigned x_ = 1, unsigned y_ = 1, unsigned z_ = 1) : x(x_), y(y_), z(z_) {}
+};
+struct __align__(8) float2 { float x, y; };
+struct __align__(16) float4 { float x, y, z, w; };
+struct __align__(8) uint2 { unsigned x, y; };
+struct __align__(16) uint4 { unsigned x, y, z, w; };
+struct __align__(8) int2 { int x, y; };
+struct __align__(16) int4 { int x, y, z, w; };
+struct __align__(16) double2 { double x, y; };
+inline float2 make_float2(float x, float y) { return {x, y}; }
+inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
+inline uint2 make_uint2(unsigned x, unsigned y) { return {x, y}; }
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+inline int2 make_int2(int x, int y) { return {x, y}; }
+
+extern thread_local uint3 threadIdx, blockIdx;
+extern thread_local dim3 blockDim, gridDim;
+constexpr int warpSize = 32;
+
+namespace emu {
+void* dynamic_shared();
+// Barriers: the calling fiber waits until the others that must arrive have (see emu.cpp).
+void sync_block();
+void sync_named(int id, int threads);
+// Warp exchange: every lane of `mask` publishes 8 bytes and gets every lane's (all[32]); one warp barrier.
+const uint64_t* exchange(unsigned mask, uint64_t mine);
+int lane();
+
+template <class T>
+uint64_t to_bits(T v) {
+    static_assert(sizeof(T) <= 8 && std::is_trivially_copyable_v<T>, "shuffled types are at most 8 bytes");
+    uint64_t b = 0;
+    std::memcpy(&b, &v, sizeof(T));
+    return b;
+}
+template <class T>
+T from_bits(uint64_t b) {
+    T v;
+    std::memcpy(&v, &b, sizeof(T));
+    return v;
+}
+
+using Body = std::function<void()>;
+void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body);
+
+// KERNEL(k, grid, block[, shared]) (args...) in kernels_test.cu: the emulated `k<<<grid, block, shared>>>(args...)`.
+template <class... P>
+struct Launch {
+    void (*kernel)(P...);
+    dim3 grid, block;
+    size_t shared;
+    template <class... A>
+    void operator()(A&&... a) const {
+        const std::tuple<P...> args(static_cast<P>(std::forward<A>(a))...);
+        const auto k = kernel;
+        run_grid(grid, block, shared, [&] { std::apply(k, args); });
+    }
+};
+template <class... P>
+Launch<P...> launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared = 0) {
+    return {kernel, grid, block, shared};
+}
+}  // namespace emu
+
+// ---------------------------------------------------------------- synchronization and warp intrinsics
+inline void __syncthreads() { emu::sync_block(); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::exchange(mask, 0); }
+inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
+void __nanosleep(unsigned ns);
+
+template <class T>
+T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
+    const int l = emu::lane();
+    return emu::from_bits<T>(all[(l & ~(width - 1)) + (src & (width - 1))]);
+}
+template <class T>
+T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
+    const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
+    const int l = emu::lane(), src = l ^ laneMask;
+    return emu::from_bits<T>(all[src >= ((l & ~(width - 1)) + width) ? l : src]);
+}
+template <class T>
+T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
+    const int l = emu::lane(), src = l - (int)delta;
+    return emu::from_bits<T>(all[src < (l & ~(width - 1)) ? l : src]);
+}
+template <class T>
+T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
+    const int l = emu::lane(), src = l + (int)delta;
+    return emu::from_bits<T>(all[src >= (l & ~(width - 1)) + width ? l : src]);
+}
+inline unsigned __ballot_sync(unsigned mask, int pred) {
+    const uint64_t* all = emu::exchange(mask, pred != 0);
+    unsigned r = 0;
+    for (int i = 0; i < 32; ++i)
+        if ((mask >> i & 1u) && all[i]) r |= 1u << i;
+    return r;
+}
+inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
+inline int __all_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) == mask; }
+template <class T>
+unsigned __match_any_sync(unsigned mask, T v) {
+    const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
+    const uint64_t mine = all[emu::lane()];
+    unsigned r = 0;
+    for (int i = 0; i < 32; ++i)
+        if ((mask >> i & 1u) && all[i] == mine) r |= 1u << i;
+    return r;
+}
+inline unsigned __reduce_add_sync(unsigned mask, unsigned v) {
+    const uint64_t* all = emu::exchange(mask, v);
+    unsigned r = 0;
+    for (int i = 0; i < 32; ++i)
+        if (mask >> i & 1u) r += (unsigned)all[i];
+    return r;
+}
+
+// ---------------------------------------------------------------- atomics (blocks run concurrently: real ones)
+template <class T>
+T atomicAdd(T* p, T v) {
+    if constexpr (std::is_floating_point_v<T>) {
+        T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+        while (!__atomic_compare_exchange(p, &old, &(const T&)(old + v), false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {}
+        return old;
+    } else {
+        return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);
+    }
+}
+template <class T>
+T atomicExch(T* p, T v) { return __atomic_exchange_n(p, v, __ATOMIC_SEQ_CST); }
+template <class T>
+T atomicCAS(T* p, T expected, T desired) {
+    __atomic_compare_exchange_n(p, &expected, desired, false, __ATOMIC_SEQ_CST, __ATOMIC_SEQ_CST);
+    return expected;
+}
+template <class T>
+T atomicMax(T* p, T v) {
+    T old = __atomic_load_n(p, __ATOMIC_RELAXED);
+    while (old < v && !__atomic_compare_exchange_n(p, &old, v, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {}
+    return old;
+}
+
+// ---------------------------------------------------------------- cache-hinted loads and stores, address spaces
+template <class T>
+T __ldg(const T* p) { return *p; }
+template <class T>
+T __ldcg(const T* p) { return *p; }
+template <class T>
+T __ldcs(const T* p) { return *p; }
+template <class T>
+void __stcs(T* p, T v) { *p = v; }
+template <class T>
+void __stcg(T* p, T v) { *p = v; }
+inline size_t __cvta_generic_to_shared(const void* p) { return reinterpret_cast<size_t>(p); }
+
+// ---------------------------------------------------------------- math and bit intrinsics
+template <class A, class B>
+constexpr std::common_type_t<A, B> min(A a, B b) { return b < a ? b : a; }
+template <class A, class B>
+constexpr std::common_type_t<A, B> max(A a, B b) { return a < b ? b : a; }
+inline float rsqrtf(float x) { return 1.0f / std::sqrt(x); }
+inline float __expf(float x) { return std::exp(x); }
+inline float __logf(float x) { return std::log(x); }
+inline float __sinf(float x) { return std::sin(x); }
+inline float __cosf(float x) { return std::cos(x); }
+inline float __fdividef(float a, float b) { return a / b; }
+inline float __saturatef(float x) { return x < 0.f ? 0.f : x > 1.f ? 1.f : x; }
+inline float __uint_as_float(unsigned u) { float f; std::memcpy(&f, &u, 4); return f; }
+inline unsigned __float_as_uint(float f) { unsigned u; std::memcpy(&u, &f, 4); return u; }
+inline float __int_as_float(int i) { float f; std::memcpy(&f, &i, 4); return f; }
+inline int __float_as_int(float f) { int i; std::memcpy(&i, &f, 4); return i; }
+inline int __popc(unsigned x) { return __builtin_popcount(x); }
+inline int __popcll(unsigned long long x) { return __builtin_popcountll(x); }
+inline int __ffs(int x) { return __builtin_ffs(x); }
+inline int __clz(int x) { return x == 0 ? 32 : __builtin_clz((unsigned)x); }
