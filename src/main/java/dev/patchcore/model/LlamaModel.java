@@ -204,7 +204,7 @@ public final class LlamaModel {
             Tensor k = be.ropeAt(be.matmul(normed, l.k.compute()), start, kvh, rope), v = be.matmul(normed, l.v.compute());
             be.copy(groups == 1 ? k : be.repeatHeads(k, kvh, groups), cache.keys(i).rows(start, n));  // every query head's
             be.copy(groups == 1 ? v : be.repeatHeads(v, kvh, groups), cache.values(i).rows(start, n));
-            Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h), l.o.compute());
+            Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h, h), l.o.compute());
             Backend.AddRmsNormOut mid = be.addRmsNorm(x, attn, l.postNorm.compute(), eps);
             Tensor mlp = be.matmul(be.swiglu(be.matmul(mid.y(), l.gate.compute()), be.matmul(mid.y(), l.up.compute())),
                     l.down.compute());
