@@ -1,6 +1,7 @@
 // Cached attention for generation (DecodingBackend.attendCached): n new queries q [n, H·D] at positions
-// start … start + n − 1 over a KV cache keys, values [capacity, H·D] (bf16, rotated keys); query i sees cache rows
-// 0 … start + i. Any even D up to 256.
+// start … start + n − 1 over a KV cache keys, values [capacity, KH·D] (bf16, rotated keys; KH key/value heads, H a
+// multiple of KH); query i sees cache rows 0 … start + i, and query head h reads key/value head h / (H / KH) (grouped-
+// query attention, as Backend.repeatHeads repeats them; KH = H is multi-head attention). Any even D up to 256.
 //
 // Split over the keys (as flash-decoding does): a decode step has one query per head, so one block per head would
 // leave most of the GPU idle and walk the keys in a long dependent chain. Instead each block takes a chunk of
@@ -45,16 +46,18 @@ __device__ __forceinline__ float score(const float* sq, const bf16* __restrict__
 
 // grid (chunks, H, n), block 32 · DEC_WARPS. Chunk c holds keys c·DEC_KEYS … +DEC_KEYS−1. Writes partMl[(i·H + h)·chunks
 // + c] = (max, exp-sum) and partAcc[((i·H + h)·chunks + c)·D + col] = Σ exp(s_j − max)·v_j[col]; a chunk past the
-// row's last key writes (−inf, 0). With gridDim.x == 1 writes out (bf16 [n, H·D]) directly instead.
+// row's last key writes (−inf, 0). With gridDim.x == 1 writes out (bf16 [n, H·D]) directly instead. The blocks of a
+// group's query heads each read their key/value head's rows (one head per block as before; L2 may serve the repeats).
 extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
 attn_decode_partial(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
                     const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                    int H, int D, int vec) {
+                    int H, int KH, int D, int vec) {
     __shared__ float sq[32 * DEC_MAX_CHUNKS];
     __shared__ float sm[DEC_WARPS], sl[DEC_WARPS], sacc[DEC_WARPS][32 * DEC_MAX_CHUNKS];
     const int c = blockIdx.x, h = blockIdx.y, i = blockIdx.z, chunks = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const long long width = (long long)H * D;
+    const long long width = (long long)H * D, kvWidth = (long long)KH * D;  // q and out rows; key and value rows
+    const long long kvCol = (long long)(h / (H / KH)) * D;                    // this head's key/value head
     const int seen = start + i + 1;  // keys 0 … seen − 1
     const int first = c * DEC_KEYS;
     const long long part = ((long long)i * H + h) * chunks + c;
@@ -73,15 +76,15 @@ attn_decode_partial(bf16* __restrict__ out, float* __restrict__ partAcc, float2*
 #pragma unroll
     for (int r = 0; r < DEC_MAX_CHUNKS; ++r) acc[r] = 0.0f;
     if (valid > 0) {
-        const float s = lane < valid ? score(sq, k + j * width + (long long)h * D, D, vec != 0) : -INFINITY;
+        const float s = lane < valid ? score(sq, k + j * kvWidth + kvCol, D, vec != 0) : -INFINITY;
         m = warp_max(s);  // finite: lane 0's key is visible
         const float p = lane < valid ? expf(s - m) : 0.0f;
         l = warp_sum(p);
-        const bf16* vh = v + (long long)base * width + (long long)h * D;
+        const bf16* vh = v + (long long)base * kvWidth + kvCol;
 #pragma unroll 4
         for (int jj = 0; jj < valid; ++jj) {
             const float pj = __shfl_sync(0xffffffffu, p, jj);
-            const bf16* vr = vh + jj * width;
+            const bf16* vr = vh + jj * kvWidth;
 #pragma unroll
             for (int r = 0; r < DEC_MAX_CHUNKS; ++r) {
                 const int col = lane + 32 * r;

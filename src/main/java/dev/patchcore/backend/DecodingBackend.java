@@ -13,8 +13,10 @@ public interface DecodingBackend extends Backend {
 
     /**
      * Causal attention of one sequence's n new queries q [n, H·Dh] (positions start … start + n − 1) over the first
-     * start + n rows of {@code keys} and {@code values} ([capacity, H·Dh]: the rotated keys and the values of every
-     * position read so far, these n included): query i sees rows 0 … start + i. Returns [n, H·Dh].
+     * start + n rows of {@code keys} and {@code values} ([capacity, KH·Dh] with KH = {@code kvHeads}, a divisor of H:
+     * the rotated keys and the values of every position read so far, these n included): query i sees rows 0 … start + i,
+     * and query head h reads key/value head h / (H / KH), as after {@link #repeatHeads} (KH = H: multi-head attention).
+     * Returns [n, H·Dh].
      */
-    Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads);
+    Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads);
 }

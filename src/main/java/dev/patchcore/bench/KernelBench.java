@@ -187,13 +187,23 @@ public final class KernelBench {
         return rows;
     }
 
-    /** Generation: the newest of T positions over the KV cache of one sequence (its keys and values read once). */
+    /**
+     * Generation: the newest of T positions over the KV cache of one sequence (its keys and values read once), and the
+     * same with a grouped-query cache of a quarter of the heads (4 query heads per key/value head, each block reading
+     * its group's rows: bytes counted once).
+     */
     private void decode(List<Row> rows, DecodingBackend dec, int dh) {
         DType act = be.activationType();
         int heads = s.dim() / dh, t = s.seqLen();
         Tensor q = persistent(act, 1, heads * dh), keys = persistent(act, t, heads * dh), values = persistent(act, t, heads * dh);
         rows.add(measure("attention decode (1 query, KV cache of T)", "B1 H" + heads + " T" + t + " Dh" + dh,
-                2.0 * (t + 1) * heads * dh * act.bytes(), 0, () -> dec.attendCached(q, keys, values, t - 1, heads)));
+                2.0 * (t + 1) * heads * dh * act.bytes(), 0, () -> dec.attendCached(q, keys, values, t - 1, heads, heads)));
+        if (heads % 4 == 0) {
+            int kv = heads / 4;
+            Tensor kvKeys = persistent(act, t, kv * dh), kvValues = persistent(act, t, kv * dh);
+            rows.add(measure("attention decode (4 query heads per key/value head)", "B1 H" + heads + " KV" + kv + " T" + t + " Dh" + dh,
+                    (2.0 * t * kv + 2.0 * heads) * dh * act.bytes(), 0, () -> dec.attendCached(q, kvKeys, kvValues, t - 1, heads, kv)));
+        }
         freeAll();
     }
 

@@ -6,7 +6,8 @@ import dev.patchcore.tensor.Tensor;
 
 /**
  * Generation's KV cache: each layer's rotated keys and its values for the positions read so far, room for the model's
- * context. {@link LlamaModel#decode} appends to it; {@link #clear} starts over (a new window). Holds backend memory
+ * context, [context, kvHeads·Dh] each (a grouped-query model's key/value heads only, not repeated for their query
+ * heads). {@link LlamaModel#decode} appends to it; {@link #clear} starts over (a new window). Holds backend memory
  * until {@link #close}.
  */
 public final class KvCache implements AutoCloseable {
@@ -21,8 +22,8 @@ public final class KvCache implements AutoCloseable {
         keys = new Tensor[config.layers()];
         values = new Tensor[config.layers()];
         for (int i = 0; i < keys.length; i++) {
-            keys[i] = backend.allocate(backend.activationType(), capacity, config.dim());
-            values[i] = backend.allocate(backend.activationType(), capacity, config.dim());
+            keys[i] = backend.allocate(backend.activationType(), capacity, config.kvDim());
+            values[i] = backend.allocate(backend.activationType(), capacity, config.kvDim());
         }
     }
 

@@ -195,16 +195,16 @@ public final class LlamaModel {
             throw new IllegalArgumentException(n + " tokens after " + start + " do not fit a cache of " + cache.capacity());
         float eps = config.normEps();
         Rope rope = config.rope();
-        int h = config.heads(), kvh = config.kvHeads(), groups = config.groups();
+        int h = config.heads(), kvh = config.kvHeads();
         Tensor x = be.patchEmbed(embed.compute(), tokens, 1);
         Tensor normed = be.rmsNorm(x, layers.getFirst().inputNorm.compute(), eps).y();
         for (int i = 0; i < layers.size(); i++) {
             Layer l = layers.get(i);
             Tensor q = be.ropeAt(be.matmul(normed, l.q.compute()), start, h, rope);
             Tensor k = be.ropeAt(be.matmul(normed, l.k.compute()), start, kvh, rope), v = be.matmul(normed, l.v.compute());
-            be.copy(groups == 1 ? k : be.repeatHeads(k, kvh, groups), cache.keys(i).rows(start, n));  // every query head's
-            be.copy(groups == 1 ? v : be.repeatHeads(v, kvh, groups), cache.values(i).rows(start, n));
-            Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h), l.o.compute());
+            be.copy(k, cache.keys(i).rows(start, n));  // kvh heads, not repeated: query head j reads head j / groups
+            be.copy(v, cache.values(i).rows(start, n));
+            Tensor attn = be.matmul(be.attendCached(q, cache.keys(i), cache.values(i), start, h, kvh), l.o.compute());
             Backend.AddRmsNormOut mid = be.addRmsNorm(x, attn, l.postNorm.compute(), eps);
             Tensor mlp = be.matmul(be.swiglu(be.matmul(mid.y(), l.gate.compute()), be.matmul(mid.y(), l.up.compute())),
                     l.down.compute());

@@ -133,8 +133,10 @@ public final class ParityChecks {
      * after the last position hold large values no query may see. The cases cross the decode kernel's 128-key
      * chunks (128, 129 and 300 keys; 17 and 60 queries whose first rows see no key of the last chunk) and include a
      * window read from position 0 (on CUDA, the training kernels'); head dimensions of every preset, 20 (no 16-byte
-     * loads), 160 and 256 (the most the decode kernel takes); and one with peaked scores (queries 8× larger). Then a
-     * whole model: the cached decode's logits against the same backend's training forward.
+     * loads), 160 and 256 (the most the decode kernel takes); and one with peaked scores (queries 8× larger). Those have
+     * 3 heads of their own; grouped-query caches (6 query heads over 2 key/value heads, 4 over 1) hold fewer heads than
+     * the queries, from position 0 (repeated for the training kernels on CUDA) and after it. Then a whole model: the
+     * cached decode's logits against the same backend's training forward.
      */
     private List<Check> decodingChecks(DecodingBackend td, DecodingBackend rd) {
         List<Check> out = new ArrayList<>();
@@ -148,9 +150,14 @@ public final class ParityChecks {
         for (int dh : new int[] {20, 32, 64, 80, 96, 128, 160, 256})
             for (int[] c : cases)
                 out.add(new Check("attendCached cap=" + c[0] + " start=" + c[1] + " n=" + c[2] + " Dh=" + dh,
-                        rows -> attendCached(rows, td, rd, c[0], c[1], c[2], dh, 1f)));
+                        rows -> attendCached(rows, td, rd, c[0], c[1], c[2], 3, 3, dh, 1f)));
         for (int dh : new int[] {64, 128})
-            out.add(new Check("attendCached peaked cap=300 start=250 n=3 Dh=" + dh, rows -> attendCached(rows, td, rd, 300, 250, 3, dh, 8f)));
+            out.add(new Check("attendCached peaked cap=300 start=250 n=3 Dh=" + dh, rows -> attendCached(rows, td, rd, 300, 250, 3, 3, 3, dh, 8f)));
+        for (int[] hk : new int[][] {{6, 2}, {4, 1}})
+            for (int dh : new int[] {20, 64, 128})
+                for (int[] c : new int[][] {{300, 0, 17}, {300, 0, 1}, {300, 128, 1}, {300, 299, 1}, {300, 120, 17}})
+                    out.add(new Check("attendCached H=" + hk[0] + " kv=" + hk[1] + " cap=" + c[0] + " start=" + c[1] + " n=" + c[2]
+                            + " Dh=" + dh, rows -> attendCached(rows, td, rd, c[0], c[1], c[2], hk[0], hk[1], dh, 1f)));
         out.add(new Check("generation: cached decode = forward", rows -> decodeMatchesForward(rows, td, 2)));
         out.add(new Check("generation: cached decode = forward, grouped-query", rows -> decodeMatchesForward(rows, td, 1)));
         return out;
@@ -163,20 +170,21 @@ public final class ParityChecks {
                 td.ropeAt(x.t, start, heads, rope), rd.ropeAt(x.r, start, heads, rope));
     }
 
-    private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n, int dh,
-                              float queryScale) {
-        int heads = 3, width = heads * dh, seen = start + n;
-        float[] k = new float[capacity * width], v = new float[capacity * width];
+    private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n,
+                              int heads, int kvHeads, int dh, float queryScale) {
+        int width = heads * dh, kvWidth = kvHeads * dh, seen = start + n;
+        float[] k = new float[capacity * kvWidth], v = new float[capacity * kvWidth];
         for (int i = 0; i < k.length; i++) {
-            float scale = i < seen * width ? 1f : 30f;  // rows no query sees: would dominate any softmax they entered
+            float scale = i < seen * kvWidth ? 1f : 30f;  // rows no query sees: would dominate any softmax they entered
             k[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
             v[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
         }
         Twin q = input(test.activationType(), queryScale, n, width);
-        Twin keys = twin(test.activationType(), k, capacity, width), values = twin(test.activationType(), v, capacity, width);
-        compare(rows, "attendCached", "cache " + capacity + " from " + start + " n" + n + " H" + heads + " Dh" + dh
-                        + (queryScale != 1f ? " q×" + (int) queryScale : ""),
-                td.attendCached(q.t, keys.t, values.t, start, heads), rd.attendCached(q.r, keys.r, values.r, start, heads));
+        Twin keys = twin(test.activationType(), k, capacity, kvWidth), values = twin(test.activationType(), v, capacity, kvWidth);
+        compare(rows, "attendCached", "cache " + capacity + " from " + start + " n" + n + " H" + heads
+                        + (kvHeads != heads ? " KV" + kvHeads : "") + " Dh" + dh + (queryScale != 1f ? " q×" + (int) queryScale : ""),
+                td.attendCached(q.t, keys.t, values.t, start, heads, kvHeads),
+                rd.attendCached(q.r, keys.r, values.r, start, heads, kvHeads));
     }
 
     /**

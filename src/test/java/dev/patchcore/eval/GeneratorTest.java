@@ -3,6 +3,7 @@ package dev.patchcore.eval;
 import dev.patchcore.autograd.Tape;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.KvCache;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.tensor.DType;
@@ -97,12 +98,19 @@ class GeneratorTest {
         decodingInPiecesMatchesTheFullForward(MultipleChoiceTest.MICRO);
     }
 
-    /** The same with grouped-query attention (2 query heads sharing 1 key/value head). */
+    /**
+     * The same with grouped-query attention, the cache holding the key/value heads only: 2 query heads sharing 1
+     * key/value head, and 4 query heads over 2 and over 1 (over 2, query heads 0, 1 read key/value head 0 and 2, 3 read
+     * head 1: a mix-up of h / groups with h % kvHeads would show).
+     */
     @Test void decodingWithGroupedQueryAttentionMatchesTheFullForward() {
         decodingInPiecesMatchesTheFullForward(MultipleChoiceTest.MICRO.withKvHeads(1));
+        ModelConfig fourHeads = new ModelConfig("micro4", 257, 32, 88, 2, 4, 16, 10000f, 1e-5f);
+        decodingInPiecesMatchesTheFullForward(fourHeads.withKvHeads(2));
+        decodingInPiecesMatchesTheFullForward(fourHeads.withKvHeads(1));
     }
 
-    private static void decodingInPiecesMatchesTheFullForward(dev.patchcore.config.ModelConfig config) {
+    private static void decodingInPiecesMatchesTheFullForward(ModelConfig config) {
         try (CpuBackend be = new CpuBackend()) {
             LlamaModel m = new LlamaModel(be, config);
             m.initialize(be, 12);

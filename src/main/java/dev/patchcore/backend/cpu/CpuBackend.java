@@ -441,14 +441,16 @@ public final class CpuBackend implements DecodingBackend {
     private final ThreadScratch cachedScores = new ThreadScratch();
 
     @Override
-    public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
+    public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
         int width = q.dim(-1), n = (int) (q.numel() / width), capacity = keys.dim(0);
-        require(keys.dim(-1) == width && values.dim(-1) == width && values.dim(0) == capacity,
-                "attendCached: keys " + keys + " and values " + values + " do not match q " + q);
         require(heads > 0 && width % heads == 0, "attendCached: width " + width + " not divisible by " + heads + " heads");
+        require(kvHeads > 0 && heads % kvHeads == 0, "attendCached: " + kvHeads + " key/value heads do not divide " + heads
+                + " query heads into groups");
+        int headDim = width / heads, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
+        require(keys.dim(-1) == kvWidth && values.dim(-1) == kvWidth && values.dim(0) == capacity,
+                "attendCached: keys " + keys + " and values " + values + " are not " + kvHeads + " key/value heads of q " + q);
         require(start >= 0 && n >= 1 && start + n <= capacity, "attendCached: positions " + start + " … " + (start + n - 1)
                 + " do not fit a cache of " + capacity);
-        int headDim = width / heads;
         float scale = (float) (1.0 / Math.sqrt(headDim));
         Tensor out = scratch(DType.F32, n, width);
         float[] qs = CpuStorage.floats(q), ks = CpuStorage.floats(keys), vs = CpuStorage.floats(values), os = CpuStorage.floats(out);
@@ -457,9 +459,10 @@ public final class CpuBackend implements DecodingBackend {
             float[] w = cachedScores.floats(start + n);
             for (int item = i0; item < i1; item++) {
                 int i = item / heads, h = item % heads, seen = start + i + 1, qa = qo + i * width + h * headDim;
+                int kv = h / groups * headDim;  // this head's key/value head
                 float max = Float.NEGATIVE_INFINITY;
                 for (int j = 0; j < seen; j++) {
-                    int ka = ko + j * width + h * headDim;
+                    int ka = ko + j * kvWidth + kv;
                     float dot = 0;
                     for (int c = 0; c < headDim; c++) dot += qs[qa + c] * ks[ka + c];
                     w[j] = dot * scale;
@@ -472,7 +475,7 @@ public final class CpuBackend implements DecodingBackend {
                 Arrays.fill(os, oa, oa + headDim, 0f);
                 for (int j = 0; j < seen; j++) {
                     float p = w[j] * inv;
-                    int va = vo + j * width + h * headDim;
+                    int va = vo + j * kvWidth + kv;
                     for (int c = 0; c < headDim; c++) os[oa + c] += p * vs[va + c];
                 }
             }

@@ -524,15 +524,24 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
 
     /**
      * A window read from position 0 (a prompt, or the window's restart) is causal attention over its own rows: the
-     * training forward's kernels. Rows after it (one per token while generating) go to the split-key decode kernels.
+     * training forward's kernels, which take every query head's keys and values (grouped-query ones repeated first, as
+     * training repeats them; scratch until the caller's release). Rows after it (one per token while generating) go to
+     * the split-key decode kernels, which read the cache's key/value heads as they are.
      */
     @Override
-    public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads) {
-        int n = q.rank() == 2 ? q.dim(0) : 0;
+    public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
+        CudaDecodeAttention.check(q, keys, values, start, heads, kvHeads);
+        int n = q.dim(0);
         boolean aligned = (CudaStorage.addressOf(keys) & 15) == 0 && (CudaStorage.addressOf(values) & 15) == 0;  // flash's loads
-        if (start == 0 && n > 1 && keys.rank() == 2 && values.rank() == 2 && n <= keys.dim(0) && n <= values.dim(0) && aligned)
-            return attention(q, keys.rows(0, n), values.rows(0, n), n, heads).out();
-        return decodeAttention.attend(q, keys, values, start, heads);
+        if (start == 0 && n > 1 && aligned) {
+            Tensor k = keys.rows(0, n), v = values.rows(0, n);
+            if (kvHeads < heads) {
+                k = repeatHeads(k, kvHeads, heads / kvHeads);
+                v = repeatHeads(v, kvHeads, heads / kvHeads);
+            }
+            return attention(q, k, v, n, heads).out();
+        }
+        return decodeAttention.attend(q, keys, values, start, heads, kvHeads);
     }
 
     private boolean useFlash(Tensor q, int heads) {

@@ -22,20 +22,15 @@ final class CudaDecodeAttention {
 
     CudaDecodeAttention(KernelContext ctx) { this.ctx = ctx; }
 
-    /** q: BF16 [n, H·D] at positions start …; keys, values: BF16 [capacity, H·D] holding positions 0 … start + n − 1. */
-    Tensor attend(Tensor q, Tensor keys, Tensor values, int start, int heads) {
-        for (Tensor t : new Tensor[] {q, keys, values})
-            if (t.rank() != 2 || t.dtype() != DType.BF16)
-                throw new IllegalArgumentException("attendCached: q, keys and values must be BF16 matrices, got " + t);
-        int n = q.dim(0), width = q.dim(1), capacity = keys.dim(0);
-        if (keys.dim(1) != width || values.dim(1) != width || values.dim(0) != capacity)
-            throw new IllegalArgumentException("attendCached: keys " + keys + " and values " + values + " do not match q " + q);
-        if (heads <= 0 || width % heads != 0 || (width / heads) % 2 != 0)
-            throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads of even size");
-        int d = width / heads;
+    /**
+     * q: BF16 [n, H·D] at positions start …; keys, values: BF16 [capacity, KH·D] holding positions 0 … start + n − 1,
+     * query head h reading key/value head h / (H / KH).
+     */
+    Tensor attend(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
+        check(q, keys, values, start, heads, kvHeads);
+        int n = q.dim(0), width = q.dim(1), d = width / heads;
+        if (d % 2 != 0) throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads of even size");
         if (d > MAX_HEAD_DIM) throw new IllegalArgumentException("attendCached: head dimension " + d + " exceeds " + MAX_HEAD_DIM);
-        if (start < 0 || n < 1 || (long) start + n > capacity)
-            throw new IllegalArgumentException("attendCached: positions " + start + " … " + ((long) start + n - 1) + " do not fit a cache of " + capacity);
         if (heads > 65535) throw new IllegalArgumentException("attendCached: " + heads + " heads exceed the grid");
         Tensor out = ctx.scratch(DType.BF16, n, width);
         boolean vec = d % 8 == 0 && (CudaStorage.addressOf(keys) & 15) == 0;
@@ -45,26 +40,50 @@ final class CudaDecodeAttention {
         int perGroup = (int) Math.max(1, Math.min(65535, PARTIAL_FLOATS / (heads * maxChunks * (d + 2))));
         for (int i0 = 0; i0 < n; ) {
             int rows = Math.min(n - i0, perGroup);
-            if (rows == n) group(out, q, keys, values, start, heads, d, vec);  // one group: the usual case
-            else group(out.rows(i0, rows), q.rows(i0, rows), keys, values, start + i0, heads, d, vec);
+            if (rows == n) group(out, q, keys, values, start, heads, kvHeads, d, vec);  // one group: the usual case
+            else group(out.rows(i0, rows), q.rows(i0, rows), keys, values, start + i0, heads, kvHeads, d, vec);
             i0 += rows;
         }
         return out;
     }
 
+    /**
+     * What {@link dev.patchcore.backend.DecodingBackend#attendCached} takes on either path (these kernels, or the
+     * training kernels' for a window read from position 0): BF16 matrices, H heads in groups of KH, key and value rows
+     * of KH heads of q's head dimension, and positions start … start + n − 1 inside the cache.
+     */
+    static void check(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
+        for (Tensor t : new Tensor[] {q, keys, values})
+            if (t.rank() != 2 || t.dtype() != DType.BF16)
+                throw new IllegalArgumentException("attendCached: q, keys and values must be BF16 matrices, got " + t);
+        int n = q.dim(0), width = q.dim(1), capacity = keys.dim(0);
+        if (heads <= 0 || width % heads != 0)
+            throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads");
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new IllegalArgumentException("attendCached: " + kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
+        int kvWidth = kvHeads * (width / heads);
+        if (keys.dim(1) != kvWidth || values.dim(1) != kvWidth || values.dim(0) != capacity)
+            throw new IllegalArgumentException("attendCached: keys " + keys + " and values " + values + " are not " + kvHeads
+                    + " key/value heads of q " + q);
+        if (start < 0 || n < 1 || (long) start + n > capacity)
+            throw new IllegalArgumentException("attendCached: positions " + start + " … " + ((long) start + n - 1) + " do not fit a cache of " + capacity);
+    }
+
     /** Most floats of partials (max, sum and a row of Dh per query, head and chunk) one launch writes: 64 MB. */
     static final long PARTIAL_FLOATS = 16L << 20;
 
-    private void group(Tensor out, Tensor q, Tensor keys, Tensor values, int start, int heads, int d, boolean vec) {
+    private void group(Tensor out, Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads, int d, boolean vec) {
         int n = q.dim(0), chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);
         if (chunks == 1) {
-            ctx.launch("attn_decode_partial", 1, heads, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, d, vec ? 1 : 0);
+            ctx.launch("attn_decode_partial", 1, heads, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, kvHeads, d,
+                    vec ? 1 : 0);
             return;
         }
         long parts = (long) n * heads * chunks;
         Tensor acc = ctx.scratch(DType.F32, Math.toIntExact(parts * d));
         Tensor maxSum = ctx.scratch(DType.F32, Math.toIntExact(parts * 2));
-        ctx.launch("attn_decode_partial", chunks, heads, n, THREADS, 1, 1, 0, out, acc, maxSum, q, keys, values, start, heads, d, vec ? 1 : 0);
+        ctx.launch("attn_decode_partial", chunks, heads, n, THREADS, 1, 1, 0, out, acc, maxSum, q, keys, values, start, heads, kvHeads, d,
+                vec ? 1 : 0);
         ctx.launch("attn_decode_combine", heads, n, 1, Math.min(THREADS, (d + 31) / 32 * 32), 1, 1, 0, out, acc, maxSum, chunks, heads, d);
     }
 }

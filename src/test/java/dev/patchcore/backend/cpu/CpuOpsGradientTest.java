@@ -24,6 +24,8 @@ import static dev.patchcore.backend.cpu.GradCheck.randn;
 import static dev.patchcore.backend.cpu.GradCheck.toDouble;
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /**
  * Every op: forward against a float64 reference, and the fp32 analytic backward against central differences of
@@ -275,6 +277,48 @@ class CpuOpsGradientTest {
         assertClose("dq", be.download(g.dq()), numeric(f, inputs, 0, toDouble(r)), GRAD_TOL);
         assertClose("dk", be.download(g.dk()), numeric(f, inputs, 1, toDouble(r)), GRAD_TOL);
         assertClose("dv", be.download(g.dv()), numeric(f, inputs, 2, toDouble(r)), GRAD_TOL);
+    }
+
+    // ---------------------------------------------------------------- generation's cached attention
+
+    /**
+     * New queries over a KV cache of kvHeads heads, against the float64 reference; the cache rows after the last
+     * position hold values 30× larger that no query may see. A grouped-query cache gives exactly what the same call
+     * gives over its heads repeated for their query heads (the same arithmetic as multi-head attention).
+     */
+    @ParameterizedTest(name = "capacity={0} start={1} n={2} H={3} KV={4} Dh={5}")
+    @CsvSource({"10,0,4,2,2,6", "10,6,1,3,3,4", "10,6,1,6,2,4", "10,3,4,4,1,8", "12,0,12,6,3,6", "9,5,3,4,2,2"})
+    void attendCached(int capacity, int start, int n, int heads, int kvHeads, int headDim) {
+        Random rnd = new Random(capacity * 31L + start * 7L + heads * 3L + kvHeads);
+        int width = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads, seen = start + n;
+        float[] q = randn(rnd, n * width, 1), k = randn(rnd, capacity * kvWidth, 1), v = randn(rnd, capacity * kvWidth, 1);
+        for (int i = seen * kvWidth; i < k.length; i++) {
+            k[i] *= 30;
+            v[i] *= 30;
+        }
+        Tensor qt = tensor(q, n, width), kt = tensor(k, capacity, kvWidth), vt = tensor(v, capacity, kvWidth);
+        Tensor out = be.attendCached(qt, kt, vt, start, heads, kvHeads);
+        assertArrayEquals(new int[]{n, width}, out.shape());
+        double[] ref = Reference.attendCached(toDouble(q), toDouble(k), toDouble(v), n, start, heads, kvHeads, headDim);
+        assertClose("attendCached", be.download(out), ref, FWD_TOL);
+        if (groups > 1)
+            assertArrayEquals(be.download(be.attendCached(qt, be.repeatHeads(kt, kvHeads, groups), be.repeatHeads(vt, kvHeads, groups),
+                    start, heads, heads)), be.download(out), "grouped = multi-head over the repeated heads, bit for bit");
+    }
+
+    @Test
+    void attendCachedRejectsMistakes() {
+        Tensor q = tensor(new float[4 * 8], 1, 32), kv = tensor(new float[10 * 8], 10, 8);
+        assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, kv, kv, 0, 4, 0), "no key/value heads");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, kv, kv, 0, 4, 3));
+        assertTrue(e.getMessage().contains("3 key/value heads do not divide 4 query heads"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, kv, kv, 0, 4, 2));
+        assertTrue(e.getMessage().contains("are not 2 key/value heads of q"), e.getMessage());
+        Tensor wide = tensor(new float[10 * 32], 10, 32);
+        assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, wide, wide, 0, 4, 1), "every query head's keys for 1 head");
+        assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, kv, wide, 0, 4, 1), "values of 4 heads");
+        assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, kv, kv, 10, 4, 1), "past the cache");
+        assertThrows(IllegalArgumentException.class, () -> be.attendCached(q, kv, kv, 0, 3, 1), "not whole heads");
     }
 
     // ---------------------------------------------------------------- SwiGLU, add

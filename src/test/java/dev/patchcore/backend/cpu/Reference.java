@@ -114,6 +114,33 @@ final class Reference {
         return out;
     }
 
+    /**
+     * Generation's cached attention: queries q [n, heads·Dh] at positions start … start + n − 1 over cache rows k, v
+     * [capacity, kvHeads·Dh], query i seeing rows 0 … start + i, query head h reading key/value head h / (heads / kvHeads).
+     */
+    static double[] attendCached(double[] q, double[] k, double[] v, int n, int start, int heads, int kvHeads, int headDim) {
+        int width = heads * headDim, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
+        double[] out = new double[n * width];
+        double scale = 1 / Math.sqrt(headDim);
+        for (int i = 0; i < n; i++)
+            for (int h = 0; h < heads; h++) {
+                int seen = start + i + 1, kv = h / groups;
+                double[] s = new double[seen];
+                double max = Double.NEGATIVE_INFINITY;
+                for (int j = 0; j < seen; j++) {
+                    for (int c = 0; c < headDim; c++) s[j] += q[i * width + h * headDim + c] * k[j * kvWidth + kv * headDim + c];
+                    s[j] *= scale;
+                    max = Math.max(max, s[j]);
+                }
+                double z = 0;
+                for (int j = 0; j < seen; j++) z += Math.exp(s[j] - max);
+                for (int j = 0; j < seen; j++)
+                    for (int c = 0; c < headDim; c++)
+                        out[i * width + h * headDim + c] += Math.exp(s[j] - max) / z * v[j * kvWidth + kv * headDim + c];
+            }
+        return out;
+    }
+
     static double[] swiglu(double[] gate, double[] up) {
         double[] y = new double[gate.length];
         for (int i = 0; i < y.length; i++) y[i] = gate[i] / (1 + Math.exp(-gate[i])) * up[i];

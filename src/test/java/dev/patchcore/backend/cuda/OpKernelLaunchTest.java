@@ -443,7 +443,7 @@ class OpKernelLaunchTest {
     void decodeAttentionSplitsTheKeysIntoChunksAndMergesThem() {
         // 370M at the end of its context: 2048 keys in 16 chunks of 128, then one merge per head.
         Tensor q = bf16(1, 1024), keys = bf16(2048, 1024), values = bf16(2048, 1024);
-        Tensor out = new CudaDecodeAttention(ctx).attend(q, keys, values, 2047, 16);
+        Tensor out = new CudaDecodeAttention(ctx).attend(q, keys, values, 2047, 16, 16);
         assertArrayEquals(new int[] {1, 1024}, out.shape());
         Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
         assertEquals(List.of("attn_decode_partial", "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList());
@@ -453,7 +453,7 @@ class OpKernelLaunchTest {
         Tensor acc = (Tensor) p.args()[1], maxSum = (Tensor) p.args()[2];
         assertEquals(16L * 16 * 64, acc.numel(), "one partial row of Dh per (query, head, chunk)");
         assertEquals(16L * 16 * 2, maxSum.numel());
-        assertEquals(List.of(q, keys, values, 2047, 16, 64, 1), Arrays.asList(p.args()).subList(3, 10));
+        assertEquals(List.of(q, keys, values, 2047, 16, 16, 64, 1), Arrays.asList(p.args()).subList(3, 11));
         assertArrayEquals(new int[] {16, 1, 1}, c.grid());
         assertEquals(64, c.threads(), "one thread per column");
         assertEquals(List.of(out, acc, maxSum, 16, 16, 64), Arrays.asList(c.args()));
@@ -463,17 +463,35 @@ class OpKernelLaunchTest {
     void decodeAttentionWithOneChunkWritesTheOutputItself() {
         // 128 keys: one chunk, one launch, no partials (null pointers). Dh = 20: no 16-byte loads.
         Tensor q = bf16(3, 60), keys = bf16(300, 60), values = bf16(300, 60);
-        new CudaDecodeAttention(ctx).attend(q, keys, values, 125, 3);
+        new CudaDecodeAttention(ctx).attend(q, keys, values, 125, 3, 3);
         Launch p = ctx.only("attn_decode_partial");
         assertArrayEquals(new int[] {1, 3, 3}, p.grid(), "(chunks, heads, queries)");
         assertEquals(0L, p.args()[1]);
         assertEquals(0L, p.args()[2]);
-        assertEquals(0, p.args()[9], "Dh 20: element loads");
+        assertEquals(0, p.args()[10], "Dh 20: element loads");
         // A misaligned cache view: no 16-byte loads either.
         ctx.launches.clear();
         Tensor view = bf16(301 * 64 + 1).rows(1, 300 * 64).reshape(300, 64);
-        new CudaDecodeAttention(ctx).attend(bf16(1, 64), view, view, 10, 1);
-        assertEquals(0, ctx.only("attn_decode_partial").args()[9]);
+        new CudaDecodeAttention(ctx).attend(bf16(1, 64), view, view, 10, 1, 1);
+        assertEquals(0, ctx.only("attn_decode_partial").args()[10]);
+    }
+
+    @Test
+    void decodeAttentionReadsAGroupedQueryCacheOfTheKeyValueHeadsOnly() {
+        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]; the grid still has a block per
+        // query head, and the kernel is told both head counts (out and the partials are the query heads').
+        Tensor q = bf16(1, 2048), keys = bf16(4096, 512), values = bf16(4096, 512);
+        Tensor out = new CudaDecodeAttention(ctx).attend(q, keys, values, 300, 32, 8);
+        assertArrayEquals(new int[] {1, 2048}, out.shape());
+        Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
+        assertArrayEquals(new int[] {3, 32, 1}, p.grid(), "(chunks, query heads, queries)");
+        assertEquals(List.of(q, keys, values, 300, 32, 8, 64, 1), Arrays.asList(p.args()).subList(3, 11));
+        assertEquals(32L * 3 * 64, ((Tensor) p.args()[1]).numel(), "one partial row of Dh per (query, query head, chunk)");
+        assertEquals(List.of(3, 32, 64), Arrays.asList(c.args()).subList(3, 6));
+        // Every query head over one key/value head.
+        ctx.launches.clear();
+        new CudaDecodeAttention(ctx).attend(bf16(2, 4 * 64), bf16(300, 64), bf16(300, 64), 10, 4, 1);
+        assertEquals(List.of(10, 4, 1, 64, 1), Arrays.asList(ctx.only("attn_decode_partial").args()).subList(6, 11));
     }
 
     @Test
@@ -481,7 +499,7 @@ class OpKernelLaunchTest {
         // 300 queries after 8000 positions, 32 heads of 128: up to 65 chunks, 270,400 partial floats per query at most;
         // 62 queries a group.
         Tensor q = bf16(300, 4096), cache = bf16(8300, 4096);
-        Tensor out = new CudaDecodeAttention(ctx).attend(q, cache, cache, 8000, 32);
+        Tensor out = new CudaDecodeAttention(ctx).attend(q, cache, cache, 8000, 32, 32);
         List<Launch> partials = ctx.launches.stream().filter(l -> l.name().equals("attn_decode_partial")).toList();
         assertEquals(5, partials.size());
         assertEquals(5, ctx.launches.stream().filter(l -> l.name().equals("attn_decode_combine")).count());
@@ -517,15 +535,25 @@ class OpKernelLaunchTest {
     void decodeAttentionRejectsMistakes() {
         CudaDecodeAttention op = new CudaDecodeAttention(ctx);
         Tensor keys = bf16(100, 128);
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 100, 2), "past the cache");
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, -1, 2));
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(2, 128), keys, keys, Integer.MAX_VALUE, 2), "no int overflow");
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, bf16(100, 64), 0, 2));
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 3), "not whole heads");
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 128), "odd head dim");
-        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 512), bf16(9, 512), bf16(9, 512), 0, 1), "Dh 512");
-        assertThrows(IllegalArgumentException.class, () -> op.attend(f32(1, 128), f32(100, 128), f32(100, 128), 0, 2));
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 100, 2, 2), "past the cache");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, -1, 2, 2));
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(2, 128), keys, keys, Integer.MAX_VALUE, 2, 2), "no int overflow");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, bf16(100, 64), 0, 2, 2));
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 3, 3), "not whole heads");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 128), keys, keys, 0, 128, 128), "odd head dim");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 512), bf16(9, 512), bf16(9, 512), 0, 1, 1), "Dh 512");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(f32(1, 128), f32(100, 128), f32(100, 128), 0, 2, 2));
+        // Grouped-query: the key/value heads must divide the query heads, and the cache hold them at q's head size.
+        Tensor kv = bf16(100, 64);
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 256), kv, kv, 0, 4, 0), "no key/value heads");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 256), bf16(100, 192), bf16(100, 192), 0, 4, 3), "4 heads over 3");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 256), kv, kv, 0, 4, 2), "a cache of 1 head for 2");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 256), bf16(100, 256), bf16(100, 256), 0, 4, 1),
+                "a cache of every query head's keys for 1 key/value head");
+        assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 256), kv, bf16(100, 128), 0, 4, 1), "values of 2 heads");
         assertTrue(ctx.launches.isEmpty(), "nothing launched for rejected calls");
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> op.attend(bf16(1, 256), kv, kv, 0, 4, 3));
+        assertTrue(e.getMessage().contains("3 key/value heads do not divide 4 query heads"), e.getMessage());
     }
 
     @Test
