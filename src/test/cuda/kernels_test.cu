@@ -43,7 +43,7 @@ __global__ void adamw_step_f32(float*, const float*, float*, float*, bf16*, long
 __global__ void adamw_sumsq_partial_f32(float*, int, const float*, long long);
 __global__ void adamw_sumsq_partial_bf16(float*, int, const bf16*, long long);
 __global__ void adamw_sumsq_final(float*, const float*, int);
-__global__ void attn_decode_partial(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int);
+__global__ void attn_decode_partial(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
 __global__ void attn_decode_combine(bf16*, const float*, const float2*, int, int, int);
 }
 
@@ -416,13 +416,16 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int s
 
 // CudaDecodeAttention: queries n at positions start … over a cache of `cap` rows whose rows past the last position hold
 // values 30× larger (no query may see them); chunks of 128 keys, merged by a second kernel when there are several.
-static void test_decode(int cap, int start, int n, int heads, int dh, int shift, float qScale = 1.f) {
-    std::printf("attention decode cache=%d start=%d n=%d H=%d Dh=%d shift=%d q×%g\n", cap, start, n, heads, dh, shift, qScale);
-    int width = heads * dh, seen = start + n;
+// kvHeads (0: heads) key/value heads, query head h reading key/value head h / (heads / kvHeads).
+static void test_decode(int cap, int start, int n, int heads, int dh, int shift, float qScale = 1.f, int kvHeads = 0) {
+    if (kvHeads == 0) kvHeads = heads;
+    std::printf("attention decode cache=%d start=%d n=%d H=%d KH=%d Dh=%d shift=%d q×%g\n", cap, start, n, heads, kvHeads,
+                dh, shift, qScale);
+    int width = heads * dh, kvWidth = kvHeads * dh, groups = heads / kvHeads, seen = start + n;
     auto q = random_vec((size_t)n * width, -qScale, qScale, true);
-    auto k = random_vec((size_t)cap * width, -1, 1, true), v = random_vec((size_t)cap * width, -1, 1, true);
-    for (size_t i = (size_t)seen * width; i < k.size(); ++i) k[i] = bf16_round(30 * k[i]), v[i] = bf16_round(30 * v[i]);
-    Dev<bf16> dQ((size_t)n * width), dK((size_t)cap * width, shift), dV((size_t)cap * width, shift), dO((size_t)n * width);
+    auto k = random_vec((size_t)cap * kvWidth, -1, 1, true), v = random_vec((size_t)cap * kvWidth, -1, 1, true);
+    for (size_t i = (size_t)seen * kvWidth; i < k.size(); ++i) k[i] = bf16_round(30 * k[i]), v[i] = bf16_round(30 * v[i]);
+    Dev<bf16> dQ((size_t)n * width), dK((size_t)cap * kvWidth, shift), dV((size_t)cap * kvWidth, shift), dO((size_t)n * width);
     upload_bf16(dQ, q), upload_bf16(dK, k), upload_bf16(dV, v);
     std::vector<double> ref((size_t)n * width, 0.0);
     for (int i = 0; i < n; ++i)
@@ -432,20 +435,20 @@ static void test_decode(int cap, int start, int n, int heads, int dh, int shift,
             double mx = -1e300, sum = 0;
             for (int j = 0; j < keys; ++j) {
                 double d = 0;
-                for (int c = 0; c < dh; ++c) d += (double)q[(size_t)i * width + h * dh + c] * k[(size_t)j * width + h * dh + c];
+                for (int c = 0; c < dh; ++c) d += (double)q[(size_t)i * width + h * dh + c] * k[(size_t)j * kvWidth + h / groups * dh + c];
                 sc[j] = d / std::sqrt((double)dh);
                 mx = std::max(mx, sc[j]);
             }
             for (int j = 0; j < keys; ++j) sum += sc[j] = std::exp(sc[j] - mx);
             for (int j = 0; j < keys; ++j)
-                for (int c = 0; c < dh; ++c) ref[(size_t)i * width + h * dh + c] += sc[j] / sum * v[(size_t)j * width + h * dh + c];
+                for (int c = 0; c < dh; ++c) ref[(size_t)i * width + h * dh + c] += sc[j] / sum * v[(size_t)j * kvWidth + h / groups * dh + c];
         }
     int chunks = ceil_div(seen, 128);
     int vec = dh % 8 == 0 && al16(dK.p) ? 1 : 0;
     Dev<float> acc((size_t)n * heads * chunks * dh);
     Dev<float2> ml((size_t)n * heads * chunks);
     KERNEL(attn_decode_partial, dim3(chunks, heads, n), 128)(dO.p, chunks > 1 ? acc.p : nullptr, chunks > 1 ? ml.p : nullptr,
-                                                       dQ.p, dK.p, dV.p, start, heads, dh, vec);
+                                                       dQ.p, dK.p, dV.p, start, heads, kvHeads, dh, vec);
     LAUNCHED();
     if (chunks > 1) {
         KERNEL(attn_decode_combine, dim3(heads, n), std::min(128, ceil_div(dh, 32) * 32))(dO.p, acc.p, ml.p, chunks, heads, dh);
@@ -761,6 +764,9 @@ int main(int argc, char** argv) {
     test_decode(300, 250, 3, 2, 128, 0, 8.f);
     test_decode(2048, 2047, 1, 16, 64, 0);   // the 370M shape at the end of its context
     test_decode(2048, 1000, 3, 32, 80, 0);   // 2.7B heads
+    test_decode(300, 200, 7, 6, 64, 0, 1.f, 2);    // grouped-query: 3 query heads per key/value head
+    test_decode(300, 128, 1, 4, 20, 1, 1.f, 1);    // one key/value head for all, element loads
+    test_decode(2048, 2047, 1, 32, 64, 0, 1.f, 8);  // LLaMA-3.2-1B's heads at the end of a 2048 context
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);
     test_cross_entropy(16, 32000, 32000, 4, 0, false);
