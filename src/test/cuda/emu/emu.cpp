@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <mutex>
 #include <thread>
 #include <vector>
 
@@ -77,7 +78,10 @@ namespace {
 
 constexpr size_t STACK_BYTES = 256 << 10;  // per fiber, with a guard page below it
 
+std::mutex reporting;  // one report at a time: blocks on other workers may fail together
+
 [[noreturn]] void fail(const char* what) {
+    std::lock_guard<std::mutex> lock(reporting);
     std::fprintf(stderr, "emu: %s (block %u,%u,%u thread %u,%u,%u)\n", what, blockIdx.x, blockIdx.y, blockIdx.z,
                  threadIdx.x, threadIdx.y, threadIdx.z);
     std::fflush(stderr);
@@ -159,6 +163,7 @@ void fiber_main() {
 }
 
 [[noreturn]] void deadlock(Worker* w) {
+    std::lock_guard<std::mutex> lock(reporting);
     std::fprintf(stderr, "emu: deadlock in block %u,%u,%u: no thread can run; waiting threads:\n", blockIdx.x, blockIdx.y,
                  blockIdx.z);
     static const char* names[] = {"running", "__syncthreads", "named barrier", "warp-synchronous op", "exited"};
