@@ -36,8 +36,10 @@ PACKED=(runtime patchcore.jar)
 if [[ -n "$NVCC" ]]; then
   mkdir -p "$STAGE/cuda-tests"
   echo "[pack] nvcc src/test/cuda/kernels_test.cu, flash_attention_test.cu"
+  KT_FILES=()  # the kernel files kernels_test.cu declares, from its `kernel-files:` line
+  for k in $(sed -n 's|^// kernel-files: ||p' src/test/cuda/kernels_test.cu); do KT_FILES+=("src/main/cuda/$k.cu"); done
   "$NVCC" -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
-      src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw,attention_decode}.cu -o "$STAGE/cuda-tests/kernels_test"
+      src/test/cuda/kernels_test.cu "${KT_FILES[@]}" -o "$STAGE/cuda-tests/kernels_test"
   "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
       src/test/cuda/flash_attention_test.cu -o "$STAGE/cuda-tests/flash_attention_test"
   PACKED+=(cuda-tests)

@@ -1,11 +1,18 @@
-// Standalone GPU check of the RMSNorm, RoPE, SwiGLU, K-target cross-entropy, AdamW and decode-attention kernels
-// against plain host loops (double precision), plus a bandwidth table. Not part of the Maven build; run on a GPU machine with:
+// Standalone check of the RMSNorm, RoPE, SwiGLU, K-target cross-entropy, AdamW, decode-attention, head-repeat and
+// activation-count kernels against plain host loops (double precision), plus a bandwidth table. Not part of the Maven
+// build. On a GPU machine (tools/device/pack.sh builds it for gpu-check.sh's cuda-tests step):
 //
 //   nvcc -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80
-//        src/test/cuda/kernels_test.cu src/main/cuda/{rmsnorm,rope,swiglu,cross_entropy,adamw,attention_decode}.cu -o /tmp/kernels_test
+//        src/test/cuda/kernels_test.cu src/main/cuda/{KERNEL FILES BELOW}.cu -o /tmp/kernels_test
 //   /tmp/kernels_test            # correctness, then timings (add --no-bench to skip the timings)
 //
-// Launch shapes mirror the Java launchers (CudaRmsNorm, CudaRope, CudaSwiGlu, CudaCrossEntropy, CudaAdamW).
+// Without a GPU: `bash src/test/cuda/emu/run.sh` builds it with g++ against the CPU emulator there and runs the
+// correctness part (the Maven suite does, in CudaEmulatorTest).
+//
+// kernel-files: rmsnorm rope swiglu cross_entropy adamw attention_decode repeat_heads elementwise
+//
+// Launch shapes mirror the Java launchers (CudaRmsNorm, CudaRope, CudaSwiGlu, CudaCrossEntropy, CudaAdamW,
+// CudaDecodeAttention, CudaRepeatHeads, CudaBackend.countAbsAbove).
 // Outputs are poisoned with NaN before each run; sizes include odd ones and deliberately misaligned base pointers
 // (one element off) so both the 16-byte and the scalar paths run. Exit code 0 only if every check passes.
 #include <cuda_bf16.h>
@@ -45,6 +52,10 @@ __global__ void adamw_sumsq_partial_bf16(float*, int, const bf16*, long long);
 __global__ void adamw_sumsq_final(float*, const float*, int);
 __global__ void attn_decode_partial(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
 __global__ void attn_decode_combine(bf16*, const float*, const float2*, int, int, int);
+__global__ void repeat_heads_bf16(bf16*, const bf16*, long long, int, int, int);
+__global__ void repeat_heads_bwd_bf16(bf16*, const bf16*, long long, int, int, int);
+__global__ void count_abs_above_bf16(unsigned long long*, const bf16*, long long, int);
+__global__ void count_abs_above_f32(unsigned long long*, const float*, long long, int);
 }
 
 #define CHECK(call)                                                                                    \
@@ -457,6 +468,66 @@ static void test_decode(int cap, int start, int n, int heads, int dh, int shift,
     expect_close(vec ? "output (16-byte key loads)" : "output (element loads)", download_bf16(dO), ref, 1e-2);
 }
 
+// CudaRepeatHeads: x [rows, kvHeads·Dh] → [rows, kvHeads·groups·Dh] (head h = x's head h / groups), and the gradient
+// (each kv head the fp32 sum of its group's heads in group order, then rounded: bit-exact against the host's same sum).
+static void test_repeat_heads(int rows, int kvHeads, int groups, int dh, int shift) {
+    std::printf("repeatHeads rows=%d kv=%d groups=%d Dh=%d shift=%d\n", rows, kvHeads, groups, dh, shift);
+    const size_t in = (size_t)rows * kvHeads * dh, out = in * groups;
+    auto x = random_vec(in, -2, 2, true), dy = random_vec(out, -1, 1, true);
+    Dev<bf16> dX(in, shift), dOut(out, shift), dDy(out, shift), dDx(in, shift);
+    upload_bf16(dX, x), upload_bf16(dDy, dy);
+    std::vector<float> want(out), wantDx(in);
+    for (int r = 0; r < rows; ++r)
+        for (int h = 0; h < kvHeads * groups; ++h)
+            for (int c = 0; c < dh; ++c) want[((size_t)r * kvHeads * groups + h) * dh + c] = x[((size_t)r * kvHeads + h / groups) * dh + c];
+    for (int r = 0; r < rows; ++r)
+        for (int j = 0; j < kvHeads; ++j)
+            for (int c = 0; c < dh; ++c) {
+                float sum = 0.f;
+                for (int g = 0; g < groups; ++g) sum += dy[(((size_t)r * kvHeads + j) * groups + g) * dh + c];
+                wantDx[((size_t)r * kvHeads + j) * dh + c] = bf16_round(sum);
+            }
+    auto blocks = [](size_t n) { return (int)std::max<long long>(1, std::min<long long>(ceil_div((long long)n, 256), 32LL * g_sms)); };
+    KERNEL(repeat_heads_bf16, blocks(out), 256)(dOut.p, dX.p, (long long)rows, kvHeads, groups, dh);
+    LAUNCHED();
+    expect("forward: every head a copy of its key/value head", download_bf16(dOut) == want);
+    KERNEL(repeat_heads_bwd_bf16, blocks(in), 256)(dDx.p, dDy.p, (long long)rows, kvHeads, groups, dh);
+    LAUNCHED();
+    expect("backward: each key/value head the sum of its group, bit for bit", download_bf16(dDx) == wantDx);
+}
+// CudaBackend.countAbsAbove (paper §3.8's activated FFN outputs): |x| > threshold counted on the bits (NaN never,
+// subnormals exactly), threshold < 0 counting every non-NaN value; a u64 counter added to with one atomic per warp.
+static void test_count_abs_above(long long n, int shift) {
+    std::printf("countAbsAbove n=%lld shift=%d\n", n, shift);
+    auto x = random_vec(n, -3, 3, false);
+    const float specials[] = {NAN, INFINITY, -INFINITY, 0.f, -0.f, 1e-40f, -1e-40f, 1.5f, -1.5f, 0.5f, -0.5f};
+    for (size_t i = 0; i < sizeof specials / sizeof *specials && (long long)i * 7 < n; ++i) x[i * 7] = specials[i];
+    std::vector<float> xb(n);
+    for (long long i = 0; i < n; ++i) xb[i] = bf16_round(x[i]);
+    Dev<float> dF(n, shift);
+    Dev<bf16> dB(n, shift);
+    Dev<unsigned long long> count(1);
+    upload(dF, x), upload_bf16(dB, xb);
+    int blocks = (int)std::max<long long>(1, std::min<long long>((n + 2047) / 2048, 8LL * g_sms));
+    for (float threshold : {1.5f, 0.f, 1e-40f, 2.99f, -1.f}) {
+        uint32_t bits;
+        std::memcpy(&bits, &threshold, 4);
+        const int limit = threshold < 0 ? -1 : (int)(bits & 0x7fffffffu);  // as CudaBackend.countAbsAbove passes it
+        for (int bf : {0, 1}) {
+            const std::vector<float>& v = bf ? xb : x;
+            unsigned long long want = 0;
+            for (float e : v) want += !std::isnan(e) && (threshold < 0 || std::fabs(e) > threshold);
+            CHECK(cudaMemset(count.p, 0, 8));
+            if (bf) KERNEL(count_abs_above_bf16, blocks, 256)(count.p, dB.p, n, limit);
+            else KERNEL(count_abs_above_f32, blocks, 256)(count.p, dF.p, n, limit);
+            LAUNCHED();
+            unsigned long long got = download(count)[0];
+            char what[120];
+            std::snprintf(what, sizeof what, "%s |x| > %g: %llu (host %llu)", bf ? "bf16" : "f32", threshold, got, want);
+            expect(what, got == want);
+        }
+    }
+}
 static void test_swiglu(long long n, int shift) {
     std::printf("swiglu n=%lld shift=%d\n", n, shift);
     auto a = random_vec(n, -6, 6, true), b = random_vec(n, -2, 2, true), dy = random_vec(n, -1, 1, true);
@@ -767,6 +838,12 @@ int main(int argc, char** argv) {
     test_decode(300, 200, 7, 6, 64, 0, 1.f, 2);    // grouped-query: 3 query heads per key/value head
     test_decode(300, 128, 1, 4, 20, 1, 1.f, 1);    // one key/value head for all, element loads
     test_decode(2048, 2047, 1, 32, 64, 0, 1.f, 8);  // LLaMA-3.2-1B's heads at the end of a 2048 context
+    test_repeat_heads(37, 2, 4, 64, 0);
+    test_repeat_heads(5, 3, 2, 20, 1);  // misaligned
+    test_repeat_heads(300, 8, 4, 64, 0);  // LLaMA-3.2-1B's heads: 8 key/value heads, 4 query heads each
+    test_repeat_heads(9, 1, 1, 8, 0);     // groups 1: a copy
+    test_count_abs_above(1000003, 0);
+    test_count_abs_above(77, 1);
     test_swiglu(1000003, 0);
     test_swiglu(4099, 1);
     test_cross_entropy(16, 32000, 32000, 4, 0, false);

@@ -14,8 +14,10 @@ mkdir -p "$OUT"
 CXX="${CXX:-g++}"
 FLAGS=(-std=c++17 -O2 -g -pthread -Wall -Werror -Wno-unknown-pragmas -I"$HERE" -I"$ROOT/src/main/cuda")
 
-# The kernel files kernels_test.cu declares; each built on its own (in parallel), rebuilt when a source is newer.
-KERNELS=(rmsnorm rope swiglu cross_entropy adamw attention_decode)
+# The kernel files kernels_test.cu names on its `kernel-files:` line; each built on its own (in parallel), rebuilt when a
+# source is newer.
+read -r -a KERNELS <<< "$(sed -n 's|^// kernel-files: ||p' "$ROOT/src/test/cuda/kernels_test.cu")"
+(( ${#KERNELS[@]} > 0 )) || { echo "run.sh: no kernel-files line in kernels_test.cu" >&2; exit 2; }
 pids=()
 objects=()
 build() {  # build SOURCE OBJECT
