@@ -90,6 +90,20 @@ std::mutex reporting;  // one report at a time: blocks on other workers may fail
 
 enum class Wait { NONE, BLOCK, NAMED, WARP, DONE };
 
+// Which fiber runs first between two synchronization points (EMU_ORDER): a kernel that reads what another warp writes
+// without a barrier in between gets the value in one order and not in the other, so running it both ways finds most
+// missing barriers.
+enum class Order { FORWARD, REVERSE, RANDOM };
+
+Order order_from_environment() {
+    const char* e = std::getenv("EMU_ORDER");
+    if (!e || !std::strcmp(e, "forward")) return Order::FORWARD;
+    if (!std::strcmp(e, "reverse")) return Order::REVERSE;
+    if (!std::strcmp(e, "random")) return Order::RANDOM;
+    std::fprintf(stderr, "emu: EMU_ORDER=%s is not forward, reverse or random\n", e);
+    std::exit(2);
+}
+
 struct Fiber {
     Context ctx;
     Wait wait = Wait::NONE;
@@ -110,14 +124,27 @@ struct Worker {
     const Body* body = nullptr;
     std::vector<char> shared;
     size_t sharedBytes = 0;
+    Order order = Order::FORWARD;
+    std::vector<int> sequence;  // the order in which a round resumes the fibers
+    uint64_t state = 0x9e3779b97f4a7c15ull;
+
+    uint64_t random() {  // xorshift64: the same schedule on every run of a given launch order
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        return state;
+    }
 
     ~Worker() {
         if (stacks) munmap(stacks, mapped);
     }
 
-    void prepare(int n) {
+    void prepare(int n, Order o) {
         threads = n;
+        order = o;
         fibers.assign(n, Fiber{});
+        sequence.resize(n);
+        for (int i = 0; i < n; ++i) sequence[i] = o == Order::REVERSE ? n - 1 - i : i;
         const size_t page = (size_t)sysconf(_SC_PAGESIZE), need = n * (STACK_BYTES + page);
         if (need > mapped) {
             if (stacks) munmap(stacks, mapped);
@@ -194,7 +221,10 @@ void run_block(Worker* w) {
     if (w->sharedBytes) std::memset(w->shared.data(), 0xff, w->sharedBytes);  // NaN: unwritten shared memory shows
     while (w->done < n) {
         bool ran = false;
-        for (int i = 0; i < n; ++i) {
+        if (w->order == Order::RANDOM)
+            for (int i = n - 1; i > 0; --i) std::swap(w->sequence[i], w->sequence[w->random() % (i + 1)]);
+        for (int k = 0; k < n; ++k) {
+            const int i = w->sequence[k];
             if (w->fibers[i].wait != Wait::NONE) continue;
             w->current = i;
             set_thread_index(i);
@@ -280,6 +310,7 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body) {
     int workers = (int)std::max(2u, std::thread::hardware_concurrency());
     if (const char* e = std::getenv("EMU_WORKERS")) workers = std::max(1, std::atoi(e));
     workers = (int)std::min<long long>(workers, blocks);
+    static const Order order = order_from_environment();
     std::atomic<long long> next{0};
     auto work = [&] {
         Worker w;
@@ -289,7 +320,7 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body) {
         w.body = &body;
         w.sharedBytes = sharedBytes;
         w.shared.assign(sharedBytes + 16, 0);
-        w.prepare(threads);
+        w.prepare(threads, order);
         for (long long b; (b = next.fetch_add(1)) < blocks;) {
             blockIdx = {(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((long long)grid.x * grid.y))};
             run_block(&w);

@@ -7,7 +7,8 @@
 // thread of the block a fiber (ucontext) on that worker. A fiber runs until it reaches a barrier (__syncthreads, a
 // named barrier, or a warp-synchronous op: __syncwarp, shuffles, votes) and then yields; the barrier releases once
 // every thread that must arrive has arrived. So the block's threads interleave only at synchronization points, which
-// any race-free kernel must tolerate, and a missing barrier is not detected (the emulator is not a race checker).
+// any race-free kernel must tolerate. The order in which they run between two such points is EMU_ORDER (forward:
+// thread 0 first, reverse, or random): a missing barrier often shows in one of them, but this is no race checker.
 // `__shared__` variables are `static thread_local`: one copy per worker, that is per resident block. Blocks of one
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).

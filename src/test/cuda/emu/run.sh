@@ -4,8 +4,9 @@
 #
 #   bash src/test/cuda/emu/run.sh [BUILD_DIR]      # default target/cuda-emu; exit status that of kernels_test
 #
-# EMU_WORKERS (OS threads per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the made-up device
-# reports, default 4: the launchers size their grids from it) change the schedule the kernels see.
+# EMU_ORDER (forward, reverse or random: which thread of a block runs first between barriers), EMU_WORKERS (OS threads
+# per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4: the
+# launchers size their grids from it) change the schedule the kernels see.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 ROOT="$(cd "$HERE/../../../.." && pwd)"

@@ -1,6 +1,7 @@
 package dev.patchcore.backend.cuda;
 
-import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -17,16 +18,21 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * The memory-bound CUDA kernels on a machine without a GPU: {@code src/test/cuda/kernels_test.cu} built with g++ against
  * the CPU emulator of {@code src/test/cuda/emu} (every block's threads as fibers that switch at barriers and warp
  * shuffles) and run, each kernel against its host reference. The same program checks them on a GPU (gpu-check.sh).
- * Skipped, with the reason, where there is no g++; the tensor-core attention kernels are not part of it.
+ * Twice: the threads of a block resumed first to last and last to first between barriers, so that a barrier a kernel
+ * lacks shows in one order or the other. Skipped, with the reason, where there is no g++; the tensor-core attention
+ * kernels are not part of it.
  */
 class CudaEmulatorTest {
-    @Test
-    void kernelsMatchTheirHostReferencesOnTheEmulator() throws IOException, InterruptedException {
+    @ParameterizedTest(name = "EMU_ORDER={0}")
+    @ValueSource(strings = {"forward", "reverse"})
+    void kernelsMatchTheirHostReferencesOnTheEmulator(String order) throws IOException, InterruptedException {
         assumeTrue(onPath("g++"), "no g++ on PATH: the CUDA kernels' emulated check needs a C++ compiler");
-        Path root = Path.of("").toAbsolutePath(), log = root.resolve("target/cuda-emu/kernels_test.log");
+        Path root = Path.of("").toAbsolutePath(), log = root.resolve("target/cuda-emu/kernels_test-" + order + ".log");
         Files.createDirectories(log.getParent());
-        Process p = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", "target/cuda-emu").directory(root.toFile())
-                .redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", "target/cuda-emu").directory(root.toFile())
+                .redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().put("EMU_ORDER", order);
+        Process p = pb.start();
         boolean finished = p.waitFor(10, TimeUnit.MINUTES);
         if (!finished) p.destroyForcibly();
         String out = Files.readString(log, StandardCharsets.UTF_8);
