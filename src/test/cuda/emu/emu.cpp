@@ -301,7 +301,7 @@ const uint64_t* exchange(unsigned mask, uint64_t mine) {
     return w->fibers[me].received;
 }
 
-void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body) {
+void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool allResident) {
     const long long blocks = (long long)grid.x * grid.y * grid.z;
     const int threads = (int)(block.x * block.y * block.z);
     if (blocks <= 0 || threads <= 0 || threads > 1024 || grid.y > 65535 || grid.z > 65535 || block.z > 64)
@@ -309,7 +309,8 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body) {
     if (sharedBytes > 227 * 1024) fail("launch: more than 227 KB of dynamic shared memory");
     int workers = (int)std::max(2u, std::thread::hardware_concurrency());
     if (const char* e = std::getenv("EMU_WORKERS")) workers = std::max(1, std::atoi(e));
-    workers = (int)std::min<long long>(workers, blocks);
+    workers = allResident ? (int)std::min<long long>(blocks, 4096) : (int)std::min<long long>(workers, blocks);
+    if (allResident && workers < blocks) fail("launch: a cooperative grid of more than 4096 blocks");
     static const Order order = order_from_environment();
     std::atomic<long long> next{0};
     auto work = [&] {

@@ -89,7 +89,9 @@ T from_bits(uint64_t b) {
 }
 
 using Body = std::function<void()>;
-void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body);
+// Runs body() as every thread of every block. allResident: a worker per block (a grid whose blocks wait for one another,
+// as a cooperative launch guarantees); else EMU_WORKERS of them, default the cores (at least 2).
+void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool allResident = false);
 
 // KERNEL(k, grid, block[, shared]) (args...) in kernels_test.cu: the emulated `k<<<grid, block, shared>>>(args...)`.
 template <class... P>

@@ -1,0 +1,46 @@
+// The emulator as a shared library for the Java tests (CudaEmulatedOpsTest through EmulatedKernelContext): the CUDA
+// backend's own launchers (CudaRmsNorm, CudaRope, …) launch the real kernels on the CPU, with host memory for device
+// memory.
+//
+// A launch names the kernel by its address (Java looks the extern "C" symbol up in this library) and gives its
+// arguments split by class: pointers and integers as 64-bit words in order, floats in order. The kernel is then
+// called through one generic function type, which is the x86-64 System V calling convention at work: the first six
+// integer-class arguments travel in registers, the first eight float arguments in xmm registers whatever their
+// positions among the others, and further integer-class arguments on the stack in order. So any kernel with at most
+// eight float parameters and no struct parameters (every kernel built here) receives exactly its arguments.
+#include "cuda_runtime.h"
+
+#include <cstdio>
+
+#if !defined(__x86_64__)
+#error "emu_api.cpp calls kernels through the x86-64 System V convention"
+#endif
+
+namespace {
+constexpr int STACK_WORDS = 16;
+using Generic = void (*)(int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, float, float, float, float, float, float,
+                         float, float, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t,
+                         int64_t, int64_t, int64_t, int64_t, int64_t, int64_t, int64_t);
+}  // namespace
+
+// Runs kernel `fn` over grid × block with `sharedBytes` of dynamic shared memory (cooperative ≠ 0: every block resident
+// at once); returns 0, or −1 (and a message in `error`) for arguments the generic call cannot pass.
+extern "C" int emu_launch(void* fn, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, int cooperative,
+                          const int64_t* words, int wordCount, const float* floats, int floatCount, char* error,
+                          int errorBytes) {
+    if (wordCount < 0 || wordCount > 6 + STACK_WORDS || floatCount < 0 || floatCount > 8) {
+        std::snprintf(error, errorBytes, "emu_launch: %d integer and %d float arguments (at most %d and 8)", wordCount,
+                      floatCount, 6 + STACK_WORDS);
+        return -1;
+    }
+    int64_t w[6 + STACK_WORDS] = {};
+    float f[8] = {};
+    for (int i = 0; i < wordCount; ++i) w[i] = words[i];
+    for (int i = 0; i < floatCount; ++i) f[i] = floats[i];
+    const Generic k = reinterpret_cast<Generic>(fn);
+    emu::run_grid(dim3(gx, gy, gz), dim3(bx, by, bz), (size_t)sharedBytes, [&] {
+        k(w[0], w[1], w[2], w[3], w[4], w[5], f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], w[6], w[7], w[8], w[9],
+          w[10], w[11], w[12], w[13], w[14], w[15], w[16], w[17], w[18], w[19], w[20], w[21]);
+    }, cooperative != 0);
+    return 0;
+}

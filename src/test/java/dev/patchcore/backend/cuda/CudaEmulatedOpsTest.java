@@ -1,0 +1,309 @@
+package dev.patchcore.backend.cuda;
+
+import dev.patchcore.backend.Backend;
+import dev.patchcore.backend.cpu.CpuBackend;
+import dev.patchcore.config.Rope;
+import dev.patchcore.selftest.ParityChecks;
+import dev.patchcore.tensor.DType;
+import dev.patchcore.tensor.Tensor;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.BeforeEach;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+
+import java.nio.file.Path;
+import java.util.List;
+import java.util.SplittableRandom;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
+
+/**
+ * The CUDA backend's launcher classes with their real kernels on the CPU emulator ({@link EmulatedKernelContext}),
+ * against the CPU backend: what {@code selftest} checks on a GPU, for every memory-bound op family and each of its
+ * kernel variants that runs at compute capability 8 (so the Java side's grid sizes, shared-memory sizes, argument order
+ * and variant dispatch are exercised too). Inputs are bf16-representable, so both sides read the same numbers; outputs
+ * must agree to ParityChecks' thresholds (relative L2 error 1e-2 for bf16 outputs, 1e-5 for f32 statistics). Skipped,
+ * with the reason, without g++ or off x86-64. Matrix products (cuBLASLt) and the tensor-core attention kernels are not
+ * here.
+ */
+class CudaEmulatedOpsTest {
+    private static EmulatedKernelContext emu;
+    private static CpuBackend cpu;
+    private static String unavailable;
+    private SplittableRandom random;
+
+    @BeforeAll
+    static void open() throws Exception {
+        String[] why = new String[1];
+        Path root = Path.of("").toAbsolutePath();
+        emu = EmulatedKernelContext.build(root, root.resolve("target/cuda-emu"), why);
+        unavailable = why[0];
+        cpu = new CpuBackend(2);
+    }
+
+    @AfterAll
+    static void close() {
+        if (emu != null) emu.close();
+        if (cpu != null) cpu.close();
+    }
+
+    @BeforeEach
+    void seed() {
+        assumeTrue(emu != null, "CPU emulator unavailable: " + unavailable);
+        random = new SplittableRandom(42);
+    }
+
+    // ---------------------------------------------------------------- RMSNorm
+
+    @ParameterizedTest(name = "forward variant {0}")
+    @ValueSource(ints = {1, 2})
+    void rmsNormForwardAndFusedAdd(int variant) {
+        CudaRmsNorm rms = new CudaRmsNorm(emu);
+        rms.setVariant(variant);
+        for (int[] nd : new int[][] {{37, 1024}, {50, 136}, {19, 100}, {300, 2048}, {7, 2560}, {3, 4104}}) {
+            int n = nd[0], d = nd[1];
+            String at = "v" + variant + " n=" + n + " d=" + d;
+            float[] x = values(n * d, 2), b = values(n * d, 1), g = values(d, 0.5f, 1.5f);
+            Backend.RmsNormOut want = cpu.rmsNorm(host(x, n, d), host(g, d), 1e-5f);
+            Backend.RmsNormOut got = rms.forward(dev(x, n, d), dev(g, d), 1e-5f);
+            close("rmsNorm y " + at, got.y(), want.y());
+            close("rmsNorm rstd " + at, got.rstd(), want.rstd());
+            Backend.AddRmsNormOut wantAdd = cpu.addRmsNorm(host(x, n, d), host(b, n, d), host(g, d), 1e-5f);
+            Backend.AddRmsNormOut gotAdd = rms.addForward(dev(x, n, d), dev(b, n, d), dev(g, d), 1e-5f);
+            close("addRmsNorm sum " + at, gotAdd.sum(), wantAdd.sum());
+            close("addRmsNorm y " + at, gotAdd.y(), wantAdd.y());
+            // the kernel's rstd is of the sum it stores (bf16), the CPU's of the exact sum: ParityChecks allows bf16's error
+            close("addRmsNorm rstd " + at, gotAdd.rstd(), wantAdd.rstd(), ParityChecks.BF16_THRESHOLD);
+        }
+    }
+
+    /** Variants 1 (warp per row + reduce kernel), 2 (the reduce in the last blocks, a cooperative grid), 3 and 4 (teams). */
+    @ParameterizedTest(name = "backward variant {0}")
+    @ValueSource(ints = {1, 2, 3, 4})
+    void rmsNormBackward(int variant) {
+        CudaRmsNorm rms = new CudaRmsNorm(emu);
+        rms.setBackwardVariant(variant);
+        for (int[] nd : new int[][] {{37, 1024}, {1001, 1536}, {41, 1280}, {3, 256}, {19, 100}, {5, 4096}, {300, 2048}}) {
+            int n = nd[0], d = nd[1];
+            String at = "v" + variant + " n=" + n + " d=" + d;
+            float[] x = values(n * d, 2), g = values(d, 0.5f, 1.5f), dy = values(n * d, 1), dg0 = values(d, 1);
+            Tensor rstd = cpu.rmsNorm(host(x, n, d), host(g, d), 1e-5f).rstd();
+            Tensor wantDg = host(dg0, d), gotDg = emu.upload(DType.F32, dg0, d);
+            Tensor wantDx = cpu.rmsNormBackward(host(dy, n, d), host(x, n, d), host(g, d), rstd, wantDg);
+            Tensor gotDx = rms.backward(dev(dy, n, d), dev(x, n, d), dev(g, d), emu.upload(DType.F32, cpu.download(rstd), n), gotDg);
+            close("rmsNormBackward dx " + at, gotDx, wantDx);
+            close("rmsNormBackward dGain (accumulated) " + at, gotDg, wantDg);
+        }
+    }
+
+    // ---------------------------------------------------------------- RoPE, head repeat, decode attention
+
+    @Test
+    void ropeWithThetaAndWithLlama3Scaling() {
+        CudaRope rope = new CudaRope(emu);
+        Rope plain = Rope.of(10000f), scaled = new Rope(500000f, new Rope.Scaling(32f, 1f, 4f, 64));
+        for (Rope r : new Rope[] {plain, scaled})
+            for (int[] s : new int[][] {{3, 16, 4, 64}, {2, 33, 2, 20}, {2, 300, 4, 64}, {2, 5, 32, 80}, {1, 3, 2, 128}}) {
+                int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
+                String at = r + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
+                float[] x = values(rows * w, 1);
+                close("rope " + at, rope.forward(dev(x, rows, w), t, h, r), cpu.rope(host(x, rows, w), t, h, r));
+                close("ropeBackward " + at, rope.backward(dev(x, rows, w), t, h, r), cpu.ropeBackward(host(x, rows, w), t, h, r));
+                float[] one = values(3 * w, 1);
+                close("ropeAt 2045 " + at, rope.forwardAt(dev(one, 3, w), 2045, h, r), cpu.ropeAt(host(one, 3, w), 2045, h, r));
+            }
+    }
+
+    @Test
+    void repeatHeadsAndItsGradient() {
+        CudaRepeatHeads repeat = new CudaRepeatHeads(emu);
+        for (int[] s : new int[][] {{37, 2, 4, 64}, {5, 3, 2, 20}, {9, 8, 4, 64}, {4, 1, 1, 8}}) {
+            int rows = s[0], kv = s[1], groups = s[2], dh = s[3];
+            String at = "rows=" + rows + " kv=" + kv + " groups=" + groups + " Dh=" + dh;
+            float[] x = values(rows * kv * dh, 2), dy = values(rows * kv * groups * dh, 1);
+            close("repeatHeads " + at, repeat.forward(dev(x, rows, kv * dh), kv, groups), cpu.repeatHeads(host(x, rows, kv * dh), kv, groups));
+            close("repeatHeadsBackward " + at, repeat.backward(dev(dy, rows, kv * groups * dh), kv, groups),
+                    cpu.repeatHeadsBackward(host(dy, rows, kv * groups * dh), kv, groups));
+        }
+    }
+
+    @Test
+    void decodeAttentionOverTheKvCache() {
+        CudaDecodeAttention decode = new CudaDecodeAttention(emu);
+        // capacity, start, n, heads, kv heads, Dh: one chunk, two chunks, queries whose last chunk is empty, grouped-query
+        for (int[] c : new int[][] {{300, 0, 1, 3, 3, 64}, {300, 127, 1, 3, 3, 20}, {300, 128, 1, 4, 2, 64}, {300, 100, 60, 2, 2, 32},
+                {300, 299, 1, 6, 2, 128}, {2048, 1000, 3, 8, 2, 80}, {300, 200, 7, 4, 1, 96}}) {
+            int cap = c[0], start = c[1], n = c[2], h = c[3], kvh = c[4], dh = c[5];
+            String at = "cap=" + cap + " start=" + start + " n=" + n + " H=" + h + " KH=" + kvh + " Dh=" + dh;
+            float[] q = values(n * h * dh, 1), k = values(cap * kvh * dh, 1), v = values(cap * kvh * dh, 1);
+            close("attendCached " + at, decode.attend(dev(q, n, h * dh), dev(k, cap, kvh * dh), dev(v, cap, kvh * dh), start, h, kvh),
+                    cpu.attendCached(host(q, n, h * dh), host(k, cap, kvh * dh), host(v, cap, kvh * dh), start, h, kvh));
+        }
+    }
+
+    @Test
+    void simpleAttentionForwardAndBackward() {
+        CudaSimpleAttention attention = new CudaSimpleAttention(emu);
+        for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 40, 3, 20}, {1, 5, 1, 128}}) {
+            int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
+            String at = "B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
+            float[] q = values(rows * w, 1), k = values(rows * w, 1), v = values(rows * w, 1), dOut = values(rows * w, 1);
+            Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
+            Backend.AttentionOut got = attention.forward(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
+            close("attention out " + at, got.out(), want.out());
+            close("attention lse " + at, got.lse(), want.lse());
+            Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w), host(v, rows, w),
+                    want.out(), want.lse(), t, h);
+            Backend.AttentionGrads gg = attention.backward(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
+                    got.out(), got.lse(), t, h);
+            close("attention dq " + at, gg.dq(), wg.dq());
+            close("attention dk " + at, gg.dk(), wg.dk());
+            close("attention dv " + at, gg.dv(), wg.dv());
+        }
+    }
+
+    // ---------------------------------------------------------------- SwiGLU, element-wise, cross-entropy, AdamW, patches
+
+    @Test
+    void swigluForwardAndBackward() {
+        CudaSwiGlu swiglu = new CudaSwiGlu(emu);
+        for (int n : new int[] {1, 4099, 100003}) {
+            float[] a = values(n, 6), b = values(n, 2), dy = values(n, 1);
+            close("swiglu n=" + n, swiglu.forward(dev(a, n), dev(b, n)), cpu.swiglu(host(a, n), host(b, n)));
+            Backend.SwiGluGrads want = cpu.swigluBackward(host(dy, n), host(a, n), host(b, n));
+            Backend.SwiGluGrads got = swiglu.backward(dev(dy, n), dev(a, n), dev(b, n));
+            close("swigluBackward dGate n=" + n, got.dGate(), want.dGate());
+            close("swigluBackward dUp n=" + n, got.dUp(), want.dUp());
+        }
+    }
+
+    @Test
+    void elementwiseAddAndCasts() {
+        CudaElementwise ew = new CudaElementwise(emu);
+        for (int n : new int[] {1, 1003, 65536}) {
+            float[] x = values(n, 3), y = values(n, 3);
+            close("add bf16 n=" + n, ew.add(dev(x, n), dev(y, n)), cpu.add(host(x, n), host(y, n)));
+            Tensor accF = emu.upload(DType.F32, x, n), wantF = host(x, n);
+            ew.addInPlace(accF, emu.upload(DType.F32, y, n));
+            cpu.addInPlace(wantF, host(y, n));
+            close("addInPlace f32 n=" + n, accF, wantF);
+            Tensor accMixed = emu.upload(DType.F32, x, n);
+            ew.addInPlace(accMixed, dev(y, n));
+            close("addInPlace f32 += bf16 n=" + n, accMixed, wantF);
+            Tensor bf = emu.scratch(DType.BF16, n);
+            ew.cast(emu.upload(DType.F32, x, n), bf);
+            assertArrayEquals(x, emu.download(bf), "cast f32 → bf16 of bf16 values is exact, n=" + n);
+            Tensor f = emu.scratch(DType.F32, n);
+            ew.cast(bf, f);
+            assertArrayEquals(x, emu.download(f), "cast bf16 → f32 is exact, n=" + n);
+        }
+    }
+
+    @ParameterizedTest(name = "variant {0}")
+    @ValueSource(ints = {1, 2})
+    void crossEntropyLossAndGradientInPlace(int variant) {
+        CudaCrossEntropy ce = new CudaCrossEntropy(emu);
+        ce.setVariant(variant);
+        // rows, vocabulary, row stride (padding past the vocabulary), K
+        for (int[] s : new int[][] {{5, 1000, 1024, 1}, {6, 257, 257, 4}, {3, 50257, 50304, 4}, {2, 50257, 50257, 8}, {4, 5, 64, 2}}) {
+            int n = s[0], vocab = s[1], stride = s[2], k = s[3];
+            String at = "v" + variant + " n=" + n + " V=" + vocab + " stride=" + stride + " K=" + k;
+            float[] logits = values(n * stride, 8);
+            int[] targets = new int[n * k];
+            for (int i = 0; i < targets.length; i++) targets[i] = random.nextInt(vocab);
+            Tensor hostLogits = host(logits, n, stride), devLogits = dev(logits, n, stride);
+            Tensor wantLoss = cpu.crossEntropyK(hostLogits, hostInts(targets, n, k), vocab, 0.37f);
+            Tensor gotLoss = ce.forward(devLogits, emu.uploadInts(targets, n, k), vocab, 0.37f);
+            close("crossEntropyK loss " + at, gotLoss, wantLoss);
+            close("crossEntropyK gradient " + at, devLogits, hostLogits);
+        }
+    }
+
+    @Test
+    void adamWStepAndGradientNorm() {
+        CudaAdamW adam = new CudaAdamW(emu);
+        Backend.AdamWStep step = new Backend.AdamWStep(3e-4f, 0.9f, 0.95f, 1e-8f, 0.1f, 7, 0.5f);
+        for (int n : new int[] {1, 1001, 100003}) {
+            float[] w = values(n, 1), g = values(n, 2), m = values(n, 0.1f), v = values(n, 0f, 0.01f);
+            Tensor hw = host(w, n), hm = host(m, n), hv = host(v, n);
+            Tensor dw = emu.upload(DType.F32, w, n), dm = emu.upload(DType.F32, m, n), dv = emu.upload(DType.F32, v, n);
+            Tensor compute = emu.scratch(DType.BF16, n);
+            cpu.adamW(hw, host(g, n), hm, hv, null, step);
+            adam.step(dw, emu.upload(DType.F32, g, n), dm, dv, compute, step);
+            close("adamW master n=" + n, dw, hw);
+            close("adamW m n=" + n, dm, hm);
+            close("adamW v n=" + n, dv, hv);
+            close("adamW bf16 copy n=" + n, compute, hw);
+        }
+        float[] a = values(100003, 1), b = values(17, 3);
+        double want = cpu.sumOfSquares(List.of(host(a, a.length), host(b, b.length)));
+        float got = emu.download(adam.sumOfSquares(List.of(emu.upload(DType.F32, a, a.length), dev(b, b.length))))[0];
+        assertEquals(want, got, 1e-5 * want, "sumOfSquares over an F32 and a BF16 tensor");
+    }
+
+    @ParameterizedTest(name = "variant {0}")
+    @ValueSource(ints = {1, 2})
+    void patchEmbeddingForwardAndBackward(int variant) {
+        CudaPatchEmbed pe = new CudaPatchEmbed(emu);
+        pe.setVariant(variant);
+        // K, rows (patches), d, vocabulary
+        for (int[] s : new int[][] {{1, 13, 70, 97}, {4, 13, 64, 97}, {2, 512, 64, 32000}, {4, 256, 128, 50}, {8, 9, 24, 5}}) {
+            int k = s[0], rows = s[1], d = s[2], vocab = s[3];
+            String at = "v" + variant + " K=" + k + " rows=" + rows + " d=" + d + " V=" + vocab;
+            float[] table = values(vocab * d, 1), dOut = values(rows * d, 1), dTable0 = values(vocab * d, 1);
+            int[] tokens = new int[rows * k];
+            for (int i = 0; i < tokens.length; i++) tokens[i] = random.nextInt(Math.min(vocab, 40));  // repeats: runs of one token
+            Tensor devTokens = emu.uploadInts(tokens, 1, rows * k);
+            pe.noteUpload(devTokens, tokens);  // as CudaBackend.uploadInts: the backward's host-sorted keys
+            Tensor hostTokens = hostInts(tokens, 1, rows * k);
+            close("patchEmbed " + at, pe.forward(dev(table, vocab, d), devTokens, k), cpu.patchEmbed(host(table, vocab, d), hostTokens, k));
+            Tensor wantDt = host(dTable0, vocab, d), gotDt = emu.upload(DType.F32, dTable0, vocab, d);
+            cpu.patchEmbedBackward(host(dOut, rows, d), hostTokens, k, wantDt);
+            pe.backward(dev(dOut, rows, d), devTokens, k, gotDt);
+            close("patchEmbedBackward " + at, gotDt, wantDt);
+            pe.forget(devTokens);  // and through the device-sorted path
+            Tensor again = emu.upload(DType.F32, dTable0, vocab, d);
+            pe.backward(dev(dOut, rows, d), devTokens, k, again);
+            assertArrayEquals(emu.download(gotDt), emu.download(again), "patchEmbedBackward: host- and device-sorted keys agree, " + at);
+        }
+    }
+
+    // ---------------------------------------------------------------- helpers
+
+    /** n bf16-representable values uniform in [−scale, scale). */
+    private float[] values(int n, float scale) { return values(n, -scale, scale); }
+
+    private float[] values(int n, float lo, float hi) {
+        float[] v = new float[n];
+        for (int i = 0; i < n; i++) v[i] = Bf16.round((float) (lo + (hi - lo) * random.nextDouble()));
+        return v;
+    }
+
+    private static Tensor host(float[] v, int... shape) {
+        Tensor t = cpu.allocate(DType.F32, shape);
+        cpu.upload(t, v);
+        return t;
+    }
+
+    private static Tensor hostInts(int[] v, int... shape) {
+        Tensor t = cpu.allocate(DType.I32, shape);
+        cpu.uploadInts(t, v);
+        return t;
+    }
+
+    private static Tensor dev(float[] v, int... shape) { return emu.upload(DType.BF16, v, shape); }
+
+    private static void close(String what, Tensor got, Tensor want) {
+        close(what, got, want, got.dtype() == DType.BF16 ? ParityChecks.BF16_THRESHOLD : ParityChecks.F32_THRESHOLD);
+    }
+
+    private static void close(String what, Tensor got, Tensor want, double threshold) {
+        double err = ParityChecks.relErr(emu.download(got), cpu.download(want));
+        assertTrue(err <= threshold, what + ": relative error " + err + " > " + threshold);
+    }
+}
