@@ -26,7 +26,7 @@ class CudaEmulatorTest {
     @ParameterizedTest(name = "EMU_ORDER={0}")
     @ValueSource(strings = {"forward", "reverse"})
     void kernelsMatchTheirHostReferencesOnTheEmulator(String order) throws IOException, InterruptedException {
-        assumeTrue(onPath("g++"), "no g++ on PATH: the CUDA kernels' emulated check needs a C++ compiler");
+        assumeTrue(EmulatedKernelContext.onPath("g++"), "no g++ on PATH: the CUDA kernels' emulated check needs a C++ compiler");
         Path root = Path.of("").toAbsolutePath(), log = root.resolve("target/cuda-emu/kernels_test-" + order + ".log");
         Files.createDirectories(log.getParent());
         ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", "target/cuda-emu").directory(root.toFile())
@@ -42,11 +42,5 @@ class CudaEmulatorTest {
         assertEquals(0, p.exitValue(), "kernels_test on the emulator failed (log: " + log + "):\n" + failures);
         assertTrue(out.contains("ALL PASSED: 0 failure(s)"), "no pass line in " + log);
         assertTrue(out.lines().filter(l -> l.startsWith("  ok")).count() >= 400, "fewer checks than expected ran: " + log);
-    }
-
-    private static boolean onPath(String tool) {
-        for (String dir : System.getenv().getOrDefault("PATH", "").split(java.io.File.pathSeparator))
-            if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool))) return true;
-        return false;
     }
 }

@@ -198,7 +198,7 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
     @Override
     public void close() { arena.close(); }
 
-    private static boolean onPath(String tool) {
+    static boolean onPath(String tool) {
         for (String dir : System.getenv().getOrDefault("PATH", "").split(java.io.File.pathSeparator))
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool))) return true;
         return false;
