@@ -802,6 +802,7 @@ int main(int argc, char** argv) {
     test_rmsnorm(3, 256, 0);
     test_rmsnorm(1, 8, 0);
     test_rmsnorm(19, 100, 0);   // width not a multiple of 8: scalar path
+    test_rmsnorm(300, 100, 0);  // the same with more rows than blocks: the block-per-row kernel loops
     test_rmsnorm(23, 256, 1);   // misaligned base pointers: scalar path
     test_rmsnorm(7, 2560, 0);   // widest row the forward keeps in registers
     test_rmsnorm(6, 2568, 0);   // forward: vector two-pass path; backward: registers, 2 groups per thread

@@ -16,7 +16,8 @@ compile_all() {
     obj="$out/$(basename "${src%.*}").o"
     OBJECTS+=("$obj")
     if [[ ! -f "$obj" || "$src" -nt "$obj" || -n "$(find "$EMU_DIR" "$EMU_ROOT/src/main/cuda" \( -name '*.h' -o -name '*.cuh' \) -newer "$obj")" ]]; then
-      "${CXX:-g++}" "${flags[@]}" -x c++ -c "$src" -o "$obj" & pids+=($!)
+      # into a temporary file first: an object cut short by a killed compile must not look up to date
+      { "${CXX:-g++}" "${flags[@]}" -x c++ -c "$src" -o "$obj.tmp" && mv "$obj.tmp" "$obj"; } & pids+=($!)
     fi
   done
   local p

@@ -25,7 +25,7 @@ thread_local dim3 blockDim, gridDim;
 #if defined(__x86_64__)
 extern "C" void emu_switch(void** saveSp, void* sp);
 asm(R"(
-    .text
+    .pushsection .text
     .globl emu_switch
     .type emu_switch, @function
 emu_switch:
@@ -45,6 +45,7 @@ emu_switch:
     popq %rbp
     ret
     .size emu_switch, .-emu_switch
+    .popsection
 )");
 struct Context {
     void* sp = nullptr;
@@ -122,10 +123,12 @@ struct Worker {
     int threads = 0, current = 0, done = 0, atBlock = 0;
     int named[16] = {};
     const Body* body = nullptr;
-    std::vector<char> shared;
-    size_t sharedBytes = 0;
+    char* shared = nullptr;  // dynamic shared memory: sharedBytes ending at an inaccessible page (overruns fault)
+    char* sharedBase = nullptr;
+    size_t sharedBytes = 0, sharedMapped = 0;
     Order order = Order::FORWARD;
-    std::vector<int> sequence;  // the order in which a round resumes the fibers
+    std::vector<int> sequence;  // the order in which the scheduler looks for a fiber to resume
+    bool released = false;      // a barrier let fibers go since the scheduler last looked
     uint64_t state = 0x9e3779b97f4a7c15ull;
 
     uint64_t random() {  // xorshift64: the same schedule on every run of a given launch order
@@ -137,6 +140,19 @@ struct Worker {
 
     ~Worker() {
         if (stacks) munmap(stacks, mapped);
+        if (sharedBase) munmap(sharedBase, sharedMapped);
+    }
+
+    void map_shared(size_t bytes) {
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE), rounded = (bytes + 15) / 16 * 16;
+        const size_t body = (rounded + page - 1) / page * page;
+        void* p = mmap(nullptr, body + page, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) fail("cannot map dynamic shared memory");
+        sharedBase = static_cast<char*>(p);
+        sharedMapped = body + page;
+        if (mprotect(sharedBase + body, page, PROT_NONE) != 0) fail("cannot protect dynamic shared memory's guard page");
+        shared = sharedBase + body - rounded;  // 16-byte aligned, its end (rounded up to 16) at the guard page
+        sharedBytes = bytes;
     }
 
     void prepare(int n, Order o) {
@@ -152,7 +168,9 @@ struct Worker {
             if (p == MAP_FAILED) fail("cannot map fiber stacks");
             stacks = static_cast<char*>(p);
             mapped = need;
-            for (int i = 0; i < n; ++i) mprotect(stacks + i * (STACK_BYTES + page), page, PROT_NONE);  // overflow traps
+            for (int i = 0; i < n; ++i)  // overflow traps
+                if (mprotect(stacks + i * (STACK_BYTES + page), page, PROT_NONE) != 0)
+                    fail("cannot protect a fiber stack's guard page (vm.max_map_count? set EMU_WORKERS lower)");
         }
     }
 
@@ -177,6 +195,7 @@ void release_block_barrier_if_complete(Worker* w) {
     for (Fiber& f : w->fibers)
         if (f.wait == Wait::BLOCK) f.wait = Wait::NONE;
     w->atBlock = 0;
+    w->released = true;
 }
 
 void fiber_main() {
@@ -218,7 +237,10 @@ void run_block(Worker* w) {
     w->done = 0;
     w->atBlock = 0;
     std::fill(std::begin(w->named), std::end(w->named), 0);
-    if (w->sharedBytes) std::memset(w->shared.data(), 0xff, w->sharedBytes);  // NaN: unwritten shared memory shows
+    if (w->sharedBytes) std::memset(w->shared, 0xff, w->sharedBytes);  // NaN: unwritten shared memory shows
+    // Greedy: after each switch the scan goes on from where it was, but starts over from the first fiber of the order
+    // when a barrier has released fibers, so the first warps run ahead as far as their barriers let them (a warp that
+    // reuses shared memory before a slower warp has read it then shows), instead of all warps moving in lockstep.
     while (w->done < n) {
         bool ran = false;
         if (w->order == Order::RANDOM)
@@ -228,8 +250,10 @@ void run_block(Worker* w) {
             if (w->fibers[i].wait != Wait::NONE) continue;
             w->current = i;
             set_thread_index(i);
+            w->released = false;
             switch_context(w->scheduler, w->fibers[i].ctx);
             ran = true;
+            if (w->released && w->order != Order::RANDOM) k = -1;
         }
         if (!ran && w->done < n) deadlock(w);
     }
@@ -242,7 +266,11 @@ int lane() {
     return i & 31;
 }
 
-void* dynamic_shared() { return tw->shared.data(); }
+void* dynamic_shared() { return tw->shared; }
+
+void spin() {
+    if (tw) yield();  // stays runnable: the scheduler resumes the others first
+}
 
 void sync_block() {
     Worker* w = tw;
@@ -267,11 +295,12 @@ void sync_named(int id, int threads) {
                 f.wait = Wait::NONE;
             }
         w->named[id] = 0;
+        w->released = true;
     }
     yield();
 }
 
-const uint64_t* exchange(unsigned mask, uint64_t mine) {
+const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived) {
     Worker* w = tw;
     const int me = w->current, base = me & ~31;
     Fiber& f = w->fibers[me];
@@ -284,18 +313,19 @@ const uint64_t* exchange(unsigned mask, uint64_t mine) {
         if (!(mask >> l & 1u)) continue;
         if (base + l >= w->threads) fail("a warp-synchronous op whose mask names a lane past the block");
         const Fiber& o = w->fibers[base + l];
-        complete = o.wait == Wait::WARP && o.mask == mask;
+        complete = (o.wait == Wait::WARP && o.mask == mask) || (exitedLanesArrived && o.wait == Wait::DONE);
     }
     if (complete) {
         uint64_t all[32] = {};
         for (int l = 0; l < 32; ++l)
             if (mask >> l & 1u) all[l] = w->fibers[base + l].published;
         for (int l = 0; l < 32; ++l)
-            if (mask >> l & 1u) {
+            if (mask >> l & 1u && w->fibers[base + l].wait == Wait::WARP) {
                 Fiber& o = w->fibers[base + l];
                 std::memcpy(o.received, all, sizeof all);
                 o.wait = Wait::NONE;
             }
+        w->released = true;
     }
     yield();
     return w->fibers[me].received;
@@ -307,7 +337,7 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool 
     if (blocks <= 0 || threads <= 0 || threads > 1024 || grid.y > 65535 || grid.z > 65535 || block.z > 64)
         fail("launch: bad grid or block");
     if (sharedBytes > 227 * 1024) fail("launch: more than 227 KB of dynamic shared memory");
-    int workers = (int)std::max(2u, std::thread::hardware_concurrency());
+    int workers = (int)std::clamp(std::thread::hardware_concurrency(), 2u, 8u);
     if (const char* e = std::getenv("EMU_WORKERS")) workers = std::max(1, std::atoi(e));
     workers = allResident ? (int)std::min<long long>(blocks, 4096) : (int)std::min<long long>(workers, blocks);
     if (allResident && workers < blocks) fail("launch: a cooperative grid of more than 4096 blocks");
@@ -319,8 +349,7 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool 
         blockDim = block;
         gridDim = grid;
         w.body = &body;
-        w.sharedBytes = sharedBytes;
-        w.shared.assign(sharedBytes + 16, 0);
+        w.map_shared(sharedBytes);
         w.prepare(threads, order);
         for (long long b; (b = next.fetch_add(1)) < blocks;) {
             blockIdx = {(unsigned)(b % grid.x), (unsigned)(b / grid.x % grid.y), (unsigned)(b / ((long long)grid.x * grid.y))};
@@ -339,7 +368,11 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool 
 
 }  // namespace emu
 
-void __nanosleep(unsigned) { sched_yield(); }
+// A spinning thread lets the rest of its block run (and the OS the other workers), so a spin-wait ends as on a GPU.
+void __nanosleep(unsigned) {
+    emu::spin();
+    sched_yield();
+}
 
 // ---------------------------------------------------------------- runtime API
 struct EmuEvent {

@@ -9,7 +9,9 @@
 // every thread that must arrive has arrived. So the block's threads interleave only at synchronization points, which
 // any race-free kernel must tolerate. The order in which they run between two such points is EMU_ORDER (forward:
 // thread 0 first, reverse, or random): a missing barrier often shows in one of them, but this is no race checker.
-// `__shared__` variables are `static thread_local`: one copy per worker, that is per resident block. Blocks of one
+// `__shared__` variables are `static thread_local`: one copy per worker, that is per resident block, never cleared
+// between the blocks a worker runs (a kernel that reads one before writing it may pass here); dynamic shared memory is
+// NaN at each block's start and ends at an inaccessible page. Blocks of one
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
 // What it does not model: tensor-core and other inline PTX (the flash-attention kernels are not built here), memory
@@ -70,8 +72,11 @@ void* dynamic_shared();
 // Barriers: the calling fiber waits until the others that must arrive have (see emu.cpp).
 void sync_block();
 void sync_named(int id, int threads);
-// Warp exchange: every lane of `mask` publishes 8 bytes and gets every lane's (all[32]); one warp barrier.
-const uint64_t* exchange(unsigned mask, uint64_t mine);
+// Warp exchange: every lane of `mask` publishes 8 bytes and gets every lane's (all[32]); one warp barrier. Lanes of the
+// mask that have exited count as arrived only where CUDA allows it (__syncwarp); for data exchanges they are an error.
+const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived = false);
+// Back to the scheduler, still runnable (a spin-wait's __nanosleep).
+void spin();
 int lane();
 
 template <class T>
@@ -114,34 +119,46 @@ Launch<P...> launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared
 
 // ---------------------------------------------------------------- synchronization and warp intrinsics
 inline void __syncthreads() { emu::sync_block(); }
-inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::exchange(mask, 0); }
+inline void __syncwarp(unsigned mask = 0xffffffffu) { emu::exchange(mask, 0, true); }
 inline void __threadfence() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 inline void __threadfence_block() { __atomic_thread_fence(__ATOMIC_SEQ_CST); }
 void __nanosleep(unsigned ns);
 
+// Shuffles within segments of `width` lanes (a power of two ≤ 32); a source outside the caller's segment (later ones
+// for xor and down, earlier ones for up) gives the caller its own value, as the CUDA documentation specifies.
+inline void check_width(int width) {
+    if (width < 1 || width > 32 || (width & (width - 1)) != 0) {
+        std::fprintf(stderr, "emu: shuffle width %d is not a power of two ≤ 32\n", width);
+        std::abort();
+    }
+}
 template <class T>
 T __shfl_sync(unsigned mask, T v, int src, int width = 32) {
+    check_width(width);
     const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
     const int l = emu::lane();
     return emu::from_bits<T>(all[(l & ~(width - 1)) + (src & (width - 1))]);
 }
 template <class T>
 T __shfl_xor_sync(unsigned mask, T v, int laneMask, int width = 32) {
+    check_width(width);
     const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
-    const int l = emu::lane(), src = l ^ laneMask;
-    return emu::from_bits<T>(all[src >= ((l & ~(width - 1)) + width) ? l : src]);
+    const unsigned l = (unsigned)emu::lane(), src = l ^ (unsigned)laneMask, end = (l & ~(unsigned)(width - 1)) + width;
+    return emu::from_bits<T>(all[src >= end ? l : src]);
 }
 template <class T>
 T __shfl_up_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    check_width(width);
     const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
-    const int l = emu::lane(), src = l - (int)delta;
-    return emu::from_bits<T>(all[src < (l & ~(width - 1)) ? l : src]);
+    const long long l = emu::lane(), src = l - (long long)delta, begin = l & ~(long long)(width - 1);
+    return emu::from_bits<T>(all[src < begin ? l : src]);
 }
 template <class T>
 T __shfl_down_sync(unsigned mask, T v, unsigned delta, int width = 32) {
+    check_width(width);
     const uint64_t* all = emu::exchange(mask, emu::to_bits(v));
-    const int l = emu::lane(), src = l + (int)delta;
-    return emu::from_bits<T>(all[src >= (l & ~(width - 1)) + width ? l : src]);
+    const long long l = emu::lane(), src = l + (long long)delta, end = (l & ~(long long)(width - 1)) + width;
+    return emu::from_bits<T>(all[src >= end ? l : src]);
 }
 inline unsigned __ballot_sync(unsigned mask, int pred) {
     const uint64_t* all = emu::exchange(mask, pred != 0);

@@ -41,7 +41,7 @@ class CudaEmulatedOpsTest {
     static void open() throws Exception {
         String[] why = new String[1];
         Path root = Path.of("").toAbsolutePath();
-        emu = EmulatedKernelContext.build(root, root.resolve("target/cuda-emu"), why);
+        emu = EmulatedKernelContext.build(root, EmulatedKernelContext.buildDirectory(root), why);
         unavailable = why[0];
         cpu = new CpuBackend(2);
     }

@@ -27,9 +27,10 @@ class CudaEmulatorTest {
     @ValueSource(strings = {"forward", "reverse"})
     void kernelsMatchTheirHostReferencesOnTheEmulator(String order) throws IOException, InterruptedException {
         assumeTrue(EmulatedKernelContext.onPath("g++"), "no g++ on PATH: the CUDA kernels' emulated check needs a C++ compiler");
-        Path root = Path.of("").toAbsolutePath(), log = root.resolve("target/cuda-emu/kernels_test-" + order + ".log");
+        Path root = Path.of("").toAbsolutePath(), build = EmulatedKernelContext.buildDirectory(root);
+        Path log = build.resolve("kernels_test-" + order + ".log");
         Files.createDirectories(log.getParent());
-        ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", "target/cuda-emu").directory(root.toFile())
+        ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString()).directory(root.toFile())
                 .redirectErrorStream(true).redirectOutput(log.toFile());
         pb.environment().put("EMU_ORDER", order);
         Process p = pb.start();

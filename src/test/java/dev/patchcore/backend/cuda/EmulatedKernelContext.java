@@ -198,6 +198,11 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
     @Override
     public void close() { arena.close(); }
 
+    /** Where the emulator builds: {@code cuda-emu} in the Maven build directory ({@code -Dbuild.dir}, default target/). */
+    static Path buildDirectory(Path root) {
+        return root.resolve(System.getProperty("build.dir", "target")).resolve("cuda-emu");
+    }
+
     static boolean onPath(String tool) {
         for (String dir : System.getenv().getOrDefault("PATH", "").split(java.io.File.pathSeparator))
             if (!dir.isEmpty() && Files.isExecutable(Path.of(dir, tool))) return true;
