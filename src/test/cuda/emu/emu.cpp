@@ -114,7 +114,8 @@ struct Fiber {
     uint64_t received[32];       // WARP: every lane's value, copied at the release
 };
 
-// One OS thread of a launch: runs blocks one after another, each block's threads as fibers.
+// One OS thread of a launch (made for it, so memory is mapped once): runs blocks one after another, each block's
+// threads as fibers.
 struct Worker {
     std::vector<Fiber> fibers;
     Context scheduler;
@@ -161,19 +162,15 @@ struct Worker {
         fibers.assign(n, Fiber{});
         sequence.resize(n);
         for (int i = 0; i < n; ++i) sequence[i] = o == Order::REVERSE ? n - 1 - i : i;
-        const size_t page = (size_t)sysconf(_SC_PAGESIZE), need = n * (STACK_BYTES + page);
-        if (need > mapped) {
-            if (stacks) munmap(stacks, mapped);
-            void* p = mmap(nullptr, need, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-            if (p == MAP_FAILED) fail("cannot map fiber stacks");
-            stacks = static_cast<char*>(p);
-            mapped = need;
-            for (int i = 0; i < n; ++i)  // overflow traps
-                if (mprotect(stacks + i * (STACK_BYTES + page), page, PROT_NONE) != 0)
-                    fail("cannot protect a fiber stack's guard page (vm.max_map_count? set EMU_WORKERS lower)");
-        }
+        const size_t page = (size_t)sysconf(_SC_PAGESIZE);
+        mapped = n * (STACK_BYTES + page);
+        void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+        if (p == MAP_FAILED) fail("cannot map fiber stacks");
+        stacks = static_cast<char*>(p);
+        for (int i = 0; i < n; ++i)  // overflow traps
+            if (mprotect(stacks + i * (STACK_BYTES + page), page, PROT_NONE) != 0)
+                fail("cannot protect a fiber stack's guard page (vm.max_map_count? set EMU_WORKERS lower)");
     }
-
 };
 
 thread_local Worker* tw = nullptr;
@@ -183,11 +180,10 @@ void set_thread_index(int i) {
     threadIdx = {i % bx, (i / bx) % by, i / (bx * by)};
 }
 
-// Back to the scheduler; returns when the fiber is released.
+// Back to the scheduler; returns when the fiber is released (the scheduler sets threadIdx before resuming it).
 void yield() {
     Worker* w = tw;
     switch_context(w->fibers[w->current].ctx, w->scheduler);
-    set_thread_index(w->current);
 }
 
 void release_block_barrier_if_complete(Worker* w) {
@@ -261,10 +257,7 @@ void run_block(Worker* w) {
 
 }  // namespace
 
-int lane() {
-    const int i = threadIdx.x + blockDim.x * (threadIdx.y + blockDim.y * threadIdx.z);
-    return i & 31;
-}
+int lane() { return tw->current & 31; }  // the fiber's index is the thread's linear index in the block
 
 void* dynamic_shared() { return tw->shared; }
 
