@@ -34,6 +34,8 @@ __device__ __forceinline__ uint32_t smem_addr(const void* p) {
 
 // 16-byte async copy; src_size 0 zero-fills the destination (rows past T), so masked keys never meet
 // stale shared memory (0·NaN would poison P·V).
+// Under the CPU emulator (src/test/cuda/emu, PATCHCORE_EMU) each of these instructions is a call into it instead.
+#ifndef PATCHCORE_EMU
 __device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(smem_addr(dst)), "l"(src),
                  "r"(valid ? 16 : 0));
@@ -59,6 +61,18 @@ __device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], 
         : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
 }
+#else
+__device__ __forceinline__ void cp_async16(void* dst, const void* src, bool valid) {
+    emu::cp_async(dst, src, 16, valid ? 16 : 0);
+}
+__device__ __forceinline__ void cp_async_commit() { emu::cp_async_commit(); }
+__device__ __forceinline__ void cp_async_wait_all() { emu::cp_async_wait(0); }
+__device__ __forceinline__ void ldsm_x4(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix(r, p, 4, false); }
+__device__ __forceinline__ void ldsm_x4_trans(uint32_t (&r)[4], const bf16* p) { emu::ldmatrix(r, p, 4, true); }
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+    emu::mma_m16n8k16_bf16(c, a, b0, b1);
+}
+#endif
 
 // dst[0] += a, dst[1] += b in global memory (fp32 reduction; one vector instruction on Hopper).
 __device__ __forceinline__ void add_f32x2(float* dst, float a, float b) {
@@ -572,8 +586,12 @@ __device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16*
 // MUFU instruction, and grids ordered so that the longest CTAs of *all* (batch, head) pairs start first.
 
 __device__ __forceinline__ bf16* dynamic_smem() {
+#ifndef PATCHCORE_EMU
     extern __shared__ __align__(128) unsigned char flash_dynamic_smem[];
     return reinterpret_cast<bf16*>(flash_dynamic_smem);
+#else
+    return reinterpret_cast<bf16*>(emu::dynamic_shared());
+#endif
 }
 
 // Shared memory of fwd2: Q [BR][D+8], then K [2][BC][D+8] and V [2][BC][D+8] (bf16). CudaFlashAttention.java
@@ -1019,9 +1037,13 @@ __device__ __forceinline__ void backward2(const bf16* __restrict__ Q, const bf16
 // One CTA per SM (≤ 255 registers × 256 threads): the 8 warps of one CTA replace bwd2's 2 CTAs × 4 warps.
 
 __device__ __forceinline__ void ldsm_x2_trans(uint32_t (&r)[2], const bf16* p) {
+#ifndef PATCHCORE_EMU
     asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
                  : "=r"(r[0]), "=r"(r[1])
                  : "r"(smem_addr(p)));
+#else
+    emu::ldmatrix(r, p, 2, true);
+#endif
 }
 
 // Adds one 16×8 fp32 C fragment (rows g, g+8, columns 2c, 2c+1) into a row-major global tile starting at

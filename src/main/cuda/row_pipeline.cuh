@@ -35,11 +35,11 @@ __device__ __forceinline__ void commit() { asm volatile("cp.async.commit_group;\
 template <int N>
 __device__ __forceinline__ void wait() { asm volatile("cp.async.wait_group %0;\n" ::"n"(N) : "memory"); }
 #else
-// The CPU emulator (src/test/cuda/emu): each copy completes at once, which is one order the real ones may take.
-__device__ __forceinline__ void cp_async16(void* dst, const void* src) { memcpy(dst, src, 16); }
-__device__ __forceinline__ void commit() {}
+// The CPU emulator (src/test/cuda/emu): a copy lands when issued or at the wait that covers it (EMU_ASYNC).
+__device__ __forceinline__ void cp_async16(void* dst, const void* src) { emu::cp_async(dst, src, 16, 16); }
+__device__ __forceinline__ void commit() { emu::cp_async_commit(); }
 template <int N>
-__device__ __forceinline__ void wait() {}
+__device__ __forceinline__ void wait() { emu::cp_async_wait(N); }
 #endif
 
 // Issues this lane's chunks of one row of width d (d % 8 == 0, d ≤ 256·G, 16-byte aligned row start).

@@ -8,7 +8,11 @@
 // multiplies). Flushing results below 2^-126 to zero changes a probability by less than 2^-126 (the row
 // maximum contributes exactly 1 to its row sum); exp2(-inf) = +0, so fully masked entries stay exact zeros.
 static __device__ __forceinline__ float exp2_ftz(float x) {
+#ifndef PATCHCORE_EMU
     float y;
     asm("ex2.approx.ftz.f32 %0, %1;\n" : "=f"(y) : "f"(x));
     return y;
+#else
+    return emu::ex2_approx_ftz(x);  // the CPU emulator (src/test/cuda/emu)
+#endif
 }

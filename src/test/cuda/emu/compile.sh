@@ -7,7 +7,7 @@ EMU_ROOT="$(cd "$EMU_DIR/../../../.." && pwd)"
 compile_all() {
   local out=$1 src obj
   shift
-  local flags=(-std=c++17 -O2 -g -pthread -Wall -Werror -Wno-unknown-pragmas -I"$EMU_DIR" -I"$EMU_ROOT/src/main/cuda"
+  local flags=(-std=c++17 -O2 -g -pthread -Wall -Werror -Wno-unknown-pragmas -fno-strict-aliasing -I"$EMU_DIR" -I"$EMU_ROOT/src/main/cuda"
                "${EMU_CXXFLAGS[@]}")
   local pids=()
   OBJECTS=()

@@ -105,8 +105,21 @@ Order order_from_environment() {
     std::exit(2);
 }
 
+// A cp.async not yet landed (EMU_ASYNC=late).
+struct Copy {
+    char* dst;
+    const char* src;
+    int bytes, srcBytes;
+    void land() const {
+        if (srcBytes) std::memcpy(dst, src, srcBytes);
+        std::memset(dst + srcBytes, 0, bytes - srcBytes);
+    }
+};
+
 struct Fiber {
     Context ctx;
+    std::vector<Copy> copies;   // issued, not landed; the first groups.back() of them committed
+    std::vector<size_t> groups;  // the end (in copies) of each committed group, oldest first
     Wait wait = Wait::NONE;
     unsigned mask = 0;           // WARP: the lanes that must arrive
     int barrier = 0, count = 0;  // NAMED: barrier id and its thread count
@@ -175,6 +188,32 @@ struct Worker {
 
 thread_local Worker* tw = nullptr;
 
+// EMU_ASYNC: eager (copies land when issued) or late (at the wait); default eager in forward order, late otherwise.
+bool async_late() {
+    static const bool late = [] {
+        const char* e = std::getenv("EMU_ASYNC");
+        if (!e) {
+            const char* o = std::getenv("EMU_ORDER");
+            return o && std::strcmp(o, "forward") != 0;
+        }
+        if (!std::strcmp(e, "eager")) return false;
+        if (!std::strcmp(e, "late")) return true;
+        std::fprintf(stderr, "emu: EMU_ASYNC=%s is not eager or late\n", e);
+        std::exit(2);
+    }();
+    return late;
+}
+
+// Lands the first `count` copies of f (and forgets them and the groups they end).
+void land_copies(Fiber& f, size_t count) {
+    for (size_t i = 0; i < count; ++i) f.copies[i].land();
+    f.copies.erase(f.copies.begin(), f.copies.begin() + count);
+    size_t kept = 0;
+    for (size_t end : f.groups)
+        if (end > count) f.groups[kept++] = end - count;
+    f.groups.resize(kept);
+}
+
 void set_thread_index(int i) {
     const unsigned bx = blockDim.x, by = blockDim.y;
     threadIdx = {i % bx, (i / bx) % by, i / (bx * by)};
@@ -197,6 +236,7 @@ void release_block_barrier_if_complete(Worker* w) {
 void fiber_main() {
     Worker* w = tw;
     (*w->body)();
+    land_copies(w->fibers[w->current], w->fibers[w->current].copies.size());  // a thread's copies land even if unawaited
     w->fibers[w->current].wait = Wait::DONE;
     ++w->done;
     release_block_barrier_if_complete(w);
@@ -228,6 +268,8 @@ void run_block(Worker* w) {
     for (int i = 0; i < n; ++i) {
         Fiber& f = w->fibers[i];
         f.wait = Wait::NONE;
+        f.copies.clear();
+        f.groups.clear();
         make_context(f.ctx, w->stacks + i * (STACK_BYTES + page) + page, STACK_BYTES, fiber_main);
     }
     w->done = 0;
@@ -293,7 +335,7 @@ void sync_named(int id, int threads) {
     yield();
 }
 
-const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived) {
+const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived, void (*atRelease)(const uint64_t* all)) {
     Worker* w = tw;
     const int me = w->current, base = me & ~31;
     Fiber& f = w->fibers[me];
@@ -312,6 +354,7 @@ const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived) 
         uint64_t all[32] = {};
         for (int l = 0; l < 32; ++l)
             if (mask >> l & 1u) all[l] = w->fibers[base + l].published;
+        if (atRelease) atRelease(all);
         for (int l = 0; l < 32; ++l)
             if (mask >> l & 1u && w->fibers[base + l].wait == Wait::WARP) {
                 Fiber& o = w->fibers[base + l];
@@ -322,6 +365,116 @@ const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived) 
     }
     yield();
     return w->fibers[me].received;
+}
+
+// ---------------------------------------------------------------- inline PTX stand-ins (emu.h)
+void cp_async(void* dst, const void* src, int bytes, int srcBytes) {
+    if ((bytes != 4 && bytes != 8 && bytes != 16) || srcBytes < 0 || srcBytes > bytes)
+        fail("cp.async: a size other than 4, 8 or 16 bytes, or a source size outside 0..size");
+    if (reinterpret_cast<uintptr_t>(dst) % bytes || (srcBytes && reinterpret_cast<uintptr_t>(src) % bytes))
+        fail("cp.async: an address not aligned to the copy size");
+    const Copy c{static_cast<char*>(dst), static_cast<const char*>(src), bytes, srcBytes};
+    if (async_late()) tw->fibers[tw->current].copies.push_back(c);
+    else c.land();
+}
+
+void cp_async_commit() {
+    Fiber& f = tw->fibers[tw->current];
+    f.groups.push_back(f.copies.size());  // may repeat the previous end: an empty group
+}
+
+void cp_async_wait(int n) {
+    Fiber& f = tw->fibers[tw->current];
+    if (n < 0) fail("cp.async.wait_group with a negative count");
+    if ((int)f.groups.size() > n) land_copies(f, f.groups[f.groups.size() - 1 - n]);
+}
+
+namespace {
+struct LdmatrixLane {
+    const uint16_t* row;
+    uint32_t* out;
+    int count;
+    bool trans;
+};
+
+void ldmatrix_release(const uint64_t* all) {
+    const LdmatrixLane* lanes[32];
+    for (int l = 0; l < 32; ++l) lanes[l] = reinterpret_cast<const LdmatrixLane*>(all[l]);
+    const int count = lanes[0]->count;
+    const bool trans = lanes[0]->trans;
+    for (int l = 0; l < 32; ++l)
+        if (lanes[l]->count != count || lanes[l]->trans != trans) fail("ldmatrix: lanes of one warp disagree on the shape");
+    for (int l = 0; l < 8 * count; ++l)
+        if (reinterpret_cast<uintptr_t>(lanes[l]->row) % 16) fail("ldmatrix: a row address not 16-byte aligned");
+    for (int l = 0; l < 32; ++l)
+        for (int i = 0; i < count; ++i) {
+            uint16_t lo, hi;
+            if (trans) {
+                lo = lanes[8 * i + 2 * (l % 4)]->row[l / 4];
+                hi = lanes[8 * i + 2 * (l % 4) + 1]->row[l / 4];
+            } else {
+                lo = lanes[8 * i + l / 4]->row[2 * (l % 4)];
+                hi = lanes[8 * i + l / 4]->row[2 * (l % 4) + 1];
+            }
+            lanes[l]->out[i] = (uint32_t)lo | (uint32_t)hi << 16;
+        }
+}
+
+struct MmaLane {
+    float* c;
+    const uint32_t* a;
+    uint32_t b0, b1;
+};
+
+float bf16_lo(uint32_t r) { return __uint_as_float(r << 16); }
+float bf16_hi(uint32_t r) { return __uint_as_float(r & 0xffff0000u); }
+
+void mma_release(const uint64_t* all) {
+    float A[16][16], B[16][8], C[16][8];
+    const MmaLane* lanes[32];
+    for (int l = 0; l < 32; ++l) {
+        const MmaLane& m = *(lanes[l] = reinterpret_cast<const MmaLane*>(all[l]));
+        const int g = l / 4, q = l % 4;
+        for (int r = 0; r < 4; ++r) {  // a0: rows g, columns 2q; a1: g+8, 2q; a2: g, 2q+8; a3: g+8, 2q+8
+            const int row = g + 8 * (r & 1), col = 2 * q + 8 * (r >> 1);
+            A[row][col] = bf16_lo(m.a[r]);
+            A[row][col + 1] = bf16_hi(m.a[r]);
+        }
+        B[2 * q][g] = bf16_lo(m.b0);
+        B[2 * q + 1][g] = bf16_hi(m.b0);
+        B[2 * q + 8][g] = bf16_lo(m.b1);
+        B[2 * q + 9][g] = bf16_hi(m.b1);
+        C[g][2 * q] = m.c[0];
+        C[g][2 * q + 1] = m.c[1];
+        C[g + 8][2 * q] = m.c[2];
+        C[g + 8][2 * q + 1] = m.c[3];
+    }
+    for (int i = 0; i < 16; ++i)
+        for (int j = 0; j < 8; ++j) {
+            float s = C[i][j];
+            for (int k = 0; k < 16; ++k) s += A[i][k] * B[k][j];  // bf16 × bf16 is exact in fp32
+            C[i][j] = s;
+        }
+    for (int l = 0; l < 32; ++l) {
+        const int g = l / 4, q = l % 4;
+        float* c = lanes[l]->c;
+        c[0] = C[g][2 * q];
+        c[1] = C[g][2 * q + 1];
+        c[2] = C[g + 8][2 * q];
+        c[3] = C[g + 8][2 * q + 1];
+    }
+}
+}  // namespace
+
+void ldmatrix(uint32_t* out, const void* row, int count, bool trans) {
+    if (count != 1 && count != 2 && count != 4) fail("ldmatrix: a count other than 1, 2 or 4");
+    LdmatrixLane me{static_cast<const uint16_t*>(row), out, count, trans};
+    exchange(0xffffffffu, reinterpret_cast<uint64_t>(&me), false, ldmatrix_release);
+}
+
+void mma_m16n8k16_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1) {
+    MmaLane me{c, a, b0, b1};
+    exchange(0xffffffffu, reinterpret_cast<uint64_t>(&me), false, mma_release);
 }
 
 void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool allResident) {
@@ -404,6 +557,17 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
     return cudaSuccess;
 }
 cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }
+cudaError_t cudaGetDevice(int* device) {
+    *device = 0;
+    return cudaSuccess;
+}
+cudaError_t cudaDeviceGetAttribute(int* value, cudaDeviceAttr attr, int device) {
+    cudaDeviceProp prop;
+    cudaGetDeviceProperties(&prop, device);
+    if (attr != cudaDevAttrMultiProcessorCount) return cudaErrorInvalidValue;
+    *value = prop.multiProcessorCount;
+    return cudaSuccess;
+}
 cudaError_t cudaOccupancyMaxActiveBlocksPerMultiprocessor(int* blocks, const void*, int threads, size_t) {
     *blocks = std::max(1, std::min(32, 2048 / std::max(1, threads)));  // an sm_80 SM's 2048 threads, registers not counted
     return cudaSuccess;

@@ -1,7 +1,7 @@
 // A CPU emulator for patchcore's memory-bound CUDA kernels, so that kernels_test.cu runs (and checks them against
 // its host references) on a machine without a GPU. Compiled with g++ instead of nvcc (src/test/cuda/emu/run.sh):
 // this directory is on the include path, so `#include <cuda_runtime.h>` and `<cuda_bf16.h>` find the stand-ins here,
-// and the kernel sources see PATCHCORE_EMU where they use inline PTX (cp.async, ld.acquire, bar.sync).
+// and the kernel sources see PATCHCORE_EMU where they use inline PTX.
 //
 // Model of execution. A launch runs its blocks on a few OS threads (workers); a worker runs one block at a time, every
 // thread of the block a fiber (ucontext) on that worker. A fiber runs until it reaches a barrier (__syncthreads, a
@@ -14,7 +14,9 @@
 // NaN at each block's start and ends at an inaccessible page. Blocks of one
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
-// What it does not model: tensor-core and other inline PTX (the flash-attention kernels are not built here), memory
+// Inline PTX: the kernels' asm statements have `#ifdef PATCHCORE_EMU` twins that call the functions below (cp.async,
+// ldmatrix, mma.sync m16n8k16 bf16, ex2.approx), so the mma.sync flash-attention kernels run here; wgmma, TMA and
+// mbarrier (flash_wgmma.cu, the RMSNorm backward's bulk variant) do not. What it does not model: memory
 // coherence beyond the C++ model, warp divergence costs, timing. Warp-synchronous ops require every lane of their mask
 // to arrive (as on sm_70+); a lane of the mask that has exited is reported as an error.
 #pragma once
@@ -74,7 +76,11 @@ void sync_block();
 void sync_named(int id, int threads);
 // Warp exchange: every lane of `mask` publishes 8 bytes and gets every lane's (all[32]); one warp barrier. Lanes of the
 // mask that have exited count as arrived only where CUDA allows it (__syncwarp); for data exchanges they are an error.
-const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived = false);
+// atRelease, if given, runs once, in the last lane to arrive, before any lane goes on: a warp-collective instruction
+// (ldmatrix, mma) computes every lane's result there, through pointers into the waiting lanes' stacks that they
+// published, so it sees the operands all at one instant as the hardware does.
+const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived = false,
+                         void (*atRelease)(const uint64_t* all) = nullptr);
 // Back to the scheduler, still runnable (a spin-wait's __nanosleep).
 void spin();
 int lane();
@@ -186,12 +192,40 @@ inline unsigned __reduce_add_sync(unsigned mask, unsigned v) {
     return r;
 }
 
+// ---------------------------------------------------------------- the inline PTX of the kernels, as functions
+// The kernel sources call these in their `#ifdef PATCHCORE_EMU` branches (flash_attention.cu, row_pipeline.cuh,
+// softmax_exp.cuh), in place of the asm statements.
+namespace emu {
+// cp.async of `bytes` (4, 8 or 16) from global to shared memory, the first srcBytes of them copied and the rest zeroed
+// (src is not read when srcBytes is 0). When the copy lands is EMU_ASYNC: `eager` at once, `late` at the issuing
+// thread's cp.async.wait that covers it (a read before the wait sees the NaN poison or stale data); the default is
+// eager under EMU_ORDER=forward and late otherwise, so the two orders the tests run try both.
+void cp_async(void* dst, const void* src, int bytes, int srcBytes);
+void cp_async_commit();
+// cp.async.wait_group n: every copy of this thread's groups but the n most recent has landed.
+void cp_async_wait(int n);
+// ldmatrix.sync.aligned.m8n8.x{count}[.trans].shared.b16: lanes 8i..8i+7 give the rows of 8×8 matrix i (16-byte
+// aligned); out[i] of lane l is M_i[l/4][2(l%4)..+1], with trans M_i[2(l%4)..+1][l/4]. All 32 lanes must call it.
+void ldmatrix(uint32_t* out, const void* row, int count, bool trans);
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32, c += a·b on the fragments of the PTX ISA's "Matrix fragments for
+// mma.m16n8k16" (g = lane/4, q = lane%4): a0 = A[g][2q..], a1 = A[g+8][2q..], a2 = A[g][2q+8..], a3 = A[g+8][2q+8..];
+// b0 = B[2q..][g], b1 = B[2q+8..][g]; c0,c1 = C[g][2q..], c2,c3 = C[g+8][2q..]. Products exact, sums in fp32.
+void mma_m16n8k16_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+// ex2.approx.ftz.f32: 2^x, results below 2^-126 flushed to +0.
+inline float ex2_approx_ftz(float x) {
+    const float y = std::exp2(x);
+    return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
+}
+}  // namespace emu
+
 // ---------------------------------------------------------------- atomics (blocks run concurrently: real ones)
 template <class T>
 T atomicAdd(T* p, T v) {
     if constexpr (std::is_floating_point_v<T>) {
-        T old = __atomic_load_n(p, __ATOMIC_RELAXED);
-        while (!__atomic_compare_exchange(p, &old, &(const T&)(old + v), false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED)) {}
+        T old;
+        __atomic_load(p, &old, __ATOMIC_RELAXED);
+        for (T sum = old + v; !__atomic_compare_exchange(p, &old, &sum, false, __ATOMIC_SEQ_CST, __ATOMIC_RELAXED);)
+            sum = old + v;
         return old;
     } else {
         return __atomic_fetch_add(p, v, __ATOMIC_SEQ_CST);

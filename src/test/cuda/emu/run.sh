@@ -1,21 +1,30 @@
 #!/usr/bin/env bash
-# Builds src/test/cuda/kernels_test.cu and the kernels it checks with g++ against the CPU emulator in this directory,
-# and runs the correctness part (no timings: the emulator's are meaningless). No GPU or CUDA toolkit needed.
+# Builds a standalone kernel test program of src/test/cuda with g++ against the CPU emulator in this directory and runs
+# its correctness part (no timings: the emulator's are meaningless). No GPU or CUDA toolkit needed.
 #
-#   bash src/test/cuda/emu/run.sh [BUILD_DIR]      # default target/cuda-emu; exit status that of kernels_test
+#   bash src/test/cuda/emu/run.sh [BUILD_DIR [PROGRAM]]   # default target/cuda-emu, kernels_test; exit status the program's
 #
-# EMU_ORDER (forward, reverse or random: which thread of a block runs first between barriers), EMU_WORKERS (OS threads
-# per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4: the
-# launchers size their grids from it) change the schedule the kernels see.
+# PROGRAM: kernels_test (the kernel files its `kernel-files:` line names) or flash_attention_test (which includes
+# flash_attention.cu itself). EMU_ORDER (forward, reverse or random: which thread of a block runs first between
+# barriers), EMU_ASYNC (eager or late: when cp.async copies land), EMU_WORKERS (OS threads per launch, default the
+# cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4: the launchers size their
+# grids from it) change the schedule the kernels see.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="${1:-$EMU_ROOT/target/cuda-emu}"
+PROGRAM="${2:-kernels_test}"
 
-# The kernel files kernels_test.cu names on its `kernel-files:` line.
 SOURCES=()
-for k in $(sed -n 's|^// kernel-files: ||p' "$EMU_ROOT/src/test/cuda/kernels_test.cu"); do SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu"); done
-(( ${#SOURCES[@]} > 0 )) || { echo "run.sh: no kernel-files line in kernels_test.cu" >&2; exit 2; }
+case "$PROGRAM" in
+  kernels_test)
+    for k in $(sed -n 's|^// kernel-files: ||p' "$EMU_ROOT/src/test/cuda/kernels_test.cu"); do SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu"); done
+    (( ${#SOURCES[@]} > 0 )) || { echo "run.sh: no kernel-files line in kernels_test.cu" >&2; exit 2; }
+    ARGS=(--no-bench) ;;
+  flash_attention_test)
+    ARGS=(check) ;;
+  *) echo "run.sh: PROGRAM is kernels_test or flash_attention_test, not $PROGRAM" >&2; exit 2 ;;
+esac
 EMU_CXXFLAGS=()
-compile_all "$OUT" "${SOURCES[@]}" "$EMU_ROOT/src/test/cuda/kernels_test.cu" "$EMU_DIR/emu.cpp"
-"${CXX:-g++}" -pthread "${OBJECTS[@]}" -o "$OUT/kernels_test"
-exec "$OUT/kernels_test" --no-bench
+compile_all "$OUT" "${SOURCES[@]}" "$EMU_ROOT/src/test/cuda/$PROGRAM.cu" "$EMU_DIR/emu.cpp"
+"${CXX:-g++}" -pthread "${OBJECTS[@]}" -o "$OUT/$PROGRAM"
+exec "$OUT/$PROGRAM" "${ARGS[@]}"
