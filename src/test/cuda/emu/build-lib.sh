@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Builds libpatchcore_emu.so: every kernel file that needs no tensor-core PTX, compiled with g++ against the CPU
-# emulator in this directory, plus emu_api.cpp (the launch entry the Java tests call through FFM).
+# Builds libpatchcore_emu.so: every kernel file the emulator can run (all but the Hopper-only flash_wgmma.cu), compiled
+# with g++ against the CPU emulator in this directory, plus emu_api.cpp (the launch entry the Java tests call through FFM).
 #
 #   bash src/test/cuda/emu/build-lib.sh [BUILD_DIR]      # default target/cuda-emu; prints the library's path last
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="$(mkdir -p "${1:-$EMU_ROOT/target/cuda-emu}" && cd "${1:-$EMU_ROOT/target/cuda-emu}" && pwd)/lib"
 
-# The attention kernels (mma.sync, ldmatrix, wgmma, TMA) and the timing kernel (a clock spin) are not built.
+# Not built: flash_wgmma.cu (wgmma, TMA, mbarrier) and the timing kernel (a clock spin).
 SOURCES=()
-for k in adamw attention_decode attention_simple cross_entropy elementwise patch_embed repeat_heads rmsnorm rope swiglu; do
+for k in adamw attention_decode attention_simple cross_entropy elementwise flash_attention patch_embed repeat_heads rmsnorm rope swiglu; do
   SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu")
 done
 EMU_CXXFLAGS=(-fPIC)

@@ -11,6 +11,7 @@ import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.CsvSource;
 import org.junit.jupiter.params.provider.ValueSource;
 
 import java.nio.file.Path;
@@ -28,8 +29,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * kernel variants that runs at compute capability 8 (so the Java side's grid sizes, shared-memory sizes, argument order
  * and variant dispatch are exercised too). Inputs are bf16-representable, so both sides read the same numbers; outputs
  * must agree to ParityChecks' thresholds (relative L2 error 1e-2 for bf16 outputs, 1e-5 for f32 statistics). Skipped,
- * with the reason, without g++ or off x86-64. Matrix products (cuBLASLt) and the tensor-core attention kernels are not
- * here.
+ * with the reason, without g++ or off x86-64. Matrix products (cuBLASLt) and the Hopper-only attention kernels
+ * (flash_wgmma.cu: wgmma, TMA) are not here; the mma.sync flash-attention kernels are.
  */
 class CudaEmulatedOpsTest {
     private static EmulatedKernelContext emu;
@@ -165,6 +166,52 @@ class CudaEmulatedOpsTest {
             close("attention dk " + at, gg.dk(), wg.dk());
             close("attention dv " + at, gg.dv(), wg.dv());
         }
+    }
+
+    // ---------------------------------------------------------------- flash attention (mma.sync kernels)
+
+    /**
+     * The tensor-core kernels of flash_attention.cu through CudaFlashAttention, as compute capability 8 dispatches them
+     * (on an H100 the same kernels serve head dims 80 and 96, and every head dim under -Dpatchcore.flash.*): forward and
+     * backward generation by generation, every head dim, sequence lengths that end inside a tile.
+     */
+    @ParameterizedTest(name = "forward generation {0}, backward generation {1}")
+    @CsvSource({"2, 3", "2, 2", "1, 1"})
+    void flashAttentionForwardAndBackward(int forwardGeneration, int backwardGeneration) {
+        CudaFlashAttention flash = new CudaFlashAttention(emu, forwardGeneration == 2, backwardGeneration);
+        for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 200, 2, 64}, {1, 130, 2, 80}, {2, 97, 1, 96}, {1, 161, 1, 128}, {1, 1, 1, 128}}) {
+            int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
+            String at = "fwd" + forwardGeneration + " bwd" + backwardGeneration + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
+            float[] q = values(rows * w, 2), k = values(rows * w, 2), v = values(rows * w, 1), dOut = values(rows * w, 1);
+            Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
+            Backend.AttentionOut got = flash.forward(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
+            close("flash out " + at, got.out(), want.out());
+            close("flash lse " + at, got.lse(), want.lse());
+            Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w), host(v, rows, w),
+                    want.out(), want.lse(), t, h);
+            Backend.AttentionGrads gg = flash.backward(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
+                    got.out(), got.lse(), t, h);
+            close("flash dq " + at, gg.dq(), wg.dq());
+            close("flash dk " + at, gg.dk(), wg.dk());
+            close("flash dv " + at, gg.dv(), wg.dv());
+        }
+    }
+
+    @Test
+    void flashAttentionIsCausal() {
+        CudaFlashAttention flash = new CudaFlashAttention(emu);
+        int t = 150, h = 2, dh = 64, w = h * dh, keep = 77;  // rows ≥ keep change; rows < keep must not see it
+        float[] q = values(t * w, 2), k = values(t * w, 2), v = values(t * w, 1);
+        float[] before = emu.download(flash.forward(dev(q, t, w), dev(k, t, w), dev(v, t, w), t, h).out());
+        for (int i = keep * w; i < t * w; i++) {
+            q[i] = Bf16.round(-q[i] + 0.25f);
+            k[i] = Bf16.round(k[i] * 3);
+            v[i] = Bf16.round(v[i] * -2 + 1);
+        }
+        float[] after = emu.download(flash.forward(dev(q, t, w), dev(k, t, w), dev(v, t, w), t, h).out());
+        assertArrayEquals(java.util.Arrays.copyOf(before, keep * w), java.util.Arrays.copyOf(after, keep * w),
+                "outputs of positions before the perturbed ones changed");
+        assertTrue(!java.util.Arrays.equals(before, after), "perturbing later positions changed nothing at all");
     }
 
     // ---------------------------------------------------------------- SwiGLU, element-wise, cross-entropy, AdamW, patches

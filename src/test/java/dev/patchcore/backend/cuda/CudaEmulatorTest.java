@@ -1,7 +1,7 @@
 package dev.patchcore.backend.cuda;
 
 import org.junit.jupiter.params.ParameterizedTest;
-import org.junit.jupiter.params.provider.ValueSource;
+import org.junit.jupiter.params.provider.CsvSource;
 
 import java.io.IOException;
 import java.nio.charset.StandardCharsets;
@@ -15,33 +15,41 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
- * The memory-bound CUDA kernels on a machine without a GPU: {@code src/test/cuda/kernels_test.cu} built with g++ against
- * the CPU emulator of {@code src/test/cuda/emu} (every block's threads as fibers that switch at barriers and warp
- * shuffles) and run, each kernel against its host reference. The same program checks them on a GPU (gpu-check.sh).
- * Twice: the threads of a block resumed first to last and last to first between barriers, so that a barrier a kernel
- * lacks shows in one order or the other. Skipped, with the reason, where there is no g++; the tensor-core attention
- * kernels are not part of it.
+ * The CUDA kernels on a machine without a GPU: the standalone kernel test programs of {@code src/test/cuda}, built with
+ * g++ against the CPU emulator of {@code src/test/cuda/emu} (every block's threads as fibers that switch at barriers and
+ * warp-synchronous instructions, ldmatrix and mma.sync included) and run, each kernel against its host reference. The
+ * same programs check them on a GPU (gpu-check.sh, pack.sh). {@code kernels_test.cu}: the memory-bound kernels;
+ * {@code flash_attention_test.cu}: every mma.sync flash-attention kernel (not the Hopper wgmma ones). Each twice: the
+ * threads of a block resumed first to last with cp.async copies landing at once, and last to first with copies landing
+ * at their wait, so that a missing barrier or wait shows in one order or the other. Skipped, with the reason, where
+ * there is no g++.
  */
 class CudaEmulatorTest {
-    @ParameterizedTest(name = "EMU_ORDER={0}")
-    @ValueSource(strings = {"forward", "reverse"})
-    void kernelsMatchTheirHostReferencesOnTheEmulator(String order) throws IOException, InterruptedException {
+    @ParameterizedTest(name = "{0}, EMU_ORDER={1}")
+    @CsvSource({"kernels_test, forward", "kernels_test, reverse", "flash_attention_test, forward", "flash_attention_test, reverse"})
+    void kernelsMatchTheirHostReferencesOnTheEmulator(String program, String order) throws IOException, InterruptedException {
         assumeTrue(EmulatedKernelContext.onPath("g++"), "no g++ on PATH: the CUDA kernels' emulated check needs a C++ compiler");
         Path root = Path.of("").toAbsolutePath(), build = EmulatedKernelContext.buildDirectory(root);
-        Path log = build.resolve("kernels_test-" + order + ".log");
+        Path log = build.resolve(program + "-" + order + ".log");
         Files.createDirectories(log.getParent());
-        ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString()).directory(root.toFile())
-                .redirectErrorStream(true).redirectOutput(log.toFile());
+        ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString(), program)
+                .directory(root.toFile()).redirectErrorStream(true).redirectOutput(log.toFile());
         pb.environment().put("EMU_ORDER", order);
         Process p = pb.start();
         boolean finished = p.waitFor(10, TimeUnit.MINUTES);
         if (!finished) p.destroyForcibly();
         String out = Files.readString(log, StandardCharsets.UTF_8);
-        String failures = out.lines().filter(l -> l.startsWith("  FAIL") || l.startsWith("emu:") || l.contains("error"))
+        String failures = out.lines().filter(l -> l.startsWith("  FAIL") || l.endsWith("FAIL") || l.startsWith("emu:") || l.contains("error"))
                 .limit(40).collect(Collectors.joining("\n"));
-        assertTrue(finished, "kernels_test on the emulator did not finish in 10 minutes; log: " + log);
-        assertEquals(0, p.exitValue(), "kernels_test on the emulator failed (log: " + log + "):\n" + failures);
-        assertTrue(out.contains("ALL PASSED: 0 failure(s)"), "no pass line in " + log);
-        assertTrue(out.lines().filter(l -> l.startsWith("  ok")).count() >= 400, "fewer checks than expected ran: " + log);
+        assertTrue(finished, program + " on the emulator did not finish in 10 minutes; log: " + log);
+        assertEquals(0, p.exitValue(), program + " on the emulator failed (log: " + log + "):\n" + failures);
+        if (program.equals("kernels_test")) {
+            assertTrue(out.contains("ALL PASSED: 0 failure(s)"), "no pass line in " + log);
+            assertTrue(out.lines().filter(l -> l.startsWith("  ok")).count() >= 400, "fewer checks than expected ran: " + log);
+        } else {
+            assertTrue(out.contains("check: ALL OK"), "no pass line in " + log);
+            // 8 problems: 3 to 7 forward and backward kernels each (every generation, every variant of its head dim)
+            assertTrue(out.lines().filter(l -> l.endsWith("  ok")).count() >= 50, "fewer checks than expected ran: " + log);
+        }
     }
 }
