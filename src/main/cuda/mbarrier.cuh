@@ -1,10 +1,24 @@
 // Shared-memory mbarriers and bulk asynchronous copies (sm_90 and later): the helpers the flash attention TMA
 // kernels (flash_wgmma.cu) and the bulk-copy RMSNorm backward (rmsnorm.cu) share. Addresses are 32-bit shared-window
-// addresses (__cvta_generic_to_shared). Only compiled for device code of compute capability 9.0 or later.
+// addresses (__cvta_generic_to_shared). Only compiled for device code of compute capability 9.0 or later, and for the
+// CPU emulator.
 #pragma once
 #include <stdint.h>
 
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if defined(PATCHCORE_EMU)
+// The CPU emulator (src/test/cuda/emu, emu.h) runs these as functions.
+__device__ __forceinline__ void mbar_init(uint32_t bar, int count) { emu::mbar_init(bar, count); }
+__device__ __forceinline__ void mbar_arrive(uint32_t bar) { emu::mbar_arrive(bar); }
+__device__ __forceinline__ void mbar_wait(uint32_t bar, uint32_t parity) { emu::mbar_wait(bar, parity); }
+__device__ __forceinline__ void cp_async_mbar_arrive(uint32_t bar) { emu::cp_async_mbar_arrive(bar); }
+__device__ __forceinline__ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) { emu::mbar_arrive_expect_tx(bar, bytes); }
+__device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+    emu::bulk_load(dst, src, bytes, bar);
+}
+__device__ __forceinline__ void fence_proxy_async_shared() {}
+__device__ __forceinline__ void fence_mbarrier_init() {}
+
+#elif defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
 
 __device__ __forceinline__ void mbar_init(uint32_t bar, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;\n" ::"r"(bar), "r"(count) : "memory");
@@ -41,5 +55,7 @@ __device__ __forceinline__ void bulk_load(uint32_t dst, const void* src, uint32_
 // Orders this thread's earlier generic-proxy accesses of shared memory before its later async-proxy ones (a bulk
 // copy into a buffer the CTA's threads have just read).
 __device__ __forceinline__ void fence_proxy_async_shared() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+// Makes initialized mbarriers visible to the asynchronous units (the bulk-copy engine, TMA).
+__device__ __forceinline__ void fence_mbarrier_init() { asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory"); }
 
-#endif  // __CUDA_ARCH__ >= 900
+#endif  // PATCHCORE_EMU, __CUDA_ARCH__ >= 900

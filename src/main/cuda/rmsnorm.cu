@@ -584,7 +584,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
 // team's barrier of that batch, which the arithmetic needs anyway). Dynamic shared memory: d floats (the teams'
 // gain gradients) + teams · BULK_STAGES · 2 · R · d bf16 (the rings) + teams · BULK_STAGES mbarriers
 // (CudaRmsNorm.bulkSharedBytes).
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900) || defined(PATCHCORE_EMU)
 constexpr int BULK_STAGES = 3;  // CudaRmsNorm.BULK_STAGES
 #endif
 
@@ -593,7 +593,7 @@ __device__ __forceinline__ void rmsnorm_backward_bulk(bf16* __restrict__ dx, flo
                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
                                                       int n, int d) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900) || defined(PATCHCORE_EMU)
     DYNAMIC_SHARED(float4, accs4);  // d floats, then the teams' rings, then their mbarriers
     __shared__ float red[2][R][TEAM_MAX_WARPS];
     const TeamLane t = team_lane(d, TEAM_MAX_WARPS);
@@ -606,7 +606,7 @@ __device__ __forceinline__ void rmsnorm_backward_bulk(bf16* __restrict__ dx, flo
     const bool producer = t.warp == t.first && t.lane == 0;
     if (producer) {
         for (int s = 0; s < BULK_STAGES; ++s) mbar_init((uint32_t)__cvta_generic_to_shared(bars + s), 1);
-        asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the bulk-copy unit
+        fence_mbarrier_init();  // visible to the bulk-copy unit
     }
     __syncthreads();
 

@@ -142,6 +142,12 @@ struct Worker {
     size_t sharedBytes = 0, sharedMapped = 0;
     Order order = Order::FORWARD;
     std::vector<int> sequence;  // the order in which the scheduler looks for a fiber to resume
+    struct Bulk {
+        char* dst;
+        const char* src;
+        uint32_t bytes, bar;
+    };
+    std::vector<Bulk> bulks;    // cp.async.bulk copies not landed (EMU_ASYNC=late)
     bool released = false;      // a barrier let fibers go since the scheduler last looked
     uint64_t state = 0x9e3779b97f4a7c15ull;
 
@@ -274,6 +280,7 @@ void run_block(Worker* w) {
     }
     w->done = 0;
     w->atBlock = 0;
+    w->bulks.clear();
     std::fill(std::begin(w->named), std::end(w->named), 0);
     if (w->sharedBytes) std::memset(w->shared, 0xff, w->sharedBytes);  // NaN: unwritten shared memory shows
     // Greedy: after each switch the scan goes on from where it was, but starts over from the first fiber of the order
@@ -466,6 +473,109 @@ void mma_release(const uint64_t* all) {
 }
 }  // namespace
 
+// ---- the shared window and mbarriers
+constexpr size_t WINDOW_BASE = 1024;
+
+size_t shared_window_address(const void* p) {
+    const Worker* w = tw;
+    const char* c = static_cast<const char*>(p);
+    if (!w || c < w->shared || c > w->shared + w->sharedBytes)
+        fail("a shared-window address of memory outside the block's dynamic shared memory (the emulator's window holds "
+             "only that)");
+    return WINDOW_BASE + (size_t)(c - w->shared);
+}
+
+void* from_shared_window(uint32_t address, size_t bytes) {
+    const Worker* w = tw;
+    if (address < WINDOW_BASE || address - WINDOW_BASE + bytes > w->sharedBytes)
+        fail("a shared-window address outside the block's dynamic shared memory");
+    return w->shared + (address - WINDOW_BASE);
+}
+
+namespace {
+struct Mbarrier {  // the emulator's format of an mbarrier's 8 bytes
+    int16_t pending, expected;
+    int32_t tx : 31;
+    uint32_t phase : 1;
+};
+static_assert(sizeof(Mbarrier) == 8, "an mbarrier is 8 bytes");
+
+Mbarrier& mbarrier(uint32_t bar) {
+    if (bar % 8) fail("an mbarrier address not 8-byte aligned");
+    return *static_cast<Mbarrier*>(from_shared_window(bar, 8));
+}
+
+// The phase completes when every expected arrival has come and every announced byte has landed.
+void mbar_complete_if_done(Mbarrier& m) {
+    if (m.pending == 0 && m.tx == 0) {
+        m.phase ^= 1u;
+        m.pending = m.expected;
+    }
+}
+
+void mbar_arrive_on(Mbarrier& m) {
+    if (m.expected <= 0) fail("mbarrier arrive on a barrier never initialized");
+    if (--m.pending < 0) fail("mbarrier: more arrivals than its count in one phase");
+    mbar_complete_if_done(m);
+}
+
+void land_bulk(const Worker::Bulk& b) {
+    std::memcpy(b.dst, b.src, b.bytes);
+    Mbarrier& m = mbarrier(b.bar);
+    m.tx -= (int32_t)b.bytes;
+    mbar_complete_if_done(m);
+}
+}  // namespace
+
+void mbar_init(uint32_t bar, int count) {
+    if (count <= 0 || count > 32767) fail("mbarrier.init with a count outside 1..32767");
+    Mbarrier& m = mbarrier(bar);
+    m.pending = m.expected = (int16_t)count;
+    m.tx = 0;
+    m.phase = 0;
+}
+
+void mbar_arrive(uint32_t bar) { mbar_arrive_on(mbarrier(bar)); }
+
+void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
+    Mbarrier& m = mbarrier(bar);
+    m.tx += (int32_t)bytes;
+    mbar_arrive_on(m);
+}
+
+void mbar_wait(uint32_t bar, uint32_t parity) {
+    Worker* w = tw;
+    for (long spins = 0;; ++spins) {
+        if (mbarrier(bar).phase != (parity & 1u)) return;  // the phase of that parity has completed
+        for (size_t i = 0; i < w->bulks.size();)  // it has not: late copies to this barrier land now
+            if (w->bulks[i].bar == bar) {
+                const Worker::Bulk b = w->bulks[i];
+                w->bulks.erase(w->bulks.begin() + i);
+                land_bulk(b);
+            } else {
+                ++i;
+            }
+        if (mbarrier(bar).phase != (parity & 1u)) return;  // the phase of that parity has completed
+        if (spins == 100000000) fail("an mbarrier wait that never completes");
+        spin();
+    }
+}
+
+void cp_async_mbar_arrive(uint32_t bar) {
+    Fiber& f = tw->fibers[tw->current];
+    land_copies(f, f.copies.size());
+    mbar_arrive(bar);
+}
+
+void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
+    if (bytes % 16 || dst % 16 || reinterpret_cast<uintptr_t>(src) % 16)
+        fail("cp.async.bulk: a size or an address not a multiple of 16 bytes");
+    const Worker::Bulk b{static_cast<char*>(from_shared_window(dst, bytes)), static_cast<const char*>(src), bytes, bar};
+    mbarrier(bar);  // checked now
+    if (async_late()) tw->bulks.push_back(b);
+    else land_bulk(b);
+}
+
 void ldmatrix(uint32_t* out, const void* row, int count, bool trans) {
     if (count != 1 && count != 2 && count != 4) fail("ldmatrix: a count other than 1, 2 or 4");
     LdmatrixLane me{static_cast<const uint16_t*>(row), out, count, trans};
@@ -554,6 +664,12 @@ cudaError_t cudaGetDeviceProperties(cudaDeviceProp* prop, int) {
     prop->multiProcessorCount = sms ? std::max(1, std::atoi(sms)) : 4;
     prop->major = 8;
     prop->minor = 0;
+    if (const char* cc = std::getenv("EMU_CC")) {  // e.g. 9.0: the host code of a test takes its sm_90 paths
+        if (std::sscanf(cc, "%d.%d", &prop->major, &prop->minor) != 2) {
+            std::fprintf(stderr, "emu: EMU_CC=%s is not MAJOR.MINOR\n", cc);
+            std::exit(2);
+        }
+    }
     return cudaSuccess;
 }
 cudaError_t cudaFuncSetAttribute(const void*, cudaFuncAttribute, int) { return cudaSuccess; }

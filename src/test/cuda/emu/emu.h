@@ -211,6 +211,17 @@ void ldmatrix(uint32_t* out, const void* row, int count, bool trans);
 // mma.m16n8k16" (g = lane/4, q = lane%4): a0 = A[g][2q..], a1 = A[g+8][2q..], a2 = A[g][2q+8..], a3 = A[g+8][2q+8..];
 // b0 = B[2q..][g], b1 = B[2q+8..][g]; c0,c1 = C[g][2q..], c2,c3 = C[g+8][2q..]. Products exact, sums in fp32.
 void mma_m16n8k16_bf16(float* c, const uint32_t* a, uint32_t b0, uint32_t b1);
+// mbarrier (sm_90), addressed by 32-bit shared-window addresses: init, arrive, arrive with expected transaction bytes,
+// wait for the phase of a parity to complete. The state lives in the barrier's 8 bytes, in the emulator's own format.
+void mbar_init(uint32_t bar, int count);
+void mbar_arrive(uint32_t bar);
+void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes);
+void mbar_wait(uint32_t bar, uint32_t parity);
+// cp.async.mbarrier.arrive.noinc: this thread's earlier cp.async copies land, then one arrival.
+void cp_async_mbar_arrive(uint32_t bar);
+// cp.async.bulk global → shared completing `bytes` of bar's transaction count; lands at once (EMU_ASYNC eager) or when
+// a thread first waits on bar (late).
+void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar);
 // ex2.approx.ftz.f32: 2^x, results below 2^-126 flushed to +0.
 inline float ex2_approx_ftz(float x) {
     const float y = std::exp2(x);
@@ -256,7 +267,13 @@ template <class T>
 void __stcs(T* p, T v) { *p = v; }
 template <class T>
 void __stcg(T* p, T v) { *p = v; }
-inline size_t __cvta_generic_to_shared(const void* p) { return reinterpret_cast<size_t>(p); }
+// The 32-bit shared window: the emulator maps the block's dynamic shared memory at window address 1024 (the 1 KB below
+// it is reserved, as on sm_90); other pointers have no window address here (an error).
+namespace emu {
+size_t shared_window_address(const void* p);
+void* from_shared_window(uint32_t address, size_t bytes);
+}  // namespace emu
+inline size_t __cvta_generic_to_shared(const void* p) { return emu::shared_window_address(p); }
 
 // ---------------------------------------------------------------- math and bit intrinsics
 template <class A, class B>

@@ -8,7 +8,8 @@
 # flash_attention.cu itself). EMU_ORDER (forward, reverse or random: which thread of a block runs first between
 # barriers), EMU_ASYNC (eager or late: when cp.async copies land), EMU_WORKERS (OS threads per launch, default the
 # cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4: the launchers size their
-# grids from it) change the schedule the kernels see.
+# grids from it) change the schedule the kernels see; EMU_CC (default 8.0, 9.0 for kernels_test) is the compute
+# capability it reports.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="${1:-$EMU_ROOT/target/cuda-emu}"
@@ -19,7 +20,8 @@ case "$PROGRAM" in
   kernels_test)
     for k in $(sed -n 's|^// kernel-files: ||p' "$EMU_ROOT/src/test/cuda/kernels_test.cu"); do SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu"); done
     (( ${#SOURCES[@]} > 0 )) || { echo "run.sh: no kernel-files line in kernels_test.cu" >&2; exit 2; }
-    ARGS=(--no-bench) ;;
+    ARGS=(--no-bench)
+    export EMU_CC="${EMU_CC:-9.0}" ;;  # so that it checks the sm_90 variants too (the RMSNorm backward's bulk copies)
   flash_attention_test)
     ARGS=(check) ;;
   *) echo "run.sh: PROGRAM is kernels_test or flash_attention_test, not $PROGRAM" >&2; exit 2 ;;
