@@ -545,6 +545,7 @@ void mbar_arrive_expect_tx(uint32_t bar, uint32_t bytes) {
 
 void mbar_wait(uint32_t bar, uint32_t parity) {
     Worker* w = tw;
+    std::chrono::steady_clock::time_point since;
     for (long spins = 0;; ++spins) {
         if (mbarrier(bar).phase != (parity & 1u)) return;  // the phase of that parity has completed
         for (size_t i = 0; i < w->bulks.size();)  // it has not: late copies to this barrier land now
@@ -556,7 +557,11 @@ void mbar_wait(uint32_t bar, uint32_t parity) {
                 ++i;
             }
         if (mbarrier(bar).phase != (parity & 1u)) return;  // the phase of that parity has completed
-        if (spins == 100000000) fail("an mbarrier wait that never completes");
+        if (spins % 4096 == 0) {  // every other thread of the block has had thousands of turns meanwhile
+            const auto now = std::chrono::steady_clock::now();
+            if (spins == 0) since = now;
+            else if (now - since > std::chrono::seconds(20)) fail("an mbarrier wait that has not completed in 20 s");
+        }
         spin();
     }
 }
