@@ -12,11 +12,13 @@
 // block's four warps are combined in a fixed order and written as one partial (max, sum, unnormalized output) per
 // head; `attn_decode_combine` merges a row's partials in chunk order. With one chunk (contexts up to DEC_KEYS) the
 // block writes the output itself. Deterministic; fp32 scores and softmax with accurate expf (no fast math), like
-// attention_simple.cu; each head's arithmetic is the same operations in the same order for every G (bit-identical
-// outputs).
+// attention_simple.cu; each head's arithmetic is the same operations in the same order for every G, so the grouped
+// kernels give bit-identical outputs to G = 1.
 //
-// The body is a template over G (query heads per block, all of one key/value head) so that grouped-query attention can
-// read a group's rows once; `attn_decode_partial` is G = 1, a block per query head, for any grouping.
+// G = 1 is `attn_decode_partial` (a block per query head, as before grouping: the multi-head path, and valid for any
+// grouping); `attn_decode_partial_g2` … `_g8` take G = 2 … 8 query heads per block, which CudaDecodeAttention
+// launches with G = the largest divisor of H / KH up to 8 (the whole group for groups of 2 … 8), so a group's cached
+// rows are read once per G heads instead of once per head.
 #include "common.cuh"
 #include <math.h>
 
@@ -170,6 +172,57 @@ attn_decode_partial(bf16* __restrict__ out, float* __restrict__ partAcc, float2*
                     const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
                     int H, int KH, int D, int vec) {
     decode_partial<1>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+// grid (chunks, H / G, n), block 32 · DEC_WARPS: G query heads of one key/value head per block (G divides H / KH),
+// reading each cached key and value row once for the G. The same arguments and outputs as attn_decode_partial.
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g2(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<2>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g3(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<3>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g4(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<4>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g5(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<5>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g6(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<6>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g7(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<7>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
+attn_decode_partial_g8(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
+                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
+                       int H, int KH, int D, int vec) {
+    decode_partial<8>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
 }
 
 // grid (H, n), block any multiple of 32: out[i, h·D + col] = Σ_c partAcc_c[col]·exp(m_c − M) / Σ_c l_c·exp(m_c − M)
