@@ -51,6 +51,13 @@ __global__ void adamw_sumsq_partial_f32(float*, int, const float*, long long);
 __global__ void adamw_sumsq_partial_bf16(float*, int, const bf16*, long long);
 __global__ void adamw_sumsq_final(float*, const float*, int);
 __global__ void attn_decode_partial(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g2(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g3(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g4(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g5(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g6(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g7(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+__global__ void attn_decode_partial_g8(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
 __global__ void attn_decode_combine(bf16*, const float*, const float2*, int, int, int);
 __global__ void repeat_heads_bf16(bf16*, const bf16*, long long, int, int, int);
 __global__ void repeat_heads_bwd_bf16(bf16*, const bf16*, long long, int, int, int);
@@ -427,7 +434,24 @@ static void test_rope(int batch, int seqLen, int heads, int dh, int shift, int s
 
 // CudaDecodeAttention: queries n at positions start … over a cache of `cap` rows whose rows past the last position hold
 // values 30× larger (no query may see them); chunks of 128 keys, merged by a second kernel when there are several.
-// kvHeads (0: heads) key/value heads, query head h reading key/value head h / (heads / kvHeads).
+// kvHeads (0: heads) key/value heads, query head h reading key/value head h / (heads / kvHeads). Each run takes G query
+// heads per block: G = 1 (attn_decode_partial, a block per query head) always, and for a grouped cache every divisor
+// G ≤ 8 of the group (attn_decode_partial_gG; CudaDecodeAttention launches the largest), each checked against the host
+// and bit for bit against G = 1 (the same arithmetic per head). Outputs and partials are poisoned before each run.
+typedef void (*DecodePartial)(bf16*, float*, float2*, const bf16*, const bf16*, const bf16*, int, int, int, int, int);
+static DecodePartial decode_partial_kernel(int g) {
+    switch (g) {
+        case 1: return attn_decode_partial;
+        case 2: return attn_decode_partial_g2;
+        case 3: return attn_decode_partial_g3;
+        case 4: return attn_decode_partial_g4;
+        case 5: return attn_decode_partial_g5;
+        case 6: return attn_decode_partial_g6;
+        case 7: return attn_decode_partial_g7;
+        case 8: return attn_decode_partial_g8;
+        default: std::fprintf(stderr, "no decode kernel for %d heads per block\n", g); std::exit(2);
+    }
+}
 static void test_decode(int cap, int start, int n, int heads, int dh, int shift, float qScale = 1.f, int kvHeads = 0) {
     if (kvHeads == 0) kvHeads = heads;
     std::printf("attention decode cache=%d start=%d n=%d H=%d KH=%d Dh=%d shift=%d q×%g\n", cap, start, n, heads, kvHeads,
@@ -458,14 +482,27 @@ static void test_decode(int cap, int start, int n, int heads, int dh, int shift,
     int vec = dh % 8 == 0 && al16(dK.p) ? 1 : 0;
     Dev<float> acc((size_t)n * heads * chunks * dh);
     Dev<float2> ml((size_t)n * heads * chunks);
-    KERNEL(attn_decode_partial, dim3(chunks, heads, n), 128)(dO.p, chunks > 1 ? acc.p : nullptr, chunks > 1 ? ml.p : nullptr,
-                                                       dQ.p, dK.p, dV.p, start, heads, kvHeads, dh, vec);
-    LAUNCHED();
-    if (chunks > 1) {
-        KERNEL(attn_decode_combine, dim3(heads, n), std::min(128, ceil_div(dh, 32) * 32))(dO.p, acc.p, ml.p, chunks, heads, dh);
+    std::vector<uint16_t> first;  // G = 1's output bits
+    for (int g = 1; g <= std::min(8, groups); ++g) {
+        if (groups % g != 0) continue;
+        CHECK(cudaMemset(dO.p, 0xff, dO.n * sizeof(bf16)));
+        CHECK(cudaMemset(acc.p, 0xff, acc.n * sizeof(float)));
+        CHECK(cudaMemset(ml.p, 0xff, ml.n * sizeof(float2)));
+        KERNEL(decode_partial_kernel(g), dim3(chunks, heads / g, n), 128)(dO.p, chunks > 1 ? acc.p : nullptr,
+                                                                          chunks > 1 ? ml.p : nullptr, dQ.p, dK.p, dV.p,
+                                                                          start, heads, kvHeads, dh, vec);
         LAUNCHED();
+        if (chunks > 1) {
+            KERNEL(attn_decode_combine, dim3(heads, n), std::min(128, ceil_div(dh, 32) * 32))(dO.p, acc.p, ml.p, chunks, heads, dh);
+            LAUNCHED();
+        }
+        std::string what = std::string(vec ? "output (16-byte key loads)" : "output (element loads)") + ", G=" + std::to_string(g);
+        expect_close(what, download_bf16(dO), ref, 1e-2);
+        std::vector<uint16_t> bits(dO.n);
+        CHECK(cudaMemcpy(bits.data(), dO.p, bits.size() * 2, cudaMemcpyDeviceToHost));
+        if (g == 1) first = bits;
+        else expect("G=" + std::to_string(g) + " bit-identical to G=1", bits == first);
     }
-    expect_close(vec ? "output (16-byte key loads)" : "output (element loads)", download_bf16(dO), ref, 1e-2);
 }
 
 // CudaRepeatHeads: x [rows, kvHeads·Dh] → [rows, kvHeads·groups·Dh] (head h = x's head h / groups), and the gradient
@@ -839,6 +876,22 @@ int main(int argc, char** argv) {
     test_decode(300, 200, 7, 6, 64, 0, 1.f, 2);    // grouped-query: 3 query heads per key/value head
     test_decode(300, 128, 1, 4, 20, 1, 1.f, 1);    // one key/value head for all, element loads
     test_decode(2048, 2047, 1, 32, 64, 0, 1.f, 8);  // LLaMA-3.2-1B's heads at the end of a 2048 context
+    // Grouped-query, each group size 2 … 8 (and 12, 16: blocks of fewer heads than the group): odd contexts, start > 0,
+    // one chunk and several, queries whose last chunk is empty, element loads, every head dim with groups of 8.
+    for (int dh : {20, 32, 64, 80, 96, 128, 160, 256}) test_decode(300, 200, 7, 8, dh, 0, 1.f, 1);  // 201 … 207 keys
+    test_decode(300, 0, 1, 8, 64, 0, 1.f, 1);       // one key
+    test_decode(300, 126, 1, 8, 32, 0, 1.f, 1);     // 127 keys: one chunk
+    test_decode(300, 100, 60, 8, 64, 0, 1.f, 1);    // the first queries see no key of the last chunk
+    test_decode(300, 299, 1, 8, 256, 1, 1.f, 1);    // the whole cache at Dh 256, misaligned: element loads
+    test_decode(300, 250, 3, 16, 128, 0, 8.f, 2);   // peaked scores, 2 groups of 8
+    test_decode(700, 654, 3, 4, 64, 0, 1.f, 2);     // groups of 2: 655 … 657 keys, 6 chunks
+    test_decode(300, 130, 3, 6, 20, 0, 1.f, 2);     // groups of 3, 131 … 133 keys
+    test_decode(300, 77, 2, 8, 96, 0, 1.f, 2);      // groups of 4, 78 / 79 keys: one chunk
+    test_decode(300, 160, 2, 10, 80, 1, 1.f, 2);    // groups of 5, misaligned
+    test_decode(300, 200, 1, 12, 64, 0, 1.f, 2);    // groups of 6
+    test_decode(300, 140, 2, 14, 32, 0, 1.f, 2);    // groups of 7
+    test_decode(300, 170, 2, 12, 20, 0, 1.f, 1);    // a group of 12: G = 2, 3, 4, 6
+    test_decode(300, 170, 2, 16, 64, 0, 1.f, 1);    // a group of 16: G = 2, 4, 8
     test_repeat_heads(37, 2, 4, 64, 0);
     test_repeat_heads(5, 3, 2, 20, 1);  // misaligned
     test_repeat_heads(300, 8, 4, 64, 0);  // LLaMA-3.2-1B's heads: 8 key/value heads, 4 query heads each

@@ -6,9 +6,11 @@ import dev.patchcore.tensor.Tensor;
 /**
  * Generation's cached attention on the GPU ({@code src/main/cuda/attention_decode.cu}): exactly
  * {@link dev.patchcore.backend.DecodingBackend#attendCached}. Each block scores one chunk of {@link #KEYS_PER_BLOCK}
- * keys of one (query, head), one key per lane, and a second kernel merges each row's chunks (skipped when the keys
- * fit one chunk). A window read from position 0 (the prompt, or the window's restart) is causal attention over its own
- * rows, so {@link CudaBackend#attendCached} gives it to the training kernels instead.
+ * keys of one query for the query heads of one key/value head ({@link #headsPerBlock}: all of a group of up to
+ * {@link #MAX_HEADS_PER_BLOCK}, one for multi-head attention), one key per lane, each cached row read once for those
+ * heads; a second kernel merges each row's chunks (skipped when the keys fit one chunk). A window read from position 0
+ * (the prompt, or the window's restart) is causal attention over its own rows, so {@link CudaBackend#attendCached}
+ * gives it to the training kernels instead.
  */
 final class CudaDecodeAttention {
     /** Four warps ({@code DEC_WARPS} in attention_decode.cu). */
@@ -17,6 +19,8 @@ final class CudaDecodeAttention {
     static final int KEYS_PER_BLOCK = THREADS;
     /** Largest head dimension ({@code DEC_MAX_CHUNKS} · 32). */
     static final int MAX_HEAD_DIM = 256;
+    /** The most query heads one block serves ({@code attn_decode_partial_g8}). */
+    static final int MAX_HEADS_PER_BLOCK = 8;
 
     private final KernelContext ctx;
 
@@ -72,17 +76,33 @@ final class CudaDecodeAttention {
     /** Most floats of partials (max, sum and a row of Dh per query, head and chunk) one launch writes: 64 MB. */
     static final long PARTIAL_FLOATS = 16L << 20;
 
+    /**
+     * Query heads per block: the largest divisor of the group size H / KH up to {@link #MAX_HEADS_PER_BLOCK} (the whole
+     * group for groups of 1 … 8; 1 for multi-head attention), so each block reads its key/value head's rows once for
+     * that many query heads.
+     */
+    static int headsPerBlock(int heads, int kvHeads) {
+        int group = heads / kvHeads;
+        for (int g = Math.min(MAX_HEADS_PER_BLOCK, group); g > 1; g--)
+            if (group % g == 0) return g;
+        return 1;
+    }
+
+    /** The partial kernel serving {@code g} query heads per block: a block per query head for 1. */
+    static String partialKernel(int g) { return g == 1 ? "attn_decode_partial" : "attn_decode_partial_g" + g; }
+
     private void group(Tensor out, Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads, int d, boolean vec) {
         int n = q.dim(0), chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);
+        int g = headsPerBlock(heads, kvHeads);
+        String kernel = partialKernel(g);
         if (chunks == 1) {
-            ctx.launch("attn_decode_partial", 1, heads, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, kvHeads, d,
-                    vec ? 1 : 0);
+            ctx.launch(kernel, 1, heads / g, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, kvHeads, d, vec ? 1 : 0);
             return;
         }
         long parts = (long) n * heads * chunks;
         Tensor acc = ctx.scratch(DType.F32, Math.toIntExact(parts * d));
         Tensor maxSum = ctx.scratch(DType.F32, Math.toIntExact(parts * 2));
-        ctx.launch("attn_decode_partial", chunks, heads, n, THREADS, 1, 1, 0, out, acc, maxSum, q, keys, values, start, heads, kvHeads, d,
+        ctx.launch(kernel, chunks, heads / g, n, THREADS, 1, 1, 0, out, acc, maxSum, q, keys, values, start, heads, kvHeads, d,
                 vec ? 1 : 0);
         ctx.launch("attn_decode_combine", heads, n, 1, Math.min(THREADS, (d + 31) / 32 * 32), 1, 1, 0, out, acc, maxSum, chunks, heads, d);
     }

@@ -136,9 +136,12 @@ class CudaEmulatedOpsTest {
     @Test
     void decodeAttentionOverTheKvCache() {
         CudaDecodeAttention decode = new CudaDecodeAttention(emu);
-        // capacity, start, n, heads, kv heads, Dh: one chunk, two chunks, queries whose last chunk is empty, grouped-query
+        // capacity, start, n, heads, kv heads, Dh: one chunk, two chunks, queries whose last chunk is empty; grouped-query
+        // (CudaDecodeAttention.headsPerBlock query heads a block): groups of 2, 3, 4 (two cases), 8 (one key/value head
+        // over 3 chunks, two over 3 chunks), and 12 (blocks of 6, one chunk, element loads).
         for (int[] c : new int[][] {{300, 0, 1, 3, 3, 64}, {300, 127, 1, 3, 3, 20}, {300, 128, 1, 4, 2, 64}, {300, 100, 60, 2, 2, 32},
-                {300, 299, 1, 6, 2, 128}, {2048, 1000, 3, 8, 2, 80}, {300, 200, 7, 4, 1, 96}}) {
+                {300, 299, 1, 6, 2, 128}, {2048, 1000, 3, 8, 2, 80}, {300, 200, 7, 4, 1, 96}, {300, 254, 3, 8, 1, 64},
+                {700, 333, 2, 16, 2, 32}, {300, 41, 2, 12, 1, 20}}) {
             int cap = c[0], start = c[1], n = c[2], h = c[3], kvh = c[4], dh = c[5];
             String at = "cap=" + cap + " start=" + start + " n=" + n + " H=" + h + " KH=" + kvh + " Dh=" + dh;
             float[] q = values(n * h * dh, 1), k = values(cap * kvh * dh, 1), v = values(cap * kvh * dh, 1);

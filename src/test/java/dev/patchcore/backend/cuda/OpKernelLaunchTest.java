@@ -478,20 +478,45 @@ class OpKernelLaunchTest {
 
     @Test
     void decodeAttentionReadsAGroupedQueryCacheOfTheKeyValueHeadsOnly() {
-        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]; the grid still has a block per
-        // query head, and the kernel is told both head counts (out and the partials are the query heads').
+        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]; a block per key/value head serves
+        // its 4 query heads (attn_decode_partial_g4), and the kernel is told both head counts (out and the partials are
+        // the query heads').
         Tensor q = bf16(1, 2048), keys = bf16(4096, 512), values = bf16(4096, 512);
         Tensor out = new CudaDecodeAttention(ctx).attend(q, keys, values, 300, 32, 8);
         assertArrayEquals(new int[] {1, 2048}, out.shape());
         Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
-        assertArrayEquals(new int[] {3, 32, 1}, p.grid(), "(chunks, query heads, queries)");
+        assertEquals(List.of("attn_decode_partial_g4", "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList());
+        assertArrayEquals(new int[] {3, 8, 1}, p.grid(), "(chunks, key/value heads, queries)");
+        assertEquals(CudaDecodeAttention.THREADS, p.threads());
         assertEquals(List.of(q, keys, values, 300, 32, 8, 64, 1), Arrays.asList(p.args()).subList(3, 11));
         assertEquals(32L * 3 * 64, ((Tensor) p.args()[1]).numel(), "one partial row of Dh per (query, query head, chunk)");
+        assertArrayEquals(new int[] {32, 1, 1}, c.grid(), "the merge: a block per query head");
         assertEquals(List.of(3, 32, 64), Arrays.asList(c.args()).subList(3, 6));
-        // Every query head over one key/value head.
+        // Every query head over one key/value head, one chunk: one block per query.
         ctx.launches.clear();
         new CudaDecodeAttention(ctx).attend(bf16(2, 4 * 64), bf16(300, 64), bf16(300, 64), 10, 4, 1);
-        assertEquals(List.of(10, 4, 1, 64, 1), Arrays.asList(ctx.only("attn_decode_partial").args()).subList(6, 11));
+        Launch one = ctx.only("attn_decode_partial_g4");
+        assertArrayEquals(new int[] {1, 1, 2}, one.grid());
+        assertEquals(List.of(10, 4, 1, 64, 1), Arrays.asList(one.args()).subList(6, 11));
+    }
+
+    @Test
+    void decodeAttentionGivesEachBlockTheLargestPartOfAGroupUpToEightHeads() {
+        // heads, kv heads → heads per block: the whole group up to 8, else its largest divisor up to 8; multi-head: 1.
+        int[][] cases = {{16, 16, 1}, {4, 2, 2}, {6, 2, 3}, {8, 2, 4}, {10, 2, 5}, {12, 2, 6}, {14, 2, 7}, {16, 2, 8}, {8, 1, 8},
+                {12, 1, 6}, {16, 1, 8}, {32, 2, 8}, {9, 1, 3}, {22, 2, 1}, {13, 1, 1}};
+        for (int[] c : cases) {
+            int heads = c[0], kv = c[1], g = c[2];
+            assertEquals(g, CudaDecodeAttention.headsPerBlock(heads, kv), heads + " heads over " + kv);
+            ctx.launches.clear();
+            new CudaDecodeAttention(ctx).attend(bf16(3, heads * 32), bf16(400, kv * 32), bf16(400, kv * 32), 200, heads, kv);
+            Launch p = ctx.launches.get(0);
+            assertEquals(g == 1 ? "attn_decode_partial" : "attn_decode_partial_g" + g, p.name(), heads + " heads over " + kv);
+            assertArrayEquals(new int[] {2, heads / g, 3}, p.grid(), heads + " heads over " + kv);
+            assertEquals(List.of(200, heads, kv, 32, 1), Arrays.asList(p.args()).subList(6, 11));
+            assertEquals(3L * heads * 2 * 32, ((Tensor) p.args()[1]).numel(), "partials per query head");
+            assertArrayEquals(new int[] {heads, 3, 1}, ctx.launches.get(1).grid());
+        }
     }
 
     @Test
@@ -938,7 +963,8 @@ class OpKernelLaunchTest {
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
                 this::crossEntropySharedMemoryVariantKeepsTheRowOnChipUpTo160KB,
-                this::decodeAttentionSplitsTheKeysIntoChunksAndMergesThem, this::repeatHeadsIsOneThreadPerOutputElement);
+                this::decodeAttentionSplitsTheKeysIntoChunksAndMergesThem, this::decodeAttentionGivesEachBlockTheLargestPartOfAGroupUpToEightHeads,
+                this::repeatHeadsIsOneThreadPerOutputElement);
         for (Runnable c : cases) {
             ctx.launches.clear();
             c.run();
