@@ -83,10 +83,32 @@ class CudaEmulatedOpsTest {
         }
     }
 
-    /** Variants 1 (warp per row + reduce kernel), 2 (the reduce in the last blocks, a cooperative grid), 3 and 4 (teams). */
+    /**
+     * Variants 1 (warp per row + reduce kernel), 2 (the reduce in the last blocks, a cooperative grid), 3 and 4 (teams),
+     * 5 (teams fed by bulk copies through mbarriers; the emulated device reports compute capability 9 for it).
+     */
     @ParameterizedTest(name = "backward variant {0}")
-    @ValueSource(ints = {1, 2, 3, 4})
+    @ValueSource(ints = {1, 2, 3, 4, 5})
     void rmsNormBackward(int variant) {
+        emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
+        emu.takeLaunched();
+        try {
+            rmsNormBackwardAt(variant);
+        } finally {
+            emu.reportComputeCapability(8);
+        }
+        String kernel = switch (variant) {  // at the shapes it serves (odd widths take the block-per-row kernel)
+            case 1 -> "rmsnorm_bwd_rows";
+            case 2 -> "rmsnorm_bwd_fused";
+            case 3 -> "rmsnorm_bwd_teams2_bf16";
+            case 4 -> "rmsnorm_bwd_teams4_bf16";
+            default -> "rmsnorm_bwd_bulk2_bf16";
+        };
+        List<String> launched = emu.takeLaunched();
+        assertTrue(launched.stream().anyMatch(n -> n.startsWith(kernel)), "variant " + variant + " never launched " + kernel + "*: " + launched);
+    }
+
+    private void rmsNormBackwardAt(int variant) {
         CudaRmsNorm rms = new CudaRmsNorm(emu);
         rms.setBackwardVariant(variant);
         for (int[] nd : new int[][] {{37, 1024}, {1001, 1536}, {41, 1280}, {3, 256}, {19, 100}, {5, 4096}, {300, 2048}}) {
@@ -182,6 +204,7 @@ class CudaEmulatedOpsTest {
     @CsvSource({"2, 3", "2, 2", "1, 1"})
     void flashAttentionForwardAndBackward(int forwardGeneration, int backwardGeneration) {
         CudaFlashAttention flash = new CudaFlashAttention(emu, forwardGeneration == 2, backwardGeneration);
+        emu.takeLaunched();
         for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 200, 2, 64}, {1, 130, 2, 80}, {2, 97, 1, 96}, {1, 161, 1, 128}, {1, 1, 1, 128}}) {
             int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
             String at = "fwd" + forwardGeneration + " bwd" + backwardGeneration + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
@@ -197,6 +220,11 @@ class CudaEmulatedOpsTest {
             close("flash dq " + at, gg.dq(), wg.dq());
             close("flash dk " + at, gg.dk(), wg.dk());
             close("flash dv " + at, gg.dv(), wg.dv());
+            List<String> launched = emu.takeLaunched();
+            String fwd = forwardGeneration == 2 ? "flash_attn_fwd2_d" + dh + "_" : "flash_attn_fwd_d" + dh + "_";
+            String bwd = backwardGeneration == 1 ? "flash_attn_bwd_d" + dh : "flash_attn_bwd" + backwardGeneration + "_d" + dh + "_";
+            assertTrue(launched.stream().anyMatch(n -> n.startsWith(fwd)) && launched.stream().anyMatch(n -> n.startsWith(bwd)),
+                    at + ": expected " + fwd + "* and " + bwd + "*, launched " + launched);
         }
     }
 

@@ -77,7 +77,19 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
         run(name, gridX, gridY, gridZ, blockX, blockY, blockZ, sharedBytes, true, args);
     }
 
+    /** The kernels launched since the last call (in order), so a test can tell which variant ran. */
+    synchronized List<String> takeLaunched() {
+        List<String> names = List.copyOf(launched);
+        launched.clear();
+        return names;
+    }
+
+    private final List<String> launched = new ArrayList<>();
+
     private void run(String name, int gx, int gy, int gz, int bx, int by, int bz, int shared, boolean cooperative, Object... args) {
+        synchronized (this) {
+            launched.add(name);
+        }
         MemorySegment kernel = library.find(name)
                 .orElseThrow(() -> new IllegalArgumentException("kernel " + name + " is not in the emulator library"));
         List<Long> words = new ArrayList<>();
@@ -147,8 +159,17 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
     @Override
     public boolean tensorMapsAvailable() { return false; }
 
+    /** 8 unless a test asks for 9 (the sm_90 variants whose emulation needs no wgmma or TMA: the bulk RMSNorm backward). */
+    private volatile int computeCapabilityMajor = 8;
+
     @Override
-    public int computeCapabilityMajor() { return 8; }
+    public int computeCapabilityMajor() { return computeCapabilityMajor; }
+
+    /** The compute capability the launchers see from now on (8 or 9). */
+    void reportComputeCapability(int major) {
+        if (major != 8 && major != 9) throw new IllegalArgumentException("the emulated device is of compute capability 8 or 9, not " + major);
+        computeCapabilityMajor = major;
+    }
 
     // ---------------------------------------------------------------- host side of the tests
 
