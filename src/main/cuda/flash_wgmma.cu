@@ -30,11 +30,22 @@
 #include "mbarrier.cuh"
 #include "softmax_exp.cuh"
 
+// The sm_90a code, compiled by nvcc for sm_90a and by the CPU emulator (src/test/cuda/emu, PATCHCORE_EMU), where every
+// asm statement below has a twin that calls the emulator (TMA excepted: the emulator has no tensor maps).
+#if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(PATCHCORE_EMU)
+#define PATCHCORE_WGMMA 1
+#endif
+#ifdef PATCHCORE_EMU
+#define WG_SMEM_RAW unsigned char* const wg_smem_raw = static_cast<unsigned char*>(emu::dynamic_shared())
+#else
+#define WG_SMEM_RAW extern __shared__ unsigned char wg_smem_raw[]
+#endif
+
 namespace {
 
 constexpr int WG_THREADS = 256;  // two warpgroups
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
 
 constexpr float LOG2E = 1.4426950408889634f;
 constexpr float LN2 = 0.6931471805599453f;
@@ -48,7 +59,11 @@ __device__ __forceinline__ uint32_t sw128(int rows, int r, int chunk) {
 }
 
 __device__ __forceinline__ void cp_async16_zfill(uint32_t dst, const void* src, bool valid) {
+#ifndef PATCHCORE_EMU
     asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(dst), "l"(src), "r"(valid ? 16 : 0) : "memory");
+#else
+    emu::cp_async(emu::from_shared_window(dst, 16), src, 16, valid ? 16 : 0);
+#endif
 }
 // cp.async of rows [row0, row0 + rows) of one head (head base `src`, row stride ld) into a swizzled tile, by all
 // WG_THREADS threads; rows past T are zero-filled (their source address is row 0's, never read).
@@ -62,8 +77,13 @@ __device__ __forceinline__ void load_tile_sw128(uint32_t tile, int rows, const b
     }
 }
 
+#ifndef PATCHCORE_EMU
 __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;\n" ::: "memory"); }
 __device__ __forceinline__ void cp_async_wait_all() { asm volatile("cp.async.wait_group 0;\n" ::: "memory"); }
+#else
+__device__ __forceinline__ void cp_async_commit() { emu::cp_async_commit(); }
+__device__ __forceinline__ void cp_async_wait_all() { emu::cp_async_wait(0); }
+#endif
 
 __device__ __forceinline__ uint32_t pack_bf16(float lo, float hi) { return pack_bf16x2(lo, hi); }
 
@@ -73,13 +93,21 @@ __device__ __forceinline__ uint64_t smem_desc(uint32_t addr, uint32_t leadingByt
            (static_cast<uint64_t>((strideBytes >> 4) & 0x3FFF) << 32) | (1ull << 62);
 }
 
+#ifndef PATCHCORE_EMU
 __device__ __forceinline__ void wgmma_fence() { asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_commit() { asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory"); }
 __device__ __forceinline__ void wgmma_wait_all() { asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory"); }
 __device__ __forceinline__ void fence_proxy_async() { asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory"); }
+#else
+__device__ __forceinline__ void wgmma_fence() {}
+__device__ __forceinline__ void wgmma_commit() { emu::wgmma_commit(); }
+__device__ __forceinline__ void wgmma_wait_all() { emu::wgmma_wait(0); }
+__device__ __forceinline__ void fence_proxy_async() {}
+#endif
 
 // Keeps the compiler from moving reads or writes of accumulator (and A-fragment) registers across an asynchronous
 // wgmma: PTX requires wgmma.fence between any other access to those registers and the wgmma that uses them.
+#ifndef PATCHCORE_EMU
 template <int N>
 __device__ __forceinline__ void fence_regs(float (&r)[N]) {
 #pragma unroll
@@ -93,9 +121,15 @@ __device__ __forceinline__ void fence_regs(uint32_t (&r)[N][4]) {
 #pragma unroll
         for (int j = 0; j < 4; ++j) asm volatile("" : "+r"(r[i][j])::"memory");
 }
+#else
+// The emulator's wgmma writes the registers through their addresses (which it holds): no compiler fence needed.
+template <class R>
+__device__ __forceinline__ void fence_regs(R&) {}
+#endif
 
 // D[64×64] (+)= A[64×16] · B[16×64], A and B from shared memory (descriptors), both K-major.
 __device__ __forceinline__ void wgmma_ss_m64n64(float (&d)[32], uint64_t descA, uint64_t descB, int accumulate) {
+#ifndef PATCHCORE_EMU
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
@@ -105,11 +139,15 @@ __device__ __forceinline__ void wgmma_ss_m64n64(float (&d)[32], uint64_t descA, 
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "l"(descA), "l"(descB), "r"(accumulate));
+#else
+    emu::wgmma(d, 64, nullptr, descA, descB, accumulate != 0, false, false);
+#endif
 }
 
 // D[64×64] (+)= A[64×16] · B[16×64], A from registers (the mma.sync A-fragment layout per warp), B from
 // shared memory, MN-major (imm-trans-b = 1).
 __device__ __forceinline__ void wgmma_rs_m64n64_tb(float (&d)[32], const uint32_t (&a)[4], uint64_t descB, int accumulate) {
+#ifndef PATCHCORE_EMU
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
@@ -119,11 +157,15 @@ __device__ __forceinline__ void wgmma_rs_m64n64_tb(float (&d)[32], const uint32_
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(accumulate));
+#else
+    emu::wgmma(d, 64, a, 0, descB, accumulate != 0, false, true);
+#endif
 }
 
 // D[64×128] (+)= A[64×16] · B[16×128], A from registers (the mma.sync A-fragment layout per warp), B from
 // shared memory, MN-major (imm-trans-b = 1).
 __device__ __forceinline__ void wgmma_rs_m64n128_tb(float (&d)[64], const uint32_t (&a)[4], uint64_t descB, int accumulate) {
+#ifndef PATCHCORE_EMU
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
@@ -133,10 +175,14 @@ __device__ __forceinline__ void wgmma_rs_m64n128_tb(float (&d)[64], const uint32
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(descB), "r"(accumulate));
+#else
+    emu::wgmma(d, 128, a, 0, descB, accumulate != 0, false, true);
+#endif
 }
 
 // D[64×64] (+)= A[64×16] · B[16×64], A and B from shared memory, both MN-major (imm-trans-a = imm-trans-b = 1).
 __device__ __forceinline__ void wgmma_ss_m64n64_ta_tb(float (&d)[32], uint64_t descA, uint64_t descB, int accumulate) {
+#ifndef PATCHCORE_EMU
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
@@ -146,10 +192,14 @@ __device__ __forceinline__ void wgmma_ss_m64n64_ta_tb(float (&d)[32], uint64_t d
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31])
         : "l"(descA), "l"(descB), "r"(accumulate));
+#else
+    emu::wgmma(d, 64, nullptr, descA, descB, accumulate != 0, true, true);
+#endif
 }
 
 // D[64×128] (+)= A[64×16] · B[16×128], A and B from shared memory (descriptors), both K-major.
 __device__ __forceinline__ void wgmma_ss_m64n128(float (&d)[64], uint64_t descA, uint64_t descB, int accumulate) {
+#ifndef PATCHCORE_EMU
     asm volatile(
         "{\n"
         ".reg .pred p;\n"
@@ -159,11 +209,20 @@ __device__ __forceinline__ void wgmma_ss_m64n128(float (&d)[64], uint64_t descA,
         "}\n"
         : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3]), "+f"(d[4]), "+f"(d[5]), "+f"(d[6]), "+f"(d[7]), "+f"(d[8]), "+f"(d[9]), "+f"(d[10]), "+f"(d[11]), "+f"(d[12]), "+f"(d[13]), "+f"(d[14]), "+f"(d[15]), "+f"(d[16]), "+f"(d[17]), "+f"(d[18]), "+f"(d[19]), "+f"(d[20]), "+f"(d[21]), "+f"(d[22]), "+f"(d[23]), "+f"(d[24]), "+f"(d[25]), "+f"(d[26]), "+f"(d[27]), "+f"(d[28]), "+f"(d[29]), "+f"(d[30]), "+f"(d[31]), "+f"(d[32]), "+f"(d[33]), "+f"(d[34]), "+f"(d[35]), "+f"(d[36]), "+f"(d[37]), "+f"(d[38]), "+f"(d[39]), "+f"(d[40]), "+f"(d[41]), "+f"(d[42]), "+f"(d[43]), "+f"(d[44]), "+f"(d[45]), "+f"(d[46]), "+f"(d[47]), "+f"(d[48]), "+f"(d[49]), "+f"(d[50]), "+f"(d[51]), "+f"(d[52]), "+f"(d[53]), "+f"(d[54]), "+f"(d[55]), "+f"(d[56]), "+f"(d[57]), "+f"(d[58]), "+f"(d[59]), "+f"(d[60]), "+f"(d[61]), "+f"(d[62]), "+f"(d[63])
         : "l"(descA), "l"(descB), "r"(accumulate));
+#else
+    emu::wgmma(d, 128, nullptr, descA, descB, accumulate != 0, false, false);
+#endif
 }
 
 // Waits until at most N of this thread's committed wgmma groups are still pending (the older ones are complete).
 template <int N>
-__device__ __forceinline__ void wgmma_wait() { asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory"); }
+__device__ __forceinline__ void wgmma_wait() {
+#ifndef PATCHCORE_EMU
+    asm volatile("wgmma.wait_group.sync.aligned %0;\n" ::"n"(N) : "memory");
+#else
+    emu::wgmma_wait(N);
+#endif
+}
 
 // Key rows per K/V tile of the forward (CudaFlashAttention.ForwardWgmma.keyTile): 64 at D = 64 (two CTAs per SM,
 // ≤ 128 registers), 128 at D = 128 (one CTA per SM; S = Q Kᵀ as m64n128k16, half the tiles and barriers).
@@ -299,7 +358,7 @@ __device__ __forceinline__ void forward_wgmma(const bf16* __restrict__ Q, const 
     static_assert(BC == 64 || BC == 128, "wgmma forward: key tiles of 64 or 128 rows");
     static_assert(WG_BR % BC == 0, "a CTA's query rows start on a key tile boundary");
     constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
-    extern __shared__ unsigned char wg_smem_raw[];
+    WG_SMEM_RAW;
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sQ = (raw + 1023u) & ~1023u;     // swizzle atoms must be 1024-byte aligned
     const uint32_t sK0 = sQ + QBYTES, sV0 = sK0 + 2 * KVBYTES;  // K [2][BC][D], V [2][BC][D]
@@ -431,8 +490,16 @@ constexpr int PP_VS = 2;    // V stages
 // mbarrier.cuh.)
 
 // Named barrier `id`, 256 threads. A register id (warp-uniform), so no branch sits between a wgmma and its wait.
+#ifndef PATCHCORE_EMU
 __device__ __forceinline__ void bar_sync_256(int id) { asm volatile("bar.sync %0, 256;\n" ::"r"(id) : "memory"); }
 __device__ __forceinline__ void bar_arrive_256(int id) { asm volatile("bar.arrive %0, 256;\n" ::"r"(id) : "memory"); }
+// Named barrier `id` for the 128 threads of one warpgroup.
+__device__ __forceinline__ void bar_sync_128(int id) { asm volatile("bar.sync %0, 128;\n" ::"r"(id) : "memory"); }
+#else
+__device__ __forceinline__ void bar_sync_256(int id) { emu::sync_named(id, 256); }
+__device__ __forceinline__ void bar_arrive_256(int id) { emu::arrive_named(id, 256); }
+__device__ __forceinline__ void bar_sync_128(int id) { emu::sync_named(id, 128); }
+#endif
 
 // cp.async of rows [row0, row0 + rows) into a swizzled tile by the 128 threads of one warpgroup (t = 0 .. 127), as
 // load_tile_sw128.
@@ -504,7 +571,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong(const bf16* __restrict__ 
     static_assert(D == 64 || D == 128, "wgmma forward: head dim 64 or 128");
     constexpr int BC = PP_BC;
     constexpr int QBYTES = WG_BR * D * 2, KVBYTES = BC * D * 2;
-    extern __shared__ unsigned char wg_smem_raw[];
+    WG_SMEM_RAW;
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sQ = (raw + 1023u) & ~1023u;                    // swizzle atoms must be 1024-byte aligned
     const uint32_t sK0 = sQ + QBYTES, sV0 = sK0 + PP_KS * KVBYTES;  // K [3][BC][D], V [2][BC][D]
@@ -667,10 +734,14 @@ struct PersistentRings {
 // `bytes` of the transaction count of mbarrier bar. Coordinates innermost first: column, head, row, batch.
 __device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map, uint32_t bar, int col, int head, int row,
                                             int batch) {
+#ifndef PATCHCORE_EMU
     asm volatile(
         "cp.async.bulk.tensor.4d.shared::cluster.global.tile.mbarrier::complete_tx::bytes [%0], [%1, {%2, %3, %4, %5}], [%6];\n" ::"r"(dst),
         "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(head), "r"(row), "r"(batch), "r"(bar)
         : "memory");
+#else
+    emu::unsupported("cp.async.bulk.tensor (TMA): the emulator has no tensor maps");
+#endif
 }
 
 template <int D, bool TMA = false, int NWG = 2>
@@ -685,7 +756,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     constexpr int ROWS = 64 * NWG;                  // query rows per item
     constexpr int KS = PersistentRings<NWG>::KS, VS = PersistentRings<NWG>::VS;
     constexpr int QBYTES = ROWS * D * 2, KVBYTES = BC * D * 2, THREADS = 128 * NWG;
-    extern __shared__ unsigned char wg_smem_raw[];
+    WG_SMEM_RAW;
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sQ0 = (raw + 1023u) & ~1023u;                        // Q [2][ROWS][D]
     const uint32_t sK0 = sQ0 + 2 * QBYTES, sV0 = sK0 + KS * KVBYTES;  // K [KS][BC][D], V [VS][BC][D]
@@ -774,7 +845,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         }
         for (int b = 0; b < 2; ++b)
             for (int w = 0; w < NWG; ++w) mbar_init(fullQ(b, w), loads);
-        if constexpr (TMA) asm volatile("fence.mbarrier_init.release.cluster;\n" ::: "memory");  // visible to the TMA unit
+        if constexpr (TMA) fence_mbarrier_init();  // visible to the TMA unit
     }
     __syncthreads();  // the initialized barriers, visible to every thread
 
@@ -798,7 +869,7 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
         // and each warp's wgmma.wait_group covers only its own part: the warpgroup meets on named barrier
         // 1 + NWG + wg first, so no warp overwrites Q while another may still read it.
         if (more) {
-            asm volatile("bar.sync %0, 128;\n" ::"r"(1 + NWG + wg) : "memory");
+            bar_sync_128(1 + NWG + wg);
             load_q(next, (n + 1) & 1);
         }
         if constexpr (TMA) __syncwarp();
@@ -874,13 +945,40 @@ constexpr int WB_BC = 128;  // keys per CTA (2 warpgroups × 64)
 // The 128 threads of warpgroup wg meet (barrier 1 or 2; 0 is __syncthreads). Immediate ids, so ptxas reserves 3
 // barriers instead of all 16 for a register id.
 __device__ __forceinline__ void named_barrier_wg(int wg) {
+#ifndef PATCHCORE_EMU
     if (wg == 0) asm volatile("bar.sync 1, 128;\n" ::: "memory");
     else asm volatile("bar.sync 2, 128;\n" ::: "memory");
+#else
+    emu::sync_named(wg == 0 ? 1 : 2, 128);
+#endif
 }
 
 __device__ __forceinline__ void red_add_v4(float* addr, float4 v) {
+#ifndef PATCHCORE_EMU
     asm volatile("red.global.add.v4.f32 [%0], {%1, %2, %3, %4};\n" ::"l"(addr), "f"(v.x), "f"(v.y), "f"(v.z), "f"(v.w)
                  : "memory");
+#else
+    atomicAdd(addr, v.x);
+    atomicAdd(addr + 1, v.y);
+    atomicAdd(addr + 2, v.z);
+    atomicAdd(addr + 3, v.w);
+#endif
+}
+
+// st.shared of 4 bytes, and of 16 zero bytes, at a shared-window address.
+__device__ __forceinline__ void st_shared_u32(uint32_t at, uint32_t v) {
+#ifndef PATCHCORE_EMU
+    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(v) : "memory");
+#else
+    emu::st_shared(at, v);
+#endif
+}
+__device__ __forceinline__ void st_shared_zero16(uint32_t at) {
+#ifndef PATCHCORE_EMU
+    asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(at), "r"(0u) : "memory");
+#else
+    emu::st_shared(at, uint4{0, 0, 0, 0});
+#endif
 }
 
 constexpr int WB_DQ_LD = 72;  // floats per row of the dQ staging tiles (64 + 8: conflict-free float2 stores)
@@ -1023,7 +1121,7 @@ __device__ __forceinline__ void bwd_d64_tile(float (&dk)[32], float (&dv)[32], u
             for (int hh = 0; hh < 2; ++hh) {
                 const int r = warp * 16 + g + hh * 8, q = n * 8 + c * 2;
                 const uint32_t at = sdS + r * 128 + ((((q >> 3) ^ (r & 7))) << 4) + (q & 7) * 2;
-                asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[n >> 1][(n & 1) * 2 + hh]) : "memory");
+                st_shared_u32(at, da[n >> 1][(n & 1) * 2 + hh]);
             }
         }
         fence_proxy_async();  // the generic-proxy stores above, ordered before the wgmma below reads them
@@ -1085,7 +1183,7 @@ __device__ __forceinline__ void backward_wgmma_d64(const bf16* __restrict__ Q, c
                                                    bf16* __restrict__ dV, int T, int H) {
     constexpr int D = 64;
     constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = 64 * WB_BQ * 2;
-    extern __shared__ unsigned char wg_smem_raw[];
+    WG_SMEM_RAW;
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sK = (raw + 1023u) & ~1023u;       // K [128][64]
     const uint32_t sV = sK + KVBYTES;                  // V [128][64]
@@ -1172,7 +1270,7 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
                                                     bf16* __restrict__ dV, int T, int H) {
     constexpr int D = 128;
     constexpr int KVBYTES = WB_BC * D * 2, QBYTES = WB_BQ * D * 2, DSBYTES = WB_BC * WB_BQ * 2;
-    extern __shared__ unsigned char wg_smem_raw[];
+    WG_SMEM_RAW;
     const uint32_t raw = smem_u32(wg_smem_raw);
     const uint32_t sK = (raw + 1023u) & ~1023u;       // K [2 column blocks][128][64]
     const uint32_t sV = sK + KVBYTES;                  // V [2][128][64]
@@ -1257,7 +1355,7 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
                 for (int hh = 0; hh < 2; ++hh) {
                     const int r = wg * 64 + warp * 16 + g + hh * 8, q = n * 8 + c * 2;
                     const uint32_t at = sdS + r * 128 + ((((q >> 3) ^ (r & 7))) << 4) + (q & 7) * 2;
-                    asm volatile("st.shared.u32 [%0], %1;\n" ::"r"(at), "r"(da[n >> 1][(n & 1) * 2 + hh]) : "memory");
+                    st_shared_u32(at, da[n >> 1][(n & 1) * 2 + hh]);
                 }
             }
 
@@ -1278,7 +1376,7 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
             const uint32_t zeros = sdS + 64 * 128 + (tid & 127) * 16;
 #pragma unroll
             for (int i = 0; i < 4; ++i)
-                asm volatile("st.shared.v4.u32 [%0], {%1, %1, %1, %1};\n" ::"r"(zeros + i * 2048), "r"(0u) : "memory");
+                st_shared_zero16(zeros + i * 2048);
         }
         fence_proxy_async();  // the generic-proxy dSᵀ stores above, ordered before the dQ wgmma below reads them
         __syncthreads();      // both warpgroups' dSᵀ rows stored
@@ -1340,7 +1438,7 @@ __device__ __forceinline__ void backward_wgmma_d128(const bf16* __restrict__ Q, 
         FWD_WGMMA_BODY(D)                                                                                        \
     }
 
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
 #define FWD_WGMMA_BODY(D) forward_wgmma<D, FwdWgmmaTile<D>::BC>(q, k, v, out, lse, T, H);
 #else
 #define FWD_WGMMA_BODY(D) __trap();
@@ -1352,7 +1450,7 @@ FLASH_ATTN_FWD_WGMMA(128, 1)
 // Variant 4, ping-pong (forward_wgmma_pingpong): grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory
 // 1024 + 128·D·2 + (3 + 2)·128·D·2 + 80 (mbarriers): 99 408 at D = 64, 197 712 at D = 128
 // (CudaFlashAttention.ForwardWgmmaPingPong.sharedBytes). One CTA per SM.
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
 #define FWD_WGMMA_PP_BODY(D) forward_wgmma_pingpong<D>(q, k, v, out, lse, T, H);
 #else
 #define FWD_WGMMA_PP_BODY(D) __trap();
@@ -1372,7 +1470,7 @@ FLASH_ATTN_FWD_WGMMA_PP(128)
 // Variant 6, the same with TMA loads (forward_wgmma_pingpong_persistent<D, true>): plus the tensor maps of q, k and v
 // (CudaFlashAttention.ForwardWgmmaPersistent.map: 4-D [B][T][H][D], boxes of 64 columns × 1 × 64 rows for Q and 128
 // rows for K and V, 128-byte swizzle), passed by value as grid constants.
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
 #define FWD_PERSISTENT_BODY(D) forward_wgmma_pingpong_persistent<D>(q, k, v, out, lse, T, H, BH);
 #define FWD_PERSISTENT_TMA_BODY(D) forward_wgmma_pingpong_persistent<D, true>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
 #else
@@ -1405,7 +1503,7 @@ FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 constexpr int PP3_THREADS = 384;
 // Only the TMA form exists: without tensor maps the default at D = 64 is the mma.sync forward (CudaFlashAttention), so
 // a cp.async form would never be run, let alone checked.
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
 #define FWD_PP3_TMA_BODY forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
 #else
 #define FWD_PP3_TMA_BODY __trap();
@@ -1424,7 +1522,7 @@ flash_attn_fwd_wgmma_pp3_persistent_tma_d64(const bf16* q, const bf16* k, const 
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
 flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
                          const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
     backward_wgmma_d64(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);
 #else
     __trap();
@@ -1437,7 +1535,7 @@ flash_attn_bwd_wgmma_d64(const bf16* q, const bf16* k, const bf16* v, const bf16
 extern "C" __global__ void __launch_bounds__(WG_THREADS, 1)
 flash_attn_bwd_wgmma_d128(const bf16* q, const bf16* k, const bf16* v, const bf16* dO, const float* lse,
                           const float* rowDot, float* dqAccum, bf16* dk, bf16* dv, int T, int H) {
-#if defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)
+#ifdef PATCHCORE_WGMMA
     backward_wgmma_d128(q, k, v, dO, lse, rowDot, dqAccum, dk, dv, T, H);
 #else
     __trap();

@@ -1,15 +1,15 @@
 #!/usr/bin/env bash
-# Builds libpatchcore_emu.so: every kernel file the emulator can run (all but the Hopper-only flash_wgmma.cu), compiled
-# with g++ against the CPU emulator in this directory, plus emu_api.cpp (the launch entry the Java tests call through FFM).
+# Builds libpatchcore_emu.so: every kernel file (the timing kernel excepted), compiled with g++ against the CPU emulator
+# in this directory, plus emu_api.cpp (the launch entry the Java tests call through FFM).
 #
 #   bash src/test/cuda/emu/build-lib.sh [BUILD_DIR]      # default target/cuda-emu; prints the library's path last
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="$(mkdir -p "${1:-$EMU_ROOT/target/cuda-emu}" && cd "${1:-$EMU_ROOT/target/cuda-emu}" && pwd)/lib"
 
-# Not built: flash_wgmma.cu (wgmma, TMA, mbarrier) and the timing kernel (a clock spin).
+# Not built: the timing kernel (a clock spin). flash_wgmma.cu's TMA kernels are built but stop if launched (no tensor maps).
 SOURCES=()
-for k in adamw attention_decode attention_simple cross_entropy elementwise flash_attention patch_embed repeat_heads rmsnorm rope swiglu; do
+for k in adamw attention_decode attention_simple cross_entropy elementwise flash_attention flash_wgmma patch_embed repeat_heads rmsnorm rope swiglu; do
   SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu")
 done
 EMU_CXXFLAGS=(-fPIC)

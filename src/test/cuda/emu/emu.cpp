@@ -13,6 +13,7 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -89,7 +90,9 @@ std::mutex reporting;  // one report at a time: blocks on other workers may fail
     std::abort();
 }
 
-enum class Wait { NONE, BLOCK, NAMED, WARP, DONE };
+enum class Wait { NONE, BLOCK, NAMED, WARP, DONE, GROUP };
+
+struct WgmmaOp;
 
 // Which fiber runs first between two synchronization points (EMU_ORDER): a kernel that reads what another warp writes
 // without a barrier in between gets the value in one order and not in the other, so running it both ways finds most
@@ -120,6 +123,8 @@ struct Fiber {
     Context ctx;
     std::vector<Copy> copies;   // issued, not landed; the first groups.back() of them committed
     std::vector<size_t> groups;  // the end (in copies) of each committed group, oldest first
+    std::vector<std::shared_ptr<WgmmaOp>> wgOps;  // wgmma issued, maybe not run (EMU_ASYNC=late)
+    std::vector<size_t> wgGroups;                 // the end (in wgOps) of each committed wgmma group
     Wait wait = Wait::NONE;
     unsigned mask = 0;           // WARP: the lanes that must arrive
     int barrier = 0, count = 0;  // NAMED: barrier id and its thread count
@@ -243,6 +248,7 @@ void fiber_main() {
     Worker* w = tw;
     (*w->body)();
     land_copies(w->fibers[w->current], w->fibers[w->current].copies.size());  // a thread's copies land even if unawaited
+    wgmma_wait(0);                                                             // and its wgmmas run
     w->fibers[w->current].wait = Wait::DONE;
     ++w->done;
     release_block_barrier_if_complete(w);
@@ -254,7 +260,8 @@ void fiber_main() {
     std::lock_guard<std::mutex> lock(reporting);
     std::fprintf(stderr, "emu: deadlock in block %u,%u,%u: no thread can run; waiting threads:\n", blockIdx.x, blockIdx.y,
                  blockIdx.z);
-    static const char* names[] = {"running", "__syncthreads", "named barrier", "warp-synchronous op", "exited"};
+    static const char* names[] = {"running", "__syncthreads", "named barrier", "warp-synchronous op", "exited",
+                                  "warpgroup op (wgmma)"};
     for (int i = 0; i < w->threads; ++i) {
         const Fiber& f = w->fibers[i];
         if (f.wait == Wait::DONE) continue;
@@ -276,6 +283,8 @@ void run_block(Worker* w) {
         f.wait = Wait::NONE;
         f.copies.clear();
         f.groups.clear();
+        f.wgOps.clear();
+        f.wgGroups.clear();
         make_context(f.ctx, w->stacks + i * (STACK_BYTES + page) + page, STACK_BYTES, fiber_main);
     }
     w->done = 0;
@@ -322,14 +331,17 @@ void sync_block() {
     yield();
 }
 
-void sync_named(int id, int threads) {
+// bar.sync (waiting) or bar.arrive (not): one more arrival of the `threads` the barrier waits for.
+static void named_barrier(int id, int threads, bool waiting) {
     Worker* w = tw;
     if (id < 0 || id >= 16 || threads <= 0 || threads % 32 != 0 || threads > w->threads)
-        fail("bar.sync with a bad id or thread count");
+        fail("bar.sync or bar.arrive with a bad id or thread count");
     Fiber& me = w->fibers[w->current];
-    me.wait = Wait::NAMED;
-    me.barrier = id;
-    me.count = threads;
+    if (waiting) {
+        me.wait = Wait::NAMED;
+        me.barrier = id;
+        me.count = threads;
+    }
     if (++w->named[id] == threads) {
         for (Fiber& f : w->fibers)
             if (f.wait == Wait::NAMED && f.barrier == id) {
@@ -339,8 +351,11 @@ void sync_named(int id, int threads) {
         w->named[id] = 0;
         w->released = true;
     }
-    yield();
+    if (waiting) yield();
 }
+
+void sync_named(int id, int threads) { named_barrier(id, threads, true); }
+void arrive_named(int id, int threads) { named_barrier(id, threads, false); }
 
 const uint64_t* exchange(unsigned mask, uint64_t mine, bool exitedLanesArrived, void (*atRelease)(const uint64_t* all)) {
     Worker* w = tw;
@@ -579,6 +594,126 @@ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
     mbarrier(bar);  // checked now
     if (async_late()) tw->bulks.push_back(b);
     else land_bulk(b);
+}
+
+// ---- wgmma
+namespace {
+struct WgmmaLane {
+    float* d;
+    const uint32_t* a;
+    int n;
+    uint64_t descA, descB;
+    bool scaleD, transA, transB;
+};
+
+struct WgmmaOp {
+    WgmmaLane lanes[128];
+    bool done = false;
+};
+
+// The shared-window address of element (row-or-column `mn`, k) of the operand a descriptor describes (emu.h).
+uint32_t wgmma_address(uint64_t desc, bool mnMajor, int mn, int k) {
+    if ((desc >> 62) != 1) fail("wgmma: a descriptor without the 128-byte swizzle (the only mode emulated)");
+    if ((desc >> 49 & 7) != 0) fail("wgmma: a descriptor with a matrix base offset (not emulated)");
+    const uint32_t start = (uint32_t)(desc & 0x3FFF) << 4, lbo = (uint32_t)(desc >> 16 & 0x3FFF) << 4,
+                   sbo = (uint32_t)(desc >> 32 & 0x3FFF) << 4;
+    const uint32_t a = mnMajor ? start + (mn / 64) * lbo + (k / 8) * sbo + (k % 8) * 128 + (mn % 64) * 2
+                               : start + (mn / 8) * sbo + (mn % 8) * 128 + k * 2;
+    return a ^ (((a >> 7) & 7) << 4);
+}
+
+float shared_bf16(uint32_t address) {
+    uint16_t h;
+    std::memcpy(&h, from_shared_window(address, 2), 2);
+    return __uint_as_float((uint32_t)h << 16);
+}
+
+void run_wgmma(WgmmaOp& op) {
+    if (op.done) return;
+    op.done = true;
+    const WgmmaLane& l0 = op.lanes[0];
+    const int n = l0.n;
+    static thread_local float A[64][16], B[16][256];
+    for (int t = 0; t < 128; ++t) {
+        const WgmmaLane& l = op.lanes[t];
+        if (l.n != n || l.descB != l0.descB || l.scaleD != l0.scaleD || l.transB != l0.transB || (l.a == nullptr) != (l0.a == nullptr)
+            || (!l.a && (l.descA != l0.descA || l.transA != l0.transA)))
+            fail("wgmma: threads of one warpgroup disagree on the shape or the operands");
+        if (l.a) {  // the mma.sync A fragment of rows 16·warp .. 16·warp + 15
+            const int row = 16 * (t / 32) + (t % 32) / 4, col = 2 * (t % 4);
+            for (int r = 0; r < 4; ++r) {
+                const int rr = row + 8 * (r & 1), cc = col + 8 * (r >> 1);
+                A[rr][cc] = __uint_as_float(l.a[r] << 16);
+                A[rr][cc + 1] = __uint_as_float(l.a[r] & 0xffff0000u);
+            }
+        }
+    }
+    if (!l0.a)
+        for (int m = 0; m < 64; ++m)
+            for (int k = 0; k < 16; ++k) A[m][k] = shared_bf16(wgmma_address(l0.descA, l0.transA, m, k));
+    for (int k = 0; k < 16; ++k)
+        for (int c = 0; c < n; ++c) B[k][c] = shared_bf16(wgmma_address(l0.descB, l0.transB, c, k));
+    for (int t = 0; t < 128; ++t) {
+        float* d = op.lanes[t].d;
+        const int row0 = 16 * (t / 32) + (t % 32) / 4, col0 = 2 * (t % 4);
+        for (int j = 0; j < n / 8; ++j)
+            for (int i = 0; i < 4; ++i) {
+                const int row = row0 + 8 * (i / 2), col = 8 * j + col0 + i % 2;
+                float acc = l0.scaleD ? d[4 * j + i] : 0.f;
+                for (int k = 0; k < 16; ++k) acc += A[row][k] * B[k][col];  // bf16 products are exact in fp32
+                d[4 * j + i] = acc;
+            }
+    }
+}
+}  // namespace
+
+void wgmma(float* d, int n, const uint32_t* aRegs, uint64_t descA, uint64_t descB, bool scaleD, bool transA, bool transB) {
+    Worker* w = tw;
+    if (n < 8 || n > 256 || n % 8) fail("wgmma: N outside 8..256 or not a multiple of 8");
+    const int me = w->current, base = me & ~127;
+    if (base + 128 > w->threads) fail("wgmma: a warpgroup past the block's threads");
+    Fiber& f = w->fibers[me];
+    WgmmaLane mine{d, aRegs, n, descA, descB, scaleD, transA, transB};
+    f.wait = Wait::GROUP;
+    f.published = reinterpret_cast<uint64_t>(&mine);
+    for (int t = 0; t < 128; ++t)
+        if (w->fibers[base + t].wait != Wait::GROUP) {
+            yield();  // the last of the warpgroup to arrive issues it, and lets the others go
+            return;
+        }
+    auto op = std::make_shared<WgmmaOp>();
+    for (int t = 0; t < 128; ++t) {
+        Fiber& o = w->fibers[base + t];
+        op->lanes[t] = *reinterpret_cast<const WgmmaLane*>(o.published);
+        o.wait = Wait::NONE;
+        if (async_late()) o.wgOps.push_back(op);
+    }
+    if (!async_late()) run_wgmma(*op);
+    w->released = true;
+    yield();
+}
+
+void unsupported(const char* what) {
+    std::string m = std::string("not emulated: ") + what;
+    fail(m.c_str());
+}
+
+void wgmma_commit() {
+    Fiber& f = tw->fibers[tw->current];
+    f.wgGroups.push_back(f.wgOps.size());
+}
+
+void wgmma_wait(int n) {
+    Fiber& f = tw->fibers[tw->current];
+    if (n < 0) fail("wgmma.wait_group with a negative count");
+    if ((int)f.wgGroups.size() <= n) return;
+    const size_t end = f.wgGroups[f.wgGroups.size() - 1 - n];
+    for (size_t i = 0; i < end; ++i) run_wgmma(*f.wgOps[i]);
+    f.wgOps.erase(f.wgOps.begin(), f.wgOps.begin() + end);
+    size_t kept = 0;
+    for (size_t e : f.wgGroups)
+        if (e > end) f.wgGroups[kept++] = e - end;
+    f.wgGroups.resize(kept);
 }
 
 void ldmatrix(uint32_t* out, const void* row, int count, bool trans) {

@@ -28,6 +28,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <functional>
+#include <memory>
 #include <tuple>
 #include <type_traits>
 #include <utility>
@@ -42,6 +43,7 @@
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
 #define __shared__ static thread_local
+#define __grid_constant__
 // `extern __shared__ T name[]` has no C++ spelling: sources write DYNAMIC_SHARED(T, name) (common.cuh), which is that
 // declaration under nvcc and this under the emulator.
 #define DYNAMIC_SHARED(T, name) T* const name = reinterpret_cast<T*>(emu::dynamic_shared())
@@ -222,12 +224,29 @@ void cp_async_mbar_arrive(uint32_t bar);
 // cp.async.bulk global → shared completing `bytes` of bar's transaction count; lands at once (EMU_ASYNC eager) or when
 // a thread first waits on bar (late).
 void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar);
+// wgmma.mma_async.sync.aligned.m64nNk16.f32.bf16.bf16 (sm_90a), called by all 128 threads of a warpgroup: d (this
+// thread's N/2 accumulators, the m16n8 C layout per warp: d[4j + i] is row 16·warp + lane/4 + 8·(i/2), column
+// 8j + 2·(lane%4) + i%2) = (scaleD ? d : 0) + A·B. A is aRegs (this thread's mma.sync A fragment of rows 16·warp ..)
+// or, when aRegs is null, the shared-memory matrix of descA; B that of descB. Descriptors: 128-byte swizzle only;
+// K-major (trans 0): element (row r, k) at start + (r/8)·SBO + (r%8)·128 + 2k; MN-major (trans 1): element (mn, k)
+// at start + (mn/64)·LBO + (k/8)·SBO + (k%8)·128 + 2·(mn%64); the swizzle then XORs address bits 4-6 with bits 7-9.
+// It runs at once (EMU_ASYNC eager) or at the wgmma.wait_group that covers it (late: reading d or changing an operand
+// before the wait shows).
+void wgmma(float* d, int n, const uint32_t* aRegs, uint64_t descA, uint64_t descB, bool scaleD, bool transA, bool transB);
+void wgmma_commit();
+// An instruction the emulator does not model (TMA): stops with its name.
+[[noreturn]] void unsupported(const char* what);
+void wgmma_wait(int n);
+// bar.arrive id, threads: counts toward the named barrier without waiting for it.
+void arrive_named(int id, int threads);
 // ex2.approx.ftz.f32: 2^x, results below 2^-126 flushed to +0.
 inline float ex2_approx_ftz(float x) {
     const float y = std::exp2(x);
     return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
 }
 }  // namespace emu
+
+inline void __trap() { emu::unsupported("__trap()"); }
 
 // ---------------------------------------------------------------- atomics (blocks run concurrently: real ones)
 template <class T>
@@ -274,6 +293,11 @@ size_t shared_window_address(const void* p);
 void* from_shared_window(uint32_t address, size_t bytes);
 }  // namespace emu
 inline size_t __cvta_generic_to_shared(const void* p) { return emu::shared_window_address(p); }
+namespace emu {
+// st.shared through a 32-bit shared-window address.
+template <class T>
+void st_shared(uint32_t address, T v) { std::memcpy(from_shared_window(address, sizeof(T)), &v, sizeof(T)); }
+}  // namespace emu
 
 // ---------------------------------------------------------------- math and bit intrinsics
 template <class A, class B>

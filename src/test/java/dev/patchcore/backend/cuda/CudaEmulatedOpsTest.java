@@ -228,6 +228,51 @@ class CudaEmulatedOpsTest {
         }
     }
 
+    /**
+     * The Hopper kernels of flash_wgmma.cu (wgmma from shared-memory descriptors and from registers, mbarrier rings,
+     * the inter-warpgroup ping-pong on named barriers), the emulated device reporting compute capability 9: forward
+     * variants 3 (overlapped), 4 (ping-pong) and 5 (persistent ping-pong, cp.async form), each with the wgmma backward,
+     * at head dims 64 and 128. (Variant 6 and the three-warpgroup default at D = 64 load through TMA, which the
+     * emulator lacks.)
+     */
+    @ParameterizedTest(name = "forward variant {0}")
+    @ValueSource(ints = {3, 4, 5})
+    void flashAttentionWgmma(int forwardVariant) {
+        emu.reportComputeCapability(9);
+        try {
+            CudaFlashAttention flash = new CudaFlashAttention(emu);
+            flash.setForwardVariant(forwardVariant);
+            flash.setBackwardVariant(CudaFlashAttention.BACKWARD_WGMMA);
+            emu.takeLaunched();
+            for (int[] s : new int[][] {{1, 130, 2, 64}, {2, 17, 1, 128}, {1, 300, 1, 64}, {1, 257, 1, 128}}) {
+                int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
+                String at = "fwd v" + forwardVariant + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
+                float[] q = values(rows * w, 2), k = values(rows * w, 2), v = values(rows * w, 1), dOut = values(rows * w, 1);
+                Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
+                Backend.AttentionOut got = flash.forward(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
+                close("wgmma out " + at, got.out(), want.out());
+                close("wgmma lse " + at, got.lse(), want.lse());
+                Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w),
+                        host(v, rows, w), want.out(), want.lse(), t, h);
+                Backend.AttentionGrads gg = flash.backward(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
+                        got.out(), got.lse(), t, h);
+                close("wgmma dq " + at, gg.dq(), wg.dq());
+                close("wgmma dk " + at, gg.dk(), wg.dk());
+                close("wgmma dv " + at, gg.dv(), wg.dv());
+                List<String> launched = emu.takeLaunched();
+                String fwd = switch (forwardVariant) {
+                    case 3 -> "flash_attn_fwd_wgmma_d" + dh;
+                    case 4 -> "flash_attn_fwd_wgmma_pp_d" + dh;
+                    default -> "flash_attn_fwd_wgmma_pp_persistent_d" + dh;
+                };
+                assertTrue(launched.contains(fwd) && launched.contains("flash_attn_bwd_wgmma_d" + dh),
+                        at + ": expected " + fwd + " and flash_attn_bwd_wgmma_d" + dh + ", launched " + launched);
+            }
+        } finally {
+            emu.reportComputeCapability(8);
+        }
+    }
+
     @Test
     void flashAttentionIsCausal() {
         CudaFlashAttention flash = new CudaFlashAttention(emu);
