@@ -147,12 +147,16 @@ struct Worker {
     size_t sharedBytes = 0, sharedMapped = 0;
     Order order = Order::FORWARD;
     std::vector<int> sequence;  // the order in which the scheduler looks for a fiber to resume
-    struct Bulk {
-        char* dst;
-        const char* src;
-        uint32_t bytes, bar;
+    // Copies that complete on an mbarrier, not landed yet (EMU_ASYNC=late): a cp.async.bulk (its bytes counted off the
+    // barrier's transaction count), or a thread's cp.async copies with the arrival cp.async.mbarrier.arrive.noinc
+    // promised once they land. They land when a thread waits on the barrier and its phase has not completed.
+    struct Deferred {
+        std::vector<Copy> copies;
+        uint32_t bar, tx;
+        bool arrive;
+        int owner;  // the issuing thread
     };
-    std::vector<Bulk> bulks;    // cp.async.bulk copies not landed (EMU_ASYNC=late)
+    std::vector<Deferred> deferred;
     bool released = false;      // a barrier let fibers go since the scheduler last looked
     uint64_t state = 0x9e3779b97f4a7c15ull;
 
@@ -199,8 +203,15 @@ struct Worker {
 
 thread_local Worker* tw = nullptr;
 
+template <class Pick>
+void land_deferred(Worker* w, Pick pick);
+
 // EMU_ASYNC: eager (copies land when issued) or late (at the wait); default eager in forward order, late otherwise.
+// configure()'s choices (−1: the environment's).
+std::atomic<int> configuredOrder{-1}, configuredLate{-1};
+
 bool async_late() {
+    if (const int c = configuredLate.load(); c >= 0) return c != 0;
     static const bool late = [] {
         const char* e = std::getenv("EMU_ASYNC");
         if (!e) {
@@ -289,7 +300,7 @@ void run_block(Worker* w) {
     }
     w->done = 0;
     w->atBlock = 0;
-    w->bulks.clear();
+    w->deferred.clear();
     std::fill(std::begin(w->named), std::end(w->named), 0);
     if (w->sharedBytes) std::memset(w->shared, 0xff, w->sharedBytes);  // NaN: unwritten shared memory shows
     // Greedy: after each switch the scan goes on from where it was, but starts over from the first fiber of the order
@@ -408,6 +419,8 @@ void cp_async_commit() {
 void cp_async_wait(int n) {
     Fiber& f = tw->fibers[tw->current];
     if (n < 0) fail("cp.async.wait_group with a negative count");
+    const int me = tw->current;  // copies this thread handed to an mbarrier complete too
+    land_deferred(tw, [me](const Worker::Deferred& d) { return d.owner == me && d.arrive; });
     if ((int)f.groups.size() > n) land_copies(f, f.groups[f.groups.size() - 1 - n]);
 }
 
@@ -488,6 +501,12 @@ void mma_release(const uint64_t* all) {
 }
 }  // namespace
 
+void configure(int order, int late) {
+    if (order < -1 || order > 2 || late < -1 || late > 1) fail("configure: order −1..2, late −1..1");
+    configuredOrder = order;
+    configuredLate = late;
+}
+
 // ---- the shared window and mbarriers
 constexpr size_t WINDOW_BASE = 1024;
 
@@ -534,11 +553,25 @@ void mbar_arrive_on(Mbarrier& m) {
     mbar_complete_if_done(m);
 }
 
-void land_bulk(const Worker::Bulk& b) {
-    std::memcpy(b.dst, b.src, b.bytes);
-    Mbarrier& m = mbarrier(b.bar);
-    m.tx -= (int32_t)b.bytes;
-    mbar_complete_if_done(m);
+void land(const Worker::Deferred& d) {
+    for (const Copy& c : d.copies) c.land();
+    Mbarrier& m = mbarrier(d.bar);
+    m.tx -= (int32_t)d.tx;
+    if (d.arrive) mbar_arrive_on(m);
+    else mbar_complete_if_done(m);
+}
+
+// Lands the deferred copies that `pick` selects, in issue order.
+template <class Pick>
+void land_deferred(Worker* w, Pick pick) {
+    for (size_t i = 0; i < w->deferred.size();)
+        if (pick(w->deferred[i])) {
+            const Worker::Deferred d = std::move(w->deferred[i]);
+            w->deferred.erase(w->deferred.begin() + i);
+            land(d);
+        } else {
+            ++i;
+        }
 }
 }  // namespace
 
@@ -563,14 +596,7 @@ void mbar_wait(uint32_t bar, uint32_t parity) {
     std::chrono::steady_clock::time_point since;
     for (long spins = 0;; ++spins) {
         if (mbarrier(bar).phase != (parity & 1u)) return;  // the phase of that parity has completed
-        for (size_t i = 0; i < w->bulks.size();)  // it has not: late copies to this barrier land now
-            if (w->bulks[i].bar == bar) {
-                const Worker::Bulk b = w->bulks[i];
-                w->bulks.erase(w->bulks.begin() + i);
-                land_bulk(b);
-            } else {
-                ++i;
-            }
+        land_deferred(w, [bar](const Worker::Deferred& d) { return d.bar == bar; });  // it has not: they land now
         if (mbarrier(bar).phase != (parity & 1u)) return;  // the phase of that parity has completed
         if (spins % 4096 == 0) {  // every other thread of the block has had thousands of turns meanwhile
             const auto now = std::chrono::steady_clock::now();
@@ -582,18 +608,28 @@ void mbar_wait(uint32_t bar, uint32_t parity) {
 }
 
 void cp_async_mbar_arrive(uint32_t bar) {
-    Fiber& f = tw->fibers[tw->current];
-    land_copies(f, f.copies.size());
-    mbar_arrive(bar);
+    Worker* w = tw;
+    Fiber& f = w->fibers[w->current];
+    mbarrier(bar);  // checked now
+    if (!async_late()) {
+        land_copies(f, f.copies.size());
+        mbar_arrive(bar);
+        return;
+    }
+    w->deferred.push_back({std::move(f.copies), bar, 0, true, w->current});
+    f.copies.clear();
+    f.groups.clear();
 }
 
 void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
     if (bytes % 16 || dst % 16 || reinterpret_cast<uintptr_t>(src) % 16)
         fail("cp.async.bulk: a size or an address not a multiple of 16 bytes");
-    const Worker::Bulk b{static_cast<char*>(from_shared_window(dst, bytes)), static_cast<const char*>(src), bytes, bar};
+    Worker::Deferred d{{Copy{static_cast<char*>(from_shared_window(dst, bytes)), static_cast<const char*>(src), (int)bytes,
+                             (int)bytes}},
+                       bar, bytes, false, tw->current};
     mbarrier(bar);  // checked now
-    if (async_late()) tw->bulks.push_back(b);
-    else land_bulk(b);
+    if (async_late()) tw->deferred.push_back(std::move(d));
+    else land(d);
 }
 
 // ---- wgmma
@@ -737,7 +773,9 @@ void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool 
     if (const char* e = std::getenv("EMU_WORKERS")) workers = std::max(1, std::atoi(e));
     workers = allResident ? (int)std::min<long long>(blocks, 4096) : (int)std::min<long long>(workers, blocks);
     if (allResident && workers < blocks) fail("launch: a cooperative grid of more than 4096 blocks");
-    static const Order order = order_from_environment();
+    static const Order environmentOrder = order_from_environment();
+    const int configured = configuredOrder.load();
+    const Order order = configured >= 0 ? (Order)configured : environmentOrder;
     std::atomic<long long> next{0};
     auto work = [&] {
         Worker w;

@@ -101,6 +101,10 @@ T from_bits(uint64_t b) {
     return v;
 }
 
+// The schedule of later launches, overriding EMU_ORDER and EMU_ASYNC: order 0 forward, 1 reverse, 2 random; late 0 or 1
+// (when async copies and wgmma complete); −1 gives a setting back to the environment. Not during a launch.
+void configure(int order, int late);
+
 using Body = std::function<void()>;
 // Runs body() as every thread of every block. allResident: a worker per block (a grid whose blocks wait for one another,
 // as a cooperative launch guarantees); else EMU_WORKERS of them, default the cores (at least 2).

@@ -44,3 +44,7 @@ extern "C" int emu_launch(void* fn, int gx, int gy, int gz, int bx, int by, int 
     }, cooperative != 0);
     return 0;
 }
+
+// The schedule of later launches (emu::configure): order 0 forward, 1 reverse, 2 random, late 0 or 1; −1: the
+// environment's EMU_ORDER / EMU_ASYNC.
+extern "C" void emu_configure(int order, int late) { emu::configure(order, late); }

@@ -93,7 +93,8 @@ class CudaEmulatedOpsTest {
         emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
         emu.takeLaunched();
         try {
-            rmsNormBackwardAt(variant);
+            if (variant == CudaRmsNorm.BACKWARD_BULK) inBothSchedules(() -> rmsNormBackwardAt(variant));  // bulk copies
+            else rmsNormBackwardAt(variant);
         } finally {
             emu.reportComputeCapability(8);
         }
@@ -203,6 +204,10 @@ class CudaEmulatedOpsTest {
     @ParameterizedTest(name = "forward generation {0}, backward generation {1}")
     @CsvSource({"2, 3", "2, 2", "1, 1"})
     void flashAttentionForwardAndBackward(int forwardGeneration, int backwardGeneration) {
+        inBothSchedules(() -> flashAttentionGenerations(forwardGeneration, backwardGeneration));
+    }
+
+    private void flashAttentionGenerations(int forwardGeneration, int backwardGeneration) {
         CudaFlashAttention flash = new CudaFlashAttention(emu, forwardGeneration == 2, backwardGeneration);
         emu.takeLaunched();
         for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 200, 2, 64}, {1, 130, 2, 80}, {2, 97, 1, 96}, {1, 161, 1, 128}, {1, 1, 1, 128}}) {
@@ -240,6 +245,14 @@ class CudaEmulatedOpsTest {
     void flashAttentionWgmma(int forwardVariant) {
         emu.reportComputeCapability(9);
         try {
+            inBothSchedules(() -> flashAttentionWgmmaAt(forwardVariant));
+        } finally {
+            emu.reportComputeCapability(8);
+        }
+    }
+
+    private void flashAttentionWgmmaAt(int forwardVariant) {
+        {
             CudaFlashAttention flash = new CudaFlashAttention(emu);
             flash.setForwardVariant(forwardVariant);
             flash.setBackwardVariant(CudaFlashAttention.BACKWARD_WGMMA);
@@ -268,8 +281,6 @@ class CudaEmulatedOpsTest {
                 assertTrue(launched.contains(fwd) && launched.contains("flash_attn_bwd_wgmma_d" + dh),
                         at + ": expected " + fwd + " and flash_attn_bwd_wgmma_d" + dh + ", launched " + launched);
             }
-        } finally {
-            emu.reportComputeCapability(8);
         }
     }
 
@@ -397,6 +408,21 @@ class CudaEmulatedOpsTest {
     }
 
     // ---------------------------------------------------------------- helpers
+
+    /**
+     * Runs a check of kernels with asynchronous copies or wgmma twice: threads resumed first to last with everything
+     * completing at issue, then last to first with copies and wgmma completing only at the wait that covers them.
+     */
+    private void inBothSchedules(Runnable check) {
+        try {
+            emu.schedule(false);
+            check.run();
+            emu.schedule(true);
+            check.run();
+        } finally {
+            emu.schedule(null);
+        }
+    }
 
     /** n bf16-representable values uniform in [−scale, scale). */
     private float[] values(int n, float scale) { return values(n, -scale, scale); }

@@ -30,6 +30,7 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
     private final Arena arena = Arena.ofShared();
     private final SymbolLookup library;
     private final MethodHandle launch;
+    private final MethodHandle configure;
 
     private EmulatedKernelContext(Path library) {
         this.library = SymbolLookup.libraryLookup(library, arena);
@@ -38,6 +39,22 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
                         ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                         ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
                         ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        this.configure = Linker.nativeLinker().downcallHandle(this.library.find("emu_configure").orElseThrow(),
+                FunctionDescriptor.ofVoid(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
+    }
+
+    /**
+     * The schedule of later launches: {@code adversarial} = threads resumed last to first between barriers, and
+     * asynchronous copies and wgmma completing only at the wait that covers them (a missing barrier or wait shows);
+     * false: first to last with everything completing at issue; null: the environment's EMU_ORDER / EMU_ASYNC again.
+     */
+    void schedule(Boolean adversarial) {
+        int v = adversarial == null ? -1 : adversarial ? 1 : 0;
+        try {
+            configure.invokeExact(v, v);
+        } catch (Throwable e) {
+            throw new IllegalStateException("emu_configure failed", e);
+        }
     }
 
     /**
