@@ -189,8 +189,10 @@ public final class KernelBench {
 
     /**
      * Generation: the newest of T positions over the KV cache of one sequence (its keys and values read once), and the
-     * same with a grouped-query cache of a quarter of the heads (4 query heads per key/value head, each block reading
-     * its group's rows: bytes counted once).
+     * same with a grouped-query cache of a quarter of the heads (4 query heads per key/value head; bytes counted once,
+     * as the default {@code decode} variant reads them: a block per key/value head), at T and at a short context of
+     * {@link #SHORT_DECODE} keys, each also through the other {@code decode} variant (a block per query head: 4 times
+     * the blocks, which may pay off where few chunks leave SMs idle).
      */
     private void decode(List<Row> rows, DecodingBackend dec, int dh) {
         DType act = be.activationType();
@@ -201,11 +203,19 @@ public final class KernelBench {
         if (heads % 4 == 0) {
             int kv = heads / 4;
             Tensor kvKeys = persistent(act, t, kv * dh), kvValues = persistent(act, t, kv * dh);
-            rows.add(measure("attention decode (4 query heads per key/value head)", "B1 H" + heads + " KV" + kv + " T" + t + " Dh" + dh,
-                    (2.0 * t * kv + 2.0 * heads) * dh * act.bytes(), 0, () -> dec.attendCached(q, kvKeys, kvValues, t - 1, heads, kv)));
+            for (int c : t > SHORT_DECODE ? new int[] {SHORT_DECODE, t} : new int[] {t}) {
+                String name = "attention decode (4 query heads per key/value head)", shape = "B1 H" + heads + " KV" + kv + " T" + c + " Dh" + dh;
+                double bytes = (2.0 * c * kv + 2.0 * heads) * dh * act.bytes();
+                rows.add(measure(name, shape, bytes, 0, () -> dec.attendCached(q, kvKeys, kvValues, c - 1, heads, kv)));
+                for (int v : otherVariants("decode")) withVariant("decode", v, tag ->
+                        rows.add(measure(name + tag, shape, bytes, 0, () -> dec.attendCached(q, kvKeys, kvValues, c - 1, heads, kv))));
+            }
         }
         freeAll();
     }
+
+    /** The short context of the grouped decode rows: two chunks of 128 keys. */
+    static final int SHORT_DECODE = 256;
 
     private void linear(List<Row> rows, String name, int n, int in, int out) {
         DType act = be.activationType();

@@ -120,11 +120,13 @@ public final class ParityChecks {
         out.add(new Check("countAbsAbove", this::countAbsAbove));
         out.add(new Check("adamW", this::adamW));
         if (test instanceof CudaBackend) out.add(new Check("allocator reuse", this::allocatorReuse));
-        if (test instanceof CudaBackend cuda) out.addAll(variantChecks(cuda));
+        List<Check> last = new ArrayList<>();  // the decode variants' rows, after the decoding checks below
+        if (test instanceof CudaBackend cuda) out.addAll(variantChecks(cuda, last));
         // Last: the newest kernels (grouped-query heads, generation's; written without a GPU): one that faults ends the context.
         for (int[] kg : new int[][] {{1, 2}, {2, 4}, {4, 8}})
             out.add(new Check("repeatHeads kv=" + kg[0] + " groups=" + kg[1], rows -> repeatHeads(rows, 37, kg[0], kg[1], 64)));
         if (test instanceof DecodingBackend td && ref instanceof DecodingBackend rd) out.addAll(decodingChecks(td, rd));
+        out.addAll(last);
         return out;
     }
 
@@ -172,6 +174,18 @@ public final class ParityChecks {
 
     private void attendCached(List<CheckResult> rows, DecodingBackend td, DecodingBackend rd, int capacity, int start, int n,
                               int heads, int kvHeads, int dh, float queryScale) {
+        Twin[] qkv = cacheInputs(capacity, start, n, heads, kvHeads, dh, queryScale);
+        Twin q = qkv[0], keys = qkv[1], values = qkv[2];
+        compare(rows, "attendCached", cacheShape(capacity, start, n, heads, kvHeads, dh) + (queryScale != 1f ? " q×" + (int) queryScale : ""),
+                td.attendCached(q.t, keys.t, values.t, start, heads, kvHeads),
+                rd.attendCached(q.r, keys.r, values.r, start, heads, kvHeads));
+    }
+
+    /**
+     * Queries [n, H·Dh] and a cache of keys and values [capacity, KH·Dh] whose rows from position start + n on hold
+     * values 30× larger (they would dominate any softmax they entered).
+     */
+    private Twin[] cacheInputs(int capacity, int start, int n, int heads, int kvHeads, int dh, float queryScale) {
         int width = heads * dh, kvWidth = kvHeads * dh, seen = start + n;
         float[] k = new float[capacity * kvWidth], v = new float[capacity * kvWidth];
         for (int i = 0; i < k.length; i++) {
@@ -179,12 +193,33 @@ public final class ParityChecks {
             k[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
             v[i] = (float) ((random.nextBoolean() ? 1 : -1) * (0.05 + 0.95 * random.nextDouble()) * scale);
         }
-        Twin q = input(test.activationType(), queryScale, n, width);
-        Twin keys = twin(test.activationType(), k, capacity, kvWidth), values = twin(test.activationType(), v, capacity, kvWidth);
-        compare(rows, "attendCached", "cache " + capacity + " from " + start + " n" + n + " H" + heads
-                        + (kvHeads != heads ? " KV" + kvHeads : "") + " Dh" + dh + (queryScale != 1f ? " q×" + (int) queryScale : ""),
-                td.attendCached(q.t, keys.t, values.t, start, heads, kvHeads),
-                rd.attendCached(q.r, keys.r, values.r, start, heads, kvHeads));
+        return new Twin[] {input(test.activationType(), queryScale, n, width), twin(test.activationType(), k, capacity, kvWidth),
+                twin(test.activationType(), v, capacity, kvWidth)};
+    }
+
+    private static String cacheShape(int capacity, int start, int n, int heads, int kvHeads, int dh) {
+        return "cache " + capacity + " from " + start + " n" + n + " H" + heads + (kvHeads != heads ? " KV" + kvHeads : "") + " Dh" + dh;
+    }
+
+    /**
+     * Generation's cached attention through two decode variants on the same grouped-query inputs: bitwise equal (every
+     * G does each head's arithmetic in the same order). Groups of 3, 4 and 8 (a block per key/value head in variant 1)
+     * and 12 (blocks of 6); one chunk (the block writes the output), two (17 queries, the first of which see no key of
+     * the second) and three (partials and the merge); Dh 20 (element loads), 64 and 128.
+     */
+    private void attendCachedIdentity(List<CheckResult> rows, CudaBackend cuda, int a, int b) {
+        for (int[] hk : new int[][] {{6, 2}, {4, 1}, {8, 1}, {12, 1}})
+            for (int dh : new int[] {20, 64, 128})
+                for (int[] c : new int[][] {{300, 127, 1}, {300, 120, 17}, {300, 299, 1}}) {
+                    int capacity = c[0], start = c[1], n = c[2], heads = hk[0], kvHeads = hk[1];
+                    Twin[] qkv = cacheInputs(capacity, start, n, heads, kvHeads, dh, 1f);
+                    List<Tensor> outs = new ArrayList<>();
+                    for (int v : new int[] {a, b}) {
+                        cuda.setKernelVariant("decode", v);
+                        outs.add(cuda.attendCached(qkv[0].t, qkv[1].t, qkv[2].t, start, heads, kvHeads));
+                    }
+                    bitwise(rows, "attendCached", cacheShape(capacity, start, n, heads, kvHeads, dh), outs.get(0), outs.get(1));
+                }
     }
 
     /**
@@ -233,9 +268,10 @@ public final class ParityChecks {
     /**
      * Kernel variants under evaluation ({@link CudaBackend#KERNEL_VARIANTS}): each non-default variant against the CPU
      * reference at the default's shapes plus shapes where every warp streams several rows, and bit-identity with the
-     * default variant (the variants promise the same arithmetic).
+     * default variant (the variants promise the same arithmetic). Checks of kernels written without a GPU that must run
+     * at the very end (a fault ends the CUDA context) go to {@code last}.
      */
-    private List<Check> variantChecks(CudaBackend cuda) {
+    private List<Check> variantChecks(CudaBackend cuda, List<Check> last) {
         List<Check> out = new ArrayList<>();
         for (var e : CudaBackend.KERNEL_VARIANTS.entrySet()) {
             String family = e.getKey();
@@ -292,6 +328,23 @@ public final class ParityChecks {
                         }
                         out.add(variant(cuda, family, v, "sumOfSquares", this::sumOfSquares));
                         out.add(variant(cuda, family, v, "adamW", this::adamW));
+                    }
+                    case "decode" -> {
+                        // Generation's cached attention (written without a GPU: in `last`, after the decoding checks),
+                        // variant 2 giving every query head its own block: attendCached's shapes read after position 0
+                        // (a window from 0 goes to the training kernels whatever the variant), multi-head (3 heads) and
+                        // grouped-query (6 over 2 key/value heads, 4 over 1); then bitwise the default's outputs where
+                        // the default groups 3, 4, 8 and 6 (of 12) query heads a block.
+                        if (!(ref instanceof DecodingBackend rd)) break;
+                        List<int[]> cases = new ArrayList<>(List.of(new int[] {300, 127, 1}, new int[] {300, 128, 1},
+                                new int[] {300, 299, 1}, new int[] {300, 120, 17}));
+                        if (large) cases.addAll(List.of(new int[] {2048, 2047, 1}, new int[] {2048, 1000, 3}));
+                        for (int[] hk : new int[][] {{3, 3}, {6, 2}, {4, 1}})
+                            for (int dh : new int[] {20, 64, 128})
+                                for (int[] c : cases)
+                                    last.add(variant(cuda, family, v, "attendCached H=" + hk[0] + " kv=" + hk[1] + " cap=" + c[0] + " start="
+                                            + c[1] + " n=" + c[2] + " Dh=" + dh, rows -> attendCached(rows, cuda, rd, c[0], c[1], c[2], hk[0], hk[1], dh, 1f)));
+                        last.add(variant(cuda, family, v, "attendCached = v" + base, rows -> attendCachedIdentity(rows, cuda, base, v)));
                     }
                     case "crossentropy" -> {
                         for (int k : new int[] {1, 2, 4, 8}) {

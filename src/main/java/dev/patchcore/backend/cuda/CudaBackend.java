@@ -127,11 +127,13 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
 
     /**
      * Kernel families with an alternative implementation under evaluation: family → its variants, the first being
-     * the default (measured the fastest on a GPU). {@code selftest} checks every variant against the CPU reference and
-     * {@code bench kernels} times them side by side; {@code -Dpatchcore.<family>.variant=N} selects one for a run.
+     * the default (measured the fastest on a GPU; {@code decode}'s, generation's grouped-query attention, not yet run on
+     * one). {@code selftest} checks every variant against the CPU reference and {@code bench kernels} times them side by
+     * side; {@code -Dpatchcore.<family>.variant=N} selects one for a run. (Map.of takes at most 10 pairs.)
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_SMEM, CudaCrossEntropy.VARIANT_L2),
+            "decode", List.of(CudaDecodeAttention.VARIANT_GROUPED, CudaDecodeAttention.VARIANT_PER_HEAD),
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG,
@@ -168,6 +170,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     public int kernelVariant(String family) {
         return switch (family) {
             case "crossentropy" -> crossEntropy.variant();
+            case "decode" -> decodeAttention.variant();
             case "flashbwd" -> flashAttention.backwardVariant();
             case "flashfwd" -> flashAttention.forwardVariant();
             case "launch" -> runtime.packedArgs() ? LAUNCH_PACKED : LAUNCH_JAVA_ARRAYS;
@@ -182,6 +185,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     public void setKernelVariant(String family, int variant) {
         switch (family) {
             case "crossentropy" -> crossEntropy.setVariant(variant);
+            case "decode" -> decodeAttention.setVariant(variant);
             case "flashbwd" -> flashAttention.setBackwardVariant(variant);
             case "flashfwd" -> flashAttention.setForwardVariant(variant);
             case "launch" -> {

@@ -8,7 +8,7 @@ import dev.patchcore.tensor.Tensor;
  * {@link dev.patchcore.backend.DecodingBackend#attendCached}. Each block scores one chunk of {@link #KEYS_PER_BLOCK}
  * keys of one query for the query heads of one key/value head ({@link #headsPerBlock}: all of a group of up to
  * {@link #MAX_HEADS_PER_BLOCK}, one for multi-head attention), one key per lane, each cached row read once for those
- * heads; a second kernel merges each row's chunks (skipped when the keys fit one chunk). A window read from position 0
+ * heads (kernel family {@code decode}, variant 1; variant 2 gives every query head its own block); a second kernel merges each row's chunks (skipped when the keys fit one chunk). A window read from position 0
  * (the prompt, or the window's restart) is causal attention over its own rows, so {@link CudaBackend#attendCached}
  * gives it to the training kernels instead.
  */
@@ -22,9 +22,30 @@ final class CudaDecodeAttention {
     /** The most query heads one block serves ({@code attn_decode_partial_g8}). */
     static final int MAX_HEADS_PER_BLOCK = 8;
 
+    /**
+     * Variant 1 (default; not yet measured: written without a GPU): a block serves {@link #headsPerBlock} query heads of
+     * one key/value head ({@code attn_decode_partial_g{G}}; {@code attn_decode_partial} for multi-head attention).
+     */
+    static final int VARIANT_GROUPED = 1;
+    /**
+     * Variant 2: one block per query head whatever the group ({@code attn_decode_partial}, G = 1; the kernel before
+     * grouping): G times the blocks of variant 1, which may be faster at short contexts. Bitwise variant 1's outputs.
+     */
+    static final int VARIANT_PER_HEAD = 2;
+
     private final KernelContext ctx;
+    private int variant = VARIANT_GROUPED;
 
     CudaDecodeAttention(KernelContext ctx) { this.ctx = ctx; }
+
+    /** Which partial kernels run for a grouped-query cache: {@link #VARIANT_GROUPED} (default) or {@link #VARIANT_PER_HEAD}. */
+    void setVariant(int variant) {
+        if (variant != VARIANT_GROUPED && variant != VARIANT_PER_HEAD)
+            throw new IllegalArgumentException("attendCached variant must be 1 (grouped query heads a block) or 2 (a block per query head), got " + variant);
+        this.variant = variant;
+    }
+
+    int variant() { return variant; }
 
     /**
      * q: BF16 [n, H·D] at positions start …; keys, values: BF16 [capacity, KH·D] holding positions 0 … start + n − 1,
@@ -93,7 +114,7 @@ final class CudaDecodeAttention {
 
     private void group(Tensor out, Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads, int d, boolean vec) {
         int n = q.dim(0), chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);
-        int g = headsPerBlock(heads, kvHeads);
+        int g = variant == VARIANT_PER_HEAD ? 1 : headsPerBlock(heads, kvHeads);
         String kernel = partialKernel(g);
         if (chunks == 1) {
             ctx.launch(kernel, 1, heads / g, n, THREADS, 1, 1, 0, out, 0L, 0L, q, keys, values, start, heads, kvHeads, d, vec ? 1 : 0);

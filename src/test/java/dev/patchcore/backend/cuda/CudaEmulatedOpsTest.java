@@ -174,6 +174,28 @@ class CudaEmulatedOpsTest {
     }
 
     @Test
+    void decodeAttentionVariant2IsTheGroupedKernelsBitForBit() {
+        // Kernel family "decode", variant 2 (attn_decode_partial, a block per query head) on grouped-query caches that
+        // variant 1 serves G heads a block: groups of 2 (one chunk), 3 (three chunks), 4 (two chunks, 7 queries, Dh 96),
+        // 8 (two chunks, 3 queries) and 12 (blocks of 6, element loads). The CPU's results, and variant 1's bit for bit.
+        CudaDecodeAttention grouped = new CudaDecodeAttention(emu), perHead = new CudaDecodeAttention(emu);
+        perHead.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);
+        for (int[] c : new int[][] {{300, 100, 1, 4, 2, 64}, {300, 299, 1, 6, 2, 128}, {300, 200, 7, 4, 1, 96}, {300, 254, 3, 8, 1, 64},
+                {300, 41, 2, 12, 1, 20}}) {
+            int cap = c[0], start = c[1], n = c[2], h = c[3], kvh = c[4], dh = c[5];
+            String at = "cap=" + cap + " start=" + start + " n=" + n + " H=" + h + " KH=" + kvh + " Dh=" + dh;
+            float[] q = values(n * h * dh, 1), k = values(cap * kvh * dh, 1), v = values(cap * kvh * dh, 1);
+            float[] one = emu.download(grouped.attend(dev(q, n, h * dh), dev(k, cap, kvh * dh), dev(v, cap, kvh * dh), start, h, kvh));
+            Tensor two = perHead.attend(dev(q, n, h * dh), dev(k, cap, kvh * dh), dev(v, cap, kvh * dh), start, h, kvh);
+            close("attendCached variant 2 " + at, two,
+                    cpu.attendCached(host(q, n, h * dh), host(k, cap, kvh * dh), host(v, cap, kvh * dh), start, h, kvh));
+            float[] got = emu.download(two);
+            for (int i = 0; i < got.length; i++)
+                assertEquals(Float.floatToRawIntBits(one[i]), Float.floatToRawIntBits(got[i]), "variant 2 = variant 1 bit for bit, " + at + ", element " + i);
+        }
+    }
+
+    @Test
     void simpleAttentionForwardAndBackward() {
         CudaSimpleAttention attention = new CudaSimpleAttention(emu);
         for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 40, 3, 20}, {1, 5, 1, 128}}) {

@@ -520,6 +520,39 @@ class OpKernelLaunchTest {
     }
 
     @Test
+    void decodeAttentionVariant2GivesEachQueryHeadItsOwnBlock() {
+        // Kernel family "decode", variant 2: attn_decode_partial with a block per query head (H in y) for a grouped-query
+        // cache too (LLaMA-3.2-1B's 32 heads over 8, which variant 1 serves with attn_decode_partial_g4 in 8 blocks).
+        CudaDecodeAttention op = new CudaDecodeAttention(ctx);
+        assertEquals(CudaDecodeAttention.VARIANT_GROUPED, op.variant(), "grouped by default");
+        op.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);
+        Tensor q = bf16(1, 2048), keys = bf16(4096, 512), values = bf16(4096, 512);
+        Tensor out = op.attend(q, keys, values, 300, 32, 8);
+        assertEquals(List.of("attn_decode_partial", "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList());
+        Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
+        assertArrayEquals(new int[] {3, 32, 1}, p.grid(), "(chunks, query heads, queries)");
+        assertEquals(CudaDecodeAttention.THREADS, p.threads());
+        assertSame(out, p.args()[0]);
+        assertEquals(List.of(q, keys, values, 300, 32, 8, 64, 1), Arrays.asList(p.args()).subList(3, 11), "both head counts, as variant 1");
+        assertEquals(32L * 3 * 64, ((Tensor) p.args()[1]).numel(), "the same partials as variant 1");
+        assertArrayEquals(new int[] {32, 1, 1}, c.grid());
+        // Whatever headsPerBlock would pick (8, 6, 8 of groups of 8, 12, 16; one chunk): a block per query head.
+        for (int[] hk : new int[][] {{8, 1}, {12, 1}, {16, 2}}) {
+            ctx.launches.clear();
+            op.attend(bf16(2, hk[0] * 32), bf16(400, hk[1] * 32), bf16(400, hk[1] * 32), 10, hk[0], hk[1]);
+            assertArrayEquals(new int[] {1, hk[0], 2}, ctx.only("attn_decode_partial").grid(), hk[0] + " heads over " + hk[1]);
+        }
+        // Back to variant 1: the grouped kernel again. Bad values are rejected and change nothing.
+        op.setVariant(CudaDecodeAttention.VARIANT_GROUPED);
+        ctx.launches.clear();
+        op.attend(q, keys, values, 300, 32, 8);
+        assertArrayEquals(new int[] {3, 8, 1}, ctx.only("attn_decode_partial_g4").grid());
+        assertThrows(IllegalArgumentException.class, () -> op.setVariant(0));
+        assertThrows(IllegalArgumentException.class, () -> op.setVariant(3));
+        assertEquals(CudaDecodeAttention.VARIANT_GROUPED, op.variant());
+    }
+
+    @Test
     void decodeAttentionTakesALongPieceInGroupsOfQueries() {
         // 300 queries after 8000 positions, 32 heads of 128: up to 65 chunks, 270,400 partial floats per query at most;
         // 62 queries a group.
