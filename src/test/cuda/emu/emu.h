@@ -1,5 +1,5 @@
-// A CPU emulator for patchcore's memory-bound CUDA kernels, so that kernels_test.cu runs (and checks them against
-// its host references) on a machine without a GPU. Compiled with g++ instead of nvcc (src/test/cuda/emu/run.sh):
+// A CPU emulator for patchcore's CUDA kernels, so that the kernel test programs run (and check them against
+// their host references) on a machine without a GPU. Compiled with g++ instead of nvcc (src/test/cuda/emu/run.sh):
 // this directory is on the include path, so `#include <cuda_runtime.h>` and `<cuda_bf16.h>` find the stand-ins here,
 // and the kernel sources see PATCHCORE_EMU where they use inline PTX.
 //
@@ -15,9 +15,9 @@
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
 // Inline PTX: the kernels' asm statements have `#ifdef PATCHCORE_EMU` twins that call the functions below (cp.async,
-// ldmatrix, mma.sync m16n8k16 bf16, ex2.approx), so the mma.sync flash-attention kernels run here; wgmma, TMA and
-// mbarrier (flash_wgmma.cu, the RMSNorm backward's bulk variant) do not. What it does not model: memory
-// coherence beyond the C++ model, warp divergence costs, timing. Warp-synchronous ops require every lane of their mask
+// ldmatrix, mma.sync m16n8k16 bf16, wgmma, mbarriers, bulk copies, ex2.approx), so the flash-attention kernels and the
+// RMSNorm backward's bulk variant run here; TMA tensor copies do not. What it does not model: memory coherence beyond
+// the C++ model, the async proxy, warp divergence costs, timing. Warp-synchronous ops require every lane of their mask
 // to arrive (as on sm_70+); a lane of the mask that has exited is reported as an error.
 #pragma once
 

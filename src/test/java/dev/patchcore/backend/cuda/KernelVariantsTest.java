@@ -6,7 +6,6 @@ import java.io.IOException;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
-import java.util.Set;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
@@ -28,13 +27,6 @@ class KernelVariantsTest {
         return n;
     }
 
-    /**
-     * Families whose row in docs/kernels.md's variant table is still to be written (that file was being edited
-     * elsewhere when the family came): docs/attention.md must describe them as a kernel family meanwhile. Remove a
-     * family from here once its row is in docs/kernels.md.
-     */
-    private static final Set<String> KERNELS_MD_ROW_PENDING = Set.of("decode");
-
     @Test
     void everyFamilyIsWiredThroughBackendSelftestDocsAndTheGpuCheck() throws IOException {
         String backend = read("src/main/java/dev/patchcore/backend/cuda/CudaBackend.java");
@@ -42,7 +34,6 @@ class KernelVariantsTest {
         String docs = read("docs/kernels.md");
         String gpuCheck = read("tools/device/gpu-check.sh");
         String readme = read("README.md");
-        String attention = read("docs/attention.md");
         assertTrue(CudaBackend.KERNEL_VARIANTS.size() >= 1);
         for (var e : CudaBackend.KERNEL_VARIANTS.entrySet()) {
             String f = e.getKey();
@@ -51,10 +42,7 @@ class KernelVariantsTest {
             assertTrue(variants.size() >= 2, f + " has nothing to evaluate");
             assertEquals(2, count(backend, "case \"" + f + "\" ->"), f + ": a getter and a setter case in CudaBackend");
             assertEquals(1, count(selftest, "case \"" + f + "\" ->"), f + ": selftest rows");
-            if (KERNELS_MD_ROW_PENDING.contains(f) && !docs.contains("| `" + f + "` |"))
-                assertTrue(attention.contains("kernel family `" + f + "`"), f + ": described in docs/attention.md until its docs/kernels.md row comes");
-            else
-                assertTrue(docs.contains("| `" + f + "` |"), f + ": a row in docs/kernels.md's variant table");
+            assertTrue(docs.contains("| `" + f + "` |"), f + ": a row in docs/kernels.md's variant table");
             assertTrue(gpuCheck.contains("-Dpatchcore." + f + ".variant=2"), f + ": on in gpu-check's train-variants run");
             assertTrue(readme.contains("`" + f + "`"), f + ": named in the README's settings");
         }
