@@ -31,7 +31,7 @@
 #include "softmax_exp.cuh"
 
 // The sm_90a code, compiled by nvcc for sm_90a and by the CPU emulator (src/test/cuda/emu, PATCHCORE_EMU), where every
-// asm statement below has a twin that calls the emulator (TMA excepted: the emulator has no tensor maps).
+// asm statement below has a twin that calls the emulator (TMA through the emulator's own tensor-map encoding).
 #if (defined(__CUDA_ARCH__) && defined(__CUDA_ARCH_FEAT_SM90_ALL)) || defined(PATCHCORE_EMU)
 #define PATCHCORE_WGMMA 1
 #endif
@@ -740,7 +740,7 @@ __device__ __forceinline__ void tma_load_4d(uint32_t dst, const CUtensorMap* map
         "l"(reinterpret_cast<uint64_t>(map)), "r"(col), "r"(head), "r"(row), "r"(batch), "r"(bar)
         : "memory");
 #else
-    emu::unsupported("cp.async.bulk.tensor (TMA): the emulator has no tensor maps");
+    emu::tma_load_4d(dst, map, bar, col, head, row, batch);
 #endif
 }
 

@@ -18,7 +18,7 @@ stale() {
 compile_all() {
   local out=$1 src obj
   shift
-  local flags=(-std=c++17 -O2 -g -pthread -Wall -Werror -Wno-unknown-pragmas -fno-strict-aliasing -I"$EMU_DIR"
+  local flags=(-std=c++17 -O2 -g -pthread -Wall -Werror -Wno-unknown-pragmas -fno-strict-aliasing -Wno-psabi -I"$EMU_DIR"
                -I"$EMU_ROOT/src/main/cuda" "${EMU_CXXFLAGS[@]}")
   local pids=()
   OBJECTS=()

@@ -1,5 +1,6 @@
 // The emulator's stand-in for the CUDA driver API header <cuda.h>: only the tensor-map type the Hopper attention kernels
-// name in their signatures (the emulator runs no TMA copy, so its contents are never read).
+// take. Its 128 bytes hold the emulator's own encoding (emu::TensorMap, written by the Java tests' EmulatedKernelContext),
+// not the driver's.
 #pragma once
 
 #include "emu.h"

@@ -632,6 +632,39 @@ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
     else land(d);
 }
 
+void tma_load_4d(uint32_t dst, const void* mapBytes, uint32_t bar, int c0, int c1, int c2, int c3) {
+    TensorMap map;
+    std::memcpy(&map, mapBytes, sizeof map);
+    if (map.magic != TENSOR_MAP_MAGIC) fail("cp.async.bulk.tensor: a tensor map not encoded by the emulator");
+    if (map.rank != 4 || map.elementBytes != 2 || !map.swizzle128 || map.box[0] * 2 != 128)
+        fail("cp.async.bulk.tensor: only rank-4 bf16 maps with 128-byte swizzled rows of 64 elements are emulated");
+    if (dst % 1024) fail("cp.async.bulk.tensor: a 128-byte-swizzled destination not 1024-byte aligned");
+    const int coord[4] = {c0, c1, c2, c3};
+    Worker::Deferred d{{}, bar, 0, false, tw->current};
+    const uint32_t rowsOfBox = map.box[1] * map.box[2] * map.box[3];
+    for (uint32_t r = 0; r < rowsOfBox; ++r) {
+        const long long i1 = coord[1] + (long long)(r % map.box[1]), i2 = coord[2] + (long long)(r / map.box[1] % map.box[2]),
+                        i3 = coord[3] + (long long)(r / (map.box[1] * map.box[2]));
+        const bool rowInside = i1 >= 0 && i1 < (long long)map.dims[1] && i2 >= 0 && i2 < (long long)map.dims[2] && i3 >= 0 &&
+                               i3 < (long long)map.dims[3];
+        for (int chunk = 0; chunk < 8; ++chunk) {
+            uint32_t a = dst + r * 128 + chunk * 16;
+            a ^= ((a >> 7) & 7) << 4;
+            const long long col = coord[0] + chunk * 8LL;
+            const bool inside = rowInside && col >= 0 && col + 8 <= (long long)map.dims[0];
+            if (rowInside && col < (long long)map.dims[0] && !inside) fail("cp.async.bulk.tensor: a box row ending inside a 16-byte chunk");
+            const char* src = inside ? reinterpret_cast<const char*>(map.address + col * 2 + i1 * map.strides[0] +
+                                                                     i2 * map.strides[1] + i3 * map.strides[2])
+                                     : nullptr;
+            d.copies.push_back(Copy{static_cast<char*>(from_shared_window(a, 16)), src, 16, inside ? 16 : 0});
+        }
+    }
+    d.tx = rowsOfBox * 128;
+    mbarrier(bar);  // checked now
+    if (async_late()) tw->deferred.push_back(std::move(d));
+    else land(d);
+}
+
 // ---- wgmma
 namespace {
 struct WgmmaLane {

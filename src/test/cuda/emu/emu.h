@@ -238,7 +238,20 @@ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar);
 // before the wait shows).
 void wgmma(float* d, int n, const uint32_t* aRegs, uint64_t descA, uint64_t descB, bool scaleD, bool transA, bool transB);
 void wgmma_commit();
-// An instruction the emulator does not model (TMA): stops with its name.
+// cp.async.bulk.tensor.4d tile load: the box of `map` at coordinates (innermost first) c0..c3 into shared memory at dst
+// (1024-byte aligned), rows of 128 bytes with the 128-byte swizzle, elements outside the tensor zero; completes the
+// box's bytes on mbarrier bar. Landing as bulk_load's. The map's 128 bytes are the emulator's encoding (TensorMap).
+struct TensorMap {
+    uint64_t magic;  // TENSOR_MAP_MAGIC
+    uint64_t address;
+    uint64_t dims[4];     // innermost first
+    uint64_t strides[3];  // bytes, of dimensions 1..3
+    uint32_t box[4];
+    uint32_t rank, elementBytes, swizzle128;
+};
+constexpr uint64_t TENSOR_MAP_MAGIC = 0x50414d54554d45ull;  // "EMUTMAP"
+void tma_load_4d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, int c2, int c3);
+// An instruction the emulator does not model: stops with its name.
 [[noreturn]] void unsupported(const char* what);
 void wgmma_wait(int n);
 // bar.arrive id, threads: counts toward the named barrier without waiting for it.

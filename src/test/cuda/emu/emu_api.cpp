@@ -8,7 +8,9 @@
 // integer-class arguments travel in registers, the first eight float arguments in xmm registers whatever their
 // positions among the others, and further integer-class arguments on the stack in order. So any kernel with at most
 // eight float parameters and no struct parameters (every kernel built here) receives exactly its arguments.
+#include "cuda.h"
 #include "cuda_runtime.h"
+#include "cuda_bf16.h"
 
 #include <cstdio>
 
@@ -48,3 +50,27 @@ extern "C" int emu_launch(void* fn, int gx, int gy, int gz, int bx, int by, int 
 // The schedule of later launches (emu::configure): order 0 forward, 1 reverse, 2 random, late 0 or 1; −1: the
 // environment's EMU_ORDER / EMU_ASYNC.
 extern "C" void emu_configure(int order, int late) { emu::configure(order, late); }
+
+// The TMA attention forwards (flash_attn_fwd_wgmma_pp*_persistent_tma_d*) take three CUtensorMaps by value, which the
+// generic call above cannot pass: this entry calls them through their own type. words: q, k, v, out, lse, T, H, BH;
+// maps: three emulator-encoded maps of 128 bytes each. Returns 0, or −1 with a message in `error`.
+extern "C" int emu_launch_tma(void* fn, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes,
+                              const int64_t* words, int wordCount, const void* maps, int mapCount, char* error,
+                              int errorBytes) {
+    if (wordCount != 8 || mapCount != 3) {
+        std::snprintf(error, errorBytes, "emu_launch_tma: %d words and %d maps (8 and 3 expected)", wordCount, mapCount);
+        return -1;
+    }
+    using Tma = void (*)(const __nv_bfloat16*, const __nv_bfloat16*, const __nv_bfloat16*, __nv_bfloat16*, float*, int, int,
+                         int, CUtensorMap, CUtensorMap, CUtensorMap);
+    CUtensorMap m[3];
+    std::memcpy(m, maps, sizeof m);
+    const Tma k = reinterpret_cast<Tma>(fn);
+    const auto* w = words;
+    emu::run_grid(dim3(gx, gy, gz), dim3(bx, by, bz), (size_t)sharedBytes, [&] {
+        k(reinterpret_cast<const __nv_bfloat16*>(w[0]), reinterpret_cast<const __nv_bfloat16*>(w[1]),
+          reinterpret_cast<const __nv_bfloat16*>(w[2]), reinterpret_cast<__nv_bfloat16*>(w[3]), reinterpret_cast<float*>(w[4]),
+          (int)w[5], (int)w[6], (int)w[7], m[0], m[1], m[2]);
+    });
+    return 0;
+}

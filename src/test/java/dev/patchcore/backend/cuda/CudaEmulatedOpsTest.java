@@ -257,13 +257,13 @@ class CudaEmulatedOpsTest {
 
     /**
      * The Hopper kernels of flash_wgmma.cu (wgmma from shared-memory descriptors and from registers, mbarrier rings,
-     * the inter-warpgroup ping-pong on named barriers), the emulated device reporting compute capability 9: forward
-     * variants 3 (overlapped), 4 (ping-pong) and 5 (persistent ping-pong, cp.async form), each with the wgmma backward,
-     * at head dims 64 and 128. (Variant 6 and the three-warpgroup default at D = 64 load through TMA, which the
-     * emulator lacks.)
+     * the inter-warpgroup ping-pong on named barriers, TMA tile loads), the emulated device reporting compute capability
+     * 9: forward variants 1 (the default: the persistent ping-pong with TMA, three warpgroups at D = 64), 3 (overlapped),
+     * 4 (ping-pong), 5 (persistent ping-pong, cp.async) and 6 (persistent with TMA, two warpgroups), each with the wgmma
+     * backward, at head dims 64 and 128.
      */
     @ParameterizedTest(name = "forward variant {0}")
-    @ValueSource(ints = {3, 4, 5})
+    @ValueSource(ints = {1, 3, 4, 5, 6})
     void flashAttentionWgmma(int forwardVariant) {
         emu.reportComputeCapability(9);
         try {
@@ -296,9 +296,11 @@ class CudaEmulatedOpsTest {
                 close("wgmma dv " + at, gg.dv(), wg.dv());
                 List<String> launched = emu.takeLaunched();
                 String fwd = switch (forwardVariant) {
+                    case 1 -> dh == 64 ? "flash_attn_fwd_wgmma_pp3_persistent_tma_d64" : "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
                     case 3 -> "flash_attn_fwd_wgmma_d" + dh;
                     case 4 -> "flash_attn_fwd_wgmma_pp_d" + dh;
-                    default -> "flash_attn_fwd_wgmma_pp_persistent_d" + dh;
+                    case 5 -> "flash_attn_fwd_wgmma_pp_persistent_d" + dh;
+                    default -> "flash_attn_fwd_wgmma_pp_persistent_tma_d" + dh;
                 };
                 assertTrue(launched.contains(fwd) && launched.contains("flash_attn_bwd_wgmma_d" + dh),
                         at + ": expected " + fwd + " and flash_attn_bwd_wgmma_d" + dh + ", launched " + launched);

@@ -31,6 +31,7 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
     private final SymbolLookup library;
     private final MethodHandle launch;
     private final MethodHandle configure;
+    private final MethodHandle launchTma;
 
     private EmulatedKernelContext(Path library) {
         this.library = SymbolLookup.libraryLookup(library, arena);
@@ -39,6 +40,11 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
                         ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
                         ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT,
                         ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
+        this.launchTma = Linker.nativeLinker().downcallHandle(this.library.find("emu_launch_tma").orElseThrow(),
+                FunctionDescriptor.of(ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                        ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT, ValueLayout.JAVA_INT,
+                        ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT, ValueLayout.ADDRESS,
+                        ValueLayout.JAVA_INT, ValueLayout.ADDRESS, ValueLayout.JAVA_INT));
         this.configure = Linker.nativeLinker().downcallHandle(this.library.find("emu_configure").orElseThrow(),
                 FunctionDescriptor.ofVoid(ValueLayout.JAVA_INT, ValueLayout.JAVA_INT));
     }
@@ -111,13 +117,15 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
                 .orElseThrow(() -> new IllegalArgumentException("kernel " + name + " is not in the emulator library"));
         List<Long> words = new ArrayList<>();
         List<Float> floats = new ArrayList<>();
+        List<TensorMaps.TensorMap> maps = new ArrayList<>();
         for (Object a : args) {
             switch (a) {
                 case Tensor t -> words.add(CudaStorage.addressOf(t));
                 case Integer i -> words.add((long) i);
                 case Long l -> words.add(l);
                 case Float f -> floats.add(f);
-                default -> throw new IllegalArgumentException(name + ": argument " + a + " is not a Tensor, Integer, Long or Float");
+                case TensorMaps.TensorMap m -> maps.add(m);
+                default -> throw new IllegalArgumentException(name + ": argument " + a + " is not a Tensor, Integer, Long, Float or TensorMap");
             }
         }
         try (Arena call = Arena.ofConfined()) {
@@ -126,8 +134,17 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
             MemorySegment f = call.allocate(ValueLayout.JAVA_FLOAT, Math.max(1, floats.size()));
             for (int i = 0; i < floats.size(); i++) f.setAtIndex(ValueLayout.JAVA_FLOAT, i, floats.get(i));
             MemorySegment error = call.allocate(256);
-            int rc = (int) launch.invokeExact(kernel, gx, gy, gz, bx, by, bz, shared, cooperative ? 1 : 0, w, words.size(), f,
-                    floats.size(), error, 256);
+            int rc;
+            if (maps.isEmpty()) {
+                rc = (int) launch.invokeExact(kernel, gx, gy, gz, bx, by, bz, shared, cooperative ? 1 : 0, w, words.size(), f,
+                        floats.size(), error, 256);
+            } else {  // the TMA attention forwards: their own entry (maps by value)
+                if (cooperative || !floats.isEmpty()) throw new IllegalArgumentException(name + ": tensor maps with floats or a cooperative launch");
+                MemorySegment m = call.allocate((long) TensorMaps.BYTES * maps.size(), 64);
+                for (int i = 0; i < maps.size(); i++)
+                    MemorySegment.copy(maps.get(i).bytes(), 0, m, ValueLayout.JAVA_BYTE, (long) TensorMaps.BYTES * i, TensorMaps.BYTES);
+                rc = (int) launchTma.invokeExact(kernel, gx, gy, gz, bx, by, bz, shared, w, words.size(), m, maps.size(), error, 256);
+            }
             if (rc != 0) throw new IllegalStateException(name + ": " + error.getString(0));
         } catch (RuntimeException | Error e) {
             throw e;
@@ -168,15 +185,26 @@ final class EmulatedKernelContext implements KernelContext, AutoCloseable {
         return Math.max(1, Math.min(32, Math.min(byThreads, byShared)));  // an sm_80-like SM, registers not counted
     }
 
+    /**
+     * The emulator's own encoding of a tensor map (emu::TensorMap in src/test/cuda/emu/emu.h), not the driver's: a magic
+     * word, the address, four sizes and three byte strides, the box, rank 4, 2-byte elements, the 128-byte swizzle.
+     */
     @Override
     public TensorMaps.TensorMap tensorMap(TensorMaps.Bf16Tiled spec) {
-        throw new CudaUnavailableException("the CPU emulator has no tensor maps");
+        if (spec.dims().length != 4) throw new IllegalArgumentException("the emulator encodes rank-4 tensor maps only");
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(TensorMaps.BYTES).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putLong(0x50414d54554d45L).putLong(spec.address());
+        for (long d : spec.dims()) b.putLong(d);
+        for (long s : spec.strideBytes()) b.putLong(s);
+        for (int x : spec.box()) b.putInt(x);
+        b.putInt(4).putInt(2).putInt(1);
+        return new TensorMaps.TensorMap(b.array());
     }
 
     @Override
-    public boolean tensorMapsAvailable() { return false; }
+    public boolean tensorMapsAvailable() { return true; }
 
-    /** 8 unless a test asks for 9 (the sm_90 variants whose emulation needs no wgmma or TMA: the bulk RMSNorm backward). */
+    /** 8 unless a test asks for 9 (the sm_90 kernels: the bulk RMSNorm backward, the Hopper attention kernels). */
     private volatile int computeCapabilityMajor = 8;
 
     @Override
