@@ -7,7 +7,7 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="$(mkdir -p "${1:-$EMU_ROOT/target/cuda-emu}" && cd "${1:-$EMU_ROOT/target/cuda-emu}" && pwd)/lib"
 
-# Not built: the timing kernel (a clock spin). flash_wgmma.cu's TMA kernels are built but stop if launched (no tensor maps).
+# Not built: the timing kernel (a clock spin).
 SOURCES=()
 for k in adamw attention_decode attention_simple cross_entropy elementwise flash_attention flash_wgmma patch_embed repeat_heads rmsnorm rope swiglu; do
   SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu")

@@ -29,8 +29,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * kernel variants that runs at compute capability 8 (so the Java side's grid sizes, shared-memory sizes, argument order
  * and variant dispatch are exercised too). Inputs are bf16-representable, so both sides read the same numbers; outputs
  * must agree to ParityChecks' thresholds (relative L2 error 1e-2 for bf16 outputs, 1e-5 for f32 statistics). Skipped,
- * with the reason, without g++ or off x86-64. Matrix products (cuBLASLt) and the TMA attention forwards are not here;
- * the mma.sync flash-attention kernels and the Hopper wgmma ones that load through cp.async are.
+ * with the reason, without g++ or off x86-64. Matrix products (cuBLASLt) are not here; every flash-attention kernel,
+ * mma.sync and Hopper wgmma (TMA included), is.
  */
 class CudaEmulatedOpsTest {
     private static EmulatedKernelContext emu;
