@@ -198,22 +198,38 @@ class CudaEmulatedOpsTest {
     @Test
     void simpleAttentionForwardAndBackward() {
         CudaSimpleAttention attention = new CudaSimpleAttention(emu);
-        for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 40, 3, 20}, {1, 5, 1, 128}}) {
-            int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
-            String at = "B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
-            float[] q = values(rows * w, 1), k = values(rows * w, 1), v = values(rows * w, 1), dOut = values(rows * w, 1);
-            Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
-            Backend.AttentionOut got = attention.forward(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
-            close("attention out " + at, got.out(), want.out());
-            close("attention lse " + at, got.lse(), want.lse());
-            Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w), host(v, rows, w),
-                    want.out(), want.lse(), t, h);
-            Backend.AttentionGrads gg = attention.backward(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
-                    got.out(), got.lse(), t, h);
-            close("attention dq " + at, gg.dq(), wg.dq());
-            close("attention dk " + at, gg.dk(), wg.dk());
-            close("attention dv " + at, gg.dv(), wg.dv());
-        }
+        for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 40, 3, 20}, {1, 5, 1, 128}})
+            attentionMatchesCpu("attention", s, 1, attention::forward, attention::backward);
+    }
+
+    /** The launcher's forward and backward, as CudaSimpleAttention and CudaFlashAttention spell them. */
+    private interface Forward {
+        Backend.AttentionOut run(Tensor q, Tensor k, Tensor v, int seqLen, int heads);
+    }
+
+    private interface Backward {
+        Backend.AttentionGrads run(Tensor dOut, Tensor q, Tensor k, Tensor v, Tensor out, Tensor lse, int seqLen, int heads);
+    }
+
+    /**
+     * Attention forward and backward at shape {B, T, H, Dh} (q and k uniform in ±qkRange) against the CPU backend;
+     * the backward from the launcher's own out and lse, as training runs it.
+     */
+    private void attentionMatchesCpu(String what, int[] shape, float qkRange, Forward forward, Backward backward) {
+        int b = shape[0], t = shape[1], h = shape[2], dh = shape[3], rows = b * t, w = h * dh;
+        String at = what + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
+        float[] q = values(rows * w, qkRange), k = values(rows * w, qkRange), v = values(rows * w, 1), dOut = values(rows * w, 1);
+        Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
+        Backend.AttentionOut got = forward.run(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
+        close("out " + at, got.out(), want.out());
+        close("lse " + at, got.lse(), want.lse());
+        Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w), host(v, rows, w),
+                want.out(), want.lse(), t, h);
+        Backend.AttentionGrads gg = backward.run(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
+                got.out(), got.lse(), t, h);
+        close("dq " + at, gg.dq(), wg.dq());
+        close("dk " + at, gg.dk(), wg.dk());
+        close("dv " + at, gg.dv(), wg.dv());
     }
 
     // ---------------------------------------------------------------- flash attention (mma.sync kernels)
@@ -233,20 +249,9 @@ class CudaEmulatedOpsTest {
         CudaFlashAttention flash = new CudaFlashAttention(emu, forwardGeneration == 2, backwardGeneration);
         emu.takeLaunched();
         for (int[] s : new int[][] {{2, 17, 2, 64}, {1, 200, 2, 64}, {1, 130, 2, 80}, {2, 97, 1, 96}, {1, 161, 1, 128}, {1, 1, 1, 128}}) {
-            int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
-            String at = "fwd" + forwardGeneration + " bwd" + backwardGeneration + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
-            float[] q = values(rows * w, 2), k = values(rows * w, 2), v = values(rows * w, 1), dOut = values(rows * w, 1);
-            Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
-            Backend.AttentionOut got = flash.forward(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
-            close("flash out " + at, got.out(), want.out());
-            close("flash lse " + at, got.lse(), want.lse());
-            Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w), host(v, rows, w),
-                    want.out(), want.lse(), t, h);
-            Backend.AttentionGrads gg = flash.backward(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
-                    got.out(), got.lse(), t, h);
-            close("flash dq " + at, gg.dq(), wg.dq());
-            close("flash dk " + at, gg.dk(), wg.dk());
-            close("flash dv " + at, gg.dv(), wg.dv());
+            int dh = s[3];
+            String at = "flash fwd" + forwardGeneration + " bwd" + backwardGeneration;
+            attentionMatchesCpu(at, s, 2, flash::forward, flash::backward);
             List<String> launched = emu.takeLaunched();
             String fwd = forwardGeneration == 2 ? "flash_attn_fwd2_d" + dh + "_" : "flash_attn_fwd_d" + dh + "_";
             String bwd = backwardGeneration == 1 ? "flash_attn_bwd_d" + dh : "flash_attn_bwd" + backwardGeneration + "_d" + dh + "_";
@@ -280,20 +285,9 @@ class CudaEmulatedOpsTest {
             flash.setBackwardVariant(CudaFlashAttention.BACKWARD_WGMMA);
             emu.takeLaunched();
             for (int[] s : new int[][] {{1, 130, 2, 64}, {2, 17, 1, 128}, {1, 300, 1, 64}, {1, 257, 1, 128}}) {
-                int b = s[0], t = s[1], h = s[2], dh = s[3], rows = b * t, w = h * dh;
-                String at = "fwd v" + forwardVariant + " B=" + b + " T=" + t + " H=" + h + " Dh=" + dh;
-                float[] q = values(rows * w, 2), k = values(rows * w, 2), v = values(rows * w, 1), dOut = values(rows * w, 1);
-                Backend.AttentionOut want = cpu.attention(host(q, rows, w), host(k, rows, w), host(v, rows, w), t, h);
-                Backend.AttentionOut got = flash.forward(dev(q, rows, w), dev(k, rows, w), dev(v, rows, w), t, h);
-                close("wgmma out " + at, got.out(), want.out());
-                close("wgmma lse " + at, got.lse(), want.lse());
-                Backend.AttentionGrads wg = cpu.attentionBackward(host(dOut, rows, w), host(q, rows, w), host(k, rows, w),
-                        host(v, rows, w), want.out(), want.lse(), t, h);
-                Backend.AttentionGrads gg = flash.backward(dev(dOut, rows, w), dev(q, rows, w), dev(k, rows, w), dev(v, rows, w),
-                        got.out(), got.lse(), t, h);
-                close("wgmma dq " + at, gg.dq(), wg.dq());
-                close("wgmma dk " + at, gg.dk(), wg.dk());
-                close("wgmma dv " + at, gg.dv(), wg.dv());
+                int dh = s[3];
+                String at = "wgmma fwd v" + forwardVariant + " T=" + s[1] + " Dh=" + dh;
+                attentionMatchesCpu(at, s, 2, flash::forward, flash::backward);
                 List<String> launched = emu.takeLaunched();
                 String fwd = switch (forwardVariant) {
                     case 1 -> dh == 64 ? "flash_attn_fwd_wgmma_pp3_persistent_tma_d64" : "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
