@@ -64,7 +64,7 @@ public final class EvalCommand implements Callable<Integer> {
     float activationThreshold;
     @Option(names = "--bos", description = "put a begin-of-text token before the scored tokens, so the first is scored too (as "
             + "lm-evaluation-harness's rolling perplexity does): a Hugging Face folder's where its tokenizer adds one, else "
-            + "the end-of-text token that starts every document here; token level only") boolean bos;
+            + "the end-of-text token that starts every document here; with --choices it starts every context; token level only") boolean bos;
     @Mixin BackendOptions backendOptions;
     @picocli.CommandLine.Spec picocli.CommandLine.Model.CommandSpec spec;
 
@@ -95,8 +95,7 @@ public final class EvalCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--activation-threshold applies to --activations only");
         if ((given("--max-blocks") || given("--batch")) && choices)
             throw new IllegalArgumentException("--max-blocks and --batch apply to blocks of text, not to --choices (see --max-questions)");
-        if (bos && (patchSize != 1 || choices))
-            throw new IllegalArgumentException("--bos applies to token-level blocks of text: not with -K or --choices");
+        if (bos && patchSize != 1) throw new IllegalArgumentException("--bos applies to token-level scoring: not with -K");
         if (source == null) source = trainedOn(ckpt, meta);
         if (source.choices != null) {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");
@@ -231,7 +230,8 @@ public final class EvalCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open()) {
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            MultipleChoice mc = new MultipleChoice(be, model, Tokenizers.recorded(tokenizer, ckpt));
+            Tokenizer tok = Tokenizers.recorded(tokenizer, ckpt);
+            MultipleChoice mc = new MultipleChoice(be, model, tok, bos ? prefixToken(ckpt, cfg, tok.eosId()) : -1);
             System.out.printf(Locale.ROOT, "checkpoint %s%n", ckpt);
             double accSum = 0, normSum = 0;
             for (int i = 0; i < tasks.size(); i++) {

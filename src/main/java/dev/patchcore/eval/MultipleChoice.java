@@ -85,12 +85,22 @@ public final class MultipleChoice {
     private final LlamaModel model;
     private final Tokenizer tokenizer;
     private final Tape tape;
+    private final int prefix;
 
     public MultipleChoice(Backend be, LlamaModel model, Tokenizer tokenizer) {
+        this(be, model, tokenizer, -1);
+    }
+
+    /**
+     * With {@code prefix} ≥ 0, every context starts with that token (a begin-of-text token, as lm-evaluation-harness
+     * encodes for a model whose tokenizer adds one), an empty context being that token alone.
+     */
+    public MultipleChoice(Backend be, LlamaModel model, Tokenizer tokenizer, int prefix) {
         this.be = be;
         this.model = model;
         this.tokenizer = tokenizer;
         this.tape = new Tape(be);
+        this.prefix = prefix;
     }
 
     /** Reads a JSONL file of questions; a malformed line is an IllegalArgumentException naming file and line. */
@@ -254,18 +264,20 @@ public final class MultipleChoice {
      * Context and choice {@code i} as the harness's {@code _encode_pair} tokenizes them for a decoder model: the
      * context alone, then the tokens of context + continuation past the context's token count, so a tokenizer that
      * prefixes a space to a text (SentencePiece) or merges across the boundary sees the one text the model would
-     * read. An empty context becomes the end-of-text token.
+     * read. An empty context becomes the end-of-text token; with a prefix token, the context starts with it instead (an
+     * empty one is the prefix alone).
      */
     Encoded encode(Question q, int i) {
         String core = q.context(i).stripTrailing();  // its trailing whitespace goes to the continuation
         String continuation = continuation(q.context(i), q.choices().get(i));
         int[] ctx = tokenizer.encode(core), cont;
         if (ctx.length == 0) {
-            ctx = new int[] {tokenizer.eosId()};
+            ctx = new int[] {prefix >= 0 ? prefix : tokenizer.eosId()};
             cont = tokenizer.encode(continuation);
         } else {
             int[] whole = tokenizer.encode(core + continuation);
             cont = Arrays.copyOfRange(whole, Math.min(ctx.length, whole.length), whole.length);
+            if (prefix >= 0) ctx = concat(new int[] {prefix}, ctx);
         }
         if (cont.length == 0) throw new IllegalArgumentException("choice " + i + " adds no tokens to its context");
         return new Encoded(concat(ctx, cont), cont.length);

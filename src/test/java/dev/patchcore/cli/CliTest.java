@@ -374,7 +374,7 @@ class CliTest {
         assertEquals(0, Main.run("eval", run.toString(), "--backend", "cpu", "--max-blocks", "2", "--bos"), err.toString());
         assertTrue(out.toString().contains("scoring after token 256 (end of text) put first"), out.toString());
         assertTrue(out.toString().contains("2 blocks of 16 tokens (32 tokens scored)"), out.toString());
-        assertUserError("--bos applies to token-level blocks of text: not with -K or --choices", "eval", run.toString(), "--backend", "cpu",
+        assertUserError("--bos applies to token-level scoring: not with -K", "eval", run.toString(), "--backend", "cpu",
                 "--bos", "-K", "2");
         assertUserError("two checkpoints given", "eval", run.toString(), "--checkpoint", dir.toString(), "--text", text.toString());
         assertUserError("no checkpoint given", "generate", "--backend", "cpu");
@@ -429,6 +429,12 @@ class CliTest {
         out.reset();
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString()), err.toString());
         assertTrue(out.toString().contains("2 questions") && out.toString().contains("acc_norm"), out.toString());
+        // --bos: every context after the end-of-text token this run's documents start after
+        out.reset();
+        assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--choices", questions.toString(), "--bos"),
+                err.toString());
+        assertTrue(out.toString().contains("scoring after token 256 (end of text) put first") && out.toString().contains("2 questions"),
+                out.toString());
         Path piqa = dir.resolve("piqa.jsonl");
         Files.writeString(piqa, "{\"goal\": \"the quick\", \"sol1\": \"brown fox\", \"sol2\": \"lazy cat\", \"label\": 0}\n");
         out.reset();

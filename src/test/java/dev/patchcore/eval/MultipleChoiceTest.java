@@ -195,6 +195,18 @@ class MultipleChoiceTest {
             MultipleChoice.Encoded empty = mc.encode(new MultipleChoice.Question("", List.of("mat", "moon"), 0), 1);
             assertEquals(sp.eosId(), empty.tokens()[0], "an empty context is the end-of-text token");
             assertArrayEquals(sp.encode("moon"), Arrays.copyOfRange(empty.tokens(), 1, empty.tokens().length));
+            // With a begin-of-text prefix (eval --choices --bos): the same tokens after it, the same ones scored.
+            int bos = 1;
+            assertEquals("<s>", sp.piece(bos), "LLaMA's begin of text");
+            MultipleChoice prefixed = new MultipleChoice(be, null, sp, bos);
+            MultipleChoice.Encoded plain = mc.encode(new MultipleChoice.Question("The cat sat on the", List.of("mat", "moon"), 0), 0);
+            MultipleChoice.Encoded withBos = prefixed.encode(new MultipleChoice.Question("The cat sat on the", List.of("mat", "moon"), 0), 0);
+            assertEquals(bos, withBos.tokens()[0]);
+            assertArrayEquals(plain.tokens(), Arrays.copyOfRange(withBos.tokens(), 1, withBos.tokens().length));
+            assertEquals(plain.scored(), withBos.scored());
+            MultipleChoice.Encoded emptyWithBos = prefixed.encode(new MultipleChoice.Question("", List.of("mat", "moon"), 0), 1);
+            assertEquals(bos, emptyWithBos.tokens()[0], "an empty context is the prefix alone");
+            assertArrayEquals(sp.encode("moon"), Arrays.copyOfRange(emptyWithBos.tokens(), 1, emptyWithBos.tokens().length));
         }
     }
 
