@@ -93,7 +93,7 @@ public final class MultipleChoice {
 
     /**
      * With {@code prefix} ≥ 0, every context starts with that token (a begin-of-text token, as lm-evaluation-harness
-     * encodes for a model whose tokenizer adds one), an empty context being that token alone.
+     * encodes when it adds the tokenizer's BOS: its {@code add_bos_token}), an empty context being that token alone.
      */
     public MultipleChoice(Backend be, LlamaModel model, Tokenizer tokenizer, int prefix) {
         this.be = be;
