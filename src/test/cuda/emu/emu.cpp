@@ -13,7 +13,6 @@
 #include <atomic>
 #include <chrono>
 #include <mutex>
-#include <string>
 #include <thread>
 #include <vector>
 
@@ -128,7 +127,7 @@ struct Fiber {
     Wait wait = Wait::NONE;
     unsigned mask = 0;           // WARP: the lanes that must arrive
     int barrier = 0, count = 0;  // NAMED: barrier id and its thread count
-    uint64_t published = 0;      // WARP: this lane's value
+    uint64_t published = 0;      // WARP: this lane's value; GROUP: its WgmmaLane's address
     uint64_t received[32];       // WARP: every lane's value, copied at the release
 };
 
@@ -226,14 +225,26 @@ bool async_late() {
     return late;
 }
 
+// Forgets the first `count` items of a thread's async queue (cp.async copies or wgmma) and the commit groups they end;
+// the later groups' ends move down by `count`.
+template <class T>
+void retire(std::vector<T>& items, std::vector<size_t>& groups, size_t count) {
+    items.erase(items.begin(), items.begin() + count);
+    size_t kept = 0;
+    for (size_t end : groups)
+        if (end > count) groups[kept++] = end - count;
+    groups.resize(kept);
+}
+
+// How many items of a queue `wait_group n` completes: those of every committed group but the n most recent.
+size_t covered(const std::vector<size_t>& groups, int n) {
+    return (int)groups.size() > n ? groups[groups.size() - 1 - n] : 0;
+}
+
 // Lands the first `count` copies of f (and forgets them and the groups they end).
 void land_copies(Fiber& f, size_t count) {
     for (size_t i = 0; i < count; ++i) f.copies[i].land();
-    f.copies.erase(f.copies.begin(), f.copies.begin() + count);
-    size_t kept = 0;
-    for (size_t end : f.groups)
-        if (end > count) f.groups[kept++] = end - count;
-    f.groups.resize(kept);
+    retire(f.copies, f.groups, count);
 }
 
 void set_thread_index(int i) {
@@ -421,7 +432,7 @@ void cp_async_wait(int n) {
     if (n < 0) fail("cp.async.wait_group with a negative count");
     const int me = tw->current;  // copies this thread handed to an mbarrier complete too
     land_deferred(tw, [me](const Worker::Deferred& d) { return d.owner == me && d.arrive; });
-    if ((int)f.groups.size() > n) land_copies(f, f.groups[f.groups.size() - 1 - n]);
+    land_copies(f, covered(f.groups, n));
 }
 
 namespace {
@@ -561,6 +572,13 @@ void land(const Worker::Deferred& d) {
     else mbar_complete_if_done(m);
 }
 
+// Copies that complete on mbarrier d.bar: landed now (EMU_ASYNC eager) or when a waiter needs them (late).
+void complete_on_barrier(Worker::Deferred&& d) {
+    mbarrier(d.bar);  // checked now
+    if (async_late()) tw->deferred.push_back(std::move(d));
+    else land(d);
+}
+
 // Lands the deferred copies that `pick` selects, in issue order.
 template <class Pick>
 void land_deferred(Worker* w, Pick pick) {
@@ -610,13 +628,7 @@ void mbar_wait(uint32_t bar, uint32_t parity) {
 void cp_async_mbar_arrive(uint32_t bar) {
     Worker* w = tw;
     Fiber& f = w->fibers[w->current];
-    mbarrier(bar);  // checked now
-    if (!async_late()) {
-        land_copies(f, f.copies.size());
-        mbar_arrive(bar);
-        return;
-    }
-    w->deferred.push_back({std::move(f.copies), bar, 0, true, w->current});
+    complete_on_barrier({std::move(f.copies), bar, 0, true, w->current});
     f.copies.clear();
     f.groups.clear();
 }
@@ -627,9 +639,7 @@ void bulk_load(uint32_t dst, const void* src, uint32_t bytes, uint32_t bar) {
     Worker::Deferred d{{Copy{static_cast<char*>(from_shared_window(dst, bytes)), static_cast<const char*>(src), (int)bytes,
                              (int)bytes}},
                        bar, bytes, false, tw->current};
-    mbarrier(bar);  // checked now
-    if (async_late()) tw->deferred.push_back(std::move(d));
-    else land(d);
+    complete_on_barrier(std::move(d));
 }
 
 void tma_load_4d(uint32_t dst, const void* mapBytes, uint32_t bar, int c0, int c1, int c2, int c3) {
@@ -660,9 +670,7 @@ void tma_load_4d(uint32_t dst, const void* mapBytes, uint32_t bar, int c0, int c
         }
     }
     d.tx = rowsOfBox * 128;
-    mbarrier(bar);  // checked now
-    if (async_late()) tw->deferred.push_back(std::move(d));
-    else land(d);
+    complete_on_barrier(std::move(d));
 }
 
 // ---- wgmma
@@ -762,11 +770,6 @@ void wgmma(float* d, int n, const uint32_t* aRegs, uint64_t descA, uint64_t desc
     yield();
 }
 
-void unsupported(const char* what) {
-    std::string m = std::string("not emulated: ") + what;
-    fail(m.c_str());
-}
-
 void wgmma_commit() {
     Fiber& f = tw->fibers[tw->current];
     f.wgGroups.push_back(f.wgOps.size());
@@ -775,14 +778,9 @@ void wgmma_commit() {
 void wgmma_wait(int n) {
     Fiber& f = tw->fibers[tw->current];
     if (n < 0) fail("wgmma.wait_group with a negative count");
-    if ((int)f.wgGroups.size() <= n) return;
-    const size_t end = f.wgGroups[f.wgGroups.size() - 1 - n];
+    const size_t end = covered(f.wgGroups, n);
     for (size_t i = 0; i < end; ++i) run_wgmma(*f.wgOps[i]);
-    f.wgOps.erase(f.wgOps.begin(), f.wgOps.begin() + end);
-    size_t kept = 0;
-    for (size_t e : f.wgGroups)
-        if (e > end) f.wgGroups[kept++] = e - end;
-    f.wgGroups.resize(kept);
+    retire(f.wgOps, f.wgGroups, end);
 }
 
 void ldmatrix(uint32_t* out, const void* row, int count, bool trans) {

@@ -251,8 +251,6 @@ struct TensorMap {
 };
 constexpr uint64_t TENSOR_MAP_MAGIC = 0x50414d54554d45ull;  // "EMUTMAP"
 void tma_load_4d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, int c2, int c3);
-// An instruction the emulator does not model: stops with its name.
-[[noreturn]] void unsupported(const char* what);
 void wgmma_wait(int n);
 // bar.arrive id, threads: counts toward the named barrier without waiting for it.
 void arrive_named(int id, int threads);
@@ -262,8 +260,6 @@ inline float ex2_approx_ftz(float x) {
     return std::fpclassify(y) == FP_SUBNORMAL ? 0.0f : y;
 }
 }  // namespace emu
-
-inline void __trap() { emu::unsupported("__trap()"); }
 
 // ---------------------------------------------------------------- atomics (blocks run concurrently: real ones)
 template <class T>
