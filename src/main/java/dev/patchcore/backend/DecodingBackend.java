@@ -19,4 +19,23 @@ public interface DecodingBackend extends Backend {
      * Returns [n, H·Dh].
      */
     Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads);
+
+    /**
+     * The shapes {@link #attendCached} takes, on either backend: q's width H heads, KH a divisor of H, key and value rows
+     * of KH heads of q's head dimension, and positions start … start + n − 1 inside the cache.
+     */
+    static void checkCached(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
+        int width = q.dim(-1), capacity = keys.dim(0);
+        long n = q.numel() / Math.max(1, width);
+        if (heads <= 0 || width % heads != 0)
+            throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads");
+        if (kvHeads <= 0 || heads % kvHeads != 0)
+            throw new IllegalArgumentException("attendCached: " + kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
+        int kvWidth = kvHeads * (width / heads);
+        if (keys.dim(-1) != kvWidth || values.dim(-1) != kvWidth || values.dim(0) != capacity)
+            throw new IllegalArgumentException("attendCached: keys " + keys + " and values " + values + " are not " + kvHeads
+                    + " key/value heads of q " + q);
+        if (start < 0 || n < 1 || start + n > capacity)
+            throw new IllegalArgumentException("attendCached: positions " + start + " … " + (start + n - 1) + " do not fit a cache of " + capacity);
+    }
 }

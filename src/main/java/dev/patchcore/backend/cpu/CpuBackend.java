@@ -442,15 +442,9 @@ public final class CpuBackend implements DecodingBackend {
 
     @Override
     public Tensor attendCached(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
-        int width = q.dim(-1), n = (int) (q.numel() / width), capacity = keys.dim(0);
-        require(heads > 0 && width % heads == 0, "attendCached: width " + width + " not divisible by " + heads + " heads");
-        require(kvHeads > 0 && heads % kvHeads == 0, "attendCached: " + kvHeads + " key/value heads do not divide " + heads
-                + " query heads into groups");
+        DecodingBackend.checkCached(q, keys, values, start, heads, kvHeads);
+        int width = q.dim(-1), n = (int) (q.numel() / width);
         int headDim = width / heads, kvWidth = kvHeads * headDim, groups = heads / kvHeads;
-        require(keys.dim(-1) == kvWidth && values.dim(-1) == kvWidth && values.dim(0) == capacity,
-                "attendCached: keys " + keys + " and values " + values + " are not " + kvHeads + " key/value heads of q " + q);
-        require(start >= 0 && n >= 1 && start + n <= capacity, "attendCached: positions " + start + " … " + (start + n - 1)
-                + " do not fit a cache of " + capacity);
         float scale = (float) (1.0 / Math.sqrt(headDim));
         Tensor out = scratch(DType.F32, n, width);
         float[] qs = CpuStorage.floats(q), ks = CpuStorage.floats(keys), vs = CpuStorage.floats(values), os = CpuStorage.floats(out);

@@ -545,7 +545,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
             }
             return attention(q, k, v, n, heads).out();
         }
-        return decodeAttention.attend(q, keys, values, start, heads, kvHeads);
+        return decodeAttention.attendChecked(q, keys, values, start, heads, kvHeads);
     }
 
     private boolean useFlash(Tensor q, int heads) {

@@ -1,5 +1,6 @@
 package dev.patchcore.backend.cuda;
 
+import dev.patchcore.backend.DecodingBackend;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 
@@ -53,6 +54,11 @@ final class CudaDecodeAttention {
      */
     Tensor attend(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
         check(q, keys, values, start, heads, kvHeads);
+        return attendChecked(q, keys, values, start, heads, kvHeads);
+    }
+
+    /** {@link #attend} of arguments {@link #check} has passed (CudaBackend.attendCached checks them first, once). */
+    Tensor attendChecked(Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads) {
         int n = q.dim(0), width = q.dim(1), d = width / heads;
         if (d % 2 != 0) throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads of even size");
         if (d > MAX_HEAD_DIM) throw new IllegalArgumentException("attendCached: head dimension " + d + " exceeds " + MAX_HEAD_DIM);
@@ -81,17 +87,7 @@ final class CudaDecodeAttention {
         for (Tensor t : new Tensor[] {q, keys, values})
             if (t.rank() != 2 || t.dtype() != DType.BF16)
                 throw new IllegalArgumentException("attendCached: q, keys and values must be BF16 matrices, got " + t);
-        int n = q.dim(0), width = q.dim(1), capacity = keys.dim(0);
-        if (heads <= 0 || width % heads != 0)
-            throw new IllegalArgumentException("attendCached: width " + width + " is not " + heads + " heads");
-        if (kvHeads <= 0 || heads % kvHeads != 0)
-            throw new IllegalArgumentException("attendCached: " + kvHeads + " key/value heads do not divide " + heads + " query heads into groups");
-        int kvWidth = kvHeads * (width / heads);
-        if (keys.dim(1) != kvWidth || values.dim(1) != kvWidth || values.dim(0) != capacity)
-            throw new IllegalArgumentException("attendCached: keys " + keys + " and values " + values + " are not " + kvHeads
-                    + " key/value heads of q " + q);
-        if (start < 0 || n < 1 || (long) start + n > capacity)
-            throw new IllegalArgumentException("attendCached: positions " + start + " … " + ((long) start + n - 1) + " do not fit a cache of " + capacity);
+        DecodingBackend.checkCached(q, keys, values, start, heads, kvHeads);
     }
 
     /** Most floats of partials (max, sum and a row of Dh per query, head and chunk) one launch writes: 64 MB. */
@@ -109,8 +105,12 @@ final class CudaDecodeAttention {
         return 1;
     }
 
-    /** The partial kernel serving {@code g} query heads per block: a block per query head for 1. */
-    static String partialKernel(int g) { return g == 1 ? "attn_decode_partial" : "attn_decode_partial_g" + g; }
+    /** The partial kernels by query heads per block (index 1 … MAX_HEADS_PER_BLOCK): a block per query head for 1. */
+    private static final String[] PARTIAL_KERNELS = {null, "attn_decode_partial", "attn_decode_partial_g2", "attn_decode_partial_g3",
+            "attn_decode_partial_g4", "attn_decode_partial_g5", "attn_decode_partial_g6", "attn_decode_partial_g7", "attn_decode_partial_g8"};
+
+    /** The partial kernel serving {@code g} query heads per block (a constant: no string is built per token). */
+    static String partialKernel(int g) { return PARTIAL_KERNELS[g]; }
 
     private void group(Tensor out, Tensor q, Tensor keys, Tensor values, int start, int heads, int kvHeads, int d, boolean vec) {
         int n = q.dim(0), chunks = (int) (((long) start + n + KEYS_PER_BLOCK - 1) / KEYS_PER_BLOCK);

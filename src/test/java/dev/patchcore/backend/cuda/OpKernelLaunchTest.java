@@ -478,20 +478,30 @@ class OpKernelLaunchTest {
 
     @Test
     void decodeAttentionReadsAGroupedQueryCacheOfTheKeyValueHeadsOnly() {
-        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]; a block per key/value head serves
-        // its 4 query heads (attn_decode_partial_g4), and the kernel is told both head counts (out and the partials are
-        // the query heads').
-        Tensor q = bf16(1, 2048), keys = bf16(4096, 512), values = bf16(4096, 512);
-        Tensor out = new CudaDecodeAttention(ctx).attend(q, keys, values, 300, 32, 8);
-        assertArrayEquals(new int[] {1, 2048}, out.shape());
-        Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
-        assertEquals(List.of("attn_decode_partial_g4", "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList());
-        assertArrayEquals(new int[] {3, 8, 1}, p.grid(), "(chunks, key/value heads, queries)");
-        assertEquals(CudaDecodeAttention.THREADS, p.threads());
-        assertEquals(List.of(q, keys, values, 300, 32, 8, 64, 1), Arrays.asList(p.args()).subList(3, 11));
-        assertEquals(32L * 3 * 64, ((Tensor) p.args()[1]).numel(), "one partial row of Dh per (query, query head, chunk)");
-        assertArrayEquals(new int[] {32, 1, 1}, c.grid(), "the merge: a block per query head");
-        assertEquals(List.of(3, 32, 64), Arrays.asList(c.args()).subList(3, 6));
+        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]. Variant 1 (grouped, the default):
+        // a block per key/value head serves its 4 query heads (attn_decode_partial_g4); variant 2 ("decode" family): a
+        // block per query head (attn_decode_partial). Either way the kernel is told both head counts, and out and the
+        // partials are the query heads'.
+        Object[][] variants = {{CudaDecodeAttention.VARIANT_GROUPED, "attn_decode_partial_g4", 8},
+                {CudaDecodeAttention.VARIANT_PER_HEAD, "attn_decode_partial", 32}};
+        for (Object[] v : variants) {
+            ctx.launches.clear();
+            CudaDecodeAttention op = new CudaDecodeAttention(ctx);
+            op.setVariant((int) v[0]);
+            String at = "variant " + v[0];
+            Tensor q = bf16(1, 2048), keys = bf16(4096, 512), values = bf16(4096, 512);
+            Tensor out = op.attend(q, keys, values, 300, 32, 8);
+            assertArrayEquals(new int[] {1, 2048}, out.shape());
+            Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
+            assertEquals(List.of(v[1], "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList(), at);
+            assertArrayEquals(new int[] {3, (int) v[2], 1}, p.grid(), at + ": (chunks, blocks of query heads, queries)");
+            assertEquals(CudaDecodeAttention.THREADS, p.threads());
+            assertSame(out, p.args()[0]);
+            assertEquals(List.of(q, keys, values, 300, 32, 8, 64, 1), Arrays.asList(p.args()).subList(3, 11), at + ": both head counts");
+            assertEquals(32L * 3 * 64, ((Tensor) p.args()[1]).numel(), at + ": one partial row of Dh per (query, query head, chunk)");
+            assertArrayEquals(new int[] {32, 1, 1}, c.grid(), at + ": the merge, a block per query head");
+            assertEquals(List.of(3, 32, 64), Arrays.asList(c.args()).subList(3, 6));
+        }
         // Every query head over one key/value head, one chunk: one block per query.
         ctx.launches.clear();
         new CudaDecodeAttention(ctx).attend(bf16(2, 4 * 64), bf16(300, 64), bf16(300, 64), 10, 4, 1);
@@ -525,17 +535,7 @@ class OpKernelLaunchTest {
         // cache too (LLaMA-3.2-1B's 32 heads over 8, which variant 1 serves with attn_decode_partial_g4 in 8 blocks).
         CudaDecodeAttention op = new CudaDecodeAttention(ctx);
         assertEquals(CudaDecodeAttention.VARIANT_GROUPED, op.variant(), "grouped by default");
-        op.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);
-        Tensor q = bf16(1, 2048), keys = bf16(4096, 512), values = bf16(4096, 512);
-        Tensor out = op.attend(q, keys, values, 300, 32, 8);
-        assertEquals(List.of("attn_decode_partial", "attn_decode_combine"), ctx.launches.stream().map(Launch::name).toList());
-        Launch p = ctx.launches.get(0), c = ctx.launches.get(1);
-        assertArrayEquals(new int[] {3, 32, 1}, p.grid(), "(chunks, query heads, queries)");
-        assertEquals(CudaDecodeAttention.THREADS, p.threads());
-        assertSame(out, p.args()[0]);
-        assertEquals(List.of(q, keys, values, 300, 32, 8, 64, 1), Arrays.asList(p.args()).subList(3, 11), "both head counts, as variant 1");
-        assertEquals(32L * 3 * 64, ((Tensor) p.args()[1]).numel(), "the same partials as variant 1");
-        assertArrayEquals(new int[] {32, 1, 1}, c.grid());
+        op.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);  // LLaMA-3.2-1B's shapes: decodeAttentionReadsAGroupedQuery…
         // Whatever headsPerBlock would pick (8, 6, 8 of groups of 8, 12, 16; one chunk): a block per query head.
         for (int[] hk : new int[][] {{8, 1}, {12, 1}, {16, 2}}) {
             ctx.launches.clear();
@@ -545,7 +545,7 @@ class OpKernelLaunchTest {
         // Back to variant 1: the grouped kernel again. Bad values are rejected and change nothing.
         op.setVariant(CudaDecodeAttention.VARIANT_GROUPED);
         ctx.launches.clear();
-        op.attend(q, keys, values, 300, 32, 8);
+        op.attend(bf16(1, 2048), bf16(4096, 512), bf16(4096, 512), 300, 32, 8);
         assertArrayEquals(new int[] {3, 8, 1}, ctx.only("attn_decode_partial_g4").grid());
         assertThrows(IllegalArgumentException.class, () -> op.setVariant(0));
         assertThrows(IllegalArgumentException.class, () -> op.setVariant(3));
