@@ -38,10 +38,9 @@ public final class GenerateCommand implements Callable<Integer> {
 
     /**
      * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
-     * Generator's window), which for {@code --alpaca} may leave out the instruction itself.
+     * Generator's window), which for {@code --alpaca} may leave out the instruction itself. {@code downloaded}: the
+     * checkpoint is a Hugging Face folder, for which training with a longer context is no advice (the note leaves it out).
      */
-
-    /** As above; {@code downloaded}: a Hugging Face folder, for which training with a longer context is no advice. */
     static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded) {
         if (promptTokens <= context) return null;
         return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than the model's context of "
