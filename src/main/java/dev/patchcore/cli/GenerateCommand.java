@@ -77,10 +77,9 @@ public final class GenerateCommand implements Callable<Integer> {
         int[] promptIds = tok.encode(text);
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there.
         boolean downloaded = HuggingFaceModel.is(ckpt);
-        int bos = downloaded ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
-        if (promptIds.length == 0 && !(bos >= 0 && bos < cfg.vocabSize()))
-            throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
-        if (bos >= 0 && bos < cfg.vocabSize()) {
+        int bos = HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
+        if (promptIds.length == 0 && bos < 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
+        if (bos >= 0) {
             int[] withBos = new int[promptIds.length + 1];
             withBos[0] = bos;
             System.arraycopy(promptIds, 0, withBos, 1, promptIds.length);

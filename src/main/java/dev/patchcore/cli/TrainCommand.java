@@ -368,7 +368,7 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
         if (tok == null && HuggingFaceModel.is(init))
-            System.err.println("note: " + init + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only its vocabulary size could be checked against the data's");
+            System.err.println(HuggingFaceModel.noTokenizerNote(init));
         return init;
     }
 

@@ -207,6 +207,25 @@ public final class HuggingFaceModel {
     }
 
     /**
+     * {@link #bosToPrepend(Path)} for a model of {@code vocab} tokens: -1 unless {@code dir} is a Hugging Face folder
+     * ({@link #is}) whose begin-of-text id is one of the model's, in [0, {@code vocab}).
+     */
+    public static int bosToPrepend(Path dir, int vocab) {
+        if (!is(dir)) return -1;
+        int bos = bosToPrepend(dir);
+        return bos >= 0 && bos < vocab ? bos : -1;
+    }
+
+    /**
+     * The note for a Hugging Face folder {@code dir} that names no tokenizer (eval --data, train --init-from): its
+     * vocabulary size alone was checked against the data's.
+     */
+    public static String noTokenizerNote(Path dir) {
+        return "note: " + dir + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only "
+                + "its vocabulary size could be checked against the data's";
+    }
+
+    /**
      * A checkpoint's meta for the folder: its tokenizer, nothing of a training run. A vocab_size padded past the
      * tokenizer's pieces (CodeLlama's 32016 for 32000) is refused here, for every command: patchcore's model and
      * tokenizer share one vocabulary.
