@@ -100,8 +100,8 @@ public final class HuggingFaceModel {
             if (r == null) continue;
             Rope read = rope(r, key, where, topTheta);
             if (rope != null && !rope.equals(read))
-                throw new IllegalArgumentException(where + ": " + ropeFrom + " and " + key + " disagree (" + describe(rope) + " vs "
-                        + describe(read) + "); patchcore does not guess which one the model was trained with");
+                throw new IllegalArgumentException(where + ": " + ropeFrom + " and " + key + " disagree (" + rope.describe() + " vs "
+                        + read.describe() + "); patchcore does not guess which one the model was trained with");
             rope = read;
             ropeFrom = key;
         }
@@ -151,12 +151,6 @@ public final class HuggingFaceModel {
         } catch (IllegalArgumentException e) {
             throw e.getMessage().startsWith(at) ? e : new IllegalArgumentException(at + ": " + e.getMessage());
         }
-    }
-
-    private static String describe(Rope r) {
-        Rope.Scaling s = r.scaling();
-        return "theta " + r.theta() + (s == null ? ", no scaling" : ", llama3 factor " + s.factor() + " low " + s.lowFreqFactor()
-                + " high " + s.highFreqFactor() + " original " + s.originalContext());
     }
 
     /** Whether the output embedding is the input one (config.json's tie_word_embeddings; LlamaConfig's default is false). */
