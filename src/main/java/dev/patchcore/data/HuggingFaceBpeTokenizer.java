@@ -512,7 +512,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             else pieces.add(s);
             for (String piece : pieces) {
                 StringBuilder b = new StringBuilder(piece.length() + 4);
-                for (byte x : piece.getBytes(StandardCharsets.UTF_8)) b.append(UNICODE[x & 0xFF]);
+                for (byte x : Utf8.bytes(piece)) b.append(UNICODE[x & 0xFF]);  // an unpaired surrogate as U+FFFD
                 out.add(b.toString());
             }
         }
