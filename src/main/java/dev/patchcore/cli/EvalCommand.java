@@ -115,7 +115,7 @@ public final class EvalCommand implements Callable<Integer> {
             try (PreparedDataset ds = PreparedDataset.open(source.data)) {
                 // A Hugging Face folder without tokenizer files names no tokenizer: then the vocabulary alone is compared.
                 if (tokenizer == null)
-                    System.err.println("note: " + ckpt + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only its vocabulary size could be checked against the data's");
+                    System.err.println(HuggingFaceModel.noTokenizerNote(ckpt));
                 if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
                     throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
                             + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")
@@ -173,8 +173,8 @@ public final class EvalCommand implements Callable<Integer> {
 
     /** --bos's token: a Hugging Face folder's begin of text where its tokenizer adds one, else the end of text {@code eos}. */
     private static int prefixToken(Path ckpt, ModelConfig cfg, int eos) {
-        int bos = HuggingFaceModel.is(ckpt) ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
-        int id = bos >= 0 && bos < cfg.vocabSize() ? bos : eos;
+        int bos = HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
+        int id = bos >= 0 ? bos : eos;
         System.out.println("scoring after token " + id + (id == bos ? " (begin of text)" : " (end of text)") + " put first");
         return id;
     }

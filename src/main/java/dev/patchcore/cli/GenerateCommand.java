@@ -38,10 +38,9 @@ public final class GenerateCommand implements Callable<Integer> {
 
     /**
      * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
-     * Generator's window), which for {@code --alpaca} may leave out the instruction itself.
+     * Generator's window), which for {@code --alpaca} may leave out the instruction itself. {@code downloaded}: the
+     * checkpoint is a Hugging Face folder, for which training with a longer context is no advice (the note leaves it out).
      */
-
-    /** As above; {@code downloaded}: a Hugging Face folder, for which training with a longer context is no advice. */
     static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded) {
         if (promptTokens <= context) return null;
         return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than the model's context of "
@@ -78,10 +77,9 @@ public final class GenerateCommand implements Callable<Integer> {
         int[] promptIds = tok.encode(text);
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there.
         boolean downloaded = HuggingFaceModel.is(ckpt);
-        int bos = downloaded ? HuggingFaceModel.bosToPrepend(ckpt) : -1;
-        if (promptIds.length == 0 && !(bos >= 0 && bos < cfg.vocabSize()))
-            throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
-        if (bos >= 0 && bos < cfg.vocabSize()) {
+        int bos = HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
+        if (promptIds.length == 0 && bos < 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
+        if (bos >= 0) {
             int[] withBos = new int[promptIds.length + 1];
             withBos[0] = bos;
             System.arraycopy(promptIds, 0, withBos, 1, promptIds.length);

@@ -337,11 +337,6 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
-    private static String scalingName(ModelConfig c) {
-        var r = c.ropeScaling();
-        return r == null ? "none" : "llama3 (factor " + r.factor() + ", original context " + r.originalContext() + ")";
-    }
-
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
     private Path initCheckpoint(Path init, ModelConfig from, ModelConfig model, TrainingData dataset) {
         String tok = Checkpoints.readMeta(init).tokenizer();
@@ -351,11 +346,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (from.ffnDim() != model.ffnDim()) differ.add("ffn " + from.ffnDim() + " vs " + model.ffnDim());
         if (from.heads() != model.heads()) differ.add("heads " + from.heads() + " vs " + model.heads());
         if (from.groups() != model.groups()) differ.add("key/value heads " + from.kvHeads() + " vs " + model.kvHeads());
-        if (from.ropeTheta() != model.ropeTheta()) differ.add("RoPE theta " + from.ropeTheta() + " vs " + model.ropeTheta());
+        if (!from.rope().equals(model.rope())) differ.add("RoPE " + from.rope().describe() + " vs " + model.rope().describe());
         // Tied into untied is a copy of the embedding; untied into tied would have to drop a trained LM head.
         if (!from.tiedEmbeddings() && model.tiedEmbeddings()) differ.add("its own LM head vs tied embeddings");
-        if (!java.util.Objects.equals(from.ropeScaling(), model.ropeScaling()))
-            differ.add("RoPE scaling " + scalingName(from) + " vs " + scalingName(model));
         if (from.normEps() != model.normEps()) differ.add("RMSNorm eps " + from.normEps() + " vs " + model.normEps());
         if (!differ.isEmpty())
             throw new IllegalArgumentException("--init-from " + init + " holds another model than this run's (" + String.join(", ", differ)
@@ -368,7 +361,7 @@ public final class TrainCommand implements Callable<Integer> {
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
         if (tok == null && HuggingFaceModel.is(init))
-            System.err.println("note: " + init + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only its vocabulary size could be checked against the data's");
+            System.err.println(HuggingFaceModel.noTokenizerNote(init));
         return init;
     }
 

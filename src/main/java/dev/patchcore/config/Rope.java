@@ -18,6 +18,12 @@ public record Rope(float theta, Scaling scaling) {
     /** Whether the frequencies are scaled (not computable from theta alone). */
     public boolean scaled() { return scaling != null; }
 
+    /** For a message: "theta 10000.0, no scaling", or "theta 500000.0, llama3 factor 32.0 low 1.0 high 4.0 original 8192". */
+    public String describe() {
+        return "theta " + theta + (scaling == null ? ", no scaling" : ", llama3 factor " + scaling.factor + " low "
+                + scaling.lowFreqFactor + " high " + scaling.highFreqFactor + " original " + scaling.originalContext);
+    }
+
     /**
      * inv_freq_i for i &lt; headDim / 2, in double. The plain ones are {@code Math.pow(theta, −2i/Dh)} (the expression
      * the CPU backend has always used, so plain RoPE is unchanged bit for bit).

@@ -241,6 +241,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     /** The {@value #CONFIG_FILE_NAME} read with the tokenizer (a copy), or null: without copying tokenizer.json too. */
     byte[] config() { return config == null ? null : config.clone(); }
 
+    /** Whether {@code other} was read with the same {@value #CONFIG_FILE_NAME} as this one, or both without one. */
+    boolean sameConfig(HuggingFaceBpeTokenizer other) { return Arrays.equals(config, other.config); }
+
     @Override public String name() { return name; }
 
     @Override public int vocabSize() { return vocabSize; }
@@ -512,7 +515,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             else pieces.add(s);
             for (String piece : pieces) {
                 StringBuilder b = new StringBuilder(piece.length() + 4);
-                for (byte x : piece.getBytes(StandardCharsets.UTF_8)) b.append(UNICODE[x & 0xFF]);
+                for (byte x : Utf8.bytes(piece)) b.append(UNICODE[x & 0xFF]);  // an unpaired surrogate as U+FFFD
                 out.add(b.toString());
             }
         }

@@ -256,7 +256,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
 
     /** The normalized text, "▁" for spaces: SentencePiece's Normalizer::Normalize. */
     String normalize(String text) {
-        byte[] in = utf8(text);
+        byte[] in = Utf8.bytes(text);  // an unpaired surrogate as U+FFFD
         int pos = 0;
         int[] consumed = new int[1];
         if (removeExtraWhitespaces) {
@@ -294,18 +294,6 @@ public final class SentencePieceTokenizer implements Tokenizer {
         String result = new String(norm, 0, end, StandardCharsets.UTF_8);
         if (whitespaceAsSuffix && addDummyPrefix) result += escapeWhitespaces ? SPACE : " ";
         return result;
-    }
-
-    /** UTF-8 of the text, an unpaired surrogate as U+FFFD (Java's encoder would write '?', a real character). */
-    private static byte[] utf8(String text) {
-        for (int i = 0; i < text.length(); i++) {
-            if (Character.isSurrogate(text.charAt(i))) {
-                StringBuilder b = new StringBuilder(text.length());
-                text.codePoints().forEach(cp -> b.appendCodePoint(cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp));
-                return b.toString().getBytes(StandardCharsets.UTF_8);
-            }
-        }
-        return text.getBytes(StandardCharsets.UTF_8);
     }
 
     private void addSpace(ByteArrayOutputStream out) {

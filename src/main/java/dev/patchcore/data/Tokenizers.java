@@ -138,7 +138,7 @@ public final class Tokenizers {
             t = byName(tiktoken);
         } else {
             Tokenizer prior = CACHE.putIfAbsent(t.name(), t);
-            if (prior != null && sameFiles(prior, file.getParent())) t = prior;
+            if (prior != null && sameFiles(prior, t)) t = prior;
         }
         Tokenizer first = BY_FILE.putIfAbsent(stamp, t);  // two threads that read the same file share the first
         return first != null ? first : t;
@@ -158,6 +158,16 @@ public final class Tokenizers {
         } catch (IOException e) {
             return false;
         }
+    }
+
+    /**
+     * Whether a cached tokenizer is {@code loaded}, read just now, as {@link #sameFiles(Tokenizer, Path)} asks of a
+     * folder: compared with the {@value HuggingFaceBpeTokenizer#CONFIG_FILE_NAME} that was read with it (none where
+     * its file is not named {@value HuggingFaceBpeTokenizer#FILE_NAME}), not with what is on disk now.
+     */
+    private static boolean sameFiles(Tokenizer cached, Tokenizer loaded) {
+        if (!(cached instanceof HuggingFaceBpeTokenizer hf)) return true;
+        return loaded instanceof HuggingFaceBpeTokenizer other && hf.sameConfig(other);
     }
 
     private static String canonical(String name) {

@@ -29,6 +29,7 @@ import java.util.SplittableRandom;
  */
 public final class LlamaModel {
     private final ModelConfig config;
+    private final Rope rope;  // config.rope(), made once: every layer of every forward reads it
     private final Parameter embed;
     private final List<Layer> layers = new ArrayList<>();
     private final Parameter finalNorm;
@@ -60,6 +61,7 @@ public final class LlamaModel {
 
     private LlamaModel(Backend backend, ModelConfig c, boolean trainable) {
         this.config = c;
+        this.rope = c.rope();
         int d = c.dim(), f = c.ffnDim();
         ParameterMaker make = (name, decay, shape) -> add(trainable ? new Parameter(backend, name, decay, shape)
                 : Parameter.forInference(backend, name, decay, shape));
@@ -170,7 +172,6 @@ public final class LlamaModel {
     private AddNorm layer(Tape tape, int i, Var x, Var normed, int t, FfnObserver observer) {
         Layer l = layers.get(i);
         float eps = config.normEps();
-        Rope rope = config.rope();
         int h = config.heads(), kvh = config.kvHeads(), groups = config.groups();
         Var q = tape.rope(tape.linear(normed, l.q), t, h, rope);
         Var kk = tape.repeatHeads(tape.rope(tape.linear(normed, l.k), t, kvh, rope), kvh, groups);
@@ -194,7 +195,6 @@ public final class LlamaModel {
         if (n < 1 || start + n > cache.capacity())
             throw new IllegalArgumentException(n + " tokens after " + start + " do not fit a cache of " + cache.capacity());
         float eps = config.normEps();
-        Rope rope = config.rope();
         int h = config.heads(), kvh = config.kvHeads();
         Tensor x = be.patchEmbed(embed.compute(), tokens, 1);
         Tensor normed = be.rmsNorm(x, layers.getFirst().inputNorm.compute(), eps).y();

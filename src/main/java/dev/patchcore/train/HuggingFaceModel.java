@@ -100,8 +100,8 @@ public final class HuggingFaceModel {
             if (r == null) continue;
             Rope read = rope(r, key, where, topTheta);
             if (rope != null && !rope.equals(read))
-                throw new IllegalArgumentException(where + ": " + ropeFrom + " and " + key + " disagree (" + describe(rope) + " vs "
-                        + describe(read) + "); patchcore does not guess which one the model was trained with");
+                throw new IllegalArgumentException(where + ": " + ropeFrom + " and " + key + " disagree (" + rope.describe() + " vs "
+                        + read.describe() + "); patchcore does not guess which one the model was trained with");
             rope = read;
             ropeFrom = key;
         }
@@ -153,12 +153,6 @@ public final class HuggingFaceModel {
         }
     }
 
-    private static String describe(Rope r) {
-        Rope.Scaling s = r.scaling();
-        return "theta " + r.theta() + (s == null ? ", no scaling" : ", llama3 factor " + s.factor() + " low " + s.lowFreqFactor()
-                + " high " + s.highFreqFactor() + " original " + s.originalContext());
-    }
-
     /** Whether the output embedding is the input one (config.json's tie_word_embeddings; LlamaConfig's default is false). */
     static boolean tied(Path dir) {
         return bool(json(dir.resolve(CONFIG)), "tie_word_embeddings", dir.resolve(CONFIG).toString(), false);
@@ -204,6 +198,25 @@ public final class HuggingFaceModel {
         if (!add) return -1;
         JsonObject c = json(dir.resolve(CONFIG));
         return field(c, "bos_token_id") == null ? -1 : integer(c, "bos_token_id", dir.resolve(CONFIG).toString(), null);
+    }
+
+    /**
+     * {@link #bosToPrepend(Path)} for a model of {@code vocab} tokens: -1 unless {@code dir} is a Hugging Face folder
+     * ({@link #is}) whose begin-of-text id is one of the model's, in [0, {@code vocab}).
+     */
+    public static int bosToPrepend(Path dir, int vocab) {
+        if (!is(dir)) return -1;
+        int bos = bosToPrepend(dir);
+        return bos >= 0 && bos < vocab ? bos : -1;
+    }
+
+    /**
+     * The note for a Hugging Face folder {@code dir} that names no tokenizer (eval --data, train --init-from): its
+     * vocabulary size alone was checked against the data's.
+     */
+    public static String noTokenizerNote(Path dir) {
+        return "note: " + dir + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only "
+                + "its vocabulary size could be checked against the data's";
     }
 
     /**

@@ -477,6 +477,55 @@ class CliTest {
         assertUserError("--kv-heads: 3 key/value heads do not divide 4 query heads into groups", "train",
                 "--backend", "cpu", "--data", ds.toString(), "--kv-heads", "3");
         assertUserError("not taken with --resume", "train", "--backend", "cpu", "--resume", gqa.toString(), "--kv-heads", "1");
+        // Tied embeddings: one matrix, written as Hugging Face writes it (no lm_head.weight); a tied checkpoint starts an
+        // untied run (its LM head a copy of the embedding), not the other way round.
+        Path tied = dir.resolve("tied");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", tied.toString(), "--tie-embeddings",
+                "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path tiedCkpt = dev.patchcore.train.Checkpoints.latest(tied);
+        assertTrue(dev.patchcore.train.Checkpoints.readModelConfig(tiedCkpt).tiedEmbeddings());
+        assertTrue(Files.readString(tiedCkpt.resolve("config.json")).contains("\"tie_word_embeddings\": true"));
+        try (var st = new dev.patchcore.checkpoint.SafeTensors.Reader(tiedCkpt.resolve("model.safetensors"))) {
+            assertFalse(st.names().contains("lm_head.weight"), st.names().toString());
+            assertTrue(st.names().contains("model.embed_tokens.weight"), st.names().toString());
+        }
+        try (var be = new dev.patchcore.backend.cpu.CpuBackend(1)) {
+            var untiedModel = new dev.patchcore.model.LlamaModel(be,
+                    dev.patchcore.train.Checkpoints.readModelConfig(tiedCkpt).withTiedEmbeddings(false));
+            dev.patchcore.train.Checkpoints.loadWeights(tiedCkpt, untiedModel, be);
+            assertEquals("lm_head.weight", untiedModel.parameters().getLast().name());
+            assertArrayEquals(be.download(untiedModel.parameters().getFirst().master()),
+                    be.download(untiedModel.parameters().getLast().master()), "the LM head loads as a copy of the embedding");
+        }
+        Path untied = dir.resolve("untied");
+        out.reset();
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", untied.toString(), "--init-from",
+                tied.toString(), "--no-tie-embeddings", "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        assertTrue(out.toString().contains("initialized from " + tiedCkpt), out.toString());
+        Path untiedCkpt = dev.patchcore.train.Checkpoints.latest(untied);
+        assertFalse(dev.patchcore.train.Checkpoints.readModelConfig(untiedCkpt).tiedEmbeddings());
+        assertTrue(Files.readString(untiedCkpt.resolve("config.json")).contains("\"tie_word_embeddings\": false"));
+        try (var st = new dev.patchcore.checkpoint.SafeTensors.Reader(untiedCkpt.resolve("model.safetensors"))) {
+            assertTrue(st.names().contains("lm_head.weight"), st.names().toString());
+        }
+        assertUserError("--init-from " + dev.patchcore.train.Checkpoints.latest(run) + " holds another model than this run's (its own "
+                + "LM head vs tied embeddings): leave out --tie-embeddings to take the checkpoint's", "train", "--backend", "cpu",
+                "--data", ds.toString(), "--out", dir.resolve("retied").toString(), "--init-from", run.toString(), "--tie-embeddings");
+        assertFalse(Files.exists(dir.resolve("retied")), "a refused run leaves no run folder");
+        assertUserError("--no-tie-embeddings is not taken with --resume", "train", "--backend", "cpu", "--resume", tied.toString(),
+                "--no-tie-embeddings");
+        // Another RoPE: the run's checkpoint as a Hugging Face folder whose config.json scales it as LLaMA-3 does, given
+        // with the --preset of the same shape (whose RoPE is the plain one).
+        Path scaled = Files.createDirectories(dir.resolve("scaled"));
+        for (String f : java.util.List.of("config.json", "model.safetensors"))
+            Files.copy(dev.patchcore.train.Checkpoints.latest(run).resolve(f), scaled.resolve(f));
+        var scaledConfig = com.google.gson.JsonParser.parseString(Files.readString(scaled.resolve("config.json"))).getAsJsonObject();
+        scaledConfig.add("rope_scaling", com.google.gson.JsonParser.parseString("{\"rope_type\": \"llama3\", \"factor\": 8.0, "
+                + "\"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 16}"));
+        Files.writeString(scaled.resolve("config.json"), scaledConfig.toString());
+        assertUserError("--init-from " + scaled + " holds another model than this run's (RoPE theta 10000.0, llama3 factor 8.0 low 1.0 "
+                + "high 4.0 original 16 vs theta 10000.0, no scaling): leave out --preset to take the checkpoint's", "train", "--backend",
+                "cpu", "--data", ds.toString(), "--init-from", scaled.toString(), "--preset", "tiny", "--context", "16");
         // Paper §3.7's projections: the patch stage says so, its last checkpoint keeps them, eval -K reads them at their K.
         out.reset();
         Path proj = dir.resolve("proj");

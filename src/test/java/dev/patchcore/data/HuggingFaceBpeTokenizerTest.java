@@ -69,6 +69,22 @@ public class HuggingFaceBpeTokenizerTest {
         assertEquals(pairs.name(), tokenizer(null, null, "again").name(), "the name is the file's");
     }
 
+    /**
+     * An unpaired surrogate (a broken JSON escape) is U+FFFD, as the SentencePiece tokenizer reads it, not the '?'
+     * Java's encoder would write (a real character, tokenized as one); a surrogate pair stays its one character.
+     */
+    @Test void anUnpairedSurrogateEncodesAsTheReplacementCharacter() {
+        HuggingFaceBpeTokenizer tok = tokenizer(null, null, "t");
+        String[][] cases = {{"a\uD83Eb", "a\uFFFDb"}, {"a \uDE00 b", "a \uFFFD b"}, {"end\uD83E", "end\uFFFD"},
+                {"\uDE00\uD83E", "\uFFFD\uFFFD"}};
+        for (String[] c : cases) {
+            assertArrayEquals(tok.encode(c[1]), tok.encode(c[0]), quoted(c[0]));
+            assertEquals(c[1], tok.decode(tok.encode(c[0])), quoted(c[0]));
+        }
+        assertFalse(Arrays.equals(tok.encode("a?b"), tok.encode("a\uD83Eb")), "not the '?' of String.getBytes");
+        assertEquals("a\uD83E\uDD16b", tok.decode(tok.encode("a\uD83E\uDD16b")), "a pair is its character");
+    }
+
     /** cl100k_base and o200k_base written as tokenizer.json (for checkpoints) read back with JTokkit's ids. */
     @Test void tiktokenEncodingsReadBackFromTheirTokenizerJson() throws IOException {
         String text = String.join("\n\n", BundledCorpus.documents().subList(0, 40)) + " 'S 'LL ﬁ Ⅻ ١٢٣ \u00a0\u3000 x\r\n\r\n  y 😀👍🏽 <|endoftext|>";

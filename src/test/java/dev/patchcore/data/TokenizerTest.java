@@ -7,6 +7,7 @@ import java.io.IOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
 
@@ -163,6 +164,31 @@ class TokenizerTest {
                 Files.writeString(dir.resolve("vocab.json"), "{\"a\": 0}").toString()));
         assertTrue(notBpe.getMessage().startsWith(dir.resolve("vocab.json") + " has no \"model\": it is not a Hugging Face tokenizer.json"),
                 notBpe.getMessage());
+    }
+
+    /**
+     * A tokenizer.json read under another file name reads no tokenizer_config.json beside it, and stays so where the
+     * tokenizer of the same name, read earlier with that config, is cached: an instance is shared only when it was
+     * read with the same config as the one just read.
+     */
+    @Test
+    void aTokenizerReadWithoutAConfigIsNotTheCachedOneReadWithIt(@TempDir Path dir) throws IOException {
+        // A byte of its own at the end: a name that no other test's tokenizer has in the cache.
+        byte[] json = (new String(HuggingFaceBpeTokenizerTest.resource("tokenizer.json"), StandardCharsets.UTF_8) + "\n")
+                .getBytes(StandardCharsets.UTF_8);
+        Path a = Files.createDirectories(dir.resolve("a")), b = Files.createDirectories(dir.resolve("b"));
+        for (Path d : List.of(a, b)) Files.writeString(d.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\"}");
+        Files.write(a.resolve("tokenizer.json"), json);
+        Files.write(b.resolve("other.json"), json);
+        Tokenizer withConfig = Tokenizers.byName(a.resolve("tokenizer.json").toString());
+        Tokenizer without = Tokenizers.byName(b.resolve("other.json").toString());
+        assertEquals(withConfig.name(), without.name(), "the same file and end of text: the same name");
+        assertEquals(List.of("tokenizer.json", "tokenizer_config.json"), List.copyOf(Tokenizers.files(withConfig).keySet()));
+        assertEquals(List.of("tokenizer.json"), List.copyOf(Tokenizers.files(without).keySet()), "other.json was read without one");
+        Path c = Files.createDirectories(dir.resolve("c"));
+        Files.write(c.resolve("tokenizer.json"), json);
+        Files.copy(a.resolve("tokenizer_config.json"), c.resolve("tokenizer_config.json"));
+        assertSame(withConfig, Tokenizers.byName(c.resolve("tokenizer.json").toString()), "read with the same config: the cached one");
     }
 
     /** A checkpoint's cl100k_base tokenizer.json, copied out with it, names cl100k_base again (data prepared with it fits). */

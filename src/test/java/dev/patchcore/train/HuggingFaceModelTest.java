@@ -7,11 +7,15 @@ import dev.patchcore.backend.cpu.CpuBackend;
 import dev.patchcore.backend.cuda.Bf16;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.LlamaModel;
+import org.junit.jupiter.api.AfterEach;
+import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
+import java.io.PrintStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -31,6 +35,22 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 /** Hugging Face LLaMA folders read as checkpoints: config.json, sharded BF16/F16 weights, tied embeddings, refusals. */
 class HuggingFaceModelTest {
     static final ModelConfig SHAPE = new ModelConfig("x", 97, 32, 88, 2, 2, 48, 10000f, 1e-5f);
+
+    /** The commands' console output, captured (as CliTest captures it). */
+    private final ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
+    private PrintStream oldOut, oldErr;
+
+    @BeforeEach void capture() {
+        oldOut = System.out;
+        oldErr = System.err;
+        System.setOut(new PrintStream(out, true));
+        System.setErr(new PrintStream(err, true));
+    }
+
+    @AfterEach void restore() {
+        System.setOut(oldOut);
+        System.setErr(oldErr);
+    }
 
     /** LlamaConfig's fields for {@code c} (as patchcore's checkpoints write them), with an explicit null rope_scaling. */
     static JsonObject config(ModelConfig c) {
@@ -226,59 +246,50 @@ class HuggingFaceModelTest {
      * run from it with its shape (no --preset); data of another tokenizer is refused.
      */
     @Test void aHuggingFaceFolderWorksWhereACheckpointDoes(@TempDir Path dir) throws IOException {
-        java.io.PrintStream oldOut = System.out, oldErr = System.err;
-        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(), err = new java.io.ByteArrayOutputStream();
-        System.setOut(new java.io.PrintStream(out, true));
-        System.setErr(new java.io.PrintStream(err, true));
-        try {
-            Path model = dev.patchcore.data.SentencePieceFixture.model(dir), text = dev.patchcore.data.SentencePieceFixture.text(dir);
-            Path ds = dir.resolve("ds"), run = dir.resolve("run");
-            assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", model.toString(), "--out", ds.toString(), text.toString()), err.toString());
-            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
-                    "--steps", "6", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
-            Path ckpt = Checkpoints.latest(run), hf = dir.resolve("hf");
-            Files.createDirectories(hf);
-            Files.copy(ckpt.resolve("config.json"), hf.resolve("config.json"));
-            Files.copy(ckpt.resolve("tokenizer.model"), hf.resolve("tokenizer.model"));
-            Map<String, T> s1 = new LinkedHashMap<>(), s2 = new LinkedHashMap<>();
-            JsonObject map = new JsonObject();
-            try (var r = new dev.patchcore.checkpoint.SafeTensors.Reader(ckpt.resolve("model.safetensors"))) {
-                for (String name : r.names()) {
-                    float[] v = r.read(name);
-                    for (int i = 0; i < v.length; i++) v[i] = Bf16.round(v[i]);
-                    boolean first = name.startsWith("model.embed") || name.startsWith("model.layers.0.");
-                    (first ? s1 : s2).put(name, new T(v, r.shape(name), "BF16"));
-                    map.addProperty(name, first ? "a.safetensors" : "b.safetensors");
-                }
+        Path model = dev.patchcore.data.SentencePieceFixture.model(dir), text = dev.patchcore.data.SentencePieceFixture.text(dir);
+        Path ds = dir.resolve("ds"), run = dir.resolve("run");
+        assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", model.toString(), "--out", ds.toString(), text.toString()), err.toString());
+        assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                "--steps", "6", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path ckpt = Checkpoints.latest(run), hf = dir.resolve("hf");
+        Files.createDirectories(hf);
+        Files.copy(ckpt.resolve("config.json"), hf.resolve("config.json"));
+        Files.copy(ckpt.resolve("tokenizer.model"), hf.resolve("tokenizer.model"));
+        Map<String, T> s1 = new LinkedHashMap<>(), s2 = new LinkedHashMap<>();
+        JsonObject map = new JsonObject();
+        try (var r = new dev.patchcore.checkpoint.SafeTensors.Reader(ckpt.resolve("model.safetensors"))) {
+            for (String name : r.names()) {
+                float[] v = r.read(name);
+                for (int i = 0; i < v.length; i++) v[i] = Bf16.round(v[i]);
+                boolean first = name.startsWith("model.embed") || name.startsWith("model.layers.0.");
+                (first ? s1 : s2).put(name, new T(v, r.shape(name), "BF16"));
+                map.addProperty(name, first ? "a.safetensors" : "b.safetensors");
             }
-            write(hf.resolve("a.safetensors"), s1);
-            write(hf.resolve("b.safetensors"), s2);
-            JsonObject index = new JsonObject();
-            index.add("weight_map", map);
-            Files.writeString(hf.resolve(HuggingFaceModel.INDEX), index.toString());
-
-            assertEquals(evalLoss(run, ds, out, err), evalLoss(hf, ds, out, err), 0.02, "the same weights, rounded to bf16");
-            out.reset();
-            assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "4"), err.toString());
-            assertTrue(out.toString().startsWith("The jury"), out.toString());
-            out.reset();
-            Path run2 = dir.resolve("run2");
-            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
-                    "--out", run2.toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
-            assertTrue(out.toString().contains("initialized from " + hf), out.toString());
-            assertEquals(Checkpoints.readModelConfig(ckpt).dim(), Checkpoints.readModelConfig(Checkpoints.latest(run2)).dim());
-            err.reset();
-            assertEquals(2, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--out", dir.resolve("run3").toString(),
-                    "--steps", "2"));  // the bundled byte-level corpus: another vocabulary
-            assertTrue(err.toString().startsWith("error: --init-from " + hf) && err.toString().contains("vocab"), err.toString());
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
         }
+        write(hf.resolve("a.safetensors"), s1);
+        write(hf.resolve("b.safetensors"), s2);
+        JsonObject index = new JsonObject();
+        index.add("weight_map", map);
+        Files.writeString(hf.resolve(HuggingFaceModel.INDEX), index.toString());
+
+        assertEquals(evalLoss(run, ds), evalLoss(hf, ds), 0.02, "the same weights, rounded to bf16");
+        out.reset();
+        assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "4"), err.toString());
+        assertTrue(out.toString().startsWith("The jury"), out.toString());
+        out.reset();
+        Path run2 = dir.resolve("run2");
+        assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
+                "--out", run2.toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
+        assertTrue(out.toString().contains("initialized from " + hf), out.toString());
+        assertEquals(Checkpoints.readModelConfig(ckpt).dim(), Checkpoints.readModelConfig(Checkpoints.latest(run2)).dim());
+        err.reset();
+        assertEquals(2, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--out", dir.resolve("run3").toString(),
+                "--steps", "2"));  // the bundled byte-level corpus: another vocabulary
+        assertTrue(err.toString().startsWith("error: --init-from " + hf) && err.toString().contains("vocab"), err.toString());
     }
 
-    /** The loss `eval CKPT --data DS` prints (out and err: the captured streams). */
-    private static double evalLoss(Path ckpt, Path ds, java.io.ByteArrayOutputStream out, java.io.ByteArrayOutputStream err) {
+    /** The loss `eval CKPT --data DS` prints. */
+    private double evalLoss(Path ckpt, Path ds) {
         out.reset();
         assertEquals(0, dev.patchcore.cli.Main.run("eval", ckpt.toString(), "--backend", "cpu", "--data", ds.toString()), err.toString());
         java.util.regex.Matcher m = java.util.regex.Pattern.compile("loss (\\d+\\.\\d+)").matcher(out.toString());
@@ -432,26 +443,24 @@ class HuggingFaceModelTest {
 
     /** A checkpoint's files copied out of its run (as for an upload to the Hub) read back as the same model. */
     @Test void aCheckpointsHuggingFaceFilesReadBack(@TempDir Path dir) throws IOException {
-        java.io.PrintStream oldOut = System.out;
-        System.setOut(new java.io.PrintStream(java.io.OutputStream.nullOutputStream()));
-        try {
-            Path run = dir.resolve("run"), out = dir.resolve("out");
-            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--out", run.toString(), "--kv-heads", "2",
-                    "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"));
-            Path ckpt = Checkpoints.latest(run);
-            Files.createDirectories(out);
-            for (String f : List.of("config.json", "model.safetensors")) Files.copy(ckpt.resolve(f), out.resolve(f));
-            assertTrue(HuggingFaceModel.is(out));
-            assertEquals(Checkpoints.readModelConfig(ckpt).withContext(16).kvHeads(), Checkpoints.readModelConfig(out).kvHeads());
-            try (CpuBackend be = new CpuBackend(1)) {
-                LlamaModel a = LlamaModel.forInference(be, Checkpoints.readModelConfig(ckpt)), b = LlamaModel.forInference(be, Checkpoints.readModelConfig(out));
-                Checkpoints.loadWeights(ckpt, a, be);
-                Checkpoints.loadWeights(out, b, be);
-                for (int i = 0; i < a.parameters().size(); i++)
-                    assertArrayEquals(be.download(a.parameters().get(i).master()), be.download(b.parameters().get(i).master()), a.parameters().get(i).name());
-            }
-        } finally {
-            System.setOut(oldOut);
+        Path run = dir.resolve("run"), copied = dir.resolve("copied");
+        assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--out", run.toString(), "--kv-heads", "2",
+                "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path ckpt = Checkpoints.latest(run);
+        Files.createDirectories(copied);
+        for (String f : List.of("config.json", "model.safetensors")) Files.copy(ckpt.resolve(f), copied.resolve(f));
+        assertTrue(HuggingFaceModel.is(copied));
+        ModelConfig saved = Checkpoints.readModelConfig(ckpt), read = Checkpoints.readModelConfig(copied);
+        assertEquals(2, read.kvHeads(), "the run's --kv-heads, as num_key_value_heads");
+        assertEquals(saved, new ModelConfig(saved.name(), read.vocabSize(), read.dim(), read.ffnDim(), read.layers(), read.heads(),
+                read.contextLength(), read.ropeTheta(), read.normEps(), read.kvHeads(), read.ropeScaling(), read.tiedEmbeddings()),
+                "the same model (named after its folder)");
+        try (CpuBackend be = new CpuBackend(1)) {
+            LlamaModel a = LlamaModel.forInference(be, saved), b = LlamaModel.forInference(be, read);
+            Checkpoints.loadWeights(ckpt, a, be);
+            Checkpoints.loadWeights(copied, b, be);
+            for (int i = 0; i < a.parameters().size(); i++)
+                assertArrayEquals(be.download(a.parameters().get(i).master()), be.download(b.parameters().get(i).master()), a.parameters().get(i).name());
         }
     }
 
@@ -462,57 +471,48 @@ class HuggingFaceModelTest {
      * its post-processor's begin-of-text token is the one generate puts first.
      */
     @Test void aTokenizerJsonTravelsFromPrepareToAHuggingFaceFolder(@TempDir Path dir) throws IOException {
-        java.io.PrintStream oldOut = System.out, oldErr = System.err;
-        java.io.ByteArrayOutputStream out = new java.io.ByteArrayOutputStream(), err = new java.io.ByteArrayOutputStream();
-        System.setOut(new java.io.PrintStream(out, true));
-        System.setErr(new java.io.PrintStream(err, true));
-        try {
-            Path tok = Files.createDirectories(dir.resolve("tok")), text = dev.patchcore.data.SentencePieceFixture.text(dir);
-            Files.write(tok.resolve("tokenizer.json"), dev.patchcore.data.HuggingFaceBpeTokenizerTest.resource("tokenizer.json"));
-            Files.writeString(tok.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\", \"tokenizer_class\": \"PreTrainedTokenizerFast\"}");
-            Path ds = dir.resolve("ds"), run = dir.resolve("run"), hf = Files.createDirectories(dir.resolve("hf"));
-            assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", tok.resolve("tokenizer.json").toString(), "--out", ds.toString(),
-                    text.toString()), err.toString());
-            assertArrayEquals(Files.readAllBytes(tok.resolve("tokenizer_config.json")), Files.readAllBytes(ds.resolve("tokenizer_config.json")));
-            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
-                    "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
-            Path ckpt = Checkpoints.latest(run);
-            for (String f : List.of("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"))
-                Files.copy(ckpt.resolve(f), hf.resolve(f));
-            String name = Checkpoints.readMeta(ckpt).tokenizer();
-            assertTrue(name.startsWith("hf-bpe-"), name);
-            assertEquals(name, Checkpoints.readMeta(hf).tokenizer(), "the copied folder names the same tokenizer");
-            assertEquals(evalLoss(run, ds, out, err), evalLoss(hf, ds, out, err), 1e-9, "the same weights and tokens");
-            assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
-                    "--out", dir.resolve("run2").toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
-            out.reset();
-            assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "3"),
-                    err.toString());
-            assertTrue(out.toString().startsWith("The jury"), out.toString());
+        Path tok = Files.createDirectories(dir.resolve("tok")), text = dev.patchcore.data.SentencePieceFixture.text(dir);
+        Files.write(tok.resolve("tokenizer.json"), dev.patchcore.data.HuggingFaceBpeTokenizerTest.resource("tokenizer.json"));
+        Files.writeString(tok.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\", \"tokenizer_class\": \"PreTrainedTokenizerFast\"}");
+        Path ds = dir.resolve("ds"), run = dir.resolve("run"), hf = Files.createDirectories(dir.resolve("hf"));
+        assertEquals(0, dev.patchcore.cli.Main.run("prepare", "--tokenizer", tok.resolve("tokenizer.json").toString(), "--out", ds.toString(),
+                text.toString()), err.toString());
+        assertArrayEquals(Files.readAllBytes(tok.resolve("tokenizer_config.json")), Files.readAllBytes(ds.resolve("tokenizer_config.json")));
+        assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--data", ds.toString(), "--out", run.toString(),
+                "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path ckpt = Checkpoints.latest(run);
+        for (String f : List.of("config.json", "model.safetensors", "tokenizer.json", "tokenizer_config.json"))
+            Files.copy(ckpt.resolve(f), hf.resolve(f));
+        String name = Checkpoints.readMeta(ckpt).tokenizer();
+        assertTrue(name.startsWith("hf-bpe-"), name);
+        assertEquals(name, Checkpoints.readMeta(hf).tokenizer(), "the copied folder names the same tokenizer");
+        assertEquals(evalLoss(run, ds), evalLoss(hf, ds), 1e-9, "the same weights and tokens");
+        assertEquals(0, dev.patchcore.cli.Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--data", ds.toString(),
+                "--out", dir.resolve("run2").toString(), "--steps", "2", "--batch", "4", "--context", "16", "--eval-every", "0"), err.toString());
+        out.reset();
+        assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "3"),
+                err.toString());
+        assertTrue(out.toString().startsWith("The jury"), out.toString());
 
-            assertEquals(-1, HuggingFaceModel.bosToPrepend(hf), "the checkpoint's config says add_bos_token false: trained without");
-            Files.writeString(hf.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\"}");
-            assertEquals(3000, HuggingFaceModel.bosToPrepend(hf), "<|begin_of_text|>, from the post-processor");
-            // LLaMA-3.2's config says 131072 positions: used with a context of at most 4096 unless --context says more.
-            JsonObject cfg = com.google.gson.JsonParser.parseString(Files.readString(hf.resolve("config.json"))).getAsJsonObject();
-            cfg.addProperty("max_position_embeddings", 131072);
-            Files.writeString(hf.resolve("config.json"), cfg.toString());
-            err.reset();
-            assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "2"),
-                    err.toString());
-            assertTrue(err.toString().contains("max_position_embeddings is 131072; using a context of 4096 tokens (--context sets another)"),
-                    err.toString());
-            err.reset();
-            assertEquals(0, dev.patchcore.cli.Main.run("eval", hf.toString(), "--backend", "cpu", "--data", ds.toString(), "--context", "16"),
-                    err.toString());
-            assertFalse(err.toString().contains("using a context"), err.toString());
-            cfg.addProperty("vocab_size", 3072);
-            Files.writeString(hf.resolve("config.json"), cfg.toString());
-            IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(hf));
-            assertTrue(ex.getMessage().contains("config.json's vocab_size 3072 is not its tokenizer.json's 3002 tokens"), ex.getMessage());
-        } finally {
-            System.setOut(oldOut);
-            System.setErr(oldErr);
-        }
+        assertEquals(-1, HuggingFaceModel.bosToPrepend(hf), "the checkpoint's config says add_bos_token false: trained without");
+        Files.writeString(hf.resolve("tokenizer_config.json"), "{\"eos_token\": \"<|end_of_text|>\"}");
+        assertEquals(3000, HuggingFaceModel.bosToPrepend(hf), "<|begin_of_text|>, from the post-processor");
+        // LLaMA-3.2's config says 131072 positions: used with a context of at most 4096 unless --context says more.
+        JsonObject cfg = com.google.gson.JsonParser.parseString(Files.readString(hf.resolve("config.json"))).getAsJsonObject();
+        cfg.addProperty("max_position_embeddings", 131072);
+        Files.writeString(hf.resolve("config.json"), cfg.toString());
+        err.reset();
+        assertEquals(0, dev.patchcore.cli.Main.run("generate", hf.toString(), "--backend", "cpu", "--prompt", "The jury", "--tokens", "2"),
+                err.toString());
+        assertTrue(err.toString().contains("max_position_embeddings is 131072; using a context of 4096 tokens (--context sets another)"),
+                err.toString());
+        err.reset();
+        assertEquals(0, dev.patchcore.cli.Main.run("eval", hf.toString(), "--backend", "cpu", "--data", ds.toString(), "--context", "16"),
+                err.toString());
+        assertFalse(err.toString().contains("using a context"), err.toString());
+        cfg.addProperty("vocab_size", 3072);
+        Files.writeString(hf.resolve("config.json"), cfg.toString());
+        IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(hf));
+        assertTrue(ex.getMessage().contains("config.json's vocab_size 3072 is not its tokenizer.json's 3002 tokens"), ex.getMessage());
     }
 }
