@@ -1,5 +1,6 @@
 // The emulator's scheduler and runtime (see emu.h for the model): blocks on worker threads, each block's threads as
 // fibers that switch only at barriers and warp-synchronous ops.
+#include "cuda.h"
 #include "cuda_runtime.h"
 
 #include <sched.h>
@@ -913,4 +914,48 @@ cudaError_t cudaEventSynchronize(cudaEvent_t) { return cudaSuccess; }
 cudaError_t cudaEventElapsedTime(float* ms, cudaEvent_t a, cudaEvent_t b) {
     *ms = std::chrono::duration<float, std::milli>(b->at - a->at).count();
     return cudaSuccess;
+}
+
+cudaError_t cudaGetDriverEntryPointByVersion(const char* symbol, void** funcPtr, unsigned cudaVersion, unsigned long long,
+                                             cudaDriverEntryPointQueryResult* status) {
+    const bool found = std::strcmp(symbol, "cuTensorMapEncodeTiled") == 0, versionOk = cudaVersion >= 12000;
+    *funcPtr = found && versionOk ? reinterpret_cast<void*>(&cuTensorMapEncodeTiled) : nullptr;
+    if (status)
+        *status = !found ? cudaDriverEntryPointSymbolNotFound
+                  : !versionOk ? cudaDriverEntryPointVersionNotSufficent : cudaDriverEntryPointSuccess;
+    return cudaSuccess;
+}
+
+// ---------------------------------------------------------------- driver API: tensor maps
+CUresult cuTensorMapEncodeTiled(CUtensorMap* tensorMap, CUtensorMapDataType type, cuuint32_t rank, void* address,
+                                const cuuint64_t* dims, const cuuint64_t* strides, const cuuint32_t* box,
+                                const cuuint32_t* elementStrides, CUtensorMapInterleave interleave,
+                                CUtensorMapSwizzle swizzle, CUtensorMapL2promotion, CUtensorMapFloatOOBfill fill) {
+    const auto refuse = [](const char* why) {
+        std::fprintf(stderr, "emu: cuTensorMapEncodeTiled: %s\n", why);
+        return CUDA_ERROR_INVALID_VALUE;
+    };
+    if (type != CU_TENSOR_MAP_DATA_TYPE_BFLOAT16 || rank != 4 || interleave != CU_TENSOR_MAP_INTERLEAVE_NONE ||
+        swizzle != CU_TENSOR_MAP_SWIZZLE_128B || fill != CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE)
+        return refuse("only rank-4 bf16 maps, no interleave, the 128-byte swizzle and zero fill are emulated");
+    if (reinterpret_cast<uintptr_t>(address) % 16) return refuse("the address is not 16-byte aligned");
+    if (box[0] != 64) return refuse("a 128-byte-swizzled box row must be 64 bf16 here (128 bytes)");
+    emu::TensorMap m{};
+    m.magic = emu::TENSOR_MAP_MAGIC;
+    m.address = reinterpret_cast<uint64_t>(address);
+    for (uint32_t i = 0; i < 4; ++i) {
+        if (dims[i] < 1 || box[i] < 1 || box[i] > 256 || elementStrides[i] != 1)
+            return refuse("a size of 0, a box size outside 1..256 or an element stride other than 1");
+        if (i < 3 && strides[i] % 16) return refuse("a stride that is not a multiple of 16 bytes");
+        m.dims[i] = dims[i];
+        m.box[i] = box[i];
+        if (i < 3) m.strides[i] = strides[i];
+    }
+    m.rank = 4;
+    m.elementBytes = 2;
+    m.swizzle128 = 1;
+    static_assert(sizeof m <= sizeof *tensorMap, "the emulator's encoding fits a CUtensorMap");
+    std::memset(tensorMap, 0, sizeof *tensorMap);
+    std::memcpy(tensorMap, &m, sizeof m);
+    return CUDA_SUCCESS;
 }
