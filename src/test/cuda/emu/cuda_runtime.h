@@ -1,6 +1,6 @@
-// The emulator's stand-in for the part of CUDA's runtime API that kernels_test.cu uses: host memory for device memory,
-// synchronous copies, a made-up device of EMU_SMS (default 4) multiprocessors of compute capability 8.0 (so the
-// sm_90-only kernels are left out), wall-clock events.
+// The emulator's stand-in for the part of CUDA's runtime API that the test programs of src/test/cuda use: host memory
+// for device memory, synchronous copies, a made-up device of EMU_SMS (default 4) multiprocessors of compute capability
+// 8.0 (so the sm_90-only kernels are left out; EMU_CC=9.0 reports 9.0), wall-clock events.
 #pragma once
 
 #include "emu.h"

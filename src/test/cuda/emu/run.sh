@@ -4,12 +4,12 @@
 #
 #   bash src/test/cuda/emu/run.sh [BUILD_DIR [PROGRAM]]   # default target/cuda-emu, kernels_test; exit status the program's
 #
-# PROGRAM: kernels_test (the kernel files its `kernel-files:` line names) or flash_attention_test (which includes
-# flash_attention.cu itself). EMU_ORDER (forward, reverse or random: which thread of a block runs first between
-# barriers), EMU_ASYNC (eager or late: when cp.async copies land), EMU_WORKERS (OS threads per launch, default the
-# cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4: the launchers size their
-# grids from it) change the schedule the kernels see; EMU_CC (default 8.0, 9.0 for kernels_test) is the compute
-# capability it reports.
+# PROGRAM: kernels_test or flash_wgmma_test (each with the kernel files its `kernel-files:` line names), or
+# flash_attention_test (which includes flash_attention.cu itself). EMU_ORDER (forward, reverse or random: which thread
+# of a block runs first between barriers), EMU_ASYNC (eager or late: when cp.async copies land), EMU_WORKERS (OS threads
+# per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4:
+# the launchers size their grids from it) change the schedule the kernels see; EMU_CC (default 8.0; 9.0 for
+# kernels_test and flash_wgmma_test, whose wgmma kernels exist for sm_90a only) is the compute capability it reports.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="${1:-$EMU_ROOT/target/cuda-emu}"
@@ -17,14 +17,15 @@ PROGRAM="${2:-kernels_test}"
 
 SOURCES=()
 case "$PROGRAM" in
-  kernels_test)
-    for k in $(sed -n 's|^// kernel-files: ||p' "$EMU_ROOT/src/test/cuda/kernels_test.cu"); do SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu"); done
-    (( ${#SOURCES[@]} > 0 )) || { echo "run.sh: no kernel-files line in kernels_test.cu" >&2; exit 2; }
-    ARGS=(--no-bench)
-    export EMU_CC="${EMU_CC:-9.0}" ;;  # so that it checks the sm_90 variants too (the RMSNorm backward's bulk copies)
+  kernels_test | flash_wgmma_test)
+    for k in $(sed -n 's|^// kernel-files: ||p' "$EMU_ROOT/src/test/cuda/$PROGRAM.cu"); do SOURCES+=("$EMU_ROOT/src/main/cuda/$k.cu"); done
+    (( ${#SOURCES[@]} > 0 )) || { echo "run.sh: no kernel-files line in $PROGRAM.cu" >&2; exit 2; }
+    if [[ $PROGRAM == kernels_test ]]; then ARGS=(--no-bench); else ARGS=(check); fi
+    # 9.0: kernels_test checks the sm_90 variants too (the RMSNorm backward's bulk copies); the wgmma kernels need it
+    export EMU_CC="${EMU_CC:-9.0}" ;;
   flash_attention_test)
     ARGS=(check) ;;
-  *) echo "run.sh: PROGRAM is kernels_test or flash_attention_test, not $PROGRAM" >&2; exit 2 ;;
+  *) echo "run.sh: PROGRAM is kernels_test, flash_attention_test or flash_wgmma_test, not $PROGRAM" >&2; exit 2 ;;
 esac
 EMU_CXXFLAGS=()
 compile_all "$OUT" "${SOURCES[@]}" "$EMU_ROOT/src/test/cuda/$PROGRAM.cu" "$EMU_DIR/emu.cpp"
