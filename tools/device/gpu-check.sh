@@ -110,10 +110,17 @@ for s in $STEPS; do case $s in
   speed-var2) step speed-var2 "$T_SPEED" "$WORK/runtime/bin/java" ${JAVA_OPTS:-} $VARIANT_OPTS --add-modules jdk.incubator.vector \
                    --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar" bench speed --backend cuda --json "$OUT/speed-var2.json" $SPEED_ARGS ;;
   # The standalone CUDA tests from the pack (src/test/cuda): every op kernel, the RMSNorm backward variants included,
-  # and every flash kernel generation against float64 host loops, then their own timing tables.
+  # and every flash kernel generation against float64 host loops, then their own timing tables. flash_wgmma_test: the
+  # Hopper attention kernels checked, then (if they all pass) timed from C++ back to back and queued behind a spin: the
+  # stream-vs-kernel gap of the D = 64 forward without the JVM (docs/attention.md, "What is left", 1).
   cuda-tests) if [[ -x "$WORK/cuda-tests/kernels_test" ]]; then
                 step kernels-test "${T_CUDA_TESTS:-60}" "$WORK/cuda-tests/kernels_test"
                 step flash-test "${T_CUDA_TESTS:-60}" "$WORK/cuda-tests/flash_attention_test" "${FLASH_TEST_MODE:-check}"
+                if [[ -x "$WORK/cuda-tests/flash_wgmma_test" ]]; then
+                  step wgmma-test "${T_CUDA_TESTS:-60}" "$WORK/cuda-tests/flash_wgmma_test" ${WGMMA_TEST_MODE:-all}
+                else
+                  echo "cuda-tests: no flash_wgmma_test in the pack (packed before it existed)"; SUMMARY+=("wgmma-test   (not packed)")
+                fi
               else
                 echo "cuda-tests: not in the pack (no nvcc where pack.sh ran)"; SUMMARY+=("cuda-tests   (not packed)")
               fi ;;
@@ -213,6 +220,8 @@ printf '%s\n' "${SUMMARY[@]}"
 for t in canary selftest sanitize; do
   [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E '^device:|^selftest:|FAIL|unavailable|ERROR SUMMARY' "$OUT/$t.log" | head -40; }
 done
+[[ -f "$OUT/wgmma-test.log" ]] && { echo "--- flash_wgmma_test (Hopper attention kernels; timing: stream vs kernel time from C++)"
+  grep -E '^device:|^check:|FAIL|^timing|rror' "$OUT/wgmma-test.log" | head -40; }
 if [[ -f "$OUT/kernels.log" ]]; then
   echo "--- bench kernels"
   # Every row but the unpadded LM head GEMMs; "kernel ms" is the time with the launches queued ahead of the GPU.

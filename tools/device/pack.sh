@@ -35,13 +35,19 @@ NVCC=$(command -v nvcc || ls /usr/local/cuda/bin/nvcc 2>/dev/null || true)
 PACKED=(runtime patchcore.jar)
 if [[ -n "$NVCC" ]]; then
   mkdir -p "$STAGE/cuda-tests"
-  echo "[pack] nvcc src/test/cuda/kernels_test.cu, flash_attention_test.cu"
+  echo "[pack] nvcc src/test/cuda/kernels_test.cu, flash_attention_test.cu (sm_80, sm_90a)"
   KT_FILES=()  # the kernel files kernels_test.cu declares, from its `kernel-files:` line
   for k in $(sed -n 's|^// kernel-files: ||p' src/test/cuda/kernels_test.cu); do KT_FILES+=("src/main/cuda/$k.cu"); done
   "$NVCC" -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
       src/test/cuda/kernels_test.cu "${KT_FILES[@]}" -o "$STAGE/cuda-tests/kernels_test"
   "$NVCC" -O3 -std=c++17 -gencode arch=compute_90a,code=sm_90a -gencode arch=compute_80,code=sm_80 \
       src/test/cuda/flash_attention_test.cu -o "$STAGE/cuda-tests/flash_attention_test"
+  # The Hopper kernels exist for sm_90a only; timing.cu for the spin kernel of its timing mode.
+  echo "[pack] nvcc src/test/cuda/flash_wgmma_test.cu (sm_90a)"
+  FW_FILES=()
+  for k in $(sed -n 's|^// kernel-files: ||p' src/test/cuda/flash_wgmma_test.cu) timing; do FW_FILES+=("src/main/cuda/$k.cu"); done
+  "$NVCC" -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a \
+      src/test/cuda/flash_wgmma_test.cu "${FW_FILES[@]}" -o "$STAGE/cuda-tests/flash_wgmma_test"
   PACKED+=(cuda-tests)
 else
   echo "[pack] no nvcc: the pack has no standalone CUDA tests (gpu-check's cuda-tests step will say so)" >&2
