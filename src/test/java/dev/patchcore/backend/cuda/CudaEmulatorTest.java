@@ -19,7 +19,9 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * g++ against the CPU emulator of {@code src/test/cuda/emu} (every block's threads as fibers that switch at barriers and
  * warp-synchronous instructions, ldmatrix and mma.sync included) and run, each kernel against its host reference. The
  * same programs check them on a GPU (gpu-check.sh, pack.sh). {@code kernels_test.cu}: the memory-bound kernels;
- * {@code flash_attention_test.cu}: every mma.sync flash-attention kernel (not the Hopper wgmma ones). Each twice: the
+ * {@code flash_attention_test.cu}: every mma.sync flash-attention kernel; {@code flash_wgmma_test.cu}: the Hopper ones
+ * (every wgmma forward, TMA included, and the wgmma backwards, launched as CudaFlashAttention does, on an emulated
+ * device of compute capability 9.0). Each twice: the
  * threads of a block resumed first to last with cp.async copies landing at once, and last to first with copies landing
  * at their wait, so that a missing barrier or wait shows in one order or the other. Skipped, with the reason, where
  * there is no g++.
