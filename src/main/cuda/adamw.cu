@@ -94,7 +94,7 @@ __device__ __forceinline__ void sumsq_groups(const G* __restrict__ x, long long 
 // Each thread sums in fp32 (at most a few hundred elements), the block combines in double in a fixed order.
 extern "C" __global__ void adamw_sumsq_partial_f32(float* __restrict__ partial, int slot, const float* __restrict__ x,
                                                    long long n) {
-    __shared__ double red[32];
+    STATIC_SHARED(double, red, [32]);
     float acc = 0.f;
     long long done = 0;
     if (aligned16(x)) {
@@ -120,7 +120,7 @@ extern "C" __global__ void adamw_sumsq_partial_f32(float* __restrict__ partial, 
 // The same over a bf16 tensor (e.g. activation gradients), 16-byte groups of 8.
 extern "C" __global__ void adamw_sumsq_partial_bf16(float* __restrict__ partial, int slot, const bf16* __restrict__ x,
                                                     long long n) {
-    __shared__ double red[32];
+    STATIC_SHARED(double, red, [32]);
     float acc = 0.f;
     long long done = 0;
     if (aligned16(x)) {
@@ -145,7 +145,7 @@ extern "C" __global__ void adamw_sumsq_partial_bf16(float* __restrict__ partial,
 
 // out[0] = Σ partial[0, count) in double, fixed order. Launch: one block, blockDim a multiple of 32 (≤ 1024).
 extern "C" __global__ void adamw_sumsq_final(float* __restrict__ out, const float* __restrict__ partial, int count) {
-    __shared__ double red[32];
+    STATIC_SHARED(double, red, [32]);
     double acc = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partial[i];
     acc = block_sum(acc, red);

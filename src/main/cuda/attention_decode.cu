@@ -74,8 +74,10 @@ __device__ __forceinline__ void decode_partial(bf16* __restrict__ out, float* __
                                                float2* __restrict__ partMl, const bf16* __restrict__ q,
                                                const bf16* __restrict__ k, const bf16* __restrict__ v, int start, int H,
                                                int KH, int D, int vec) {
-    __shared__ float sq[G * DEC_MAX_D];
-    __shared__ float sm[DEC_WARPS][G], sl[DEC_WARPS][G], sacc[DEC_WARPS][G * DEC_MAX_D];
+    STATIC_SHARED(float, sq, [G * DEC_MAX_D]);
+    STATIC_SHARED(float, sm, [DEC_WARPS][G]);
+    STATIC_SHARED(float, sl, [DEC_WARPS][G]);
+    STATIC_SHARED(float, sacc, [DEC_WARPS][G * DEC_MAX_D]);
     const int c = blockIdx.x, h0 = blockIdx.y * G, i = blockIdx.z, chunks = gridDim.x;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const long long width = (long long)H * D, kvWidth = (long long)KH * D;  // q and out rows; key and value rows

@@ -36,7 +36,9 @@ __device__ __forceinline__ void load_row(float* regs, const bf16* row, int lane,
 
 extern "C" __global__ void attn_simple_fwd(bf16* __restrict__ out, float* __restrict__ lse, const bf16* __restrict__ q,
                                            const bf16* __restrict__ k, const bf16* __restrict__ v, int T, int H, int D) {
-    __shared__ float sm[ATTN_WARPS], sl[ATTN_WARPS], sacc[ATTN_WARPS][32 * ATTN_MAX_CHUNKS];
+    STATIC_SHARED(float, sm, [ATTN_WARPS]);
+    STATIC_SHARED(float, sl, [ATTN_WARPS]);
+    STATIC_SHARED(float, sacc, [ATTN_WARPS][32 * ATTN_MAX_CHUNKS]);
     const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float scale = 1.0f / sqrtf((float)D);
@@ -84,7 +86,7 @@ extern "C" __global__ void attn_simple_bwd_dq(bf16* __restrict__ dq, float* __re
                                               const bf16* __restrict__ k, const bf16* __restrict__ v,
                                               const bf16* __restrict__ out, const float* __restrict__ lse, int T, int H,
                                               int D) {
-    __shared__ float sacc[ATTN_WARPS][32 * ATTN_MAX_CHUNKS];
+    STATIC_SHARED(float, sacc, [ATTN_WARPS][32 * ATTN_MAX_CHUNKS]);
     const int i = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float scale = 1.0f / sqrtf((float)D);
@@ -127,7 +129,8 @@ extern "C" __global__ void attn_simple_bwd_dkv(bf16* __restrict__ dk, bf16* __re
                                                const bf16* __restrict__ q, const bf16* __restrict__ k,
                                                const bf16* __restrict__ v, const float* __restrict__ lse, int T, int H,
                                                int D) {
-    __shared__ float sk[ATTN_WARPS][32 * ATTN_MAX_CHUNKS], sv[ATTN_WARPS][32 * ATTN_MAX_CHUNKS];
+    STATIC_SHARED(float, sk, [ATTN_WARPS][32 * ATTN_MAX_CHUNKS]);
+    STATIC_SHARED(float, sv, [ATTN_WARPS][32 * ATTN_MAX_CHUNKS]);
     const int j = blockIdx.x, h = blockIdx.y, b = blockIdx.z;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const float scale = 1.0f / sqrtf((float)D);

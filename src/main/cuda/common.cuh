@@ -5,13 +5,9 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
-typedef __nv_bfloat16 bf16;
+#include "shared_memory.cuh"
 
-// The block's dynamic shared memory as an array of T (16-byte aligned). A macro so that the CPU emulator of
-// src/test/cuda/emu, which has no `extern __shared__`, can give it its own meaning.
-#ifndef PATCHCORE_EMU
-#define DYNAMIC_SHARED(T, name) extern __shared__ __align__(16) T name[]
-#endif
+typedef __nv_bfloat16 bf16;
 
 // Eight bf16 values in one 16-byte load/store. Held as a plain uint4 (element 2i in the low half of word i, element
 // 2i + 1 in the high half — the memory order on a little-endian GPU): a struct of four __nv_bfloat162, which have

@@ -89,7 +89,8 @@ __device__ __forceinline__ void cross_entropy_rows(float* __restrict__ losses, b
     DYNAMIC_SHARED(int, tgt);  // [K] target ids, [K] floats: their logits, then (CACHE) the row's body groups
     float* xt = reinterpret_cast<float*>(tgt + K);
     bf16x8* cache = reinterpret_cast<bf16x8*>(tgt + 2 * ((K + 3) / 4) * 4);  // 16-byte aligned after 2K words
-    __shared__ float redM[32], redS[32];
+    STATIC_SHARED(float, redM, [32]);
+    STATIC_SHARED(float, redS, [32]);
     const int tid = threadIdx.x, threads = blockDim.x;
 
     for (int row = blockIdx.x; row < n; row += gridDim.x) {

@@ -152,7 +152,7 @@ extern "C" __global__ void cast_bf16_to_f32(float* __restrict__ out, const bf16*
 // Deterministic sum of an F32 tensor in double: a fixed grid (chosen by the host, independent of the device)
 // writes one partial per block, then one block adds the partials in order. Launch with 256 threads.
 extern "C" __global__ void sum_f32_partials(const float* __restrict__ x, long long n, double* __restrict__ partials) {
-    __shared__ double shared[32];
+    STATIC_SHARED(double, shared, [32]);
     double acc = 0.0;
     GRID_STRIDE(i, n) acc += (double)x[i];
     acc = block_sum(acc, shared);
@@ -160,7 +160,7 @@ extern "C" __global__ void sum_f32_partials(const float* __restrict__ x, long lo
 }
 
 extern "C" __global__ void sum_f64_final(const double* __restrict__ partials, int count, double* __restrict__ out) {
-    __shared__ double shared[32];
+    STATIC_SHARED(double, shared, [32]);
     double acc = 0.0;
     for (int i = threadIdx.x; i < count; i += blockDim.x) acc += partials[i];
     acc = block_sum(acc, shared);

@@ -18,6 +18,7 @@
 #include <cuda_bf16.h>
 #include <stdint.h>
 
+#include "shared_memory.cuh"
 #include "softmax_exp.cuh"
 
 namespace flash {
@@ -137,7 +138,7 @@ __device__ __forceinline__ void forward(const bf16* __restrict__ Q, const bf16* 
                                         int T, int H) {
     constexpr int THREADS = 32 * WARPS, WR = 16 * MT, BR = WR * WARPS, BC = KV_TILE, LDS = D + 8;
     constexpr int REGION_ROWS = BR > 2 * BC ? BR : 2 * BC;
-    __shared__ __align__(128) bf16 smem[REGION_ROWS * LDS];
+    STATIC_SHARED(__align__(128) bf16, smem, [REGION_ROWS * LDS]);
     bf16* Ks = smem;
     bf16* Vs = smem + BC * LDS;
 
@@ -388,11 +389,11 @@ __device__ __forceinline__ void backward(const bf16* __restrict__ Q, const bf16*
                                          int T, int H) {
     constexpr int THREADS = 128, BC = KV_TILE, LDS = D + 8, LDST = BQ + 8;
     static_assert(2 * BQ >= BC, "V is staged through the Q and dO tiles");
-    __shared__ __align__(128) bf16 Ks[BC * LDS];
-    __shared__ __align__(128) bf16 Qs[2 * BQ * LDS];  // Q tile, then the dO tile
-    __shared__ __align__(128) bf16 dSt[BC * LDST];    // dSᵀ [key][query]
-    __shared__ float lse2[BQ];                         // lse·log2(e); +inf for rows ≥ T (P = 0)
-    __shared__ float dots[BQ];
+    STATIC_SHARED(__align__(128) bf16, Ks, [BC * LDS]);
+    STATIC_SHARED(__align__(128) bf16, Qs, [2 * BQ * LDS]);  // Q tile, then the dO tile
+    STATIC_SHARED(__align__(128) bf16, dSt, [BC * LDST]);    // dSᵀ [key][query]
+    STATIC_SHARED(float, lse2, [BQ]);                        // lse·log2(e); +inf for rows ≥ T (P = 0)
+    STATIC_SHARED(float, dots, [BQ]);
     bf16* dOs = Qs + BQ * LDS;
 
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;

@@ -103,7 +103,7 @@ __device__ __forceinline__ void bitonic_tile_pass(unsigned long long* s, long lo
 
 // Step 2a: each block fully bitonic-sorts its tile (all k <= SORT_TILE). Launch SORT_THREADS threads.
 extern "C" __global__ void bitonic_sort_tiles(unsigned long long* __restrict__ keys) {
-    __shared__ unsigned long long s[SORT_TILE];
+    STATIC_SHARED(unsigned long long, s, [SORT_TILE]);
     const long long base = (long long)blockIdx.x * SORT_TILE;
     s[threadIdx.x] = keys[base + threadIdx.x];
     s[threadIdx.x + SORT_THREADS] = keys[base + threadIdx.x + SORT_THREADS];
@@ -132,7 +132,7 @@ extern "C" __global__ void bitonic_global_pass(unsigned long long* __restrict__ 
 
 // Step 2c: the strides j < SORT_TILE of merge size k, done in shared memory per tile.
 extern "C" __global__ void bitonic_merge_tiles(unsigned long long* __restrict__ keys, long long k) {
-    __shared__ unsigned long long s[SORT_TILE];
+    STATIC_SHARED(unsigned long long, s, [SORT_TILE]);
     const long long base = (long long)blockIdx.x * SORT_TILE;
     s[threadIdx.x] = keys[base + threadIdx.x];
     s[threadIdx.x + SORT_THREADS] = keys[base + threadIdx.x + SORT_THREADS];
@@ -237,7 +237,7 @@ extern "C" __global__ void __launch_bounds__(PE_RX_THREADS)
 patch_embed_keys32(const int* __restrict__ tokens, int n, int vocab, int posBits, unsigned* __restrict__ keys,
                    int* __restrict__ hist, int tiles, int histInts, int shift0, int bits0) {
     static_assert(PE_RX_THREADS == PE_RX_BINS, "one thread per digit");
-    __shared__ int count[PE_RX_BINS];
+    STATIC_SHARED(int, count, [PE_RX_BINS]);
     for (int i = PE_RX_BINS * tiles + blockIdx.x * PE_RX_THREADS + threadIdx.x; i < histInts; i += gridDim.x * PE_RX_THREADS)
         hist[i] = 0;
     count[threadIdx.x] = 0;
@@ -269,8 +269,8 @@ extern "C" __global__ void __launch_bounds__(PE_RX_THREADS)
 patch_embed_radix_scatter(const unsigned* __restrict__ src, unsigned* __restrict__ dst, int n, int tiles,
                           const int* __restrict__ hist, int shift, int bits, int* __restrict__ nextHist, int nextShift,
                           int nextBits) {
-    __shared__ int warpCount[PE_RX_WARPS][PE_RX_BINS];
-    __shared__ int warpTotals[PE_RX_WARPS];
+    STATIC_SHARED(int, warpCount, [PE_RX_WARPS][PE_RX_BINS]);
+    STATIC_SHARED(int, warpTotals, [PE_RX_WARPS]);
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
     const unsigned mask = (1u << bits) - 1u;
 

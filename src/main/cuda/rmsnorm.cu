@@ -306,8 +306,8 @@ __device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
 
 __device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ dGain, const float* __restrict__ partial,
                                                            unsigned* __restrict__ counter, int d, int reducers) {
-    __shared__ unsigned ticket;
-    __shared__ float4 red[32 * BWD_WARPS];
+    STATIC_SHARED(unsigned, ticket);
+    STATIC_SHARED(float4, red, [32 * BWD_WARPS]);
     const unsigned blocks = gridDim.x;
     __threadfence();  // this block's partial row (written by its last warp) ...
     __syncthreads();
@@ -541,8 +541,8 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
                                                        const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                        const bf16* __restrict__ gain, const float* __restrict__ rstd,
                                                        int n, int d) {
-    DYNAMIC_SHARED(float4, accs4);             // d floats: the teams' gain gradients, added in team order
-    __shared__ float red[2][R][TEAM_MAX_WARPS];  // per batch parity, row and warp: the warp's dot-product sum
+    DYNAMIC_SHARED(float4, accs4);                      // d floats: the teams' gain gradients, added in team order
+    STATIC_SHARED(float, red, [2][R][TEAM_MAX_WARPS]);  // per batch parity, row and warp: the warp's dot-product sum
     const TeamLane t = team_lane(d, R == 4 ? TEAM_R4_WARPS : TEAM_MAX_WARPS);
     if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
         return;  // uniform: the launcher never sends such a shape here
@@ -595,7 +595,7 @@ __device__ __forceinline__ void rmsnorm_backward_bulk(bf16* __restrict__ dx, flo
                                                       int n, int d) {
 #if (defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900) || defined(PATCHCORE_EMU)
     DYNAMIC_SHARED(float4, accs4);  // d floats, then the teams' rings, then their mbarriers
-    __shared__ float red[2][R][TEAM_MAX_WARPS];
+    STATIC_SHARED(float, red, [2][R][TEAM_MAX_WARPS]);
     const TeamLane t = team_lane(d, TEAM_MAX_WARPS);
     if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
         return;  // uniform: the launcher never sends such a shape here
@@ -687,7 +687,7 @@ rmsnorm_bwd_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16*
                  const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                  int n, int d) {
     DYNAMIC_SHARED(float, dgain);
-    __shared__ float red[32];
+    STATIC_SHARED(float, red, [32]);
     const int tid = threadIdx.x, threads = blockDim.x;
     const bool vec = d % 8 == 0 && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(gain) &&
                      aligned16(partial + (size_t)blockIdx.x * d);
@@ -857,7 +857,7 @@ rmsnorm_bwd_bulk2_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const
 // interleaved partial rows, then thread y = 0 adds the REDUCE_ROWS sums in order. grid: ceil(d / 32).
 extern "C" __global__ void __launch_bounds__(32 * REDUCE_ROWS)
 rmsnorm_bwd_gain_reduce(float* __restrict__ dGain, const float* __restrict__ partial, int blocks, int d) {
-    __shared__ float s[REDUCE_ROWS][33];
+    STATIC_SHARED(float, s, [REDUCE_ROWS][33]);
     const int c = blockIdx.x * 32 + threadIdx.x;
     float acc = 0.f;
     // 32 partial-row groups per column: ~8 loads per thread at 264 partial rows, unrolled so they are in flight together.

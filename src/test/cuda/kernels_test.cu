@@ -707,6 +707,48 @@ static void test_sumsq() {
     expect("empty list gives 0", download(dOut)[0] == 0.f);
 }
 
+#ifdef PATCHCORE_EMU
+// The emulator itself: static shared memory starts every block poisoned, as undefined as a GPU leaves it (where these
+// kernels would read garbage: they run on the emulator only), and keeps what the block writes for the rest of the block.
+// A device function's variable, passed twice by each thread of a block: n is the poison (-1) on the first pass, then
+// what thread 0 wrote.
+__device__ int emu_shared_step() {
+    STATIC_SHARED(int, n);
+    const int seen = n;
+    __syncthreads();
+    if (threadIdx.x == 0) n = seen + 1;
+    __syncthreads();
+    return seen;
+}
+__global__ void emu_static_shared_poison(unsigned* firstRead, int* steps) {
+    STATIC_SHARED(float, s, [64]);
+    firstRead[blockIdx.x * 64 + threadIdx.x] = __float_as_uint(s[threadIdx.x]);  // before any thread of the block writes
+    __syncthreads();
+    s[threadIdx.x] = (float)blockIdx.x;  // what a later block on this worker must not see
+    const int first = emu_shared_step(), second = emu_shared_step();
+    if (threadIdx.x == 0) steps[2 * blockIdx.x] = first, steps[2 * blockIdx.x + 1] = second;
+}
+
+static void test_emu_static_shared() {
+    std::printf("emulator: static shared memory (STATIC_SHARED) at a block's start\n");
+    const int blocks = 64;  // more than the workers, so each of several workers runs many blocks one after another
+    Dev<unsigned> firstRead(blocks * 64);
+    Dev<int> steps(2 * blocks);
+    for (int launch = 0; launch < 2; ++launch) {  // the second on workers that may keep the first one's variables
+        KERNEL(emu_static_shared_poison, blocks, 64)(firstRead.p, steps.p);
+        LAUNCHED();
+        const auto reads = download(firstRead);
+        const auto counts = download(steps);
+        bool poisoned = true, kept = true;
+        for (unsigned r : reads) poisoned &= r == 0xffffffffu;
+        for (int b = 0; b < blocks; ++b) poisoned &= counts[2 * b] == -1, kept &= counts[2 * b + 1] == 0;
+        const std::string run = launch ? " (second launch)" : "";
+        expect("every block reads 0xFF bytes before writing (NaN, -1), not a previous block's values" + run, poisoned);
+        expect("a second pass through the declaration keeps what the block wrote" + run, kept);
+    }
+}
+#endif
+
 // ------------------------------------------------------------------ bandwidth
 
 template <typename F>
@@ -913,6 +955,9 @@ int main(int argc, char** argv) {
     test_adamw(1001, 1, true);
     test_adamw(4096, 0, false);
     test_sumsq();
+#ifdef PATCHCORE_EMU
+    test_emu_static_shared();
+#endif
     CHECK(cudaDeviceSynchronize());
     std::printf("\n%s: %d failure(s)\n", g_failures ? "FAILED" : "ALL PASSED", g_failures);
     if (doBench && !g_failures) bench();

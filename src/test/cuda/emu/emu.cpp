@@ -202,6 +202,11 @@ struct Worker {
 };
 
 thread_local Worker* tw = nullptr;
+}  // namespace
+
+thread_local unsigned long long block_serial = 0;
+
+namespace {
 
 template <class Pick>
 void land_deferred(Worker* w, Pick pick);
@@ -299,6 +304,7 @@ void fiber_main() {
 }
 
 void run_block(Worker* w) {
+    ++block_serial;  // static shared memory: poisoned again on the first pass through its declaration
     const int n = w->threads;
     const size_t page = (size_t)sysconf(_SC_PAGESIZE);
     for (int i = 0; i < n; ++i) {

@@ -9,9 +9,11 @@
 // every thread that must arrive has arrived. So the block's threads interleave only at synchronization points, which
 // any race-free kernel must tolerate. The order in which they run between two such points is EMU_ORDER (forward:
 // thread 0 first, reverse, or random): a missing barrier often shows in one of them, but this is no race checker.
-// `__shared__` variables are `static thread_local`: one copy per worker, that is per resident block, never cleared
-// between the blocks a worker runs (a kernel that reads one before writing it may pass here); dynamic shared memory is
-// NaN at each block's start and ends at an inaccessible page. Blocks of one
+// Shared memory is per worker, that is per resident block, and starts every block poisoned (bytes 0xFF: NaN as a float
+// or bf16, -1 as an integer), as undefined as a GPU leaves it, so a kernel that reads it before writing it fails here
+// instead of reading the previous block's leftovers: dynamic shared memory is a buffer poisoned at each block's start
+// that ends at an inaccessible page; a static one (STATIC_SHARED) a `static thread_local` variable, poisoned when the
+// block's first thread to get there passes its declaration (no thread of the block can touch it before). Blocks of one
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
 // Inline PTX: the kernels' asm statements have `#ifdef PATCHCORE_EMU` twins that call the functions below (cp.async,
@@ -42,11 +44,17 @@
 #define __noinline__ __attribute__((noinline))
 #define __launch_bounds__(...)
 #define __align__(n) __attribute__((aligned(n)))
-#define __shared__ static thread_local
 #define __grid_constant__
-// `extern __shared__ T name[]` has no C++ spelling: sources write DYNAMIC_SHARED(T, name) (common.cuh), which is that
-// declaration under nvcc and this under the emulator.
+// Shared memory is declared through the macros of shared_memory.cuh, which are `extern __shared__` and `__shared__`
+// declarations under nvcc and these here. `extern __shared__ T name[]` has no C++ spelling; a static variable is
+// poisoned on the first pass of each block through its declaration (name##_emu_block: the block that last poisoned it,
+// emu::block_serial's numbering). A bare `__shared__` would not be, so it does not compile.
 #define DYNAMIC_SHARED(T, name) T* const name = reinterpret_cast<T*>(emu::dynamic_shared())
+#define STATIC_SHARED(T, name, ...)                                 \
+    static thread_local T name __VA_ARGS__;                         \
+    static thread_local unsigned long long name##_emu_block = 0;   \
+    emu::poison_static_shared(&name, sizeof name, name##_emu_block)
+#define __shared__ static_assert(false, "declare shared memory with STATIC_SHARED (shared_memory.cuh), which the emulator poisons at each block's start");
 
 // ---------------------------------------------------------------- vector types and built-in variables
 struct uint3 { unsigned x, y, z; };
@@ -73,6 +81,15 @@ constexpr int warpSize = 32;
 
 namespace emu {
 void* dynamic_shared();
+// The blocks this OS thread has run, counted from 1 (0 before its first). Not reset between launches: the
+// `static thread_local` copies of static shared memory, and the blocks that last poisoned them, live as long as the thread.
+extern thread_local unsigned long long block_serial;
+// STATIC_SHARED's first pass in a block: poisons the variable's bytes and notes the block in *poisonedIn.
+inline void poison_static_shared(void* p, size_t bytes, unsigned long long& poisonedIn) {
+    if (poisonedIn == block_serial) return;
+    std::memset(p, 0xff, bytes);
+    poisonedIn = block_serial;
+}
 // Barriers: the calling fiber waits until the others that must arrive have (see emu.cpp).
 void sync_block();
 void sync_named(int id, int threads);
