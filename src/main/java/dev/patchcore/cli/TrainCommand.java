@@ -8,6 +8,7 @@ import dev.patchcore.data.Plural;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.HuggingFaceModel;
+import dev.patchcore.train.ModelFlops;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.PatchOptions;
 import dev.patchcore.train.RunLock;
@@ -167,8 +168,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     private int train() {
         PatchMode mode = PatchMode.parse(patchMode);  // a bad value is refused before any data is opened
-        if (peakTflops != null && !(peakTflops > 0 && peakTflops < Double.POSITIVE_INFINITY))
-            throw new IllegalArgumentException("--peak-tflops must be a positive number of TFLOP/s (got " + peakTflops + ")");
+        ModelFlops.checkPeakOption(peakTflops);
         if (resume != null && initFrom != null) throw new IllegalArgumentException("--init-from starts a new run; --resume continues one");
         RunSetup run;
         if (resume != null) {

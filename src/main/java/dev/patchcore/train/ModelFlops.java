@@ -74,6 +74,12 @@ public record ModelFlops(long matmulParameters, long headParameters, int layers,
         return (double) st.batch() * st.accum() * st.blockPatches() * perPosition(st.blockPatches());
     }
 
+    /** Refuses a {@code --peak-tflops} (null: not given) that is not a positive number. */
+    public static void checkPeakOption(Double peakTflops) {
+        if (peakTflops != null && !(peakTflops > 0 && peakTflops < Double.POSITIVE_INFINITY))
+            throw new IllegalArgumentException("--peak-tflops must be a positive number of TFLOP/s (got " + peakTflops + ")");
+    }
+
     /** The model FLOPs utilization: FLOP/s against a peak in TFLOP/s; NaN where the peak is unknown (NaN). */
     public static double mfu(double flopsPerSecond, double peakTflops) {
         return flopsPerSecond / (peakTflops * 1e12);
