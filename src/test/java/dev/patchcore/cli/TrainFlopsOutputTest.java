@@ -76,6 +76,19 @@ class TrainFlopsOutputTest {
     }
 
     /**
+     * With paper §3.7's output projection the patch stage also runs its K·d × d matrix (65 536) and the LM head on 3 more
+     * rows per patch (3 · 257 · 128 = 98 688): N = 999 936, 6N + 98 304 = 6 097 920 FLOPs per patch, a quarter per token.
+     */
+    @Test void outputProjectionCounts(@TempDir Path dir) throws IOException {
+        Path run = dir.resolve("run");
+        assertEquals(0, train(run, "--output-proj"), err.toString());
+        for (JsonObject s : steps(run)) {
+            double perToken = s.get("patch_size").getAsInt() == 4 ? 6_097_920 / 4.0 : TOKEN_FLOPS;
+            assertEquals(perToken, s.get("model_flops_per_s").getAsDouble() / s.get("tokens_per_s").getAsDouble(), perToken * 1e-12, s.toString());
+        }
+    }
+
+    /**
      * --peak-tflops gives the MFU, against the peak times the devices of --devices; a resumed run may change it. The
      * records' mfu is their model FLOP/s over that peak.
      */
