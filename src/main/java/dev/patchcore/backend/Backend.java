@@ -102,6 +102,12 @@ public interface Backend extends AutoCloseable {
     /** Starts a new scratch peak for {@link #memorySummary()}. */
     default void resetMemoryPeak() {}
 
+    /**
+     * The device's dense bf16 tensor-core peak in TFLOP/s, against which train and bench speed report the model FLOPs
+     * utilization; NaN where none is known (the CPU, a GPU missing from the table): then only --peak-tflops gives one.
+     */
+    default double peakTflops() { return Double.NaN; }
+
     // ---------------------------------------------------------------- ops
 
     /** Paper Eq. 2: out[b·T+t] = mean_k table[tokens[b, t·K + k]]. tokens I32 [B, T·K] → [B·T, d]. K = 1 is a lookup. */

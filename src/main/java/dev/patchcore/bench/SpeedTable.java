@@ -7,6 +7,7 @@ import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.AdamW;
 import dev.patchcore.train.BatchSource;
+import dev.patchcore.train.ModelFlops;
 import dev.patchcore.train.Stage;
 import dev.patchcore.train.StepRunner;
 import dev.patchcore.train.TrainConfig;
@@ -21,17 +22,22 @@ import java.util.SplittableRandom;
  * The paper's Table 6 (App. B): tokens per second of full training steps (forward, backward, AdamW) for
  * the token-level baseline (K = 1, block T, accumulation A), patch level at K = 4 with block 4T and the same
  * accumulation, and at block 4T with A/4 accumulation (constant tokens per step). Tokens are counted as the
- * paper does: every token read, K per patch.
+ * paper does: every token read, K per patch. Beside them each row's model FLOP/s ({@link ModelFlops}: a patch is one
+ * position, so the patch rows do about 1/K of the baseline's work per token) and, where the peak is known, the MFU.
  */
 public final class SpeedTable {
-    /** One setting's result; {@code breakdown}: where one further step's time went, op by op (null unless asked for). */
+    /**
+     * One setting's result; {@code modelTflops}: its model FLOP/s over 10^12, {@code mfu} that against the peak (NaN where
+     * unknown); {@code breakdown}: where one further step's time went, op by op (null unless asked for).
+     */
     public record Row(String setting, int patchSize, int block, int batch, int accum, double medianStepSeconds, double tokensPerSecond,
-                      double speedup, OpProfile.Report breakdown) {}
+                      double speedup, double modelTflops, double mfu, OpProfile.Report breakdown) {}
 
     private final Backend be;
     private final ModelConfig model;
     private final int batch, accum, k, warmup, steps;
     private boolean breakdown, recompute;
+    private double peakTflopsPerDevice = Double.NaN;
     private List<Backend> others = List.of();
 
     public SpeedTable(Backend be, ModelConfig model, int batch, int accum, int k, int warmup, int steps) {
@@ -75,6 +81,12 @@ public final class SpeedTable {
      */
     public SpeedTable withReplicas(List<Backend> others) {
         this.others = List.copyOf(others);
+        return this;
+    }
+
+    /** Reports the MFU against this peak per device (TFLOP/s) instead of the backends' own ({@code --peak-tflops}). */
+    public SpeedTable withPeakTflops(double perDevice) {
+        this.peakTflopsPerDevice = perDevice;
         return this;
     }
 
@@ -131,6 +143,10 @@ public final class SpeedTable {
             opts.forEach(AdamW::close);
         }
         double base = 0;
+        ModelFlops flops = ModelFlops.of(m);
+        int devices = 1 + others.size();
+        double peak = !Double.isNaN(peakTflopsPerDevice) ? peakTflopsPerDevice * devices
+                : be.peakTflops() + others.stream().mapToDouble(Backend::peakTflops).sum();  // NaN if any is unknown
         OpProfile profile = breakdown ? OpProfile.of(be) : null;
         for (int j = 0; j < settings.length; j++) {
             Stage s = settings[j];
@@ -161,8 +177,11 @@ public final class SpeedTable {
             long tokensPerStep = (long) s.batch() * s.accum() * s.patchSize() * t;
             double tps = tokensPerStep / median;
             if (rows.isEmpty()) base = tps;
-            Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base, report);
-            log.printf(Locale.ROOT, "  %-52s median step %.3f s, %.0f tokens/s%n", r.setting(), median, tps);
+            double flopsPerSecond = flops.perStep(s) / median;
+            Row r = new Row(s.name(), s.patchSize(), s.patchSize() * t, s.batch(), s.accum(), median, tps, tps / base,
+                    flopsPerSecond / 1e12, ModelFlops.mfu(flopsPerSecond, peak), report);
+            log.printf(Locale.ROOT, "  %-52s median step %.3f s, %.0f tokens/s, %s%n", r.setting(), median, tps,
+                    ModelFlops.rateText(flopsPerSecond, peak));
             if (memory[j] != null) log.println("    " + memory[j]);
             if (report != null) {
                 log.println("  one more step, op by op (the marks around every op make it slower than the timed steps):");
@@ -173,9 +192,15 @@ public final class SpeedTable {
         return rows;
     }
 
+    /** The paper's three columns, then the model TFLOP/s, and the MFU where the peak is known. */
     public static String markdown(List<Row> rows) {
-        StringBuilder sb = new StringBuilder("| Settings | Tokens / sec | Speed-up |\n|---|---:|---:|\n");
-        for (Row r : rows) sb.append(String.format(Locale.ROOT, "| %s | %s | %.2f× |%n", r.setting(), human(r.tokensPerSecond()), r.speedup()));
+        boolean mfu = rows.stream().noneMatch(r -> Double.isNaN(r.mfu()));
+        StringBuilder sb = new StringBuilder("| Settings | Tokens / sec | Speed-up | Model TFLOP/s |" + (mfu ? " MFU |" : "")
+                + "\n|---|---:|---:|---:|" + (mfu ? "---:|" : "") + "\n");
+        for (Row r : rows)
+            sb.append(String.format(Locale.ROOT, "| %s | %s | %.2f× | %s |%s%n", r.setting(), human(r.tokensPerSecond()), r.speedup(),
+                    r.modelTflops() >= 1 ? String.format(Locale.ROOT, "%.1f", r.modelTflops()) : String.format(Locale.ROOT, "%.3f", r.modelTflops()),
+                    mfu ? String.format(Locale.ROOT, " %.1f%% |", 100 * r.mfu()) : ""));
         return sb.toString();
     }
 

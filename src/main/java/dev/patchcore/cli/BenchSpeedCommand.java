@@ -3,6 +3,7 @@ package dev.patchcore.cli;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.bench.SpeedTable;
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.train.ModelFlops;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -35,6 +36,8 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--devices", split = ",", paramLabel = "ID", description = "data-parallel steps over these GPUs, as train "
             + "--devices (the paper's Table 6 used 8); --accum counts micro-batches over all of them (default: the one backend --backend picks; 0 alone is GPU 0, never the CPU)")
     List<Integer> devices;
+    @Option(names = "--peak-tflops", paramLabel = "X", description = "each device's peak in TFLOP/s for the MFU column, as train "
+            + "--peak-tflops (default: the GPU's dense bf16 peak where known; none on the CPU)") Double peakTflops;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() {
@@ -44,6 +47,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         if (kvHeads != null) m = TrainCommand.withKvHeads(m, kvHeads);
         m = m.withTiedEmbeddings(tie);
         SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size(), m.contextLength());
+        ModelFlops.checkPeakOption(peakTflops);
         BenchCommand.checkJsonTarget(json, "speed.json");
         if (warmup == 0)
             System.err.println("note: --warmup 0: the first timed steps carry the JIT's compilation and the GEMM tuning, "
@@ -56,8 +60,10 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
             System.out.printf("speed table: preset %s, T=%d, micro-batch %d, accumulation %d, K=%d, backend %s%s%s%s%n", m.name(), m.contextLength(),
                     batch, accum, k, be.name(), m.groups() > 1 ? ", " + m.kvHeads() + " key/value heads" : "",
                     tie ? ", tied embeddings" : "", recompute ? ", activation recompute" : "");
-            List<SpeedTable.Row> rows = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
-                    .withRecompute(recompute).run(System.out);
+            SpeedTable table = new SpeedTable(be, m, batch, accum, k, warmup, steps).withReplicas(others).withBreakdown(breakdown)
+                    .withRecompute(recompute);
+            if (peakTflops != null) table.withPeakTflops(peakTflops);
+            List<SpeedTable.Row> rows = table.run(System.out);
             System.out.println();
             System.out.print(SpeedTable.markdown(rows));
             String j = SpeedTable.json(rows, be.name(), m, backends.size());

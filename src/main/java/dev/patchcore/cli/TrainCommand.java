@@ -8,6 +8,7 @@ import dev.patchcore.data.Plural;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.HuggingFaceModel;
+import dev.patchcore.train.ModelFlops;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.PatchOptions;
 import dev.patchcore.train.RunLock;
@@ -133,6 +134,10 @@ public final class TrainCommand implements Callable<Integer> {
             + "step is the same as on one GPU; every stage needs at least one micro-batch per device. With --backend cpu, "
             + "that many CPU replicas take turns (for testing)")
     List<Integer> devices;
+    @Option(names = "--peak-tflops", paramLabel = "X", description = "each device's peak in TFLOP/s for the model FLOPs "
+            + "utilization (MFU) the log prints (default: the GPU's dense bf16 peak from NVIDIA's data sheets where known: "
+            + "H100, H200, A100; none on the CPU)")
+    Double peakTflops;
     @Option(names = "--stop-after", hidden = true, description = "save and stop after this many steps overall (simulates an interruption)")
     Long stopAfter;
 
@@ -141,7 +146,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     /** The options a resumed run takes; all others are its saved settings. */
     private static final Set<String> RESUME_OPTIONS = Set.of("--resume", "--data", "--recompute", "--backend", "--cublaslt", "--devices",
-            "--stop-after", "--eval-every", "--save-every", "--log-every");
+            "--stop-after", "--eval-every", "--save-every", "--log-every", "--peak-tflops");
 
     /** This command's lock on the run folder (null until taken): released when the command ends, however it ends. */
     private RunLock runLock;
@@ -163,6 +168,7 @@ public final class TrainCommand implements Callable<Integer> {
 
     private int train() {
         PatchMode mode = PatchMode.parse(patchMode);  // a bad value is refused before any data is opened
+        ModelFlops.checkPeakOption(peakTflops);
         if (resume != null && initFrom != null) throw new IllegalArgumentException("--init-from starts a new run; --resume continues one");
         RunSetup run;
         if (resume != null) {
@@ -197,6 +203,7 @@ public final class TrainCommand implements Callable<Integer> {
             if (runLock == null) runLock = RunLock.acquire(runDir);
             Trainer trainer = new Trainer(be, cfg, run.dataset(), runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
+            if (peakTflops != null) trainer.withPeakTflops(peakTflops);
             trainWithStopHook(trainer, model, state, run);
             return 0;
         } catch (IOException e) {
@@ -222,7 +229,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (!changed.isEmpty())
             throw new IllegalArgumentException(String.join(", ", changed) + (changed.size() == 1 ? " is" : " are")
                     + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend, "
-                    + "--cublaslt, --eval-every, --save-every and --log-every may change, and --data may say where its dataset now is); "
+                    + "--cublaslt, --eval-every, --save-every, --log-every and --peak-tflops may change, and --data may say where its dataset now is); "
                     + "to train on from its weights with new settings, start a new run with --init-from " + resume);
         if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
             throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "

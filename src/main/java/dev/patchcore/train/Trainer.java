@@ -38,6 +38,8 @@ public final class Trainer {
     /** Data-parallel replicas besides the primary model (each a model on its own backend), or none. */
     private List<StepRunner.Replica> others = List.of();
     private long stopAfterGlobalStep = Long.MAX_VALUE;
+    /** --peak-tflops: each device's peak for the MFU, or NaN to ask the backends ({@link Backend#peakTflops}). */
+    private double peakTflopsPerDevice = Double.NaN;
 
     /**
      * What a stage achieved: {@code valLoss} is the last validation's token loss (in the patch stage: its weights read
@@ -91,6 +93,18 @@ public final class Trainer {
         return this;
     }
 
+    /** Reports the MFU against this peak per device (TFLOP/s) instead of the backends' own ({@code --peak-tflops}). */
+    public Trainer withPeakTflops(double perDevice) {
+        this.peakTflopsPerDevice = perDevice;
+        return this;
+    }
+
+    /** The peak of all the devices together in TFLOP/s (data parallelism: their sum), NaN if unknown. */
+    private double peakTflops() {
+        if (!Double.isNaN(peakTflopsPerDevice)) return peakTflopsPerDevice * (1 + others.size());
+        return be.peakTflops() + others.stream().mapToDouble(r -> r.backend().peakTflops()).sum();  // NaN if any is
+    }
+
     /** Asks the loop to save and stop at the end of the current step (e.g. from a Ctrl-C handler). */
     public void requestStop() { stopRequested.set(true); }
 
@@ -104,6 +118,11 @@ public final class Trainer {
                 console.printf("metrics.jsonl: %d records after step %d dropped (logged before the run stopped without a "
                         + "checkpoint of them; those steps run again)%n", dropped, state.globalStep());
         }
+        double peak = peakTflops();
+        if (!Double.isNaN(peak))
+            console.printf(Locale.ROOT, "MFU: model FLOP/s (PaLM's 6N + 12·L·d·T per position) against a peak of %.1f TFLOP/s (%s)%n", peak,
+                    (Double.isNaN(peakTflopsPerDevice) ? "the GPU's dense bf16 peak" : "--peak-tflops")
+                            + (others.isEmpty() ? "" : " × " + (1 + others.size()) + " devices"));
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int si = state.stageIndex(); si < stages.size(); si++) {
                 Stage st = stages.get(si);
@@ -274,6 +293,7 @@ public final class Trainer {
         StepClock clock = new StepClock();
         // The token stage's step time in patch steps, for the ETA: K (K times the positions) until a validation measures it
         double laterStepCost = st.patchSize();
+        double stepFlops = ModelFlops.of(model).withProjections(proj).perStep(st), peak = peakTflops();
         try (StepRunner runner = new StepRunner(replicas, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();
@@ -287,13 +307,14 @@ public final class Trainer {
                 lastLoss = r.loss();
                 String diverged = StepRunner.divergence(r.loss(), r.gradNorm());
                 if (diverged != null) throw divergedError(diverged, st, step);  // the step was not applied (StepRunner)
-                metrics.write(trainRecord(st, step, globalStep, tokensSeen, lr, r, dt));
+                metrics.write(trainRecord(st, step, globalStep, tokensSeen, lr, r, dt, stepFlops, peak));
 
                 boolean last = step + 1 == st.steps();
                 if ((step + 1) % cfg.logEvery() == 0 || last || step == startStep)
-                    console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
+                    console.printf(Locale.ROOT, "%-5s step %6d/%d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s | %s%n",
                             st.name(), step + 1, st.steps(), r.loss(), lr, r.gradNorm(),
-                            human((long) clock.rate(cfg.tokensPerStep())), etaText(clock, stages, si, step + 1, laterStepCost));
+                            human((long) clock.rate(cfg.tokensPerStep())), etaText(clock, stages, si, step + 1, laterStepCost),
+                            ModelFlops.rateText(clock.rate(1) * stepFlops, peak));
                 if (!val.isEmpty() && ((step + 1) % cfg.evalEvery() == 0 || last)) {
                     valLoss = validate(model, st, val, blocks.tokenBlocks(), step + 1, globalStep, metrics);
                     if (st.patchSize() > 1 && si + 1 < stages.size() && valLoss.tokenSeconds() > 0 && valLoss.patchSeconds() > 0)
@@ -311,8 +332,8 @@ public final class Trainer {
             }
         }
         double tps = clock.rate(cfg.tokensPerStep());
-        console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s%n", st.name(), firstLoss, lastLoss,
-                valLoss.text().isEmpty() ? "" : ", " + valLoss.text(), human((long) tps));
+        console.printf(Locale.ROOT, "== %s stage done: loss %.4f → %.4f%s, %s tok/s, %s%n", st.name(), firstLoss, lastLoss,
+                valLoss.text().isEmpty() ? "" : ", " + valLoss.text(), human((long) tps), ModelFlops.rateText(clock.rate(1) * stepFlops, peak));
         String memory = be.memorySummary();  // while this stage's optimizer moments are still held (null on the CPU)
         if (memory != null) console.println("      " + memory);
         return new StageEnd(new StageResult(st.name(), st.steps() - startStep, startStep, firstLoss, lastLoss, valLoss.tokenLoss(),
@@ -356,8 +377,12 @@ public final class Trainer {
         return v.tokenSeconds() / blocks.tokenBlocks().size() * next.accum() / (v.patchSeconds() / blocks.blocks().size() * st.accum());
     }
 
-    /** metrics.jsonl's record of a training step ({@code step} 0-based in its stage, {@code nanos} its time). */
-    private JsonObject trainRecord(Stage st, long step, long globalStep, long tokensSeen, float lr, StepRunner.Result r, long nanos) {
+    /**
+     * metrics.jsonl's record of a training step ({@code step} 0-based in its stage, {@code nanos} its time, {@code flops}
+     * its model FLOPs, {@code peak} the devices' TFLOP/s or NaN: then no mfu).
+     */
+    private JsonObject trainRecord(Stage st, long step, long globalStep, long tokensSeen, float lr, StepRunner.Result r, long nanos,
+                                   double flops, double peak) {
         JsonObject m = new JsonObject();
         m.addProperty("type", "train");
         m.addProperty("stage", st.name());
@@ -370,6 +395,8 @@ public final class Trainer {
         m.addProperty("tokens", tokensSeen);
         m.addProperty("tokens_per_s", cfg.tokensPerStep() / (nanos / 1e9));
         m.addProperty("step_ms", nanos / 1e6);
+        m.addProperty("model_flops_per_s", flops / (nanos / 1e9));
+        if (!Double.isNaN(peak)) m.addProperty("mfu", ModelFlops.mfu(flops / (nanos / 1e9), peak));
         return m;
     }
 

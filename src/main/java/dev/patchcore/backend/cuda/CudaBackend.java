@@ -212,6 +212,10 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
                 blas.libraryPath(), blas.version());
     }
 
+    /** From {@link GpuPeaks}' table of NVIDIA's data sheets, by the device's name. */
+    @Override
+    public double peakTflops() { return GpuPeaks.bf16DenseTflops(runtime.deviceName()); }
+
     public DeviceAllocator.Stats memoryStats() { return allocator.stats(); }
 
     @Override
