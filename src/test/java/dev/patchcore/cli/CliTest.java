@@ -250,6 +250,24 @@ class CliTest {
         assertUserError("cannot read " + cut, "prepare", "--out", dir.resolve("ds3").toString(), cut.toString());
     }
 
+    /**
+     * Data that holds a window, but not in the part a single pass gives the patch stage: the message says that part with
+     * the whole it was cut from (351 tokens, as prepare printed), not a bare count that contradicts prepare's.
+     */
+    @Test void aStageWhoseShareOfTheDataIsTooShortSaysSo(@TempDir Path dir) throws IOException {
+        Path part = dir.resolve("part.txt");
+        Files.writeString(part, "word ".repeat(70) + "\n");
+        Path partDs = dir.resolve("part-ds");
+        assertEquals(0, Main.run("prepare", "--val-fraction", "0", "--out", partDs.toString(), part.toString()));
+        assertUserError("the patch stage reads the first 67% of the training split in a single pass (234 of its 351 tokens, its "
+                + "share of the steps), shorter than one window of K·(T+1) = 260 tokens (K=4, T=64); prepare more text, or train "
+                + "with --epochs N", "train", "--backend", "cpu", "--data", partDs.toString(), "--out", dir.resolve("part-run").toString());
+        assertUserError("the token stage reads the last 10% of the training split in a single pass (36 of its 351 tokens",
+                "train", "--backend", "cpu", "--data", partDs.toString(), "--out", dir.resolve("part-run").toString(), "--lambda", "0.9",
+                "-K", "2", "--context", "150", "--steps", "10");
+        assertFalse(Files.exists(dir.resolve("part-run")), "refused at the start: no run folder");
+    }
+
     @Test void trainEvalAndVocabularyMismatch(@TempDir Path dir) throws IOException {
         Path text = dir.resolve("t.txt");
         StringBuilder sb = new StringBuilder();
