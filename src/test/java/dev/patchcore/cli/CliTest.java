@@ -82,6 +82,10 @@ class CliTest {
             assertTrue(out.toString().contains("Usage:"), String.join(" ", args) + " prints its usage");
             assertEquals("", err.toString().strip(), String.join(" ", args) + " writes nothing to stderr");
         }
+        // bench without a benchmark prints its usage under its full name, as bench --help does
+        out.reset();
+        assertEquals(0, Main.run("bench"));
+        assertTrue(out.toString().startsWith("Usage: patchcore bench "), out.toString());
     }
 
     /** The launcher check: this process runs; one that has exited does not. */
@@ -189,6 +193,7 @@ class CliTest {
         assertUserError("Unknown option", "train", "--no-such-flag");
         assertUserError("unknown command 'trian': choose one of train, prepare", "trian");
         assertUserError("unexpected argument 'extra' for train", "train", "extra");
+        assertUserError("unknown command 'sped' for bench: choose speed or kernels", "bench", "sped");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
         assertUserError("--json " + dir + " is a folder", "bench", "speed", "--backend", "cpu", "--json", dir.toString());
         assertUserError("--json " + dir + " is a folder", "bench", "kernels", "--backend", "cpu", "--json", dir.toString());
