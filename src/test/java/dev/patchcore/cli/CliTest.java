@@ -195,6 +195,8 @@ class CliTest {
         assertUserError("unexpected argument 'extra' for train", "train", "extra");
         assertUserError("unknown command 'sped' for bench: choose speed or kernels", "bench", "sped");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
+        assertUserError("--patch-size must be at least 2 (got 1): at K = 1 the patch-level rows are the baseline", "bench", "speed",
+                "--backend", "cpu", "-K", "1");
         assertUserError("--json " + dir + " is a folder", "bench", "speed", "--backend", "cpu", "--json", dir.toString());
         assertUserError("--json " + dir + " is a folder", "bench", "kernels", "--backend", "cpu", "--json", dir.toString());
         assertUserError("does not exist", "bench", "kernels", "--backend", "cpu", "--json", dir.resolve("none/k.json").toString());
