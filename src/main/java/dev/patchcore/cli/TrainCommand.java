@@ -26,7 +26,6 @@ import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Spec;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -193,15 +192,16 @@ public final class TrainCommand implements Callable<Integer> {
             madeRunFolder = !Files.exists(runDir, LinkOption.NOFOLLOW_LINKS);
             madeFrom = runDir.toAbsolutePath();  // the outermost folder this makes (runs/ of the default --out, say)
             while (madeFrom.getParent() != null && !Files.exists(madeFrom.getParent(), LinkOption.NOFOLLOW_LINKS)) madeFrom = madeFrom.getParent();
-            Files.createDirectories(runDir);
+            try {
+                Files.createDirectories(runDir);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot create the --out folder: " + Main.userMessage(e), e);
+            }
             if (runLock == null) runLock = RunLock.acquire(runDir);
             Trainer trainer = new Trainer(be, cfg, run.dataset(), runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
             trainWithStopHook(trainer, model, state, run);
             return 0;
-        } catch (IOException e) {
-            removeIfUnused(runDir);
-            throw new UncheckedIOException(e);
         } catch (RuntimeException | Error e) {
             removeIfUnused(runDir);
             throw e;
@@ -281,6 +281,13 @@ public final class TrainCommand implements Callable<Integer> {
     private RunSetup newRun(PatchMode mode) {
         if (out != null && Files.exists(out) && !Files.isDirectory(out))
             throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
+        // The folder is made only once the run starts; a path through a file is said now, before the plan is printed
+        for (Path p = out == null ? null : out.toAbsolutePath().getParent(); p != null; p = p.getParent())
+            if (Files.exists(p)) {
+                if (!Files.isDirectory(p))
+                    throw new IllegalArgumentException("cannot create the --out folder " + out + ": " + p + " is a file, not a folder");
+                break;
+            }
         // With --init-from and no --preset, the model is the checkpoint's (a Hugging Face folder's config.json included).
         boolean presetGiven = spec.commandLine().getParseResult().hasMatchedOption("--preset");
         Path initDir = initFrom == null ? null : Checkpoints.latest(initFrom);

@@ -185,6 +185,10 @@ class CliTest {
         Path file = dir.resolve("file.txt");
         Files.writeString(file, "x");
         assertUserError("--out " + file + " exists and is not a folder", "train", "--backend", "cpu", "--out", file.toString());
+        out.reset();
+        assertUserError("cannot create the --out folder " + file.resolve("run") + ": " + file + " is a file, not a folder", "train",
+                "--backend", "cpu", "--out", file.resolve("run").toString());
+        assertEquals("", out.toString(), "refused before the plan is printed");
         assertUserError(file + "/sub: ", "prepare", "--out", file.resolve("sub").toString(), file.toString());
         Path badJson = dir.resolve("bad.jsonl");
         Files.writeString(badJson, "not json\n");
