@@ -656,5 +656,17 @@ class CliTest {
         assertTrue(out.toString().startsWith("The jury"), out.toString());
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--data", ds.toString()), err.toString());
         assertUserError("does not exist", "prepare", "--tokenizer", dir.resolve("none.model").toString(), "--out", dir.resolve("x").toString(), text.toString());
+        // A byte-level run's model file replaced by this run's (vocabulary 1000): said to be damaged, before any check
+        // of the swapped-in config against the data mixes the two files ("trained with byte (vocabulary 1000)").
+        Path byteDs = dir.resolve("byte-ds"), byteRun = dir.resolve("byte-run");
+        assertEquals(0, Main.run("prepare", "--out", byteDs.toString(), text.toString()), err.toString());
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", byteDs.toString(), "--out", byteRun.toString(),
+                "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path swapped = dev.patchcore.train.Checkpoints.latest(byteRun).resolve("model.safetensors");
+        Files.copy(ckpt.resolve("model.safetensors"), swapped, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        for (String[] args : new String[][] {{"eval", "--backend", "cpu", byteRun.toString()},
+                {"eval", "--backend", "cpu", byteRun.toString(), "--data", ds.toString()},
+                {"train", "--backend", "cpu", "--init-from", byteRun.toString(), "--data", byteDs.toString(), "--out", dir.resolve("r2").toString()}})
+            assertUserError(swapped + " is damaged: its bytes have changed since it was saved", args);
     }
 }
