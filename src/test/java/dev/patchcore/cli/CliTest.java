@@ -88,6 +88,23 @@ class CliTest {
         assertTrue(out.toString().startsWith("Usage: patchcore bench "), out.toString());
     }
 
+    /** Every option a --help screen lists says what it does, not only its default. */
+    @Test void everyListedOptionIsDescribed() {
+        java.util.Deque<picocli.CommandLine> todo = new java.util.ArrayDeque<>(java.util.List.of(new picocli.CommandLine(new Main())));
+        int options = 0;
+        while (!todo.isEmpty()) {
+            picocli.CommandLine c = todo.pop();
+            todo.addAll(c.getSubcommands().values());
+            for (picocli.CommandLine.Model.OptionSpec o : c.getCommandSpec().options()) {
+                if (o.hidden()) continue;
+                String d = String.join(" ", o.description()).strip();
+                assertFalse(d.isEmpty() || d.startsWith("(default"), c.getCommandName() + " " + o.longestName() + ": '" + d + "'");
+                options++;
+            }
+        }
+        assertTrue(options > 100, "all commands' options were looked at: " + options);
+    }
+
     /** The launcher check: this process runs; one that has exited does not. */
     @Test void aProcessThatEndedIsNotRunning() throws Exception {
         assertTrue(VectorApiRelaunch.running(ProcessHandle.current().pid()));
