@@ -296,6 +296,63 @@ class CliTest {
         assertFalse(Files.exists(dir.resolve("part-run")), "refused at the start: no run folder");
     }
 
+    /**
+     * Two runs started in the same second choose the same default folder: the later passes over it to the next free
+     * name, and a folder named by --out that another run holds is refused before the plan is printed. (This test writes
+     * runs/ in the working folder, as the default --out does, and removes what it made there.)
+     */
+    @Test void aRunFolderTakenByAnotherRunIsNotShared(@TempDir Path dir) throws IOException {
+        Path text = dir.resolve("t.txt");
+        Files.writeString(text, "the quick brown fox jumps over the lazy dog\n\n".repeat(200));
+        Path ds = dir.resolve("ds");
+        assertEquals(0, Main.run("prepare", "--out", ds.toString(), text.toString()));
+        String[] run = {"train", "--backend", "cpu", "--data", ds.toString(), "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"};
+        boolean hadRuns = Files.exists(Path.of("runs"));
+        java.util.List<Path> made = new java.util.ArrayList<>();
+        try {
+            // A run of this second (and of the next few, for a slow start) has taken the default folder and logged a step
+            var now = java.time.LocalDateTime.now();
+            for (int s = 0; s < 5; s++) {
+                Path taken = Path.of("runs", "tiny-" + now.plusSeconds(s).format(java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+                if (Files.exists(taken)) continue;
+                Files.createDirectories(taken);
+                Files.writeString(taken.resolve("metrics.jsonl"), "{\"type\":\"train\"}\n");
+                made.add(taken);
+            }
+            out.reset();
+            assertEquals(0, Main.run(run), err.toString());
+            var folder = java.util.regex.Pattern.compile("run folder (\\S+)").matcher(out.toString());
+            assertTrue(folder.find(), out.toString());
+            Path used = Path.of(folder.group(1));
+            made.add(used);
+            assertTrue(made.contains(Path.of(used.toString().replaceAll("-2$", ""))) && used.toString().endsWith("-2"), used.toString());
+            assertTrue(dev.patchcore.train.Checkpoints.exists(used), "the run trained in the folder it named");
+        } finally {
+            for (Path p : made) deleteTree(p);
+            if (!hadRuns) Files.deleteIfExists(Path.of("runs"));
+        }
+        // --out names a folder another run holds (its lock taken): refused before the plan names it
+        Path held = Files.createDirectories(dir.resolve("held"));
+        try (var lock = dev.patchcore.train.RunLock.acquire(held)) {
+            out.reset();
+            assertUserError(held + " is in use by", concat(run, "--out", held.toString()));
+            assertEquals("", out.toString(), "refused before the plan is printed");
+        }
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] all = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) return;
+        try (var walk = Files.walk(p)) {
+            for (Path f : walk.sorted(java.util.Comparator.reverseOrder()).toList()) Files.delete(f);
+        }
+    }
+
     @Test void trainEvalAndVocabularyMismatch(@TempDir Path dir) throws IOException {
         Path text = dir.resolve("t.txt");
         StringBuilder sb = new StringBuilder();
