@@ -485,6 +485,16 @@ class CliTest {
         assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "the quick", "--tokens", "12"));
         assertTrue(out.toString().contains("the quick"), out.toString());
         assertFalse(out.toString().contains("backend:"), "generate's stdout is the text alone: " + out);
+        // A prompt longer than the window: the note's advice is the model's longer context, or a longer --context where
+        // --context set the window shorter than the model's (no retraining needed).
+        err.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "x".repeat(20), "--tokens", "1"));
+        assertTrue(err.toString().contains("note: the prompt is 20 tokens, longer than the model's context of 16: its first 4 tokens "
+                + "are dropped; a model trained with a longer --context reads it all"), err.toString());
+        err.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "x".repeat(10), "--tokens", "1", "--context", "8"));
+        assertTrue(err.toString().contains("note: the prompt is 10 tokens, longer than the --context of 8: its first 2 tokens are "
+                + "dropped; a longer --context reads more of it"), err.toString());
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
         // Checked before the backend opens: its line would be a second one on stderr.
         assertUserError("--temperature must be a finite number", "generate", "--backend", "cpu", run.toString(), "--temperature", "NaN");
