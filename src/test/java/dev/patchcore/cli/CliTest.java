@@ -711,6 +711,15 @@ class CliTest {
         assertFalse(Files.exists(diverged), "the failed run's folder is gone");
         assertUserError("tokens per step, more than 2^31 − 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
                 "--data", few.toString(), "--out", diverged.toString(), "--batch", "100000000", "--accum", "1000");
+        // No example fits: a model trained with a longer context is the advice, or a longer --context where --context was given
+        Path longPrompt = dir.resolve("long.json");
+        Files.writeString(longPrompt, "[{\"instruction\": \"" + "x".repeat(300) + "\", \"output\": \"y\"}]");
+        assertUserError("no example of " + longPrompt + " has a response inside the model's context of 192 tokens (Alpaca's prompt "
+                + "template alone is 139 tokens here): fine-tune a model trained with a longer --context", "finetune", "--backend", "cpu",
+                "--checkpoint", run.toString(), "--data", longPrompt.toString(), "--out", dir.resolve("x").toString());
+        assertUserError("no example of " + few + " has a response inside the --context of 64 tokens (Alpaca's prompt template alone is "
+                + "139 tokens here): give a longer --context, or give", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
+                "--data", few.toString(), "--out", dir.resolve("x").toString(), "--context", "64");
         Files.writeString(alpaca, "[{\"question\": 1}]");
         assertUserError("record 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
                 "--out", dir.resolve("x").toString());
