@@ -212,6 +212,15 @@ class CliTest {
         assertUserError("bad.jsonl:1: malformed JSON (at column 1", "prepare", "--out", dir.resolve("dsj").toString(), badJson.toString());
         assertFalse(err.toString().contains("setStrictness"), err.toString());
         assertUserError("Unknown option", "train", "--no-such-flag");
+        // patchcore's cache, where the bundled corpus is prepared, is no place for a dataset (it would replace that corpus)
+        Path cache = dev.patchcore.data.BundledCorpus.defaultDirectory(dev.patchcore.data.Tokenizers.byName("byte")).getParent();
+        Path inCache = cache.resolve("clitest-" + ProcessHandle.current().pid());
+        try {
+            assertUserError("--out " + inCache + " is inside patchcore's cache", "prepare", "--out", inCache.toString(), file.toString());
+            assertFalse(Files.exists(inCache));
+        } finally {
+            deleteTree(inCache);
+        }
         assertUserError("unknown command 'trian': choose one of train, prepare", "trian");
         assertUserError("unexpected argument 'extra' for train", "train", "extra");
         assertUserError("unknown command 'sped' for bench: choose speed or kernels", "bench", "sped");
