@@ -53,7 +53,9 @@ public final class SpeedTable {
 
     /** Rejects settings the table cannot time (before any backend is opened). */
     public static void checkSettings(int batch, int accum, int k, int warmup, int steps, int devices, int context) {
-        if (batch < 1 || accum < 1 || k < 1) throw new IllegalArgumentException("--batch, --accum and --patch-size must be positive");
+        if (batch < 1 || accum < 1) throw new IllegalArgumentException("--batch and --accum must be positive");
+        // At K = 1 both patch-level rows would time the baseline again and print its noise as a speed-up
+        if (k < 2) throw new IllegalArgumentException("--patch-size must be at least 2 (got " + k + "): at K = 1 the patch-level rows are the baseline");
         TrainConfig.requireStepFits(batch, accum, context);
         if ((long) batch * k * (context + 1) > Integer.MAX_VALUE)
             throw new IllegalArgumentException("--batch " + batch + " sequences of K·T = " + k + " × " + context + " tokens are too many");

@@ -6,8 +6,11 @@ import picocli.CommandLine.Command;
 @Command(name = "bench", mixinStandardHelpOptions = true, description = "Benchmarks: the paper's speed table and kernel microbenchmarks.",
         subcommands = {BenchSpeedCommand.class, BenchKernelsCommand.class})
 public final class BenchCommand implements Runnable {
+    @CommandLine.Spec CommandLine.Model.CommandSpec spec;
+
+    /** Without a benchmark, its usage: the command line's own, so it reads "patchcore bench", as --help does. */
     @Override public void run() {
-        new CommandLine(this).usage(System.out);
+        spec.commandLine().usage(System.out);
     }
 
     /** A --json target the benchmark can write when it is done, checked before it starts (null: none given). */

@@ -24,7 +24,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
     @Option(names = "--tie-embeddings", description = "one matrix as the embedding and the LM head, as train --tie-embeddings") boolean tie;
     @Option(names = "--batch", defaultValue = "4", description = "micro-batch in sequences (default: ${DEFAULT-VALUE}, the paper's)") int batch;
     @Option(names = "--accum", defaultValue = "8", description = "the baseline's accumulation steps (default: ${DEFAULT-VALUE}, the paper's)") int accum;
-    @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K of the patch-level rows (default: ${DEFAULT-VALUE})") int k;
+    @Option(names = {"-K", "--patch-size"}, defaultValue = "4", description = "patch size K of the patch-level rows, 2 or more (default: ${DEFAULT-VALUE})") int k;
     @Option(names = "--warmup", defaultValue = "1", description = "untimed steps per setting, all settings' before the first timed "
             + "step (default: ${DEFAULT-VALUE})") int warmup;
     @Option(names = "--steps", defaultValue = "3", description = "timed steps per setting, the median reported (default: ${DEFAULT-VALUE})") int steps;

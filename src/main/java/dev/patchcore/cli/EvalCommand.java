@@ -60,7 +60,7 @@ public final class EvalCommand implements Callable<Integer> {
                     + "the token loss (default: ${DEFAULT-VALUE})") int patchSize;
     @Option(names = "--activations", description = "also report, per layer, the share of FFN outputs with |x| above "
             + "--activation-threshold (the activated neurons of paper §3.8, Figure 8)") boolean activations;
-    @Option(names = "--activation-threshold", defaultValue = "0.5", description = "(default: ${DEFAULT-VALUE}, the paper's)")
+    @Option(names = "--activation-threshold", defaultValue = "0.5", description = "with --activations: an FFN output counts as activated where |x| is above this (default: ${DEFAULT-VALUE}, the paper's)")
     float activationThreshold;
     @Option(names = "--bos", description = "put a begin-of-text token before the scored tokens, so the first is scored too (as "
             + "lm-evaluation-harness's rolling perplexity does): a Hugging Face folder's where its tokenizer adds one, else "

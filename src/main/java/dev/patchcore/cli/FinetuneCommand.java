@@ -102,11 +102,13 @@ public final class FinetuneCommand implements Callable<Integer> {
         // The held-out share of the usable examples, keeping one to train on
         int held = (int) Math.min(Math.round(valFraction * usable.size()), Math.max(0, usable.size() - 1L));
         List<Instructions.Example> val = List.copyOf(usable.subList(0, held)), train = List.copyOf(usable.subList(held, usable.size()));
+        boolean contextGiven = checkpoint.context != null;  // then a longer --context is the remedy, not a new model
         if (train.isEmpty())
-            throw new IllegalArgumentException("no example of " + data + " has a response inside the model's context of "
-                    + cfg.contextLength() + " tokens (Alpaca's prompt template alone is " + Plural.of(tok.encode(Instructions.alpacaPrompt("", null)).length, "token")
-                    + " here): fine-tune a model trained with a longer --context, e.g. train --context 256, or give "
-                    + "{\"prompt\", \"response\"} records with short prompts");
+            throw new IllegalArgumentException("no example of " + data + " has a response inside " + (contextGiven ? "the --context of "
+                    : "the model's context of ") + cfg.contextLength() + " tokens (Alpaca's prompt template alone is "
+                    + Plural.of(tok.encode(Instructions.alpacaPrompt("", null)).length, "token") + " here): "
+                    + (contextGiven ? "give a longer --context" : "fine-tune a model trained with a longer --context, e.g. train --context 256")
+                    + ", or give {\"prompt\", \"response\"} records with short prompts");
         if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt fills the %d-token context%n",
                 skipped, records.size(), cfg.contextLength());
         long steps = FineTuner.steps(train.size(), epochs, batch, accum);

@@ -39,14 +39,17 @@ public final class GenerateCommand implements Callable<Integer> {
     /**
      * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
      * Generator's window), which for {@code --alpaca} may leave out the instruction itself. {@code downloaded}: the
-     * checkpoint is a Hugging Face folder, for which training with a longer context is no advice (the note leaves it out).
+     * checkpoint is a Hugging Face folder, for which training with a longer context is no advice (the note leaves it out);
+     * {@code contextGiven}: the window is the one --context set, and a longer one is the advice.
      */
-    static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded) {
+    static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded, boolean contextGiven) {
         if (promptTokens <= context) return null;
-        return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than the model's context of "
-                + context + ": its first "
+        String advice = contextGiven ? "; a longer --context reads more of it"
+                : downloaded ? "" : "; a model trained with a longer --context reads it all";
+        return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than "
+                + (contextGiven ? "the --context of " : "the model's context of ") + context + ": its first "
                 + Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
-                + (alpaca ? ", and with them perhaps the instruction" : "") + (downloaded ? "" : "; a model trained with a longer --context reads it all");
+                + (alpaca ? ", and with them perhaps the instruction" : "") + advice;
     }
 
     /**
@@ -89,7 +92,7 @@ public final class GenerateCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca, downloaded);
+            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca, downloaded, checkpoint.context != null);
             if (note != null) System.err.println(note);
             // The text appears as it is sampled: the prompt (without --alpaca), then each token's text. The end of text
             // (EOS) stops the generation and is not printed.

@@ -31,8 +31,12 @@ public final class Main implements Runnable {
             String message = ex.getMessage().startsWith("Error: ") ? ex.getMessage().substring(7) : ex.getMessage();
             // A first word that is no command reads as picocli's "Unmatched argument at index 0": say what it is
             if (ex instanceof CommandLine.UnmatchedArgumentException u && message.startsWith("Unmatched argument")) {
-                if (u.getCommandLine() == cl && a.length > 0 && !a[0].startsWith("-"))
+                CommandLine at = u.getCommandLine();
+                if (at == cl && a.length > 0 && !a[0].startsWith("-"))
                     message = "unknown command '" + a[0] + "': choose one of " + String.join(", ", cl.getSubcommands().keySet());
+                else if (at != cl && !at.getSubcommands().isEmpty() && !u.getUnmatched().getFirst().startsWith("-"))
+                    message = "unknown command '" + u.getUnmatched().getFirst() + "' for " + at.getCommandName() + ": choose "
+                            + String.join(" or ", at.getSubcommands().keySet());
                 else
                     message = "unexpected argument" + (u.getUnmatched().size() > 1 ? "s '" : " '") + String.join("' '", u.getUnmatched())
                             + "' for " + u.getCommandLine().getCommandName();

@@ -1,5 +1,6 @@
 package dev.patchcore.cli;
 
+import dev.patchcore.data.BundledCorpus;
 import dev.patchcore.data.CorpusSource;
 import dev.patchcore.data.DatasetInfo;
 import dev.patchcore.data.DatasetPreparer;
@@ -46,6 +47,12 @@ public final class PrepareCommand implements Callable<Integer> {
 
     @Override
     public Integer call() throws Exception {
+        // patchcore's cache holds the bundled corpus that default runs train, resume and evaluate on: a dataset there
+        // would replace it (or stand where it is to be prepared)
+        Path cache = BundledCorpus.defaultDirectory(Tokenizers.byName("byte")).toAbsolutePath().normalize().getParent();
+        if (out.toAbsolutePath().normalize().startsWith(cache))
+            throw new IllegalArgumentException("--out " + out + " is inside patchcore's cache " + cache + ", where the bundled corpus "
+                    + "is prepared; choose another --out");
         Tokenizer tok = Tokenizers.byName(tokenizer);
         DatasetPreparer preparer = new DatasetPreparer(tok, valFraction, seed);
         PrintStream err = System.err;

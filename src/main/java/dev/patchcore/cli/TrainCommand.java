@@ -27,7 +27,6 @@ import picocli.CommandLine.ParseResult;
 import picocli.CommandLine.Spec;
 
 import java.io.IOException;
-import java.io.UncheckedIOException;
 import java.nio.file.Files;
 import java.nio.file.LinkOption;
 import java.nio.file.Path;
@@ -49,7 +48,8 @@ public final class TrainCommand implements Callable<Integer> {
     @Option(names = "--data", description = "prepared dataset folder (from `prepare`); default: the bundled corpus, byte tokenizer. "
             + "With --resume: where the run's dataset is now, if it moved")
     Path data;
-    @Option(names = "--out", description = "run folder for checkpoints and metrics (default: runs/<preset>-<time>)")
+    @Option(names = "--out", description = "run folder for checkpoints and metrics, new or empty (default: runs/<preset>-<time>, or -2, -3, ... "
+            + "after it where a run of the same second has that name)")
     Path out;
     @Option(names = "--resume", description = "continue the run in this folder exactly where it stopped (its saved settings are used)")
     Path resume;
@@ -188,6 +188,8 @@ public final class TrainCommand implements Callable<Integer> {
             Backend be = backends.getFirst();
             List<Backend> replicaBackends = backends.subList(1, backends.size());
             requireMicroBatchPerDevice(plan, run, backends.size());
+            run = claimRunFolder(run);
+            runDir = run.runDir();
             BackendOptions.printReplicas(backends, devices);
             printPlan(run, multiEpoch);
             LlamaModel model = new LlamaModel(be, cfg.model());
@@ -196,19 +198,11 @@ public final class TrainCommand implements Callable<Integer> {
             RunState state = loadWeights(run, model, be);
             List<StepRunner.Replica> replicas = new ArrayList<>();
             for (Backend rb : replicaBackends) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
-            madeRunFolder = !Files.exists(runDir, LinkOption.NOFOLLOW_LINKS);
-            madeFrom = runDir.toAbsolutePath();  // the outermost folder this makes (runs/ of the default --out, say)
-            while (madeFrom.getParent() != null && !Files.exists(madeFrom.getParent(), LinkOption.NOFOLLOW_LINKS)) madeFrom = madeFrom.getParent();
-            Files.createDirectories(runDir);
-            if (runLock == null) runLock = RunLock.acquire(runDir);
             Trainer trainer = new Trainer(be, cfg, run.dataset(), runDir, System.out, multiEpoch).withReplicas(replicas);
             if (stopAfter != null) trainer.stopAfter(stopAfter);
             if (peakTflops != null) trainer.withPeakTflops(peakTflops);
             trainWithStopHook(trainer, model, state, run);
             return 0;
-        } catch (IOException e) {
-            removeIfUnused(runDir);
-            throw new UncheckedIOException(e);
         } catch (RuntimeException | Error e) {
             removeIfUnused(runDir);
             throw e;
@@ -288,6 +282,13 @@ public final class TrainCommand implements Callable<Integer> {
     private RunSetup newRun(PatchMode mode) {
         if (out != null && Files.exists(out) && !Files.isDirectory(out))
             throw new IllegalArgumentException("--out " + out + " exists and is not a folder");
+        // The folder is made only once the run starts; a path through a file is said now, before the plan is printed
+        for (Path p = out == null ? null : out.toAbsolutePath().getParent(); p != null; p = p.getParent())
+            if (Files.exists(p)) {
+                if (!Files.isDirectory(p))
+                    throw new IllegalArgumentException("cannot create the --out folder " + out + ": " + p + " is a file, not a folder");
+                break;
+            }
         // With --init-from and no --preset, the model is the checkpoint's (a Hugging Face folder's config.json included).
         boolean presetGiven = spec.commandLine().getParseResult().hasMatchedOption("--preset");
         Path initDir = initFrom == null ? null : Checkpoints.latest(initFrom);
@@ -313,7 +314,12 @@ public final class TrainCommand implements Callable<Integer> {
                 seed, evalEvery != null ? evalEvery : paper ? 1000 : 100, evalBatches, saveEvery, logEvery,
                 new PatchOptions(mode, inputProjection, outputProjection, shortPatchContext)).checkRecipe().requireBothStages();
         String label = initDir != null && !presetGiven ? model.name() : preset;
-        Path runDir = out != null ? out : Path.of("runs", label + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+        Path runDir = out;
+        if (out == null) {  // runs/<preset>-<time>, or -2, -3, ... after it where a run of the same second has it
+            Path base = Path.of("runs", label + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+            runDir = base;
+            for (int next = 2; Files.exists(runDir, LinkOption.NOFOLLOW_LINKS); next++) runDir = Path.of(base + "-" + next);
+        }
         if (Checkpoints.exists(runDir))
             throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
         String missing = Checkpoints.missingLatest(runDir);
@@ -525,6 +531,41 @@ public final class TrainCommand implements Callable<Integer> {
             for (Path p = runDir.toAbsolutePath().getParent(); p != null && p.startsWith(madeFrom); p = p.getParent())
                 Files.deleteIfExists(p);  // the folders made to hold it, while empty
         } catch (IOException ignored) { /* a folder with anything else in it stays */ }
+    }
+
+    /**
+     * Makes and locks the run folder (a resumed run's is locked already), before the plan names it. A new run's folder
+     * is checked again once locked: another run may have taken it since {@link #newRun} found it free (two runs started
+     * in the same second choose the same default name). Such a default name is passed over for the next free one
+     * ({@code runs/tiny-<time>-2}, ...); a folder named by --out is refused as {@link #newRun} refuses it.
+     */
+    private RunSetup claimRunFolder(RunSetup run) {
+        Path dir = run.runDir();
+        for (int next = 2; ; next++) {
+            madeRunFolder = !Files.exists(dir, LinkOption.NOFOLLOW_LINKS);
+            madeFrom = dir.toAbsolutePath();  // the outermost folder this makes (runs/ of the default --out, say)
+            while (madeFrom.getParent() != null && !Files.exists(madeFrom.getParent(), LinkOption.NOFOLLOW_LINKS)) madeFrom = madeFrom.getParent();
+            try {
+                Files.createDirectories(dir);
+            } catch (IOException e) {
+                throw new IllegalArgumentException("cannot create the --out folder: " + Main.userMessage(e), e);
+            }
+            if (runLock != null) return run;  // resumed: locked when its checkpoint was read
+            String taken;
+            try {
+                runLock = RunLock.acquire(dir);
+                String held = contents(dir);
+                boolean fresh = held.isEmpty() || held.equals("metrics.jsonl") && isEmptyFile(dir.resolve("metrics.jsonl"));
+                if (fresh) return new RunSetup(dir, run.cfg(), run.dataset(), run.checkpoint(), run.resumed(), run.init());
+                runLock.close();
+                runLock = null;
+                taken = "--out " + dir + " is not empty (it holds " + held + "); a new run needs a new or empty folder: choose another --out";
+            } catch (IllegalArgumentException inUse) {
+                taken = inUse.getMessage();
+            }
+            if (out != null) throw new IllegalArgumentException(taken);
+            dir = Path.of(run.runDir() + "-" + next);
+        }
     }
 
     /** The smallest --accum that gives every stage a micro-batch per device (the patch stage has K times fewer sequences). */

@@ -84,12 +84,20 @@ public final class BatchSampler {
      * checks first; callable before any sampler is made, e.g. to refuse a run before it prints its plan).
      */
     public static void requireWindow(long length, int patchSize, int blockPatches, PatchMode mode) {
-        WindowLayout source = sourceOf(patchSize, blockPatches, mode);
-        if (source.windowCount(length) == 0) {
-            throw new IllegalArgumentException("training data has " + length + " tokens, shorter than one window of "
-                    + (mode == PatchMode.MIXUP ? "T+1 = " : "K·(T+1) = ") + source.windowTokens() + " tokens (K=" + patchSize
-                    + ", T=" + blockPatches + ")");
-        }
+        if (!holdsWindow(length, patchSize, blockPatches, mode))
+            throw new IllegalArgumentException("training data has " + length + " tokens, shorter than "
+                    + windowDescription(patchSize, blockPatches, mode));
+    }
+
+    /** Whether {@code length} tokens hold at least one window of a sampler for K, T and {@code mode}. */
+    public static boolean holdsWindow(long length, int patchSize, int blockPatches, PatchMode mode) {
+        return sourceOf(patchSize, blockPatches, mode).windowCount(length) > 0;
+    }
+
+    /** "one window of K·(T+1) = 260 tokens (K=4, T=64)": a window's length, for messages. */
+    public static String windowDescription(int patchSize, int blockPatches, PatchMode mode) {
+        return "one window of " + (mode == PatchMode.MIXUP ? "T+1 = " : "K·(T+1) = ")
+                + sourceOf(patchSize, blockPatches, mode).windowTokens() + " tokens (K=" + patchSize + ", T=" + blockPatches + ")";
     }
 
     /** What a window is read as: K·(T+1) consecutive tokens, or for mixup one token-level window of T+1 (K are mixed). */

@@ -119,7 +119,8 @@ public final class BundledCorpus {
             if (bundled && info.valFraction() == VAL_FRACTION && info.seed() == DatasetPreparer.DEFAULT_SEED) return info;
             // A cache written by a version with another split is stale: rebuild it, or runs would not be comparable.
             if (!bundled) throw new IllegalArgumentException(dir + " already holds another dataset (" + String.join(", ", info.sources())
-                    + ", tokenizer " + info.tokenizer() + "); choose another directory for the bundled corpus");
+                    + ", tokenizer " + info.tokenizer() + "); move that dataset elsewhere (the bundled corpus is then prepared there again), or set XDG_CACHE_HOME to keep the "
+                    + "bundled corpus in another folder");
         }
         return new DatasetPreparer(tokenizer, VAL_FRACTION, DatasetPreparer.DEFAULT_SEED)
                 .prepare(List.of(source()), dir, progress);

@@ -280,19 +280,26 @@ public final class Checkpoints {
 
     public static ModelConfig readModelConfig(Path checkpoint) {
         if (HuggingFaceModel.is(checkpoint)) return HuggingFaceModel.config(checkpoint);
+        ModelConfig checked;
         try (SafeTensors.Reader r = new SafeTensors.Reader(checkpoint.resolve(MODEL))) {
             String json = r.metadata().get("patchcore.config");
             if (json == null) throw new IllegalArgumentException(checkpoint.resolve(MODEL) + " has no patchcore model config");
             try {
                 ModelConfig c = GSON.fromJson(json, ModelConfig.class);
                 if (c == null) throw new IllegalArgumentException("empty");
-                return c;
+                checked = c;
             } catch (RuntimeException e) {  // not JSON, or values the record refuses (Gson wraps what its constructor throws)
                 Throwable why = e.getCause() != null && !(e instanceof com.google.gson.JsonSyntaxException) ? e.getCause() : e;
                 throw new IllegalArgumentException(checkpoint.resolve(MODEL) + " has an invalid patchcore model config ("
                         + String.valueOf(why.getMessage()).lines().findFirst().orElse("") + ")");
             }
         }
+        // A model file that is not the one saved here (another run's, copied over it) carries another config than
+        // trainer.json's: said as the damage it is now, not later by a check of that config against the data, which
+        // would mix the two files' answers ("trained with byte (vocabulary 1000)").
+        if (Files.isRegularFile(checkpoint.resolve(TRAINER)) && !checked.equals(readMeta(checkpoint).train().model()))
+            verify(checkpoint, MODEL);
+        return checked;
     }
 
     public static void loadWeights(Path checkpoint, LlamaModel model, Backend be) {

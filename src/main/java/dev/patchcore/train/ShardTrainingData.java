@@ -124,7 +124,19 @@ public final class ShardTrainingData implements TrainingData, AutoCloseable {
 
     @Override
     public void requireTrainWindow(int patchSize, int contextLength, double from, double to, PatchMode mode) {
-        BatchSampler.requireWindow(trainPart(from, to).length(), patchSize, contextLength, mode);
+        long all = dataset.train().length(), part = trainPart(from, to).length();
+        // Data too short as a whole is said as such; a part too short is named with the whole it was cut from, so the
+        // number does not contradict the token count `prepare` printed.
+        if (part == all || !BatchSampler.holdsWindow(all, patchSize, contextLength, mode)) {
+            BatchSampler.requireWindow(all, patchSize, contextLength, mode);
+            return;
+        }
+        if (BatchSampler.holdsWindow(part, patchSize, contextLength, mode)) return;
+        throw new IllegalArgumentException(String.format(Locale.ROOT, "the %s stage reads the %s %.0f%% of the training "
+                        + "split in a single pass (%d of its %d tokens, its share of the steps), shorter than %s; prepare more "
+                        + "text, or train with --epochs N (both stages then read all of it)", from == 0 ? "patch" : "token",
+                from == 0 ? "first" : "last", 100 * (to - from), part, all,
+                BatchSampler.windowDescription(patchSize, contextLength, mode)));
     }
 
     /** The part [from, to) of the training split, as fractions of its tokens. */

@@ -82,6 +82,27 @@ class CliTest {
             assertTrue(out.toString().contains("Usage:"), String.join(" ", args) + " prints its usage");
             assertEquals("", err.toString().strip(), String.join(" ", args) + " writes nothing to stderr");
         }
+        // bench without a benchmark prints its usage under its full name, as bench --help does
+        out.reset();
+        assertEquals(0, Main.run("bench"));
+        assertTrue(out.toString().startsWith("Usage: patchcore bench "), out.toString());
+    }
+
+    /** Every option a --help screen lists says what it does, not only its default. */
+    @Test void everyListedOptionIsDescribed() {
+        java.util.Deque<picocli.CommandLine> todo = new java.util.ArrayDeque<>(java.util.List.of(new picocli.CommandLine(new Main())));
+        int options = 0;
+        while (!todo.isEmpty()) {
+            picocli.CommandLine c = todo.pop();
+            todo.addAll(c.getSubcommands().values());
+            for (picocli.CommandLine.Model.OptionSpec o : c.getCommandSpec().options()) {
+                if (o.hidden()) continue;
+                String d = String.join(" ", o.description()).strip();
+                assertFalse(d.isEmpty() || d.startsWith("(default"), c.getCommandName() + " " + o.longestName() + ": '" + d + "'");
+                options++;
+            }
+        }
+        assertTrue(options > 100, "all commands' options were looked at: " + options);
     }
 
     /** The launcher check: this process runs; one that has exited does not. */
@@ -181,15 +202,31 @@ class CliTest {
         Path file = dir.resolve("file.txt");
         Files.writeString(file, "x");
         assertUserError("--out " + file + " exists and is not a folder", "train", "--backend", "cpu", "--out", file.toString());
+        out.reset();
+        assertUserError("cannot create the --out folder " + file.resolve("run") + ": " + file + " is a file, not a folder", "train",
+                "--backend", "cpu", "--out", file.resolve("run").toString());
+        assertEquals("", out.toString(), "refused before the plan is printed");
         assertUserError(file + "/sub: ", "prepare", "--out", file.resolve("sub").toString(), file.toString());
         Path badJson = dir.resolve("bad.jsonl");
         Files.writeString(badJson, "not json\n");
         assertUserError("bad.jsonl:1: malformed JSON (at column 1", "prepare", "--out", dir.resolve("dsj").toString(), badJson.toString());
         assertFalse(err.toString().contains("setStrictness"), err.toString());
         assertUserError("Unknown option", "train", "--no-such-flag");
+        // patchcore's cache, where the bundled corpus is prepared, is no place for a dataset (it would replace that corpus)
+        Path cache = dev.patchcore.data.BundledCorpus.defaultDirectory(dev.patchcore.data.Tokenizers.byName("byte")).getParent();
+        Path inCache = cache.resolve("clitest-" + ProcessHandle.current().pid());
+        try {
+            assertUserError("--out " + inCache + " is inside patchcore's cache", "prepare", "--out", inCache.toString(), file.toString());
+            assertFalse(Files.exists(inCache));
+        } finally {
+            deleteTree(inCache);
+        }
         assertUserError("unknown command 'trian': choose one of train, prepare", "trian");
         assertUserError("unexpected argument 'extra' for train", "train", "extra");
+        assertUserError("unknown command 'sped' for bench: choose speed or kernels", "bench", "sped");
         assertUserError("divisible by K=4", "bench", "speed", "--backend", "cpu", "--accum", "6");
+        assertUserError("--patch-size must be at least 2 (got 1): at K = 1 the patch-level rows are the baseline", "bench", "speed",
+                "--backend", "cpu", "-K", "1");
         assertUserError("--json " + dir + " is a folder", "bench", "speed", "--backend", "cpu", "--json", dir.toString());
         assertUserError("--json " + dir + " is a folder", "bench", "kernels", "--backend", "cpu", "--json", dir.toString());
         assertUserError("does not exist", "bench", "kernels", "--backend", "cpu", "--json", dir.resolve("none/k.json").toString());
@@ -248,6 +285,81 @@ class CliTest {
         Path cut = dir.resolve("cut.jsonl.gz");
         Files.write(cut, java.util.Arrays.copyOf(gz.toByteArray(), gz.size() / 2));
         assertUserError("cannot read " + cut, "prepare", "--out", dir.resolve("ds3").toString(), cut.toString());
+    }
+
+    /**
+     * Data that holds a window, but not in the part a single pass gives the patch stage: the message says that part with
+     * the whole it was cut from (351 tokens, as prepare printed), not a bare count that contradicts prepare's.
+     */
+    @Test void aStageWhoseShareOfTheDataIsTooShortSaysSo(@TempDir Path dir) throws IOException {
+        Path part = dir.resolve("part.txt");
+        Files.writeString(part, "word ".repeat(70) + "\n");
+        Path partDs = dir.resolve("part-ds");
+        assertEquals(0, Main.run("prepare", "--val-fraction", "0", "--out", partDs.toString(), part.toString()));
+        assertUserError("the patch stage reads the first 67% of the training split in a single pass (234 of its 351 tokens, its "
+                + "share of the steps), shorter than one window of K·(T+1) = 260 tokens (K=4, T=64); prepare more text, or train "
+                + "with --epochs N", "train", "--backend", "cpu", "--data", partDs.toString(), "--out", dir.resolve("part-run").toString());
+        assertUserError("the token stage reads the last 10% of the training split in a single pass (36 of its 351 tokens",
+                "train", "--backend", "cpu", "--data", partDs.toString(), "--out", dir.resolve("part-run").toString(), "--lambda", "0.9",
+                "-K", "2", "--context", "150", "--steps", "10");
+        assertFalse(Files.exists(dir.resolve("part-run")), "refused at the start: no run folder");
+    }
+
+    /**
+     * Two runs started in the same second choose the same default folder: the later passes over it to the next free
+     * name, and a folder named by --out that another run holds is refused before the plan is printed. (This test writes
+     * runs/ in the working folder, as the default --out does, and removes what it made there.)
+     */
+    @Test void aRunFolderTakenByAnotherRunIsNotShared(@TempDir Path dir) throws IOException {
+        Path text = dir.resolve("t.txt");
+        Files.writeString(text, "the quick brown fox jumps over the lazy dog\n\n".repeat(200));
+        Path ds = dir.resolve("ds");
+        assertEquals(0, Main.run("prepare", "--out", ds.toString(), text.toString()));
+        String[] run = {"train", "--backend", "cpu", "--data", ds.toString(), "--steps", "2", "--context", "16", "--batch", "4", "--eval-every", "0"};
+        boolean hadRuns = Files.exists(Path.of("runs"));
+        java.util.List<Path> made = new java.util.ArrayList<>();
+        try {
+            // A run of this second (and of the next few, for a slow start) has taken the default folder and logged a step
+            var now = java.time.LocalDateTime.now();
+            for (int s = 0; s < 5; s++) {
+                Path taken = Path.of("runs", "tiny-" + now.plusSeconds(s).format(java.time.format.DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+                if (Files.exists(taken)) continue;
+                Files.createDirectories(taken);
+                Files.writeString(taken.resolve("metrics.jsonl"), "{\"type\":\"train\"}\n");
+                made.add(taken);
+            }
+            out.reset();
+            assertEquals(0, Main.run(run), err.toString());
+            var folder = java.util.regex.Pattern.compile("run folder (\\S+)").matcher(out.toString());
+            assertTrue(folder.find(), out.toString());
+            Path used = Path.of(folder.group(1));
+            made.add(used);
+            assertTrue(made.contains(Path.of(used.toString().replaceAll("-2$", ""))) && used.toString().endsWith("-2"), used.toString());
+            assertTrue(dev.patchcore.train.Checkpoints.exists(used), "the run trained in the folder it named");
+        } finally {
+            for (Path p : made) deleteTree(p);
+            if (!hadRuns) Files.deleteIfExists(Path.of("runs"));
+        }
+        // --out names a folder another run holds (its lock taken): refused before the plan names it
+        Path held = Files.createDirectories(dir.resolve("held"));
+        try (var lock = dev.patchcore.train.RunLock.acquire(held)) {
+            out.reset();
+            assertUserError(held + " is in use by", concat(run, "--out", held.toString()));
+            assertEquals("", out.toString(), "refused before the plan is printed");
+        }
+    }
+
+    private static String[] concat(String[] a, String... b) {
+        String[] all = java.util.Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, all, a.length, b.length);
+        return all;
+    }
+
+    private static void deleteTree(Path p) throws IOException {
+        if (!Files.exists(p)) return;
+        try (var walk = Files.walk(p)) {
+            for (Path f : walk.sorted(java.util.Comparator.reverseOrder()).toList()) Files.delete(f);
+        }
     }
 
     @Test void trainEvalAndVocabularyMismatch(@TempDir Path dir) throws IOException {
@@ -382,6 +494,16 @@ class CliTest {
         assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "the quick", "--tokens", "12"));
         assertTrue(out.toString().contains("the quick"), out.toString());
         assertFalse(out.toString().contains("backend:"), "generate's stdout is the text alone: " + out);
+        // A prompt longer than the window: the note's advice is the model's longer context, or a longer --context where
+        // --context set the window shorter than the model's (no retraining needed).
+        err.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "x".repeat(20), "--tokens", "1"));
+        assertTrue(err.toString().contains("note: the prompt is 20 tokens, longer than the model's context of 16: its first 4 tokens "
+                + "are dropped; a model trained with a longer --context reads it all"), err.toString());
+        err.reset();
+        assertEquals(0, Main.run("generate", "--backend", "cpu", run.toString(), "--prompt", "x".repeat(10), "--tokens", "1", "--context", "8"));
+        assertTrue(err.toString().contains("note: the prompt is 10 tokens, longer than the --context of 8: its first 2 tokens are "
+                + "dropped; a longer --context reads more of it"), err.toString());
         assertUserError("--tokens must be at least 1", "generate", "--backend", "cpu", "--checkpoint", run.toString(), "--tokens", "0");
         // Checked before the backend opens: its line would be a second one on stderr.
         assertUserError("--temperature must be a finite number", "generate", "--backend", "cpu", run.toString(), "--temperature", "NaN");
@@ -598,6 +720,15 @@ class CliTest {
         assertFalse(Files.exists(diverged), "the failed run's folder is gone");
         assertUserError("tokens per step, more than 2^31 − 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
                 "--data", few.toString(), "--out", diverged.toString(), "--batch", "100000000", "--accum", "1000");
+        // No example fits: a model trained with a longer context is the advice, or a longer --context where --context was given
+        Path longPrompt = dir.resolve("long.json");
+        Files.writeString(longPrompt, "[{\"instruction\": \"" + "x".repeat(300) + "\", \"output\": \"y\"}]");
+        assertUserError("no example of " + longPrompt + " has a response inside the model's context of 192 tokens (Alpaca's prompt "
+                + "template alone is 139 tokens here): fine-tune a model trained with a longer --context", "finetune", "--backend", "cpu",
+                "--checkpoint", run.toString(), "--data", longPrompt.toString(), "--out", dir.resolve("x").toString());
+        assertUserError("no example of " + few + " has a response inside the --context of 64 tokens (Alpaca's prompt template alone is "
+                + "139 tokens here): give a longer --context, or give", "finetune", "--backend", "cpu", "--checkpoint", run.toString(),
+                "--data", few.toString(), "--out", dir.resolve("x").toString(), "--context", "64");
         Files.writeString(alpaca, "[{\"question\": 1}]");
         assertUserError("record 1", "finetune", "--backend", "cpu", "--checkpoint", run.toString(), "--data", alpaca.toString(),
                 "--out", dir.resolve("x").toString());
@@ -627,5 +758,17 @@ class CliTest {
         assertTrue(out.toString().startsWith("The jury"), out.toString());
         assertEquals(0, Main.run("eval", "--backend", "cpu", "--checkpoint", run.toString(), "--data", ds.toString()), err.toString());
         assertUserError("does not exist", "prepare", "--tokenizer", dir.resolve("none.model").toString(), "--out", dir.resolve("x").toString(), text.toString());
+        // A byte-level run's model file replaced by this run's (vocabulary 1000): said to be damaged, before any check
+        // of the swapped-in config against the data mixes the two files ("trained with byte (vocabulary 1000)").
+        Path byteDs = dir.resolve("byte-ds"), byteRun = dir.resolve("byte-run");
+        assertEquals(0, Main.run("prepare", "--out", byteDs.toString(), text.toString()), err.toString());
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--data", byteDs.toString(), "--out", byteRun.toString(),
+                "--steps", "4", "--context", "16", "--batch", "4", "--eval-every", "0"), err.toString());
+        Path swapped = dev.patchcore.train.Checkpoints.latest(byteRun).resolve("model.safetensors");
+        Files.copy(ckpt.resolve("model.safetensors"), swapped, java.nio.file.StandardCopyOption.REPLACE_EXISTING);
+        for (String[] args : new String[][] {{"eval", "--backend", "cpu", byteRun.toString()},
+                {"eval", "--backend", "cpu", byteRun.toString(), "--data", ds.toString()},
+                {"train", "--backend", "cpu", "--init-from", byteRun.toString(), "--data", byteDs.toString(), "--out", dir.resolve("r2").toString()}})
+            assertUserError(swapped + " is damaged: its bytes have changed since it was saved", args);
     }
 }

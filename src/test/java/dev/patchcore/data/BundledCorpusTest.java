@@ -70,6 +70,8 @@ class BundledCorpusTest {
         // A different dataset in the directory is never overwritten.
         var e = assertThrows(IllegalArgumentException.class, () -> BundledCorpus.prepare(out, Tokenizers.byName("r50k_base")));
         assertTrue(e.getMessage().contains("another dataset"), e.getMessage());
+        assertTrue(e.getMessage().endsWith("move that dataset elsewhere (the bundled corpus is then prepared there again), or set "
+                + "XDG_CACHE_HOME to keep the bundled corpus in another folder"), "says how to get on: " + e.getMessage());
     }
 
     @Test
