@@ -1,8 +1,8 @@
 package dev.patchcore.cli;
 
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
@@ -15,20 +15,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /** The command line as a user meets it: exit codes and one-line errors. */
 class CliTest {
-    private final ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
-    private PrintStream oldErr, oldOut;
-
-    @BeforeEach void capture() {
-        oldErr = System.err;
-        oldOut = System.out;
-        System.setErr(new PrintStream(err, true));
-        System.setOut(new PrintStream(out, true));
-    }
-
-    @AfterEach void restore() {
-        System.setErr(oldErr);
-        System.setOut(oldOut);
-    }
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream err = console.err, out = console.out;
 
     private void assertUserError(String expectedFragment, String... args) {
         err.reset();

@@ -2,14 +2,13 @@ package dev.patchcore.cli;
 
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
@@ -18,20 +17,8 @@ import static org.junit.jupiter.api.Assertions.*;
 
 /** train's model FLOP/s and MFU: the log lines, metrics.jsonl's fields, and --peak-tflops. */
 class TrainFlopsOutputTest {
-    private final ByteArrayOutputStream err = new ByteArrayOutputStream(), out = new ByteArrayOutputStream();
-    private PrintStream oldErr, oldOut;
-
-    @BeforeEach void capture() {
-        oldErr = System.err;
-        oldOut = System.out;
-        System.setErr(new PrintStream(err, true));
-        System.setOut(new PrintStream(out, true));
-    }
-
-    @AfterEach void restore() {
-        System.setErr(oldErr);
-        System.setOut(oldOut);
-    }
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream err = console.err, out = console.out;
 
     /**
      * The tiny model (N = 835 712, 4 layers, d = 128) at T = 16: 6N + 12·4·128·16 = 5 112 576 FLOPs per position. A token

@@ -1,10 +1,10 @@
 package dev.patchcore.eval;
 
 import dev.patchcore.cli.Main;
-import org.junit.jupiter.api.AfterEach;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.BeforeAll;
-import org.junit.jupiter.api.BeforeEach;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
@@ -21,8 +21,8 @@ class EvalCommandTest {
     @TempDir static Path dir;
     static Path run, text;
 
-    private final ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-    private PrintStream oldOut, oldErr;
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream out = console.out, err = console.err;
 
     /** One tiny run to evaluate (a few seconds on the CPU). */
     @BeforeAll static void train() throws IOException {
@@ -41,18 +41,6 @@ class EvalCommandTest {
         } finally {
             System.setOut(o);
         }
-    }
-
-    @BeforeEach void capture() {
-        oldOut = System.out;
-        oldErr = System.err;
-        System.setOut(new PrintStream(out, true, StandardCharsets.UTF_8));
-        System.setErr(new PrintStream(err, true, StandardCharsets.UTF_8));
-    }
-
-    @AfterEach void restore() {
-        System.setOut(oldOut);
-        System.setErr(oldErr);
     }
 
     private String eval(int expectedCode, String... args) {

@@ -7,15 +7,14 @@ import dev.patchcore.backend.cpu.CpuBackend;
 import dev.patchcore.backend.cuda.Bf16;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.LlamaModel;
-import org.junit.jupiter.api.AfterEach;
-import org.junit.jupiter.api.BeforeEach;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 
 import java.io.ByteArrayOutputStream;
 import java.io.IOException;
 import java.io.OutputStream;
-import java.io.PrintStream;
 import java.nio.ByteBuffer;
 import java.nio.ByteOrder;
 import java.nio.charset.StandardCharsets;
@@ -36,21 +35,8 @@ import static org.junit.jupiter.api.Assertions.assertTrue;
 class HuggingFaceModelTest {
     static final ModelConfig SHAPE = new ModelConfig("x", 97, 32, 88, 2, 2, 48, 10000f, 1e-5f);
 
-    /** The commands' console output, captured (as CliTest captures it). */
-    private final ByteArrayOutputStream out = new ByteArrayOutputStream(), err = new ByteArrayOutputStream();
-    private PrintStream oldOut, oldErr;
-
-    @BeforeEach void capture() {
-        oldOut = System.out;
-        oldErr = System.err;
-        System.setOut(new PrintStream(out, true));
-        System.setErr(new PrintStream(err, true));
-    }
-
-    @AfterEach void restore() {
-        System.setOut(oldOut);
-        System.setErr(oldErr);
-    }
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream out = console.out, err = console.err;
 
     /** LlamaConfig's fields for {@code c} (as patchcore's checkpoints write them), with an explicit null rope_scaling. */
     static JsonObject config(ModelConfig c) {
