@@ -136,7 +136,7 @@ public final class TrainCommand implements Callable<Integer> {
     List<Integer> devices;
     @Option(names = "--peak-tflops", paramLabel = "X", description = "each device's peak in TFLOP/s for the model FLOPs "
             + "utilization (MFU) the log prints (default: the GPU's dense bf16 peak from NVIDIA's data sheets where known: "
-            + "H100, H200, A100; none on the CPU)")
+            + "H100, H200, GH200, A100; none on the CPU)")
     Double peakTflops;
     @Option(names = "--stop-after", hidden = true, description = "save and stop after this many steps overall (simulates an interruption)")
     Long stopAfter;

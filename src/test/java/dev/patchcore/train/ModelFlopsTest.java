@@ -120,7 +120,12 @@ class ModelFlopsTest {
         assertEquals(989.4, GpuPeaks.bf16DenseTflops("NVIDIA H200"));
         assertEquals(312, GpuPeaks.bf16DenseTflops("NVIDIA A100-SXM4-80GB"));
         assertEquals(312, GpuPeaks.bf16DenseTflops("NVIDIA A100 80GB PCIe"));
-        for (String other : List.of("NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA GeForce RTX 4090", "Tesla V100-SXM2-16GB", ""))
+        assertEquals(312, GpuPeaks.bf16DenseTflops("NVIDIA A100-PCIE-40GB"));
+        assertEquals(989.4, GpuPeaks.bf16DenseTflops("NVIDIA GH200 480GB"));  // Grace Hopper: an H100-class GPU
+        assertEquals(989.4, GpuPeaks.bf16DenseTflops("NVIDIA GH200 144G HBM3e"));
+        // A model number inside another is not it: an RTX A1000 (a small Ampere card) is no A100
+        for (String other : List.of("NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA GeForce RTX 4090", "Tesla V100-SXM2-16GB", "",
+                "NVIDIA RTX A1000", "NVIDIA RTX A1000 6GB Laptop GPU", "NVIDIA H20", "NVIDIA A10"))
             assertTrue(Double.isNaN(GpuPeaks.bf16DenseTflops(other)), other);
         try (Backend cpu = new CpuBackend(1)) {
             assertTrue(Double.isNaN(cpu.peakTflops()), "the CPU backend has no peak");
