@@ -146,9 +146,9 @@ public final class SpeedTable {
         }
         double base = 0;
         ModelFlops flops = ModelFlops.of(m);
-        int devices = 1 + others.size();
-        double peak = !Double.isNaN(peakTflopsPerDevice) ? peakTflopsPerDevice * devices
-                : be.peakTflops() + others.stream().mapToDouble(Backend::peakTflops).sum();  // NaN if any is unknown
+        List<Backend> devices = new ArrayList<>(List.of(be));
+        devices.addAll(others);
+        double peak = ModelFlops.devicesPeak(peakTflopsPerDevice, devices);
         OpProfile profile = breakdown ? OpProfile.of(be) : null;
         for (int j = 0; j < settings.length; j++) {
             Stage s = settings[j];

@@ -10,6 +10,7 @@ import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.Instructions;
+import dev.patchcore.train.ModelFlops;
 import dev.patchcore.train.StepRunner;
 import dev.patchcore.train.TrainConfig;
 import picocli.CommandLine.Command;
@@ -49,11 +50,15 @@ public final class FinetuneCommand implements Callable<Integer> {
             + "0,1,2,3; default: the one backend --backend picks; 0 alone is GPU 0, never the CPU), as train --devices: each step's micro-batches are dealt out over them and their "
             + "gradients summed; needs --accum of at least the number of devices. With --backend cpu, CPU replicas take turns (for testing)")
     List<Integer> devices;
+    @Option(names = "--peak-tflops", paramLabel = "X", description = "each device's peak in TFLOP/s for the model FLOPs "
+            + "utilization (MFU) the log prints, as train --peak-tflops (default: the GPU's dense bf16 peak where known; none on the CPU)")
+    Double peakTflops;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
         if (epochs < 1 || batch < 1 || accum < 1) throw new IllegalArgumentException("--epochs, --batch and --accum must be positive");
         if (logEvery < 1) throw new IllegalArgumentException("--log-every must be at least 1 (got " + logEvery + ")");
+        ModelFlops.checkPeakOption(peakTflops);
         if (devices != null && devices.size() > accum)
             throw new IllegalArgumentException("--devices " + BackendOptions.list(devices) + " needs --accum of at least " + devices.size()
                     + " (a micro-batch per device and step); it is " + accum);
@@ -128,6 +133,7 @@ public final class FinetuneCommand implements Callable<Integer> {
             FineTuner tuner = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
                     HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
                     .withReplicas(replicas);
+            if (peakTflops != null) tuner.withPeakTflops(peakTflops);
             // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved, as train does
             try (StopOnSignal stop = new StopOnSignal(tuner::requestStop)) {
                 FineTuner.Result r = tuner.run();

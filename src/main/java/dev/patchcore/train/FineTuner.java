@@ -44,6 +44,8 @@ public final class FineTuner {
     private final int eos;
     /** Data-parallel replicas beside the primary model ({@link #withReplicas}); none by default. */
     private List<StepRunner.Replica> others = List.of();
+    /** --peak-tflops: each device's peak for the MFU, or NaN to ask the backends ({@link Backend#peakTflops}). */
+    private double peakTflopsPerDevice = Double.NaN;
 
     /**
      * Mean loss per scored token of the first and last step, and of the validation examples after the last epoch done;
@@ -86,6 +88,12 @@ public final class FineTuner {
         return this;
     }
 
+    /** Reports the MFU against this peak per device (TFLOP/s) instead of the backends' own ({@code --peak-tflops}). */
+    public FineTuner withPeakTflops(double perDevice) {
+        this.peakTflopsPerDevice = perDevice;
+        return this;
+    }
+
     /** A replica's share of the work: its model and tape. */
     private record Lane(Backend be, LlamaModel model, Tape tape) {}
 
@@ -111,6 +119,10 @@ public final class FineTuner {
         GradientSum gradientSum = n > 1 ? new GradientSum(backends) : null;
         double first = Double.NaN, last = Double.NaN, valLoss = Double.NaN;
         long step = 0;
+        ModelFlops flops = ModelFlops.of(model);
+        double peak = ModelFlops.devicesPeak(peakTflopsPerDevice, backends);
+        String peakLine = ModelFlops.peakLine(peakTflopsPerDevice, backends);
+        if (peakLine != null) console.println(peakLine);
         console.printf(Locale.ROOT, "== fine-tuning: %s (%d held out), %s × %s of up to %s, context %d%n",
                 Plural.of(train.size(), "example"), val.size(), Plural.of(epochs, "epoch"), Plural.of(perEpoch, "step"),
                 Plural.of((long) b * cfg.accum(), "example"), t);
@@ -118,7 +130,7 @@ public final class FineTuner {
         List<Tensor> stepLosses = new ArrayList<>();
         List<AdamW> opts = new ArrayList<>();
         long laterTokens = 0;
-        double laterSeconds = 0;
+        double laterSeconds = 0, laterFlops = 0;
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int r = 0; r < n; r++) {
                 Lane l = lanes.get(r);
@@ -131,9 +143,12 @@ public final class FineTuner {
                     long t0 = System.nanoTime();
                     int from = s * b * cfg.accum(), to = Math.min(order.length, from + b * cfg.accum());
                     long scored = 0, tokens = 0;  // tokens: the step's input tokens, without padding
+                    double stepFlops = 0;  // each example's own positions, with attention over its own length (padding is no model work)
                     for (int i = from; i < to; i++) {
+                        int positions = Math.min(train.get(order[i]).ids().length, t + 1) - 1;
                         scored += train.get(order[i]).scoredTargets(t);
-                        tokens += Math.min(train.get(order[i]).ids().length, t + 1) - 1;
+                        tokens += positions;
+                        stepFlops += flops.perSequence(positions);
                     }
                     float scale = 1f / Math.max(1, scored);
                     int[] rows = new int[n];
@@ -164,17 +179,21 @@ public final class FineTuner {
                     if (step > 0) {  // the rate from the second step on, as train's (the first carries the JIT's work)
                         laterTokens += tokens;
                         laterSeconds += dt / 1e9;
+                        laterFlops += stepFlops;
                     }
                     o.addProperty("step_ms", dt / 1e6);
                     o.addProperty("tokens_per_s", tokens / (dt / 1e9));
+                    o.addProperty("model_flops_per_s", stepFlops / (dt / 1e9));
+                    if (!Double.isNaN(peak)) o.addProperty("mfu", ModelFlops.mfu(stepFlops / (dt / 1e9), peak));
                     metrics.write(o);
                     boolean stopping = stopRequested.get() && step + 1 < total;
                     if ((step + 1) % cfg.logEvery() == 0 || step == 0 || step + 1 == total || stopping)
-                        console.printf(Locale.ROOT, "finetune step %5d/%d | epoch %d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s%n",
+                        console.printf(Locale.ROOT, "finetune step %5d/%d | epoch %d | loss %.4f | lr %.2e | gnorm %.3f | %s tok/s | eta %s | %s%n",
                                 step + 1, total, epoch + 1, loss, lr, gradNorm,
                                 Trainer.human(Math.round(step > 0 ? laterTokens / laterSeconds : tokens / (dt / 1e9))),
                                 // the training steps' own time: an epoch's validation and save would weigh on a wall-clock window
-                                step > 0 ? Trainer.duration((total - step - 1) * laterSeconds / step) : "-");
+                                step > 0 ? Trainer.duration((total - step - 1) * laterSeconds / step) : "-",
+                                ModelFlops.rateText(step > 0 ? laterFlops / laterSeconds : stepFlops / (dt / 1e9), peak));
                     if (stopping) {
                         save(step + 1);
                         console.printf("stopped after %s of %d (epoch %d); checkpoint saved in %s (a fine-tuning run cannot be "

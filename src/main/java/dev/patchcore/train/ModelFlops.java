@@ -1,11 +1,13 @@
 package dev.patchcore.train;
 
 import dev.patchcore.autograd.Parameter;
+import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.model.PatchProjections;
 
 import java.util.LinkedHashMap;
+import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 
@@ -69,9 +71,36 @@ public record ModelFlops(long matmulParameters, long headParameters, int layers,
         return 6.0 * matmulParameters + 12.0 * layers * dim * positions;
     }
 
+    /** Forward and backward FLOPs of one sequence of {@code positions}. */
+    public double perSequence(int positions) {
+        return positions * perPosition(positions);
+    }
+
     /** A step of {@code st}: micro-batch × accumulation sequences of its positions (T patches, or T tokens). */
     public double perStep(Stage st) {
-        return (double) st.batch() * st.accum() * st.blockPatches() * perPosition(st.blockPatches());
+        return (double) st.batch() * st.accum() * perSequence(st.blockPatches());
+    }
+
+    /**
+     * The peak of these devices together in TFLOP/s (data parallelism: their sum): {@code perDevice} (--peak-tflops)
+     * times their number, or where it is NaN (not given) the sum of their own {@link Backend#peakTflops}, NaN if any is
+     * unknown.
+     */
+    public static double devicesPeak(double perDevice, List<Backend> devices) {
+        if (!Double.isNaN(perDevice)) return perDevice * devices.size();
+        return devices.stream().mapToDouble(Backend::peakTflops).sum();
+    }
+
+    /**
+     * The console line that names the peak the MFU is measured against ({@link #devicesPeak} of {@code devices} at
+     * {@code perDevice}), or null where there is none and so no MFU.
+     */
+    public static String peakLine(double perDevice, List<Backend> devices) {
+        double peak = devicesPeak(perDevice, devices);
+        if (Double.isNaN(peak)) return null;
+        return String.format(Locale.ROOT, "MFU: model FLOP/s (PaLM's 6N + 12·L·d·T per position) against a peak of %.1f TFLOP/s (%s%s)",
+                peak, Double.isNaN(perDevice) ? "the GPU's dense bf16 peak" : "--peak-tflops",
+                devices.size() == 1 ? "" : " × " + devices.size() + " devices");
     }
 
     /** Refuses a {@code --peak-tflops} (null: not given) that is not a positive number. */

@@ -99,10 +99,11 @@ public final class Trainer {
         return this;
     }
 
-    /** The peak of all the devices together in TFLOP/s (data parallelism: their sum), NaN if unknown. */
-    private double peakTflops() {
-        if (!Double.isNaN(peakTflopsPerDevice)) return peakTflopsPerDevice * (1 + others.size());
-        return be.peakTflops() + others.stream().mapToDouble(r -> r.backend().peakTflops()).sum();  // NaN if any is
+    /** This run's devices: the primary backend, then the replicas'. */
+    private List<Backend> devices() {
+        List<Backend> all = new ArrayList<>(List.of(be));
+        for (StepRunner.Replica r : others) all.add(r.backend());
+        return all;
     }
 
     /** Asks the loop to save and stop at the end of the current step (e.g. from a Ctrl-C handler). */
@@ -118,11 +119,8 @@ public final class Trainer {
                 console.printf("metrics.jsonl: %d records after step %d dropped (logged before the run stopped without a "
                         + "checkpoint of them; those steps run again)%n", dropped, state.globalStep());
         }
-        double peak = peakTflops();
-        if (!Double.isNaN(peak))
-            console.printf(Locale.ROOT, "MFU: model FLOP/s (PaLM's 6N + 12·L·d·T per position) against a peak of %.1f TFLOP/s (%s)%n", peak,
-                    (Double.isNaN(peakTflopsPerDevice) ? "the GPU's dense bf16 peak" : "--peak-tflops")
-                            + (others.isEmpty() ? "" : " × " + (1 + others.size()) + " devices"));
+        String peakLine = ModelFlops.peakLine(peakTflopsPerDevice, devices());
+        if (peakLine != null) console.println(peakLine);
         try (Metrics metrics = new Metrics(runDir.resolve("metrics.jsonl"))) {
             for (int si = state.stageIndex(); si < stages.size(); si++) {
                 Stage st = stages.get(si);
@@ -293,7 +291,7 @@ public final class Trainer {
         StepClock clock = new StepClock();
         // The token stage's step time in patch steps, for the ETA: K (K times the positions) until a validation measures it
         double laterStepCost = st.patchSize();
-        double stepFlops = ModelFlops.of(model).withProjections(proj).perStep(st), peak = peakTflops();
+        double stepFlops = ModelFlops.of(model).withProjections(proj).perStep(st), peak = ModelFlops.devicesPeak(peakTflopsPerDevice, devices());
         try (StepRunner runner = new StepRunner(replicas, st)) {
             for (long step = startStep; step < st.steps(); step++) {
                 long t0 = System.nanoTime();

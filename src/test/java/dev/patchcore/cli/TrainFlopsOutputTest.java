@@ -15,7 +15,7 @@ import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.*;
 
-/** train's model FLOP/s and MFU: the log lines, metrics.jsonl's fields, and --peak-tflops. */
+/** train's model FLOP/s and MFU: the log lines, metrics.jsonl's fields, and --peak-tflops (finetune's too). */
 class TrainFlopsOutputTest {
     @RegisterExtension final CapturedConsole console = new CapturedConsole();
     private final ByteArrayOutputStream err = console.err, out = console.out;
@@ -102,6 +102,13 @@ class TrainFlopsOutputTest {
             assertEquals(1, e.lines().count(), e);
             assertTrue(e.startsWith("error: --peak-tflops must be a positive number of TFLOP/s"), e);
             assertFalse(Files.exists(dir.resolve("r")), "refused before a run folder is made");
+            // finetune's, before its checkpoint or data is read
+            err.reset();
+            assertEquals(2, Main.run("finetune", "--backend", "cpu", "--checkpoint", dir.resolve("none").toString(), "--data",
+                    dir.resolve("none.json").toString(), "--out", dir.resolve("f").toString(), "--peak-tflops", bad), bad);
+            String fe = err.toString().strip();
+            assertTrue(fe.startsWith("error: --peak-tflops must be a positive number of TFLOP/s") && fe.lines().count() == 1, fe);
+            assertFalse(Files.exists(dir.resolve("f")), "refused before the --out folder is made");
         }
     }
 }

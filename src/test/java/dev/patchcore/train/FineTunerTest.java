@@ -152,6 +152,35 @@ class FineTunerTest {
         }
     }
 
+    /**
+     * A step's model FLOPs count each example's own positions, with attention over its own length, not the padding to
+     * the micro-batch's longest nor the context. C (V 11, d 8, ffn 12, 2 layers): N = 2·(4·8² + 3·8·12) + 11·8 = 1176, so
+     * a position of a sequence of p costs 6N + 12·2·8·p = 7056 + 192·p. The three examples run 4, 5 (8 ids cut to
+     * T + 1 = 6) and 2 positions, in one micro-batch of 3 padded to 5: 4·7824 + 5·8016 + 2·7440 = 86 256 FLOPs for 11
+     * tokens (padded, 15·8016 = 120 240). --peak-tflops gives the MFU, named on a line before the steps.
+     */
+    @Test void modelFlopsCountTheExamplesOwnPositions(@TempDir Path dir) throws IOException {
+        try (Backend be = new CpuBackend(1)) {
+            LlamaModel m = new LlamaModel(be, C);
+            m.initialize(be, 3);
+            assertEquals(1176, ModelFlops.of(m).matmulParameters());
+            java.io.ByteArrayOutputStream log = new java.io.ByteArrayOutputStream();
+            TrainConfig cfg = new TrainConfig(C, 1, 0, 1, 3, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
+            FineTuner.Result r = new FineTuner(be, m, cfg, 1, STOP_EXAMPLES, List.of(), dir, new java.io.PrintStream(log, true), "x", "byte",
+                    dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, 10).withPeakTflops(0.5).run();
+            assertEquals(1, r.steps());
+            var step = com.google.gson.JsonParser.parseString(Files.readAllLines(dir.resolve("metrics.jsonl")).getFirst()).getAsJsonObject();
+            double flopsPerS = step.get("model_flops_per_s").getAsDouble();
+            assertEquals(86_256.0 / 11, flopsPerS / step.get("tokens_per_s").getAsDouble(), 1e-9, step.toString());
+            assertEquals(flopsPerS / 0.5e12, step.get("mfu").getAsDouble(), 1e-15, step.toString());
+            String out = log.toString();
+            assertTrue(out.contains("against a peak of 0.5 TFLOP/s (--peak-tflops)"), out);
+            List<String> stepLines = out.lines().filter(l -> l.startsWith("finetune step")).toList();
+            assertEquals(1, stepLines.size(), out);
+            assertTrue(stepLines.stream().allMatch(l -> l.matches(".* \\| [0-9.]+ GFLOP/s \\([0-9.]+% MFU\\)")), out);
+        }
+    }
+
     private static final List<Instructions.Example> STOP_EXAMPLES = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, 10}, 3),
             new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, 10}, 2), new Instructions.Example(new int[] {3, 3, 10}, 1));
 
