@@ -316,9 +316,8 @@ public final class TrainCommand implements Callable<Integer> {
         String label = initDir != null && !presetGiven ? model.name() : preset;
         Path runDir = out;
         if (out == null) {  // runs/<preset>-<time>, or -2, -3, ... after it where a run of the same second has it
-            Path base = Path.of("runs", label + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
-            runDir = base;
-            for (int next = 2; Files.exists(runDir, LinkOption.NOFOLLOW_LINKS); next++) runDir = Path.of(base + "-" + next);
+            defaultRunName = Path.of("runs", label + "-" + LocalDateTime.now().format(DateTimeFormatter.ofPattern("yyyyMMdd-HHmmss")));
+            runDir = freeRunFolder(defaultRunName);
         }
         if (Checkpoints.exists(runDir))
             throw new IllegalArgumentException(runDir + " already holds a run; continue it with --resume " + runDir + " or choose another --out");
@@ -506,6 +505,16 @@ public final class TrainCommand implements Callable<Integer> {
                 patchSteps + tokenSteps);
     }
 
+    /** A new run's default folder, runs/<preset>-<time>, before any -2, -3, ...; null with --out or --resume. */
+    private Path defaultRunName;
+
+    /** {@code name}, or the first of {@code name}-2, -3, ... that does not exist (not even as a link). */
+    private static Path freeRunFolder(Path name) {
+        Path dir = name;
+        for (int next = 2; Files.exists(dir, LinkOption.NOFOLLOW_LINKS); next++) dir = Path.of(name + "-" + next);
+        return dir;
+    }
+
     /** Whether this command created the run folder (it did not exist, not even as a link). */
     private boolean madeRunFolder;
     /** The outermost folder this command created for the run folder: the run folder itself, or a parent it made. */
@@ -541,14 +550,15 @@ public final class TrainCommand implements Callable<Integer> {
      */
     private RunSetup claimRunFolder(RunSetup run) {
         Path dir = run.runDir();
-        for (int next = 2; ; next++) {
+        while (true) {
             madeRunFolder = !Files.exists(dir, LinkOption.NOFOLLOW_LINKS);
             madeFrom = dir.toAbsolutePath();  // the outermost folder this makes (runs/ of the default --out, say)
             while (madeFrom.getParent() != null && !Files.exists(madeFrom.getParent(), LinkOption.NOFOLLOW_LINKS)) madeFrom = madeFrom.getParent();
             try {
                 Files.createDirectories(dir);
             } catch (IOException e) {
-                throw new IllegalArgumentException("cannot create the --out folder: " + Main.userMessage(e), e);
+                throw new IllegalArgumentException("cannot create the " + (defaultRunName == null ? "--out" : "run") + " folder: "
+                        + Main.userMessage(e), e);
             }
             if (runLock != null) return run;  // resumed: locked when its checkpoint was read
             String taken;
@@ -563,8 +573,8 @@ public final class TrainCommand implements Callable<Integer> {
             } catch (IllegalArgumentException inUse) {
                 taken = inUse.getMessage();
             }
-            if (out != null) throw new IllegalArgumentException(taken);
-            dir = Path.of(run.runDir() + "-" + next);
+            if (defaultRunName == null) throw new IllegalArgumentException(taken);
+            dir = freeRunFolder(defaultRunName);  // the next -N: taken counts as existing now
         }
     }
 
@@ -586,7 +596,7 @@ public final class TrainCommand implements Callable<Integer> {
         return data.toString().equals(ShardTrainingData.BUNDLED) ? ShardTrainingData.BUNDLED : data.toAbsolutePath().normalize().toString();
     }
 
-    /** What a folder holds, for a message: up to three names, or "" if it is empty or does not exist. */
+    /** Whether {@code f} is a regular file of no bytes. */
     private static boolean isEmptyFile(Path f) {
         try {
             return Files.isRegularFile(f) && Files.size(f) == 0;
@@ -595,6 +605,7 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
+    /** What a folder holds, for a message: up to three names (its lock file left out), or "" if it is empty or does not exist. */
     private static String contents(Path dir) {
         if (!Files.isDirectory(dir)) return "";
         try (var s = Files.list(dir)) {
