@@ -149,6 +149,8 @@ public final class SpeedTable {
         List<Backend> devices = new ArrayList<>(List.of(be));
         devices.addAll(others);
         double peak = ModelFlops.devicesPeak(peakTflopsPerDevice, devices);
+        String peakLine = ModelFlops.peakLine(peakTflopsPerDevice, devices);
+        if (peakLine != null) log.println(peakLine);  // what the MFU column is measured against
         OpProfile profile = breakdown ? OpProfile.of(be) : null;
         for (int j = 0; j < settings.length; j++) {
             Stage s = settings[j];

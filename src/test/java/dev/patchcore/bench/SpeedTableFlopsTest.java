@@ -30,12 +30,15 @@ class SpeedTableFlopsTest {
                 assertEquals(tflops, r.modelTflops(), tflops * 1e-12, r.setting());
                 assertEquals(tflops / 0.5, r.mfu(), 1e-12, r.setting());
             }
+            assertTrue(log.toString().contains("against a peak of 0.5 TFLOP/s (--peak-tflops)"), log.toString());
             String table = SpeedTable.markdown(rows);
             assertTrue(table.startsWith("| Settings | Tokens / sec | Speed-up | Model TFLOP/s | MFU |\n|---|---:|---:|---:|---:|\n"), table);
             assertTrue(log.toString().lines().filter(l -> l.contains("median step")).allMatch(l -> l.matches(".*tokens/s, [0-9.]+ GFLOP/s \\([0-9.]+% MFU\\)")),
                     log.toString());
             // Without a peak (the CPU has none) no MFU: NaN in the rows (null in --json), no column.
-            List<SpeedTable.Row> noPeak = new SpeedTable(cpu, tiny, 2, 4, 4, 0, 1).run(new PrintStream(new ByteArrayOutputStream()));
+            ByteArrayOutputStream noPeakLog = new ByteArrayOutputStream();
+            List<SpeedTable.Row> noPeak = new SpeedTable(cpu, tiny, 2, 4, 4, 0, 1).run(new PrintStream(noPeakLog, true));
+            assertFalse(noPeakLog.toString().contains("MFU"), noPeakLog.toString());
             assertTrue(noPeak.stream().allMatch(r -> Double.isNaN(r.mfu()) && r.modelTflops() > 0));
             assertTrue(SpeedTable.markdown(noPeak).startsWith("| Settings | Tokens / sec | Speed-up | Model TFLOP/s |\n|---|---:|---:|---:|\n"));
             assertTrue(SpeedTable.json(noPeak, "cpu", tiny, 1).contains("\"mfu\": null"));

@@ -42,6 +42,17 @@ class ModelFlopsTest {
     }
 
     /**
+     * small (V 257, d 256, ffn 688, 6 layers, T 128), by hand: per layer 4·256² = 262 144 plus 3·256·688 = 528 384,
+     * 790 528; 6 layers 4 743 168; the head 257·256 = 65 792: N = 4 808 960. Per position at S = 128: 6N = 28 853 760
+     * plus 12·6·256·128 = 2 359 296, 31 213 056.
+     */
+    @Test void smallPresetByHand() {
+        ModelFlops f = flopsOf(ModelConfig.preset("small"));
+        assertEquals(4_808_960, f.matmulParameters());
+        assertEquals(31_213_056.0, f.perPosition(128));
+    }
+
+    /**
      * 370m (V 32000, d 1024, ffn 2752, 24 layers, T 2048), by hand: per layer 4·1024² = 4 194 304 plus 3·1024·2752 =
      * 8 454 144, 12 648 448; 24 layers 303 562 752; the head 32000·1024 = 32 768 000: N = 336 330 752 (of the 369.1M
      * parameters: the embedding and the norm gains are not matmuls). Per token at S = 2048: 6N = 2 017 984 512 plus
