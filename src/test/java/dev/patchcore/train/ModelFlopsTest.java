@@ -134,8 +134,10 @@ class ModelFlopsTest {
         assertEquals(312, GpuPeaks.bf16DenseTflops("NVIDIA A100-PCIE-40GB"));
         assertEquals(989.4, GpuPeaks.bf16DenseTflops("NVIDIA GH200 480GB"));  // Grace Hopper: an H100-class GPU
         assertEquals(989.4, GpuPeaks.bf16DenseTflops("NVIDIA GH200 144G HBM3e"));
-        // A model number inside another is not it: an RTX A1000 (a small Ampere card) is no A100
+        // A model number inside another is not it: an RTX A1000 (a small Ampere card) is no A100; a MIG slice (the name
+        // the runtime gives it) has a fraction of the GPU's SMs, so not its peak
         for (String other : List.of("NVIDIA H100 NVL", "NVIDIA H200 NVL", "NVIDIA GeForce RTX 4090", "Tesla V100-SXM2-16GB", "",
+                "NVIDIA A100-SXM4-40GB MIG 1g.5gb", "NVIDIA H100 80GB HBM3 MIG 3g.40gb",
                 "NVIDIA RTX A1000", "NVIDIA RTX A1000 6GB Laptop GPU", "NVIDIA H20", "NVIDIA A10"))
             assertTrue(Double.isNaN(GpuPeaks.bf16DenseTflops(other)), other);
         try (Backend cpu = new CpuBackend(1)) {
