@@ -269,6 +269,11 @@ struct TensorMap {
 constexpr uint64_t TENSOR_MAP_MAGIC = 0x50414d54554d45ull;  // "EMUTMAP"
 void tma_load_4d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, int c2, int c3);
 void wgmma_wait(int n);
+// setmaxnreg.{inc,dec}.sync.aligned.u32 count (sm_90a): warpgroup-collective like wgmma, so all 128 threads of the
+// warpgroup must execute it with the same count and direction (a thread that exits or stops at another collective op
+// instead is an error or a deadlock); the count must be a multiple of 8 in [24, 256], and once a warpgroup has set
+// one, an inc may not lower it nor a dec raise it. No other effect: the emulator has no register file.
+void setmaxnreg(int count, bool increase);
 // bar.arrive id, threads: counts toward the named barrier without waiting for it.
 void arrive_named(int id, int threads);
 // ex2.approx.ftz.f32: 2^x, results below 2^-126 flushed to +0.
