@@ -798,10 +798,12 @@ void setmaxnreg(int count, bool increase) {
             yield();  // the last of the warpgroup to arrive lets the others go
             return;
         }
+    // Before its first setmaxnreg a warpgroup holds what ptxas gave the kernel: unknown here, but at most the block's
+    // share of the 64K registers (a multiple of 8, at most 256), so a dec above that is wrong whatever ptxas did.
     int& current = w->maxnreg[base / 128];
-    if (current && (increase ? count < current : count > current))
-        fail(increase ? "setmaxnreg.inc below the warpgroup's current register count"
-                      : "setmaxnreg.dec above the warpgroup's current register count");
+    const int atMost = current ? current : std::min(256, 65536 / w->threads / 8 * 8);
+    if (!increase && count > atMost) fail("setmaxnreg.dec above the warpgroup's register count");
+    if (increase && current && count < current) fail("setmaxnreg.inc below the warpgroup's register count");
     current = count;
     for (int t = 0; t < 128; ++t) w->fibers[base + t].wait = Wait::NONE;
     w->released = true;

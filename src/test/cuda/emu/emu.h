@@ -271,8 +271,9 @@ void tma_load_4d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, in
 void wgmma_wait(int n);
 // setmaxnreg.{inc,dec}.sync.aligned.u32 count (sm_90a): warpgroup-collective like wgmma, so all 128 threads of the
 // warpgroup must execute it with the same count and direction (a thread that exits or stops at another collective op
-// instead is an error or a deadlock); the count must be a multiple of 8 in [24, 256], and once a warpgroup has set
-// one, an inc may not lower it nor a dec raise it. No other effect: the emulator has no register file.
+// instead is an error or a deadlock); the count must be a multiple of 8 in [24, 256]; an inc may not lower the
+// warpgroup's count nor a dec raise it (before its first setmaxnreg the count is taken to be at most 65536 / threads
+// of the block). No other effect: the emulator has no register file.
 void setmaxnreg(int count, bool increase);
 // bar.arrive id, threads: counts toward the named barrier without waiting for it.
 void arrive_named(int id, int threads);
