@@ -1,7 +1,8 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
 // (D = 64, 128), 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong), 5 (the ping-pong made
-// persistent) and 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
-// kernel; at D = 64 the default runs it with three warpgroups, 289 TFLOP/s in run 14), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
+// persistent), 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
+// kernel; at D = 64 the default runs it with three warpgroups, 289 TFLOP/s in run 14), 7 (opt-in, not yet run on a GPU:
+// the three-warpgroup kernel plus a producer warpgroup, forward_wgmma_producer), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
 // H100 run 12: 275 TFLOP/s, 1.56× the mma.sync bwd3). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
