@@ -195,8 +195,8 @@ public final class CudaFlashAttention {
 
     /**
      * Forward variants 5, 6 and 7, and variant 1 on Hopper (flash_wgmma.cu, forward_wgmma_pingpong_persistent and, for
-     * 7, forward_wgmma_producer) at D = 64 and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64 query rows per warpgroup; variant 6 (and 1
-     * where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
+     * 7, forward_wgmma_producer) at D = 64 and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64
+     * query rows per warpgroup; variant 6 (and 1 where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
      * stages), or three at D = 64 under variant 1 (rows 192, rings of 4 and 3; TMA only: without tensor maps variant
      * 1 runs mma.sync at D = 64). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
      * V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V stage, full per (Q buffer, warpgroup).
