@@ -17,7 +17,7 @@
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
 // Inline PTX: the kernels' asm statements have `#ifdef PATCHCORE_EMU` twins that call the functions below (cp.async,
-// ldmatrix, mma.sync m16n8k16 bf16, wgmma, mbarriers, bulk and TMA copies, ex2.approx), so every kernel runs here,
+// ldmatrix, mma.sync m16n8k16 bf16, wgmma, setmaxnreg, mbarriers, bulk and TMA copies, ex2.approx), so every kernel runs here,
 // the flash-attention ones and the RMSNorm backward's bulk variant included. What it does not model: memory coherence
 // beyond the C++ model, the async proxy, warp divergence costs, timing. Warp-synchronous ops require every lane of their mask
 // to arrive (as on sm_70+); a lane of the mask that has exited is reported as an error.
