@@ -71,14 +71,25 @@ for p in ncu nsys compute-sanitizer; do printf 'tool %s: %s\n' "$p" "$(command -
 # open issues wait for.
 STEPS=${STEPS:-"canary selftest kernels cuda-tests train-cuda train-dp speed"}
 for s in $STEPS; do case $s in
-  # The RMSNorm backward variants 3-5 were written without a GPU: checked alone first (one minute at most), so that
-  # one which fails or hangs is left out of everything after (selftest, kernels_test, bench kernels) instead of
-  # costing each of those steps its whole time limit.
-  canary)     step canary "${T_CANARY:-60}" "${JAVA[@]}" selftest --only "[rmsnormbwd v"
+  # The RMSNorm backward variants 3-5 and flash forward variant 7 (the producer-warpgroup kernel at Dh 64) were
+  # written without a GPU: each family checked alone first (one minute at most), so that one which fails or hangs is
+  # left out of everything after (selftest, kernels_test / flash_wgmma_test, bench kernels) instead of costing each of
+  # those steps its whole time limit. (One -Dpatchcore.variants.skip for both: a second -D would replace the first.)
+  canary)     SKIP=()
+              step canary "${T_CANARY:-60}" "${JAVA[@]}" selftest --only "[rmsnormbwd v"
               if ! grep -q '^selftest: .*, 0 failed' "$OUT/canary.log"; then
                 echo "canary: the new RMSNorm backward variants failed or hung: left out from here on" | tee -a "$OUT/steps.log"
-                export JAVA_OPTS="${JAVA_OPTS:-} -Dpatchcore.variants.skip=rmsnormbwd:3,rmsnormbwd:4,rmsnormbwd:5"
+                SKIP+=(rmsnormbwd:3 rmsnormbwd:4 rmsnormbwd:5)
                 export KERNELS_TEST_SKIP_TEAMS=1
+              fi
+              step canary-fwd7 "${T_CANARY:-60}" "${JAVA[@]}" selftest --quick --only "[flashfwd v7]"
+              if ! grep -q '^selftest: .*, 0 failed' "$OUT/canary-fwd7.log"; then
+                echo "canary: flash forward variant 7 failed or hung: left out from here on" | tee -a "$OUT/steps.log"
+                SKIP+=(flashfwd:7)
+                export WGMMA_TEST_SKIP_V7=1
+              fi
+              if (( ${#SKIP[@]} > 0 )); then
+                export JAVA_OPTS="${JAVA_OPTS:-} -Dpatchcore.variants.skip=$(IFS=,; echo "${SKIP[*]}")"
                 JAVA=("$WORK/runtime/bin/java" ${JAVA_OPTS} --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
               fi ;;
   selftest)   step selftest "$T_SELFTEST" "${JAVA[@]}" selftest ;;
@@ -226,7 +237,7 @@ echo
 echo "==================== summary ($(( $(date +%s) - START ))s) ===================="
 printf '%s\n' "${SUMMARY[@]}"
 [[ -f "$OUT/profile.log" ]] && { echo "--- profile (ncu)"; grep -E '^  [A-Z].*[0-9]|^    [A-Z]' "$OUT/profile.log" | head -60; }
-for t in canary selftest sanitize; do
+for t in canary canary-fwd7 selftest sanitize; do
   [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E '^device:|^selftest:|FAIL|unavailable|ERROR SUMMARY' "$OUT/$t.log" | head -40; }
 done
 [[ -f "$OUT/wgmma-test.log" ]] && { echo "--- flash_wgmma_test (Hopper attention kernels; timing: stream vs kernel time from C++)"

@@ -1,7 +1,8 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
 // (D = 64, 128), 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong), 5 (the ping-pong made
-// persistent) and 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
-// kernel; at D = 64 the default runs it with three warpgroups, 289 TFLOP/s in run 14), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
+// persistent), 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
+// kernel; at D = 64 the default runs it with three warpgroups, 289 TFLOP/s in run 14), 7 (opt-in, not yet run on a GPU:
+// the three-warpgroup kernel plus a producer warpgroup, forward_wgmma_producer), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
 // H100 run 12: 275 TFLOP/s, 1.56× the mma.sync bwd3). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
@@ -922,6 +923,208 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
     if (wg == 0) bar_sync_256(1);  // warpgroup NWG − 1's last pass: barrier 1's final generation completes
 }
 
+// ------------------------------------------------------------- forward with a producer warpgroup (variant 7, D = 64)
+// FlashAttention-3's warp specialization for head dim 64: the three-warpgroup persistent kernel above, with its loads
+// moved to a fourth warpgroup. Warpgroup 0 is the producer: it gives registers away (setmaxnreg.dec to PRODUCER_REGS)
+// and one thread of it issues every TMA load of the CTA — each item's Q rows (one box per consumer warpgroup, into
+// the buffer of the item's parity), then per key tile K and V into their rings — waiting on the stage's empty
+// mbarrier before each refill. Warpgroups 1–3 are the consumers (setmaxnreg.inc to CONSUMER_REGS): consumer
+// c = wg − 1 owns rows 64c .. 64c + 63 of each 192-row item and runs the turns of the three-warpgroup kernel
+// (pingpong_step, named barriers 1 + c), but issues no load and never waits for a stage to be free.
+// Why: in the three-warpgroup kernel one thread of each consumer warpgroup waits on empty barriers and issues TMA
+// between its turns, which delays its own wgmma issue, and every consumer thread carries the loaders' registers.
+// Barriers (mbarriers): full K/V per stage (1 arrival: the producer's expect_tx, plus the bytes), empty K/V per stage
+// (384: every consumer thread once its wgmma reading the stage has completed), full Q per (buffer, consumer) as in
+// the three-warpgroup kernel, and empty Q per buffer (384: every consumer thread once the item's last S completed).
+// Replaces that kernel's Q-reuse meeting (named barriers 4–6): a producer does not share the consumers' waits, so
+// their release is an mbarrier arrival, and the producer waits for all of them.
+// Producer order per item: its first K and V tile, then the next item's Q (the buffer freed by the item before),
+// then the other tiles' K and V. Every wait of the producer is on a release that needs no later load: a stage or
+// buffer it refills was read by a step (or an item) that every consumer reaches with the loads issued before it.
+// Registers per thread after setmaxnreg (FlashAttention-3's split for three consumer warpgroups): 32 · 128 + 160 · 384 =
+// 65 536, the whole register file. ptxas allocates each region within its count: the consumers' code needs about the
+// three-warpgroup kernel's 158 (at 152 it spills 32 bytes), the producer's loop more than 24 (48 bytes of spills).
+constexpr int PRODUCER_REGS = 32;
+constexpr int CONSUMER_REGS = 160;
+static_assert(PRODUCER_REGS * 128 + CONSUMER_REGS * 384 <= 65536, "the register split must fit one SM's 64K registers");
+
+// setmaxnreg.{dec,inc}.sync.aligned.u32: warpgroup-collective (all 128 threads, the same immediate count, a multiple
+// of 8 in [24, 256]). The emulator checks that and changes nothing else.
+template <int N>
+__device__ __forceinline__ void setmaxnreg_dec() {
+    static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg: a multiple of 8 in [24, 256]");
+#ifndef PATCHCORE_EMU
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;\n" ::"n"(N));
+#else
+    emu::setmaxnreg(N, false);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void setmaxnreg_inc() {
+    static_assert(N % 8 == 0 && N >= 24 && N <= 256, "setmaxnreg: a multiple of 8 in [24, 256]");
+#ifndef PATCHCORE_EMU
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;\n" ::"n"(N));
+#else
+    emu::setmaxnreg(N, true);
+#endif
+}
+
+template <int D>
+__device__ __forceinline__ void forward_wgmma_producer(bf16* __restrict__ O, float* __restrict__ LSE, int T, int H, int BH,
+                                                       const CUtensorMap* tmQ, const CUtensorMap* tmK,
+                                                       const CUtensorMap* tmV) {
+    static_assert(D == 64, "the producer forward exists at D = 64");
+    constexpr int NC = 3;  // consumer warpgroups
+    constexpr int BC = PP_BC, ROWS = 64 * NC;
+    constexpr int KS = PersistentRings<NC>::KS, VS = PersistentRings<NC>::VS;
+    constexpr int QBYTES = ROWS * D * 2, KVBYTES = BC * D * 2, CONSUMERS = 128 * NC;
+    WG_SMEM_RAW;
+    const uint32_t raw = smem_u32(wg_smem_raw);
+    const uint32_t sQ0 = (raw + 1023u) & ~1023u;                        // Q [2][ROWS][D]
+    const uint32_t sK0 = sQ0 + 2 * QBYTES, sV0 = sK0 + KS * KVBYTES;  // K [KS][BC][D], V [VS][BC][D]
+    // mbarriers, 8 bytes each: fullK[KS], emptyK[KS], fullV[VS], emptyV[VS], fullQ[2 buffers][NC], emptyQ[2] (176 bytes).
+    const uint32_t bars = sV0 + VS * KVBYTES;
+    auto fullK = [&](int st) { return bars + 8u * st; };
+    auto emptyK = [&](int st) { return bars + 8u * (KS + st); };
+    auto fullV = [&](int st) { return bars + 8u * (2 * KS + st); };
+    auto emptyV = [&](int st) { return bars + 8u * (2 * KS + VS + st); };
+    auto fullQ = [&](int buf, int c) { return bars + 8u * (2 * KS + 2 * VS + NC * buf + c); };
+    auto emptyQ = [&](int buf) { return bars + 8u * (2 * KS + 2 * VS + 2 * NC + buf); };
+
+    const int tid = threadIdx.x;
+    const int wg = __shfl_sync(0xffffffffu, tid >> 7, 0);
+    const int qTiles = (T + ROWS - 1) / ROWS, items = BH * qTiles, G = gridDim.x, cta = blockIdx.x;
+    if (cta >= items) return;  // the launcher's grid is at most the item count; a larger one must not hang
+
+    auto itemAt = [&](int n) { return snake_item(n, G, cta); };
+    const size_t ld = static_cast<size_t>(H) * D;
+    struct Item {
+        int q0, bh, nTiles;
+    };
+    auto decode = [&](int it) {
+        Item x;
+        x.bh = it % BH;
+        x.q0 = (qTiles - 1 - it / BH) * ROWS;
+        x.nTiles = (min(x.q0 + ROWS, T) + BC - 1) / BC;  // every consumer visits them all (masked past its rows)
+        return x;
+    };
+
+    if (tid == 0) {
+        for (int st = 0; st < KS; ++st) {
+            mbar_init(fullK(st), 1);
+            mbar_init(emptyK(st), CONSUMERS);
+        }
+        for (int st = 0; st < VS; ++st) {
+            mbar_init(fullV(st), 1);
+            mbar_init(emptyV(st), CONSUMERS);
+        }
+        for (int b = 0; b < 2; ++b) {
+            for (int c = 0; c < NC; ++c) mbar_init(fullQ(b, c), 1);
+            mbar_init(emptyQ(b), CONSUMERS);
+        }
+        fence_mbarrier_init();  // visible to the TMA unit
+    }
+    __syncthreads();  // the initialized barriers, visible to every thread (the last CTA-wide barrier)
+
+    if (wg == 0) {  // ---- the producer
+        setmaxnreg_dec<PRODUCER_REGS>();
+        if (tid != 0) return;
+        // Load number `seq` of a ring into stage seq % stages, once that stage's previous load (seq − stages) has
+        // been released by every consumer thread.
+        auto load_ring = [&](int stages, uint32_t ring, auto full, auto empty, const CUtensorMap* map, const Item& x,
+                             int t, int seq) {
+            const int st = seq % stages;
+            if (seq >= stages) mbar_wait(empty(st), (seq / stages - 1) & 1);
+            mbar_arrive_expect_tx(full(st), KVBYTES);
+            tma_load_4d(ring + st * KVBYTES, map, full(st), 0, x.bh % H, t * BC, x.bh / H);
+        };
+        // Item n's Q into buffer n & 1, once item n − 2 (its previous user) has been released; one box per consumer.
+        auto load_q = [&](const Item& x, int n) {
+            const int buf = n & 1;
+            if (n >= 2) mbar_wait(emptyQ(buf), ((n >> 1) - 1) & 1);
+            for (int c = 0; c < NC; ++c) {
+                if (x.q0 + 64 * c >= T) {  // every row past T: nothing to load (never stored)
+                    mbar_arrive(fullQ(buf, c));
+                    continue;
+                }
+                mbar_arrive_expect_tx(fullQ(buf, c), QBYTES / NC);
+                tma_load_4d(sQ0 + buf * QBYTES + c * (64 * 128), tmQ, fullQ(buf, c), 0, x.bh % H, x.q0 + 64 * c, x.bh / H);
+            }
+        };
+        int seq = 0;
+        Item cur = decode(itemAt(0));
+        load_q(cur, 0);
+        for (int n = 0;; ++n) {
+            const int nextIt = itemAt(n + 1);
+            for (int i = 0; i < cur.nTiles; ++i, ++seq) {
+                const int j = cur.nTiles - 1 - i;  // tiles from the diagonal down, as the consumers visit them
+                load_ring(KS, sK0, fullK, emptyK, tmK, cur, j, seq);
+                load_ring(VS, sV0, fullV, emptyV, tmV, cur, j, seq);
+                if (i == 0 && nextIt < items) load_q(decode(nextIt), n + 1);
+            }
+            if (nextIt >= items) return;
+            cur = decode(nextIt);
+        }
+    }
+
+    // ---- the consumers
+    setmaxnreg_inc<CONSUMER_REGS>();
+    const int cw = wg - 1, lane = tid & 31, warp = __shfl_sync(0xffffffffu, (tid >> 5) & 3, 0);
+    const int g = lane >> 2, c = lane & 3;
+    const float scaleLog2 = LOG2E * rsqrtf(static_cast<float>(D));
+    // The turns go round the consumers as in the three-warpgroup kernel: consumer c waits on barrier 1 + c and passes
+    // the turn on 1 + (c + 1) % 3; the last one arrives once first, so consumer 0 goes first.
+    const int myTurn = 1 + cw, otherTurn = 1 + (cw + 1) % NC;
+    if (cw == NC - 1) bar_arrive_256(1);
+
+    int seq0 = 0;  // load number of the current item's first K / V tile
+    for (int n = 0;; ++n) {
+        const int it = itemAt(n);
+        if (it >= items) break;
+        const Item cur = decode(it);
+        const size_t base = static_cast<size_t>(cur.bh / H) * T * ld + static_cast<size_t>(cur.bh % H) * D;
+        mbar_wait(fullQ(n & 1, cw), (n >> 1) & 1);
+        const uint32_t sQ = sQ0 + (n & 1) * QBYTES;
+
+        const int qw = cur.q0 + cw * 64 + warp * 16;  // first query row of this warp
+        float o[D / 2];
+#pragma unroll
+        for (int i = 0; i < D / 2; ++i) o[i] = 0.f;
+        float rowMax[2] = {-INFINITY, -INFINITY}, rowSum[2] = {0.f, 0.f}, alpha[2];
+        uint32_t pa[BC / 16][4];
+#pragma unroll
+        for (int kk = 0; kk < BC / 16; ++kk)
+#pragma unroll
+            for (int i = 0; i < 4; ++i) pa[kk][i] = 0u;
+
+        for (int j = cur.nTiles - 1; j >= 0; --j) {
+            const int i = cur.nTiles - 1 - j, seq = seq0 + i;  // K_j is load seq; V_{j+1}, read here, load seq − 1
+            const int ks = seq % KS, vs = static_cast<int>(static_cast<unsigned>(seq + VS - 1) % VS);
+            mbar_wait(fullK(ks), (seq / KS) & 1);
+            if (i > 0) mbar_wait(fullV(vs), ((seq - 1) / VS) & 1);
+            fence_proxy_async();  // the landed tiles (Q's too), visible to the async proxy
+            pingpong_step<D, ROWS>(o, pa, rowMax, rowSum, alpha, sQ, sK0 + ks * KVBYTES, sV0 + vs * KVBYTES, i == 0,
+                                   emptyK(ks), emptyV(vs), myTurn, otherTurn, cw, j * BC, qw, g, c, scaleLog2);
+        }
+        // Every S of the item has completed (pingpong_step waited for it): this thread is done with the Q buffer.
+        mbar_arrive(emptyQ(n & 1));
+        // P_0 V_0 (outside the turns), then its V stage released.
+        {
+            const int seq = seq0 + cur.nTiles - 1, vs = static_cast<int>(static_cast<unsigned>(seq) % VS);
+            mbar_wait(fullV(vs), (seq / VS) & 1);
+            fence_proxy_async();
+            fwd_issue_pv<D>(o, pa, sV0 + vs * KVBYTES);
+            wgmma_wait<0>();
+            fence_regs(o);
+            fence_regs(pa);
+            mbar_arrive(emptyV(vs));
+        }
+        fwd_store<D>(o, rowMax, rowSum, O, LSE, base, ld, qw, g, c, T, cur.bh, scaleLog2);
+        seq0 += cur.nTiles;
+    }
+    if (cw == 0) bar_sync_256(1);  // the last consumer's last pass: barrier 1's final generation completes
+}
+
 // ------------------------------------------------------------------------------------------------ backward (D = 64)
 // CudaFlashAttention backward variant 2. Same contract as flash_attn_bwd3_* (flash_attention.cu): after
 // flash_attn_bwd_prep_d64 (rowDot = D_i, dqAccum zeroed), it writes dK, dV (bf16) and adds the unscaled dQ into the
@@ -1514,6 +1717,25 @@ flash_attn_fwd_wgmma_pp3_persistent_tma_d64(const bf16* q, const bf16* k, const 
                                             const __grid_constant__ CUtensorMap tmK,
                                             const __grid_constant__ CUtensorMap tmV) {
     FWD_PP3_TMA_BODY
+}
+
+// Variant 7 (opt-in, written without a GPU): the three-warpgroup kernel's consumers plus a producer warpgroup that
+// issues every TMA load (forward_wgmma_producer, setmaxnreg 32 / 160). Args as flash_attn_fwd_wgmma_pp3_persistent_tma_d64
+// (q, k and v are read through the maps only). grid min(B·H·⌈T/192⌉, SMs), block 512, dynamic shared memory
+// 1024 + 2·192·64·2 + (4 + 3)·128·64·2 + 176 (22 mbarriers) = 165 040 bytes
+// (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes with a producer).
+constexpr int PRODUCER_THREADS = 512;  // 1 producer + 3 consumer warpgroups
+#ifdef PATCHCORE_WGMMA
+#define FWD_PRODUCER_BODY forward_wgmma_producer<64>(out, lse, T, H, BH, &tmQ, &tmK, &tmV);
+#else
+#define FWD_PRODUCER_BODY __trap();
+#endif
+extern "C" __global__ void __launch_bounds__(PRODUCER_THREADS, 1)
+flash_attn_fwd_wgmma_pp3_producer_tma_d64(const bf16* q, const bf16* k, const bf16* v, bf16* out, float* lse, int T,
+                                          int H, int BH, const __grid_constant__ CUtensorMap tmQ,
+                                          const __grid_constant__ CUtensorMap tmK,
+                                          const __grid_constant__ CUtensorMap tmV) {
+    FWD_PRODUCER_BODY
 }
 
 // Backward (D = 64): args as flash_attn_bwd3_*. grid (B·H, ⌈T/128⌉), block 256, dynamic shared memory

@@ -90,7 +90,7 @@ std::mutex reporting;  // one report at a time: blocks on other workers may fail
     std::abort();
 }
 
-enum class Wait { NONE, BLOCK, NAMED, WARP, DONE, GROUP };
+enum class Wait { NONE, BLOCK, NAMED, WARP, DONE, GROUP, REGS };
 
 struct WgmmaOp;
 
@@ -128,7 +128,7 @@ struct Fiber {
     Wait wait = Wait::NONE;
     unsigned mask = 0;           // WARP: the lanes that must arrive
     int barrier = 0, count = 0;  // NAMED: barrier id and its thread count
-    uint64_t published = 0;      // WARP: this lane's value; GROUP: its WgmmaLane's address
+    uint64_t published = 0;      // WARP: this lane's value; GROUP: its WgmmaLane's address; REGS: count·2 + inc
     uint64_t received[32];       // WARP: every lane's value, copied at the release
 };
 
@@ -141,6 +141,7 @@ struct Worker {
     size_t mapped = 0;
     int threads = 0, current = 0, done = 0, atBlock = 0;
     int named[16] = {};
+    int maxnreg[8] = {};  // per warpgroup: the register count its last setmaxnreg set (0: none yet in this block)
     const Body* body = nullptr;
     char* shared = nullptr;  // dynamic shared memory: sharedBytes ending at an inaccessible page (overruns fault)
     char* sharedBase = nullptr;
@@ -289,7 +290,7 @@ void fiber_main() {
     std::fprintf(stderr, "emu: deadlock in block %u,%u,%u: no thread can run; waiting threads:\n", blockIdx.x, blockIdx.y,
                  blockIdx.z);
     static const char* names[] = {"running", "__syncthreads", "named barrier", "warp-synchronous op", "exited",
-                                  "warpgroup op (wgmma)"};
+                                  "warpgroup op (wgmma)", "warpgroup op (setmaxnreg)"};
     for (int i = 0; i < w->threads; ++i) {
         const Fiber& f = w->fibers[i];
         if (f.wait == Wait::DONE) continue;
@@ -320,6 +321,7 @@ void run_block(Worker* w) {
     w->atBlock = 0;
     w->deferred.clear();
     std::fill(std::begin(w->named), std::end(w->named), 0);
+    std::fill(std::begin(w->maxnreg), std::end(w->maxnreg), 0);
     if (w->sharedBytes) std::memset(w->shared, 0xff, w->sharedBytes);  // NaN: unwritten shared memory shows
     // Greedy: after each switch the scan goes on from where it was, but starts over from the first fiber of the order
     // when a barrier has released fibers, so the first warps run ahead as far as their barriers let them (a warp that
@@ -773,6 +775,37 @@ void wgmma(float* d, int n, const uint32_t* aRegs, uint64_t descA, uint64_t desc
         if (async_late()) o.wgOps.push_back(op);
     }
     if (!async_late()) run_wgmma(*op);
+    w->released = true;
+    yield();
+}
+
+void setmaxnreg(int count, bool increase) {
+    Worker* w = tw;
+    if (count < 24 || count > 256 || count % 8) fail("setmaxnreg: a register count outside [24, 256] or not a multiple of 8");
+    const int me = w->current, base = me & ~127;
+    if (base + 128 > w->threads) fail("setmaxnreg: a warpgroup past the block's threads");
+    Fiber& f = w->fibers[me];
+    f.wait = Wait::REGS;
+    f.published = (uint64_t)count * 2 + increase;
+    for (int t = 0; t < 128; ++t) {
+        const Fiber& o = w->fibers[base + t];
+        if (o.wait == Wait::DONE) fail("setmaxnreg: a thread of the warpgroup has exited (all 128 must execute it)");
+        if (o.wait == Wait::REGS && o.published != f.published)
+            fail("setmaxnreg: threads of one warpgroup give different counts or directions");
+    }
+    for (int t = 0; t < 128; ++t)
+        if (w->fibers[base + t].wait != Wait::REGS) {
+            yield();  // the last of the warpgroup to arrive lets the others go
+            return;
+        }
+    // Before its first setmaxnreg a warpgroup holds what ptxas gave the kernel: unknown here, but at most the block's
+    // share of the 64K registers (a multiple of 8, at most 256), so a dec above that is wrong whatever ptxas did.
+    int& current = w->maxnreg[base / 128];
+    const int atMost = current ? current : std::min(256, 65536 / w->threads / 8 * 8);
+    if (!increase && count > atMost) fail("setmaxnreg.dec above the warpgroup's register count");
+    if (increase && current && count < current) fail("setmaxnreg.inc below the warpgroup's register count");
+    current = count;
+    for (int t = 0; t < 128; ++t) w->fibers[base + t].wait = Wait::NONE;
     w->released = true;
     yield();
 }

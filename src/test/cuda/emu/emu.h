@@ -17,7 +17,7 @@
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
 // Inline PTX: the kernels' asm statements have `#ifdef PATCHCORE_EMU` twins that call the functions below (cp.async,
-// ldmatrix, mma.sync m16n8k16 bf16, wgmma, mbarriers, bulk and TMA copies, ex2.approx), so every kernel runs here,
+// ldmatrix, mma.sync m16n8k16 bf16, wgmma, setmaxnreg, mbarriers, bulk and TMA copies, ex2.approx), so every kernel runs here,
 // the flash-attention ones and the RMSNorm backward's bulk variant included. What it does not model: memory coherence
 // beyond the C++ model, the async proxy, warp divergence costs, timing. Warp-synchronous ops require every lane of their mask
 // to arrive (as on sm_70+); a lane of the mask that has exited is reported as an error.
@@ -269,6 +269,12 @@ struct TensorMap {
 constexpr uint64_t TENSOR_MAP_MAGIC = 0x50414d54554d45ull;  // "EMUTMAP"
 void tma_load_4d(uint32_t dst, const void* map, uint32_t bar, int c0, int c1, int c2, int c3);
 void wgmma_wait(int n);
+// setmaxnreg.{inc,dec}.sync.aligned.u32 count (sm_90a): warpgroup-collective like wgmma, so all 128 threads of the
+// warpgroup must execute it with the same count and direction (a thread that exits or stops at another collective op
+// instead is an error or a deadlock); the count must be a multiple of 8 in [24, 256]; an inc may not lower the
+// warpgroup's count nor a dec raise it (before its first setmaxnreg the count is taken to be at most 65536 / threads
+// of the block). No other effect: the emulator has no register file.
+void setmaxnreg(int count, bool increase);
 // bar.arrive id, threads: counts toward the named barrier without waiting for it.
 void arrive_named(int id, int threads);
 // ex2.approx.ftz.f32: 2^x, results below 2^-126 flushed to +0.

@@ -300,7 +300,7 @@ public final class ParityChecks {
                             out.add(variant(cuda, family, v, "attention causal T=300 Dh=" + dh, rows -> causality(rows, 300, dh)));
                             out.add(variant(cuda, family, v, "attention error map Dh=" + dh, rows -> attentionErrorMap(rows, dh)));
                         }
-                        // More (query tile, head) items than SMs, so a persistent kernel (variants 5, 6) runs
+                        // More (query tile, head) items than SMs, so a persistent kernel (variants 1, 5, 6, 7) runs
                         // several per CTA; T = 300 gives items of 3, 2 and 1 key tiles.
                         for (int dh : new int[] {64, 128})
                             for (int[] bht : large ? new int[][] {{2, 64, 300}, {2, 64, 1000}} : new int[][] {{2, 64, 300}})

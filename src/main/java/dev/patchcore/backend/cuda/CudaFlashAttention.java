@@ -78,6 +78,14 @@ public final class CudaFlashAttention {
      * the driver cannot make tensor maps. Variant 1 runs it at D = 128 (H100 run 12: 378 TFLOP/s).
      */
     public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
+    /**
+     * Forward variant 7 (opt-in, written without a GPU): at D = 64 on Hopper with tensor maps, the three-warpgroup
+     * default plus a producer warpgroup that issues every TMA load while the three consumer warpgroups only compute
+     * (flash_attn_fwd_wgmma_pp3_producer_tma_d64: 512 threads, setmaxnreg 32 / 160, FlashAttention-3's split);
+     * everywhere else what variant 1 runs (D = 128: variant 6's kernel; no tensor maps, other head dims or GPUs:
+     * mma.sync). For issue 5's D = 64 forward target (300 TFLOP/s; the default: 295 stream, 313 kernel time).
+     */
+    public static final int FORWARD_WGMMA_PRODUCER = 7;
 
     private final KernelContext ctx;
     private final boolean forward2;
@@ -110,12 +118,13 @@ public final class CudaFlashAttention {
     /**
      * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
      * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG}, {@link #FORWARD_WGMMA_PERSISTENT} or
-     * {@link #FORWARD_WGMMA_PERSISTENT_TMA}.
+     * {@link #FORWARD_WGMMA_PERSISTENT_TMA} or {@link #FORWARD_WGMMA_PRODUCER}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PERSISTENT_TMA)
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PRODUCER)
             throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong) or 6 (the same with TMA loads), got " + variant);
+                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong), 6 (the same with TMA loads) or 7 (a producer"
+                    + " warpgroup at D = 64), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -185,29 +194,37 @@ public final class CudaFlashAttention {
     }
 
     /**
-     * Forward variants 5 and 6, and variant 1 on Hopper (flash_wgmma.cu, forward_wgmma_pingpong_persistent) at D = 64
-     * and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64 query rows per warpgroup; variant 6 (and 1
-     * where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
+     * Forward variants 5, 6 and 7, and variant 1 on Hopper (flash_wgmma.cu, forward_wgmma_pingpong_persistent and, for
+     * 7, forward_wgmma_producer) at D = 64 and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64
+     * query rows per warpgroup; variant 6 (and 1 where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
      * stages), or three at D = 64 under variant 1 (rows 192, rings of 4 and 3; TMA only: without tensor maps variant
      * 1 runs mma.sync at D = 64). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
      * V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V stage, full per (Q buffer, warpgroup).
+     * With a producer (variant 7: three consumer warpgroups at D = 64, TMA only) a fourth warpgroup issues the loads,
+     * and each Q buffer gets an empty barrier too.
      */
-    record ForwardWgmmaPersistent(int headDim, int warpgroups) {
+    record ForwardWgmmaPersistent(int headDim, int warpgroups, boolean producer) {
         ForwardWgmmaPersistent {
             if (warpgroups != 2 && !(warpgroups == 3 && headDim == 64))
                 throw new IllegalArgumentException("persistent forward: 2 warpgroups, or 3 at D = 64; got " + warpgroups + " at D = " + headDim);
+            if (producer && warpgroups != 3)
+                throw new IllegalArgumentException("the producer forward has 3 consumer warpgroups (D = 64), not " + warpgroups);
         }
+
+        ForwardWgmmaPersistent(int headDim, int warpgroups) { this(headDim, warpgroups, false); }
 
         ForwardWgmmaPersistent(int headDim) { this(headDim, 2); }
 
         String kernel(boolean tma) {
-            if (warpgroups == 3 && !tma) throw new IllegalStateException("the three-warpgroup forward loads through TMA only");
+            if (warpgroups == 3 && !tma) throw new IllegalStateException("the three-warpgroup forwards load through TMA only");
+            if (producer) return "flash_attn_fwd_wgmma_pp3_producer_tma_d" + headDim;
             return "flash_attn_fwd_wgmma_pp" + (warpgroups == 3 ? "3" : "") + "_persistent_" + (tma ? "tma_" : "") + "d" + headDim;
         }
 
+        /** Query rows per item: 64 per (consumer) warpgroup. */
         int rows() { return 64 * warpgroups; }
 
-        int threads() { return 128 * warpgroups; }
+        int threads() { return 128 * (warpgroups + (producer ? 1 : 0)); }
 
         int kStages() { return warpgroups == 2 ? ForwardWgmmaPingPong.K_STAGES : ForwardWgmmaPingPong.K_STAGES + 1; }
 
@@ -225,7 +242,8 @@ public final class CudaFlashAttention {
 
         int sharedBytes() {
             int tile = ForwardWgmmaPingPong.KEY_TILE * headDim * 2;
-            return 1024 + 2 * rows() * headDim * 2 + (kStages() + vStages()) * tile + 8 * (2 * kStages() + 2 * vStages() + 2 * warpgroups);
+            return 1024 + 2 * rows() * headDim * 2 + (kStages() + vStages()) * tile
+                    + 8 * (2 * kStages() + 2 * vStages() + 2 * warpgroups + (producer ? 2 : 0));
         }
     }
 
@@ -325,6 +343,11 @@ public final class CudaFlashAttention {
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant, warpgroups = 2;
+        boolean producer = false;
+        if (variant == FORWARD_WGMMA_PRODUCER) {  // the producer kernel where it exists, else what variant 1 runs
+            producer = s.headDim() == 64 && ctx.tensorMapsAvailable() && ctx.computeCapabilityMajor() == 9;
+            variant = FORWARD_FASTEST;
+        }
         if (variant == FORWARD_FASTEST) {  // variant 6, with three warpgroups at D = 64 (mma.sync where it does not apply)
             variant = FORWARD_WGMMA_PERSISTENT_TMA;
             // The three-warpgroup kernel exists with TMA loads only; without tensor maps, D = 64 keeps mma.sync (the
@@ -340,7 +363,7 @@ public final class CudaFlashAttention {
                     : FORWARD_WGMMA_PERSISTENT;
         if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
             // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H (and the maps).
-            ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim(), warpgroups);
+            ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim(), warpgroups, producer);
             long items = (long) s.batch() * heads * ceilDiv(seqLen, fp.rows());
             int grid = (int) Math.min(items, ctx.multiprocessorCount());
             boolean tma = variant == FORWARD_WGMMA_PERSISTENT_TMA;

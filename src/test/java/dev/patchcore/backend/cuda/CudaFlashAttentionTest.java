@@ -146,7 +146,7 @@ class CudaFlashAttentionTest {
             }
         }
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(0));
-        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(7));
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention(new RecordingContext(), true, 3).setForwardVariant(8));
     }
 
     /** Variant 5: the persistent ping-pong kernel at D = 64 and 128 on Hopper only, one CTA per SM, B·H as an extra argument. */
@@ -298,6 +298,67 @@ class CudaFlashAttentionTest {
         assertEquals(230_512, new CudaFlashAttention.ForwardWgmmaPersistent(128).sharedBytes());
     }
 
+    /**
+     * Variant 7: at D = 64 on Hopper with tensor maps the three-warpgroup kernel plus a producer warpgroup (512 threads,
+     * 192-row items, two more mbarriers); everywhere else exactly what variant 1 launches.
+     */
+    @Test
+    void producerForwardAtHeadDim64() throws IOException {
+        String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
+        assertTrue(src.contains("forward_wgmma_producer<64>(out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
+        assertTrue(src.contains("= 165 040 bytes"), "the kernel's comment mirrors ForwardWgmmaPersistent.sharedBytes");
+        assertTrue(src.contains("constexpr int PRODUCER_THREADS = 512;"));
+        assertTrue(src.contains("__launch_bounds__(PRODUCER_THREADS, 1)\nflash_attn_fwd_wgmma_pp3_producer_tma_d64("));
+        int b = 4, h = 16, t = 2048;
+        RecordingContext ctx = new RecordingContext();
+        ctx.computeCapabilityMajor = 9;
+        CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+        fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
+        Tensor q = ctx.tensor(DType.BF16, b * t, h * 64);
+        Backend.AttentionOut out = fa.forward(q, q, q, t, h);
+        Launch l = ctx.launches.getFirst();
+        assertEquals("flash_attn_fwd_wgmma_pp3_producer_tma_d64", l.name());
+        assertEquals(132, l.gridX(), "B·H·⌈2048/192⌉ = 704 items, one CTA per SM");
+        assertEquals(512, l.blockX(), "a producer and three consumer warpgroups");
+        // 1 KB slack + Q [2][192][64] + K [4][128][64] + V [3][128][64] (bf16) + 22 mbarriers
+        assertEquals(1024 + 2 * 192 * 64 * 2 + 7 * 128 * 64 * 2 + 22 * 8, l.shared());
+        assertEquals(165_040, l.shared());
+        assertEquals(11, l.args().length);
+        assertSame(out.out(), l.args()[3]);
+        assertSame(out.lse(), l.args()[4]);
+        assertEquals(b * h, l.args()[7]);
+        assertEquals(3, ctx.maps.size());
+        assertArrayEquals(new int[] {64, 1, 64, 1}, ctx.maps.get(0).box(), "Q boxes of one consumer's 64 rows");
+        assertArrayEquals(new int[] {64, 1, 128, 1}, ctx.maps.get(1).box(), "K tiles of 128 keys");
+        // Few items: never more CTAs than items (B 1, H 2, T 300: 2 · ⌈300/192⌉ = 4).
+        RecordingContext few = new RecordingContext();
+        few.computeCapabilityMajor = 9;
+        CudaFlashAttention ff = new CudaFlashAttention(few, true, 3);
+        ff.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
+        Tensor qf = few.tensor(DType.BF16, 300, 2 * 64);
+        ff.forward(qf, qf, qf, 300, 2);
+        assertEquals(4, few.launches.getFirst().gridX());
+        // Elsewhere variant 7 launches what variant 1 does: D = 128 and no tensor maps on Hopper, D = 96, another GPU.
+        for (int[] cdm : new int[][] {{9, 128, 1}, {9, 64, 0}, {9, 96, 1}, {8, 64, 1}, {10, 64, 1}}) {
+            String[] names = new String[2];
+            for (int v : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PRODUCER}) {
+                RecordingContext c = new RecordingContext();
+                c.computeCapabilityMajor = cdm[0];
+                c.mapsAvailable = cdm[2] == 1;
+                CudaFlashAttention f = new CudaFlashAttention(c, true, 3);
+                f.setForwardVariant(v);
+                Tensor qd = c.tensor(DType.BF16, 2 * 300, 3 * cdm[1]);
+                f.forward(qd, qd, qd, 300, 3);
+                names[v == CudaFlashAttention.FORWARD_FASTEST ? 0 : 1] = c.launches.getFirst().name();
+            }
+            assertEquals(names[0], names[1], "cc " + cdm[0] + " D = " + cdm[1] + (cdm[2] == 1 ? "" : " without maps"));
+            assertTrue(!names[1].contains("producer"), names[1]);
+        }
+        assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 2, true));
+        assertThrows(IllegalStateException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 3, true).kernel(false));
+        assertEquals(165_024, new CudaFlashAttention.ForwardWgmmaPersistent(64, 3).sharedBytes(), "without a producer: unchanged");
+    }
+
     /** Variant 4 (ping-pong): same grid, block and arguments as variant 3; variant 1 (the default) runs variant 6 at D = 128 on Hopper. */
     @Test
     void pingPongForwardAndTheDefaultPerHeadDim() throws IOException {
@@ -308,7 +369,7 @@ class CudaFlashAttentionTest {
         assertEquals(List.of("flash_attn_fwd_wgmma_pp_d64", "flash_attn_fwd_wgmma_pp_d128"), pingPong);
         assertTrue(src.contains("constexpr int PP_KS = 3;") && src.contains("constexpr int PP_VS = 2;") && src.contains("constexpr int PP_BC = 128;"),
                 "stage counts and key tile mirrored by ForwardWgmmaPingPong.sharedBytes");
-        assertEquals(List.of(1, 2, 3, 4, 5, 6), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
+        assertEquals(List.of(1, 2, 3, 4, 5, 6, 7), CudaBackend.KERNEL_VARIANTS.get("flashfwd"));
         assertEquals(CudaFlashAttention.FORWARD_FASTEST, new CudaFlashAttention(new RecordingContext(), true, 3).forwardVariant());
         for (int variant : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PINGPONG}) {
             for (int cc : new int[] {8, 9, 10}) {
