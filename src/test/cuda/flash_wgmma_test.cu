@@ -218,7 +218,7 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
     auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng);
     auto v = random_bf16(p.n(), 1.f, rng), dO = random_bf16(p.n(), 1.f, rng);
     const Reference ref = reference(p, to_double(q), to_double(k), to_double(v), to_double(dO));
-    bf16 *dq_ = device_copy(q), *dk_ = device_copy(k), *dv_ = device_copy(v), *ddO = device_copy(dO);
+    bf16 *qDev = device_copy(q), *kDev = device_copy(k), *vDev = device_copy(v), *dODev = device_copy(dO);
     bool ok = true;
     char shape[64];
     std::snprintf(shape, sizeof shape, "B=%d H=%d T=%d D=%d", p.B, p.H, p.T, p.D);
@@ -237,7 +237,7 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
         }
         o = device_poisoned<bf16>(p.n());
         lse = device_poisoned<float>(p.nStat());
-        forward_launch(f, p, sms, dq_, dk_, dv_, o, lse).run();
+        forward_launch(f, p, sms, qDev, kDev, vDev, o, lse).run();
         CHECK(cudaDeviceSynchronize());
         const Error eo = compare(host_copy(o, p.n()), ref.out), el = compare(host_copy(lse, p.nStat()), ref.lse);
         const bool pass = forward_passes(eo, el);
@@ -247,7 +247,7 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
     }
     float *rowDot = device_poisoned<float>(p.nStat()), *acc = device_poisoned<float>(p.n());
     bf16 *gq = device_poisoned<bf16>(p.n()), *gk = device_poisoned<bf16>(p.n()), *gv = device_poisoned<bf16>(p.n());
-    run_backward(p, sms, ddO, dq_, dk_, dv_, o, lse, rowDot, acc, gq, gk, gv);
+    run_backward(p, sms, dODev, qDev, kDev, vDev, o, lse, rowDot, acc, gq, gk, gv);
     CHECK(cudaDeviceSynchronize());
     const Error e1 = compare(host_copy(gq, p.n()), ref.dq), e2 = compare(host_copy(gk, p.n()), ref.dk),
                 e3 = compare(host_copy(gv, p.n()), ref.dv);
@@ -257,7 +257,7 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
     std::printf("%-36s %-22s dq %.2e dk %.2e dv %.2e (rel L2)  %s\n", name, shape, e1.rel, e2.rel, e3.rel,
                 bpass ? "ok" : "FAIL");
     ok &= bpass;
-    for (void* ptr : std::initializer_list<void*>{dq_, dk_, dv_, ddO, o, lse, rowDot, acc, gq, gk, gv}) CHECK(cudaFree(ptr));
+    for (void* ptr : std::initializer_list<void*>{qDev, kDev, vDev, dODev, o, lse, rowDot, acc, gq, gk, gv}) CHECK(cudaFree(ptr));
     return ok;
 }
 
@@ -337,9 +337,9 @@ static void timing(int sms, int reps, std::mt19937& rng) {
         if (r.f == Fwd::V7 && skip_v7()) continue;
         const Problem& p = r.p;
         auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng), v = random_bf16(p.n(), 1.f, rng);
-        bf16 *dq_ = device_copy(q), *dk_ = device_copy(k), *dv_ = device_copy(v), *o = device_poisoned<bf16>(p.n());
+        bf16 *qDev = device_copy(q), *kDev = device_copy(k), *vDev = device_copy(v), *o = device_poisoned<bf16>(p.n());
         float* lse = device_poisoned<float>(p.nStat());
-        const ForwardLaunch l = forward_launch(r.f, p, sms, dq_, dk_, dv_, o, lse);
+        const ForwardLaunch l = forward_launch(r.f, p, sms, qDev, kDev, vDev, o, lse);
         for (int i = 0; i < 3; ++i) l.run();  // warm-up
         CHECK(cudaDeviceSynchronize());
         const float stream = stream_ms(l.run, reps, 20);
@@ -349,7 +349,7 @@ static void timing(int sms, int reps, std::mt19937& rng) {
                     "gap %.1f us/call | host %.1f us/launch\n",
                     fwd_name(r.f, p.D), p.B, p.H, p.T, p.D, stream, gf / stream, kernel.kernelMs, gf / kernel.kernelMs,
                     1e3 * (stream - kernel.kernelMs), kernel.hostUsPerLaunch);
-        for (void* ptr : std::initializer_list<void*>{dq_, dk_, dv_, o, lse}) CHECK(cudaFree(ptr));
+        for (void* ptr : std::initializer_list<void*>{qDev, kDev, vDev, o, lse}) CHECK(cudaFree(ptr));
     }
 }
 #endif
