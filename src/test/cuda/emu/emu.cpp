@@ -191,6 +191,12 @@ struct Worker {
         fibers.assign(n, Fiber{});
         sequence.resize(n);
         for (int i = 0; i < n; ++i) sequence[i] = o == Order::REVERSE ? n - 1 - i : i;
+        if (const char* e = std::getenv("EMU_SEED")) {  // EMU_ORDER=random: another fixed schedule per seed
+            uint64_t z = std::strtoull(e, nullptr, 10) + 0x9e3779b97f4a7c15ull;  // splitmix64's finalizer
+            z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+            z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+            state = (z ^ (z >> 31)) | 1u;  // xorshift64 needs a nonzero state
+        }
         const size_t page = (size_t)sysconf(_SC_PAGESIZE);
         mapped = n * (STACK_BYTES + page);
         void* p = mmap(nullptr, mapped, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);

@@ -8,7 +8,8 @@
 // named barrier, or a warp-synchronous op: __syncwarp, shuffles, votes) and then yields; the barrier releases once
 // every thread that must arrive has arrived. So the block's threads interleave only at synchronization points, which
 // any race-free kernel must tolerate. The order in which they run between two such points is EMU_ORDER (forward:
-// thread 0 first, reverse, or random): a missing barrier often shows in one of them, but this is no race checker.
+// thread 0 first, reverse, or random; random's schedule is fixed, another one per EMU_SEED, an unsigned integer): a
+// missing barrier often shows in one of them, but this is no race checker.
 // Shared memory is per worker, that is per resident block, and starts every block poisoned (bytes 0xFF: NaN as a float
 // or bf16, -1 as an integer), as undefined as a GPU leaves it, so a kernel that reads it before writing it fails here
 // instead of reading the previous block's leftovers: dynamic shared memory is a buffer poisoned at each block's start

@@ -6,9 +6,9 @@
 #
 # PROGRAM: kernels_test or flash_wgmma_test (each with the kernel files its `kernel-files:` line names), or
 # flash_attention_test (which includes flash_attention.cu itself). EMU_ORDER (forward, reverse or random: which thread
-# of a block runs first between barriers), EMU_ASYNC (eager or late: when cp.async copies land), EMU_WORKERS (OS threads
-# per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the made-up device reports, default 4:
-# the launchers size their grids from it) change the schedule the kernels see; EMU_CC (default 8.0; 9.0 for
+# of a block runs first between barriers; EMU_SEED picks random's schedule), EMU_ASYNC (eager or late: when cp.async
+# copies land), EMU_WORKERS (OS threads per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the
+# made-up device reports, default 4: the launchers size their grids from it) change the schedule the kernels see; EMU_CC (default 8.0; 9.0 for
 # kernels_test and flash_wgmma_test, whose wgmma kernels exist for sm_90a only) is the compute capability it reports.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
