@@ -377,8 +377,13 @@ int main(int argc, char** argv) {
         // Small enough for the CPU: T = 1; whole tiles (64, 128); tails of the 64-row Q boxes, 128-row items and key
         // tiles and 192-row items (T = 17, 200, 130, 257, 385); several (batch, head) pairs; more items than the 4
         // emulated SMs, so the persistent kernels' CTAs run several items each (rings and turns across items).
+        // Then shapes for the rings and Q buffers of the 192-row kernels (default D = 64, variant 7): odd B·H, T just
+        // past a 64-, 128- or 192-row boundary (65, 129, 193, 257, 449), a consumer's 64 rows all past T in the last
+        // query tile (65, 129, 193, 257, 449), and 9 to 18 items, so that on 4 SMs (or EMU_SMS 1–3) a CTA takes 3 or
+        // more items of different lengths (449: 4, 3 and 2 key tiles) and reuses each Q buffer.
         const Problem cases[] = {{1, 1, 1, 64},    {1, 1, 1, 128},   {3, 1, 64, 64},   {1, 1, 128, 128}, {1, 1, 17, 128},
-                                 {2, 3, 200, 64},  {1, 2, 130, 128}, {2, 2, 257, 128}, {1, 1, 385, 64}};
+                                 {2, 3, 200, 64},  {1, 2, 130, 128}, {2, 2, 257, 128}, {1, 1, 385, 64},  {1, 3, 65, 64},
+                                 {3, 1, 129, 64},  {3, 3, 193, 64},  {1, 5, 257, 64},  {1, 3, 449, 64}};
 #else
         // The same, and problems where every CTA of the persistent kernels takes several items on a 132-SM H100
         // (B·H = 64), longer sequences and T = 2048.
