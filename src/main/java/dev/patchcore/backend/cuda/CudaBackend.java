@@ -637,6 +637,9 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     }
 
     @Override
+    public int registersPerThread(String name) { return runtime.registersPerThread(name); }
+
+    @Override
     public int computeCapabilityMajor() { return runtime.computeCapabilityMajor(); }
 
     @Override

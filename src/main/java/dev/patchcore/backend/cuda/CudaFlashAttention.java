@@ -91,6 +91,8 @@ public final class CudaFlashAttention {
     private final boolean forward2;
     private final int backwardGeneration;
     private int forwardVariant = FORWARD_FASTEST;
+    /** The producer kernel's registers per thread once checked ({@link #requireRegisterPool}); 0 before. */
+    private int producerRegisters;
     /**
      * Backward variant 1 (default): the Hopper wgmma kernels where they apply (flash_wgmma.cu; compute capability
      * 9.x, D = 64 and 128; H100 run 12: 218 and 275 TFLOP/s, 1.21× and 1.56× bwd3), the mma.sync kernels elsewhere.
@@ -191,6 +193,19 @@ public final class CudaFlashAttention {
         int sharedBytes() {
             return 1024 + ForwardWgmma.ROWS * headDim * 2 + (K_STAGES + V_STAGES) * KEY_TILE * headDim * 2 + MBARRIER_BYTES;
         }
+    }
+
+    /**
+     * The producer kernel's setmaxnreg split (32 · 128 + 160 · 384 = 65 536 registers) takes the register pool its CTA
+     * was launched with: ptxas must give it 65 536 / threads registers per thread (128 at 512 threads, what its launch
+     * bounds allow and what ptxas gave it so far), else the consumers' setmaxnreg.inc waits for registers that never
+     * come and the kernel hangs. Refused with a named error instead; checked once (0 from a context that cannot say).
+     */
+    private void requireRegisterPool(String kernel, int threads) {
+        if (producerRegisters == 0) producerRegisters = ctx.registersPerThread(kernel);
+        if (producerRegisters > 0 && producerRegisters * threads < 65536)
+            throw new IllegalStateException(kernel + " was compiled with " + producerRegisters + " registers per thread; its"
+                    + " setmaxnreg split needs " + 65536 / threads + " (it would hang): run another flashfwd variant");
     }
 
     /**
@@ -364,6 +379,7 @@ public final class CudaFlashAttention {
         if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
             // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H (and the maps).
             ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim(), warpgroups, producer);
+            if (producer) requireRegisterPool(fp.kernel(true), fp.threads());
             long items = (long) s.batch() * heads * ceilDiv(seqLen, fp.rows());
             int grid = (int) Math.min(items, ctx.multiprocessorCount());
             boolean tma = variant == FORWARD_WGMMA_PERSISTENT_TMA;

@@ -210,6 +210,15 @@ final class CudaRuntime implements DeviceMemory, AutoCloseable {
         return resident;
     }
 
+    /** Registers per thread of kernel {@code name}, as ptxas compiled it for this device. */
+    int registersPerThread(String name) {
+        makeCurrent();
+        int[] regs = new int[1];
+        check(JCudaDriver.cuFuncGetAttribute(regs, CUfunction_attribute.CU_FUNC_ATTRIBUTE_NUM_REGS, function(name)),
+                "cuFuncGetAttribute(" + name + ", registers)");
+        return regs[0];
+    }
+
     /** Launches a kernel on the stream. Args: Tensor (device address), Integer, Long, Float. */
     void launch(String name, int gx, int gy, int gz, int bx, int by, int bz, int sharedBytes, Object... args) {
         launch(name, false, gx, gy, gz, bx, by, bz, sharedBytes, args);

@@ -54,4 +54,11 @@ public interface KernelContext {
 
     /** The device's compute capability major version (9 for Hopper), for kernels that exist only there; 0 if unknown. */
     default int computeCapabilityMajor() { return 0; }
+
+    /**
+     * The registers per thread ptxas gave kernel {@code name} (the driver's {@code CU_FUNC_ATTRIBUTE_NUM_REGS}); 0 where
+     * unknown (an emulated or recording context). A kernel that moves registers between warpgroups with setmaxnreg
+     * needs the whole pool its split assumes.
+     */
+    default int registersPerThread(String name) { return 0; }
 }

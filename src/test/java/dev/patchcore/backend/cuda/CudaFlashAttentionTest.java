@@ -32,6 +32,11 @@ class CudaFlashAttentionTest {
 
         @Override public int computeCapabilityMajor() { return computeCapabilityMajor; }
 
+        /** What the driver says ptxas gave a kernel (0: the context cannot say, as the default). */
+        int registers;
+
+        @Override public int registersPerThread(String name) { return registers; }
+
         @Override public void launch(String name, int gx, int gy, int gz, int bx, int by, int bz, int shared, Object... args) {
             assertEquals(1, gz);
             assertEquals(1, by);
@@ -354,6 +359,26 @@ class CudaFlashAttentionTest {
             assertEquals(names[0], names[1], "cc " + cdm[0] + " D = " + cdm[1] + (cdm[2] == 1 ? "" : " without maps"));
             assertTrue(!names[1].contains("producer"), names[1]);
         }
+        // A build whose ptxas gave the kernel fewer registers than its setmaxnreg split takes would hang: refused.
+        for (int regs : new int[] {128, 168}) {
+            RecordingContext ok = new RecordingContext();
+            ok.computeCapabilityMajor = 9;
+            ok.registers = regs;
+            CudaFlashAttention fo = new CudaFlashAttention(ok, true, 3);
+            fo.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
+            Tensor qo = ok.tensor(DType.BF16, 300, 2 * 64);
+            fo.forward(qo, qo, qo, 300, 2);
+            assertEquals("flash_attn_fwd_wgmma_pp3_producer_tma_d64", ok.launches.getFirst().name());
+        }
+        RecordingContext short_ = new RecordingContext();
+        short_.computeCapabilityMajor = 9;
+        short_.registers = 120;
+        CudaFlashAttention fs = new CudaFlashAttention(short_, true, 3);
+        fs.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
+        Tensor qs = short_.tensor(DType.BF16, 300, 2 * 64);
+        IllegalStateException e = assertThrows(IllegalStateException.class, () -> fs.forward(qs, qs, qs, 300, 2));
+        assertTrue(e.getMessage().contains("120 registers per thread") && e.getMessage().contains("needs 128"), e.getMessage());
+        assertTrue(short_.launches.isEmpty(), "nothing launched");
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 2, true));
         assertThrows(IllegalStateException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 3, true).kernel(false));
         assertEquals(165_024, new CudaFlashAttention.ForwardWgmmaPersistent(64, 3).sharedBytes(), "without a producer: unchanged");
