@@ -938,9 +938,11 @@ __device__ __forceinline__ void forward_wgmma_pingpong_persistent(const bf16* __
 // the three-warpgroup kernel, and empty Q per buffer (384: every consumer thread once the item's last S completed).
 // Replaces that kernel's Q-reuse meeting (named barriers 4–6): a producer does not share the consumers' waits, so
 // their release is an mbarrier arrival, and the producer waits for all of them.
-// Producer order per item: its first K and V tile, then the next item's Q (the buffer freed by the item before),
-// then the other tiles' K and V. Every wait of the producer is on a release that needs no later load: a stage or
-// buffer it refills was read by a step (or an item) that every consumer reaches with the loads issued before it.
+// Producer order per item: its K and V tiles, then the next item's Q (into the buffer of the item before, which every
+// consumer must have finished: issued after the tiles, that wait seldom stalls them, where after the first tile it
+// held back the rest of the item's loads until the slowest consumer had finished the item before). Every wait of the
+// producer is on a release that needs no later load: a stage or buffer it refills was read by a step (or an item)
+// that every consumer reaches with the loads issued before it.
 // Registers per thread after setmaxnreg (FlashAttention-3's split for three consumer warpgroups): 32 · 128 + 160 · 384 =
 // 65 536, the whole register file. ptxas allocates each region within its count: the consumers' code needs about the
 // three-warpgroup kernel's 158 (at 152 it spills 32 bytes), the producer's loop more than 24 (48 bytes of spills).
@@ -1060,9 +1062,9 @@ __device__ __forceinline__ void forward_wgmma_producer(bf16* __restrict__ O, flo
                 const int j = cur.nTiles - 1 - i;  // tiles from the diagonal down, as the consumers visit them
                 load_ring(KS, sK0, fullK, emptyK, tmK, cur, j, seq);
                 load_ring(VS, sV0, fullV, emptyV, tmV, cur, j, seq);
-                if (i == 0 && nextIt < items) load_q(decode(nextIt), n + 1);
             }
             if (nextIt >= items) return;
+            load_q(decode(nextIt), n + 1);
             cur = decode(nextIt);
         }
     }
