@@ -17,13 +17,19 @@
 //            What it answers: whether the D = 64 forward's stream-vs-kernel gap of docs/attention.md ("What is
 //            left", 1: 295 vs 313 TFLOP/s in H100 run 15) is the Java host path or on the GPU.
 //   all      (default) check, then timing if every check passed.
+//   launches the launches check and timing would make, none made: for every problem of both check lists (the
+//            emulator's and the GPU's, check's forwards with variant 7 always, then the backward) and every timing row,
+//            one line per kernel launch — problem, CudaFlashAttention's variant number (bwd: the backward), kernel,
+//            grid, block, dynamic shared bytes, and the boxes of the TMA forwards' tensor maps. CudaFlashAttentionTest
+//            makes the same launches through CudaFlashAttention and asserts the lines equal (so a launcher change
+//            the harness misses fails the Maven suite). Works on the emulator build.
 //
 // On a GPU (sm_90a only: the other targets of flash_wgmma.cu trap), from the repository root, as tools/device/pack.sh
 // builds it for gpu-check.sh's cuda-tests step (timing.cu for the spin kernel):
 //
 //   nvcc -O3 -std=c++17 -Isrc/main/cuda -gencode arch=compute_90a,code=sm_90a src/test/cuda/flash_wgmma_test.cu
 //        src/main/cuda/flash_attention.cu src/main/cuda/flash_wgmma.cu src/main/cuda/timing.cu -o /tmp/wgmma_test
-//   /tmp/wgmma_test [check | timing [N] | all]
+//   /tmp/wgmma_test [check | timing [N] | all | launches]
 //
 // cuTensorMapEncodeTiled comes through cudaGetDriverEntryPointByVersion, so nothing links against libcuda (the machine
 // that builds the pack has no driver); the program needs only the driver where it runs.
@@ -80,6 +86,47 @@ __global__ void timing_spin_ns(unsigned long long);  // timing.cu
 
 static int ceil_div(long a, long b) { return static_cast<int>((a + b - 1) / b); }
 
+// ---------------------------------------------------------------- launches mode: every launch printed, none made
+
+static bool g_list_launches = false;
+static std::string g_list_label;  // the problem and variant of the launches being listed
+static std::string g_list_maps;   // the boxes of the tensor maps made for the next launch
+
+#define NAMED_KERNEL(k) {reinterpret_cast<const void*>(&k), #k}
+static const char* kernel_name(const void* kernel) {
+    static const std::pair<const void*, const char*> names[] = {
+        NAMED_KERNEL(flash_attn_fwd_wgmma_d64), NAMED_KERNEL(flash_attn_fwd_wgmma_d128),
+        NAMED_KERNEL(flash_attn_fwd_wgmma_pp_d64), NAMED_KERNEL(flash_attn_fwd_wgmma_pp_d128),
+        NAMED_KERNEL(flash_attn_fwd_wgmma_pp_persistent_d64), NAMED_KERNEL(flash_attn_fwd_wgmma_pp_persistent_d128),
+        NAMED_KERNEL(flash_attn_fwd_wgmma_pp_persistent_tma_d64), NAMED_KERNEL(flash_attn_fwd_wgmma_pp_persistent_tma_d128),
+        NAMED_KERNEL(flash_attn_fwd_wgmma_pp3_persistent_tma_d64), NAMED_KERNEL(flash_attn_fwd_wgmma_pp3_producer_tma_d64),
+        NAMED_KERNEL(flash_attn_bwd_prep_d64), NAMED_KERNEL(flash_attn_bwd_prep_d128),
+        NAMED_KERNEL(flash_attn_bwd_wgmma_d64), NAMED_KERNEL(flash_attn_bwd_wgmma_d128),
+        NAMED_KERNEL(flash_attn_dq_convert), NAMED_KERNEL(flash_attn_fwd2_d64_m2_n64_q1)};
+    for (const auto& n : names)
+        if (n.first == kernel) return n.second;
+    std::fprintf(stderr, "launches: a kernel without a name in kernel_name\n");
+    std::exit(3);
+}
+
+// One launch line: "B=1 H=3 T=449 D=64 fwd 1: KERNEL grid X Y Z block X smem BYTES[ maps BOX BOX BOX]".
+template <typename Kernel>
+static void list_launch(Kernel kernel, dim3 grid, dim3 block, int smem) {
+    std::printf("%s: %s grid %u %u %u block %u smem %d%s\n", g_list_label.c_str(),
+                kernel_name(reinterpret_cast<const void*>(kernel)), grid.x, grid.y, grid.z, block.x, smem,
+                g_list_maps.empty() ? "" : (" maps" + g_list_maps).c_str());
+    g_list_maps.clear();
+}
+
+// A launch with no dynamic-shared-memory attribute to raise (the backward's prep pass and dQ conversion); listed instead
+// in launches mode.
+template <typename Kernel, typename... Args>
+static void launch_static(Kernel kernel, dim3 grid, dim3 block, Args... args) {
+    if (g_list_launches) return list_launch(kernel, grid, block, 0);
+    KERNEL(kernel, grid, block)(args...);
+    CHECK(cudaGetLastError());
+}
+
 // ---------------------------------------------------------------- the launches of CudaFlashAttention.java
 
 // The forwards, named by the variant that runs them (CudaFlashAttention.FORWARD_*).
@@ -127,6 +174,12 @@ static CUtensorMap tensor_map(const bf16* t, const Problem& p, int rows) {
     const cuuint64_t strides[3] = {static_cast<cuuint64_t>(p.D) * 2, rowBytes, rowBytes * p.T};
     const cuuint32_t box[4] = {64, 1, static_cast<cuuint32_t>(rows), 1}, elementStrides[4] = {1, 1, 1, 1};
     CUtensorMap map;
+    if (g_list_launches) {  // its box listed with the launch; nothing encoded (no device memory behind t)
+        g_list_maps += " " + std::to_string(box[0]) + "x" + std::to_string(box[1]) + "x" + std::to_string(box[2]) + "x" +
+                       std::to_string(box[3]);
+        std::memset(&map, 0, sizeof map);
+        return map;
+    }
     const CUresult r = encode_tiled()(&map, CU_TENSOR_MAP_DATA_TYPE_BFLOAT16, 4, const_cast<bf16*>(t), dims, strides, box,
                                       elementStrides, CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                                       CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
@@ -146,6 +199,10 @@ struct ForwardLaunch {
 
 template <typename Kernel, typename... Args>
 static ForwardLaunch prepared(Kernel kernel, dim3 grid, dim3 block, int smem, Args... args) {
+    if (g_list_launches) {
+        list_launch(kernel, grid, block, smem);
+        return {[] {}};
+    }
     CHECK(cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, smem));
     return {[=] {
         KERNEL(kernel, grid, block, smem)(args...);
@@ -197,15 +254,15 @@ static void run_backward(const Problem& p, int sms, const bf16* dO, const bf16* 
     const long pairs = p.rows() * p.H;
     const int pairsPerWarp = 32 / (D / 8);  // CudaFlashAttention.prepPairsPerWarp
     auto prep = D == 64 ? flash_attn_bwd_prep_d64 : flash_attn_bwd_prep_d128;
-    KERNEL(prep, ceil_div(pairs, 8L * pairsPerWarp), 256)(dO, o, rowDot, dqAcc, static_cast<int>(p.rows()), p.T, p.H);
-    CHECK(cudaGetLastError());
+    launch_static(prep, dim3(ceil_div(pairs, 8L * pairsPerWarp)), dim3(256), dO, o, rowDot, dqAcc,
+                  static_cast<int>(p.rows()), p.T, p.H);
     const int smem = 1024 + 2 * 128 * D * 2 + 4 * 64 * D * 2 + 128 * 64 * 2 + 4 * 64 * 4 + 2 * 64 * 72 * 4;
-    launch_dynamic(D == 64 ? flash_attn_bwd_wgmma_d64 : flash_attn_bwd_wgmma_d128, dim3(p.B * p.H, ceil_div(p.T, 128)),
-                   dim3(256), smem, q, k, v, dO, lse, static_cast<const float*>(rowDot), dqAcc, dk, dv, p.T, p.H);
+    prepared(D == 64 ? flash_attn_bwd_wgmma_d64 : flash_attn_bwd_wgmma_d128, dim3(p.B * p.H, ceil_div(p.T, 128)),
+             dim3(256), smem, q, k, v, dO, lse, static_cast<const float*>(rowDot), dqAcc, dk, dv, p.T, p.H)
+        .run();
     const long n = p.n();
-    KERNEL(flash_attn_dq_convert, static_cast<int>(std::min<long>(ceil_div(n, 256), 16L * sms)), 256)(
-        dqAcc, dq, n, 1.f / std::sqrt(static_cast<float>(D)));
-    CHECK(cudaGetLastError());
+    launch_static(flash_attn_dq_convert, dim3(static_cast<int>(std::min<long>(ceil_div(n, 256), 16L * sms))), dim3(256),
+                  static_cast<const float*>(dqAcc), dq, n, 1.f / std::sqrt(static_cast<float>(D)));
 }
 
 // ---------------------------------------------------------------- check
@@ -234,6 +291,17 @@ static bool skip_v7() {
     return false;
 }
 
+// The forwards check runs on p, in order (the default forward last: the backward runs from its out and lse, as in
+// training); variant 7 where with_v7.
+static std::vector<Fwd> check_forwards(const Problem& p, bool with_v7) {
+    std::vector<Fwd> forwards = {Fwd::V3, Fwd::V4, Fwd::V5, Fwd::V6};
+    if (p.D == 64) {
+        if (with_v7) forwards.push_back(Fwd::V7);
+        forwards.push_back(Fwd::DEFAULT_D64);
+    }
+    return forwards;
+}
+
 static bool check(const Problem& p, int sms, std::mt19937& rng) {
     auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng);
     auto v = random_bf16(p.n(), 1.f, rng), dO = random_bf16(p.n(), 1.f, rng);
@@ -242,12 +310,7 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
     bool ok = true;
     char shape[64];
     std::snprintf(shape, sizeof shape, "B=%d H=%d T=%d D=%d", p.B, p.H, p.T, p.D);
-    // The default forward last: the backward runs from its out and lse, as in training.
-    std::vector<Fwd> forwards = {Fwd::V3, Fwd::V4, Fwd::V5, Fwd::V6};
-    if (p.D == 64) {
-        if (!skip_v7()) forwards.push_back(Fwd::V7);
-        forwards.push_back(Fwd::DEFAULT_D64);
-    }
+    const std::vector<Fwd> forwards = check_forwards(p, !skip_v7());
     bf16* o = nullptr;
     float* lse = nullptr;
     for (Fwd f : forwards) {
@@ -281,7 +344,45 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
     return ok;
 }
 
+// ---------------------------------------------------------------- the problems check runs
+
+// Small enough for the CPU: T = 1; whole tiles (64, 128); tails of the 64-row Q boxes, 128-row items and key
+// tiles and 192-row items (T = 17, 200, 130, 257, 385); several (batch, head) pairs; more items than the 4
+// emulated SMs, so the persistent kernels' CTAs run several items each (rings and turns across items).
+// Then shapes for the rings and Q buffers of the 192-row kernels (default D = 64, variant 7): odd B·H, T just
+// past a 64-, 128- or 192-row boundary (65, 129, 193, 257, 449), a consumer's 64 rows all past T in the last
+// query tile (65, 129, 193, 257, 449), and 9 to 18 items, so that on 4 SMs (or EMU_SMS 1–3) a CTA takes 3 or
+// more items of different lengths (449: 4, 3 and 2 key tiles) and reuses each Q buffer.
+static const std::vector<Problem>& emu_cases() {
+    static const std::vector<Problem> cases = {
+        {1, 1, 1, 64},   {1, 1, 1, 128}, {3, 1, 64, 64},  {1, 1, 128, 128}, {1, 1, 17, 128}, {2, 3, 200, 64}, {1, 2, 130, 128},
+        {2, 2, 257, 128}, {1, 1, 385, 64}, {1, 3, 65, 64}, {3, 1, 129, 64},  {3, 3, 193, 64}, {1, 5, 257, 64}, {1, 3, 449, 64}};
+    return cases;
+}
+
+// The same, and problems where every CTA of the persistent kernels takes several items on a 132-SM H100
+// (B·H = 64), longer sequences and T = 2048.
+static const std::vector<Problem>& gpu_cases() {
+    static const std::vector<Problem> cases = {
+        {1, 1, 1, 64},    {1, 1, 1, 128},  {3, 1, 64, 64},    {1, 1, 128, 128}, {1, 1, 17, 128},
+        {2, 3, 200, 64},  {1, 2, 130, 128}, {2, 2, 257, 128}, {1, 1, 385, 64},  {2, 32, 400, 64},
+        {2, 32, 300, 128}, {1, 2, 1000, 64}, {1, 2, 777, 128}, {1, 2, 2048, 64}, {1, 1, 2048, 128}};
+    return cases;
+}
+
 // ---------------------------------------------------------------- timing (GPU only)
+
+// The forwards timing measures, in order.
+struct TimingRow {
+    Fwd f;
+    Problem p;
+};
+static const std::vector<TimingRow>& timing_rows() {
+    static const Problem d64{4, 16, 2048, 64}, d128{4, 8, 2048, 128};
+    static const std::vector<TimingRow> rows = {{Fwd::DEFAULT_D64, d64}, {Fwd::V7, d64}, {Fwd::V6, d64}, {Fwd::V5, d64},
+                                                {Fwd::MMA_SYNC, d64},    {Fwd::V6, d128}, {Fwd::V5, d128}};
+    return rows;
+}
 
 #ifndef PATCHCORE_EMU
 // Per-call milliseconds of `reps` back-to-back launches between two events, the median of `samples`.
@@ -344,16 +445,9 @@ static Queued queued_ms(const std::function<void()>& launch, int reps, int sampl
 }
 
 static void timing(int sms, int reps, std::mt19937& rng) {
-    struct Row {
-        Fwd f;
-        Problem p;
-    };
-    const Problem d64{4, 16, 2048, 64}, d128{4, 8, 2048, 128};
-    const Row rows[] = {{Fwd::DEFAULT_D64, d64}, {Fwd::V7, d64}, {Fwd::V6, d64}, {Fwd::V5, d64},
-                        {Fwd::MMA_SYNC, d64},    {Fwd::V6, d128}, {Fwd::V5, d128}};
     std::printf("timing: %d calls per sample, median of 20 samples; stream = back to back between two events, kernel = "
                 "queued behind a spin (no host gaps); TFLOP/s of 2·B·H·T²·D\n", reps);
-    for (const Row& r : rows) {
+    for (const TimingRow& r : timing_rows()) {
         if (r.f == Fwd::V7 && skip_v7()) continue;
         const Problem& p = r.p;
         auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng), v = random_bf16(p.n(), 1.f, rng);
@@ -374,10 +468,34 @@ static void timing(int sms, int reps, std::mt19937& rng) {
 }
 #endif
 
+// ---------------------------------------------------------------- launches
+
+// Every launch of check (both builds' problems, variant 7 included) and timing, listed (see the header); nothing runs.
+static void list_launches(int sms) {
+    auto forward = [&](Fwd f, const Problem& p) {
+        static const int variant[] = {3, 4, 5, 6, 7, 1, 2};  // Fwd's CudaFlashAttention.FORWARD_* numbers
+        char label[64];
+        std::snprintf(label, sizeof label, "B=%d H=%d T=%d D=%d fwd %d", p.B, p.H, p.T, p.D, variant[static_cast<int>(f)]);
+        g_list_label = label;
+        forward_launch(f, p, sms, nullptr, nullptr, nullptr, nullptr, nullptr).run();
+    };
+    for (const auto* cases : {&emu_cases(), &gpu_cases()}) {
+        for (const Problem& p : *cases) {
+            for (Fwd f : check_forwards(p, true)) forward(f, p);
+            char label[64];
+            std::snprintf(label, sizeof label, "B=%d H=%d T=%d D=%d bwd", p.B, p.H, p.T, p.D);
+            g_list_label = label;
+            run_backward(p, sms, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr,
+                         nullptr);
+        }
+    }
+    for (const TimingRow& r : timing_rows()) forward(r.f, r.p);
+}
+
 int main(int argc, char** argv) {
     const std::string mode = argc > 1 ? argv[1] : "all";
-    if (mode != "all" && mode != "check" && mode != "timing") {
-        std::fprintf(stderr, "usage: %s [check | timing [CALLS_PER_SAMPLE] | all]\n", argv[0]);
+    if (mode != "all" && mode != "check" && mode != "timing" && mode != "launches") {
+        std::fprintf(stderr, "usage: %s [check | timing [CALLS_PER_SAMPLE] | all | launches]\n", argv[0]);
         return 2;
     }
     int dev = 0, sms = 0;
@@ -390,27 +508,18 @@ int main(int argc, char** argv) {
         std::printf("check: not run (the wgmma kernels need compute capability 9.x)\n");
         return 2;
     }
+    if (mode == "launches") {
+        g_list_launches = true;
+        list_launches(sms);
+        return 0;
+    }
     std::mt19937 rng(1234);
     bool ok = true;
     if (mode == "all" || mode == "check") {
 #ifdef PATCHCORE_EMU
-        // Small enough for the CPU: T = 1; whole tiles (64, 128); tails of the 64-row Q boxes, 128-row items and key
-        // tiles and 192-row items (T = 17, 200, 130, 257, 385); several (batch, head) pairs; more items than the 4
-        // emulated SMs, so the persistent kernels' CTAs run several items each (rings and turns across items).
-        // Then shapes for the rings and Q buffers of the 192-row kernels (default D = 64, variant 7): odd B·H, T just
-        // past a 64-, 128- or 192-row boundary (65, 129, 193, 257, 449), a consumer's 64 rows all past T in the last
-        // query tile (65, 129, 193, 257, 449), and 9 to 18 items, so that on 4 SMs (or EMU_SMS 1–3) a CTA takes 3 or
-        // more items of different lengths (449: 4, 3 and 2 key tiles) and reuses each Q buffer.
-        const Problem cases[] = {{1, 1, 1, 64},    {1, 1, 1, 128},   {3, 1, 64, 64},   {1, 1, 128, 128}, {1, 1, 17, 128},
-                                 {2, 3, 200, 64},  {1, 2, 130, 128}, {2, 2, 257, 128}, {1, 1, 385, 64},  {1, 3, 65, 64},
-                                 {3, 1, 129, 64},  {3, 3, 193, 64},  {1, 5, 257, 64},  {1, 3, 449, 64}};
+        const std::vector<Problem>& cases = emu_cases();
 #else
-        // The same, and problems where every CTA of the persistent kernels takes several items on a 132-SM H100
-        // (B·H = 64), longer sequences and T = 2048.
-        const Problem cases[] = {{1, 1, 1, 64},    {1, 1, 1, 128},    {3, 1, 64, 64},    {1, 1, 128, 128},
-                                 {1, 1, 17, 128},  {2, 3, 200, 64},   {1, 2, 130, 128},  {2, 2, 257, 128},
-                                 {1, 1, 385, 64},  {2, 32, 400, 64},  {2, 32, 300, 128}, {1, 2, 1000, 64},
-                                 {1, 2, 777, 128}, {1, 2, 2048, 64},  {1, 1, 2048, 128}};
+        const std::vector<Problem>& cases = gpu_cases();
 #endif
         for (const Problem& p : cases) ok &= check(p, sms, rng);
         ok &= !g_v7_registers_short;

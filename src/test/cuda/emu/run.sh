@@ -2,7 +2,7 @@
 # Builds a standalone kernel test program of src/test/cuda with g++ against the CPU emulator in this directory and runs
 # its correctness part (no timings: the emulator's are meaningless). No GPU or CUDA toolkit needed.
 #
-#   bash src/test/cuda/emu/run.sh [BUILD_DIR [PROGRAM]]   # default target/cuda-emu, kernels_test; exit status the program's
+#   bash src/test/cuda/emu/run.sh [BUILD_DIR [PROGRAM [ARG...]]]   # default target/cuda-emu, kernels_test; exit status the program's
 #
 # PROGRAM: kernels_test or flash_wgmma_test (each with the kernel files its `kernel-files:` line names), or
 # flash_attention_test (which includes flash_attention.cu itself). EMU_ORDER (forward, reverse or random: which thread
@@ -10,10 +10,13 @@
 # copies land), EMU_WORKERS (OS threads per launch, default the cores, at least 2) and EMU_SMS (the multiprocessors the
 # made-up device reports, default 4: the launchers size their grids from it) change the schedule the kernels see; EMU_CC (default 8.0; 9.0 for
 # kernels_test and flash_wgmma_test, whose wgmma kernels exist for sm_90a only) is the compute capability it reports.
+# ARGs, where given, replace the program's default arguments (--no-bench for kernels_test, check for the others), e.g.
+# `run.sh target/cuda-emu flash_wgmma_test launches`.
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/compile.sh"
 OUT="${1:-$EMU_ROOT/target/cuda-emu}"
 PROGRAM="${2:-kernels_test}"
+EXTRA_ARGS=("${@:3}")
 
 SOURCES=()
 case "$PROGRAM" in
@@ -27,6 +30,7 @@ case "$PROGRAM" in
     ARGS=(check) ;;
   *) echo "run.sh: PROGRAM is kernels_test, flash_attention_test or flash_wgmma_test, not $PROGRAM" >&2; exit 2 ;;
 esac
+(( ${#EXTRA_ARGS[@]} == 0 )) || ARGS=("${EXTRA_ARGS[@]}")
 EMU_CXXFLAGS=()
 compile_all "$OUT" "${SOURCES[@]}" "$EMU_ROOT/src/test/cuda/$PROGRAM.cu" "$EMU_DIR/emu.cpp"
 "${CXX:-g++}" -pthread "${OBJECTS[@]}" -o "$OUT/$PROGRAM"

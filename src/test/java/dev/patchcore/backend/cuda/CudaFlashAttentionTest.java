@@ -6,14 +6,17 @@ import dev.patchcore.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
+import java.util.concurrent.TimeUnit;
 import java.util.regex.Matcher;
 import java.util.regex.Pattern;
 
 import static org.junit.jupiter.api.Assertions.*;
+import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
 /**
  * Launch plumbing of {@link CudaFlashAttention} without a GPU: a recording {@link KernelContext} checks that
@@ -80,7 +83,10 @@ class CudaFlashAttentionTest {
 
         @Override public void copyInts(Tensor dst, int[] src) { fail("attention copied host ints"); }
 
-        @Override public int multiprocessorCount() { return 132; }
+        /** An H100's 132 unless a test says otherwise. */
+        int multiprocessors = 132;
+
+        @Override public int multiprocessorCount() { return multiprocessors; }
 
         @Override public int residentBlocksPerMultiprocessor(String name, int blockThreads, int sharedBytes) {
             return fail("attention grids are sized without the occupancy calculator: " + name);
@@ -715,6 +721,80 @@ class CudaFlashAttentionTest {
         Tensor misaligned = new Tensor(new CudaStorage(1 << 30, 4096), DType.BF16, 1L, 10, 128); // offset 2 bytes
         assertMisalignedRejected(misaligned, q64, fa);
         assertTrue(ctx.launches.isEmpty(), "nothing may be launched for rejected inputs");
+    }
+
+    /**
+     * src/test/cuda/flash_wgmma_test.cu launches the Hopper kernels with grids, blocks and shared memory copied from this
+     * class (its timing mode is what a GPU session measures): its {@code launches} mode lists every launch its check and
+     * timing modes make (built against the CPU emulator, nothing run), and this class must make the same, line by
+     * line, for the same problems and variants on the device the emulator reports (compute capability 9, its SMs,
+     * tensor maps available). A launcher change the harness does not copy fails here.
+     */
+    @Test
+    void wgmmaHarnessLaunchesWhatTheLauncherLaunches() throws IOException, InterruptedException {
+        assumeTrue(EmulatedKernelContext.onPath("g++"), "no g++ on PATH: flash_wgmma_test's emulator build needs a C++ compiler");
+        Path root = Path.of("").toAbsolutePath(), build = EmulatedKernelContext.buildDirectory(root);
+        Path log = build.resolve("flash_wgmma_test-launches.log");
+        Files.createDirectories(log.getParent());
+        Process p = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString(), "flash_wgmma_test", "launches")
+                .directory(root.toFile()).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        boolean finished = p.waitFor(10, TimeUnit.MINUTES);
+        if (!finished) p.destroyForcibly();
+        assertTrue(finished, "flash_wgmma_test launches did not finish in 10 minutes; log: " + log);
+        String out = Files.readString(log, StandardCharsets.UTF_8);
+        assertEquals(0, p.exitValue(), "flash_wgmma_test launches failed (log: " + log + "):\n" + out);
+        Matcher device = Pattern.compile("(?m)^device: .*, (\\d+) SMs, compute capability 9\\.0$").matcher(out);
+        assertTrue(device.find(), "no device line in " + log);
+        int sms = Integer.parseInt(device.group(1));
+        List<String> harness = out.lines().filter(l -> l.startsWith("B=")).toList();
+
+        // Each run of lines with one prefix ("B=.. H=.. T=.. D=.. fwd V" or "... bwd") is one call of the launcher.
+        Pattern prefix = Pattern.compile("^(B=(\\d+) H=(\\d+) T=(\\d+) D=(\\d+) (?:fwd (\\d)|bwd)): ");
+        List<String> java = new ArrayList<>();
+        String previous = null;
+        for (String line : harness) {
+            Matcher m = prefix.matcher(line);
+            assertTrue(m.find(), "not a launch line: " + line);
+            if (m.group(1).equals(previous)) continue;
+            previous = m.group(1);
+            int b = Integer.parseInt(m.group(2)), h = Integer.parseInt(m.group(3)), t = Integer.parseInt(m.group(4));
+            int d = Integer.parseInt(m.group(5));
+            RecordingContext ctx = new RecordingContext();
+            ctx.computeCapabilityMajor = 9;
+            ctx.multiprocessors = sms;
+            CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
+            Tensor q = ctx.tensor(DType.BF16, b * t, h * d), k = ctx.tensor(DType.BF16, b * t, h * d);
+            Tensor v = ctx.tensor(DType.BF16, b * t, h * d);
+            if (m.group(6) != null) {
+                fa.setForwardVariant(Integer.parseInt(m.group(6)));
+                fa.forward(q, k, v, t, h);
+            } else {  // the default backward, as the harness runs it from the default forward's out and lse
+                Tensor o = ctx.tensor(DType.BF16, b * t, h * d), dO = ctx.tensor(DType.BF16, b * t, h * d);
+                fa.backward(dO, q, k, v, o, ctx.tensor(DType.F32, b, h, t), t, h);
+            }
+            for (Launch l : ctx.launches) {
+                StringBuilder launch = new StringBuilder(previous + ": " + l.name() + " grid " + l.gridX() + " " + l.gridY()
+                        + " 1 block " + l.blockX() + " smem " + l.shared());
+                String maps = "";
+                for (Object a : l.args())
+                    if (a instanceof TensorMaps.TensorMap tm) {
+                        int[] box = ctx.maps.get(tm.bytes()[0] - 1).box();
+                        maps += " " + box[0] + "x" + box[1] + "x" + box[2] + "x" + box[3];
+                    }
+                if (!maps.isEmpty()) launch.append(" maps").append(maps);
+                java.add(launch.toString());
+            }
+        }
+        for (int i = 0; i < Math.min(harness.size(), java.size()); i++)
+            assertEquals(java.get(i), harness.get(i), "launch " + (i + 1) + " of flash_wgmma_test differs from CudaFlashAttention's"
+                    + " (expected: the Java launcher; log: " + log + ")");
+        assertEquals(java.size(), harness.size(), "launch counts differ");
+        // What the harness lists: both check lists (9 + 7 problems at D = 64: 6 forwards and 3 backward launches each;
+        // 5 + 8 at D = 128: 4 and 3) and the 7 timing rows; every forward variant and the backward among them.
+        assertEquals(16 * 9 + 13 * 7 + 7, harness.size(), "flash_wgmma_test's launches changed: " + log);
+        for (String what : List.of("fwd 1: ", "fwd 2: ", "fwd 3: ", "fwd 4: ", "fwd 5: ", "fwd 6: ", "fwd 7: ", "bwd: "))
+            assertTrue(harness.stream().anyMatch(l -> l.contains(what)), "no launch of " + what + "in " + log);
+        assertTrue(harness.stream().anyMatch(l -> l.contains("D=128 bwd: flash_attn_bwd_wgmma_d128")), log.toString());
     }
 
     private static void assertMisalignedRejected(Tensor misaligned, Tensor q, CudaFlashAttention fa) {
