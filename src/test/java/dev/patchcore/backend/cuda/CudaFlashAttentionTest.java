@@ -728,16 +728,24 @@ class CudaFlashAttentionTest {
      * class (its timing mode is what a GPU session measures): its {@code launches} mode lists every launch its check and
      * timing modes make (built against the CPU emulator, nothing run), and this class must make the same, line by
      * line, for the same problems and variants on the device the emulator reports (compute capability 9, its SMs,
-     * tensor maps available). A launcher change the harness does not copy fails here.
+     * tensor maps available). A launcher change the harness does not copy fails here. Twice: at the emulator's 4 SMs
+     * (persistent CTAs take several items) and at an H100's 132, the grids the GPU timing launches.
      */
     @Test
     void wgmmaHarnessLaunchesWhatTheLauncherLaunches() throws IOException, InterruptedException {
         assumeTrue(EmulatedKernelContext.onPath("g++"), "no g++ on PATH: flash_wgmma_test's emulator build needs a C++ compiler");
+        compareHarnessLaunches("4");
+        compareHarnessLaunches("132");
+    }
+
+    private void compareHarnessLaunches(String emulatedSms) throws IOException, InterruptedException {
         Path root = Path.of("").toAbsolutePath(), build = EmulatedKernelContext.buildDirectory(root);
-        Path log = build.resolve("flash_wgmma_test-launches.log");
+        Path log = build.resolve("flash_wgmma_test-launches-" + emulatedSms + "sms.log");
         Files.createDirectories(log.getParent());
-        Process p = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString(), "flash_wgmma_test", "launches")
-                .directory(root.toFile()).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        ProcessBuilder pb = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString(), "flash_wgmma_test", "launches")
+                .directory(root.toFile()).redirectErrorStream(true).redirectOutput(log.toFile());
+        pb.environment().put("EMU_SMS", emulatedSms);  // launches runs no kernel: any SM count costs nothing
+        Process p = pb.start();
         boolean finished = p.waitFor(10, TimeUnit.MINUTES);
         if (!finished) p.destroyForcibly();
         assertTrue(finished, "flash_wgmma_test launches did not finish in 10 minutes; log: " + log);
@@ -746,6 +754,7 @@ class CudaFlashAttentionTest {
         Matcher device = Pattern.compile("(?m)^device: .*, (\\d+) SMs, compute capability 9\\.0$").matcher(out);
         assertTrue(device.find(), "no device line in " + log);
         int sms = Integer.parseInt(device.group(1));
+        assertEquals(emulatedSms, device.group(1), "the SM count the emulated device reports");
         List<String> harness = out.lines().filter(l -> l.startsWith("B=")).toList();
 
         // Each run of lines with one prefix ("B=.. H=.. T=.. D=.. fwd V" or "... bwd") is one call of the launcher.
