@@ -178,54 +178,19 @@ attn_decode_partial(bf16* __restrict__ out, float* __restrict__ partAcc, float2*
 
 // grid (chunks, H / G, n), block 32 · DEC_WARPS: G query heads of one key/value head per block (G divides H / KH),
 // reading each cached key and value row once for the G. The same arguments and outputs as attn_decode_partial.
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g2(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<2>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g3(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<3>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g4(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<4>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g5(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<5>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g6(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<6>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g7(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<7>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
-
-extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS)
-attn_decode_partial_g8(bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl,
-                       const bf16* __restrict__ q, const bf16* __restrict__ k, const bf16* __restrict__ v, int start,
-                       int H, int KH, int D, int vec) {
-    decode_partial<8>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);
-}
+#define DECODE_PARTIAL_GROUPED(G)                                                                                         \
+    extern "C" __global__ void __launch_bounds__(32 * DEC_WARPS) attn_decode_partial_g##G(                              \
+        bf16* __restrict__ out, float* __restrict__ partAcc, float2* __restrict__ partMl, const bf16* __restrict__ q,   \
+        const bf16* __restrict__ k, const bf16* __restrict__ v, int start, int H, int KH, int D, int vec) {             \
+        decode_partial<G>(out, partAcc, partMl, q, k, v, start, H, KH, D, vec);                                         \
+    }
+DECODE_PARTIAL_GROUPED(2)
+DECODE_PARTIAL_GROUPED(3)
+DECODE_PARTIAL_GROUPED(4)
+DECODE_PARTIAL_GROUPED(5)
+DECODE_PARTIAL_GROUPED(6)
+DECODE_PARTIAL_GROUPED(7)
+DECODE_PARTIAL_GROUPED(8)
 
 // grid (H, n), block any multiple of 32: out[i, h·D + col] = Σ_c partAcc_c[col]·exp(m_c − M) / Σ_c l_c·exp(m_c − M)
 // over the chunks c with l_c > 0 (chunk 0 always: it holds key 0).

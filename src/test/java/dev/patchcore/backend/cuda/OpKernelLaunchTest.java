@@ -45,6 +45,8 @@ class OpKernelLaunchTest {
     private static final Pattern KERNEL = Pattern.compile(
             "extern\\s+\"C\"\\s+__global__\\s+void\\s+(?:__launch_bounds__\\(([^)]*)\\)\\s*)?(\\w+)\\s*\\(([^)]*)\\)");
     private static final Pattern CONSTANT = Pattern.compile("constexpr\\s+int\\s+(\\w+)\\s*=\\s*(\\d+)\\s*;");
+    /** A one-parameter macro (continued with backslashes) whose body declares kernels, e.g. DECODE_PARTIAL_GROUPED(G). */
+    private static final Pattern KERNEL_MACRO = Pattern.compile("(?m)^#define\\s+(\\w+)\\((\\w+)\\)((?:.*\\\\\\n)+.*)");
     private static final Map<String, Signature> SIGNATURES = parseSignatures(FILES);
     private static final Map<String, Signature> ALL_SIGNATURES = parseAll();
 
@@ -1027,7 +1029,7 @@ class OpKernelLaunchTest {
             Map<String, Integer> constants = new HashMap<>();
             Matcher c = CONSTANT.matcher(src);
             while (c.find()) constants.put(c.group(1), Integer.parseInt(c.group(2)));
-            Matcher m = KERNEL.matcher(src);
+            Matcher m = KERNEL.matcher(expandKernelMacros(src));
             while (m.find()) {
                 int maxThreads = m.group(1) == null ? 1024 : evalProduct(m.group(1).split(",")[0], constants);
                 List<String> params = new ArrayList<>();
@@ -1037,6 +1039,26 @@ class OpKernelLaunchTest {
         }
         if (sigs.isEmpty()) throw new IllegalStateException("no kernels parsed");
         return sigs;
+    }
+
+    /**
+     * {@code src} with its kernels declared through a one-parameter macro written out as the preprocessor does: each
+     * use at the start of a line ({@code DECODE_PARTIAL_GROUPED(3)}) becomes the body with the parameter substituted
+     * ({@code ##} pasted), and the definition goes (its unexpanded declaration is no kernel).
+     */
+    static String expandKernelMacros(String src) {
+        Matcher d = KERNEL_MACRO.matcher(src);
+        while (d.find()) {
+            String body = d.group(3).replace("\\\n", "\n");
+            if (!body.contains("extern \"C\"")) continue;
+            String param = d.group(2);
+            src = src.replace(d.group(), "");
+            Matcher use = Pattern.compile("(?m)^" + d.group(1) + "\\((\\w+)\\)").matcher(src);
+            src = use.replaceAll(u -> Matcher.quoteReplacement(body.replaceAll("\\s*##\\s*" + param + "\\b", u.group(1))
+                    .replaceAll("\\b" + param + "\\b", u.group(1))));
+            d = KERNEL_MACRO.matcher(src);
+        }
+        return src;
     }
 
     private static int evalProduct(String expr, Map<String, Integer> constants) {
