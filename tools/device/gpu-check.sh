@@ -5,8 +5,7 @@
 # BUDGET_S: the seconds the steps may take in all; each step's limit is cut to what is left and a step with under
 # 10 s left is skipped, so the script prints its summary and the logs are packed before the call's own limit
 # (a timeout around the script would kill it, not the step running, and print no summary).
-# Unpacks the runtime and jar, then the steps named in STEPS (default below), from: canary (the kernel variants not
-# yet run on a GPU, alone first; on a failure or hang they are left out of the later steps), selftest, cuda-tests (the
+# Unpacks the runtime and jar, then the steps named in STEPS (default below), from: selftest, cuda-tests (the
 # standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
 # compared), train-dp (train --devices 0,0 against one replica on the same GPU), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
@@ -69,29 +68,11 @@ for p in ncu nsys compute-sanitizer; do printf 'tool %s: %s\n' "$p" "$(command -
 # Most important first: a later step may not get to run if the device time runs out.
 # bench kernels right after selftest: its rows (the RMSNorm backward variants, flash attention's TFLOP/s) are what the
 # open issues wait for.
-STEPS=${STEPS:-"canary selftest kernels cuda-tests train-cuda train-dp speed"}
+# (A kernel variant written without a GPU is best checked alone first, `selftest --only "[family vN]"`, and left out
+# of the later steps with JAVA_OPTS="-Dpatchcore.variants.skip=family:N" if it fails or hangs: the canary step of
+# runs 15-16 did so for rmsnormbwd 3-5 and flashfwd 7, which have all run since.)
+STEPS=${STEPS:-"selftest kernels cuda-tests train-cuda train-dp speed"}
 for s in $STEPS; do case $s in
-  # The RMSNorm backward variants 3-5 and flash forward variant 7 (the producer-warpgroup kernel at Dh 64) were
-  # written without a GPU: each family checked alone first (one minute at most), so that one which fails or hangs is
-  # left out of everything after (selftest, kernels_test / flash_wgmma_test, bench kernels) instead of costing each of
-  # those steps its whole time limit. (One -Dpatchcore.variants.skip for both: a second -D would replace the first.)
-  canary)     SKIP=()
-              step canary "${T_CANARY:-60}" "${JAVA[@]}" selftest --only "[rmsnormbwd v"
-              if ! grep -q '^selftest: .*, 0 failed' "$OUT/canary.log"; then
-                echo "canary: the new RMSNorm backward variants failed or hung: left out from here on" | tee -a "$OUT/steps.log"
-                SKIP+=(rmsnormbwd:3 rmsnormbwd:4 rmsnormbwd:5)
-                export KERNELS_TEST_SKIP_TEAMS=1
-              fi
-              step canary-fwd7 "${T_CANARY:-60}" "${JAVA[@]}" selftest --quick --only "[flashfwd v7]"
-              if ! grep -q '^selftest: .*, 0 failed' "$OUT/canary-fwd7.log"; then
-                echo "canary: flash forward variant 7 failed or hung: left out from here on" | tee -a "$OUT/steps.log"
-                SKIP+=(flashfwd:7)
-                export WGMMA_TEST_SKIP_V7=1
-              fi
-              if (( ${#SKIP[@]} > 0 )); then
-                export JAVA_OPTS="${JAVA_OPTS:-} -Dpatchcore.variants.skip=$(IFS=,; echo "${SKIP[*]}")"
-                JAVA=("$WORK/runtime/bin/java" ${JAVA_OPTS} --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar")
-              fi ;;
   selftest)   step selftest "$T_SELFTEST" "${JAVA[@]}" selftest ;;
   # Then its last checkpoint evaluated on both backends: the load through CudaBackend of a checkpoint that stores the
   # vocabulary's rows only (written 2026-11-27, not yet run on a GPU); the two losses should agree to bf16 rounding.
@@ -237,7 +218,7 @@ echo
 echo "==================== summary ($(( $(date +%s) - START ))s) ===================="
 printf '%s\n' "${SUMMARY[@]}"
 [[ -f "$OUT/profile.log" ]] && { echo "--- profile (ncu)"; grep -E '^  [A-Z].*[0-9]|^    [A-Z]' "$OUT/profile.log" | head -60; }
-for t in canary canary-fwd7 selftest sanitize; do
+for t in selftest sanitize; do
   [[ -f "$OUT/$t.log" ]] && { echo "--- $t"; grep -E '^device:|^selftest:|FAIL|unavailable|ERROR SUMMARY' "$OUT/$t.log" | head -40; }
 done
 [[ -f "$OUT/wgmma-test.log" ]] && { echo "--- flash_wgmma_test (Hopper attention kernels; timing: stream vs kernel time from C++)"

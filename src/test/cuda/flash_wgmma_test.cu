@@ -5,8 +5,9 @@
 // 1 head × 64 or 128 rows × 1 batch, 128-byte swizzle, zero fill), made by the driver's cuTensorMapEncodeTiled.
 //
 //   check    every forward — variant 3 (flash_attn_fwd_wgmma_d*), 4 (_pp_d*), 5 (_pp_persistent_d*), 6
-//            (_pp_persistent_tma_d*), the three-warpgroup default at D = 64 (_pp3_persistent_tma_d64) and variant 7,
-//            the same with a producer warpgroup (_pp3_producer_tma_d64; WGMMA_TEST_SKIP_V7 set: left out) — and the
+//            (_pp_persistent_tma_d*), variant 7, three warpgroups at D = 64 (_pp3_persistent_tma_d64), and the D = 64
+//            default, the same plus a producer warpgroup (_pp3_producer_tma_d64; where ptxas gave it too few
+//            registers for its setmaxnreg split, variant 7's kernel instead, as CudaFlashAttention does) — and the
 //            wgmma backward (prep, flash_attn_bwd_wgmma_d*, dq-convert, from the default forward's out and lse, as
 //            training runs it) at D = 64 and 128, against a float64 reference (attention_reference.h), outputs
 //            poisoned with NaN first; lse checked too. Exit status 0 only if every comparison passes.
@@ -14,11 +15,12 @@
 //            default and variant 5 at H 8: per call, N back-to-back launches between two events ("stream": launched
 //            from C++, no JVM in the loop) and the same N queued behind timing_spin_ns so the host is never the limit
 //            ("kernel"), in TFLOP/s as FlashAttention counts them (2·B·H·T²·D); with the host's own time per launch.
-//            What it answers: whether the D = 64 forward's stream-vs-kernel gap of docs/attention.md ("What is
-//            left", 1: 295 vs 313 TFLOP/s in H100 run 15) is the Java host path or on the GPU.
+//            What it answered (H100 run 16): the three-warpgroup kernel's stream-vs-kernel gap (309 vs 315 TFLOP/s,
+//            1.9 µs per call from C++ too) is on the GPU, not in the JVM; with the producer warpgroup it is 0.3 µs
+//            (353 vs 354), which made the producer kernel the default.
 //   all      (default) check, then timing if every check passed.
 //   launches the launches check and timing would make, none made: for every problem of both check lists (the
-//            emulator's and the GPU's, check's forwards with variant 7 always, then the backward) and every timing row,
+//            emulator's and the GPU's, check's forwards, then the backward) and every timing row,
 //            one line per kernel launch — problem, CudaFlashAttention's variant number (bwd: the backward), kernel,
 //            grid, block, dynamic shared bytes, and the boxes of the TMA forwards' tensor maps. CudaFlashAttentionTest
 //            makes the same launches through CudaFlashAttention and asserts the lines equal (so a launcher change
@@ -138,8 +140,8 @@ static const char* fwd_name(Fwd f, int D) {
         case Fwd::V4: std::snprintf(s, sizeof s, "v4 fwd_wgmma_pp_d%d", D); break;
         case Fwd::V5: std::snprintf(s, sizeof s, "v5 pp_persistent_d%d", D); break;
         case Fwd::V6: std::snprintf(s, sizeof s, "v6 pp_persistent_tma_d%d%s", D, D == 128 ? " (default)" : ""); break;
-        case Fwd::V7: std::snprintf(s, sizeof s, "v7 pp3_producer_tma_d64"); break;
-        case Fwd::DEFAULT_D64: std::snprintf(s, sizeof s, "v1 pp3_persistent_tma_d64 (default)"); break;
+        case Fwd::V7: std::snprintf(s, sizeof s, "v7 pp3_persistent_tma_d64"); break;
+        case Fwd::DEFAULT_D64: std::snprintf(s, sizeof s, "v1 pp3_producer_tma_d64 (default)"); break;
         case Fwd::MMA_SYNC: std::snprintf(s, sizeof s, "v2 fwd2_d%d (mma.sync)", D); break;
     }
     return s;
@@ -210,6 +212,30 @@ static ForwardLaunch prepared(Kernel kernel, dim3 grid, dim3 block, int smem, Ar
     }};
 }
 
+// Whether the producer kernel got the registers its setmaxnreg split takes (65 536 / 512 threads = 128 per thread):
+// if not, its consumers' setmaxnreg.inc would wait forever, so the D = 64 default launches variant 7's kernel instead
+// (as CudaFlashAttention does) and check fails, saying why (a build that lost the kernel's fastest form).
+static bool g_producer_registers_short = false;
+static bool producer_fits() {
+#ifndef PATCHCORE_EMU
+    if (!g_list_launches) {
+        static const int regs = [] {
+            cudaFuncAttributes a;
+            CHECK(cudaFuncGetAttributes(&a, flash_attn_fwd_wgmma_pp3_producer_tma_d64));
+            return a.numRegs;
+        }();
+        if (regs * 512 < 65536) {
+            if (!g_producer_registers_short)
+                std::printf("FAIL v1 pp3_producer_tma_d64: compiled with %d registers per thread, its setmaxnreg split "
+                            "needs 128 (it would hang): variant 7's kernel runs as the default instead\n", regs);
+            g_producer_registers_short = true;
+            return false;
+        }
+    }
+#endif
+    return true;
+}
+
 static ForwardLaunch forward_launch(Fwd f, const Problem& p, int sms, const bf16* q, const bf16* k, const bf16* v,
                                     bf16* o, float* lse) {
     const int D = p.D, T = p.T, H = p.H, BH = p.B * p.H;
@@ -226,10 +252,10 @@ static ForwardLaunch forward_launch(Fwd f, const Problem& p, int sms, const bf16
         const int smem = (128 + 4 * 64) * (64 + 8) * 2;
         return prepared(flash_attn_fwd2_d64_m2_n64_q1, grid, block, smem, q, k, v, o, lse, T, H);
     }
-    // ForwardWgmmaPersistent(D, warpgroups[, producer]): one CTA per SM over B·H·⌈T/rows⌉ items; variant 7 adds a
-    // producer warpgroup (block 512) and an empty Q barrier per buffer.
-    const bool producer = f == Fwd::V7;
-    const int wg = f == Fwd::DEFAULT_D64 || producer ? 3 : 2, rows = 64 * wg, kStages = wg == 2 ? 3 : 4, vStages = wg == 2 ? 2 : 3;
+    // ForwardWgmmaPersistent(D, warpgroups[, producer]): one CTA per SM over B·H·⌈T/rows⌉ items; the D = 64 default
+    // adds a producer warpgroup (block 512) and an empty Q barrier per buffer to variant 7's three warpgroups.
+    const bool producer = f == Fwd::DEFAULT_D64 && producer_fits();
+    const int wg = f == Fwd::DEFAULT_D64 || f == Fwd::V7 ? 3 : 2, rows = 64 * wg, kStages = wg == 2 ? 3 : 4, vStages = wg == 2 ? 2 : 3;
     const int smem = 1024 + 2 * rows * D * 2 + (kStages + vStages) * 128 * D * 2
                      + 8 * (2 * kStages + 2 * vStages + 2 * wg + (producer ? 2 : 0));
     const dim3 grid(static_cast<unsigned>(std::min<long>(static_cast<long>(BH) * ceil_div(T, rows), sms))),
@@ -239,10 +265,10 @@ static ForwardLaunch forward_launch(Fwd f, const Problem& p, int sms, const bf16
         return prepared(kernel, grid, block, smem, q, k, v, o, lse, T, H, BH);
     }
     const CUtensorMap mq = tensor_map(q, p, 64), mk = tensor_map(k, p, 128), mv = tensor_map(v, p, 128);
-    auto kernel = f == Fwd::DEFAULT_D64 ? flash_attn_fwd_wgmma_pp3_persistent_tma_d64
-                  : producer            ? flash_attn_fwd_wgmma_pp3_producer_tma_d64
-                  : D == 64             ? flash_attn_fwd_wgmma_pp_persistent_tma_d64
-                                        : flash_attn_fwd_wgmma_pp_persistent_tma_d128;
+    auto kernel = producer  ? flash_attn_fwd_wgmma_pp3_producer_tma_d64
+                  : wg == 3 ? flash_attn_fwd_wgmma_pp3_persistent_tma_d64
+                  : D == 64 ? flash_attn_fwd_wgmma_pp_persistent_tma_d64
+                            : flash_attn_fwd_wgmma_pp_persistent_tma_d128;
     return prepared(kernel, grid, block, smem, q, k, v, o, lse, T, H, BH, mq, mk, mv);
 }
 
@@ -267,36 +293,12 @@ static void run_backward(const Problem& p, int sms, const bf16* dO, const bf16* 
 
 // ---------------------------------------------------------------- check
 
-// WGMMA_TEST_SKIP_V7 set: variant 7 (the producer-warpgroup forward, not yet run on a GPU) is left out of check and
-// timing (gpu-check.sh sets it when its canary saw that variant fail or hang).
-// Also left out, as a failure, where ptxas gave the kernel fewer registers than its setmaxnreg split takes (65 536 / 512
-// threads = 128 per thread; CudaFlashAttention refuses it likewise): its consumers' setmaxnreg.inc would wait forever.
-static bool g_v7_registers_short = false;
-static bool skip_v7() {
-    if (std::getenv("WGMMA_TEST_SKIP_V7") != nullptr) return true;
-#ifndef PATCHCORE_EMU
-    static const int regs = [] {
-        cudaFuncAttributes a;
-        CHECK(cudaFuncGetAttributes(&a, flash_attn_fwd_wgmma_pp3_producer_tma_d64));
-        return a.numRegs;
-    }();
-    if (regs * 512 < 65536) {
-        if (!g_v7_registers_short)
-            std::printf("FAIL v7 pp3_producer_tma_d64: compiled with %d registers per thread, its setmaxnreg split needs "
-                        "128 (it would hang): not launched\n", regs);
-        g_v7_registers_short = true;
-        return true;
-    }
-#endif
-    return false;
-}
-
 // The forwards check runs on p, in order (the default forward last: the backward runs from its out and lse, as in
-// training); variant 7 where with_v7.
-static std::vector<Fwd> check_forwards(const Problem& p, bool with_v7) {
+// training).
+static std::vector<Fwd> check_forwards(const Problem& p) {
     std::vector<Fwd> forwards = {Fwd::V3, Fwd::V4, Fwd::V5, Fwd::V6};
     if (p.D == 64) {
-        if (with_v7) forwards.push_back(Fwd::V7);
+        forwards.push_back(Fwd::V7);
         forwards.push_back(Fwd::DEFAULT_D64);
     }
     return forwards;
@@ -310,7 +312,7 @@ static bool check(const Problem& p, int sms, std::mt19937& rng) {
     bool ok = true;
     char shape[64];
     std::snprintf(shape, sizeof shape, "B=%d H=%d T=%d D=%d", p.B, p.H, p.T, p.D);
-    const std::vector<Fwd> forwards = check_forwards(p, !skip_v7());
+    const std::vector<Fwd> forwards = check_forwards(p);
     bf16* o = nullptr;
     float* lse = nullptr;
     for (Fwd f : forwards) {
@@ -448,7 +450,6 @@ static void timing(int sms, int reps, std::mt19937& rng) {
     std::printf("timing: %d calls per sample, median of 20 samples; stream = back to back between two events, kernel = "
                 "queued behind a spin (no host gaps); TFLOP/s of 2·B·H·T²·D\n", reps);
     for (const TimingRow& r : timing_rows()) {
-        if (r.f == Fwd::V7 && skip_v7()) continue;
         const Problem& p = r.p;
         auto q = random_bf16(p.n(), 2.f, rng), k = random_bf16(p.n(), 2.f, rng), v = random_bf16(p.n(), 1.f, rng);
         bf16 *qDev = device_copy(q), *kDev = device_copy(k), *vDev = device_copy(v), *o = device_poisoned<bf16>(p.n());
@@ -481,7 +482,7 @@ static void list_launches(int sms) {
     };
     for (const auto* cases : {&emu_cases(), &gpu_cases()}) {
         for (const Problem& p : *cases) {
-            for (Fwd f : check_forwards(p, true)) forward(f, p);
+            for (Fwd f : check_forwards(p)) forward(f, p);
             char label[64];
             std::snprintf(label, sizeof label, "B=%d H=%d T=%d D=%d bwd", p.B, p.H, p.T, p.D);
             g_list_label = label;
@@ -522,7 +523,7 @@ int main(int argc, char** argv) {
         const std::vector<Problem>& cases = gpu_cases();
 #endif
         for (const Problem& p : cases) ok &= check(p, sms, rng);
-        ok &= !g_v7_registers_short;
+        ok &= !g_producer_registers_short;
         std::printf("check: %s\n", ok ? "ALL OK" : "FAILURES");
     }
     if (mode == "timing" || (mode == "all" && ok)) {

@@ -138,7 +138,7 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG,
                     CudaFlashAttention.FORWARD_WGMMA_PERSISTENT, CudaFlashAttention.FORWARD_WGMMA_PERSISTENT_TMA,
-                    CudaFlashAttention.FORWARD_WGMMA_PRODUCER),
+                    CudaFlashAttention.FORWARD_WGMMA_NO_PRODUCER),
             "launch", List.of(LAUNCH_PACKED, LAUNCH_JAVA_ARRAYS),
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),

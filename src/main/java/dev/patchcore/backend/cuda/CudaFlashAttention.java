@@ -50,11 +50,12 @@ public final class CudaFlashAttention {
     private static final int MAX_GRID_Y = 65535;
 
     /**
-     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (runs 12 and 14), on compute
+     * Forward variant 1 (default): per head dimension the fastest measured on an H100 (runs 12, 14 and 16), on compute
      * capability 9.x the persistent ping-pong wgmma kernels with TMA loads — at D = 128 with two warpgroups (variant 6:
-     * 376–384 TFLOP/s, 1.14× the ping-pong kernel of variant 4, 1.38× mma.sync), at D = 64 with three warpgroups and
-     * items of 192 query rows (289 TFLOP/s stream, 309 kernel time: 1.08× and 1.14× mma.sync; variant 6 with two
-     * warpgroups: 261 and 284) — and the mma.sync kernels elsewhere (other head dims, other GPUs).
+     * 376–417 TFLOP/s, 1.14× the ping-pong kernel of variant 4, 1.38× mma.sync), at D = 64 with three consumer
+     * warpgroups over items of 192 query rows and a producer warpgroup that issues every TMA load (run 16: 332–334
+     * TFLOP/s in bench kernels, 353 timed from C++; 1.09× and 1.14× the three-warpgroup kernel without a producer,
+     * variant 7) — and the mma.sync kernels elsewhere (other head dims, other GPUs).
      */
     public static final int FORWARD_FASTEST = 1;
     /** Forward variant 2: the mma.sync kernels everywhere (fwd2; the default until H100 run 9). */
@@ -79,19 +80,17 @@ public final class CudaFlashAttention {
      */
     public static final int FORWARD_WGMMA_PERSISTENT_TMA = 6;
     /**
-     * Forward variant 7 (opt-in, written without a GPU): at D = 64 on Hopper with tensor maps, the three-warpgroup
-     * default plus a producer warpgroup that issues every TMA load while the three consumer warpgroups only compute
-     * (flash_attn_fwd_wgmma_pp3_producer_tma_d64: 512 threads, setmaxnreg 32 / 160, FlashAttention-3's split);
-     * everywhere else what variant 1 runs (D = 128: variant 6's kernel; no tensor maps, other head dims or GPUs:
-     * mma.sync). For issue 5's D = 64 forward target (300 TFLOP/s; the default: 295 stream, 313 kernel time).
+     * Forward variant 7: at D = 64 on Hopper with tensor maps, the three-warpgroup kernel without a producer (each
+     * consumer warpgroup issues its own TMA loads; flash_attn_fwd_wgmma_pp3_persistent_tma_d64, the D = 64 default in
+     * H100 runs 15–16: 305–309 TFLOP/s); everywhere else what variant 1 runs. Kept as the producer kernel's yardstick.
      */
-    public static final int FORWARD_WGMMA_PRODUCER = 7;
+    public static final int FORWARD_WGMMA_NO_PRODUCER = 7;
 
     private final KernelContext ctx;
     private final boolean forward2;
     private final int backwardGeneration;
     private int forwardVariant = FORWARD_FASTEST;
-    /** The producer kernel's registers per thread once checked ({@link #requireRegisterPool}); 0 before. */
+    /** The producer kernel's registers per thread once asked ({@link #registerPoolFits}); 0 before. */
     private int producerRegisters;
     /**
      * Backward variant 1 (default): the Hopper wgmma kernels where they apply (flash_wgmma.cu; compute capability
@@ -120,13 +119,13 @@ public final class CudaFlashAttention {
     /**
      * Which forward runs where the wgmma kernels apply: {@link #FORWARD_FASTEST} (default), {@link #FORWARD_MMA_SYNC},
      * {@link #FORWARD_WGMMA}, {@link #FORWARD_WGMMA_PINGPONG}, {@link #FORWARD_WGMMA_PERSISTENT} or
-     * {@link #FORWARD_WGMMA_PERSISTENT_TMA} or {@link #FORWARD_WGMMA_PRODUCER}.
+     * {@link #FORWARD_WGMMA_PERSISTENT_TMA} or {@link #FORWARD_WGMMA_NO_PRODUCER}.
      */
     public void setForwardVariant(int variant) {
-        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_PRODUCER)
+        if (variant < FORWARD_FASTEST || variant > FORWARD_WGMMA_NO_PRODUCER)
             throw new IllegalArgumentException("flash forward variant must be 1 (fastest per head dim), 2 (mma.sync), 3 (wgmma),"
-                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong), 6 (the same with TMA loads) or 7 (a producer"
-                    + " warpgroup at D = 64), got " + variant);
+                    + " 4 (wgmma ping-pong), 5 (persistent ping-pong), 6 (the same with TMA loads) or 7 (three warpgroups"
+                    + " without a producer at D = 64), got " + variant);
         this.forwardVariant = variant;
     }
 
@@ -199,24 +198,29 @@ public final class CudaFlashAttention {
      * The producer kernel's setmaxnreg split (32 · 128 + 160 · 384 = 65 536 registers) takes the register pool its CTA
      * was launched with: ptxas must give it 65 536 / threads registers per thread (128 at 512 threads, what its launch
      * bounds allow and what ptxas gave it so far), else the consumers' setmaxnreg.inc waits for registers that never
-     * come and the kernel hangs. Refused with a named error instead; checked once (0 from a context that cannot say).
+     * come and the kernel hangs. Asked once (0 from a context that cannot say: taken as fitting); where it does not
+     * fit, the forward runs the three-warpgroup kernel without a producer instead and says so once on stderr.
      */
-    private void requireRegisterPool(String kernel, int threads) {
-        if (producerRegisters == 0) producerRegisters = ctx.registersPerThread(kernel);
-        if (producerRegisters > 0 && producerRegisters * threads < 65536)
-            throw new IllegalStateException(kernel + " was compiled with " + producerRegisters + " registers per thread; its"
-                    + " setmaxnreg split needs " + 65536 / threads + " (it would hang): run another flashfwd variant");
+    private boolean registerPoolFits(String kernel, int threads) {
+        if (producerRegisters == 0) {
+            producerRegisters = ctx.registersPerThread(kernel);
+            if (producerRegisters > 0 && producerRegisters * threads < 65536)
+                System.err.println("warning: " + kernel + " was compiled with " + producerRegisters + " registers per"
+                        + " thread; its setmaxnreg split needs " + 65536 / threads + " (it would hang): running the"
+                        + " three-warpgroup forward without a producer instead");
+        }
+        return producerRegisters <= 0 || producerRegisters * threads >= 65536;
     }
 
     /**
      * Forward variants 5, 6 and 7, and variant 1 on Hopper (flash_wgmma.cu, forward_wgmma_pingpong_persistent and, for
-     * 7, forward_wgmma_producer) at D = 64 and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items of 64
-     * query rows per warpgroup; variant 6 (and 1 where the driver makes tensor maps) loads through TMA. Two warpgroups (rows 128, K and V rings of 3 and 2
-     * stages), or three at D = 64 under variant 1 (rows 192, rings of 4 and 3; TMA only: without tensor maps variant
-     * 1 runs mma.sync at D = 64). Shared memory: 1 KB alignment slack, Q [2][rows][D], K [KS][128][D],
-     * V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V stage, full per (Q buffer, warpgroup).
-     * With a producer (variant 7: three consumer warpgroups at D = 64, TMA only) a fourth warpgroup issues the loads,
-     * and each Q buffer gets an empty barrier too.
+     * 1 at D = 64, forward_wgmma_producer) at D = 64 and 128: the ping-pong CTA, one per SM, over B·H·⌈T/rows⌉ items
+     * of 64 query rows per warpgroup; variant 6 (and 1 and 7 where the driver makes tensor maps) loads through TMA.
+     * Two warpgroups (rows 128, K and V rings of 3 and 2 stages), or three at D = 64 under variants 1 and 7 (rows 192,
+     * rings of 4 and 3; TMA only: without tensor maps both run mma.sync at D = 64). Shared memory: 1 KB alignment
+     * slack, Q [2][rows][D], K [KS][128][D], V [VS][128][D] (bf16), then the mbarriers: full and empty per K and V
+     * stage, full per (Q buffer, warpgroup). With a producer (variant 1 at D = 64: three consumer warpgroups, TMA
+     * only) a fourth warpgroup issues the loads, and each Q buffer gets an empty barrier too.
      */
     record ForwardWgmmaPersistent(int headDim, int warpgroups, boolean producer) {
         ForwardWgmmaPersistent {
@@ -358,14 +362,13 @@ public final class CudaFlashAttention {
         Tensor out = ctx.scratch(DType.BF16, s.rows(), s.width());
         Tensor lse = ctx.scratch(DType.F32, s.batch(), heads, seqLen);
         int variant = forwardVariant, warpgroups = 2;
-        boolean producer = false;
-        if (variant == FORWARD_WGMMA_PRODUCER) {  // the producer kernel where it exists, else what variant 1 runs
-            producer = s.headDim() == 64 && ctx.tensorMapsAvailable() && ctx.computeCapabilityMajor() == 9;
-            variant = FORWARD_FASTEST;
-        }
+        // Variant 1 at D = 64: the producer kernel; variant 7: the same three consumer warpgroups without it.
+        boolean producer = variant == FORWARD_FASTEST && s.headDim() == 64 && ctx.tensorMapsAvailable()
+                && ctx.computeCapabilityMajor() == 9;
+        if (variant == FORWARD_WGMMA_NO_PRODUCER) variant = FORWARD_FASTEST;
         if (variant == FORWARD_FASTEST) {  // variant 6, with three warpgroups at D = 64 (mma.sync where it does not apply)
             variant = FORWARD_WGMMA_PERSISTENT_TMA;
-            // The three-warpgroup kernel exists with TMA loads only; without tensor maps, D = 64 keeps mma.sync (the
+            // The three-warpgroup kernels exist with TMA loads only; without tensor maps, D = 64 keeps mma.sync (the
             // default until run 15; variant 5's two warpgroups were no faster there).
             if (s.headDim() == 64) {
                 if (ctx.tensorMapsAvailable()) warpgroups = 3;
@@ -379,7 +382,8 @@ public final class CudaFlashAttention {
         if ((variant == FORWARD_WGMMA_PERSISTENT || variant == FORWARD_WGMMA_PERSISTENT_TMA) && ctx.computeCapabilityMajor() == 9) {
             // One CTA per SM over (query tile, head) items; the ping-pong kernel's arguments plus B·H (and the maps).
             ForwardWgmmaPersistent fp = new ForwardWgmmaPersistent(s.headDim(), warpgroups, producer);
-            if (producer) requireRegisterPool(fp.kernel(true), fp.threads());
+            if (producer && !registerPoolFits(fp.kernel(true), fp.threads()))
+                fp = new ForwardWgmmaPersistent(s.headDim(), warpgroups, false);
             long items = (long) s.batch() * heads * ceilDiv(seqLen, fp.rows());
             int grid = (int) Math.min(items, ctx.multiprocessorCount());
             boolean tma = variant == FORWARD_WGMMA_PERSISTENT_TMA;

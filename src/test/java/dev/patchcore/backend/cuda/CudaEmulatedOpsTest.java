@@ -263,10 +263,10 @@ class CudaEmulatedOpsTest {
     /**
      * The Hopper kernels of flash_wgmma.cu (wgmma from shared-memory descriptors and from registers, mbarrier rings,
      * the inter-warpgroup ping-pong on named barriers, TMA tile loads), the emulated device reporting compute capability
-     * 9: forward variants 1 (the default: the persistent ping-pong with TMA, three warpgroups at D = 64), 3 (overlapped),
-     * 4 (ping-pong), 5 (persistent ping-pong, cp.async), 6 (persistent with TMA, two warpgroups) and 7 (a producer
-     * warpgroup and three consumers at D = 64, variant 1's kernel at 128), each with the wgmma backward, at head dims
-     * 64 and 128.
+     * 9: forward variants 1 (the default: the persistent ping-pong with TMA, at D = 64 three consumer warpgroups and a
+     * producer warpgroup), 3 (overlapped), 4 (ping-pong), 5 (persistent ping-pong, cp.async), 6 (persistent with TMA,
+     * two warpgroups) and 7 (three warpgroups without a producer at D = 64, variant 1's kernel at 128), each with the
+     * wgmma backward, at head dims 64 and 128.
      */
     @ParameterizedTest(name = "forward variant {0}")
     @ValueSource(ints = {1, 3, 4, 5, 6, 7})
@@ -291,11 +291,11 @@ class CudaEmulatedOpsTest {
                 attentionMatchesCpu(at, s, 2, flash::forward, flash::backward);
                 List<String> launched = emu.takeLaunched();
                 String fwd = switch (forwardVariant) {
-                    case 1 -> dh == 64 ? "flash_attn_fwd_wgmma_pp3_persistent_tma_d64" : "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
+                    case 1 -> dh == 64 ? "flash_attn_fwd_wgmma_pp3_producer_tma_d64" : "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
                     case 3 -> "flash_attn_fwd_wgmma_d" + dh;
                     case 4 -> "flash_attn_fwd_wgmma_pp_d" + dh;
                     case 5 -> "flash_attn_fwd_wgmma_pp_persistent_d" + dh;
-                    case 7 -> dh == 64 ? "flash_attn_fwd_wgmma_pp3_producer_tma_d64" : "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
+                    case 7 -> dh == 64 ? "flash_attn_fwd_wgmma_pp3_persistent_tma_d64" : "flash_attn_fwd_wgmma_pp_persistent_tma_d128";
                     default -> "flash_attn_fwd_wgmma_pp_persistent_tma_d" + dh;
                 };
                 assertTrue(launched.contains(fwd) && launched.contains("flash_attn_bwd_wgmma_d" + dh),

@@ -5,7 +5,9 @@ import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
 import org.junit.jupiter.api.Test;
 
+import java.io.ByteArrayOutputStream;
 import java.io.IOException;
+import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -253,9 +255,12 @@ class CudaFlashAttentionTest {
         assertEquals(List.of(), d96.maps);
     }
 
-    /** The default (variant 1): three warpgroups and 192-row items at D = 64 on Hopper (TMA where maps exist), variant 6 at D = 128. */
+    /**
+     * Variant 7: three warpgroups and 192-row items at D = 64 on Hopper (TMA where maps exist) without a producer
+     * warpgroup (the default until H100 run 16); elsewhere what variant 1 runs: variant 6 at D = 128.
+     */
     @Test
-    void threeWarpgroupForwardIsTheDefaultAtHeadDim64() throws IOException {
+    void threeWarpgroupForwardWithoutProducerIsVariant7() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
         assertTrue(src.contains("forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
         assertTrue(src.contains("= 165 024 bytes"), "the kernels' comment mirrors ForwardWgmmaPersistent.sharedBytes");
@@ -266,7 +271,7 @@ class CudaFlashAttentionTest {
             ctx.computeCapabilityMajor = 9;
             ctx.mapsAvailable = maps;
             CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-            assertEquals(CudaFlashAttention.FORWARD_FASTEST, fa.forwardVariant());
+            fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_NO_PRODUCER);
             Tensor q = ctx.tensor(DType.BF16, b * t, h * 64);
             Backend.AttentionOut out = fa.forward(q, q, q, t, h);
             Launch l = ctx.launches.getFirst();
@@ -287,7 +292,7 @@ class CudaFlashAttentionTest {
         RecordingContext few = new RecordingContext();
         few.computeCapabilityMajor = 9;
         CudaFlashAttention ff = new CudaFlashAttention(few, true, 3);
-
+        ff.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_NO_PRODUCER);
         Tensor q = few.tensor(DType.BF16, 300, 2 * 64);
         ff.forward(q, q, q, 300, 2);
         assertEquals(4, few.launches.getFirst().gridX());
@@ -310,11 +315,12 @@ class CudaFlashAttentionTest {
     }
 
     /**
-     * Variant 7: at D = 64 on Hopper with tensor maps the three-warpgroup kernel plus a producer warpgroup (512 threads,
-     * 192-row items, two more mbarriers); everywhere else exactly what variant 1 launches.
+     * The default (variant 1) at D = 64 on Hopper with tensor maps: variant 7's three warpgroups plus a producer
+     * warpgroup (512 threads, 192-row items, two more mbarriers); everywhere else variant 7 launches exactly what
+     * variant 1 does.
      */
     @Test
-    void producerForwardAtHeadDim64() throws IOException {
+    void producerForwardIsTheDefaultAtHeadDim64() throws IOException {
         String src = Files.readString(Path.of("src/main/cuda/flash_wgmma.cu"));
         assertTrue(src.contains("forward_wgmma_producer<64>(out, lse, T, H, BH, &tmQ, &tmK, &tmV);"));
         assertTrue(src.contains("= 165 040 bytes"), "the kernel's comment mirrors ForwardWgmmaPersistent.sharedBytes");
@@ -324,7 +330,7 @@ class CudaFlashAttentionTest {
         RecordingContext ctx = new RecordingContext();
         ctx.computeCapabilityMajor = 9;
         CudaFlashAttention fa = new CudaFlashAttention(ctx, true, 3);
-        fa.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
+        assertEquals(CudaFlashAttention.FORWARD_FASTEST, fa.forwardVariant());
         Tensor q = ctx.tensor(DType.BF16, b * t, h * 64);
         Backend.AttentionOut out = fa.forward(q, q, q, t, h);
         Launch l = ctx.launches.getFirst();
@@ -345,14 +351,13 @@ class CudaFlashAttentionTest {
         RecordingContext few = new RecordingContext();
         few.computeCapabilityMajor = 9;
         CudaFlashAttention ff = new CudaFlashAttention(few, true, 3);
-        ff.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
         Tensor qf = few.tensor(DType.BF16, 300, 2 * 64);
         ff.forward(qf, qf, qf, 300, 2);
         assertEquals(4, few.launches.getFirst().gridX());
         // Elsewhere variant 7 launches what variant 1 does: D = 128 and no tensor maps on Hopper, D = 96, another GPU.
         for (int[] cdm : new int[][] {{9, 128, 1}, {9, 64, 0}, {9, 96, 1}, {8, 64, 1}, {10, 64, 1}}) {
             String[] names = new String[2];
-            for (int v : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_PRODUCER}) {
+            for (int v : new int[] {CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_WGMMA_NO_PRODUCER}) {
                 RecordingContext c = new RecordingContext();
                 c.computeCapabilityMajor = cdm[0];
                 c.mapsAvailable = cdm[2] == 1;
@@ -365,13 +370,13 @@ class CudaFlashAttentionTest {
             assertEquals(names[0], names[1], "cc " + cdm[0] + " D = " + cdm[1] + (cdm[2] == 1 ? "" : " without maps"));
             assertTrue(!names[1].contains("producer"), names[1]);
         }
-        // A build whose ptxas gave the kernel fewer registers than its setmaxnreg split takes would hang: refused.
+        // A build whose ptxas gave the kernel fewer registers than its setmaxnreg split takes would hang: the default
+        // runs variant 7's kernel instead and says so once.
         for (int regs : new int[] {128, 168}) {
             RecordingContext ok = new RecordingContext();
             ok.computeCapabilityMajor = 9;
             ok.registers = regs;
             CudaFlashAttention fo = new CudaFlashAttention(ok, true, 3);
-            fo.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
             Tensor qo = ok.tensor(DType.BF16, 300, 2 * 64);
             fo.forward(qo, qo, qo, 300, 2);
             assertEquals("flash_attn_fwd_wgmma_pp3_producer_tma_d64", ok.launches.getFirst().name());
@@ -380,11 +385,22 @@ class CudaFlashAttentionTest {
         short_.computeCapabilityMajor = 9;
         short_.registers = 120;
         CudaFlashAttention fs = new CudaFlashAttention(short_, true, 3);
-        fs.setForwardVariant(CudaFlashAttention.FORWARD_WGMMA_PRODUCER);
         Tensor qs = short_.tensor(DType.BF16, 300, 2 * 64);
-        IllegalStateException e = assertThrows(IllegalStateException.class, () -> fs.forward(qs, qs, qs, 300, 2));
-        assertTrue(e.getMessage().contains("120 registers per thread") && e.getMessage().contains("needs 128"), e.getMessage());
-        assertTrue(short_.launches.isEmpty(), "nothing launched");
+        PrintStream err = System.err;
+        ByteArrayOutputStream said = new ByteArrayOutputStream();
+        System.setErr(new PrintStream(said, true, StandardCharsets.UTF_8));
+        try {
+            fs.forward(qs, qs, qs, 300, 2);
+            fs.forward(qs, qs, qs, 300, 2);
+        } finally {
+            System.setErr(err);
+        }
+        assertEquals(List.of("flash_attn_fwd_wgmma_pp3_persistent_tma_d64", "flash_attn_fwd_wgmma_pp3_persistent_tma_d64"),
+                short_.launches.stream().map(Launch::name).toList());
+        assertEquals(384, short_.launches.getFirst().blockX());
+        String warning = said.toString(StandardCharsets.UTF_8);
+        assertTrue(warning.contains("120 registers per thread") && warning.contains("needs 128"), warning);
+        assertEquals(1, warning.lines().count(), "said once: " + warning);
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 2, true));
         assertThrows(IllegalStateException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 3, true).kernel(false));
         assertEquals(165_024, new CudaFlashAttention.ForwardWgmmaPersistent(64, 3).sharedBytes(), "without a producer: unchanged");
@@ -416,8 +432,8 @@ class CudaFlashAttentionTest {
                     Launch l = ctx.launches.getFirst();
                     boolean wgmma = cc == 9 && (d == 128 || d == 64);
                     if (wgmma && variant == CudaFlashAttention.FORWARD_FASTEST) {
-                        assertEquals(d == 128 ? "flash_attn_fwd_wgmma_pp_persistent_tma_d128" : "flash_attn_fwd_wgmma_pp3_persistent_tma_d64",
-                                l.name(), "the default on Hopper: variant 6, with three warpgroups at D = 64");
+                        assertEquals(d == 128 ? "flash_attn_fwd_wgmma_pp_persistent_tma_d128" : "flash_attn_fwd_wgmma_pp3_producer_tma_d64",
+                                l.name(), "the default on Hopper: variant 6, with three warpgroups and a producer at D = 64");
                         assertEquals(3, ctx.maps.size(), "tensor maps of q, k and v");
                         continue;
                     }
