@@ -190,9 +190,9 @@ public final class KernelBench {
     /**
      * Generation: the newest of T positions over the KV cache of one sequence (its keys and values read once), and the
      * same with a grouped-query cache of a quarter of the heads (4 query heads per key/value head; bytes counted once,
-     * as the default {@code decode} variant reads them: a block per key/value head), at T and at a short context of
-     * {@link #SHORT_DECODE} keys, each also through the other {@code decode} variant (a block per query head: 4 times
-     * the blocks, which may pay off where few chunks leave SMs idle).
+     * the cache's size), at T and at a short context of {@link #SHORT_DECODE} keys, each through the default
+     * {@code decode} variant (a block per query head) and the other (a block per key/value head, each cached row read
+     * once for its 4 query heads: a quarter of the blocks, slower at one sequence in H100 run 16).
      */
     private void decode(List<Row> rows, DecodingBackend dec, int dh) {
         DType act = be.activationType();

@@ -203,7 +203,7 @@ public final class ParityChecks {
 
     /**
      * Generation's cached attention through two decode variants on the same grouped-query inputs: bitwise equal (every
-     * G does each head's arithmetic in the same order). Groups of 3, 4 and 8 (a block per key/value head in variant 1)
+     * G does each head's arithmetic in the same order). Groups of 3, 4 and 8 (a block per key/value head in variant 2)
      * and 12 (blocks of 6); one chunk (the block writes the output), two (17 queries, the first of which see no key of
      * the second) and three (partials and the merge); Dh 20 (element loads), 64 and 128.
      */

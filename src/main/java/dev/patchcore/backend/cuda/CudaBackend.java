@@ -127,13 +127,12 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
 
     /**
      * Kernel families with an alternative implementation under evaluation: family → its variants, the first being
-     * the default (measured the fastest on a GPU; {@code decode}'s, generation's grouped-query attention, not yet run on
-     * one). {@code selftest} checks every variant against the CPU reference and {@code bench kernels} times them side by
+     * the default (measured the fastest on a GPU). {@code selftest} checks every variant against the CPU reference and {@code bench kernels} times them side by
      * side; {@code -Dpatchcore.<family>.variant=N} selects one for a run. (Map.of takes at most 10 pairs.)
      */
     public static final SortedMap<String, List<Integer>> KERNEL_VARIANTS = Collections.unmodifiableSortedMap(new TreeMap<>(Map.of(
             "crossentropy", List.of(CudaCrossEntropy.VARIANT_SMEM, CudaCrossEntropy.VARIANT_L2),
-            "decode", List.of(CudaDecodeAttention.VARIANT_GROUPED, CudaDecodeAttention.VARIANT_PER_HEAD),
+            "decode", List.of(CudaDecodeAttention.VARIANT_PER_HEAD, CudaDecodeAttention.VARIANT_GROUPED),
             "flashbwd", List.of(CudaFlashAttention.BACKWARD_WGMMA, CudaFlashAttention.BACKWARD_MMA_SYNC),
             "flashfwd", List.of(CudaFlashAttention.FORWARD_FASTEST, CudaFlashAttention.FORWARD_MMA_SYNC,
                     CudaFlashAttention.FORWARD_WGMMA, CudaFlashAttention.FORWARD_WGMMA_PINGPONG,

@@ -159,6 +159,7 @@ class CudaEmulatedOpsTest {
     @Test
     void decodeAttentionOverTheKvCache() {
         CudaDecodeAttention decode = new CudaDecodeAttention(emu);
+        decode.setVariant(CudaDecodeAttention.VARIANT_GROUPED);  // the default's kernel is checked by the next test
         // capacity, start, n, heads, kv heads, Dh: one chunk, two chunks, queries whose last chunk is empty; grouped-query
         // (CudaDecodeAttention.headsPerBlock query heads a block): groups of 2, 3, 4 (two cases), 8 (one key/value head
         // over 3 chunks, two over 3 chunks), and 12 (blocks of 6, one chunk, element loads).
@@ -174,12 +175,14 @@ class CudaEmulatedOpsTest {
     }
 
     @Test
-    void decodeAttentionVariant2IsTheGroupedKernelsBitForBit() {
-        // Kernel family "decode", variant 2 (attn_decode_partial, a block per query head) on grouped-query caches that
-        // variant 1 serves G heads a block: groups of 2 (one chunk), 3 (three chunks), 4 (two chunks, 7 queries, Dh 96),
-        // 8 (two chunks, 3 queries) and 12 (blocks of 6, element loads). The CPU's results, and variant 1's bit for bit.
+    void decodeAttentionPerQueryHeadIsTheGroupedKernelsBitForBit() {
+        // Kernel family "decode", variant 1 (the default: attn_decode_partial, a block per query head) on grouped-query
+        // caches that variant 2 serves G heads a block: groups of 2 (one chunk), 3 (three chunks), 4 (two chunks, 7
+        // queries, Dh 96), 8 (two chunks, 3 queries) and 12 (blocks of 6, element loads). The CPU's results, and
+        // variant 2's bit for bit.
         CudaDecodeAttention grouped = new CudaDecodeAttention(emu), perHead = new CudaDecodeAttention(emu);
-        perHead.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);
+        grouped.setVariant(CudaDecodeAttention.VARIANT_GROUPED);
+        assertEquals(CudaDecodeAttention.VARIANT_PER_HEAD, perHead.variant(), "a block per query head by default");
         for (int[] c : new int[][] {{300, 100, 1, 4, 2, 64}, {300, 299, 1, 6, 2, 128}, {300, 200, 7, 4, 1, 96}, {300, 254, 3, 8, 1, 64},
                 {300, 41, 2, 12, 1, 20}}) {
             int cap = c[0], start = c[1], n = c[2], h = c[3], kvh = c[4], dh = c[5];
@@ -187,11 +190,11 @@ class CudaEmulatedOpsTest {
             float[] q = values(n * h * dh, 1), k = values(cap * kvh * dh, 1), v = values(cap * kvh * dh, 1);
             float[] one = emu.download(grouped.attend(dev(q, n, h * dh), dev(k, cap, kvh * dh), dev(v, cap, kvh * dh), start, h, kvh));
             Tensor two = perHead.attend(dev(q, n, h * dh), dev(k, cap, kvh * dh), dev(v, cap, kvh * dh), start, h, kvh);
-            close("attendCached variant 2 " + at, two,
+            close("attendCached variant 1 " + at, two,
                     cpu.attendCached(host(q, n, h * dh), host(k, cap, kvh * dh), host(v, cap, kvh * dh), start, h, kvh));
             float[] got = emu.download(two);
             for (int i = 0; i < got.length; i++)
-                assertEquals(Float.floatToRawIntBits(one[i]), Float.floatToRawIntBits(got[i]), "variant 2 = variant 1 bit for bit, " + at + ", element " + i);
+                assertEquals(Float.floatToRawIntBits(one[i]), Float.floatToRawIntBits(got[i]), "variant 1 = variant 2 bit for bit, " + at + ", element " + i);
         }
     }
 

@@ -480,9 +480,9 @@ class OpKernelLaunchTest {
 
     @Test
     void decodeAttentionReadsAGroupedQueryCacheOfTheKeyValueHeadsOnly() {
-        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]. Variant 1 (grouped, the default):
-        // a block per key/value head serves its 4 query heads (attn_decode_partial_g4); variant 2 ("decode" family): a
-        // block per query head (attn_decode_partial). Either way the kernel is told both head counts, and out and the
+        // LLaMA-3.2-1B: 32 query heads of 64 over 8 key/value heads, a cache [T, 8·64]. Variant 2 (grouped): a block per
+        // key/value head serves its 4 query heads (attn_decode_partial_g4); variant 1 (the default): a block per query
+        // head (attn_decode_partial). Either way the kernel is told both head counts, and out and the
         // partials are the query heads'.
         Object[][] variants = {{CudaDecodeAttention.VARIANT_GROUPED, "attn_decode_partial_g4", 8},
                 {CudaDecodeAttention.VARIANT_PER_HEAD, "attn_decode_partial", 32}};
@@ -506,7 +506,7 @@ class OpKernelLaunchTest {
         }
         // Every query head over one key/value head, one chunk: one block per query.
         ctx.launches.clear();
-        new CudaDecodeAttention(ctx).attend(bf16(2, 4 * 64), bf16(300, 64), bf16(300, 64), 10, 4, 1);
+        grouped().attend(bf16(2, 4 * 64), bf16(300, 64), bf16(300, 64), 10, 4, 1);
         Launch one = ctx.only("attn_decode_partial_g4");
         assertArrayEquals(new int[] {1, 1, 2}, one.grid());
         assertEquals(List.of(10, 4, 1, 64, 1), Arrays.asList(one.args()).subList(6, 11));
@@ -521,7 +521,7 @@ class OpKernelLaunchTest {
             int heads = c[0], kv = c[1], g = c[2];
             assertEquals(g, CudaDecodeAttention.headsPerBlock(heads, kv), heads + " heads over " + kv);
             ctx.launches.clear();
-            new CudaDecodeAttention(ctx).attend(bf16(3, heads * 32), bf16(400, kv * 32), bf16(400, kv * 32), 200, heads, kv);
+            grouped().attend(bf16(3, heads * 32), bf16(400, kv * 32), bf16(400, kv * 32), 200, heads, kv);
             Launch p = ctx.launches.get(0);
             assertEquals(g == 1 ? "attn_decode_partial" : "attn_decode_partial_g" + g, p.name(), heads + " heads over " + kv);
             assertArrayEquals(new int[] {2, heads / g, 3}, p.grid(), heads + " heads over " + kv);
@@ -532,26 +532,37 @@ class OpKernelLaunchTest {
     }
 
     @Test
-    void decodeAttentionVariant2GivesEachQueryHeadItsOwnBlock() {
-        // Kernel family "decode", variant 2: attn_decode_partial with a block per query head (H in y) for a grouped-query
-        // cache too (LLaMA-3.2-1B's 32 heads over 8, which variant 1 serves with attn_decode_partial_g4 in 8 blocks).
+    void decodeAttentionGivesEachQueryHeadItsOwnBlockByDefault() {
+        // Kernel family "decode", variant 1 (the default): attn_decode_partial with a block per query head (H in y) for a
+        // grouped-query cache too (LLaMA-3.2-1B's 32 heads over 8, which variant 2 serves with attn_decode_partial_g4 in
+        // 8 blocks).
         CudaDecodeAttention op = new CudaDecodeAttention(ctx);
-        assertEquals(CudaDecodeAttention.VARIANT_GROUPED, op.variant(), "grouped by default");
-        op.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);  // LLaMA-3.2-1B's shapes: decodeAttentionReadsAGroupedQuery…
+        assertEquals(CudaDecodeAttention.VARIANT_PER_HEAD, op.variant(), "a block per query head by default");
         // Whatever headsPerBlock would pick (8, 6, 8 of groups of 8, 12, 16; one chunk): a block per query head.
         for (int[] hk : new int[][] {{8, 1}, {12, 1}, {16, 2}}) {
             ctx.launches.clear();
             op.attend(bf16(2, hk[0] * 32), bf16(400, hk[1] * 32), bf16(400, hk[1] * 32), 10, hk[0], hk[1]);
             assertArrayEquals(new int[] {1, hk[0], 2}, ctx.only("attn_decode_partial").grid(), hk[0] + " heads over " + hk[1]);
         }
-        // Back to variant 1: the grouped kernel again. Bad values are rejected and change nothing.
+        // Variant 2: the grouped kernel; back to 1: a block per query head again. Bad values are rejected and change nothing.
         op.setVariant(CudaDecodeAttention.VARIANT_GROUPED);
         ctx.launches.clear();
         op.attend(bf16(1, 2048), bf16(4096, 512), bf16(4096, 512), 300, 32, 8);
         assertArrayEquals(new int[] {3, 8, 1}, ctx.only("attn_decode_partial_g4").grid());
+        op.setVariant(CudaDecodeAttention.VARIANT_PER_HEAD);
+        ctx.launches.clear();
+        op.attend(bf16(1, 2048), bf16(4096, 512), bf16(4096, 512), 300, 32, 8);
+        assertArrayEquals(new int[] {3, 32, 1}, ctx.only("attn_decode_partial").grid());
         assertThrows(IllegalArgumentException.class, () -> op.setVariant(0));
         assertThrows(IllegalArgumentException.class, () -> op.setVariant(3));
-        assertEquals(CudaDecodeAttention.VARIANT_GROUPED, op.variant());
+        assertEquals(CudaDecodeAttention.VARIANT_PER_HEAD, op.variant());
+    }
+
+    /** The decode op with the grouped partial kernels (variant 2). */
+    private CudaDecodeAttention grouped() {
+        CudaDecodeAttention op = new CudaDecodeAttention(ctx);
+        op.setVariant(CudaDecodeAttention.VARIANT_GROUPED);
+        return op;
     }
 
     @Test
