@@ -1,8 +1,9 @@
 // Causal flash attention for Hopper (sm_90a) with warpgroup MMA (wgmma): CudaFlashAttention's forward variants 3
 // (D = 64, 128), 4 (inter-warpgroup ping-pong, described above forward_wgmma_pingpong), 5 (the ping-pong made
 // persistent), 6 (5 with TMA loads; the default at D = 128 since H100 run 12: 378 TFLOP/s, 1.14× the ping-pong
-// kernel; at D = 64 the default runs it with three warpgroups, 289 TFLOP/s in run 14), 7 (opt-in, not yet run on a GPU:
-// the three-warpgroup kernel plus a producer warpgroup, forward_wgmma_producer), and the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
+// kernel), 7 (D = 64: 6 with three warpgroups, the default from run 14 to run 16: 289-309 TFLOP/s), the D = 64
+// default since run 16 (the three-warpgroup kernel plus a producer warpgroup, forward_wgmma_producer: 332-353), and
+// the default backward at D = 64 (described above backward_wgmma_d64) and D = 128 (backward_wgmma_d128;
 // H100 run 12: 275 TFLOP/s, 1.56× the mma.sync bwd3). Same semantics and outputs as flash_attn_fwd2_* (flash_attention.cu): out = softmax(Q Kᵀ / sqrt(D),
 // causal) V in bf16, lse fp32 [B, H, T] (natural log), so the backward is unchanged.
 //
@@ -1697,7 +1698,8 @@ FLASH_ATTN_FWD_WGMMA_PP(128)
 FLASH_ATTN_FWD_WGMMA_PERSISTENT(64)
 FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 
-// The default forward at D = 64 on Hopper (variant 1): the persistent kernel with 3 warpgroups
+// Variant 7 at D = 64 on Hopper (the default from H100 run 14 to run 16, and the default's fallback where ptxas gives
+// the producer kernel too few registers): the persistent kernel with 3 warpgroups
 // (forward_wgmma_pingpong_persistent<64, TMA, 3>): items of 192 query rows, the turns going round three warpgroups, so
 // that two warpgroups' GEMMs can cover each softmax (at D = 64 a tile's exponentials take as long as its two GEMMs;
 // H100 run 13's profile of the two-warpgroup kernel showed 0.47 eligible warps per scheduler). Args as variants 5 / 6.
@@ -1706,8 +1708,8 @@ FLASH_ATTN_FWD_WGMMA_PERSISTENT(128)
 // selftest and timed it at 289 TFLOP/s (stream; 309 kernel time) against mma.sync's 267 (271) and the two-warpgroup
 // kernel's 261 (284).
 constexpr int PP3_THREADS = 384;
-// Only the TMA form exists: without tensor maps the default at D = 64 is the mma.sync forward (CudaFlashAttention), so
-// a cp.async form would never be run, let alone checked.
+// Only the TMA form exists: without tensor maps variants 1 and 7 at D = 64 run the mma.sync forward (CudaFlashAttention),
+// so a cp.async form would never be run, let alone checked.
 #ifdef PATCHCORE_WGMMA
 #define FWD_PP3_TMA_BODY forward_wgmma_pingpong_persistent<64, true, 3>(q, k, v, out, lse, T, H, BH, &tmQ, &tmK, &tmV);
 #else
@@ -1721,8 +1723,9 @@ flash_attn_fwd_wgmma_pp3_persistent_tma_d64(const bf16* q, const bf16* k, const 
     FWD_PP3_TMA_BODY
 }
 
-// Variant 7 (opt-in, written without a GPU): the three-warpgroup kernel's consumers plus a producer warpgroup that
-// issues every TMA load (forward_wgmma_producer, setmaxnreg 32 / 160). Args as flash_attn_fwd_wgmma_pp3_persistent_tma_d64
+// The default at D = 64 on Hopper since H100 run 16 (written without a GPU as opt-in variant 7; run 16: 332-334 TFLOP/s
+// in bench kernels, 1.09x the three-warpgroup kernel, 353 timed from C++): the three-warpgroup kernel's consumers plus a
+// producer warpgroup that issues every TMA load (forward_wgmma_producer, setmaxnreg 32 / 160). Args as flash_attn_fwd_wgmma_pp3_persistent_tma_d64
 // (q, k and v are read through the maps only). grid min(B·H·⌈T/192⌉, SMs), block 512, dynamic shared memory
 // 1024 + 2·192·64·2 + (4 + 3)·128·64·2 + 176 (22 mbarriers) = 165 040 bytes
 // (CudaFlashAttention.ForwardWgmmaPersistent.sharedBytes with a producer).

@@ -413,8 +413,8 @@ __device__ __forceinline__ void rmsnorm_forward_pipe(bf16* __restrict__ sum, bf1
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
-// Team backward (CudaRmsNorm.BACKWARD_TEAMS_R2 / _R4, variants 3 and 4; written without a GPU after H100 run 15, not yet
-// timed). A team of tw = ceil(d / 256) warps covers a row, 8 columns per lane, and takes R consecutive rows at a time;
+// Team backward (CudaRmsNorm.BACKWARD_TEAMS_R2 / _R4, variants 3 and 4; written without a GPU after H100 run 15; run 16:
+// 1.09x and 1.06x variant 1 at 8192 x 1024). A team of tw = ceil(d / 256) warps covers a row, 8 columns per lane, and takes R consecutive rows at a time;
 // a block holds several teams. Why, from run 13's profile of the warp-per-row kernel (one row per warp, 32 columns per
 // lane): a warp spends as long on its row's dependent arithmetic as on waiting for it (the 32-long dot-product chain,
 // the shuffles, two L1 gain loads per group, 618 instructions), and nothing of its own is in flight meanwhile. Here a
@@ -574,7 +574,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
 
 // ---------------------------------------------------------------------------------------------------------------------
 // Bulk-copy team backward (CudaRmsNorm.BACKWARD_BULK, variant 5; sm_90 and later; written without a GPU after H100
-// run 15, not yet run). The team kernel's arithmetic, but each team's batches reach shared memory by the bulk-copy
+// run 15; run 16: 0.99x variant 1). The team kernel's arithmetic, but each team's batches reach shared memory by the bulk-copy
 // engine (cp.async.bulk: a batch's R rows of dy, and of x, are one contiguous range each) through a ring of
 // BULK_STAGES batches: one thread of the team issues two copies per batch, BULK_STAGES − 1 batches ahead of the one
 // the team computes, and an mbarrier per stage says when a batch has landed. Why: the warp-per-row kernels have their

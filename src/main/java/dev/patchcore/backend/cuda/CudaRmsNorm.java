@@ -36,22 +36,23 @@ public final class CudaRmsNorm {
     public static final int BACKWARD_TWO_KERNELS = 1;
     /**
      * Backward variant 2: the same kernel's last blocks sum the partials (rmsnorm_bwd_fused*; one launch, no kernel
-     * boundary before the gain gradient). H100 runs 12 and 14: 1.03× and 1.00× at the 370M shape (kernel time), 0.92×
-     * at 2112 rows. (Variants tried and removed: a two-pass split, 0.73× in run 12; each warp's next row loaded during
+     * boundary before the gain gradient). H100 runs 12, 14 and 16: 1.03×, 1.00× and 1.00× at the 370M shape (kernel
+     * time), 0.92× at 2112 rows. Its gain gradient is summed in another fixed order than variant 1's (dx is bitwise). (Variants tried and removed: a two-pass split, 0.73× in run 12; each warp's next row loaded during
      * the current one's arithmetic, 0.96× in run 14.)
      */
     public static final int BACKWARD_FUSED_REDUCE = 2;
     /**
      * Backward variants 3 and 4: a team of ceil(d / 256) warps per row, 8 columns per lane, taking 2 (variant 3) or 4
      * (variant 4) consecutive rows per batch, several teams per block (rmsnorm_bwd_teams{2,4}_bf16, then the same
-     * reduce kernel as variant 1). Written after H100 run 15 from run 13's profile, without a GPU: not yet timed.
+     * reduce kernel as variant 1). Written after H100 run 15 from run 13's profile; H100 run 16 at the 370M shape:
+     * variant 3 1.09–1.10× (66.6 % of copy against 60.6–60.8 %), variant 4 1.06×.
      */
     public static final int BACKWARD_TEAMS_R2 = 3;
     public static final int BACKWARD_TEAMS_R4 = 4;
     /**
      * Backward variant 5 (compute capability 9+; elsewhere variant 1 runs): variant 3's teams with each team's batches
      * brought into shared memory by the bulk-copy engine, {@link #BULK_STAGES} batches in flight per team
-     * (rmsnorm_bwd_bulk2_bf16, then the same reduce kernel). Written after H100 run 15 without a GPU: not yet run.
+     * (rmsnorm_bwd_bulk2_bf16, then the same reduce kernel). Written after H100 run 15; H100 run 16: 0.99×.
      */
     public static final int BACKWARD_BULK = 5;
     /** Ring stages per team of the bulk-copy backward ({@code BULK_STAGES} in rmsnorm.cu). */
