@@ -304,10 +304,11 @@ __device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
 #endif
 }
 
-__device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ dGain, const float* __restrict__ partial,
-                                                           unsigned* __restrict__ counter, int d, int reducers) {
-    STATIC_SHARED(unsigned, ticket);
-    STATIC_SHARED(float4, red, [32 * BWD_WARPS]);
+// The body, with its shared ticket and tree row (≥ blockDim.x float4) passed in: the warp-per-row kernels' blocks
+// (256 threads) and the team kernel's (up to 512) need trees of different sizes.
+__device__ __forceinline__ void reduce_gain_in_last_blocks_with(unsigned& ticket, float4* red, float* __restrict__ dGain,
+                                                                const float* __restrict__ partial,
+                                                                unsigned* __restrict__ counter, int d, int reducers) {
     const unsigned blocks = gridDim.x;
     __threadfence();  // this block's partial row (written by its last warp) ...
     __syncthreads();
@@ -358,6 +359,13 @@ __device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ d
         __syncthreads();
     }
     if (threadIdx.x == 0 && atomicAdd(counter, 1u) == blocks + reducers - 1) atomicExch(counter, 0u);
+}
+
+__device__ __forceinline__ void reduce_gain_in_last_blocks(float* __restrict__ dGain, const float* __restrict__ partial,
+                                                           unsigned* __restrict__ counter, int d, int reducers) {
+    STATIC_SHARED(unsigned, ticket);
+    STATIC_SHARED(float4, red, [32 * BWD_WARPS]);
+    reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
 }
 
 // ---------------------------------------------------------------------------------------------------------------------
@@ -536,6 +544,49 @@ __device__ __forceinline__ void teams_write_partial(const TeamLane& t, const flo
     }
 }
 
+// The lane's dy and x groups and the rstd of batch row0's rows below n (zeros past n and in inactive lanes), loads
+// issued together so that they are in flight at once. row0 ≥ n gives an all-zero batch and loads nothing.
+template <int R>
+__device__ __forceinline__ void load_team_batch(const TeamLane& t, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                const float* __restrict__ rstd, unsigned row0, int n, int d,
+                                                bf16x8 (&cdy)[R], bf16x8 (&cx)[R], float (&rs)[R]) {
+    const int rows = row0 < (unsigned)n ? min(R, n - (int)row0) : 0;
+    const size_t base = (size_t)row0 * d + t.c;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const bool live = t.active && r < rows;
+        cdy[r] = live ? *reinterpret_cast<const bf16x8*>(dy + base + r * d) : bf16x8{};
+        cx[r] = live ? *reinterpret_cast<const bf16x8*>(x + base + r * d) : bf16x8{};
+        rs[r] = r < rows ? rstd[row0 + r] : 0.f;
+    }
+}
+
+// load_team_batch in two parts, for the prefetching kernel: the dy and x groups, and the rstd (zeros past n).
+template <int R>
+__device__ __forceinline__ void load_team_rows(const TeamLane& t, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                               unsigned row0, int n, int d, bf16x8 (&cdy)[R], bf16x8 (&cx)[R]) {
+    const int rows = row0 < (unsigned)n ? min(R, n - (int)row0) : 0;
+    const size_t base = (size_t)row0 * d + t.c;
+#pragma unroll
+    for (int r = 0; r < R; ++r) {
+        const bool live = t.active && r < rows;
+        cdy[r] = live ? *reinterpret_cast<const bf16x8*>(dy + base + r * d) : bf16x8{};
+        cx[r] = live ? *reinterpret_cast<const bf16x8*>(x + base + r * d) : bf16x8{};
+    }
+}
+
+template <int R>
+__device__ __forceinline__ void load_team_rstd(const float* __restrict__ rstd, unsigned row0, int n, float (&rs)[R]) {
+#pragma unroll
+    for (int r = 0; r < R; ++r) rs[r] = row0 + r < (unsigned)n ? rstd[row0 + r] : 0.f;
+}
+
+// Whether the team kernels take this launch (uniform; the launchers never send another shape).
+__device__ __forceinline__ bool team_launch_ok(const TeamLane& t, const bf16* dx, const float* partial, const bf16* dy,
+                                               const bf16* x, const bf16* gain) {
+    return t.valid && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(partial);
+}
+
 template <int R>
 __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, float* __restrict__ partial,
                                                        const bf16* __restrict__ dy, const bf16* __restrict__ x,
@@ -544,8 +595,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
     DYNAMIC_SHARED(float4, accs4);                      // d floats: the teams' gain gradients, added in team order
     STATIC_SHARED(float, red, [2][R][TEAM_MAX_WARPS]);  // per batch parity, row and warp: the warp's dot-product sum
     const TeamLane t = team_lane(d, R == 4 ? TEAM_R4_WARPS : TEAM_MAX_WARPS);
-    if (!t.valid || !aligned16(dx) || !aligned16(dy) || !aligned16(x) || !aligned16(gain) || !aligned16(partial))
-        return;  // uniform: the launcher never sends such a shape here
+    if (!team_launch_ok(t, dx, partial, dy, x, gain)) return;
     float g[8], acc[8];
 #pragma unroll
     for (int j = 0; j < 8; ++j) g[j] = acc[j] = 0.f;
@@ -557,17 +607,61 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
     int parity = 0;
     for (unsigned row0 = (blockIdx.x * t.teams + t.team) * R; row0 < (unsigned)n; row0 += stride) {
         const int rows = min(R, n - (int)row0);  // rows of this batch below n
-        const size_t base = (size_t)row0 * d + t.c;
         bf16x8 cdy[R], cx[R];
         float rs[R];
+        load_team_batch<R>(t, dy, x, rstd, row0, n, d, cdy, cx, rs);
+        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [] {});
+    }
+    teams_write_partial(t, acc, accs4, partial, d);
+}
+
+// ---------------------------------------------------------------------------------------------------------------------
+// Prefetching team backward (CudaRmsNorm.BACKWARD_TEAMS_PREFETCH, variant 7; written without a GPU after H100 run 16).
+// Variant 3's teams and arithmetic (team_batch), but software-pipelined in registers: at the top of batch b the lane
+// already holds b's dy, x and rstd (loaded during batch b − 1) and issues b + 1's loads into a second register set
+// before b's dot products, shuffles, team barrier, dx and stores, so each team always has its next batch in flight
+// (b + 1's rstd, needed only after b + 1's barrier, is loaded after b's stores).
+// Why: run 16's profile of variant 3 had a third of its stall samples waiting on the team's own loads (21 % at the
+// first unpack of a batch), with one batch of 2 rows in flight per team. The second set costs 16 registers, so the
+// block is at most TEAM_PF_WARPS warps (3 teams at d = 1024) and two share an SM under 80 registers: 24 warps per SM
+// (variant 3: 32), but 2 batches in flight per team, 24 rows per SM against variant 3's 16. dx is bitwise variant
+// 3's; the gain-gradient partials are per block of 3 teams instead of 4, so their sum is in another fixed order.
+constexpr int TEAM_PF_WARPS = 12;  // block ≤ 384 threads (CudaRmsNorm.TEAM_PF_MAX_WARPS)
+
+template <int R>
+__device__ __forceinline__ void rmsnorm_backward_teams_prefetch(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                                const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                                const bf16* __restrict__ gain,
+                                                                const float* __restrict__ rstd, int n, int d) {
+    DYNAMIC_SHARED(float4, accs4);                      // d floats: the teams' gain gradients, added in team order
+    STATIC_SHARED(float, red, [2][R][TEAM_MAX_WARPS]);  // per batch parity, row and warp: the warp's dot-product sum
+    const TeamLane t = team_lane(d, TEAM_PF_WARPS);
+    if (!team_launch_ok(t, dx, partial, dy, x, gain)) return;
+    float g[8], acc[8];
 #pragma unroll
-        for (int r = 0; r < R; ++r) {  // all of the batch's loads first, so they are in flight together
-            const bool live = t.active && r < rows;
-            cdy[r] = live ? *reinterpret_cast<const bf16x8*>(dy + base + r * d) : bf16x8{};
-            cx[r] = live ? *reinterpret_cast<const bf16x8*>(x + base + r * d) : bf16x8{};
-            rs[r] = r < rows ? rstd[row0 + r] : 0.f;
+    for (int j = 0; j < 8; ++j) g[j] = acc[j] = 0.f;
+    if (t.active) load8(gain + t.c, g);
+
+    const unsigned stride = gridDim.x * t.teams * R;  // 32-bit rows as in rmsnorm_backward_teams
+    int parity = 0;
+    unsigned row0 = (blockIdx.x * t.teams + t.team) * R;
+    bf16x8 cdy[R], cx[R];
+    float rs[R];
+    load_team_rows<R>(t, dy, x, row0, n, d, cdy, cx);
+    load_team_rstd<R>(rstd, row0, n, rs);
+    for (; row0 < (unsigned)n; row0 += stride) {
+        const int rows = min(R, n - (int)row0);
+        bf16x8 ndy[R], nx[R];
+        load_team_rows<R>(t, dy, x, row0 + stride, n, d, ndy, nx);  // zeros, and no loads, past the last batch
+        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [] {});
+#pragma unroll
+        for (int r = 0; r < R; ++r) {
+            cdy[r] = ndy[r];
+            cx[r] = nx[r];
         }
-        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, base, d, [] {});
+        // The next batch's rstd only now: it is first used after that batch's barrier, and loading it with the rows
+        // kept 2 more registers live through this batch (16 bytes spilled instead of 8 under the 80-register bound).
+        load_team_rstd<R>(rstd, row0 + stride, n, rs);
     }
     teams_write_partial(t, acc, accs4, partial, d);
 }
@@ -842,6 +936,27 @@ rmsnorm_bwd_teams4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, cons
                         const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                         int n, int d) {
     rmsnorm_backward_teams<4>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+// Backward variant 6: variant 3's kernel whose last blocks sum the partial rows into dGain (reduce_gain_in_last_blocks,
+// as rmsnorm_bwd_fused{4,8}_bf16; cooperative launch). Arguments as those, shapes as teams2's.
+extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
+rmsnorm_bwd_teams2_fused_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                              unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                              const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    STATIC_SHARED(unsigned, ticket);
+    STATIC_SHARED(float4, red, [32 * TEAM_MAX_WARPS]);  // the reduce's tree: one float4 per thread of the block
+    rmsnorm_backward_teams<2>(dx, partial, dy, x, gain, rstd, n, d);
+    if (team_launch_ok(team_lane(d, TEAM_MAX_WARPS), dx, partial, dy, x, gain))
+        reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
+}
+
+// Backward variant 7 (rmsnorm_backward_teams_prefetch, R = 2): as teams2, block ≤ 32·TEAM_PF_WARPS threads.
+extern "C" __global__ void __launch_bounds__(32 * TEAM_PF_WARPS, 2)
+rmsnorm_bwd_teams2_prefetch_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                                 const bf16* __restrict__ x, const bf16* __restrict__ gain,
+                                 const float* __restrict__ rstd, int n, int d) {
+    rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // Backward variant 5 (rmsnorm_backward_bulk, R = 2, sm_90+): as the team kernels, with dynamic shared memory

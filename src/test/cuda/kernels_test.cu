@@ -25,6 +25,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <random>
+#include <tuple>
 #include <string>
 #include <vector>
 
@@ -38,6 +39,9 @@ __global__ void rmsnorm_bwd_rows4_bf16(bf16*, float*, const bf16*, const bf16*, 
 __global__ void rmsnorm_bwd_rows8_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_teams2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_teams4_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_teams2_fused_bf16(bf16*, float*, float*, unsigned*, const bf16*, const bf16*, const bf16*,
+                                              const float*, int, int, int);
+__global__ void rmsnorm_bwd_teams2_prefetch_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_bulk2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
 __global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, const float*, int);
@@ -81,10 +85,24 @@ __global__ void count_abs_above_f32(unsigned long long*, const float*, long long
 #else
 #define KERNEL(k, ...) k<<<__VA_ARGS__>>>
 #endif
+// launch_cooperative(k, grid, block, shared, args...): cudaLaunchCooperativeKernel, for kernels whose blocks wait for
+// each other (the whole grid resident at once, as CudaRmsNorm's launchCooperative).
+template <class... P, class... A>
+static void launch_cooperative(void (*k)(P...), dim3 grid, dim3 block, size_t shared, A... a) {
+#ifdef PATCHCORE_EMU
+    emu::cooperative_launcher(k, grid, block, shared)(a...);
+#else
+    std::tuple<P...> args(static_cast<P>(a)...);
+    std::apply([&](auto&... v) {
+        void* ptrs[] = {(void*)&v...};
+        CHECK(cudaLaunchCooperativeKernel((const void*)k, grid, block, ptrs, shared, 0));
+    }, args);
+#endif
+}
 
 static int g_sms = 0;
 static int g_cc_major = 0;  // compute capability major (variant 5 of the RMSNorm backward needs 9+)
-// KERNELS_TEST_SKIP_TEAMS set: leave out the RMSNorm backward variants 3-5 (gpu-check.sh sets it when its canary saw
+// KERNELS_TEST_SKIP_TEAMS set: leave out the RMSNorm backward variants 3-7 (gpu-check.sh sets it when its canary saw
 // one of them fail or hang, so the other kernels' checks still run).
 static bool g_skip_teams = false;
 static int g_failures = 0;
@@ -222,21 +240,36 @@ static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf1
     KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, s.blocks, d);
     LAUNCHED();
 }
-// CudaRmsNorm backward variants 3 and 4 (teamBackward): teams of ceil(d / 256) warps, R = 2 or 4 rows per batch, at
-// most 16 (R = 2) or 12 (R = 4) warps and 8 teams per block, a grid of the resident blocks. Same shapes as the
-// warp-per-row kernels. Returns the grid (the partial rows written).
-static int launch_rmsnorm_bwd_teams(int R, bf16* dx, float* partial, float* dGain, const bf16* dy, const bf16* x,
-                                    const bf16* g, const float* rstd, int n, int d) {
-    int teamWarps = ceil_div(d, 256), teams = std::min(8, (R == 4 ? 12 : 16) / teamWarps), threads = 32 * teamWarps * teams;
-    const void* kernel = R == 4 ? (const void*)rmsnorm_bwd_teams4_bf16 : (const void*)rmsnorm_bwd_teams2_bf16;
+// CudaRmsNorm backward variants 3, 4, 6 and 7 (teamBackward): teams of ceil(d / 256) warps, R = 4 rows per batch
+// (variant 4) or 2, at most 12 (variants 4, 7) or 16 warps and 8 teams per block, a grid of the resident blocks. Same
+// shapes as the warp-per-row kernels. Variant 6 launches cooperatively and reduces into dGain in its last blocks
+// (counter: 0 between launches; reducers as CudaRmsNorm.fusedReducers); the others are followed by the reduce kernel.
+// Returns the grid (the partial rows written).
+static int launch_rmsnorm_bwd_teams(int variant, bf16* dx, float* partial, float* dGain, unsigned* counter,
+                                    const bf16* dy, const bf16* x, const bf16* g, const float* rstd, int n, int d) {
+    const int R = variant == 4 ? 4 : 2, maxWarps = variant == 4 || variant == 7 ? 12 : 16;
+    int teamWarps = ceil_div(d, 256), teams = std::min(8, maxWarps / teamWarps), threads = 32 * teamWarps * teams;
+    const void* kernel = variant == 4   ? (const void*)rmsnorm_bwd_teams4_bf16
+                         : variant == 6 ? (const void*)rmsnorm_bwd_teams2_fused_bf16
+                         : variant == 7 ? (const void*)rmsnorm_bwd_teams2_prefetch_bf16
+                                        : (const void*)rmsnorm_bwd_teams2_bf16;
     int perSm = 0;
     CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, threads, d * sizeof(float)));
     int blocks = std::min(ceil_div(n, R * teams), std::max(1, perSm) * g_sms);
-    if (R == 4) KERNEL(rmsnorm_bwd_teams4_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
-    else KERNEL(rmsnorm_bwd_teams2_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
+    switch (variant) {
+        case 4: KERNEL(rmsnorm_bwd_teams4_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d); break;
+        case 6:
+            launch_cooperative(rmsnorm_bwd_teams2_fused_bf16, blocks, threads, d * sizeof(float), dx, partial, dGain, counter,
+                               dy, x, g, rstd, n, d, std::max(1, std::min(blocks / 2, d / 8)));
+            break;
+        case 7: KERNEL(rmsnorm_bwd_teams2_prefetch_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d); break;
+        default: KERNEL(rmsnorm_bwd_teams2_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
+    }
     LAUNCHED();
-    KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, blocks, d);
-    LAUNCHED();
+    if (variant != 6) {
+        KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, blocks, d);
+        LAUNCHED();
+    }
     return blocks;
 }
 // CudaRmsNorm backward variant 5 (bulkBackward, compute capability 9+): variant 3's teams, each with a ring of 3 stages
@@ -363,21 +396,32 @@ static void test_rmsnorm(int n, int d, int shift) {
     auto dgAgain = download(dDg);
     expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
 
-    // The team kernels (backward variants 3, 4) on the shapes the warp-per-row kernels take, against the same reference.
+    // The team kernels (backward variants 3, 4, 6, 7) on the shapes the warp-per-row kernels take, against the same
+    // reference; 6 and 7 keep variant 3's arithmetic per row, so their dx must equal its bit for bit.
     if (shape.groups == 0 || g_skip_teams) return;
-    for (int R : {2, 4}) {
+    Dev<unsigned> counter(1);
+    CHECK(cudaMemset(counter.p, 0, sizeof(unsigned)));
+    std::vector<float> teams2Dx;
+    for (int v : {3, 4, 6, 7}) {
+        char what[64];
         Dev<float> teamPartial((size_t)16 * g_sms * d, shift);  // blocks ≥ 224 threads: ≤ 9 resident per SM
         upload(dDg, dg0);
         CHECK(cudaMemset(dDx.p, 0xff, nd * sizeof(bf16)));  // NaN again: a dx row the kernel skips must fail, not pass on the last kernel's values
-        int blocks = launch_rmsnorm_bwd_teams(R, dDx.p, teamPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
-        std::printf("  backward teams R=%d: %d blocks\n", R, blocks);
-        expect_close(R == 2 ? "backward teams2 dx" : "backward teams4 dx", download_bf16(dDx), dxRef, 1e-2);
+        int blocks = launch_rmsnorm_bwd_teams(v, dDx.p, teamPartial.p, dDg.p, counter.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+        std::printf("  backward teams variant %d: %d blocks\n", v, blocks);
+        auto teamDx = download_bf16(dDx);
+        std::snprintf(what, sizeof what, "backward teams v%d dx", v);
+        expect_close(what, teamDx, dxRef, 1e-2);
+        if (v == 3) teams2Dx = teamDx;
+        std::snprintf(what, sizeof what, "backward teams v%d dx bit-identical to v3's", v);
+        if (v >= 6) expect(what, std::memcmp(teamDx.data(), teams2Dx.data(), nd * sizeof(float)) == 0);
         auto teamDg = download(dDg);
-        expect_close(R == 2 ? "backward teams2 dGain" : "backward teams4 dGain", teamDg, dgRef, 1e-5);
+        std::snprintf(what, sizeof what, "backward teams v%d dGain", v);
+        expect_close(what, teamDg, dgRef, 1e-5);
         upload(dDg, dg0);
-        launch_rmsnorm_bwd_teams(R, dDx.p, teamPartial.p, dDg.p, dDy.p, dS.p, dG.p, dR.p, n, d);
-        expect("backward teams dGain bit-identical on rerun",
-               std::memcmp(teamDg.data(), download(dDg).data(), d * sizeof(float)) == 0);
+        launch_rmsnorm_bwd_teams(v, dDx.p, teamPartial.p, dDg.p, counter.p, dDy.p, dS.p, dG.p, dR.p, n, d);
+        std::snprintf(what, sizeof what, "backward teams v%d dGain bit-identical on rerun", v);
+        expect(what, std::memcmp(teamDg.data(), download(dDg).data(), d * sizeof(float)) == 0);
     }
     if (g_cc_major >= 9) {  // variant 5: the same arithmetic as teams2, its inputs through bulk copies
         Dev<float> bulkPartial((size_t)16 * g_sms * d, shift);
@@ -863,7 +907,7 @@ int main(int argc, char** argv) {
     g_sms = prop.multiProcessorCount;
     g_cc_major = prop.major;
     g_skip_teams = std::getenv("KERNELS_TEST_SKIP_TEAMS") != nullptr;
-    if (g_skip_teams) std::printf("KERNELS_TEST_SKIP_TEAMS: the RMSNorm backward variants 3-5 are left out\n");
+    if (g_skip_teams) std::printf("KERNELS_TEST_SKIP_TEAMS: the RMSNorm backward variants 3-7 are left out\n");
     std::printf("device: %s, %d SMs\n", prop.name, g_sms);
 
     test_rmsnorm(37, 1024, 0);

@@ -128,22 +128,28 @@ using Body = std::function<void()>;
 // as a cooperative launch guarantees); else EMU_WORKERS of them, default the cores (at least 2).
 void run_grid(dim3 grid, dim3 block, size_t sharedBytes, const Body& body, bool allResident = false);
 
-// KERNEL(k, grid, block[, shared]) (args...) in kernels_test.cu: the emulated `k<<<grid, block, shared>>>(args...)`.
+// KERNEL(k, grid, block[, shared]) (args...) in kernels_test.cu: the emulated `k<<<grid, block, shared>>>(args...)`;
+// cooperative_launcher: the emulated cudaLaunchCooperativeKernel (every block resident at once).
 template <class... P>
 struct Launch {
     void (*kernel)(P...);
     dim3 grid, block;
     size_t shared;
+    bool allResident = false;
     template <class... A>
     void operator()(A&&... a) const {
         const std::tuple<P...> args(static_cast<P>(std::forward<A>(a))...);
         const auto k = kernel;
-        run_grid(grid, block, shared, [&] { std::apply(k, args); });
+        run_grid(grid, block, shared, [&] { std::apply(k, args); }, allResident);
     }
 };
 template <class... P>
 Launch<P...> launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared = 0) {
     return {kernel, grid, block, shared};
+}
+template <class... P>
+Launch<P...> cooperative_launcher(void (*kernel)(P...), dim3 grid, dim3 block, size_t shared = 0) {
+    return {kernel, grid, block, shared, true};
 }
 }  // namespace emu
 

@@ -375,7 +375,7 @@ public final class ParityChecks {
                     }
                     case "rmsnormbwd" -> {
                         // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.
-                        // Team kernels (variants 3-5): teams of 3, 5 and 7 warps with tails of 3 and 1 rows (1003x768,
+                        // Team kernels (variants 3-7): teams of 3, 5 and 7 warps with tails of 3 and 1 rows (1003x768,
                         // 41x1280, 29x1792). 32768 rows: ~15 batches per team, so variant 5's 3-stage ring wraps several times.
                         for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {1003, 768}, {41, 1280}, {29, 1792}, {6400, 1024},
                                         {3000, 2048}, {8192, 1024}, {32768, 1024}}
@@ -391,6 +391,13 @@ public final class ParityChecks {
                         // Variant 5 is variant 3's arithmetic fed by bulk copies: its dx is bitwise variant 3's (its gain gradient is
                         // not: the grids differ), so a copy or ring fault shows apart from an arithmetic one.
                         if (v == CudaRmsNorm.BACKWARD_BULK && cuda.computeCapabilityMajor() >= 9
+                                && !CudaBackend.variantSkipped(family, CudaRmsNorm.BACKWARD_TEAMS_R2))
+                            out.add(variant(cuda, family, v, "rmsNorm backward dx = v" + CudaRmsNorm.BACKWARD_TEAMS_R2,
+                                    rows -> rmsNormBackwardIdentity(rows, cuda, CudaRmsNorm.BACKWARD_TEAMS_R2, v, false)));
+                        // Variants 6 (variant 3 + the reduce in its last blocks) and 7 (variant 3 loading each team's next
+                        // batch early) keep variant 3's arithmetic per row: dx bitwise. Their gain gradients are summed in
+                        // other fixed orders (6: the last blocks' tree; 7: other blocks' partial rows), so CPU parity only.
+                        if ((v == CudaRmsNorm.BACKWARD_TEAMS_FUSED || v == CudaRmsNorm.BACKWARD_TEAMS_PREFETCH)
                                 && !CudaBackend.variantSkipped(family, CudaRmsNorm.BACKWARD_TEAMS_R2))
                             out.add(variant(cuda, family, v, "rmsNorm backward dx = v" + CudaRmsNorm.BACKWARD_TEAMS_R2,
                                     rows -> rmsNormBackwardIdentity(rows, cuda, CudaRmsNorm.BACKWARD_TEAMS_R2, v, false)));

@@ -142,7 +142,8 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
             "patchembed", List.of(CudaPatchEmbed.VARIANT_HOST_SORTED, CudaPatchEmbed.VARIANT_DEVICE_SORT),
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
             "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE,
-                    CudaRmsNorm.BACKWARD_TEAMS_R2, CudaRmsNorm.BACKWARD_TEAMS_R4, CudaRmsNorm.BACKWARD_BULK),
+                    CudaRmsNorm.BACKWARD_TEAMS_R2, CudaRmsNorm.BACKWARD_TEAMS_R4, CudaRmsNorm.BACKWARD_BULK,
+                    CudaRmsNorm.BACKWARD_TEAMS_FUSED, CudaRmsNorm.BACKWARD_TEAMS_PREFETCH),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /**

@@ -55,17 +55,33 @@ public final class CudaRmsNorm {
      * (rmsnorm_bwd_bulk2_bf16, then the same reduce kernel). Written after H100 run 15; H100 run 16: 0.99×.
      */
     public static final int BACKWARD_BULK = 5;
+    /**
+     * Backward variant 6: variant 3's kernel whose last blocks sum the partial rows into dGain, as variant 2 does for
+     * variant 1 (rmsnorm_bwd_teams2_fused_bf16, cooperative launch, variant 3's grid): one launch, no kernel boundary,
+     * aimed at variant 3's ≈ 4 µs that do not scale with the rows. Written after H100 run 16, not yet run on a GPU.
+     * dx is bitwise variant 3's; the gain gradient is summed in another fixed order.
+     */
+    public static final int BACKWARD_TEAMS_FUSED = 6;
+    /**
+     * Backward variant 7: variant 3 software-pipelined in registers, each team loading its next batch before the
+     * current one's arithmetic and barrier (rmsnorm_bwd_teams2_prefetch_bf16, at most {@link #TEAM_PF_MAX_WARPS} warps
+     * per block, then the same reduce kernel). Written after H100 run 16, not yet run on a GPU. dx is bitwise
+     * variant 3's; the partial rows are per block of other teams, so the gain gradient's order differs.
+     */
+    public static final int BACKWARD_TEAMS_PREFETCH = 7;
     /** Ring stages per team of the bulk-copy backward ({@code BULK_STAGES} in rmsnorm.cu). */
     static final int BULK_STAGES = 3;
     /** Team kernels: at most this many warps per block ({@code TEAM_MAX_WARPS} / {@code TEAM_R4_WARPS} in rmsnorm.cu). */
     static final int TEAM_R2_MAX_WARPS = 16, TEAM_R4_MAX_WARPS = 12;
+    /** Prefetching team kernel (variant 7): at most this many warps per block ({@code TEAM_PF_WARPS} in rmsnorm.cu). */
+    static final int TEAM_PF_MAX_WARPS = 12;
     /** Team kernels: at most this many teams per block (one named barrier each, {@code TEAM_MAX_TEAMS}). */
     static final int TEAM_MAX_TEAMS = 8;
 
     private final KernelContext ctx;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
-    /** Arrival counter of backward variant 2 (one u32, 0 between launches), allocated at its first use. */
+    /** Arrival counter of backward variants 2 and 6 (one u32, 0 between launches), allocated at its first use. */
     private Tensor arrivals;
 
     public CudaRmsNorm(KernelContext ctx) {
@@ -88,12 +104,14 @@ public final class CudaRmsNorm {
 
     /**
      * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
-     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_TEAMS_R2}, {@link #BACKWARD_TEAMS_R4} or {@link #BACKWARD_BULK}.
+     * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_TEAMS_R2}, {@link #BACKWARD_TEAMS_R4}, {@link #BACKWARD_BULK},
+     * {@link #BACKWARD_TEAMS_FUSED} or {@link #BACKWARD_TEAMS_PREFETCH}.
      */
     public void setBackwardVariant(int variant) {
-        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_BULK)
+        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TEAMS_PREFETCH)
             throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks), "
-                    + "3 or 4 (warp teams, 2 or 4 rows per batch) or 5 (teams fed by bulk copies), got " + variant);
+                    + "3 or 4 (warp teams, 2 or 4 rows per batch), 5 (teams fed by bulk copies), 6 (teams, reduce in the "
+                    + "last blocks) or 7 (teams loading their next batch early), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -185,7 +203,11 @@ public final class CudaRmsNorm {
         Tensor partial;  // F32 [blocks, d]: each block's share of the gain gradient
         if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
             switch (backwardVariant) {
-                case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4 -> partial = teamBackward(dx, dy, x, gain, rstd, n, d);
+                case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4, BACKWARD_TEAMS_PREFETCH -> partial = teamBackward(dx, dGain, dy, x, gain, rstd, n, d);
+                case BACKWARD_TEAMS_FUSED -> {
+                    teamBackward(dx, dGain, dy, x, gain, rstd, n, d);
+                    return dx;  // its last blocks have added the partials into dGain
+                }
                 case BACKWARD_BULK -> partial = ctx.computeCapabilityMajor() >= 9 ? bulkBackward(dx, dy, x, gain, rstd, n, d)
                         : warpPerRowBackward(false, dx, dGain, dy, x, gain, rstd, n, d);
                 case BACKWARD_FUSED_REDUCE -> {
@@ -225,16 +247,31 @@ public final class CudaRmsNorm {
     }
 
     /**
-     * Variants 3 and 4: teams of ceil(d / 256) warps, 2 or 4 rows per batch, as many teams per block as the kernel's
-     * block limit allows (≤ 8), and a persistent grid of as many blocks as the occupancy calculator says stay resident.
+     * Variants 3, 4, 6 and 7: teams of ceil(d / 256) warps, 2 or 4 rows per batch, as many teams per block as the
+     * kernel's block limit allows (≤ 8), and a persistent grid of as many blocks as the occupancy calculator says stay
+     * resident. Variant 6 launches cooperatively, its last blocks adding the partials into dGain.
      */
-    private Tensor teamBackward(Tensor dx, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
-        boolean four = backwardVariant == BACKWARD_TEAMS_R4;
-        String kernel = four ? "rmsnorm_bwd_teams4_bf16" : "rmsnorm_bwd_teams2_bf16";
-        int teams = teamsPerBlock(d, four ? TEAM_R4_MAX_WARPS : TEAM_R2_MAX_WARPS), threads = 32 * ceilDiv(d, 256) * teams;
+    private Tensor teamBackward(Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
+        String kernel = switch (backwardVariant) {
+            case BACKWARD_TEAMS_R4 -> "rmsnorm_bwd_teams4_bf16";
+            case BACKWARD_TEAMS_FUSED -> "rmsnorm_bwd_teams2_fused_bf16";
+            case BACKWARD_TEAMS_PREFETCH -> "rmsnorm_bwd_teams2_prefetch_bf16";
+            default -> "rmsnorm_bwd_teams2_bf16";
+        };
+        int rowsPerBatch = backwardVariant == BACKWARD_TEAMS_R4 ? 4 : 2;
+        int maxWarps = switch (backwardVariant) {
+            case BACKWARD_TEAMS_R4 -> TEAM_R4_MAX_WARPS;
+            case BACKWARD_TEAMS_PREFETCH -> TEAM_PF_MAX_WARPS;
+            default -> TEAM_R2_MAX_WARPS;
+        };
+        int teams = teamsPerBlock(d, maxWarps), threads = 32 * ceilDiv(d, 256) * teams;
         int resident = ctx.residentBlocksPerMultiprocessor(kernel, threads, d * Float.BYTES) * ctx.multiprocessorCount();
-        Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, (four ? 4 : 2) * teams), resident), d);
-        ctx.launch(kernel, partial.dim(0), 1, 1, threads, 1, 1, d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
+        Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, rowsPerBatch * teams), resident), d);
+        int blocks = partial.dim(0);
+        if (backwardVariant == BACKWARD_TEAMS_FUSED)
+            ctx.launchCooperative(kernel, blocks, 1, 1, threads, 1, 1, d * Float.BYTES,
+                    dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
+        else ctx.launch(kernel, blocks, 1, 1, threads, 1, 1, d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         return partial;
     }
 
@@ -262,7 +299,7 @@ public final class CudaRmsNorm {
         return d * Float.BYTES + teams * BULK_STAGES * (2 * 2 * d * 2 + 8);
     }
 
-    /** The arrival counter of the kernels that reduce in their last blocks (variant 2), zeroed once. */
+    /** The arrival counter of the kernels that reduce in their last blocks (variants 2 and 6), zeroed once. */
     private Tensor arrivals() {
         if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
         return arrivals;

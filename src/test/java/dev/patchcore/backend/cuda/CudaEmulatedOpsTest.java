@@ -85,15 +85,17 @@ class CudaEmulatedOpsTest {
 
     /**
      * Variants 1 (warp per row + reduce kernel), 2 (the reduce in the last blocks, a cooperative grid), 3 and 4 (teams),
-     * 5 (teams fed by bulk copies through mbarriers; the emulated device reports compute capability 9 for it).
+     * 5 (teams fed by bulk copies through mbarriers; the emulated device reports compute capability 9 for it), 6 (teams,
+     * the reduce in the last blocks, a cooperative grid) and 7 (teams loading their next batch during the current one).
+     * 5-7 run in both emulator schedules: their blocks or teams wait on copies, tickets or barriers.
      */
     @ParameterizedTest(name = "backward variant {0}")
-    @ValueSource(ints = {1, 2, 3, 4, 5})
+    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7})
     void rmsNormBackward(int variant) {
         emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
         emu.takeLaunched();
         try {
-            if (variant == CudaRmsNorm.BACKWARD_BULK) inBothSchedules(() -> rmsNormBackwardAt(variant));  // bulk copies
+            if (variant >= CudaRmsNorm.BACKWARD_BULK) inBothSchedules(() -> rmsNormBackwardAt(variant));
             else rmsNormBackwardAt(variant);
         } finally {
             emu.reportComputeCapability(8);
@@ -103,7 +105,9 @@ class CudaEmulatedOpsTest {
             case 2 -> "rmsnorm_bwd_fused";
             case 3 -> "rmsnorm_bwd_teams2_bf16";
             case 4 -> "rmsnorm_bwd_teams4_bf16";
-            default -> "rmsnorm_bwd_bulk2_bf16";
+            case 5 -> "rmsnorm_bwd_bulk2_bf16";
+            case 6 -> "rmsnorm_bwd_teams2_fused_bf16";
+            default -> "rmsnorm_bwd_teams2_prefetch_bf16";
         };
         List<String> launched = emu.takeLaunched();
         assertTrue(launched.stream().anyMatch(n -> n.startsWith(kernel)), "variant " + variant + " never launched " + kernel + "*: " + launched);

@@ -248,7 +248,7 @@ class OpKernelLaunchTest {
         Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
         assertEquals(1, tiny.grid()[0]);
         assertEquals(1, tiny.args()[10]);
-        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(6));
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(8));
         assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(0));
     }
 
@@ -292,6 +292,70 @@ class OpKernelLaunchTest {
         op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
         assertEquals(2, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_bf16")).count());
         assertEquals(0, ctx.launches.stream().filter(l -> l.name().startsWith("rmsnorm_bwd_teams")).count());
+    }
+
+    @Test
+    void fusedTeamRmsNormBackwardIsVariant3sGridLaunchedCooperativelyWithTheCounter() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_FUSED);
+        Tensor dGain = f32(1024);
+        // 370M: variant 3's 4 teams × 4 warps per block, 2 blocks per SM; 128 reducers of 8 columns.
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
+        Launch fused = ctx.only("rmsnorm_bwd_teams2_fused_bf16");
+        assertTrue(fused.cooperative(), "its last blocks wait for the others: the whole grid must be resident");
+        assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count(), "no second kernel");
+        assertEquals(List.of("rmsnorm_bwd_teams2_fused_bf16 512 4096"), ctx.occupancyQueries);
+        assertEquals(512, fused.threads());
+        assertEquals(2 * 132, fused.grid()[0]);
+        assertEquals(1024 * Float.BYTES, fused.shared());
+        assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) fused.args()[1]).shape(), "one partial row per block");
+        assertEquals(dGain, fused.args()[2]);
+        Tensor counter = (Tensor) fused.args()[3];
+        assertEquals(DType.I32, counter.dtype());
+        assertEquals(128, fused.args()[10]);
+        // Few rows: variant 3's grid (one block per 4 teams × 2 rows), one reducer; the counter is reused.
+        ctx.launches.clear();
+        op.backward(bf16(12, 1024), bf16(12, 1024), bf16(1024), f32(12), f32(1024));
+        Launch few = ctx.only("rmsnorm_bwd_teams2_fused_bf16");
+        assertEquals(2, few.grid()[0]);
+        assertEquals(1, few.args()[10], "at most half the grid spins");
+        assertSame(counter, few.args()[3]);
+        assertTrue(few.cooperative());
+        // Shapes the team kernels do not take run the block-per-row kernel and the reduce kernel.
+        ctx.launches.clear();
+        op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
+        ctx.only("rmsnorm_bwd_bf16");
+        ctx.only("rmsnorm_bwd_gain_reduce");
+    }
+
+    @Test
+    void prefetchingTeamRmsNormBackwardHasAtMost12WarpsPerBlock() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_PREFETCH);
+        Tensor dGain = f32(1024);
+        // 370M: 3 teams of 4 warps per 384-thread block, the grid from the occupancy calculator, then the reduce kernel.
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
+        Launch pf = ctx.only("rmsnorm_bwd_teams2_prefetch_bf16");
+        Launch reduce = ctx.only("rmsnorm_bwd_gain_reduce");
+        assertFalse(pf.cooperative());
+        assertEquals(384, pf.threads());
+        assertEquals(List.of("rmsnorm_bwd_teams2_prefetch_bf16 384 4096"), ctx.occupancyQueries);
+        assertEquals(2 * 132, pf.grid()[0]);
+        assertEquals(1024 * Float.BYTES, pf.shared());
+        assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) pf.args()[1]).shape(), "one partial row per block");
+        assertEquals(pf.args()[1], reduce.args()[1]);
+        assertEquals(2 * 132, reduce.args()[2]);
+        assertEquals(dGain, reduce.args()[0]);
+        // d = 1536: teams of 6 warps, 2 per block; few rows: one block per 2 teams × 2 rows.
+        ctx.launches.clear();
+        op.backward(bf16(9, 1536), bf16(9, 1536), bf16(1536), f32(9), f32(1536));
+        Launch wide = ctx.only("rmsnorm_bwd_teams2_prefetch_bf16");
+        assertEquals(384, wide.threads());
+        assertEquals(3, wide.grid()[0]);
+        // Narrow rows: one-warp teams, 8 per block.
+        ctx.launches.clear();
+        op.backward(bf16(100, 96), bf16(100, 96), bf16(96), f32(100), f32(96));
+        assertEquals(256, ctx.only("rmsnorm_bwd_teams2_prefetch_bf16").threads());
     }
 
     @Test
