@@ -157,11 +157,21 @@ public final class KernelBench {
             Tensor yr = y.rows(0, resident), xr = x.rows(0, resident), rr = rstdKeep.rows(0, resident);
             rows.add(measure("rmsNorm backward (rows = resident warps)", resident + "x" + d, 3.0 * resident * d * a + 4.0 * resident, 0,
                     () -> be.rmsNormBackward(yr, xr, gain, rr, dGain)));
+            // Four times the rows (32768 × 1024 at 370M: 200 MB moved, four times an H100's 50 MB L2): with the two rows
+            // above, it separates the streaming rate from the fixed cost and from what L2 holds between calls.
+            int big = 4 * n;
+            String bigShape = big + "x" + d;
+            Tensor yBig = persistent(act, big, d), xBig = persistent(act, big, d), rstdBig = persistent(DType.F32, big);
+            be.copy(be.rmsNorm(xBig, gain, 1e-5f).rstd(), rstdBig);
+            be.releaseScratch();
+            rows.add(measure("rmsNorm backward", bigShape, 3.0 * big * d * a + 4.0 * big, 0, () -> be.rmsNormBackward(yBig, xBig, gain, rstdBig, dGain)));
             for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag -> {
                 rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
                 // The same rows for every variant (the default's resident warps: one pass of variants 3 and 5 as well, not of 4)
                 rows.add(measure("rmsNorm backward (rows = v1's resident warps)" + tag, resident + "x" + d, 3.0 * resident * d * a + 4.0 * resident, 0,
                         () -> be.rmsNormBackward(yr, xr, gain, rr, dGain)));
+                rows.add(measure("rmsNorm backward" + tag, bigShape, 3.0 * big * d * a + 4.0 * big, 0,
+                        () -> be.rmsNormBackward(yBig, xBig, gain, rstdBig, dGain)));
             });
         }
         // Kernel variants under evaluation, side by side with the defaults above.

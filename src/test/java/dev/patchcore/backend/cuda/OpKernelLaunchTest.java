@@ -297,6 +297,8 @@ class OpKernelLaunchTest {
     @Test
     void fusedTeamRmsNormBackwardIsVariant3sGridLaunchedCooperativelyWithTheCounter() {
         CudaRmsNorm op = new CudaRmsNorm(ctx);
+        ctx.residentPerSm = 2;
+        ctx.occupancyQueries.clear();  // everyKernelOfTheseFilesIsLaunchableFromJava runs the cases in one context
         op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_FUSED);
         Tensor dGain = f32(1024);
         // 370M: variant 3's 4 teams × 4 warps per block, 2 blocks per SM; 128 reducers of 8 columns.
@@ -331,6 +333,8 @@ class OpKernelLaunchTest {
     @Test
     void prefetchingTeamRmsNormBackwardHasAtMost12WarpsPerBlock() {
         CudaRmsNorm op = new CudaRmsNorm(ctx);
+        ctx.residentPerSm = 2;
+        ctx.occupancyQueries.clear();  // everyKernelOfTheseFilesIsLaunchableFromJava runs the cases in one context
         op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_PREFETCH);
         Tensor dGain = f32(1024);
         // 370M: 3 teams of 4 warps per 384-thread block, the grid from the occupancy calculator, then the reduce kernel.
@@ -1069,6 +1073,8 @@ class OpKernelLaunchTest {
                 this::rmsNormBackwardReducesGainThroughPartialRows, this::rmsNormBackwardPicksTheKernelByWidthAndAlignment,
                 this::fusedRmsNormBackwardIsOneLaunchWithItsOwnCounter, this::teamRmsNormBackwardsSizeTeamsByWidthAndTheGridByOccupancy,
                 this::bulkCopyRmsNormBackwardRunsOnHopperWithItsRingsInSharedMemory,
+                this::fusedTeamRmsNormBackwardIsVariant3sGridLaunchedCooperativelyWithTheCounter,
+                this::prefetchingTeamRmsNormBackwardHasAtMost12WarpsPerBlock,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
