@@ -283,7 +283,8 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
     return true;
 }
 
-// The gain-gradient reduce of backward variant 2, at the end of the warp-per-row kernel instead of a second kernel.
+// The gain-gradient reduce of backward variants 2 and 6, at the end of the warp-per-row (2) or team (6) kernel instead
+// of a second kernel.
 // Every block has written its partial row; it makes that row visible device-wide and takes a ticket from `counter`.
 // The last `reducers` blocks to arrive stay: once all gridDim.x blocks have arrived, reducer number s (ticket order)
 // sums the partial rows of float4 columns [s·S, (s+1)·S), S = ceil(d/4 / reducers), into dGain. A column's sum has
