@@ -562,7 +562,9 @@ __device__ __forceinline__ void load_team_batch(const TeamLane& t, const bf16* _
     }
 }
 
-// load_team_batch in two parts, for the prefetching kernel: the dy and x groups, and the rstd (zeros past n).
+// load_team_batch in two parts, for the prefetching kernel: the dy and x groups, and the rstd (zeros past n). (Not
+// load_team_batch's body: calling these two from it moves the rstd loads and changes variants 3 and 4's PTX, which run
+// 16 measured.)
 template <int R>
 __device__ __forceinline__ void load_team_rows(const TeamLane& t, const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                unsigned row0, int n, int d, bf16x8 (&cdy)[R], bf16x8 (&cx)[R]) {
