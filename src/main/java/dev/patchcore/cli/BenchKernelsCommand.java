@@ -3,6 +3,7 @@ package dev.patchcore.cli;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.backend.cuda.CudaBackend;
 import dev.patchcore.bench.KernelBench;
+import dev.patchcore.config.ModelConfig;
 import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
@@ -28,8 +29,9 @@ public final class BenchKernelsCommand implements Callable<Integer> {
     @Option(names = "--runs", defaultValue = "20", description = "minimum timed runs per op after 3 warm-ups (default: ${DEFAULT-VALUE})")
     int runs;
 
-    @Option(names = "--shape", description = "370m (the 370M preset at T = 2048, micro-batch 4) or small (a CPU-sized shape: "
-            + "d = 256, ffn 688, T = 256, 4 heads of 64, V = 4096; not the small preset) (default: 370m on CUDA, small on the CPU)")
+    @Option(names = "--shape", description = "370m, 780m, 1.3b or 2.7b (that paper preset's width, FFN and heads at T = 2048, "
+            + "micro-batch 4) or small (a CPU-sized shape: d = 256, ffn 688, T = 256, 4 heads of 64, V = 4096; not the small "
+            + "preset) (default: 370m on CUDA, small on the CPU)")
     String shape;
 
     @Override
@@ -38,9 +40,9 @@ public final class BenchKernelsCommand implements Callable<Integer> {
         BenchCommand.checkJsonTarget(json, "kernels.json");
         try (Backend be = backendOptions.open()) {
             KernelBench.Shapes shapes = switch (shape == null ? (be instanceof CudaBackend ? "370m" : "small") : shape) {
-                case "370m" -> KernelBench.Shapes.paper370m();
+                case "370m", "780m", "1.3b", "2.7b" -> KernelBench.Shapes.paper(ModelConfig.preset(shape));
                 case "small" -> KernelBench.Shapes.small();
-                default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (choose 370m or small)");
+                default -> throw new IllegalArgumentException("unknown --shape '" + shape + "' (choose 370m, 780m, 1.3b, 2.7b or small)");
             };
             String device = be instanceof CudaBackend c ? c.describe() : be.name();
             System.out.println("bench kernels: " + device + ", shapes " + shapes.name());

@@ -1,5 +1,6 @@
 package dev.patchcore.bench;
 
+import dev.patchcore.config.ModelConfig;
 import org.junit.jupiter.api.Test;
 
 import java.util.List;
@@ -26,6 +27,15 @@ class KernelBenchTest {
         assertEquals(3, lines.size(), table);
         assertEquals("| rmsNorm backward | 8192x1024 | rmsnorm v2 | 0.0300 | 0.0200 | 1.50 | 0.0367 | 0.0250 | 1.47 |", lines.get(2));
         assertTrue(KernelBench.variantsMarkdown(rows.subList(0, 2)).isEmpty(), "no variants measured: no table");
+    }
+
+    @Test
+    void paperPresetShapesComeFromThePresets() {
+        KernelBench.Shapes s370 = KernelBench.Shapes.paper370m(), s13 = KernelBench.Shapes.paper(ModelConfig.preset("1.3b"));
+        assertEquals(List.of("370m", 4, 2048, 1024, 2752, 16), List.of(s370.name(), s370.batch(), s370.seqLen(), s370.dim(), s370.ffn(), s370.heads()));
+        assertEquals(8192, s370.rows());
+        assertEquals(List.of("1.3b", 4, 2048, 2048, 5504, 16), List.of(s13.name(), s13.batch(), s13.seqLen(), s13.dim(), s13.ffn(), s13.heads()));
+        assertEquals(2560, KernelBench.Shapes.paper(ModelConfig.preset("2.7b")).dim());
     }
 
     @Test
