@@ -15,9 +15,10 @@
 //            default and variant 5 at H 8: per call, N back-to-back launches between two events ("stream": launched
 //            from C++, no JVM in the loop) and the same N queued behind timing_spin_ns so the host is never the limit
 //            ("kernel"), in TFLOP/s as FlashAttention counts them (2·B·H·T²·D); with the host's own time per launch.
-//            What it answered (H100 run 16): the three-warpgroup kernel's stream-vs-kernel gap (309 vs 315 TFLOP/s,
-//            1.9 µs per call from C++ too) is on the GPU, not in the JVM; with the producer warpgroup it is 0.3 µs
-//            (353 vs 354), which made the producer kernel the default.
+//            What it answered (H100 run 16): from C++ the three-warpgroup kernel streams at 309 TFLOP/s, against
+//            305-307 from the JVM, so the Java host path costs it about 1 %; its stream-vs-kernel gap was 1.9 µs per
+//            call in one call (309 vs 315) and none in the next (309 vs 309). The producer warpgroup kernel: 353
+//            stream, gap 0.3-1.0 µs, which made it the default.
 //   all      (default) check, then timing if every check passed.
 //   launches the launches check and timing would make, none made: for every problem of both check lists (the
 //            emulator's and the GPU's, check's forwards, then the backward) and every timing row,

@@ -331,11 +331,12 @@ public final class ParityChecks {
                     }
                     case "decode" -> {
                         // Generation's cached attention (written without a GPU: in `last`, after the decoding checks),
-                        // variant 2 giving every query head its own block: attendCached's shapes read after position 0
-                        // (a window from 0 goes to the training kernels whatever the variant), grouped-query (6 over 2
-                        // key/value heads, 4 over 1; multi-head runs the same kernel in both variants, checked with the
-                        // decoding checks); then bitwise the default's outputs where
-                        // the default groups 3, 4, 8 and 6 (of 12) query heads a block.
+                        // variant 2 serving the query heads of one key/value head in one block (the default, variant 1,
+                        // gives every query head its own block): attendCached's shapes read after position 0 (a window
+                        // from 0 goes to the training kernels whatever the variant), grouped-query (6 over 2 key/value
+                        // heads, 4 over 1; multi-head runs the same kernel in both variants, checked with the decoding
+                        // checks); then bitwise the default's outputs where variant 2 groups 3, 4, 8 and 6 (of 12)
+                        // query heads a block.
                         if (!(ref instanceof DecodingBackend rd)) break;
                         List<int[]> cases = new ArrayList<>(List.of(new int[] {300, 127, 1}, new int[] {300, 128, 1},
                                 new int[] {300, 299, 1}, new int[] {300, 120, 17}));

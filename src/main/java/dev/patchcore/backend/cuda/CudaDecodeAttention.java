@@ -27,9 +27,9 @@ final class CudaDecodeAttention {
     /**
      * Variant 1 (default): one block per query head whatever the group ({@code attn_decode_partial}, G = 1). H100 run
      * 16, one sequence with 4 query heads per key/value head: kernel time 0.0172 against the grouped kernel's 0.0192 ms
-     * at 256 cached keys and 0.0219 against 0.0241 at 2048 (Dh 64; equal at Dh 128), and greedy generation from a
-     * grouped-query model at 872–982 tokens/s against 791–815: at batch 1 the G-fold grid beats reading each cached row
-     * once for G heads.
+     * at 256 cached keys and 0.0219 against 0.0241 at 2048 (Dh 64; at Dh 128 1.02–1.05× at 256 keys, equal at 2048),
+     * and greedy generation from a grouped-query model at 872–982 tokens/s against 791–815: at batch 1 the G-fold grid
+     * beats reading each cached row once for G heads.
      */
     static final int VARIANT_PER_HEAD = 1;
     /**
