@@ -48,7 +48,7 @@ step() { # step NAME LIMIT_SECONDS COMMAND...
   local left=$(( DEADLINE - t0 ))
   if (( left < 10 )); then
     echo "=== $name: skipped (the ${BUDGET_S:-420} s budget is spent)" | tee -a "$OUT/steps.log"
-    SUMMARY+=("$(printf '%-12s %-14s' "$name" "SKIPPED")")
+    SUMMARY+=("$(printf '%-20s %-14s' "$name" "SKIPPED")")
     return
   fi
   (( limit > left )) && limit=$left
@@ -57,7 +57,7 @@ step() { # step NAME LIMIT_SECONDS COMMAND...
   local rc=$? t=$(( $(date +%s) - t0 ))
   local verdict=ok; [[ $rc -ne 0 ]] && verdict="FAILED rc=$rc"; [[ $rc -eq 124 || $rc -eq 137 ]] && verdict="TIMED OUT"
   echo "    -> $verdict in ${t}s" | tee -a "$OUT/steps.log"
-  SUMMARY+=("$(printf '%-12s %-14s %4ss' "$name" "$verdict" "$t")")
+  SUMMARY+=("$(printf '%-20s %-14s %4ss' "$name" "$verdict" "$t")")
 }
 
 nvidia-smi > "$OUT/nvidia-smi.log" 2>&1
