@@ -134,6 +134,8 @@ static void launch_static(Kernel kernel, dim3 grid, dim3 block, Args... args) {
 
 // The forwards, named by the variant that runs them (CudaFlashAttention.FORWARD_*).
 enum class Fwd { V3, V4, V5, V6, V7, DEFAULT_D64, MMA_SYNC };
+// Set once the producer kernel is found short of registers (producer_fits): the default then runs variant 7's kernel.
+static bool g_producer_registers_short = false;
 static const char* fwd_name(Fwd f, int D) {
     static char s[64];
     switch (f) {
@@ -142,7 +144,10 @@ static const char* fwd_name(Fwd f, int D) {
         case Fwd::V5: std::snprintf(s, sizeof s, "v5 pp_persistent_d%d", D); break;
         case Fwd::V6: std::snprintf(s, sizeof s, "v6 pp_persistent_tma_d%d%s", D, D == 128 ? " (default)" : ""); break;
         case Fwd::V7: std::snprintf(s, sizeof s, "v7 pp3_persistent_tma_d64"); break;
-        case Fwd::DEFAULT_D64: std::snprintf(s, sizeof s, "v1 pp3_producer_tma_d64 (default)"); break;
+        case Fwd::DEFAULT_D64:
+            std::snprintf(s, sizeof s, g_producer_registers_short ? "v1 pp3_persistent_tma_d64 (default's fallback)"
+                                                                  : "v1 pp3_producer_tma_d64 (default)");
+            break;
         case Fwd::MMA_SYNC: std::snprintf(s, sizeof s, "v2 fwd2_d%d (mma.sync)", D); break;
     }
     return s;
@@ -216,7 +221,6 @@ static ForwardLaunch prepared(Kernel kernel, dim3 grid, dim3 block, int smem, Ar
 // Whether the producer kernel got the registers its setmaxnreg split takes (65 536 / 512 threads = 128 per thread):
 // if not, its consumers' setmaxnreg.inc would wait forever, so the D = 64 default launches variant 7's kernel instead
 // (as CudaFlashAttention does) and check fails, saying why (a build that lost the kernel's fastest form).
-static bool g_producer_registers_short = false;
 static bool producer_fits() {
 #ifndef PATCHCORE_EMU
     if (!g_list_launches) {
