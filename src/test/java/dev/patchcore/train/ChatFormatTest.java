@@ -7,15 +7,28 @@ import dev.patchcore.data.HuggingFaceBpeTokenizer;
 import dev.patchcore.data.HuggingFaceBpeTokenizerTest;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
+import dev.patchcore.cli.Main;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
 
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
 import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
 import java.util.Arrays;
+import java.util.Map;
 
 import static org.junit.jupiter.api.Assertions.*;
 
 /** Chat templates: the ids they write with a tokenizer's special tokens, the scored part of an example, refusals. */
 class ChatFormatTest {
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream out = console.out, err = console.err;
+
     /** LLaMA-3.1's special tokens after <|begin_of_text|> (128000) and <|end_of_text|> (128001), at 3000 + the same offsets. */
     static final String[] LLAMA3_SPECIALS = {"<|reserved_special_token_0|>", "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
             "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>"};
@@ -143,5 +156,89 @@ class ChatFormatTest {
         assertEquals("a b", ChatFormat.pythonStrip("\u00A0\u2007\u202F\u3000\u0085\u001C\t a b\n\r\u000B\u000C\u2028\u2029"));
         assertEquals("\u200Ba\u200B", ChatFormat.pythonStrip("\u200Ba\u200B"), "a zero-width space is not whitespace to Python");
         assertEquals("", ChatFormat.pythonStrip(" \n "));
+    }
+
+    /**
+     * A Hugging Face folder of a model that writes " the" after any token but " the" and the end of turn after " the"
+     * (a bigram model: each layer's output projections zero, so the last position's logits are the LM head times its
+     * token's normalized embedding), with the LLaMA-3 fixture tokenizer. Returns the id of " the".
+     */
+    static int writeTheThenEndOfTurnModel(Path dir) throws IOException {
+        HuggingFaceBpeTokenizer tok = llama3Tokenizer();
+        int the = tok.encode(" the")[0];
+        assertEquals(279, the, "LLaMA-3's id of \" the\"");
+        ModelConfig c = new ModelConfig("x", tok.vocabSize(), 32, 64, 1, 2, 64, 10000f, 1e-5f);
+        Map<String, HuggingFaceModelTest.T> w = HuggingFaceModelTest.weights(c, "F32", 1);
+        for (var e : w.entrySet()) Arrays.fill(e.getValue().values(), e.getKey().contains("norm") ? 1f : 0f);
+        float[] embed = w.get("model.embed_tokens.weight").values(), head = w.get("lm_head.weight").values();
+        for (int t = 0; t < c.vocabSize(); t++) embed[t * c.dim() + (t == the ? 1 : 0)] = 1f;
+        head[the * c.dim()] = 10f;       // after any token but " the": " the"
+        head[EOT * c.dim() + 1] = 10f;   // after " the": <|eot_id|>
+        HuggingFaceModelTest.write(dir.resolve("model.safetensors"), w);
+        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), HuggingFaceModelTest.config(c).toString());
+        Files.write(dir.resolve("tokenizer.json"), fixtureWith(LLAMA3_SPECIALS));
+        return the;
+    }
+
+    private void assertUserError(String expectedFragment, String... args) {
+        err.reset();
+        int code = Main.run(args);
+        String e = err.toString().strip();
+        assertEquals(2, code, "exit code; stderr: " + e);
+        assertEquals(1, e.lines().count(), "one error line: " + e);
+        assertTrue(e.startsWith("error: ") && e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+    }
+
+    /**
+     * generate --chat: the prompt as one user turn (no second begin-of-text, though the tokenizer adds one to plain
+     * prompts), the answer alone printed, and the generation stopped at <|eot_id|>, which the end of text is not.
+     */
+    @Test void generateStopsAtTheEndOfTurn(@TempDir Path dir) throws IOException {
+        writeTheThenEndOfTurnModel(dir);
+        int promptTokens = ChatFormat.LLAMA3.with(llama3Tokenizer()).prompt("Say the").length;
+        assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--chat", "llama3", "--prompt", "Say the",
+                "--tokens", "10", "--temperature", "0"), err.toString());
+        assertEquals("the\n", out.toString(), "the answer alone, stopped at the end of turn");
+        assertTrue(err.toString().contains("generate: 1 token and the end of turn in ") && err.toString().contains("(reading "
+                + promptTokens + " prompt tokens)"), err.toString());
+        // Without --chat the end of turn is a token like any other: the text goes on (printed as the tokenizer decodes it)
+        out.reset();
+        assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--prompt", "Say", "--tokens", "4", "--temperature", "0"),
+                err.toString());
+        assertEquals("Say the<|eot_id|> the<|eot_id|>\n", out.toString());
+
+        assertUserError("--alpaca and --chat are two prompt formats: give one of them", "generate", dir.toString(), "--backend", "cpu",
+                "--chat", "llama3", "--alpaca");
+        assertUserError("--chat chatml needs the special token <|im_start|>, which tokenizer hf-bpe-", "generate", dir.toString(),
+                "--backend", "cpu", "--chat", "chatml");
+        assertUserError("unknown --chat format 'llama2': choose one of llama3, chatml", "generate", dir.toString(), "--backend", "cpu",
+                "--chat", "llama2");
+    }
+
+    /**
+     * finetune --chat: {"prompt", "response"} records posed in LLaMA-3's template train a checkpoint that generate --chat
+     * reads (its tokenizer.json keeps the special tokens); Alpaca records and a tokenizer without the tokens are refused.
+     */
+    @Test void finetuneTrainsOnChatRecords(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
+        writeTheThenEndOfTurnModel(hf);
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 8; i++) jsonl.append("{\"prompt\": \"Say ").append(i).append("\", \"response\": \"").append(i).append("\"}\n");
+        Files.writeString(data, jsonl.toString());
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--data", data.toString(),
+                "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "2", "--val-fraction", "0"), err.toString());
+        assertTrue(out.toString().contains("fine-tuned: 2 steps"), out.toString());
+        out.reset();
+        assertEquals(0, Main.run("generate", tuned.toString(), "--backend", "cpu", "--chat", "llama3", "--prompt", "Say 3",
+                "--tokens", "2", "--temperature", "0"), err.toString());
+
+        Path alpaca = dir.resolve("alpaca.json");
+        Files.writeString(alpaca, "[{\"instruction\": \"Say 1\", \"input\": \"\", \"output\": \"1\"}]");
+        assertUserError(alpaca + " record 1 is an Alpaca record {\"instruction\", \"input\", \"output\"}: --chat llama3 takes "
+                + "{\"prompt\", \"response\"} records", "finetune", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--data",
+                alpaca.toString(), "--out", dir.resolve("t2").toString());
+        assertUserError("--chat chatml needs the special token <|im_start|>", "finetune", hf.toString(), "--backend", "cpu", "--chat",
+                "chatml", "--data", data.toString(), "--out", dir.resolve("t3").toString());
+        assertFalse(Files.exists(dir.resolve("t3")), "a refused finetune leaves no folder");
     }
 }
