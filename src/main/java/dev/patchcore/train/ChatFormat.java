@@ -37,17 +37,18 @@ public enum ChatFormat {
     CHATML("chatml", List.of("<|im_start|>", "<|im_end|>"), "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
             "<|im_end|>", false);
 
-    private static final String PROMPT = "{prompt}";
+    /** Where the user's texts go in a template: the n-th text at the character n (characters no template spells). */
+    private static final char PROMPT = 0, RESPONSE = 1;
 
     private final String label;
     private final List<String> specials;
-    private final String generationPrompt, endOfTurn;
+    private final String generationPrompt, endOfTurn;  // the template up to the response, PROMPT marking the prompt
     private final boolean trim;
 
     ChatFormat(String label, List<String> specials, String generationPrompt, String endOfTurn, boolean trim) {
         this.label = label;
         this.specials = specials;
-        this.generationPrompt = generationPrompt;
+        this.generationPrompt = generationPrompt.replace("{prompt}", String.valueOf(PROMPT));
         this.endOfTurn = endOfTurn;
         this.trim = trim;
     }
@@ -101,7 +102,7 @@ public enum ChatFormat {
 
         /** The generation prompt: {@code prompt} as the user's turn, then the assistant's header. */
         public int[] prompt(String prompt) {
-            return render(format.generationPrompt.replace(PROMPT, "\0"), prompt);
+            return render(format.generationPrompt, prompt);
         }
 
         /**
@@ -110,7 +111,7 @@ public enum ChatFormat {
          */
         public Instructions.Example example(Instructions.Record r) {
             int[] prompt = prompt(r.prompt());
-            int[] whole = render(format.generationPrompt.replace(PROMPT, "\0") + "\1" + format.endOfTurn, r.prompt(), r.response());
+            int[] whole = render(format.generationPrompt + RESPONSE + format.endOfTurn, r.prompt(), r.response());
             int shared = 0;
             while (shared < prompt.length && shared < whole.length && prompt[shared] == whole[shared]) shared++;
             return new Instructions.Example(whole, shared);
@@ -118,8 +119,8 @@ public enum ChatFormat {
 
         /**
          * The ids of {@code template}, whose special tokens become their ids and whose text between them is encoded as
-         * one stretch each, with the user's texts put in at the marks {@code \0}, {@code \1}, ... (never searched for
-         * special tokens).
+         * one stretch each, with {@code texts[n]} put in at the character n ({@link #PROMPT}, {@link #RESPONSE}): the
+         * user's texts are never searched for special tokens.
          */
         private int[] render(String template, String... texts) {
             IntArrayList out = new IntArrayList();
