@@ -58,8 +58,8 @@ class ChatFormatTest {
 
     /**
      * LLaMA-3's layout, id for id: the special tokens by their ids, the text between them encoded as one stretch each.
-     * The ids of "user" (882) and "\n\n" (271) are LLaMA-3's own: LLaMA-3's tokenizer gives
-     * [128000, 128006, 882, 128007, 271, ...] for this prompt's start.
+     * The ids of "user" (882) and "\n\n" (271) are those of LLaMA-3's vocabulary (the fixture is its first 3000
+     * tokens); the special tokens sit at LLaMA-3's offsets from <|begin_of_text|> (128000 there, 3000 here).
      */
     @Test void llama3WritesMetasLayout() {
         HuggingFaceBpeTokenizer tok = llama3Tokenizer();
