@@ -7,6 +7,7 @@ import dev.patchcore.data.Plural;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.ChatFormat;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.Instructions;
@@ -53,6 +54,9 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--peak-tflops", paramLabel = "X", description = "each device's peak in TFLOP/s for the model FLOPs "
             + "utilization (MFU) the log prints, as train --peak-tflops (default: the GPU's dense bf16 peak where known; none on the CPU)")
     Double peakTflops;
+    @Option(names = "--chat", paramLabel = "FORMAT", description = "pose {\"prompt\", \"response\"} records in an instruct model's "
+            + "chat template, llama3 or chatml, its special tokens put in by their ids in the tokenizer (which must have them); "
+            + "the response and the end-of-turn token are scored") String chat;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
@@ -90,17 +94,18 @@ public final class FinetuneCommand implements Callable<Integer> {
         ModelConfig cfg = checkpoint.modelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);
+        ChatFormat.Template template = chat == null ? null : ChatFormat.byLabel(chat).with(tok);
         if (meta.train() != null && meta.train().patchSteps() > 0 && meta.state() != null
                 && meta.state().globalStep() <= meta.train().patchSteps())
             System.err.println("note: " + ckpt + " was saved " + (meta.state().stageIndex() == 0 ? "inside" : "at the end of")
                     + " the patch stage, before any token-level step; fine-tuning it at token level anyway");
         TrainConfig.requireStepFits(batch, accum, cfg.contextLength());
 
-        List<Instructions.Record> records = Instructions.read(data);
+        List<Instructions.Record> records = Instructions.read(data, template == null ? null : template.format());
         List<Instructions.Example> usable = new ArrayList<>();
         int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
         for (int i : order) {
-            Instructions.Example e = Instructions.encode(tok, records.get(i));
+            Instructions.Example e = template == null ? Instructions.encode(tok, records.get(i)) : template.example(records.get(i));
             if (e.scoredTargets(cfg.contextLength()) > 0) usable.add(e);
         }
         int skipped = records.size() - usable.size();
@@ -110,8 +115,10 @@ public final class FinetuneCommand implements Callable<Integer> {
         boolean contextGiven = checkpoint.context != null;  // then a longer --context is the remedy, not a new model
         if (train.isEmpty())
             throw new IllegalArgumentException("no example of " + data + " has a response inside " + (contextGiven ? "the --context of "
-                    : "the model's context of ") + cfg.contextLength() + " tokens (Alpaca's prompt template alone is "
-                    + Plural.of(tok.encode(Instructions.alpacaPrompt("", null)).length, "token") + " here): "
+                    : "the model's context of ") + cfg.contextLength() + " tokens (" + (template == null
+                    ? "Alpaca's prompt template alone is " + Plural.of(tok.encode(Instructions.alpacaPrompt("", null)).length, "token")
+                    : "the chat template alone is " + Plural.of(template.example(new Instructions.Record("", "")).ids().length, "token"))
+                    + " here): "
                     + (contextGiven ? "give a longer --context" : "fine-tune a model trained with a longer --context, e.g. train --context 256")
                     + ", or give {\"prompt\", \"response\"} records with short prompts");
         if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt fills the %d-token context%n",

@@ -7,6 +7,7 @@ import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.eval.Generator;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.ChatFormat;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.HuggingFaceModel;
 import dev.patchcore.train.Instructions;
@@ -34,31 +35,35 @@ public final class GenerateCommand implements Callable<Integer> {
             + "fine-tuned with `finetune` on Alpaca data) and print only the response") boolean alpaca;
     @Option(names = "--input", description = "with --alpaca: the record's input, the context the instruction refers to (Alpaca's "
             + "template with an input section)") String input;
+    @Option(names = "--chat", paramLabel = "FORMAT", description = "pose the prompt as one user turn in an instruct model's chat "
+            + "template, llama3 or chatml (special tokens put in by their ids in the tokenizer, which must have them), print only "
+            + "the answer and stop at the format's end-of-turn token") String chat;
     @Mixin BackendOptions backendOptions;
 
     /**
      * The note for a prompt longer than the model's context, or null: the model reads only the last T tokens (the
-     * Generator's window), which for {@code --alpaca} may leave out the instruction itself. {@code downloaded}: the
-     * checkpoint is a Hugging Face folder, for which training with a longer context is no advice (the note leaves it out);
-     * {@code contextGiven}: the window is the one --context set, and a longer one is the advice.
+     * Generator's window), which for a templated prompt ({@code --alpaca}: "Alpaca prompt", {@code --chat}: "chat prompt";
+     * null: a plain one) may leave out the instruction itself. {@code downloaded}: the checkpoint is a Hugging Face
+     * folder, for which training with a longer context is no advice (the note leaves it out); {@code contextGiven}: the
+     * window is the one --context set, and a longer one is the advice.
      */
-    static String truncationNote(int promptTokens, int context, boolean alpaca, boolean downloaded, boolean contextGiven) {
+    static String truncationNote(int promptTokens, int context, String template, boolean downloaded, boolean contextGiven) {
         if (promptTokens <= context) return null;
         String advice = contextGiven ? "; a longer --context reads more of it"
                 : downloaded ? "" : "; a model trained with a longer --context reads it all";
-        return "note: the " + (alpaca ? "Alpaca prompt" : "prompt") + " is " + promptTokens + " tokens, longer than "
+        return "note: the " + (template != null ? template : "prompt") + " is " + promptTokens + " tokens, longer than "
                 + (contextGiven ? "the --context of " : "the model's context of ") + context + ": its first "
                 + Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
-                + (alpaca ? ", and with them perhaps the instruction" : "") + advice;
+                + (template != null ? ", and with them perhaps the instruction" : "") + advice;
     }
 
     /**
-     * The speed line on stderr: the tokens printed (and whether the end of text stopped them), the time to the first
-     * sampled token (reading the prompt) and the rate of those after it (one position's forward per token with a KV
-     * cache).
+     * The speed line on stderr: the tokens printed (and the token that stopped them, {@code stop}: "the end of text",
+     * "the end of turn", or null), the time to the first sampled token (reading the prompt) and the rate of those after
+     * it (one position's forward per token with a KV cache).
      */
-    public static String speed(long sampled, boolean endOfText, int promptTokens, long firstNanos, long restNanos) {
-        String tokens = Plural.of(sampled - (endOfText ? 1 : 0), "token") + (endOfText ? " and the end of text" : "");
+    public static String speed(long sampled, String stop, int promptTokens, long firstNanos, long restNanos) {
+        String tokens = Plural.of(sampled - (stop != null ? 1 : 0), "token") + (stop != null ? " and " + stop : "");
         String line = String.format(Locale.ROOT, "generate: %s in %.2f s; the first after %.2f s (reading %s)",
                 tokens, (firstNanos + restNanos) / 1e9, firstNanos / 1e9, Plural.of(promptTokens, "prompt token"));
         return sampled > 1 && restNanos > 0
@@ -76,11 +81,13 @@ public final class GenerateCommand implements Callable<Integer> {
         ModelConfig cfg = checkpoint.modelConfig(ckpt);
         Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
         if (input != null && !alpaca) throw new IllegalArgumentException("--input is the Alpaca record's input: give it with --alpaca");
-        String text = alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt;
-        int[] promptIds = tok.encode(text);
-        // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there.
+        if (alpaca && chat != null) throw new IllegalArgumentException("--alpaca and --chat are two prompt formats: give one of them");
+        ChatFormat.Template template = chat == null ? null : ChatFormat.byLabel(chat).with(tok);
+        int[] promptIds = template != null ? template.prompt(prompt) : tok.encode(alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt);
+        // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there,
+        // unless a chat template, which writes its own, made the prompt.
         boolean downloaded = HuggingFaceModel.is(ckpt);
-        int bos = HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
+        int bos = template != null ? -1 : HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
         if (promptIds.length == 0 && bos < 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         if (bos >= 0) {
             int[] withBos = new int[promptIds.length + 1];
@@ -92,22 +99,26 @@ public final class GenerateCommand implements Callable<Integer> {
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca, downloaded, checkpoint.context != null);
+            boolean answerOnly = alpaca || template != null;
+            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca ? "Alpaca prompt" : template != null ? "chat prompt" : null,
+                    downloaded, checkpoint.context != null);
             if (note != null) System.err.println(note);
-            // The text appears as it is sampled: the prompt (without --alpaca), then each token's text. The end of text
-            // (EOS) stops the generation and is not printed.
-            if (!alpaca) System.out.print(prompt);
-            TextStream stream = new TextStream(tok, promptIds, alpaca, System.out);
+            // The text appears as it is sampled: the prompt (without --alpaca or --chat), then each token's text. The end
+            // of text (EOS) stops the generation, and with --chat the end of turn; neither is printed.
+            if (!answerOnly) System.out.print(prompt);
+            TextStream stream = new TextStream(tok, promptIds, answerOnly, System.out);
+            int endOfTurn = template != null ? template.endOfTurnId() : -1;
             long start = System.nanoTime();
             long[] first = {0}, count = {0};
-            boolean[] ended = {false};
-            new Generator(be, model).generate(promptIds, tokens, temperature, topK, topP, tok.eosId(), seed, id -> {
+            String[] stop = {null};
+            new Generator(be, model).generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || id == endOfTurn, seed, id -> {
                 if (count[0]++ == 0) first[0] = System.nanoTime();
-                if (id != tok.eosId()) stream.accept(id);
-                else ended[0] = true;
+                if (id == endOfTurn) stop[0] = "the end of turn";
+                else if (id == tok.eosId()) stop[0] = "the end of text";
+                else stream.accept(id);
             });
             stream.finish();
-            System.err.println(speed(count[0], ended[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start,
+            System.err.println(speed(count[0], stop[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start,
                     System.nanoTime() - first[0]));
         }
         return 0;

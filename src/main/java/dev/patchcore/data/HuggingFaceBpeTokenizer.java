@@ -71,6 +71,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final String name;
     private final byte[] file, config;
     private final int vocabSize, eosId, bosId;
+    private final Map<String, Integer> specialIds;  // special added token's content → id
     private final String[] spelled;               // id → the token as the file spells it; null for unassigned ids
     private final byte[][] tokenBytes;            // id → the bytes it decodes to; null for unassigned ids
     private final int[] charIds = new int[512];   // byte-level character (GPT-2's map of a byte) → its one-byte token's id
@@ -201,6 +202,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         // Special tokens: the end of text, and the begin of text the post-processor adds.
         Map<String, Integer> specialIds = new java.util.HashMap<>();
         for (Added a : added) if (a.special()) specialIds.putIfAbsent(a.content(), a.id());
+        this.specialIds = Map.copyOf(specialIds);
         eosId = endOfText(config, specialIds, where);
         bosId = beginOfText(root.get("post_processor"), where);
         name = NAME_PREFIX + sha256(file, eosId).substring(0, 16);
@@ -249,6 +251,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     @Override public int vocabSize() { return vocabSize; }
 
     @Override public int eosId() { return eosId; }
+
+    @Override public int specialId(String token) { return specialIds.getOrDefault(token, -1); }
 
     /** The special token the tokenizer's post-processor puts before a text (LLaMA-3's {@code <|begin_of_text|>}), or −1. */
     public int bosId() { return bosId; }

@@ -197,6 +197,12 @@ public final class SentencePieceTokenizer implements Tokenizer {
 
     @Override public int eosId() { return eosId; }
 
+    /** A control piece's id (LLaMA-2's {@code <s>}, {@code </s>}), by its exact text; −1 for any other text. */
+    @Override public int specialId(String token) {
+        Integer id = reservedIds.get(token);
+        return id != null && types[id] == CONTROL ? id : -1;
+    }
+
     /** The id of the unknown piece. */
     public int unkId() { return unkId; }
 

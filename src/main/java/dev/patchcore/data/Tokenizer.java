@@ -22,6 +22,14 @@ public interface Tokenizer {
     int[] encode(String text);
 
     /**
+     * The id of the special token spelled exactly {@code token} (a Hugging Face {@code tokenizer.json}'s added token
+     * marked special, a SentencePiece control piece), or −1 where the tokenizer has none of that name (the byte and
+     * tiktoken tokenizers name none here). Such a token is never found in text by {@link #encode}: a chat template puts
+     * it in by this id.
+     */
+    default int specialId(String token) { return -1; }
+
+    /**
      * Text for the given ids. The EOS id decodes to {@code "<|endoftext|>"}; byte sequences
      * that are not valid UTF-8 (e.g. a multi-byte character cut in half) and ids the
      * encoding leaves unassigned decode to U+FFFD.

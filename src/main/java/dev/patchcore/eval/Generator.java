@@ -13,6 +13,7 @@ import it.unimi.dsi.fastutil.ints.IntArrayList;
 import java.util.Arrays;
 import java.util.SplittableRandom;
 import java.util.function.IntConsumer;
+import java.util.function.IntPredicate;
 
 /**
  * Token-level sampling from a trained model: the logits of the last position over the real vocabulary, temperature and
@@ -57,6 +58,12 @@ public final class Generator {
      * as it is drawn (to print it).
      */
     public int[] generate(int[] prompt, long count, float temperature, int topK, float topP, int stopId, long seed, IntConsumer onToken) {
+        return generate(prompt, count, temperature, topK, topP, id -> id == stopId, seed, onToken);
+    }
+
+    /** As above, stopping after the first token that {@code stop} accepts (a chat format's end of turn, or the end of text). */
+    public int[] generate(int[] prompt, long count, float temperature, int topK, float topP, IntPredicate stop, long seed,
+                          IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
         if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1], got " + topP);
@@ -70,7 +77,7 @@ public final class Generator {
                 int next = sample(last, temperature, topK, topP, rng);
                 seq.add(next);
                 onToken.accept(next);
-                if (next == stopId) break;
+                if (stop.test(next)) break;
             }
         }
         return seq.toIntArray();

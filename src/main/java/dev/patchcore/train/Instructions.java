@@ -48,6 +48,14 @@ public final class Instructions {
 
     /** Reads a JSON array or JSONL file of records; a malformed one is an IllegalArgumentException naming it. */
     public static List<Record> read(Path file) throws IOException {
+        return read(file, null);
+    }
+
+    /**
+     * As {@link #read(Path)}; with a chat format ({@code --chat}, else null) only {@code {"prompt", "response"}} records,
+     * the prompt being the user's turn: an Alpaca record is refused, its template being a format of its own.
+     */
+    public static List<Record> read(Path file, ChatFormat chat) throws IOException {
         if (!Files.isRegularFile(file))
             throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
                     : file + ": no such file");
@@ -66,7 +74,7 @@ public final class Instructions {
                 throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
             }
             int i = 0;  // records counted from 1, as lines are
-            for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + ++i));
+            for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + ++i, chat));
         } else {
             String[] lines = text.split("\n", -1);
             for (int i = 0; i < lines.length; i++) {
@@ -77,16 +85,19 @@ public final class Instructions {
                 } catch (RuntimeException ex) {
                     throw new IllegalArgumentException(file + " line " + (i + 1) + " is not valid JSON");
                 }
-                out.add(parse(e, file + " line " + (i + 1)));
+                out.add(parse(e, file + " line " + (i + 1), chat));
             }
         }
         if (out.isEmpty()) throw new IllegalArgumentException(file + " holds no records");
         return out;
     }
 
-    private static Record parse(JsonElement e, String where) {
+    private static Record parse(JsonElement e, String where, ChatFormat chat) {
         if (!e.isJsonObject()) throw new IllegalArgumentException(where + " is not an object");
         JsonObject o = e.getAsJsonObject();
+        if (o.has("instruction") && o.has("output") && chat != null)
+            throw new IllegalArgumentException(where + " is an Alpaca record {\"instruction\", \"input\", \"output\"}: --chat "
+                    + chat.label() + " takes {\"prompt\", \"response\"} records (the prompt is the user's turn)");
         if (o.has("instruction") && o.has("output"))
             return new Record(alpacaPrompt(string(o, "instruction", where), optionalString(o, "input", where)),
                     string(o, "output", where));

@@ -190,4 +190,14 @@ class SentencePieceTokenizerTest {
         int[] first = tok.encode(text.substring(0, 49));  // the first sentence, without the space that joins the next
         assertArrayEquals(first, java.util.Arrays.copyOf(ids, first.length), "the document's first sentence encodes as it does alone");
     }
+
+    /** A chat template's special tokens are control pieces, by their exact text: not normal pieces, not the unknown one. */
+    @Test void specialIdsAreControlPieces() throws IOException {
+        SentencePieceTokenizer tok = model("llama_bpe");
+        assertEquals(tok.eosId(), tok.specialId("</s>"));
+        assertEquals(1, tok.specialId("<s>"));
+        assertEquals(-1, tok.specialId("\u2581the"), "a normal piece");
+        assertEquals(-1, tok.specialId("<unk>"), "the unknown piece");
+        assertEquals(-1, tok.specialId("<0x0A>"), "a byte piece");
+    }
 }

@@ -153,11 +153,11 @@ class EvalCommandTest {
 
     @Test void theSpeedLineCountsTheTokensAndTheRateAfterTheFirst() {
         assertEquals("generate: 11 tokens in 1.50 s; the first after 0.50 s (reading 9 prompt tokens), then 10.0 tokens/s",
-                dev.patchcore.cli.GenerateCommand.speed(11, false, 9, 500_000_000L, 1_000_000_000L));
+                dev.patchcore.cli.GenerateCommand.speed(11, null, 9, 500_000_000L, 1_000_000_000L));
         assertEquals("generate: 1 token in 0.25 s; the first after 0.25 s (reading 1 prompt token)",
-                dev.patchcore.cli.GenerateCommand.speed(1, false, 1, 250_000_000L, 0L));
+                dev.patchcore.cli.GenerateCommand.speed(1, null, 1, 250_000_000L, 0L));
         assertEquals("generate: 10 tokens and the end of text in 1.50 s; the first after 0.50 s (reading 9 prompt tokens), "
-                + "then 10.0 tokens/s", dev.patchcore.cli.GenerateCommand.speed(11, true, 9, 500_000_000L, 1_000_000_000L));
+                + "then 10.0 tokens/s", dev.patchcore.cli.GenerateCommand.speed(11, "the end of text", 9, 500_000_000L, 1_000_000_000L));
     }
 
     /**

@@ -1,0 +1,244 @@
+package dev.patchcore.train;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.patchcore.data.HuggingFaceBpeTokenizer;
+import dev.patchcore.data.HuggingFaceBpeTokenizerTest;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.data.Tokenizers;
+import dev.patchcore.cli.Main;
+import dev.patchcore.config.ModelConfig;
+import dev.patchcore.testing.CapturedConsole;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** Chat templates: the ids they write with a tokenizer's special tokens, the scored part of an example, refusals. */
+class ChatFormatTest {
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream out = console.out, err = console.err;
+
+    /** LLaMA-3.1's special tokens after <|begin_of_text|> (128000) and <|end_of_text|> (128001), at 3000 + the same offsets. */
+    static final String[] LLAMA3_SPECIALS = {"<|reserved_special_token_0|>", "<|reserved_special_token_1|>", "<|finetune_right_pad_id|>",
+            "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>", "<|eot_id|>"};
+    static final int BEGIN = 3000, START_HEADER = 3006, END_HEADER = 3007, EOT = 3009;
+
+    /** The test tokenizer.json (LLaMA-3's first 3000 tokens, <|begin_of_text|>, <|end_of_text|>) with {@code specials} added after them. */
+    static byte[] fixtureWith(String... specials) {
+        JsonObject root = JsonParser.parseString(new String(HuggingFaceBpeTokenizerTest.resource("tokenizer.json"), StandardCharsets.UTF_8))
+                .getAsJsonObject();
+        JsonArray added = root.getAsJsonArray("added_tokens");
+        for (String s : specials) {
+            JsonObject t = added.get(0).getAsJsonObject().deepCopy();
+            t.addProperty("id", 3000 + added.size());
+            t.addProperty("content", s);
+            added.add(t);
+        }
+        return root.toString().getBytes(StandardCharsets.UTF_8);
+    }
+
+    static HuggingFaceBpeTokenizer llama3Tokenizer() {
+        return HuggingFaceBpeTokenizer.fromBytes(fixtureWith(LLAMA3_SPECIALS), null, "llama3 fixture");
+    }
+
+    private static int[] concat(int[]... parts) {
+        return Arrays.stream(parts).flatMapToInt(Arrays::stream).toArray();
+    }
+
+    /**
+     * LLaMA-3's layout, id for id: the special tokens by their ids, the text between them encoded as one stretch each.
+     * The ids of "user" (882) and "\n\n" (271) are those of LLaMA-3's vocabulary (the fixture is its first 3000
+     * tokens); the special tokens sit at LLaMA-3's offsets from <|begin_of_text|> (128000 there, 3000 here).
+     */
+    @Test void llama3WritesMetasLayout() {
+        HuggingFaceBpeTokenizer tok = llama3Tokenizer();
+        ChatFormat.Template t = ChatFormat.LLAMA3.with(tok);
+        assertEquals(EOT, t.endOfTurnId());
+        assertArrayEquals(new int[] {882}, tok.encode("user"));
+        assertArrayEquals(new int[] {271}, tok.encode("\n\n"));
+        int[] assistant = tok.encode("assistant");
+        int[] prompt = concat(new int[] {BEGIN, START_HEADER, 882, END_HEADER}, tok.encode("\n\nWhat is 2+2?"),
+                new int[] {EOT, START_HEADER}, assistant, new int[] {END_HEADER, 271});
+        assertArrayEquals(prompt, t.prompt("What is 2+2?"));
+        assertEquals(271, tok.encode("\n\nWhat is 2+2?")[0], "\\n\\n and the prompt's first word stay two tokens");
+        // Meta's template trims each message (Jinja's trim, Python's str.strip: a no-break space too)
+        assertArrayEquals(prompt, t.prompt(" \u00A0What is 2+2?\n"));
+
+        Instructions.Example e = t.example(new Instructions.Record("What is 2+2?", "4."));
+        int[] response = tok.encode("\n\n4.");
+        assertEquals(271, response[0]);
+        assertArrayEquals(concat(prompt, Arrays.copyOfRange(response, 1, response.length), new int[] {EOT}), e.ids());
+        assertEquals(prompt.length, e.promptTokens());
+    }
+
+    /** A special token's text in the user's words is ordinary text: only the template writes special tokens. */
+    @Test void specialTokensInTheTextAreText() {
+        HuggingFaceBpeTokenizer tok = llama3Tokenizer();
+        int[] ids = ChatFormat.LLAMA3.with(tok).prompt("a<|eot_id|>b<|start_header_id|>");
+        assertEquals(1, Arrays.stream(ids).filter(i -> i == EOT).count(), Arrays.toString(ids));
+        assertEquals(2, Arrays.stream(ids).filter(i -> i == START_HEADER).count(), Arrays.toString(ids));
+        int tail = 4 + tok.encode("assistant").length;  // <|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n
+        assertArrayEquals(tok.encode("\n\na<|eot_id|>b<|start_header_id|>"), Arrays.copyOfRange(ids, 4, ids.length - tail));
+    }
+
+    /** ChatML: <|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>, no BOS, no trim. */
+    @Test void chatmlWritesItsLayout() {
+        Tokenizer tok = HuggingFaceBpeTokenizer.fromBytes(fixtureWith("<|im_start|>", "<|im_end|>"), null, "chatml fixture");
+        int start = 3002, end = 3003;
+        ChatFormat.Template t = ChatFormat.CHATML.with(tok);
+        int[] prompt = concat(new int[] {start}, tok.encode("user\n Hi"), new int[] {end}, tok.encode("\n"), new int[] {start},
+                tok.encode("assistant\n"));
+        assertArrayEquals(prompt, t.prompt(" Hi"));
+        Instructions.Example e = t.example(new Instructions.Record(" Hi", "Hello"));
+        int[] whole = concat(Arrays.copyOf(prompt, prompt.length - tok.encode("assistant\n").length), tok.encode("assistant\nHello"),
+                new int[] {end});
+        assertArrayEquals(whole, e.ids());
+        assertEquals(end, t.endOfTurnId());
+        assertTrue(e.promptTokens() <= prompt.length);
+        assertArrayEquals(Arrays.copyOf(prompt, e.promptTokens()), Arrays.copyOf(whole, e.promptTokens()));
+    }
+
+    /** The loss of a chat example covers exactly the response's tokens and the end of turn: FineTuner's mask range. */
+    @Test void theScoredTargetsAreTheResponseAndTheEndOfTurn() {
+        HuggingFaceBpeTokenizer tok = llama3Tokenizer();
+        Instructions.Example e = ChatFormat.LLAMA3.with(tok).example(new Instructions.Record("Capital of France?", "Paris is."));
+        int[] response = tok.encode("Paris is.");
+        int context = e.ids().length + 3, row = 1;
+        int[] in = new int[2 * context], tg = new int[2 * context];
+        int[] range = Instructions.fill(e, row, context, tok.eosId(), in, tg);
+        int[] scored = Arrays.copyOfRange(tg, row * context + range[0], row * context + range[1]);
+        assertArrayEquals(concat(response, new int[] {EOT}), scored);
+        assertEquals(END_HEADER, in[row * context + range[0] - 1], "the token before the first scored input is the header's end");
+        assertEquals(271, in[row * context + range[0]], "the first scored target is predicted from \\n\\n");
+        assertEquals(response.length + 1, e.scoredTargets(context));
+    }
+
+    /** A tokenizer without the format's special tokens is refused naming the first missing one; so is an unknown format. */
+    @Test void aTokenizerWithoutTheTokensIsRefused() {
+        var e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.LLAMA3.with(Tokenizers.byName("byte")));
+        assertEquals("--chat llama3 needs the special token <|begin_of_text|>, which tokenizer byte does not have (a chat format "
+                + "takes the tokenizer of a model made for it, e.g. an instruct model's tokenizer.json)", e.getMessage());
+        Tokenizer plain = HuggingFaceBpeTokenizer.fromBytes(HuggingFaceBpeTokenizerTest.resource("tokenizer.json"), null, "fixture");
+        e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.LLAMA3.with(plain));
+        assertTrue(e.getMessage().startsWith("--chat llama3 needs the special token <|start_header_id|>, which tokenizer hf-bpe-"),
+                e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.CHATML.with(llama3Tokenizer()));
+        assertTrue(e.getMessage().startsWith("--chat chatml needs the special token <|im_start|>"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.LLAMA3.with(Tokenizers.byName("cl100k_base")));
+        assertTrue(e.getMessage().contains("<|begin_of_text|>, which tokenizer cl100k_base"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.byLabel("llama2"));
+        assertEquals("unknown --chat format 'llama2': choose one of llama3, chatml", e.getMessage());
+        assertEquals(ChatFormat.LLAMA3, ChatFormat.byLabel("LLaMA3"));
+    }
+
+    /** Special tokens are looked up among the special added tokens only (SentencePiece's control pieces: SentencePieceTokenizerTest). */
+    @Test void specialIdsAreTheSpecialTokens() {
+        HuggingFaceBpeTokenizer hf = llama3Tokenizer();
+        assertEquals(BEGIN, hf.specialId("<|begin_of_text|>"));
+        assertEquals(EOT, hf.specialId("<|eot_id|>"));
+        assertEquals(-1, hf.specialId("user"), "a vocabulary token");
+        assertEquals(-1, hf.specialId("<|eot_id|> "));
+        assertEquals(-1, Tokenizers.byName("byte").specialId("<|endoftext|>"));
+    }
+
+    @Test void pythonStripTakesPythonsWhitespace() {
+        assertEquals("a b", ChatFormat.pythonStrip("\u00A0\u2007\u202F\u3000\u0085\u001C\t a b\n\r\u000B\u000C\u2028\u2029"));
+        assertEquals("\u200Ba\u200B", ChatFormat.pythonStrip("\u200Ba\u200B"), "a zero-width space is not whitespace to Python");
+        assertEquals("", ChatFormat.pythonStrip(" \n "));
+    }
+
+    /**
+     * A Hugging Face folder of a model that writes " the" after any token but " the" and the end of turn after " the"
+     * (a bigram model: each layer's output projections zero, so the last position's logits are the LM head times its
+     * token's normalized embedding), with the LLaMA-3 fixture tokenizer. Returns the id of " the".
+     */
+    static int writeTheThenEndOfTurnModel(Path dir) throws IOException {
+        HuggingFaceBpeTokenizer tok = llama3Tokenizer();
+        int the = tok.encode(" the")[0];
+        assertEquals(279, the, "LLaMA-3's id of \" the\"");
+        ModelConfig c = new ModelConfig("x", tok.vocabSize(), 32, 64, 1, 2, 64, 10000f, 1e-5f);
+        Map<String, HuggingFaceModelTest.T> w = HuggingFaceModelTest.weights(c, "F32", 1);
+        for (var e : w.entrySet()) Arrays.fill(e.getValue().values(), e.getKey().contains("norm") ? 1f : 0f);
+        float[] embed = w.get("model.embed_tokens.weight").values(), head = w.get("lm_head.weight").values();
+        for (int t = 0; t < c.vocabSize(); t++) embed[t * c.dim() + (t == the ? 1 : 0)] = 1f;
+        head[the * c.dim()] = 10f;       // after any token but " the": " the"
+        head[EOT * c.dim() + 1] = 10f;   // after " the": <|eot_id|>
+        HuggingFaceModelTest.write(dir.resolve("model.safetensors"), w);
+        Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), HuggingFaceModelTest.config(c).toString());
+        Files.write(dir.resolve("tokenizer.json"), fixtureWith(LLAMA3_SPECIALS));
+        return the;
+    }
+
+    private void assertUserError(String expectedFragment, String... args) {
+        err.reset();
+        int code = Main.run(args);
+        String e = err.toString().strip();
+        assertEquals(2, code, "exit code; stderr: " + e);
+        assertEquals(1, e.lines().count(), "one error line: " + e);
+        assertTrue(e.startsWith("error: ") && e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+    }
+
+    /**
+     * generate --chat: the prompt as one user turn (no second begin-of-text, though the tokenizer adds one to plain
+     * prompts), the answer alone printed, and the generation stopped at <|eot_id|>, which the end of text is not.
+     */
+    @Test void generateStopsAtTheEndOfTurn(@TempDir Path dir) throws IOException {
+        writeTheThenEndOfTurnModel(dir);
+        int promptTokens = ChatFormat.LLAMA3.with(llama3Tokenizer()).prompt("Say the").length;
+        assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--chat", "llama3", "--prompt", "Say the",
+                "--tokens", "10", "--temperature", "0"), err.toString());
+        assertEquals("the\n", out.toString(), "the answer alone, stopped at the end of turn");
+        assertTrue(err.toString().contains("generate: 1 token and the end of turn in ") && err.toString().contains("(reading "
+                + promptTokens + " prompt tokens)"), err.toString());
+        // Without --chat the end of turn is a token like any other: the text goes on (printed as the tokenizer decodes it)
+        out.reset();
+        assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--prompt", "Say", "--tokens", "4", "--temperature", "0"),
+                err.toString());
+        assertEquals("Say the<|eot_id|> the<|eot_id|>\n", out.toString());
+
+        assertUserError("--alpaca and --chat are two prompt formats: give one of them", "generate", dir.toString(), "--backend", "cpu",
+                "--chat", "llama3", "--alpaca");
+        assertUserError("--chat chatml needs the special token <|im_start|>, which tokenizer hf-bpe-", "generate", dir.toString(),
+                "--backend", "cpu", "--chat", "chatml");
+        assertUserError("unknown --chat format 'llama2': choose one of llama3, chatml", "generate", dir.toString(), "--backend", "cpu",
+                "--chat", "llama2");
+    }
+
+    /**
+     * finetune --chat: {"prompt", "response"} records posed in LLaMA-3's template train a checkpoint that generate --chat
+     * reads (its tokenizer.json keeps the special tokens); Alpaca records and a tokenizer without the tokens are refused.
+     */
+    @Test void finetuneTrainsOnChatRecords(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
+        writeTheThenEndOfTurnModel(hf);
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 8; i++) jsonl.append("{\"prompt\": \"Say ").append(i).append("\", \"response\": \"").append(i).append("\"}\n");
+        Files.writeString(data, jsonl.toString());
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--data", data.toString(),
+                "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "2", "--val-fraction", "0"), err.toString());
+        assertTrue(out.toString().contains("fine-tuned: 2 steps"), out.toString());
+        out.reset();
+        assertEquals(0, Main.run("generate", tuned.toString(), "--backend", "cpu", "--chat", "llama3", "--prompt", "Say 3",
+                "--tokens", "2", "--temperature", "0"), err.toString());
+
+        Path alpaca = dir.resolve("alpaca.json");
+        Files.writeString(alpaca, "[{\"instruction\": \"Say 1\", \"input\": \"\", \"output\": \"1\"}]");
+        assertUserError(alpaca + " record 1 is an Alpaca record {\"instruction\", \"input\", \"output\"}: --chat llama3 takes "
+                + "{\"prompt\", \"response\"} records", "finetune", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--data",
+                alpaca.toString(), "--out", dir.resolve("t2").toString());
+        assertUserError("--chat chatml needs the special token <|im_start|>", "finetune", hf.toString(), "--backend", "cpu", "--chat",
+                "chatml", "--data", data.toString(), "--out", dir.resolve("t3").toString());
+        assertFalse(Files.exists(dir.resolve("t3")), "a refused finetune leaves no folder");
+    }
+}
