@@ -232,6 +232,7 @@ void check_static_guards() {
             if (g.bytes[i] != guard_byte(i)) first = std::min(first, i), last = i, ++count;
         if (!count) continue;
         std::lock_guard<std::mutex> lock(reporting);
+        std::fflush(stdout);  // the program's output so far (which check was running), not lost in the abort
         if (g.after)
             std::fprintf(stderr, "emu: static shared memory `%s` overrun: %zu guard byte(s) past its end written, at %zu..%zu "
                          "bytes after it (block %u,%u,%u)\n", g.name, count, first, last, blockIdx.x,
