@@ -791,6 +791,31 @@ static void test_emu_static_shared() {
         expect("a second pass through the declaration keeps what the block wrote" + run, kept);
     }
 }
+
+// A write `offset` elements past the thread's own element of a static shared array (main's --emu-overrun and
+// --emu-underrun, CudaEmulatorTest): with offset ±1 the first or last thread writes just outside the array, which the
+// emulator must report naming `guarded` when the block ends.
+__global__ void emu_static_shared_overrun(float* out, int offset) {
+    STATIC_SHARED(float, guarded, [64]);
+    float* const p = guarded;  // through a pointer: the out-of-bounds index is the point, not for g++ to reason about
+    p[(int)threadIdx.x + offset] = (float)threadIdx.x;
+    __syncthreads();
+    out[threadIdx.x] = guarded[threadIdx.x];
+}
+
+// Returns only if the emulator let the out-of-bounds write pass (a failure); the expected outcome is its error.
+static int emu_static_shared_overrun_mode(int offset) {
+    Dev<float> out(64);
+    KERNEL(emu_static_shared_overrun, 4, 64)(out.p, 0);
+    LAUNCHED();
+    std::printf("emulator: static shared memory guards: the in-bounds launch passed; now one %s the array\n",
+                offset > 0 ? "element past the end of" : "element before the start of");
+    std::fflush(stdout);
+    KERNEL(emu_static_shared_overrun, 4, 64)(out.p, offset);
+    LAUNCHED();
+    std::printf("FAIL: the emulator did not report the write outside `guarded`\n");
+    return 1;
+}
 #endif
 
 // ------------------------------------------------------------------ bandwidth
@@ -902,6 +927,11 @@ static void bench() {
 
 int main(int argc, char** argv) {
     bool doBench = !(argc > 1 && std::strcmp(argv[1], "--no-bench") == 0);
+#ifdef PATCHCORE_EMU
+    // The emulator's own check of static shared memory bounds (CudaEmulatorTest): these runs must end in its error.
+    if (argc > 1 && std::strcmp(argv[1], "--emu-overrun") == 0) return emu_static_shared_overrun_mode(1);
+    if (argc > 1 && std::strcmp(argv[1], "--emu-underrun") == 0) return emu_static_shared_overrun_mode(-1);
+#endif
     cudaDeviceProp prop;
     CHECK(cudaGetDeviceProperties(&prop, 0));
     g_sms = prop.multiProcessorCount;

@@ -214,6 +214,46 @@ thread_local Worker* tw = nullptr;
 thread_local unsigned long long block_serial = 0;
 
 namespace {
+// The guards of the static shared variables this worker's block has passed the declaration of (emu.h, StaticShared).
+struct StaticGuard {
+    unsigned char* bytes;
+    size_t size;
+    const char* name;
+    bool after;
+};
+thread_local std::vector<StaticGuard> staticGuards;
+
+// At the block's end: a guard byte that no longer holds its pattern is a write past the variable's end (or before
+// its start), which on a GPU would land in another variable or fault.
+void check_static_guards() {
+    for (const StaticGuard& g : staticGuards) {
+        size_t first = g.size, last = 0, count = 0;
+        for (size_t i = 0; i < g.size; ++i)
+            if (g.bytes[i] != guard_byte(i)) first = std::min(first, i), last = i, ++count;
+        if (!count) continue;
+        std::lock_guard<std::mutex> lock(reporting);
+        std::fflush(stdout);  // the program's output so far (which check was running), not lost in the abort
+        if (g.after)
+            std::fprintf(stderr, "emu: static shared memory `%s` overrun: %zu guard byte(s) past its end written, at %zu..%zu "
+                         "bytes after it (block %u,%u,%u)\n", g.name, count, first, last, blockIdx.x,
+                         blockIdx.y, blockIdx.z);
+        else
+            std::fprintf(stderr, "emu: static shared memory `%s` underrun: %zu guard byte(s) before its start written, "
+                         "at %zu..%zu bytes before it (block %u,%u,%u)\n", g.name, count, g.size - last,
+                         g.size - first, blockIdx.x, blockIdx.y, blockIdx.z);
+        std::fflush(stderr);
+        std::abort();
+    }
+    staticGuards.clear();
+}
+}  // namespace
+
+void arm_static_guard(unsigned char* guard, size_t bytes, const char* name, bool after) {
+    for (size_t i = 0; i < bytes; ++i) guard[i] = guard_byte(i);
+    staticGuards.push_back({guard, bytes, name, after});
+}
+
+namespace {
 
 template <class Pick>
 void land_deferred(Worker* w, Pick pick);
@@ -311,7 +351,7 @@ void fiber_main() {
 }
 
 void run_block(Worker* w) {
-    ++block_serial;  // static shared memory: poisoned again on the first pass through its declaration
+    ++block_serial;  // static shared memory: poisoned (its guards armed) again on the first pass through its declaration
     const int n = w->threads;
     const size_t page = (size_t)sysconf(_SC_PAGESIZE);
     for (int i = 0; i < n; ++i) {
@@ -348,6 +388,7 @@ void run_block(Worker* w) {
         }
         if (!ran && w->done < n) deadlock(w);
     }
+    check_static_guards();
 }
 
 }  // namespace

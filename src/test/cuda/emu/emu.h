@@ -13,8 +13,10 @@
 // Shared memory is per worker, that is per resident block, and starts every block poisoned (bytes 0xFF: NaN as a float
 // or bf16, -1 as an integer), as undefined as a GPU leaves it, so a kernel that reads it before writing it fails here
 // instead of reading the previous block's leftovers: dynamic shared memory is a buffer poisoned at each block's start
-// that ends at an inaccessible page; a static one (STATIC_SHARED) a `static thread_local` variable, poisoned when the
-// block's first thread to get there passes its declaration (no thread of the block can touch it before). Blocks of one
+// that ends at an inaccessible page; a static one (STATIC_SHARED) a `static thread_local` variable between guard bytes,
+// poisoned (its guards filled with a pattern) when the block's first thread to get there passes its declaration (no
+// thread of the block can touch it before), its guards checked when the block ends, so a write past its end (or before
+// its start) is an error naming it, not a silent write into other data. Blocks of one
 // launch run concurrently on different workers with real atomics and fences, so kernels whose blocks wait for each
 // other (the RMSNorm backward's last-block reduce) work when the grid fits the workers (EMU_WORKERS).
 // Inline PTX: the kernels' asm statements have `#ifdef PATCHCORE_EMU` twins that call the functions below (cp.async,
@@ -47,14 +49,19 @@
 #define __align__(n) __attribute__((aligned(n)))
 #define __grid_constant__
 // Shared memory is declared through the macros of shared_memory.cuh, which are `extern __shared__` and `__shared__`
-// declarations under nvcc and these here. `extern __shared__ T name[]` has no C++ spelling; a static variable is
-// poisoned on the first pass of each block through its declaration (name##_emu_block: the block that last poisoned it,
-// emu::block_serial's numbering). A bare `__shared__` would not be, so it does not compile.
+// declarations under nvcc and these here. `extern __shared__ T name[]` has no C++ spelling. A static variable is the
+// member v of a local struct (name##_emu_var, which keeps T's alignment, an __align__ in T included) inside a
+// `static thread_local` emu::StaticShared slot (name##_emu_slot) that puts guard bytes before and after it; `name` is a
+// reference to v (an array's type and sizeof stay those of the array). emu::static_shared poisons v and arms the guards
+// on the first pass of each block through the declaration, and the worker checks them when the block ends (an overrun
+// is an error that names the variable). A bare `__shared__` would not be poisoned, so it does not compile.
 #define DYNAMIC_SHARED(T, name) T* const name = reinterpret_cast<T*>(emu::dynamic_shared())
-#define STATIC_SHARED(T, name, ...)                                 \
-    static thread_local T name __VA_ARGS__;                         \
-    static thread_local unsigned long long name##_emu_block = 0;   \
-    emu::poison_static_shared(&name, sizeof name, name##_emu_block)
+#define STATIC_SHARED(T, name, ...)                                      \
+    struct name##_emu_var {                                              \
+        T v __VA_ARGS__;                                                 \
+    };                                                                   \
+    static thread_local emu::StaticShared<name##_emu_var> name##_emu_slot; \
+    auto& name = emu::static_shared(name##_emu_slot, #name).v
 #define __shared__ static_assert(false, "declare shared memory with STATIC_SHARED (shared_memory.cuh), which the emulator poisons at each block's start");
 
 // ---------------------------------------------------------------- vector types and built-in variables
@@ -85,11 +92,45 @@ void* dynamic_shared();
 // The blocks this OS thread has run, counted from 1 (0 before its first). Not reset between launches: the
 // `static thread_local` copies of static shared memory, and the blocks that last poisoned them, live as long as the thread.
 extern thread_local unsigned long long block_serial;
-// STATIC_SHARED's first pass in a block: poisons the variable's bytes and notes the block in *poisonedIn.
-inline void poison_static_shared(void* p, size_t bytes, unsigned long long& poisonedIn) {
-    if (poisonedIn == block_serial) return;
-    std::memset(p, 0xff, bytes);
-    poisonedIn = block_serial;
+// A static shared variable (V: STATIC_SHARED's struct, its one member v the variable) between guard bytes: `before`
+// (at least 64 bytes, a multiple of V's alignment, so v follows it directly) and, from v's last byte on, V's tail
+// padding and `after` (at least 64 bytes, at least v's size: an overrun by up to the variable's own size stays inside
+// the guard instead of overwriting other data). The guards hold guard_byte(i), their i-th byte, from the block's first
+// pass through the declaration until the block ends; then the worker checks them (emu.cpp).
+template <class V>
+struct StaticShared {
+    static constexpr size_t BEFORE = alignof(V) > 64 ? alignof(V) : 64;
+    static constexpr size_t AFTER = sizeof(V) > 64 ? sizeof(V) : 64;
+    unsigned char before[BEFORE];
+    V var;
+    unsigned char after[AFTER];
+    unsigned long long poisonedIn;  // the block (block_serial) that last poisoned var and armed the guards
+};
+// The guards' pattern: not a repeated byte, so that neither the poison nor a typical constant overwrites it unchanged.
+constexpr unsigned char guard_byte(size_t i) { return (unsigned char)(0xA5u ^ (i * 29u)); }
+// Fills a guard of `bytes` bytes with the pattern and adds it to the guards the worker checks at the block's end (name:
+// the variable; after: whether it follows the variable or precedes it).
+void arm_static_guard(unsigned char* guard, size_t bytes, const char* name, bool after);
+// STATIC_SHARED's pass through its declaration: the first in a block poisons the variable's bytes and arms its guards.
+template <class V>
+V& static_shared(StaticShared<V>& s, const char* name) {
+    if (s.poisonedIn != block_serial) {
+        static_assert(sizeof(StaticShared<V>) >= StaticShared<V>::BEFORE + sizeof(V) + StaticShared<V>::AFTER,
+                      "a guard slot with no room for its guards");
+        unsigned char* const v = reinterpret_cast<unsigned char*>(&s.var.v);
+        if (v != s.before + StaticShared<V>::BEFORE || v + sizeof(V) != s.after ||
+            reinterpret_cast<uintptr_t>(v) % alignof(V) != 0) {
+            std::fprintf(stderr, "emu: static shared memory `%s` is not laid out between its guards or not aligned\n",
+                         name);
+            std::abort();
+        }
+        std::memset(v, 0xff, sizeof s.var.v);
+        arm_static_guard(s.before, StaticShared<V>::BEFORE, name, false);
+        // from the variable's end: V's tail padding (an __align__ larger than the variable's size) is guard too
+        arm_static_guard(v + sizeof s.var.v, sizeof(V) - sizeof s.var.v + StaticShared<V>::AFTER, name, true);
+        s.poisonedIn = block_serial;
+    }
+    return s.var;
 }
 // Barriers: the calling fiber waits until the others that must arrive have (see emu.cpp).
 void sync_block();

@@ -59,4 +59,29 @@ class CudaEmulatorTest {
             assertEquals(88, out.lines().filter(l -> l.endsWith("  ok")).count(), "not every check ran: " + log);
         }
     }
+
+    /**
+     * The emulator's bounds check of static shared memory (STATIC_SHARED's guard bytes, emu.h): kernels_test's
+     * {@code --emu-overrun} and {@code --emu-underrun} launch a kernel whose first or last thread writes one element
+     * outside a 64-float array, after an in-bounds launch of it that must pass; the run must stop with the emulator's
+     * error naming the array.
+     */
+    @ParameterizedTest(name = "{0}")
+    @CsvSource({"--emu-overrun, overrun: 4 guard byte(s) past its end written", "--emu-underrun, underrun: 4 guard byte(s) before its start written"})
+    void aWriteOutsideAStaticSharedArrayStopsTheEmulator(String mode, String expected) throws IOException, InterruptedException {
+        assumeTrue(EmulatedKernelContext.onPath("g++"), "no g++ on PATH: the emulator's check needs a C++ compiler");
+        Path root = Path.of("").toAbsolutePath(), build = EmulatedKernelContext.buildDirectory(root);
+        Path log = build.resolve("kernels_test" + mode + ".log");
+        Files.createDirectories(log.getParent());
+        Process p = new ProcessBuilder("bash", "src/test/cuda/emu/run.sh", build.toString(), "kernels_test", mode)
+                .directory(root.toFile()).redirectErrorStream(true).redirectOutput(log.toFile()).start();
+        boolean finished = p.waitFor(10, TimeUnit.MINUTES);
+        if (!finished) p.destroyForcibly();
+        String out = Files.readString(log, StandardCharsets.UTF_8);
+        assertTrue(finished, "kernels_test " + mode + " on the emulator did not finish in 10 minutes; log: " + log);
+        assertTrue(out.contains("the in-bounds launch passed"), "the in-bounds launch did not pass; log " + log + ":\n" + out);
+        assertTrue(out.contains("emu: static shared memory `guarded` " + expected),
+                "no error naming `guarded` for the " + mode.substring(6) + "; log " + log + ":\n" + out);
+        assertTrue(p.exitValue() != 0, "kernels_test " + mode + " exited 0; log: " + log);
+    }
 }
