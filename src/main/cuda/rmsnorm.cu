@@ -283,8 +283,8 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
     return true;
 }
 
-// The gain-gradient reduce of backward variants 2 and 6, at the end of the warp-per-row (2) or team (6) kernel instead
-// of a second kernel.
+// The gain-gradient reduce of backward variants 2, 6 and 8, at the end of the warp-per-row (2) or team (6, 8) kernel
+// instead of a second kernel.
 // Every block has written its partial row; it makes that row visible device-wide and takes a ticket from `counter`.
 // The last `reducers` blocks to arrive stay: once all gridDim.x blocks have arrived, reducer number s (ticket order)
 // sums the partial rows of float4 columns [s·S, (s+1)·S), S = ceil(d/4 / reducers), into dGain. A column's sum has
@@ -306,7 +306,7 @@ __device__ __forceinline__ unsigned load_acquire_gpu(const unsigned* p) {
 }
 
 // The body, with its shared ticket and tree row (≥ blockDim.x float4) passed in: the warp-per-row kernels' blocks
-// (256 threads) and the team kernel's (up to 512) need trees of different sizes.
+// (256 threads) and the team kernels' (up to 512; the prefetching one's up to 384) need trees of different sizes.
 __device__ __forceinline__ void reduce_gain_in_last_blocks_with(unsigned& ticket, float4* red, float* __restrict__ dGain,
                                                                 const float* __restrict__ partial,
                                                                 unsigned* __restrict__ counter, int d, int reducers) {
@@ -960,6 +960,21 @@ rmsnorm_bwd_teams2_prefetch_bf16(bf16* __restrict__ dx, float* __restrict__ part
                                  const bf16* __restrict__ x, const bf16* __restrict__ gain,
                                  const float* __restrict__ rstd, int n, int d) {
     rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+// Backward variant 8: variant 7's prefetching team kernel whose last blocks sum the partial rows into dGain
+// (reduce_gain_in_last_blocks_with, as variant 6; cooperative launch). Arguments as variant 6's, shapes as variant 7's
+// (block ≤ 32·TEAM_PF_WARPS threads).
+extern "C" __global__ void __launch_bounds__(32 * TEAM_PF_WARPS, 2)
+rmsnorm_bwd_teams2_prefetch_fused_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                                       unsigned* __restrict__ counter, const bf16* __restrict__ dy,
+                                       const bf16* __restrict__ x, const bf16* __restrict__ gain,
+                                       const float* __restrict__ rstd, int n, int d, int reducers) {
+    STATIC_SHARED(unsigned, ticket);
+    STATIC_SHARED(float4, red, [32 * TEAM_PF_WARPS]);  // the reduce's tree: one float4 per thread of the block
+    rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
+    if (team_launch_ok(team_lane(d, TEAM_PF_WARPS), dx, partial, dy, x, gain))
+        reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
 }
 
 // Backward variant 5 (rmsnorm_backward_bulk, R = 2, sm_90+): as the team kernels, with dynamic shared memory

@@ -42,6 +42,8 @@ __global__ void rmsnorm_bwd_teams4_bf16(bf16*, float*, const bf16*, const bf16*,
 __global__ void rmsnorm_bwd_teams2_fused_bf16(bf16*, float*, float*, unsigned*, const bf16*, const bf16*, const bf16*,
                                               const float*, int, int, int);
 __global__ void rmsnorm_bwd_teams2_prefetch_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
+__global__ void rmsnorm_bwd_teams2_prefetch_fused_bf16(bf16*, float*, float*, unsigned*, const bf16*, const bf16*,
+                                                       const bf16*, const float*, int, int, int);
 __global__ void rmsnorm_bwd_bulk2_bf16(bf16*, float*, const bf16*, const bf16*, const bf16*, const float*, int, int);
 __global__ void rmsnorm_bwd_gain_reduce(float*, const float*, int, int);
 __global__ void rope_fwd_bf16(bf16*, const bf16*, int, int, int, int, int, float, const float*, int);
@@ -102,7 +104,7 @@ static void launch_cooperative(void (*k)(P...), dim3 grid, dim3 block, size_t sh
 
 static int g_sms = 0;
 static int g_cc_major = 0;  // compute capability major (variant 5 of the RMSNorm backward needs 9+)
-// KERNELS_TEST_SKIP_TEAMS set: leave out the RMSNorm backward variants 3-7 (gpu-check.sh sets it when its canary saw
+// KERNELS_TEST_SKIP_TEAMS set: leave out the RMSNorm backward variants 3-8 (gpu-check.sh sets it when its canary saw
 // one of them fail or hang, so the other kernels' checks still run).
 static bool g_skip_teams = false;
 static int g_failures = 0;
@@ -240,18 +242,21 @@ static void launch_rmsnorm_bwd(bf16* dx, float* partial, float* dGain, const bf1
     KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, s.blocks, d);
     LAUNCHED();
 }
-// CudaRmsNorm backward variants 3, 4, 6 and 7 (teamBackward): teams of ceil(d / 256) warps, R = 4 rows per batch
-// (variant 4) or 2, at most 12 (variants 4, 7) or 16 warps and 8 teams per block, a grid of the resident blocks. Same
-// shapes as the warp-per-row kernels. Variant 6 launches cooperatively and reduces into dGain in its last blocks
-// (counter: 0 between launches; reducers as CudaRmsNorm.fusedReducers); the others are followed by the reduce kernel.
+// CudaRmsNorm backward variants 3, 4, 6, 7 and 8 (teamBackward): teams of ceil(d / 256) warps, R = 4 rows per batch
+// (variant 4) or 2, at most 12 (variants 4, 7, 8) or 16 warps and 8 teams per block, a grid of the resident blocks.
+// Same shapes as the warp-per-row kernels. Variants 6 and 8 launch cooperatively and reduce into dGain in their last
+// blocks (counter: 0 between launches; reducers as CudaRmsNorm.fusedReducers); the others are followed by the reduce
+// kernel.
 // Returns the grid (the partial rows written).
 static int launch_rmsnorm_bwd_teams(int variant, bf16* dx, float* partial, float* dGain, unsigned* counter,
                                     const bf16* dy, const bf16* x, const bf16* g, const float* rstd, int n, int d) {
-    const int R = variant == 4 ? 4 : 2, maxWarps = variant == 4 || variant == 7 ? 12 : 16;
+    const int R = variant == 4 ? 4 : 2, maxWarps = variant == 4 || variant >= 7 ? 12 : 16;
+    const bool fused = variant == 6 || variant == 8;
     int teamWarps = ceil_div(d, 256), teams = std::min(8, maxWarps / teamWarps), threads = 32 * teamWarps * teams;
     const void* kernel = variant == 4   ? (const void*)rmsnorm_bwd_teams4_bf16
                          : variant == 6 ? (const void*)rmsnorm_bwd_teams2_fused_bf16
                          : variant == 7 ? (const void*)rmsnorm_bwd_teams2_prefetch_bf16
+                         : variant == 8 ? (const void*)rmsnorm_bwd_teams2_prefetch_fused_bf16
                                         : (const void*)rmsnorm_bwd_teams2_bf16;
     int perSm = 0;
     CHECK(cudaOccupancyMaxActiveBlocksPerMultiprocessor(&perSm, kernel, threads, d * sizeof(float)));
@@ -263,10 +268,14 @@ static int launch_rmsnorm_bwd_teams(int variant, bf16* dx, float* partial, float
                                dy, x, g, rstd, n, d, std::max(1, std::min(blocks / 2, d / 8)));
             break;
         case 7: KERNEL(rmsnorm_bwd_teams2_prefetch_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d); break;
+        case 8:
+            launch_cooperative(rmsnorm_bwd_teams2_prefetch_fused_bf16, blocks, threads, d * sizeof(float), dx, partial, dGain,
+                               counter, dy, x, g, rstd, n, d, std::max(1, std::min(blocks / 2, d / 8)));
+            break;
         default: KERNEL(rmsnorm_bwd_teams2_bf16, blocks, threads, d * sizeof(float))(dx, partial, dy, x, g, rstd, n, d);
     }
     LAUNCHED();
-    if (variant != 6) {
+    if (!fused) {
         KERNEL(rmsnorm_bwd_gain_reduce, ceil_div(d, 32), dim3(32, 32))(dGain, partial, blocks, d);
         LAUNCHED();
     }
@@ -396,13 +405,13 @@ static void test_rmsnorm(int n, int d, int shift) {
     auto dgAgain = download(dDg);
     expect("backward dGain bit-identical on rerun", std::memcmp(dgOut.data(), dgAgain.data(), d * sizeof(float)) == 0);
 
-    // The team kernels (backward variants 3, 4, 6, 7) on the shapes the warp-per-row kernels take, against the same
-    // reference; 6 and 7 keep variant 3's arithmetic per row, so their dx must equal its bit for bit.
+    // The team kernels (backward variants 3, 4, 6, 7, 8) on the shapes the warp-per-row kernels take, against the same
+    // reference; 6, 7 and 8 keep variant 3's arithmetic per row, so their dx must equal its bit for bit.
     if (shape.groups == 0 || g_skip_teams) return;
     Dev<unsigned> counter(1);
     CHECK(cudaMemset(counter.p, 0, sizeof(unsigned)));
     std::vector<float> teams2Dx;
-    for (int v : {3, 4, 6, 7}) {
+    for (int v : {3, 4, 6, 7, 8}) {
         char what[64];
         Dev<float> teamPartial((size_t)16 * g_sms * d, shift);  // blocks ≥ 224 threads: ≤ 9 resident per SM
         upload(dDg, dg0);
@@ -937,7 +946,7 @@ int main(int argc, char** argv) {
     g_sms = prop.multiProcessorCount;
     g_cc_major = prop.major;
     g_skip_teams = std::getenv("KERNELS_TEST_SKIP_TEAMS") != nullptr;
-    if (g_skip_teams) std::printf("KERNELS_TEST_SKIP_TEAMS: the RMSNorm backward variants 3-7 are left out\n");
+    if (g_skip_teams) std::printf("KERNELS_TEST_SKIP_TEAMS: the RMSNorm backward variants 3-8 are left out\n");
     std::printf("device: %s, %d SMs\n", prop.name, g_sms);
 
     test_rmsnorm(37, 1024, 0);
@@ -946,7 +955,7 @@ int main(int argc, char** argv) {
     test_rmsnorm(1001, 1536, 0);  // rows8 with lanes whose last groups are empty
     test_rmsnorm(50, 136, 0);     // rows4 with most groups empty
     test_rmsnorm(300, 2048, 0);
-    // Team kernels (backward variants 3-5): teams of 3, 4 (last warp part-used), 5 and 7 warps; tails of 1-3 rows;
+    // Team kernels (backward variants 3-8): teams of 3, 4 (last warp part-used), 5 and 7 warps; tails of 1-3 rows;
     // fewer rows than one block's teams take in one batch.
     test_rmsnorm(1003, 768, 0);
     test_rmsnorm(1002, 1000, 0);

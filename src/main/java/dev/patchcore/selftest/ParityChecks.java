@@ -376,7 +376,7 @@ public final class ParityChecks {
                     }
                     case "rmsnormbwd" -> {
                         // One block (one reducer), a few blocks, odd widths, both kernel widths, and the 370M shape.
-                        // Team kernels (variants 3-7): teams of 3, 5 and 7 warps with tails of 3 and 1 rows (1003x768,
+                        // Team kernels (variants 3-8): teams of 3, 5 and 7 warps with tails of 3 and 1 rows (1003x768,
                         // 41x1280, 29x1792). 32768 rows: ~15 batches per team, so variant 5's 3-stage ring wraps several times.
                         for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {1003, 768}, {41, 1280}, {29, 1792}, {6400, 1024},
                                         {3000, 2048}, {8192, 1024}, {32768, 1024}}
@@ -395,10 +395,12 @@ public final class ParityChecks {
                                 && !CudaBackend.variantSkipped(family, CudaRmsNorm.BACKWARD_TEAMS_R2))
                             out.add(variant(cuda, family, v, "rmsNorm backward dx = v" + CudaRmsNorm.BACKWARD_TEAMS_R2,
                                     rows -> rmsNormBackwardIdentity(rows, cuda, CudaRmsNorm.BACKWARD_TEAMS_R2, v, false)));
-                        // Variants 6 (variant 3 + the reduce in its last blocks) and 7 (variant 3 loading each team's next
-                        // batch early) keep variant 3's arithmetic per row: dx bitwise. Their gain gradients are summed in
-                        // other fixed orders (6: the last blocks' tree; 7: other blocks' partial rows), so CPU parity only.
-                        if ((v == CudaRmsNorm.BACKWARD_TEAMS_FUSED || v == CudaRmsNorm.BACKWARD_TEAMS_PREFETCH)
+                        // Variants 6 (variant 3 + the reduce in its last blocks), 7 (variant 3 loading each team's next
+                        // batch early) and 8 (7 + 6's reduce) keep variant 3's arithmetic per row: dx bitwise. Their gain
+                        // gradients are summed in other fixed orders (6, 8: the last blocks' tree; 7, 8: other blocks'
+                        // partial rows), so CPU parity only.
+                        if ((v == CudaRmsNorm.BACKWARD_TEAMS_FUSED || v == CudaRmsNorm.BACKWARD_TEAMS_PREFETCH
+                                || v == CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED)
                                 && !CudaBackend.variantSkipped(family, CudaRmsNorm.BACKWARD_TEAMS_R2))
                             out.add(variant(cuda, family, v, "rmsNorm backward dx = v" + CudaRmsNorm.BACKWARD_TEAMS_R2,
                                     rows -> rmsNormBackwardIdentity(rows, cuda, CudaRmsNorm.BACKWARD_TEAMS_R2, v, false)));

@@ -143,7 +143,8 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
             "rmsnorm", List.of(CudaRmsNorm.VARIANT_PIPELINED, CudaRmsNorm.VARIANT_CACHED),
             "rmsnormbwd", List.of(CudaRmsNorm.BACKWARD_TWO_KERNELS, CudaRmsNorm.BACKWARD_FUSED_REDUCE,
                     CudaRmsNorm.BACKWARD_TEAMS_R2, CudaRmsNorm.BACKWARD_TEAMS_R4, CudaRmsNorm.BACKWARD_BULK,
-                    CudaRmsNorm.BACKWARD_TEAMS_FUSED, CudaRmsNorm.BACKWARD_TEAMS_PREFETCH),
+                    CudaRmsNorm.BACKWARD_TEAMS_FUSED, CudaRmsNorm.BACKWARD_TEAMS_PREFETCH,
+                    CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED),
             "upload", List.of(UPLOAD_PINNED, UPLOAD_SYNCHRONOUS))));
 
     /**

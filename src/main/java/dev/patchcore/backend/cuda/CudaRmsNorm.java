@@ -69,11 +69,19 @@ public final class CudaRmsNorm {
      * variant 3's; the partial rows are per block of other teams, so the gain gradient's order differs.
      */
     public static final int BACKWARD_TEAMS_PREFETCH = 7;
+    /**
+     * Backward variant 8: variant 7's prefetching team kernel whose last blocks sum the partial rows into dGain, as
+     * variant 6 does for variant 3 (rmsnorm_bwd_teams2_prefetch_fused_bf16, cooperative launch, variant 7's block size
+     * and grid, variant 6's arrival counter and reducers): the combination to make the default if 6 and 7 both help.
+     * Written after H100 run 16, not yet run on a GPU. dx is bitwise variant 3's; the gain gradient is summed in
+     * another fixed order.
+     */
+    public static final int BACKWARD_TEAMS_PREFETCH_FUSED = 8;
     /** Ring stages per team of the bulk-copy backward ({@code BULK_STAGES} in rmsnorm.cu). */
     static final int BULK_STAGES = 3;
     /** Team kernels: at most this many warps per block ({@code TEAM_MAX_WARPS} / {@code TEAM_R4_WARPS} in rmsnorm.cu). */
     static final int TEAM_R2_MAX_WARPS = 16, TEAM_R4_MAX_WARPS = 12;
-    /** Prefetching team kernel (variant 7): at most this many warps per block ({@code TEAM_PF_WARPS} in rmsnorm.cu). */
+    /** Prefetching team kernels (variants 7, 8): at most this many warps per block ({@code TEAM_PF_WARPS} in rmsnorm.cu). */
     static final int TEAM_PF_MAX_WARPS = 12;
     /** Team kernels: at most this many teams per block (one named barrier each, {@code TEAM_MAX_TEAMS}). */
     static final int TEAM_MAX_TEAMS = 8;
@@ -81,7 +89,7 @@ public final class CudaRmsNorm {
     private final KernelContext ctx;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
-    /** Arrival counter of backward variants 2 and 6 (one u32, 0 between launches), allocated at its first use. */
+    /** Arrival counter of backward variants 2, 6 and 8 (one u32, 0 between launches), allocated at its first use. */
     private Tensor arrivals;
 
     public CudaRmsNorm(KernelContext ctx) {
@@ -105,13 +113,13 @@ public final class CudaRmsNorm {
     /**
      * Which backward runs on rows the warp-per-row kernel takes: {@link #BACKWARD_TWO_KERNELS},
      * {@link #BACKWARD_FUSED_REDUCE}, {@link #BACKWARD_TEAMS_R2}, {@link #BACKWARD_TEAMS_R4}, {@link #BACKWARD_BULK},
-     * {@link #BACKWARD_TEAMS_FUSED} or {@link #BACKWARD_TEAMS_PREFETCH}.
+     * {@link #BACKWARD_TEAMS_FUSED}, {@link #BACKWARD_TEAMS_PREFETCH} or {@link #BACKWARD_TEAMS_PREFETCH_FUSED}.
      */
     public void setBackwardVariant(int variant) {
-        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TEAMS_PREFETCH)
+        if (variant < BACKWARD_TWO_KERNELS || variant > BACKWARD_TEAMS_PREFETCH_FUSED)
             throw new IllegalArgumentException("rmsNorm backward variant must be 1 (two kernels), 2 (reduce in the last blocks), "
                     + "3 or 4 (warp teams, 2 or 4 rows per batch), 5 (teams fed by bulk copies), 6 (teams, reduce in the "
-                    + "last blocks) or 7 (teams loading their next batch early), got " + variant);
+                    + "last blocks), 7 (teams loading their next batch early) or 8 (7 with the reduce in its last blocks), got " + variant);
         this.backwardVariant = variant;
     }
 
@@ -204,7 +212,7 @@ public final class CudaRmsNorm {
         if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
             switch (backwardVariant) {
                 case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4, BACKWARD_TEAMS_PREFETCH -> partial = teamBackward(dx, dGain, dy, x, gain, rstd, n, d);
-                case BACKWARD_TEAMS_FUSED -> {
+                case BACKWARD_TEAMS_FUSED, BACKWARD_TEAMS_PREFETCH_FUSED -> {
                     teamBackward(dx, dGain, dy, x, gain, rstd, n, d);
                     return dx;  // its last blocks have added the partials into dGain
                 }
@@ -247,28 +255,29 @@ public final class CudaRmsNorm {
     }
 
     /**
-     * Variants 3, 4, 6 and 7: teams of ceil(d / 256) warps, 2 or 4 rows per batch, as many teams per block as the
+     * Variants 3, 4, 6, 7 and 8: teams of ceil(d / 256) warps, 2 or 4 rows per batch, as many teams per block as the
      * kernel's block limit allows (≤ 8), and a persistent grid of as many blocks as the occupancy calculator says stay
-     * resident. Variant 6 launches cooperatively, its last blocks adding the partials into dGain.
+     * resident. Variants 6 and 8 launch cooperatively, their last blocks adding the partials into dGain.
      */
     private Tensor teamBackward(Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
         String kernel = switch (backwardVariant) {
             case BACKWARD_TEAMS_R4 -> "rmsnorm_bwd_teams4_bf16";
             case BACKWARD_TEAMS_FUSED -> "rmsnorm_bwd_teams2_fused_bf16";
             case BACKWARD_TEAMS_PREFETCH -> "rmsnorm_bwd_teams2_prefetch_bf16";
+            case BACKWARD_TEAMS_PREFETCH_FUSED -> "rmsnorm_bwd_teams2_prefetch_fused_bf16";
             default -> "rmsnorm_bwd_teams2_bf16";
         };
         int rowsPerBatch = backwardVariant == BACKWARD_TEAMS_R4 ? 4 : 2;
         int maxWarps = switch (backwardVariant) {
             case BACKWARD_TEAMS_R4 -> TEAM_R4_MAX_WARPS;
-            case BACKWARD_TEAMS_PREFETCH -> TEAM_PF_MAX_WARPS;
+            case BACKWARD_TEAMS_PREFETCH, BACKWARD_TEAMS_PREFETCH_FUSED -> TEAM_PF_MAX_WARPS;
             default -> TEAM_R2_MAX_WARPS;
         };
         int teams = teamsPerBlock(d, maxWarps), threads = 32 * ceilDiv(d, 256) * teams;
         int resident = ctx.residentBlocksPerMultiprocessor(kernel, threads, d * Float.BYTES) * ctx.multiprocessorCount();
         Tensor partial = ctx.scratch(DType.F32, Math.min(ceilDiv(n, rowsPerBatch * teams), resident), d);
         int blocks = partial.dim(0);
-        if (backwardVariant == BACKWARD_TEAMS_FUSED)
+        if (backwardVariant == BACKWARD_TEAMS_FUSED || backwardVariant == BACKWARD_TEAMS_PREFETCH_FUSED)
             ctx.launchCooperative(kernel, blocks, 1, 1, threads, 1, 1, d * Float.BYTES,
                     dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
         else ctx.launch(kernel, blocks, 1, 1, threads, 1, 1, d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
@@ -299,7 +308,7 @@ public final class CudaRmsNorm {
         return d * Float.BYTES + teams * BULK_STAGES * (2 * 2 * d * 2 + 8);
     }
 
-    /** The arrival counter of the kernels that reduce in their last blocks (variants 2 and 6), zeroed once. */
+    /** The arrival counter of the kernels that reduce in their last blocks (variants 2, 6 and 8), zeroed once. */
     private Tensor arrivals() {
         if (arrivals == null) arrivals = ctx.allocate(DType.I32, 1);
         return arrivals;

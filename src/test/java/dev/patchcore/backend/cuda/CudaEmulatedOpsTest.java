@@ -86,11 +86,12 @@ class CudaEmulatedOpsTest {
     /**
      * Variants 1 (warp per row + reduce kernel), 2 (the reduce in the last blocks, a cooperative grid), 3 and 4 (teams),
      * 5 (teams fed by bulk copies through mbarriers; the emulated device reports compute capability 9 for it), 6 (teams,
-     * the reduce in the last blocks, a cooperative grid) and 7 (teams loading their next batch during the current one).
-     * 5-7 run in both emulator schedules: their blocks or teams wait on copies, tickets or barriers.
+     * the reduce in the last blocks, a cooperative grid), 7 (teams loading their next batch during the current one) and 8
+     * (7 with 6's reduce in its last blocks). 5-8 run in both emulator schedules: their blocks or teams wait on copies,
+     * tickets or barriers.
      */
     @ParameterizedTest(name = "backward variant {0}")
-    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7})
+    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
     void rmsNormBackward(int variant) {
         emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
         emu.takeLaunched();
@@ -107,7 +108,8 @@ class CudaEmulatedOpsTest {
             case 4 -> "rmsnorm_bwd_teams4_bf16";
             case 5 -> "rmsnorm_bwd_bulk2_bf16";
             case 6 -> "rmsnorm_bwd_teams2_fused_bf16";
-            default -> "rmsnorm_bwd_teams2_prefetch_bf16";
+            case 7 -> "rmsnorm_bwd_teams2_prefetch_bf16";
+            default -> "rmsnorm_bwd_teams2_prefetch_fused_bf16";
         };
         List<String> launched = emu.takeLaunched();
         assertTrue(launched.stream().anyMatch(n -> n.startsWith(kernel)), "variant " + variant + " never launched " + kernel + "*: " + launched);

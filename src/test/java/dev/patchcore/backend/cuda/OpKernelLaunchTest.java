@@ -248,7 +248,7 @@ class OpKernelLaunchTest {
         Launch tiny = ctx.only("rmsnorm_bwd_fused4_bf16");
         assertEquals(1, tiny.grid()[0]);
         assertEquals(1, tiny.args()[10]);
-        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(8));
+        assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(9));
         assertThrows(IllegalArgumentException.class, () -> op.setBackwardVariant(0));
     }
 
@@ -360,6 +360,63 @@ class OpKernelLaunchTest {
         ctx.launches.clear();
         op.backward(bf16(100, 96), bf16(100, 96), bf16(96), f32(100), f32(96));
         assertEquals(256, ctx.only("rmsnorm_bwd_teams2_prefetch_bf16").threads());
+    }
+
+    @Test
+    void prefetchingFusedTeamRmsNormBackwardIsVariant7sGridLaunchedCooperativelyWithTheCounter() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        ctx.residentPerSm = 2;
+        ctx.occupancyQueries.clear();  // everyKernelOfTheseFilesIsLaunchableFromJava runs the cases in one context
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED);
+        Tensor dGain = f32(1024);
+        // 370M: variant 7's 3 teams × 4 warps per 384-thread block, 2 blocks per SM; variant 6's 128 reducers of 8 columns.
+        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
+        Launch fused = ctx.only("rmsnorm_bwd_teams2_prefetch_fused_bf16");
+        assertTrue(fused.cooperative(), "its last blocks wait for the others: the whole grid must be resident");
+        assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count(), "no second kernel");
+        assertEquals(List.of("rmsnorm_bwd_teams2_prefetch_fused_bf16 384 4096"), ctx.occupancyQueries);
+        assertEquals(384, fused.threads());
+        assertEquals(2 * 132, fused.grid()[0]);
+        assertEquals(1024 * Float.BYTES, fused.shared());
+        assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) fused.args()[1]).shape(), "one partial row per block");
+        assertEquals(dGain, fused.args()[2]);
+        Tensor counter = (Tensor) fused.args()[3];
+        assertEquals(DType.I32, counter.dtype());
+        assertEquals(128, fused.args()[10]);
+        // Few rows: variant 7's grid (one block per 3 teams × 2 rows), one reducer; the counter is reused.
+        ctx.launches.clear();
+        op.backward(bf16(12, 1024), bf16(12, 1024), bf16(1024), f32(12), f32(1024));
+        Launch few = ctx.only("rmsnorm_bwd_teams2_prefetch_fused_bf16");
+        assertEquals(2, few.grid()[0]);
+        assertEquals(1, few.args()[10], "at most half the grid spins");
+        assertSame(counter, few.args()[3]);
+        assertTrue(few.cooperative());
+        // d = 2048: one team of 8 warps per block, the resident grid, half of it reducing (132 < 2048 / 8).
+        ctx.launches.clear();
+        op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
+        Launch wide = ctx.only("rmsnorm_bwd_teams2_prefetch_fused_bf16");
+        assertEquals(256, wide.threads());
+        assertEquals(2 * 132, wide.grid()[0]);
+        assertEquals(132, wide.args()[10]);
+        assertSame(counter, wide.args()[3]);
+        // d = 1536: teams of 6 warps, 2 per 384-thread block; 9 rows: one block per 2 teams × 2 rows.
+        ctx.launches.clear();
+        op.backward(bf16(9, 1536), bf16(9, 1536), bf16(1536), f32(9), f32(1536));
+        Launch mid = ctx.only("rmsnorm_bwd_teams2_prefetch_fused_bf16");
+        assertEquals(384, mid.threads());
+        assertEquals(3, mid.grid()[0]);
+        assertEquals(1, mid.args()[10]);
+        // Variant 6 on the same op shares the one arrival counter (0 between launches, kernels never overlap).
+        ctx.launches.clear();
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_FUSED);
+        op.backward(bf16(12, 1024), bf16(12, 1024), bf16(1024), f32(12), f32(1024));
+        assertSame(counter, ctx.only("rmsnorm_bwd_teams2_fused_bf16").args()[3]);
+        // Shapes the team kernels do not take run the block-per-row kernel and the reduce kernel.
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED);
+        ctx.launches.clear();
+        op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
+        ctx.only("rmsnorm_bwd_bf16");
+        ctx.only("rmsnorm_bwd_gain_reduce");
     }
 
     @Test
@@ -1075,6 +1132,7 @@ class OpKernelLaunchTest {
                 this::bulkCopyRmsNormBackwardRunsOnHopperWithItsRingsInSharedMemory,
                 this::fusedTeamRmsNormBackwardIsVariant3sGridLaunchedCooperativelyWithTheCounter,
                 this::prefetchingTeamRmsNormBackwardHasAtMost12WarpsPerBlock,
+                this::prefetchingFusedTeamRmsNormBackwardIsVariant7sGridLaunchedCooperativelyWithTheCounter,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
