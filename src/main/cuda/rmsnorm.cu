@@ -941,17 +941,29 @@ rmsnorm_bwd_teams4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, cons
     rmsnorm_backward_teams<4>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
-// Backward variant 6: variant 3's kernel whose last blocks sum the partial rows into dGain (reduce_gain_in_last_blocks,
-// as rmsnorm_bwd_fused{4,8}_bf16; cooperative launch). Arguments as those, shapes as teams2's.
+// Backward variants 6 and 8: a team kernel (variant 3's, or with Prefetch variant 7's) whose last blocks sum the
+// partial rows into dGain (reduce_gain_in_last_blocks_with, as rmsnorm_bwd_fused{4,8}_bf16; cooperative launch), its
+// tree one float4 per thread of a block of up to 32·Warps threads. Arguments as rmsnorm_bwd_fused{4,8}_bf16's.
+template <bool Prefetch, int Warps>
+__device__ __forceinline__ void rmsnorm_backward_teams_fused(bf16* __restrict__ dx, float* __restrict__ partial,
+                                                             float* __restrict__ dGain, unsigned* __restrict__ counter,
+                                                             const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                                             const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                                                             int n, int d, int reducers) {
+    STATIC_SHARED(unsigned, ticket);
+    STATIC_SHARED(float4, red, [32 * Warps]);
+    if (Prefetch) rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
+    else rmsnorm_backward_teams<2>(dx, partial, dy, x, gain, rstd, n, d);
+    if (team_launch_ok(team_lane(d, Warps), dx, partial, dy, x, gain))
+        reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
+}
+
+// Backward variant 6: variant 3's kernel, reducing in its last blocks; shapes as teams2's.
 extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
 rmsnorm_bwd_teams2_fused_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
                               unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
                               const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    STATIC_SHARED(unsigned, ticket);
-    STATIC_SHARED(float4, red, [32 * TEAM_MAX_WARPS]);  // the reduce's tree: one float4 per thread of the block
-    rmsnorm_backward_teams<2>(dx, partial, dy, x, gain, rstd, n, d);
-    if (team_launch_ok(team_lane(d, TEAM_MAX_WARPS), dx, partial, dy, x, gain))
-        reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
+    rmsnorm_backward_teams_fused<false, TEAM_MAX_WARPS>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
 }
 
 // Backward variant 7 (rmsnorm_backward_teams_prefetch, R = 2): as teams2, block ≤ 32·TEAM_PF_WARPS threads.
@@ -962,19 +974,14 @@ rmsnorm_bwd_teams2_prefetch_bf16(bf16* __restrict__ dx, float* __restrict__ part
     rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
-// Backward variant 8: variant 7's prefetching team kernel whose last blocks sum the partial rows into dGain
-// (reduce_gain_in_last_blocks_with, as variant 6; cooperative launch). Arguments as variant 6's, shapes as variant 7's
-// (block ≤ 32·TEAM_PF_WARPS threads).
+// Backward variant 8: variant 7's prefetching team kernel, reducing in its last blocks; shapes as variant 7's (block
+// ≤ 32·TEAM_PF_WARPS threads).
 extern "C" __global__ void __launch_bounds__(32 * TEAM_PF_WARPS, 2)
 rmsnorm_bwd_teams2_prefetch_fused_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
                                        unsigned* __restrict__ counter, const bf16* __restrict__ dy,
                                        const bf16* __restrict__ x, const bf16* __restrict__ gain,
                                        const float* __restrict__ rstd, int n, int d, int reducers) {
-    STATIC_SHARED(unsigned, ticket);
-    STATIC_SHARED(float4, red, [32 * TEAM_PF_WARPS]);  // the reduce's tree: one float4 per thread of the block
-    rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
-    if (team_launch_ok(team_lane(d, TEAM_PF_WARPS), dx, partial, dy, x, gain))
-        reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
+    rmsnorm_backward_teams_fused<true, TEAM_PF_WARPS>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
 }
 
 // Backward variant 5 (rmsnorm_backward_bulk, R = 2, sm_90+): as the team kernels, with dynamic shared memory

@@ -296,18 +296,29 @@ class OpKernelLaunchTest {
 
     @Test
     void fusedTeamRmsNormBackwardIsVariant3sGridLaunchedCooperativelyWithTheCounter() {
+        // 370M: variant 3's 4 teams × 4 warps per block, 2 blocks per SM; 128 reducers of 8 columns.
         CudaRmsNorm op = new CudaRmsNorm(ctx);
+        fusedTeamLaunches(op, CudaRmsNorm.BACKWARD_TEAMS_FUSED, "rmsnorm_bwd_teams2_fused_bf16", 512);
+    }
+
+    /**
+     * A team backward that reduces in its last blocks (variants 6 and 8): at the 370M shape, {@code threads} per block,
+     * two blocks per SM, cooperative, the op's arrival counter and 128 reducers, no reduce kernel after it; at 12 rows two
+     * blocks and one reducer, the same counter; a shape the team kernels do not take runs the block-per-row kernel and
+     * the reduce kernel. Returns the counter.
+     */
+    private Tensor fusedTeamLaunches(CudaRmsNorm op, int variant, String kernel, int threads) {
         ctx.residentPerSm = 2;
         ctx.occupancyQueries.clear();  // everyKernelOfTheseFilesIsLaunchableFromJava runs the cases in one context
-        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_FUSED);
+        op.setBackwardVariant(variant);
         Tensor dGain = f32(1024);
-        // 370M: variant 3's 4 teams × 4 warps per block, 2 blocks per SM; 128 reducers of 8 columns.
+        ctx.launches.clear();
         op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
-        Launch fused = ctx.only("rmsnorm_bwd_teams2_fused_bf16");
+        Launch fused = ctx.only(kernel);
         assertTrue(fused.cooperative(), "its last blocks wait for the others: the whole grid must be resident");
         assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count(), "no second kernel");
-        assertEquals(List.of("rmsnorm_bwd_teams2_fused_bf16 512 4096"), ctx.occupancyQueries);
-        assertEquals(512, fused.threads());
+        assertEquals(List.of(kernel + " " + threads + " 4096"), ctx.occupancyQueries);
+        assertEquals(threads, fused.threads());
         assertEquals(2 * 132, fused.grid()[0]);
         assertEquals(1024 * Float.BYTES, fused.shared());
         assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) fused.args()[1]).shape(), "one partial row per block");
@@ -315,10 +326,10 @@ class OpKernelLaunchTest {
         Tensor counter = (Tensor) fused.args()[3];
         assertEquals(DType.I32, counter.dtype());
         assertEquals(128, fused.args()[10]);
-        // Few rows: variant 3's grid (one block per 4 teams × 2 rows), one reducer; the counter is reused.
+        // Few rows: one block per 4 (variant 6) or 3 (variant 8) teams × 2 rows, one reducer; the counter is reused.
         ctx.launches.clear();
         op.backward(bf16(12, 1024), bf16(12, 1024), bf16(1024), f32(12), f32(1024));
-        Launch few = ctx.only("rmsnorm_bwd_teams2_fused_bf16");
+        Launch few = ctx.only(kernel);
         assertEquals(2, few.grid()[0]);
         assertEquals(1, few.args()[10], "at most half the grid spins");
         assertSame(counter, few.args()[3]);
@@ -328,6 +339,7 @@ class OpKernelLaunchTest {
         op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
         ctx.only("rmsnorm_bwd_bf16");
         ctx.only("rmsnorm_bwd_gain_reduce");
+        return counter;
     }
 
     @Test
@@ -364,33 +376,9 @@ class OpKernelLaunchTest {
 
     @Test
     void prefetchingFusedTeamRmsNormBackwardIsVariant7sGridLaunchedCooperativelyWithTheCounter() {
-        CudaRmsNorm op = new CudaRmsNorm(ctx);
-        ctx.residentPerSm = 2;
-        ctx.occupancyQueries.clear();  // everyKernelOfTheseFilesIsLaunchableFromJava runs the cases in one context
-        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED);
-        Tensor dGain = f32(1024);
         // 370M: variant 7's 3 teams × 4 warps per 384-thread block, 2 blocks per SM; variant 6's 128 reducers of 8 columns.
-        op.backward(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), dGain);
-        Launch fused = ctx.only("rmsnorm_bwd_teams2_prefetch_fused_bf16");
-        assertTrue(fused.cooperative(), "its last blocks wait for the others: the whole grid must be resident");
-        assertEquals(0, ctx.launches.stream().filter(l -> l.name().equals("rmsnorm_bwd_gain_reduce")).count(), "no second kernel");
-        assertEquals(List.of("rmsnorm_bwd_teams2_prefetch_fused_bf16 384 4096"), ctx.occupancyQueries);
-        assertEquals(384, fused.threads());
-        assertEquals(2 * 132, fused.grid()[0]);
-        assertEquals(1024 * Float.BYTES, fused.shared());
-        assertArrayEquals(new int[] {2 * 132, 1024}, ((Tensor) fused.args()[1]).shape(), "one partial row per block");
-        assertEquals(dGain, fused.args()[2]);
-        Tensor counter = (Tensor) fused.args()[3];
-        assertEquals(DType.I32, counter.dtype());
-        assertEquals(128, fused.args()[10]);
-        // Few rows: variant 7's grid (one block per 3 teams × 2 rows), one reducer; the counter is reused.
-        ctx.launches.clear();
-        op.backward(bf16(12, 1024), bf16(12, 1024), bf16(1024), f32(12), f32(1024));
-        Launch few = ctx.only("rmsnorm_bwd_teams2_prefetch_fused_bf16");
-        assertEquals(2, few.grid()[0]);
-        assertEquals(1, few.args()[10], "at most half the grid spins");
-        assertSame(counter, few.args()[3]);
-        assertTrue(few.cooperative());
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        Tensor counter = fusedTeamLaunches(op, CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED, "rmsnorm_bwd_teams2_prefetch_fused_bf16", 384);
         // d = 2048: one team of 8 warps per block, the resident grid, half of it reducing (132 < 2048 / 8).
         ctx.launches.clear();
         op.backward(bf16(5000, 2048), bf16(5000, 2048), bf16(2048), f32(5000), f32(2048));
@@ -411,12 +399,6 @@ class OpKernelLaunchTest {
         op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_FUSED);
         op.backward(bf16(12, 1024), bf16(12, 1024), bf16(1024), f32(12), f32(1024));
         assertSame(counter, ctx.only("rmsnorm_bwd_teams2_fused_bf16").args()[3]);
-        // Shapes the team kernels do not take run the block-per-row kernel and the reduce kernel.
-        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TEAMS_PREFETCH_FUSED);
-        ctx.launches.clear();
-        op.backward(bf16(4, 100), bf16(4, 100), bf16(100), f32(4), f32(100));
-        ctx.only("rmsnorm_bwd_bf16");
-        ctx.only("rmsnorm_bwd_gain_reduce");
     }
 
     @Test
