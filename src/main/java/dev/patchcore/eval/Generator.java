@@ -50,18 +50,14 @@ public final class Generator {
 
     /** Returns {@code prompt} followed by up to {@code count} sampled tokens, stopping after {@code stopId}. */
     public int[] generate(int[] prompt, long count, float temperature, int topK, int stopId, long seed) {
-        return generate(prompt, count, temperature, topK, 1f, stopId, seed, _ -> {});
+        return generate(prompt, count, temperature, topK, 1f, id -> id == stopId, seed, _ -> {});
     }
 
     /**
-     * As above with nucleus sampling ({@code topP} in (0, 1]; 1 = off), handing each sampled token to {@code onToken}
-     * as it is drawn (to print it).
+     * As above with nucleus sampling ({@code topP} in (0, 1]; 1 = off), stopping after the first token that {@code stop}
+     * accepts (the end of text, or a chat format's end of turn), and handing each sampled token to {@code onToken} as it
+     * is drawn (to print it).
      */
-    public int[] generate(int[] prompt, long count, float temperature, int topK, float topP, int stopId, long seed, IntConsumer onToken) {
-        return generate(prompt, count, temperature, topK, topP, id -> id == stopId, seed, onToken);
-    }
-
-    /** As above, stopping after the first token that {@code stop} accepts (a chat format's end of turn, or the end of text). */
     public int[] generate(int[] prompt, long count, float temperature, int topK, float topP, IntPredicate stop, long seed,
                           IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
