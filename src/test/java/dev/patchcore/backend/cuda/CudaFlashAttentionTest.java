@@ -3,11 +3,11 @@ package dev.patchcore.backend.cuda;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.tensor.DType;
 import dev.patchcore.tensor.Tensor;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 
-import java.io.ByteArrayOutputStream;
 import java.io.IOException;
-import java.io.PrintStream;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -27,6 +27,8 @@ import static org.junit.jupiter.api.Assumptions.assumeTrue;
  * (src/test/cuda/flash_attention_test.cu and selftest).
  */
 class CudaFlashAttentionTest {
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+
     private record Launch(String name, int gridX, int gridY, int blockX, int shared, Object[] args) {}
 
     /** Hands out fake device memory at 256-byte aligned addresses and records launches. */
@@ -386,19 +388,12 @@ class CudaFlashAttentionTest {
         short_.registers = 120;
         CudaFlashAttention fs = new CudaFlashAttention(short_, true, 3);
         Tensor qs = short_.tensor(DType.BF16, 300, 2 * 64);
-        PrintStream err = System.err;
-        ByteArrayOutputStream said = new ByteArrayOutputStream();
-        System.setErr(new PrintStream(said, true, StandardCharsets.UTF_8));
-        try {
-            fs.forward(qs, qs, qs, 300, 2);
-            fs.forward(qs, qs, qs, 300, 2);
-        } finally {
-            System.setErr(err);
-        }
+        fs.forward(qs, qs, qs, 300, 2);
+        fs.forward(qs, qs, qs, 300, 2);
         assertEquals(List.of("flash_attn_fwd_wgmma_pp3_persistent_tma_d64", "flash_attn_fwd_wgmma_pp3_persistent_tma_d64"),
                 short_.launches.stream().map(Launch::name).toList());
         assertEquals(384, short_.launches.getFirst().blockX());
-        String warning = said.toString(StandardCharsets.UTF_8);
+        String warning = console.err.toString(StandardCharsets.UTF_8);  // this test's stderr: nothing else writes there
         assertTrue(warning.contains("120 registers per thread") && warning.contains("needs 128"), warning);
         assertEquals(1, warning.lines().count(), "said once: " + warning);
         assertThrows(IllegalArgumentException.class, () -> new CudaFlashAttention.ForwardWgmmaPersistent(64, 2, true));
