@@ -54,9 +54,10 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--peak-tflops", paramLabel = "X", description = "each device's peak in TFLOP/s for the model FLOPs "
             + "utilization (MFU) the log prints, as train --peak-tflops (default: the GPU's dense bf16 peak where known; none on the CPU)")
     Double peakTflops;
-    @Option(names = "--chat", paramLabel = "FORMAT", description = "pose {\"prompt\", \"response\"} records in an instruct model's "
-            + "chat template, llama3 or chatml, its special tokens put in by their ids in the tokenizer (which must have them); "
-            + "the response and the end-of-turn token are scored") String chat;
+    @Option(names = "--chat", paramLabel = "FORMAT", description = "pose {\"prompt\", \"response\"} records (one user "
+            + "turn) and conversations ({\"messages\": [{\"role\", \"content\"}, ...]}, or ShareGPT's {\"conversations\"}) in an "
+            + "instruct model's chat template, llama3 or chatml, its special tokens put in by their ids in the tokenizer (which must "
+            + "have them); each answer and its end-of-turn token are scored") String chat;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
@@ -101,11 +102,12 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + " the patch stage, before any token-level step; fine-tuning it at token level anyway");
         TrainConfig.requireStepFits(batch, accum, cfg.contextLength());
 
-        List<Instructions.Record> records = Instructions.read(data, template == null ? null : template.format());
+        List<Instructions.Item> records = Instructions.read(data, template == null ? null : template.format());
         List<Instructions.Example> usable = new ArrayList<>();
         int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
         for (int i : order) {
-            Instructions.Example e = template == null ? Instructions.encode(tok, records.get(i)) : template.example(records.get(i));
+            // Conversations come only with a template (Instructions.read refuses them without one)
+            Instructions.Example e = template != null ? template.example(records.get(i)) : Instructions.encode(tok, (Instructions.Record) records.get(i));
             if (e.scoredTargets(cfg.contextLength()) > 0) usable.add(e);
         }
         int skipped = records.size() - usable.size();
@@ -121,7 +123,7 @@ public final class FinetuneCommand implements Callable<Integer> {
                     + " here): "
                     + (contextGiven ? "give a longer --context" : "fine-tune a model trained with a longer --context, e.g. train --context 256")
                     + ", or give {\"prompt\", \"response\"} records with short prompts");
-        if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt fills the %d-token context%n",
+        if (skipped > 0) System.err.printf(Locale.ROOT, "note: %d of %d examples skipped: their prompt (a conversation's turns before its first answer) fills the %d-token context%n",
                 skipped, records.size(), cfg.contextLength());
         long steps = FineTuner.steps(train.size(), epochs, batch, accum);
         int warmup = (int) Math.ceil(warmupRatio * steps);  // as Hugging Face's get_warmup_steps
@@ -141,6 +143,7 @@ public final class FinetuneCommand implements Callable<Integer> {
                     HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
                     .withReplicas(replicas);
             if (peakTflops != null) tuner.withPeakTflops(peakTflops);
+            if (template != null) tuner.withChat(template.format());
             // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved, as train does
             try (StopOnSignal stop = new StopOnSignal(tuner::requestStop)) {
                 FineTuner.Result r = tuner.run();

@@ -16,6 +16,7 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.nio.file.Path;
+import java.util.List;
 import java.util.Locale;
 import java.util.concurrent.Callable;
 
@@ -38,6 +39,8 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--chat", paramLabel = "FORMAT", description = "pose the prompt as one user turn in an instruct model's chat "
             + "template, llama3 or chatml (special tokens put in by their ids in the tokenizer, which must have them), print only "
             + "the answer and stop at the format's end-of-turn token") String chat;
+    @Option(names = "--system", paramLabel = "TEXT", description = "with --chat: a system message before the user's turn (the "
+            + "instructions or persona an instruct model is given)") String system;
     @Mixin BackendOptions backendOptions;
 
     /**
@@ -70,6 +73,22 @@ public final class GenerateCommand implements Callable<Integer> {
                 ? line + String.format(Locale.ROOT, ", then %.1f tokens/s", (sampled - 1) / (restNanos / 1e9)) : line;
     }
 
+    /**
+     * The note for a checkpoint fine-tuned in chat format {@code tuned} ({@code finetune --chat}; null: none recorded)
+     * when generate poses the prompt otherwise ({@code given}: its --chat, null without), or null.
+     */
+    static String chatNote(String tuned, ChatFormat given, boolean alpaca) {
+        if (tuned == null || (given != null && given.label().equals(tuned))) return null;
+        return "note: this checkpoint was fine-tuned with --chat " + tuned + (given != null ? ", not " + given.label() : "")
+                + "; give --chat " + tuned + " to pose the prompt as its user turn" + (given == null && !alpaca ? " (without it the prompt is plain text to continue)" : "");
+    }
+
+    /** The messages of a chat prompt: the system message if given, then the prompt as the user's turn. */
+    static List<Instructions.Message> chatTurns(String system, String prompt) {
+        Instructions.Message user = new Instructions.Message(Instructions.Role.USER, prompt);
+        return system == null ? List.of(user) : List.of(new Instructions.Message(Instructions.Role.SYSTEM, system), user);
+    }
+
     @Override public Integer call() {
         // Every option and the prompt are checked before the backend opens (its line on stderr would come first).
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
@@ -79,11 +98,15 @@ public final class GenerateCommand implements Callable<Integer> {
         if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1] (1 = the whole vocabulary), got " + topP);
         Path ckpt = checkpoint.resolve();
         ModelConfig cfg = checkpoint.modelConfig(ckpt);
-        Tokenizer tok = Tokenizers.recorded(Checkpoints.readMeta(ckpt).tokenizer(), ckpt);
+        Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
+        Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);
         if (input != null && !alpaca) throw new IllegalArgumentException("--input is the Alpaca record's input: give it with --alpaca");
         if (alpaca && chat != null) throw new IllegalArgumentException("--alpaca and --chat are two prompt formats: give one of them");
+        if (system != null && chat == null) throw new IllegalArgumentException("--system is a chat template's system message: give it with --chat");
         ChatFormat.Template template = chat == null ? null : ChatFormat.byLabel(chat).with(tok);
-        int[] promptIds = template != null ? template.prompt(prompt) : tok.encode(alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt);
+        String tuned = chatNote(meta.chat(), template == null ? null : template.format(), alpaca);
+        int[] promptIds = template != null ? template.prompt(chatTurns(system, prompt))
+                : tok.encode(alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt);
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there,
         // unless a chat template, which writes its own, made the prompt.
         boolean downloaded = HuggingFaceModel.is(ckpt);
@@ -96,6 +119,7 @@ public final class GenerateCommand implements Callable<Integer> {
             promptIds = withBos;
         }
         Generator.requireRoom(promptIds.length, tokens);
+        if (tuned != null) System.err.println(tuned);
         try (Backend be = backendOptions.open(System.err)) {  // stdout is the generated text alone
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);

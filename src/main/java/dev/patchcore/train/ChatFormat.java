@@ -1,6 +1,8 @@
 package dev.patchcore.train;
 
 import dev.patchcore.data.Tokenizer;
+import dev.patchcore.train.Instructions.Message;
+import dev.patchcore.train.Instructions.Role;
 import it.unimi.dsi.fastutil.ints.IntArrayList;
 
 import java.util.Arrays;
@@ -8,48 +10,47 @@ import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
 import java.util.Map;
+import java.util.Objects;
 import java.util.stream.Collectors;
+import java.util.stream.Stream;
 
 /**
- * A chat template: an instruct model's format for one user turn and the assistant's answer, written with the
- * tokenizer's special tokens. Special tokens are never encoded from text (a literal {@code <|eot_id|>} in a prompt is
- * ordinary text, as everywhere in patchcore): the template puts each one in by its id, looked up by its exact spelling
- * among the tokenizer's special tokens ({@link Tokenizer#specialId}), and the text between two special tokens (the
- * template's own and the user's, joined) is encoded as one stretch, as Hugging Face's tokenizers split a rendered
- * conversation at its special tokens and encode the rest.
+ * A chat template: an instruct model's format for a conversation (an optional system message, then the user's and the
+ * assistant's turns), written with the tokenizer's special tokens. Special tokens are never encoded from text (a
+ * literal {@code <|eot_id|>} in a message is ordinary text, as everywhere in patchcore): the template puts each one in
+ * by its id, looked up by its exact spelling among the tokenizer's special tokens ({@link Tokenizer#specialId}), and
+ * the text between two special tokens (the template's own and the messages', joined) is encoded as one stretch, as
+ * Hugging Face's tokenizers split a rendered conversation at its special tokens and encode the rest.
  *
  * <ul>
  *   <li>{@code llama3}: LLaMA-3-Instruct's template ({@code tokenizer_config.json}'s {@code chat_template} of
- *       Meta-Llama-3-8B-Instruct, without a system message):
- *       {@code <|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n{response}<|eot_id|>},
- *       each message's content stripped of surrounding whitespace (the template's {@code | trim}, Python's
- *       {@code str.strip()}).</li>
- *   <li>{@code chatml}: ChatML as Hugging Face's generic template writes it, without a system message and without BOS:
- *       {@code <|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n{response}<|im_end|>} (the content as it
- *       is).</li>
+ *       Meta-Llama-3-8B-Instruct): {@code <|begin_of_text|>}, then per message
+ *       {@code <|start_header_id|>{role}<|end_header_id|>\n\n{content}<|eot_id|>}, each message's content stripped of
+ *       surrounding whitespace (the template's {@code | trim}, Python's {@code str.strip()}).</li>
+ *   <li>{@code chatml}: ChatML as Hugging Face's generic template writes it, without BOS: per message
+ *       {@code <|im_start|>{role}\n{content}<|im_end|>\n} (the content as it is).</li>
  * </ul>
- * The generation prompt is the template up to {@code {response}}; the turn ends at the end-of-turn token.
+ * The generation prompt is the messages, then the assistant's header; the answer ends at the end-of-turn token. In a
+ * fine-tuning example each assistant turn's content and its end-of-turn token are scored (a ChatML turn's {@code \n}
+ * after {@code <|im_end|>} is not: the example ends at its last answer's end of turn).
  */
 public enum ChatFormat {
-    LLAMA3("llama3", List.of("<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"),
-            "<|begin_of_text|><|start_header_id|>user<|end_header_id|>\n\n{prompt}<|eot_id|><|start_header_id|>assistant<|end_header_id|>\n\n",
-            "<|eot_id|>", true),
-    CHATML("chatml", List.of("<|im_start|>", "<|im_end|>"), "<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n",
-            "<|im_end|>", false);
-
-    /** Where the user's texts go in a template: the n-th text at the character n (characters no template spells). */
-    private static final char PROMPT = 0, RESPONSE = 1;
+    LLAMA3("llama3", "<|begin_of_text|>", "<|start_header_id|>", "<|end_header_id|>", "\n\n", "<|eot_id|>", "", true),
+    CHATML("chatml", null, "<|im_start|>", null, "\n", "<|im_end|>", "\n", false);
 
     private final String label;
-    private final List<String> specials;
-    private final String generationPrompt, endOfTurn;  // the template up to the response, PROMPT marking the prompt
+    private final String bos, headerStart, headerEnd, headerTail, endOfTurn, separator;  // bos, headerEnd: null if none
     private final boolean trim;
 
-    ChatFormat(String label, List<String> specials, String generationPrompt, String endOfTurn, boolean trim) {
+    ChatFormat(String label, String bos, String headerStart, String headerEnd, String headerTail, String endOfTurn, String separator,
+               boolean trim) {
         this.label = label;
-        this.specials = specials;
-        this.generationPrompt = generationPrompt.replace("{prompt}", String.valueOf(PROMPT));
+        this.bos = bos;
+        this.headerStart = headerStart;
+        this.headerEnd = headerEnd;
+        this.headerTail = headerTail;
         this.endOfTurn = endOfTurn;
+        this.separator = separator;
         this.trim = trim;
     }
 
@@ -59,11 +60,21 @@ public enum ChatFormat {
     /** The special token that ends a turn ({@code <|eot_id|>}, {@code <|im_end|>}). */
     public String endOfTurn() { return endOfTurn; }
 
+    /** The names {@code --chat} takes, as "llama3|chatml". */
+    public static String labels() {
+        return Arrays.stream(values()).map(ChatFormat::label).collect(Collectors.joining("|"));
+    }
+
     /** The format {@code --chat NAME} names; an unknown name is refused naming the known ones. */
     public static ChatFormat byLabel(String name) {
         for (ChatFormat f : values()) if (f.label.equals(name.toLowerCase(Locale.ROOT))) return f;
         throw new IllegalArgumentException("unknown --chat format '" + name + "': choose one of "
                 + Arrays.stream(values()).map(ChatFormat::label).collect(Collectors.joining(", ")));
+    }
+
+    /** The special tokens the format writes, in the order they are looked up. */
+    private List<String> specials() {
+        return Stream.of(bos, headerStart, headerEnd, endOfTurn).filter(Objects::nonNull).toList();
     }
 
     /**
@@ -73,7 +84,7 @@ public enum ChatFormat {
      */
     public Template with(Tokenizer tok) {
         Map<String, Integer> ids = new LinkedHashMap<>();
-        for (String s : specials) {
+        for (String s : specials()) {
             int id = tok.specialId(s);
             if (id < 0)
                 throw new IllegalArgumentException("--chat " + label + " needs the special token " + s + ", which tokenizer " + tok.name()
@@ -97,54 +108,98 @@ public enum ChatFormat {
 
         public ChatFormat format() { return format; }
 
-        /** The end-of-turn token's id: generation stops there; fine-tuning scores it after the response. */
+        /** The end-of-turn token's id: generation stops there; fine-tuning scores it after each answer. */
         public int endOfTurnId() { return ids.get(format.endOfTurn); }
 
         /** The generation prompt: {@code prompt} as the user's turn, then the assistant's header. */
         public int[] prompt(String prompt) {
-            return render(format.generationPrompt, prompt);
+            return prompt(List.of(new Message(Role.USER, prompt)));
+        }
+
+        /** The generation prompt after {@code messages}: their turns, then the assistant's header. */
+        public int[] prompt(List<Message> messages) {
+            Renderer r = new Renderer();
+            r.messages(messages);
+            if (!messages.isEmpty()) r.text(format.separator);
+            r.header(Role.ASSISTANT);
+            return r.finish();
         }
 
         /**
-         * The example of a record: the generation prompt, the response and the end of turn, scored from the response's
-         * first token on (from where the prompt's own tokens stop matching the whole, as {@link Instructions#encode}).
+         * The example of a record: its conversation's messages, each assistant turn's content and end of turn scored from
+         * the content's first token on (from where the tokens of the text before it stop matching the whole's, as
+         * {@link Instructions#encode}: a header's last token merged into the content's first is scored).
          */
-        public Instructions.Example example(Instructions.Record r) {
-            int[] prompt = prompt(r.prompt());
-            int[] whole = render(format.generationPrompt + RESPONSE + format.endOfTurn, r.prompt(), r.response());
-            int shared = 0;
-            while (shared < prompt.length && shared < whole.length && prompt[shared] == whole[shared]) shared++;
-            return new Instructions.Example(whole, shared);
+        public Instructions.Example example(Instructions.Item item) {
+            Instructions.Conversation c = switch (item) {
+                case Instructions.Record r -> r.asConversation();
+                case Instructions.Conversation conversation -> conversation;
+            };
+            Renderer r = new Renderer();
+            r.messages(c.messages());
+            int[] ids = r.finish();
+            return new Instructions.Example(ids, r.spans.toIntArray());
         }
 
         /**
-         * The ids of {@code template}, whose special tokens become their ids and whose text between them is encoded as
-         * one stretch each, with {@code texts[n]} put in at the character n ({@link #PROMPT}, {@link #RESPONSE}): the
-         * user's texts are never searched for special tokens.
+         * Token ids of a rendered conversation: special tokens by their ids, the text between two of them encoded as one
+         * stretch (the messages' texts never searched for special tokens), and the scored spans of assistant turns.
          */
-        private int[] render(String template, String... texts) {
-            IntArrayList out = new IntArrayList();
-            StringBuilder stretch = new StringBuilder();
-            for (int i = 0; i < template.length(); ) {
-                String special = specialAt(template, i);
-                if (special != null) {
-                    out.addElements(out.size(), tok.encode(stretch.toString()));
-                    stretch.setLength(0);
-                    out.add((int) ids.get(special));
-                    i += special.length();
-                } else {
-                    char c = template.charAt(i++);
-                    if (c < texts.length) stretch.append(format.trim ? pythonStrip(texts[c]) : texts[c]);
-                    else stretch.append(c);
+        private final class Renderer {
+            final IntArrayList out = new IntArrayList(), spans = new IntArrayList();
+            final StringBuilder stretch = new StringBuilder();
+            int scoredChars = -1;  // where in the stretch the scored text begins (-1: nothing scored in it)
+            int scoredFrom;        // the token where the last flushed scored text begins
+
+            void messages(List<Message> messages) {
+                if (format.bos != null) special(format.bos);
+                for (int i = 0; i < messages.size(); i++) {
+                    if (i > 0) text(format.separator);
+                    Message m = messages.get(i);
+                    header(m.role());
+                    boolean scored = m.role() == Role.ASSISTANT;
+                    if (scored) scoredChars = stretch.length();
+                    text(format.trim ? pythonStrip(m.content()) : m.content());
+                    special(format.endOfTurn);
+                    if (scored) {
+                        spans.add(scoredFrom);
+                        spans.add(out.size());
+                    }
                 }
             }
-            out.addElements(out.size(), tok.encode(stretch.toString()));
-            return out.toIntArray();
-        }
 
-        private String specialAt(String template, int i) {
-            for (String s : format.specials) if (template.startsWith(s, i)) return s;
-            return null;
+            void header(Role role) {
+                special(format.headerStart);
+                text(role.label());
+                if (format.headerEnd != null) special(format.headerEnd);
+                text(format.headerTail);
+            }
+
+            void text(String s) { stretch.append(s); }
+
+            void special(String s) {
+                flush();
+                out.add((int) ids.get(s));
+            }
+
+            int[] finish() {
+                flush();
+                return out.toIntArray();
+            }
+
+            /** Encodes the stretch; where scored text begins in it, the first token that the text before it does not share. */
+            private void flush() {
+                int[] all = tok.encode(stretch.toString());
+                if (scoredChars >= 0) {
+                    int[] before = tok.encode(stretch.substring(0, scoredChars));
+                    int shared = 0;
+                    while (shared < before.length && shared < all.length && before[shared] == all[shared]) shared++;
+                    scoredFrom = out.size() + shared;
+                    scoredChars = -1;
+                }
+                out.addElements(out.size(), all);
+                stretch.setLength(0);
+            }
         }
     }
 

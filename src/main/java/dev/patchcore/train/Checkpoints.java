@@ -48,14 +48,14 @@ public final class Checkpoints {
      * ({@link TrainingData#fingerprint}, null in checkpoints of older versions) lets a resume tell other data from it.
      */
     public record Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
-                       String datasetFingerprint, Map<String, String> checksums) {
+                       String datasetFingerprint, Map<String, String> checksums, String chat) {
         public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep) {
             this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, null);
         }
 
         public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
                     String datasetFingerprint) {
-            this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, null);
+            this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, null, null);
         }
 
         /**
@@ -64,7 +64,15 @@ public final class Checkpoints {
          * not trained on.
          */
         Meta withChecksums(Map<String, String> sums) {
-            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, sums);
+            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, sums, chat);
+        }
+
+        /**
+         * The same, recording the chat format ({@link ChatFormat#label}) a fine-tuning run posed its examples in (null:
+         * none, and in checkpoints of older versions), which {@code generate} names when not given it.
+         */
+        public Meta withChat(String chatFormat) {
+            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, checksums, chatFormat);
         }
     }
 

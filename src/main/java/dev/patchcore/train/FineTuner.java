@@ -46,6 +46,8 @@ public final class FineTuner {
     private List<StepRunner.Replica> others = List.of();
     /** --peak-tflops: each device's peak for the MFU, or NaN to ask the backends ({@link Backend#peakTflops}). */
     private double peakTflopsPerDevice = Double.NaN;
+    /** The chat format the examples are posed in ({@link #withChat}), recorded in the checkpoints; null: none. */
+    private ChatFormat chat;
 
     /**
      * Mean loss per scored token of the first and last step, and of the validation examples after the last epoch done;
@@ -91,6 +93,12 @@ public final class FineTuner {
     /** Reports the MFU against this peak per device (TFLOP/s) instead of the backends' own ({@code --peak-tflops}). */
     public FineTuner withPeakTflops(double perDevice) {
         this.peakTflopsPerDevice = perDevice;
+        return this;
+    }
+
+    /** Records in the checkpoints that the examples are posed in this chat format ({@code --chat}), for {@code generate}. */
+    public FineTuner withChat(ChatFormat format) {
+        this.chat = format;
         return this;
     }
 
@@ -232,7 +240,8 @@ public final class FineTuner {
     private void save(long steps) {
         RunState done = RunState.afterStage(0, steps, 0);  // its one stage
         Checkpoints.save(runDir, model, null, null,
-                new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0), tokenizerFiles, be);
+                new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0)
+                        .withChat(chat == null ? null : chat.label()), tokenizerFiles, be);
     }
 
     /** A micro-batch's forward pass: logits, row losses, the scored row range of each sequence, the padded length. */
@@ -253,7 +262,7 @@ public final class FineTuner {
         for (int r = 0; r < b; r++) {
             // Rows past the last example repeat it with nothing scored (a full batch keeps the shapes fixed).
             int[] range = Instructions.fill(examples.get(order[at + Math.min(r, n - 1)]), r, len, eos, in, tg);
-            ranges[r] = r < n ? range : new int[] {0, 0};
+            ranges[r] = r < n ? range : new int[0];
         }
         Tensor tokens = be.scratch(DType.I32, b, len), targets = be.scratch(DType.I32, b * len, 1);
         be.uploadInts(tokens, in);
@@ -262,12 +271,16 @@ public final class FineTuner {
         return new Forward(logits, lane.tape().crossEntropyK(logits, targets, cfg.model().vocabSize(), scale), ranges, len);
     }
 
-    /** Zeroes rows {@code [r·len, r·len + from)} and {@code [r·len + to, (r+1)·len)} of {@code t} for every sequence r. */
+    /** Zeroes the rows of {@code t} outside every sequence r's scored ranges ({@link Instructions#fill}). */
     private static void zeroUnscored(Backend be, Tensor t, Forward f) {
         for (int r = 0; r < f.ranges().length; r++) {
-            int from = f.ranges()[r][0], to = f.ranges()[r][1], len = f.len();
-            if (from > 0) be.zero(t.rows(r * len, from));
-            if (to < len) be.zero(t.rows(r * len + to, len - to));
+            int[] ranges = f.ranges()[r];
+            int len = f.len(), at = 0;  // the first row not yet kept or zeroed
+            for (int i = 0; i <= ranges.length; i += 2) {
+                int from = i < ranges.length ? ranges[i] : len;
+                if (from > at) be.zero(t.rows(r * len + at, from - at));
+                if (i < ranges.length) at = ranges[i + 1];
+            }
         }
     }
 
@@ -304,7 +317,10 @@ public final class FineTuner {
         float[] losses = be.download(f.rowLoss());
         be.releaseScratch();
         double sum = 0;
-        for (int r = 0; r < f.ranges().length; r++) for (int p = f.ranges()[r][0]; p < f.ranges()[r][1]; p++) sum += losses[r * f.len() + p];
+        for (int r = 0; r < f.ranges().length; r++) {
+            int[] ranges = f.ranges()[r];
+            for (int i = 0; i < ranges.length; i += 2) for (int p = ranges[i]; p < ranges[i + 1]; p++) sum += losses[r * f.len() + p];
+        }
         return sum;
     }
 

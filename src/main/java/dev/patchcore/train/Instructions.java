@@ -17,22 +17,80 @@ import java.util.List;
  * {@code {"instruction", "input", "output"}} (Stanford Alpaca's layout, a JSON array as {@code alpaca_gpt4_data.json}
  * ships, or one object per line) or {@code {"prompt", "response"}}, posed with Stanford Alpaca's prompt template and
  * tokenized as its training script does: the tokens of prompt + response, then EOS, of which only those after the
- * prompt's own tokens are scored.
+ * prompt's own tokens are scored. With a chat format ({@link ChatFormat}) also conversations: {@code {"messages":
+ * [{"role", "content"}, ...]}} (the layout of Hugging Face's chat templates and OpenAI's fine-tuning files) or ShareGPT's
+ * {@code {"conversations": [{"from", "value"}, ...]}}, of which every assistant turn is scored.
  */
 public final class Instructions {
     private Instructions() {}
 
+    /** A record of the data: one prompt and its answer, or a conversation. */
+    public sealed interface Item permits Record, Conversation {}
+
     /** One instruction and its answer, as text. */
-    public record Record(String prompt, String response) {}
+    public record Record(String prompt, String response) implements Item {
+        /** The record as a conversation: the prompt as the user's turn, the response as the assistant's. */
+        public Conversation asConversation() {
+            return new Conversation(List.of(new Message(Role.USER, prompt), new Message(Role.ASSISTANT, response)));
+        }
+    }
+
+    /** Who speaks a message, by the name chat templates write. */
+    public enum Role {
+        SYSTEM("system"), USER("user"), ASSISTANT("assistant");
+
+        private final String label;
+
+        Role(String label) { this.label = label; }
+
+        /** The name in a {@code "role"} field and in the templates' headers. */
+        public String label() { return label; }
+    }
+
+    public record Message(Role role, String content) {}
 
     /**
-     * Tokens of prompt + response + EOS; the targets from position {@code promptTokens} on (the response and EOS) are
-     * scored.
+     * Messages in order: a system message may come first only; the rest are the user's and the assistant's turns, of
+     * which the assistant's are scored. Messages after the last assistant turn (which nothing would score) are dropped
+     * when read.
      */
-    public record Example(int[] ids, int promptTokens) {
+    public record Conversation(List<Message> messages) implements Item {
+        public Conversation {
+            messages = List.copyOf(messages);
+        }
+    }
+
+    /**
+     * Tokens of an example; the tokens at positions {@code [scored[2i], scored[2i+1])} are the scored targets (each
+     * predicted from the token before it), the spans in increasing order. A prompt and its answer
+     * has one span, from the answer's first token to the end; a conversation one per assistant turn.
+     */
+    public record Example(int[] ids, int[] scored) {
+        public Example {
+            if (scored.length % 2 != 0) throw new IllegalArgumentException("scored spans come in pairs: " + scored.length);
+            for (int i = 0, last = 0; i < scored.length; i += 2) {
+                if (scored[i] < last || scored[i] > scored[i + 1] || scored[i + 1] > ids.length)
+                    throw new IllegalArgumentException("scored span [" + scored[i] + ", " + scored[i + 1] + ") out of order or past the "
+                            + ids.length + " tokens");
+                last = scored[i + 1];
+            }
+        }
+
+        /** One span: the tokens from {@code promptTokens} on are scored. */
+        public Example(int[] ids, int promptTokens) {
+            this(ids, new int[] {promptTokens, ids.length});
+        }
+
+        /** The first scored token's position (the tokens before it are the first prompt); the length if none is scored. */
+        public int promptTokens() {
+            return scored.length == 0 ? ids.length : scored[0];
+        }
+
         /** Scored targets when the sequence is cut to a context of {@code contextLength} (+1 for the last target). */
         public int scoredTargets(int contextLength) {
-            return Math.max(0, Math.min(ids.length, contextLength + 1) - Math.max(1, promptTokens));
+            int n = Math.min(ids.length, contextLength + 1), count = 0;
+            for (int i = 0; i < scored.length; i += 2) count += Math.max(0, Math.min(n, scored[i + 1]) - Math.max(1, scored[i]));
+            return count;
         }
     }
 
@@ -47,15 +105,16 @@ public final class Instructions {
     }
 
     /** Reads a JSON array or JSONL file of records; a malformed one is an IllegalArgumentException naming it. */
-    public static List<Record> read(Path file) throws IOException {
+    public static List<Item> read(Path file) throws IOException {
         return read(file, null);
     }
 
     /**
-     * As {@link #read(Path)}; with a chat format ({@code --chat}, else null) only {@code {"prompt", "response"}} records,
-     * the prompt being the user's turn: an Alpaca record is refused, its template being a format of its own.
+     * As {@link #read(Path)}; with a chat format ({@code --chat}, else null) {@code {"prompt", "response"}} records (the
+     * prompt being the user's turn) and conversations, which need one; an Alpaca record is refused with a chat format,
+     * its template being a format of its own.
      */
-    public static List<Record> read(Path file, ChatFormat chat) throws IOException {
+    public static List<Item> read(Path file, ChatFormat chat) throws IOException {
         if (!Files.isRegularFile(file))
             throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
                     : file + ": no such file");
@@ -64,7 +123,7 @@ public final class Instructions {
         if (read.replaced() > 0) System.err.println("note: " + Utf8Reader.note(file.toString(), read.replaced()));
         String text = read.text();
         if (text.startsWith("\uFEFF")) text = text.substring(1);  // a byte-order mark
-        List<Record> out = new ArrayList<>();
+        List<Item> out = new ArrayList<>();
         if (text.stripLeading().startsWith("[")) {
             JsonElement all;
             try {
@@ -92,18 +151,65 @@ public final class Instructions {
         return out;
     }
 
-    private static Record parse(JsonElement e, String where, ChatFormat chat) {
+    private static Item parse(JsonElement e, String where, ChatFormat chat) {
         if (!e.isJsonObject()) throw new IllegalArgumentException(where + " is not an object");
         JsonObject o = e.getAsJsonObject();
         if (o.has("instruction") && o.has("output") && chat != null)
             throw new IllegalArgumentException(where + " is an Alpaca record {\"instruction\", \"input\", \"output\"}: --chat "
-                    + chat.label() + " takes {\"prompt\", \"response\"} records (the prompt is the user's turn)");
+                    + chat.label() + " takes {\"prompt\", \"response\"} records (the prompt is the user's turn) or conversations");
         if (o.has("instruction") && o.has("output"))
             return new Record(alpacaPrompt(string(o, "instruction", where), optionalString(o, "input", where)),
                     string(o, "output", where));
         if (o.has("prompt") && (o.has("response") || o.has("completion")))
             return new Record(string(o, "prompt", where), string(o, o.has("response") ? "response" : "completion", where));
-        throw new IllegalArgumentException(where + ": expected {\"instruction\", \"input\", \"output\"} or {\"prompt\", \"response\"}");
+        if (o.has("messages") || o.has("conversations")) {
+            boolean shareGpt = !o.has("messages");
+            if (chat == null)
+                throw new IllegalArgumentException(where + " is a conversation {\"" + (shareGpt ? "conversations" : "messages")
+                        + "\": [...]}: give --chat " + ChatFormat.labels() + ", the template its turns are written in");
+            return conversation(o, shareGpt, where);
+        }
+        throw new IllegalArgumentException(where + ": expected {\"instruction\", \"input\", \"output\"}, {\"prompt\", \"response\"}, "
+                + "{\"messages\": [{\"role\", \"content\"}, ...]} or {\"conversations\": [{\"from\", \"value\"}, ...]}");
+    }
+
+    /**
+     * {@code {"messages": [{"role", "content"}]}} (roles system, user, assistant) or ShareGPT's {@code {"conversations":
+     * [{"from", "value"}]}} (system, human or user, gpt or assistant): a system message first at most, an assistant turn
+     * at least; what follows the last assistant turn is dropped.
+     */
+    private static Conversation conversation(JsonObject o, boolean shareGpt, String where) {
+        String field = shareGpt ? "conversations" : "messages", roleField = shareGpt ? "from" : "role", textField = shareGpt ? "value" : "content";
+        JsonElement list = o.get(field);
+        if (!list.isJsonArray()) throw new IllegalArgumentException(where + ": field " + field + " must be an array, got " + jsonType(list));
+        List<Message> messages = new ArrayList<>();
+        int lastAnswer = -1;
+        for (JsonElement m : list.getAsJsonArray()) {
+            String at = where + " " + field + "[" + messages.size() + "]";
+            if (!m.isJsonObject()) throw new IllegalArgumentException(at + " is not an object");
+            JsonObject mo = m.getAsJsonObject();
+            Role role = role(string(mo, roleField, at), shareGpt, at);
+            if (role == Role.SYSTEM && !messages.isEmpty())
+                throw new IllegalArgumentException(at + ": a system message comes first, before the turns");
+            if (role == Role.ASSISTANT) lastAnswer = messages.size();
+            messages.add(new Message(role, string(mo, textField, at)));
+        }
+        if (lastAnswer < 0) throw new IllegalArgumentException(where + ": no assistant turn, so nothing to learn from it");
+        return new Conversation(messages.subList(0, lastAnswer + 1));
+    }
+
+    private static Role role(String name, boolean shareGpt, String where) {
+        String n = name.toLowerCase(java.util.Locale.ROOT);
+        switch (n) {
+            case "system": return Role.SYSTEM;
+            case "user": return Role.USER;
+            case "assistant": return Role.ASSISTANT;
+            case "human": if (shareGpt) return Role.USER; break;
+            case "gpt": if (shareGpt) return Role.ASSISTANT; break;
+            default: break;
+        }
+        throw new IllegalArgumentException(where + ": unknown " + (shareGpt ? "speaker \"from\": \"" : "role \"") + name + "\" (expected "
+                + (shareGpt ? "system, human or gpt" : "system, user or assistant") + ")");
     }
 
     /** A field that must be a JSON string (as prepare requires of "text": a number or null is a mistake in the data). */
@@ -143,8 +249,9 @@ public final class Instructions {
 
     /**
      * Row {@code row} of a token-level batch of context T from {@code e}: inputs {@code [row·T, row·T + T)}, targets the
-     * next tokens, the sequence cut to T + 1 tokens and padded with EOS. Returns the scored target range within the row,
-     * {@code {from, to}} (rows {@code row·T + from .. row·T + to − 1}); everything else is masked.
+     * next tokens, the sequence cut to T + 1 tokens and padded with EOS. Returns the scored target ranges within the row
+     * as pairs {@code {from, to, from, to, ...}} (rows {@code row·T + from .. row·T + to − 1}), in order, none empty;
+     * everything else is masked.
      */
     static int[] fill(Example e, int row, int contextLength, int eos, int[] inputs, int[] targets) {
         int t = contextLength, n = Math.min(e.ids().length, t + 1), base = row * t;
@@ -152,8 +259,15 @@ public final class Instructions {
             inputs[base + p] = p < n ? e.ids()[p] : eos;
             targets[base + p] = p + 1 < n ? e.ids()[p + 1] : eos;
         }
-        // Target p predicts ids[p + 1]: scored when p + 1 >= promptTokens and p + 1 < n.
-        int from = Math.max(0, e.promptTokens() - 1), to = n - 1;
-        return new int[] {Math.min(from, to), to};
+        // Target p predicts ids[p + 1]: scored when p + 1 lies in a span and p + 1 < n.
+        int[] s = e.scored(), ranges = new int[s.length];
+        int k = 0;
+        for (int i = 0; i < s.length; i += 2) {
+            int from = Math.max(0, s[i] - 1), to = Math.min(s[i + 1], n) - 1;
+            if (from >= to) continue;
+            ranges[k++] = from;
+            ranges[k++] = to;
+        }
+        return java.util.Arrays.copyOf(ranges, k);
     }
 }

@@ -101,6 +101,19 @@ class CliTest {
         assertFalse(VectorApiRelaunch.running(p.pid()));
     }
 
+    /** generate's note for a checkpoint fine-tuned in a chat format and prompted otherwise. */
+    @Test void generateNamesTheChatFormatACheckpointWasTunedIn() {
+        var llama3 = dev.patchcore.train.ChatFormat.LLAMA3;
+        assertNull(GenerateCommand.chatNote(null, null, false), "nothing recorded");
+        assertNull(GenerateCommand.chatNote("llama3", llama3, false), "the same format");
+        assertEquals("note: this checkpoint was fine-tuned with --chat llama3; give --chat llama3 to pose the prompt as its user turn "
+                + "(without it the prompt is plain text to continue)", GenerateCommand.chatNote("llama3", null, false));
+        assertEquals("note: this checkpoint was fine-tuned with --chat chatml, not llama3; give --chat chatml to pose the prompt as its "
+                + "user turn", GenerateCommand.chatNote("chatml", llama3, false));
+        assertEquals("note: this checkpoint was fine-tuned with --chat chatml; give --chat chatml to pose the prompt as its user turn",
+                GenerateCommand.chatNote("chatml", null, true));
+    }
+
     /** The run's cost against token-level training: each stage's steps at its speed, against all at the token stage's. */
     @Test void theCostLineComparesTheRunWithTokenLevelTraining() {
         var patch = new dev.patchcore.train.Trainer.StageResult("patch", 667, 0, 5, 3, 3, 3, 4000);

@@ -124,6 +124,110 @@ class ChatFormatTest {
         assertEquals(response.length + 1, e.scoredTargets(context));
     }
 
+    private static Instructions.Message msg(Instructions.Role role, String content) {
+        return new Instructions.Message(role, content);
+    }
+
+    private static final Instructions.Role SYSTEM = Instructions.Role.SYSTEM, USER = Instructions.Role.USER,
+            ASSISTANT = Instructions.Role.ASSISTANT;
+
+    /** The scored tokens of an example, span by span. */
+    private static int[][] scoredTokens(Instructions.Example e) {
+        int[][] out = new int[e.scored().length / 2][];
+        for (int i = 0; i < out.length; i++) out[i] = Arrays.copyOfRange(e.ids(), e.scored()[2 * i], e.scored()[2 * i + 1]);
+        return out;
+    }
+
+    /**
+     * A conversation in LLaMA-3's template, id for id: the system message and every turn under its header, trimmed;
+     * each answer and its <|eot_id|> scored, nothing else; the generation prompt before each answer is the example's
+     * tokens up to the answer.
+     */
+    @Test void llama3WritesConversations() {
+        HuggingFaceBpeTokenizer tok = llama3Tokenizer();
+        ChatFormat.Template t = ChatFormat.LLAMA3.with(tok);
+        var messages = java.util.List.of(msg(SYSTEM, " Be brief. "), msg(USER, "Hi"), msg(ASSISTANT, "Hello!"), msg(USER, "2+2?"),
+                msg(ASSISTANT, "4\n"));
+        Instructions.Example e = t.example(new Instructions.Conversation(messages));
+        int[] system = tok.encode("system"), user = tok.encode("user"), assistant = tok.encode("assistant");
+        int[] first = concat(new int[] {BEGIN, START_HEADER}, system, new int[] {END_HEADER}, tok.encode("\n\nBe brief."), new int[] {EOT,
+                START_HEADER}, user, new int[] {END_HEADER}, tok.encode("\n\nHi"), new int[] {EOT, START_HEADER}, assistant, new int[] {END_HEADER});
+        int[] second = concat(new int[] {START_HEADER}, user, new int[] {END_HEADER}, tok.encode("\n\n2+2?"), new int[] {EOT, START_HEADER},
+                assistant, new int[] {END_HEADER});
+        assertArrayEquals(concat(first, tok.encode("\n\nHello!"), new int[] {EOT}, second, tok.encode("\n\n4"), new int[] {EOT}), e.ids());
+        int[] hello = tok.encode("\n\nHello!"), four = tok.encode("\n\n4");
+        assertEquals(271, hello[0]);
+        assertEquals(271, four[0]);
+        int[][] scored = scoredTokens(e);
+        assertEquals(2, scored.length);
+        assertArrayEquals(concat(Arrays.copyOfRange(hello, 1, hello.length), new int[] {EOT}), scored[0]);
+        assertArrayEquals(concat(Arrays.copyOfRange(four, 1, four.length), new int[] {EOT}), scored[1]);
+        // The generation prompt before each answer: the example up to its first scored token
+        assertArrayEquals(Arrays.copyOf(e.ids(), e.scored()[0]), t.prompt(messages.subList(0, 2)));
+        assertArrayEquals(Arrays.copyOf(e.ids(), e.scored()[2]), t.prompt(messages.subList(0, 4)));
+        // A prompt/response record is the conversation of its user turn and its answer
+        assertArrayEquals(t.example(new Instructions.Record("Hi", "Hello!")).ids(),
+                t.example(new Instructions.Conversation(messages.subList(1, 3))).ids());
+    }
+
+    /** ChatML: <|im_start|>{role}\n{content}<|im_end|>\n per message, the \n between turns not scored. */
+    @Test void chatmlWritesConversations() {
+        Tokenizer tok = HuggingFaceBpeTokenizer.fromBytes(fixtureWith("<|im_start|>", "<|im_end|>"), null, "chatml fixture");
+        int start = 3002, end = 3003;
+        ChatFormat.Template t = ChatFormat.CHATML.with(tok);
+        var messages = java.util.List.of(msg(SYSTEM, "Be brief."), msg(USER, " Hi"), msg(ASSISTANT, "Hello"), msg(USER, "More"),
+                msg(ASSISTANT, " Bye "));
+        Instructions.Example e = t.example(new Instructions.Conversation(messages));
+        int[] nl = tok.encode("\n");
+        int[] expected = concat(new int[] {start}, tok.encode("system\nBe brief."), new int[] {end}, nl, new int[] {start},
+                tok.encode("user\n Hi"), new int[] {end}, nl, new int[] {start}, tok.encode("assistant\nHello"), new int[] {end}, nl,
+                new int[] {start}, tok.encode("user\nMore"), new int[] {end}, nl, new int[] {start}, tok.encode("assistant\n Bye "),
+                new int[] {end});
+        assertArrayEquals(expected, e.ids());
+        int[][] scored = scoredTokens(e);
+        assertEquals(2, scored.length);
+        assertEquals("Hello", tok.decode(Arrays.copyOf(scored[0], scored[0].length - 1)));
+        assertEquals(end, scored[0][scored[0].length - 1]);
+        assertEquals(" Bye ", tok.decode(Arrays.copyOf(scored[1], scored[1].length - 1)), "no trim in ChatML");
+        assertArrayEquals(concat(Arrays.copyOf(expected, 4 + 2 * nl.length + tok.encode("system\nBe brief.").length + tok.encode("user\n Hi").length),
+                new int[] {start}, tok.encode("assistant\n")), t.prompt(messages.subList(0, 2)), "system, user, then the assistant's header");
+        assertArrayEquals(Arrays.copyOf(e.ids(), e.scored()[2]), Arrays.copyOf(t.prompt(messages.subList(0, 4)), e.scored()[2]));
+    }
+
+    /** Conversations: {"messages"} and ShareGPT's {"conversations"} records; they need --chat; roles are checked. */
+    @Test void readsConversations(@TempDir Path dir) throws IOException {
+        Path f = dir.resolve("c.jsonl");
+        Files.writeString(f, """
+                {"messages": [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"}, {"role": "assistant", "content": "A1"}, {"role": "user", "content": "dropped"}]}
+                {"conversations": [{"from": "human", "value": "U"}, {"from": "gpt", "value": "A"}]}
+                {"prompt": "P", "response": "R"}
+                """);
+        var items = Instructions.read(f, ChatFormat.CHATML);
+        assertEquals(java.util.List.of(new Instructions.Conversation(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "U1"), msg(ASSISTANT, "A1"))),
+                new Instructions.Conversation(java.util.List.of(msg(USER, "U"), msg(ASSISTANT, "A"))), new Instructions.Record("P", "R")), items);
+        var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(f));
+        assertEquals(f + " line 1 is a conversation {\"messages\": [...]}: give --chat llama3|chatml, the template its turns are written in",
+                e.getMessage());
+        String[][] bad = {
+                {"{\"messages\": [{\"role\": \"user\", \"content\": \"U\"}, {\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"assistant\", \"content\": \"A\"}]}",
+                        " line 1 messages[1]: a system message comes first, before the turns"},
+                {"{\"messages\": [{\"role\": \"tool\", \"content\": \"T\"}]}",
+                        " line 1 messages[0]: unknown role \"tool\" (expected system, user or assistant)"},
+                {"{\"conversations\": [{\"from\": \"bot\", \"value\": \"T\"}]}",
+                        " line 1 conversations[0]: unknown speaker \"from\": \"bot\" (expected system, human or gpt)"},
+                {"{\"messages\": [{\"role\": \"user\", \"content\": \"U\"}]}", " line 1: no assistant turn, so nothing to learn from it"},
+                {"{\"messages\": [{\"role\": \"user\", \"content\": [{\"type\": \"text\"}]}]}",
+                        " line 1 messages[0]: field content must be a string, got an array"},
+                {"{\"messages\": {\"role\": \"user\"}}", " line 1: field messages must be an array, got an object"},
+                {"{\"messages\": [\"hi\"]}", " line 1 messages[0] is not an object"},
+        };
+        for (String[] b : bad) {
+            Files.writeString(f, b[0] + "\n");
+            e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(f, ChatFormat.LLAMA3), b[0]);
+            assertEquals(f + b[1], e.getMessage());
+        }
+    }
+
     /** A tokenizer without the format's special tokens is refused naming the first missing one; so is an unknown format. */
     @Test void aTokenizerWithoutTheTokensIsRefused() {
         var e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.LLAMA3.with(Tokenizers.byName("byte")));
@@ -240,5 +344,48 @@ class ChatFormatTest {
         assertUserError("--chat chatml needs the special token <|im_start|>", "finetune", hf.toString(), "--backend", "cpu", "--chat",
                 "chatml", "--data", data.toString(), "--out", dir.resolve("t3").toString());
         assertFalse(Files.exists(dir.resolve("t3")), "a refused finetune leaves no folder");
+    }
+
+    /**
+     * finetune --chat on conversations ({"messages"} with a system message, two answers each) records the format in its
+     * checkpoints; generate names it when not given --chat, and --system puts a system message before the user's turn.
+     */
+    @Test void finetuneTrainsOnConversationsAndGenerateTakesASystemMessage(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
+        writeTheThenEndOfTurnModel(hf);
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 4; i++)
+            jsonl.append("{\"messages\": [{\"role\": \"system\", \"content\": \"Be brief.\"}, {\"role\": \"user\", \"content\": \"Say ")
+                    .append(i).append("\"}, {\"role\": \"assistant\", \"content\": \"").append(i)
+                    .append("\"}, {\"role\": \"user\", \"content\": \"Again\"}, {\"role\": \"assistant\", \"content\": \"").append(i).append("\"}]}\n");
+        Files.writeString(data, jsonl.toString());
+        assertUserError(data + " line 1 is a conversation {\"messages\": [...]}: give --chat llama3|chatml", "finetune", hf.toString(),
+                "--backend", "cpu", "--data", data.toString(), "--out", tuned.toString());
+        assertFalse(Files.exists(tuned), "a refused finetune leaves no folder");
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--data", data.toString(),
+                "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0"), err.toString());
+        assertTrue(out.toString().contains("fine-tuned: 2 steps"), out.toString());
+        assertEquals("llama3", Checkpoints.readMeta(Checkpoints.latest(tuned)).chat());
+        assertNull(Checkpoints.readMeta(hf).chat());
+
+        err.reset();
+        out.reset();
+        assertEquals(0, Main.run("generate", tuned.toString(), "--backend", "cpu", "--prompt", "Say", "--tokens", "1", "--temperature", "0"),
+                err.toString());
+        assertTrue(err.toString().contains("note: this checkpoint was fine-tuned with --chat llama3; give --chat llama3 to pose the prompt "
+                + "as its user turn (without it the prompt is plain text to continue)"), err.toString());
+
+        writeTheThenEndOfTurnModel(hf);  // the untuned weights again: " the", then the end of turn
+        int promptTokens = ChatFormat.LLAMA3.with(llama3Tokenizer()).prompt(java.util.List.of(msg(SYSTEM, "Be brief."), msg(USER, "Say the")))
+                .length;
+        err.reset();
+        out.reset();
+        assertEquals(0, Main.run("generate", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--system", "Be brief.", "--prompt",
+                "Say the", "--tokens", "10", "--temperature", "0"), err.toString());
+        assertEquals("the\n", out.toString());
+        assertTrue(err.toString().contains("(reading " + promptTokens + " prompt tokens)"), err.toString());
+        assertFalse(err.toString().contains("note:"), err.toString());
+        assertUserError("--system is a chat template's system message: give it with --chat", "generate", hf.toString(), "--backend", "cpu",
+                "--system", "Be brief.");
     }
 }

@@ -27,7 +27,7 @@ class FineTunerTest {
         Files.writeString(a, """
                 [{"instruction": "Give three tips.", "input": "", "output": "1. Eat."},
                  {"instruction": "Translate.", "input": "Hallo", "output": "Hello"}]""");
-        List<Instructions.Record> r = Instructions.read(a);
+        List<Instructions.Record> r = Instructions.read(a).stream().map(Instructions.Record.class::cast).toList();
         assertEquals("Below is an instruction that describes a task. Write a response that appropriately completes the request."
                 + "\n\n### Instruction:\nGive three tips.\n\n### Response:", r.get(0).prompt());
         assertEquals("1. Eat.", r.get(0).response());
@@ -85,6 +85,42 @@ class FineTunerTest {
      * differences of that loss (prompt and padding rows zeroed in the fused loss's in-place gradient).
      */
     @Test void maskedGradientIsTheResponseLossGradient() {
+        int eos = 10;
+        assertMaskedGradient(List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
+                new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1)), eos);
+    }
+
+    /**
+     * Conversations score several spans (each assistant turn): the gradient is that of the mean loss over the spans'
+     * tokens alone, one span cut by the context (T = 5: 6 tokens kept) and one past it.
+     */
+    @Test void maskedGradientOfSeveralSpans() {
+        int eos = 10;
+        assertMaskedGradient(List.of(new Instructions.Example(new int[] {1, 2, 3, 4, 5, 6, 7, 8, 9}, new int[] {2, 3, 4, 7, 8, 9}),
+                new Instructions.Example(new int[] {5, 6, 7, 8}, new int[] {1, 2, 3, 4})), eos);
+        Instructions.Example e = new Instructions.Example(new int[] {1, 2, 3, 4, 5, 6, 7, 8, 9}, new int[] {2, 3, 4, 7, 8, 9});
+        int t = C.contextLength();
+        assertEquals(1 + 2, e.scoredTargets(t), "3 and 5, 6 (7 and 9 lie past the T + 1 = 6 tokens kept)");
+        int[] in = new int[2 * t], tg = new int[2 * t];
+        assertArrayEquals(new int[] {1, 2, 3, 5}, Instructions.fill(e, 1, t, eos, in, tg), "targets 1 (3) and 3, 4 (5, 6) of the row");
+        assertEquals(3, tg[t + 1]);
+        assertEquals(5, tg[t + 3]);
+        assertEquals(6, tg[t + 4]);
+    }
+
+    /** Spans must be ordered pairs inside the tokens. */
+    @Test void scoredSpansAreChecked() {
+        int[] ids = {1, 2, 3, 4};
+        assertThrows(IllegalArgumentException.class, () -> new Instructions.Example(ids, new int[] {1}));
+        assertThrows(IllegalArgumentException.class, () -> new Instructions.Example(ids, new int[] {2, 1}));
+        assertThrows(IllegalArgumentException.class, () -> new Instructions.Example(ids, new int[] {1, 3, 2, 4}));
+        assertThrows(IllegalArgumentException.class, () -> new Instructions.Example(ids, new int[] {1, 5}));
+        assertEquals(4, new Instructions.Example(ids, new int[0]).promptTokens());
+        assertEquals(0, new Instructions.Example(ids, new int[0]).scoredTargets(8));
+    }
+
+    /** Trains one micro-batch of the first two {@code examples} and checks its gradient against finite differences. */
+    private static void assertMaskedGradient(List<Instructions.Example> examples, int eos) {
         try (Backend be = new CpuBackend(1)) {
             LlamaModel m = new LlamaModel(be, C);
             m.initialize(be, 3);
@@ -94,12 +130,10 @@ class FineTunerTest {
                 for (int i = 0; i < w.length; i++) w[i] = p.decay() ? (float) r.nextDouble(-0.5, 0.5) : (float) r.nextDouble(0.5, 1.5);
                 p.load(be, w);
             }
-            int eos = 10, t = C.contextLength();
-            List<Instructions.Example> examples = List.of(new Instructions.Example(new int[] {1, 2, 3, 4, eos}, 3),
-                    new Instructions.Example(new int[] {5, 6, 7, 8, 9, 1, 2, eos}, 2), new Instructions.Example(new int[] {3, 3, eos}, 1));
+            int t = C.contextLength();
             TrainConfig cfg = new TrainConfig(C, 1, 0, 1, 2, 1, 1e-3f, 0f, 0, 0f, 0.9f, 0.999f, 1e-8f, 1f, 1, 0, 0, 0, 1);
             FineTuner ft = new FineTuner(be, m, cfg, 1, examples, List.of(), Path.of("unused"), System.out, "x", "byte", dev.patchcore.data.HuggingFaceTokenizerFiles.Checkpoint.NONE, eos);
-            int[] order = {0, 1, 2};
+            int[] order = java.util.stream.IntStream.range(0, examples.size()).toArray();
             long scored = examples.get(0).scoredTargets(t) + examples.get(1).scoredTargets(t);
             Tape tape = new Tape(be);
             double sum = ft.scoreMicroBatch(tape, examples, order, 0, 2);
