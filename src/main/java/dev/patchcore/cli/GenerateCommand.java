@@ -24,7 +24,7 @@ import java.util.concurrent.Callable;
         description = "Sample text from a checkpoint, token by token (temperature, top-k, top-p; temperature 0 = greedy).")
 public final class GenerateCommand implements Callable<Integer> {
     @Mixin CheckpointArg checkpoint;
-    @Option(names = "--prompt", defaultValue = "The", description = "text to continue (default: \"${DEFAULT-VALUE}\")") String prompt;
+    @Option(names = "--prompt", description = "text to continue (default: \"The\"); with --interactive, the first user turn") String prompt;
     @Option(names = "--tokens", defaultValue = "200", description = "tokens to generate (default: ${DEFAULT-VALUE})") int tokens;
     @Option(names = "--temperature", defaultValue = "0.8",
             description = "softmax temperature; 0 = greedy, always the most likely token (default: ${DEFAULT-VALUE})") float temperature;
@@ -39,6 +39,9 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--chat", paramLabel = "FORMAT", description = "pose the prompt as one user turn in an instruct model's chat "
             + "template, llama3 or chatml (special tokens put in by their ids in the tokenizer, which must have them), print only "
             + "the answer and stop at the format's end-of-turn token") String chat;
+    @Option(names = "--interactive", description = "with --chat: a conversation on the terminal, each line of standard input a "
+            + "user turn (after --prompt's, if given), each answer printed and kept in the conversation the next turn reads; ends "
+            + "at the end of input") boolean interactive;
     @Option(names = "--system", paramLabel = "TEXT", description = "with --chat: a system message before the user's turn (the "
             + "instructions or persona an instruct model is given)") String system;
     @Mixin BackendOptions backendOptions;
@@ -89,7 +92,7 @@ public final class GenerateCommand implements Callable<Integer> {
         return system == null ? List.of(user) : List.of(new Instructions.Message(Instructions.Role.SYSTEM, system), user);
     }
 
-    @Override public Integer call() {
+    @Override public Integer call() throws java.io.IOException {
         // Every option and the prompt are checked before the backend opens (its line on stderr would come first).
         if (tokens < 1) throw new IllegalArgumentException("--tokens must be at least 1");
         if (!(temperature >= 0 && temperature < Float.POSITIVE_INFINITY))
@@ -103,13 +106,15 @@ public final class GenerateCommand implements Callable<Integer> {
         if (input != null && !alpaca) throw new IllegalArgumentException("--input is the Alpaca record's input: give it with --alpaca");
         if (alpaca && chat != null) throw new IllegalArgumentException("--alpaca and --chat are two prompt formats: give one of them");
         if (system != null && chat == null) throw new IllegalArgumentException("--system is a chat template's system message: give it with --chat");
+        if (interactive && chat == null) throw new IllegalArgumentException("--interactive is a conversation in a chat template: give it with --chat");
+        if (!interactive && prompt == null) prompt = "The";
         ChatFormat.Template template = chat == null ? null : ChatFormat.byLabel(chat).with(tok);
         String tuned = chatNote(meta.chat(), template == null ? null : template.format(), alpaca);
+        if (interactive) return converse(ckpt, cfg, tok, template, tuned);
         int[] promptIds = template != null ? template.prompt(chatTurns(system, prompt))
                 : tok.encode(alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt);
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there,
         // unless a chat template, which writes its own, made the prompt.
-        boolean downloaded = HuggingFaceModel.is(ckpt);
         int bos = template != null ? -1 : HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
         if (promptIds.length == 0 && bos < 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         if (bos >= 0) {
@@ -124,27 +129,73 @@ public final class GenerateCommand implements Callable<Integer> {
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
             boolean answerOnly = alpaca || template != null;
-            String note = truncationNote(promptIds.length, cfg.contextLength(), alpaca ? "Alpaca prompt" : template != null ? "chat prompt" : null,
-                    downloaded, checkpoint.context != null);
-            if (note != null) System.err.println(note);
-            // The text appears as it is sampled: the prompt (without --alpaca or --chat), then each token's text. The end
-            // of text (EOS) stops the generation, and with --chat the end of turn; neither is printed.
+            // The text appears as it is sampled: the prompt (without --alpaca or --chat), then each token's text.
             if (!answerOnly) System.out.print(prompt);
-            TextStream stream = new TextStream(tok, promptIds, answerOnly, System.out);
-            int endOfTurn = template != null ? template.endOfTurnId() : -1;
-            long start = System.nanoTime();
-            long[] first = {0}, count = {0};
-            String[] stop = {null};
-            new Generator(be, model).generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || id == endOfTurn, seed, id -> {
-                if (count[0]++ == 0) first[0] = System.nanoTime();
-                if (id == endOfTurn) stop[0] = "the end of turn";
-                else if (id == tok.eosId()) stop[0] = "the end of text";
-                else stream.accept(id);
-            });
-            stream.finish();
-            System.err.println(speed(count[0], stop[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start,
-                    System.nanoTime() - first[0]));
+            sample(new Generator(be, model), ckpt, cfg, tok, template, promptIds, alpaca ? "Alpaca prompt" : template != null ? "chat prompt" : null,
+                    answerOnly, seed);
         }
         return 0;
+    }
+
+    /**
+     * Samples and prints an answer to {@code promptIds} (after the truncation note if the window drops some of it),
+     * then the speed line on stderr; returns the sampled tokens before the one that stopped them. The end of text (EOS)
+     * stops the generation, and with a chat template the end of turn; neither is printed.
+     */
+    private int[] sample(Generator generator, Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, int[] promptIds,
+                         String templateName, boolean answerOnly, long seed) {
+        String note = truncationNote(promptIds.length, cfg.contextLength(), templateName, HuggingFaceModel.is(ckpt), checkpoint.context != null);
+        if (note != null) System.err.println(note);
+        TextStream stream = new TextStream(tok, promptIds, answerOnly, System.out);
+        int endOfTurn = template != null ? template.endOfTurnId() : -1;
+        long start = System.nanoTime();
+        long[] first = {0}, count = {0};
+        String[] stop = {null};
+        int[] seq = generator.generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || id == endOfTurn, seed, id -> {
+            if (count[0]++ == 0) first[0] = System.nanoTime();
+            if (id == endOfTurn) stop[0] = "the end of turn";
+            else if (id == tok.eosId()) stop[0] = "the end of text";
+            else stream.accept(id);
+        });
+        stream.finish();
+        System.err.println(speed(count[0], stop[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start,
+                System.nanoTime() - first[0]));
+        return java.util.Arrays.copyOfRange(seq, promptIds.length, seq.length - (stop[0] != null ? 1 : 0));
+    }
+
+    /**
+     * --interactive: each line of standard input (after --prompt, if given) is a user turn; the conversation so far
+     * (the system message, the turns, the answers as decoded text) is the prompt of each answer. A "> " on stderr asks
+     * for the next line on a terminal; blank lines are skipped; the end of input ends the conversation.
+     */
+    private int converse(Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, String tuned) throws java.io.IOException {
+        Generator.requireRoom(1, tokens);
+        if (tuned != null) System.err.println(tuned);
+        List<Instructions.Message> conversation = new java.util.ArrayList<>();
+        if (system != null) conversation.add(new Instructions.Message(Instructions.Role.SYSTEM, system));
+        java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
+        boolean asking = System.console() != null;
+        try (Backend be = backendOptions.open(System.err)) {
+            LlamaModel model = LlamaModel.forInference(be, cfg);
+            Checkpoints.loadWeights(ckpt, model, be);
+            Generator generator = new Generator(be, model);
+            String line = prompt;
+            for (int turn = 0; ; turn++) {
+                while (line == null || line.isBlank()) {
+                    if (asking) {
+                        System.err.print("> ");
+                        System.err.flush();
+                    }
+                    line = in.readLine();
+                    if (line == null) return 0;
+                }
+                conversation.add(new Instructions.Message(Instructions.Role.USER, line));
+                int[] promptIds = template.prompt(conversation);
+                Generator.requireRoom(promptIds.length, tokens);
+                int[] answer = sample(generator, ckpt, cfg, tok, template, promptIds, "conversation", true, seed + turn);
+                conversation.add(new Instructions.Message(Instructions.Role.ASSISTANT, tok.decode(answer)));
+                line = null;
+            }
+        }
     }
 }

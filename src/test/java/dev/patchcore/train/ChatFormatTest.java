@@ -388,4 +388,30 @@ class ChatFormatTest {
         assertUserError("--system is a chat template's system message: give it with --chat", "generate", hf.toString(), "--backend", "cpu",
                 "--system", "Be brief.");
     }
+
+    /**
+     * generate --chat --interactive: each input line a user turn, each answer printed and kept; the second turn's prompt
+     * is the whole conversation (system message, first turn, its answer as text, second turn).
+     */
+    @Test void interactiveGenerationKeepsTheConversation(@TempDir Path dir) throws IOException {
+        writeTheThenEndOfTurnModel(dir);
+        java.io.InputStream stdin = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream("\nAgain\n".getBytes(StandardCharsets.UTF_8)));
+            assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--chat", "llama3", "--interactive", "--system", "S",
+                    "--prompt", "Say", "--tokens", "10", "--temperature", "0"), err.toString());
+        } finally {
+            System.setIn(stdin);
+        }
+        assertEquals("the\nthe\n", out.toString(), "two answers");
+        ChatFormat.Template t = ChatFormat.LLAMA3.with(llama3Tokenizer());
+        int first = t.prompt(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "Say"))).length;
+        int second = t.prompt(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "Say"), msg(ASSISTANT, " the"), msg(USER, "Again"))).length;
+        java.util.List<String> speed = err.toString().lines().filter(l -> l.startsWith("generate: ")).toList();
+        assertEquals(2, speed.size(), err.toString());
+        assertTrue(speed.get(0).contains("(reading " + first + " prompt tokens)"), speed.get(0));
+        assertTrue(speed.get(1).contains("(reading " + second + " prompt tokens)"), speed.get(1));
+        assertUserError("--interactive is a conversation in a chat template: give it with --chat", "generate", dir.toString(),
+                "--backend", "cpu", "--interactive");
+    }
 }
