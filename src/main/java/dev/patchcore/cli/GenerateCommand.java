@@ -131,27 +131,32 @@ public final class GenerateCommand implements Callable<Integer> {
             boolean answerOnly = alpaca || template != null;
             // The text appears as it is sampled: the prompt (without --alpaca or --chat), then each token's text.
             if (!answerOnly) System.out.print(prompt);
-            sample(new Generator(be, model), ckpt, cfg, tok, template, promptIds, alpaca ? "Alpaca prompt" : template != null ? "chat prompt" : null,
-                    answerOnly, seed);
+            try (Generator.Session session = new Generator(be, model).session()) {
+                sample(session, ckpt, cfg, tok, template, promptIds, alpaca ? "Alpaca prompt" : template != null ? "chat prompt" : null,
+                        answerOnly, seed);
+            }
         }
         return 0;
     }
 
     /**
-     * Samples and prints an answer to {@code promptIds} (after the truncation note if the window drops some of it),
-     * then the speed line on stderr; returns the sampled tokens before the one that stopped them. The end of text (EOS)
-     * stops the generation, and with a chat template the end of turn; neither is printed.
+     * Appends {@code promptIds} to the session's sequence, samples and prints an answer (after the truncation note if
+     * the window drops some of the sequence), then the speed line on stderr; returns the sampled tokens, the last one
+     * the token that stopped them if one did. The end of text (EOS) stops the generation, and with a chat template the
+     * end of turn; neither is printed.
      */
-    private int[] sample(Generator generator, Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, int[] promptIds,
+    private int[] sample(Generator.Session session, Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, int[] promptIds,
                          String templateName, boolean answerOnly, long seed) {
-        String note = truncationNote(promptIds.length, cfg.contextLength(), templateName, HuggingFaceModel.is(ckpt), checkpoint.context != null);
+        int[] before = session.sequence(), context = java.util.Arrays.copyOf(before, before.length + promptIds.length);
+        System.arraycopy(promptIds, 0, context, before.length, promptIds.length);
+        String note = truncationNote(context.length, cfg.contextLength(), templateName, HuggingFaceModel.is(ckpt), checkpoint.context != null);
         if (note != null) System.err.println(note);
-        TextStream stream = new TextStream(tok, promptIds, answerOnly, System.out);
+        TextStream stream = new TextStream(tok, context, answerOnly, System.out);
         int endOfTurn = template != null ? template.endOfTurnId() : -1;
         long start = System.nanoTime();
         long[] first = {0}, count = {0};
         String[] stop = {null};
-        int[] seq = generator.generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || id == endOfTurn, seed, id -> {
+        int[] sampled = session.generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || id == endOfTurn, seed, id -> {
             if (count[0]++ == 0) first[0] = System.nanoTime();
             if (id == endOfTurn) stop[0] = "the end of turn";
             else if (id == tok.eosId()) stop[0] = "the end of text";
@@ -160,41 +165,44 @@ public final class GenerateCommand implements Callable<Integer> {
         stream.finish();
         System.err.println(speed(count[0], stop[0], Math.min(promptIds.length, cfg.contextLength()), first[0] - start,
                 System.nanoTime() - first[0]));
-        return java.util.Arrays.copyOfRange(seq, promptIds.length, seq.length - (stop[0] != null ? 1 : 0));
+        return sampled;
     }
 
     /**
-     * --interactive: each line of standard input (after --prompt, if given) is a user turn; the conversation so far
-     * (the system message, the turns, the answers as decoded text) is the prompt of each answer. A "> " on stderr asks
-     * for the next line on a terminal; blank lines are skipped; the end of input ends the conversation.
+     * --interactive: each line of standard input (after --prompt, if given) is a user turn. The conversation is kept as
+     * the tokens the model read and wrote (its answers as sampled, not re-encoded from their text), so a KV cache keeps
+     * it between turns and each turn reads only its new tokens: the user's turn between the last answer's end of turn
+     * and the next assistant header ({@link ChatFormat.Template#continuation}). A "> " on stderr asks for the next line
+     * on a terminal; blank lines are skipped; the end of input ends the conversation.
      */
     private int converse(Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, String tuned) throws java.io.IOException {
         Generator.requireRoom(1, tokens);
         if (tuned != null) System.err.println(tuned);
-        List<Instructions.Message> conversation = new java.util.ArrayList<>();
-        if (system != null) conversation.add(new Instructions.Message(Instructions.Role.SYSTEM, system));
+        List<Instructions.Message> turn = new java.util.ArrayList<>();
+        if (system != null) turn.add(new Instructions.Message(Instructions.Role.SYSTEM, system));
         java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
-        boolean asking = System.console() != null;
+        boolean asking = System.console() != null, ended = true;
         try (Backend be = backendOptions.open(System.err)) {
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            Generator generator = new Generator(be, model);
-            String line = prompt;
-            for (int turn = 0; ; turn++) {
-                while (line == null || line.isBlank()) {
-                    if (asking) {
-                        System.err.print("> ");
-                        System.err.flush();
+            try (Generator.Session session = new Generator(be, model).session()) {
+                String line = prompt;
+                for (int n = 0; ; n++) {
+                    while (line == null || line.isBlank()) {
+                        if (asking) {
+                            System.err.print("> ");
+                            System.err.flush();
+                        }
+                        line = in.readLine();
+                        if (line == null) return 0;
                     }
-                    line = in.readLine();
-                    if (line == null) return 0;
+                    turn.add(new Instructions.Message(Instructions.Role.USER, line));
+                    int[] more = n == 0 ? template.prompt(turn) : template.continuation(ended, turn);
+                    int[] answer = sample(session, ckpt, cfg, tok, template, more, "conversation", true, seed + n);
+                    ended = answer.length > 0 && answer[answer.length - 1] == template.endOfTurnId();
+                    turn.clear();
+                    line = null;
                 }
-                conversation.add(new Instructions.Message(Instructions.Role.USER, line));
-                int[] promptIds = template.prompt(conversation);
-                Generator.requireRoom(promptIds.length, tokens);
-                int[] answer = sample(generator, ckpt, cfg, tok, template, promptIds, "conversation", true, seed + turn);
-                conversation.add(new Instructions.Message(Instructions.Role.ASSISTANT, tok.decode(answer)));
-                line = null;
             }
         }
     }

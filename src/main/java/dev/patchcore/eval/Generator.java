@@ -61,13 +61,43 @@ public final class Generator {
     public int[] generate(int[] prompt, long count, float temperature, int topK, float topP, IntPredicate stop, long seed,
                           IntConsumer onToken) {
         if (prompt.length == 0) throw new IllegalArgumentException("the prompt is empty");
-        if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
-        if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1], got " + topP);
-        requireRoom(prompt.length, count);
-        int vocab = model.config().vocabSize();
-        SplittableRandom rng = new SplittableRandom(seed);
-        IntArrayList seq = new IntArrayList(prompt);  // grows as tokens come: a large count allocates nothing up front
-        try (Window window = decoder != null ? new CachedWindow() : new SlidingWindow()) {
+        try (Session session = session()) {
+            session.generate(prompt, count, temperature, topK, topP, stop, seed, onToken);
+            return session.sequence();
+        }
+    }
+
+    /** A sequence that grows over several generations (a conversation), its window (and KV cache) kept between them. */
+    public Session session() {
+        return new Session();
+    }
+
+    /**
+     * A growing sequence and the window that reads it: each {@link #generate} appends its tokens and samples after them,
+     * so a cached window reads only what it has not seen (the new tokens, and the last token sampled before them).
+     */
+    public final class Session implements AutoCloseable {
+        private final IntArrayList seq = new IntArrayList();  // grows as tokens come: a large count allocates nothing up front
+        private final Window window = decoder != null ? new CachedWindow() : new SlidingWindow();
+
+        /** The tokens so far: every appended and sampled one. */
+        public int[] sequence() { return seq.toIntArray(); }
+
+        public int length() { return seq.size(); }
+
+        /**
+         * Appends {@code more} and samples up to {@code count} tokens after them, as {@link Generator#generate}; returns
+         * the sampled ones (the last one the stop token if one stopped them).
+         */
+        public int[] generate(int[] more, long count, float temperature, int topK, float topP, IntPredicate stop, long seed,
+                              IntConsumer onToken) {
+            if (seq.isEmpty() && more.length == 0) throw new IllegalArgumentException("the prompt is empty");
+            if (temperature < 0 || topK < 0) throw new IllegalArgumentException("--temperature and --top-k must not be negative");
+            if (!(topP > 0 && topP <= 1)) throw new IllegalArgumentException("--top-p must lie in (0, 1], got " + topP);
+            requireRoom(seq.size() + more.length, count);
+            seq.addElements(seq.size(), more);
+            int start = seq.size(), vocab = model.config().vocabSize();
+            SplittableRandom rng = new SplittableRandom(seed);
             for (long i = 0; i < count; i++) {
                 float[] last = Arrays.copyOf(window.lastLogits(seq.elements(), seq.size()), vocab);  // without the padded columns
                 int next = sample(last, temperature, topK, topP, rng);
@@ -75,8 +105,10 @@ public final class Generator {
                 onToken.accept(next);
                 if (stop.test(next)) break;
             }
+            return Arrays.copyOfRange(seq.elements(), start, seq.size());
         }
-        return seq.toIntArray();
+
+        @Override public void close() { window.close(); }
     }
 
     /** How the model reads the sequence for each new token. */

@@ -119,7 +119,24 @@ public enum ChatFormat {
         /** The generation prompt after {@code messages}: their turns, then the assistant's header. */
         public int[] prompt(List<Message> messages) {
             Renderer r = new Renderer();
-            r.messages(messages);
+            r.messages(messages, true);
+            if (!messages.isEmpty()) r.text(format.separator);
+            r.header(Role.ASSISTANT);
+            return r.finish();
+        }
+
+        /**
+         * What follows an answer that a generation prompt received, up to the next answer: the end of turn if the answer
+         * did not end with it ({@code ended} false: cut by the token limit), then {@code messages} and the assistant's
+         * header. The prompt, the answer's tokens and this are {@link #prompt(List)} of the whole conversation where the
+         * answer's text encodes to the same tokens; a conversation kept as tokens this way is what the model read and
+         * wrote, whatever its text encodes to.
+         */
+        public int[] continuation(boolean ended, List<Message> messages) {
+            Renderer r = new Renderer();
+            if (!ended) r.special(format.endOfTurn);
+            r.text(format.separator);
+            r.messages(messages, false);
             if (!messages.isEmpty()) r.text(format.separator);
             r.header(Role.ASSISTANT);
             return r.finish();
@@ -136,7 +153,7 @@ public enum ChatFormat {
                 case Instructions.Conversation conversation -> conversation;
             };
             Renderer r = new Renderer();
-            r.messages(c.messages());
+            r.messages(c.messages(), true);
             int[] ids = r.finish();
             return new Instructions.Example(ids, r.spans.toIntArray());
         }
@@ -151,8 +168,9 @@ public enum ChatFormat {
             int scoredChars = -1;  // where in the stretch the scored text begins (-1: nothing scored in it)
             int scoredFrom;        // the token where the last flushed scored text begins
 
-            void messages(List<Message> messages) {
-                if (format.bos != null) special(format.bos);
+            /** The messages, each under its header and ended by the end of turn; {@code first}: at the start (BOS first). */
+            void messages(List<Message> messages, boolean first) {
+                if (first && format.bos != null) special(format.bos);
                 for (int i = 0; i < messages.size(); i++) {
                     if (i > 0) text(format.separator);
                     Message m = messages.get(i);

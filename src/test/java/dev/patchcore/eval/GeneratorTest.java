@@ -91,6 +91,69 @@ class GeneratorTest {
     }
 
     /**
+     * A session that samples, takes more tokens and samples again (a conversation's turns) writes what one generation
+     * from the whole sequence writes, greedy, with and without the cache: the cache kept between the calls reads the
+     * second call's tokens after the first call's last sampled token. The second piece ends past the context, so the
+     * cached window restarts during it.
+     */
+    @Test void aSessionContinuesAsOneGenerationFromTheWholeSequence() {
+        try (Backend be = new CpuBackend()) {
+            LlamaModel m = new LlamaModel(be, MultipleChoiceTest.MICRO);
+            m.initialize(be, 11);
+            int context = MultipleChoiceTest.MICRO.contextLength(), vocab = MultipleChoiceTest.MICRO.vocabSize();
+            SplittableRandom r = new SplittableRandom(6);
+            int[] first = r.ints(3, 0, vocab).toArray(), more = r.ints(context - 4, 0, vocab).toArray();
+            for (boolean cached : new boolean[] {false, true}) {
+                Generator g = new Generator(be, m, cached);
+                try (Generator.Session session = g.session()) {
+                    int[] a = session.generate(first, 4, 0f, 0, 1f, _ -> false, 1, _ -> {});
+                    assertEquals(4, a.length);
+                    int[] b = session.generate(more, 6, 0f, 0, 1f, _ -> false, 1, _ -> {});
+                    int[] whole = session.sequence();
+                    assertEquals(first.length + 4 + more.length + 6, whole.length);
+                    assertEquals(Arrays.toString(Arrays.copyOfRange(g.generate(first, 4, 0f, 0, 1f, _ -> false, 1, _ -> {}), first.length, first.length + 4)),
+                            Arrays.toString(a));
+                    if (!cached) {  // the sliding window reads the last T tokens of the whole sequence either way
+                        int[] prefix = Arrays.copyOf(whole, whole.length - 6);
+                        assertEquals(Arrays.toString(Arrays.copyOfRange(g.generate(prefix, 6, 0f, 0, 1f, _ -> false, 1, _ -> {}), prefix.length,
+                                prefix.length + 6)), Arrays.toString(b));
+                    } else {
+                        // The cache's window starts at token 0 and restarts at the last ⌈T/2⌉ once the sequence outgrows T:
+                        // each sampled token is the argmax of a full forward of that window.
+                        int prefix = first.length + 4 + more.length;
+                        int[] calls = java.util.stream.IntStream.concat(java.util.stream.IntStream.range(first.length, first.length + 4),
+                                java.util.stream.IntStream.range(prefix, prefix + 6)).toArray();
+                        assertGreedyOverCachedWindow(be, m, whole, calls, prefix, context, vocab);
+                    }
+                }
+            }
+        }
+    }
+
+    /**
+     * Tokens {@code from} on of {@code out} are the greedy choices of a full forward of the cached window before them,
+     * the window read at the sequence lengths {@code calls} (it starts at 0 and restarts at the last ⌈T/2⌉ tokens when
+     * a call's length would outgrow T).
+     */
+    private static void assertGreedyOverCachedWindow(Backend be, LlamaModel m, int[] out, int[] calls, int from, int context, int vocab) {
+        Tape tape = new Tape(be);
+        int start = 0;
+        for (int len : calls) {
+            if (len - start > context) start = len - (context + 1) / 2;
+            if (len < from) continue;
+            int t = len - start;
+            Tensor tokens = be.scratch(DType.I32, 1, t);
+            be.uploadInts(tokens, Arrays.copyOfRange(out, start, len));
+            float[] all = be.download(m.forward(tape, tokens, 1, 1).value());
+            tape.clear();
+            be.releaseScratch();
+            int stride = all.length / t, best = 0;
+            for (int v = 1; v < vocab; v++) if (all[(t - 1) * stride + v] > all[(t - 1) * stride + best]) best = v;
+            assertEquals(best, out[len], "token " + len);
+        }
+    }
+
+    /**
      * The KV cache's logits are the full forward's last row, read in pieces of 1, 3 and 5 tokens (a prompt, then one
      * token at a time), within float rounding: RoPE at positions past 0, and attention over the cached keys and values.
      */

@@ -194,6 +194,25 @@ class ChatFormatTest {
         assertArrayEquals(Arrays.copyOf(e.ids(), e.scored()[2]), Arrays.copyOf(t.prompt(messages.subList(0, 4)), e.scored()[2]));
     }
 
+    /**
+     * A conversation kept as tokens — the first prompt, an answer, the continuation after it — is the prompt of the whole
+     * conversation, in both formats; an answer cut before its end of turn gets one.
+     */
+    @Test void continuationsExtendTheConversation() {
+        Tokenizer chatml = HuggingFaceBpeTokenizer.fromBytes(fixtureWith("<|im_start|>", "<|im_end|>"), null, "chatml fixture");
+        for (ChatFormat.Template t : new ChatFormat.Template[] {ChatFormat.LLAMA3.with(llama3Tokenizer()), ChatFormat.CHATML.with(chatml)}) {
+            Tokenizer tok = t.format() == ChatFormat.LLAMA3 ? llama3Tokenizer() : chatml;
+            var first = java.util.List.of(msg(SYSTEM, "Be brief."), msg(USER, "Hi"));
+            int[] answer = concat(tok.encode("Hello there"), new int[] {t.endOfTurnId()});
+            int[] kept = concat(t.prompt(first), answer, t.continuation(true, java.util.List.of(msg(USER, "And then?"))));
+            assertArrayEquals(t.prompt(java.util.List.of(msg(SYSTEM, "Be brief."), msg(USER, "Hi"), msg(ASSISTANT, "Hello there"),
+                    msg(USER, "And then?"))), kept, t.format().label());
+            int[] cut = t.continuation(false, java.util.List.of(msg(USER, "And then?")));
+            assertEquals(t.endOfTurnId(), cut[0], "an answer cut by the token limit is ended");
+            assertArrayEquals(t.continuation(true, java.util.List.of(msg(USER, "And then?"))), Arrays.copyOfRange(cut, 1, cut.length));
+        }
+    }
+
     /** Conversations: {"messages"} and ShareGPT's {"conversations"} records; they need --chat; roles are checked. */
     @Test void readsConversations(@TempDir Path dir) throws IOException {
         Path f = dir.resolve("c.jsonl");
@@ -390,8 +409,8 @@ class ChatFormatTest {
     }
 
     /**
-     * generate --chat --interactive: each input line a user turn, each answer printed and kept; the second turn's prompt
-     * is the whole conversation (system message, first turn, its answer as text, second turn).
+     * generate --chat --interactive: each input line a user turn, each answer printed and kept; the second turn reads
+     * only its own tokens (the KV cache holds the system message, the first turn and its answer).
      */
     @Test void interactiveGenerationKeepsTheConversation(@TempDir Path dir) throws IOException {
         writeTheThenEndOfTurnModel(dir);
@@ -406,7 +425,7 @@ class ChatFormatTest {
         assertEquals("the\nthe\n", out.toString(), "two answers");
         ChatFormat.Template t = ChatFormat.LLAMA3.with(llama3Tokenizer());
         int first = t.prompt(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "Say"))).length;
-        int second = t.prompt(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "Say"), msg(ASSISTANT, " the"), msg(USER, "Again"))).length;
+        int second = t.continuation(true, java.util.List.of(msg(USER, "Again"))).length;  // the new tokens alone: the cache holds the rest
         java.util.List<String> speed = err.toString().lines().filter(l -> l.startsWith("generate: ")).toList();
         assertEquals(2, speed.size(), err.toString());
         assertTrue(speed.get(0).contains("(reading " + first + " prompt tokens)"), speed.get(0));
