@@ -213,6 +213,52 @@ class ChatFormatTest {
         }
     }
 
+    /**
+     * The templates themselves agree: conversations rendered by Meta-Llama-3-8B-Instruct's and Hugging Face's ChatML
+     * chat_template (Jinja, run by @huggingface/jinja) and tokenized by Hugging Face's tokenizers (Rust) with this
+     * fixture tokenizer — apply_chat_template(tokenize=True) — are the ids ChatFormat writes: the generation prompt for
+     * a conversation ending with a user turn, the fine-tuning example for one ending with an answer (in ChatML the
+     * example ends at the last <|im_end|>, before the template's "\n" after it). tools/reference/hf-tokenizer/chat_fixtures.js
+     * wrote the fixture.
+     */
+    @Test void matchesTheTemplatesRenderedAndTokenizedByHuggingFace() {
+        JsonArray cases = JsonParser.parseString(new String(HuggingFaceBpeTokenizerTest.resource("chat_templates.json"), StandardCharsets.UTF_8))
+                .getAsJsonArray();
+        Tokenizer chatml = HuggingFaceBpeTokenizer.fromBytes(fixtureWith("<|im_start|>", "<|im_end|>"), null, "chatml fixture");
+        Map<String, ChatFormat.Template> templates = Map.of("llama3", ChatFormat.LLAMA3.with(llama3Tokenizer()), "chatml",
+                ChatFormat.CHATML.with(chatml));
+        int checked = 0;
+        for (var e : cases) {
+            JsonObject c = e.getAsJsonObject();
+            ChatFormat.Template t = templates.get(c.get("format").getAsString());
+            java.util.List<Instructions.Message> messages = new java.util.ArrayList<>();
+            for (var jm : c.getAsJsonArray("messages")) {
+                JsonObject o = jm.getAsJsonObject();
+                messages.add(msg(Instructions.Role.valueOf(o.get("role").getAsString().toUpperCase(java.util.Locale.ROOT)),
+                        o.get("content").getAsString()));
+            }
+            int[] expected = new int[c.getAsJsonArray("ids").size()];
+            for (int i = 0; i < expected.length; i++) expected[i] = c.getAsJsonArray("ids").get(i).getAsInt();
+            String what = t.format().label() + " " + c.get("text").getAsString();
+            if (c.get("generation_prompt").getAsBoolean()) {
+                assertArrayEquals(expected, t.prompt(messages), what);
+            } else {
+                Instructions.Example ex = t.example(new Instructions.Conversation(messages));
+                if (t.format() == ChatFormat.CHATML) {
+                    assertEquals(t.endOfTurnId(), expected[expected.length - 2], what);
+                    assertEquals(198, expected[expected.length - 1], "the template's \\n after the last <|im_end|>: " + what);
+                    expected = Arrays.copyOf(expected, expected.length - 1);
+                }
+                assertArrayEquals(expected, ex.ids(), what);
+                long answers = messages.stream().filter(x -> x.role() == ASSISTANT).count();
+                assertEquals(2 * answers, ex.scored().length, what);
+                for (int i = 1; i < ex.scored().length; i += 2) assertEquals(t.endOfTurnId(), ex.ids()[ex.scored()[i] - 1], what);
+            }
+            checked++;
+        }
+        assertEquals(14, checked);
+    }
+
     /** Conversations: {"messages"} and ShareGPT's {"conversations"} records; they need --chat; roles are checked. */
     @Test void readsConversations(@TempDir Path dir) throws IOException {
         Path f = dir.resolve("c.jsonl");
