@@ -7,7 +7,8 @@
 # (a timeout around the script would kill it, not the step running, and print no summary).
 # Unpacks the runtime and jar, then the steps named in STEPS (default below), from: canary (the variants in CANARY,
 # not yet run on a GPU, each alone first; one that fails or hangs is left out of the later steps), selftest, cuda-tests (the
-# standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
+# standalone src/test/cuda checks, packed by pack.sh), kernels (bench kernels), rmsbwd (bench kernels --only 'rmsNorm
+# backward' at the widths in RMSBWD_SHAPES), train-cuda / train-cpu (a short two-stage train on each backend, to compare), train-small, speed (bench
 # speed on CUDA), train-variants (the short train with the default kernels and with every kernel variant, losses
 # compared), train-dp (train --devices 0,0 against one replica on the same GPU), sanitize (compute-sanitizer over the kernel-variant checks, if installed), profile (ncu on one kernel, if
 # installed), quality (benchmarks/quality.sh on CUDA at the small preset), features (what has only run on a CPU:
@@ -74,7 +75,7 @@ for p in ncu nsys compute-sanitizer; do printf 'tool %s: %s\n' "$p" "$(command -
 # for kernels_test) instead of costing each of those steps its whole time limit. Each variant's own rows only: in run
 # 16 a wrong check of an older variant, matched by a broad --only, left three good new variants out.
 CANARY=${CANARY:-"rmsnormbwd:6 rmsnormbwd:7 rmsnormbwd:8"}
-STEPS=${STEPS:-"canary selftest kernels cuda-tests train-cuda train-dp speed"}
+STEPS=${STEPS:-"canary selftest kernels rmsbwd cuda-tests train-cuda train-dp speed"}
 for s in $STEPS; do case $s in
   canary)     SKIP=()
               for fv in $CANARY; do
@@ -141,6 +142,12 @@ for s in $STEPS; do case $s in
                 echo "cuda-tests: not in the pack (no nvcc where pack.sh ran)"; SUMMARY+=("cuda-tests   (not packed)")
               fi ;;
   kernels)    step kernels "$T_KERNELS" "${JAVA[@]}" bench kernels --backend cuda --json "$OUT/kernels.json" $KERNEL_ARGS ;;
+  # The RMSNorm backward and its variants alone (bench kernels --only) at the other paper widths (d = 1536, 2048: the
+  # kernels step has d = 1024), so that a faster variant can be made the default on more than one width (~15 s each).
+  rmsbwd)     for sh in ${RMSBWD_SHAPES:-780m 1.3b}; do
+                step rmsbwd-$sh "${T_RMSBWD:-45}" "${JAVA[@]}" bench kernels --backend cuda --shape $sh --only 'rmsNorm backward' \
+                     --json "$OUT/rmsbwd-$sh.json" $KERNEL_ARGS
+              done ;;
   # The same short training with the default kernels and with every kernel variant (CudaBackend.KERNEL_VARIANTS) at 2,
   # GEMM tuning off in both (its timed choice varies run to run): the losses must agree (flash attention's dQ uses
   # float atomics, so they may differ in the last bits), and the step times show what the variants do end to end.
@@ -245,6 +252,10 @@ if [[ -f "$OUT/kernels.log" ]]; then
   echo "--- kernel variants vs defaults (speed-up > 1: the variant is faster)"
   sed -n '/kernel variants under evaluation/,$p' "$OUT/kernels.log" | grep -E '^\|' | head -40
 fi
+for f in $(cd "$OUT" && ls rmsbwd-*.log 2>/dev/null); do
+  echo "--- ${f%.log}: bench kernels --only 'rmsNorm backward'"
+  grep -E '^\| (ceiling: device copy|rmsNorm)|^ceilings' "$OUT/$f" | head -30
+done
 if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]]; then
   echo "--- train with every kernel variant vs the defaults (same seed and data, GEMM tuning off)"
   paste -d' ' <(grep -o '"loss":[-0-9.eE]*' "$OUT/train-base-metrics.jsonl" | cut -d: -f2) \

@@ -66,6 +66,8 @@ public final class KernelBench {
     private final List<Tensor> owned = new ArrayList<>();
     private double copyGbPerS = Double.NaN, gemmTflopPerS = Double.NaN;
     private List<MemoryRow> memory = List.of();
+    /** Rows whose op matches this ({@link #withOnly}); null: every row. The ceilings are always measured. */
+    private java.util.regex.Pattern only;
 
     /** Attention memory at T = 2048 and 8192, filled by {@link #run()} on CUDA. */
     public List<MemoryRow> memory() { return memory; }
@@ -88,6 +90,28 @@ public final class KernelBench {
     public KernelBench withProgress(PrintStream progress) {
         this.progress = progress;
         return this;
+    }
+
+    /**
+     * Measures only the ops whose name (with its variant tag, e.g. "rmsNorm backward [rmsnormbwd v3]") contains a match
+     * of {@code pattern} ({@link #onlyPattern}), besides the two ceilings.
+     */
+    public KernelBench withOnly(java.util.regex.Pattern pattern) {
+        this.only = pattern;
+        return this;
+    }
+
+    /**
+     * {@code bench kernels --only}'s pattern: {@code regex}, case-insensitive.
+     *
+     * @throws IllegalArgumentException for a pattern that is not a regular expression
+     */
+    public static java.util.regex.Pattern onlyPattern(String regex) {
+        try {
+            return java.util.regex.Pattern.compile(regex, java.util.regex.Pattern.CASE_INSENSITIVE | java.util.regex.Pattern.UNICODE_CASE);
+        } catch (java.util.regex.PatternSyntaxException e) {
+            throw new IllegalArgumentException("--only '" + regex + "' is not a regular expression: " + e.getDescription());
+        }
     }
 
     public double copyCeilingGbPerS() { return copyGbPerS; }
@@ -203,6 +227,7 @@ public final class KernelBench {
         optimizer(rows);
         memory = attentionMemory(rows);
         if (be instanceof DecodingBackend dec) for (int dh : new int[] {64, 128}) decode(rows, dec, dh);  // newest kernels last
+        rows.removeIf(java.util.Objects::isNull);  // the rows --only left out
         return rows;
     }
 
@@ -335,7 +360,7 @@ public final class KernelBench {
      */
     public List<MemoryRow> attentionMemory(List<Row> rows) {
         List<MemoryRow> out = new ArrayList<>();
-        if (!(be instanceof CudaBackend cuda)) return out;
+        if (!(be instanceof CudaBackend cuda) || (only != null && !only.matcher("attention flash").find())) return out;
         int b = 4, h = 16, dh = 64;
         for (int t : new int[] {2048, 8192}) {
             int n = b * t;
@@ -397,7 +422,9 @@ public final class KernelBench {
     static final double SAMPLE_MS = 2.0;
 
     /** Median per-call time over samples of back-to-back calls, after 3 warm-up calls; at least {@code minRuns} samples, more while under ~0.5 s. */
+    /** The row of one op, timed; null if {@link #withOnly} leaves it out (the caller's list drops it at the end). */
     private Row measure(String op, String shape, double bytes, double flops, Runnable work) {
+        if (only != null && !op.startsWith("ceiling: ") && !only.matcher(op).find()) return null;
         for (int i = 0; i < 3; i++) {
             work.run();
             be.releaseScratch();

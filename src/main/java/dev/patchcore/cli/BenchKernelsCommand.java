@@ -34,10 +34,16 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             + "preset) (default: 370m on CUDA, small on the CPU)")
     String shape;
 
+    @Option(names = "--only", paramLabel = "REGEX", description = "time only the ops whose name (with its variant tag, as the "
+            + "table prints it) contains a match of this case-insensitive regular expression, e.g. 'rmsNorm backward' or "
+            + "'attention|swiglu'; the two ceilings are always timed (default: every op)")
+    String only;
+
     @Override
     public Integer call() {
         if (runs < 1) throw new IllegalArgumentException("--runs must be at least 1");
         BenchCommand.checkJsonTarget(json, "kernels.json");
+        java.util.regex.Pattern onlyOps = only == null ? null : KernelBench.onlyPattern(only);
         try (Backend be = backendOptions.open()) {
             KernelBench.Shapes shapes = switch (shape == null ? (be instanceof CudaBackend ? "370m" : "small") : shape) {
                 case "370m", "780m", "1.3b", "2.7b" -> KernelBench.Shapes.paper(ModelConfig.preset(shape));
@@ -47,6 +53,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             String device = be instanceof CudaBackend c ? c.describe() : be.name();
             System.out.println("bench kernels: " + device + ", shapes " + shapes.name());
             KernelBench bench = new KernelBench(be, shapes, runs).withProgress(System.err);  // stdout: the tables alone
+            if (onlyOps != null) bench.withOnly(onlyOps);
             List<KernelBench.Row> rows = bench.run();
             System.out.print(KernelBench.markdown(rows));
             System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());

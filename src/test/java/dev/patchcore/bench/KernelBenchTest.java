@@ -6,6 +6,7 @@ import org.junit.jupiter.api.Test;
 import java.util.List;
 
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 
 /** The bench tables' formatting (the measuring itself needs a backend and is exercised by the CLI test). */
@@ -42,5 +43,16 @@ class KernelBenchTest {
     void mainTableLeavesUnmeasuredColumnsEmpty() {
         String table = KernelBench.markdown(List.of(row("add", "8x8", 0.02, Double.NaN)));
         assertTrue(table.lines().toList().get(2).startsWith("| add | 8x8 | 0.0200 | 50.0 |  | 50.0 |  |  | 10 |"), table);
+    }
+
+    /** --only: the ceilings and the matching ops alone, matched case-insensitively; a bad pattern is one clear error. */
+    @Test
+    void onlyMeasuresTheMatchingOps() {
+        try (dev.patchcore.backend.Backend be = new dev.patchcore.backend.cpu.CpuBackend(1)) {
+            List<KernelBench.Row> rows = new KernelBench(be, KernelBench.Shapes.small(), 3).withOnly(KernelBench.onlyPattern("^ROPE")).run();
+            assertEquals(List.of("ceiling: device copy", "ceiling: gemm", "rope", "rope backward"), rows.stream().map(KernelBench.Row::op).toList());
+        }
+        var e = assertThrows(IllegalArgumentException.class, () -> KernelBench.onlyPattern("rms["));
+        assertTrue(e.getMessage().startsWith("--only 'rms[' is not a regular expression: "), e.getMessage());
     }
 }
