@@ -76,15 +76,7 @@ class GeneratorTest {
                 for (int len = prompt.length; len < out.length; len++) {
                     if (!cached) from = Math.max(0, len - context);
                     else if (len - from > context) from = len - (context + 1) / 2;
-                    int t = len - from;
-                    Tensor tokens = be.scratch(DType.I32, 1, t);
-                    be.uploadInts(tokens, Arrays.copyOfRange(out, from, len));
-                    float[] all = be.download(m.forward(tape, tokens, 1, 1).value());
-                    tape.clear();
-                    be.releaseScratch();
-                    int stride = all.length / t, best = 0;
-                    for (int v = 1; v < vocab; v++) if (all[(t - 1) * stride + v] > all[(t - 1) * stride + best]) best = v;
-                    assertEquals(best, out[len], (cached ? "cached" : "sliding") + ", token " + len);
+                    assertEquals(greedyAfter(be, m, tape, out, from, len, vocab), out[len], (cached ? "cached" : "sliding") + ", token " + len);
                 }
             }
         }
@@ -141,16 +133,21 @@ class GeneratorTest {
         for (int len : calls) {
             if (len - start > context) start = len - (context + 1) / 2;
             if (len < from) continue;
-            int t = len - start;
-            Tensor tokens = be.scratch(DType.I32, 1, t);
-            be.uploadInts(tokens, Arrays.copyOfRange(out, start, len));
-            float[] all = be.download(m.forward(tape, tokens, 1, 1).value());
-            tape.clear();
-            be.releaseScratch();
-            int stride = all.length / t, best = 0;
-            for (int v = 1; v < vocab; v++) if (all[(t - 1) * stride + v] > all[(t - 1) * stride + best]) best = v;
-            assertEquals(best, out[len], "token " + len);
+            assertEquals(greedyAfter(be, m, tape, out, start, len, vocab), out[len], "token " + len);
         }
+    }
+
+    /** The most likely next token after {@code seq[from, len)} by a full forward of those tokens. */
+    private static int greedyAfter(Backend be, LlamaModel m, Tape tape, int[] seq, int from, int len, int vocab) {
+        int t = len - from;
+        Tensor tokens = be.scratch(DType.I32, 1, t);
+        be.uploadInts(tokens, Arrays.copyOfRange(seq, from, len));
+        float[] all = be.download(m.forward(tape, tokens, 1, 1).value());
+        tape.clear();
+        be.releaseScratch();
+        int stride = all.length / t, best = 0;
+        for (int v = 1; v < vocab; v++) if (all[(t - 1) * stride + v] > all[(t - 1) * stride + best]) best = v;
+        return best;
     }
 
     /**
