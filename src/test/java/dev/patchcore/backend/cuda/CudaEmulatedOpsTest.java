@@ -94,14 +94,7 @@ class CudaEmulatedOpsTest {
     @ParameterizedTest(name = "backward variant {0}")
     @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
     void rmsNormBackward(int variant) {
-        emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
-        emu.takeLaunched();
-        try {
-            if (variant >= CudaRmsNorm.BACKWARD_BULK) inBothSchedules(() -> rmsNormBackwardAt(variant));
-            else rmsNormBackwardAt(variant);
-        } finally {
-            emu.reportComputeCapability(8);
-        }
+        atBackwardVariant(variant, () -> rmsNormBackwardAt(variant));
         String kernel = switch (variant) {  // at the shapes it serves (odd widths take the block-per-row kernel)
             case 1 -> "rmsnorm_bwd_rows";
             case 2 -> "rmsnorm_bwd_fused";
@@ -114,6 +107,22 @@ class CudaEmulatedOpsTest {
         };
         List<String> launched = emu.takeLaunched();
         assertTrue(launched.stream().anyMatch(n -> n.startsWith(kernel)), "variant " + variant + " never launched " + kernel + "*: " + launched);
+    }
+
+    /**
+     * Runs a check of backward variant {@code variant} with the launch log emptied first: variant 5 on an emulated
+     * compute capability 9, variants 5-8 in both emulator schedules (their blocks or teams wait on copies, tickets or
+     * barriers).
+     */
+    private void atBackwardVariant(int variant, Runnable check) {
+        emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
+        emu.takeLaunched();
+        try {
+            if (variant >= CudaRmsNorm.BACKWARD_BULK) inBothSchedules(check);
+            else check.run();
+        } finally {
+            emu.reportComputeCapability(8);
+        }
     }
 
     private void rmsNormBackwardAt(int variant) {
@@ -141,14 +150,7 @@ class CudaEmulatedOpsTest {
     @ParameterizedTest(name = "accumulating backward variant {0}")
     @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
     void rmsNormBackwardAccumulate(int variant) {
-        emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
-        emu.takeLaunched();
-        try {
-            if (variant >= CudaRmsNorm.BACKWARD_BULK) inBothSchedules(() -> rmsNormBackwardAccumulateAt(variant));
-            else rmsNormBackwardAccumulateAt(variant);
-        } finally {
-            emu.reportComputeCapability(8);
-        }
+        atBackwardVariant(variant, () -> rmsNormBackwardAccumulateAt(variant));
         List<String> launched = emu.takeLaunched();
         List<String> acc = launched.stream().filter(n -> n.contains("_acc_")).distinct().toList();
         if (variant == CudaRmsNorm.BACKWARD_BULK) {
