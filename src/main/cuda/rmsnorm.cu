@@ -215,7 +215,7 @@ __device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], fl
 
 // The register part of a warp-per-row backward row: the lane's groups of dy and x (columns (lane + 32k)·8 .. +7,
 // k < G, those below d) → the row's dx (dxRow = dx + row·d) and the lane's share of the gain gradient, accumulated
-// into acc. ACC: dx is added to what dxRow holds (store_dx8). Shared by the register-loading and the pipelined kernels.
+// into acc. ACC: dx is added to what dxRow holds (add8). Shared by the register-loading and the pipelined kernels.
 template <int G, bool ACC>
 __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cdy)[G], const bf16x8 (&cx)[G], float r,
                                                                float (&acc)[G][8], bf16* __restrict__ dxRow,
@@ -233,8 +233,8 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
 #pragma unroll
         for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
     }
-    // ACC: the lane's groups of the row's dx, all loads in flight together (loaded at the stores, each waited for
-    // the store before it: the compiler cannot tell that they do not overlap).
+    // ACC: the lane's groups of the row's dx, loaded here so that all are in flight at once (loaded at each store, each
+    // load would wait for the store before it: the compiler cannot prove that they do not overlap). No spills.
     bf16x8 cacc[ACC ? G : 1];
     if (ACC) {
 #pragma unroll
