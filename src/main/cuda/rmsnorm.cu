@@ -17,6 +17,22 @@ constexpr int BWD_CACHE_GROUPS = 2;  // backward: 16-byte groups per thread held
 __device__ __forceinline__ void load8(const bf16* p, float* f) { unpack8(*reinterpret_cast<const bf16x8*>(p), f); }
 __device__ __forceinline__ void store8(bf16* p, const float* f) { *reinterpret_cast<bf16x8*>(p) = pack8(f); }
 __device__ __forceinline__ float round_bf16(float v) { return __bfloat162float(__float2bfloat16_rn(v)); }
+// o += the 8 bf16 of a, in float: the accumulating backwards (Backend.rmsNormBackwardAccumulate) add the dx group
+// they loaded to the new one before its single rounding store. In place is safe: each thread reads only the groups it
+// then writes, before writing them.
+__device__ __forceinline__ void add8(float* o, const bf16x8& a) {
+    float f[8];
+    unpack8(a, f);
+#pragma unroll
+    for (int j = 0; j < 8; ++j) o[j] += f[j];
+}
+
+// A backward's 16-byte dx group out: stored, or with ACC first added to the group already there (add8).
+template <bool ACC>
+__device__ __forceinline__ void store_dx8(bf16* p, float* o) {
+    if (ACC) add8(o, *reinterpret_cast<const bf16x8*>(p));
+    store8(p, o);
+}
 
 // One warp per row. ADD: the row is bf16(residual + branch), stored to `sum`; rstd and y are computed from that
 // stored (rounded) value, so the backward, which reads `sum`, differentiates exactly what the forward normalized.
@@ -199,8 +215,8 @@ __device__ __forceinline__ void write_block_partial(const float (&acc)[G][8], fl
 
 // The register part of a warp-per-row backward row: the lane's groups of dy and x (columns (lane + 32k)·8 .. +7,
 // k < G, those below d) → the row's dx (dxRow = dx + row·d) and the lane's share of the gain gradient, accumulated
-// into acc. Shared by the register-loading and the pipelined kernels.
-template <int G>
+// into acc. ACC: dx is added to what dxRow holds (add8). Shared by the register-loading and the pipelined kernels.
+template <int G, bool ACC>
 __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cdy)[G], const bf16x8 (&cx)[G], float r,
                                                                float (&acc)[G][8], bf16* __restrict__ dxRow,
                                                                const bf16* __restrict__ gain, int d) {
@@ -217,6 +233,14 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
 #pragma unroll
         for (int j = 0; j < 8; ++j) dot = fmaf(u[j] * g[j], v[j], dot);
     }
+    // ACC: the lane's groups of the row's dx, loaded here so that all are in flight at once (loaded at each store, each
+    // load would wait for the store before it: the compiler cannot prove that they do not overlap). No spills.
+    bf16x8 cacc[ACC ? G : 1];
+    if (ACC) {
+#pragma unroll
+        for (int k = 0; k < G; ++k)
+            if ((lane + 32 * k) * 8 < d) cacc[ACC ? k : 0] = *reinterpret_cast<const bf16x8*>(dxRow + (lane + 32 * k) * 8);
+    }
     dot = warp_sum(dot);
     const float coef = r * r * dot / (float)d;
 #pragma unroll
@@ -232,6 +256,7 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
             o[j] = r * (u[j] * g[j] - v[j] * coef);
             acc[k][j] += u[j] * v[j] * r;
         }
+        if (ACC) add8(o, cacc[ACC ? k : 0]);
         store8(dxRow + c, o);
     }
 }
@@ -248,8 +273,9 @@ __device__ __forceinline__ void rmsnorm_backward_row_from_regs(const bf16x8 (&cd
 // the stall cycles waiting on the row loads, 53 % of DRAM bandwidth. Loading each warp's next row during the current
 // row's arithmetic (127 registers, the same 16 warps) ran at 0.96× in run 14, as had a two-pass split (0.73×, run 12)
 // and twice the warps with the gain gradient in shared memory (0.98×, run 8): all removed.
+// ACC: dx is added in place to what dx holds (Backend.rmsNormBackwardAccumulate).
 // Returns false (having done nothing) for a shape it does not take.
-template <int G>
+template <int G, bool ACC>
 __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, float* __restrict__ partial,
                                                       const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                       const bf16* __restrict__ gain, const float* __restrict__ rstd,
@@ -276,7 +302,7 @@ __device__ __forceinline__ bool rmsnorm_backward_rows(bf16* __restrict__ dx, flo
                 cx[k] = *reinterpret_cast<const bf16x8*>(x + base + c);
             }
         }
-        rmsnorm_backward_row_from_regs<G>(cdy, cx, rstd[row], acc, dx + base, gain, d);
+        rmsnorm_backward_row_from_regs<G, ACC>(cdy, cx, rstd[row], acc, dx + base, gain, d);
     }
 
     write_block_partial<G>(acc, acc4, partial, d);
@@ -475,7 +501,10 @@ __device__ __forceinline__ TeamLane team_lane(int d, int maxWarps) {
 // warps' sums through `red` and the team's named barrier), then dx for the live rows (dx + base: the lane's columns
 // of the batch's first row) and the lane's gain-gradient columns. `exchanged` runs once every lane of the team is past reading its inputs of this batch (after the barrier;
 // with one-warp teams, after the shuffles): the bulk-copy kernel refills the batch's buffer there.
-template <int R, typename Exchanged>
+// ACC: dx is added in place to what dx holds (Backend.rmsNormBackwardAccumulate), each row's group loaded at its store
+// (store_dx8), so one dependent load per row of the batch: loading the batch's groups together, before the dot products
+// or after the barrier, kept 4·R more registers live and ptxas spilled 36–156 bytes (sm_90a) where the twins spill 4–12.
+template <int R, bool ACC, typename Exchanged>
 __device__ __forceinline__ void team_batch(const TeamLane& t, bf16x8 (&cdy)[R], bf16x8 (&cx)[R], const float (&rs)[R],
                                            int rows, const float (&g)[8], float (&acc)[8],
                                            float (&red)[2][R][TEAM_MAX_WARPS], int& parity, bf16* __restrict__ dx,
@@ -530,7 +559,7 @@ __device__ __forceinline__ void team_batch(const TeamLane& t, bf16x8 (&cdy)[R], 
             o[j] = rs[r] * (u[j] * g[j] - v[j] * coef);
             acc[j] = fmaf(u[j] * rs[r], v[j], acc[j]);  // zero for rows past n and inactive lanes
         }
-        if (t.active && r < rows) store8(dx + base + r * d, o);
+        if (t.active && r < rows) store_dx8<ACC>(dx + base + r * d, o);
     }
 }
 
@@ -590,7 +619,7 @@ __device__ __forceinline__ bool team_launch_ok(const TeamLane& t, const bf16* dx
     return t.valid && aligned16(dx) && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(partial);
 }
 
-template <int R>
+template <int R, bool ACC>
 __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, float* __restrict__ partial,
                                                        const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                        const bf16* __restrict__ gain, const float* __restrict__ rstd,
@@ -613,7 +642,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
         bf16x8 cdy[R], cx[R];
         float rs[R];
         load_team_batch<R>(t, dy, x, rstd, row0, n, d, cdy, cx, rs);
-        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [] {});
+        team_batch<R, ACC>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [] {});
     }
     teams_write_partial(t, acc, accs4, partial, d);
 }
@@ -631,7 +660,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams(bf16* __restrict__ dx, fl
 // 3's; the gain-gradient partials are per block of 3 teams instead of 4, so their sum is in another fixed order.
 constexpr int TEAM_PF_WARPS = 12;  // block ≤ 384 threads (CudaRmsNorm.TEAM_PF_MAX_WARPS)
 
-template <int R>
+template <int R, bool ACC>
 __device__ __forceinline__ void rmsnorm_backward_teams_prefetch(bf16* __restrict__ dx, float* __restrict__ partial,
                                                                 const bf16* __restrict__ dy, const bf16* __restrict__ x,
                                                                 const bf16* __restrict__ gain,
@@ -656,7 +685,7 @@ __device__ __forceinline__ void rmsnorm_backward_teams_prefetch(bf16* __restrict
         const int rows = min(R, n - (int)row0);
         bf16x8 ndy[R], nx[R];
         load_team_rows<R>(t, dy, x, row0 + stride, n, d, ndy, nx);  // zeros, and no loads, past the last batch
-        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [] {});
+        team_batch<R, ACC>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [] {});
 #pragma unroll
         for (int r = 0; r < R; ++r) {
             cdy[r] = ndy[r];
@@ -741,7 +770,7 @@ __device__ __forceinline__ void rmsnorm_backward_bulk(bf16* __restrict__ dx, flo
             cx[r] = live ? *reinterpret_cast<const bf16x8*>(sx + r * d + t.c) : bf16x8{};
         }
         const int filled = stage;
-        team_batch<R>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [&] {
+        team_batch<R, false>(t, cdy, cx, rs, rows, g, acc, red, parity, dx, (size_t)row0 * d + t.c, d, [&] {
             if (t.tw == 1) __syncwarp();  // a one-warp team has no barrier: its lanes' reads of the stage are done
             if (producer) {
                 fence_proxy_async_shared();  // the team's reads of the stage before the copy that overwrites it
@@ -895,14 +924,14 @@ extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
 rmsnorm_bwd_rows4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
                        const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                        int n, int d) {
-    rmsnorm_backward_rows<4>(dx, partial, dy, x, gain, rstd, n, d);
+    rmsnorm_backward_rows<4, false>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
 rmsnorm_bwd_rows8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
                        const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                        int n, int d) {
-    rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d);
+    rmsnorm_backward_rows<8, false>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // Backward variant 2 (CudaRmsNorm.BACKWARD_FUSED_REDUCE): the warp-per-row kernels with the gain-gradient reduce
@@ -912,7 +941,7 @@ extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
 rmsnorm_bwd_fused4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
                         unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
                         const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    if (rmsnorm_backward_rows<4>(dx, partial, dy, x, gain, rstd, n, d))
+    if (rmsnorm_backward_rows<4, false>(dx, partial, dy, x, gain, rstd, n, d))
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
 }
 
@@ -920,7 +949,7 @@ extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
 rmsnorm_bwd_fused8_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
                         unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
                         const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    if (rmsnorm_backward_rows<8>(dx, partial, dy, x, gain, rstd, n, d))
+    if (rmsnorm_backward_rows<8, false>(dx, partial, dy, x, gain, rstd, n, d))
         reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
 }
 
@@ -931,20 +960,20 @@ extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
 rmsnorm_bwd_teams2_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
                         const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                         int n, int d) {
-    rmsnorm_backward_teams<2>(dx, partial, dy, x, gain, rstd, n, d);
+    rmsnorm_backward_teams<2, false>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 extern "C" __global__ void __launch_bounds__(32 * TEAM_R4_WARPS, 2)
 rmsnorm_bwd_teams4_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
                         const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
                         int n, int d) {
-    rmsnorm_backward_teams<4>(dx, partial, dy, x, gain, rstd, n, d);
+    rmsnorm_backward_teams<4, false>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // Backward variants 6 and 8: a team kernel (variant 3's, or with Prefetch variant 7's) whose last blocks sum the
 // partial rows into dGain (reduce_gain_in_last_blocks_with, as rmsnorm_bwd_fused{4,8}_bf16; cooperative launch), its
 // tree one float4 per thread of a block of up to 32·Warps threads. Arguments as rmsnorm_bwd_fused{4,8}_bf16's.
-template <bool Prefetch, int Warps>
+template <bool Prefetch, int Warps, bool ACC>
 __device__ __forceinline__ void rmsnorm_backward_teams_fused(bf16* __restrict__ dx, float* __restrict__ partial,
                                                              float* __restrict__ dGain, unsigned* __restrict__ counter,
                                                              const bf16* __restrict__ dy, const bf16* __restrict__ x,
@@ -952,8 +981,8 @@ __device__ __forceinline__ void rmsnorm_backward_teams_fused(bf16* __restrict__ 
                                                              int n, int d, int reducers) {
     STATIC_SHARED(unsigned, ticket);
     STATIC_SHARED(float4, red, [32 * Warps]);
-    if (Prefetch) rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
-    else rmsnorm_backward_teams<2>(dx, partial, dy, x, gain, rstd, n, d);
+    if (Prefetch) rmsnorm_backward_teams_prefetch<2, ACC>(dx, partial, dy, x, gain, rstd, n, d);
+    else rmsnorm_backward_teams<2, ACC>(dx, partial, dy, x, gain, rstd, n, d);
     if (team_launch_ok(team_lane(d, Warps), dx, partial, dy, x, gain))
         reduce_gain_in_last_blocks_with(ticket, red, dGain, partial, counter, d, reducers);
 }
@@ -963,7 +992,7 @@ extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
 rmsnorm_bwd_teams2_fused_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
                               unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
                               const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
-    rmsnorm_backward_teams_fused<false, TEAM_MAX_WARPS>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
+    rmsnorm_backward_teams_fused<false, TEAM_MAX_WARPS, false>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
 }
 
 // Backward variant 7 (rmsnorm_backward_teams_prefetch, R = 2): as teams2, block ≤ 32·TEAM_PF_WARPS threads.
@@ -971,7 +1000,7 @@ extern "C" __global__ void __launch_bounds__(32 * TEAM_PF_WARPS, 2)
 rmsnorm_bwd_teams2_prefetch_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
                                  const bf16* __restrict__ x, const bf16* __restrict__ gain,
                                  const float* __restrict__ rstd, int n, int d) {
-    rmsnorm_backward_teams_prefetch<2>(dx, partial, dy, x, gain, rstd, n, d);
+    rmsnorm_backward_teams_prefetch<2, false>(dx, partial, dy, x, gain, rstd, n, d);
 }
 
 // Backward variant 8: variant 7's prefetching team kernel, reducing in its last blocks; shapes as variant 7's (block
@@ -981,7 +1010,7 @@ rmsnorm_bwd_teams2_prefetch_fused_bf16(bf16* __restrict__ dx, float* __restrict_
                                        unsigned* __restrict__ counter, const bf16* __restrict__ dy,
                                        const bf16* __restrict__ x, const bf16* __restrict__ gain,
                                        const float* __restrict__ rstd, int n, int d, int reducers) {
-    rmsnorm_backward_teams_fused<true, TEAM_PF_WARPS>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
+    rmsnorm_backward_teams_fused<true, TEAM_PF_WARPS, false>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
 }
 
 // Backward variant 5 (rmsnorm_backward_bulk, R = 2, sm_90+): as the team kernels, with dynamic shared memory
@@ -1041,4 +1070,75 @@ rmsnorm_add_fwd_pipe8_bf16(bf16* __restrict__ sum, bf16* __restrict__ y, float* 
                            const bf16* __restrict__ residual, const bf16* __restrict__ branch,
                            const bf16* __restrict__ gain, int n, int d, float eps) {
     rmsnorm_forward_pipe<true, 8>(sum, y, rstd, residual, branch, gain, n, d, eps);
+}
+
+// Backend.rmsNormBackwardAccumulate: the kernels of variants 1–4 and 6–8 above with ACC, which add dx in place to what
+// dx holds (read first, by the thread that then writes it: one rounding, no scratch dx, no add kernel after). Arguments,
+// shapes and grids as their twins'. Variant 5 and the block-per-row kernel have none (CudaRmsNorm falls back to a
+// backward into scratch and an add).
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
+rmsnorm_bwd_rows4_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                           const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                           int n, int d) {
+    rmsnorm_backward_rows<4, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
+rmsnorm_bwd_rows8_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                           const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                           int n, int d) {
+    rmsnorm_backward_rows<8, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 2)
+rmsnorm_bwd_fused4_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                            unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                            const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    if (rmsnorm_backward_rows<4, true>(dx, partial, dy, x, gain, rstd, n, d))
+        reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * BWD_WARPS, 1)
+rmsnorm_bwd_fused8_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                            unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                            const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d, int reducers) {
+    if (rmsnorm_backward_rows<8, true>(dx, partial, dy, x, gain, rstd, n, d))
+        reduce_gain_in_last_blocks(dGain, partial, counter, d, reducers);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
+rmsnorm_bwd_teams2_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                            const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                            int n, int d) {
+    rmsnorm_backward_teams<2, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * TEAM_R4_WARPS, 2)
+rmsnorm_bwd_teams4_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                            const bf16* __restrict__ x, const bf16* __restrict__ gain, const float* __restrict__ rstd,
+                            int n, int d) {
+    rmsnorm_backward_teams<4, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * TEAM_MAX_WARPS, 2)
+rmsnorm_bwd_teams2_fused_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                                  unsigned* __restrict__ counter, const bf16* __restrict__ dy, const bf16* __restrict__ x,
+                                  const bf16* __restrict__ gain, const float* __restrict__ rstd, int n, int d,
+                                  int reducers) {
+    rmsnorm_backward_teams_fused<false, TEAM_MAX_WARPS, true>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * TEAM_PF_WARPS, 2)
+rmsnorm_bwd_teams2_prefetch_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, const bf16* __restrict__ dy,
+                                     const bf16* __restrict__ x, const bf16* __restrict__ gain,
+                                     const float* __restrict__ rstd, int n, int d) {
+    rmsnorm_backward_teams_prefetch<2, true>(dx, partial, dy, x, gain, rstd, n, d);
+}
+
+extern "C" __global__ void __launch_bounds__(32 * TEAM_PF_WARPS, 2)
+rmsnorm_bwd_teams2_prefetch_fused_acc_bf16(bf16* __restrict__ dx, float* __restrict__ partial, float* __restrict__ dGain,
+                                           unsigned* __restrict__ counter, const bf16* __restrict__ dy,
+                                           const bf16* __restrict__ x, const bf16* __restrict__ gain,
+                                           const float* __restrict__ rstd, int n, int d, int reducers) {
+    rmsnorm_backward_teams_fused<true, TEAM_PF_WARPS, true>(dx, partial, dGain, counter, dy, x, gain, rstd, n, d, reducers);
 }

@@ -84,9 +84,14 @@ public final class Tape {
             // Both outputs are consumed later on the tape, so their gradients are complete here.
             Tensor dSum = sum.grad;
             if (normed.grad != null) {
-                Tensor viaNorm = be.rmsNormBackward(normed.grad, r.sum(), gain.compute(), r.rstd(), gain.grad());
-                if (dSum == null) dSum = viaNorm;
-                else be.addInPlace(dSum, viaNorm);
+                if (dSum != null && dSum.dtype() == r.sum().dtype() && !dSum.overlaps(normed.grad) && !dSum.overlaps(r.sum())) {
+                    // dSum += the norm's input gradient, in the backward kernel itself (no dx buffer, no add kernel)
+                    be.rmsNormBackwardAccumulate(normed.grad, r.sum(), gain.compute(), r.rstd(), gain.grad(), dSum);
+                } else {
+                    Tensor viaNorm = be.rmsNormBackward(normed.grad, r.sum(), gain.compute(), r.rstd(), gain.grad());
+                    if (dSum == null) dSum = viaNorm;
+                    else be.addInPlace(dSum, viaNorm);
+                }
             }
             if (dSum != null) passSum(residual, branch, dSum);
         });

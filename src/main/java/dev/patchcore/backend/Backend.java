@@ -135,6 +135,13 @@ public interface Backend extends AutoCloseable {
     Tensor rmsNormBackward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain);
 
     /**
+     * {@link #rmsNormBackward} fused with the gradient add that follows it where a residual stream's gradient already
+     * exists: dxAcc += dx in place (added in float, one rounding to dxAcc's dtype), dGain += Σ_rows dy · x · rstd.
+     * dxAcc has x's shape and dtype and shares no memory with dy or x. Returns dxAcc.
+     */
+    Tensor rmsNormBackwardAccumulate(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, Tensor dxAcc);
+
+    /**
      * Rotary embedding, Hugging Face LLaMA convention (rotate_half: pairs (i, i + Dh/2)), on x [B·T, H·Dh].
      * Position of row b·T+t is t, the patch index in the patch stage. Frequencies: {@link Rope#invFreq} (plain:
      * inv_freq_i = theta^(-2i/Dh)).

@@ -172,6 +172,10 @@ public final class KernelBench {
         Tensor rstdKeep = persistent(DType.F32, n);
         be.copy(rstd, rstdKeep);
         rows.add(measure("rmsNorm backward", nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
+        // Fused with the residual stream's gradient add (Tape.addRmsNorm): reads dy, x and dxAcc, writes dxAcc.
+        Tensor dxAcc = persistent(act, n, d);
+        rows.add(measure("rmsNorm backward + residual grad", nd, 4.0 * n * d * a + 4.0 * n, 0,
+                () -> be.rmsNormBackwardAccumulate(y, x, gain, rstdKeep, dGain, dxAcc)));
         // Grouped-query attention's key/value heads repeated for 4 query heads each (a quarter of the heads read).
         if (s.heads() % 4 == 0) {
             int kv = s.heads() / 4;
@@ -200,6 +204,8 @@ public final class KernelBench {
             rows.add(measure("rmsNorm backward", bigShape, 3.0 * big * d * a + 4.0 * big, 0, () -> be.rmsNormBackward(yBig, xBig, gain, rstdBig, dGain)));
             for (int v : otherVariants("rmsnormbwd")) withVariant("rmsnormbwd", v, tag -> {
                 rows.add(measure("rmsNorm backward" + tag, nd, 3.0 * n * d * a + 4.0 * n, 0, () -> be.rmsNormBackward(y, x, gain, rstdKeep, dGain)));
+                rows.add(measure("rmsNorm backward + residual grad" + tag, nd, 4.0 * n * d * a + 4.0 * n, 0,
+                        () -> be.rmsNormBackwardAccumulate(y, x, gain, rstdKeep, dGain, dxAcc)));
                 // The same rows for every variant (the default's resident warps: one pass of variants 3 and 5 as well, not of 4)
                 rows.add(measure("rmsNorm backward (rows = v1's resident warps)" + tag, resident + "x" + d, 3.0 * resident * d * a + 4.0 * resident, 0,
                         () -> be.rmsNormBackward(yr, xr, gain, rr, dGain)));

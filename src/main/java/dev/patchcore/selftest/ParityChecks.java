@@ -91,7 +91,10 @@ public final class ParityChecks {
             out.add(new Check("patchEmbed K=" + k + " V=32000", rows -> patchEmbed(rows, k, 2, 1024 / k, 64, 32000)));
         }
         for (int[] s : new int[][] {{37, 96}, {large ? 4096 : 256, 1024}}) out.add(new Check("rmsNorm " + s[0] + "x" + s[1], rows -> rmsNorm(rows, s[0], s[1])));
-        out.add(new Check("rmsNorm backward repeated 300x1000", rows -> rmsNormBackwardRepeated(rows, 300, 1000)));
+        out.add(new Check("rmsNorm backward repeated 300x1000", rows -> rmsNormBackwardRepeated(rows, 300, 1000, false)));
+        // Fused with the residual stream's gradient add (Tape.addRmsNorm): odd width (the backward and an add) and 1024.
+        for (int[] s : new int[][] {{300, 1000}, {256, 1024}})
+            out.add(new Check("rmsNorm backward + residual grad " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1], true)));
         for (int dh : new int[] {64, 128}) out.add(new Check("rope Dh=" + dh, rows -> rope(rows, 2, 17, 3, dh, Rope.of(10000f))));
         for (int dh : new int[] {20, 64})  // LLaMA-3.2's scaled frequencies (a device table on CUDA): scalar and vector paths
             out.add(new Check("rope llama3 Dh=" + dh, rows -> rope(rows, 2, 300, 2, dh, LLAMA32_ROPE)));
@@ -381,7 +384,12 @@ public final class ParityChecks {
                         for (int[] s : large ? new int[][] {{1, 8}, {37, 96}, {300, 1000}, {1003, 768}, {41, 1280}, {29, 1792}, {6400, 1024},
                                         {3000, 2048}, {8192, 1024}, {32768, 1024}}
                                 : new int[][] {{1, 8}, {37, 96}, {300, 1000}, {1003, 768}, {41, 1280}, {29, 1792}, {6400, 1024}, {3000, 2048}})
-                            out.add(variant(cuda, family, v, "rmsNorm backward " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1])));
+                        {
+                            out.add(variant(cuda, family, v, "rmsNorm backward " + s[0] + "x" + s[1], rows -> rmsNormBackwardRepeated(rows, s[0], s[1], false)));
+                            // rmsNormBackwardAccumulate: the variant's accumulating kernel (v5 and odd or wide rows: backward + add)
+                            out.add(variant(cuda, family, v, "rmsNorm backward + residual grad " + s[0] + "x" + s[1],
+                                    rows -> rmsNormBackwardRepeated(rows, s[0], s[1], true)));
+                        }
                         // Variant 2 moves only the gain-gradient reduce into the same kernel: its dx is bitwise the default's.
                         // Its gain gradient is not (H100 run 16): the last blocks add the partial rows in interleaved groups
                         // and a tree, the default's reduce kernel in 32 groups summed in order; both are fixed orders, so it
@@ -673,31 +681,41 @@ public final class ParityChecks {
     /**
      * The RMSNorm backward three times in a row on the same inputs, each accumulating into a fresh copy of the same
      * non-zero dGain: every call against the reference, and calls 2 and 3 bitwise equal to call 1 (a kernel that keeps
-     * state between launches, like the fused backward's arrival counter, must leave it as it found it).
+     * state between launches, like the fused backward's arrival counter, must leave it as it found it). With
+     * {@code accumulate}, rmsNormBackwardAccumulate into a fresh copy of the same non-zero dxAcc each call.
      */
-    private void rmsNormBackwardRepeated(List<CheckResult> rows, int n, int d) {
+    private void rmsNormBackwardRepeated(List<CheckResult> rows, int n, int d, boolean accumulate) {
         DType act = test.activationType();
-        String shape = n + "x" + d;
+        String shape = n + "x" + d, what = accumulate ? "rmsNorm dxAcc+=" : "rmsNorm dx";
         Twin x = input(act, n, d), gain = input(act, d), dy = input(act, n, d), dGain0 = input(DType.F32, d);
-        Tensor rstd = test.rmsNorm(x.t, gain.t, 1e-5f).rstd();
+        Twin acc0 = accumulate ? input(act, n, d) : null;
+        Tensor rstd = test.rmsNorm(x.t, gain.t, 1e-5f).rstd(), rstdRef = ref.rmsNorm(x.r, gain.r, 1e-5f).rstd();
         Tensor dGainRef = ref.scratch(DType.F32, d);
         ref.copy(dGain0.r, dGainRef);
-        Tensor dxRef = ref.rmsNormBackward(dy.r, x.r, gain.r, ref.rmsNorm(x.r, gain.r, 1e-5f).rstd(), dGainRef);
+        Tensor dxRef = accumulate ? ref.rmsNormBackwardAccumulate(dy.r, x.r, gain.r, rstdRef, dGainRef, copy(ref, acc0.r))
+                : ref.rmsNormBackward(dy.r, x.r, gain.r, rstdRef, dGainRef);
         Tensor firstDx = null, firstDGain = null;
         for (int call = 1; call <= 3; call++) {
-            Tensor dGain = test.scratch(DType.F32, d);
-            test.copy(dGain0.t, dGain);
-            Tensor dx = test.rmsNormBackward(dy.t, x.t, gain.t, rstd, dGain);
-            compare(rows, "rmsNorm dx, call " + call, shape, dx, dxRef);
+            Tensor dGain = copy(test, dGain0.t);
+            Tensor dx = accumulate ? test.rmsNormBackwardAccumulate(dy.t, x.t, gain.t, rstd, dGain, copy(test, acc0.t))
+                    : test.rmsNormBackward(dy.t, x.t, gain.t, rstd, dGain);
+            compare(rows, what + ", call " + call, shape, dx, dxRef);
             compare(rows, "rmsNorm dGain+=, call " + call, shape, dGain, dGainRef);
             if (call == 1) {
                 firstDx = dx;
                 firstDGain = dGain;
             } else {
-                bitwise(rows, "rmsNorm dx, call " + call + " = call 1", shape, dx, firstDx);
+                bitwise(rows, what + ", call " + call + " = call 1", shape, dx, firstDx);
                 bitwise(rows, "rmsNorm dGain+=, call " + call + " = call 1", shape, dGain, firstDGain);
             }
         }
+    }
+
+    /** A scratch copy of t on be. */
+    private static Tensor copy(Backend be, Tensor t) {
+        Tensor c = be.scratch(t.dtype(), t.shape());
+        be.copy(t, c);
+        return c;
     }
 
     private void repeatHeads(List<CheckResult> rows, int n, int kvHeads, int groups, int dh) {

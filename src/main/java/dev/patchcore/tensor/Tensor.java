@@ -60,5 +60,12 @@ public final class Tensor {
 
     public boolean sameShape(Tensor o) { return Arrays.equals(shape, o.shape); }
 
+    /** Whether this and {@code o} are views of one storage that share at least one byte. */
+    public boolean overlaps(Tensor o) {
+        if (storage != o.storage || numel == 0 || o.numel == 0) return false;
+        long from = offset * dtype.bytes(), oFrom = o.offset * o.dtype.bytes();
+        return from < oFrom + o.bytes() && oFrom < from + bytes();
+    }
+
     @Override public String toString() { return "Tensor" + Arrays.toString(shape) + ":" + dtype + "@" + device(); }
 }

@@ -306,23 +306,50 @@ public final class CpuBackend implements DecodingBackend {
 
     @Override
     public Tensor rmsNormBackward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) {
+        int n = rmsNormBackwardRows(dy, x, gain, rstd, dGain, "rmsNormBackward");
+        Tensor dx = scratch(DType.F32, n, (int) gain.numel());
+        rmsNormBackwardInto(dy, x, gain, rstd, dGain, dx, false);
+        return dx;
+    }
+
+    /** One pass: each dx value is added to dxAcc's in float before its single store. */
+    @Override
+    public Tensor rmsNormBackwardAccumulate(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, Tensor dxAcc) {
+        rmsNormBackwardRows(dy, x, gain, rstd, dGain, "rmsNormBackwardAccumulate");
+        require(dxAcc != null && dxAcc.numel() == x.numel() && dxAcc.dim(-1) == x.dim(-1),
+                "rmsNormBackwardAccumulate: dxAcc " + dxAcc + " does not match x " + x);
+        require(dxAcc.dtype() == x.dtype(), "rmsNormBackwardAccumulate: dxAcc " + dxAcc + " is not of x's dtype " + x.dtype());
+        require(!dxAcc.overlaps(dy) && !dxAcc.overlaps(x), "rmsNormBackwardAccumulate: dxAcc " + dxAcc + " shares memory with dy or x");
+        rmsNormBackwardInto(dy, x, gain, rstd, dGain, dxAcc, true);
+        return dxAcc;
+    }
+
+    /** The rows of an RMSNorm backward's inputs, after checking that their sizes agree. */
+    private static int rmsNormBackwardRows(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, String op) {
         int d = (int) gain.numel();
-        int n = rowsOf(x, d, "rmsNormBackward");
-        require(dy.numel() == x.numel() && rstd.numel() == n && dGain.numel() == d, "rmsNormBackward: mismatched shapes");
-        Tensor dx = scratch(DType.F32, n, d);
+        int n = rowsOf(x, d, op);
+        require(dy.numel() == x.numel() && rstd.numel() == n && dGain.numel() == d, op + ": mismatched shapes");
+        return n;
+    }
+
+    /** dx = RMSNorm's input gradient into {@code out} (added to it when {@code accumulate}); dGain += Σ dy·x·rstd. */
+    private void rmsNormBackwardInto(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, Tensor out, boolean accumulate) {
+        int d = (int) gain.numel();
+        int n = (int) (x.numel() / d);
         float[] g = CpuStorage.floats(dy), xs = CpuStorage.floats(x), gs = CpuStorage.floats(gain), rs = CpuStorage.floats(rstd);
-        float[] dxs = CpuStorage.floats(dx), dgs = CpuStorage.floats(dGain);
+        float[] dxs = CpuStorage.floats(out), dgs = CpuStorage.floats(dGain);
         int go = CpuStorage.offset(dy), xo = CpuStorage.offset(x), gno = CpuStorage.offset(gain), ro = CpuStorage.offset(rstd);
-        int dgo = CpuStorage.offset(dGain);
+        int dgo = CpuStorage.offset(dGain), oo = CpuStorage.offset(out);
         // dx = r·(g∘dy) − x·r³/d·Σ(dy∘g∘x), with r = rstd.
         par.forRange(n, Math.max(1, GRAIN / d), (r0, r1) -> {
             for (int r = r0; r < r1; r++) {
-                int a = go + r * d, b = xo + r * d, o = r * d;
+                int a = go + r * d, b = xo + r * d, o = oo + r * d;
                 float rr = rs[ro + r];
                 double dot = 0;
                 for (int c = 0; c < d; c++) dot += (double) g[a + c] * gs[gno + c] * xs[b + c];
                 float coef = (float) (dot * rr * rr * rr / d);
-                for (int c = 0; c < d; c++) dxs[o + c] = rr * gs[gno + c] * g[a + c] - coef * xs[b + c];
+                if (accumulate) for (int c = 0; c < d; c++) dxs[o + c] += rr * gs[gno + c] * g[a + c] - coef * xs[b + c];
+                else for (int c = 0; c < d; c++) dxs[o + c] = rr * gs[gno + c] * g[a + c] - coef * xs[b + c];
             }
         });
         // dGain by column ranges so each element is summed by one thread in row order (deterministic).
@@ -335,7 +362,6 @@ public final class CpuBackend implements DecodingBackend {
                 for (int c = c0; c < c1; c++) dgs[dgo + c] += g[a + c] * xs[b + c] * rr;
             }
         });
-        return dx;
     }
 
     // ---------------------------------------------------------------- RoPE

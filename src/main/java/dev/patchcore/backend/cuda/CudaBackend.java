@@ -506,6 +506,11 @@ public final class CudaBackend implements DecodingBackend, KernelContext {
     public Tensor rmsNormBackward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) { return rmsNorm.backward(dy, x, gain, rstd, dGain); }
 
     @Override
+    public Tensor rmsNormBackwardAccumulate(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, Tensor dxAcc) {
+        return rmsNorm.backwardAccumulate(dy, x, gain, rstd, dGain, dxAcc);
+    }
+
+    @Override
     public Tensor rope(Tensor x, int seqLen, int heads, Rope r) { return rope.forward(x, seqLen, heads, r); }
 
     @Override

@@ -87,6 +87,8 @@ public final class CudaRmsNorm {
     static final int TEAM_MAX_TEAMS = 8;
 
     private final KernelContext ctx;
+    /** The add of {@link #backwardAccumulate}'s fallback (shapes and variants without accumulating kernels). */
+    private final CudaElementwise elementwise;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
     /** Arrival counter of backward variants 2, 6 and 8 (one u32, 0 between launches), allocated at its first use. */
@@ -95,6 +97,7 @@ public final class CudaRmsNorm {
     public CudaRmsNorm(KernelContext ctx) {
         if (ctx == null) throw new IllegalArgumentException("kernel context is null");
         this.ctx = ctx;
+        this.elementwise = new CudaElementwise(ctx);
         this.variant = VARIANT_PIPELINED;
     }
 
@@ -194,6 +197,27 @@ public final class CudaRmsNorm {
 
     /** Returns dx; dGain (F32 [d]) += Σ_rows dy · x · rstd. */
     public Tensor backward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) {
+        return backward(dy, x, gain, rstd, dGain, null);
+    }
+
+    /**
+     * {@link Backend#rmsNormBackwardAccumulate}: dxAcc (BF16, x's shape) += dx in place, dGain as {@link #backward}.
+     * Where the backward variant has accumulating kernels (variants 1–4 and 6–8, rows the warp-per-row and team
+     * kernels take: d % 8 == 0, d ≤ 2048, 16-byte aligned tensors) one kernel reads dxAcc, adds dx in float and stores
+     * the sum once rounded (rmsnorm_bwd_*_acc_bf16); elsewhere (variant 5 on compute capability 9+, wider, odd-width or
+     * misaligned rows) the backward writes dx to scratch and an add kernel adds it. Returns dxAcc.
+     */
+    public Tensor backwardAccumulate(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, Tensor dxAcc) {
+        require("dxAcc", dxAcc, DType.BF16);
+        if (!dxAcc.sameShape(x))
+            throw new IllegalArgumentException("rmsNormBackwardAccumulate: dxAcc " + dxAcc + " does not match x " + x);
+        if (dxAcc.overlaps(dy) || dxAcc.overlaps(x))
+            throw new IllegalArgumentException("rmsNormBackwardAccumulate: dxAcc " + dxAcc + " shares memory with dy or x");
+        return backward(dy, x, gain, rstd, dGain, dxAcc);
+    }
+
+    /** dx into scratch (acc null) or added to acc in place; returns it. */
+    private Tensor backward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain, Tensor acc) {
         int d = requireRows("x", x).dim(1);
         int n = x.dim(0);
         requireRows("dy", dy);
@@ -206,23 +230,32 @@ public final class CudaRmsNorm {
         if ((long) d * Float.BYTES > 48 * 1024)
             throw new IllegalArgumentException("rmsNormBackward: width " + d + " exceeds the 12288 the kernel's shared gain accumulator holds");
 
-        Tensor dx = ctx.scratch(DType.BF16, n, d);
+        boolean accumulate = acc != null;
+        boolean rows = d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain)
+                && (!accumulate || aligned16(acc));
+        boolean bulk = backwardVariant == BACKWARD_BULK && ctx.computeCapabilityMajor() >= 9;
+        if (accumulate && n > 0 && !(rows && !bulk)) {
+            // No accumulating kernel for this variant or shape: the backward into scratch, then the add.
+            elementwise.addInPlace(acc, backward(dy, x, gain, rstd, dGain, null));
+            return acc;
+        }
+        Tensor dx = accumulate ? acc : ctx.scratch(DType.BF16, n, d);
         if (n == 0) return dx;
         Tensor partial;  // F32 [blocks, d]: each block's share of the gain gradient
-        if (d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain) && aligned16(dx)) {
+        if (rows && aligned16(dx)) {
             switch (backwardVariant) {
-                case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4, BACKWARD_TEAMS_PREFETCH -> partial = teamBackward(dx, dGain, dy, x, gain, rstd, n, d);
+                case BACKWARD_TEAMS_R2, BACKWARD_TEAMS_R4, BACKWARD_TEAMS_PREFETCH -> partial = teamBackward(accumulate, dx, dGain, dy, x, gain, rstd, n, d);
                 case BACKWARD_TEAMS_FUSED, BACKWARD_TEAMS_PREFETCH_FUSED -> {
-                    teamBackward(dx, dGain, dy, x, gain, rstd, n, d);
+                    teamBackward(accumulate, dx, dGain, dy, x, gain, rstd, n, d);
                     return dx;  // its last blocks have added the partials into dGain
                 }
-                case BACKWARD_BULK -> partial = ctx.computeCapabilityMajor() >= 9 ? bulkBackward(dx, dy, x, gain, rstd, n, d)
-                        : warpPerRowBackward(false, dx, dGain, dy, x, gain, rstd, n, d);
+                case BACKWARD_BULK -> partial = bulk ? bulkBackward(dx, dy, x, gain, rstd, n, d)
+                        : warpPerRowBackward(false, accumulate, dx, dGain, dy, x, gain, rstd, n, d);
                 case BACKWARD_FUSED_REDUCE -> {
-                    warpPerRowBackward(true, dx, dGain, dy, x, gain, rstd, n, d);
+                    warpPerRowBackward(true, accumulate, dx, dGain, dy, x, gain, rstd, n, d);
                     return dx;  // its last blocks have added the partials into dGain
                 }
-                default -> partial = warpPerRowBackward(false, dx, dGain, dy, x, gain, rstd, n, d);
+                default -> partial = warpPerRowBackward(false, accumulate, dx, dGain, dy, x, gain, rstd, n, d);
             }
         } else {
             // Wide, odd-width or misaligned rows: one block per row at a time; threads cover 8 columns (16 bytes) each.
@@ -236,20 +269,25 @@ public final class CudaRmsNorm {
         return dx;
     }
 
+    /** The accumulating twin of a backward kernel ({@code rmsnorm_bwd_*_acc_bf16}) when {@code accumulate}. */
+    private static String kernel(String name, boolean accumulate) {
+        return accumulate ? name.substring(0, name.length() - "_bf16".length()) + "_acc_bf16" : name;
+    }
+
     /**
      * Variants 1 and 2: one warp per row, rows held in registers, gain-gradient partials in registers, as many blocks
      * as stay resident (launch bounds: 2 per SM for d ≤ 1024, 1 for d ≤ 2048), so the partial buffer stays small.
      * Fused (variant 2): the kernel's last blocks also add the partials into dGain.
      */
-    private Tensor warpPerRowBackward(boolean fused, Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
+    private Tensor warpPerRowBackward(boolean fused, boolean accumulate, Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
         boolean narrow = d <= BACKWARD_ROWS_MAX_WIDTH / 2;
         int blocks = Math.min(ceilDiv(n, BACKWARD_WARPS), backwardResidentRows(d, ctx.multiprocessorCount()) / BACKWARD_WARPS);
         Tensor partial = ctx.scratch(DType.F32, blocks, d);
         if (fused)
-            ctx.launchCooperative(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+            ctx.launchCooperative(kernel(narrow ? "rmsnorm_bwd_fused4_bf16" : "rmsnorm_bwd_fused8_bf16", accumulate), blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dGain, arrivals(), dy, x, gain, rstd, n, d, fusedReducers(d, blocks));
         else
-            ctx.launch(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
+            ctx.launch(kernel(narrow ? "rmsnorm_bwd_rows4_bf16" : "rmsnorm_bwd_rows8_bf16", accumulate), blocks, 1, 1, 32 * BACKWARD_WARPS, 1, 1,
                     d * Float.BYTES, dx, partial, dy, x, gain, rstd, n, d);
         return partial;
     }
@@ -259,14 +297,14 @@ public final class CudaRmsNorm {
      * kernel's block limit allows (≤ 8), and a persistent grid of as many blocks as the occupancy calculator says stay
      * resident. Variants 6 and 8 launch cooperatively, their last blocks adding the partials into dGain.
      */
-    private Tensor teamBackward(Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
-        String kernel = switch (backwardVariant) {
+    private Tensor teamBackward(boolean accumulate, Tensor dx, Tensor dGain, Tensor dy, Tensor x, Tensor gain, Tensor rstd, int n, int d) {
+        String kernel = kernel(switch (backwardVariant) {
             case BACKWARD_TEAMS_R4 -> "rmsnorm_bwd_teams4_bf16";
             case BACKWARD_TEAMS_FUSED -> "rmsnorm_bwd_teams2_fused_bf16";
             case BACKWARD_TEAMS_PREFETCH -> "rmsnorm_bwd_teams2_prefetch_bf16";
             case BACKWARD_TEAMS_PREFETCH_FUSED -> "rmsnorm_bwd_teams2_prefetch_fused_bf16";
             default -> "rmsnorm_bwd_teams2_bf16";
-        };
+        }, accumulate);
         int rowsPerBatch = backwardVariant == BACKWARD_TEAMS_R4 ? 4 : 2;
         int maxWarps = switch (backwardVariant) {
             case BACKWARD_TEAMS_R4 -> TEAM_R4_MAX_WARPS;

@@ -20,6 +20,7 @@ import java.util.SplittableRandom;
 
 import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertSame;
 import static org.junit.jupiter.api.Assertions.assertTrue;
 import static org.junit.jupiter.api.Assumptions.assumeTrue;
 
@@ -93,14 +94,7 @@ class CudaEmulatedOpsTest {
     @ParameterizedTest(name = "backward variant {0}")
     @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
     void rmsNormBackward(int variant) {
-        emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
-        emu.takeLaunched();
-        try {
-            if (variant >= CudaRmsNorm.BACKWARD_BULK) inBothSchedules(() -> rmsNormBackwardAt(variant));
-            else rmsNormBackwardAt(variant);
-        } finally {
-            emu.reportComputeCapability(8);
-        }
+        atBackwardVariant(variant, () -> rmsNormBackwardAt(variant));
         String kernel = switch (variant) {  // at the shapes it serves (odd widths take the block-per-row kernel)
             case 1 -> "rmsnorm_bwd_rows";
             case 2 -> "rmsnorm_bwd_fused";
@@ -113,6 +107,22 @@ class CudaEmulatedOpsTest {
         };
         List<String> launched = emu.takeLaunched();
         assertTrue(launched.stream().anyMatch(n -> n.startsWith(kernel)), "variant " + variant + " never launched " + kernel + "*: " + launched);
+    }
+
+    /**
+     * Runs a check of backward variant {@code variant} with the launch log emptied first: variant 5 on an emulated
+     * compute capability 9, variants 5-8 in both emulator schedules (their blocks or teams wait on copies, tickets or
+     * barriers).
+     */
+    private void atBackwardVariant(int variant, Runnable check) {
+        emu.reportComputeCapability(variant == CudaRmsNorm.BACKWARD_BULK ? 9 : 8);
+        emu.takeLaunched();
+        try {
+            if (variant >= CudaRmsNorm.BACKWARD_BULK) inBothSchedules(check);
+            else check.run();
+        } finally {
+            emu.reportComputeCapability(8);
+        }
     }
 
     private void rmsNormBackwardAt(int variant) {
@@ -128,6 +138,55 @@ class CudaEmulatedOpsTest {
             Tensor gotDx = rms.backward(dev(dy, n, d), dev(x, n, d), dev(g, d), emu.upload(DType.F32, cpu.download(rstd), n), gotDg);
             close("rmsNormBackward dx " + at, gotDx, wantDx);
             close("rmsNormBackward dGain (accumulated) " + at, gotDg, wantDg);
+        }
+    }
+
+    /**
+     * rmsNormBackwardAccumulate (dxAcc += dx in place) with each backward variant: 1-4 and 6-8 run their accumulating
+     * kernels (rmsnorm_bwd_*_acc_bf16) where they take the shape, variant 5 (compute capability 9) and the odd-width and
+     * wide rows fall back to the backward into (NaN-poisoned) scratch and add_inplace_bf16. dxAcc and dGain start
+     * non-zero; both are compared with the CPU backend's fused op.
+     */
+    @ParameterizedTest(name = "accumulating backward variant {0}")
+    @ValueSource(ints = {1, 2, 3, 4, 5, 6, 7, 8})
+    void rmsNormBackwardAccumulate(int variant) {
+        atBackwardVariant(variant, () -> rmsNormBackwardAccumulateAt(variant));
+        List<String> launched = emu.takeLaunched();
+        List<String> acc = launched.stream().filter(n -> n.contains("_acc_")).distinct().toList();
+        if (variant == CudaRmsNorm.BACKWARD_BULK) {
+            assertEquals(List.of(), acc, "variant 5 has no accumulating kernel");
+            assertTrue(launched.contains("rmsnorm_bwd_bulk2_bf16") && launched.contains("add_inplace_bf16"), launched.toString());
+        } else {
+            String kernel = switch (variant) {
+                case 1 -> "rmsnorm_bwd_rows";
+                case 2 -> "rmsnorm_bwd_fused";
+                case 3 -> "rmsnorm_bwd_teams2_acc_bf16";
+                case 4 -> "rmsnorm_bwd_teams4_acc_bf16";
+                case 6 -> "rmsnorm_bwd_teams2_fused_acc_bf16";
+                case 7 -> "rmsnorm_bwd_teams2_prefetch_acc_bf16";
+                default -> "rmsnorm_bwd_teams2_prefetch_fused_acc_bf16";
+            };
+            assertTrue(!acc.isEmpty() && acc.stream().allMatch(n -> n.startsWith(kernel)), "variant " + variant + ": " + acc);
+            // the block-per-row shapes (d = 100, 4096) through scratch and the add
+            assertTrue(launched.contains("rmsnorm_bwd_bf16") && launched.contains("add_inplace_bf16"), launched.toString());
+        }
+    }
+
+    private void rmsNormBackwardAccumulateAt(int variant) {
+        CudaRmsNorm rms = new CudaRmsNorm(emu);
+        rms.setBackwardVariant(variant);
+        for (int[] nd : new int[][] {{37, 1024}, {41, 1280}, {7, 1032}, {3, 256}, {19, 100}, {5, 4096}, {300, 2048}}) {
+            int n = nd[0], d = nd[1];
+            String at = "v" + variant + " n=" + n + " d=" + d;
+            float[] x = values(n * d, 2), g = values(d, 0.5f, 1.5f), dy = values(n * d, 1), dg0 = values(d, 1), acc0 = values(n * d, 1);
+            Tensor rstd = cpu.rmsNorm(host(x, n, d), host(g, d), 1e-5f).rstd();
+            Tensor wantDg = host(dg0, d), gotDg = emu.upload(DType.F32, dg0, d);
+            Tensor wantAcc = cpu.rmsNormBackwardAccumulate(host(dy, n, d), host(x, n, d), host(g, d), rstd, wantDg, host(acc0, n, d));
+            Tensor gotAcc = dev(acc0, n, d);
+            assertSame(gotAcc, rms.backwardAccumulate(dev(dy, n, d), dev(x, n, d), dev(g, d),
+                    emu.upload(DType.F32, cpu.download(rstd), n), gotDg, gotAcc));
+            close("rmsNormBackwardAccumulate dxAcc " + at, gotAcc, wantAcc);
+            close("rmsNormBackwardAccumulate dGain (accumulated) " + at, gotDg, wantDg);
         }
     }
 

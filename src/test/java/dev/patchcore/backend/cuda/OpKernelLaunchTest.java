@@ -430,6 +430,98 @@ class OpKernelLaunchTest {
         ctx.computeCapabilityMajor = 0;
     }
 
+    /**
+     * rmsNormBackwardAccumulate launches the accumulating twin of each variant's kernel (rmsnorm_bwd_*_acc_bf16) with
+     * dxAcc as its dx, at the twin's grid, block and shared memory, and nothing after it but what the variant launches
+     * anyway (the reduce kernel for 1, 3, 4 and 7): no scratch dx, no add.
+     */
+    @Test
+    void rmsNormBackwardAccumulateLaunchesTheAccumulatingKernels() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        String[] kernels = {"rmsnorm_bwd_rows4_acc_bf16", "rmsnorm_bwd_fused4_acc_bf16", "rmsnorm_bwd_teams2_acc_bf16",
+                "rmsnorm_bwd_teams4_acc_bf16", null, "rmsnorm_bwd_teams2_fused_acc_bf16", "rmsnorm_bwd_teams2_prefetch_acc_bf16",
+                "rmsnorm_bwd_teams2_prefetch_fused_acc_bf16"};
+        for (int v = 1; v <= 8; v++) {
+            if (kernels[v - 1] == null) continue;  // variant 5: see the fallback test below
+            op.setBackwardVariant(v);
+            Tensor dy = bf16(8192, 1024), x = bf16(8192, 1024), gain = bf16(1024), rstd = f32(8192), dGain = f32(1024), acc = bf16(8192, 1024);
+            ctx.launches.clear();
+            op.backward(dy, x, gain, rstd, dGain);
+            Launch twin = ctx.launches.getFirst();
+            ctx.launches.clear();
+            assertSame(acc, op.backwardAccumulate(dy, x, gain, rstd, dGain, acc));
+            Launch l = ctx.only(kernels[v - 1]);
+            assertEquals(twin.name().replace("_bf16", "_acc_bf16"), l.name(), "variant " + v);
+            assertSame(acc, l.args()[0], "variant " + v + ": dxAcc is the kernel's dx");
+            assertArrayEquals(twin.grid(), l.grid());
+            assertArrayEquals(twin.block(), l.block());
+            assertEquals(twin.shared(), l.shared());
+            assertEquals(twin.cooperative(), l.cooperative());
+            boolean reduces = v == 1 || v == 3 || v == 4 || v == 7;
+            assertEquals(reduces ? 2 : 1, ctx.launches.size(), "variant " + v + ": " + ctx.launches.stream().map(Launch::name).toList());
+            if (reduces) assertSame(dGain, ctx.only("rmsnorm_bwd_gain_reduce").args()[0]);
+        }
+        // d = 2048: the 8-group warp-per-row kernels.
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TWO_KERNELS);
+        ctx.launches.clear();
+        Tensor wide = bf16(300, 2048);
+        op.backwardAccumulate(bf16(300, 2048), bf16(300, 2048), bf16(2048), f32(300), f32(2048), wide);
+        assertSame(wide, ctx.only("rmsnorm_bwd_rows8_acc_bf16").args()[0]);
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_FUSED_REDUCE);
+        ctx.launches.clear();
+        op.backwardAccumulate(bf16(300, 2048), bf16(300, 2048), bf16(2048), f32(300), f32(2048), wide);
+        assertTrue(ctx.only("rmsnorm_bwd_fused8_acc_bf16").cooperative());
+        // Variant 5 below compute capability 9 runs variant 1, so its accumulating kernel.
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_BULK);
+        ctx.launches.clear();
+        op.backwardAccumulate(bf16(64, 1024), bf16(64, 1024), bf16(1024), f32(64), f32(1024), bf16(64, 1024));
+        ctx.only("rmsnorm_bwd_rows4_acc_bf16");
+    }
+
+    /**
+     * Where no accumulating kernel serves (variant 5 on compute capability 9+, odd, wide or misaligned rows, a misaligned
+     * dxAcc), rmsNormBackwardAccumulate is the backward into scratch and add_inplace_bf16 into dxAcc; mistakes are
+     * IllegalArgumentExceptions. (Not in everyKernelOfTheseFilesIsLaunchableFromJava: add_inplace_bf16 is elementwise.cu's.)
+     */
+    @Test
+    void rmsNormBackwardAccumulateFallsBackToTheBackwardAndAnAdd() {
+        CudaRmsNorm op = new CudaRmsNorm(ctx);
+        ctx.computeCapabilityMajor = 9;
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_BULK);
+        Tensor acc = bf16(8192, 1024);
+        op.backwardAccumulate(bf16(8192, 1024), bf16(8192, 1024), bf16(1024), f32(8192), f32(1024), acc);
+        Launch bulk = ctx.only("rmsnorm_bwd_bulk2_bf16");
+        Launch add = ctx.only("add_inplace_bf16");
+        assertSame(acc, add.args()[0]);
+        assertSame(bulk.args()[0], add.args()[1], "the add reads the backward's scratch dx");
+        assertEquals(List.of("rmsnorm_bwd_bulk2_bf16", "rmsnorm_bwd_gain_reduce", "add_inplace_bf16"),
+                ctx.launches.stream().map(Launch::name).toList());
+        ctx.computeCapabilityMajor = 0;
+        op.setBackwardVariant(CudaRmsNorm.BACKWARD_TWO_KERNELS);
+        // odd width and wider than the row kernels: the block-per-row kernel; a dxAcc 2 bytes off 16-byte alignment: the
+        // non-accumulating row kernel into (aligned) scratch
+        Tensor base = bf16(4 * 1024 + 8);
+        Tensor misaligned = new Tensor(base.storage(), DType.BF16, 1L, 4, 1024);
+        String[] first = {"rmsnorm_bwd_bf16", "rmsnorm_bwd_bf16", "rmsnorm_bwd_rows4_bf16"};
+        Tensor[] accs = {bf16(4, 100), bf16(4, 2560), misaligned};
+        for (int i = 0; i < accs.length; i++) {
+            Tensor a = accs[i];
+            int n = a.dim(0), d = a.dim(1);
+            ctx.launches.clear();
+            assertSame(a, op.backwardAccumulate(bf16(n, d), bf16(n, d), bf16(d), f32(n), f32(d), a));
+            assertEquals(List.of(first[i], "rmsnorm_bwd_gain_reduce", "add_inplace_bf16"),
+                    ctx.launches.stream().map(Launch::name).toList(), "d = " + d);
+            assertSame(a, ctx.only("add_inplace_bf16").args()[0]);
+        }
+        Tensor dy = bf16(8, 64), x = bf16(8, 64);
+        assertThrows(IllegalArgumentException.class, () -> op.backwardAccumulate(dy, x, bf16(64), f32(8), f32(64), bf16(8, 72)));
+        assertThrows(IllegalArgumentException.class, () -> op.backwardAccumulate(dy, x, bf16(64), f32(8), f32(64), f32(8, 64)));
+        assertThrows(IllegalArgumentException.class, () -> op.backwardAccumulate(dy, x, bf16(64), f32(8), f32(64), dy));
+        assertThrows(IllegalArgumentException.class, () -> op.backwardAccumulate(dy, x, bf16(64), f32(8), f32(64), x.reshape(8, 64)));
+        assertThrows(IllegalArgumentException.class, () -> op.backwardAccumulate(dy, x, bf16(64), f32(8), f32(64), null));
+        assertThrows(IllegalArgumentException.class, () -> op.backwardAccumulate(dy, x, bf16(64), f32(7), f32(64), bf16(8, 64)));
+    }
+
     @Test
     void rmsNormBackwardPicksTheKernelByWidthAndAlignment() {
         CudaRmsNorm op = new CudaRmsNorm(ctx);
@@ -1115,6 +1207,7 @@ class OpKernelLaunchTest {
                 this::fusedTeamRmsNormBackwardIsVariant3sGridLaunchedCooperativelyWithTheCounter,
                 this::prefetchingTeamRmsNormBackwardHasAtMost12WarpsPerBlock,
                 this::prefetchingFusedTeamRmsNormBackwardIsVariant7sGridLaunchedCooperativelyWithTheCounter,
+                this::rmsNormBackwardAccumulateLaunchesTheAccumulatingKernels,
                 this::ropeIsOneWarpPerRowWithAPerWarpAngleTable, this::swigluForwardAndBackward,
                 this::crossEntropyOneBlockPerRowWithTargetsInSharedMemory, this::adamWPassesHostBiasCorrectionsAndNullCompute,
                 this::sumOfSquaresGivesEachTensorItsOwnPartialSlots, this::pipelinedRmsNormForwardLaunchesThePipeKernelsWherePossible,
