@@ -91,6 +91,11 @@ public final class CudaRmsNorm {
     private final CudaElementwise elementwise;
     private int variant;
     private int backwardVariant = BACKWARD_TWO_KERNELS;
+    /**
+     * Whether {@link #backwardAccumulate} may use the accumulating kernels (written without a GPU; emulator-checked):
+     * {@code -Dpatchcore.rmsnormbwd.accumulate=false} makes it the backward and an add, as before them.
+     */
+    private boolean accumulateKernels = !"false".equals(System.getProperty("patchcore.rmsnormbwd.accumulate"));
     /** Arrival counter of backward variants 2, 6 and 8 (one u32, 0 between launches), allocated at its first use. */
     private Tensor arrivals;
 
@@ -195,6 +200,9 @@ public final class CudaRmsNorm {
         return new Backend.AddRmsNormOut(sum, y, rstd);
     }
 
+    /** Off: {@link #backwardAccumulate} is the backward and an add ({@code -Dpatchcore.rmsnormbwd.accumulate=false}). */
+    void setAccumulateKernels(boolean on) { this.accumulateKernels = on; }
+
     /** Returns dx; dGain (F32 [d]) += Σ_rows dy · x · rstd. */
     public Tensor backward(Tensor dy, Tensor x, Tensor gain, Tensor rstd, Tensor dGain) {
         return backward(dy, x, gain, rstd, dGain, null);
@@ -234,7 +242,7 @@ public final class CudaRmsNorm {
         boolean rows = d % 8 == 0 && d <= BACKWARD_ROWS_MAX_WIDTH && aligned16(dy) && aligned16(x) && aligned16(gain)
                 && (!accumulate || aligned16(acc));
         boolean bulk = backwardVariant == BACKWARD_BULK && ctx.computeCapabilityMajor() >= 9;
-        if (accumulate && n > 0 && !(rows && !bulk)) {
+        if (accumulate && n > 0 && !(rows && !bulk && accumulateKernels)) {
             // No accumulating kernel for this variant or shape: the backward into scratch, then the add.
             elementwise.addInPlace(acc, backward(dy, x, gain, rstd, dGain, null));
             return acc;

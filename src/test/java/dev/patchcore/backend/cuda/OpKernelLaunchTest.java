@@ -498,6 +498,13 @@ class OpKernelLaunchTest {
                 ctx.launches.stream().map(Launch::name).toList());
         ctx.computeCapabilityMajor = 0;
         op.setBackwardVariant(CudaRmsNorm.BACKWARD_TWO_KERNELS);
+        // -Dpatchcore.rmsnormbwd.accumulate=false: the accumulating kernels off, the default's backward and the add
+        op.setAccumulateKernels(false);
+        ctx.launches.clear();
+        op.backwardAccumulate(bf16(64, 1024), bf16(64, 1024), bf16(1024), f32(64), f32(1024), bf16(64, 1024));
+        assertEquals(List.of("rmsnorm_bwd_rows4_bf16", "rmsnorm_bwd_gain_reduce", "add_inplace_bf16"),
+                ctx.launches.stream().map(Launch::name).toList());
+        op.setAccumulateKernels(true);
         // odd width and wider than the row kernels: the block-per-row kernel; a dxAcc 2 bytes off 16-byte alignment: the
         // non-accumulating row kernel into (aligned) scratch
         Tensor base = bf16(4 * 1024 + 8);
