@@ -9,8 +9,12 @@
 //               same decoder or a Metaspace one.
 // HuggingFaceBpeTokenizerTest checks patchcore's reader against them. The script also counts, for the legacy layout,
 // the texts of expected.json on which Hugging Face's ids equal the sentencepiece library's own ids for the model.
+// With --llama2 DIR it also writes LLaMA-2's whole tokenizer.json, rebuilt from the vocabulary and merges the npm
+// package llama-tokenizer-js publishes, as DIR/legacy/tokenizer.json and DIR/metaspace/tokenizer.json (the newer
+// layout, prepend_scheme first, split false), for EncodeTexts.java + compare.js, and counts the bundled documents on
+// which Hugging Face's ids for it equal llama-tokenizer-js's own.
 //
-//   cd tools/reference/hf-tokenizer && npm install && node make_spbpe_fixtures.js
+//   cd tools/reference/hf-tokenizer && npm install && node make_spbpe_fixtures.js [--llama2 DIR]
 'use strict';
 const fs = require('fs');
 const path = require('path');
@@ -198,6 +202,34 @@ async function main() {
   fs.writeFileSync(path.join(OUT, 'spbpe-cases.json'), '[\n' + lines.join(',\n') + '\n]\n');
   console.log(`wrote ${OUT}/spbpe-tokenizer.json (${Object.keys(base.model.vocab).length} tokens, ${base.model.merges.length} merges) `
       + `and spbpe-cases.json (${VARIANTS.length} variants × ${texts.length} texts, ${decodes.length} decodes)`);
+
+  const i = process.argv.indexOf('--llama2');
+  if (i >= 0) await llama2(process.argv[i + 1]);
+}
+
+/** LLaMA-2's tokenizer.json in both layouts, from llama-tokenizer-js's vocabulary and merges (ranked by priority). */
+async function llama2(dir) {
+  const lt = require('llama-tokenizer-js').default || require('llama-tokenizer-js');
+  const t = legacyTokenizer(lt.vocabById.map((piece) => ({ piece, score: 0 })));
+  t.model.merges = [...lt.merges.entries()].sort((a, b) => a[1] - b[1]).map(([k]) => k);
+  const newer = metaspace('first', false)(JSON.parse(JSON.stringify(t)));
+  for (const [name, json] of [['legacy', t], ['metaspace', newer]]) {
+    fs.mkdirSync(path.join(dir, name), { recursive: true });
+    fs.writeFileSync(path.join(dir, name, 'tokenizer.json'), JSON.stringify(json));
+  }
+  const docs = require('zlib').gunzipSync(fs.readFileSync(path.join(ROOT, 'src/main/resources/corpus/brown.jsonl.gz')))
+      .toString('utf8').trim().split('\n').map((l) => JSON.parse(l).text);
+  for (const [name, json] of [['legacy', t], ['metaspace', newer]]) {
+    const tok = Tokenizer.fromString(JSON.stringify(json));
+    let same = 0, tokens = 0;
+    for (const d of docs) {
+      const ids = (await tok.encode(d, null, { addSpecialTokens: false })).getIds();
+      tokens += ids.length;
+      if (JSON.stringify(ids) === JSON.stringify(lt.encode(d, false, true))) same++;
+    }
+    console.log(`wrote ${dir}/${name}/tokenizer.json (LLaMA-2, ${t.model.merges.length} merges): on ${same} of ${docs.length} `
+        + `bundled documents (${tokens} tokens) Hugging Face's ids equal llama-tokenizer-js's`);
+  }
 }
 
 /** The top-level fields of t that differ from base; model fields one by one, and "remove_vocab" for removed tokens. */

@@ -288,6 +288,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
     @Override public int specialId(String token) { return specialIds.getOrDefault(token, -1); }
 
+    /** Whether the file is a byte-level BPE (a ByteLevel pre-tokenizer), not a SentencePiece-style one (byte fallback). */
+    public boolean isByteLevel() { return byteLevel; }
+
     /** The special token the tokenizer's post-processor puts before a text (LLaMA-3's {@code <|begin_of_text|>}), or −1. */
     public int bosId() { return bosId; }
 
