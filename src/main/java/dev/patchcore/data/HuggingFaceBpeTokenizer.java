@@ -302,13 +302,21 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     }
 
     @Override
-    public int[] encode(String text) {
+    public int[] encode(String text) { return encode(text, true); }
+
+    /**
+     * {@link #encode(String)}, told whether the text begins what tokenizers is given: false for text that follows a
+     * special token a chat template put in by its id (tokenizers encodes a rendered conversation whole, split at its
+     * special tokens). Only a Metaspace pre-tokenizer with {@code prepend_scheme} "first" looks at it: it puts "▁"
+     * before the text that begins the input only.
+     */
+    public int[] encode(String text, boolean beginsText) {
         IntArrayList out = new IntArrayList(text.length() / 3 + 4);
         // As tokenizers: added tokens matched in the raw text first, then the rest normalized, then those matched in
         // the normalized text; what is left is pre-tokenized and merged. A stretch begins the text where both splits
         // left it at their start (Metaspace's prepend_scheme "first" looks at that).
         rawWords.split(text, out, (raw, rawFirst) -> normalizedWords.split(normalizer.apply(raw), out,
-                (rest, first) -> encodePlain(rest, rawFirst && first, out)));
+                (rest, first) -> encodePlain(rest, beginsText && rawFirst && first, out)));
         return out.toIntArray();
     }
 

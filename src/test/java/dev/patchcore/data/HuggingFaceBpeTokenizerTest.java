@@ -4,6 +4,7 @@ import com.google.gson.JsonArray;
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
 import com.google.gson.JsonParser;
+import it.unimi.dsi.fastutil.ints.IntArrayList;
 import org.junit.jupiter.api.Test;
 
 import java.io.IOException;
@@ -126,6 +127,36 @@ public class HuggingFaceBpeTokenizerTest {
             tokens += want.length;
         }
         assertTrue(tokens > 100_000, tokens + " tokens");
+    }
+
+    /**
+     * Text after a special token (a chat template puts it in by id, then encodes the text after it alone): tokenizers,
+     * given the whole, puts Metaspace's "first" "▁" before the text at the start only, LLaMA-2's Prepend normalizer before
+     * every stretch. {@code encode(text, false)} gives the ids of the stretches after the first.
+     */
+    @Test void textAfterASpecialTokenEncodesAsInTheWhole() {
+        JsonArray variants = JsonParser.parseString(resourceText("spbpe-cases.json")).getAsJsonArray();
+        String text = "<s> and </s> and <unk> are ordinary text";
+        for (JsonElement v : variants) {
+            String name = v.getAsJsonObject().get("name").getAsString();
+            if (name.contains("unk")) continue;
+            HuggingFaceBpeTokenizer tok = HuggingFaceBpeTokenizer.fromBytes(apply(SP_BASE, v.getAsJsonObject().get("tokenizer")).toString()
+                    .getBytes(StandardCharsets.UTF_8), null, name);
+            int[] want = null;
+            for (JsonElement c : v.getAsJsonObject().getAsJsonArray("cases"))
+                if (c.getAsJsonObject().get("text").getAsString().equals(text)) want = ints(c.getAsJsonObject().getAsJsonArray("ids"));
+            IntArrayList got = new IntArrayList();
+            got.add(1);
+            got.addElements(got.size(), tok.encode(" and ", false));
+            got.add(2);
+            got.addElements(got.size(), tok.encode(" and ", false));
+            got.add(0);
+            got.addElements(got.size(), tok.encode(" are ordinary text", false));
+            assertArrayEquals(want, got.toIntArray(), name);
+        }
+        HuggingFaceBpeTokenizer first = HuggingFaceBpeTokenizer.fromBytes(apply(SP_BASE, variants.get(1).getAsJsonObject().get("tokenizer"))
+                .toString().getBytes(StandardCharsets.UTF_8), null, "metaspace-first");
+        assertFalse(Arrays.equals(first.encode("and", false), first.encode("and")), "\"first\" puts \u2581 before the start only");
     }
 
     /** A character cut short in byte tokens (as while generating) decodes to U+FFFD per byte after what is whole. */
