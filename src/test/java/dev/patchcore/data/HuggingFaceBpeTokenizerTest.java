@@ -73,8 +73,7 @@ public class HuggingFaceBpeTokenizerTest {
         for (JsonElement v : variants) {
             JsonObject variant = v.getAsJsonObject();
             String name = variant.get("name").getAsString();
-            HuggingFaceBpeTokenizer tok = HuggingFaceBpeTokenizer.fromBytes(apply(SP_BASE, variant.get("tokenizer")).toString()
-                    .getBytes(StandardCharsets.UTF_8), null, name);
+            HuggingFaceBpeTokenizer tok = spVariant(variant, name);
             assertEquals(1, tok.bosId(), name + ": <s>, from the post-processor");
             assertEquals(ints(variant.getAsJsonArray("prepended"))[0], tok.bosId(), name);
             assertEquals(2, tok.eosId(), name + ": </s>");
@@ -140,8 +139,7 @@ public class HuggingFaceBpeTokenizerTest {
         for (JsonElement v : variants) {
             String name = v.getAsJsonObject().get("name").getAsString();
             if (name.contains("unk")) continue;
-            HuggingFaceBpeTokenizer tok = HuggingFaceBpeTokenizer.fromBytes(apply(SP_BASE, v.getAsJsonObject().get("tokenizer")).toString()
-                    .getBytes(StandardCharsets.UTF_8), null, name);
+            HuggingFaceBpeTokenizer tok = spVariant(v.getAsJsonObject(), name);
             int[] want = null;
             for (JsonElement c : v.getAsJsonObject().getAsJsonArray("cases"))
                 if (c.getAsJsonObject().get("text").getAsString().equals(text)) want = ints(c.getAsJsonObject().getAsJsonArray("ids"));
@@ -154,8 +152,7 @@ public class HuggingFaceBpeTokenizerTest {
             got.addElements(got.size(), tok.encode(" are ordinary text", false));
             assertArrayEquals(want, got.toIntArray(), name);
         }
-        HuggingFaceBpeTokenizer first = HuggingFaceBpeTokenizer.fromBytes(apply(SP_BASE, variants.get(1).getAsJsonObject().get("tokenizer"))
-                .toString().getBytes(StandardCharsets.UTF_8), null, "metaspace-first");
+        HuggingFaceBpeTokenizer first = spVariant(variants.get(1).getAsJsonObject(), "metaspace-first");
         assertFalse(Arrays.equals(first.encode("and", false), first.encode("and")), "\"first\" puts \u2581 before the start only");
     }
 
@@ -171,6 +168,11 @@ public class HuggingFaceBpeTokenizerTest {
             assertEquals("x" + bytes[n], tok.decode(Arrays.copyOf(ids, k + n)), n + " bytes");
         int[] withSpecials = IntStream.concat(IntStream.concat(IntStream.of(1), IntStream.of(ids)), IntStream.of(2)).toArray();
         assertEquals("<s> x\u4e2d\u6587</s>", tok.decode(withSpecials), "special tokens as their text, as tokenizers decodes them");
+    }
+
+    /** The SentencePiece-style fixture under a variant of spbpe-cases.json. */
+    private static HuggingFaceBpeTokenizer spVariant(JsonObject variant, String where) {
+        return HuggingFaceBpeTokenizer.fromBytes(apply(SP_BASE, variant.get("tokenizer")).toString().getBytes(StandardCharsets.UTF_8), null, where);
     }
 
     private static boolean byteRunsAreUtf8(HuggingFaceBpeTokenizer tok, int[] ids) {
@@ -336,16 +338,16 @@ public class HuggingFaceBpeTokenizerTest {
     @Test void sentencePieceStyleFilesAreRefusedInOneLineWhereNotRead() {
         String metaspace = "{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"prepend_scheme\": \"first\", \"split\": false}";
         List<String> messages = new ArrayList<>();
-        messages.add(spRefusal(t -> t.getAsJsonObject("model").addProperty("type", "Unigram")));
-        messages.add(spRefusal(t -> t.getAsJsonObject("model").addProperty("byte_fallback", false)));
-        messages.add(spRefusal(t -> t.getAsJsonObject("model").addProperty("unk_token", "<oov>")));
-        messages.add(spRefusal(t -> t.add("decoder", JsonParser.parseString("{\"type\": \"WordPiece\", \"prefix\": \"##\"}"))));
-        messages.add(spRefusal(t -> t.add("decoder", JsonParser.parseString("{\"type\": \"ByteLevel\"}"))));
-        messages.add(spRefusal(t -> t.add("pre_tokenizer", JsonParser.parseString(metaspace.replace("\u2581\"", "__\"")))));
-        messages.add(spRefusal(t -> t.add("pre_tokenizer", JsonParser.parseString(metaspace.replace("first", "sometimes")))));
-        messages.add(spRefusal(t -> t.add("pre_tokenizer",
+        messages.add(refusal(SP_BASE, t -> t.getAsJsonObject("model").addProperty("type", "Unigram")));
+        messages.add(refusal(SP_BASE, t -> t.getAsJsonObject("model").addProperty("byte_fallback", false)));
+        messages.add(refusal(SP_BASE, t -> t.getAsJsonObject("model").addProperty("unk_token", "<oov>")));
+        messages.add(refusal(SP_BASE, t -> t.add("decoder", JsonParser.parseString("{\"type\": \"WordPiece\", \"prefix\": \"##\"}"))));
+        messages.add(refusal(SP_BASE, t -> t.add("decoder", JsonParser.parseString("{\"type\": \"ByteLevel\"}"))));
+        messages.add(refusal(SP_BASE, t -> t.add("pre_tokenizer", JsonParser.parseString(metaspace.replace("\u2581\"", "__\"")))));
+        messages.add(refusal(SP_BASE, t -> t.add("pre_tokenizer", JsonParser.parseString(metaspace.replace("first", "sometimes")))));
+        messages.add(refusal(SP_BASE, t -> t.add("pre_tokenizer",
                 JsonParser.parseString("{\"type\": \"Metaspace\", \"replacement\": \"\u2581\", \"add_prefix_space\": false}"))));
-        messages.add(spRefusal(t -> t.add("pre_tokenizer", JsonParser.parseString(metaspace.replace("false}", "\"no\"}")))));
+        messages.add(refusal(SP_BASE, t -> t.add("pre_tokenizer", JsonParser.parseString(metaspace.replace("false}", "\"no\"}")))));
         List<String> expected = List.of(
                 "t has a Unigram model; patchcore reads BPE tokenizer.json files, byte-level or SentencePiece-style with byte fallback "
                         + "(for a SentencePiece model, give its tokenizer.model)",
@@ -361,12 +363,6 @@ public class HuggingFaceBpeTokenizerTest {
                 "t has a Metaspace with add_prefix_space false and no prepend_scheme, which tokenizers refuses too",
                 "t has a \"split\" that is not true or false");
         assertEquals(expected, messages);
-    }
-
-    private static String spRefusal(java.util.function.Consumer<JsonObject> change) {
-        JsonObject t = SP_BASE.deepCopy();
-        change.accept(t);
-        return assertThrows(IllegalArgumentException.class, () -> of(t, null)).getMessage();
     }
 
     /** Malformed files (wrong JSON types in the places a reader looks) are refused in one line too, never a crash. */
@@ -394,7 +390,11 @@ public class HuggingFaceBpeTokenizerTest {
     }
 
     private static String refusal(java.util.function.Consumer<JsonObject> change) {
-        JsonObject t = BASE.deepCopy();
+        return refusal(BASE, change);
+    }
+
+    private static String refusal(JsonObject base, java.util.function.Consumer<JsonObject> change) {
+        JsonObject t = base.deepCopy();
         change.accept(t);
         return assertThrows(IllegalArgumentException.class, () -> of(t, null)).getMessage();
     }
