@@ -29,24 +29,34 @@ import java.util.regex.Pattern;
 import java.util.regex.PatternSyntaxException;
 
 /**
- * A Hugging Face {@code tokenizer.json} with a byte-level BPE model: the tokenizers of LLaMA-3, GPT-2, SmolLM, Qwen2
- * and most models since. Encoding follows the {@code tokenizers} library step by step:
+ * A Hugging Face {@code tokenizer.json} with a BPE model: byte-level (the tokenizers of LLaMA-3, GPT-2, SmolLM, Qwen2
+ * and most models since) or SentencePiece-style with byte fallback (LLaMA-2's, TinyLlama's, Mistral's). Encoding
+ * follows the {@code tokenizers} library step by step:
  * <ol>
  *   <li>tokens added after training that are not special (the {@code added_tokens} with {@code "special": false}) are
  *       found in the text first, leftmost and longest, and become their ids. Special tokens are not: their text is
  *       ordinary text, as the {@link Tokenizer} contract says;</li>
- *   <li>the rest is normalized ({@code NFC}, {@code NFD}, {@code NFKC}, {@code NFKD}, {@code Lowercase}, or a
- *       {@code Sequence} of them);</li>
+ *   <li>the rest is normalized ({@code NFC}, {@code NFD}, {@code NFKC}, {@code NFKD}, {@code Lowercase},
+ *       {@code Prepend}, {@code Replace}, or a {@code Sequence} of them: LLaMA-2's is Prepend("▁") then
+ *       Replace(" " → "▁"));</li>
  *   <li>pre-tokenized: {@code Split} by a regular expression (pieces and matches isolated, or matches removed),
  *       {@code Digits}, {@code ByteLevel} (GPT-2's pattern where {@code use_regex}, a space before each piece where
- *       {@code add_prefix_space}), or a {@code Sequence} of them. The byte-level step is required;</li>
- *   <li>each piece's UTF-8 bytes are merged by BPE, the pair with the lowest merge rank first (leftmost on ties); with
- *       {@code ignore_merges}, a piece that is itself a token is taken whole.</li>
+ *       {@code add_prefix_space}), {@code Metaspace} (spaces → "▁", a "▁" put first by {@code prepend_scheme}
+ *       {@code always}, {@code first} — the piece that begins the text only — or {@code never}, split before each
+ *       "▁" where {@code split}), or a {@code Sequence} of them. A byte-level file has the ByteLevel step; a file
+ *       without it is SentencePiece-style and needs {@code byte_fallback};</li>
+ *   <li>each piece is merged by BPE, the pair with the lowest merge rank first (leftmost on ties); with
+ *       {@code ignore_merges}, a piece that is itself a token is taken whole. Byte-level: the piece's UTF-8 bytes are
+ *       the symbols. SentencePiece-style: its characters are; one that is not a token becomes the {@code <0xAB>} tokens
+ *       of its UTF-8 bytes (byte fallback), or, where those are missing, the unknown token (one for a run of such
+ *       characters with {@code fuse_unk}).</li>
  * </ol>
  * The regular expressions are Oniguruma's, as written in the file; they are compiled as Java patterns with Unicode
- * character classes ({@code \s} is Unicode white space there too). Decoding maps each token back through GPT-2's
+ * character classes ({@code \s} is Unicode white space there too). Decoding, byte-level: each token back through GPT-2's
  * byte → character table ({@code ByteLevel} decoder); a token spelled with other characters (an added token such as
- * {@code "<|end_of_text|>"}) decodes to its own text.
+ * {@code "<|end_of_text|>"}) decodes to its own text. SentencePiece-style: the tokens as the file spells them (a special
+ * token as its content) through the file's decoder ({@link HuggingFaceDecoder}: LLaMA-2's Replace("▁" → " "),
+ * ByteFallback, Fuse, Strip one leading space).
  *
  * <p>The end-of-text id comes from {@code tokenizer_config.json}'s {@code eos_token} when that file lies beside
  * {@code tokenizer.json}, else from the first special token named as one of {@link #END_OF_TEXT}. The begin-of-text id
@@ -73,9 +83,14 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final int vocabSize, eosId, bosId;
     private final Map<String, Integer> specialIds;  // special added token's content → id
     private final String[] spelled;               // id → the token as the file spells it; null for unassigned ids
-    private final byte[][] tokenBytes;            // id → the bytes it decodes to; null for unassigned ids
+    private final boolean byteLevel;              // a ByteLevel pre-tokenizer: else SentencePiece-style
+    private final byte[][] tokenBytes;            // byte-level: id → the bytes it decodes to; null for unassigned ids
     private final int[] charIds = new int[512];   // byte-level character (GPT-2's map of a byte) → its one-byte token's id
-    private final Object2IntOpenHashMap<String> tokenIds;  // byte-level spelling → id (the BPE vocabulary)
+    private final int[] byteIds = new int[256];   // SentencePiece-style: byte → its <0xAB> token's id, −1 where none
+    private final int unkId;                      // SentencePiece-style: the unknown token's id, −1 where none
+    private final boolean fuseUnk;
+    private final HuggingFaceDecoder decoder;     // SentencePiece-style
+    private final Object2IntOpenHashMap<String> tokenIds;  // spelling → id (the BPE vocabulary)
     private final Long2LongOpenHashMap merges;    // (left id << 32 | right id) → (rank << 32 | merged id)
     private final boolean ignoreMerges;
     private final UnaryOperator<String> normalizer;
@@ -94,19 +109,28 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                     + "one of " + String.join(", ", Tokenizers.NAMES) + ")");
         String type = string(model, "type", where);
         if (type != null && !type.equals("BPE"))
-            throw bad(where, "has a " + type + " model; patchcore reads byte-level BPE tokenizer.json files (for a SentencePiece "
-                    + "model, give its tokenizer.model)");
-        if (bool(model, "byte_fallback", where))
-            throw bad(where, "is a BPE with byte fallback (LLaMA-2 style); give the model's SentencePiece tokenizer.model instead");
+            throw bad(where, "has a " + type + " model; patchcore reads BPE tokenizer.json files, byte-level or SentencePiece-style "
+                    + "with byte fallback (for a SentencePiece model, give its tokenizer.model)");
+        boolean byteFallback = bool(model, "byte_fallback", where);
         for (String affix : List.of("continuing_subword_prefix", "end_of_word_suffix")) {
             String s = string(model, affix, where);
-            if (s != null && !s.isEmpty()) throw bad(where, "uses a " + affix + ", which byte-level BPE does not; it is not supported");
+            if (s != null && !s.isEmpty()) throw bad(where, "uses a " + affix + ", which is not supported");
         }
         JsonElement dropout = model.get("dropout");
         if (dropout != null && !dropout.isJsonNull()
                 && (!dropout.isJsonPrimitive() || !dropout.getAsJsonPrimitive().isNumber() || dropout.getAsDouble() != 0))
             throw bad(where, "has BPE dropout " + dropout + "; only deterministic BPE is supported");
         ignoreMerges = bool(model, "ignore_merges", where);
+        preTokenizers = new ArrayList<>();
+        preTokenizers(root.get("pre_tokenizer"), where, preTokenizers);
+        byteLevel = preTokenizers.stream().anyMatch(p -> p instanceof ByteLevel);
+        if (byteLevel && byteFallback)
+            throw bad(where, "has a ByteLevel pre-tokenizer and a BPE with byte fallback, which do not go together; it is not supported");
+        if (byteLevel && preTokenizers.stream().anyMatch(p -> p instanceof Metaspace))
+            throw bad(where, "has both a ByteLevel and a Metaspace pre-tokenizer; it is not supported");
+        if (!byteLevel && !byteFallback)
+            throw bad(where, "has no ByteLevel pre-tokenizer and no byte fallback; patchcore reads byte-level BPE and SentencePiece-style "
+                    + "BPE with byte_fallback (for a SentencePiece model, give its tokenizer.model)");
 
         // The vocabulary and the added tokens.
         JsonObject vocab = object(model, "vocab", where);
@@ -143,23 +167,38 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             }
         }
         vocabSize = maxId + 1;
-        if (vocabSize < 256) throw bad(where, "has only " + vocabSize + " tokens; a byte-level BPE has at least 256");
+        if (byteLevel && vocabSize < 256) throw bad(where, "has only " + vocabSize + " tokens; a byte-level BPE has at least 256");
 
-        String[] unicode = HuggingFaceTokenizerFiles.bytesToUnicode();
-        int[] charToByte = new int[charIds.length];
-        Arrays.fill(charToByte, -1);
-        for (int b = 0; b < 256; b++) {
-            char c = unicode[b].charAt(0);
-            charToByte[c] = b;
-            charIds[c] = tokenIds.getInt(unicode[b]);
-            if (charIds[c] < 0)
-                throw bad(where, "has no token for byte " + b + " (" + quoted(unicode[b]) + "): it is not a byte-level BPE");
-        }
         spelled = new String[vocabSize];
         for (var e : tokenIds.object2IntEntrySet()) spelled[e.getIntValue()] = e.getKey();
         for (Added a : added) spelled[a.id()] = a.content();
-        tokenBytes = new byte[vocabSize][];
-        for (int id = 0; id < vocabSize; id++) if (spelled[id] != null) tokenBytes[id] = decodeToken(spelled[id], charToByte);
+        int[] charToByte = new int[charIds.length];
+        Arrays.fill(byteIds, -1);
+        if (byteLevel) {
+            String[] unicode = HuggingFaceTokenizerFiles.bytesToUnicode();
+            Arrays.fill(charToByte, -1);
+            for (int b = 0; b < 256; b++) {
+                char c = unicode[b].charAt(0);
+                charToByte[c] = b;
+                charIds[c] = tokenIds.getInt(unicode[b]);
+                if (charIds[c] < 0)
+                    throw bad(where, "has no token for byte " + b + " (" + quoted(unicode[b]) + "): it is not a byte-level BPE");
+            }
+            tokenBytes = new byte[vocabSize][];
+            for (int id = 0; id < vocabSize; id++) if (spelled[id] != null) tokenBytes[id] = decodeToken(spelled[id], charToByte);
+            unkId = -1;
+            fuseUnk = false;
+            decoder = null;
+        } else {
+            // tokenizers looks a byte's token up as format!("<{b:#04X}>"): "<0x0A>".
+            for (int b = 0; b < 256; b++) byteIds[b] = tokenIds.getInt(String.format("<0x%02X>", b));
+            String unk = string(model, "unk_token", where);
+            unkId = unk == null ? -1 : tokenIds.getInt(unk);
+            if (unk != null && unkId < 0) throw bad(where, "names unk_token " + quoted(unk) + ", which is not in its vocab");
+            fuseUnk = bool(model, "fuse_unk", where);
+            decoder = HuggingFaceDecoder.of(root.get("decoder"), where);
+            tokenBytes = null;
+        }
 
         // Merges: "left right" strings (older files) or [left, right] arrays; the rank is the position (a pair listed
         // twice takes its last rank, as in tokenizers).
@@ -186,18 +225,13 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             if (a.normalized()) {
                 String key = normalizer.apply(a.content());
                 if (!key.isEmpty()) normalized.putIfAbsent(key, a.id());
-                if (tokenIds.getInt(a.content()) < 0) tokenBytes[a.id()] = decodeToken(key, charToByte);  // decodes as normalized
+                if (byteLevel && tokenIds.getInt(a.content()) < 0) tokenBytes[a.id()] = decodeToken(key, charToByte);  // decodes as normalized
             } else {
                 raw.putIfAbsent(a.content(), a.id());
             }
         }
         rawWords = new AddedWords(raw);
         normalizedWords = new AddedWords(normalized);
-        preTokenizers = new ArrayList<>();
-        preTokenizers(root.get("pre_tokenizer"), where, preTokenizers);
-        if (preTokenizers.stream().noneMatch(p -> p instanceof ByteLevel))
-            throw bad(where, "has no ByteLevel pre-tokenizer; patchcore reads byte-level BPE tokenizers only (for a SentencePiece "
-                    + "model, give its tokenizer.model)");
 
         // Special tokens: the end of text, and the begin of text the post-processor adds.
         Map<String, Integer> specialIds = new java.util.HashMap<>();
@@ -254,6 +288,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
     @Override public int specialId(String token) { return specialIds.getOrDefault(token, -1); }
 
+    /** Whether the file is a byte-level BPE (a ByteLevel pre-tokenizer), not a SentencePiece-style one (byte fallback). */
+    public boolean isByteLevel() { return byteLevel; }
+
     /** The special token the tokenizer's post-processor puts before a text (LLaMA-3's {@code <|begin_of_text|>}), or −1. */
     public int bosId() { return bosId; }
 
@@ -265,26 +302,40 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     }
 
     @Override
-    public int[] encode(String text) {
+    public int[] encode(String text) { return encode(text, true); }
+
+    /**
+     * {@link #encode(String)}, told whether the text begins what tokenizers is given: false for text that follows a
+     * special token a chat template put in by its id (tokenizers encodes a rendered conversation whole, split at its
+     * special tokens). Only a Metaspace pre-tokenizer with {@code prepend_scheme} "first" looks at it: it puts "▁"
+     * before the text that begins the input only.
+     */
+    public int[] encode(String text, boolean beginsText) {
         IntArrayList out = new IntArrayList(text.length() / 3 + 4);
         // As tokenizers: added tokens matched in the raw text first, then the rest normalized, then those matched in
-        // the normalized text; what is left is pre-tokenized and merged.
-        rawWords.split(text, out, raw -> normalizedWords.split(normalizer.apply(raw), out, rest -> encodePlain(rest, out)));
+        // the normalized text; what is left is pre-tokenized and merged. A stretch begins the text where both splits
+        // left it at their start (Metaspace's prepend_scheme "first" looks at that).
+        rawWords.split(text, out, (raw, rawFirst) -> normalizedWords.split(normalizer.apply(raw), out,
+                (rest, first) -> encodePlain(rest, beginsText && rawFirst && first, out)));
         return out.toIntArray();
     }
 
-    private void encodePlain(String text, IntArrayList out) {
+    private void encodePlain(String text, boolean atStart, IntArrayList out) {
         List<String> pieces = List.of(text);
         for (PreTokenizer p : preTokenizers) {
             List<String> next = new ArrayList<>(pieces.size() * 2);
-            for (String piece : pieces) p.split(piece, next);
+            for (int i = 0; i < pieces.size(); i++) {
+                p.split(pieces.get(i), atStart && i == 0, next);
+                // The first piece still begins the text unless a Split removed what began it.
+                if (i == 0 && p instanceof Split split && !split.keepMatches() && split.matchesAtStart(pieces.get(0))) atStart = false;
+            }
             pieces = next;
         }
         for (String piece : pieces) {
             if (piece.isEmpty()) continue;
             int[] ids = cache.get(piece);
             if (ids == null) {
-                ids = bpe(piece);
+                ids = byteLevel ? bpe(piece) : bpeChars(piece);
                 if (cache.size() >= CACHE_LIMIT) cache.clear();
                 if (piece.length() <= 256) cache.put(piece, ids);
             }
@@ -310,10 +361,15 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
         boolean isEmpty() { return ids.isEmpty(); }
 
+        /** Text between added tokens, and whether it begins the text it was found in. */
+        interface Rest {
+            void accept(String stretch, boolean first);
+        }
+
         /** Appends the ids of the added tokens in {@code text} to {@code out}, and hands each stretch between them to {@code rest}. */
-        void split(String text, IntArrayList out, java.util.function.Consumer<String> rest) {
+        void split(String text, IntArrayList out, Rest rest) {
             if (byFirst.isEmpty()) {
-                if (!text.isEmpty()) rest.accept(text);
+                if (!text.isEmpty()) rest.accept(text, true);
                 return;
             }
             int from = 0;
@@ -322,14 +378,14 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                 if (candidates == null) continue;
                 for (String w : candidates) {
                     if (!text.startsWith(w, i)) continue;
-                    if (i > from) rest.accept(text.substring(from, i));
+                    if (i > from) rest.accept(text.substring(from, i), from == 0);
                     out.add((int) ids.get(w));
                     from = i + w.length();
                     i = from - 1;
                     break;
                 }
             }
-            if (from < text.length()) rest.accept(text.substring(from));
+            if (from < text.length()) rest.accept(text.substring(from), from == 0);
         }
     }
 
@@ -347,6 +403,45 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         int[] ids = new int[n];
         for (int i = 0; i < n; i++) ids[i] = charIds[piece.charAt(i)];  // ByteLevel spelled every byte as one of these
         return n > 32 ? bpeHeap(ids) : bpeScan(ids);
+    }
+
+    /**
+     * SentencePiece-style BPE of one piece, as tokenizers' merge_word: each character its token; one that is none, the
+     * {@code <0xAB>} tokens of its UTF-8 bytes, else the unknown token (a run of them one token with fuse_unk; without
+     * an unknown token the character is dropped, as there). Then the merges.
+     */
+    private int[] bpeChars(String piece) {
+        if (ignoreMerges) {
+            int whole = tokenIds.getInt(piece);
+            if (whole >= 0) return new int[] {whole};
+        }
+        IntArrayList ids = new IntArrayList(piece.length());
+        boolean unknown = false;  // an unknown token not yet added (tokenizers adds it when a known character follows)
+        for (int i = 0; i < piece.length(); ) {
+            int cp = piece.codePointAt(i);
+            i += Character.charCount(cp);
+            String c = cp >= 0xD800 && cp <= 0xDFFF ? "\uFFFD" : Character.toString(cp);  // an unpaired surrogate as U+FFFD
+            int id = tokenIds.getInt(c);
+            if (id >= 0) {
+                if (unknown) ids.add(unkId);
+                unknown = false;
+                ids.add(id);
+                continue;
+            }
+            byte[] bytes = c.getBytes(StandardCharsets.UTF_8);
+            boolean spelled = true;
+            for (byte b : bytes) spelled &= byteIds[b & 0xFF] >= 0;
+            if (spelled) {
+                for (byte b : bytes) ids.add(byteIds[b & 0xFF]);
+                continue;
+            }
+            if (unkId < 0) continue;
+            if (unknown && !fuseUnk) ids.add(unkId);
+            unknown = true;
+        }
+        if (unknown) ids.add(unkId);
+        int[] symbols = ids.toIntArray();
+        return symbols.length > 32 ? bpeHeap(symbols) : bpeScan(symbols);
     }
 
     private int[] bpeScan(int[] ids) {
@@ -406,11 +501,17 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
     @Override
     public String decode(int[] ids) {
-        ByteArrayOutputStream bytes = new ByteArrayOutputStream(ids.length * 4);
-        for (int id : ids) {
+        for (int id : ids)
             if (id < 0 || id >= vocabSize)
                 throw new IllegalArgumentException("token id " + id + " is outside the vocabulary [0, " + vocabSize + ") of tokenizer '"
                         + name + "'");
+        if (!byteLevel) {
+            List<String> tokens = new ArrayList<>(ids.length);
+            for (int id : ids) tokens.add(spelled[id] != null ? spelled[id] : "\uFFFD");
+            return decoder.decode(tokens);
+        }
+        ByteArrayOutputStream bytes = new ByteArrayOutputStream(ids.length * 4);
+        for (int id : ids) {
             byte[] b = tokenBytes[id];
             bytes.writeBytes(b != null ? b : REPLACEMENT);
         }
@@ -460,6 +561,9 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     /** One step of pre-tokenization: appends the pieces of {@code s} to {@code out}. */
     private interface PreTokenizer {
         void split(String s, List<String> out);
+
+        /** {@link #split(String, List)}, told whether {@code s} begins the text (for Metaspace's prepend_scheme first). */
+        default void split(String s, boolean atStart, List<String> out) { split(s, out); }
     }
 
     /** {@code Split} with behavior {@code Isolated} (matches and the text between them) or {@code Removed} (between only). */
@@ -474,6 +578,75 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                 last = m.end();
             }
             if (last < s.length()) out.add(s.substring(last));
+        }
+
+        /** Whether a (non-empty) match begins {@code s}. */
+        boolean matchesAtStart(String s) {
+            Matcher m = pattern.matcher(s);
+            return m.lookingAt() && m.end() > 0;
+        }
+    }
+
+    /** How a {@code Metaspace} pre-tokenizer or decoder puts "▁" first: always, for the piece that begins the text, never. */
+    enum Prepend { ALWAYS, FIRST, NEVER }
+
+    /**
+     * {@code Metaspace}: spaces → the replacement ("▁"), one put first by the prepend scheme where the piece does not
+     * begin with it already, and with {@code split} the piece cut before each replacement (which begins the next piece).
+     */
+    private record Metaspace(String replacement, Prepend prepend, boolean splits) implements PreTokenizer {
+        @Override public void split(String s, List<String> out) { split(s, false, out); }
+
+        @Override public void split(String s, boolean atStart, List<String> out) {
+            String r = s.replace(" ", replacement);
+            if (!r.startsWith(replacement) && (prepend == Prepend.ALWAYS || prepend == Prepend.FIRST && atStart)) r = replacement + r;
+            if (!splits) {
+                out.add(r);
+                return;
+            }
+            int from = 0;
+            for (int at = r.indexOf(replacement, 1); at > 0; at = r.indexOf(replacement, at + replacement.length())) {
+                if (at > from) out.add(r.substring(from, at));
+                from = at;
+            }
+            if (from < r.length()) out.add(r.substring(from));
+        }
+    }
+
+    /** A Metaspace's replacement: one character (tokenizers' is a char). */
+    static String replacement(JsonObject o, String where) {
+        String r = string(o, "replacement", where);
+        if (r == null || r.codePointCount(0, r.length()) != 1) throw bad(where, "has a Metaspace whose replacement is not one character");
+        return r;
+    }
+
+    /** A Metaspace's prepend_scheme; in older files add_prefix_space (true: always), as tokenizers reads them. */
+    static Prepend prependScheme(JsonObject o, String where) {
+        String scheme = string(o, "prepend_scheme", where);
+        if (scheme == null) {
+            if (o.has("add_prefix_space") && !bool(o, "add_prefix_space", where))
+                throw bad(where, "has a Metaspace with add_prefix_space false and no prepend_scheme, which tokenizers refuses too");
+            return Prepend.ALWAYS;
+        }
+        return switch (scheme) {
+            case "always" -> Prepend.ALWAYS;
+            case "first" -> Prepend.FIRST;
+            case "never" -> Prepend.NEVER;
+            default -> throw bad(where, "has a Metaspace with prepend_scheme " + quoted(scheme) + " (always, first and never are read)");
+        };
+    }
+
+    /** A {@code pattern} field, {@code {"String": ...}} or {@code {"Regex": ...}}, compiled (for Split and Replace). */
+    static Pattern pattern(JsonObject o, String what, String where) {
+        JsonObject pattern = object(o, "pattern", where);
+        if (pattern == null) throw bad(where, "has a " + what + " without a pattern");
+        String regex = pattern.has("Regex") ? string(pattern, "Regex", where)
+                : pattern.has("String") ? Pattern.quote(string(pattern, "String", where)) : null;
+        if (regex == null) throw bad(where, "has a " + what + " pattern that is neither Regex nor String");
+        try {
+            return Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS);
+        } catch (PatternSyntaxException e) {
+            throw bad(where, "has a " + what + " pattern Java cannot compile: " + e.getDescription());
         }
     }
 
@@ -543,19 +716,14 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                 String behavior = string(o, "behavior", where);
                 if (!"Isolated".equals(behavior) && !"Removed".equals(behavior))
                     throw bad(where, "has a Split pre-tokenizer with behavior " + behavior + " (Isolated and Removed are supported)");
-                JsonObject pattern = object(o, "pattern", where);
-                if (pattern == null) throw bad(where, "has a Split pre-tokenizer without a pattern");
-                String regex = pattern.has("Regex") ? string(pattern, "Regex", where)
-                        : pattern.has("String") ? Pattern.quote(string(pattern, "String", where)) : null;
-                if (regex == null) throw bad(where, "has a Split pattern that is neither Regex nor String");
-                try {
-                    out.add(new Split(Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS), behavior.equals("Isolated")));
-                } catch (PatternSyntaxException e) {
-                    throw bad(where, "has a Split pattern Java cannot compile: " + e.getDescription());
-                }
+                out.add(new Split(pattern(o, "Split pre-tokenizer", where), behavior.equals("Isolated")));
+            }
+            case "Metaspace" -> {
+                boolean split = o.get("split") == null || o.get("split").isJsonNull() || bool(o, "split", where);  // tokenizers' default
+                out.add(new Metaspace(replacement(o, where), prependScheme(o, where), split));
             }
             default -> throw bad(where, "has a " + (type == null ? "typeless" : type) + " pre-tokenizer, which is not supported "
-                    + "(ByteLevel, Split, Digits and Sequence are)");
+                    + "(ByteLevel, Metaspace, Split, Digits and Sequence are)");
         }
     }
 
@@ -570,6 +738,16 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             case "NFKC" -> s -> Normalizer.normalize(s, Normalizer.Form.NFKC);
             case "NFKD" -> s -> Normalizer.normalize(s, Normalizer.Form.NFKD);
             case "Lowercase" -> HuggingFaceBpeTokenizer::lowercase;
+            case "Prepend" -> {
+                String prefix = string(o, "prepend", where);
+                if (prefix == null) throw bad(where, "has a Prepend normalizer without its prepend");
+                yield s -> s.isEmpty() ? s : prefix + s;
+            }
+            case "Replace" -> {
+                Pattern p = pattern(o, "Replace normalizer", where);
+                String content = string(o, "content", where), with = Matcher.quoteReplacement(content == null ? "" : content);
+                yield s -> p.matcher(s).replaceAll(with);
+            }
             case "Sequence" -> {
                 JsonArray list = array(o, "normalizers", where);
                 UnaryOperator<String> all = UnaryOperator.identity();
@@ -580,8 +758,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                 yield all;
             }
             default -> throw bad(where, "has a " + (type == null ? "typeless" : type) + " normalizer, which is not supported (NFC, NFD, "
-                    + "NFKC, NFKD, Lowercase and Sequence are; a Prepend/Replace normalizer means a SentencePiece-style tokenizer: "
-                    + "give its tokenizer.model)");
+                    + "NFKC, NFKD, Lowercase, Prepend, Replace and Sequence are)");
         };
     }
 
@@ -688,35 +865,35 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         return b.toString();
     }
 
-    private static JsonObject object(JsonObject o, String key, String where) {
+    static JsonObject object(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
         if (!e.isJsonObject()) throw bad(where, "has a \"" + key + "\" that is not an object");
         return e.getAsJsonObject();
     }
 
-    private static JsonArray array(JsonObject o, String key, String where) {
+    static JsonArray array(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
         if (!e.isJsonArray()) throw bad(where, "has a \"" + key + "\" that is not a list");
         return e.getAsJsonArray();
     }
 
-    private static String string(JsonObject o, String key, String where) {
+    static String string(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return null;
         if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isString()) throw bad(where, "has a \"" + key + "\" that is not a string");
         return e.getAsString();
     }
 
-    private static boolean bool(JsonObject o, String key, String where) {
+    static boolean bool(JsonObject o, String key, String where) {
         JsonElement e = o.get(key);
         if (e == null || e.isJsonNull()) return false;
         if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isBoolean()) throw bad(where, "has a \"" + key + "\" that is not true or false");
         return e.getAsBoolean();
     }
 
-    private static IllegalArgumentException bad(String where, String what) {
+    static IllegalArgumentException bad(String where, String what) {
         return new IllegalArgumentException(where + " " + what);
     }
 

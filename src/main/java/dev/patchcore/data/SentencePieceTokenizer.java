@@ -555,7 +555,7 @@ public final class SentencePieceTokenizer implements Tokenizer {
     }
 
     /** Decodes pending byte pieces as SentencePiece does: each malformed byte becomes one U+FFFD. */
-    private static void appendBytes(ByteArrayOutputStream pending, StringBuilder out) {
+    static void appendBytes(ByteArrayOutputStream pending, StringBuilder out) {
         if (pending.size() == 0) return;
         byte[] b = pending.toByteArray();
         pending.reset();

@@ -15,7 +15,8 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * Looks tokenizers up by name: the built-in ones ({@link #NAMES}), a SentencePiece model file, or a Hugging Face
- * {@code tokenizer.json} (byte-level BPE). Instances are cached: BPE tables take a moment to load.
+ * {@code tokenizer.json} (BPE: byte-level, or SentencePiece-style with byte fallback). Instances are cached: BPE tables
+ * take a moment to load.
  */
 public final class Tokenizers {
 
@@ -30,7 +31,7 @@ public final class Tokenizers {
     /**
      * @param name one of {@link #NAMES}, case-insensitive ({@code gpt2} is an alias of {@code r50k_base}), the path
      *             of a SentencePiece {@code .model} file (e.g. LLaMA-2's {@code tokenizer.model}), or the path of a
-     *             Hugging Face {@code .json} tokenizer file (e.g. LLaMA-3's {@code tokenizer.json}; the
+     *             Hugging Face {@code .json} tokenizer file (e.g. LLaMA-3's or LLaMA-2's {@code tokenizer.json}; the
      *             {@code tokenizer_config.json} beside it names its end of text)
      * @throws IllegalArgumentException for any other name, or a file that is neither
      */
@@ -59,7 +60,7 @@ public final class Tokenizers {
             Path json = dir.resolve(HuggingFaceBpeTokenizer.FILE_NAME);
             if (Files.isRegularFile(json)) byName(json.toString());
             throw new IllegalArgumentException(dir + " names no tokenizer: a Hugging Face model folder needs its SentencePiece "
-                    + SentencePieceTokenizer.FILE_NAME + " or its byte-level BPE " + HuggingFaceBpeTokenizer.FILE_NAME);
+                    + SentencePieceTokenizer.FILE_NAME + " or its BPE " + HuggingFaceBpeTokenizer.FILE_NAME);
         }
         boolean sp = name.startsWith(SentencePieceTokenizer.NAME_PREFIX);
         if (!sp && !name.startsWith(HuggingFaceBpeTokenizer.NAME_PREFIX)) return byName(name);

@@ -31,7 +31,8 @@ import java.util.Set;
  * A Hugging Face {@code LlamaForCausalLM} folder (from the Hub, or any {@code save_pretrained}; also
  * {@code MistralForCausalLM} without a sliding window, whose modules are LLaMA's) read as a checkpoint:
  * {@code config.json}, the weights in {@code model.safetensors} or shards named by {@code model.safetensors.index.json}
- * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model} or a byte-level BPE {@code tokenizer.json}.
+ * (F32, BF16 or F16), and, for text, a SentencePiece {@code tokenizer.model} or a BPE {@code tokenizer.json} (byte-level, or
+ * SentencePiece-style with byte fallback).
  * {@code train --init-from}, {@code eval}, {@code generate} and {@code finetune} take such a folder where they take a
  * checkpoint.
  *
@@ -159,9 +160,12 @@ public final class HuggingFaceModel {
     }
 
     /**
-     * The folder's tokenizer: its SentencePiece tokenizer.model (LLaMA-1/2, Mistral), else its byte-level BPE
-     * tokenizer.json (LLaMA-3, SmolLM; the tokenizer_config.json beside it names the end of text), else null. A
-     * tokenizer.json patchcore does not read (a LLaMA-2-style one with byte fallback, WordPiece, ...) is null too: the
+     * The folder's tokenizer: its SentencePiece tokenizer.model (LLaMA-1/2, Mistral), else its BPE tokenizer.json
+     * (byte-level: LLaMA-3, SmolLM; SentencePiece-style with byte fallback: LLaMA-2, TinyLlama, Mistral folders without
+     * a tokenizer.model; the tokenizer_config.json beside it names the end of text), else null. Of the two, the
+     * tokenizer.model: it is the original the tokenizer.json was converted from (they encode alike), and data and
+     * checkpoints made from such a folder before tokenizer.json was read name it. A tokenizer.json patchcore does not
+     * read (WordPiece, Unigram, ...) is null too: the
      * weights still serve eval --data and train --init-from, which check the vocabulary size alone; the commands that
      * need the text (generate, finetune, eval --text) then say why the file is refused.
      */
@@ -180,18 +184,22 @@ public final class HuggingFaceModel {
      * The begin-of-text id to put before a prompt, or -1. With a SentencePiece tokenizer.model: config.json's
      * bos_token_id where the tokenizer adds it (tokenizer_config.json's add_bos_token; LlamaTokenizer's default is
      * true, so without that file it adds it). With a tokenizer.json: the token its post-processor puts first (LLaMA-3's
-     * {@code <|begin_of_text|>}), unless tokenizer_config.json says {@code "add_bos_token": false}.
+     * {@code <|begin_of_text|>}, LLaMA-2's {@code <s>}), unless tokenizer_config.json says {@code "add_bos_token": false};
+     * for a SentencePiece-style one whose post-processor puts none, config.json's bos_token_id where tokenizer_config.json
+     * names a LLaMA tokenizer class (LlamaTokenizerFast builds its post-processor from add_bos_token, true by default).
      */
     public static int bosToPrepend(Path dir) {
         Path tc = dir.resolve("tokenizer_config.json");
         JsonObject t = Files.isRegularFile(tc) ? json(tc) : null;
         boolean sentencePiece = Files.isRegularFile(dir.resolve(SentencePieceTokenizer.FILE_NAME));
+        boolean add = sentencePiece;  // LlamaTokenizer's default
         if (!sentencePiece && Files.isRegularFile(dir.resolve(HuggingFaceBpeTokenizer.FILE_NAME))) {
             if (t != null && !bool(t, "add_bos_token", tc.toString(), true)) return -1;
-            return tokenizer(dir) instanceof HuggingFaceBpeTokenizer hf ? hf.bosId() : -1;
-        }
-        boolean add = sentencePiece;  // LlamaTokenizer's default
-        if (t != null) {
+            if (!(tokenizer(dir) instanceof HuggingFaceBpeTokenizer hf)) return -1;
+            if (hf.bosId() >= 0 || hf.isByteLevel()) return hf.bosId();
+            String cls = t == null ? null : string(t, "tokenizer_class", tc.toString());
+            add = cls != null && cls.contains("llama");
+        } else if (t != null) {
             String cls = string(t, "tokenizer_class", tc.toString());
             add = bool(t, "add_bos_token", tc.toString(), cls != null ? cls.contains("llama") : add);
         }
@@ -215,7 +223,7 @@ public final class HuggingFaceModel {
      * vocabulary size alone was checked against the data's.
      */
     public static String noTokenizerNote(Path dir) {
-        return "note: " + dir + " has no tokenizer patchcore reads (a tokenizer.model, or a byte-level BPE tokenizer.json): only "
+        return "note: " + dir + " has no tokenizer patchcore reads (a tokenizer.model, or a BPE tokenizer.json): only "
                 + "its vocabulary size could be checked against the data's";
     }
 

@@ -396,20 +396,62 @@ class HuggingFaceModelTest {
         Files.writeString(dir.resolve("config.json"), cfg.toString());
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": true}");
         assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "no bos_token_id");
-        // A tokenizer.json patchcore does not read (LLaMA-2-style, byte fallback) and no tokenizer.model: the folder names no
+        // A tokenizer.json patchcore does not read (a Unigram model) and no tokenizer.model: the folder names no
         // tokenizer (eval --data and train --init-from check the vocabulary alone); what needs the text says why.
         Files.move(dir.resolve("tokenizer.model"), dir.resolve("tokenizer.model.away"));
-        Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": {\"type\": \"BPE\", \"byte_fallback\": true, \"vocab\": {}}}");
+        Files.writeString(dir.resolve("tokenizer.json"), "{\"model\": {\"type\": \"Unigram\", \"vocab\": []}}");
         org.junit.jupiter.api.Assertions.assertNull(Checkpoints.readMeta(dir).tokenizer());
         IllegalArgumentException why = assertThrows(IllegalArgumentException.class,
                 () -> dev.patchcore.data.Tokenizers.recorded(null, dir));
-        assertTrue(why.getMessage().endsWith("is a BPE with byte fallback (LLaMA-2 style); give the model's SentencePiece tokenizer.model "
-                + "instead"), why.getMessage());
+        assertTrue(why.getMessage().endsWith("has a Unigram model; patchcore reads BPE tokenizer.json files, byte-level or "
+                + "SentencePiece-style with byte fallback (for a SentencePiece model, give its tokenizer.model)"), why.getMessage());
         Files.delete(dir.resolve("tokenizer.json"));
         Files.move(dir.resolve("tokenizer.model.away"), dir.resolve("tokenizer.model"));
         // The tokenizer's 1000 pieces against vocab_size 97: refused for every command (they all read the meta).
         IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(dir));
         assertTrue(ex.getMessage().contains("config.json's vocab_size 97 is not its tokenizer.model's 1000 pieces"), ex.getMessage());
+    }
+
+    /**
+     * A LLaMA-2-style folder that ships tokenizer.json alone (byte fallback, the test model llama_bpe.model converted as
+     * transformers converts it): its tokenizer is read, generate puts {@code <s>} first (the post-processor's; with
+     * none, config.json's bos_token_id for a LLaMA tokenizer class) and prints text; a tokenizer.model beside it is
+     * preferred.
+     */
+    @Test void aSentencePieceStyleTokenizerJsonServesAFolderWithoutTokenizerModel(@TempDir Path dir) throws IOException {
+        ModelConfig shape = new ModelConfig("x", 1000, 32, 88, 2, 2, 48, 10000f, 1e-5f);
+        write(dir.resolve("model.safetensors"), weights(shape, "F32", 7));
+        JsonObject cfg = config(shape);
+        cfg.addProperty("bos_token_id", 1);
+        Files.writeString(dir.resolve("config.json"), cfg.toString());
+        byte[] json = dev.patchcore.data.HuggingFaceBpeTokenizerTest.resource("spbpe-tokenizer.json");
+        Files.write(dir.resolve("tokenizer.json"), json);
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"tokenizer_class\": \"LlamaTokenizer\", \"add_bos_token\": true, "
+                + "\"bos_token\": \"<s>\", \"eos_token\": \"</s>\"}");
+        String name = Checkpoints.readMeta(dir).tokenizer();
+        assertTrue(name.startsWith("hf-bpe-"), name);
+        assertEquals(1, HuggingFaceModel.bosToPrepend(dir), "<s>, from the post-processor");
+        out.reset();
+        assertEquals(0, dev.patchcore.cli.Main.run("generate", dir.toString(), "--backend", "cpu", "--prompt", "The jury caf\u00e9",
+                "--tokens", "6"), err.toString());
+        assertTrue(out.toString().startsWith("The jury caf\u00e9"), out.toString());
+        assertFalse(out.toString().contains("\u2581") || out.toString().contains("<0x"), out.toString());
+
+        JsonObject noTemplate = com.google.gson.JsonParser.parseString(new String(json, java.nio.charset.StandardCharsets.UTF_8))
+                .getAsJsonObject();
+        noTemplate.add("post_processor", com.google.gson.JsonNull.INSTANCE);
+        Files.writeString(dir.resolve("tokenizer.json"), noTemplate.toString());
+        assertEquals(1, HuggingFaceModel.bosToPrepend(dir), "LlamaTokenizerFast adds <s> itself: config.json's bos_token_id");
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"eos_token\": \"</s>\"}");
+        assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "PreTrainedTokenizerFast follows the post-processor: none");
+        Files.write(dir.resolve("tokenizer.json"), json);
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"add_bos_token\": false}");
+        assertEquals(-1, HuggingFaceModel.bosToPrepend(dir), "add_bos_token false");
+
+        dev.patchcore.data.SentencePieceFixture.model(dir);
+        Files.move(dir.resolve("tok.model"), dir.resolve("tokenizer.model"));
+        name = Checkpoints.readMeta(dir).tokenizer();
+        assertTrue(name.startsWith("sentencepiece-"), "the tokenizer.model is preferred: " + name);
     }
 
     /** A patchcore checkpoint has the same config.json; it is not taken for a Hugging Face folder, even cut short. */
