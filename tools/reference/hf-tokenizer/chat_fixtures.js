@@ -36,6 +36,21 @@ function tokenizerWith(specials) {
   return Tokenizer.fromString(JSON.stringify(json));
 }
 
+/**
+ * The SentencePiece-style fixture (spbpe-tokenizer.json, 1000 pieces) in the newer layout — no normalizer, a Metaspace
+ * pre-tokenizer with prepend_scheme "first", as make_spbpe_fixtures.js's metaspace-first — with specials at 1000, 1001 …
+ * (ChatFormatTest.metaspaceFirstWith builds the same): "first" puts ▁ before the input's first text only, so text after
+ * a special token a template writes gets none.
+ */
+function metaspaceFirstWith(specials) {
+  const json = JSON.parse(fs.readFileSync(path.join(RESOURCES, 'spbpe-tokenizer.json'), 'utf8'));
+  json.normalizer = null;
+  json.pre_tokenizer = { type: 'Metaspace', replacement: '\u2581', prepend_scheme: 'first', split: false };
+  json.model.ignore_merges = false;
+  specials.forEach((s, i) => json.added_tokens.push({ ...json.added_tokens[0], id: 1000 + i, content: s }));
+  return Tokenizer.fromString(JSON.stringify(json));
+}
+
 const m = (role, content) => ({ role, content });
 // Conversations that end with a user turn are rendered with the generation prompt (generate's prompt); those that end
 // with an answer without it (finetune's example).
@@ -51,10 +66,9 @@ const CONVERSATIONS = [
 
 async function main() {
   const out = [];
-  for (const [format, source, specials, bos] of [['llama3', LLAMA3, LLAMA3_SPECIALS, '<|begin_of_text|>'],
-    ['chatml', CHATML, CHATML_SPECIALS, '']]) {
+  for (const [format, source, tok, bos] of [['llama3', LLAMA3, tokenizerWith(LLAMA3_SPECIALS), '<|begin_of_text|>'],
+    ['chatml', CHATML, tokenizerWith(CHATML_SPECIALS), ''], ['chatml-metaspace-first', CHATML, metaspaceFirstWith(CHATML_SPECIALS), '']]) {
     const template = new Template(source);
-    const tok = tokenizerWith(specials);
     for (const messages of CONVERSATIONS) {
       const generationPrompt = messages[messages.length - 1].role !== 'assistant';
       const text = template.render({ messages, bos_token: bos, add_generation_prompt: generationPrompt });

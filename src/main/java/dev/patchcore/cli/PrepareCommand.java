@@ -32,8 +32,9 @@ public final class PrepareCommand implements Callable<Integer> {
 
     @Option(names = "--tokenizer", defaultValue = "byte",
             description = "byte, r50k_base (alias gpt2), cl100k_base, o200k_base, a SentencePiece .model file "
-                    + "(e.g. LLaMA-2's tokenizer.model, the paper's 32000-token vocabulary), or a Hugging Face byte-level BPE "
-                    + "tokenizer.json (e.g. LLaMA-3's; the tokenizer_config.json beside it names the end of text); files are "
+                    + "(e.g. LLaMA-2's tokenizer.model, the paper's 32000-token vocabulary), or a Hugging Face BPE tokenizer.json, "
+                    + "byte-level (e.g. LLaMA-3's) or SentencePiece-style (LLaMA-2's, Mistral's: byte fallback); the "
+                    + "tokenizer_config.json beside it names the end of text; files are "
                     + "copied into the dataset (default: ${DEFAULT-VALUE})")
     String tokenizer;
 

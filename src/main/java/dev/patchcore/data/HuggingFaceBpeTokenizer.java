@@ -310,6 +310,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
      * special tokens). Only a Metaspace pre-tokenizer with {@code prepend_scheme} "first" looks at it: it puts "▁"
      * before the text that begins the input only.
      */
+    @Override
     public int[] encode(String text, boolean beginsText) {
         IntArrayList out = new IntArrayList(text.length() / 3 + 4);
         // As tokenizers: added tokens matched in the raw text first, then the rest normalized, then those matched in

@@ -22,6 +22,14 @@ public interface Tokenizer {
     int[] encode(String text);
 
     /**
+     * {@link #encode(String)} of text that does ({@code beginsText}) or does not begin the input, as Hugging Face's
+     * tokenizers encodes a rendered chat template: split at its special tokens, the text after one not at the start.
+     * Only a SentencePiece-style {@code tokenizer.json} with a Metaspace pre-tokenizer of {@code prepend_scheme} "first"
+     * tells them apart (its "▁" goes before the input's first text only); for every other tokenizer it is encode.
+     */
+    default int[] encode(String text, boolean beginsText) { return encode(text); }
+
+    /**
      * The id of the special token spelled exactly {@code token} (a Hugging Face {@code tokenizer.json}'s added token
      * marked special, a SentencePiece control piece), or −1 where the tokenizer has none of that name (the byte and
      * tiktoken tokenizers name none here). Such a token is never found in text by {@link #encode}: a chat template puts

@@ -108,6 +108,8 @@ public enum ChatFormat {
 
         public ChatFormat format() { return format; }
 
+        public Tokenizer tokenizer() { return tok; }
+
         /** The end-of-turn token's id: generation stops there; fine-tuning scores it after each answer. */
         public int endOfTurnId() { return ids.get(format.endOfTurn); }
 
@@ -134,6 +136,7 @@ public enum ChatFormat {
          */
         public int[] continuation(boolean ended, List<Message> messages) {
             Renderer r = new Renderer();
+            r.atStart = false;
             if (!ended) r.special(format.endOfTurn);
             r.text(format.separator);
             r.messages(messages, false);
@@ -167,6 +170,7 @@ public enum ChatFormat {
             final StringBuilder stretch = new StringBuilder();
             int scoredChars = -1;  // where in the stretch the scored text begins (-1: nothing scored in it)
             int scoredFrom;        // the token where the last flushed scored text begins
+            boolean atStart = true;  // the first text rendered begins the input (a continuation's does not)
 
             /** The messages, each under its header and ended by the end of turn; {@code first}: at the start (BOS first). */
             void messages(List<Message> messages, boolean first) {
@@ -205,11 +209,15 @@ public enum ChatFormat {
                 return out.toIntArray();
             }
 
-            /** Encodes the stretch; where scored text begins in it, the first token that the text before it does not share. */
+            /**
+             * Encodes the stretch (as beginning the text only where no token precedes it); where scored text begins in
+             * it, the first token that the text before it does not share.
+             */
             private void flush() {
-                int[] all = tok.encode(stretch.toString());
+                boolean begins = atStart && out.isEmpty();
+                int[] all = tok.encode(stretch.toString(), begins);
                 if (scoredChars >= 0) {
-                    int[] before = tok.encode(stretch.substring(0, scoredChars));
+                    int[] before = tok.encode(stretch.substring(0, scoredChars), begins);
                     int shared = 0;
                     while (shared < before.length && shared < all.length && before[shared] == all[shared]) shared++;
                     scoredFrom = out.size() + shared;

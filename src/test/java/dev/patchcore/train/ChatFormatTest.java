@@ -48,6 +48,31 @@ class ChatFormatTest {
         return root.toString().getBytes(StandardCharsets.UTF_8);
     }
 
+    /**
+     * The SentencePiece-style test tokenizer (1000 pieces, byte fallback) in the newer layout: no normalizer, a Metaspace
+     * pre-tokenizer with prepend_scheme "first", with {@code specials} at 1000, 1001, … (as chat_fixtures.js builds it).
+     */
+    static HuggingFaceBpeTokenizer metaspaceFirstWith(String... specials) {
+        JsonObject root = JsonParser.parseString(new String(HuggingFaceBpeTokenizerTest.resource("spbpe-tokenizer.json"), StandardCharsets.UTF_8))
+                .getAsJsonObject();
+        root.add("normalizer", com.google.gson.JsonNull.INSTANCE);
+        JsonObject meta = new JsonObject();
+        meta.addProperty("type", "Metaspace");
+        meta.addProperty("replacement", "\u2581");
+        meta.addProperty("prepend_scheme", "first");
+        meta.addProperty("split", false);
+        root.add("pre_tokenizer", meta);
+        root.getAsJsonObject("model").addProperty("ignore_merges", false);
+        JsonArray added = root.getAsJsonArray("added_tokens");
+        for (int i = 0; i < specials.length; i++) {
+            JsonObject t = added.get(0).getAsJsonObject().deepCopy();
+            t.addProperty("id", 1000 + i);
+            t.addProperty("content", specials[i]);
+            added.add(t);
+        }
+        return HuggingFaceBpeTokenizer.fromBytes(root.toString().getBytes(StandardCharsets.UTF_8), null, "metaspace-first fixture");
+    }
+
     static HuggingFaceBpeTokenizer llama3Tokenizer() {
         return HuggingFaceBpeTokenizer.fromBytes(fixtureWith(LLAMA3_SPECIALS), null, "llama3 fixture");
     }
@@ -218,15 +243,16 @@ class ChatFormatTest {
      * chat_template (Jinja, run by @huggingface/jinja) and tokenized by Hugging Face's tokenizers (Rust) with this
      * fixture tokenizer — apply_chat_template(tokenize=True) — are the ids ChatFormat writes: the generation prompt for
      * a conversation ending with a user turn, the fine-tuning example for one ending with an answer (in ChatML the
-     * example ends at the last <|im_end|>, before the template's "\n" after it). tools/reference/hf-tokenizer/chat_fixtures.js
-     * wrote the fixture.
+     * example ends at the last <|im_end|>, before the template's "\n" after it). ChatML also with a SentencePiece-style
+     * tokenizer whose Metaspace "first" puts ▁ before the input's first text only (none after a special token).
+     * tools/reference/hf-tokenizer/chat_fixtures.js wrote the fixture.
      */
     @Test void matchesTheTemplatesRenderedAndTokenizedByHuggingFace() {
         JsonArray cases = JsonParser.parseString(new String(HuggingFaceBpeTokenizerTest.resource("chat_templates.json"), StandardCharsets.UTF_8))
                 .getAsJsonArray();
         Tokenizer chatml = HuggingFaceBpeTokenizer.fromBytes(fixtureWith("<|im_start|>", "<|im_end|>"), null, "chatml fixture");
         Map<String, ChatFormat.Template> templates = Map.of("llama3", ChatFormat.LLAMA3.with(llama3Tokenizer()), "chatml",
-                ChatFormat.CHATML.with(chatml));
+                ChatFormat.CHATML.with(chatml), "chatml-metaspace-first", ChatFormat.CHATML.with(metaspaceFirstWith("<|im_start|>", "<|im_end|>")));
         int checked = 0;
         for (var e : cases) {
             JsonObject c = e.getAsJsonObject();
@@ -245,9 +271,11 @@ class ChatFormatTest {
             } else {
                 Instructions.Example ex = t.example(new Instructions.Conversation(messages));
                 if (t.format() == ChatFormat.CHATML) {
-                    assertEquals(t.endOfTurnId(), expected[expected.length - 2], what);
-                    assertEquals(198, expected[expected.length - 1], "the template's \\n after the last <|im_end|>: " + what);
-                    expected = Arrays.copyOf(expected, expected.length - 1);
+                    int[] newline = t.tokenizer().encode("\n", false);
+                    assertEquals(t.endOfTurnId(), expected[expected.length - newline.length - 1], what);
+                    assertArrayEquals(newline, Arrays.copyOfRange(expected, expected.length - newline.length, expected.length),
+                            "the template's \\n after the last <|im_end|>: " + what);
+                    expected = Arrays.copyOf(expected, expected.length - newline.length);
                 }
                 assertArrayEquals(expected, ex.ids(), what);
                 long answers = messages.stream().filter(x -> x.role() == ASSISTANT).count();
@@ -256,7 +284,7 @@ class ChatFormatTest {
             }
             checked++;
         }
-        assertEquals(14, checked);
+        assertEquals(21, checked);
     }
 
     /** Conversations: {"messages"} and ShareGPT's {"conversations"} records; they need --chat; roles are checked. */
