@@ -288,6 +288,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
 
     @Override public int specialId(String token) { return specialIds.getOrDefault(token, -1); }
 
+    @Override public java.util.Set<String> specialTokens() { return specialIds.keySet(); }
+
     /** Whether the file is a byte-level BPE (a ByteLevel pre-tokenizer), not a SentencePiece-style one (byte fallback). */
     public boolean isByteLevel() { return byteLevel; }
 

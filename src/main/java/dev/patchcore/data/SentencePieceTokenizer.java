@@ -203,6 +203,12 @@ public final class SentencePieceTokenizer implements Tokenizer {
         return id != null && types[id] == CONTROL ? id : -1;
     }
 
+    @Override public java.util.Set<String> specialTokens() {
+        java.util.Set<String> out = new java.util.TreeSet<>();
+        for (var e : reservedIds.entrySet()) if (types[e.getValue()] == CONTROL) out.add(e.getKey());
+        return out;
+    }
+
     /** The id of the unknown piece. */
     public int unkId() { return unkId; }
 

@@ -37,6 +37,9 @@ public interface Tokenizer {
      */
     default int specialId(String token) { return -1; }
 
+    /** Every text {@link #specialId} knows (none for the byte and tiktoken tokenizers). */
+    default java.util.Set<String> specialTokens() { return java.util.Set.of(); }
+
     /**
      * Text for the given ids. The EOS id decodes to {@code "<|endoftext|>"}; byte sequences
      * that are not valid UTF-8 (e.g. a multi-byte character cut in half) and ids the

@@ -199,5 +199,6 @@ class SentencePieceTokenizerTest {
         assertEquals(-1, tok.specialId("\u2581the"), "a normal piece");
         assertEquals(-1, tok.specialId("<unk>"), "the unknown piece");
         assertEquals(-1, tok.specialId("<0x0A>"), "a byte piece");
+        assertEquals(java.util.Set.of("<s>", "</s>"), tok.specialTokens());
     }
 }

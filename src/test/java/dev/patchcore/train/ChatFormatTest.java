@@ -347,6 +347,11 @@ class ChatFormatTest {
         assertEquals(-1, hf.specialId("user"), "a vocabulary token");
         assertEquals(-1, hf.specialId("<|eot_id|> "));
         assertEquals(-1, Tokenizers.byName("byte").specialId("<|endoftext|>"));
+        assertEquals(java.util.Set.of("<|begin_of_text|>", "<|end_of_text|>", "<|reserved_special_token_0|>", "<|reserved_special_token_1|>",
+                "<|finetune_right_pad_id|>", "<|reserved_special_token_2|>", "<|start_header_id|>", "<|end_header_id|>", "<|eom_id|>",
+                "<|eot_id|>"), hf.specialTokens());
+        for (String s : hf.specialTokens()) assertTrue(hf.specialId(s) >= 0, s);
+        assertEquals(java.util.Set.of(), Tokenizers.byName("byte").specialTokens());
     }
 
     @Test void pythonStripTakesPythonsWhitespace() {
