@@ -7,6 +7,7 @@ import dev.patchcore.data.Plural;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.Chat;
 import dev.patchcore.train.ChatFormat;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.FineTuner;
@@ -95,14 +96,14 @@ public final class FinetuneCommand implements Callable<Integer> {
         ModelConfig cfg = checkpoint.modelConfig(ckpt);
         Checkpoints.Meta meta = Checkpoints.readMeta(ckpt);
         Tokenizer tok = Tokenizers.recorded(meta.tokenizer(), ckpt);
-        ChatFormat.Template template = chat == null ? null : ChatFormat.byLabel(chat).with(tok);
+        Chat template = chat == null ? null : ChatFormat.open(chat, tok, ckpt);
         if (meta.train() != null && meta.train().patchSteps() > 0 && meta.state() != null
                 && meta.state().globalStep() <= meta.train().patchSteps())
             System.err.println("note: " + ckpt + " was saved " + (meta.state().stageIndex() == 0 ? "inside" : "at the end of")
                     + " the patch stage, before any token-level step; fine-tuning it at token level anyway");
         TrainConfig.requireStepFits(batch, accum, cfg.contextLength());
 
-        List<Instructions.Item> records = Instructions.read(data, template == null ? null : template.format());
+        List<Instructions.Item> records = Instructions.read(data, template == null ? null : template.label());
         List<Instructions.Example> usable = new ArrayList<>();
         int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
         for (int i : order) {
@@ -143,7 +144,7 @@ public final class FinetuneCommand implements Callable<Integer> {
                     HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
                     .withReplicas(replicas);
             if (peakTflops != null) tuner.withPeakTflops(peakTflops);
-            if (template != null) tuner.withChat(template.format());
+            if (template != null) tuner.withChat(template);
             // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved, as train does
             try (StopOnSignal stop = new StopOnSignal(tuner::requestStop)) {
                 FineTuner.Result r = tuner.run();

@@ -7,6 +7,7 @@ import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Tokenizers;
 import dev.patchcore.eval.Generator;
 import dev.patchcore.model.LlamaModel;
+import dev.patchcore.train.Chat;
 import dev.patchcore.train.ChatFormat;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.HuggingFaceModel;
@@ -80,9 +81,9 @@ public final class GenerateCommand implements Callable<Integer> {
      * The note for a checkpoint fine-tuned in chat format {@code tuned} ({@code finetune --chat}; null: none recorded)
      * when generate poses the prompt otherwise ({@code given}: its --chat, null without), or null.
      */
-    static String chatNote(String tuned, ChatFormat given, boolean alpaca) {
-        if (tuned == null || (given != null && given.label().equals(tuned))) return null;
-        return "note: this checkpoint was fine-tuned with --chat " + tuned + (given != null ? ", not " + given.label() : "")
+    static String chatNote(String tuned, String given, boolean alpaca) {
+        if (tuned == null || tuned.equals(given)) return null;
+        return "note: this checkpoint was fine-tuned with --chat " + tuned + (given != null ? ", not " + given : "")
                 + "; give --chat " + tuned + " to pose the prompt as its user turn" + (given == null && !alpaca ? " (without it the prompt is plain text to continue)" : "");
     }
 
@@ -108,8 +109,8 @@ public final class GenerateCommand implements Callable<Integer> {
         if (system != null && chat == null) throw new IllegalArgumentException("--system is a chat template's system message: give it with --chat");
         if (interactive && chat == null) throw new IllegalArgumentException("--interactive is a conversation in a chat template: give it with --chat");
         if (!interactive && prompt == null) prompt = "The";
-        ChatFormat.Template template = chat == null ? null : ChatFormat.byLabel(chat).with(tok);
-        String tuned = chatNote(meta.chat(), template == null ? null : template.format(), alpaca);
+        Chat template = chat == null ? null : ChatFormat.open(chat, tok, ckpt);
+        String tuned = chatNote(meta.chat(), template == null ? null : template.label(), alpaca);
         if (interactive) return converse(ckpt, cfg, tok, template, tuned);
         int[] promptIds = template != null ? template.prompt(chatTurns(system, prompt))
                 : tok.encode(alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt);
@@ -145,20 +146,19 @@ public final class GenerateCommand implements Callable<Integer> {
      * the token that stopped them if one did. The end of text (EOS) stops the generation, and with a chat template the
      * end of turn; neither is printed.
      */
-    private int[] sample(Generator.Session session, Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, int[] promptIds,
+    private int[] sample(Generator.Session session, Path ckpt, ModelConfig cfg, Tokenizer tok, Chat template, int[] promptIds,
                          String templateName, boolean answerOnly, long seed) {
         int[] before = session.sequence(), context = java.util.Arrays.copyOf(before, before.length + promptIds.length);
         System.arraycopy(promptIds, 0, context, before.length, promptIds.length);
         String note = truncationNote(context.length, cfg.contextLength(), templateName, HuggingFaceModel.is(ckpt), checkpoint.context != null);
         if (note != null) System.err.println(note);
         TextStream stream = new TextStream(tok, context, answerOnly, System.out);
-        int endOfTurn = template != null ? template.endOfTurnId() : -1;
         long start = System.nanoTime();
         long[] first = {0}, count = {0};
         String[] stop = {null};
-        int[] sampled = session.generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || id == endOfTurn, seed, id -> {
+        int[] sampled = session.generate(promptIds, tokens, temperature, topK, topP, id -> id == tok.eosId() || template != null && template.endsTurn(id), seed, id -> {
             if (count[0]++ == 0) first[0] = System.nanoTime();
-            if (id == endOfTurn) stop[0] = "the end of turn";
+            if (template != null && template.endsTurn(id)) stop[0] = "the end of turn";
             else if (id == tok.eosId()) stop[0] = "the end of text";
             else stream.accept(id);
         });
@@ -175,17 +175,19 @@ public final class GenerateCommand implements Callable<Integer> {
      * and the next assistant header ({@link ChatFormat.Template#continuation}). A "> " on stderr asks for the next line
      * on a terminal; blank lines are skipped; the end of input ends the conversation.
      */
-    private int converse(Path ckpt, ModelConfig cfg, Tokenizer tok, ChatFormat.Template template, String tuned) throws java.io.IOException {
+    private int converse(Path ckpt, ModelConfig cfg, Tokenizer tok, Chat template, String tuned) throws java.io.IOException {
         Generator.requireRoom(1, tokens);
         if (tuned != null) System.err.println(tuned);
-        List<Instructions.Message> turn = new java.util.ArrayList<>();
-        if (system != null) turn.add(new Instructions.Message(Instructions.Role.SYSTEM, system));
+        List<Instructions.Message> conversation = new java.util.ArrayList<>();
+        if (system != null) conversation.add(new Instructions.Message(Instructions.Role.SYSTEM, system));
         java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
         boolean asking = System.console() != null, ended = true;
         try (Backend be = backendOptions.open(System.err)) {
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
-            try (Generator.Session session = new Generator(be, model).session()) {
+            Generator generator = new Generator(be, model);
+            Generator.Session session = null;
+            try {
                 String line = prompt;
                 for (int n = 0; ; n++) {
                     while (line == null || line.isBlank()) {
@@ -196,13 +198,24 @@ public final class GenerateCommand implements Callable<Integer> {
                         line = in.readLine();
                         if (line == null) return 0;
                     }
-                    turn.add(new Instructions.Message(Instructions.Role.USER, line));
-                    int[] more = n == 0 ? template.prompt(turn) : template.continuation(ended, turn);
+                    int fresh = conversation.size();
+                    conversation.add(new Instructions.Message(Instructions.Role.USER, line));
+                    int[] more = session == null ? null : template.continuation(session.sequence(), ended, conversation, fresh);
+                    if (more == null) {  // the first turn, or a template that cannot continue token for token: read it all
+                        if (session != null) session.close();
+                        session = generator.session();
+                        more = template.prompt(conversation);
+                    }
                     int[] answer = sample(session, ckpt, cfg, tok, template, more, "conversation", true, seed + n);
-                    ended = answer.length > 0 && answer[answer.length - 1] == template.endOfTurnId();
-                    turn.clear();
+                    ended = answer.length > 0 && template.endsTurn(answer[answer.length - 1]);
+                    boolean stopped = ended || answer.length > 0 && answer[answer.length - 1] == tok.eosId();
+                    // The answer as text (a template renders it again); the token that stopped it is the template's to write
+                    conversation.add(new Instructions.Message(Instructions.Role.ASSISTANT,
+                            tok.decode(java.util.Arrays.copyOf(answer, answer.length - (stopped ? 1 : 0)))));
                     line = null;
                 }
+            } finally {
+                if (session != null) session.close();
             }
         }
     }

@@ -72,6 +72,16 @@ public enum ChatFormat {
                 + Arrays.stream(values()).map(ChatFormat::label).collect(Collectors.joining(", ")));
     }
 
+    /**
+     * The chat {@code --chat NAME} names for a model whose tokenizer is {@code tok} ({@code checkpoint}: its folder):
+     * one of the fixed formats.
+     *
+     * @throws IllegalArgumentException for an unknown name or a tokenizer without the format's special tokens
+     */
+    public static Chat open(String name, Tokenizer tok, java.nio.file.Path checkpoint) {
+        return byLabel(name).with(tok);
+    }
+
     /** The special tokens the format writes, in the order they are looked up. */
     private List<String> specials() {
         return Stream.of(bos, headerStart, headerEnd, endOfTurn).filter(Objects::nonNull).toList();
@@ -95,7 +105,7 @@ public enum ChatFormat {
     }
 
     /** A format bound to a tokenizer: token ids of prompts and examples. */
-    public static final class Template {
+    public static final class Template implements Chat {
         private final ChatFormat format;
         private final Tokenizer tok;
         private final Map<String, Integer> ids;
@@ -108,6 +118,10 @@ public enum ChatFormat {
 
         public ChatFormat format() { return format; }
 
+        @Override public String label() { return format.label; }
+
+        @Override public boolean endsTurn(int id) { return id == endOfTurnId(); }
+
         public Tokenizer tokenizer() { return tok; }
 
         /** The end-of-turn token's id: generation stops there; fine-tuning scores it after each answer. */
@@ -118,7 +132,7 @@ public enum ChatFormat {
             return prompt(List.of(new Message(Role.USER, prompt)));
         }
 
-        /** The generation prompt after {@code messages}: their turns, then the assistant's header. */
+        @Override
         public int[] prompt(List<Message> messages) {
             Renderer r = new Renderer();
             r.messages(messages, true);
@@ -134,6 +148,12 @@ public enum ChatFormat {
          * answer's text encodes to the same tokens; a conversation kept as tokens this way is what the model read and
          * wrote, whatever its text encodes to.
          */
+        /** {@link #continuation(boolean, List)} of the new messages: the format never needs the earlier ones. */
+        @Override
+        public int[] continuation(int[] sequence, boolean ended, List<Message> conversation, int fresh) {
+            return continuation(ended, conversation.subList(fresh, conversation.size()));
+        }
+
         public int[] continuation(boolean ended, List<Message> messages) {
             Renderer r = new Renderer();
             r.atStart = false;
@@ -150,6 +170,7 @@ public enum ChatFormat {
          * the content's first token on (from where the tokens of the text before it stop matching the whole's, as
          * {@link Instructions#encode}: a header's last token merged into the content's first is scored).
          */
+        @Override
         public Instructions.Example example(Instructions.Item item) {
             Instructions.Conversation c = switch (item) {
                 case Instructions.Record r -> r.asConversation();

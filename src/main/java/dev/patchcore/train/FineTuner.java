@@ -46,8 +46,8 @@ public final class FineTuner {
     private List<StepRunner.Replica> others = List.of();
     /** --peak-tflops: each device's peak for the MFU, or NaN to ask the backends ({@link Backend#peakTflops}). */
     private double peakTflopsPerDevice = Double.NaN;
-    /** The chat format the examples are posed in ({@link #withChat}), recorded in the checkpoints; null: none. */
-    private ChatFormat chat;
+    /** The chat the examples are posed in ({@link #withChat}), recorded in the checkpoints; null: none. */
+    private Chat chat;
 
     /**
      * Mean loss per scored token of the first and last step, and of the validation examples after the last epoch done;
@@ -97,8 +97,8 @@ public final class FineTuner {
     }
 
     /** Records in the checkpoints that the examples are posed in this chat format ({@code --chat}), for {@code generate}. */
-    public FineTuner withChat(ChatFormat format) {
-        this.chat = format;
+    public FineTuner withChat(Chat chat) {
+        this.chat = chat;
         return this;
     }
 

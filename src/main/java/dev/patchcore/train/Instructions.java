@@ -110,11 +110,11 @@ public final class Instructions {
     }
 
     /**
-     * As {@link #read(Path)}; with a chat format ({@code --chat}, else null) {@code {"prompt", "response"}} records (the
+     * As {@link #read(Path)}; with a chat format ({@code --chat}'s name, else null) {@code {"prompt", "response"}} records (the
      * prompt being the user's turn) and conversations, which need one; an Alpaca record is refused with a chat format,
      * its template being a format of its own.
      */
-    public static List<Item> read(Path file, ChatFormat chat) throws IOException {
+    public static List<Item> read(Path file, String chat) throws IOException {
         if (!Files.isRegularFile(file))
             throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
                     : file + ": no such file");
@@ -151,12 +151,12 @@ public final class Instructions {
         return out;
     }
 
-    private static Item parse(JsonElement e, String where, ChatFormat chat) {
+    private static Item parse(JsonElement e, String where, String chat) {
         if (!e.isJsonObject()) throw new IllegalArgumentException(where + " is not an object");
         JsonObject o = e.getAsJsonObject();
         if (o.has("instruction") && o.has("output") && chat != null)
             throw new IllegalArgumentException(where + " is an Alpaca record {\"instruction\", \"input\", \"output\"}: --chat "
-                    + chat.label() + " takes {\"prompt\", \"response\"} records (the prompt is the user's turn) or conversations");
+                    + chat + " takes {\"prompt\", \"response\"} records (the prompt is the user's turn) or conversations");
         if (o.has("instruction") && o.has("output"))
             return new Record(alpacaPrompt(string(o, "instruction", where), optionalString(o, "input", where)),
                     string(o, "output", where));

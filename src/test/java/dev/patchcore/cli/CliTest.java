@@ -103,7 +103,7 @@ class CliTest {
 
     /** generate's note for a checkpoint fine-tuned in a chat format and prompted otherwise. */
     @Test void generateNamesTheChatFormatACheckpointWasTunedIn() {
-        var llama3 = dev.patchcore.train.ChatFormat.LLAMA3;
+        String llama3 = "llama3";
         assertNull(GenerateCommand.chatNote(null, null, false), "nothing recorded");
         assertNull(GenerateCommand.chatNote("llama3", llama3, false), "the same format");
         assertEquals("note: this checkpoint was fine-tuned with --chat llama3; give --chat llama3 to pose the prompt as its user turn "

@@ -295,7 +295,7 @@ class ChatFormatTest {
                 {"conversations": [{"from": "human", "value": "U"}, {"from": "gpt", "value": "A"}]}
                 {"prompt": "P", "response": "R"}
                 """);
-        var items = Instructions.read(f, ChatFormat.CHATML);
+        var items = Instructions.read(f, "chatml");
         assertEquals(java.util.List.of(new Instructions.Conversation(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "U1"), msg(ASSISTANT, "A1"))),
                 new Instructions.Conversation(java.util.List.of(msg(USER, "U"), msg(ASSISTANT, "A"))), new Instructions.Record("P", "R")), items);
         var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(f));
@@ -316,7 +316,7 @@ class ChatFormatTest {
         };
         for (String[] b : bad) {
             Files.writeString(f, b[0] + "\n");
-            e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(f, ChatFormat.LLAMA3), b[0]);
+            e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(f, "llama3"), b[0]);
             assertEquals(f + b[1], e.getMessage());
         }
     }
