@@ -9,6 +9,7 @@ import dev.patchcore.data.Tokenizers;
 import dev.patchcore.model.LlamaModel;
 import dev.patchcore.train.Chat;
 import dev.patchcore.train.ChatFormat;
+import dev.patchcore.train.TemplateChat;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.FineTuner;
 import dev.patchcore.train.Instructions;
@@ -58,7 +59,8 @@ public final class FinetuneCommand implements Callable<Integer> {
     @Option(names = "--chat", paramLabel = "FORMAT", description = "pose {\"prompt\", \"response\"} records (one user "
             + "turn) and conversations ({\"messages\": [{\"role\", \"content\"}, ...]}, or ShareGPT's {\"conversations\"}) in an "
             + "instruct model's chat template, llama3 or chatml, its special tokens put in by their ids in the tokenizer (which must "
-            + "have them); each answer and its end-of-turn token are scored") String chat;
+            + "have them), or template (the model folder's own Jinja chat_template, kept in the checkpoints); each answer and its "
+            + "end-of-turn token are scored") String chat;
     @Mixin BackendOptions backendOptions;
 
     @Override public Integer call() throws IOException {
@@ -141,7 +143,7 @@ public final class FinetuneCommand implements Callable<Integer> {
             List<StepRunner.Replica> replicas = new ArrayList<>();
             for (Backend rb : backends.subList(1, backends.size())) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
             FineTuner tuner = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
-                    HuggingFaceTokenizerFiles.checkpoint(tok, cfg.contextLength()), tok.eosId())
+                    tokenizerFiles(tok, cfg.contextLength(), template), tok.eosId())
                     .withReplicas(replicas);
             if (peakTflops != null) tuner.withPeakTflops(peakTflops);
             if (template != null) tuner.withChat(template);
@@ -157,6 +159,19 @@ public final class FinetuneCommand implements Callable<Integer> {
             BackendOptions.closeAll(backends);
         }
         return 0;
+    }
+
+    /**
+     * The tokenizer's files for the checkpoints, and with a model's own chat template ({@code --chat template}) that
+     * template as {@value TemplateChat#TEMPLATE_FILE} (transformers reads it there too), so generate and a later
+     * finetune pose conversations in the checkpoint as in the fine-tuning.
+     */
+    private static HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles(Tokenizer tok, int contextLength, Chat chat) {
+        HuggingFaceTokenizerFiles.Checkpoint files = HuggingFaceTokenizerFiles.checkpoint(tok, contextLength);
+        if (!(chat instanceof TemplateChat t)) return files;
+        java.util.Map<String, byte[]> withTemplate = new java.util.LinkedHashMap<>(files.files());
+        withTemplate.put(TemplateChat.TEMPLATE_FILE, t.source().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        return new HuggingFaceTokenizerFiles.Checkpoint(files.eosId(), withTemplate);
     }
 
     private static boolean isEmptyDirectory(Path dir) throws IOException {

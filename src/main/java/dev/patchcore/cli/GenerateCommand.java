@@ -38,8 +38,9 @@ public final class GenerateCommand implements Callable<Integer> {
     @Option(names = "--input", description = "with --alpaca: the record's input, the context the instruction refers to (Alpaca's "
             + "template with an input section)") String input;
     @Option(names = "--chat", paramLabel = "FORMAT", description = "pose the prompt as one user turn in an instruct model's chat "
-            + "template, llama3 or chatml (special tokens put in by their ids in the tokenizer, which must have them), print only "
-            + "the answer and stop at the format's end-of-turn token") String chat;
+            + "template, llama3 or chatml (special tokens put in by their ids in the tokenizer, which must have them) or template "
+            + "(the model folder's own Jinja chat_template, as transformers renders it), print only the answer and stop at the "
+            + "end-of-turn token") String chat;
     @Option(names = "--interactive", description = "with --chat: a conversation on the terminal, each line of standard input a "
             + "user turn (after --prompt's, if given), each answer printed and kept in the conversation the next turn reads; ends "
             + "at the end of input") boolean interactive;

@@ -69,16 +69,18 @@ public enum ChatFormat {
     public static ChatFormat byLabel(String name) {
         for (ChatFormat f : values()) if (f.label.equals(name.toLowerCase(Locale.ROOT))) return f;
         throw new IllegalArgumentException("unknown --chat format '" + name + "': choose one of "
-                + Arrays.stream(values()).map(ChatFormat::label).collect(Collectors.joining(", ")));
+                + Arrays.stream(values()).map(ChatFormat::label).collect(Collectors.joining(", ")) + " or " + TemplateChat.LABEL + " (the model's own)");
     }
 
     /**
      * The chat {@code --chat NAME} names for a model whose tokenizer is {@code tok} ({@code checkpoint}: its folder):
-     * one of the fixed formats.
+     * one of the fixed formats, or {@value TemplateChat#LABEL}, the folder's own chat template ({@link TemplateChat}).
      *
-     * @throws IllegalArgumentException for an unknown name or a tokenizer without the format's special tokens
+     * @throws IllegalArgumentException for an unknown name, a tokenizer without the format's special tokens, or a
+     *                                  folder without a chat template it can read
      */
     public static Chat open(String name, Tokenizer tok, java.nio.file.Path checkpoint) {
+        if (name.equalsIgnoreCase(TemplateChat.LABEL)) return TemplateChat.fromFolder(checkpoint, tok);
         return byLabel(name).with(tok);
     }
 

@@ -166,7 +166,7 @@ public final class Instructions {
             boolean shareGpt = !o.has("messages");
             if (chat == null)
                 throw new IllegalArgumentException(where + " is a conversation {\"" + (shareGpt ? "conversations" : "messages")
-                        + "\": [...]}: give --chat " + ChatFormat.labels() + ", the template its turns are written in");
+                        + "\": [...]}: give --chat " + ChatFormat.labels() + "|" + TemplateChat.LABEL + ", the template its turns are written in");
             return conversation(o, shareGpt, where);
         }
         throw new IllegalArgumentException(where + ": expected {\"instruction\", \"input\", \"output\"}, {\"prompt\", \"response\"}, "

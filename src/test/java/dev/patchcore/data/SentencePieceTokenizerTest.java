@@ -25,9 +25,9 @@ import static org.junit.jupiter.api.Assertions.*;
  * models trained on the bundled corpus and what sentencepiece's own encode/decode returned for a set of texts
  * (written by tools/sentencepiece/make_fixtures.py). Every id must match.
  */
-class SentencePieceTokenizerTest {
+public class SentencePieceTokenizerTest {
 
-    static byte[] resource(String name) throws IOException {
+    public static byte[] resource(String name) throws IOException {
         try (InputStream in = SentencePieceTokenizerTest.class.getResourceAsStream("/sentencepiece/" + name)) {
             assertNotNull(in, "missing test resource sentencepiece/" + name);
             return in.readAllBytes();

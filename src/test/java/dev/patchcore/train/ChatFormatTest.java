@@ -299,7 +299,7 @@ class ChatFormatTest {
         assertEquals(java.util.List.of(new Instructions.Conversation(java.util.List.of(msg(SYSTEM, "S"), msg(USER, "U1"), msg(ASSISTANT, "A1"))),
                 new Instructions.Conversation(java.util.List.of(msg(USER, "U"), msg(ASSISTANT, "A"))), new Instructions.Record("P", "R")), items);
         var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(f));
-        assertEquals(f + " line 1 is a conversation {\"messages\": [...]}: give --chat llama3|chatml, the template its turns are written in",
+        assertEquals(f + " line 1 is a conversation {\"messages\": [...]}: give --chat llama3|chatml|template, the template its turns are written in",
                 e.getMessage());
         String[][] bad = {
                 {"{\"messages\": [{\"role\": \"user\", \"content\": \"U\"}, {\"role\": \"system\", \"content\": \"S\"}, {\"role\": \"assistant\", \"content\": \"A\"}]}",
@@ -335,7 +335,7 @@ class ChatFormatTest {
         e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.LLAMA3.with(Tokenizers.byName("cl100k_base")));
         assertTrue(e.getMessage().contains("<|begin_of_text|>, which tokenizer cl100k_base"), e.getMessage());
         e = assertThrows(IllegalArgumentException.class, () -> ChatFormat.byLabel("llama2"));
-        assertEquals("unknown --chat format 'llama2': choose one of llama3, chatml", e.getMessage());
+        assertEquals("unknown --chat format 'llama2': choose one of llama3, chatml or template (the model's own)", e.getMessage());
         assertEquals(ChatFormat.LLAMA3, ChatFormat.byLabel("LLaMA3"));
     }
 
@@ -413,7 +413,7 @@ class ChatFormatTest {
                 "--chat", "llama3", "--alpaca");
         assertUserError("--chat chatml needs the special token <|im_start|>, which tokenizer hf-bpe-", "generate", dir.toString(),
                 "--backend", "cpu", "--chat", "chatml");
-        assertUserError("unknown --chat format 'llama2': choose one of llama3, chatml", "generate", dir.toString(), "--backend", "cpu",
+        assertUserError("unknown --chat format 'llama2': choose one of llama3, chatml or template (the model's own)", "generate", dir.toString(), "--backend", "cpu",
                 "--chat", "llama2");
     }
 
@@ -457,7 +457,7 @@ class ChatFormatTest {
                     .append(i).append("\"}, {\"role\": \"assistant\", \"content\": \"").append(i)
                     .append("\"}, {\"role\": \"user\", \"content\": \"Again\"}, {\"role\": \"assistant\", \"content\": \"").append(i).append("\"}]}\n");
         Files.writeString(data, jsonl.toString());
-        assertUserError(data + " line 1 is a conversation {\"messages\": [...]}: give --chat llama3|chatml", "finetune", hf.toString(),
+        assertUserError(data + " line 1 is a conversation {\"messages\": [...]}: give --chat llama3|chatml|template", "finetune", hf.toString(),
                 "--backend", "cpu", "--data", data.toString(), "--out", tuned.toString());
         assertFalse(Files.exists(tuned), "a refused finetune leaves no folder");
         assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "llama3", "--data", data.toString(),

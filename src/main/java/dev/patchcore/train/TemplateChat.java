@@ -1,0 +1,250 @@
+package dev.patchcore.train;
+
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import dev.patchcore.chat.ChatTemplate;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.train.Instructions.Message;
+import dev.patchcore.train.Instructions.Role;
+import it.unimi.dsi.fastutil.ints.IntArrayList;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.LinkedHashSet;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+
+/**
+ * A model's own chat template ({@code --chat template}): the Jinja {@code chat_template} its folder ships
+ * ({@code chat_template.jinja}, else {@code tokenizer_config.json}'s {@code chat_template}), rendered as transformers'
+ * {@code apply_chat_template} renders it ({@link ChatTemplate}: messages, {@code bos_token}, {@code eos_token},
+ * {@code add_generation_prompt}) and tokenized as Hugging Face's tokenizers tokenizes the rendered text: split at the
+ * tokenizer's special tokens wherever they are spelled, the text between encoded as ordinary text. Unlike
+ * {@link ChatFormat}, whose templates put special tokens in by id only, a special token's spelling inside a message is
+ * then that token too — as with transformers.
+ *
+ * <p>Fine-tuning examples score each answer the way a growing conversation shows it: the tokens the conversation up to
+ * the answer renders to (with the generation prompt) are the prompt, those it renders to with the answer the end; the
+ * answer's scored tokens run from where the two stop agreeing to its last special token (its end of turn: ChatML's
+ * {@code <|im_end|>}, LLaMA-2's {@code </s>}; text after it, as ChatML's {@code \n}, belongs to the next turn). A
+ * template that renders earlier turns differently as the conversation grows (one that drops earlier reasoning, or
+ * dates the system message) is refused for fine-tuning, naming the record.
+ */
+public final class TemplateChat implements Chat {
+    public static final String LABEL = "template";
+    /** transformers' file for a template of its own (read first), and the config that otherwise holds it. */
+    public static final String TEMPLATE_FILE = "chat_template.jinja", CONFIG_FILE = "tokenizer_config.json";
+
+    private final ChatTemplate template;
+    private final String source, where, bos, eos;
+    private final Tokenizer tok;
+    private final Set<Integer> stops;
+    /** The tokenizer's special tokens, longest first (a longer one wins where two start at the same place). */
+    private final List<String> specials;
+    private final Set<Integer> specialIds = new LinkedHashSet<>();
+
+    /**
+     * {@code source} rendered with {@code bos} / {@code eos} as {@code bos_token} / {@code eos_token} (either may be
+     * ""), generation stopping at {@code stopIds} (and at {@code eos}'s id where the tokenizer has it).
+     *
+     * @throws IllegalArgumentException naming {@code where} if the template is not one {@link ChatTemplate} reads
+     */
+    public TemplateChat(String source, String where, Tokenizer tok, String bos, String eos, Set<Integer> stopIds) {
+        try {
+            this.template = ChatTemplate.parse(source);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
+        }
+        this.source = source;
+        this.where = where;
+        this.tok = tok;
+        this.bos = bos;
+        this.eos = eos;
+        this.specials = tok.specialTokens().stream().sorted(Comparator.comparingInt(String::length).reversed()).toList();
+        for (String s : specials) specialIds.add(tok.specialId(s));
+        Set<Integer> stop = new LinkedHashSet<>(stopIds);
+        if (!eos.isEmpty() && tok.specialId(eos) >= 0) stop.add(tok.specialId(eos));
+        if (stop.isEmpty()) throw new IllegalArgumentException(where + ": no end-of-turn token (an eos_token the tokenizer has as a special token)");
+        this.stops = Set.copyOf(stop);
+    }
+
+    /**
+     * The chat template of model folder {@code dir} (a Hugging Face folder or a checkpoint fine-tuned with it):
+     * {@value #TEMPLATE_FILE}, else {@value #CONFIG_FILE}'s {@code chat_template} (a string, or transformers' list of
+     * named templates, of which "default"); {@code bos_token} and {@code eos_token} from that config; generation also
+     * stops at {@code generation_config.json}'s {@code eos_token_id}s.
+     *
+     * @throws IllegalArgumentException in one line if the folder has no template or it cannot be read
+     */
+    public static TemplateChat fromFolder(Path dir, Tokenizer tok) {
+        Path file = dir.resolve(TEMPLATE_FILE), config = dir.resolve(CONFIG_FILE);
+        JsonObject cfg = Files.isRegularFile(config) ? json(config) : new JsonObject();
+        String source, where;
+        if (Files.isRegularFile(file)) {
+            source = read(file);
+            where = file.toString();
+        } else {
+            source = templateIn(cfg, config);
+            where = config + "'s chat_template";
+        }
+        if (source == null)
+            throw new IllegalArgumentException(dir + " has no chat template (no " + TEMPLATE_FILE + ", no chat_template in its " + CONFIG_FILE
+                    + "): give --chat " + ChatFormat.labels() + " instead");
+        Set<Integer> stops = new LinkedHashSet<>();
+        Path generation = dir.resolve("generation_config.json");
+        if (Files.isRegularFile(generation)) {
+            JsonElement ids = json(generation).get("eos_token_id");
+            if (ids != null && ids.isJsonArray()) for (JsonElement id : ids.getAsJsonArray()) stops.add(id.getAsInt());
+            else if (ids != null && ids.isJsonPrimitive()) stops.add(ids.getAsInt());
+        }
+        stops.removeIf(id -> id < 0 || id >= tok.vocabSize());
+        return new TemplateChat(source, where, tok, tokenText(cfg, "bos_token"), tokenText(cfg, "eos_token"), stops);
+    }
+
+    /** The template's source, as a fine-tuned checkpoint keeps it ({@value #TEMPLATE_FILE}). */
+    public String source() { return source; }
+
+    @Override public String label() { return LABEL; }
+
+    @Override public boolean endsTurn(int id) { return stops.contains(id); }
+
+    @Override public int[] prompt(List<Message> messages) {
+        return tokens(render(messages, true));
+    }
+
+    @Override public Instructions.Example example(Instructions.Item item) {
+        List<Message> messages = switch (item) {
+            case Instructions.Record r -> r.asConversation().messages();
+            case Instructions.Conversation c -> c.messages();
+        };
+        int[] whole = tokens(render(messages, false));
+        IntArrayList spans = new IntArrayList();
+        for (int i = 0; i < messages.size(); i++) {
+            if (messages.get(i).role() != Role.ASSISTANT) continue;
+            int[] before = prompt(messages.subList(0, i)), upto = tokens(render(messages.subList(0, i + 1), false));
+            if (!startsWith(whole, upto))
+                throw new IllegalArgumentException(where + " renders the turns up to answer " + (spans.size() / 2 + 1)
+                        + " differently once later turns follow, so its answers cannot be scored: give --chat " + ChatFormat.labels());
+            int from = 0;
+            while (from < before.length && from < upto.length && before[from] == upto[from]) from++;
+            if (from < before.length - 1 || from < (spans.isEmpty() ? 0 : spans.getLast()))
+                throw new IllegalArgumentException(where + "'s generation prompt before answer " + (spans.size() / 2 + 1)
+                        + " is not how the conversation continues with it, so the answer cannot be found: give --chat " + ChatFormat.labels());
+            int to = upto.length;
+            for (int j = upto.length - 1; j >= from; j--) {
+                if (specialIds.contains(upto[j])) {
+                    to = j + 1;  // the answer's end of turn; what follows it opens the next turn
+                    break;
+                }
+            }
+            spans.add(from);
+            spans.add(to);
+        }
+        return new Instructions.Example(whole, spans.toIntArray());
+    }
+
+    /** The conversation's generation prompt, when it extends {@code sequence}: the rest of it; else null (read it again). */
+    @Override public int[] continuation(int[] sequence, boolean ended, List<Message> conversation, int fresh) {
+        int[] full = prompt(conversation);
+        return startsWith(full, sequence) ? Arrays.copyOfRange(full, sequence.length, full.length) : null;
+    }
+
+    /** The template's text for {@code messages}, as apply_chat_template renders it. */
+    public String render(List<Message> messages, boolean generationPrompt) {
+        List<Map<String, Object>> list = new ArrayList<>();
+        for (Message m : messages) {
+            Map<String, Object> o = new LinkedHashMap<>();
+            o.put("role", m.role().label());
+            o.put("content", m.content());
+            list.add(o);
+        }
+        Map<String, Object> context = new LinkedHashMap<>();
+        context.put("messages", list);
+        context.put("bos_token", bos);
+        context.put("eos_token", eos);
+        context.put("add_generation_prompt", generationPrompt);
+        try {
+            return template.render(context);
+        } catch (IllegalArgumentException e) {  // the template's raise_exception, or an expression it cannot evaluate
+            throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
+        }
+    }
+
+    /** Rendered text as tokenizers encodes it: each special token where it is spelled, the text between as text. */
+    int[] tokens(String text) {
+        IntArrayList out = new IntArrayList();
+        int start = 0;
+        for (int i = 0; i < text.length(); ) {
+            String special = specialAt(text, i);
+            if (special == null) {
+                i++;
+                continue;
+            }
+            if (i > start) out.addElements(out.size(), tok.encode(text.substring(start, i), start == 0));
+            out.add(tok.specialId(special));
+            i += special.length();
+            start = i;
+        }
+        if (start < text.length()) out.addElements(out.size(), tok.encode(text.substring(start), start == 0));
+        return out.toIntArray();
+    }
+
+    private String specialAt(String text, int i) {
+        for (String s : specials) if (text.startsWith(s, i)) return s;
+        return null;
+    }
+
+    private static boolean startsWith(int[] ids, int[] prefix) {
+        return prefix.length <= ids.length && Arrays.equals(ids, 0, prefix.length, prefix, 0, prefix.length);
+    }
+
+    /** tokenizer_config.json's chat_template: a string, or a list of {"name", "template"} of which "default"; else null. */
+    private static String templateIn(JsonObject cfg, Path config) {
+        JsonElement t = cfg.get("chat_template");
+        if (t == null || t.isJsonNull()) return null;
+        if (t.isJsonPrimitive() && t.getAsJsonPrimitive().isString()) return t.getAsString();
+        if (t.isJsonArray())
+            for (JsonElement e : t.getAsJsonArray())
+                if (e.isJsonObject() && "default".equals(string(e.getAsJsonObject().get("name"))) && string(e.getAsJsonObject().get("template")) != null)
+                    return string(e.getAsJsonObject().get("template"));
+        throw new IllegalArgumentException(config + "'s chat_template is neither a string nor a list with a \"default\" template");
+    }
+
+    /** A config's special token: a string, or {"content": ...} (transformers' AddedToken); "" where absent. */
+    private static String tokenText(JsonObject cfg, String field) {
+        JsonElement e = cfg.get(field);
+        if (e != null && e.isJsonObject()) e = e.getAsJsonObject().get("content");
+        String s = string(e);
+        return s == null ? "" : s;
+    }
+
+    private static String string(JsonElement e) {
+        return e != null && e.isJsonPrimitive() && e.getAsJsonPrimitive().isString() ? e.getAsString() : null;
+    }
+
+    private static JsonObject json(Path file) {
+        try {
+            JsonElement e = JsonParser.parseString(read(file));
+            if (!e.isJsonObject()) throw new IllegalArgumentException(file + " is not a JSON object");
+            return e.getAsJsonObject();
+        } catch (com.google.gson.JsonParseException e) {
+            throw new IllegalArgumentException(file + " is not valid JSON");
+        }
+    }
+
+    private static String read(Path file) {
+        try {
+            return Files.readString(file, StandardCharsets.UTF_8);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot read " + file + ": " + e.getMessage());
+        }
+    }
+}

@@ -1,0 +1,170 @@
+package dev.patchcore.train;
+
+import dev.patchcore.cli.Main;
+import dev.patchcore.data.HuggingFaceBpeTokenizer;
+import dev.patchcore.data.SentencePieceTokenizer;
+import dev.patchcore.data.Tokenizer;
+import dev.patchcore.testing.CapturedConsole;
+import dev.patchcore.train.Instructions.Conversation;
+import dev.patchcore.train.Instructions.Message;
+import dev.patchcore.train.Instructions.Role;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Arrays;
+import java.util.List;
+import java.util.Set;
+
+import static org.junit.jupiter.api.Assertions.*;
+
+/** --chat template: a model's own Jinja chat template, rendered and tokenized as transformers does. */
+class TemplateChatTest {
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+
+    /** Meta-Llama-3-8B-Instruct's tokenizer_config.json chat_template and Hugging Face's generic ChatML one. */
+    static final String LLAMA3 = "{% set loop_messages = messages %}{% for message in loop_messages %}{% set content = '<|start_header_id|>' + "
+            + "message['role'] + '<|end_header_id|>\n\n'+ message['content'] | trim + '<|eot_id|>' %}{% if loop.index0 == 0 %}{% set "
+            + "content = bos_token + content %}{% endif %}{{ content }}{% endfor %}{% if add_generation_prompt %}{{ "
+            + "'<|start_header_id|>assistant<|end_header_id|>\n\n' }}{% endif %}";
+    static final String CHATML = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + "
+            + "'\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+    /** Mistral-7B-Instruct-v0.1's: [INST] markers are text; only <s> and </s> are special. */
+    static final String MISTRAL = "{{ bos_token }}{% for message in messages %}{% if (message['role'] == 'user') != (loop.index0 % 2 == 0) %}"
+            + "{{ raise_exception('Conversation roles must alternate user/assistant/user/assistant/...') }}{% endif %}{% if message['role'] == "
+            + "'user' %}{{ '[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}{{ message['content'] + "
+            + "eos_token}}{% else %}{{ raise_exception('Only user and assistant roles are supported!') }}{% endif %}{% endfor %}";
+
+    private static Message m(Role role, String content) {
+        return new Message(role, content);
+    }
+
+    static final List<List<Message>> CONVERSATIONS = List.of(
+            List.of(m(Role.USER, "Capital of France?"), m(Role.ASSISTANT, "Paris.")),
+            List.of(m(Role.SYSTEM, " Be brief. "), m(Role.USER, "Hi"), m(Role.ASSISTANT, "Hello!"), m(Role.USER, "2+2?"), m(Role.ASSISTANT, "4\n")),
+            List.of(m(Role.USER, "\u00a0Caf\u00e9 \u2014 na\u00efve?\t"), m(Role.ASSISTANT, " Oui, tr\u00e8s. ")));
+
+    /**
+     * The models' own templates give what the fixed formats give, token for token and span for span: the generation
+     * prompt before every answer and the fine-tuning example (ChatML's "\n" after the last <|im_end|> left out of the
+     * scored span, as the fixed format ends the example there).
+     */
+    @Test void theTemplatesOfTheFixedFormatsGiveTheirTokens() {
+        HuggingFaceBpeTokenizer llama = ChatFormatTest.llama3Tokenizer(), chatml = HuggingFaceBpeTokenizer.fromBytes(
+                ChatFormatTest.fixtureWith("<|im_start|>", "<|im_end|>"), null, "chatml fixture");
+        check(new TemplateChat(LLAMA3, "llama3", llama, "<|begin_of_text|>", "<|eot_id|>", Set.of()), ChatFormat.LLAMA3.with(llama), 0);
+        check(new TemplateChat(CHATML, "chatml", chatml, "", "<|im_end|>", Set.of()), ChatFormat.CHATML.with(chatml), chatml.encode("\n").length);
+    }
+
+    private static void check(TemplateChat t, ChatFormat.Template f, int trailing) {
+        assertTrue(t.endsTurn(f.endOfTurnId()));
+        for (List<Message> c : CONVERSATIONS) {
+            Instructions.Example want = f.example(new Conversation(c)), got = t.example(new Conversation(c));
+            assertArrayEquals(want.ids(), Arrays.copyOf(got.ids(), got.ids().length - trailing), c.toString());
+            assertArrayEquals(want.scored(), got.scored(), c.toString());
+            for (int i = 0; i < c.size(); i++)
+                if (c.get(i).role() == Role.ASSISTANT) assertArrayEquals(f.prompt(c.subList(0, i)), t.prompt(c.subList(0, i)), c.subList(0, i).toString());
+        }
+    }
+
+    /**
+     * A template whose turn markers are text ([INST] … [/INST]) over a SentencePiece tokenizer: each answer is scored
+     * with its </s>, the next [INST] not; roles out of order are the template's own error, naming where it came from.
+     */
+    @Test void mistralsTemplateScoresEachAnswerAndItsEos() throws IOException {
+        SentencePieceTokenizer tok = SentencePieceTokenizer.fromBytes(dev.patchcore.data.SentencePieceTokenizerTest.resource("llama_bpe.model"));
+        TemplateChat t = new TemplateChat(MISTRAL, "mistral", tok, "<s>", "</s>", Set.of());
+        List<Message> c = List.of(m(Role.USER, "Hi there"), m(Role.ASSISTANT, "Hello, friend."), m(Role.USER, "Bye"), m(Role.ASSISTANT, "So long"));
+        Instructions.Example e = t.example(new Conversation(c));
+        int bos = tok.specialId("<s>"), eos = tok.specialId("</s>");
+        assertEquals(bos, e.ids()[0]);
+        assertEquals(4, e.scored().length);
+        for (int s = 0; s < 4; s += 2) {
+            int[] span = Arrays.copyOfRange(e.ids(), e.scored()[s], e.scored()[s + 1]);
+            assertEquals(eos, span[span.length - 1], "an answer ends with its </s>");
+            String text = tok.decode(Arrays.copyOf(span, span.length - 1));
+            assertTrue(text.contains(s == 0 ? "Hello, friend." : "So long") && !text.contains("INST"), "'" + text + "'");
+        }
+        assertTrue(t.endsTurn(eos));
+        var err = assertThrows(IllegalArgumentException.class, () -> t.prompt(List.of(m(Role.ASSISTANT, "x"))));
+        assertEquals("mistral: Conversation roles must alternate user/assistant/user/assistant/...", err.getMessage());
+    }
+
+    /**
+     * From a folder: chat_template.jinja before tokenizer_config.json's chat_template (a string or transformers' named
+     * list), bos_token / eos_token (strings or AddedToken objects), generation_config.json's eos_token_id list; a folder
+     * without a template is one clear error.
+     */
+    @Test void readsTheTemplateOfAFolder(@TempDir Path dir) throws IOException {
+        Tokenizer tok = ChatFormatTest.llama3Tokenizer();
+        var e = assertThrows(IllegalArgumentException.class, () -> TemplateChat.fromFolder(dir, tok));
+        assertEquals(dir + " has no chat template (no chat_template.jinja, no chat_template in its tokenizer_config.json): give --chat "
+                + "llama3|chatml instead", e.getMessage());
+        Files.writeString(dir.resolve("tokenizer_config.json"), tokenizerConfig(LLAMA3, true));
+        Files.writeString(dir.resolve("generation_config.json"), "{\"eos_token_id\": [3001, 3009]}");
+        TemplateChat t = TemplateChat.fromFolder(dir, tok);
+        List<Message> c = CONVERSATIONS.get(1);
+        assertArrayEquals(ChatFormat.LLAMA3.with(tok).prompt(c.subList(0, 2)), t.prompt(c.subList(0, 2)));
+        assertTrue(t.endsTurn(3009) && t.endsTurn(3001) && !t.endsTurn(3000));
+        Files.writeString(dir.resolve("chat_template.jinja"), CHATML.replace("<|im_start|>", "<|start_header_id|>").replace("<|im_end|>", "<|eot_id|>"));
+        assertTrue(TemplateChat.fromFolder(dir, tok).render(c.subList(0, 2), true).startsWith("<|start_header_id|>system\n Be brief. <|eot_id|>"),
+                "chat_template.jinja first");
+        Files.delete(dir.resolve("chat_template.jinja"));
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": \"{% for m in messages %}{{ m.content | bogus }}{% endfor %}\"}");
+        e = assertThrows(IllegalArgumentException.class, () -> TemplateChat.fromFolder(dir, tok).prompt(c));
+        assertTrue(e.getMessage().startsWith(dir.resolve("tokenizer_config.json") + "'s chat_template: "), e.getMessage());
+    }
+
+    /** tokenizer_config.json with {@code template} as its chat_template, as a string or in transformers' named list. */
+    static String tokenizerConfig(String template, boolean named) {
+        com.google.gson.JsonObject c = new com.google.gson.JsonObject();
+        com.google.gson.JsonObject bos = new com.google.gson.JsonObject();
+        bos.addProperty("content", "<|begin_of_text|>");
+        c.add("bos_token", bos);
+        c.addProperty("eos_token", "<|eot_id|>");
+        if (named) {
+            com.google.gson.JsonArray list = new com.google.gson.JsonArray();
+            for (String name : new String[] {"tool_use", "default"}) {
+                com.google.gson.JsonObject o = new com.google.gson.JsonObject();
+                o.addProperty("name", name);
+                o.addProperty("template", name.equals("default") ? template : "{{ raise_exception('not this one') }}");
+                list.add(o);
+            }
+            c.add("chat_template", list);
+        } else {
+            c.addProperty("chat_template", template);
+        }
+        return c.toString();
+    }
+
+    /**
+     * finetune --chat template on a folder whose tokenizer_config.json holds LLaMA-3's template: the checkpoints keep it
+     * (chat_template.jinja) and record "template"; generate --chat template reads it back and stops at <|eot_id|>.
+     */
+    @Test void finetuneAndGenerateWithTheFoldersTemplate(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
+        ChatFormatTest.writeTheThenEndOfTurnModel(hf);
+        Files.writeString(hf.resolve("tokenizer_config.json"), tokenizerConfig(LLAMA3, false));
+        StringBuilder jsonl = new StringBuilder();
+        for (int i = 0; i < 4; i++)
+            jsonl.append("{\"messages\": [{\"role\": \"user\", \"content\": \"Say ").append(i).append("\"}, {\"role\": \"assistant\", \"content\": \"")
+                    .append(i).append("\"}]}\n");
+        Files.writeString(data, jsonl.toString());
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "template", "--data", data.toString(),
+                "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0"), console.err.toString());
+        Path ckpt = Checkpoints.latest(tuned);
+        assertEquals("template", Checkpoints.readMeta(ckpt).chat());
+        assertEquals(LLAMA3, Files.readString(ckpt.resolve(TemplateChat.TEMPLATE_FILE)));
+
+        ChatFormatTest.writeTheThenEndOfTurnModel(hf);  // the untuned weights: " the", then the end of turn
+        Files.writeString(hf.resolve("tokenizer_config.json"), tokenizerConfig(LLAMA3, false));
+        console.out.reset();
+        assertEquals(0, Main.run("generate", hf.toString(), "--backend", "cpu", "--chat", "template", "--prompt", "Say the", "--tokens", "10",
+                "--temperature", "0"), console.err.toString());
+        assertEquals("the\n", console.out.toString());
+        assertTrue(console.err.toString().contains("1 token and the end of turn"), console.err.toString());
+    }
+}
