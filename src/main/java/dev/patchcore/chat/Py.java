@@ -110,6 +110,7 @@ final class Py {
     /** Python's {@code str(v)}, with Jinja2's Undefined printing as nothing. */
     static String str(Object v) {
         return switch (v) {
+            case null -> "None";
             case String s -> s;
             case Undefined u -> "";
             default -> repr(v);
