@@ -1,5 +1,10 @@
 package dev.patchcore.chat;
 
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonPrimitive;
+
 import java.math.BigDecimal;
 import java.util.AbstractList;
 import java.util.ArrayList;
@@ -59,7 +64,13 @@ final class Py {
         if (v instanceof Float f) return Double.parseDouble(Float.toString(f));
         if (v instanceof BigDecimal b) return b.stripTrailingZeros().scale() <= 0 && b.abs().compareTo(BigDecimal.valueOf(Long.MAX_VALUE)) <= 0
                 ? (Object) b.longValueExact() : (Object) b.doubleValue();
-        if (v instanceof Number n) return n.doubleValue();
+        if (v instanceof Number n) {
+            // e.g. gson's LazilyParsedNumber: an integer literal stays an int, as Python's json.loads keeps it
+            String text = n.toString();
+            if (text.matches("-?\\d{1,18}")) return Long.parseLong(text);
+            return n.doubleValue();
+        }
+        if (v instanceof JsonElement j) return fromJson(j);
         if (v instanceof Character c) return c.toString();
         if (v instanceof CharSequence s) return s.toString();
         if (v instanceof Map<?, ?> m) {
@@ -75,6 +86,24 @@ final class Py {
         if (v instanceof Object[] a) return fromJava(List.of(a));
         if (v instanceof Undefined || v instanceof Namespace || v instanceof Callable) return v;
         throw new IllegalArgumentException("a chat template cannot use a value of type " + v.getClass().getName());
+    }
+
+    private static Object fromJson(JsonElement j) {
+        if (j.isJsonNull()) return null;
+        if (j instanceof JsonObject o) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            for (Map.Entry<String, JsonElement> e : o.entrySet()) out.put(e.getKey(), fromJson(e.getValue()));
+            return out;
+        }
+        if (j instanceof JsonArray a) {
+            List<Object> out = new ArrayList<>();
+            for (JsonElement e : a) out.add(fromJson(e));
+            return out;
+        }
+        JsonPrimitive p = j.getAsJsonPrimitive();
+        if (p.isBoolean()) return p.getAsBoolean();
+        if (p.isString()) return p.getAsString();
+        return fromJava(p.getAsNumber());
     }
 
     static boolean truthy(Object v) {

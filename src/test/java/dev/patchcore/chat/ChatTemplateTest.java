@@ -1,6 +1,13 @@
 package dev.patchcore.chat;
 
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
 
 import java.time.Clock;
 import java.time.Instant;
@@ -188,6 +195,25 @@ class ChatTemplateTest {
         ctx.put("nothing", null);
         ctx.put("list", new ArrayList<>(List.of(1, "two")));
         assertEquals("4|0.5|None|True|[1, 'two']", render("{{ n + 1 }}|{{ f }}|{{ nothing }}|{{ nothing is none }}|{{ list }}", ctx));
+    }
+
+    @Test void contextValuesFromJson() {
+        JsonObject ctx = JsonParser.parseString("{\"t\": {\"n\": 1, \"x\": 1.0, \"l\": [true, null, \"s\"]}}").getAsJsonObject();
+        Map<String, Object> context = Map.of("t", ctx.get("t"));
+        assertEquals("{\"n\": 1, \"x\": 1.0, \"l\": [true, null, \"s\"]}|2", render("{{ t|tojson }}|{{ t.n + 1 }}", context));
+    }
+
+    @Test void loadsTheTemplateOfAModelFolder(@TempDir Path dir) throws IOException {
+        assertTrue(ChatTemplate.load(dir).isEmpty());
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"bos_token\": \"<s>\"}");
+        assertTrue(ChatTemplate.load(dir).isEmpty());
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": \"A{{ x }}\"}");
+        assertEquals("A1", ChatTemplate.load(dir).orElseThrow().render(Map.of("x", 1)));
+        Files.writeString(dir.resolve("tokenizer_config.json"),
+                "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}");
+        assertEquals("D", ChatTemplate.load(dir).orElseThrow().render(Map.of()));
+        Files.writeString(dir.resolve("chat_template.jinja"), "J{{ x }}\n");
+        assertEquals("J2", ChatTemplate.load(dir).orElseThrow().render(Map.of("x", 2)), "chat_template.jinja comes first");
     }
 
     @Test void refusesWhatItDoesNotSupportWithThePosition() {
