@@ -44,7 +44,14 @@ const CONVERSATIONS = {
   'thinking': [m('user', 'Think: 1+1?'), m('assistant', '<think>\nIt is two.\n</think>\n\nTwo.'), m('user', 'Sure?')],
   'named': [m('user', 'Hello there', { name: 'alice' }), m('assistant', 'Hi Alice', { name: 'bot', to: 'alice' }),
     m('user', 'bye')],
+  // rendered with TOOLS in the context too
+  'tool-call': [m('system', 'Use tools.'), m('user', 'Weather in Paris?'),
+    m('assistant', '', { tool_calls: [{ type: 'function', function: { name: 'get_weather', arguments: { city: 'Paris', days: 2 } } }] }),
+    m('tool', '{"temp_c": 21.5, "sky": "clear \u2600"}'), m('user', 'Thanks')],
 };
+const TOOLS = [{ type: 'function', function: { name: 'get_weather', description: 'Current weather \u00e0 la carte',
+  parameters: { type: 'object', properties: { city: { type: 'string' }, days: { type: 'integer', default: 1 } },
+    required: ['city'] } } }];
 
 function main() {
   const doc = JSON.parse(fs.readFileSync(path.join(RESOURCES, 'templates.json'), 'utf8'));
@@ -58,6 +65,7 @@ function main() {
           bos_token: t.bos_token === null ? undefined : t.bos_token,
           eos_token: t.eos_token === null ? undefined : t.eos_token,
         };
+        if (name === 'tool-call') context.tools = TOOLS;
         if (context.bos_token === undefined) delete context.bos_token;
         if (context.eos_token === undefined) delete context.eos_token;
         const c = { template: t.name, conversation: name, add_generation_prompt: addGenerationPrompt };
@@ -74,7 +82,7 @@ function main() {
   }
   const out = {
     about: 'Written by tools/reference/chat-templates/render.js with @huggingface/jinja 0.5.11; do not edit.',
-    now: NOW, conversations: CONVERSATIONS, cases,
+    now: NOW, conversations: CONVERSATIONS, tools: TOOLS, cases,
   };
   fs.writeFileSync(path.join(RESOURCES, 'expected.json'), JSON.stringify(out, null, 1) + '\n');
   const failed = cases.filter((c) => c.error !== undefined);
