@@ -7,6 +7,7 @@ import dev.patchcore.chat.Node.Expr;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Set;
+import java.util.function.Supplier;
 
 /**
  * Jinja2's grammar, the part chat templates use, with Jinja2's operator precedence: conditional expression, or, and,
@@ -267,21 +268,11 @@ final class Parser {
     }
 
     private Expr or() {
-        Expr e = and();
-        while (peek().isName("or")) {
-            Token op = next();
-            e = new Expr.Binary("or", e, and(), op.pos());
-        }
-        return e;
+        return leftAssociative(this::and, "or");
     }
 
     private Expr and() {
-        Expr e = not();
-        while (peek().isName("and")) {
-            Token op = next();
-            e = new Expr.Binary("and", e, not(), op.pos());
-        }
-        return e;
+        return leftAssociative(this::not, "and");
     }
 
     private Expr not() {
@@ -317,39 +308,30 @@ final class Parser {
     }
 
     private Expr math1() {
-        Expr e = concat();
-        while (peek().isOp("+") || peek().isOp("-")) {
-            Token op = next();
-            e = new Expr.Binary(op.value(), e, concat(), op.pos());
-        }
-        return e;
+        return leftAssociative(this::concat, "+", "-");
     }
 
     private Expr concat() {
-        Expr e = math2();
-        while (peek().isOp("~")) {
-            Token op = next();
-            e = new Expr.Binary("~", e, math2(), op.pos());
-        }
-        return e;
+        return leftAssociative(this::math2, "~");
     }
 
     private Expr math2() {
-        Expr e = pow();
-        while (peek().isOp("*") || peek().isOp("/") || peek().isOp("//") || peek().isOp("%")) {
-            Token op = next();
-            e = new Expr.Binary(op.value(), e, pow(), op.pos());
-        }
-        return e;
+        return leftAssociative(this::pow, "*", "/", "//", "%");
     }
 
     private Expr pow() {
-        Expr e = unary(true);
-        while (peek().isOp("**")) {
-            Token op = next();
-            e = new Expr.Binary("**", e, unary(true), op.pos());
+        return leftAssociative(() -> unary(true), "**");
+    }
+
+    /** One precedence level of left-associative binary operators (operator tokens, or the names and / or). */
+    private Expr leftAssociative(Supplier<Expr> operand, String... operators) {
+        Expr e = operand.get();
+        while (true) {
+            Token t = peek();
+            if ((t.type() != Type.OP && t.type() != Type.NAME) || !List.of(operators).contains(t.value())) return e;
+            next();
+            e = new Expr.Binary(t.value(), e, operand.get(), t.pos());
         }
-        return e;
     }
 
     private Expr unary(boolean withFilter) {
