@@ -7,8 +7,7 @@ import java.util.List;
  * Splits a template into text and tag tokens as Jinja2's lexer does with {@code trim_blocks=True} and
  * {@code lstrip_blocks=True} (transformers' environment): newlines normalized to {@code \n}, one trailing newline of
  * the source dropped, {@code -} stripping all whitespace on its side of a tag, {@code +} keeping it, the first newline
- * after a block or comment tag removed, and the spaces and tabs before a block or comment tag that starts its line
- * removed. Comments produce no tokens.
+ * after a block or comment tag removed, and the whitespace before a block or comment tag that starts its line removed. Comments produce no tokens.
  */
 final class Lexer {
     enum Type { TEXT, VAR_BEGIN, VAR_END, BLOCK_BEGIN, BLOCK_END, NAME, STRING, INT, FLOAT, OP, EOF }
@@ -100,7 +99,8 @@ final class Lexer {
     }
 
     private static boolean onlyBlanks(String s, int from) {
-        for (int i = from; i < s.length(); i++) if (s.charAt(i) != ' ' && s.charAt(i) != '\t') return false;
+        // Jinja2 tests the rest of the line with Python's \s+, which takes any Unicode whitespace
+        for (int i = from; i < s.length(); i++) if (!Py.isSpace(s.charAt(i))) return false;
         return true;
     }
 

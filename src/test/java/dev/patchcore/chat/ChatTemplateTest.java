@@ -69,6 +69,7 @@ class ChatTemplateTest {
         assertEquals("text   \nx", render("text {% if true %}  \n{% endif %}x"), "only the newline right after %} is trimmed");
         assertEquals("1\n2\n", render("{% for i in [1, 2] %}\n{{ i }}\n{% endfor %}"));
         assertEquals("a  b", render("a  {% if true %}b{% endif %}"), "a tag after text on its line keeps the spaces");
+        assertEquals("a\nb", render("a\n\u00a0\t{% if true %}b{% endif %}"), "Python's \\s: a no-break space is stripped too");
     }
 
     @Test void loopVariables() {
