@@ -225,7 +225,8 @@ final class Parser {
                 endTag();
                 return new Node.FilterBlock(List.of(), body);
             }
-            default -> throw error(kw, "unsupported statement {% " + kw.value() + " %}");
+            default -> throw error(kw, kw.value().startsWith("end") || kw.value().equals("else") || kw.value().equals("elif")
+                    ? "unexpected {% " + kw.value() + " %}" : "unsupported statement {% " + kw.value() + " %}");
         }
     }
 

@@ -227,6 +227,7 @@ class ChatTemplateTest {
         assertError("{{ x ", "chat template line 1, column 1: unclosed {{ ... }}");
         assertError("{{ f(*args) }}", "chat template line 1, column 6: *args and **kwargs in calls are not supported");
         assertError("{% call foo() %}{% endcall %}", "chat template line 1, column 4: unsupported statement {% call %}");
+        assertError("x{% endif %}", "chat template line 1, column 5: unexpected {% endif %}");
         assertError("{{ x = 1 }}", "chat template line 1, column 6: expected '}}', found '='");
     }
 
