@@ -1,0 +1,761 @@
+package dev.patchcore.chat;
+
+import dev.patchcore.chat.Py.Callable;
+import dev.patchcore.chat.Py.Namespace;
+import dev.patchcore.chat.Py.Tuple;
+import dev.patchcore.chat.Py.Undefined;
+
+import java.math.BigDecimal;
+import java.math.RoundingMode;
+import java.time.ZonedDateTime;
+import java.time.format.TextStyle;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.Comparator;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Locale;
+import java.util.Map;
+import java.util.Set;
+import java.util.regex.Matcher;
+import java.util.regex.Pattern;
+
+/**
+ * The filters, tests, global functions and str/dict/list methods chat templates call, each as Jinja2 (3.1) and
+ * Python define it, with transformers' additions: {@code raise_exception}, {@code strftime_now} and a {@code tojson}
+ * that is {@code json.dumps(ensure_ascii=False)}.
+ */
+final class Builtins {
+    private Builtins() {}
+
+    static final Set<String> FILTERS = Set.of("abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e",
+            "escape", "first", "float", "indent", "int", "items", "join", "last", "length", "list", "lower", "map",
+            "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort",
+            "string", "sum", "title", "tojson", "trim", "unique", "upper", "wordcount");
+
+    static final Set<String> TESTS = Set.of("defined", "undefined", "none", "string", "number", "integer", "float",
+            "boolean", "true", "false", "mapping", "iterable", "sequence", "callable", "odd", "even", "divisibleby",
+            "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=",
+            "in", "sameas", "lower", "upper", "filter", "test");
+
+    /** The global functions: {@code range}, {@code namespace}, {@code dict}, {@code raise_exception}, {@code strftime_now}. */
+    static Map<String, Object> globals(ZonedDateTime now) {
+        Map<String, Object> g = new LinkedHashMap<>();
+        g.put("range", (Callable) (args, kwargs) -> {
+            noKwargs("range", kwargs);
+            long start = 0, stop, step = 1;
+            if (args.isEmpty() || args.size() > 3) throw new IllegalArgumentException("range expected 1 to 3 arguments, got " + args.size());
+            if (args.size() == 1) {
+                stop = integer(args.get(0), "range");
+            } else {
+                start = integer(args.get(0), "range");
+                stop = integer(args.get(1), "range");
+                if (args.size() == 3) step = integer(args.get(2), "range");
+            }
+            if (step == 0) throw new IllegalArgumentException("range() arg 3 must not be zero");
+            List<Object> out = new ArrayList<>();
+            for (long k = start; step > 0 ? k < stop : k > stop; k += step) {
+                out.add(k);
+                if (out.size() > 10_000_000) throw new IllegalArgumentException("range too big");
+            }
+            return out;
+        });
+        g.put("namespace", (Callable) (args, kwargs) -> {
+            Namespace ns = new Namespace();
+            for (Object a : args) {
+                if (!(a instanceof Map<?, ?> m)) throw new IllegalArgumentException("namespace() takes keyword arguments or a dict");
+                for (Map.Entry<?, ?> e : m.entrySet()) ns.attrs.put((String) e.getKey(), e.getValue());
+            }
+            ns.attrs.putAll(kwargs);
+            return ns;
+        });
+        g.put("dict", (Callable) (args, kwargs) -> {
+            Map<String, Object> m = new LinkedHashMap<>();
+            for (Object a : args) {
+                if (!(a instanceof Map<?, ?> src)) throw new IllegalArgumentException("dict() takes keyword arguments or a dict");
+                for (Map.Entry<?, ?> e : src.entrySet()) m.put((String) e.getKey(), e.getValue());
+            }
+            m.putAll(kwargs);
+            return m;
+        });
+        g.put("raise_exception", (Callable) (args, kwargs) -> {
+            throw new ChatTemplate.RaisedException(args.isEmpty() ? "" : Py.str(args.get(0)));
+        });
+        g.put("strftime_now", (Callable) (args, kwargs) -> {
+            if (args.size() != 1 || !(args.get(0) instanceof String fmt)) throw new IllegalArgumentException("strftime_now takes one format string");
+            return strftime(now, fmt);
+        });
+        return g;
+    }
+
+    private static void noKwargs(String name, Map<String, Object> kwargs) {
+        if (!kwargs.isEmpty()) throw new IllegalArgumentException(name + "() takes no keyword arguments");
+    }
+
+    private static long integer(Object v, String what) {
+        if (Py.isNumber(v) && !(v instanceof Double)) return Py.toLong(v);
+        throw new IllegalArgumentException(what + ": '" + Py.typeName(v) + "' object cannot be interpreted as an integer");
+    }
+
+    /** Python's {@code datetime.strftime} (glibc's, so {@code %-d} drops the padding), English names. */
+    static String strftime(ZonedDateTime t, String fmt) {
+        StringBuilder sb = new StringBuilder();
+        for (int k = 0; k < fmt.length(); k++) {
+            char c = fmt.charAt(k);
+            if (c != '%' || k + 1 >= fmt.length()) {
+                sb.append(c);
+                continue;
+            }
+            char d = fmt.charAt(++k);
+            boolean pad = true;
+            if (d == '-' && k + 1 < fmt.length()) {
+                pad = false;
+                d = fmt.charAt(++k);
+            }
+            String two = pad ? "%02d" : "%d";
+            switch (d) {
+                case 'a' -> sb.append(t.getDayOfWeek().getDisplayName(TextStyle.SHORT, Locale.US));
+                case 'A' -> sb.append(t.getDayOfWeek().getDisplayName(TextStyle.FULL, Locale.US));
+                case 'b', 'h' -> sb.append(t.getMonth().getDisplayName(TextStyle.SHORT, Locale.US));
+                case 'B' -> sb.append(t.getMonth().getDisplayName(TextStyle.FULL, Locale.US));
+                case 'd' -> sb.append(String.format(two, t.getDayOfMonth()));
+                case 'e' -> sb.append(String.format("%2d", t.getDayOfMonth()));
+                case 'm' -> sb.append(String.format(two, t.getMonthValue()));
+                case 'y' -> sb.append(String.format(two, t.getYear() % 100));
+                case 'Y' -> sb.append(t.getYear());
+                case 'H' -> sb.append(String.format(two, t.getHour()));
+                case 'I' -> sb.append(String.format(two, (t.getHour() + 11) % 12 + 1));
+                case 'M' -> sb.append(String.format(two, t.getMinute()));
+                case 'S' -> sb.append(String.format(two, t.getSecond()));
+                case 'p' -> sb.append(t.getHour() < 12 ? "AM" : "PM");
+                case 'j' -> sb.append(String.format(pad ? "%03d" : "%d", t.getDayOfYear()));
+                case 'f' -> sb.append(String.format("%06d", t.getNano() / 1000));
+                case 'Z' -> sb.append(t.getZone().getDisplayName(TextStyle.SHORT, Locale.US));
+                case 'z' -> sb.append(t.getOffset().getId().equals("Z") ? "+0000" : t.getOffset().getId().replace(":", ""));
+                case 'u' -> sb.append(t.getDayOfWeek().getValue());
+                case 'w' -> sb.append(t.getDayOfWeek().getValue() % 7);
+                case 'D' -> sb.append(strftime(t, "%m/%d/%y"));
+                case 'F' -> sb.append(strftime(t, "%Y-%m-%d"));
+                case 'T' -> sb.append(strftime(t, "%H:%M:%S"));
+                case '%' -> sb.append('%');
+                default -> throw new IllegalArgumentException("strftime directive %" + d + " is not supported");
+            }
+        }
+        return sb.toString();
+    }
+
+    /** Python's {@code needle in haystack}. */
+    static boolean contains(Object haystack, Object needle) {
+        return switch (haystack) {
+            case String s -> {
+                if (!(needle instanceof String n)) throw new IllegalArgumentException("'in <string>' requires string as left operand, not " + Py.typeName(needle));
+                yield s.contains(n);
+            }
+            case List<?> l -> l.stream().anyMatch(x -> Py.eq(x, needle));
+            case Map<?, ?> m -> needle instanceof String && m.containsKey(needle);
+            case Undefined u -> false;
+            case null, default -> throw new IllegalArgumentException("argument of type '" + Py.typeName(haystack) + "' is not iterable");
+        };
+    }
+
+    static boolean test(String name, Object v, List<Object> args) {
+        return switch (name) {
+            case "defined" -> !(v instanceof Undefined);
+            case "undefined" -> v instanceof Undefined;
+            case "none" -> v == null;
+            case "string" -> v instanceof String;
+            case "number" -> Py.isNumber(v);
+            case "integer" -> v instanceof Long;
+            case "float" -> v instanceof Double;
+            case "boolean" -> v instanceof Boolean;
+            case "true" -> Boolean.TRUE.equals(v);
+            case "false" -> Boolean.FALSE.equals(v);
+            case "mapping" -> v instanceof Map;
+            case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
+            case "sequence" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
+            case "callable" -> v instanceof Callable;
+            case "odd" -> integer(v, "odd") % 2 != 0;
+            case "even" -> integer(v, "even") % 2 == 0;
+            case "divisibleby" -> integer(v, "divisibleby") % integer(arg(args, 0, name), "divisibleby") == 0;
+            case "eq", "equalto", "==" -> Py.eq(v, arg(args, 0, name));
+            case "ne", "!=" -> !Py.eq(v, arg(args, 0, name));
+            case "lt", "lessthan", "<" -> Py.compare(v, arg(args, 0, name)) < 0;
+            case "le", "<=" -> Py.compare(v, arg(args, 0, name)) <= 0;
+            case "gt", "greaterthan", ">" -> Py.compare(v, arg(args, 0, name)) > 0;
+            case "ge", ">=" -> Py.compare(v, arg(args, 0, name)) >= 0;
+            case "in" -> contains(arg(args, 0, name), v);
+            case "sameas" -> {
+                Object o = arg(args, 0, name);
+                yield v == o || (v instanceof Boolean && v.equals(o));
+            }
+            case "lower" -> v instanceof String s && s.equals(s.toLowerCase(Locale.ROOT));
+            case "upper" -> v instanceof String s && s.equals(s.toUpperCase(Locale.ROOT));
+            case "filter" -> v instanceof String s && FILTERS.contains(s);
+            case "test" -> v instanceof String s && TESTS.contains(s);
+            default -> throw new IllegalArgumentException("unknown test '" + name + "'");
+        };
+    }
+
+    private static Object arg(List<Object> args, int k, String what) {
+        if (k >= args.size()) throw new IllegalArgumentException(what + " is missing an argument");
+        return args.get(k);
+    }
+
+    private static Object kw(List<Object> args, Map<String, Object> kwargs, int k, String name, Object dflt) {
+        if (kwargs.containsKey(name)) return kwargs.get(name);
+        return k < args.size() ? args.get(k) : dflt;
+    }
+
+    static Object filter(String name, Object v, List<Object> args, Map<String, Object> kwargs, Renderer r, int pos) {
+        switch (name) {
+            case "default", "d" -> {
+                Object dflt = kw(args, kwargs, 0, "default_value", "");
+                boolean bool = Py.truthy(kw(args, kwargs, 1, "boolean", false));
+                return v instanceof Undefined || (bool && !Py.truthy(v)) ? dflt : v;
+            }
+            case "safe" -> {
+                return v;
+            }
+            case "e", "escape" -> {
+                return Py.str(v).replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+                        .replace("\"", "&#34;").replace("'", "&#39;");
+            }
+            case "string" -> {
+                return Py.str(v);
+            }
+            case "attr" -> {
+                Object a = arg(args, 0, "attr");
+                if (v instanceof Map<?, ?> || v instanceof Undefined) {
+                    Callable m = method(v, Py.str(a));
+                    return m != null ? m : new Undefined("no attribute " + Py.repr(a));
+                }
+                return r.getattr(v, Py.str(a), pos);
+            }
+            default -> { }
+        }
+        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "items", "map", "select", "reject",
+                "selectattr", "rejectattr", "first", "last", "reverse", "sort", "unique", "trim", "upper", "lower",
+                "title", "capitalize", "int", "float", "wordcount", "dictsort").contains(name)) {
+            throw new IllegalArgumentException(u.message());
+        }
+        switch (name) {
+            case "trim" -> {
+                Object chars = kw(args, kwargs, 0, "chars", null);
+                return Py.strip(Py.str(v), chars == null ? null : Py.str(chars), true, true);
+            }
+            case "length", "count" -> {
+                return (long) Py.length(v);
+            }
+            case "upper" -> {
+                return Py.str(v).toUpperCase(Locale.ROOT);
+            }
+            case "lower" -> {
+                return Py.str(v).toLowerCase(Locale.ROOT);
+            }
+            case "capitalize" -> {
+                return capitalize(Py.str(v));
+            }
+            case "title" -> {
+                // Jinja2's title: words begin after runs of '-', whitespace and opening brackets
+                StringBuilder sb = new StringBuilder();
+                for (String part : splitKeeping(Py.str(v), Pattern.compile("[-\\s(\\{\\[<]+"))) {
+                    if (!part.isEmpty()) sb.append(capitalize(part));
+                }
+                return sb.toString();
+            }
+            case "wordcount" -> {
+                Matcher m = Pattern.compile("\\w+", Pattern.UNICODE_CHARACTER_CLASS).matcher(Py.str(v));
+                long n = 0;
+                while (m.find()) n++;
+                return n;
+            }
+            case "replace" -> {
+                Object count = kw(args, kwargs, 2, "count", null);
+                return replace(Py.str(v), Py.str(arg(args, 0, "replace")), Py.str(arg(args, 1, "replace")),
+                        count == null ? -1 : integer(count, "replace"));
+            }
+            case "indent" -> {
+                return indent(Py.str(v), kw(args, kwargs, 0, "width", 4L), Py.truthy(kw(args, kwargs, 1, "first", false)),
+                        Py.truthy(kw(args, kwargs, 2, "blank", false)));
+            }
+            case "join" -> {
+                String sep = Py.str(kw(args, kwargs, 0, "d", ""));
+                Object attribute = kw(args, kwargs, 1, "attribute", null);
+                StringBuilder sb = new StringBuilder();
+                boolean first = true;
+                for (Object item : Py.iterate(v)) {
+                    sb.append(first ? "" : sep).append(Py.str(attribute == null ? item : r.getattr(item, Py.str(attribute), pos)));
+                    first = false;
+                }
+                return sb.toString();
+            }
+            case "first", "last" -> {
+                List<Object> items = Py.iterate(v);
+                if (items.isEmpty()) return new Undefined("No " + name + " item, sequence was empty.");
+                return items.get(name.equals("first") ? 0 : items.size() - 1);
+            }
+            case "list" -> {
+                return Py.iterate(v);
+            }
+            case "reverse" -> {
+                if (v instanceof String s) return new StringBuilder(s).reverse().toString();
+                List<Object> items = Py.iterate(v);
+                Collections.reverse(items);
+                return items;
+            }
+            case "items" -> {
+                if (v instanceof Undefined) return new ArrayList<>();
+                if (!(v instanceof Map<?, ?> m)) throw new IllegalArgumentException("can only get item pairs from a mapping");
+                List<Object> out = new ArrayList<>();
+                for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
+                return out;
+            }
+            case "dictsort" -> {
+                if (!(v instanceof Map<?, ?> m)) throw new IllegalArgumentException("dictsort: a mapping is needed");
+                boolean byValue = "value".equals(kw(args, kwargs, 1, "by", "key"));
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
+                List<Object> out = new ArrayList<>();
+                for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
+                out.sort((a, b) -> Py.compare(sortKey(((Tuple) a).get(byValue ? 1 : 0), caseSensitive),
+                        sortKey(((Tuple) b).get(byValue ? 1 : 0), caseSensitive)));
+                if (Py.truthy(kw(args, kwargs, 2, "reverse", false))) Collections.reverse(out);
+                return out;
+            }
+            case "int" -> {
+                return toInt(v, kw(args, kwargs, 0, "default", 0L), kw(args, kwargs, 1, "base", 10L));
+            }
+            case "float" -> {
+                return toFloat(v, kw(args, kwargs, 0, "default", 0.0));
+            }
+            case "abs" -> {
+                if (v instanceof Double d) return Math.abs(d);
+                return Math.abs(integer(v, "abs"));
+            }
+            case "round" -> {
+                long precision = integer(kw(args, kwargs, 0, "precision", 0L), "round");
+                String method = Py.str(kw(args, kwargs, 1, "method", "common"));
+                if (!Py.isNumber(v)) throw new IllegalArgumentException("round needs a number");
+                RoundingMode mode = switch (method) {
+                    case "common" -> RoundingMode.HALF_EVEN;
+                    case "ceil" -> RoundingMode.CEILING;
+                    case "floor" -> RoundingMode.FLOOR;
+                    default -> throw new IllegalArgumentException("method must be common, ceil or floor");
+                };
+                if (method.equals("common") && v instanceof Long) return v;
+                double d = Py.toDouble(v);
+                if (Double.isNaN(d) || Double.isInfinite(d)) return d;
+                return new BigDecimal(d).setScale((int) precision, mode).doubleValue();
+            }
+            case "tojson" -> {
+                Object indent = kw(args, kwargs, 0, "indent", null);
+                if (kwargs.containsKey("separators") && kwargs.get("separators") != null) {
+                    throw new IllegalArgumentException("tojson(separators=...) is not supported");
+                }
+                if (kwargs.containsKey("ensure_ascii") && Py.truthy(kwargs.get("ensure_ascii"))) {
+                    throw new IllegalArgumentException("tojson(ensure_ascii=True) is not supported");
+                }
+                return Py.json(v, indent == null ? null : (int) integer(indent, "tojson indent"),
+                        Py.truthy(kwargs.getOrDefault("sort_keys", false)));
+            }
+            case "map" -> {
+                List<Object> out = new ArrayList<>();
+                if (kwargs.containsKey("attribute")) {
+                    String attribute = Py.str(kwargs.get("attribute"));
+                    Object dflt = kwargs.get("default");
+                    for (Object item : Py.iterate(v)) {
+                        Object x = attribute(r, item, attribute, pos);
+                        out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
+                    }
+                    return out;
+                }
+                String filter = Py.str(arg(args, 0, "map"));
+                if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
+                for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
+                return out;
+            }
+            case "select", "reject", "selectattr", "rejectattr" -> {
+                boolean attr = name.endsWith("attr");
+                boolean keep = name.startsWith("select");
+                String attribute = attr ? Py.str(arg(args, 0, name)) : null;
+                int t = attr ? 1 : 0;
+                String testName = args.size() > t ? Py.str(args.get(t)) : null;
+                if (testName != null && !TESTS.contains(testName)) throw new IllegalArgumentException("unknown test '" + testName + "'");
+                List<Object> testArgs = args.size() > t + 1 ? args.subList(t + 1, args.size()) : List.of();
+                List<Object> out = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    Object x = attr ? attribute(r, item, attribute, pos) : item;
+                    boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
+                    if (ok == keep) out.add(item);
+                }
+                return out;
+            }
+            case "unique" -> {
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
+                Object attribute = kw(args, kwargs, 1, "attribute", null);
+                List<Object> out = new ArrayList<>();
+                List<Object> seen = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
+                    if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
+                        seen.add(key);
+                        out.add(item);
+                    }
+                }
+                return out;
+            }
+            case "sort" -> {
+                boolean reverse = Py.truthy(kw(args, kwargs, 0, "reverse", false));
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 1, "case_sensitive", false));
+                Object attribute = kw(args, kwargs, 2, "attribute", null);
+                List<Object> items = Py.iterate(v);
+                Comparator<Object> cmp = Comparator.comparing(
+                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive), Py::compare);
+                items.sort(reverse ? cmp.reversed() : cmp);
+                return items;
+            }
+            case "sum" -> {
+                Object attribute = kw(args, kwargs, 0, "attribute", null);
+                Object total = kw(args, kwargs, 1, "start", 0L);
+                for (Object item : Py.iterate(v)) {
+                    Object x = attribute == null ? item : attribute(r, item, Py.str(attribute), pos);
+                    total = total instanceof Double || x instanceof Double ? (Object) (Py.toDouble(total) + Py.toDouble(x))
+                            : (Object) (Py.toLong(total) + Py.toLong(x));
+                }
+                return total;
+            }
+            case "min", "max" -> {
+                List<Object> items = Py.iterate(v);
+                if (items.isEmpty()) return new Undefined("No aggregated item, sequence was empty.");
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
+                Object attribute = kw(args, kwargs, 1, "attribute", null);
+                Comparator<Object> cmp = Comparator.comparing(
+                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive), Py::compare);
+                return name.equals("min") ? Collections.min(items, cmp) : Collections.max(items, cmp);
+            }
+            default -> throw new IllegalArgumentException("unknown filter '" + name + "'");
+        }
+    }
+
+    /** Jinja2's attribute lookup for filters: dotted paths, integer parts as indexes. */
+    private static Object attribute(Renderer r, Object item, String path, int pos) {
+        Object x = item;
+        for (String part : path.split("\\.")) {
+            if (x instanceof Undefined) return x;
+            x = part.matches("\\d+") ? r.getitem(x, Long.parseLong(part), pos) : r.getitem(x, part, pos);
+        }
+        return x;
+    }
+
+    private static Object sortKey(Object v, boolean caseSensitive) {
+        return !caseSensitive && v instanceof String s ? s.toLowerCase(Locale.ROOT) : v;
+    }
+
+    private static Object toInt(Object v, Object dflt, Object base) {
+        if (v instanceof Boolean b) return b ? 1L : 0L;
+        if (v instanceof Long) return v;
+        if (v instanceof Double d) return (long) d.doubleValue();
+        if (v instanceof String s) {
+            String t = Py.strip(s, null, true, true).replace("_", "");
+            try {
+                return Long.parseLong(t, (int) integer(base, "int"));
+            } catch (NumberFormatException e) {
+                try {
+                    return (long) Double.parseDouble(t);
+                } catch (NumberFormatException e2) {
+                    return dflt;
+                }
+            }
+        }
+        return dflt;
+    }
+
+    private static Object toFloat(Object v, Object dflt) {
+        if (Py.isNumber(v)) return Py.toDouble(v);
+        if (v instanceof String s) {
+            try {
+                String t = Py.strip(s, null, true, true);
+                if (t.matches("[+-]?(\\d[\\d_]*\\.?[\\d_]*|\\.\\d[\\d_]*)([eE][+-]?\\d+)?")) return Double.parseDouble(t.replace("_", ""));
+                if (t.matches("(?i)[+-]?(inf|infinity|nan)")) return Double.parseDouble(t.replaceAll("(?i)inf(inity)?", "Infinity").replaceAll("(?i)nan", "NaN"));
+            } catch (NumberFormatException e) {
+                return dflt;
+            }
+        }
+        return dflt;
+    }
+
+    private static String indent(String s, Object width, boolean first, boolean blank) {
+        String pad = width instanceof String w ? w : " ".repeat((int) integer(width, "indent"));
+        s = s + "\n";
+        List<String> lines = splitlines(s, false);
+        StringBuilder rv = new StringBuilder();
+        if (blank) {
+            rv.append(String.join("\n" + pad, lines));
+        } else {
+            rv.append(lines.getFirst());
+            for (int k = 1; k < lines.size(); k++) rv.append('\n').append(lines.get(k).isEmpty() ? "" : pad + lines.get(k));
+        }
+        return first ? pad + rv : rv.toString();
+    }
+
+    private static List<String> splitKeeping(String s, Pattern sep) {
+        List<String> out = new ArrayList<>();
+        Matcher m = sep.matcher(s);
+        int last = 0;
+        while (m.find()) {
+            out.add(s.substring(last, m.start()));
+            out.add(m.group());
+            last = m.end();
+        }
+        out.add(s.substring(last));
+        return out;
+    }
+
+    static String capitalize(String s) {
+        if (s.isEmpty()) return s;
+        int first = s.codePointAt(0);
+        int n = Character.charCount(first);
+        return Character.toString(Character.toTitleCase(first)).toUpperCase(Locale.ROOT) + s.substring(n).toLowerCase(Locale.ROOT);
+    }
+
+    /** Python's {@code str.title()}: a cased letter after an uncased character starts a word. */
+    static String pyTitle(String s) {
+        StringBuilder sb = new StringBuilder();
+        boolean prevCased = false;
+        for (int k = 0; k < s.length(); ) {
+            int c = s.codePointAt(k);
+            k += Character.charCount(c);
+            boolean cased = Character.isUpperCase(c) || Character.isLowerCase(c) || Character.isTitleCase(c);
+            if (cased) sb.append(prevCased ? Character.toString(c).toLowerCase(Locale.ROOT) : Character.toString(Character.toTitleCase(c)));
+            else sb.appendCodePoint(c);
+            prevCased = cased;
+        }
+        return sb.toString();
+    }
+
+    static String replace(String s, String old, String replacement, long count) {
+        if (count < 0) {
+            if (old.isEmpty()) {
+                StringBuilder sb = new StringBuilder(replacement);
+                s.codePoints().forEach(c -> sb.appendCodePoint(c).append(replacement));
+                return sb.toString();
+            }
+            return s.replace(old, replacement);
+        }
+        StringBuilder sb = new StringBuilder();
+        int from = 0;
+        for (long k = 0; k < count; k++) {
+            int at = s.indexOf(old, from);
+            if (at < 0 || old.isEmpty()) break;
+            sb.append(s, from, at).append(replacement);
+            from = at + old.length();
+        }
+        return sb.append(s.substring(from)).toString();
+    }
+
+    /** Python's {@code str.splitlines(keepends)}. */
+    static List<String> splitlines(String s, boolean keepEnds) {
+        List<String> out = new ArrayList<>();
+        int start = 0, k = 0;
+        while (k < s.length()) {
+            char c = s.charAt(k);
+            int eol = -1;
+            if (c == '\r' && k + 1 < s.length() && s.charAt(k + 1) == '\n') eol = 2;
+            else if ("\n\r\u000b\u000c\u001c\u001d\u001e\u0085\u2028\u2029".indexOf(c) >= 0) eol = 1;
+            if (eol > 0) {
+                out.add(s.substring(start, keepEnds ? k + eol : k));
+                k += eol;
+                start = k;
+            } else {
+                k++;
+            }
+        }
+        if (start < s.length()) out.add(s.substring(start));
+        return out;
+    }
+
+    /** Python's {@code str.split(sep, maxsplit)}: {@code sep} null splits on runs of whitespace. */
+    static List<Object> split(String s, String sep, long maxsplit) {
+        List<Object> out = new ArrayList<>();
+        if (sep == null) {
+            int k = 0, n = s.length();
+            while (true) {
+                while (k < n && Py.isSpace(s.charAt(k))) k++;
+                if (k >= n) break;
+                if (maxsplit >= 0 && out.size() == maxsplit) {
+                    out.add(Py.strip(s.substring(k), null, false, true));
+                    break;
+                }
+                int start = k;
+                while (k < n && !Py.isSpace(s.charAt(k))) k++;
+                out.add(s.substring(start, k));
+            }
+            return out;
+        }
+        if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
+        int from = 0;
+        while (maxsplit < 0 || out.size() < maxsplit) {
+            int at = s.indexOf(sep, from);
+            if (at < 0) break;
+            out.add(s.substring(from, at));
+            from = at + sep.length();
+        }
+        out.add(s.substring(from));
+        return out;
+    }
+
+    private static List<Object> rsplit(String s, String sep, long maxsplit) {
+        if (sep == null || maxsplit < 0) return split(s, sep, maxsplit);
+        if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
+        List<Object> out = new ArrayList<>();
+        int end = s.length();
+        while (out.size() < maxsplit) {
+            int at = s.lastIndexOf(sep, end - sep.length());
+            if (at < 0) break;
+            out.addFirst(s.substring(at + sep.length(), end));
+            end = at;
+        }
+        out.addFirst(s.substring(0, end));
+        return out;
+    }
+
+    /** A method bound to its object ({@code s.strip}, {@code d.items}), or null when the object has none by that name. */
+    static Callable method(Object obj, String name) {
+        if (obj instanceof String s) return stringMethod(s, name);
+        if (obj instanceof Map<?, ?> m) {
+            return switch (name) {
+                case "items" -> (args, kwargs) -> {
+                    List<Object> out = new ArrayList<>();
+                    for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
+                    return out;
+                };
+                case "keys" -> (args, kwargs) -> new ArrayList<Object>(m.keySet());
+                case "values" -> (args, kwargs) -> new ArrayList<Object>(m.values());
+                case "get" -> (args, kwargs) -> {
+                    Object key = arg(args, 0, "get");
+                    return m.containsKey(key) ? m.get(key) : args.size() > 1 ? args.get(1) : null;
+                };
+                default -> null;
+            };
+        }
+        if (obj instanceof List<?> l) {
+            return switch (name) {
+                case "count" -> (args, kwargs) -> l.stream().filter(x -> Py.eq(x, arg(args, 0, "count"))).count();
+                case "index" -> (args, kwargs) -> {
+                    for (int k = 0; k < l.size(); k++) if (Py.eq(l.get(k), arg(args, 0, "index"))) return (long) k;
+                    throw new IllegalArgumentException(Py.repr(args.get(0)) + " is not in list");
+                };
+                default -> null;
+            };
+        }
+        return null;
+    }
+
+    private static String strArg(List<Object> args, int k, String what) {
+        Object v = arg(args, k, what);
+        if (!(v instanceof String s)) throw new IllegalArgumentException(what + " expects a string, not '" + Py.typeName(v) + "'");
+        return s;
+    }
+
+    private static String optChars(List<Object> args) {
+        if (args.isEmpty() || args.getFirst() == null) return null;
+        return strArg(args, 0, "strip");
+    }
+
+    private static boolean affix(String s, Object affixes, boolean prefix) {
+        if (affixes instanceof List<?> l) return l.stream().anyMatch(a -> affix(s, a, prefix));
+        if (!(affixes instanceof String a)) throw new IllegalArgumentException("startswith/endswith expect a string or a tuple");
+        return prefix ? s.startsWith(a) : s.endsWith(a);
+    }
+
+    private static Callable stringMethod(String s, String name) {
+        return switch (name) {
+            case "strip" -> (args, kwargs) -> Py.strip(s, optChars(args), true, true);
+            case "lstrip" -> (args, kwargs) -> Py.strip(s, optChars(args), true, false);
+            case "rstrip" -> (args, kwargs) -> Py.strip(s, optChars(args), false, true);
+            case "upper" -> (args, kwargs) -> s.toUpperCase(Locale.ROOT);
+            case "lower" -> (args, kwargs) -> s.toLowerCase(Locale.ROOT);
+            case "title" -> (args, kwargs) -> pyTitle(s);
+            case "capitalize" -> (args, kwargs) -> capitalize(s);
+            case "startswith" -> (args, kwargs) -> affix(s, arg(args, 0, "startswith"), true);
+            case "endswith" -> (args, kwargs) -> affix(s, arg(args, 0, "endswith"), false);
+            case "split", "rsplit" -> (args, kwargs) -> {
+                Object sep = kw(args, kwargs, 0, "sep", null);
+                long max = integer(kw(args, kwargs, 1, "maxsplit", -1L), name);
+                String sepStr = sep == null ? null : Py.str(sep);
+                return name.equals("split") ? split(s, sepStr, max) : rsplit(s, sepStr, max);
+            };
+            case "splitlines" -> (args, kwargs) -> new ArrayList<Object>(splitlines(s, Py.truthy(kw(args, kwargs, 0, "keepends", false))));
+            case "replace" -> (args, kwargs) -> replace(s, strArg(args, 0, "replace"), strArg(args, 1, "replace"),
+                    args.size() > 2 ? integer(args.get(2), "replace") : -1);
+            case "find" -> (args, kwargs) -> (long) codePointIndex(s, s.indexOf(strArg(args, 0, "find")));
+            case "rfind" -> (args, kwargs) -> (long) codePointIndex(s, s.lastIndexOf(strArg(args, 0, "rfind")));
+            case "count" -> (args, kwargs) -> {
+                String sub = strArg(args, 0, "count");
+                if (sub.isEmpty()) return (long) Py.length(s) + 1;
+                long n = 0;
+                for (int at = s.indexOf(sub); at >= 0; at = s.indexOf(sub, at + sub.length())) n++;
+                return n;
+            };
+            case "join" -> (args, kwargs) -> {
+                StringBuilder sb = new StringBuilder();
+                boolean first = true;
+                for (Object item : Py.iterate(arg(args, 0, "join"))) {
+                    if (!(item instanceof String str)) throw new IllegalArgumentException("sequence item: expected str instance, " + Py.typeName(item) + " found");
+                    sb.append(first ? "" : s).append(str);
+                    first = false;
+                }
+                return sb.toString();
+            };
+            case "removeprefix" -> (args, kwargs) -> {
+                String p = strArg(args, 0, name);
+                return s.startsWith(p) ? s.substring(p.length()) : s;
+            };
+            case "removesuffix" -> (args, kwargs) -> {
+                String p = strArg(args, 0, name);
+                return !p.isEmpty() && s.endsWith(p) ? s.substring(0, s.length() - p.length()) : s;
+            };
+            case "isdigit" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);
+            case "isalpha" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isLetter);
+            case "isspace" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Py::isSpace);
+            case "islower" -> (args, kwargs) -> s.codePoints().anyMatch(Character::isLowerCase) && s.equals(s.toLowerCase(Locale.ROOT));
+            case "isupper" -> (args, kwargs) -> s.codePoints().anyMatch(Character::isUpperCase) && s.equals(s.toUpperCase(Locale.ROOT));
+            case "format" -> (args, kwargs) -> format(s, args, kwargs);
+            default -> null;
+        };
+    }
+
+    private static int codePointIndex(String s, int charIndex) {
+        return charIndex < 0 ? -1 : s.codePointCount(0, charIndex);
+    }
+
+    /** Python's {@code str.format} with plain fields ({}, {0}, {name}) and no format specs. */
+    private static String format(String s, List<Object> args, Map<String, Object> kwargs) {
+        StringBuilder sb = new StringBuilder();
+        int auto = 0;
+        for (int k = 0; k < s.length(); k++) {
+            char c = s.charAt(k);
+            if (c == '{' && k + 1 < s.length() && s.charAt(k + 1) == '{') {
+                sb.append('{');
+                k++;
+            } else if (c == '}' && k + 1 < s.length() && s.charAt(k + 1) == '}') {
+                sb.append('}');
+                k++;
+            } else if (c == '{') {
+                int end = s.indexOf('}', k);
+                if (end < 0) throw new IllegalArgumentException("Single '{' encountered in format string");
+                String field = s.substring(k + 1, end);
+                if (field.contains(":") || field.contains("!")) throw new IllegalArgumentException("format specs in str.format are not supported");
+                Object v;
+                if (field.isEmpty()) v = arg(args, auto++, "format");
+                else if (field.matches("\\d+")) v = arg(args, Integer.parseInt(field), "format");
+                else if (kwargs.containsKey(field)) v = kwargs.get(field);
+                else throw new IllegalArgumentException("KeyError: " + Py.repr(field));
+                sb.append(Py.str(v));
+                k = end;
+            } else {
+                sb.append(c);
+            }
+        }
+        return sb.toString();
+    }
+}

@@ -1,0 +1,423 @@
+package dev.patchcore.chat;
+
+import com.google.gson.JsonArray;
+import com.google.gson.JsonElement;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonPrimitive;
+
+import java.math.BigDecimal;
+import java.util.AbstractList;
+import java.util.ArrayList;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Python's value semantics as Jinja2 templates see them: truth, {@code str()}, {@code repr()}, equality, ordering,
+ * {@code json.dumps(ensure_ascii=False)} and the string whitespace of {@code str.strip()}. Runtime values are
+ * {@code null} (None), {@link Undefined}, {@link Boolean}, {@link Long}, {@link Double}, {@link String},
+ * {@link List} (a {@link Tuple} for tuples), {@link Map} with string keys, {@link Namespace} and callables.
+ */
+final class Py {
+    private Py() {}
+
+    /** Jinja2's default {@code Undefined}: empty when printed, false, iterates as nothing; most else raises. */
+    record Undefined(String hint) {
+        static final Undefined NONE = new Undefined(null);
+
+        String message() {
+            return hint == null ? "a value is undefined" : hint;
+        }
+    }
+
+    /** A Python tuple: prints with parentheses, otherwise a read-only list. */
+    static final class Tuple extends AbstractList<Object> {
+        private final Object[] items;
+
+        Tuple(Object... items) {
+            this.items = items;
+        }
+
+        @Override public Object get(int index) {
+            return items[index];
+        }
+
+        @Override public int size() {
+            return items.length;
+        }
+    }
+
+    /** {@code namespace(...)}: the one object whose attributes {@code {% set ns.a = ... %}} may assign. */
+    static final class Namespace {
+        final Map<String, Object> attrs = new LinkedHashMap<>();
+    }
+
+    /** A global function or a bound method: positional and keyword arguments. */
+    interface Callable {
+        Object call(List<Object> args, Map<String, Object> kwargs);
+    }
+
+    /** Turns a caller's context value (Integer, Float, arrays, any Map or List) into a runtime value, deeply. */
+    static Object fromJava(Object v) {
+        if (v == null || v instanceof String || v instanceof Boolean || v instanceof Long || v instanceof Double) return v;
+        if (v instanceof Integer || v instanceof Short || v instanceof Byte) return ((Number) v).longValue();
+        if (v instanceof Float f) return Double.parseDouble(Float.toString(f));
+        if (v instanceof BigDecimal b) return b.stripTrailingZeros().scale() <= 0 && b.abs().compareTo(BigDecimal.valueOf(Long.MAX_VALUE)) <= 0
+                ? (Object) b.longValueExact() : (Object) b.doubleValue();
+        if (v instanceof Number n) {
+            // e.g. gson's LazilyParsedNumber: an integer literal stays an int, as Python's json.loads keeps it
+            String text = n.toString();
+            if (text.matches("-?\\d{1,18}")) return Long.parseLong(text);
+            return n.doubleValue();
+        }
+        if (v instanceof JsonElement j) return fromJson(j);
+        if (v instanceof Character c) return c.toString();
+        if (v instanceof CharSequence s) return s.toString();
+        if (v instanceof Map<?, ?> m) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            for (Map.Entry<?, ?> e : m.entrySet()) out.put(String.valueOf(e.getKey()), fromJava(e.getValue()));
+            return out;
+        }
+        if (v instanceof Iterable<?> it) {
+            List<Object> out = new ArrayList<>();
+            for (Object o : it) out.add(fromJava(o));
+            return out;
+        }
+        if (v instanceof Object[] a) return fromJava(List.of(a));
+        if (v instanceof Undefined || v instanceof Namespace || v instanceof Callable) return v;
+        throw new IllegalArgumentException("a chat template cannot use a value of type " + v.getClass().getName());
+    }
+
+    private static Object fromJson(JsonElement j) {
+        if (j.isJsonNull()) return null;
+        if (j instanceof JsonObject o) {
+            Map<String, Object> out = new LinkedHashMap<>();
+            for (Map.Entry<String, JsonElement> e : o.entrySet()) out.put(e.getKey(), fromJson(e.getValue()));
+            return out;
+        }
+        if (j instanceof JsonArray a) {
+            List<Object> out = new ArrayList<>();
+            for (JsonElement e : a) out.add(fromJson(e));
+            return out;
+        }
+        JsonPrimitive p = j.getAsJsonPrimitive();
+        if (p.isBoolean()) return p.getAsBoolean();
+        if (p.isString()) return p.getAsString();
+        return fromJava(p.getAsNumber());
+    }
+
+    static boolean truthy(Object v) {
+        return switch (v) {
+            case null -> false;
+            case Undefined u -> false;
+            case Boolean b -> b;
+            case Long l -> l != 0;
+            case Double d -> d != 0.0;
+            case String s -> !s.isEmpty();
+            case List<?> l -> !l.isEmpty();
+            case Map<?, ?> m -> !m.isEmpty();
+            default -> true;
+        };
+    }
+
+    static String typeName(Object v) {
+        return switch (v) {
+            case null -> "NoneType";
+            case Undefined u -> "Undefined";
+            case Boolean b -> "bool";
+            case Long l -> "int";
+            case Double d -> "float";
+            case String s -> "str";
+            case Tuple t -> "tuple";
+            case List<?> l -> "list";
+            case Map<?, ?> m -> "dict";
+            case Namespace n -> "Namespace";
+            default -> "function";
+        };
+    }
+
+    /** Python's {@code str(v)}, with Jinja2's Undefined printing as nothing. */
+    static String str(Object v) {
+        return switch (v) {
+            case null -> "None";
+            case String s -> s;
+            case Undefined u -> "";
+            default -> repr(v);
+        };
+    }
+
+    static String repr(Object v) {
+        return switch (v) {
+            case null -> "None";
+            case Undefined u -> "";
+            case Boolean b -> b ? "True" : "False";
+            case Long l -> l.toString();
+            case Double d -> floatRepr(d);
+            case String s -> stringRepr(s);
+            case Tuple t -> {
+                StringBuilder sb = new StringBuilder("(");
+                for (int i = 0; i < t.size(); i++) sb.append(i > 0 ? ", " : "").append(repr(t.get(i)));
+                yield sb.append(t.size() == 1 ? ",)" : ")").toString();
+            }
+            case List<?> l -> {
+                StringBuilder sb = new StringBuilder("[");
+                for (int i = 0; i < l.size(); i++) sb.append(i > 0 ? ", " : "").append(repr(l.get(i)));
+                yield sb.append(']').toString();
+            }
+            case Map<?, ?> m -> {
+                StringBuilder sb = new StringBuilder("{");
+                boolean first = true;
+                for (Map.Entry<?, ?> e : m.entrySet()) {
+                    sb.append(first ? "" : ", ").append(repr(e.getKey())).append(": ").append(repr(e.getValue()));
+                    first = false;
+                }
+                yield sb.append('}').toString();
+            }
+            case Namespace n -> "<Namespace " + repr(n.attrs) + ">";
+            default -> "<function>";
+        };
+    }
+
+    /** Python's {@code repr(float)}: the shortest round-tripping digits, fixed between 1e-4 and 1e16. */
+    static String floatRepr(double d) {
+        if (Double.isNaN(d)) return "nan";
+        if (Double.isInfinite(d)) return d > 0 ? "inf" : "-inf";
+        if (d == 0) return (1 / d < 0) ? "-0.0" : "0.0";
+        BigDecimal b = new BigDecimal(Double.toString(d)).stripTrailingZeros();
+        String digits = b.unscaledValue().abs().toString();
+        int exp = digits.length() - 1 - b.scale(); // decimal exponent of the first digit
+        String sign = d < 0 ? "-" : "";
+        if (exp >= -4 && exp < 16) {
+            String plain = b.abs().toPlainString();
+            return sign + (plain.contains(".") ? plain : plain + ".0");
+        }
+        String mant = digits.length() == 1 ? digits : digits.charAt(0) + "." + digits.substring(1);
+        return sign + mant + "e" + (exp < 0 ? "-" : "+") + (Math.abs(exp) < 10 ? "0" : "") + Math.abs(exp);
+    }
+
+    static String stringRepr(String s) {
+        char quote = s.indexOf('\'') >= 0 && s.indexOf('"') < 0 ? '"' : '\'';
+        StringBuilder sb = new StringBuilder().append(quote);
+        s.codePoints().forEach(c -> {
+            if (c == quote || c == '\\') sb.append('\\').appendCodePoint(c);
+            else if (c == '\n') sb.append("\\n");
+            else if (c == '\r') sb.append("\\r");
+            else if (c == '\t') sb.append("\\t");
+            else if (c < 0x20 || c == 0x7f) sb.append(String.format("\\x%02x", c));
+            else sb.appendCodePoint(c);
+        });
+        return sb.append(quote).toString();
+    }
+
+    /** Python's {@code ==}. */
+    static boolean eq(Object a, Object b) {
+        if (a == b) return true;
+        if (a == null || b == null) return false;
+        if (a instanceof Undefined || b instanceof Undefined) return a instanceof Undefined && b instanceof Undefined;
+        if (isNumber(a) && isNumber(b)) {
+            if (a instanceof Double || b instanceof Double) return toDouble(a) == toDouble(b);
+            return toLong(a) == toLong(b);
+        }
+        if (a instanceof String || b instanceof String) return a.equals(b);
+        if (a instanceof List<?> x && b instanceof List<?> y) {
+            if ((a instanceof Tuple) != (b instanceof Tuple) || x.size() != y.size()) return false;
+            for (int i = 0; i < x.size(); i++) if (!eq(x.get(i), y.get(i))) return false;
+            return true;
+        }
+        if (a instanceof Map<?, ?> x && b instanceof Map<?, ?> y) {
+            if (x.size() != y.size()) return false;
+            for (Map.Entry<?, ?> e : x.entrySet()) {
+                if (!y.containsKey(e.getKey()) || !eq(e.getValue(), y.get(e.getKey()))) return false;
+            }
+            return true;
+        }
+        return a.equals(b);
+    }
+
+    /** Python's ordering ({@code <} and friends) of numbers, strings and sequences; others raise. */
+    static int compare(Object a, Object b) {
+        if (isNumber(a) && isNumber(b)) {
+            if (a instanceof Double || b instanceof Double) return Double.compare(toDouble(a), toDouble(b));
+            return Long.compare(toLong(a), toLong(b));
+        }
+        if (a instanceof String x && b instanceof String y) return compareCodePoints(x, y);
+        if (a instanceof List<?> x && b instanceof List<?> y) {
+            for (int i = 0; i < Math.min(x.size(), y.size()); i++) {
+                if (!eq(x.get(i), y.get(i))) return compare(x.get(i), y.get(i));
+            }
+            return Integer.compare(x.size(), y.size());
+        }
+        throw new IllegalArgumentException("'<' not supported between instances of '" + typeName(a) + "' and '"
+                + typeName(b) + "'");
+    }
+
+    static int compareCodePoints(String x, String y) {
+        int i = 0, j = 0;
+        while (i < x.length() && j < y.length()) {
+            int a = x.codePointAt(i), b = y.codePointAt(j);
+            if (a != b) return Integer.compare(a, b);
+            i += Character.charCount(a);
+            j += Character.charCount(b);
+        }
+        return Integer.compare(x.length() - i, y.length() - j);
+    }
+
+    static boolean isNumber(Object v) {
+        return v instanceof Long || v instanceof Double || v instanceof Boolean;
+    }
+
+    static long toLong(Object v) {
+        if (v instanceof Boolean b) return b ? 1 : 0;
+        return ((Number) v).longValue();
+    }
+
+    static double toDouble(Object v) {
+        if (v instanceof Boolean b) return b ? 1 : 0;
+        return ((Number) v).doubleValue();
+    }
+
+    /** Python's {@code str.isspace()} for one character: Java's whitespace plus the no-break spaces and NEL. */
+    static boolean isSpace(int c) {
+        return Character.isWhitespace(c) || c == 0x85 || c == 0xa0 || c == 0x2007 || c == 0x202f;
+    }
+
+    /** Python's {@code str.strip(chars)}: {@code chars} null strips whitespace. */
+    static String strip(String s, String chars, boolean left, boolean right) {
+        int start = 0, end = s.length();
+        while (left && start < end && stripped(s.codePointAt(start), chars)) start += Character.charCount(s.codePointAt(start));
+        while (right && end > start && stripped(s.codePointBefore(end), chars)) end -= Character.charCount(s.codePointBefore(end));
+        return s.substring(start, end);
+    }
+
+    private static boolean stripped(int c, String chars) {
+        return chars == null ? isSpace(c) : chars.codePoints().anyMatch(x -> x == c);
+    }
+
+    /** The elements a Python {@code for} loop visits: a list's items, a dict's keys, a string's characters. */
+    static List<Object> iterate(Object v) {
+        return switch (v) {
+            case Undefined u -> List.of();
+            case List<?> l -> new ArrayList<>(l);
+            case Map<?, ?> m -> new ArrayList<>(m.keySet());
+            case String s -> {
+                List<Object> out = new ArrayList<>();
+                s.codePoints().forEach(c -> out.add(Character.toString(c)));
+                yield out;
+            }
+            case null, default -> throw new IllegalArgumentException("'" + typeName(v) + "' object is not iterable");
+        };
+    }
+
+    static int length(Object v) {
+        return switch (v) {
+            case String s -> s.codePointCount(0, s.length());
+            case List<?> l -> l.size();
+            case Map<?, ?> m -> m.size();
+            case Undefined u -> 0;
+            case Namespace n -> n.attrs.size();
+            case null, default -> throw new IllegalArgumentException("object of type '" + typeName(v) + "' has no len()");
+        };
+    }
+
+    /**
+     * Python's {@code json.dumps(v, ensure_ascii=False, indent=indent, separators=None, sort_keys=sortKeys)}, the
+     * {@code tojson} filter transformers installs.
+     */
+    static String json(Object v, Integer indent, boolean sortKeys) {
+        StringBuilder sb = new StringBuilder();
+        json(sb, v, indent, sortKeys, 0);
+        return sb.toString();
+    }
+
+    private static void json(StringBuilder sb, Object v, Integer indent, boolean sortKeys, int depth) {
+        String itemSep = indent == null ? ", " : ",";
+        switch (v) {
+            case null -> sb.append("null");
+            case Boolean b -> sb.append(b ? "true" : "false");
+            case Long l -> sb.append(l);
+            case Double d -> sb.append(Double.isNaN(d) ? "NaN" : Double.isInfinite(d) ? (d > 0 ? "Infinity" : "-Infinity") : floatRepr(d));
+            case String s -> jsonString(sb, s);
+            case List<?> l -> {
+                if (l.isEmpty()) {
+                    sb.append("[]");
+                    return;
+                }
+                sb.append('[');
+                for (int i = 0; i < l.size(); i++) {
+                    if (i > 0) sb.append(itemSep);
+                    newline(sb, indent, depth + 1);
+                    json(sb, l.get(i), indent, sortKeys, depth + 1);
+                }
+                newline(sb, indent, depth);
+                sb.append(']');
+            }
+            case Map<?, ?> m -> {
+                if (m.isEmpty()) {
+                    sb.append("{}");
+                    return;
+                }
+                List<Object> keys = new ArrayList<>(m.keySet());
+                if (sortKeys) keys.sort(Py::compare);
+                sb.append('{');
+                for (int i = 0; i < keys.size(); i++) {
+                    if (i > 0) sb.append(itemSep);
+                    newline(sb, indent, depth + 1);
+                    jsonString(sb, String.valueOf(keys.get(i)));
+                    sb.append(": ");
+                    json(sb, m.get(keys.get(i)), indent, sortKeys, depth + 1);
+                }
+                newline(sb, indent, depth);
+                sb.append('}');
+            }
+            case Namespace n -> json(sb, n.attrs, indent, sortKeys, depth);
+            default -> throw new IllegalArgumentException("Object of type " + typeName(v) + " is not JSON serializable");
+        }
+    }
+
+    private static void newline(StringBuilder sb, Integer indent, int depth) {
+        if (indent != null) sb.append('\n').append(" ".repeat(indent * depth));
+    }
+
+    private static void jsonString(StringBuilder sb, String s) {
+        sb.append('"');
+        for (int i = 0; i < s.length(); i++) {
+            char c = s.charAt(i);
+            switch (c) {
+                case '"' -> sb.append("\\\"");
+                case '\\' -> sb.append("\\\\");
+                case '\n' -> sb.append("\\n");
+                case '\r' -> sb.append("\\r");
+                case '\t' -> sb.append("\\t");
+                case '\b' -> sb.append("\\b");
+                case '\f' -> sb.append("\\f");
+                default -> {
+                    if (c < 0x20) sb.append(String.format("\\u%04x", (int) c));
+                    else sb.append(c);
+                }
+            }
+        }
+        sb.append('"');
+    }
+
+    /** Python's {@code int.__floordiv__} and {@code __mod__}: rounding toward negative infinity. */
+    static long floorDiv(long a, long b) {
+        if (b == 0) throw new IllegalArgumentException("integer division or modulo by zero");
+        return Math.floorDiv(a, b);
+    }
+
+    static long floorMod(long a, long b) {
+        if (b == 0) throw new IllegalArgumentException("integer division or modulo by zero");
+        return Math.floorMod(a, b);
+    }
+
+    static double floatMod(double a, double b) {
+        if (b == 0) throw new IllegalArgumentException("float modulo");
+        double m = a % b;
+        return m != 0 && (m < 0) != (b < 0) ? m + b : m;
+    }
+
+    /** The code points of a string, for Python's indexing and slicing by character. */
+    static int[] codePoints(String s) {
+        return s.codePoints().toArray();
+    }
+}

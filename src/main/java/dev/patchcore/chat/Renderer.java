@@ -1,0 +1,541 @@
+package dev.patchcore.chat;
+
+import dev.patchcore.chat.Node.Expr;
+import dev.patchcore.chat.Py.Callable;
+import dev.patchcore.chat.Py.Namespace;
+import dev.patchcore.chat.Py.Tuple;
+import dev.patchcore.chat.Py.Undefined;
+
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+/**
+ * Runs a parsed template. Scopes follow Jinja2: each {@code for} iteration and each macro call gets a scope of its own
+ * (what it sets is gone after it, which is why templates use {@code namespace}); {@code if} does not.
+ */
+final class Renderer {
+    private final String source;
+
+    Renderer(String source) {
+        this.source = source;
+    }
+
+    /** A variable scope; lookups fall through to the parent. */
+    static final class Scope {
+        final Scope parent;
+        final Map<String, Object> vars = new HashMap<>();
+
+        Scope(Scope parent) {
+            this.parent = parent;
+        }
+
+        Object lookup(String name) {
+            for (Scope s = this; s != null; s = s.parent) {
+                Object v = s.vars.get(name);
+                if (v != null || s.vars.containsKey(name)) return v;
+            }
+            return new Undefined("'" + name + "' is undefined");
+        }
+    }
+
+    /** The {@code loop} variable of a for loop. */
+    static final class Loop {
+        final List<Object> items;
+        int index0;
+
+        Loop(List<Object> items) {
+            this.items = items;
+        }
+    }
+
+    private static final class BreakSignal extends RuntimeException {
+        BreakSignal() {
+            super(null, null, false, false);
+        }
+    }
+
+    private static final class ContinueSignal extends RuntimeException {
+        ContinueSignal() {
+            super(null, null, false, false);
+        }
+    }
+
+    private static final BreakSignal BREAK = new BreakSignal();
+    private static final ContinueSignal CONTINUE = new ContinueSignal();
+
+    /** A macro bound to the scope it was defined in. */
+    private record MacroValue(Node.Macro macro, Scope defined, Renderer renderer) implements Callable {
+        @Override public Object call(List<Object> args, Map<String, Object> kwargs) {
+            List<String> params = macro.params();
+            if (args.size() > params.size()) {
+                throw new IllegalArgumentException("macro '" + macro.name() + "' takes not more than " + params.size()
+                        + " argument(s)");
+            }
+            Scope scope = new Scope(defined);
+            int firstDefault = params.size() - macro.defaults().size();
+            for (int k = 0; k < params.size(); k++) {
+                String p = params.get(k);
+                Object v;
+                if (k < args.size()) v = args.get(k);
+                else if (kwargs.containsKey(p)) v = kwargs.get(p);
+                else if (k >= firstDefault) v = renderer.eval(macro.defaults().get(k - firstDefault), scope);
+                else v = new Undefined("parameter '" + p + "' was not provided");
+                scope.vars.put(p, v);
+            }
+            for (String k : kwargs.keySet()) {
+                if (!params.contains(k)) throw new IllegalArgumentException("macro '" + macro.name() + "' takes no keyword argument '" + k + "'");
+            }
+            StringBuilder out = new StringBuilder();
+            renderer.render(macro.body(), scope, out);
+            return out.toString();
+        }
+    }
+
+    IllegalArgumentException error(int pos, String message) {
+        return new IllegalArgumentException("chat template " + Lexer.where(source, pos) + ": " + message);
+    }
+
+    void render(List<Node> nodes, Scope scope, StringBuilder out) {
+        for (Node n : nodes) render(n, scope, out);
+    }
+
+    private void render(Node node, Scope scope, StringBuilder out) {
+        switch (node) {
+            case Node.Text t -> out.append(t.text());
+            case Node.Output o -> out.append(Py.str(eval(o.expr(), scope)));
+            case Node.If f -> {
+                for (int k = 0; k < f.conditions().size(); k++) {
+                    if (Py.truthy(eval(f.conditions().get(k), scope))) {
+                        render(f.bodies().get(k), scope, out);
+                        return;
+                    }
+                }
+                render(f.orElse(), scope, out);
+            }
+            case Node.For f -> renderFor(f, scope, out);
+            case Node.Set s -> assign(s.target(), eval(s.value(), scope), scope, s.pos());
+            case Node.SetBlock s -> {
+                StringBuilder body = new StringBuilder();
+                render(s.body(), scope, body);
+                assign(s.target(), applyFilters(s.filters(), body.toString(), scope), scope, s.pos());
+            }
+            case Node.Macro m -> scope.vars.put(m.name(), new MacroValue(m, scope, this));
+            case Node.FilterBlock f -> {
+                StringBuilder body = new StringBuilder();
+                render(f.body(), scope, body);
+                out.append(Py.str(applyFilters(f.filters(), body.toString(), scope)));
+            }
+            case Node.Break b -> throw BREAK;
+            case Node.Continue c -> throw CONTINUE;
+        }
+    }
+
+    private Object applyFilters(List<Expr.Filter> filters, Object value, Scope scope) {
+        for (Expr.Filter f : filters) value = filter(f, value, scope);
+        return value;
+    }
+
+    private void renderFor(Node.For f, Scope scope, StringBuilder out) {
+        Object iterable = eval(f.iterable(), scope);
+        List<Object> items;
+        try {
+            items = Py.iterate(iterable);
+        } catch (IllegalArgumentException e) {
+            throw error(f.pos(), e.getMessage());
+        }
+        if (f.condition() != null) {
+            List<Object> kept = new ArrayList<>();
+            for (Object item : items) {
+                Scope s = new Scope(scope);
+                assign(f.target(), item, s, f.pos());
+                if (Py.truthy(eval(f.condition(), s))) kept.add(item);
+            }
+            items = kept;
+        }
+        if (items.isEmpty()) {
+            render(f.orElse(), scope, out);
+            return;
+        }
+        Loop loop = new Loop(items);
+        for (int k = 0; k < items.size(); k++) {
+            loop.index0 = k;
+            Scope s = new Scope(scope);
+            s.vars.put("loop", loop);
+            assign(f.target(), items.get(k), s, f.pos());
+            try {
+                render(f.body(), s, out);
+            } catch (BreakSignal b) {
+                break;
+            } catch (ContinueSignal c) {
+                // next item
+            }
+        }
+    }
+
+    private void assign(Node.Target target, Object value, Scope scope, int pos) {
+        switch (target) {
+            case Node.Target.Name n -> scope.vars.put(n.name(), value);
+            case Node.Target.Attr a -> {
+                Object ns = scope.lookup(a.object());
+                if (!(ns instanceof Namespace namespace)) {
+                    throw error(pos, "cannot assign attribute on non-namespace object '" + a.object() + "'");
+                }
+                namespace.attrs.put(a.attr(), value);
+            }
+            case Node.Target.Unpack u -> {
+                List<Object> values;
+                try {
+                    values = Py.iterate(value);
+                } catch (IllegalArgumentException e) {
+                    throw error(pos, "cannot unpack: " + e.getMessage());
+                }
+                if (values.size() != u.names().size()) {
+                    throw error(pos, "expected " + u.names().size() + " values to unpack, got " + values.size());
+                }
+                for (int k = 0; k < values.size(); k++) scope.vars.put(u.names().get(k), values.get(k));
+            }
+        }
+    }
+
+    Object eval(Expr e, Scope scope) {
+        return switch (e) {
+            case Expr.Const c -> c.value();
+            case Expr.Name n -> scope.lookup(n.name());
+            case Expr.ListLit l -> {
+                List<Object> items = new ArrayList<>();
+                for (Expr x : l.items()) items.add(eval(x, scope));
+                yield l.tuple() ? new Tuple(items.toArray()) : items;
+            }
+            case Expr.DictLit d -> {
+                Map<String, Object> m = new LinkedHashMap<>();
+                for (int k = 0; k < d.keys().size(); k++) {
+                    Object key = eval(d.keys().get(k), scope);
+                    if (!(key instanceof String s)) throw error(0, "dict keys other than strings are not supported");
+                    m.put(s, eval(d.values().get(k), scope));
+                }
+                yield m;
+            }
+            case Expr.GetAttr g -> getattr(eval(g.object(), scope), g.name(), g.pos());
+            case Expr.GetItem g -> {
+                Object obj = eval(g.object(), scope);
+                if (g.index() instanceof Expr.Slice s) {
+                    yield slice(obj, evalOrNull(s.start(), scope), evalOrNull(s.stop(), scope), evalOrNull(s.step(), scope), g.pos());
+                }
+                yield getitem(obj, eval(g.index(), scope), g.pos());
+            }
+            case Expr.Slice s -> throw error(0, "a slice outside []");
+            case Expr.Call c -> call(c, scope);
+            case Expr.Filter f -> filter(f, eval(f.value(), scope), scope);
+            case Expr.Test t -> {
+                Object value = eval(t.value(), scope);
+                List<Object> args = new ArrayList<>();
+                for (Expr a : t.args()) args.add(eval(a, scope));
+                try {
+                    yield Builtins.test(t.name(), value, args) != t.negated();
+                } catch (IllegalArgumentException x) {
+                    throw error(t.pos(), x.getMessage());
+                }
+            }
+            case Expr.Unary u -> unary(u, scope);
+            case Expr.Binary b -> binary(b, scope);
+            case Expr.Compare c -> {
+                Object left = eval(c.first(), scope);
+                for (int k = 0; k < c.ops().size(); k++) {
+                    Object right = eval(c.rest().get(k), scope);
+                    boolean ok;
+                    try {
+                        ok = compare(c.ops().get(k), left, right);
+                    } catch (IllegalArgumentException x) {
+                        throw error(c.pos(), x.getMessage());
+                    }
+                    if (!ok) yield false;
+                    left = right;
+                }
+                yield true;
+            }
+            case Expr.Cond c -> Py.truthy(eval(c.condition(), scope)) ? eval(c.then(), scope)
+                    : c.orElse() == null ? new Undefined("the conditional expression had no else") : eval(c.orElse(), scope);
+        };
+    }
+
+    private Object evalOrNull(Expr e, Scope scope) {
+        return e == null ? null : eval(e, scope);
+    }
+
+    private static boolean compare(String op, Object a, Object b) {
+        return switch (op) {
+            case "==" -> Py.eq(a, b);
+            case "!=" -> !Py.eq(a, b);
+            case "<" -> Py.compare(a, b) < 0;
+            case "<=" -> Py.compare(a, b) <= 0;
+            case ">" -> Py.compare(a, b) > 0;
+            case ">=" -> Py.compare(a, b) >= 0;
+            case "in" -> Builtins.contains(b, a);
+            case "not in" -> !Builtins.contains(b, a);
+            default -> throw new IllegalStateException(op);
+        };
+    }
+
+    private Object unary(Expr.Unary u, Scope scope) {
+        Object v = eval(u.operand(), scope);
+        switch (u.op()) {
+            case "not" -> {
+                return !Py.truthy(v);
+            }
+            case "-", "+" -> {
+                if (v instanceof Double d) return u.op().equals("-") ? -d : d;
+                if (Py.isNumber(v)) return u.op().equals("-") ? -Py.toLong(v) : Py.toLong(v);
+                throw error(u.pos(), "bad operand type for unary " + u.op() + ": '" + Py.typeName(v) + "'"
+                        + undefinedHint(v));
+            }
+            default -> throw new IllegalStateException(u.op());
+        }
+    }
+
+    private static String undefinedHint(Object v) {
+        return v instanceof Undefined u ? " (" + u.message() + ")" : "";
+    }
+
+    private Object binary(Expr.Binary b, Scope scope) {
+        if (b.op().equals("and")) {
+            Object left = eval(b.left(), scope);
+            return Py.truthy(left) ? eval(b.right(), scope) : left;
+        }
+        if (b.op().equals("or")) {
+            Object left = eval(b.left(), scope);
+            return Py.truthy(left) ? left : eval(b.right(), scope);
+        }
+        Object x = eval(b.left(), scope);
+        Object y = eval(b.right(), scope);
+        if (b.op().equals("~")) return Py.str(x) + Py.str(y);
+        if (x instanceof Undefined u) throw error(b.pos(), u.message());
+        if (y instanceof Undefined u) throw error(b.pos(), u.message());
+        try {
+            return arithmetic(b.op(), x, y);
+        } catch (IllegalArgumentException | ArithmeticException ex) {
+            throw error(b.pos(), ex.getMessage());
+        }
+    }
+
+    private static Object arithmetic(String op, Object x, Object y) {
+        boolean nums = Py.isNumber(x) && Py.isNumber(y);
+        boolean floats = nums && (x instanceof Double || y instanceof Double);
+        switch (op) {
+            case "+" -> {
+                if (x instanceof String s && y instanceof String t) return s + t;
+                if (x instanceof List<?> l && y instanceof List<?> m && (x instanceof Tuple) == (y instanceof Tuple)) {
+                    List<Object> out = new ArrayList<>(l);
+                    out.addAll(m);
+                    return x instanceof Tuple ? new Tuple(out.toArray()) : out;
+                }
+                if (floats) return Py.toDouble(x) + Py.toDouble(y);
+                if (nums) return Math.addExact(Py.toLong(x), Py.toLong(y));
+            }
+            case "-" -> {
+                if (floats) return Py.toDouble(x) - Py.toDouble(y);
+                if (nums) return Math.subtractExact(Py.toLong(x), Py.toLong(y));
+            }
+            case "*" -> {
+                if (floats) return Py.toDouble(x) * Py.toDouble(y);
+                if (nums) return Math.multiplyExact(Py.toLong(x), Py.toLong(y));
+                if (x instanceof String s && y instanceof Long n) return s.repeat((int) Math.max(0, n));
+                if (y instanceof String s && x instanceof Long n) return s.repeat((int) Math.max(0, n));
+                if (x instanceof List<?> l && y instanceof Long n) {
+                    List<Object> out = new ArrayList<>();
+                    for (long k = 0; k < n; k++) out.addAll(l);
+                    return out;
+                }
+            }
+            case "/" -> {
+                if (nums) {
+                    if (Py.toDouble(y) == 0) throw new IllegalArgumentException("division by zero");
+                    return Py.toDouble(x) / Py.toDouble(y);
+                }
+            }
+            case "//" -> {
+                if (floats) return Math.floor(Py.toDouble(x) / Py.toDouble(y));
+                if (nums) return Py.floorDiv(Py.toLong(x), Py.toLong(y));
+            }
+            case "%" -> {
+                if (floats) return Py.floatMod(Py.toDouble(x), Py.toDouble(y));
+                if (nums) return Py.floorMod(Py.toLong(x), Py.toLong(y));
+                if (x instanceof String) throw new IllegalArgumentException("printf-style '%' formatting of strings is not supported");
+            }
+            case "**" -> {
+                if (nums && !floats && Py.toLong(y) >= 0) {
+                    long r = 1;
+                    for (long k = 0; k < Py.toLong(y); k++) r = Math.multiplyExact(r, Py.toLong(x));
+                    return r;
+                }
+                if (nums) return Math.pow(Py.toDouble(x), Py.toDouble(y));
+            }
+            default -> throw new IllegalStateException(op);
+        }
+        throw new IllegalArgumentException("unsupported operand type(s) for " + op + ": '" + Py.typeName(x) + "' and '"
+                + Py.typeName(y) + "'");
+    }
+
+    /** {@code obj.name}: Jinja2 tries the attribute (a method, a namespace's or loop's field), then the item. */
+    Object getattr(Object obj, String name, int pos) {
+        switch (obj) {
+            case Undefined u -> throw error(pos, u.message());
+            case Namespace n -> {
+                return n.attrs.containsKey(name) ? n.attrs.get(name) : missing(obj, name);
+            }
+            case Loop l -> {
+                return loopAttr(l, name, pos);
+            }
+            default -> { }
+        }
+        Callable method = Builtins.method(obj, name);
+        if (method != null) return method;
+        if (obj instanceof Map<?, ?> m && m.containsKey(name)) return m.get(name);
+        return missing(obj, name);
+    }
+
+    private static Undefined missing(Object obj, String name) {
+        return new Undefined("'" + (obj instanceof Map ? "dict" : Py.typeName(obj)) + " object' has no attribute '" + name + "'");
+    }
+
+    private Object loopAttr(Loop l, String name, int pos) {
+        int n = l.items.size();
+        int k = l.index0;
+        return switch (name) {
+            case "index" -> (long) k + 1;
+            case "index0" -> (long) k;
+            case "revindex" -> (long) (n - k);
+            case "revindex0" -> (long) (n - k - 1);
+            case "first" -> k == 0;
+            case "last" -> k == n - 1;
+            case "length" -> (long) n;
+            case "depth" -> 1L;
+            case "depth0" -> 0L;
+            case "previtem" -> k > 0 ? l.items.get(k - 1) : new Undefined("there is no previous item");
+            case "nextitem" -> k < n - 1 ? l.items.get(k + 1) : new Undefined("there is no next item");
+            case "cycle" -> (Callable) (args, kwargs) -> {
+                if (args.isEmpty()) throw new IllegalArgumentException("no items for cycling given");
+                return args.get(k % args.size());
+            };
+            default -> throw error(pos, "the loop variable has no attribute '" + name + "'");
+        };
+    }
+
+    /** {@code obj[key]}: Jinja2 tries the item, then (for a string key) the attribute. */
+    Object getitem(Object obj, Object key, int pos) {
+        switch (obj) {
+            case Undefined u -> throw error(pos, u.message());
+            case Map<?, ?> m -> {
+                if (key instanceof String s && m.containsKey(s)) return m.get(s);
+            }
+            case List<?> l -> {
+                if (Py.isNumber(key) && !(key instanceof Double)) {
+                    long k = Py.toLong(key);
+                    if (k < 0) k += l.size();
+                    return k >= 0 && k < l.size() ? l.get((int) k) : new Undefined("list index out of range");
+                }
+            }
+            case String s -> {
+                if (Py.isNumber(key) && !(key instanceof Double)) {
+                    int[] cps = Py.codePoints(s);
+                    long k = Py.toLong(key);
+                    if (k < 0) k += cps.length;
+                    return k >= 0 && k < cps.length ? Character.toString(cps[(int) k]) : new Undefined("string index out of range");
+                }
+            }
+            case Loop l -> {
+                if (key instanceof String s) return loopAttr(l, s, pos);
+            }
+            case Namespace n -> {
+                if (key instanceof String s) return getattr(n, s, pos);
+            }
+            default -> { }
+        }
+        if (key instanceof String s) {
+            Callable method = Builtins.method(obj, s);
+            if (method != null) return method;
+        }
+        return new Undefined("'" + Py.typeName(obj) + " object' has no item " + Py.repr(key));
+    }
+
+    private Object slice(Object obj, Object start, Object stop, Object step, int pos) {
+        if (obj instanceof Undefined u) throw error(pos, u.message());
+        int len;
+        int[] cps = null;
+        if (obj instanceof String s) {
+            cps = Py.codePoints(s);
+            len = cps.length;
+        } else if (obj instanceof List<?> l) {
+            len = l.size();
+        } else {
+            throw error(pos, "'" + Py.typeName(obj) + "' object is not subscriptable");
+        }
+        long st = step == null ? 1 : sliceIndex(step, pos);
+        if (st == 0) throw error(pos, "slice step cannot be zero");
+        long lo, hi;
+        if (st > 0) {
+            lo = start == null ? 0 : clamp(sliceIndex(start, pos), len, 0, len);
+            hi = stop == null ? len : clamp(sliceIndex(stop, pos), len, 0, len);
+        } else {
+            lo = start == null ? len - 1 : clamp(sliceIndex(start, pos), len, -1, len - 1);
+            hi = stop == null ? -1 : clamp(sliceIndex(stop, pos), len, -1, len - 1);
+        }
+        List<Integer> picks = new ArrayList<>();
+        for (long k = lo; st > 0 ? k < hi : k > hi; k += st) picks.add((int) k);
+        if (cps != null) {
+            StringBuilder sb = new StringBuilder();
+            for (int k : picks) sb.appendCodePoint(cps[k]);
+            return sb.toString();
+        }
+        List<?> l = (List<?>) obj;
+        List<Object> out = new ArrayList<>();
+        for (int k : picks) out.add(l.get(k));
+        return obj instanceof Tuple ? new Tuple(out.toArray()) : out;
+    }
+
+    private long sliceIndex(Object v, int pos) {
+        if (v == null) throw new IllegalStateException();
+        if (Py.isNumber(v) && !(v instanceof Double)) return Py.toLong(v);
+        throw error(pos, "slice indices must be integers or None");
+    }
+
+    private static long clamp(long k, int len, long min, long max) {
+        if (k < 0) k += len;
+        return Math.max(min, Math.min(max, k));
+    }
+
+    private Object call(Expr.Call c, Scope scope) {
+        Object fn = eval(c.function(), scope);
+        List<Object> args = new ArrayList<>();
+        for (Expr a : c.args()) args.add(eval(a, scope));
+        Map<String, Object> kwargs = new LinkedHashMap<>();
+        for (int k = 0; k < c.kwNames().size(); k++) kwargs.put(c.kwNames().get(k), eval(c.kwValues().get(k), scope));
+        if (fn instanceof Undefined u) throw error(c.pos(), u.message());
+        if (!(fn instanceof Callable callable)) throw error(c.pos(), "'" + Py.typeName(fn) + "' object is not callable");
+        try {
+            return callable.call(args, kwargs);
+        } catch (ChatTemplate.RaisedException raised) {
+            throw raised;
+        } catch (IllegalArgumentException | ArithmeticException | IndexOutOfBoundsException x) {
+            if (x.getMessage() != null && x.getMessage().startsWith("chat template line")) throw x;
+            throw error(c.pos(), x.getMessage());
+        }
+    }
+
+    private Object filter(Expr.Filter f, Object value, Scope scope) {
+        List<Object> args = new ArrayList<>();
+        for (Expr a : f.args()) args.add(eval(a, scope));
+        Map<String, Object> kwargs = new LinkedHashMap<>();
+        for (int k = 0; k < f.kwNames().size(); k++) kwargs.put(f.kwNames().get(k), eval(f.kwValues().get(k), scope));
+        try {
+            return Builtins.filter(f.name(), value, args, kwargs, this, f.pos());
+        } catch (ChatTemplate.RaisedException raised) {
+            throw raised;
+        } catch (IllegalArgumentException | ArithmeticException x) {
+            if (x.getMessage() != null && x.getMessage().startsWith("chat template line")) throw x;
+            throw error(f.pos(), "filter '" + f.name() + "': " + x.getMessage());
+        }
+    }
+}

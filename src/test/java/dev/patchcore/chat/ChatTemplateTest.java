@@ -1,0 +1,252 @@
+package dev.patchcore.chat;
+
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+
+import java.time.Clock;
+import java.time.Instant;
+import java.time.ZoneOffset;
+import java.util.ArrayList;
+import java.util.HashMap;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/**
+ * The interpreter's own semantics, each expectation what Python Jinja2 (3.1, in transformers' environment) renders.
+ * Cases marked "(@huggingface/jinja differs)" are where the JavaScript reference of ChatTemplateReferenceTest renders
+ * otherwise (or fails); no real template there depends on them.
+ */
+class ChatTemplateTest {
+    private static final Clock CLOCK = Clock.fixed(Instant.parse("2024-07-05T09:07:02Z"), ZoneOffset.UTC);
+
+    private static String render(String template, Map<String, ?> context) {
+        return ChatTemplate.parse(template).render(context, CLOCK);
+    }
+
+    private static String render(String template) {
+        return render(template, Map.of());
+    }
+
+    private static Map<String, Object> msg(String role, String content) {
+        Map<String, Object> m = new LinkedHashMap<>();
+        m.put("role", role);
+        m.put("content", content);
+        return m;
+    }
+
+    @Test void textAndOutput() {
+        assertEquals("Hello, World!", render("Hello, {{ name }}!", Map.of("name", "World")));
+        assertEquals("a{b}c", render("a{b}c"));
+        assertEquals("x", render("x{# a comment #}"));
+        assertEquals("one trailing newline is dropped\n", render("one trailing newline is dropped\n\n"));
+        assertEquals("crlf\nbecomes\nlf", render("crlf\r\nbecomes\rlf"));
+    }
+
+    @Test void whitespaceControl() {
+        assertEquals("abc", render("a  {%- if true -%}  b  {%- endif -%}  c"));
+        assertEquals("ab", render("a\n  {{- 'b' }}"));
+        assertEquals("a\nb", render("a\n{{ 'b' -}}\n\n"));
+        assertEquals("ab", render("a {#- comment -#} b"));
+        assertEquals("a\n  b", render("a\n  {%+ if true %}b{% endif %}"), "{%+ keeps the indentation lstrip_blocks would remove");
+    }
+
+    @Test void trimBlocksAndLstripBlocks() {
+        // the indentation before a block tag on its own line and the newline after it go; around {{ }} they stay
+        assertEquals("    yes\nend", render("  {% if true %}\n    yes\n  {% endif %}\nend"));
+        assertEquals("  x\ny", render("  {{ 'x' }}\ny"));
+        assertEquals("a\nb", render("a\n  {# comment #}\nb"));
+        assertEquals("text   \nx", render("text {% if true %}  \n{% endif %}x"), "only the newline right after %} is trimmed");
+        assertEquals("1\n2\n", render("{% for i in [1, 2] %}\n{{ i }}\n{% endfor %}"));
+        assertEquals("a  b", render("a  {% if true %}b{% endif %}"), "a tag after text on its line keeps the spaces");
+        assertEquals("a\nb", render("a\n\u00a0\t{% if true %}b{% endif %}"), "Python's \\s: a no-break space is stripped too");
+    }
+
+    @Test void loopVariables() {
+        assertEquals("0 3 True False 3;1 2 False False 3;2 1 False True 3;",
+                render("{% for x in 'abc' %}{{ loop.index0 }} {{ loop.revindex }} {{ loop.first }} {{ loop.last }} {{ loop.length }};{% endfor %}"));
+        assertEquals("1:a 2:b ", render("{% for x in ['a', 'b'] %}{{ loop.index }}:{{ x }} {% endfor %}"));
+        assertEquals("2False4True", render("{% for x in [1, 2, 3, 4] if x is even %}{{ x }}{{ loop.last }}{% endfor %}"),
+                "the condition filters before the loop counts");
+        assertEquals("empty", render("{% for x in [] %}{{ x }}{% else %}empty{% endfor %}"));
+        assertEquals("-aab", render("{% for x in ['a', 'b'] %}{{ loop.previtem|default('-') }}{{ x }}{% endfor %}"));
+        assertEquals("a=1;b=2;", render("{% for k, v in {'a': 1, 'b': 2}.items() %}{{ k }}={{ v }};{% endfor %}"));
+        assertEquals("02", render("{% for i in range(5) %}{% if i == 1 %}{% continue %}{% endif %}{% if i == 3 %}{% break %}{% endif %}{{ i }}{% endfor %}"));
+        assertEquals("ab ba ", render("{% for x in ['a', 'b'] %}{{ loop.cycle('a', 'b') }}{{ loop.cycle('b', 'a') }} {% endfor %}"));
+    }
+
+    @Test void scopes() {
+        // each iteration starts from the outer value, and nothing set in a loop survives it
+        // (@huggingface/jinja differs: "130", the value carried from one iteration to the next)
+        assertEquals("120", render("{% set x = 0 %}{% for i in [1, 2] %}{% set x = x + i %}{{ x }}{% endfor %}{{ x }}"));
+        assertEquals("8", render("{% set ns = namespace(a=1) %}{% for i in range(3) %}{% set ns.a = ns.a * 2 %}{% endfor %}{{ ns.a }}"));
+        assertEquals("set", render("{% if true %}{% set y = 'set' %}{% endif %}{{ y }}"), "if has no scope of its own");
+        assertEquals("False", render("{% set found = false %}{% for m in [1] %}{% set found = true %}{% endfor %}{{ found }}"));
+        assertEquals("[1B][23]", render("{% macro f(a, b='B') %}[{{ a }}{{ b }}]{% endmacro %}{{ f(1) }}{{ f(2, b=3) }}"));
+        assertEquals("ABC|[  inner  ]", render("{% filter upper %}abc{% endfilter %}|{% set y %}  inner  {% endset %}[{{ y }}]"));
+        assertEquals("1-2", render("{% set a, b = 1, 2 %}{{ a }}-{{ b }}"));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> render("{% set x = 1 %}{% set x.a = 2 %}"));
+        assertTrue(e.getMessage().contains("non-namespace"), e.getMessage());
+    }
+
+    @Test void undefinedValues() {
+        assertEquals("False||d|d|True", render("{{ foo is defined }}|{{ foo }}|{{ foo|default('d') }}|{{ ''|default('d', true) }}|{{ none is none }}"));
+        assertEquals("no", render("{% if foo %}yes{% else %}no{% endif %}"));
+        assertEquals("", render("{% for x in foo %}{{ x }}{% endfor %}"));
+        assertEquals("|", render("{{ messages[0] }}|{{ {'a': 1}.b }}", Map.of("messages", List.of())));
+        assertEquals("False", render("{{ messages[0] is defined }}", Map.of("messages", List.of())));
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> render("{{ foo.bar }}"));
+        assertEquals("chat template line 1, column 8: 'foo' is undefined", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> render("\n{{ 'a' + foo }}"));
+        assertEquals("chat template line 2, column 8: 'foo' is undefined", e.getMessage());
+        assertEquals("a", render("{{ 'a' ~ foo }}"));
+    }
+
+    @Test void literalsAndOperators() {
+        assertEquals("2.0|3|-4|2|1024|1500.0|0.30000000000000004", render("{{ 4/2 }}|{{ 7//2 }}|{{ -7//2 }}|{{ -7 % 3 }}|{{ 2**10 }}|{{ 1.5e3 }}|{{ 0.1+0.2 }}"));
+        assertEquals("None|True|[1, 'a', None]|{'a': 1}|(1, 2)", render("{{ none }}|{{ True }}|{{ [1, 'a', None] }}|{{ {'a': 1} }}|{{ (1, 2) }}"));
+        assertEquals("a1None|True|True|True|True", render("{{ 'a' ~ 1 ~ none }}|{{ 1 == 1.0 }}|{{ 'b' in 'abc' }}|{{ 'z' not in ['a'] }}|{{ 1 < 2 < 3 }}"));
+        assertEquals("4|4|False|aB", render("{{ 10 - 2 * 3 }}|{{ -2 ** 2 }}|{{ not true and false }}|{{ 'a' + 'b' | upper }}"));
+        assertEquals("x|b|ab", render("{{ 'x' if true else 'y' }}|{{ 'a' if false }}b|{{ 'a' 'b' }}"));
+        assertEquals("é\t'\"\\n|\\d", render("{{ '\\u00e9\\t\\'\"' }}{{ '\\\\n' }}|{{ '\\d' }}"));
+        assertEquals("--", render("{{ '-' * 2 }}"));
+        assertEquals("1e-05|1e+16|12345.5|-0.0001", render("{{ 0.00001 }}|{{ 1e16 }}|{{ 12345.5 }}|{{ -0.0001 }}"));
+    }
+
+    @Test void indexingAndSlicing() {
+        assertEquals("cba|él|3||[2, 3]|[1, 3]", render("{{ 'abc'[::-1] }}|{{ 'héllo'[1:3] }}|{{ [1,2,3][-1] }}|{{ [1,2,3][5] }}|{{ [1,2,3][1:] }}|{{ [1,2,3][::2] }}"));
+        Map<String, Object> ctx = Map.of("messages", List.of(msg("system", "S"), msg("user", "U")));
+        assertEquals("user U|system|1", render("{{ messages[-1].role }} {{ messages[1]['content'] }}|{{ messages[0].role }}|{{ messages[1:]|length }}", ctx));
+        assertEquals("😀", render("{{ 'a😀b'[1] }}"), "strings index by code point, as Python's do");
+    }
+
+    @Test void filters() {
+        assertEquals("A-B C|They'Re Bill'S|Abc", render("{{ 'a-b c'|title }}|{{ \"they're bill's\".title() }}|{{ 'aBC'|capitalize }}"),
+                "(@huggingface/jinja differs: capitalize gives ABC)");
+        assertEquals("2.0|3.14|43|0|3.0|3", render("{{ 2.5|round }}|{{ 3.14159|round(2) }}|{{ '42'|int + 1 }}|{{ 'x'|int }}|{{ 3|float }}|{{ -3|abs }}"),
+                "(@huggingface/jinja has no round)");
+        assertEquals("[1, 2, 3]|['b', 'A']|[3, 2, 1]|1|c", render("{{ [3,1,2]|sort }}|{{ ['b','A','a']|unique|list }}|{{ [1,2,3]|reverse|list }}|{{ [1,2]|first }}|{{ 'abc'|last }}"));
+        assertEquals("1-2|AB|[1, 2]", render("{{ [1, 2]|join('-') }}|{{ ['a','b']|map('upper')|join }}|{{ [{'n':1},{'n':2}]|map(attribute='n')|list }}"),
+                "(@huggingface/jinja supports map only with attribute=)");
+        assertEquals("[('b', 1), ('a', 2)]|x|['a']", render("{{ {'b':1,'a':2}|items|list }}|{{ {'b':1}.get('c', 'x') }}|{{ {'a':1}.keys()|list }}"));
+        assertEquals("3|3|2|2|  a\n  b", render("{{ 'abc'|length }}|{{ 'ab😀'|length }}|{{ [1,[2]]|count }}|{{ 'Hello World'|wordcount }}|{{ 'a\\nb'|indent(2, true) }}"));
+        assertEquals("1a2a", render("{% for m in [{'r':'a'},{'r':'b'},{'r':'a'}]|selectattr('r','equalto','a') %}{{ loop.index }}{{ m.r }}{% endfor %}"));
+        assertEquals("b|ac", render("{{ [{'r':'a'},{'r':'b'}]|rejectattr('r', 'eq', 'a')|map(attribute='r')|join }}|{{ ['a', 'b', 'c']|reject('equalto', 'b')|join }}"));
+        assertEquals("A\tb|x y|hi", render("{{ '  A\\tb\\n'|trim }}|{{ 'x-y'|replace('-', ' ') }}|{{ 'xxhixx'|trim('x') }}"));
+        assertEquals("HI|hi|&lt;a&gt;|[('a', 2), ('b', 1)]", render("{{ 'hi'|upper }}|{{ 'HI'|lower }}|{{ '<a>'|e }}|{{ {'b': 1, 'a': 2}|dictsort }}"));
+        assertEquals("6|3|1", render("{{ [1, 2, 3]|sum }}|{{ [1, 3, 2]|max }}|{{ [3, 1]|min }}"));
+        assertEquals("['a', 'b']|a", render("{{ 'ab'|list }}|{{ 'a'|string }}"));
+    }
+
+    @Test void tojsonIsPythonsJsonDumps() {
+        // json.dumps(ensure_ascii=False): ", " and ": " separators, floats as Python writes them
+        // (@huggingface/jinja differs: 1.0 becomes 1)
+        assertEquals("{\"a\": 1.0, \"b\": [true, null, \"é\\\"\"]}", render("{{ {'a': 1.0, 'b': [true, none, 'é\"']}|tojson }}"));
+        assertEquals("{\n  \"a\": [\n    1,\n    {}\n  ],\n  \"b\": []\n}", render("{{ {'a': [1, {}], 'b': []}|tojson(indent=2) }}"));
+        Map<String, Object> tool = new LinkedHashMap<>();
+        tool.put("name", "get_weather");
+        tool.put("parameters", Map.of("type", "object"));
+        assertEquals("{\"name\": \"get_weather\", \"parameters\": {\"type\": \"object\"}}", render("{{ t|tojson }}", Map.of("t", tool)));
+        assertEquals("\"\\u0001\\n\"", render("{{ '\\x01\\n'|tojson }}"));
+        assertEquals("{\"a\": 1, \"b\": 2}", render("{{ {'b': 2, 'a': 1}|tojson(sort_keys=true) }}"));
+    }
+
+    @Test void tests() {
+        assertEquals("TTFTTFT", render("{{ 'a' is string|string|first }}{{ 1 is number|string|first }}{{ 1 is float|string|first }}"
+                + "{{ {} is mapping|string|first }}{{ 'x' is iterable|string|first }}{{ 1 is iterable|string|first }}{{ [] is sequence|string|first }}"));
+        assertEquals("True|True|False|True|True|True", render("{{ 3 is odd }}|{{ 4 is even }}|{{ 4 is divisibleby 3 }}|{{ 'a' is eq('a') }}|{{ none is not string }}|{{ true is true }}"));
+        assertEquals("True|False|True", render("{{ 'abc' is lower }}|{{ 5 is boolean }}|{{ 2 is in [1, 2] }}"));
+    }
+
+    @Test void methods() {
+        assertEquals("x|hi|['a', 'b', '', 'c']|['a', 'b']", render("{{ '  x  '.strip() }}|{{ 'xxhixx'.strip('x') }}|{{ 'a,b,,c'.split(',') }}|{{ ' a  b '.split() }}"),
+                "(@huggingface/jinja differs: strip('x') strips only whitespace)");
+        assertEquals("True|True|bc|a\n|b", render("{{ 'x'.startswith(('a','x')) }}|{{ 'abc'.endswith('bc') }}|{{ 'abc'.lstrip('a') }}|{{ 'a\\n\\n'.rstrip('\\n') }}\n|{{ 'a b'.split(' ')[-1] }}"));
+        assertEquals("A-b|a-b|ab|x=1, y", render("{{ 'a-b'.capitalize() }}|{{ 'A-B'.lower() }}|{{ 'a b'.replace(' ', '') }}|{{ 'x={}, {}'.format(1, 'y') }}"));
+        assertEquals("1|-1|2|a,b", render("{{ 'abc'.find('b') }}|{{ 'abc'.find('z') }}|{{ 'a,b,c'.count(',') }}|{{ ','.join(['a', 'b']) }}"));
+        assertEquals("['a', 'b']|1|x", render("{{ {'a': 1, 'b': 2}.keys()|list }}|{{ {'a': 1}.values()|first }}|{{ {}.get('k', 'x') }}"));
+        assertEquals("x", render("{{ '\\u00a0x\\u2007'.strip() }}"), "Python's strip removes no-break spaces, Java's strip() does not");
+    }
+
+    @Test void globals() {
+        assertEquals("[0, 1, 2]|[1, 3]|[3, 2]", render("{{ range(3) }}|{{ range(1, 5, 2) }}|{{ range(3, 1, -1) }}"));
+        assertEquals("05 Jul 2024|Friday July 05 09:07:02|5", render("{{ strftime_now('%d %b %Y') }}|{{ strftime_now('%A %B %d %H:%M:%S') }}|{{ strftime_now('%-d') }}"));
+        assertEquals("True", render("{{ strftime_now is defined }}"));
+        assertEquals("{'a': 1}", render("{{ dict(a=1) }}"));
+        ChatTemplate.RaisedException e = assertThrows(ChatTemplate.RaisedException.class,
+                () -> render("{% if messages[0].role == 'system' %}{{ raise_exception('System role not supported') }}{% endif %}",
+                        Map.of("messages", List.of(msg("system", "x")))));
+        assertEquals("System role not supported", e.getMessage());
+    }
+
+    @Test void contextValuesFromJava() {
+        Map<String, Object> ctx = new HashMap<>();
+        ctx.put("n", 3);
+        ctx.put("f", 0.5f);
+        ctx.put("nothing", null);
+        ctx.put("list", new ArrayList<>(List.of(1, "two")));
+        assertEquals("4|0.5|None|True|[1, 'two']", render("{{ n + 1 }}|{{ f }}|{{ nothing }}|{{ nothing is none }}|{{ list }}", ctx));
+    }
+
+    @Test void contextValuesFromJson() {
+        JsonObject ctx = JsonParser.parseString("{\"t\": {\"n\": 1, \"x\": 1.0, \"l\": [true, null, \"s\"]}}").getAsJsonObject();
+        Map<String, Object> context = Map.of("t", ctx.get("t"));
+        assertEquals("{\"n\": 1, \"x\": 1.0, \"l\": [true, null, \"s\"]}|2", render("{{ t|tojson }}|{{ t.n + 1 }}", context));
+    }
+
+    @Test void loadsTheTemplateOfAModelFolder(@TempDir Path dir) throws IOException {
+        assertTrue(ChatTemplate.load(dir).isEmpty());
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"bos_token\": \"<s>\"}");
+        assertTrue(ChatTemplate.load(dir).isEmpty());
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": \"A{{ x }}\"}");
+        assertEquals("A1", ChatTemplate.load(dir).orElseThrow().render(Map.of("x", 1)));
+        Files.writeString(dir.resolve("tokenizer_config.json"),
+                "{\"chat_template\": [{\"name\": \"tool_use\", \"template\": \"T\"}, {\"name\": \"default\", \"template\": \"D\"}]}");
+        assertEquals("D", ChatTemplate.load(dir).orElseThrow().render(Map.of()));
+        Files.writeString(dir.resolve("chat_template.jinja"), "J{{ x }}\n");
+        assertEquals("J2", ChatTemplate.load(dir).orElseThrow().render(Map.of("x", 2)), "chat_template.jinja comes first");
+    }
+
+    @Test void refusesWhatItDoesNotSupportWithThePosition() {
+        assertError("{{ x | frobnicate }}", "chat template line 1, column 8: unknown filter 'frobnicate'");
+        assertError("a\n{% if x is frob %}{% endif %}", "chat template line 2, column 12: unknown test 'frob'");
+        assertError("{% include 'other.jinja' %}", "chat template line 1, column 4: unsupported statement {% include %}");
+        assertError("{% for x in y recursive %}{% endfor %}", "chat template line 1, column 15: recursive for loops are not supported");
+        assertError("{% if x %}", "chat template line 1, column 11: missing {% elif or else or endif %}");
+        assertError("{{ 'open }}", "chat template line 1, column 4: unclosed string literal");
+        assertError("{{ x ", "chat template line 1, column 1: unclosed {{ ... }}");
+        assertError("{{ f(*args) }}", "chat template line 1, column 6: *args and **kwargs in calls are not supported");
+        assertError("{% call foo() %}{% endcall %}", "chat template line 1, column 4: unsupported statement {% call %}");
+        assertError("x{% endif %}", "chat template line 1, column 5: unexpected {% endif %}");
+        assertError("{{ x = 1 }}", "chat template line 1, column 6: expected '}}', found '='");
+    }
+
+    private static void assertError(String template, String message) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> ChatTemplate.parse(template));
+        assertEquals(message, e.getMessage());
+    }
+
+    @Test void runtimeErrorsNameThePosition() {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class, () -> render("{{ 'a' + 1 }}"));
+        assertEquals("chat template line 1, column 8: unsupported operand type(s) for +: 'str' and 'int'", e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> render("{{ 1 < 'a' }}"));
+        assertTrue(e.getMessage().startsWith("chat template line 1, column 4: '<' not supported"), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> render("{{ [1]|tojson(separators=(',', ':')) }}"));
+        assertTrue(e.getMessage().contains("separators"), e.getMessage());
+    }
+
+    @Test void generationBlocksRenderTheirBody() {
+        // transformers' {% generation %} marks assistant text for return_assistant_tokens_mask; it renders as is
+        assertEquals("<a>hi</a>", render("<a>{% generation %}{{ 'hi' }}{% endgeneration %}</a>"));
+    }
+}
