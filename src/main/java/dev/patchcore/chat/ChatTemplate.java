@@ -89,6 +89,9 @@ public final class ChatTemplate {
         throw new IllegalArgumentException(config + ": chat_template is neither a string nor a list of named templates");
     }
 
+    /** The template's text (line ends normalized to \n), as a folder keeps it in {@code chat_template.jinja}. */
+    public String source() { return source; }
+
     /** Renders with the system clock for {@code strftime_now}. */
     public String render(Map<String, ?> context) {
         return render(context, Clock.systemDefaultZone());

@@ -44,7 +44,7 @@ public final class TemplateChat implements Chat {
     public static final String TEMPLATE_FILE = "chat_template.jinja", CONFIG_FILE = "tokenizer_config.json";
 
     private final ChatTemplate template;
-    private final String source, where, bos, eos;
+    private final String where, bos, eos;
     private final Tokenizer tok;
     private final Set<Integer> stops;
     /** The tokenizer's special tokens, longest first (a longer one wins where two start at the same place). */
@@ -58,12 +58,11 @@ public final class TemplateChat implements Chat {
      * @throws IllegalArgumentException naming {@code where} if the template is not one {@link ChatTemplate} reads
      */
     public TemplateChat(String source, String where, Tokenizer tok, String bos, String eos, Set<Integer> stopIds) {
-        try {
-            this.template = ChatTemplate.parse(source);
-        } catch (IllegalArgumentException e) {
-            throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
-        }
-        this.source = source;
+        this(parse(source, where), where, tok, bos, eos, stopIds);
+    }
+
+    private TemplateChat(ChatTemplate template, String where, Tokenizer tok, String bos, String eos, Set<Integer> stopIds) {
+        this.template = template;
         this.where = where;
         this.tok = tok;
         this.bos = bos;
@@ -76,28 +75,37 @@ public final class TemplateChat implements Chat {
         this.stops = Set.copyOf(stop);
     }
 
+    private static ChatTemplate parse(String source, String where) {
+        try {
+            return ChatTemplate.parse(source);
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
+        }
+    }
+
     /**
-     * The chat template of model folder {@code dir} (a Hugging Face folder or a checkpoint fine-tuned with it):
-     * {@value #TEMPLATE_FILE}, else {@value #CONFIG_FILE}'s {@code chat_template} (a string, or transformers' list of
-     * named templates, of which "default"); {@code bos_token} and {@code eos_token} from that config; generation also
-     * stops at {@code generation_config.json}'s {@code eos_token_id}s.
+     * The chat template of model folder {@code dir} (a Hugging Face folder or a checkpoint fine-tuned with it), as
+     * {@link ChatTemplate#load} finds it ({@value #TEMPLATE_FILE}, else {@value #CONFIG_FILE}'s {@code chat_template});
+     * {@code bos_token} and {@code eos_token} from that config; generation also stops at
+     * {@code generation_config.json}'s {@code eos_token_id}s.
      *
      * @throws IllegalArgumentException in one line if the folder has no template or it cannot be read
      */
     public static TemplateChat fromFolder(Path dir, Tokenizer tok) {
-        Path file = dir.resolve(TEMPLATE_FILE), config = dir.resolve(CONFIG_FILE);
-        JsonObject cfg = Files.isRegularFile(config) ? json(config) : new JsonObject();
-        String source, where;
-        if (Files.isRegularFile(file)) {
-            source = read(file);
-            where = file.toString();
-        } else {
-            source = templateIn(cfg, config);
-            where = config + "'s chat_template";
+        String where = dir.toString();
+        java.util.Optional<ChatTemplate> template;
+        try {
+            template = ChatTemplate.load(dir);
+        } catch (IOException e) {
+            throw new IllegalArgumentException("cannot read " + where + ": " + e.getMessage());
+        } catch (IllegalArgumentException e) {
+            throw new IllegalArgumentException(where + ": " + e.getMessage(), e);
         }
-        if (source == null)
+        if (template.isEmpty())
             throw new IllegalArgumentException(dir + " has no chat template (no " + TEMPLATE_FILE + ", no chat_template in its " + CONFIG_FILE
                     + "): give --chat " + ChatFormat.labels() + " instead");
+        Path config = dir.resolve(CONFIG_FILE);
+        JsonObject cfg = Files.isRegularFile(config) ? json(config) : new JsonObject();
         Set<Integer> stops = new LinkedHashSet<>();
         Path generation = dir.resolve("generation_config.json");
         if (Files.isRegularFile(generation)) {
@@ -106,11 +114,11 @@ public final class TemplateChat implements Chat {
             else if (ids != null && ids.isJsonPrimitive()) stops.add(ids.getAsInt());
         }
         stops.removeIf(id -> id < 0 || id >= tok.vocabSize());
-        return new TemplateChat(source, where, tok, tokenText(cfg, "bos_token"), tokenText(cfg, "eos_token"), stops);
+        return new TemplateChat(template.get(), where, tok, tokenText(cfg, "bos_token"), tokenText(cfg, "eos_token"), stops);
     }
 
     /** The template's source, as a fine-tuned checkpoint keeps it ({@value #TEMPLATE_FILE}). */
-    public String source() { return source; }
+    public String source() { return template.source(); }
 
     @Override public String label() { return LABEL; }
 
@@ -135,7 +143,7 @@ public final class TemplateChat implements Chat {
                         + " differently once later turns follow, so its answers cannot be scored: give --chat " + ChatFormat.labels());
             int from = 0;
             while (from < before.length && from < upto.length && before[from] == upto[from]) from++;
-            if (from < before.length - 1 || from < (spans.isEmpty() ? 0 : spans.getLast()))
+            if (from < before.length - 1 || from < (spans.isEmpty() ? 0 : spans.getInt(spans.size() - 1)))
                 throw new IllegalArgumentException(where + "'s generation prompt before answer " + (spans.size() / 2 + 1)
                         + " is not how the conversation continues with it, so the answer cannot be found: give --chat " + ChatFormat.labels());
             int to = upto.length;
@@ -204,18 +212,6 @@ public final class TemplateChat implements Chat {
 
     private static boolean startsWith(int[] ids, int[] prefix) {
         return prefix.length <= ids.length && Arrays.equals(ids, 0, prefix.length, prefix, 0, prefix.length);
-    }
-
-    /** tokenizer_config.json's chat_template: a string, or a list of {"name", "template"} of which "default"; else null. */
-    private static String templateIn(JsonObject cfg, Path config) {
-        JsonElement t = cfg.get("chat_template");
-        if (t == null || t.isJsonNull()) return null;
-        if (t.isJsonPrimitive() && t.getAsJsonPrimitive().isString()) return t.getAsString();
-        if (t.isJsonArray())
-            for (JsonElement e : t.getAsJsonArray())
-                if (e.isJsonObject() && "default".equals(string(e.getAsJsonObject().get("name"))) && string(e.getAsJsonObject().get("template")) != null)
-                    return string(e.getAsJsonObject().get("template"));
-        throw new IllegalArgumentException(config + "'s chat_template is neither a string nor a list with a \"default\" template");
     }
 
     /** A config's special token: a string, or {"content": ...} (transformers' AddedToken); "" where absent. */

@@ -114,8 +114,8 @@ class TemplateChatTest {
                 "chat_template.jinja first");
         Files.delete(dir.resolve("chat_template.jinja"));
         Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": \"{% for m in messages %}{{ m.content | bogus }}{% endfor %}\"}");
-        e = assertThrows(IllegalArgumentException.class, () -> TemplateChat.fromFolder(dir, tok).prompt(c));
-        assertTrue(e.getMessage().startsWith(dir.resolve("tokenizer_config.json") + "'s chat_template: "), e.getMessage());
+        e = assertThrows(IllegalArgumentException.class, () -> TemplateChat.fromFolder(dir, tok));
+        assertEquals(dir + ": chat template line 1, column 39: unknown filter 'bogus'", e.getMessage());
     }
 
     /** tokenizer_config.json with {@code template} as its chat_template, as a string or in transformers' named list. */
@@ -166,5 +166,22 @@ class TemplateChatTest {
                 "--temperature", "0"), console.err.toString());
         assertEquals("the\n", console.out.toString());
         assertTrue(console.err.toString().contains("1 token and the end of turn"), console.err.toString());
+
+        // A conversation: the answer " the" renders back as "the" (LLaMA-3's template trims it), so the second turn does
+        // not extend the tokens held and the conversation is read again whole: its prompt is the template's rendering
+        console.out.reset();
+        console.err.reset();
+        java.io.InputStream stdin = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream("Again\n".getBytes(java.nio.charset.StandardCharsets.UTF_8)));
+            assertEquals(0, Main.run("generate", hf.toString(), "--backend", "cpu", "--chat", "template", "--interactive", "--prompt", "Say",
+                    "--tokens", "10", "--temperature", "0"), console.err.toString());
+        } finally {
+            System.setIn(stdin);
+        }
+        assertEquals("the\nthe\n", console.out.toString());
+        TemplateChat t = TemplateChat.fromFolder(hf, ChatFormatTest.llama3Tokenizer());
+        int whole = t.prompt(List.of(m(Role.USER, "Say"), m(Role.ASSISTANT, " the"), m(Role.USER, "Again"))).length;
+        assertTrue(console.err.toString().contains("(reading " + whole + " prompt tokens)"), console.err.toString());
     }
 }
