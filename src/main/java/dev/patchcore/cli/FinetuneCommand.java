@@ -110,7 +110,12 @@ public final class FinetuneCommand implements Callable<Integer> {
         int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
         for (int i : order) {
             // Conversations come only with a template (Instructions.read refuses them without one)
-            Instructions.Example e = template != null ? template.example(records.get(i)) : Instructions.encode(tok, (Instructions.Record) records.get(i));
+            Instructions.Example e;
+            try {
+                e = template != null ? template.example(records.get(i)) : Instructions.encode(tok, (Instructions.Record) records.get(i));
+            } catch (IllegalArgumentException bad) {  // a model's own template refusing the record (raise_exception, ...)
+                throw new IllegalArgumentException(data + " record " + (i + 1) + ": " + bad.getMessage(), bad);
+            }
             if (e.scoredTargets(cfg.contextLength()) > 0) usable.add(e);
         }
         int skipped = records.size() - usable.size();

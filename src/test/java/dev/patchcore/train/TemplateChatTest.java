@@ -156,6 +156,16 @@ class TemplateChatTest {
         assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "template", "--data", data.toString(),
                 "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0"), console.err.toString());
         Path ckpt = Checkpoints.latest(tuned);
+        // A record the template refuses (LLaMA-3's takes any role order; Mistral's does not) is named
+        Path mistral = Files.createDirectories(dir.resolve("mistral"));
+        for (String f : new String[] {HuggingFaceModel.CONFIG, "model.safetensors", "tokenizer.json"}) Files.copy(hf.resolve(f), mistral.resolve(f));
+        Files.writeString(mistral.resolve("tokenizer_config.json"), tokenizerConfig(MISTRAL, false));
+        Files.writeString(data, "{\"prompt\": \"a\", \"response\": \"b\"}\n{\"messages\": [{\"role\": \"assistant\", \"content\": \"x\"}]}\n");
+        console.err.reset();
+        assertEquals(2, Main.run("finetune", mistral.toString(), "--backend", "cpu", "--chat", "template", "--data", data.toString(),
+                "--out", dir.resolve("t2").toString()));
+        assertEquals("error: " + data + " record 2: " + mistral + ": Conversation roles must alternate user/assistant/user/assistant/...",
+                console.err.toString().strip());
         assertEquals("template", Checkpoints.readMeta(ckpt).chat());
         assertEquals(LLAMA3, Files.readString(ckpt.resolve(TemplateChat.TEMPLATE_FILE)));
 
