@@ -176,6 +176,12 @@ public final class FinetuneCommand implements Callable<Integer> {
         if (!(chat instanceof TemplateChat t)) return files;
         java.util.Map<String, byte[]> withTemplate = new java.util.LinkedHashMap<>(files.files());
         withTemplate.put(TemplateChat.TEMPLATE_FILE, t.source().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        // The stops generation_config.json added (LLaMA-3-Instruct's <|eot_id|> beside an eos_token <|end_of_text|>)
+        com.google.gson.JsonArray stops = new com.google.gson.JsonArray();
+        for (int id : t.stopIds()) stops.add(id);
+        com.google.gson.JsonObject generation = new com.google.gson.JsonObject();
+        generation.add("eos_token_id", stops);
+        withTemplate.put("generation_config.json", generation.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
         return new HuggingFaceTokenizerFiles.Checkpoint(files.eosId(), withTemplate);
     }
 

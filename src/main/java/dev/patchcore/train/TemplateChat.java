@@ -124,6 +124,9 @@ public final class TemplateChat implements Chat {
 
     @Override public boolean endsTurn(int id) { return stops.contains(id); }
 
+    /** The ids that end an answer (eos_token's and generation_config.json's), as a fine-tuned checkpoint keeps them. */
+    public Set<Integer> stopIds() { return stops; }
+
     @Override public int[] prompt(List<Message> messages) {
         return tokens(render(messages, true));
     }

@@ -194,4 +194,26 @@ class TemplateChatTest {
         int whole = t.prompt(List.of(m(Role.USER, "Say"), m(Role.ASSISTANT, " the"), m(Role.USER, "Again"))).length;
         assertTrue(console.err.toString().contains("(reading " + whole + " prompt tokens)"), console.err.toString());
     }
+
+    /**
+     * The stops a folder's generation_config.json adds (original LLaMA-3-Instruct: eos_token <|end_of_text|>, eos_token_id
+     * [<|end_of_text|>, <|eot_id|>]) stay with the fine-tuned checkpoint, whose --chat template must stop at <|eot_id|> too.
+     */
+    @Test void aFineTunedCheckpointKeepsTheGenerationStops(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
+        ChatFormatTest.writeTheThenEndOfTurnModel(hf);
+        HuggingFaceBpeTokenizer tok = ChatFormatTest.llama3Tokenizer();
+        int end = tok.specialId("<|end_of_text|>");
+        assertTrue(end >= 0);
+        Files.writeString(hf.resolve("tokenizer_config.json"), tokenizerConfig(LLAMA3, false).replace("<|eot_id|>", "<|end_of_text|>"));
+        Files.writeString(hf.resolve("generation_config.json"), "{\"eos_token_id\": [" + end + ", " + ChatFormatTest.EOT + "]}");
+        assertTrue(TemplateChat.fromFolder(hf, tok).endsTurn(ChatFormatTest.EOT));
+        Files.writeString(data, "{\"messages\": [{\"role\": \"user\", \"content\": \"Say\"}, {\"role\": \"assistant\", \"content\": \"the\"}]}\n"
+                .repeat(2));
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "template", "--data", data.toString(),
+                "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0"), console.err.toString());
+        TemplateChat t = TemplateChat.fromFolder(Checkpoints.latest(tuned), tok);
+        assertTrue(t.endsTurn(ChatFormatTest.EOT), "the fine-tuned checkpoint's template stops at <|eot_id|>");
+        assertTrue(t.endsTurn(end));
+    }
 }
