@@ -84,7 +84,8 @@ public final class Tape {
             // Both outputs are consumed later on the tape, so their gradients are complete here.
             Tensor dSum = sum.grad;
             if (normed.grad != null) {
-                if (dSum != null && dSum.dtype() == r.sum().dtype() && !dSum.overlaps(normed.grad) && !dSum.overlaps(r.sum())) {
+                if (dSum != null && dSum.dtype() == r.sum().dtype() && dSum.sameShape(r.sum()) && !dSum.overlaps(normed.grad)
+                        && !dSum.overlaps(r.sum())) {
                     // dSum += the norm's input gradient, in the backward kernel itself (no dx buffer, no add kernel)
                     be.rmsNormBackwardAccumulate(normed.grad, r.sum(), gain.compute(), r.rstd(), gain.grad(), dSum);
                 } else {

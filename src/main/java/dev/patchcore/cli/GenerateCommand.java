@@ -182,7 +182,7 @@ public final class GenerateCommand implements Callable<Integer> {
         List<Instructions.Message> conversation = new java.util.ArrayList<>();
         if (system != null) conversation.add(new Instructions.Message(Instructions.Role.SYSTEM, system));
         java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, java.nio.charset.StandardCharsets.UTF_8));
-        boolean asking = System.console() != null, ended = true;
+        boolean asking = System.console() != null, ended = true, readAgain = false;
         try (Backend be = backendOptions.open(System.err)) {
             LlamaModel model = LlamaModel.forInference(be, cfg);
             Checkpoints.loadWeights(ckpt, model, be);
@@ -201,8 +201,8 @@ public final class GenerateCommand implements Callable<Integer> {
                     }
                     int fresh = conversation.size();
                     conversation.add(new Instructions.Message(Instructions.Role.USER, line));
-                    int[] more = session == null ? null : template.continuation(session.sequence(), ended, conversation, fresh);
-                    if (more == null) {  // the first turn, or a template that cannot continue token for token: read it all
+                    int[] more = session == null || readAgain ? null : template.continuation(session.sequence(), ended, conversation, fresh);
+                    if (more == null) {  // the first turn, a template that cannot continue token for token, or after an EOS: read it all
                         if (session != null) session.close();
                         session = generator.session();
                         more = template.prompt(conversation);
@@ -210,6 +210,7 @@ public final class GenerateCommand implements Callable<Integer> {
                     int[] answer = sample(session, ckpt, cfg, tok, template, more, "conversation", true, seed + n);
                     ended = answer.length > 0 && template.endsTurn(answer[answer.length - 1]);
                     boolean stopped = ended || answer.length > 0 && answer[answer.length - 1] == tok.eosId();
+                    readAgain = stopped && !ended;  // an EOS that is not the end of turn is no token the conversation holds
                     // The answer as text (a template renders it again); the token that stopped it is the template's to write
                     conversation.add(new Instructions.Message(Instructions.Role.ASSISTANT,
                             tok.decode(java.util.Arrays.copyOf(answer, answer.length - (stopped ? 1 : 0)))));

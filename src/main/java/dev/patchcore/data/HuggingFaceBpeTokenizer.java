@@ -82,6 +82,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     private final byte[] file, config;
     private final int vocabSize, eosId, bosId;
     private final Map<String, Integer> specialIds;  // special added token's content → id
+    private final Map<String, Integer> specialStrips;  // special added token's content → 1 (lstrip) | 2 (rstrip), where set
     private final String[] spelled;               // id → the token as the file spells it; null for unassigned ids
     private final boolean byteLevel;              // a ByteLevel pre-tokenizer: else SentencePiece-style
     private final byte[][] tokenBytes;            // byte-level: id → the bytes it decodes to; null for unassigned ids
@@ -146,6 +147,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         // An added token whose text is already a token of the vocabulary has that token's id, as in tokenizers.
         // normalized (default: not for special tokens): found in the normalized text rather than the raw one.
         record Added(int id, String content, boolean special, boolean normalized) {}
+        Map<String, Integer> strips = new java.util.HashMap<>();
         List<Added> added = new ArrayList<>();
         java.util.Set<String> contents = new java.util.HashSet<>();
         JsonArray addedTokens = array(root, "added_tokens", where);
@@ -162,6 +164,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
                 if (!special && (bool(t, "single_word", where) || bool(t, "lstrip", where) || bool(t, "rstrip", where)))
                     throw bad(where, "added token " + quoted(content) + " uses single_word/lstrip/rstrip, which are not supported");
                 if (!contents.add(content)) continue;  // listed twice: the first counts
+                int strip = (special && bool(t, "lstrip", where) ? 1 : 0) | (special && bool(t, "rstrip", where) ? 2 : 0);
+                if (strip != 0) strips.put(content, strip);
                 added.add(a);
                 maxId = Math.max(maxId, a.id());
             }
@@ -237,6 +241,7 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
         Map<String, Integer> specialIds = new java.util.HashMap<>();
         for (Added a : added) if (a.special()) specialIds.putIfAbsent(a.content(), a.id());
         this.specialIds = Map.copyOf(specialIds);
+        this.specialStrips = Map.copyOf(strips);
         eosId = endOfText(config, specialIds, where);
         bosId = beginOfText(root.get("post_processor"), where);
         name = NAME_PREFIX + sha256(file, eosId).substring(0, 16);
@@ -289,6 +294,10 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     @Override public int specialId(String token) { return specialIds.getOrDefault(token, -1); }
 
     @Override public java.util.Set<String> specialTokens() { return specialIds.keySet(); }
+
+    @Override public boolean specialAbsorbsWhitespace(String token, boolean after) {
+        return (specialStrips.getOrDefault(token, 0) & (after ? 2 : 1)) != 0;
+    }
 
     /** Whether the file is a byte-level BPE (a ByteLevel pre-tokenizer), not a SentencePiece-style one (byte fallback). */
     public boolean isByteLevel() { return byteLevel; }

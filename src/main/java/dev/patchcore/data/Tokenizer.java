@@ -41,6 +41,13 @@ public interface Tokenizer {
     default java.util.Set<String> specialTokens() { return java.util.Set.of(); }
 
     /**
+     * Whether special token {@code token}, found in text, takes the white space right {@code after} it (else: right
+     * before it) with it, as a Hugging Face added token marked {@code rstrip} / {@code lstrip} does (Phi-3's
+     * {@code <|end|>}); false for every other tokenizer.
+     */
+    default boolean specialAbsorbsWhitespace(String token, boolean after) { return false; }
+
+    /**
      * Text for the given ids. The EOS id decodes to {@code "<|endoftext|>"}; byte sequences
      * that are not valid UTF-8 (e.g. a multi-byte character cut in half) and ids the
      * encoding leaves unassigned decode to U+FFFD.

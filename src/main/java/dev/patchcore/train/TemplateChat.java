@@ -189,7 +189,10 @@ public final class TemplateChat implements Chat {
         }
     }
 
-    /** Rendered text as tokenizers encodes it: each special token where it is spelled, the text between as text. */
+    /**
+     * Rendered text as tokenizers encodes it: each special token where it is spelled (with the white space before or
+     * after it that an {@code lstrip} / {@code rstrip} token takes), the text between as text.
+     */
     int[] tokens(String text) {
         IntArrayList out = new IntArrayList();
         int start = 0;
@@ -199,13 +202,22 @@ public final class TemplateChat implements Chat {
                 i++;
                 continue;
             }
-            if (i > start) out.addElements(out.size(), tok.encode(text.substring(start, i), start == 0));
+            int end = i;
+            if (tok.specialAbsorbsWhitespace(special, false)) while (end > start && isWhiteSpace(text.codePointBefore(end))) end -= Character.charCount(text.codePointBefore(end));
+            if (end > start) out.addElements(out.size(), tok.encode(text.substring(start, end), start == 0));
             out.add(tok.specialId(special));
             i += special.length();
+            if (tok.specialAbsorbsWhitespace(special, true)) while (i < text.length() && isWhiteSpace(text.codePointAt(i))) i += Character.charCount(text.codePointAt(i));
             start = i;
         }
         if (start < text.length()) out.addElements(out.size(), tok.encode(text.substring(start), start == 0));
         return out.toIntArray();
+    }
+
+    /** Unicode's White_Space (Rust's char::is_whitespace, which tokenizers' lstrip / rstrip use). */
+    static boolean isWhiteSpace(int cp) {
+        return cp >= 0x09 && cp <= 0x0D || cp == ' ' || cp == 0x85 || cp == 0xA0 || cp == 0x1680 || cp >= 0x2000 && cp <= 0x200A
+                || cp == 0x2028 || cp == 0x2029 || cp == 0x202F || cp == 0x205F || cp == 0x3000;
     }
 
     private String specialAt(String text, int i) {

@@ -216,4 +216,28 @@ class TemplateChatTest {
         assertTrue(t.endsTurn(ChatFormatTest.EOT), "the fine-tuned checkpoint's template stops at <|eot_id|>");
         assertTrue(t.endsTurn(end));
     }
+
+    /**
+     * Special tokens marked rstrip / lstrip (Phi-3's <|end|> and <|assistant|>) take the white space after / before
+     * them, as tokenizers 0.23.2 encodes the same text: ids [3002, 39, 72, 1070, 3003, 3002, 87, 3003] for
+     * "<|user|>\nHi there  <|end|>\n<|user|> \u00a0x\t<|end|>" with <|user|> rstrip and <|end|> lstrip + rstrip.
+     */
+    @Test void specialTokensTakeTheWhiteSpaceTheirFlagsSay() {
+        com.google.gson.JsonObject root = com.google.gson.JsonParser.parseString(new String(
+                dev.patchcore.data.HuggingFaceBpeTokenizerTest.resource("tokenizer.json"), java.nio.charset.StandardCharsets.UTF_8)).getAsJsonObject();
+        com.google.gson.JsonArray added = root.getAsJsonArray("added_tokens");
+        for (String[] t : new String[][] {{"<|user|>", "false", "true"}, {"<|end|>", "true", "true"}}) {
+            com.google.gson.JsonObject o = added.get(0).getAsJsonObject().deepCopy();
+            o.addProperty("id", 3000 + added.size());
+            o.addProperty("content", t[0]);
+            o.addProperty("lstrip", Boolean.parseBoolean(t[1]));
+            o.addProperty("rstrip", Boolean.parseBoolean(t[2]));
+            added.add(o);
+        }
+        HuggingFaceBpeTokenizer tok = HuggingFaceBpeTokenizer.fromBytes(root.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8), null, "strip");
+        TemplateChat t = new TemplateChat("{% for m in messages %}<|user|>\n{{ m.content }}<|end|>\n{% endfor %}", "strip", tok, "", "<|end|>", Set.of());
+        assertArrayEquals(new int[] {3002, 39, 72, 1070, 3003, 3002, 87, 3003}, t.tokens("<|user|>\nHi there  <|end|>\n<|user|> \u00a0x\t<|end|>"));
+        assertArrayEquals(new int[] {64, 3003, 65}, t.tokens("a <|end|>b"));
+        assertTrue(tok.specialAbsorbsWhitespace("<|end|>", false) && !tok.specialAbsorbsWhitespace("<|user|>", false));
+    }
 }
