@@ -95,6 +95,12 @@ for s in $STEPS; do case $s in
   # vocabulary's rows only (first run in H100 run 16: 3.6437 vs 3.6422); the two losses should agree to bf16 rounding.
   train-cuda) step train-cuda "$T_TRAIN_CUDA" "${JAVA[@]}" train $TRAIN_ARGS --backend cuda --out "$WORK/run-cuda"
               cp "$WORK/run-cuda/metrics.jsonl" "$OUT/train-cuda-metrics.jsonl" 2>/dev/null
+              # The same without the RMSNorm backward's accumulating kernels (rmsnorm_bwd_*_acc_bf16, written without a
+              # GPU, used by the fused add+RMSNorm's backward since 2026-11-28): the losses should agree to bf16 rounding.
+              step train-noacc "$T_TRAIN_CUDA" "$WORK/runtime/bin/java" ${JAVA_OPTS:-} -Dpatchcore.rmsnormbwd.accumulate=false \
+                   --add-modules jdk.incubator.vector --enable-native-access=ALL-UNNAMED -jar "$WORK/patchcore.jar" \
+                   train $TRAIN_ARGS --backend cuda --out "$WORK/run-noacc"
+              cp "$WORK/run-noacc/metrics.jsonl" "$OUT/train-noacc-metrics.jsonl" 2>/dev/null
               step eval-cuda 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cuda --max-blocks 64
               step eval-cpu 40 "${JAVA[@]}" eval "$WORK/run-cuda" --backend cpu --max-blocks 64
               # Greedy generation through the KV cache on each backend (CUDA's decode kernels were written without a
@@ -263,6 +269,12 @@ if [[ -f "$OUT/train-base-metrics.jsonl" && -f "$OUT/train-var2-metrics.jsonl" ]
     awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
   for r in base var2; do grep -h '"stage"' "$OUT/train-$r-metrics.jsonl" | grep -o '"step_ms":[0-9.]*' | cut -d: -f2 | sort -n |
     awk -v r=$r '{ a[NR] = $1 } END { if (NR) printf "train-%s: median step %.2f ms over %d steps\n", r, a[int((NR + 1) / 2)], NR }'; done
+fi
+if [[ -f "$OUT/train-cuda-metrics.jsonl" && -f "$OUT/train-noacc-metrics.jsonl" ]]; then
+  echo "--- train on CUDA with vs without the accumulating RMSNorm backward kernels (same seed and data)"
+  paste -d' ' <(grep '"type":"train"' "$OUT/train-cuda-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) \
+              <(grep '"type":"train"' "$OUT/train-noacc-metrics.jsonl" | grep -o '"loss":[-0-9.eE]*' | cut -d: -f2) |
+    awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ } END { printf "%d losses compared, max |difference| %.3g\n", n, m }'
 fi
 if [[ -f "$OUT/train-dp1-metrics.jsonl" && -f "$OUT/train-dp2-metrics.jsonl" ]]; then
   echo "--- train --devices 0,0 (two replicas on one GPU) vs one replica (same seed and data, GEMM tuning off)"
