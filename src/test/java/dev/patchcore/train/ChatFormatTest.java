@@ -366,6 +366,11 @@ class ChatFormatTest {
      * token's normalized embedding), with the LLaMA-3 fixture tokenizer. Returns the id of " the".
      */
     static int writeTheThenEndOfTurnModel(Path dir) throws IOException {
+        return writeTheThenModel(dir, EOT);
+    }
+
+    /** As {@link #writeTheThenEndOfTurnModel}, the token after " the" being {@code next}. */
+    static int writeTheThenModel(Path dir, int next) throws IOException {
         HuggingFaceBpeTokenizer tok = llama3Tokenizer();
         int the = tok.encode(" the")[0];
         assertEquals(279, the, "LLaMA-3's id of \" the\"");
@@ -375,7 +380,7 @@ class ChatFormatTest {
         float[] embed = w.get("model.embed_tokens.weight").values(), head = w.get("lm_head.weight").values();
         for (int t = 0; t < c.vocabSize(); t++) embed[t * c.dim() + (t == the ? 1 : 0)] = 1f;
         head[the * c.dim()] = 10f;       // after any token but " the": " the"
-        head[EOT * c.dim() + 1] = 10f;   // after " the": <|eot_id|>
+        head[next * c.dim() + 1] = 10f;  // after " the": <|eot_id|> (or next)
         HuggingFaceModelTest.write(dir.resolve("model.safetensors"), w);
         Files.writeString(dir.resolve(HuggingFaceModel.CONFIG), HuggingFaceModelTest.config(c).toString());
         Files.write(dir.resolve("tokenizer.json"), fixtureWith(LLAMA3_SPECIALS));
@@ -511,5 +516,27 @@ class ChatFormatTest {
         assertTrue(speed.get(1).contains("(reading " + second + " prompt tokens)"), speed.get(1));
         assertUserError("--interactive is a conversation in a chat template: give it with --chat", "generate", dir.toString(),
                 "--backend", "cpu", "--interactive");
+    }
+
+    /**
+     * --interactive after an answer that ended with the end of text, not the end of turn: the conversation is read
+     * again whole (the fixed format's continuation would put <|eot_id|> after the EOS the cache holds).
+     */
+    @Test void interactiveReadsTheConversationAgainAfterAnEndOfText(@TempDir Path dir) throws IOException {
+        writeTheThenModel(dir, llama3Tokenizer().eosId());
+        java.io.InputStream stdin = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream("Again\n".getBytes(StandardCharsets.UTF_8)));
+            assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--chat", "llama3", "--interactive", "--prompt", "Say",
+                    "--tokens", "10", "--temperature", "0"), err.toString());
+        } finally {
+            System.setIn(stdin);
+        }
+        assertEquals("the\nthe\n", out.toString());
+        ChatFormat.Template t = ChatFormat.LLAMA3.with(llama3Tokenizer());
+        int whole = t.prompt(java.util.List.of(msg(USER, "Say"), msg(ASSISTANT, " the"), msg(USER, "Again"))).length;
+        java.util.List<String> speed = err.toString().lines().filter(l -> l.startsWith("generate: ")).toList();
+        assertTrue(speed.get(1).contains("and the end of text") || speed.get(0).contains("and the end of text"), err.toString());
+        assertTrue(speed.get(1).contains("(reading " + whole + " prompt tokens)"), speed.get(1));
     }
 }
