@@ -92,6 +92,11 @@ final class Builtins {
         if (!kwargs.isEmpty()) throw new IllegalArgumentException(name + "() takes no keyword arguments");
     }
 
+    private static Object number(Object v, String what) {
+        if (Py.isNumber(v)) return v;
+        throw new IllegalArgumentException(what + ": unsupported operand type(s) for %: '" + Py.typeName(v) + "' and 'int'");
+    }
+
     private static long integer(Object v, String what) {
         if (Py.isNumber(v) && !(v instanceof Double)) return Py.toLong(v);
         throw new IllegalArgumentException(what + ": '" + Py.typeName(v) + "' object cannot be interpreted as an integer");
@@ -152,7 +157,11 @@ final class Builtins {
                 yield s.contains(n);
             }
             case List<?> l -> l.stream().anyMatch(x -> Py.eq(x, needle));
-            case Map<?, ?> m -> needle instanceof String && m.containsKey(needle);
+            case Py.Generator g -> Py.iterate(g).stream().anyMatch(x -> Py.eq(x, needle));
+            case Map<?, ?> m -> {
+                Py.requireHashable(needle);
+                yield needle instanceof String && m.containsKey(needle);
+            }
             case Undefined u -> false;
             case null, default -> throw new IllegalArgumentException("argument of type '" + Py.typeName(haystack) + "' is not iterable");
         };
@@ -171,12 +180,14 @@ final class Builtins {
             case "true" -> Boolean.TRUE.equals(v);
             case "false" -> Boolean.FALSE.equals(v);
             case "mapping" -> v instanceof Map;
-            case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
+            case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined
+                    || v instanceof Py.Generator;
             case "sequence" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
             case "callable" -> v instanceof Callable;
-            case "odd" -> integer(v, "odd") % 2 != 0;
-            case "even" -> integer(v, "even") % 2 == 0;
-            case "divisibleby" -> integer(v, "divisibleby") % integer(arg(args, 0, name), "divisibleby") == 0;
+            // Jinja2's value % 2 == 1, value % 2 == 0, value % num == 0: floats too
+            case "odd" -> Py.eq(Renderer.arithmetic("%", number(v, name), 2L), 1L);
+            case "even" -> Py.eq(Renderer.arithmetic("%", number(v, name), 2L), 0L);
+            case "divisibleby" -> Py.eq(Renderer.arithmetic("%", number(v, name), number(arg(args, 0, name), name)), 0L);
             case "eq", "equalto", "==" -> Py.eq(v, arg(args, 0, name));
             case "ne", "!=" -> !Py.eq(v, arg(args, 0, name));
             case "lt", "lessthan", "<" -> Py.compare(v, arg(args, 0, name)) < 0;
@@ -188,10 +199,13 @@ final class Builtins {
                 Object o = arg(args, 0, name);
                 yield v == o || (v instanceof Boolean && v.equals(o));
             }
-            case "lower" -> v instanceof String s && s.equals(s.toLowerCase(Locale.ROOT));
-            case "upper" -> v instanceof String s && s.equals(s.toUpperCase(Locale.ROOT));
-            case "filter" -> v instanceof String s && FILTERS.contains(s);
-            case "test" -> v instanceof String s && TESTS.contains(s);
+            // Jinja2's str(value).islower() / .isupper()
+            case "lower" -> isLower(Py.str(v));
+            case "upper" -> isUpper(Py.str(v));
+            case "filter", "test" -> {  // Jinja2 looks the value up in a dict
+                Py.requireHashable(v);
+                yield v instanceof String s && (name.equals("filter") ? FILTERS : TESTS).contains(s);
+            }
             default -> throw new IllegalArgumentException("unknown test '" + name + "'");
         };
     }
@@ -225,6 +239,7 @@ final class Builtins {
             }
             case "attr" -> {
                 Object a = arg(args, 0, "attr");
+                if (v instanceof Undefined u) throw new IllegalArgumentException(u.message());  // Undefined's getattr raises
                 if (v instanceof Map<?, ?> || v instanceof Undefined) {
                     Callable m = method(v, Py.str(a));
                     return m != null ? m : new Undefined("no attribute " + Py.repr(a));
@@ -235,7 +250,7 @@ final class Builtins {
         }
         if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "items", "map", "select", "reject",
                 "selectattr", "rejectattr", "first", "last", "reverse", "sort", "unique", "trim", "upper", "lower",
-                "title", "capitalize", "int", "float", "wordcount", "dictsort").contains(name)) {
+                "title", "capitalize", "wordcount", "dictsort").contains(name)) {
             throw new IllegalArgumentException(u.message());
         }
         switch (name) {
@@ -258,7 +273,7 @@ final class Builtins {
             case "title" -> {
                 // Jinja2's title: words begin after runs of '-', whitespace and opening brackets
                 StringBuilder sb = new StringBuilder();
-                for (String part : splitKeeping(Py.str(v), Pattern.compile("[-\\s(\\{\\[<]+"))) {
+                for (String part : splitKeeping(Py.str(v), TITLE_SPLIT)) {
                     if (!part.isEmpty()) sb.append(capitalize(part));
                 }
                 return sb.toString();
@@ -290,6 +305,7 @@ final class Builtins {
                 return sb.toString();
             }
             case "first", "last" -> {
+                if (name.equals("last") && v instanceof Py.Generator) throw new IllegalArgumentException("'generator' object is not reversible");
                 List<Object> items = Py.iterate(v);
                 if (items.isEmpty()) return new Undefined("No " + name + " item, sequence was empty.");
                 return items.get(name.equals("first") ? 0 : items.size() - 1);
@@ -366,12 +382,12 @@ final class Builtins {
                         Object x = attribute(r, item, attribute, pos);
                         out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
                     }
-                    return out;
+                    return new Py.Generator(out);
                 }
                 String filter = Py.str(arg(args, 0, "map"));
                 if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
                 for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
-                return out;
+                return new Py.Generator(out);
             }
             case "select", "reject", "selectattr", "rejectattr" -> {
                 boolean attr = name.endsWith("attr");
@@ -387,7 +403,7 @@ final class Builtins {
                     boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
                     if (ok == keep) out.add(item);
                 }
-                return out;
+                return new Py.Generator(out);
             }
             case "unique" -> {
                 boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
@@ -396,20 +412,24 @@ final class Builtins {
                 List<Object> seen = new ArrayList<>();
                 for (Object item : Py.iterate(v)) {
                     Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
+                    Py.requireHashable(key);  // Jinja2 keeps the keys in a set
                     if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
                         seen.add(key);
                         out.add(item);
                     }
                 }
-                return out;
+                return new Py.Generator(out);
             }
             case "sort" -> {
                 boolean reverse = Py.truthy(kw(args, kwargs, 0, "reverse", false));
                 boolean caseSensitive = Py.truthy(kw(args, kwargs, 1, "case_sensitive", false));
                 Object attribute = kw(args, kwargs, 2, "attribute", null);
                 List<Object> items = Py.iterate(v);
+                // Jinja2's keys are one-item lists, and Python compares lists item by item with == first: equal items
+                // (two Undefineds, two equal dicts) are no error
                 Comparator<Object> cmp = Comparator.comparing(
-                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive), Py::compare);
+                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive),
+                        (a, b) -> Py.eq(a, b) ? 0 : Py.compare(a, b));
                 items.sort(reverse ? cmp.reversed() : cmp);
                 return items;
             }
@@ -418,8 +438,8 @@ final class Builtins {
                 Object total = kw(args, kwargs, 1, "start", 0L);
                 for (Object item : Py.iterate(v)) {
                     Object x = attribute == null ? item : attribute(r, item, Py.str(attribute), pos);
-                    total = total instanceof Double || x instanceof Double ? (Object) (Py.toDouble(total) + Py.toDouble(x))
-                            : (Object) (Py.toLong(total) + Py.toLong(x));
+                    if (x instanceof Undefined u) throw new IllegalArgumentException(u.message());
+                    total = Renderer.arithmetic("+", total, x);
                 }
                 return total;
             }
@@ -518,6 +538,23 @@ final class Builtins {
     }
 
     /** Python's {@code str.title()}: a cased letter after an uncased character starts a word. */
+    /** Jinja2's {@code [-\s({\[<]+}, where Python's {@code \s} is every str.isspace() character (U+00A0 too). */
+    private static final Pattern TITLE_SPLIT;
+
+    static {
+        StringBuilder spaces = new StringBuilder();
+        for (int c = 0; c < 0x3100; c++) if (Py.isSpace(c)) spaces.append(String.format("\\x{%x}", c));
+        TITLE_SPLIT = Pattern.compile("[-(\\{\\[<" + spaces + "]+");
+    }
+
+    static boolean isLower(String s) {
+        return s.codePoints().anyMatch(Character::isLowerCase) && s.equals(s.toLowerCase(Locale.ROOT));
+    }
+
+    static boolean isUpper(String s) {
+        return s.codePoints().anyMatch(Character::isUpperCase) && s.equals(s.toUpperCase(Locale.ROOT));
+    }
+
     static String pyTitle(String s) {
         StringBuilder sb = new StringBuilder();
         boolean prevCased = false;
@@ -533,14 +570,18 @@ final class Builtins {
     }
 
     static String replace(String s, String old, String replacement, long count) {
-        if (count < 0) {
-            if (old.isEmpty()) {
-                StringBuilder sb = new StringBuilder(replacement);
-                s.codePoints().forEach(c -> sb.appendCodePoint(c).append(replacement));
-                return sb.toString();
+        if (old.isEmpty()) {
+            // Python inserts the replacement at each of the len + 1 positions, the first count of them
+            int[] cps = Py.codePoints(s);
+            long limit = count < 0 ? cps.length + 1L : count;
+            StringBuilder sb = new StringBuilder();
+            for (int k = 0; k <= cps.length; k++) {
+                if (k < limit) sb.append(replacement);
+                if (k < cps.length) sb.appendCodePoint(cps[k]);
             }
-            return s.replace(old, replacement);
+            return sb.toString();
         }
+        if (count < 0) return s.replace(old, replacement);
         StringBuilder sb = new StringBuilder();
         int from = 0;
         for (long k = 0; k < count; k++) {
@@ -717,8 +758,8 @@ final class Builtins {
             case "isdigit" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);
             case "isalpha" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isLetter);
             case "isspace" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Py::isSpace);
-            case "islower" -> (args, kwargs) -> s.codePoints().anyMatch(Character::isLowerCase) && s.equals(s.toLowerCase(Locale.ROOT));
-            case "isupper" -> (args, kwargs) -> s.codePoints().anyMatch(Character::isUpperCase) && s.equals(s.toUpperCase(Locale.ROOT));
+            case "islower" -> (args, kwargs) -> isLower(s);
+            case "isupper" -> (args, kwargs) -> isUpper(s);
             case "format" -> (args, kwargs) -> format(s, args, kwargs);
             default -> null;
         };
