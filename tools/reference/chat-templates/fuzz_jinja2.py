@@ -30,7 +30,7 @@ NOW = '2024-07-23T09:05:03Z'
 
 WORDS = ['hi', 'Hello', 'world', ' padded ', 'a b  c', '', ' ', '\n', 'line1\nline2', '\ttab', 'ünï', 'café',
          '日本語', '😀 emoji', '\u00a0nbsp\u00a0', 'x,y,z', 'MiXeD', 'ALL CAPS', 'it\'s', 'say "hi"', 'back\\slash',
-         '<tag> & amp', '42', '-3', '3.5', 'user', 'assistant', 'system', '  \n lead', 'trail \n ', 'abc']
+         '<tag> & amp', '42', '-3', '3.5', ' 42 ', '0x1A', '1e3', 'inf', '4_2', '010', 'ß', 'İstanbul', 'ǅemal', 'user', 'assistant', 'system', '  \n lead', 'trail \n ', 'abc']
 STRIP_ARGS = ["' '", "'ab'", "'x'", "'\\n'"]
 GET_KEYS = ['"a"', '"b"', '"zz"']
 ATTR_KEYS = ['"a"', '"name"', '"b"']
@@ -38,6 +38,9 @@ ROUND_ARGS = ['', '1', '0, "floor"', '1, "ceil"', '2, "common"']
 DICT_ARGS = ['a=1', 'a=1, b="x"', '']
 PAIRS = ['d.items()', 'd | dictsort', 'd | items', '{"p": 1, "q": 2}.items()']
 UNPACK = ['(1, "two")', '[n, s]', '"xy"', 'd.c[:2]']
+STRFTIME = ["'%Y-%m-%d'", "'%d %b %Y'", "'%-d %B %Y, %A'", "'%H:%M:%S %p %I %j %U %a %y %%'", "'%e|%m|%-m|%-H'"]
+DICTSORT_ARGS = ['reverse=true', "by='value'", 'true', "false, 'key', true"]
+NUMSTRS = ['42', ' 42 ', '-3', '3.9', '0x1A', '1e3', 'inf', 'nan', '4_2', '', 'abc', '010', '+5', '1.5e-7']
 ROLES = ['system', 'user', 'assistant', 'tool']
 
 
@@ -121,7 +124,7 @@ class Gen:
 
     def ws(self):
         return self.r.choice(['', '', '', ' ', '\n', '  ', '\n  ', '\n\n', ' \t', '\t\n', 'x', ' y ', '\nz\n   ', '\u00a0',
-                              'é\n', '  \n', 'text '])
+                              'é\n', '  \n', 'text ', '\r\n', '\r\n  ', ' \r'])
 
     def text(self):
         return self.r.choice(['', '', 'A', 'B\n', '\n', '  ', '\n    ', ' - ', '[', ']', 'é', '😀', '\n\n  \n', '\t', ':',
@@ -167,11 +170,12 @@ class Gen:
         if kind == 'str':
             return r.choice(["'a'", '"b"', "''", "' '", "'x y'", "'\\n'", "'tab\\there'", "'it\\'s'", '"q\\"uote"',
                              "'ünï'", "'😀'", "'\\u00e9'", "'back\\\\'", "'\\d'", "'A,B,C'", "'  pad  '", "'%'",
-                             "'{}'", "'-'"])
+                             "'{}'", "'-'", "'\\x41\\101\\t'", "'caf\\u00e9'", "'\\N{BULLET}'", "'ß'", "'ǅ'", "'İ'", "'ﬁ'"])
         if kind == 'int':
             return str(r.choice([0, 1, 2, 3, -1, -2, 5, 10, 7, 100]))
         if kind == 'num':
-            return r.choice(['0.5', '1.5', '-2.25', '2.0', '1e3', '0.1', '3', '-0'])
+            return r.choice(['0.5', '1.5', '-2.25', '2.0', '1e3', '0.1', '3', '-0', '1.5e-7', '123456789.125', '-0.0',
+                             '0.3'])
         if kind == 'bool':
             return r.choice(['true', 'false', 'True', 'False'])
         if kind == 'list':
@@ -245,11 +249,26 @@ class Gen:
                 lambda: f"{self.expr('list', d)} | sort(attribute='v') | map(attribute='name') | join",
                 lambda: f"{e()} | wordcount | string",
                 lambda: f"(({self.expr('any', d)}) is {self.test()}) | string",
+                lambda: f"{e()} | trim({r.choice(['', repr('x'), repr(' a')])})",
+                lambda: f"{self.expr('dict', d)} | dictsort({r.choice(DICTSORT_ARGS)}) | string",
+                lambda: f"{self.expr('list', d)} | join(',', attribute='name')" if self.chance(0.3) else f"{self.expr('list', d)} | join(attribute=0)",
+                lambda: f"strftime_now({r.choice(STRFTIME)})",
+                lambda: f"({self.expr('num', d)}) | string",
+                # large floats print as 1e+16 but would be ints beyond 64 bits through | int: printed only
+                lambda: f"({r.choice(['1e16', '1e22', '-1.5e300', '1e16 * f', '2.5e-5 + 0', '1e15 + 0.5'])}) | string",
+                lambda: f"{self.expr('str', d)} | int({r.choice(['', '-1', 'base=16', '0, 8', 'default=7'])}) | string",
+                lambda: f"{self.expr('str', d)} | float({r.choice(['', '-1.5'])}) | string",
+                lambda: f"{self.lit('str')} | {r.choice(['int', 'float'])}({r.choice(['', '-1'])}) | string",
+                lambda: f"{e()} if {self.expr('bool', d)}",
+                lambda: f"messages[{r.choice(['0', '-1', 'loop.index0' if self.in_loop else '1'])}]['{r.choice(['role', 'content', 'name'])}']",
+                lambda: f"{self.expr('list', d)} | max(attribute='v') | string" if self.chance(0.5) else f"{self.expr('list', d)} | min(case_sensitive=true) | string",
             ])()
         if kind in ('int', 'num'):
-            ops = ['+', '-', '*', '//', '%'] + (['/', '**'] if kind == 'num' else ['**'] if self.chance(0.1) else [])
+            ops = ['+', '-', '*', '//', '%'] + (['/'] if kind == 'num' else [])
             return r.choice([
                 lambda: f'{e()} {r.choice(ops)} {e()}',
+                # a negative base to a fractional power is complex in Python: exponents are small ints
+                lambda: f'{e()} ** {r.choice(["0", "1", "2", "3", "-1", "(2)"])}',
                 lambda: f'({e()} {r.choice(ops)} {e()}) {r.choice(ops)} {e()}',
                 lambda: f'-{e()}',
                 lambda: f'+{e()}' if self.chance(0.3) else f'-({e()})',
@@ -296,6 +315,11 @@ class Gen:
                 lambda: f'{self.expr("any", d)} | {r.choice(["bool", "length"])} ' if False else f'{self.expr("list", d)} | length > 1',
                 lambda: f'{e()} if {e()} else {e()}',
                 lambda: f'{self.expr("any", d)}',
+                lambda: f'not {self.expr("str", d)} in {self.expr("str", d)}',
+                lambda: f'not {self.expr("any", d)} is {self.test()}',
+                lambda: f'{e()} or {e()} and {e()}',
+                lambda: f'{self.expr("any", d)} is sameas {self.expr("any", d)}',
+                lambda: f'(loop.index0 % 2 == 0) != ({self.expr("str", d)} == "user")' if self.in_loop else f'{e()} == {e()}',
             ])()
         if kind == 'list':
             return r.choice([
@@ -481,7 +505,7 @@ class Gen:
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument('--seed', type=int, default=20240723)
-    ap.add_argument('--count', type=int, default=1400)
+    ap.add_argument('--count', type=int, default=1350)
     ap.add_argument('--out', default=os.path.join(RESOURCES, 'fuzz.json'))
     a = ap.parse_args()
     env = environment(datetime.datetime.strptime(NOW, '%Y-%m-%dT%H:%M:%SZ'))
@@ -499,7 +523,7 @@ def main():
         case = {'template': template, 'context': context}
         try:
             text = compiled.render(**context)
-            if '0x' in text or '<function' in text or 'Undefined' in text or '<Namespace' in text:
+            if '0x' in text or '<function' in text or '<Namespace' in text:
                 continue  # object reprs: not a rendering anyone depends on
             case['text'] = text
         except (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError,

@@ -169,7 +169,7 @@ final class Py {
     static String repr(Object v) {
         return switch (v) {
             case null -> "None";
-            case Undefined u -> "";
+            case Undefined u -> "Undefined";  // repr(Undefined), as a list or dict prints it
             case Boolean b -> b ? "True" : "False";
             case Long l -> l.toString();
             case Double d -> floatRepr(d);
@@ -337,7 +337,7 @@ final class Py {
     /** The elements a Python {@code for} loop visits: a list's items, a dict's keys, a string's characters. */
     static List<Object> iterate(Object v) {
         return switch (v) {
-            case Undefined u -> List.of();
+            case Undefined u -> new ArrayList<>();
             case Generator g -> g.consume();
             case List<?> l -> new ArrayList<>(l);
             case Map<?, ?> m -> new ArrayList<>(m.keySet());

@@ -300,6 +300,28 @@ final class Renderer {
         }
     }
 
+    /** Whether Jinja2's optimizer folds the expression to a constant: no names, no calls. */
+    private static boolean isConstant(Expr e) {
+        return switch (e) {
+            case null -> true;
+            case Expr.Const c -> true;
+            case Expr.Name n -> false;
+            case Expr.Call c -> false;
+            case Expr.ListLit l -> l.items().stream().allMatch(Renderer::isConstant);
+            case Expr.DictLit d -> d.keys().stream().allMatch(Renderer::isConstant) && d.values().stream().allMatch(Renderer::isConstant);
+            case Expr.GetAttr g -> isConstant(g.object());
+            case Expr.GetItem g -> isConstant(g.object()) && isConstant(g.index());
+            case Expr.Slice s -> isConstant(s.start()) && isConstant(s.stop()) && isConstant(s.step());
+            case Expr.Filter f -> f.value() != null && isConstant(f.value()) && f.args().stream().allMatch(Renderer::isConstant)
+                    && f.kwValues().stream().allMatch(Renderer::isConstant);
+            case Expr.Test t -> isConstant(t.value()) && t.args().stream().allMatch(Renderer::isConstant);
+            case Expr.Unary u -> isConstant(u.operand());
+            case Expr.Binary b -> isConstant(b.left()) && isConstant(b.right());
+            case Expr.Compare c -> isConstant(c.first()) && c.rest().stream().allMatch(Renderer::isConstant);
+            case Expr.Cond c -> isConstant(c.condition()) && isConstant(c.then()) && isConstant(c.orElse());
+        };
+    }
+
     private static String undefinedHint(Object v) {
         return v instanceof Undefined u ? " (" + u.message() + ")" : "";
     }
@@ -319,6 +341,13 @@ final class Renderer {
         if (x instanceof Undefined u) throw error(b.pos(), u.message());
         if (y instanceof Undefined u) throw error(b.pos(), u.message());
         try {
+            if (b.op().equals("**") && isConstant(b.left()) && !isConstant(b.right()) && Py.isNumber(x)
+                    && !(x instanceof Boolean) && Math.copySign(1.0, Py.toDouble(x)) < 0) {
+                // Jinja2 folds a constant base to a literal and writes -2 ** y into Python, which reads -(2 ** y)
+                Object magnitude = x instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(x));
+                Object p = arithmetic("**", magnitude, y);
+                return p instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(p));
+            }
             return arithmetic(b.op(), x, y);
         } catch (IllegalArgumentException | ArithmeticException ex) {
             throw error(b.pos(), ex.getMessage());
@@ -371,8 +400,12 @@ final class Renderer {
             }
             case "**" -> {
                 if (nums && !floats && Py.toLong(y) >= 0) {
+                    long base = Py.toLong(x), exp = Py.toLong(y);
+                    if (base == 0 || base == 1 || exp == 0) return exp == 0 ? 1L : base;
+                    if (base == -1) return exp % 2 == 0 ? 1L : -1L;
+                    if (exp > 64) throw new ArithmeticException("integer overflow: Python's ints beyond 64 bits are not supported");
                     long r = 1;
-                    for (long k = 0; k < Py.toLong(y); k++) r = Math.multiplyExact(r, Py.toLong(x));
+                    for (long k = 0; k < exp; k++) r = Math.multiplyExact(r, base);
                     return r;
                 }
                 if (nums) {

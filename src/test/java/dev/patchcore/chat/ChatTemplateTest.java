@@ -352,4 +352,76 @@ class ChatTemplateTest {
         assertThrows(IllegalArgumentException.class, () -> ChatTemplate.parse("{{ x | map('e') | join('<') }}"));
         assertThrows(IllegalArgumentException.class, () -> ChatTemplate.parse("{% set y = x | e %}"));
     }
+
+    @Test void fuzzRoundKeepsTheSignOfZeroAsPythonDoes() {
+        assertEquals("-0.0 0.0 -0.0 0.0", render("{{ -0.5 | round }} {{ -0.4 | round(0, 'ceil') }} {{ -0.0 | round }} {{ 0.0 | round(1, 'floor') }}"));
+    }
+
+    @Test void fuzzFiltersThatIterateUndefinedAsNothing() {
+        // min, max, sum and replace of an Undefined were errors; sort of one threw UnsupportedOperationException
+        assertEquals("False|0|[]|", render("{{ (u | max) is defined }}|{{ u | sum }}|{{ u | sort }}|{{ u | replace('a', 'b') }}"));
+    }
+
+    @Test void fuzzIndentTakesAStringOnly() {
+        assertRenderFails("{{ none | indent }}");   // was 'None'
+        assertRenderFails("{{ 5 | indent }}");
+    }
+
+    @Test void fuzzSumRefusesAStringStart() {
+        assertRenderFails("{{ [1] | sum(start='a') }}");
+    }
+
+    @Test void fuzzReverseAndItemsReturnIterators() {
+        assertEquals("T", render("{% if [] | reverse %}T{% endif %}"));
+        assertRenderFails("{{ [1, 2] | reverse | length }}");
+        assertEquals("[2, 1]", render("{{ [1, 2] | reverse | list }}"));
+        assertEquals("cba", render("{{ 'abc' | reverse }}"));
+    }
+
+    @Test void fuzzNegativeConstantBaseOfAPowerIsJinja2sQuirk() {
+        // Jinja2 folds -2.25 to a constant and writes "-2.25 ** y" into Python, which reads -(2.25 ** y)
+        assertEquals("-1.0|-8|4|-8", render("{{ -2.25 ** -0 | default(n) }}|{{ (0 - 2) ** m }}|{{ -2 ** 2 }}|{{ (-2) ** 3 }}",
+                Map.of("n", 1, "m", 3)));
+    }
+
+    @Test void fuzzUndefinedPrintsAsUndefinedInsideAListOrDict() {
+        assertEquals("[Undefined]|{'a': Undefined}|", render("{{ [x] }}|{{ {'a': x} }}|{{ x }}"));
+    }
+
+    @Test void fuzzNamedUnicodeEscapes() {
+        assertEquals("•é|1", render("{{ '\\N{BULLET}\\N{LATIN SMALL LETTER E WITH ACUTE}' }}|{{ '\\N{BULLET}' | length }}"));
+    }
+
+    @Test void fuzzJoinByAnIntegerAttribute() {
+        assertEquals("a,c|1", render("{{ ['ab', 'cd'] | join(',', attribute=0) }}|{{ [{'a': {'b': 1}}] | join(attribute='a.b') }}"));
+    }
+
+    @Test void fuzzMoreStrftimeDirectives() {
+        // 2024-07-05 is a Friday, day 187
+        assertEquals("26 27 27 2024 24 20  9  9 09:07 09:07:02 AM Fri Jul  5 09:07:02 2024",
+                render("{{ strftime_now('%U %W %V %G %g %C %k %l %R %r %c') }}"));
+    }
+
+    @Test void fuzzTitleAndCapitalizeUseFullCaseMappings() {
+        assertEquals("FIx SSa Ǆemal İstanbul|Fix Ssa ǅemal İstanbul|Fix|Ss|ǅemal",
+                render("{{ 'ﬁx ßa ǆemal İstanbul' | title }}|{{ 'ﬁx ßa ǆemal İstanbul'.title() }}|{{ 'ﬁx' | capitalize }}|{{ 'ß'.capitalize() }}|{{ 'ǆemal' | capitalize }}"));
+    }
+
+    @Test void fuzzIntFilterIsJinja2s() {
+        assertEquals("[42, 42, -3, 3, 0, 1000, 0, 42, 0, 0, 10, 5, 0, 0]",
+                render("{{ ['42', ' 42 ', '-3', '3.9', '0x1A', '1e3', 'nan', '4_2', '', 'abc', '010', '+5', '1.5e-7', '1f'] | map('int') | list }}"));
+        assertEquals("[26, 26, -26]", render("{{ ['0x1A', '1A', '-0x1a'] | map('int', base=16) | list }}"));
+        assertEquals("0", render("{{ 'inf' | int }}"));
+        assertRenderFails("{{ 1e22 | int }}");  // an int beyond 64 bits: refused rather than 9223372036854775807
+    }
+
+    @Test void fuzzTestsCheckTheirArgumentCountAndUndefinedIsCallable() {
+        assertRenderFails("{{ 1 is sameas (1, 2) }}");
+        assertRenderFails("{{ 2 is odd(1) }}");
+        assertEquals("True True", render("{{ 1 is eq (1,) }} {{ x is callable }}"));
+    }
+
+    @Test void fuzzMapAndSelectOfAFalsyValueYieldNothing() {
+        assertEquals("[]|[]", render("{{ false | map('string') | list }}|{{ none | select | list }}"));
+    }
 }
