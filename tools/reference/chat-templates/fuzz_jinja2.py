@@ -254,8 +254,6 @@ class Gen:
                 lambda: f"{self.expr('list', d)} | join(',', attribute='name')" if self.chance(0.3) else f"{self.expr('list', d)} | join(attribute=0)",
                 lambda: f"strftime_now({r.choice(STRFTIME)})",
                 lambda: f"({self.expr('num', d)}) | string",
-                # large floats print as 1e+16 but would be ints beyond 64 bits through | int: printed only
-                lambda: f"({r.choice(['1e16', '1e22', '-1.5e300', '1e16 * f', '2.5e-5 + 0', '1e15 + 0.5'])}) | string",
                 lambda: f"{self.expr('str', d)} | int({r.choice(['', '-1', 'base=16', '0, 8', 'default=7'])}) | string",
                 lambda: f"{self.expr('str', d)} | float({r.choice(['', '-1.5'])}) | string",
                 lambda: f"{self.lit('str')} | {r.choice(['int', 'float'])}({r.choice(['', '-1'])}) | string",
@@ -318,7 +316,8 @@ class Gen:
                 lambda: f'not {self.expr("str", d)} in {self.expr("str", d)}',
                 lambda: f'not {self.expr("any", d)} is {self.test()}',
                 lambda: f'{e()} or {e()} and {e()}',
-                lambda: f'{self.expr("any", d)} is sameas {self.expr("any", d)}',
+                # sameas is identity: of None and booleans only, as CPython's interning of strings is not modeled
+                lambda: f'{self.expr("any", d)} is sameas {r.choice(["none", "true", "false"])}',
                 lambda: f'(loop.index0 % 2 == 0) != ({self.expr("str", d)} == "user")' if self.in_loop else f'{e()} == {e()}',
             ])()
         if kind == 'list':
@@ -363,6 +362,9 @@ class Gen:
         r = self.r
         k = r.random()
         pre = self.ws()
+        if k < 0.02:
+            # large floats print as 1e+16, but through | int they would be ints beyond 64 bits: printed only
+            return pre + self.out(r.choice(['1e16', '1e22', '-1.5e300', '1e16 * f', '2.5e-5 + 0', '1e15 + 0.5'])) + self.text()
         if depth >= 2 or k < 0.35:
             kind = r.choice(['str', 'str', 'int', 'num', 'bool', 'list', 'dict', 'any'])
             return pre + self.out(self.expr(kind)) + self.text()

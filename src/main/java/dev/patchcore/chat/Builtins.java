@@ -500,7 +500,8 @@ final class Builtins {
     private static Object attribute(Renderer r, Object item, String path, int pos) {
         Object x = item;
         for (String part : path.split("\\.")) {
-            if (x instanceof Undefined) return x;
+            // Jinja2's environment.getitem on an Undefined raises (an undefined item, or a missing step of the path)
+            if (x instanceof Undefined u) throw new IllegalArgumentException(u.message());
             x = part.matches("\\d+") ? r.getitem(x, Long.parseLong(part), pos) : r.getitem(x, part, pos);
         }
         return x;

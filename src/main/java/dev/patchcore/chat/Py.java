@@ -278,7 +278,11 @@ final class Py {
     /** Python's ordering ({@code <} and friends) of numbers, strings and sequences; others raise. */
     static int compare(Object a, Object b) {
         if (isNumber(a) && isNumber(b)) {
-            if (a instanceof Double || b instanceof Double) return Double.compare(toDouble(a), toDouble(b));
+            if (a instanceof Double || b instanceof Double) {
+                // Python's < and >: -0.0 equals 0.0 (Double.compare orders them), and NaN is neither
+                double x = toDouble(a), y = toDouble(b);
+                return x < y ? -1 : x > y ? 1 : 0;
+            }
             return Long.compare(toLong(a), toLong(b));
         }
         if (a instanceof String x && b instanceof String y) return compareCodePoints(x, y);

@@ -424,4 +424,13 @@ class ChatTemplateTest {
     @Test void fuzzMapAndSelectOfAFalsyValueYieldNothing() {
         assertEquals("[]|[]", render("{{ false | map('string') | list }}|{{ none | select | list }}"));
     }
+
+    @Test void fuzzFilterAttributesOfAnUndefinedItemFail() {
+        assertRenderFails("{{ [s, missing] | map(attribute='name') | join(',') }}");   // was ','
+        assertEquals(",", render("{{ [{}, {}] | map(attribute='name') | join(',') }}"));
+    }
+
+    @Test void fuzzNegativeZeroComparesEqualToZero() {
+        assertEquals("True -0.0 False", render("{{ 0 <= -0.0 }} {{ [-3, -0.0, 0] | max }} {{ -0.0 < 0 }}"));
+    }
 }
