@@ -92,6 +92,11 @@ final class Builtins {
         if (!kwargs.isEmpty()) throw new IllegalArgumentException(name + "() takes no keyword arguments");
     }
 
+    private static Object number(Object v, String what) {
+        if (Py.isNumber(v)) return v;
+        throw new IllegalArgumentException(what + ": unsupported operand type(s) for %: '" + Py.typeName(v) + "' and 'int'");
+    }
+
     private static long integer(Object v, String what) {
         if (Py.isNumber(v) && !(v instanceof Double)) return Py.toLong(v);
         throw new IllegalArgumentException(what + ": '" + Py.typeName(v) + "' object cannot be interpreted as an integer");
@@ -136,7 +141,22 @@ final class Builtins {
                 case 'w' -> sb.append(t.getDayOfWeek().getValue() % 7);
                 case 'D' -> sb.append(strftime(t, "%m/%d/%y"));
                 case 'F' -> sb.append(strftime(t, "%Y-%m-%d"));
-                case 'T' -> sb.append(strftime(t, "%H:%M:%S"));
+                case 'T', 'X' -> sb.append(strftime(t, "%H:%M:%S"));
+                case 'x' -> sb.append(strftime(t, "%m/%d/%y"));
+                case 'c' -> sb.append(strftime(t, "%a %b %e %H:%M:%S %Y"));
+                case 'R' -> sb.append(strftime(t, "%H:%M"));
+                case 'r' -> sb.append(strftime(t, "%I:%M:%S %p"));
+                case 'C' -> sb.append(String.format(two, t.getYear() / 100));
+                case 'k' -> sb.append(String.format(pad ? "%2d" : "%d", t.getHour()));
+                case 'l' -> sb.append(String.format(pad ? "%2d" : "%d", (t.getHour() + 11) % 12 + 1));
+                case 'n' -> sb.append('\n');
+                case 't' -> sb.append('\t');
+                // week of the year, Sunday (U) or Monday (W) first; ISO 8601 week and its year (V, G, g)
+                case 'U' -> sb.append(String.format(two, (t.getDayOfYear() - 1 + 7 - t.getDayOfWeek().getValue() % 7) / 7));
+                case 'W' -> sb.append(String.format(two, (t.getDayOfYear() - 1 + 7 - (t.getDayOfWeek().getValue() + 6) % 7) / 7));
+                case 'V' -> sb.append(String.format(two, t.get(java.time.temporal.IsoFields.WEEK_OF_WEEK_BASED_YEAR)));
+                case 'G' -> sb.append(t.get(java.time.temporal.IsoFields.WEEK_BASED_YEAR));
+                case 'g' -> sb.append(String.format(two, t.get(java.time.temporal.IsoFields.WEEK_BASED_YEAR) % 100));
                 case '%' -> sb.append('%');
                 default -> throw new IllegalArgumentException("strftime directive %" + d + " is not supported");
             }
@@ -152,13 +172,25 @@ final class Builtins {
                 yield s.contains(n);
             }
             case List<?> l -> l.stream().anyMatch(x -> Py.eq(x, needle));
-            case Map<?, ?> m -> needle instanceof String && m.containsKey(needle);
+            case Py.Generator g -> Py.iterate(g).stream().anyMatch(x -> Py.eq(x, needle));
+            case Map<?, ?> m -> {
+                Py.requireHashable(needle);
+                yield needle instanceof String && m.containsKey(needle);
+            }
             case Undefined u -> false;
             case null, default -> throw new IllegalArgumentException("argument of type '" + Py.typeName(haystack) + "' is not iterable");
         };
     }
 
+    private static final Set<String> ONE_ARGUMENT_TESTS = Set.of("divisibleby", "eq", "equalto", "==", "ne", "!=", "lt",
+            "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=", "in", "sameas");
+
     static boolean test(String name, Object v, List<Object> args) {
+        int arity = ONE_ARGUMENT_TESTS.contains(name) ? 1 : 0;
+        if (args.size() > arity) {
+            throw new IllegalArgumentException("test_" + name + "() takes " + (arity + 1) + " positional argument"
+                    + (arity == 0 ? "" : "s") + " but " + (args.size() + 1) + " were given");
+        }
         return switch (name) {
             case "defined" -> !(v instanceof Undefined);
             case "undefined" -> v instanceof Undefined;
@@ -171,12 +203,14 @@ final class Builtins {
             case "true" -> Boolean.TRUE.equals(v);
             case "false" -> Boolean.FALSE.equals(v);
             case "mapping" -> v instanceof Map;
-            case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
+            case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined
+                    || v instanceof Py.Generator;
             case "sequence" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
-            case "callable" -> v instanceof Callable;
-            case "odd" -> integer(v, "odd") % 2 != 0;
-            case "even" -> integer(v, "even") % 2 == 0;
-            case "divisibleby" -> integer(v, "divisibleby") % integer(arg(args, 0, name), "divisibleby") == 0;
+            case "callable" -> v instanceof Callable || v instanceof Undefined;  // Undefined has a __call__ (that raises)
+            // Jinja2's value % 2 == 1, value % 2 == 0, value % num == 0: floats too
+            case "odd" -> Py.eq(Renderer.arithmetic("%", number(v, name), 2L), 1L);
+            case "even" -> Py.eq(Renderer.arithmetic("%", number(v, name), 2L), 0L);
+            case "divisibleby" -> Py.eq(Renderer.arithmetic("%", number(v, name), number(arg(args, 0, name), name)), 0L);
             case "eq", "equalto", "==" -> Py.eq(v, arg(args, 0, name));
             case "ne", "!=" -> !Py.eq(v, arg(args, 0, name));
             case "lt", "lessthan", "<" -> Py.compare(v, arg(args, 0, name)) < 0;
@@ -188,10 +222,13 @@ final class Builtins {
                 Object o = arg(args, 0, name);
                 yield v == o || (v instanceof Boolean && v.equals(o));
             }
-            case "lower" -> v instanceof String s && s.equals(s.toLowerCase(Locale.ROOT));
-            case "upper" -> v instanceof String s && s.equals(s.toUpperCase(Locale.ROOT));
-            case "filter" -> v instanceof String s && FILTERS.contains(s);
-            case "test" -> v instanceof String s && TESTS.contains(s);
+            // Jinja2's str(value).islower() / .isupper()
+            case "lower" -> isLower(Py.str(v));
+            case "upper" -> isUpper(Py.str(v));
+            case "filter", "test" -> {  // Jinja2 looks the value up in a dict
+                Py.requireHashable(v);
+                yield v instanceof String s && (name.equals("filter") ? FILTERS : TESTS).contains(s);
+            }
             default -> throw new IllegalArgumentException("unknown test '" + name + "'");
         };
     }
@@ -225,6 +262,7 @@ final class Builtins {
             }
             case "attr" -> {
                 Object a = arg(args, 0, "attr");
+                if (v instanceof Undefined u) throw new IllegalArgumentException(u.message());  // Undefined's getattr raises
                 if (v instanceof Map<?, ?> || v instanceof Undefined) {
                     Callable m = method(v, Py.str(a));
                     return m != null ? m : new Undefined("no attribute " + Py.repr(a));
@@ -235,7 +273,7 @@ final class Builtins {
         }
         if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "items", "map", "select", "reject",
                 "selectattr", "rejectattr", "first", "last", "reverse", "sort", "unique", "trim", "upper", "lower",
-                "title", "capitalize", "int", "float", "wordcount", "dictsort").contains(name)) {
+                "title", "capitalize", "wordcount", "dictsort", "min", "max", "sum", "replace").contains(name)) {
             throw new IllegalArgumentException(u.message());
         }
         switch (name) {
@@ -258,8 +296,12 @@ final class Builtins {
             case "title" -> {
                 // Jinja2's title: words begin after runs of '-', whitespace and opening brackets
                 StringBuilder sb = new StringBuilder();
-                for (String part : splitKeeping(Py.str(v), Pattern.compile("[-\\s(\\{\\[<]+"))) {
-                    if (!part.isEmpty()) sb.append(capitalize(part));
+                for (String part : splitKeeping(Py.str(v), TITLE_SPLIT)) {
+                    // Jinja2: item[0].upper() + item[1:].lower()
+                    if (!part.isEmpty()) {
+                        int c0 = part.codePointAt(0);
+                        sb.append(Character.toString(c0).toUpperCase(Locale.ROOT)).append(part.substring(Character.charCount(c0)).toLowerCase(Locale.ROOT));
+                    }
                 }
                 return sb.toString();
             }
@@ -275,6 +317,8 @@ final class Builtins {
                         count == null ? -1 : integer(count, "replace"));
             }
             case "indent" -> {
+                // Jinja2's indent does s += newline: a str only
+                if (!(v instanceof String)) throw new IllegalArgumentException("unsupported operand type(s) for +=: '" + Py.typeName(v) + "' and 'str'");
                 return indent(Py.str(v), kw(args, kwargs, 0, "width", 4L), Py.truthy(kw(args, kwargs, 1, "first", false)),
                         Py.truthy(kw(args, kwargs, 2, "blank", false)));
             }
@@ -284,12 +328,13 @@ final class Builtins {
                 StringBuilder sb = new StringBuilder();
                 boolean first = true;
                 for (Object item : Py.iterate(v)) {
-                    sb.append(first ? "" : sep).append(Py.str(attribute == null ? item : r.getattr(item, Py.str(attribute), pos)));
+                    sb.append(first ? "" : sep).append(Py.str(attribute == null ? item : attribute(r, item, Py.str(attribute), pos)));
                     first = false;
                 }
                 return sb.toString();
             }
             case "first", "last" -> {
+                if (name.equals("last") && v instanceof Py.Generator) throw new IllegalArgumentException("'generator' object is not reversible");
                 List<Object> items = Py.iterate(v);
                 if (items.isEmpty()) return new Undefined("No " + name + " item, sequence was empty.");
                 return items.get(name.equals("first") ? 0 : items.size() - 1);
@@ -298,17 +343,19 @@ final class Builtins {
                 return Py.iterate(v);
             }
             case "reverse" -> {
+                // Jinja2: a reversed string; reversed(value), an iterator, for what Python can reverse; else a list
                 if (v instanceof String s) return new StringBuilder(s).reverse().toString();
+                boolean reversible = !(v instanceof Py.Generator);
                 List<Object> items = Py.iterate(v);
                 Collections.reverse(items);
-                return items;
+                return reversible ? new Py.Generator(items) : items;
             }
-            case "items" -> {
-                if (v instanceof Undefined) return new ArrayList<>();
+            case "items" -> {  // a generator in Jinja2
+                if (v instanceof Undefined) return new Py.Generator(new ArrayList<>());
                 if (!(v instanceof Map<?, ?> m)) throw new IllegalArgumentException("can only get item pairs from a mapping");
                 List<Object> out = new ArrayList<>();
                 for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
-                return out;
+                return new Py.Generator(out);
             }
             case "dictsort" -> {
                 if (!(v instanceof Map<?, ?> m)) throw new IllegalArgumentException("dictsort: a mapping is needed");
@@ -344,7 +391,13 @@ final class Builtins {
                 if (method.equals("common") && v instanceof Long) return v;
                 double d = Py.toDouble(v);
                 if (Double.isNaN(d) || Double.isInfinite(d)) return d;
-                return new BigDecimal(d).setScale((int) precision, mode).doubleValue();
+                if (!method.equals("common")) {
+                    // Jinja2: math.ceil / math.floor (ints, so no -0.0) of value * 10**precision, over 10**precision
+                    double scale = Math.pow(10, precision);
+                    return (method.equals("ceil") ? Math.ceil(d * scale) : Math.floor(d * scale)) / scale + 0.0;
+                }
+                double rounded = new BigDecimal(d).setScale((int) precision, mode).doubleValue();
+                return rounded == 0 ? Math.copySign(0.0, d) : rounded;  // Python's round(-0.4) is -0.0
             }
             case "tojson" -> {
                 Object indent = kw(args, kwargs, 0, "indent", null);
@@ -359,6 +412,7 @@ final class Builtins {
             }
             case "map" -> {
                 List<Object> out = new ArrayList<>();
+                if (!Py.truthy(v)) return new Py.Generator(out);  // Jinja2's "if value:" before iterating
                 if (kwargs.containsKey("attribute")) {
                     String attribute = Py.str(kwargs.get("attribute"));
                     Object dflt = kwargs.get("default");
@@ -366,14 +420,15 @@ final class Builtins {
                         Object x = attribute(r, item, attribute, pos);
                         out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
                     }
-                    return out;
+                    return new Py.Generator(out);
                 }
                 String filter = Py.str(arg(args, 0, "map"));
                 if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
                 for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
-                return out;
+                return new Py.Generator(out);
             }
             case "select", "reject", "selectattr", "rejectattr" -> {
+                if (!Py.truthy(v)) return new Py.Generator(new ArrayList<>());  // Jinja2's "if value:" before iterating
                 boolean attr = name.endsWith("attr");
                 boolean keep = name.startsWith("select");
                 String attribute = attr ? Py.str(arg(args, 0, name)) : null;
@@ -387,7 +442,7 @@ final class Builtins {
                     boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
                     if (ok == keep) out.add(item);
                 }
-                return out;
+                return new Py.Generator(out);
             }
             case "unique" -> {
                 boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
@@ -396,30 +451,35 @@ final class Builtins {
                 List<Object> seen = new ArrayList<>();
                 for (Object item : Py.iterate(v)) {
                     Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
+                    Py.requireHashable(key);  // Jinja2 keeps the keys in a set
                     if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
                         seen.add(key);
                         out.add(item);
                     }
                 }
-                return out;
+                return new Py.Generator(out);
             }
             case "sort" -> {
                 boolean reverse = Py.truthy(kw(args, kwargs, 0, "reverse", false));
                 boolean caseSensitive = Py.truthy(kw(args, kwargs, 1, "case_sensitive", false));
                 Object attribute = kw(args, kwargs, 2, "attribute", null);
                 List<Object> items = Py.iterate(v);
+                // Jinja2's keys are one-item lists, and Python compares lists item by item with == first: equal items
+                // (two Undefineds, two equal dicts) are no error
                 Comparator<Object> cmp = Comparator.comparing(
-                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive), Py::compare);
+                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive),
+                        (a, b) -> Py.eq(a, b) ? 0 : Py.compare(a, b));
                 items.sort(reverse ? cmp.reversed() : cmp);
                 return items;
             }
             case "sum" -> {
                 Object attribute = kw(args, kwargs, 0, "attribute", null);
                 Object total = kw(args, kwargs, 1, "start", 0L);
+                if (total instanceof String) throw new IllegalArgumentException("sum() can't sum strings [use ''.join(seq) instead]");
                 for (Object item : Py.iterate(v)) {
                     Object x = attribute == null ? item : attribute(r, item, Py.str(attribute), pos);
-                    total = total instanceof Double || x instanceof Double ? (Object) (Py.toDouble(total) + Py.toDouble(x))
-                            : (Object) (Py.toLong(total) + Py.toLong(x));
+                    if (x instanceof Undefined u) throw new IllegalArgumentException(u.message());
+                    total = Renderer.arithmetic("+", total, x);
                 }
                 return total;
             }
@@ -440,7 +500,8 @@ final class Builtins {
     private static Object attribute(Renderer r, Object item, String path, int pos) {
         Object x = item;
         for (String part : path.split("\\.")) {
-            if (x instanceof Undefined) return x;
+            // Jinja2's environment.getitem on an Undefined raises (an undefined item, or a missing step of the path)
+            if (x instanceof Undefined u) throw new IllegalArgumentException(u.message());
             x = part.matches("\\d+") ? r.getitem(x, Long.parseLong(part), pos) : r.getitem(x, part, pos);
         }
         return x;
@@ -453,20 +514,29 @@ final class Builtins {
     private static Object toInt(Object v, Object dflt, Object base) {
         if (v instanceof Boolean b) return b ? 1L : 0L;
         if (v instanceof Long) return v;
-        if (v instanceof Double d) return (long) d.doubleValue();
+        if (v instanceof Double d) return floatToInt(d, dflt);
         if (v instanceof String s) {
             String t = Py.strip(s, null, true, true).replace("_", "");
+            int b = (int) integer(base, "int");
+            String digits = t.replaceFirst("^([+-]?)0[xX]", b == 16 ? "$1" : "$0").replaceFirst("^([+-]?)0[oO]", b == 8 ? "$1" : "$0")
+                    .replaceFirst("^([+-]?)0[bB]", b == 2 ? "$1" : "$0");
             try {
-                return Long.parseLong(t, (int) integer(base, "int"));
+                return Long.parseLong(digits.startsWith("+") ? digits.substring(1) : digits, b);
             } catch (NumberFormatException e) {
-                try {
-                    return (long) Double.parseDouble(t);
-                } catch (NumberFormatException e2) {
-                    return dflt;
-                }
+                // Jinja2 then tries int(float(value)), so "42.23" | int is 42
+                Object f = toFloat(s, null);
+                return f instanceof Double d && !Double.isInfinite(d) ? floatToInt(d, dflt) : dflt;  // OverflowError: the default
             }
         }
         return dflt;
+    }
+
+    /** Python's int(float): NaN is a ValueError (the default), infinity an OverflowError, as are ints beyond 64 bits. */
+    private static Object floatToInt(double d, Object dflt) {
+        if (Double.isNaN(d)) return dflt;
+        if (Double.isInfinite(d)) throw new IllegalArgumentException("cannot convert float infinity to integer");
+        if (Math.abs(d) >= 0x1p63) throw new IllegalArgumentException("Python's ints beyond 64 bits are not supported");
+        return (long) d;
     }
 
     private static Object toFloat(Object v, Object dflt) {
@@ -514,7 +584,37 @@ final class Builtins {
         if (s.isEmpty()) return s;
         int first = s.codePointAt(0);
         int n = Character.charCount(first);
-        return Character.toString(Character.toTitleCase(first)).toUpperCase(Locale.ROOT) + s.substring(n).toLowerCase(Locale.ROOT);
+        return titleCase(first) + s.substring(n).toLowerCase(Locale.ROOT);
+    }
+
+    /**
+     * Python's full title case of one character: the simple mapping (ǆ → ǅ), or, where upper case is several
+     * characters (ß → SS, ﬁ → FI), the first of them upper and the rest lower (Ss, Fi), as SpecialCasing.txt has it.
+     */
+    static String titleCase(int c) {
+        String upper = Character.toString(c).toUpperCase(Locale.ROOT);
+        if (upper.codePointCount(0, upper.length()) > 1 && Character.toTitleCase(c) == c) {
+            int head = upper.codePointAt(0);
+            return Character.toString(head) + upper.substring(Character.charCount(head)).toLowerCase(Locale.ROOT);
+        }
+        return Character.toString(Character.toTitleCase(c));
+    }
+
+    /** Jinja2's {@code [-\s({\[<]+}, where Python's {@code \s} is every str.isspace() character (U+00A0 too). */
+    private static final Pattern TITLE_SPLIT;
+
+    static {
+        StringBuilder spaces = new StringBuilder();
+        for (int c = 0; c < 0x3100; c++) if (Py.isSpace(c)) spaces.append(String.format("\\x{%x}", c));
+        TITLE_SPLIT = Pattern.compile("[-(\\{\\[<" + spaces + "]+");
+    }
+
+    static boolean isLower(String s) {
+        return s.codePoints().anyMatch(Character::isLowerCase) && s.equals(s.toLowerCase(Locale.ROOT));
+    }
+
+    static boolean isUpper(String s) {
+        return s.codePoints().anyMatch(Character::isUpperCase) && s.equals(s.toUpperCase(Locale.ROOT));
     }
 
     /** Python's {@code str.title()}: a cased letter after an uncased character starts a word. */
@@ -525,7 +625,7 @@ final class Builtins {
             int c = s.codePointAt(k);
             k += Character.charCount(c);
             boolean cased = Character.isUpperCase(c) || Character.isLowerCase(c) || Character.isTitleCase(c);
-            if (cased) sb.append(prevCased ? Character.toString(c).toLowerCase(Locale.ROOT) : Character.toString(Character.toTitleCase(c)));
+            if (cased) sb.append(prevCased ? Character.toString(c).toLowerCase(Locale.ROOT) : titleCase(c));
             else sb.appendCodePoint(c);
             prevCased = cased;
         }
@@ -533,14 +633,18 @@ final class Builtins {
     }
 
     static String replace(String s, String old, String replacement, long count) {
-        if (count < 0) {
-            if (old.isEmpty()) {
-                StringBuilder sb = new StringBuilder(replacement);
-                s.codePoints().forEach(c -> sb.appendCodePoint(c).append(replacement));
-                return sb.toString();
+        if (old.isEmpty()) {
+            // Python inserts the replacement at each of the len + 1 positions, the first count of them
+            int[] cps = Py.codePoints(s);
+            long limit = count < 0 ? cps.length + 1L : count;
+            StringBuilder sb = new StringBuilder();
+            for (int k = 0; k <= cps.length; k++) {
+                if (k < limit) sb.append(replacement);
+                if (k < cps.length) sb.appendCodePoint(cps[k]);
             }
-            return s.replace(old, replacement);
+            return sb.toString();
         }
+        if (count < 0) return s.replace(old, replacement);
         StringBuilder sb = new StringBuilder();
         int from = 0;
         for (long k = 0; k < count; k++) {
@@ -717,8 +821,8 @@ final class Builtins {
             case "isdigit" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);
             case "isalpha" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isLetter);
             case "isspace" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Py::isSpace);
-            case "islower" -> (args, kwargs) -> s.codePoints().anyMatch(Character::isLowerCase) && s.equals(s.toLowerCase(Locale.ROOT));
-            case "isupper" -> (args, kwargs) -> s.codePoints().anyMatch(Character::isUpperCase) && s.equals(s.toUpperCase(Locale.ROOT));
+            case "islower" -> (args, kwargs) -> isLower(s);
+            case "isupper" -> (args, kwargs) -> isUpper(s);
             case "format" -> (args, kwargs) -> format(s, args, kwargs);
             default -> null;
         };

@@ -218,6 +218,17 @@ final class Lexer {
                 case 'x' -> sb.appendCodePoint(hex(start, 2));
                 case 'u' -> sb.appendCodePoint(hex(start, 4));
                 case 'U' -> sb.appendCodePoint(hex(start, 8));
+                case 'N' -> {  // \N{BULLET}: a character by its Unicode name
+                    int close = source.indexOf('}', pos);
+                    if (pos >= n || source.charAt(pos) != '{' || close < 0) throw error(start, "malformed \\N character escape");
+                    String name = source.substring(pos + 1, close);
+                    try {
+                        sb.appendCodePoint(Character.codePointOf(name));
+                    } catch (IllegalArgumentException x) {
+                        throw error(start, "unknown Unicode character name '" + name + "'");
+                    }
+                    pos = close + 1;
+                }
                 case '0', '1', '2', '3', '4', '5', '6', '7' -> {
                     int v = e - '0';
                     for (int k = 0; k < 2 && pos < n && source.charAt(pos) >= '0' && source.charAt(pos) <= '7'; k++) {

@@ -32,7 +32,114 @@ final class Parser {
         if (p.peek().type() != Type.EOF) {
             throw p.error(p.peek(), "unexpected '" + p.peek().value() + "'");
         }
+        p.checkMarkup(body);
         return body;
+    }
+
+    private static final java.util.Set<String> MARKUP_FILTERS = java.util.Set.of("e", "escape", "safe");
+
+    /**
+     * Jinja2's escape and safe filters return Markup, which escapes what it is joined with ({@code (x|e) + '<'},
+     * {@code map('e') | join('<')}), is not escaped twice, and prints its repr as {@code Markup('...')}. The package
+     * has no Markup, so these filters are accepted only where the value is printed at once: as the last filter of a
+     * {@code {{ }}} or of a {@code {% filter %}} block. Anywhere else they are refused.
+     */
+    private void checkMarkup(List<Node> nodes) {
+        for (Node n : nodes) {
+            switch (n) {
+                case Node.Output o -> checkMarkup(o.expr(), true);
+                case Node.If f -> {
+                    for (Expr c : f.conditions()) checkMarkup(c, false);
+                    for (List<Node> b : f.bodies()) checkMarkup(b);
+                    checkMarkup(f.orElse());
+                }
+                case Node.For f -> {
+                    checkMarkup(f.iterable(), false);
+                    if (f.condition() != null) checkMarkup(f.condition(), false);
+                    checkMarkup(f.body());
+                    checkMarkup(f.orElse());
+                }
+                case Node.Set st -> checkMarkup(st.value(), false);
+                case Node.SetBlock sb -> {
+                    for (Expr.Filter f : sb.filters()) checkMarkup(f, false);
+                    checkMarkup(sb.body());
+                }
+                case Node.Macro m -> {
+                    for (Expr d : m.defaults()) checkMarkup(d, false);
+                    checkMarkup(m.body());
+                }
+                case Node.FilterBlock fb -> {
+                    for (int k = 0; k < fb.filters().size(); k++) checkMarkup(fb.filters().get(k), k == fb.filters().size() - 1);
+                    checkMarkup(fb.body());
+                }
+                case Node.Text t -> { }
+                case Node.Break b -> { }
+                case Node.Continue c -> { }
+            }
+        }
+    }
+
+    private void checkMarkup(Expr e, boolean printed) {
+        switch (e) {
+            case null -> { }
+            case Expr.Filter f -> {
+                if (MARKUP_FILTERS.contains(f.name()) && !printed) {
+                    throw markupError(f.pos(), "filter '" + f.name() + "'");
+                }
+                if (f.name().equals("map") && !f.args().isEmpty() && f.args().getFirst() instanceof Expr.Const c
+                        && c.value() instanceof String name && MARKUP_FILTERS.contains(name)) {
+                    throw markupError(f.pos(), "map('" + name + "')");
+                }
+                checkMarkup(f.value(), false);
+                for (Expr a : f.args()) checkMarkup(a, false);
+                for (Expr a : f.kwValues()) checkMarkup(a, false);
+            }
+            case Expr.Const c -> { }
+            case Expr.Name n -> { }
+            case Expr.ListLit l -> l.items().forEach(x -> checkMarkup(x, false));
+            case Expr.DictLit d -> {
+                d.keys().forEach(x -> checkMarkup(x, false));
+                d.values().forEach(x -> checkMarkup(x, false));
+            }
+            case Expr.GetAttr g -> checkMarkup(g.object(), false);
+            case Expr.GetItem g -> {
+                checkMarkup(g.object(), false);
+                checkMarkup(g.index(), false);
+            }
+            case Expr.Slice sl -> {
+                checkMarkup(sl.start(), false);
+                checkMarkup(sl.stop(), false);
+                checkMarkup(sl.step(), false);
+            }
+            case Expr.Call c -> {
+                checkMarkup(c.function(), false);
+                c.args().forEach(x -> checkMarkup(x, false));
+                c.kwValues().forEach(x -> checkMarkup(x, false));
+            }
+            case Expr.Test t -> {
+                checkMarkup(t.value(), false);
+                t.args().forEach(x -> checkMarkup(x, false));
+            }
+            case Expr.Unary u -> checkMarkup(u.operand(), false);
+            case Expr.Binary b -> {
+                checkMarkup(b.left(), false);
+                checkMarkup(b.right(), false);
+            }
+            case Expr.Compare c -> {
+                checkMarkup(c.first(), false);
+                c.rest().forEach(x -> checkMarkup(x, false));
+            }
+            case Expr.Cond c -> {
+                checkMarkup(c.condition(), false);
+                checkMarkup(c.then(), false);
+                checkMarkup(c.orElse(), false);
+            }
+        }
+    }
+
+    private IllegalArgumentException markupError(int pos, String what) {
+        return new IllegalArgumentException("chat template " + Lexer.where(source, pos) + ": " + what
+                + " is supported only as the last filter of {{ }} or of a filter block (Jinja2's Markup is not modeled)");
     }
 
     private IllegalArgumentException error(Token at, String message) {

@@ -47,6 +47,25 @@ final class Py {
         }
     }
 
+    /**
+     * What Jinja2's map, select, reject, selectattr, rejectattr and unique return: a Python generator. It is true
+     * even when it yields nothing, has no length, cannot be indexed or added to a list, and iterates once.
+     */
+    static final class Generator {
+        private List<Object> items;
+
+        Generator(List<Object> items) {
+            this.items = items;
+        }
+
+        /** The items not yet consumed; a second iteration finds none. */
+        List<Object> consume() {
+            List<Object> out = items;
+            items = new ArrayList<>();
+            return out;
+        }
+    }
+
     /** {@code namespace(...)}: the one object whose attributes {@code {% set ns.a = ... %}} may assign. */
     static final class Namespace {
         final Map<String, Object> attrs = new LinkedHashMap<>();
@@ -132,6 +151,7 @@ final class Py {
             case List<?> l -> "list";
             case Map<?, ?> m -> "dict";
             case Namespace n -> "Namespace";
+            case Generator g -> "generator";
             default -> "function";
         };
     }
@@ -149,7 +169,7 @@ final class Py {
     static String repr(Object v) {
         return switch (v) {
             case null -> "None";
-            case Undefined u -> "";
+            case Undefined u -> "Undefined";  // repr(Undefined), as a list or dict prints it
             case Boolean b -> b ? "True" : "False";
             case Long l -> l.toString();
             case Double d -> floatRepr(d);
@@ -174,6 +194,7 @@ final class Py {
                 yield sb.append('}').toString();
             }
             case Namespace n -> "<Namespace " + repr(n.attrs) + ">";
+            case Generator g -> "<generator object>";
             default -> "<function>";
         };
     }
@@ -203,10 +224,30 @@ final class Py {
             else if (c == '\n') sb.append("\\n");
             else if (c == '\r') sb.append("\\r");
             else if (c == '\t') sb.append("\\t");
-            else if (c < 0x20 || c == 0x7f) sb.append(String.format("\\x%02x", c));
-            else sb.appendCodePoint(c);
+            else if (c == ' ' || isPrintable(c)) sb.appendCodePoint(c);
+            else if (c <= 0xff) sb.append(String.format("\\x%02x", c));
+            else if (c <= 0xffff) sb.append(String.format("\\u%04x", c));
+            else sb.append(String.format("\\U%08x", c));
         });
         return sb.append(quote).toString();
+    }
+
+    /** Python's {@code str.isprintable} for one code point: what {@code repr} writes as it is rather than escaped. */
+    static boolean isPrintable(int c) {
+        return switch (Character.getType(c)) {
+            case Character.CONTROL, Character.FORMAT, Character.SURROGATE, Character.PRIVATE_USE, Character.UNASSIGNED,
+                 Character.LINE_SEPARATOR, Character.PARAGRAPH_SEPARATOR, Character.SPACE_SEPARATOR -> false;
+            default -> true;
+        };
+    }
+
+    /** Whether Python can hash the value (a set member, a dict key): not lists or dicts, nor tuples holding them. */
+    static void requireHashable(Object v) {
+        if (v instanceof Tuple t) {
+            for (Object x : t) requireHashable(x);
+        } else if (v instanceof List<?> || v instanceof Map<?, ?>) {
+            throw new IllegalArgumentException("unhashable type: '" + typeName(v) + "'");
+        }
     }
 
     /** Python's {@code ==}. */
@@ -237,7 +278,11 @@ final class Py {
     /** Python's ordering ({@code <} and friends) of numbers, strings and sequences; others raise. */
     static int compare(Object a, Object b) {
         if (isNumber(a) && isNumber(b)) {
-            if (a instanceof Double || b instanceof Double) return Double.compare(toDouble(a), toDouble(b));
+            if (a instanceof Double || b instanceof Double) {
+                // Python's < and >: -0.0 equals 0.0 (Double.compare orders them), and NaN is neither
+                double x = toDouble(a), y = toDouble(b);
+                return x < y ? -1 : x > y ? 1 : 0;
+            }
             return Long.compare(toLong(a), toLong(b));
         }
         if (a instanceof String x && b instanceof String y) return compareCodePoints(x, y);
@@ -296,7 +341,8 @@ final class Py {
     /** The elements a Python {@code for} loop visits: a list's items, a dict's keys, a string's characters. */
     static List<Object> iterate(Object v) {
         return switch (v) {
-            case Undefined u -> List.of();
+            case Undefined u -> new ArrayList<>();
+            case Generator g -> g.consume();
             case List<?> l -> new ArrayList<>(l);
             case Map<?, ?> m -> new ArrayList<>(m.keySet());
             case String s -> {
@@ -410,10 +456,23 @@ final class Py {
         return Math.floorMod(a, b);
     }
 
+    /** Python's float {@code %} (CPython's float_rem): the sign of the divisor, and a zero result signed as it. */
     static double floatMod(double a, double b) {
         if (b == 0) throw new IllegalArgumentException("float modulo");
         double m = a % b;
-        return m != 0 && (m < 0) != (b < 0) ? m + b : m;
+        if (m != 0) return (b < 0) != (m < 0) ? m + b : m;
+        return Math.copySign(0.0, b);
+    }
+
+    /** Python's float {@code //} (CPython's float_floor_div, from fmod): {@code 2.0 // 0.1} is 19.0, not 20.0. */
+    static double floatFloorDiv(double a, double b) {
+        if (b == 0) throw new IllegalArgumentException("float floor division by zero");
+        double mod = a % b;
+        double div = (a - mod) / b;
+        if (mod != 0 && (b < 0) != (mod < 0)) div -= 1.0;
+        if (div == 0) return Math.copySign(0.0, a / b);
+        double floor = Math.floor(div);
+        return div - floor > 0.5 ? floor + 1.0 : floor;
     }
 
     /** The code points of a string, for Python's indexing and slicing by character. */

@@ -117,15 +117,15 @@ final class Renderer {
             }
             case Node.For f -> renderFor(f, scope, out);
             case Node.Set s -> assign(s.target(), eval(s.value(), scope), scope, s.pos());
-            case Node.SetBlock s -> {
+            case Node.SetBlock s -> {  // the body has a scope of its own, as in Jinja2
                 StringBuilder body = new StringBuilder();
-                render(s.body(), scope, body);
+                render(s.body(), new Scope(scope), body);
                 assign(s.target(), applyFilters(s.filters(), body.toString(), scope), scope, s.pos());
             }
             case Node.Macro m -> scope.vars.put(m.name(), new MacroValue(m, scope, this));
-            case Node.FilterBlock f -> {
+            case Node.FilterBlock f -> {  // the body has a scope of its own, as in Jinja2
                 StringBuilder body = new StringBuilder();
-                render(f.body(), scope, body);
+                render(f.body(), new Scope(scope), body);
                 out.append(Py.str(applyFilters(f.filters(), body.toString(), scope)));
             }
             case Node.Break b -> throw BREAK;
@@ -156,10 +156,13 @@ final class Renderer {
             items = kept;
         }
         if (items.isEmpty()) {
-            render(f.orElse(), scope, out);
+            render(f.orElse(), new Scope(scope), out);
             return;
         }
         Loop loop = new Loop(items);
+        // Jinja2 marks the loop as iterated at the end of the body, so when every iteration ends in break or
+        // continue, the else block still renders
+        boolean completed = false;
         for (int k = 0; k < items.size(); k++) {
             loop.index0 = k;
             Scope s = new Scope(scope);
@@ -167,12 +170,14 @@ final class Renderer {
             assign(f.target(), items.get(k), s, f.pos());
             try {
                 render(f.body(), s, out);
+                completed = true;
             } catch (BreakSignal b) {
                 break;
             } catch (ContinueSignal c) {
                 // next item
             }
         }
+        if (!completed) render(f.orElse(), new Scope(scope), out);  // the else block has a scope of its own, as in Jinja2
     }
 
     private void assign(Node.Target target, Object value, Scope scope, int pos) {
@@ -295,6 +300,28 @@ final class Renderer {
         }
     }
 
+    /** Whether Jinja2's optimizer folds the expression to a constant: no names, no calls. */
+    private static boolean isConstant(Expr e) {
+        return switch (e) {
+            case null -> true;
+            case Expr.Const c -> true;
+            case Expr.Name n -> false;
+            case Expr.Call c -> false;
+            case Expr.ListLit l -> l.items().stream().allMatch(Renderer::isConstant);
+            case Expr.DictLit d -> d.keys().stream().allMatch(Renderer::isConstant) && d.values().stream().allMatch(Renderer::isConstant);
+            case Expr.GetAttr g -> isConstant(g.object());
+            case Expr.GetItem g -> isConstant(g.object()) && isConstant(g.index());
+            case Expr.Slice s -> isConstant(s.start()) && isConstant(s.stop()) && isConstant(s.step());
+            case Expr.Filter f -> f.value() != null && isConstant(f.value()) && f.args().stream().allMatch(Renderer::isConstant)
+                    && f.kwValues().stream().allMatch(Renderer::isConstant);
+            case Expr.Test t -> isConstant(t.value()) && t.args().stream().allMatch(Renderer::isConstant);
+            case Expr.Unary u -> isConstant(u.operand());
+            case Expr.Binary b -> isConstant(b.left()) && isConstant(b.right());
+            case Expr.Compare c -> isConstant(c.first()) && c.rest().stream().allMatch(Renderer::isConstant);
+            case Expr.Cond c -> isConstant(c.condition()) && isConstant(c.then()) && isConstant(c.orElse());
+        };
+    }
+
     private static String undefinedHint(Object v) {
         return v instanceof Undefined u ? " (" + u.message() + ")" : "";
     }
@@ -314,13 +341,20 @@ final class Renderer {
         if (x instanceof Undefined u) throw error(b.pos(), u.message());
         if (y instanceof Undefined u) throw error(b.pos(), u.message());
         try {
+            if (b.op().equals("**") && isConstant(b.left()) && !isConstant(b.right()) && Py.isNumber(x)
+                    && !(x instanceof Boolean) && Math.copySign(1.0, Py.toDouble(x)) < 0) {
+                // Jinja2 folds a constant base to a literal and writes -2 ** y into Python, which reads -(2 ** y)
+                Object magnitude = x instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(x));
+                Object p = arithmetic("**", magnitude, y);
+                return p instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(p));
+            }
             return arithmetic(b.op(), x, y);
         } catch (IllegalArgumentException | ArithmeticException ex) {
             throw error(b.pos(), ex.getMessage());
         }
     }
 
-    private static Object arithmetic(String op, Object x, Object y) {
+    static Object arithmetic(String op, Object x, Object y) {
         boolean nums = Py.isNumber(x) && Py.isNumber(y);
         boolean floats = nums && (x instanceof Double || y instanceof Double);
         switch (op) {
@@ -356,7 +390,7 @@ final class Renderer {
                 }
             }
             case "//" -> {
-                if (floats) return Math.floor(Py.toDouble(x) / Py.toDouble(y));
+                if (floats) return Py.floatFloorDiv(Py.toDouble(x), Py.toDouble(y));
                 if (nums) return Py.floorDiv(Py.toLong(x), Py.toLong(y));
             }
             case "%" -> {
@@ -366,11 +400,26 @@ final class Renderer {
             }
             case "**" -> {
                 if (nums && !floats && Py.toLong(y) >= 0) {
+                    long base = Py.toLong(x), exp = Py.toLong(y);
+                    if (base == 0 || base == 1 || exp == 0) return exp == 0 ? 1L : base;
+                    if (base == -1) return exp % 2 == 0 ? 1L : -1L;
+                    if (exp > 64) throw new ArithmeticException("integer overflow: Python's ints beyond 64 bits are not supported");
                     long r = 1;
-                    for (long k = 0; k < Py.toLong(y); k++) r = Math.multiplyExact(r, Py.toLong(x));
+                    for (long k = 0; k < exp; k++) r = Math.multiplyExact(r, base);
                     return r;
                 }
-                if (nums) return Math.pow(Py.toDouble(x), Py.toDouble(y));
+                if (nums) {
+                    double a = Py.toDouble(x), p = Py.toDouble(y);
+                    if (a == 0 && p < 0) throw new IllegalArgumentException("0.0 cannot be raised to a negative power");
+                    if (a < 0 && p != Math.rint(p)) {
+                        throw new IllegalArgumentException("a negative number raised to a fractional power is complex");
+                    }
+                    double r = Math.pow(a, p);
+                    if (Double.isInfinite(r) && Double.isFinite(a) && Double.isFinite(p)) {
+                        throw new IllegalArgumentException("(34, 'Numerical result out of range')");
+                    }
+                    return r;
+                }
             }
             default -> throw new IllegalStateException(op);
         }
@@ -380,6 +429,7 @@ final class Renderer {
 
     /** {@code obj.name}: Jinja2 tries the attribute (a method, a namespace's or loop's field), then the item. */
     Object getattr(Object obj, String name, int pos) {
+        if (obj == null) return missing(obj, name);
         switch (obj) {
             case Undefined u -> throw error(pos, u.message());
             case Namespace n -> {
@@ -425,6 +475,7 @@ final class Renderer {
 
     /** {@code obj[key]}: Jinja2 tries the item, then (for a string key) the attribute. */
     Object getitem(Object obj, Object key, int pos) {
+        if (obj == null) return new Undefined("'None' has no item " + Py.repr(key));
         switch (obj) {
             case Undefined u -> throw error(pos, u.message());
             case Map<?, ?> m -> {
