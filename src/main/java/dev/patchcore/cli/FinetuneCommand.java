@@ -151,7 +151,7 @@ public final class FinetuneCommand implements Callable<Integer> {
                     tokenizerFiles(tok, cfg.contextLength(), template), tok.eosId())
                     .withReplicas(replicas);
             if (peakTflops != null) tuner.withPeakTflops(peakTflops);
-            if (template != null) tuner.withChat(template);
+            if (template != null) tuner.withChat(template.label());
             // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved, as train does
             try (StopOnSignal stop = new StopOnSignal(tuner::requestStop)) {
                 FineTuner.Result r = tuner.run();

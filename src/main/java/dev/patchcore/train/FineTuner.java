@@ -46,8 +46,8 @@ public final class FineTuner {
     private List<StepRunner.Replica> others = List.of();
     /** --peak-tflops: each device's peak for the MFU, or NaN to ask the backends ({@link Backend#peakTflops}). */
     private double peakTflopsPerDevice = Double.NaN;
-    /** The chat the examples are posed in ({@link #withChat}), recorded in the checkpoints; null: none. */
-    private Chat chat;
+    /** The name of the chat the examples are posed in ({@link #withChat}), recorded in the checkpoints; null: none. */
+    private String chat;
 
     /**
      * Mean loss per scored token of the first and last step, and of the validation examples after the last epoch done;
@@ -96,9 +96,9 @@ public final class FineTuner {
         return this;
     }
 
-    /** Records in the checkpoints that the examples are posed in this chat format ({@code --chat}), for {@code generate}. */
-    public FineTuner withChat(Chat chat) {
-        this.chat = chat;
+    /** Records in the checkpoints that the examples are posed in the chat {@code --chat label} names, for {@code generate}. */
+    public FineTuner withChat(String label) {
+        this.chat = label;
         return this;
     }
 
@@ -241,7 +241,7 @@ public final class FineTuner {
         RunState done = RunState.afterStage(0, steps, 0);  // its one stage
         Checkpoints.save(runDir, model, null, null,
                 new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0)
-                        .withChat(chat == null ? null : chat.label()), tokenizerFiles, be);
+                        .withChat(chat), tokenizerFiles, be);
     }
 
     /** A micro-batch's forward pass: logits, row losses, the scored row range of each sequence, the padded length. */
