@@ -176,6 +176,17 @@ public final class FinetuneCommand implements Callable<Integer> {
         if (!(chat instanceof TemplateChat t)) return files;
         java.util.Map<String, byte[]> withTemplate = new java.util.LinkedHashMap<>(files.files());
         withTemplate.put(TemplateChat.TEMPLATE_FILE, t.source().getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        // The bos_token and eos_token the template was rendered with: the configuration written for a tokenizer.model
+        // names the end of text as the begin too (patchcore pretrains without a BOS), where LLaMA-2's template put <s>
+        byte[] config = withTemplate.get(TemplateChat.CONFIG_FILE);
+        com.google.gson.JsonObject c = config == null ? new com.google.gson.JsonObject()
+                : com.google.gson.JsonParser.parseString(new String(config, java.nio.charset.StandardCharsets.UTF_8)).getAsJsonObject();
+        for (String[] token : new String[][] {{"bos_token", t.bosToken()}, {"eos_token", t.eosToken()}}) {
+            if (token[1].isEmpty()) c.remove(token[0]);
+            else c.addProperty(token[0], token[1]);
+        }
+        withTemplate.put(TemplateChat.CONFIG_FILE, new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create()
+                .toJson(c).getBytes(java.nio.charset.StandardCharsets.UTF_8));
         // The stops generation_config.json added (LLaMA-3-Instruct's <|eot_id|> beside an eos_token <|end_of_text|>)
         com.google.gson.JsonArray stops = new com.google.gson.JsonArray();
         for (int id : t.stopIds()) stops.add(id);

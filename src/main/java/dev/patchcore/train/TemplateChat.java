@@ -120,6 +120,11 @@ public final class TemplateChat implements Chat {
     /** The template's source, as a fine-tuned checkpoint keeps it ({@value #TEMPLATE_FILE}). */
     public String source() { return template.source(); }
 
+    /** What the template renders as {@code bos_token} and {@code eos_token} ("" where the folder names none). */
+    public String bosToken() { return bos; }
+
+    public String eosToken() { return eos; }
+
     @Override public String label() { return LABEL; }
 
     @Override public boolean endsTurn(int id) { return stops.contains(id); }

@@ -240,4 +240,32 @@ class TemplateChatTest {
         assertArrayEquals(new int[] {64, 3003, 65}, t.tokens("a <|end|>b"));
         assertTrue(tok.specialAbsorbsWhitespace("<|end|>", false) && !tok.specialAbsorbsWhitespace("<|user|>", false));
     }
+
+    /**
+     * A SentencePiece model (LLaMA-2 / Mistral: tokenizer.model, bos_token <s>) fine-tuned with its own template: the
+     * checkpoint poses a conversation as the fine-tuning did, its template's bos_token still <s> (the configuration
+     * patchcore writes for a tokenizer.model of its own makes the end of text the begin too).
+     */
+    @Test void aFineTunedSentencePieceCheckpointPosesConversationsAsTheFineTuningDid(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
+        Files.move(dev.patchcore.data.SentencePieceFixture.model(hf), hf.resolve(SentencePieceTokenizer.FILE_NAME));
+        SentencePieceTokenizer tok = SentencePieceTokenizer.load(hf.resolve(SentencePieceTokenizer.FILE_NAME));
+        dev.patchcore.config.ModelConfig m = new dev.patchcore.config.ModelConfig("x", tok.vocabSize(), 32, 64, 1, 2, 64, 10000f, 1e-5f);
+        HuggingFaceModelTest.write(hf.resolve("model.safetensors"), HuggingFaceModelTest.weights(m, "F32", 1));
+        Files.writeString(hf.resolve(HuggingFaceModel.CONFIG), HuggingFaceModelTest.config(m).toString());
+        com.google.gson.JsonObject c = new com.google.gson.JsonObject();
+        c.addProperty("bos_token", "<s>");
+        c.addProperty("eos_token", "</s>");
+        c.addProperty("chat_template", MISTRAL);
+        Files.writeString(hf.resolve("tokenizer_config.json"), c.toString());
+        Files.writeString(data, "{\"messages\": [{\"role\": \"user\", \"content\": \"Say\"}, {\"role\": \"assistant\", \"content\": \"the\"}]}\n"
+                .repeat(2));
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--chat", "template", "--data", data.toString(),
+                "--out", tuned.toString(), "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0"), console.err.toString());
+        List<Message> conversation = CONVERSATIONS.getFirst();
+        TemplateChat before = TemplateChat.fromFolder(hf, tok), after = TemplateChat.fromFolder(Checkpoints.latest(tuned), tok);
+        assertTrue(before.render(conversation, false).startsWith("<s>[INST] "), before.render(conversation, false));
+        assertEquals(before.render(conversation, false), after.render(conversation, false));
+        assertArrayEquals(before.prompt(conversation.subList(0, 1)), after.prompt(conversation.subList(0, 1)));
+    }
 }
