@@ -110,8 +110,8 @@ public final class TemplateChat implements Chat {
         Path generation = dir.resolve("generation_config.json");
         if (Files.isRegularFile(generation)) {
             JsonElement ids = json(generation).get("eos_token_id");
-            if (ids != null && ids.isJsonArray()) for (JsonElement id : ids.getAsJsonArray()) stops.add(id.getAsInt());
-            else if (ids != null && ids.isJsonPrimitive()) stops.add(ids.getAsInt());
+            if (ids != null && ids.isJsonArray()) for (JsonElement id : ids.getAsJsonArray()) stops.add(tokenId(id, ids, generation));
+            else if (ids != null && !ids.isJsonNull()) stops.add(tokenId(ids, ids, generation));
         }
         stops.removeIf(id -> id < 0 || id >= tok.vocabSize());
         return new TemplateChat(template.get(), where, tok, tokenText(cfg, "bos_token"), tokenText(cfg, "eos_token"), stops);
@@ -232,6 +232,15 @@ public final class TemplateChat implements Chat {
 
     private static boolean startsWith(int[] ids, int[] prefix) {
         return prefix.length <= ids.length && Arrays.equals(ids, 0, prefix.length, prefix, 0, prefix.length);
+    }
+
+    /** An id of generation_config.json's eos_token_id ({@code all}): a whole number, else one error line naming the file. */
+    private static int tokenId(JsonElement id, JsonElement all, Path file) {
+        if (id.isJsonPrimitive() && id.getAsJsonPrimitive().isNumber()) {
+            double v = id.getAsDouble();
+            if (v == Math.rint(v) && Math.abs(v) <= Integer.MAX_VALUE) return (int) v;
+        }
+        throw new IllegalArgumentException(file + ": eos_token_id must be a token id or a list of them, got " + all);
     }
 
     /** A config's special token: a string, or {"content": ...} (transformers' AddedToken); "" where absent. */

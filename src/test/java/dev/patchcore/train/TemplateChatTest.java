@@ -118,6 +118,23 @@ class TemplateChatTest {
         assertEquals(dir + ": chat template line 1, column 39: unknown filter 'bogus'", e.getMessage());
     }
 
+    /**
+     * generation_config.json's eos_token_id must be token ids (a whole number or a list of them): anything else (a null
+     * in the list, a string, a fraction) is one clear error naming the file, not a crash or a guessed id.
+     */
+    @Test void aGenerationConfigWithOddStopIdsIsOneClearError(@TempDir Path dir) throws IOException {
+        Tokenizer tok = ChatFormatTest.llama3Tokenizer();
+        Files.writeString(dir.resolve("tokenizer_config.json"), tokenizerConfig(LLAMA3, false));
+        for (String ids : new String[] {"[3009, null]", "\"3009\"", "3009.5", "[[3009]]", "{\"id\": 3009}"}) {
+            Files.writeString(dir.resolve("generation_config.json"), "{\"eos_token_id\": " + ids + "}");
+            var e = assertThrows(IllegalArgumentException.class, () -> TemplateChat.fromFolder(dir, tok), ids);
+            assertEquals(dir.resolve("generation_config.json") + ": eos_token_id must be a token id or a list of them, got "
+                    + com.google.gson.JsonParser.parseString(ids), e.getMessage());
+        }
+        Files.writeString(dir.resolve("generation_config.json"), "{\"eos_token_id\": null}");
+        assertTrue(TemplateChat.fromFolder(dir, tok).endsTurn(ChatFormatTest.EOT), "no ids: the eos_token's");
+    }
+
     /** tokenizer_config.json with {@code template} as its chat_template, as a string or in transformers' named list. */
     static String tokenizerConfig(String template, boolean named) {
         com.google.gson.JsonObject c = new com.google.gson.JsonObject();
