@@ -2,7 +2,6 @@ package dev.patchcore.train;
 
 import com.google.gson.JsonElement;
 import com.google.gson.JsonObject;
-import com.google.gson.JsonParser;
 import dev.patchcore.data.Tokenizer;
 import dev.patchcore.data.Utf8Reader;
 
@@ -127,10 +126,10 @@ public final class Instructions {
         if (text.stripLeading().startsWith("[")) {
             JsonElement all;
             try {
-                all = JsonParser.parseString(text);
-            } catch (RuntimeException e) {
+                all = strictJson(text);
+            } catch (IOException | RuntimeException e) {
                 // (the exception class Gson names in its message is left out by Main.userMessage, as in every message)
-                throw new IllegalArgumentException(file + " is not valid JSON: " + e.getMessage().lines().findFirst().orElse(""));
+                throw new IllegalArgumentException(file + " is not valid JSON: " + why(e));
             }
             int i = 0;  // records counted from 1, as lines are
             for (JsonElement e : all.getAsJsonArray()) out.add(parse(e, file + " record " + ++i, chat));
@@ -140,15 +139,35 @@ public final class Instructions {
                 if (lines[i].isBlank()) continue;
                 JsonElement e;
                 try {
-                    e = JsonParser.parseString(lines[i]);
-                } catch (RuntimeException ex) {
-                    throw new IllegalArgumentException(file + " line " + (i + 1) + " is not valid JSON");
+                    e = strictJson(lines[i]);
+                } catch (IOException | RuntimeException ex) {
+                    throw new IllegalArgumentException(file + " line " + (i + 1) + " is not valid JSON (" + why(ex).replaceFirst("at line 1 column ", "at column ") + ")");
                 }
                 out.add(parse(e, file + " line " + (i + 1), chat));
             }
         }
         if (out.isEmpty()) throw new IllegalArgumentException(file + " holds no records");
         return out;
+    }
+
+    private static final com.google.gson.TypeAdapter<JsonElement> JSON = new com.google.gson.Gson().getAdapter(JsonElement.class);
+
+    /**
+     * One JSON value, read strictly, as Python's json (Stanford Alpaca's jload) and prepare read it: Gson's lenient
+     * parser would take single quotes, unquoted words, comments and a trailing comma's null, and train on its guess.
+     */
+    private static JsonElement strictJson(String text) throws IOException {
+        com.google.gson.stream.JsonReader reader = new com.google.gson.stream.JsonReader(new java.io.StringReader(text));
+        reader.setStrictness(com.google.gson.Strictness.STRICT);
+        JsonElement e = JSON.read(reader);
+        if (reader.peek() != com.google.gson.stream.JsonToken.END_DOCUMENT) throw new IOException("unexpected data after the JSON value");
+        return e;
+    }
+
+    /** A JSON failure's first line, without Gson's advice to its programmer ("Use JsonReader.setStrictness(...) to accept ..."). */
+    private static String why(Exception e) {
+        return String.valueOf(e.getMessage()).lines().findFirst().orElse("")
+                .replaceFirst("^Use JsonReader\\.setStrictness\\(Strictness\\.LENIENT\\) to accept malformed JSON ", "");
     }
 
     private static Item parse(JsonElement e, String where, String chat) {

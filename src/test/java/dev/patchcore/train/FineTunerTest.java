@@ -54,6 +54,27 @@ class FineTunerTest {
         assertEquals(dir + " is a folder (expected a JSON or JSONL file of records)", e.getMessage());
     }
 
+    /**
+     * Records are JSON as Python's json (Stanford Alpaca's jload) and prepare read it: what only a lenient parser takes
+     * (single quotes, unquoted words, a trailing comma, a comment) is refused naming the record's place, never trained on.
+     */
+    @Test void malformedJsonIsRefusedNotGuessed(@TempDir Path dir) throws IOException {
+        Path b = dir.resolve("b.jsonl"), a = dir.resolve("a.json");
+        for (String line : new String[] {"{'prompt': 'a', 'response': 'b'}", "{\"prompt\": a, \"response\": b}",
+                "{\"prompt\": \"a\", \"response\": \"b\"} // c", "{prompt: \"a\", response: \"b\"}"}) {
+            Files.writeString(b, "{\"prompt\": \"x\", \"response\": \"y\"}\n" + line + "\n");
+            var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(b), line);
+            assertTrue(e.getMessage().startsWith(b + " line 2 is not valid JSON"), e.getMessage());
+        }
+        for (String array : new String[] {"[{\"prompt\": \"a\", \"response\": \"b\"},]", "[{'prompt': 'a', 'response': 'b'}]",
+                "[{\"prompt\": \"a\", \"response\": \"b\"}] x"}) {
+            Files.writeString(a, array);
+            var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(a), array);
+            assertTrue(e.getMessage().startsWith(a + " is not valid JSON"), e.getMessage());
+            assertFalse(e.getMessage().contains("setStrictness"), e.getMessage());
+        }
+    }
+
     /** A prompt whose last token merges into the response (" " + "Paris" → " Paris" in GPT-2 BPE) scores that token. */
     @Test void aPromptTokenMergedIntoTheResponseIsScored() {
         var tok = Tokenizers.byName("gpt2");
