@@ -53,15 +53,17 @@ public final class GenerateCommand implements Callable<Integer> {
      * Generator's window), which for a templated prompt ({@code --alpaca}: "Alpaca prompt", {@code --chat}: "chat prompt";
      * null: a plain one) may leave out the instruction itself. {@code downloaded}: the checkpoint is a Hugging Face
      * folder, for which training with a longer context is no advice (the note leaves it out); {@code contextGiven}: the
-     * window is the one --context set, and a longer one is the advice.
+     * window is the one --context set, and a longer one is the advice. {@code dropped}: the tokens before the window
+     * ({@link Generator.Session#windowStart}: a first prompt's beyond the last T; a conversation whose window outgrows T
+     * keeps its last ⌈T/2⌉ tokens).
      */
-    static String truncationNote(int promptTokens, int context, String template, boolean downloaded, boolean contextGiven) {
-        if (promptTokens <= context) return null;
+    static String truncationNote(int promptTokens, int dropped, int context, String template, boolean downloaded, boolean contextGiven) {
+        if (dropped <= 0) return null;
         String advice = contextGiven ? "; a longer --context reads more of it"
                 : downloaded ? "" : "; a model trained with a longer --context reads it all";
         return "note: the " + (template != null ? template : "prompt") + " is " + promptTokens + " tokens, longer than "
                 + (contextGiven ? "the --context of " : "the model's context of ") + context + ": its first "
-                + Plural.of(promptTokens - context, "token") + (promptTokens - context == 1 ? " is" : " are") + " dropped"
+                + Plural.of(dropped, "token") + (dropped == 1 ? " is" : " are") + " dropped"
                 + (template != null ? ", and with them perhaps the instruction" : "") + advice;
     }
 
@@ -151,7 +153,8 @@ public final class GenerateCommand implements Callable<Integer> {
                          String templateName, boolean answerOnly, long seed) {
         int[] before = session.sequence(), context = java.util.Arrays.copyOf(before, before.length + promptIds.length);
         System.arraycopy(promptIds, 0, context, before.length, promptIds.length);
-        String note = truncationNote(context.length, cfg.contextLength(), templateName, HuggingFaceModel.is(ckpt), checkpoint.context != null);
+        String note = truncationNote(context.length, session.windowStart(promptIds.length), cfg.contextLength(), templateName,
+                HuggingFaceModel.is(ckpt), checkpoint.context != null);
         if (note != null) System.err.println(note);
         TextStream stream = new TextStream(tok, context, answerOnly, System.out);
         long start = System.nanoTime();

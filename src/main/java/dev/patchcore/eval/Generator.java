@@ -86,6 +86,12 @@ public final class Generator {
         public int length() { return seq.size(); }
 
         /**
+         * Where the window starts that reads this sequence with {@code more} tokens appended: the tokens before it are
+         * dropped (the last T of a first prompt; once the window would outgrow T, all but the last ⌈T/2⌉).
+         */
+        public int windowStart(int more) { return window.start(seq.size() + more); }
+
+        /**
          * Appends {@code more} and samples up to {@code count} tokens after them, as {@link Generator#generate}; returns
          * the sampled ones (the last one the stop token if one stopped them).
          */
@@ -116,6 +122,9 @@ public final class Generator {
         /** The logits (padded vocabulary) of the last of seq's first {@code len} tokens, read in this window. */
         float[] lastLogits(int[] seq, int len);
 
+        /** The first of seq's first {@code len} tokens that {@link #lastLogits} reads. */
+        int start(int len);
+
         @Override void close();
     }
 
@@ -123,8 +132,10 @@ public final class Generator {
     private final class SlidingWindow implements Window {
         private final Tape tape = new Tape(be);
 
+        @Override public int start(int len) { return Math.max(0, len - model.config().contextLength()); }
+
         @Override public float[] lastLogits(int[] seq, int len) {
-            int from = Math.max(0, len - model.config().contextLength()), t = len - from;
+            int from = start(len), t = len - from;
             Tensor tokens = be.scratch(DType.I32, 1, t);
             be.uploadInts(tokens, Arrays.copyOfRange(seq, from, len));
             Tensor logits = model.forward(tape, tokens, 1, 1).value();
@@ -143,13 +154,16 @@ public final class Generator {
         /** The window's first token: the cache holds tokens from … from + cache.length() − 1. */
         private int from = -1;
 
-        @Override public float[] lastLogits(int[] seq, int len) {
+        @Override public int start(int len) {
             int context = cache.capacity();
-            if (from < 0) from = Math.max(0, len - context);  // the prompt's last T tokens
-            if (len - from > context) {
-                from = len - (context + 1) / 2;
-                cache.clear();
-            }
+            if (from < 0) return Math.max(0, len - context);  // the prompt's last T tokens
+            return len - from > context ? len - (context + 1) / 2 : from;
+        }
+
+        @Override public float[] lastLogits(int[] seq, int len) {
+            int start = start(len);
+            if (from >= 0 && start != from) cache.clear();  // outgrown: restart from the last ⌈T/2⌉ tokens
+            from = start;
             int read = from + cache.length();
             Tensor tokens = be.scratch(DType.I32, 1, len - read);
             be.uploadInts(tokens, Arrays.copyOfRange(seq, read, len));

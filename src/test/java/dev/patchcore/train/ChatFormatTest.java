@@ -539,4 +539,32 @@ class ChatFormatTest {
         assertTrue(speed.get(1).contains("and the end of text") || speed.get(0).contains("and the end of text"), err.toString());
         assertTrue(speed.get(1).contains("(reading " + whole + " prompt tokens)"), speed.get(1));
     }
+
+    /**
+     * --interactive past the context: a turn that makes the window outgrow T restarts it from the last ⌈T/2⌉ tokens,
+     * and the note says how many tokens that drops (not the conversation's length less T, which it would read).
+     */
+    @Test void interactiveNotesTheTokensItsWindowDrops(@TempDir Path dir) throws IOException {
+        writeTheThenEndOfTurnModel(dir);
+        String longTurn = "one two three four five six seven eight nine ten eleven twelve";
+        java.io.InputStream stdin = System.in;
+        try {
+            System.setIn(new java.io.ByteArrayInputStream((longTurn + "\nAgain\n").getBytes(StandardCharsets.UTF_8)));
+            assertEquals(0, Main.run("generate", dir.toString(), "--backend", "cpu", "--chat", "llama3", "--interactive", "--context", "16",
+                    "--tokens", "10", "--temperature", "0"), err.toString());
+        } finally {
+            System.setIn(stdin);
+        }
+        assertEquals("the\nthe\n", out.toString());
+        ChatFormat.Template t = ChatFormat.LLAMA3.with(llama3Tokenizer());
+        int first = t.prompt(java.util.List.of(msg(USER, longTurn))).length;
+        int second = first + 2 + t.continuation(true, java.util.List.of(msg(USER, "Again"))).length;  // " the" and <|eot_id|> between
+        assertTrue(first > 16 && second - 8 > first, first + ", " + second);
+        java.util.List<String> notes = err.toString().lines().filter(l -> l.startsWith("note: ")).toList();
+        assertEquals(java.util.List.of(
+                "note: the conversation is " + first + " tokens, longer than the --context of 16: its first " + (first - 16) + " tokens are "
+                        + "dropped, and with them perhaps the instruction; a longer --context reads more of it",
+                "note: the conversation is " + second + " tokens, longer than the --context of 16: its first " + (second - 8) + " tokens are "
+                        + "dropped, and with them perhaps the instruction; a longer --context reads more of it"), notes);
+    }
 }
