@@ -117,6 +117,15 @@ public final class Instructions {
         if (!Files.isRegularFile(file))
             throw new IllegalArgumentException(Files.isDirectory(file) ? file + " is a folder (expected a JSON or JSONL file of records)"
                     : file + ": no such file");
+        // A compressed file (which prepare would read) is no text: say so, not that its first line is not JSON
+        try (java.io.InputStream in = Files.newInputStream(file)) {
+            byte[] head = in.readNBytes(4);
+            String compressed = head.length >= 2 && (head[0] & 0xFF) == 0x1F && (head[1] & 0xFF) == 0x8B ? "gzip"
+                    : head.length == 4 && (head[0] & 0xFF) == 0x28 && (head[1] & 0xFF) == 0xB5 && (head[2] & 0xFF) == 0x2F
+                    && (head[3] & 0xFF) == 0xFD ? "zstd" : null;
+            if (compressed != null)
+                throw new IllegalArgumentException(file + " is " + compressed + "-compressed: finetune reads a JSON or JSONL file as text; decompress it first");
+        }
         // Invalid UTF-8 is read as U+FFFD, as prepare and eval read it, and said once.
         Utf8Reader.Text read = Utf8Reader.read(file);
         if (read.replaced() > 0) System.err.println("note: " + Utf8Reader.note(file.toString(), read.replaced()));

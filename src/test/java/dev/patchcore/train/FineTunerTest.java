@@ -75,6 +75,27 @@ class FineTunerTest {
         }
     }
 
+    /** A compressed file (prepare reads .gz and .zst; finetune does not) is said to be one, not "line 1 is not valid JSON" after a note. */
+    @Test void aCompressedDataFileIsOneClearError(@TempDir Path dir) throws IOException {
+        Path gz = dir.resolve("a.jsonl.gz"), zst = dir.resolve("a.json.zst");
+        try (var out = new java.util.zip.GZIPOutputStream(Files.newOutputStream(gz))) {
+            out.write("{\"prompt\": \"a\", \"response\": \"b\"}\n".getBytes(java.nio.charset.StandardCharsets.UTF_8));
+        }
+        Files.write(zst, new byte[] {0x28, (byte) 0xB5, 0x2F, (byte) 0xFD, 0, 0x58, 0x11, 0});
+        java.io.PrintStream err = System.err;
+        java.io.ByteArrayOutputStream notes = new java.io.ByteArrayOutputStream();
+        try {
+            System.setErr(new java.io.PrintStream(notes, true, java.nio.charset.StandardCharsets.UTF_8));
+            var e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(gz));
+            assertEquals(gz + " is gzip-compressed: finetune reads a JSON or JSONL file as text; decompress it first", e.getMessage());
+            e = assertThrows(IllegalArgumentException.class, () -> Instructions.read(zst));
+            assertEquals(zst + " is zstd-compressed: finetune reads a JSON or JSONL file as text; decompress it first", e.getMessage());
+        } finally {
+            System.setErr(err);
+        }
+        assertEquals("", notes.toString(), "no note on invalid UTF-8 before the error");
+    }
+
     /** A prompt whose last token merges into the response (" " + "Paris" → " Paris" in GPT-2 BPE) scores that token. */
     @Test void aPromptTokenMergedIntoTheResponseIsScored() {
         var tok = Tokenizers.byName("gpt2");
