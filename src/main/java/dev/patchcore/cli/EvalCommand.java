@@ -171,9 +171,12 @@ public final class EvalCommand implements Callable<Integer> {
         return 0;
     }
 
-    /** --bos's token: a Hugging Face folder's begin of text where its tokenizer adds one, else the end of text {@code eos}. */
+    /**
+     * --bos's token: a Hugging Face folder's begin of text where its tokenizer adds one (or the one a fine-tuning run put
+     * before its examples), else the end of text {@code eos}.
+     */
     private static int prefixToken(Path ckpt, ModelConfig cfg, int eos) {
-        int bos = HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
+        int bos = HuggingFaceModel.bosToPrepend(ckpt, Checkpoints.readMeta(ckpt), cfg.vocabSize());
         int id = bos >= 0 ? bos : eos;
         System.out.println("scoring after token " + id + (id == bos ? " (begin of text)" : " (end of text)") + " put first");
         return id;

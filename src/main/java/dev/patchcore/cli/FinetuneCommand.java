@@ -1,5 +1,9 @@
 package dev.patchcore.cli;
 
+import com.google.gson.GsonBuilder;
+import com.google.gson.JsonArray;
+import com.google.gson.JsonObject;
+import com.google.gson.JsonParser;
 import dev.patchcore.backend.Backend;
 import dev.patchcore.config.ModelConfig;
 import dev.patchcore.data.HuggingFaceTokenizerFiles;
@@ -12,6 +16,7 @@ import dev.patchcore.train.ChatFormat;
 import dev.patchcore.train.TemplateChat;
 import dev.patchcore.train.Checkpoints;
 import dev.patchcore.train.FineTuner;
+import dev.patchcore.train.HuggingFaceModel;
 import dev.patchcore.train.Instructions;
 import dev.patchcore.train.ModelFlops;
 import dev.patchcore.train.StepRunner;
@@ -21,11 +26,14 @@ import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
+import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Locale;
+import java.util.Map;
 import java.util.concurrent.Callable;
 
 @Command(name = "finetune", mixinStandardHelpOptions = true, sortOptions = false,
@@ -106,13 +114,17 @@ public final class FinetuneCommand implements Callable<Integer> {
         TrainConfig.requireStepFits(batch, accum, cfg.contextLength());
 
         List<Instructions.Item> records = Instructions.read(data, template == null ? null : template.label());
+        // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>), and Stanford
+        // Alpaca's script tokenizes with it: every example starts with it (the checkpoints record it for generate), unless
+        // a chat template, which writes its own, poses the examples
+        int bos = template != null ? -1 : HuggingFaceModel.bosToPrepend(ckpt, meta, cfg.vocabSize());
         List<Instructions.Example> usable = new ArrayList<>();
         int[] order = FineTuner.shuffled(records.size(), seed, -1);  // the held-out split's order (epochs use 0, 1, ...)
         for (int i : order) {
             // Conversations come only with a template (Instructions.read refuses them without one)
             Instructions.Example e;
             try {
-                e = template != null ? template.example(records.get(i)) : Instructions.encode(tok, (Instructions.Record) records.get(i));
+                e = template != null ? template.example(records.get(i)) : Instructions.encode(tok, (Instructions.Record) records.get(i), bos);
             } catch (IllegalArgumentException bad) {  // a model's own template refusing the record (raise_exception, ...)
                 throw new IllegalArgumentException(data + " record " + (i + 1) + ": " + bad.getMessage(), bad);
             }
@@ -148,10 +160,11 @@ public final class FinetuneCommand implements Callable<Integer> {
             List<StepRunner.Replica> replicas = new ArrayList<>();
             for (Backend rb : backends.subList(1, backends.size())) replicas.add(StepRunner.Replica.copyOf(be, model, rb));
             FineTuner tuner = new FineTuner(be, model, tc, epochs, train, val, out, System.out, data.toString(), tok.name(),
-                    tokenizerFiles(tok, cfg.contextLength(), template), tok.eosId())
+                    tokenizerFiles(tok, cfg.contextLength(), template, bos), tok.eosId())
                     .withReplicas(replicas);
             if (peakTflops != null) tuner.withPeakTflops(peakTflops);
             if (template != null) tuner.withChat(template.label());
+            tuner.withBos(bos);
             // Ctrl-C or a SIGTERM: the step in progress finishes and its weights are saved, as train does
             try (StopOnSignal stop = new StopOnSignal(tuner::requestStop)) {
                 FineTuner.Result r = tuner.run();
@@ -169,31 +182,38 @@ public final class FinetuneCommand implements Callable<Integer> {
     /**
      * The tokenizer's files for the checkpoints, and with a model's own chat template ({@code --chat template}) that
      * template as {@value TemplateChat#TEMPLATE_FILE} (transformers reads it there too), so generate and a later
-     * finetune pose conversations in the checkpoint as in the fine-tuning.
+     * finetune pose conversations in the checkpoint as in the fine-tuning; {@code bos}: the begin-of-text id every
+     * example started with (negative: none), which the checkpoint's config then says its tokenizer adds.
      */
-    private static HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles(Tokenizer tok, int contextLength, Chat chat) {
+    private static HuggingFaceTokenizerFiles.Checkpoint tokenizerFiles(Tokenizer tok, int contextLength, Chat chat, int bos) {
         HuggingFaceTokenizerFiles.Checkpoint files = HuggingFaceTokenizerFiles.checkpoint(tok, contextLength);
-        if (!(chat instanceof TemplateChat t)) return files;
-        java.util.Map<String, byte[]> withTemplate = new java.util.LinkedHashMap<>(files.files());
-        withTemplate.put(TemplateChat.TEMPLATE_FILE, t.source().getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        // The bos_token and eos_token the template was rendered with: the configuration written for a tokenizer.model
-        // names the end of text as the begin too (patchcore pretrains without a BOS), where LLaMA-2's template put <s>
+        if (!(chat instanceof TemplateChat) && bos < 0) return files;
+        Map<String, byte[]> withTemplate = new LinkedHashMap<>(files.files());
         byte[] config = withTemplate.get(TemplateChat.CONFIG_FILE);
-        com.google.gson.JsonObject c = config == null ? new com.google.gson.JsonObject()
-                : com.google.gson.JsonParser.parseString(new String(config, java.nio.charset.StandardCharsets.UTF_8)).getAsJsonObject();
-        for (String[] token : new String[][] {{"bos_token", t.bosToken()}, {"eos_token", t.eosToken()}}) {
-            if (token[1].isEmpty()) c.remove(token[0]);
-            else c.addProperty(token[0], token[1]);
+        JsonObject c = config == null ? new JsonObject() : JsonParser.parseString(new String(config, StandardCharsets.UTF_8)).getAsJsonObject();
+        if (bos >= 0) {
+            // What transformers reads: its tokenizer puts the begin of text first, as the fine-tuning did
+            c.addProperty("add_bos_token", true);
+            for (String special : tok.specialTokens()) if (tok.specialId(special) == bos) c.addProperty("bos_token", special);
         }
-        withTemplate.put(TemplateChat.CONFIG_FILE, new com.google.gson.GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create()
-                .toJson(c).getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        // The stops generation_config.json added (LLaMA-3-Instruct's <|eot_id|> beside an eos_token <|end_of_text|>)
-        com.google.gson.JsonArray stops = new com.google.gson.JsonArray();
-        for (int id : t.stopIds()) stops.add(id);
-        com.google.gson.JsonObject generation = new com.google.gson.JsonObject();
-        generation.add("eos_token_id", stops);
-        withTemplate.put("generation_config.json", generation.toString().getBytes(java.nio.charset.StandardCharsets.UTF_8));
-        return new HuggingFaceTokenizerFiles.Checkpoint(files.eosId(), withTemplate);
+        if (chat instanceof TemplateChat t) {
+            withTemplate.put(TemplateChat.TEMPLATE_FILE, t.source().getBytes(StandardCharsets.UTF_8));
+            // The bos_token and eos_token the template was rendered with: the configuration written for a tokenizer.model
+            // names the end of text as the begin too (patchcore pretrains without a BOS), where LLaMA-2's template put <s>
+            for (String[] token : new String[][] {{"bos_token", t.bosToken()}, {"eos_token", t.eosToken()}}) {
+                if (token[1].isEmpty()) c.remove(token[0]);
+                else c.addProperty(token[0], token[1]);
+            }
+            // The stops generation_config.json added (LLaMA-3-Instruct's <|eot_id|> beside an eos_token <|end_of_text|>)
+            JsonArray stops = new JsonArray();
+            for (int id : t.stopIds()) stops.add(id);
+            JsonObject generation = new JsonObject();
+            generation.add("eos_token_id", stops);
+            withTemplate.put("generation_config.json", generation.toString().getBytes(StandardCharsets.UTF_8));
+        }
+        withTemplate.put(TemplateChat.CONFIG_FILE, new GsonBuilder().setPrettyPrinting().disableHtmlEscaping().create().toJson(c)
+                .getBytes(StandardCharsets.UTF_8));
+        return new HuggingFaceTokenizerFiles.Checkpoint(files.eosId(), withTemplate, bos >= 0 ? bos : files.bosId());
     }
 
     private static boolean isEmptyDirectory(Path dir) throws IOException {

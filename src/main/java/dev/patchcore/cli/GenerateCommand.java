@@ -119,7 +119,7 @@ public final class GenerateCommand implements Callable<Integer> {
                 : tok.encode(alpaca ? Instructions.alpacaPrompt(prompt, input) : prompt);
         // A Hugging Face model was pretrained with its tokenizer's begin-of-text token first (LLaMA's <s>): put it there,
         // unless a chat template, which writes its own, made the prompt.
-        int bos = template != null ? -1 : HuggingFaceModel.bosToPrepend(ckpt, cfg.vocabSize());
+        int bos = template != null ? -1 : HuggingFaceModel.bosToPrepend(ckpt, meta, cfg.vocabSize());
         if (promptIds.length == 0 && bos < 0) throw new IllegalArgumentException("the prompt is empty (give --prompt some text)");
         if (bos >= 0) {
             int[] withBos = new int[promptIds.length + 1];

@@ -40,10 +40,18 @@ import java.util.Map;
 public final class HuggingFaceTokenizerFiles {
     private HuggingFaceTokenizerFiles() {}
 
-    /** What a checkpoint records of its tokenizer: the end-of-text id (config.json's bos/eos ids) and its files. */
-    public record Checkpoint(int eosId, Map<String, byte[]> files) {
+    /**
+     * What a checkpoint records of its tokenizer: the end-of-text id (config.json's eos_token_id), its files, and the
+     * begin-of-text id (config.json's bos_token_id): the end of text, as patchcore pretrains without a BOS, unless a
+     * fine-tuning run put a Hugging Face model's own before every example.
+     */
+    public record Checkpoint(int eosId, Map<String, byte[]> files, int bosId) {
         /** No tokenizer information (tests that build models without data). */
         public static final Checkpoint NONE = new Checkpoint(-1, Map.of());
+
+        public Checkpoint(int eosId, Map<String, byte[]> files) {
+            this(eosId, files, eosId);
+        }
     }
 
 

@@ -48,14 +48,14 @@ public final class Checkpoints {
      * ({@link TrainingData#fingerprint}, null in checkpoints of older versions) lets a resume tell other data from it.
      */
     public record Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
-                       String datasetFingerprint, Map<String, String> checksums, String chat) {
+                       String datasetFingerprint, Map<String, String> checksums, String chat, Integer bos) {
         public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep) {
             this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, null);
         }
 
         public Meta(int format, TrainConfig train, String dataset, String tokenizer, boolean multiEpoch, RunState state, int optimizerStep,
                     String datasetFingerprint) {
-            this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, null, null);
+            this(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, null, null, null);
         }
 
         /**
@@ -64,7 +64,7 @@ public final class Checkpoints {
          * not trained on.
          */
         Meta withChecksums(Map<String, String> sums) {
-            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, sums, chat);
+            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, sums, chat, bos);
         }
 
         /**
@@ -72,7 +72,16 @@ public final class Checkpoints {
          * none, and in checkpoints of older versions), which {@code generate} names when not given it.
          */
         public Meta withChat(String chatFormat) {
-            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, checksums, chatFormat);
+            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, checksums, chatFormat, bos);
+        }
+
+        /**
+         * The same, recording the begin-of-text id a fine-tuning run put before every example (null: none, and in
+         * checkpoints of older versions): a Hugging Face model's, which it was pretrained with; {@code generate} and
+         * {@code eval --bos} put it first too.
+         */
+        public Meta withBos(Integer bosId) {
+            return new Meta(format, train, dataset, tokenizer, multiEpoch, state, optimizerStep, datasetFingerprint, checksums, chat, bosId);
         }
     }
 
@@ -109,7 +118,7 @@ public final class Checkpoints {
             sums.put(PatchProjections.FILE, checksum(SafeTensors.write(dir.resolve(PatchProjections.FILE), entries(proj.parameters(), be),
                     Map.of("format", "pt"))));
         sums.put(OPTIMIZER, checksum(SafeTensors.write(dir.resolve(OPTIMIZER), moments, Map.of("step", Integer.toString(meta.optimizerStep())))));
-        AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.eosId()));
+        AtomicFiles.writeString(dir.resolve("config.json"), huggingFaceConfig(model.config(), tokenizer.bosId(), tokenizer.eosId()));
         tokenizer.files().forEach((file, bytes) -> AtomicFiles.writeBytes(dir.resolve(file), bytes));
         // Last: a folder with a trainer.json is complete (a save stopped before it is not offered to continue from)
         AtomicFiles.writeString(dir.resolve(TRAINER), GSON.toJson(meta.withChecksums(sums)));
@@ -423,6 +432,11 @@ public final class Checkpoints {
      * whatever token 2 is in the data's vocabulary).
      */
     static String huggingFaceConfig(ModelConfig c, int eosId) {
+        return huggingFaceConfig(c, eosId, eosId);
+    }
+
+    /** As {@link #huggingFaceConfig(ModelConfig, int)}, with begin-of-text id {@code bosId} (a fine-tuned Hugging Face model's). */
+    static String huggingFaceConfig(ModelConfig c, int bosId, int eosId) {
         JsonObject o = new JsonObject();
         com.google.gson.JsonArray arch = new com.google.gson.JsonArray();
         arch.add("LlamaForCausalLM");
@@ -457,7 +471,7 @@ public final class Checkpoints {
         o.addProperty("mlp_bias", false);
         o.addProperty("torch_dtype", "float32");
         if (eosId >= 0) {
-            o.addProperty("bos_token_id", eosId);
+            o.addProperty("bos_token_id", bosId >= 0 ? bosId : eosId);
             o.addProperty("eos_token_id", eosId);
         }
         return GSON.toJson(o);

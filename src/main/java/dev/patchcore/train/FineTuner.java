@@ -48,6 +48,8 @@ public final class FineTuner {
     private double peakTflopsPerDevice = Double.NaN;
     /** The name of the chat the examples are posed in ({@link #withChat}), recorded in the checkpoints; null: none. */
     private String chat;
+    /** The begin-of-text id every example starts with, or null. */
+    private Integer bos;
 
     /**
      * Mean loss per scored token of the first and last step, and of the validation examples after the last epoch done;
@@ -99,6 +101,12 @@ public final class FineTuner {
     /** Records in the checkpoints that the examples are posed in the chat {@code --chat label} names, for {@code generate}. */
     public FineTuner withChat(String label) {
         this.chat = label;
+        return this;
+    }
+
+    /** Records in the checkpoints that every example starts with begin-of-text id {@code bos} (negative: none). */
+    public FineTuner withBos(int bos) {
+        this.bos = bos >= 0 ? bos : null;
         return this;
     }
 
@@ -241,7 +249,7 @@ public final class FineTuner {
         RunState done = RunState.afterStage(0, steps, 0);  // its one stage
         Checkpoints.save(runDir, model, null, null,
                 new Checkpoints.Meta(Checkpoints.FORMAT, cfg, DATASET_PREFIX + source, tokenizer, false, done, 0)
-                        .withChat(chat), tokenizerFiles, be);
+                        .withChat(chat).withBos(bos), tokenizerFiles, be);
     }
 
     /** A micro-batch's forward pass: logits, row losses, the scored row range of each sequence, the padded length. */

@@ -209,6 +209,16 @@ public final class HuggingFaceModel {
     }
 
     /**
+     * The begin-of-text id to put before a prompt of checkpoint or folder {@code dir} ({@code meta}: its
+     * {@link Checkpoints#readMeta}), or -1: the one a fine-tuning run recorded putting before its examples, else
+     * {@link #bosToPrepend(Path, int)}'s.
+     */
+    public static int bosToPrepend(Path dir, Checkpoints.Meta meta, int vocab) {
+        if (meta != null && meta.bos() != null) return meta.bos() >= 0 && meta.bos() < vocab ? meta.bos() : -1;
+        return bosToPrepend(dir, vocab);
+    }
+
+    /**
      * {@link #bosToPrepend(Path)} for a model of {@code vocab} tokens: -1 unless {@code dir} is a Hugging Face folder
      * ({@link #is}) whose begin-of-text id is one of the model's, in [0, {@code vocab}).
      */

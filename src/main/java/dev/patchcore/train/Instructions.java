@@ -267,12 +267,23 @@ public final class Instructions {
      * the prompt's last token merges into the response's first, as " " + "Paris" → " Paris": then that token is scored).
      */
     public static Example encode(Tokenizer tok, Record r) {
+        return encode(tok, r, -1);
+    }
+
+    /**
+     * {@link #encode(Tokenizer, Record)} with begin-of-text id {@code bos} first where it is not negative (as Stanford
+     * Alpaca's script tokenizes for LLaMA, whose tokenizer adds {@code <s>}), unscored.
+     */
+    public static Example encode(Tokenizer tok, Record r, int bos) {
         int[] prompt = tok.encode(r.prompt()), whole = tok.encode(r.prompt() + r.response());
         int shared = 0;
         while (shared < prompt.length && shared < whole.length && prompt[shared] == whole[shared]) shared++;
-        int[] ids = java.util.Arrays.copyOf(whole, whole.length + 1);
-        ids[whole.length] = tok.eosId();
-        return new Example(ids, shared);
+        int first = bos >= 0 ? 1 : 0;
+        int[] ids = new int[first + whole.length + 1];
+        if (bos >= 0) ids[0] = bos;
+        System.arraycopy(whole, 0, ids, first, whole.length);
+        ids[ids.length - 1] = tok.eosId();
+        return new Example(ids, first + shared);
     }
 
     /**

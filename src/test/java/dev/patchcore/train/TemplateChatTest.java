@@ -265,11 +265,7 @@ class TemplateChatTest {
      */
     @Test void aFineTunedSentencePieceCheckpointPosesConversationsAsTheFineTuningDid(@TempDir Path dir) throws IOException {
         Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("chat.jsonl"), tuned = dir.resolve("tuned");
-        Files.move(dev.patchcore.data.SentencePieceFixture.model(hf), hf.resolve(SentencePieceTokenizer.FILE_NAME));
-        SentencePieceTokenizer tok = SentencePieceTokenizer.load(hf.resolve(SentencePieceTokenizer.FILE_NAME));
-        dev.patchcore.config.ModelConfig m = new dev.patchcore.config.ModelConfig("x", tok.vocabSize(), 32, 64, 1, 2, 64, 10000f, 1e-5f);
-        HuggingFaceModelTest.write(hf.resolve("model.safetensors"), HuggingFaceModelTest.weights(m, "F32", 1));
-        Files.writeString(hf.resolve(HuggingFaceModel.CONFIG), HuggingFaceModelTest.config(m).toString());
+        SentencePieceTokenizer tok = writeSentencePieceFolder(hf);
         com.google.gson.JsonObject c = new com.google.gson.JsonObject();
         c.addProperty("bos_token", "<s>");
         c.addProperty("eos_token", "</s>");
@@ -284,5 +280,58 @@ class TemplateChatTest {
         assertTrue(before.render(conversation, false).startsWith("<s>[INST] "), before.render(conversation, false));
         assertEquals(before.render(conversation, false), after.render(conversation, false));
         assertArrayEquals(before.prompt(conversation.subList(0, 1)), after.prompt(conversation.subList(0, 1)));
+    }
+
+    /** A LLaMA-2-style Hugging Face folder: tokenizer.model (the 1000-piece test model), config.json with bos_token_id 1. */
+    private static SentencePieceTokenizer writeSentencePieceFolder(Path hf) throws IOException {
+        Files.move(dev.patchcore.data.SentencePieceFixture.model(hf), hf.resolve(SentencePieceTokenizer.FILE_NAME));
+        SentencePieceTokenizer tok = SentencePieceTokenizer.load(hf.resolve(SentencePieceTokenizer.FILE_NAME));
+        dev.patchcore.config.ModelConfig m = new dev.patchcore.config.ModelConfig("x", tok.vocabSize(), 32, 64, 1, 2, 64, 10000f, 1e-5f);
+        HuggingFaceModelTest.write(hf.resolve("model.safetensors"), HuggingFaceModelTest.weights(m, "F32", 1));
+        com.google.gson.JsonObject config = HuggingFaceModelTest.config(m);
+        config.addProperty("bos_token_id", tok.specialId("<s>"));
+        Files.writeString(hf.resolve(HuggingFaceModel.CONFIG), config.toString());
+        return tok;
+    }
+
+    /**
+     * Alpaca fine-tuning of a LLaMA-2-style folder (its tokenizer adds <s>, as Stanford Alpaca's script tokenizes): every
+     * example starts with <s>, unscored, and the checkpoint records it, so generate and eval --bos put it first too and
+     * the checkpoint's config tells transformers the same; fine-tuning that checkpoint again keeps it.
+     */
+    @Test void alpacaFineTuningOfAHuggingFaceModelKeepsItsBeginOfText(@TempDir Path dir) throws IOException {
+        Path hf = Files.createDirectories(dir.resolve("hf")), data = dir.resolve("alpaca.json");
+        SentencePieceTokenizer tok = writeSentencePieceFolder(hf);
+        int bos = tok.specialId("<s>");
+        assertEquals(1, bos);
+        Instructions.Record r = new Instructions.Record("Say", " the");
+        Instructions.Example plain = Instructions.encode(tok, r), withBos = Instructions.encode(tok, r, bos);
+        assertEquals(bos, withBos.ids()[0]);
+        assertArrayEquals(plain.ids(), Arrays.copyOfRange(withBos.ids(), 1, withBos.ids().length));
+        assertEquals(plain.promptTokens() + 1, withBos.promptTokens(), "the begin of text is not scored");
+
+        Files.writeString(data, "[{\"instruction\": \"Say\", \"input\": \"\", \"output\": \"the\"},"
+                + " {\"instruction\": \"Say it\", \"input\": \"\", \"output\": \"the\"}]");
+        Path tuned = dir.resolve("tuned"), again = dir.resolve("again");
+        assertEquals(0, Main.run("finetune", hf.toString(), "--backend", "cpu", "--data", data.toString(), "--out", tuned.toString(),
+                "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0", "--context", "160"), console.err.toString());
+        Path ckpt = Checkpoints.latest(tuned);
+        assertEquals(bos, Checkpoints.readMeta(ckpt).bos());
+        assertEquals(bos, HuggingFaceModel.bosToPrepend(ckpt, Checkpoints.readMeta(ckpt), tok.vocabSize()));
+        com.google.gson.JsonObject tc = com.google.gson.JsonParser.parseString(Files.readString(ckpt.resolve("tokenizer_config.json"))).getAsJsonObject();
+        assertTrue(tc.get("add_bos_token").getAsBoolean(), tc.toString());
+        assertEquals("<s>", tc.get("bos_token").getAsString());
+        com.google.gson.JsonObject cfg = com.google.gson.JsonParser.parseString(Files.readString(ckpt.resolve("config.json"))).getAsJsonObject();
+        assertEquals(bos, cfg.get("bos_token_id").getAsInt());
+        assertEquals(tok.eosId(), cfg.get("eos_token_id").getAsInt());
+
+        assertEquals(0, Main.run("finetune", ckpt.toString(), "--backend", "cpu", "--data", data.toString(), "--out", again.toString(),
+                "--epochs", "1", "--batch", "2", "--accum", "1", "--val-fraction", "0"), console.err.toString());
+        assertEquals(bos, Checkpoints.readMeta(Checkpoints.latest(again)).bos(), "a second fine-tuning keeps the begin of text");
+        console.err.reset();
+        assertEquals(0, Main.run("generate", ckpt.toString(), "--backend", "cpu", "--alpaca", "--prompt", "Say", "--tokens", "1",
+                "--temperature", "0"), console.err.toString());
+        int promptTokens = tok.encode(Instructions.alpacaPrompt("Say", null)).length + 1;
+        assertTrue(console.err.toString().contains("(reading " + promptTokens + " prompt tokens)"), console.err.toString());
     }
 }
