@@ -652,8 +652,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     static Pattern pattern(JsonObject o, String what, String where) {
         JsonObject pattern = object(o, "pattern", where);
         if (pattern == null) throw bad(where, "has a " + what + " without a pattern");
-        String regex = pattern.has("Regex") ? string(pattern, "Regex", where)
-                : pattern.has("String") ? Pattern.quote(string(pattern, "String", where)) : null;
+        String text = pattern.has("Regex") ? null : string(pattern, "String", where);  // null where absent or null
+        String regex = pattern.has("Regex") ? string(pattern, "Regex", where) : text != null ? Pattern.quote(text) : null;
         if (regex == null) throw bad(where, "has a " + what + " pattern that is neither Regex nor String");
         try {
             return Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS);
