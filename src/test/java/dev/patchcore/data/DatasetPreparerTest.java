@@ -162,6 +162,30 @@ class DatasetPreparerTest {
         return out;
     }
 
+    /**
+     * A stop request (the command's Ctrl-C or SIGTERM) while the inputs are read ends the prepare as bad input does:
+     * no temporary shard is left behind, a folder it made goes, and an existing dataset stays as it was.
+     */
+    @Test
+    void aStopWhileReadingLeavesNothingBehind() throws IOException {
+        Tokenizer tok = Tokenizers.byName("byte");
+        StringBuilder many = new StringBuilder();
+        for (int i = 0; i < 3000; i++) many.append("document ").append(i).append("\n\n");
+        Path big = file("big.txt", many.toString());
+        Path existing = dir.resolve("existing");
+        DatasetInfo first = prepare(existing, 0.2, 1, new ArrayList<>(), file("a.txt", "one\n\ntwo\n\nthree"));
+        for (Path out : List.of(dir.resolve("new"), existing)) {
+            DatasetPreparer preparer = new DatasetPreparer(tok, 0.2, 1);
+            DatasetPreparer.Progress stopAfterAChunk = (documents, tokens) -> preparer.requestStop();
+            assertThrows(java.io.InterruptedIOException.class, () -> preparer.prepareFiles(List.of(big), out, stopAfterAChunk));
+        }
+        assertFalse(Files.exists(dir.resolve("new")));
+        try (PreparedDataset ds = PreparedDataset.open(existing)) {
+            assertEquals(first, ds.info());
+        }
+        assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), names(existing));
+    }
+
     /** The Pile's .jsonl.zst, through the zstd program: the same documents as the plain file; a corrupt one fails loudly. */
     @Test
     void zstdInputsAreReadThroughTheZstdProgram() throws Exception {
