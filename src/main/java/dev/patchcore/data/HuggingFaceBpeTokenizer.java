@@ -833,7 +833,10 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             if (!e.isJsonObject()) throw bad(where, "is not a JSON object");
             return e.getAsJsonObject();
         } catch (JsonParseException | IllegalStateException e) {
-            throw bad(where, "is not valid JSON (" + firstLine(e.getMessage()) + ")");
+            // Gson's message, less the exception class it wraps and its advice to its programmer: where the file fails
+            String why = firstLine(e.getMessage()).replaceFirst("^(?:[a-z]\\w*\\.)+[A-Z]\\w*Exception: ", "")
+                    .replace("Use JsonReader.setStrictness(Strictness.LENIENT) to accept malformed JSON ", "");
+            throw bad(where, "is not valid JSON (" + why + ")");
         }
     }
 

@@ -332,6 +332,10 @@ public class HuggingFaceBpeTokenizerTest {
                 () -> HuggingFaceBpeTokenizer.fromBytes("{\"model\": ".getBytes(StandardCharsets.UTF_8), null, "t")).getMessage();
         assertTrue(notJson.startsWith("t is not valid JSON ("), notJson);
         assertFalse(notJson.contains("\n"), notJson);
+        // A binary file (a SentencePiece model named .json): where it fails, without Gson's advice to its programmer
+        String binary = assertThrows(IllegalArgumentException.class,
+                () -> HuggingFaceBpeTokenizer.fromBytes(new byte[] {0x0a, 0x0b, 0x0a, 0x05, 0x3c}, null, "t")).getMessage();
+        assertTrue(binary.startsWith("t is not valid JSON (") && !binary.contains("JsonReader"), binary);
     }
 
     /** What a SentencePiece-style file may hold that is not read: one line naming the file, as for byte-level ones. */
