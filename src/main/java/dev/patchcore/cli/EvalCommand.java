@@ -101,7 +101,6 @@ public final class EvalCommand implements Callable<Integer> {
             if (patchSize != 1 || activations) throw new IllegalArgumentException("--choices scores tokens: no --patch-size or --activations");
             return multipleChoice(ckpt, cfg, tokenizer);
         }
-        List<Batch> batches;
         if (source.text != null) {
             checkFile("--text", source.text, "a text file");
             // Invalid UTF-8 is read as U+FFFD, as prepare reads it, and said once.
@@ -110,25 +109,29 @@ public final class EvalCommand implements Callable<Integer> {
             Tokenizer tok = Tokenizers.recorded(tokenizer, ckpt);
             TokenSequence ids = TokenSequence.of(tok.encode(text.text()));
             if (bos) ids = TokenSequence.prefixed(prefixToken(ckpt, cfg, tok.eosId()), ids);
-            batches = Blocks.of("--text " + source.text, ids, patchSize, cfg.contextLength(), batch, maxBlocks);
-        } else {
-            try (PreparedDataset ds = PreparedDataset.open(source.data)) {
-                // A Hugging Face folder without tokenizer files names no tokenizer: then the vocabulary alone is compared.
-                if (tokenizer == null)
-                    System.err.println(HuggingFaceModel.noTokenizerNote(ckpt));
-                if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
-                    throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
-                            + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")
-                            + " (vocabulary " + cfg.vocabSize() + ")");
-                if (split.equals("val") && ds.info().valDocuments() == 0)
-                    throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
-                            + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");
-                TokenSequence seq = split.equals("val") ? ds.val() : ds.train();  // --split was checked above
-                if (bos) seq = TokenSequence.prefixed(prefixToken(ckpt, cfg, ds.info().eosId()), seq);
-                String what = (split.equals("val") ? "the validation split" : "the training split") + " of " + source.data;
-                batches = Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks);
-            }
+            return score(ckpt, cfg, meta, Blocks.of("--text " + source.text, ids, patchSize, cfg.contextLength(), batch, maxBlocks));
         }
+        try (PreparedDataset ds = PreparedDataset.open(source.data)) {
+            // A Hugging Face folder without tokenizer files names no tokenizer: then the vocabulary alone is compared.
+            if (tokenizer == null)
+                System.err.println(HuggingFaceModel.noTokenizerNote(ckpt));
+            if (ds.info().vocabSize() != cfg.vocabSize() || tokenizer != null && !ds.info().tokenizer().equals(tokenizer))
+                throw new IllegalArgumentException("dataset " + source.data + " uses " + ds.info().tokenizer() + " (vocabulary " + ds.info().vocabSize()
+                        + ") but the checkpoint was trained with " + (tokenizer != null ? tokenizer : "a tokenizer it does not name")
+                        + " (vocabulary " + cfg.vocabSize() + ")");
+            if (split.equals("val") && ds.info().valDocuments() == 0)
+                throw new IllegalArgumentException("dataset " + source.data + " has no validation split (prepared with "
+                        + (ds.info().valFraction() == 0 ? "--val-fraction 0" : "a single document") + "); use --split train");
+            TokenSequence seq = split.equals("val") ? ds.val() : ds.train();  // --split was checked above
+            if (bos) seq = TokenSequence.prefixed(prefixToken(ckpt, cfg, ds.info().eosId()), seq);
+            String what = (split.equals("val") ? "the validation split" : "the training split") + " of " + source.data;
+            // Scored while the shard is mapped: the batches are made from it as they are read
+            return score(ckpt, cfg, meta, Blocks.of(what, seq, patchSize, cfg.contextLength(), batch, maxBlocks));
+        }
+    }
+
+    /** Scores the blocks and prints the loss (and the activations, with --activations). */
+    private int score(Path ckpt, ModelConfig cfg, Checkpoints.Meta meta, List<Batch> batches) throws IOException {
         if (patchSize > 1 && meta.train() != null && meta.train().patchMode() == PatchMode.MIXUP)
             System.err.println("note: " + ckpt + " was trained with mixup patches (token t of K sequences); -K " + patchSize
                     + " scores patches of K consecutive tokens");

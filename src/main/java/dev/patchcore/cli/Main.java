@@ -86,15 +86,23 @@ public final class Main implements Runnable {
         try {
             return cl.execute(args);
         } catch (OutOfMemoryError e) {
-            // The CPU backend's tensors live on the Java heap (by default three quarters of the machine's memory in
-            // the re-launched JVM, a quarter otherwise): a size to change, not a bug. One line, exit code 2.
-            long max = Runtime.getRuntime().maxMemory();
-            boolean heap = "Java heap space".equals(e.getMessage());
-            System.err.println("error: out of memory (" + e.getMessage() + ")" + (heap ? String.format(java.util.Locale.ROOT,
-                    "; this JVM may use %d MiB of heap: give it more with java -Xmx<size> -jar patchcore.jar ...", max >> 20) : "")
-                    + "; or use a smaller --batch, --context or --preset, or train with --recompute");
+            System.err.println(outOfMemory(e, Runtime.getRuntime().maxMemory(), args));
             return 2;
         }
+    }
+
+    /**
+     * The CPU backend's tensors live on the Java heap (by default three quarters of the machine's memory in the
+     * re-launched JVM, a quarter otherwise): a size to change, not a bug. One line; the model's sizes are named only for
+     * the commands that have them (prepare holds a chunk of documents and their tokens: only the heap helps there).
+     */
+    static String outOfMemory(OutOfMemoryError e, long maxHeap, String... args) {
+        boolean heap = "Java heap space".equals(e.getMessage()), prepare = args.length > 0 && args[0].equals("prepare");
+        return "error: out of memory (" + e.getMessage() + ")" + (heap ? String.format(java.util.Locale.ROOT,
+                "; this JVM may use %d MiB of heap: give it more with java -Xmx<size> -jar patchcore.jar ...", maxHeap >> 20) : "")
+                + (prepare ? (heap ? "" : "; give the JVM more memory") + " (prepare holds a chunk of documents and their tokens at a time: a "
+                        + "very long document, such as a .txt file without blank lines, needs several times its size)"
+                        : "; or use a smaller --batch, --context or --preset, or train with --recompute");
     }
 
     /**

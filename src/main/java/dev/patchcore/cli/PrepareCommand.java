@@ -59,10 +59,15 @@ public final class PrepareCommand implements Callable<Integer> {
         PrintStream err = System.err;
         ProgressLine progress = new ProgressLine(err);
         DatasetInfo info;
-        try {
-            info = preparer.prepareFiles(inputs, out, progress);
-        } finally {
-            progress.done();  // an error line must not land on the progress line
+        // Ctrl-C or SIGTERM while the inputs are read: the prepare fails as on bad input, removing its temporary shards
+        // (and a folder it made) before the JVM exits, instead of leaving them behind
+        try (StopOnSignal stop = new StopOnSignal(preparer::requestStop)) {
+            try {
+                info = preparer.prepareFiles(inputs, out, progress);
+            } finally {
+                progress.done();  // an error line must not land on the progress line
+            }
+            stop.ranToItsEnd();
         }
         PrintStream o = System.out;
         o.printf(Locale.ROOT, "prepared %s%n", out);

@@ -6,7 +6,7 @@ import java.util.concurrent.TimeUnit;
 /**
  * Ctrl-C or a SIGTERM while a command trains: asks the run to stop after its step in progress and holds the JVM's exit
  * (up to ten minutes) until the command has saved and said so, i.e. until {@link #close}. Used by {@code train} and
- * {@code finetune}:
+ * {@code finetune}, and by {@code prepare} (which then removes its temporary files):
  * <pre>{@code try (StopOnSignal stop = new StopOnSignal(trainer::requestStop)) { run; stop.ranToItsEnd(); report; }}</pre>
  */
 final class StopOnSignal implements AutoCloseable {

@@ -22,7 +22,7 @@ public final class ByteTokenizer implements Tokenizer {
 
     @Override
     public int[] encode(String text) {
-        byte[] bytes = text.getBytes(StandardCharsets.UTF_8);
+        byte[] bytes = Utf8.bytes(text);  // an unpaired surrogate as U+FFFD, not '?'
         int[] ids = new int[bytes.length];
         for (int i = 0; i < bytes.length; i++) ids[i] = bytes[i] & 0xFF;
         return ids;

@@ -48,6 +48,7 @@ public final class DatasetPreparer {
     private final Tokenizer tokenizer;
     private final double valFraction;
     private final long seed;
+    private volatile boolean stopRequested;
 
     /** @throws IllegalArgumentException unless {@code 0 <= valFraction <= 0.5} */
     public DatasetPreparer(Tokenizer tokenizer, double valFraction, long seed) {
@@ -57,6 +58,15 @@ public final class DatasetPreparer {
         this.tokenizer = tokenizer;
         this.valFraction = valFraction;
         this.seed = seed;
+    }
+
+    /**
+     * Asks a prepare in progress to stop (Ctrl-C, SIGTERM) before its next document: it then fails with an
+     * InterruptedIOException as it fails on bad input, leaving no temporary files and an existing dataset as it was.
+     * Once every input has been read, it finishes instead.
+     */
+    public void requestStop() {
+        stopRequested = true;
     }
 
     /** Prepares files; their formats come from their extensions ({@link CorpusSource#of}). */
@@ -222,6 +232,7 @@ public final class DatasetPreparer {
                 long chars = 0;
                 String doc;
                 while ((doc = unreadable(source, reader::next)) != null) {
+                    if (stopRequested) throw new java.io.InterruptedIOException("prepare stopped before every input was read: nothing was written");
                     chunk.add(doc);
                     chars += doc.length();
                     if (chunk.size() >= CHUNK_DOCUMENTS || chars >= CHUNK_CHARS) {

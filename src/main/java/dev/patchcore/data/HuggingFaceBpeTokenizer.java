@@ -652,8 +652,8 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
     static Pattern pattern(JsonObject o, String what, String where) {
         JsonObject pattern = object(o, "pattern", where);
         if (pattern == null) throw bad(where, "has a " + what + " without a pattern");
-        String regex = pattern.has("Regex") ? string(pattern, "Regex", where)
-                : pattern.has("String") ? Pattern.quote(string(pattern, "String", where)) : null;
+        String text = pattern.has("Regex") ? null : string(pattern, "String", where);  // null where absent or null
+        String regex = pattern.has("Regex") ? string(pattern, "Regex", where) : text != null ? Pattern.quote(text) : null;
         if (regex == null) throw bad(where, "has a " + what + " pattern that is neither Regex nor String");
         try {
             return Pattern.compile(regex, Pattern.UNICODE_CHARACTER_CLASS);
@@ -833,7 +833,10 @@ public final class HuggingFaceBpeTokenizer implements Tokenizer {
             if (!e.isJsonObject()) throw bad(where, "is not a JSON object");
             return e.getAsJsonObject();
         } catch (JsonParseException | IllegalStateException e) {
-            throw bad(where, "is not valid JSON (" + firstLine(e.getMessage()) + ")");
+            // Gson's message, less the exception class it wraps and its advice to its programmer: where the file fails
+            String why = firstLine(e.getMessage()).replaceFirst("^(?:[a-z]\\w*\\.)+[A-Z]\\w*Exception: ", "")
+                    .replace("Use JsonReader.setStrictness(Strictness.LENIENT) to accept malformed JSON ", "");
+            throw bad(where, "is not valid JSON (" + why + ")");
         }
     }
 

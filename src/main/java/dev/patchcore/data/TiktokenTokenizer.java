@@ -32,8 +32,9 @@ final class TiktokenTokenizer implements Tokenizer {
     @Override
     public int[] encode(String text) {
         // encodeOrdinary: special-token text inside documents stays ordinary text (and
-        // JTokkit's encode() would throw on it).
-        return encoding.encodeOrdinary(text).toArray();
+        // JTokkit's encode() would throw on it). An unpaired surrogate is U+FFFD, as tiktoken encodes one (JTokkit
+        // would give '?' or, in cl100k_base, tokens of the surrogate's own bytes).
+        return encoding.encodeOrdinary(Utf8.wellFormed(text)).toArray();
     }
 
     @Override

@@ -11,13 +11,18 @@ final class Utf8 {
      * then be tokenized as one).
      */
     static byte[] bytes(String text) {
+        return wellFormed(text).getBytes(StandardCharsets.UTF_8);
+    }
+
+    /** The text with each unpaired surrogate as U+FFFD (as tiktoken encodes a Python str holding one). */
+    static String wellFormed(String text) {
         for (int i = 0; i < text.length(); i++) {
             if (Character.isSurrogate(text.charAt(i))) {
                 StringBuilder b = new StringBuilder(text.length());
                 text.codePoints().forEach(cp -> b.appendCodePoint(cp >= 0xD800 && cp <= 0xDFFF ? 0xFFFD : cp));
-                return b.toString().getBytes(StandardCharsets.UTF_8);
+                return b.toString();
             }
         }
-        return text.getBytes(StandardCharsets.UTF_8);
+        return text;
     }
 }

@@ -137,8 +137,10 @@ public final class MultipleChoice {
                 } catch (IllegalArgumentException e) {
                     throw new IllegalArgumentException(file + " line " + n + ": " + e.getMessage() + EXPECTED);
                 } catch (RuntimeException e) {  // Gson's own, for a field of another type than the record's format has
-                    throw new IllegalArgumentException(file + " line " + n + ": a field is missing, null or of the wrong type ("
-                            + e.getClass().getSimpleName() + ": " + e.getMessage() + ")" + EXPECTED);
+                    // (a field that is missing altogether fails as a NullPointerException, whose message is Java's)
+                    throw new IllegalArgumentException(file + " line " + n + ": a field is missing, null or of the wrong type"
+                            + (e instanceof NullPointerException ? "" : " (" + e.getClass().getSimpleName() + ": " + e.getMessage() + ")")
+                            + EXPECTED);
                 }
                 // Checked here, where the line is known, not when scoring reaches it.
                 int empty = q.choices().indexOf("");

@@ -34,6 +34,10 @@ class CliTest {
      * numbers too large for the engine are refused before anything runs.
      */
     @Test void messagesSayWhatIsWrong(@TempDir Path dir) throws IOException {
+        // Out of memory: the sizes named are the command's own (prepare has no --batch, --context, --preset)
+        String prepare = Main.outOfMemory(new OutOfMemoryError("Java heap space"), 100L << 20, "prepare", "--out", "d", "big.txt");
+        assertTrue(prepare.startsWith("error: out of memory (Java heap space); this JVM may use 100 MiB of heap") && !prepare.contains("--batch"), prepare);
+        assertTrue(Main.outOfMemory(new OutOfMemoryError("Java heap space"), 100L << 20, "train").contains("a smaller --batch"));
         Path f = dir.resolve("c.txt");
         var denied = new java.nio.file.AccessDeniedException(f.toString());
         assertEquals("cannot read " + f + ": permission denied", Main.userMessage(new IllegalArgumentException("cannot read " + f + ": " + f, denied)));

@@ -125,6 +125,67 @@ class DatasetPreparerTest {
         assertTrue(Files.exists(tokDir.resolve("tokenizer.json")) && Files.exists(tokDir.resolve("tokenizer_config.json")));
     }
 
+    /**
+     * A .gz of several members (gzip's concatenation, as `cat a.gz b.gz` makes) is read whole; one cut short inside a
+     * later member's header, or followed by bytes that are no member, is refused as gzip -t refuses it, not read as
+     * the members before (GZIPInputStream ends quietly there).
+     */
+    @Test
+    void aGzipCutShortAfterAMemberIsRefused() throws IOException {
+        java.io.ByteArrayOutputStream one = new java.io.ByteArrayOutputStream(), two = new java.io.ByteArrayOutputStream();
+        try (var z = new GZIPOutputStream(one)) {
+            z.write("first\n\n".getBytes(StandardCharsets.UTF_8));
+        }
+        try (var z = new GZIPOutputStream(two)) {
+            z.write("second\n".getBytes(StandardCharsets.UTF_8));
+        }
+        Tokenizer tok = Tokenizers.byName("byte");
+        Path both = dir.resolve("both.txt.gz");
+        Files.write(both, concat(one.toByteArray(), two.toByteArray()));
+        DatasetInfo info = new DatasetPreparer(tok, 0, 1).prepareFiles(List.of(both), dir.resolve("ok"), DatasetPreparer.Progress.NONE);
+        assertEquals(2, info.trainDocuments());
+        Files.write(both, concat(Files.readAllBytes(both), new byte[100]));  // zero padding after the last member is no error
+        assertEquals(info, new DatasetPreparer(tok, 0, 1).prepareFiles(List.of(both), dir.resolve("ok"), DatasetPreparer.Progress.NONE));
+        for (byte[] tail : List.of(Arrays.copyOf(two.toByteArray(), 5), "junk".getBytes(StandardCharsets.UTF_8))) {  // cut short; junk
+            Path cut = dir.resolve("cut.txt.gz");
+            Files.write(cut, concat(one.toByteArray(), tail));
+            var e = assertThrows(java.io.UncheckedIOException.class,
+                    () -> new DatasetPreparer(tok, 0, 1).prepareFiles(List.of(cut), dir.resolve("bad"), DatasetPreparer.Progress.NONE));
+            assertTrue(e.getMessage().startsWith("cannot read " + cut + ": "), e.getMessage());
+            assertFalse(Files.exists(dir.resolve("bad")));
+        }
+    }
+
+    private static byte[] concat(byte[] a, byte[] b) {
+        byte[] out = Arrays.copyOf(a, a.length + b.length);
+        System.arraycopy(b, 0, out, a.length, b.length);
+        return out;
+    }
+
+    /**
+     * A stop request (the command's Ctrl-C or SIGTERM) while the inputs are read ends the prepare as bad input does:
+     * no temporary shard is left behind, a folder it made goes, and an existing dataset stays as it was.
+     */
+    @Test
+    void aStopWhileReadingLeavesNothingBehind() throws IOException {
+        Tokenizer tok = Tokenizers.byName("byte");
+        StringBuilder many = new StringBuilder();
+        for (int i = 0; i < 3000; i++) many.append("document ").append(i).append("\n\n");
+        Path big = file("big.txt", many.toString());
+        Path existing = dir.resolve("existing");
+        DatasetInfo first = prepare(existing, 0.2, 1, new ArrayList<>(), file("a.txt", "one\n\ntwo\n\nthree"));
+        for (Path out : List.of(dir.resolve("new"), existing)) {
+            DatasetPreparer preparer = new DatasetPreparer(tok, 0.2, 1);
+            DatasetPreparer.Progress stopAfterAChunk = (documents, tokens) -> preparer.requestStop();
+            assertThrows(java.io.InterruptedIOException.class, () -> preparer.prepareFiles(List.of(big), out, stopAfterAChunk));
+        }
+        assertFalse(Files.exists(dir.resolve("new")));
+        try (PreparedDataset ds = PreparedDataset.open(existing)) {
+            assertEquals(first, ds.info());
+        }
+        assertEquals(List.of(".lock", "dataset.json", "train.bin", "val.bin"), names(existing));
+    }
+
     /** The Pile's .jsonl.zst, through the zstd program: the same documents as the plain file; a corrupt one fails loudly. */
     @Test
     void zstdInputsAreReadThroughTheZstdProgram() throws Exception {

@@ -332,6 +332,10 @@ public class HuggingFaceBpeTokenizerTest {
                 () -> HuggingFaceBpeTokenizer.fromBytes("{\"model\": ".getBytes(StandardCharsets.UTF_8), null, "t")).getMessage();
         assertTrue(notJson.startsWith("t is not valid JSON ("), notJson);
         assertFalse(notJson.contains("\n"), notJson);
+        // A binary file (a SentencePiece model named .json): where it fails, without Gson's advice to its programmer
+        String binary = assertThrows(IllegalArgumentException.class,
+                () -> HuggingFaceBpeTokenizer.fromBytes(new byte[] {0x0a, 0x0b, 0x0a, 0x05, 0x3c}, null, "t")).getMessage();
+        assertTrue(binary.startsWith("t is not valid JSON (") && !binary.contains("JsonReader"), binary);
     }
 
     /** What a SentencePiece-style file may hold that is not read: one line naming the file, as for byte-level ones. */
@@ -378,6 +382,8 @@ public class HuggingFaceBpeTokenizerTest {
         messages.add(refusal(t -> t.getAsJsonArray("added_tokens").get(1).getAsJsonObject().addProperty("id", 900_000_000)));
         messages.add(assertThrows(IllegalArgumentException.class, () -> of(BASE, "{\"eos_token\": 5}".getBytes(StandardCharsets.UTF_8)))
                 .getMessage());
+        messages.add(refusal(SP_BASE, t -> t.getAsJsonObject("normalizer").getAsJsonArray("normalizers").get(1).getAsJsonObject()
+                .getAsJsonObject("pattern").add("String", com.google.gson.JsonNull.INSTANCE)));
         List<String> expected = List.of(
                 "t's post-processor has a \"<|begin_of_text|>\" that is not an object",
                 "t's post-processor has a \"SpecialToken\" that is not an object",
@@ -385,7 +391,8 @@ public class HuggingFaceBpeTokenizerTest {
                 "t has a merge that is not two tokens: [{\"x\":1},\"a\"]",
                 "t has BPE dropout \"x\"; only deterministic BPE is supported",
                 "t has token id 900000000, not a whole number below 2^24 (the largest vocabulary patchcore trains)",
-                "t's tokenizer_config.json has an eos_token that is neither a string nor an object with its content: 5");
+                "t's tokenizer_config.json has an eos_token that is neither a string nor an object with its content: 5",
+                "t has a Replace normalizer pattern that is neither Regex nor String");
         assertEquals(expected, messages);
     }
 

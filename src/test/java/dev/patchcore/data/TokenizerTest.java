@@ -92,6 +92,21 @@ class TokenizerTest {
         }
     }
 
+    /**
+     * A lone surrogate (a broken JSON escape such as "\\ud800" in an eval --choices record) is encoded as U+FFFD, as
+     * tiktoken encodes a Python str holding one (its encode falls back to errors="replace") and as the SentencePiece and
+     * Hugging Face tokenizers here do; not as '?' (Java's encoder), nor as cl100k's bytes of the surrogate.
+     */
+    @Test
+    void aLoneSurrogateIsEncodedAsTheReplacementCharacter() {
+        for (String name : new String[]{"byte", "r50k_base", "cl100k_base", "o200k_base"}) {
+            Tokenizer t = Tokenizers.byName(name);
+            assertArrayEquals(t.encode("a\uFFFDb"), t.encode("a\uD800b"), name);
+            assertArrayEquals(t.encode("a\uFFFD\uFFFD"), t.encode("a\uDE00\uD83D"), name);
+            assertFalse(java.util.Arrays.equals(t.encode("\uFFFD"), t.encode("\uD83D\uDE00")), name);  // a pair is a character
+        }
+    }
+
     @Test
     void unknownNameListsTheChoices() {
         var e = assertThrows(IllegalArgumentException.class, () -> Tokenizers.byName("llama2"));

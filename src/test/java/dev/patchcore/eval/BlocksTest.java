@@ -26,4 +26,29 @@ class BlocksTest {
         assertEquals(48, Blocks.of(TokenSequence.of(ids), 1, 16, 4, 3).stream().mapToInt(b -> b.targets().length).sum());
         assertEquals(49, Blocks.of(TokenSequence.of(ids), 1, 16, 4, 4).stream().mapToInt(b -> b.targets().length).sum());
     }
+
+    /**
+     * A long split (here 3·10^9 tokens, 24 GB as int arrays) is scored a batch at a time: the batches are made as they
+     * are read, not all held at once (eval of a large --data validation split ran out of memory before scoring).
+     */
+    @Test void batchesOfALongSplitAreMadeAsTheyAreRead() {
+        long length = 3_000_000_000L;
+        TokenSequence huge = new TokenSequence() {
+            @Override public long length() { return length; }
+
+            @Override public void copy(long from, int[] dst, int offset, int count) {
+                for (int i = 0; i < count; i++) dst[offset + i] = (int) ((from + i) % 50_000);
+            }
+        };
+        List<Batch> batches = Blocks.of(huge, 1, 1024, 4, 0);
+        long whole = (length - 1025) / 1024 + 1;
+        assertEquals((whole + 3) / 4 + 1, batches.size());  // the last: the tail after the whole blocks
+        Batch middle = batches.get(123_456);
+        assertEquals(4, middle.batchSize());
+        assertEquals((int) (123_456L * 4 * 1024 % 50_000), middle.inputs()[0]);
+        assertEquals((int) ((123_456L * 4 * 1024 + 1) % 50_000), middle.targets()[0]);
+        Batch tail = batches.getLast();
+        assertEquals(length - 1 - whole * 1024, tail.targets().length);
+        assertEquals((int) ((length - 1) % 50_000), tail.targets()[tail.targets().length - 1]);
+    }
 }

@@ -91,6 +91,11 @@ class MultipleChoiceTest {
             assertTrue(m.startsWith(f + " " + c[1]), m);
             assertEquals(1, m.lines().count(), m);
         }
+        // AllenAI's ARC layout without its choices: said without the Java of the field that was looked up
+        Files.writeString(f, "{\"question\": {\"stem\": \"q\"}, \"answerKey\": \"A\"}\n");
+        String m = assertThrows(IllegalArgumentException.class, () -> MultipleChoice.read(f, 0)).getMessage();
+        assertTrue(m.startsWith(f + " line 1: a field is missing, null or of the wrong type") && !m.contains("Cannot invoke")
+                && !m.contains("NullPointerException"), m);
     }
 
     /** A raw HellaSwag record becomes the harness's question: activity label, ctx_a + capitalized ctx_b, cleaned text. */
