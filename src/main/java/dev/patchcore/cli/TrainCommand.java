@@ -391,8 +391,12 @@ public final class TrainCommand implements Callable<Integer> {
         if (Files.exists(runDir.resolve(RunLock.FILE))) RunLock.acquire(runDir).close();
     }
 
-    /** The paper's presets (LLaMA-2 vocabulary); tiny and small are byte level (257: 256 bytes and EOS). */
-    private static boolean isPaperPreset(ModelConfig preset) { return preset.vocabSize() != 257; }
+    /**
+     * Whether a new run of this model takes the paper presets' defaults (--steps, --batch, --eval-every): every model but
+     * tiny and small, by name, not by vocabulary (an --init-from tiny run on GPT-2 data is still tiny: 1000 steps of 16
+     * sequences, not 180000 of 4).
+     */
+    static boolean isPaperPreset(ModelConfig model) { return !model.name().equals("tiny") && !model.name().equals("small"); }
 
     /** Every stage still to run needs a micro-batch per device (checked once the devices are known to open). */
     private void requireMicroBatchPerDevice(List<Stage> plan, RunSetup run, int deviceCount) {
