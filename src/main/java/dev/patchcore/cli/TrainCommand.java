@@ -225,9 +225,17 @@ public final class TrainCommand implements Callable<Integer> {
                     + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend, "
                     + "--cublaslt, --eval-every, --save-every, --log-every and --peak-tflops may change, and --data may say where its dataset now is); "
                     + "to train on from its weights with new settings, start a new run with --init-from " + resume);
-        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
-            throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
-                    + resume.toAbsolutePath().normalize().getParent().getParent());
+        // Weights but no run: a Hugging Face folder (its meta has no run state), or a checkpoint (a run's, or one copied out)
+        if (HuggingFaceModel.is(resume))
+            throw new IllegalArgumentException(resume + " is a Hugging Face model folder, not a run folder; to train on from its "
+                    + "weights, start a new run with --init-from " + resume);
+        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL))) {
+            Path parent = resume.toAbsolutePath().normalize().getParent();
+            if (parent != null && Checkpoints.isCheckpointsFolder(parent))
+                throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume " + parent.getParent());
+            throw new IllegalArgumentException(resume + " is a checkpoint folder, not a run folder; to train on from its weights, "
+                    + "start a new run with --init-from " + resume);
+        }
         if (Checkpoints.isCheckpointsFolder(resume))
             throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
                     + resume.toAbsolutePath().normalize().getParent());
