@@ -253,7 +253,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (Checkpoints.exists(resume)) runLock = RunLock.acquire(resume);
         Path checkpoint = Checkpoints.latest(resume);
         Checkpoints.Meta resumed = Checkpoints.readMeta(checkpoint);
-        if (resumed.dataset() != null && resumed.dataset().startsWith(FineTuner.DATASET_PREFIX))
+        if (resumed.dataset() == null)  // every version records it: damaged, or edited by hand
+            throw new IllegalArgumentException(checkpoint.resolve(Checkpoints.TRAINER) + " is not a complete trainer.json (no 'dataset')");
+        if (resumed.dataset().startsWith(FineTuner.DATASET_PREFIX))
             throw new IllegalArgumentException(resume + " is a fine-tuning run (finetune), which cannot be resumed; "
                     + "fine-tune its checkpoint again into a new folder");
         TrainConfig cfg = resumed.train();

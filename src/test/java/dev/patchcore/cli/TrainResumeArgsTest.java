@@ -58,4 +58,17 @@ class TrainResumeArgsTest {
         e = userError("train", "--backend", "cpu", "--resume", step.toString());
         assertTrue(e.contains("--resume takes the run folder, not one of its checkpoints: --resume " + run.toAbsolutePath()), e);
     }
+
+    /** A trainer.json that names no dataset (damaged, or edited by hand) ended in a NullPointerException's stack trace. */
+    @Test void aCheckpointThatNamesNoDatasetIsSaidToBeIncomplete(@TempDir Path dir) throws IOException {
+        Path run = dir.resolve("run");
+        assertEquals(0, Main.run("train", "--backend", "cpu", "--out", run.toString(), "--steps", "3", "--lambda", "0",
+                "--eval-every", "0", "--stop-after", "1"), console.err.toString());
+        Path trainer = dev.patchcore.train.Checkpoints.latest(run).resolve("trainer.json");
+        String json = Files.readString(trainer);
+        assertTrue(json.contains("\"dataset\": \"bundled\","), json);
+        Files.writeString(trainer, json.replace("\"dataset\": \"bundled\",", ""));
+        String e = userError("train", "--backend", "cpu", "--resume", run.toString());
+        assertTrue(e.contains(trainer + " is not a complete trainer.json (no 'dataset')"), e);
+    }
 }
