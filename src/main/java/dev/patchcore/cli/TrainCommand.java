@@ -403,10 +403,16 @@ public final class TrainCommand implements Callable<Integer> {
 
     /**
      * Whether a new run of this model takes the paper presets' defaults (--steps, --batch, --eval-every): every model but
-     * tiny and small, by name, not by vocabulary (an --init-from tiny run on GPT-2 data is still tiny: 1000 steps of 16
-     * sequences, not 180000 of 4).
+     * tiny and small, known by name and shape, not by vocabulary (an --init-from tiny run on GPT-2 data is still tiny:
+     * 1000 steps of 16 sequences, not 180000 of 4; a Hugging Face folder named "small" is not).
      */
-    static boolean isPaperPreset(ModelConfig model) { return !model.name().equals("tiny") && !model.name().equals("small"); }
+    static boolean isPaperPreset(ModelConfig model) {
+        for (String cpu : List.of("tiny", "small")) {
+            ModelConfig p = ModelConfig.preset(cpu);
+            if (model.name().equals(cpu) && model.dim() == p.dim() && model.layers() == p.layers()) return false;
+        }
+        return true;
+    }
 
     /** Every stage still to run needs a micro-batch per device (checked once the devices are known to open). */
     private void requireMicroBatchPerDevice(List<Stage> plan, RunSetup run, int deviceCount) {

@@ -17,5 +17,7 @@ class TrainDefaultsTest {
         assertFalse(TrainCommand.isPaperPreset(ModelConfig.preset("tiny").withVocab(50257)));
         assertTrue(TrainCommand.isPaperPreset(ModelConfig.preset("370m")));
         assertTrue(TrainCommand.isPaperPreset(ModelConfig.preset("370m").withVocab(257)));
+        // A Hugging Face folder is named after its folder: one called "small" holding a 370M model is no small preset
+        assertTrue(TrainCommand.isPaperPreset(new ModelConfig("small", 32000, 1024, 2752, 24, 16, 2048, 10000f, 1e-5f)));
     }
 }
