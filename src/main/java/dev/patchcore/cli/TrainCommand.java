@@ -190,6 +190,7 @@ public final class TrainCommand implements Callable<Integer> {
             requireMicroBatchPerDevice(plan, run, backends.size());
             run = claimRunFolder(run);
             runDir = run.runDir();
+            if (initNote != null) System.err.println(initNote);
             BackendOptions.printReplicas(backends, devices);
             printPlan(run, multiEpoch);
             LlamaModel model = new LlamaModel(be, cfg.model());
@@ -359,6 +360,12 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * A note on the --init-from folder for standard error (or null), said once the run starts: bad input found after it
+     * is then the one line an error is.
+     */
+    private String initNote;
+
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
     private Path initCheckpoint(Path init, ModelConfig from, ModelConfig model, TrainingData dataset) {
         String tok = Checkpoints.readMeta(init).tokenizer();
@@ -382,8 +389,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
-        if (tok == null && HuggingFaceModel.is(init))
-            System.err.println(HuggingFaceModel.noTokenizerNote(init));
+        if (tok == null && HuggingFaceModel.is(init)) initNote = HuggingFaceModel.noTokenizerNote(init);
         return init;
     }
 
