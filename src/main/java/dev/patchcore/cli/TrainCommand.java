@@ -190,7 +190,7 @@ public final class TrainCommand implements Callable<Integer> {
             requireMicroBatchPerDevice(plan, run, backends.size());
             run = claimRunFolder(run);
             runDir = run.runDir();
-            if (initNote != null) System.err.println(initNote);
+            initNotes.forEach(System.err::println);
             BackendOptions.printReplicas(backends, devices);
             printPlan(run, multiEpoch);
             LlamaModel model = new LlamaModel(be, cfg.model());
@@ -312,7 +312,7 @@ public final class TrainCommand implements Callable<Integer> {
                     + " (tokenizer " + dataset.tokenizer() + ")");
         model = model.withVocab(dataset.vocabSize());
         if (context != null) model = model.withContext(context);
-        else if (initDir != null && !presetGiven) model = CheckpointArg.workingContext(model, initDir, null);
+        else if (initDir != null && !presetGiven) model = CheckpointArg.workingContext(model, initDir, null, initNotes::add);
         if (kvHeads != null) model = withKvHeads(model, kvHeads);
         // Tied or not as asked, else as the --init-from model is (a --preset has two matrices).
         if (tieEmbeddings != null) model = model.withTiedEmbeddings(tieEmbeddings);
@@ -361,10 +361,10 @@ public final class TrainCommand implements Callable<Integer> {
     }
 
     /**
-     * A note on the --init-from folder for standard error (or null), said once the run starts: bad input found after it
-     * is then the one line an error is.
+     * Notes on the --init-from folder for standard error, said once the run starts: bad input found after them is then
+     * the one line an error is.
      */
-    private String initNote;
+    private final List<String> initNotes = new ArrayList<>();
 
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
     private Path initCheckpoint(Path init, ModelConfig from, ModelConfig model, TrainingData dataset) {
@@ -389,7 +389,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
-        if (tok == null && HuggingFaceModel.is(init)) initNote = HuggingFaceModel.noTokenizerNote(init);
+        if (tok == null && HuggingFaceModel.is(init)) initNotes.add(HuggingFaceModel.noTokenizerNote(init));
         return init;
     }
 

@@ -28,6 +28,11 @@ class TrainInitFromArgsTest {
         Files.createDirectories(hf);
         for (String f : new String[] {"config.json", "model.safetensors"})
             Files.copy(Checkpoints.latest(run).resolve(f), hf.resolve(f));
+        // A context past 4096 gets its note too: its max_position_embeddings raised as in LLaMA-3's folders
+        Path config = hf.resolve("config.json");
+        String json = Files.readString(config);
+        assertTrue(json.contains("\"max_position_embeddings\": 64,"), json);
+        Files.writeString(config, json.replace("\"max_position_embeddings\": 64,", "\"max_position_embeddings\": 8192,"));
         for (String[] bad : new String[][] {{"--steps", "1", "--out", dir.resolve("new").toString()}, {"--steps", "2", "--out", run.toString()}}) {
             console.err.reset();
             String[] args = new String[] {"train", "--backend", "cpu", "--init-from", hf.toString(), bad[0], bad[1], bad[2], bad[3]};
@@ -38,7 +43,7 @@ class TrainInitFromArgsTest {
         }
         console.err.reset();
         assertEquals(0, Main.run("train", "--backend", "cpu", "--init-from", hf.toString(), "--steps", "1", "--lambda", "0",
-                "--eval-every", "0", "--out", dir.resolve("branch").toString()));
+                "--eval-every", "0", "--context", "64", "--out", dir.resolve("branch").toString()));
         assertTrue(console.err.toString().contains(hf + " has no tokenizer patchcore reads"), console.err.toString());
     }
 }
