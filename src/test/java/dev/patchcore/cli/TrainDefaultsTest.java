@@ -1,12 +1,27 @@
 package dev.patchcore.cli;
 
 import dev.patchcore.config.ModelConfig;
+import dev.patchcore.testing.CapturedConsole;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.nio.file.Path;
 
 import static org.junit.jupiter.api.Assertions.*;
 
 /** The defaults a new run takes from its model. */
 class TrainDefaultsTest {
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+
+    /** An --epochs budget too small for both stages is told to raise --epochs (--steps with it is refused). */
+    @Test void aBudgetTooSmallForBothStagesNamesTheOptionGiven(@TempDir Path dir) {
+        assertEquals(2, Main.run("train", "--backend", "cpu", "--epochs", "0.0001", "--out", dir.resolve("r").toString()));
+        String e = console.err.toString().strip();
+        assertEquals(1, e.lines().count(), e);
+        assertTrue(e.startsWith("error: a budget of 1 step leaves one stage none") && e.contains("--epochs"), e);
+    }
+
     /**
      * tiny and small keep their defaults (1000 or 2000 steps of 16 sequences) whatever the data's vocabulary: an
      * --init-from of a tiny run on GPT-2 data (vocabulary 50257) got the paper presets' 180000 steps of 4.
