@@ -656,7 +656,8 @@ public final class TrainCommand implements Callable<Integer> {
             return whole;
         }
         if (epochs != null) {
-            if (!(epochs > 0)) throw new IllegalArgumentException("--epochs must be positive");
+            if (!(epochs > 0) || Double.isInfinite(epochs))
+                throw new IllegalArgumentException("--epochs must be a positive number (got " + epochs + ")");
             return Math.max(1, Math.round(epochs * dataset.trainTokens() / perStep));
         }
         return paper ? 180_000 : model.name().equals("small") ? 2000 : 1000;

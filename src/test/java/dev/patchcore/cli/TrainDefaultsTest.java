@@ -14,6 +14,15 @@ import static org.junit.jupiter.api.Assertions.*;
 class TrainDefaultsTest {
     @RegisterExtension final CapturedConsole console = new CapturedConsole();
 
+    /** --epochs Infinity was taken: a budget of 2^63 − 1 steps. */
+    @Test void infiniteEpochsAreRefused(@TempDir Path dir) {
+        assertEquals(2, Main.run("train", "--backend", "cpu", "--epochs", "Infinity", "--out", dir.resolve("r").toString(),
+                "--stop-after", "1"));  // where it is taken, one step
+        String e = console.err.toString().strip();
+        assertEquals("error: --epochs must be a positive number (got Infinity)", e);
+        assertEquals("", console.out.toString(), "refused before the plan");
+    }
+
     /** An --epochs budget too small for both stages is told to raise --epochs (--steps with it is refused). */
     @Test void aBudgetTooSmallForBothStagesNamesTheOptionGiven(@TempDir Path dir) {
         assertEquals(2, Main.run("train", "--backend", "cpu", "--epochs", "0.0001", "--out", dir.resolve("r").toString()));
