@@ -227,7 +227,7 @@ public final class TrainCommand implements Callable<Integer> {
                     + "--cublaslt, --eval-every, --save-every, --log-every and --peak-tflops may change, and --data may say where its dataset now is); "
                     + "to train on from its weights with new settings, start a new run with --init-from " + resume);
         // Weights but no run: a Hugging Face folder (its meta has no run state), or a checkpoint (a run's, or one copied out)
-        if (HuggingFaceModel.is(resume))
+        if (!Checkpoints.exists(resume) && HuggingFaceModel.is(resume))
             throw new IllegalArgumentException(resume + " is a Hugging Face model folder, not a run folder; to train on from its "
                     + "weights, start a new run with --init-from " + resume);
         if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL))) {
