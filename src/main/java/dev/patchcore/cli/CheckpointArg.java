@@ -36,12 +36,17 @@ public final class CheckpointArg {
      * allocate a KV cache or a block of logits for), with a note on stderr; else the checkpoint's own.
      */
     static ModelConfig workingContext(ModelConfig cfg, Path ckpt, Integer context) {
+        return workingContext(cfg, ckpt, context, System.err::println);
+    }
+
+    /** The same, giving its note to {@code note} (train says it once the run starts, so that an error after it is one line). */
+    static ModelConfig workingContext(ModelConfig cfg, Path ckpt, Integer context, java.util.function.Consumer<String> note) {
         if (context != null) {
             if (context < 1) throw new IllegalArgumentException("--context must be positive (got " + context + ")");
             return cfg.withContext(context);
         }
         if (cfg.contextLength() > HuggingFaceModel.DEFAULT_CONTEXT && HuggingFaceModel.is(ckpt)) {
-            System.err.println("note: " + ckpt + "'s max_position_embeddings is " + cfg.contextLength() + "; using a context of "
+            note.accept("note: " + ckpt + "'s max_position_embeddings is " + cfg.contextLength() + "; using a context of "
                     + HuggingFaceModel.DEFAULT_CONTEXT + " tokens (--context sets another)");
             return cfg.withContext(HuggingFaceModel.DEFAULT_CONTEXT);
         }

@@ -190,6 +190,7 @@ public final class TrainCommand implements Callable<Integer> {
             requireMicroBatchPerDevice(plan, run, backends.size());
             run = claimRunFolder(run);
             runDir = run.runDir();
+            initNotes.forEach(System.err::println);
             BackendOptions.printReplicas(backends, devices);
             printPlan(run, multiEpoch);
             LlamaModel model = new LlamaModel(be, cfg.model());
@@ -225,9 +226,17 @@ public final class TrainCommand implements Callable<Integer> {
                     + " not taken with --resume: a run continues with its saved settings (only --recompute, --devices, --backend, "
                     + "--cublaslt, --eval-every, --save-every, --log-every and --peak-tflops may change, and --data may say where its dataset now is); "
                     + "to train on from its weights with new settings, start a new run with --init-from " + resume);
-        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL)))
-            throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume "
-                    + resume.toAbsolutePath().normalize().getParent().getParent());
+        // Weights but no run: a Hugging Face folder (its meta has no run state), or a checkpoint (a run's, or one copied out)
+        if (!Checkpoints.exists(resume) && HuggingFaceModel.is(resume))
+            throw new IllegalArgumentException(resume + " is a Hugging Face model folder, not a run folder; to train on from its "
+                    + "weights, start a new run with --init-from " + resume);
+        if (!Checkpoints.exists(resume) && Files.isRegularFile(resume.resolve(Checkpoints.MODEL))) {
+            Path parent = resume.toAbsolutePath().normalize().getParent();
+            if (parent != null && Checkpoints.isCheckpointsFolder(parent))
+                throw new IllegalArgumentException("--resume takes the run folder, not one of its checkpoints: --resume " + parent.getParent());
+            throw new IllegalArgumentException(resume + " is a checkpoint folder, not a run folder; to train on from its weights, "
+                    + "start a new run with --init-from " + resume);
+        }
         if (Checkpoints.isCheckpointsFolder(resume))
             throw new IllegalArgumentException("--resume takes the run folder, not its checkpoints folder: --resume "
                     + resume.toAbsolutePath().normalize().getParent());
@@ -245,7 +254,9 @@ public final class TrainCommand implements Callable<Integer> {
         if (Checkpoints.exists(resume)) runLock = RunLock.acquire(resume);
         Path checkpoint = Checkpoints.latest(resume);
         Checkpoints.Meta resumed = Checkpoints.readMeta(checkpoint);
-        if (resumed.dataset() != null && resumed.dataset().startsWith(FineTuner.DATASET_PREFIX))
+        if (resumed.dataset() == null)  // every version records it: damaged, or edited by hand
+            throw new IllegalArgumentException(checkpoint.resolve(Checkpoints.TRAINER) + " is not a complete trainer.json (no 'dataset')");
+        if (resumed.dataset().startsWith(FineTuner.DATASET_PREFIX))
             throw new IllegalArgumentException(resume + " is a fine-tuning run (finetune), which cannot be resumed; "
                     + "fine-tune its checkpoint again into a new folder");
         TrainConfig cfg = resumed.train();
@@ -301,7 +312,7 @@ public final class TrainCommand implements Callable<Integer> {
                     + " (tokenizer " + dataset.tokenizer() + ")");
         model = model.withVocab(dataset.vocabSize());
         if (context != null) model = model.withContext(context);
-        else if (initDir != null && !presetGiven) model = CheckpointArg.workingContext(model, initDir, null);
+        else if (initDir != null && !presetGiven) model = CheckpointArg.workingContext(model, initDir, null, initNotes::add);
         if (kvHeads != null) model = withKvHeads(model, kvHeads);
         // Tied or not as asked, else as the --init-from model is (a --preset has two matrices).
         if (tieEmbeddings != null) model = model.withTiedEmbeddings(tieEmbeddings);
@@ -349,6 +360,12 @@ public final class TrainCommand implements Callable<Integer> {
         }
     }
 
+    /**
+     * Notes on the --init-from folder for standard error, said once the run starts: bad input found after them is then
+     * the one line an error is.
+     */
+    private final List<String> initNotes = new ArrayList<>();
+
     /** The --init-from checkpoint, once its model's shape and tokenizer are known to match this run's. */
     private Path initCheckpoint(Path init, ModelConfig from, ModelConfig model, TrainingData dataset) {
         String tok = Checkpoints.readMeta(init).tokenizer();
@@ -372,8 +389,7 @@ public final class TrainCommand implements Callable<Integer> {
         if (tok != null && !tok.equals(dataset.tokenizer()))
             throw new IllegalArgumentException("--init-from " + init + " was trained with tokenizer " + tok + ", the data is "
                     + dataset.tokenizer());
-        if (tok == null && HuggingFaceModel.is(init))
-            System.err.println(HuggingFaceModel.noTokenizerNote(init));
+        if (tok == null && HuggingFaceModel.is(init)) initNotes.add(HuggingFaceModel.noTokenizerNote(init));
         return init;
     }
 
@@ -391,8 +407,18 @@ public final class TrainCommand implements Callable<Integer> {
         if (Files.exists(runDir.resolve(RunLock.FILE))) RunLock.acquire(runDir).close();
     }
 
-    /** The paper's presets (LLaMA-2 vocabulary); tiny and small are byte level (257: 256 bytes and EOS). */
-    private static boolean isPaperPreset(ModelConfig preset) { return preset.vocabSize() != 257; }
+    /**
+     * Whether a new run of this model takes the paper presets' defaults (--steps, --batch, --eval-every): every model but
+     * tiny and small, known by name and shape, not by vocabulary (an --init-from tiny run on GPT-2 data is still tiny:
+     * 1000 steps of 16 sequences, not 180000 of 4; a Hugging Face folder named "small" is not).
+     */
+    static boolean isPaperPreset(ModelConfig model) {
+        for (String cpu : List.of("tiny", "small")) {
+            ModelConfig p = ModelConfig.preset(cpu);
+            if (model.name().equals(cpu) && model.dim() == p.dim() && model.layers() == p.layers()) return false;
+        }
+        return true;
+    }
 
     /** Every stage still to run needs a micro-batch per device (checked once the devices are known to open). */
     private void requireMicroBatchPerDevice(List<Stage> plan, RunSetup run, int deviceCount) {
@@ -630,7 +656,8 @@ public final class TrainCommand implements Callable<Integer> {
             return whole;
         }
         if (epochs != null) {
-            if (!(epochs > 0)) throw new IllegalArgumentException("--epochs must be positive");
+            if (!(epochs > 0) || Double.isInfinite(epochs))
+                throw new IllegalArgumentException("--epochs must be a positive number (got " + epochs + ")");
             return Math.max(1, Math.round(epochs * dataset.trainTokens() / perStep));
         }
         return paper ? 180_000 : model.name().equals("small") ? 2000 : 1000;

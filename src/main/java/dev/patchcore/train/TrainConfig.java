@@ -87,7 +87,7 @@ public record TrainConfig(ModelConfig model, int patchSize, double lambda, long 
     public TrainConfig requireBothStages() {
         if (patchSize > 1 && lambda > 0 && lambda < 1 && (patchSteps() == 0 || tokenSteps() == 0))
             throw new IllegalArgumentException("a budget of " + dev.patchcore.data.Plural.of(steps, "step") + " leaves one stage none at λ = "
-                    + String.format(java.util.Locale.ROOT, "%.3f", lambda) + " (patch stage " + patchSteps() + ", token stage " + tokenSteps() + "); raise --steps or --tokens, "
+                    + String.format(java.util.Locale.ROOT, "%.3f", lambda) + " (patch stage " + patchSteps() + ", token stage " + tokenSteps() + "); raise --steps, --tokens or --epochs, "
                     + "or choose --lambda 0 or 1");
         return this;
     }

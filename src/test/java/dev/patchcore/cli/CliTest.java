@@ -665,7 +665,7 @@ class CliTest {
         assertTrue(out.toString().contains("with the checkpoint's patch projections (input and output)"), out.toString());
         assertUserError("projections for K=4", "eval", "--backend", "cpu", "--checkpoint", proj.resolve("checkpoints/step-00000003").toString(),
                 "--data", ds.toString(), "-K", "2");
-        assertUserError("--epochs must be positive", "train", "--backend", "cpu", "--data", ds.toString(), "--epochs", "-1");
+        assertUserError("--epochs must be a positive number (got -1.0)", "train", "--backend", "cpu", "--data", ds.toString(), "--epochs", "-1");
         assertUserError("does not match the dataset's vocabulary", "train", "--backend", "cpu", "--data", ds.toString(), "--vocab", "50257");
         Path gpt2 = dir.resolve("gpt2");
         assertEquals(0, Main.run("prepare", "--tokenizer", "r50k_base", "--out", gpt2.toString(), text.toString()));
