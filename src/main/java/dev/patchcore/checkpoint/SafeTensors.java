@@ -23,7 +23,7 @@ import java.util.zip.CRC32C;
 /**
  * The safetensors format (Hugging Face): an 8-byte little-endian header length, a JSON header mapping each
  * tensor name to dtype, shape and byte offsets (plus optional string metadata), then raw little-endian data.
- * Only F32 is written; F32 and BF16 are read.
+ * Only F32 is written; F32, BF16 and F16 are read.
  */
 public final class SafeTensors {
     private SafeTensors() {}
@@ -115,6 +115,12 @@ public final class SafeTensors {
         return crc.getValue();
     }
 
+    /** Bytes per element of the safetensors dtypes. */
+    private static final Map<String, Integer> DTYPE_BYTES = Map.ofEntries(Map.entry("F64", 8), Map.entry("F32", 4),
+            Map.entry("F16", 2), Map.entry("BF16", 2), Map.entry("I64", 8), Map.entry("I32", 4), Map.entry("I16", 2),
+            Map.entry("I8", 1), Map.entry("U64", 8), Map.entry("U32", 4), Map.entry("U16", 2), Map.entry("U8", 1),
+            Map.entry("BOOL", 1), Map.entry("F8_E4M3", 1), Map.entry("F8_E5M2", 1));
+
     /** A read-only view of a safetensors file. */
     public static final class Reader implements AutoCloseable {
         private final Path file;
@@ -126,6 +132,13 @@ public final class SafeTensors {
             this.file = file;
             try {
                 channel = FileChannel.open(file, StandardOpenOption.READ);
+            } catch (java.nio.file.NoSuchFileException e) {
+                throw new IllegalArgumentException("cannot read " + file + ": no such file");
+            } catch (IOException e) {
+                throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            }
+            try {
+                if (channel.size() < 8) throw new IllegalArgumentException(file + " is not a safetensors file (shorter than its 8-byte header length)");
                 ByteBuffer len = ByteBuffer.allocate(8).order(ByteOrder.LITTLE_ENDIAN);
                 readFully(0, len);
                 long n = len.flip().getLong();
@@ -140,11 +153,62 @@ public final class SafeTensors {
                 }
                 if (header == null) throw new IllegalArgumentException(file + " is not a safetensors file (its header is not a JSON object)");
                 dataStart = 8 + n;
-            } catch (java.nio.file.NoSuchFileException e) {
-                throw new IllegalArgumentException("cannot read " + file + ": no such file");
+                validate();
             } catch (IOException e) {
+                close();
                 throw new UncheckedIOException("cannot read " + file + ": " + e.getMessage(), e);
+            } catch (RuntimeException e) {
+                close();
+                throw e;
             }
+        }
+
+        /**
+         * Checks each header entry as the safetensors library does before any tensor is read: a dtype, a shape of sizes
+         * ≥ 0 and data offsets 0 ≤ begin ≤ end spanning exactly the bytes of that shape (for the dtypes whose size is
+         * known; another dtype is said when its tensor is read), and metadata of text values only. A header that lies
+         * about a tensor's bytes would otherwise read as zeros past them, or be cut to them.
+         */
+        private void validate() {
+            for (var e : header.entrySet()) {
+                String name = e.getKey();
+                JsonElement v = e.getValue();
+                if (name.equals("__metadata__")) {
+                    if (!v.isJsonObject() || !v.getAsJsonObject().entrySet().stream()
+                            .allMatch(m -> m.getValue().isJsonPrimitive() && m.getValue().getAsJsonPrimitive().isString()))
+                        throw bad(name, "is not a map of strings");
+                    continue;
+                }
+                if (!v.isJsonObject()) throw bad(name, "is not an object");
+                JsonObject t = v.getAsJsonObject();
+                JsonElement dtype = t.get("dtype"), shape = t.get("shape"), off = t.get("data_offsets");
+                if (dtype == null || !dtype.isJsonPrimitive() || !dtype.getAsJsonPrimitive().isString()) throw bad(name, "has no dtype");
+                if (shape == null || !shape.isJsonArray()) throw bad(name, "has no shape");
+                if (off == null || !off.isJsonArray() || off.getAsJsonArray().size() != 2) throw bad(name, "has no data_offsets [begin, end]");
+                long numel = 1;
+                for (JsonElement s : shape.getAsJsonArray()) {
+                    long size = whole(s);
+                    if (size < 0 || size > Integer.MAX_VALUE) throw bad(name, "has shape " + shape + ", not sizes ≥ 0");
+                    numel = size == 0 || numel <= Long.MAX_VALUE / size ? numel * size : Long.MAX_VALUE;
+                }
+                long begin = whole(off.getAsJsonArray().get(0)), end = whole(off.getAsJsonArray().get(1));
+                if (begin < 0 || end < begin) throw bad(name, "has data_offsets " + off + ", not 0 ≤ begin ≤ end");
+                Integer bytes = DTYPE_BYTES.get(dtype.getAsString());
+                if (bytes != null && (numel > Long.MAX_VALUE / bytes || end - begin != numel * bytes))
+                    throw bad(name, "has data_offsets " + off + " spanning " + (end - begin) + " bytes, but its shape " + shape + " of "
+                            + dtype.getAsString() + " needs " + (numel > Long.MAX_VALUE / bytes ? "more" : Long.toString(numel * bytes)));
+            }
+        }
+
+        /** A whole number of the header, or −1 for anything else (refused as a size or an offset). */
+        private static long whole(JsonElement e) {
+            if (!e.isJsonPrimitive() || !e.getAsJsonPrimitive().isNumber()) return -1;
+            double d = e.getAsDouble();
+            return d == Math.rint(d) && Math.abs(d) < 0x1p62 ? (long) d : -1;
+        }
+
+        private IllegalArgumentException bad(String name, String what) {
+            return new IllegalArgumentException(file + " is not a safetensors file (its header's '" + name + "' " + what + ")");
         }
 
         private void readFully(long pos, ByteBuffer b) throws IOException {

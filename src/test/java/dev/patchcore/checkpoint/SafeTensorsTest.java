@@ -88,4 +88,59 @@ class SafeTensorsTest {
         e = assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Reader(dir.resolve("none.safetensors")));
         assertEquals("cannot read " + dir.resolve("none.safetensors") + ": no such file", e.getMessage());
     }
+    /** A file whose header is {@code header} (JSON) followed by {@code dataBytes} zero bytes. */
+    private static void writeRaw(Path file, String header, int dataBytes) throws IOException {
+        byte[] h = header.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + h.length + dataBytes).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putLong(h.length).put(h);
+        Files.write(file, b.array());
+    }
+
+    /**
+     * A header that lies (data offsets that do not span the bytes its dtype and shape need, offsets backwards or
+     * negative, an entry without dtype, shape or offsets, metadata that is not text) is refused in one line naming the
+     * file and the tensor: never read as zeros past the bytes, nor cut to them, nor a NullPointerException.
+     */
+    @Test
+    void aHeaderThatLiesIsRefusedNamingTheTensor(@TempDir Path dir) throws IOException {
+        Path file = dir.resolve("m.safetensors");
+        Map<String, String> bad = new java.util.LinkedHashMap<>();
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[4],\"data_offsets\":[0,8]}}", "w");  // 2 floats for 4
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,16]}}", "w");  // 4 floats for 2
+        bad.put("{\"w\":{\"dtype\":\"BF16\",\"shape\":[2,2],\"data_offsets\":[0,16]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[-8,0]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[8,0]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[-2],\"data_offsets\":[0,0]}}", "w");
+        bad.put("{\"w\":{\"shape\":[2],\"data_offsets\":[0,8]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"data_offsets\":[0,8]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":\"2\",\"data_offsets\":[0,8]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", "w");
+        bad.put("{\"w\":5}", "w");
+        bad.put("{\"__metadata__\":{\"a\":{\"b\":1}},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "__metadata__");
+        bad.put("{\"__metadata__\":[1],\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "__metadata__");
+        for (var c : bad.entrySet()) {
+            writeRaw(file, c.getKey(), 64);
+            var e = assertThrows(IllegalArgumentException.class, () -> {
+                try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+                    r.shape("w");
+                    r.read("w");
+                    r.metadata();
+                }
+            }, c.getKey());
+            assertTrue(e.getMessage().startsWith(file + " is not a safetensors file") && e.getMessage().contains("'" + c.getValue() + "'"),
+                    c.getKey() + ": " + e.getMessage());
+        }
+        // A dtype patchcore does not read is said when the tensor is read (a file may hold tensors the model does not use)
+        writeRaw(file, "{\"w\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[0,2]},\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 8);
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            assertArrayEquals(new float[] {0f}, r.read("v"));
+            var e = assertThrows(IllegalArgumentException.class, () -> r.read("w"));
+            assertTrue(e.getMessage().contains("unsupported dtype I8"), e.getMessage());
+        }
+        // A file shorter than the header length's 8 bytes is named as no safetensors file
+        Files.write(file, new byte[] {1, 2, 3});
+        var e = assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Reader(file));
+        assertTrue(e.getMessage().startsWith(file + " is not a safetensors file"), e.getMessage());
+    }
 }
