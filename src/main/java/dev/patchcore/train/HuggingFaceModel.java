@@ -78,9 +78,11 @@ public final class HuggingFaceModel {
         if (!type.equals("llama") && !type.equals("mistral"))
             throw new IllegalArgumentException(where + " describes a '" + type + "' model; patchcore reads LLaMA models (model_type \"llama\", "
                     + "or \"mistral\" without a sliding window)");
-        // Mistral's modules and tensor names are LLaMA's; its attention is LLaMA's where no sliding window limits it.
-        if (type.equals("mistral") && field(c, "sliding_window") != null)
-            throw new IllegalArgumentException(where + ": sliding-window attention (sliding_window " + c.get("sliding_window")
+        // Mistral's modules and tensor names are LLaMA's; its attention is LLaMA's where no sliding window limits it. A
+        // config.json without the key has MistralConfig's default window, 4096 (only an explicit null is none).
+        if (type.equals("mistral") && (field(c, "sliding_window") != null || !c.has("sliding_window")))
+            throw new IllegalArgumentException(where + ": sliding-window attention (" + (c.has("sliding_window")
+                    ? "sliding_window " + c.get("sliding_window") : "no sliding_window: MistralConfig's default 4096")
                     + ") is not supported; Mistral models with \"sliding_window\": null read as LLaMA");
         // Sizes are checked by ModelConfig (its message, with this file's name, below); 0 key/value heads would mean "as
         // many as query heads" there, so it is refused here.

@@ -214,6 +214,12 @@ class HuggingFaceModelTest {
         mistral.add("sliding_window", com.google.gson.JsonNull.INSTANCE);
         Files.writeString(dir.resolve("config.json"), mistral.toString());
         assertEquals(SHAPE.dim(), Checkpoints.readModelConfig(dir).dim(), "Mistral without a sliding window reads as LLaMA");
+        // Without the key, MistralConfig's default window (4096) applies in transformers: not taken for none.
+        mistral.remove("sliding_window");
+        Files.writeString(dir.resolve("config.json"), mistral.toString());
+        IllegalArgumentException noWindowKey = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readModelConfig(dir));
+        assertTrue(noWindowKey.getMessage().contains("sliding-window attention (no sliding_window: MistralConfig's default 4096) is not supported"),
+                noWindowKey.getMessage());
         // Untied, but without lm_head.weight: named.
         Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
         Map<String, T> noHead = weights(SHAPE, "F32", 3);
