@@ -137,6 +137,10 @@ public final class HuggingFaceModel {
         String at = where + " " + key;
         String type = r.has("rope_type") ? string(r, "rope_type", at) : r.has("type") ? string(r, "type", at)
                 : key.equals("rope_parameters") ? "default" : null;
+        // transformers 4 copies "type" over "rope_type" (the older spelling wins); a file naming two types is not guessed at
+        if (r.has("rope_type") && r.has("type") && type != null && !type.equals(string(r, "type", at)))
+            throw new IllegalArgumentException(where + ": " + key + "'s rope_type '" + type + "' and type '" + string(r, "type", at)
+                    + "' disagree; patchcore does not guess which one the model was trained with");
         if (type == null)
             throw new IllegalArgumentException(where + ": " + key + " has no rope_type (patchcore's RoPE is the plain one, "
                     + "\"default\", or LLaMA-3's \"llama3\")");

@@ -162,6 +162,10 @@ class HuggingFaceModelTest {
         wrong.put("\"rope_parameters\": {\"rope_type\": \"yarn\", \"rope_theta\": 10000.0}", "rope_parameters of type 'yarn' is not supported");
         wrong.put("\"rope_parameters\": {\"rope_type\": \"llama3\"}", "rope_parameters has no factor");
         wrong.put("\"rope_scaling\": {\"factor\": 8.0}", "rope_scaling has no rope_type");
+        // transformers 4 copies "type" over "rope_type": the two disagreeing is not read as either
+        wrong.put("\"rope_scaling\": {\"rope_type\": \"llama3\", \"type\": \"linear\", \"factor\": 8.0, \"low_freq_factor\": 1.0, "
+                + "\"high_freq_factor\": 4.0, \"original_max_position_embeddings\": 64}",
+                "rope_scaling's rope_type 'llama3' and type 'linear' disagree");
         wrong.put("\"rope_parameters\": {\"rope_type\": \"default\", \"rope_theta\": 500000.0}",
                 "rope_theta 10000.0 and rope_parameters's rope_theta 500000.0 disagree");
         wrong.put("\"rope_scaling\": {\"rope_type\": \"llama3\", \"factor\": 8.0, \"low_freq_factor\": 1.0, \"high_freq_factor\": 4.0, "
