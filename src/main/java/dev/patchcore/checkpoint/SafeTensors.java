@@ -255,27 +255,33 @@ public final class SafeTensors {
                 if (dataStart + end > channel.size())
                     throw new IllegalArgumentException(file + " is cut short: tensor '" + name + "' ends at byte " + (dataStart + end)
                             + " of a file of " + channel.size() + " bytes");
-                ByteBuffer b = ByteBuffer.allocate(Math.toIntExact(end - begin)).order(ByteOrder.LITTLE_ENDIAN);
-                readFully(dataStart + begin, b);
-                b.flip();
-                return switch (dtype) {
-                    case "F32" -> {
-                        float[] f = new float[b.remaining() / 4];
-                        b.asFloatBuffer().get(f);
-                        yield f;
-                    }
-                    case "BF16" -> {
-                        float[] f = new float[b.remaining() / 2];
-                        for (int i = 0; i < f.length; i++) f[i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16);
-                        yield f;
-                    }
-                    case "F16" -> {  // Hugging Face weights saved in float16
-                        float[] f = new float[b.remaining() / 2];
-                        for (int i = 0; i < f.length; i++) f[i] = Float.float16ToFloat(b.getShort());
-                        yield f;
-                    }
+                int width = switch (dtype) {
+                    case "F32" -> 4;
+                    case "BF16", "F16" -> 2;  // F16: Hugging Face weights saved in float16
                     default -> throw new IllegalArgumentException("tensor '" + name + "' in " + file + " has unsupported dtype " + dtype);
                 };
+                // Read in pieces: one buffer of the whole tensor would stop at 2 GiB (an F32 embedding of LLaMA-3 8B's
+                // vocabulary is 2.1 GB, and so are a checkpoint's of such a model), where the float array does not.
+                long count = (end - begin) / width;
+                if (count > Integer.MAX_VALUE - 8)
+                    throw new IllegalArgumentException("tensor '" + name + "' in " + file + " has " + count + " values, more than one array holds");
+                float[] f = new float[(int) count];
+                ByteBuffer b = ByteBuffer.allocate((int) Math.min(end - begin, 4L * CHUNK)).order(ByteOrder.LITTLE_ENDIAN);
+                long pos = dataStart + begin;
+                for (int at = 0; at < f.length; ) {
+                    int n = Math.min(f.length - at, b.capacity() / width);
+                    b.clear().limit(n * width);
+                    readFully(pos, b);
+                    pos += (long) n * width;
+                    b.flip();
+                    switch (dtype) {
+                        case "F32" -> b.asFloatBuffer().get(f, at, n);
+                        case "BF16" -> { for (int i = 0; i < n; i++) f[at + i] = Float.intBitsToFloat((b.getShort() & 0xffff) << 16); }
+                        default -> { for (int i = 0; i < n; i++) f[at + i] = Float.float16ToFloat(b.getShort()); }
+                    }
+                    at += n;
+                }
+                return f;
             } catch (IOException ex) {
                 throw new UncheckedIOException("cannot read " + file + ": " + ex.getMessage(), ex);
             }

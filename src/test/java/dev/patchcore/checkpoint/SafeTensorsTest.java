@@ -143,4 +143,33 @@ class SafeTensorsTest {
         var e = assertThrows(IllegalArgumentException.class, () -> new SafeTensors.Reader(file));
         assertTrue(e.getMessage().startsWith(file + " is not a safetensors file"), e.getMessage());
     }
+    /**
+     * BF16 and F16 tensors longer than the reader's 4 MiB pieces read back whole (a tensor is read in pieces, so one of
+     * 2 GiB or more, an F32 embedding of a 128k vocabulary at 4096 wide, needs no buffer of its size).
+     */
+    @Test
+    void halfPrecisionTensorsReadAcrossPieces(@TempDir Path dir) throws IOException {
+        int n = (1 << 21) + 3;  // 4 MiB + 6 bytes
+        Path file = dir.resolve("h.safetensors");
+        String header = "{\"b\":{\"dtype\":\"BF16\",\"shape\":[" + n + "],\"data_offsets\":[0," + 2 * n + "]},"
+                + "\"h\":{\"dtype\":\"F16\",\"shape\":[" + n + "],\"data_offsets\":[" + 2 * n + "," + 4 * n + "]}}";
+        byte[] h = header.getBytes(java.nio.charset.StandardCharsets.UTF_8);
+        java.nio.ByteBuffer b = java.nio.ByteBuffer.allocate(8 + h.length + 4 * n).order(java.nio.ByteOrder.LITTLE_ENDIAN);
+        b.putLong(h.length).put(h);
+        float[] bf = new float[n], hf = new float[n];
+        for (int i = 0; i < n; i++) {
+            bf[i] = Float.intBitsToFloat((i * 7919) << 16);
+            b.putShort((short) (i * 7919));
+        }
+        for (int i = 0; i < n; i++) {
+            short bits = (short) ((i * 31) & 0x7bff);  // finite halves
+            hf[i] = Float.float16ToFloat(bits);
+            b.putShort(bits);
+        }
+        Files.write(file, b.array());
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            assertArrayEquals(bf, r.read("b"));
+            assertArrayEquals(hf, r.read("h"));
+        }
+    }
 }
