@@ -253,8 +253,9 @@ public final class HuggingFaceModel {
         if (tok != null && tok.vocabSize() != config(dir).vocabSize())
             throw new IllegalArgumentException(dir + ": config.json's vocab_size " + config(dir).vocabSize() + " is not its "
                     + (tok instanceof HuggingFaceBpeTokenizer ? "tokenizer.json's " + tok.vocabSize() + " tokens"
-                    : "tokenizer.model's " + tok.vocabSize() + " pieces") + " (a vocabulary padded past the tokenizer's), which "
-                    + "patchcore does not support");
+                    : "tokenizer.model's " + tok.vocabSize() + " pieces") + (config(dir).vocabSize() > tok.vocabSize()
+                    ? " (a vocabulary padded past the tokenizer's), which patchcore does not support"
+                    : ": the model has no row for the tokenizer's last " + (tok.vocabSize() - config(dir).vocabSize()) + " ids"));
         return new Checkpoints.Meta(0, null, null, tok == null ? null : tok.name(), false, null, 0);
     }
 

@@ -420,6 +420,7 @@ class HuggingFaceModelTest {
         // The tokenizer's 1000 pieces against vocab_size 97: refused for every command (they all read the meta).
         IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(dir));
         assertTrue(ex.getMessage().contains("config.json's vocab_size 97 is not its tokenizer.model's 1000 pieces"), ex.getMessage());
+        assertFalse(ex.getMessage().contains("padded"), "fewer rows than pieces is no padding: " + ex.getMessage());
     }
 
     /**
@@ -551,6 +552,7 @@ class HuggingFaceModelTest {
         cfg.addProperty("vocab_size", 3072);
         Files.writeString(hf.resolve("config.json"), cfg.toString());
         IllegalArgumentException ex = assertThrows(IllegalArgumentException.class, () -> Checkpoints.readMeta(hf));
-        assertTrue(ex.getMessage().contains("config.json's vocab_size 3072 is not its tokenizer.json's 3002 tokens"), ex.getMessage());
+        assertTrue(ex.getMessage().contains("config.json's vocab_size 3072 is not its tokenizer.json's 3002 tokens (a vocabulary padded past "
+                + "the tokenizer's)"), ex.getMessage());
     }
 }
