@@ -221,6 +221,9 @@ public final class Checkpoints {
                 && (Files.isRegularFile(dir.resolve("pytorch_model.bin")) || Files.isRegularFile(dir.resolve("pytorch_model.bin.index.json"))))
             throw new IllegalArgumentException(dir + " holds PyTorch weights (pytorch_model.bin); patchcore reads safetensors only: "
                     + "save the model again with save_pretrained(..., safe_serialization=True)");
+        if (!Files.isRegularFile(pointer) && Files.isRegularFile(dir.resolve(HuggingFaceModel.CONFIG)))
+            throw new IllegalArgumentException(dir + " holds a config.json but no weights patchcore reads: model.safetensors, or "
+                    + "model.safetensors.index.json and the shards it names");
         if (!Files.isRegularFile(pointer))
             throw new IllegalArgumentException("no checkpoint in " + dir + " (expected " + pointer + ")");
         String name;

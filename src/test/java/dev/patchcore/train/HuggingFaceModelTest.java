@@ -555,4 +555,21 @@ class HuggingFaceModelTest {
         assertTrue(ex.getMessage().contains("config.json's vocab_size 3072 is not its tokenizer.json's 3002 tokens (a vocabulary padded past "
                 + "the tokenizer's)"), ex.getMessage());
     }
+    /**
+     * A folder with a config.json but no weights patchcore reads is said to be one (PyTorch weights, or safetensors
+     * without model.safetensors or its index), not "no checkpoint ... (expected checkpoints/latest)", a run folder's
+     * error.
+     */
+    @Test void aHuggingFaceFolderWithoutSafetensorsWeightsIsNamedAsOne(@TempDir Path dir) throws IOException {
+        Files.writeString(dir.resolve("config.json"), config(SHAPE).toString());
+        var e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.latest(dir));
+        assertEquals(dir + " holds a config.json but no weights patchcore reads: model.safetensors, or model.safetensors.index.json "
+                + "and the shards it names", e.getMessage());
+        write(dir.resolve("model-00001-of-00001.safetensors"), weights(SHAPE, "F32", 3));  // its index missing
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.latest(dir));
+        assertTrue(e.getMessage().startsWith(dir + " holds a config.json but no weights patchcore reads"), e.getMessage());
+        Files.writeString(dir.resolve("pytorch_model.bin"), "");
+        e = assertThrows(IllegalArgumentException.class, () -> Checkpoints.latest(dir));
+        assertTrue(e.getMessage().startsWith(dir + " holds PyTorch weights (pytorch_model.bin)"), e.getMessage());
+    }
 }
