@@ -170,6 +170,7 @@ public final class SafeTensors {
          * about a tensor's bytes would otherwise read as zeros past them, or be cut to them.
          */
         private void validate() {
+            java.util.TreeMap<Long, String> byBegin = new java.util.TreeMap<>();  // begin → name (a shared begin: a name already there)
             for (var e : header.entrySet()) {
                 String name = e.getKey();
                 JsonElement v = e.getValue();
@@ -197,7 +198,20 @@ public final class SafeTensors {
                 if (bytes != null && (numel > Long.MAX_VALUE / bytes || end - begin != numel * bytes))
                     throw bad(name, "has data_offsets " + off + " spanning " + (end - begin) + " bytes, but its shape " + shape + " of "
                             + dtype.getAsString() + " needs " + (numel > Long.MAX_VALUE / bytes ? "more" : Long.toString(numel * bytes)));
+                if (end > begin && byBegin.put(begin, name) != null) throw overlap(name, off);
             }
+            // The tensors' bytes follow one another from byte 0, with no gap and no overlap (so no byte is two tensors')
+            long expect = 0;
+            for (var t : byBegin.entrySet()) {
+                JsonArray off = header.getAsJsonObject(t.getValue()).getAsJsonArray("data_offsets");
+                if (t.getKey() != expect) throw overlap(t.getValue(), off);
+                expect = whole(off.get(1));
+            }
+        }
+
+        private IllegalArgumentException overlap(String name, JsonElement off) {
+            return bad(name, "has data_offsets " + off + ", which leave a gap or overlap another tensor's (safetensors' data is "
+                    + "the tensors' bytes one after another)");
         }
 
         /** A whole number of the header, or −1 for anything else (refused as a size or an offset). */

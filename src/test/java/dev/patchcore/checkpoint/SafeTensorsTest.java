@@ -117,6 +117,10 @@ class SafeTensorsTest {
         bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2]}}", "w");
         bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0]}}", "w");
         bad.put("{\"w\":5}", "w");
+        // The data has no gap and no overlap (safetensors' rule; transformers refuses such a file)
+        bad.put("{\"v\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "w");
+        bad.put("{\"v\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[12,20]}}", "w");
+        bad.put("{\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", "w");
         bad.put("{\"__metadata__\":{\"a\":{\"b\":1}},\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "__metadata__");
         bad.put("{\"__metadata__\":[1],\"w\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]}}", "__metadata__");
         for (var c : bad.entrySet()) {
