@@ -174,9 +174,9 @@ public final class SafeTensors {
             for (var e : header.entrySet()) {
                 String name = e.getKey();
                 JsonElement v = e.getValue();
-                if (name.equals("__metadata__")) {
-                    if (!v.isJsonObject() || !v.getAsJsonObject().entrySet().stream()
-                            .allMatch(m -> m.getValue().isJsonPrimitive() && m.getValue().getAsJsonPrimitive().isString()))
+                if (name.equals("__metadata__")) {  // null: none, as the safetensors library reads it
+                    if (!v.isJsonNull() && (!v.isJsonObject() || !v.getAsJsonObject().entrySet().stream()
+                            .allMatch(m -> m.getValue().isJsonPrimitive() && m.getValue().getAsJsonPrimitive().isString())))
                         throw bad(name, "is not a map of strings");
                     continue;
                 }
@@ -236,7 +236,7 @@ public final class SafeTensors {
         public Map<String, String> metadata() {
             Map<String, String> m = new LinkedHashMap<>();
             JsonElement meta = header.get("__metadata__");
-            if (meta != null) meta.getAsJsonObject().entrySet().forEach(e -> m.put(e.getKey(), e.getValue().getAsString()));
+            if (meta != null && meta.isJsonObject()) meta.getAsJsonObject().entrySet().forEach(e -> m.put(e.getKey(), e.getValue().getAsString()));
             return m;
         }
 

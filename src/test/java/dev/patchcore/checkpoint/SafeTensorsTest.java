@@ -135,6 +135,12 @@ class SafeTensorsTest {
             assertTrue(e.getMessage().startsWith(file + " is not a safetensors file") && e.getMessage().contains("'" + c.getValue() + "'"),
                     c.getKey() + ": " + e.getMessage());
         }
+        // Null metadata is none (the safetensors library reads it so)
+        writeRaw(file, "{\"__metadata__\":null,\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 4);
+        try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
+            assertEquals(Map.of(), r.metadata());
+            assertEquals(List.of("v"), r.names());
+        }
         // A dtype patchcore does not read is said when the tensor is read (a file may hold tensors the model does not use)
         writeRaw(file, "{\"w\":{\"dtype\":\"I8\",\"shape\":[2],\"data_offsets\":[0,2]},\"v\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[2,6]}}", 8);
         try (SafeTensors.Reader r = new SafeTensors.Reader(file)) {
