@@ -166,11 +166,12 @@ public final class SafeTensors {
         /**
          * Checks each header entry as the safetensors library does before any tensor is read: a dtype, a shape of sizes
          * ≥ 0 and data offsets 0 ≤ begin ≤ end spanning exactly the bytes of that shape (for the dtypes whose size is
-         * known; another dtype is said when its tensor is read), and metadata of text values only. A header that lies
-         * about a tensor's bytes would otherwise read as zeros past them, or be cut to them.
+         * known; another dtype is said when its tensor is read), the tensors' bytes one after another from byte 0, and
+         * metadata of text values only. A header that lies about a tensor's bytes would otherwise read as zeros past
+         * them, be cut to them, or read another tensor's.
          */
         private void validate() {
-            java.util.TreeMap<Long, String> byBegin = new java.util.TreeMap<>();  // begin → name (a shared begin: a name already there)
+            java.util.TreeMap<Long, String> byBegin = new java.util.TreeMap<>();  // first byte → tensor (of those with bytes)
             for (var e : header.entrySet()) {
                 String name = e.getKey();
                 JsonElement v = e.getValue();
