@@ -6,6 +6,7 @@ import dev.patchcore.chat.Py.Tuple;
 import dev.patchcore.chat.Py.Undefined;
 
 import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.math.RoundingMode;
 import java.time.ZonedDateTime;
 import java.time.format.TextStyle;
@@ -173,6 +174,7 @@ final class Builtins {
             }
             case List<?> l -> l.stream().anyMatch(x -> Py.eq(x, needle));
             case Py.Generator g -> Py.iterate(g).stream().anyMatch(x -> Py.eq(x, needle));
+            case Py.DictView d -> d.contains(needle);
             case Map<?, ?> m -> {
                 Py.requireHashable(needle);
                 yield needle instanceof String && m.containsKey(needle);
@@ -197,14 +199,14 @@ final class Builtins {
             case "none" -> v == null;
             case "string" -> v instanceof String;
             case "number" -> Py.isNumber(v);
-            case "integer" -> v instanceof Long;
+            case "integer" -> v instanceof Long || v instanceof BigInteger;
             case "float" -> v instanceof Double;
             case "boolean" -> v instanceof Boolean;
             case "true" -> Boolean.TRUE.equals(v);
             case "false" -> Boolean.FALSE.equals(v);
             case "mapping" -> v instanceof Map;
             case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined
-                    || v instanceof Py.Generator;
+                    || v instanceof Py.Generator || v instanceof Py.DictView;
             case "sequence" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
             case "callable" -> v instanceof Callable || v instanceof Undefined;  // Undefined has a __call__ (that raises)
             // Jinja2's value % 2 == 1, value % 2 == 0, value % num == 0: floats too
@@ -376,7 +378,8 @@ final class Builtins {
             }
             case "abs" -> {
                 if (v instanceof Double d) return Math.abs(d);
-                return Math.abs(integer(v, "abs"));
+                if (!Py.isInt(v)) throw new IllegalArgumentException("bad operand type for abs(): '" + Py.typeName(v) + "'");
+                return Py.big(v).signum() < 0 ? Py.negate(v) : v instanceof Boolean ? (Object) Py.toLong(v) : v;
             }
             case "round" -> {
                 long precision = integer(kw(args, kwargs, 0, "precision", 0L), "round");
@@ -388,7 +391,7 @@ final class Builtins {
                     case "floor" -> RoundingMode.FLOOR;
                     default -> throw new IllegalArgumentException("method must be common, ceil or floor");
                 };
-                if (method.equals("common") && v instanceof Long) return v;
+                if (method.equals("common") && (v instanceof Long || v instanceof BigInteger)) return v;
                 double d = Py.toDouble(v);
                 if (Double.isNaN(d) || Double.isInfinite(d)) return d;
                 if (!method.equals("common")) {
@@ -513,7 +516,7 @@ final class Builtins {
 
     private static Object toInt(Object v, Object dflt, Object base) {
         if (v instanceof Boolean b) return b ? 1L : 0L;
-        if (v instanceof Long) return v;
+        if (v instanceof Long || v instanceof BigInteger) return v;
         if (v instanceof Double d) return floatToInt(d, dflt);
         if (v instanceof String s) {
             String t = Py.strip(s, null, true, true).replace("_", "");
@@ -521,7 +524,8 @@ final class Builtins {
             String digits = t.replaceFirst("^([+-]?)0[xX]", b == 16 ? "$1" : "$0").replaceFirst("^([+-]?)0[oO]", b == 8 ? "$1" : "$0")
                     .replaceFirst("^([+-]?)0[bB]", b == 2 ? "$1" : "$0");
             try {
-                return Long.parseLong(digits.startsWith("+") ? digits.substring(1) : digits, b);
+                if (digits.replaceFirst("^[+-]", "").length() > 4300 && b == 10) throw new NumberFormatException();  // Python's limit
+                return Py.integer(new BigInteger(digits.startsWith("+") ? digits.substring(1) : digits, b));
             } catch (NumberFormatException e) {
                 // Jinja2 then tries int(float(value)), so "42.23" | int is 42
                 Object f = toFloat(s, null);
@@ -531,12 +535,11 @@ final class Builtins {
         return dflt;
     }
 
-    /** Python's int(float): NaN is a ValueError (the default), infinity an OverflowError, as are ints beyond 64 bits. */
+    /** Python's int(float): NaN is a ValueError (the default), infinity an OverflowError; 1e22 is exact. */
     private static Object floatToInt(double d, Object dflt) {
         if (Double.isNaN(d)) return dflt;
         if (Double.isInfinite(d)) throw new IllegalArgumentException("cannot convert float infinity to integer");
-        if (Math.abs(d) >= 0x1p63) throw new IllegalArgumentException("Python's ints beyond 64 bits are not supported");
-        return (long) d;
+        return Py.integer(new BigDecimal(d).toBigInteger());
     }
 
     private static Object toFloat(Object v, Object dflt) {
@@ -727,13 +730,7 @@ final class Builtins {
         if (obj instanceof String s) return stringMethod(s, name);
         if (obj instanceof Map<?, ?> m) {
             return switch (name) {
-                case "items" -> (args, kwargs) -> {
-                    List<Object> out = new ArrayList<>();
-                    for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
-                    return out;
-                };
-                case "keys" -> (args, kwargs) -> new ArrayList<Object>(m.keySet());
-                case "values" -> (args, kwargs) -> new ArrayList<Object>(m.values());
+                case "items", "keys", "values" -> (args, kwargs) -> new Py.DictView(name, m);
                 case "get" -> (args, kwargs) -> {
                     Object key = arg(args, 0, "get");
                     return m.containsKey(key) ? m.get(key) : args.size() > 1 ? args.get(1) : null;

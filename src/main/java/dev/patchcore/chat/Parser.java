@@ -472,11 +472,7 @@ final class Parser {
                 return new Expr.Const(sb.toString());
             }
             case INT -> {
-                try {
-                    return new Expr.Const(Long.parseLong(t.value()));
-                } catch (NumberFormatException e) {
-                    throw error(t, "integer literal out of range: " + t.value());
-                }
+                return new Expr.Const(Py.integer(new java.math.BigInteger(t.value())));  // Python's ints are unbounded
             }
             case FLOAT -> {
                 return new Expr.Const(Double.parseDouble(t.value()));

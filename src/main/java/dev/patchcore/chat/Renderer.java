@@ -292,7 +292,7 @@ final class Renderer {
             }
             case "-", "+" -> {
                 if (v instanceof Double d) return u.op().equals("-") ? -d : d;
-                if (Py.isNumber(v)) return u.op().equals("-") ? -Py.toLong(v) : Py.toLong(v);
+                if (Py.isNumber(v)) return u.op().equals("-") ? Py.negate(v) : v instanceof Boolean ? (Object) Py.toLong(v) : v;
                 throw error(u.pos(), "bad operand type for unary " + u.op() + ": '" + Py.typeName(v) + "'"
                         + undefinedHint(v));
             }
@@ -344,9 +344,9 @@ final class Renderer {
             if (b.op().equals("**") && isConstant(b.left()) && !isConstant(b.right()) && Py.isNumber(x)
                     && !(x instanceof Boolean) && Math.copySign(1.0, Py.toDouble(x)) < 0) {
                 // Jinja2 folds a constant base to a literal and writes -2 ** y into Python, which reads -(2 ** y)
-                Object magnitude = x instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(x));
+                Object magnitude = x instanceof Double d ? (Object) (-d) : Py.negate(x);
                 Object p = arithmetic("**", magnitude, y);
-                return p instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(p));
+                return p instanceof Double d ? (Object) (-d) : Py.negate(p);
             }
             return arithmetic(b.op(), x, y);
         } catch (IllegalArgumentException | ArithmeticException ex) {
@@ -366,15 +366,15 @@ final class Renderer {
                     return x instanceof Tuple ? new Tuple(out.toArray()) : out;
                 }
                 if (floats) return Py.toDouble(x) + Py.toDouble(y);
-                if (nums) return Math.addExact(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
             }
             case "-" -> {
                 if (floats) return Py.toDouble(x) - Py.toDouble(y);
-                if (nums) return Math.subtractExact(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
             }
             case "*" -> {
                 if (floats) return Py.toDouble(x) * Py.toDouble(y);
-                if (nums) return Math.multiplyExact(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
                 if (x instanceof String s && y instanceof Long n) return s.repeat((int) Math.max(0, n));
                 if (y instanceof String s && x instanceof Long n) return s.repeat((int) Math.max(0, n));
                 if (x instanceof List<?> l && y instanceof Long n) {
@@ -384,6 +384,7 @@ final class Renderer {
                 }
             }
             case "/" -> {
+                if (nums && !floats) return Py.trueDivide(x, y);
                 if (nums) {
                     if (Py.toDouble(y) == 0) throw new IllegalArgumentException("division by zero");
                     return Py.toDouble(x) / Py.toDouble(y);
@@ -391,23 +392,15 @@ final class Renderer {
             }
             case "//" -> {
                 if (floats) return Py.floatFloorDiv(Py.toDouble(x), Py.toDouble(y));
-                if (nums) return Py.floorDiv(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
             }
             case "%" -> {
                 if (floats) return Py.floatMod(Py.toDouble(x), Py.toDouble(y));
-                if (nums) return Py.floorMod(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
                 if (x instanceof String) throw new IllegalArgumentException("printf-style '%' formatting of strings is not supported");
             }
             case "**" -> {
-                if (nums && !floats && Py.toLong(y) >= 0) {
-                    long base = Py.toLong(x), exp = Py.toLong(y);
-                    if (base == 0 || base == 1 || exp == 0) return exp == 0 ? 1L : base;
-                    if (base == -1) return exp % 2 == 0 ? 1L : -1L;
-                    if (exp > 64) throw new ArithmeticException("integer overflow: Python's ints beyond 64 bits are not supported");
-                    long r = 1;
-                    for (long k = 0; k < exp; k++) r = Math.multiplyExact(r, base);
-                    return r;
-                }
+                if (nums && !floats && Py.big(y).signum() >= 0) return Py.intArithmetic(op, x, y);
                 if (nums) {
                     double a = Py.toDouble(x), p = Py.toDouble(y);
                     if (a == 0 && p < 0) throw new IllegalArgumentException("0.0 cannot be raised to a negative power");
@@ -482,6 +475,7 @@ final class Renderer {
                 if (key instanceof String s && m.containsKey(s)) return m.get(s);
             }
             case List<?> l -> {
+                if (key instanceof java.math.BigInteger) return new Undefined("cannot fit 'int' into an index-sized integer");
                 if (Py.isNumber(key) && !(key instanceof Double)) {
                     long k = Py.toLong(key);
                     if (k < 0) k += l.size();
@@ -489,6 +483,7 @@ final class Renderer {
                 }
             }
             case String s -> {
+                if (key instanceof java.math.BigInteger) return new Undefined("cannot fit 'int' into an index-sized integer");
                 if (Py.isNumber(key) && !(key instanceof Double)) {
                     int[] cps = Py.codePoints(s);
                     long k = Py.toLong(key);
@@ -548,6 +543,8 @@ final class Renderer {
 
     private long sliceIndex(Object v, int pos) {
         if (v == null) throw new IllegalStateException();
+        // Python clamps a slice index beyond 64 bits like any other past the end
+        if (v instanceof java.math.BigInteger b) return b.signum() > 0 ? Long.MAX_VALUE / 2 : Long.MIN_VALUE / 2;
         if (Py.isNumber(v) && !(v instanceof Double)) return Py.toLong(v);
         throw error(pos, "slice indices must be integers or None");
     }

@@ -412,7 +412,7 @@ class ChatTemplateTest {
                 render("{{ ['42', ' 42 ', '-3', '3.9', '0x1A', '1e3', 'nan', '4_2', '', 'abc', '010', '+5', '1.5e-7', '1f'] | map('int') | list }}"));
         assertEquals("[26, 26, -26]", render("{{ ['0x1A', '1A', '-0x1a'] | map('int', base=16) | list }}"));
         assertEquals("0", render("{{ 'inf' | int }}"));
-        assertRenderFails("{{ 1e22 | int }}");  // an int beyond 64 bits: refused rather than 9223372036854775807
+        assertEquals("10000000000000000000000", render("{{ 1e22 | int }}"), "an int beyond 64 bits, as Python's");
     }
 
     @Test void fuzzTestsCheckTheirArgumentCountAndUndefinedIsCallable() {
@@ -432,5 +432,53 @@ class ChatTemplateTest {
 
     @Test void fuzzNegativeZeroComparesEqualToZero() {
         assertEquals("True -0.0 False", render("{{ 0 <= -0.0 }} {{ [-3, -0.0, 0] | max }} {{ -0.0 < 0 }}"));
+    }
+
+    @Test void intsBeyond64BitsAreExactAsInPython() {
+        // Python's ints are unbounded: results past 64 bits are exact, and back in range they are plain ints again
+        assertEquals("1180591620717411303424 9223372036854775808 12345678901234567890123",
+                render("{{ 2**70 }} {{ 9223372036854775807 + 1 }} {{ 12345678901234567890123 }}"));
+        assertEquals("9223372036854775808 0 9223372036854775808 9223372036854775808",
+                render("{{ -(2**63) // -1 }} {{ (-(2**63)) % -1 }} {{ -9223372036854775808 | abs }} {{ -(-9223372036854775808) }}"));
+        assertEquals("0 True 142857142857142857142857142857 -142857142857142857142857142858 6 -6",
+                render("{{ 2**64 - 2**64 }} {{ (2**64 - 2**64) is integer }} {{ 10**30 // 7 }} {{ -(10**30) // 7 }} {{ -(10**30) % 7 }} {{ 10**30 % -7 }}"));
+        // int / int is correctly rounded; ints and floats compare exactly, not as the int rounded to a float
+        assertEquals("4.2255020007607644e+29 False True True False",
+                render("{{ 2**100 / 3 }} {{ (2**53 + 1) == 2.0**53 }} {{ 2**53 + 1 > 2.0**53 }} {{ 10**400 > 1e308 }} {{ 10**30 == 1e30 }}"));
+        assertEquals("[-18446744073709551616, 1, 18446744073709551616] 18446744073709551616 36893488147419103232 [36893488147419103232]",
+                render("{{ [2**64, 1, -(2**64)] | sort }} {{ [2**64, 1] | max }} {{ [2**64, 2**64] | sum }} {{ [2**65] | tojson }}"));
+        assertEquals("99999999999999999999 9444732965739290427391 100000000000000000000 123456789012345677877719597056",
+                render("{{ '99999999999999999999' | int }} {{ '0x1FFFFFFFFFFFFFFFFFF' | int(base=16) }} {{ 1e20 | int }} {{ 123456789012345678901234567890.0 | int }}"));
+        assertEquals("||[1, 2, 3]", render("{{ [1,2,3][2**70] }}|{{ 'abc'[2**70] }}|{{ [1,2,3][:2**70] }}"),
+                "an index beyond 64 bits is Python's IndexError, which Jinja2 makes Undefined; slices clamp");
+        assertEquals("1208925819614629174706176 -1208925819614629174706176 1.1805916207174113e+21 True False",
+                render("{{ 2 ** n }} {{ -2 ** n }} {{ (2**70) | round(1, 'ceil') }} {{ (2**70) is number }} {{ (2**70) is odd }}", Map.of("n", 80)));
+        assertRenderFails("{{ 10**400 * 1.0 }}");  // OverflowError: int too large to convert to float
+        assertRenderFails("{{ range(2**64) }}");
+        assertRenderFails("{{ 10 ** 5000 }}");     // Python's str() stops at 4300 digits
+    }
+
+    @Test void contextIntsBeyond63BitsStayInts() {
+        // a tool schema's uint64 bound, or Long.MAX_VALUE itself, printed as json.loads + json.dumps print them
+        JsonObject tool = JsonParser.parseString("{\"max\": 18446744073709551615, \"min\": -9223372036854775808, \"top\": 9223372036854775807}").getAsJsonObject();
+        assertEquals("{\"max\": 18446744073709551615, \"min\": -9223372036854775808, \"top\": 9223372036854775807} 18446744073709551616",
+                render("{{ tool | tojson }} {{ tool.max + 1 }}", Map.of("tool", tool)));
+        assertEquals("18446744073709551615 9223372036854775807",
+                render("{{ a }} {{ b }}", Map.of("a", new java.math.BigInteger("18446744073709551615"), "b", Long.MAX_VALUE)));
+    }
+
+    @Test void dictViewsAreNotLists() {
+        // dict.keys(), .values() and .items() are views: Python prints them as such, and they are no lists
+        assertEquals("dict_items([('a', 1)]) dict_keys(['a']) dict_values([1]) [dict_keys(['a'])] dict_keys([])",
+                render("{{ {'a': 1}.items() }} {{ {'a': 1}.keys() }} {{ {'a': 1}.values() }} {{ [{'a': 1}.keys()] }} {{ {}.keys() | string }}"));
+        assertEquals("False True False True True", render("{{ {'a': 1}.keys() == ['a'] }} {{ {'a': 1}.keys() | list == ['a'] }}"
+                + " {{ {'a': 1}.values() == {'a': 1}.values() }} {{ {'a': 1, 'b': 2}.keys() == {'b': 0, 'a': 1}.keys() }} {{ {'a': 1}.items() == {'a': 1}.items() }}"));
+        assertEquals("|a|1|True|False True|['b', 'a']|a,b|True",
+                render("{{ {'a': 1}.keys()[0] }}|{{ {'a': 1}.keys() | first }}|{{ {'a': 1}.keys() | length }}|{{ 'a' in {'a': 1}.keys() }}"
+                        + "|{{ {'a': 1}.keys() is sequence }} {{ {'a': 1}.keys() is iterable }}|{{ {'a': 1, 'b': 2}.keys() | reverse | list }}"
+                        + "|{{ ','.join({'a': 1, 'b': 2}.keys()) }}|{{ ('a', 1) in {'a': 1}.items() }}"));
+        assertRenderFails("{{ {'a': 1}.keys() + ['b'] }}");
+        assertRenderFails("{{ {'a': 1}.items() | tojson }}");
+        assertRenderFails("{{ {'a': 1}.keys()[:1] }}");
     }
 }
