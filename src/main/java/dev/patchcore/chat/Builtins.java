@@ -29,10 +29,11 @@ import java.util.regex.Pattern;
 final class Builtins {
     private Builtins() {}
 
-    static final Set<String> FILTERS = Set.of("abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e",
-            "escape", "first", "float", "indent", "int", "items", "join", "last", "length", "list", "lower", "map",
-            "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort",
-            "string", "sum", "title", "tojson", "trim", "unique", "upper", "wordcount");
+    static final Set<String> FILTERS = Set.of("abs", "attr", "batch", "capitalize", "center", "count", "d", "default",
+            "dictsort", "e", "escape", "first", "float", "groupby", "indent", "int", "items", "join", "last", "length", "list",
+            "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
+            "selectattr", "slice", "sort", "string", "sum", "title", "tojson", "trim", "truncate", "unique", "upper",
+            "wordcount");
 
     static final Set<String> TESTS = Set.of("defined", "undefined", "none", "string", "number", "integer", "float",
             "boolean", "true", "false", "mapping", "iterable", "sequence", "callable", "odd", "even", "divisibleby",
@@ -273,7 +274,7 @@ final class Builtins {
             }
             default -> { }
         }
-        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "items", "map", "select", "reject",
+        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "center", "truncate", "batch", "slice", "groupby", "items", "map", "select", "reject",
                 "selectattr", "rejectattr", "first", "last", "reverse", "sort", "unique", "trim", "upper", "lower",
                 "title", "capitalize", "wordcount", "dictsort", "min", "max", "sum", "replace").contains(name)) {
             throw new IllegalArgumentException(u.message());
@@ -306,6 +307,90 @@ final class Builtins {
                     }
                 }
                 return sb.toString();
+            }
+            case "center" -> {  // str(value).center(width)
+                return pad(Py.str(v), integer(kw(args, kwargs, 0, "width", 80L), "center"), " ", "center");
+            }
+            case "truncate" -> {
+                long length = integer(kw(args, kwargs, 0, "length", 255L), "truncate");
+                boolean killwords = Py.truthy(kw(args, kwargs, 1, "killwords", false));
+                String end = Py.str(kw(args, kwargs, 2, "end", "..."));
+                Object leewayArg = kw(args, kwargs, 3, "leeway", null);
+                long leeway = leewayArg == null ? 5 : integer(leewayArg, "truncate");  // the policy truncate.leeway
+                int endLength = Py.length(end);
+                if (length < endLength) throw new IllegalArgumentException("expected length >= " + endLength + ", got " + length);
+                if (leeway < 0) throw new IllegalArgumentException("expected leeway >= 0, got " + leeway);
+                if (Py.length(v) <= length + leeway) return v;
+                if (!(v instanceof String s)) throw new IllegalArgumentException("truncate needs a string");
+                int[] cps = Py.codePoints(s);
+                String head = new String(cps, 0, (int) (length - endLength));
+                if (killwords) return head + end;
+                int space = head.lastIndexOf(' ');  // s[:length - len(end)].rsplit(" ", 1)[0]
+                return (space < 0 ? head : head.substring(0, space)) + end;
+            }
+            case "batch" -> {
+                Object lines = arg(args, 0, "batch");
+                Object fill = kw(args, kwargs, 1, "fill_with", null);
+                List<Object> out = new ArrayList<>();
+                List<Object> tmp = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    if (Py.eq((long) tmp.size(), lines)) {
+                        out.add(tmp);
+                        tmp = new ArrayList<>();
+                    }
+                    tmp.add(item);
+                }
+                if (!tmp.isEmpty()) {
+                    if (fill != null && Py.compare((long) tmp.size(), lines) < 0) {
+                        while (Py.compare((long) tmp.size(), lines) < 0) tmp.add(fill);
+                    }
+                    out.add(tmp);
+                }
+                return new Py.Generator(out);
+            }
+            case "slice" -> {
+                List<Object> seq = Py.iterate(v);
+                long slices = integer(arg(args, 0, "slice"), "slice");
+                Object fill = kw(args, kwargs, 1, "fill_with", null);
+                if (slices == 0) throw new IllegalArgumentException("integer division or modulo by zero");
+                long per = Math.floorDiv(seq.size(), slices), extra = Math.floorMod(seq.size(), slices), offset = 0;
+                List<Object> out = new ArrayList<>();
+                for (long k = 0; k < slices; k++) {
+                    long start = offset + k * per;
+                    if (k < extra) offset++;
+                    long stop = offset + (k + 1) * per;
+                    List<Object> tmp = new ArrayList<>();
+                    for (long j = Math.max(0, start); j < Math.min(seq.size(), stop); j++) tmp.add(seq.get((int) j));
+                    if (fill != null && k >= extra) tmp.add(fill);
+                    out.add(tmp);
+                }
+                return new Py.Generator(out);
+            }
+            case "groupby" -> {
+                // Jinja2: sorted by the attribute (lower case unless case_sensitive), grouped where it is equal; the
+                // grouper is the first item's own value
+                String attribute = Py.str(arg(args, 0, "groupby"));
+                Object dflt = kw(args, kwargs, 1, "default", null);
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 2, "case_sensitive", false));
+                java.util.function.Function<Object, Object> value = item -> {
+                    Object x = attribute(r, item, attribute, pos);
+                    return x instanceof Undefined && dflt != null ? dflt : x;
+                };
+                List<Object> items = Py.iterate(v);
+                items.sort((a, b) -> Py.compare(sortKey(value.apply(a), caseSensitive), sortKey(value.apply(b), caseSensitive)));
+                List<Object> out = new ArrayList<>();
+                List<Object> group = null;
+                Object key = null;
+                for (Object item : items) {
+                    Object k = sortKey(value.apply(item), caseSensitive);
+                    if (group == null || !Py.eq(k, key)) {
+                        group = new ArrayList<>();
+                        out.add(new Py.GroupTuple(caseSensitive ? k : value.apply(item), group));
+                        key = k;
+                    }
+                    group.add(item);
+                }
+                return out;
             }
             case "wordcount" -> {
                 Matcher m = Pattern.compile("\\w+", Pattern.UNICODE_CHARACTER_CLASS).matcher(Py.str(v));
@@ -361,7 +446,9 @@ final class Builtins {
             }
             case "dictsort" -> {
                 if (!(v instanceof Map<?, ?> m)) throw new IllegalArgumentException("dictsort: a mapping is needed");
-                boolean byValue = "value".equals(kw(args, kwargs, 1, "by", "key"));
+                Object by = kw(args, kwargs, 1, "by", "key");
+                if (!"key".equals(by) && !"value".equals(by)) throw new IllegalArgumentException("You can only sort by either \"key\" or \"value\"");
+                boolean byValue = "value".equals(by);
                 boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
                 List<Object> out = new ArrayList<>();
                 for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
@@ -391,7 +478,11 @@ final class Builtins {
                     case "floor" -> RoundingMode.FLOOR;
                     default -> throw new IllegalArgumentException("method must be common, ceil or floor");
                 };
-                if (method.equals("common") && (v instanceof Long || v instanceof BigInteger)) return v;
+                if (method.equals("common") && Py.isInt(v)) {
+                    // Python's round(int, ndigits) is an int, rounded half to even at a negative ndigits
+                    if (precision >= 0) return Py.integer(Py.big(v));
+                    return Py.integer(new BigDecimal(Py.big(v)).setScale((int) Math.max(precision, -10_000), RoundingMode.HALF_EVEN).toBigInteger());
+                }
                 double d = Py.toDouble(v);
                 if (Double.isNaN(d) || Double.isInfinite(d)) return d;
                 if (!method.equals("common")) {
@@ -410,7 +501,8 @@ final class Builtins {
                 if (kwargs.containsKey("ensure_ascii") && Py.truthy(kwargs.get("ensure_ascii"))) {
                     throw new IllegalArgumentException("tojson(ensure_ascii=True) is not supported");
                 }
-                return Py.json(v, indent == null ? null : (int) integer(indent, "tojson indent"),
+                // json.dumps: an int indent is that many spaces, a string is the indent itself
+                return Py.json(v, indent == null ? null : indent instanceof String i ? i : " ".repeat((int) Math.max(0, integer(indent, "tojson indent"))),
                         Py.truthy(kwargs.getOrDefault("sort_keys", false)));
             }
             case "map" -> {
@@ -470,7 +562,7 @@ final class Builtins {
                 // Jinja2's keys are one-item lists, and Python compares lists item by item with == first: equal items
                 // (two Undefineds, two equal dicts) are no error
                 Comparator<Object> cmp = Comparator.comparing(
-                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive),
+                        x -> sortKey(attribute == null ? x : multiAttribute(r, x, attribute, caseSensitive, pos), caseSensitive),
                         (a, b) -> Py.eq(a, b) ? 0 : Py.compare(a, b));
                 items.sort(reverse ? cmp.reversed() : cmp);
                 return items;
@@ -508,6 +600,14 @@ final class Builtins {
             x = part.matches("\\d+") ? r.getitem(x, Long.parseLong(part), pos) : r.getitem(x, part, pos);
         }
         return x;
+    }
+
+    /** Jinja2's make_multi_attrgetter: {@code attribute='v,name'} sorts by several attributes, a list of them. */
+    private static Object multiAttribute(Renderer r, Object item, Object attribute, boolean caseSensitive, int pos) {
+        if (!(attribute instanceof String s) || !s.contains(",")) return attribute(r, item, Py.str(attribute), pos);
+        List<Object> key = new ArrayList<>();
+        for (String part : s.split(",", -1)) key.add(sortKey(attribute(r, item, part, pos), caseSensitive));
+        return key;
     }
 
     private static Object sortKey(Object v, boolean caseSensitive) {
@@ -763,7 +863,7 @@ final class Builtins {
     }
 
     private static boolean affix(String s, Object affixes, boolean prefix) {
-        if (affixes instanceof List<?> l) return l.stream().anyMatch(a -> affix(s, a, prefix));
+        if (affixes instanceof Tuple l) return l.stream().anyMatch(a -> affix(s, a, prefix));
         if (!(affixes instanceof String a)) throw new IllegalArgumentException("startswith/endswith expect a string or a tuple");
         return prefix ? s.startsWith(a) : s.endsWith(a);
     }
@@ -777,24 +877,53 @@ final class Builtins {
             case "lower" -> (args, kwargs) -> s.toLowerCase(Locale.ROOT);
             case "title" -> (args, kwargs) -> pyTitle(s);
             case "capitalize" -> (args, kwargs) -> capitalize(s);
-            case "startswith" -> (args, kwargs) -> affix(s, arg(args, 0, "startswith"), true);
-            case "endswith" -> (args, kwargs) -> affix(s, arg(args, 0, "endswith"), false);
+            case "startswith", "endswith" -> (args, kwargs) -> {
+                if (args.size() > 3) throw new IllegalArgumentException(name + " takes at most 3 arguments (" + args.size() + " given)");
+                // Python's s.startswith(x, start, end) is s[start:end].startswith(x), but false where start is past the end
+                int[] cps = Py.codePoints(s);
+                long start = args.size() > 1 && args.get(1) != null ? clampIndex(integer(args.get(1), name), cps.length) : 0;
+                long end = args.size() > 2 && args.get(2) != null ? clampIndex(integer(args.get(2), name), cps.length) : cps.length;
+                if (args.size() > 1 && args.get(1) != null && integer(args.get(1), name) > cps.length) return false;
+                String sub = start >= end ? "" : new String(cps, (int) start, (int) (end - start));
+                return affix(sub, arg(args, 0, name), name.equals("startswith"));
+            };
             case "split", "rsplit" -> (args, kwargs) -> {
                 Object sep = kw(args, kwargs, 0, "sep", null);
                 long max = integer(kw(args, kwargs, 1, "maxsplit", -1L), name);
                 String sepStr = sep == null ? null : Py.str(sep);
                 return name.equals("split") ? split(s, sepStr, max) : rsplit(s, sepStr, max);
             };
-            case "splitlines" -> (args, kwargs) -> new ArrayList<Object>(splitlines(s, Py.truthy(kw(args, kwargs, 0, "keepends", false))));
+            case "splitlines" -> (args, kwargs) -> {
+                if (args.size() > 1) throw new IllegalArgumentException("splitlines() takes at most 1 argument (" + args.size() + " given)");
+                Object keep = kw(args, kwargs, 0, "keepends", false);
+                if (!Py.isInt(keep)) throw new IllegalArgumentException("'" + Py.typeName(keep) + "' object cannot be interpreted as an integer");
+                return new ArrayList<Object>(splitlines(s, Py.truthy(keep)));
+            };
             case "replace" -> (args, kwargs) -> replace(s, strArg(args, 0, "replace"), strArg(args, 1, "replace"),
                     args.size() > 2 ? integer(args.get(2), "replace") : -1);
-            case "find" -> (args, kwargs) -> (long) codePointIndex(s, s.indexOf(strArg(args, 0, "find")));
-            case "rfind" -> (args, kwargs) -> (long) codePointIndex(s, s.lastIndexOf(strArg(args, 0, "rfind")));
+            case "find", "rfind", "index", "rindex" -> (args, kwargs) -> {
+                // s.find(sub, start, end) looks in s[start:end] and counts from the start of s; start past the end finds nothing
+                String sub = strArg(args, 0, name);
+                int[] cps = Py.codePoints(s);
+                long[] w = window(args, cps.length, name);
+                long at = -1;
+                if (w != null) {
+                    String in = new String(cps, (int) w[0], (int) Math.max(0, w[1] - w[0]));
+                    int k = name.startsWith("r") ? in.lastIndexOf(sub) : in.indexOf(sub);
+                    if (k >= 0 && w[1] >= w[0]) at = w[0] + codePointIndex(in, k);
+                }
+                if (at < 0 && name.endsWith("index")) throw new IllegalArgumentException("substring not found");
+                return at;
+            };
             case "count" -> (args, kwargs) -> {
                 String sub = strArg(args, 0, "count");
-                if (sub.isEmpty()) return (long) Py.length(s) + 1;
+                int[] cps = Py.codePoints(s);
+                long[] w = window(args, cps.length, name);
+                if (w == null || w[1] < w[0]) return 0L;
+                String in = new String(cps, (int) w[0], (int) (w[1] - w[0]));
+                if (sub.isEmpty()) return (long) Py.length(in) + 1;
                 long n = 0;
-                for (int at = s.indexOf(sub); at >= 0; at = s.indexOf(sub, at + sub.length())) n++;
+                for (int at = in.indexOf(sub); at >= 0; at = in.indexOf(sub, at + sub.length())) n++;
                 return n;
             };
             case "join" -> (args, kwargs) -> {
@@ -820,9 +949,82 @@ final class Builtins {
             case "isspace" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Py::isSpace);
             case "islower" -> (args, kwargs) -> isLower(s);
             case "isupper" -> (args, kwargs) -> isUpper(s);
+            case "isdecimal" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);  // Nd, as Java's
+            case "isalnum" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(c -> Character.isLetter(c)
+                    || Character.getType(c) == Character.DECIMAL_DIGIT_NUMBER || Character.getType(c) == Character.LETTER_NUMBER
+                    || Character.getType(c) == Character.OTHER_NUMBER);
+            case "istitle" -> (args, kwargs) -> isTitle(s);
+            case "center", "ljust", "rjust" -> (args, kwargs) -> {
+                String fill = args.size() > 1 ? strArg(args, 1, name) : " ";
+                if (Py.length(fill) != 1) throw new IllegalArgumentException("The fill character must be exactly one character long");
+                return pad(s, integer(arg(args, 0, name), name), fill, name);
+            };
+            case "zfill" -> (args, kwargs) -> {
+                long width = integer(arg(args, 0, name), name);
+                int n = Py.length(s);
+                if (width <= n) return s;
+                String zeros = "0".repeat((int) (width - n));
+                return !s.isEmpty() && (s.charAt(0) == '+' || s.charAt(0) == '-') ? s.charAt(0) + zeros + s.substring(1) : zeros + s;
+            };
+            case "partition", "rpartition" -> (args, kwargs) -> {
+                String sep = strArg(args, 0, name);
+                if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
+                int at = name.equals("partition") ? s.indexOf(sep) : s.lastIndexOf(sep);
+                if (at < 0) return name.equals("partition") ? new Tuple(s, "", "") : new Tuple("", "", s);
+                return new Tuple(s.substring(0, at), sep, s.substring(at + sep.length()));
+            };
             case "format" -> (args, kwargs) -> format(s, args, kwargs);
             default -> null;
         };
+    }
+
+    /** Python's str.center, ljust and rjust; center puts the odd space where CPython does. */
+    private static String pad(String s, long width, String fill, String how) {
+        int n = Py.length(s);
+        if (width <= n) return s;
+        long margin = width - n;
+        long left = switch (how) {
+            case "ljust" -> 0;
+            case "rjust" -> margin;
+            default -> margin / 2 + (margin & width & 1);
+        };
+        return fill.repeat((int) left) + s + fill.repeat((int) (margin - left));
+    }
+
+    /** Python's str.istitle(): cased characters, upper or title case only after uncased ones. */
+    static boolean isTitle(String s) {
+        boolean cased = false, prevCased = false;
+        for (int k = 0; k < s.length(); ) {
+            int c = s.codePointAt(k);
+            k += Character.charCount(c);
+            if (Character.isUpperCase(c) || Character.isTitleCase(c)) {
+                if (prevCased) return false;
+                prevCased = cased = true;
+            } else if (Character.isLowerCase(c)) {
+                if (!prevCased) return false;
+                prevCased = cased = true;
+            } else {
+                prevCased = false;
+            }
+        }
+        return cased;
+    }
+
+    /**
+     * The [start, end) of s.find(sub, start, end) and the like, clamped as slices are; null where start is past the end
+     * of the string (Python finds nothing there, not even the empty string).
+     */
+    private static long[] window(List<Object> args, int len, String name) {
+        if (args.size() > 3) throw new IllegalArgumentException(name + " takes at most 3 arguments (" + args.size() + " given)");
+        Object start = args.size() > 1 ? args.get(1) : null, end = args.size() > 2 ? args.get(2) : null;
+        if (start != null && integer(start, name) > len) return null;
+        return new long[] {start == null ? 0 : clampIndex(integer(start, name), len), end == null ? len : clampIndex(integer(end, name), len)};
+    }
+
+    /** A slice bound as Python clamps it: negative from the end, then into [0, len]. */
+    private static long clampIndex(long k, int len) {
+        if (k < 0) k += len;
+        return Math.max(0, Math.min(len, k));
     }
 
     private static int codePointIndex(String s, int charIndex) {

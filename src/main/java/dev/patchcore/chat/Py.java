@@ -34,7 +34,7 @@ final class Py {
     }
 
     /** A Python tuple: prints with parentheses, otherwise a read-only list. */
-    static final class Tuple extends AbstractList<Object> {
+    static class Tuple extends AbstractList<Object> {
         private final Object[] items;
 
         Tuple(Object... items) {
@@ -47,6 +47,13 @@ final class Py {
 
         @Override public int size() {
             return items.length;
+        }
+    }
+
+    /** What Jinja2's groupby yields: a namedtuple (grouper, list), which prints as a tuple does. */
+    static final class GroupTuple extends Tuple {
+        GroupTuple(Object grouper, List<Object> list) {
+            super(grouper, list);
         }
     }
 
@@ -242,6 +249,7 @@ final class Py {
             case Namespace n -> "<Namespace " + repr(n.attrs) + ">";
             case Generator g -> "<generator object>";
             case DictView d -> "dict_" + d.kind() + "(" + repr(d.items()) + ")";
+            case Renderer.MacroValue m -> "<Macro '" + m.macro().name() + "'>";
             default -> "<function>";
         };
     }
@@ -516,7 +524,6 @@ final class Py {
             case List<?> l -> l.size();
             case Map<?, ?> m -> m.size();
             case Undefined u -> 0;
-            case Namespace n -> n.attrs.size();
             case DictView d -> d.map().size();
             case null, default -> throw new IllegalArgumentException("object of type '" + typeName(v) + "' has no len()");
         };
@@ -526,13 +533,13 @@ final class Py {
      * Python's {@code json.dumps(v, ensure_ascii=False, indent=indent, separators=None, sort_keys=sortKeys)}, the
      * {@code tojson} filter transformers installs.
      */
-    static String json(Object v, Integer indent, boolean sortKeys) {
+    static String json(Object v, String indent, boolean sortKeys) {
         StringBuilder sb = new StringBuilder();
         json(sb, v, indent, sortKeys, 0);
         return sb.toString();
     }
 
-    private static void json(StringBuilder sb, Object v, Integer indent, boolean sortKeys, int depth) {
+    private static void json(StringBuilder sb, Object v, String indent, boolean sortKeys, int depth) {
         String itemSep = indent == null ? ", " : ",";
         switch (v) {
             case null -> sb.append("null");
@@ -573,13 +580,12 @@ final class Py {
                 newline(sb, indent, depth);
                 sb.append('}');
             }
-            case Namespace n -> json(sb, n.attrs, indent, sortKeys, depth);
             default -> throw new IllegalArgumentException("Object of type " + typeName(v) + " is not JSON serializable");
         }
     }
 
-    private static void newline(StringBuilder sb, Integer indent, int depth) {
-        if (indent != null) sb.append('\n').append(" ".repeat(indent * depth));
+    private static void newline(StringBuilder sb, String indent, int depth) {
+        if (indent != null) sb.append('\n').append(indent.repeat(depth));
     }
 
     private static void jsonString(StringBuilder sb, String s) {

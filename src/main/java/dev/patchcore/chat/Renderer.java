@@ -45,6 +45,9 @@ final class Renderer {
     static final class Loop {
         final List<Object> items;
         int index0;
+        Object lastChanged = MISSING;  // the arguments of the last loop.changed(...)
+
+        private static final Object MISSING = new Object();
 
         Loop(List<Object> items) {
             this.items = items;
@@ -66,13 +69,18 @@ final class Renderer {
     private static final BreakSignal BREAK = new BreakSignal();
     private static final ContinueSignal CONTINUE = new ContinueSignal();
 
-    /** A macro bound to the scope it was defined in. */
-    private record MacroValue(Node.Macro macro, Scope defined, Renderer renderer) implements Callable {
+    /** A macro bound to the scope it was defined in. It prints as Jinja2's {@code <Macro 'name'>}. */
+    record MacroValue(Node.Macro macro, Scope defined, Renderer renderer) implements Callable {
         @Override public Object call(List<Object> args, Map<String, Object> kwargs) {
             List<String> params = macro.params();
-            if (args.size() > params.size()) {
+            if (args.size() > params.size() && !macro.catchVarargs()) {
                 throw new IllegalArgumentException("macro '" + macro.name() + "' takes not more than " + params.size()
                         + " argument(s)");
+            }
+            for (int k = 0; k < Math.min(args.size(), params.size()); k++) {
+                if (kwargs.containsKey(params.get(k))) {
+                    throw new IllegalArgumentException("macro '" + macro.name() + "' got multiple values for argument '" + params.get(k) + "'");
+                }
             }
             Scope scope = new Scope(defined);
             int firstDefault = params.size() - macro.defaults().size();
@@ -85,9 +93,16 @@ final class Renderer {
                 else v = new Undefined("parameter '" + p + "' was not provided");
                 scope.vars.put(p, v);
             }
-            for (String k : kwargs.keySet()) {
-                if (!params.contains(k)) throw new IllegalArgumentException("macro '" + macro.name() + "' takes no keyword argument '" + k + "'");
+            Map<String, Object> extra = new LinkedHashMap<>();
+            for (Map.Entry<String, Object> e : kwargs.entrySet()) {
+                if (params.contains(e.getKey())) continue;
+                if (!macro.catchKwargs()) throw new IllegalArgumentException("macro '" + macro.name() + "' takes no keyword argument '" + e.getKey() + "'");
+                extra.put(e.getKey(), e.getValue());
             }
+            if (macro.catchVarargs()) {
+                scope.vars.put("varargs", new Tuple(args.size() > params.size() ? args.subList(params.size(), args.size()).toArray() : new Object[0]));
+            }
+            if (macro.catchKwargs()) scope.vars.put("kwargs", extra);
             StringBuilder out = new StringBuilder();
             renderer.render(macro.body(), scope, out);
             return out.toString();
@@ -227,6 +242,9 @@ final class Renderer {
             case Expr.GetItem g -> {
                 Object obj = eval(g.object(), scope);
                 if (g.index() instanceof Expr.Slice s) {
+                    // Jinja2 folds a constant to its value through environment.getitem, which makes the TypeError of
+                    // slicing what cannot be sliced an Undefined; at run time a slice is Python's obj[a:b] and raises
+                    if (isConstant(g) && !(obj instanceof String) && !(obj instanceof List)) yield new Undefined("not subscriptable");
                     yield slice(obj, evalOrNull(s.start(), scope), evalOrNull(s.stop(), scope), evalOrNull(s.step(), scope), g.pos());
                 }
                 yield getitem(obj, eval(g.index(), scope), g.pos());
@@ -433,6 +451,7 @@ final class Renderer {
             }
             default -> { }
         }
+        if (obj instanceof Py.GroupTuple t && (name.equals("grouper") || name.equals("list"))) return t.get(name.equals("grouper") ? 0 : 1);
         Callable method = Builtins.method(obj, name);
         if (method != null) return method;
         if (obj instanceof Map<?, ?> m && m.containsKey(name)) return m.get(name);
@@ -462,7 +481,13 @@ final class Renderer {
                 if (args.isEmpty()) throw new IllegalArgumentException("no items for cycling given");
                 return args.get(k % args.size());
             };
-            default -> throw error(pos, "the loop variable has no attribute '" + name + "'");
+            case "changed" -> (Callable) (args, kwargs) -> {  // whether the arguments differ from the last call's
+                Tuple value = new Tuple(args.toArray());
+                if (l.lastChanged != Loop.MISSING && Py.eq(l.lastChanged, value)) return false;
+                l.lastChanged = value;
+                return true;
+            };
+            default -> new Undefined("'LoopContext object' has no attribute '" + name + "'");
         };
     }
 
@@ -475,6 +500,7 @@ final class Renderer {
                 if (key instanceof String s && m.containsKey(s)) return m.get(s);
             }
             case List<?> l -> {
+                if (l instanceof Py.GroupTuple && key instanceof String s && (s.equals("grouper") || s.equals("list"))) return getattr(l, s, pos);
                 if (key instanceof java.math.BigInteger) return new Undefined("cannot fit 'int' into an index-sized integer");
                 if (Py.isNumber(key) && !(key instanceof Double)) {
                     long k = Py.toLong(key);

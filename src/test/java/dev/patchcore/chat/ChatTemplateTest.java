@@ -256,6 +256,10 @@ class ChatTemplateTest {
         assertThrows(IllegalArgumentException.class, () -> render(template, Map.of("items", List.of(1, 2))));
     }
 
+    private static void assertRenderFails(String template, Map<String, ?> context) {
+        assertThrows(IllegalArgumentException.class, () -> render(template, context));
+    }
+
     @Test void fuzzSumOfMissingAttributesFails() {
         assertRenderFails("{{ [1, 2] | sum(attribute='v') }}");   // was a ClassCastException
         assertEquals("3.5", render("{{ [1, 2] | sum(start=0.5) }}"));
@@ -480,5 +484,91 @@ class ChatTemplateTest {
         assertRenderFails("{{ {'a': 1}.keys() + ['b'] }}");
         assertRenderFails("{{ {'a': 1}.items() | tojson }}");
         assertRenderFails("{{ {'a': 1}.keys()[:1] }}");
+    }
+
+    // found by the second fuzz round (tools/reference/chat-templates/fuzz_focus.py); each expectation is Jinja2's
+
+    @Test void fuzz2NamespacesHaveNoLengthAndAreNotJson() {
+        assertRenderFails("{% set ns = namespace(a=1) %}{{ ns | length }}");   // was 1
+        assertRenderFails("{% set ns = namespace(a=1) %}{{ ns | tojson }}");   // was {"a": 1}
+    }
+
+    @Test void fuzz2MacrosPrintAsJinja2sAndTakeVarargsAndKwargsWhenTheyReadThem() {
+        assertEquals("<Macro 'm'> [<Macro 'm'>]", render("{% macro m(a) %}{{ a }}{% endmacro %}{{ m }} {{ [m] }}"));  // was <function>
+        assertEquals("[(3,)]{'x': 4}|[()]{}",
+                render("{% macro m(a, b=a) %}[{{ varargs }}]{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, x=4) }}|{{ m(1) }}"));  // was []|[]
+        assertRenderFails("{% macro m(a) %}{{ kwargs }}{% endmacro %}{{ m(1, 2) }}");
+        assertRenderFails("{% macro m(a) %}{{ varargs }}{% endmacro %}{{ m(1, z=2) }}");
+        assertRenderFails("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, a=2) }}");  // was 1
+    }
+
+    @Test void fuzz2StringMethodsTakeStartAndEnd() {
+        assertEquals("True True True True False False True", render("{{ 'abc'.startswith('b', 1) }} {{ 'abc'.startswith(('x', 'c'), -1) }}"
+                + " {{ 'abc'.endswith('b', 0, 2) }} {{ 'abc'.startswith('', 3) }} {{ 'abc'.startswith('', 4) }} {{ 'abc'.endswith('', 5, 1) }}"
+                + " {{ 'abc'.startswith('a', none, 1) }}"));
+        assertEquals("1 4 1 3 -1 2 -1 -1", render("{{ '<s>'.find('', 1) }} {{ 'abcabc'.find('b', 2) }} {{ 'abcabc'.rfind('b', 0, 4) }}"
+                + " {{ 'abc'.find('', 3) }} {{ 'abc'.find('', 4) }} {{ 'abc'.find('c', -1) }} {{ 'abc'.find('a', 1, 0) }} {{ 'abc'.find('', 2, 1) }}"));
+        assertEquals("3 3 0 0 3 1 1", render("{{ 'aaaa'.count('a', 1) }} {{ 'aaaa'.count('', 1, 3) }} {{ 'aaaa'.count('', 5) }}"
+                + " {{ 'aaaa'.count('', 2, 1) }} {{ 'abcb'.index('b', 2) }} {{ 'abcb'.rindex('b', 0, 3) }} {{ 'ab'.count('a', -5, 99) }}"));
+        assertRenderFails("{{ 'abc'.startswith(['a']) }}");  // a list is not a tuple
+        assertRenderFails("{{ 'abc'.index('b', 2) }}");      // substring not found
+        assertRenderFails("{{ 'a'.splitlines(1, 2) }}");
+        assertRenderFails("{{ 'a'.splitlines(',') }}");
+    }
+
+    @Test void fuzz2MoreStringMethods() {
+        assertEquals("[***ab**][ab   ][---ab][-00042][ab]",
+                render("[{{ 'ab'.center(7, '*') }}][{{ 'ab'.ljust(5) }}][{{ 'ab'.rjust(5, '-') }}][{{ '-42'.zfill(6) }}][{{ 'ab'.center(1) }}]"));
+        assertEquals("True False True True False True False True False", render("{{ 'a1'.isalnum() }} {{ 'a 1'.isalnum() }} {{ '²'.isalnum() }}"
+                + " {{ '12'.isdecimal() }} {{ '²'.isdecimal() }} {{ 'Hello World'.istitle() }} {{ 'Hello world'.istitle() }} {{ '1A'.istitle() }} {{ ''.istitle() }}"));
+        assertEquals("('a', ',', 'b,c') ('a,b', ',', 'c') ('abc', '', '') ('', '', 'abc') 1 3", render("{{ 'a,b,c'.partition(',') }}"
+                + " {{ 'a,b,c'.rpartition(',') }} {{ 'abc'.partition('x') }} {{ 'abc'.rpartition('x') }} {{ 'abcb'.index('b') }} {{ 'abcb'.rindex('b') }}"));
+    }
+
+    @Test void fuzz2RoundOfAnIntWithNegativePrecision() {
+        assertEquals("0 20 20 1 1200.0 7", render("{{ 3 | round(-1) }} {{ 15 | round(-1) }} {{ 25 | round(-1) }} {{ true | round }}"
+                + " {{ 1234 | round(-2, 'floor') }} {{ 7 | round(2) }}"));  // was 3 15 25 1.0 ...
+    }
+
+    @Test void fuzz2SortBySeveralAttributesAndDictsortChecksBy() {
+        assertEquals("['z', 'a', 'b'] ['b', 'a']", render("{{ [{'v': 1, 'n': 'b'}, {'v': 1, 'n': 'a'}, {'v': 0, 'n': 'z'}] | sort(attribute='v,n') | map(attribute='n') | list }}"
+                + " {{ [{'v': 'B', 'n': 'b'}, {'v': 'a', 'n': 'a'}] | sort(attribute='v,n', reverse=true) | map(attribute='n') | list }}"));
+        assertRenderFails("{{ {'a': 1} | dictsort(by='nope') }}");
+    }
+
+    @Test void fuzz2TojsonIndentCanBeAString() {
+        assertEquals("[\n--1,\n--{\n----\"a\": 2\n--}\n] [\n1\n] [\n1\n]",
+                render("{{ [1, {'a': 2}] | tojson(indent='--') }} {{ [1] | tojson(indent=0) }} {{ [1] | tojson(indent=-1) }}"));
+    }
+
+    @Test void fuzz2ConstantSlicesOfWhatCannotBeSlicedAreUndefined() {
+        // Jinja2 folds constants through environment.getitem, which makes the TypeError an Undefined
+        assertEquals("|||(2,)|bc", render("{{ 1[-3:-1] }}|{{ none[:1] }}|{{ {'a': 1}[1:] }}|{{ (1, 2)[1:] }}|{{ 'abc'[1:] }}"));
+        assertRenderFails("{{ n[1:] }}", Map.of("n", 5));
+    }
+
+    @Test void fuzz2CenterTruncateBatchSliceFilters() {
+        assertEquals("[   ab  ][ abc  ][  ab ][   ]", render("[{{ 'ab' | center(7) }}][{{ 'abc' | center(6) }}][{{ 'ab' | center(5) }}][{{ x | center(3) }}]"));
+        assertEquals("hello...|hello ...|hello..|...|ab...||[1, 2]", render("{{ 'hello world foo bar' | truncate(9) }}|{{ 'hello world foo bar' | truncate(9, true) }}"
+                + "|{{ 'hello world foo bar' | truncate(10, false, '..', 0) }}|{{ 'hello' | truncate(3, leeway=0) }}|{{ 'abcdefghij' | truncate(5, leeway=0) }}"
+                + "|{{ x | truncate }}|{{ [1,2] | truncate(3) }}"));
+        assertRenderFails("{{ 'abc' | truncate(2) }}");
+        assertEquals("[[0, 1, 2], [3, 4, 5], [6]] [[0, 1, 2], [3, 4, 5], [6, 'x', 'x']] [[], ['a', 'b', 'c']] [] []",
+                render("{{ range(7) | batch(3) | list }} {{ range(7) | batch(3, 'x') | list }} {{ 'abc' | batch(0) | list }} {{ x | batch(2) | list }} {{ [] | batch(2) | list }}"));
+        assertEquals("[[0, 1, 2], [3, 4], [5, 6]] [[0, 1, 2], [3, 4, 'x'], [5, 6, 'x']] [[0], [1], [], []] [[], []]",
+                render("{{ range(7) | slice(3) | list }} {{ range(7) | slice(3, 'x') | list }} {{ range(2) | slice(4) | list }} {{ x | slice(2) | list }}"));
+        assertRenderFails("{{ range(7) | slice(0) | list }}");
+    }
+
+    @Test void fuzz2GroupbyAndLoopChanged() {
+        Map<String, Object> ctx = Map.of("items", JsonParser.parseString("[{\"name\": \"b\", \"v\": 1}, {\"name\": \"A\", \"v\": 2}, {\"name\": \"a\", \"v\": 1}]"));
+        assertEquals("A:2,1 b:1 |[(1, [{'name': 'b', 'v': 1}, {'name': 'a', 'v': 1}]), (2, [{'name': 'A', 'v': 2}])]|['A', 'a', 'b'] A [\"A\", [{\"name\": \"A\", \"v\": 2}, {\"name\": \"a\", \"v\": 1}]]",
+                render("{% for g in items | groupby('name') %}{{ g.grouper }}:{{ g.list | map(attribute='v') | join(',') }} {% endfor %}"
+                        + "|{{ items | groupby('v') }}|{{ items | groupby('name', case_sensitive=true) | map(attribute='grouper') | list }}"
+                        + " {{ (items | groupby('name'))[0][0] }} {{ items | groupby('name') | first | tojson }}", ctx));
+        assertEquals("[('?', [{'name': 'b', 'v': 1}, {'name': 'A', 'v': 2}, {'name': 'a', 'v': 1}])] []", render("{{ items | groupby('x', default='?') }} {{ x | groupby('a') }}", ctx));
+        assertRenderFails("{{ items | groupby('x') }}", ctx);
+        assertEquals("True False True True |TrueTrue TrueTrue TrueTrue |", render("{% for x in [1, 1, 2, 1] %}{{ loop.changed(x) }} {% endfor %}"
+                + "|{% for x in 'aab' %}{{ loop.changed() }}{{ loop.changed(x, 1) }} {% endfor %}|{% for x in [1] %}{{ loop.foo }}{% endfor %}"));
     }
 }
