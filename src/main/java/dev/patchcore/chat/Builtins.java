@@ -38,7 +38,7 @@ final class Builtins {
     static final Set<String> TESTS = Set.of("defined", "undefined", "none", "string", "number", "integer", "float",
             "boolean", "true", "false", "mapping", "iterable", "sequence", "callable", "odd", "even", "divisibleby",
             "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=",
-            "in", "sameas", "lower", "upper", "filter", "test");
+            "in", "sameas", "lower", "upper", "filter", "test", "escaped");
 
     /** The global functions: {@code range}, {@code namespace}, {@code dict}, {@code raise_exception}, {@code strftime_now}. */
     static Map<String, Object> globals(ZonedDateTime now) {
@@ -226,6 +226,7 @@ final class Builtins {
                 yield v == o || (v instanceof Boolean && v.equals(o));
             }
             // Jinja2's str(value).islower() / .isupper()
+            case "escaped" -> false;  // hasattr(value, '__html__'): only Markup has it, and no value here is Markup
             case "lower" -> isLower(Py.str(v));
             case "upper" -> isUpper(Py.str(v));
             case "filter", "test" -> {  // Jinja2 looks the value up in a dict
@@ -505,54 +506,9 @@ final class Builtins {
                 return Py.json(v, indent == null ? null : indent instanceof String i ? i : " ".repeat((int) Math.max(0, integer(indent, "tojson indent"))),
                         Py.truthy(kwargs.getOrDefault("sort_keys", false)));
             }
-            case "map" -> {
-                List<Object> out = new ArrayList<>();
-                if (!Py.truthy(v)) return new Py.Generator(out);  // Jinja2's "if value:" before iterating
-                if (kwargs.containsKey("attribute")) {
-                    String attribute = Py.str(kwargs.get("attribute"));
-                    Object dflt = kwargs.get("default");
-                    for (Object item : Py.iterate(v)) {
-                        Object x = attribute(r, item, attribute, pos);
-                        out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
-                    }
-                    return new Py.Generator(out);
-                }
-                String filter = Py.str(arg(args, 0, "map"));
-                if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
-                for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
-                return new Py.Generator(out);
-            }
-            case "select", "reject", "selectattr", "rejectattr" -> {
-                if (!Py.truthy(v)) return new Py.Generator(new ArrayList<>());  // Jinja2's "if value:" before iterating
-                boolean attr = name.endsWith("attr");
-                boolean keep = name.startsWith("select");
-                String attribute = attr ? Py.str(arg(args, 0, name)) : null;
-                int t = attr ? 1 : 0;
-                String testName = args.size() > t ? Py.str(args.get(t)) : null;
-                if (testName != null && !TESTS.contains(testName)) throw new IllegalArgumentException("unknown test '" + testName + "'");
-                List<Object> testArgs = args.size() > t + 1 ? args.subList(t + 1, args.size()) : List.of();
-                List<Object> out = new ArrayList<>();
-                for (Object item : Py.iterate(v)) {
-                    Object x = attr ? attribute(r, item, attribute, pos) : item;
-                    boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
-                    if (ok == keep) out.add(item);
-                }
-                return new Py.Generator(out);
-            }
-            case "unique" -> {
-                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
-                Object attribute = kw(args, kwargs, 1, "attribute", null);
-                List<Object> out = new ArrayList<>();
-                List<Object> seen = new ArrayList<>();
-                for (Object item : Py.iterate(v)) {
-                    Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
-                    Py.requireHashable(key);  // Jinja2 keeps the keys in a set
-                    if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
-                        seen.add(key);
-                        out.add(item);
-                    }
-                }
-                return new Py.Generator(out);
+            case "map", "select", "reject", "selectattr", "rejectattr", "unique" -> {
+                // generator functions in Jinja2: nothing runs, not even the checks of the arguments, until they are iterated
+                return new Py.Generator(() -> generate(name, v, args, kwargs, r, pos));
             }
             case "sort" -> {
                 boolean reverse = Py.truthy(kw(args, kwargs, 0, "reverse", false));
@@ -588,6 +544,62 @@ final class Builtins {
                 return name.equals("min") ? Collections.min(items, cmp) : Collections.max(items, cmp);
             }
             default -> throw new IllegalArgumentException("unknown filter '" + name + "'");
+        }
+    }
+
+    /** The items of map, select, reject, selectattr, rejectattr and unique, computed when their generator is iterated. */
+    private static List<Object> generate(String name, Object v, List<Object> args, Map<String, Object> kwargs, Renderer r, int pos) {
+        switch (name) {
+            case "map" -> {
+                List<Object> out = new ArrayList<>();
+                if (!Py.truthy(v)) return out;  // Jinja2's "if value:" before iterating
+                if (kwargs.containsKey("attribute")) {
+                    String attribute = Py.str(kwargs.get("attribute"));
+                    Object dflt = kwargs.get("default");
+                    for (Object item : Py.iterate(v)) {
+                        Object x = attribute(r, item, attribute, pos);
+                        out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
+                    }
+                    return out;
+                }
+                String filter = Py.str(arg(args, 0, "map"));
+                if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
+                for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
+                return out;
+            }
+            case "select", "reject", "selectattr", "rejectattr" -> {
+                if (!Py.truthy(v)) return new ArrayList<>();  // Jinja2's "if value:" before iterating
+                boolean attr = name.endsWith("attr");
+                boolean keep = name.startsWith("select");
+                String attribute = attr ? Py.str(arg(args, 0, name)) : null;
+                int t = attr ? 1 : 0;
+                String testName = args.size() > t ? Py.str(args.get(t)) : null;
+                if (testName != null && !TESTS.contains(testName)) throw new IllegalArgumentException("unknown test '" + testName + "'");
+                List<Object> testArgs = args.size() > t + 1 ? args.subList(t + 1, args.size()) : List.of();
+                List<Object> out = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    Object x = attr ? attribute(r, item, attribute, pos) : item;
+                    boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
+                    if (ok == keep) out.add(item);
+                }
+                return out;
+            }
+            case "unique" -> {
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
+                Object attribute = kw(args, kwargs, 1, "attribute", null);
+                List<Object> out = new ArrayList<>();
+                List<Object> seen = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
+                    Py.requireHashable(key);  // Jinja2 keeps the keys in a set
+                    if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
+                        seen.add(key);
+                        out.add(item);
+                    }
+                }
+                return out;
+            }
+            default -> throw new IllegalStateException(name);
         }
     }
 
@@ -955,11 +967,13 @@ final class Builtins {
                     || Character.getType(c) == Character.OTHER_NUMBER);
             case "istitle" -> (args, kwargs) -> isTitle(s);
             case "center", "ljust", "rjust" -> (args, kwargs) -> {
+                arity(name, args, kwargs, 1, 2);
                 String fill = args.size() > 1 ? strArg(args, 1, name) : " ";
                 if (Py.length(fill) != 1) throw new IllegalArgumentException("The fill character must be exactly one character long");
                 return pad(s, integer(arg(args, 0, name), name), fill, name);
             };
             case "zfill" -> (args, kwargs) -> {
+                arity(name, args, kwargs, 1, 1);
                 long width = integer(arg(args, 0, name), name);
                 int n = Py.length(s);
                 if (width <= n) return s;
@@ -967,6 +981,7 @@ final class Builtins {
                 return !s.isEmpty() && (s.charAt(0) == '+' || s.charAt(0) == '-') ? s.charAt(0) + zeros + s.substring(1) : zeros + s;
             };
             case "partition", "rpartition" -> (args, kwargs) -> {
+                arity(name, args, kwargs, 1, 1);
                 String sep = strArg(args, 0, name);
                 if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
                 int at = name.equals("partition") ? s.indexOf(sep) : s.lastIndexOf(sep);
@@ -976,6 +991,15 @@ final class Builtins {
             case "format" -> (args, kwargs) -> format(s, args, kwargs);
             default -> null;
         };
+    }
+
+    /** A str method's count of positional arguments, which take no keywords. */
+    private static void arity(String name, List<Object> args, Map<String, Object> kwargs, int min, int max) {
+        noKwargs("str." + name, kwargs);
+        if (args.size() < min || args.size() > max) {
+            throw new IllegalArgumentException("str." + name + "() takes " + (min == max ? "exactly " + min : min + " to " + max)
+                    + " argument(s) (" + args.size() + " given)");
+        }
     }
 
     /** Python's str.center, ljust and rjust; center puts the odd space where CPython does. */
@@ -1031,29 +1055,75 @@ final class Builtins {
         return charIndex < 0 ? -1 : s.codePointCount(0, charIndex);
     }
 
-    /** Python's {@code str.format} with plain fields ({}, {0}, {name}) and no format specs. */
+    /**
+     * Python's {@code str.format} as Jinja2's sandbox runs it: fields {@code {}}, {@code {0}}, {@code {name}}, followed by
+     * {@code .attr} and {@code [key]} (looked up as the template would, so a missing one is Undefined), a conversion
+     * {@code !r}/{@code !s}/{@code !a} and a format spec. Nested fields inside a spec are refused.
+     */
     private static String format(String s, List<Object> args, Map<String, Object> kwargs) {
         StringBuilder sb = new StringBuilder();
         int auto = 0;
+        boolean manual = false;
         for (int k = 0; k < s.length(); k++) {
             char c = s.charAt(k);
             if (c == '{' && k + 1 < s.length() && s.charAt(k + 1) == '{') {
                 sb.append('{');
                 k++;
-            } else if (c == '}' && k + 1 < s.length() && s.charAt(k + 1) == '}') {
+            } else if (c == '}') {
+                if (k + 1 >= s.length() || s.charAt(k + 1) != '}') throw new IllegalArgumentException("Single '}' encountered in format string");
                 sb.append('}');
                 k++;
             } else if (c == '{') {
                 int end = s.indexOf('}', k);
                 if (end < 0) throw new IllegalArgumentException("Single '{' encountered in format string");
                 String field = s.substring(k + 1, end);
-                if (field.contains(":") || field.contains("!")) throw new IllegalArgumentException("format specs in str.format are not supported");
+                if (field.indexOf('{') >= 0) throw new IllegalArgumentException("nested fields in a format spec are not supported");
+                String spec = "";
+                char conversion = 0;
+                int colon = field.indexOf(':');
+                if (colon >= 0) {
+                    spec = field.substring(colon + 1);
+                    field = field.substring(0, colon);
+                }
+                int bang = field.indexOf('!');
+                if (bang >= 0) {
+                    if (bang + 2 != field.length() || "rsa".indexOf(field.charAt(bang + 1)) < 0) {
+                        throw new IllegalArgumentException(bang + 1 == field.length() ? "end of string while looking for conversion specifier"
+                                : "Unknown conversion specifier " + field.substring(bang + 1));
+                    }
+                    conversion = field.charAt(bang + 1);
+                    field = field.substring(0, bang);
+                }
+                Matcher m = Pattern.compile("^([^.\\[]*)((?:\\.[^.\\[]+|\\[[^\\]]+\\])*)$").matcher(field);
+                if (!m.matches()) throw new IllegalArgumentException("invalid format field " + Py.repr(field));
+                String first = m.group(1);
                 Object v;
-                if (field.isEmpty()) v = arg(args, auto++, "format");
-                else if (field.matches("\\d+")) v = arg(args, Integer.parseInt(field), "format");
-                else if (kwargs.containsKey(field)) v = kwargs.get(field);
-                else throw new IllegalArgumentException("KeyError: " + Py.repr(field));
-                sb.append(Py.str(v));
+                if (first.isEmpty()) {
+                    if (manual) throw new IllegalArgumentException("cannot switch from manual field specification to automatic field numbering");
+                    if (auto >= args.size()) throw new IllegalArgumentException("Replacement index " + auto + " out of range for positional args tuple");
+                    v = args.get(auto++);
+                } else if (first.matches("\\d+")) {
+                    if (auto > 0) throw new IllegalArgumentException("cannot switch from automatic field numbering to manual field specification");
+                    manual = true;
+                    int index = Integer.parseInt(first);
+                    if (index >= args.size()) throw new IllegalArgumentException("Replacement index " + index + " out of range for positional args tuple");
+                    v = args.get(index);
+                } else if (kwargs.containsKey(first)) {
+                    v = kwargs.get(first);
+                } else {
+                    throw new IllegalArgumentException("KeyError: " + Py.repr(first));
+                }
+                Matcher part = Pattern.compile("\\.([^.\\[]+)|\\[([^\\]]+)\\]").matcher(m.group(2));
+                while (part.find()) {
+                    // the sandbox's formatter looks up with environment.getattr / getitem; an Undefined raises on the next step
+                    if (v instanceof Undefined u) throw new IllegalArgumentException(u.message());
+                    if (part.group(1) != null) v = LOOKUP.getattr(v, part.group(1), 0);
+                    else v = LOOKUP.getitem(v, part.group(2).matches("\\d+") ? (Object) Long.parseLong(part.group(2)) : part.group(2), 0);
+                }
+                if (conversion == 'r') v = Py.repr(v);
+                else if (conversion == 's') v = Py.str(v);
+                else if (conversion == 'a') v = Printf.format("%a", new Tuple(v));
+                sb.append(Printf.formatSpec(v, spec));
                 k = end;
             } else {
                 sb.append(c);
@@ -1061,4 +1131,7 @@ final class Builtins {
         }
         return sb.toString();
     }
+
+    /** For format fields' lookups, which have no position of their own (an Undefined is refused before it is used). */
+    private static final Renderer LOOKUP = new Renderer("");
 }

@@ -63,13 +63,23 @@ final class Py {
      */
     static final class Generator {
         private List<Object> items;
+        private java.util.function.Supplier<List<Object>> pending;  // runs at the first iteration, as Python's body does
 
         Generator(List<Object> items) {
             this.items = items;
         }
 
+        Generator(java.util.function.Supplier<List<Object>> pending) {
+            this.pending = pending;
+        }
+
         /** The items not yet consumed; a second iteration finds none. */
         List<Object> consume() {
+            if (pending != null) {
+                java.util.function.Supplier<List<Object>> p = pending;
+                pending = null;
+                items = p.get();
+            }
             List<Object> out = items;
             items = new ArrayList<>();
             return out;

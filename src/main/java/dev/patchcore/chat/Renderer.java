@@ -357,7 +357,8 @@ final class Renderer {
         Object y = eval(b.right(), scope);
         if (b.op().equals("~")) return Py.str(x) + Py.str(y);
         if (x instanceof Undefined u) throw error(b.pos(), u.message());
-        if (y instanceof Undefined u) throw error(b.pos(), u.message());
+        // str % Undefined is str.__mod__, which prints it as '': Undefined's __rmod__ is never asked
+        if (y instanceof Undefined u && !(b.op().equals("%") && x instanceof String)) throw error(b.pos(), u.message());
         try {
             if (b.op().equals("**") && isConstant(b.left()) && !isConstant(b.right()) && Py.isNumber(x)
                     && !(x instanceof Boolean) && Math.copySign(1.0, Py.toDouble(x)) < 0) {
@@ -415,7 +416,7 @@ final class Renderer {
             case "%" -> {
                 if (floats) return Py.floatMod(Py.toDouble(x), Py.toDouble(y));
                 if (nums) return Py.intArithmetic(op, x, y);
-                if (x instanceof String) throw new IllegalArgumentException("printf-style '%' formatting of strings is not supported");
+                if (x instanceof String s) return Printf.format(s, y);
             }
             case "**" -> {
                 if (nums && !floats && Py.big(y).signum() >= 0) return Py.intArithmetic(op, x, y);

@@ -571,4 +571,64 @@ class ChatTemplateTest {
         assertEquals("True False True True |TrueTrue TrueTrue TrueTrue |", render("{% for x in [1, 1, 2, 1] %}{{ loop.changed(x) }} {% endfor %}"
                 + "|{% for x in 'aab' %}{{ loop.changed() }}{{ loop.changed(x, 1) }} {% endfor %}|{% for x in [1] %}{{ loop.foo }}{% endfor %}"));
     }
+
+    @Test void fuzz2PrintfFormatting() {
+        // str % args was refused; now Python's printf-style formatting, floats rounded from their binary value
+        assertEquals("1|1-a|3|   42||ab   ||3.14|'x'|ff|-02.2|%a", render("{{ '%s' % 1 }}|{{ '%s-%s' % (1, 'a') }}|{{ '%d' % 3.9 }}|{{ '%5d|' % 42 }}"
+                + "|{{ '%-5s|' % 'ab' }}|{{ '%.2f' % 3.14159 }}|{{ '%r' % 'x' }}|{{ '%x' % 255 }}|{{ '%05.1f' % -2.25 }}|{{ '%%%s' % 'a' }}"));
+        assertEquals("1|1.234568e+04|0.0001|1.23457e+08|1e-05|1|A|z|  a||+5|10|FF|    2.5000", render("{{ '%i' % true }}|{{ '%e' % 12345.678 }}"
+                + "|{{ '%g' % 0.0001 }}|{{ '%g' % 123456789 }}|{{ '%g' % 1e-5 }}|{{ '%(a)s' % {'a': 1} }}|{{ '%c' % 65 }}|{{ '%c' % 'z' }}"
+                + "|{{ '%3.1s|' % 'abc' }}|{{ '%+d' % 5 }}|{{ '%o' % 8 }}|{{ '%X' % 255 }}|{{ '%10.4f' % 2.5 }}"));
+        assertEquals("0xff 0o10 0XFF| 5|005|    1|1   ||1.00|2.5|2.50000|0|2|2e+04|1E-10",
+                render("{{ '%#x %#o %#X' % (255, 8, 255) }}|{{ '% d' % 5 }}|{{ '%.3d' % 5 }}|{{ '%*d' % (5, 1) }}|{{ '%-*d|' % (4, 1) }}"
+                        + "|{{ '%.*f' % (2, 1.005) }}|{{ '%g' % 2.5 }}|{{ '%#g' % 2.5 }}|{{ '%.0f' % 0.5 }}|{{ '%.0f' % 1.5 }}|{{ '%.0e' % 15000 }}|{{ '%G' % 1e-10 }}"));
+        assertEquals("None||[1, 2]|{'a': 1}|||100.0%|2.67|'\\xe9\\U0001f600'|x and None",
+                render("{{ '%s' % none }}|{{ '%s' % x }}|{{ '%s' % [1, 2] }}|{{ '%s' % {'a': 1} }}|{{ '' % {} }}|{{ '' % [] }}|{{ '%.1f%%' % 99.95 }}"
+                        + "|{{ '%.2f' % 2.675 }}|{{ '%a' % 'é😀' }}|{{ '%s and %s' % ('x', none) }}"));
+        for (String t : List.of("{{ '%s %s' % (1,) }}", "{{ '%s' % (1, 2) }}", "{{ '' % 1 }}", "{{ '%d' % 'a' }}", "{{ '%x' % 1.5 }}",
+                "{{ '%f' % 'a' }}", "{{ '%z' % 1 }}", "{{ '%(a)s' % (1,) }}", "{{ '%(b)s' % {'a': 1} }}", "{{ '%' % () }}", "{{ '%d' % x }}")) {
+            assertRenderFails(t);
+        }
+    }
+
+    @Test void fuzz2StrFormatSpecsAndFields() {
+        Map<String, Object> ctx = Map.of("s", "ab", "f", 3.14159, "n", 42, "d", Map.of("a", List.of(1, 2)));
+        assertEquals("1|a|abab|1-2|2/1|{}1|'ab'|    ab|3.14|00042|  ab   |[1, 2]|[1, 2]|1,234,567|ff|None||25.000000%|3.141590e+00|+42|3.14159|ab",
+                render("{{ '{}|{}'.format(1, 'a') }}|{{ '{0}{0}'.format(s) }}|{{ '{a}-{b}'.format(a=1, b=2) }}|{{ '{1}/{0}'.format(1, 2) }}"
+                        + "|{{ '{{}}{}'.format(1) }}|{{ '{!r}'.format(s) }}|{{ '{:>6}'.format(s) }}|{{ '{:.2f}'.format(f) }}|{{ '{:05d}'.format(n) }}"
+                        + "|{{ '{:^7}'.format(s) }}|{{ '{0[a]}'.format(d) }}|{{ '{0.a}'.format(d) }}|{{ '{:,}'.format(1234567) }}|{{ '{:x}'.format(255) }}"
+                        + "|{{ '{!s:<4}|'.format(none) }}|{{ '{:%}'.format(0.25) }}|{{ '{:e}'.format(f) }}|{{ '{:+}'.format(n) }}|{{ '{:g}'.format(f) }}"
+                        + "|{{ '{:s}'.format(s) }}", ctx));
+        assertEquals("ab000|    1|True|1.0|1e+01|1.23e+03|1.200000e+01|1e+16|-    5|0xff|1_234_567|ffff|-0002.50|1e-05|123,456,789.0|3.00|1.000000",
+                render("{{ '{:05}'.format('ab') }}|{{ '{:>5}'.format(true) }}|{{ '{}'.format(true) }}|{{ '{:.3}'.format(1.0) }}|{{ '{:.2}'.format(10.0) }}"
+                        + "|{{ '{:.3}'.format(1234.5) }}|{{ '{:e}'.format(12) }}|{{ '{:,}'.format(1e16) }}|{{ '{:=+6}'.format(-5) }}|{{ '{:#x}'.format(255) }}"
+                        + "|{{ '{:_}'.format(1234567) }}|{{ '{:_x}'.format(65535) }}|{{ '{:08.2f}'.format(-2.5) }}|{{ '{}'.format(1e-5) }}"
+                        + "|{{ '{:,}'.format(123456789.0) }}|{{ '{:.2f}'.format(3) }}|{{ '{:f}'.format(true) }}"));
+        assertEquals("A|5|1.5|-0.0|xy||'\\xe9'|ab****|100.0%|0b101|-10|2|       1.5|7         |",
+                render("{{ '{:c}'.format(65) }}|{{ '{:n}'.format(5) }}|{{ '{:n}'.format(1.5) }}|{{ '{}'.format(-0.0) }}|{{ '{0[0]}{0[1]}'.format('xy') }}"
+                        + "|{{ '{0.missing}'.format({}) }}|{{ '{!a}'.format('é') }}|{{ '{:*<6.2}'.format('abcdef') }}|{{ '{:.1%}'.format(1) }}"
+                        + "|{{ '{:#b}'.format(5) }}|{{ '{:o}'.format(-8) }}|{{ '{:.0f}'.format(2.5) }}|{{ '{:10}'.format(1.5) }}|{{ '{:<10}|'.format(7) }}"));
+        for (String t : List.of("{{ '{:.2}'.format(5) }}", "{{ '{:x}'.format(1.5) }}", "{{ '{:>3}'.format(none) }}", "{{ '{:+}'.format('a') }}",
+                "{{ '{}{0}'.format(1) }}", "{{ '{0}{}'.format(1) }}", "{{ '}'.format() }}", "{{ '{'.format() }}", "{{ '{0.a.b}'.format({}) }}",
+                "{{ '{2}'.format(1) }}", "{{ '{x}'.format(y=1) }}", "{{ '{!z}'.format(1) }}", "{{ '{:d}'.format('a') }}", "{{ '{:>3}'.format(x) }}")) {
+            assertRenderFails(t);
+        }
+    }
+
+    @Test void fuzz2MapAndSelectAreLazyAsJinja2sGenerators() {
+        // their arguments are checked when they are iterated, so one that never is renders
+        assertEquals("False|True", render("{% set g = ints | map('nofilter') %}{{ (ints | selectattr('x', 'gt')) is equalto 'a' }}"
+                + "|{{ ints | map(attribute='x.y') is iterable }}", Map.of("ints", List.of(1, 2))));
+        assertRenderFails("{{ ints | map('nofilter') | list }}", Map.of("ints", List.of(1, 2)));
+        assertRenderFails("{{ ints | select('nope') | first }}", Map.of("ints", List.of(1, 2)));
+        assertEquals("['1', '2'][][]", render("{% set g = ints | map('string') %}{{ g | list }}{{ g | list }}{% set h = g | map('upper') %}{{ h | list }}",
+                Map.of("ints", List.of(1, 2))));
+    }
+
+    @Test void fuzz2EscapedTestAndStrMethodArity() {
+        assertEquals("False False", render("{{ 'a' is escaped }} {{ x is escaped }}"));
+        assertRenderFails("{{ 'a'.zfill(10, '*') }}");     // was 000000000a
+        assertRenderFails("{{ 'a'.center() }}");
+        assertRenderFails("{{ 'a'.partition(',', 1) }}");
+    }
 }
