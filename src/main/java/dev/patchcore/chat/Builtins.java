@@ -801,7 +801,7 @@ final class Builtins {
                 while (k < n && Py.isSpace(s.charAt(k))) k++;
                 if (k >= n) break;
                 if (maxsplit >= 0 && out.size() == maxsplit) {
-                    out.add(Py.strip(s.substring(k), null, false, true));
+                    out.add(s.substring(k));  // the rest as it is, trailing whitespace too
                     break;
                 }
                 int start = k;
@@ -822,12 +822,27 @@ final class Builtins {
         return out;
     }
 
+    /** Python's {@code str.rsplit(sep, maxsplit)}: from the right, which differs from split where separators overlap. */
     private static List<Object> rsplit(String s, String sep, long maxsplit) {
-        if (sep == null || maxsplit < 0) return split(s, sep, maxsplit);
-        if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
         List<Object> out = new ArrayList<>();
         int end = s.length();
-        while (out.size() < maxsplit) {
+        if (sep == null) {
+            while (true) {
+                while (end > 0 && Py.isSpace(s.charAt(end - 1))) end--;
+                if (end == 0) break;
+                if (maxsplit >= 0 && out.size() == maxsplit) {
+                    out.addFirst(s.substring(0, end));  // the rest as it is, leading whitespace too
+                    break;
+                }
+                int start = end;
+                while (start > 0 && !Py.isSpace(s.charAt(start - 1))) start--;
+                out.addFirst(s.substring(start, end));
+                end = start;
+            }
+            return out;
+        }
+        if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
+        while (maxsplit < 0 || out.size() < maxsplit) {
             int at = s.lastIndexOf(sep, end - sep.length());
             if (at < 0) break;
             out.addFirst(s.substring(at + sep.length(), end));
@@ -852,9 +867,17 @@ final class Builtins {
         }
         if (obj instanceof List<?> l) {
             return switch (name) {
-                case "count" -> (args, kwargs) -> l.stream().filter(x -> Py.eq(x, arg(args, 0, "count"))).count();
+                case "count" -> (args, kwargs) -> {
+                    if (args.size() != 1 || !kwargs.isEmpty()) throw new IllegalArgumentException(Py.typeName(l) + ".count() takes exactly one argument (" + args.size() + " given)");
+                    return l.stream().filter(x -> Py.eq(x, args.getFirst())).count();
+                };
                 case "index" -> (args, kwargs) -> {
-                    for (int k = 0; k < l.size(); k++) if (Py.eq(l.get(k), arg(args, 0, "index"))) return (long) k;
+                    if (args.isEmpty() || args.size() > 3 || !kwargs.isEmpty()) {
+                        throw new IllegalArgumentException(Py.typeName(l) + ".index() takes 1 to 3 positional arguments (" + args.size() + " given)");
+                    }
+                    long from = args.size() > 1 ? clampIndex(integer(args.get(1), "index"), l.size()) : 0;
+                    long to = args.size() > 2 ? clampIndex(integer(args.get(2), "index"), l.size()) : l.size();
+                    for (long k = from; k < to; k++) if (Py.eq(l.get((int) k), args.getFirst())) return k;
                     throw new IllegalArgumentException(Py.repr(args.get(0)) + " is not in list");
                 };
                 default -> null;

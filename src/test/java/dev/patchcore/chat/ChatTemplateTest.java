@@ -631,4 +631,17 @@ class ChatTemplateTest {
         assertRenderFails("{{ 'a'.center() }}");
         assertRenderFails("{{ 'a'.partition(',', 1) }}");
     }
+
+    @Test void fuzz2SplitKeepsTheRestAndRsplitScansFromTheRight() {
+        assertEquals("['a', 'b  '] ['pad  '] ['a  b', 'c'] ['  \\n lead'] [' ', 'x y'] ['a', ''] ['', 'a'] ['a', 'b'] [] [] ['a,b', 'c']",
+                render("{{ 'a b  '.split(None,1) }} {{ '  pad  '.split(maxsplit=0) }} {{ 'a  b  c '.rsplit(None,1) }} {{ '  \n lead'.rsplit(None,0) }}"
+                        + " {{ '   x y'.rsplit('  ') }} {{ 'aaa'.rsplit('aa') }} {{ 'aaa'.split('aa') }} {{ ' a b '.rsplit() }} {{ ''.rsplit(None, 0) }}"
+                        + " {{ '  '.split(None, 0) }} {{ 'a,b,c'.rsplit(',', 1) }}"));  // was ['pad'], ['lead'], ['', ' x y'], ['', 'a'] ...
+    }
+
+    @Test void fuzz2ListCountAndIndexTakePythonsArguments() {
+        assertEquals("2 2 1", render("{{ [1, 2, 1].index(1, 1) }} {{ [1, 2, 1].index(1, -1) }} {{ (1, 2).index(2, 0, 2) }}"));
+        assertRenderFails("{{ [1, 2].count(1, 2) }}");  // was 1
+        assertRenderFails("{{ [1, 2, 1].index(1, 1, 2) }}");
+    }
 }
