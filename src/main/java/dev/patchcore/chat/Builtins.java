@@ -631,11 +631,14 @@ final class Builtins {
         if (v instanceof Long || v instanceof BigInteger) return v;
         if (v instanceof Double d) return floatToInt(d, dflt);
         if (v instanceof String s) {
-            String t = Py.strip(s, null, true, true).replace("_", "");
             int b = (int) integer(base, "int");
-            String digits = t.replaceFirst("^([+-]?)0[xX]", b == 16 ? "$1" : "$0").replaceFirst("^([+-]?)0[oO]", b == 8 ? "$1" : "$0")
-                    .replaceFirst("^([+-]?)0[bB]", b == 2 ? "$1" : "$0");
+            String t = Py.strip(s, null, true, true);
+            String digits = t.replaceFirst("^([+-]?)0[xX]_?", b == 16 ? "$1" : "$0").replaceFirst("^([+-]?)0[oO]_?", b == 8 ? "$1" : "$0")
+                    .replaceFirst("^([+-]?)0[bB]_?", b == 2 ? "$1" : "$0");
             try {
+                // Python's int(): one underscore at a time, between digits (or right after a base prefix)
+                if (!digits.matches("[+-]?[0-9A-Za-z]+(_[0-9A-Za-z]+)*")) throw new NumberFormatException();
+                digits = digits.replace("_", "");
                 if (digits.replaceFirst("^[+-]", "").length() > 4300 && b == 10) throw new NumberFormatException();  // Python's limit
                 return Py.integer(new BigInteger(digits.startsWith("+") ? digits.substring(1) : digits, b));
             } catch (NumberFormatException e) {
@@ -659,7 +662,8 @@ final class Builtins {
         if (v instanceof String s) {
             try {
                 String t = Py.strip(s, null, true, true);
-                if (t.matches("[+-]?(\\d[\\d_]*\\.?[\\d_]*|\\.\\d[\\d_]*)([eE][+-]?\\d+)?")) return Double.parseDouble(t.replace("_", ""));
+                // Python's float(): underscores one at a time between digits
+                if (t.matches("[+-]?(\\d+(_\\d+)*(\\.(\\d+(_\\d+)*)?)?|\\.\\d+(_\\d+)*)([eE][+-]?\\d+(_\\d+)*)?")) return Double.parseDouble(t.replace("_", ""));
                 if (t.matches("(?i)[+-]?(inf|infinity|nan)")) return Double.parseDouble(t.replaceAll("(?i)inf(inity)?", "Infinity").replaceAll("(?i)nan", "NaN"));
             } catch (NumberFormatException e) {
                 return dflt;

@@ -379,7 +379,10 @@ final class Py {
             if (a instanceof BigInteger || b instanceof BigInteger) return big(a).compareTo(big(b));
             return Long.compare(toLong(a), toLong(b));
         }
-        if (a instanceof Double x && b instanceof Double y) return x < y ? -1 : x > y ? 1 : x == y ? 0 : UNORDERED;
+        if (a instanceof Double dx && b instanceof Double dy) {
+            double x = dx, y = dy;  // primitives: == of two Doubles would compare the boxes
+            return x < y ? -1 : x > y ? 1 : x == y ? 0 : UNORDERED;
+        }
         double d = a instanceof Double x ? x : (Double) b;
         if (Double.isNaN(d)) return UNORDERED;
         int c = Double.isInfinite(d) ? (d > 0 ? 1 : -1) : new BigDecimal(d).compareTo(new BigDecimal(big(a instanceof Double ? b : a)));

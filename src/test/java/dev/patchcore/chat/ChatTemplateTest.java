@@ -644,4 +644,18 @@ class ChatTemplateTest {
         assertRenderFails("{{ [1, 2].count(1, 2) }}");  // was 1
         assertRenderFails("{{ [1, 2, 1].index(1, 1, 2) }}");
     }
+
+    @Test void equalFloatsCompareEqual() {
+        // floats computed apart are equal by value (the exact int/float comparison once compared two Double boxes)
+        assertEquals("False True True True True True", render("{{ (a | float) != (a | float) }} {{ (a | float) == (a | float) }} {{ x == y }}"
+                + " {{ [x] == [y] }} {{ x in [y] }} {{ (a|float) is eq(a|float) }}", Map.of("a", 3, "x", 1234.5, "y", 1234.5)));
+    }
+
+    @Test void intAndFloatFiltersTakeUnderscoresOnlyBetweenDigits() {
+        assertEquals("[42, 0, 0, 0, 0, 1000, 0, 0, 10000000000, 10, 0, 12, 0] [26, 26, 0]",
+                render("{{ ['4_2', '_2', '2_', '4__2', '0x_1A', '1_000.5', '1__0.5', '1_.5', '1e1_0', '+1_0', '-_1', ' 1_2 ', '0x1_A'] | map('int') | list }}"
+                        + " {{ ['0x_1A', '0x1_A', '0x__1'] | map('int', base=16) | list }}"));  // '_2' | int was 2
+        assertEquals("[42.0, 0.0, 0.0, 1000.5, 0.0, 0.0, 10000000000.0, 0.0, 0.55, 0.0]",
+                render("{{ ['4_2', '_2', '2_', '1_000.5', '1__0.5', '1_.5', '1e1_0', '1._5', '.5_5', '5._'] | map('float') | list }}"));
+    }
 }
