@@ -394,12 +394,17 @@ final class Renderer {
             case "*" -> {
                 if (floats) return Py.toDouble(x) * Py.toDouble(y);
                 if (nums) return Py.intArithmetic(op, x, y);
-                if (x instanceof String s && y instanceof Long n) return s.repeat((int) Math.max(0, n));
-                if (y instanceof String s && x instanceof Long n) return s.repeat((int) Math.max(0, n));
-                if (x instanceof List<?> l && y instanceof Long n) {
+                // a str, list or tuple repeated, the count on either side (a bool is an int: 'a' * false is '')
+                Object seq = x instanceof String || x instanceof List ? x : y instanceof String || y instanceof List ? y : null;
+                Object count = seq == x ? y : x;
+                if (seq != null && Py.isInt(count)) {
+                    long n = Math.max(0, Py.toLong(count));
+                    int size = seq instanceof String str ? str.length() : ((List<?>) seq).size();
+                    if (n * size > 100_000_000L) throw new IllegalArgumentException("a repetition of over 100 million items is not supported");
+                    if (seq instanceof String str) return str.repeat((int) n);
                     List<Object> out = new ArrayList<>();
-                    for (long k = 0; k < n; k++) out.addAll(l);
-                    return out;
+                    for (long k = 0; k < n; k++) out.addAll((List<?>) seq);
+                    return seq instanceof Tuple ? new Tuple(out.toArray()) : out;
                 }
             }
             case "/" -> {

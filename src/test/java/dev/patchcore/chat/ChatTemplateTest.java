@@ -658,4 +658,11 @@ class ChatTemplateTest {
         assertEquals("[42.0, 0.0, 0.0, 1000.5, 0.0, 0.0, 10000000000.0, 0.0, 0.55, 0.0]",
                 render("{{ ['4_2', '_2', '2_', '1_000.5', '1__0.5', '1_.5', '1e1_0', '1._5', '.5_5', '5._'] | map('float') | list }}"));
     }
+
+    @Test void sequencesRepeatByAnyIntOnEitherSide() {
+        assertEquals("|a|abab|[1, 1]|(1, 1)|[]||(1, 2)", render("{{ 'a' * 'b' is false }}|{{ 'a' * true }}|{{ 2 * 'ab' }}|{{ 2 * [1] }}|{{ (1,) * 2 }}"
+                + "|{{ [1, 2] * -1 }}|{{ 'x' * 0 }}|{{ true * (1, 2) }}"));  // 'a' * false and 2 * [1] failed, (1,) * 2 was [1, 1]
+        assertRenderFails("{{ 'a' * 2.0 }}");
+        assertRenderFails("{{ 'a' * (2**70) }}");
+    }
 }
