@@ -126,6 +126,7 @@ class Focus(Gen):
             lambda: f'{S()} | replace({self.lit("str")}, {self.lit("str")}{r.choice(["", ", 1", ", count=0", ", -1"])})',
             lambda: f'{r.choice(FORMATS)}.format({A()}, {A()}, a={A()}, b={N()})',
             lambda: f'{r.choice(PRINTF)} % {r.choice([A(), "(" + A() + ", " + A() + ")", "d", "(" + N() + ",)"])}',
+            lambda: f'{r.choice(PRINTF)} | format({r.choice([A(), A() + ", " + A(), "a=" + A(), ""])})',
             lambda: f'({r.choice([S(), L()])})[{r.choice(SLICES)}]',
             lambda: f'({S()}).{r.choice(["center", "ljust", "rjust", "zfill", "partition", "rpartition", "splitlines"])}({r.choice(METHOD_ARGS)})',
             lambda: f'{L()} | join({r.choice(["", repr(", "), "attribute=" + repr("name"), repr("|") + ", attribute=0", "d=" + repr("-")])})',

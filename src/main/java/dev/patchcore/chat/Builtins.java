@@ -30,7 +30,7 @@ final class Builtins {
     private Builtins() {}
 
     static final Set<String> FILTERS = Set.of("abs", "attr", "batch", "capitalize", "center", "count", "d", "default",
-            "dictsort", "e", "escape", "first", "float", "groupby", "indent", "int", "items", "join", "last", "length", "list",
+            "dictsort", "e", "escape", "first", "float", "format", "groupby", "indent", "int", "items", "join", "last", "length", "list",
             "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
             "selectattr", "slice", "sort", "string", "sum", "title", "tojson", "trim", "truncate", "unique", "upper",
             "wordcount");
@@ -275,7 +275,7 @@ final class Builtins {
             }
             default -> { }
         }
-        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "center", "truncate", "batch", "slice", "groupby", "items", "map", "select", "reject",
+        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "center", "truncate", "batch", "slice", "groupby", "format", "items", "map", "select", "reject",
                 "selectattr", "rejectattr", "first", "last", "reverse", "sort", "unique", "trim", "upper", "lower",
                 "title", "capitalize", "wordcount", "dictsort", "min", "max", "sum", "replace").contains(name)) {
             throw new IllegalArgumentException(u.message());
@@ -308,6 +308,12 @@ final class Builtins {
                     }
                 }
                 return sb.toString();
+            }
+            case "format" -> {  // Jinja2: str(value) % (kwargs or args)
+                if (!args.isEmpty() && !kwargs.isEmpty()) {
+                    throw new IllegalArgumentException("can't handle positional and keyword arguments at the same time");
+                }
+                return Printf.format(Py.str(v), kwargs.isEmpty() ? new Tuple(args.toArray()) : new LinkedHashMap<>(kwargs));
             }
             case "center" -> {  // str(value).center(width)
                 return pad(Py.str(v), integer(kw(args, kwargs, 0, "width", 80L), "center"), " ", "center");

@@ -665,4 +665,12 @@ class ChatTemplateTest {
         assertRenderFails("{{ 'a' * 2.0 }}");
         assertRenderFails("{{ 'a' * (2**70) }}");
     }
+
+    @Test void formatFilterIsPrintf() {
+        Map<String, Object> ctx = Map.of("m", JsonParser.parseString("{\"role\": \"user\", \"content\": \"hi\"}"));
+        assertEquals("user: hi|x|[1]||a%|5", render("{{ '%s: %s' | format(m.role, m.content) }}|{{ '%(role)s' | format(role='x') }}"
+                + "|{{ '%s' | format([1]) }}|{{ x | format }}|{{ 'a%%' | format }}|{{ 5 | format }}", ctx));  // was an unknown filter
+        assertRenderFails("{{ '%s' | format(1, a=2) }}");
+        assertRenderFails("{{ '%s %s' | format(1) }}");
+    }
 }
