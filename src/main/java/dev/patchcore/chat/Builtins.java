@@ -6,6 +6,7 @@ import dev.patchcore.chat.Py.Tuple;
 import dev.patchcore.chat.Py.Undefined;
 
 import java.math.BigDecimal;
+import java.math.BigInteger;
 import java.math.RoundingMode;
 import java.time.ZonedDateTime;
 import java.time.format.TextStyle;
@@ -28,15 +29,16 @@ import java.util.regex.Pattern;
 final class Builtins {
     private Builtins() {}
 
-    static final Set<String> FILTERS = Set.of("abs", "attr", "capitalize", "count", "d", "default", "dictsort", "e",
-            "escape", "first", "float", "indent", "int", "items", "join", "last", "length", "list", "lower", "map",
-            "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select", "selectattr", "sort",
-            "string", "sum", "title", "tojson", "trim", "unique", "upper", "wordcount");
+    static final Set<String> FILTERS = Set.of("abs", "attr", "batch", "capitalize", "center", "count", "d", "default",
+            "dictsort", "e", "escape", "first", "float", "format", "groupby", "indent", "int", "items", "join", "last", "length", "list",
+            "lower", "map", "max", "min", "reject", "rejectattr", "replace", "reverse", "round", "safe", "select",
+            "selectattr", "slice", "sort", "string", "sum", "title", "tojson", "trim", "truncate", "unique", "upper",
+            "wordcount");
 
     static final Set<String> TESTS = Set.of("defined", "undefined", "none", "string", "number", "integer", "float",
             "boolean", "true", "false", "mapping", "iterable", "sequence", "callable", "odd", "even", "divisibleby",
             "eq", "equalto", "==", "ne", "!=", "lt", "lessthan", "<", "le", "<=", "gt", "greaterthan", ">", "ge", ">=",
-            "in", "sameas", "lower", "upper", "filter", "test");
+            "in", "sameas", "lower", "upper", "filter", "test", "escaped");
 
     /** The global functions: {@code range}, {@code namespace}, {@code dict}, {@code raise_exception}, {@code strftime_now}. */
     static Map<String, Object> globals(ZonedDateTime now) {
@@ -173,6 +175,7 @@ final class Builtins {
             }
             case List<?> l -> l.stream().anyMatch(x -> Py.eq(x, needle));
             case Py.Generator g -> Py.iterate(g).stream().anyMatch(x -> Py.eq(x, needle));
+            case Py.DictView d -> d.contains(needle);
             case Map<?, ?> m -> {
                 Py.requireHashable(needle);
                 yield needle instanceof String && m.containsKey(needle);
@@ -197,14 +200,14 @@ final class Builtins {
             case "none" -> v == null;
             case "string" -> v instanceof String;
             case "number" -> Py.isNumber(v);
-            case "integer" -> v instanceof Long;
+            case "integer" -> v instanceof Long || v instanceof BigInteger;
             case "float" -> v instanceof Double;
             case "boolean" -> v instanceof Boolean;
             case "true" -> Boolean.TRUE.equals(v);
             case "false" -> Boolean.FALSE.equals(v);
             case "mapping" -> v instanceof Map;
             case "iterable" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined
-                    || v instanceof Py.Generator;
+                    || v instanceof Py.Generator || v instanceof Py.DictView;
             case "sequence" -> v instanceof String || v instanceof List || v instanceof Map || v instanceof Undefined;
             case "callable" -> v instanceof Callable || v instanceof Undefined;  // Undefined has a __call__ (that raises)
             // Jinja2's value % 2 == 1, value % 2 == 0, value % num == 0: floats too
@@ -223,6 +226,7 @@ final class Builtins {
                 yield v == o || (v instanceof Boolean && v.equals(o));
             }
             // Jinja2's str(value).islower() / .isupper()
+            case "escaped" -> false;  // hasattr(value, '__html__'): only Markup has it, and no value here is Markup
             case "lower" -> isLower(Py.str(v));
             case "upper" -> isUpper(Py.str(v));
             case "filter", "test" -> {  // Jinja2 looks the value up in a dict
@@ -271,7 +275,7 @@ final class Builtins {
             }
             default -> { }
         }
-        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "items", "map", "select", "reject",
+        if (v instanceof Undefined u && !Set.of("length", "count", "list", "join", "center", "truncate", "batch", "slice", "groupby", "format", "items", "map", "select", "reject",
                 "selectattr", "rejectattr", "first", "last", "reverse", "sort", "unique", "trim", "upper", "lower",
                 "title", "capitalize", "wordcount", "dictsort", "min", "max", "sum", "replace").contains(name)) {
             throw new IllegalArgumentException(u.message());
@@ -304,6 +308,96 @@ final class Builtins {
                     }
                 }
                 return sb.toString();
+            }
+            case "format" -> {  // Jinja2: str(value) % (kwargs or args)
+                if (!args.isEmpty() && !kwargs.isEmpty()) {
+                    throw new IllegalArgumentException("can't handle positional and keyword arguments at the same time");
+                }
+                return Printf.format(Py.str(v), kwargs.isEmpty() ? new Tuple(args.toArray()) : new LinkedHashMap<>(kwargs));
+            }
+            case "center" -> {  // str(value).center(width)
+                return pad(Py.str(v), integer(kw(args, kwargs, 0, "width", 80L), "center"), " ", "center");
+            }
+            case "truncate" -> {
+                long length = integer(kw(args, kwargs, 0, "length", 255L), "truncate");
+                boolean killwords = Py.truthy(kw(args, kwargs, 1, "killwords", false));
+                String end = Py.str(kw(args, kwargs, 2, "end", "..."));
+                Object leewayArg = kw(args, kwargs, 3, "leeway", null);
+                long leeway = leewayArg == null ? 5 : integer(leewayArg, "truncate");  // the policy truncate.leeway
+                int endLength = Py.length(end);
+                if (length < endLength) throw new IllegalArgumentException("expected length >= " + endLength + ", got " + length);
+                if (leeway < 0) throw new IllegalArgumentException("expected leeway >= 0, got " + leeway);
+                if (Py.length(v) <= length + leeway) return v;
+                if (!(v instanceof String s)) throw new IllegalArgumentException("truncate needs a string");
+                int[] cps = Py.codePoints(s);
+                String head = new String(cps, 0, (int) (length - endLength));
+                if (killwords) return head + end;
+                int space = head.lastIndexOf(' ');  // s[:length - len(end)].rsplit(" ", 1)[0]
+                return (space < 0 ? head : head.substring(0, space)) + end;
+            }
+            case "batch" -> {
+                Object lines = arg(args, 0, "batch");
+                Object fill = kw(args, kwargs, 1, "fill_with", null);
+                List<Object> out = new ArrayList<>();
+                List<Object> tmp = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    if (Py.eq((long) tmp.size(), lines)) {
+                        out.add(tmp);
+                        tmp = new ArrayList<>();
+                    }
+                    tmp.add(item);
+                }
+                if (!tmp.isEmpty()) {
+                    if (fill != null && Py.compare((long) tmp.size(), lines) < 0) {
+                        while (Py.compare((long) tmp.size(), lines) < 0) tmp.add(fill);
+                    }
+                    out.add(tmp);
+                }
+                return new Py.Generator(out);
+            }
+            case "slice" -> {
+                List<Object> seq = Py.iterate(v);
+                long slices = integer(arg(args, 0, "slice"), "slice");
+                Object fill = kw(args, kwargs, 1, "fill_with", null);
+                if (slices == 0) throw new IllegalArgumentException("integer division or modulo by zero");
+                long per = Math.floorDiv(seq.size(), slices), extra = Math.floorMod(seq.size(), slices), offset = 0;
+                List<Object> out = new ArrayList<>();
+                for (long k = 0; k < slices; k++) {
+                    long start = offset + k * per;
+                    if (k < extra) offset++;
+                    long stop = offset + (k + 1) * per;
+                    List<Object> tmp = new ArrayList<>();
+                    for (long j = Math.max(0, start); j < Math.min(seq.size(), stop); j++) tmp.add(seq.get((int) j));
+                    if (fill != null && k >= extra) tmp.add(fill);
+                    out.add(tmp);
+                }
+                return new Py.Generator(out);
+            }
+            case "groupby" -> {
+                // Jinja2: sorted by the attribute (lower case unless case_sensitive), grouped where it is equal; the
+                // grouper is the first item's own value
+                String attribute = Py.str(arg(args, 0, "groupby"));
+                Object dflt = kw(args, kwargs, 1, "default", null);
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 2, "case_sensitive", false));
+                java.util.function.Function<Object, Object> value = item -> {
+                    Object x = attribute(r, item, attribute, pos);
+                    return x instanceof Undefined && dflt != null ? dflt : x;
+                };
+                List<Object> items = Py.iterate(v);
+                items.sort((a, b) -> Py.compare(sortKey(value.apply(a), caseSensitive), sortKey(value.apply(b), caseSensitive)));
+                List<Object> out = new ArrayList<>();
+                List<Object> group = null;
+                Object key = null;
+                for (Object item : items) {
+                    Object k = sortKey(value.apply(item), caseSensitive);
+                    if (group == null || !Py.eq(k, key)) {
+                        group = new ArrayList<>();
+                        out.add(new Py.GroupTuple(caseSensitive ? k : value.apply(item), group));
+                        key = k;
+                    }
+                    group.add(item);
+                }
+                return out;
             }
             case "wordcount" -> {
                 Matcher m = Pattern.compile("\\w+", Pattern.UNICODE_CHARACTER_CLASS).matcher(Py.str(v));
@@ -359,7 +453,9 @@ final class Builtins {
             }
             case "dictsort" -> {
                 if (!(v instanceof Map<?, ?> m)) throw new IllegalArgumentException("dictsort: a mapping is needed");
-                boolean byValue = "value".equals(kw(args, kwargs, 1, "by", "key"));
+                Object by = kw(args, kwargs, 1, "by", "key");
+                if (!"key".equals(by) && !"value".equals(by)) throw new IllegalArgumentException("You can only sort by either \"key\" or \"value\"");
+                boolean byValue = "value".equals(by);
                 boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
                 List<Object> out = new ArrayList<>();
                 for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
@@ -376,7 +472,8 @@ final class Builtins {
             }
             case "abs" -> {
                 if (v instanceof Double d) return Math.abs(d);
-                return Math.abs(integer(v, "abs"));
+                if (!Py.isInt(v)) throw new IllegalArgumentException("bad operand type for abs(): '" + Py.typeName(v) + "'");
+                return Py.big(v).signum() < 0 ? Py.negate(v) : v instanceof Boolean ? (Object) Py.toLong(v) : v;
             }
             case "round" -> {
                 long precision = integer(kw(args, kwargs, 0, "precision", 0L), "round");
@@ -388,7 +485,11 @@ final class Builtins {
                     case "floor" -> RoundingMode.FLOOR;
                     default -> throw new IllegalArgumentException("method must be common, ceil or floor");
                 };
-                if (method.equals("common") && v instanceof Long) return v;
+                if (method.equals("common") && Py.isInt(v)) {
+                    // Python's round(int, ndigits) is an int, rounded half to even at a negative ndigits
+                    if (precision >= 0) return Py.integer(Py.big(v));
+                    return Py.integer(new BigDecimal(Py.big(v)).setScale((int) Math.max(precision, -10_000), RoundingMode.HALF_EVEN).toBigInteger());
+                }
                 double d = Py.toDouble(v);
                 if (Double.isNaN(d) || Double.isInfinite(d)) return d;
                 if (!method.equals("common")) {
@@ -407,57 +508,13 @@ final class Builtins {
                 if (kwargs.containsKey("ensure_ascii") && Py.truthy(kwargs.get("ensure_ascii"))) {
                     throw new IllegalArgumentException("tojson(ensure_ascii=True) is not supported");
                 }
-                return Py.json(v, indent == null ? null : (int) integer(indent, "tojson indent"),
+                // json.dumps: an int indent is that many spaces, a string is the indent itself
+                return Py.json(v, indent == null ? null : indent instanceof String i ? i : " ".repeat((int) Math.max(0, integer(indent, "tojson indent"))),
                         Py.truthy(kwargs.getOrDefault("sort_keys", false)));
             }
-            case "map" -> {
-                List<Object> out = new ArrayList<>();
-                if (!Py.truthy(v)) return new Py.Generator(out);  // Jinja2's "if value:" before iterating
-                if (kwargs.containsKey("attribute")) {
-                    String attribute = Py.str(kwargs.get("attribute"));
-                    Object dflt = kwargs.get("default");
-                    for (Object item : Py.iterate(v)) {
-                        Object x = attribute(r, item, attribute, pos);
-                        out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
-                    }
-                    return new Py.Generator(out);
-                }
-                String filter = Py.str(arg(args, 0, "map"));
-                if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
-                for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
-                return new Py.Generator(out);
-            }
-            case "select", "reject", "selectattr", "rejectattr" -> {
-                if (!Py.truthy(v)) return new Py.Generator(new ArrayList<>());  // Jinja2's "if value:" before iterating
-                boolean attr = name.endsWith("attr");
-                boolean keep = name.startsWith("select");
-                String attribute = attr ? Py.str(arg(args, 0, name)) : null;
-                int t = attr ? 1 : 0;
-                String testName = args.size() > t ? Py.str(args.get(t)) : null;
-                if (testName != null && !TESTS.contains(testName)) throw new IllegalArgumentException("unknown test '" + testName + "'");
-                List<Object> testArgs = args.size() > t + 1 ? args.subList(t + 1, args.size()) : List.of();
-                List<Object> out = new ArrayList<>();
-                for (Object item : Py.iterate(v)) {
-                    Object x = attr ? attribute(r, item, attribute, pos) : item;
-                    boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
-                    if (ok == keep) out.add(item);
-                }
-                return new Py.Generator(out);
-            }
-            case "unique" -> {
-                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
-                Object attribute = kw(args, kwargs, 1, "attribute", null);
-                List<Object> out = new ArrayList<>();
-                List<Object> seen = new ArrayList<>();
-                for (Object item : Py.iterate(v)) {
-                    Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
-                    Py.requireHashable(key);  // Jinja2 keeps the keys in a set
-                    if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
-                        seen.add(key);
-                        out.add(item);
-                    }
-                }
-                return new Py.Generator(out);
+            case "map", "select", "reject", "selectattr", "rejectattr", "unique" -> {
+                // generator functions in Jinja2: nothing runs, not even the checks of the arguments, until they are iterated
+                return new Py.Generator(() -> generate(name, v, args, kwargs, r, pos));
             }
             case "sort" -> {
                 boolean reverse = Py.truthy(kw(args, kwargs, 0, "reverse", false));
@@ -467,7 +524,7 @@ final class Builtins {
                 // Jinja2's keys are one-item lists, and Python compares lists item by item with == first: equal items
                 // (two Undefineds, two equal dicts) are no error
                 Comparator<Object> cmp = Comparator.comparing(
-                        x -> sortKey(attribute == null ? x : attribute(r, x, Py.str(attribute), pos), caseSensitive),
+                        x -> sortKey(attribute == null ? x : multiAttribute(r, x, attribute, caseSensitive, pos), caseSensitive),
                         (a, b) -> Py.eq(a, b) ? 0 : Py.compare(a, b));
                 items.sort(reverse ? cmp.reversed() : cmp);
                 return items;
@@ -496,6 +553,62 @@ final class Builtins {
         }
     }
 
+    /** The items of map, select, reject, selectattr, rejectattr and unique, computed when their generator is iterated. */
+    private static List<Object> generate(String name, Object v, List<Object> args, Map<String, Object> kwargs, Renderer r, int pos) {
+        switch (name) {
+            case "map" -> {
+                List<Object> out = new ArrayList<>();
+                if (!Py.truthy(v)) return out;  // Jinja2's "if value:" before iterating
+                if (kwargs.containsKey("attribute")) {
+                    String attribute = Py.str(kwargs.get("attribute"));
+                    Object dflt = kwargs.get("default");
+                    for (Object item : Py.iterate(v)) {
+                        Object x = attribute(r, item, attribute, pos);
+                        out.add(x instanceof Undefined && kwargs.containsKey("default") ? dflt : x);
+                    }
+                    return out;
+                }
+                String filter = Py.str(arg(args, 0, "map"));
+                if (!FILTERS.contains(filter)) throw new IllegalArgumentException("unknown filter '" + filter + "'");
+                for (Object item : Py.iterate(v)) out.add(filter(filter, item, args.subList(1, args.size()), kwargs, r, pos));
+                return out;
+            }
+            case "select", "reject", "selectattr", "rejectattr" -> {
+                if (!Py.truthy(v)) return new ArrayList<>();  // Jinja2's "if value:" before iterating
+                boolean attr = name.endsWith("attr");
+                boolean keep = name.startsWith("select");
+                String attribute = attr ? Py.str(arg(args, 0, name)) : null;
+                int t = attr ? 1 : 0;
+                String testName = args.size() > t ? Py.str(args.get(t)) : null;
+                if (testName != null && !TESTS.contains(testName)) throw new IllegalArgumentException("unknown test '" + testName + "'");
+                List<Object> testArgs = args.size() > t + 1 ? args.subList(t + 1, args.size()) : List.of();
+                List<Object> out = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    Object x = attr ? attribute(r, item, attribute, pos) : item;
+                    boolean ok = testName == null ? Py.truthy(x) : test(testName, x, testArgs);
+                    if (ok == keep) out.add(item);
+                }
+                return out;
+            }
+            case "unique" -> {
+                boolean caseSensitive = Py.truthy(kw(args, kwargs, 0, "case_sensitive", false));
+                Object attribute = kw(args, kwargs, 1, "attribute", null);
+                List<Object> out = new ArrayList<>();
+                List<Object> seen = new ArrayList<>();
+                for (Object item : Py.iterate(v)) {
+                    Object key = sortKey(attribute == null ? item : attribute(r, item, Py.str(attribute), pos), caseSensitive);
+                    Py.requireHashable(key);  // Jinja2 keeps the keys in a set
+                    if (seen.stream().noneMatch(s -> Py.eq(s, key))) {
+                        seen.add(key);
+                        out.add(item);
+                    }
+                }
+                return out;
+            }
+            default -> throw new IllegalStateException(name);
+        }
+    }
+
     /** Jinja2's attribute lookup for filters: dotted paths, integer parts as indexes. */
     private static Object attribute(Renderer r, Object item, String path, int pos) {
         Object x = item;
@@ -507,21 +620,33 @@ final class Builtins {
         return x;
     }
 
+    /** Jinja2's make_multi_attrgetter: {@code attribute='v,name'} sorts by several attributes, a list of them. */
+    private static Object multiAttribute(Renderer r, Object item, Object attribute, boolean caseSensitive, int pos) {
+        if (!(attribute instanceof String s) || !s.contains(",")) return attribute(r, item, Py.str(attribute), pos);
+        List<Object> key = new ArrayList<>();
+        for (String part : s.split(",", -1)) key.add(sortKey(attribute(r, item, part, pos), caseSensitive));
+        return key;
+    }
+
     private static Object sortKey(Object v, boolean caseSensitive) {
         return !caseSensitive && v instanceof String s ? s.toLowerCase(Locale.ROOT) : v;
     }
 
     private static Object toInt(Object v, Object dflt, Object base) {
         if (v instanceof Boolean b) return b ? 1L : 0L;
-        if (v instanceof Long) return v;
+        if (v instanceof Long || v instanceof BigInteger) return v;
         if (v instanceof Double d) return floatToInt(d, dflt);
         if (v instanceof String s) {
-            String t = Py.strip(s, null, true, true).replace("_", "");
             int b = (int) integer(base, "int");
-            String digits = t.replaceFirst("^([+-]?)0[xX]", b == 16 ? "$1" : "$0").replaceFirst("^([+-]?)0[oO]", b == 8 ? "$1" : "$0")
-                    .replaceFirst("^([+-]?)0[bB]", b == 2 ? "$1" : "$0");
+            String t = Py.strip(s, null, true, true);
+            String digits = t.replaceFirst("^([+-]?)0[xX]_?", b == 16 ? "$1" : "$0").replaceFirst("^([+-]?)0[oO]_?", b == 8 ? "$1" : "$0")
+                    .replaceFirst("^([+-]?)0[bB]_?", b == 2 ? "$1" : "$0");
             try {
-                return Long.parseLong(digits.startsWith("+") ? digits.substring(1) : digits, b);
+                // Python's int(): one underscore at a time, between digits (or right after a base prefix)
+                if (!digits.matches("[+-]?[0-9A-Za-z]+(_[0-9A-Za-z]+)*")) throw new NumberFormatException();
+                digits = digits.replace("_", "");
+                if (digits.replaceFirst("^[+-]", "").length() > 4300 && b == 10) throw new NumberFormatException();  // Python's limit
+                return Py.integer(new BigInteger(digits.startsWith("+") ? digits.substring(1) : digits, b));
             } catch (NumberFormatException e) {
                 // Jinja2 then tries int(float(value)), so "42.23" | int is 42
                 Object f = toFloat(s, null);
@@ -531,12 +656,11 @@ final class Builtins {
         return dflt;
     }
 
-    /** Python's int(float): NaN is a ValueError (the default), infinity an OverflowError, as are ints beyond 64 bits. */
+    /** Python's int(float): NaN is a ValueError (the default), infinity an OverflowError; 1e22 is exact. */
     private static Object floatToInt(double d, Object dflt) {
         if (Double.isNaN(d)) return dflt;
         if (Double.isInfinite(d)) throw new IllegalArgumentException("cannot convert float infinity to integer");
-        if (Math.abs(d) >= 0x1p63) throw new IllegalArgumentException("Python's ints beyond 64 bits are not supported");
-        return (long) d;
+        return Py.integer(new BigDecimal(d).toBigInteger());
     }
 
     private static Object toFloat(Object v, Object dflt) {
@@ -544,7 +668,8 @@ final class Builtins {
         if (v instanceof String s) {
             try {
                 String t = Py.strip(s, null, true, true);
-                if (t.matches("[+-]?(\\d[\\d_]*\\.?[\\d_]*|\\.\\d[\\d_]*)([eE][+-]?\\d+)?")) return Double.parseDouble(t.replace("_", ""));
+                // Python's float(): underscores one at a time between digits
+                if (t.matches("[+-]?(\\d+(_\\d+)*(\\.(\\d+(_\\d+)*)?)?|\\.\\d+(_\\d+)*)([eE][+-]?\\d+(_\\d+)*)?")) return Double.parseDouble(t.replace("_", ""));
                 if (t.matches("(?i)[+-]?(inf|infinity|nan)")) return Double.parseDouble(t.replaceAll("(?i)inf(inity)?", "Infinity").replaceAll("(?i)nan", "NaN"));
             } catch (NumberFormatException e) {
                 return dflt;
@@ -686,7 +811,7 @@ final class Builtins {
                 while (k < n && Py.isSpace(s.charAt(k))) k++;
                 if (k >= n) break;
                 if (maxsplit >= 0 && out.size() == maxsplit) {
-                    out.add(Py.strip(s.substring(k), null, false, true));
+                    out.add(s.substring(k));  // the rest as it is, trailing whitespace too
                     break;
                 }
                 int start = k;
@@ -707,12 +832,27 @@ final class Builtins {
         return out;
     }
 
+    /** Python's {@code str.rsplit(sep, maxsplit)}: from the right, which differs from split where separators overlap. */
     private static List<Object> rsplit(String s, String sep, long maxsplit) {
-        if (sep == null || maxsplit < 0) return split(s, sep, maxsplit);
-        if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
         List<Object> out = new ArrayList<>();
         int end = s.length();
-        while (out.size() < maxsplit) {
+        if (sep == null) {
+            while (true) {
+                while (end > 0 && Py.isSpace(s.charAt(end - 1))) end--;
+                if (end == 0) break;
+                if (maxsplit >= 0 && out.size() == maxsplit) {
+                    out.addFirst(s.substring(0, end));  // the rest as it is, leading whitespace too
+                    break;
+                }
+                int start = end;
+                while (start > 0 && !Py.isSpace(s.charAt(start - 1))) start--;
+                out.addFirst(s.substring(start, end));
+                end = start;
+            }
+            return out;
+        }
+        if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
+        while (maxsplit < 0 || out.size() < maxsplit) {
             int at = s.lastIndexOf(sep, end - sep.length());
             if (at < 0) break;
             out.addFirst(s.substring(at + sep.length(), end));
@@ -727,13 +867,7 @@ final class Builtins {
         if (obj instanceof String s) return stringMethod(s, name);
         if (obj instanceof Map<?, ?> m) {
             return switch (name) {
-                case "items" -> (args, kwargs) -> {
-                    List<Object> out = new ArrayList<>();
-                    for (Map.Entry<?, ?> e : m.entrySet()) out.add(new Tuple(e.getKey(), e.getValue()));
-                    return out;
-                };
-                case "keys" -> (args, kwargs) -> new ArrayList<Object>(m.keySet());
-                case "values" -> (args, kwargs) -> new ArrayList<Object>(m.values());
+                case "items", "keys", "values" -> (args, kwargs) -> new Py.DictView(name, m);
                 case "get" -> (args, kwargs) -> {
                     Object key = arg(args, 0, "get");
                     return m.containsKey(key) ? m.get(key) : args.size() > 1 ? args.get(1) : null;
@@ -743,9 +877,17 @@ final class Builtins {
         }
         if (obj instanceof List<?> l) {
             return switch (name) {
-                case "count" -> (args, kwargs) -> l.stream().filter(x -> Py.eq(x, arg(args, 0, "count"))).count();
+                case "count" -> (args, kwargs) -> {
+                    if (args.size() != 1 || !kwargs.isEmpty()) throw new IllegalArgumentException(Py.typeName(l) + ".count() takes exactly one argument (" + args.size() + " given)");
+                    return l.stream().filter(x -> Py.eq(x, args.getFirst())).count();
+                };
                 case "index" -> (args, kwargs) -> {
-                    for (int k = 0; k < l.size(); k++) if (Py.eq(l.get(k), arg(args, 0, "index"))) return (long) k;
+                    if (args.isEmpty() || args.size() > 3 || !kwargs.isEmpty()) {
+                        throw new IllegalArgumentException(Py.typeName(l) + ".index() takes 1 to 3 positional arguments (" + args.size() + " given)");
+                    }
+                    long from = args.size() > 1 ? clampIndex(integer(args.get(1), "index"), l.size()) : 0;
+                    long to = args.size() > 2 ? clampIndex(integer(args.get(2), "index"), l.size()) : l.size();
+                    for (long k = from; k < to; k++) if (Py.eq(l.get((int) k), args.getFirst())) return k;
                     throw new IllegalArgumentException(Py.repr(args.get(0)) + " is not in list");
                 };
                 default -> null;
@@ -766,7 +908,7 @@ final class Builtins {
     }
 
     private static boolean affix(String s, Object affixes, boolean prefix) {
-        if (affixes instanceof List<?> l) return l.stream().anyMatch(a -> affix(s, a, prefix));
+        if (affixes instanceof Tuple l) return l.stream().anyMatch(a -> affix(s, a, prefix));
         if (!(affixes instanceof String a)) throw new IllegalArgumentException("startswith/endswith expect a string or a tuple");
         return prefix ? s.startsWith(a) : s.endsWith(a);
     }
@@ -780,24 +922,53 @@ final class Builtins {
             case "lower" -> (args, kwargs) -> s.toLowerCase(Locale.ROOT);
             case "title" -> (args, kwargs) -> pyTitle(s);
             case "capitalize" -> (args, kwargs) -> capitalize(s);
-            case "startswith" -> (args, kwargs) -> affix(s, arg(args, 0, "startswith"), true);
-            case "endswith" -> (args, kwargs) -> affix(s, arg(args, 0, "endswith"), false);
+            case "startswith", "endswith" -> (args, kwargs) -> {
+                if (args.size() > 3) throw new IllegalArgumentException(name + " takes at most 3 arguments (" + args.size() + " given)");
+                // Python's s.startswith(x, start, end) is s[start:end].startswith(x), but false where start is past the end
+                int[] cps = Py.codePoints(s);
+                long start = args.size() > 1 && args.get(1) != null ? clampIndex(integer(args.get(1), name), cps.length) : 0;
+                long end = args.size() > 2 && args.get(2) != null ? clampIndex(integer(args.get(2), name), cps.length) : cps.length;
+                if (args.size() > 1 && args.get(1) != null && integer(args.get(1), name) > cps.length) return false;
+                String sub = start >= end ? "" : new String(cps, (int) start, (int) (end - start));
+                return affix(sub, arg(args, 0, name), name.equals("startswith"));
+            };
             case "split", "rsplit" -> (args, kwargs) -> {
                 Object sep = kw(args, kwargs, 0, "sep", null);
                 long max = integer(kw(args, kwargs, 1, "maxsplit", -1L), name);
                 String sepStr = sep == null ? null : Py.str(sep);
                 return name.equals("split") ? split(s, sepStr, max) : rsplit(s, sepStr, max);
             };
-            case "splitlines" -> (args, kwargs) -> new ArrayList<Object>(splitlines(s, Py.truthy(kw(args, kwargs, 0, "keepends", false))));
+            case "splitlines" -> (args, kwargs) -> {
+                if (args.size() > 1) throw new IllegalArgumentException("splitlines() takes at most 1 argument (" + args.size() + " given)");
+                Object keep = kw(args, kwargs, 0, "keepends", false);
+                if (!Py.isInt(keep)) throw new IllegalArgumentException("'" + Py.typeName(keep) + "' object cannot be interpreted as an integer");
+                return new ArrayList<Object>(splitlines(s, Py.truthy(keep)));
+            };
             case "replace" -> (args, kwargs) -> replace(s, strArg(args, 0, "replace"), strArg(args, 1, "replace"),
                     args.size() > 2 ? integer(args.get(2), "replace") : -1);
-            case "find" -> (args, kwargs) -> (long) codePointIndex(s, s.indexOf(strArg(args, 0, "find")));
-            case "rfind" -> (args, kwargs) -> (long) codePointIndex(s, s.lastIndexOf(strArg(args, 0, "rfind")));
+            case "find", "rfind", "index", "rindex" -> (args, kwargs) -> {
+                // s.find(sub, start, end) looks in s[start:end] and counts from the start of s; start past the end finds nothing
+                String sub = strArg(args, 0, name);
+                int[] cps = Py.codePoints(s);
+                long[] w = window(args, cps.length, name);
+                long at = -1;
+                if (w != null) {
+                    String in = new String(cps, (int) w[0], (int) Math.max(0, w[1] - w[0]));
+                    int k = name.startsWith("r") ? in.lastIndexOf(sub) : in.indexOf(sub);
+                    if (k >= 0 && w[1] >= w[0]) at = w[0] + codePointIndex(in, k);
+                }
+                if (at < 0 && name.endsWith("index")) throw new IllegalArgumentException("substring not found");
+                return at;
+            };
             case "count" -> (args, kwargs) -> {
                 String sub = strArg(args, 0, "count");
-                if (sub.isEmpty()) return (long) Py.length(s) + 1;
+                int[] cps = Py.codePoints(s);
+                long[] w = window(args, cps.length, name);
+                if (w == null || w[1] < w[0]) return 0L;
+                String in = new String(cps, (int) w[0], (int) (w[1] - w[0]));
+                if (sub.isEmpty()) return (long) Py.length(in) + 1;
                 long n = 0;
-                for (int at = s.indexOf(sub); at >= 0; at = s.indexOf(sub, at + sub.length())) n++;
+                for (int at = in.indexOf(sub); at >= 0; at = in.indexOf(sub, at + sub.length())) n++;
                 return n;
             };
             case "join" -> (args, kwargs) -> {
@@ -823,38 +994,169 @@ final class Builtins {
             case "isspace" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Py::isSpace);
             case "islower" -> (args, kwargs) -> isLower(s);
             case "isupper" -> (args, kwargs) -> isUpper(s);
+            case "isdecimal" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(Character::isDigit);  // Nd, as Java's
+            case "isalnum" -> (args, kwargs) -> !s.isEmpty() && s.codePoints().allMatch(c -> Character.isLetter(c)
+                    || Character.getType(c) == Character.DECIMAL_DIGIT_NUMBER || Character.getType(c) == Character.LETTER_NUMBER
+                    || Character.getType(c) == Character.OTHER_NUMBER);
+            case "istitle" -> (args, kwargs) -> isTitle(s);
+            case "center", "ljust", "rjust" -> (args, kwargs) -> {
+                arity(name, args, kwargs, 1, 2);
+                String fill = args.size() > 1 ? strArg(args, 1, name) : " ";
+                if (Py.length(fill) != 1) throw new IllegalArgumentException("The fill character must be exactly one character long");
+                return pad(s, integer(arg(args, 0, name), name), fill, name);
+            };
+            case "zfill" -> (args, kwargs) -> {
+                arity(name, args, kwargs, 1, 1);
+                long width = integer(arg(args, 0, name), name);
+                int n = Py.length(s);
+                if (width <= n) return s;
+                String zeros = "0".repeat((int) (width - n));
+                return !s.isEmpty() && (s.charAt(0) == '+' || s.charAt(0) == '-') ? s.charAt(0) + zeros + s.substring(1) : zeros + s;
+            };
+            case "partition", "rpartition" -> (args, kwargs) -> {
+                arity(name, args, kwargs, 1, 1);
+                String sep = strArg(args, 0, name);
+                if (sep.isEmpty()) throw new IllegalArgumentException("empty separator");
+                int at = name.equals("partition") ? s.indexOf(sep) : s.lastIndexOf(sep);
+                if (at < 0) return name.equals("partition") ? new Tuple(s, "", "") : new Tuple("", "", s);
+                return new Tuple(s.substring(0, at), sep, s.substring(at + sep.length()));
+            };
             case "format" -> (args, kwargs) -> format(s, args, kwargs);
             default -> null;
         };
+    }
+
+    /** A str method's count of positional arguments, which take no keywords. */
+    private static void arity(String name, List<Object> args, Map<String, Object> kwargs, int min, int max) {
+        noKwargs("str." + name, kwargs);
+        if (args.size() < min || args.size() > max) {
+            throw new IllegalArgumentException("str." + name + "() takes " + (min == max ? "exactly " + min : min + " to " + max)
+                    + " argument(s) (" + args.size() + " given)");
+        }
+    }
+
+    /** Python's str.center, ljust and rjust; center puts the odd space where CPython does. */
+    private static String pad(String s, long width, String fill, String how) {
+        int n = Py.length(s);
+        if (width <= n) return s;
+        long margin = width - n;
+        long left = switch (how) {
+            case "ljust" -> 0;
+            case "rjust" -> margin;
+            default -> margin / 2 + (margin & width & 1);
+        };
+        return fill.repeat((int) left) + s + fill.repeat((int) (margin - left));
+    }
+
+    /** Python's str.istitle(): cased characters, upper or title case only after uncased ones. */
+    static boolean isTitle(String s) {
+        boolean cased = false, prevCased = false;
+        for (int k = 0; k < s.length(); ) {
+            int c = s.codePointAt(k);
+            k += Character.charCount(c);
+            if (Character.isUpperCase(c) || Character.isTitleCase(c)) {
+                if (prevCased) return false;
+                prevCased = cased = true;
+            } else if (Character.isLowerCase(c)) {
+                if (!prevCased) return false;
+                prevCased = cased = true;
+            } else {
+                prevCased = false;
+            }
+        }
+        return cased;
+    }
+
+    /**
+     * The [start, end) of s.find(sub, start, end) and the like, clamped as slices are; null where start is past the end
+     * of the string (Python finds nothing there, not even the empty string).
+     */
+    private static long[] window(List<Object> args, int len, String name) {
+        if (args.size() > 3) throw new IllegalArgumentException(name + " takes at most 3 arguments (" + args.size() + " given)");
+        Object start = args.size() > 1 ? args.get(1) : null, end = args.size() > 2 ? args.get(2) : null;
+        if (start != null && integer(start, name) > len) return null;
+        return new long[] {start == null ? 0 : clampIndex(integer(start, name), len), end == null ? len : clampIndex(integer(end, name), len)};
+    }
+
+    /** A slice bound as Python clamps it: negative from the end, then into [0, len]. */
+    private static long clampIndex(long k, int len) {
+        if (k < 0) k += len;
+        return Math.max(0, Math.min(len, k));
     }
 
     private static int codePointIndex(String s, int charIndex) {
         return charIndex < 0 ? -1 : s.codePointCount(0, charIndex);
     }
 
-    /** Python's {@code str.format} with plain fields ({}, {0}, {name}) and no format specs. */
+    /**
+     * Python's {@code str.format} as Jinja2's sandbox runs it: fields {@code {}}, {@code {0}}, {@code {name}}, followed by
+     * {@code .attr} and {@code [key]} (looked up as the template would, so a missing one is Undefined), a conversion
+     * {@code !r}/{@code !s}/{@code !a} and a format spec. Nested fields inside a spec are refused.
+     */
     private static String format(String s, List<Object> args, Map<String, Object> kwargs) {
         StringBuilder sb = new StringBuilder();
         int auto = 0;
+        boolean manual = false;
         for (int k = 0; k < s.length(); k++) {
             char c = s.charAt(k);
             if (c == '{' && k + 1 < s.length() && s.charAt(k + 1) == '{') {
                 sb.append('{');
                 k++;
-            } else if (c == '}' && k + 1 < s.length() && s.charAt(k + 1) == '}') {
+            } else if (c == '}') {
+                if (k + 1 >= s.length() || s.charAt(k + 1) != '}') throw new IllegalArgumentException("Single '}' encountered in format string");
                 sb.append('}');
                 k++;
             } else if (c == '{') {
                 int end = s.indexOf('}', k);
                 if (end < 0) throw new IllegalArgumentException("Single '{' encountered in format string");
                 String field = s.substring(k + 1, end);
-                if (field.contains(":") || field.contains("!")) throw new IllegalArgumentException("format specs in str.format are not supported");
+                if (field.indexOf('{') >= 0) throw new IllegalArgumentException("nested fields in a format spec are not supported");
+                String spec = "";
+                char conversion = 0;
+                int colon = field.indexOf(':');
+                if (colon >= 0) {
+                    spec = field.substring(colon + 1);
+                    field = field.substring(0, colon);
+                }
+                int bang = field.indexOf('!');
+                if (bang >= 0) {
+                    if (bang + 2 != field.length() || "rsa".indexOf(field.charAt(bang + 1)) < 0) {
+                        throw new IllegalArgumentException(bang + 1 == field.length() ? "end of string while looking for conversion specifier"
+                                : "Unknown conversion specifier " + field.substring(bang + 1));
+                    }
+                    conversion = field.charAt(bang + 1);
+                    field = field.substring(0, bang);
+                }
+                Matcher m = Pattern.compile("^([^.\\[]*)((?:\\.[^.\\[]+|\\[[^\\]]+\\])*)$").matcher(field);
+                if (!m.matches()) throw new IllegalArgumentException("invalid format field " + Py.repr(field));
+                String first = m.group(1);
                 Object v;
-                if (field.isEmpty()) v = arg(args, auto++, "format");
-                else if (field.matches("\\d+")) v = arg(args, Integer.parseInt(field), "format");
-                else if (kwargs.containsKey(field)) v = kwargs.get(field);
-                else throw new IllegalArgumentException("KeyError: " + Py.repr(field));
-                sb.append(Py.str(v));
+                if (first.isEmpty()) {
+                    if (manual) throw new IllegalArgumentException("cannot switch from manual field specification to automatic field numbering");
+                    if (auto >= args.size()) throw new IllegalArgumentException("Replacement index " + auto + " out of range for positional args tuple");
+                    v = args.get(auto++);
+                } else if (first.matches("\\d+")) {
+                    if (auto > 0) throw new IllegalArgumentException("cannot switch from automatic field numbering to manual field specification");
+                    manual = true;
+                    int index = Integer.parseInt(first);
+                    if (index >= args.size()) throw new IllegalArgumentException("Replacement index " + index + " out of range for positional args tuple");
+                    v = args.get(index);
+                } else if (kwargs.containsKey(first)) {
+                    v = kwargs.get(first);
+                } else {
+                    throw new IllegalArgumentException("KeyError: " + Py.repr(first));
+                }
+                Matcher part = Pattern.compile("\\.([^.\\[]+)|\\[([^\\]]+)\\]").matcher(m.group(2));
+                while (part.find()) {
+                    // the sandbox's formatter looks up with environment.getattr / getitem; an Undefined raises on the next step
+                    if (v instanceof Undefined u) throw new IllegalArgumentException(u.message());
+                    if (part.group(1) != null) v = LOOKUP.getattr(v, part.group(1), 0);
+                    else v = LOOKUP.getitem(v, part.group(2).matches("\\d+") ? (Object) Long.parseLong(part.group(2)) : part.group(2), 0);
+                }
+                if (conversion == 'r') v = Py.repr(v);
+                else if (conversion == 's') v = Py.str(v);
+                else if (conversion == 'a') v = Printf.format("%a", new Tuple(v));
+                sb.append(Printf.formatSpec(v, spec));
                 k = end;
             } else {
                 sb.append(c);
@@ -862,4 +1164,7 @@ final class Builtins {
         }
         return sb.toString();
     }
+
+    /** For format fields' lookups, which have no position of their own (an Undefined is refused before it is used). */
+    private static final Renderer LOOKUP = new Renderer("");
 }

@@ -17,7 +17,9 @@ sealed interface Node {
     /** {@code {% set name %}...{% endset %}}, the body's text through the filters. */
     record SetBlock(Target target, List<Expr.Filter> filters, List<Node> body, int pos) implements Node {}
 
-    record Macro(String name, List<String> params, List<Expr> defaults, List<Node> body) implements Node {}
+    /** {@code catchVarargs}/{@code catchKwargs}: the body reads {@code varargs}/{@code kwargs}, so extra arguments go there. */
+    record Macro(String name, List<String> params, List<Expr> defaults, List<Node> body, boolean catchVarargs,
+                 boolean catchKwargs) implements Node {}
 
     record FilterBlock(List<Expr.Filter> filters, List<Node> body) implements Node {}
 

@@ -308,7 +308,8 @@ final class Parser {
                 next();
                 if (peek().type() == Type.NAME) next();
                 endTag();
-                return new Node.Macro(name, params, defaults, body);
+                // Jinja2 lets a macro take extra arguments when its body reads varargs or kwargs
+                return new Node.Macro(name, params, defaults, body, reads(body, "varargs"), reads(body, "kwargs"));
             }
             case "filter" -> {
                 List<Expr.Filter> filters = new ArrayList<>();
@@ -472,11 +473,7 @@ final class Parser {
                 return new Expr.Const(sb.toString());
             }
             case INT -> {
-                try {
-                    return new Expr.Const(Long.parseLong(t.value()));
-                } catch (NumberFormatException e) {
-                    throw error(t, "integer literal out of range: " + t.value());
-                }
+                return new Expr.Const(Py.integer(new java.math.BigInteger(t.value())));  // Python's ints are unbounded
             }
             case FLOAT -> {
                 return new Expr.Const(Double.parseDouble(t.value()));
@@ -643,5 +640,24 @@ final class Parser {
             args.add(postfix(primary()));
         }
         return new Expr.Test(value, testName, args, negated, name.pos());
+    }
+
+    /** Whether a name is read anywhere in the nodes (nested macros included, as Jinja2's find_undeclared looks). */
+    private static boolean reads(Object tree, String name) {
+        return switch (tree) {
+            case Expr.Name n -> n.name().equals(name);
+            case List<?> l -> l.stream().anyMatch(x -> reads(x, name));
+            case Record r -> {
+                for (java.lang.reflect.RecordComponent c : r.getClass().getRecordComponents()) {
+                    try {
+                        if (reads(c.getAccessor().invoke(r), name)) yield true;
+                    } catch (ReflectiveOperationException e) {
+                        throw new IllegalStateException(e);
+                    }
+                }
+                yield false;
+            }
+            case null, default -> false;
+        };
     }
 }

@@ -6,6 +6,8 @@ import com.google.gson.JsonObject;
 import com.google.gson.JsonPrimitive;
 
 import java.math.BigDecimal;
+import java.math.BigInteger;
+import java.math.MathContext;
 import java.util.AbstractList;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -15,8 +17,9 @@ import java.util.Map;
 /**
  * Python's value semantics as Jinja2 templates see them: truth, {@code str()}, {@code repr()}, equality, ordering,
  * {@code json.dumps(ensure_ascii=False)} and the string whitespace of {@code str.strip()}. Runtime values are
- * {@code null} (None), {@link Undefined}, {@link Boolean}, {@link Long}, {@link Double}, {@link String},
- * {@link List} (a {@link Tuple} for tuples), {@link Map} with string keys, {@link Namespace} and callables.
+ * {@code null} (None), {@link Undefined}, {@link Boolean}, {@link Long}, {@link BigInteger} (only for an int outside
+ * long's range, as Python's ints are unbounded; see {@link #integer}), {@link Double}, {@link String}, {@link List}
+ * (a {@link Tuple} for tuples), {@link Map} with string keys, {@link DictView}, {@link Namespace} and callables.
  */
 final class Py {
     private Py() {}
@@ -31,7 +34,7 @@ final class Py {
     }
 
     /** A Python tuple: prints with parentheses, otherwise a read-only list. */
-    static final class Tuple extends AbstractList<Object> {
+    static class Tuple extends AbstractList<Object> {
         private final Object[] items;
 
         Tuple(Object... items) {
@@ -47,22 +50,78 @@ final class Py {
         }
     }
 
+    /** What Jinja2's groupby yields: a namedtuple (grouper, list), which prints as a tuple does. */
+    static final class GroupTuple extends Tuple {
+        GroupTuple(Object grouper, List<Object> list) {
+            super(grouper, list);
+        }
+    }
+
     /**
      * What Jinja2's map, select, reject, selectattr, rejectattr and unique return: a Python generator. It is true
      * even when it yields nothing, has no length, cannot be indexed or added to a list, and iterates once.
      */
     static final class Generator {
         private List<Object> items;
+        private java.util.function.Supplier<List<Object>> pending;  // runs at the first iteration, as Python's body does
 
         Generator(List<Object> items) {
             this.items = items;
         }
 
+        Generator(java.util.function.Supplier<List<Object>> pending) {
+            this.pending = pending;
+        }
+
         /** The items not yet consumed; a second iteration finds none. */
         List<Object> consume() {
+            if (pending != null) {
+                java.util.function.Supplier<List<Object>> p = pending;
+                pending = null;
+                items = p.get();
+            }
             List<Object> out = items;
             items = new ArrayList<>();
             return out;
+        }
+    }
+
+    /**
+     * What {@code dict.keys()}, {@code .values()} and {@code .items()} return: a view that iterates like a list but
+     * prints as {@code dict_keys(['a'])}, has no indexing or slicing, is no Jinja2 sequence, is not JSON, and compares
+     * as Python's views do (keys and items as sets, values by identity).
+     */
+    record DictView(String kind, Map<?, ?> map) {
+        List<Object> items() {
+            List<Object> out = new ArrayList<>();
+            for (Map.Entry<?, ?> e : map.entrySet()) {
+                out.add(switch (kind) {
+                    case "keys" -> e.getKey();
+                    case "values" -> e.getValue();
+                    default -> new Tuple(e.getKey(), e.getValue());
+                });
+            }
+            return out;
+        }
+
+        boolean contains(Object x) {
+            return switch (kind) {
+                case "keys" -> {
+                    requireHashable(x);
+                    yield x instanceof String && map.containsKey(x);
+                }
+                case "values" -> map.values().stream().anyMatch(v -> eq(v, x));
+                default -> x instanceof Tuple t && t.size() == 2 && t.get(0) instanceof String k && map.containsKey(k)
+                        && eq(map.get(k), t.get(1));
+            };
+        }
+
+        @Override public boolean equals(Object o) {
+            return this == o;  // Python's == is eq() below; Java's stays identity, as for values views
+        }
+
+        @Override public int hashCode() {
+            return System.identityHashCode(this);
         }
     }
 
@@ -81,12 +140,12 @@ final class Py {
         if (v == null || v instanceof String || v instanceof Boolean || v instanceof Long || v instanceof Double) return v;
         if (v instanceof Integer || v instanceof Short || v instanceof Byte) return ((Number) v).longValue();
         if (v instanceof Float f) return Double.parseDouble(Float.toString(f));
-        if (v instanceof BigDecimal b) return b.stripTrailingZeros().scale() <= 0 && b.abs().compareTo(BigDecimal.valueOf(Long.MAX_VALUE)) <= 0
-                ? (Object) b.longValueExact() : (Object) b.doubleValue();
+        if (v instanceof BigInteger b) return integer(b);
+        if (v instanceof BigDecimal b) return b.stripTrailingZeros().scale() <= 0 ? integer(b.toBigIntegerExact()) : (Object) b.doubleValue();
         if (v instanceof Number n) {
-            // e.g. gson's LazilyParsedNumber: an integer literal stays an int, as Python's json.loads keeps it
+            // e.g. gson's LazilyParsedNumber: an integer literal stays an int of any size, as Python's json.loads keeps it
             String text = n.toString();
-            if (text.matches("-?\\d{1,18}")) return Long.parseLong(text);
+            if (text.matches("-?\\d+")) return integer(new BigInteger(text));
             return n.doubleValue();
         }
         if (v instanceof JsonElement j) return fromJson(j);
@@ -103,7 +162,7 @@ final class Py {
             return out;
         }
         if (v instanceof Object[] a) return fromJava(List.of(a));
-        if (v instanceof Undefined || v instanceof Namespace || v instanceof Callable) return v;
+        if (v instanceof Undefined || v instanceof Namespace || v instanceof Callable || v instanceof DictView) return v;
         throw new IllegalArgumentException("a chat template cannot use a value of type " + v.getClass().getName());
     }
 
@@ -135,7 +194,8 @@ final class Py {
             case String s -> !s.isEmpty();
             case List<?> l -> !l.isEmpty();
             case Map<?, ?> m -> !m.isEmpty();
-            default -> true;
+            case DictView d -> !d.map().isEmpty();
+            default -> true;  // a BigInteger is never zero
         };
     }
 
@@ -145,6 +205,7 @@ final class Py {
             case Undefined u -> "Undefined";
             case Boolean b -> "bool";
             case Long l -> "int";
+            case BigInteger b -> "int";
             case Double d -> "float";
             case String s -> "str";
             case Tuple t -> "tuple";
@@ -152,6 +213,7 @@ final class Py {
             case Map<?, ?> m -> "dict";
             case Namespace n -> "Namespace";
             case Generator g -> "generator";
+            case DictView d -> "dict_" + d.kind();
             default -> "function";
         };
     }
@@ -172,6 +234,7 @@ final class Py {
             case Undefined u -> "Undefined";  // repr(Undefined), as a list or dict prints it
             case Boolean b -> b ? "True" : "False";
             case Long l -> l.toString();
+            case BigInteger b -> bigRepr(b);
             case Double d -> floatRepr(d);
             case String s -> stringRepr(s);
             case Tuple t -> {
@@ -195,8 +258,19 @@ final class Py {
             }
             case Namespace n -> "<Namespace " + repr(n.attrs) + ">";
             case Generator g -> "<generator object>";
+            case DictView d -> "dict_" + d.kind() + "(" + repr(d.items()) + ")";
+            case Renderer.MacroValue m -> "<Macro '" + m.macro().name() + "'>";
             default -> "<function>";
         };
+    }
+
+    /** Python's {@code str(int)}, which since 3.11 refuses more than 4300 digits (sys.get_int_max_str_digits()). */
+    static String bigRepr(BigInteger b) {
+        String s = b.toString();
+        if (s.length() - (b.signum() < 0 ? 1 : 0) > 4300) {
+            throw new IllegalArgumentException("Exceeds the limit (4300 digits) for integer string conversion");
+        }
+        return s;
     }
 
     /** Python's {@code repr(float)}: the shortest round-tripping digits, fixed between 1e-4 and 1e16. */
@@ -255,15 +329,17 @@ final class Py {
         if (a == b) return true;
         if (a == null || b == null) return false;
         if (a instanceof Undefined || b instanceof Undefined) return a instanceof Undefined && b instanceof Undefined;
-        if (isNumber(a) && isNumber(b)) {
-            if (a instanceof Double || b instanceof Double) return toDouble(a) == toDouble(b);
-            return toLong(a) == toLong(b);
-        }
+        if (isNumber(a) && isNumber(b)) return compareNumbers(a, b) == 0;
         if (a instanceof String || b instanceof String) return a.equals(b);
         if (a instanceof List<?> x && b instanceof List<?> y) {
             if ((a instanceof Tuple) != (b instanceof Tuple) || x.size() != y.size()) return false;
             for (int i = 0; i < x.size(); i++) if (!eq(x.get(i), y.get(i))) return false;
             return true;
+        }
+        if (a instanceof DictView x && b instanceof DictView y) {
+            // keys and items views are sets; a values view equals only itself
+            if (!x.kind().equals(y.kind()) || x.kind().equals("values") || x.map().size() != y.map().size()) return false;
+            return x.items().stream().allMatch(y::contains);
         }
         if (a instanceof Map<?, ?> x && b instanceof Map<?, ?> y) {
             if (x.size() != y.size()) return false;
@@ -278,12 +354,8 @@ final class Py {
     /** Python's ordering ({@code <} and friends) of numbers, strings and sequences; others raise. */
     static int compare(Object a, Object b) {
         if (isNumber(a) && isNumber(b)) {
-            if (a instanceof Double || b instanceof Double) {
-                // Python's < and >: -0.0 equals 0.0 (Double.compare orders them), and NaN is neither
-                double x = toDouble(a), y = toDouble(b);
-                return x < y ? -1 : x > y ? 1 : 0;
-            }
-            return Long.compare(toLong(a), toLong(b));
+            int c = compareNumbers(a, b);
+            return c == UNORDERED ? 0 : c;
         }
         if (a instanceof String x && b instanceof String y) return compareCodePoints(x, y);
         if (a instanceof List<?> x && b instanceof List<?> y) {
@@ -294,6 +366,27 @@ final class Py {
         }
         throw new IllegalArgumentException("'<' not supported between instances of '" + typeName(a) + "' and '"
                 + typeName(b) + "'");
+    }
+
+    private static final int UNORDERED = 2;
+
+    /**
+     * Python's exact comparison of numbers: an int and a float compare by value, not by the int rounded to a float
+     * ({@code 2**53 + 1 == 2.0**53} is false). -0.0 equals 0.0; NaN is {@link #UNORDERED} with everything.
+     */
+    private static int compareNumbers(Object a, Object b) {
+        if (!(a instanceof Double) && !(b instanceof Double)) {
+            if (a instanceof BigInteger || b instanceof BigInteger) return big(a).compareTo(big(b));
+            return Long.compare(toLong(a), toLong(b));
+        }
+        if (a instanceof Double dx && b instanceof Double dy) {
+            double x = dx, y = dy;  // primitives: == of two Doubles would compare the boxes
+            return x < y ? -1 : x > y ? 1 : x == y ? 0 : UNORDERED;
+        }
+        double d = a instanceof Double x ? x : (Double) b;
+        if (Double.isNaN(d)) return UNORDERED;
+        int c = Double.isInfinite(d) ? (d > 0 ? 1 : -1) : new BigDecimal(d).compareTo(new BigDecimal(big(a instanceof Double ? b : a)));
+        return a instanceof Double ? c : -c;
     }
 
     static int compareCodePoints(String x, String y) {
@@ -308,17 +401,100 @@ final class Py {
     }
 
     static boolean isNumber(Object v) {
-        return v instanceof Long || v instanceof Double || v instanceof Boolean;
+        return v instanceof Long || v instanceof Double || v instanceof Boolean || v instanceof BigInteger;
     }
 
+    /** An int (bool included, as it is one in Python), of any size. */
+    static boolean isInt(Object v) {
+        return v instanceof Long || v instanceof Boolean || v instanceof BigInteger;
+    }
+
+    /** The runtime value of a Python int: a Long where it fits, else the BigInteger. */
+    static Object integer(BigInteger b) {
+        return b.bitLength() < 64 ? (Object) b.longValue() : b;
+    }
+
+    static BigInteger big(Object v) {
+        return v instanceof BigInteger b ? b : BigInteger.valueOf(toLong(v));
+    }
+
+    /** An int as an index or count; one beyond 64 bits is Python's OverflowError. */
     static long toLong(Object v) {
         if (v instanceof Boolean b) return b ? 1 : 0;
+        if (v instanceof BigInteger) throw new IllegalArgumentException("cannot fit 'int' into an index-sized integer");
         return ((Number) v).longValue();
     }
 
     static double toDouble(Object v) {
         if (v instanceof Boolean b) return b ? 1 : 0;
+        if (v instanceof BigInteger b) {
+            double d = b.doubleValue();  // correctly rounded, as Python's float(int)
+            if (Double.isInfinite(d)) throw new IllegalArgumentException("int too large to convert to float");
+            return d;
+        }
         return ((Number) v).doubleValue();
+    }
+
+    /** Python's {@code -x} of an int: {@code -(-2**63)} is 2**63. */
+    static Object negate(Object v) {
+        if (v instanceof BigInteger || toLong(v) == Long.MIN_VALUE) return integer(big(v).negate());
+        return -toLong(v);
+    }
+
+    /**
+     * Python's {@code + - * // % **} of two ints: exact, in a Long while the result fits, else a BigInteger. A power
+     * over a million bits is refused (Python computes it, but cannot print it: str() stops at 4300 digits).
+     */
+    static Object intArithmetic(String op, Object x, Object y) {
+        if (!(x instanceof BigInteger) && !(y instanceof BigInteger)) {
+            long a = toLong(x), b = toLong(y);
+            try {
+                switch (op) {
+                    case "+" -> { return Math.addExact(a, b); }
+                    case "-" -> { return Math.subtractExact(a, b); }
+                    case "*" -> { return Math.multiplyExact(a, b); }
+                    case "//" -> { if (a != Long.MIN_VALUE || b != -1) return floorDiv(a, b); }
+                    case "%" -> { return floorMod(a, b); }
+                    default -> { }
+                }
+            } catch (ArithmeticException overflow) {
+                // on in BigInteger
+            }
+        }
+        BigInteger a = big(x), b = big(y);
+        return integer(switch (op) {
+            case "+" -> a.add(b);
+            case "-" -> a.subtract(b);
+            case "*" -> a.multiply(b);
+            case "//", "%" -> {
+                if (b.signum() == 0) throw new IllegalArgumentException("integer division or modulo by zero");
+                BigInteger[] qr = a.divideAndRemainder(b);
+                if (qr[1].signum() != 0 && qr[1].signum() != b.signum()) {  // round toward negative infinity
+                    qr[0] = qr[0].subtract(BigInteger.ONE);
+                    qr[1] = qr[1].add(b);
+                }
+                yield op.equals("//") ? qr[0] : qr[1];
+            }
+            case "**" -> {
+                // 0, 1 and -1 to any (non-negative) power: no need to look at its size
+                if (a.abs().compareTo(BigInteger.ONE) <= 0) yield b.signum() == 0 || (a.signum() < 0 && !b.testBit(0)) ? BigInteger.ONE : a;
+                if (b.bitLength() > 31 || (long) a.bitLength() * b.longValue() > 1_000_000) {
+                    throw new IllegalArgumentException("an int of over a million bits is not supported");
+                }
+                yield a.pow(b.intValue());
+            }
+            default -> throw new IllegalStateException(op);
+        });
+    }
+
+    /** Python's {@code int / int}: the correctly rounded quotient, also of ints beyond 2**53. */
+    static double trueDivide(Object x, Object y) {
+        BigInteger a = big(x), b = big(y);
+        if (b.signum() == 0) throw new IllegalArgumentException("division by zero");
+        if (a.bitLength() <= 53 && b.bitLength() <= 53) return a.doubleValue() / b.doubleValue();
+        double d = new BigDecimal(a).divide(new BigDecimal(b), MathContext.DECIMAL128).doubleValue();
+        if (Double.isInfinite(d)) throw new IllegalArgumentException("integer division result too large for a float");
+        return d;
     }
 
     /** Python's {@code str.isspace()} for one character: Java's whitespace plus the no-break spaces and NEL. */
@@ -343,6 +519,7 @@ final class Py {
         return switch (v) {
             case Undefined u -> new ArrayList<>();
             case Generator g -> g.consume();
+            case DictView d -> d.items();
             case List<?> l -> new ArrayList<>(l);
             case Map<?, ?> m -> new ArrayList<>(m.keySet());
             case String s -> {
@@ -360,7 +537,7 @@ final class Py {
             case List<?> l -> l.size();
             case Map<?, ?> m -> m.size();
             case Undefined u -> 0;
-            case Namespace n -> n.attrs.size();
+            case DictView d -> d.map().size();
             case null, default -> throw new IllegalArgumentException("object of type '" + typeName(v) + "' has no len()");
         };
     }
@@ -369,18 +546,19 @@ final class Py {
      * Python's {@code json.dumps(v, ensure_ascii=False, indent=indent, separators=None, sort_keys=sortKeys)}, the
      * {@code tojson} filter transformers installs.
      */
-    static String json(Object v, Integer indent, boolean sortKeys) {
+    static String json(Object v, String indent, boolean sortKeys) {
         StringBuilder sb = new StringBuilder();
         json(sb, v, indent, sortKeys, 0);
         return sb.toString();
     }
 
-    private static void json(StringBuilder sb, Object v, Integer indent, boolean sortKeys, int depth) {
+    private static void json(StringBuilder sb, Object v, String indent, boolean sortKeys, int depth) {
         String itemSep = indent == null ? ", " : ",";
         switch (v) {
             case null -> sb.append("null");
             case Boolean b -> sb.append(b ? "true" : "false");
             case Long l -> sb.append(l);
+            case BigInteger b -> sb.append(bigRepr(b));
             case Double d -> sb.append(Double.isNaN(d) ? "NaN" : Double.isInfinite(d) ? (d > 0 ? "Infinity" : "-Infinity") : floatRepr(d));
             case String s -> jsonString(sb, s);
             case List<?> l -> {
@@ -415,13 +593,12 @@ final class Py {
                 newline(sb, indent, depth);
                 sb.append('}');
             }
-            case Namespace n -> json(sb, n.attrs, indent, sortKeys, depth);
             default -> throw new IllegalArgumentException("Object of type " + typeName(v) + " is not JSON serializable");
         }
     }
 
-    private static void newline(StringBuilder sb, Integer indent, int depth) {
-        if (indent != null) sb.append('\n').append(" ".repeat(indent * depth));
+    private static void newline(StringBuilder sb, String indent, int depth) {
+        if (indent != null) sb.append('\n').append(indent.repeat(depth));
     }
 
     private static void jsonString(StringBuilder sb, String s) {

@@ -45,6 +45,9 @@ final class Renderer {
     static final class Loop {
         final List<Object> items;
         int index0;
+        Object lastChanged = MISSING;  // the arguments of the last loop.changed(...)
+
+        private static final Object MISSING = new Object();
 
         Loop(List<Object> items) {
             this.items = items;
@@ -66,13 +69,18 @@ final class Renderer {
     private static final BreakSignal BREAK = new BreakSignal();
     private static final ContinueSignal CONTINUE = new ContinueSignal();
 
-    /** A macro bound to the scope it was defined in. */
-    private record MacroValue(Node.Macro macro, Scope defined, Renderer renderer) implements Callable {
+    /** A macro bound to the scope it was defined in. It prints as Jinja2's {@code <Macro 'name'>}. */
+    record MacroValue(Node.Macro macro, Scope defined, Renderer renderer) implements Callable {
         @Override public Object call(List<Object> args, Map<String, Object> kwargs) {
             List<String> params = macro.params();
-            if (args.size() > params.size()) {
+            if (args.size() > params.size() && !macro.catchVarargs()) {
                 throw new IllegalArgumentException("macro '" + macro.name() + "' takes not more than " + params.size()
                         + " argument(s)");
+            }
+            for (int k = 0; k < Math.min(args.size(), params.size()); k++) {
+                if (kwargs.containsKey(params.get(k))) {
+                    throw new IllegalArgumentException("macro '" + macro.name() + "' got multiple values for argument '" + params.get(k) + "'");
+                }
             }
             Scope scope = new Scope(defined);
             int firstDefault = params.size() - macro.defaults().size();
@@ -85,9 +93,16 @@ final class Renderer {
                 else v = new Undefined("parameter '" + p + "' was not provided");
                 scope.vars.put(p, v);
             }
-            for (String k : kwargs.keySet()) {
-                if (!params.contains(k)) throw new IllegalArgumentException("macro '" + macro.name() + "' takes no keyword argument '" + k + "'");
+            Map<String, Object> extra = new LinkedHashMap<>();
+            for (Map.Entry<String, Object> e : kwargs.entrySet()) {
+                if (params.contains(e.getKey())) continue;
+                if (!macro.catchKwargs()) throw new IllegalArgumentException("macro '" + macro.name() + "' takes no keyword argument '" + e.getKey() + "'");
+                extra.put(e.getKey(), e.getValue());
             }
+            if (macro.catchVarargs()) {
+                scope.vars.put("varargs", new Tuple(args.size() > params.size() ? args.subList(params.size(), args.size()).toArray() : new Object[0]));
+            }
+            if (macro.catchKwargs()) scope.vars.put("kwargs", extra);
             StringBuilder out = new StringBuilder();
             renderer.render(macro.body(), scope, out);
             return out.toString();
@@ -227,6 +242,9 @@ final class Renderer {
             case Expr.GetItem g -> {
                 Object obj = eval(g.object(), scope);
                 if (g.index() instanceof Expr.Slice s) {
+                    // Jinja2 folds a constant to its value through environment.getitem, which makes the TypeError of
+                    // slicing what cannot be sliced an Undefined; at run time a slice is Python's obj[a:b] and raises
+                    if (isConstant(g) && !(obj instanceof String) && !(obj instanceof List)) yield new Undefined("not subscriptable");
                     yield slice(obj, evalOrNull(s.start(), scope), evalOrNull(s.stop(), scope), evalOrNull(s.step(), scope), g.pos());
                 }
                 yield getitem(obj, eval(g.index(), scope), g.pos());
@@ -292,7 +310,7 @@ final class Renderer {
             }
             case "-", "+" -> {
                 if (v instanceof Double d) return u.op().equals("-") ? -d : d;
-                if (Py.isNumber(v)) return u.op().equals("-") ? -Py.toLong(v) : Py.toLong(v);
+                if (Py.isNumber(v)) return u.op().equals("-") ? Py.negate(v) : v instanceof Boolean ? (Object) Py.toLong(v) : v;
                 throw error(u.pos(), "bad operand type for unary " + u.op() + ": '" + Py.typeName(v) + "'"
                         + undefinedHint(v));
             }
@@ -339,14 +357,15 @@ final class Renderer {
         Object y = eval(b.right(), scope);
         if (b.op().equals("~")) return Py.str(x) + Py.str(y);
         if (x instanceof Undefined u) throw error(b.pos(), u.message());
-        if (y instanceof Undefined u) throw error(b.pos(), u.message());
+        // str % Undefined is str.__mod__, which prints it as '': Undefined's __rmod__ is never asked
+        if (y instanceof Undefined u && !(b.op().equals("%") && x instanceof String)) throw error(b.pos(), u.message());
         try {
             if (b.op().equals("**") && isConstant(b.left()) && !isConstant(b.right()) && Py.isNumber(x)
                     && !(x instanceof Boolean) && Math.copySign(1.0, Py.toDouble(x)) < 0) {
                 // Jinja2 folds a constant base to a literal and writes -2 ** y into Python, which reads -(2 ** y)
-                Object magnitude = x instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(x));
+                Object magnitude = x instanceof Double d ? (Object) (-d) : Py.negate(x);
                 Object p = arithmetic("**", magnitude, y);
-                return p instanceof Double d ? (Object) (-d) : (Object) (-Py.toLong(p));
+                return p instanceof Double d ? (Object) (-d) : Py.negate(p);
             }
             return arithmetic(b.op(), x, y);
         } catch (IllegalArgumentException | ArithmeticException ex) {
@@ -366,24 +385,30 @@ final class Renderer {
                     return x instanceof Tuple ? new Tuple(out.toArray()) : out;
                 }
                 if (floats) return Py.toDouble(x) + Py.toDouble(y);
-                if (nums) return Math.addExact(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
             }
             case "-" -> {
                 if (floats) return Py.toDouble(x) - Py.toDouble(y);
-                if (nums) return Math.subtractExact(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
             }
             case "*" -> {
                 if (floats) return Py.toDouble(x) * Py.toDouble(y);
-                if (nums) return Math.multiplyExact(Py.toLong(x), Py.toLong(y));
-                if (x instanceof String s && y instanceof Long n) return s.repeat((int) Math.max(0, n));
-                if (y instanceof String s && x instanceof Long n) return s.repeat((int) Math.max(0, n));
-                if (x instanceof List<?> l && y instanceof Long n) {
+                if (nums) return Py.intArithmetic(op, x, y);
+                // a str, list or tuple repeated, the count on either side (a bool is an int: 'a' * false is '')
+                Object seq = x instanceof String || x instanceof List ? x : y instanceof String || y instanceof List ? y : null;
+                Object count = seq == x ? y : x;
+                if (seq != null && Py.isInt(count)) {
+                    long n = Math.max(0, Py.toLong(count));
+                    int size = seq instanceof String str ? str.length() : ((List<?>) seq).size();
+                    if (n * size > 100_000_000L) throw new IllegalArgumentException("a repetition of over 100 million items is not supported");
+                    if (seq instanceof String str) return str.repeat((int) n);
                     List<Object> out = new ArrayList<>();
-                    for (long k = 0; k < n; k++) out.addAll(l);
-                    return out;
+                    for (long k = 0; k < n; k++) out.addAll((List<?>) seq);
+                    return seq instanceof Tuple ? new Tuple(out.toArray()) : out;
                 }
             }
             case "/" -> {
+                if (nums && !floats) return Py.trueDivide(x, y);
                 if (nums) {
                     if (Py.toDouble(y) == 0) throw new IllegalArgumentException("division by zero");
                     return Py.toDouble(x) / Py.toDouble(y);
@@ -391,23 +416,15 @@ final class Renderer {
             }
             case "//" -> {
                 if (floats) return Py.floatFloorDiv(Py.toDouble(x), Py.toDouble(y));
-                if (nums) return Py.floorDiv(Py.toLong(x), Py.toLong(y));
+                if (nums) return Py.intArithmetic(op, x, y);
             }
             case "%" -> {
                 if (floats) return Py.floatMod(Py.toDouble(x), Py.toDouble(y));
-                if (nums) return Py.floorMod(Py.toLong(x), Py.toLong(y));
-                if (x instanceof String) throw new IllegalArgumentException("printf-style '%' formatting of strings is not supported");
+                if (nums) return Py.intArithmetic(op, x, y);
+                if (x instanceof String s) return Printf.format(s, y);
             }
             case "**" -> {
-                if (nums && !floats && Py.toLong(y) >= 0) {
-                    long base = Py.toLong(x), exp = Py.toLong(y);
-                    if (base == 0 || base == 1 || exp == 0) return exp == 0 ? 1L : base;
-                    if (base == -1) return exp % 2 == 0 ? 1L : -1L;
-                    if (exp > 64) throw new ArithmeticException("integer overflow: Python's ints beyond 64 bits are not supported");
-                    long r = 1;
-                    for (long k = 0; k < exp; k++) r = Math.multiplyExact(r, base);
-                    return r;
-                }
+                if (nums && !floats && Py.big(y).signum() >= 0) return Py.intArithmetic(op, x, y);
                 if (nums) {
                     double a = Py.toDouble(x), p = Py.toDouble(y);
                     if (a == 0 && p < 0) throw new IllegalArgumentException("0.0 cannot be raised to a negative power");
@@ -440,6 +457,7 @@ final class Renderer {
             }
             default -> { }
         }
+        if (obj instanceof Py.GroupTuple t && (name.equals("grouper") || name.equals("list"))) return t.get(name.equals("grouper") ? 0 : 1);
         Callable method = Builtins.method(obj, name);
         if (method != null) return method;
         if (obj instanceof Map<?, ?> m && m.containsKey(name)) return m.get(name);
@@ -469,7 +487,13 @@ final class Renderer {
                 if (args.isEmpty()) throw new IllegalArgumentException("no items for cycling given");
                 return args.get(k % args.size());
             };
-            default -> throw error(pos, "the loop variable has no attribute '" + name + "'");
+            case "changed" -> (Callable) (args, kwargs) -> {  // whether the arguments differ from the last call's
+                Tuple value = new Tuple(args.toArray());
+                if (l.lastChanged != Loop.MISSING && Py.eq(l.lastChanged, value)) return false;
+                l.lastChanged = value;
+                return true;
+            };
+            default -> new Undefined("'LoopContext object' has no attribute '" + name + "'");
         };
     }
 
@@ -482,6 +506,8 @@ final class Renderer {
                 if (key instanceof String s && m.containsKey(s)) return m.get(s);
             }
             case List<?> l -> {
+                if (l instanceof Py.GroupTuple && key instanceof String s && (s.equals("grouper") || s.equals("list"))) return getattr(l, s, pos);
+                if (key instanceof java.math.BigInteger) return new Undefined("cannot fit 'int' into an index-sized integer");
                 if (Py.isNumber(key) && !(key instanceof Double)) {
                     long k = Py.toLong(key);
                     if (k < 0) k += l.size();
@@ -489,6 +515,7 @@ final class Renderer {
                 }
             }
             case String s -> {
+                if (key instanceof java.math.BigInteger) return new Undefined("cannot fit 'int' into an index-sized integer");
                 if (Py.isNumber(key) && !(key instanceof Double)) {
                     int[] cps = Py.codePoints(s);
                     long k = Py.toLong(key);
@@ -548,6 +575,8 @@ final class Renderer {
 
     private long sliceIndex(Object v, int pos) {
         if (v == null) throw new IllegalStateException();
+        // Python clamps a slice index beyond 64 bits like any other past the end
+        if (v instanceof java.math.BigInteger b) return b.signum() > 0 ? Long.MAX_VALUE / 2 : Long.MIN_VALUE / 2;
         if (Py.isNumber(v) && !(v instanceof Double)) return Py.toLong(v);
         throw error(pos, "slice indices must be integers or None");
     }

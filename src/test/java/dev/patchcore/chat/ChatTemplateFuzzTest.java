@@ -20,12 +20,22 @@ import static org.junit.jupiter.api.Assertions.fail;
 /**
  * Differential fuzzing against Python Jinja2: src/test/resources/chat-templates/fuzz.json holds random templates built
  * from the constructs docs/chat-templates.md lists as supported, each with a random context and what Jinja2 3.1.6
- * renders for it in transformers' environment (tools/reference/chat-templates/fuzz_jinja2.py, seeded). Every text must
- * match exactly; where Jinja2 failed, ChatTemplate must fail too (parsing or rendering, any message).
+ * renders for it in transformers' environment (tools/reference/chat-templates/fuzz_jinja2.py, seeded). fuzz-focus.json
+ * holds a second set aimed at str methods with their optional arguments, printf and format specs, slices, nested loops,
+ * macros, tests, filters with keyword arguments, whitespace control and errors (fuzz_focus.py). Every text must match
+ * exactly; where Jinja2 failed, ChatTemplate must fail too (parsing or rendering, any message).
  */
 class ChatTemplateFuzzTest {
     @Test void rendersRandomTemplatesAsJinja2Does() {
-        JsonObject doc = JsonParser.parseString(ChatTemplateReferenceTest.resourceText("fuzz.json")).getAsJsonObject();
+        check("fuzz.json");
+    }
+
+    @Test void rendersFocusedRandomTemplatesAsJinja2Does() {
+        check("fuzz-focus.json");
+    }
+
+    private static void check(String resource) {
+        JsonObject doc = JsonParser.parseString(ChatTemplateReferenceTest.resourceText(resource)).getAsJsonObject();
         Clock clock = Clock.fixed(Instant.parse(doc.get("now").getAsString()), ZoneOffset.UTC);
         Gson gson = new Gson();
         List<String> failures = new ArrayList<>();
@@ -65,11 +75,11 @@ class ChatTemplateFuzzTest {
         }
         if (!failures.isEmpty()) {
             try {  // all of them, for whoever works through them
-                java.nio.file.Files.writeString(java.nio.file.Path.of("target", "fuzz-failures.txt"), String.join("\n", failures));
+                java.nio.file.Files.writeString(java.nio.file.Path.of("target", resource.replace(".json", "-failures.txt")), String.join("\n", failures));
             } catch (java.io.IOException | RuntimeException ignored) {
                 // the report below is what matters
             }
-            fail(failures.size() + " of " + i + " cases differ from Jinja2:\n"
+            fail(resource + ": " + failures.size() + " of " + i + " cases differ from Jinja2:\n"
                     + String.join("\n", failures.subList(0, Math.min(15, failures.size()))));
         }
         assertTrue(texts > i / 2, texts + " texts, " + errors + " errors");

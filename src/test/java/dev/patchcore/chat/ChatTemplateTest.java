@@ -256,6 +256,10 @@ class ChatTemplateTest {
         assertThrows(IllegalArgumentException.class, () -> render(template, Map.of("items", List.of(1, 2))));
     }
 
+    private static void assertRenderFails(String template, Map<String, ?> context) {
+        assertThrows(IllegalArgumentException.class, () -> render(template, context));
+    }
+
     @Test void fuzzSumOfMissingAttributesFails() {
         assertRenderFails("{{ [1, 2] | sum(attribute='v') }}");   // was a ClassCastException
         assertEquals("3.5", render("{{ [1, 2] | sum(start=0.5) }}"));
@@ -412,7 +416,7 @@ class ChatTemplateTest {
                 render("{{ ['42', ' 42 ', '-3', '3.9', '0x1A', '1e3', 'nan', '4_2', '', 'abc', '010', '+5', '1.5e-7', '1f'] | map('int') | list }}"));
         assertEquals("[26, 26, -26]", render("{{ ['0x1A', '1A', '-0x1a'] | map('int', base=16) | list }}"));
         assertEquals("0", render("{{ 'inf' | int }}"));
-        assertRenderFails("{{ 1e22 | int }}");  // an int beyond 64 bits: refused rather than 9223372036854775807
+        assertEquals("10000000000000000000000", render("{{ 1e22 | int }}"), "an int beyond 64 bits, as Python's");
     }
 
     @Test void fuzzTestsCheckTheirArgumentCountAndUndefinedIsCallable() {
@@ -432,5 +436,241 @@ class ChatTemplateTest {
 
     @Test void fuzzNegativeZeroComparesEqualToZero() {
         assertEquals("True -0.0 False", render("{{ 0 <= -0.0 }} {{ [-3, -0.0, 0] | max }} {{ -0.0 < 0 }}"));
+    }
+
+    @Test void intsBeyond64BitsAreExactAsInPython() {
+        // Python's ints are unbounded: results past 64 bits are exact, and back in range they are plain ints again
+        assertEquals("1180591620717411303424 9223372036854775808 12345678901234567890123",
+                render("{{ 2**70 }} {{ 9223372036854775807 + 1 }} {{ 12345678901234567890123 }}"));
+        assertEquals("9223372036854775808 0 9223372036854775808 9223372036854775808",
+                render("{{ -(2**63) // -1 }} {{ (-(2**63)) % -1 }} {{ -9223372036854775808 | abs }} {{ -(-9223372036854775808) }}"));
+        assertEquals("0 True 142857142857142857142857142857 -142857142857142857142857142858 6 -6",
+                render("{{ 2**64 - 2**64 }} {{ (2**64 - 2**64) is integer }} {{ 10**30 // 7 }} {{ -(10**30) // 7 }} {{ -(10**30) % 7 }} {{ 10**30 % -7 }}"));
+        // int / int is correctly rounded; ints and floats compare exactly, not as the int rounded to a float
+        assertEquals("4.2255020007607644e+29 False True True False",
+                render("{{ 2**100 / 3 }} {{ (2**53 + 1) == 2.0**53 }} {{ 2**53 + 1 > 2.0**53 }} {{ 10**400 > 1e308 }} {{ 10**30 == 1e30 }}"));
+        assertEquals("[-18446744073709551616, 1, 18446744073709551616] 18446744073709551616 36893488147419103232 [36893488147419103232]",
+                render("{{ [2**64, 1, -(2**64)] | sort }} {{ [2**64, 1] | max }} {{ [2**64, 2**64] | sum }} {{ [2**65] | tojson }}"));
+        assertEquals("99999999999999999999 9444732965739290427391 100000000000000000000 123456789012345677877719597056",
+                render("{{ '99999999999999999999' | int }} {{ '0x1FFFFFFFFFFFFFFFFFF' | int(base=16) }} {{ 1e20 | int }} {{ 123456789012345678901234567890.0 | int }}"));
+        assertEquals("||[1, 2, 3]", render("{{ [1,2,3][2**70] }}|{{ 'abc'[2**70] }}|{{ [1,2,3][:2**70] }}"),
+                "an index beyond 64 bits is Python's IndexError, which Jinja2 makes Undefined; slices clamp");
+        assertEquals("1208925819614629174706176 -1208925819614629174706176 1.1805916207174113e+21 True False",
+                render("{{ 2 ** n }} {{ -2 ** n }} {{ (2**70) | round(1, 'ceil') }} {{ (2**70) is number }} {{ (2**70) is odd }}", Map.of("n", 80)));
+        assertRenderFails("{{ 10**400 * 1.0 }}");  // OverflowError: int too large to convert to float
+        assertRenderFails("{{ range(2**64) }}");
+        assertRenderFails("{{ 10 ** 5000 }}");     // Python's str() stops at 4300 digits
+    }
+
+    @Test void contextIntsBeyond63BitsStayInts() {
+        // a tool schema's uint64 bound, or Long.MAX_VALUE itself, printed as json.loads + json.dumps print them
+        JsonObject tool = JsonParser.parseString("{\"max\": 18446744073709551615, \"min\": -9223372036854775808, \"top\": 9223372036854775807}").getAsJsonObject();
+        assertEquals("{\"max\": 18446744073709551615, \"min\": -9223372036854775808, \"top\": 9223372036854775807} 18446744073709551616",
+                render("{{ tool | tojson }} {{ tool.max + 1 }}", Map.of("tool", tool)));
+        assertEquals("18446744073709551615 9223372036854775807",
+                render("{{ a }} {{ b }}", Map.of("a", new java.math.BigInteger("18446744073709551615"), "b", Long.MAX_VALUE)));
+    }
+
+    @Test void dictViewsAreNotLists() {
+        // dict.keys(), .values() and .items() are views: Python prints them as such, and they are no lists
+        assertEquals("dict_items([('a', 1)]) dict_keys(['a']) dict_values([1]) [dict_keys(['a'])] dict_keys([])",
+                render("{{ {'a': 1}.items() }} {{ {'a': 1}.keys() }} {{ {'a': 1}.values() }} {{ [{'a': 1}.keys()] }} {{ {}.keys() | string }}"));
+        assertEquals("False True False True True", render("{{ {'a': 1}.keys() == ['a'] }} {{ {'a': 1}.keys() | list == ['a'] }}"
+                + " {{ {'a': 1}.values() == {'a': 1}.values() }} {{ {'a': 1, 'b': 2}.keys() == {'b': 0, 'a': 1}.keys() }} {{ {'a': 1}.items() == {'a': 1}.items() }}"));
+        assertEquals("|a|1|True|False True|['b', 'a']|a,b|True",
+                render("{{ {'a': 1}.keys()[0] }}|{{ {'a': 1}.keys() | first }}|{{ {'a': 1}.keys() | length }}|{{ 'a' in {'a': 1}.keys() }}"
+                        + "|{{ {'a': 1}.keys() is sequence }} {{ {'a': 1}.keys() is iterable }}|{{ {'a': 1, 'b': 2}.keys() | reverse | list }}"
+                        + "|{{ ','.join({'a': 1, 'b': 2}.keys()) }}|{{ ('a', 1) in {'a': 1}.items() }}"));
+        assertRenderFails("{{ {'a': 1}.keys() + ['b'] }}");
+        assertRenderFails("{{ {'a': 1}.items() | tojson }}");
+        assertRenderFails("{{ {'a': 1}.keys()[:1] }}");
+    }
+
+    // found by the second fuzz round (tools/reference/chat-templates/fuzz_focus.py); each expectation is Jinja2's
+
+    @Test void fuzz2NamespacesHaveNoLengthAndAreNotJson() {
+        assertRenderFails("{% set ns = namespace(a=1) %}{{ ns | length }}");   // was 1
+        assertRenderFails("{% set ns = namespace(a=1) %}{{ ns | tojson }}");   // was {"a": 1}
+    }
+
+    @Test void fuzz2MacrosPrintAsJinja2sAndTakeVarargsAndKwargsWhenTheyReadThem() {
+        assertEquals("<Macro 'm'> [<Macro 'm'>]", render("{% macro m(a) %}{{ a }}{% endmacro %}{{ m }} {{ [m] }}"));  // was <function>
+        assertEquals("[(3,)]{'x': 4}|[()]{}",
+                render("{% macro m(a, b=a) %}[{{ varargs }}]{{ kwargs }}{% endmacro %}{{ m(1, 2, 3, x=4) }}|{{ m(1) }}"));  // was []|[]
+        assertRenderFails("{% macro m(a) %}{{ kwargs }}{% endmacro %}{{ m(1, 2) }}");
+        assertRenderFails("{% macro m(a) %}{{ varargs }}{% endmacro %}{{ m(1, z=2) }}");
+        assertRenderFails("{% macro m(a) %}{{ a }}{% endmacro %}{{ m(1, a=2) }}");  // was 1
+    }
+
+    @Test void fuzz2StringMethodsTakeStartAndEnd() {
+        assertEquals("True True True True False False True", render("{{ 'abc'.startswith('b', 1) }} {{ 'abc'.startswith(('x', 'c'), -1) }}"
+                + " {{ 'abc'.endswith('b', 0, 2) }} {{ 'abc'.startswith('', 3) }} {{ 'abc'.startswith('', 4) }} {{ 'abc'.endswith('', 5, 1) }}"
+                + " {{ 'abc'.startswith('a', none, 1) }}"));
+        assertEquals("1 4 1 3 -1 2 -1 -1", render("{{ '<s>'.find('', 1) }} {{ 'abcabc'.find('b', 2) }} {{ 'abcabc'.rfind('b', 0, 4) }}"
+                + " {{ 'abc'.find('', 3) }} {{ 'abc'.find('', 4) }} {{ 'abc'.find('c', -1) }} {{ 'abc'.find('a', 1, 0) }} {{ 'abc'.find('', 2, 1) }}"));
+        assertEquals("3 3 0 0 3 1 1", render("{{ 'aaaa'.count('a', 1) }} {{ 'aaaa'.count('', 1, 3) }} {{ 'aaaa'.count('', 5) }}"
+                + " {{ 'aaaa'.count('', 2, 1) }} {{ 'abcb'.index('b', 2) }} {{ 'abcb'.rindex('b', 0, 3) }} {{ 'ab'.count('a', -5, 99) }}"));
+        assertRenderFails("{{ 'abc'.startswith(['a']) }}");  // a list is not a tuple
+        assertRenderFails("{{ 'abc'.index('b', 2) }}");      // substring not found
+        assertRenderFails("{{ 'a'.splitlines(1, 2) }}");
+        assertRenderFails("{{ 'a'.splitlines(',') }}");
+    }
+
+    @Test void fuzz2MoreStringMethods() {
+        assertEquals("[***ab**][ab   ][---ab][-00042][ab]",
+                render("[{{ 'ab'.center(7, '*') }}][{{ 'ab'.ljust(5) }}][{{ 'ab'.rjust(5, '-') }}][{{ '-42'.zfill(6) }}][{{ 'ab'.center(1) }}]"));
+        assertEquals("True False True True False True False True False", render("{{ 'a1'.isalnum() }} {{ 'a 1'.isalnum() }} {{ '²'.isalnum() }}"
+                + " {{ '12'.isdecimal() }} {{ '²'.isdecimal() }} {{ 'Hello World'.istitle() }} {{ 'Hello world'.istitle() }} {{ '1A'.istitle() }} {{ ''.istitle() }}"));
+        assertEquals("('a', ',', 'b,c') ('a,b', ',', 'c') ('abc', '', '') ('', '', 'abc') 1 3", render("{{ 'a,b,c'.partition(',') }}"
+                + " {{ 'a,b,c'.rpartition(',') }} {{ 'abc'.partition('x') }} {{ 'abc'.rpartition('x') }} {{ 'abcb'.index('b') }} {{ 'abcb'.rindex('b') }}"));
+    }
+
+    @Test void fuzz2RoundOfAnIntWithNegativePrecision() {
+        assertEquals("0 20 20 1 1200.0 7", render("{{ 3 | round(-1) }} {{ 15 | round(-1) }} {{ 25 | round(-1) }} {{ true | round }}"
+                + " {{ 1234 | round(-2, 'floor') }} {{ 7 | round(2) }}"));  // was 3 15 25 1.0 ...
+    }
+
+    @Test void fuzz2SortBySeveralAttributesAndDictsortChecksBy() {
+        assertEquals("['z', 'a', 'b'] ['b', 'a']", render("{{ [{'v': 1, 'n': 'b'}, {'v': 1, 'n': 'a'}, {'v': 0, 'n': 'z'}] | sort(attribute='v,n') | map(attribute='n') | list }}"
+                + " {{ [{'v': 'B', 'n': 'b'}, {'v': 'a', 'n': 'a'}] | sort(attribute='v,n', reverse=true) | map(attribute='n') | list }}"));
+        assertRenderFails("{{ {'a': 1} | dictsort(by='nope') }}");
+    }
+
+    @Test void fuzz2TojsonIndentCanBeAString() {
+        assertEquals("[\n--1,\n--{\n----\"a\": 2\n--}\n] [\n1\n] [\n1\n]",
+                render("{{ [1, {'a': 2}] | tojson(indent='--') }} {{ [1] | tojson(indent=0) }} {{ [1] | tojson(indent=-1) }}"));
+    }
+
+    @Test void fuzz2ConstantSlicesOfWhatCannotBeSlicedAreUndefined() {
+        // Jinja2 folds constants through environment.getitem, which makes the TypeError an Undefined
+        assertEquals("|||(2,)|bc", render("{{ 1[-3:-1] }}|{{ none[:1] }}|{{ {'a': 1}[1:] }}|{{ (1, 2)[1:] }}|{{ 'abc'[1:] }}"));
+        assertRenderFails("{{ n[1:] }}", Map.of("n", 5));
+    }
+
+    @Test void fuzz2CenterTruncateBatchSliceFilters() {
+        assertEquals("[   ab  ][ abc  ][  ab ][   ]", render("[{{ 'ab' | center(7) }}][{{ 'abc' | center(6) }}][{{ 'ab' | center(5) }}][{{ x | center(3) }}]"));
+        assertEquals("hello...|hello ...|hello..|...|ab...||[1, 2]", render("{{ 'hello world foo bar' | truncate(9) }}|{{ 'hello world foo bar' | truncate(9, true) }}"
+                + "|{{ 'hello world foo bar' | truncate(10, false, '..', 0) }}|{{ 'hello' | truncate(3, leeway=0) }}|{{ 'abcdefghij' | truncate(5, leeway=0) }}"
+                + "|{{ x | truncate }}|{{ [1,2] | truncate(3) }}"));
+        assertRenderFails("{{ 'abc' | truncate(2) }}");
+        assertEquals("[[0, 1, 2], [3, 4, 5], [6]] [[0, 1, 2], [3, 4, 5], [6, 'x', 'x']] [[], ['a', 'b', 'c']] [] []",
+                render("{{ range(7) | batch(3) | list }} {{ range(7) | batch(3, 'x') | list }} {{ 'abc' | batch(0) | list }} {{ x | batch(2) | list }} {{ [] | batch(2) | list }}"));
+        assertEquals("[[0, 1, 2], [3, 4], [5, 6]] [[0, 1, 2], [3, 4, 'x'], [5, 6, 'x']] [[0], [1], [], []] [[], []]",
+                render("{{ range(7) | slice(3) | list }} {{ range(7) | slice(3, 'x') | list }} {{ range(2) | slice(4) | list }} {{ x | slice(2) | list }}"));
+        assertRenderFails("{{ range(7) | slice(0) | list }}");
+    }
+
+    @Test void fuzz2GroupbyAndLoopChanged() {
+        Map<String, Object> ctx = Map.of("items", JsonParser.parseString("[{\"name\": \"b\", \"v\": 1}, {\"name\": \"A\", \"v\": 2}, {\"name\": \"a\", \"v\": 1}]"));
+        assertEquals("A:2,1 b:1 |[(1, [{'name': 'b', 'v': 1}, {'name': 'a', 'v': 1}]), (2, [{'name': 'A', 'v': 2}])]|['A', 'a', 'b'] A [\"A\", [{\"name\": \"A\", \"v\": 2}, {\"name\": \"a\", \"v\": 1}]]",
+                render("{% for g in items | groupby('name') %}{{ g.grouper }}:{{ g.list | map(attribute='v') | join(',') }} {% endfor %}"
+                        + "|{{ items | groupby('v') }}|{{ items | groupby('name', case_sensitive=true) | map(attribute='grouper') | list }}"
+                        + " {{ (items | groupby('name'))[0][0] }} {{ items | groupby('name') | first | tojson }}", ctx));
+        assertEquals("[('?', [{'name': 'b', 'v': 1}, {'name': 'A', 'v': 2}, {'name': 'a', 'v': 1}])] []", render("{{ items | groupby('x', default='?') }} {{ x | groupby('a') }}", ctx));
+        assertRenderFails("{{ items | groupby('x') }}", ctx);
+        assertEquals("True False True True |TrueTrue TrueTrue TrueTrue |", render("{% for x in [1, 1, 2, 1] %}{{ loop.changed(x) }} {% endfor %}"
+                + "|{% for x in 'aab' %}{{ loop.changed() }}{{ loop.changed(x, 1) }} {% endfor %}|{% for x in [1] %}{{ loop.foo }}{% endfor %}"));
+    }
+
+    @Test void fuzz2PrintfFormatting() {
+        // str % args was refused; now Python's printf-style formatting, floats rounded from their binary value
+        assertEquals("1|1-a|3|   42||ab   ||3.14|'x'|ff|-02.2|%a", render("{{ '%s' % 1 }}|{{ '%s-%s' % (1, 'a') }}|{{ '%d' % 3.9 }}|{{ '%5d|' % 42 }}"
+                + "|{{ '%-5s|' % 'ab' }}|{{ '%.2f' % 3.14159 }}|{{ '%r' % 'x' }}|{{ '%x' % 255 }}|{{ '%05.1f' % -2.25 }}|{{ '%%%s' % 'a' }}"));
+        assertEquals("1|1.234568e+04|0.0001|1.23457e+08|1e-05|1|A|z|  a||+5|10|FF|    2.5000", render("{{ '%i' % true }}|{{ '%e' % 12345.678 }}"
+                + "|{{ '%g' % 0.0001 }}|{{ '%g' % 123456789 }}|{{ '%g' % 1e-5 }}|{{ '%(a)s' % {'a': 1} }}|{{ '%c' % 65 }}|{{ '%c' % 'z' }}"
+                + "|{{ '%3.1s|' % 'abc' }}|{{ '%+d' % 5 }}|{{ '%o' % 8 }}|{{ '%X' % 255 }}|{{ '%10.4f' % 2.5 }}"));
+        assertEquals("0xff 0o10 0XFF| 5|005|    1|1   ||1.00|2.5|2.50000|0|2|2e+04|1E-10",
+                render("{{ '%#x %#o %#X' % (255, 8, 255) }}|{{ '% d' % 5 }}|{{ '%.3d' % 5 }}|{{ '%*d' % (5, 1) }}|{{ '%-*d|' % (4, 1) }}"
+                        + "|{{ '%.*f' % (2, 1.005) }}|{{ '%g' % 2.5 }}|{{ '%#g' % 2.5 }}|{{ '%.0f' % 0.5 }}|{{ '%.0f' % 1.5 }}|{{ '%.0e' % 15000 }}|{{ '%G' % 1e-10 }}"));
+        assertEquals("None||[1, 2]|{'a': 1}|||100.0%|2.67|'\\xe9\\U0001f600'|x and None",
+                render("{{ '%s' % none }}|{{ '%s' % x }}|{{ '%s' % [1, 2] }}|{{ '%s' % {'a': 1} }}|{{ '' % {} }}|{{ '' % [] }}|{{ '%.1f%%' % 99.95 }}"
+                        + "|{{ '%.2f' % 2.675 }}|{{ '%a' % 'é😀' }}|{{ '%s and %s' % ('x', none) }}"));
+        for (String t : List.of("{{ '%s %s' % (1,) }}", "{{ '%s' % (1, 2) }}", "{{ '' % 1 }}", "{{ '%d' % 'a' }}", "{{ '%x' % 1.5 }}",
+                "{{ '%f' % 'a' }}", "{{ '%z' % 1 }}", "{{ '%(a)s' % (1,) }}", "{{ '%(b)s' % {'a': 1} }}", "{{ '%' % () }}", "{{ '%d' % x }}")) {
+            assertRenderFails(t);
+        }
+    }
+
+    @Test void fuzz2StrFormatSpecsAndFields() {
+        Map<String, Object> ctx = Map.of("s", "ab", "f", 3.14159, "n", 42, "d", Map.of("a", List.of(1, 2)));
+        assertEquals("1|a|abab|1-2|2/1|{}1|'ab'|    ab|3.14|00042|  ab   |[1, 2]|[1, 2]|1,234,567|ff|None||25.000000%|3.141590e+00|+42|3.14159|ab",
+                render("{{ '{}|{}'.format(1, 'a') }}|{{ '{0}{0}'.format(s) }}|{{ '{a}-{b}'.format(a=1, b=2) }}|{{ '{1}/{0}'.format(1, 2) }}"
+                        + "|{{ '{{}}{}'.format(1) }}|{{ '{!r}'.format(s) }}|{{ '{:>6}'.format(s) }}|{{ '{:.2f}'.format(f) }}|{{ '{:05d}'.format(n) }}"
+                        + "|{{ '{:^7}'.format(s) }}|{{ '{0[a]}'.format(d) }}|{{ '{0.a}'.format(d) }}|{{ '{:,}'.format(1234567) }}|{{ '{:x}'.format(255) }}"
+                        + "|{{ '{!s:<4}|'.format(none) }}|{{ '{:%}'.format(0.25) }}|{{ '{:e}'.format(f) }}|{{ '{:+}'.format(n) }}|{{ '{:g}'.format(f) }}"
+                        + "|{{ '{:s}'.format(s) }}", ctx));
+        assertEquals("ab000|    1|True|1.0|1e+01|1.23e+03|1.200000e+01|1e+16|-    5|0xff|1_234_567|ffff|-0002.50|1e-05|123,456,789.0|3.00|1.000000",
+                render("{{ '{:05}'.format('ab') }}|{{ '{:>5}'.format(true) }}|{{ '{}'.format(true) }}|{{ '{:.3}'.format(1.0) }}|{{ '{:.2}'.format(10.0) }}"
+                        + "|{{ '{:.3}'.format(1234.5) }}|{{ '{:e}'.format(12) }}|{{ '{:,}'.format(1e16) }}|{{ '{:=+6}'.format(-5) }}|{{ '{:#x}'.format(255) }}"
+                        + "|{{ '{:_}'.format(1234567) }}|{{ '{:_x}'.format(65535) }}|{{ '{:08.2f}'.format(-2.5) }}|{{ '{}'.format(1e-5) }}"
+                        + "|{{ '{:,}'.format(123456789.0) }}|{{ '{:.2f}'.format(3) }}|{{ '{:f}'.format(true) }}"));
+        assertEquals("A|5|1.5|-0.0|xy||'\\xe9'|ab****|100.0%|0b101|-10|2|       1.5|7         |",
+                render("{{ '{:c}'.format(65) }}|{{ '{:n}'.format(5) }}|{{ '{:n}'.format(1.5) }}|{{ '{}'.format(-0.0) }}|{{ '{0[0]}{0[1]}'.format('xy') }}"
+                        + "|{{ '{0.missing}'.format({}) }}|{{ '{!a}'.format('é') }}|{{ '{:*<6.2}'.format('abcdef') }}|{{ '{:.1%}'.format(1) }}"
+                        + "|{{ '{:#b}'.format(5) }}|{{ '{:o}'.format(-8) }}|{{ '{:.0f}'.format(2.5) }}|{{ '{:10}'.format(1.5) }}|{{ '{:<10}|'.format(7) }}"));
+        for (String t : List.of("{{ '{:.2}'.format(5) }}", "{{ '{:x}'.format(1.5) }}", "{{ '{:>3}'.format(none) }}", "{{ '{:+}'.format('a') }}",
+                "{{ '{}{0}'.format(1) }}", "{{ '{0}{}'.format(1) }}", "{{ '}'.format() }}", "{{ '{'.format() }}", "{{ '{0.a.b}'.format({}) }}",
+                "{{ '{2}'.format(1) }}", "{{ '{x}'.format(y=1) }}", "{{ '{!z}'.format(1) }}", "{{ '{:d}'.format('a') }}", "{{ '{:>3}'.format(x) }}")) {
+            assertRenderFails(t);
+        }
+    }
+
+    @Test void fuzz2MapAndSelectAreLazyAsJinja2sGenerators() {
+        // their arguments are checked when they are iterated, so one that never is renders
+        assertEquals("False|True", render("{% set g = ints | map('nofilter') %}{{ (ints | selectattr('x', 'gt')) is equalto 'a' }}"
+                + "|{{ ints | map(attribute='x.y') is iterable }}", Map.of("ints", List.of(1, 2))));
+        assertRenderFails("{{ ints | map('nofilter') | list }}", Map.of("ints", List.of(1, 2)));
+        assertRenderFails("{{ ints | select('nope') | first }}", Map.of("ints", List.of(1, 2)));
+        assertEquals("['1', '2'][][]", render("{% set g = ints | map('string') %}{{ g | list }}{{ g | list }}{% set h = g | map('upper') %}{{ h | list }}",
+                Map.of("ints", List.of(1, 2))));
+    }
+
+    @Test void fuzz2EscapedTestAndStrMethodArity() {
+        assertEquals("False False", render("{{ 'a' is escaped }} {{ x is escaped }}"));
+        assertRenderFails("{{ 'a'.zfill(10, '*') }}");     // was 000000000a
+        assertRenderFails("{{ 'a'.center() }}");
+        assertRenderFails("{{ 'a'.partition(',', 1) }}");
+    }
+
+    @Test void fuzz2SplitKeepsTheRestAndRsplitScansFromTheRight() {
+        assertEquals("['a', 'b  '] ['pad  '] ['a  b', 'c'] ['  \\n lead'] [' ', 'x y'] ['a', ''] ['', 'a'] ['a', 'b'] [] [] ['a,b', 'c']",
+                render("{{ 'a b  '.split(None,1) }} {{ '  pad  '.split(maxsplit=0) }} {{ 'a  b  c '.rsplit(None,1) }} {{ '  \n lead'.rsplit(None,0) }}"
+                        + " {{ '   x y'.rsplit('  ') }} {{ 'aaa'.rsplit('aa') }} {{ 'aaa'.split('aa') }} {{ ' a b '.rsplit() }} {{ ''.rsplit(None, 0) }}"
+                        + " {{ '  '.split(None, 0) }} {{ 'a,b,c'.rsplit(',', 1) }}"));  // was ['pad'], ['lead'], ['', ' x y'], ['', 'a'] ...
+    }
+
+    @Test void fuzz2ListCountAndIndexTakePythonsArguments() {
+        assertEquals("2 2 1", render("{{ [1, 2, 1].index(1, 1) }} {{ [1, 2, 1].index(1, -1) }} {{ (1, 2).index(2, 0, 2) }}"));
+        assertRenderFails("{{ [1, 2].count(1, 2) }}");  // was 1
+        assertRenderFails("{{ [1, 2, 1].index(1, 1, 2) }}");
+    }
+
+    @Test void equalFloatsCompareEqual() {
+        // floats computed apart are equal by value (the exact int/float comparison once compared two Double boxes)
+        assertEquals("False True True True True True", render("{{ (a | float) != (a | float) }} {{ (a | float) == (a | float) }} {{ x == y }}"
+                + " {{ [x] == [y] }} {{ x in [y] }} {{ (a|float) is eq(a|float) }}", Map.of("a", 3, "x", 1234.5, "y", 1234.5)));
+    }
+
+    @Test void intAndFloatFiltersTakeUnderscoresOnlyBetweenDigits() {
+        assertEquals("[42, 0, 0, 0, 0, 1000, 0, 0, 10000000000, 10, 0, 12, 0] [26, 26, 0]",
+                render("{{ ['4_2', '_2', '2_', '4__2', '0x_1A', '1_000.5', '1__0.5', '1_.5', '1e1_0', '+1_0', '-_1', ' 1_2 ', '0x1_A'] | map('int') | list }}"
+                        + " {{ ['0x_1A', '0x1_A', '0x__1'] | map('int', base=16) | list }}"));  // '_2' | int was 2
+        assertEquals("[42.0, 0.0, 0.0, 1000.5, 0.0, 0.0, 10000000000.0, 0.0, 0.55, 0.0]",
+                render("{{ ['4_2', '_2', '2_', '1_000.5', '1__0.5', '1_.5', '1e1_0', '1._5', '.5_5', '5._'] | map('float') | list }}"));
+    }
+
+    @Test void sequencesRepeatByAnyIntOnEitherSide() {
+        assertEquals("|a|abab|[1, 1]|(1, 1)|[]||(1, 2)", render("{{ 'a' * 'b' is false }}|{{ 'a' * true }}|{{ 2 * 'ab' }}|{{ 2 * [1] }}|{{ (1,) * 2 }}"
+                + "|{{ [1, 2] * -1 }}|{{ 'x' * 0 }}|{{ true * (1, 2) }}"));  // 'a' * false and 2 * [1] failed, (1,) * 2 was [1, 1]
+        assertRenderFails("{{ 'a' * 2.0 }}");
+        assertRenderFails("{{ 'a' * (2**70) }}");
+    }
+
+    @Test void formatFilterIsPrintf() {
+        Map<String, Object> ctx = Map.of("m", JsonParser.parseString("{\"role\": \"user\", \"content\": \"hi\"}"));
+        assertEquals("user: hi|x|[1]||a%|5", render("{{ '%s: %s' | format(m.role, m.content) }}|{{ '%(role)s' | format(role='x') }}"
+                + "|{{ '%s' | format([1]) }}|{{ x | format }}|{{ 'a%%' | format }}|{{ 5 | format }}", ctx));  // was an unknown filter
+        assertRenderFails("{{ '%s' | format(1, a=2) }}");
+        assertRenderFails("{{ '%s %s' | format(1) }}");
     }
 }
