@@ -27,7 +27,7 @@ public final class CpuBackend implements DecodingBackend {
     private final FlashAttention flash;
     private final ScratchPool pool = new ScratchPool();
     private final Map<RopeKey, RopeTable> ropeTables = new HashMap<>();
-    private double[] partials = new double[64];
+    private double[] partials = new double[REDUCE_CHUNKS];
     private long persistentBytes;
     private boolean poisonScratch;
 
@@ -676,11 +676,18 @@ public final class CpuBackend implements DecodingBackend {
         return count.sum();
     }
 
-    /** Fixed chunking and an in-order sum of the chunk partials, so the result does not depend on thread timing. */
+    /** Most chunks of a {@link #reduce}: a constant, so the chunk boundaries (and the sum's bits) do not follow the thread count. */
+    private static final int REDUCE_CHUNKS = 64;
+
+    /**
+     * Fixed chunking and an in-order sum of the chunk partials, so the result depends neither on thread timing nor on
+     * the thread count (chunks of 4 per thread made the gradient norm, hence clipping, and the step loss differ in the
+     * last bits between thread counts).
+     */
     private double reduce(Tensor t, boolean squares) {
         float[] a = CpuStorage.floats(t);
         int o = CpuStorage.offset(t), n = (int) t.numel();
-        int chunks = Math.max(1, Math.min(n / GRAIN, 4 * par.threads()));
+        int chunks = Math.max(1, Math.min(n / GRAIN, REDUCE_CHUNKS));
         if (partials.length < chunks) partials = new double[chunks];
         double[] p = partials;
         par.forEach(chunks, c -> {
