@@ -627,14 +627,15 @@ public final class CpuBackend implements DecodingBackend {
                 float max = Float.NEGATIVE_INFINITY;
                 for (int c = 0; c < vocab; c++) max = Math.max(max, z[o + c]);
                 // Paper App. A: log_softmax once per row, nll against each of the K targets, averaged over K.
-                double targetSum = 0;
-                for (int j = 0; j < k; j++) targetSum += z[o + tg[to + r * k + j]];
+                // Σ (max − z_t), each difference exact in double: lse − mean(z_t) = log Σ e^(z − max) + this / K. (As
+                // (K·lse − Σ z_t) / K the two terms near K·max cancelled, and log V vanished once |z| reached ~1e16.)
+                double targetGap = 0;
+                for (int j = 0; j < k; j++) targetGap += (double) max - z[o + tg[to + r * k + j]];
                 // e^(z − max): into the logits themselves when they become the gradient, else into scratch.
                 float[] e = gradScale != 0f ? z : expRows.floats(vocab);
                 int eo = gradScale != 0f ? o : 0;
                 double sumExp = kern.exp(z, o, e, eo, vocab, 1f, -max);
-                double lse = max + Math.log(sumExp);
-                loss[r] = (float) ((k * lse - targetSum) / k);
+                loss[r] = (float) (Math.log(sumExp) + targetGap / k);
                 if (gradScale != 0f) {
                     float norm = (float) (gradScale / sumExp);  // softmax = e^(z − max) / Σ
                     for (int c = 0; c < vocab; c++) z[o + c] *= norm;

@@ -44,4 +44,30 @@ class CpuEdgeCasesTest {
             }
         }
     }
+
+    /**
+     * All-equal logits give every token probability 1/V, whatever their value: the loss is log V. Written as
+     * (K·lse − Σ targets) / K, the log V vanished in the cancellation of two numbers near K·z once |z| ≥ ~1e16.
+     */
+    @Test
+    void crossEntropyOfHugeEqualLogitsIsLogV() {
+        try (CpuBackend be = new CpuBackend(1)) {
+            for (float z : new float[]{1e16f, 1e20f, -1e30f, 3e38f}) {
+                int vocab = 5, k = 3;
+                float[] logits = new float[2 * vocab];
+                java.util.Arrays.fill(logits, z);
+                Tensor zt = tensor(be, logits, 2, vocab), tg = be.allocate(DType.I32, 2, k);
+                be.uploadInts(tg, new int[]{0, 1, 2, 4, 4, 3});
+                float[] loss = be.download(be.crossEntropyK(zt, tg, vocab, 0f));
+                for (float l : loss) assertEquals(Math.log(vocab), l, 1e-6, "logits all " + z);
+                loss = be.download(be.crossEntropyK(zt, tg, vocab, 1f));
+                for (float l : loss) assertEquals(Math.log(vocab), l, 1e-6, "logits all " + z + ", with the gradient");
+                float[] g = be.download(zt);
+                // softmax 1/5 everywhere minus 1/K per target occurrence
+                assertEquals(0.2f - 1f / 3, g[0], 1e-6f);
+                assertEquals(0.2f - 2f / 3, g[vocab + 4], 1e-6f);
+                be.releaseScratch();
+            }
+        }
+    }
 }
