@@ -44,6 +44,8 @@ public final class BenchKernelsCommand implements Callable<Integer> {
         if (runs < 1) throw new IllegalArgumentException("--runs must be at least 1");
         BenchCommand.checkJsonTarget(json, "kernels.json");
         java.util.regex.Pattern onlyOps = only == null ? null : KernelBench.onlyPattern(only);
+        if (shape != null && !List.of("370m", "780m", "1.3b", "2.7b", "small").contains(shape))  // before a backend opens
+            throw new IllegalArgumentException("unknown --shape '" + shape + "' (choose 370m, 780m, 1.3b, 2.7b or small)");
         try (Backend be = backendOptions.open()) {
             KernelBench.Shapes shapes = switch (shape == null ? (be instanceof CudaBackend ? "370m" : "small") : shape) {
                 case "370m", "780m", "1.3b", "2.7b" -> KernelBench.Shapes.paper(ModelConfig.preset(shape));
@@ -55,6 +57,9 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             KernelBench bench = new KernelBench(be, shapes, runs).withProgress(System.err);  // stdout: the tables alone
             if (onlyOps != null) bench.withOnly(onlyOps);
             List<KernelBench.Row> rows = bench.run();
+            if (onlyOps != null && rows.stream().allMatch(r -> r.op().startsWith("ceiling: ")))
+                throw new IllegalArgumentException("--only '" + only + "' matches no op " + (be instanceof CudaBackend ? "" : "on the "
+                        + be.name() + " backend ") + "(names as the table prints them, e.g. 'rmsNorm backward' or 'attention|swiglu')");
             System.out.print(KernelBench.markdown(rows));
             System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
             if (!(be instanceof CudaBackend))

@@ -49,10 +49,10 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size(), m.contextLength());
         ModelFlops.checkPeakOption(peakTflops);
         BenchCommand.checkJsonTarget(json, "speed.json");
-        if (warmup == 0)
+        List<Backend> backends = backendOptions.openDevices(devices);
+        if (warmup == 0)  // after the backend opened: a backend that cannot is one error line alone
             System.err.println("note: --warmup 0: the first timed steps carry the JIT's compilation and the GEMM tuning, "
                     + "so the table's speed-ups mean little");
-        List<Backend> backends = backendOptions.openDevices(devices);
         try {
             Backend be = backends.getFirst();
             List<Backend> others = backends.subList(1, backends.size());

@@ -1,0 +1,65 @@
+package dev.patchcore.cli;
+
+import dev.patchcore.testing.CapturedConsole;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
+import org.junit.jupiter.api.io.TempDir;
+
+import java.io.ByteArrayOutputStream;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertFalse;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+/** bench and selftest as a user without a GPU meets them: bad input ends in one error line and exit code 2. */
+class BenchCliTest {
+    @RegisterExtension final CapturedConsole console = new CapturedConsole();
+    private final ByteArrayOutputStream err = console.err, out = console.out;
+
+    private static boolean gpuPresent() {
+        try (var cuda = dev.patchcore.backend.cuda.CudaBackend.open(null, true)) {
+            return true;
+        } catch (dev.patchcore.backend.cuda.CudaUnavailableException e) {
+            return false;
+        }
+    }
+
+    private void assertOneErrorLine(String expectedFragment, String... args) {
+        err.reset();
+        int code = Main.run(args);
+        String e = err.toString().strip();
+        assertEquals(2, code, "exit code for " + String.join(" ", args) + "; stderr: " + e);
+        assertEquals(1, e.lines().count(), "exactly one error line, got: " + e);
+        assertTrue(e.startsWith("error: "), e);
+        assertTrue(e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+    }
+
+    /** A regular expression that names no op is a mistake (a typo), not an empty table with exit code 0. */
+    @Test void kernelsOnlyMatchingNoOpIsAnError(@TempDir Path dir) {
+        err.reset();
+        Path json = dir.resolve("k.json");
+        int code = Main.run("bench", "kernels", "--backend", "cpu", "--runs", "1", "--only", "no-such-op", "--json", json.toString());
+        List<String> errors = err.toString().lines().filter(l -> l.startsWith("error: ")).toList();
+        assertEquals(2, code, err.toString());
+        assertEquals(1, errors.size(), err.toString());
+        assertTrue(errors.getFirst().contains("--only 'no-such-op' matches no op"), errors.getFirst());
+        assertTrue(err.toString().strip().endsWith(errors.getFirst()), "the error is the last line: " + err);
+        assertFalse(Files.exists(json), "no JSON of an empty table");
+    }
+
+    /** --warmup 0's note belongs to a run that starts: a backend that cannot open is one error line alone. */
+    @Test void speedWarmupNoteDoesNotPrecedeABackendError() {
+        org.junit.jupiter.api.Assumptions.assumeFalse(gpuPresent(), "a GPU is present: --backend cuda would run");
+        assertOneErrorLine("--backend cuda", "bench", "speed", "--backend", "cuda", "--warmup", "0", "--steps", "1");
+    }
+
+    /** An unknown --shape is refused before the backend opens (on CUDA: seconds) and before anything is printed. */
+    @Test void kernelsUnknownShapeIsRefusedBeforeTheBackendOpens() {
+        out.reset();
+        assertOneErrorLine("unknown --shape 'huge'", "bench", "kernels", "--shape", "huge");
+        assertEquals("", out.toString(), "nothing printed before the refusal");
+    }
+}
