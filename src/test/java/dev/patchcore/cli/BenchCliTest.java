@@ -62,4 +62,18 @@ class BenchCliTest {
         assertOneErrorLine("unknown --shape 'huge'", "bench", "kernels", "--shape", "huge");
         assertEquals("", out.toString(), "nothing printed before the refusal");
     }
+
+    /**
+     * selftest --only with no matching check: refused before the table starts, as one "error: ..." line (exit code 2)
+     * instead of a "selftest: 0 checks" summary and a line without the prefix. Its choice of checks runs without a GPU.
+     */
+    @Test void selftestOnlyMatchingNoCheckIsAnError() {
+        try (var cpu = new dev.patchcore.backend.cpu.CpuBackend(1)) {
+            var all = new dev.patchcore.selftest.ParityChecks(cpu, cpu, 1, false).checks();
+            assertEquals(all, SelftestCommand.selected(all, null));
+            assertEquals(List.of("rope Dh=64", "rope Dh=128"), SelftestCommand.selected(all, "rope Dh").stream().map(c -> c.name()).toList());
+            var e = org.junit.jupiter.api.Assertions.assertThrows(IllegalArgumentException.class, () -> SelftestCommand.selected(all, "no such check"));
+            assertTrue(e.getMessage().startsWith("--only 'no such check' matches no check"), e.getMessage());
+        }
+    }
 }
