@@ -13,6 +13,11 @@ public final class BenchCommand implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
+    /** Writes a benchmark's --json file whole, as a temporary file renamed over it (a failed write leaves no half of it). */
+    static void writeJson(java.nio.file.Path json, String text) {
+        dev.patchcore.checkpoint.AtomicFiles.writeString(json, text);
+    }
+
     /** A --json target the benchmark can write when it is done, checked before it starts (null: none given). */
     static void checkJsonTarget(java.nio.file.Path json, String example) {
         if (json == null) return;

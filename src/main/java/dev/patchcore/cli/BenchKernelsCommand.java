@@ -8,9 +8,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -76,11 +73,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
                 doc.put("gemmCeilingTflopPerS", bench.gemmCeilingTflopPerS());
                 doc.put("rows", rows);
                 doc.put("attentionMemory", bench.memory());
-                try {
-                    Files.writeString(json, dev.patchcore.bench.BenchJson.GSON.toJson(doc));
-                } catch (IOException e) {
-                    throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
-                }
+                BenchCommand.writeJson(json, dev.patchcore.bench.BenchJson.GSON.toJson(doc));
                 System.out.println("wrote " + json);
             }
             return 0;

@@ -8,9 +8,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -68,11 +65,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
             System.out.print(SpeedTable.markdown(rows));
             String j = SpeedTable.json(rows, be.name(), m, backends.size());
             if (json != null) {
-                try {
-                    Files.writeString(json, j);
-                } catch (IOException e) {
-                    throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
-                }
+                BenchCommand.writeJson(json, j);
                 System.out.println("wrote " + json);
             }
         } finally {

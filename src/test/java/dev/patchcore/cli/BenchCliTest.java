@@ -76,4 +76,20 @@ class BenchCliTest {
             assertTrue(e.getMessage().startsWith("--only 'no such check' matches no check"), e.getMessage());
         }
     }
+
+    /**
+     * --json replaces its file whole (a temporary file renamed over it), never rewriting it in place: a write cut short
+     * (a full disk) would leave half a table. Seen here through a hard link, which an in-place write changes too.
+     */
+    @Test void jsonReplacesItsFileWhole(@TempDir Path dir) throws java.io.IOException {
+        Path other = dir.resolve("other.json"), json = dir.resolve("speed.json");
+        Files.writeString(other, "previous");
+        Files.createLink(json, other);
+        BenchCommand.writeJson(json, "{\"rows\": []}");
+        assertEquals("{\"rows\": []}", Files.readString(json));
+        assertEquals("previous", Files.readString(other), "the file was rewritten in place");
+        try (var files = Files.list(dir)) {
+            assertEquals(List.of("other.json", "speed.json"), files.map(f -> f.getFileName().toString()).sorted().toList());
+        }
+    }
 }
