@@ -54,7 +54,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             KernelBench bench = new KernelBench(be, shapes, runs).withProgress(System.err);  // stdout: the tables alone
             if (onlyOps != null) bench.withOnly(onlyOps);
             List<KernelBench.Row> rows = bench.run();
-            if (onlyOps != null && rows.stream().allMatch(r -> r.op().startsWith("ceiling: ")))
+            if (onlyOps != null && rows.stream().noneMatch(r -> onlyOps.matcher(r.op()).find()))  // --only ceiling: those alone
                 throw new IllegalArgumentException("--only '" + only + "' matches no op " + (be instanceof CudaBackend ? "" : "on the "
                         + be.name() + " backend ") + "(names as the table prints them, e.g. 'rmsNorm backward' or 'attention|swiglu')");
             System.out.print(KernelBench.markdown(rows));

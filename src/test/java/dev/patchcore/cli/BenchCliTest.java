@@ -48,6 +48,8 @@ class BenchCliTest {
         assertTrue(errors.getFirst().contains("--only 'no-such-op' matches no op"), errors.getFirst());
         assertTrue(err.toString().strip().endsWith(errors.getFirst()), "the error is the last line: " + err);
         assertFalse(Files.exists(json), "no JSON of an empty table");
+        err.reset();
+        assertEquals(0, Main.run("bench", "kernels", "--backend", "cpu", "--runs", "1", "--only", "ceiling: gemm"), err.toString());
     }
 
     /** --warmup 0's note belongs to a run that starts: a backend that cannot open is one error line alone. */
