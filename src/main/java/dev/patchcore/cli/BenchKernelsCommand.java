@@ -58,7 +58,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
                 throw new IllegalArgumentException("--only '" + only + "' matches no op " + (be instanceof CudaBackend ? "" : "on the "
                         + be.name() + " backend ") + "(names as the table prints them, e.g. 'rmsNorm backward' or 'attention|swiglu')");
             System.out.print(KernelBench.markdown(rows));
-            System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
+            System.out.printf("ceilings: copy %.1f GB/s, gemm %.2f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
             if (!(be instanceof CudaBackend))
                 System.out.println("note: the copy ceiling streams 64 MiB from memory; on a CPU the smaller ops' data stays in cache, "
                         + "so they can run above 100 % of it");

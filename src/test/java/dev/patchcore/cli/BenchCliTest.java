@@ -49,7 +49,13 @@ class BenchCliTest {
         assertTrue(err.toString().strip().endsWith(errors.getFirst()), "the error is the last line: " + err);
         assertFalse(Files.exists(json), "no JSON of an empty table");
         err.reset();
+        out.reset();
         assertEquals(0, Main.run("bench", "kernels", "--backend", "cpu", "--runs", "1", "--only", "ceiling: gemm"), err.toString());
+        // The summary line says the ceilings as the table does (a CPU's 0.12 TFLOP/s was "0.1")
+        String table = out.toString();
+        String gemmRow = table.lines().filter(l -> l.startsWith("| ceiling: gemm |")).findFirst().orElseThrow();
+        String tflops = gemmRow.split("\\|")[5].strip();
+        assertTrue(table.contains("ceilings: copy ") && table.contains(", gemm " + tflops + " TFLOP/s"), table);
     }
 
     /** --warmup 0's note belongs to a run that starts: a backend that cannot open is one error line alone. */
