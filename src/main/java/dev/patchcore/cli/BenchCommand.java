@@ -13,9 +13,22 @@ public final class BenchCommand implements Runnable {
         spec.commandLine().usage(System.out);
     }
 
-    /** Writes a benchmark's --json file whole, as a temporary file renamed over it (a failed write leaves no half of it). */
+    /**
+     * Writes a benchmark's --json file whole, as a temporary file renamed over it (a failed write leaves no half of it).
+     * A symbolic link (/dev/stdout among them) or something that is not a file (a pipe, a device) is written through
+     * as it is: renaming over it would replace the link or the device instead of writing where it points.
+     */
     static void writeJson(java.nio.file.Path json, String text) {
-        dev.patchcore.checkpoint.AtomicFiles.writeString(json, text);
+        java.nio.file.LinkOption noFollow = java.nio.file.LinkOption.NOFOLLOW_LINKS;
+        if (!java.nio.file.Files.exists(json, noFollow) || java.nio.file.Files.isRegularFile(json, noFollow)) {
+            dev.patchcore.checkpoint.AtomicFiles.writeString(json, text);
+            return;
+        }
+        try {
+            java.nio.file.Files.writeString(json, text);
+        } catch (java.io.IOException e) {
+            throw new java.io.UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
+        }
     }
 
     /** A --json target the benchmark can write when it is done, checked before it starts (null: none given). */

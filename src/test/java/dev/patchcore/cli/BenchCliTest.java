@@ -103,5 +103,11 @@ class BenchCliTest {
         try (var files = Files.list(dir)) {
             assertEquals(List.of("other.json", "speed.json"), files.map(f -> f.getFileName().toString()).sorted().toList());
         }
+        // A symbolic link stays one: the file it names gets the table, as a plain write gave it
+        Path link = dir.resolve("link.json");
+        Files.createSymbolicLink(link, other);
+        BenchCommand.writeJson(link, "{}");
+        assertTrue(Files.isSymbolicLink(link), "the link was replaced by a file");
+        assertEquals("{}", Files.readString(other));
     }
 }
