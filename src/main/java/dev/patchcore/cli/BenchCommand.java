@@ -37,6 +37,8 @@ public final class BenchCommand implements Runnable {
         if (java.nio.file.Files.isDirectory(json))
             throw new IllegalArgumentException("--json " + json + " is a folder; give a file name, e.g. " + json.resolve(example));
         java.nio.file.Path folder = json.toAbsolutePath().getParent();
+        if (folder != null && java.nio.file.Files.exists(folder) && !java.nio.file.Files.isDirectory(folder))
+            throw new IllegalArgumentException("--json " + json + ": " + folder + " is a file, not a folder");
         if (folder == null || !java.nio.file.Files.isDirectory(folder))
             throw new IllegalArgumentException("--json " + json + ": the folder " + folder + " does not exist");
         try {  // can a file be written there? Said now, not after the whole benchmark has run

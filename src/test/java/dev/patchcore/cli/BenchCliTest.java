@@ -110,4 +110,11 @@ class BenchCliTest {
         assertTrue(Files.isSymbolicLink(link), "the link was replaced by a file");
         assertEquals("{}", Files.readString(other));
     }
+
+    /** A --json path under a file: the file is named as what it is, not as a folder that does not exist. */
+    @Test void jsonUnderAFileSaysItIsAFile(@TempDir Path dir) throws java.io.IOException {
+        Path file = Files.writeString(dir.resolve("notes.txt"), "x");
+        assertOneErrorLine("--json " + file.resolve("k.json") + ": " + file + " is a file, not a folder",
+                "bench", "kernels", "--backend", "cpu", "--json", file.resolve("k.json").toString());
+    }
 }
