@@ -8,9 +8,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -44,6 +41,8 @@ public final class BenchKernelsCommand implements Callable<Integer> {
         if (runs < 1) throw new IllegalArgumentException("--runs must be at least 1");
         BenchCommand.checkJsonTarget(json, "kernels.json");
         java.util.regex.Pattern onlyOps = only == null ? null : KernelBench.onlyPattern(only);
+        if (shape != null && !List.of("370m", "780m", "1.3b", "2.7b", "small").contains(shape))  // before a backend opens
+            throw new IllegalArgumentException("unknown --shape '" + shape + "' (choose 370m, 780m, 1.3b, 2.7b or small)");
         try (Backend be = backendOptions.open()) {
             KernelBench.Shapes shapes = switch (shape == null ? (be instanceof CudaBackend ? "370m" : "small") : shape) {
                 case "370m", "780m", "1.3b", "2.7b" -> KernelBench.Shapes.paper(ModelConfig.preset(shape));
@@ -55,8 +54,11 @@ public final class BenchKernelsCommand implements Callable<Integer> {
             KernelBench bench = new KernelBench(be, shapes, runs).withProgress(System.err);  // stdout: the tables alone
             if (onlyOps != null) bench.withOnly(onlyOps);
             List<KernelBench.Row> rows = bench.run();
+            if (onlyOps != null && rows.stream().noneMatch(r -> onlyOps.matcher(r.op()).find()))  // --only ceiling: those alone
+                throw new IllegalArgumentException("--only '" + only + "' matches no op " + (be instanceof CudaBackend ? "" : "on the "
+                        + be.name() + " backend ") + "(names as the table prints them, e.g. 'rmsNorm backward' or 'attention|swiglu')");
             System.out.print(KernelBench.markdown(rows));
-            System.out.printf("ceilings: copy %.1f GB/s, gemm %.1f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
+            System.out.printf("ceilings: copy %.1f GB/s, gemm %.2f TFLOP/s%n", bench.copyCeilingGbPerS(), bench.gemmCeilingTflopPerS());
             if (!(be instanceof CudaBackend))
                 System.out.println("note: the copy ceiling streams 64 MiB from memory; on a CPU the smaller ops' data stays in cache, "
                         + "so they can run above 100 % of it");
@@ -71,11 +73,7 @@ public final class BenchKernelsCommand implements Callable<Integer> {
                 doc.put("gemmCeilingTflopPerS", bench.gemmCeilingTflopPerS());
                 doc.put("rows", rows);
                 doc.put("attentionMemory", bench.memory());
-                try {
-                    Files.writeString(json, dev.patchcore.bench.BenchJson.GSON.toJson(doc));
-                } catch (IOException e) {
-                    throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
-                }
+                BenchCommand.writeJson(json, dev.patchcore.bench.BenchJson.GSON.toJson(doc));
                 System.out.println("wrote " + json);
             }
             return 0;

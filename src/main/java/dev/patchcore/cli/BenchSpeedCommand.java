@@ -8,9 +8,6 @@ import picocli.CommandLine.Command;
 import picocli.CommandLine.Mixin;
 import picocli.CommandLine.Option;
 
-import java.io.IOException;
-import java.io.UncheckedIOException;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.List;
 
@@ -49,10 +46,10 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
         SpeedTable.checkSettings(batch, accum, k, warmup, steps, devices == null ? 1 : devices.size(), m.contextLength());
         ModelFlops.checkPeakOption(peakTflops);
         BenchCommand.checkJsonTarget(json, "speed.json");
-        if (warmup == 0)
+        List<Backend> backends = backendOptions.openDevices(devices);
+        if (warmup == 0)  // after the backend opened: a backend that cannot is one error line alone
             System.err.println("note: --warmup 0: the first timed steps carry the JIT's compilation and the GEMM tuning, "
                     + "so the table's speed-ups mean little");
-        List<Backend> backends = backendOptions.openDevices(devices);
         try {
             Backend be = backends.getFirst();
             List<Backend> others = backends.subList(1, backends.size());
@@ -68,11 +65,7 @@ public final class BenchSpeedCommand implements java.util.concurrent.Callable<In
             System.out.print(SpeedTable.markdown(rows));
             String j = SpeedTable.json(rows, be.name(), m, backends.size());
             if (json != null) {
-                try {
-                    Files.writeString(json, j);
-                } catch (IOException e) {
-                    throw new UncheckedIOException("cannot write " + json + ": " + e.getMessage(), e);
-                }
+                BenchCommand.writeJson(json, j);
                 System.out.println("wrote " + json);
             }
         } finally {
