@@ -11,17 +11,12 @@ It writes src/test/resources/chat-templates/fuzz-focus.json in fuzz.json's forma
     python3 tools/reference/chat-templates/fuzz_focus.py [--seed N] [--count N] [--out FILE]
 """
 import argparse
-import datetime
-import json
 import os
-import random
 import sys
 
-from jinja2.exceptions import TemplateError, TemplateSyntaxError
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from check_jinja2 import RESOURCES, environment  # noqa: E402
-from fuzz_jinja2 import NOW, Gen, rand_context  # noqa: E402
+from check_jinja2 import RESOURCES  # noqa: E402
+from fuzz_jinja2 import CAUGHT, Gen, generate  # noqa: E402
 
 SEPS = ["','", "' '", "'a'", "'  '", "'\\n'", 'none', "'x,'"]
 CHARS = ["' '", "'ab'", "'x'", "'\\n '", 'none', "''", "'.,'"]
@@ -218,39 +213,9 @@ def main():
     ap.add_argument('--count', type=int, default=1500)
     ap.add_argument('--out', default=os.path.join(RESOURCES, 'fuzz-focus.json'))
     a = ap.parse_args()
-    env = environment(datetime.datetime.strptime(NOW, '%Y-%m-%dT%H:%M:%SZ'))
-    r = random.Random(a.seed)
-    cases, errors, syntax = [], 0, 0
-    while len(cases) < a.count:
-        g = Focus(r)
-        template = g.template()
-        context = rand_context(r)
-        try:
-            compiled = env.from_string(template)
-        except (TemplateSyntaxError, SyntaxError):
-            syntax += 1
-            continue
-        case = {'template': template, 'context': context}
-        try:
-            text = compiled.render(**context)
-            if '0x' in text.lower() or '<function' in text or '<Namespace' in text or 'object at' in text.lower():
-                continue  # object reprs: not a rendering anyone depends on
-            case['text'] = text
-        except (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError,
-                OverflowError, AssertionError) as e:
-            case['error'] = f'{type(e).__name__}: {e}'
-            errors += 1
-        except RecursionError:
-            continue
-        cases.append(case)
-    doc = {'generator': 'tools/reference/chat-templates/fuzz_focus.py', 'seed': a.seed, 'now': NOW, 'cases': cases}
-    with open(a.out, 'w', encoding='utf-8') as f:  # one case a line
-        head = json.dumps({k: v for k, v in doc.items() if k != 'cases'}, ensure_ascii=False)
-        f.write(head[:-1] + ', "cases": [\n')
-        f.write(',\n'.join(json.dumps(c, ensure_ascii=False) for c in cases))
-        f.write('\n]}\n')
-    print(f'{len(cases)} cases ({errors} errors in Jinja2; {syntax} templates that did not compile were dropped), '
-          f'{os.path.getsize(a.out)} bytes')
+    generate(a.seed, a.count, a.out, 'tools/reference/chat-templates/fuzz_focus.py', Focus,
+             lambda text: '0x' in text.lower() or '<function' in text or '<Namespace' in text or 'object at' in text.lower(),
+             CAUGHT + (AssertionError,))
 
 
 if __name__ == '__main__':

@@ -504,18 +504,14 @@ class Gen:
         return self.stmts(0, self.r.randint(1, 4)) + self.ws()
 
 
-def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument('--seed', type=int, default=20240723)
-    ap.add_argument('--count', type=int, default=1350)
-    ap.add_argument('--out', default=os.path.join(RESOURCES, 'fuzz.json'))
-    a = ap.parse_args()
+def generate(seed, count, out, generator, make_gen, is_repr, caught):
+    """Writes count cases of templates from make_gen(random) that Jinja2 compiles, with its rendering or error, to out
+    (one case a line): renderings is_repr says are object reprs are dropped, the exception types in caught are errors."""
     env = environment(datetime.datetime.strptime(NOW, '%Y-%m-%dT%H:%M:%SZ'))
-    r = random.Random(a.seed)
+    r = random.Random(seed)
     cases, errors, syntax = [], 0, 0
-    while len(cases) < a.count:
-        g = Gen(r)
-        template = g.template()
+    while len(cases) < count:
+        template = make_gen(r).template()
         context = rand_context(r)
         try:
             compiled = env.from_string(template)
@@ -525,24 +521,36 @@ def main():
         case = {'template': template, 'context': context}
         try:
             text = compiled.render(**context)
-            if '0x' in text or '<function' in text or '<Namespace' in text:
+            if is_repr(text):
                 continue  # object reprs: not a rendering anyone depends on
             case['text'] = text
-        except (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError,
-                OverflowError) as e:
+        except caught as e:
             case['error'] = f'{type(e).__name__}: {e}'
             errors += 1
         except RecursionError:
             continue
         cases.append(case)
-    doc = {'generator': 'tools/reference/chat-templates/fuzz_jinja2.py', 'seed': a.seed, 'now': NOW, 'cases': cases}
-    with open(a.out, 'w', encoding='utf-8') as f:  # one case a line
+    doc = {'generator': generator, 'seed': seed, 'now': NOW, 'cases': cases}
+    with open(out, 'w', encoding='utf-8') as f:  # one case a line
         head = json.dumps({k: v for k, v in doc.items() if k != 'cases'}, ensure_ascii=False)
         f.write(head[:-1] + ', "cases": [\n')
         f.write(',\n'.join(json.dumps(c, ensure_ascii=False) for c in cases))
         f.write('\n]}\n')
     print(f'{len(cases)} cases ({errors} errors in Jinja2; {syntax} templates that did not compile were dropped), '
-          f'{os.path.getsize(a.out)} bytes')
+          f'{os.path.getsize(out)} bytes')
+
+
+CAUGHT = (TemplateError, TypeError, ValueError, AttributeError, KeyError, IndexError, ZeroDivisionError, OverflowError)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument('--seed', type=int, default=20240723)
+    ap.add_argument('--count', type=int, default=1350)
+    ap.add_argument('--out', default=os.path.join(RESOURCES, 'fuzz.json'))
+    a = ap.parse_args()
+    generate(a.seed, a.count, a.out, 'tools/reference/chat-templates/fuzz_jinja2.py', Gen,
+             lambda text: '0x' in text or '<function' in text or '<Namespace' in text, CAUGHT)
 
 
 if __name__ == '__main__':
