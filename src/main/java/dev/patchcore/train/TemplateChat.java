@@ -114,7 +114,21 @@ public final class TemplateChat implements Chat {
             else if (ids != null && !ids.isJsonNull()) stops.add(tokenId(ids, ids, generation));
         }
         stops.removeIf(id -> id < 0 || id >= tok.vocabSize());
-        return new TemplateChat(template.get(), where, tok, tokenText(cfg, "bos_token"), tokenText(cfg, "eos_token"), stops);
+        return new TemplateChat(template.get(), where, tok, tokenText(cfg, "bos_token", tok), tokenText(cfg, "eos_token", tok), stops);
+    }
+
+    /**
+     * {@code bos_token} / {@code eos_token} as transformers fills them in: the config's, else, for a SentencePiece
+     * {@code tokenizer.model} read as a LLaMA tokenizer (no other {@code tokenizer_class} named), LlamaTokenizer's
+     * defaults {@code <s>} / {@code </s>} where the model has them; "" where the config says null or nothing applies.
+     */
+    private static String tokenText(JsonObject cfg, String field, Tokenizer tok) {
+        if (cfg.has(field)) return tokenText(cfg, field);
+        String cls = string(cfg.get("tokenizer_class"));
+        if (!(tok instanceof dev.patchcore.data.SentencePieceTokenizer) || cls != null && !cls.toLowerCase(java.util.Locale.ROOT).contains("llama"))
+            return "";
+        String llamaDefault = field.equals("bos_token") ? "<s>" : "</s>";
+        return tok.specialId(llamaDefault) >= 0 ? llamaDefault : "";
     }
 
     /** The template's source, as a fine-tuned checkpoint keeps it ({@value #TEMPLATE_FILE}). */

@@ -282,6 +282,20 @@ class TemplateChatTest {
         assertArrayEquals(before.prompt(conversation.subList(0, 1)), after.prompt(conversation.subList(0, 1)));
     }
 
+    /**
+     * A tokenizer.model folder whose tokenizer_config.json names no bos_token / eos_token renders LlamaTokenizer's
+     * defaults, <s> and </s>, as transformers fills them in; an explicit null stays empty.
+     */
+    @Test void aSentencePieceFolderWithoutTokenNamesRendersLlamasDefaults(@TempDir Path dir) throws IOException {
+        SentencePieceTokenizer tok = writeSentencePieceFolder(dir);
+        List<Message> conversation = CONVERSATIONS.getFirst();
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"chat_template\": " + new com.google.gson.JsonPrimitive(MISTRAL) + "}");
+        assertEquals("<s>[INST] Capital of France? [/INST]Paris.</s>", TemplateChat.fromFolder(dir, tok).render(conversation, false));
+        Files.writeString(dir.resolve("tokenizer_config.json"), "{\"bos_token\": null, \"eos_token\": \"</s>\", \"chat_template\": "
+                + new com.google.gson.JsonPrimitive(MISTRAL) + "}");
+        assertEquals("[INST] Capital of France? [/INST]Paris.</s>", TemplateChat.fromFolder(dir, tok).render(conversation, false));
+    }
+
     /** A LLaMA-2-style Hugging Face folder: tokenizer.model (the 1000-piece test model), config.json with bos_token_id 1. */
     private static SentencePieceTokenizer writeSentencePieceFolder(Path hf) throws IOException {
         Files.move(dev.patchcore.data.SentencePieceFixture.model(hf), hf.resolve(SentencePieceTokenizer.FILE_NAME));
