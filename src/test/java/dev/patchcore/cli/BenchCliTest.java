@@ -28,13 +28,7 @@ class BenchCliTest {
     }
 
     private void assertOneErrorLine(String expectedFragment, String... args) {
-        err.reset();
-        int code = Main.run(args);
-        String e = err.toString().strip();
-        assertEquals(2, code, "exit code for " + String.join(" ", args) + "; stderr: " + e);
-        assertEquals(1, e.lines().count(), "exactly one error line, got: " + e);
-        assertTrue(e.startsWith("error: "), e);
-        assertTrue(e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+        console.assertUserError(expectedFragment, args);
     }
 
     /** A regular expression that names no op is a mistake (a typo), not an empty table with exit code 0. */

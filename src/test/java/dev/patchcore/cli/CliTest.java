@@ -19,13 +19,7 @@ class CliTest {
     private final ByteArrayOutputStream err = console.err, out = console.out;
 
     private void assertUserError(String expectedFragment, String... args) {
-        err.reset();
-        int code = Main.run(args);
-        String e = err.toString().strip();
-        assertEquals(2, code, "exit code for " + String.join(" ", args) + "; stderr: " + e);
-        assertEquals(1, e.lines().count(), "exactly one error line, got: " + e);
-        assertTrue(e.startsWith("error: "), e);
-        assertTrue(e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+        console.assertUserError(expectedFragment, args);
     }
 
     /**

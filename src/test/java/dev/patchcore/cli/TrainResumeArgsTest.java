@@ -16,13 +16,7 @@ class TrainResumeArgsTest {
     @RegisterExtension final CapturedConsole console = new CapturedConsole();
 
     private String userError(String... args) {
-        console.err.reset();
-        int code = Main.run(args);
-        String e = console.err.toString().strip();
-        assertEquals(2, code, "exit code; stderr: " + e);
-        assertEquals(1, e.lines().count(), "exactly one error line, got: " + e);
-        assertTrue(e.startsWith("error: "), e);
-        return e;
+        return console.userError(args);
     }
 
     /** A sharded Hugging Face folder ended in a NullPointerException's stack trace (its meta has no run state). */

@@ -388,12 +388,7 @@ class ChatFormatTest {
     }
 
     private void assertUserError(String expectedFragment, String... args) {
-        err.reset();
-        int code = Main.run(args);
-        String e = err.toString().strip();
-        assertEquals(2, code, "exit code; stderr: " + e);
-        assertEquals(1, e.lines().count(), "one error line: " + e);
-        assertTrue(e.startsWith("error: ") && e.contains(expectedFragment), "'" + e + "' should mention '" + expectedFragment + "'");
+        console.assertUserError(expectedFragment, args);
     }
 
     /**
